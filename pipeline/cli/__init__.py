@@ -1,0 +1,44 @@
+"""``limitjump``: one command per DVC stage, one module per command.
+
+A command reads params through ``pipeline.config``, calls its stage's pure functions and writes
+the outputs atomically. Each module is listed as a dependency of its own DVC stage only.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import typer
+
+from pipeline.config import ConfigError, Params, load_params
+from pipeline.contract import ContractError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Predict missed repayments after a credit-limit jump.")
+
+PARAMS = typer.Option(Path("params.yaml"), "--params", help="Params file.")
+
+
+@app.callback()
+def _commands() -> None:
+    """Predict missed repayments after a credit-limit jump: one command per DVC stage."""
+
+
+def load(path: Path) -> Params:
+    """Params, or exit 2 with every bad key named."""
+    try:
+        return load_params(path)
+    except ConfigError as err:
+        typer.echo(str(err), err=True)
+        raise typer.Exit(2) from err
+
+
+def main() -> None:
+    from pipeline.cli import features, simulate, split  # noqa: F401  (registers the commands)
+
+    try:
+        app()
+    except (ContractError, FileNotFoundError) as err:
+        typer.echo(f"error: {err}", err=True)
+        sys.exit(1)

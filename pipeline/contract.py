@@ -1,0 +1,279 @@
+"""The data contract: every table the simulator writes and the scorer reads, written once.
+
+Each column has a dtype, a unit, an allowed range or set of values and a nullability; each table
+has a key. ``validate`` checks a frame with pandera and raises ``ContractError`` naming the file,
+the column and the first offending rows; ``violations`` returns every failing row, which the scorer
+uses to reject borrowers instead of stopping.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import pandera.pandas as pa
+from pandera.errors import SchemaErrors
+
+from pipeline.config import CAUSES, EMPLOYMENT_TYPES, TRIGGERS
+
+MAX_AMOUNT = 10_000_000.0  # CNY; anything above is a unit error (fen instead of yuan, say)
+MAX_ROWS_IN_MESSAGE = 5
+
+
+class ContractError(ValueError):
+    """A table that breaks the contract; the message names file, column and rows."""
+
+
+@dataclass(frozen=True)
+class Col:
+    name: str
+    dtype: str  # int64 | float64 | str | datetime64[s]
+    unit: str
+    description: str
+    min: float | None = None
+    max: float | None = None
+    allowed: tuple[str, ...] | None = None
+    nullable: bool = False
+
+    def checks(self) -> list[pa.Check]:
+        out = []
+        if self.min is not None and self.max is not None:
+            out.append(pa.Check.in_range(self.min, self.max))
+        elif self.min is not None:
+            out.append(pa.Check.ge(self.min))
+        if self.allowed is not None:
+            out.append(pa.Check.isin(list(self.allowed)))
+        return out
+
+
+@dataclass(frozen=True)
+class Table:
+    name: str
+    description: str
+    columns: tuple[Col, ...]
+    key: tuple[str, ...]
+    date_column: str | None  # the column that dates a row for point-in-time use
+    sort: tuple[str, ...] = field(default=())
+
+    def column(self, name: str) -> Col:
+        return next(c for c in self.columns if c.name == name)
+
+    @property
+    def names(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+
+def _id() -> Col:
+    return Col("borrower_id", "int64", "id", "Borrower identifier", min=0)
+
+
+def _date(name: str, description: str, nullable: bool = False) -> Col:
+    return Col(name, "datetime64[s]", "date", description, nullable=nullable)
+
+
+def _cny(name: str, description: str, nullable: bool = False) -> Col:
+    return Col(name, "float64", "CNY", description, min=0.0, max=MAX_AMOUNT, nullable=nullable)
+
+
+def _prob(name: str, description: str) -> Col:
+    return Col(name, "float64", "probability", description, min=0.0, max=1.0)
+
+
+LENDER_TYPES = ("bank", "consumer_finance", "online_lender")
+LINE_STATUSES = ("active", "restricted", "frozen")
+LIMIT_EVENT_TYPES = ("initial", "increase", "restriction", "restoration")
+PLATFORM_EVENT_TYPES = ("autodebit_authorised", "autodebit_revoked", "autodebit_cancelled",
+                        "reauth_required", "debit_failed")
+PLATFORM_EVENT_DETAILS = ("onboarding", "user_action", "card_changed", "expired", "policy_deadline",
+                          "insufficient_funds", "mandate_invalid", "system_unavailable",
+                          "autodebit_policy_2025")
+TECHNICAL_KINDS = ("mandate_known", "mandate_silent", "outage")
+
+TABLES: dict[str, Table] = {t.name: t for t in (
+    Table("borrowers", "One row per borrower: what the application recorded.", (
+        _id(),
+        _date("onboard_date", "Date the credit line was opened"),
+        Col("age", "int64", "years", "Age at onboarding", min=18, max=80),
+        Col("city_tier", "int64", "tier", "City tier, 1 (largest cities) to 4", min=1, max=4),
+        Col("employment_type", "str", "category", "Employment type as declared",
+            allowed=EMPLOYMENT_TYPES),
+        _cny("declared_monthly_income", "Monthly income the borrower declared"),
+    ), key=("borrower_id",), date_column="onboard_date"),
+    Table("statements", "One row per borrower and billing cycle, issued on the cycle's last day.", (
+        _id(),
+        _date("statement_date", "Last day of the billing cycle; the statement is issued then"),
+        _date("cycle_start_date", "First day of the billing cycle"),
+        _cny("credit_limit", "Credit limit at the statement date"),
+        _cny("balance", "Outstanding principal plus overdue amount at the statement date"),
+        _cny("purchases", "Amount drawn on the line during the cycle"),
+        _cny("installment_due_next", "Scheduled installments due at the next due date"),
+        _cny("overdue_amount", "Amount past due at the statement date"),
+        Col("days_past_due", "int64", "days", "Days the oldest unpaid amount is past due", min=0,
+            max=10_000),
+        Col("credit_score", "int64", "points", "Bureau credit score pulled at the statement date",
+            min=300, max=950),
+        _cny("wallet_inflow", "Inflows to the borrower's wallet seen by the platform in the cycle"),
+        _cny("wallet_balance", "Wallet balance seen by the platform at the statement date"),
+        Col("line_status", "str", "category", "Line status at the statement date",
+            allowed=LINE_STATUSES),
+    ), key=("borrower_id", "statement_date"), date_column="statement_date"),
+    Table("installments", "One row per borrower and due date: what the platform asked to be paid.", (
+        _id(),
+        _date("due_date", "Due date"),
+        _cny("scheduled_amount", "Installments of drawdowns falling due on this date"),
+        _cny("arrears_amount", "Overdue amount carried into this due date, with late fees"),
+    ), key=("borrower_id", "due_date"), date_column="due_date"),
+    Table("repayments", "One row per payment received.", (
+        _id(),
+        _date("payment_date", "Date the payment was received"),
+        _date("due_date", "Due date of the cycle the payment settles"),
+        Col("amount", "float64", "CNY", "Amount paid", min=0.01, max=MAX_AMOUNT),
+        Col("channel", "str", "category", "How the payment came in",
+            allowed=("auto_debit", "manual")),
+    ), key=("borrower_id", "due_date", "payment_date"), date_column="payment_date"),
+    Table("drawdowns", "One row per drawdown, converted into equal monthly installments.", (
+        _id(),
+        _date("drawdown_date", "Date of the drawdown"),
+        Col("amount", "float64", "CNY", "Amount drawn", min=0.01, max=MAX_AMOUNT),
+        Col("tenor_months", "int64", "months", "Number of monthly installments", min=3, max=12),
+        Col("apr", "float64", "rate per year", "Annual percentage rate", min=0.0, max=1.0),
+        Col("monthly_installment", "float64", "CNY", "Equal monthly installment", min=0.0,
+            max=MAX_AMOUNT),
+        Col("purpose", "str", "category", "Kind of drawdown",
+            allowed=("purchase", "large_purchase", "cash_withdrawal")),
+    ), key=(), date_column="drawdown_date", sort=("borrower_id", "drawdown_date", "purpose", "amount")),
+    Table("limit_events", "Every change of the credit limit.", (
+        _id(),
+        _date("event_date", "Date the limit changed"),
+        Col("event_type", "str", "category", "Kind of change", allowed=LIMIT_EVENT_TYPES),
+        Col("trigger", "str", "category", "What triggered an increase (increases only)",
+            allowed=TRIGGERS, nullable=True),
+        _cny("old_limit", "Limit before the change"),
+        _cny("new_limit", "Limit after the change"),
+    ), key=("borrower_id", "event_date", "event_type"), date_column="event_date"),
+    Table("bureau_inquiries", "Credit inquiries by other lenders, from the credit bureau.", (
+        _id(),
+        _date("inquiry_date", "Date of the inquiry"),
+        Col("lender_type", "str", "category", "Kind of lender", allowed=LENDER_TYPES),
+    ), key=(), date_column="inquiry_date", sort=("borrower_id", "inquiry_date", "lender_type")),
+    Table("bureau_loans", "Loans opened at other lenders, from the credit bureau.", (
+        _id(),
+        _date("open_date", "Date the loan was opened"),
+        Col("lender_type", "str", "category", "Kind of lender", allowed=LENDER_TYPES),
+        Col("amount", "float64", "CNY", "Principal", min=0.01, max=MAX_AMOUNT),
+        Col("tenor_months", "int64", "months", "Number of monthly installments", min=1, max=36),
+        Col("monthly_installment", "float64", "CNY", "Monthly installment", min=0.0,
+            max=MAX_AMOUNT),
+    ), key=(), date_column="open_date", sort=("borrower_id", "open_date", "amount")),
+    Table("platform_events", "Auto-debit agreements and payment-system events per borrower.", (
+        _id(),
+        _date("event_date", "Date of the event"),
+        Col("event_type", "str", "category", "Kind of event", allowed=PLATFORM_EVENT_TYPES),
+        Col("detail", "str", "category", "Reason or context", allowed=PLATFORM_EVENT_DETAILS),
+    ), key=(), date_column="event_date", sort=("borrower_id", "event_date", "event_type", "detail")),
+    Table("maintenance_windows", "Platform maintenance windows and outages (all borrowers).", (
+        Col("window_id", "int64", "id", "Window identifier", min=0),
+        Col("window_kind", "str", "category", "Planned (announced ahead) or unplanned",
+            allowed=("planned", "unplanned")),
+        _date("announced_date", "Date the window became known"),
+        _date("start_time", "Start of the window (timestamp)"),
+        _date("end_time", "End of the window (timestamp)"),
+    ), key=("window_id",), date_column="announced_date"),
+    Table("ground_truth", "Simulator-only truth per borrower; features never read it.", (
+        _id(),
+        _date("scoring_date", "Jump date plus the observation window"),
+        _date("jump_date", "Date of the limit increase"),
+        Col("label", "int64", "flag", "1 if an installment due in the performance window stayed "
+            "unpaid for at least dpd_threshold days", min=0, max=1),
+        Col("first_miss_cause", "str", "category", "Cause of the first such miss",
+            allowed=CAUSES, nullable=True),
+        _date("first_miss_due_date", "Due date of the first such miss", nullable=True),
+        Col("first_miss_days_past_due", "float64", "days", "Days the first such miss stayed unpaid "
+            "(censored at the end of the simulation)", min=0, nullable=True),
+        Col("technical_kind", "str", "category", "What broke, for a technical first miss",
+            allowed=TECHNICAL_KINDS, nullable=True),
+        _prob("p_true", "Probability of the label given the full simulated state at scoring"),
+        _prob("p_true_credit", "Part of p_true whose first miss is credit deterioration"),
+        _prob("p_true_liquidity", "Part of p_true whose first miss is liquidity"),
+        _prob("p_true_technical", "Part of p_true whose first miss is technical"),
+        Col("p_true_se", "float64", "probability", "Monte-Carlo standard error of p_true",
+            min=0.0, max=0.5),
+        Col("trigger", "str", "category", "Trigger of the jump", allowed=TRIGGERS),
+        _cny("increase_amount", "Size of the limit increase"),
+        Col("score_at_jump", "float64", "points", "Credit score at the jump", min=300, max=950),
+        Col("utilisation_at_jump", "float64", "ratio", "Balance over the old limit at the jump",
+            min=0.0, max=100.0),
+        Col("drawdown_propensity_12m", "float64", "share", "Hidden: share of the increase the "
+            "borrower intends to draw within 12 months", min=0.0, max=1.0),
+        Col("drawn_share_first_quarter", "float64", "share", "Drawn in the jump cycle and the two "
+            "after it, over the increase", min=0.0, max=100.0),
+        Col("drawn_share_12m", "float64", "share", "Drawn in the 12 cycles from the jump, over the "
+            "increase (missing if not simulated that far)", min=0.0, max=100.0, nullable=True),
+        Col("dti_at_scoring", "float64", "ratio", "All monthly installments over true income",
+            min=0.0, max=1000.0),
+        Col("inquiries_since_jump", "int64", "count", "Bureau inquiries from jump to scoring",
+            min=0),
+        _cny("true_income_at_scoring", "Hidden: true monthly income at scoring"),
+        _cny("cash_at_scoring", "Hidden: liquid cash at scoring"),
+        _prob("spend_propensity", "Hidden: propensity to spend out of new credit"),
+        Col("employed_at_scoring", "int64", "flag", "Hidden: 1 if employed at scoring", min=0,
+            max=1),
+    ), key=("borrower_id",), date_column=None),
+)}
+
+RAW_TABLES = tuple(name for name in TABLES if name not in ("ground_truth", "maintenance_windows"))
+
+
+def sort_keys(table: str) -> list[str]:
+    spec = TABLES[table]
+    return list(spec.sort or spec.key)
+
+
+def schema(table: str) -> pa.DataFrameSchema:
+    spec = TABLES[table]
+    columns = {c.name: pa.Column(c.dtype, c.checks(), nullable=c.nullable, title=c.unit,
+                                 description=c.description) for c in spec.columns}
+    return pa.DataFrameSchema(columns, strict=True, ordered=False,
+                              unique=list(spec.key) or None, name=table)
+
+
+def violations(frame: pd.DataFrame, table: str) -> pd.DataFrame:
+    """Every failing (row, column, check, value); empty if the frame passes. ``row`` is the
+    positional row number; it is missing for frame-level failures (a missing column, say)."""
+    try:
+        schema(table).validate(frame, lazy=True)
+    except SchemaErrors as err:
+        cases = err.failure_cases
+        index = pd.to_numeric(cases["index"], errors="coerce")
+        positions = pd.Series(np.nan, index=cases.index)
+        known = index.notna()
+        if known.any():
+            positions[known] = frame.index.get_indexer(index[known].astype("int64"))
+        # frame-level failures (a missing or unexpected column) name the column as the value
+        frame_level = cases["schema_context"].astype("str") == "DataFrameSchema"
+        column = cases["column"].astype("str").where(~frame_level, cases["failure_case"].astype("str"))
+        return pd.DataFrame({
+            "row": positions.astype("Int64"),
+            "column": column,
+            "check": cases["check"].astype("str"),
+            "value": cases["failure_case"].astype("str"),
+        })
+    return pd.DataFrame({"row": pd.array([], dtype="Int64"), "column": pd.array([], dtype="str"),
+                         "check": pd.array([], dtype="str"), "value": pd.array([], dtype="str")})
+
+
+def validate(frame: pd.DataFrame, table: str, source: str) -> None:
+    """Raise ContractError naming ``source``, each failing column and its first rows."""
+    found = violations(frame, table)
+    if found.empty:
+        return
+    lines = [f"{source}: table '{table}' breaks the data contract"]
+    for (column, check), group in found.groupby(["column", "check"], sort=True):
+        rows = group["row"].dropna().astype("int64").tolist()
+        values = group["value"].tolist()[:MAX_ROWS_IN_MESSAGE]
+        where = f"rows {rows[:MAX_ROWS_IN_MESSAGE]}" + (f" and {len(rows) - MAX_ROWS_IN_MESSAGE} more"
+                                                        if len(rows) > MAX_ROWS_IN_MESSAGE else "")
+        lines.append(f"  column '{column}': fails {check}; {where if rows else 'whole column'}; "
+                     f"values {values}")
+    raise ContractError("\n".join(lines))

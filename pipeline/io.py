@@ -1,0 +1,118 @@
+"""File I/O shared by every stage: atomic writes, Parquet datasets of shards, digests."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+# Fixed writer settings: with the pinned pyarrow, the same frame always gives the same bytes.
+# Dictionary encoding pays only for string columns; for amounts it is wasted work.
+PARQUET_OPTIONS = dict(compression="zstd", row_group_size=256_000, write_statistics=True)
+
+
+@contextmanager
+def atomic_path(target: str | Path, suffix: str = "") -> Iterator[Path]:
+    """A temporary path next to ``target`` that replaces it only if the block succeeds."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix + ".tmp", dir=target.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, target)
+    finally:
+        tmp_path.unlink(missing_ok=True)
+
+
+@contextmanager
+def atomic_dir(target: str | Path) -> Iterator[Path]:
+    """A temporary directory that replaces ``target`` (and all it held) only on success."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    try:
+        yield tmp
+        old = target.with_name(f".{target.name}.old")
+        if target.exists():
+            os.replace(target, old)
+        os.replace(tmp, target)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def to_arrow(frame: pd.DataFrame) -> pa.Table:
+    """Arrow table without the pandas index and with no pandas metadata, so bytes depend
+    only on the data."""
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    return table.replace_schema_metadata(None)
+
+
+def write_parquet(frame: pd.DataFrame | pa.Table, path: str | Path) -> None:
+    table = frame if isinstance(frame, pa.Table) else to_arrow(frame)
+    strings = [f.name for f in table.schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)]
+    with atomic_path(path, ".parquet") as tmp:
+        pq.write_table(table, tmp, use_dictionary=strings, **PARQUET_OPTIONS)
+
+
+def write_json(data: Any, path: str | Path) -> None:
+    with atomic_path(path, ".json") as tmp:
+        tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=_json_default) + "\n")
+
+
+def _json_default(value: Any) -> Any:
+    if hasattr(value, "item"):
+        return value.item()
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    raise TypeError(f"cannot write {type(value).__name__} to JSON")
+
+
+def part_name(index: int) -> str:
+    return f"part-{index:05d}.parquet"
+
+
+def part_index(path: Path) -> int:
+    return int(path.name.removeprefix("part-").removesuffix(".parquet"))
+
+
+def read_part(directory: str | Path, index: int) -> pd.DataFrame:
+    return pd.read_parquet(Path(directory) / part_name(index))
+
+
+def parts(directory: str | Path) -> list[Path]:
+    """The shard files of a dataset directory, in shard order."""
+    return sorted(Path(directory).glob("part-*.parquet"))
+
+
+def read_dataset(directory: str | Path, columns: list[str] | None = None) -> pd.DataFrame:
+    """All shards of a dataset directory as one frame (for tables that fit in memory)."""
+    files = parts(directory)
+    if not files:
+        raise FileNotFoundError(f"{directory}: no part-*.parquet files")
+    return pd.concat([pd.read_parquet(f, columns=columns) for f in files], ignore_index=True)
+
+
+def file_digest(path: str | Path) -> str:
+    """sha256 of a file, or of a directory's files (names and contents, sorted)."""
+    path = Path(path)
+    h = hashlib.sha256()
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for f in files:
+        h.update(str(f.relative_to(path) if path.is_dir() else f.name).encode())
+        with open(f, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()

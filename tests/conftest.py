@@ -1,0 +1,60 @@
+"""Shared fixtures: the repository's params with overrides, and one small simulated population."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from pipeline.config import Params, parse_params
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def raw_params() -> dict:
+    return yaml.safe_load((ROOT / "params.yaml").read_text())
+
+
+def merge(base: dict, overrides: dict) -> dict:
+    """Deep-merge ``overrides`` into a copy of ``base``."""
+    out = copy.deepcopy(base)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def make_params(overrides: dict | None = None) -> Params:
+    """The repository's params.yaml with some keys changed."""
+    return parse_params(merge(raw_params(), overrides or {}), "test params")
+
+
+SMALL = {"engine": {"workers": 1},
+         "simulate": {"n_borrowers": 6000, "shard_size": 3000, "truth_replicates": 8}}
+
+
+def simulate_tables(params: Params) -> dict[str, pd.DataFrame]:
+    """Every table of a whole simulation, shards concatenated."""
+    from pipeline.simulate import build_world, shard_bounds, simulate_shard
+
+    world = build_world(params.simulate, params.label)
+    shards = [simulate_shard(i, params.simulate, world) for i in range(len(shard_bounds(params.simulate)))]
+    tables = {name: pd.concat([s[name] for s in shards], ignore_index=True) for name in shards[0]}
+    tables["maintenance_windows"] = world.outages.windows
+    return tables
+
+
+@pytest.fixture(scope="session")
+def small_params() -> Params:
+    return make_params(SMALL)
+
+
+@pytest.fixture(scope="session")
+def small_sim(small_params) -> dict[str, pd.DataFrame]:
+    """6,000 borrowers in two shards: the raw tables and the ground truth."""
+    return simulate_tables(small_params)

@@ -1,0 +1,65 @@
+from __future__ import annotations
+
+import pytest
+
+from pipeline.config import ConfigError, load_params
+from tests.conftest import ROOT, make_params
+
+
+def error_for(overrides: dict) -> str:
+    with pytest.raises(ConfigError) as info:
+        make_params(overrides)
+    return str(info.value)
+
+
+def test_repository_params_load():
+    params = load_params(ROOT / "params.yaml")
+    assert params.label.observation_days == 30
+    assert params.simulate.drawdown.apr == {3: 0.12, 6: 0.15, 12: 0.18}
+
+
+def test_unknown_key_is_named():
+    assert "simulate.n_borower" in error_for({"simulate": {"n_borower": 10}})
+
+
+def test_wrong_type_is_named():
+    assert "label.dpd_threshold" in error_for({"label": {"dpd_threshold": "thirty"}})
+
+
+def test_negative_count_is_named():
+    assert "simulate.n_borrowers" in error_for({"simulate": {"n_borrowers": -5}})
+
+
+def test_probability_above_one_is_named():
+    message = error_for({"simulate": {"technical": {"known_lapse_rate": 1.5}}})
+    assert "simulate.technical.known_lapse_rate" in message
+
+
+def test_mix_must_sum_to_one():
+    message = error_for({"simulate": {"population": {"employment_mix": {
+        "salaried": 0.5, "self_employed": 0.2, "gig_worker": 0.2, "student": 0.2}}}})
+    assert "simulate.population" in message and "sum to 1" in message
+
+
+def test_overlapping_windows_fail():
+    assert "last_scoring_date must be after" in error_for(
+        {"simulate": {"calendar": {"first_scoring_date": "2026-02-01"}}})
+    assert "policy_deadline must be after" in error_for(
+        {"simulate": {"technical": {"policy_deadline": "2025-05-01"}}})
+
+
+def test_label_must_be_observable_before_export_end():
+    assert "export_end must be at least" in error_for(
+        {"simulate": {"calendar": {"export_end": "2026-03-01"}}})
+
+
+def test_missing_key_is_named(tmp_path):
+    (tmp_path / "params.yaml").write_text("label: {observation_days: 30}\n")
+    with pytest.raises(ConfigError) as info:
+        load_params(tmp_path / "params.yaml")
+    assert "label.performance_cycles" in str(info.value) and "simulate" in str(info.value)
+
+
+def test_unreadable_file_is_named(tmp_path):
+    with pytest.raises(ConfigError, match="nope.yaml"):
+        load_params(tmp_path / "nope.yaml")

@@ -1,0 +1,59 @@
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipeline.contract import TABLES, ContractError, validate, violations
+
+
+def borrowers(n: int = 5) -> pd.DataFrame:
+    return pd.DataFrame({
+        "borrower_id": np.arange(n, dtype="int64"),
+        "onboard_date": pd.to_datetime(["2024-01-05"] * n).astype("datetime64[s]"),
+        "age": np.full(n, 30, dtype="int64"),
+        "city_tier": np.full(n, 2, dtype="int64"),
+        "employment_type": pd.array(["salaried"] * n, dtype="str"),
+        "declared_monthly_income": np.full(n, 8000.0),
+    })
+
+
+def test_valid_frame_passes():
+    validate(borrowers(), "borrowers", "borrowers.parquet")
+    assert violations(borrowers(), "borrowers").empty
+
+
+def test_error_names_file_column_and_rows():
+    frame = borrowers()
+    frame.loc[[1, 3], "declared_monthly_income"] = -10.0
+    with pytest.raises(ContractError) as info:
+        validate(frame, "borrowers", "in/borrowers.parquet")
+    message = str(info.value)
+    assert "in/borrowers.parquet" in message
+    assert "declared_monthly_income" in message
+    assert "rows [1, 3]" in message
+
+
+def test_violations_give_positional_rows_whatever_the_index():
+    frame = borrowers().set_axis([10, 11, 12, 13, 14])
+    frame.loc[12, "employment_type"] = "astronaut"
+    found = violations(frame, "borrowers")
+    assert found["row"].tolist() == [2]
+    assert found["column"].tolist() == ["employment_type"]
+
+
+def test_missing_column_and_duplicate_key_are_caught():
+    frame = borrowers().drop(columns="age")
+    found = violations(frame, "borrowers")
+    assert "age" in found["column"].tolist()
+    dup = borrowers()
+    dup.loc[4, "borrower_id"] = 0
+    assert not violations(dup, "borrowers").empty
+
+
+def test_every_column_has_unit_and_description():
+    for table in TABLES.values():
+        for col in table.columns:
+            assert col.unit and col.description, (table.name, col.name)
+        assert set(table.key) <= set(table.names)
+        assert table.date_column is None or table.date_column in table.names

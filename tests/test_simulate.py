@@ -1,0 +1,154 @@
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipeline import io
+from pipeline.config import LabelSettings, label_horizon
+from pipeline.contract import RAW_TABLES, TABLES, validate
+from pipeline.simulate import build_world, simulate_shard
+from pipeline.simulate.calendar import add_months, day_number, spring_festival_cycle
+from pipeline.simulate.realism import realism_report
+from pipeline.simulate.state import State, schedule, start_cycle
+from pipeline.simulate.truth import expected_outcome, outcome
+from tests.conftest import SMALL, make_params, simulate_tables
+
+HIDDEN = {"propensity", "spend_propensity", "true_income", "cash", "buffer_months", "payday",
+          "m12", "drawdown_propensity_12m", "score_anchor", "employed", "p_true", "label"}
+
+
+def test_every_table_meets_the_contract(small_sim):
+    for name, frame in small_sim.items():
+        validate(frame, name, f"simulated {name}")
+
+
+def test_same_params_same_bytes(tmp_path, small_params):
+    world = build_world(small_params.simulate, small_params.label)
+    first = simulate_shard(1, small_params.simulate, world)
+    second = simulate_shard(1, small_params.simulate, build_world(small_params.simulate, small_params.label))
+    for name in first:
+        io.write_parquet(first[name], tmp_path / f"a-{name}.parquet")
+        io.write_parquet(second[name], tmp_path / f"b-{name}.parquet")
+        assert (tmp_path / f"a-{name}.parquet").read_bytes() == (tmp_path / f"b-{name}.parquet").read_bytes()
+
+
+def test_a_shard_does_not_depend_on_the_others(small_sim):
+    alone = make_params({**SMALL, "simulate": {**SMALL["simulate"], "n_borrowers": 3000}})
+    tables = simulate_shard(0, alone.simulate, build_world(alone.simulate, alone.label))
+    in_full = small_sim["ground_truth"].query("borrower_id < 3000").reset_index(drop=True)
+    pd.testing.assert_frame_equal(tables["ground_truth"], in_full)
+
+
+def test_hidden_quantities_stay_out_of_the_raw_tables():
+    for name in RAW_TABLES:
+        assert not HIDDEN & set(TABLES[name].names), name
+
+
+def test_one_jump_per_borrower_dated_before_scoring(small_sim, small_params):
+    truth = small_sim["ground_truth"]
+    increases = small_sim["limit_events"].query("event_type == 'increase'")
+    assert increases["borrower_id"].is_unique and len(increases) == len(truth)
+    merged = increases.merge(truth, on="borrower_id")
+    assert (merged["event_date"] == merged["jump_date"]).all()
+    window = (merged["scoring_date"] - merged["jump_date"]).dt.days
+    assert window.eq(small_params.label.observation_days).all()
+    assert merged["trigger_x"].eq(merged["trigger_y"]).all()
+    assert (merged["new_limit"] - merged["old_limit"]).between(1000, 50_000).all()
+    months = merged["jump_date"].dt.to_period("M")
+    assert months.max().ordinal - months.min().ordinal >= 24
+
+
+def test_rows_belong_to_known_borrowers_and_end_with_the_export(small_sim, small_params):
+    ids = set(small_sim["borrowers"]["borrower_id"])
+    end = pd.Timestamp(small_params.simulate.calendar.export_end)
+    for name in RAW_TABLES:
+        table = small_sim[name]
+        assert set(table["borrower_id"]) <= ids, name
+        assert (table[TABLES[name].date_column] <= end).all(), name
+
+
+def test_truth_is_consistent_and_calibrated(small_sim):
+    truth = small_sim["ground_truth"]
+    causes = truth[["p_true_credit", "p_true_liquidity", "p_true_technical"]].sum(axis=1)
+    np.testing.assert_allclose(causes.clip(upper=1.0), truth["p_true"], atol=1e-9)
+    # the realised label is one more draw of the same process: on average it matches p_true
+    gap = truth["label"].mean() - truth["p_true"].mean()
+    assert abs(gap) < 4 * np.sqrt(truth["p_true"].mean() / len(truth))
+    assert (truth.loc[truth["label"] == 1, "first_miss_cause"].notna()).all()
+    assert truth.loc[truth["label"] == 0, "first_miss_cause"].isna().all()
+
+
+def test_realism_on_a_small_population(small_sim, small_params):
+    report = realism_report(small_sim["ground_truth"], small_params.simulate.truth_replicates)
+    failed = [name for name, ok in report["checks"].items() if not ok]
+    assert not failed, (failed, report)
+
+
+def test_thirty_days_past_due_label_works():
+    params = make_params({**SMALL, "label": {"dpd_threshold": 30},
+                          "simulate": {**SMALL["simulate"], "n_borrowers": 3000}})
+    truth = simulate_tables(params)["ground_truth"]
+    bad = truth[truth["label"] == 1]
+    assert 0 < len(bad) < 0.1 * len(truth)
+    assert (bad["first_miss_days_past_due"] >= 30).all()
+    assert (bad["first_miss_cause"] != "technical").mean() > 0.95  # technical misses cure fast
+
+
+def test_technical_misses_come_from_agreements_and_outages_and_cure_fast(small_sim):
+    technical = small_sim["ground_truth"].query("first_miss_cause == 'technical'")
+    assert len(technical) > 20
+    assert set(technical["technical_kind"]) <= {"mandate_known", "mandate_silent", "outage"}
+    assert (technical["first_miss_days_past_due"] <= 7).mean() > 0.8
+
+
+def test_calendar_arithmetic():
+    d = np.array([day_number(dt.date(2024, 1, 28)), day_number(dt.date(2025, 12, 5))])
+    shifted = add_months(d, np.array([1, 2]))
+    assert shifted.tolist() == [day_number(dt.date(2024, 2, 28)), day_number(dt.date(2026, 2, 5))]
+    start = np.array([day_number(dt.date(2025, 1, 20)), day_number(dt.date(2025, 3, 1))])
+    end = start + 27
+    assert spring_festival_cycle(start, end).tolist() == [True, False]  # festival 2025-01-29
+
+
+def test_label_horizon_covers_the_threshold():
+    assert label_horizon(LabelSettings(observation_days=30, performance_cycles=3, dpd_threshold=1), 9) == 2
+    assert label_horizon(LabelSettings(observation_days=30, performance_cycles=3, dpd_threshold=30), 9) == 3
+
+
+def test_installment_schedule():
+    due, changes = np.zeros(2), np.zeros((14, 2))
+    schedule(changes, 1, np.array([100.0, 50.0]), np.array([3, 6]))
+    seen = []
+    for k in range(1, 9):
+        start_cycle(due, changes, k)
+        seen.append(due.tolist())
+    assert [s[0] for s in seen] == [100, 100, 100, 0, 0, 0, 0, 0]
+    assert [s[1] for s in seen] == [50, 50, 50, 50, 50, 50, 0, 0]
+
+
+def slots(missed, paid, due, cause, risk=None) -> State:
+    missed = np.array(missed, dtype=bool)[:, None]
+    return State(slot_missed=missed, slot_paid=np.array(paid)[:, None], slot_due=np.array(due)[:, None],
+                 slot_cause=np.array(cause, dtype="int8")[:, None], slot_tech=np.full(missed.shape, -1),
+                 slot_technical_risk=np.array(risk if risk is not None else [0.0] * len(missed))[:, None])
+
+
+def test_label_counts_only_misses_past_the_threshold():
+    s = slots([False, True, True], [10, 48, -1], [10, 40, 70], [-1, 1, 0])
+    thirty = LabelSettings(observation_days=30, performance_cycles=3, dpd_threshold=30)
+    one = LabelSettings(observation_days=30, performance_cycles=3, dpd_threshold=1)
+    result = outcome(s, thirty, end_day=np.array([110]))
+    assert result["label"].tolist() == [True] and result["first"].tolist() == [2]
+    assert result["dpd"].tolist() == [40] and result["cause"].tolist() == [0]
+    assert outcome(s, one, np.array([110]))["first"].tolist() == [1]
+
+
+def test_expected_outcome_combines_technical_risk_and_misses():
+    one = LabelSettings(observation_days=30, performance_cycles=3, dpd_threshold=1)
+    s = slots([False, False, True], [10, 40, 75], [10, 40, 70], [-1, -1, 1], risk=[0.1, 0.2, 0.0])
+    probs = expected_outcome(s, one, np.array([110]))[:, 0]  # credit, liquidity, technical
+    np.testing.assert_allclose(probs, [0.0, 0.9 * 0.8, 0.1 + 0.9 * 0.2])
+    assert probs.sum() == pytest.approx(1.0)
