@@ -1,0 +1,176 @@
+"""The feature catalogue: every feature once, with what it means and how it is used.
+
+``cause`` groups features for reason codes (credit deterioration, liquidity, technical, profile);
+``direction`` is the expected effect on risk (+1 more risk as the value grows, -1 less, 0 no
+constraint) and becomes LightGBM's monotone constraint; ``reason`` is how a scorer explains a
+high value to a risk officer, in the terms of the source article.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+CAUSE_CATEGORIES = ("credit", "liquidity", "technical", "profile")
+
+
+@dataclass(frozen=True)
+class Feature:
+    name: str
+    description: str
+    window: str
+    unit: str
+    cause: str
+    direction: int
+    reason: str = ""
+    categorical: bool = False
+
+
+def _f(name, description, window, unit, cause, direction, reason="", categorical=False) -> Feature:
+    return Feature(name, description, window, unit, cause, direction, reason, categorical)
+
+
+FEATURES: tuple[Feature, ...] = (
+    # the jump
+    _f("trigger", "What triggered the increase: 0 new user, 1 score improvement, 2 marketing, "
+       "3 user request", "at jump", "code", "profile", 0, "asked for the increase", True),
+    _f("increase_amount", "Size of the limit increase", "at jump", "CNY", "profile", 0),
+    _f("limit_before_jump", "Credit limit just before the increase", "at jump", "CNY", "profile", 0),
+    _f("new_over_old_limit", "New limit over old limit", "at jump", "ratio", "profile", 0),
+    _f("months_of_history", "Months from onboarding to the scoring date", "since onboarding",
+       "months", "profile", -1, "has little history with us"),
+    # post-increase spending
+    _f("post_increase_drawn", "Amount drawn from the jump to the scoring date", "jump to scoring",
+       "CNY", "liquidity", 1, "drew heavily right after the increase"),
+    _f("post_increase_draw_share", "Amount drawn since the jump over the increase",
+       "jump to scoring", "ratio", "liquidity", 1, "drew most of the new limit within weeks"),
+    _f("post_increase_spend_ratio", "Amount drawn since the jump over the average monthly amount "
+       "drawn in the 3 months before it", "jump to scoring vs 3m before", "ratio", "liquidity", 1,
+       "spending jumped after the increase"),
+    _f("days_to_first_large_draw", "Days from the jump to the first drawdown of at least 20% of the "
+       "increase (missing if none)", "jump to scoring", "days", "liquidity", -1,
+       "made a large drawdown days after the increase"),
+    _f("large_drawdowns_since_jump", "Large purchases and withdrawals to invest since the jump",
+       "jump to scoring", "count", "liquidity", 1, "made a large one-off purchase or investment "
+       "with the new limit"),
+    # debt to income
+    _f("installments_to_income", "Our next monthly installment over declared income", "at scoring",
+       "ratio", "liquidity", 1, "monthly installments are high for the declared income"),
+    _f("dti_before_jump", "All monthly installments (ours and other lenders') over declared "
+       "income, at the jump", "at jump", "ratio", "liquidity", 1),
+    _f("dti_at_scoring", "All monthly installments over declared income, at scoring", "at scoring",
+       "ratio", "liquidity", 1, "total debt payments are high for the income"),
+    _f("dti_change", "Change of debt-to-income from the jump to scoring", "jump to scoring", "ratio",
+       "liquidity", 1, "monthly installments jumped while income stayed flat"),
+    _f("outside_installments", "Monthly installments owed to other lenders at scoring",
+       "at scoring", "CNY", "credit", 1, "owes a lot to other lenders"),
+    # utilisation
+    *(_f(f"utilisation_mean_{m}m", f"Mean balance over limit, last {m} statements",
+         f"{m} months", "ratio", "liquidity", 1, "uses most of the credit line")
+      for m in (3, 6, 12)),
+    _f("utilisation_last", "Balance over limit on the last statement", "1 month", "ratio",
+       "liquidity", 1, "uses most of the credit line"),
+    *(_f(f"utilisation_slope_{m}m", f"Least-squares slope of utilisation per month, last {m} "
+         "statements", f"{m} months", "ratio/month", "liquidity", 1, "utilisation is climbing")
+      for m in (6, 12)),
+    *(_f(f"utilisation_last_minus_mean_{m}m", f"Last utilisation minus its mean over {m} statements",
+         f"{m} months", "ratio", "liquidity", 1, "utilisation is climbing") for m in (3, 6, 12)),
+    _f("utilisation_last_minus_previous", "Last utilisation minus the one before", "2 months",
+       "ratio", "liquidity", 1, "utilisation is climbing"),
+    # repayment history
+    *(_f(f"missed_due_dates_{m}m", f"Due dates not paid in full on the day, last {m} months",
+         f"{m} months", "count", "credit", 1, "missed payments recently") for m in (3, 6)),
+    *(_f(f"due_dates_over_{d}_days_late", f"Due dates paid more than {d} days late or still unpaid "
+         f"more than {d} days later", "all history", "count", "credit", 1,
+         "has paid long overdue before") for d in (0, 5, 15, 30)),
+    _f("max_days_late", "Most days any due date was late (or is unpaid at scoring)", "all history",
+       "days", "credit", 1, "has been seriously overdue"),
+    _f("decayed_days_late", "Days late summed over due dates, each weighted exp(-age/180 days)",
+       "all history", "days", "credit", 1, "missed payments recently"),
+    _f("days_past_due_now", "Days past due at scoring", "at scoring", "days", "credit", 1,
+       "is overdue now"),
+    _f("overdue_amount_now", "Amount past due at scoring", "at scoring", "CNY", "credit", 1,
+       "is overdue now"),
+    _f("paid_over_due_6m", "Amount paid over amount due, due dates of the last 6 months",
+       "6 months", "ratio", "credit", -1, "paid less than was due"),
+    _f("short_misses_cured_3d", "Due dates missed but paid within 3 days", "all history", "count",
+       "technical", 1, "payments have failed briefly before (a technical pattern)"),
+    # multi-lending
+    *(_f(f"inquiries_{m}m", f"Credit inquiries by other lenders, last {m} months", f"{m} months",
+         "count", "credit", 1, "applied for credit elsewhere several times recently")
+      for m in (1, 3, 6)),
+    _f("inquiries_since_jump", "Credit inquiries by other lenders since the jump", "jump to scoring",
+       "count", "credit", 1, "applied for new loans elsewhere since the increase"),
+    *(_f(f"new_outside_loans_{m}m", f"Loans opened at other lenders, last {m} months",
+         f"{m} months", "count", "credit", 1, "took new loans at other lenders")
+      for m in (3, 6)),
+    _f("new_outside_loans_since_jump", "Loans opened at other lenders since the jump",
+       "jump to scoring", "count", "credit", 1, "took new loans elsewhere since the increase"),
+    _f("new_outside_borrowing_6m", "Principal of loans opened elsewhere, last 6 months", "6 months",
+       "CNY", "credit", 1, "borrowed heavily elsewhere"),
+    # score
+    _f("credit_score", "Bureau credit score on the last statement", "at scoring", "points",
+       "credit", -1, "credit score is low"),
+    *(_f(f"credit_score_change_{m}m", f"Change of the credit score over {m} statements",
+         f"{m} months", "points", "credit", -1, "credit score is falling") for m in (3, 6)),
+    _f("restrictions_12m", "Times the platform restricted the line, last 12 months", "12 months",
+       "count", "credit", 1, "the line was restricted by the risk rules"),
+    # income and cash
+    _f("declared_income", "Monthly income declared at onboarding", "at onboarding", "CNY",
+       "profile", -1),
+    _f("inflow_mean_3m", "Mean monthly wallet inflow, last 3 statements", "3 months", "CNY",
+       "liquidity", -1),
+    _f("inflow_trend", "Wallet inflow of the last 3 statements over the 3 before", "6 months",
+       "ratio", "liquidity", -1, "income coming in has dropped"),
+    _f("inflow_over_declared_income", "Mean wallet inflow, last 3 statements, over declared income",
+       "3 months", "ratio", "liquidity", -1, "less money comes in than declared"),
+    _f("wallet_balance", "Wallet balance on the last statement", "at scoring", "CNY", "liquidity",
+       -1, "keeps little cash"),
+    _f("cash_buffer_over_installments", "Wallet balance over all next monthly installments",
+       "at scoring", "ratio", "liquidity", -1, "has no cash kept back for the next installments"),
+    # technical
+    _f("autodebit_active", "1 if an auto-debit agreement is in force at scoring", "at scoring",
+       "flag", "technical", -1),
+    _f("autodebit_lapsed", "1 if the agreement was revoked or expired and not renewed",
+       "at scoring", "flag", "technical", 1, "auto-debit agreement has lapsed"),
+    _f("autodebit_changed_30d", "Auto-debit agreement events in the last 30 days", "30 days",
+       "count", "technical", 1, "auto-debit agreement changed recently"),
+    _f("reauth_pending", "1 if the platform asked to re-authorise auto-debit and it was not done",
+       "at scoring", "flag", "technical", 1, "auto-debit needs re-authorisation"),
+    _f("debit_failures_mandate_6m", "Debits that failed on an invalid agreement, last 6 months",
+       "6 months", "count", "technical", 1, "debits failed on an invalid agreement"),
+    _f("debit_failures_system_6m", "Debits that failed on a platform outage, last 6 months",
+       "6 months", "count", "technical", 1, "debits failed during outages"),
+    _f("debit_failures_funds_6m", "Debits that failed for insufficient funds, last 6 months",
+       "6 months", "count", "liquidity", 1, "debits bounced for lack of funds"),
+    _f("due_dates_in_announced_outage", "Of the next 3 due dates, those inside an announced "
+       "maintenance window", "next 3 cycles", "count", "technical", 1,
+       "a due date falls in announced system maintenance"),
+    # profile
+    _f("age", "Age at onboarding", "at onboarding", "years", "profile", 0),
+    _f("city_tier", "City tier, 1 (largest) to 4", "at onboarding", "tier", "profile", 0),
+    _f("employment_type", "0 salaried, 1 self-employed, 2 gig worker, 3 student", "at onboarding",
+       "code", "profile", 0, "", True),
+)
+
+BY_NAME = {f.name: f for f in FEATURES}
+NAMES = tuple(BY_NAME)
+
+
+def monotone_constraints(columns: list[str]) -> list[int]:
+    """LightGBM's monotone constraint per column; columns outside the catalogue (a team's own
+    features) and categorical ones get none."""
+    out = []
+    for c in columns:
+        f = BY_NAME.get(c)
+        out.append(0 if f is None or f.categorical else f.direction)
+    return out
+
+
+def markdown_table() -> str:
+    """The README's feature table."""
+    rows = ["| feature | cause | direction | window | unit | description |",
+            "|---|---|---|---|---|---|"]
+    sign = {1: "+", -1: "−", 0: "0"}
+    rows += [f"| `{f.name}` | {f.cause} | {sign[f.direction]} | {f.window} | {f.unit} | {f.description} |"
+             for f in FEATURES]
+    return "\n".join(rows)

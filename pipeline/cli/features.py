@@ -1,0 +1,44 @@
+"""``limitjump features``: point-in-time features per borrower shard (data/features)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from pipeline import io
+from pipeline.cli import PARAMS, app, load
+from pipeline.cli.simulate import RAW_DIR
+from pipeline.config import FeatureSettings
+from pipeline.contract import RAW_TABLES
+from pipeline.engine import map_shards
+from pipeline.features import build_features
+
+FEATURES_DIR = Path("data/features")
+
+
+def read_shard(raw: Path, index: int) -> dict:
+    """Every raw table of one shard, with the (shared) maintenance windows."""
+    tables = {name: io.read_part(raw / name, index) for name in RAW_TABLES}
+    tables["maintenance_windows"] = io.read_dataset(raw / "maintenance_windows")
+    return tables
+
+
+@app.command()
+def features(params: Path = PARAMS) -> None:
+    """Compute features at each borrower's scoring date from the raw tables only."""
+    p = load(params)
+    shards = [io.part_index(f) for f in io.parts(RAW_DIR / "borrowers")]
+    if not shards:
+        raise FileNotFoundError(f"{RAW_DIR / 'borrowers'}: no shards; run `limitjump simulate` first")
+    with io.atomic_dir(FEATURES_DIR) as out:
+        rows = sum(map_shards(write_shard, shards, p.engine, "features", RAW_DIR, out,
+                              p.label.observation_days, p.features))
+    typer.echo(f"features of {rows} borrowers in {len(shards)} shards")
+
+
+def write_shard(index: int, raw: Path, out: Path, observation_days: int,
+                settings: FeatureSettings) -> int:
+    frame = build_features(read_shard(raw, index), observation_days, settings)
+    io.write_parquet(frame, out / io.part_name(index))
+    return len(frame)

@@ -1,0 +1,455 @@
+"""Point-in-time features: one row per borrower at the scoring date (jump date + observation
+window), computed only from raw rows dated strictly before it.
+
+Every computation is per borrower (no statistic crosses borrowers), so any partition of the
+borrowers gives the same rows: the same function runs per shard locally and per bucket on Dask.
+Rows are processed as numpy arrays sorted by (borrower, date); per-borrower sums, counts, first
+and last values come from ``bincount``, cumulative sums and ``searchsorted``, never a Python
+loop over borrowers.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from pipeline.catalog import NAMES
+from pipeline.config import EMPLOYMENT_TYPES, TRIGGERS, FeatureSettings
+
+DAYS_PER_MONTH = 30.44
+TOLERANCE = 1.0  # CNY left unpaid that still counts as paid
+ID_COLUMNS = ("borrower_id", "scoring_date", "jump_date")
+
+
+class MissingJump(ValueError):
+    """Borrowers with no limit increase: there is no scoring date to compute features at."""
+
+    def __init__(self, borrower_ids: np.ndarray):
+        self.borrower_ids = borrower_ids
+        super().__init__(f"{len(borrower_ids)} borrowers have no limit increase, e.g. "
+                         f"{borrower_ids[:5].tolist()}")
+
+
+def days(values: pd.Series | np.ndarray) -> np.ndarray:
+    """Dates to int64 day numbers."""
+    return np.asarray(values).astype("datetime64[D]").astype("int64")
+
+
+class Spine:
+    """The borrowers, their jump and scoring dates; maps any table's rows to borrower slots."""
+
+    def __init__(self, borrowers: pd.DataFrame, limit_events: pd.DataFrame, observation_days: int):
+        self.ids = np.sort(borrowers["borrower_id"].to_numpy())
+        self.n = self.ids.size
+        order = np.searchsorted(self.ids, borrowers["borrower_id"].to_numpy())
+        self.borrowers = {c: np.empty(self.n, dtype=borrowers[c].to_numpy().dtype) for c in borrowers}
+        for c in borrowers:
+            self.borrowers[c][order] = borrowers[c].to_numpy()
+        jumps = limit_events[limit_events["event_type"] == "increase"]
+        slot = self.slot(jumps["borrower_id"])
+        jump_day = days(jumps["event_date"])
+        # the latest increase is the jump; rows are ordered by date within each borrower
+        latest = np.full(self.n, -1)
+        latest[slot] = np.arange(len(jumps))
+        missing = latest < 0
+        if missing.any():
+            raise MissingJump(self.ids[missing])
+        self.jump = jump_day[latest]
+        self.score_day = self.jump + observation_days
+        self.trigger = jumps["trigger"].to_numpy()[latest]
+        self.old_limit = jumps["old_limit"].to_numpy()[latest]
+        self.new_limit = jumps["new_limit"].to_numpy()[latest]
+
+    def slot(self, borrower_id: pd.Series | np.ndarray) -> np.ndarray:
+        return np.searchsorted(self.ids, np.asarray(borrower_id))
+
+
+class Rows:
+    """The rows of one table dated before a per-borrower cut-off day, grouped by borrower and
+    sorted by date within each borrower."""
+
+    def __init__(self, frame: pd.DataFrame, date_column: str, spine: Spine, cutoff: np.ndarray,
+                 same_day_order: np.ndarray | None = None):
+        group = spine.slot(frame["borrower_id"])
+        day = days(frame[date_column])
+        keep = day < cutoff[group]
+        group, day = group[keep], day[keep]
+        if same_day_order is not None:  # rows of one day in a fixed order, whatever the input's
+            order = np.lexsort((same_day_order[keep], day, group))
+        elif _unsorted(group, day):
+            order = np.lexsort((day, group))
+        else:
+            order = np.arange(group.size)
+        self.frame = frame
+        self.index = np.flatnonzero(keep)[order]
+        self.group, self.day = group[order], day[order]
+        self.n = spine.n
+        self.age = cutoff[self.group] - self.day  # days before the cut-off, >= 1
+        self.first = np.searchsorted(self.group, np.arange(self.n), side="left")
+        self.last = np.searchsorted(self.group, np.arange(self.n), side="right") - 1
+        self.count = self.last - self.first + 1
+
+    def col(self, name: str) -> np.ndarray:
+        return self.frame[name].to_numpy()[self.index]
+
+    def sum(self, values: np.ndarray | float = 1.0, mask: np.ndarray | None = None) -> np.ndarray:
+        weights = np.broadcast_to(np.asarray(values, dtype=float), self.group.shape)
+        if mask is not None:
+            return np.bincount(self.group[mask], weights[mask], minlength=self.n)
+        return np.bincount(self.group, weights, minlength=self.n)
+
+    def within(self, n_days: float) -> np.ndarray:
+        """Rows dated in the last ``n_days`` before the cut-off."""
+        return self.age <= n_days
+
+    def last_value(self, values: np.ndarray, back: int = 0) -> np.ndarray:
+        """Each borrower's value ``back`` rows before the last one (NaN if there is none)."""
+        if values.size == 0:
+            return np.full(self.n, np.nan)
+        pos = self.last - back
+        ok = pos >= self.first
+        return np.where(ok, values[np.where(ok, pos, 0)], np.nan)
+
+    def window(self, values: np.ndarray, m: int, skip: int = 0) -> np.ndarray:
+        """Each borrower's ``m`` rows ending ``skip`` rows before the last, oldest first, as an
+        (n, m) matrix padded with NaN. Only the borrower's own values enter, so results do not
+        depend on which other borrowers are in the batch."""
+        pos = (self.last - skip)[:, None] - np.arange(m - 1, -1, -1)[None, :]
+        ok = pos >= self.first[:, None]
+        if values.size == 0:
+            return np.full(pos.shape, np.nan)
+        return np.where(ok, values[np.clip(pos, 0, values.size - 1)], np.nan)
+
+    def mean_last(self, values: np.ndarray, m: int, skip: int = 0) -> np.ndarray:
+        """Mean of the ``m`` rows ending ``skip`` rows before each borrower's last one (fewer
+        if there are fewer; NaN if none)."""
+        mat = self.window(values.astype(float), m, skip)
+        k = np.sum(~np.isnan(mat), axis=1)
+        return np.where(k > 0, np.nansum(mat, axis=1) / np.maximum(k, 1), np.nan)
+
+    def slope_last(self, values: np.ndarray, m: int) -> np.ndarray:
+        """Least-squares slope per row over each borrower's last ``m`` rows (needs 3)."""
+        mat = self.window(values.astype(float), m)
+        valid = ~np.isnan(mat)
+        k = valid.sum(axis=1)
+        x = np.where(valid, np.arange(m, dtype=float)[None, :], 0.0)
+        y = np.where(valid, mat, 0.0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            dx = np.where(valid, x - (x.sum(axis=1) / k)[:, None], 0.0)
+            dy = np.where(valid, y - (y.sum(axis=1) / k)[:, None], 0.0)
+            slope = (dx * dy).sum(axis=1) / (dx * dx).sum(axis=1)
+        return np.where(k >= 3, slope, np.nan)
+
+    def max(self, values: np.ndarray) -> np.ndarray:
+        """Largest value per borrower (0 for borrowers without rows)."""
+        out = np.zeros(self.n)
+        has = self.count > 0
+        if has.any():
+            out[has] = np.maximum.reduceat(values, self.first[has])
+        return out
+
+    def at(self, values: np.ndarray, positions: np.ndarray, missing: float = np.nan) -> np.ndarray:
+        """``values`` at per-borrower row positions, ``missing`` where the position is -1."""
+        if values.size == 0:
+            return np.full(positions.shape, missing)
+        return np.where(positions >= 0, values[np.maximum(positions, 0)], missing)
+
+    def first_where(self, mask: np.ndarray) -> np.ndarray:
+        """Row position of each borrower's first row satisfying ``mask`` (-1 if none)."""
+        rows = np.flatnonzero(mask)
+        out = np.full(self.n, -1)
+        groups, first = np.unique(self.group[rows], return_index=True)
+        out[groups] = rows[first]
+        return out
+
+
+def _unsorted(group: np.ndarray, day: np.ndarray) -> bool:
+    if group.size < 2:
+        return False
+    dg, dd = np.diff(group), np.diff(day)
+    return bool(np.any((dg < 0) | ((dg == 0) & (dd < 0))))
+
+
+def build_features(tables: dict[str, pd.DataFrame], observation_days: int,
+                   settings: FeatureSettings) -> pd.DataFrame:
+    """Features of every borrower in ``tables`` (raw tables of the data contract, all rows of
+    each borrower present), one row per borrower, sorted by borrower id."""
+    spine = Spine(tables["borrowers"], tables["limit_events"], observation_days)
+    cut = spine.score_day
+    stmt = Rows(tables["statements"], "statement_date", spine, cut)
+    loans = Rows(tables["bureau_loans"], "open_date", spine, cut)
+    out = {
+        "borrower_id": spine.ids,
+        "scoring_date": _dates(cut),
+        "jump_date": _dates(spine.jump),
+        **_jump_features(spine),
+        **_spending(spine, Rows(tables["drawdowns"], "drawdown_date", spine, cut),
+                    settings.large_draw_share),
+        **_debt_to_income(spine, stmt, loans, tables),
+        **_utilisation(stmt),
+        **_repayment_history(spine, Rows(tables["installments"], "due_date", spine, cut),
+                             Rows(tables["repayments"], "payment_date", spine, cut),
+                             settings.decay_days),
+        **_multi_lending(spine, Rows(tables["bureau_inquiries"], "inquiry_date", spine, cut), loans),
+        **_score(spine, stmt, Rows(tables["limit_events"], "event_date", spine, cut)),
+        **_income_and_cash(spine, stmt),
+        **_technical(spine, _platform_rows(tables["platform_events"], spine, cut),
+                     Rows(tables["installments"], "due_date", spine, cut),
+                     tables["maintenance_windows"]),
+        **_profile(spine),
+    }
+    frame = pd.DataFrame(out)
+    return frame[[*ID_COLUMNS, *NAMES]]
+
+
+def _codes(values: np.ndarray, categories: tuple[str, ...]) -> np.ndarray:
+    """Position of each value in ``categories`` as a float (NaN if unknown)."""
+    codes = pd.Categorical(values, categories=list(categories)).codes.astype(float)
+    return np.where(codes < 0, np.nan, codes)
+
+
+def _dates(day_numbers: np.ndarray) -> np.ndarray:
+    return day_numbers.astype("datetime64[D]").astype("datetime64[s]")
+
+
+def _ratio(a: np.ndarray, b: np.ndarray, floor: float = 1e-9) -> np.ndarray:
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(np.abs(b) > floor, a / b, np.nan)
+
+
+def _jump_features(spine: Spine) -> dict[str, np.ndarray]:
+    onboard = days(spine.borrowers["onboard_date"])
+    return {
+        "trigger": _codes(spine.trigger, TRIGGERS),
+        "increase_amount": spine.new_limit - spine.old_limit,
+        "limit_before_jump": spine.old_limit,
+        "new_over_old_limit": _ratio(spine.new_limit, spine.old_limit),
+        "months_of_history": (spine.score_day - onboard) / DAYS_PER_MONTH,
+    }
+
+
+def _spending(spine: Spine, draws: Rows, large_share: float) -> dict[str, np.ndarray]:
+    amount, purpose = draws.col("amount"), draws.col("purpose")
+    jump = spine.jump[draws.group]
+    after = draws.day >= jump
+    before_3m = (draws.day < jump) & (draws.day >= jump - 91)
+    increase = spine.new_limit - spine.old_limit
+    drawn = draws.sum(amount, after)
+    monthly_before = draws.sum(amount, before_3m) / 3.0
+    large = after & (amount >= large_share * increase[draws.group])
+    days_to_large = draws.at(draws.day, draws.first_where(large)) - spine.jump
+    return {
+        "post_increase_drawn": drawn,
+        "post_increase_draw_share": _ratio(drawn, increase),
+        # a floor of 100 CNY a month keeps the ratio finite for borrowers who barely spent before
+        "post_increase_spend_ratio": drawn / np.maximum(monthly_before, 100.0),
+        "days_to_first_large_draw": days_to_large,
+        "large_drawdowns_since_jump": draws.sum(1.0, after & np.isin(purpose, ["large_purchase",
+                                                                              "cash_withdrawal"])),
+    }
+
+
+def _outside_installments(loans: Rows, at_day: np.ndarray) -> np.ndarray:
+    """Monthly installments of outside loans still running on ``at_day`` (per borrower)."""
+    opened = loans.day < at_day[loans.group]
+    running = (at_day[loans.group] - loans.day) < loans.col("tenor_months") * DAYS_PER_MONTH
+    return loans.sum(loans.col("monthly_installment"), opened & running)
+
+
+def _debt_to_income(spine: Spine, stmt: Rows, loans: Rows,
+                    tables: dict[str, pd.DataFrame]) -> dict[str, np.ndarray]:
+    income = spine.borrowers["declared_monthly_income"].astype(float)
+    ours_now = np.nan_to_num(stmt.last_value(stmt.col("installment_due_next")))
+    before = Rows(tables["statements"], "statement_date", spine, spine.jump)
+    ours_then = np.nan_to_num(before.last_value(before.col("installment_due_next")))
+    outside_now = _outside_installments(loans, spine.score_day)
+    outside_then = _outside_installments(loans, spine.jump)
+    dti_now = _ratio(ours_now + outside_now, income)
+    dti_then = _ratio(ours_then + outside_then, income)
+    return {
+        "installments_to_income": _ratio(ours_now, income),
+        "dti_before_jump": dti_then,
+        "dti_at_scoring": dti_now,
+        "dti_change": dti_now - dti_then,
+        "outside_installments": outside_now,
+    }
+
+
+def _utilisation(stmt: Rows) -> dict[str, np.ndarray]:
+    util = _ratio(stmt.col("balance"), stmt.col("credit_limit"))
+    util = np.nan_to_num(util, nan=0.0)
+    last = stmt.last_value(util)
+    out = {f"utilisation_mean_{m}m": stmt.mean_last(util, m) for m in (3, 6, 12)}
+    out["utilisation_last"] = last
+    out.update({f"utilisation_slope_{m}m": stmt.slope_last(util, m) for m in (6, 12)})
+    out.update({f"utilisation_last_minus_mean_{m}m": last - out[f"utilisation_mean_{m}m"]
+                for m in (3, 6, 12)})
+    out["utilisation_last_minus_previous"] = last - stmt.last_value(util, back=1)
+    return out
+
+
+def _paid_in_full(spine: Spine, dues: Rows, pays: Rows) -> tuple[np.ndarray, np.ndarray]:
+    """Payments settle due dates first in, first out: a due date is paid in full on the first
+    day the borrower's cumulative payments reach its cumulative scheduled amount. Returns, per
+    due date, whether that happened before scoring and the day (the scoring day if not)."""
+    # cumulative cents, each borrower offset by 2^40 so one sorted array serves all borrowers
+    offset = np.arange(spine.n, dtype="int64") << 40
+    cents = np.round(dues.col("scheduled_amount") * 100).astype("int64")
+    target = _group_cumsum(cents, dues.group) + offset[dues.group] - int(TOLERANCE * 100)
+    still_open = spine.score_day[dues.group]
+    if pays.group.size == 0:
+        return np.zeros(target.size, dtype=bool), still_open
+    cum_paid = (_group_cumsum(np.round(pays.col("amount") * 100).astype("int64"), pays.group)
+                + offset[pays.group])
+    hit = np.minimum(np.searchsorted(cum_paid, target, side="left"), cum_paid.size - 1)
+    found = (pays.group[hit] == dues.group) & (cum_paid[hit] >= target)
+    return found, np.where(found, pays.day[hit], still_open)
+
+
+def _repayment_history(spine: Spine, dues: Rows, pays: Rows, decay_days: float) -> dict[str, np.ndarray]:
+    scheduled = dues.col("scheduled_amount")
+    found, paid_day = _paid_in_full(spine, dues, pays)
+    late = np.maximum(paid_day - dues.day, 0)
+    missed = late > 0
+    recent = {m: dues.within(m * DAYS_PER_MONTH) for m in (3, 6)}
+    unpaid_now = ~found
+    dpd_now = np.nan_to_num(spine.score_day - dues.at(dues.day, dues.first_where(unpaid_now)))
+    total_due = dues.sum(scheduled)
+    total_paid = pays.sum(pays.col("amount"))
+    due_6m, paid_6m = dues.sum(scheduled, recent[6]), pays.sum(pays.col("amount"), pays.within(183))
+    return {
+        **{f"missed_due_dates_{m}m": dues.sum(1.0, missed & recent[m]) for m in (3, 6)},
+        **{f"due_dates_over_{d}_days_late": dues.sum(1.0, late > d) for d in (0, 5, 15, 30)},
+        "max_days_late": dues.max(late.astype(float)),
+        "decayed_days_late": dues.sum(late * np.exp(-dues.age / decay_days)),
+        "days_past_due_now": dpd_now.astype(float),
+        "overdue_amount_now": np.maximum(total_due - total_paid, 0.0),
+        "paid_over_due_6m": _ratio(paid_6m, due_6m),
+        "short_misses_cured_3d": dues.sum(1.0, missed & found & (late <= 3)),
+    }
+
+
+def _group_cumsum(values: np.ndarray, group: np.ndarray) -> np.ndarray:
+    """Cumulative sum restarting at each borrower (rows sorted by borrower)."""
+    total = np.cumsum(values)
+    starts = np.flatnonzero(np.r_[True, group[1:] != group[:-1]]) if group.size else group
+    before = np.zeros_like(total)
+    before[starts[1:]] = total[starts[1:] - 1]
+    return total - np.maximum.accumulate(before)
+
+
+def _multi_lending(spine: Spine, inquiries: Rows, loans: Rows) -> dict[str, np.ndarray]:
+    since_jump_inq = inquiries.day >= spine.jump[inquiries.group]
+    since_jump_loan = loans.day >= spine.jump[loans.group]
+    return {
+        **{f"inquiries_{m}m": inquiries.sum(1.0, inquiries.within(m * DAYS_PER_MONTH)) for m in (1, 3, 6)},
+        "inquiries_since_jump": inquiries.sum(1.0, since_jump_inq),
+        **{f"new_outside_loans_{m}m": loans.sum(1.0, loans.within(m * DAYS_PER_MONTH)) for m in (3, 6)},
+        "new_outside_loans_since_jump": loans.sum(1.0, since_jump_loan),
+        "new_outside_borrowing_6m": loans.sum(loans.col("amount"), loans.within(6 * DAYS_PER_MONTH)),
+    }
+
+
+def _score(spine: Spine, stmt: Rows, limits: Rows) -> dict[str, np.ndarray]:
+    score = stmt.col("credit_score").astype(float)
+    last = stmt.last_value(score)
+    restrictions = (limits.col("event_type") == "restriction") & limits.within(365)
+    return {
+        "credit_score": last,
+        **{f"credit_score_change_{m}m": last - stmt.last_value(score, back=m) for m in (3, 6)},
+        "restrictions_12m": limits.sum(1.0, restrictions),
+    }
+
+
+def _income_and_cash(spine: Spine, stmt: Rows) -> dict[str, np.ndarray]:
+    income = spine.borrowers["declared_monthly_income"].astype(float)
+    inflow = stmt.col("wallet_inflow")
+    last3, prev3 = stmt.mean_last(inflow, 3), stmt.mean_last(inflow, 3, skip=3)
+    balance = stmt.last_value(stmt.col("wallet_balance"))
+    due_next = stmt.last_value(stmt.col("installment_due_next"))
+    return {
+        "declared_income": income,
+        "inflow_mean_3m": last3,
+        "inflow_trend": _ratio(last3, prev3),
+        "inflow_over_declared_income": _ratio(last3, income),
+        "wallet_balance": balance,
+        "cash_buffer_over_installments": balance / np.maximum(np.nan_to_num(due_next), 100.0),
+    }
+
+
+def _technical(spine: Spine, events: Rows, dues: Rows, windows: pd.DataFrame) -> dict[str, np.ndarray]:
+    kind, detail = events.col("event_type"), events.col("detail")
+    agreement = np.isin(kind, ["autodebit_authorised", "autodebit_revoked", "autodebit_cancelled"])
+    code = pd.Categorical(kind, categories=list(EVENT_ORDER)).codes.astype(float)
+    status = events.at(code, _last_where(events, agreement))
+    last_request = _last_where(events, kind == "reauth_required")
+    last_auth = _last_where(events, kind == "autodebit_authorised")
+    failed = (kind == "debit_failed") & events.within(183)
+    return {
+        "autodebit_active": (status == EVENT_ORDER.index("autodebit_authorised")).astype(float),
+        "autodebit_lapsed": (status == EVENT_ORDER.index("autodebit_revoked")).astype(float),
+        "autodebit_changed_30d": events.sum(1.0, agreement & events.within(30)),
+        "reauth_pending": ((last_request >= 0) & (last_auth < last_request)).astype(float),
+        "debit_failures_mandate_6m": events.sum(1.0, failed & (detail == "mandate_invalid")),
+        "debit_failures_system_6m": events.sum(1.0, failed & (detail == "system_unavailable")),
+        "debit_failures_funds_6m": events.sum(1.0, failed & (detail == "insufficient_funds")),
+        "due_dates_in_announced_outage": _dues_in_announced_windows(spine, dues, windows),
+    }
+
+
+# Within one day, events take effect in this order (an agreement fixed the day it failed is fixed).
+EVENT_ORDER = ("reauth_required", "autodebit_revoked", "debit_failed", "autodebit_cancelled",
+               "autodebit_authorised")
+
+
+def _platform_rows(events: pd.DataFrame, spine: Spine, cut: np.ndarray) -> Rows:
+    rank = pd.Categorical(events["event_type"], categories=list(EVENT_ORDER)).codes
+    return Rows(events, "event_date", spine, cut, same_day_order=rank)
+
+
+def _last_where(rows: Rows, mask: np.ndarray) -> np.ndarray:
+    """Row position of each borrower's last row satisfying ``mask`` (-1 if none)."""
+    positions = np.where(mask, np.arange(mask.size), -1)
+    out = np.full(rows.n, -1)
+    if mask.any():
+        np.maximum.at(out, rows.group[mask], positions[mask])
+    return out
+
+
+def _dues_in_announced_windows(spine: Spine, dues: Rows, windows: pd.DataFrame) -> np.ndarray:
+    """How many of the next three due dates fall in a maintenance window announced before
+    scoring. The next due date is the last one before scoring moved on by whole months."""
+    last_due = dues.last_value(dues.day.astype(float))
+    has = ~np.isnan(last_due)
+    last_due = np.where(has, last_due, 0).astype("int64")
+    months = _month_index(spine.score_day) - _month_index(last_due)
+    nxt = _add_months(last_due, months)
+    nxt = np.where(nxt < spine.score_day, _add_months(last_due, months + 1), nxt)
+    announced = days(windows["announced_date"])
+    start, end = days(windows["start_time"]), days(windows["end_time"])
+    count = np.zeros(spine.n)
+    for step in range(3):
+        due = _add_months(nxt, step)
+        for a, s, e in zip(announced, start, end, strict=True):
+            count += has & (a < spine.score_day) & (s <= due) & (due <= e)
+    return count
+
+
+def _month_index(day: np.ndarray) -> np.ndarray:
+    return day.astype("datetime64[D]").astype("datetime64[M]").astype("int64")
+
+
+def _add_months(day: np.ndarray, months: np.ndarray | int) -> np.ndarray:
+    month = _month_index(day)
+    in_month = day - month.astype("datetime64[M]").astype("datetime64[D]").astype("int64")
+    target = (month + months).astype("datetime64[M]").astype("datetime64[D]").astype("int64")
+    return target + in_month
+
+
+def _profile(spine: Spine) -> dict[str, np.ndarray]:
+    b = spine.borrowers
+    return {
+        "age": b["age"].astype(float),
+        "city_tier": b["city_tier"].astype(float),
+        "employment_type": _codes(b["employment_type"], EMPLOYMENT_TYPES),
+    }

@@ -1,0 +1,173 @@
+from __future__ import annotations
+
+import inspect
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import pipeline.cli.features as features_cli
+import pipeline.features as features_module
+from pipeline import io
+from pipeline.catalog import FEATURES, NAMES, markdown_table, monotone_constraints
+from pipeline.contract import RAW_TABLES, TABLES
+from pipeline.features import MissingJump, build_features
+from tests import handmade
+from tests.conftest import make_params
+
+SETTINGS = make_params().features
+
+
+@pytest.fixture(scope="module")
+def small_features(small_sim, small_params):
+    return build_features(small_sim, small_params.label.observation_days, SETTINGS)
+
+
+def one(tables, bid: int) -> pd.Series:
+    frame = build_features(tables, 30, SETTINGS)
+    return frame.set_index("borrower_id").loc[bid]
+
+
+def test_columns_follow_the_catalogue(small_features):
+    assert list(small_features.columns[3:]) == list(NAMES)
+    assert small_features["borrower_id"].is_monotonic_increasing
+    assert len(FEATURES) == len(set(NAMES))
+
+
+def test_drew_most_of_the_increase_in_week_two():
+    b = handmade.borrower(1, jump="2025-03-01", increase=50_000)
+    b["drawdowns"] = [
+        dict(borrower_id=1, drawdown_date=d, amount=1500.0, tenor_months=3, apr=0.12,
+             monthly_installment=510.0, purpose="purchase")
+        for d in ("2024-12-15", "2025-01-15", "2025-02-15")] + [
+        dict(borrower_id=1, drawdown_date="2025-03-10", amount=40_000.0, tenor_months=12, apr=0.18,
+             monthly_installment=3667.0, purpose="large_purchase"),
+        dict(borrower_id=1, drawdown_date="2025-04-05", amount=9_999.0, tenor_months=3, apr=0.12,
+             monthly_installment=3400.0, purpose="purchase")]  # after scoring: ignored
+    f = one(handmade.tables(b), 1)
+    assert f["post_increase_drawn"] == pytest.approx(40_000)
+    assert f["post_increase_draw_share"] == pytest.approx(0.8)
+    assert f["post_increase_spend_ratio"] == pytest.approx(40_000 / 1500)
+    assert f["days_to_first_large_draw"] == 9
+    assert f["large_drawdowns_since_jump"] == 1
+
+
+def test_three_inquiries_last_month():
+    b = handmade.borrower(2, jump="2025-03-01")
+    b["bureau_inquiries"] = [dict(borrower_id=2, inquiry_date=d, lender_type="online_lender")
+                             for d in ("2024-12-01", "2025-03-05", "2025-03-12", "2025-03-20",
+                                       "2025-03-31")]  # the last is on the scoring date: ignored
+    f = one(handmade.tables(b), 2)
+    assert (f["inquiries_1m"], f["inquiries_3m"], f["inquiries_6m"]) == (3, 3, 4)
+    assert f["inquiries_since_jump"] == 3
+
+
+def test_next_due_date_in_an_announced_outage_and_a_short_miss():
+    b = handmade.borrower(3, jump="2025-03-01")
+    b["installments"] = [dict(borrower_id=3, due_date=d, scheduled_amount=1000.0, arrears_amount=0.0)
+                         for d in ("2025-02-10", "2025-03-10")]
+    b["repayments"] = [
+        dict(borrower_id=3, payment_date="2025-02-12", due_date="2025-02-10", amount=1000.0,
+             channel="manual"),
+        dict(borrower_id=3, payment_date="2025-03-10", due_date="2025-03-10", amount=1000.0,
+             channel="auto_debit")]
+    windows = [
+        dict(window_id=0, window_kind="planned", announced_date="2025-03-20",
+             start_time="2025-04-10 01:00:00", end_time="2025-04-10 05:00:00"),
+        dict(window_id=1, window_kind="planned", announced_date="2025-04-05",  # announced too late
+             start_time="2025-05-10 01:00:00", end_time="2025-05-10 05:00:00")]
+    f = one(handmade.tables(b, maintenance_windows=windows), 3)
+    assert f["due_dates_in_announced_outage"] == 1
+    assert f["due_dates_over_0_days_late"] == 1 and f["due_dates_over_5_days_late"] == 0
+    assert f["short_misses_cured_3d"] == 1 and f["max_days_late"] == 2
+    assert f["days_past_due_now"] == 0 and f["overdue_amount_now"] == 0
+
+
+def test_an_unpaid_due_date_counts_as_overdue_now():
+    b = handmade.borrower(4, jump="2025-03-01")
+    b["installments"] = [dict(borrower_id=4, due_date="2025-03-10", scheduled_amount=800.0,
+                              arrears_amount=0.0)]
+    b["repayments"] = [dict(borrower_id=4, payment_date="2025-03-10", due_date="2025-03-10",
+                            amount=300.0, channel="auto_debit")]
+    f = one(handmade.tables(b), 4)
+    assert f["days_past_due_now"] == 21 and f["overdue_amount_now"] == pytest.approx(500)
+    assert f["due_dates_over_15_days_late"] == 1 and f["paid_over_due_6m"] == pytest.approx(300 / 800)
+
+
+def test_a_borrower_without_a_jump_is_reported():
+    b = handmade.borrower(5)
+    b["limit_events"] = b["limit_events"][:1]
+    with pytest.raises(MissingJump) as info:
+        build_features(handmade.tables(b), 30, SETTINGS)
+    assert info.value.borrower_ids.tolist() == [5]
+
+
+def rows_before_scoring(tables: dict, scoring: pd.Series) -> dict:
+    out = dict(tables)
+    for name in RAW_TABLES:
+        frame = tables[name]
+        cut = frame["borrower_id"].map(scoring)
+        out[name] = frame[frame[TABLES[name].date_column] < cut].reset_index(drop=True)
+    return out
+
+
+def test_no_leak_from_rows_dated_on_or_after_scoring(small_sim, small_features):
+    scoring = small_features.set_index("borrower_id")["scoring_date"]
+    deleted = rows_before_scoring(small_sim, scoring)
+    assert sum(len(deleted[n]) for n in RAW_TABLES) < sum(len(small_sim[n]) for n in RAW_TABLES)
+    pd.testing.assert_frame_equal(build_features(deleted, 30, SETTINGS), small_features)
+    changed = dict(small_sim)
+    for name in RAW_TABLES:  # scramble every number of the later rows
+        frame = small_sim[name].copy()
+        later = frame[TABLES[name].date_column] >= frame["borrower_id"].map(scoring)
+        for col in TABLES[name].columns:
+            if col.dtype == "float64":
+                frame.loc[later, col.name] = frame.loc[later, col.name] * 7.0 + 13.0
+        changed[name] = frame
+    pd.testing.assert_frame_equal(build_features(changed, 30, SETTINGS), small_features)
+
+
+def test_features_never_open_the_ground_truth(small_sim, small_features):
+    without = {k: v for k, v in small_sim.items() if k != "ground_truth"}
+    pd.testing.assert_frame_equal(build_features(without, 30, SETTINGS), small_features)
+    for module in (features_module, features_cli):
+        assert "truth" not in inspect.getsource(module).lower()
+
+
+def test_same_inputs_same_bytes(tmp_path, small_sim, small_features):
+    io.write_parquet(small_features, tmp_path / "a.parquet")
+    io.write_parquet(build_features(small_sim, 30, SETTINGS), tmp_path / "b.parquet")
+    assert (tmp_path / "a.parquet").read_bytes() == (tmp_path / "b.parquet").read_bytes()
+
+
+def test_partitions_give_the_same_rows(small_sim, small_features):
+    parts = []
+    for r in range(3):
+        part = {name: frame[frame["borrower_id"] % 3 == r] if "borrower_id" in frame else frame
+                for name, frame in small_sim.items()}
+        parts.append(build_features(part, 30, SETTINGS))
+    together = pd.concat(parts).sort_values("borrower_id", ignore_index=True)
+    pd.testing.assert_frame_equal(together, small_features)
+
+
+def test_unsorted_input_gives_the_same_rows(small_sim, small_features):
+    rng = np.random.default_rng(0)
+    shuffled = {name: frame.sample(frac=1.0, random_state=rng) for name, frame in small_sim.items()}
+    pd.testing.assert_frame_equal(build_features(shuffled, 30, SETTINGS), small_features)
+
+
+def test_no_single_feature_identifies_a_cause(small_sim, small_features):
+    from sklearn.metrics import roc_auc_score
+    truth = small_sim["ground_truth"].set_index("borrower_id").loc[small_features["borrower_id"]]
+    for cause in ("credit", "liquidity", "technical"):
+        y = (truth["first_miss_cause"] == cause).to_numpy()
+        for name in NAMES:
+            auc = roc_auc_score(y, small_features[name].fillna(-1e12))
+            assert max(auc, 1 - auc) < 0.9, (cause, name, auc)
+
+
+def test_catalogue_drives_constraints_and_docs():
+    constraints = monotone_constraints(["credit_score", "inquiries_3m", "trigger", "team_feature"])
+    assert constraints == [-1, 1, 0, 0]
+    assert all(f.cause in ("credit", "liquidity", "technical", "profile") for f in FEATURES)
+    assert markdown_table().count("\n") == len(FEATURES) + 1
