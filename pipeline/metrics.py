@@ -1,0 +1,425 @@
+"""Model metrics: ranking, probability quality, lift, stability and distance from the true probability.
+
+Pure functions. ``y`` is a 0/1 array of outcomes (missed repayment = 1, shape (n,)), ``p`` an array
+of predicted probabilities in [0, 1] of the same shape. Results are plain Python numbers, dicts
+and DataFrames with plain columns, so ``json.dumps`` works after ``DataFrame.to_dict()``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy.special import expit, logit
+from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score, roc_curve
+
+LOG_LOSS_CLIP = 1e-15
+PSI_SHARE_FLOOR = 1e-4  # keeps ln(a / e) finite when a bin is empty in one sample
+PSI_WATCH = 0.10
+PSI_SHIFTED = 0.25
+MISSING = "missing"
+
+
+# ---------------------------------------------------------------------------------------------
+# Input handling and shared helpers
+
+
+def _as_float(values: Any) -> np.ndarray:
+    """A 1-D float array; pandas missing values (``pd.NA``) become NaN."""
+    if isinstance(values, pd.Series | pd.Index):
+        return values.to_numpy(dtype=float, na_value=np.nan)
+    return np.asarray(values, dtype=float).reshape(-1)
+
+
+def _pair(y: Any, p: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Outcomes and scores as float arrays of the same, non-zero length."""
+    y, p = _as_float(y), _as_float(p)
+    if len(y) != len(p):
+        raise ValueError(f"y and p must have the same length, got {len(y)} and {len(p)}")
+    if len(y) == 0:
+        raise ValueError("y and p must not be empty")
+    if not np.isin(y, (0.0, 1.0)).all():
+        raise ValueError("y must contain only 0 and 1")
+    return y, p
+
+
+def _require_both_classes(y: np.ndarray) -> None:
+    if y.min() == y.max():
+        raise ValueError("y must contain both classes (0 and 1) for this metric")
+
+
+def _rank_bins(p: np.ndarray, bins: int, descending: bool = False) -> np.ndarray:
+    """Bin number 1..bins per row, equal counts by rank of ``p``.
+
+    The sort is stable, so tied scores are split by original row order, never arbitrarily. With
+    fewer rows than bins, each row is its own bin, numbered without gaps.
+    """
+    if bins < 1:
+        raise ValueError(f"bins must be at least 1, got {bins}")
+    bins = min(bins, len(p))
+    order = np.argsort(-p if descending else p, kind="stable")
+    out = np.empty(len(p), dtype=np.int64)
+    out[order] = np.arange(len(p)) * bins // len(p) + 1
+    return out
+
+
+def _binned(y: np.ndarray, p: np.ndarray, bins: int, descending: bool = False) -> pd.DataFrame:
+    """Per equal-count bin: n, positives, observed rate and the mean, min and max score."""
+    frame = pd.DataFrame({"bin": _rank_bins(p, bins, descending), "y": y, "p": p})
+    table = frame.groupby("bin", sort=True).agg(
+        n=("y", "size"), positives=("y", "sum"), observed_rate=("y", "mean"),
+        mean_predicted=("p", "mean"), min_score=("p", "min"), max_score=("p", "max"))
+    table["positives"] = table["positives"].astype(np.int64)
+    return table.reset_index()
+
+
+def _downsample(frame: pd.DataFrame, points: int) -> pd.DataFrame:
+    """At most ``points`` evenly spaced rows, always keeping the first and the last."""
+    if points < 2:
+        raise ValueError(f"points must be at least 2, got {points}")
+    if len(frame) <= points:
+        return frame.reset_index(drop=True)
+    keep = np.unique(np.linspace(0, len(frame) - 1, points).round().astype(np.int64))
+    return frame.iloc[keep].reset_index(drop=True)
+
+
+def _ols(x: np.ndarray, y: np.ndarray) -> tuple[float, float, float]:
+    """Intercept, slope and R² of the least-squares line y = a + b * x."""
+    design = np.column_stack([np.ones_like(x), x])
+    (intercept, slope), *_ = np.linalg.lstsq(design, y, rcond=None)
+    residual = np.sum((y - intercept - slope * x) ** 2)
+    total = np.sum((y - y.mean()) ** 2)
+    r2 = 1.0 - residual / total if total > 0 else float("nan")
+    return float(intercept), float(slope), float(r2)
+
+
+def _logistic_calibration(y: np.ndarray, p: np.ndarray, iterations: int = 100) -> tuple[float, float]:
+    """Intercept and slope of an unpenalised logistic regression of y on logit(p).
+
+    Newton steps from (0, 1), i.e. from perfect calibration; a step is halved while it lowers the
+    likelihood, which keeps the iteration stable far from the optimum. NaN if y has one class
+    (no finite maximum) or p is constant (no slope); with perfectly separated data the result is
+    large, not meaningful.
+    """
+    if y.min() == y.max() or p.min() == p.max():
+        return float("nan"), float("nan")
+    design = np.column_stack([np.ones_like(p), logit(np.clip(p, LOG_LOSS_CLIP, 1 - LOG_LOSS_CLIP))])
+
+    def loglik(beta: np.ndarray) -> float:
+        eta = design @ beta
+        return float(np.sum(y * eta - np.logaddexp(0.0, eta)))
+
+    beta = np.array([0.0, 1.0])
+    current = loglik(beta)
+    for _ in range(iterations):
+        mu = expit(design @ beta)
+        hessian = design.T @ (design * (mu * (1 - mu))[:, None])
+        step = np.linalg.lstsq(hessian, design.T @ (y - mu), rcond=None)[0]
+        for _ in range(30):
+            candidate = loglik(beta + step)
+            if candidate >= current - 1e-12:
+                break
+            step = step / 2
+        beta, current = beta + step, candidate
+        if np.max(np.abs(step)) < 1e-10:
+            break
+    return float(beta[0]), float(beta[1])
+
+
+# ---------------------------------------------------------------------------------------------
+# Ranking
+
+
+def ranking(y: Any, p: Any) -> dict:
+    """AUC, Gini, KS, average precision, base rate, row and positive counts (all unitless)."""
+    y, p = _pair(y, p)
+    _require_both_classes(y)
+    auc = float(roc_auc_score(y, p))
+    # All thresholds, so the maximum gap is exact (equal to the two-sample KS statistic).
+    fpr, tpr, _ = roc_curve(y, p, drop_intermediate=False)
+    return {
+        "auc": auc,
+        "gini": 2 * auc - 1,
+        "ks": float(np.max(tpr - fpr)),
+        "pr_auc": float(average_precision_score(y, p)),
+        "base_rate": float(y.mean()),
+        "n": int(len(y)),
+        "positives": int(y.sum()),
+    }
+
+
+def ks_curve(y: Any, p: Any, points: int = 101) -> pd.DataFrame:
+    """TPR, FPR and their gap at ``points`` thresholds on evenly spaced quantiles of p.
+
+    A row's rates count scores >= threshold. Shape (points, 4): threshold, tpr, fpr, gap.
+    """
+    y, p = _pair(y, p)
+    _require_both_classes(y)
+    if points < 2:
+        raise ValueError(f"points must be at least 2, got {points}")
+    thresholds = np.quantile(p, np.linspace(0.0, 1.0, points))
+    pos, neg = np.sort(p[y == 1]), np.sort(p[y == 0])
+    tpr = 1.0 - np.searchsorted(pos, thresholds, side="left") / len(pos)
+    fpr = 1.0 - np.searchsorted(neg, thresholds, side="left") / len(neg)
+    return pd.DataFrame({"threshold": thresholds, "tpr": tpr, "fpr": fpr, "gap": tpr - fpr})
+
+
+def roc_points(y: Any, p: Any, points: int = 201) -> pd.DataFrame:
+    """ROC curve (columns fpr, tpr) from (0, 0) to (1, 1), at most ``points`` rows."""
+    y, p = _pair(y, p)
+    _require_both_classes(y)
+    fpr, tpr, _ = roc_curve(y, p)
+    return _downsample(pd.DataFrame({"fpr": fpr, "tpr": tpr}), points)
+
+
+def pr_points(y: Any, p: Any, points: int = 201) -> pd.DataFrame:
+    """Precision-recall curve (columns recall, precision), recall ascending, at most ``points`` rows."""
+    y, p = _pair(y, p)
+    _require_both_classes(y)
+    precision, recall, _ = precision_recall_curve(y, p)
+    # sklearn returns recall descending; plots and readers expect it ascending.
+    frame = pd.DataFrame({"recall": recall[::-1], "precision": precision[::-1]})
+    return _downsample(frame, points)
+
+
+# ---------------------------------------------------------------------------------------------
+# Probability quality
+
+
+def probability_quality(y: Any, p: Any, bins: int = 10) -> dict:
+    """Brier score, log loss (nats), ECE over ``bins`` equal-count bins, calibration fit.
+
+    ``calibration_intercept``/``calibration_slope`` come from a logistic regression of y on
+    logit(p): 0 and 1 when calibrated; slope < 1 means p is too extreme, > 1 too timid.
+    ``calibration_in_the_large`` = mean p - mean y (> 0: over-predicting).
+    """
+    y, p = _pair(y, p)
+    clipped = np.clip(p, LOG_LOSS_CLIP, 1 - LOG_LOSS_CLIP)
+    table = _binned(y, p, bins)
+    intercept, slope = _logistic_calibration(y, p)
+    return {
+        "brier": float(np.mean((p - y) ** 2)),
+        "log_loss": float(-np.mean(y * np.log(clipped) + (1 - y) * np.log(1 - clipped))),
+        "ece": float(np.sum(table["n"] / len(y) * (table["mean_predicted"] - table["observed_rate"]).abs())),
+        "calibration_intercept": intercept,
+        "calibration_slope": slope,
+        "mean_predicted": float(p.mean()),
+        "observed_rate": float(y.mean()),
+        "calibration_in_the_large": float(p.mean() - y.mean()),
+    }
+
+
+def calibration_table(y: Any, p: Any, bins: int = 10) -> pd.DataFrame:
+    """Equal-count bins by ascending p (bin 1 = lowest): n, mean_predicted, observed_rate."""
+    y, p = _pair(y, p)
+    return _binned(y, p, bins)[["bin", "n", "mean_predicted", "observed_rate"]]
+
+
+# ---------------------------------------------------------------------------------------------
+# Lift and flagging
+
+
+def lift_table(y: Any, p: Any, bins: int = 10) -> pd.DataFrame:
+    """Equal-count bins by descending p (decile 1 = riskiest), with misses, capture and lift.
+
+    Ties go by original row order. ``capture`` is the share of all misses in the decile,
+    ``lift`` the decile's miss rate over the overall miss rate.
+    """
+    y, p = _pair(y, p)
+    table = _binned(y, p, bins, descending=True).rename(
+        columns={"bin": "decile", "positives": "misses", "observed_rate": "miss_rate"})
+    table["capture"] = table["misses"] / y.sum()
+    table["cumulative_capture"] = table["capture"].cumsum()
+    table["lift"] = table["miss_rate"] / y.mean()
+    return table[["decile", "n", "misses", "miss_rate", "min_score", "max_score",
+                  "capture", "cumulative_capture", "lift"]]
+
+
+def lift_summary(y: Any, p: Any, bins: int = 10, top_share: float = 0.05) -> dict:
+    """Miss rate and capture of the riskiest ``top_share`` of rows, and whether deciles rank-order.
+
+    ``rank_order_breaks`` counts adjacent decile pairs whose miss rate rises going down the risk
+    order; ``rank_ordered`` is True when there are none (equal rates are allowed).
+    """
+    y, p = _pair(y, p)
+    top = flagged(p, top_share)
+    table = lift_table(y, p, bins)
+    breaks = int(np.sum(np.diff(table["miss_rate"].to_numpy()) > 0))
+    return {
+        "top_share": float(top_share),
+        "top_miss_rate": float(y[top].mean()) if top.any() else float("nan"),
+        "top_capture": float(y[top].sum() / y.sum()) if y.sum() > 0 else float("nan"),
+        "top_decile_capture": float(table["capture"].iloc[0]),
+        "rank_ordered": breaks == 0,
+        "rank_order_breaks": breaks,
+    }
+
+
+def _flag_order(p: Any, flag_rate: float) -> tuple[np.ndarray, np.ndarray]:
+    """Scores and the row indices of the riskiest round(flag_rate * n) rows, riskiest first."""
+    p = _as_float(p)
+    if len(p) == 0:
+        raise ValueError("p must not be empty")
+    if not 0.0 <= flag_rate <= 1.0:
+        raise ValueError(f"flag_rate must be in [0, 1], got {flag_rate}")
+    count = int(round(flag_rate * len(p)))
+    return p, np.argsort(-p, kind="stable")[:count]
+
+
+def threshold_at_flag_rate(p: Any, flag_rate: float) -> float:
+    """Lowest score among the rows ``flagged`` flags (+inf if none are flagged).
+
+    Every row above it is flagged; rows tied with it may be flagged only in part (by row order).
+    """
+    p, rows = _flag_order(p, flag_rate)
+    return float(p[rows[-1]]) if len(rows) else float("inf")
+
+
+def flagged(p: Any, flag_rate: float) -> np.ndarray:
+    """Boolean mask, shape (n,), of exactly round(flag_rate * n) rows with the highest p.
+
+    Ties are broken by original row order (earlier rows first).
+    """
+    p, rows = _flag_order(p, flag_rate)
+    mask = np.zeros(len(p), dtype=bool)
+    mask[rows] = True
+    return mask
+
+
+# ---------------------------------------------------------------------------------------------
+# Stability
+
+
+def _psi_edges(expected: np.ndarray, bins: int) -> np.ndarray:
+    """Interior bin edges from quantiles of the non-missing ``expected`` values.
+
+    Bins are right-closed, (lower, upper]. ``inverted_cdf`` keeps every edge an observed value
+    and dropping edges at the maximum keeps the top bin non-empty, so a variable with few
+    distinct values gets one bin per value (or group of values) and no empty bins.
+    """
+    if bins < 1:
+        raise ValueError(f"bins must be at least 1, got {bins}")
+    present = expected[~np.isnan(expected)]
+    if len(present) == 0:
+        return np.array([])
+    quantiles = np.quantile(present, np.linspace(0.0, 1.0, bins + 1)[1:-1], method="inverted_cdf")
+    edges = np.unique(quantiles)
+    return edges[edges < present.max()]
+
+
+def _psi_counts(values: np.ndarray, edges: np.ndarray, with_missing: bool) -> np.ndarray:
+    missing = np.isnan(values)
+    counts = np.bincount(np.searchsorted(edges, values[~missing], side="left"), minlength=len(edges) + 1)
+    return np.append(counts, missing.sum()) if with_missing else counts
+
+
+def _psi_flag(value: float) -> str:
+    if value < PSI_WATCH:
+        return "stable"
+    return "watch" if value < PSI_SHIFTED else "shifted"
+
+
+def psi(expected: Any, actual: Any, bins: int = 10) -> dict:
+    """Population stability index of ``actual`` against ``expected`` (unitless).
+
+    Edges are quantiles of ``expected`` with outer edges -inf/+inf, so every value of ``actual``
+    lands in a bin; NaN gets its own bin ``missing`` (bounds None) when either sample has one.
+    Shares are floored at 1e-4. Flag: < 0.10 stable, < 0.25 watch, otherwise shifted.
+    """
+    expected, actual = _as_float(expected), _as_float(actual)
+    if len(expected) == 0 or len(actual) == 0:
+        raise ValueError("expected and actual must not be empty")
+    edges = _psi_edges(expected, bins)
+    with_missing = bool(np.isnan(expected).any() or np.isnan(actual).any())
+    e_count = _psi_counts(expected, edges, with_missing)
+    a_count = _psi_counts(actual, edges, with_missing)
+    e_share = np.maximum(e_count / len(expected), PSI_SHARE_FLOOR)
+    a_share = np.maximum(a_count / len(actual), PSI_SHARE_FLOOR)
+    contribution = (a_share - e_share) * np.log(a_share / e_share)
+    bounds = np.concatenate([[-np.inf], edges, [np.inf]])
+    table = []
+    for i in range(len(e_count)):
+        is_missing = i == len(edges) + 1
+        lower = None if is_missing else float(bounds[i])
+        upper = None if is_missing else float(bounds[i + 1])
+        table.append({
+            "bin": MISSING if is_missing else f"({lower:.6g}, {upper:.6g}{')' if upper == np.inf else ']'}",
+            "lower": lower, "upper": upper,
+            "expected_count": int(e_count[i]), "actual_count": int(a_count[i]),
+            "expected_share": float(e_share[i]), "actual_share": float(a_share[i]),
+            "contribution": float(contribution[i]),
+        })
+    value = float(contribution.sum())
+    return {"psi": value, "flag": _psi_flag(value), "bins": table}
+
+
+def csi(expected: pd.DataFrame, actual: pd.DataFrame, columns: Sequence[str], bins: int = 10) -> pd.DataFrame:
+    """PSI of each column (characteristic stability index), highest first.
+
+    Columns: feature, psi, flag, bins_used (number of bins including a ``missing`` bin).
+    """
+    rows = []
+    for column in columns:
+        result = psi(expected[column], actual[column], bins)
+        rows.append({"feature": column, "psi": result["psi"], "flag": result["flag"],
+                     "bins_used": len(result["bins"])})
+    frame = pd.DataFrame(rows, columns=["feature", "psi", "flag", "bins_used"])
+    return frame.sort_values("psi", ascending=False, kind="stable").reset_index(drop=True)
+
+
+def gini_by_period(y: Any, p: Any, period: Any, min_rows: int = 200) -> dict:
+    """Gini per period (ascending), its trend, mean and sample standard deviation.
+
+    Periods with fewer than ``min_rows`` rows or a single class are skipped. ``slope`` is the
+    least-squares change in Gini per kept period (NaN with fewer than two).
+    """
+    y, p = _pair(y, p)
+    period = np.asarray(period)
+    if len(period) != len(y):
+        raise ValueError(f"period must have the same length as y, got {len(period)} and {len(y)}")
+    kept = []
+    frame = pd.DataFrame({"period": period, "y": y, "p": p})
+    for value, group in frame.groupby("period", sort=True):
+        if len(group) < min_rows or group["y"].nunique() < 2:
+            continue
+        gini = 2 * float(roc_auc_score(group["y"], group["p"])) - 1
+        kept.append({"period": value.item() if isinstance(value, np.generic) else value,
+                     "n": int(len(group)), "gini": gini})
+    ginis = np.array([row["gini"] for row in kept])
+    slope = _ols(np.arange(len(ginis), dtype=float), ginis)[1] if len(ginis) >= 2 else float("nan")
+    return {
+        "periods": kept,
+        "slope": slope,
+        "mean": float(ginis.mean()) if len(ginis) else float("nan"),
+        "std": float(ginis.std(ddof=1)) if len(ginis) >= 2 else float("nan"),
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# Distance from the true probability (simulated data only)
+
+
+def truth_gap(y: Any, p_model: Any, p_true: Any) -> dict:
+    """How far a model's probabilities are from the simulator's true ones.
+
+    AUC and Brier of both against y, their AUC gap, the OLS line p_true = a + b * p_model
+    (ideal a = 0, b = 1, R² = 1) and the mean absolute difference, in probability units (0..1).
+    """
+    y, p_model = _pair(y, p_model)
+    _, p_true = _pair(y, p_true)
+    _require_both_classes(y)
+    auc_true, auc_model = float(roc_auc_score(y, p_true)), float(roc_auc_score(y, p_model))
+    intercept, slope, r2 = _ols(p_model, p_true)
+    return {
+        "auc_true": auc_true,
+        "brier_true": float(np.mean((p_true - y) ** 2)),
+        "auc_model": auc_model,
+        "brier_model": float(np.mean((p_model - y) ** 2)),
+        "auc_gap": auc_true - auc_model,
+        "regression_intercept": intercept,
+        "regression_slope": slope,
+        "regression_r2": r2,
+        "mean_abs_difference": float(np.mean(np.abs(p_model - p_true))),
+    }

@@ -1,0 +1,417 @@
+"""Metrics against sklearn/scipy, hand-computed examples and constructed failure cases."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.special import expit, logit
+from scipy.stats import ks_2samp
+from sklearn.metrics import average_precision_score, brier_score_loss, log_loss, roc_auc_score
+
+from pipeline import metrics
+
+
+def scored(n: int, seed: int, signal: float = 1.5, base: float = -1.2) -> tuple[np.ndarray, np.ndarray]:
+    """Outcomes drawn as Bernoulli(p) from a logistic model: p is the true probability."""
+    rng = np.random.default_rng(seed)
+    p = expit(base + signal * rng.normal(size=n))
+    y = (rng.random(n) < p).astype(int)
+    return y, p
+
+
+# --- ranking ----------------------------------------------------------------------------------
+
+
+def test_ranking_matches_sklearn_and_scipy():
+    y, p = scored(3000, seed=1)
+    result = metrics.ranking(y, p)
+    assert result["auc"] == pytest.approx(roc_auc_score(y, p), abs=1e-12)
+    assert result["pr_auc"] == pytest.approx(average_precision_score(y, p), abs=1e-12)
+    assert result["gini"] == pytest.approx(2 * result["auc"] - 1, abs=1e-12)
+    assert result["ks"] == pytest.approx(ks_2samp(p[y == 1], p[y == 0]).statistic, abs=1e-12)
+    assert result["n"] == 3000 and result["positives"] == int(y.sum())
+    assert result["base_rate"] == pytest.approx(y.mean())
+    json.dumps(result)
+
+
+def test_ranking_ks_with_tied_scores_matches_scipy():
+    rng = np.random.default_rng(2)
+    y = rng.integers(0, 2, 500)
+    p = np.round(0.3 * y + rng.random(500), 1)  # few distinct values, many ties
+    assert metrics.ranking(y, p)["ks"] == pytest.approx(ks_2samp(p[y == 1], p[y == 0]).statistic, abs=1e-12)
+
+
+def test_ranking_hand_example():
+    result = metrics.ranking([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8])
+    assert result["auc"] == pytest.approx(0.75)
+    assert result["gini"] == pytest.approx(0.5)
+    assert result["ks"] == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize("y, p, message", [
+    ([0, 1, 1], [0.1, 0.2], "same length"),
+    ([], [], "empty"),
+    ([0, 2], [0.1, 0.2], "only 0 and 1"),
+    ([1, 1], [0.1, 0.2], "both classes"),
+])
+def test_ranking_rejects_bad_input(y, p, message):
+    with pytest.raises(ValueError, match=message):
+        metrics.ranking(y, p)
+
+
+def test_ks_curve_shape_and_gap():
+    y, p = scored(2000, seed=3)
+    curve = metrics.ks_curve(y, p, points=101)
+    assert list(curve.columns) == ["threshold", "tpr", "fpr", "gap"]
+    assert len(curve) == 101 and curve["threshold"].is_monotonic_increasing
+    assert curve[["tpr", "fpr"]].iloc[0].tolist() == [1.0, 1.0]
+    np.testing.assert_allclose(curve["gap"], curve["tpr"] - curve["fpr"])
+    ks = metrics.ranking(y, p)["ks"]
+    assert ks - 0.05 < curve["gap"].max() <= ks + 1e-12
+
+
+def test_ks_curve_by_hand():
+    # thresholds are the quantiles 0, .25, .5, .75, 1 of 5 scores: exactly the sorted scores
+    y = [0, 0, 1, 1, 0]
+    p = [0.1, 0.4, 0.35, 0.8, 0.6]
+    curve = metrics.ks_curve(y, p, points=5)
+    np.testing.assert_allclose(curve["threshold"], [0.1, 0.35, 0.4, 0.6, 0.8])
+    np.testing.assert_allclose(curve["tpr"], [1, 1, 0.5, 0.5, 0.5])
+    np.testing.assert_allclose(curve["fpr"], [1, 2 / 3, 2 / 3, 1 / 3, 0])
+    assert curve["gap"].max() == pytest.approx(metrics.ranking(y, p)["ks"])
+
+
+def test_roc_and_pr_points_are_downsampled_with_end_points():
+    y, p = scored(2000, seed=4)
+    roc = metrics.roc_points(y, p, points=50)
+    assert list(roc.columns) == ["fpr", "tpr"] and len(roc) <= 50
+    assert roc.iloc[0].tolist() == [0.0, 0.0] and roc.iloc[-1].tolist() == [1.0, 1.0]
+    pr = metrics.pr_points(y, p, points=50)
+    assert list(pr.columns) == ["recall", "precision"] and len(pr) <= 50
+    assert pr["recall"].iloc[0] == 0.0 and pr["recall"].iloc[-1] == 1.0
+    assert pr["precision"].iloc[-1] == pytest.approx(y.mean())
+    assert pr["recall"].is_monotonic_increasing
+
+
+# --- probability quality ---------------------------------------------------------------------
+
+
+def test_brier_and_log_loss_match_sklearn():
+    y, p = scored(2000, seed=5)
+    result = metrics.probability_quality(y, p)
+    assert result["brier"] == pytest.approx(brier_score_loss(y, p), abs=1e-12)
+    assert result["log_loss"] == pytest.approx(log_loss(y, p), abs=1e-12)
+    json.dumps(result)
+
+
+def test_log_loss_is_finite_for_certain_wrong_predictions():
+    result = metrics.probability_quality([0, 1], [1.0, 0.0])
+    clipped_high = 1 - 1e-15  # not exactly 1 - 1e-15 in floating point, hence no closed form
+    assert result["log_loss"] == pytest.approx(-(math.log(1e-15) + math.log(1 - clipped_high)) / 2)
+
+
+def test_true_probabilities_are_calibrated():
+    y, p = scored(20_000, seed=6)
+    result = metrics.probability_quality(y, p)
+    assert result["calibration_slope"] == pytest.approx(1.0, abs=0.1)
+    assert result["calibration_intercept"] == pytest.approx(0.0, abs=0.1)
+    assert result["ece"] < 0.02
+    assert abs(result["calibration_in_the_large"]) < 0.01
+
+
+def test_calibration_detects_over_prediction_and_wrong_spread():
+    y, p = scored(20_000, seed=7)
+    # sqrt(p) over-predicts; it also squeezes the log-odds together (towards half their spread
+    # for small p), so the fitted slope is above 1, not below.
+    too_high = metrics.probability_quality(y, p ** 0.5)
+    assert too_high["calibration_in_the_large"] > 0.1
+    assert too_high["calibration_slope"] > 1.1
+    too_extreme = metrics.probability_quality(y, expit(2 * logit(p)))
+    assert too_extreme["calibration_slope"] == pytest.approx(0.5, abs=0.05)
+    too_timid = metrics.probability_quality(y, expit(0.5 * logit(p)))
+    assert too_timid["calibration_slope"] == pytest.approx(2.0, abs=0.2)
+
+
+def test_calibration_fit_is_nan_when_undefined():
+    constant = metrics.probability_quality([0, 1, 0, 1], [0.3] * 4)
+    one_class = metrics.probability_quality([0, 0, 0], [0.1, 0.2, 0.3])
+    for result in (constant, one_class):
+        assert math.isnan(result["calibration_slope"]) and math.isnan(result["calibration_intercept"])
+    assert constant["calibration_in_the_large"] == pytest.approx(-0.2)
+
+
+def test_ece_and_calibration_table_by_hand():
+    y = [0, 1, 0, 1]
+    p = [0.1, 0.2, 0.7, 0.9]
+    # bin 1: mean p 0.15, rate 0.5 -> 0.35; bin 2: mean p 0.8, rate 0.5 -> 0.30; each half the rows
+    assert metrics.probability_quality(y, p, bins=2)["ece"] == pytest.approx(0.5 * 0.35 + 0.5 * 0.30)
+    table = metrics.calibration_table(y, p, bins=2)
+    assert list(table.columns) == ["bin", "n", "mean_predicted", "observed_rate"]
+    assert table["bin"].tolist() == [1, 2] and table["n"].tolist() == [2, 2]
+    np.testing.assert_allclose(table["mean_predicted"], [0.15, 0.8])
+    np.testing.assert_allclose(table["observed_rate"], [0.5, 0.5])
+
+
+def test_calibration_bins_use_sorted_p_not_row_order():
+    y = [1, 0, 1, 0]
+    p = [0.9, 0.1, 0.7, 0.2]
+    table = metrics.calibration_table(y, p, bins=2)
+    np.testing.assert_allclose(table["mean_predicted"], [0.15, 0.8])
+    np.testing.assert_allclose(table["observed_rate"], [0.0, 1.0])
+
+
+# --- lift ---------------------------------------------------------------------------------------
+
+# Outcomes of 20 rows listed from riskiest to safest: misses per decile 2,1,1,1,0,1,0,0,0,0.
+RANKED_Y = np.array([1, 1, 1, 0, 0, 1, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0])
+
+
+def toy_lift(ranked_y: np.ndarray, seed: int = 8) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct scores 0.95, 0.90, ..., 0.00 in risk order, rows shuffled."""
+    scores = np.linspace(0.95, 0.0, 20)
+    order = np.random.default_rng(seed).permutation(20)
+    return ranked_y[order], scores[order]
+
+
+def test_lift_table_on_toy_set():
+    y, p = toy_lift(RANKED_Y)
+    table = metrics.lift_table(y, p)
+    assert list(table.columns) == ["decile", "n", "misses", "miss_rate", "min_score", "max_score",
+                                   "capture", "cumulative_capture", "lift"]
+    assert table["decile"].tolist() == list(range(1, 11))
+    assert table["n"].tolist() == [2] * 10
+    assert table["misses"].tolist() == [2, 1, 1, 1, 0, 1, 0, 0, 0, 0]
+    assert table["max_score"].iloc[0] == pytest.approx(0.95)
+    assert table["min_score"].iloc[0] == pytest.approx(0.90)
+    assert table["capture"].sum() == pytest.approx(1.0)
+    assert table["cumulative_capture"].iloc[-1] == pytest.approx(1.0)
+    assert table["lift"].iloc[0] == pytest.approx(1.0 / 0.3)
+    json.dumps(table.to_dict())
+
+
+def test_lift_table_breaks_ties_by_row_order():
+    # enough rows that an unstable sort would reorder the ties
+    y = np.zeros(200, dtype=int)
+    y[:30] = 1
+    table = metrics.lift_table(y, np.full(200, 0.5))
+    assert table["misses"].tolist() == [20, 10, 0, 0, 0, 0, 0, 0, 0, 0]
+    p = np.repeat([0.9, 0.1], 100)
+    y = np.r_[np.ones(30), np.zeros(70), np.ones(50), np.zeros(50)].astype(int)
+    assert metrics.lift_table(y, p)["misses"].tolist() == [20, 10, 0, 0, 0, 20, 20, 10, 0, 0]
+    # interleaved ties: the riskiest 20 of 200 are the first 20 rows scoring 1.0, whatever else ties
+    p = np.random.default_rng(21).integers(0, 3, 200) / 2
+    y = np.zeros(200, dtype=int)
+    y[np.flatnonzero(p == 1.0)[:20]] = 1
+    assert metrics.lift_table(y, p)["misses"].iloc[0] == 20
+
+
+def test_lift_table_with_fewer_rows_than_deciles():
+    table = metrics.lift_table([0, 1, 1], [0.2, 0.5, 0.9])
+    assert table["decile"].tolist() == [1, 2, 3] and table["misses"].tolist() == [1, 1, 0]
+
+
+def test_lift_summary_rank_ordered():
+    ranked = np.array([1] * 6 + [0] * 14)
+    y, p = toy_lift(ranked)
+    summary = metrics.lift_summary(y, p, top_share=0.1)
+    assert summary["rank_ordered"] is True and summary["rank_order_breaks"] == 0
+    assert summary["top_miss_rate"] == 1.0
+    assert summary["top_capture"] == pytest.approx(2 / 6)
+    assert summary["top_decile_capture"] == pytest.approx(2 / 6)
+    json.dumps(summary)
+
+
+def test_lift_summary_counts_rank_order_breaks():
+    # misses per decile 1,2,0,1,0,...: rises from decile 1 to 2 and from 3 to 4
+    ranked = np.array([1, 0, 1, 1, 0, 0, 1, 0] + [0] * 12)
+    y, p = toy_lift(ranked)
+    summary = metrics.lift_summary(y, p, top_share=0.05)
+    assert summary["rank_ordered"] is False and summary["rank_order_breaks"] == 2
+    assert summary["top_miss_rate"] == 1.0  # round(0.05 * 20) = 1 row: the riskiest
+    assert summary["top_capture"] == pytest.approx(1 / 4)
+    assert summary["top_decile_capture"] == pytest.approx(1 / 4)
+
+
+def test_lift_summary_on_toy_set_with_one_break():
+    y, p = toy_lift(RANKED_Y)
+    summary = metrics.lift_summary(y, p)
+    assert summary["rank_ordered"] is False and summary["rank_order_breaks"] == 1
+
+
+# --- flagging --------------------------------------------------------------------------------
+
+
+def test_flagged_marks_the_riskiest_rows():
+    p = np.random.default_rng(9).random(38)
+    mask = metrics.flagged(p, 0.2)
+    assert mask.dtype == bool and mask.sum() == round(0.2 * 38) == 8  # rounded, not truncated
+    assert p[mask].min() > p[~mask].max()
+    assert metrics.threshold_at_flag_rate(p, 0.2) == p[mask].min()
+
+
+def test_flagged_ties_and_edge_rates():
+    p = np.array([0.5, 0.9, 0.5, 0.5, 0.1])
+    assert metrics.flagged(p, 0.4).tolist() == [True, True, False, False, False]
+    assert metrics.threshold_at_flag_rate(p, 0.4) == 0.5
+    assert not metrics.flagged(p, 0.0).any()
+    assert metrics.threshold_at_flag_rate(p, 0.0) == math.inf
+    assert metrics.flagged(p, 1.0).all()
+    many = np.random.default_rng(20).integers(0, 5, 300) / 4  # many ties
+    mask = metrics.flagged(many, 0.3)
+    threshold = metrics.threshold_at_flag_rate(many, 0.3)
+    assert mask.sum() == 90 and (mask[many > threshold]).all() and not mask[many < threshold].any()
+    tied = np.flatnonzero(many == threshold)
+    assert mask[tied].tolist() == sorted(mask[tied].tolist(), reverse=True)  # earliest ties first
+    with pytest.raises(ValueError, match="flag_rate"):
+        metrics.flagged(p, 1.5)
+
+
+# --- stability --------------------------------------------------------------------------------
+
+
+def test_psi_of_identical_samples_is_zero():
+    x = np.random.default_rng(10).normal(size=2000)
+    result = metrics.psi(x, x.copy())
+    assert result["psi"] == 0.0 and result["flag"] == "stable"
+    assert len(result["bins"]) == 10
+    json.dumps(result)
+
+
+def test_psi_of_identical_discrete_distributions_is_zero():
+    rng = np.random.default_rng(11)
+    expected = rng.choice([0, 1, 2], size=1000, p=[0.7, 0.25, 0.05])
+    result = metrics.psi(expected, rng.permutation(expected))
+    assert result["psi"] == pytest.approx(0.0, abs=1e-15)
+    assert [b["expected_count"] for b in result["bins"]] == [int((expected == v).sum()) for v in (0, 1, 2)]
+
+
+def test_psi_two_bins_by_hand():
+    expected = np.array([0] * 50 + [1] * 50)
+    actual = np.array([0] * 80 + [1] * 20)
+    result = metrics.psi(expected, actual, bins=2)
+    assert result["psi"] == pytest.approx(0.3 * math.log(0.8 / 0.5) + (-0.3) * math.log(0.2 / 0.5))
+    assert result["flag"] == "shifted"
+    assert [b["actual_count"] for b in result["bins"]] == [80, 20]
+    assert sum(b["contribution"] for b in result["bins"]) == pytest.approx(result["psi"])
+
+
+def test_psi_floors_empty_bins():
+    result = metrics.psi([0] * 50 + [1] * 50, [0] * 10, bins=2)
+    assert result["bins"][1]["actual_share"] == 1e-4
+    expected_psi = 0.5 * math.log(1 / 0.5) + (1e-4 - 0.5) * math.log(1e-4 / 0.5)
+    assert result["psi"] == pytest.approx(expected_psi)
+
+
+def test_psi_of_shifted_normal_is_flagged_consistently():
+    rng = np.random.default_rng(12)
+    result = metrics.psi(rng.normal(0, 1, 50_000), rng.normal(0.5, 1, 50_000))
+    assert 0.15 < result["psi"] < 0.35  # about the squared shift, 0.25, less a little for binning
+    assert result["flag"] == ("watch" if result["psi"] < 0.25 else "shifted")
+
+
+def test_psi_missing_values_get_their_own_bin():
+    rng = np.random.default_rng(13)
+    expected = rng.normal(size=1000)
+    actual = rng.normal(size=1000)
+    expected[:100] = np.nan
+    actual[:300] = np.nan
+    result = metrics.psi(expected, pd.Series(actual))
+    last = result["bins"][-1]
+    assert last["bin"] == "missing" and last["lower"] is None
+    assert (last["expected_count"], last["actual_count"]) == (100, 300)
+    assert last["contribution"] == pytest.approx(0.2 * math.log(3))
+    assert sum(b["expected_count"] for b in result["bins"]) == 1000
+    assert sum(b["actual_count"] for b in result["bins"]) == 1000
+
+
+def test_psi_missing_bin_only_when_needed_and_pandas_na():
+    assert all(b["bin"] != "missing" for b in metrics.psi([1.0, 2.0, 3.0], [1.0, 2.0])["bins"])
+    result = metrics.psi(pd.Series([1, 2, 3], dtype="Int64"), pd.Series([1, None, 3], dtype="Int64"))
+    assert result["bins"][-1]["bin"] == "missing" and result["bins"][-1]["actual_count"] == 1
+
+
+def test_psi_counts_actual_values_outside_expected_range():
+    rng = np.random.default_rng(14)
+    expected = rng.random(1000)
+    actual = np.concatenate([rng.uniform(5, 6, 500), rng.uniform(-6, -5, 300)])
+    result = metrics.psi(expected, actual)
+    assert result["bins"][0]["lower"] == -math.inf and result["bins"][-1]["upper"] == math.inf
+    assert result["bins"][0]["bin"].startswith("(-inf, ") and result["bins"][-1]["bin"].endswith(", inf)")
+    assert result["bins"][-1]["actual_count"] == 500 and result["bins"][0]["actual_count"] == 300
+    assert sum(b["actual_count"] for b in result["bins"]) == 800
+    assert result["flag"] == "shifted"
+
+
+def test_csi_sorted_by_psi():
+    rng = np.random.default_rng(15)
+    expected = pd.DataFrame({"stable": rng.normal(size=2000), "moved": rng.normal(size=2000),
+                             "binary": rng.integers(0, 2, 2000)})
+    actual = pd.DataFrame({"stable": rng.normal(size=2000), "moved": rng.normal(1.0, 1, 2000),
+                           "binary": rng.integers(0, 2, 2000)})
+    table = metrics.csi(expected, actual, ["stable", "moved", "binary"])
+    assert list(table.columns) == ["feature", "psi", "flag", "bins_used"]
+    assert table["feature"].iloc[0] == "moved" and table["flag"].iloc[0] == "shifted"
+    assert table["psi"].is_monotonic_decreasing
+    assert table.set_index("feature")["bins_used"].to_dict() == {"moved": 10, "stable": 10, "binary": 2}
+    json.dumps(table.to_dict())
+
+
+# --- stability of ranking over time ----------------------------------------------------------
+
+
+def test_gini_by_period_trend_and_skipping():
+    rng = np.random.default_rng(16)
+    frames = []
+    # the score sees the latent risk through ever more noise: Gini falls period by period
+    for month, noise in [("2024-03", 3.0), ("2024-01", 0.2), ("2024-04", 6.0), ("2024-02", 1.0)]:
+        latent = rng.normal(size=600)
+        y = (rng.random(600) < expit(-1 + 2 * latent)).astype(int)
+        p = expit(latent + noise * rng.normal(size=600))
+        frames.append(pd.DataFrame({"period": month, "y": y, "p": p}))
+    frames.append(pd.DataFrame({"period": "2024-05", "y": rng.integers(0, 2, 50), "p": rng.random(50)}))
+    frames.append(pd.DataFrame({"period": "2024-06", "y": 0, "p": rng.random(300)}))
+    data = pd.concat(frames, ignore_index=True)
+    result = metrics.gini_by_period(data["y"], data["p"], data["period"], min_rows=200)
+    assert [row["period"] for row in result["periods"]] == ["2024-01", "2024-02", "2024-03", "2024-04"]
+    ginis = [row["gini"] for row in result["periods"]]
+    assert ginis == sorted(ginis, reverse=True)
+    assert result["slope"] < 0
+    assert result["mean"] == pytest.approx(np.mean(ginis))
+    assert result["std"] == pytest.approx(np.std(ginis, ddof=1))
+    assert all(row["n"] == 600 for row in result["periods"])
+    json.dumps(result)
+
+
+def test_gini_by_period_with_one_kept_period_has_no_slope():
+    y, p = scored(300, seed=17)
+    result = metrics.gini_by_period(y, p, ["2024-01"] * 250 + ["2024-02"] * 50)
+    assert len(result["periods"]) == 1 and math.isnan(result["slope"]) and math.isnan(result["std"])
+
+
+# --- distance from the truth -----------------------------------------------------------------
+
+
+def test_truth_gap_of_the_true_probability_is_zero():
+    y, p = scored(2000, seed=18)
+    result = metrics.truth_gap(y, p, p.copy())
+    assert result["regression_slope"] == pytest.approx(1.0, abs=1e-9)
+    assert result["regression_intercept"] == pytest.approx(0.0, abs=1e-9)
+    assert result["regression_r2"] == pytest.approx(1.0, abs=1e-9)
+    assert result["mean_abs_difference"] == 0.0
+    assert result["auc_gap"] == 0.0
+    assert result["brier_model"] == result["brier_true"]
+    json.dumps(result)
+
+
+def test_truth_gap_of_a_shrunk_model():
+    y, p = scored(2000, seed=19)
+    result = metrics.truth_gap(y, 0.1 + 0.5 * p, p)  # p = 2 * p_model - 0.2
+    assert result["regression_slope"] == pytest.approx(2.0)
+    assert result["regression_intercept"] == pytest.approx(-0.2)
+    assert result["auc_gap"] == pytest.approx(0.0, abs=1e-12)  # same order, same AUC
+    assert result["brier_model"] > result["brier_true"]
+    assert result["mean_abs_difference"] == pytest.approx(np.mean(np.abs(0.1 - 0.5 * p)))
