@@ -63,6 +63,12 @@ FEATURES: tuple[Feature, ...] = (
        "liquidity", 1, "monthly installments jumped while income stayed flat"),
     _f("outside_installments", "Monthly installments owed to other lenders at scoring",
        "at scoring", "CNY", "credit", 1, "owes a lot to other lenders"),
+    _f("installments_next_3_cycles", "Our installments scheduled in the 3 months after scoring, "
+       "from drawdowns made before it", "next 3 months", "CNY", "liquidity", 1,
+       "large installments fall due in the coming months"),
+    _f("outside_installments_next_3_cycles", "Other lenders' installments scheduled in the 3 "
+       "months after scoring", "next 3 months", "CNY", "credit", 1,
+       "large repayments to other lenders fall due soon"),
     # utilisation
     *(_f(f"utilisation_mean_{m}m", f"Mean balance over limit, last {m} statements",
          f"{m} months", "ratio", "liquidity", 1, "uses most of the credit line")
@@ -125,8 +131,9 @@ FEATURES: tuple[Feature, ...] = (
        "3 months", "ratio", "liquidity", -1, "less money comes in than declared"),
     _f("wallet_balance", "Wallet balance on the last statement", "at scoring", "CNY", "liquidity",
        -1, "keeps little cash"),
-    _f("cash_buffer_over_installments", "Wallet balance over all next monthly installments",
-       "at scoring", "ratio", "liquidity", -1, "has no cash kept back for the next installments"),
+    _f("cash_buffer_over_installments", "Wallet balance over all installments (ours and other "
+       "lenders') of the next 3 months", "at scoring", "ratio", "liquidity", -1,
+       "has no cash kept back for the next installments"),
     # technical
     _f("autodebit_active", "1 if an auto-debit agreement is in force at scoring", "at scoring",
        "flag", "technical", -1),

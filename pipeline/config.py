@@ -163,6 +163,21 @@ class OutageSettings(Settings):
     unplanned_per_year: NonNegative
 
 
+class Campaign(Settings):
+    """A re-authorisation campaign: a share of active auto-debit agreements must be renewed
+    between the announcement and the deadline, or they lapse."""
+
+    announce_date: dt.date
+    deadline: dt.date
+    share: Probability
+
+    @model_validator(mode="after")
+    def _order(self) -> Campaign:
+        if self.deadline <= self.announce_date:
+            raise ValueError("deadline must be after announce_date")
+        return self
+
+
 class TechnicalSettings(Settings):
     """Auto-debit agreements and the platform's systems: misses that are not credit risk."""
 
@@ -170,15 +185,18 @@ class TechnicalSettings(Settings):
     silent_failure_rate: Probability
     fix_before_due_prob: Probability
     reauthorise_after_miss_prob: Probability
-    policy_announce_date: dt.date
-    policy_deadline: dt.date
-    policy_reauthorise_prob: Probability
+    reauthorise_prob_per_cycle: Probability
+    reauthorisation_campaigns: list[Campaign]
     outages: OutageSettings
 
     @model_validator(mode="after")
-    def _policy_order(self) -> TechnicalSettings:
-        if self.policy_deadline <= self.policy_announce_date:
-            raise ValueError("policy_deadline must be after policy_announce_date")
+    def _campaigns_apart(self) -> TechnicalSettings:
+        # a borrower follows one campaign at a time: they must not overlap (two cycles apart)
+        campaigns = self.reauthorisation_campaigns
+        for earlier, later in zip(campaigns, campaigns[1:], strict=False):
+            if (later.announce_date - earlier.deadline).days < 62:
+                raise ValueError("reauthorisation_campaigns must be in date order and start at "
+                                 "least 62 days after the previous deadline")
         return self
 
 
@@ -220,6 +238,91 @@ class SplitSettings(Settings):
         return self.train, self.valid, self.test
 
 
+class LightGBMSettings(Settings):
+    seed: Annotated[int, Field(ge=0)]
+    monotone: bool  # monotone constraints from the feature catalogue's directions
+    calibration: Literal["isotonic", "platt"]
+    learning_rate: Annotated[float, Field(gt=0.0, le=1.0)]
+    num_leaves: Annotated[int, Field(ge=2, le=4096)]
+    min_data_in_leaf: PositiveInt
+    lambda_l2: NonNegative
+    feature_fraction: Annotated[float, Field(gt=0.0, le=1.0)]
+    bagging_fraction: Annotated[float, Field(gt=0.0, le=1.0)]
+    bagging_freq: Annotated[int, Field(ge=0)]
+    max_bin: Annotated[int, Field(ge=2, le=65535)]
+    num_boost_round: PositiveInt
+    early_stopping_rounds: PositiveInt
+    num_threads: PositiveInt
+    monotone_constraints_method: Literal["basic", "intermediate", "advanced"]
+
+
+class ScorecardSettings(Settings):
+    min_iv: NonNegative
+    max_n_bins: Annotated[int, Field(ge=2, le=50)]
+    min_bin_size: Annotated[float, Field(gt=0.0, lt=0.5)]
+    max_correlation: Annotated[float, Field(gt=0.0, le=1.0)]
+    regularisation: Annotated[float, Field(gt=0.0)]  # inverse L2 strength (sklearn's C)
+    pdo: Annotated[float, Field(gt=0.0)]
+    base_points: float
+    base_odds: Annotated[float, Field(gt=0.0)]
+
+
+class TrainSettings(Settings):
+    lightgbm: LightGBMSettings
+    scorecard: ScorecardSettings
+
+
+class MlflowSettings(Settings):
+    """Where runs and the registry live. A relative sqlite path is anchored at the repository
+    root ($DVC_ROOT under `dvc exp run`), so temporary experiment copies log to the same store."""
+
+    tracking_uri: Annotated[str, Field(min_length=1)]
+    experiment: Annotated[str, Field(min_length=1)]
+    registered_model: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")]
+
+
+class RegisterSettings(Settings):
+    """The gate a new LightGBM must pass to become champion."""
+
+    min_oot_auc: Probability
+    max_calibration_error: Probability
+    min_gain_over_scorecard: Annotated[float, Field(ge=-1.0, le=1.0)]
+    max_loss_vs_champion: Annotated[float, Field(ge=0.0, le=1.0)]
+
+
+class EvaluateSettings(Settings):
+    bins: Annotated[int, Field(ge=2, le=100)]  # deciles for lift, calibration, PSI
+    top_share: Probability  # the riskiest share whose capture is reported
+    flag_rate: Probability  # share flagged when asking which causes are caught
+    min_rows_per_month: PositiveInt  # for Gini per jump month
+    regime_change_date: dt.date  # PSI is reported for rows scored before and after it
+
+
+class ScoreSettings(Settings):
+    bands: dict[str, Probability]  # band name -> upper bound of the probability, ascending
+    quiet_bands: list[str]  # bands that need no action
+    batch_borrowers: PositiveInt  # borrowers read, scored and written at a time
+    drift_features: Annotated[int, Field(ge=0)]  # most important features watched for drift
+
+    @model_validator(mode="after")
+    def _bands(self) -> ScoreSettings:
+        uppers = list(self.bands.values())
+        if not uppers or uppers != sorted(uppers) or uppers[-1] != 1.0:
+            raise ValueError("bands must ascend and the last must end at 1.0")
+        if not set(self.quiet_bands) <= set(self.bands):
+            raise ValueError("quiet_bands must be names of bands")
+        return self
+
+
+class IncomingSettings(Settings):
+    """The batch of new borrowers the pipeline simulates and scores end to end."""
+
+    seed: Annotated[int, Field(ge=0)]
+    n_borrowers: PositiveInt
+    first_scoring_date: dt.date
+    last_scoring_date: dt.date
+
+
 class EngineSettings(Settings):
     """Where per-shard work runs. It never changes what is produced, so no stage lists it as a
     DVC param: switching engines does not re-run anything."""
@@ -236,6 +339,13 @@ class Params(Settings):
     simulate: SimulateSettings
     features: FeatureSettings
     split: SplitSettings
+    train: TrainSettings
+    mlflow: MlflowSettings
+    # "register" would shadow pydantic's (ABC) register method, so the field is named gate
+    gate: RegisterSettings = Field(alias="register")
+    evaluate: EvaluateSettings
+    score: ScoreSettings
+    incoming: IncomingSettings
 
     @model_validator(mode="after")
     def _label_observable(self) -> Params:

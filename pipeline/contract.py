@@ -18,6 +18,8 @@ from pandera.errors import SchemaErrors
 from pipeline.config import CAUSES, EMPLOYMENT_TYPES, TRIGGERS
 
 MAX_AMOUNT = 10_000_000.0  # CNY; anything above is a unit error (fen instead of yuan, say)
+# Dates outside this range are impossible for this product (a typo, an epoch-zero default).
+FIRST_DATE, LAST_DATE = pd.Timestamp("2000-01-01"), pd.Timestamp("2100-12-31")
 MAX_ROWS_IN_MESSAGE = 5
 
 
@@ -38,6 +40,8 @@ class Col:
 
     def checks(self) -> list[pa.Check]:
         out = []
+        if self.dtype == "datetime64[s]":
+            out.append(pa.Check.in_range(FIRST_DATE, LAST_DATE))
         if self.min is not None and self.max is not None:
             out.append(pa.Check.in_range(self.min, self.max))
         elif self.min is not None:
@@ -85,9 +89,9 @@ LINE_STATUSES = ("active", "restricted", "frozen")
 LIMIT_EVENT_TYPES = ("initial", "increase", "restriction", "restoration")
 PLATFORM_EVENT_TYPES = ("autodebit_authorised", "autodebit_revoked", "autodebit_cancelled",
                         "reauth_required", "debit_failed")
-PLATFORM_EVENT_DETAILS = ("onboarding", "user_action", "card_changed", "expired", "policy_deadline",
+PLATFORM_EVENT_DETAILS = ("onboarding", "user_action", "expired", "campaign_deadline",
                           "insufficient_funds", "mandate_invalid", "system_unavailable",
-                          "autodebit_policy_2025")
+                          "reauthorisation_campaign")
 TECHNICAL_KINDS = ("mandate_known", "mandate_silent", "outage")
 
 TABLES: dict[str, Table] = {t.name: t for t in (

@@ -41,16 +41,19 @@ class Spine:
     def __init__(self, borrowers: pd.DataFrame, limit_events: pd.DataFrame, observation_days: int):
         self.ids = np.sort(borrowers["borrower_id"].to_numpy())
         self.n = self.ids.size
-        order = np.searchsorted(self.ids, borrowers["borrower_id"].to_numpy())
+        order = self.slot(borrowers["borrower_id"])[0]
         self.borrowers = {c: np.empty(self.n, dtype=borrowers[c].to_numpy().dtype) for c in borrowers}
         for c in borrowers:
             self.borrowers[c][order] = borrowers[c].to_numpy()
         jumps = limit_events[limit_events["event_type"] == "increase"]
-        slot = self.slot(jumps["borrower_id"])
+        slot, known = self.slot(jumps["borrower_id"])
         jump_day = days(jumps["event_date"])
-        # the latest increase is the jump; rows are ordered by date within each borrower
+        # the jump is each borrower's latest increase by date, whatever the row order
+        rows = np.flatnonzero(known)
+        rows = rows[np.lexsort((jump_day[rows], slot[rows]))]
         latest = np.full(self.n, -1)
-        latest[slot] = np.arange(len(jumps))
+        last_of_borrower = np.r_[slot[rows][1:] != slot[rows][:-1], True][:rows.size]
+        latest[slot[rows][last_of_borrower]] = rows[last_of_borrower]
         missing = latest < 0
         if missing.any():
             raise MissingJump(self.ids[missing])
@@ -60,8 +63,11 @@ class Spine:
         self.old_limit = jumps["old_limit"].to_numpy()[latest]
         self.new_limit = jumps["new_limit"].to_numpy()[latest]
 
-    def slot(self, borrower_id: pd.Series | np.ndarray) -> np.ndarray:
-        return np.searchsorted(self.ids, np.asarray(borrower_id))
+    def slot(self, borrower_id: pd.Series | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Each row's borrower slot, and whether the borrower is one of ours at all."""
+        ids = np.asarray(borrower_id)
+        slot = np.minimum(np.searchsorted(self.ids, ids), max(self.n - 1, 0))
+        return slot, (self.ids[slot] == ids) if self.n else np.zeros(ids.size, dtype=bool)
 
 
 class Rows:
@@ -70,9 +76,9 @@ class Rows:
 
     def __init__(self, frame: pd.DataFrame, date_column: str, spine: Spine, cutoff: np.ndarray,
                  same_day_order: np.ndarray | None = None):
-        group = spine.slot(frame["borrower_id"])
+        group, known = spine.slot(frame["borrower_id"])
         day = days(frame[date_column])
-        keep = day < cutoff[group]
+        keep = known & (day < cutoff[group])
         group, day = group[keep], day[keep]
         if same_day_order is not None:  # rows of one day in a fixed order, whatever the input's
             order = np.lexsort((same_day_order[keep], day, group))
@@ -186,6 +192,7 @@ def build_features(tables: dict[str, pd.DataFrame], observation_days: int,
         **_spending(spine, Rows(tables["drawdowns"], "drawdown_date", spine, cut),
                     settings.large_draw_share),
         **_debt_to_income(spine, stmt, loans, tables),
+        **_scheduled(spine, Rows(tables["drawdowns"], "drawdown_date", spine, cut), loans, stmt),
         **_utilisation(stmt),
         **_repayment_history(spine, Rows(tables["installments"], "due_date", spine, cut),
                              Rows(tables["repayments"], "payment_date", spine, cut),
@@ -194,8 +201,7 @@ def build_features(tables: dict[str, pd.DataFrame], observation_days: int,
         **_score(spine, stmt, Rows(tables["limit_events"], "event_date", spine, cut)),
         **_income_and_cash(spine, stmt),
         **_technical(spine, _platform_rows(tables["platform_events"], spine, cut),
-                     Rows(tables["installments"], "due_date", spine, cut),
-                     tables["maintenance_windows"]),
+                     Rows(tables["installments"], "due_date", spine, cut), tables),
         **_profile(spine),
     }
     frame = pd.DataFrame(out)
@@ -275,6 +281,26 @@ def _debt_to_income(spine: Spine, stmt: Rows, loans: Rows,
     }
 
 
+def _due_in_next_months(rows: Rows, at_day: np.ndarray, months: int) -> np.ndarray:
+    """Installments of ``rows`` (each with a monthly_installment and tenor_months, paid from the
+    month after it was taken) that fall in the ``months`` months after ``at_day``."""
+    elapsed = np.floor((at_day[rows.group] - rows.day) / DAYS_PER_MONTH)
+    remaining = np.clip(rows.col("tenor_months") - elapsed, 0, months)
+    return rows.sum(rows.col("monthly_installment") * remaining)
+
+
+def _scheduled(spine: Spine, draws: Rows, loans: Rows, stmt: Rows) -> dict[str, np.ndarray]:
+    ours = _due_in_next_months(draws, spine.score_day, 3)
+    outside = _due_in_next_months(loans, spine.score_day, 3)
+    balance = stmt.last_value(stmt.col("wallet_balance"))
+    return {
+        "installments_next_3_cycles": ours,
+        "outside_installments_next_3_cycles": outside,
+        # a floor of 100 CNY keeps the ratio finite for borrowers with nothing due
+        "cash_buffer_over_installments": balance / np.maximum(ours + outside, 100.0),
+    }
+
+
 def _utilisation(stmt: Rows) -> dict[str, np.ndarray]:
     util = _ratio(stmt.col("balance"), stmt.col("credit_limit"))
     util = np.nan_to_num(util, nan=0.0)
@@ -298,12 +324,16 @@ def _paid_in_full(spine: Spine, dues: Rows, pays: Rows) -> tuple[np.ndarray, np.
     target = _group_cumsum(cents, dues.group) + offset[dues.group] - int(TOLERANCE * 100)
     still_open = spine.score_day[dues.group]
     if pays.group.size == 0:
-        return np.zeros(target.size, dtype=bool), still_open
+        nothing_new = cents <= int(TOLERANCE * 100)
+        return nothing_new, np.where(nothing_new, dues.day, still_open)
     cum_paid = (_group_cumsum(np.round(pays.col("amount") * 100).astype("int64"), pays.group)
                 + offset[pays.group])
     hit = np.minimum(np.searchsorted(cum_paid, target, side="left"), cum_paid.size - 1)
     found = (pays.group[hit] == dues.group) & (cum_paid[hit] >= target)
-    return found, np.where(found, pays.day[hit], still_open)
+    paid_day = np.where(found, pays.day[hit], still_open)
+    # a due date that asked for nothing new (only arrears carried into it) is settled on the day
+    nothing_new = cents <= int(TOLERANCE * 100)
+    return found | nothing_new, np.where(nothing_new, dues.day, paid_day)
 
 
 def _repayment_history(spine: Spine, dues: Rows, pays: Rows, decay_days: float) -> dict[str, np.ndarray]:
@@ -365,19 +395,17 @@ def _income_and_cash(spine: Spine, stmt: Rows) -> dict[str, np.ndarray]:
     income = spine.borrowers["declared_monthly_income"].astype(float)
     inflow = stmt.col("wallet_inflow")
     last3, prev3 = stmt.mean_last(inflow, 3), stmt.mean_last(inflow, 3, skip=3)
-    balance = stmt.last_value(stmt.col("wallet_balance"))
-    due_next = stmt.last_value(stmt.col("installment_due_next"))
     return {
         "declared_income": income,
         "inflow_mean_3m": last3,
         "inflow_trend": _ratio(last3, prev3),
         "inflow_over_declared_income": _ratio(last3, income),
-        "wallet_balance": balance,
-        "cash_buffer_over_installments": balance / np.maximum(np.nan_to_num(due_next), 100.0),
+        "wallet_balance": stmt.last_value(stmt.col("wallet_balance")),
     }
 
 
-def _technical(spine: Spine, events: Rows, dues: Rows, windows: pd.DataFrame) -> dict[str, np.ndarray]:
+def _technical(spine: Spine, events: Rows, dues: Rows,
+               tables: dict[str, pd.DataFrame]) -> dict[str, np.ndarray]:
     kind, detail = events.col("event_type"), events.col("detail")
     agreement = np.isin(kind, ["autodebit_authorised", "autodebit_revoked", "autodebit_cancelled"])
     code = pd.Categorical(kind, categories=list(EVENT_ORDER)).codes.astype(float)
@@ -393,7 +421,7 @@ def _technical(spine: Spine, events: Rows, dues: Rows, windows: pd.DataFrame) ->
         "debit_failures_mandate_6m": events.sum(1.0, failed & (detail == "mandate_invalid")),
         "debit_failures_system_6m": events.sum(1.0, failed & (detail == "system_unavailable")),
         "debit_failures_funds_6m": events.sum(1.0, failed & (detail == "insufficient_funds")),
-        "due_dates_in_announced_outage": _dues_in_announced_windows(spine, dues, windows),
+        "due_dates_in_announced_outage": _dues_in_announced_windows(spine, dues, tables),
     }
 
 
@@ -416,34 +444,46 @@ def _last_where(rows: Rows, mask: np.ndarray) -> np.ndarray:
     return out
 
 
-def _dues_in_announced_windows(spine: Spine, dues: Rows, windows: pd.DataFrame) -> np.ndarray:
-    """How many of the next three due dates fall in a maintenance window announced before
-    scoring. The next due date is the last one before scoring moved on by whole months."""
+def _next_due_days(spine: Spine, dues: Rows, tables: dict[str, pd.DataFrame],
+                   count: int) -> tuple[np.ndarray, np.ndarray]:
+    """The next ``count`` due dates after scoring, (n, count), and whether they are known. A
+    billing cycle starts the day after a statement and its due date falls a fixed number of days
+    later, so: next cycle start = last statement + 1 day, due offset = last due date minus the
+    start of its cycle."""
+    stmt = Rows(tables["statements"], "statement_date", spine, spine.score_day)
+    last_statement = stmt.last_value(stmt.day.astype(float))
     last_due = dues.last_value(dues.day.astype(float))
-    has = ~np.isnan(last_due)
-    last_due = np.where(has, last_due, 0).astype("int64")
-    months = _month_index(spine.score_day) - _month_index(last_due)
-    nxt = _add_months(last_due, months)
-    nxt = np.where(nxt < spine.score_day, _add_months(last_due, months + 1), nxt)
+    before_due = Rows(tables["statements"], "statement_date", spine,
+                      np.nan_to_num(last_due, nan=0).astype("int64"))
+    its_cycle_start = before_due.last_value(before_due.day.astype(float)) + 1
+    known = ~np.isnan(last_statement) & ~np.isnan(last_due) & ~np.isnan(its_cycle_start)
+    start = np.nan_to_num(last_statement + 1).astype("int64")
+    offset = np.nan_to_num(last_due - its_cycle_start).astype("int64")
+    return np.column_stack([_add_months(start, step) + offset for step in range(count)]), known
+
+
+def _dues_in_announced_windows(spine: Spine, dues: Rows, tables: dict[str, pd.DataFrame]) -> np.ndarray:
+    """How many of the next three due dates fall in a maintenance window announced before
+    scoring."""
+    windows = tables["maintenance_windows"]
+    upcoming, known = _next_due_days(spine, dues, tables, 3)
     announced = days(windows["announced_date"])
     start, end = days(windows["start_time"]), days(windows["end_time"])
     count = np.zeros(spine.n)
-    for step in range(3):
-        due = _add_months(nxt, step)
-        for a, s, e in zip(announced, start, end, strict=True):
-            count += has & (a < spine.score_day) & (s <= due) & (due <= e)
+    for a, s, e in zip(announced, start, end, strict=True):
+        visible = known & (a < spine.score_day)
+        count += visible * ((s <= upcoming) & (upcoming <= e)).sum(axis=1)
     return count
 
 
-def _month_index(day: np.ndarray) -> np.ndarray:
-    return day.astype("datetime64[D]").astype("datetime64[M]").astype("int64")
-
-
-def _add_months(day: np.ndarray, months: np.ndarray | int) -> np.ndarray:
-    month = _month_index(day)
-    in_month = day - month.astype("datetime64[M]").astype("datetime64[D]").astype("int64")
-    target = (month + months).astype("datetime64[M]").astype("datetime64[D]").astype("int64")
-    return target + in_month
+def _add_months(day: np.ndarray, months: int) -> np.ndarray:
+    """Same day of the month ``months`` later, clamped to the last day of a shorter month."""
+    d = day.astype("datetime64[D]")
+    month = d.astype("datetime64[M]")
+    in_month = (d - month.astype("datetime64[D]")).astype("int64")
+    target = month + months
+    length = ((target + 1).astype("datetime64[D]") - target.astype("datetime64[D]")).astype("int64")
+    return target.astype("datetime64[D]").astype("int64") + np.minimum(in_month, length - 1)
 
 
 def _profile(spine: Spine) -> dict[str, np.ndarray]:

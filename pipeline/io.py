@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -12,6 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -68,8 +70,29 @@ def write_parquet(frame: pd.DataFrame | pa.Table, path: str | Path) -> None:
 
 
 def write_json(data: Any, path: str | Path) -> None:
+    """Strict JSON: NaN and infinities become null, which every reader (and DVC) accepts."""
+    text = json.dumps(_finite(data), indent=2, sort_keys=True, default=_json_default, allow_nan=False)
     with atomic_path(path, ".json") as tmp:
-        tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=_json_default) + "\n")
+        tmp.write_text(text + "\n")
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    if isinstance(value, float | np.floating) and not math.isfinite(value):
+        return None
+    return value
+
+
+def write_csv(frame: pd.DataFrame, path: str | Path) -> None:
+    with atomic_path(path, ".csv") as tmp:
+        frame.to_csv(tmp, index=False)
+
+
+def text_digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _json_default(value: Any) -> Any:

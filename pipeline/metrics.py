@@ -95,7 +95,7 @@ def _ols(x: np.ndarray, y: np.ndarray) -> tuple[float, float, float]:
     return float(intercept), float(slope), float(r2)
 
 
-def _logistic_calibration(y: np.ndarray, p: np.ndarray, iterations: int = 100) -> tuple[float, float]:
+def logistic_calibration(y: np.ndarray, p: np.ndarray, iterations: int = 100) -> tuple[float, float]:
     """Intercept and slope of an unpenalised logistic regression of y on logit(p).
 
     Newton steps from (0, 1), i.e. from perfect calibration; a step is halved while it lowers the
@@ -198,7 +198,7 @@ def probability_quality(y: Any, p: Any, bins: int = 10) -> dict:
     y, p = _pair(y, p)
     clipped = np.clip(p, LOG_LOSS_CLIP, 1 - LOG_LOSS_CLIP)
     table = _binned(y, p, bins)
-    intercept, slope = _logistic_calibration(y, p)
+    intercept, slope = logistic_calibration(y, p)
     return {
         "brier": float(np.mean((p - y) ** 2)),
         "log_loss": float(-np.mean(y * np.log(clipped) + (1 - y) * np.log(1 - clipped))),
@@ -309,10 +309,22 @@ def _psi_edges(expected: np.ndarray, bins: int) -> np.ndarray:
     return edges[edges < present.max()]
 
 
-def _psi_counts(values: np.ndarray, edges: np.ndarray, with_missing: bool) -> np.ndarray:
+def psi_reference(expected: Any, bins: int = 10) -> dict:
+    """What PSI compares against: interior edges from ``expected`` and its count per bin (the
+    last bin holds missing values). JSON-able, so it can travel with a model."""
+    expected = _as_float(expected)
+    if len(expected) == 0:
+        raise ValueError("expected must not be empty")
+    edges = _psi_edges(expected, bins)
+    return {"edges": edges.tolist(), "counts": bin_counts(expected, edges).tolist()}
+
+
+def bin_counts(values: Any, edges: Any) -> np.ndarray:
+    """Rows per bin (lower, upper], then one bin of missing values."""
+    values, edges = _as_float(values), np.asarray(edges, dtype=float)
     missing = np.isnan(values)
     counts = np.bincount(np.searchsorted(edges, values[~missing], side="left"), minlength=len(edges) + 1)
-    return np.append(counts, missing.sum()) if with_missing else counts
+    return np.append(counts, missing.sum())
 
 
 def _psi_flag(value: float) -> str:
@@ -328,15 +340,22 @@ def psi(expected: Any, actual: Any, bins: int = 10) -> dict:
     lands in a bin; NaN gets its own bin ``missing`` (bounds None) when either sample has one.
     Shares are floored at 1e-4. Flag: < 0.10 stable, < 0.25 watch, otherwise shifted.
     """
-    expected, actual = _as_float(expected), _as_float(actual)
-    if len(expected) == 0 or len(actual) == 0:
+    actual = _as_float(actual)
+    if len(actual) == 0:
         raise ValueError("expected and actual must not be empty")
-    edges = _psi_edges(expected, bins)
-    with_missing = bool(np.isnan(expected).any() or np.isnan(actual).any())
-    e_count = _psi_counts(expected, edges, with_missing)
-    a_count = _psi_counts(actual, edges, with_missing)
-    e_share = np.maximum(e_count / len(expected), PSI_SHARE_FLOOR)
-    a_share = np.maximum(a_count / len(actual), PSI_SHARE_FLOOR)
+    reference = psi_reference(expected, bins)
+    return psi_from_counts(reference, bin_counts(actual, reference["edges"]))
+
+
+def psi_from_counts(reference: dict, actual_count: Any) -> dict:
+    """PSI from a reference (``psi_reference``) and the actual count per bin, so a stream of
+    batches can add up counts and ask once at the end."""
+    edges = np.asarray(reference["edges"], dtype=float)
+    e_count, a_count = np.asarray(reference["counts"]), np.asarray(actual_count)
+    if e_count[-1] == 0 and a_count[-1] == 0:  # no missing values on either side: no such bin
+        e_count, a_count = e_count[:-1], a_count[:-1]
+    e_share = np.maximum(e_count / e_count.sum(), PSI_SHARE_FLOOR)
+    a_share = np.maximum(a_count / max(a_count.sum(), 1), PSI_SHARE_FLOOR)
     contribution = (a_share - e_share) * np.log(a_share / e_share)
     bounds = np.concatenate([[-np.inf], edges, [np.inf]])
     table = []

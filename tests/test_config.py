@@ -44,8 +44,13 @@ def test_mix_must_sum_to_one():
 def test_overlapping_windows_fail():
     assert "last_scoring_date must be after" in error_for(
         {"simulate": {"calendar": {"first_scoring_date": "2026-02-01"}}})
-    assert "policy_deadline must be after" in error_for(
-        {"simulate": {"technical": {"policy_deadline": "2025-05-01"}}})
+    campaign = {"announce_date": "2025-10-01", "deadline": "2025-09-01", "share": 1.0}
+    assert "deadline must be after announce_date" in error_for(
+        {"simulate": {"technical": {"reauthorisation_campaigns": [campaign]}}})
+    close = [{"announce_date": "2024-05-01", "deadline": "2024-06-01", "share": 0.3},
+             {"announce_date": "2024-07-01", "deadline": "2024-08-01", "share": 1.0}]
+    assert "at least 62 days" in error_for(
+        {"simulate": {"technical": {"reauthorisation_campaigns": close}}})
 
 
 def test_label_must_be_observable_before_export_end():

@@ -35,7 +35,7 @@ def load(path: Path) -> Params:
 
 
 def main() -> None:
-    from pipeline.cli import features, simulate, split  # noqa: F401  (registers the commands)
+    from pipeline.cli import evaluate, features, incoming, register, score, simulate, split, train  # noqa: F401 (registers the commands)
 
     try:
         app()

@@ -48,12 +48,10 @@ class World:
         return day_number(self.settings.risk_rules.rule_change_date)
 
     @property
-    def announce_day(self) -> int:
-        return day_number(self.settings.technical.policy_announce_date)
-
-    @property
-    def deadline_day(self) -> int:
-        return day_number(self.settings.technical.policy_deadline)
+    def campaigns(self) -> list[tuple[int, int, float]]:
+        """(announce day, deadline day, share) of every re-authorisation campaign."""
+        return [(day_number(c.announce_date), day_number(c.deadline), c.share)
+                for c in self.settings.technical.reauthorisation_campaigns]
 
 
 @dataclass
@@ -236,8 +234,8 @@ def _earn_income(s: State, c: Cycle, world: World, rng: np.random.Generator) -> 
 def _update_agreements(s: State, c: Cycle, world: World, rng: np.random.Generator,
                        log: EventLog | None) -> None:
     """Auto-debit agreements lapse (the platform sees it) or fail silently (a changed card);
-    a known lapse may be fixed before the due date; the 2025 policy asks everyone to
-    re-authorise and lapses those who do not by the deadline."""
+    a known lapse may be fixed before the due date; a re-authorisation campaign asks borrowers to
+    renew by a deadline and lapses those who do not."""
     tech = world.settings.technical
     n = len(s)
     u = rng.random(n)
@@ -247,54 +245,70 @@ def _update_agreements(s: State, c: Cycle, world: World, rng: np.random.Generato
     silent = active & ~known & (u < lapse_rate)
     lapse_day = c.start + rng.integers(0, world.settings.calendar.due_day_offset, n)
 
-    # the 2025 policy: every active agreement must be re-authorised between the announcement
-    # and the deadline; each cycle overlapping that window a borrower does so with some
-    # probability, and whoever has not by the deadline lapses
-    announce = (c.start <= world.announce_day) & (world.announce_day <= c.end) & active
-    s.reauth_pending = s.reauth_pending | announce
-    window_start = np.maximum(c.start, world.announce_day)
-    in_window = s.reauth_pending & (window_start < np.minimum(c.end + 1, world.deadline_day))
-    reauthorised = in_window & (rng.random(n) < tech.policy_reauthorise_prob)
+    announced = _announce_campaigns(s, c, world, rng, active)
+    pending = s.reauth_deadline > 0
+    window_start = np.maximum(c.start, s.reauth_since)
+    window_end = np.minimum(c.end + 1, s.reauth_deadline)
+    in_window = pending & (window_start < window_end)
+    reauthorised = in_window & (rng.random(n) < tech.reauthorise_prob_per_cycle)
     prev_due = cycle_start(s, c.k - 1) + world.settings.calendar.due_day_offset
-    at_deadline = s.reauth_pending & (prev_due < world.deadline_day) & (world.deadline_day <= c.due_day)
+    at_deadline = pending & (prev_due < s.reauth_deadline) & (s.reauth_deadline <= c.due_day)
     if c.integrate_technical:
         _condition_on_working_agreement(s, c, tech, lapse_rate, active, in_window, at_deadline,
                                         reauthorised)
         return
-    s.reauth_pending = s.reauth_pending & ~reauthorised
-    deadline_now = s.reauth_pending & at_deadline
-    s.reauth_pending = s.reauth_pending & ~deadline_now
-    deadline_now &= s.mandate == ACTIVE
+    deadline_lapse = at_deadline & ~reauthorised & active
+    done = reauthorised | at_deadline
+    deadline_day = s.reauth_deadline.copy()
+    s.reauth_since = np.where(done, 0, s.reauth_since).astype("int32")
+    s.reauth_deadline = np.where(done, 0, s.reauth_deadline).astype("int32")
 
     fixed = (s.mandate == KNOWN_LAPSE) & (rng.random(n) < tech.fix_before_due_prob)
-    s.mandate = np.select([known | deadline_now, silent, fixed],
+    s.mandate = np.select([known | deadline_lapse, silent, fixed],
                           [KNOWN_LAPSE, SILENT_FAILURE, ACTIVE], s.mandate).astype("int8")
     if log is None:
         return
-    window_days = np.maximum(np.minimum(c.end + 1, world.deadline_day) - window_start, 1)
+    window_days = np.maximum(window_end - window_start, 1)
     reauth_day = window_start + np.floor(rng.random(n) * window_days).astype("int32")
     fix_day = c.start + rng.integers(0, world.settings.calendar.due_day_offset, n)
     why = np.where(rng.random(n) < 0.5, "expired", "user_action")
-    policy = "autodebit_policy_2025"
+    campaign = "reauthorisation_campaign"
     _log_platform(log, s, known, lapse_day, "autodebit_revoked", why)
-    deadline = np.full(n, world.deadline_day)
-    _log_platform(log, s, deadline_now, deadline, "autodebit_revoked", "policy_deadline")
-    _log_platform(log, s, announce, np.full(n, world.announce_day), "reauth_required", policy)
-    _log_platform(log, s, reauthorised, reauth_day, "autodebit_authorised", policy)
+    _log_platform(log, s, deadline_lapse, deadline_day, "autodebit_revoked", "campaign_deadline")
+    _log_platform(log, s, announced >= 0, announced, "reauth_required", campaign)
+    _log_platform(log, s, reauthorised, reauth_day, "autodebit_authorised", campaign)
     _log_platform(log, s, fixed, fix_day, "autodebit_authorised", "user_action")
+
+
+def _announce_campaigns(s: State, c: Cycle, world: World, rng: np.random.Generator,
+                        active: np.ndarray) -> np.ndarray:
+    """Start the campaigns announced in this cycle for the share of active agreements they
+    cover; returns the announcement day per borrower (-1 if none)."""
+    announced = np.full(len(s), -1, dtype="int32")
+    for announce, deadline, share in world.campaigns:
+        rows = np.flatnonzero(active & (c.start <= announce) & (announce <= c.end))
+        if rows.size == 0:
+            continue
+        rows = rows[rng.random(rows.size) < share]
+        announced[rows] = announce
+        s.reauth_since[rows] = announce
+        s.reauth_deadline[rows] = deadline
+    return announced
 
 
 def _condition_on_working_agreement(s: State, c: Cycle, tech, lapse_rate: float, active,
                                     in_window, at_deadline, reauthorised) -> None:
     """Truth replicates: the probability that the agreement is broken at the due date, and the
-    path on which it is not (lapses that did not happen, fixes and re-authorisations that did)."""
+    path on which it is not (lapses that did not happen, fixes and renewals that did)."""
     deadline_lapse = np.where(at_deadline & active,
-                              np.where(in_window, 1.0 - tech.policy_reauthorise_prob, 1.0), 0.0)
+                              np.where(in_window, 1.0 - tech.reauthorise_prob_per_cycle, 1.0), 0.0)
     works = np.select([active, s.mandate == KNOWN_LAPSE, s.mandate == SILENT_FAILURE],
                       [(1.0 - lapse_rate) * (1.0 - deadline_lapse), tech.fix_before_due_prob, 0.0],
                       1.0)
     c.p_broken = 1.0 - works
-    s.reauth_pending = s.reauth_pending & ~reauthorised & ~at_deadline
+    done = reauthorised | at_deadline
+    s.reauth_since = np.where(done, 0, s.reauth_since).astype("int32")
+    s.reauth_deadline = np.where(done, 0, s.reauth_deadline).astype("int32")
     s.mandate = np.where(s.mandate == MANUAL, MANUAL, ACTIVE).astype("int8")
 
 
@@ -602,5 +616,5 @@ def _close_cycle(s: State, c: Cycle, world: World, rng: np.random.Generator,
             credit_limit=s.limit, balance=owed, purchases=c.purchases,
             installment_due_next=due_next_cycle(s, k),
             overdue_amount=s.arrears, days_past_due=dpd, credit_score=np.round(s.score),
-            wallet_inflow=c.income * visible * np.exp(rng.normal(0.0, 0.1, n)),
-            wallet_balance=s.cash * visible * np.exp(rng.normal(0.0, 0.2, n)), line_status=status)
+            wallet_inflow=c.income * visible * np.exp(rng.normal(0.0, 0.05, n)),
+            wallet_balance=s.cash * visible * np.exp(rng.normal(0.0, 0.1, n)), line_status=status)

@@ -92,7 +92,7 @@ def draw_population(ids: np.ndarray, settings: SimulateSettings, label: LabelSet
         k_jump=k_jump.astype("int16"), jump_offset=jump_offset.astype("int16"),
         onboard_cycle=onboard_cycle.astype("int16"), last_cycle=last_cycle.astype("int16"),
         new_user=new_user, employment=employment.astype("int8"), age=age, city_tier=tier,
-        declared_income=declared, observed_share=rng.beta(4.0, 3.0, n), propensity=propensity,
+        declared_income=declared, observed_share=rng.beta(8.0, 2.0, n), propensity=propensity,
         buffer_months=buffer_months, purchase_share=purchase_share,
         payday=np.where(employment == 0, _draw_payday(n, cal.due_day_offset, rng), -1).astype("int16"),
         score_anchor=anchor, transitory_sd=np.array([settings.income.transitory_sd[e]
@@ -103,7 +103,7 @@ def draw_population(ids: np.ndarray, settings: SimulateSettings, label: LabelSet
         cash=buffer_months * income * rng.uniform(0.5, 1.5, n),
         limit=limit, pre_restriction_limit=limit.copy(), restricted=np.zeros(n, dtype=bool),
         score=score, mandate=(rng.random(n) < pop.autodebit_share).astype("int8"),
-        reauth_pending=np.zeros(n, dtype=bool),
+        reauth_since=np.zeros(n, dtype="int32"), reauth_deadline=np.zeros(n, dtype="int32"),
         own_due=np.zeros(n), own_changes=np.zeros((OWN_RING, n)), own_remaining=np.zeros(n),
         outside_due=np.zeros(n), outside_changes=np.zeros((OUTSIDE_RING, n)),
         outside_new_due=np.zeros(n), outside_new_changes=np.zeros((OUTSIDE_RING, n)),

@@ -1,0 +1,421 @@
+"""An independent DuckDB SQL implementation of every catalogued feature, to cross-check and
+benchmark ``pipeline.features.build_features``.
+
+Same definitions, written from the feature descriptions and the data contract rather than by
+calling the pipeline: one row per borrower at the scoring date (latest limit increase plus the
+observation window), from raw rows dated strictly before it. Dates become integer day numbers
+so that windows compare exactly as in the numpy code (``age <= m * 30.44`` with the same
+double constants); a missing value is SQL NULL, which pandas receives as NaN.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+
+from pipeline.catalog import NAMES
+from pipeline.config import EMPLOYMENT_TYPES, TRIGGERS, FeatureSettings
+
+DAYS_PER_MONTH = 30.44
+RATIO_FLOOR = 1e-9  # a denominator at most this large gives a missing ratio
+TOLERANCE_CENTS = 100  # unpaid cents that still count as paid in full
+AGREEMENT_EVENTS = ("autodebit_authorised", "autodebit_revoked", "autodebit_cancelled")
+# Within one day, platform events take effect in this order (authorised last: an agreement
+# fixed the day it failed is fixed).
+EVENT_ORDER = ("reauth_required", "autodebit_revoked", "debit_failed", "autodebit_cancelled",
+               "autodebit_authorised")
+TABLES = ("borrowers", "statements", "installments", "repayments", "drawdowns", "limit_events",
+          "bureau_inquiries", "bureau_loans", "platform_events", "maintenance_windows")
+ID_COLUMNS = ("borrower_id", "scoring_date", "jump_date")
+
+
+def duckdb_features(con_or_tables: duckdb.DuckDBPyConnection | dict[str, pd.DataFrame] | str | Path,
+                    observation_days: int, settings: FeatureSettings) -> pd.DataFrame:
+    """Features of every borrower, one row per borrower sorted by id, in the column order of
+    ``build_features``. ``con_or_tables`` is a dict of raw DataFrames, a directory of raw
+    Parquet tables (``<dir>/<table>/*.parquet``) or a connection that already has them."""
+    con = connect(con_or_tables)
+    frame = con.sql(feature_sql(observation_days, settings)).df()
+    missing = frame["jump_date"].isna()
+    if missing.any():
+        ids = frame.loc[missing, "borrower_id"].tolist()
+        raise ValueError(f"{len(ids)} borrowers have no limit increase, e.g. {ids[:5]}")
+    for column in ("scoring_date", "jump_date"):
+        frame[column] = frame[column].astype("datetime64[s]")
+    features = frame[list(NAMES)].astype("float64")
+    return pd.concat([frame[list(ID_COLUMNS)], features], axis=1)
+
+
+def connect(source: duckdb.DuckDBPyConnection | dict[str, pd.DataFrame] | str | Path
+            ) -> duckdb.DuckDBPyConnection:
+    """A connection on which every raw table is a view (DuckDB's default threads)."""
+    if isinstance(source, duckdb.DuckDBPyConnection):
+        return source
+    con = duckdb.connect()
+    if isinstance(source, dict):
+        for name in TABLES:
+            con.register(name, source[name])
+        return con
+    for name in TABLES:
+        pattern = str(Path(source) / name / "*.parquet").replace("'", "''")
+        con.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet('{pattern}')")
+    return con
+
+
+# --- SQL building blocks -------------------------------------------------------------------
+
+def _num(value: float) -> str:
+    """A double literal that parses to exactly the Python float (repr round-trips)."""
+    return f"CAST({float(value)!r} AS DOUBLE)"
+
+
+def _months(m: float) -> str:
+    """``m`` months in days, computed in double precision as the numpy code does."""
+    return _num(m * DAYS_PER_MONTH)
+
+
+def _day(column: str) -> str:
+    """Day number (days since 1970-01-01) of a date or timestamp, time of day dropped."""
+    return f"(CAST({column} AS DATE) - DATE '1970-01-01')"
+
+
+def _ratio(a: str, b: str) -> str:
+    return f"CASE WHEN abs({b}) > {_num(RATIO_FLOOR)} THEN ({a}) / ({b}) END"
+
+
+def _code(column: str, categories: tuple[str, ...]) -> str:
+    """0-based position in ``categories`` as a double (NULL if unknown)."""
+    listed = ", ".join(f"'{c}'" for c in categories)
+    return f"CAST(nullif(list_position([{listed}], {column}), 0) - 1 AS DOUBLE)"
+
+
+def _in(values: tuple[str, ...]) -> str:
+    return "(" + ", ".join(f"'{v}'" for v in values) + ")"
+
+
+def _add_months(day: str, months: str) -> str:
+    """Day number moved by whole months keeping the offset from the 1st of the month, which
+    runs into the next month when the target month is shorter (31 Jan + 1 month = 2 or 3 Mar),
+    as numpy's datetime64[M] arithmetic does, rather than SQL's clamping to the month's end."""
+    date = f"(DATE '1970-01-01' + CAST({day} AS INTEGER))"
+    index = f"(year({date}) * 12 + month({date}) - 1 + ({months}))"
+    first = f"make_date(CAST({index} // 12 AS BIGINT), CAST({index} % 12 + 1 AS BIGINT), 1)"
+    return f"(({first} - DATE '1970-01-01') + day({date}) - 1)"
+
+
+def _month_index(day: str) -> str:
+    date = f"(DATE '1970-01-01' + CAST({day} AS INTEGER))"
+    return f"(year({date}) * 12 + month({date}))"
+
+
+# --- common tables: the spine and each raw table cut at the scoring date ---------------------
+
+def _spine(observation_days: int) -> str:
+    return f"""
+    jump AS (
+        SELECT borrower_id, {_day('event_date')} AS jump, "trigger", old_limit, new_limit
+        FROM limit_events WHERE event_type = 'increase'
+        QUALIFY row_number() OVER (PARTITION BY borrower_id ORDER BY event_date DESC) = 1
+    ),
+    spine AS (
+        SELECT b.borrower_id, {_day('b.onboard_date')} AS onboard, b.age, b.city_tier,
+               b.employment_type, CAST(b.declared_monthly_income AS DOUBLE) AS income,
+               j.jump, j.jump + {int(observation_days)} AS score, j."trigger",
+               j.old_limit, j.new_limit, j.new_limit - j.old_limit AS increase
+        FROM borrowers b LEFT JOIN jump j USING (borrower_id)
+    )"""
+
+
+def _cut(name: str, table: str, date_column: str, columns: str) -> str:
+    """Rows of ``table`` dated before each borrower's scoring day, with ``day`` and ``age``
+    (days before scoring, at least 1) and the spine's jump and scoring days."""
+    return f"""
+    {name} AS (
+        SELECT t.borrower_id, {_day('t.' + date_column)} AS day, s.jump, s.score,
+               s.score - {_day('t.' + date_column)} AS age, {columns}
+        FROM {table} t JOIN spine s USING (borrower_id)
+        WHERE {_day('t.' + date_column)} < s.score
+    )"""
+
+
+# --- feature groups --------------------------------------------------------------------------
+
+def _spending(large_share: float) -> str:
+    return f"""
+    spending AS (
+        SELECT borrower_id,
+               sum(amount) FILTER (day >= jump) AS drawn,
+               sum(amount) FILTER (day < jump AND day >= jump - 91) / {_num(3.0)} AS monthly_before,
+               min(day) FILTER (day >= jump AND amount >= {_num(large_share)} * increase)
+                   - any_value(jump) AS days_to_large,
+               count(*) FILTER (day >= jump AND purpose IN ('large_purchase', 'cash_withdrawal'))
+                   AS large_draws
+        FROM draws GROUP BY borrower_id
+    )"""
+
+
+def _statement_features() -> str:
+    """Last-m-statements windows are counted in rows: ``rn`` is 1 for the last statement."""
+    slopes = ",\n".join(
+        f"CASE WHEN count(*) FILTER (rn <= {m}) >= 3 THEN regr_slope(util, -rn) FILTER (rn <= {m}) END"
+        f" AS slope_{m}" for m in (6, 12))
+    means = ",\n".join(f"avg(util) FILTER (rn <= {m}) AS mean_{m}" for m in (3, 6, 12))
+    return f"""
+    stmt_ranked AS (
+        SELECT *, row_number() OVER (PARTITION BY borrower_id ORDER BY day DESC) AS rn FROM stmt
+    ),
+    stmt_f AS (
+        SELECT borrower_id, {means}, {slopes},
+               max(util) FILTER (rn = 1) AS util_last,
+               max(util) FILTER (rn = 2) AS util_prev,
+               max(credit_score) FILTER (rn = 1) AS score_last,
+               max(credit_score) FILTER (rn = 4) AS score_back_3,
+               max(credit_score) FILTER (rn = 7) AS score_back_6,
+               avg(wallet_inflow) FILTER (rn <= 3) AS inflow_3,
+               avg(wallet_inflow) FILTER (rn BETWEEN 4 AND 6) AS inflow_prev_3,
+               max(wallet_balance) FILTER (rn = 1) AS wallet_balance,
+               max(installment_due_next) FILTER (rn = 1) AS due_next_now,
+               arg_max(installment_due_next, day) FILTER (day < jump) AS due_next_then
+        FROM stmt_ranked GROUP BY borrower_id
+    )"""
+
+
+def _outside_running(at: str) -> str:
+    """Outside loans opened before day ``at`` and still running then."""
+    return f"day < {at} AND {at} - day < tenor_months * {_num(DAYS_PER_MONTH)}"
+
+
+def _lending() -> str:
+    return f"""
+    loans_f AS (
+        SELECT borrower_id,
+               sum(monthly_installment) FILTER ({_outside_running('score')}) AS outside_now,
+               sum(monthly_installment) FILTER ({_outside_running('jump')}) AS outside_then,
+               count(*) FILTER (age <= {_months(3)}) AS loans_3,
+               count(*) FILTER (age <= {_months(6)}) AS loans_6,
+               count(*) FILTER (day >= jump) AS loans_since_jump,
+               sum(amount) FILTER (age <= {_months(6)}) AS borrowed_6
+        FROM loans GROUP BY borrower_id
+    ),
+    inquiries_f AS (
+        SELECT borrower_id,
+               count(*) FILTER (age <= {_months(1)}) AS inq_1,
+               count(*) FILTER (age <= {_months(3)}) AS inq_3,
+               count(*) FILTER (age <= {_months(6)}) AS inq_6,
+               count(*) FILTER (day >= jump) AS inq_since_jump
+        FROM inquiries GROUP BY borrower_id
+    ),
+    restrictions_f AS (
+        SELECT borrower_id, count(*) AS restrictions
+        FROM limits WHERE event_type = 'restriction' AND age <= 365 GROUP BY borrower_id
+    )"""
+
+
+def _settlement() -> str:
+    """First in, first out: a due date is paid in full on the first day the borrower's
+    cumulative payments (integer cents, summed per day) reach its cumulative scheduled amount
+    less the tolerance; an ASOF join finds the smallest cumulative total at or above the target.
+    No match (or no payments at all) means still unpaid at scoring."""
+    return f"""
+    due_targets AS (
+        SELECT *, sum(CAST(round_even(scheduled_amount * 100, 0) AS BIGINT))
+                      OVER (PARTITION BY borrower_id ORDER BY day ROWS UNBOUNDED PRECEDING)
+                  - {TOLERANCE_CENTS} AS target
+        FROM dues
+    ),
+    paid_by_day AS (
+        SELECT borrower_id, day,
+               sum(sum(CAST(round_even(amount * 100, 0) AS BIGINT)))
+                   OVER (PARTITION BY borrower_id ORDER BY day) AS cum_cents
+        FROM pays GROUP BY borrower_id, day
+    ),
+    settled AS (
+        SELECT d.*, p.day AS paid_day,
+               greatest(coalesce(p.day, d.score) - d.day, 0) AS late
+        FROM due_targets d ASOF LEFT JOIN paid_by_day p
+            ON d.borrower_id = p.borrower_id AND d.target <= p.cum_cents
+    )"""
+
+
+def _repayment(decay_days: float) -> str:
+    over = ",\n".join(f"count(*) FILTER (late > {d}) AS over_{d}" for d in (0, 5, 15, 30))
+    return f"""
+    {_settlement()},
+    dues_f AS (
+        SELECT borrower_id,
+               count(*) FILTER (late > 0 AND age <= {_months(3)}) AS missed_3,
+               count(*) FILTER (late > 0 AND age <= {_months(6)}) AS missed_6,
+               {over},
+               max(late) AS max_late,
+               sum(late * exp(-age / {_num(decay_days)})) AS decayed,
+               any_value(score) - min(day) FILTER (paid_day IS NULL) AS dpd_now,
+               sum(scheduled_amount) AS total_due,
+               sum(scheduled_amount) FILTER (age <= {_months(6)}) AS due_6,
+               count(*) FILTER (late > 0 AND paid_day IS NOT NULL AND late <= 3) AS cured_3
+        FROM settled GROUP BY borrower_id
+    ),
+    pays_f AS (
+        SELECT borrower_id, sum(amount) AS total_paid,
+               sum(amount) FILTER (age <= 183) AS paid_6
+        FROM pays GROUP BY borrower_id
+    )"""
+
+
+def _platform() -> str:
+    """Same-day events are ordered by EVENT_ORDER: ``seq`` sorts events as they took effect."""
+    order = ", ".join(f"'{e}'" for e in EVENT_ORDER)
+    failed = ",\n".join(
+        f"count(*) FILTER (event_type = 'debit_failed' AND age <= 183 AND detail = '{d}') AS fail_{d}"
+        for d in ("mandate_invalid", "system_unavailable", "insufficient_funds"))
+    return f"""
+    events_seq AS (
+        SELECT *, day * 8 + list_position([{order}], event_type) AS seq FROM events
+    ),
+    events_f AS (
+        SELECT borrower_id,
+               arg_max(event_type, seq) FILTER (event_type IN {_in(AGREEMENT_EVENTS)}) AS status,
+               count(*) FILTER (event_type IN {_in(AGREEMENT_EVENTS)} AND age <= 30) AS changed_30,
+               max(seq) FILTER (event_type = 'reauth_required') AS last_request,
+               max(seq) FILTER (event_type = 'autodebit_authorised') AS last_auth,
+               {failed}
+        FROM events_seq GROUP BY borrower_id
+    )"""
+
+
+def _outages() -> str:
+    """The next due date is the last one before scoring moved on by whole months (one more if
+    that is still before scoring); the next three count when inside a maintenance window
+    announced before scoring. Windows are expanded to the days they cover (a few each) so the
+    match is an equi-join."""
+    moved = _add_months("last_due", f"{_month_index('score')} - {_month_index('last_due')}")
+    moved_on = _add_months("last_due", f"{_month_index('score')} - {_month_index('last_due')} + 1")
+    return f"""
+    next_due AS (
+        SELECT borrower_id, score,
+               CASE WHEN {moved} < score THEN {moved_on} ELSE {moved} END AS nxt
+        FROM (SELECT borrower_id, any_value(score) AS score, max(day) AS last_due
+              FROM dues GROUP BY borrower_id)
+    ),
+    next_three AS (
+        SELECT borrower_id, score, {_add_months('nxt', 'step')} AS due
+        FROM next_due, range(3) r(step)
+    ),
+    window_days AS (
+        SELECT {_day('announced_date')} AS announced,
+               unnest(range({_day('start_time')}, {_day('end_time')} + 1)) AS day
+        FROM maintenance_windows
+    ),
+    outages_f AS (
+        SELECT n.borrower_id, count(*) AS in_outage
+        FROM next_three n JOIN window_days w ON w.day = n.due AND w.announced < n.score
+        GROUP BY n.borrower_id
+    )"""
+
+
+def _select() -> str:
+    """The output columns, in catalogue order."""
+    dti_now = "coalesce(f.due_next_now, 0) + coalesce(l.outside_now, 0)"
+    dti_then = "coalesce(f.due_next_then, 0) + coalesce(l.outside_then, 0)"
+    drawn = "coalesce(sp.drawn, 0)"
+    columns = {
+        "trigger": _code('s."trigger"', TRIGGERS),
+        "increase_amount": "s.increase",
+        "limit_before_jump": "s.old_limit",
+        "new_over_old_limit": _ratio("s.new_limit", "s.old_limit"),
+        "months_of_history": f"(s.score - s.onboard) / {_num(DAYS_PER_MONTH)}",
+        "post_increase_drawn": drawn,
+        "post_increase_draw_share": _ratio(drawn, "s.increase"),
+        # the 100 CNY floor of the numpy code keeps the ratio finite for light spenders
+        "post_increase_spend_ratio": f"{drawn} / greatest(coalesce(sp.monthly_before, 0), 100)",
+        "days_to_first_large_draw": "sp.days_to_large",
+        "large_drawdowns_since_jump": "coalesce(sp.large_draws, 0)",
+        "installments_to_income": _ratio("coalesce(f.due_next_now, 0)", "s.income"),
+        "dti_before_jump": _ratio(dti_then, "s.income"),
+        "dti_at_scoring": _ratio(dti_now, "s.income"),
+        "dti_change": f"{_ratio(dti_now, 's.income')} - {_ratio(dti_then, 's.income')}",
+        "outside_installments": "coalesce(l.outside_now, 0)",
+        **{f"utilisation_mean_{m}m": f"f.mean_{m}" for m in (3, 6, 12)},
+        "utilisation_last": "f.util_last",
+        **{f"utilisation_slope_{m}m": f"f.slope_{m}" for m in (6, 12)},
+        **{f"utilisation_last_minus_mean_{m}m": f"f.util_last - f.mean_{m}" for m in (3, 6, 12)},
+        "utilisation_last_minus_previous": "f.util_last - f.util_prev",
+        **{f"missed_due_dates_{m}m": f"coalesce(d.missed_{m}, 0)" for m in (3, 6)},
+        **{f"due_dates_over_{x}_days_late": f"coalesce(d.over_{x}, 0)" for x in (0, 5, 15, 30)},
+        "max_days_late": "coalesce(d.max_late, 0)",
+        "decayed_days_late": "coalesce(d.decayed, 0)",
+        "days_past_due_now": "coalesce(d.dpd_now, 0)",
+        "overdue_amount_now": "greatest(coalesce(d.total_due, 0) - coalesce(p.total_paid, 0), 0)",
+        "paid_over_due_6m": _ratio("coalesce(p.paid_6, 0)", "coalesce(d.due_6, 0)"),
+        "short_misses_cured_3d": "coalesce(d.cured_3, 0)",
+        **{f"inquiries_{m}m": f"coalesce(q.inq_{m}, 0)" for m in (1, 3, 6)},
+        "inquiries_since_jump": "coalesce(q.inq_since_jump, 0)",
+        **{f"new_outside_loans_{m}m": f"coalesce(l.loans_{m}, 0)" for m in (3, 6)},
+        "new_outside_loans_since_jump": "coalesce(l.loans_since_jump, 0)",
+        "new_outside_borrowing_6m": "coalesce(l.borrowed_6, 0)",
+        "credit_score": "f.score_last",
+        **{f"credit_score_change_{m}m": f"f.score_last - f.score_back_{m}" for m in (3, 6)},
+        "restrictions_12m": "coalesce(r.restrictions, 0)",
+        "declared_income": "s.income",
+        "inflow_mean_3m": "f.inflow_3",
+        "inflow_trend": _ratio("f.inflow_3", "f.inflow_prev_3"),
+        "inflow_over_declared_income": _ratio("f.inflow_3", "s.income"),
+        "wallet_balance": "f.wallet_balance",
+        "cash_buffer_over_installments": "f.wallet_balance / greatest(coalesce(f.due_next_now, 0), 100)",
+        "autodebit_active": "CASE WHEN e.status = 'autodebit_authorised' THEN 1 ELSE 0 END",
+        "autodebit_lapsed": "CASE WHEN e.status = 'autodebit_revoked' THEN 1 ELSE 0 END",
+        "autodebit_changed_30d": "coalesce(e.changed_30, 0)",
+        "reauth_pending": "CASE WHEN e.last_request IS NOT NULL AND (e.last_auth IS NULL OR e.last_auth < "
+                          "e.last_request) THEN 1 ELSE 0 END",
+        "debit_failures_mandate_6m": "coalesce(e.fail_mandate_invalid, 0)",
+        "debit_failures_system_6m": "coalesce(e.fail_system_unavailable, 0)",
+        "debit_failures_funds_6m": "coalesce(e.fail_insufficient_funds, 0)",
+        "due_dates_in_announced_outage": "coalesce(o.in_outage, 0)",
+        "age": "s.age",
+        "city_tier": "s.city_tier",
+        "employment_type": _code("s.employment_type", EMPLOYMENT_TYPES),
+    }
+    assert tuple(columns) == NAMES, "the SQL columns must follow the catalogue"
+    return ",\n       ".join(f"CAST({expr} AS DOUBLE) AS {name}" for name, expr in columns.items())
+
+
+def feature_sql(observation_days: int, settings: FeatureSettings) -> str:
+    """The whole feature query over the raw tables (views named as the contract's tables)."""
+    ctes = [
+        _spine(observation_days),
+        _cut("draws", "drawdowns", "drawdown_date", "t.amount, t.purpose, s.increase"),
+        _cut("stmt", "statements", "statement_date",
+             "coalesce(" + _ratio("t.balance", "t.credit_limit") + ", 0) AS util, "
+             "CAST(t.credit_score AS DOUBLE) AS credit_score, t.wallet_inflow, t.wallet_balance, "
+             "t.installment_due_next"),
+        _cut("loans", "bureau_loans", "open_date", "t.amount, t.tenor_months, t.monthly_installment"),
+        _cut("inquiries", "bureau_inquiries", "inquiry_date", "t.lender_type"),
+        _cut("limits", "limit_events", "event_date", "t.event_type"),
+        _cut("dues", "installments", "due_date", "t.scheduled_amount"),
+        _cut("pays", "repayments", "payment_date", "t.amount"),
+        _cut("events", "platform_events", "event_date", "t.event_type, t.detail"),
+        _spending(settings.large_draw_share),
+        _statement_features(),
+        _lending(),
+        _repayment(settings.decay_days),
+        _platform(),
+        _outages(),
+    ]
+    return f"""
+    WITH {','.join(ctes)}
+    SELECT s.borrower_id,
+           DATE '1970-01-01' + CAST(s.score AS INTEGER) AS scoring_date,
+           DATE '1970-01-01' + CAST(s.jump AS INTEGER) AS jump_date,
+           {_select()}
+    FROM spine s
+    LEFT JOIN spending sp USING (borrower_id)
+    LEFT JOIN stmt_f f USING (borrower_id)
+    LEFT JOIN loans_f l USING (borrower_id)
+    LEFT JOIN inquiries_f q USING (borrower_id)
+    LEFT JOIN restrictions_f r USING (borrower_id)
+    LEFT JOIN dues_f d USING (borrower_id)
+    LEFT JOIN pays_f p USING (borrower_id)
+    LEFT JOIN events_f e USING (borrower_id)
+    LEFT JOIN outages_f o USING (borrower_id)
+    ORDER BY s.borrower_id"""

@@ -1,0 +1,219 @@
+"""The model card: one self-contained HTML page (figures embedded) from the evaluation reports.
+
+``model_card`` turns the reports of ``pipeline.evaluate.model_report`` into formatted tables and
+renders ``templates/model_card.html.j2`` (autoescaped, so names from the data cannot inject HTML).
+Every number is formatted here; the template only lays out text and tables.
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+import numbers
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import jinja2
+import numpy as np
+
+from pipeline import plots
+from pipeline.config import CAUSES, Params
+from pipeline.metrics import PSI_SHIFTED, PSI_WATCH
+
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+TEMPLATE = "model_card.html.j2"
+MISSING = "—"
+PRIMARY = plots.PRIMARY
+SECTIONS = ("purpose", "data", "simulator", "ranking", "probabilities", "lift", "stability", "segments",
+            "causes", "truth_gap", "plots", "gates", "limits")
+
+Keys = tuple[str, ...]
+Row = tuple[str, Keys]  # a table row: label and the keys leading to the value in a report
+
+
+def _rows(section: Keys, *pairs: tuple[str, str]) -> list[Row]:
+    """Table rows (label, path) for keys of one section of a report."""
+    return [(label, (*section, key)) for label, key in pairs]
+
+
+RANKING = _rows(("ranking",), ("AUC", "auc"), ("Gini", "gini"), ("KS", "ks"),
+                ("PR-AUC (average precision)", "pr_auc"),
+                ("base rate (share of rows that miss)", "base_rate"))
+PROBABILITIES = _rows(("probabilities",), ("Brier score", "brier"), ("log loss (nats)", "log_loss"),
+                      ("ECE (equal-count bins)", "ece"),
+                      ("calibration intercept (ideal 0)", "calibration_intercept"),
+                      ("calibration slope (ideal 1)", "calibration_slope"),
+                      ("mean predicted probability", "mean_predicted"),
+                      ("observed miss rate", "observed_rate"),
+                      ("mean predicted − observed", "calibration_in_the_large"))
+LIFT = _rows(("lift",), ("riskiest share of rows", "top_share"), ("miss rate in that share", "top_miss_rate"),
+             ("share of all misses captured by it", "top_capture"),
+             ("share of all misses in the top decile", "top_decile_capture"),
+             ("deciles rank-ordered", "rank_ordered"),
+             ("rank-order breaks (adjacent deciles out of order)", "rank_order_breaks"))
+GINI_TREND = _rows(("stability", "gini_by_month"), ("Gini slope per jump month", "slope"),
+                   ("mean Gini over months", "mean"), ("sd of Gini over months", "std"))
+CAUGHT = [(f"share of {c} misses caught", ("causes", "by_cause", c, "share_caught")) for c in CAUSES] + _rows(
+    ("causes",), ("rows flagged", "flagged"),
+    ("technical misses flagged as high risk", "technical_misses_flagged_as_high_risk"),
+    ("share of flagged rows that are technical misses", "share_of_flagged_that_are_technical_misses"))
+TRUTH_GAP = _rows(("truth_gap",), ("AUC of the truth", "auc_true"), ("AUC of the model", "auc_model"),
+                  ("AUC gap (truth − model)", "auc_gap"), ("Brier of the truth", "brier_true"),
+                  ("Brier of the model", "brier_model"),
+                  ("regression p_true = a + b·p: intercept a (ideal 0)", "regression_intercept"),
+                  ("slope b (ideal 1)", "regression_slope"), ("R² (ideal 1)", "regression_r2"),
+                  ("mean |p − p_true|", "mean_abs_difference"))
+SEGMENT_NAMES = {"trigger": "by trigger of the increase", "history_months": "by months of history",
+                 "city_tier": "by city tier"}
+
+
+# ---------------------------------------------------------------------------------------------
+# Formatting
+
+
+def num(value, digits: int = 4) -> str:
+    """A number for the page: counts with thousands separators, other numbers to ``digits``
+    decimals, booleans as yes/no, missing (None, NaN, ±inf) as a dash."""
+    if value is None:
+        return MISSING
+    if isinstance(value, bool | np.bool_):
+        return "yes" if value else "no"
+    if isinstance(value, numbers.Integral):
+        return f"{int(value):,}"
+    if isinstance(value, numbers.Real):
+        return f"{float(value):.{digits}f}" if math.isfinite(value) else MISSING
+    return str(value)
+
+
+def pct(value, digits: int = 1) -> str:
+    """A share (0..1) as a percentage."""
+    if value is None or not math.isfinite(value):
+        return MISSING
+    return f"{100 * float(value):.{digits}f}%"
+
+
+def _dig(data, path: Keys):
+    """``data[k1][k2]...``, or None where a key is absent."""
+    for key in path:
+        if not isinstance(data, dict) or key not in data:
+            return None
+        data = data[key]
+    return data
+
+
+# ---------------------------------------------------------------------------------------------
+# Tables: {"header": [...], "rows": [[cell, ...], ...]} with every cell a string
+
+
+def _by_model(reports: dict, models: Sequence[str], rows: Sequence[Row]) -> dict:
+    """One row per figure, one column per model."""
+    return {"header": ["", *(plots.LABELS.get(m, m) for m in models)],
+            "rows": [[label, *(num(_dig(reports[m], path)) for m in models)] for label, path in rows]}
+
+
+Column = tuple[str, str, Callable[[object], str]]  # header, key of the record, formatter
+
+
+def _records(records: Sequence[dict], columns: Sequence[Column]) -> dict:
+    """One row per record."""
+    return {"header": [c[0] for c in columns],
+            "rows": [[fmt(record.get(key)) for _, key, fmt in columns] for record in records]}
+
+
+DECILES: list[Column] = [("decile (1 = riskiest)", "decile", num), ("rows", "n", num),
+                         ("misses", "misses", num), ("miss rate", "miss_rate", num),
+                         ("lowest p", "min_score", num), ("highest p", "max_score", num),
+                         ("capture", "capture", num), ("cumulative capture", "cumulative_capture", num),
+                         ("lift", "lift", num)]
+SEGMENTS: list[Column] = [("segment", "segment", str), ("rows", "rows", num), ("miss rate", "miss_rate", num),
+                          ("mean probability", "mean_probability", num), ("AUC", "auc", num)]
+CSI: list[Column] = [("feature", "feature", str), ("CSI", "psi", num), ("flag", "flag", str),
+                     ("bins", "bins_used", num)]
+GATES: list[Column] = [("gate", "name", str), ("value", "value", num), ("threshold", "threshold", num),
+                       ("rule", "rule", str), ("passed", "passed", num)]
+
+
+def _psi_tables(stability: dict) -> dict:
+    """PSI of the score overall and before/after the regime change, and the rows per PSI bin."""
+    periods = {"all out-of-time rows": stability.get("psi"),
+               "scored before the regime change": stability.get("psi_before_regime_change"),
+               "scored on or after the regime change": stability.get("psi_after_regime_change")}
+    bins = {name: (r or {}).get("bins", []) for name, r in periods.items()}
+
+    def count(name: str, i: int) -> str:
+        return num(bins[name][i]["actual_count"] if i < len(bins[name]) else None)
+
+    summary = [[name, num(_dig(r, ("psi",))), _dig(r, ("flag",)) or MISSING,
+                num(len(bins[name]) if r else None),
+                num(sum(b["actual_count"] for b in bins[name]) if r else None)]
+               for name, r in periods.items()]
+    per_bin = [[b["bin"], num(b["expected_count"]), *(count(name, i) for name in periods)]
+               for i, b in enumerate(bins["all out-of-time rows"])]
+    return {"summary": {"header": ["rows", "PSI", "flag", "bins", "out-of-time rows"], "rows": summary},
+            "bins": {"header": ["score bin (probability)", "train rows", "out-of-time rows, all", "before",
+                                "after"], "rows": per_bin}}
+
+
+def _gates(gates: dict | None) -> dict | None:
+    if gates is None:
+        return None
+    records = [{"name": name, **g} for name, g in gates.get("gates", {}).items()]
+    return {"table": _records(records, GATES), "decision": gates.get("decision", MISSING),
+            "failed": ", ".join(gates.get("failed") or []) or "none",
+            "fingerprint": gates.get("challenger_fingerprint", MISSING)}
+
+
+def _figures(paths: Sequence[Path]) -> list[dict]:
+    return [{"name": Path(p).name, "title": plots.TITLES.get(Path(p).name, Path(p).stem),
+             "data": base64.b64encode(Path(p).read_bytes()).decode("ascii")} for p in paths]
+
+
+# ---------------------------------------------------------------------------------------------
+# The page
+
+
+def _context(reports: dict, gates: dict | None, params: Params, figures: Sequence[Path]) -> dict:
+    models = plots.model_order(reports)
+    primary = PRIMARY if PRIMARY in reports else models[0]
+    challengers = [m for m in models if m != "truth"] or models
+    main = reports[primary]
+    stability = main.get("stability", {})
+    csi_flagged = [r for r in stability.get("csi", []) if r.get("flag") != "stable"]
+    return {
+        "p": params, "primary": plots.LABELS.get(primary, primary),
+        "psi_watch": num(PSI_WATCH, 2), "psi_shifted": num(PSI_SHIFTED, 2),
+        "data": _by_model(reports, models, [("out-of-time test rows", ("ranking", "n")),
+                                            ("misses", ("ranking", "positives")),
+                                            ("base rate", ("ranking", "base_rate"))]),
+        "ranking": _by_model(reports, models, RANKING),
+        "probabilities": _by_model(reports, models, PROBABILITIES),
+        "lift": _by_model(reports, models, LIFT),
+        "top_share": pct(_dig(main, ("lift", "top_share"))),
+        "deciles": _records(_dig(main, ("lift", "deciles")) or [], DECILES),
+        "psi": _psi_tables(stability),
+        "csi_flagged": _records(csi_flagged, CSI) if csi_flagged else None,
+        "gini_trend": _by_model(reports, models, GINI_TREND),
+        "segments": {SEGMENT_NAMES.get(k, k): _records(v, SEGMENTS)
+                     for k, v in main.get("segments", {}).items()},
+        "flag_rate": pct(_dig(main, ("causes", "flag_rate"))),
+        "caught": _by_model(reports, models, CAUGHT),
+        "cause_misses": {c: num(_dig(main, ("causes", "by_cause", c, "misses"))) for c in CAUSES},
+        "truth_gap": _by_model(reports, challengers, TRUTH_GAP),
+        "figures": _figures(figures),
+        "gates": _gates(gates),
+        "sections": SECTIONS,
+    }
+
+
+def _environment() -> jinja2.Environment:
+    return jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True,
+                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
+                              keep_trailing_newline=True)
+
+
+def model_card(reports: dict[str, dict], gates: dict | None, params: Params, figures: list[Path]) -> str:
+    """The HTML model card: purpose, data, simulator, every evaluation section, the figures
+    (base64 PNGs), the promotion gates ("not run" when ``gates`` is None) and known limits."""
+    if not reports:
+        raise ValueError("model_card needs at least one model report")
+    return _environment().get_template(TEMPLATE).render(**_context(reports, gates, params, figures))

@@ -1,0 +1,61 @@
+"""``limitjump simulate-batch``: an incoming batch of new borrowers to score (data/incoming).
+
+The same simulator with another seed and later scoring dates; every borrower's rows stop at
+their scoring date, as in an export taken when they are scored, and there is no ground truth.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import typer
+
+from pipeline import io
+from pipeline.cli import PARAMS, app, load
+from pipeline.config import Params, SimulateSettings
+from pipeline.contract import RAW_TABLES, TABLES, validate
+from pipeline.engine import map_shards
+from pipeline.simulate import World, build_world, shard_bounds, simulate_shard
+
+INCOMING_DIR = Path("data/incoming")
+ID_OFFSET = 100_000_000  # new borrowers' ids never collide with the training population's
+
+
+def batch_settings(p: Params) -> SimulateSettings:
+    s, inc = p.simulate, p.incoming
+    calendar = s.calendar.model_copy(update={
+        "first_scoring_date": inc.first_scoring_date, "last_scoring_date": inc.last_scoring_date,
+        "export_end": inc.last_scoring_date + pd.Timedelta(days=31 * 6)})
+    return s.model_copy(update={"seed": inc.seed, "n_borrowers": inc.n_borrowers, "calendar": calendar,
+                                "truth_replicates": 1})
+
+
+@app.command(name="simulate-batch")
+def simulate_batch(params: Path = PARAMS) -> None:
+    """Simulate new borrowers to score, cut at their scoring dates."""
+    p = load(params)
+    settings = batch_settings(p)
+    world = build_world(settings, p.label)
+    shards = list(range(len(shard_bounds(settings))))
+    with io.atomic_dir(INCOMING_DIR) as out:
+        windows = world.outages.windows
+        visible = windows[windows["announced_date"] <= pd.Timestamp(p.incoming.last_scoring_date)]
+        io.write_parquet(visible.reset_index(drop=True), out / "maintenance_windows" / io.part_name(0))
+        rows = sum(map_shards(write_shard, shards, p.engine, "simulate batch", settings, world, out))
+    typer.echo(f"incoming batch: {rows} borrowers scored between {p.incoming.first_scoring_date} "
+               f"and {p.incoming.last_scoring_date} in {INCOMING_DIR}")
+
+
+def write_shard(index: int, settings: SimulateSettings, world: World, out: Path) -> int:
+    tables = simulate_shard(index, settings, world)
+    scoring = tables["ground_truth"].set_index("borrower_id")["scoring_date"]
+    for name in RAW_TABLES:
+        frame = tables[name]
+        before = frame[TABLES[name].date_column] < frame["borrower_id"].map(scoring)
+        frame = frame[before.to_numpy()].reset_index(drop=True)
+        frame["borrower_id"] = frame["borrower_id"] + ID_OFFSET
+        validate(frame, name, f"{name} (incoming shard {index})")
+        io.write_parquet(frame, out / name / io.part_name(index))
+    return int(np.size(scoring))

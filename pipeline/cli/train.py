@@ -1,0 +1,131 @@
+"""``limitjump train scorecard|lightgbm``: fit one model, save it under models/, log one MLflow run."""
+
+from __future__ import annotations
+
+import json
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import lightgbm as lgb
+import mlflow
+import numpy as np
+import pandas as pd
+import typer
+from mlflow.models import infer_signature
+
+from pipeline import io, metrics, model, tracking, train
+from pipeline.cli import PARAMS, app, load
+from pipeline.cli.split import SPLIT_DIR
+from pipeline.config import Params
+
+MODELS = Path("models")
+REPORTS = Path("reports/train")
+
+
+class Kind(StrEnum):
+    scorecard = "scorecard"
+    lightgbm = "lightgbm"
+
+
+def read_splits() -> dict[str, pd.DataFrame]:
+    return {name: pd.read_parquet(SPLIT_DIR / f"{name}.parquet") for name in ("train", "valid", "test")}
+
+
+@app.command(name="train")
+def train_command(kind: Annotated[Kind, typer.Argument(help="Which model to train.")],
+                  params: Path = PARAMS) -> None:
+    """Train one model on the train split; validation for early stopping and calibration."""
+    p = load(params)
+    splits = read_splits()
+    digests = {name: io.file_digest(SPLIT_DIR / f"{name}.parquet") for name in splits}
+    columns = train.feature_columns(splits["train"])
+    categorical = train.categorical_columns(splits["train"], columns)
+    out = MODELS / kind.value
+    with io.atomic_dir(out) as tmp:
+        fit = _fit_lightgbm if kind is Kind.lightgbm else _fit_scorecard
+        predict, settings, log_model = fit(p, splits, columns, categorical, tmp)
+        scores = {name: predict(frame) for name, frame in splits.items() if name != "train"}
+        metrics = {f"{split}_{k}": v for split in scores
+                   for k, v in train.evaluate_split(splits[split]["label"].to_numpy(), scores[split]).items()}
+        metrics[tracking.PRIMARY_METRIC] = metrics["test_auc"]
+        metadata = {"model": kind.value, "features": columns, "categorical": categorical,
+                    "rows": {k: len(v) for k, v in splits.items()}, "data_digests": digests,
+                    "params": settings, "metrics": metrics}
+        metadata["fingerprint"] = _fingerprint(tmp, metadata)
+        io.write_json(metadata, tmp / "metadata.json")
+    io.write_json(metrics, REPORTS / f"{kind.value}.json")
+    with tracking.training_run(p.mlflow, kind.value, metadata["fingerprint"]) as run:
+        if run is not None:
+            tracking.log_params({"train": {kind.value: settings}, "label": p.label.model_dump(),
+                                 "split": p.split.model_dump()})
+            for name, frame in splits.items():
+                tracking.log_dataset(frame, SPLIT_DIR / f"{name}.parquet", digests[name],
+                                     "training" if name == "train" else name)
+            mlflow.log_metrics(metrics)
+            for f in sorted(out.iterdir()):
+                mlflow.log_artifact(str(f), artifact_path="files")
+            log_model(out, splits["test"][columns])
+    typer.echo(f"{kind.value}: validation AUC {metrics['valid_auc']:.4f}, out-of-time AUC "
+               f"{metrics['test_auc']:.4f}, out-of-time ECE {metrics['test_ece']:.4f}")
+
+
+def _fingerprint(folder: Path, metadata: dict) -> str:
+    """Content hash of the model files and what produced them: the run's identity."""
+    files = {f.name: io.file_digest(f) for f in sorted(folder.iterdir())}
+    return io.text_digest(json.dumps({"files": files, **metadata}, sort_keys=True, default=str))
+
+
+def _fit_lightgbm(p: Params, splits: dict, columns: list[str], categorical: list[str], out: Path):
+    s = p.train.lightgbm
+    categories = train.learn_categories(splits["train"], columns)
+    booster = train.fit_lightgbm(splits["train"], splits["valid"], columns, categorical, categories, s)
+    uncalibrated = model.CalibratedLightGBM(booster, None, categories)
+    calibration = train.fit_calibration(uncalibrated.raw(splits["valid"]),
+                                        splits["valid"]["label"].to_numpy(), s.calibration)
+    fitted = model.CalibratedLightGBM(booster, calibration, categories)
+    booster.save_model(str(out / model.BOOSTER_FILE))
+    io.write_json(calibration, out / model.CALIBRATION_FILE)
+    io.write_json(categories, out / model.CATEGORIES_FILE)
+    importance = dict(zip(columns, booster.feature_importance("gain").round(4).tolist(), strict=True))
+    train_frame = splits["train"]
+    bins = {"score": metrics.psi_reference(fitted.predict(None, train_frame)),
+            **{c: metrics.psi_reference(model.encode(train_frame, [c], categories)[:, 0]) for c in columns}}
+    io.write_json({"importance": importance, "bins": bins}, out / model.REFERENCE_FILE)
+    settings = {**s.model_dump(), "trees": booster.num_trees()}
+
+    def log_model(folder: Path, example_pool: pd.DataFrame) -> None:
+        example = example_pool.dropna().head(5)
+        mlflow.log_metric("trees", booster.num_trees())
+        info = mlflow.pyfunc.log_model(
+            name="model", python_model=model.__file__,
+            artifacts={"booster": str(folder / model.BOOSTER_FILE),
+                       "calibration": str(folder / model.CALIBRATION_FILE),
+                       "categories": str(folder / model.CATEGORIES_FILE),
+                       "reference": str(folder / model.REFERENCE_FILE)},
+            signature=infer_signature(example, fitted.predict(None, example)),
+            input_example=example, pip_requirements=_requirements())
+        mlflow.set_tag(tracking.MODEL_URI_TAG, info.model_uri)
+
+    return (lambda frame: fitted.predict(None, frame)), settings, log_model
+
+
+def _fit_scorecard(p: Params, splits: dict, columns: list[str], categorical: list[str], out: Path):
+    card = train.fit_scorecard(splits["train"], columns, categorical, p.train.scorecard)
+    io.write_json(card, out / "scorecard.json")
+    table = pd.DataFrame([{"characteristic": v["name"], "bin": label, "woe": w, "points": pts}
+                          for v in card["variables"]
+                          for label, w, pts in zip(v["labels"], v["woe"], v["points"], strict=True)])
+    io.write_csv(table, out / "scorecard_points.csv")
+
+    def log_model(folder: Path, example_pool: pd.DataFrame) -> None:
+        mlflow.log_metric("characteristics", len(card["variables"]))
+
+    settings = {**p.train.scorecard.model_dump(), "characteristics": len(card["variables"])}
+    return (lambda frame: train.scorecard_predict(card, frame)), settings, log_model
+
+
+def _requirements() -> list[str]:
+    """Exact versions, given rather than inferred (inferring spawns a process and takes seconds)."""
+    return [f"mlflow=={mlflow.__version__}", f"lightgbm=={lgb.__version__}",
+            f"pandas=={pd.__version__}", f"numpy=={np.__version__}"]

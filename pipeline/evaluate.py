@@ -1,0 +1,129 @@
+"""Evaluation a credit-risk team trusts: one report per model on the out-of-time test set, and
+the same figures for the simulator's true probability (the best any model could do)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from pipeline import metrics
+from pipeline.config import CAUSES, TRIGGERS, EvaluateSettings
+
+HISTORY_BANDS = [0, 3, 6, 12, 24, np.inf]  # months of history before scoring
+HISTORY_LABELS = ["under 3 months", "3-6 months", "6-12 months", "12-24 months", "24 months or more"]
+
+
+def model_report(test: pd.DataFrame, p: np.ndarray, truth: pd.DataFrame, train: pd.DataFrame,
+                 p_train: np.ndarray, features: list[str], settings: EvaluateSettings) -> dict:
+    """Every section of the evaluation for one model's probabilities ``p`` on ``test``.
+
+    ``truth`` is aligned with ``test`` (p_true and first_miss_cause); ``p_train`` are the model's
+    probabilities on the training rows, the reference for stability."""
+    y = test["label"].to_numpy()
+    before = test["scoring_date"] < pd.Timestamp(settings.regime_change_date)
+    return {
+        "ranking": metrics.ranking(y, p),
+        "probabilities": metrics.probability_quality(y, p, settings.bins),
+        "lift": {**metrics.lift_summary(y, p, settings.bins, settings.top_share),
+                 "deciles": metrics.lift_table(y, p, settings.bins).to_dict("records")},
+        "stability": stability(test, p, train, p_train, features, before, settings),
+        "segments": segments(test, y, p),
+        "causes": by_cause(y, p, truth["first_miss_cause"], settings.flag_rate),
+        "truth_gap": metrics.truth_gap(y, p, truth["p_true"].to_numpy()),
+    }
+
+
+def stability(test: pd.DataFrame, p: np.ndarray, train: pd.DataFrame, p_train: np.ndarray,
+              features: list[str], before: pd.Series, settings: EvaluateSettings) -> dict:
+    """PSI of the score (all test rows, and those scored before and after the regime change),
+    CSI of every feature, and Gini per jump month with its slope."""
+    y = test["label"].to_numpy()
+    mask = before.to_numpy()
+    csi = metrics.csi(train, test, features, settings.bins)
+    return {
+        "psi": metrics.psi(p_train, p, settings.bins),
+        "psi_before_regime_change": metrics.psi(p_train, p[mask], settings.bins) if mask.any() else None,
+        "psi_after_regime_change": metrics.psi(p_train, p[~mask], settings.bins) if (~mask).any() else None,
+        "csi": csi.to_dict("records"),
+        "csi_flagged": csi.loc[csi["flag"] != "stable", "feature"].tolist(),
+        "gini_by_month": metrics.gini_by_period(y, p, test["jump_date"].dt.strftime("%Y-%m").to_numpy(),
+                                                settings.min_rows_per_month),
+    }
+
+
+def segments(test: pd.DataFrame, y: np.ndarray, p: np.ndarray) -> dict:
+    """Rows, miss rate, mean probability and AUC by trigger, history length and city tier."""
+    keys = {
+        "trigger": test["trigger"].map(dict(enumerate(TRIGGERS))).fillna("unknown"),
+        "history_months": pd.cut(test["months_of_history"], HISTORY_BANDS, right=False,
+                                 labels=HISTORY_LABELS),
+        "city_tier": test["city_tier"].astype("Int64").astype(str),
+    }
+    return {name: _segment_table(key, y, p) for name, key in keys.items()}
+
+
+def _segment_table(key: pd.Series, y: np.ndarray, p: np.ndarray) -> list[dict]:
+    rows = []
+    values = key.cat.categories if isinstance(key.dtype, pd.CategoricalDtype) else sorted(key.unique())
+    for value in values:
+        mask = (key == value).to_numpy()
+        if not mask.any():
+            continue
+        auc = metrics.ranking(y[mask], p[mask])["auc"] if 0 < y[mask].sum() < mask.sum() else None
+        rows.append({"segment": str(value), "rows": int(mask.sum()), "miss_rate": float(y[mask].mean()),
+                     "mean_probability": float(p[mask].mean()), "auc": auc})
+    return rows
+
+
+def by_cause(y: np.ndarray, p: np.ndarray, cause: pd.Series, flag_rate: float) -> dict:
+    """Flagging the riskiest ``flag_rate``: the share of each cause's misses caught, and how
+    many technical misses (not credit risk) the model calls high risk."""
+    flagged = metrics.flagged(p, flag_rate)
+    cause = cause.to_numpy()
+    caught = {}
+    for name in CAUSES:
+        of_cause = (y == 1) & (cause == name)
+        caught[name] = {"misses": int(of_cause.sum()), "caught": int((of_cause & flagged).sum()),
+                        "share_caught": float((of_cause & flagged).sum() / max(of_cause.sum(), 1))}
+    technical = (y == 1) & (cause == "technical")
+    return {"flag_rate": flag_rate, "flagged": int(flagged.sum()), "by_cause": caught,
+            "technical_misses_flagged_as_high_risk": int((technical & flagged).sum()),
+            "share_of_flagged_that_are_technical_misses": float((technical & flagged).sum()
+                                                                / max(flagged.sum(), 1))}
+
+
+def headline(report: dict) -> dict[str, float]:
+    """The flat numbers every model's MLflow run and reports/metrics.json carry."""
+    r, q, lift, stab, gap = (report["ranking"], report["probabilities"], report["lift"],
+                             report["stability"], report["truth_gap"])
+    out = {"oot_auc": r["auc"], "oot_gini": r["gini"], "oot_ks": r["ks"], "oot_pr_auc": r["pr_auc"],
+           "oot_brier": q["brier"], "oot_log_loss": q["log_loss"], "oot_ece": q["ece"],
+           "oot_calibration_slope": q["calibration_slope"],
+           "oot_calibration_intercept": q["calibration_intercept"],
+           "oot_calibration_in_the_large": q["calibration_in_the_large"],
+           "oot_top_share_capture": lift["top_capture"], "oot_top_decile_capture": lift["top_decile_capture"],
+           "psi": stab["psi"]["psi"], "gini_trend_slope": stab["gini_by_month"]["slope"],
+           "auc_gap_to_truth": gap["auc_gap"], "mean_abs_gap_to_truth": gap["mean_abs_difference"],
+           "truth_regression_slope": gap["regression_slope"]}
+    if stab["psi_before_regime_change"] is not None:
+        out["psi_before_regime_change"] = stab["psi_before_regime_change"]["psi"]
+    return {k: float(v) for k, v in out.items() if v is not None and np.isfinite(v)}
+
+
+def curves(y: np.ndarray, p: np.ndarray, p_train: np.ndarray, bins: int) -> dict[str, pd.DataFrame]:
+    """Plot data: ROC, precision-recall, calibration, lift by decile, KS and the score
+    distributions of train and out-of-time rows."""
+    edges = np.quantile(np.concatenate([p_train, p]), np.linspace(0, 1, 21))
+    edges = np.unique(edges)
+    train_hist = np.histogram(p_train, edges)[0] / max(len(p_train), 1)
+    test_hist = np.histogram(p, edges)[0] / max(len(p), 1)
+    lift = metrics.lift_table(y, p, bins)
+    return {
+        "roc": metrics.roc_points(y, p),
+        "pr": metrics.pr_points(y, p),
+        "calibration": metrics.calibration_table(y, p, bins)[["mean_predicted", "observed_rate"]],
+        "lift": lift[["decile", "miss_rate", "cumulative_capture"]],
+        "ks": metrics.ks_curve(y, p)[["threshold", "tpr", "fpr", "gap"]],
+        "scores": pd.DataFrame({"upper_edge": edges[1:], "train_share": train_hist,
+                                "oot_share": test_hist}),
+    }

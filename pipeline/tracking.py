@@ -1,0 +1,189 @@
+"""MLflow wiring: where runs go, idempotent runs, the registry's aliases and the promotion log.
+
+Runs are a side effect of DVC stages, so they must never make DVC outputs differ: outputs hold a
+content fingerprint, never a run id, and a run is looked up by that fingerprint. A stage that is
+repeated or restored from DVC's run cache finds its run and logs nothing twice.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import pandas as pd
+from mlflow import MlflowClient
+from mlflow.entities import Run
+
+from pipeline.config import MlflowSettings
+
+FINGERPRINT_TAG = "limitjump.fingerprint"
+MODEL_URI_TAG = "limitjump.model_uri"  # MLflow 3 logs models apart from run artifacts
+PRIMARY_METRIC = "oot_auc"
+PROMOTION_LOG = "promotions.jsonl"
+
+
+def repo_root() -> Path:
+    """The repository root; DVC sets DVC_ROOT to the main one even in temporary experiment copies."""
+    return Path(os.environ.get("DVC_ROOT") or Path.cwd()).resolve()
+
+
+def resolve_uri(uri: str, root: Path) -> str:
+    """MLFLOW_TRACKING_URI if set, else ``uri`` with a relative sqlite path anchored at ``root``."""
+    uri = os.environ.get("MLFLOW_TRACKING_URI") or uri
+    prefix = "sqlite:///"
+    if uri.startswith(prefix) and not uri[len(prefix):].startswith("/"):
+        return prefix + str(root / uri[len(prefix):])
+    return uri
+
+
+def connect(settings: MlflowSettings) -> tuple[MlflowClient, str]:
+    """Point MLflow at the store and return a client and the experiment id; the experiment keeps
+    its artifacts next to a local store, never relative to the working directory."""
+    root = repo_root()
+    uri = resolve_uri(settings.tracking_uri, root)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name(settings.experiment)
+    if experiment is None:
+        location = (root / "mlartifacts").as_uri() if uri.startswith("sqlite:") else None
+        experiment_id = client.create_experiment(settings.experiment, artifact_location=location,
+                                                 tags={"primary_metric": PRIMARY_METRIC})
+    else:
+        experiment_id = experiment.experiment_id
+    return client, experiment_id
+
+
+def find_run(client: MlflowClient, experiment_id: str, fingerprint: str) -> Run | None:
+    runs = client.search_runs([experiment_id], f"tags.`{FINGERPRINT_TAG}` = '{fingerprint}'",
+                              max_results=1)
+    return runs[0] if runs else None
+
+
+def flatten(params: dict, prefix: str = "") -> dict[str, Any]:
+    """{"train": {"lightgbm": {"num_leaves": 31}}} -> {"train.lightgbm.num_leaves": 31}."""
+    out = {}
+    for key, value in params.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(flatten(value, f"{name}."))
+        else:
+            out[name] = value
+    return out
+
+
+def provenance() -> dict[str, str]:
+    """Git commit, whether the tree had uncommitted changes, and the DVC experiment, as tags."""
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", *args], cwd=repo_root(), capture_output=True, text=True)
+        return done.stdout.strip() if done.returncode == 0 else ""
+    commit = git("rev-parse", "HEAD")
+    tags = {"git.commit": commit or "unknown", "mlflow.source.git.commit": commit or "unknown",
+            "git.dirty": str(bool(git("status", "--porcelain", "--untracked-files=no"))).lower()}
+    if os.environ.get("DVC_EXP_NAME"):
+        tags["dvc.exp_name"] = os.environ["DVC_EXP_NAME"]
+    if os.environ.get("DVC_STAGE"):
+        tags["dvc.stage"] = os.environ["DVC_STAGE"]
+    return tags
+
+
+@contextmanager
+def training_run(settings: MlflowSettings, name: str, fingerprint: str) -> Iterator[Run | None]:
+    """A new run, or None if a run with this fingerprint already exists. The fingerprint tag is
+    set last, so a run that failed halfway is never taken for a finished one."""
+    client, experiment_id = connect(settings)
+    existing = find_run(client, experiment_id, fingerprint)
+    if existing is not None:
+        print(f"MLflow: {name} already logged as run {existing.info.run_id}; nothing to log",
+              file=sys.stderr)
+        yield None
+        return
+    with mlflow.start_run(experiment_id=experiment_id, run_name=name) as run:
+        mlflow.set_tags({**provenance(), "model": name})
+        yield run
+        mlflow.set_tag(FINGERPRINT_TAG, fingerprint)
+
+
+def log_params(params: dict) -> None:
+    flat = {k: json.dumps(v) if isinstance(v, list | tuple) else v for k, v in flatten(params).items()}
+    items = sorted(flat.items())
+    for i in range(0, len(items), 100):  # MLflow caps the batch size
+        mlflow.log_params(dict(items[i:i + 100]))
+
+
+def log_dataset(frame: pd.DataFrame, path: Path, digest: str, context: str) -> None:
+    """Record a split with the digest of the file it came from (the same content DVC hashes)."""
+    with warnings.catch_warnings():  # MLflow's hints on local sources and integer columns: noise here
+        warnings.simplefilter("ignore", UserWarning)
+        dataset = mlflow.data.from_pandas(frame, source=str(path.resolve()), name=path.stem,
+                                          digest=digest[:16])
+        mlflow.log_input(dataset, context=context)
+
+
+def log_json(data: Any, name: str) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / name
+        path.write_text(json.dumps(data, indent=2, sort_keys=True, default=str))
+        mlflow.log_artifact(str(path))
+
+
+def run_for_fingerprint(settings: MlflowSettings, fingerprint: str) -> Run:
+    client, experiment_id = connect(settings)
+    run = find_run(client, experiment_id, fingerprint)
+    if run is None:
+        raise LookupError(f"no MLflow run with {FINGERPRINT_TAG}={fingerprint} in experiment "
+                          f"{settings.experiment}; run the train stage first")
+    return run
+
+
+# ---- the registry -----------------------------------------------------------------------------
+
+def register_version(settings: MlflowSettings, run: Run, fingerprint: str) -> str:
+    """The registered version of the run's model, created once (found by fingerprint after)."""
+    client, _ = connect(settings)
+    name = settings.registered_model
+    try:
+        client.get_registered_model(name)
+    except mlflow.exceptions.MlflowException:
+        client.create_registered_model(name, description="Calibrated LightGBM: probability of a "
+                                       "missed repayment after a credit-limit jump")
+    for version in client.search_model_versions(f"name='{name}'"):
+        if version.tags.get(FINGERPRINT_TAG) == fingerprint:
+            return version.version
+    source = run.data.tags.get(MODEL_URI_TAG, f"runs:/{run.info.run_id}/model")
+    version = mlflow.register_model(source, name, tags={FINGERPRINT_TAG: fingerprint})
+    return version.version
+
+
+def alias_version(settings: MlflowSettings, alias: str) -> str | None:
+    client, _ = connect(settings)
+    try:
+        return client.get_model_version_by_alias(settings.registered_model, alias).version
+    except mlflow.exceptions.MlflowException:
+        return None
+
+
+def set_alias(settings: MlflowSettings, alias: str, version: str, tags: dict[str, str]) -> None:
+    client, _ = connect(settings)
+    client.set_registered_model_alias(settings.registered_model, alias, version)
+    for key, value in tags.items():
+        client.set_model_version_tag(settings.registered_model, version, key, value)
+
+
+def append_promotion_log(entry: dict) -> Path:
+    """Append-only history of promotions and refusals (MLflow keeps no history of aliases)."""
+    path = repo_root() / PROMOTION_LOG
+    entry = {"time": datetime.now(UTC).isoformat(timespec="seconds"), **entry}
+    with open(path, "a") as fh:
+        fh.write(json.dumps(entry, sort_keys=True, default=str) + "\n")
+    return path

@@ -1,0 +1,183 @@
+"""Training: a calibrated monotone LightGBM and a WoE logistic scorecard, as pure functions.
+
+Both accept any features frame: an id, a 0/1 label and numeric or categorical columns. Columns
+the feature catalogue knows get its monotone direction; others (a team's own) get none.
+"""
+
+from __future__ import annotations
+
+import math
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+from optbinning import BinningProcess
+from sklearn.isotonic import IsotonicRegression
+from sklearn.linear_model import LogisticRegression
+
+from pipeline import metrics
+from pipeline.catalog import BY_NAME, monotone_constraints
+from pipeline.config import LightGBMSettings, ScorecardSettings
+from pipeline.model import encode
+
+LABEL = "label"
+
+
+def feature_columns(frame: pd.DataFrame, id_columns: tuple[str, ...] = ("borrower_id",)) -> list[str]:
+    """Every column that is not an id, the label or a date."""
+    return [c for c in frame.columns if c not in id_columns and c != LABEL
+            and not pd.api.types.is_datetime64_any_dtype(frame[c])]
+
+
+def categorical_columns(frame: pd.DataFrame, columns: list[str]) -> list[str]:
+    """Catalogue categoricals, and any column that is not numeric."""
+    return [c for c in columns if (c in BY_NAME and BY_NAME[c].categorical)
+            or not pd.api.types.is_numeric_dtype(frame[c])]
+
+
+def learn_categories(frame: pd.DataFrame, columns: list[str]) -> dict[str, list]:
+    return {c: sorted(frame[c].dropna().astype(str).unique().tolist()) for c in columns
+            if not pd.api.types.is_numeric_dtype(frame[c])}
+
+
+def lightgbm_params(s: LightGBMSettings, columns: list[str], categorical: list[str]) -> dict:
+    """LightGBM parameters: deterministic, no class reweighting (it spoils probabilities)."""
+    params = {
+        "objective": "binary", "metric": "binary_logloss", "verbosity": -1,
+        "learning_rate": s.learning_rate, "num_leaves": s.num_leaves,
+        "min_data_in_leaf": s.min_data_in_leaf, "lambda_l2": s.lambda_l2,
+        "feature_fraction": s.feature_fraction, "bagging_fraction": s.bagging_fraction,
+        "bagging_freq": s.bagging_freq, "max_bin": s.max_bin, "num_threads": s.num_threads,
+        "seed": s.seed, "deterministic": True, "force_col_wise": True,
+    }
+    if s.monotone:
+        constraints = monotone_constraints(columns)
+        constraints = [0 if c in categorical else d for c, d in zip(columns, constraints, strict=True)]
+        params.update(monotone_constraints=constraints,
+                      monotone_constraints_method=s.monotone_constraints_method)
+    return params
+
+
+def fit_lightgbm(train: pd.DataFrame, valid: pd.DataFrame, columns: list[str], categorical: list[str],
+                 categories: dict[str, list], settings: LightGBMSettings) -> lgb.Booster:
+    """Boost on train, stop early on validation log loss; keeps only the best iterations."""
+    params = lightgbm_params(settings, columns, categorical)
+    dtrain = lgb.Dataset(encode(train, columns, categories), train[LABEL], feature_name=columns,
+                         categorical_feature=categorical, free_raw_data=False)
+    dvalid = lgb.Dataset(encode(valid, columns, categories), valid[LABEL], reference=dtrain,
+                         feature_name=columns, categorical_feature=categorical)
+    booster = lgb.train(params, dtrain, num_boost_round=settings.num_boost_round, valid_sets=[dvalid],
+                        callbacks=[lgb.early_stopping(settings.early_stopping_rounds, verbose=False)])
+    return lgb.Booster(model_str=booster.model_to_string(num_iteration=booster.best_iteration))
+
+
+def fit_calibration(raw: np.ndarray, y: np.ndarray, method: str) -> dict:
+    """Map raw probabilities to calibrated ones, fitted on held-out (validation) rows."""
+    if method == "isotonic":
+        # bounded away from 0 and 1: a validation bin without misses must not promise certainty
+        iso = IsotonicRegression(y_min=1e-4, y_max=1 - 1e-4, out_of_bounds="clip").fit(raw, y)
+        return {"method": "isotonic", "x": iso.X_thresholds_.tolist(), "y": iso.y_thresholds_.tolist()}
+    intercept, slope = metrics.logistic_calibration(np.asarray(y, float), np.asarray(raw, float))
+    return {"method": "platt", "intercept": intercept, "slope": slope}
+
+
+def evaluate_split(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
+    """The metrics every training run logs, per split."""
+    rank, quality = metrics.ranking(y, p), metrics.probability_quality(y, p)
+    return {"auc": rank["auc"], "ks": rank["ks"], "brier": quality["brier"],
+            "log_loss": quality["log_loss"], "ece": quality["ece"]}
+
+
+# ---- the WoE scorecard ----------------------------------------------------------------------
+
+def fit_scorecard(train: pd.DataFrame, columns: list[str], categorical: list[str],
+                  settings: ScorecardSettings) -> dict:
+    """The credit industry's scorecard as a JSON-able dict: optimal monotone bins with WoE,
+    characteristics kept by information value, a correlation filter, a logistic regression on
+    WoE whose coefficients must all carry the expected sign, and points scaled by PDO."""
+    X, y = train[columns], train[LABEL].to_numpy()
+    process = BinningProcess(columns, categorical_variables=categorical,
+                             selection_criteria={"iv": {"min": settings.min_iv}},
+                             max_n_bins=settings.max_n_bins, min_bin_size=settings.min_bin_size)
+    process.fit(X, y)
+    iv = {name: float(process.get_binned_variable(name).binning_table.iv)
+          for name in process.get_support(names=True)}
+    # missing values take their own bin's WoE, not optbinning's default of 0: missing is a signal
+    woe = process.transform(X[list(iv)], metric="woe", metric_missing="empirical",
+                            metric_special="empirical")
+    kept = _decorrelate(woe, sorted(iv, key=iv.get, reverse=True), settings.max_correlation)
+    model = None
+    while kept:
+        model = LogisticRegression(C=settings.regularisation, max_iter=2000).fit(woe[kept], y)
+        # WoE = ln(share of goods / share of bads): every coefficient must be negative
+        wrong = [c for c, b in zip(kept, model.coef_[0], strict=True) if b >= 0]
+        if not wrong:
+            break
+        kept = [c for c in kept if c not in wrong]
+    if not kept or model is None:
+        raise ValueError("no characteristic passed the scorecard's selection")
+    return _card(process, kept, model, iv, settings)
+
+
+def _decorrelate(woe: pd.DataFrame, ranked: list[str], max_correlation: float) -> list[str]:
+    """Keep characteristics in order of IV, skipping any too correlated with one kept."""
+    corr = woe[ranked].corr().abs().fillna(0.0)
+    kept: list[str] = []
+    for name in ranked:
+        if all(corr.loc[name, k] <= max_correlation for k in kept):
+            kept.append(name)
+    return kept
+
+
+def _card(process: BinningProcess, kept: list[str], model: LogisticRegression, iv: dict,
+          settings: ScorecardSettings) -> dict:
+    factor = settings.pdo / math.log(2.0)
+    offset = settings.base_points - factor * math.log(settings.base_odds)
+    intercept = float(model.intercept_[0])
+    variables = []
+    for name, coef in zip(kept, model.coef_[0], strict=True):
+        binned = process.get_binned_variable(name)
+        table = binned.binning_table.build()
+        table = table[table.index != "Totals"]
+        woe = table["WoE"].astype(float).tolist()  # bins, then the special and missing bins
+        bins = ([[v.item() if hasattr(v, "item") else v for v in group] for group in binned.splits]
+                if binned.dtype == "categorical" else [float(s) for s in binned.splits])
+        points = [round(-factor * (coef * w + intercept / len(kept)) + offset / len(kept), 2) for w in woe]
+        variables.append({"name": name, "kind": binned.dtype, "bins": bins, "woe": woe,
+                          "labels": table["Bin"].astype(str).tolist(), "points": points,
+                          "coefficient": float(coef), "iv": iv[name]})
+    return {"intercept": intercept, "variables": variables,
+            "scaling": {"pdo": settings.pdo, "base_points": settings.base_points,
+                        "base_odds": settings.base_odds}}
+
+
+def scorecard_woe(variable: dict, values: pd.Series) -> np.ndarray:
+    """The WoE of each value: numeric bins are [split_i, split_i+1); missing and unseen values
+    take the missing bin."""
+    woe = np.asarray(variable["woe"])
+    missing_bin = len(woe) - 1
+    if variable["kind"] == "categorical":
+        index = np.full(len(values), missing_bin)
+        for i, group in enumerate(variable["bins"]):
+            index[values.isin(group).to_numpy()] = i
+    else:
+        x = values.to_numpy(dtype="float64")
+        index = np.searchsorted(np.asarray(variable["bins"]), x, side="right")
+        index[np.isnan(x)] = missing_bin
+    return woe[index]
+
+
+def scorecard_predict(card: dict, frame: pd.DataFrame) -> np.ndarray:
+    """Probability of a missed repayment from the scorecard."""
+    logit = card["intercept"] + sum(v["coefficient"] * scorecard_woe(v, frame[v["name"]])
+                                    for v in card["variables"])
+    return 1.0 / (1.0 + np.exp(-logit))
+
+
+def scorecard_points(card: dict, frame: pd.DataFrame) -> np.ndarray:
+    """Total points (higher is safer), for display beside the probability."""
+    s = card["scaling"]
+    factor = s["pdo"] / math.log(2.0)
+    offset = s["base_points"] - factor * math.log(s["base_odds"])
+    p = np.clip(scorecard_predict(card, frame), 1e-15, 1 - 1e-15)
+    return offset - factor * np.log(p / (1 - p))

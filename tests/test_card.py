@@ -1,0 +1,95 @@
+"""The HTML model card: every section, embedded figures, gate results and escaped data strings."""
+
+from __future__ import annotations
+
+import base64
+import copy
+import re
+
+import pytest
+
+from pipeline import card, plots
+from tests.conftest import make_params
+from tests.test_plots import synthetic_inputs
+
+SECTIONS = ["purpose", "data", "simulator", "ranking", "probabilities", "lift", "stability", "segments",
+            "causes", "truth_gap", "plots", "gates", "limits"]
+GATES = {"challenger_fingerprint": "abc123", "decision": "rejected", "failed": ["min_oot_auc"],
+         "gates": {"min_oot_auc": {"value": 0.71234567, "threshold": 0.75, "rule": "value >= threshold",
+                                   "passed": False},
+                   "max_calibration_error": {"value": 0.0123, "threshold": 0.02, "rule": "value <= threshold",
+                                             "passed": True}}}
+
+
+@pytest.fixture(scope="module")
+def figures(tmp_path_factory) -> list:
+    reports, plot_data = synthetic_inputs()
+    return plots.render_all(plot_data, reports, tmp_path_factory.mktemp("figures"))
+
+
+@pytest.fixture(scope="module")
+def params():
+    return make_params()
+
+
+def _render(figures, params, gates=GATES, edit=None) -> str:
+    reports = copy.deepcopy(synthetic_inputs()[0])
+    if edit:
+        edit(reports)
+    return card.model_card(reports, gates, params, figures)
+
+
+def test_every_section_has_a_stable_id(figures, params):
+    html = _render(figures, params)
+    for section in SECTIONS:
+        assert re.search(rf'<h2 id="{section}">', html), section
+    assert html.lstrip().startswith("<!DOCTYPE html>") and html.rstrip().endswith("</html>")
+
+
+def test_figures_are_embedded_as_base64_pngs(figures, params):
+    html = _render(figures, params)
+    embedded = re.findall(r'<img src="data:image/png;base64,([A-Za-z0-9+/=]+)"', html)
+    assert [base64.b64decode(e) for e in embedded] == [f.read_bytes() for f in figures]
+    assert not re.search(r'(src|href)="(https?:)?//', html), "the page must be self-contained"
+
+
+def test_content_comes_from_the_reports_and_params(figures, params):
+    html = _render(figures, params)
+    auc = synthetic_inputs()[0]["lightgbm"]["ranking"]["auc"]
+    assert f"{auc:.4f}" in html
+    assert f"{params.label.performance_cycles} billing cycles" in html
+    assert "Gross &amp; Souleles 2002" in html and "Agarwal et al. 2018" in html
+    assert str(params.evaluate.regime_change_date) in html
+
+
+def test_gate_results_appear(figures, params):
+    html = _render(figures, params)
+    section = html[html.index('<h2 id="gates">'):html.index('<h2 id="limits">')]
+    assert "min_oot_auc" in section and "0.7123" in section and "0.7500" in section
+    assert "rejected" in section and "abc123" in section and "<td>no</td>" in section
+    assert "not run" not in section
+
+
+def test_gates_not_run(figures, params):
+    html = _render(figures, params, gates=None)
+    section = html[html.index('<h2 id="gates">'):html.index('<h2 id="limits">')]
+    assert "not run" in section
+
+
+def test_data_strings_are_escaped_and_missing_values_dashed(figures, params):
+    def edit(reports):
+        row = reports["lightgbm"]["segments"]["trigger"][0]
+        row["segment"], row["auc"] = "<script>alert(1)</script>", None
+
+    html = _render(figures, params, edit=edit)
+    assert "<script>" not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert "<td>—</td>" in html
+
+
+def test_number_formatting():
+    assert card.num(0.123456) == "0.1235"
+    assert card.num(12345) == "12,345"
+    assert card.num(None) == card.num(float("nan")) == card.num(float("inf")) == "—"
+    assert card.num(True) == "yes"
+    assert card.pct(0.05) == "5.0%"
