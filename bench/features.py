@@ -62,8 +62,9 @@ def bench(borrowers: int, data: Path | None) -> None:
 
 def simulate(project: Path, borrowers: int) -> Path:
     scratch_project(project, {"simulate.n_borrowers": borrowers, "engine.workers": 2})
-    wall, peak = run(["limitjump", "simulate"], project)
-    print(f"simulated {borrowers:,} borrowers in {wall:.1f} s (peak memory {peak:.0f} MB)")
+    measured = run(["limitjump", "simulate"], project)
+    print(f"simulated {borrowers:,} borrowers in {measured.wall:.1f} s "
+          f"(peak memory {measured.peak:.0f} MB)")
     return project / "data" / "raw"
 
 
@@ -87,9 +88,9 @@ def time_child(which: str, raw: Path, ids: Path, work: Path) -> dict:
     out = work / f"{which}.parquet"
     args = [sys.executable, str(Path(__file__).resolve()), "--child", which, "--data", str(raw),
             "--sample", str(ids), "--out", str(out)]
-    wall, peak = run(args, ROOT)
+    measured = run(args, ROOT)
     result = json.loads(out.with_suffix(".json").read_text())
-    return {**result, "process_seconds": wall, "peak_mb": peak}
+    return {**result, "process_seconds": measured.wall, "peak_mb": measured.peak}
 
 
 def report(results: dict, shards: int) -> None:
@@ -120,7 +121,8 @@ def compare(ours: pd.DataFrame, duck: pd.DataFrame) -> None:
         worst[name] = float(np.nan_to_num(diff, nan=np.inf).max(initial=0.0))
     print(f"agreement on {len(ours):,} sampled borrowers (ids and dates "
           f"{'identical' if same_keys else 'DIFFER'}); max |ours - duckdb| per feature:")
-    cells = [f"{name:<33}{value:9.2e}" for name, value in worst.items()]
+    width = max(map(len, worst), default=0) + 1
+    cells = [f"{name:<{width}}{value:9.2e}" for name, value in worst.items()]
     for row in range(0, len(cells), 3):
         print("  " + "   ".join(cells[row:row + 3]))
     bad = [name for name, value in worst.items() if not value <= ATOL]

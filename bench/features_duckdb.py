@@ -96,28 +96,28 @@ def _in(values: tuple[str, ...]) -> str:
 
 
 def _add_months(day: str, months: str) -> str:
-    """Day number moved by whole months keeping the offset from the 1st of the month, which
-    runs into the next month when the target month is shorter (31 Jan + 1 month = 2 or 3 Mar),
-    as numpy's datetime64[M] arithmetic does, rather than SQL's clamping to the month's end."""
+    """Day number moved by whole months keeping the day of the month, clamped to the last day
+    of a shorter target month (31 Jan + 1 month = 28 or 29 Feb). Spelled out with make_date and
+    last_day rather than left to interval arithmetic, so the clamp is visible."""
     date = f"(DATE '1970-01-01' + CAST({day} AS INTEGER))"
     index = f"(year({date}) * 12 + month({date}) - 1 + ({months}))"
     first = f"make_date(CAST({index} // 12 AS BIGINT), CAST({index} % 12 + 1 AS BIGINT), 1)"
-    return f"(({first} - DATE '1970-01-01') + day({date}) - 1)"
-
-
-def _month_index(day: str) -> str:
-    date = f"(DATE '1970-01-01' + CAST({day} AS INTEGER))"
-    return f"(year({date}) * 12 + month({date}))"
+    return f"(({first} - DATE '1970-01-01') + least(day({date}), day(last_day({first}))) - 1)"
 
 
 # --- common tables: the spine and each raw table cut at the scoring date ---------------------
 
 def _spine(observation_days: int) -> str:
+    """One row per borrower of ``borrowers``: the jump is the latest increase by day, whatever
+    the row order of the file. Two increases on one day (the contract's key allows them only at
+    different times) go to the later timestamp here but to the later row in file order in the
+    numpy code, which SQL cannot see. Increases of borrowers missing from ``borrowers`` fall out
+    at the join, and ``_cut`` drops every other table's rows of them."""
     return f"""
     jump AS (
         SELECT borrower_id, {_day('event_date')} AS jump, "trigger", old_limit, new_limit
         FROM limit_events WHERE event_type = 'increase'
-        QUALIFY row_number() OVER (PARTITION BY borrower_id ORDER BY event_date DESC) = 1
+        QUALIFY row_number() OVER (PARTITION BY borrower_id ORDER BY jump DESC, event_date DESC) = 1
     ),
     spine AS (
         SELECT b.borrower_id, {_day('b.onboard_date')} AS onboard, b.age, b.city_tier,
@@ -151,9 +151,18 @@ def _spending(large_share: float) -> str:
                min(day) FILTER (day >= jump AND amount >= {_num(large_share)} * increase)
                    - any_value(jump) AS days_to_large,
                count(*) FILTER (day >= jump AND purpose IN ('large_purchase', 'cash_withdrawal'))
-                   AS large_draws
+                   AS large_draws,
+               sum({_due_next_months(3)}) AS due_3
         FROM draws GROUP BY borrower_id
     )"""
+
+
+def _due_next_months(months: int) -> str:
+    """Installments of one drawdown or outside loan (paid monthly from the month after it was
+    taken) falling in the ``months`` months after scoring: those of its tenor not yet due, as
+    counted in whole 30.44-day months since it was taken, at most ``months``."""
+    elapsed = f"floor(age / {_num(DAYS_PER_MONTH)})"
+    return f"monthly_installment * least(greatest(tenor_months - {elapsed}, 0), {months})"
 
 
 def _statement_features() -> str:
@@ -196,7 +205,8 @@ def _lending() -> str:
                count(*) FILTER (age <= {_months(3)}) AS loans_3,
                count(*) FILTER (age <= {_months(6)}) AS loans_6,
                count(*) FILTER (day >= jump) AS loans_since_jump,
-               sum(amount) FILTER (age <= {_months(6)}) AS borrowed_6
+               sum(amount) FILTER (age <= {_months(6)}) AS borrowed_6,
+               sum({_due_next_months(3)}) AS outside_due_3
         FROM loans GROUP BY borrower_id
     ),
     inquiries_f AS (
@@ -217,13 +227,14 @@ def _settlement() -> str:
     """First in, first out: a due date is paid in full on the first day the borrower's
     cumulative payments (integer cents, summed per day) reach its cumulative scheduled amount
     less the tolerance; an ASOF join finds the smallest cumulative total at or above the target.
-    No match (or no payments at all) means still unpaid at scoring."""
+    No match (or no payments at all) means still unpaid at scoring. A due date that asks for at
+    most the tolerance itself (only arrears carried into it) is settled on its own day, whatever
+    was paid."""
     return f"""
     due_targets AS (
-        SELECT *, sum(CAST(round_even(scheduled_amount * 100, 0) AS BIGINT))
-                      OVER (PARTITION BY borrower_id ORDER BY day ROWS UNBOUNDED PRECEDING)
+        SELECT *, sum(cents) OVER (PARTITION BY borrower_id ORDER BY day ROWS UNBOUNDED PRECEDING)
                   - {TOLERANCE_CENTS} AS target
-        FROM dues
+        FROM (SELECT *, CAST(round_even(scheduled_amount * 100, 0) AS BIGINT) AS cents FROM dues)
     ),
     paid_by_day AS (
         SELECT borrower_id, day,
@@ -232,10 +243,10 @@ def _settlement() -> str:
         FROM pays GROUP BY borrower_id, day
     ),
     settled AS (
-        SELECT d.*, p.day AS paid_day,
-               greatest(coalesce(p.day, d.score) - d.day, 0) AS late
-        FROM due_targets d ASOF LEFT JOIN paid_by_day p
-            ON d.borrower_id = p.borrower_id AND d.target <= p.cum_cents
+        SELECT *, greatest(coalesce(paid_day, score) - day, 0) AS late
+        FROM (SELECT d.*, CASE WHEN d.cents <= {TOLERANCE_CENTS} THEN d.day ELSE p.day END AS paid_day
+              FROM due_targets d ASOF LEFT JOIN paid_by_day p
+                  ON d.borrower_id = p.borrower_id AND d.target <= p.cum_cents)
     )"""
 
 
@@ -285,30 +296,44 @@ def _platform() -> str:
 
 
 def _outages() -> str:
-    """The next due date is the last one before scoring moved on by whole months (one more if
-    that is still before scoring); the next three count when inside a maintenance window
-    announced before scoring. Windows are expanded to the days they cover (a few each) so the
-    match is an equi-join."""
-    moved = _add_months("last_due", f"{_month_index('score')} - {_month_index('last_due')}")
-    moved_on = _add_months("last_due", f"{_month_index('score')} - {_month_index('last_due')} + 1")
+    """The next three due dates come from the billing cycle, anchored on statements: a cycle
+    starts the day after a statement and its due date falls a fixed number of days later. So
+    the next cycle starts the day after the last statement before scoring, and the offset is
+    the last due date before scoring minus the start of its own cycle (the day after the last
+    statement strictly before it); cycle k starts k months on (day of month clamped). Borrowers
+    without such a statement or due date get none; due dates already past (scoring between a due
+    date and the next statement) are skipped. A due date counts once if any maintenance window
+    announced before scoring covers its day (a window ending at midnight does not cover the next
+    day); windows are expanded to the days they cover (a few each) so the match is an equi-join."""
     return f"""
-    next_due AS (
-        SELECT borrower_id, score,
-               CASE WHEN {moved} < score THEN {moved_on} ELSE {moved} END AS nxt
-        FROM (SELECT borrower_id, any_value(score) AS score, max(day) AS last_due
-              FROM dues GROUP BY borrower_id)
+    last_due AS (
+        SELECT borrower_id, max(day) AS last_due FROM dues GROUP BY borrower_id
+    ),
+    cycle AS (
+        SELECT borrower_id, any_value(s.score) AS score, max(s.day) + 1 AS next_start,
+               any_value(d.last_due) AS last_due,
+               any_value(d.last_due) - (max(s.day) FILTER (s.day < d.last_due) + 1) AS due_offset
+        FROM stmt s JOIN last_due d USING (borrower_id)
+        GROUP BY borrower_id
+    ),
+    candidates AS (
+        SELECT borrower_id, score, step, {_add_months('next_start', 'step')} + due_offset AS due,
+               last_due
+        FROM cycle, range(5) r(step)
+        WHERE due_offset IS NOT NULL
     ),
     next_three AS (
-        SELECT borrower_id, score, {_add_months('nxt', 'step')} AS due
-        FROM next_due, range(3) r(step)
+        SELECT borrower_id, score, due FROM candidates
+        WHERE due >= score AND due > last_due
+        QUALIFY row_number() OVER (PARTITION BY borrower_id ORDER BY step) <= 3
     ),
     window_days AS (
         SELECT {_day('announced_date')} AS announced,
-               unnest(range({_day('start_time')}, {_day('end_time')} + 1)) AS day
+               unnest(range({_day('start_time')}, {_day("end_time - INTERVAL 1 SECOND")} + 1)) AS day
         FROM maintenance_windows
     ),
     outages_f AS (
-        SELECT n.borrower_id, count(*) AS in_outage
+        SELECT n.borrower_id, count(DISTINCT n.due) AS in_outage
         FROM next_three n JOIN window_days w ON w.day = n.due AND w.announced < n.score
         GROUP BY n.borrower_id
     )"""
@@ -336,6 +361,8 @@ def _select() -> str:
         "dti_at_scoring": _ratio(dti_now, "s.income"),
         "dti_change": f"{_ratio(dti_now, 's.income')} - {_ratio(dti_then, 's.income')}",
         "outside_installments": "coalesce(l.outside_now, 0)",
+        "installments_next_3_cycles": "coalesce(sp.due_3, 0)",
+        "outside_installments_next_3_cycles": "coalesce(l.outside_due_3, 0)",
         **{f"utilisation_mean_{m}m": f"f.mean_{m}" for m in (3, 6, 12)},
         "utilisation_last": "f.util_last",
         **{f"utilisation_slope_{m}m": f"f.slope_{m}" for m in (6, 12)},
@@ -362,7 +389,9 @@ def _select() -> str:
         "inflow_trend": _ratio("f.inflow_3", "f.inflow_prev_3"),
         "inflow_over_declared_income": _ratio("f.inflow_3", "s.income"),
         "wallet_balance": "f.wallet_balance",
-        "cash_buffer_over_installments": "f.wallet_balance / greatest(coalesce(f.due_next_now, 0), 100)",
+        # the 100 CNY floor keeps the ratio finite for borrowers with nothing due
+        "cash_buffer_over_installments": "f.wallet_balance / greatest(coalesce(sp.due_3, 0) "
+                                         "+ coalesce(l.outside_due_3, 0), 100)",
         "autodebit_active": "CASE WHEN e.status = 'autodebit_authorised' THEN 1 ELSE 0 END",
         "autodebit_lapsed": "CASE WHEN e.status = 'autodebit_revoked' THEN 1 ELSE 0 END",
         "autodebit_changed_30d": "coalesce(e.changed_30, 0)",
@@ -384,7 +413,8 @@ def feature_sql(observation_days: int, settings: FeatureSettings) -> str:
     """The whole feature query over the raw tables (views named as the contract's tables)."""
     ctes = [
         _spine(observation_days),
-        _cut("draws", "drawdowns", "drawdown_date", "t.amount, t.purpose, s.increase"),
+        _cut("draws", "drawdowns", "drawdown_date",
+             "t.amount, t.purpose, t.tenor_months, t.monthly_installment, s.increase"),
         _cut("stmt", "statements", "statement_date",
              "coalesce(" + _ratio("t.balance", "t.credit_limit") + ", 0) AS util, "
              "CAST(t.credit_score AS DOUBLE) AS credit_score, t.wallet_inflow, t.wallet_balance, "

@@ -78,7 +78,7 @@ class Rows:
                  same_day_order: np.ndarray | None = None):
         group, known = spine.slot(frame["borrower_id"])
         day = days(frame[date_column])
-        keep = known & (day < cutoff[group])
+        keep = known & (day < cutoff[group]) if spine.n else np.zeros(day.size, dtype=bool)
         group, day = group[keep], day[keep]
         if same_day_order is not None:  # rows of one day in a fixed order, whatever the input's
             order = np.lexsort((same_day_order[keep], day, group))
@@ -459,7 +459,12 @@ def _next_due_days(spine: Spine, dues: Rows, tables: dict[str, pd.DataFrame],
     known = ~np.isnan(last_statement) & ~np.isnan(last_due) & ~np.isnan(its_cycle_start)
     start = np.nan_to_num(last_statement + 1).astype("int64")
     offset = np.nan_to_num(last_due - its_cycle_start).astype("int64")
-    return np.column_stack([_add_months(start, step) + offset for step in range(count)]), known
+    # scoring may fall between a due date and the next statement: skip due dates already past
+    candidates = np.column_stack([_add_months(start, step) + offset for step in range(count + 2)])
+    ahead = (candidates >= spine.score_day[:, None]) & (candidates > np.nan_to_num(last_due)[:, None])
+    first = np.argmax(ahead, axis=1)
+    rows = np.arange(spine.n)[:, None]
+    return candidates[rows, first[:, None] + np.arange(count)[None, :]], known & ahead.any(axis=1)
 
 
 def _dues_in_announced_windows(spine: Spine, dues: Rows, tables: dict[str, pd.DataFrame]) -> np.ndarray:
@@ -468,12 +473,14 @@ def _dues_in_announced_windows(spine: Spine, dues: Rows, tables: dict[str, pd.Da
     windows = tables["maintenance_windows"]
     upcoming, known = _next_due_days(spine, dues, tables, 3)
     announced = days(windows["announced_date"])
-    start, end = days(windows["start_time"]), days(windows["end_time"])
-    count = np.zeros(spine.n)
+    # a window ending at midnight does not touch the next day
+    start = days(windows["start_time"])
+    end = days(windows["end_time"] - pd.Timedelta(seconds=1))
+    covered = np.zeros(upcoming.shape, dtype=bool)
     for a, s, e in zip(announced, start, end, strict=True):
-        visible = known & (a < spine.score_day)
-        count += visible * ((s <= upcoming) & (upcoming <= e)).sum(axis=1)
-    return count
+        visible = (known & (a < spine.score_day))[:, None]
+        covered |= visible & (s <= upcoming) & (upcoming <= e)
+    return covered.sum(axis=1).astype(float)  # each due date once, however many windows
 
 
 def _add_months(day: np.ndarray, months: int) -> np.ndarray:

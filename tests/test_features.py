@@ -185,3 +185,27 @@ def test_catalogue_drives_constraints_and_docs():
     assert constraints == [-1, 1, 0, 0]
     assert all(f.cause in ("credit", "liquidity", "technical", "profile") for f in FEATURES)
     assert markdown_table().count("\n") == len(FEATURES) + 1
+
+
+def test_readme_feature_table_is_the_catalogue():
+    from pipeline.catalog import README_END, README_START
+    from tests.conftest import ROOT
+    text = (ROOT / "README.md").read_text()
+    assert text.split(README_START, 1)[1].split(README_END, 1)[0].strip() == markdown_table()
+
+
+def test_past_due_dates_and_overlapping_windows_count_once():
+    """Scoring (2025-01-31) falls between a due date (01-25) and the next statement: the next
+    three due dates are 02-25, 03-25 and 04-25; three windows on 02-25 count once."""
+    b = handmade.borrower(6, jump="2025-01-01")
+    b["statements"] = [statement(6, end) for end in ("2024-12-05", "2025-01-05")]
+    b["installments"] = [dict(borrower_id=6, due_date=d, scheduled_amount=500.0, arrears_amount=0.0)
+                         for d in ("2024-12-25", "2025-01-25")]
+
+    def window(i: int, day: str) -> dict:
+        return dict(window_id=i, window_kind="planned", announced_date="2025-01-10",
+                    start_time=f"{day} 01:00:00", end_time=f"{day} 04:00:00")
+    windows = [window(0, "2025-01-25"), window(1, "2025-02-25"), window(2, "2025-02-25"),
+               window(3, "2025-02-25"), window(4, "2025-04-25")]
+    f = one(handmade.tables(b, maintenance_windows=windows), 6)
+    assert f["due_dates_in_announced_outage"] == 2
