@@ -37,9 +37,14 @@ def repo_root() -> Path:
     return Path(os.environ.get("DVC_ROOT") or Path.cwd()).resolve()
 
 
+_set_by_us: str | None = None  # mlflow.set_tracking_uri exports the URI to the environment
+
+
 def resolve_uri(uri: str, root: Path) -> str:
-    """MLFLOW_TRACKING_URI if set, else ``uri`` with a relative sqlite path anchored at ``root``."""
-    uri = os.environ.get("MLFLOW_TRACKING_URI") or uri
+    """MLFLOW_TRACKING_URI if the user set it, else ``uri`` with a relative sqlite path
+    anchored at ``root``."""
+    from_env = os.environ.get("MLFLOW_TRACKING_URI")
+    uri = from_env if from_env and from_env != _set_by_us else uri
     prefix = "sqlite:///"
     if uri.startswith(prefix) and not uri[len(prefix):].startswith("/"):
         return prefix + str(root / uri[len(prefix):])
@@ -49,9 +54,11 @@ def resolve_uri(uri: str, root: Path) -> str:
 def connect(settings: MlflowSettings) -> tuple[MlflowClient, str]:
     """Point MLflow at the store and return a client and the experiment id; the experiment keeps
     its artifacts next to a local store, never relative to the working directory."""
+    global _set_by_us
     root = repo_root()
     uri = resolve_uri(settings.tracking_uri, root)
     mlflow.set_tracking_uri(uri)
+    _set_by_us = os.environ.get("MLFLOW_TRACKING_URI")
     mlflow.set_registry_uri(uri)
     client = MlflowClient(uri)
     experiment = client.get_experiment_by_name(settings.experiment)
@@ -83,9 +90,13 @@ def flatten(params: dict, prefix: str = "") -> dict[str, Any]:
 
 
 def provenance() -> dict[str, str]:
-    """Git commit, whether the tree had uncommitted changes, and the DVC experiment, as tags."""
+    """Git commit, whether the tree had uncommitted changes, and the DVC experiment, as tags.
+
+    Git is asked in the working directory, the checkout the code runs in: under ``dvc exp run
+    --queue`` or ``--temp`` that is the experiment's own copy (its baseline commit plus the queued
+    changes), not DVC_ROOT, whose HEAD may have moved since the experiment was queued."""
     def git(*args: str) -> str:
-        done = subprocess.run(["git", *args], cwd=repo_root(), capture_output=True, text=True)
+        done = subprocess.run(["git", *args], cwd=Path.cwd(), capture_output=True, text=True)
         return done.stdout.strip() if done.returncode == 0 else ""
     commit = git("rev-parse", "HEAD")
     tags = {"git.commit": commit or "unknown", "mlflow.source.git.commit": commit or "unknown",

@@ -40,8 +40,9 @@ def clone_project(dest: Path) -> Path:
 
 
 def project_env(project: Path) -> dict:
+    """The clone's own code first on the path (the installed package points at this checkout)."""
     return {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-            "DVC_NO_ANALYTICS": "1", "TQDM_DISABLE": "1"}
+            "PYTHONPATH": str(project), "DVC_NO_ANALYTICS": "1", "TQDM_DISABLE": "1"}
 
 
 @pytest.mark.slow

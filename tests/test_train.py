@@ -44,7 +44,8 @@ def test_no_class_reweighting_and_deterministic_params(fitted):
     _, columns, categorical, settings = fitted
     params = train.lightgbm_params(settings, columns, categorical)
     assert "is_unbalance" not in params and "scale_pos_weight" not in params
-    assert params["deterministic"] and params["force_col_wise"] and params["num_threads"] == settings.num_threads
+    assert params["deterministic"] and params["force_col_wise"]
+    assert params["num_threads"] == settings.num_threads
 
 
 def test_monotone_constraints_hold(labelled, fitted):
