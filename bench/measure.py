@@ -7,8 +7,10 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
@@ -32,19 +34,28 @@ def scratch_project(where: Path, overrides: dict) -> Path:
     return where
 
 
-def run(args: list[str], cwd: Path) -> tuple[float, float]:
-    """Run a command; return (wall seconds, peak resident memory of its process tree in MB)."""
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "TQDM_DISABLE": "1"}
+@dataclass
+class Measured:
+    wall: float  # seconds
+    peak: float  # MB, whole process tree at its largest
+    peak_per_process: float  # MB, the largest single process (a worker, say)
+    output: str
+
+
+def run(args: list[str], cwd: Path, env: dict | None = None) -> Measured:
+    """Run a command; time it and sample the resident memory of its process tree."""
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "TQDM_DISABLE": "1",
+           **(env or {})}
     start = time.perf_counter()
     proc = subprocess.Popen(args, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    peak = [0.0]
+    peak, peak_one = [0.0], [0.0]
 
     def sample() -> None:
         root = psutil.Process(proc.pid)
         while proc.poll() is None:
             try:
-                tree = [root, *root.children(recursive=True)]
-                peak[0] = max(peak[0], sum(p.memory_info().rss for p in tree) / 2**20)
+                sizes = [p.memory_info().rss / 2**20 for p in [root, *root.children(recursive=True)]]
+                peak[0], peak_one[0] = max(peak[0], sum(sizes)), max(peak_one[0], max(sizes))
             except psutil.Error:
                 pass
             time.sleep(0.05)
@@ -56,7 +67,25 @@ def run(args: list[str], cwd: Path) -> tuple[float, float]:
     wall = time.perf_counter() - start
     if proc.returncode:
         raise RuntimeError(f"{' '.join(args)} failed:\n{out.decode()}")
-    return wall, peak[0]
+    return Measured(wall, peak[0], peak_one[0], out.decode())
+
+
+STAGES = (["simulate"], ["features"], ["split"], ["train", "lightgbm"])
+
+
+def prepare(where: Path | None, borrowers: int, upto: str, overrides: dict | None = None) -> Path:
+    """A scratch project of ``borrowers`` borrowers with the stages up to ``upto`` run (reused if
+    ``where`` already holds one)."""
+    if where is not None and (where / "params.yaml").exists():
+        return where
+    where = where or Path(tempfile.mkdtemp(prefix=f"bench-{borrowers}-"))
+    scratch_project(where, {"simulate.n_borrowers": borrowers, "engine.workers": 2, **(overrides or {})})
+    for stage in STAGES:
+        measured = run(["limitjump", *stage], where)
+        print(f"  prepared: limitjump {' '.join(stage)} in {measured.wall:.1f} s", flush=True)
+        if stage[0] == upto:
+            break
+    return where
 
 
 def clean(path: Path) -> None:

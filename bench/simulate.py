@@ -23,7 +23,8 @@ def main() -> None:
     for n in args.sizes:
         where = Path(tempfile.mkdtemp(prefix=f"bench-sim-{n}-"))
         scratch_project(where, {"simulate.n_borrowers": n, "engine.workers": args.workers})
-        wall, peak = run(["limitjump", "simulate"], where)
+        measured = run(["limitjump", "simulate"], where)
+        wall, peak = measured.wall, measured.peak
         peaks[n] = peak
         print(f"{n:>9,} borrowers: {wall:7.1f} s  {n / wall:9,.0f} borrowers/s  peak memory {peak:7.0f} MB")
         clean(where)

@@ -181,3 +181,23 @@ def markdown_table() -> str:
     rows += [f"| `{f.name}` | {f.cause} | {sign[f.direction]} | {f.window} | {f.unit} | {f.description} |"
              for f in FEATURES]
     return "\n".join(rows)
+
+
+README_START, README_END = "<!-- feature-table:start -->", "<!-- feature-table:end -->"
+
+
+def sync_readme(path: str = "README.md") -> bool:
+    """Rewrite the feature table between the README's markers; True if it changed."""
+    from pathlib import Path
+
+    readme = Path(path)
+    text = readme.read_text()
+    head, rest = text.split(README_START, 1)
+    _, tail = rest.split(README_END, 1)
+    new = f"{head}{README_START}\n{markdown_table()}\n{README_END}{tail}"
+    readme.write_text(new)
+    return new != text
+
+
+if __name__ == "__main__":  # python -m pipeline.catalog: regenerate the README's feature table
+    print("README.md updated" if sync_readme() else "README.md already up to date")

@@ -328,7 +328,9 @@ class EngineSettings(Settings):
     DVC param: switching engines does not re-run anything."""
 
     kind: Literal["local", "dask"]
-    workers: Annotated[int, Field(ge=1, le=256)]
+    workers: Annotated[int, Field(ge=1, le=256)]  # local processes, or LocalCluster workers
+    scheduler: str  # Dask scheduler address (tcp://host:8786); empty: a LocalCluster on 127.0.0.1
+    retries: Annotated[int, Field(ge=0, le=10)]  # times a Dask task is retried after a failure
 
 
 class Params(Settings):

@@ -13,6 +13,7 @@ import typer
 
 from pipeline.config import ConfigError, Params, load_params
 from pipeline.contract import ContractError
+from pipeline.engine import EngineError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Predict missed repayments after a credit-limit jump.")
@@ -39,6 +40,6 @@ def main() -> None:
 
     try:
         app()
-    except (ContractError, FileNotFoundError) as err:
+    except (ContractError, EngineError, FileNotFoundError) as err:
         typer.echo(f"error: {err}", err=True)
         sys.exit(1)

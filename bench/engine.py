@@ -1,0 +1,61 @@
+"""Features and scoring on the local engine and on Dask, and what 100M borrowers would take.
+
+Usage: python bench/engine.py [--borrowers 1000000] [--project DIR] [--workers 2]
+In one run, on this machine: ``limitjump features`` and ``limitjump score`` (raw tables) with
+``engine.kind: local`` and with ``engine.kind: dask`` (a LocalCluster of the same number of
+workers), their wall time and the peak memory of the largest single process (a worker). From the
+measured cost per bucket (core-seconds per shard of ``simulate.shard_size`` borrowers) it
+estimates the wall time of 100M borrowers on N workers.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import yaml
+from measure import clean, prepare, run
+
+TARGET = 100_000_000
+
+
+def set_engine(project: Path, kind: str, workers: int) -> int:
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["engine"].update(kind=kind, workers=workers)
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    return params["simulate"]["shard_size"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--borrowers", type=int, default=1_000_000)
+    parser.add_argument("--project", type=Path, help="reuse a prepared scratch project")
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args()
+    project = prepare(args.project, args.borrowers, upto="train")
+    results = {}
+    for kind in ("local", "dask"):
+        shard_size = set_engine(project, kind, args.workers)
+        results[kind, "features"] = run(["limitjump", "features"], project)
+        results[kind, "score"] = run(["limitjump", "score", "--input", "data/raw", "--output",
+                                      f"out/{kind}.parquet", "--model", "models/lightgbm"], project)
+    buckets = -(-args.borrowers // shard_size)
+    print(f"{args.borrowers:,} borrowers in {buckets} buckets of {shard_size:,}, {args.workers} workers")
+    for (kind, stage), m in results.items():
+        print(f"{stage:8} {kind:5}: {m.wall:7.1f} s   largest process {m.peak_per_process:6.0f} MB   "
+              f"all processes {m.peak:6.0f} MB")
+    for stage in ("features", "score"):
+        ratio = results["dask", stage].wall / results["local", stage].wall
+        per_bucket = results["dask", stage].wall * args.workers / buckets
+        print(f"{stage}: dask / local {ratio:.2f}; {per_bucket:.2f} core-seconds per bucket")
+        target_buckets = TARGET // shard_size
+        for n in (8, 32, 128):
+            print(f"  estimate for {TARGET:,} borrowers on {n:3} workers: "
+                  f"{target_buckets * per_bucket / n / 60:6.1f} min")
+    set_engine(project, "local", args.workers)
+    if args.project is None:
+        clean(project)
+
+
+if __name__ == "__main__":
+    main()
