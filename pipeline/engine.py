@@ -7,6 +7,7 @@ the same bytes wherever it ran. On Dask, each task is retried if its worker dies
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -37,7 +38,10 @@ def map_shards(fn: Callable[..., Any], items: Sequence[Any], engine: EngineSetti
                 yield fn(item, *args)
                 bar.update()
         else:
-            with ProcessPoolExecutor(max_workers=min(engine.workers, len(items))) as pool:
+            # spawned, not forked: a fork of a process whose OpenMP threads (LightGBM) already ran
+            # can deadlock in the child
+            spawn = multiprocessing.get_context("spawn")
+            with ProcessPoolExecutor(max_workers=min(engine.workers, len(items)), mp_context=spawn) as pool:
                 for future in [pool.submit(fn, item, *args) for item in items]:
                     yield future.result()
                     bar.update()

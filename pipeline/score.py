@@ -38,7 +38,7 @@ def _membership(features: list[str], key) -> tuple[list[str], np.ndarray]:
 
 def cause_contributions(contrib: np.ndarray, features: list[str]) -> pd.DataFrame:
     """Log-odds contributions summed by the catalogue's cause category (features the catalogue
-    does not know count as profile)."""
+    does not know belong to no category and are left out)."""
     names, matrix = _membership(features, lambda f: f.cause)
     sums = contrib[:, :-1] @ matrix
     return pd.DataFrame({c: sums[:, names.index(c)] if c in names else 0.0 for c in CAUSE_CATEGORIES})

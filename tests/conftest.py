@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -58,3 +59,29 @@ def small_params() -> Params:
 def small_sim(small_params) -> dict[str, pd.DataFrame]:
     """6,000 borrowers in two shards: the raw tables and the ground truth."""
     return simulate_tables(small_params)
+
+
+def build_model_dir(tables: dict[str, pd.DataFrame], features: pd.DataFrame, out: Path,
+                    fingerprint: str = "test") -> dict:
+    """A small calibrated LightGBM on ``features`` (labels from the ground truth), saved the way
+    ``limitjump train lightgbm`` saves one."""
+    from pipeline import io
+    from pipeline.cli.train import fit_and_save_lightgbm
+    from pipeline.train import categorical_columns, feature_columns
+
+    frame = features.copy()
+    labels = tables["ground_truth"].set_index("borrower_id")["label"]
+    frame["label"] = labels.loc[frame["borrower_id"]].to_numpy()
+    order = frame["jump_date"].rank(method="first").to_numpy() / len(frame)
+    splits = {"train": frame[order <= 0.7].reset_index(drop=True),
+              "valid": frame[order > 0.7].reset_index(drop=True)}
+    settings = make_params({"train": {"lightgbm": {"num_boost_round": 80, "early_stopping_rounds": 15}}})
+    columns = feature_columns(splits["train"])
+    out.mkdir(parents=True, exist_ok=True)
+    fit_and_save_lightgbm(splits, columns, categorical_columns(splits["train"], columns),
+                          settings.train.lightgbm, out)
+    io.write_json({"model": "lightgbm", "features": columns, "fingerprint": fingerprint},
+                  out / "metadata.json")
+    reference = json.loads((out / "reference.json").read_text())
+    return {"path": out, "columns": columns, "importance": reference["importance"],
+            "train_ids": splits["train"]["borrower_id"].to_numpy()}

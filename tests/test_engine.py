@@ -98,3 +98,23 @@ def test_an_unreachable_scheduler_fails_fast():
     with pytest.raises(EngineError, match="cannot reach the Dask scheduler at tcp://127.0.0.1:9"):
         list(map_shards(len, ["a"], engine, "nothing"))
     assert time.perf_counter() - start < 30
+
+
+def test_scoring_is_byte_identical_on_dask(simulated, cluster, local_features, tmp_path):
+    from pipeline.cli import score as score_cli
+    from pipeline.model import CalibratedLightGBM
+    from tests.conftest import build_model_dir
+
+    local = simulated[0]
+    truth = io.read_dataset(local / "truth")
+    model_dir = build_model_dir({"ground_truth": truth}, io.read_dataset(local_features), tmp_path / "model")
+    model = CalibratedLightGBM.from_dir(model_dir["path"])
+    outputs = {}
+    for name, engine in (("local", LOCAL), ("dask", cluster)):
+        p = PARAMS.model_copy(update={"engine": engine,
+                                      "score": PARAMS.score.model_copy(update={"batch_borrowers": 700})})
+        source = score_cli.open_source(local / "raw", p, model.features)
+        outputs[name] = tmp_path / f"{name}.parquet"
+        summary = score_cli.run(source, model, "test", outputs[name], p)
+        assert summary["scored"] + summary["rejected"] == summary["borrowers_in"] == 3000
+    assert outputs["local"].read_bytes() == outputs["dask"].read_bytes()

@@ -9,7 +9,7 @@ that replace the outputs only at the end: a killed run leaves no partial output.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated
@@ -27,6 +27,7 @@ from pipeline import io, score, tracking
 from pipeline.cli import PARAMS, app, load
 from pipeline.config import Params
 from pipeline.contract import RAW_TABLES, TABLES, ContractError, violations
+from pipeline.engine import map_shards
 from pipeline.features import MissingJump, build_features
 from pipeline.model import CalibratedLightGBM
 
@@ -47,15 +48,33 @@ def score_command(
     if not input.exists():
         raise FileNotFoundError(f"{input}: no such file or folder")
     model, version = load_model(model_uri, p)
-    source = RawTables(input, p) if _is_raw(input) else FeaturesFile(input, model.features)
-    summary = run(source, model, version, output, p)
+    summary = run(open_source(input, p, model.features), model, version, output, p)
     typer.echo(f"borrowers in {summary['borrowers_in']} = scored {summary['scored']} + rejected "
                f"{summary['rejected']}; bands {summary['bands']}; drift flagged: "
                f"{[k for k, v in summary['drift'].items() if v['flag'] != 'stable'] or 'none'}")
 
 
+def open_source(path: Path, p: Params, features: list[str]) -> RawTables | FeaturesFile:
+    return RawTables(path, p) if _is_raw(path) else FeaturesFile(path, features)
+
+
+def score_range(bounds: tuple[int, int], path: Path, p: Params, model: CalibratedLightGBM,
+                version: str, watched: list[str]) -> tuple[Batch, pd.DataFrame, dict]:
+    """Everything about the borrowers with ids in ``bounds``: read, validated, scored. Runs
+    wherever the engine puts it (this process, a local worker process, a Dask worker)."""
+    batch = open_source(path, p, model.features).load(*bounds)
+    if batch.features.empty:
+        return batch, pd.DataFrame(columns=score.OUTPUT_COLUMNS), {}
+    scored = score.score_batch(model, batch.features, p.score.bands, tuple(p.score.quiet_bands), version)
+    values = {"score": scored["probability"].to_numpy(),
+              **{f: batch.features[f].to_numpy(dtype=float) for f in watched}}
+    batch.features = batch.features.iloc[:0]  # not needed by the caller: do not ship it back
+    return batch, scored, values
+
+
 def run(source, model: CalibratedLightGBM, version: str, output: Path, p: Params) -> dict:
-    """Stream every batch through the scorer; outputs appear only when all is done."""
+    """Score every batch of borrower ids on the engine, writing results in id order as they
+    come back; outputs appear only when all is done."""
     s = p.score
     watched = _watched_features(model, s.drift_features)
     drift = score.Drift({name: model.reference["bins"][name] for name in ["score", *watched]})
@@ -65,18 +84,22 @@ def run(source, model: CalibratedLightGBM, version: str, output: Path, p: Params
     with io.atomic_path(output, output.suffix) as out_tmp, \
             io.atomic_path(rejects_path, output.suffix) as rej_tmp, \
             _Writer(out_tmp) as scores_out, _Writer(rej_tmp) as rejects_out:
-        for batch in source.batches(s.batch_borrowers):
+        results = map_shards(score_range, source.ranges(s.batch_borrowers), p.engine, "score",
+                             source.path, p, model, version, watched)
+        for batch, scored, values in results:
             counts["borrowers_in"] += batch.borrowers_in
             rejects_out.write(batch.rejects)
             counts["rejected"] += len(batch.rejects)
-            if len(batch.features):
-                scored = score.score_batch(model, batch.features, s.bands, tuple(s.quiet_bands), version)
+            if len(scored):
                 scores_out.write(scored)
                 counts["scored"] += len(scored)
                 for band, n in scored["risk_band"].value_counts().items():
                     bands[band] += int(n)
-                drift.add({"score": scored["probability"].to_numpy(),
-                           **{f: batch.features[f].to_numpy(dtype=float) for f in watched}})
+                drift.add(values)
+        orphans = source.orphans()
+        rejects_out.write(orphans)
+        counts["borrowers_in"] += len(orphans)
+        counts["rejected"] += len(orphans)
         scores_out.ensure(score.OUTPUT_COLUMNS)
         rejects_out.ensure(["borrower_id", "reason"])
     summary = {**counts, "bands": bands, "drift": drift.summary(), "model_version": version,
@@ -114,7 +137,10 @@ def _watched_features(model: CalibratedLightGBM, n: int) -> list[str]:
 
 
 def _is_raw(path: Path) -> bool:
-    return path.is_dir() and any((path / f"borrowers{ext}").exists() for ext in ("", ".parquet", ".csv"))
+    """A folder holding any table of the contract (then a missing table is reported by name)."""
+    return path.is_dir() and any((path / f"{name}{ext}").exists()
+                                 for name in (*RAW_TABLES, "maintenance_windows")
+                                 for ext in ("", ".parquet", ".csv"))
 
 
 @dataclass
@@ -162,7 +188,8 @@ def _rejects(ids: np.ndarray, reasons: list[str] | np.ndarray) -> pd.DataFrame:
 def _dataset(path: Path, fmt: str | None = None, schema: pa.Schema | None = None) -> ds.Dataset:
     fmt = fmt or ("csv" if path.suffix == ".csv" or any(path.glob("*.csv")) else "parquet")
     if fmt == "csv":
-        options = pacsv.ConvertOptions(column_types=schema) if schema is not None else None
+        # an empty field is a missing value, in text columns too (as pandas and most tools write it)
+        options = pacsv.ConvertOptions(column_types=schema, strings_can_be_null=True)
         return ds.dataset(str(path), format=ds.CsvFileFormat(convert_options=options))
     return ds.dataset(str(path), format="parquet")
 
@@ -172,7 +199,15 @@ def _read(dataset: ds.Dataset, path: Path, **kwargs) -> pd.DataFrame:
     try:
         return dataset.to_table(**kwargs).to_pandas()
     except (pa.ArrowInvalid, pa.ArrowTypeError, OSError) as err:
-        raise ContractError(f"{path}: cannot read: {err}") from err
+        raise _unreadable(path, err, dataset) from err
+
+
+def _unreadable(path: Path, err: Exception, dataset: ds.Dataset) -> ContractError:
+    """The file and Arrow's message; Arrow numbers the CSV column that fails to convert, so name it."""
+    found = re.search(r"CSV column #(\d+)", str(err))
+    names = dataset.schema.names
+    column = f" (column '{names[int(found[1])]}')" if found and int(found[1]) < len(names) else ""
+    return ContractError(f"{path}: cannot read{column}: {err}")
 
 
 @dataclass
@@ -186,6 +221,13 @@ class FeaturesFile:
     def __post_init__(self) -> None:
         try:
             self.dataset = _dataset(self.path)
+            if isinstance(self.dataset.format, ds.CsvFileFormat):
+                # CSV types are inferred from the first block only: a feature empty there (null) or
+                # whole there (int) would fail on later rows, so numeric features are read as float
+                inferred = self.dataset.schema
+                floats = pa.schema([(c, pa.float64()) for c in self.features if c in inferred.names
+                                    and _is_number(inferred.field(c).type)])
+                self.dataset = _dataset(self.path, "csv", floats)
             names = self.dataset.schema.names
         except (pa.ArrowInvalid, OSError) as err:
             raise ContractError(f"{self.path}: cannot read: {err}") from err
@@ -194,32 +236,44 @@ class FeaturesFile:
             raise ContractError(f"{self.path}: missing columns {missing}")
         for c in ["borrower_id", *self.features]:
             kind = self.dataset.schema.field(c).type
-            if not (pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_null(kind)):
+            if not _is_number(kind):
                 raise ContractError(f"{self.path}: column '{c}' must be numeric, found {kind}")
 
-    def batches(self, size: int) -> Iterator[Batch]:
+    def ranges(self, size: int) -> list[tuple[int, int]]:
         ids = _read(self.dataset, self.path, columns=["borrower_id"])["borrower_id"]
         if ids.empty:
             raise ContractError(f"{self.path}: no rows")
-        values, counts = np.unique(ids.dropna().to_numpy(), return_counts=True)
-        duplicated = values[counts > 1]
-        for record_batch in self.dataset.to_batches(batch_size=size):
-            frame = _read_batch(record_batch, self.path)
-            bad = frame["borrower_id"].isna() | frame["scoring_date"].isna()
-            dup = frame["borrower_id"].isin(duplicated)
-            reasons = np.where(dup, "duplicate borrower_id", "missing borrower_id or scoring_date")
-            rejected = frame[bad | dup]
-            rejects = _rejects(rejected["borrower_id"].fillna(-1), reasons[(bad | dup).to_numpy()])
-            keep = frame[~(bad | dup)].copy()
-            keep["scoring_date"] = pd.to_datetime(keep["scoring_date"]).astype("datetime64[s]")
-            yield Batch(keep.reset_index(drop=True), rejects, len(frame))
+        return _id_ranges(ids, size)
+
+    def load(self, first: int, last: int) -> Batch:
+        """Rows of borrowers ``first``..``last``; duplicated ids and missing scoring dates are
+        rejected (all rows of an id fall in the same range, so duplicates are seen here)."""
+        where = (ds.field("borrower_id") >= first) & (ds.field("borrower_id") <= last)
+        frame = _read(self.dataset, self.path, filter=where)
+        dup = frame["borrower_id"].duplicated(keep=False)
+        bad = dup | frame["scoring_date"].isna()
+        reasons = np.where(dup, "borrower_id: duplicate borrower", "scoring_date: missing")
+        rejects = _rejects(frame.loc[bad, "borrower_id"], reasons[bad.to_numpy()])
+        keep = frame[~bad].copy()
+        keep["scoring_date"] = pd.to_datetime(keep["scoring_date"]).astype("datetime64[s]")
+        return Batch(keep.reset_index(drop=True), rejects, len(frame))
+
+    def orphans(self) -> pd.DataFrame:
+        """Rows without a borrower id belong to no range; each is one rejected row."""
+        rows = _read(self.dataset, self.path, columns=["borrower_id"],
+                     filter=ds.field("borrower_id").is_null())
+        return _rejects(np.full(len(rows), -1), ["borrower_id: missing"] * len(rows))
 
 
-def _read_batch(record_batch: pa.RecordBatch, path: Path) -> pd.DataFrame:
-    try:
-        return record_batch.to_pandas()
-    except (pa.ArrowInvalid, pa.ArrowTypeError) as err:
-        raise ContractError(f"{path}: cannot read: {err}") from err
+def _is_number(kind: pa.DataType) -> bool:
+    return pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_null(kind)
+
+
+def _id_ranges(ids: pd.Series, size: int) -> list[tuple[int, int]]:
+    """Consecutive (first, last) id ranges of ``size`` distinct borrowers each."""
+    unique = np.unique(ids.dropna().astype("int64").to_numpy())
+    return [(int(unique[lo]), int(unique[min(lo + size, unique.size) - 1]))
+            for lo in range(0, unique.size, size)]
 
 
 class RawTables:
@@ -281,21 +335,25 @@ class RawTables:
         if failures.empty:
             return _rejects(np.array([], dtype="int64"), [])
         rows = failures["row"].astype("int64").to_numpy()
-        reason = (name + "." + failures["column"] + ": fails " + failures["check"]
-                  + " (value " + failures["value"] + ")")
+        # a failure of the table's key (a duplicate) names the key, not the duplicated value
+        column = failures["column"].where(failures["column"].isin(TABLES[name].names),
+                                          ", ".join(TABLES[name].key))
+        reason = (name + "." + column + ": fails " + failures["check"]
+                  + " (value " + failures["value"].fillna("missing") + ")")
         return pd.DataFrame({"borrower_id": frame["borrower_id"].to_numpy()[rows],
                              "reason": reason.to_numpy()})
 
-    def batches(self, size: int) -> Iterator[Batch]:
+    def ranges(self, size: int) -> list[tuple[int, int]]:
         ids = _read(self.datasets["borrowers"], self.tables["borrowers"], columns=["borrower_id"])
-        ids = ids["borrower_id"].dropna().astype("int64").to_numpy()
-        if ids.size == 0:
+        if ids["borrower_id"].dropna().empty:
             raise ContractError(f"{self.tables['borrowers']}: no borrowers")
-        unique = np.unique(ids)
-        for lo in range(0, unique.size, size):
-            yield self._batch(unique[lo], unique[min(lo + size, unique.size) - 1])
+        return _id_ranges(ids["borrower_id"], size)
 
-    def _batch(self, first: int, last: int) -> Batch:
+    def orphans(self) -> pd.DataFrame:
+        """Rows of other tables whose borrower is not in ``borrowers`` are not borrowers: none."""
+        return _rejects(np.array([], dtype="int64"), [])
+
+    def load(self, first: int, last: int) -> Batch:
         where = (ds.field("borrower_id") >= first) & (ds.field("borrower_id") <= last)
         tables, failures = {}, []
         for name in RAW_TABLES:
@@ -320,7 +378,8 @@ def _features_or_rejects(tables: dict, p: Params) -> tuple[pd.DataFrame, pd.Data
     try:
         return build_features(tables, p.label.observation_days, p.features), none
     except MissingJump as err:
-        missing = _rejects(err.borrower_ids, ["limit_events: no limit increase"] * len(err.borrower_ids))
+        missing = _rejects(err.borrower_ids,
+                           ["limit_events.event_type: no limit increase"] * len(err.borrower_ids))
         rest = {n: (f[~f["borrower_id"].isin(err.borrower_ids)] if "borrower_id" in f else f)
                 for n, f in tables.items()}
         if rest["borrowers"].empty:

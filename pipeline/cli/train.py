@@ -17,7 +17,7 @@ from mlflow.models import infer_signature
 from pipeline import io, metrics, model, tracking, train
 from pipeline.cli import PARAMS, app, load
 from pipeline.cli.split import SPLIT_DIR
-from pipeline.config import Params
+from pipeline.config import LightGBMSettings, Params
 
 MODELS = Path("models")
 REPORTS = Path("reports/train")
@@ -76,8 +76,10 @@ def _fingerprint(folder: Path, metadata: dict) -> str:
     return io.text_digest(json.dumps({"files": files, **metadata}, sort_keys=True, default=str))
 
 
-def _fit_lightgbm(p: Params, splits: dict, columns: list[str], categorical: list[str], out: Path):
-    s = p.train.lightgbm
+def fit_and_save_lightgbm(splits: dict, columns: list[str], categorical: list[str],
+                          s: LightGBMSettings, out: Path) -> model.CalibratedLightGBM:
+    """Fit the calibrated LightGBM and write its folder: text model, calibration, category codes
+    and the training reference (feature importance, the bins drift is measured against)."""
     categories = train.learn_categories(splits["train"], columns)
     booster = train.fit_lightgbm(splits["train"], splits["valid"], columns, categorical, categories, s)
     uncalibrated = model.CalibratedLightGBM(booster, None, categories)
@@ -88,10 +90,17 @@ def _fit_lightgbm(p: Params, splits: dict, columns: list[str], categorical: list
     io.write_json(calibration, out / model.CALIBRATION_FILE)
     io.write_json(categories, out / model.CATEGORIES_FILE)
     importance = dict(zip(columns, booster.feature_importance("gain").round(4).tolist(), strict=True))
-    train_frame = splits["train"]
-    bins = {"score": metrics.psi_reference(fitted.predict(None, train_frame)),
-            **{c: metrics.psi_reference(model.encode(train_frame, [c], categories)[:, 0]) for c in columns}}
+    frame = splits["train"]
+    bins = {"score": metrics.psi_reference(fitted.predict(None, frame)),
+            **{c: metrics.psi_reference(model.encode(frame, [c], categories)[:, 0]) for c in columns}}
     io.write_json({"importance": importance, "bins": bins}, out / model.REFERENCE_FILE)
+    return fitted
+
+
+def _fit_lightgbm(p: Params, splits: dict, columns: list[str], categorical: list[str], out: Path):
+    s = p.train.lightgbm
+    fitted = fit_and_save_lightgbm(splits, columns, categorical, s, out)
+    booster = fitted.booster
     settings = {**s.model_dump(), "trees": booster.num_trees()}
 
     def log_model(folder: Path, example_pool: pd.DataFrame) -> None:

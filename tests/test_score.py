@@ -1,0 +1,735 @@
+"""``limitjump score``: raw tables or a features file in, one row per borrower out (probability, band,
+reasons, action), bad borrowers to a rejects file, bad files stop the run with nothing written.
+
+One small simulated population (2,000 borrowers) and one small LightGBM trained on it are shared by
+the whole module; params.yaml scores 500 borrowers per batch, so every run goes through 4 batches.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+import pipeline.cli.score  # noqa: F401 (registers the command)
+from pipeline import contract, io, metrics, score
+from pipeline.catalog import BY_NAME
+from pipeline.cli import app
+from pipeline.contract import RAW_TABLES, ContractError
+from pipeline.features import build_features
+from tests.conftest import build_model_dir, make_params, merge, raw_params, simulate_tables
+
+N_BORROWERS = 2000
+BATCH = 500
+SIM = {"engine": {"workers": 1},
+       "simulate": {"n_borrowers": N_BORROWERS, "shard_size": N_BORROWERS, "truth_replicates": 2}}
+FINGERPRINT = "0123456789abcdef" * 4
+OUTPUT_COLUMNS = ["borrower_id", "scoring_date", "probability", "risk_band", "leading_cause",
+                  "reason_1", "reason_2", "reason_3", "reason_4", "action", "model_version"]
+REASONS = [f"reason_{i}" for i in range(1, 5)]
+# what each leading cause must lead to (the article's playbook)
+PLAYBOOK = {"technical": "repair the auto-debit", "liquidity": "repayment plan",
+            "credit": "stop further limit increases"}
+
+
+# ---- shared inputs ---------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def tables() -> dict[str, pd.DataFrame]:
+    return simulate_tables(make_params(SIM))
+
+
+def write_raw(frames: dict[str, pd.DataFrame], folder: Path) -> Path:
+    """The raw tables in the contract's layout: <table>/part-00000.parquet."""
+    for name in (*RAW_TABLES, "maintenance_windows"):
+        io.write_parquet(frames[name], folder / name / io.part_name(0))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory) -> Path:
+    """A working directory with the repository's params.yaml, scoring in batches of 500."""
+    folder = tmp_path_factory.mktemp("score")
+    # one worker: batches run in this process, where the tests can patch and observe them
+    text = yaml.safe_dump(merge(raw_params(), {"score": {"batch_borrowers": BATCH},
+                                               "engine": {"workers": 1}}), sort_keys=False)
+    (folder / "params.yaml").write_text(text)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def raw(tables, work) -> Path:
+    return write_raw(tables, work / "raw")
+
+
+@pytest.fixture(scope="module")
+def features(tables) -> pd.DataFrame:
+    return build_features(tables, make_params().label.observation_days, make_params().features)
+
+
+@pytest.fixture(scope="module")
+def model_dir(tables, features, work) -> dict:
+    """A small calibrated LightGBM saved like ``limitjump train lightgbm`` saves one."""
+    return build_model_dir(tables, features, work / "model", FINGERPRINT)
+
+
+def run_score(work: Path, input: Path, output: Path, model: Path, params: Path | None = None):
+    """``limitjump score`` in-process; returns CliRunner's result (the exception stays in it)."""
+    args = ["score", "--input", str(input), "--output", str(output), "--model", str(model),
+            "--params", str(params or work / "params.yaml")]
+    return CliRunner().invoke(app, args)
+
+
+def run_main(work: Path, *args: str) -> subprocess.CompletedProcess:
+    """The installed ``limitjump`` command, in ``work`` (which holds params.yaml)."""
+    command = Path(sys.executable).parent / "limitjump"
+    return subprocess.run([str(command), "score", *args], cwd=work, capture_output=True, text=True,
+                          env={**os.environ, "TQDM_DISABLE": "1"})
+
+
+def outputs(output: Path) -> dict[str, Path]:
+    return {"scores": output, "rejects": output.with_name(f"{output.stem}.rejects{output.suffix}"),
+            "summary": output.with_name(f"{output.stem}.summary.json")}
+
+
+def summary_of(output: Path) -> dict:
+    return json.loads(outputs(output)["summary"].read_text())
+
+
+def ok(result) -> None:
+    assert result.exit_code == 0, f"{result.output}\n{result.exception!r}"
+
+
+@pytest.fixture(scope="module")
+def happy(work, raw, model_dir) -> dict:
+    """The raw tables scored twice into the same place; bytes of the first run kept."""
+    output = work / "happy" / "scores.parquet"
+    first = run_score(work, raw, output, model_dir["path"])
+    ok(first)
+    first_bytes = {k: p.read_bytes() for k, p in outputs(output).items()}
+    second = run_score(work, raw, output, model_dir["path"])
+    ok(second)
+    return {"output": output, "stdout": first.output, "bytes": first_bytes,
+            "scores": pd.read_parquet(output), "rejects": pd.read_parquet(outputs(output)["rejects"]),
+            "summary": summary_of(output)}
+
+
+# ---- 1. happy path on raw tables ---------------------------------------------------------------
+
+def test_raw_tables_every_borrower_scored_once_with_the_listed_columns(happy, tables):
+    scores, rejects, summary = happy["scores"], happy["rejects"], happy["summary"]
+    assert list(scores.columns) == OUTPUT_COLUMNS
+    assert list(rejects.columns) == ["borrower_id", "reason"]
+    everyone = np.sort(tables["borrowers"]["borrower_id"].to_numpy())
+    seen = np.concatenate([scores["borrower_id"].to_numpy(), rejects["borrower_id"].to_numpy()])
+    assert len(seen) == len(np.unique(seen)), "a borrower appears twice"
+    np.testing.assert_array_equal(np.sort(seen), everyone)
+    assert summary["borrowers_in"] == N_BORROWERS == summary["scored"] + summary["rejected"]
+    assert (summary["scored"], summary["rejected"]) == (len(scores), len(rejects))
+    assert f"borrowers in {N_BORROWERS} = scored {len(scores)} + rejected {len(rejects)}" in happy["stdout"]
+    assert sum(summary["bands"].values()) == len(scores)
+    assert scores["model_version"].eq(f"local:{FINGERPRINT[:12]}").all()
+    truth = tables["ground_truth"].set_index("borrower_id")["scoring_date"]
+    np.testing.assert_array_equal(scores["scoring_date"].to_numpy().astype("datetime64[s]"),
+                                  truth.loc[scores["borrower_id"]].to_numpy().astype("datetime64[s]"))
+
+
+def test_probabilities_bands_reasons_and_actions_are_consistent(happy):
+    scores = happy["scores"]
+    s = make_params().score
+    p = scores["probability"].to_numpy()
+    assert np.isfinite(p).all() and (p >= 0).all() and (p <= 1).all()
+    uppers = list(s.bands.values())
+    lowers = [0.0, *uppers[:-1]]
+    for name, lo, hi in zip(s.bands, lowers, uppers, strict=True):
+        in_band = scores[scores["risk_band"] == name]["probability"]
+        assert ((in_band > lo) | (lo == 0.0)).all() and (in_band <= hi).all(), name
+    assert set(scores["risk_band"]) <= set(s.bands)
+    assert happy["summary"]["bands"] == {b: int((scores["risk_band"] == b).sum()) for b in s.bands}
+
+    quiet = scores["risk_band"].isin(s.quiet_bands)
+    assert quiet.any() and (~quiet).any(), "the test population needs both quiet and risky borrowers"
+    assert scores.loc[quiet, "action"].eq("none").all()
+    assert scores.loc[quiet, "leading_cause"].eq("none").all()
+    assert scores.loc[quiet, REASONS].isna().all().all()
+
+    risky = scores[~quiet]
+    assert risky["reason_1"].notna().all()
+    assert risky["leading_cause"].isin(list(PLAYBOOK)).all()
+    for cause, words in PLAYBOOK.items():
+        assert risky.loc[risky["leading_cause"] == cause, "action"].str.contains(words, regex=False).all()
+    assert risky["action"].eq(risky["leading_cause"].map(score.ACTIONS)).all()
+    known = {f.reason for f in BY_NAME.values() if f.reason}
+    for column in REASONS:
+        assert set(risky[column].dropna()) <= known, column
+    # reasons fill from reason_1 on, and one borrower never gets the same reason twice
+    filled = risky[REASONS].notna().to_numpy()
+    assert (filled[:, 1:] <= filled[:, :-1]).all()
+    for row in risky[REASONS].itertuples(index=False):
+        given = [r for r in row if isinstance(r, str)]
+        assert len(given) == len(set(given))
+
+
+def test_rerun_gives_the_same_bytes(happy):
+    again = {k: p.read_bytes() for k, p in outputs(happy["output"]).items()}
+    assert again == happy["bytes"]
+
+
+def test_drift_watches_the_most_important_features(happy, model_dir):
+    ranked = sorted(model_dir["importance"], key=model_dir["importance"].get, reverse=True)
+    watched = ranked[:make_params().score.drift_features]
+    drift = happy["summary"]["drift"]
+    assert set(drift) == {"score", *watched}
+    for name, result in drift.items():
+        assert result["flag"] in ("stable", "watch", "shifted"), name
+
+
+def test_csv_output_holds_the_same_rows(happy, work, raw, model_dir):
+    output = work / "happy_csv" / "scores.csv"
+    ok(run_score(work, raw, output, model_dir["path"]))
+    assert all(p.exists() for p in outputs(output).values())
+    csv = pd.read_csv(output)
+    assert list(csv.columns) == OUTPUT_COLUMNS
+    parquet = happy["scores"]
+    np.testing.assert_array_equal(csv["borrower_id"], parquet["borrower_id"])
+    np.testing.assert_allclose(csv["probability"], parquet["probability"], rtol=0, atol=1e-12)
+    for column in ("risk_band", "leading_cause", *REASONS, "action"):
+        pd.testing.assert_series_equal(csv[column].astype(object).where(csv[column].notna(), None),
+                                       parquet[column].astype(object).where(parquet[column].notna(), None),
+                                       check_names=False, check_dtype=False)
+
+
+@pytest.fixture(scope="module")
+def raw_csv(tables, work) -> Path:
+    """The raw tables as <table>.csv files, written the way pandas writes them."""
+    folder = work / "raw_csv"
+    folder.mkdir()
+    for name in (*RAW_TABLES, "maintenance_windows"):
+        tables[name].to_csv(folder / f"{name}.csv", index=False)
+    return folder
+
+
+@pytest.mark.parametrize("layout", ["csv", "parquet"])
+def test_table_files_score_like_table_folders(layout, happy, tables, raw_csv, work, model_dir):
+    """<table>.csv or <table>.parquet files instead of <table>/part-*.parquet folders."""
+    if layout == "csv":
+        folder = raw_csv
+    else:
+        folder = work / "raw_files"
+        for name in (*RAW_TABLES, "maintenance_windows"):
+            io.write_parquet(tables[name], folder / f"{name}.parquet")
+    output = work / f"from_{layout}_files" / "scores.parquet"
+    ok(run_score(work, folder, output, model_dir["path"]))
+    assert summary_of(output)["rejected"] == 0, pd.read_parquet(outputs(output)["rejects"]).head()
+    pd.testing.assert_frame_equal(pd.read_parquet(output), happy["scores"])
+
+
+# ---- 2. a ready features file ------------------------------------------------------------------
+
+@pytest.mark.parametrize("fmt", ["parquet", "csv"])
+def test_features_file_scores_like_the_raw_tables(fmt, happy, features, work, model_dir):
+    path = work / f"features.{fmt}"
+    if fmt == "parquet":
+        io.write_parquet(features, path)
+    else:
+        features.to_csv(path, index=False)
+    output = work / f"from_{fmt}" / "scores.parquet"
+    result = run_score(work, path, output, model_dir["path"])
+    ok(result)
+    got = pd.read_parquet(output)
+    expected = happy["scores"]
+    assert list(got.columns) == OUTPUT_COLUMNS
+    np.testing.assert_array_equal(got["borrower_id"], expected["borrower_id"])
+    np.testing.assert_allclose(got["probability"], expected["probability"], rtol=0, atol=1e-12)
+    pd.testing.assert_frame_equal(got.drop(columns="probability"), expected.drop(columns="probability"))
+    assert summary_of(output)["borrowers_in"] == N_BORROWERS == summary_of(output)["scored"]
+
+
+def test_features_csv_with_a_feature_empty_in_its_first_block(features, work, model_dir):
+    """Arrow infers CSV types from the first block (1 MiB): a feature missing for the first ~1,800
+    borrowers must still be read as numbers, not fail on the first later value."""
+    frame = features.copy()
+    frame.loc[:1799, "days_to_first_large_draw"] = np.nan
+    assert frame["days_to_first_large_draw"].iloc[1800:].notna().any()
+    csv, parquet = work / "late_values.csv", work / "late_values.parquet"
+    frame.to_csv(csv, index=False)
+    assert csv.stat().st_size > 1 << 20
+    io.write_parquet(frame, parquet)
+    ok(run_score(work, csv, work / "late_csv" / "s.parquet", model_dir["path"]))
+    ok(run_score(work, parquet, work / "late_parquet" / "s.parquet", model_dir["path"]))
+    a = pd.read_parquet(work / "late_csv" / "s.parquet")
+    b = pd.read_parquet(work / "late_parquet" / "s.parquet")
+    assert len(a) == N_BORROWERS
+    np.testing.assert_allclose(a["probability"], b["probability"], rtol=0, atol=1e-12)
+
+    # text in that column after the first block: the file and the column are named, nothing written
+    frame["days_to_first_large_draw"] = frame["days_to_first_large_draw"].astype(object)
+    frame.loc[1900, "days_to_first_large_draw"] = "twelve"
+    bad = work / "late_text.csv"
+    frame.to_csv(bad, index=False)
+    output = work / "late_text" / "s.parquet"
+    result = run_score(work, bad, output, model_dir["path"])
+    assert result.exit_code != 0 and isinstance(result.exception, ContractError), repr(result.exception)
+    assert str(bad) in str(result.exception) and "'days_to_first_large_draw'" in str(result.exception)
+    _assert_nothing_written(output)
+
+
+# ---- 3. row-level problems: those borrowers rejected, the rest scored -----------------------------
+
+def _row_of(frame: pd.DataFrame, borrower: int, mask=None) -> int:
+    rows = frame.index[(frame["borrower_id"] == borrower) & (True if mask is None else mask)]
+    return rows[0]
+
+
+def _negative_drawdown(t, b):
+    t["drawdowns"].loc[_row_of(t["drawdowns"], b), "amount"] = -250.0
+
+
+def _unknown_line_status(t, b):
+    t["statements"].loc[_row_of(t["statements"], b), "line_status"] = "closed"
+
+
+def _year_1900(t, b):
+    t["statements"].loc[_row_of(t["statements"], b), "statement_date"] = pd.Timestamp("1900-01-31")
+
+
+def _year_2200(t, b):
+    t["repayments"].loc[_row_of(t["repayments"], b), "payment_date"] = pd.Timestamp("2200-03-01")
+
+
+def _duplicate_borrower(t, b):
+    t["borrowers"] = pd.concat([t["borrowers"], t["borrowers"][t["borrowers"]["borrower_id"] == b]],
+                               ignore_index=True)
+
+
+def _missing_balance(t, b):
+    t["statements"].loc[_row_of(t["statements"], b), "balance"] = np.nan
+
+
+def _missing_age(t, b):
+    age = t["borrowers"]["age"].astype("Int64")
+    age[t["borrowers"]["borrower_id"] == b] = pd.NA
+    t["borrowers"]["age"] = age
+
+
+def _no_increase(t, b):
+    events = t["limit_events"]
+    t["limit_events"] = events[~((events["borrower_id"] == b) & (events["event_type"] == "increase"))]
+
+
+# (planting function, table it touches, expected start of the reason: table.column)
+ROW_PROBLEMS = {
+    "negative_drawdown": (_negative_drawdown, "drawdowns", "drawdowns.amount"),
+    "unknown_line_status": (_unknown_line_status, "statements", "statements.line_status"),
+    "date_1900": (_year_1900, "statements", "statements.statement_date"),
+    "date_2200": (_year_2200, "repayments", "repayments.payment_date"),
+    "duplicate_borrower": (_duplicate_borrower, "borrowers", "borrowers.borrower_id"),
+    "missing_balance": (_missing_balance, "statements", "statements.balance"),
+    "missing_age": (_missing_age, "borrowers", "borrowers.age"),
+    "no_limit_increase": (_no_increase, "limit_events", "limit_events.event_type"),
+}
+
+
+@pytest.fixture(scope="module")
+def planted(tables, work, model_dir) -> dict:
+    """One copy of the raw tables with each row-level problem planted in a different borrower,
+    borrowers spread over all batches; scored once."""
+    t = {name: frame.copy() for name, frame in tables.items()}
+    victims, used = {}, set()
+    for i, (case, (plant, table, _)) in enumerate(ROW_PROBLEMS.items()):
+        present = np.unique(t[table]["borrower_id"])
+        start = i * N_BORROWERS // len(ROW_PROBLEMS) + 7
+        candidates = present[(present >= start) & ~np.isin(present, list(used))]
+        victims[case] = int(candidates[0])
+        used.add(victims[case])
+        plant(t, victims[case])
+    root = work / "planted"
+    write_raw(t, root / "raw")
+    output = root / "out" / "scores.parquet"
+    result = run_score(work, root / "raw", output, model_dir["path"])
+    ok(result)
+    return {"victims": victims, "stdout": result.output, "scores": pd.read_parquet(output),
+            "rejects": pd.read_parquet(outputs(output)["rejects"]), "summary": summary_of(output)}
+
+
+@pytest.mark.parametrize("case", list(ROW_PROBLEMS))
+def test_row_problem_rejects_that_borrower_naming_table_and_column(case, planted):
+    if case.startswith("date_") and getattr(contract, "FIRST_DATE", None) is None:
+        pytest.skip("the data contract bounds no dates (no FIRST_DATE / LAST_DATE)")
+    borrower = planted["victims"][case]
+    rejects = planted["rejects"]
+    mine = rejects[rejects["borrower_id"] == borrower]
+    assert len(mine) == 1, f"{case}: borrower {borrower} rejected {len(mine)} times"
+    reason = mine["reason"].iloc[0]
+    assert isinstance(reason, str) and reason.startswith(ROW_PROBLEMS[case][2]), reason
+    assert borrower not in set(planted["scores"]["borrower_id"])
+
+
+def test_row_problems_reject_exactly_those_borrowers_and_counts_add_up(planted, happy, tables):
+    victims = set(planted["victims"].values())
+    scores, rejects, summary = planted["scores"], planted["rejects"], planted["summary"]
+    assert set(rejects["borrower_id"]) == victims and len(rejects) == len(victims)
+    everyone = set(tables["borrowers"]["borrower_id"])
+    assert set(scores["borrower_id"]) == everyone - victims and scores["borrower_id"].is_unique
+    assert summary["borrowers_in"] == N_BORROWERS == summary["scored"] + summary["rejected"]
+    assert (summary["scored"], summary["rejected"]) == (N_BORROWERS - len(victims), len(victims))
+    assert (f"borrowers in {N_BORROWERS} = scored {N_BORROWERS - len(victims)} + rejected {len(victims)}"
+            in planted["stdout"])
+    # the others are scored exactly as without the bad rows
+    clean = happy["scores"].set_index("borrower_id").loc[scores["borrower_id"]].reset_index()
+    pd.testing.assert_frame_equal(scores.reset_index(drop=True), clean)
+
+
+# ---- 4. file-level problems: stop, name the file (and column), write nothing ---------------------
+
+# each takes a copy of the raw folder and returns (the input to give, the path the message must name)
+
+def _input_missing(raw: Path) -> tuple[Path, Path]:
+    return raw.parent / "no_such_folder", raw.parent / "no_such_folder"
+
+
+def _table_missing(name: str):
+    def remove(raw: Path) -> tuple[Path, Path]:
+        shutil.rmtree(raw / name)
+        return raw, raw
+    return remove
+
+
+def _corrupt(table: str, part: int):
+    """Random bytes as a table's first part (read when the input is opened) or as an extra part
+    (read only midway, when its batch comes)."""
+    def corrupt(raw: Path) -> tuple[Path, Path]:
+        path = raw / table / io.part_name(part)
+        path.write_bytes(np.random.default_rng(0).bytes(4096))
+        return raw, path
+    return corrupt
+
+
+def _rewritten(table: str, change):
+    def rewrite(raw: Path) -> tuple[Path, Path]:
+        path = raw / table / io.part_name(0)
+        io.write_parquet(change(pd.read_parquet(path)), path)
+        return raw, path.parent
+    return rewrite
+
+
+# case: (make the input, the column the message must name)
+FILE_PROBLEMS = {
+    "input_missing": (_input_missing, None),
+    "statements_missing": (_table_missing("statements"), "statements"),
+    "borrowers_missing": (_table_missing("borrowers"), "borrowers"),
+    "corrupt_parquet": (_corrupt("statements", 0), None),
+    "corrupt_second_part": (_corrupt("repayments", 1), None),
+    "column_dropped": (_rewritten("statements", lambda f: f.drop(columns="credit_score")), "credit_score"),
+    "amount_as_strings": (_rewritten("drawdowns", lambda f: f.assign(amount=f["amount"].astype("str"))),
+                          "amount"),
+    "borrowers_empty": (_rewritten("borrowers", lambda f: f.head(0)), None),
+}
+
+
+def test_text_in_a_csv_amount_column_stops_naming_file_and_column(raw_csv, work, model_dir, tmp_path):
+    copy = shutil.copytree(raw_csv, tmp_path / "raw")
+    drawdowns = pd.read_csv(copy / "drawdowns.csv", dtype={"amount": "str"})
+    drawdowns.loc[len(drawdowns) // 2, "amount"] = "1,200.00"
+    drawdowns.to_csv(copy / "drawdowns.csv", index=False)
+    output = tmp_path / "out" / "scores.parquet"
+    result = run_score(work, copy, output, model_dir["path"])
+    assert result.exit_code != 0 and isinstance(result.exception, ContractError), repr(result.exception)
+    assert str(copy / "drawdowns.csv") in str(result.exception), str(result.exception)
+    assert "'amount'" in str(result.exception), str(result.exception)
+    _assert_nothing_written(output)
+
+
+@pytest.mark.parametrize("case", list(FILE_PROBLEMS))
+def test_file_problem_stops_naming_the_file_and_writes_nothing(case, raw, work, model_dir, tmp_path):
+    make, column = FILE_PROBLEMS[case]
+    copy = shutil.copytree(raw, tmp_path / "raw")
+    given, named = make(copy)
+    output = tmp_path / "out" / "scores.parquet"
+    result = run_score(work, given, output, model_dir["path"])
+    assert result.exit_code != 0
+    assert isinstance(result.exception, ContractError | FileNotFoundError), repr(result.exception)
+    message = str(result.exception)
+    assert str(named) in message, message
+    if column is not None:
+        assert f"'{column}'" in message, message
+    _assert_nothing_written(output)
+
+
+def _features_lacking(features, path):
+    io.write_parquet(features.drop(columns="wallet_balance"), path)
+    return "wallet_balance"
+
+
+def _features_text_column(features, path):
+    io.write_parquet(features.assign(credit_score=features["credit_score"].astype("str")), path)
+    return "credit_score"
+
+
+def _features_empty(features, path):
+    io.write_parquet(features.head(0), path)
+    return None
+
+
+@pytest.mark.parametrize("write", [_features_lacking, _features_text_column, _features_empty])
+def test_features_file_problem_stops_naming_the_file_and_column(write, features, work, model_dir, tmp_path):
+    path = tmp_path / "features.parquet"
+    column = write(features, path)
+    output = tmp_path / "out" / "scores.parquet"
+    result = run_score(work, path, output, model_dir["path"])
+    assert result.exit_code != 0 and isinstance(result.exception, ContractError), repr(result.exception)
+    assert str(path) in str(result.exception)
+    if column is not None:
+        assert f"'{column}'" in str(result.exception)
+    _assert_nothing_written(output)
+
+
+def _assert_nothing_written(output: Path) -> None:
+    for path in outputs(output).values():
+        assert not path.exists(), path
+    left = sorted(p.name for p in output.parent.iterdir()) if output.parent.exists() else []
+    assert left == [], left
+
+
+def test_command_line_exits_1_with_a_message_and_no_traceback(raw, work, model_dir, tmp_path):
+    """The installed command, as a user runs it (params.yaml from the working directory)."""
+    copy = shutil.copytree(raw, tmp_path / "raw")
+    _rewritten("statements", lambda f: f.drop(columns="wallet_balance"))(copy)
+    output = tmp_path / "out" / "scores.parquet"
+    done = run_main(work, "--input", str(copy), "--output", str(output), "--model", str(model_dir["path"]))
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.startswith("error: ") and "Traceback" not in done.stderr
+    assert str(copy / "statements") in done.stderr and "'wallet_balance'" in done.stderr
+    _assert_nothing_written(output)
+
+
+def test_command_line_happy_run_matches_the_in_process_bytes(happy, raw, work, model_dir, tmp_path):
+    output = tmp_path / "scores.parquet"
+    done = run_main(work, "--input", str(raw), "--output", str(output), "--model", str(model_dir["path"]))
+    assert done.returncode == 0, done.stderr
+    assert f"borrowers in {N_BORROWERS} = scored {N_BORROWERS} + rejected 0" in done.stdout
+    assert output.read_bytes() == happy["bytes"]["scores"]
+    assert outputs(output)["rejects"].read_bytes() == happy["bytes"]["rejects"]
+
+
+# ---- 5. an interrupted run leaves no output; a re-run gives the uninterrupted bytes ----------------
+
+def test_interrupted_run_leaves_nothing_and_rerun_matches(happy, raw, work, model_dir, tmp_path, monkeypatch):
+    output = tmp_path / "scores.parquet"
+    real = score.score_batch
+    calls, during = [], []
+
+    def fail_on_second_batch(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            during.extend(sorted(p.name for p in tmp_path.iterdir()))
+            raise KeyboardInterrupt("killed during the second batch")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(score, "score_batch", fail_on_second_batch)
+    result = run_score(work, raw, output, model_dir["path"])
+    assert result.exit_code != 0 and len(calls) == 2
+    # what a kill at that moment would leave: hidden temporary files only, never a named output
+    assert during and all(name.startswith(".") and name.endswith(".tmp") for name in during), during
+    # the run unwound: its temporary files are gone too (atomic_path removes them on failure)
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+    monkeypatch.setattr(score, "score_batch", real)
+    ok(run_score(work, raw, output, model_dir["path"]))
+    assert output.read_bytes() == happy["bytes"]["scores"]
+    assert outputs(output)["rejects"].read_bytes() == happy["bytes"]["rejects"]
+    paths = ("input", "output", "rejects")
+    assert ({k: v for k, v in summary_of(output).items() if k not in paths}
+            == {k: v for k, v in happy["summary"].items() if k not in paths})
+
+
+def test_killed_process_leaves_only_hidden_temporary_files(happy, raw, work, model_dir, tmp_path):
+    """SIGKILL while the installed command is scoring: no named output, then a clean re-run."""
+    output = tmp_path / "scores.parquet"
+    command = [str(Path(sys.executable).parent / "limitjump"), "score", "--input", str(raw),
+               "--output", str(output), "--model", str(model_dir["path"])]
+    process = subprocess.Popen(command, cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while not any(tmp_path.glob(".*.tmp")) and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.005)
+        if process.poll() is not None:
+            pytest.skip("the run ended before it could be killed")
+        process.kill()
+    finally:
+        process.wait()
+    left = sorted(p.name for p in tmp_path.iterdir())
+    assert left and all(name.startswith(".") and name.endswith(".tmp") for name in left), left
+    ok(run_score(work, raw, output, model_dir["path"]))
+    assert output.read_bytes() == happy["bytes"]["scores"]
+
+
+# ---- 6. drift against training --------------------------------------------------------------------
+
+def test_training_borrowers_are_stable(features, work, model_dir, happy):
+    path = work / "train_features.parquet"
+    io.write_parquet(features[features["borrower_id"].isin(model_dir["train_ids"])], path)
+    output = work / "train_scored" / "scores.parquet"
+    ok(run_score(work, path, output, model_dir["path"]))
+    drift = summary_of(output)["drift"]
+    assert drift["score"]["psi"] < 0.10 and drift["score"]["flag"] == "stable"
+    assert all(v["flag"] == "stable" for v in drift.values()), drift
+    assert happy["summary"]["drift"]["score"]["flag"] == "stable"
+
+
+def test_shifted_wallet_balances_are_flagged(features, work, model_dir):
+    """The training borrowers with wallet balances five times larger: only that feature (and
+    perhaps the score) moves; every feature is watched here."""
+    params = work / "params_all_drift.yaml"
+    text = yaml.safe_dump(merge(raw_params(), {"score": {"batch_borrowers": BATCH, "drift_features": 1000},
+                                               "engine": {"workers": 1}}),
+                          sort_keys=False)
+    params.write_text(text)
+    trained = features[features["borrower_id"].isin(model_dir["train_ids"])]
+    path = work / "shifted_features.parquet"
+    io.write_parquet(trained.assign(wallet_balance=trained["wallet_balance"] * 5), path)
+    output = work / "shifted" / "scores.parquet"
+    result = run_score(work, path, output, model_dir["path"], params)
+    ok(result)
+    drift = summary_of(output)["drift"]
+    assert drift["wallet_balance"]["psi"] >= 0.25 and drift["wallet_balance"]["flag"] == "shifted"
+    untouched = {name: v for name, v in drift.items() if name not in ("wallet_balance", "score")}
+    assert len(untouched) == len(model_dir["columns"]) - 1
+    assert all(v["flag"] == "stable" for v in untouched.values()), untouched
+    assert "wallet_balance" in result.output.split("drift flagged:")[1]
+
+
+def test_psi_flags_follow_the_thresholds():
+    reference = {"edges": [0.5], "counts": [500, 500, 0]}
+    assert metrics.psi_from_counts(reference, [500, 500, 0])["flag"] == "stable"
+    drift = score.Drift({"x": reference})
+    for counts in ([200, 0], [100, 0]):  # two batches: 300 below the edge, 0 above
+        drift.add({"x": np.r_[np.full(counts[0], 0.1), np.full(counts[1], 0.9)]})
+    result = drift.summary()["x"]
+    assert result["flag"] == "shifted" and result["psi"] >= 0.25
+    for value, flag in ((0.0999, "stable"), (0.10, "watch"), (0.2499, "watch"), (0.25, "shifted")):
+        assert metrics._psi_flag(value) == flag
+
+
+# ---- 7. the pure functions ------------------------------------------------------------------------
+
+BANDS = {"low": 0.05, "medium": 0.15, "high": 0.35, "very_high": 1.0}
+
+
+def test_risk_band_upper_bounds_are_inclusive():
+    p = np.array([0.0, 0.049, 0.05, 0.0500001, 0.15, 0.1500001, 0.35, 0.36, 0.999, 1.0])
+    expected = ["low", "low", "low", "medium", "medium", "high", "high", "very_high", "very_high",
+                "very_high"]
+    assert score.risk_band(p, BANDS).tolist() == expected
+
+
+# features with reasons the catalogue shares, one without a reason, one it does not know
+FEATURES = ["utilisation_mean_3m", "utilisation_last", "credit_score", "autodebit_lapsed",
+            "increase_amount", "team_feature", "missed_due_dates_3m", "decayed_days_late"]
+USES_LINE = "uses most of the credit line"
+MISSED = "missed payments recently"
+
+
+def test_catalogue_shares_the_reasons_the_tests_rely_on():
+    assert BY_NAME["utilisation_mean_3m"].reason == BY_NAME["utilisation_last"].reason == USES_LINE
+    assert BY_NAME["missed_due_dates_3m"].reason == BY_NAME["decayed_days_late"].reason == MISSED
+    assert BY_NAME["increase_amount"].reason == "" and "team_feature" not in BY_NAME
+    assert BY_NAME["autodebit_lapsed"].cause == "technical"
+
+
+def contrib(rows: list[list[float]]) -> np.ndarray:
+    """Contribution rows over FEATURES plus the expected value (last column)."""
+    return np.array([[*r, -2.0] for r in rows], dtype=float)
+
+
+def test_reasons_sum_shared_texts_and_order_by_what_raised_the_risk():
+    c = contrib([
+        # shared text 0.3 + 0.3 beats credit score 0.5; big contributions without a reason are ignored
+        [0.3, 0.3, 0.5, 0.1, 2.0, 3.0, -0.2, 0.1],
+        # 0.4 alone would lead, but its text sums to -0.1; missed payments 0.15 + 0.15 = 0.3 > 0.2
+        [0.4, -0.5, 0.2, 0.0, 0.0, 0.0, 0.15, 0.15],
+        # nothing raised the risk
+        [-0.1, 0.0, -0.3, 0.0, 1.0, 1.0, 0.0, -0.1],
+    ])
+    got = [list(col) for col in score.reasons(c, FEATURES, 4)]
+    assert len(got) == 4
+    by_row = [[got[rank][row] for rank in range(4)] for row in range(3)]
+    assert by_row[0] == [USES_LINE, "credit score is low", "auto-debit agreement has lapsed", None]
+    assert by_row[1] == [MISSED, "credit score is low", None, None]
+    assert by_row[2] == [None, None, None, None]
+    two = score.reasons(c, FEATURES, 2)
+    assert len(two) == 2 and [two[0][0], two[1][0]] == [USES_LINE, "credit score is low"]
+
+
+def test_leading_cause_is_the_cause_that_raised_the_risk_most():
+    c = contrib([
+        [0.1, 0.1, 0.1, 0.9, 0.0, 0.0, 0.0, 0.0],   # technical 0.9 > liquidity 0.2 > credit 0.1
+        [0.5, 0.5, 0.2, 0.0, 5.0, 0.0, 0.3, 0.4],   # profile 5 never leads; credit 0.9 < liquidity 1.0
+        [0.0, 0.0, 0.6, 0.1, 9.0, 0.0, 0.3, 0.0],   # credit 0.9
+    ])
+    by_cause = score.cause_contributions(c, FEATURES)
+    assert list(by_cause.columns) == ["credit", "liquidity", "technical", "profile"]
+    np.testing.assert_allclose(by_cause.loc[1].to_numpy(), [0.9, 1.0, 0.0, 5.0])
+    assert score.leading_cause(by_cause).tolist() == ["technical", "liquidity", "credit"]
+
+
+def test_actions_follow_the_playbook_and_technical_never_cuts_the_limit():
+    technical = score.ACTIONS["technical"]
+    assert "auto-debit" in technical and "remind" in technical
+    assert "do not lower the limit" in technical
+    for word in ("stop", "reduce", "cut", "decrease", "freeze"):
+        assert word not in technical.replace("do not lower the limit", ""), word
+    assert "repayment plan" in score.ACTIONS["liquidity"]
+    credit = score.ACTIONS["credit"]
+    assert "stop further limit increases" in credit and "contact" in credit and "early" in credit
+    assert score.ACTIONS["none"] == "none"
+
+
+class StubModel:
+    """What score_batch needs of a model: features, probabilities, contributions per borrower."""
+
+    features = FEATURES
+
+    def __init__(self, p: dict[int, float], rows: dict[int, list[float]]):
+        self.p, self.rows, self.explained = p, rows, []
+
+    def predict(self, context, frame: pd.DataFrame) -> np.ndarray:
+        return frame["borrower_id"].map(self.p).to_numpy(dtype=float)
+
+    def contributions(self, frame: pd.DataFrame) -> np.ndarray:
+        self.explained.extend(frame["borrower_id"].tolist())
+        return contrib([self.rows[b] for b in frame["borrower_id"]])
+
+
+def test_score_batch_explains_only_risky_borrowers_and_maps_causes_to_actions():
+    model = StubModel(
+        p={1: 0.01, 2: 0.40, 3: 0.20, 4: 0.90, 5: 0.05},
+        rows={2: [0.0, 0.0, 0.0, 1.5, 0.0, 0.0, 0.1, 0.0],     # a lapsed auto-debit
+              3: [0.4, 0.4, 0.1, 0.0, 0.0, 0.0, 0.0, 0.0],     # utilisation
+              4: [0.0, 0.0, 0.8, 0.0, 0.0, 0.0, 0.5, 0.2]})    # credit score and missed payments
+    frame = pd.DataFrame({"borrower_id": [1, 2, 3, 4, 5],
+                          "scoring_date": pd.to_datetime(["2026-02-01"] * 5).astype("datetime64[s]")})
+    out = score.score_batch(model, frame, BANDS, ("low",), "7")
+    assert list(out.columns) == OUTPUT_COLUMNS
+    assert sorted(model.explained) == [2, 3, 4]
+    out = out.set_index("borrower_id")
+    assert out["risk_band"].tolist() == ["low", "very_high", "high", "very_high", "low"]
+    assert out["leading_cause"].tolist() == ["none", "technical", "liquidity", "credit", "none"]
+    assert out.loc[[1, 5], "action"].eq("none").all() and out.loc[[1, 5], REASONS].isna().all().all()
+    assert out.loc[2, "action"] == score.ACTIONS["technical"] and "lower the limit" not in \
+        out.loc[2, "action"].replace("do not lower the limit", "")
+    assert out.loc[3, "action"] == score.ACTIONS["liquidity"]
+    assert out.loc[4, "action"] == score.ACTIONS["credit"]
+    assert out.loc[2, "reason_1"] == "auto-debit agreement has lapsed" and out.loc[2, "reason_2"] == MISSED
+    assert out.loc[4, REASONS].tolist()[:2] == ["credit score is low", MISSED]
+    assert out["model_version"].eq("7").all()
