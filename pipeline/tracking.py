@@ -37,14 +37,22 @@ def repo_root() -> Path:
     return Path(os.environ.get("DVC_ROOT") or Path.cwd()).resolve()
 
 
-_set_by_us: str | None = None  # mlflow.set_tracking_uri exports the URI to the environment
+# mlflow.set_tracking_uri exports the URI to the environment, so the environment alone cannot
+# tell a user's MLFLOW_TRACKING_URI from our own: remember both.
+_exported_uri: str | None = None
+_user_uri: str | None = None
+
+
+def user_tracking_uri() -> str | None:
+    """MLFLOW_TRACKING_URI as the user set it, if they did."""
+    value = os.environ.get("MLFLOW_TRACKING_URI")
+    return _user_uri if value == _exported_uri else value
 
 
 def resolve_uri(uri: str, root: Path) -> str:
-    """MLFLOW_TRACKING_URI if the user set it, else ``uri`` with a relative sqlite path
-    anchored at ``root``."""
-    from_env = os.environ.get("MLFLOW_TRACKING_URI")
-    uri = from_env if from_env and from_env != _set_by_us else uri
+    """The user's MLFLOW_TRACKING_URI if set, else ``uri`` with a relative sqlite path anchored
+    at ``root``."""
+    uri = user_tracking_uri() or uri
     prefix = "sqlite:///"
     if uri.startswith(prefix) and not uri[len(prefix):].startswith("/"):
         return prefix + str(root / uri[len(prefix):])
@@ -54,11 +62,12 @@ def resolve_uri(uri: str, root: Path) -> str:
 def connect(settings: MlflowSettings) -> tuple[MlflowClient, str]:
     """Point MLflow at the store and return a client and the experiment id; the experiment keeps
     its artifacts next to a local store, never relative to the working directory."""
-    global _set_by_us
+    global _exported_uri, _user_uri
     root = repo_root()
+    _user_uri = user_tracking_uri()
     uri = resolve_uri(settings.tracking_uri, root)
     mlflow.set_tracking_uri(uri)
-    _set_by_us = os.environ.get("MLFLOW_TRACKING_URI")
+    _exported_uri = os.environ.get("MLFLOW_TRACKING_URI")
     mlflow.set_registry_uri(uri)
     client = MlflowClient(uri)
     experiment = client.get_experiment_by_name(settings.experiment)

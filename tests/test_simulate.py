@@ -152,3 +152,14 @@ def test_expected_outcome_combines_technical_risk_and_misses():
     probs = expected_outcome(s, one, np.array([110]))[:, 0]  # credit, liquidity, technical
     np.testing.assert_allclose(probs, [0.0, 0.9 * 0.8, 0.1 + 0.9 * 0.2])
     assert probs.sum() == pytest.approx(1.0)
+
+
+def test_a_larger_candidate_margin_is_drawn_deterministically(monkeypatch, small_params):
+    import pipeline.simulate as simulate
+
+    world = build_world(small_params.simulate, small_params.label)
+    monkeypatch.setattr(simulate, "CANDIDATE_OVERSAMPLE", (1.25,))
+    direct = simulate_shard(0, small_params.simulate, world)["ground_truth"]
+    monkeypatch.setattr(simulate, "CANDIDATE_OVERSAMPLE", (0.5, 1.25))  # 0.5 can never suffice
+    retried = simulate_shard(0, small_params.simulate, world)["ground_truth"]
+    pd.testing.assert_frame_equal(direct, retried)

@@ -272,3 +272,18 @@ def test_promotion_log_appends_json_lines_at_the_root(tmp_path, monkeypatch):
     assert entries[0]["figures"] == {"min_oot_auc": 0.8} and entries[0]["previous_champion"] is None
     assert entries[1]["failed_gates"] == ["min_oot_auc"]
     assert all(e["time"].endswith("+00:00") for e in entries)
+
+
+def test_a_users_tracking_uri_survives_repeated_connections(tmp_path, monkeypatch):
+    """mlflow.set_tracking_uri exports the URI; a second connect must still see the user's."""
+    from pipeline import tracking
+    from pipeline.config import MlflowSettings
+
+    monkeypatch.chdir(tmp_path)
+    store = f"sqlite:///{tmp_path / 'user.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", store)
+    settings = MlflowSettings(tracking_uri="sqlite:///other.db", experiment="e", registered_model="m")
+    for _ in range(2):
+        tracking.connect(settings)
+        assert tracking.resolve_uri(settings.tracking_uri, tmp_path) == store
+    assert not (tmp_path / "other.db").exists()

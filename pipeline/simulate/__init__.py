@@ -17,12 +17,12 @@ from pipeline.simulate.dynamics import World, advance, balance, cycle_start
 from pipeline.simulate.events import EventLog
 from pipeline.simulate.outages import draw_outages
 from pipeline.simulate.population import draw_population
-from pipeline.simulate.state import due_in
+from pipeline.simulate.state import State, due_in
 from pipeline.simulate.truth import add_label_slots, outcome, true_probability
 
 __all__ = ["World", "build_world", "shard_bounds", "simulate_shard"]
 
-CANDIDATE_OVERSAMPLE = 1.25
+CANDIDATE_OVERSAMPLE = (1.25, 1.6, 2.2, 3.0)  # candidates per borrower needed, tried in turn
 TECHNICAL_KINDS = np.array(["mandate_known", "mandate_silent", "outage"], dtype=object)
 
 
@@ -55,23 +55,18 @@ def simulate_shard(index: int, settings: SimulateSettings, world: World) -> dict
     The platform grants increases only to borrowers in good standing (no arrears, line not
     restricted), so the shard simulates more candidates than it needs and keeps, in order, the
     first eligible ones at the scoring date; their ids are then numbered from the shard's first id.
+    A population too delinquent for the usual margin is drawn again, deterministically, with a
+    larger one.
     """
     lo, hi = shard_bounds(settings)[index]
-    n_candidates = int(np.ceil((hi - lo) * CANDIDATE_OVERSAMPLE)) + 16
     _, shard_seeds = seed_streams(settings)
     main_seed, truth_seed = shard_seeds[index].spawn(2)
-    rng, truth_rng = np.random.default_rng(main_seed), np.random.default_rng(truth_seed)
-    log = EventLog()
-    state = draw_population(np.arange(n_candidates, dtype="int64"), settings, world.label,
-                            world.horizon, rng, log)
-    # sorted by onboarding, the borrowers active before scoring are a prefix: views, no copies
-    state = state.take(np.argsort(state.onboard_cycle, kind="stable"))
-    onboarded = state.onboard_cycle
-    for k in range(int(onboarded.min()), 0):
-        m = int(np.searchsorted(onboarded, k, side="right"))
-        part = state.head(m)
-        advance(part, k, world, rng, log)
-        state.write_back(m, part)
+    for oversample in CANDIDATE_OVERSAMPLE:
+        n_candidates = int(np.ceil((hi - lo) * oversample)) + 16
+        rng, truth_rng = np.random.default_rng(main_seed), np.random.default_rng(truth_seed)
+        state, log = _until_scoring(n_candidates, settings, world, rng)
+        if state.eligible.sum() >= hi - lo:
+            break
     state = state.take(_first_eligible(state, hi - lo, index))
     add_label_slots(state, world.label.performance_cycles)
     truth = true_probability(state.copy(), world, truth_rng, settings.truth_replicates)
@@ -87,6 +82,23 @@ def simulate_shard(index: int, settings: SimulateSettings, world: World) -> dict
     tables = {name: log.frame(name, id_map, last_day) for name in RAW_TABLES}
     tables["ground_truth"] = _ground_truth(state, truth, at_scoring, world, id_map)
     return tables
+
+
+def _until_scoring(n_candidates: int, settings: SimulateSettings, world: World,
+                   rng: np.random.Generator) -> tuple[State, EventLog]:
+    """Draw candidates and simulate them up to their scoring date."""
+    log = EventLog()
+    state = draw_population(np.arange(n_candidates, dtype="int64"), settings, world.label,
+                            world.horizon, rng, log)
+    # sorted by onboarding, the borrowers active before scoring are a prefix: views, no copies
+    state = state.take(np.argsort(state.onboard_cycle, kind="stable"))
+    onboarded = state.onboard_cycle
+    for k in range(int(onboarded.min()), 0):
+        m = int(np.searchsorted(onboarded, k, side="right"))
+        part = state.head(m)
+        advance(part, k, world, rng, log)
+        state.write_back(m, part)
+    return state, log
 
 
 def _first_eligible(state, needed: int, index: int) -> np.ndarray:
