@@ -14,7 +14,11 @@ import yaml
 from tests.conftest import ROOT, merge, raw_params
 
 E2E = {"engine": {"workers": 2},
-       "simulate": {"n_borrowers": 4000, "shard_size": 2000, "truth_replicates": 4}}
+       "simulate": {"n_borrowers": 4000, "shard_size": 2000, "truth_replicates": 4},
+       "incoming": {"n_borrowers": 1000},
+       "train": {"lightgbm": {"num_boost_round": 200}},
+       # 4,000 borrowers cannot meet the production gate; this test is about the pipeline
+       "register": {"min_oot_auc": 0.5, "max_calibration_error": 0.5, "min_gain_over_scorecard": -1.0}}
 
 
 def _run(args: list[str], cwd: Path, env: dict) -> str:

@@ -118,7 +118,11 @@ def load_model(uri: str, p: Params) -> tuple[CalibratedLightGBM, str]:
         tag = json.loads(metadata.read_text())["fingerprint"][:12] if metadata.exists() else "unknown"
         return CalibratedLightGBM.from_dir(folder), f"local:{tag}"
     client, _ = tracking.connect(p.mlflow)
-    loaded = mlflow.pyfunc.load_model(uri).unwrap_python_model()
+    try:
+        loaded = mlflow.pyfunc.load_model(uri).unwrap_python_model()
+    except mlflow.exceptions.MlflowException as err:
+        raise FileNotFoundError(f"model {uri} cannot be loaded: {err.message} (has a model passed "
+                                "the promotion gate yet? see reports/gates.json)") from err
     return loaded, _version_of(client, uri)
 
 
