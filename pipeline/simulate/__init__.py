@@ -10,7 +10,13 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from pipeline.config import CAUSES, TRIGGERS, LabelSettings, SimulateSettings, label_horizon
+from pipeline.config import (
+    CAUSES,
+    TRIGGERS,
+    LabelSettings,
+    SimulateSettings,
+    label_horizon,
+)
 from pipeline.contract import RAW_TABLES, TABLES
 from pipeline.simulate.calendar import day_number, to_datetime64
 from pipeline.simulate.dynamics import World, advance, balance, cycle_start
@@ -73,7 +79,7 @@ def simulate_shard(index: int, settings: SimulateSettings, world: World) -> dict
     at_scoring = _scoring_snapshot(state)
     # after scoring everyone runs to the longest history; rows past a borrower's own export
     # end are dropped when the tables are built
-    for k in range(0, int(state.last_cycle.max()) + 1):
+    for k in range(int(state.last_cycle.max()) + 1):
         advance(state, k, world, rng, log)
     id_map = np.full(n_candidates, -1, dtype="int64")
     id_map[state.borrower_id] = np.arange(lo, hi)

@@ -7,7 +7,14 @@ import numpy as np
 from pipeline.config import EMPLOYMENT_TYPES, LabelSettings, SimulateSettings
 from pipeline.simulate.calendar import add_months, day_in_month, day_number, month_index
 from pipeline.simulate.events import EventLog
-from pipeline.simulate.state import INQUIRY_RING, OUTSIDE_RING, OWN_RING, State, annuity_factor, schedule
+from pipeline.simulate.state import (
+    INQUIRY_RING,
+    OUTSIDE_RING,
+    OWN_RING,
+    State,
+    annuity_factor,
+    schedule,
+)
 
 MEDIAN_INCOME = np.array([9000.0, 10000.0, 6000.0, 2500.0])  # CNY/month by employment type
 TIER_INCOME = np.array([1.5, 1.15, 0.9, 0.75])  # multiplier by city tier 1..4

@@ -48,7 +48,7 @@ def realism_report(truth: pd.DataFrame, replicates: int) -> dict:
     high = truth[truth["score_at_jump"] >= 740]
     auc = float(roc_auc_score(label, truth["p_true"])) if label.nunique() == 2 else float("nan")
     report = {
-        "borrowers": int(len(truth)),
+        "borrowers": len(truth),
         "miss_rate": float(label.mean()),
         "miss_rate_by_trigger": by_trigger,
         "cause_share_of_misses": {c: float((missed["first_miss_cause"] == c).mean()) for c in CAUSES},

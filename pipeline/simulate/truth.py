@@ -81,7 +81,7 @@ def true_probability(snapshot: State, world: World, rng: np.random.Generator,
     chunk = max(1, MAX_REPLICATED_ROWS // replicates)
     for lo in range(0, n, chunk):
         part = snapshot.take(np.arange(lo, min(lo + chunk, n))).tile(replicates)
-        for k in range(0, world.horizon + 1):
+        for k in range(world.horizon + 1):
             advance(part, k, world, rng, None, integrate_technical=True)
         end_day = cycle_start(part, world.horizon + 1) - 1
         probs = expected_outcome(part, world.label, end_day).reshape(len(CAUSES), replicates, -1)
