@@ -6,6 +6,7 @@ the outputs atomically. Each module is listed as a dependency of its own DVC sta
 
 from __future__ import annotations
 
+import importlib
 import sys
 from pathlib import Path
 
@@ -35,9 +36,18 @@ def load(path: Path) -> Params:
         raise typer.Exit(2) from err
 
 
-def main() -> None:
-    from pipeline.cli import evaluate, features, incoming, register, score, simulate, split, train  # noqa: F401 (registers the commands)
+# command -> module; each module registers its command when imported
+COMMANDS = {"simulate": "simulate", "features": "features", "split": "split", "train": "train",
+            "register": "register", "evaluate": "evaluate", "simulate-batch": "incoming",
+            "score": "score"}
 
+
+def main() -> None:
+    # import only the invoked command's module: a stage should not pay for the others' libraries
+    # (MLflow, scikit-learn, matplotlib take seconds to import); --help imports them all
+    name = next((a for a in sys.argv[1:] if not a.startswith("-")), None)
+    for module in [COMMANDS[name]] if name in COMMANDS else sorted(set(COMMANDS.values())):
+        importlib.import_module(f"pipeline.cli.{module}")
     try:
         app()
     except (ContractError, EngineError, FileNotFoundError) as err:

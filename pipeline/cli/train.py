@@ -20,6 +20,7 @@ from pipeline.cli.split import SPLIT_DIR
 from pipeline.config import LightGBMSettings, Params
 
 MODELS = Path("models")
+REFERENCE_ROWS = 200_000  # training rows the drift reference is taken from
 REPORTS = Path("reports/train")
 
 
@@ -90,9 +91,12 @@ def fit_and_save_lightgbm(splits: dict, columns: list[str], categorical: list[st
     io.write_json(calibration, out / model.CALIBRATION_FILE)
     io.write_json(categories, out / model.CATEGORIES_FILE)
     importance = dict(zip(columns, booster.feature_importance("gain").round(4).tolist(), strict=True))
+    # decile edges need no more than a large, evenly spread sample of the training rows
     frame = splits["train"]
-    bins = {"score": metrics.psi_reference(fitted.predict(None, frame)),
-            **{c: metrics.psi_reference(model.encode(frame, [c], categories)[:, 0]) for c in columns}}
+    sample = frame.iloc[np.linspace(0, len(frame) - 1, min(len(frame), REFERENCE_ROWS)).astype(int)]
+    matrix = model.encode(sample, columns, categories)
+    bins = {"score": metrics.psi_reference(fitted.predict(None, sample)),
+            **{c: metrics.psi_reference(matrix[:, j]) for j, c in enumerate(columns)}}
     io.write_json({"importance": importance, "bins": bins}, out / model.REFERENCE_FILE)
     return fitted
 
