@@ -303,6 +303,7 @@ class ScoreSettings(Settings):
     quiet_bands: list[str]  # bands that need no action
     batch_borrowers: PositiveInt  # borrowers read, scored and written at a time
     drift_features: Annotated[int, Field(ge=0)]  # most important features watched for drift
+    explain: bool  # reasons and actions (TreeSHAP, ~100x a prediction); off: probability and band only
 
     @model_validator(mode="after")
     def _bands(self) -> ScoreSettings:

@@ -42,8 +42,8 @@ def map_shards(fn: Callable[..., Any], items: Sequence[Any], engine: EngineSetti
             # can deadlock in the child
             spawn = multiprocessing.get_context("spawn")
             with ProcessPoolExecutor(max_workers=min(engine.workers, len(items)), mp_context=spawn) as pool:
-                for future in [pool.submit(fn, item, *args) for item in items]:
-                    yield future.result()
+                for result in _in_order(lambda item: pool.submit(fn, item, *args), items, engine.workers):
+                    yield result
                     bar.update()
     finally:
         bar.close()
@@ -80,8 +80,22 @@ def _on_dask(fn: Callable[..., Any], items: Sequence[Any], engine: EngineSetting
              args: tuple) -> Iterator[Any]:
     with dask_client(engine) as client:
         shared = [client.scatter(a, broadcast=True) for a in args]  # sent once, not per task
-        futures = [client.submit(fn, item, *shared, pure=False, retries=engine.retries)
-                   for item in items]
-        for future in futures:
-            yield future.result()
+
+        def submit(item: Any):
+            return client.submit(fn, item, *shared, pure=False, retries=engine.retries)
+
+        for result in _in_order(submit, items, engine.workers):
+            yield result
             bar.update()
+
+
+def _in_order(submit: Callable[[Any], Any], items: Sequence[Any], workers: int) -> Iterator[Any]:
+    """Results in item order, with at most two tasks per worker in flight: results waiting for
+    an earlier one stay few, so memory does not grow with the number of items."""
+    window = max(2 * workers, 1)
+    pending = [submit(item) for item in items[:window]]
+    for i in range(len(items)):
+        yield pending[i].result()
+        pending[i] = None  # let the result go as soon as it is handed over
+        if i + window < len(items):
+            pending.append(submit(items[i + window]))

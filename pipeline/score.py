@@ -65,14 +65,17 @@ def leading_cause(by_cause: pd.DataFrame) -> np.ndarray:
 
 
 def score_batch(model: CalibratedLightGBM, frame: pd.DataFrame, bands: dict[str, float],
-                quiet_bands: tuple[str, ...], version: str, max_reasons: int = 4) -> pd.DataFrame:
+                quiet_bands: tuple[str, ...], version: str, max_reasons: int = 4,
+                explain_risky: bool = True) -> pd.DataFrame:
     """One output row per borrower of ``frame`` (a features frame with borrower_id and
     scoring_date). Reasons and the leading cause are worked out only for borrowers outside the
-    quiet bands: TreeSHAP costs far more than the prediction and low risk needs no explanation."""
+    quiet bands (and not at all without ``explain_risky``): TreeSHAP costs far more than the
+    prediction and low risk needs no explanation."""
     p = model.predict(None, frame)
     band = risk_band(p, bands)
-    explain = ~np.isin(band, quiet_bands)
-    cause = np.full(len(frame), "none", dtype=object)
+    explain = ~np.isin(band, quiet_bands) & explain_risky
+    # a risky borrower left unexplained has no cause and no action (not "none": that means safe)
+    cause = np.where(np.isin(band, quiet_bands), "none", None).astype(object)
     text = [np.full(len(frame), None, dtype=object) for _ in range(4)]
     if explain.any():
         contrib = model.contributions(frame[explain])

@@ -733,3 +733,14 @@ def test_score_batch_explains_only_risky_borrowers_and_maps_causes_to_actions():
     assert out.loc[2, "reason_1"] == "auto-debit agreement has lapsed" and out.loc[2, "reason_2"] == MISSED
     assert out.loc[4, REASONS].tolist()[:2] == ["credit score is low", MISSED]
     assert out["model_version"].eq("7").all()
+
+
+def test_without_explanations_risky_borrowers_get_no_cause_rather_than_none():
+    model = StubModel(p={1: 0.01, 2: 0.40}, rows={})
+    frame = pd.DataFrame({"borrower_id": [1, 2],
+                          "scoring_date": pd.to_datetime(["2026-02-01"] * 2).astype("datetime64[s]")})
+    out = score.score_batch(model, frame, BANDS, ("low",), "7", explain_risky=False).set_index("borrower_id")
+    assert model.explained == []
+    assert out.loc[1, "action"] == "none" and out.loc[1, "leading_cause"] == "none"
+    assert pd.isna(out.loc[2, "action"]) and pd.isna(out.loc[2, "leading_cause"])
+    assert out.loc[2, "risk_band"] == "very_high" and out.loc[2, REASONS].isna().all()

@@ -65,7 +65,8 @@ def score_range(bounds: tuple[int, int], path: Path, p: Params, model: Calibrate
     batch = open_source(path, p, model.features).load(*bounds)
     if batch.features.empty:
         return batch, pd.DataFrame(columns=score.OUTPUT_COLUMNS), {}
-    scored = score.score_batch(model, batch.features, p.score.bands, tuple(p.score.quiet_bands), version)
+    scored = score.score_batch(model, batch.features, p.score.bands, tuple(p.score.quiet_bands), version,
+                               explain_risky=p.score.explain)
     values = {"score": scored["probability"].to_numpy(),
               **{f: batch.features[f].to_numpy(dtype=float) for f in watched}}
     batch.features = batch.features.iloc[:0]  # not needed by the caller: do not ship it back
