@@ -3,7 +3,8 @@
 Usage: python bench/engine.py [--borrowers 1000000] [--project DIR] [--workers 2]
 In one run, on this machine: ``limitjump features`` and ``limitjump score`` (raw tables) with
 ``engine.kind: local`` and with ``engine.kind: dask`` (a LocalCluster of the same number of
-workers), their wall time and the peak memory of the largest single process (a worker). From the
+workers), their wall time and the peak memory of the largest single process (a worker); scoring
+runs with ``score.explain: false`` (bench/score.py measures the cost of reasons). From the
 measured cost per bucket (core-seconds per shard of ``simulate.shard_size`` borrowers) it
 estimates the wall time of 100M borrowers on N workers.
 """
@@ -22,6 +23,7 @@ TARGET = 100_000_000
 def set_engine(project: Path, kind: str, workers: int) -> int:
     params = yaml.safe_load((project / "params.yaml").read_text())
     params["engine"].update(kind=kind, workers=workers)
+    params["score"]["explain"] = False
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     return params["simulate"]["shard_size"]
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import time
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from pipeline.model import CalibratedLightGBM
 
 def tenth(raw: Path, out: Path) -> Path:
     """A raw-tables folder with the first tenth of the shards (links, no copies)."""
+    shutil.rmtree(out, ignore_errors=True)
     parts = sorted((raw / "borrowers").glob("part-*.parquet"))
     shards = parts[: max(1, len(parts) // 10)]
     for table in raw.iterdir():
@@ -38,14 +40,14 @@ def main() -> None:
     parser.add_argument("--project", type=Path, help="reuse a prepared scratch project")
     args = parser.parse_args()
     project = prepare(args.project, args.borrowers, upto="train")
-    def score(source: str, output: str, params: str = "params.yaml"):
+    def score(source: str, output: str, explain: bool = True):
+        settings = yaml.safe_load((project / "params.yaml").read_text())
+        settings["score"]["explain"] = explain
+        (project / f"params_explain_{explain}.yaml").write_text(yaml.safe_dump(settings, sort_keys=False))
         return run(["limitjump", "score", "--input", source, "--output", output, "--model",
-                    "models/lightgbm", "--params", params], project)
+                    "models/lightgbm", "--params", f"params_explain_{explain}.yaml"], project)
 
-    settings = yaml.safe_load((project / "params.yaml").read_text())
-    settings["score"]["explain"] = False
-    (project / "params_no_reasons.yaml").write_text(yaml.safe_dump(settings, sort_keys=False))
-    no_reasons = score("data/features", "out/n.parquet", "params_no_reasons.yaml")
+    no_reasons = score("data/features", "out/n.parquet", explain=False)
     features = score("data/features", "out/f.parquet")
     raw = score("data/raw", "out/r.parquet")
     tenth(project / "data" / "raw", project / "small_raw")
