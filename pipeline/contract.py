@@ -16,6 +16,7 @@ import pandera.pandas as pa
 from pandera.errors import SchemaErrors
 
 from pipeline.config import CAUSES, EMPLOYMENT_TYPES, TRIGGERS
+from pipeline.errors import InputError
 
 MAX_AMOUNT = 10_000_000.0  # CNY; anything above is a unit error (fen instead of yuan, say)
 # Dates outside this range are impossible for this product (a typo, an epoch-zero default).
@@ -23,7 +24,7 @@ FIRST_DATE, LAST_DATE = pd.Timestamp("2000-01-01"), pd.Timestamp("2100-12-31")
 MAX_ROWS_IN_MESSAGE = 5
 
 
-class ContractError(ValueError):
+class ContractError(InputError, ValueError):
     """A table that breaks the contract; the message names file, column and rows."""
 
 

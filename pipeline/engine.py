@@ -17,12 +17,13 @@ from typing import Any
 from tqdm import tqdm
 
 from pipeline.config import EngineSettings
+from pipeline.errors import InputError
 
 SCHEDULER_ENV = "DASK_SCHEDULER_ADDRESS"
 CONNECT_TIMEOUT = "10s"
 
 
-class EngineError(RuntimeError):
+class EngineError(InputError, RuntimeError):
     """The configured engine cannot be used (an unreachable scheduler, say)."""
 
 

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import json
 import subprocess
+import warnings
 from pathlib import Path
 
 import mlflow
+import numpy as np
 import pandas as pd
 import pytest
 from mlflow import MlflowClient
@@ -25,6 +27,7 @@ SETTINGS = MlflowSettings(tracking_uri="sqlite:///mlflow.db", experiment="unit",
 # A model logged as code (no pickle), small enough to log in milliseconds.
 CONSTANT_MODEL = '''
 import mlflow
+import numpy as np
 import pandas as pd
 
 
@@ -116,6 +119,20 @@ def test_flatten():
 
 
 # ---- idempotent runs -------------------------------------------------------------------------
+
+def test_dataset_schema_matches_mlflows_inference_on_the_whole_frame():
+    rows = 500
+    frame = pd.DataFrame({"amount": np.linspace(0, 1, rows), "late": np.linspace(0, 1, rows),
+                          "count": np.arange(rows), "tier": ["a", "b"] * (rows // 2)})
+    frame.loc[[107, 451], "late"] = np.nan  # both past the head: only the full scan would see them
+    frame.loc[499, "tier"] = None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        full = mlflow.data.from_pandas(frame).schema
+    fast = tracking.dataset_schema(frame)
+    assert fast == full
+    assert [c.name for c in fast.inputs if not c.required] == ["late", "tier"]
+
 
 def test_training_run_is_idempotent(capsys):
     client, experiment_id = _client()

@@ -13,8 +13,7 @@ from pathlib import Path
 import typer
 
 from pipeline.config import ConfigError, Params, load_params
-from pipeline.contract import ContractError
-from pipeline.engine import EngineError
+from pipeline.errors import InputError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Predict missed repayments after a credit-limit jump.")
@@ -50,6 +49,6 @@ def main() -> None:
         importlib.import_module(f"pipeline.cli.{module}")
     try:
         app()
-    except (ContractError, EngineError, FileNotFoundError) as err:
+    except (InputError, FileNotFoundError) as err:
         typer.echo(f"error: {err}", err=True)
         sys.exit(1)
