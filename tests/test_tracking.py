@@ -54,6 +54,17 @@ def isolated(tmp_path, monkeypatch):
     mlflow.set_registry_uri(None)
 
 
+@pytest.fixture
+def experiment_copy(tmp_path, monkeypatch) -> tuple[Path, Path]:
+    """What ``dvc exp run --temp`` does: the stage runs in a copy, DVC_ROOT names the main repo."""
+    main, copy = tmp_path / "main", tmp_path / "copy"
+    main.mkdir()
+    copy.mkdir()
+    monkeypatch.setenv("DVC_ROOT", str(main))
+    monkeypatch.chdir(copy)
+    return main, copy
+
+
 def _client() -> tuple[MlflowClient, str]:
     return tracking.connect(SETTINGS)
 
@@ -90,13 +101,8 @@ def test_root_is_dvc_root_when_set(tmp_path, monkeypatch):
     assert tracking.repo_root() == main.resolve()
 
 
-def test_store_and_artifacts_live_at_dvc_root_not_the_working_directory(tmp_path, monkeypatch):
-    """What ``dvc exp run --temp`` does: the stage runs in a copy, DVC_ROOT names the main repo."""
-    main, copy = tmp_path / "main", tmp_path / "copy"
-    main.mkdir()
-    copy.mkdir()
-    monkeypatch.setenv("DVC_ROOT", str(main))
-    monkeypatch.chdir(copy)
+def test_store_and_artifacts_live_at_dvc_root_not_the_working_directory(experiment_copy):
+    main, copy = experiment_copy
     client, experiment_id = _client()
     assert mlflow.get_tracking_uri() == f"sqlite:///{main.resolve()}/mlflow.db"
     assert (main / "mlflow.db").exists() and not (copy / "mlflow.db").exists()
@@ -270,12 +276,8 @@ def test_aliases(tmp_path):
 
 # ---- the promotion log -----------------------------------------------------------------------
 
-def test_promotion_log_appends_json_lines_at_the_root(tmp_path, monkeypatch):
-    main, copy = tmp_path / "main", tmp_path / "copy"
-    main.mkdir()
-    copy.mkdir()
-    monkeypatch.setenv("DVC_ROOT", str(main))
-    monkeypatch.chdir(copy)
+def test_promotion_log_appends_json_lines_at_the_root(experiment_copy):
+    main, copy = experiment_copy
     first = tracking.append_promotion_log({"decision": "promoted", "version": "1",
                                            "previous_champion": None, "figures": {"min_oot_auc": 0.8}})
     second = tracking.append_promotion_log({"decision": "refused", "version": "2",
