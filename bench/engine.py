@@ -11,11 +11,10 @@ estimates the wall time of 100M borrowers on N workers.
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import yaml
-from measure import clean, prepare, run
+from measure import prepared, project_parser, run
 
 TARGET = 100_000_000
 
@@ -29,18 +28,17 @@ def set_engine(project: Path, kind: str, workers: int) -> int:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--borrowers", type=int, default=1_000_000)
-    parser.add_argument("--project", type=Path, help="reuse a prepared scratch project")
+    parser = project_parser(__doc__)
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
-    project = prepare(args.project, args.borrowers, upto="train")
     results = {}
-    for kind in ("local", "dask"):
-        shard_size = set_engine(project, kind, args.workers)
-        results[kind, "features"] = run(["limitjump", "features"], project)
-        results[kind, "score"] = run(["limitjump", "score", "--input", "data/raw", "--output",
-                                      f"out/{kind}.parquet", "--model", "models/lightgbm"], project)
+    with prepared(args, upto="train") as project:
+        for kind in ("local", "dask"):
+            shard_size = set_engine(project, kind, args.workers)
+            results[kind, "features"] = run(["limitjump", "features"], project)
+            results[kind, "score"] = run(["limitjump", "score", "--input", "data/raw", "--output",
+                                          f"out/{kind}.parquet", "--model", "models/lightgbm"], project)
+        set_engine(project, "local", args.workers)
     buckets = -(-args.borrowers // shard_size)
     print(f"{args.borrowers:,} borrowers in {buckets} buckets of {shard_size:,}, {args.workers} workers")
     for (kind, stage), m in results.items():
@@ -54,9 +52,6 @@ def main() -> None:
         for n in (8, 32, 128):
             print(f"  estimate for {TARGET:,} borrowers on {n:3} workers: "
                   f"{target_buckets * per_bucket / n / 60:6.1f} min")
-    set_engine(project, "local", args.workers)
-    if args.project is None:
-        clean(project)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@ peak memory of its whole process tree (workers included)."""
 
 from __future__ import annotations
 
+import argparse
 import os
 import shutil
 import subprocess
@@ -10,6 +11,8 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -90,3 +93,22 @@ def prepare(where: Path | None, borrowers: int, upto: str, overrides: dict | Non
 
 def clean(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
+
+
+def project_parser(doc: str | None) -> argparse.ArgumentParser:
+    """The options of a benchmark that runs in a prepared scratch project."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--borrowers", type=int, default=1_000_000)
+    parser.add_argument("--project", type=Path, help="reuse a prepared scratch project (kept after)")
+    return parser
+
+
+@contextmanager
+def prepared(args: argparse.Namespace, upto: str) -> Iterator[Path]:
+    """The project of ``--project``, or a new one removed at the end."""
+    project = prepare(args.project, args.borrowers, upto)
+    try:
+        yield project
+    finally:
+        if args.project is None:
+            clean(project)

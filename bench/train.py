@@ -8,13 +8,12 @@ and early stopping on the same matrices, already in memory. Prints both times an
 
 from __future__ import annotations
 
-import argparse
 import time
 from pathlib import Path
 
 import lightgbm as lgb
 import pandas as pd
-from measure import clean, prepare, run
+from measure import prepared, project_parser, run
 
 from pipeline import train
 from pipeline.config import load_params
@@ -38,18 +37,13 @@ def bare_seconds(project: Path) -> tuple[float, int]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--borrowers", type=int, default=1_000_000)
-    parser.add_argument("--project", type=Path, help="reuse a prepared scratch project")
-    args = parser.parse_args()
-    project = prepare(args.project, args.borrowers, upto="split")
-    command = run(["limitjump", "train", "lightgbm"], project)
-    bare, trees = bare_seconds(project)
+    args = project_parser(__doc__).parse_args()
+    with prepared(args, upto="split") as project:
+        command = run(["limitjump", "train", "lightgbm"], project)
+        bare, trees = bare_seconds(project)
     print(f"limitjump train lightgbm: {command.wall:7.1f} s (peak memory {command.peak:.0f} MB)")
     print(f"bare lightgbm.train     : {bare:7.1f} s ({trees} trees, same params, early stopping)")
     print(f"ratio command / bare    : {command.wall / bare:.2f}  (goal <= 1.3)")
-    if args.project is None:
-        clean(project)
 
 
 if __name__ == "__main__":
