@@ -157,7 +157,7 @@ def log_dataset(frame: pd.DataFrame, path: Path, digest: str, context: str) -> N
 
 def dataset_schema(frame: pd.DataFrame) -> Schema:
     """The schema MLflow would infer for ``frame``, inferred from a few rows. MLflow decides
-    whether a column is required by testing every value in Python (a minute for a 600k-row
+    whether a column is required by testing every value in Python (half a minute for a 600k-row
     split); the first rows plus, for each column with a missing value, one row where it is
     missing carry the same dtypes and the same required flags."""
     missing = frame.isna().to_numpy()
