@@ -97,7 +97,7 @@ def fit_and_save_lightgbm(splits: dict, columns: list[str], categorical: list[st
     frame = splits["train"]
     sample = frame.iloc[np.linspace(0, len(frame) - 1, min(len(frame), REFERENCE_ROWS)).astype(int)]
     matrix = model.encode(sample, columns, categories)
-    bins = {"score": metrics.psi_reference(fitted.predict(None, sample)),
+    bins = {"score": metrics.psi_reference(model.calibrate(booster.predict(matrix), calibration)),
             **{c: metrics.psi_reference(matrix[:, j]) for j, c in enumerate(columns)}}
     io.write_json({"importance": importance, "bins": bins}, out / model.REFERENCE_FILE)
     return fitted, valid_scores
