@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -11,6 +12,7 @@ from pipeline.config import LabelSettings, label_horizon
 from pipeline.contract import RAW_TABLES, TABLES, validate
 from pipeline.simulate import build_world, simulate_shard
 from pipeline.simulate.calendar import add_months, day_number, spring_festival_cycle
+from pipeline.simulate.outages import calendar_from_windows
 from pipeline.simulate.realism import realism_report
 from pipeline.simulate.state import State, schedule, start_cycle
 from pipeline.simulate.truth import expected_outcome, outcome
@@ -163,3 +165,44 @@ def test_a_larger_candidate_margin_is_drawn_deterministically(monkeypatch, small
     monkeypatch.setattr(simulate, "CANDIDATE_OVERSAMPLE", (0.5, 1.25))  # 0.5 can never suffice
     retried = simulate_shard(0, small_params.simulate, world)["ground_truth"]
     pd.testing.assert_frame_equal(direct, retried)
+
+
+def _future_events(campaign: tuple[str, str], rule_change: str) -> dict:
+    """Params whose second campaign and rule change fall after every scoring date."""
+    campaigns = [{"announce_date": "2024-05-01", "deadline": "2024-06-01", "share": 0.3},
+                 {"announce_date": campaign[0], "deadline": campaign[1], "share": 1.0}]
+    return {**SMALL, "simulate": {**SMALL["simulate"], "n_borrowers": 2000, "shard_size": 2000,
+                                  "truth_replicates": 4,
+                                  "technical": {"reauthorisation_campaigns": campaigns},
+                                  "risk_rules": {"rule_change_date": rule_change}}}
+
+
+def _outage_on_every_day_from(world, first: int):
+    """The world's calendar as announced before ``first``, then an all-day outage every day."""
+    cal = world.outages
+    keep = cal.announced < first
+    last = cal.first_day + cal.auto_block.size - 1
+    dense = np.arange(first, last + 1)
+    return calendar_from_windows(
+        cal.settings, cal.first_day, last, np.concatenate([cal.day[keep], dense]),
+        np.concatenate([cal.planned[keep], np.zeros(dense.size, dtype=bool)]),
+        np.concatenate([cal.start_hour[keep], np.zeros(dense.size)]),
+        np.concatenate([cal.end_hour[keep], np.full(dense.size, 24.0)]),
+        np.concatenate([cal.announced[keep], dense]))
+
+
+def test_the_truth_does_not_know_the_future():
+    """p_true conditions on what is announced at the scoring date: a different realised future
+    (outages, the date of a campaign and of a rule change, all after every scoring date) changes
+    the labels but not one bit of p_true."""
+    params = make_params(_future_events(("2026-02-10", "2026-03-10"), "2026-02-15"))
+    other = make_params(_future_events(("2026-03-20", "2026-04-17"), "2026-04-01"))
+    cut = day_number(params.simulate.calendar.last_scoring_date) + 1
+    world = build_world(params.simulate, params.label)
+    changed = replace(build_world(other.simulate, other.label),
+                      outages=_outage_on_every_day_from(world, cut))
+    a = simulate_shard(0, params.simulate, world)["ground_truth"]
+    b = simulate_shard(0, other.simulate, changed)["ground_truth"]
+    assert (a["label"] != b["label"]).sum() > 20  # the future did change
+    columns = ["p_true", "p_true_credit", "p_true_liquidity", "p_true_technical", "p_true_se"]
+    pd.testing.assert_frame_equal(a[columns], b[columns], check_exact=True)

@@ -73,17 +73,27 @@ def update_agreements(s: State, c: Cycle, world: World, rng: np.random.Generator
 def _announce_campaigns(s: State, c: Cycle, world: World, rng: np.random.Generator,
                         active: np.ndarray) -> np.ndarray:
     """Start the campaigns announced in this cycle for the share of active agreements they
-    cover; returns the announcement day per borrower (-1 if none)."""
+    cover; returns the announcement day per borrower (-1 if none). Truth replicates follow their
+    own draw of the campaigns not announced at scoring (``truth.redraw_unannounced``)."""
     announced = np.full(len(s), -1, dtype="int32")
+    if c.integrate_technical:
+        day = s.campaign_announce
+        covered = rng.random(len(s)) < s.campaign_share
+        rows = np.flatnonzero(active & (c.start <= day) & (day <= c.end) & covered)
+        _start_campaign(s, announced, rows, day[rows], s.campaign_deadline[rows])
+        return announced
     for announce, deadline, share in world.campaigns:
         rows = np.flatnonzero(active & (c.start <= announce) & (announce <= c.end))
-        if rows.size == 0:
-            continue
-        rows = rows[rng.random(rows.size) < share]
-        announced[rows] = announce
-        s.reauth_since[rows] = announce
-        s.reauth_deadline[rows] = deadline
+        if rows.size:
+            rows = rows[rng.random(rows.size) < share]
+            _start_campaign(s, announced, rows, announce, deadline)
     return announced
+
+
+def _start_campaign(s: State, announced: np.ndarray, rows: np.ndarray, announce, deadline) -> None:
+    announced[rows] = announce
+    s.reauth_since[rows] = announce
+    s.reauth_deadline[rows] = deadline
 
 
 def _condition_on_working_agreement(s: State, c: Cycle, tech, lapse_rate: float, active,

@@ -35,8 +35,9 @@ class World:
     horizon: int  # last cycle the label needs
 
     @property
-    def rule_change_day(self) -> int:
-        return day_number(self.settings.risk_rules.rule_change_date)
+    def span_days(self) -> int:
+        """Days of the simulated calendar: the rates of one-off events are counted over it."""
+        return self.outages.auto_block.size
 
     @property
     def campaigns(self) -> list[tuple[int, int, float]]:

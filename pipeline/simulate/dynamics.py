@@ -60,7 +60,7 @@ def risk_review(s: State, c: Cycle, world: World, log: EventLog | None) -> None:
     """The platform restricts a line whose score falls or whose arrears age; it lifts the
     restriction once the borrower has recovered."""
     rules = world.settings.risk_rules
-    changed = c.start >= world.rule_change_day
+    changed = c.start >= s.rule_change_day  # per borrower: truth replicates redraw an unknown one
     floor = np.where(changed, rules.restrict_below_score_after_change, rules.restrict_below_score)
     old_arrears = (s.arrears > TOLERANCE) & (s.arrears_since <= c.start - 30)
     many_inquiries = changed & (s.inquiries.sum(axis=0) >= rules.restrict_inquiries_after_change)

@@ -111,6 +111,7 @@ def draw_population(ids: np.ndarray, settings: SimulateSettings, label: LabelSet
         limit=limit, pre_restriction_limit=limit.copy(), restricted=np.zeros(n, dtype=bool),
         score=score, mandate=(rng.random(n) < pop.autodebit_share).astype("int8"),
         reauth_since=np.zeros(n, dtype="int32"), reauth_deadline=np.zeros(n, dtype="int32"),
+        rule_change_day=np.full(n, day_number(settings.risk_rules.rule_change_date), dtype="int32"),
         own_due=np.zeros(n), own_changes=np.zeros((OWN_RING, n)), own_remaining=np.zeros(n),
         outside_due=np.zeros(n), outside_changes=np.zeros((OUTSIDE_RING, n)),
         outside_new_due=np.zeros(n), outside_new_changes=np.zeros((OUTSIDE_RING, n)),

@@ -47,8 +47,11 @@ def pay_due(s: State, c: Cycle, world: World, rng: np.random.Generator) -> None:
     capacity = np.maximum(cash_at_due - reserve, 0.0)
 
     manual = s.mandate == MANUAL
-    outage_p = np.where(manual, world.outages.lookup(c.due_day, world.outages.manual_block),
-                        world.outages.lookup(c.due_day, world.outages.auto_block))
+    if c.integrate_technical:  # the truth knows only the windows announced before scoring
+        outage_p = np.where(manual, s.outage_manual[k], s.outage_auto[k])
+    else:
+        outage_p = np.where(manual, world.outages.lookup(c.due_day, world.outages.manual_block),
+                            world.outages.lookup(c.due_day, world.outages.auto_block))
     outage = np.zeros(n, dtype=bool) if c.integrate_technical else rng.random(n) < outage_p
     broken = (s.mandate == KNOWN_LAPSE) | (s.mandate == SILENT_FAILURE)
     blocked = broken | outage

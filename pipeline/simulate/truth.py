@@ -19,6 +19,7 @@ import numpy as np
 
 from pipeline.config import CAUSES, LabelSettings
 from pipeline.simulate.dynamics import World, advance, cycle_start
+from pipeline.simulate.outages import expected_block
 from pipeline.simulate.state import State
 
 MAX_REPLICATED_ROWS = 50_000  # borrowers x replicates simulated at once, to bound memory
@@ -76,11 +77,13 @@ def true_probability(snapshot: State, world: World, rng: np.random.Generator,
                      replicates: int) -> dict[str, np.ndarray]:
     """p_true overall and per cause for every borrower of ``snapshot`` (state at scoring)."""
     n = len(snapshot)
+    add_known_outages(snapshot, world)
     by_cause = np.zeros((len(CAUSES), n))
     se = np.zeros(n)
     chunk = max(1, MAX_REPLICATED_ROWS // replicates)
     for lo in range(0, n, chunk):
         part = snapshot.take(np.arange(lo, min(lo + chunk, n))).tile(replicates)
+        redraw_unannounced(part, world, rng)
         for k in range(world.horizon + 1):
             advance(part, k, world, rng, None, integrate_technical=True)
         end_day = cycle_start(part, world.horizon + 1) - 1
@@ -92,3 +95,43 @@ def true_probability(snapshot: State, world: World, rng: np.random.Generator,
     for i, name in enumerate(CAUSES):
         out[f"p_true_{name}"] = by_cause[i]
     return out
+
+
+def add_known_outages(s: State, world: World) -> None:
+    """P(an outage blocks each due date of the truth's cycles), per payment channel, given the
+    windows announced before the scoring date; the rest of the calendar is averaged out."""
+    offset = world.settings.calendar.due_day_offset
+    due = np.stack([cycle_start(s, k) + offset for k in range(world.horizon + 1)])
+    s["outage_auto"] = expected_block(world.outages, due, s.scoring_day, manual=False)
+    s["outage_manual"] = expected_block(world.outages, due, s.scoring_day, manual=True)
+
+
+def redraw_unannounced(s: State, world: World, rng: np.random.Generator) -> None:
+    """Each replicate's own draw of the platform's events not announced at its scoring date.
+
+    The configured campaigns and rule change are the ones the world happened to have; before
+    one is announced, nobody can know its date. A replicate draws the next campaign and the rule
+    change as the first arrival of a Poisson process at the rate the configuration implies over
+    the simulated calendar (campaigns per day; one rule change per calendar), a campaign copying
+    the share and notice of a configured one picked at random. Announced ones stay as they are.
+    """
+    n, scoring = len(s), s.scoring_day.astype("int64")
+    never = np.iinfo("int32").max
+    unknown_rule = s.rule_change_day > scoring
+    rule_day = scoring + 1 + np.floor(rng.exponential(world.span_days, n)).astype("int64")
+    s.rule_change_day = np.where(unknown_rule, np.minimum(rule_day, never), s.rule_change_day).astype("int32")
+
+    campaigns = np.array(world.campaigns, dtype=float).reshape(-1, 3)
+    # campaigns follow one another at least 62 days after a deadline (config), so does the draw
+    clock = np.maximum(scoring, np.where(s.reauth_deadline > 0, s.reauth_deadline + 62, 0))
+    if len(campaigns):
+        wait = np.floor(rng.exponential(world.span_days / len(campaigns), n)).astype("int64")
+        pick = campaigns[rng.integers(0, len(campaigns), n)]
+        announce = np.minimum(clock + wait, never - 400)
+        s["campaign_announce"] = announce.astype("int32")
+        s["campaign_deadline"] = (announce + (pick[:, 1] - pick[:, 0])).astype("int32")
+        s["campaign_share"] = pick[:, 2]
+    else:
+        s["campaign_announce"] = np.full(n, never, dtype="int32")
+        s["campaign_deadline"] = np.full(n, never, dtype="int32")
+        s["campaign_share"] = np.zeros(n)
