@@ -24,8 +24,9 @@ TEMPLATES = Path(__file__).resolve().parent / "templates"
 TEMPLATE = "model_card.html.j2"
 MISSING = "—"
 PRIMARY = plots.PRIMARY
-SECTIONS = ("purpose", "data", "simulator", "ranking", "probabilities", "lift", "stability", "segments",
-            "causes", "truth_gap", "plots", "gates", "limits")
+SECTIONS = ("provenance", "checks", "purpose", "data", "simulator", "ranking", "probabilities", "lift",
+            "stability", "segments", "causes", "truth_gap", "features", "scorecard", "plots", "gates",
+            "limits")
 
 Keys = tuple[str, ...]
 Row = tuple[str, Keys]  # a table row: label and the keys leading to the value in a report
@@ -37,6 +38,8 @@ def _rows(section: Keys, *pairs: tuple[str, str]) -> list[Row]:
 
 
 RANKING = _rows(("ranking",), ("AUC", "auc"), ("Gini", "gini"), ("KS", "ks"),
+                ("AUC, 95% bootstrap interval", "auc_interval"),
+                ("KS, 95% bootstrap interval", "ks_interval"),
                 ("PR-AUC (average precision)", "pr_auc"),
                 ("base rate (share of rows that miss)", "base_rate"))
 PROBABILITIES = _rows(("probabilities",), ("Brier score", "brier"), ("log loss (nats)", "log_loss"),
@@ -76,6 +79,8 @@ def num(value, digits: int = 4) -> str:
     decimals, booleans as yes/no, missing (None, NaN, ±inf) as a dash."""
     if value is None:
         return MISSING
+    if isinstance(value, list | tuple) and len(value) == 2:  # an interval
+        return f"{num(value[0], digits)} – {num(value[1], digits)}"
     if isinstance(value, bool | np.bool_):
         return "yes" if value else "no"
     if isinstance(value, numbers.Integral):
@@ -131,6 +136,32 @@ CSI: list[Column] = [("feature", "feature", str), ("CSI", "psi", num), ("flag", 
                      ("bins", "bins_used", num)]
 GATES: list[Column] = [("gate", "name", str), ("value", "value", num), ("threshold", "threshold", num),
                        ("rule", "rule", str), ("passed", "passed", num)]
+IMPORTANCE: list[Column] = [("feature", "feature", str), ("cause", "cause", str),
+                            ("share of gain", "share", pct), ("description", "description", str)]
+POINTS: list[Column] = [("characteristic", "characteristic", str), ("bin", "bin", str),
+                        ("WoE", "woe", num), ("points", "points", lambda v: num(v, 1))]
+PROVENANCE = (("model version", "model_version"), ("LightGBM run", "lightgbm_run"),
+              ("scorecard run", "scorecard_run"), ("evaluation run", "evaluation_run"),
+              ("git commit", "git_commit"), ("data digests", "data_digests"),
+              ("params digest", "params_digest"), ("generated", "generated"))
+
+
+def checks(reports: dict, gates: dict | None, primary: str = PRIMARY) -> list[str]:
+    """Plain sentences for every check that fails, for the top of the card; empty if none do."""
+    main = reports.get(primary, {})
+    failed = []
+    breaks = _dig(main, ("lift", "rank_order_breaks"))
+    if _dig(main, ("lift", "rank_ordered")) is False:
+        failed.append(f"Deciles are not rank-ordered: {num(breaks)} adjacent deciles out of order.")
+    slope = _dig(main, ("stability", "gini_by_month", "slope"))
+    if slope is not None and math.isfinite(slope) and slope < 0:
+        failed.append(f"The Gini falls by {num(-slope, 3)} per jump month over the out-of-time window.")
+    psi = _dig(main, ("stability", "psi", "psi"))
+    if psi is not None and psi >= PSI_WATCH:
+        failed.append(f"The score distribution moved: PSI {num(psi, 3)} against training.")
+    if gates is not None and gates.get("failed"):
+        failed.append("Promotion gates failed: " + ", ".join(gates["failed"]) + ".")
+    return failed
 
 
 def _psi_tables(stability: dict) -> dict:
@@ -158,7 +189,8 @@ def _gates(gates: dict | None) -> dict | None:
     if gates is None:
         return None
     records = [{"name": name, **g} for name, g in gates.get("gates", {}).items()]
-    return {"table": _records(records, GATES), "decision": gates.get("decision", MISSING),
+    decision = "passed" if gates.get("passed") else "failed"
+    return {"table": _records(records, GATES), "decision": decision,
             "failed": ", ".join(gates.get("failed") or []) or "none",
             "fingerprint": gates.get("challenger_fingerprint", MISSING)}
 
@@ -172,7 +204,8 @@ def _figures(paths: Sequence[Path]) -> list[dict]:
 # The page
 
 
-def _context(reports: dict, gates: dict | None, params: Params, figures: Sequence[Path]) -> dict:
+def _context(reports: dict, gates: dict | None, params: Params, figures: Sequence[Path],
+             details: dict) -> dict:
     models = plots.model_order(reports)
     primary = PRIMARY if PRIMARY in reports else models[0]
     challengers = [m for m in models if m != "truth"] or models
@@ -201,6 +234,11 @@ def _context(reports: dict, gates: dict | None, params: Params, figures: Sequenc
         "truth_gap": _by_model(reports, challengers, TRUTH_GAP),
         "figures": _figures(figures),
         "gates": _gates(gates),
+        "checks": checks(reports, gates, primary),
+        "provenance": [(label, details["provenance"][key]) for label, key in PROVENANCE
+                       if details.get("provenance", {}).get(key)],
+        "importance": _records(details.get("importance", []), IMPORTANCE),
+        "points": _records(details.get("points", []), POINTS),
         "sections": SECTIONS,
     }
 
@@ -211,9 +249,16 @@ def _environment() -> jinja2.Environment:
                               keep_trailing_newline=True)
 
 
-def model_card(reports: dict[str, dict], gates: dict | None, params: Params, figures: list[Path]) -> str:
-    """The HTML model card: purpose, data, simulator, every evaluation section, the figures
-    (base64 PNGs), the promotion gates ("not run" when ``gates`` is None) and known limits."""
+def model_card(reports: dict[str, dict], gates: dict | None, params: Params, figures: list[Path],
+               details: dict | None = None) -> str:
+    """The HTML model card: provenance, failed checks in plain words, purpose, data, simulator,
+    every evaluation section, feature importance, the scorecard's points, the figures (base64
+    PNGs), the promotion gates ("not run" when ``gates`` is None) and known limits.
+
+    ``details`` holds ``provenance`` (key -> text: model version, run ids, commit, digests, time;
+    the copy kept by DVC carries only what DVC tracks), ``importance`` (records of feature, cause,
+    share, description) and ``points`` (the scorecard's records)."""
     if not reports:
         raise ValueError("model_card needs at least one model report")
-    return _environment().get_template(TEMPLATE).render(**_context(reports, gates, params, figures))
+    context = _context(reports, gates, params, figures, details or {})
+    return _environment().get_template(TEMPLATE).render(**context)

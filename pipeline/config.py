@@ -7,6 +7,7 @@ at load time, before any work, with the dotted key in the message (``simulate.n_
 from __future__ import annotations
 
 import datetime as dt
+import os
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -188,6 +189,16 @@ class TechnicalSettings(Settings):
     reauthorise_prob_per_cycle: Probability
     reauthorisation_campaigns: list[Campaign]
     outages: OutageSettings
+    forget_prob_mean: Annotated[float, Field(ge=0.0, lt=1.0)]
+    forget_repeat_prob: Annotated[float, Field(gt=0.0, lt=1.0)]
+
+    @model_validator(mode="after")
+    def _forgetting(self) -> TechnicalSettings:
+        # a Beta law of the trait with this mean and repeat probability needs repeat > mean
+        if self.forget_prob_mean >= self.forget_repeat_prob:
+            raise ValueError("forget_repeat_prob must be above forget_prob_mean (forgetting runs in "
+                             "some borrowers more than in others)")
+        return self
 
     @model_validator(mode="after")
     def _campaigns_apart(self) -> TechnicalSettings:
@@ -282,12 +293,15 @@ class MlflowSettings(Settings):
 
 
 class RegisterSettings(Settings):
-    """The gate a new LightGBM must pass to become champion."""
+    """The gates a new LightGBM must pass to be promoted: its own (checked when it is registered)
+    and the comparison with the current champion (checked by ``limitjump promote``)."""
 
     min_oot_auc: Probability
     max_calibration_error: Probability
     min_gain_over_scorecard: Annotated[float, Field(ge=-1.0, le=1.0)]
-    max_loss_vs_champion: Annotated[float, Field(ge=0.0, le=1.0)]
+    # a challenger must beat the champion by this much on the same rows; a smaller gain, a tie
+    # included, keeps the champion: changing production needs evidence
+    min_gain_over_champion: Annotated[float, Field(ge=0.0, le=1.0)]
 
 
 class EvaluateSettings(Settings):
@@ -296,6 +310,7 @@ class EvaluateSettings(Settings):
     flag_rate: Probability  # share flagged when asking which causes are caught
     min_rows_per_month: PositiveInt  # for Gini per jump month
     regime_change_date: dt.date  # PSI is reported for rows scored before and after it
+    bootstrap_replicates: Annotated[int, Field(ge=20, le=10_000)]  # for AUC and KS intervals
 
 
 class ScoreSettings(Settings):
@@ -324,14 +339,32 @@ class IncomingSettings(Settings):
     last_scoring_date: dt.date
 
 
+class TlsSettings(Settings):
+    """PEM files for a tls:// Dask scheduler: the authority that signed the cluster's certificates,
+    and this client's certificate and key. Empty: Dask's own configuration (its environment
+    variables DASK_DISTRIBUTED__COMM__TLS__CA_FILE, __CLIENT__CERT, __CLIENT__KEY)."""
+
+    ca_file: str = ""
+    cert_file: str = ""
+    key_file: str = ""
+
+    @model_validator(mode="after")
+    def _together(self) -> TlsSettings:
+        if any((self.ca_file, self.cert_file, self.key_file)) and not all(
+                (self.ca_file, self.cert_file, self.key_file)):
+            raise ValueError("ca_file, cert_file and key_file are set together or not at all")
+        return self
+
+
 class EngineSettings(Settings):
     """Where per-shard work runs. It never changes what is produced, so no stage lists it as a
     DVC param: switching engines does not re-run anything."""
 
     kind: Literal["local", "dask"]
     workers: Annotated[int, Field(ge=1, le=256)]  # local processes, or LocalCluster workers
-    scheduler: str  # Dask scheduler address (tcp://host:8786); empty: a LocalCluster on 127.0.0.1
+    scheduler: str  # Dask scheduler address (tls://host:8786); empty: a LocalCluster on 127.0.0.1
     retries: Annotated[int, Field(ge=0, le=10)]  # times a Dask task is retried after a failure
+    tls: TlsSettings = TlsSettings()
 
 
 class Params(Settings):
@@ -371,6 +404,26 @@ def parse_params(raw: dict, source: str = "params") -> Params:
             key = ".".join(str(p) for p in e["loc"]) or "(top level)"
             lines.append(f"  {key}: {e['msg']}")
         raise ConfigError("\n".join(lines)) from err
+
+
+def project_dir() -> Path:
+    """The checkout the code works in: the nearest directory at or above the working directory
+    holding dvc.yaml and params.yaml (an experiment's temporary copy under ``dvc exp run``)."""
+    here = Path.cwd().resolve()
+    for folder in (here, *here.parents):
+        if (folder / "dvc.yaml").is_file() and (folder / "params.yaml").is_file():
+            return folder
+    raise ConfigError(f"{here} is not inside a limitjump repository (no dvc.yaml and params.yaml "
+                      "here or above): run from the repository, or set MLFLOW_TRACKING_URI")
+
+
+def repo_root() -> Path:
+    """The repository that keeps the MLflow store and the promotion log: $DVC_ROOT (DVC sets it to
+    the main repository, even in an experiment's temporary copy), else ``project_dir()``. Never
+    the working directory itself, so no stray store is created elsewhere."""
+    if os.environ.get("DVC_ROOT"):
+        return Path(os.environ["DVC_ROOT"]).resolve()
+    return project_dir()
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:

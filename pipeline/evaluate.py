@@ -21,8 +21,10 @@ def model_report(test: pd.DataFrame, p: np.ndarray, truth: pd.DataFrame, train: 
     probabilities on the training rows, the reference for stability."""
     y = test["label"].to_numpy()
     before = test["scoring_date"] < pd.Timestamp(settings.regime_change_date)
+    intervals = metrics.bootstrap_auc_ks(y, p, settings.bootstrap_replicates)
     return {
-        "ranking": metrics.ranking(y, p),
+        "ranking": {**metrics.ranking(y, p),
+                    **{f"{k}_interval": [intervals[k]["low"], intervals[k]["high"]] for k in ("auc", "ks")}},
         "probabilities": metrics.probability_quality(y, p, settings.bins),
         "lift": {**metrics.lift_summary(y, p, settings.bins, settings.top_share),
                  "deciles": metrics.lift_table(y, p, settings.bins).to_dict("records")},
@@ -108,6 +110,19 @@ def headline(report: dict) -> dict[str, float]:
     if stab["psi_before_regime_change"] is not None:
         out["psi_before_regime_change"] = stab["psi_before_regime_change"]["psi"]
     return {k: float(v) for k, v in out.items() if v is not None and np.isfinite(v)}
+
+
+def headline_metrics(headlines: dict[str, dict], gates: dict) -> dict:
+    """The few numbers DVC shows (``dvc metrics show``, ``dvc exp show``): per model the
+    out-of-time AUC, KS, Brier, ECE, PSI and AUC gap to the truth, and the gate as 0/1. The rest
+    stays in reports/evaluation.json and the MLflow evaluation run."""
+    keys = {"oot_auc": "auc", "oot_ks": "ks", "oot_brier": "brier", "oot_ece": "ece", "psi": "psi",
+            "auc_gap_to_truth": "gap"}
+    out = {model: {short: round(figures[key], 4) for key, short in keys.items() if key in figures}
+           for model, figures in headlines.items()}
+    for meaningless in ("psi", "gap"):  # the truth's own drift and gap to itself
+        out.get("truth", {}).pop(meaningless, None)
+    return {**out, "gates_passed": int(bool(gates.get("passed")))}
 
 
 def curves(y: np.ndarray, p: np.ndarray, p_train: np.ndarray, bins: int) -> dict[str, pd.DataFrame]:

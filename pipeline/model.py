@@ -1,8 +1,10 @@
 """The scoring model: a LightGBM text model plus a JSON calibration, with no pickles anywhere.
 
-This file is self-contained on purpose: it is also the code MLflow runs to rebuild the logged
-model ("models from code"), so loading ``models:/limitjump@champion`` executes this file, reads a
-LightGBM text file and a JSON file, and unpickles nothing.
+The logged MLflow model is data only (these files); its ``loader_module`` is this installed
+module, so loading ``models:/limitjump@champion`` reads a LightGBM text file and JSON, runs no
+code from the artifact store and unpickles nothing. The class is plain and importable, so a
+loaded model can be sent to worker processes and Dask workers. Importing this module does not
+import MLflow: scoring with a local model folder does not pay for it.
 """
 
 from __future__ import annotations
@@ -11,7 +13,6 @@ import json
 from pathlib import Path
 
 import lightgbm as lgb
-import mlflow
 import numpy as np
 import pandas as pd
 
@@ -19,6 +20,7 @@ BOOSTER_FILE = "model.txt"
 CALIBRATION_FILE = "calibration.json"
 CATEGORIES_FILE = "categories.json"  # codes of non-numeric columns, learned on train
 REFERENCE_FILE = "reference.json"  # training distributions (for drift) and feature importance
+MODEL_FILES = (BOOSTER_FILE, CALIBRATION_FILE, CATEGORIES_FILE, REFERENCE_FILE)
 
 
 def encode(frame: pd.DataFrame, columns: list[str], categories: dict[str, list]) -> np.ndarray:
@@ -44,8 +46,9 @@ def calibrate(raw: np.ndarray, calibration: dict) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-(calibration["intercept"] + calibration["slope"] * logit)))
 
 
-class CalibratedLightGBM(mlflow.pyfunc.PythonModel):
-    """pyfunc: a features frame in, the calibrated probability of a missed repayment out."""
+class CalibratedLightGBM:
+    """A features frame in, the calibrated probability of a missed repayment out (also MLflow's
+    pyfunc implementation, through ``_load_pyfunc``)."""
 
     def __init__(self, booster: lgb.Booster | None = None, calibration: dict | None = None,
                  categories: dict[str, list] | None = None, reference: dict | None = None):
@@ -60,10 +63,6 @@ class CalibratedLightGBM(mlflow.pyfunc.PythonModel):
                    json.loads((directory / CALIBRATION_FILE).read_text()),
                    json.loads((directory / CATEGORIES_FILE).read_text()),
                    json.loads(reference.read_text()) if reference.exists() else None)
-
-    def load_context(self, context) -> None:
-        loaded = self.from_dir(Path(context.artifacts["booster"]).parent)
-        self.__dict__.update(loaded.__dict__)
 
     @property
     def features(self) -> list[str]:
@@ -81,9 +80,11 @@ class CalibratedLightGBM(mlflow.pyfunc.PythonModel):
         the last column is the expected value."""
         return self.booster.predict(self.matrix(frame), pred_contrib=True)
 
-    def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> np.ndarray:
-        return calibrate(self.raw(model_input), self.calibration)
+    def predict(self, frame: pd.DataFrame, params: dict | None = None) -> np.ndarray:
+        """Calibrated probabilities, shape (n,). ``params`` is MLflow's pyfunc argument; unused."""
+        return calibrate(self.raw(frame), self.calibration)
 
 
-# MLflow rebuilds the logged model by running this file; this line hands it the model object.
-mlflow.models.set_model(CalibratedLightGBM())
+def _load_pyfunc(data_path: str) -> CalibratedLightGBM:
+    """MLflow's entry point for the logged model (``loader_module``): the model files' folder."""
+    return CalibratedLightGBM.from_dir(data_path)

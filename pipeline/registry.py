@@ -1,29 +1,45 @@
-"""The promotion gate: when a new LightGBM may replace the champion. Pure: figures in, verdict out."""
+"""The promotion gates: when a new LightGBM may replace the champion. Pure: figures in, verdict out.
+
+Two sets, checked at two moments. ``own_gates`` depend only on what DVC tracks (the challenger and
+the scorecard on the out-of-time split), so the register stage can record them as a DVC output.
+``champion_gate`` compares the challenger with whatever is @champion now, which DVC does not
+track, so only ``limitjump promote`` checks it, just before moving the alias.
+"""
 
 from __future__ import annotations
 
 from pipeline.config import RegisterSettings
 
 
-def gate(challenger: dict[str, float], scorecard: dict[str, float], champion_auc: float | None,
-         challenger_auc_on_champion_rows: float, settings: RegisterSettings) -> dict:
-    """Every gate with its value, threshold and verdict, and the decision. ``challenger`` and
-    ``scorecard`` hold each model's out-of-time ``test_auc`` and ``test_ece``; ``champion_auc``
-    is the current champion's AUC on the same out-of-time rows (None if there is none)."""
-    gates = {
+def own_gates(challenger: dict[str, float], scorecard: dict[str, float],
+              settings: RegisterSettings) -> dict:
+    """Minimum AUC, maximum calibration error and gain over the scorecard, each with its value,
+    threshold and verdict. ``challenger`` and ``scorecard`` hold each model's out-of-time
+    ``test_auc`` and ``test_ece``."""
+    return verdict({
         "min_oot_auc": _check(challenger["test_auc"], settings.min_oot_auc, ">="),
         "max_calibration_error": _check(challenger["test_ece"], settings.max_calibration_error, "<="),
         "beats_scorecard": _check(challenger["test_auc"] - scorecard["test_auc"],
                                   settings.min_gain_over_scorecard, ">="),
-    }
-    if champion_auc is not None:
-        gates["not_worse_than_champion"] = _check(challenger_auc_on_champion_rows - champion_auc,
-                                                  -settings.max_loss_vs_champion, ">=")
+    })
+
+
+def champion_gate(challenger_auc: float, champion_auc: float, settings: RegisterSettings) -> dict:
+    """The challenger's AUC gain over the champion's, both measured on the same rows. A gain below
+    ``min_gain_over_champion`` (a tie included) fails: the incumbent stays."""
+    return _check(challenger_auc - champion_auc, settings.min_gain_over_champion, ">=",
+                  strict=settings.min_gain_over_champion == 0.0)
+
+
+def verdict(gates: dict[str, dict]) -> dict:
     failed = [name for name, g in gates.items() if not g["passed"]]
-    return {"gates": gates, "failed": failed, "decision": "refused" if failed else "promoted"}
+    return {"gates": gates, "failed": failed, "passed": not failed}
 
 
-def _check(value: float, threshold: float, op: str) -> dict:
-    passed = value >= threshold if op == ">=" else value <= threshold
-    return {"value": float(value), "threshold": float(threshold), "rule": f"value {op} threshold",
-            "passed": bool(passed)}
+def _check(value: float, threshold: float, op: str, strict: bool = False) -> dict:
+    if op == ">=":
+        passed = value > threshold if strict else value >= threshold
+    else:
+        passed = value <= threshold
+    rule = f"value {'>' if strict else op} threshold"
+    return {"value": float(value), "threshold": float(threshold), "rule": rule, "passed": bool(passed)}

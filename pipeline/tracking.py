@@ -1,14 +1,19 @@
-"""MLflow wiring: where runs go, idempotent runs, the registry's aliases and the promotion log.
+"""MLflow wiring: where the store is, idempotent runs, the registry and the promotion log.
 
-Runs are a side effect of DVC stages, so they must never make DVC outputs differ: outputs hold a
-content fingerprint, never a run id, and a run is looked up by that fingerprint. A stage that is
-repeated or restored from DVC's run cache finds its run and logs nothing twice.
+Three rules keep MLflow and DVC from contradicting each other:
+- Runs are a side effect of DVC stages and must never make DVC outputs differ: outputs hold a
+  content fingerprint, never a run id, a version or a time; a run is looked up by its fingerprint,
+  so a stage that is repeated or restored from DVC's run cache logs nothing twice.
+- A finished run is never reopened: evaluation logs its own run, linked to the models' runs.
+- No stage moves @champion; only ``limitjump promote`` does, and it appends to the promotion log.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
+import socket
 import subprocess
 import sys
 import tempfile
@@ -18,26 +23,30 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import mlflow
 import numpy as np
 import pandas as pd
 from mlflow import MlflowClient
 from mlflow.entities import Run
-from mlflow.models import infer_signature
-from mlflow.types import Schema
+from mlflow.entities.model_registry import ModelVersion
+from mlflow.exceptions import MlflowException
+from mlflow.models import ModelSignature, infer_signature
+from mlflow.types import ColSpec, Schema
+from mlflow.types.schema import AnyType
 
-from pipeline.config import MlflowSettings
+from pipeline import io
+from pipeline.config import MlflowSettings, repo_root
+from pipeline.errors import InputError
 
 FINGERPRINT_TAG = "limitjump.fingerprint"
 MODEL_URI_TAG = "limitjump.model_uri"  # MLflow 3 logs models apart from run artifacts
+FILES_TAG = "limitjump.files"  # digests of the model's data files, recorded at registration
+GATE_TAG = "limitjump.gates_passed"
 PRIMARY_METRIC = "oot_auc"
 PROMOTION_LOG = "promotions.jsonl"
-
-
-def repo_root() -> Path:
-    """The repository root; DVC sets DVC_ROOT to the main one even in temporary experiment copies."""
-    return Path(os.environ.get("DVC_ROOT") or Path.cwd()).resolve()
+CONNECT_TIMEOUT = 5.0  # seconds to reach a tracking server before giving up
 
 
 # mlflow.set_tracking_uri exports the URI to the environment, so the environment alone cannot
@@ -52,35 +61,92 @@ def user_tracking_uri() -> str | None:
     return _user_uri if value == _exported_uri else value
 
 
-def resolve_uri(uri: str, root: Path) -> str:
+def resolve_uri(uri: str) -> str:
     """The user's MLFLOW_TRACKING_URI if set, else ``uri`` with a relative sqlite path anchored
-    at ``root``."""
+    at the repository root (never the working directory: no stray stores)."""
     uri = user_tracking_uri() or uri
     prefix = "sqlite:///"
     if uri.startswith(prefix) and not uri[len(prefix):].startswith("/"):
-        return prefix + str(root / uri[len(prefix):])
+        return prefix + str(repo_root() / uri[len(prefix):])
     return uri
+
+
+def _quiet() -> None:
+    """Stage output shows our messages, not MLflow's INFO lines or download progress bars."""
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    # a server that is down should fail in seconds, not after MLflow's 7 retries (about 4 minutes)
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "15")
+    for name in ("mlflow", "alembic"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def check_reachable(uri: str) -> None:
+    """An http(s) tracking server must accept a connection within seconds; a sqlite file must be
+    a database. Raise InputError naming the address otherwise."""
+    parsed = urlparse(uri)
+    if parsed.scheme in ("http", "https"):
+        if not parsed.hostname:
+            raise InputError(f"malformed MLflow tracking URI {uri!r}")
+        port = parsed.port or (443 if parsed.scheme == "https" else 80)
+        try:
+            socket.create_connection((parsed.hostname, port), timeout=CONNECT_TIMEOUT).close()
+        except OSError as err:
+            raise InputError(f"cannot reach the MLflow tracking server at {uri}: {err}") from err
+    elif parsed.scheme == "sqlite":
+        path = Path(uri.removeprefix("sqlite:///"))
+        if path.is_file() and path.stat().st_size and _header(path) != b"SQLite format 3":
+            raise InputError(f"the MLflow store {path} is not a SQLite database (corrupt or not a store)")
+    elif parsed.scheme not in ("file", "postgresql", "mysql", "mssql", "databricks", ""):
+        raise InputError(f"malformed MLflow tracking URI {uri!r}")
+
+
+def _header(path: Path) -> bytes:
+    with open(path, "rb") as fh:
+        return fh.read(15)
 
 
 def connect(settings: MlflowSettings) -> tuple[MlflowClient, str]:
     """Point MLflow at the store and return a client and the experiment id; the experiment keeps
-    its artifacts next to a local store, never relative to the working directory."""
+    its artifacts next to a local store, never relative to the working directory. A store that
+    cannot be reached or read stops here, with its address."""
     global _exported_uri, _user_uri
-    root = repo_root()
+    _quiet()
     _user_uri = user_tracking_uri()
-    uri = resolve_uri(settings.tracking_uri, root)
+    uri = resolve_uri(settings.tracking_uri)
+    check_reachable(uri)
     mlflow.set_tracking_uri(uri)
     _exported_uri = os.environ.get("MLFLOW_TRACKING_URI")
     mlflow.set_registry_uri(uri)
     client = MlflowClient(uri)
-    experiment = client.get_experiment_by_name(settings.experiment)
-    if experiment is None:
-        location = (root / "mlartifacts").as_uri() if uri.startswith("sqlite:") else None
-        experiment_id = client.create_experiment(settings.experiment, artifact_location=location,
-                                                 tags={"primary_metric": PRIMARY_METRIC})
-    else:
-        experiment_id = experiment.experiment_id
-    return client, experiment_id
+    try:
+        experiment = client.get_experiment_by_name(settings.experiment)
+        if experiment is not None:
+            return client, experiment.experiment_id
+        location = (repo_root() / "mlartifacts").as_uri() if uri.startswith("sqlite:") else None
+        return client, client.create_experiment(settings.experiment, artifact_location=location,
+                                                tags={"primary_metric": PRIMARY_METRIC})
+    except MlflowException as err:
+        raise InputError(f"the MLflow store {uri} cannot be used: {_first_line(err)}") from err
+    except Exception as err:  # SQLAlchemy, requests: their own exception trees, one cause (the store)
+        if type(err).__module__.split(".")[0] not in ("sqlalchemy", "requests", "urllib3"):
+            raise
+        raise InputError(f"the MLflow store {uri} cannot be used: {_first_line(err)}") from err
+
+
+def use_project_store() -> str:
+    """Point MLflow at the project's store from anywhere in the repository (MLFLOW_TRACKING_URI
+    if set) and return its URI: ``mlflow.pyfunc.load_model("models:/limitjump@champion")`` then
+    works from any directory."""
+    from pipeline.config import load_params
+
+    settings = load_params(repo_root() / "params.yaml").mlflow
+    connect(settings)
+    return mlflow.get_tracking_uri()
+
+
+def _first_line(err: Exception) -> str:
+    return (getattr(err, "message", None) or str(err)).strip().splitlines()[0][:300]
 
 
 def find_run(client: MlflowClient, experiment_id: str, fingerprint: str) -> Run | None:
@@ -120,19 +186,36 @@ def provenance() -> dict[str, str]:
     return tags
 
 
+def in_experiment() -> bool:
+    """Whether this runs under ``dvc exp run`` (workspace, --temp or --queue): DVC names every
+    experiment, plain ``dvc repro`` sets no name."""
+    return bool(os.environ.get("DVC_EXP_NAME"))
+
+
+def run_label(tags: dict[str, str]) -> str:
+    """What a run is, for its name in the MLflow UI: the DVC experiment or the short commit."""
+    if tags.get("dvc.exp_name"):
+        return f"exp {tags['dvc.exp_name']}"
+    commit = tags.get("git.commit", "unknown")[:7]
+    return f"{commit}{'+changes' if tags.get('git.dirty') == 'true' else ''}"
+
+
 @contextmanager
-def training_run(settings: MlflowSettings, name: str, fingerprint: str) -> Iterator[Run | None]:
-    """A new run, or None if a run with this fingerprint already exists. The fingerprint tag is
-    set last, so a run that failed halfway is never taken for a finished one."""
+def new_run(settings: MlflowSettings, kind: str, fingerprint: str, description: str,
+            tags: dict[str, str] | None = None) -> Iterator[Run | None]:
+    """A new run named after what it is, or None if a run with this fingerprint already exists.
+    The fingerprint tag is set last, so a run that failed halfway is never taken for a finished
+    one."""
     client, experiment_id = connect(settings)
     existing = find_run(client, experiment_id, fingerprint)
     if existing is not None:
-        print(f"MLflow: {name} already logged as run {existing.info.run_id}; nothing to log",
+        print(f"MLflow: {kind} already logged as run {existing.info.run_name!r}; nothing to log",
               file=sys.stderr)
         yield None
         return
-    with mlflow.start_run(experiment_id=experiment_id, run_name=name) as run:
-        mlflow.set_tags({**provenance(), "model": name})
+    origin = provenance()
+    with mlflow.start_run(experiment_id=experiment_id, run_name=f"{kind} · {run_label(origin)}") as run:
+        mlflow.set_tags({**origin, "model": kind, "mlflow.note.content": description, **(tags or {})})
         yield run
         mlflow.set_tag(FINGERPRINT_TAG, fingerprint)
 
@@ -144,8 +227,9 @@ def log_params(params: dict) -> None:
         mlflow.log_params(dict(items[i:i + 100]))
 
 
-def log_dataset(frame: pd.DataFrame, path: Path, digest: str, context: str) -> None:
-    """Record a split with the digest of the file it came from (the same content DVC hashes)."""
+def log_dataset(frame: pd.DataFrame, path: Path, digest: str, context: str):
+    """Record a split with the digest of the file it came from (the same content DVC hashes);
+    returns the dataset, so metrics can be linked to it."""
     with warnings.catch_warnings():  # MLflow's hints on local sources and integer columns: noise here
         warnings.simplefilter("ignore", UserWarning)
         dataset = mlflow.data.from_pandas(frame, source=str(path.resolve()), name=path.stem,
@@ -153,6 +237,7 @@ def log_dataset(frame: pd.DataFrame, path: Path, digest: str, context: str) -> N
         # seeds the cached property, so MLflow never infers the schema from the whole frame
         dataset.__dict__["schema"] = dataset_schema(frame)
         mlflow.log_input(dataset, context=context)
+    return dataset
 
 
 def dataset_schema(frame: pd.DataFrame) -> Schema:
@@ -166,47 +251,115 @@ def dataset_schema(frame: pd.DataFrame) -> Schema:
     return infer_signature(frame.iloc[rows]).inputs
 
 
-def log_json(data: Any, name: str) -> None:
+def model_signature(columns: list[str], example: pd.DataFrame, output: np.ndarray) -> ModelSignature:
+    """Inputs by name, each of type Any and optional: users send whole numbers for codes, counts
+    and amounts, text for categories, and blanks; a declared ``double`` makes MLflow refuse int64
+    ("Can not safely convert int64 to float64"). The model checks and converts values itself."""
+    inputs = Schema([ColSpec(AnyType(), name, required=False) for name in columns])
+    return ModelSignature(inputs=inputs, outputs=infer_signature(example, output).outputs)
+
+
+def log_json(data: Any, name: str, artifact_path: str | None = None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / name
         path.write_text(json.dumps(data, indent=2, sort_keys=True, default=str))
-        mlflow.log_artifact(str(path))
+        mlflow.log_artifact(str(path), artifact_path=artifact_path)
 
 
 def run_for_fingerprint(settings: MlflowSettings, fingerprint: str) -> Run:
     client, experiment_id = connect(settings)
     run = find_run(client, experiment_id, fingerprint)
     if run is None:
-        raise LookupError(f"no MLflow run with {FINGERPRINT_TAG}={fingerprint} in experiment "
-                          f"{settings.experiment}; run the train stage first")
+        raise InputError(f"no MLflow run with {FINGERPRINT_TAG}={fingerprint} in experiment "
+                         f"{settings.experiment}; run the train stage first")
     return run
 
 
 # ---- the registry -----------------------------------------------------------------------------
 
-def register_version(settings: MlflowSettings, run: Run, fingerprint: str) -> str:
-    """The registered version of the run's model, created once (found by fingerprint after)."""
+def file_digests(folder: Path, names: tuple[str, ...]) -> dict[str, str]:
+    return {name: io.file_digest(folder / name) for name in names}
+
+
+def register_version(settings: MlflowSettings, run: Run, fingerprint: str, tags: dict[str, str],
+                     description: str) -> ModelVersion:
+    """The registered version of the run's model, created once (found by fingerprint after),
+    with ``tags`` (the data files' digests, the gates' results, where it came from)."""
     client, _ = connect(settings)
     name = settings.registered_model
     try:
         client.get_registered_model(name)
-    except mlflow.exceptions.MlflowException:
+    except MlflowException:
         client.create_registered_model(name, description="Calibrated LightGBM: probability of a "
                                        "missed repayment after a credit-limit jump")
-    for version in client.search_model_versions(f"name='{name}'"):
-        if version.tags.get(FINGERPRINT_TAG) == fingerprint:
-            return version.version
-    source = run.data.tags.get(MODEL_URI_TAG, f"runs:/{run.info.run_id}/model")
-    version = mlflow.register_model(source, name, tags={FINGERPRINT_TAG: fingerprint})
-    return version.version
+    existing = version_for_fingerprint(settings, fingerprint)
+    if existing is not None:
+        return existing
+    source = run.data.tags[MODEL_URI_TAG]
+    return client.create_model_version(name, source, run_id=run.info.run_id, description=description,
+                                       tags={FINGERPRINT_TAG: fingerprint, **tags},
+                                       model_id=source.removeprefix("models:/"))
 
 
-def alias_version(settings: MlflowSettings, alias: str) -> str | None:
+def version_for_fingerprint(settings: MlflowSettings, fingerprint: str) -> ModelVersion | None:
     client, _ = connect(settings)
+    found = client.search_model_versions(f"name='{settings.registered_model}' and "
+                                         f"tags.`{FINGERPRINT_TAG}` = '{fingerprint}'")
+    return found[0] if found else None
+
+
+def get_version(settings: MlflowSettings, ref: str) -> ModelVersion:
+    """A version of the registered model by number or by alias ("champion", "@champion")."""
+    client, _ = connect(settings)
+    name = settings.registered_model
     try:
-        return client.get_model_version_by_alias(settings.registered_model, alias).version
-    except mlflow.exceptions.MlflowException:
-        return None
+        if ref.lstrip("@").isdigit():
+            return client.get_model_version(name, ref.lstrip("@"))
+        return client.get_model_version_by_alias(name, ref.lstrip("@"))
+    except MlflowException as err:
+        hint = " (promote a version first: limitjump promote)" if "champion" in ref else ""
+        raise InputError(f"model {name}: no version {ref!r} in the registry at "
+                         f"{mlflow.get_tracking_uri()}{hint}") from err
+
+
+def versions(settings: MlflowSettings) -> list[ModelVersion]:
+    client, _ = connect(settings)
+    found = client.search_model_versions(f"name='{settings.registered_model}'")
+    return sorted(found, key=lambda v: int(v.version))
+
+
+def fetch_model_files(settings: MlflowSettings, version: ModelVersion, dest: Path) -> Path:
+    """Download a version's model files into ``dest`` and check them against the digests recorded
+    at registration; return their folder. No code from the artifact store is run or kept."""
+    from mlflow.models import Model
+
+    recorded = json.loads(version.tags.get(FILES_TAG, "{}"))
+    if not recorded:
+        raise InputError(f"model {version.name} version {version.version} has no {FILES_TAG} tag: "
+                         "it was not registered by limitjump register")
+    local = Path(mlflow.artifacts.download_artifacts(f"models:/{version.name}/{version.version}",
+                                                     dst_path=str(dest)))
+    folder = local / Model.load(str(local)).flavors["python_function"]["data"]
+    for name, digest in recorded.items():
+        path = folder / name
+        if not path.is_file() or io.file_digest(path) != digest:
+            raise InputError(f"model {version.name} version {version.version}: {name} does not match "
+                             "the digest recorded at registration (the artifact store was changed)")
+    return folder
+
+
+def load_registered(settings: MlflowSettings, uri: str):
+    """``models:/<name>@<alias>`` or ``models:/<name>/<version>``: the model built by the installed
+    package from the version's verified files, and the version number."""
+    from pipeline.model import CalibratedLightGBM
+
+    name, _, ref = uri.removeprefix("models:/").replace("@", "/@", 1).partition("/")
+    if not uri.startswith("models:/") or name != settings.registered_model or not ref:
+        raise InputError(f"model URI {uri!r}: expected models:/{settings.registered_model}@<alias>, "
+                         f"models:/{settings.registered_model}/<version> or a local model folder")
+    version = get_version(settings, ref)
+    with tempfile.TemporaryDirectory() as tmp:
+        return CalibratedLightGBM.from_dir(fetch_model_files(settings, version, Path(tmp))), version.version
 
 
 def set_alias(settings: MlflowSettings, alias: str, version: str, tags: dict[str, str]) -> None:

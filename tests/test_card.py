@@ -1,4 +1,5 @@
-"""The HTML model card: every section, embedded figures, gate results and escaped data strings."""
+"""The HTML model card: every section, provenance, failed checks in words, intervals, importance,
+the scorecard's points, embedded figures, gate results and escaped data strings."""
 
 from __future__ import annotations
 
@@ -12,9 +13,10 @@ from pipeline import card, plots
 from tests.conftest import make_params
 from tests.test_plots import synthetic_inputs
 
-SECTIONS = ["purpose", "data", "simulator", "ranking", "probabilities", "lift", "stability", "segments",
-            "causes", "truth_gap", "plots", "gates", "limits"]
-GATES = {"challenger_fingerprint": "abc123", "decision": "rejected", "failed": ["min_oot_auc"],
+SECTIONS = ["provenance", "checks", "purpose", "data", "simulator", "ranking", "probabilities", "lift",
+            "stability", "segments", "causes", "truth_gap", "features", "scorecard", "plots", "gates",
+            "limits"]
+GATES = {"challenger_fingerprint": "abc123", "passed": False, "failed": ["min_oot_auc"],
          "gates": {"min_oot_auc": {"value": 0.71234567, "threshold": 0.75, "rule": "value >= threshold",
                                    "passed": False},
                    "max_calibration_error": {"value": 0.0123, "threshold": 0.02, "rule": "value <= threshold",
@@ -32,11 +34,69 @@ def params():
     return make_params()
 
 
-def _render(figures, params, gates=GATES, edit=None) -> str:
+DETAILS = {"provenance": {"model_version": "7", "lightgbm_run": "run-lgb", "git_commit": "c0ffee",
+                          "data_digests": "train 0123456789ab", "params_digest": "fedcba987654",
+                          "generated": "2026-12-02T10:00:00+00:00"},
+           "importance": [{"feature": "dti_at_scoring", "cause": "liquidity", "share": 0.25,
+                           "description": "All monthly installments over declared income"}],
+           "points": [{"characteristic": "dti_at_scoring", "bin": "[0.1, 0.3)", "woe": -0.21, "points": 12.5}]}
+
+
+def _render(figures, params, gates=GATES, edit=None, details=DETAILS) -> str:
     reports = copy.deepcopy(synthetic_inputs()[0])
     if edit:
         edit(reports)
-    return card.model_card(reports, gates, params, figures)
+    return card.model_card(reports, gates, params, figures, details)
+
+
+def _section(html: str, name: str) -> str:
+    start = html.index(f'<h2 id="{name}">')
+    return html[start:html.index("<h2", start + 1)]
+
+
+def test_provenance_names_version_run_commit_digests_and_time(figures, params):
+    section = _section(_render(figures, params), "provenance")
+    for value in ("7", "run-lgb", "c0ffee", "train 0123456789ab", "fedcba987654", "2026-12-02T10:00:00"):
+        assert value in section
+    # the copy DVC keeps has only what DVC tracks: the rows it lacks are left out, not invented
+    dvc_copy = _section(_render(figures, params, details={"provenance": {"params_digest": "fedcba987654"}}),
+                        "provenance")
+    assert "fedcba987654" in dvc_copy and "model version" not in dvc_copy
+
+
+def test_failed_checks_are_said_plainly(figures, params):
+    def edit(reports):
+        reports["lightgbm"]["lift"]["rank_ordered"] = False
+        reports["lightgbm"]["lift"]["rank_order_breaks"] = 2
+        reports["lightgbm"]["stability"]["gini_by_month"]["slope"] = -0.023
+
+    section = _section(_render(figures, params, edit=edit), "checks")
+    assert "Deciles are not rank-ordered: 2 adjacent deciles out of order." in section
+    assert "The Gini falls by 0.023 per jump month" in section
+    assert "Promotion gates failed: min_oot_auc." in section
+
+
+def test_no_failed_check_says_so(figures, params):
+    def edit(reports):
+        reports["lightgbm"]["lift"]["rank_ordered"] = True
+        reports["lightgbm"]["stability"]["gini_by_month"]["slope"] = 0.001
+        reports["lightgbm"]["stability"]["psi"]["psi"] = 0.01
+
+    passing = {**GATES, "passed": True, "failed": []}
+    section = _section(_render(figures, params, gates=passing, edit=edit), "checks")
+    assert "Every check passes" in section and "Check failed" not in section
+
+
+def test_intervals_importance_and_points(figures, params):
+    def edit(reports):
+        reports["lightgbm"]["ranking"]["auc_interval"] = [0.81234, 0.85678]
+
+    html = _render(figures, params, edit=edit)
+    assert "0.8123 – 0.8568" in _section(html, "ranking")
+    features = _section(html, "features")
+    assert "dti_at_scoring" in features and "25.0%" in features and "liquidity" in features
+    points = _section(html, "scorecard")
+    assert "[0.1, 0.3)" in points and "12.5" in points
 
 
 def test_every_section_has_a_stable_id(figures, params):
@@ -66,7 +126,8 @@ def test_gate_results_appear(figures, params):
     html = _render(figures, params)
     section = html[html.index('<h2 id="gates">'):html.index('<h2 id="limits">')]
     assert "min_oot_auc" in section and "0.7123" in section and "0.7500" in section
-    assert "rejected" in section and "abc123" in section and "<td>no</td>" in section
+    assert "own gates: failed" in section and "abc123" in section and "<td>no</td>" in section
+    assert "limitjump promote" in section
     assert "not run" not in section
 
 

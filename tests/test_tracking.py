@@ -1,14 +1,18 @@
-"""pipeline.tracking on its own: where runs go, idempotent runs, registry versions, the promotion log.
+"""pipeline.tracking on its own: where runs go, idempotent runs, registry versions, verified model
+files, failing fast on a bad store, the promotion log.
 
-Every test works in its own temporary directory with its own sqlite store: nothing touches the
-repository's mlflow.db. MLflow keeps the tracking URI in module globals and in the environment
-(``set_tracking_uri`` exports MLFLOW_TRACKING_URI), so the fixture below resets both.
+Every test works in its own temporary repository (a folder with dvc.yaml and params.yaml) with
+its own sqlite store: nothing touches the repository's mlflow.db. MLflow keeps the tracking URI in
+module globals and in the environment (``set_tracking_uri`` exports MLFLOW_TRACKING_URI), so the
+fixture below resets both.
 """
 
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
+import time
 import warnings
 from pathlib import Path
 
@@ -19,25 +23,32 @@ import pytest
 from mlflow import MlflowClient
 
 from pipeline import tracking
-from pipeline.config import MlflowSettings
+from pipeline.config import ConfigError, MlflowSettings
+from pipeline.errors import InputError
+from pipeline.model import CalibratedLightGBM
 
 ENV = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "DVC_ROOT", "DVC_EXP_NAME", "DVC_STAGE")
 SETTINGS = MlflowSettings(tracking_uri="sqlite:///mlflow.db", experiment="unit", registered_model="unit")
 
-# A model logged as code (no pickle), small enough to log in milliseconds.
-CONSTANT_MODEL = '''
-import mlflow
-import numpy as np
-import pandas as pd
 
 
-class Constant(mlflow.pyfunc.PythonModel):
-    def predict(self, context, model_input: pd.DataFrame, params=None):
-        return [0.5] * len(model_input)
+def tiny_model_dir(folder: Path) -> Path:
+    """A real calibrated LightGBM folder (text model and JSON), trained on 400 random rows."""
+    import lightgbm as lgb
 
+    from pipeline import io, model
 
-mlflow.models.set_model(Constant())
-'''
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(400, 2))
+    y = (x[:, 0] + rng.normal(size=400) > 1).astype(int)
+    booster = lgb.train({"objective": "binary", "verbose": -1, "num_threads": 1, "seed": 1},
+                        lgb.Dataset(pd.DataFrame(x, columns=["a", "b"]), y), num_boost_round=5)
+    folder.mkdir(parents=True)
+    booster.save_model(str(folder / model.BOOSTER_FILE))
+    io.write_json({"method": "platt", "intercept": 0.0, "slope": 1.0}, folder / model.CALIBRATION_FILE)
+    io.write_json({}, folder / model.CATEGORIES_FILE)
+    io.write_json({"importance": {"a": 1.0, "b": 0.5}, "bins": {}}, folder / model.REFERENCE_FILE)
+    return folder
 
 
 @pytest.fixture(autouse=True)
@@ -46,6 +57,8 @@ def isolated(tmp_path, monkeypatch):
     for name in ENV:
         monkeypatch.setenv(name, "")  # remembers the original value, restored at teardown
         monkeypatch.delenv(name)
+    for marker in ("dvc.yaml", "params.yaml"):
+        (tmp_path / marker).write_text("")
     monkeypatch.chdir(tmp_path)
     yield
     while mlflow.active_run() is not None:
@@ -75,30 +88,68 @@ def _all_runs(client: MlflowClient, experiment_id: str) -> list:
 
 # ---- where runs go ---------------------------------------------------------------------------
 
-def test_relative_sqlite_path_is_anchored_at_the_root():
-    root = Path("/some/repo")
-    assert tracking.resolve_uri("sqlite:///mlflow.db", root) == "sqlite:////some/repo/mlflow.db"
-    assert tracking.resolve_uri("sqlite:///stores/runs.db", root) == "sqlite:////some/repo/stores/runs.db"
+def test_relative_sqlite_path_is_anchored_at_the_root(monkeypatch):
+    monkeypatch.setenv("DVC_ROOT", "/some/repo")
+    assert tracking.resolve_uri("sqlite:///mlflow.db") == "sqlite:////some/repo/mlflow.db"
+    assert tracking.resolve_uri("sqlite:///stores/runs.db") == "sqlite:////some/repo/stores/runs.db"
 
 
 @pytest.mark.parametrize("uri", ["sqlite:////abs/path/mlflow.db", "http://127.0.0.1:5000",
                                  "https://mlflow.example.com", "postgresql://u@h/db"])
 def test_absolute_and_remote_uris_are_unchanged(uri):
-    assert tracking.resolve_uri(uri, Path("/some/repo")) == uri
+    assert tracking.resolve_uri(uri) == uri
 
 
 def test_environment_variable_wins(monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5055")
-    assert tracking.resolve_uri("sqlite:///mlflow.db", Path("/some/repo")) == "http://127.0.0.1:5055"
+    assert tracking.resolve_uri("sqlite:///mlflow.db") == "http://127.0.0.1:5055"
 
 
-def test_root_is_dvc_root_when_set(tmp_path, monkeypatch):
-    assert tracking.repo_root() == tmp_path.resolve()  # the working directory by default
+def test_root_is_found_from_any_subdirectory_and_dvc_root_wins(tmp_path, monkeypatch):
+    deep = tmp_path / "reports" / "deeper"
+    deep.mkdir(parents=True)
+    monkeypatch.chdir(deep)
+    assert tracking.repo_root() == tmp_path.resolve()
+    client, _ = _client()
+    assert mlflow.get_tracking_uri() == f"sqlite:///{tmp_path.resolve()}/mlflow.db"
+    assert not (deep / "mlflow.db").exists()
     main = tmp_path / "main"
     main.mkdir()
     monkeypatch.setenv("DVC_ROOT", str(main))
-    monkeypatch.chdir(tmp_path.parent)
     assert tracking.repo_root() == main.resolve()
+
+
+def test_outside_a_repository_no_store_is_created(tmp_path, monkeypatch):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (tmp_path / "dvc.yaml").unlink()
+    monkeypatch.chdir(outside)
+    with pytest.raises(ConfigError, match="not inside a limitjump repository"):
+        _client()
+    assert not list(outside.iterdir()) and not (tmp_path / "mlflow.db").exists()
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.parametrize("uri", ["http://127.0.0.1:{port}", "http://", "nosuchscheme://x"])
+def test_a_store_that_cannot_be_reached_fails_fast_with_its_address(monkeypatch, uri):
+    uri = uri.format(port=_closed_port())
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    started = time.monotonic()
+    with pytest.raises(InputError) as err:
+        _client()
+    assert time.monotonic() - started < 15
+    assert uri in str(err.value)
+
+
+def test_a_corrupt_store_is_named(tmp_path):
+    (tmp_path / "mlflow.db").write_bytes(b"this is not a database" * 100)
+    with pytest.raises(InputError, match="mlflow.db is not a SQLite database"):
+        _client()
 
 
 def test_store_and_artifacts_live_at_dvc_root_not_the_working_directory(experiment_copy):
@@ -109,7 +160,7 @@ def test_store_and_artifacts_live_at_dvc_root_not_the_working_directory(experime
     experiment = client.get_experiment(experiment_id)
     assert experiment.artifact_location == (main.resolve() / "mlartifacts").as_uri()
     assert experiment.tags["primary_metric"] == tracking.PRIMARY_METRIC
-    with tracking.training_run(SETTINGS, "lightgbm", "fp-artifacts") as run:
+    with tracking.new_run(SETTINGS, "lightgbm", "fp-artifacts", "a test run") as run:
         tracking.log_json({"a": 1}, "a.json")
     assert (main / "mlartifacts" / run.info.run_id / "artifacts" / "a.json").exists()
     assert not list(copy.iterdir())
@@ -142,11 +193,11 @@ def test_dataset_schema_matches_mlflows_inference_on_the_whole_frame():
 
 def test_training_run_is_idempotent(capsys):
     client, experiment_id = _client()
-    with tracking.training_run(SETTINGS, "lightgbm", "fp-1") as run:
+    with tracking.new_run(SETTINGS, "lightgbm", "fp-1", "a test run") as run:
         assert run is not None
         tracking.log_params({"train": {"lightgbm": {"num_leaves": 31, "tags": ["a", "b"]}}})
         mlflow.log_metric(tracking.PRIMARY_METRIC, 0.8)
-    with tracking.training_run(SETTINGS, "lightgbm", "fp-1") as again:
+    with tracking.new_run(SETTINGS, "lightgbm", "fp-1", "a test run") as again:
         assert again is None
     assert "already logged" in capsys.readouterr().err
     runs = _all_runs(client, experiment_id)
@@ -159,14 +210,14 @@ def test_training_run_is_idempotent(capsys):
     assert logged.data.metrics == {tracking.PRIMARY_METRIC: 0.8}
     assert tracking.run_for_fingerprint(SETTINGS, "fp-1").info.run_id == run.info.run_id
     # another fingerprint is another run
-    with tracking.training_run(SETTINGS, "lightgbm", "fp-2") as other:
+    with tracking.new_run(SETTINGS, "lightgbm", "fp-2", "a test run") as other:
         assert other is not None
     assert len(_all_runs(client, experiment_id)) == 2
 
 
 def test_fingerprint_is_set_only_when_the_block_completes():
     client, experiment_id = _client()
-    with tracking.training_run(SETTINGS, "lightgbm", "fp-late") as run:
+    with tracking.new_run(SETTINGS, "lightgbm", "fp-late", "a test run") as run:
         assert tracking.find_run(client, experiment_id, "fp-late") is None  # not yet
     assert tracking.find_run(client, experiment_id, "fp-late").info.run_id == run.info.run_id
 
@@ -174,16 +225,16 @@ def test_fingerprint_is_set_only_when_the_block_completes():
 def test_a_failed_block_leaves_no_run_under_its_fingerprint():
     client, experiment_id = _client()
     with pytest.raises(RuntimeError, match="halfway"):
-        with tracking.training_run(SETTINGS, "lightgbm", "fp-fail") as run:
+        with tracking.new_run(SETTINGS, "lightgbm", "fp-fail", "a test run") as run:
             mlflow.log_metric("valid_auc", 0.7)
             raise RuntimeError("failed halfway")
     assert mlflow.active_run() is None
     assert tracking.find_run(client, experiment_id, "fp-fail") is None
     assert client.get_run(run.info.run_id).info.status == "FAILED"
-    with pytest.raises(LookupError, match="fp-fail"):
+    with pytest.raises(InputError, match="fp-fail"):
         tracking.run_for_fingerprint(SETTINGS, "fp-fail")
     # so the retry logs a run of its own
-    with tracking.training_run(SETTINGS, "lightgbm", "fp-fail") as retry:
+    with tracking.new_run(SETTINGS, "lightgbm", "fp-fail", "a test run") as retry:
         assert retry is not None and retry.info.run_id != run.info.run_id
     assert tracking.find_run(client, experiment_id, "fp-fail").info.run_id == retry.info.run_id
 
@@ -205,7 +256,7 @@ def test_provenance_tags(tmp_path, monkeypatch):
     dirty = tracking.provenance()
     assert dirty["git.dirty"] == "true"
     assert dirty["dvc.exp_name"] == "brisk-tern" and dirty["dvc.stage"] == "train@lightgbm"
-    with tracking.training_run(SETTINGS, "lightgbm", "fp-tags") as run:
+    with tracking.new_run(SETTINGS, "lightgbm", "fp-tags", "a test run") as run:
         pass
     tags = MlflowClient(mlflow.get_tracking_uri()).get_run(run.info.run_id).data.tags
     assert tags["git.commit"] == head and tags["git.dirty"] == "true"
@@ -238,40 +289,79 @@ def test_provenance_outside_git():
 # ---- the registry ----------------------------------------------------------------------------
 
 def _run_with_model(tmp_path: Path, fingerprint: str):
-    code = tmp_path / "constant_model.py"
-    code.write_text(CONSTANT_MODEL)
-    with tracking.training_run(SETTINGS, "lightgbm", fingerprint) as run:
-        info = mlflow.pyfunc.log_model(name="model", python_model=str(code), pip_requirements=[])
+    """A run whose logged model is data (a model folder) loaded by the installed package."""
+    folder = tiny_model_dir(tmp_path / fingerprint)
+    with tracking.new_run(SETTINGS, "lightgbm", fingerprint, "a run with a model") as run:
+        info = mlflow.pyfunc.log_model(name="model", loader_module="pipeline.model", data_path=str(folder),
+                                       pip_requirements=[])
         mlflow.set_tag(tracking.MODEL_URI_TAG, info.model_uri)
     assert run is not None
-    return tracking.run_for_fingerprint(SETTINGS, fingerprint)
+    return tracking.run_for_fingerprint(SETTINGS, fingerprint), folder
+
+
+def _register(tmp_path: Path, fingerprint: str):
+    from pipeline.model import MODEL_FILES
+
+    run, folder = _run_with_model(tmp_path, fingerprint)
+    tags = {tracking.FILES_TAG: json.dumps(tracking.file_digests(folder, MODEL_FILES))}
+    return tracking.register_version(SETTINGS, run, fingerprint, tags, "a version"), run, folder
 
 
 def test_register_version_is_idempotent(tmp_path):
-    first = _run_with_model(tmp_path, "fp-model-1")
-    version = tracking.register_version(SETTINGS, first, "fp-model-1")
-    assert tracking.register_version(SETTINGS, first, "fp-model-1") == version
+    version, first, _ = _register(tmp_path, "fp-model-1")
+    assert tracking.register_version(SETTINGS, first, "fp-model-1", {}, "again").version == version.version
     client = MlflowClient(mlflow.get_tracking_uri())
     versions = client.search_model_versions(f"name='{SETTINGS.registered_model}'")
     assert len(versions) == 1
     assert versions[0].tags[tracking.FINGERPRINT_TAG] == "fp-model-1"
-    assert versions[0].run_id == first.info.run_id
-    second = _run_with_model(tmp_path, "fp-model-2")
-    assert str(tracking.register_version(SETTINGS, second, "fp-model-2")) != str(version)
+    assert versions[0].run_id == first.info.run_id and versions[0].description == "a version"
+    second, _, _ = _register(tmp_path, "fp-model-2")
+    assert second.version != version.version
     assert len(client.search_model_versions(f"name='{SETTINGS.registered_model}'")) == 2
-    assert tracking.register_version(SETTINGS, first, "fp-model-1") == version
+    assert tracking.version_for_fingerprint(SETTINGS, "fp-model-1").version == version.version
 
 
-def test_aliases(tmp_path):
-    run = _run_with_model(tmp_path, "fp-alias")
-    version = tracking.register_version(SETTINGS, run, "fp-alias")
-    assert tracking.alias_version(SETTINGS, "champion") is None
-    tracking.set_alias(SETTINGS, "champion", version, {"previous_champion": "none"})
-    assert str(tracking.alias_version(SETTINGS, "champion")) == str(version)
-    model = MlflowClient(mlflow.get_tracking_uri()).get_model_version(SETTINGS.registered_model, version)
-    assert model.tags["previous_champion"] == "none"
-    loaded = mlflow.pyfunc.load_model(f"models:/{SETTINGS.registered_model}@champion")
-    assert list(loaded.predict(pd.DataFrame({"x": [1.0, 2.0]}))) == [0.5, 0.5]
+def test_registration_leaves_the_finished_run_unchanged(tmp_path):
+    run, folder = _run_with_model(tmp_path, "fp-untouched")
+    client = MlflowClient(mlflow.get_tracking_uri())
+    before = client.get_run(run.info.run_id)
+    tracking.register_version(SETTINGS, run, "fp-untouched", {}, "v")
+    tracking.set_alias(SETTINGS, "champion", "1", {"x": "y"})
+    after = client.get_run(run.info.run_id)
+    assert after.info.end_time == before.info.end_time
+    assert after.data.to_dictionary() == before.data.to_dictionary()
+
+
+def test_aliases_and_verified_loading(tmp_path):
+    version, _, folder = _register(tmp_path, "fp-alias")
+    with pytest.raises(InputError, match="promote"):
+        tracking.get_version(SETTINGS, "champion")
+    tracking.set_alias(SETTINGS, "champion", version.version, {"previous_champion": "none"})
+    assert tracking.get_version(SETTINGS, "@champion").version == version.version
+    assert tracking.get_version(SETTINGS, "champion").tags["previous_champion"] == "none"
+    loaded, number = tracking.load_registered(SETTINGS, f"models:/{SETTINGS.registered_model}@champion")
+    frame = pd.DataFrame({"a": [0.0, 2.0], "b": [1, 1]})  # integers too
+    expected = CalibratedLightGBM.from_dir(folder).predict(frame)
+    np.testing.assert_array_equal(loaded.predict(frame), expected)
+    assert str(number) == str(version.version)
+    # MLflow's own loader runs the installed package's code on the same files
+    pyfunc = mlflow.pyfunc.load_model(f"models:/{SETTINGS.registered_model}@champion")
+    np.testing.assert_array_equal(pyfunc.predict(frame), expected)
+
+
+def test_a_changed_artifact_is_refused(tmp_path):
+    version, _, _ = _register(tmp_path, "fp-tamper")
+    stored = next((tmp_path / "mlartifacts").rglob("calibration.json"))
+    stored.write_text(json.dumps({"method": "platt", "intercept": 5.0, "slope": 1.0}))
+    with pytest.raises(InputError, match="calibration.json does not match the digest"):
+        tracking.load_registered(SETTINGS, f"models:/{SETTINGS.registered_model}/{version.version}")
+
+
+@pytest.mark.parametrize("uri", ["models:/other@champion", "runs:/abc/model", "models:/unit"])
+def test_model_uris_other_than_the_registered_model_are_refused(uri):
+    _client()
+    with pytest.raises(InputError, match="expected models:/unit"):
+        tracking.load_registered(SETTINGS, uri)
 
 
 # ---- the promotion log -----------------------------------------------------------------------
@@ -304,5 +394,5 @@ def test_a_users_tracking_uri_survives_repeated_connections(tmp_path, monkeypatc
     settings = MlflowSettings(tracking_uri="sqlite:///other.db", experiment="e", registered_model="m")
     for _ in range(2):
         tracking.connect(settings)
-        assert tracking.resolve_uri(settings.tracking_uri, tmp_path) == store
+        assert tracking.resolve_uri(settings.tracking_uri) == store
     assert not (tmp_path / "other.db").exists()

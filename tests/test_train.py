@@ -9,7 +9,6 @@ from pipeline import train
 from pipeline.catalog import BY_NAME
 from pipeline.features import build_features
 from pipeline.model import CalibratedLightGBM, calibrate
-from pipeline.registry import gate
 from tests.conftest import make_params
 
 FAST = {"train": {"lightgbm": {"num_boost_round": 80, "early_stopping_rounds": 15}}}
@@ -90,7 +89,7 @@ def test_a_teams_own_columns_train_without_constraints(labelled):
     assert params["monotone_constraints"][columns.index("team_score")] == 0
     booster = train.fit_lightgbm(own["train"], own["valid"], columns, categorical, categories, settings)
     p = CalibratedLightGBM(booster, {"method": "platt", "intercept": 0, "slope": 1}, categories).predict(
-        None, own["valid"])
+        own["valid"])
     assert np.isfinite(p).all() and "team_segment" in booster.feature_name()
 
 
@@ -113,14 +112,3 @@ def test_scorecard_matches_optbinning_and_signs(labelled):
     points = train.scorecard_points(card, labelled["valid"])
     assert ((0 < p) & (p < 1)).all()
     assert np.all(np.diff(points[np.argsort(p)]) <= 1e-9)  # more points, less risk
-
-
-def test_gate_names_what_failed():
-    s = make_params().gate
-    good = {"test_auc": 0.84, "test_ece": 0.01}
-    card = {"test_auc": 0.80, "test_ece": 0.01}
-    assert gate(good, card, None, 0.84, s)["decision"] == "promoted"
-    worse = gate(good, card, 0.86, 0.84, s)
-    assert worse["decision"] == "refused" and worse["failed"] == ["not_worse_than_champion"]
-    bad = gate({"test_auc": 0.70, "test_ece": 0.05}, card, None, 0.70, s)
-    assert set(bad["failed"]) == {"min_oot_auc", "max_calibration_error", "beats_scorecard"}

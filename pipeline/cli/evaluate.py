@@ -1,9 +1,12 @@
 """``limitjump evaluate``: out-of-time evaluation of both models and of the true probability;
-metrics for DVC, plot data, PNG plots and an HTML model card, logged to each model's run."""
+headline metrics for DVC, plot data, PNG plots and an HTML model card, and one MLflow run of its
+own that links to the models' runs (a finished training run is never reopened)."""
 
 from __future__ import annotations
 
 import json
+import tempfile
+from datetime import UTC, datetime
 from pathlib import Path
 
 import mlflow
@@ -11,15 +14,21 @@ import pandas as pd
 import typer
 
 from pipeline import card, evaluate, io, model, plots, tracking, train
+from pipeline.catalog import BY_NAME
 from pipeline.cli import PARAMS, app, load
 from pipeline.cli.register import REPORT as GATES
 from pipeline.cli.simulate import TRUTH_DIR
 from pipeline.cli.split import SPLIT_DIR
 from pipeline.cli.train import MODELS
+from pipeline.config import Params
 
 REPORTS = Path("reports")
 PLOTS = REPORTS / "plots"
 FIGURES = REPORTS / "figures"
+CARD = REPORTS / "model_card.html"
+TOP_FEATURES = 15
+# what produced the evaluated models; the card names their digest
+PRODUCING_SECTIONS = ("label", "simulate", "features", "split", "train", "evaluate")
 
 
 def predictors() -> dict:
@@ -27,7 +36,7 @@ def predictors() -> dict:
     booster = model.CalibratedLightGBM.from_dir(MODELS / "lightgbm")
     scorecard = json.loads((MODELS / "scorecard" / "scorecard.json").read_text())
     return {"scorecard": lambda f: train.scorecard_predict(scorecard, f),
-            "lightgbm": lambda f: booster.predict(None, f)}
+            "lightgbm": lambda f: booster.predict(f)}
 
 
 @app.command(name="evaluate")
@@ -39,7 +48,9 @@ def evaluate_command(params: Path = PARAMS) -> None:
     truth = io.read_dataset(TRUTH_DIR, columns=["borrower_id", "p_true", "first_miss_cause"])
     truth = truth.set_index("borrower_id")
     aligned = {name: truth.loc[f["borrower_id"]].reset_index(drop=True) for name, f in frames.items()}
-    features = json.loads((MODELS / "lightgbm" / "metadata.json").read_text())["features"]
+    metadata = {name: json.loads((MODELS / name / "metadata.json").read_text())
+                for name in ("lightgbm", "scorecard")}
+    features = metadata["lightgbm"]["features"]
     scores = {name: {split: fn(f) for split, f in frames.items()} for name, fn in predictors().items()}
     scores["truth"] = {split: aligned[split]["p_true"].to_numpy() for split in frames}
 
@@ -49,7 +60,7 @@ def evaluate_command(params: Path = PARAMS) -> None:
         reports[name] = evaluate.model_report(test, sc["test"], aligned["test"], frames["train"],
                                               sc["train"], features, s)
         plot_data[name] = evaluate.curves(y, sc["test"], sc["train"], s.bins)
-    gates = json.loads(GATES.read_text()) if GATES.exists() else None
+    gates = json.loads(GATES.read_text())
     headlines = {name: evaluate.headline(r) for name, r in reports.items()}
 
     with io.atomic_dir(PLOTS) as out:
@@ -58,23 +69,72 @@ def evaluate_command(params: Path = PARAMS) -> None:
                 io.write_json(frame.to_dict("records"), out / kind / f"{name}.json")
     with io.atomic_dir(FIGURES) as out:
         figures = [FIGURES / f.name for f in plots.render_all(plot_data, reports, out)]
-    html = card.model_card(reports, gates, p, figures)
-    (REPORTS / "model_card.html").write_text(html)
+    details = _details(p, metadata)
+    with io.atomic_path(CARD, ".html") as tmp:
+        tmp.write_text(card.model_card(reports, gates, p, figures, details))
     io.write_json(reports, REPORTS / "evaluation.json")
-    io.write_json(headlines, REPORTS / "metrics.json")
-    _log_to_runs(p, headlines, figures)
+    io.write_json(evaluate.headline_metrics(headlines, gates), REPORTS / "metrics.json")
+    _log_run(p, reports, gates, figures, headlines, metadata, details)
     lgb, sc, tr = (headlines[n] for n in ("lightgbm", "scorecard", "truth"))
     typer.echo(f"out-of-time AUC: lightgbm {lgb['oot_auc']:.4f}, scorecard {sc['oot_auc']:.4f}, "
                f"truth {tr['oot_auc']:.4f}; lightgbm ECE {lgb['oot_ece']:.4f}, PSI {lgb['psi']:.3f}")
 
 
-def _log_to_runs(p, headlines: dict, figures: list[Path]) -> None:
-    """The same numbers on each model's MLflow run, with the plots and the model card."""
-    for name in ("scorecard", "lightgbm"):
-        fingerprint = json.loads((MODELS / name / "metadata.json").read_text())["fingerprint"]
-        run = tracking.run_for_fingerprint(p.mlflow, fingerprint)
-        with mlflow.start_run(run_id=run.info.run_id):
-            mlflow.log_metrics({f"eval_{k}": v for k, v in headlines[name].items()})
-            mlflow.log_artifact(str(REPORTS / "model_card.html"))
-            for f in figures:
-                mlflow.log_artifact(str(f), artifact_path="figures")
+def _details(p: Params, metadata: dict) -> dict:
+    """What the card shows beyond the reports. Only what DVC tracks: no run id, version or time
+    (the copy logged to MLflow adds those)."""
+    produced_by = p.model_dump(mode="json", by_alias=True)
+    importance = json.loads((MODELS / "lightgbm" / model.REFERENCE_FILE).read_text())["importance"]
+    total = sum(importance.values()) or 1.0
+    ranked = sorted(importance.items(), key=lambda kv: -kv[1])[:TOP_FEATURES]
+    points = pd.read_csv(MODELS / "scorecard" / "scorecard_points.csv").to_dict("records")
+    return {
+        "provenance": {
+            "data_digests": ", ".join(f"{k} {v[:12]}"
+                                      for k, v in metadata["lightgbm"]["data_digests"].items()),
+            "params_digest": io.text_digest(json.dumps({k: produced_by[k] for k in PRODUCING_SECTIONS},
+                                                       sort_keys=True))[:12]},
+        "importance": [{"feature": f, "share": g / total,
+                        "cause": BY_NAME[f].cause if f in BY_NAME else "—",
+                        "description": BY_NAME[f].description if f in BY_NAME else "—"} for f, g in ranked],
+        "points": points,
+    }
+
+
+def _log_run(p: Params, reports: dict, gates: dict, figures: list[Path], headlines: dict,
+             metadata: dict, details: dict) -> None:
+    """One evaluation run, tagged with the runs and the version it evaluates; metrics on the
+    LightGBM logged model too (MLflow 3 shows them on the model's page). Idempotent by content."""
+    runs = {name: tracking.run_for_fingerprint(p.mlflow, metadata[name]["fingerprint"])
+            for name in ("lightgbm", "scorecard")}
+    version = tracking.version_for_fingerprint(p.mlflow, metadata["lightgbm"]["fingerprint"])
+    fingerprint = io.text_digest(json.dumps({"reports": headlines, "gates": gates,
+                                             "models": [m["fingerprint"] for m in metadata.values()]},
+                                            sort_keys=True, default=str))
+    links = {"limitjump.lightgbm_run": runs["lightgbm"].info.run_id,
+             "limitjump.scorecard_run": runs["scorecard"].info.run_id,
+             "limitjump.model_version": version.version if version else "unregistered"}
+    auc = headlines["lightgbm"]["oot_auc"]
+    description = (f"Out-of-time evaluation of LightGBM version {links['limitjump.model_version']} "
+                   f"(AUC {auc:.4f}) beside the scorecard and the truth")
+    with tracking.new_run(p.mlflow, "evaluate", fingerprint, description, links) as run:
+        if run is None:
+            return
+        model_id = runs["lightgbm"].data.tags.get(tracking.MODEL_URI_TAG, "").removeprefix("models:/")
+        for name, figures_of in headlines.items():
+            mlflow.log_metrics({f"{name}.{k}": v for k, v in figures_of.items()},
+                               model_id=model_id if name == "lightgbm" and model_id else None)
+        provenance = {**details["provenance"], "model_version": links["limitjump.model_version"],
+                      "lightgbm_run": links["limitjump.lightgbm_run"],
+                      "scorecard_run": links["limitjump.scorecard_run"],
+                      "evaluation_run": run.info.run_id,
+                      "git_commit": tracking.provenance()["git.commit"],
+                      "generated": datetime.now(UTC).isoformat(timespec="seconds")}
+        with tempfile.TemporaryDirectory() as tmp:
+            page = Path(tmp) / CARD.name
+            page.write_text(card.model_card(reports, gates, p, figures,
+                                            {**details, "provenance": provenance}))
+            mlflow.log_artifact(str(page))
+        mlflow.log_artifact(str(REPORTS / "evaluation.json"))
+        for f in figures:
+            mlflow.log_artifact(str(f), artifact_path="figures")

@@ -1,18 +1,20 @@
-"""``limitjump register``: register the new LightGBM as @challenger; promote it to @champion only
-if every gate in params holds. Every decision is appended to the promotion log."""
+"""``limitjump register``: register the new LightGBM and record whether it passes its own gates.
+
+No alias is moved for an experiment: ``dvc exp run`` registers and tags versions only. A plain
+``dvc repro`` also points @challenger at its version (the candidate for ``limitjump promote``).
+@champion moves only through ``limitjump promote``. reports/gates.json depends only on what DVC
+tracks (the two models and the out-of-time split), never on the registry's state.
+"""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-import mlflow
-import pandas as pd
 import typer
 
-from pipeline import io, metrics, registry, tracking
+from pipeline import io, model, registry, tracking
 from pipeline.cli import PARAMS, app, load
-from pipeline.cli.split import SPLIT_DIR
 from pipeline.cli.train import MODELS
 
 REPORT = Path("reports/gates.json")
@@ -20,35 +22,26 @@ REPORT = Path("reports/gates.json")
 
 @app.command()
 def register(params: Path = PARAMS) -> None:
-    """Register the LightGBM model and apply the promotion gate."""
+    """Register the LightGBM model with its gate results; experiments move no alias."""
     p = load(params)
     challenger = json.loads((MODELS / "lightgbm" / "metadata.json").read_text())
     scorecard = json.loads((MODELS / "scorecard" / "metadata.json").read_text())
-    fingerprint = challenger["fingerprint"]
-    run = tracking.run_for_fingerprint(p.mlflow, fingerprint)
-    version = tracking.register_version(p.mlflow, run, fingerprint)
-    previous = tracking.alias_version(p.mlflow, "champion")
-    tracking.set_alias(p.mlflow, "challenger", version, {})
+    result = registry.own_gates(challenger["metrics"], scorecard["metrics"], p.gate)
+    io.write_json({"challenger_fingerprint": challenger["fingerprint"], **result}, REPORT)
 
-    test = pd.read_parquet(SPLIT_DIR / "test.parquet")
-    champion_auc = None
-    if previous is not None and previous != version:
-        champion = mlflow.pyfunc.load_model(f"models:/{p.mlflow.registered_model}@champion")
-        champion_auc = metrics.ranking(test["label"], champion.predict(test))["auc"]
-    result = registry.gate(challenger["metrics"], scorecard["metrics"], champion_auc,
-                           challenger["metrics"]["test_auc"], p.gate)
-    io.write_json({"challenger_fingerprint": fingerprint, **result}, REPORT)
-
-    figures = {name: g["value"] for name, g in result["gates"].items()}
-    if previous == version:  # a repeated stage: nothing to promote, but the audit trail says so
-        result["decision"] = "already_champion"
-    if result["decision"] == "promoted":
-        tracking.set_alias(p.mlflow, "champion", version, {
-            "previous_champion": previous or "none", "gate_results": json.dumps(figures)})
-    log = tracking.append_promotion_log({
-        "decision": result["decision"], "version": version, "previous_champion": previous,
-        "failed_gates": result["failed"], "figures": figures, "fingerprint": fingerprint})
-    verdict = {"promoted": f"promoted version {version} to @champion (was {previous or 'none'})",
-               "already_champion": f"version {version} is already @champion",
-               "refused": f"refused version {version}: failed {', '.join(result['failed'])}"}
-    typer.echo(f"{verdict[result['decision']]}; logged in {log}")
+    run = tracking.run_for_fingerprint(p.mlflow, challenger["fingerprint"])
+    tags = {tracking.FILES_TAG: json.dumps(tracking.file_digests(MODELS / "lightgbm", model.MODEL_FILES)),
+            tracking.GATE_TAG: str(result["passed"]).lower(),
+            "limitjump.failed_gates": ", ".join(result["failed"]) or "none",
+            **{f"gate.{name}": f"{g['value']:.4f}" for name, g in result["gates"].items()},
+            **{k: v for k, v in tracking.provenance().items() if k in ("git.commit", "dvc.exp_name")}}
+    description = (f"{run.info.run_name}: out-of-time AUC {challenger['metrics']['test_auc']:.4f}; "
+                   f"own gates {'passed' if result['passed'] else 'failed: ' + ', '.join(result['failed'])}")
+    version = tracking.register_version(p.mlflow, run, challenger["fingerprint"], tags, description)
+    where = "experiment " + tracking.provenance()["dvc.exp_name"] if tracking.in_experiment() else None
+    if where is None:
+        tracking.set_alias(p.mlflow, "challenger", version.version, {})
+    gates = "passes its gates" if result["passed"] else f"fails {', '.join(result['failed'])}"
+    typer.echo(f"registered version {version.version} ({gates}); "
+               + (f"{where}: no alias moved" if where else "now @challenger; @champion moves only "
+                  "with `limitjump promote`"))

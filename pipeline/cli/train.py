@@ -12,7 +12,6 @@ import mlflow
 import numpy as np
 import pandas as pd
 import typer
-from mlflow.models import infer_signature
 
 from pipeline import io, metrics, model, tracking, train
 from pipeline.cli import PARAMS, app, load
@@ -57,19 +56,30 @@ def train_command(kind: Annotated[Kind, typer.Argument(help="Which model to trai
         metadata["fingerprint"] = _fingerprint(tmp, metadata)
         io.write_json(metadata, tmp / "metadata.json")
     io.write_json(metrics, REPORTS / f"{kind.value}.json")
-    with tracking.training_run(p.mlflow, kind.value, metadata["fingerprint"]) as run:
+    description = (f"{DESCRIPTIONS[kind.value]}; out-of-time AUC {metrics['test_auc']:.4f}, "
+                   f"ECE {metrics['test_ece']:.4f}")
+    with tracking.new_run(p.mlflow, kind.value, metadata["fingerprint"], description) as run:
         if run is not None:
             tracking.log_params({"train": {kind.value: settings}, "label": p.label.model_dump(),
                                  "split": p.split.model_dump()})
-            for name, frame in splits.items():
-                tracking.log_dataset(frame, SPLIT_DIR / f"{name}.parquet", digests[name],
-                                     "training" if name == "train" else name)
-            mlflow.log_metrics(metrics)
+            datasets = {name: tracking.log_dataset(frame, SPLIT_DIR / f"{name}.parquet", digests[name],
+                                                   "training" if name == "train" else name)
+                        for name, frame in splits.items()}
+            model_id = log_model(out, splits["test"][columns])
+            for split in scores:  # each split's metrics linked to its dataset and the logged model
+                mlflow.log_metrics({k: v for k, v in metrics.items() if k.startswith(f"{split}_")},
+                                   model_id=model_id, dataset=datasets[split])
+            mlflow.log_metric(tracking.PRIMARY_METRIC, metrics[tracking.PRIMARY_METRIC],
+                              model_id=model_id, dataset=datasets["test"])
             for f in sorted(out.iterdir()):
                 mlflow.log_artifact(str(f), artifact_path="files")
-            log_model(out, splits["test"][columns])
     typer.echo(f"{kind.value}: validation AUC {metrics['valid_auc']:.4f}, out-of-time AUC "
                f"{metrics['test_auc']:.4f}, out-of-time ECE {metrics['test_ece']:.4f}")
+
+
+DESCRIPTIONS = {"lightgbm": "Calibrated monotone LightGBM: probability of a missed repayment after "
+                            "a credit-limit jump",
+                "scorecard": "WoE logistic scorecard (the transparent baseline)"}
 
 
 def _fingerprint(folder: Path, metadata: dict) -> str:
@@ -108,20 +118,18 @@ def _fit_lightgbm(p: Params, splits: dict, columns: list[str], categorical: list
     fitted, valid_scores = fit_and_save_lightgbm(splits, columns, categorical, s, out)
     booster = fitted.booster
     settings = {**s.model_dump(), "trees": booster.num_trees()}
-    scores = {"valid": valid_scores, "test": fitted.predict(None, splits["test"])}
+    scores = {"valid": valid_scores, "test": fitted.predict(splits["test"])}
 
-    def log_model(folder: Path, example_pool: pd.DataFrame) -> None:
+    def log_model(folder: Path, example_pool: pd.DataFrame) -> str:
+        """The model as MLflow data (the folder's files) loaded by the installed package."""
         example = example_pool.dropna().head(5)
         mlflow.log_metric("trees", booster.num_trees())
         info = mlflow.pyfunc.log_model(
-            name="model", python_model=model.__file__,
-            artifacts={"booster": str(folder / model.BOOSTER_FILE),
-                       "calibration": str(folder / model.CALIBRATION_FILE),
-                       "categories": str(folder / model.CATEGORIES_FILE),
-                       "reference": str(folder / model.REFERENCE_FILE)},
-            signature=infer_signature(example, fitted.predict(None, example)),
+            name="model", loader_module="pipeline.model", data_path=str(folder),
+            signature=tracking.model_signature(fitted.features, example, fitted.predict(example)),
             input_example=example, pip_requirements=_requirements())
         mlflow.set_tag(tracking.MODEL_URI_TAG, info.model_uri)
+        return info.model_id
 
     return scores, settings, log_model
 

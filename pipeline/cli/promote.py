@@ -1,0 +1,114 @@
+"""``limitjump promote``: the one way a version becomes @champion, by a person or by CI on main.
+
+It re-checks the candidate's own gates (recorded at registration) and compares it with the
+current champion on the same out-of-time rows; every decision, a refusal included, is appended
+to the promotion log and tagged on the version. Not a DVC stage: production state is not an
+output of the pipeline.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import tempfile
+from pathlib import Path
+from typing import Annotated
+
+import pandas as pd
+import typer
+
+from pipeline import metrics, registry, tracking
+from pipeline.cli import PARAMS, app, load
+from pipeline.cli.split import SPLIT_DIR
+from pipeline.errors import InputError
+from pipeline.model import CalibratedLightGBM
+
+
+@app.command()
+def promote(
+        version: Annotated[str | None, typer.Option(
+            "--version", help="Version to promote; default: the latest that passed its gates.")] = None,
+        test: Annotated[Path | None, typer.Option(
+            "--test", help="Out-of-time rows both models are compared on (features and label); "
+                           "default: the repository's data/split/test.parquet.")] = None,
+        params: Path = PARAMS) -> None:
+    """Make a registered version @champion if its gates hold and it beats the champion."""
+    p = load(params)
+    candidate = tracking.get_version(p.mlflow, version) if version else _latest_passed(p)
+    champion = _current_champion(p)
+    entry = {"version": candidate.version, "previous_champion": champion.version if champion else None,
+             "by": getpass.getuser(), "git.commit": tracking.provenance()["git.commit"]}
+    failed = _own_failures(candidate)
+    figures = {}
+    if champion is not None and champion.version == candidate.version:
+        decision = "already_champion"
+    elif failed:
+        decision = "refused"
+    else:
+        if champion is not None:
+            rows = pd.read_parquet(test or tracking.repo_root() / SPLIT_DIR / "test.parquet")
+            aucs = _aucs_on(p, rows, {"challenger": candidate, "champion": champion})
+            gate = registry.champion_gate(aucs["challenger"], aucs["champion"], p.gate)
+            figures = {"challenger_auc": aucs["challenger"], "champion_auc": aucs["champion"],
+                       "rows": len(rows), **gate}
+            failed = [] if gate["passed"] else ["beats_champion"]
+        decision = "refused" if failed else "promoted"
+    entry.update(decision=decision, failed_gates=failed, figures=figures)
+    if decision == "promoted":
+        tracking.set_alias(p.mlflow, "champion", candidate.version, {
+            "limitjump.previous_champion": entry["previous_champion"] or "none",
+            "limitjump.promotion": json.dumps(figures, default=str)})
+    log = tracking.append_promotion_log(entry)
+    typer.echo(_message(entry) + f"; logged in {log}")
+
+
+def _latest_passed(p):
+    passed = [v for v in tracking.versions(p.mlflow) if v.tags.get(tracking.GATE_TAG) == "true"]
+    if not passed:
+        raise InputError(f"model {p.mlflow.registered_model}: no registered version passed its gates "
+                         "(see reports/gates.json); nothing to promote")
+    return passed[-1]
+
+
+def _current_champion(p):
+    try:
+        return tracking.get_version(p.mlflow, "champion")
+    except InputError:
+        return None
+
+
+def _own_failures(version) -> list[str]:
+    """The gates the version failed at registration; an unregistered-by-us version fails all."""
+    if version.tags.get(tracking.GATE_TAG) == "true":
+        return []
+    return [g.strip() for g in version.tags.get("limitjump.failed_gates", "own gates").split(",")]
+
+
+def _aucs_on(p, rows: pd.DataFrame, models: dict) -> dict[str, float]:
+    """Out-of-time AUC of each registered version on the same rows, from its verified files."""
+    if "label" not in rows:
+        raise InputError("the comparison rows have no 'label' column")
+    with tempfile.TemporaryDirectory() as tmp:
+        out = {}
+        for role, version in models.items():
+            folder = tracking.fetch_model_files(p.mlflow, version, Path(tmp) / role)
+            fitted = CalibratedLightGBM.from_dir(folder)
+            missing = sorted(set(fitted.features) - set(rows.columns))
+            if missing:
+                raise InputError(f"version {version.version} needs columns the comparison rows lack: "
+                                 f"{missing[:5]}")
+            out[role] = metrics.ranking(rows["label"].to_numpy(), fitted.predict(rows))["auc"]
+    return out
+
+
+def _message(entry: dict) -> str:
+    v, previous = entry["version"], entry["previous_champion"] or "none"
+    if entry["decision"] == "promoted":
+        return f"promoted version {v} to @champion (was {previous})"
+    if entry["decision"] == "already_champion":
+        return f"version {v} is already @champion"
+    f = entry["figures"]
+    detail = (f" (AUC {f['challenger_auc']:.4f} vs champion {f['champion_auc']:.4f} on {f['rows']:,} rows)"
+              if f else "")
+    failed = ", ".join(entry["failed_gates"])
+    return f"refused version {v}: failed {failed}{detail}; @champion stays {previous}"

@@ -1,0 +1,37 @@
+"""The promotion gates: the challenger's own gates and the comparison with the champion."""
+
+from __future__ import annotations
+
+import pytest
+
+from pipeline.registry import champion_gate, own_gates
+from tests.conftest import make_params
+
+
+def test_own_gates_name_what_failed():
+    s = make_params().gate
+    card = {"test_auc": 0.80, "test_ece": 0.01}
+    good = own_gates({"test_auc": 0.84, "test_ece": 0.01}, card, s)
+    assert good["passed"] and good["failed"] == []
+    bad = own_gates({"test_auc": 0.70, "test_ece": 0.05}, card, s)
+    assert not bad["passed"]
+    assert set(bad["failed"]) == {"min_oot_auc", "max_calibration_error", "beats_scorecard"}
+    assert bad["gates"]["min_oot_auc"] == {"value": 0.70, "threshold": s.min_oot_auc,
+                                           "rule": "value >= threshold", "passed": False}
+
+
+@pytest.mark.parametrize(("challenger", "champion", "passed"), [
+    (0.850, 0.840, True),     # a clear gain
+    (0.8405, 0.840, False),   # below min_gain_over_champion (0.001)
+    (0.840, 0.840, False),    # a tie keeps the champion
+    (0.830, 0.840, False),    # worse is never promoted
+])
+def test_champion_gate_needs_a_gain(challenger, champion, passed):
+    assert champion_gate(challenger, champion, make_params().gate)["passed"] is passed
+
+
+def test_with_no_required_gain_a_tie_still_keeps_the_champion():
+    s = make_params({"register": {"min_gain_over_champion": 0.0}}).gate
+    assert champion_gate(0.84, 0.84, s)["passed"] is False
+    assert champion_gate(0.8401, 0.84, s)["passed"] is True
+    assert champion_gate(0.84, 0.84, s)["rule"] == "value > threshold"
