@@ -39,7 +39,8 @@ DETAILS = {"provenance": {"model_version": "7", "lightgbm_run": "run-lgb", "git_
                           "generated": "2026-12-02T10:00:00+00:00"},
            "importance": [{"feature": "dti_at_scoring", "cause": "liquidity", "share": 0.25,
                            "description": "All monthly installments over declared income"}],
-           "points": [{"characteristic": "dti_at_scoring", "bin": "[0.1, 0.3)", "woe": -0.21, "points": 12.5}]}
+           "points": [{"characteristic": "dti_at_scoring", "bin": "[0.1, 0.3)", "woe": -0.21,
+                       "points": 12.5}]}
 
 
 def _render(figures, params, gates=GATES, edit=None, details=DETAILS) -> str:
