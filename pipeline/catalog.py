@@ -3,14 +3,54 @@
 ``cause`` groups features for reason codes (credit deterioration, liquidity, technical, profile);
 ``direction`` is the expected effect on risk (+1 more risk as the value grows, -1 less, 0 no
 constraint) and becomes LightGBM's monotone constraint; ``reason`` is how a scorer explains a
-high value to a risk officer, in the terms of the source article.
+high value to a risk officer, in the terms of the source article. ``domain`` is what a value
+may be (range, whole number, codes, missing or not): the features table's contract, which the
+scorer checks row by row on a features file and on features computed from raw tables alike.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+
+from pipeline.config import EMPLOYMENT_TYPES, TRIGGERS
 
 CAUSE_CATEGORIES = ("credit", "liquidity", "technical", "profile")
+# Sums over a window of amounts that the data contract caps at 10M CNY each: beyond this, the
+# amounts are in the wrong unit (fen for yuan) or garbage.
+MAX_CNY = 1e9
+MAX_RATIO = 1e6  # ratios of plausible amounts; beyond it a denominator is a unit error
+SCORE_RANGE = (300.0, 950.0)  # bureau credit score points (the raw tables' contract uses it too)
+AGE_RANGE = (18.0, 80.0)  # years at onboarding (likewise)
+
+
+@dataclass(frozen=True)
+class Domain:
+    """The values a feature may take, bounds inclusive; ``codes``, if given, are the only ones."""
+
+    low: float
+    high: float
+    whole: bool = False
+    nullable: bool = False
+    codes: tuple[float, ...] | None = None
+
+
+def _codes(n: int, first: int = 0) -> Domain:
+    return Domain(first, first + n - 1, whole=True, codes=tuple(float(c) for c in range(first, first + n)))
+
+
+# what each unit allows; a ratio is missing when its denominator is zero (no income, no limit)
+UNITS = {
+    "CNY": Domain(0.0, MAX_CNY),
+    "ratio": Domain(0.0, MAX_RATIO, nullable=True),
+    "ratio/month": Domain(0.0, MAX_RATIO, nullable=True),
+    "months": Domain(0.0, 1200.0),
+    "days": Domain(0.0, 36_500.0),
+    "count": Domain(0.0, 1e6, whole=True),
+    "points": Domain(*SCORE_RANGE, whole=True),
+    "years": Domain(*AGE_RANGE, whole=True),
+    "flag": _codes(2),
+    "tier": _codes(4, first=1),
+}
 
 
 @dataclass(frozen=True)
@@ -21,18 +61,29 @@ class Feature:
     unit: str
     cause: str
     direction: int
-    reason: str = ""
-    categorical: bool = False
+    reason: str
+    categorical: bool
+    domain: Domain
 
 
-def _f(name, description, window, unit, cause, direction, reason="", categorical=False) -> Feature:
-    return Feature(name, description, window, unit, cause, direction, reason, categorical)
+def _f(name, description, window, unit, cause, direction, reason="", categorical=False, *,
+       domain: Domain | None = None, signed: bool = False, nullable: bool | None = None) -> Feature:
+    """A feature whose domain is its unit's unless given (code features list their codes).
+    ``signed``: a change of such a value, anywhere within plus or minus the unit's width;
+    ``nullable``: missing when there is nothing to compute it from (no statement, no large draw)."""
+    d = domain or UNITS[unit]
+    if signed:
+        d = replace(d, low=d.low - d.high, high=d.high - d.low)
+    if nullable is not None:
+        d = replace(d, nullable=nullable)
+    return Feature(name, description, window, unit, cause, direction, reason, categorical, d)
 
 
 FEATURES: tuple[Feature, ...] = (
     # the jump
     _f("trigger", "What triggered the increase: 0 new user, 1 score improvement, 2 marketing, "
-       "3 user request", "at jump", "code", "profile", 0, "asked for the increase", True),
+       "3 user request", "at jump", "code", "profile", 0, "asked for the increase", True,
+       domain=_codes(len(TRIGGERS))),
     _f("increase_amount", "Size of the limit increase", "at jump", "CNY", "profile", 0),
     _f("limit_before_jump", "Credit limit just before the increase", "at jump", "CNY", "profile", 0),
     _f("new_over_old_limit", "New limit over old limit", "at jump", "ratio", "profile", 0),
@@ -48,7 +99,7 @@ FEATURES: tuple[Feature, ...] = (
        "spending jumped after the increase"),
     _f("days_to_first_large_draw", "Days from the jump to the first drawdown of at least 20% of the "
        "increase (missing if none)", "jump to scoring", "days", "liquidity", -1,
-       "made a large drawdown days after the increase"),
+       "made a large drawdown days after the increase", nullable=True),
     _f("large_drawdowns_since_jump", "Large purchases and withdrawals to invest since the jump",
        "jump to scoring", "count", "liquidity", 1, "made a large one-off purchase or investment "
        "with the new limit"),
@@ -60,7 +111,7 @@ FEATURES: tuple[Feature, ...] = (
     _f("dti_at_scoring", "All monthly installments over declared income, at scoring", "at scoring",
        "ratio", "liquidity", 1, "total debt payments are high for the income"),
     _f("dti_change", "Change of debt-to-income from the jump to scoring", "jump to scoring", "ratio",
-       "liquidity", 1, "monthly installments jumped while income stayed flat"),
+       "liquidity", 1, "monthly installments jumped while income stayed flat", signed=True),
     _f("outside_installments", "Monthly installments owed to other lenders at scoring",
        "at scoring", "CNY", "credit", 1, "owes a lot to other lenders"),
     _f("installments_next_3_cycles", "Our installments scheduled in the 3 months after scoring, "
@@ -76,12 +127,13 @@ FEATURES: tuple[Feature, ...] = (
     _f("utilisation_last", "Balance over limit on the last statement", "1 month", "ratio",
        "liquidity", 1, "uses most of the credit line"),
     *(_f(f"utilisation_slope_{m}m", f"Least-squares slope of utilisation per month, last {m} "
-         "statements", f"{m} months", "ratio/month", "liquidity", 1, "utilisation is climbing")
-      for m in (6, 12)),
+         "statements", f"{m} months", "ratio/month", "liquidity", 1, "utilisation is climbing",
+         signed=True) for m in (6, 12)),
     *(_f(f"utilisation_last_minus_mean_{m}m", f"Last utilisation minus its mean over {m} statements",
-         f"{m} months", "ratio", "liquidity", 1, "utilisation is climbing") for m in (3, 6, 12)),
+         f"{m} months", "ratio", "liquidity", 1, "utilisation is climbing", signed=True)
+      for m in (3, 6, 12)),
     _f("utilisation_last_minus_previous", "Last utilisation minus the one before", "2 months",
-       "ratio", "liquidity", 1, "utilisation is climbing"),
+       "ratio", "liquidity", 1, "utilisation is climbing", signed=True),
     # repayment history
     *(_f(f"missed_due_dates_{m}m", f"Due dates not paid in full on the day, last {m} months",
          f"{m} months", "count", "credit", 1, "missed payments recently") for m in (3, 6)),
@@ -115,22 +167,23 @@ FEATURES: tuple[Feature, ...] = (
        "CNY", "credit", 1, "borrowed heavily elsewhere"),
     # score
     _f("credit_score", "Bureau credit score on the last statement", "at scoring", "points",
-       "credit", -1, "credit score is low"),
+       "credit", -1, "credit score is low", nullable=True),
     *(_f(f"credit_score_change_{m}m", f"Change of the credit score over {m} statements",
-         f"{m} months", "points", "credit", -1, "credit score is falling") for m in (3, 6)),
+         f"{m} months", "points", "credit", -1, "credit score is falling", signed=True,
+         nullable=True) for m in (3, 6)),
     _f("restrictions_12m", "Times the platform restricted the line, last 12 months", "12 months",
        "count", "credit", 1, "the line was restricted by the risk rules"),
     # income and cash
     _f("declared_income", "Monthly income declared at onboarding", "at onboarding", "CNY",
        "profile", -1),
     _f("inflow_mean_3m", "Mean monthly wallet inflow, last 3 statements", "3 months", "CNY",
-       "liquidity", -1),
+       "liquidity", -1, nullable=True),
     _f("inflow_trend", "Wallet inflow of the last 3 statements over the 3 before", "6 months",
        "ratio", "liquidity", -1, "income coming in has dropped"),
     _f("inflow_over_declared_income", "Mean wallet inflow, last 3 statements, over declared income",
        "3 months", "ratio", "liquidity", -1, "less money comes in than declared"),
     _f("wallet_balance", "Wallet balance on the last statement", "at scoring", "CNY", "liquidity",
-       -1, "keeps little cash"),
+       -1, "keeps little cash", nullable=True),
     _f("cash_buffer_over_installments", "Wallet balance over all installments (ours and other "
        "lenders') of the next 3 months", "at scoring", "ratio", "liquidity", -1,
        "has no cash kept back for the next installments"),
@@ -156,7 +209,7 @@ FEATURES: tuple[Feature, ...] = (
     _f("age", "Age at onboarding", "at onboarding", "years", "profile", 0),
     _f("city_tier", "City tier, 1 (largest) to 4", "at onboarding", "tier", "profile", 0),
     _f("employment_type", "0 salaried, 1 self-employed, 2 gig worker, 3 student", "at onboarding",
-       "code", "profile", 0, "", True),
+       "code", "profile", 0, "", True, domain=_codes(len(EMPLOYMENT_TYPES))),
 )
 
 BY_NAME = {f.name: f for f in FEATURES}

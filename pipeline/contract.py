@@ -3,7 +3,9 @@
 Each column has a dtype, a unit, an allowed range or set of values and a nullability; each table
 has a key. ``validate`` checks a frame with pandera and raises ``ContractError`` naming the file,
 the column and the first offending rows; ``violations`` returns every failing row, which the scorer
-uses to reject borrowers instead of stopping.
+uses to reject borrowers instead of stopping. ``features_table`` is the features table's contract,
+read off the feature catalogue; ``history_violations`` holds the rules across tables (dates in
+order, one jump per borrower, nothing after the run date).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import pandas as pd
 import pandera.pandas as pa
 from pandera.errors import SchemaErrors
 
+from pipeline.catalog import AGE_RANGE, BY_NAME, SCORE_RANGE
 from pipeline.config import CAUSES, EMPLOYMENT_TYPES, TRIGGERS
 from pipeline.errors import InputError
 
@@ -22,6 +25,13 @@ MAX_AMOUNT = 10_000_000.0  # CNY; anything above is a unit error (fen instead of
 # Dates outside this range are impossible for this product (a typo, an epoch-zero default).
 FIRST_DATE, LAST_DATE = pd.Timestamp("2000-01-01"), pd.Timestamp("2100-12-31")
 MAX_ROWS_IN_MESSAGE = 5
+# The label and the features are defined around one limit jump per borrower; a second increase
+# would make the scoring date ambiguous. None would let the latest increase count as the jump.
+JUMPS_PER_BORROWER: int | None = 1
+# The platform's own records of a borrower start when the line is opened; the bureau's (loans
+# elsewhere) may be older.
+OWN_RECORDS = ("statements", "installments", "repayments", "drawdowns", "limit_events",
+               "platform_events")
 
 
 class ContractError(InputError, ValueError):
@@ -36,8 +46,9 @@ class Col:
     description: str
     min: float | None = None
     max: float | None = None
-    allowed: tuple[str, ...] | None = None
+    allowed: tuple[str | float, ...] | None = None
     nullable: bool = False
+    whole: bool = False
 
     def checks(self) -> list[pa.Check]:
         out = []
@@ -49,6 +60,8 @@ class Col:
             out.append(pa.Check.ge(self.min))
         if self.allowed is not None:
             out.append(pa.Check.isin(list(self.allowed)))
+        if self.whole:
+            out.append(pa.Check(lambda s: s % 1 == 0, name="whole_number"))
         return out
 
 
@@ -99,7 +112,7 @@ TABLES: dict[str, Table] = {t.name: t for t in (
     Table("borrowers", "One row per borrower: what the application recorded.", (
         _id(),
         _date("onboard_date", "Date the credit line was opened"),
-        Col("age", "int64", "years", "Age at onboarding", min=18, max=80),
+        Col("age", "int64", "years", "Age at onboarding", min=AGE_RANGE[0], max=AGE_RANGE[1]),
         Col("city_tier", "int64", "tier", "City tier, 1 (largest cities) to 4", min=1, max=4),
         Col("employment_type", "str", "category", "Employment type as declared",
             allowed=EMPLOYMENT_TYPES),
@@ -117,7 +130,7 @@ TABLES: dict[str, Table] = {t.name: t for t in (
         Col("days_past_due", "int64", "days", "Days the oldest unpaid amount is past due", min=0,
             max=10_000),
         Col("credit_score", "int64", "points", "Bureau credit score pulled at the statement date",
-            min=300, max=950),
+            min=SCORE_RANGE[0], max=SCORE_RANGE[1]),
         _cny("wallet_inflow", "Inflows to the borrower's wallet seen by the platform in the cycle"),
         _cny("wallet_balance", "Wallet balance seen by the platform at the statement date"),
         Col("line_status", "str", "category", "Line status at the statement date",
@@ -235,15 +248,36 @@ def sort_keys(table: str) -> list[str]:
     return list(spec.sort or spec.key)
 
 
-def schema(table: str) -> pa.DataFrameSchema:
-    spec = TABLES[table]
+FLOAT_MAX = float(np.finfo("float64").max)
+
+
+def features_table(columns: list[str]) -> Table:
+    """The features table of a model with these feature columns: each catalogue feature with its
+    domain; a column the catalogue does not know (a team's own feature) need only be a finite
+    number or missing."""
+    def column(name: str) -> Col:
+        if name not in BY_NAME:
+            return Col(name, "float64", "unknown", "Not in the feature catalogue", min=-FLOAT_MAX,
+                       max=FLOAT_MAX, nullable=True)
+        f = BY_NAME[name]
+        d = f.domain
+        return Col(name, "float64", f.unit, f.description, min=d.low, max=d.high, allowed=d.codes,
+                   nullable=d.nullable, whole=d.whole)
+
+    return Table("features", "One row per borrower at the scoring date: what the model reads.",
+                 (_id(), _date("scoring_date", "Jump date plus the observation window"),
+                  *map(column, columns)), key=("borrower_id",), date_column="scoring_date")
+
+
+def schema(table: str | Table) -> pa.DataFrameSchema:
+    spec = TABLES[table] if isinstance(table, str) else table
     columns = {c.name: pa.Column(c.dtype, c.checks(), nullable=c.nullable, title=c.unit,
                                  description=c.description) for c in spec.columns}
     return pa.DataFrameSchema(columns, strict=True, ordered=False,
-                              unique=list(spec.key) or None, name=table)
+                              unique=list(spec.key) or None, name=spec.name)
 
 
-def violations(frame: pd.DataFrame, table: str) -> pd.DataFrame:
+def violations(frame: pd.DataFrame, table: str | Table) -> pd.DataFrame:
     """Every failing (row, column, check, value); empty if the frame passes. ``row`` is the
     positional row number; it is missing for frame-level failures (a missing column, say)."""
     try:
@@ -282,3 +316,61 @@ def validate(frame: pd.DataFrame, table: str, source: str) -> None:
         lines.append(f"  column '{column}': fails {check}; {where if rows else 'whole column'}; "
                      f"values {values}")
     raise ContractError("\n".join(lines))
+
+
+def history_violations(tables: dict[str, pd.DataFrame], observation_days: int,
+                       today: pd.Timestamp) -> pd.DataFrame:
+    """(borrower_id, reason) of every break of the rules across a borrower's tables: the
+    platform's records dated before onboarding, rows dated after the run date (``today``), more
+    jumps than ``JUMPS_PER_BORROWER``, a scoring date after the run date. Rows dated after the
+    scoring date break no rule: features never read them."""
+    borrowers = tables["borrowers"]
+    onboard = borrowers.drop_duplicates("borrower_id").set_index("borrower_id")["onboard_date"]
+    found = [_dated_after(borrowers, "borrowers", today)]
+    for name in RAW_TABLES[1:]:
+        frame, column = tables[name], TABLES[name].date_column
+        found.append(_dated_after(frame, name, today))
+        if name in OWN_RECORDS:
+            start = frame["borrower_id"].map(onboard)
+            early = (frame[column] < start).to_numpy()
+            found.append(_broken(frame["borrower_id"][early], f"{name}.{column}: before onboarding on "
+                                 + _day(start[early]) + " (value " + _day(frame[column][early]) + ")"))
+    increases = tables["limit_events"][tables["limit_events"]["event_type"] == "increase"]
+    per_borrower = increases.groupby("borrower_id")["event_date"].agg(["size", "max"])
+    if JUMPS_PER_BORROWER is not None:
+        many = per_borrower[per_borrower["size"] > JUMPS_PER_BORROWER]
+        found.append(_broken(many.index, "limit_events.event_type: " + many["size"].astype("str")
+                             + f" limit increases (the contract allows {JUMPS_PER_BORROWER})"))
+    scoring = per_borrower["max"] + pd.Timedelta(days=observation_days)
+    found.append(future_scoring(per_borrower.index, scoring, today))
+    return pd.concat(found, ignore_index=True)
+
+
+def future_scoring(borrower_ids, scoring_dates: pd.Series, today: pd.Timestamp) -> pd.DataFrame:
+    """(borrower_id, reason) of scoring dates after the run date: their observation window is
+    not over, so their features would not mean what the model learnt."""
+    late = (scoring_dates >= _next_day(today)).to_numpy()
+    return _broken(np.asarray(borrower_ids)[late], f"scoring_date: after the run date {today:%Y-%m-%d}"
+                   " (value " + _day(scoring_dates[late]) + ")")
+
+
+def _dated_after(frame: pd.DataFrame, name: str, today: pd.Timestamp) -> pd.DataFrame:
+    column = TABLES[name].date_column
+    late = (frame[column] >= _next_day(today)).to_numpy()
+    return _broken(frame["borrower_id"][late], f"{name}.{column}: after the run date {today:%Y-%m-%d}"
+                   " (value " + _day(frame[column][late]) + ")")
+
+
+def _next_day(today: pd.Timestamp) -> pd.Timestamp:
+    return today.normalize() + pd.Timedelta(days=1)
+
+
+def _day(dates: pd.Series) -> pd.Series:
+    return pd.Series(dates).dt.strftime("%Y-%m-%d").to_numpy(dtype=object)
+
+
+def _broken(borrower_ids, reasons) -> pd.DataFrame:
+    ids = np.asarray(borrower_ids, dtype="int64")
+    return pd.DataFrame({"borrower_id": ids,
+                         "reason": pd.array(np.broadcast_to(np.asarray(reasons, dtype=object), ids.shape),
+                                            dtype="str")})

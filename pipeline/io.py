@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 import math
 import os
+import re
 import shutil
+import socket
 import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -23,20 +26,71 @@ import pyarrow.parquet as pq
 PARQUET_OPTIONS = dict(compression="zstd", row_group_size=256_000, write_statistics=True)
 
 
+# Temporaries are named .<target>.<pid>@<host>.<random>[suffix].tmp, so that the next write of the
+# same target can tell those of a killed process (same host, pid no longer running) and remove them.
+HOST = socket.gethostname().split(".")[0]
+OWNER = re.compile(r"\.(\d+)@([^.]+)\.[^.]+(\.[^.]+)?\.tmp$")
+
+
 @contextmanager
 def atomic_path(target: str | Path, suffix: str = "") -> Iterator[Path]:
     """A temporary path next to ``target`` that replaces it only if the block succeeds."""
-    target = Path(target)
+    with _temporary(Path(target), suffix) as tmp:
+        yield tmp
+        os.replace(tmp, target)
+
+
+@contextmanager
+def output_set(targets: list[Path]) -> Iterator[list[Path]]:
+    """Temporary paths for files that must appear together; the last target is the one that
+    vouches for the others (a summary holding their digests). On success the last target is
+    removed, the others renamed into place and the last renamed last, in immediate sequence: a
+    run killed in between leaves no last target, so whenever it exists the others beside it are
+    the ones written with it. On failure no target changes and every temporary is removed."""
+    with ExitStack() as stack:
+        temps = [stack.enter_context(_temporary(t, t.suffix)) for t in targets]
+        yield temps
+        targets[-1].unlink(missing_ok=True)
+        for tmp, target in zip(temps, targets, strict=True):
+            os.replace(tmp, target)
+
+
+@contextmanager
+def _temporary(target: Path, suffix: str) -> Iterator[Path]:
+    """A temporary file next to ``target``, readable like any output, removed unless renamed."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix + ".tmp", dir=target.parent)
+    remove_stale_temporaries(target)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.{os.getpid()}@{HOST}.", suffix=suffix + ".tmp",
+                               dir=target.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     try:
-        yield tmp_path
         os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes it private; the output should not be
-        os.replace(tmp_path, target)
+        yield tmp_path
     finally:
         tmp_path.unlink(missing_ok=True)
+
+
+def remove_stale_temporaries(target: Path) -> list[Path]:
+    """Remove the temporaries of ``target`` left by processes of this host that are gone (killed
+    before they could clean up); those of running processes and other hosts are left alone."""
+    removed = []
+    for tmp in target.parent.glob(f".{glob.escape(target.name)}.*.tmp"):
+        owner = OWNER.search(tmp.name[len(target.name) + 1:])
+        if owner and owner[2] == HOST and not _running(int(owner[1])):
+            shutil.rmtree(tmp, ignore_errors=True) if tmp.is_dir() else tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+    return removed
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: running
+        return True
+    return True
 
 
 def _umask() -> int:
@@ -50,7 +104,9 @@ def atomic_dir(target: str | Path) -> Iterator[Path]:
     """A temporary directory that replaces ``target`` (and all it held) only on success."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    remove_stale_temporaries(target)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.{os.getpid()}@{HOST}.", suffix=".tmp",
+                                dir=target.parent))
     try:
         yield tmp
         old = target.with_name(f".{target.name}.old")
@@ -77,10 +133,13 @@ def write_parquet(frame: pd.DataFrame | pa.Table, path: str | Path) -> None:
 
 
 def write_json(data: Any, path: str | Path) -> None:
-    """Strict JSON: NaN and infinities become null, which every reader (and DVC) accepts."""
-    text = json.dumps(_finite(data), indent=2, sort_keys=True, default=_json_default, allow_nan=False)
     with atomic_path(path, ".json") as tmp:
-        tmp.write_text(text + "\n")
+        tmp.write_text(json_text(data))
+
+
+def json_text(data: Any) -> str:
+    """Strict JSON: NaN and infinities become null, which every reader (and DVC) accepts."""
+    return json.dumps(_finite(data), indent=2, sort_keys=True, default=_json_default, allow_nan=False) + "\n"
 
 
 def _finite(value: Any) -> Any:
@@ -142,7 +201,18 @@ def file_digest(path: str | Path) -> str:
     files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
     for f in files:
         h.update(str(f.relative_to(path) if path.is_dir() else f.name).encode())
-        with open(f, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                h.update(block)
+        _feed(h, f)
     return h.hexdigest()
+
+
+def content_digest(path: str | Path) -> str:
+    """sha256 of a file's bytes alone, as ``sha256sum`` prints it."""
+    h = hashlib.sha256()
+    _feed(h, Path(path))
+    return h.hexdigest()
+
+
+def _feed(h, path: Path) -> None:
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)

@@ -7,6 +7,7 @@ import os
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from pipeline import io
@@ -113,7 +114,7 @@ def test_scoring_is_byte_identical_on_dask(simulated, cluster, local_features, t
     for name, engine in (("local", LOCAL), ("dask", cluster)):
         p = PARAMS.model_copy(update={"engine": engine,
                                       "score": PARAMS.score.model_copy(update={"batch_borrowers": 700})})
-        source = score_cli.open_source(local / "raw", p, model.features)
+        source = score_cli.open_source(local / "raw", p, model.features, pd.Timestamp.today())
         outputs[name] = tmp_path / f"{name}.parquet"
         summary = score_cli.run(source, model, "test", outputs[name], p)
         assert summary["scored"] + summary["rejected"] == summary["borrowers_in"] == 3000

@@ -26,6 +26,7 @@ from pipeline import contract, io, metrics, score
 from pipeline.catalog import BY_NAME
 from pipeline.cli import app
 from pipeline.contract import RAW_TABLES, ContractError
+from pipeline.errors import InputError
 from pipeline.features import build_features
 from tests.conftest import build_model_dir, make_params, merge, raw_params, simulate_tables
 
@@ -458,7 +459,7 @@ def test_file_problem_stops_naming_the_file_and_writes_nothing(case, raw, work, 
     output = tmp_path / "out" / "scores.parquet"
     result = run_score(work, given, output, model_dir["path"])
     assert result.exit_code != 0
-    assert isinstance(result.exception, ContractError | FileNotFoundError), repr(result.exception)
+    assert isinstance(result.exception, InputError | FileNotFoundError), repr(result.exception)
     message = str(result.exception)
     assert str(named) in message, message
     if column is not None:

@@ -13,7 +13,11 @@ from pathlib import Path
 import typer
 
 from pipeline.config import ConfigError, Params, load_params
-from pipeline.errors import InputError
+from pipeline.errors import InputError, UsageError
+
+# exit codes: 0 done; 1 bad data (a file, a table, a row the run cannot use); 2 a command that
+# cannot run as given (options, params, paths, the cluster's address), as click's own usage errors
+DATA_ERROR, USAGE_ERROR = 1, 2
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Predict missed repayments after a credit-limit jump.")
@@ -49,6 +53,9 @@ def main() -> None:
         importlib.import_module(f"pipeline.cli.{module}")
     try:
         app()
+    except UsageError as err:
+        typer.echo(f"error: {err}", err=True)
+        sys.exit(USAGE_ERROR)
     except (InputError, FileNotFoundError) as err:
         typer.echo(f"error: {err}", err=True)
-        sys.exit(1)
+        sys.exit(DATA_ERROR)

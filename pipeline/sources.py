@@ -1,0 +1,434 @@
+"""What a scoring run reads and writes: raw tables or a features file, read in batches of borrower
+ids and checked row by row against the data contract, and the files the run writes.
+
+Every input row is accounted for. A borrower (a row of the borrowers table or of the features
+file, a row without an id included) is scored or rejected with the column and the reason; a row of
+another table that belongs to no borrower (no id, or an id the borrowers table lacks) is counted
+in the run's summary. A problem with a file itself (unreadable, a missing or mistyped column, ids
+that are not whole numbers) stops the run with the file and the column named.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+from pandas.api.types import is_integer_dtype
+
+from pipeline import io
+from pipeline.config import Params
+from pipeline.contract import (
+    RAW_TABLES,
+    TABLES,
+    ContractError,
+    Table,
+    features_table,
+    future_scoring,
+    history_violations,
+    violations,
+)
+from pipeline.errors import UsageError
+from pipeline.features import MissingJump, build_features
+
+ARROW_TYPES = {"int64": pa.int64(), "float64": pa.float64(), "str": pa.string(),
+               "datetime64[s]": pa.timestamp("s")}
+OUTPUT_FORMATS = (".parquet", ".csv")
+NO_ID = "borrower_id: missing"
+NOT_A_BORROWER = "borrower_id: not in the borrowers table"
+
+
+@dataclass
+class Batch:
+    features: pd.DataFrame
+    rejects: pd.DataFrame
+    borrowers_in: int
+
+
+def open_source(path: Path, p: Params, features: list[str], today: pd.Timestamp) -> RawTables | FeaturesFile:
+    """The input at ``path`` for a model reading ``features``; ``today`` is the run date, after
+    which no record may be dated."""
+    return RawTables(path, p, features, today) if is_raw(path) else FeaturesFile(path, features, today)
+
+
+def is_raw(path: Path) -> bool:
+    """A folder holding any table of the contract (then a missing table is reported by name)."""
+    return path.is_dir() and any((path / f"{name}{ext}").exists()
+                                 for name in (*RAW_TABLES, "maintenance_windows")
+                                 for ext in ("", ".parquet", ".csv"))
+
+
+# ---- the outputs ---------------------------------------------------------------------------------
+
+def output_paths(output: Path) -> dict[str, Path]:
+    """The scores, the rejected borrowers beside them and the run's summary."""
+    return {"scores": output, "rejects": output.with_name(f"{output.stem}.rejects{output.suffix}"),
+            "summary": output.with_name(f"{output.stem}.summary.json")}
+
+
+def check_paths(input: Path, output: Path) -> None:
+    """Refuse, before any work, an input that does not exist and outputs that would overwrite
+    an input, are folders, or cannot be written."""
+    if not input.exists():
+        raise UsageError(f"{input}: no such file or folder")
+    if output.suffix not in OUTPUT_FORMATS:
+        raise UsageError(f"{output}: the scores file must end in {' or '.join(OUTPUT_FORMATS)}")
+    source = input.resolve()
+    for path in output_paths(output).values():
+        target = path.resolve()
+        if target == source or source in target.parents:
+            raise UsageError(f"{path}: an output cannot be the input or inside it ({input})")
+        if path.is_dir():
+            raise UsageError(f"{path}: is a folder; give the path of a file to write")
+    _check_writable(output.parent)
+
+
+def _check_writable(folder: Path) -> None:
+    """Write and remove a probe file: permissions alone do not tell (root, read-only mounts)."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".write-probe.", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:
+        raise UsageError(f"{folder}: cannot write the outputs there ({err.strerror or err})") from err
+
+
+class Writer:
+    """Appends frames to one Parquet or CSV file."""
+
+    def __init__(self, path: Path, csv: bool):
+        self.path, self.csv, self.writer = path, csv, None
+
+    def __enter__(self) -> Writer:
+        return self
+
+    def write(self, frame: pd.DataFrame) -> None:
+        if frame.empty and self.writer is not None:
+            return
+        table = io.to_arrow(frame)
+        if self.writer is None:
+            self.writer = (pacsv.CSVWriter(str(self.path), table.schema) if self.csv
+                           else pq.ParquetWriter(str(self.path), table.schema, compression="zstd"))
+        if len(table):
+            self.writer.write_table(table)
+
+    def ensure(self, columns: list[str]) -> None:
+        """Even an empty output gets its columns."""
+        if self.writer is None:
+            self.write(pd.DataFrame({c: pd.array([], dtype="str") for c in columns}))
+
+    def __exit__(self, *exc) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+# ---- reading -------------------------------------------------------------------------------------
+
+def rejects(ids, reasons) -> pd.DataFrame:
+    """(borrower_id, reason) rows; a missing id stays missing."""
+    return pd.DataFrame({"borrower_id": pd.array(np.asarray(ids, dtype=object), dtype="Int64"),
+                         "reason": pd.array(np.asarray(reasons, dtype=object), dtype="str")})
+
+
+NONE = rejects([], [])
+
+
+def _dataset(path: Path, fmt: str | None = None, schema: pa.Schema | None = None) -> ds.Dataset:
+    fmt = fmt or ("csv" if path.suffix == ".csv" or any(path.glob("*.csv")) else "parquet")
+    if fmt == "csv":
+        # an empty field is a missing value, in text columns too (as pandas and most tools write it)
+        options = pacsv.ConvertOptions(column_types=schema, strings_can_be_null=True)
+        return ds.dataset(str(path), format=ds.CsvFileFormat(convert_options=options))
+    return ds.dataset(str(path), format="parquet")
+
+
+def _read(dataset: ds.Dataset, path: Path, **kwargs) -> pd.DataFrame:
+    """A (filtered) read; unreadable or mistyped data stops with the file named."""
+    try:
+        return dataset.to_table(**kwargs).to_pandas()
+    except (pa.ArrowException, OSError) as err:
+        raise _unreadable(path, err, dataset) from err
+
+
+def _unreadable(path: Path, err: Exception, dataset: ds.Dataset) -> ContractError:
+    """The file and Arrow's message; Arrow numbers the CSV column that fails to convert, so name it."""
+    found = re.search(r"CSV column #(\d+)", str(err))
+    names = dataset.schema.names
+    column = f" (column '{names[int(found[1])]}')" if found and int(found[1]) < len(names) else ""
+    return ContractError(f"{path}: cannot read{column}: {err}")
+
+
+def _check_ids(dataset: ds.Dataset, path: Path) -> None:
+    """Borrower ids must be whole numbers: integers, or floats that hold only whole values (a
+    column with missing ids written by pandas). Anything else cannot be batched by id."""
+    kind = dataset.schema.field("borrower_id").type
+    if pa.types.is_integer(kind) or pa.types.is_null(kind):
+        return
+    if not pa.types.is_floating(kind):
+        raise ContractError(f"{path}: column 'borrower_id' must hold whole numbers, found {kind}")
+    ids = ds.field("borrower_id")
+    broken = ids.is_valid() & (~pc.is_finite(ids) | (pc.floor(ids) != ids) | (pc.abs(ids) >= 2.0 ** 63))
+    bad = _read(dataset, path, columns=["borrower_id"], filter=broken)["borrower_id"]
+    if len(bad):
+        raise ContractError(f"{path}: column 'borrower_id' must hold whole numbers; {len(bad)} rows do "
+                            f"not, values {bad.head(5).tolist()}")
+
+
+def _id_ranges(ids: pd.Series, size: int) -> list[tuple[int, int]]:
+    """Consecutive (first, last) id ranges of ``size`` distinct borrowers each."""
+    unique = np.unique(ids.dropna().astype("int64").to_numpy())
+    return [(int(unique[lo]), int(unique[min(lo + size, unique.size) - 1]))
+            for lo in range(0, unique.size, size)]
+
+
+def _in_range(first: int, last: int) -> ds.Expression:
+    return (ds.field("borrower_id") >= first) & (ds.field("borrower_id") <= last)
+
+
+def _missing_ids(dataset: ds.Dataset, path: Path) -> pd.DataFrame:
+    """Rows without a borrower id belong to no range; each is one rejected borrower."""
+    n = _count(dataset, path, ds.field("borrower_id").is_null())
+    return rejects([None] * n, [NO_ID] * n)
+
+
+def _count(dataset: ds.Dataset, path: Path, where: ds.Expression) -> int:
+    try:
+        return dataset.count_rows(filter=where)
+    except (pa.ArrowException, OSError) as err:
+        raise _unreadable(path, err, dataset) from err
+
+
+def _is_number(kind: pa.DataType) -> bool:
+    return pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_null(kind)
+
+
+# ---- row-level checks, shared by both inputs --------------------------------------------------------
+
+def row_rejects(frame: pd.DataFrame, table: Table | str, label: str, source: Path) -> pd.DataFrame:
+    """(row, reason) of every failing row of ``frame``, the reason naming ``label``.column; stops
+    with ``source`` named on any failure of the file itself (a missing column, a wrong dtype)."""
+    spec = TABLES[table] if isinstance(table, str) else table
+    failures = violations(frame, spec)
+    whole = failures[failures["row"].isna()]
+    if not whole.empty:
+        first = whole.iloc[0]
+        raise ContractError(f"{source}: column '{first['column']}' fails {first['check']} "
+                            f"(value {first['value']})")
+    # a failure of the table's key (a duplicate) names the key, not the duplicated value
+    column = failures["column"].where(failures["column"].isin(spec.names), ", ".join(spec.key))
+    reason = (label + column + ": fails " + failures["check"]
+              + " (value " + failures["value"].fillna("missing") + ")")
+    return pd.DataFrame({"row": failures["row"].astype("int64").to_numpy(), "reason": reason.to_numpy()})
+
+
+def check_features(frame: pd.DataFrame, table: Table, label: str, source: Path,
+                   today: pd.Timestamp) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The rows of a features frame that keep every rule of the features contract, and
+    (borrower_id, reason) of the others: the same rules whether a features file gave the rows
+    or the features were computed from raw tables."""
+    numbers = {c.name: "float64" for c in table.columns if c.dtype == "float64"}  # counts may be ints
+    found = row_rejects(frame[table.names].astype(numbers), table, label, source)
+    failed = pd.concat([
+        pd.DataFrame({"borrower_id": frame["borrower_id"].to_numpy()[found["row"].to_numpy()],
+                      "reason": found["reason"].to_numpy()}),
+        future_scoring(frame["borrower_id"], frame["scoring_date"], today)])
+    failed = failed.drop_duplicates("borrower_id")
+    keep = ~frame["borrower_id"].isin(failed["borrower_id"])
+    return frame[keep.to_numpy()].reset_index(drop=True), rejects(failed["borrower_id"], failed["reason"])
+
+
+# ---- a features file -------------------------------------------------------------------------------
+
+@dataclass
+class FeaturesFile:
+    """A features file (or folder of them): one row per borrower, the model's columns."""
+
+    path: Path
+    features: list[str]
+    today: pd.Timestamp
+    dataset: ds.Dataset = field(init=False)
+    table: Table = field(init=False)
+
+    def __post_init__(self) -> None:
+        try:
+            self.dataset = _dataset(self.path)
+            if isinstance(self.dataset.format, ds.CsvFileFormat):
+                # CSV types are inferred from the first block only: a feature empty there (null) or
+                # whole there (int) would fail on later rows, so numeric features are read as float
+                inferred = self.dataset.schema
+                floats = pa.schema([(c, pa.float64()) for c in self.features if c in inferred.names
+                                    and _is_number(inferred.field(c).type)])
+                self.dataset = _dataset(self.path, "csv", floats)
+            names = self.dataset.schema.names
+        except (pa.ArrowException, OSError) as err:
+            raise ContractError(f"{self.path}: cannot read: {err}") from err
+        missing = [c for c in ["borrower_id", "scoring_date", *self.features] if c not in names]
+        if missing:
+            raise ContractError(f"{self.path}: missing columns {missing}")
+        for c in ["borrower_id", *self.features]:
+            kind = self.dataset.schema.field(c).type
+            if not _is_number(kind):
+                raise ContractError(f"{self.path}: column '{c}' must be numeric, found {kind}")
+        _check_ids(self.dataset, self.path)
+        self.table = features_table(self.features)
+
+    def ranges(self, size: int) -> list[tuple[int, int]]:
+        ids = _read(self.dataset, self.path, columns=["borrower_id"])["borrower_id"]
+        if ids.empty:
+            raise ContractError(f"{self.path}: no rows")
+        return _id_ranges(ids, size)
+
+    def load(self, first: int, last: int) -> Batch:
+        """Rows of borrowers ``first``..``last`` checked against the features contract (all rows
+        of an id fall in the same range, so duplicates are seen here)."""
+        frame = _read(self.dataset, self.path, filter=_in_range(first, last))
+        dates = pd.to_datetime(frame["scoring_date"], errors="coerce", format="ISO8601")
+        dup = frame["borrower_id"].duplicated(keep=False).to_numpy()
+        missing = frame["scoring_date"].isna().to_numpy()
+        unreadable = dates.isna().to_numpy() & ~missing
+        text = frame["scoring_date"].astype("str").to_numpy(dtype=object)
+        reasons = np.where(dup, "borrower_id: duplicate borrower",
+                           np.where(missing, "scoring_date: missing", "scoring_date: not a date (value "
+                                    + text + ")"))
+        bad = dup | missing | unreadable
+        keep = frame[~bad].astype({"borrower_id": "int64", **{c: "float64" for c in self.features}})
+        keep["scoring_date"] = dates[~bad].astype("datetime64[s]")
+        scored, failed = check_features(keep, self.table, "", self.path, self.today)
+        rejected = pd.concat([rejects(frame["borrower_id"][bad], reasons[bad]), failed])
+        return Batch(scored, rejected.sort_values("borrower_id").reset_index(drop=True), len(frame))
+
+    def orphans(self) -> pd.DataFrame:
+        return _missing_ids(self.dataset, self.path)
+
+    def unattributed(self) -> dict[str, dict[str, int]]:
+        """A features file has no other tables: every row is a borrower."""
+        return {}
+
+
+# ---- raw tables ------------------------------------------------------------------------------------
+
+class RawTables:
+    """A folder of raw tables (``<table>/`` folders of Parquet, or ``<table>.parquet|.csv``)."""
+
+    def __init__(self, path: Path, p: Params, features: list[str], today: pd.Timestamp):
+        self.path, self.params, self.today = path, p, today
+        self.table = features_table(features)
+        self.tables = {name: self._locate(name) for name in (*RAW_TABLES, "maintenance_windows")}
+        self.datasets = {name: self._open(name, where) for name, where in self.tables.items()}
+        self.windows = self._conform(_read(self.datasets["maintenance_windows"],
+                                           self.tables["maintenance_windows"]), "maintenance_windows")
+        found = row_rejects(self.windows, "maintenance_windows", "maintenance_windows.",
+                            self.tables["maintenance_windows"])
+        if not found.empty:  # no borrower owns a window: a bad one is a bad file
+            raise ContractError(f"{self.tables['maintenance_windows']}: row {found['row'].iloc[0]}: "
+                                f"{found['reason'].iloc[0]}")
+
+    def _locate(self, name: str) -> Path:
+        for candidate in (self.path / name, self.path / f"{name}.parquet", self.path / f"{name}.csv"):
+            if candidate.exists():
+                return candidate
+        raise ContractError(f"{self.path}: table '{name}' is missing (expected {name}/, "
+                            f"{name}.parquet or {name}.csv)")
+
+    def _open(self, name: str, where: Path) -> ds.Dataset:
+        schema = pa.schema([(c.name, ARROW_TYPES[c.dtype]) for c in TABLES[name].columns])
+        try:
+            dataset = _dataset(where, schema=schema)
+            names = dataset.schema.names
+        except (pa.ArrowException, OSError) as err:
+            raise ContractError(f"{where}: cannot read: {err}") from err
+        missing = [c for c in TABLES[name].names if c not in names]
+        if missing:
+            raise ContractError(f"{where}: table '{name}' lacks columns {missing}")
+        if "borrower_id" in names:
+            _check_ids(dataset, where)
+        return dataset
+
+    def _conform(self, frame: pd.DataFrame, name: str) -> pd.DataFrame:
+        """Safe casts to the contract's dtypes (other int widths, date resolutions, object
+        strings, whole float ids); anything else is left for the contract to report."""
+        out = frame[TABLES[name].names].copy()
+        for col in TABLES[name].columns:
+            values = out[col.name]
+            if col.dtype == "datetime64[s]" and pd.api.types.is_datetime64_any_dtype(values):
+                out[col.name] = values.astype("datetime64[s]")
+            elif col.dtype == "int64" and (col.name == "borrower_id" or is_integer_dtype(values)):
+                # float ids were checked whole when the table was opened; a batch has no missing id
+                out[col.name] = values.astype("int64")
+            elif col.dtype == "float64" and pd.api.types.is_numeric_dtype(values) and not \
+                    pd.api.types.is_bool_dtype(values):
+                out[col.name] = values.astype("float64")
+            elif col.dtype == "str" and (pd.api.types.is_string_dtype(values) or values.dtype == object):
+                out[col.name] = values.astype("str").where(values.notna(), None).astype("str")
+        return out
+
+    def ranges(self, size: int) -> list[tuple[int, int]]:
+        ids = _read(self.datasets["borrowers"], self.tables["borrowers"], columns=["borrower_id"])
+        if ids["borrower_id"].dropna().empty:
+            raise ContractError(f"{self.tables['borrowers']}: no borrowers")
+        return _id_ranges(ids["borrower_id"], size)
+
+    def orphans(self) -> pd.DataFrame:
+        return _missing_ids(self.datasets["borrowers"], self.tables["borrowers"])
+
+    def unattributed(self) -> dict[str, dict[str, int]]:
+        """Rows of the other tables that belong to no borrower, counted per table and reason."""
+        ids = _read(self.datasets["borrowers"], self.tables["borrowers"], columns=["borrower_id"],
+                    filter=ds.field("borrower_id").is_valid())["borrower_id"]
+        known = pa.array(ids.to_numpy())
+        out = {}
+        for name in RAW_TABLES[1:]:
+            dataset, where, key = self.datasets[name], self.tables[name], ds.field("borrower_id")
+            counts = {NO_ID: _count(dataset, where, key.is_null()),
+                      NOT_A_BORROWER: _count(dataset, where, key.is_valid() & ~key.isin(known))}
+            if any(counts.values()):
+                out[name] = {reason: n for reason, n in counts.items() if n}
+        return out
+
+    def load(self, first: int, last: int) -> Batch:
+        """The borrowers ``first``..``last``: every row checked against its table's contract,
+        their tables against each other, then their features against the features contract."""
+        tables, failed = {}, []
+        for name in RAW_TABLES:
+            tables[name] = self._conform(_read(self.datasets[name], self.tables[name],
+                                               filter=_in_range(first, last)), name)
+            found = row_rejects(tables[name], name, f"{name}.", self.tables[name])
+            failed.append(pd.DataFrame({"borrower_id": tables[name]["borrower_id"].to_numpy()[found["row"]],
+                                        "reason": found["reason"].to_numpy()}))
+        failed.append(history_violations(tables, self.params.label.observation_days, self.today))
+        everyone = np.unique(tables["borrowers"]["borrower_id"].to_numpy())
+        bad = pd.concat(failed).drop_duplicates("borrower_id")  # a borrower's first failure
+        clean = {n: f[~f["borrower_id"].isin(bad["borrower_id"])] for n, f in tables.items()}
+        clean["maintenance_windows"] = self.windows
+        computed, no_jump = _features_or_rejects(clean, self.params)
+        scored, unfit = (check_features(computed, self.table, "features.", self.path, self.today)
+                         if len(computed) else (computed, NONE))
+        rejected = pd.concat([rejects(bad["borrower_id"], bad["reason"]), no_jump, unfit])
+        rejected = rejected[rejected["borrower_id"].isin(everyone)].sort_values("borrower_id")
+        return Batch(scored, rejected.reset_index(drop=True), int(everyone.size))
+
+
+def _features_or_rejects(tables: dict, p: Params) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Features of every borrower that has a jump; those without one are rejected."""
+    if tables["borrowers"].empty:
+        return pd.DataFrame(), NONE
+    try:
+        return build_features(tables, p.label.observation_days, p.features), NONE
+    except MissingJump as err:
+        ids = err.borrower_ids
+        missing = rejects(ids, ["limit_events.event_type: no limit increase"] * len(ids))
+        rest = {n: (f[~f["borrower_id"].isin(ids)] if "borrower_id" in f else f)
+                for n, f in tables.items()}
+        if rest["borrowers"].empty:
+            return pd.DataFrame(), missing
+        return build_features(rest, p.label.observation_days, p.features), missing
