@@ -15,7 +15,7 @@ from pipeline.simulate.state import State, due_in
 MANUAL, ACTIVE, KNOWN_LAPSE, SILENT_FAILURE = 0, 1, 2, 3
 NO_CAUSE = -1
 CREDIT, LIQUIDITY, TECHNICAL = (CAUSES.index(c) for c in ("credit", "liquidity", "technical"))
-TECH_KNOWN, TECH_SILENT, TECH_OUTAGE = 0, 1, 2
+TECH_KNOWN, TECH_SILENT, TECH_OUTAGE, TECH_FORGOTTEN = 0, 1, 2, 3
 DAYS_PER_MONTH = 30.44
 TOLERANCE = 1.0  # CNY left unpaid that still counts as paid
 # Technical misses are paid after the reminder: a broken agreement within Geometric(p) days (at
@@ -23,6 +23,9 @@ TOLERANCE = 1.0  # CNY left unpaid that still counts as paid
 MANDATE_CURE_P, MANDATE_CURE_MAX, OUTAGE_SECOND_DAY = 0.45, 14, 0.2
 LENDERS = np.array(["bank", "consumer_finance", "online_lender"])
 SEASON = {6: 1.35, 11: 1.6, 12: 1.1}  # 618 and Double 11 shopping festivals
+# Truth replicates draw the rare events that drive 30-day misses of safe borrowers at least this
+# often in the label window, weighted by their likelihood ratio (see rare_event)
+MIN_JOB_LOSS_PROPOSAL, MIN_EMERGENCY_PROPOSAL = 0.05, 0.1
 
 
 @dataclass(frozen=True)
@@ -52,11 +55,16 @@ class Cycle:
 
     k: int
     integrate_technical: bool  # truth replicates: carry technical misses as probabilities
+    condition_misses: bool  # truth replicates, label window: integrate or importance-sample shortfalls
+    boost_rare: bool  # ... and draw job losses and emergencies more often (rare_event)
     start: np.ndarray
     end: np.ndarray
     due_day: np.ndarray
     length: np.ndarray
     # filled in as the cycle unfolds
+    shock: np.ndarray | None = None  # standard normal transitory income shock
+    income_fixed: np.ndarray | None = None
+    income_scale: np.ndarray | None = None
     income: np.ndarray | None = None
     income_before_due: np.ndarray | None = None
     living: np.ndarray | None = None
@@ -64,6 +72,7 @@ class Cycle:
     emergency_before_due: np.ndarray | None = None
     outside_due: np.ndarray | None = None
     outside_missed: np.ndarray | None = None
+    weight: np.ndarray | float = 1.0  # likelihood ratio of the cycle's importance-sampled draws
     p_broken: np.ndarray | None = None  # P(agreement broken at the due date), truth replicates
     pay: dict[str, np.ndarray] | None = None  # what happened at the due date
     stressed: np.ndarray | None = None
@@ -73,10 +82,12 @@ class Cycle:
     miss_kind: np.ndarray | None = None
 
 
-def cycle_dates(s: State, k: int, due_offset: int, integrate_technical: bool = False) -> Cycle:
+def cycle_dates(s: State, k: int, due_offset: int, integrate_technical: bool = False,
+                condition_misses: bool = False, boost_rare: bool = False) -> Cycle:
     start = cycle_start(s, k)
     end = cycle_start(s, k + 1) - 1
-    return Cycle(k, integrate_technical, start, end, start + due_offset, end - start + 1)
+    return Cycle(k, integrate_technical, condition_misses, boost_rare, start, end, start + due_offset,
+                 end - start + 1)
 
 
 def cycle_start(s: State, k: int) -> np.ndarray:
@@ -92,3 +103,18 @@ def balance(s: State) -> np.ndarray:
 def due_next_cycle(s: State, k: int) -> np.ndarray:
     """Installments scheduled for the due date of cycle k + 1, as known in cycle k."""
     return due_in(s.own_due, s.own_changes, k + 1)
+
+
+def rare_event(p: np.ndarray, floor: float, u: np.ndarray, c: Cycle) -> np.ndarray:
+    """Bernoulli(p) from uniforms ``u``. In the truth's label window, when a label needs a
+    shortfall that lasts (``c.boost_rare``), the event is drawn with probability max(p, floor)
+    instead and the draw's likelihood ratio joins ``c.weight``: the replicates then see enough job
+    losses and emergencies to estimate small probabilities. (When every shortfall counts, the
+    closed-form shortfall already does that and the extra weights only add noise.)"""
+    if not c.boost_rare:
+        return u < p
+    proposal = np.where(p > 0, np.maximum(p, floor), 0.0)
+    hit = u < proposal
+    chosen = np.where(hit, proposal, 1.0 - proposal)
+    c.weight = c.weight * np.where(hit, p, 1.0 - p) / np.where(chosen > 0, chosen, 1.0)
+    return hit

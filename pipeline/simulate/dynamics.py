@@ -18,6 +18,8 @@ from pipeline.simulate.agreements import update_agreements
 from pipeline.simulate.borrowing import borrow_elsewhere, draw_on_line
 from pipeline.simulate.calendar import spring_festival_cycle
 from pipeline.simulate.cycle import (
+    MIN_EMERGENCY_PROPOSAL,
+    MIN_JOB_LOSS_PROPOSAL,
     TOLERANCE,
     Cycle,
     World,
@@ -25,9 +27,10 @@ from pipeline.simulate.cycle import (
     cycle_dates,
     cycle_start,
     due_next_cycle,
+    rare_event,
 )
 from pipeline.simulate.events import EventLog
-from pipeline.simulate.repayment import cure_or_carry, pay_due
+from pipeline.simulate.repayment import SHORTFALL_MIN_DAYS_PAST_DUE, cure_or_carry, pay_due
 from pipeline.simulate.state import State, start_cycle
 
 __all__ = ["World", "advance", "balance", "cycle_start"]
@@ -39,9 +42,13 @@ def advance(s: State, k: int, world: World, rng: np.random.Generator, log: Event
 
     With ``integrate_technical`` (the truth replicates) no technical block is drawn: the path
     continues as if none happened and each due date records the probability that one would
-    have, which removes that part of the Monte-Carlo noise (see ``truth.expected_outcome``).
+    have, which removes that part of the Monte-Carlo noise (see ``truth.expected_outcome``); at
+    the due dates of the label window a cash shortfall is importance-sampled
+    (``repayment.shortfall_shock``).
     """
-    c = cycle_dates(s, k, world.settings.calendar.due_day_offset, integrate_technical)
+    in_window = integrate_technical and 0 <= k < world.label.performance_cycles
+    c = cycle_dates(s, k, world.settings.calendar.due_day_offset, integrate_technical, in_window,
+                    in_window and world.label.dpd_threshold > SHORTFALL_MIN_DAYS_PAST_DUE)
     for total, changes in ((s.own_due, s.own_changes), (s.outside_due, s.outside_changes),
                            (s.outside_new_due, s.outside_new_changes)):
         start_cycle(total, changes, k)
@@ -139,22 +146,24 @@ def earn_income(s: State, c: Cycle, world: World, rng: np.random.Generator) -> N
     inc = world.settings.income
     n = len(s)
     u = rng.random(n)
-    s.employed = np.where(s.employed, u >= s.job_loss_hazard, u < inc.reemployment_rate)
+    lose_job = rare_event(np.where(s.employed, s.job_loss_hazard, 0.0), MIN_JOB_LOSS_PROPOSAL, u, c)
+    s.employed = np.where(s.employed, ~lose_job, u < inc.reemployment_rate)
     s.log_perm = s.log_perm + rng.normal(0.0, inc.permanent_sd, n)
     perm = np.exp(s.log_perm)
-    sd = s.transitory_sd
-    income = perm * np.exp(rng.normal(0.0, 1.0, n) * sd - sd * sd / 2.0)
-    income = np.where(s.employed, income, perm * inc.unemployed_income_share)
+    # income = fixed part + scale x lognormal transitory shock; the truth draws the shock of a
+    # due date of the label window itself, at the due date (repayment.shortfall_shock)
+    c.shock = None if c.condition_misses else rng.normal(0.0, 1.0, n)
+    c.income_scale = np.where(s.employed, perm, 0.0)
     festival = spring_festival_cycle(c.start, c.end) & (s.employment == 0) & s.employed
-    income = income + festival * inc.spring_festival_bonus_months * perm
+    c.income_fixed = (np.where(s.employed, 0.0, perm * inc.unemployed_income_share)
+                      + festival * inc.spring_festival_bonus_months * perm)
     due_offset = world.settings.calendar.due_day_offset
     late_salary = rng.random(n) < inc.late_salary_prob
     payday = s.payday + late_salary * rng.integers(3, 13, n)
-    c.income = income
     c.income_before_due = np.where(s.payday >= 0, (payday < due_offset).astype(float),
                                    due_offset / c.length)
     # emergencies (medical bills, repairs): cash out, before the due date or after it
-    hit = rng.random(n) < inc.emergency_prob
+    hit = rare_event(np.full(n, inc.emergency_prob), MIN_EMERGENCY_PROPOSAL, rng.random(n), c)
     c.emergency = np.where(hit, perm * np.exp(rng.normal(np.log(inc.emergency_months), 0.6, n)), 0.0)
     c.emergency_before_due = rng.random(n) < due_offset / c.length
     # the unemployed and those in arrears cut back

@@ -84,6 +84,8 @@ def draw_population(ids: np.ndarray, settings: SimulateSettings, label: LabelSet
     purchase_share = np.clip(np.exp(rng.normal(np.log(0.12), 0.5, n)) * (0.6 + 1.2 * propensity),
                              0.02, 0.5)
     saving_share = rng.uniform(0.02, 0.12, n)
+    forget_prob = _draw_forgetfulness(n, settings.technical.forget_prob_mean,
+                                      settings.technical.forget_repeat_prob, rng)
 
     anchor = (665.0 + rng.normal(0.0, 45.0, n) - 150.0 * (propensity - 1 / 3)
               + 20.0 * (age > 30) + 25.0 * (log_perm - np.log(7000.0)))
@@ -109,7 +111,7 @@ def draw_population(ids: np.ndarray, settings: SimulateSettings, label: LabelSet
         log_perm=log_perm, employed=np.ones(n, dtype=bool),
         cash=buffer_months * income * rng.uniform(0.5, 1.5, n),
         limit=limit, pre_restriction_limit=limit.copy(), restricted=np.zeros(n, dtype=bool),
-        score=score, mandate=(rng.random(n) < pop.autodebit_share).astype("int8"),
+        forget_prob=forget_prob, score=score, mandate=(rng.random(n) < pop.autodebit_share).astype("int8"),
         reauth_since=np.zeros(n, dtype="int32"), reauth_deadline=np.zeros(n, dtype="int32"),
         rule_change_day=np.full(n, day_number(settings.risk_rules.rule_change_date), dtype="int32"),
         own_due=np.zeros(n), own_changes=np.zeros((OWN_RING, n)), own_remaining=np.zeros(n),
@@ -131,6 +133,15 @@ def draw_population(ids: np.ndarray, settings: SimulateSettings, label: LabelSet
     state["living_share"] = np.clip(living, 0.3, 0.95)
     _log_onboarding(state, onboard_day, age, tier, employment, declared, log)
     return state
+
+
+def _draw_forgetfulness(n: int, mean: float, repeat: float, rng: np.random.Generator) -> np.ndarray:
+    """Each borrower's chance to forget a manual payment: Beta(a, b) with mean a / (a + b) and
+    P(forget again | forgot) = E[p^2] / E[p] = (a + 1) / (a + b + 1) = ``repeat``."""
+    if mean == 0:
+        return np.zeros(n)
+    total = (1.0 - repeat) / (repeat - mean)
+    return rng.beta(mean * total, (1.0 - mean) * total, n)
 
 
 def _draw_payday(n: int, due_offset: int, rng: np.random.Generator) -> np.ndarray:

@@ -4,6 +4,7 @@ and the performance-window slots the label is read from."""
 from __future__ import annotations
 
 import numpy as np
+from scipy.special import ndtr, ndtri
 
 from pipeline.simulate.agreements import log_platform, technical_bad_share
 from pipeline.simulate.cycle import (
@@ -17,6 +18,7 @@ from pipeline.simulate.cycle import (
     NO_CAUSE,
     OUTAGE_SECOND_DAY,
     SILENT_FAILURE,
+    TECH_FORGOTTEN,
     TECH_KNOWN,
     TECH_OUTAGE,
     TECH_SILENT,
@@ -28,6 +30,11 @@ from pipeline.simulate.cycle import (
 )
 from pipeline.simulate.events import EventLog
 from pipeline.simulate.state import State
+
+# Truth replicates follow a cash shortfall at a label due date at least this often (see
+# shortfall_shock): rarer shortfalls would leave p_true at exactly 0 for most borrowers at dpd 30.
+MIN_SHORTFALL_PROPOSAL = 0.25
+SHORTFALL_MIN_DAYS_PAST_DUE = 3  # a shortfall is paid 3 days after the due date at the earliest
 
 
 def pay_due(s: State, c: Cycle, world: World, rng: np.random.Generator) -> None:
@@ -41,20 +48,30 @@ def pay_due(s: State, c: Cycle, world: World, rng: np.random.Generator) -> None:
     c.outside_due = s.outside_due.copy()
     outside_new_due = s.outside_new_due
     reserve = 0.05 * np.exp(s.log_perm)
-    cash_at_due = (s.cash + c.income_before_due * c.income - offset / c.length * c.living
-                   - c.outside_due - c.emergency * c.emergency_before_due)
+    cash_before_shock = (s.cash + c.income_before_due * c.income_fixed - offset / c.length * c.living
+                         - c.outside_due - c.emergency * c.emergency_before_due)
+    if c.condition_misses:
+        need = owed - TOLERANCE + reserve - cash_before_shock  # shock income that avoids a miss
+        # a shortfall up to what new outside loans or a restricted line take is credit deterioration
+        room = np.where(arrears_before > TOLERANCE, np.inf, np.maximum(outside_new_due, s.restricted_burden))
+        c.shock, weight, short_credit, short_liquidity = shortfall_shock(
+            need, c.income_before_due * c.income_scale, s.transitory_sd, owed > TOLERANCE,
+            need + TOLERANCE - room, not c.boost_rare, rng)
+    sd = s.transitory_sd
+    c.income = c.income_fixed + c.income_scale * np.exp(c.shock * sd - sd * sd / 2.0)
+    cash_at_due = cash_before_shock + c.income_before_due * (c.income - c.income_fixed)
     c.outside_missed = cash_at_due < 0
     capacity = np.maximum(cash_at_due - reserve, 0.0)
 
     manual = s.mandate == MANUAL
-    if c.integrate_technical:  # the truth knows only the windows announced before scoring
-        outage_p = np.where(manual, s.outage_manual[k], s.outage_auto[k])
-    else:
-        outage_p = np.where(manual, world.outages.lookup(c.due_day, world.outages.manual_block),
-                            world.outages.lookup(c.due_day, world.outages.auto_block))
-    outage = np.zeros(n, dtype=bool) if c.integrate_technical else rng.random(n) < outage_p
+    outage_p = _outage_probability(s, c, world, manual)
     broken = (s.mandate == KNOWN_LAPSE) | (s.mandate == SILENT_FAILURE)
-    blocked = broken | outage
+    if c.integrate_technical:
+        outage = forgot = np.zeros(n, dtype=bool)
+    else:
+        outage = rng.random(n) < outage_p
+        forgot = manual & (rng.random(n) < s.forget_prob)
+    blocked = broken | outage | forgot
     pays_partial = rng.random(n) < 0.6
     paid = np.where(manual & (capacity < owed - TOLERANCE), capacity * pays_partial,
                     np.minimum(owed, capacity))
@@ -68,19 +85,79 @@ def pay_due(s: State, c: Cycle, world: World, rng: np.random.Generator) -> None:
     c.stressed = (miss & ~technical) | (capacity - paid < due_next_cycle(s, k))
     c.pay = dict(
         scheduled=scheduled, arrears_before=arrears_before, owed=owed, paid=paid, miss=miss,
-        technical=technical, blocked=blocked, broken=broken, manual=manual,
+        technical=technical, blocked=blocked, broken=broken, manual=manual, forgot=forgot,
         cause=np.select([technical, credit, miss], [TECHNICAL, CREDIT, LIQUIDITY], NO_CAUSE),
-        tech_kind=np.select([outage & ~broken, s.mandate == KNOWN_LAPSE], [TECH_OUTAGE, TECH_KNOWN],
-                            TECH_SILENT),
+        tech_kind=np.select([outage & ~broken, s.mandate == KNOWN_LAPSE, forgot & ~broken],
+                            [TECH_OUTAGE, TECH_KNOWN, TECH_FORGOTTEN], TECH_SILENT),
         later_cash=(cash_at_due - paid + (1.0 - c.income_before_due) * c.income
                     - (1.0 - offset / c.length) * c.living - c.emergency * ~c.emergency_before_due
                     - reserve),
     )
     if c.integrate_technical:
-        bad_mandate, bad_outage = technical_bad_share(world.label.dpd_threshold)
         could_pay = (owed > TOLERANCE) & (shortfall <= TOLERANCE)
-        c.pay["technical_risk"] = could_pay * (c.p_broken * bad_mandate
-                                               + (1.0 - c.p_broken) * outage_p * bad_outage)
+        c.pay["technical_risk"] = could_pay * _technical_block(s, c, world, manual, outage_p)
+    if c.condition_misses:
+        c.pay.update(weight=c.weight * weight, short_credit=c.weight * short_credit,
+                     short_liquidity=c.weight * short_liquidity)
+
+
+def _outage_probability(s: State, c: Cycle, world: World, manual: np.ndarray) -> np.ndarray:
+    """P(an outage blocks the payment): the realised calendar, or for the truth only the windows
+    announced before scoring with the rest averaged out (``truth.add_known_outages``)."""
+    if c.integrate_technical:
+        return np.where(manual, s.outage_manual[c.k], s.outage_auto[c.k])
+    return np.where(manual, world.outages.lookup(c.due_day, world.outages.manual_block),
+                    world.outages.lookup(c.due_day, world.outages.auto_block))
+
+
+def _technical_block(s: State, c: Cycle, world: World, manual: np.ndarray,
+                     outage_p: np.ndarray) -> np.ndarray:
+    """Truth replicates: P(a payment the borrower could make is blocked and stays unpaid for the
+    label's days): a broken agreement, else an outage, else a manual payer who forgets."""
+    bad_mandate, bad_outage = technical_bad_share(world.label.dpd_threshold)
+    forget = manual * s.forget_prob
+    return (c.p_broken * bad_mandate
+            + (1.0 - c.p_broken) * (outage_p * bad_outage + (1.0 - outage_p) * forget * bad_mandate))
+
+
+def _threshold(need: np.ndarray, scale: np.ndarray, sd: np.ndarray) -> np.ndarray:
+    """z* such that the shock income scale x exp(z sd - sd^2 / 2) is below ``need`` iff z < z*."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        exact = (np.log(need / scale) + sd * sd / 2.0) / sd
+    deterministic = np.where(need > scale, np.inf, -np.inf)  # no shock to integrate over
+    return np.where(need <= 0, -np.inf, np.where((scale > 0) & (sd > 0), exact, deterministic))
+
+
+def shortfall_shock(need: np.ndarray, scale: np.ndarray, sd: np.ndarray, owes: np.ndarray,
+                    credit_need: np.ndarray, certain_bad: bool,
+                    rng: np.random.Generator) -> tuple[np.ndarray, ...]:
+    """Truth replicates: the transitory income shock z of a label due date.
+
+    The payment falls short when the shock income is below ``need``: z < z*, with probability
+    m = Phi(z*) in closed form; the shortfall is credit deterioration when the shock income
+    still reaches ``credit_need`` (what other lenders' new loans or a restricted line explain).
+    When every shortfall stays unpaid long enough to count (``certain_bad``), its probability is
+    added in closed form, split by cause, and the replicate continues on the path where none
+    happened (z drawn above z*, weight 1 - m). Otherwise the replicate takes the shortfall branch
+    with probability max(m, MIN_SHORTFALL_PROPOSAL), so that even borrowers who almost never fall
+    short show how a shortfall would end (cured in days or carried for 30), z drawn from the
+    normal truncated to the branch. Returns z, the branch's likelihood ratio, and the closed-form
+    probabilities of a credit and of a liquidity shortfall.
+    """
+    z_star = np.where(owes, _threshold(need, scale, sd), -np.inf)
+    m = ndtr(z_star)
+    closed_form = certain_bad & (m < 1.0)
+    credit = np.where(credit_need > need, 0.0, np.clip(m - ndtr(_threshold(credit_need, scale, sd)), 0, 1))
+    credit = np.where(closed_form, credit, 0.0)
+    liquidity = np.where(closed_form, m, 0.0) - credit
+    proposal = np.where(closed_form, 0.0, np.where(m > 0, np.maximum(m, MIN_SHORTFALL_PROPOSAL), 0.0))
+    short = rng.random(len(m)) < proposal
+    u = 1.0 - rng.random(len(m))  # (0, 1]: the truncated draws stay finite
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = np.where(short, ndtri(u * m), -ndtri(u * ndtr(-z_star)))
+    chosen = np.where(short, proposal, 1.0 - proposal)
+    weight = np.where(short, m, 1.0 - m) / np.where(chosen > 0, chosen, 1.0)
+    return z, weight, credit, liquidity
 
 
 def cure_or_carry(s: State, c: Cycle, world: World, rng: np.random.Generator,
@@ -95,7 +172,7 @@ def cure_or_carry(s: State, c: Cycle, world: World, rng: np.random.Generator,
     tech_days = np.where(d["tech_kind"] == TECH_OUTAGE, 1 + (rng.random(n) < OUTAGE_SECOND_DAY),
                          np.minimum(rng.geometric(MANDATE_CURE_P, n), MANDATE_CURE_MAX))
     payday_gap = np.where(s.payday > offset, s.payday - offset, 0)
-    spread = rng.integers(3, np.maximum(c.length - offset - 1, 4))
+    spread = rng.integers(SHORTFALL_MIN_DAYS_PAST_DUE, np.maximum(c.length - offset - 1, 4))
     cure_days = np.where(technical, tech_days, np.maximum(payday_gap + rng.integers(0, 3, n), spread))
     cure_days = np.minimum(cure_days, c.end - c.due_day)
     cured = miss & (technical | (d["later_cash"] + c.loan_cash >= remaining))
@@ -133,7 +210,7 @@ def _log_due(log: EventLog, s: State, c: Cycle, cured, cure_paid, clear_day, rea
     later = cured & (cure_paid > 0.005)
     log.add("repayments", borrower_id=ids[later], payment_date=clear_day[later],
             due_date=c.due_day[later], amount=cure_paid[later], channel=np.full(later.sum(), "manual"))
-    failed = d["miss"] & (d["blocked"] | ~d["manual"])
+    failed = d["miss"] & ~d["forgot"] & (d["blocked"] | ~d["manual"])  # a forgotten payment: no debit
     reason = np.where(d["broken"], "mandate_invalid",
                       np.where(d["blocked"], "system_unavailable", "insufficient_funds"))
     log_platform(log, s, failed, c.due_day, "debit_failed", reason)
@@ -159,3 +236,5 @@ def _track_label_slots(s: State, c: Cycle, world: World, cured, clear_day, older
         s.slot_paid[j] = np.where(d["miss"], np.where(cured, c.due_day + cure_days, -1), c.due_day)
         if c.integrate_technical:
             s.slot_technical_risk[j] = d["technical_risk"]
+            s.slot_weight[j] = d["weight"]
+            s.slot_shortfall[:, j] = d["short_credit"], d["short_liquidity"]

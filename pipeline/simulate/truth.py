@@ -34,6 +34,8 @@ def add_label_slots(s: State, cycles: int) -> None:
     s["slot_cause"] = np.full((cycles, n), -1, dtype="int8")
     s["slot_tech"] = np.full((cycles, n), -1, dtype="int8")
     s["slot_technical_risk"] = np.zeros((cycles, n))
+    s["slot_weight"] = np.ones((cycles, n))
+    s["slot_shortfall"] = np.zeros((2, cycles, n))  # closed-form credit, liquidity shortfalls
 
 
 def outcome(s: State, label: LabelSettings, end_day: np.ndarray) -> dict[str, np.ndarray]:
@@ -56,14 +58,21 @@ def outcome(s: State, label: LabelSettings, end_day: np.ndarray) -> dict[str, np
 
 def expected_outcome(s: State, label: LabelSettings, end_day: np.ndarray) -> np.ndarray:
     """Per replicate, P(first bad miss has each cause), shape (causes, n); their sum is
-    P(label). Uses the technical risks recorded by a replicate run with integrate_technical."""
+    P(label). Uses what a replicate run with integrate_technical recorded: at each due date j, on
+    the path so far, a closed-form shortfall probability (when every shortfall counts), then the
+    likelihood ratio w_j of the path's draws, then w_j q_j (a technical block) or w_j (a bad
+    shortfall on the path); the path survives with w_j (1 - q_j) when neither happened."""
     paid = np.where(s.slot_paid < 0, end_day, s.slot_paid)
     bad = s.slot_missed & (paid - s.slot_due >= label.dpd_threshold)
     technical = np.where(bad, 0.0, s.slot_technical_risk)
     survive = np.ones(len(s))
     probs = np.zeros((len(CAUSES), len(s)))
     tech = CAUSES.index("technical")
+    credit, liquidity = CAUSES.index("credit"), CAUSES.index("liquidity")
     for j in range(bad.shape[0]):
+        probs[credit] += survive * s.slot_shortfall[0, j]
+        probs[liquidity] += survive * s.slot_shortfall[1, j]
+        survive = survive * s.slot_weight[j]
         probs[tech] += survive * technical[j]
         other = survive * (1.0 - technical[j]) * bad[j]
         for i in range(len(CAUSES)):
