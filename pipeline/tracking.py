@@ -359,7 +359,8 @@ def load_registered(settings: MlflowSettings, uri: str):
                          f"models:/{settings.registered_model}/<version> or a local model folder")
     version = get_version(settings, ref)
     with tempfile.TemporaryDirectory() as tmp:
-        return CalibratedLightGBM.from_dir(fetch_model_files(settings, version, Path(tmp))), version.version
+        folder = fetch_model_files(settings, version, Path(tmp))
+        return CalibratedLightGBM.from_dir(folder), str(version.version)
 
 
 def set_alias(settings: MlflowSettings, alias: str, version: str, tags: dict[str, str]) -> None:
