@@ -1,35 +1,111 @@
-"""Out-of-time split: the oldest jump cohorts train, the next validate, the most recent test."""
+"""Out-of-time split: the oldest jump cohorts train, the next validate, the most recent test.
+
+A label is known only once its window has run out: the last due date of the performance window
+plus ``dpd_threshold`` days (``label_matures``). Validation drives early stopping and the
+calibration, so a validation label that matures after the first test scoring date would let the
+test period's outcomes shape the model; likewise for training labels and the validation period.
+The split therefore keeps a gap (the embargo) before validation and before test: a row is used
+only if its label has matured before the first scoring date of the next split. Test keeps the
+newest ``test`` share of rows, validation the ``valid`` share just before test's embargo, and
+training what matured before validation's first scoring date; rows in the gaps are dropped.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.dates import DateFormatter, MonthLocator
+from matplotlib.figure import Figure
+
+from pipeline.config import LabelSettings
 
 SPLITS = ("train", "valid", "test")
+EMBARGOED = "embargo"
+TOO_LONG = ("the embargo between splits leaves a split without rows: the label window is too long "
+            "for the range of scoring dates (shorten label.performance_cycles or label.dpd_threshold, "
+            "or widen simulate.calendar)")
 
 
-def out_of_time(jump_date: pd.Series, fractions: tuple[float, float, float]) -> pd.Series:
-    """Split name per row. Whole jump dates go to one split (so a borrower, and everyone who
-    jumped the same day, is in exactly one), the cut-offs placed where the cumulative share of
-    rows first reaches each fraction."""
-    dates = np.sort(jump_date.unique())
-    share = np.cumsum(jump_date.value_counts().reindex(dates).to_numpy()) / len(jump_date)
-    train_end = dates[np.searchsorted(share, fractions[0] - 1e-12)]
-    valid_end = dates[np.searchsorted(share, fractions[0] + fractions[1] - 1e-12)]
-    names = np.select([jump_date <= train_end, jump_date <= valid_end], ["train", "valid"], "test")
-    return pd.Series(names, index=jump_date.index, name="split")
+def label_matures(scoring_date: pd.Series, label: LabelSettings, due_day_offset: int) -> pd.Series:
+    """The day each label is known: last due date of the window + dpd_threshold days. Billing
+    cycles start on the scoring date's day of the month (always <= 28), one month apart."""
+    last_cycle = scoring_date + pd.DateOffset(months=label.performance_cycles - 1)
+    return last_cycle + pd.to_timedelta(due_day_offset + label.dpd_threshold, unit="D")
 
 
-def summary(frame: pd.DataFrame) -> dict[str, dict]:
-    """Rows, misses, miss rate and jump-date range per split."""
+def out_of_time(frame: pd.DataFrame, fractions: tuple[float, float, float], label: LabelSettings,
+                due_day_offset: int) -> pd.Series:
+    """Split name per row ("train", "valid", "test" or "embargo"). Whole jump dates go to one
+    split, the cut-offs placed where the cumulative share of rows first reaches each share."""
+    jump, scoring = frame["jump_date"], frame["scoring_date"]
+    matures = label_matures(scoring, label, due_day_offset)
+    test = jump > _cut(jump, 1.0 - fractions[2])
+    before_test = ~test & (matures < scoring[test].min())
+    share_of_rest = fractions[1] * len(frame) / max(int(before_test.sum()), 1)
+    valid = before_test & (jump > _cut(jump[before_test], 1.0 - share_of_rest))
+    train = before_test & ~valid & (matures < scoring[valid].min())
+    if not train.any():
+        raise ValueError(TOO_LONG)
+    names = np.select([train, valid, test], list(SPLITS), EMBARGOED)
+    return pd.Series(names, index=frame.index, name="split")
+
+
+def _cut(jump: pd.Series, share: float) -> pd.Timestamp:
+    """Last jump date of the oldest ``share`` of rows (whole dates)."""
+    if len(jump) == 0 or share <= 0:
+        raise ValueError(TOO_LONG)
+    dates = np.sort(jump.unique())
+    cumulative = np.cumsum(jump.value_counts().reindex(dates).to_numpy()) / len(jump)
+    return dates[np.searchsorted(cumulative, share - 1e-12)]
+
+
+def summary(frame: pd.DataFrame, matures: pd.Series) -> dict[str, dict]:
+    """Rows, misses, miss rate, and the ranges of jump, scoring and label-maturity dates per
+    split (the embargoed rows included, as "embargo")."""
     out = {}
-    for name in SPLITS:
-        part = frame[frame["split"] == name]
+    for name in (*SPLITS, EMBARGOED):
+        rows = frame["split"] == name
+        part = frame[rows]
         out[name] = {
             "rows": int(len(part)),
             "misses": int(part["label"].sum()),
             "miss_rate": float(part["label"].mean()) if len(part) else float("nan"),
-            "first_jump_date": str(part["jump_date"].min().date()) if len(part) else None,
-            "last_jump_date": str(part["jump_date"].max().date()) if len(part) else None,
+            **{f"{edge}_{column}": _day(fn(values)) if len(part) else None
+               for column, values in (("jump_date", part["jump_date"]),
+                                      ("scoring_date", part["scoring_date"]),
+                                      ("label_matures", matures[rows]))
+               for edge, fn in (("first", pd.Series.min), ("last", pd.Series.max))},
         }
     return out
+
+
+def _day(value: pd.Timestamp) -> str:
+    return str(pd.Timestamp(value).date())
+
+
+def timeline_figure(report: dict[str, dict]) -> Figure:
+    """Per split, the span of scoring dates (solid) and of label maturity (hatched): the
+    embargo shows as no hatched bar of one split reaching past the start of the next one."""
+    fig = Figure(figsize=(8, 2.6), layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    colours = {"train": "#1f77b4", "valid": "#ff7f0e", "test": "#2ca02c"}
+    for row, name in enumerate(reversed(SPLITS)):
+        part = report[name]
+        if not part["rows"]:
+            continue
+        scored = [pd.Timestamp(part[f"{e}_scoring_date"]) for e in ("first", "last")]
+        known = [scored[0], pd.Timestamp(part["last_label_matures"])]
+        ax.barh(row, known[1] - known[0], left=known[0], height=0.6, color="none",
+                edgecolor=colours[name], hatch="///", label=f"{name}: labels maturing")
+        ax.barh(row, scored[1] - scored[0], left=scored[0], height=0.35, color=colours[name],
+                label=f"{name}: scoring dates")
+    ax.axvline(pd.Timestamp(report["test"]["first_scoring_date"]), color="black", linestyle="--",
+               linewidth=1, label="first test scoring date")
+    ax.set_yticks(range(len(SPLITS)), list(reversed(SPLITS)))
+    ax.xaxis.set_major_locator(MonthLocator(bymonth=(1, 7)))
+    ax.xaxis.set_major_formatter(DateFormatter("%Y-%m"))
+    ax.set_title(f"Out-of-time split with embargo ({report[EMBARGOED]['rows']:,} rows in the gaps)")
+    fig.legend(loc="outside right upper", fontsize=7)
+    return fig

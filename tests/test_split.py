@@ -1,34 +1,69 @@
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import pandas as pd
+import pytest
 
-from pipeline.split import SPLITS, out_of_time, summary
+from pipeline.config import LabelSettings
+from pipeline.split import EMBARGOED, SPLITS, label_matures, out_of_time, summary, timeline_figure
+
+LABEL = LabelSettings(observation_days=30, performance_cycles=3, dpd_threshold=1)
+OFFSET = 9
 
 
-def frame(n: int = 1000) -> pd.DataFrame:
+def frame(n: int = 3000, days: int = 900) -> pd.DataFrame:
     rng = np.random.default_rng(3)
-    dates = pd.to_datetime("2024-01-01") + pd.to_timedelta(rng.integers(0, 400, n), unit="D")
-    return pd.DataFrame({"borrower_id": np.arange(n), "jump_date": dates.astype("datetime64[s]"),
+    scoring = pd.to_datetime("2024-01-01") + pd.to_timedelta(rng.integers(0, days, n), unit="D")
+    scoring = scoring - pd.to_timedelta(np.maximum(scoring.day - 28, 0), unit="D")  # days 1..28
+    return pd.DataFrame({"borrower_id": np.arange(n), "scoring_date": scoring.astype("datetime64[s]"),
+                         "jump_date": (scoring - pd.Timedelta(days=30)).astype("datetime64[s]"),
                          "label": rng.integers(0, 2, n)})
 
 
-def test_oldest_train_newest_test_and_no_date_in_two_splits():
+def test_a_label_matures_at_the_last_due_date_plus_the_threshold():
+    scoring = pd.Series(pd.to_datetime(["2024-01-28", "2024-11-05"]))
+    thirty = LabelSettings(observation_days=30, performance_cycles=3, dpd_threshold=30)
+    assert label_matures(scoring, thirty, OFFSET).dt.date.astype(str).tolist() == ["2024-05-06", "2025-02-13"]
+
+
+@pytest.mark.parametrize("label", [LABEL, LabelSettings(observation_days=30, performance_cycles=6,
+                                                        dpd_threshold=30)])
+def test_oldest_train_newest_test_and_no_label_matures_inside_the_next_split(label):
     f = frame()
-    f["split"] = out_of_time(f["jump_date"], (0.6, 0.2, 0.2))
+    f["split"] = out_of_time(f, (0.6, 0.2, 0.2), label, OFFSET)
+    matures = label_matures(f["scoring_date"], label, OFFSET)
+    first = f.groupby("split")["scoring_date"].min()
+    assert matures[f["split"] == "valid"].max() < first["test"]
+    assert matures[f["split"] == "train"].max() < first["valid"]
     ranges = f.groupby("split")["jump_date"].agg(["min", "max"])
-    assert ranges.loc["train", "max"] < ranges.loc["valid", "min"]
-    assert ranges.loc["valid", "max"] < ranges.loc["test", "min"]
+    assert ranges.loc["train", "max"] < ranges.loc["valid", "min"] <= ranges.loc["valid", "max"] < ranges.loc[
+        "test", "min"]
     assert f.groupby("jump_date")["split"].nunique().max() == 1
     shares = f["split"].value_counts(normalize=True)
-    assert abs(shares["train"] - 0.6) < 0.02 and abs(shares["test"] - 0.2) < 0.02
+    assert abs(shares["test"] - 0.2) < 0.02 and abs(shares["valid"] - 0.2) < 0.02
+    # the gaps are as long as the label window, so they grow with it
+    assert shares[EMBARGOED] > 0.1 * label.performance_cycles / 3
 
 
-def test_summary_counts_rows_and_misses():
-    f = frame(50)
-    f["split"] = out_of_time(f["jump_date"], (0.5, 0.25, 0.25))
-    report = summary(f)
-    assert sum(report[s]["rows"] for s in SPLITS) == 50
-    assert sum(report[s]["misses"] for s in SPLITS) == f["label"].sum()
-    train = f[f["split"] == "train"]
-    assert report["train"]["miss_rate"] == train["label"].mean()
+def test_a_label_window_longer_than_the_data_is_refused():
+    long = LabelSettings(observation_days=30, performance_cycles=12, dpd_threshold=90)
+    with pytest.raises(ValueError, match="embargo"):
+        out_of_time(frame(days=400), (0.6, 0.2, 0.2), long, OFFSET)
+
+
+def test_summary_counts_rows_misses_and_dates_and_the_timeline_draws():
+    f = frame(400)
+    f["split"] = out_of_time(f, (0.5, 0.25, 0.25), LABEL, OFFSET)
+    report = summary(f, label_matures(f["scoring_date"], LABEL, OFFSET))
+    assert sum(report[s]["rows"] for s in (*SPLITS, EMBARGOED)) == 400
+    assert sum(report[s]["misses"] for s in (*SPLITS, EMBARGOED)) == f["label"].sum()
+    assert report["train"]["miss_rate"] == f.loc[f["split"] == "train", "label"].mean()
+    assert report["valid"]["last_label_matures"] < report["test"]["first_scoring_date"]
+    images = []
+    for _ in range(2):
+        buffer = io.BytesIO()
+        timeline_figure(report).savefig(buffer, format="png", metadata={"Software": None})
+        images.append(buffer.getvalue())
+    assert images[0][:8] == b"\x89PNG\r\n\x1a\n" and images[0] == images[1]

@@ -10,10 +10,12 @@ from pipeline import io
 from pipeline.cli import PARAMS, app, load
 from pipeline.cli.features import FEATURES_DIR
 from pipeline.cli.simulate import TRUTH_DIR
-from pipeline.split import SPLITS, out_of_time, summary
+from pipeline.split import SPLITS, label_matures, out_of_time, summary, timeline_figure
 
 SPLIT_DIR = Path("data/split")
 REPORT = Path("reports/split.json")
+# not under reports/figures: that folder is the evaluate stage's output as a whole
+TIMELINE = Path("reports/split_timeline.png")
 
 
 @app.command()
@@ -27,14 +29,18 @@ def split(params: Path = PARAMS) -> None:
         missing = frame.loc[frame["label"].isna(), "borrower_id"].head().tolist()
         raise ValueError(f"{TRUTH_DIR}: no label for borrowers {missing}")
     frame["label"] = frame["label"].astype("int64")
-    frame["split"] = out_of_time(frame["jump_date"], p.split.fractions)
+    offset = p.simulate.calendar.due_day_offset
+    frame["split"] = out_of_time(frame, p.split.fractions, p.label, offset)
     with io.atomic_dir(SPLIT_DIR) as out:
         for name in SPLITS:
             part = frame[frame["split"] == name].drop(columns="split").reset_index(drop=True)
             io.write_parquet(part, out / f"{name}.parquet")
-    report = summary(frame)
+    report = summary(frame, label_matures(frame["scoring_date"], p.label, offset))
     io.write_json(report, REPORT)
+    with io.atomic_path(TIMELINE, ".png") as tmp:
+        timeline_figure(report).savefig(tmp, dpi=110, format="png", metadata={"Software": None})
     for name, row in report.items():
-        typer.echo(f"{name:5}  {row['rows']:7} rows  {row['misses']:6} misses  "
+        typer.echo(f"{name:7}  {row['rows']:7} rows  {row['misses']:6} misses  "
                    f"miss rate {row['miss_rate']:.3f}  "
-                   f"jumps {row['first_jump_date']}..{row['last_jump_date']}")
+                   f"scored {row['first_scoring_date']}..{row['last_scoring_date']}  "
+                   f"labels known by {row['last_label_matures']}")
