@@ -87,8 +87,10 @@ FEATURES: tuple[Feature, ...] = (
     _f("increase_amount", "Size of the limit increase", "at jump", "CNY", "profile", 0),
     _f("limit_before_jump", "Credit limit just before the increase", "at jump", "CNY", "profile", 0),
     _f("new_over_old_limit", "New limit over old limit", "at jump", "ratio", "profile", 0),
+    # no direction: risk rises over the first year (new users start on small limits) and
+    # levels off after it, so a monotone constraint would contradict the data (train.direction_check)
     _f("months_of_history", "Months from onboarding to the scoring date", "since onboarding",
-       "months", "profile", -1, "has little history with us"),
+       "months", "profile", 0, "has little history with us"),
     # post-increase spending
     _f("post_increase_drawn", "Amount drawn from the jump to the scoring date", "jump to scoring",
        "CNY", "liquidity", 1, "drew heavily right after the increase"),

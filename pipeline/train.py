@@ -71,6 +71,41 @@ def fit_lightgbm(train: pd.DataFrame, valid: pd.DataFrame, columns: list[str], c
     return lgb.Booster(model_str=booster.model_to_string(num_iteration=booster.best_iteration))
 
 
+def direction_check(frame: pd.DataFrame, columns: list[str], bins: int = 10,
+                    min_z: float = 3.0) -> pd.DataFrame:
+    """For every monotone-constrained column, its trend with the label in ``frame``.
+
+    ``binned_trend``: Spearman correlation of the miss rate with the bin order, over quantile bins
+    of the value (fewer when values repeat; missing values aside). ``z``: the rank correlation of
+    value and label over the rows, times sqrt(rows - 1), signed so that positive agrees with the
+    catalogue. A contradiction is a trend against the constraint on both counts, the rank one
+    beyond ``min_z`` standard errors: chance alone does not flag a flat feature.
+    """
+    constraints = dict(zip(columns, monotone_constraints(columns), strict=True))
+    rows = []
+    for name in (c for c in columns if constraints[c] != 0 and c not in categorical_columns(frame, [c])):
+        known = frame[[name, LABEL]].dropna()
+        direction = constraints[name]
+        binned = _binned_trend(known[name], known[LABEL], bins)
+        rank = known[name].rank().corr(known[LABEL].astype(float)) if known[name].nunique() > 1 else 0.0
+        z = direction * float(np.nan_to_num(rank)) * math.sqrt(max(len(known) - 1, 0))
+        rows.append({"feature": name, "direction": direction, "rows": len(known),
+                     "binned_trend": binned, "rank_correlation": float(np.nan_to_num(rank)), "z": z,
+                     "contradicts": bool(direction * binned < 0 and z < -min_z)})
+    return pd.DataFrame(rows, columns=["feature", "direction", "rows", "binned_trend",
+                                       "rank_correlation", "z", "contradicts"])
+
+
+def _binned_trend(values: pd.Series, label: pd.Series, bins: int) -> float:
+    """Spearman correlation of the miss rate with the order of quantile bins of ``values``."""
+    binned = pd.qcut(values, bins, labels=False, duplicates="drop")
+    rates = label.groupby(binned).mean()
+    if len(rates) < 2 or rates.nunique() < 2:
+        return 0.0
+    return float(pd.Series(np.arange(len(rates)), dtype=float).corr(
+        pd.Series(rates.to_numpy()), method="spearman"))
+
+
 def fit_calibration(raw: np.ndarray, y: np.ndarray, method: str) -> dict:
     """Map raw probabilities to calibrated ones, fitted on held-out (validation) rows."""
     if method == "isotonic":

@@ -9,7 +9,7 @@ from pipeline import train
 from pipeline.catalog import BY_NAME
 from pipeline.features import build_features
 from pipeline.model import CalibratedLightGBM, calibrate
-from tests.conftest import make_params
+from tests.conftest import SMALL, make_params, simulate_tables
 
 FAST = {"train": {"lightgbm": {"num_boost_round": 80, "early_stopping_rounds": 15}}}
 
@@ -58,6 +58,32 @@ def test_monotone_constraints_hold(labelled, fitted):
         low[name] = base[name].fillna(0)
         change = (model.raw(high) - model.raw(low)) * direction
         assert (change >= -1e-12).all(), name
+
+
+@pytest.fixture(scope="module")
+def population():
+    """20,000 borrowers on the defaults (one truth replicate: only labels are needed): a weak
+    trend such as months_of_history's needs that many rows to show against its constraint."""
+    params = make_params({**SMALL, "simulate": {**SMALL["simulate"], "n_borrowers": 20_000,
+                                                "shard_size": 10_000, "truth_replicates": 1}})
+    tables = simulate_tables(params)
+    frame = build_features(tables, params.label.observation_days, params.features)
+    labels = tables["ground_truth"].set_index("borrower_id")["label"]
+    return frame.assign(label=labels.loc[frame["borrower_id"]].to_numpy())
+
+
+def test_every_monotone_constraint_agrees_with_the_simulated_data(population):
+    check = train.direction_check(population, train.feature_columns(population))
+    assert len(check) > 30 and set(check["direction"]) == {-1, 1}
+    assert not check["contradicts"].any(), check[check["contradicts"]].to_string()
+    agrees = check.set_index("feature").loc[["autodebit_active", "days_past_due_now", "credit_score"]]
+    assert (agrees["z"] > 3).all(), agrees  # auto-debit borrowers miss less: manual payers forget
+
+
+def test_the_direction_check_flags_a_feature_against_its_constraint(labelled):
+    reversed_score = labelled["train"].assign(credit_score=-labelled["train"]["credit_score"])
+    check = train.direction_check(reversed_score, ["credit_score", "inquiries_3m"]).set_index("feature")
+    assert check.loc["credit_score", "contradicts"] and not check.loc["inquiries_3m", "contradicts"]
 
 
 def test_calibration_maps_into_the_unit_interval_and_platt_is_logistic():
