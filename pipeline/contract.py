@@ -259,10 +259,11 @@ def features_table(columns: list[str]) -> Table:
         if name not in BY_NAME:
             return Col(name, "float64", "unknown", "Not in the feature catalogue", min=-FLOAT_MAX,
                        max=FLOAT_MAX, nullable=True)
-        f = BY_NAME[name]
-        d = f.domain
-        return Col(name, "float64", f.unit, f.description, min=d.low, max=d.high, allowed=d.codes,
-                   nullable=d.nullable, whole=d.whole)
+        f, d = BY_NAME[name], BY_NAME[name].domain
+        if d.codes:  # the codes are the whole domain: a reject names them, not a range
+            return Col(name, "float64", f.unit, f.description, allowed=d.codes, nullable=d.nullable)
+        return Col(name, "float64", f.unit, f.description, min=d.low, max=d.high, nullable=d.nullable,
+                   whole=d.whole)
 
     return Table("features", "One row per borrower at the scoring date: what the model reads.",
                  (_id(), _date("scoring_date", "Jump date plus the observation window"),

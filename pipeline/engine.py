@@ -2,28 +2,38 @@
 
 The result never depends on the engine or the number of workers: every shard is a pure function
 of its index and the settings, results come back in shard order, and files a shard writes are
-the same bytes wherever it ran. On Dask, each task is retried if its worker dies.
+the same bytes wherever it ran. On Dask, each task is retried if its worker dies. Local worker
+processes die with the process that started them, even one killed with SIGKILL.
 """
 
 from __future__ import annotations
 
+import asyncio
+import ctypes
 import multiprocessing
 import os
+import signal
+import sys
+import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
 
 from pipeline.config import EngineSettings
-from pipeline.errors import InputError
+from pipeline.errors import UsageError
 
 SCHEDULER_ENV = "DASK_SCHEDULER_ADDRESS"
-CONNECT_TIMEOUT = "10s"
+CONNECT_TIMEOUT = 10.0  # seconds to reach the scheduler and hear it answer as one
+PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+TLS_ENV = "DASK_DISTRIBUTED__COMM__TLS__CA_FILE, DASK_DISTRIBUTED__COMM__TLS__CLIENT__CERT and __KEY"
 
 
-class EngineError(InputError, RuntimeError):
+class EngineError(UsageError, RuntimeError):
     """The configured engine cannot be used (an unreachable scheduler, say)."""
 
 
@@ -42,12 +52,30 @@ def map_shards(fn: Callable[..., Any], items: Sequence[Any], engine: EngineSetti
             # spawned, not forked: a fork of a process whose OpenMP threads (LightGBM) already ran
             # can deadlock in the child
             spawn = multiprocessing.get_context("spawn")
-            with ProcessPoolExecutor(max_workers=min(engine.workers, len(items)), mp_context=spawn) as pool:
+            with ProcessPoolExecutor(max_workers=min(engine.workers, len(items)), mp_context=spawn,
+                                     initializer=die_with_parent, initargs=(os.getpid(),)) as pool:
                 for result in _in_order(lambda item: pool.submit(fn, item, *args), items, engine.workers):
                     yield result
                     bar.update()
     finally:
         bar.close()
+
+
+def die_with_parent(parent: int) -> None:
+    """Runs first in each local worker: a worker outliving a parent killed with SIGKILL (which
+    runs no cleanup) would hold its memory for ever. Linux kills it with the parent
+    (PR_SET_PDEATHSIG); elsewhere, and should that fail, a watchdog thread sees the parent gone."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # the parent died before the line above took effect
+        os._exit(1)
+    threading.Thread(target=_exit_when_orphaned, args=(parent,), daemon=True).start()
+
+
+def _exit_when_orphaned(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os._exit(1)
 
 
 def scheduler_address(engine: EngineSettings) -> str:
@@ -62,10 +90,12 @@ def dask_client(engine: EngineSettings):
 
     address = scheduler_address(engine)
     if address:
+        origin = f"${SCHEDULER_ENV}" if os.environ.get(SCHEDULER_ENV) else "engine.scheduler"
+        security = _security(engine, address, origin)
+        _probe(address, security, origin)
         try:
-            client = Client(address, timeout=CONNECT_TIMEOUT)
+            client = Client(address, timeout=f"{CONNECT_TIMEOUT}s", security=security)
         except (OSError, TimeoutError) as err:
-            origin = f"${SCHEDULER_ENV}" if os.environ.get(SCHEDULER_ENV) else "engine.scheduler"
             raise EngineError(f"cannot reach the Dask scheduler at {address} (set by {origin}): "
                               f"{err}") from err
         with client:
@@ -75,6 +105,61 @@ def dask_client(engine: EngineSettings):
                            host="127.0.0.1", dashboard_address="127.0.0.1:0")
     with cluster, Client(cluster) as client:
         yield client
+
+
+def _security(engine: EngineSettings, address: str, origin: str):
+    """TLS settings: engine.tls if set, else Dask's own configuration (its environment
+    variables); a tls:// address without certificates cannot connect, so say so now."""
+    from distributed.security import Security
+
+    tls = engine.tls
+    if not tls.ca_file:
+        security = Security()
+        if address.startswith("tls://") and not security.tls_ca_file:
+            raise EngineError(f"the Dask scheduler at {address} (set by {origin}) uses TLS: set "
+                              f"engine.tls (ca_file, cert_file, key_file) or {TLS_ENV}")
+        return security
+    for key in ("ca_file", "cert_file", "key_file"):
+        if not Path(getattr(tls, key)).is_file():
+            raise EngineError(f"engine.tls.{key}: {getattr(tls, key)}: no such file")
+    return Security(tls_ca_file=tls.ca_file, tls_client_cert=tls.cert_file, tls_client_key=tls.key_file,
+                    require_encryption=True)
+
+
+def _probe(address: str, security, origin: str) -> None:
+    """Fail within CONNECT_TIMEOUT, with the address named, unless a Dask scheduler answers
+    there: Dask's client waits for ever on a listener that accepts and says nothing."""
+    from distributed.comm import connect, parse_address
+    from distributed.comm.addressing import parse_host_port
+    from distributed.comm.registry import get_backend
+
+    where = f"the Dask scheduler at {address} (set by {origin})"
+    try:
+        scheme, location = parse_address(address)
+        get_backend(scheme)
+        port = parse_host_port(location)[1]
+        if not 0 < port < 65536:
+            raise ValueError(f"port {port} out of range")
+    except (ValueError, TypeError) as err:
+        raise EngineError(f"malformed address for {where}: {err} (expected tcp://host:port or "
+                          "tls://host:port)") from err
+
+    async def identity() -> dict:
+        comm = await connect(address, timeout=CONNECT_TIMEOUT, **security.get_connection_args("client"))
+        try:
+            await comm.write({"op": "identity"})
+            return await comm.read()
+        finally:
+            await comm.close()
+
+    try:
+        answer = asyncio.run(asyncio.wait_for(identity(), CONNECT_TIMEOUT))
+    except (OSError, TimeoutError, ValueError, TypeError) as err:
+        raise EngineError(f"cannot reach {where} within {CONNECT_TIMEOUT:.0f} s: "
+                          f"{err or type(err).__name__}") from err
+    if not isinstance(answer, dict) or answer.get("type") != "Scheduler":
+        kind = answer.get("type") if isinstance(answer, dict) else type(answer).__name__
+        raise EngineError(f"{where} is not a Dask scheduler (it answered as {kind})")
 
 
 def _on_dask(fn: Callable[..., Any], items: Sequence[Any], engine: EngineSettings, bar: tqdm,

@@ -160,11 +160,17 @@ def _read(dataset: ds.Dataset, path: Path, **kwargs) -> pd.DataFrame:
         raise _unreadable(path, err, dataset) from err
 
 
-def _unreadable(path: Path, err: Exception, dataset: ds.Dataset) -> ContractError:
-    """The file and Arrow's message; Arrow numbers the CSV column that fails to convert, so name it."""
+def _unreadable(path: Path, err: Exception, dataset: ds.Dataset | None = None) -> ContractError:
+    """The file and Arrow's message; Arrow numbers the CSV column that fails to convert, so name it
+    (from the file's own header when the failure came before the dataset could be made)."""
     found = re.search(r"CSV column #(\d+)", str(err))
-    names = dataset.schema.names
-    column = f" (column '{names[int(found[1])]}')" if found and int(found[1]) < len(names) else ""
+    column = ""
+    if found:
+        try:
+            names = (dataset or _dataset(path, "csv")).schema.names
+        except (pa.ArrowException, OSError):
+            names = []
+        column = f" (column '{names[int(found[1])]}')" if int(found[1]) < len(names) else ""
     return ContractError(f"{path}: cannot read{column}: {err}")
 
 
@@ -296,7 +302,7 @@ class FeaturesFile:
         dup = frame["borrower_id"].duplicated(keep=False).to_numpy()
         missing = frame["scoring_date"].isna().to_numpy()
         unreadable = dates.isna().to_numpy() & ~missing
-        text = frame["scoring_date"].astype("str").to_numpy(dtype=object)
+        text = frame["scoring_date"].astype("str").fillna("").to_numpy(dtype=object)
         reasons = np.where(dup, "borrower_id: duplicate borrower",
                            np.where(missing, "scoring_date: missing", "scoring_date: not a date (value "
                                     + text + ")"))
@@ -346,7 +352,7 @@ class RawTables:
             dataset = _dataset(where, schema=schema)
             names = dataset.schema.names
         except (pa.ArrowException, OSError) as err:
-            raise ContractError(f"{where}: cannot read: {err}") from err
+            raise _unreadable(where, err) from err
         missing = [c for c in TABLES[name].names if c not in names]
         if missing:
             raise ContractError(f"{where}: table '{name}' lacks columns {missing}")

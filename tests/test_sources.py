@@ -1,0 +1,546 @@
+"""Malformed inputs, made here, through the real ``limitjump score`` command: every row-level problem
+rejects that borrower with the column and the reason and scores the rest, every file-level problem
+stops with exit code 1 naming the file and the column, every unusable command line stops with exit
+code 2 before any work; never a traceback, and always borrowers in = scored + rejected.
+
+Both inputs (raw tables, a features file), each as Parquet and as CSV. A small population (600
+borrowers, three batches of 200) and a small LightGBM trained on it are shared by the module.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io as text_io
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import psutil
+import pytest
+import yaml
+
+from pipeline import io
+from pipeline.cli import main
+from pipeline.contract import RAW_TABLES, features_table, violations
+from pipeline.features import build_features
+from pipeline.sources import output_paths
+from tests.conftest import build_model_dir, make_params, merge, raw_params, simulate_tables
+
+pytestmark = pytest.mark.timeout(600)
+N = 600
+SIM = {"engine": {"workers": 1}, "simulate": {"n_borrowers": N, "shard_size": N, "truth_replicates": 2}}
+TODAY = pd.Timestamp.today().normalize()
+FUTURE = pd.Timestamp("2099-01-01")
+
+
+# ---- shared inputs -----------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def tables() -> dict[str, pd.DataFrame]:
+    return simulate_tables(make_params(SIM))
+
+
+@pytest.fixture(scope="module")
+def features(tables) -> pd.DataFrame:
+    p = make_params()
+    return build_features(tables, p.label.observation_days, p.features)
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory, tables, features) -> Path:
+    """params.yaml scoring in batches of 200 in this process, and the model."""
+    folder = tmp_path_factory.mktemp("sources")
+    params = merge(raw_params(), {"score": {"batch_borrowers": 200}, "engine": {"workers": 1}})
+    (folder / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    build_model_dir(tables, features, folder / "model")
+    return folder
+
+
+@dataclass
+class Run:
+    code: int
+    out: str
+    err: str
+    output: Path
+
+    def summary(self) -> dict:
+        return json.loads(output_paths(self.output)["summary"].read_text())
+
+    def rejects(self) -> pd.DataFrame:
+        path = output_paths(self.output)["rejects"]
+        return pd.read_csv(path) if path.suffix == ".csv" else pd.read_parquet(path)
+
+    def scores(self) -> pd.DataFrame:
+        return pd.read_csv(self.output) if self.output.suffix == ".csv" else pd.read_parquet(self.output)
+
+
+def limitjump(work: Path, *args: str) -> tuple[int, str, str]:
+    """The ``limitjump`` entry point in this process, as the console script runs it: its exit
+    code, what it printed. An exception escaping it (a traceback for the user) fails the test."""
+    out, err, argv = text_io.StringIO(), text_io.StringIO(), sys.argv
+    sys.argv = ["limitjump", *args]
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            main()
+        code = 0
+    except SystemExit as done:
+        code = done.code or 0
+    finally:
+        sys.argv = argv
+    assert "Traceback" not in out.getvalue() + err.getvalue()
+    return code, out.getvalue(), err.getvalue()
+
+
+def score(work: Path, input: Path, output: Path, params: Path | None = None) -> Run:
+    params = params or work / "params.yaml"
+    code, out, err = limitjump(work, "score", "--input", str(input), "--output", str(output),
+                               "--model", str(work / "model"), "--params", str(params))
+    return Run(code, out, err, output)
+
+
+# ---- writing inputs ------------------------------------------------------------------------------------
+
+def write_raw(frames: dict[str, pd.DataFrame], folder: Path, fmt: str) -> Path:
+    """The raw tables as <table>/part-00000.parquet folders, or <table>.csv files."""
+    for name in (*RAW_TABLES, "maintenance_windows"):
+        if fmt == "parquet":
+            io.write_parquet(frames[name], folder / name / io.part_name(0))
+        else:
+            folder.mkdir(parents=True, exist_ok=True)
+            frames[name].to_csv(folder / f"{name}.csv", index=False)
+    return folder
+
+
+def write_features(frame: pd.DataFrame, folder: Path, fmt: str) -> Path:
+    path = folder / f"features.{fmt}"
+    folder.mkdir(parents=True, exist_ok=True)
+    if fmt == "parquet":
+        io.write_parquet(frame, path)
+    else:
+        frame.to_csv(path, index=False)
+    return path
+
+
+def victim(frame: pd.DataFrame, k: int) -> int:
+    """A borrower in the k-th batch of 200, with rows in ``frame``."""
+    ids = np.unique(frame["borrower_id"].dropna())
+    return int(ids[np.searchsorted(ids, 200 * k + 37)])
+
+
+def first_row(frame: pd.DataFrame, borrower: int, mask=True) -> int:
+    return frame.index[(frame["borrower_id"] == borrower) & mask][0]
+
+
+# ---- 1. row-level problems: the borrower rejected with column and reason, the rest scored -------------
+
+# each plants a problem in copies of the tables (or the features) and returns the borrower hit
+def _f_set(column: str, value) -> Callable:
+    def plant(f: pd.DataFrame) -> int:
+        b = victim(f, 1)
+        if isinstance(value, str) and column == "scoring_date":
+            f["scoring_date"] = f["scoring_date"].dt.strftime("%Y-%m-%d").astype(object)
+        elif isinstance(value, str):
+            f[column] = f[column].astype(object)
+        f.loc[f["borrower_id"] == b, column] = value
+        return b
+    return plant
+
+
+def _f_duplicate(f: pd.DataFrame) -> int:
+    b = victim(f, 2)
+    f.loc[len(f)] = f[f["borrower_id"] == b].iloc[0]
+    return b
+
+
+FEATURE_ROWS = {
+    "negative_amount": (_f_set("increase_amount", -5.0), "increase_amount: fails in_range"),
+    "infinite_amount": (_f_set("wallet_balance", np.inf), "wallet_balance: fails in_range"),
+    "amount_1e308": (_f_set("post_increase_drawn", 1e308), "post_increase_drawn: fails in_range"),
+    "unknown_trigger": (_f_set("trigger", 7.0), "trigger: fails isin([0.0, 1.0, 2.0, 3.0]) (value 7.0)"),
+    "unknown_city_tier": (_f_set("city_tier", 9.0), "city_tier: fails"),
+    "count_not_whole": (_f_set("inquiries_3m", 1.5), "inquiries_3m: fails whole_number"),
+    "flag_not_0_or_1": (_f_set("reauth_pending", 0.5), "reauth_pending: fails"),
+    "missing_age": (_f_set("age", np.nan), "age: fails not_nullable"),
+    "scoring_date_1970": (_f_set("scoring_date", pd.Timestamp("1970-01-01")), "scoring_date: fails in_range"),
+    "scoring_date_2099": (_f_set("scoring_date", FUTURE), "scoring_date: after the run date"),
+    "scoring_date_notadate": (_f_set("scoring_date", "notadate"),
+                              "scoring_date: not a date (value notadate)"),
+    "scoring_date_missing": (_f_set("scoring_date", pd.NaT), "scoring_date: missing"),
+    "duplicate_borrower": (_f_duplicate, "borrower_id: duplicate borrower"),
+}
+
+
+def _r_set(table: str, column: str, value, mask=lambda t: True) -> Callable:
+    def plant(t: dict[str, pd.DataFrame]) -> int:
+        frame = t[table]
+        b = victim(frame, 1)
+        frame.loc[first_row(frame, b, mask(frame)), column] = value
+        return b
+    return plant
+
+
+def _r_jump_before_onboarding(t) -> int:
+    b = victim(t["borrowers"], 2)
+    onboard = t["borrowers"].loc[t["borrowers"]["borrower_id"] == b, "onboard_date"].iloc[0]
+    events = t["limit_events"]
+    events.loc[first_row(events, b, events["event_type"] == "increase"), "event_date"] = \
+        onboard - pd.Timedelta(days=3000)
+    return b
+
+
+def _r_onboarding_and_jump_in_2099(t) -> int:
+    b = victim(t["borrowers"], 0)
+    t["borrowers"].loc[t["borrowers"]["borrower_id"] == b, "onboard_date"] = FUTURE
+    t["limit_events"].loc[t["limit_events"]["borrower_id"] == b, "event_date"] = FUTURE
+    return b
+
+
+def _r_second_increase(t) -> int:
+    events = t["limit_events"]
+    b = victim(events, 2)
+    jump = events.loc[first_row(events, b, events["event_type"] == "increase")].copy()
+    jump["event_date"] -= pd.Timedelta(days=5)
+    t["limit_events"] = pd.concat([events, jump.to_frame().T.astype(events.dtypes)], ignore_index=True)
+    return b
+
+
+def _r_window_not_over(t) -> int:
+    """A jump ten days before the run: the observation window (30 days) is not over."""
+    events = t["limit_events"]
+    b = victim(events, 1)
+    events.loc[first_row(events, b, events["event_type"] == "increase"), "event_date"] = \
+        TODAY - pd.Timedelta(days=10)
+    return b
+
+
+def _r_limit_decrease_as_increase(t) -> int:
+    """Rows each within the contract whose features are not: a negative increase."""
+    events = t["limit_events"]
+    b = victim(events, 0)
+    row = first_row(events, b, events["event_type"] == "increase")
+    events.loc[row, "new_limit"] = events.loc[row, "old_limit"] - 100.0
+    return b
+
+
+def _r_increase_without_trigger(t) -> int:
+    events = t["limit_events"]
+    b = victim(events, 2)
+    trigger = events["trigger"].astype(object)
+    trigger[first_row(events, b, events["event_type"] == "increase")] = None
+    events["trigger"] = pd.array(trigger, dtype="str")
+    return b
+
+
+RAW_ROWS = {
+    "negative_drawdown": (_r_set("drawdowns", "amount", -250.0), "drawdowns.amount: fails"),
+    "unknown_line_status": (_r_set("statements", "line_status", "closed"),
+                            "statements.line_status: fails isin"),
+    "jump_before_onboarding": (_r_jump_before_onboarding, "limit_events.event_date: before onboarding"),
+    "onboarding_and_jump_in_2099": (_r_onboarding_and_jump_in_2099,
+                                    "borrowers.onboard_date: after the run date"),
+    "statement_after_the_run": (_r_set("statements", "statement_date", FUTURE),
+                                "statements.statement_date: after the run date"),
+    "second_increase": (_r_second_increase, "limit_events.event_type: 2 limit increases"),
+    "observation_window_not_over": (_r_window_not_over, "scoring_date: after the run date"),
+    "negative_increase": (_r_limit_decrease_as_increase, "features.increase_amount: fails in_range"),
+    "increase_without_trigger": (_r_increase_without_trigger, "features.trigger: fails not_nullable"),
+}
+
+
+def check_accounted(run: Run, borrowers_in: int) -> dict:
+    assert run.code == 0, run.err
+    summary = run.summary()
+    assert summary["borrowers_in"] == borrowers_in == summary["scored"] + summary["rejected"]
+    assert (summary["scored"], summary["rejected"]) == (len(run.scores()), len(run.rejects()))
+    counted = f"borrowers in {borrowers_in} = scored {summary['scored']} + rejected {summary['rejected']}"
+    assert counted in run.out
+    return summary
+
+
+def check_rejected(run: Run, borrower: int, reason: str, borrowers_in: int, rows: int = 1) -> None:
+    """Only ``borrower`` rejected, once per input row (a duplicated borrower has two), for ``reason``."""
+    check_accounted(run, borrowers_in)
+    rejects = run.rejects()
+    assert rejects["borrower_id"].tolist() == [borrower] * rows, rejects
+    assert rejects["reason"].str.startswith(reason).all(), rejects["reason"].tolist()
+    assert borrower not in set(run.scores()["borrower_id"])
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "csv"])
+@pytest.mark.parametrize("case", list(FEATURE_ROWS))
+def test_features_file_row_problem_rejects_that_borrower(case, fmt, features, work, tmp_path):
+    plant, reason = FEATURE_ROWS[case]
+    frame = features.copy()
+    borrower = plant(frame)
+    run = score(work, write_features(frame, tmp_path, fmt), tmp_path / "out" / f"scores.{fmt}")
+    check_rejected(run, borrower, reason, len(frame), rows=int((frame["borrower_id"] == borrower).sum()))
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "csv"])
+@pytest.mark.parametrize("case", list(RAW_ROWS))
+def test_raw_tables_row_problem_rejects_that_borrower(case, fmt, tables, work, tmp_path):
+    plant, reason = RAW_ROWS[case]
+    t = {name: frame.copy() for name, frame in tables.items()}
+    borrower = plant(t)
+    run = score(work, write_raw(t, tmp_path / "raw", fmt), tmp_path / "out" / f"scores.{fmt}")
+    check_rejected(run, borrower, reason, N)
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "csv"])
+def test_clean_inputs_reject_nobody(fmt, tables, features, work, tmp_path):
+    """The cases above reject only what they plant: the unchanged inputs pass every rule."""
+    for name, given in (("raw", write_raw(tables, tmp_path / "raw", fmt)),
+                        ("features", write_features(features, tmp_path, fmt))):
+        summary = check_accounted(score(work, given, tmp_path / f"out_{name}" / f"s.{fmt}"), N)
+        assert summary["rejected"] == 0 and summary["unattributed_rows"] == {}, summary
+
+
+# ---- 2. rows without a borrower: counted, never lost ----------------------------------------------------
+
+def _without_id(frame: pd.DataFrame, rows: list[int]) -> pd.DataFrame:
+    ids = frame["borrower_id"].astype("Int64")
+    ids[rows] = pd.NA
+    return frame.assign(borrower_id=ids)
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "csv"])
+def test_borrowers_without_an_id_are_rejected_and_counted(fmt, tables, features, work, tmp_path):
+    t = dict(tables, borrowers=_without_id(tables["borrowers"], [5, 300]))
+    for name, given in (("raw", write_raw(t, tmp_path / "raw", fmt)),
+                        ("features", write_features(_without_id(features, [5, 300]), tmp_path, fmt))):
+        run = score(work, given, tmp_path / f"out_{name}" / f"s.{fmt}")
+        summary = check_accounted(run, N)
+        rejects = run.rejects()
+        assert summary["rejected"] == 2 and rejects["borrower_id"].isna().all(), rejects
+        assert rejects["reason"].eq("borrower_id: missing").all()
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "csv"])
+def test_rows_of_no_borrower_are_counted_per_table_and_reason(fmt, tables, work, tmp_path):
+    t = dict(tables, statements=_without_id(tables["statements"], [0, 1, 2]))
+    strangers = tables["repayments"].head(4).assign(borrower_id=10_000_000)
+    t["repayments"] = pd.concat([tables["repayments"], strangers], ignore_index=True)
+    run = score(work, write_raw(t, tmp_path / "raw", fmt), tmp_path / "out" / f"s.{fmt}")
+    summary = check_accounted(run, N)
+    assert summary["unattributed_rows"] == {"statements": {"borrower_id: missing": 3},
+                                            "repayments": {"borrower_id: not in the borrowers table": 4}}
+    assert "rows that belong to no borrower" in run.out
+
+
+# ---- 3. file-level problems: exit 1, the file and the column named, nothing written ---------------------
+
+def _raw_ids(table: str, ids) -> Callable:
+    def make(t: dict[str, pd.DataFrame]) -> None:
+        frame = t[table].copy()
+        values = frame["borrower_id"].to_numpy().astype(object)
+        values[: len(ids)] = ids
+        frame["borrower_id"] = pd.array(values, dtype="str" if isinstance(ids[0], str) else "float64")
+        t[table] = frame
+    return make
+
+
+RAW_FILES = {
+    "unicode_ids": ("parquet", _raw_ids("statements", ["借款人-1", "b2"]), "statements",
+                    "column 'borrower_id' must hold whole numbers, found large_string"),
+    "infinite_id": ("parquet", _raw_ids("borrowers", [np.inf]), "borrowers",
+                    "column 'borrower_id' must hold whole numbers; 1 rows do not, values [inf]"),
+    "fractional_id": ("parquet", _raw_ids("repayments", [1.5, 2.0]), "repayments",
+                      "column 'borrower_id' must hold whole numbers; 1 rows do not, values [1.5]"),
+    "text_id_in_csv": ("csv", _raw_ids("statements", ["abc"]), "statements.csv", "(column 'borrower_id')"),
+}
+
+
+@pytest.mark.parametrize("case", list(RAW_FILES))
+def test_raw_file_problem_exits_1_naming_file_and_column(case, tables, work, tmp_path):
+    fmt, make, named, message = RAW_FILES[case]
+    t = dict(tables)
+    make(t)
+    raw = write_raw(t, tmp_path / "raw", fmt)
+    run = score(work, raw, tmp_path / "out" / "s.parquet")
+    assert run.code == 1 and run.err.startswith("error: "), run.err
+    assert str(raw / named) in run.err and message in run.err, run.err
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+@pytest.mark.parametrize("ids, message", [
+    (["a", "b"], "column 'borrower_id' must be numeric"),
+    ([np.inf], "column 'borrower_id' must hold whole numbers; 1 rows do not, values [inf]"),
+])
+def test_features_file_with_unusable_ids_exits_1(ids, message, features, work, tmp_path):
+    frame = features.copy()
+    values = frame["borrower_id"].to_numpy().astype(object)
+    values[: len(ids)] = ids
+    frame["borrower_id"] = pd.array(values, dtype="str" if isinstance(ids[0], str) else "float64")
+    path = write_features(frame, tmp_path, "parquet")
+    run = score(work, path, tmp_path / "out" / "s.parquet")
+    assert run.code == 1 and str(path) in run.err and message in run.err, run.err
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+# ---- 4. command lines that cannot run: exit 2 before any work --------------------------------------------
+
+# each takes the features file and the raw folder and returns (input, output)
+
+def _into_input(features: Path, raw: Path) -> tuple[Path, Path]:
+    return features, features
+
+
+def _inside_raw_folder(features: Path, raw: Path) -> tuple[Path, Path]:
+    return raw, raw / "borrowers" / "scores.parquet"
+
+
+def _rejects_onto_input(features: Path, raw: Path) -> tuple[Path, Path]:
+    """scores.parquet's rejects go to scores.rejects.parquet: the input's name here."""
+    given = shutil.copy(features, features.with_name("scores.rejects.parquet"))
+    return given, features.with_name("scores.parquet")
+
+
+def _a_folder(features: Path, raw: Path) -> tuple[Path, Path]:
+    (raw.parent / "out" / "scores.parquet").mkdir(parents=True)
+    return features, raw.parent / "out" / "scores.parquet"
+
+
+def _under_a_file(features: Path, raw: Path) -> tuple[Path, Path]:
+    (raw.parent / "a_file").write_text("not a folder")
+    return features, raw.parent / "a_file" / "scores.parquet"
+
+
+def _not_a_table_format(features: Path, raw: Path) -> tuple[Path, Path]:
+    return features, raw.parent / "out" / "scores.txt"
+
+
+USAGE = {
+    "output_is_the_input": (_into_input, "an output cannot be the input"),
+    "output_inside_the_input": (_inside_raw_folder, "an output cannot be the input or inside it"),
+    "rejects_file_is_the_input": (_rejects_onto_input, "an output cannot be the input"),
+    "output_is_a_folder": (_a_folder, "is a folder"),
+    "output_under_a_file": (_under_a_file, "cannot write the outputs there"),
+    "output_not_parquet_or_csv": (_not_a_table_format, "must end in .parquet or .csv"),
+}
+
+
+@pytest.mark.parametrize("case", list(USAGE))
+def test_unusable_output_exits_2_before_any_work(case, tables, features, work, tmp_path):
+    make, message = USAGE[case]
+    given, output = make(write_features(features, tmp_path / "in", "parquet"),
+                         write_raw(tables, tmp_path / "raw", "parquet"))
+    inputs = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    run = score(work, given, output)
+    assert run.code == 2 and run.err.startswith("error: ") and message in run.err, run.err
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == inputs  # nothing touched
+
+
+def test_missing_input_and_bad_params_exit_2(work, tmp_path):
+    run = score(work, tmp_path / "nowhere", tmp_path / "s.parquet")
+    assert run.code == 2 and "nowhere: no such file or folder" in run.err
+    bad = tmp_path / "params.yaml"
+    bad.write_text(yaml.safe_dump(merge(raw_params(), {"engine": {"kind": "cloud"}}), sort_keys=False))
+    run = score(work, work / "model", tmp_path / "s.parquet", params=bad)
+    assert run.code == 2 and "engine.kind" in run.err, run.err
+
+
+# ---- 5. the features contract, read off the catalogue ------------------------------------------------------
+
+def test_columns_the_catalogue_does_not_know_need_only_be_finite_or_missing():
+    table = features_table(["team_feature", "trigger"])
+    frame = pd.DataFrame({"borrower_id": np.arange(5, dtype="int64"),
+                          "scoring_date": pd.to_datetime(["2025-01-01"] * 5).astype("datetime64[s]"),
+                          "team_feature": [-1e300, np.nan, np.inf, -np.inf, 0.5],
+                          "trigger": [0.0, 1.0, 2.0, 3.0, 3.0]})
+    found = violations(frame, table)
+    assert sorted(found["row"].tolist()) == [2, 3] and set(found["column"]) == {"team_feature"}
+
+
+# ---- 6. outputs appear together; a killed run leaves no process and no file behind ----------------------
+
+def test_summary_vouches_for_the_scores_and_rejects_beside_it(tables, work, tmp_path):
+    t = {name: frame.copy() for name, frame in tables.items()}
+    RAW_ROWS["negative_drawdown"][0](t)
+    run = score(work, write_raw(t, tmp_path / "raw", "parquet"), tmp_path / "out" / "s.parquet")
+    digests = run.summary()["sha256"]
+    paths = output_paths(run.output)
+    assert digests == {"scores": io.content_digest(paths["scores"]),
+                       "rejects": io.content_digest(paths["rejects"])}
+    assert sorted(p.name for p in paths["scores"].parent.iterdir()) == named(run.output)
+
+
+def test_output_set_replaces_all_or_nothing(tmp_path):
+    targets = [tmp_path / "a.parquet", tmp_path / "b.parquet", tmp_path / "c.json"]
+    for t in targets:
+        t.write_text("old")
+    with pytest.raises(RuntimeError), io.output_set(targets) as temps:
+        for tmp in temps:
+            tmp.write_text("new")
+        raise RuntimeError("killed before the renames")
+    assert [t.read_text() for t in targets] == ["old"] * 3
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(t.name for t in targets)
+    with io.output_set(targets) as temps:
+        for tmp in temps:
+            tmp.write_text("new")
+    assert [t.read_text() for t in targets] == ["new"] * 3
+
+
+def test_temporaries_of_dead_processes_are_removed_and_no_others(tmp_path):
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    target = tmp_path / "scores.parquet"
+    names = {"dead": f".scores.parquet.{gone.pid}@{io.HOST}.abc123.parquet.tmp",
+             "alive": f".scores.parquet.{os.getpid()}@{io.HOST}.def456.parquet.tmp",
+             "other_host": f".scores.parquet.{gone.pid}@elsewhere.ghi789.parquet.tmp",
+             "other_target": f".rejects.parquet.{gone.pid}@{io.HOST}.jkl012.parquet.tmp"}
+    for name in names.values():
+        (tmp_path / name).write_text("partial")
+    assert io.remove_stale_temporaries(target) == [tmp_path / names["dead"]]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(n for k, n in names.items() if k != "dead")
+
+
+def named(output: Path) -> list[str]:
+    return sorted(p.name for p in output_paths(output).values())
+
+
+def _workers_of(process: psutil.Process) -> list[psutil.Process]:
+    return [c for c in process.children(recursive=True)
+            if "multiprocessing" in " ".join(c.cmdline()) and "resource_tracker" not in " ".join(c.cmdline())]
+
+
+@pytest.mark.slow
+def test_kill_9_takes_the_workers_down_and_the_next_run_cleans_up(tables, work, tmp_path):
+    """SIGKILL to a 2-process scoring run while its workers score: they die with it within
+    seconds, its temporaries stay behind (nothing could remove them), the next run removes them."""
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump(merge(raw_params(), {"score": {"batch_borrowers": 25},
+                                                          "engine": {"workers": 2}}), sort_keys=False))
+    raw = write_raw(tables, tmp_path / "raw", "parquet")
+    output = tmp_path / "out" / "scores.parquet"
+    command = [str(Path(sys.executable).parent / "limitjump"), "score", "--input", str(raw), "--output",
+               str(output), "--model", str(work / "model"), "--params", str(params)]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    parent = psutil.Process(process.pid)
+    try:
+        deadline, workers = time.monotonic() + 120, []
+        while process.poll() is None and time.monotonic() < deadline:
+            workers = _workers_of(parent)
+            if len(workers) == 2 and any(output.parent.glob(".*.tmp")):
+                break
+            time.sleep(0.05)
+        assert process.poll() is None and len(workers) == 2, "the run ended before its workers were seen"
+        time.sleep(1.0)  # the workers are scoring
+        process.kill()
+    finally:
+        process.wait()
+    _, alive = psutil.wait_procs(workers, timeout=5)
+    assert alive == [], f"workers outlived their parent: {alive}"
+    left = sorted(p.name for p in output.parent.iterdir())
+    assert left and all(n.startswith(".") and n.endswith(".tmp") for n in left), left
+
+    run = score(work, raw, output, params=tmp_path / "params.yaml")
+    check_accounted(run, N)
+    assert sorted(p.name for p in output.parent.iterdir()) == named(output)
