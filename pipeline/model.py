@@ -32,7 +32,8 @@ def encode(frame: pd.DataFrame, columns: list[str], categories: dict[str, list])
             codes = pd.Categorical(frame[c].astype(str), categories=categories[c]).codes
             out[:, j] = np.where(codes < 0, np.nan, codes)
         else:
-            out[:, j] = frame[c].to_numpy(dtype="float64")
+            # nullable integers (pd.NA) and object columns (None), as MLflow hands them over
+            out[:, j] = frame[c].to_numpy(dtype="float64", na_value=np.nan)
     return out
 
 
@@ -70,6 +71,9 @@ class CalibratedLightGBM:
 
     def matrix(self, frame: pd.DataFrame) -> np.ndarray:
         """The model's columns, in its order, as float64 (extra columns are ignored)."""
+        missing = [c for c in self.features if c not in frame.columns]
+        if missing:
+            raise ValueError(f"the input lacks {len(missing)} of the model's columns: {missing[:10]}")
         return encode(frame, self.features, self.categories)
 
     def raw(self, frame: pd.DataFrame) -> np.ndarray:

@@ -33,8 +33,7 @@ from mlflow.entities import Run
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.models import ModelSignature, infer_signature
-from mlflow.types import ColSpec, Schema
-from mlflow.types.schema import AnyType
+from mlflow.types import Schema
 
 from pipeline import io
 from pipeline.config import MlflowSettings, repo_root
@@ -251,12 +250,14 @@ def dataset_schema(frame: pd.DataFrame) -> Schema:
     return infer_signature(frame.iloc[rows]).inputs
 
 
-def model_signature(columns: list[str], example: pd.DataFrame, output: np.ndarray) -> ModelSignature:
-    """Inputs by name, each of type Any and optional: users send whole numbers for codes, counts
-    and amounts, text for categories, and blanks; a declared ``double`` makes MLflow refuse int64
-    ("Can not safely convert int64 to float64"). The model checks and converts values itself."""
-    inputs = Schema([ColSpec(AnyType(), name, required=False) for name in columns])
-    return ModelSignature(inputs=inputs, outputs=infer_signature(example, output).outputs)
+def model_signature(example: pd.DataFrame, output: np.ndarray) -> ModelSignature:
+    """The output (a probability per row) and no input schema, on purpose: users send whole numbers
+    for codes, counts and amounts, text for categories, and blanks. MLflow refuses int64 for a
+    column declared double ("Can not safely convert int64 to float64"), and its scoring server
+    cannot read CSV for columns declared of type any; with no input schema ``pyfunc.predict``,
+    ``mlflow models predict`` and ``mlflow models serve`` accept the same rows alike. The model
+    checks its columns itself and names any that are missing; the input example lists them."""
+    return ModelSignature(inputs=None, outputs=infer_signature(example, output).outputs)
 
 
 def log_json(data: Any, name: str, artifact_path: str | None = None) -> None:

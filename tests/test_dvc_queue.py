@@ -1,4 +1,6 @@
-"""Queued DVC experiments log to the repository's one MLflow store, each as its own run.
+"""Queued DVC experiments log to the repository's one MLflow store, each as its own run, and never
+touch production: @champion stays where `limitjump promote` put it and finished runs stay as they
+were.
 
 ``dvc exp run --queue`` runs every experiment in a temporary copy under .dvc/tmp/exps; DVC sets
 DVC_ROOT to the main repository, so the relative sqlite URI in params lands in the root's
@@ -16,7 +18,7 @@ import pytest
 from mlflow import MlflowClient
 
 from pipeline import tracking
-from tests.test_mlflow_integration import commit, env_for, run, small_clone
+from tests.test_mlflow_integration import _snapshot, commit, env_for, run, small_clone
 
 LEAVES = ("15", "63")
 
@@ -32,17 +34,24 @@ def _queue_status(project: Path, env: dict) -> tuple[dict[str, str], str]:
     return tasks, out
 
 
+EXP_SHOW = ["dvc", "exp", "show", "--no-pager", "--only-changed", "--drop", "^(data|models|reports)/"]
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(1500)
-def test_queued_experiments_are_runs_in_the_root_store(tmp_path):
+def test_queued_experiments_are_runs_in_the_root_store_and_touch_no_production(tmp_path):
     project = small_clone(tmp_path / "clone")
     env = env_for(project)
     started = time.perf_counter()
-    run(["dvc", "repro", "register"], project, env)
+    run(["dvc", "repro", "evaluate"], project, env)
+    run(["limitjump", "promote"], project, env)
     baseline = commit(project, "reproduced")
     print(f"dvc repro in {time.perf_counter() - started:.1f} s")
+    client = MlflowClient(f"sqlite:///{project}/mlflow.db")
+    before = _snapshot(client)
+    log_before = (project / tracking.PROMOTION_LOG).read_text()
 
-    run(["dvc", "exp", "run", "--queue", "-S", f"train.lightgbm.num_leaves={','.join(LEAVES)}", "register"],
+    run(["dvc", "exp", "run", "--queue", "-S", f"train.lightgbm.num_leaves={','.join(LEAVES)}", "evaluate"],
         project, env)
     # HEAD moves after queueing: each experiment still runs on, and records, its baseline commit
     with open(project / "README.md", "a") as fh:
@@ -69,22 +78,23 @@ def test_queued_experiments_are_runs_in_the_root_store(tmp_path):
               for name, state in tasks.items() if state != "Success"}
     assert not failed, f"{status}\n{failed}"
 
-    client = MlflowClient(f"sqlite:///{project}/mlflow.db")
     experiment = client.get_experiment_by_name("limitjump")
     runs = client.search_runs([experiment.experiment_id], max_results=1000)
-    lightgbm = [r for r in runs if r.info.run_name == "lightgbm"]
+    lightgbm = [r for r in runs if r.data.tags["model"] == "lightgbm"]
     by_leaves = {}
     for r in lightgbm:
         by_leaves.setdefault(r.data.params["train.lightgbm.num_leaves"], []).append(r)
     assert sorted(by_leaves) == sorted(["31", *LEAVES])  # the workspace's run and one per experiment
     assert all(len(found) == 1 for found in by_leaves.values())
-    assert len([r for r in runs if r.info.run_name == "scorecard"]) == 1  # unchanged, not retrained
+    assert len([r for r in runs if r.data.tags["model"] == "scorecard"]) == 1  # unchanged, not retrained
+    assert len([r for r in runs if r.data.tags["model"] == "evaluate"]) == 1 + len(LEAVES)
 
     names = set()
     for leaves in LEAVES:
         r = by_leaves[leaves][0]
         tags = r.data.tags
         assert tags.get("dvc.exp_name") in tasks, (leaves, tags)
+        assert r.info.run_name == f"lightgbm · exp {tags['dvc.exp_name']}"
         names.add(tags["dvc.exp_name"])
         assert tags["dvc.stage"] == "train@lightgbm"
         assert tags["git.commit"] == baseline, "the run must name the commit it ran from"
@@ -93,7 +103,21 @@ def test_queued_experiments_are_runs_in_the_root_store(tmp_path):
     assert names == set(tasks)  # each experiment its own run
     assert "dvc.exp_name" not in by_leaves["31"][0].data.tags
 
-    # the experiments' register stages used the same registry and the root's promotion log
+    # experiments register and tag versions; production does not move, history is not rewritten
     versions = client.search_model_versions("name='limitjump'")
     assert len(versions) == 3
-    assert len((project / tracking.PROMOTION_LOG).read_text().splitlines()) == 3
+    assert {v.tags.get("dvc.exp_name") for v in versions} == names | {None}
+    assert str(client.get_model_version_by_alias("limitjump", "champion").version) == "1"
+    assert str(client.get_model_version_by_alias("limitjump", "challenger").version) == "1"
+    assert (project / tracking.PROMOTION_LOG).read_text() == log_before
+    after = _snapshot(client)
+    assert {k: after[k] for k in before} == before
+
+    # the experiments' headline metrics fit a 200-column terminal, next to their names
+    table = run(EXP_SHOW, project, {**env, "COLUMNS": "200"})
+    print(table)
+    assert max(len(line) for line in table.splitlines()) <= 200
+    for name in names:
+        assert name in table
+    for header in ("lightgbm.auc", "lightgbm.ece", "num_leaves"):
+        assert header in table

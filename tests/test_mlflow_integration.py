@@ -1,10 +1,12 @@
-"""MLflow end to end, in a temporary clone on a small configuration: the training runs, the logged
-model (a pyfunc of the calibrated probability, no pickles), the gated registry, and a real
-``mlflow server`` queried through its REST API.
+"""MLflow end to end, in a temporary clone on a small configuration, through the real clients: the
+training runs, the logged model (data loaded by the installed package: no pickles, no stored code),
+registration without promotion, ``limitjump promote``, the evaluation's own run (finished runs are
+never rewritten), ``mlflow models predict`` and ``serve`` on whole numbers, the README's snippet
+from a subdirectory, and a real ``mlflow server`` queried through its REST API.
 
 The module fixture runs simulate -> features -> split -> train scorecard -> train lightgbm ->
-register once; the tests read what it left. Only the last local test changes the clone (a refused
-promotion), and the tests before it compare against copies taken by the fixture.
+register -> evaluate once and snapshots the runs; the tests read what it left. The last local
+test changes the clone (a second version, promotions) and checks the snapshot still holds.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from mlflow import MlflowClient
 from pipeline import io, tracking
 from pipeline.config import load_params
 from pipeline.model import CalibratedLightGBM
-from tests.conftest import merge, raw_params
+from tests.conftest import ROOT, merge, raw_params
 from tests.test_pipeline_e2e import clone_project, project_env
 
 BIN = Path(sys.executable).parent
@@ -45,7 +47,10 @@ SMALL = {"engine": {"workers": 2},
 METRICS = ("auc", "ks", "brier", "log_loss")
 # outputs of earlier runs, in case the working tree holds them unignored: never part of a clone
 LEFTOVERS = ("models/lightgbm", "models/scorecard", "reports/gates.json", "reports/train/lightgbm.json",
-             "reports/train/scorecard.json", "promotions.jsonl", "mlflow.db", "mlartifacts", "mlruns")
+             "reports/train/scorecard.json", "promotions.jsonl", "mlflow.db", "mlartifacts", "mlruns",
+             "reports/metrics.json", "reports/plots", "reports/params_valid.json", "reports/simulation.json",
+             "reports/split.json")
+NOISE = ("INFO mlflow", "Registered model", "Downloading artifacts", "Successfully registered")
 GIT = ["git", "-c", "user.name=test", "-c", "user.email=test@example.com"]
 
 pytestmark = pytest.mark.slow
@@ -111,25 +116,40 @@ def pickles(folder: Path) -> list[Path]:
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
-    """The small pipeline, trained and registered once into the clone's own sqlite store."""
+    """The small pipeline, trained, registered and evaluated once into the clone's own store."""
     root = small_clone(tmp_path_factory.mktemp("mlflow") / "clone")
     env = env_for(root)
     started = time.perf_counter()
+    outputs = {}
     for command in (["simulate"], ["features"], ["split"], ["train", "scorecard"], ["train", "lightgbm"],
-                    ["register"]):
-        run(["limitjump", *command], root, env)
+                    ["register"], ["evaluate"]):
+        outputs[command[-1]] = run(["limitjump", *command], root, env)
     print(f"pipeline in {time.perf_counter() - started:.1f} s", file=sys.stderr)
     first = root.parent / "first_lightgbm"  # models/lightgbm as registered, before any retraining
     shutil.copytree(root / "models" / "lightgbm", first)
+    client = MlflowClient(f"sqlite:///{root}/mlflow.db")
     return SimpleNamespace(
         root=root, env=env, uri=f"sqlite:///{root}/mlflow.db", head=head(root), first_model=first,
-        params=load_params(root / "params.yaml"),
+        params=load_params(root / "params.yaml"), outputs=outputs,
         metadata={kind: json.loads((root / "models" / kind / "metadata.json").read_text())
                   for kind in ("scorecard", "lightgbm")},
         reports={kind: json.loads((root / "reports" / "train" / f"{kind}.json").read_text())
                  for kind in ("scorecard", "lightgbm")},
         gates=json.loads((root / "reports" / "gates.json").read_text()),
-        promotions=(root / tracking.PROMOTION_LOG).read_text().splitlines())
+        snapshot=_snapshot(client))
+
+
+def _snapshot(client: MlflowClient) -> dict:
+    """Every run's status, end time, params, metrics (with their history), tags and artifacts."""
+    experiment = client.get_experiment_by_name(NAME)
+    out = {}
+    for r in client.search_runs([experiment.experiment_id], max_results=1000):
+        history = {k: [(m.step, m.value) for m in client.get_metric_history(r.info.run_id, k)]
+                   for k in r.data.metrics}
+        artifacts = sorted(a.path for a in client.list_artifacts(r.info.run_id))
+        out[r.info.run_id] = {"status": r.info.status, "end_time": r.info.end_time, "params": r.data.params,
+                              "history": history, "tags": r.data.tags, "artifacts": artifacts}
+    return out
 
 
 @pytest.fixture
@@ -149,10 +169,11 @@ def store(project):
 
 
 def _runs(client: MlflowClient) -> dict[str, list]:
+    """Runs by what they are (the ``model`` tag: scorecard, lightgbm, evaluate)."""
     experiment = client.get_experiment_by_name(NAME)
     out: dict[str, list] = {}
     for r in client.search_runs([experiment.experiment_id], max_results=1000):
-        out.setdefault(r.info.run_name, []).append(r)
+        out.setdefault(r.data.tags["model"], []).append(r)
     return out
 
 
@@ -169,16 +190,29 @@ def _test_features(project) -> pd.DataFrame:
     return test[project.metadata["lightgbm"]["features"]]
 
 
+def _whole_numbers(project, rows: int = 40) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The same rows twice: every feature rounded to a whole number, once as floats, once as
+    integers (nullable where training had missing values, so some cells stay empty)."""
+    floats = _test_features(project).head(rows).round()
+    ints = floats.copy()
+    for c in ints.columns:
+        ints[c] = ints[c].astype("Int64")
+    assert ints.isna().any().any(), "the example should carry missing values"
+    return floats, ints
+
+
 def test_each_model_is_one_run_with_params_data_metrics_and_provenance(project, store):
     experiment = store.get_experiment_by_name(NAME)
     assert experiment.artifact_location == (project.root / "mlartifacts").as_uri()
     assert experiment.tags["primary_metric"] == "oot_auc"
     runs = _runs(store)
-    assert sorted(runs) == ["lightgbm", "scorecard"]
+    assert sorted(runs) == ["evaluate", "lightgbm", "scorecard"]
     assert all(len(found) == 1 for found in runs.values())
     for kind in ("scorecard", "lightgbm"):
         r = _first_run(store, kind, project)
         assert r.info.status == "FINISHED"
+        assert r.info.run_name == f"{kind} · {project.head[:7]}"  # says what it is
+        assert r.data.tags["mlflow.note.content"].startswith(("Calibrated", "WoE"))
         assert r.info.artifact_uri.startswith((project.root / "mlartifacts").as_uri())
         metrics = r.data.metrics
         assert metrics["oot_auc"] == metrics["test_auc"]
@@ -198,7 +232,6 @@ def test_each_model_is_one_run_with_params_data_metrics_and_provenance(project, 
         tags = r.data.tags
         assert tags["git.commit"] == project.head
         assert tags["git.dirty"] == "false"
-        assert tags["model"] == kind
         assert "dvc.exp_name" not in tags  # not run by `dvc exp run`
         # the three splits, with the digest of the file each came from
         inputs = {d.dataset.name: d for d in r.inputs.dataset_inputs}
@@ -214,51 +247,77 @@ def test_each_model_is_one_run_with_params_data_metrics_and_provenance(project, 
     assert lightgbm.data.params["train.lightgbm.trees"] == str(int(lightgbm.data.metrics["trees"]))
 
 
-def test_logged_model_is_code_with_signature_and_example_and_no_pickles(project, store, tmp_path):
+def test_stage_output_is_quiet(project):
+    for stage, text in project.outputs.items():
+        assert not any(noise in text for noise in NOISE), (stage, text)
+
+
+def test_logged_model_is_data_with_signature_example_and_linked_datasets(project, store, tmp_path):
     r = _first_run(store, "lightgbm", project)
     uri = r.data.tags[tracking.MODEL_URI_TAG]
     logged = store.get_logged_model(uri.removeprefix("models:/"))
     assert logged.source_run_id == r.info.run_id
+    # the model's metrics name the dataset they were measured on
+    linked = {(m.key, m.dataset_name) for m in logged.metrics}
+    assert ("test_auc", "test") in linked and ("valid_auc", "valid") in linked
     info = mlflow.models.get_model_info(uri)
     features = project.metadata["lightgbm"]["features"]
-    assert info.signature is not None
-    assert info.signature.inputs.input_names() == features
+    # no input schema, so whole numbers, text and blanks pass MLflow; the example names the columns
+    assert info.signature.inputs is None
     assert info.signature.outputs.to_dict()[0]["tensor-spec"]["dtype"] == "float64"
     assert info.saved_input_example_info is not None
     pyfunc = info.flavors["python_function"]
-    assert pyfunc["loader_module"] == "mlflow.pyfunc.loaders.code_model"  # "models from code"
-    assert "python_model" not in pyfunc  # the key of a cloudpickled python_model.pkl
+    assert pyfunc["loader_module"] == "pipeline.model"  # the installed package's code
+    assert "python_model" not in pyfunc and pyfunc.get("code") is None  # no pickle, no code stored
     local = Path(mlflow.artifacts.download_artifacts(uri, dst_path=str(tmp_path / "model")))
+    assert not list(local.rglob("*.py"))
     example = mlflow.models.Model.load(local).load_input_example(local)
     assert list(example.columns) == features and 0 < len(example) <= 5
     for name in ("model.txt", "calibration.json", "categories.json"):
-        assert io.file_digest(local / "artifacts" / name) == io.file_digest(project.first_model / name)
-    assert pickles(local) == []
-    assert pickles(project.root / "mlartifacts") == []
+        assert io.file_digest(local / pyfunc["data"] / name) == io.file_digest(project.first_model / name)
+    assert pickles(local) == [] and pickles(project.root / "mlartifacts") == []
     assert (project.root / "mlartifacts").is_dir() and not (project.root / "mlruns").exists()
 
 
-def test_champion_returns_the_calibrated_probability(project, store):
-    frame = _test_features(project)
-    champion = mlflow.pyfunc.load_model(f"models:/{NAME}@champion")
-    scores = np.asarray(champion.predict(frame))
-    assert scores.shape == (len(frame),) and scores.dtype == np.float64
-    assert ((scores > 0) & (scores < 1)).all()
-    assert len(np.unique(scores)) > 2  # a probability, not a class label
-    local = CalibratedLightGBM.from_dir(project.first_model)
-    np.testing.assert_allclose(scores, local.predict(None, frame), rtol=0, atol=1e-12)
-    assert not np.allclose(scores, local.raw(frame))  # calibrated, not the booster's raw output
+def test_registration_records_gates_and_digests_and_moves_no_champion(project, store):
+    fingerprint = project.metadata["lightgbm"]["fingerprint"]
+    assert project.gates["passed"] is True and project.gates["failed"] == []
+    assert project.gates["challenger_fingerprint"] == fingerprint
+    assert set(project.gates["gates"]) == {"min_oot_auc", "max_calibration_error", "beats_scorecard"}
+    version = store.get_model_version_by_alias(NAME, "challenger")
+    assert version.run_id == _first_run(store, "lightgbm", project).info.run_id
+    assert version.tags[tracking.FINGERPRINT_TAG] == fingerprint
+    assert version.tags[tracking.GATE_TAG] == "true" and version.description
+    digests = json.loads(version.tags[tracking.FILES_TAG])
+    assert digests["model.txt"] == io.file_digest(project.first_model / "model.txt")
+    with pytest.raises(mlflow.exceptions.MlflowException):
+        store.get_model_version_by_alias(NAME, "champion")  # only `limitjump promote` moves it
+    assert not (project.root / tracking.PROMOTION_LOG).exists()
+    assert "now @challenger" in project.outputs["register"]
 
 
-def test_mlflow_models_predict_cli(project, tmp_path):
-    frame = _test_features(project).head(50)
-    frame.to_csv(tmp_path / "in.csv", index=False)
-    run([str(BIN / "mlflow"), "models", "predict", "-m", f"models:/{NAME}@champion",
-         "-i", str(tmp_path / "in.csv"), "-t", "csv", "--env-manager", "local",
-         "-o", str(tmp_path / "out.json")], tmp_path, {**project.env, "MLFLOW_TRACKING_URI": project.uri})
-    predictions = json.loads((tmp_path / "out.json").read_text())["predictions"]
-    expected = CalibratedLightGBM.from_dir(project.first_model).predict(None, frame)
-    np.testing.assert_allclose(np.asarray(predictions, dtype=float), expected, rtol=0, atol=1e-12)
+def test_evaluation_is_its_own_run_linked_to_the_models(project, store, tmp_path):
+    evaluation = _runs(store)["evaluate"][0]
+    tags = evaluation.data.tags
+    assert tags["limitjump.lightgbm_run"] == _first_run(store, "lightgbm", project).info.run_id
+    assert tags["limitjump.scorecard_run"] == _first_run(store, "scorecard", project).info.run_id
+    assert tags["limitjump.model_version"] == "1"
+    headline = json.loads((project.root / "reports" / "metrics.json").read_text())
+    assert evaluation.data.metrics["lightgbm.oot_auc"] == pytest.approx(headline["lightgbm"]["auc"], abs=1e-4)
+    page = Path(mlflow.artifacts.download_artifacts(f"runs:/{evaluation.info.run_id}/model_card.html",
+                                                    dst_path=str(tmp_path))).read_text()
+    provenance = page[page.index('id="provenance"'):page.index('id="checks"')]
+    for value in (evaluation.info.run_id, tags["limitjump.lightgbm_run"], project.head):
+        assert value in provenance
+    # the copy DVC keeps names no run, version or time: it depends only on what DVC tracks
+    kept = (project.root / "reports" / "model_card.html").read_text()
+    assert evaluation.info.run_id not in kept and "generated" not in kept[:kept.index('id="checks"')]
+
+
+def test_evaluating_again_logs_nothing_and_rewrites_nothing(project, store):
+    out = run(["limitjump", "evaluate"], project.root, project.env)
+    assert "already logged" in out
+    assert _snapshot(store) == project.snapshot
 
 
 def test_training_again_logs_no_second_run(project, store):
@@ -268,58 +327,141 @@ def test_training_again_logs_no_second_run(project, store):
     assert {name: len(found) for name, found in _runs(store).items()} == before
 
 
-def test_first_registration_is_promoted(project, store):
-    fingerprint = project.metadata["lightgbm"]["fingerprint"]
-    assert project.gates["decision"] == "promoted" and project.gates["failed"] == []
-    assert project.gates["challenger_fingerprint"] == fingerprint
-    assert set(project.gates["gates"]) == {"min_oot_auc", "max_calibration_error", "beats_scorecard"}
-    assert all(g["passed"] for g in project.gates["gates"].values())
-    assert len(project.promotions) == 1
-    entry = json.loads(project.promotions[0])
-    assert entry["decision"] == "promoted" and entry["previous_champion"] is None
-    assert entry["fingerprint"] == fingerprint and entry["failed_gates"] == []
-    assert entry["figures"] == {name: g["value"] for name, g in project.gates["gates"].items()}
-    assert entry["time"]
-    first = store.get_model_version(NAME, str(entry["version"]))
-    assert first.run_id == _first_run(store, "lightgbm", project).info.run_id
-    assert first.tags[tracking.FINGERPRINT_TAG] == fingerprint
-    assert first.tags["previous_champion"] == "none"
-    assert json.loads(first.tags["gate_results"]) == entry["figures"]
-    assert str(store.get_model_version_by_alias(NAME, "champion").version) == str(entry["version"])
+def test_mlflow_models_predict_takes_whole_numbers_csv_and_json(project, store, tmp_path):
+    floats, ints = _whole_numbers(project)
+    expected = CalibratedLightGBM.from_dir(project.first_model).predict(floats)
+    env = {**project.env, "MLFLOW_TRACKING_URI": project.uri}
+    floats.to_csv(tmp_path / "floats.csv", index=False)
+    ints.to_csv(tmp_path / "ints.csv", index=False)
+    (tmp_path / "ints.json").write_text(json.dumps(
+        {"dataframe_split": json.loads(ints.to_json(orient="split", index=False))}))
+    for name, kind in (("floats.csv", "csv"), ("ints.csv", "csv"), ("ints.json", "json")):
+        out = tmp_path / f"{name}.out"
+        run([str(BIN / "mlflow"), "models", "predict", "-m", f"models:/{NAME}/1", "-i",
+             str(tmp_path / name), "-t", kind, "--env-manager", "local", "-o", str(out)], tmp_path, env)
+        got = np.asarray(json.loads(out.read_text())["predictions"], dtype=float)
+        np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12, err_msg=name)
+    # pyfunc.predict on the frames themselves
+    pyfunc = mlflow.pyfunc.load_model(f"models:/{NAME}/1")
+    for frame in (floats, ints, pd.read_csv(tmp_path / "ints.csv")):
+        np.testing.assert_allclose(np.asarray(pyfunc.predict(frame)), expected, rtol=0, atol=1e-12)
+    with pytest.raises(ValueError, match="lacks 1 of the model's columns"):
+        pyfunc.predict(floats.drop(columns=floats.columns[0]))
 
 
-def test_a_failed_gate_refuses_and_keeps_the_champion(project, store):
-    """Runs last among the local tests: it retrains and registers a second version."""
-    champion = str(store.get_model_version_by_alias(NAME, "champion").version)
-    lines = (project.root / tracking.PROMOTION_LOG).read_text().splitlines()
+@pytest.mark.timeout(300)
+def test_mlflow_models_serve_takes_the_same_whole_numbers(project, tmp_path):
+    floats, ints = _whole_numbers(project, rows=10)
+    expected = CalibratedLightGBM.from_dir(project.first_model).predict(floats)
+    port = _free_port()
+    log = tmp_path / "serve.log"
+    with open(log, "w") as out:
+        server = subprocess.Popen(
+            [str(BIN / "mlflow"), "models", "serve", "-m", f"models:/{NAME}/1", "--env-manager", "local",
+             "--host", "127.0.0.1", "--port", str(port)], cwd=tmp_path, stdout=out,
+            stderr=subprocess.STDOUT, start_new_session=True,
+            env={**project.env, "MLFLOW_TRACKING_URI": project.uri})
+    try:
+        url = f"http://127.0.0.1:{port}"
+        _wait_healthy(url, server, log, path="/ping")
+        request = urllib.request.Request(f"{url}/invocations", data=ints.to_csv(index=False).encode(),
+                                         headers={"Content-Type": "text/csv"}, method="POST")
+        with urllib.request.urlopen(request, timeout=30) as response:
+            got = np.asarray(json.loads(response.read())["predictions"], dtype=float)
+        np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12)
+    finally:
+        _stop(server)
+
+
+def test_readme_snippet_works_from_a_subdirectory(project, tmp_path):
+    readme = (ROOT / "README.md").read_text()
+    snippet = readme[readme.index("```python\nimport mlflow"):]
+    snippet = snippet[len("```python\n"):snippet.index("```", 10)]
+    frame = _test_features(project).head(5)
+    frame.to_csv(tmp_path / "rows.csv", index=False)
+    rows = str(tmp_path / "rows.csv")
+    script = snippet + f"\nimport pandas as pd\nprint(list(model.predict(pd.read_csv({rows!r}))))\n"
+    where = project.root / "reports" / "somewhere"
+    where.mkdir(parents=True, exist_ok=True)
+    run(["limitjump", "promote", "--version", "1"], where, project.env)  # the snippet loads @champion
+    out = subprocess.run([sys.executable, "-c", script], cwd=where, env=project.env, capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    expected = CalibratedLightGBM.from_dir(project.first_model).predict(frame)
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12)
+    assert list(where.iterdir()) == [] and not list(project.root.glob("reports/**/mlflow.db"))
+
+
+@pytest.mark.timeout(600)
+def test_the_champion_scores_on_two_processes_and_on_dask(project, tmp_path):
+    """The registered champion (not a local folder) on several processes and on a Dask cluster,
+    on the features path and the raw-tables path: the same bytes as one process."""
+    _promote(project, "1")
+    outputs = {}
+    for engine in ({"kind": "local", "workers": 1}, {"kind": "local", "workers": 2},
+                   {"kind": "dask", "workers": 2}):
+        for source in ("features", "raw"):
+            params = tmp_path / f"{engine['kind']}{engine['workers']}.yaml"
+            params.write_text(yaml.safe_dump(merge(raw_params(), merge(SMALL, {
+                "engine": engine, "score": {"batch_borrowers": 700}})), sort_keys=False))
+            out = tmp_path / f"{source}-{params.stem}.parquet"
+            text = run(["limitjump", "score", "--input", str(project.root / "data" / source), "--output",
+                        str(out), "--model", f"models:/{NAME}@champion", "--params", str(params)],
+                       project.root, project.env)
+            assert "borrowers in 4000 = scored" in text, text
+            outputs.setdefault(source, []).append(out.read_bytes())
+    for source, results in outputs.items():
+        assert len(set(results)) == 1, f"{source}: the engines disagree"
+    scores = pd.read_parquet(tmp_path / "raw-local2.parquet")
+    assert (scores["model_version"] == "1").all() and len(scores) > 0
+
+
+def test_promote_moves_the_champion_only_when_the_gates_hold(project, store):
+    """Runs last among the local tests: it retrains and registers more versions."""
+    champion = _promote(project, "1")  # promoted by the snippet test, or here
+    assert champion["decision"] in ("promoted", "already_champion")
+    assert str(store.get_model_version_by_alias(NAME, "champion").version) == "1"
+
+    # a version that fails its own gates is never promoted, whatever its AUC
     write_params(project.root, merge(SMALL, {"register": {"min_oot_auc": 0.99},
                                              "train": {"lightgbm": {"num_leaves": 15}}}))
     run(["limitjump", "train", "lightgbm"], project.root, project.env)
     out = run(["limitjump", "register"], project.root, project.env)
-    assert "refused version" in out and "min_oot_auc" in out
+    assert "registered version 2" in out and "fails min_oot_auc" in out
+    assert store.get_model_version(NAME, "2").tags[tracking.GATE_TAG] == "false"
+    refused = _promote(project, "2")
+    assert refused["decision"] == "refused" and refused["failed_gates"] == ["min_oot_auc"]
+    assert str(store.get_model_version_by_alias(NAME, "champion").version) == "1"
 
-    gates = json.loads((project.root / "reports" / "gates.json").read_text())
-    assert gates["decision"] == "refused"
-    assert "min_oot_auc" in gates["failed"]
-    assert gates["gates"]["min_oot_auc"]["passed"] is False
-    assert gates["gates"]["min_oot_auc"]["threshold"] == 0.99
-    assert "not_worse_than_champion" in gates["gates"]  # compared with the champion on the same rows
+    # a version that passes its own gates is promoted only if it beats the champion on the same rows
+    write_params(project.root, merge(SMALL, {"train": {"lightgbm": {"num_leaves": 7}}}))
+    run(["limitjump", "train", "lightgbm"], project.root, project.env)
+    run(["limitjump", "register"], project.root, project.env)
+    third = _promote(project, "3")
+    figures = third["figures"]
+    gain = figures["challenger_auc"] - figures["champion_auc"]
+    needed = project.params.gate.min_gain_over_champion
+    assert third["decision"] == ("promoted" if gain >= needed else "refused")
+    assert figures["rows"] == len(_test_features(project))
+    winner = "3" if third["decision"] == "promoted" else "1"
+    assert str(store.get_model_version_by_alias(NAME, "champion").version) == winner
+    # and the way back is refused: the loser never beats the winner
+    back = _promote(project, "1" if winner == "3" else "3")
+    assert back["decision"] in ("refused", "already_champion")
+    assert str(store.get_model_version_by_alias(NAME, "champion").version) == winner
 
-    new_lines = (project.root / tracking.PROMOTION_LOG).read_text().splitlines()
-    assert new_lines[:len(lines)] == lines and len(new_lines) == len(lines) + 1  # appended
-    entry = json.loads(new_lines[-1])
-    assert entry["decision"] == "refused" and "min_oot_auc" in entry["failed_gates"]
-    assert str(entry["previous_champion"]) == champion
-    assert str(entry["version"]) != champion
-    assert entry["figures"]["min_oot_auc"] == gates["gates"]["min_oot_auc"]["value"]
+    log = [json.loads(line) for line in (project.root / tracking.PROMOTION_LOG).read_text().splitlines()]
+    assert [e["version"] for e in log][-3:] == [2, 3, int(back["version"])]
+    assert all(e["time"] and e["by"] and e["git.commit"] == project.head for e in log)
+    # none of this rewrote a finished run
+    after = _snapshot(store)
+    assert {k: after[k] for k in project.snapshot} == project.snapshot
 
-    assert str(store.get_model_version_by_alias(NAME, "champion").version) == champion
-    assert str(store.get_model_version_by_alias(NAME, "challenger").version) == str(entry["version"])
-    retrained = [r for r in _runs(store)["lightgbm"] if r.data.params["train.lightgbm.num_leaves"] == "15"]
-    assert len(retrained) == 1
-    assert retrained[0].data.tags["git.dirty"] == "true"  # params.yaml changed, not committed
-    version = store.get_model_version(NAME, str(entry["version"]))
-    assert version.run_id == retrained[0].info.run_id
+
+def _promote(project, version: str) -> dict:
+    run(["limitjump", "promote", "--version", version], project.root, project.env)
+    return json.loads((project.root / tracking.PROMOTION_LOG).read_text().splitlines()[-1])
 
 
 # ---- a real tracking server ------------------------------------------------------------------
@@ -338,12 +480,13 @@ def _request(url: str, body: dict | None = None) -> dict:
         return json.loads(response.read())
 
 
-def _wait_healthy(url: str, server: subprocess.Popen, log: Path, timeout: float = 60) -> None:
+def _wait_healthy(url: str, server: subprocess.Popen, log: Path, timeout: float = 90,
+                  path: str = "/health") -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         assert server.poll() is None, f"mlflow server exited {server.returncode}\n{log.read_text()}"
         try:
-            with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
+            with urllib.request.urlopen(f"{url}{path}", timeout=2) as response:
                 if response.status == 200:
                     return
         except (urllib.error.URLError, ConnectionError, TimeoutError):
@@ -385,7 +528,7 @@ def test_tracking_server_receives_runs_and_registry(project, tmp_path):
         _wait_healthy(url, server, log)
         print(f"mlflow server healthy in {time.perf_counter() - started:.1f} s", file=sys.stderr)
         env = env_for(work, MLFLOW_TRACKING_URI=url)
-        for command in (["train", "scorecard"], ["train", "lightgbm"], ["register"]):
+        for command in (["train", "scorecard"], ["train", "lightgbm"], ["register"], ["promote"]):
             run(["limitjump", *command], work, env)
 
         api = f"{url}/api/2.0/mlflow"
@@ -394,7 +537,7 @@ def test_tracking_server_receives_runs_and_registry(project, tmp_path):
         assert len(experiments) == 1
         experiment_id = experiments[0]["experiment_id"]
         runs = _request(f"{api}/runs/search", {"experiment_ids": [experiment_id], "max_results": 100})["runs"]
-        by_name = {r["info"]["run_name"]: r for r in runs}
+        by_name = {r["info"]["run_name"].split(" · ")[0]: r for r in runs}
         assert sorted(by_name) == ["lightgbm", "scorecard"] and len(runs) == 2
         for kind, r in by_name.items():
             assert r["info"]["status"] == "FINISHED"

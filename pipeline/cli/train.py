@@ -126,7 +126,7 @@ def _fit_lightgbm(p: Params, splits: dict, columns: list[str], categorical: list
         mlflow.log_metric("trees", booster.num_trees())
         info = mlflow.pyfunc.log_model(
             name="model", loader_module="pipeline.model", data_path=str(folder),
-            signature=tracking.model_signature(fitted.features, example, fitted.predict(example)),
+            signature=tracking.model_signature(example, fitted.predict(example)),
             input_example=example, pip_requirements=_requirements())
         mlflow.set_tag(tracking.MODEL_URI_TAG, info.model_uri)
         return info.model_id
