@@ -12,7 +12,7 @@ from pipeline.config import SimulateSettings
 from pipeline.contract import RAW_TABLES, validate
 from pipeline.engine import map_shards
 from pipeline.simulate import World, build_world, shard_bounds, simulate_shard
-from pipeline.simulate.realism import realism_report
+from pipeline.simulate.realism import FAIL, NOT_APPLICABLE, realism_report
 
 RAW_DIR = Path("data/raw")
 TRUTH_DIR = Path("data/truth")
@@ -31,12 +31,16 @@ def simulate(params: Path = PARAMS) -> None:
         io.write_parquet(windows, raw / "maintenance_windows" / io.part_name(0))
         for _ in map_shards(write_shard, shards, p.engine, "simulate", p.simulate, world, raw, truth):
             pass
-    report = realism_report(io.read_dataset(TRUTH_DIR), p.simulate.truth_replicates)
+    report = realism_report(io.read_dataset(TRUTH_DIR), p.simulate.truth_replicates, p.label)
     io.write_json(report, REPORT)
-    failed = [name for name, ok in report["checks"].items() if not ok]
+    results = report["checks"]
+    failed = [name for name, result in results.items() if result == FAIL]
+    not_applicable = [name for name, result in results.items() if result == NOT_APPLICABLE]
+    truth = report["p_true"]
     typer.echo(f"simulated {report['borrowers']} borrowers, miss rate {report['miss_rate']:.3f}, "
-               f"true-probability AUC {report['p_true']['auc']:.3f}; realism checks failed: "
-               f"{failed or 'none'}")
+               f"true-probability AUC {truth['auc']}, calibration slope {truth['calibration_slope']}; "
+               f"realism checks failed: {failed or 'none'}; not applicable to this label: "
+               f"{not_applicable or 'none'}")
 
 
 def write_shard(index: int, settings: SimulateSettings, world: World, raw: Path, truth: Path) -> None:
