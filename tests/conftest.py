@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
+import socket
+import threading
 from pathlib import Path
 
 import pandas as pd
@@ -85,3 +88,21 @@ def build_model_dir(tables: dict[str, pd.DataFrame], features: pd.DataFrame, out
     reference = json.loads((out / "reference.json").read_text())
     return {"path": out, "columns": columns, "importance": reference["importance"],
             "train_ids": splits["train"]["borrower_id"].to_numpy()}
+
+
+@pytest.fixture
+def silent_listener():
+    """A TCP server on 127.0.0.1 that accepts connections and never says a word."""
+    server = socket.create_server(("127.0.0.1", 0))
+    accepted = []
+
+    def accept() -> None:
+        with contextlib.suppress(OSError):  # the server closed at the end of the test
+            while True:
+                accepted.append(server.accept()[0])
+
+    threading.Thread(target=accept, daemon=True).start()
+    yield f"tcp://127.0.0.1:{server.getsockname()[1]}"
+    server.close()
+    for conn in accepted:
+        conn.close()

@@ -1,9 +1,11 @@
-"""The Dask engine gives the same bytes as the local one, survives a dead worker, and fails fast
-when the scheduler cannot be reached."""
+"""The Dask engine gives the same bytes as the local one, survives a dead worker, scores through a
+TLS-only scheduler, and fails fast (within 15 s, the address named) when the scheduler cannot be
+reached, is no Dask scheduler or its address is malformed."""
 
 from __future__ import annotations
 
 import os
+import re
 import time
 from pathlib import Path
 
@@ -13,7 +15,7 @@ import pytest
 from pipeline import io
 from pipeline.cli import features as features_cli
 from pipeline.cli import simulate as simulate_cli
-from pipeline.config import EngineSettings
+from pipeline.config import EngineSettings, TlsSettings
 from pipeline.engine import EngineError, map_shards
 from pipeline.simulate import build_world, shard_bounds
 from tests.conftest import make_params
@@ -98,24 +100,139 @@ def test_an_unreachable_scheduler_fails_fast():
     start = time.perf_counter()
     with pytest.raises(EngineError, match="cannot reach the Dask scheduler at tcp://127.0.0.1:9"):
         list(map_shards(len, ["a"], engine, "nothing"))
-    assert time.perf_counter() - start < 30
+    assert time.perf_counter() - start < 15
 
 
-def test_scoring_is_byte_identical_on_dask(simulated, cluster, local_features, tmp_path):
-    from pipeline.cli import score as score_cli
+def test_a_listener_that_is_not_a_scheduler_fails_within_15_s(silent_listener):
+    engine = EngineSettings(kind="dask", workers=1, scheduler=silent_listener, retries=0)
+    start = time.perf_counter()
+    with pytest.raises(EngineError, match=f"the Dask scheduler at {silent_listener} "):
+        list(map_shards(len, ["a"], engine, "nothing"))
+    assert time.perf_counter() - start < 15
+
+
+def test_a_dask_worker_is_not_taken_for_the_scheduler(cluster):
+    from dask.distributed import Client
+
+    with Client(cluster.scheduler, timeout="10s") as client:
+        worker = next(iter(client.scheduler_info()["workers"]))
+    engine = cluster.model_copy(update={"scheduler": worker})
+    with pytest.raises(EngineError, match=f"{worker} .* is not a Dask scheduler .*Worker"):
+        list(map_shards(len, ["a"], engine, "nothing"))
+
+
+@pytest.mark.parametrize("address", ["tcp://127.0.0.1:notaport", "tcp://", "udp://127.0.0.1:8786",
+                                     "tcp://127.0.0.1:99999", "127.0.0.1"])
+def test_a_malformed_address_fails_at_once_naming_it(address):
+    engine = EngineSettings(kind="dask", workers=1, scheduler=address, retries=0)
+    start = time.perf_counter()
+    expected = f"malformed address for the Dask scheduler at {re.escape(address)} "
+    with pytest.raises(EngineError, match=expected):
+        list(map_shards(len, ["a"], engine, "nothing"))
+    assert time.perf_counter() - start < 2
+
+
+def test_a_tls_scheduler_without_certificates_says_which_settings_to_set():
+    engine = EngineSettings(kind="dask", workers=1, scheduler="tls://127.0.0.1:8786", retries=0)
+    with pytest.raises(EngineError, match="uses TLS: set engine.tls"):
+        list(map_shards(len, ["a"], engine, "nothing"))
+    missing = TlsSettings(ca_file="/nonexistent/ca.pem", cert_file="/nonexistent/c.pem",
+                          key_file="/nonexistent/k.pem")
+    with pytest.raises(EngineError, match="engine.tls.ca_file: /nonexistent/ca.pem: no such file"):
+        list(map_shards(len, ["a"], engine.model_copy(update={"tls": missing}), "nothing"))
+
+
+def self_signed(folder: Path) -> TlsSettings:
+    """A certificate authority and one certificate it signs for 127.0.0.1, for server and client."""
+    import datetime as dt
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    def certificate(subject: str, key, issuer: str, issuer_key, ca: bool) -> x509.Certificate:
+        now = dt.datetime.now(dt.UTC)
+        builder = (x509.CertificateBuilder()
+                   .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+                   .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer)]))
+                   .public_key(key.public_key()).serial_number(x509.random_serial_number())
+                   .not_valid_before(now - dt.timedelta(minutes=5))
+                   .not_valid_after(now + dt.timedelta(days=1))
+                   .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+        if not ca:
+            names = [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]
+            usages = [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
+            builder = (builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
+                       .add_extension(x509.ExtendedKeyUsage(usages), critical=False))
+        return builder.sign(issuer_key, hashes.SHA256())
+
+    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    files = {"ca_file": folder / "ca.pem", "cert_file": folder / "cert.pem", "key_file": folder / "key.pem"}
+    pem = serialization.Encoding.PEM
+    files["ca_file"].write_bytes(certificate("test CA", ca_key, "test CA", ca_key, True).public_bytes(pem))
+    files["cert_file"].write_bytes(certificate("127.0.0.1", key, "test CA", ca_key, False).public_bytes(pem))
+    files["key_file"].write_bytes(key.private_bytes(pem, serialization.PrivateFormat.PKCS8,
+                                                    serialization.NoEncryption()))
+    return TlsSettings(**{k: str(v) for k, v in files.items()})
+
+
+@pytest.fixture(scope="module")
+def tls_cluster(tmp_path_factory):
+    """One worker process behind a scheduler that speaks only TLS, on 127.0.0.1."""
+    from dask.distributed import LocalCluster
+    from distributed.security import Security
+
+    tls = self_signed(tmp_path_factory.mktemp("certificates"))
+    security = Security(tls_ca_file=tls.ca_file, tls_scheduler_cert=tls.cert_file,
+                        tls_scheduler_key=tls.key_file, tls_worker_cert=tls.cert_file,
+                        tls_worker_key=tls.key_file, tls_client_cert=tls.cert_file,
+                        tls_client_key=tls.key_file, require_encryption=True)
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, host="127.0.0.1", protocol="tls://",
+                      security=security, dashboard_address=None) as c:
+        assert c.scheduler_address.startswith("tls://127.0.0.1:")
+        yield EngineSettings(kind="dask", workers=1, scheduler=c.scheduler_address, retries=2, tls=tls)
+
+
+@pytest.fixture(scope="module")
+def scoring(simulated, local_features, tmp_path_factory):
+    """A model trained on the simulated borrowers, and their scores on the local engine."""
     from pipeline.model import CalibratedLightGBM
     from tests.conftest import build_model_dir
 
-    local = simulated[0]
-    truth = io.read_dataset(local / "truth")
-    model_dir = build_model_dir({"ground_truth": truth}, io.read_dataset(local_features), tmp_path / "model")
+    folder = tmp_path_factory.mktemp("scoring")
+    truth = io.read_dataset(simulated[0] / "truth")
+    model_dir = build_model_dir({"ground_truth": truth}, io.read_dataset(local_features), folder / "model")
     model = CalibratedLightGBM.from_dir(model_dir["path"])
-    outputs = {}
-    for name, engine in (("local", LOCAL), ("dask", cluster)):
-        p = PARAMS.model_copy(update={"engine": engine,
-                                      "score": PARAMS.score.model_copy(update={"batch_borrowers": 700})})
-        source = score_cli.open_source(local / "raw", p, model.features, pd.Timestamp.today())
-        outputs[name] = tmp_path / f"{name}.parquet"
-        summary = score_cli.run(source, model, "test", outputs[name], p)
-        assert summary["scored"] + summary["rejected"] == summary["borrowers_in"] == 3000
-    assert outputs["local"].read_bytes() == outputs["dask"].read_bytes()
+    return {"model": model, "raw": simulated[0] / "raw", "local": score_on(LOCAL, model, simulated[0] / "raw",
+                                                                           folder / "local.parquet")}
+
+
+def score_on(engine: EngineSettings, model, raw: Path, output: Path) -> Path:
+    from pipeline.cli import score as score_cli
+
+    p = PARAMS.model_copy(update={"engine": engine,
+                                  "score": PARAMS.score.model_copy(update={"batch_borrowers": 700})})
+    source = score_cli.open_source(raw, p, model.features, pd.Timestamp.today())
+    summary = score_cli.run(source, model, "test", output, p)
+    assert summary["scored"] + summary["rejected"] == summary["borrowers_in"] == 3000
+    return output
+
+
+def test_scoring_is_byte_identical_on_dask(scoring, cluster, tmp_path):
+    dask = score_on(cluster, scoring["model"], scoring["raw"], tmp_path / "dask.parquet")
+    assert scoring["local"].read_bytes() == dask.read_bytes()
+
+
+def test_scoring_through_a_tls_scheduler(scoring, tls_cluster, tmp_path):
+    dask = score_on(tls_cluster, scoring["model"], scoring["raw"], tmp_path / "tls.parquet")
+    assert scoring["local"].read_bytes() == dask.read_bytes()
+
+
+def test_a_tls_scheduler_refuses_a_client_without_its_certificates(tls_cluster, tmp_path):
+    stranger = self_signed(tmp_path)  # a certificate the cluster's authority never signed
+    start = time.perf_counter()
+    with pytest.raises(EngineError, match=f"cannot reach the Dask scheduler at {tls_cluster.scheduler}"):
+        list(map_shards(len, ["a"], tls_cluster.model_copy(update={"tls": stranger}), "nothing"))
+    assert time.perf_counter() - start < 15

@@ -447,6 +447,20 @@ def test_missing_input_and_bad_params_exit_2(work, tmp_path):
     assert run.code == 2 and "engine.kind" in run.err, run.err
 
 
+@pytest.mark.parametrize("address", ["silent", "tcp://127.0.0.1:notaport"])
+def test_a_scheduler_that_is_none_exits_2_within_15_s_naming_it(address, features, work, tmp_path,
+                                                                  silent_listener):
+    address = silent_listener if address == "silent" else address
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump(merge(raw_params(), {"engine": {"kind": "dask", "scheduler": address}}),
+                                     sort_keys=False))
+    start = time.perf_counter()
+    run = score(work, write_features(features, tmp_path, "parquet"), tmp_path / "out" / "s.parquet", params)
+    assert run.code == 2 and f"the Dask scheduler at {address} (set by engine.scheduler)" in run.err, run.err
+    assert time.perf_counter() - start < 15
+    assert list((tmp_path / "out").iterdir()) == []
+
+
 # ---- 5. the features contract, read off the catalogue ------------------------------------------------------
 
 def test_columns_the_catalogue_does_not_know_need_only_be_finite_or_missing():
