@@ -10,6 +10,7 @@ order, one jump per borrower, nothing after the run date).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -270,6 +271,7 @@ def features_table(columns: list[str]) -> Table:
                   *map(column, columns)), key=("borrower_id",), date_column="scoring_date")
 
 
+@functools.cache  # building a schema costs more than checking a batch with it
 def schema(table: str | Table) -> pa.DataFrameSchema:
     spec = TABLES[table] if isinstance(table, str) else table
     columns = {c.name: pa.Column(c.dtype, c.checks(), nullable=c.nullable, title=c.unit,
