@@ -37,14 +37,15 @@ __all__ = ["World", "advance", "balance", "cycle_start"]
 
 
 def advance(s: State, k: int, world: World, rng: np.random.Generator, log: EventLog | None,
-            integrate_technical: bool = False) -> None:
+            integrate_technical: bool = False, label_only: bool = False) -> None:
     """Simulate cycle ``k`` for every borrower in ``s`` (all active) in place.
 
     With ``integrate_technical`` (the truth replicates) no technical block is drawn: the path
     continues as if none happened and each due date records the probability that one would
     have, which removes that part of the Monte-Carlo noise (see ``truth.expected_outcome``); at
     the due dates of the label window a cash shortfall is importance-sampled
-    (``repayment.shortfall_shock``).
+    (``repayment.shortfall_shock``). With ``label_only`` (the truth's last cycle) the cycle stops
+    once the due date is paid or cured: nothing after it changes the label.
     """
     in_window = integrate_technical and 0 <= k < world.label.performance_cycles
     c = cycle_dates(s, k, world.settings.calendar.due_day_offset, integrate_technical, in_window,
@@ -59,6 +60,8 @@ def advance(s: State, k: int, world: World, rng: np.random.Generator, log: Event
     pay_due(s, c, world, rng)
     borrow_elsewhere(s, c, world, rng, log)
     cure_or_carry(s, c, world, rng, log)
+    if label_only:
+        return
     draw_on_line(s, c, world, rng, log)
     close_cycle(s, c, world, rng, log)
 

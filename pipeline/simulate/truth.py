@@ -94,7 +94,7 @@ def true_probability(snapshot: State, world: World, rng: np.random.Generator,
         part = snapshot.take(np.arange(lo, min(lo + chunk, n))).tile(replicates)
         redraw_unannounced(part, world, rng)
         for k in range(world.horizon + 1):
-            advance(part, k, world, rng, None, integrate_technical=True)
+            advance(part, k, world, rng, None, integrate_technical=True, label_only=k == world.horizon)
         end_day = cycle_start(part, world.horizon + 1) - 1
         probs = expected_outcome(part, world.label, end_day).reshape(len(CAUSES), replicates, -1)
         hi = lo + probs.shape[2]
