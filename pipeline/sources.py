@@ -35,6 +35,7 @@ from pipeline.contract import (
     features_table,
     future_scoring,
     history_violations,
+    row_violations,
     violations,
 )
 from pipeline.errors import UsageError
@@ -220,11 +221,13 @@ def _is_number(kind: pa.DataType) -> bool:
 
 # ---- row-level checks, shared by both inputs --------------------------------------------------------
 
-def row_rejects(frame: pd.DataFrame, table: Table | str, label: str, source: Path) -> pd.DataFrame:
+def row_rejects(frame: pd.DataFrame, table: str, label: str, source: Path) -> pd.DataFrame:
     """(row, reason) of every failing row of ``frame``, the reason naming ``label``.column; stops
     with ``source`` named on any failure of the file itself (a missing column, a wrong dtype)."""
-    spec = TABLES[table] if isinstance(table, str) else table
-    failures = violations(frame, spec)
+    return _reasons(violations(frame, table), TABLES[table], label, source)
+
+
+def _reasons(failures: pd.DataFrame, spec: Table, label: str, source: Path) -> pd.DataFrame:
     whole = failures[failures["row"].isna()]
     if not whole.empty:
         first = whole.iloc[0]
@@ -242,13 +245,14 @@ def check_features(frame: pd.DataFrame, table: Table, label: str, source: Path,
     """The rows of a features frame that keep every rule of the features contract, and
     (borrower_id, reason) of the others: the same rules whether a features file gave the rows
     or the features were computed from raw tables."""
-    numbers = {c.name: "float64" for c in table.columns if c.dtype == "float64"}  # counts may be ints
-    found = row_rejects(frame[table.names].astype(numbers), table, label, source)
+    found = _reasons(row_violations(frame, table), table, label, source)
     failed = pd.concat([
         pd.DataFrame({"borrower_id": frame["borrower_id"].to_numpy()[found["row"].to_numpy()],
                       "reason": found["reason"].to_numpy()}),
         future_scoring(frame["borrower_id"], frame["scoring_date"], today)])
     failed = failed.drop_duplicates("borrower_id")
+    if failed.empty:  # the usual case: no copy
+        return frame, NONE
     keep = ~frame["borrower_id"].isin(failed["borrower_id"])
     return frame[keep.to_numpy()].reset_index(drop=True), rejects(failed["borrower_id"], failed["reason"])
 
