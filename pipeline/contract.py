@@ -362,10 +362,11 @@ def validate(frame: pd.DataFrame, table: str, source: str) -> None:
 
 def history_violations(tables: dict[str, pd.DataFrame], observation_days: int,
                        today: pd.Timestamp) -> pd.DataFrame:
-    """(borrower_id, reason) of every break of the rules across a borrower's tables: the
-    platform's records dated before onboarding, rows dated after the run date (``today``), more
-    jumps than ``JUMPS_PER_BORROWER``, a scoring date after the run date. Rows dated after the
-    scoring date break no rule: features never read them."""
+    """(borrower_id, reason) of every break of the rules across a borrower's tables, which put
+    onboarding <= the platform's records, the initial limit <= the jump <= the scoring date <= the
+    run date (``today``): records dated before onboarding, rows dated after the run date, more
+    jumps than ``JUMPS_PER_BORROWER``, an initial limit after the jump, a scoring date after the
+    run date. Rows dated after the scoring date break no rule: features never read them."""
     borrowers = tables["borrowers"]
     onboard = borrowers.drop_duplicates("borrower_id").set_index("borrower_id")["onboard_date"]
     found = [_dated_after(borrowers, "borrowers", today)]
@@ -377,12 +378,19 @@ def history_violations(tables: dict[str, pd.DataFrame], observation_days: int,
             early = (frame[column] < start).to_numpy()
             found.append(_broken(frame["borrower_id"][early], f"{name}.{column}: before onboarding on "
                                  + _day(start[early]) + " (value " + _day(frame[column][early]) + ")"))
-    increases = tables["limit_events"][tables["limit_events"]["event_type"] == "increase"]
-    per_borrower = increases.groupby("borrower_id")["event_date"].agg(["size", "max"])
+    events = tables["limit_events"]
+    per_borrower = events[events["event_type"] == "increase"].groupby("borrower_id")["event_date"].agg(
+        ["size", "max"])
     if JUMPS_PER_BORROWER is not None:
         many = per_borrower[per_borrower["size"] > JUMPS_PER_BORROWER]
         found.append(_broken(many.index, "limit_events.event_type: " + many["size"].astype("str")
                              + f" limit increases (the contract allows {JUMPS_PER_BORROWER})"))
+    initial = events[events["event_type"] == "initial"]
+    jump = initial["borrower_id"].map(per_borrower["max"])
+    late = (initial["event_date"] > jump).to_numpy()
+    found.append(_broken(initial["borrower_id"][late], "limit_events.event_date: initial limit after "
+                         "the jump on " + _day(jump[late]) + " (value " + _day(initial["event_date"][late])
+                         + ")"))
     scoring = per_borrower["max"] + pd.Timedelta(days=observation_days)
     found.append(future_scoring(per_borrower.index, scoring, today))
     return pd.concat(found, ignore_index=True)

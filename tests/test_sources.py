@@ -212,6 +212,15 @@ def _r_second_increase(t) -> int:
     return b
 
 
+def _r_initial_limit_after_the_jump(t) -> int:
+    events = t["limit_events"]
+    b = victim(events, 0)
+    jump = events.loc[first_row(events, b, events["event_type"] == "increase"), "event_date"]
+    initial = first_row(events, b, events["event_type"] == "initial")
+    events.loc[initial, "event_date"] = jump + pd.Timedelta(days=1)
+    return b
+
+
 def _r_window_not_over(t) -> int:
     """A jump ten days before the run: the observation window (30 days) is not over."""
     events = t["limit_events"]
@@ -249,6 +258,8 @@ RAW_ROWS = {
     "statement_after_the_run": (_r_set("statements", "statement_date", FUTURE),
                                 "statements.statement_date: after the run date"),
     "second_increase": (_r_second_increase, "limit_events.event_type: 2 limit increases"),
+    "initial_limit_after_the_jump": (_r_initial_limit_after_the_jump,
+                                     "limit_events.event_date: initial limit after the jump"),
     "observation_window_not_over": (_r_window_not_over, "scoring_date: after the run date"),
     "negative_increase": (_r_limit_decrease_as_increase, "features.increase_amount: fails in_range"),
     "increase_without_trigger": (_r_increase_without_trigger, "features.trigger: fails not_nullable"),
