@@ -380,7 +380,7 @@ def test_readme_snippet_works_from_a_subdirectory(project, tmp_path):
     frame = _test_features(project).head(5)
     frame.to_csv(tmp_path / "rows.csv", index=False)
     rows = str(tmp_path / "rows.csv")
-    script = snippet + f"\nimport pandas as pd\nprint(list(model.predict(pd.read_csv({rows!r}))))\n"
+    script = snippet + f"\nimport pandas as pd\nprint(model.predict(pd.read_csv({rows!r})).tolist())\n"
     where = project.root / "reports" / "somewhere"
     where.mkdir(parents=True, exist_ok=True)
     run(["limitjump", "promote", "--version", "1"], where, project.env)  # the snippet loads @champion
