@@ -71,7 +71,7 @@ def score_batch(model: CalibratedLightGBM, frame: pd.DataFrame, bands: dict[str,
     scoring_date). Reasons and the leading cause are worked out only for borrowers outside the
     quiet bands (and not at all without ``explain_risky``): TreeSHAP costs far more than the
     prediction and low risk needs no explanation."""
-    p = model.predict(None, frame)
+    p = model.predict(frame)
     band = risk_band(p, bands)
     explain = ~np.isin(band, quiet_bands) & explain_risky
     # a risky borrower left unexplained has no cause and no action (not "none": that means safe)

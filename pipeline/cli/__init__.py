@@ -7,12 +7,13 @@ the outputs atomically. Each module is listed as a dependency of its own DVC sta
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 from pathlib import Path
 
 import typer
 
-from pipeline.config import ConfigError, Params, load_params
+from pipeline.config import ConfigError, Params, load_params, project_dir
 from pipeline.errors import InputError, UsageError
 
 # exit codes: 0 done; 1 bad data (a file, a table, a row the run cannot use); 2 a command that
@@ -31,8 +32,11 @@ def _commands() -> None:
 
 
 def load(path: Path) -> Params:
-    """Params, or exit 2 with every bad key named."""
+    """Params, or exit 2 with every bad key named. The default params.yaml is the repository's,
+    from whichever directory inside it the command runs."""
     try:
+        if path == Path("params.yaml") and not path.exists():
+            path = project_dir() / "params.yaml"
         return load_params(path)
     except ConfigError as err:
         typer.echo(str(err), err=True)
@@ -40,9 +44,12 @@ def load(path: Path) -> Params:
 
 
 # command -> module; each module registers its command when imported
-COMMANDS = {"simulate": "simulate", "features": "features", "split": "split", "train": "train",
-            "register": "register", "evaluate": "evaluate", "simulate-batch": "incoming",
-            "score": "score"}
+COMMANDS = {"check-params": "check", "simulate": "simulate", "features": "features", "split": "split",
+            "train": "train", "register": "register", "evaluate": "evaluate",
+            "simulate-batch": "incoming", "score": "score", "promote": "promote"}
+# DVC stages read and write paths relative to the repository: run them there from anywhere in it
+# (score and promote take the user's own paths, relative to where the user is)
+STAGES = set(COMMANDS) - {"score", "promote"}
 
 
 def main() -> None:
@@ -52,8 +59,10 @@ def main() -> None:
     for module in [COMMANDS[name]] if name in COMMANDS else sorted(set(COMMANDS.values())):
         importlib.import_module(f"pipeline.cli.{module}")
     try:
+        if name in STAGES and "--help" not in sys.argv:
+            os.chdir(project_dir())
         app()
-    except UsageError as err:
+    except (ConfigError, UsageError) as err:
         typer.echo(f"error: {err}", err=True)
         sys.exit(USAGE_ERROR)
     except (InputError, FileNotFoundError) as err:

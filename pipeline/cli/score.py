@@ -13,11 +13,10 @@ import json
 from pathlib import Path
 from typing import Annotated
 
-import mlflow
 import pandas as pd
 import typer
 
-from pipeline import io, score, tracking
+from pipeline import io, score
 from pipeline.cli import PARAMS, app, load
 from pipeline.config import Params
 from pipeline.engine import map_shards
@@ -118,27 +117,19 @@ class _Tally:
 
 
 def load_model(uri: str, p: Params) -> tuple[CalibratedLightGBM, str]:
-    """The model and its version: a registered MLflow model, or a local folder of model files."""
+    """The model and its version: a local folder of model files (version ``local:<fingerprint>``,
+    content-derived, so DVC outputs stay reproducible) or a registered version, built by the
+    installed package from files checked against the digests recorded at registration. MLflow is
+    imported only for the latter."""
     folder = Path(uri)
     if folder.is_dir():
         metadata = folder / "metadata.json"
         tag = json.loads(metadata.read_text())["fingerprint"][:12] if metadata.exists() else "unknown"
         return CalibratedLightGBM.from_dir(folder), f"local:{tag}"
-    client, _ = tracking.connect(p.mlflow)
-    try:
-        loaded = mlflow.pyfunc.load_model(uri).unwrap_python_model()
-    except mlflow.exceptions.MlflowException as err:
-        raise FileNotFoundError(f"model {uri} cannot be loaded: {err.message} (has a model passed "
-                                "the promotion gate yet? see reports/gates.json)") from err
-    return loaded, _version_of(client, uri)
+    from pipeline import tracking
 
-
-def _version_of(client, uri: str) -> str:
-    name = uri.removeprefix("models:/")
-    if "@" in name:
-        model_name, alias = name.split("@", 1)
-        return str(client.get_model_version_by_alias(model_name, alias).version)
-    return name.rsplit("/", 1)[-1]
+    tracking.connect(p.mlflow)
+    return tracking.load_registered(p.mlflow, uri)
 
 
 def _watched_features(model: CalibratedLightGBM, n: int) -> list[str]:
