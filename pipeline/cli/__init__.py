@@ -50,6 +50,7 @@ COMMANDS = {"check-params": "check", "simulate": "simulate", "features": "featur
 # DVC stages read and write paths relative to the repository: run them there from anywhere in it
 # (score and promote take the user's own paths, relative to where the user is)
 STAGES = set(COMMANDS) - {"score", "promote"}
+COMMANDS["server"] = "server"  # not a stage: it runs where it is started (pipeline/cli/server.py)
 
 
 def main() -> None:

