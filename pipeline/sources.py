@@ -274,11 +274,13 @@ class FeaturesFile:
             self.dataset = _dataset(self.path)
             if isinstance(self.dataset.format, ds.CsvFileFormat):
                 # CSV types are inferred from the first block only: a feature empty there (null) or
-                # whole there (int) would fail on later rows, so numeric features are read as float
+                # whole there (int) would fail on later rows, so numeric features are read as float,
+                # and scoring dates as text, parsed per row (a bad one rejects its row, not the file)
                 inferred = self.dataset.schema
-                floats = pa.schema([(c, pa.float64()) for c in self.features if c in inferred.names
-                                    and _is_number(inferred.field(c).type)])
-                self.dataset = _dataset(self.path, "csv", floats)
+                types = pa.schema([(c, pa.float64()) for c in self.features if c in inferred.names
+                                   and _is_number(inferred.field(c).type)]
+                                  + [("scoring_date", pa.string())] * ("scoring_date" in inferred.names))
+                self.dataset = _dataset(self.path, "csv", types)
             names = self.dataset.schema.names
         except (pa.ArrowException, OSError) as err:
             raise ContractError(f"{self.path}: cannot read: {err}") from err

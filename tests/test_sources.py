@@ -305,6 +305,20 @@ def test_raw_tables_row_problem_rejects_that_borrower(case, fmt, tables, work, t
     check_rejected(run, borrower, reason, N)
 
 
+def test_a_bad_scoring_date_beyond_the_first_csv_block_rejects_its_row(features, work, tmp_path):
+    """Arrow infers CSV types from the first block (1 MiB): a bad date further on is still one
+    row's problem, not the file's."""
+    frame = pd.concat([features.assign(borrower_id=features["borrower_id"] + k * N) for k in range(4)],
+                      ignore_index=True)
+    frame["scoring_date"] = frame["scoring_date"].dt.strftime("%Y-%m-%d").astype(object)
+    frame.loc[len(frame) - 1, "scoring_date"] = "31/12/2025"
+    path = write_features(frame, tmp_path, "csv")
+    assert path.stat().st_size > 1 << 20
+    run = score(work, path, tmp_path / "out" / "s.parquet")
+    check_rejected(run, int(frame["borrower_id"].iloc[-1]), "scoring_date: not a date (value 31/12/2025)",
+                   len(frame))
+
+
 @pytest.mark.parametrize("fmt", ["parquet", "csv"])
 def test_clean_inputs_reject_nobody(fmt, tables, features, work, tmp_path):
     """The cases above reject only what they plant: the unchanged inputs pass every rule."""
