@@ -418,7 +418,7 @@ class RawTables:
             failed.append(pd.DataFrame({"borrower_id": tables[name]["borrower_id"].to_numpy()[found["row"]],
                                         "reason": found["reason"].to_numpy()}))
         failed.append(history_violations(tables, self.params.label.observation_days, self.today))
-        everyone = np.unique(tables["borrowers"]["borrower_id"].to_numpy())
+        rows_of = tables["borrowers"]["borrower_id"].value_counts()
         bad = pd.concat(failed).drop_duplicates("borrower_id")  # a borrower's first failure
         clean = {n: f[~f["borrower_id"].isin(bad["borrower_id"])] for n, f in tables.items()}
         clean["maintenance_windows"] = self.windows
@@ -426,8 +426,11 @@ class RawTables:
         scored, unfit = (check_features(computed, self.table, "features.", self.path, self.today)
                          if len(computed) else (computed, NONE))
         rejected = pd.concat([rejects(bad["borrower_id"], bad["reason"]), no_jump, unfit])
-        rejected = rejected[rejected["borrower_id"].isin(everyone)].sort_values("borrower_id")
-        return Batch(scored, rejected.reset_index(drop=True), int(everyone.size))
+        rejected = rejected[rejected["borrower_id"].isin(rows_of.index)].sort_values("borrower_id")
+        # borrowers in are rows of the borrowers table: one listed twice is rejected twice
+        rejected = rejected.reset_index(drop=True)
+        rejected = rejected.loc[rejected.index.repeat(rejected["borrower_id"].map(rows_of))]
+        return Batch(scored, rejected.reset_index(drop=True), len(tables["borrowers"]))
 
 
 def _features_or_rejects(tables: dict, p: Params) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -29,7 +29,7 @@ import yaml
 
 from pipeline import io
 from pipeline.cli import main
-from pipeline.contract import RAW_TABLES, features_table, violations
+from pipeline.contract import RAW_TABLES, features_table, row_violations, violations
 from pipeline.features import build_features
 from pipeline.sources import output_paths
 from tests.conftest import build_model_dir, make_params, merge, raw_params, simulate_tables
@@ -248,7 +248,15 @@ def _r_increase_without_trigger(t) -> int:
     return b
 
 
+def _r_duplicate_borrower(t) -> int:
+    b = victim(t["borrowers"], 1)
+    t["borrowers"] = pd.concat([t["borrowers"], t["borrowers"][t["borrowers"]["borrower_id"] == b]],
+                               ignore_index=True)
+    return b
+
+
 RAW_ROWS = {
+    "duplicate_borrower": (_r_duplicate_borrower, "borrowers.borrower_id: fails multiple_fields_uniqueness"),
     "negative_drawdown": (_r_set("drawdowns", "amount", -250.0), "drawdowns.amount: fails"),
     "unknown_line_status": (_r_set("statements", "line_status", "closed"),
                             "statements.line_status: fails isin"),
@@ -302,7 +310,8 @@ def test_raw_tables_row_problem_rejects_that_borrower(case, fmt, tables, work, t
     t = {name: frame.copy() for name, frame in tables.items()}
     borrower = plant(t)
     run = score(work, write_raw(t, tmp_path / "raw", fmt), tmp_path / "out" / f"scores.{fmt}")
-    check_rejected(run, borrower, reason, N)
+    listed = t["borrowers"]["borrower_id"]
+    check_rejected(run, borrower, reason, len(listed), rows=int((listed == borrower).sum()))
 
 
 def test_a_bad_scoring_date_beyond_the_first_csv_block_rejects_its_row(features, work, tmp_path):
@@ -487,6 +496,31 @@ def test_a_scheduler_that_is_none_exits_2_within_15_s_naming_it(address, feature
 
 
 # ---- 5. the features contract, read off the catalogue ------------------------------------------------------
+
+def test_the_vectorised_check_finds_what_pandera_finds():
+    """Features batches are checked without pandera, raw tables with it: the same rules, the
+    same failures (row, column, check)."""
+    table = features_table(["trigger", "age", "inquiries_3m", "wallet_balance", "dti_change", "team_x"])
+    frame = pd.DataFrame({
+        "borrower_id": np.array([0, 1, 2, 3, 3, 5], dtype="int64"),
+        "scoring_date": pd.to_datetime(["2025-01-01", "1970-01-01", None, "2025-01-01", "2025-01-01",
+                                        "2099-12-31"]).astype("datetime64[s]"),
+        "trigger": [0.0, 7.0, np.nan, 1.0, 2.0, 3.0],
+        "age": [30.0, np.nan, 17.0, 81.0, 30.5, 18.0],
+        "inquiries_3m": [0.0, 1.5, -1.0, np.inf, 2.0, 1e7],
+        "wallet_balance": [np.nan, 0.0, -0.01, 1e308, np.inf, 5.0],
+        "dti_change": [-0.5, -2e6, np.nan, 0.0, np.inf, 1e6],
+        "team_x": [np.inf, np.nan, 0.0, -1e300, 1.0, -np.inf]})
+    by_pandera = violations(frame, table)
+    by_numpy = row_violations(frame, table)
+    assert len(by_numpy) > 15
+
+    def cases(found: pd.DataFrame) -> list[tuple]:
+        # pandera names the duplicated value as the column of a key failure; both mean the key
+        column = found["column"].where(found["check"] != "multiple_fields_uniqueness", "key")
+        return sorted(zip(found["row"].astype("int64"), column, found["check"], strict=True))
+    assert cases(by_numpy) == cases(by_pandera)
+
 
 def test_columns_the_catalogue_does_not_know_need_only_be_finite_or_missing():
     table = features_table(["team_feature", "trigger"])
