@@ -66,7 +66,10 @@ class Cycle:
     income_fixed: np.ndarray | None = None
     income_scale: np.ndarray | None = None
     income: np.ndarray | None = None
-    income_before_due: np.ndarray | None = None
+    income_before_due: np.ndarray | None = None  # share of the cycle's income paid before the due date
+    # truth replicates: the share if the salary comes late, and P(it does not) (repayment.pay_due)
+    income_before_due_late: np.ndarray | None = None
+    salary_before_due_prob: np.ndarray | None = None
     living: np.ndarray | None = None
     emergency: np.ndarray | None = None
     emergency_before_due: np.ndarray | None = None

@@ -143,6 +143,9 @@ def jump(s: State, c: Cycle, world: World, rng: np.random.Generator, log: EventL
                 old_limit=old, new_limit=old + increase)
 
 
+LATE_SALARY_DAYS = (3, 12)  # a late salary arrives this many days late (uniform, inclusive)
+
+
 def earn_income(s: State, c: Cycle, world: World, rng: np.random.Generator) -> None:
     """Permanent and transitory income shocks, job loss and re-employment, the spring-festival
     bonus; salary arrives on the borrower's payday, other income spread over the cycle."""
@@ -161,10 +164,17 @@ def earn_income(s: State, c: Cycle, world: World, rng: np.random.Generator) -> N
     c.income_fixed = (np.where(s.employed, 0.0, perm * inc.unemployed_income_share)
                       + festival * inc.spring_festival_bonus_months * perm)
     due_offset = world.settings.calendar.due_day_offset
-    late_salary = rng.random(n) < inc.late_salary_prob
-    payday = s.payday + late_salary * rng.integers(3, 13, n)
-    c.income_before_due = np.where(s.payday >= 0, (payday < due_offset).astype(float),
-                                   due_offset / c.length)
+    spread = due_offset / c.length  # income other than a salary arrives evenly over the cycle
+    if c.condition_misses:  # the truth integrates over a late salary at the due date (repayment)
+        still_before = np.clip(due_offset - s.payday - LATE_SALARY_DAYS[0], 0, 10) / 10
+        on_time = (1 - inc.late_salary_prob) * (s.payday < due_offset) + inc.late_salary_prob * still_before
+        c.salary_before_due_prob = np.where(s.payday >= 0, on_time, 1.0)
+        c.income_before_due = np.where(s.payday >= 0, 1.0, spread)
+        c.income_before_due_late = np.where(s.payday >= 0, 0.0, spread)
+    else:
+        late_salary = rng.random(n) < inc.late_salary_prob
+        payday = s.payday + late_salary * rng.integers(LATE_SALARY_DAYS[0], LATE_SALARY_DAYS[1] + 1, n)
+        c.income_before_due = np.where(s.payday >= 0, (payday < due_offset).astype(float), spread)
     # emergencies (medical bills, repairs): cash out, before the due date or after it
     hit = rare_event(np.full(n, inc.emergency_prob), MIN_EMERGENCY_PROPOSAL, rng.random(n), c)
     c.emergency = np.where(hit, perm * np.exp(rng.normal(np.log(inc.emergency_months), 0.6, n)), 0.0)

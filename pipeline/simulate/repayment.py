@@ -48,15 +48,17 @@ def pay_due(s: State, c: Cycle, world: World, rng: np.random.Generator) -> None:
     c.outside_due = s.outside_due.copy()
     outside_new_due = s.outside_new_due
     reserve = 0.05 * np.exp(s.log_perm)
-    cash_before_shock = (s.cash + c.income_before_due * c.income_fixed - offset / c.length * c.living
-                         - c.outside_due - c.emergency * c.emergency_before_due)
     if c.condition_misses:
-        need = owed - TOLERANCE + reserve - cash_before_shock  # shock income that avoids a miss
-        # a shortfall up to what new outside loans or a restricted line take is credit deterioration
+        # per income timing (salary on time, late): the shock income that avoids a miss, and the
+        # one above which a shortfall is what new outside loans or a restricted line take (credit)
+        timing = np.stack([c.income_before_due, c.income_before_due_late])
+        need = owed - TOLERANCE + reserve - _cash_before_shock(s, c, offset, timing)
         room = np.where(arrears_before > TOLERANCE, np.inf, np.maximum(outside_new_due, s.restricted_burden))
-        c.shock, weight, short_credit, short_liquidity = shortfall_shock(
-            need, c.income_before_due * c.income_scale, s.transitory_sd, owed > TOLERANCE,
-            need + TOLERANCE - room, not c.boost_rare, rng)
+        c.shock, on_time, weight, short_credit, short_liquidity = shortfall_shock(
+            c.salary_before_due_prob, need, need + TOLERANCE - room, timing * c.income_scale,
+            s.transitory_sd, owed > TOLERANCE, not c.boost_rare, rng)
+        c.income_before_due = np.where(on_time, timing[0], timing[1])
+    cash_before_shock = _cash_before_shock(s, c, offset, c.income_before_due)
     sd = s.transitory_sd
     c.income = c.income_fixed + c.income_scale * np.exp(c.shock * sd - sd * sd / 2.0)
     cash_at_due = cash_before_shock + c.income_before_due * (c.income - c.income_fixed)
@@ -128,36 +130,49 @@ def _threshold(need: np.ndarray, scale: np.ndarray, sd: np.ndarray) -> np.ndarra
     return np.where(need <= 0, -np.inf, np.where((scale > 0) & (sd > 0), exact, deterministic))
 
 
-def shortfall_shock(need: np.ndarray, scale: np.ndarray, sd: np.ndarray, owes: np.ndarray,
-                    credit_need: np.ndarray, certain_bad: bool,
-                    rng: np.random.Generator) -> tuple[np.ndarray, ...]:
-    """Truth replicates: the transitory income shock z of a label due date.
+def _cash_before_shock(s: State, c: Cycle, offset: int, before_due: np.ndarray) -> np.ndarray:
+    """Cash at the due date but for the part of the income the transitory shock scales."""
+    return (s.cash + before_due * c.income_fixed - offset / c.length * c.living - c.outside_due
+            - c.emergency * c.emergency_before_due)
 
-    The payment falls short when the shock income is below ``need``: z < z*, with probability
-    m = Phi(z*) in closed form; the shortfall is credit deterioration when the shock income
-    still reaches ``credit_need`` (what other lenders' new loans or a restricted line explain).
-    When every shortfall stays unpaid long enough to count (``certain_bad``), its probability is
-    added in closed form, split by cause, and the replicate continues on the path where none
-    happened (z drawn above z*, weight 1 - m). Otherwise the replicate takes the shortfall branch
-    with probability max(m, MIN_SHORTFALL_PROPOSAL), so that even borrowers who almost never fall
-    short show how a shortfall would end (cured in days or carried for 30), z drawn from the
-    normal truncated to the branch. Returns z, the branch's likelihood ratio, and the closed-form
-    probabilities of a credit and of a liquidity shortfall.
+
+def shortfall_shock(on_time_prob: np.ndarray, need: np.ndarray, credit_need: np.ndarray,
+                    scale: np.ndarray, sd: np.ndarray, owes: np.ndarray, certain_bad: bool,
+                    rng: np.random.Generator) -> tuple[np.ndarray, ...]:
+    """Truth replicates: whether the salary comes on time, and the transitory income shock z, at
+    a label due date. ``need``, ``credit_need`` and ``scale`` have one row per income timing (on
+    time, late), whose first has probability ``on_time_prob``.
+
+    Given the timing, the payment falls short when the shock income scale x exp(z sd - sd^2 / 2)
+    is below ``need``: z < z*, with probability Phi(z*) in closed form; the shortfall is credit
+    deterioration when the shock income still reaches ``credit_need``. m mixes the timings. When
+    every shortfall stays unpaid long enough to count (``certain_bad``), m is added in closed
+    form, split by cause, and the replicate continues on the path where no shortfall happened
+    (weight 1 - m). Otherwise the replicate takes the shortfall branch with probability
+    max(m, MIN_SHORTFALL_PROPOSAL), so that even borrowers who almost never fall short show how a
+    shortfall would end (cured in days or carried for 30). Either way the timing is drawn given
+    the branch and z from the normal truncated to it. Returns z, the timing (True: on time), the
+    branch's likelihood ratio and the closed-form credit and liquidity shortfall probabilities.
     """
     z_star = np.where(owes, _threshold(need, scale, sd), -np.inf)
-    m = ndtr(z_star)
+    by_timing = ndtr(z_star)
+    prior = np.stack([on_time_prob, 1.0 - on_time_prob])
+    m = (prior * by_timing).sum(axis=0)
     closed_form = certain_bad & (m < 1.0)
-    credit = np.where(credit_need > need, 0.0, np.clip(m - ndtr(_threshold(credit_need, scale, sd)), 0, 1))
-    credit = np.where(closed_form, credit, 0.0)
+    credit_by_timing = np.where(credit_need > need, 0.0,
+                                np.clip(by_timing - ndtr(_threshold(credit_need, scale, sd)), 0, 1))
+    credit = np.where(closed_form, (prior * credit_by_timing).sum(axis=0), 0.0)
     liquidity = np.where(closed_form, m, 0.0) - credit
     proposal = np.where(closed_form, 0.0, np.where(m > 0, np.maximum(m, MIN_SHORTFALL_PROPOSAL), 0.0))
     short = rng.random(len(m)) < proposal
+    joint = prior * np.where(short, by_timing, 1.0 - by_timing)  # P(timing, branch)
+    on_time = rng.random(len(m)) * joint.sum(axis=0) < joint[0]
+    z_at, m_at = np.where(on_time, z_star[0], z_star[1]), np.where(on_time, by_timing[0], by_timing[1])
     u = 1.0 - rng.random(len(m))  # (0, 1]: the truncated draws stay finite
     with np.errstate(divide="ignore", invalid="ignore"):
-        z = np.where(short, ndtri(u * m), -ndtri(u * ndtr(-z_star)))
+        z = np.where(short, ndtri(u * m_at), -ndtri(u * ndtr(-z_at)))
     chosen = np.where(short, proposal, 1.0 - proposal)
-    weight = np.where(short, m, 1.0 - m) / np.where(chosen > 0, chosen, 1.0)
-    return z, weight, credit, liquidity
+    return z, on_time, np.where(short, m, 1.0 - m) / np.where(chosen > 0, chosen, 1.0), credit, liquidity
 
 
 def cure_or_carry(s: State, c: Cycle, world: World, rng: np.random.Generator,
