@@ -170,7 +170,7 @@ def earn_income(s: State, c: Cycle, world: World, rng: np.random.Generator) -> N
         on_time = (1 - inc.late_salary_prob) * (s.payday < due_offset) + inc.late_salary_prob * still_before
         c.salary_before_due_prob = np.where(s.payday >= 0, on_time, 1.0)
         c.income_before_due = np.where(s.payday >= 0, 1.0, spread)
-        c.income_before_due_late = np.where(s.payday >= 0, 0.0, spread)
+        c.income_before_due_late = np.zeros(n)  # a late salary: nothing before the due date
     else:
         late_salary = rng.random(n) < inc.late_salary_prob
         payday = s.payday + late_salary * rng.integers(LATE_SALARY_DAYS[0], LATE_SALARY_DAYS[1] + 1, n)

@@ -55,7 +55,7 @@ def pay_due(s: State, c: Cycle, world: World, rng: np.random.Generator) -> None:
         need = owed - TOLERANCE + reserve - _cash_before_shock(s, c, offset, timing)
         room = np.where(arrears_before > TOLERANCE, np.inf, np.maximum(outside_new_due, s.restricted_burden))
         c.shock, on_time, weight, short_credit, short_liquidity = shortfall_shock(
-            c.salary_before_due_prob, need, need + TOLERANCE - room, timing * c.income_scale,
+            c.salary_before_due_prob, need, need + TOLERANCE - room, timing[0] * c.income_scale,
             s.transitory_sd, owed > TOLERANCE, not c.boost_rare, rng)
         c.income_before_due = np.where(on_time, timing[0], timing[1])
     cash_before_shock = _cash_before_shock(s, c, offset, c.income_before_due)
@@ -140,35 +140,42 @@ def shortfall_shock(on_time_prob: np.ndarray, need: np.ndarray, credit_need: np.
                     scale: np.ndarray, sd: np.ndarray, owes: np.ndarray, certain_bad: bool,
                     rng: np.random.Generator) -> tuple[np.ndarray, ...]:
     """Truth replicates: whether the salary comes on time, and the transitory income shock z, at
-    a label due date. ``need``, ``credit_need`` and ``scale`` have one row per income timing (on
-    time, late), whose first has probability ``on_time_prob``.
+    a label due date. ``need`` and ``credit_need`` have one row per income timing (on time, with
+    probability ``on_time_prob``; late, when no shock income arrives before the due date).
 
-    Given the timing, the payment falls short when the shock income scale x exp(z sd - sd^2 / 2)
-    is below ``need``: z < z*, with probability Phi(z*) in closed form; the shortfall is credit
-    deterioration when the shock income still reaches ``credit_need``. m mixes the timings. When
-    every shortfall stays unpaid long enough to count (``certain_bad``), m is added in closed
-    form, split by cause, and the replicate continues on the path where no shortfall happened
-    (weight 1 - m). Otherwise the replicate takes the shortfall branch with probability
-    max(m, MIN_SHORTFALL_PROPOSAL), so that even borrowers who almost never fall short show how a
-    shortfall would end (cured in days or carried for 30). Either way the timing is drawn given
-    the branch and z from the normal truncated to it. Returns z, the timing (True: on time), the
-    branch's likelihood ratio and the closed-form credit and liquidity shortfall probabilities.
+    On time, the payment falls short when the shock income scale x exp(z sd - sd^2 / 2) is below
+    ``need``: z < z*, with probability Phi(z*) in closed form; late, it falls short when anything
+    is needed. A shortfall is credit deterioration when the shock income still reaches
+    ``credit_need``. m mixes the timings. When every shortfall stays unpaid long enough to count
+    (``certain_bad``), m is added in closed form, split by cause, and the replicate continues on
+    the path where no shortfall happened (weight 1 - m). Otherwise the replicate takes the
+    shortfall branch with probability max(m, MIN_SHORTFALL_PROPOSAL), so that even borrowers who
+    almost never fall short show how a shortfall would end (cured in days or carried for 30).
+    Either way the timing is drawn given the branch and z from the normal truncated to it.
+    Returns z, the timing (True: on time), the branch's likelihood ratio and the closed-form
+    credit and liquidity shortfall probabilities.
     """
-    z_star = np.where(owes, _threshold(need, scale, sd), -np.inf)
-    by_timing = ndtr(z_star)
+    n = len(on_time_prob)
+    z_on = np.where(owes, _threshold(need[0], scale, sd), -np.inf)
+    late_short = owes & (need[1] > 0)
+    by_timing = np.stack([ndtr(z_on), late_short.astype(float)])
     prior = np.stack([on_time_prob, 1.0 - on_time_prob])
     m = (prior * by_timing).sum(axis=0)
     closed_form = certain_bad & (m < 1.0)
-    credit_by_timing = np.where(credit_need > need, 0.0,
-                                np.clip(by_timing - ndtr(_threshold(credit_need, scale, sd)), 0, 1))
-    credit = np.where(closed_form, (prior * credit_by_timing).sum(axis=0), 0.0)
+    credit = np.zeros(n)
+    if certain_bad:
+        on_time_credit = np.where(credit_need[0] > need[0], 0.0,
+                                  np.clip(by_timing[0] - ndtr(_threshold(credit_need[0], scale, sd)), 0, 1))
+        late_credit = late_short & (credit_need[1] <= 0)
+        credit = np.where(closed_form, prior[0] * on_time_credit + prior[1] * late_credit, 0.0)
     liquidity = np.where(closed_form, m, 0.0) - credit
     proposal = np.where(closed_form, 0.0, np.where(m > 0, np.maximum(m, MIN_SHORTFALL_PROPOSAL), 0.0))
-    short = rng.random(len(m)) < proposal
+    short = rng.random(n) < proposal
     joint = prior * np.where(short, by_timing, 1.0 - by_timing)  # P(timing, branch)
-    on_time = rng.random(len(m)) * joint.sum(axis=0) < joint[0]
-    z_at, m_at = np.where(on_time, z_star[0], z_star[1]), np.where(on_time, by_timing[0], by_timing[1])
-    u = 1.0 - rng.random(len(m))  # (0, 1]: the truncated draws stay finite
+    on_time = rng.random(n) * joint.sum(axis=0) < joint[0]
+    z_at = np.where(on_time, z_on, np.where(late_short, np.inf, -np.inf))
+    m_at = np.where(on_time, by_timing[0], by_timing[1])
+    u = 1.0 - rng.random(n)  # (0, 1]: the truncated draws stay finite
     with np.errstate(divide="ignore", invalid="ignore"):
         z = np.where(short, ndtri(u * m_at), -ndtri(u * ndtr(-z_at)))
     chosen = np.where(short, proposal, 1.0 - proposal)
