@@ -129,20 +129,10 @@ def _security(engine: EngineSettings, address: str, origin: str):
 def _probe(address: str, security, origin: str) -> None:
     """Fail within CONNECT_TIMEOUT, with the address named, unless a Dask scheduler answers
     there: Dask's client waits for ever on a listener that accepts and says nothing."""
-    from distributed.comm import connect, parse_address
-    from distributed.comm.addressing import parse_host_port
-    from distributed.comm.registry import get_backend
+    from distributed.comm import connect
 
     where = f"the Dask scheduler at {address} (set by {origin})"
-    try:
-        scheme, location = parse_address(address)
-        get_backend(scheme)
-        port = parse_host_port(location)[1]
-        if not 0 < port < 65536:
-            raise ValueError(f"port {port} out of range")
-    except (ValueError, TypeError) as err:
-        raise EngineError(f"malformed address for {where}: {err} (expected tcp://host:port or "
-                          "tls://host:port)") from err
+    _check_address(address, where)
 
     async def identity() -> dict:
         comm = await connect(address, timeout=CONNECT_TIMEOUT, **security.get_connection_args("client"))
@@ -160,6 +150,22 @@ def _probe(address: str, security, origin: str) -> None:
     if not isinstance(answer, dict) or answer.get("type") != "Scheduler":
         kind = answer.get("type") if isinstance(answer, dict) else type(answer).__name__
         raise EngineError(f"{where} is not a Dask scheduler (it answered as {kind})")
+
+
+def _check_address(address: str, where: str) -> None:
+    from distributed.comm import parse_address
+    from distributed.comm.addressing import parse_host_port
+    from distributed.comm.registry import get_backend
+
+    try:
+        scheme, location = parse_address(address)
+        get_backend(scheme)
+        port = parse_host_port(location)[1]
+        if not 0 < port < 65536:
+            raise ValueError(f"port {port} out of range")
+    except (ValueError, TypeError) as err:
+        raise EngineError(f"malformed address for {where}: {err} (expected tcp://host:port or "
+                          "tls://host:port)") from err
 
 
 def _on_dask(fn: Callable[..., Any], items: Sequence[Any], engine: EngineSettings, bar: tqdm,
