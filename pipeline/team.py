@@ -496,6 +496,43 @@ def stop(data_dir: Path) -> dict:
     return stopped
 
 
+def upgrade_argvs(python: Path, pg_port: int) -> list[list[str]]:
+    """MLflow's schema migrations of the tracking database and of the auth database."""
+    return [[str(python), "-m", "mlflow", "db", "upgrade", database_uri(pg_port, TRACKING_DB)],
+            [str(python), "-m", "mlflow.server.auth", "db", "upgrade", "--url",
+             database_uri(pg_port, AUTH_DB)]]
+
+
+def upgrade(data_dir: Path, pg_port: int = PG_PORT) -> list[str]:
+    """Bring both databases to the installed MLflow's schema (after upgrading MLflow; back up
+    first). The MLflow server must be stopped; PostgreSQL is started for the upgrade if it is not
+    running and stopped again after. Return the commands run."""
+    layout = Layout(Path(data_dir).resolve())
+    state = read_state(layout)
+    if _running(state.get("mlflow")):
+        raise UsageError(f"the MLflow server for {layout.root} is running: limitjump server stop first")
+    if not (layout.pgdata / "PG_VERSION").exists():
+        raise UsageError(f"{layout.root} holds no server (limitjump server start creates one)")
+    ours = None
+    if _running(state.get("postgres")):
+        pg_port = state["pg_port"]
+    else:
+        ours = start_postgres(layout, pg_bin(), pg_port)
+    try:
+        ran = []
+        for argv in upgrade_argvs(Path(sys.executable), pg_port):
+            done = subprocess.run(argv, capture_output=True, text=True, cwd=layout.root,
+                                  env={**os.environ, "PGPASSFILE": str(layout.pgpass)})
+            if done.returncode != 0:
+                raise InputError(f"{' '.join(argv[1:])} failed:\n{done.stdout[-2000:]}\n"
+                                 f"{done.stderr[-2000:]}")
+            ran.append(" ".join(argv[1:]))
+        return ran
+    finally:
+        if ours is not None:
+            stop_tree(ours.pid, signal.SIGINT, ours.create_time())
+
+
 def backup(data_dir: Path, output_dir: Path) -> list[Path]:
     """pg_dump of both databases (runs, registry; users and permissions) into ``output_dir``."""
     layout = Layout(Path(data_dir).resolve())

@@ -75,6 +75,15 @@ def backup(data_dir: Annotated[Path, DATA_DIR],
         typer.echo(str(path))
 
 
+@server_app.command()
+def upgrade(data_dir: Annotated[Path, DATA_DIR],
+            pg_port: Annotated[int, typer.Option(help="PostgreSQL's port if it is not running.")]
+            = team.PG_PORT) -> None:
+    """After upgrading MLflow: migrate both databases to its schema (mlflow db upgrade), server stopped."""
+    for command in team.upgrade(_path(data_dir), pg_port):
+        typer.echo(f"done: {command}")
+
+
 URL = typer.Option("--url", envvar="MLFLOW_TRACKING_URI", help="The server (default: $MLFLOW_TRACKING_URI).")
 
 
