@@ -25,8 +25,8 @@ TEMPLATE = "model_card.html.j2"
 MISSING = "—"
 PRIMARY = plots.PRIMARY
 SECTIONS = ("provenance", "checks", "purpose", "data", "simulator", "ranking", "probabilities", "lift",
-            "stability", "segments", "causes", "truth_gap", "features", "scorecard", "plots", "gates",
-            "limits")
+            "stability", "segments", "causes", "cause_model", "truth_gap", "features", "scorecard", "plots",
+            "gates", "limits")
 
 Keys = tuple[str, ...]
 Row = tuple[str, Keys]  # a table row: label and the keys leading to the value in a report
@@ -146,6 +146,26 @@ PROVENANCE = (("model version", "model_version"), ("LightGBM run", "lightgbm_run
               ("params digest", "params_digest"), ("generated", "generated"))
 
 
+def _cause_model(report: dict | None) -> dict | None:
+    """The cause model's confusion matrix, per-cause figures beside the truth's, and accuracy
+    beside the baselines measured in the same run."""
+    if not report:
+        return None
+    names = report["confusion"]["rows_true_columns_predicted"]
+    confusion = {"header": ["true cause \\ leading cause", *names],
+                 "rows": [[name, *(num(v) for v in row)]
+                          for name, row in zip(names, report["confusion"]["counts"], strict=True)]}
+    per_cause = {"header": ["cause", "misses", "recall", "precision", "AUC", "AUC of the truth", "gap"],
+                 "rows": [[c, num(v["misses"]), num(v["recall"]), num(v["precision"]), num(v["auc"]),
+                           num(v.get("auc_truth")), num(v.get("auc_gap"))]
+                          for c, v in report["by_cause"].items()]}
+    accuracy = {"header": ["method", "share of misses whose leading cause is the true cause"],
+                "rows": [["cause model", pct(report["accuracy"])],
+                         *[[name.replace("_", " "), pct(v)] for name, v in report["baselines"].items()]]}
+    return {"confusion": confusion, "per_cause": per_cause, "accuracy": accuracy,
+            "misses": num(report["misses"])}
+
+
 def checks(reports: dict, gates: dict | None, primary: str = PRIMARY) -> list[str]:
     """Plain sentences for every check that fails, for the top of the card; empty if none do."""
     main = reports.get(primary, {})
@@ -234,6 +254,7 @@ def _context(reports: dict, gates: dict | None, params: Params, figures: Sequenc
         "truth_gap": _by_model(reports, challengers, TRUTH_GAP),
         "figures": _figures(figures),
         "gates": _gates(gates),
+        "cause_model": _cause_model(main.get("cause_model")),
         "checks": checks(reports, gates, primary),
         "provenance": [(label, details["provenance"][key]) for label, key in PROVENANCE
                        if details.get("provenance", {}).get(key)],

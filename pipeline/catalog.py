@@ -217,6 +217,56 @@ FEATURES: tuple[Feature, ...] = (
 BY_NAME = {f.name: f for f in FEATURES}
 NAMES = tuple(BY_NAME)
 
+# Reasons that say the same thing to a borrower or a risk officer share a group; a scorer gives at
+# most one reason per group (the one that raised the risk most), so no two reasons repeat.
+REASON_GROUPS = {
+    "asked for the increase": "request",
+    "has little history with us": "history",
+    "drew heavily right after the increase": "drawdown",
+    "drew most of the new limit within weeks": "drawdown",
+    "spending jumped after the increase": "drawdown",
+    "made a large drawdown days after the increase": "drawdown",
+    "made a large one-off purchase or investment with the new limit": "large_spend",
+    "monthly installments are high for the declared income": "debt_burden",
+    "total debt payments are high for the income": "debt_burden",
+    "monthly installments jumped while income stayed flat": "debt_burden",
+    "large installments fall due in the coming months": "debt_burden",
+    "uses most of the credit line": "utilisation",
+    "utilisation is climbing": "utilisation",
+    "owes a lot to other lenders": "outside_debt",
+    "large repayments to other lenders fall due soon": "outside_debt",
+    "borrowed heavily elsewhere": "outside_debt",
+    "took new loans at other lenders": "multi_lending",
+    "took new loans elsewhere since the increase": "multi_lending",
+    "applied for credit elsewhere several times recently": "multi_lending",
+    "applied for new loans elsewhere since the increase": "multi_lending",
+    "missed payments recently": "arrears",
+    "has paid long overdue before": "arrears",
+    "has been seriously overdue": "arrears",
+    "is overdue now": "arrears",
+    "paid less than was due": "arrears",
+    "credit score is low": "score",
+    "credit score is falling": "score",
+    "the line was restricted by the risk rules": "restricted",
+    "income coming in has dropped": "income",
+    "less money comes in than declared": "income",
+    "keeps little cash": "cash",
+    "has no cash kept back for the next installments": "cash",
+    "debits bounced for lack of funds": "cash",
+    "auto-debit agreement has lapsed": "autodebit",
+    "auto-debit agreement changed recently": "autodebit",
+    "auto-debit needs re-authorisation": "autodebit",
+    "debits failed on an invalid agreement": "autodebit",
+    "debits failed during outages": "outage",
+    "a due date falls in announced system maintenance": "maintenance",
+    "payments have failed briefly before (a technical pattern)": "outage",
+}
+
+
+def reason_group(feature: Feature) -> str | None:
+    """The group of a feature's reason (its own text if the table above does not list it)."""
+    return REASON_GROUPS.get(feature.reason, feature.reason) if feature.reason else None
+
 
 def monotone_constraints(columns: list[str]) -> list[int]:
     """LightGBM's monotone constraint per column; columns outside the catalogue (a team's own

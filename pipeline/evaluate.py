@@ -6,8 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from pipeline import metrics
+from pipeline import causes, metrics, score
 from pipeline.config import CAUSES, TRIGGERS, EvaluateSettings
+from pipeline.model import CalibratedLightGBM
 
 HISTORY_BANDS = [0, 3, 6, 12, 24, np.inf]  # months of history before scoring
 HISTORY_LABELS = ["under 3 months", "3-6 months", "6-12 months", "12-24 months", "24 months or more"]
@@ -94,6 +95,27 @@ def by_cause(y: np.ndarray, p: np.ndarray, cause: pd.Series, flag_rate: float) -
                                                                 / max(flagged.sum(), 1))}
 
 
+def cause_section(fitted: CalibratedLightGBM, test: pd.DataFrame, truth: pd.DataFrame) -> dict | None:
+    """The cause model against the simulator's cause of each out-of-time miss, with two baselines
+    measured on the same rows: always "liquidity" (the commonest cause) and the cause whose
+    catalogue features add up to the most risk in the risk model's TreeSHAP contributions."""
+    matrix = fitted.matrix(test)
+    share = fitted.cause_shares(matrix)
+    if share is None:
+        return None
+    y = test["label"].to_numpy()
+    missed = np.flatnonzero(y == 1)
+    by_contributions = np.full(len(test), -1)
+    contrib = fitted.contributions(matrix[missed])
+    leading = score.leading_cause_from_contributions(score.cause_contributions(contrib, fitted.features))
+    by_contributions[missed] = causes.cause_codes(pd.Series(leading, dtype="str"))
+    baselines = {"always_liquidity": np.full(len(test), CAUSES.index("liquidity")),
+                 "risk_contributions_by_category": by_contributions}
+    p_total = fitted.probability(matrix)
+    p_true = truth[[f"p_true_{c}" for c in CAUSES]] if "p_true_credit" in truth else None
+    return causes.cause_report(y, truth["first_miss_cause"], p_total, share, p_true, baselines)
+
+
 def headline(report: dict) -> dict[str, float]:
     """The flat numbers every model's MLflow run and reports/metrics.json carry."""
     r, q, lift, stab, gap = (report["ranking"], report["probabilities"], report["lift"],
@@ -109,6 +131,11 @@ def headline(report: dict) -> dict[str, float]:
            "truth_regression_slope": gap["regression_slope"]}
     if stab["psi_before_regime_change"] is not None:
         out["psi_before_regime_change"] = stab["psi_before_regime_change"]["psi"]
+    if report.get("cause_model"):
+        c = report["cause_model"]
+        out["cause_accuracy"] = c["accuracy"]
+        out.update({f"cause_recall_{k}": v["recall"] for k, v in c["by_cause"].items()})
+        out.update({f"cause_auc_gap_{k}": v.get("auc_gap") for k, v in c["by_cause"].items()})
     return {k: float(v) for k, v in out.items() if v is not None and np.isfinite(v)}
 
 
@@ -117,7 +144,7 @@ def headline_metrics(headlines: dict[str, dict], gates: dict) -> dict:
     out-of-time AUC, KS, Brier, ECE, PSI and AUC gap to the truth, and the gate as 0/1. The rest
     stays in reports/evaluation.json and the MLflow evaluation run."""
     keys = {"oot_auc": "auc", "oot_ks": "ks", "oot_brier": "brier", "oot_ece": "ece", "psi": "psi",
-            "auc_gap_to_truth": "gap"}
+            "auc_gap_to_truth": "gap", "cause_accuracy": "cause_accuracy"}
     out = {model: {short: round(figures[key], 4) for key, short in keys.items() if key in figures}
            for model, figures in headlines.items()}
     for meaningless in ("psi", "gap"):  # the truth's own drift and gap to itself

@@ -16,11 +16,16 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
+from pipeline import causes
+
 BOOSTER_FILE = "model.txt"
 CALIBRATION_FILE = "calibration.json"
 CATEGORIES_FILE = "categories.json"  # codes of non-numeric columns, learned on train
 REFERENCE_FILE = "reference.json"  # training distributions (for drift) and feature importance
-MODEL_FILES = (BOOSTER_FILE, CALIBRATION_FILE, CATEGORIES_FILE, REFERENCE_FILE)
+CAUSES_FILE = "causes.txt"  # the cause model (three classes), when trained with cause labels
+CAUSE_CALIBRATION_FILE = "causes.json"
+MODEL_FILES = (BOOSTER_FILE, CALIBRATION_FILE, CATEGORIES_FILE, REFERENCE_FILE, CAUSES_FILE,
+               CAUSE_CALIBRATION_FILE)
 
 
 def encode(frame: pd.DataFrame, columns: list[str], categories: dict[str, list]) -> np.ndarray:
@@ -52,18 +57,24 @@ class CalibratedLightGBM:
     pyfunc implementation, through ``_load_pyfunc``)."""
 
     def __init__(self, booster: lgb.Booster | None = None, calibration: dict | None = None,
-                 categories: dict[str, list] | None = None, reference: dict | None = None):
+                 categories: dict[str, list] | None = None, reference: dict | None = None,
+                 causes: tuple[lgb.Booster, dict] | None = None):
         self.booster, self.calibration = booster, calibration
         self.categories, self.reference = categories or {}, reference or {}
+        self.causes = causes  # (booster, calibration) of P(cause | miss), if trained
 
     @classmethod
     def from_dir(cls, directory: str | Path) -> CalibratedLightGBM:
         directory = Path(directory)
         reference = directory / REFERENCE_FILE
+        causes = None
+        if (directory / CAUSES_FILE).exists():
+            causes = (lgb.Booster(model_file=str(directory / CAUSES_FILE)),
+                      json.loads((directory / CAUSE_CALIBRATION_FILE).read_text()))
         return cls(lgb.Booster(model_file=str(directory / BOOSTER_FILE)),
                    json.loads((directory / CALIBRATION_FILE).read_text()),
                    json.loads((directory / CATEGORIES_FILE).read_text()),
-                   json.loads(reference.read_text()) if reference.exists() else None)
+                   json.loads(reference.read_text()) if reference.exists() else None, causes)
 
     @property
     def features(self) -> list[str]:
@@ -79,10 +90,18 @@ class CalibratedLightGBM:
     def raw(self, frame: pd.DataFrame) -> np.ndarray:
         return self.booster.predict(self.matrix(frame))
 
-    def contributions(self, frame: pd.DataFrame) -> np.ndarray:
-        """Per-feature contributions to the raw log-odds (TreeSHAP), shape (n, features + 1);
-        the last column is the expected value."""
-        return self.booster.predict(self.matrix(frame), pred_contrib=True)
+    def contributions(self, matrix: np.ndarray) -> np.ndarray:
+        """Per-feature contributions to the raw log-odds (TreeSHAP) for rows of an encoded matrix,
+        shape (n, features + 1); the last column is the expected value."""
+        return self.booster.predict(matrix, pred_contrib=True)
+
+    def probability(self, matrix: np.ndarray) -> np.ndarray:
+        """Calibrated probabilities for rows of an encoded matrix (``matrix(frame)``)."""
+        return calibrate(self.booster.predict(matrix), self.calibration)
+
+    def cause_shares(self, matrix: np.ndarray) -> np.ndarray | None:
+        """P(cause | miss) per row of an encoded matrix, shape (n, 3), or None without a cause model."""
+        return None if self.causes is None else causes.shares(*self.causes, matrix)
 
     def predict(self, frame: pd.DataFrame, params: dict | None = None) -> np.ndarray:
         """Calibrated probabilities, shape (n,). ``params`` is MLflow's pyfunc argument; unused."""

@@ -8,17 +8,23 @@ import numpy as np
 import pandas as pd
 
 from pipeline import metrics
-from pipeline.catalog import BY_NAME, CAUSE_CATEGORIES
+from pipeline.catalog import BY_NAME, CAUSE_CATEGORIES, REASON_GROUPS, reason_group
+from pipeline.config import CAUSES
 from pipeline.model import CalibratedLightGBM
 
-ACTIONS = {
-    "technical": "remind the borrower and repair the auto-debit agreement; do not lower the limit",
-    "liquidity": "offer a repayment plan and check repayment capacity before any further increase",
-    "credit": "stop further limit increases and contact the borrower early",
+ACTIONS = {  # the source article's responses, by leading cause
+    "technical": "remind the borrower before the next due date to re-authorise or repair the auto-debit "
+                 "agreement; do not lower the limit",
+    "maintenance": "remind the borrower to pay before the announced maintenance on the next due date; "
+                   "do not lower the limit",
+    "liquidity": "offer an installment or repayment plan and freeze further limit increases",
+    "credit": "stop further limit increases, review the exposure and contact the borrower early",
+    "unclear": "review the file: no cause raised the risk",
     "none": "none",
 }
+CAUSE_PROBABILITIES = [f"p_{c}" for c in CAUSES]
 OUTPUT_COLUMNS = ["borrower_id", "scoring_date", "probability", "risk_band", "leading_cause",
-                  *[f"reason_{i}" for i in range(1, 5)], "action", "model_version"]
+                  *CAUSE_PROBABILITIES, *[f"reason_{i}" for i in range(1, 5)], "action", "model_version"]
 
 
 def risk_band(p: np.ndarray, bands: dict[str, float]) -> np.ndarray:
@@ -44,50 +50,91 @@ def cause_contributions(contrib: np.ndarray, features: list[str]) -> pd.DataFram
     return pd.DataFrame({c: sums[:, names.index(c)] if c in names else 0.0 for c in CAUSE_CATEGORIES})
 
 
-def reasons(contrib: np.ndarray, features: list[str], max_reasons: int) -> list[np.ndarray]:
-    """Up to ``max_reasons`` reasons per borrower: contributions summed per reason (features that
-    share a reason share its sum), the ones that raised the risk most, in the catalogue's words."""
-    texts, matrix = _membership(features, lambda f: f.reason or None)
-    raised = np.maximum(contrib[:, :-1] @ matrix, 0.0)
-    order = np.argsort(-raised, axis=1, kind="stable")[:, :max_reasons]
+def leading_cause_from_contributions(by_cause: pd.DataFrame) -> np.ndarray:
+    """Without a cause model: the cause whose features raised the risk most, or "unclear" when
+    none raised it (all three sums at or below zero)."""
+    sums = by_cause[list(CAUSES)].to_numpy()
+    leading = np.array(CAUSES, dtype=object)[np.argmax(sums, axis=1)]
+    return np.where(sums.max(axis=1) > 0, leading, "unclear")
+
+
+def reasons(contrib: np.ndarray, features: list[str], leading: np.ndarray,
+            max_reasons: int) -> list[np.ndarray]:
+    """Up to ``max_reasons`` reasons per borrower, in the catalogue's words: the features that
+    raised the risk (TreeSHAP of the risk model: its monotone constraints make each reason's
+    wording true of the data, which a cause model's class contributions cannot promise), summed
+    per reason, one reason per reason group (the strongest), those of the leading cause first."""
+    texts, by_text = _membership(features, lambda f: f.reason or None)
+    raised = np.maximum(contrib[:, :-1] @ by_text, 0.0)  # (n, texts)
+    entry = {BY_NAME[f].reason: BY_NAME[f] for f in features if f in BY_NAME and BY_NAME[f].reason}
+    groups = list(dict.fromkeys(reason_group(entry[t]) for t in texts))
+    rows = np.arange(len(raised))
+    value = np.zeros((len(raised), len(groups)))
+    chosen = np.zeros((len(raised), len(groups)), dtype=int)
+    group_cause = np.empty(len(groups), dtype=object)
+    for g, group in enumerate(groups):  # a dozen groups, each a vectorised pass over borrowers
+        members = np.flatnonzero([reason_group(entry[t]) == group for t in texts])
+        best = members[raised[:, members].argmax(axis=1)]
+        chosen[:, g], value[:, g] = best, raised[rows, best]
+        group_cause[g] = entry[texts[members[0]]].cause  # a group's reasons share one cause
+    first = (group_cause[None, :] == np.asarray(leading, dtype=object)[:, None]) & (value > 0)
+    order = np.argsort(np.where(first, -value - 1e12, -value), axis=1, kind="stable")
     texts = np.array(texts, dtype=object)
     out = []
-    for rank in range(min(max_reasons, len(texts))):
-        chosen = order[:, rank]
-        out.append(np.where(raised[np.arange(len(chosen)), chosen] > 0, texts[chosen], None))
+    for rank in range(min(max_reasons, len(groups))):
+        g = order[:, rank]
+        out.append(np.where(value[rows, g] > 0, texts[chosen[rows, g]], None))
     return out
 
 
-def leading_cause(by_cause: pd.DataFrame) -> np.ndarray:
-    """The cause (credit, liquidity or technical) that raised the risk most."""
-    causes = by_cause[["credit", "liquidity", "technical"]]
-    return causes.columns.to_numpy()[np.argmax(causes.to_numpy(), axis=1)]
+def actions(cause: np.ndarray, reason_texts: list[np.ndarray]) -> np.ndarray:
+    """The action for each leading cause; a technical miss expected on a due date inside announced
+    maintenance gets "pay before the maintenance" rather than "repair the agreement"."""
+    maintenance = [t for t, g in REASON_GROUPS.items() if g == "maintenance"]
+    in_window = np.zeros(len(cause), dtype=bool)
+    for column in reason_texts[:2]:
+        in_window |= np.isin(column.astype(object), maintenance)
+    key = np.where((cause == "technical") & in_window, "maintenance", cause.astype(object))
+    return np.vectorize(ACTIONS.get, otypes=[object])(key)
 
 
 def score_batch(model: CalibratedLightGBM, frame: pd.DataFrame, bands: dict[str, float],
                 quiet_bands: tuple[str, ...], version: str, max_reasons: int = 4,
                 explain_risky: bool = True) -> pd.DataFrame:
     """One output row per borrower of ``frame`` (a features frame with borrower_id and
-    scoring_date). Reasons and the leading cause are worked out only for borrowers outside the
-    quiet bands (and not at all without ``explain_risky``): TreeSHAP costs far more than the
-    prediction and low risk needs no explanation."""
-    p = model.predict(frame)
+    scoring_date). The leading cause, the probability of a miss by each cause, reasons and the
+    action are worked out only for borrowers outside the quiet bands (and not at all without
+    ``explain_risky``): TreeSHAP costs far more than the prediction, and a borrower in a quiet band
+    has no cause and needs no action. With a cause model the leading cause is the most probable
+    cause of a miss; without one, the cause whose features raised the risk most."""
+    matrix = model.matrix(frame)
+    p = model.probability(matrix)
     band = risk_band(p, bands)
     explain = ~np.isin(band, quiet_bands) & explain_risky
     # a risky borrower left unexplained has no cause and no action (not "none": that means safe)
     cause = np.where(np.isin(band, quiet_bands), "none", None).astype(object)
-    text = [np.full(len(frame), None, dtype=object) for _ in range(4)]
+    by_cause = np.full((len(frame), len(CAUSES)), np.nan)
+    text = [np.full(len(frame), None, dtype=object) for _ in range(max_reasons)]
     if explain.any():
-        contrib = model.contributions(frame[explain])
-        cause[explain] = leading_cause(cause_contributions(contrib, model.features))
-        for i, column in enumerate(reasons(contrib, model.features, max_reasons)):
+        contrib = model.contributions(matrix[explain])
+        share = model.cause_shares(matrix[explain])
+        if share is None:
+            cause[explain] = leading_cause_from_contributions(cause_contributions(contrib, model.features))
+        else:
+            cause[explain] = np.array(CAUSES, dtype=object)[share.argmax(axis=1)]
+            by_cause[explain] = p[explain, None] * share
+        for i, column in enumerate(reasons(contrib, model.features, cause[explain], max_reasons)):
             text[i][explain] = column
     out = pd.DataFrame({"borrower_id": frame["borrower_id"].to_numpy(),
                         "scoring_date": frame["scoring_date"].to_numpy(),
-                        "probability": p, "risk_band": band, "leading_cause": cause})
+                        "probability": p, "risk_band": band, "leading_cause": cause,
+                        **{name: by_cause[:, i] for i, name in enumerate(CAUSE_PROBABILITIES)}})
     for i in range(4):
-        out[f"reason_{i + 1}"] = text[i]
-    out["action"] = np.vectorize(ACTIONS.get, otypes=[object])(cause)
+        out[f"reason_{i + 1}"] = text[i] if i < max_reasons else None
+    action = np.full(len(frame), None, dtype=object)
+    known = pd.notna(cause)
+    action[known] = actions(cause[known], [t[known] for t in text])
+    out["action"] = action
     out["model_version"] = version
     for col in ("risk_band", "leading_cause", "action", "model_version",
                 *[f"reason_{i}" for i in range(1, 5)]):

@@ -279,7 +279,8 @@ def run_for_fingerprint(settings: MlflowSettings, fingerprint: str) -> Run:
 # ---- the registry -----------------------------------------------------------------------------
 
 def file_digests(folder: Path, names: tuple[str, ...]) -> dict[str, str]:
-    return {name: io.file_digest(folder / name) for name in names}
+    """SHA-256 of each of ``names`` that the folder holds."""
+    return {name: io.file_digest(folder / name) for name in names if (folder / name).is_file()}
 
 
 def register_version(settings: MlflowSettings, run: Run, fingerprint: str, tags: dict[str, str],

@@ -17,6 +17,7 @@ from sklearn.linear_model import LogisticRegression
 
 from pipeline import metrics
 from pipeline.catalog import BY_NAME, monotone_constraints
+from pipeline.causes import MISS_CAUSE
 from pipeline.config import LightGBMSettings, ScorecardSettings
 from pipeline.model import encode
 
@@ -24,8 +25,8 @@ LABEL = "label"
 
 
 def feature_columns(frame: pd.DataFrame, id_columns: tuple[str, ...] = ("borrower_id",)) -> list[str]:
-    """Every column that is not an id, the label or a date."""
-    return [c for c in frame.columns if c not in id_columns and c != LABEL
+    """Every column that is not an id, a label (the miss and its cause) or a date."""
+    return [c for c in frame.columns if c not in id_columns and c not in (LABEL, MISS_CAUSE)
             and not pd.api.types.is_datetime64_any_dtype(frame[c])]
 
 

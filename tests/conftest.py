@@ -73,8 +73,9 @@ def build_model_dir(tables: dict[str, pd.DataFrame], features: pd.DataFrame, out
     from pipeline.train import categorical_columns, feature_columns
 
     frame = features.copy()
-    labels = tables["ground_truth"].set_index("borrower_id")["label"]
-    frame["label"] = labels.loc[frame["borrower_id"]].to_numpy()
+    truth = tables["ground_truth"].set_index("borrower_id").loc[frame["borrower_id"]]
+    frame["label"] = truth["label"].to_numpy()
+    frame["miss_cause"] = truth["first_miss_cause"].to_numpy()  # so the model has its cause model
     order = frame["jump_date"].rank(method="first").to_numpy() / len(frame)
     splits = {"train": frame[order <= 0.7].reset_index(drop=True),
               "valid": frame[order > 0.7].reset_index(drop=True)}

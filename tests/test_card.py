@@ -14,8 +14,8 @@ from tests.conftest import make_params
 from tests.test_plots import synthetic_inputs
 
 SECTIONS = ["provenance", "checks", "purpose", "data", "simulator", "ranking", "probabilities", "lift",
-            "stability", "segments", "causes", "truth_gap", "features", "scorecard", "plots", "gates",
-            "limits"]
+            "stability", "segments", "causes", "cause_model", "truth_gap", "features", "scorecard", "plots",
+            "gates", "limits"]
 GATES = {"challenger_fingerprint": "abc123", "passed": False, "failed": ["min_oot_auc"],
          "gates": {"min_oot_auc": {"value": 0.71234567, "threshold": 0.75, "rule": "value >= threshold",
                                    "passed": False},
@@ -155,3 +155,19 @@ def test_number_formatting():
     assert card.num(None) == card.num(float("nan")) == card.num(float("inf")) == "—"
     assert card.num(True) == "yes"
     assert card.pct(0.05) == "5.0%"
+
+
+def test_the_cause_model_section_shows_confusion_recall_and_baselines(figures, params):
+    report = {"misses": 10, "accuracy": 0.8, "baselines": {"always_liquidity": 0.4, "truth_argmax": 0.85},
+              "confusion": {"rows_true_columns_predicted": ["credit", "liquidity", "technical"],
+                            "counts": [[3, 1, 0], [0, 3, 0], [1, 0, 2]]},
+              "by_cause": {c: {"misses": 4, "recall": 0.75, "precision": 0.75, "auc": 0.9, "auc_truth": 0.93,
+                               "auc_gap": 0.03} for c in ("credit", "liquidity", "technical")}}
+
+    def edit(reports):
+        reports["lightgbm"]["cause_model"] = report
+
+    section = _section(_render(figures, params, edit=edit), "cause_model")
+    assert "80.0%" in section and "always liquidity" in section and "85.0%" in section
+    assert "<td>3</td>" in section and "0.9300" in section
+    assert "No cause model" in _section(_render(figures, params), "cause_model")

@@ -36,10 +36,11 @@ SIM = {"engine": {"workers": 1},
        "simulate": {"n_borrowers": N_BORROWERS, "shard_size": N_BORROWERS, "truth_replicates": 2}}
 FINGERPRINT = "0123456789abcdef" * 4
 OUTPUT_COLUMNS = ["borrower_id", "scoring_date", "probability", "risk_band", "leading_cause",
+                  "p_credit", "p_liquidity", "p_technical",
                   "reason_1", "reason_2", "reason_3", "reason_4", "action", "model_version"]
 REASONS = [f"reason_{i}" for i in range(1, 5)]
 # what each leading cause must lead to (the article's playbook)
-PLAYBOOK = {"technical": "repair the auto-debit", "liquidity": "repayment plan",
+PLAYBOOK = {"technical": "do not lower the limit", "liquidity": "repayment plan",
             "credit": "stop further limit increases"}
 
 
@@ -655,7 +656,7 @@ def contrib(rows: list[list[float]]) -> np.ndarray:
     return np.array([[*r, -2.0] for r in rows], dtype=float)
 
 
-def test_reasons_sum_shared_texts_and_order_by_what_raised_the_risk():
+def test_reasons_sum_shared_texts_one_per_group_and_order_by_what_raised_the_risk():
     c = contrib([
         # shared text 0.3 + 0.3 beats credit score 0.5; big contributions without a reason are ignored
         [0.3, 0.3, 0.5, 0.1, 2.0, 3.0, -0.2, 0.1],
@@ -664,85 +665,131 @@ def test_reasons_sum_shared_texts_and_order_by_what_raised_the_risk():
         # nothing raised the risk
         [-0.1, 0.0, -0.3, 0.0, 1.0, 1.0, 0.0, -0.1],
     ])
-    got = [list(col) for col in score.reasons(c, FEATURES, 4)]
+    leading = np.array(["liquidity", "credit", "liquidity"], dtype=object)
+    got = [list(col) for col in score.reasons(c, FEATURES, leading, 4)]
     assert len(got) == 4
     by_row = [[got[rank][row] for rank in range(4)] for row in range(3)]
     assert by_row[0] == [USES_LINE, "credit score is low", "auto-debit agreement has lapsed", None]
+    # the leading cause's reasons first: both are credit here, so by what raised the risk most
     assert by_row[1] == [MISSED, "credit score is low", None, None]
     assert by_row[2] == [None, None, None, None]
-    two = score.reasons(c, FEATURES, 2)
+    two = score.reasons(c, FEATURES, leading, 2)
     assert len(two) == 2 and [two[0][0], two[1][0]] == [USES_LINE, "credit score is low"]
 
 
-def test_leading_cause_is_the_cause_that_raised_the_risk_most():
+def test_the_leading_causes_reasons_come_first():
+    c = contrib([[0.3, 0.3, 0.5, 0.1, 0.0, 0.0, 0.0, 0.0]])
+    got = [col[0] for col in score.reasons(c, FEATURES, np.array(["technical"], dtype=object), 3)]
+    assert got == ["auto-debit agreement has lapsed", USES_LINE, "credit score is low"]
+
+
+def test_no_two_reasons_say_the_same_thing():
+    features = ["wallet_balance", "cash_buffer_over_installments", "inquiries_1m", "new_outside_loans_3m"]
+    assert len({BY_NAME[f].reason for f in features}) == 4  # four texts, two groups
+    c = np.array([[0.5, 0.4, 0.3, 0.2, -1.0]])
+    got = [col[0] for col in score.reasons(c, features, np.array(["credit"], dtype=object), 4)]
+    assert got == ["applied for credit elsewhere several times recently", "keeps little cash"]  # 2 groups
+
+
+def test_without_a_cause_model_the_leading_cause_is_the_cause_that_raised_the_risk_most():
     c = contrib([
         [0.1, 0.1, 0.1, 0.9, 0.0, 0.0, 0.0, 0.0],   # technical 0.9 > liquidity 0.2 > credit 0.1
         [0.5, 0.5, 0.2, 0.0, 5.0, 0.0, 0.3, 0.4],   # profile 5 never leads; credit 0.9 < liquidity 1.0
         [0.0, 0.0, 0.6, 0.1, 9.0, 0.0, 0.3, 0.0],   # credit 0.9
+        [-0.1, -0.1, -0.2, -0.3, 2.0, 0.0, 0.0, 0.0],  # no cause raised the risk: unclear, not technical
     ])
     by_cause = score.cause_contributions(c, FEATURES)
     assert list(by_cause.columns) == ["credit", "liquidity", "technical", "profile"]
     np.testing.assert_allclose(by_cause.loc[1].to_numpy(), [0.9, 1.0, 0.0, 5.0])
-    assert score.leading_cause(by_cause).tolist() == ["technical", "liquidity", "credit"]
+    assert score.leading_cause_from_contributions(by_cause).tolist() == [
+        "technical", "liquidity", "credit", "unclear"]
 
 
 def test_actions_follow_the_playbook_and_technical_never_cuts_the_limit():
-    technical = score.ACTIONS["technical"]
-    assert "auto-debit" in technical and "remind" in technical
-    assert "do not lower the limit" in technical
-    for word in ("stop", "reduce", "cut", "decrease", "freeze"):
-        assert word not in technical.replace("do not lower the limit", ""), word
-    assert "repayment plan" in score.ACTIONS["liquidity"]
+    for key in ("technical", "maintenance"):
+        technical = score.ACTIONS[key]
+        assert "remind" in technical and "do not lower the limit" in technical
+        for word in ("stop", "reduce", "cut", "decrease", "freeze", "plan"):
+            assert word not in technical.replace("do not lower the limit", ""), word
+    assert "re-authorise or repair the auto-debit" in score.ACTIONS["technical"]
+    assert "pay before the announced maintenance" in score.ACTIONS["maintenance"]
+    assert "repayment plan" in score.ACTIONS["liquidity"] and "freeze further" in score.ACTIONS["liquidity"]
     credit = score.ACTIONS["credit"]
-    assert "stop further limit increases" in credit and "contact" in credit and "early" in credit
+    assert "stop further limit increases" in credit and "review the exposure" in credit
+    assert "contact" in credit and "early" in credit
     assert score.ACTIONS["none"] == "none"
+    reasons = [np.array(["a due date falls in announced system maintenance", None], dtype=object)]
+    got = score.actions(np.array(["technical", "technical"], dtype=object), reasons)
+    assert got.tolist() == [score.ACTIONS["maintenance"], score.ACTIONS["technical"]]
 
 
 class StubModel:
-    """What score_batch needs of a model: features, probabilities, contributions per borrower."""
+    """What score_batch needs of a model: an encoded matrix, probabilities, contributions, and
+    cause shares (None: no cause model)."""
 
     features = FEATURES
 
-    def __init__(self, p: dict[int, float], rows: dict[int, list[float]]):
-        self.p, self.rows, self.explained = p, rows, []
+    def __init__(self, p: dict[int, float], rows: dict[int, list[float]],
+                 shares: dict[int, list[float]] | None = None):
+        self.p, self.rows, self.shares, self.explained = p, rows, shares, []
 
-    def predict(self, context, frame: pd.DataFrame) -> np.ndarray:
-        return frame["borrower_id"].map(self.p).to_numpy(dtype=float)
+    def matrix(self, frame: pd.DataFrame) -> np.ndarray:
+        return frame[["borrower_id"]].to_numpy(dtype=float)
 
-    def contributions(self, frame: pd.DataFrame) -> np.ndarray:
-        self.explained.extend(frame["borrower_id"].tolist())
-        return contrib([self.rows[b] for b in frame["borrower_id"]])
+    def probability(self, matrix: np.ndarray) -> np.ndarray:
+        return np.array([self.p[int(b)] for b in matrix[:, 0]])
+
+    def contributions(self, matrix: np.ndarray) -> np.ndarray:
+        self.explained.extend(int(b) for b in matrix[:, 0])
+        return contrib([self.rows[int(b)] for b in matrix[:, 0]])
+
+    def cause_shares(self, matrix: np.ndarray) -> np.ndarray | None:
+        return None if self.shares is None else np.array([self.shares[int(b)] for b in matrix[:, 0]])
+
+
+FRAME = pd.DataFrame({"borrower_id": [1, 2, 3, 4, 5],
+                      "scoring_date": pd.to_datetime(["2026-02-01"] * 5).astype("datetime64[s]")})
+ROWS = {2: [0.0, 0.0, 0.0, 1.5, 0.0, 0.0, 0.1, 0.0],     # a lapsed auto-debit
+        3: [0.4, 0.4, 0.1, 0.0, 0.0, 0.0, 0.0, 0.0],     # utilisation
+        4: [0.0, 0.0, 0.8, 0.0, 0.0, 0.0, 0.5, 0.2]}     # credit score and missed payments
+P = {1: 0.01, 2: 0.40, 3: 0.20, 4: 0.90, 5: 0.05}
 
 
 def test_score_batch_explains_only_risky_borrowers_and_maps_causes_to_actions():
-    model = StubModel(
-        p={1: 0.01, 2: 0.40, 3: 0.20, 4: 0.90, 5: 0.05},
-        rows={2: [0.0, 0.0, 0.0, 1.5, 0.0, 0.0, 0.1, 0.0],     # a lapsed auto-debit
-              3: [0.4, 0.4, 0.1, 0.0, 0.0, 0.0, 0.0, 0.0],     # utilisation
-              4: [0.0, 0.0, 0.8, 0.0, 0.0, 0.0, 0.5, 0.2]})    # credit score and missed payments
-    frame = pd.DataFrame({"borrower_id": [1, 2, 3, 4, 5],
-                          "scoring_date": pd.to_datetime(["2026-02-01"] * 5).astype("datetime64[s]")})
-    out = score.score_batch(model, frame, BANDS, ("low",), "7")
+    model = StubModel(P, ROWS)
+    out = score.score_batch(model, FRAME, BANDS, ("low",), "7")
     assert list(out.columns) == OUTPUT_COLUMNS
     assert sorted(model.explained) == [2, 3, 4]
     out = out.set_index("borrower_id")
     assert out["risk_band"].tolist() == ["low", "very_high", "high", "very_high", "low"]
     assert out["leading_cause"].tolist() == ["none", "technical", "liquidity", "credit", "none"]
     assert out.loc[[1, 5], "action"].eq("none").all() and out.loc[[1, 5], REASONS].isna().all().all()
-    assert out.loc[2, "action"] == score.ACTIONS["technical"] and "lower the limit" not in \
-        out.loc[2, "action"].replace("do not lower the limit", "")
+    assert out.loc[2, "action"] == score.ACTIONS["technical"]
     assert out.loc[3, "action"] == score.ACTIONS["liquidity"]
     assert out.loc[4, "action"] == score.ACTIONS["credit"]
     assert out.loc[2, "reason_1"] == "auto-debit agreement has lapsed" and out.loc[2, "reason_2"] == MISSED
     assert out.loc[4, REASONS].tolist()[:2] == ["credit score is low", MISSED]
+    assert out[["p_credit", "p_liquidity", "p_technical"]].isna().all().all()  # no cause model
     assert out["model_version"].eq("7").all()
 
 
+def test_with_a_cause_model_the_most_probable_cause_leads_and_the_parts_add_up():
+    shares = {2: [0.1, 0.2, 0.7], 3: [0.6, 0.3, 0.1], 4: [0.2, 0.5, 0.3]}
+    out = score.score_batch(StubModel(P, ROWS, shares), FRAME, BANDS, ("low",), "7").set_index("borrower_id")
+    assert out.loc[[2, 3, 4], "leading_cause"].tolist() == ["technical", "credit", "liquidity"]
+    parts = out.loc[[2, 3, 4], ["p_credit", "p_liquidity", "p_technical"]]
+    np.testing.assert_allclose(parts.sum(axis=1), out.loc[[2, 3, 4], "probability"])
+    np.testing.assert_allclose(parts.loc[2], [0.04, 0.08, 0.28])
+    # borrower 3 leads with credit though utilisation raised the risk most: credit reasons first
+    assert out.loc[3, "reason_1"] == "credit score is low" and out.loc[3, "reason_2"] == USES_LINE
+    assert out.loc[3, "action"] == score.ACTIONS["credit"]
+    assert out.loc[[1, 5], "leading_cause"].eq("none").all()  # quiet bands: no cause, no action
+    assert out.loc[[1, 5], ["p_credit", "p_liquidity", "p_technical"]].isna().all().all()
+
+
 def test_without_explanations_risky_borrowers_get_no_cause_rather_than_none():
-    model = StubModel(p={1: 0.01, 2: 0.40}, rows={})
-    frame = pd.DataFrame({"borrower_id": [1, 2],
-                          "scoring_date": pd.to_datetime(["2026-02-01"] * 2).astype("datetime64[s]")})
-    out = score.score_batch(model, frame, BANDS, ("low",), "7", explain_risky=False).set_index("borrower_id")
+    model = StubModel(P, {})
+    out = score.score_batch(model, FRAME, BANDS, ("low",), "7", explain_risky=False).set_index("borrower_id")
     assert model.explained == []
     assert out.loc[1, "action"] == "none" and out.loc[1, "leading_cause"] == "none"
     assert pd.isna(out.loc[2, "action"]) and pd.isna(out.loc[2, "leading_cause"])

@@ -20,7 +20,7 @@ from pipeline.cli.register import REPORT as GATES
 from pipeline.cli.simulate import TRUTH_DIR
 from pipeline.cli.split import SPLIT_DIR
 from pipeline.cli.train import MODELS
-from pipeline.config import Params
+from pipeline.config import CAUSES, Params
 
 REPORTS = Path("reports")
 PLOTS = REPORTS / "plots"
@@ -45,7 +45,8 @@ def evaluate_command(params: Path = PARAMS) -> None:
     p = load(params)
     s = p.evaluate
     frames = {name: pd.read_parquet(SPLIT_DIR / f"{name}.parquet") for name in ("train", "test")}
-    truth = io.read_dataset(TRUTH_DIR, columns=["borrower_id", "p_true", "first_miss_cause"])
+    truth = io.read_dataset(TRUTH_DIR, columns=["borrower_id", "p_true", "first_miss_cause",
+                                                *[f"p_true_{c}" for c in CAUSES]])
     truth = truth.set_index("borrower_id")
     aligned = {name: truth.loc[f["borrower_id"]].reset_index(drop=True) for name, f in frames.items()}
     metadata = {name: json.loads((MODELS / name / "metadata.json").read_text())
@@ -60,6 +61,10 @@ def evaluate_command(params: Path = PARAMS) -> None:
         reports[name] = evaluate.model_report(test, sc["test"], aligned["test"], frames["train"],
                                               sc["train"], features, s)
         plot_data[name] = evaluate.curves(y, sc["test"], sc["train"], s.bins)
+    cause_model = evaluate.cause_section(model.CalibratedLightGBM.from_dir(MODELS / "lightgbm"), test,
+                                         aligned["test"])
+    if cause_model is not None:
+        reports["lightgbm"]["cause_model"] = cause_model
     gates = json.loads(GATES.read_text())
     headlines = {name: evaluate.headline(r) for name, r in reports.items()}
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from pipeline import io
+from pipeline.causes import MISS_CAUSE
 from pipeline.cli import PARAMS, app, load
 from pipeline.cli.features import FEATURES_DIR
 from pipeline.cli.simulate import TRUTH_DIR
@@ -23,7 +24,9 @@ def split(params: Path = PARAMS) -> None:
     """Attach labels and split borrowers out of time by jump date."""
     p = load(params)
     frame = io.read_dataset(FEATURES_DIR)
-    labels = io.read_dataset(TRUTH_DIR, columns=["borrower_id", "label"])
+    # the label and the cause of the first miss (for the cause model; empty without a miss)
+    labels = io.read_dataset(TRUTH_DIR, columns=["borrower_id", "label", "first_miss_cause"])
+    labels = labels.rename(columns={"first_miss_cause": MISS_CAUSE})
     frame = frame.merge(labels, on="borrower_id", how="left", validate="one_to_one")
     if frame["label"].isna().any():
         missing = frame.loc[frame["label"].isna(), "borrower_id"].head().tolist()

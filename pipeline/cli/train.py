@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import typer
 
-from pipeline import io, metrics, model, tracking, train
+from pipeline import causes, io, metrics, model, tracking, train
 from pipeline.cli import PARAMS, app, load
 from pipeline.cli.split import SPLIT_DIR
 from pipeline.config import LightGBMSettings, Params
@@ -102,6 +102,10 @@ def fit_and_save_lightgbm(splits: dict, columns: list[str], categorical: list[st
     booster.save_model(str(out / model.BOOSTER_FILE))
     io.write_json(calibration, out / model.CALIBRATION_FILE)
     io.write_json(categories, out / model.CATEGORIES_FILE)
+    if causes.MISS_CAUSE in splits["train"]:
+        fitted.causes = _fit_causes(splits, columns, categorical, categories, s)
+        fitted.causes[0].save_model(str(out / model.CAUSES_FILE))
+        io.write_json(fitted.causes[1], out / model.CAUSE_CALIBRATION_FILE)
     importance = dict(zip(columns, booster.feature_importance("gain").round(4).tolist(), strict=True))
     # decile edges need no more than an evenly spread sample of the training rows
     frame = splits["train"]
@@ -111,6 +115,17 @@ def fit_and_save_lightgbm(splits: dict, columns: list[str], categorical: list[st
             **{c: metrics.psi_reference(matrix[:, j]) for j, c in enumerate(columns)}}
     io.write_json({"importance": importance, "bins": bins}, out / model.REFERENCE_FILE)
     return fitted, valid_scores
+
+
+def _fit_causes(splits: dict, columns: list[str], categorical: list[str], categories: dict,
+                s: LightGBMSettings):
+    """P(cause | miss), boosted on the training misses, stopped and temperature-scaled on the
+    validation misses."""
+    x = {name: model.encode(splits[name], columns, categories) for name in ("train", "valid")}
+    codes = {name: causes.cause_codes(splits[name][causes.MISS_CAUSE]) for name in x}
+    params = causes.cause_params(train.lightgbm_params(s, columns, categorical))
+    return causes.fit_cause_model(x["train"], codes["train"], x["valid"], codes["valid"], params, columns,
+                                  categorical, s.num_boost_round, s.early_stopping_rounds)
 
 
 def _fit_lightgbm(p: Params, splits: dict, columns: list[str], categorical: list[str], out: Path):

@@ -1,0 +1,135 @@
+"""The cause model: labels, temperature scaling, the report against the simulator's causes, and
+hand-built borrowers whose cause is known getting the right leading cause and action."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipeline import causes, score
+from pipeline.catalog import BY_NAME
+from pipeline.config import CAUSES
+from pipeline.features import build_features
+from pipeline.model import CalibratedLightGBM
+from tests.conftest import build_model_dir
+
+BANDS = {"low": 0.05, "medium": 0.15, "high": 0.35, "very_high": 1.0}
+
+
+def test_cause_codes_follow_the_causes_and_no_miss_is_minus_one():
+    cause = pd.Series(["credit", None, "technical", "liquidity", "unheard-of"], dtype="str")
+    assert causes.cause_codes(cause).tolist() == [0, -1, 2, 1, -1]
+    assert CAUSES == ("credit", "liquidity", "technical")
+
+
+def test_temperature_recovers_an_overconfident_model():
+    rng = np.random.default_rng(3)
+    logits = rng.normal(0, 2, size=(20_000, 3))
+    probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    codes = np.array([rng.choice(3, p=row) for row in probs])
+    # a model twice as confident as the truth needs T = 2 to be calibrated again
+    assert causes.fit_temperature(2 * logits, codes) == pytest.approx(2.0, rel=0.05)
+    assert causes.fit_temperature(logits, codes) == pytest.approx(1.0, rel=0.05)
+
+
+def test_cause_report_counts_a_hand_built_confusion_and_the_baselines():
+    y = np.array([1, 1, 1, 1, 1, 0, 0, 0])
+    true = pd.Series(["credit", "credit", "liquidity", "technical", "technical", None, None, None],
+                     dtype="str")
+    share = np.array([[.8, .1, .1], [.2, .7, .1], [.1, .8, .1], [.1, .1, .8], [.5, .2, .3],
+                      [.3, .3, .4], [.3, .3, .4], [.3, .3, .4]])
+    p_total = np.array([.6, .5, .4, .7, .3, .1, .05, .02])
+    truth = pd.DataFrame({f"p_true_{c}": p_total * share[:, i] for i, c in enumerate(CAUSES)})
+    baselines = {"always_liquidity": np.full(8, 1), "perfect": np.array([0, 0, 1, 2, 2, -1, -1, -1])}
+    report = causes.cause_report(y, true, p_total, share, truth, baselines)
+    assert report["misses"] == 5 and report["accuracy"] == pytest.approx(3 / 5)
+    assert report["confusion"]["counts"] == [[1, 1, 0], [0, 1, 0], [1, 0, 1]]
+    assert report["by_cause"]["credit"]["recall"] == 0.5 and report["by_cause"]["credit"]["precision"] == 0.5
+    technical = report["by_cause"]["technical"]
+    assert technical["recall"] == 0.5 and technical["precision"] == 1
+    assert report["baselines"] == {"always_liquidity": pytest.approx(1 / 5), "perfect": 1.0,
+                                   "truth_argmax": pytest.approx(3 / 5)}  # the truth here is the model
+    assert report["by_cause"]["liquidity"]["auc_gap"] == pytest.approx(0.0)  # the truth here is the model
+
+
+@pytest.fixture(scope="module")
+def fitted(small_sim, small_params, tmp_path_factory) -> tuple[CalibratedLightGBM, pd.DataFrame, np.ndarray]:
+    """A model with its cause model, trained on the 6,000 simulated borrowers."""
+    features = build_features(small_sim, small_params.label.observation_days, small_params.features)
+    folder = build_model_dir(small_sim, features, tmp_path_factory.mktemp("model"))["path"]
+    label = small_sim["ground_truth"].set_index("borrower_id").loc[features["borrower_id"], "label"]
+    return CalibratedLightGBM.from_dir(folder), features, label.to_numpy()
+
+
+def test_the_cause_model_is_trained_and_its_shares_add_up(fitted):
+    model, features, _ = fitted
+    assert model.causes is not None
+    share = model.cause_shares(model.matrix(features))
+    assert share.shape == (len(features), 3)
+    np.testing.assert_allclose(share.sum(axis=1), 1.0)
+    assert 0.2 < model.causes[1]["temperature"] < 5.0
+
+
+def _struggling(features: pd.DataFrame, label: np.ndarray) -> pd.Series:
+    """A borrower who misses, with no cause singled out: the median of every feature over the
+    borrowers who missed."""
+    return features[label == 1].median(numeric_only=True)
+
+
+def _borrower(base: pd.Series, borrower_id: int, **changes: float) -> dict:
+    row = base.to_dict()
+    row.update(borrower_id=borrower_id, scoring_date=pd.Timestamp("2026-02-01"), **changes)
+    return row
+
+
+def test_hand_built_borrowers_get_the_cause_and_action_the_article_names(fitted):
+    model, features, label = fitted
+    base, high, low = (_struggling(features, label), features.quantile(0.95, numeric_only=True),
+                       features.quantile(0.05, numeric_only=True))
+    none_elsewhere = {name: 0.0 for name in (
+        "new_outside_loans_3m", "new_outside_loans_6m", "new_outside_loans_since_jump", "inquiries_1m",
+        "inquiries_3m", "inquiries_since_jump", "new_outside_borrowing_6m")}
+    rows = pd.DataFrame([
+        # a lapsed auto-debit agreement with cash on hand
+        _borrower(base, 1, **none_elsewhere, autodebit_lapsed=1.0, autodebit_active=0.0,
+                  reauth_pending=1.0, debit_failures_mandate_6m=2.0, wallet_balance=high["wallet_balance"],
+                  cash_buffer_over_installments=high["cash_buffer_over_installments"]),
+        # drew the whole increase in week two with no buffer
+        _borrower(base, 2, **none_elsewhere, post_increase_draw_share=1.0, days_to_first_large_draw=10.0,
+                  post_increase_drawn=high["post_increase_drawn"], large_drawdowns_since_jump=1.0,
+                  post_increase_spend_ratio=high["post_increase_spend_ratio"],
+                  wallet_balance=low["wallet_balance"], cash_buffer_over_installments=0.0),
+        # three new outside loans and a falling score
+        _borrower(base, 3, new_outside_loans_3m=3.0, new_outside_loans_6m=3.0,
+                  new_outside_loans_since_jump=3.0,
+                  inquiries_1m=high["inquiries_1m"], inquiries_3m=high["inquiries_3m"],
+                  inquiries_6m=high["inquiries_6m"], inquiries_since_jump=high["inquiries_since_jump"],
+                  new_outside_borrowing_6m=high["new_outside_borrowing_6m"],
+                  outside_installments=high["outside_installments"],
+                  outside_installments_next_3_cycles=high["outside_installments_next_3_cycles"],
+                  credit_score_change_3m=-80.0, credit_score_change_6m=-100.0,
+                  credit_score=low["credit_score"]),
+    ])
+    rows["scoring_date"] = rows["scoring_date"].astype("datetime64[s]")
+    out = score.score_batch(model, rows, BANDS, (), "test").set_index("borrower_id")
+    assert out["leading_cause"].tolist() == ["technical", "liquidity", "credit"], out
+    assert out.loc[1, "action"] in (score.ACTIONS["technical"], score.ACTIONS["maintenance"])
+    assert out.loc[2, "action"] == score.ACTIONS["liquidity"]
+    assert out.loc[3, "action"] == score.ACTIONS["credit"]
+    # the leading cause's own reasons come first, whenever the risk model says one raised the risk
+    contrib = model.contributions(model.matrix(rows))
+    cause_of = {f.reason: f.cause for f in BY_NAME.values() if f.reason}
+    for b, cause in ((1, "technical"), (2, "liquidity"), (3, "credit")):
+        every = [col[b - 1] for col in score.reasons(contrib, model.features, np.array([cause] * 3), 99)]
+        if any(cause_of.get(t) == cause for t in every):
+            assert cause_of[out.loc[b, "reason_1"]] == cause, (b, out.loc[b, "reason_1"], every)
+
+
+def test_in_a_quiet_band_a_borrower_has_no_cause_and_no_action(fitted):
+    model, features, _ = fitted
+    rows = features.head(200)
+    out = score.score_batch(model, rows, {"low": 1.0}, ("low",), "test")
+    assert out["leading_cause"].eq("none").all() and out["action"].eq("none").all()
+    assert out[["p_credit", "p_liquidity", "p_technical"]].isna().all().all()
+    assert out[[f"reason_{i}" for i in range(1, 5)]].isna().all().all()
