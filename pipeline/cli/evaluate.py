@@ -16,13 +16,9 @@ import typer
 from pipeline import card, evaluate, io, model, plots, tracking, train
 from pipeline.catalog import BY_NAME
 from pipeline.cli import PARAMS, app, load
-from pipeline.cli.register import REPORT as GATES
-from pipeline.cli.simulate import TRUTH_DIR
-from pipeline.cli.split import SPLIT_DIR
-from pipeline.cli.train import MODELS
+from pipeline.cli.paths import GATES, MODELS, REPORTS, SPLIT_DIR, TRUTH_DIR
 from pipeline.config import CAUSES, Params
 
-REPORTS = Path("reports")
 PLOTS = REPORTS / "plots"
 FIGURES = REPORTS / "figures"
 CARD = REPORTS / "model_card.html"

@@ -8,13 +8,11 @@ import typer
 
 from pipeline import io
 from pipeline.cli import PARAMS, app, load
-from pipeline.cli.simulate import RAW_DIR
+from pipeline.cli.paths import FEATURES_DIR, RAW_DIR
 from pipeline.config import FeatureSettings
 from pipeline.contract import RAW_TABLES
 from pipeline.engine import map_shards
 from pipeline.features import build_features
-
-FEATURES_DIR = Path("data/features")
 
 
 def read_shard(raw: Path, index: int) -> dict:

@@ -14,12 +14,12 @@ import typer
 
 from pipeline import io
 from pipeline.cli import PARAMS, app, load
+from pipeline.cli.paths import INCOMING_DIR
 from pipeline.config import Params, SimulateSettings
 from pipeline.contract import RAW_TABLES, TABLES, validate
 from pipeline.engine import map_shards
 from pipeline.simulate import World, build_world, shard_bounds, simulate_shard
 
-INCOMING_DIR = Path("data/incoming")
 ID_OFFSET = 100_000_000  # new borrowers' ids never collide with the training population's
 
 

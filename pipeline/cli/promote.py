@@ -19,7 +19,7 @@ import typer
 
 from pipeline import metrics, registry, tracking
 from pipeline.cli import PARAMS, app, load
-from pipeline.cli.split import SPLIT_DIR
+from pipeline.cli.paths import SPLIT_DIR
 from pipeline.errors import InputError
 from pipeline.model import CalibratedLightGBM
 

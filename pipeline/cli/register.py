@@ -15,9 +15,8 @@ import typer
 
 from pipeline import io, model, registry, tracking
 from pipeline.cli import PARAMS, app, load
-from pipeline.cli.train import MODELS
-
-REPORT = Path("reports/gates.json")
+from pipeline.cli.paths import GATES as REPORT
+from pipeline.cli.paths import MODELS
 
 
 @app.command()

@@ -8,14 +8,13 @@ import typer
 
 from pipeline import io
 from pipeline.cli import PARAMS, app, load
+from pipeline.cli.paths import RAW_DIR, TRUTH_DIR
 from pipeline.config import SimulateSettings
 from pipeline.contract import RAW_TABLES, validate
 from pipeline.engine import map_shards
 from pipeline.simulate import World, build_world, shard_bounds, simulate_shard
 from pipeline.simulate.realism import FAIL, NOT_APPLICABLE, realism_report
 
-RAW_DIR = Path("data/raw")
-TRUTH_DIR = Path("data/truth")
 REPORT = Path("reports/simulation.json")
 
 

@@ -9,11 +9,9 @@ import typer
 from pipeline import io
 from pipeline.causes import MISS_CAUSE
 from pipeline.cli import PARAMS, app, load
-from pipeline.cli.features import FEATURES_DIR
-from pipeline.cli.simulate import TRUTH_DIR
+from pipeline.cli.paths import FEATURES_DIR, SPLIT_DIR, TRUTH_DIR
 from pipeline.split import SPLITS, label_matures, out_of_time, summary, timeline_figure
 
-SPLIT_DIR = Path("data/split")
 REPORT = Path("reports/split.json")
 # not under reports/figures: that folder is the evaluate stage's output as a whole
 TIMELINE = Path("reports/split_timeline.png")

@@ -15,10 +15,9 @@ import typer
 
 from pipeline import causes, io, metrics, model, tracking, train
 from pipeline.cli import PARAMS, app, load
-from pipeline.cli.split import SPLIT_DIR
+from pipeline.cli.paths import MODELS, SPLIT_DIR
 from pipeline.config import LightGBMSettings, Params
 
-MODELS = Path("models")
 # Training rows the drift reference is taken from: sampling the reference adds about
 # (bins - 1) / rows to a PSI, 0.0002 here against a watch level of 0.10.
 REFERENCE_ROWS = 50_000

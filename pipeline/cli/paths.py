@@ -1,0 +1,14 @@
+"""Where the DVC stages read and write, relative to the project directory: one place, so a stage
+module imports the paths of another stage's outputs without importing that stage's libraries
+(and without making dvc.yaml list that stage's code as its own dependency)."""
+
+from pathlib import Path
+
+RAW_DIR = Path("data/raw")
+TRUTH_DIR = Path("data/truth")
+FEATURES_DIR = Path("data/features")
+SPLIT_DIR = Path("data/split")
+INCOMING_DIR = Path("data/incoming")
+MODELS = Path("models")
+REPORTS = Path("reports")
+GATES = REPORTS / "gates.json"
