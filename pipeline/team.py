@@ -415,7 +415,7 @@ def _mlflow_bin() -> Path:
     return path if path.exists() else Path("mlflow")
 
 
-def wait_healthy(url: str, proc: subprocess.Popen | None, log: Path, timeout: float = 120) -> None:
+def wait_healthy(url: str, proc: subprocess.Popen | None, log: Path, timeout: float = 240) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:

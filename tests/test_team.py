@@ -68,6 +68,33 @@ def test_a_public_address_needs_allowed_hosts(tmp_path):
     assert not (tmp_path / "data").exists()
 
 
+def test_upgrade_migrates_both_databases_without_a_password_on_the_command_line():
+    tracking, auth = team.upgrade_argvs(Path("python"), 5433)
+    assert tracking[1:5] == ["-m", "mlflow", "db", "upgrade"]
+    assert tracking[-1] == "postgresql+psycopg2://mlflow@127.0.0.1:5433/mlflow"
+    assert auth[-1] == "postgresql+psycopg2://mlflow@127.0.0.1:5433/mlflow_auth"
+
+
+def test_stop_tree_ends_a_process_and_its_children_and_spares_a_reused_id():
+    parent = subprocess.Popen(["sh", "-c", "sleep 120 & sleep 120 & wait"], start_new_session=True)
+    try:
+        deadline = time.monotonic() + 10
+        while len(psutil.Process(parent.pid).children()) < 2:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        tree = [psutil.Process(parent.pid), *psutil.Process(parent.pid).children(recursive=True)]
+        created = tree[0].create_time()
+        assert not team.stop_tree(parent.pid, create_time=created + 5)  # another process's id: untouched
+        assert all(p.is_running() for p in tree)
+        assert team.stop_tree(parent.pid, create_time=created, timeout=5)
+        parent.wait(timeout=10)
+        assert not [p for p in tree if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    finally:
+        if parent.poll() is None:
+            os.killpg(parent.pid, signal.SIGKILL)
+            parent.wait()
+
+
 # ---- the server --------------------------------------------------------------------------------
 
 def _stop_everything(data: Path) -> None:
