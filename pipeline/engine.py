@@ -38,27 +38,36 @@ class EngineError(UsageError, RuntimeError):
 
 
 def map_shards(fn: Callable[..., Any], items: Sequence[Any], engine: EngineSettings,
-               description: str, *args: Any) -> Iterator[Any]:
-    """``fn(item, *args)`` for every item, in order, with a progress bar."""
-    bar = tqdm(total=len(items), desc=description, unit="shard", disable=None)
+               description: str, *args: Any, borrowers: Callable[[Any], int] | None = None,
+               total: int | None = None) -> Iterator[Any]:
+    """``fn(item, *args)`` for every item, in order, with a progress bar that counts borrowers
+    (``borrowers(result)`` for each result; ``total``, when known, gives the bar its end), or
+    items when ``borrowers`` is not given."""
+    unit = " borrowers" if borrowers else " shards"
+    bar = tqdm(total=total if borrowers else len(items), desc=description, unit=unit, unit_scale=True,
+               disable=None)
     try:
-        if engine.kind == "dask":
-            yield from _on_dask(fn, items, engine, bar, args)
-        elif engine.workers <= 1 or len(items) <= 1:
-            for item in items:
-                yield fn(item, *args)
-                bar.update()
-        else:
-            # spawned, not forked: a fork of a process whose OpenMP threads (LightGBM) already ran
-            # can deadlock in the child
-            spawn = multiprocessing.get_context("spawn")
-            with ProcessPoolExecutor(max_workers=min(engine.workers, len(items)), mp_context=spawn,
-                                     initializer=die_with_parent, initargs=(os.getpid(),)) as pool:
-                for result in _in_order(lambda item: pool.submit(fn, item, *args), items, engine.workers):
-                    yield result
-                    bar.update()
+        for result in _results(fn, items, engine, args):
+            yield result
+            bar.update(borrowers(result) if borrowers else 1)
     finally:
         bar.close()
+
+
+def _results(fn: Callable[..., Any], items: Sequence[Any], engine: EngineSettings,
+             args: tuple) -> Iterator[Any]:
+    if engine.kind == "dask":
+        yield from _on_dask(fn, items, engine, args)
+    elif engine.workers <= 1 or len(items) <= 1:
+        for item in items:
+            yield fn(item, *args)
+    else:
+        # spawned, not forked: a fork of a process whose OpenMP threads (LightGBM) already ran
+        # can deadlock in the child
+        spawn = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=min(engine.workers, len(items)), mp_context=spawn,
+                                 initializer=die_with_parent, initargs=(os.getpid(),)) as pool:
+            yield from _in_order(lambda item: pool.submit(fn, item, *args), items, engine.workers)
 
 
 def die_with_parent(parent: int) -> None:
@@ -168,7 +177,7 @@ def _check_address(address: str, where: str) -> None:
                           "tls://host:port)") from err
 
 
-def _on_dask(fn: Callable[..., Any], items: Sequence[Any], engine: EngineSettings, bar: tqdm,
+def _on_dask(fn: Callable[..., Any], items: Sequence[Any], engine: EngineSettings,
              args: tuple) -> Iterator[Any]:
     with dask_client(engine) as client:
         shared = [client.scatter(a, broadcast=True) for a in args]  # sent once, not per task
@@ -176,9 +185,7 @@ def _on_dask(fn: Callable[..., Any], items: Sequence[Any], engine: EngineSetting
         def submit(item: Any):
             return client.submit(fn, item, *shared, pure=False, retries=engine.retries)
 
-        for result in _in_order(submit, items, engine.workers):
-            yield result
-            bar.update()
+        yield from _in_order(submit, items, engine.workers)
 
 
 def _in_order(submit: Callable[[Any], Any], items: Sequence[Any], workers: int) -> Iterator[Any]:

@@ -31,7 +31,7 @@ def features(params: Path = PARAMS) -> None:
         raise FileNotFoundError(f"{RAW_DIR / 'borrowers'}: no shards; run `limitjump simulate` first")
     with io.atomic_dir(FEATURES_DIR) as out:
         rows = sum(map_shards(write_shard, shards, p.engine, "features", RAW_DIR, out,
-                              p.label.observation_days, p.features))
+                              p.label.observation_days, p.features, borrowers=int))
     typer.echo(f"features of {rows} borrowers in {len(shards)} shards")
 
 

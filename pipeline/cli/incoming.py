@@ -43,7 +43,8 @@ def simulate_batch(params: Path = PARAMS) -> None:
         windows = world.outages.windows
         visible = windows[windows["announced_date"] <= pd.Timestamp(p.incoming.last_scoring_date)]
         io.write_parquet(visible.reset_index(drop=True), out / "maintenance_windows" / io.part_name(0))
-        rows = sum(map_shards(write_shard, shards, p.engine, "simulate batch", settings, world, out))
+        rows = sum(map_shards(write_shard, shards, p.engine, "simulate batch", settings, world, out,
+                              borrowers=int, total=settings.n_borrowers))
     typer.echo(f"incoming batch: {rows} borrowers scored between {p.incoming.first_scoring_date} "
                f"and {p.incoming.last_scoring_date} in {INCOMING_DIR}")
 

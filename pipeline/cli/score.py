@@ -75,7 +75,8 @@ def run(source: RawTables | FeaturesFile, model: CalibratedLightGBM, version: st
     with io.output_set([paths["scores"], paths["rejects"], paths["summary"]]) as (scores, rejected, summary):
         with Writer(scores, csv) as scores_out, Writer(rejected, csv) as rejects_out:
             results = map_shards(score_range, source.ranges(s.batch_borrowers), p.engine, "score",
-                                 source.path, p, model, version, watched, source.today)
+                                 source.path, p, model, version, watched, source.today,
+                                 borrowers=lambda result: result[0].borrowers_in)
             for batch, scored, values in results:
                 tally.add(batch, scored, values)
                 rejects_out.write(batch.rejects)

@@ -28,7 +28,8 @@ def simulate(params: Path = PARAMS) -> None:
         windows = world.outages.windows
         validate(windows, "maintenance_windows", "maintenance_windows (simulated)")
         io.write_parquet(windows, raw / "maintenance_windows" / io.part_name(0))
-        for _ in map_shards(write_shard, shards, p.engine, "simulate", p.simulate, world, raw, truth):
+        for _ in map_shards(write_shard, shards, p.engine, "simulate", p.simulate, world, raw, truth,
+                            borrowers=int, total=p.simulate.n_borrowers):
             pass
     report = realism_report(io.read_dataset(TRUTH_DIR), p.simulate.truth_replicates, p.label)
     io.write_json(report, REPORT)
@@ -42,10 +43,11 @@ def simulate(params: Path = PARAMS) -> None:
                f"{not_applicable or 'none'}")
 
 
-def write_shard(index: int, settings: SimulateSettings, world: World, raw: Path, truth: Path) -> None:
-    """Simulate one shard, check it against the contract and write its files."""
+def write_shard(index: int, settings: SimulateSettings, world: World, raw: Path, truth: Path) -> int:
+    """Simulate one shard, check it against the contract and write its files; the borrowers in it."""
     tables = simulate_shard(index, settings, world)
     for name in (*RAW_TABLES, "ground_truth"):
         validate(tables[name], name, f"{name} (simulated shard {index})")
         folder = truth if name == "ground_truth" else raw / name
         io.write_parquet(tables[name], folder / io.part_name(index))
+    return len(tables["borrowers"])
