@@ -31,7 +31,7 @@ from pipeline.simulate.cycle import (
 )
 from pipeline.simulate.events import EventLog
 from pipeline.simulate.repayment import SHORTFALL_MIN_DAYS_PAST_DUE, cure_or_carry, pay_due
-from pipeline.simulate.state import State, start_cycle
+from pipeline.simulate.state import SCORE_RING, State, start_cycle
 
 __all__ = ["World", "advance", "balance", "cycle_start"]
 
@@ -106,7 +106,8 @@ def jump(s: State, c: Cycle, world: World, rng: np.random.Generator, log: EventL
     need = np.clip(1.0 - s.cash[rows] / income, 0.0, 1.0) + 3.0 * (prop - 1 / 3)
     logits = np.column_stack([
         np.log(jset.trigger_weights["score_improvement"] + 1e-12)
-        + jset.score_selection * (score - 650.0) / 50.0 - 3.0 * (s.clean_cycles[rows] < 6),
+        + jset.score_selection * (score - s.past_score[c.k % SCORE_RING, rows]) / SCORE_RISE
+        - 3.0 * (s.clean_cycles[rows] < 6),
         np.full(rows.size, np.log(jset.trigger_weights["marketing_campaign"] + 1e-12)),
         np.log(jset.trigger_weights["user_request"] + 1e-12) + jset.need_selection * need,
     ])
@@ -143,6 +144,9 @@ def jump(s: State, c: Cycle, world: World, rng: np.random.Generator, log: EventL
                 old_limit=old, new_limit=old + increase)
 
 
+# the score-improvement trigger selects on the rise of the score over SCORE_RING cycles, in units
+# of this many points (about its spread over six months for a borrower in steady state)
+SCORE_RISE = 15.0
 LATE_SALARY_DAYS = (3, 12)  # a late salary arrives this many days late (uniform, inclusive)
 
 
@@ -203,6 +207,7 @@ def close_cycle(s: State, c: Cycle, world: World, rng: np.random.Generator,
              - 30.0 * c.outside_missed - 20.0 * np.clip(utilisation - 0.8, 0.0, 0.4) / 0.2
              + 1.5 * ((miss_kind == 0) & (utilisation < 0.5)))
     s.score = np.clip(s.score + delta, 300.0, 950.0)
+    s.past_score[k % SCORE_RING] = s.score
     since = k - s.k_jump
     s.drawn_q1 = np.where(since == 2, s.drawn_since_jump / np.maximum(s.increase, 1.0), s.drawn_q1)
     s.drawn_12m = np.where(since == 11, s.drawn_since_jump / np.maximum(s.increase, 1.0), s.drawn_12m)

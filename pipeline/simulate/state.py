@@ -14,6 +14,7 @@ import numpy as np
 OWN_RING = 14  # our installments: tenors up to 12 months
 OUTSIDE_RING = 26  # other lenders' loans: tenors up to 24 months
 INQUIRY_RING = 3  # inquiry counts of the last three cycles
+SCORE_RING = 6  # credit scores at the end of the last six cycles
 
 
 class State(dict):
