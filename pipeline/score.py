@@ -22,6 +22,11 @@ ACTIONS = {  # the source article's responses, by leading cause
     "unclear": "review the file: no cause raised the risk",
     "none": "none",
 }
+# the first reason of a borrower whose leading cause shows in none of the features that raised
+# the risk (a silent card change, say): the cause itself, so reason and action never disagree
+CAUSE_REASONS = {"technical": "a failed payment (auto-debit or outage) is the likeliest cause of a miss",
+                 "liquidity": "a cash shortfall is the likeliest cause of a miss",
+                 "credit": "worsening credit is the likeliest cause of a miss"}
 CAUSE_PROBABILITIES = [f"p_{c}" for c in CAUSES]
 OUTPUT_COLUMNS = ["borrower_id", "scoring_date", "probability", "risk_band", "leading_cause",
                   *CAUSE_PROBABILITIES, *[f"reason_{i}" for i in range(1, 5)], "action", "model_version"]
@@ -87,6 +92,22 @@ def reasons(contrib: np.ndarray, features: list[str], leading: np.ndarray,
     return out
 
 
+def name_the_cause(texts: list[np.ndarray], leading: np.ndarray) -> list[np.ndarray]:
+    """Reasons with the cause's own statement first wherever none of them belongs to the leading
+    cause (the last reason makes room)."""
+    if not texts:
+        return texts
+    cause_of = {f.reason: f.cause for f in BY_NAME.values() if f.reason}
+    own = np.zeros(len(leading), dtype=bool)
+    for column in texts:
+        own |= np.array([cause_of.get(t) for t in column], dtype=object) == leading
+    missing = ~own & np.isin(leading, list(CAUSE_REASONS))
+    statement = np.array([CAUSE_REASONS.get(c) for c in leading], dtype=object)
+    shifted = [np.where(missing, statement, texts[0])]
+    shifted += [np.where(missing, texts[i - 1], texts[i]) for i in range(1, len(texts))]
+    return shifted
+
+
 def actions(cause: np.ndarray, reason_texts: list[np.ndarray]) -> np.ndarray:
     """The action for each leading cause; a technical miss expected on a due date inside announced
     maintenance gets "pay before the maintenance" rather than "repair the agreement"."""
@@ -123,7 +144,8 @@ def score_batch(model: CalibratedLightGBM, frame: pd.DataFrame, bands: dict[str,
         else:
             cause[explain] = np.array(CAUSES, dtype=object)[share.argmax(axis=1)]
             by_cause[explain] = p[explain, None] * share
-        for i, column in enumerate(reasons(contrib, model.features, cause[explain], max_reasons)):
+        for i, column in enumerate(name_the_cause(reasons(contrib, model.features, cause[explain],
+                                                          max_reasons), cause[explain])):
             text[i][explain] = column
     out = pd.DataFrame({"borrower_id": frame["borrower_id"].to_numpy(),
                         "scoring_date": frame["scoring_date"].to_numpy(),

@@ -794,3 +794,11 @@ def test_without_explanations_risky_borrowers_get_no_cause_rather_than_none():
     assert out.loc[1, "action"] == "none" and out.loc[1, "leading_cause"] == "none"
     assert pd.isna(out.loc[2, "action"]) and pd.isna(out.loc[2, "leading_cause"])
     assert out.loc[2, "risk_band"] == "very_high" and out.loc[2, REASONS].isna().all()
+
+
+def test_a_leading_cause_no_feature_shows_is_named_as_the_first_reason():
+    texts = [np.array([USES_LINE, "auto-debit agreement has lapsed"], dtype=object),
+             np.array(["credit score is low", None], dtype=object)]
+    got = score.name_the_cause(texts, np.array(["technical", "technical"], dtype=object))
+    assert [col[0] for col in got] == [score.CAUSE_REASONS["technical"], USES_LINE]
+    assert [col[1] for col in got] == ["auto-debit agreement has lapsed", None]  # already had its own
