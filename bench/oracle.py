@@ -1,0 +1,91 @@
+"""The gap between the model and the truth across seeds (goal: spread of the gap at most 0.01).
+
+Usage: python bench/oracle.py [--seeds 20261129 1 2] [--n 150000] [--workers 2]
+For every seed: simulate, build features, split out of time with the embargo, fit the calibrated
+LightGBM of params.yaml, and report on the test split the miss rate, the truth's AUC, the model's
+AUC and their gap, plus whether every realism check passes; then the spread (max - min) of each.
+The stages' own functions run in-process (no MLflow, no files), shards on ``--workers`` processes.
+"""
+
+from __future__ import annotations
+
+import argparse
+from concurrent.futures import ProcessPoolExecutor
+
+import pandas as pd
+import yaml
+from measure import ROOT
+from sklearn.metrics import roc_auc_score
+
+from pipeline import train
+from pipeline.config import Params, parse_params
+from pipeline.features import build_features
+from pipeline.model import CalibratedLightGBM
+from pipeline.simulate import World, build_world, shard_bounds, simulate_shard
+from pipeline.simulate.realism import FAIL, realism_report
+from pipeline.split import out_of_time
+
+TRUTH = ["borrower_id", "label", "p_true"]
+
+
+def _shard(index: int, params: Params, world: World) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Features of one shard with its label, and the shard's ground truth."""
+    tables = simulate_shard(index, params.simulate, world)
+    tables["maintenance_windows"] = world.outages.windows
+    frame = build_features(tables, params.label.observation_days, params.features)
+    truth = tables["ground_truth"]
+    return frame.merge(truth[["borrower_id", "label"]], on="borrower_id"), truth
+
+
+def one_seed(params: Params, workers: int) -> dict:
+    world = build_world(params.simulate, params.label)
+    shards = range(len(shard_bounds(params.simulate)))
+    with ProcessPoolExecutor(workers) as pool:
+        parts = list(pool.map(_shard, shards, [params] * len(shards), [world] * len(shards)))
+    frame = pd.concat([f for f, _ in parts], ignore_index=True)
+    truth = pd.concat([t for _, t in parts], ignore_index=True)
+    frame["split"] = out_of_time(frame, params.split.fractions, params.label,
+                                 params.simulate.calendar.due_day_offset)
+    splits = {name: frame[frame["split"] == name].drop(columns="split").reset_index(drop=True)
+              for name in ("train", "valid", "test")}
+    columns = train.feature_columns(splits["train"])
+    categorical = train.categorical_columns(splits["train"], columns)
+    s = params.train.lightgbm
+    booster = train.fit_lightgbm(splits["train"], splits["valid"], columns, categorical, {}, s)
+    raw = CalibratedLightGBM(booster, None).raw(splits["valid"])
+    model = CalibratedLightGBM(booster, train.fit_calibration(raw, splits["valid"]["label"].to_numpy(),
+                                                              s.calibration))
+    test = splits["test"]
+    p_true = truth.set_index("borrower_id").loc[test["borrower_id"], "p_true"].to_numpy()
+    realism = realism_report(truth, params.simulate.truth_replicates, params.label)
+    model_auc = roc_auc_score(test["label"], model.predict(test))
+    truth_auc = roc_auc_score(test["label"], p_true)
+    return {"seed": params.simulate.seed, "miss_rate": float(test["label"].mean()),
+            "truth_auc": float(truth_auc), "model_auc": float(model_auc), "gap": float(truth_auc - model_auc),
+            "realism_failed": [k for k, v in realism["checks"].items() if v == FAIL]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[20261129, 1, 2])
+    parser.add_argument("--n", type=int, default=None, help="borrowers (default: params.yaml)")
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args()
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    rows = []
+    for seed in args.seeds:
+        raw["simulate"]["seed"] = seed
+        if args.n:
+            raw["simulate"]["n_borrowers"] = args.n
+        rows.append(one_seed(parse_params(raw), args.workers))
+        r = rows[-1]
+        print(f"seed {seed}: test miss rate {r['miss_rate']:.4f}  truth AUC {r['truth_auc']:.4f}  "
+              f"model AUC {r['model_auc']:.4f}  gap {r['gap']:.4f}  realism failed: "
+              f"{r['realism_failed'] or 'none'}", flush=True)
+    table = pd.DataFrame(rows)
+    spread = table[["miss_rate", "truth_auc", "model_auc", "gap"]].agg(lambda c: c.max() - c.min())
+    print("spread (max - min): " + ", ".join(f"{k} {v:.4f}" for k, v in spread.items()))
+
+
+if __name__ == "__main__":
+    main()
