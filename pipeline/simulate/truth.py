@@ -125,22 +125,19 @@ def redraw_unannounced(s: State, world: World, rng: np.random.Generator) -> None
     the share and notice of a configured one picked at random. Announced ones stay as they are.
     """
     n, scoring = len(s), s.scoring_day.astype("int64")
-    never = np.iinfo("int32").max
     unknown_rule = s.rule_change_day > scoring
     rule_day = scoring + 1 + np.floor(rng.exponential(world.span_days, n)).astype("int64")
-    s.rule_change_day = np.where(unknown_rule, np.minimum(rule_day, never), s.rule_change_day).astype("int32")
+    s.rule_change_day = np.where(unknown_rule, rule_day, s.rule_change_day).astype("int32")
 
     campaigns = np.array(world.campaigns, dtype=float).reshape(-1, 3)
+    if not len(campaigns):  # a world without campaigns has a rate of 0: none ever comes
+        s["campaign_announce"] = s["campaign_deadline"] = np.full(n, np.iinfo("int32").max, dtype="int32")
+        s["campaign_share"] = np.zeros(n)
+        return
     # campaigns follow one another at least 62 days after a deadline (config), so does the draw
     clock = np.maximum(scoring, np.where(s.reauth_deadline > 0, s.reauth_deadline + 62, 0))
-    if len(campaigns):
-        wait = np.floor(rng.exponential(world.span_days / len(campaigns), n)).astype("int64")
-        pick = campaigns[rng.integers(0, len(campaigns), n)]
-        announce = np.minimum(clock + wait, never - 400)
-        s["campaign_announce"] = announce.astype("int32")
-        s["campaign_deadline"] = (announce + (pick[:, 1] - pick[:, 0])).astype("int32")
-        s["campaign_share"] = pick[:, 2]
-    else:
-        s["campaign_announce"] = np.full(n, never, dtype="int32")
-        s["campaign_deadline"] = np.full(n, never, dtype="int32")
-        s["campaign_share"] = np.zeros(n)
+    wait = np.floor(rng.exponential(world.span_days / len(campaigns), n)).astype("int64")
+    pick = campaigns[rng.integers(0, len(campaigns), n)]
+    s["campaign_announce"] = (clock + wait).astype("int32")
+    s["campaign_deadline"] = (clock + wait + (pick[:, 1] - pick[:, 0])).astype("int32")
+    s["campaign_share"] = pick[:, 2]
