@@ -76,6 +76,7 @@ class Cycle:
     outside_due: np.ndarray | None = None
     outside_missed: np.ndarray | None = None
     weight: np.ndarray | float = 1.0  # likelihood ratio of the cycle's importance-sampled draws
+    shortfall: list[np.ndarray] | None = None  # truth, label due date: weight, credit, liquidity
     p_broken: np.ndarray | None = None  # P(agreement broken at the due date), truth replicates
     pay: dict[str, np.ndarray] | None = None  # what happened at the due date
     stressed: np.ndarray | None = None

@@ -48,20 +48,7 @@ def pay_due(s: State, c: Cycle, world: World, rng: np.random.Generator) -> None:
     c.outside_due = s.outside_due.copy()
     outside_new_due = s.outside_new_due
     reserve = 0.05 * np.exp(s.log_perm)
-    if c.condition_misses:
-        # per income timing (salary on time, late): the shock income that avoids a miss, and the
-        # one above which a shortfall is what new outside loans or a restricted line take (credit)
-        timing = np.stack([c.income_before_due, c.income_before_due_late])
-        need = owed - TOLERANCE + reserve - _cash_before_shock(s, c, offset, timing)
-        room = np.where(arrears_before > TOLERANCE, np.inf, np.maximum(outside_new_due, s.restricted_burden))
-        c.shock, on_time, weight, short_credit, short_liquidity = shortfall_shock(
-            c.salary_before_due_prob, need, need + TOLERANCE - room, timing[0] * c.income_scale,
-            s.transitory_sd, owed > TOLERANCE, not c.boost_rare, rng)
-        c.income_before_due = np.where(on_time, timing[0], timing[1])
-    cash_before_shock = _cash_before_shock(s, c, offset, c.income_before_due)
-    sd = s.transitory_sd
-    c.income = c.income_fixed + c.income_scale * np.exp(c.shock * sd - sd * sd / 2.0)
-    cash_at_due = cash_before_shock + c.income_before_due * (c.income - c.income_fixed)
+    cash_at_due = _cash_at_due(s, c, offset, owed, arrears_before, reserve, rng)
     c.outside_missed = cash_at_due < 0
     capacity = np.maximum(cash_at_due - reserve, 0.0)
 
@@ -99,6 +86,7 @@ def pay_due(s: State, c: Cycle, world: World, rng: np.random.Generator) -> None:
         could_pay = (owed > TOLERANCE) & (shortfall <= TOLERANCE)
         c.pay["technical_risk"] = could_pay * _technical_block(s, c, world, manual, outage_p)
     if c.condition_misses:
+        weight, short_credit, short_liquidity = c.shortfall
         c.pay.update(weight=c.weight * weight, short_credit=c.weight * short_credit,
                      short_liquidity=c.weight * short_liquidity)
 
@@ -128,6 +116,28 @@ def _threshold(need: np.ndarray, scale: np.ndarray, sd: np.ndarray) -> np.ndarra
         exact = (np.log(need / scale) + sd * sd / 2.0) / sd
     deterministic = np.where(need > scale, np.inf, -np.inf)  # no shock to integrate over
     return np.where(need <= 0, -np.inf, np.where((scale > 0) & (sd > 0), exact, deterministic))
+
+
+def _cash_at_due(s: State, c: Cycle, offset: int, owed: np.ndarray, arrears_before: np.ndarray,
+                 reserve: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Cash at the due date, the cycle's income so far included. At a label due date the truth
+    draws the income's timing and shock itself (``shortfall_shock``) and keeps on the cycle the
+    branch's likelihood ratio and the closed-form shortfall probabilities."""
+    if c.condition_misses:
+        # per income timing (salary on time, late): the shock income that avoids a miss, and the
+        # one above which a shortfall is what new outside loans or a restricted line take (credit)
+        timing = np.stack([c.income_before_due, c.income_before_due_late])
+        need = owed - TOLERANCE + reserve - _cash_before_shock(s, c, offset, timing)
+        room = np.where(arrears_before > TOLERANCE, np.inf,
+                        np.maximum(s.outside_new_due, s.restricted_burden))
+        c.shock, on_time, *c.shortfall = shortfall_shock(
+            c.salary_before_due_prob, need, need + TOLERANCE - room, timing[0] * c.income_scale,
+            s.transitory_sd, owed > TOLERANCE, not c.boost_rare, rng)
+        c.income_before_due = np.where(on_time, timing[0], timing[1])
+    sd = s.transitory_sd
+    c.income = c.income_fixed + c.income_scale * np.exp(c.shock * sd - sd * sd / 2.0)
+    return (_cash_before_shock(s, c, offset, c.income_before_due)
+            + c.income_before_due * (c.income - c.income_fixed))
 
 
 def _cash_before_shock(s: State, c: Cycle, offset: int, before_due: np.ndarray) -> np.ndarray:
