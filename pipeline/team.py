@@ -263,7 +263,7 @@ def _write_secret(path: Path, text: str) -> None:
 def init_postgres(layout: Layout, bin_dir: Path) -> None:
     """A new cluster with generated passwords for the superuser and the ``mlflow`` role."""
     user = _os_user()
-    layout.root.mkdir(parents=True, exist_ok=True)
+    layout.root.mkdir(mode=0o711, parents=True, exist_ok=True)  # artifacts and logs: not for other accounts
     passwords = {PG_SUPERUSER: secrets.token_urlsafe(24), PG_ROLE: secrets.token_urlsafe(24)}
     _write_secret(layout.pgpass, pgpass_text(passwords))
     layout.pgdata.mkdir(mode=0o700)
