@@ -35,7 +35,8 @@ def _queue_status(project: Path, env: dict) -> tuple[dict[str, str], str]:
 
 
 # -n 2: the experiments hang on the commit before HEAD (HEAD moved after queueing)
-EXP_SHOW = ["dvc", "exp", "show", "--no-pager", "-n", "2", "--only-changed", "--drop", "^(data|models|reports)/"]
+EXP_SHOW = ["dvc", "exp", "show", "--no-pager", "-n", "2", "--only-changed",
+            "--drop", "^(data|models|reports)/"]
 
 
 @pytest.mark.slow
