@@ -75,7 +75,9 @@ def test_fresh_clone_repro_is_clean_in_range_and_then_idle(tmp_path):
     assert metrics["lightgbm"]["auc"] > metrics["scorecard"]["auc"] and metrics["gates_passed"] == 1
     assert 0 <= metrics["lightgbm"]["ece"] < 0.05 and 0 <= metrics["lightgbm"]["psi"] < 0.1
     split = json.loads(committed["split.json"])
-    assert sum(split[name]["rows"] for name in ("train", "valid", "test")) == p["simulate"]["n_borrowers"]
+    # every borrower in one split or in the embargo between them
+    assert sum(split[name]["rows"] for name in ("train", "valid", "test", "embargo")) == \
+        p["simulate"]["n_borrowers"]
     summary = json.loads((project / "data" / "scored" / "scores.summary.json").read_text())
     assert summary["borrowers_in"] == summary["scored"] + summary["rejected"] == p["incoming"]["n_borrowers"]
     scores = pd.read_parquet(project / "data" / "scored" / "scores.parquet")

@@ -53,6 +53,15 @@ STAGES = set(COMMANDS) - {"score", "promote"}
 COMMANDS["server"] = "server"  # not a stage: it runs where it is started (pipeline/cli/server.py)
 
 
+def _enter_project() -> None:
+    """Run a stage at its project directory when started below it; elsewhere (a scratch folder
+    with a params file) where it is."""
+    try:
+        os.chdir(project_dir())
+    except ConfigError:
+        pass
+
+
 def main() -> None:
     # import only the invoked command's module: a stage should not pay for the others' libraries
     # (MLflow, scikit-learn, matplotlib take seconds to import); --help imports them all
@@ -61,7 +70,7 @@ def main() -> None:
         importlib.import_module(f"pipeline.cli.{module}")
     try:
         if name in STAGES and "--help" not in sys.argv:
-            os.chdir(project_dir())
+            _enter_project()
         app()
     except (ConfigError, UsageError) as err:
         typer.echo(f"error: {err}", err=True)
