@@ -179,6 +179,10 @@ def checks(reports: dict, gates: dict | None, primary: str = PRIMARY) -> list[st
     psi = _dig(main, ("stability", "psi", "psi"))
     if psi is not None and psi >= PSI_WATCH:
         failed.append(f"The score distribution moved: PSI {num(psi, 3)} against training.")
+    for d in main.get("directions", []):
+        if d.get("contradicts"):
+            failed.append(f"The monotone constraint on {d['feature']} contradicts the training data "
+                          f"(rank trend z = {num(d['z'], 1)} against the constraint).")
     if gates is not None and gates.get("failed"):
         failed.append("Promotion gates failed: " + ", ".join(gates["failed"]) + ".")
     return failed

@@ -22,6 +22,7 @@ BOOSTER_FILE = "model.txt"
 CALIBRATION_FILE = "calibration.json"
 CATEGORIES_FILE = "categories.json"  # codes of non-numeric columns, learned on train
 REFERENCE_FILE = "reference.json"  # training distributions (for drift) and feature importance
+DIRECTIONS_FILE = "directions.json"  # each constrained feature's trend in the training data
 CAUSES_FILE = "causes.txt"  # the cause model (three classes), when trained with cause labels
 CAUSE_CALIBRATION_FILE = "causes.json"
 MODEL_FILES = (BOOSTER_FILE, CALIBRATION_FILE, CATEGORIES_FILE, REFERENCE_FILE, CAUSES_FILE,

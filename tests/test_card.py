@@ -171,3 +171,14 @@ def test_the_cause_model_section_shows_confusion_recall_and_baselines(figures, p
     assert "80.0%" in section and "always liquidity" in section and "85.0%" in section
     assert "<td>3</td>" in section and "0.9300" in section
     assert "No cause model" in _section(_render(figures, params), "cause_model")
+
+
+def test_a_contradicted_monotone_constraint_is_a_failed_check(figures, params):
+    def edit(reports):
+        reports["lightgbm"]["directions"] = [
+            {"feature": "autodebit_active", "direction": -1, "z": -7.25, "contradicts": True},
+            {"feature": "credit_score", "direction": -1, "z": 40.0, "contradicts": False}]
+
+    section = _section(_render(figures, params, edit=edit), "checks")
+    assert "The monotone constraint on autodebit_active contradicts the training data" in section
+    assert "credit_score" not in section

@@ -61,6 +61,9 @@ def evaluate_command(params: Path = PARAMS) -> None:
                                          aligned["test"])
     if cause_model is not None:
         reports["lightgbm"]["cause_model"] = cause_model
+    directions = MODELS / "lightgbm" / model.DIRECTIONS_FILE
+    if directions.exists():
+        reports["lightgbm"]["directions"] = json.loads(directions.read_text())
     gates = json.loads(GATES.read_text())
     headlines = {name: evaluate.headline(r) for name, r in reports.items()}
 

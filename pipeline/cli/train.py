@@ -131,7 +131,14 @@ def _fit_lightgbm(p: Params, splits: dict, columns: list[str], categorical: list
     s = p.train.lightgbm
     fitted, valid_scores = fit_and_save_lightgbm(splits, columns, categorical, s, out)
     booster = fitted.booster
-    settings = {**s.model_dump(), "trees": booster.num_trees()}
+    # each monotone constraint against the training data's own trend: kept with the model, logged,
+    # and named in the model card when one contradicts the data
+    directions = train.direction_check(splits["train"], columns)
+    io.write_json(directions.to_dict("records"), out / model.DIRECTIONS_FILE)
+    contradicted = directions.loc[directions["contradicts"], "feature"].tolist()
+    if contradicted:
+        typer.echo(f"warning: monotone constraints contradict the training data: {contradicted}", err=True)
+    settings = {**s.model_dump(), "trees": booster.num_trees(), "contradicted_directions": len(contradicted)}
     scores = {"valid": valid_scores, "test": fitted.predict(splits["test"])}
 
     def log_model(folder: Path, example_pool: pd.DataFrame) -> str:
