@@ -123,5 +123,5 @@ def test_queued_experiments_are_runs_in_the_root_store_and_touch_no_production(t
     assert max(len(line) for line in table.splitlines()) <= 200
     for name in names:
         assert name in table
-    for header in ("lightgbm.auc", "lightgbm.ece", "min_data_in_leaf"):
+    for header in ("lightgbm.auc", "lightgbm.ece", "lightgbm.psi"):
         assert header in table
