@@ -134,7 +134,9 @@ def _fit_lightgbm(p: Params, splits: dict, columns: list[str], categorical: list
     # each monotone constraint against the training data's own trend: kept with the model, logged,
     # and named in the model card when one contradicts the data
     directions = train.direction_check(splits["train"], columns)
-    io.write_json(directions.to_dict("records"), out / model.DIRECTIONS_FILE)
+    # rounded: a correlation's last bits vary from machine to machine, and the file is a DVC output
+    rounded = directions.round({"binned_trend": 6, "rank_correlation": 6, "z": 3})
+    io.write_json(rounded.to_dict("records"), out / model.DIRECTIONS_FILE)
     contradicted = directions.loc[directions["contradicts"], "feature"].tolist()
     if contradicted:
         typer.echo(f"warning: monotone constraints contradict the training data: {contradicted}", err=True)
