@@ -166,9 +166,14 @@ def flatten(params: dict, prefix: str = "") -> dict[str, Any]:
     return out
 
 
+PIPELINE_WRITES = ("dvc.lock", "reports")  # tracked in git, rewritten by dvc repro itself
+
+
 def provenance() -> dict[str, str]:
     """Git commit, whether the tree had uncommitted changes, and the DVC experiment, as tags.
 
+    Changes are those to code, params and inputs: what ``dvc repro`` itself writes (dvc.lock, the
+    reports kept in git) while it runs does not make the stages after the first "dirty".
     Git is asked in the working directory, the checkout the code runs in: under ``dvc exp run
     --queue`` or ``--temp`` that is the experiment's own copy (its baseline commit plus the queued
     changes), not DVC_ROOT, whose HEAD may have moved since the experiment was queued."""
@@ -177,7 +182,8 @@ def provenance() -> dict[str, str]:
         return done.stdout.strip() if done.returncode == 0 else ""
     commit = git("rev-parse", "HEAD")
     tags = {"git.commit": commit or "unknown", "mlflow.source.git.commit": commit or "unknown",
-            "git.dirty": str(bool(git("status", "--porcelain", "--untracked-files=no"))).lower()}
+            "git.dirty": str(bool(git("status", "--porcelain", "--untracked-files=no", "--", ":/",
+                                      *(f":(top,exclude){path}" for path in PIPELINE_WRITES)))).lower()}
     if os.environ.get("DVC_EXP_NAME"):
         tags["dvc.exp_name"] = os.environ["DVC_EXP_NAME"]
     if os.environ.get("DVC_STAGE"):

@@ -64,7 +64,8 @@ def test_three_inquiries_last_month():
     # those that are known still count from their own dates
     late = build_features(handmade.tables(b), 30, SETTINGS.model_copy(update={"bureau_lag_days": 14}))
     f = late.set_index("borrower_id").loc[2]
-    assert (f["inquiries_1m"], f["inquiries_3m"], f["inquiries_6m"], f["inquiries_since_jump"]) == (2, 2, 3, 2)
+    counts = ("inquiries_1m", "inquiries_3m", "inquiries_6m", "inquiries_since_jump")
+    assert tuple(f[c] for c in counts) == (2, 2, 3, 2)
 
 
 def statement(bid: int, end: str, **values) -> dict:

@@ -263,6 +263,23 @@ def test_provenance_tags(tmp_path, monkeypatch):
     assert tags["dvc.exp_name"] == "brisk-tern"
 
 
+def test_what_dvc_repro_writes_does_not_make_a_run_dirty(tmp_path, monkeypatch):
+    git = ["git", "-c", "user.name=test", "-c", "user.email=test@example.com"]
+    (tmp_path / "reports").mkdir()
+    for name in ("dvc.lock", "reports/metrics.json", "params.yaml"):
+        (tmp_path / name).write_text("one")
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "-A"], check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "one"], check=True)
+    (tmp_path / "dvc.lock").write_text("two")  # the stages before this one ran
+    (tmp_path / "reports" / "metrics.json").write_text("two")
+    (tmp_path / "sub").mkdir()
+    monkeypatch.chdir(tmp_path / "sub")  # asked from a subdirectory: the whole tree still counts
+    assert tracking.provenance()["git.dirty"] == "false"
+    (tmp_path / "params.yaml").write_text("two")
+    assert tracking.provenance()["git.dirty"] == "true"
+
+
 def test_provenance_is_that_of_the_working_directory(tmp_path, monkeypatch):
     """Under `dvc exp run --queue`, DVC_ROOT is the main repository but the code runs in the
     experiment's copy, whose commit is the experiment's baseline: the copy's commit is the truth."""
