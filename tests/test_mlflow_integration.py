@@ -453,7 +453,7 @@ def test_promote_moves_the_champion_only_when_the_gates_hold(project, store):
 
     log = [json.loads(line) for line in (project.root / tracking.PROMOTION_LOG).read_text().splitlines()]
     assert [e["version"] for e in log][-3:] == [2, 3, int(back["version"])]
-    assert all(e["time"] and e["by"] and e["git.commit"] == project.head for e in log)
+    assert all(e["time"] and e["by"] and e["git.commit"] == project.baseline for e in log)
     # none of this rewrote a finished run
     after = _snapshot(store)
     assert {k: after[k] for k in project.snapshot} == project.snapshot
