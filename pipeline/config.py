@@ -252,11 +252,13 @@ class SplitSettings(Settings):
 class LightGBMSettings(Settings):
     seed: Annotated[int, Field(ge=0)]
     monotone: bool  # monotone constraints from the feature catalogue's directions
-    calibration: Literal["isotonic", "platt"]
+    # auto: isotonic with at least isotonic_min_misses validation misses, else Platt
+    calibration: Literal["auto", "isotonic", "platt"]
+    isotonic_min_misses: PositiveInt
     learning_rate: Annotated[float, Field(gt=0.0, le=1.0)]
     num_leaves: Annotated[int, Field(ge=2, le=4096)]
-    min_data_in_leaf: PositiveInt
-    lambda_l2: NonNegative
+    min_data_in_leaf: Literal["auto"] | PositiveInt  # auto: scaled with the training rows
+    lambda_l2: Literal["auto"] | NonNegative  # auto: scaled with the leaf size
     feature_fraction: Annotated[float, Field(gt=0.0, le=1.0)]
     bagging_fraction: Annotated[float, Field(gt=0.0, le=1.0)]
     bagging_freq: Annotated[int, Field(ge=0)]
