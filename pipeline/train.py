@@ -42,10 +42,11 @@ def learn_categories(frame: pd.DataFrame, columns: list[str]) -> dict[str, list]
 
 
 # min_data_in_leaf "auto": one training row in LEAF_ROWS_PER_ROW, within [MIN_LEAF, MAX_LEAF].
-# MAX_LEAF is what the simulated defaults were tuned with (66,447 training rows give 221, capped
-# at 200); MIN_LEAF is LightGBM's own default: with 600 training rows a 200-row leaf allows only
-# stumps, and a real 1,000-row portfolio then lags a logistic regression by 0.06 AUC (issue 15).
-LEAF_ROWS_PER_ROW = 300
+# MAX_LEAF is what the simulated defaults were tuned with (66,447 training rows, capped at 200);
+# a leaf is at most a twentieth of the rows, so a tree can still split the data about twenty
+# ways: with 600 training rows a 200-row leaf allows only stumps, and a real 1,000-row portfolio
+# then lags a logistic regression by 0.06 AUC (issue 15). MIN_LEAF is LightGBM's own default.
+LEAF_ROWS_PER_ROW = 20
 MIN_LEAF, MAX_LEAF = 20, 200
 # lambda_l2 "auto": L2_PER_LEAF_ROW x the leaf size. A leaf's value is -G / (H + lambda_l2) and H
 # grows with the rows in the leaf, so this keeps the shrinkage of the smallest leaf the same at

@@ -171,8 +171,9 @@ def test_leaf_size_and_l2_scale_with_training_rows():
     assert settings.min_data_in_leaf == "auto" and settings.lambda_l2 == "auto"
     # the simulated defaults' 66,447 training rows keep the values they were tuned with
     assert (train.leaf_size(settings, 66_447), train.leaf_l2(settings, 66_447)) == (200, 5.0)
-    assert (train.leaf_size(settings, 600), train.leaf_l2(settings, 600)) == (20, 0.5)
-    assert train.leaf_size(settings, 30_000) == 100
+    assert (train.leaf_size(settings, 600), train.leaf_l2(settings, 600)) == (30, 0.75)
+    assert (train.leaf_size(settings, 200), train.leaf_l2(settings, 200)) == (20, 0.5)
+    assert train.leaf_size(settings, 3_000) == 150
     fixed = settings.model_copy(update={"min_data_in_leaf": 50, "lambda_l2": 1.0})
     params = train.lightgbm_params(fixed, ["age"], [], 600)
     assert (params["min_data_in_leaf"], params["lambda_l2"]) == (50, 1.0)
