@@ -55,10 +55,13 @@ class Batch:
     borrowers_in: int
 
 
-def open_source(path: Path, p: Params, features: list[str], today: pd.Timestamp) -> RawTables | FeaturesFile:
-    """The input at ``path`` for a model reading ``features``; ``today`` is the run date, after
-    which no record may be dated."""
-    return RawTables(path, p, features, today) if is_raw(path) else FeaturesFile(path, features, today)
+def open_source(path: Path, p: Params, features: list[str], text: tuple[str, ...],
+                today: pd.Timestamp) -> RawTables | FeaturesFile:
+    """The input at ``path`` for a model reading ``features``, of which ``text`` are categories it
+    learned as text; ``today`` is the run date, after which no record may be dated."""
+    if is_raw(path):
+        return RawTables(path, p, features, today)
+    return FeaturesFile(path, features, today, text)
 
 
 def is_raw(path: Path) -> bool:
@@ -219,6 +222,13 @@ def _is_number(kind: pa.DataType) -> bool:
     return pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_null(kind)
 
 
+def _is_text(kind: pa.DataType) -> bool:
+    """Text, or Parquet's dictionary-encoded text (pandas categoricals), or all missing."""
+    if pa.types.is_dictionary(kind):
+        kind = kind.value_type
+    return pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_null(kind)
+
+
 # ---- row-level checks, shared by both inputs --------------------------------------------------------
 
 def row_rejects(frame: pd.DataFrame, table: str, label: str, source: Path) -> pd.DataFrame:
@@ -266,6 +276,7 @@ class FeaturesFile:
     path: Path
     features: list[str]
     today: pd.Timestamp
+    text: tuple[str, ...] = ()  # the model's text categories: read as text, any value allowed
     dataset: ds.Dataset = field(init=False)
     table: Table = field(init=False)
 
@@ -275,10 +286,12 @@ class FeaturesFile:
             if isinstance(self.dataset.format, ds.CsvFileFormat):
                 # CSV types are inferred from the first block only: a feature empty there (null) or
                 # whole there (int) would fail on later rows, so numeric features are read as float,
-                # and scoring dates as text, parsed per row (a bad one rejects its row, not the file)
+                # text categories as text (codes such as 1, 2 too), and scoring dates as text,
+                # parsed per row (a bad one rejects its row, not the file)
                 inferred = self.dataset.schema
-                types = pa.schema([(c, pa.float64()) for c in self.features if c in inferred.names
-                                   and _is_number(inferred.field(c).type)]
+                types = pa.schema([(c, pa.string() if c in self.text else pa.float64())
+                                   for c in self.features if c in inferred.names
+                                   and (c in self.text or _is_number(inferred.field(c).type))]
                                   + [("scoring_date", pa.string())] * ("scoring_date" in inferred.names))
                 self.dataset = _dataset(self.path, "csv", types)
             names = self.dataset.schema.names
@@ -289,10 +302,13 @@ class FeaturesFile:
             raise ContractError(f"{self.path}: missing columns {missing}")
         for c in ["borrower_id", *self.features]:
             kind = self.dataset.schema.field(c).type
-            if not _is_number(kind):
+            if c in self.text and not _is_text(kind):
+                raise ContractError(f"{self.path}: column '{c}' must be text (the model learned it as "
+                                    f"categories), found {kind}")
+            if c not in self.text and not _is_number(kind):
                 raise ContractError(f"{self.path}: column '{c}' must be numeric, found {kind}")
         _check_ids(self.dataset, self.path)
-        self.table = features_table(self.features)
+        self.table = features_table(self.features, self.text)
 
     def ranges(self, size: int) -> list[tuple[int, int]]:
         ids = _read(self.dataset, self.path, columns=["borrower_id"])["borrower_id"]
@@ -313,7 +329,8 @@ class FeaturesFile:
                            np.where(missing, "scoring_date: missing", "scoring_date: not a date (value "
                                     + text + ")"))
         bad = dup | missing | unreadable
-        keep = frame[~bad].astype({"borrower_id": "int64", **{c: "float64" for c in self.features}})
+        keep = frame[~bad].astype({"borrower_id": "int64",
+                                   **{c: "str" if c in self.text else "float64" for c in self.features}})
         keep["scoring_date"] = dates[~bad].astype("datetime64[s]")
         scored, failed = check_features(keep, self.table, "", self.path, self.today)
         rejected = pd.concat([rejects(frame["borrower_id"][bad], reasons[bad]), failed])

@@ -246,11 +246,19 @@ def _card(process: BinningProcess, kept: list[str], model: LogisticRegression, i
                 if binned.dtype == "categorical" else [float(s) for s in binned.splits])
         points = [round(-factor * (coef * w + intercept / len(kept)) + offset / len(kept), 2) for w in woe]
         variables.append({"name": name, "kind": binned.dtype, "bins": bins, "woe": woe,
-                          "labels": table["Bin"].astype(str).tolist(), "points": points,
+                          "labels": [_bin_label(b) for b in table["Bin"]], "points": points,
                           "coefficient": float(coef), "iv": iv[name]})
     return {"intercept": intercept, "variables": variables,
             "scaling": {"pdo": settings.pdo, "base_points": settings.base_points,
                         "base_odds": settings.base_odds}}
+
+
+def _bin_label(interval) -> str:
+    """A bin as a risk officer reads it: "[1.00, 3.00)", or a categorical bin's categories
+    ("no checking account, < 0 DM") rather than the repr of the array optbinning holds them in."""
+    if pd.api.types.is_list_like(interval):
+        return ", ".join(str(v) for v in interval)
+    return str(interval)
 
 
 def scorecard_woe(variable: dict, values: pd.Series) -> np.ndarray:

@@ -190,3 +190,18 @@ def test_auto_calibration_is_platt_on_few_misses_and_keeps_the_ranking():
     assert len(np.unique(platt)) == len(np.unique(raw))  # Platt is strictly monotone: no ties
     isotonic = calibrate(raw, train.fit_calibration(raw, y, "isotonic", 500))
     assert len(np.unique(isotonic)) < len(np.unique(raw)) / 4
+
+
+def test_categorical_bins_print_as_their_categories(labelled):
+    rng = np.random.default_rng(4)
+    frame = labelled["train"][["borrower_id", "credit_score", "label"]].copy()
+    housing = np.where(frame["label"].to_numpy() == 1, rng.choice(["rent", "rent", "own"], len(frame)),
+                       rng.choice(["own", "own", "mortgage", "rent"], len(frame)))
+    frame["housing"] = pd.array(housing, dtype="str")
+    columns = train.feature_columns(frame)
+    card = train.fit_scorecard(frame, columns, train.categorical_columns(frame, columns),
+                               make_params().train.scorecard)
+    housing = next(v for v in card["variables"] if v["name"] == "housing")
+    bins = housing["labels"][:len(housing["bins"])]
+    assert sorted(", ".join(bins).split(", ")) == ["mortgage", "own", "rent"], housing["labels"]
+    assert not any("Array" in label or "dtype" in label for label in housing["labels"])
