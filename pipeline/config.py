@@ -369,9 +369,27 @@ class EngineSettings(Settings):
     tls: TlsSettings = TlsSettings()
 
 
+class TablesSettings(Settings):
+    """A team's own features: one row per borrower, the label beside the features."""
+
+    features: Annotated[str, Field(min_length=1)]  # Parquet or CSV file, or a folder of them
+    score: Annotated[str, Field(min_length=1)]  # the borrowers to score, same columns but the label
+    id_column: Annotated[str, Field(min_length=1)]  # whole numbers, one row each
+    label_column: Annotated[str, Field(min_length=1)]  # 1 missed, 0 did not
+    date_column: Annotated[str, Field(min_length=1)]  # the scoring date: the out-of-time split's
+
+
+class SourceSettings(Settings):
+    """Where borrowers come from: the simulator (the test bench) or a team's own tables."""
+
+    kind: Literal["simulator", "tables"]
+    tables: TablesSettings
+
+
 class Params(Settings):
     """The whole of ``params.yaml``."""
 
+    source: SourceSettings
     engine: EngineSettings
     label: LabelSettings
     simulate: SimulateSettings

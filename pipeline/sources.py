@@ -26,7 +26,7 @@ import pyarrow.parquet as pq
 from pandas.api.types import is_integer_dtype
 
 from pipeline import io
-from pipeline.config import Params
+from pipeline.config import Params, TablesSettings
 from pipeline.contract import (
     RAW_TABLES,
     TABLES,
@@ -342,6 +342,53 @@ class FeaturesFile:
     def unattributed(self) -> dict[str, dict[str, int]]:
         """A features file has no other tables: every row is a borrower."""
         return {}
+
+
+# ---- a team's own tables (source: tables) --------------------------------------------------------
+
+# the pipeline's names for the team's id, date and label columns (the features keep theirs)
+RESERVED = ("borrower_id", "scoring_date", "jump_date", "label", "miss_cause")
+
+
+def team_table(path: Path, t: TablesSettings, labelled: bool) -> pd.DataFrame:
+    """A team's features file (Parquet or CSV, or a folder of them) in the pipeline's terms:
+    ``borrower_id``, ``scoring_date`` (also the ``jump_date`` the split keeps whole), ``label`` when
+    ``labelled``, and every other column as a feature under its own name. The rows are the file's,
+    all of them: a missing or repeated id, a label other than 0 or 1, or a date that is no date
+    stops the run naming the file, the column and the first rows (1 = the first data row)."""
+    frame = _read(_dataset(path), path)
+    named = {t.id_column: "borrower_id", t.date_column: "scoring_date",
+             **({t.label_column: "label"} if labelled else {})}
+    missing = [c for c in named if c not in frame.columns]
+    if missing:
+        raise ContractError(f"{path}: missing columns {missing} (source.tables names them)")
+    clash = [c for c in frame.columns if c in RESERVED and c not in named]
+    if clash:
+        raise ContractError(f"{path}: columns {clash} have names the pipeline uses for the id, date and "
+                            "label; rename them")
+    if frame.empty:
+        raise ContractError(f"{path}: no rows")
+    ids = pd.to_numeric(frame[t.id_column], errors="coerce")
+    _stop_at(path, t.id_column, "must be a whole number", ids.isna() | (ids != ids.round()), frame)
+    _stop_at(path, t.id_column, "repeats an id", ids.duplicated(keep=False), frame)
+    dates = pd.to_datetime(frame[t.date_column].astype("str"), errors="coerce", format="ISO8601")
+    _stop_at(path, t.date_column, "must be a date (ISO, 2025-01-31)", dates.isna(), frame)
+    out = frame.rename(columns=named).assign(borrower_id=ids.astype("int64"),
+                                             scoring_date=dates.astype("datetime64[s]"))
+    out["jump_date"] = out["scoring_date"]
+    if labelled:
+        label = pd.to_numeric(frame[t.label_column], errors="coerce")
+        _stop_at(path, t.label_column, "must be 0 or 1", ~label.isin([0, 1]), frame)
+        out["label"] = label.astype("int64")
+    return out
+
+
+def _stop_at(path: Path, column: str, rule: str, bad: pd.Series, frame: pd.DataFrame) -> None:
+    if bad.any():
+        rows = np.flatnonzero(bad.to_numpy())
+        values = frame[column].to_numpy()[rows[:5]].tolist()
+        raise ContractError(f"{path}: column '{column}' {rule}: {len(rows)} rows, the first "
+                            f"{(rows[:5] + 1).tolist()} (values {values})")
 
 
 # ---- raw tables ------------------------------------------------------------------------------------
