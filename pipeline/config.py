@@ -377,6 +377,10 @@ class TablesSettings(Settings):
     id_column: Annotated[str, Field(min_length=1)]  # whole numbers, one row each
     label_column: Annotated[str, Field(min_length=1)]  # 1 missed, 0 did not
     date_column: Annotated[str, Field(min_length=1)]  # the scoring date: the out-of-time split's
+    # columns that are the feature catalogue's features (same meaning and unit): only these get its
+    # monotone constraint, range checks, reasons and cause; any other column with a catalogue name
+    # is refused rather than silently constrained
+    catalogue: list[Annotated[str, Field(min_length=1)]]
 
 
 class SourceSettings(Settings):

@@ -26,6 +26,7 @@ import pyarrow.parquet as pq
 from pandas.api.types import is_integer_dtype
 
 from pipeline import io
+from pipeline.catalog import BY_NAME
 from pipeline.config import Params, TablesSettings
 from pipeline.contract import (
     RAW_TABLES,
@@ -366,6 +367,14 @@ def team_table(path: Path, t: TablesSettings, labelled: bool) -> pd.DataFrame:
     if clash:
         raise ContractError(f"{path}: columns {clash} have names the pipeline uses for the id, date and "
                             "label; rename them")
+    unlisted = [c for c in frame.columns if c in BY_NAME and c not in t.catalogue and c not in named]
+    if unlisted:
+        raise ContractError(f"{path}: columns {unlisted} have the names of feature catalogue entries; list "
+                            "them in source.tables.catalogue if they mean the same (they then get its "
+                            "monotone constraint, checks, reasons and cause), else rename them")
+    absent = [c for c in t.catalogue if c not in frame.columns]
+    if absent:
+        raise ContractError(f"{path}: source.tables.catalogue names columns the file lacks: {absent}")
     if frame.empty:
         raise ContractError(f"{path}: no rows")
     ids = pd.to_numeric(frame[t.id_column], errors="coerce")

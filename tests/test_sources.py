@@ -654,6 +654,7 @@ def test_a_teams_table_keeps_every_row_under_the_pipelines_names(fmt, tmp_path):
     (lambda f: f.assign(bad=[0, 2, 0, None]), "bad", "must be 0 or 1: 2 rows, the first [2, 4]"),
     (lambda f: f.assign(as_of=["2025-01-31", "soon", "2025-03-31", None]), "as_of", "must be a date"),
     (lambda f: f.assign(label=1), "label", "names the pipeline uses"),
+    (lambda f: f.assign(credit_score=600), "credit_score", "names of feature catalogue entries"),
 ])
 def test_a_bad_team_table_stops_naming_file_column_and_rows(change, column, words, tmp_path):
     path = tmp_path / "team.csv"
@@ -661,3 +662,12 @@ def test_a_bad_team_table_stops_naming_file_column_and_rows(change, column, word
     with pytest.raises(ContractError) as err:
         team_table(path, _team_settings(), labelled=True)
     assert str(path) in str(err.value) and f"'{column}'" in str(err.value) and words in str(err.value)
+
+
+def test_a_teams_column_gets_the_catalogues_meaning_only_when_listed(tmp_path):
+    path = tmp_path / "team.csv"
+    _team_frame().assign(credit_score=[600, 650, 700, 580]).to_csv(path, index=False)
+    out = team_table(path, _team_settings(catalogue=["credit_score"]), labelled=True)
+    assert out["credit_score"].tolist() == [600, 650, 700, 580]
+    with pytest.raises(ContractError, match=r"catalogue names columns the file lacks: \['inquiries_3m'\]"):
+        team_table(path, _team_settings(catalogue=["credit_score", "inquiries_3m"]), labelled=True)
