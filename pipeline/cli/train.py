@@ -139,7 +139,11 @@ def _fit_lightgbm(p: Params, splits: dict, columns: list[str], categorical: list
     contradicted = directions.loc[directions["contradicts"], "feature"].tolist()
     if contradicted:
         typer.echo(f"warning: monotone constraints contradict the training data: {contradicted}", err=True)
-    settings = {**s.model_dump(), "trees": booster.num_trees(), "contradicted_directions": len(contradicted)}
+    rows = len(splits["train"])
+    # what "auto" resolved to on these rows, logged beside the setting itself
+    settings = {**s.model_dump(), "trees": booster.num_trees(), "contradicted_directions": len(contradicted),
+                "min_data_in_leaf_used": train.leaf_size(s, rows), "lambda_l2_used": train.leaf_l2(s, rows),
+                "calibration_used": fitted.calibration["method"]}
     scores = {"valid": valid_scores, "test": fitted.predict(splits["test"])}
 
     def log_model(folder: Path, example_pool: pd.DataFrame) -> str:
