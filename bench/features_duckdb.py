@@ -128,15 +128,16 @@ def _spine(observation_days: int) -> str:
     )"""
 
 
-def _cut(name: str, table: str, date_column: str, columns: str) -> str:
-    """Rows of ``table`` dated before each borrower's scoring day, with ``day`` and ``age``
-    (days before scoring, at least 1) and the spine's jump and scoring days."""
+def _cut(name: str, table: str, date_column: str, columns: str, lag_days: int = 0) -> str:
+    """Rows of ``table`` known before each borrower's scoring day (dated ``lag_days`` + 1 days
+    or more before it), with ``day`` and ``age`` (days before scoring) and the spine's jump and
+    scoring days."""
     return f"""
     {name} AS (
         SELECT t.borrower_id, {_day('t.' + date_column)} AS day, s.jump, s.score,
                s.score - {_day('t.' + date_column)} AS age, {columns}
         FROM {table} t JOIN spine s USING (borrower_id)
-        WHERE {_day('t.' + date_column)} < s.score
+        WHERE {_day('t.' + date_column)} + {int(lag_days)} < s.score
     )"""
 
 
@@ -419,8 +420,9 @@ def feature_sql(observation_days: int, settings: FeatureSettings) -> str:
              "coalesce(" + _ratio("t.balance", "t.credit_limit") + ", 0) AS util, "
              "CAST(t.credit_score AS DOUBLE) AS credit_score, t.wallet_inflow, t.wallet_balance, "
              "t.installment_due_next"),
-        _cut("loans", "bureau_loans", "open_date", "t.amount, t.tenor_months, t.monthly_installment"),
-        _cut("inquiries", "bureau_inquiries", "inquiry_date", "t.lender_type"),
+        _cut("loans", "bureau_loans", "open_date", "t.amount, t.tenor_months, t.monthly_installment",
+             settings.bureau_lag_days),
+        _cut("inquiries", "bureau_inquiries", "inquiry_date", "t.lender_type", settings.bureau_lag_days),
         _cut("limits", "limit_events", "event_date", "t.event_type"),
         _cut("dues", "installments", "due_date", "t.scheduled_amount"),
         _cut("pays", "repayments", "payment_date", "t.amount"),

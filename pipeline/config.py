@@ -229,6 +229,7 @@ class SimulateSettings(Settings):
 class FeatureSettings(Settings):
     large_draw_share: Annotated[float, Field(gt=0.0, le=1.0)]
     decay_days: Annotated[float, Field(gt=0.0)]
+    bureau_lag_days: Annotated[int, Field(ge=0, le=120)]
 
 
 class SplitSettings(Settings):

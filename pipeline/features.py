@@ -75,10 +75,12 @@ class Rows:
     sorted by date within each borrower."""
 
     def __init__(self, frame: pd.DataFrame, date_column: str, spine: Spine, cutoff: np.ndarray,
-                 same_day_order: np.ndarray | None = None):
+                 same_day_order: np.ndarray | None = None, lag_days: int = 0):
         group, known = spine.slot(frame["borrower_id"])
         day = days(frame[date_column])
-        keep = known & (day < cutoff[group]) if spine.n else np.zeros(day.size, dtype=bool)
+        # a row reported ``lag_days`` after its date is known only from then; windows still count
+        # from its own date, as the record reads once it arrives
+        keep = known & (day + lag_days < cutoff[group]) if spine.n else np.zeros(day.size, dtype=bool)
         group, day = group[keep], day[keep]
         if same_day_order is not None:  # rows of one day in a fixed order, whatever the input's
             order = np.lexsort((same_day_order[keep], day, group))
@@ -183,7 +185,7 @@ def build_features(tables: dict[str, pd.DataFrame], observation_days: int,
     spine = Spine(tables["borrowers"], tables["limit_events"], observation_days)
     cut = spine.score_day
     stmt = Rows(tables["statements"], "statement_date", spine, cut)
-    loans = Rows(tables["bureau_loans"], "open_date", spine, cut)
+    loans = Rows(tables["bureau_loans"], "open_date", spine, cut, lag_days=settings.bureau_lag_days)
     out = {
         "borrower_id": spine.ids,
         "scoring_date": _dates(cut),
@@ -197,7 +199,8 @@ def build_features(tables: dict[str, pd.DataFrame], observation_days: int,
         **_repayment_history(spine, Rows(tables["installments"], "due_date", spine, cut),
                              Rows(tables["repayments"], "payment_date", spine, cut),
                              settings.decay_days),
-        **_multi_lending(spine, Rows(tables["bureau_inquiries"], "inquiry_date", spine, cut), loans),
+        **_multi_lending(spine, Rows(tables["bureau_inquiries"], "inquiry_date", spine, cut,
+                                     lag_days=settings.bureau_lag_days), loans),
         **_score(spine, stmt, Rows(tables["limit_events"], "event_date", spine, cut)),
         **_income_and_cash(spine, stmt),
         **_technical(spine, _platform_rows(tables["platform_events"], spine, cut),

@@ -2,20 +2,20 @@
 training runs, the logged model (data loaded by the installed package: no pickles, no stored code),
 registration without promotion, ``limitjump promote``, the evaluation's own run (finished runs are
 never rewritten), ``mlflow models predict`` and ``serve`` on whole numbers, the README's snippet
-from a subdirectory, and a real ``mlflow server`` queried through its REST API.
+from a subdirectory, the champion on several processes and on Dask, and a queued DVC experiment.
+(A tracking server, with users and two experiments at once, is tested in tests/test_team.py.)
 
-The module fixture runs simulate -> features -> split -> train scorecard -> train lightgbm ->
-register -> evaluate once and snapshots the runs; the tests read what it left. The last local
-test changes the clone (a second version, promotions) and checks the snapshot still holds.
+The module fixture runs ``dvc repro evaluate`` once, commits what it left and snapshots the runs;
+the tests read it. The last tests change the clone (more versions, promotions, an experiment) and
+check that no finished run was rewritten.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -31,7 +31,7 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 
-from pipeline import io, tracking
+from pipeline import io, team, tracking
 from pipeline.config import load_params
 from pipeline.model import CalibratedLightGBM
 from tests.conftest import ROOT, merge, raw_params
@@ -116,21 +116,21 @@ def pickles(folder: Path) -> list[Path]:
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
-    """The small pipeline, trained, registered and evaluated once into the clone's own store."""
+    """The small pipeline, trained, registered and evaluated once into the clone's own store, by
+    ``dvc repro`` (so that experiments can be queued from the commit that follows)."""
     root = small_clone(tmp_path_factory.mktemp("mlflow") / "clone")
     env = env_for(root)
     started = time.perf_counter()
-    outputs = {}
-    for command in (["simulate"], ["features"], ["split"], ["train", "scorecard"], ["train", "lightgbm"],
-                    ["register"], ["evaluate"]):
-        outputs[command[-1]] = run(["limitjump", *command], root, env)
+    repro = run(["dvc", "repro", "evaluate"], root, env)
     print(f"pipeline in {time.perf_counter() - started:.1f} s", file=sys.stderr)
+    ran_from = head(root)
+    baseline = commit(root, "reproduced")
     first = root.parent / "first_lightgbm"  # models/lightgbm as registered, before any retraining
     shutil.copytree(root / "models" / "lightgbm", first)
     client = MlflowClient(f"sqlite:///{root}/mlflow.db")
     return SimpleNamespace(
-        root=root, env=env, uri=f"sqlite:///{root}/mlflow.db", head=head(root), first_model=first,
-        params=load_params(root / "params.yaml"), outputs=outputs,
+        root=root, env=env, uri=f"sqlite:///{root}/mlflow.db", head=ran_from, baseline=baseline,
+        first_model=first, params=load_params(root / "params.yaml"), repro=repro,
         metadata={kind: json.loads((root / "models" / kind / "metadata.json").read_text())
                   for kind in ("scorecard", "lightgbm")},
         reports={kind: json.loads((root / "reports" / "train" / f"{kind}.json").read_text())
@@ -253,8 +253,8 @@ def test_each_model_is_one_run_with_params_data_metrics_and_provenance(project, 
 
 
 def test_stage_output_is_quiet(project):
-    for stage, text in project.outputs.items():
-        assert not any(noise in text for noise in NOISE), (stage, text)
+    assert "Running stage 'evaluate'" in project.repro
+    assert not any(noise in project.repro for noise in NOISE), project.repro
 
 
 def test_logged_model_is_data_with_signature_example_and_linked_datasets(project, store, tmp_path):
@@ -298,7 +298,7 @@ def test_registration_records_gates_and_digests_and_moves_no_champion(project, s
     with pytest.raises(mlflow.exceptions.MlflowException):
         store.get_model_version_by_alias(NAME, "champion")  # only `limitjump promote` moves it
     assert not (project.root / tracking.PROMOTION_LOG).exists()
-    assert "now @challenger" in project.outputs["register"]
+    assert "now @challenger" in project.repro
 
 
 def test_evaluation_is_its_own_run_linked_to_the_models(project, store, tmp_path):
@@ -358,7 +358,7 @@ def test_mlflow_models_predict_takes_whole_numbers_csv_and_json(project, store, 
 def test_mlflow_models_serve_takes_the_same_whole_numbers(project, tmp_path):
     floats, ints = _whole_numbers(project, rows=10)
     expected = CalibratedLightGBM.from_dir(project.first_model).predict(floats)
-    port = _free_port()
+    port = team.free_port()
     log = tmp_path / "serve.log"
     with open(log, "w") as out:
         server = subprocess.Popen(
@@ -368,14 +368,14 @@ def test_mlflow_models_serve_takes_the_same_whole_numbers(project, tmp_path):
             env={**project.env, "MLFLOW_TRACKING_URI": project.uri})
     try:
         url = f"http://127.0.0.1:{port}"
-        _wait_healthy(url, server, log, path="/ping")
+        team.wait_healthy(url, server, log, timeout=90)
         request = urllib.request.Request(f"{url}/invocations", data=ints.to_csv(index=False).encode(),
                                          headers={"Content-Type": "text/csv"}, method="POST")
         with urllib.request.urlopen(request, timeout=30) as response:
             got = np.asarray(json.loads(response.read())["predictions"], dtype=float)
         np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12)
     finally:
-        _stop(server)
+        team.stop_tree(server.pid)
 
 
 def test_readme_snippet_works_from_a_subdirectory(project, tmp_path):
@@ -469,101 +469,92 @@ def _promote(project, version: str) -> dict:
     return json.loads((project.root / tracking.PROMOTION_LOG).read_text().splitlines()[-1])
 
 
-# ---- a real tracking server ------------------------------------------------------------------
+# ---- a queued DVC experiment (runs last: it needs the clone back at its commit) -------------
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _request(url: str, body: dict | None = None) -> dict:
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(url, data=data, method="POST" if data else "GET",
-                                     headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=30) as response:
-        return json.loads(response.read())
+def _queue_status(project: Path, env: dict) -> tuple[dict[str, str], str]:
+    """{experiment name: status} from ``dvc queue status``, and the raw text."""
+    out = run(["dvc", "queue", "status"], project, env)
+    tasks = {}
+    for line in out.splitlines():
+        match = re.match(r"^[0-9a-f]{7}\s+(\S+)\s+.*\b(Queued|Running|Success|Failed)\s*$", line)
+        if match:
+            tasks[match.group(1)] = match.group(2)
+    return tasks, out
 
 
-def _wait_healthy(url: str, server: subprocess.Popen, log: Path, timeout: float = 90,
-                  path: str = "/health") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert server.poll() is None, f"mlflow server exited {server.returncode}\n{log.read_text()}"
-        try:
-            with urllib.request.urlopen(f"{url}{path}", timeout=2) as response:
-                if response.status == 200:
-                    return
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            pass
-        time.sleep(0.5)
-    raise AssertionError(f"mlflow server not healthy after {timeout} s\n{log.read_text()}")
-
-
-def _stop(server: subprocess.Popen) -> None:
-    """The server's whole process group (uvicorn forks), by the id of the process started here."""
-    if server.poll() is not None:
-        return
-    os.killpg(server.pid, signal.SIGTERM)
-    try:
-        server.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        os.killpg(server.pid, signal.SIGKILL)
-        server.wait(timeout=15)
+# a leaf size, not a leaf count: on 4,000 borrowers a leaf of 200 rows caps the trees below 15
+# leaves, so only the leaf size changes the model (and the metrics the table must show). One
+# experiment: two running at once are tested against the team server (tests/test_team.py).
+LEAVES = "40"
+# -n 2: the experiments hang on the commit before HEAD (HEAD moved after queueing)
+EXP_SHOW = ["dvc", "exp", "show", "--no-pager", "-n", "2", "--only-changed",
+            "--drop", "^(data|models|reports)/[^:]*$"]
 
 
 @pytest.mark.timeout(900)
-def test_tracking_server_receives_runs_and_registry(project, tmp_path):
-    work = tmp_path / "work"  # a copy of the clone with its data but no store or models
-    shutil.copytree(project.root, work, ignore=shutil.ignore_patterns(
-        "mlflow.db", "mlartifacts", "promotions.jsonl", "lightgbm", "scorecard", "gates.json", "tmp"))
-    write_params(work, SMALL)
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    log = tmp_path / "server.log"
-    with open(log, "w") as out:
-        server = subprocess.Popen(
-            [str(BIN / "mlflow"), "server", "--backend-store-uri", f"sqlite:///{tmp_path}/server.db",
-             "--default-artifact-root", str(tmp_path / "art"), "--host", "127.0.0.1", "--port", str(port),
-             "--workers", "1"],
-            cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-            env={**env_for(work), "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"})
+def test_a_queued_experiment_is_a_run_in_the_root_store_and_touches_no_production(project, store):
+    """``dvc exp run --queue`` runs in a temporary copy under .dvc/tmp/exps; DVC sets DVC_ROOT to
+    the clone, so the relative sqlite URI in params lands in the clone's mlflow.db, and the run
+    records which experiment it was and which commit it ran from. Production does not move."""
+    root, env = project.root, project.env
+    run(["git", "checkout", "--", "."], root, env)  # the workspace back at the reproduced commit
+    assert head(root) == project.baseline
+    before = _snapshot(store)
+    aliases = {alias: store.get_model_version_by_alias(NAME, alias).version
+               for alias in ("champion", "challenger")}
+    versions_before = {v.version for v in store.search_model_versions(f"name='{NAME}'")}
+    log_before = (root / tracking.PROMOTION_LOG).read_text()
+
+    run(["dvc", "exp", "run", "--queue", "-S", f"train.lightgbm.min_data_in_leaf={LEAVES}", "evaluate"],
+        root, env)
+    # HEAD moves after queueing: the experiment still runs on, and records, its baseline commit
+    with open(root / "README.md", "a") as fh:
+        fh.write("\nA change committed after the experiment was queued.\n")
+    assert commit(root, "after queueing") != project.baseline
+
+    started = time.perf_counter()
     try:
-        started = time.perf_counter()
-        _wait_healthy(url, server, log)
-        print(f"mlflow server healthy in {time.perf_counter() - started:.1f} s", file=sys.stderr)
-        env = env_for(work, MLFLOW_TRACKING_URI=url)
-        for command in (["train", "scorecard"], ["train", "lightgbm"], ["register"], ["promote"]):
-            run(["limitjump", *command], work, env)
-
-        api = f"{url}/api/2.0/mlflow"
-        experiments = _request(f"{api}/experiments/search",
-                               {"filter": f"name = '{NAME}'", "max_results": 10})["experiments"]
-        assert len(experiments) == 1
-        experiment_id = experiments[0]["experiment_id"]
-        runs = _request(f"{api}/runs/search", {"experiment_ids": [experiment_id], "max_results": 100})["runs"]
-        by_name = {r["info"]["run_name"].split(" · ")[0]: r for r in runs}
-        assert sorted(by_name) == ["lightgbm", "scorecard"] and len(runs) == 2
-        for kind, r in by_name.items():
-            assert r["info"]["status"] == "FINISHED"
-            metrics = {m["key"]: m["value"] for m in r["data"]["metrics"]}
-            assert 0.5 < metrics["oot_auc"] <= 1 and metrics["oot_auc"] == metrics["test_auc"]
-            assert {f"{s}_{m}" for s in ("valid", "test") for m in METRICS} <= set(metrics)
-            params = {p["key"]: p["value"] for p in r["data"]["params"]}
-            assert f"train.{kind}.min_iv" in params or f"train.{kind}.num_leaves" in params
-            tags = {t["key"]: t["value"] for t in r["data"]["tags"]}
-            assert tags["git.commit"] == project.head and tags[tracking.FINGERPRINT_TAG]
-            assert len(r["inputs"]["dataset_inputs"]) == 3
-        assert {m["key"] for m in by_name["lightgbm"]["data"]["metrics"]} >= {"trees"}
-
-        champion = _request(f"{api}/registered-models/alias?name={NAME}&alias=champion")["model_version"]
-        assert champion["version"] == "1"
-        assert champion["run_id"] == by_name["lightgbm"]["info"]["run_id"]
-        challenger = _request(f"{api}/registered-models/alias?name={NAME}&alias=challenger")["model_version"]
-        assert challenger["version"] == "1"
-
-        # everything went to the server: no local store, artifacts under the server's root
-        assert not (work / "mlflow.db").exists() and not (work / "mlartifacts").exists()
-        assert list((tmp_path / "art").rglob("model.txt")) and pickles(tmp_path / "art") == []
+        run(["dvc", "queue", "start"], root, env)
+        deadline = time.monotonic() + 10 * 60
+        while True:
+            tasks, status = _queue_status(root, env)
+            if tasks and not {"Queued", "Running"} & set(tasks.values()):
+                break
+            assert time.monotonic() < deadline, f"queue not done after 10 minutes\n{status}"
+            time.sleep(3)
     finally:
-        _stop(server)
+        subprocess.run(["dvc", "queue", "stop", "--kill"], cwd=root, env=env, capture_output=True,
+                       timeout=120)
+    print(f"queue done in {time.perf_counter() - started:.1f} s", file=sys.stderr)
+    failed = {name: subprocess.run(["dvc", "queue", "logs", name], cwd=root, env=env, capture_output=True,
+                                   text=True).stdout[-3000:]
+              for name, state in tasks.items() if state != "Success"}
+    assert len(tasks) == 1 and not failed, f"{status}\n{failed}"
+    (name,) = tasks
+
+    after = _snapshot(store)
+    assert {k: after[k] for k in before} == before  # no finished run rewritten
+    new = [store.get_run(run_id) for run_id in set(after) - set(before)]
+    assert sorted(r.data.tags["model"] for r in new) == ["evaluate", "lightgbm"]  # scorecard unchanged
+    trained = next(r for r in new if r.data.tags["model"] == "lightgbm")
+    tags = trained.data.tags
+    assert trained.data.params["train.lightgbm.min_data_in_leaf"] == LEAVES
+    assert tags["dvc.exp_name"] == name and trained.info.run_name == f"lightgbm · exp {name}"
+    assert tags["dvc.stage"] == "train@lightgbm"
+    assert tags["git.commit"] == project.baseline, "the run must name the commit it ran from"
+    assert tags["git.dirty"] == "true"  # the queued params differ from that commit
+    assert "oot_auc" in trained.data.metrics and tracking.MODEL_URI_TAG in tags
+
+    # the experiment registers and tags a version; production does not move
+    versions = {v.version: v for v in store.search_model_versions(f"name='{NAME}'")}
+    (added,) = set(versions) - versions_before
+    assert versions[added].tags.get("dvc.exp_name") == name and versions[added].run_id == trained.info.run_id
+    assert {alias: store.get_model_version_by_alias(NAME, alias).version for alias in aliases} == aliases
+    assert (root / tracking.PROMOTION_LOG).read_text() == log_before
+
+    # the experiment's headline metrics fit a 200-column terminal, next to its name
+    table = run(EXP_SHOW, root, {**env, "COLUMNS": "200"})
+    print(table)
+    assert max(len(line) for line in table.splitlines()) <= 200 and name in table
+    for header in ("lightgbm.auc", "lightgbm.ece", "lightgbm.psi"):
+        assert header in table

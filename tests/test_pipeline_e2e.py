@@ -87,6 +87,10 @@ def test_fresh_clone_repro_is_clean_in_range_and_then_idle(tmp_path):
     assert scores["model_version"].str.startswith("local:").all()  # the pipeline's own model
     card = (project / "reports" / "model_card.html").read_text()
     assert f"{metrics['lightgbm']['auc']:.4f}" in card
+    # the README's figures are this run's (tools/readme_figures.py writes them from reports/)
+    figures = subprocess.run([sys.executable, "tools/readme_figures.py", "--check"], cwd=project, env=env,
+                             capture_output=True, text=True)
+    assert figures.returncode == 0, f"README differs from the reports:\n{figures.stdout}{figures.stderr}"
 
     second = _run(["dvc", "repro"], project, env)
     assert "Running stage" not in second, second

@@ -27,7 +27,7 @@ import psutil
 import pytest
 
 from pipeline import team
-from tests.test_mlflow_integration import commit, env_for, run, small_clone
+from tests.test_mlflow_integration import commit, env_for, head, run, small_clone
 
 BIN = Path(sys.executable).parent
 NAME = "limitjump"  # experiment and registered model in params.yaml
@@ -140,13 +140,15 @@ def server(tmp_path_factory):
         env = env_for(project, MLFLOW_TRACKING_URI=url, MLFLOW_TRACKING_USERNAME=pipeline_user[0],
                       MLFLOW_TRACKING_PASSWORD=pipeline_user[1])
         started = time.perf_counter()
+        ran_from = head(project)
         repro = run(["dvc", "repro"], project, env)
         print(f"dvc repro against the server in {time.perf_counter() - started:.1f} s", file=sys.stderr)
         team.grant(url, admin, reader[0], "READ", experiment=NAME, model=NAME)
         baseline = commit(project, "reproduced against the team server")
         yield SimpleNamespace(base=base, data=data, url=url, port=port, pg_port=pg_port, admin=admin,
                               pipeline=pipeline_user, reader=reader, project=project, env=env, plain=plain,
-                              repro=repro, baseline=baseline, state=team.read_state(team.Layout(data)))
+                              repro=repro, ran_from=ran_from, baseline=baseline,
+                              state=team.read_state(team.Layout(data)))
     finally:
         if starter.poll() is None:
             team.stop_tree(starter.pid)
@@ -199,8 +201,11 @@ def test_the_pipeline_logs_runs_metrics_and_a_version_to_the_server(server):
         r = runs[kind][0]
         assert r["info"]["status"] == "FINISHED"
         metrics = {m["key"]: m["value"] for m in r["data"]["metrics"]}
-        assert 0.5 < metrics["oot_auc"] <= 1
+        assert 0.5 < metrics["oot_auc"] <= 1 and metrics["oot_auc"] == metrics["test_auc"]
+        assert f"train.{kind}.min_iv" in _params(r) or f"train.{kind}.num_leaves" in _params(r)
         assert _tags(r)["mlflow.user"] == "pipeline"  # the server records who logged it
+        assert _tags(r)["git.commit"] == server.ran_from
+        assert len(r["inputs"]["dataset_inputs"]) == 3  # train, valid, test
     versions = _versions(server)
     assert len(versions) == 1 and versions[0]["version"] == "1"
     assert versions[0]["run_id"] == runs["lightgbm"][0]["info"]["run_id"]

@@ -1,0 +1,63 @@
+"""The README's marked figures come from the reports (the end-to-end test checks the real README
+against a fresh clone's own run; these are known answers on hand-made reports)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.conftest import ROOT
+from tools.readme_figures import MARK, FigureError, figure, main, render
+
+
+@pytest.fixture
+def reports(tmp_path):
+    folder = tmp_path / "reports"
+    folder.mkdir()
+    (folder / "metrics.json").write_text(json.dumps({
+        "lightgbm": {"auc": 0.83569, "interval": [0.8277, 0.8429]},
+        "split": {"[0.0, 0.05)": {"rate": 0.1024}}, "rows": 29980, "first": "2025-07-27",
+        "intercept": -0.1047}))
+    return folder
+
+
+def test_every_marked_figure_is_taken_from_its_report(reports):
+    text = ("AUC <!--@ metrics.json/lightgbm/auc .3f-->0.800<!--@--> "
+            "(<!--@ metrics.json/lightgbm/interval/1 .2f-->0.84<!--@-->), "
+            "<!--@ metrics.json/rows ,-->1<!--@--> rows from <!--@ metrics.json/first -->?<!--@-->, "
+            "<!--@ metrics.json/split/[0.0, 0.05)/rate .1%-->10.2%<!--@--> below 5%, "
+            "intercept <!--@ metrics.json/intercept .2f-->0<!--@-->.")
+    out, changes = render(text, reports)
+    plain = MARK.sub(lambda m: m["value"], out)
+    assert plain == "AUC 0.836 (0.84), 29,980 rows from 2025-07-27, 10.2% below 5%, intercept \u22120.10."
+    assert len(changes) == 4 and "lightgbm/auc is 0.836, the README says 0.800" in changes[0]
+    assert render(out, reports) == (out, [])  # rendering twice changes nothing
+
+
+def test_check_fails_on_a_stale_figure_and_the_rewrite_fixes_it(reports, tmp_path, capsys):
+    readme = tmp_path / "README.md"
+    readme.write_text("AUC <!--@ metrics.json/lightgbm/auc .3f-->0.842<!--@-->\n")
+    args = ["--readme", str(readme), "--reports", str(reports)]
+    assert main([*args, "--check"]) == 1
+    assert "line 1: metrics.json/lightgbm/auc is 0.836, the README says 0.842" in capsys.readouterr().out
+    assert main(args) == 0 and main([*args, "--check"]) == 0
+    assert "-->0.836<!--@-->" in readme.read_text()
+
+
+@pytest.mark.parametrize(("marker", "message"), [
+    ("<!--@ metrics.json/lightgbm/gini .3f-->x<!--@-->", "no 'lightgbm/gini' (stops at 'gini')"),
+    ("<!--@ metrics.json/lightgbm/interval/5 .3f-->x<!--@-->", "stops at '5'"),
+    ("<!--@ missing.json/auc .3f-->x<!--@-->", "missing.json: cannot read"),
+    ("<!--@ metrics.json/first .3f-->x<!--@-->", "cannot format '2025-07-27' with '.3f'"),
+])
+def test_a_marker_that_gives_no_figure_is_a_clear_error(reports, marker, message):
+    with pytest.raises(FigureError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        render(marker, reports)
+
+
+def test_the_readme_marks_its_figures():
+    text = (ROOT / "README.md").read_text()
+    sources = {m["source"] for m in MARK.finditer(text)}
+    assert {"metrics.json", "evaluation.json", "simulation.json", "split.json"} <= sources
+    assert figure(-0.5, ".1f") == "\u22120.5" and figure(0.5, ".0%") == "50%"

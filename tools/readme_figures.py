@@ -1,0 +1,98 @@
+"""Keep the README's measured figures equal to the reports they come from.
+
+A figure in README.md is written between two markers that name its source, a path into it and a
+Python format::
+
+    AUC <!--@ metrics.json/lightgbm/auc .3f-->0.836<!--@-->
+
+The path is relative to ``reports/``, then keys (or list positions) separated by ``/``. Markdown
+hides the comments, so the README reads as plain text. ``python tools/readme_figures.py`` rewrites
+every marked figure from the reports; ``--check`` only says which differ (exit 1), which the
+end-to-end test runs on a fresh clone's own ``dvc repro`` output.
+
+Usage: python tools/readme_figures.py [--check] [--readme README.md] [--reports reports]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+
+MARK = re.compile(r"<!--@ (?P<source>[^ /]+)/(?P<path>.+?) (?P<format>[^ ]*?)-->(?P<value>.*?)<!--@-->")
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class FigureError(ValueError):
+    """A marker whose source, path or format does not give a figure."""
+
+
+def lookup(reports: Path, source: str, path: str, cache: dict[str, object]) -> object:
+    """The value at ``path`` (keys or list positions, ``/``-separated) in ``reports/source``."""
+    if source not in cache:
+        try:
+            cache[source] = json.loads((reports / source).read_text())
+        except (OSError, ValueError) as err:
+            raise FigureError(f"{reports / source}: cannot read ({err})") from err
+    value = cache[source]
+    for key in path.split("/"):
+        try:
+            value = value[int(key)] if isinstance(value, list) else value[key]
+        except (KeyError, IndexError, ValueError, TypeError) as err:
+            raise FigureError(f"{source}: no '{path}' (stops at '{key}')") from err
+    return value
+
+
+def figure(value: object, spec: str) -> str:
+    """``value`` in format ``spec``; a negative number gets a typographic minus, as the prose has."""
+    try:
+        text = format(value, spec)
+    except (ValueError, TypeError) as err:
+        raise FigureError(f"cannot format {value!r} with '{spec}'") from err
+    return "\u2212" + text[1:] if text.startswith("-") else text
+
+
+def render(text: str, reports: Path) -> tuple[str, list[str]]:
+    """``text`` with every marked figure taken from the reports, and a line per figure that changed."""
+    cache: dict[str, object] = {}
+    changes = []
+
+    def replace(match: re.Match) -> str:
+        new = figure(lookup(reports, match["source"], match["path"], cache), match["format"])
+        if new != match["value"]:
+            line = text.count("\n", 0, match.start()) + 1
+            changes.append(f"line {line}: {match['source']}/{match['path']} is {new}, the README says "
+                           f"{match['value']}")
+        return match.group(0).replace(f"-->{match['value']}<!--@-->", f"-->{new}<!--@-->")
+
+    return MARK.sub(replace, text), changes
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--check", action="store_true", help="report differences, change nothing")
+    parser.add_argument("--readme", type=Path, default=ROOT / "README.md")
+    parser.add_argument("--reports", type=Path, default=ROOT / "reports")
+    args = parser.parse_args(argv)
+    text = args.readme.read_text()
+    try:
+        rendered, changes = render(text, args.reports)
+    except FigureError as err:
+        print(f"{args.readme}: {err}", file=sys.stderr)
+        return 2
+    for change in changes:
+        print(f"{args.readme}: {change}")
+    if args.check:
+        return 1 if changes else 0
+    if changes:
+        tmp = args.readme.with_name(f".{args.readme.name}.tmp")
+        tmp.write_text(rendered)
+        tmp.replace(args.readme)
+    print(f"{len(MARK.findall(text))} figures, {len(changes)} updated")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
