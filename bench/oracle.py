@@ -20,7 +20,6 @@ from sklearn.metrics import roc_auc_score
 from pipeline import train
 from pipeline.config import Params, parse_params
 from pipeline.features import build_features
-from pipeline.model import CalibratedLightGBM
 from pipeline.simulate import World, build_world, shard_bounds, simulate_shard
 from pipeline.simulate.realism import FAIL, realism_report
 from pipeline.split import out_of_time
@@ -51,10 +50,7 @@ def one_seed(params: Params, workers: int) -> dict:
     columns = train.feature_columns(splits["train"])
     categorical = train.categorical_columns(splits["train"], columns)
     s = params.train.lightgbm
-    booster = train.fit_lightgbm(splits["train"], splits["valid"], columns, categorical, {}, s)
-    raw = CalibratedLightGBM(booster, None).raw(splits["valid"])
-    model = CalibratedLightGBM(booster, train.fit_calibration(raw, splits["valid"]["label"].to_numpy(),
-                                                              s.calibration))
+    model = train.fit_calibrated_lightgbm(splits["train"], splits["valid"], columns, categorical, {}, s)
     test = splits["test"]
     p_true = truth.set_index("borrower_id").loc[test["borrower_id"], "p_true"].to_numpy()
     realism = realism_report(truth, params.simulate.truth_replicates, params.label)

@@ -25,7 +25,7 @@ def bare_seconds(project: Path) -> tuple[float, int]:
     frames = {n: pd.read_parquet(project / "data" / "split" / f"{n}.parquet") for n in ("train", "valid")}
     columns = train.feature_columns(frames["train"])
     categorical = train.categorical_columns(frames["train"], columns)
-    params = train.lightgbm_params(settings, columns, categorical)
+    params = train.lightgbm_params(settings, columns, categorical, len(frames["train"]))
     matrices = {n: encode(f, columns, {}) for n, f in frames.items()}
     start = time.perf_counter()
     dtrain = lgb.Dataset(matrices["train"], frames["train"]["label"], feature_name=columns,

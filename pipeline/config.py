@@ -253,11 +253,13 @@ class SplitSettings(Settings):
 class LightGBMSettings(Settings):
     seed: Annotated[int, Field(ge=0)]
     monotone: bool  # monotone constraints from the feature catalogue's directions
-    calibration: Literal["isotonic", "platt"]
+    # auto: isotonic with at least isotonic_min_misses validation misses, else Platt
+    calibration: Literal["auto", "isotonic", "platt"]
+    isotonic_min_misses: PositiveInt
     learning_rate: Annotated[float, Field(gt=0.0, le=1.0)]
     num_leaves: Annotated[int, Field(ge=2, le=4096)]
-    min_data_in_leaf: PositiveInt
-    lambda_l2: NonNegative
+    min_data_in_leaf: Literal["auto"] | PositiveInt  # auto: scaled with the training rows
+    lambda_l2: Literal["auto"] | NonNegative  # auto: scaled with the leaf size
     feature_fraction: Annotated[float, Field(gt=0.0, le=1.0)]
     bagging_fraction: Annotated[float, Field(gt=0.0, le=1.0)]
     bagging_freq: Annotated[int, Field(ge=0)]
@@ -368,9 +370,31 @@ class EngineSettings(Settings):
     tls: TlsSettings = TlsSettings()
 
 
+class TablesSettings(Settings):
+    """A team's own features: one row per borrower, the label beside the features."""
+
+    features: Annotated[str, Field(min_length=1)]  # Parquet or CSV file, or a folder of them
+    score: Annotated[str, Field(min_length=1)]  # the borrowers to score, same columns but the label
+    id_column: Annotated[str, Field(min_length=1)]  # whole numbers, one row each
+    label_column: Annotated[str, Field(min_length=1)]  # 1 missed, 0 did not
+    date_column: Annotated[str, Field(min_length=1)]  # the scoring date: the out-of-time split's
+    # columns that are the feature catalogue's features (same meaning and unit): only these get its
+    # monotone constraint, range checks, reasons and cause; any other column with a catalogue name
+    # is refused rather than silently constrained
+    catalogue: list[Annotated[str, Field(min_length=1)]]
+
+
+class SourceSettings(Settings):
+    """Where borrowers come from: the simulator (the test bench) or a team's own tables."""
+
+    kind: Literal["simulator", "tables"]
+    tables: TablesSettings
+
+
 class Params(Settings):
     """The whole of ``params.yaml``."""
 
+    source: SourceSettings
     engine: EngineSettings
     label: LabelSettings
     simulate: SimulateSettings

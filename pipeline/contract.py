@@ -260,11 +260,13 @@ def sort_keys(table: str) -> list[str]:
 FLOAT_MAX = float(np.finfo("float64").max)
 
 
-def features_table(columns: list[str]) -> Table:
+def features_table(columns: list[str], text: tuple[str, ...] = ()) -> Table:
     """The features table of a model with these feature columns: each catalogue feature with its
     domain; a column the catalogue does not know (a team's own feature) need only be a finite
-    number or missing."""
+    number or missing; a ``text`` column (categories the model learned as text) any text or missing."""
     def column(name: str) -> Col:
+        if name in text:  # an unseen category is scored as a missing value, not rejected
+            return Col(name, "str", "category", "Text categories", nullable=True)
         if name not in BY_NAME:
             return Col(name, "float64", "unknown", "Not in the feature catalogue", min=-FLOAT_MAX,
                        max=FLOAT_MAX, nullable=True)

@@ -14,15 +14,19 @@ HISTORY_BANDS = [0, 3, 6, 12, 24, np.inf]  # months of history before scoring
 HISTORY_LABELS = ["under 3 months", "3-6 months", "6-12 months", "12-24 months", "24 months or more"]
 
 
-def model_report(test: pd.DataFrame, p: np.ndarray, truth: pd.DataFrame, train: pd.DataFrame,
+def model_report(test: pd.DataFrame, p: np.ndarray, truth: pd.DataFrame | None, train: pd.DataFrame,
                  p_train: np.ndarray, features: list[str], settings: EvaluateSettings) -> dict:
     """Every section of the evaluation for one model's probabilities ``p`` on ``test``.
 
-    ``truth`` is aligned with ``test`` (p_true and first_miss_cause); ``p_train`` are the model's
-    probabilities on the training rows, the reference for stability."""
+    ``truth`` is aligned with ``test`` (p_true and first_miss_cause), or None (a team's own data:
+    no causes, no gap to the truth); ``p_train`` are the model's probabilities on the training
+    rows, the reference for stability."""
     y = test["label"].to_numpy()
     before = test["scoring_date"] < pd.Timestamp(settings.regime_change_date)
     intervals = metrics.bootstrap_auc_ks(y, p, settings.bootstrap_replicates)
+    against_truth = {} if truth is None else {
+        "causes": by_cause(y, p, truth["first_miss_cause"], settings.flag_rate),
+        "truth_gap": metrics.truth_gap(y, p, truth["p_true"].to_numpy())}
     return {
         "ranking": {**metrics.ranking(y, p),
                     **{f"{k}_interval": [intervals[k]["low"], intervals[k]["high"]] for k in ("auc", "ks")}},
@@ -31,8 +35,7 @@ def model_report(test: pd.DataFrame, p: np.ndarray, truth: pd.DataFrame, train: 
                  "deciles": metrics.lift_table(y, p, settings.bins).to_dict("records")},
         "stability": stability(test, p, train, p_train, features, before, settings),
         "segments": segments(test, y, p),
-        "causes": by_cause(y, p, truth["first_miss_cause"], settings.flag_rate),
-        "truth_gap": metrics.truth_gap(y, p, truth["p_true"].to_numpy()),
+        **against_truth,
     }
 
 
@@ -55,14 +58,16 @@ def stability(test: pd.DataFrame, p: np.ndarray, train: pd.DataFrame, p_train: n
 
 
 def segments(test: pd.DataFrame, y: np.ndarray, p: np.ndarray) -> dict:
-    """Rows, miss rate, mean probability and AUC by trigger, history length and city tier."""
+    """Rows, miss rate, mean probability and AUC by trigger, history length and city tier, those
+    of them the features hold (a team's own may hold none)."""
     keys = {
-        "trigger": test["trigger"].map(dict(enumerate(TRIGGERS))).fillna("unknown"),
-        "history_months": pd.cut(test["months_of_history"], HISTORY_BANDS, right=False,
-                                 labels=HISTORY_LABELS),
-        "city_tier": test["city_tier"].astype("Int64").astype(str),
+        "trigger": lambda: test["trigger"].map(dict(enumerate(TRIGGERS))).fillna("unknown"),
+        "history_months": lambda: pd.cut(test["months_of_history"], HISTORY_BANDS, right=False,
+                                         labels=HISTORY_LABELS),
+        "city_tier": lambda: test["city_tier"].astype("Int64").astype(str),
     }
-    return {name: _segment_table(key, y, p) for name, key in keys.items()}
+    column = {"trigger": "trigger", "history_months": "months_of_history", "city_tier": "city_tier"}
+    return {name: _segment_table(key(), y, p) for name, key in keys.items() if column[name] in test}
 
 
 def _segment_table(key: pd.Series, y: np.ndarray, p: np.ndarray) -> list[dict]:
@@ -118,8 +123,8 @@ def cause_section(fitted: CalibratedLightGBM, test: pd.DataFrame, truth: pd.Data
 
 def headline(report: dict) -> dict[str, float]:
     """The flat numbers every model's MLflow run and reports/metrics.json carry."""
-    r, q, lift, stab, gap = (report["ranking"], report["probabilities"], report["lift"],
-                             report["stability"], report["truth_gap"])
+    r, q, lift, stab = report["ranking"], report["probabilities"], report["lift"], report["stability"]
+    gap = report.get("truth_gap", {})
     out = {"oot_auc": r["auc"], "oot_gini": r["gini"], "oot_ks": r["ks"], "oot_pr_auc": r["pr_auc"],
            "oot_brier": q["brier"], "oot_log_loss": q["log_loss"], "oot_ece": q["ece"],
            "oot_calibration_slope": q["calibration_slope"],
@@ -127,8 +132,8 @@ def headline(report: dict) -> dict[str, float]:
            "oot_calibration_in_the_large": q["calibration_in_the_large"],
            "oot_top_share_capture": lift["top_capture"], "oot_top_decile_capture": lift["top_decile_capture"],
            "psi": stab["psi"]["psi"], "gini_trend_slope": stab["gini_by_month"]["slope"],
-           "auc_gap_to_truth": gap["auc_gap"], "mean_abs_gap_to_truth": gap["mean_abs_difference"],
-           "truth_regression_slope": gap["regression_slope"]}
+           "auc_gap_to_truth": gap.get("auc_gap"), "mean_abs_gap_to_truth": gap.get("mean_abs_difference"),
+           "truth_regression_slope": gap.get("regression_slope")}
     if stab["psi_before_regime_change"] is not None:
         out["psi_before_regime_change"] = stab["psi_before_regime_change"]["psi"]
     if report.get("cause_model"):

@@ -377,11 +377,18 @@ def psi_from_counts(reference: dict, actual_count: Any) -> dict:
 def csi(expected: pd.DataFrame, actual: pd.DataFrame, columns: Sequence[str], bins: int = 10) -> pd.DataFrame:
     """PSI of each column (characteristic stability index), highest first.
 
-    Columns: feature, psi, flag, bins_used (number of bins including a ``missing`` bin).
+    Columns: feature, psi, flag, bins_used (number of bins including a ``missing`` bin). A text
+    column is compared by the codes of ``expected``'s categories (one the expected rows lack counts
+    as missing).
     """
     rows = []
     for column in columns:
-        result = psi(expected[column], actual[column], bins)
+        before, after = expected[column], actual[column]
+        if not pd.api.types.is_numeric_dtype(before):
+            categories = pd.Index(sorted(before.dropna().astype("str").unique()))
+            codes = (categories.get_indexer(v.astype("str")) for v in (before, after))
+            before, after = (np.where(c >= 0, c, np.nan) for c in codes)
+        result = psi(before, after, bins)
         rows.append({"feature": column, "psi": result["psi"], "flag": result["flag"],
                      "bins_used": len(result["bins"])})
     frame = pd.DataFrame(rows, columns=["feature", "psi", "flag", "bins_used"])

@@ -35,7 +35,8 @@ def encode(frame: pd.DataFrame, columns: list[str], categories: dict[str, list])
     out = np.empty((len(frame), len(columns)))
     for j, c in enumerate(columns):
         if c in categories and not pd.api.types.is_numeric_dtype(frame[c]):
-            codes = pd.Categorical(frame[c].astype(str), categories=categories[c]).codes
+            # an index lookup, not pd.Categorical: building one from unseen values is deprecated
+            codes = pd.Index(categories[c], dtype=object).get_indexer(frame[c].astype(str))
             out[:, j] = np.where(codes < 0, np.nan, codes)
         else:
             # nullable integers (pd.NA) and object columns (None), as MLflow hands them over

@@ -52,7 +52,9 @@ def cause_contributions(contrib: np.ndarray, features: list[str]) -> pd.DataFram
     does not know belong to no category and are left out)."""
     names, matrix = _membership(features, lambda f: f.cause)
     sums = contrib[:, :-1] @ matrix
-    return pd.DataFrame({c: sums[:, names.index(c)] if c in names else 0.0 for c in CAUSE_CATEGORIES})
+    # a cause none of the model's features belongs to (a model of a team's own columns) sums to 0
+    return pd.DataFrame({c: sums[:, names.index(c)] if c in names else np.zeros(len(contrib))
+                         for c in CAUSE_CATEGORIES})
 
 
 def leading_cause_from_contributions(by_cause: pd.DataFrame) -> np.ndarray:
@@ -63,33 +65,70 @@ def leading_cause_from_contributions(by_cause: pd.DataFrame) -> np.ndarray:
     return np.where(sums.max(axis=1) > 0, leading, "unclear")
 
 
-def reasons(contrib: np.ndarray, features: list[str], leading: np.ndarray,
-            max_reasons: int) -> list[np.ndarray]:
+def reasons(contrib: np.ndarray, features: list[str], leading: np.ndarray, max_reasons: int,
+            own_words: dict[str, np.ndarray] | None = None) -> list[np.ndarray]:
     """Up to ``max_reasons`` reasons per borrower, in the catalogue's words: the features that
     raised the risk (TreeSHAP of the risk model: its monotone constraints make each reason's
     wording true of the data, which a cause model's class contributions cannot promise), summed
-    per reason, one reason per reason group (the strongest), those of the leading cause first."""
+    per reason, one reason per reason group (the strongest), those of the leading cause first.
+    A feature the catalogue does not know is a group of its own, of no cause, worded per row by
+    ``own_words[feature]`` ("team_score is high")."""
     texts, by_text = _membership(features, lambda f: f.reason or None)
     raised = np.maximum(contrib[:, :-1] @ by_text, 0.0)  # (n, texts)
     entry = {BY_NAME[f].reason: BY_NAME[f] for f in features if f in BY_NAME and BY_NAME[f].reason}
     groups = list(dict.fromkeys(reason_group(entry[t]) for t in texts))
+    own = [f for f in features if f in (own_words or {})]
     rows = np.arange(len(raised))
-    value = np.zeros((len(raised), len(groups)))
-    chosen = np.zeros((len(raised), len(groups)), dtype=int)
-    group_cause = np.empty(len(groups), dtype=object)
+    value = np.zeros((len(raised), len(groups) + len(own)))
+    wording = np.full(value.shape, None, dtype=object)
+    group_cause = np.empty(value.shape[1], dtype=object)
+    texts = np.array(texts, dtype=object)
     for g, group in enumerate(groups):  # a dozen groups, each a vectorised pass over borrowers
         members = np.flatnonzero([reason_group(entry[t]) == group for t in texts])
         best = members[raised[:, members].argmax(axis=1)]
-        chosen[:, g], value[:, g] = best, raised[rows, best]
+        wording[:, g], value[:, g] = texts[best], raised[rows, best]
         group_cause[g] = entry[texts[members[0]]].cause  # a group's reasons share one cause
+    for g, name in enumerate(own, start=len(groups)):
+        value[:, g] = np.maximum(contrib[:, features.index(name)], 0.0)
+        wording[:, g] = own_words[name]
     first = (group_cause[None, :] == np.asarray(leading, dtype=object)[:, None]) & (value > 0)
     order = np.argsort(np.where(first, -value - 1e12, -value), axis=1, kind="stable")
-    texts = np.array(texts, dtype=object)
     out = []
-    for rank in range(min(max_reasons, len(groups))):
+    for rank in range(min(max_reasons, value.shape[1])):
         g = order[:, rank]
-        out.append(np.where(value[rows, g] > 0, texts[chosen[rows, g]], None))
+        out.append(np.where(value[rows, g] > 0, wording[rows, g], None))
     return out
+
+
+def own_words(model: CalibratedLightGBM, frame: pd.DataFrame) -> dict[str, np.ndarray]:
+    """Reasons for the columns the catalogue does not know, named after the column: a text
+    category by its value ("segment is retail"), a number as high or low against the training
+    rows' median (from the model's drift reference; without one, "raised the risk"), and "is
+    missing"."""
+    out = {}
+    for name in model.features:
+        if name in BY_NAME:
+            continue
+        if name in model.categories:
+            missing = frame[name].isna().to_numpy()
+            value = frame[name].astype("str").fillna("").to_numpy(dtype=object)
+            out[name] = np.where(missing, f"{name} is missing", name + " is " + value)
+            continue
+        values = frame[name].to_numpy(dtype="float64", na_value=np.nan)
+        missing = np.isnan(values)
+        side = (np.where(above_median(values, bins[name]), f"{name} is high", f"{name} is low")
+                if name in (bins := model.reference.get("bins", {})) else
+                np.full(len(frame), f"{name} raised the risk"))
+        out[name] = np.where(missing, f"{name} is missing", side).astype(object)
+    return out
+
+
+def above_median(values: np.ndarray, reference: dict) -> np.ndarray:
+    """Whether each value lies in the upper half of the reference's training rows: the share of
+    them below its bin plus half of its bin's own, at least one half."""
+    counts = np.asarray(reference["counts"][:-1], dtype=float)  # the last bin counts missing values
+    below = (np.cumsum(counts) - counts / 2) / max(counts.sum(), 1.0)
+    return below[np.searchsorted(reference["edges"], values, side="left")] >= 0.5
 
 
 def name_the_cause(texts: list[np.ndarray], leading: np.ndarray) -> list[np.ndarray]:
@@ -144,8 +183,9 @@ def score_batch(model: CalibratedLightGBM, frame: pd.DataFrame, bands: dict[str,
         else:
             cause[explain] = np.array(CAUSES, dtype=object)[share.argmax(axis=1)]
             by_cause[explain] = p[explain, None] * share
+        words = own_words(model, frame[explain])
         for i, column in enumerate(name_the_cause(reasons(contrib, model.features, cause[explain],
-                                                          max_reasons), cause[explain])):
+                                                          max_reasons, words), cause[explain])):
             text[i][explain] = column
     out = pd.DataFrame({"borrower_id": frame["borrower_id"].to_numpy(),
                         "scoring_date": frame["scoring_date"].to_numpy(),

@@ -26,7 +26,8 @@ import pyarrow.parquet as pq
 from pandas.api.types import is_integer_dtype
 
 from pipeline import io
-from pipeline.config import Params
+from pipeline.catalog import BY_NAME
+from pipeline.config import Params, TablesSettings
 from pipeline.contract import (
     RAW_TABLES,
     TABLES,
@@ -55,10 +56,13 @@ class Batch:
     borrowers_in: int
 
 
-def open_source(path: Path, p: Params, features: list[str], today: pd.Timestamp) -> RawTables | FeaturesFile:
-    """The input at ``path`` for a model reading ``features``; ``today`` is the run date, after
-    which no record may be dated."""
-    return RawTables(path, p, features, today) if is_raw(path) else FeaturesFile(path, features, today)
+def open_source(path: Path, p: Params, features: list[str], text: tuple[str, ...],
+                today: pd.Timestamp) -> RawTables | FeaturesFile:
+    """The input at ``path`` for a model reading ``features``, of which ``text`` are categories it
+    learned as text; ``today`` is the run date, after which no record may be dated."""
+    if is_raw(path):
+        return RawTables(path, p, features, today)
+    return FeaturesFile(path, features, today, text)
 
 
 def is_raw(path: Path) -> bool:
@@ -219,6 +223,13 @@ def _is_number(kind: pa.DataType) -> bool:
     return pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_null(kind)
 
 
+def _is_text(kind: pa.DataType) -> bool:
+    """Text, or Parquet's dictionary-encoded text (pandas categoricals), or all missing."""
+    if pa.types.is_dictionary(kind):
+        kind = kind.value_type
+    return pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_null(kind)
+
+
 # ---- row-level checks, shared by both inputs --------------------------------------------------------
 
 def row_rejects(frame: pd.DataFrame, table: str, label: str, source: Path) -> pd.DataFrame:
@@ -266,6 +277,7 @@ class FeaturesFile:
     path: Path
     features: list[str]
     today: pd.Timestamp
+    text: tuple[str, ...] = ()  # the model's text categories: read as text, any value allowed
     dataset: ds.Dataset = field(init=False)
     table: Table = field(init=False)
 
@@ -275,10 +287,12 @@ class FeaturesFile:
             if isinstance(self.dataset.format, ds.CsvFileFormat):
                 # CSV types are inferred from the first block only: a feature empty there (null) or
                 # whole there (int) would fail on later rows, so numeric features are read as float,
-                # and scoring dates as text, parsed per row (a bad one rejects its row, not the file)
+                # text categories as text (codes such as 1, 2 too), and scoring dates as text,
+                # parsed per row (a bad one rejects its row, not the file)
                 inferred = self.dataset.schema
-                types = pa.schema([(c, pa.float64()) for c in self.features if c in inferred.names
-                                   and _is_number(inferred.field(c).type)]
+                types = pa.schema([(c, pa.string() if c in self.text else pa.float64())
+                                   for c in self.features if c in inferred.names
+                                   and (c in self.text or _is_number(inferred.field(c).type))]
                                   + [("scoring_date", pa.string())] * ("scoring_date" in inferred.names))
                 self.dataset = _dataset(self.path, "csv", types)
             names = self.dataset.schema.names
@@ -289,10 +303,13 @@ class FeaturesFile:
             raise ContractError(f"{self.path}: missing columns {missing}")
         for c in ["borrower_id", *self.features]:
             kind = self.dataset.schema.field(c).type
-            if not _is_number(kind):
+            if c in self.text and not _is_text(kind):
+                raise ContractError(f"{self.path}: column '{c}' must be text (the model learned it as "
+                                    f"categories), found {kind}")
+            if c not in self.text and not _is_number(kind):
                 raise ContractError(f"{self.path}: column '{c}' must be numeric, found {kind}")
         _check_ids(self.dataset, self.path)
-        self.table = features_table(self.features)
+        self.table = features_table(self.features, self.text)
 
     def ranges(self, size: int) -> list[tuple[int, int]]:
         ids = _read(self.dataset, self.path, columns=["borrower_id"])["borrower_id"]
@@ -313,7 +330,8 @@ class FeaturesFile:
                            np.where(missing, "scoring_date: missing", "scoring_date: not a date (value "
                                     + text + ")"))
         bad = dup | missing | unreadable
-        keep = frame[~bad].astype({"borrower_id": "int64", **{c: "float64" for c in self.features}})
+        keep = frame[~bad].astype({"borrower_id": "int64",
+                                   **{c: "str" if c in self.text else "float64" for c in self.features}})
         keep["scoring_date"] = dates[~bad].astype("datetime64[s]")
         scored, failed = check_features(keep, self.table, "", self.path, self.today)
         rejected = pd.concat([rejects(frame["borrower_id"][bad], reasons[bad]), failed])
@@ -325,6 +343,61 @@ class FeaturesFile:
     def unattributed(self) -> dict[str, dict[str, int]]:
         """A features file has no other tables: every row is a borrower."""
         return {}
+
+
+# ---- a team's own tables (source: tables) --------------------------------------------------------
+
+# the pipeline's names for the team's id, date and label columns (the features keep theirs)
+RESERVED = ("borrower_id", "scoring_date", "jump_date", "label", "miss_cause")
+
+
+def team_table(path: Path, t: TablesSettings, labelled: bool) -> pd.DataFrame:
+    """A team's features file (Parquet or CSV, or a folder of them) in the pipeline's terms:
+    ``borrower_id``, ``scoring_date`` (also the ``jump_date`` the split keeps whole), ``label`` when
+    ``labelled``, and every other column as a feature under its own name. The rows are the file's,
+    all of them: a missing or repeated id, a label other than 0 or 1, or a date that is no date
+    stops the run naming the file, the column and the first rows (1 = the first data row)."""
+    frame = _read(_dataset(path), path)
+    named = {t.id_column: "borrower_id", t.date_column: "scoring_date",
+             **({t.label_column: "label"} if labelled else {})}
+    missing = [c for c in named if c not in frame.columns]
+    if missing:
+        raise ContractError(f"{path}: missing columns {missing} (source.tables names them)")
+    clash = [c for c in frame.columns if c in RESERVED and c not in named]
+    if clash:
+        raise ContractError(f"{path}: columns {clash} have names the pipeline uses for the id, date and "
+                            "label; rename them")
+    unlisted = [c for c in frame.columns if c in BY_NAME and c not in t.catalogue and c not in named]
+    if unlisted:
+        raise ContractError(f"{path}: columns {unlisted} have the names of feature catalogue entries; list "
+                            "them in source.tables.catalogue if they mean the same (they then get its "
+                            "monotone constraint, checks, reasons and cause), else rename them")
+    absent = [c for c in t.catalogue if c not in frame.columns]
+    if absent:
+        raise ContractError(f"{path}: source.tables.catalogue names columns the file lacks: {absent}")
+    if frame.empty:
+        raise ContractError(f"{path}: no rows")
+    ids = pd.to_numeric(frame[t.id_column], errors="coerce")
+    _stop_at(path, t.id_column, "must be a whole number", ids.isna() | (ids != ids.round()), frame)
+    _stop_at(path, t.id_column, "repeats an id", ids.duplicated(keep=False), frame)
+    dates = pd.to_datetime(frame[t.date_column].astype("str"), errors="coerce", format="ISO8601")
+    _stop_at(path, t.date_column, "must be a date (ISO, 2025-01-31)", dates.isna(), frame)
+    out = frame.rename(columns=named).assign(borrower_id=ids.astype("int64"),
+                                             scoring_date=dates.astype("datetime64[s]"))
+    out["jump_date"] = out["scoring_date"]
+    if labelled:
+        label = pd.to_numeric(frame[t.label_column], errors="coerce")
+        _stop_at(path, t.label_column, "must be 0 or 1", ~label.isin([0, 1]), frame)
+        out["label"] = label.astype("int64")
+    return out
+
+
+def _stop_at(path: Path, column: str, rule: str, bad: pd.Series, frame: pd.DataFrame) -> None:
+    if bad.any():
+        rows = np.flatnonzero(bad.to_numpy())
+        values = frame[column].to_numpy()[rows[:5]].tolist()
+        raise ContractError(f"{path}: column '{column}' {rule}: {len(rows)} rows, the first "
+                            f"{(rows[:5] + 1).tolist()} (values {values})")
 
 
 # ---- raw tables ------------------------------------------------------------------------------------

@@ -8,7 +8,6 @@ import pytest
 from pipeline import train
 from pipeline.evaluate import model_report
 from pipeline.features import build_features
-from pipeline.model import CalibratedLightGBM
 from pipeline.simulate.realism import realism_report
 from pipeline.split import out_of_time
 from tests.conftest import make_params, simulate_tables
@@ -59,10 +58,7 @@ def test_the_pipeline_runs_on_every_reasonable_label(dpd, cycles):
     columns = train.feature_columns(splits["train"])
     categorical = train.categorical_columns(splits["train"], columns)
     s = params.train.lightgbm
-    booster = train.fit_lightgbm(splits["train"], splits["valid"], columns, categorical, {}, s)
-    raw = CalibratedLightGBM(booster, None).raw(splits["valid"])
-    model = CalibratedLightGBM(booster, train.fit_calibration(raw, splits["valid"]["label"].to_numpy(),
-                                                              s.calibration))
+    model = train.fit_calibrated_lightgbm(splits["train"], splits["valid"], columns, categorical, {}, s)
     card = train.fit_scorecard(splits["train"], columns, categorical, params.train.scorecard)
     test, truth = splits["test"], run["truth"].loc[splits["test"]["borrower_id"]].reset_index(drop=True)
     for predict in (model.predict, lambda frame: train.scorecard_predict(card, frame)):

@@ -415,3 +415,11 @@ def test_truth_gap_of_a_shrunk_model():
     assert result["auc_gap"] == pytest.approx(0.0, abs=1e-12)  # same order, same AUC
     assert result["brier_model"] > result["brier_true"]
     assert result["mean_abs_difference"] == pytest.approx(np.mean(np.abs(0.1 - 0.5 * p)))
+
+
+def test_csi_compares_text_columns_by_category_shares():
+    train = pd.DataFrame({"segment": pd.array(["a"] * 50 + ["b"] * 50, dtype="str")})
+    same = pd.DataFrame({"segment": pd.array(["b"] * 50 + ["a"] * 50, dtype="str")})
+    moved = pd.DataFrame({"segment": pd.array(["a"] * 90 + ["c"] * 10, dtype="str")})
+    assert metrics.csi(train, same, ["segment"])["psi"].iloc[0] == pytest.approx(0.0, abs=1e-9)
+    assert metrics.csi(train, moved, ["segment"])["psi"].iloc[0] > 0.25  # b vanished, c unseen

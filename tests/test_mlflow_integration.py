@@ -245,6 +245,11 @@ def test_each_model_is_one_run_with_params_data_metrics_and_provenance(project, 
     assert lightgbm.data.params["train.lightgbm.num_leaves"] == "31"
     assert lightgbm.data.metrics["trees"] == project.metadata["lightgbm"]["params"]["trees"] > 0
     assert lightgbm.data.params["train.lightgbm.trees"] == str(int(lightgbm.data.metrics["trees"]))
+    # "auto" settings are logged with what they resolved to on the training rows
+    assert lightgbm.data.params["train.lightgbm.min_data_in_leaf"] == "auto"
+    rows = project.metadata["lightgbm"]["rows"]["train"]
+    assert lightgbm.data.params["train.lightgbm.min_data_in_leaf_used"] == str(min(200, max(20, rows // 20)))
+    assert lightgbm.data.params["train.lightgbm.calibration_used"] in ("isotonic", "platt")
 
 
 def test_stage_output_is_quiet(project):

@@ -728,10 +728,12 @@ def test_actions_follow_the_playbook_and_technical_never_cuts_the_limit():
 
 
 class StubModel:
-    """What score_batch needs of a model: an encoded matrix, probabilities, contributions, and
-    cause shares (None: no cause model)."""
+    """What score_batch needs of a model: an encoded matrix, probabilities, contributions, cause
+    shares (None: no cause model), text categories and the training reference (none here)."""
 
     features = FEATURES
+    categories: dict = {}
+    reference: dict = {}
 
     def __init__(self, p: dict[int, float], rows: dict[int, list[float]],
                  shares: dict[int, list[float]] | None = None):
@@ -751,7 +753,7 @@ class StubModel:
         return None if self.shares is None else np.array([self.shares[int(b)] for b in matrix[:, 0]])
 
 
-FRAME = pd.DataFrame({"borrower_id": [1, 2, 3, 4, 5],
+FRAME = pd.DataFrame({"borrower_id": [1, 2, 3, 4, 5], "team_feature": [0.0, 1.0, 2.0, 3.0, 4.0],
                       "scoring_date": pd.to_datetime(["2026-02-01"] * 5).astype("datetime64[s]")})
 ROWS = {2: [0.0, 0.0, 0.0, 1.5, 0.0, 0.0, 0.1, 0.0],     # a lapsed auto-debit
         3: [0.4, 0.4, 0.1, 0.0, 0.0, 0.0, 0.0, 0.0],     # utilisation
@@ -806,3 +808,85 @@ def test_a_leading_cause_no_feature_shows_is_named_as_the_first_reason():
     got = score.name_the_cause(texts, np.array(["technical", "technical"], dtype=object))
     assert [col[0] for col in got] == [score.CAUSE_REASONS["technical"], USES_LINE]
     assert [col[1] for col in got] == ["auto-debit agreement has lapsed", None]  # already had its own
+
+
+# ---- a team's own columns ------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def team_model(work) -> dict:
+    """A model of columns the catalogue does not know, one of them text, trained like
+    ``limitjump train lightgbm`` trains one; and 300 new borrowers to score, one of them in a
+    segment training never saw."""
+    from pipeline.cli.train import fit_and_save_lightgbm
+    from pipeline.train import categorical_columns, feature_columns, learn_categories
+
+    rng = np.random.default_rng(15)
+    n = 3000
+    segment = rng.choice(["retail", "small business", "student"], n)
+    team_score = rng.normal(size=n)
+    risk = 1 / (1 + np.exp(-(-1.5 + 1.2 * team_score + 0.8 * (segment == "student"))))
+    frame = pd.DataFrame({"borrower_id": np.arange(1, n + 1),
+                          "scoring_date": pd.Timestamp("2025-01-01")
+                          + pd.to_timedelta(np.arange(n) // 10, "D"),
+                          "team_score": team_score, "segment": pd.array(segment, dtype="str"),
+                          "label": (rng.random(n) < risk).astype("int64")})
+    splits = {"train": frame.iloc[:2000].reset_index(drop=True),
+              "valid": frame.iloc[2000:].reset_index(drop=True)}
+    columns = feature_columns(splits["train"])
+    assert columns == ["team_score", "segment"] and learn_categories(splits["train"], columns)
+    out = work / "team_model"
+    out.mkdir()
+    settings = make_params({"train": {"lightgbm": {"num_boost_round": 80, "early_stopping_rounds": 15}}})
+    fit_and_save_lightgbm(splits, columns, categorical_columns(splits["train"], columns),
+                          settings.train.lightgbm, out)
+    io.write_json({"model": "lightgbm", "features": columns, "fingerprint": FINGERPRINT},
+                  out / "metadata.json")
+    new = frame.drop(columns="label").iloc[:300].assign(
+        borrower_id=np.arange(10_001, 10_301), scoring_date=pd.Timestamp("2026-01-15"))
+    new.loc[0, "segment"] = "pensioner"
+    new.loc[1, "team_score"] = np.nan
+    return {"path": out, "new": new}
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "csv"])
+def test_a_model_of_a_teams_own_text_and_numeric_columns_scores_with_reasons_named_after_them(
+        fmt, team_model, work):
+    path = work / f"team_input.{fmt}"
+    new = team_model["new"]
+    new.to_parquet(path) if fmt == "parquet" else new.to_csv(path, index=False)
+    output = work / f"team_scores_{fmt}.parquet"
+    ok(run_score(work, path, output, team_model["path"]))
+    scores = pd.read_parquet(output).set_index("borrower_id")
+    assert len(scores) == len(new) and summary_of(output)["rejected"] == 0
+    explained = scores[scores["risk_band"] != "low"]
+    assert len(explained) > 50
+    # no catalogue column: no cause can be read off the features
+    assert explained["leading_cause"].eq("unclear").all()
+    words = set(explained[REASONS].stack().dropna())
+    assert {"team_score is high", "segment is student"} <= words, words
+    assert words <= {"team_score is high", "team_score is low", "team_score is missing",
+                     "segment is student", "segment is retail", "segment is small business",
+                     "segment is pensioner"}
+    high = explained["reason_1"].eq("team_score is high")
+    assert (new.set_index("borrower_id").loc[high[high].index, "team_score"] > 0).all()
+    assert np.isfinite(scores.loc[[10_001, 10_002], "probability"]).all()  # unseen segment, missing score
+
+
+def test_a_text_column_given_as_numbers_stops_naming_the_file_and_column(team_model, work):
+    path = work / "team_numbers.parquet"
+    team_model["new"].assign(segment=1.0).to_parquet(path)
+    result = run_score(work, path, work / "team_numbers_scores.parquet", team_model["path"])
+    assert isinstance(result.exception, ContractError), repr(result.exception)
+    assert str(path) in str(result.exception) and "column 'segment' must be text" in str(result.exception)
+
+
+def test_causes_sum_to_zero_for_a_model_without_catalogue_features():
+    by_cause = score.cause_contributions(np.array([[0.3, -0.1, 0.0], [0.2, 0.4, 0.1]]), ["a", "b"])
+    assert by_cause.shape == (2, len(score.CAUSE_CATEGORIES)) and (by_cause.to_numpy() == 0).all()
+    assert score.leading_cause_from_contributions(by_cause).tolist() == ["unclear", "unclear"]
+
+
+def test_above_median_splits_the_reference_rows_in_half():
+    reference = metrics.psi_reference(np.arange(1.0, 101.0))
+    assert score.above_median(np.array([1.0, 20.0, 45.0, 60.0, 99.0]), reference).tolist() == [
+        False, False, False, True, True]

@@ -29,9 +29,9 @@ import yaml
 
 from pipeline import io
 from pipeline.cli import main
-from pipeline.contract import RAW_TABLES, features_table, row_violations, violations
+from pipeline.contract import RAW_TABLES, ContractError, features_table, row_violations, violations
 from pipeline.features import build_features
-from pipeline.sources import output_paths
+from pipeline.sources import output_paths, team_table
 from tests.conftest import build_model_dir, make_params, merge, raw_params, simulate_tables
 
 pytestmark = pytest.mark.timeout(600)
@@ -617,3 +617,57 @@ def test_kill_9_takes_the_workers_down_and_the_next_run_cleans_up(tables, work, 
     run = score(work, raw, output, params=tmp_path / "params.yaml")
     check_accounted(run, N)
     assert sorted(p.name for p in output.parent.iterdir()) == named(output)
+
+
+# ---- a team's own tables ---------------------------------------------------------------------------
+
+def _team_settings(**names):
+    return make_params({"source": {"tables": {"id_column": "customer_id", "label_column": "bad",
+                                              "date_column": "as_of", **names}}}).source.tables
+
+
+def _team_frame() -> pd.DataFrame:
+    return pd.DataFrame({"customer_id": [7, 3, 9, 4],
+                         "as_of": ["2025-01-31", "2025-02-28", "2025-03-31", "2025-04-30"],
+                         "segment": ["a", "b", None, "a"], "amount": [1.5, None, 3.0, 4.0],
+                         "bad": [0, 1, 0, 1]})
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_a_teams_table_keeps_every_row_under_the_pipelines_names(fmt, tmp_path):
+    path = tmp_path / f"team.{fmt}"
+    frame = _team_frame()
+    frame.to_csv(path, index=False) if fmt == "csv" else frame.to_parquet(path)
+    out = team_table(path, _team_settings(), labelled=True)
+    assert out["borrower_id"].tolist() == [7, 3, 9, 4] and out["label"].tolist() == [0, 1, 0, 1]
+    assert out["scoring_date"].dt.strftime("%Y-%m-%d").tolist() == frame["as_of"].tolist()
+    assert (out["jump_date"] == out["scoring_date"]).all()
+    assert set(out.columns) == {"borrower_id", "scoring_date", "jump_date", "label", "segment", "amount"}
+    unlabelled = team_table(path, _team_settings(), labelled=False)
+    assert "label" not in unlabelled and "bad" in unlabelled  # scoring files have no label to name
+
+
+@pytest.mark.parametrize("change, column, words", [
+    (lambda f: f.drop(columns="as_of"), "as_of", "missing columns"),
+    (lambda f: f.assign(customer_id=[7, 3, 7, 4]), "customer_id", "repeats an id: 2 rows, the first [1, 3]"),
+    (lambda f: f.assign(customer_id=[7, None, 9, 4]), "customer_id", "whole number: 1 rows, the first [2]"),
+    (lambda f: f.assign(bad=[0, 2, 0, None]), "bad", "must be 0 or 1: 2 rows, the first [2, 4]"),
+    (lambda f: f.assign(as_of=["2025-01-31", "soon", "2025-03-31", None]), "as_of", "must be a date"),
+    (lambda f: f.assign(label=1), "label", "names the pipeline uses"),
+    (lambda f: f.assign(credit_score=600), "credit_score", "names of feature catalogue entries"),
+])
+def test_a_bad_team_table_stops_naming_file_column_and_rows(change, column, words, tmp_path):
+    path = tmp_path / "team.csv"
+    change(_team_frame()).to_csv(path, index=False)
+    with pytest.raises(ContractError) as err:
+        team_table(path, _team_settings(), labelled=True)
+    assert str(path) in str(err.value) and f"'{column}'" in str(err.value) and words in str(err.value)
+
+
+def test_a_teams_column_gets_the_catalogues_meaning_only_when_listed(tmp_path):
+    path = tmp_path / "team.csv"
+    _team_frame().assign(credit_score=[600, 650, 700, 580]).to_csv(path, index=False)
+    out = team_table(path, _team_settings(catalogue=["credit_score"]), labelled=True)
+    assert out["credit_score"].tolist() == [600, 650, 700, 580]
+    with pytest.raises(ContractError, match=r"catalogue names columns the file lacks: \['inquiries_3m'\]"):
+        team_table(path, _team_settings(catalogue=["credit_score", "inquiries_3m"]), labelled=True)

@@ -41,7 +41,7 @@ def test_same_data_same_model(labelled, fitted):
 
 def test_no_class_reweighting_and_deterministic_params(fitted):
     _, columns, categorical, settings = fitted
-    params = train.lightgbm_params(settings, columns, categorical)
+    params = train.lightgbm_params(settings, columns, categorical, 1000)
     assert "is_unbalance" not in params and "scale_pos_weight" not in params
     assert params["deterministic"] and params["force_col_wise"]
     assert params["num_threads"] == settings.num_threads
@@ -90,11 +90,11 @@ def test_calibration_maps_into_the_unit_interval_and_platt_is_logistic():
     rng = np.random.default_rng(0)
     raw = rng.uniform(0.01, 0.6, 5000)
     y = (rng.random(5000) < raw**1.5).astype(int)
-    iso = train.fit_calibration(raw, y, "isotonic")
+    iso = train.fit_calibration(raw, y, "isotonic", 1)
     p = calibrate(raw, iso)
     assert 0 < p.min() and p.max() < 1 and np.all(np.diff(p[np.argsort(raw)]) >= -1e-12)
     assert abs(p.mean() - y.mean()) < 0.01
-    platt = train.fit_calibration(raw, y, "platt")
+    platt = train.fit_calibration(raw, y, "platt", 1)
     logit = np.log(raw / (1 - raw))
     expected = 1 / (1 + np.exp(-(platt["intercept"] + platt["slope"] * logit)))
     np.testing.assert_allclose(calibrate(raw, platt), expected)
@@ -111,7 +111,7 @@ def test_a_teams_own_columns_train_without_constraints(labelled):
     assert "team_segment" in categorical and "team_score" not in categorical
     categories = train.learn_categories(own["train"], columns)
     settings = make_params(FAST).train.lightgbm
-    params = train.lightgbm_params(settings, columns, categorical)
+    params = train.lightgbm_params(settings, columns, categorical, len(own["train"]))
     assert params["monotone_constraints"][columns.index("team_score")] == 0
     booster = train.fit_lightgbm(own["train"], own["valid"], columns, categorical, categories, settings)
     p = CalibratedLightGBM(booster, {"method": "platt", "intercept": 0, "slope": 1}, categories).predict(
@@ -126,8 +126,10 @@ def test_scorecard_matches_optbinning_and_signs(labelled):
     card = train.fit_scorecard(labelled["train"], columns, categorical, s)
     assert card["variables"] and all(v["coefficient"] < 0 for v in card["variables"])
     names = [v["name"] for v in card["variables"]]
-    process = BinningProcess(names, categorical_variables=[c for c in categorical if c in names],
-                             max_n_bins=s.max_n_bins, min_bin_size=s.min_bin_size)
+    kept_categorical = [c for c in categorical if c in names]
+    process = BinningProcess(names, categorical_variables=kept_categorical,
+                             max_n_bins=s.max_n_bins, min_bin_size=s.min_bin_size,
+                             binning_fit_params=train.bin_trends(names, kept_categorical))
     process.fit(labelled["train"][names], labelled["train"]["label"])
     woe = process.transform(labelled["valid"][names], metric="woe", metric_missing="empirical",
                             metric_special="empirical")
@@ -138,3 +140,68 @@ def test_scorecard_matches_optbinning_and_signs(labelled):
     points = train.scorecard_points(card, labelled["valid"])
     assert ((0 < p) & (p < 1)).all()
     assert np.all(np.diff(points[np.argsort(p)]) <= 1e-9)  # more points, less risk
+
+
+def test_numeric_bins_follow_the_catalogue_direction_or_one_trend(labelled):
+    """Every numeric characteristic's WoE is monotone over its bins (missing and special bins
+    aside): WoE falls as the miss rate rises, so a + feature's WoE decreases, a - one's increases."""
+    s = make_params().train.scorecard
+    frame = labelled["train"].assign(team_amount=labelled["train"]["credit_score"] * -3.0 + 7)
+    columns = train.feature_columns(frame)
+    categorical = train.categorical_columns(frame, columns)
+    card = train.fit_scorecard(frame, columns, categorical, s)
+    numeric = [v for v in card["variables"] if v["kind"] != "categorical"]
+    assert numeric
+    for v in numeric:
+        steps = np.diff(v["woe"][:len(v["bins"]) + 1])
+        direction = BY_NAME[v["name"]].direction if v["name"] in BY_NAME else 0
+        if direction:
+            assert (-direction * steps >= -1e-9).all(), (v["name"], v["woe"])
+        else:
+            assert (steps >= -1e-9).all() or (steps <= 1e-9).all(), (v["name"], v["woe"])
+    trends = train.bin_trends(["credit_score", "inquiries_3m", "age", "team_amount", "trigger"], ["trigger"])
+    assert trends == {"credit_score": {"monotonic_trend": "descending"},
+                      "inquiries_3m": {"monotonic_trend": "ascending"},
+                      "age": {"monotonic_trend": "auto_asc_desc"},
+                      "team_amount": {"monotonic_trend": "auto_asc_desc"}}
+
+
+def test_leaf_size_and_l2_scale_with_training_rows():
+    settings = make_params().train.lightgbm
+    assert settings.min_data_in_leaf == "auto" and settings.lambda_l2 == "auto"
+    # the simulated defaults' 66,447 training rows keep the values they were tuned with
+    assert (train.leaf_size(settings, 66_447), train.leaf_l2(settings, 66_447)) == (200, 5.0)
+    assert (train.leaf_size(settings, 600), train.leaf_l2(settings, 600)) == (30, 0.75)
+    assert (train.leaf_size(settings, 200), train.leaf_l2(settings, 200)) == (20, 0.5)
+    assert train.leaf_size(settings, 3_000) == 150
+    fixed = settings.model_copy(update={"min_data_in_leaf": 50, "lambda_l2": 1.0})
+    params = train.lightgbm_params(fixed, ["age"], [], 600)
+    assert (params["min_data_in_leaf"], params["lambda_l2"]) == (50, 1.0)
+
+
+def test_auto_calibration_is_platt_on_few_misses_and_keeps_the_ranking():
+    rng = np.random.default_rng(3)
+    raw = rng.uniform(0.01, 0.6, 800)
+    y = (rng.random(800) < raw).astype(int)
+    assert train.calibration_method("auto", y, 500) == "platt"
+    assert train.calibration_method("auto", y, int(y.sum())) == "isotonic"
+    assert train.calibration_method("isotonic", y, 10**6) == "isotonic"
+    platt = calibrate(raw, train.fit_calibration(raw, y, "auto", 500))
+    assert len(np.unique(platt)) == len(np.unique(raw))  # Platt is strictly monotone: no ties
+    isotonic = calibrate(raw, train.fit_calibration(raw, y, "isotonic", 500))
+    assert len(np.unique(isotonic)) < len(np.unique(raw)) / 4
+
+
+def test_categorical_bins_print_as_their_categories(labelled):
+    rng = np.random.default_rng(4)
+    frame = labelled["train"][["borrower_id", "credit_score", "label"]].copy()
+    housing = np.where(frame["label"].to_numpy() == 1, rng.choice(["rent", "rent", "own"], len(frame)),
+                       rng.choice(["own", "own", "mortgage", "rent"], len(frame)))
+    frame["housing"] = pd.array(housing, dtype="str")
+    columns = train.feature_columns(frame)
+    card = train.fit_scorecard(frame, columns, train.categorical_columns(frame, columns),
+                               make_params().train.scorecard)
+    housing = next(v for v in card["variables"] if v["name"] == "housing")
+    bins = housing["labels"][:len(housing["bins"])]
+    assert sorted(", ".join(bins).split(", ")) == ["mortgage", "own", "rent"], housing["labels"]
+    assert not any("Array" in label or "dtype" in label for label in housing["labels"])

@@ -37,19 +37,18 @@ def predictors() -> dict:
 
 @app.command(name="evaluate")
 def evaluate_command(params: Path = PARAMS) -> None:
-    """Evaluate on the out-of-time test split against the simulator's truth."""
+    """Evaluate on the out-of-time test split (against the simulator's truth, when it simulated)."""
     p = load(params)
     s = p.evaluate
     frames = {name: pd.read_parquet(SPLIT_DIR / f"{name}.parquet") for name in ("train", "test")}
-    truth = io.read_dataset(TRUTH_DIR, columns=["borrower_id", "p_true", "first_miss_cause",
-                                                *[f"p_true_{c}" for c in CAUSES]])
-    truth = truth.set_index("borrower_id")
-    aligned = {name: truth.loc[f["borrower_id"]].reset_index(drop=True) for name, f in frames.items()}
+    simulated = p.source.kind == "simulator"
+    aligned = _truth(frames) if simulated else {name: None for name in frames}
     metadata = {name: json.loads((MODELS / name / "metadata.json").read_text())
                 for name in ("lightgbm", "scorecard")}
     features = metadata["lightgbm"]["features"]
     scores = {name: {split: fn(f) for split, f in frames.items()} for name, fn in predictors().items()}
-    scores["truth"] = {split: aligned[split]["p_true"].to_numpy() for split in frames}
+    if simulated:
+        scores["truth"] = {split: aligned[split]["p_true"].to_numpy() for split in frames}
 
     test, y = frames["test"], frames["test"]["label"].to_numpy()
     reports, plot_data = {}, {}
@@ -57,8 +56,8 @@ def evaluate_command(params: Path = PARAMS) -> None:
         reports[name] = evaluate.model_report(test, sc["test"], aligned["test"], frames["train"],
                                               sc["train"], features, s)
         plot_data[name] = evaluate.curves(y, sc["test"], sc["train"], s.bins)
-    cause_model = evaluate.cause_section(model.CalibratedLightGBM.from_dir(MODELS / "lightgbm"), test,
-                                         aligned["test"])
+    cause_model = None if not simulated else evaluate.cause_section(
+        model.CalibratedLightGBM.from_dir(MODELS / "lightgbm"), test, aligned["test"])
     if cause_model is not None:
         reports["lightgbm"]["cause_model"] = cause_model
     directions = MODELS / "lightgbm" / model.DIRECTIONS_FILE
@@ -79,9 +78,17 @@ def evaluate_command(params: Path = PARAMS) -> None:
     io.write_json(reports, REPORTS / "evaluation.json")
     io.write_json(evaluate.headline_metrics(headlines, gates), REPORTS / "metrics.json")
     _log_run(p, reports, gates, figures, headlines, metadata, details)
-    lgb, sc, tr = (headlines[n] for n in ("lightgbm", "scorecard", "truth"))
-    typer.echo(f"out-of-time AUC: lightgbm {lgb['oot_auc']:.4f}, scorecard {sc['oot_auc']:.4f}, "
-               f"truth {tr['oot_auc']:.4f}; lightgbm ECE {lgb['oot_ece']:.4f}, PSI {lgb['psi']:.3f}")
+    aucs = ", ".join(f"{name} {figures['oot_auc']:.4f}" for name, figures in headlines.items())
+    lgb = headlines["lightgbm"]
+    typer.echo(f"out-of-time AUC: {aucs}; lightgbm ECE {lgb['oot_ece']:.4f}, PSI {lgb['psi']:.3f}")
+
+
+def _truth(frames: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
+    """The simulator's truth of each split's rows, in their order."""
+    truth = io.read_dataset(TRUTH_DIR, columns=["borrower_id", "p_true", "first_miss_cause",
+                                                *[f"p_true_{c}" for c in CAUSES]])
+    truth = truth.set_index("borrower_id")
+    return {name: truth.loc[f["borrower_id"]].reset_index(drop=True) for name, f in frames.items()}
 
 
 def _details(p: Params, metadata: dict) -> dict:
@@ -120,7 +127,8 @@ def _log_run(p: Params, reports: dict, gates: dict, figures: list[Path], headlin
              "limitjump.model_version": version.version if version else "unregistered"}
     auc = headlines["lightgbm"]["oot_auc"]
     description = (f"Out-of-time evaluation of LightGBM version {links['limitjump.model_version']} "
-                   f"(AUC {auc:.4f}) beside the scorecard and the truth")
+                   f"(AUC {auc:.4f}) beside the scorecard"
+                   + (" and the truth" if "truth" in headlines else ""))
     with tracking.new_run(p.mlflow, "evaluate", fingerprint, description, links) as run:
         if run is None:
             return

@@ -13,6 +13,7 @@ from pipeline.config import FeatureSettings
 from pipeline.contract import RAW_TABLES
 from pipeline.engine import map_shards
 from pipeline.features import build_features
+from pipeline.sources import team_table
 
 
 def read_shard(raw: Path, index: int) -> dict:
@@ -26,6 +27,13 @@ def read_shard(raw: Path, index: int) -> dict:
 def features(params: Path = PARAMS) -> None:
     """Compute features at each borrower's scoring date from the raw tables only."""
     p = load(params)
+    if p.source.kind == "tables":  # a team's features, in the pipeline's names, every row kept
+        t = p.source.tables
+        frame = team_table(Path(t.features), t, labelled=True)
+        with io.atomic_dir(FEATURES_DIR) as out:
+            io.write_parquet(frame, out / io.part_name(0))
+        typer.echo(f"features of {len(frame)} borrowers from {t.features}")
+        return
     shards = [io.part_index(f) for f in io.parts(RAW_DIR / "borrowers")]
     if not shards:
         raise FileNotFoundError(f"{RAW_DIR / 'borrowers'}: no shards; run `limitjump simulate` first")

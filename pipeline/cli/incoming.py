@@ -19,6 +19,7 @@ from pipeline.config import Params, SimulateSettings
 from pipeline.contract import RAW_TABLES, TABLES, validate
 from pipeline.engine import map_shards
 from pipeline.simulate import World, build_world, shard_bounds, simulate_shard
+from pipeline.sources import team_table
 
 ID_OFFSET = 100_000_000  # new borrowers' ids never collide with the training population's
 
@@ -34,8 +35,16 @@ def batch_settings(p: Params) -> SimulateSettings:
 
 @app.command(name="simulate-batch")
 def simulate_batch(params: Path = PARAMS) -> None:
-    """Simulate new borrowers to score, cut at their scoring dates."""
+    """Simulate new borrowers to score, cut at their scoring dates; with a team's own tables, its
+    file to score, in the pipeline's names."""
     p = load(params)
+    if p.source.kind == "tables":
+        t = p.source.tables
+        frame = team_table(Path(t.score), t, labelled=False)
+        with io.atomic_dir(INCOMING_DIR) as out:
+            io.write_parquet(frame, out / "features.parquet")
+        typer.echo(f"incoming batch: {len(frame)} borrowers from {t.score} in {INCOMING_DIR}")
+        return
     settings = batch_settings(p)
     world = build_world(settings, p.label)
     shards = list(range(len(shard_bounds(settings))))

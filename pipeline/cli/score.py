@@ -20,7 +20,7 @@ from pipeline import io, score
 from pipeline.cli import PARAMS, app, load
 from pipeline.config import Params
 from pipeline.engine import map_shards
-from pipeline.model import CalibratedLightGBM
+from pipeline.model import CalibratedLightGBM, encode
 from pipeline.sources import Batch, FeaturesFile, RawTables, Writer, check_paths, open_source, output_paths
 
 DEFAULT_MODEL = "models:/limitjump@champion"
@@ -39,7 +39,8 @@ def score_command(
     check_paths(input, output)
     model, version = load_model(model_uri, p)
     today = pd.Timestamp.today().normalize()
-    summary = run(open_source(input, p, model.features, today), model, version, output, p)
+    summary = run(open_source(input, p, model.features, tuple(model.categories), today), model, version,
+                  output, p)
     typer.echo(f"borrowers in {summary['borrowers_in']} = scored {summary['scored']} + rejected "
                f"{summary['rejected']}; bands {summary['bands']}; drift flagged: "
                f"{[k for k, v in summary['drift'].items() if v['flag'] != 'stable'] or 'none'}")
@@ -51,13 +52,15 @@ def score_range(bounds: tuple[int, int], path: Path, p: Params, model: Calibrate
                 version: str, watched: list[str], today: pd.Timestamp) -> tuple[Batch, pd.DataFrame, dict]:
     """Everything about the borrowers with ids in ``bounds``: read, validated, scored. Runs
     wherever the engine puts it (this process, a local worker process, a Dask worker)."""
-    batch = open_source(path, p, model.features, today).load(*bounds)
+    batch = open_source(path, p, model.features, tuple(model.categories), today).load(*bounds)
     if batch.features.empty:
         return batch, pd.DataFrame(columns=score.OUTPUT_COLUMNS), {}
     scored = score.score_batch(model, batch.features, p.score.bands, tuple(p.score.quiet_bands), version,
                                explain_risky=p.score.explain)
+    # the training reference's bins are of the encoded values (a text category's code)
+    watched_values = encode(batch.features, watched, model.categories)
     values = {"score": scored["probability"].to_numpy(),
-              **{f: batch.features[f].to_numpy(dtype=float) for f in watched}}
+              **{f: watched_values[:, j] for j, f in enumerate(watched)}}
     batch.features = batch.features.iloc[:0]  # not needed by the caller: do not ship it back
     return batch, scored, values
 

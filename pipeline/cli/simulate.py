@@ -20,8 +20,17 @@ REPORT = Path("reports/simulation.json")
 
 @app.command()
 def simulate(params: Path = PARAMS) -> None:
-    """Simulate borrower histories and their ground truth, shard by shard."""
+    """Simulate borrower histories and their ground truth, shard by shard (nothing with a team's
+    own tables: the outputs then only say so, as DVC expects them)."""
     p = load(params)
+    if p.source.kind == "tables":
+        note = {"source": "tables", "simulated": False, "features": p.source.tables.features}
+        with io.atomic_dir(RAW_DIR) as raw, io.atomic_dir(TRUTH_DIR) as truth:
+            io.write_json(note, raw / "source.json")
+            io.write_json(note, truth / "source.json")
+        io.write_json(note, REPORT)
+        typer.echo(f"source: tables ({p.source.tables.features}); nothing simulated")
+        return
     world = build_world(p.simulate, p.label)
     shards = list(range(len(shard_bounds(p.simulate))))
     with io.atomic_dir(RAW_DIR) as raw, io.atomic_dir(TRUTH_DIR) as truth:

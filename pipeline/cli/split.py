@@ -22,10 +22,11 @@ def split(params: Path = PARAMS) -> None:
     """Attach labels and split borrowers out of time by jump date."""
     p = load(params)
     frame = io.read_dataset(FEATURES_DIR)
-    # the label and the cause of the first miss (for the cause model; empty without a miss)
-    labels = io.read_dataset(TRUTH_DIR, columns=["borrower_id", "label", "first_miss_cause"])
-    labels = labels.rename(columns={"first_miss_cause": MISS_CAUSE})
-    frame = frame.merge(labels, on="borrower_id", how="left", validate="one_to_one")
+    if p.source.kind == "simulator":  # a team's features carry their label, and no cause
+        # the label and the cause of the first miss (for the cause model; empty without a miss)
+        labels = io.read_dataset(TRUTH_DIR, columns=["borrower_id", "label", "first_miss_cause"])
+        labels = labels.rename(columns={"first_miss_cause": MISS_CAUSE})
+        frame = frame.merge(labels, on="borrower_id", how="left", validate="one_to_one")
     if frame["label"].isna().any():
         missing = frame.loc[frame["label"].isna(), "borrower_id"].head().tolist()
         raise ValueError(f"{TRUTH_DIR}: no label for borrowers {missing}")

@@ -93,11 +93,10 @@ def fit_and_save_lightgbm(splits: dict, columns: list[str], categorical: list[st
     and the reference drift is measured against (feature importance and bins). Returns the model
     and its calibrated probabilities on the validation split."""
     categories = train.learn_categories(splits["train"], columns)
-    booster = train.fit_lightgbm(splits["train"], splits["valid"], columns, categorical, categories, s)
-    raw_valid = model.CalibratedLightGBM(booster, None, categories).raw(splits["valid"])
-    calibration = train.fit_calibration(raw_valid, splits["valid"]["label"].to_numpy(), s.calibration)
-    fitted = model.CalibratedLightGBM(booster, calibration, categories)
-    valid_scores = model.calibrate(raw_valid, calibration)
+    fitted = train.fit_calibrated_lightgbm(splits["train"], splits["valid"], columns, categorical,
+                                           categories, s)
+    booster, calibration = fitted.booster, fitted.calibration
+    valid_scores = fitted.predict(splits["valid"])
     booster.save_model(str(out / model.BOOSTER_FILE))
     io.write_json(calibration, out / model.CALIBRATION_FILE)
     io.write_json(categories, out / model.CATEGORIES_FILE)
@@ -122,7 +121,7 @@ def _fit_causes(splits: dict, columns: list[str], categorical: list[str], catego
     validation misses."""
     x = {name: model.encode(splits[name], columns, categories) for name in ("train", "valid")}
     codes = {name: causes.cause_codes(splits[name][causes.MISS_CAUSE]) for name in x}
-    params = causes.cause_params(train.lightgbm_params(s, columns, categorical))
+    params = causes.cause_params(train.lightgbm_params(s, columns, categorical, len(splits["train"])))
     return causes.fit_cause_model(x["train"], codes["train"], x["valid"], codes["valid"], params, columns,
                                   categorical, s.num_boost_round, s.early_stopping_rounds)
 
@@ -140,7 +139,11 @@ def _fit_lightgbm(p: Params, splits: dict, columns: list[str], categorical: list
     contradicted = directions.loc[directions["contradicts"], "feature"].tolist()
     if contradicted:
         typer.echo(f"warning: monotone constraints contradict the training data: {contradicted}", err=True)
-    settings = {**s.model_dump(), "trees": booster.num_trees(), "contradicted_directions": len(contradicted)}
+    rows = len(splits["train"])
+    # what "auto" resolved to on these rows, logged beside the setting itself
+    settings = {**s.model_dump(), "trees": booster.num_trees(), "contradicted_directions": len(contradicted),
+                "min_data_in_leaf_used": train.leaf_size(s, rows), "lambda_l2_used": train.leaf_l2(s, rows),
+                "calibration_used": fitted.calibration["method"]}
     scores = {"valid": valid_scores, "test": fitted.predict(splits["test"])}
 
     def log_model(folder: Path, example_pool: pd.DataFrame) -> str:

@@ -1,0 +1,77 @@
+"""The scoring model (pipeline/model.py): text categories encoded without pandas' deprecated
+unseen-category behaviour, and a model of a team's own text and numeric columns served through
+MLflow's pyfunc and ``mlflow models predict``."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipeline import io, model, train
+from tests.conftest import make_params
+
+
+def test_unseen_and_missing_categories_encode_as_missing_without_a_warning():
+    frame = pd.DataFrame({"segment": pd.array(["retail", "pensioner", None, "student"], dtype="str"),
+                          "channel": pd.Series(["app", None, "web", "app"], dtype=object),
+                          "amount": pd.array([1, None, 3, 4], dtype="Int64")})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        matrix = model.encode(frame, ["segment", "channel", "amount"],
+                              {"segment": ["retail", "student"], "channel": ["app", "web"]})
+    expected = [[0, 0, 1], [np.nan, np.nan, np.nan], [np.nan, 1, 3], [1, 0, 4]]
+    np.testing.assert_array_equal(matrix, np.array(expected, dtype=float))
+
+
+@pytest.fixture(scope="module")
+def team_model_dir(tmp_path_factory) -> Path:
+    rng = np.random.default_rng(5)
+    n = 2000
+    segment = rng.choice(["retail", "student"], n)
+    amount = rng.gamma(2.0, 1000.0, n)
+    risk = 1 / (1 + np.exp(-(-2 + 0.0004 * amount + (segment == "student"))))
+    frame = pd.DataFrame({"customer_id": np.arange(n), "segment": pd.array(segment, dtype="str"),
+                          "amount": amount, "label": (rng.random(n) < risk).astype(int)})
+    columns = train.feature_columns(frame, id_columns=("customer_id",))
+    categorical = train.categorical_columns(frame, columns)
+    categories = train.learn_categories(frame, columns)
+    settings = make_params({"train": {"lightgbm": {"num_boost_round": 60, "early_stopping_rounds": 10}}})
+    fitted = train.fit_calibrated_lightgbm(frame.iloc[:1500], frame.iloc[1500:], columns, categorical,
+                                           categories, settings.train.lightgbm)
+    folder = tmp_path_factory.mktemp("team_model")
+    fitted.booster.save_model(str(folder / model.BOOSTER_FILE))
+    io.write_json(fitted.calibration, folder / model.CALIBRATION_FILE)
+    io.write_json(fitted.categories, folder / model.CATEGORIES_FILE)
+    return folder
+
+
+ROWS = pd.DataFrame({"segment": ["student", "retail", "pensioner", None], "amount": [5000, 200, 1000, None]})
+
+
+@pytest.mark.slow
+def test_pyfunc_and_mlflow_models_predict_score_text_categories(team_model_dir, tmp_path):
+    import mlflow
+
+    saved = tmp_path / "pyfunc"
+    mlflow.pyfunc.save_model(str(saved), loader_module="pipeline.model", data_path=str(team_model_dir))
+    loaded = mlflow.pyfunc.load_model(str(saved))
+    p = loaded.predict(ROWS)
+    assert p.shape == (4,) and np.isfinite(p).all() and ((0 < p) & (p < 1)).all()
+    assert p[0] > p[1]  # a student with a large amount is riskier than a retail client with a small one
+    direct = model.CalibratedLightGBM.from_dir(team_model_dir).predict(ROWS)
+    np.testing.assert_allclose(p, direct)
+    rows = tmp_path / "rows.csv"
+    ROWS.to_csv(rows, index=False)
+    out = tmp_path / "predictions.json"
+    done = subprocess.run([str(Path(sys.executable).parent / "mlflow"), "models", "predict", "-m", str(saved),
+                           "-i", str(rows), "-t", "csv", "-o", str(out), "--env-manager", "local"],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    served = pd.read_json(out)["predictions"].to_numpy()
+    np.testing.assert_allclose(served, direct)
