@@ -359,7 +359,7 @@ class MonitorSettings(Settings):
     months: Annotated[int, Field(ge=2, le=36)]
     borrowers_per_month: PositiveInt
     truth_replicates: Annotated[int, Field(ge=1, le=1024)]  # p_true of the stream, for evaluation
-    watched_features: Annotated[int, Field(ge=1)]  # the most important features whose CSI is watched
+    watched_features: Annotated[int, Field(ge=0)]  # the most important features whose CSI is watched; 0: all
     bins: Annotated[int, Field(ge=2, le=100)]  # ECE and PSI bins
     alerts: MonitorAlertSettings
     recalibration_months: PositiveInt  # latest matured months a recalibration is fitted on

@@ -32,6 +32,9 @@ from pipeline.config import (
 MONTH = "month"
 MATURES = "label_matures"  # the stream's label column: the day the label is known
 POLICIES = ("frozen", "recalibrate", "retrain")
+# a batch counts as affected by a regime change when the label windows of at least this share of
+# its borrowers reach the change (a batch whose last few days are touched is mostly unaffected)
+AFFECTED_SHARE = 0.5
 ECE_DRAWS = 50  # outcomes drawn from the probabilities to estimate the ECE of a calibrated model
 
 
@@ -47,15 +50,19 @@ def labels_arrive(frame: pd.DataFrame) -> pd.Series:
     return month_of(frame.groupby(MONTH)[MATURES].max()) + pd.DateOffset(months=1)
 
 
-def first_affected_month(frame: pd.DataFrame, change_dates: list[pd.Timestamp], label: LabelSettings) -> \
-        pd.Timestamp | None:
-    """The first batch month with a borrower whose label window reaches a change date (the last
-    due date of the window is ``dpd_threshold`` days before the label matures)."""
+def touched_share(frame: pd.DataFrame, change_dates: list[pd.Timestamp], label: LabelSettings) -> pd.Series:
+    """Per batch month, the share of borrowers whose label window reaches the first change date
+    (the last due date of the window is ``dpd_threshold`` days before the label matures)."""
     if not change_dates:
-        return None
+        return frame.groupby(MONTH)[MATURES].size() * 0.0
     last_due = frame[MATURES] - pd.Timedelta(days=label.dpd_threshold)
-    touched = frame.loc[last_due >= min(change_dates), MONTH]
-    return touched.min() if len(touched) else None
+    return (last_due >= min(change_dates)).groupby(frame[MONTH]).mean()
+
+
+def first_affected_month(touched: pd.Series) -> pd.Timestamp | None:
+    """The first batch month mostly touched by a change (``AFFECTED_SHARE``)."""
+    affected = touched.index[touched >= AFFECTED_SHARE]
+    return affected.min() if len(affected) else None
 
 
 # ---- before labels: drift and confidence-based performance estimation ----------------------------
@@ -90,28 +97,41 @@ def estimated_ece(p: np.ndarray, bins: int, seed: int = 0) -> float:
 
 
 def watched_features(reference: dict, count: int) -> list[str]:
-    """The ``count`` most important features (training gain), most important first."""
+    """The ``count`` most important features (training gain), most important first; 0: all."""
     importance = reference["importance"]
-    return sorted(importance, key=lambda c: (-importance[c], c))[:count]
+    ranked = sorted(importance, key=lambda c: (-importance[c], c))
+    return ranked[:count] if count else ranked
+
+
+def _psi(bins: dict, values: np.ndarray) -> float:
+    return metrics.psi_from_counts(bins, metrics.bin_counts(values, bins["edges"]))["psi"]
 
 
 def drift(reference: dict, scores: np.ndarray, matrix: np.ndarray, columns: list[str],
           watched: list[str]) -> dict:
     """PSI of the score and CSI of each watched feature against the training reference bins."""
     bins = reference["bins"]
-
-    def psi(name: str, values: np.ndarray) -> float:
-        return metrics.psi_from_counts(bins[name], metrics.bin_counts(values, bins[name]["edges"]))["psi"]
-
-    return {"score_psi": psi("score", scores),
-            "csi": {c: psi(c, matrix[:, columns.index(c)]) for c in watched}}
+    return {"score_psi": _psi(bins["score"], scores),
+            "csi": {c: _psi(bins[c], matrix[:, columns.index(c)]) for c in watched}}
 
 
-def before_labels(p: np.ndarray, drifted: dict, bins: int) -> dict:
-    """What a month's batch shows on the day it is scored."""
-    worst = max(drifted["csi"], key=lambda c: (drifted["csi"][c], c))
+def csi_baseline(reference: dict, matrix: np.ndarray, columns: list[str], watched: list[str],
+                 months: pd.Series) -> dict[str, float]:
+    """Per watched feature, the largest CSI of one training month against the whole of training:
+    how far a feature moves from month to month when nothing has changed (calendar fractions of
+    ``months_of_history``, seasonal inflows, the outage calendar). A feature alerts only beyond it."""
+    bins = reference["bins"]
+    groups = months.groupby(months.to_numpy()).indices.values()
+    return {c: max(_psi(bins[c], matrix[index, columns.index(c)]) for index in groups) for c in watched}
+
+
+def before_labels(p: np.ndarray, drifted: dict, bins: int, baseline: dict[str, float] | None = None) -> dict:
+    """What a month's batch shows on the day it is scored. ``max_csi`` is the largest CSI of a
+    watched feature beyond its training baseline (``csi_baseline``; none: 0)."""
+    excess = {c: v - (baseline or {}).get(c, 0.0) for c, v in drifted["csi"].items()}
+    worst = max(excess, key=lambda c: (excess[c], c))
     return {"rows": int(len(p)), "mean_predicted": float(np.mean(p)), "score_psi": drifted["score_psi"],
-            "max_csi": drifted["csi"][worst], "max_csi_feature": worst,
+            "max_csi": excess[worst], "max_csi_feature": worst, "max_csi_raw": drifted["csi"][worst],
             "estimated_auc": estimated_auc(p), "estimated_ece": estimated_ece(p, bins)}
 
 
@@ -140,7 +160,8 @@ def alerts(row: dict, rules, reference_auc: float) -> list[dict]:
 
 
 def monitor(frame: pd.DataFrame, p: np.ndarray, matrix: np.ndarray, columns: list[str], reference: dict,
-            reference_auc: float, settings: MonitorSettings) -> tuple[pd.DataFrame, pd.DataFrame]:
+            reference_auc: float, baseline: dict[str, float], settings: MonitorSettings) -> \
+        tuple[pd.DataFrame, pd.DataFrame]:
     """Month by month: the figures before labels, the realised ones, and the alerts with the month
     each is raised in (``raised``: the batch month for drift and estimates, the month the labels
     arrive for realised figures). ``frame`` holds the stream's rows (``month``, ``label``,
@@ -152,7 +173,7 @@ def monitor(frame: pd.DataFrame, p: np.ndarray, matrix: np.ndarray, columns: lis
         y = frame["label"].to_numpy()[index]
         row = {MONTH: month, "labels_arrive": arrive[month],
                **before_labels(p[index], drift(reference, p[index], matrix[index], columns, watched),
-                               settings.bins),
+                               settings.bins, baseline),
                **realised(y, p[index], settings.bins)}
         rows.append(row)
         for alert in alerts(row, settings.alerts, reference_auc):
@@ -307,8 +328,9 @@ def goals(table: pd.DataFrame, alert_log: pd.DataFrame, policies: pd.DataFrame,
     months = table[MONTH]
     before = months < affected if affected is not None else months == months
     gap = (table["estimated_auc"] - table["realised_auc"]).abs()
-    early = alert_log[alert_log["raised"] < affected] if affected is not None else alert_log
-    after = alert_log[alert_log["raised"] >= affected] if affected is not None else alert_log.iloc[:0]
+    # an alert is about its batch: one on a batch before the change is a false alarm whenever raised
+    early = alert_log[alert_log["batch"] < affected] if affected is not None else alert_log
+    after = alert_log[alert_log["batch"] >= affected] if affected is not None else alert_log.iloc[:0]
     first = after["raised"].min() if len(after) else None
     out = {
         "first_affected_month": month_label(affected) if affected is not None else None,
@@ -316,6 +338,8 @@ def goals(table: pd.DataFrame, alert_log: pd.DataFrame, policies: pd.DataFrame,
         "first_alert_rules": sorted(set(after.loc[after["raised"] == first, "rule"])),
         "months_from_change_to_alert": _months(affected, first),
         "false_alarm_months_before_change": int(early["raised"].nunique()),
+        "false_alarms_before_change": [f"{month_label(a['batch'])} {a['rule']} {a['value']:.4f} (raised "
+                                       f"{month_label(a['raised'])})" for a in early.to_dict("records")],
         "flagged_in_time": bool(first is not None and _months(affected, first) <= 1
                                 and early["raised"].nunique() <= 1),
         "max_auc_estimate_gap_before_change": float(gap[before].max()) if before.any() else None,

@@ -152,3 +152,36 @@ def test_the_backtest_is_deterministic_and_acts_only_on_matured_labels():
     before = (frame[monitor.MONTH] < months[6]).to_numpy()
     for name in monitor.POLICIES:
         np.testing.assert_array_equal(scores[name][before], scores["frozen"][before])
+
+
+def test_a_feature_that_moves_every_training_month_alerts_only_beyond_that():
+    rng = np.random.default_rng(12)
+    months = pd.Series(pd.DatetimeIndex(np.repeat(pd.date_range("2024-01-01", periods=6, freq="MS"), 2000)))
+    # a calendar artefact: even months take one value, odd months another
+    calendar = np.where(months.dt.month % 2 == 0, 25.0, 25.03) + rng.integers(0, 3, len(months))
+    flag = (rng.random(len(months)) < 0.01).astype(float)  # rare, and steady in training
+    matrix = np.column_stack([calendar, flag])
+    reference = {"bins": {"calendar": metrics.psi_reference(calendar), "flag": metrics.psi_reference(flag),
+                          "score": metrics.psi_reference(rng.random(100))},
+                 "importance": {"calendar": 2.0, "flag": 1.0}}
+    watched = monitor.watched_features(reference, 0)
+    assert watched == ["calendar", "flag"]
+    baseline = monitor.csi_baseline(reference, matrix, watched, watched, months)
+    assert baseline["calendar"] > PARAMS.monitor.alerts.feature_csi > baseline["flag"]
+    p = rng.random(2000) * 0.3
+    steady = monitor.drift(reference, p, matrix[:2000], watched, watched)
+    same = monitor.before_labels(p, steady, 10, baseline)
+    assert same["max_csi"] <= PARAMS.monitor.alerts.feature_csi
+    campaign = matrix[:2000].copy()
+    campaign[:300, 1] = 1.0  # the platform asks 15% of borrowers to re-authorise
+    moved = monitor.before_labels(p, monitor.drift(reference, p, campaign, watched, watched), 10, baseline)
+    assert moved["max_csi_feature"] == "flag"
+    assert moved["max_csi"] > PARAMS.monitor.alerts.feature_csi
+
+
+def test_a_batch_is_affected_once_most_of_its_label_windows_reach_the_change():
+    frame = _stream(months=4, per_month=500)
+    touched = monitor.touched_share(frame, [pd.Timestamp("2025-05-15")], PARAMS.label)
+    # labels mature 70 days after scoring: a March batch reaches mid-May from its 7th day on
+    assert touched.iloc[0] == 0.0 and touched.iloc[1] < 0.5 < touched.iloc[2] and touched.iloc[3] == 1.0
+    assert monitor.first_affected_month(touched) == pd.Timestamp("2025-03-01")

@@ -19,7 +19,7 @@ import typer
 
 from pipeline import io, monitor, tracking, train
 from pipeline.cli import PARAMS, app, load
-from pipeline.cli.paths import MODELS, MONITOR_DIR, STREAM_DIR
+from pipeline.cli.paths import MODELS, MONITOR_DIR, SPLIT_DIR, STREAM_DIR
 from pipeline.config import Params
 from pipeline.model import CalibratedLightGBM
 
@@ -60,15 +60,21 @@ def monitor_command(params: Path = PARAMS) -> None:
     raw = champion.booster.predict(matrix)
     frozen = champion.probability(matrix)
     reference_auc = metadata["metrics"]["valid_auc"]
+    watched = monitor.watched_features(champion.reference, m.watched_features)
+    training = pd.read_parquet(SPLIT_DIR / "train.parquet")
+    baseline = monitor.csi_baseline(champion.reference, champion.matrix(training), champion.features, watched,
+                                    monitor.month_of(training["scoring_date"]))
     table, alert_log = monitor.monitor(frame, frozen, matrix, champion.features, champion.reference,
-                                       reference_auc, m)
+                                       reference_auc, baseline, m)
     scorecard = train.scorecard_predict(card, frame)
     scores, candidates = monitor.backtest(frame, champion, raw, scorecard, alert_log, m, p.train.lightgbm,
                                           p.gate, metadata["categorical"])
     policies = monitor.by_policy(frame, scores, m.bins)
-    affected = monitor.first_affected_month(frame, change_dates(p), p.label)
+    touched = monitor.touched_share(frame, change_dates(p), p.label)
+    affected = monitor.first_affected_month(touched)
     goals = monitor.goals(table, alert_log, policies, affected)
-    goals["reference_auc"] = reference_auc
+    goals |= {"reference_auc": reference_auc, "change_dates": [str(d.date()) for d in change_dates(p)],
+              "share_of_batch_touched_by_change": {monitor.month_label(k): v for k, v in touched.items()}}
 
     monthly = table.merge(policies, on=monitor.MONTH)
     monthly.insert(1, "month_number", np.arange(1, len(monthly) + 1))
@@ -94,7 +100,7 @@ def _decisions(table: pd.DataFrame, alert_log: pd.DataFrame, candidates: list) -
         out.append({
             "month": monitor.month_label(month),
             "before_labels": {k: row[k] for k in ("rows", "score_psi", "max_csi", "max_csi_feature",
-                                                  "estimated_auc", "estimated_ece")},
+                                                  "max_csi_raw", "estimated_auc", "estimated_ece")},
             "labels_arrive": monitor.month_label(row["labels_arrive"]),
             "alerts_raised": [{"rule": a["rule"], "batch": monitor.month_label(a["batch"]),
                                "value": a["value"], "limit": a["limit"]} for a in raised.to_dict("records")],
