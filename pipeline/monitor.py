@@ -386,19 +386,23 @@ def monthly_figure(table: pd.DataFrame, policies: pd.DataFrame, alert_log: pd.Da
     cal.plot(x, table["estimated_ece"], color="black", linestyle="--", marker="o",
              label="estimated (sampling floor)")
     for name, colour in colours.items():
-        auc.plot(x, policies[f"{name}_auc"], color=colour, marker=".", label=f"realised: {name}")
-        cal.plot(x, policies[f"{name}_ece"], color=colour, marker=".", label=f"realised: {name}")
+        # the frozen line wide underneath: a policy that changed nothing draws over it
+        width = 4 if name == "frozen" else 1.5
+        for ax, figure in ((auc, "auc"), (cal, "ece")):
+            ax.plot(x, policies[f"{name}_{figure}"], color=colour, marker=".", linewidth=width,
+                    label=f"realised: {name}")
     cal.axhline(0.01, color="#7f7f7f", linewidth=0.8, label="goal 0.01")
     drift_ax.plot(x, table["score_psi"], color="#9467bd", marker="o", label="score PSI")
-    drift_ax.plot(x, table["max_csi"], color="#8c564b", marker="s", label="largest watched-feature CSI")
+    drift_ax.plot(x, table["max_csi"], color="#8c564b", marker="s",
+                  label="largest watched-feature CSI beyond its training range")
     for when in sorted(set(alert_log["raised"])):
         drift_ax.axvline(when, color="#d62728", alpha=0.25, linewidth=6)
     drift_ax.plot([], [], color="#d62728", alpha=0.25, linewidth=6, label="month with an alert raised")
     for c in candidates:
         ax = cal if c.action == "recalibration" else auc
-        marker = "^" if c.applied else "x"
-        level = ax.get_ylim()[0]
-        ax.plot([c.month], [level], marker=marker, color=colours[c.policy], markersize=9, linestyle="none")
+        # along the bottom of the panel, whatever its scale
+        ax.plot([c.month], [0.05], marker="^" if c.applied else "x", color=colours[c.policy], markersize=9,
+                linestyle="none", transform=ax.get_xaxis_transform())
     for ax, title in ((auc, "AUC by batch month"), (cal, "ECE by batch month (realised after the fact)"),
                       (drift_ax, "Drift against training")):
         if affected is not None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -185,3 +187,41 @@ def test_a_batch_is_affected_once_most_of_its_label_windows_reach_the_change():
     # labels mature 70 days after scoring: a March batch reaches mid-May from its 7th day on
     assert touched.iloc[0] == 0.0 and touched.iloc[1] < 0.5 < touched.iloc[2] and touched.iloc[3] == 1.0
     assert monitor.first_affected_month(touched) == pd.Timestamp("2025-03-01")
+
+
+def test_the_month_by_month_report_goals_and_chart_on_a_small_stream():
+    frame = _stream()
+    champion = _champion(frame)
+    matrix = champion.matrix(frame)
+    p = champion.probability(matrix)
+    first = (frame[monitor.MONTH] == frame[monitor.MONTH].min()).to_numpy()
+    bins = {c: metrics.psi_reference(matrix[first, j]) for j, c in enumerate(champion.features)}
+    reference = {"bins": {"score": metrics.psi_reference(p[first]), **bins},
+                 "importance": {"x1": 2.0, "x2": 1.0}}
+    auc = metrics.ranking(frame["label"][first], p[first])["auc"]
+    table, alert_log = monitor.monitor(frame, p, matrix, champion.features, reference, auc, {},
+                                       PARAMS.monitor)
+    assert len(table) == 8 and table["rows"].sum() == len(frame)
+    # labels of a batch arrive once the last of them matured (70 days): the fourth month after it
+    assert (table["labels_arrive"] == table[monitor.MONTH] + pd.DateOffset(months=4)).all()
+    # the shift from month 5 on makes the same features miss more: only the labels can show it
+    late = alert_log[alert_log["batch"] >= table[monitor.MONTH][5]]
+    assert {"calibration_in_the_large"} <= set(late["rule"])
+    assert late.loc[late["needs_labels"], "raised"].min() == table[monitor.MONTH][5] + pd.DateOffset(months=4)
+    policies = monitor.by_policy(frame, {"frozen": p}, 10)
+    goals = monitor.goals(table, alert_log, unchanged(policies), table[monitor.MONTH][5])
+    assert goals["first_affected_month"] == "2025-06"
+    assert goals["months_from_change_to_alert"] == 4  # realised alerts only: no input moved
+    pngs = []
+    for _ in range(2):
+        buffer = io.BytesIO()
+        monitor.monthly_figure(table, unchanged(policies), alert_log, [], table[monitor.MONTH][5]).savefig(
+            buffer, format="png", metadata={"Software": None})
+        pngs.append(buffer.getvalue())
+    assert pngs[0] == pngs[1] and len(pngs[0]) > 10_000
+
+
+def unchanged(policies: pd.DataFrame) -> pd.DataFrame:
+    """The frozen model's figures under every policy's name (no policy acted)."""
+    return policies.assign(**{f"{name}_{k}": policies[f"frozen_{k}"] for name in monitor.POLICIES
+                              for k in ("auc", "ece")})
