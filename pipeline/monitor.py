@@ -403,13 +403,14 @@ def monthly_figure(table: pd.DataFrame, policies: pd.DataFrame, alert_log: pd.Da
         # along the bottom of the panel, whatever its scale
         ax.plot([c.month], [0.05], marker="^" if c.applied else "x", color=colours[c.policy], markersize=9,
                 linestyle="none", transform=ax.get_xaxis_transform())
-    for ax, title in ((auc, "AUC by batch month"), (cal, "ECE by batch month (realised after the fact)"),
-                      (drift_ax, "Drift against training")):
+    for ax, title, corner in ((auc, "AUC by batch month", "upper left"),
+                              (cal, "ECE by batch month (realised after the fact)", "upper left"),
+                              (drift_ax, "Drift against training", "upper right")):
         if affected is not None:
             ax.axvline(affected, color="black", linestyle="--", linewidth=1)
         ax.set_title(title, fontsize=10)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, loc="upper left")
+        ax.legend(fontsize=7, loc=corner)
     drift_ax.xaxis.set_major_formatter(DateFormatter("%Y-%m"))
     fig.suptitle("Monthly monitoring (dashed vertical: first batch a regime change touches; "
                  "▲ action applied, × refused)", fontsize=10)

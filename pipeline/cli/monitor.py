@@ -138,8 +138,8 @@ def _log_runs(p: Params, champion: str, frame: pd.DataFrame, candidates: list, g
                 tracking.log_json(c.calibration, "calibration.json", "files")
                 if c.booster is not None:
                     tracking.log_json(c.booster.dump_model(), "model.json", "files")
-    fingerprint = io.text_digest(json.dumps({"champion": champion, "stream": stream,
-                                             "goals": _rounded(goals)}, sort_keys=True, default=str))
+    fingerprint = io.text_digest(json.dumps({"champion": champion, "stream": stream, "goals": _rounded(goals),
+                                             "chart": io.file_digest(chart)}, sort_keys=True, default=str))
     with tracking.new_run(p.mlflow, "monitor", fingerprint, "monthly monitoring and policy backtest",
                           {"limitjump.champion": champion}) as run:
         if run is not None:
