@@ -26,7 +26,7 @@ MISSING = "—"
 PRIMARY = plots.PRIMARY
 SECTIONS = ("provenance", "checks", "purpose", "data", "simulator", "ranking", "probabilities", "lift",
             "stability", "segments", "causes", "cause_model", "truth_gap", "features", "scorecard", "plots",
-            "gates", "limits")
+            "monitoring", "gates", "limits")
 
 Keys = tuple[str, ...]
 Row = tuple[str, Keys]  # a table row: label and the keys leading to the value in a report
@@ -219,6 +219,25 @@ def _gates(gates: dict | None) -> dict | None:
             "fingerprint": gates.get("challenger_fingerprint", MISSING)}
 
 
+def _monitoring(data: dict | None) -> dict | None:
+    """The monitor's goals (reports/monitor/goals.json) and its monthly chart, when it has run."""
+    if not data:
+        return None
+    g = data["goals"]
+    rules = ", ".join(g["first_alert_rules"]) or "none"
+    summary = [["first batch most of whose label windows reach a regime change", g["first_affected_month"]],
+               ["first alert on an affected batch (rules)", f"{g['first_alert_after_change']} ({rules})"],
+               ["months from that batch to the alert", num(g["months_from_change_to_alert"])],
+               ["months with a false alarm before it", num(g["false_alarm_months_before_change"])],
+               ["largest |estimated − realised AUC| before it", num(g["max_auc_estimate_gap_before_change"])]]
+    policies = [[name, num(v["mean_ece_after_alert"]), v["first_month_ece_at_most_0_01"] or "never",
+                 num(v["min_auc_minus_frozen"])] for name, v in g["policies"].items()]
+    return {"summary": {"header": ["", "measured"], "rows": summary},
+            "policies": {"header": ["policy", "mean ECE from the alert on", "first month with ECE ≤ 0.01",
+                                    "lowest monthly AUC minus the frozen model's"], "rows": policies},
+            "chart": base64.b64encode(data["chart"]).decode("ascii")}
+
+
 def _figures(paths: Sequence[Path]) -> list[dict]:
     return [{"name": Path(p).name, "title": plots.TITLES.get(Path(p).name, Path(p).stem),
              "data": base64.b64encode(Path(p).read_bytes()).decode("ascii")} for p in paths]
@@ -258,6 +277,7 @@ def _context(reports: dict, gates: dict | None, params: Params, figures: Sequenc
         "truth_gap": _by_model(reports, challengers, TRUTH_GAP),
         "figures": _figures(figures),
         "gates": _gates(gates),
+        "monitoring": _monitoring(details.get("monitoring")),
         "cause_model": _cause_model(main.get("cause_model")),
         "checks": checks(reports, gates, primary),
         "provenance": [(label, details["provenance"][key]) for label, key in PROVENANCE

@@ -342,6 +342,40 @@ class IncomingSettings(Settings):
     last_scoring_date: dt.date
 
 
+class MonitorAlertSettings(Settings):
+    """Rules that raise an alert for a month; each compares one monitored figure with a limit."""
+
+    score_psi: NonNegative  # PSI of the score against training (0.10: watch, 0.25: shifted)
+    feature_csi: NonNegative  # CSI of any watched feature against training
+    estimated_auc_drop: NonNegative  # estimated AUC (before labels) below the validation AUC by this
+    realised_auc_drop: NonNegative  # realised AUC below the validation AUC by this
+    realised_ece: NonNegative  # realised calibration error above this
+    calibration_in_the_large: NonNegative  # |mean predicted - miss rate| above this
+
+
+class MonitorSettings(Settings):
+    """A monthly stream of new borrowers after the training period, monitored month by month, and
+    the backtest of the retraining policies over it."""
+
+    seed: Annotated[int, Field(ge=0)]
+    first_month: dt.date  # first day of the first monthly batch
+    months: Annotated[int, Field(ge=2, le=36)]
+    borrowers_per_month: PositiveInt
+    truth_replicates: Annotated[int, Field(ge=1, le=1024)]  # p_true of the stream, for evaluation
+    watched_features: Annotated[int, Field(ge=0)]  # the most important features whose CSI is watched; 0: all
+    bins: Annotated[int, Field(ge=2, le=100)]  # ECE and PSI bins
+    alerts: MonitorAlertSettings
+    recalibration_months: PositiveInt  # latest matured months a recalibration is fitted on
+    retrain_months: Annotated[int, Field(ge=3)]  # rolling window of matured months a retrain uses
+    retrain_cooldown_months: PositiveInt  # at most one retrain in this many months
+
+    @model_validator(mode="after")
+    def _first_day(self) -> MonitorSettings:
+        if self.first_month.day != 1:
+            raise ValueError("first_month must be the first day of a month")
+        return self
+
+
 class TlsSettings(Settings):
     """PEM files for a tls:// Dask scheduler: the authority that signed the cluster's certificates,
     and this client's certificate and key. Empty: Dask's own configuration (its environment
@@ -407,6 +441,7 @@ class Params(Settings):
     evaluate: EvaluateSettings
     score: ScoreSettings
     incoming: IncomingSettings
+    monitor: MonitorSettings
 
     @model_validator(mode="after")
     def _label_observable(self) -> Params:

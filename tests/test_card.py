@@ -15,7 +15,7 @@ from tests.test_plots import synthetic_inputs
 
 SECTIONS = ["provenance", "checks", "purpose", "data", "simulator", "ranking", "probabilities", "lift",
             "stability", "segments", "causes", "cause_model", "truth_gap", "features", "scorecard", "plots",
-            "gates", "limits"]
+            "monitoring", "gates", "limits"]
 GATES = {"challenger_fingerprint": "abc123", "passed": False, "failed": ["min_oot_auc"],
          "gates": {"min_oot_auc": {"value": 0.71234567, "threshold": 0.75, "rule": "value >= threshold",
                                    "passed": False},
@@ -182,3 +182,20 @@ def test_a_contradicted_monotone_constraint_is_a_failed_check(figures, params):
     section = _section(_render(figures, params, edit=edit), "checks")
     assert "The monotone constraint on autodebit_active contradicts the training data" in section
     assert "credit_score" not in section
+
+
+def test_the_monitoring_section_shows_the_goals_and_embeds_the_chart(figures, params):
+    goals = {"first_affected_month": "2025-09", "first_alert_after_change": "2025-10",
+             "first_alert_rules": ["feature_csi"], "months_from_change_to_alert": 1,
+             "false_alarm_months_before_change": 2, "max_auc_estimate_gap_before_change": 0.0338,
+             "policies": {"frozen": {"mean_ece_after_alert": 0.0203, "min_auc_minus_frozen": 0.0,
+                                     "first_month_ece_at_most_0_01": "2025-12"},
+                          "recalibrate": {"mean_ece_after_alert": 0.0252, "min_auc_minus_frozen": -0.0008,
+                                          "first_month_ece_at_most_0_01": None}}}
+    chart = figures[0].read_bytes()
+    details = {**DETAILS, "monitoring": {"goals": goals, "chart": chart}}
+    section = _section(_render(figures, params, details=details), "monitoring")
+    for text in ("2025-09", "2025-10 (feature_csi)", "0.0338", "recalibrate", "never", "-0.0008"):
+        assert text in section, text
+    assert base64.b64encode(chart).decode("ascii") in section
+    assert "not run" in _section(_render(figures, params), "monitoring")

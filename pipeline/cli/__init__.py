@@ -46,7 +46,8 @@ def load(path: Path) -> Params:
 # command -> module; each module registers its command when imported
 COMMANDS = {"check-params": "check", "simulate": "simulate", "features": "features", "split": "split",
             "train": "train", "register": "register", "evaluate": "evaluate",
-            "simulate-batch": "incoming", "score": "score", "promote": "promote"}
+            "simulate-batch": "incoming", "score": "score", "promote": "promote",
+            "simulate-stream": "stream", "monitor": "monitor"}
 # DVC stages read and write paths relative to the repository: run them there from anywhere in it
 # (score and promote take the user's own paths, relative to where the user is)
 STAGES = set(COMMANDS) - {"score", "promote"}

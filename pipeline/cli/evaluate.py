@@ -16,7 +16,7 @@ import typer
 from pipeline import card, evaluate, io, model, plots, tracking, train
 from pipeline.catalog import BY_NAME
 from pipeline.cli import PARAMS, app, load
-from pipeline.cli.paths import GATES, MODELS, REPORTS, SPLIT_DIR, TRUTH_DIR
+from pipeline.cli.paths import GATES, MODELS, MONITOR_DIR, REPORTS, SPLIT_DIR, TRUTH_DIR
 from pipeline.config import CAUSES, Params
 
 PLOTS = REPORTS / "plots"
@@ -109,6 +109,9 @@ def _details(p: Params, metadata: dict) -> dict:
                         "cause": BY_NAME[f].cause if f in BY_NAME else "—",
                         "description": BY_NAME[f].description if f in BY_NAME else "—"} for f, g in ranked],
         "points": points,
+        # the monitor's summary and chart (the monitor stage runs before this one)
+        "monitoring": {"goals": json.loads((MONITOR_DIR / "goals.json").read_text()),
+                       "chart": (MONITOR_DIR / "monthly.png").read_bytes()},
     }
 
 

@@ -12,3 +12,5 @@ INCOMING_DIR = Path("data/incoming")
 MODELS = Path("models")
 REPORTS = Path("reports")
 GATES = REPORTS / "gates.json"
+STREAM_DIR = Path("data/stream")
+MONITOR_DIR = REPORTS / "monitor"

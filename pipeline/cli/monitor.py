@@ -1,0 +1,174 @@
+"""``limitjump monitor``: the stream month by month (drift, estimated and realised performance,
+alerts) and the backtest of the retraining policies, with a decisions log and a monthly chart.
+
+Every recalibration or retrain the backtest fits is an MLflow run of its own (tagged with its
+policy, month and gate results), and the monitor itself is one run holding the chart and the
+tables. The backtest replays the past: it registers no version and moves no alias; @champion
+moves only through ``limitjump promote``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+import typer
+
+from pipeline import io, monitor, tracking, train
+from pipeline.cli import PARAMS, app, load
+from pipeline.cli.paths import MODELS, MONITOR_DIR, SPLIT_DIR, STREAM_DIR
+from pipeline.config import Params
+from pipeline.model import CalibratedLightGBM
+
+DIGITS = 6  # figures written rounded: their last bits may differ between machines
+
+
+def read_stream() -> pd.DataFrame:
+    """The stream's features with their labels (and maturity dates) and the truth, one row per
+    borrower; ``month`` is the batch."""
+    frame = io.read_dataset(STREAM_DIR / "features")
+    labels = io.read_dataset(STREAM_DIR / "labels").drop(columns="scoring_date")
+    truth = io.read_dataset(STREAM_DIR / "truth", columns=["borrower_id", "p_true"])
+    frame = frame.merge(labels, on="borrower_id", validate="one_to_one").merge(
+        truth, on="borrower_id", validate="one_to_one")
+    frame[monitor.MONTH] = monitor.month_of(frame["scoring_date"])
+    return frame.sort_values([monitor.MONTH, "borrower_id"], kind="stable").reset_index(drop=True)
+
+
+def change_dates(p: Params) -> list[pd.Timestamp]:
+    """The days the platform's rules change within the stream: each campaign's deadline (unrenewed
+    agreements fail after it) and the stricter restriction rule."""
+    start = pd.Timestamp(p.monitor.first_month)
+    dates = [pd.Timestamp(c.deadline) for c in p.simulate.technical.reauthorisation_campaigns]
+    dates.append(pd.Timestamp(p.simulate.risk_rules.rule_change_date))
+    return sorted(d for d in dates if d >= start)
+
+
+@app.command(name="monitor")
+def monitor_command(params: Path = PARAMS) -> None:
+    """Monitor the stream month by month and backtest the retraining policies."""
+    p = load(params)
+    m = p.monitor
+    frame = read_stream()
+    champion = CalibratedLightGBM.from_dir(MODELS / "lightgbm")
+    metadata = json.loads((MODELS / "lightgbm" / "metadata.json").read_text())
+    card = json.loads((MODELS / "scorecard" / "scorecard.json").read_text())
+    matrix = champion.matrix(frame)
+    raw = champion.booster.predict(matrix)
+    frozen = champion.probability(matrix)
+    reference_auc = metadata["metrics"]["valid_auc"]
+    watched = monitor.watched_features(champion.reference, m.watched_features)
+    training = pd.read_parquet(SPLIT_DIR / "train.parquet")
+    baseline = monitor.csi_baseline(champion.reference, champion.matrix(training), champion.features, watched,
+                                    monitor.month_of(training["scoring_date"]))
+    table, alert_log = monitor.monitor(frame, frozen, matrix, champion.features, champion.reference,
+                                       reference_auc, baseline, m)
+    scorecard = train.scorecard_predict(card, frame)
+    scores, candidates = monitor.backtest(frame, champion, raw, scorecard, alert_log, m, p.train.lightgbm,
+                                          p.gate, metadata["categorical"])
+    policies = monitor.by_policy(frame, scores, m.bins)
+    touched = monitor.touched_share(frame, change_dates(p), p.label)
+    affected = monitor.first_affected_month(touched)
+    goals = monitor.goals(table, alert_log, policies, affected)
+    goals |= {"reference_auc": reference_auc, "change_dates": [str(d.date()) for d in change_dates(p)],
+              "share_of_batch_touched_by_change": {monitor.month_label(k): v for k, v in touched.items()}}
+
+    monthly = table.merge(policies, on=monitor.MONTH)
+    monthly.insert(1, "month_number", np.arange(1, len(monthly) + 1))
+    decisions = _decisions(table, alert_log, candidates)
+    with io.atomic_dir(MONITOR_DIR / "plots") as out:
+        io.write_json(_records(monthly), out / "monthly.json")
+    io.write_json(_rounded(decisions), MONITOR_DIR / "decisions.json")
+    io.write_json(_rounded(goals), MONITOR_DIR / "goals.json")
+    chart = MONITOR_DIR / "monthly.png"
+    with io.atomic_path(chart, ".png") as tmp:
+        monitor.monthly_figure(table, policies, alert_log, candidates, affected).savefig(
+            tmp, dpi=110, format="png", metadata={"Software": None})
+    _log_runs(p, metadata["fingerprint"], frame, candidates, goals, chart)
+    typer.echo(_summary(goals, candidates))
+
+
+def _decisions(table: pd.DataFrame, alert_log: pd.DataFrame, candidates: list) -> list[dict]:
+    """Per month: the batch's figures before labels, the alerts raised, and each policy's action."""
+    out = []
+    for row in table.to_dict("records"):
+        month = row[monitor.MONTH]
+        raised = alert_log[alert_log["raised"] == month]
+        out.append({
+            "month": monitor.month_label(month),
+            "before_labels": {k: row[k] for k in ("rows", "score_psi", "max_csi", "max_csi_feature",
+                                                  "max_csi_raw", "estimated_auc", "estimated_ece")},
+            "labels_arrive": monitor.month_label(row["labels_arrive"]),
+            "alerts_raised": [{"rule": a["rule"], "batch": monitor.month_label(a["batch"]),
+                               "value": a["value"], "limit": a["limit"]} for a in raised.to_dict("records")],
+            "actions": [_action(c) for c in candidates if c.month == month],
+        })
+    return out
+
+
+def _action(c) -> dict:
+    return {"policy": c.policy, "action": c.action, "fitted_on_months": c.fitted_on, "figures": c.figures,
+            "gates": {name: g["passed"] for name, g in c.gates["gates"].items()},
+            "decision": "applied" if c.applied else "refused: " + ", ".join(c.gates["failed"])}
+
+
+def _log_runs(p: Params, champion: str, frame: pd.DataFrame, candidates: list, goals: dict,
+              chart: Path) -> None:
+    """One MLflow run per recalibration or retrain, then the monitor's own run; a second run of the
+    stage finds them by fingerprint and logs nothing again."""
+    rows = pd.util.hash_pandas_object(frame[["borrower_id", "label"]], index=False).to_numpy()
+    stream = io.text_digest(rows.tobytes().hex())
+    for c in candidates:
+        fingerprint = io.text_digest(json.dumps({"champion": champion, "stream": stream, **_action(c),
+                                                 "month": monitor.month_label(c.month),
+                                                 "calibration": c.calibration}, sort_keys=True, default=str))
+        note = (f"backtest {c.policy}: {c.action} at {monitor.month_label(c.month)} on "
+                f"{', '.join(c.fitted_on)}; {_action(c)['decision']} (no alias moved)")
+        tags = {"limitjump.policy": c.policy, "limitjump.month": monitor.month_label(c.month),
+                tracking.GATE_TAG: str(c.gates["passed"]).lower(), "limitjump.champion": champion}
+        with tracking.new_run(p.mlflow, f"monitor-{c.action}", fingerprint, note, tags) as run:
+            if run is not None:
+                tracking.log_params({"monitor": p.monitor.model_dump(mode="json"),
+                                     "calibration_method": p.train.lightgbm.calibration})
+                mlflow.log_metrics({k: float(v) for k, v in c.figures.items()})
+                mlflow.log_metrics({f"gate.{k}": g["value"] for k, g in c.gates["gates"].items()})
+                tracking.log_json(c.calibration, "calibration.json", "files")
+                if c.booster is not None:
+                    tracking.log_json(c.booster.dump_model(), "model.json", "files")
+    fingerprint = io.text_digest(json.dumps({"champion": champion, "stream": stream, "goals": _rounded(goals),
+                                             "chart": io.file_digest(chart)}, sort_keys=True, default=str))
+    with tracking.new_run(p.mlflow, "monitor", fingerprint, "monthly monitoring and policy backtest",
+                          {"limitjump.champion": champion}) as run:
+        if run is not None:
+            tracking.log_params({"monitor": p.monitor.model_dump(mode="json")})
+            mlflow.log_artifact(str(chart))
+            for name in ("decisions.json", "goals.json", "plots/monthly.json"):
+                mlflow.log_artifact(str(MONITOR_DIR / name))
+
+
+def _rounded(value):
+    if isinstance(value, dict):
+        return {k: _rounded(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_rounded(v) for v in value]
+    if isinstance(value, float | np.floating):
+        return round(float(value), DIGITS)
+    if isinstance(value, pd.Timestamp):
+        return monitor.month_label(value)
+    return value
+
+
+def _records(frame: pd.DataFrame) -> list[dict]:
+    return _rounded(frame.to_dict("records"))
+
+
+def _summary(goals: dict, candidates: list) -> str:
+    applied = sum(c.applied for c in candidates)
+    return (f"monitor: first batch touched by a change {goals['first_affected_month']}, first alert after "
+            f"it {goals['first_alert_after_change']} ({', '.join(goals['first_alert_rules'])}), "
+            f"{goals['false_alarm_months_before_change']} false-alarm months before; max |estimated - "
+            f"realised AUC| before the change {goals['max_auc_estimate_gap_before_change']:.4f}; "
+            f"{len(candidates)} candidates fitted, {applied} applied (decisions in {MONITOR_DIR})")

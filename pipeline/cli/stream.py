@@ -1,0 +1,70 @@
+"""``limitjump simulate-stream``: consecutive monthly batches of new borrowers after the training
+period (data/stream), for the monitor.
+
+The same simulator and world as training (its campaigns and rule change are dated, so the stream
+crosses them), another seed. Three folders, kept apart as a lender receives them: ``features``
+(known on the scoring date), ``labels`` (each with the date it matures) and ``truth`` (p_true, for
+evaluation only).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import typer
+
+from pipeline import io
+from pipeline.cli import PARAMS, app, load
+from pipeline.cli.paths import STREAM_DIR
+from pipeline.config import FeatureSettings, LabelSettings, MonitorSettings, SimulateSettings, label_horizon
+from pipeline.engine import map_shards
+from pipeline.features import build_features
+from pipeline.simulate import World, build_world, shard_bounds, simulate_shard
+from pipeline.split import label_matures
+
+ID_OFFSET = 200_000_000  # stream borrowers' ids never collide with training's or the incoming batch's
+MATURES = "label_matures"  # the day a label is known (pipeline/monitor.py reads it)
+LABELS = ["borrower_id", "scoring_date", "label", "first_miss_cause", MATURES]
+TRUTH = ["borrower_id", "p_true", "p_true_credit", "p_true_liquidity", "p_true_technical"]
+
+
+@app.command(name="simulate-stream")
+def simulate_stream(params: Path = PARAMS) -> None:
+    """Simulate monthly batches of new borrowers with features, maturing labels and the truth."""
+    p = load(params)
+    settings = stream_settings(p.simulate, p.label, p.monitor)
+    world = build_world(settings, p.label)
+    shards = list(range(len(shard_bounds(settings))))
+    with io.atomic_dir(STREAM_DIR) as out:
+        rows = sum(map_shards(write_shard, shards, p.engine, "simulate stream", settings, world, p.label,
+                              p.features, out, borrowers=int, total=settings.n_borrowers))
+    typer.echo(f"stream: {rows} borrowers scored over {p.monitor.months} months from "
+               f"{p.monitor.first_month} in {STREAM_DIR}")
+
+
+def stream_settings(simulate: SimulateSettings, label: LabelSettings, m: MonitorSettings) -> SimulateSettings:
+    """The simulator's settings for the stream: the same world (its regime changes are dated), its
+    own seed and population, scoring dates over ``months`` whole months from ``first_month``."""
+    first = pd.Timestamp(m.first_month)
+    last = first + pd.DateOffset(months=m.months) - pd.Timedelta(days=1)
+    # long enough to see the label of the last batch (as Params checks for the main calendar)
+    end = last + pd.Timedelta(days=31 * (label_horizon(label, simulate.calendar.due_day_offset) + 1))
+    calendar = simulate.calendar.model_copy(update={
+        "first_scoring_date": first.date(), "last_scoring_date": last.date(), "export_end": end.date()})
+    return simulate.model_copy(update={"seed": m.seed, "n_borrowers": m.months * m.borrowers_per_month,
+                                       "calendar": calendar, "truth_replicates": m.truth_replicates})
+
+
+def write_shard(index: int, settings: SimulateSettings, world: World, label: LabelSettings,
+                features: FeatureSettings, out: Path) -> int:
+    tables = simulate_shard(index, settings, world)
+    tables["maintenance_windows"] = world.outages.windows
+    # features read only rows dated before each borrower's scoring date
+    frame = build_features(tables, label.observation_days, features)
+    truth = tables["ground_truth"]
+    truth[MATURES] = label_matures(truth["scoring_date"], label, settings.calendar.due_day_offset)
+    for name, part in (("features", frame), ("labels", truth[LABELS]), ("truth", truth[TRUTH])):
+        part = part.assign(borrower_id=part["borrower_id"] + ID_OFFSET)
+        io.write_parquet(part.reset_index(drop=True), out / name / io.part_name(index))
+    return len(frame)

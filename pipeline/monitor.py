@@ -1,0 +1,417 @@
+"""Monthly monitoring of the scoring model and a backtest of retraining policies, as pure functions.
+
+The stream is consecutive monthly batches of new borrowers after the training period. For each
+batch the monitor knows at once its scores, hence the drift of the score and of the watched
+features against training and the performance estimated from the calibrated probabilities
+(confidence-based performance estimation, CBPE); the labels arrive only once every label of the
+month has matured (``label_matures``), and only then are the realised AUC, KS, ECE and
+calibration-in-the-large known. An alert is *raised* in the month its evidence exists: a drift or
+estimate alert with its batch, a realised alert in the month the labels arrive. A policy acts at
+the start of the month after an alert is raised, on the labels matured by then.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.dates import DateFormatter
+from matplotlib.figure import Figure
+
+from pipeline import metrics, model, registry, train
+from pipeline.config import (
+    LabelSettings,
+    LightGBMSettings,
+    MonitorSettings,
+    RegisterSettings,
+)
+
+MONTH = "month"
+MATURES = "label_matures"  # the stream's label column: the day the label is known
+POLICIES = ("frozen", "recalibrate", "retrain")
+# a batch counts as affected by a regime change when the label windows of at least this share of
+# its borrowers reach the change (a batch whose last few days are touched is mostly unaffected)
+AFFECTED_SHARE = 0.5
+ECE_DRAWS = 50  # outcomes drawn from the probabilities to estimate the ECE of a calibrated model
+
+
+# ---- the stream -----------------------------------------------------------------------------------
+
+def month_of(dates: pd.Series) -> pd.Series:
+    """First day of each date's month."""
+    return dates.dt.to_period("M").dt.to_timestamp()
+
+
+def labels_arrive(frame: pd.DataFrame) -> pd.Series:
+    """Per batch month, the first month by whose start every label of the batch has matured."""
+    return month_of(frame.groupby(MONTH)[MATURES].max()) + pd.DateOffset(months=1)
+
+
+def touched_share(frame: pd.DataFrame, change_dates: list[pd.Timestamp], label: LabelSettings) -> pd.Series:
+    """Per batch month, the share of borrowers whose label window reaches the first change date
+    (the last due date of the window is ``dpd_threshold`` days before the label matures)."""
+    if not change_dates:
+        return frame.groupby(MONTH)[MATURES].size() * 0.0
+    last_due = frame[MATURES] - pd.Timedelta(days=label.dpd_threshold)
+    return (last_due >= min(change_dates)).groupby(frame[MONTH]).mean()
+
+
+def first_affected_month(touched: pd.Series) -> pd.Timestamp | None:
+    """The first batch month mostly touched by a change (``AFFECTED_SHARE``)."""
+    affected = touched.index[touched >= AFFECTED_SHARE]
+    return affected.min() if len(affected) else None
+
+
+# ---- before labels: drift and confidence-based performance estimation ----------------------------
+
+def estimated_auc(p: np.ndarray) -> float:
+    """AUC expected if the probabilities are calibrated (CBPE): each row counts as a miss with
+    weight p and as a repayment with weight 1 - p; tied scores count half, as in the AUC."""
+    p = np.asarray(p, dtype=float)
+    values, group = np.unique(p, return_inverse=True)  # ascending scores
+    pos = np.bincount(group, weights=p, minlength=len(values))
+    neg = np.bincount(group, weights=1.0 - p, minlength=len(values))
+    below = np.cumsum(neg) - neg
+    return float(np.sum(pos * (below + 0.5 * neg)) / (pos.sum() * neg.sum()))
+
+
+def ece(y: np.ndarray, p: np.ndarray, bins: int) -> float:
+    """Expected calibration error over equal-count bins (as ``metrics.probability_quality``)."""
+    table = metrics.calibration_table(y, p, bins)
+    return float(np.sum(table["n"] / len(p) * (table["mean_predicted"] - table["observed_rate"]).abs()))
+
+
+def estimated_ece(p: np.ndarray, bins: int, seed: int = 0) -> float:
+    """ECE expected from sampling alone if the probabilities are calibrated: the mean ECE over
+    outcomes drawn from them. It is the floor a realised ECE is read against: before labels a
+    model's own probabilities cannot reveal that they are wrong. The bins depend on p only (equal
+    counts by rank, as ``metrics.probability_quality``), so all draws share them."""
+    p = np.sort(np.asarray(p, dtype=float), kind="stable")
+    starts = np.flatnonzero(np.diff(np.arange(len(p)) * min(bins, len(p)) // len(p), prepend=-1))
+    drawn = np.random.default_rng(seed).random((ECE_DRAWS, len(p))) < p
+    gap = np.add.reduceat(drawn, starts, axis=1) - np.add.reduceat(p, starts)
+    return float(np.abs(gap).sum(axis=1).mean() / len(p))
+
+
+def watched_features(reference: dict, count: int) -> list[str]:
+    """The ``count`` most important features (training gain), most important first; 0: all."""
+    importance = reference["importance"]
+    ranked = sorted(importance, key=lambda c: (-importance[c], c))
+    return ranked[:count] if count else ranked
+
+
+def _psi(bins: dict, values: np.ndarray) -> float:
+    return metrics.psi_from_counts(bins, metrics.bin_counts(values, bins["edges"]))["psi"]
+
+
+def drift(reference: dict, scores: np.ndarray, matrix: np.ndarray, columns: list[str],
+          watched: list[str]) -> dict:
+    """PSI of the score and CSI of each watched feature against the training reference bins."""
+    bins = reference["bins"]
+    return {"score_psi": _psi(bins["score"], scores),
+            "csi": {c: _psi(bins[c], matrix[:, columns.index(c)]) for c in watched}}
+
+
+def csi_baseline(reference: dict, matrix: np.ndarray, columns: list[str], watched: list[str],
+                 months: pd.Series) -> dict[str, float]:
+    """Per watched feature, the largest CSI of one training month against the whole of training:
+    how far a feature moves from month to month when nothing has changed (calendar fractions of
+    ``months_of_history``, seasonal inflows, the outage calendar). A feature alerts only beyond it."""
+    bins = reference["bins"]
+    groups = months.groupby(months.to_numpy()).indices.values()
+    return {c: max(_psi(bins[c], matrix[index, columns.index(c)]) for index in groups) for c in watched}
+
+
+def before_labels(p: np.ndarray, drifted: dict, bins: int, baseline: dict[str, float] | None = None) -> dict:
+    """What a month's batch shows on the day it is scored. ``max_csi`` is the largest CSI of a
+    watched feature beyond its training baseline (``csi_baseline``; none: 0)."""
+    excess = {c: v - (baseline or {}).get(c, 0.0) for c, v in drifted["csi"].items()}
+    worst = max(excess, key=lambda c: (excess[c], c))
+    return {"rows": int(len(p)), "mean_predicted": float(np.mean(p)), "score_psi": drifted["score_psi"],
+            "max_csi": excess[worst], "max_csi_feature": worst, "max_csi_raw": drifted["csi"][worst],
+            "estimated_auc": estimated_auc(p), "estimated_ece": estimated_ece(p, bins)}
+
+
+def realised(y: np.ndarray, p: np.ndarray, bins: int) -> dict:
+    """What a month's batch shows once its labels have matured."""
+    rank, quality = metrics.ranking(y, p), metrics.probability_quality(y, p, bins)
+    return {"realised_auc": rank["auc"], "realised_ks": rank["ks"], "realised_ece": quality["ece"],
+            "calibration_in_the_large": quality["calibration_in_the_large"], "miss_rate": rank["base_rate"]}
+
+
+# ---- alerts -----------------------------------------------------------------------------------------
+
+def alerts(row: dict, rules, reference_auc: float) -> list[dict]:
+    """The rules a month breaks: each with its figure, its limit and whether it needs labels."""
+    checks = [
+        ("score_psi", row["score_psi"], rules.score_psi, False),
+        ("feature_csi", row["max_csi"], rules.feature_csi, False),
+        ("estimated_auc_drop", reference_auc - row["estimated_auc"], rules.estimated_auc_drop, False),
+        ("realised_auc_drop", reference_auc - row["realised_auc"], rules.realised_auc_drop, True),
+        ("realised_ece", row["realised_ece"], rules.realised_ece, True),
+        ("calibration_in_the_large", abs(row["calibration_in_the_large"]), rules.calibration_in_the_large,
+         True),
+    ]
+    return [{"rule": name, "value": float(value), "limit": float(limit), "needs_labels": needs}
+            for name, value, limit, needs in checks if value > limit]
+
+
+def monitor(frame: pd.DataFrame, p: np.ndarray, matrix: np.ndarray, columns: list[str], reference: dict,
+            reference_auc: float, baseline: dict[str, float], settings: MonitorSettings) -> \
+        tuple[pd.DataFrame, pd.DataFrame]:
+    """Month by month: the figures before labels, the realised ones, and the alerts with the month
+    each is raised in (``raised``: the batch month for drift and estimates, the month the labels
+    arrive for realised figures). ``frame`` holds the stream's rows (``month``, ``label``,
+    ``label_matures``) aligned with the probabilities ``p`` and the encoded ``matrix``."""
+    watched = watched_features(reference, settings.watched_features)
+    arrive = labels_arrive(frame)
+    rows, raised = [], []
+    for month, index in frame.groupby(MONTH, sort=True).indices.items():
+        y = frame["label"].to_numpy()[index]
+        row = {MONTH: month, "labels_arrive": arrive[month],
+               **before_labels(p[index], drift(reference, p[index], matrix[index], columns, watched),
+                               settings.bins, baseline),
+               **realised(y, p[index], settings.bins)}
+        rows.append(row)
+        for alert in alerts(row, settings.alerts, reference_auc):
+            when = row["labels_arrive"] if alert["needs_labels"] else month
+            raised.append({"raised": when, "batch": month, **alert})
+    table = pd.DataFrame(rows)
+    log = pd.DataFrame(raised, columns=["raised", "batch", "rule", "value", "limit", "needs_labels"])
+    return table, log.sort_values(["raised", "batch", "rule"], kind="stable").reset_index(drop=True)
+
+
+# ---- the backtest -----------------------------------------------------------------------------------
+
+@dataclass
+class Candidate:
+    """A model a policy could use from ``month`` on: a booster (None: the champion's) and its
+    calibration, with the evidence it was judged on."""
+
+    policy: str
+    action: str
+    month: pd.Timestamp
+    calibration: dict
+    booster: lgb.Booster | None = None
+    fitted_on: list[str] = field(default_factory=list)
+    figures: dict = field(default_factory=dict)
+    gates: dict = field(default_factory=dict)
+    applied: bool = False
+
+
+def matured_months(arrive: pd.Series, at: pd.Timestamp) -> list[pd.Timestamp]:
+    """Batch months whose labels have all matured by the start of month ``at``, oldest first."""
+    return sorted(arrive.index[arrive <= at])
+
+
+def recalibrate(raw: np.ndarray, y: np.ndarray, method: str) -> dict:
+    """A new calibration of the same booster, fitted on matured rows (``train.fit_calibration``)."""
+    return train.fit_calibration(raw, y, method)
+
+
+def gate(challenger: np.ndarray, scorecard: np.ndarray, y: np.ndarray, incumbent: np.ndarray | None,
+         settings: RegisterSettings, bins: int) -> dict:
+    """The registry's gates on the same rows: the challenger's own (AUC, calibration, gain over the
+    scorecard) and, when it changes the ranking, its gain over the model in use."""
+    figures = {"test_auc": metrics.ranking(y, challenger)["auc"], "test_ece": ece(y, challenger, bins)}
+    result = registry.own_gates(figures, {"test_auc": metrics.ranking(y, scorecard)["auc"]}, settings)
+    if incumbent is not None:
+        checks = {**result["gates"], "beats_champion": registry.champion_gate(
+            figures["test_auc"], metrics.ranking(y, incumbent)["auc"], settings)}
+        result = registry.verdict(checks)
+    return result
+
+
+def backtest(frame: pd.DataFrame, champion: model.CalibratedLightGBM, raw: np.ndarray, scorecard: np.ndarray,
+             alert_log: pd.DataFrame, m: MonitorSettings, lgbm: LightGBMSettings, gates: RegisterSettings,
+             categorical: list[str]) -> tuple[dict[str, np.ndarray], list[Candidate]]:
+    """Each policy's probabilities for every row of the stream and every candidate it fitted.
+
+    ``frozen`` keeps the champion. ``recalibrate`` refits the champion's calibration on the latest
+    ``recalibration_months`` matured months at the start of every month after an alert is raised.
+    ``retrain`` trains a challenger on the latest ``retrain_months`` matured months (the last of
+    them held out for the gates, the one before it for early stopping and calibration) and uses it
+    only if it passes the registry's gates, at most once every ``retrain_cooldown_months``.
+    Only labels matured by the start of the month of the action are used."""
+    arrive = labels_arrive(frame)
+    months = sorted(arrive.index)
+    month = frame[MONTH].to_numpy()
+    y = frame["label"].to_numpy()
+    alert_months = set(alert_log["raised"])
+    scores = {name: model.calibrate(raw, champion.calibration) for name in POLICIES}
+    candidates: list[Candidate] = []
+    in_use, last_retrain = champion, None  # the retrain policy's model
+    for at in months[1:]:
+        if at - pd.DateOffset(months=1) not in alert_months:
+            continue
+        ready = matured_months(arrive, at)
+        later = month >= np.datetime64(at)
+        if ready:
+            used = np.isin(month, ready[-m.recalibration_months:])
+            candidate = Candidate("recalibrate", "recalibration", at,
+                                  recalibrate(raw[used], y[used], lgbm.calibration),
+                                  fitted_on=[month_label(x) for x in ready[-m.recalibration_months:]])
+            fitted = model.calibrate(raw[used], candidate.calibration)
+            candidate.figures = {"rows": int(used.sum()),
+                                 "ece_before": ece(y[used], scores["recalibrate"][used], m.bins),
+                                 "ece_after": ece(y[used], fitted, m.bins)}
+            # a monotone map keeps the ranking: only the own gates apply, on the rows it was fitted on
+            candidate.gates = gate(fitted, scorecard[used], y[used], None, gates, m.bins)
+            candidate.applied = candidate.gates["passed"]
+            if candidate.applied:
+                scores["recalibrate"][later] = model.calibrate(raw[later], candidate.calibration)
+            candidates.append(candidate)
+        cooled = last_retrain is None or at >= last_retrain + pd.DateOffset(months=m.retrain_cooldown_months)
+        if len(ready) >= 3 and cooled:
+            window = ready[-m.retrain_months:]
+            candidate = _retrain(frame, window, in_use, scorecard, lgbm, gates, m.bins, categorical, at)
+            candidates.append(candidate)
+            last_retrain = at
+            if candidate.applied:
+                in_use = model.CalibratedLightGBM(candidate.booster, candidate.calibration,
+                                                  champion.categories)
+                scores["retrain"][later] = in_use.predict(frame[later])
+    return scores, candidates
+
+
+def _retrain(frame: pd.DataFrame, window: list[pd.Timestamp], in_use: model.CalibratedLightGBM,
+             scorecard: np.ndarray, lgbm: LightGBMSettings, gates: RegisterSettings, bins: int,
+             categorical: list[str], at: pd.Timestamp) -> Candidate:
+    month = frame[MONTH]
+    parts = {"train": month.isin(window[:-2]), "valid": month == window[-2], "holdout": month == window[-1]}
+    rows = {name: frame[mask.to_numpy()] for name, mask in parts.items()}
+    columns, categories = in_use.features, in_use.categories
+    booster = train.fit_lightgbm(rows["train"], rows["valid"], columns, categorical, categories, lgbm)
+    challenger = model.CalibratedLightGBM(booster, None, categories)
+    calibration = train.fit_calibration(challenger.raw(rows["valid"]), rows["valid"]["label"].to_numpy(),
+                                        lgbm.calibration)
+    holdout = parts["holdout"].to_numpy()
+    p = model.calibrate(challenger.raw(rows["holdout"]), calibration)
+    y = rows["holdout"]["label"].to_numpy()
+    result = gate(p, scorecard[holdout], y, in_use.predict(rows["holdout"]), gates, bins)
+    return Candidate("retrain", "retrain", at, calibration, booster,
+                     fitted_on=[month_label(x) for x in window],
+                     figures={**{name: int(len(part)) for name, part in rows.items()},
+                              "trees": booster.num_trees()},
+                     gates=result, applied=result["passed"])
+
+
+def month_label(month: pd.Timestamp) -> str:
+    return month.strftime("%Y-%m")
+
+
+# ---- evaluation and goals --------------------------------------------------------------------------
+
+def by_policy(frame: pd.DataFrame, scores: dict[str, np.ndarray], bins: int) -> pd.DataFrame:
+    """Realised AUC, ECE and calibration-in-the-large of every policy, month by month (evaluation
+    after the fact: all labels, matured or not at the time), with the AUC of the true probability."""
+    rows = []
+    for month, index in frame.groupby(MONTH, sort=True).indices.items():
+        y = frame["label"].to_numpy()[index]
+        row = {MONTH: month, "truth_auc": metrics.ranking(y, frame["p_true"].to_numpy()[index])["auc"]}
+        for name, p in scores.items():
+            figures = realised(y, p[index], bins)
+            row |= {f"{name}_auc": figures["realised_auc"], f"{name}_ece": figures["realised_ece"],
+                    f"{name}_citl": figures["calibration_in_the_large"]}
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def goals(table: pd.DataFrame, alert_log: pd.DataFrame, policies: pd.DataFrame,
+          affected: pd.Timestamp | None, max_ece: float = 0.01, max_auc_gap: float = 0.02) -> dict:
+    """The issue's goals, measured: when the change is flagged, false alarms before it, the gap of
+    estimated to realised AUC before it, and per policy the ECE after the alert and the AUC against
+    the frozen model's."""
+    months = table[MONTH]
+    before = months < affected if affected is not None else months == months
+    gap = (table["estimated_auc"] - table["realised_auc"]).abs()
+    # an alert is about its batch: one on a batch before the change is a false alarm whenever raised
+    early = alert_log[alert_log["batch"] < affected] if affected is not None else alert_log
+    after = alert_log[alert_log["batch"] >= affected] if affected is not None else alert_log.iloc[:0]
+    first = after["raised"].min() if len(after) else None
+    out = {
+        "first_affected_month": month_label(affected) if affected is not None else None,
+        "first_alert_after_change": month_label(first) if first is not None else None,
+        "first_alert_rules": sorted(set(after.loc[after["raised"] == first, "rule"])),
+        "months_from_change_to_alert": _months(affected, first),
+        "false_alarm_months_before_change": int(early["raised"].nunique()),
+        "false_alarms_before_change": [f"{month_label(a['batch'])} {a['rule']} {a['value']:.4f} (raised "
+                                       f"{month_label(a['raised'])})" for a in early.to_dict("records")],
+        "flagged_in_time": bool(first is not None and _months(affected, first) <= 1
+                                and early["raised"].nunique() <= 1),
+        "max_auc_estimate_gap_before_change": float(gap[before].max()) if before.any() else None,
+        "auc_estimate_within_0_02_before_change": bool(before.any() and gap[before].max() <= max_auc_gap),
+        "auc_estimate_gap_after_change": {month_label(mo): float(g)
+                                          for mo, g in zip(months[~before], gap[~before], strict=True)},
+        "policies": {},
+    }
+    for name in POLICIES:
+        ece_after = policies.loc[policies[MONTH] >= (first if first is not None else policies[MONTH].max()
+                                                       + pd.DateOffset(months=1)), [MONTH, f"{name}_ece"]]
+        good = ece_after[ece_after[f"{name}_ece"] <= max_ece]
+        back = good[MONTH].min() if len(good) else None
+        out["policies"][name] = {
+            "mean_ece_after_alert": float(ece_after[f"{name}_ece"].mean()) if len(ece_after) else None,
+            "first_month_ece_at_most_0_01": month_label(back) if back is not None else None,
+            "ece_back_within_two_months": bool(back is not None and _months(first, back) <= 2),
+            "min_auc_minus_frozen": float((policies[f"{name}_auc"] - policies["frozen_auc"]).min()),
+        }
+    return out
+
+
+def _months(start: pd.Timestamp | None, end: pd.Timestamp | None) -> int | None:
+    if start is None or end is None:
+        return None
+    return (end.year - start.year) * 12 + end.month - start.month
+
+
+# ---- the chart --------------------------------------------------------------------------------------
+
+def monthly_figure(table: pd.DataFrame, policies: pd.DataFrame, alert_log: pd.DataFrame,
+                   candidates: list[Candidate], affected: pd.Timestamp | None) -> Figure:
+    """Estimated vs realised AUC and ECE of the frozen model and each policy, PSI and CSI, with the
+    months alerts were raised (red ticks), the first month touched by a regime change (dashed) and
+    the actions the policies took (triangles: applied, crosses: refused by the gates)."""
+    fig = Figure(figsize=(9, 9), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(3, 1, sharex=True)
+    x = table[MONTH]
+    colours = {"frozen": "#1f77b4", "recalibrate": "#ff7f0e", "retrain": "#2ca02c"}
+    auc, cal, drift_ax = axes
+    auc.plot(x, table["estimated_auc"], color="black", linestyle="--", marker="o", label="estimated (CBPE)")
+    auc.plot(x, policies["truth_auc"], color="#7f7f7f", linestyle=":", label="true probability")
+    cal.plot(x, table["estimated_ece"], color="black", linestyle="--", marker="o",
+             label="estimated (sampling floor)")
+    for name, colour in colours.items():
+        # the frozen line wide underneath: a policy that changed nothing draws over it
+        width = 4 if name == "frozen" else 1.5
+        for ax, figure in ((auc, "auc"), (cal, "ece")):
+            ax.plot(x, policies[f"{name}_{figure}"], color=colour, marker=".", linewidth=width,
+                    label=f"realised: {name}")
+    cal.axhline(0.01, color="#7f7f7f", linewidth=0.8, label="goal 0.01")
+    drift_ax.plot(x, table["score_psi"], color="#9467bd", marker="o", label="score PSI")
+    drift_ax.plot(x, table["max_csi"], color="#8c564b", marker="s",
+                  label="largest watched-feature CSI beyond its training range")
+    for when in sorted(set(alert_log["raised"])):
+        drift_ax.axvline(when, color="#d62728", alpha=0.25, linewidth=6)
+    drift_ax.plot([], [], color="#d62728", alpha=0.25, linewidth=6, label="month with an alert raised")
+    for c in candidates:
+        ax = cal if c.action == "recalibration" else auc
+        # along the bottom of the panel, whatever its scale
+        ax.plot([c.month], [0.05], marker="^" if c.applied else "x", color=colours[c.policy], markersize=9,
+                linestyle="none", transform=ax.get_xaxis_transform())
+    for ax, title, corner in ((auc, "AUC by batch month", "upper left"),
+                              (cal, "ECE by batch month (realised after the fact)", "upper left"),
+                              (drift_ax, "Drift against training", "upper right")):
+        if affected is not None:
+            ax.axvline(affected, color="black", linestyle="--", linewidth=1)
+        ax.set_title(title, fontsize=10)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc=corner)
+    drift_ax.xaxis.set_major_formatter(DateFormatter("%Y-%m"))
+    fig.suptitle("Monthly monitoring (dashed vertical: first batch a regime change touches; "
+                 "▲ action applied, × refused)", fontsize=10)
+    return fig

@@ -1,0 +1,227 @@
+"""The monitor's figures, alerts, recalibration and backtest on small hand-built streams."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.special import expit, logit
+
+from pipeline import metrics, model, monitor, train
+from tests.conftest import make_params
+
+PARAMS = make_params({"train": {"lightgbm": {"num_boost_round": 60, "early_stopping_rounds": 10}}})
+RULES = PARAMS.monitor.alerts
+
+
+def _calibrated(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Probabilities spread like a credit score's and outcomes drawn from them."""
+    rng = np.random.default_rng(seed)
+    p = expit(rng.normal(-2.2, 0.9, n))
+    return p, (rng.random(n) < p).astype(float)
+
+
+def _month(p: np.ndarray, y: np.ndarray, reference: dict, feature: np.ndarray) -> dict:
+    drifted = monitor.drift(reference, p, feature[:, None], ["x"], ["x"])
+    return {**monitor.before_labels(p, drifted, 10), **monitor.realised(y, p, 10)}
+
+
+def _reference(p: np.ndarray, feature: np.ndarray) -> dict:
+    return {"bins": {"score": metrics.psi_reference(p), "x": metrics.psi_reference(feature)},
+            "importance": {"x": 1.0}}
+
+
+def test_a_batch_from_the_training_distribution_raises_no_alert():
+    p_train, y_train = _calibrated(40_000, 1)
+    reference = _reference(p_train, logit(p_train))
+    auc = metrics.ranking(y_train, p_train)["auc"]
+    p, y = _calibrated(8_000, 2)
+    row = _month(p, y, reference, logit(p))
+    assert monitor.alerts(row, RULES, auc) == []
+    assert row["score_psi"] < 0.02
+    # calibrated probabilities: the estimate is close to the realised AUC, the ECE near its floor
+    assert abs(row["estimated_auc"] - row["realised_auc"]) < 0.02
+    assert row["realised_ece"] < 2.5 * row["estimated_ece"]
+
+
+def test_a_shifted_score_distribution_raises_an_alert():
+    p_train, y_train = _calibrated(40_000, 1)
+    reference = _reference(p_train, logit(p_train))
+    auc = metrics.ranking(y_train, p_train)["auc"]
+    p, y = _calibrated(8_000, 3)
+    shifted = expit(logit(p) + 0.6)  # the population got riskier in the model's eyes
+    y_shifted = (np.random.default_rng(4).random(len(p)) < shifted).astype(float)
+    alerts = monitor.alerts(_month(shifted, y_shifted, reference, logit(shifted)), RULES, auc)
+    assert {"score_psi", "feature_csi"} <= {a["rule"] for a in alerts}
+    # drift alerts need no labels: they are raised with the batch
+    assert not any(a["needs_labels"] for a in alerts if a["rule"] in ("score_psi", "feature_csi"))
+
+
+def test_a_miscalibrated_model_raises_a_realised_alert_the_estimate_cannot_see():
+    p_train, y_train = _calibrated(40_000, 1)
+    reference = _reference(p_train, logit(p_train))
+    auc = metrics.ranking(y_train, p_train)["auc"]
+    p, _ = _calibrated(8_000, 5)
+    worse = expit(logit(p) + 0.5)  # the outcome got riskier, the scores did not move
+    y = (np.random.default_rng(6).random(len(p)) < worse).astype(float)
+    alerts = monitor.alerts(_month(p, y, reference, logit(p)), RULES, auc)
+    assert {a["rule"] for a in alerts} >= {"realised_ece", "calibration_in_the_large"}
+    assert all(a["needs_labels"] for a in alerts)
+
+
+def test_recalibration_on_matured_labels_reduces_ece():
+    rng = np.random.default_rng(7)
+    truth = expit(rng.normal(-2.0, 1.0, 30_000))
+    y = (rng.random(len(truth)) < truth).astype(float)
+    raw = expit(0.6 * logit(truth) - 0.8)  # too timid and too low: a hand-built miscalibration
+    fit, new = slice(0, 15_000), slice(15_000, None)
+    calibration = monitor.recalibrate(raw[fit], y[fit], "isotonic")
+    before = monitor.ece(y[new], raw[new], 10)
+    after = monitor.ece(y[new], model.calibrate(raw[new], calibration), 10)
+    assert before > 0.03
+    assert after < before / 3
+
+
+def test_estimated_auc_is_the_auc_expected_from_calibrated_probabilities():
+    p, _ = _calibrated(20_000, 8)
+    draws = [metrics.ranking((np.random.default_rng(s).random(len(p)) < p).astype(float), p)["auc"]
+             for s in range(20)]
+    assert monitor.estimated_auc(p) == pytest.approx(np.mean(draws), abs=0.005)
+    # ties (isotonic steps) count half, as in the realised AUC
+    stepped = np.round(p, 2)
+    assert abs(monitor.estimated_auc(stepped) - monitor.estimated_auc(p)) < 0.01
+
+
+def test_estimated_ece_is_the_ece_of_outcomes_drawn_from_the_probabilities():
+    p, _ = _calibrated(6_000, 9)
+    draws = [monitor.ece((np.random.default_rng(s).random(len(p)) < p).astype(float), p, 10)
+             for s in range(40)]
+    assert monitor.estimated_ece(p, 10) == pytest.approx(np.mean(draws), rel=0.1)
+
+
+def _stream(months: int = 8, per_month: int = 1500, shift_from: int = 5) -> pd.DataFrame:
+    """Two features; from month ``shift_from`` on, the same features miss more (a rule change)."""
+    rng = np.random.default_rng(11)
+    n = months * per_month
+    starts = pd.date_range("2025-01-01", periods=months, freq="MS")
+    month = pd.DatetimeIndex(np.repeat(starts.to_numpy(), per_month))
+    scoring = month + pd.to_timedelta(rng.integers(0, 28, n), unit="D")
+    x = rng.normal(size=(n, 2))
+    shift = np.where(np.arange(n) // per_month >= shift_from, 0.8, 0.0)
+    p_true = expit(-2.0 + 0.9 * x[:, 0] + 0.5 * x[:, 1] + shift)
+    return pd.DataFrame({"borrower_id": np.arange(n), "x1": x[:, 0], "x2": x[:, 1],
+                         "label": (rng.random(n) < p_true).astype("int64"), "p_true": p_true,
+                         "scoring_date": scoring, monitor.MONTH: month,
+                         monitor.MATURES: scoring + pd.Timedelta(days=70)})
+
+
+def _champion(frame: pd.DataFrame) -> model.CalibratedLightGBM:
+    first = frame[monitor.MONTH] == frame[monitor.MONTH].min()
+    second = frame[monitor.MONTH] == sorted(frame[monitor.MONTH].unique())[1]
+    booster = train.fit_lightgbm(frame[first], frame[second], ["x1", "x2"], [], {}, PARAMS.train.lightgbm)
+    champion = model.CalibratedLightGBM(booster, None, {})
+    calibration = train.fit_calibration(champion.raw(frame[second]), frame.loc[second, "label"].to_numpy(),
+                                        "isotonic")
+    return model.CalibratedLightGBM(booster, calibration, {})
+
+
+def test_the_backtest_is_deterministic_and_acts_only_on_matured_labels():
+    frame = _stream()
+    champion = _champion(frame)
+    raw = champion.raw(frame)
+    scorecard = expit(-2.0 + 0.5 * frame["x1"].to_numpy())
+    settings = PARAMS.monitor.model_copy(update={"retrain_months": 3, "retrain_cooldown_months": 2})
+    months = sorted(frame[monitor.MONTH].unique())
+    alert_log = pd.DataFrame({"raised": [months[5], months[6]], "batch": [months[5], months[6]],
+                              "rule": ["feature_csi"] * 2, "value": [0.3] * 2, "limit": [0.25] * 2,
+                              "needs_labels": [False] * 2})
+    runs = [monitor.backtest(frame, champion, raw, scorecard, alert_log, settings, PARAMS.train.lightgbm,
+                             PARAMS.gate, []) for _ in range(2)]
+    (scores, candidates), (again, candidates_again) = runs
+    for name in monitor.POLICIES:
+        np.testing.assert_array_equal(scores[name], again[name])
+    assert [(c.policy, c.month, c.applied, c.fitted_on) for c in candidates] == \
+           [(c.policy, c.month, c.applied, c.fitted_on) for c in candidates_again]
+    # acting at the start of months 6 and 7 (after the alerts of months 5 and 6): labels mature
+    # 70 days after scoring, so only batches at least three months old are used
+    assert {c.month for c in candidates} == {months[6], months[7]}
+    for c in candidates:
+        assert max(c.fitted_on) < monitor.month_label(c.month - pd.DateOffset(months=2))
+    # the frozen policy never changes; a policy changes only batches after its action
+    np.testing.assert_array_equal(scores["frozen"], model.calibrate(raw, champion.calibration))
+    before = (frame[monitor.MONTH] < months[6]).to_numpy()
+    for name in monitor.POLICIES:
+        np.testing.assert_array_equal(scores[name][before], scores["frozen"][before])
+
+
+def test_a_feature_that_moves_every_training_month_alerts_only_beyond_that():
+    rng = np.random.default_rng(12)
+    months = pd.Series(pd.DatetimeIndex(np.repeat(pd.date_range("2024-01-01", periods=6, freq="MS"), 2000)))
+    # a calendar artefact: even months take one value, odd months another
+    calendar = np.where(months.dt.month % 2 == 0, 25.0, 25.03) + rng.integers(0, 3, len(months))
+    flag = (rng.random(len(months)) < 0.01).astype(float)  # rare, and steady in training
+    matrix = np.column_stack([calendar, flag])
+    reference = {"bins": {"calendar": metrics.psi_reference(calendar), "flag": metrics.psi_reference(flag),
+                          "score": metrics.psi_reference(rng.random(100))},
+                 "importance": {"calendar": 2.0, "flag": 1.0}}
+    watched = monitor.watched_features(reference, 0)
+    assert watched == ["calendar", "flag"]
+    baseline = monitor.csi_baseline(reference, matrix, watched, watched, months)
+    assert baseline["calendar"] > PARAMS.monitor.alerts.feature_csi > baseline["flag"]
+    p = rng.random(2000) * 0.3
+    steady = monitor.drift(reference, p, matrix[:2000], watched, watched)
+    same = monitor.before_labels(p, steady, 10, baseline)
+    assert same["max_csi"] <= PARAMS.monitor.alerts.feature_csi
+    campaign = matrix[:2000].copy()
+    campaign[:300, 1] = 1.0  # the platform asks 15% of borrowers to re-authorise
+    moved = monitor.before_labels(p, monitor.drift(reference, p, campaign, watched, watched), 10, baseline)
+    assert moved["max_csi_feature"] == "flag"
+    assert moved["max_csi"] > PARAMS.monitor.alerts.feature_csi
+
+
+def test_a_batch_is_affected_once_most_of_its_label_windows_reach_the_change():
+    frame = _stream(months=4, per_month=500)
+    touched = monitor.touched_share(frame, [pd.Timestamp("2025-05-15")], PARAMS.label)
+    # labels mature 70 days after scoring: a March batch reaches mid-May from its 7th day on
+    assert touched.iloc[0] == 0.0 and touched.iloc[1] < 0.5 < touched.iloc[2] and touched.iloc[3] == 1.0
+    assert monitor.first_affected_month(touched) == pd.Timestamp("2025-03-01")
+
+
+def test_the_month_by_month_report_goals_and_chart_on_a_small_stream():
+    frame = _stream()
+    champion = _champion(frame)
+    matrix = champion.matrix(frame)
+    p = champion.probability(matrix)
+    first = (frame[monitor.MONTH] == frame[monitor.MONTH].min()).to_numpy()
+    bins = {c: metrics.psi_reference(matrix[first, j]) for j, c in enumerate(champion.features)}
+    reference = {"bins": {"score": metrics.psi_reference(p[first]), **bins},
+                 "importance": {"x1": 2.0, "x2": 1.0}}
+    auc = metrics.ranking(frame["label"][first], p[first])["auc"]
+    table, alert_log = monitor.monitor(frame, p, matrix, champion.features, reference, auc, {},
+                                       PARAMS.monitor)
+    assert len(table) == 8 and table["rows"].sum() == len(frame)
+    # labels of a batch arrive once the last of them matured (70 days): the fourth month after it
+    assert (table["labels_arrive"] == table[monitor.MONTH] + pd.DateOffset(months=4)).all()
+    # the shift from month 5 on makes the same features miss more: only the labels can show it
+    late = alert_log[alert_log["batch"] >= table[monitor.MONTH][5]]
+    assert {"calibration_in_the_large"} <= set(late["rule"])
+    assert late.loc[late["needs_labels"], "raised"].min() == table[monitor.MONTH][5] + pd.DateOffset(months=4)
+    policies = monitor.by_policy(frame, {"frozen": p}, 10)
+    goals = monitor.goals(table, alert_log, unchanged(policies), table[monitor.MONTH][5])
+    assert goals["first_affected_month"] == "2025-06"
+    assert goals["months_from_change_to_alert"] == 4  # realised alerts only: no input moved
+    pngs = []
+    for _ in range(2):
+        buffer = io.BytesIO()
+        monitor.monthly_figure(table, unchanged(policies), alert_log, [], table[monitor.MONTH][5]).savefig(
+            buffer, format="png", metadata={"Software": None})
+        pngs.append(buffer.getvalue())
+    assert pngs[0] == pngs[1] and len(pngs[0]) > 10_000
+
+
+def unchanged(policies: pd.DataFrame) -> pd.DataFrame:
+    """The frozen model's figures under every policy's name (no policy acted)."""
+    return policies.assign(**{f"{name}_{k}": policies[f"frozen_{k}"] for name in monitor.POLICIES
+                              for k in ("auc", "ece")})
