@@ -207,9 +207,10 @@ def matured_months(arrive: pd.Series, at: pd.Timestamp) -> list[pd.Timestamp]:
     return sorted(arrive.index[arrive <= at])
 
 
-def recalibrate(raw: np.ndarray, y: np.ndarray, method: str) -> dict:
-    """A new calibration of the same booster, fitted on matured rows (``train.fit_calibration``)."""
-    return train.fit_calibration(raw, y, method)
+def recalibrate(raw: np.ndarray, y: np.ndarray, settings: LightGBMSettings) -> dict:
+    """A new calibration of the same booster, fitted on matured rows (``train.fit_calibration``,
+    with the training's method and its rule for ``auto``)."""
+    return train.fit_calibration(raw, y, settings.calibration, settings.isotonic_min_misses)
 
 
 def gate(challenger: np.ndarray, scorecard: np.ndarray, y: np.ndarray, incumbent: np.ndarray | None,
@@ -252,7 +253,7 @@ def backtest(frame: pd.DataFrame, champion: model.CalibratedLightGBM, raw: np.nd
         if ready:
             used = np.isin(month, ready[-m.recalibration_months:])
             candidate = Candidate("recalibrate", "recalibration", at,
-                                  recalibrate(raw[used], y[used], lgbm.calibration),
+                                  recalibrate(raw[used], y[used], lgbm),
                                   fitted_on=[month_label(x) for x in ready[-m.recalibration_months:]])
             fitted = model.calibrate(raw[used], candidate.calibration)
             candidate.figures = {"rows": int(used.sum()),
@@ -284,12 +285,11 @@ def _retrain(frame: pd.DataFrame, window: list[pd.Timestamp], in_use: model.Cali
     parts = {"train": month.isin(window[:-2]), "valid": month == window[-2], "holdout": month == window[-1]}
     rows = {name: frame[mask.to_numpy()] for name, mask in parts.items()}
     columns, categories = in_use.features, in_use.categories
-    booster = train.fit_lightgbm(rows["train"], rows["valid"], columns, categorical, categories, lgbm)
-    challenger = model.CalibratedLightGBM(booster, None, categories)
-    calibration = train.fit_calibration(challenger.raw(rows["valid"]), rows["valid"]["label"].to_numpy(),
-                                        lgbm.calibration)
+    challenger = train.fit_calibrated_lightgbm(rows["train"], rows["valid"], columns, categorical,
+                                               categories, lgbm)
+    booster, calibration = challenger.booster, challenger.calibration
     holdout = parts["holdout"].to_numpy()
-    p = model.calibrate(challenger.raw(rows["holdout"]), calibration)
+    p = challenger.predict(rows["holdout"])
     y = rows["holdout"]["label"].to_numpy()
     result = gate(p, scorecard[holdout], y, in_use.predict(rows["holdout"]), gates, bins)
     return Candidate("retrain", "retrain", at, calibration, booster,

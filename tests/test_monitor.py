@@ -13,6 +13,7 @@ from pipeline import metrics, model, monitor, train
 from tests.conftest import make_params
 
 PARAMS = make_params({"train": {"lightgbm": {"num_boost_round": 60, "early_stopping_rounds": 10}}})
+ISOTONIC = PARAMS.train.lightgbm.model_copy(update={"calibration": "isotonic"})
 RULES = PARAMS.monitor.alerts
 
 
@@ -77,7 +78,7 @@ def test_recalibration_on_matured_labels_reduces_ece():
     y = (rng.random(len(truth)) < truth).astype(float)
     raw = expit(0.6 * logit(truth) - 0.8)  # too timid and too low: a hand-built miscalibration
     fit, new = slice(0, 15_000), slice(15_000, None)
-    calibration = monitor.recalibrate(raw[fit], y[fit], "isotonic")
+    calibration = monitor.recalibrate(raw[fit], y[fit], ISOTONIC)
     before = monitor.ece(y[new], raw[new], 10)
     after = monitor.ece(y[new], model.calibrate(raw[new], calibration), 10)
     assert before > 0.03
@@ -120,11 +121,7 @@ def _stream(months: int = 8, per_month: int = 1500, shift_from: int = 5) -> pd.D
 def _champion(frame: pd.DataFrame) -> model.CalibratedLightGBM:
     first = frame[monitor.MONTH] == frame[monitor.MONTH].min()
     second = frame[monitor.MONTH] == sorted(frame[monitor.MONTH].unique())[1]
-    booster = train.fit_lightgbm(frame[first], frame[second], ["x1", "x2"], [], {}, PARAMS.train.lightgbm)
-    champion = model.CalibratedLightGBM(booster, None, {})
-    calibration = train.fit_calibration(champion.raw(frame[second]), frame.loc[second, "label"].to_numpy(),
-                                        "isotonic")
-    return model.CalibratedLightGBM(booster, calibration, {})
+    return train.fit_calibrated_lightgbm(frame[first], frame[second], ["x1", "x2"], [], {}, ISOTONIC)
 
 
 def test_the_backtest_is_deterministic_and_acts_only_on_matured_labels():
