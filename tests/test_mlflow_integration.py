@@ -471,15 +471,32 @@ def _promote(project, version: str) -> dict:
 
 # ---- a queued DVC experiment (runs last: it needs the clone back at its commit) -------------
 
-def _queue_status(project: Path, env: dict) -> tuple[dict[str, str], str]:
-    """{experiment name: status} from ``dvc queue status``, and the raw text."""
-    out = run(["dvc", "queue", "status"], project, env)
-    tasks = {}
-    for line in out.splitlines():
-        match = re.match(r"^[0-9a-f]{7}\s+(\S+)\s+.*\b(Queued|Running|Success|Failed)\s*$", line)
-        if match:
-            tasks[match.group(1)] = match.group(2)
-    return tasks, out
+QUEUE_LINE = r"(?m)^[0-9a-f]{7}\s+(\S+)\s+.*\b(Queued|Running|Success|Failed)\s*$"  # name, status
+
+
+def run_queue(project: Path, env: dict, jobs: int, expected: int, timeout: float = 600) -> dict[str, str]:
+    """``dvc queue start -j jobs``, wait until ``expected`` experiments are done, stop the workers;
+    every experiment must have succeeded (else its log is shown). {name: status}."""
+    started = time.perf_counter()
+    try:
+        run(["dvc", "queue", "start", "-j", str(jobs)], project, env)
+        deadline = time.monotonic() + timeout
+        while True:
+            out = run(["dvc", "queue", "status"], project, env)
+            tasks = dict(re.findall(QUEUE_LINE, out))
+            if len(tasks) == expected and not {"Queued", "Running"} & set(tasks.values()):
+                break
+            assert time.monotonic() < deadline, f"queue not done after {timeout:.0f} s\n{out}"
+            time.sleep(3)
+    finally:
+        subprocess.run(["dvc", "queue", "stop", "--kill"], cwd=project, env=env, capture_output=True,
+                       timeout=120)
+    print(f"{expected} queued experiment(s) in {time.perf_counter() - started:.1f} s", file=sys.stderr)
+    failed = {name: subprocess.run(["dvc", "queue", "logs", name], cwd=project, env=env, capture_output=True,
+                                   text=True).stdout[-3000:]
+              for name, state in tasks.items() if state != "Success"}
+    assert not failed, f"{out}\n{failed}"
+    return tasks
 
 
 # a leaf size, not a leaf count: on 4,000 borrowers a leaf of 200 rows caps the trees below 15
@@ -512,24 +529,7 @@ def test_a_queued_experiment_is_a_run_in_the_root_store_and_touches_no_productio
         fh.write("\nA change committed after the experiment was queued.\n")
     assert commit(root, "after queueing") != project.baseline
 
-    started = time.perf_counter()
-    try:
-        run(["dvc", "queue", "start"], root, env)
-        deadline = time.monotonic() + 10 * 60
-        while True:
-            tasks, status = _queue_status(root, env)
-            if tasks and not {"Queued", "Running"} & set(tasks.values()):
-                break
-            assert time.monotonic() < deadline, f"queue not done after 10 minutes\n{status}"
-            time.sleep(3)
-    finally:
-        subprocess.run(["dvc", "queue", "stop", "--kill"], cwd=root, env=env, capture_output=True,
-                       timeout=120)
-    print(f"queue done in {time.perf_counter() - started:.1f} s", file=sys.stderr)
-    failed = {name: subprocess.run(["dvc", "queue", "logs", name], cwd=root, env=env, capture_output=True,
-                                   text=True).stdout[-3000:]
-              for name, state in tasks.items() if state != "Success"}
-    assert len(tasks) == 1 and not failed, f"{status}\n{failed}"
+    tasks = run_queue(root, env, jobs=1, expected=1)
     (name,) = tasks
 
     after = _snapshot(store)

@@ -27,7 +27,7 @@ import psutil
 import pytest
 
 from pipeline import team
-from tests.test_mlflow_integration import commit, env_for, head, run, small_clone
+from tests.test_mlflow_integration import commit, env_for, head, run, run_queue, small_clone
 
 BIN = Path(sys.executable).parent
 NAME = "limitjump"  # experiment and registered model in params.yaml
@@ -277,21 +277,6 @@ def test_push_then_pull_into_a_second_clone_leaves_nothing_to_run(server, tmp_pa
     assert "vega" in page.lower() and "roc" in page.lower()
 
 
-def _queue_done(project: Path, env: dict, expected: int, timeout: float) -> dict[str, str]:
-    deadline = time.monotonic() + timeout
-    while True:
-        out = run(["dvc", "queue", "status"], project, env)
-        tasks = {}
-        for line in out.splitlines():
-            fields = line.split()
-            if len(fields) >= 3 and fields[-1] in ("Queued", "Running", "Success", "Failed"):
-                tasks[fields[1]] = fields[-1]
-        if len(tasks) == expected and not {"Queued", "Running"} & set(tasks.values()):
-            return tasks
-        assert time.monotonic() < deadline, f"queue not done after {timeout:.0f} s\n{out}"
-        time.sleep(3)
-
-
 @pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_two_queued_experiments_at_once_lose_and_duplicate_nothing(server):
@@ -300,18 +285,7 @@ def test_two_queued_experiments_at_once_lose_and_duplicate_nothing(server):
     project, env = server.project, server.env
     run(["dvc", "exp", "run", "--queue", "-S", f"train.lightgbm.num_leaves={','.join(LEAVES)}", "register"],
         project, env)
-    started = time.perf_counter()
-    try:
-        run(["dvc", "queue", "start", "-j", "2"], project, env)
-        tasks = _queue_done(project, env, len(LEAVES), timeout=600)
-    finally:
-        subprocess.run(["dvc", "queue", "stop", "--kill"], cwd=project, env=env, capture_output=True,
-                       timeout=120)
-    print(f"two experiments at once in {time.perf_counter() - started:.1f} s", file=sys.stderr)
-    failed = {name: subprocess.run(["dvc", "queue", "logs", name], cwd=project, env=env, capture_output=True,
-                                   text=True).stdout[-3000:]
-              for name, state in tasks.items() if state != "Success"}
-    assert not failed, failed
+    tasks = run_queue(project, env, jobs=2, expected=len(LEAVES))  # two at once
 
     runs = _runs(server)
     by_leaves: dict[str, list[dict]] = {}
