@@ -61,3 +61,4 @@ def test_the_readme_marks_its_figures():
     sources = {m["source"] for m in MARK.finditer(text)}
     assert {"metrics.json", "evaluation.json", "simulation.json", "split.json"} <= sources
     assert figure(-0.5, ".1f") == "\u22120.5" and figure(0.5, ".0%") == "50%"
+    assert figure(-0.0004, ".2f") == "0.00"  # no sign on a figure that rounds to zero

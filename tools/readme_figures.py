@@ -5,7 +5,8 @@ Python format::
 
     AUC <!--@ metrics.json/lightgbm/auc .3f-->0.836<!--@-->
 
-The path is relative to ``reports/``, then keys (or list positions) separated by ``/``. Markdown
+The source is a JSON file under ``reports/`` (``monitor/goals.json`` too), then keys (or list
+positions) separated by ``/``. Markdown
 hides the comments, so the README reads as plain text. ``python tools/readme_figures.py`` rewrites
 every marked figure from the reports; ``--check`` only says which differ (exit 1), which the
 end-to-end test runs on a fresh clone's own ``dvc repro`` output.
@@ -21,7 +22,7 @@ import re
 import sys
 from pathlib import Path
 
-MARK = re.compile(r"<!--@ (?P<source>[^ /]+)/(?P<path>.+?) (?P<format>[^ ]*?)-->(?P<value>.*?)<!--@-->")
+MARK = re.compile(r"<!--@ (?P<source>[^ ]+?\.json)/(?P<path>.+?) (?P<format>[^ ]*?)-->(?P<value>.*?)<!--@-->")
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -46,12 +47,15 @@ def lookup(reports: Path, source: str, path: str, cache: dict[str, object]) -> o
 
 
 def figure(value: object, spec: str) -> str:
-    """``value`` in format ``spec``; a negative number gets a typographic minus, as the prose has."""
+    """``value`` in format ``spec``; a negative number gets a typographic minus, as the prose has,
+    unless it rounds to zero."""
     try:
         text = format(value, spec)
     except (ValueError, TypeError) as err:
         raise FigureError(f"cannot format {value!r} with '{spec}'") from err
-    return "\u2212" + text[1:] if text.startswith("-") else text
+    if not text.startswith("-"):
+        return text
+    return text[1:] if not re.search(r"[1-9]", text) else "\u2212" + text[1:]
 
 
 def render(text: str, reports: Path) -> tuple[str, list[str]]:
