@@ -11,7 +11,6 @@ pruner). ``tune.metric: auc`` searches for ranking alone, calibration being fitt
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 from collections.abc import Callable
 from functools import partial
@@ -127,5 +126,5 @@ def trials(study: optuna.Study) -> list[dict]:
     """Every trial as MLflow records it: tried values, state, final and intermediate figures."""
     return [{"number": t.number, "state": t.state.name.lower(), "params": rounded(t.params),
              "value": t.value, "trees": t.user_attrs.get("trees"), "steps": dict(t.intermediate_values),
-             "seconds": t.duration.total_seconds() if t.duration else math.nan}
+             "seconds": t.duration.total_seconds()}
             for t in study.trials]

@@ -5,7 +5,6 @@ of one parent run. Off, it writes ``{"enabled": false}`` without reading any dat
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import mlflow
@@ -74,4 +73,4 @@ def _log(p: Params, study: optuna.Study, best: dict, splits: dict, paths: dict) 
                 mlflow.log_params(record["params"])
                 tracking.log_history(f"{metric}_by_round", record["steps"])  # what the pruner saw
                 final = {metric: record["value"], "trees": record["trees"], "seconds": record["seconds"]}
-                mlflow.log_metrics({k: v for k, v in final.items() if v is not None and not math.isnan(v)})
+                mlflow.log_metrics({k: v for k, v in final.items() if v is not None})  # pruned: no value
