@@ -286,6 +286,18 @@ class TrainSettings(Settings):
     scorecard: ScorecardSettings
 
 
+class TuneSettings(Settings):
+    """Optuna's search of the LightGBM's parameters (the tune stage, pipeline/tune.py); off, the
+    train stage uses train.lightgbm as it is."""
+
+    enabled: bool
+    n_trials: Annotated[int, Field(ge=1, le=10_000)]  # the binding limit when results must repeat
+    # no trial starts after this many seconds (a running one finishes); null: n_trials alone
+    timeout_seconds: Annotated[int, Field(gt=0)] | None
+    seed: Annotated[int, Field(ge=0)]  # the sampler's; LightGBM keeps train.lightgbm.seed
+    metric: Literal["log_loss", "auc"]  # on the validation split, of the booster before calibration
+
+
 class MlflowSettings(Settings):
     """Where runs and the registry live. A relative sqlite path is anchored at the repository
     root ($DVC_ROOT under `dvc exp run`), so temporary experiment copies log to the same store."""
@@ -435,6 +447,7 @@ class Params(Settings):
     features: FeatureSettings
     split: SplitSettings
     train: TrainSettings
+    tune: TuneSettings
     mlflow: MlflowSettings
     # "register" would shadow pydantic's (ABC) register method, so the field is named gate
     gate: RegisterSettings = Field(alias="register")
@@ -451,6 +464,13 @@ class Params(Settings):
             raise ValueError(
                 f"simulate.calendar.export_end must be at least {needed} days after last_scoring_date "
                 "so that the label of the last cohort is observed")
+        return self
+
+    @model_validator(mode="after")
+    def _tuning_can_bag(self) -> Params:
+        if self.tune.enabled and self.train.lightgbm.bagging_freq == 0:
+            raise ValueError("tune.enabled searches bagging_fraction, which LightGBM ignores with "
+                             "train.lightgbm.bagging_freq 0: set bagging_freq to 1 or more")
         return self
 
 

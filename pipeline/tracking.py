@@ -29,7 +29,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 from mlflow import MlflowClient
-from mlflow.entities import Run
+from mlflow.entities import Metric, Run
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.models import ModelSignature, infer_signature
@@ -223,6 +223,31 @@ def new_run(settings: MlflowSettings, kind: str, fingerprint: str, description: 
         mlflow.set_tags({**origin, "model": kind, "mlflow.note.content": description, **(tags or {})})
         yield run
         mlflow.set_tag(FINGERPRINT_TAG, fingerprint)
+
+
+@contextmanager
+def child_run(name: str, tags: dict[str, str] | None = None) -> Iterator[Run]:
+    """A run nested under the active one, in its experiment: MLflow tags it with the parent's id
+    (``mlflow.parentRunId``) and the UI lists it under the parent."""
+    parent = mlflow.active_run()
+    if parent is None:
+        raise RuntimeError("a child run needs an active parent run (tracking.new_run)")
+    with mlflow.start_run(experiment_id=parent.info.experiment_id, run_name=name, nested=True,
+                          tags=tags) as run:
+        yield run
+
+
+BATCH_METRICS = 1000  # MLflow's cap on metrics in one log_batch request
+
+
+def log_history(key: str, values: dict[int, float]) -> None:
+    """A metric's values by step on the active run, a request per thousand rather than per value."""
+    run_id = mlflow.active_run().info.run_id
+    now = int(datetime.now(UTC).timestamp() * 1000)
+    points = [Metric(key, float(v), now, int(step)) for step, v in sorted(values.items())]
+    client = MlflowClient()
+    for i in range(0, len(points), BATCH_METRICS):
+        client.log_batch(run_id, metrics=points[i:i + BATCH_METRICS], synchronous=True)
 
 
 def log_params(params: dict) -> None:

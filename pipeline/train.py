@@ -7,6 +7,7 @@ the feature catalogue knows get its monotone direction; others (a team's own) ge
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 
 import lightgbm as lgb
 import numpy as np
@@ -86,16 +87,27 @@ def lightgbm_params(s: LightGBMSettings, columns: list[str], categorical: list[s
     return params
 
 
+def with_params(settings: LightGBMSettings, values: dict) -> LightGBMSettings:
+    """``settings`` with some values replaced (tuning's), checked as params.yaml's are."""
+    return LightGBMSettings.model_validate({**settings.model_dump(), **values})
+
+
 def fit_lightgbm(train: pd.DataFrame, valid: pd.DataFrame, columns: list[str], categorical: list[str],
-                 categories: dict[str, list], settings: LightGBMSettings) -> lgb.Booster:
-    """Boost on train, stop early on validation log loss; keeps only the best iterations."""
+                 categories: dict[str, list], settings: LightGBMSettings,
+                 callbacks: Sequence[Callable] = (), also_evaluate: Sequence[str] = ()) -> lgb.Booster:
+    """Boost on train, stop early on validation log loss; keeps only the best iterations.
+
+    ``callbacks`` see each iteration's validation figures: log loss and the LightGBM metrics in
+    ``also_evaluate``, which do not move the stopping point (tuning's pruner reads them)."""
     params = lightgbm_params(settings, columns, categorical, len(train))
+    params["metric"] = [params["metric"], *also_evaluate]
     dtrain = lgb.Dataset(encode(train, columns, categories), train[LABEL], feature_name=columns,
                          categorical_feature=categorical, free_raw_data=False)
     dvalid = lgb.Dataset(encode(valid, columns, categories), valid[LABEL], reference=dtrain,
                          feature_name=columns, categorical_feature=categorical)
     booster = lgb.train(params, dtrain, num_boost_round=settings.num_boost_round, valid_sets=[dvalid],
-                        callbacks=[lgb.early_stopping(settings.early_stopping_rounds, verbose=False)])
+                        callbacks=[lgb.early_stopping(settings.early_stopping_rounds, first_metric_only=True,
+                                                      verbose=False), *callbacks])
     return lgb.Booster(model_str=booster.model_to_string(num_iteration=booster.best_iteration))
 
 

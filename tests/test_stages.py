@@ -12,8 +12,8 @@ import yaml
 from tests.conftest import ROOT
 
 STAGES = {"check_params": "check", "simulate": "simulate", "features": "features", "split": "split",
-          "train": "train", "register": "register", "evaluate": "evaluate", "simulate_batch": "incoming",
-          "score": "score", "simulate_stream": "stream", "monitor": "monitor"}
+          "tune": "tune", "train": "train", "register": "register", "evaluate": "evaluate",
+          "simulate_batch": "incoming", "score": "score", "simulate_stream": "stream", "monitor": "monitor"}
 CLOSURE = """
 import importlib, pathlib, sys
 importlib.import_module("pipeline.cli.{module}")

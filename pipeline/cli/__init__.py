@@ -45,7 +45,7 @@ def load(path: Path) -> Params:
 
 # command -> module; each module registers its command when imported
 COMMANDS = {"check-params": "check", "simulate": "simulate", "features": "features", "split": "split",
-            "train": "train", "register": "register", "evaluate": "evaluate",
+            "tune": "tune", "train": "train", "register": "register", "evaluate": "evaluate",
             "simulate-batch": "incoming", "score": "score", "promote": "promote",
             "simulate-stream": "stream", "monitor": "monitor"}
 # DVC stages read and write paths relative to the repository: run them there from anywhere in it

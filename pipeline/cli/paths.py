@@ -12,5 +12,6 @@ INCOMING_DIR = Path("data/incoming")
 MODELS = Path("models")
 REPORTS = Path("reports")
 GATES = REPORTS / "gates.json"
+TUNE_BEST = REPORTS / "tune" / "best.json"  # the tune stage's, read by train@lightgbm
 STREAM_DIR = Path("data/stream")
 MONITOR_DIR = REPORTS / "monitor"

@@ -12,11 +12,13 @@ import mlflow
 import numpy as np
 import pandas as pd
 import typer
+from pydantic import ValidationError
 
 from pipeline import causes, io, metrics, model, tracking, train
 from pipeline.cli import PARAMS, app, load
-from pipeline.cli.paths import MODELS, SPLIT_DIR
+from pipeline.cli.paths import MODELS, SPLIT_DIR, TUNE_BEST
 from pipeline.config import LightGBMSettings, Params
+from pipeline.errors import InputError, UsageError
 
 # Training rows the drift reference is taken from: sampling the reference adds about
 # (bins - 1) / rows to a PSI, 0.0002 here against a watch level of 0.10.
@@ -126,8 +128,22 @@ def _fit_causes(splits: dict, columns: list[str], categorical: list[str], catego
                                   categorical, s.num_boost_round, s.early_stopping_rounds)
 
 
+def tuned_settings(p: Params) -> tuple[LightGBMSettings, list[str]]:
+    """train.lightgbm, with the tune stage's best values over it when tuning is on, and the names
+    of the values replaced. Off, the tune stage's file is not read: training is as without it."""
+    if not p.tune.enabled:
+        return p.train.lightgbm, []
+    best = json.loads(TUNE_BEST.read_text()) if TUNE_BEST.is_file() else {}
+    if not best.get("enabled"):
+        raise UsageError(f"tune.enabled is true but {TUNE_BEST} holds no search: run limitjump tune first")
+    try:
+        return train.with_params(p.train.lightgbm, best["params"]), sorted(best["params"])
+    except ValidationError as err:
+        raise InputError(f"{TUNE_BEST}: not the tune stage's values: {err}") from err
+
+
 def _fit_lightgbm(p: Params, splits: dict, columns: list[str], categorical: list[str], out: Path):
-    s = p.train.lightgbm
+    s, tuned = tuned_settings(p)
     fitted, valid_scores = fit_and_save_lightgbm(splits, columns, categorical, s, out)
     booster = fitted.booster
     # each monotone constraint against the training data's own trend: kept with the model, logged,
@@ -143,7 +159,7 @@ def _fit_lightgbm(p: Params, splits: dict, columns: list[str], categorical: list
     # what "auto" resolved to on these rows, logged beside the setting itself
     settings = {**s.model_dump(), "trees": booster.num_trees(), "contradicted_directions": len(contradicted),
                 "min_data_in_leaf_used": train.leaf_size(s, rows), "lambda_l2_used": train.leaf_l2(s, rows),
-                "calibration_used": fitted.calibration["method"]}
+                "calibration_used": fitted.calibration["method"], **({"tuned": tuned} if tuned else {})}
     scores = {"valid": valid_scores, "test": fitted.predict(splits["test"])}
 
     def log_model(folder: Path, example_pool: pd.DataFrame) -> str:
