@@ -53,6 +53,16 @@ def simulate_tables(params: Params) -> dict[str, pd.DataFrame]:
     return tables
 
 
+# the longest files, longest first: with one file per worker (xdist --dist loadfile) they start at
+# once instead of last, and the short files fill the other worker
+LONGEST = ("test_pipeline_e2e.py", "test_mlflow_integration.py", "test_team.py", "test_labels.py")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {name: i for i, name in enumerate(LONGEST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(LONGEST)))  # stable: order within a file kept
+
+
 @pytest.fixture(scope="session")
 def small_params() -> Params:
     return make_params(SMALL)

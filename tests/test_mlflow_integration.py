@@ -41,6 +41,8 @@ BIN = Path(sys.executable).parent
 NAME = "limitjump"  # experiment and registered model in params.yaml
 SMALL = {"engine": {"workers": 2},
          "simulate": {"n_borrowers": 4000, "shard_size": 2000, "truth_replicates": 4},
+         # evaluate waits for the monitor (the card shows it): a short, small stream
+         "monitor": {"months": 6, "borrowers_per_month": 400, "truth_replicates": 2},
          "train": {"lightgbm": {"num_boost_round": 60, "early_stopping_rounds": 10}},
          # relaxed so that a small, noisy model is promoted
          "register": {"min_oot_auc": 0.5, "max_calibration_error": 0.2, "min_gain_over_scorecard": -1.0}}
@@ -206,8 +208,10 @@ def test_each_model_is_one_run_with_params_data_metrics_and_provenance(project, 
     assert experiment.artifact_location == (project.root / "mlartifacts").as_uri()
     assert experiment.tags["primary_metric"] == "oot_auc"
     runs = _runs(store)
-    assert sorted(runs) == ["evaluate", "lightgbm", "scorecard"]
-    assert all(len(found) == 1 for found in runs.values())
+    assert {"evaluate", "lightgbm", "scorecard", "monitor"} <= set(runs)
+    assert all(len(runs[kind]) == 1 for kind in ("evaluate", "lightgbm", "scorecard", "monitor"))
+    assert all(kind.startswith("monitor-") for kind in set(runs) - {"evaluate", "lightgbm", "scorecard",
+                                                                   "monitor"})
     for kind in ("scorecard", "lightgbm"):
         r = _first_run(store, kind, project)
         assert r.info.status == "FINISHED"
@@ -535,7 +539,9 @@ def test_a_queued_experiment_is_a_run_in_the_root_store_and_touches_no_productio
     after = _snapshot(store)
     assert {k: after[k] for k in before} == before  # no finished run rewritten
     new = [store.get_run(run_id) for run_id in set(after) - set(before)]
-    assert sorted(r.data.tags["model"] for r in new) == ["evaluate", "lightgbm"]  # scorecard unchanged
+    kinds = [r.data.tags["model"] for r in new]
+    assert kinds.count("lightgbm") == kinds.count("evaluate") == 1 and "scorecard" not in kinds
+    assert all(k.startswith("monitor") for k in kinds if k not in ("lightgbm", "evaluate"))  # new model
     trained = next(r for r in new if r.data.tags["model"] == "lightgbm")
     tags = trained.data.tags
     assert trained.data.params["train.lightgbm.min_data_in_leaf"] == LEAVES

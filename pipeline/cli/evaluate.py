@@ -109,10 +109,16 @@ def _details(p: Params, metadata: dict) -> dict:
                         "cause": BY_NAME[f].cause if f in BY_NAME else "—",
                         "description": BY_NAME[f].description if f in BY_NAME else "—"} for f, g in ranked],
         "points": points,
-        # the monitor's summary and chart (the monitor stage runs before this one)
-        "monitoring": {"goals": json.loads((MONITOR_DIR / "goals.json").read_text()),
-                       "chart": (MONITOR_DIR / "monthly.png").read_bytes()},
+        # the monitor's summary and chart (the monitor stage runs before this one), if it monitored
+        "monitoring": _monitoring(),
     }
+
+
+def _monitoring() -> dict | None:
+    goals = json.loads((MONITOR_DIR / "goals.json").read_text())
+    if goals.get("monitored") is False:
+        return None
+    return {"goals": goals, "chart": (MONITOR_DIR / "monthly.png").read_bytes()}
 
 
 def _log_run(p: Params, reports: dict, gates: dict, figures: list[Path], headlines: dict,

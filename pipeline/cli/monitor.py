@@ -16,6 +16,8 @@ import mlflow
 import numpy as np
 import pandas as pd
 import typer
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 
 from pipeline import io, monitor, tracking, train
 from pipeline.cli import PARAMS, app, load
@@ -49,8 +51,12 @@ def change_dates(p: Params) -> list[pd.Timestamp]:
 
 @app.command(name="monitor")
 def monitor_command(params: Path = PARAMS) -> None:
-    """Monitor the stream month by month and backtest the retraining policies."""
+    """Monitor the stream month by month and backtest the retraining policies (with a team's own
+    tables there is no stream: the outputs then only say so)."""
     p = load(params)
+    if p.source.kind == "tables":
+        _nothing_monitored()
+        return
     m = p.monitor
     frame = read_stream()
     champion = CalibratedLightGBM.from_dir(MODELS / "lightgbm")
@@ -89,6 +95,20 @@ def monitor_command(params: Path = PARAMS) -> None:
             tmp, dpi=110, format="png", metadata={"Software": None})
     _log_runs(p, metadata["fingerprint"], frame, candidates, goals, chart)
     typer.echo(_summary(goals, candidates))
+
+
+def _nothing_monitored() -> None:
+    """The stage's outputs when there is no stream to monitor (``goals.monitored`` false)."""
+    with io.atomic_dir(MONITOR_DIR / "plots") as out:
+        io.write_json([], out / "monthly.json")
+    io.write_json([], MONITOR_DIR / "decisions.json")
+    io.write_json({"monitored": False, "source": "tables"}, MONITOR_DIR / "goals.json")
+    figure = Figure(figsize=(4, 1))
+    figure.text(0.5, 0.5, "source: tables, no monthly stream monitored", ha="center", va="center")
+    FigureCanvasAgg(figure)
+    with io.atomic_path(MONITOR_DIR / "monthly.png", ".png") as tmp:
+        figure.savefig(tmp, format="png", metadata={"Software": None})
+    typer.echo("source: tables; nothing monitored (the monitor needs the simulated stream)")
 
 
 def _decisions(table: pd.DataFrame, alert_log: pd.DataFrame, candidates: list) -> list[dict]:

@@ -31,8 +31,14 @@ TRUTH = ["borrower_id", "p_true", "p_true_credit", "p_true_liquidity", "p_true_t
 
 @app.command(name="simulate-stream")
 def simulate_stream(params: Path = PARAMS) -> None:
-    """Simulate monthly batches of new borrowers with features, maturing labels and the truth."""
+    """Simulate monthly batches of new borrowers with features, maturing labels and the truth
+    (nothing with a team's own tables: the output then only says so, as DVC expects it)."""
     p = load(params)
+    if p.source.kind == "tables":
+        with io.atomic_dir(STREAM_DIR) as out:
+            io.write_json({"source": "tables", "simulated": False}, out / "source.json")
+        typer.echo("source: tables; no stream simulated")
+        return
     settings = stream_settings(p.simulate, p.label, p.monitor)
     world = build_world(settings, p.label)
     shards = list(range(len(shard_bounds(settings))))
