@@ -55,7 +55,8 @@ def simulate_tables(params: Params) -> dict[str, pd.DataFrame]:
 
 # the longest files, longest first: with one file per worker (xdist --dist loadfile) they start at
 # once instead of last, and the short files fill the other worker
-LONGEST = ("test_pipeline_e2e.py", "test_mlflow_integration.py", "test_team.py", "test_labels.py")
+LONGEST = ("test_pipeline_e2e.py", "test_own_data_e2e.py", "test_mlflow_integration.py", "test_team.py",
+           "test_labels.py")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -17,12 +17,11 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import yaml
 
 from tests.conftest import ROOT, raw_params
 
 
-def _run(args: list[str], cwd: Path, env: dict) -> str:
+def run_ok(args: list[str], cwd: Path, env: dict) -> str:
     done = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
     assert done.returncode == 0, f"{' '.join(args)}\n{done.stdout}\n{done.stderr}"
     return done.stdout + done.stderr
@@ -60,7 +59,7 @@ def test_fresh_clone_repro_is_clean_in_range_and_then_idle(tmp_path):
     env = project_env(project)
     committed = {name: (project / "reports" / name).read_text()
                  for name in ("metrics.json", "gates.json", "simulation.json", "split.json")}
-    first = _run(["dvc", "repro"], project, env)
+    first = run_ok(["dvc", "repro"], project, env)
     assert "Running stage 'simulate'" in first and "Running stage 'score'" in first
     status = subprocess.run(["git", "status", "--porcelain"], cwd=project, capture_output=True, text=True,
                             check=True).stdout
@@ -92,43 +91,12 @@ def test_fresh_clone_repro_is_clean_in_range_and_then_idle(tmp_path):
                              capture_output=True, text=True)
     assert figures.returncode == 0, f"README differs from the reports:\n{figures.stdout}{figures.stderr}"
 
-    second = _run(["dvc", "repro"], project, env)
+    second = run_ok(["dvc", "repro"], project, env)
     assert "Running stage" not in second, second
-    assert "Data and pipelines are up to date" in _run(["dvc", "status"], project, env)
-    assert "lightgbm.auc" in _run(["dvc", "metrics", "show"], project, env)
+    assert "Data and pipelines are up to date" in run_ok(["dvc", "status"], project, env)
+    assert "lightgbm.auc" in run_ok(["dvc", "metrics", "show"], project, env)
     # the plots page works offline and tells the models apart by colour
-    _run(["dvc", "plots", "show", "-o", str(tmp_path / "plots")], project, env)
+    run_ok(["dvc", "plots", "show", "-o", str(tmp_path / "plots")], project, env)
     page = (tmp_path / "plots" / "index.html").read_text()
     assert "<script src=" not in page and "vegaEmbed" in page
     assert page.count('"color": {"field": "filename"') >= 6
-
-
-@pytest.mark.slow
-@pytest.mark.timeout(900)
-def test_a_teams_own_tables_run_through_the_same_stages(tmp_path):
-    """``source: tables`` on the example (README "Your own data"): nothing simulated, every row
-    of the team's file in one split or the embargo, both models trained and evaluated without a
-    truth, the team's file to score scored with reasons named after its columns; then idle."""
-    project = clone_project(tmp_path / "clone")
-    env = project_env(project)
-    params = raw_params()
-    params["source"]["kind"] = "tables"
-    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    first = _run(["dvc", "repro"], project, env)
-    assert "nothing simulated" in first and "Running stage 'score'" in first
-    t = params["source"]["tables"]
-    team = pd.read_csv(project / t["features"])
-    split = json.loads((project / "reports" / "split.json").read_text())
-    assert sum(split[name]["rows"] for name in ("train", "valid", "test", "embargo")) == len(team)
-    test = pd.read_parquet(project / "data" / "split" / "test.parquet")
-    assert test["scoring_date"].min() > pd.read_parquet(project / "data" / "split" / "train.parquet")[
-        "scoring_date"].max()
-    metrics = json.loads((project / "reports" / "metrics.json").read_text())
-    assert set(metrics) == {"lightgbm", "scorecard", "gates_passed"}
-    assert 0.55 < metrics["lightgbm"]["auc"] < 0.75 and 0.55 < metrics["scorecard"]["auc"] < 0.75
-    scores = pd.read_parquet(project / "data" / "scored" / "scores.parquet")
-    incoming = pd.read_csv(project / t["score"])
-    assert sorted(scores["borrower_id"]) == sorted(incoming[t["id_column"]])
-    reasons = set(scores[[f"reason_{i}" for i in range(1, 5)]].stack().dropna())
-    assert reasons and all(r.split(" is ")[0] in incoming.columns for r in reasons), reasons
-    assert "Data and pipelines are up to date" in _run(["dvc", "repro"], project, env)
