@@ -53,8 +53,9 @@ def simulate_tables(params: Params) -> dict[str, pd.DataFrame]:
     return tables
 
 
-# the longest files, longest first: with one file per worker (xdist --dist loadfile) they start at
-# once instead of last, and the short files fill the other worker
+# the longest files, longest first: with one file per worker (xdist --dist loadfile, its reordering by
+# test count switched off in pyproject.toml) they start at once instead of last, and the short files
+# fill the other worker
 LONGEST = ("test_pipeline_e2e.py", "test_own_data_e2e.py", "test_mlflow_integration.py", "test_team.py",
            "test_labels.py")
 
