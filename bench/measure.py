@@ -47,8 +47,9 @@ class Measured:
 
 def run(args: list[str], cwd: Path, env: dict | None = None) -> Measured:
     """Run a command; time it and sample the resident memory of its process tree."""
+    # a scratch project is no repository: its MLflow store is its own file
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "TQDM_DISABLE": "1",
-           **(env or {})}
+           "MLFLOW_TRACKING_URI": f"sqlite:///{Path(cwd).resolve() / 'mlflow.db'}", **(env or {})}
     start = time.perf_counter()
     proc = subprocess.Popen(args, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     peak, peak_one = [0.0], [0.0]

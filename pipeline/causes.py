@@ -65,9 +65,9 @@ def fit_temperature(raw: np.ndarray, codes: np.ndarray) -> float:
     return float(minimize_scalar(loss, bounds=(0.2, 5.0), method="bounded").x)
 
 
-def shares(booster: lgb.Booster, calibration: dict, matrix: np.ndarray) -> np.ndarray:
-    """P(cause | miss), shape (n, 3), rows summing to 1."""
-    raw = booster.predict(matrix, raw_score=True).reshape(len(matrix), len(CAUSES))
+def shares(booster: lgb.Booster, calibration: dict, matrix: np.ndarray, threads: int = 0) -> np.ndarray:
+    """P(cause | miss), shape (n, 3), rows summing to 1; ``threads`` as LightGBM's num_threads."""
+    raw = booster.predict(matrix, raw_score=True, num_threads=threads).reshape(len(matrix), len(CAUSES))
     return softmax(raw / calibration["temperature"], axis=1)
 
 

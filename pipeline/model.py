@@ -64,6 +64,9 @@ class CalibratedLightGBM:
         self.booster, self.calibration = booster, calibration
         self.categories, self.reference = categories or {}, reference or {}
         self.causes = causes  # (booster, calibration) of P(cause | miss), if trained
+        # threads of each LightGBM call; 0 is LightGBM's default, every core. A scorer running
+        # one call per core sets 1: more threads than cores make OpenMP wait on itself
+        self.threads = 0
 
     @classmethod
     def from_dir(cls, directory: str | Path) -> CalibratedLightGBM:
@@ -90,20 +93,20 @@ class CalibratedLightGBM:
         return encode(frame, self.features, self.categories)
 
     def raw(self, frame: pd.DataFrame) -> np.ndarray:
-        return self.booster.predict(self.matrix(frame))
+        return self.booster.predict(self.matrix(frame), num_threads=self.threads)
 
     def contributions(self, matrix: np.ndarray) -> np.ndarray:
         """Per-feature contributions to the raw log-odds (TreeSHAP) for rows of an encoded matrix,
         shape (n, features + 1); the last column is the expected value."""
-        return self.booster.predict(matrix, pred_contrib=True)
+        return self.booster.predict(matrix, pred_contrib=True, num_threads=self.threads)
 
     def probability(self, matrix: np.ndarray) -> np.ndarray:
         """Calibrated probabilities for rows of an encoded matrix (``matrix(frame)``)."""
-        return calibrate(self.booster.predict(matrix), self.calibration)
+        return calibrate(self.booster.predict(matrix, num_threads=self.threads), self.calibration)
 
     def cause_shares(self, matrix: np.ndarray) -> np.ndarray | None:
         """P(cause | miss) per row of an encoded matrix, shape (n, 3), or None without a cause model."""
-        return None if self.causes is None else causes.shares(*self.causes, matrix)
+        return None if self.causes is None else causes.shares(*self.causes, matrix, self.threads)
 
     def predict(self, frame: pd.DataFrame, params: dict | None = None) -> np.ndarray:
         """Calibrated probabilities, shape (n,). ``params`` is MLflow's pyfunc argument; unused."""

@@ -122,7 +122,9 @@ def connect(settings: MlflowSettings) -> tuple[MlflowClient, str]:
         experiment = client.get_experiment_by_name(settings.experiment)
         if experiment is not None:
             return client, experiment.experiment_id
-        location = (repo_root() / "mlartifacts").as_uri() if uri.startswith("sqlite:") else None
+        # artifacts beside the SQLite file (the repository root by default; a user's own file too)
+        location = ((Path(uri[len("sqlite:///"):]).parent / "mlartifacts").as_uri()
+                    if uri.startswith("sqlite:///") else None)
         return client, client.create_experiment(settings.experiment, artifact_location=location,
                                                 tags={"primary_metric": PRIMARY_METRIC})
     except MlflowException as err:

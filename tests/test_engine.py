@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 import time
 from pathlib import Path
 
@@ -223,6 +224,26 @@ def score_on(engine: EngineSettings, model, raw: Path, output: Path) -> Path:
 def test_scoring_is_byte_identical_on_dask(scoring, cluster, tmp_path):
     dask = score_on(cluster, scoring["model"], scoring["raw"], tmp_path / "dask.parquet")
     assert scoring["local"].read_bytes() == dask.read_bytes()
+
+
+def test_a_features_file_scores_the_same_on_two_threads_as_in_a_loop(scoring, local_features, tmp_path):
+    two = LOCAL.model_copy(update={"workers": 2})
+    loop = score_on(LOCAL, scoring["model"], local_features, tmp_path / "loop.parquet")
+    threads = score_on(two, scoring["model"], local_features, tmp_path / "threads.parquet")
+    assert loop.read_bytes() == threads.read_bytes()
+
+
+def test_raw_tables_score_the_same_on_two_processes_as_in_a_loop(scoring, tmp_path):
+    processes = score_on(LOCAL.model_copy(update={"workers": 2}), scoring["model"], scoring["raw"],
+                         tmp_path / "processes.parquet")
+    assert scoring["local"].read_bytes() == processes.read_bytes()
+
+
+def test_threads_run_the_work_in_order_on_worker_threads():
+    two = LOCAL.model_copy(update={"workers": 2})
+    done = list(map_shards(lambda i: (i, threading.current_thread().name), range(7), two, "t", threads=True))
+    assert [i for i, _ in done] == list(range(7))
+    assert all(name != threading.main_thread().name for _, name in done)
 
 
 def test_scoring_through_a_tls_scheduler(scoring, tls_cluster, tmp_path):

@@ -70,6 +70,7 @@ def run(source: RawTables | FeaturesFile, model: CalibratedLightGBM, version: st
     """Score every batch of borrower ids on the engine, writing results in id order as they
     come back; the three outputs appear only when all is done, the summary last."""
     s = p.score
+    model.threads = 1  # the engine's workers are the parallelism: one LightGBM thread each
     watched = _watched_features(model, s.drift_features)
     drift = score.Drift({name: model.reference["bins"][name] for name in ["score", *watched]})
     tally = _Tally(s.bands, drift)
@@ -79,7 +80,10 @@ def run(source: RawTables | FeaturesFile, model: CalibratedLightGBM, version: st
         with Writer(scores, csv) as scores_out, Writer(rejected, csv) as rejects_out:
             results = map_shards(score_range, source.ranges(s.batch_borrowers), p.engine, "score",
                                  source.path, p, model, version, watched, source.today,
-                                 borrowers=lambda result: result[0].borrowers_in)
+                                 borrowers=lambda result: result[0].borrowers_in,
+                                 # a features file's batches are mostly LightGBM and Arrow, which
+                                 # release Python's lock; raw tables' features are mostly pandas
+                                 threads=isinstance(source, FeaturesFile))
             for batch, scored, values in results:
                 tally.add(batch, scored, values)
                 rejects_out.write(batch.rejects)
