@@ -403,9 +403,10 @@ def test_readme_snippet_works_from_a_subdirectory(project, tmp_path):
 
 
 @pytest.mark.timeout(600)
-def test_the_champion_scores_on_two_processes_and_on_dask(project, tmp_path):
-    """The registered champion (not a local folder) on several processes and on a Dask cluster,
-    on the features path and the raw-tables path: the same bytes as one process."""
+def test_the_champion_scores_on_two_workers_and_on_dask(project, tmp_path):
+    """The registered champion (not a local folder) on two local workers (threads for the
+    features path, processes for the raw-tables path) and on a Dask cluster: the same bytes as
+    one worker."""
     _promote(project, "1")
     outputs = {}
     for engine in ({"kind": "local", "workers": 1}, {"kind": "local", "workers": 2},
