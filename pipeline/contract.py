@@ -406,6 +406,16 @@ def future_scoring(borrower_ids, scoring_dates: pd.Series, today: pd.Timestamp) 
                    " (value " + _day(scoring_dates[late]) + ")")
 
 
+def due_before_scoring(frame: pd.DataFrame, column: str) -> pd.DataFrame:
+    """(borrower_id, reason) of rows whose next due date ``column`` (if the frame has one) falls
+    before their scoring date: it cannot be the next one."""
+    if column not in frame:
+        return _broken([], [])
+    early = (frame[column] < frame["scoring_date"]).to_numpy()  # a missing date compares False
+    return _broken(frame["borrower_id"][early], f"{column}: before the scoring date (value "
+                   + _day(frame[column][early]) + ")")
+
+
 def _dated_after(frame: pd.DataFrame, name: str, today: pd.Timestamp) -> pd.DataFrame:
     column = TABLES[name].date_column
     late = (frame[column] >= _next_day(today)).to_numpy()

@@ -19,6 +19,9 @@ from pipeline.config import EMPLOYMENT_TYPES, TRIGGERS, FeatureSettings
 DAYS_PER_MONTH = 30.44
 TOLERANCE = 1.0  # CNY left unpaid that still counts as paid
 ID_COLUMNS = ("borrower_id", "scoring_date", "jump_date")
+# not a feature: the date a scorer's action is for ("remind before the next due date"); a date
+# column, so training never reads it
+NEXT_DUE = "next_due_date"
 
 
 class MissingJump(ValueError):
@@ -186,6 +189,7 @@ def build_features(tables: dict[str, pd.DataFrame], observation_days: int,
     cut = spine.score_day
     stmt = Rows(tables["statements"], "statement_date", spine, cut)
     loans = Rows(tables["bureau_loans"], "open_date", spine, cut, lag_days=settings.bureau_lag_days)
+    dues = Rows(tables["installments"], "due_date", spine, cut)
     out = {
         "borrower_id": spine.ids,
         "scoring_date": _dates(cut),
@@ -196,19 +200,20 @@ def build_features(tables: dict[str, pd.DataFrame], observation_days: int,
         **_debt_to_income(spine, stmt, loans, tables),
         **_scheduled(spine, Rows(tables["drawdowns"], "drawdown_date", spine, cut), loans, stmt),
         **_utilisation(stmt),
-        **_repayment_history(spine, Rows(tables["installments"], "due_date", spine, cut),
+        **_repayment_history(spine, dues,
                              Rows(tables["repayments"], "payment_date", spine, cut),
                              settings.decay_days),
         **_multi_lending(spine, Rows(tables["bureau_inquiries"], "inquiry_date", spine, cut,
                                      lag_days=settings.bureau_lag_days), loans),
         **_score(spine, stmt, Rows(tables["limit_events"], "event_date", spine, cut)),
         **_income_and_cash(spine, stmt),
-        **_technical(spine, _platform_rows(tables["platform_events"], spine, cut),
-                     Rows(tables["installments"], "due_date", spine, cut), tables),
+        **_technical(spine, _platform_rows(tables["platform_events"], spine, cut), dues, tables),
         **_profile(spine),
     }
+    upcoming, known = _next_due_days(spine, dues, tables, 1)
+    out[NEXT_DUE] = np.where(known, _dates(upcoming[:, 0]), np.datetime64("NaT", "s"))
     frame = pd.DataFrame(out)
-    return frame[[*ID_COLUMNS, *NAMES]]
+    return frame[[*ID_COLUMNS, NEXT_DUE, *NAMES]]
 
 
 def _codes(values: np.ndarray, categories: tuple[str, ...]) -> np.ndarray:

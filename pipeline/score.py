@@ -10,6 +10,7 @@ import pandas as pd
 from pipeline import metrics
 from pipeline.catalog import BY_NAME, CAUSE_CATEGORIES, REASON_GROUPS, reason_group
 from pipeline.config import CAUSES
+from pipeline.features import NEXT_DUE
 from pipeline.model import CalibratedLightGBM
 
 ACTIONS = {  # the source article's responses, by leading cause
@@ -29,7 +30,8 @@ CAUSE_REASONS = {"technical": "a failed payment (auto-debit or outage) is the li
                  "credit": "worsening credit is the likeliest cause of a miss"}
 CAUSE_PROBABILITIES = [f"p_{c}" for c in CAUSES]
 OUTPUT_COLUMNS = ["borrower_id", "scoring_date", "probability", "risk_band", "leading_cause",
-                  *CAUSE_PROBABILITIES, *[f"reason_{i}" for i in range(1, 5)], "action", "model_version"]
+                  *CAUSE_PROBABILITIES, *[f"reason_{i}" for i in range(1, 5)], "action", NEXT_DUE,
+                  "model_version"]
 
 
 def risk_band(p: np.ndarray, bands: dict[str, float]) -> np.ndarray:
@@ -197,6 +199,9 @@ def score_batch(model: CalibratedLightGBM, frame: pd.DataFrame, bands: dict[str,
     known = pd.notna(cause)
     action[known] = actions(cause[known], [t[known] for t in text])
     out["action"] = action
+    # the date the action is for, where the input gives it (the raw tables always do)
+    out[NEXT_DUE] = (frame[NEXT_DUE].to_numpy() if NEXT_DUE in frame
+                     else np.full(len(frame), np.datetime64("NaT", "s")))
     out["model_version"] = version
     for col in ("risk_band", "leading_cause", "action", "model_version",
                 *[f"reason_{i}" for i in range(1, 5)]):

@@ -33,6 +33,7 @@ from pipeline.contract import (
     TABLES,
     ContractError,
     Table,
+    due_before_scoring,
     features_table,
     future_scoring,
     history_violations,
@@ -40,7 +41,7 @@ from pipeline.contract import (
     violations,
 )
 from pipeline.errors import UsageError
-from pipeline.features import MissingJump, build_features
+from pipeline.features import NEXT_DUE, MissingJump, build_features
 
 ARROW_TYPES = {"int64": pa.int64(), "float64": pa.float64(), "str": pa.string(),
                "datetime64[s]": pa.timestamp("s")}
@@ -261,7 +262,8 @@ def check_features(frame: pd.DataFrame, table: Table, label: str, source: Path,
     failed = pd.concat([
         pd.DataFrame({"borrower_id": frame["borrower_id"].to_numpy()[found["row"].to_numpy()],
                       "reason": found["reason"].to_numpy()}),
-        future_scoring(frame["borrower_id"], frame["scoring_date"], today)])
+        future_scoring(frame["borrower_id"], frame["scoring_date"], today),
+        due_before_scoring(frame, NEXT_DUE)])
     failed = failed.drop_duplicates("borrower_id")
     if failed.empty:  # the usual case: no copy
         return frame, NONE
@@ -288,13 +290,14 @@ class FeaturesFile:
             if isinstance(self.dataset.format, ds.CsvFileFormat):
                 # CSV types are inferred from the first block only: a feature empty there (null) or
                 # whole there (int) would fail on later rows, so numeric features are read as float,
-                # text categories as text (codes such as 1, 2 too), and scoring dates as text,
-                # parsed per row (a bad one rejects its row, not the file)
+                # text categories as text (codes such as 1, 2 too), and dates as text, parsed
+                # per row (a bad one rejects its row, not the file)
                 inferred = self.dataset.schema
                 types = pa.schema([(c, pa.string() if c in self.text else pa.float64())
                                    for c in self.features if c in inferred.names
                                    and (c in self.text or _is_number(inferred.field(c).type))]
-                                  + [("scoring_date", pa.string())] * ("scoring_date" in inferred.names))
+                                  + [(c, pa.string()) for c in ("scoring_date", NEXT_DUE)
+                                     if c in inferred.names])
                 self.dataset = _dataset(self.path, "csv", types)
             names = self.dataset.schema.names
         except (pa.ArrowException, OSError) as err:
@@ -322,20 +325,18 @@ class FeaturesFile:
         """Rows of borrowers ``first``..``last`` checked against the features contract (all rows
         of an id fall in the same range, so duplicates are seen here)."""
         frame = _read(self.dataset, self.path, filter=_in_range(first, last))
-        dates = pd.to_datetime(frame["scoring_date"], errors="coerce", format="ISO8601")
+        scoring, why = _dates(frame["scoring_date"], "scoring_date", required=True)
+        # the next due date is optional (a team's file may not have it)
+        due, why_due = _dates(frame.get(NEXT_DUE, pd.Series(pd.NaT, index=frame.index)), NEXT_DUE,
+                              required=False)
         dup = frame["borrower_id"].duplicated(keep=False).to_numpy()
-        missing = frame["scoring_date"].isna().to_numpy()
-        unreadable = dates.isna().to_numpy() & ~missing
-        bad = dup | missing | unreadable
-        text = frame["scoring_date"][bad].astype("str").fillna("").to_numpy(dtype=object)
-        reasons = np.where(dup[bad], "borrower_id: duplicate borrower",
-                           np.where(missing[bad], "scoring_date: missing", "scoring_date: not a date (value "
-                                    + text + ")"))
+        reasons = np.where(dup, "borrower_id: duplicate borrower", np.where(pd.isna(why), why_due, why))
+        bad = pd.notna(reasons)
         keep = frame[~bad].astype({"borrower_id": "int64",
                                    **{c: "str" if c in self.text else "float64" for c in self.features}})
-        keep["scoring_date"] = dates[~bad].astype("datetime64[s]")
+        keep["scoring_date"], keep[NEXT_DUE] = scoring[~bad], due[~bad]
         scored, failed = check_features(keep, self.table, "", self.path, self.today)
-        rejected = pd.concat([rejects(frame["borrower_id"][bad], reasons), failed])
+        rejected = pd.concat([rejects(frame["borrower_id"][bad], reasons[bad]), failed])
         return Batch(scored, rejected.sort_values("borrower_id").reset_index(drop=True), len(frame))
 
     def orphans(self) -> pd.DataFrame:
@@ -344,6 +345,20 @@ class FeaturesFile:
     def unattributed(self) -> dict[str, dict[str, int]]:
         """A features file has no other tables: every row is a borrower."""
         return {}
+
+
+def _dates(values: pd.Series, column: str, required: bool) -> tuple[pd.Series, np.ndarray]:
+    """``values`` as dates (seconds; NaT where missing) and, per row, why a value is not
+    acceptable (None where it is): not a date, or missing when ``required``."""
+    dates = pd.to_datetime(values, errors="coerce", format="ISO8601").astype("datetime64[s]")
+    missing = values.isna().to_numpy()
+    why = np.full(len(values), None, dtype=object)
+    unreadable = dates.isna().to_numpy() & ~missing
+    text = values[unreadable].astype("str").to_numpy(dtype=object)
+    why[unreadable] = f"{column}: not a date (value " + text + ")"
+    if required:
+        why[missing] = f"{column}: missing"
+    return dates, why
 
 
 # ---- a team's own tables (source: tables) --------------------------------------------------------

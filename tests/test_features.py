@@ -11,7 +11,7 @@ import pipeline.features as features_module
 from pipeline import io
 from pipeline.catalog import FEATURES, NAMES, markdown_table, monotone_constraints
 from pipeline.contract import RAW_TABLES, TABLES
-from pipeline.features import MissingJump, build_features
+from pipeline.features import NEXT_DUE, MissingJump, build_features
 from tests import handmade
 from tests.conftest import make_params
 
@@ -29,7 +29,7 @@ def one(tables, bid: int) -> pd.Series:
 
 
 def test_columns_follow_the_catalogue(small_features):
-    assert list(small_features.columns[3:]) == list(NAMES)
+    assert list(small_features.columns[4:]) == list(NAMES)
     assert small_features["borrower_id"].is_monotonic_increasing
     assert len(FEATURES) == len(set(NAMES))
 
@@ -94,7 +94,7 @@ def test_next_due_date_in_an_announced_outage_and_a_short_miss():
         dict(window_id=1, window_kind="planned", announced_date="2025-04-05",  # announced too late
              start_time="2025-05-10 01:00:00", end_time="2025-05-10 05:00:00")]
     f = one(handmade.tables(b, maintenance_windows=windows), 3)
-    assert f["due_dates_in_announced_outage"] == 1
+    assert f["due_dates_in_announced_outage"] == 1 and f[NEXT_DUE] == pd.Timestamp("2025-04-09")
     assert f["due_dates_over_0_days_late"] == 1 and f["due_dates_over_5_days_late"] == 0
     assert f["short_misses_cured_3d"] == 1 and f["max_days_late"] == 2
     assert f["days_past_due_now"] == 0 and f["overdue_amount_now"] == 0
@@ -108,6 +108,7 @@ def test_an_unpaid_due_date_counts_as_overdue_now():
                             amount=300.0, channel="auto_debit")]
     f = one(handmade.tables(b), 4)
     assert f["days_past_due_now"] == 21 and f["overdue_amount_now"] == pytest.approx(500)
+    assert pd.isna(f[NEXT_DUE])  # no statement yet: the billing cycle, hence the next due date, unknown
     assert f["due_dates_over_15_days_late"] == 1 and f["paid_over_due_6m"] == pytest.approx(300 / 800)
 
 
@@ -214,4 +215,4 @@ def test_past_due_dates_and_overlapping_windows_count_once():
     windows = [window(0, "2025-01-25"), window(1, "2025-02-25"), window(2, "2025-02-25"),
                window(3, "2025-02-25"), window(4, "2025-04-25")]
     f = one(handmade.tables(b, maintenance_windows=windows), 6)
-    assert f["due_dates_in_announced_outage"] == 2
+    assert f["due_dates_in_announced_outage"] == 2 and f[NEXT_DUE] == pd.Timestamp("2025-02-25")

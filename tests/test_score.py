@@ -37,7 +37,7 @@ SIM = {"engine": {"workers": 1},
 FINGERPRINT = "0123456789abcdef" * 4
 OUTPUT_COLUMNS = ["borrower_id", "scoring_date", "probability", "risk_band", "leading_cause",
                   "p_credit", "p_liquidity", "p_technical",
-                  "reason_1", "reason_2", "reason_3", "reason_4", "action", "model_version"]
+                  "reason_1", "reason_2", "reason_3", "reason_4", "action", "next_due_date", "model_version"]
 REASONS = [f"reason_{i}" for i in range(1, 5)]
 # what each leading cause must lead to (the article's playbook)
 PLAYBOOK = {"technical": "do not lower the limit", "liquidity": "repayment plan",

@@ -30,7 +30,7 @@ import yaml
 from pipeline import io
 from pipeline.cli import main
 from pipeline.contract import RAW_TABLES, ContractError, features_table, row_violations, violations
-from pipeline.features import build_features
+from pipeline.features import NEXT_DUE, build_features
 from pipeline.sources import output_paths, team_table
 from tests.conftest import build_model_dir, make_params, merge, raw_params, simulate_tables
 
@@ -145,13 +145,20 @@ def first_row(frame: pd.DataFrame, borrower: int, mask=True) -> int:
 def _f_set(column: str, value) -> Callable:
     def plant(f: pd.DataFrame) -> int:
         b = victim(f, 1)
-        if isinstance(value, str) and column == "scoring_date":
-            f["scoring_date"] = f["scoring_date"].dt.strftime("%Y-%m-%d").astype(object)
+        if isinstance(value, str) and column in ("scoring_date", NEXT_DUE):
+            f[column] = f[column].dt.strftime("%Y-%m-%d").astype(object)
         elif isinstance(value, str):
             f[column] = f[column].astype(object)
         f.loc[f["borrower_id"] == b, column] = value
         return b
     return plant
+
+
+def _f_due_before_scoring(f: pd.DataFrame) -> int:
+    b = victim(f, 0)
+    row = f["borrower_id"] == b
+    f.loc[row, NEXT_DUE] = f.loc[row, "scoring_date"] - pd.Timedelta(days=5)
+    return b
 
 
 def _f_duplicate(f: pd.DataFrame) -> int:
@@ -175,6 +182,8 @@ FEATURE_ROWS = {
                               "scoring_date: not a date (value notadate)"),
     "scoring_date_missing": (_f_set("scoring_date", pd.NaT), "scoring_date: missing"),
     "duplicate_borrower": (_f_duplicate, "borrower_id: duplicate borrower"),
+    "next_due_date_notadate": (_f_set(NEXT_DUE, "soon"), "next_due_date: not a date (value soon)"),
+    "next_due_date_before_scoring": (_f_due_before_scoring, "next_due_date: before the scoring date"),
 }
 
 
@@ -335,6 +344,22 @@ def test_clean_inputs_reject_nobody(fmt, tables, features, work, tmp_path):
                         ("features", write_features(features, tmp_path, fmt))):
         summary = check_accounted(score(work, given, tmp_path / f"out_{name}" / f"s.{fmt}"), N)
         assert summary["rejected"] == 0 and summary["unattributed_rows"] == {}, summary
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "csv"])
+def test_the_next_due_date_reaches_the_scores(fmt, tables, features, work, tmp_path):
+    """From the raw tables and from a features file that has it; empty from one that has not."""
+    indexed = features.set_index("borrower_id")
+    expected, known = indexed[NEXT_DUE], indexed[NEXT_DUE].dropna()
+    assert len(known) > 0.9 * N and (known >= indexed["scoring_date"][known.index]).all()
+    for name, given in (("raw", write_raw(tables, tmp_path / "raw", fmt)),
+                        ("features", write_features(features, tmp_path, fmt))):
+        got = score(work, given, tmp_path / f"out_{name}" / f"s.{fmt}").scores().set_index("borrower_id")
+        due = pd.to_datetime(got[NEXT_DUE])
+        pd.testing.assert_series_equal(due, expected.loc[due.index].astype(due.dtype), check_names=False)
+    without = score(work, write_features(features.drop(columns=NEXT_DUE), tmp_path / "without", fmt),
+                    tmp_path / "out_without" / f"s.{fmt}")
+    assert len(without.scores()) == N and without.scores()[NEXT_DUE].isna().all()
 
 
 # ---- 2. rows without a borrower: counted, never lost ----------------------------------------------------
