@@ -3,8 +3,10 @@ re-runs a stage when, and only when, code it runs has changed."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import yaml
@@ -37,3 +39,18 @@ def test_each_stage_declares_the_code_it_imports(stage, module):
     imported = set(done.stdout.split())
     assert _declared(stage) == imported, (f"{stage}: missing {sorted(imported - _declared(stage))}, "
                                           f"not imported {sorted(_declared(stage) - imported)}")
+
+
+def test_the_committed_lock_matches_the_code_and_params():
+    """dvc.lock records the code and params the committed reports came from: a change to either
+    without ``dvc repro`` leaves the reports stale (the end-to-end test finds it ten minutes later)."""
+    lock = yaml.safe_load((ROOT / "dvc.lock").read_text())
+    written = {out["path"] for stage in lock["stages"].values() for out in stage.get("outs", [])}
+    done = subprocess.run([str(Path(sys.executable).parent / "dvc"), "status", "--json"], cwd=ROOT,
+                          capture_output=True, text=True, check=True)
+    stale = {stage: sorted(path for change in changes if isinstance(change, dict)
+                           for path, state in change.get("changed deps", {}).items()
+                           if path not in written and state != "deleted")
+             for stage, changes in json.loads(done.stdout or "{}").items()}
+    assert not {stage: paths for stage, paths in stale.items() if paths}, \
+        "code or params changed since dvc.lock was written: run `dvc repro` and commit its outputs"
