@@ -216,6 +216,9 @@ FEATURES: tuple[Feature, ...] = (
 
 BY_NAME = {f.name: f for f in FEATURES}
 NAMES = tuple(BY_NAME)
+# not a feature: the date a scorer's action is for ("remind before the next due date"); a date
+# column beside the features, so training never reads it
+NEXT_DUE = "next_due_date"
 
 # Reasons that say the same thing to a borrower or a risk officer share a group; a scorer gives at
 # most one reason per group (the one that raised the risk most), so no two reasons repeat.

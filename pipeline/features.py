@@ -13,15 +13,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from pipeline.catalog import NAMES
+from pipeline.catalog import NAMES, NEXT_DUE
 from pipeline.config import EMPLOYMENT_TYPES, TRIGGERS, FeatureSettings
 
 DAYS_PER_MONTH = 30.44
 TOLERANCE = 1.0  # CNY left unpaid that still counts as paid
 ID_COLUMNS = ("borrower_id", "scoring_date", "jump_date")
-# not a feature: the date a scorer's action is for ("remind before the next due date"); a date
-# column, so training never reads it
-NEXT_DUE = "next_due_date"
 
 
 class MissingJump(ValueError):

@@ -8,9 +8,8 @@ import numpy as np
 import pandas as pd
 
 from pipeline import metrics
-from pipeline.catalog import BY_NAME, CAUSE_CATEGORIES, REASON_GROUPS, reason_group
+from pipeline.catalog import BY_NAME, CAUSE_CATEGORIES, NEXT_DUE, REASON_GROUPS, reason_group
 from pipeline.config import CAUSES
-from pipeline.features import NEXT_DUE
 from pipeline.model import CalibratedLightGBM
 
 ACTIONS = {  # the source article's responses, by leading cause

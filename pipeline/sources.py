@@ -26,7 +26,7 @@ import pyarrow.parquet as pq
 from pandas.api.types import is_integer_dtype
 
 from pipeline import io
-from pipeline.catalog import BY_NAME
+from pipeline.catalog import BY_NAME, NEXT_DUE
 from pipeline.config import Params, TablesSettings
 from pipeline.contract import (
     RAW_TABLES,
@@ -41,7 +41,7 @@ from pipeline.contract import (
     violations,
 )
 from pipeline.errors import UsageError
-from pipeline.features import NEXT_DUE, MissingJump, build_features
+from pipeline.features import MissingJump, build_features
 
 ARROW_TYPES = {"int64": pa.int64(), "float64": pa.float64(), "str": pa.string(),
                "datetime64[s]": pa.timestamp("s")}

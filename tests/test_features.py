@@ -9,9 +9,9 @@ import pytest
 import pipeline.cli.features as features_cli
 import pipeline.features as features_module
 from pipeline import io
-from pipeline.catalog import FEATURES, NAMES, markdown_table, monotone_constraints
+from pipeline.catalog import FEATURES, NAMES, NEXT_DUE, markdown_table, monotone_constraints
 from pipeline.contract import RAW_TABLES, TABLES
-from pipeline.features import NEXT_DUE, MissingJump, build_features
+from pipeline.features import MissingJump, build_features
 from tests import handmade
 from tests.conftest import make_params
 

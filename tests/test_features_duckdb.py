@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.catalog import NAMES
-from pipeline.features import NEXT_DUE, build_features
+from pipeline.catalog import NAMES, NEXT_DUE
+from pipeline.features import build_features
 from tests import handmade
 from tests.conftest import make_params, simulate_tables
 

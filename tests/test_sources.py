@@ -28,9 +28,10 @@ import pytest
 import yaml
 
 from pipeline import io
+from pipeline.catalog import NEXT_DUE
 from pipeline.cli import main
 from pipeline.contract import RAW_TABLES, ContractError, features_table, row_violations, violations
-from pipeline.features import NEXT_DUE, build_features
+from pipeline.features import build_features
 from pipeline.sources import output_paths, team_table
 from tests.conftest import build_model_dir, make_params, merge, raw_params, simulate_tables
 
