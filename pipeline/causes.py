@@ -15,7 +15,6 @@ by reason group (``pipeline.catalog.REASON_GROUPS``), so no two reasons say the 
 
 from __future__ import annotations
 
-import lightgbm as lgb
 import numpy as np
 import pandas as pd
 from scipy.optimize import minimize_scalar
@@ -23,6 +22,7 @@ from scipy.special import log_softmax, softmax
 
 from pipeline import metrics
 from pipeline.config import CAUSES
+from pipeline.lgbm import lgb
 
 MISS_CAUSE = "miss_cause"  # the labels' column: the cause of the first miss, empty without one
 NO_CAUSE = "none"

@@ -12,11 +12,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
 from pipeline import causes
+from pipeline.lgbm import lgb
 
 BOOSTER_FILE = "model.txt"
 CALIBRATION_FILE = "calibration.json"

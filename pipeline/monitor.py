@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import lightgbm as lgb
 import numpy as np
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -28,6 +27,7 @@ from pipeline.config import (
     MonitorSettings,
     RegisterSettings,
 )
+from pipeline.lgbm import lgb
 
 MONTH = "month"
 MATURES = "label_matures"  # the stream's label column: the day the label is known

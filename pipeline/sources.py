@@ -332,8 +332,11 @@ class FeaturesFile:
         dup = frame["borrower_id"].duplicated(keep=False).to_numpy()
         reasons = np.where(dup, "borrower_id: duplicate borrower", np.where(pd.isna(why), why_due, why))
         bad = pd.notna(reasons)
-        keep = frame[~bad].astype({"borrower_id": "int64",
-                                   **{c: "str" if c in self.text else "float64" for c in self.features}})
+        wanted = {"borrower_id": "int64",
+                  **{c: "str" if c in self.text else "float64" for c in self.features}}
+        # the usual file has no bad row and the right types: no copy of a shard's 68 columns
+        keep = (frame[~bad] if bad.any() else frame).astype(
+            {c: kind for c, kind in wanted.items() if frame[c].dtype != kind})
         keep["scoring_date"], keep[NEXT_DUE] = scoring[~bad], due[~bad]
         scored, failed = check_features(keep, self.table, "", self.path, self.today)
         rejected = pd.concat([rejects(frame["borrower_id"][bad], reasons[bad]), failed])

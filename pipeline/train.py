@@ -9,7 +9,6 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 
-import lightgbm as lgb
 import numpy as np
 import pandas as pd
 from optbinning import BinningProcess
@@ -20,6 +19,7 @@ from pipeline import metrics
 from pipeline.catalog import BY_NAME, monotone_constraints
 from pipeline.causes import MISS_CAUSE
 from pipeline.config import LightGBMSettings, ScorecardSettings
+from pipeline.lgbm import lgb
 from pipeline.model import CalibratedLightGBM, encode
 
 LABEL = "label"

@@ -15,13 +15,13 @@ from collections import Counter
 from collections.abc import Callable
 from functools import partial
 
-import lightgbm as lgb
 import numpy as np
 import optuna
 import pandas as pd
 
 from pipeline import metrics
 from pipeline.config import LightGBMSettings, TuneSettings
+from pipeline.lgbm import lgb
 from pipeline.model import CalibratedLightGBM
 from pipeline.train import LABEL, MIN_LEAF, fit_lightgbm, with_params
 

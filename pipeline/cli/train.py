@@ -7,7 +7,6 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
-import lightgbm as lgb
 import mlflow
 import numpy as np
 import pandas as pd
@@ -19,6 +18,7 @@ from pipeline.cli import PARAMS, app, load
 from pipeline.cli.paths import MODELS, SPLIT_DIR, TUNE_BEST
 from pipeline.config import LightGBMSettings, Params
 from pipeline.errors import InputError, UsageError
+from pipeline.lgbm import lgb
 
 # Training rows the drift reference is taken from: sampling the reference adds about
 # (bins - 1) / rows to a PSI, 0.0002 here against a watch level of 0.10.
