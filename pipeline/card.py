@@ -228,7 +228,10 @@ def _monitoring(data: dict | None) -> dict | None:
     summary = [["first batch most of whose label windows reach a regime change", g["first_affected_month"]],
                ["first alert on an affected batch (rules)", f"{g['first_alert_after_change']} ({rules})"],
                ["months from that batch to the alert", num(g["months_from_change_to_alert"])],
-               ["months with a false alarm before it", num(g["false_alarm_months_before_change"])],
+               ["months with a false alarm before it (an alert the truth does not confirm)",
+                num(g["false_alarm_months_before_change"])],
+               ["alerts before it that the truth confirms",
+                num(len(g["alerts_before_change_confirmed_by_truth"]))],
                ["largest |estimated − realised AUC| before it", num(g["max_auc_estimate_gap_before_change"])]]
     policies = [[name, num(v["mean_ece_after_alert"]), v["first_month_ece_at_most_0_01"] or "never",
                  num(v["min_auc_minus_frozen"])] for name, v in g["policies"].items()]

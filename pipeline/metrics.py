@@ -209,13 +209,27 @@ def probability_quality(y: Any, p: Any, bins: int = 10) -> dict:
     return {
         "brier": float(np.mean((p - y) ** 2)),
         "log_loss": float(-np.mean(y * np.log(clipped) + (1 - y) * np.log(1 - clipped))),
-        "ece": float(np.sum(table["n"] / len(y) * (table["mean_predicted"] - table["observed_rate"]).abs())),
+        "ece": _gap(table, len(y)),
         "calibration_intercept": intercept,
         "calibration_slope": slope,
         "mean_predicted": float(p.mean()),
         "observed_rate": float(y.mean()),
         "calibration_in_the_large": float(p.mean() - y.mean()),
     }
+
+
+def calibration_gap(rate: Any, p: Any, bins: int = 10) -> float:
+    """ECE of ``p`` against ``rate``: outcomes (0/1, as in ``probability_quality``) or each row's
+    true probability of a miss (the simulator's), which leaves out the sampling noise of outcomes.
+    Equal-count bins by ascending p."""
+    rate, p = _as_float(rate), _as_float(p)
+    if len(rate) != len(p) or len(p) == 0:
+        raise ValueError(f"rate and p must have the same, non-zero length, got {len(rate)} and {len(p)}")
+    return _gap(_binned(rate, p, bins), len(p))
+
+
+def _gap(table: pd.DataFrame, rows: int) -> float:
+    return float(np.sum(table["n"] / rows * (table["mean_predicted"] - table["observed_rate"]).abs()))
 
 
 def calibration_table(y: Any, p: Any, bins: int = 10) -> pd.DataFrame:

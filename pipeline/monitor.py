@@ -67,21 +67,18 @@ def first_affected_month(touched: pd.Series) -> pd.Timestamp | None:
 
 # ---- before labels: drift and confidence-based performance estimation ----------------------------
 
-def estimated_auc(p: np.ndarray) -> float:
-    """AUC expected if the probabilities are calibrated (CBPE): each row counts as a miss with
-    weight p and as a repayment with weight 1 - p; tied scores count half, as in the AUC."""
+def estimated_auc(p: np.ndarray, rate: np.ndarray | None = None) -> float:
+    """AUC of the scores ``p`` expected when each row is a miss with probability ``rate`` (default:
+    p itself, as if calibrated: CBPE; the truth's p_true: the AUC the truth expects). Each row
+    counts as a miss with weight rate and as a repayment with weight 1 - rate; tied scores count
+    half, as in the AUC."""
     p = np.asarray(p, dtype=float)
+    rate = p if rate is None else np.asarray(rate, dtype=float)
     values, group = np.unique(p, return_inverse=True)  # ascending scores
-    pos = np.bincount(group, weights=p, minlength=len(values))
-    neg = np.bincount(group, weights=1.0 - p, minlength=len(values))
+    pos = np.bincount(group, weights=rate, minlength=len(values))
+    neg = np.bincount(group, weights=1.0 - rate, minlength=len(values))
     below = np.cumsum(neg) - neg
     return float(np.sum(pos * (below + 0.5 * neg)) / (pos.sum() * neg.sum()))
-
-
-def ece(y: np.ndarray, p: np.ndarray, bins: int) -> float:
-    """Expected calibration error over equal-count bins (as ``metrics.probability_quality``)."""
-    table = metrics.calibration_table(y, p, bins)
-    return float(np.sum(table["n"] / len(p) * (table["mean_predicted"] - table["observed_rate"]).abs()))
 
 
 def estimated_ece(p: np.ndarray, bins: int, seed: int = 0) -> float:
@@ -150,13 +147,22 @@ def alerts(row: dict, rules, reference_auc: float) -> list[dict]:
         ("score_psi", row["score_psi"], rules.score_psi, False),
         ("feature_csi", row["max_csi"], rules.feature_csi, False),
         ("estimated_auc_drop", reference_auc - row["estimated_auc"], rules.estimated_auc_drop, False),
-        ("realised_auc_drop", reference_auc - row["realised_auc"], rules.realised_auc_drop, True),
-        ("realised_ece", row["realised_ece"], rules.realised_ece, True),
-        ("calibration_in_the_large", abs(row["calibration_in_the_large"]), rules.calibration_in_the_large,
-         True),
     ]
-    return [{"rule": name, "value": float(value), "limit": float(limit), "needs_labels": needs}
-            for name, value, limit, needs in checks if value > limit]
+    found = [{"rule": name, "value": float(value), "limit": float(limit), "needs_labels": needs}
+             for name, value, limit, needs in checks if value > limit]
+    return found + label_alerts(row, rules, reference_auc)
+
+
+def label_alerts(row: dict, rules, reference_auc: float) -> list[dict]:
+    """The rules on realised figures a month breaks (``realised_auc``, ``realised_ece``,
+    ``calibration_in_the_large`` of ``row``)."""
+    checks = [
+        ("realised_auc_drop", reference_auc - row["realised_auc"], rules.realised_auc_drop),
+        ("realised_ece", row["realised_ece"], rules.realised_ece),
+        ("calibration_in_the_large", abs(row["calibration_in_the_large"]), rules.calibration_in_the_large),
+    ]
+    return [{"rule": name, "value": float(value), "limit": float(limit), "needs_labels": True}
+            for name, value, limit in checks if value > limit]
 
 
 def monitor(frame: pd.DataFrame, p: np.ndarray, matrix: np.ndarray, columns: list[str], reference: dict,
@@ -217,7 +223,8 @@ def gate(challenger: np.ndarray, scorecard: np.ndarray, y: np.ndarray, incumbent
          settings: RegisterSettings, bins: int) -> dict:
     """The registry's gates on the same rows: the challenger's own (AUC, calibration, gain over the
     scorecard) and, when it changes the ranking, its gain over the model in use."""
-    figures = {"test_auc": metrics.ranking(y, challenger)["auc"], "test_ece": ece(y, challenger, bins)}
+    figures = {"test_auc": metrics.ranking(y, challenger)["auc"],
+               "test_ece": metrics.calibration_gap(y, challenger, bins)}
     result = registry.own_gates(figures, {"test_auc": metrics.ranking(y, scorecard)["auc"]}, settings)
     if incumbent is not None:
         checks = {**result["gates"], "beats_champion": registry.champion_gate(
@@ -256,9 +263,9 @@ def backtest(frame: pd.DataFrame, champion: model.CalibratedLightGBM, raw: np.nd
                                   recalibrate(raw[used], y[used], lgbm),
                                   fitted_on=[month_label(x) for x in ready[-m.recalibration_months:]])
             fitted = model.calibrate(raw[used], candidate.calibration)
-            candidate.figures = {"rows": int(used.sum()),
-                                 "ece_before": ece(y[used], scores["recalibrate"][used], m.bins),
-                                 "ece_after": ece(y[used], fitted, m.bins)}
+            ece = {when: metrics.calibration_gap(y[used], q, m.bins)
+                   for when, q in (("ece_before", scores["recalibrate"][used]), ("ece_after", fitted))}
+            candidate.figures = {"rows": int(used.sum()), **ece}
             # a monotone map keeps the ranking: only the own gates apply, on the rows it was fitted on
             candidate.gates = gate(fitted, scorecard[used], y[used], None, gates, m.bins)
             candidate.applied = candidate.gates["passed"]
@@ -320,16 +327,42 @@ def by_policy(frame: pd.DataFrame, scores: dict[str, np.ndarray], bins: int) -> 
     return pd.DataFrame(rows)
 
 
-def goals(table: pd.DataFrame, alert_log: pd.DataFrame, policies: pd.DataFrame,
+def truth_view(frame: pd.DataFrame, p: np.ndarray, rules, reference_auc: float, bins: int) -> pd.DataFrame:
+    """Per batch, the realised figures of the model in use as the truth sees them: each row's true
+    probability of a miss (``p_true``) in place of its outcome, so without the sampling noise of
+    outcomes or the shocks a month's borrowers share (one outage calendar), and the label rules
+    the truth itself breaks (``truth_breaks``). Whether the model really was off on a batch."""
+    rows = []
+    for month, index in frame.groupby(MONTH, sort=True).indices.items():
+        q, s = frame["p_true"].to_numpy()[index], p[index]
+        figures = {"realised_auc": estimated_auc(s, q), "realised_ece": metrics.calibration_gap(q, s, bins),
+                   "calibration_in_the_large": float(s.mean() - q.mean())}
+        rows.append({MONTH: month, **{f"truth_{k}": v for k, v in figures.items()},
+                     "truth_breaks": [a["rule"] for a in label_alerts(figures, rules, reference_auc)]})
+    return pd.DataFrame(rows)
+
+
+def confirmed_by_truth(alert_log: pd.DataFrame, truth: pd.DataFrame) -> np.ndarray:
+    """Per alert, whether the truth agrees the model was off on its batch: it breaks the same rule
+    (a rule on realised figures) or any rule on realised figures (a drift or estimate rule)."""
+    breaks = alert_log["batch"].map(truth.set_index(MONTH)["truth_breaks"])
+    return np.array([(rule in broke) if needs else bool(broke) for rule, needs, broke
+                     in zip(alert_log["rule"], alert_log["needs_labels"], breaks, strict=True)], dtype=bool)
+
+
+def goals(table: pd.DataFrame, alert_log: pd.DataFrame, policies: pd.DataFrame, truth: pd.DataFrame,
           affected: pd.Timestamp | None, max_ece: float = 0.01, max_auc_gap: float = 0.02) -> dict:
-    """The issue's goals, measured: when the change is flagged, false alarms before it, the gap of
-    estimated to realised AUC before it, and per policy the ECE after the alert and the AUC against
-    the frozen model's."""
+    """The issue's goals, measured: when the change is flagged, false alarms before it (alerts on
+    batches the truth finds sound: ``truth_view``), the gap of estimated to realised AUC before it,
+    and per policy the ECE after the alert and the AUC against the frozen model's."""
     months = table[MONTH]
     before = months < affected if affected is not None else months == months
     gap = (table["estimated_auc"] - table["realised_auc"]).abs()
-    # an alert is about its batch: one on a batch before the change is a false alarm whenever raised
-    early = alert_log[alert_log["batch"] < affected] if affected is not None else alert_log
+    # an alert is about its batch, whenever raised; before the change it is false unless the truth
+    # finds the model off on that batch too
+    alert_log = alert_log.assign(confirmed=confirmed_by_truth(alert_log, truth))
+    alerted_early = alert_log[alert_log["batch"] < affected] if affected is not None else alert_log
+    early = alerted_early[~alerted_early["confirmed"]]
     after = alert_log[alert_log["batch"] >= affected] if affected is not None else alert_log.iloc[:0]
     first = after["raised"].min() if len(after) else None
     out = {
@@ -338,8 +371,9 @@ def goals(table: pd.DataFrame, alert_log: pd.DataFrame, policies: pd.DataFrame,
         "first_alert_rules": sorted(set(after.loc[after["raised"] == first, "rule"])),
         "months_from_change_to_alert": _months(affected, first),
         "false_alarm_months_before_change": int(early["raised"].nunique()),
-        "false_alarms_before_change": [f"{month_label(a['batch'])} {a['rule']} {a['value']:.4f} (raised "
-                                       f"{month_label(a['raised'])})" for a in early.to_dict("records")],
+        "false_alarms_before_change": _described(early, truth),
+        "alerts_before_change_confirmed_by_truth": _described(alerted_early[alerted_early["confirmed"]],
+                                                              truth),
         "flagged_in_time": bool(first is not None and _months(affected, first) <= 1
                                 and early["raised"].nunique() <= 1),
         "max_auc_estimate_gap_before_change": float(gap[before].max()) if before.any() else None,
@@ -360,6 +394,13 @@ def goals(table: pd.DataFrame, alert_log: pd.DataFrame, policies: pd.DataFrame,
             "min_auc_minus_frozen": float((policies[f"{name}_auc"] - policies["frozen_auc"]).min()),
         }
     return out
+
+
+def _described(alert_log: pd.DataFrame, truth: pd.DataFrame) -> list[str]:
+    seen = truth.set_index(MONTH)
+    return [f"{month_label(a['batch'])} {a['rule']} {a['value']:.4f} (raised {month_label(a['raised'])}; "
+            f"the truth's ECE {seen.at[a['batch'], 'truth_realised_ece']:.4f}, AUC "
+            f"{seen.at[a['batch'], 'truth_realised_auc']:.4f})" for a in alert_log.to_dict("records")]
 
 
 def _months(start: pd.Timestamp | None, end: pd.Timestamp | None) -> int | None:

@@ -423,3 +423,16 @@ def test_csi_compares_text_columns_by_category_shares():
     moved = pd.DataFrame({"segment": pd.array(["a"] * 90 + ["c"] * 10, dtype="str")})
     assert metrics.csi(train, same, ["segment"])["psi"].iloc[0] == pytest.approx(0.0, abs=1e-9)
     assert metrics.csi(train, moved, ["segment"])["psi"].iloc[0] > 0.25  # b vanished, c unseen
+
+
+def test_calibration_gap_against_outcomes_is_the_ece_and_against_probabilities_a_known_answer():
+    rng = np.random.default_rng(5)
+    p = rng.uniform(0, 1, 500)
+    y = (rng.random(500) < p).astype(float)
+    assert metrics.calibration_gap(y, p, 10) == metrics.probability_quality(y, p, 10)["ece"]
+    # one bin: |mean p - mean rate|; two bins of 0.1 and 0.5 against 0.3 and 0.4
+    assert metrics.calibration_gap(np.full(4, 0.3), np.full(4, 0.1), 1) == pytest.approx(0.2)
+    assert metrics.calibration_gap(np.array([0.3, 0.3, 0.4, 0.4]), np.array([0.1, 0.1, 0.5, 0.5]), 2) \
+        == pytest.approx(0.15)
+    with pytest.raises(ValueError, match="same, non-zero length"):
+        metrics.calibration_gap(np.ones(3), np.ones(2))

@@ -79,8 +79,8 @@ def test_recalibration_on_matured_labels_reduces_ece():
     raw = expit(0.6 * logit(truth) - 0.8)  # too timid and too low: a hand-built miscalibration
     fit, new = slice(0, 15_000), slice(15_000, None)
     calibration = monitor.recalibrate(raw[fit], y[fit], ISOTONIC)
-    before = monitor.ece(y[new], raw[new], 10)
-    after = monitor.ece(y[new], model.calibrate(raw[new], calibration), 10)
+    before = metrics.calibration_gap(y[new], raw[new], 10)
+    after = metrics.calibration_gap(y[new], model.calibrate(raw[new], calibration), 10)
     assert before > 0.03
     assert after < before / 3
 
@@ -97,7 +97,7 @@ def test_estimated_auc_is_the_auc_expected_from_calibrated_probabilities():
 
 def test_estimated_ece_is_the_ece_of_outcomes_drawn_from_the_probabilities():
     p, _ = _calibrated(6_000, 9)
-    draws = [monitor.ece((np.random.default_rng(s).random(len(p)) < p).astype(float), p, 10)
+    draws = [metrics.calibration_gap((np.random.default_rng(s).random(len(p)) < p).astype(float), p, 10)
              for s in range(40)]
     assert monitor.estimated_ece(p, 10) == pytest.approx(np.mean(draws), rel=0.1)
 
@@ -206,9 +206,17 @@ def test_the_month_by_month_report_goals_and_chart_on_a_small_stream():
     assert {"calibration_in_the_large"} <= set(late["rule"])
     assert late.loc[late["needs_labels"], "raised"].min() == table[monitor.MONTH][5] + pd.DateOffset(months=4)
     policies = monitor.by_policy(frame, {"frozen": p}, 10)
-    goals = monitor.goals(table, alert_log, unchanged(policies), table[monitor.MONTH][5])
+    truth = monitor.truth_view(frame, p, PARAMS.monitor.alerts, auc, 10)
+    # the truth sees the shift in every month from the sixth, and the model sound before it
+    shifted = truth[monitor.MONTH] >= table[monitor.MONTH][5]
+    assert truth.loc[shifted, "truth_breaks"].map(lambda b: "calibration_in_the_large" in b).all()
+    assert (truth.loc[~shifted, "truth_calibration_in_the_large"].abs() < 0.02).all()
+    goals = monitor.goals(table, alert_log, unchanged(policies), truth, table[monitor.MONTH][5])
     assert goals["first_affected_month"] == "2025-06"
     assert goals["months_from_change_to_alert"] == 4  # realised alerts only: no input moved
+    early = alert_log[alert_log["batch"] < table[monitor.MONTH][5]]
+    assert len(goals["false_alarms_before_change"]) + len(goals["alerts_before_change_confirmed_by_truth"]) \
+        == len(early)
     pngs = []
     for _ in range(2):
         buffer = io.BytesIO()
@@ -222,3 +230,23 @@ def unchanged(policies: pd.DataFrame) -> pd.DataFrame:
     """The frozen model's figures under every policy's name (no policy acted)."""
     return policies.assign(**{f"{name}_{k}": policies[f"frozen_{k}"] for name in monitor.POLICIES
                               for k in ("auc", "ece")})
+
+
+def test_an_alert_is_false_only_when_the_truth_finds_its_batch_sound():
+    months = pd.to_datetime(["2025-01-01", "2025-02-01"])
+    rng = np.random.default_rng(3)
+    p_true = rng.uniform(0.02, 0.4, 4000)
+    # January: the model's probabilities are the truth's; February: twice them
+    p = np.concatenate([p_true[:2000], np.minimum(2 * p_true[2000:], 1.0)])
+    frame = pd.DataFrame({monitor.MONTH: np.repeat(months, 2000), "p_true": p_true})
+    auc = monitor.estimated_auc(p_true)
+    truth = monitor.truth_view(frame, p, PARAMS.monitor.alerts, auc, 10)
+    assert truth["truth_breaks"].tolist()[0] == []
+    assert {"realised_ece", "calibration_in_the_large"} <= set(truth["truth_breaks"].tolist()[1])
+    assert truth["truth_realised_ece"][0] == pytest.approx(0.0, abs=1e-12)
+    alert_log = pd.DataFrame({"raised": months, "batch": months, "rule": ["realised_ece", "score_psi"],
+                              "value": [0.03, 0.2], "limit": [0.02, 0.1], "needs_labels": [True, False]})
+    assert monitor.confirmed_by_truth(alert_log, truth).tolist() == [False, True]
+    # a rule on realised figures is confirmed only by the same rule
+    other = alert_log.assign(batch=months[1], rule=["realised_auc_drop", "feature_csi"])
+    assert monitor.confirmed_by_truth(other, truth).tolist() == [False, True]

@@ -78,11 +78,13 @@ def monitor_command(params: Path = PARAMS) -> None:
     policies = monitor.by_policy(frame, scores, m.bins)
     touched = monitor.touched_share(frame, change_dates(p), p.label)
     affected = monitor.first_affected_month(touched)
-    goals = monitor.goals(table, alert_log, policies, affected)
+    truth = monitor.truth_view(frame, frozen, m.alerts, reference_auc, m.bins)
+    goals = monitor.goals(table, alert_log, policies, truth, affected)
     goals |= {"reference_auc": reference_auc, "change_dates": [str(d.date()) for d in change_dates(p)],
               "share_of_batch_touched_by_change": {monitor.month_label(k): v for k, v in touched.items()}}
 
-    monthly = table.merge(policies, on=monitor.MONTH)
+    monthly = table.merge(policies, on=monitor.MONTH).merge(truth.drop(columns="truth_breaks"),
+                                                            on=monitor.MONTH)
     monthly.insert(1, "month_number", np.arange(1, len(monthly) + 1))
     decisions = _decisions(table, alert_log, candidates)
     with io.atomic_dir(MONITOR_DIR / "plots") as out:
