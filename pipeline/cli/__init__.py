@@ -6,6 +6,7 @@ the outputs atomically. Each module is listed as a dependency of its own DVC sta
 
 from __future__ import annotations
 
+import ast
 import importlib
 import os
 import sys
@@ -63,12 +64,52 @@ def _enter_project() -> None:
         pass
 
 
+def summary(source: str, name: str) -> str:
+    """The first paragraph of command ``name``'s help, read from its module's source: the docstring
+    of the function registered as ``@app.command`` under that name, or the ``help`` of the Typer
+    group the module adds (``server``)."""
+    tree = ast.parse(source)
+    for node in ast.walk(tree):
+        registered = isinstance(node, ast.FunctionDef) and any(_registers(d, node.name) == name
+                                                               for d in node.decorator_list)
+        if registered:
+            return " ".join((ast.get_docstring(node) or "").split("\n\n")[0].split())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "Typer":
+            return next(k.value.value for k in node.keywords if k.arg == "help")
+    raise LookupError(f"no command {name!r} in its module")
+
+
+def _registers(decorator: ast.expr, function: str) -> str | None:
+    """The command name an ``@app.command(...)`` decorator gives (typer's default: the function's
+    name with dashes), None for any other decorator."""
+    if not (isinstance(decorator, ast.Call) and isinstance(decorator.func, ast.Attribute)
+            and decorator.func.attr == "command" and getattr(decorator.func.value, "id", None) == "app"):
+        return None
+    return next((k.value.value for k in decorator.keywords if k.arg == "name"), function.replace("_", "-"))
+
+
+def _list_commands() -> None:
+    """Every command by name and summary, for the command list alone (``limitjump --help``, or a
+    command that does not exist): importing every module would take seconds (MLflow, LightGBM,
+    matplotlib), so the summaries come from their source."""
+    for name, module in COMMANDS.items():
+        text = summary(Path(__file__).with_name(f"{module}.py").read_text(), name)
+        app.command(name=name, help=text, short_help=text)(_listed_only)
+
+
+def _listed_only() -> None:
+    raise UsageError("a listed command ran without its module")  # never: only listed when none is run
+
+
 def main() -> None:
     # import only the invoked command's module: a stage should not pay for the others' libraries
-    # (MLflow, scikit-learn, matplotlib take seconds to import); --help imports them all
+    # (MLflow, scikit-learn, matplotlib take seconds to import)
     name = next((a for a in sys.argv[1:] if not a.startswith("-")), None)
-    for module in [COMMANDS[name]] if name in COMMANDS else sorted(set(COMMANDS.values())):
-        importlib.import_module(f"pipeline.cli.{module}")
+    if name in COMMANDS:
+        importlib.import_module(f"pipeline.cli.{COMMANDS[name]}")
+    else:
+        _list_commands()
     try:
         if name in STAGES and "--help" not in sys.argv:
             _enter_project()
