@@ -6,7 +6,9 @@ In one run, on this machine: ``limitjump features`` and ``limitjump score`` (raw
 workers), their wall time and the peak memory of the largest single process (a worker); scoring
 runs with ``score.explain: false`` (bench/score.py measures the cost of reasons). From the
 measured cost per bucket (core-seconds per shard of ``simulate.shard_size`` borrowers) it
-estimates the wall time of 100M borrowers on N workers.
+estimates the wall time of 100M borrowers on N workers. Then the speed-up of ``--workers`` over
+one worker on the local engine for ``simulate``, ``features`` and ``score`` (a features file:
+worker threads; raw tables: worker processes) (goal: at least 1.7x with 2 workers).
 """
 
 from __future__ import annotations
@@ -17,6 +19,11 @@ import yaml
 from measure import prepared, project_parser, run
 
 TARGET = 100_000_000
+SPEEDUP = {"simulate": ["limitjump", "simulate"], "features": ["limitjump", "features"],
+           "score, features file": ["limitjump", "score", "--input", "data/features", "--output",
+                                    "out/speedup.parquet", "--model", "models/lightgbm"],
+           "score, raw tables": ["limitjump", "score", "--input", "data/raw", "--output",
+                                 "out/speedup.parquet", "--model", "models/lightgbm"]}
 
 
 def set_engine(project: Path, kind: str, workers: int) -> int:
@@ -38,6 +45,11 @@ def main() -> None:
             results[kind, "features"] = run(["limitjump", "features"], project)
             results[kind, "score"] = run(["limitjump", "score", "--input", "data/raw", "--output",
                                           f"out/{kind}.parquet", "--model", "models/lightgbm"], project)
+        speedup = {}
+        for stage, command in SPEEDUP.items():
+            for n in (1, args.workers):
+                set_engine(project, "local", n)
+                speedup[stage, n] = run(command, project).wall
         set_engine(project, "local", args.workers)
     buckets = -(-args.borrowers // shard_size)
     print(f"{args.borrowers:,} borrowers in {buckets} buckets of {shard_size:,}, {args.workers} workers")
@@ -52,6 +64,10 @@ def main() -> None:
         for n in (8, 32, 128):
             print(f"  estimate for {TARGET:,} borrowers on {n:3} workers: "
                   f"{target_buckets * per_bucket / n / 60:6.1f} min")
+    for stage in SPEEDUP:
+        one, many = speedup[stage, 1], speedup[stage, args.workers]
+        print(f"{stage:22}: 1 worker {one:6.1f} s, {args.workers} workers {many:6.1f} s, "
+              f"speed-up {one / many:.2f}x (goal >= 1.7x)")
 
 
 if __name__ == "__main__":
