@@ -187,6 +187,7 @@ def build_features(tables: dict[str, pd.DataFrame], observation_days: int,
     stmt = Rows(tables["statements"], "statement_date", spine, cut)
     loans = Rows(tables["bureau_loans"], "open_date", spine, cut, lag_days=settings.bureau_lag_days)
     dues = Rows(tables["installments"], "due_date", spine, cut)
+    upcoming, known = _next_due_days(spine, stmt, dues, tables["statements"], 3)
     out = {
         "borrower_id": spine.ids,
         "scoring_date": _dates(cut),
@@ -204,10 +205,10 @@ def build_features(tables: dict[str, pd.DataFrame], observation_days: int,
                                      lag_days=settings.bureau_lag_days), loans),
         **_score(spine, stmt, Rows(tables["limit_events"], "event_date", spine, cut)),
         **_income_and_cash(spine, stmt),
-        **_technical(spine, _platform_rows(tables["platform_events"], spine, cut), dues, tables),
+        **_technical(spine, _platform_rows(tables["platform_events"], spine, cut),
+                     _dues_in_announced_windows(spine, upcoming, known, tables["maintenance_windows"])),
         **_profile(spine),
     }
-    upcoming, known = _next_due_days(spine, dues, tables, 1)
     out[NEXT_DUE] = np.where(known, _dates(upcoming[:, 0]), np.datetime64("NaT", "s"))
     frame = pd.DataFrame(out)
     return frame[[*ID_COLUMNS, NEXT_DUE, *NAMES]]
@@ -409,8 +410,7 @@ def _income_and_cash(spine: Spine, stmt: Rows) -> dict[str, np.ndarray]:
     }
 
 
-def _technical(spine: Spine, events: Rows, dues: Rows,
-               tables: dict[str, pd.DataFrame]) -> dict[str, np.ndarray]:
+def _technical(spine: Spine, events: Rows, dues_in_outage: np.ndarray) -> dict[str, np.ndarray]:
     kind, detail = events.col("event_type"), events.col("detail")
     agreement = np.isin(kind, ["autodebit_authorised", "autodebit_revoked", "autodebit_cancelled"])
     code = pd.Categorical(kind, categories=list(EVENT_ORDER)).codes.astype(float)
@@ -426,7 +426,7 @@ def _technical(spine: Spine, events: Rows, dues: Rows,
         "debit_failures_mandate_6m": events.sum(1.0, failed & (detail == "mandate_invalid")),
         "debit_failures_system_6m": events.sum(1.0, failed & (detail == "system_unavailable")),
         "debit_failures_funds_6m": events.sum(1.0, failed & (detail == "insufficient_funds")),
-        "due_dates_in_announced_outage": _dues_in_announced_windows(spine, dues, tables),
+        "due_dates_in_announced_outage": dues_in_outage,
     }
 
 
@@ -449,16 +449,15 @@ def _last_where(rows: Rows, mask: np.ndarray) -> np.ndarray:
     return out
 
 
-def _next_due_days(spine: Spine, dues: Rows, tables: dict[str, pd.DataFrame],
+def _next_due_days(spine: Spine, stmt: Rows, dues: Rows, statements: pd.DataFrame,
                    count: int) -> tuple[np.ndarray, np.ndarray]:
     """The next ``count`` due dates after scoring, (n, count), and whether they are known. A
     billing cycle starts the day after a statement and its due date falls a fixed number of days
     later, so: next cycle start = last statement + 1 day, due offset = last due date minus the
-    start of its cycle."""
-    stmt = Rows(tables["statements"], "statement_date", spine, spine.score_day)
+    start of its cycle. ``stmt`` and ``dues``: the statements and installments before scoring."""
     last_statement = stmt.last_value(stmt.day.astype(float))
     last_due = dues.last_value(dues.day.astype(float))
-    before_due = Rows(tables["statements"], "statement_date", spine,
+    before_due = Rows(statements, "statement_date", spine,
                       np.nan_to_num(last_due, nan=0).astype("int64"))
     its_cycle_start = before_due.last_value(before_due.day.astype(float)) + 1
     known = ~np.isnan(last_statement) & ~np.isnan(last_due) & ~np.isnan(its_cycle_start)
@@ -472,11 +471,10 @@ def _next_due_days(spine: Spine, dues: Rows, tables: dict[str, pd.DataFrame],
     return candidates[rows, first[:, None] + np.arange(count)[None, :]], known & ahead.any(axis=1)
 
 
-def _dues_in_announced_windows(spine: Spine, dues: Rows, tables: dict[str, pd.DataFrame]) -> np.ndarray:
-    """How many of the next three due dates fall in a maintenance window announced before
-    scoring."""
-    windows = tables["maintenance_windows"]
-    upcoming, known = _next_due_days(spine, dues, tables, 3)
+def _dues_in_announced_windows(spine: Spine, upcoming: np.ndarray, known: np.ndarray,
+                               windows: pd.DataFrame) -> np.ndarray:
+    """How many of the ``upcoming`` due dates (n, 3: ``_next_due_days``) fall in a maintenance
+    window announced before scoring."""
     announced = days(windows["announced_date"])
     # a window ending at midnight does not touch the next day
     start = days(windows["start_time"])
