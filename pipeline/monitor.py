@@ -7,7 +7,9 @@ features against training and the performance estimated from the calibrated prob
 month has matured (``label_matures``), and only then are the realised AUC, KS, ECE and
 calibration-in-the-large known. An alert is *raised* in the month its evidence exists: a drift or
 estimate alert with its batch, a realised alert in the month the labels arrive. A policy acts at
-the start of the month after an alert is raised, on the labels matured by then.
+the start of the month after an alert is raised, on the labels matured by then. Judging the
+alerts afterwards, the simulator's truth says whether the model was really off on a batch
+(``truth_view``): an alert on a batch it finds sound is a false alarm.
 """
 
 from __future__ import annotations
