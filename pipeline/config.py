@@ -109,12 +109,29 @@ class JumpSettings(Settings):
     trigger_weights: dict[str, NonNegative]
     score_selection: NonNegative
     need_selection: NonNegative
+    line_test_share: Annotated[float, Field(ge=0.0, lt=1.0)]
+    line_test_amounts: Annotated[list[NonNegative], Field(min_length=2, max_length=20)]
 
     @model_validator(mode="after")
     def _keys(self) -> JumpSettings:
         if set(self.trigger_weights) != set(TRIGGERS[1:]):
             raise ValueError(f"trigger_weights must have exactly the keys {list(TRIGGERS[1:])}")
         return self
+
+    @model_validator(mode="after")
+    def _grid(self) -> JumpSettings:
+        grid = self.line_test_amounts
+        if grid != sorted(set(grid)) or grid[-1] > self.max_increase:
+            raise ValueError("line_test_amounts must be distinct, in increasing order and at most "
+                             "max_increase")
+        return self
+
+
+class CounterfactualSettings(Settings):
+    """The true miss probability and profit of every line-test amount, for a sample of borrowers."""
+
+    share: Probability  # of borrowers, drawn at random: the decision model's evaluation cohort
+    replicates: Annotated[int, Field(ge=1, le=1024)]  # per amount, common random numbers across them
 
 
 class DrawdownSettings(Settings):
@@ -216,6 +233,7 @@ class SimulateSettings(Settings):
     n_borrowers: PositiveInt
     shard_size: PositiveInt
     truth_replicates: Annotated[int, Field(ge=1, le=4096)]
+    counterfactual: CounterfactualSettings
     calendar: CalendarSettings
     population: PopulationSettings
     income: IncomeSettings
@@ -437,6 +455,22 @@ class SourceSettings(Settings):
     tables: TablesSettings
 
 
+class DecisionSettings(Settings):
+    """How much to raise: the economics, the risk appetite and the decision models."""
+
+    appetite: Probability  # the highest miss probability at which an increase is granted
+    yield_per_year: NonNegative  # interest and fees earned on the balance
+    funding_cost_per_year: NonNegative
+    loss_given_miss: Probability  # share of the exposure a miss loses in the end
+    learning_rate: Annotated[float, Field(gt=0.0, le=1.0)]
+    num_leaves: Annotated[int, Field(ge=2, le=1024)]
+    min_data_in_leaf: PositiveInt
+    lambda_l2: NonNegative
+    num_boost_round: PositiveInt
+    num_threads: PositiveInt
+    seed: Annotated[int, Field(ge=0)]
+
+
 class Params(Settings):
     """The whole of ``params.yaml``."""
 
@@ -455,6 +489,7 @@ class Params(Settings):
     score: ScoreSettings
     incoming: IncomingSettings
     monitor: MonitorSettings
+    decision: DecisionSettings
 
     @model_validator(mode="after")
     def _label_observable(self) -> Params:

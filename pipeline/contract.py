@@ -110,6 +110,7 @@ def _prob(name: str, description: str) -> Col:
 LENDER_TYPES = ("bank", "consumer_finance", "online_lender")
 LINE_STATUSES = ("active", "restricted", "frozen")
 LIMIT_EVENT_TYPES = ("initial", "increase", "restriction", "restoration")
+TEST_CELLS = ("policy", "line_test")
 PLATFORM_EVENT_TYPES = ("autodebit_authorised", "autodebit_revoked", "autodebit_cancelled",
                         "reauth_required", "debit_failed")
 PLATFORM_EVENT_DETAILS = ("onboarding", "user_action", "expired", "campaign_deadline",
@@ -178,6 +179,9 @@ TABLES: dict[str, Table] = {t.name: t for t in (
             allowed=TRIGGERS, nullable=True),
         _cny("old_limit", "Limit before the change"),
         _cny("new_limit", "Limit after the change"),
+        Col("test_cell", "str", "category", "Who chose an increase's amount: the platform's "
+            "policy, or a randomised line test that drew it from a grid (increases only)",
+            allowed=TEST_CELLS, nullable=True),
     ), key=("borrower_id", "event_date", "event_type"), date_column="event_date"),
     Table("bureau_inquiries", "Credit inquiries by other lenders, from the credit bureau.", (
         _id(),
@@ -234,9 +238,11 @@ TABLES: dict[str, Table] = {t.name: t for t in (
         Col("drawdown_propensity_12m", "float64", "share", "Hidden: share of the increase the "
             "borrower intends to draw within 12 months", min=0.0, max=1.0),
         Col("drawn_share_first_quarter", "float64", "share", "Drawn in the jump cycle and the two "
-            "after it, over the increase", min=0.0, max=100.0),
+            "after it, over the increase (missing for an increase of 0)", min=0.0, max=100.0,
+            nullable=True),
         Col("drawn_share_12m", "float64", "share", "Drawn in the 12 cycles from the jump, over the "
-            "increase (missing if not simulated that far)", min=0.0, max=100.0, nullable=True),
+            "increase (missing if not simulated that far, or for an increase of 0)", min=0.0, max=100.0,
+            nullable=True),
         Col("dti_at_scoring", "float64", "ratio", "All monthly installments over true income",
             min=0.0, max=1000.0),
         Col("inquiries_since_jump", "int64", "count", "Bureau inquiries from jump to scoring",
@@ -247,9 +253,24 @@ TABLES: dict[str, Table] = {t.name: t for t in (
         Col("employed_at_scoring", "int64", "flag", "Hidden: 1 if employed at scoring", min=0,
             max=1),
     ), key=("borrower_id",), date_column=None),
+    Table("counterfactual", "Simulator-only truth of the increase decision, for a random sample of "
+          "borrowers: from the jump, the outcome at every line-test amount and at the amount "
+          "granted.", (
+        _id(),
+        _cny("amount", "Increase of the limit at the jump"),
+        Col("granted", "int64", "flag", "1 on the extra row of the amount actually granted", min=0,
+            max=1),
+        _prob("p_miss", "Probability of the label at this amount, given what was known at the jump"),
+        Col("p_miss_se", "float64", "probability", "Monte-Carlo standard error of p_miss", min=0.0,
+            max=0.5),
+        Col("balance_months", "float64", "CNY x months", "Expected balance on the line summed over "
+            "the cycles from the jump to the last label due date", min=0.0, max=1e9),
+        _cny("exposure_at_miss", "Expected balance at the first bad miss, 0 on paths without one"),
+    ), key=("borrower_id", "amount", "granted"), date_column=None),
 )}
 
-RAW_TABLES = tuple(name for name in TABLES if name not in ("ground_truth", "maintenance_windows"))
+TRUTH_TABLES = ("ground_truth", "counterfactual")
+RAW_TABLES = tuple(name for name in TABLES if name not in (*TRUTH_TABLES, "maintenance_windows"))
 
 
 def sort_keys(table: str) -> list[str]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from pipeline.contract import TABLES, validate
+from pipeline.contract import TABLES, TRUTH_TABLES, validate
 
 
 def _frame(table: str, rows: list[dict]) -> pd.DataFrame:
@@ -32,15 +32,15 @@ def borrower(bid: int, onboard: str = "2024-01-05", income: float = 10_000.0,
                            employment_type="salaried", declared_monthly_income=income)],
         "limit_events": [
             dict(borrower_id=bid, event_date=onboard, event_type="initial", trigger=None,
-                 old_limit=0.0, new_limit=old_limit),
+                 old_limit=0.0, new_limit=old_limit, test_cell=None),
             dict(borrower_id=bid, event_date=jump, event_type="increase", trigger=trigger,
-                 old_limit=old_limit, new_limit=old_limit + increase)],
+                 old_limit=old_limit, new_limit=old_limit + increase, test_cell="policy")],
     }
 
 
 def tables(*borrowers: dict[str, list[dict]], **extra: list[dict]) -> dict[str, pd.DataFrame]:
     """Every table of the contract from per-borrower rows plus extra rows per table."""
-    rows: dict[str, list[dict]] = {name: [] for name in TABLES if name != "ground_truth"}
+    rows: dict[str, list[dict]] = {name: [] for name in TABLES if name not in TRUTH_TABLES}
     for b in borrowers:
         for name, r in b.items():
             rows[name] += r

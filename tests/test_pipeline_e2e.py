@@ -145,6 +145,13 @@ def test_fresh_clone_repro_is_clean_in_range_and_then_idle(tmp_path):
     assert len(scores) == summary["scored"] and scores["borrower_id"].is_unique
     assert scores["probability"].between(0, 1).all()
     assert scores["model_version"].str.startswith("local:").all()  # the pipeline's own model
+    # the increase decision: every policy judged on the truth; the oracle may always choose none
+    policies = json.loads((project / "reports" / "decision.json").read_text())["policies"]
+    assert all(0 <= v["miss_rate"] <= 1 for v in policies.values())
+    assert policies["oracle"]["profit_per_borrower"] > policies["no_increase"]["profit_per_borrower"]
+    assert policies["oracle"]["profit_per_borrower"] >= policies["platform"]["profit_per_borrower"] or \
+        policies["platform"]["miss_rate"] > policies["oracle"]["miss_rate"]
+    assert sum(policies["ours"]["binding_reason"].values()) == pytest.approx(1.0)
     card = (project / "reports" / "model_card.html").read_text()
     assert f"{metrics['lightgbm']['auc']:.4f}" in card
     # the README's figures are this run's (tools/readme_figures.py writes them from reports/)

@@ -58,7 +58,10 @@ def test_one_jump_per_borrower_dated_before_scoring(small_sim, small_params):
     window = (merged["scoring_date"] - merged["jump_date"]).dt.days
     assert window.eq(small_params.label.observation_days).all()
     assert merged["trigger_x"].eq(merged["trigger_y"]).all()
-    assert (merged["new_limit"] - merged["old_limit"]).between(1000, 50_000).all()
+    amount = merged["new_limit"] - merged["old_limit"]
+    policy = merged["test_cell"] == "policy"
+    assert amount[policy].between(1000, 50_000).all()
+    assert amount[~policy].isin(small_params.simulate.jump.line_test_amounts).all()
     months = merged["jump_date"].dt.to_period("M")
     assert months.max().ordinal - months.min().ordinal >= 24
 
@@ -212,3 +215,51 @@ def test_the_truth_does_not_know_the_future():
     assert (a["label"] != b["label"]).sum() > 20  # the future did change
     columns = ["p_true", "p_true_credit", "p_true_liquidity", "p_true_technical", "p_true_se"]
     pd.testing.assert_frame_equal(a[columns], b[columns], check_exact=True)
+
+
+def test_line_tests_draw_the_amount_from_the_grid_for_a_share_of_reviews(small_sim, small_params):
+    jset = small_params.simulate.jump
+    increases = small_sim["limit_events"].query("event_type == 'increase'")
+    reviews = increases[increases["trigger"] != "new_user"]
+    tested = reviews["test_cell"] == "line_test"
+    assert tested.mean() == pytest.approx(jset.line_test_share, abs=0.02)
+    assert (increases.loc[increases["trigger"] == "new_user", "test_cell"] == "policy").all()
+    amounts = (reviews["new_limit"] - reviews["old_limit"])[tested]
+    assert set(amounts) == set(jset.line_test_amounts)  # every cell is used
+
+
+def test_the_counterfactual_covers_its_sample_at_every_amount(small_sim, small_params):
+    what_if, truth = small_sim["counterfactual"], small_sim["ground_truth"]
+    grid = small_params.simulate.jump.line_test_amounts
+    per_borrower = what_if.groupby("borrower_id").size()
+    assert (per_borrower == len(grid) + 1).all()
+    assert len(per_borrower) / len(truth) == pytest.approx(small_params.simulate.counterfactual.share,
+                                                           abs=0.03)
+    granted = what_if[what_if["granted"] == 1].set_index("borrower_id")["amount"]
+    assert granted.eq(truth.set_index("borrower_id").loc[granted.index, "increase_amount"]).all()
+
+
+def test_the_counterfactual_shares_its_random_numbers_across_amounts(small_sim):
+    """Common random numbers: the granted amount's row equals the grid row of the same amount."""
+    what_if = small_sim["counterfactual"]
+    same = what_if[what_if["granted"] == 1].merge(what_if[what_if["granted"] == 0],
+                                                  on=["borrower_id", "amount"], suffixes=("", "_grid"))
+    assert len(same) > 50
+    for col in ("p_miss", "balance_months", "exposure_at_miss"):
+        np.testing.assert_array_equal(same[col], same[f"{col}_grid"])
+
+
+def test_the_counterfactual_at_the_granted_amount_agrees_with_the_truth(small_sim):
+    """From the jump, at the amount granted, the miss probability averages to the ordinary truth's
+    (taken a month later, knowing more); the two are strongly related borrower by borrower."""
+    what_if = small_sim["counterfactual"].query("granted == 1").set_index("borrower_id")
+    truth = small_sim["ground_truth"].set_index("borrower_id").loc[what_if.index]
+    assert what_if["p_miss"].mean() == pytest.approx(truth["p_true"].mean(), abs=0.015)
+    assert np.corrcoef(what_if["p_miss"], truth["p_true"])[0, 1] > 0.6
+
+
+def test_risk_and_balance_rise_with_the_amount_on_average(small_sim):
+    grid = small_sim["counterfactual"].query("granted == 0").groupby("amount")[
+        ["p_miss", "balance_months", "exposure_at_miss"]].mean()
+    assert grid["p_miss"].is_monotonic_increasing and grid["balance_months"].is_monotonic_increasing
+    assert grid["p_miss"].iloc[-1] > grid["p_miss"].iloc[0] + 0.03

@@ -18,7 +18,7 @@ from pipeline.cli.paths import INCOMING_DIR
 from pipeline.config import Params, SimulateSettings
 from pipeline.contract import RAW_TABLES, TABLES, validate
 from pipeline.engine import map_shards
-from pipeline.simulate import World, build_world, shard_bounds, simulate_shard
+from pipeline.simulate import NO_COUNTERFACTUAL, World, build_world, shard_bounds, simulate_shard
 from pipeline.sources import team_table
 
 ID_OFFSET = 100_000_000  # new borrowers' ids never collide with the training population's
@@ -30,7 +30,8 @@ def batch_settings(p: Params) -> SimulateSettings:
         "first_scoring_date": inc.first_scoring_date, "last_scoring_date": inc.last_scoring_date,
         "export_end": inc.last_scoring_date + pd.Timedelta(days=31 * 6)})
     return s.model_copy(update={"seed": inc.seed, "n_borrowers": inc.n_borrowers, "calendar": calendar,
-                                "truth_replicates": 1})
+                                "truth_replicates": 1,
+                                "counterfactual": NO_COUNTERFACTUAL})
 
 
 @app.command(name="simulate-batch")

@@ -6,6 +6,7 @@ from pathlib import Path
 
 RAW_DIR = Path("data/raw")
 TRUTH_DIR = Path("data/truth")
+COUNTERFACTUAL_DIR = Path("data/counterfactual")
 FEATURES_DIR = Path("data/features")
 SPLIT_DIR = Path("data/split")
 INCOMING_DIR = Path("data/incoming")

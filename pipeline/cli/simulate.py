@@ -8,9 +8,9 @@ import typer
 
 from pipeline import io
 from pipeline.cli import PARAMS, app, load
-from pipeline.cli.paths import RAW_DIR, TRUTH_DIR
+from pipeline.cli.paths import COUNTERFACTUAL_DIR, RAW_DIR, TRUTH_DIR
 from pipeline.config import SimulateSettings
-from pipeline.contract import RAW_TABLES, validate
+from pipeline.contract import RAW_TABLES, TRUTH_TABLES, validate
 from pipeline.engine import map_shards
 from pipeline.simulate import World, build_world, shard_bounds, simulate_shard
 from pipeline.simulate.realism import FAIL, NOT_APPLICABLE, realism_report
@@ -25,19 +25,22 @@ def simulate(params: Path = PARAMS) -> None:
     p = load(params)
     if p.source.kind == "tables":
         note = {"source": "tables", "simulated": False, "features": p.source.tables.features}
-        with io.atomic_dir(RAW_DIR) as raw, io.atomic_dir(TRUTH_DIR) as truth:
-            io.write_json(note, raw / "source.json")
-            io.write_json(note, truth / "source.json")
+        with (io.atomic_dir(RAW_DIR) as raw, io.atomic_dir(TRUTH_DIR) as truth,
+              io.atomic_dir(COUNTERFACTUAL_DIR) as what_if):
+            for folder in (raw, truth, what_if):
+                io.write_json(note, folder / "source.json")
         io.write_json(note, REPORT)
         typer.echo(f"source: tables ({p.source.tables.features}); nothing simulated")
         return
     world = build_world(p.simulate, p.label)
     shards = list(range(len(shard_bounds(p.simulate))))
-    with io.atomic_dir(RAW_DIR) as raw, io.atomic_dir(TRUTH_DIR) as truth:
+    with (io.atomic_dir(RAW_DIR) as raw, io.atomic_dir(TRUTH_DIR) as truth,
+          io.atomic_dir(COUNTERFACTUAL_DIR) as what_if):
         windows = world.outages.windows
         validate(windows, "maintenance_windows", "maintenance_windows (simulated)")
         io.write_parquet(windows, raw / "maintenance_windows" / io.part_name(0))
-        for _ in map_shards(write_shard, shards, p.engine, "simulate", p.simulate, world, raw, truth,
+        for _ in map_shards(write_shard, shards, p.engine, "simulate", p.simulate, world,
+                            {"ground_truth": truth, "counterfactual": what_if}, raw,
                             borrowers=int, total=p.simulate.n_borrowers):
             pass
     report = realism_report(io.read_dataset(TRUTH_DIR), p.simulate.truth_replicates, p.label)
@@ -52,11 +55,13 @@ def simulate(params: Path = PARAMS) -> None:
                f"{not_applicable or 'none'}")
 
 
-def write_shard(index: int, settings: SimulateSettings, world: World, raw: Path, truth: Path) -> int:
-    """Simulate one shard, check it against the contract and write its files; the borrowers in it."""
+def write_shard(index: int, settings: SimulateSettings, world: World, truth: dict[str, Path],
+                raw: Path) -> int:
+    """Simulate one shard, check it against the contract and write its files; the borrowers in it.
+    ``truth`` maps each truth table to its folder."""
     tables = simulate_shard(index, settings, world)
-    for name in (*RAW_TABLES, "ground_truth"):
+    for name in (*RAW_TABLES, *TRUTH_TABLES):
         validate(tables[name], name, f"{name} (simulated shard {index})")
-        folder = truth if name == "ground_truth" else raw / name
+        folder = truth.get(name, raw / name)
         io.write_parquet(tables[name], folder / io.part_name(index))
     return len(tables["borrowers"])

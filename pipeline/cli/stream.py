@@ -20,7 +20,7 @@ from pipeline.cli.paths import STREAM_DIR
 from pipeline.config import FeatureSettings, LabelSettings, MonitorSettings, SimulateSettings, label_horizon
 from pipeline.engine import map_shards
 from pipeline.features import build_features
-from pipeline.simulate import World, build_world, shard_bounds, simulate_shard
+from pipeline.simulate import NO_COUNTERFACTUAL, World, build_world, shard_bounds, simulate_shard
 from pipeline.split import label_matures
 
 ID_OFFSET = 200_000_000  # stream borrowers' ids never collide with training's or the incoming batch's
@@ -59,7 +59,8 @@ def stream_settings(simulate: SimulateSettings, label: LabelSettings, m: Monitor
     calendar = simulate.calendar.model_copy(update={
         "first_scoring_date": first.date(), "last_scoring_date": last.date(), "export_end": end.date()})
     return simulate.model_copy(update={"seed": m.seed, "n_borrowers": m.months * m.borrowers_per_month,
-                                       "calendar": calendar, "truth_replicates": m.truth_replicates})
+                                       "calendar": calendar, "truth_replicates": m.truth_replicates,
+                                       "counterfactual": NO_COUNTERFACTUAL})
 
 
 def write_shard(index: int, settings: SimulateSettings, world: World, label: LabelSettings,

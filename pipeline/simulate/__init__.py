@@ -13,12 +13,14 @@ import pandas as pd
 from pipeline.config import (
     CAUSES,
     TRIGGERS,
+    CounterfactualSettings,
     LabelSettings,
     SimulateSettings,
     label_horizon,
 )
 from pipeline.contract import RAW_TABLES, TABLES
 from pipeline.simulate.calendar import day_number, to_datetime64
+from pipeline.simulate.counterfactual import FIELDS, counterfactual
 from pipeline.simulate.dynamics import World, advance, balance, cycle_start
 from pipeline.simulate.events import EventLog
 from pipeline.simulate.outages import draw_outages
@@ -26,8 +28,10 @@ from pipeline.simulate.population import draw_population
 from pipeline.simulate.state import State, due_in
 from pipeline.simulate.truth import add_label_slots, outcome, true_probability
 
-__all__ = ["World", "build_world", "shard_bounds", "simulate_shard"]
+__all__ = ["NO_COUNTERFACTUAL", "World", "build_world", "shard_bounds", "simulate_shard"]
 
+# for simulations that only need the borrowers (incoming batches, the monitoring stream)
+NO_COUNTERFACTUAL = CounterfactualSettings(share=0.0, replicates=1)
 CANDIDATE_OVERSAMPLE = (1.25, 1.6, 2.2, 3.0)  # candidates per borrower needed, tried in turn
 # a forgotten manual payment has no kind in the data contract yet: it is left empty
 TECHNICAL_KINDS = np.array(["mandate_known", "mandate_silent", "outage", None], dtype=object)
@@ -67,16 +71,27 @@ def simulate_shard(index: int, settings: SimulateSettings, world: World) -> dict
     """
     lo, hi = shard_bounds(settings)[index]
     _, shard_seeds = seed_streams(settings)
-    main_seed, truth_seed = shard_seeds[index].spawn(2)
+    main_seed, truth_seed, counterfactual_seed = shard_seeds[index].spawn(3)
     for oversample in CANDIDATE_OVERSAMPLE:
         n_candidates = int(np.ceil((hi - lo) * oversample)) + 16
         rng, truth_rng = np.random.default_rng(main_seed), np.random.default_rng(truth_seed)
-        state, log = _until_scoring(n_candidates, settings, world, rng)
+        # the counterfactual's sample, drawn apart so that its share changes nothing else
+        sampled = (np.random.default_rng(counterfactual_seed).random(n_candidates)
+                   < settings.counterfactual.share)
+        state, log, at_jump = _until_scoring(n_candidates, settings, world, rng, sampled)
         if state.eligible.sum() >= hi - lo:
             break
     state = state.take(_first_eligible(state, hi - lo, index))
+    at_jump = at_jump.take(np.flatnonzero(np.isin(at_jump.borrower_id, state.borrower_id)))
+    at_jump = at_jump.take(np.argsort(at_jump.borrower_id, kind="stable"))
     add_label_slots(state, world.label.performance_cycles)
     truth = true_probability(state.copy(), world, truth_rng, settings.truth_replicates)
+    row_of = np.zeros(n_candidates, dtype="int64")
+    row_of[state.borrower_id] = np.arange(len(state))
+    at_jump.trigger = state.trigger[row_of[at_jump.borrower_id]]  # drawn at the jump, kept
+    granted = state.increase[row_of[at_jump.borrower_id]]
+    what_if = counterfactual(at_jump, granted, world, counterfactual_seed.spawn(1)[0],
+                             settings.counterfactual.replicates)
     at_scoring = _scoring_snapshot(state)
     # after scoring everyone runs to the longest history; rows past a borrower's own export
     # end are dropped when the tables are built
@@ -88,24 +103,30 @@ def simulate_shard(index: int, settings: SimulateSettings, world: World) -> dict
     last_day[state.borrower_id] = cycle_start(state, state.last_cycle.astype("int64") + 1) - 1
     tables = {name: log.frame(name, id_map, last_day) for name in RAW_TABLES}
     tables["ground_truth"] = _ground_truth(state, truth, at_scoring, world, id_map)
+    tables["counterfactual"] = _counterfactual_table(id_map[at_jump.borrower_id], granted, what_if,
+                                                     world)
     return tables
 
 
 def _until_scoring(n_candidates: int, settings: SimulateSettings, world: World,
-                   rng: np.random.Generator) -> tuple[State, EventLog]:
-    """Draw candidates and simulate them up to their scoring date."""
+                   rng: np.random.Generator, sampled: np.ndarray) -> tuple[State, EventLog, State]:
+    """Draw candidates and simulate them up to their scoring date; also returns the state of the
+    ``sampled`` candidates at the start of their jump cycle (the counterfactual's decision)."""
     log = EventLog()
     state = draw_population(np.arange(n_candidates, dtype="int64"), settings, world.label,
                             world.horizon, rng, log)
     # sorted by onboarding, the borrowers active before scoring are a prefix: views, no copies
     state = state.take(np.argsort(state.onboard_cycle, kind="stable"))
+    sampled = sampled[state.borrower_id]
     onboarded = state.onboard_cycle
+    at_jump = []
     for k in range(int(onboarded.min()), 0):
         m = int(np.searchsorted(onboarded, k, side="right"))
         part = state.head(m)
+        at_jump.append(part.take(np.flatnonzero(sampled[:m] & (part.k_jump == k))))
         advance(part, k, world, rng, log)
         state.write_back(m, part)
-    return state, log
+    return state, log, State.concat(at_jump)
 
 
 def _first_eligible(state, needed: int, index: int) -> np.ndarray:
@@ -118,6 +139,22 @@ def _first_eligible(state, needed: int, index: int) -> np.ndarray:
             f"at their jump, {needed} needed; the simulated population is far more delinquent "
             "than the defaults assume (check the income and drawdown settings)")
     return np.sort(eligible[:needed])
+
+
+def _counterfactual_table(ids: np.ndarray, granted: np.ndarray, what_if: dict[str, np.ndarray],
+                          world: World) -> pd.DataFrame:
+    """One row per sampled borrower and amount (the grid's, then the granted one)."""
+    amounts, n = what_if["p_miss"].shape
+    grid = np.asarray(world.settings.jump.line_test_amounts, dtype=float)
+    frame = pd.DataFrame({
+        "borrower_id": np.tile(ids, amounts),
+        "amount": np.concatenate([np.repeat(grid, n), granted]),
+        "granted": np.repeat(np.arange(amounts) == amounts - 1, n).astype("int64"),
+        **{name: what_if[name].ravel() for name in FIELDS},
+    })
+    frame["p_miss"] = frame["p_miss"].clip(0.0, 1.0)
+    return frame.sort_values(["borrower_id", "granted", "amount"], kind="stable",
+                             ignore_index=True)[TABLES["counterfactual"].names]
 
 
 def _scoring_snapshot(s) -> dict[str, np.ndarray]:

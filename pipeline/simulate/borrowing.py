@@ -4,6 +4,7 @@ equal monthly installments."""
 from __future__ import annotations
 
 import numpy as np
+from scipy.special import comb
 
 from pipeline.simulate.calendar import month_of_year, spring_festival_cycle
 from pipeline.simulate.cycle import (
@@ -30,19 +31,23 @@ def borrow_elsewhere(s: State, c: Cycle, world: World, rng: np.random.Generator,
                      * np.exp(-np.maximum(since_jump, 0) / lend.post_approval_decay_months), 1.0)
     stress = 1.0 + lend.stress_multiplier * c.stressed
     rate = lend.inquiry_rate * (0.3 + 3.0 * s.propensity) * boost * stress
-    count = np.minimum(rng.poisson(rate), 6)
+    count = _inverse_cdf(rng.random(n), *_poisson_pmf(rate))
     recent = s.inquiries.sum(axis=0)
     p_ok = 0.85 / (1.0 + np.exp(-(s.score - lend.approval_midpoint_score) / 40.0)) * 0.8 ** recent
-    approved = rng.binomial(count, np.clip(p_ok, 0.0, 1.0))
+    approved = np.minimum(_inverse_cdf(rng.random(n), *_binomial_pmf(count, np.clip(p_ok, 0.0, 1.0))),
+                          count)  # round-off can leave the distribution function a hair below 1
     s.inquiries[k % INQUIRY_RING] = count
     before_scoring = (since_jump >= 0) & (k < 0)
     s.inquiries_since_jump = (s.inquiries_since_jump + count * before_scoring).astype("int16")
     c.inquiries = count
 
+    # every borrower draws the terms of as many loans as could be approved, used or not
+    z, u = rng.standard_normal((MAX_INQUIRIES, n)), rng.random((MAX_INQUIRIES, n))
     rows = np.repeat(np.arange(n), approved)
+    nth = np.arange(rows.size) - (np.cumsum(approved) - approved)[rows]  # a borrower's nth loan
     perm = np.exp(s.log_perm[rows])
-    amount = np.round(perm * np.exp(rng.normal(np.log(1.2), 0.5, rows.size)), -2) + 100.0
-    tenor = rng.choice(np.array([6, 12, 24]), rows.size, p=[0.3, 0.5, 0.2])
+    amount = np.round(perm * np.exp(np.log(1.2) + 0.5 * z[nth, rows]), -2) + 100.0
+    tenor = np.array([6, 12, 24])[np.searchsorted([0.3, 0.8], u[nth, rows], side="right")]
     monthly = amount * annuity_factor(lend.loan_apr / 12.0, tenor)
     schedule(s.outside_changes, k + 1, monthly, tenor, rows)
     schedule(s.outside_new_changes, k + 1, monthly, tenor, rows)
@@ -57,11 +62,41 @@ def borrow_elsewhere(s: State, c: Cycle, world: World, rng: np.random.Generator,
     log.add("bureau_inquiries", borrower_id=s.borrower_id[inq_rows], inquiry_date=inq_day,
             lender_type=lender)
     first_inq = np.cumsum(count) - count  # position of each borrower's first inquiry
-    nth = np.arange(rows.size) - (np.cumsum(approved) - approved)[rows]
     src = first_inq[rows] + nth
     open_day = np.minimum(inq_day[src] + rng.integers(1, 8, rows.size), c.end[rows])
     log.add("bureau_loans", borrower_id=s.borrower_id[rows], open_date=open_day,
             lender_type=lender[src], amount=amount, tenor_months=tenor, monthly_installment=monthly)
+
+
+# At most this many inquiries a cycle. Counts and approvals are drawn by inverting their
+# distribution functions with one uniform per borrower, and loan terms from a fixed block per
+# borrower: every borrower uses the same random numbers whatever the others do, which the
+# counterfactual's common random numbers need (numpy's own Poisson and binomial samplers use a
+# number of draws that depends on their parameters).
+MAX_INQUIRIES = 6
+
+
+def _poisson_pmf(rate: np.ndarray) -> tuple[np.ndarray, ...]:
+    """P(0), ..., P(MAX_INQUIRIES - 1) of a Poisson(rate) count; the rest is MAX_INQUIRIES."""
+    p = [np.exp(-rate)]
+    for j in range(1, MAX_INQUIRIES):
+        p.append(p[-1] * rate / j)
+    return tuple(p)
+
+
+def _binomial_pmf(trials: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, ...]:
+    """P(0), ..., P(MAX_INQUIRIES - 1) of a Binomial(trials, p) count (trials <= MAX_INQUIRIES)."""
+    return tuple(comb(trials, j) * p ** j * (1.0 - p) ** np.maximum(trials - j, 0)
+                 for j in range(MAX_INQUIRIES))
+
+
+def _inverse_cdf(u: np.ndarray, *pmf: np.ndarray) -> np.ndarray:
+    """The count whose distribution function first exceeds ``u`` (MAX_INQUIRIES if none does)."""
+    count, cdf = np.zeros(u.shape, dtype="int64"), np.zeros(u.shape)
+    for p in pmf:
+        cdf = cdf + p
+        count += u >= cdf
+    return count
 
 
 def draw_on_line(s: State, c: Cycle, world: World, rng: np.random.Generator,

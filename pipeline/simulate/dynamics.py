@@ -85,7 +85,8 @@ def risk_review(s: State, c: Cycle, world: World, log: EventLog | None) -> None:
         log.add("limit_events", borrower_id=s.borrower_id[changed_rows], event_date=c.start[changed_rows],
                 event_type=np.where(restrict, "restriction", "restoration")[changed_rows],
                 trigger=np.full(changed_rows.sum(), None, dtype=object),
-                old_limit=s.limit[changed_rows], new_limit=new_limit[changed_rows])
+                old_limit=s.limit[changed_rows], new_limit=new_limit[changed_rows],
+                test_cell=np.full(changed_rows.sum(), None, dtype=object))
     s.pre_restriction_limit = np.where(restrict, s.limit, s.pre_restriction_limit)
     s.limit = new_limit
     s.restricted = (s.restricted | restrict) & ~restore
@@ -112,7 +113,8 @@ def jump(s: State, c: Cycle, world: World, rng: np.random.Generator, log: EventL
         np.log(jset.trigger_weights["user_request"] + 1e-12) + jset.need_selection * need,
     ])
     chosen = 1 + np.argmax(logits + rng.gumbel(size=logits.shape), axis=1)
-    trigger = np.where(s.new_user[rows], 0, chosen)
+    forced = ~np.isnan(s.forced_amount[rows])  # the counterfactual truth: trigger as it was
+    trigger = np.where(forced, s.trigger[rows], np.where(s.new_user[rows], 0, chosen))
 
     full = declared * np.clip((score - 450.0) / 80.0, 0.5, 4.0)
     marketing = rng.choice(np.array([3000.0, 5000.0, 10000.0, 20000.0]), rows.size,
@@ -122,6 +124,13 @@ def jump(s: State, c: Cycle, world: World, rng: np.random.Generator, log: EventL
                          [full - old, old * rng.uniform(0.3, 1.0, rows.size) + 0.5 * declared,
                           marketing], requested)
     increase = np.clip(np.round(increase / 500.0) * 500.0, 1000.0, jset.max_increase)
+    # randomised line tests: a share of the reviewed borrowers (new users' jump is their first
+    # real limit) gets an amount drawn from the grid, whatever the policy would have given
+    grid = np.asarray(jset.line_test_amounts)
+    tested = (trigger != 0) & (rng.random(rows.size) < jset.line_test_share)
+    tested = np.where(forced, s.line_test[rows], tested)
+    increase = np.where(tested, grid[rng.integers(0, grid.size, rows.size)], increase)
+    increase = np.where(forced, s.forced_amount[rows], increase)
 
     utilisation = balance(s)[rows] / np.maximum(old, 1.0)
     logit = (dset.intercept + dset.low_score_effect * (660.0 - score) / 60.0
@@ -132,6 +141,7 @@ def jump(s: State, c: Cycle, world: World, rng: np.random.Generator, log: EventL
     s.m12[rows] = dset.max_share / (1.0 + np.exp(-logit))
     s.draw_tau[rows] = np.where(trigger == 3, dset.decay_months / 2.0, dset.decay_months)
     s.trigger[rows] = trigger
+    s.line_test[rows] = tested
     s.increase[rows] = increase
     s.score_at_jump[rows] = score
     s.util_at_jump[rows] = utilisation
@@ -141,7 +151,8 @@ def jump(s: State, c: Cycle, world: World, rng: np.random.Generator, log: EventL
     if log is not None:
         log.add("limit_events", borrower_id=s.borrower_id[rows], event_date=s.jump_day[rows],
                 event_type=np.full(rows.size, "increase"), trigger=np.array(TRIGGERS)[trigger],
-                old_limit=old, new_limit=old + increase)
+                old_limit=old, new_limit=old + increase,
+                test_cell=np.where(tested, "line_test", "policy").astype(object))
 
 
 # the score-improvement trigger selects on the rise of the score over SCORE_RING cycles, in units
@@ -209,8 +220,10 @@ def close_cycle(s: State, c: Cycle, world: World, rng: np.random.Generator,
     s.score = np.clip(s.score + delta, 300.0, 950.0)
     s.past_score[k % SCORE_RING] = s.score
     since = k - s.k_jump
-    s.drawn_q1 = np.where(since == 2, s.drawn_since_jump / np.maximum(s.increase, 1.0), s.drawn_q1)
-    s.drawn_12m = np.where(since == 11, s.drawn_since_jump / np.maximum(s.increase, 1.0), s.drawn_12m)
+    with np.errstate(divide="ignore", invalid="ignore"):  # a line test of 0 has no drawn share
+        share = np.where(s.increase > 0, s.drawn_since_jump / s.increase, np.nan)
+    s.drawn_q1 = np.where(since == 2, share, s.drawn_q1)
+    s.drawn_12m = np.where(since == 11, share, s.drawn_12m)
     if log is None:
         return
     status = np.where(s.arrears > TOLERANCE, "frozen", np.where(s.restricted, "restricted", "active"))

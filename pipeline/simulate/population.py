@@ -126,6 +126,7 @@ def draw_population(ids: np.ndarray, settings: SimulateSettings, label: LabelSet
         score_at_jump=np.zeros(n), util_at_jump=np.zeros(n),
         drawn_q1=np.full(n, np.nan), drawn_12m=np.full(n, np.nan),
         inquiries_since_jump=np.zeros(n, dtype="int16"), eligible=np.ones(n, dtype=bool),
+        line_test=np.zeros(n, dtype=bool), forced_amount=np.full(n, np.nan),
     )
     outside_monthly = _add_outside_debt(state, onboard_cycle, onboard_day, pop.outside_debt_share,
                                         settings.lending.loan_apr, rng, log)
@@ -182,7 +183,7 @@ def _log_onboarding(state: State, onboard_day: np.ndarray, age: np.ndarray, tier
             employment_type=np.array(EMPLOYMENT_TYPES)[employment], declared_monthly_income=declared)
     log.add("limit_events", borrower_id=ids, event_date=onboard_day,
             event_type=np.full(n, "initial"), trigger=np.full(n, None, dtype=object),
-            old_limit=np.zeros(n), new_limit=state.limit)
+            old_limit=np.zeros(n), new_limit=state.limit, test_cell=np.full(n, None, dtype=object))
     auto = state.mandate == 1
     log.add("platform_events", borrower_id=ids[auto], event_date=onboard_day[auto],
             event_type=np.full(auto.sum(), "autodebit_authorised"),

@@ -44,6 +44,11 @@ class State(dict):
         """``times`` copies of every borrower: replicate r of borrower i at r * n + i."""
         return State({k: np.tile(v, (1,) * (v.ndim - 1) + (times,)) for k, v in self.items()})
 
+    @staticmethod
+    def concat(parts: list[State]) -> State:
+        """The borrowers of every part, in order (the parts have the same fields)."""
+        return State({k: np.concatenate([p[k] for p in parts], axis=-1) for k in parts[0]})
+
     def copy(self) -> State:
         return State({k: v.copy() for k, v in self.items()})
 

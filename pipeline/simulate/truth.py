@@ -58,26 +58,32 @@ def outcome(s: State, label: LabelSettings, end_day: np.ndarray) -> dict[str, np
 
 def expected_outcome(s: State, label: LabelSettings, end_day: np.ndarray) -> np.ndarray:
     """Per replicate, P(first bad miss has each cause), shape (causes, n); their sum is
-    P(label). Uses what a replicate run with integrate_technical recorded: at each due date j, on
-    the path so far, a closed-form shortfall probability (when every shortfall counts), then the
-    likelihood ratio w_j of the path's draws, then w_j q_j (a technical block) or w_j (a bad
-    shortfall on the path); the path survives with w_j (1 - q_j) when neither happened."""
+    P(label)."""
+    return first_miss_by_slot(s, label, end_day).sum(axis=0)
+
+
+def first_miss_by_slot(s: State, label: LabelSettings, end_day: np.ndarray) -> np.ndarray:
+    """Per replicate, P(the first bad miss is at due date j and has each cause), shape
+    (slots, causes, n). Uses what a replicate run with integrate_technical recorded: at each due
+    date j, on the path so far, a closed-form shortfall probability (when every shortfall counts),
+    then the likelihood ratio w_j of the path's draws, then w_j q_j (a technical block) or w_j (a
+    bad shortfall on the path); the path survives with w_j (1 - q_j) when neither happened."""
     paid = np.where(s.slot_paid < 0, end_day, s.slot_paid)
     bad = s.slot_missed & (paid - s.slot_due >= label.dpd_threshold)
     technical = np.where(bad, 0.0, s.slot_technical_risk)
     survive = np.ones(len(s))
-    probs = np.zeros((len(CAUSES), len(s)))
+    probs = np.zeros((bad.shape[0], len(CAUSES), len(s)))
     tech = CAUSES.index("technical")
     credit, liquidity = CAUSES.index("credit"), CAUSES.index("liquidity")
     for j in range(bad.shape[0]):
-        probs[credit] += survive * s.slot_shortfall[0, j]
-        probs[liquidity] += survive * s.slot_shortfall[1, j]
+        probs[j, credit] = survive * s.slot_shortfall[0, j]
+        probs[j, liquidity] = survive * s.slot_shortfall[1, j]
         survive = survive * s.slot_weight[j]
-        probs[tech] += survive * technical[j]
+        probs[j, tech] = survive * technical[j]
         other = survive * (1.0 - technical[j]) * bad[j]
         for i in range(len(CAUSES)):
             if i != tech:
-                probs[i] += other * (s.slot_cause[j] == i)
+                probs[j, i] += other * (s.slot_cause[j] == i)
         survive *= (1.0 - technical[j]) * ~bad[j]
     return probs
 
@@ -106,17 +112,24 @@ def true_probability(snapshot: State, world: World, rng: np.random.Generator,
     return out
 
 
-def add_known_outages(s: State, world: World) -> None:
+def add_known_outages(s: State, world: World, known_until: np.ndarray | None = None,
+                      first_cycle: int = 0) -> None:
     """P(an outage blocks each due date of the truth's cycles), per payment channel, given the
-    windows announced before the scoring date; the rest of the calendar is averaged out."""
+    windows announced before ``known_until`` (default: the scoring date); the rest of the calendar
+    is averaged out. Row k is cycle k, and a cycle before the scoring date (from ``first_cycle``,
+    the counterfactual's) sits at row -k from the end, so Python's indexing finds every cycle."""
     offset = world.settings.calendar.due_day_offset
-    due = np.stack([cycle_start(s, k) + offset for k in range(world.horizon + 1)])
-    s["outage_auto"] = expected_block(world.outages, due, s.scoring_day, manual=False)
-    s["outage_manual"] = expected_block(world.outages, due, s.scoring_day, manual=True)
+    cycles = [*range(world.horizon + 1), *range(first_cycle, 0)]
+    due = np.stack([cycle_start(s, k) + offset for k in cycles])
+    known = s.scoring_day if known_until is None else known_until
+    s["outage_auto"] = expected_block(world.outages, due, known, manual=False)
+    s["outage_manual"] = expected_block(world.outages, due, known, manual=True)
 
 
-def redraw_unannounced(s: State, world: World, rng: np.random.Generator) -> None:
-    """Each replicate's own draw of the platform's events not announced at its scoring date.
+def redraw_unannounced(s: State, world: World, rng: np.random.Generator,
+                       known_until: np.ndarray | None = None) -> None:
+    """Each replicate's own draw of the platform's events not announced at ``known_until``
+    (default: its scoring date).
 
     The configured campaigns and rule change are the ones the world happened to have; before
     one is announced, nobody can know its date. A replicate draws the next campaign and the rule
@@ -124,7 +137,8 @@ def redraw_unannounced(s: State, world: World, rng: np.random.Generator) -> None
     the simulated calendar (campaigns per day; one rule change per calendar), a campaign copying
     the share and notice of a configured one picked at random. Announced ones stay as they are.
     """
-    n, scoring = len(s), s.scoring_day.astype("int64")
+    n = len(s)
+    scoring = (s.scoring_day if known_until is None else known_until).astype("int64")
     unknown_rule = s.rule_change_day > scoring
     rule_day = scoring + 1 + np.floor(rng.exponential(world.span_days, n)).astype("int64")
     s.rule_change_day = np.where(unknown_rule, rule_day, s.rule_change_day).astype("int32")

@@ -1,0 +1,86 @@
+"""``limitjump decide``: how much to raise, learnt from line tests and checked against the
+counterfactual truth (models/decision, reports/decision.json, reports/decision/)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import typer
+
+from pipeline import decision, io
+from pipeline.cli import PARAMS, app, load
+from pipeline.cli.features import read_shard
+from pipeline.cli.paths import COUNTERFACTUAL_DIR, MODELS, RAW_DIR, REPORTS, SPLIT_DIR, TRUTH_DIR
+from pipeline.config import Params, label_horizon
+from pipeline.engine import map_shards
+from pipeline.features import build_features
+
+MODEL_DIR = MODELS / "decision"
+REPORT = REPORTS / "decision.json"
+PLOTS = REPORTS / "decision"
+
+
+@app.command()
+def decide(params: Path = PARAMS) -> None:
+    """Train the limit-increase decision models on the line tests (and, for comparison, on every
+    increase) and compare their policy with the oracle's, the platform's and fixed ones."""
+    p = load(params)
+    if p.source.kind == "tables":
+        note = {"source": "tables", "applicable": False,
+                "why": "the decision needs line tests and the simulator's counterfactual truth"}
+        with io.atomic_dir(MODEL_DIR) as out, io.atomic_dir(PLOTS) as plots:
+            io.write_json(note, out / "source.json")
+            io.write_json(note, plots / "source.json")
+        io.write_json(note, REPORT)
+        typer.echo("source: tables; no decision model (README \"How much to raise\")")
+        return
+    shards = [io.part_index(f) for f in io.parts(RAW_DIR / "borrowers")]
+    cycles = label_horizon(p.label, p.simulate.calendar.due_day_offset) + 1
+    frame = pd.concat(map_shards(decision_rows, shards, p.engine, "decision features", p, cycles,
+                                 borrowers=len), ignore_index=True)
+    report, models, figures = decision.run(frame, io.read_dataset(COUNTERFACTUAL_DIR), p.decision,
+                                           np.asarray(p.simulate.jump.line_test_amounts, dtype=float),
+                                           cycles + _jump_cycles(p))
+    with io.atomic_dir(MODEL_DIR) as out:
+        for name, booster in models.items():
+            booster.save_model(str(out / f"{name}.txt"))
+    with io.atomic_dir(PLOTS) as out:
+        for name, figure in figures.items():
+            figure.savefig(out / f"{name}.png", dpi=110)
+    io.write_json(report, REPORT)
+    ours, oracle = report["policies"]["ours"], report["policies"]["oracle"]
+    typer.echo(f"decision: our policy earns {ours['profit_per_borrower']:.0f} CNY a borrower "
+               f"(the oracle {oracle['profit_per_borrower']:.0f}; {ours['share_of_oracle_gain']:.1%} of "
+               f"its gain over no increases), miss rate {ours['miss_rate']:.3f}; dose-response MAE "
+               f"{report['dose_response']['mae']:.4f}")
+
+
+def _jump_cycles(p: Params) -> int:
+    """Cycles from the jump cycle to the scoring date's (1 for a 30-day observation window)."""
+    return int(np.ceil(p.label.observation_days / 30.44))
+
+
+def decision_rows(index: int, p: Params, cycles: int) -> pd.DataFrame:
+    """One shard's borrowers: decision features at the jump, the granted amount and its test
+    cell, the split, the label and the balance-months observed after the jump."""
+    tables = read_shard(RAW_DIR, index)
+    frame = build_features(tables, 0, p.features).set_index("borrower_id")
+    jumps = tables["limit_events"].query("event_type == 'increase'").set_index("borrower_id")
+    frame["granted"] = (jumps["new_limit"] - jumps["old_limit"]).reindex(frame.index)
+    frame["line_test"] = (jumps["test_cell"] == "line_test").reindex(frame.index)
+    truth = io.read_part(TRUTH_DIR, index).set_index("borrower_id")
+    frame["label"] = truth["label"].reindex(frame.index)
+    scoring = frame["jump_date"] + pd.Timedelta(days=p.label.observation_days)
+    end = scoring + pd.DateOffset(months=cycles) - pd.Timedelta(days=1)
+    frame["balance_months"] = decision.realised_balance_months(tables["statements"],
+                                                               frame["jump_date"], end)
+    frame["split"] = _splits().reindex(frame.index).fillna("embargo")
+    return frame.reset_index()
+
+
+def _splits() -> pd.Series:
+    return pd.concat([pd.read_parquet(SPLIT_DIR / f"{name}.parquet", columns=["borrower_id"])
+                      .assign(split=name) for name in ("train", "valid", "test")]
+                     ).set_index("borrower_id")["split"]

@@ -1,0 +1,99 @@
+"""The limit-increase decision: features known at the jump, the policy rule, profit, evaluation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipeline import decision
+from pipeline.catalog import BY_NAME
+from pipeline.contract import RAW_TABLES, TABLES
+from pipeline.features import build_features
+from tests.conftest import make_params
+
+SETTINGS = make_params({}).decision
+
+
+def test_decision_features_exclude_the_jump_and_what_follows():
+    assert "increase_amount" not in decision.DECISION_FEATURES
+    assert "post_increase_drawn" not in decision.DECISION_FEATURES
+    assert all(not BY_NAME[f].window.startswith("jump to") for f in decision.DECISION_FEATURES)
+    assert {"trigger", "limit_before_jump", "dti_before_jump"} <= set(decision.DECISION_FEATURES)
+
+
+def test_no_decision_feature_reads_a_row_dated_on_or_after_the_jump(small_sim, small_params):
+    jump = small_sim["ground_truth"].set_index("borrower_id")["jump_date"]
+    before = build_features(small_sim, 0, small_params.features)
+    changed = dict(small_sim)
+    for name in RAW_TABLES:  # scramble every number of the rows from the jump on...
+        frame = small_sim[name].copy()
+        later = frame[TABLES[name].date_column] >= frame["borrower_id"].map(jump)
+        if name == "limit_events":  # ...but the limit the decision starts from
+            later &= frame["event_type"] != "increase"
+            increase = frame["event_type"] == "increase"
+            frame.loc[increase, "new_limit"] = frame.loc[increase, "new_limit"] * 3.0 + 1000.0
+        for col in TABLES[name].columns:
+            if col.dtype == "float64":
+                frame.loc[later, col.name] = frame.loc[later, col.name] * 7.0 + 13.0
+        changed[name] = frame
+    after = build_features(changed, 0, small_params.features)
+    columns = list(decision.DECISION_FEATURES)
+    pd.testing.assert_frame_equal(after[columns], before[columns])
+
+
+def test_with_amounts_keeps_every_borrower_once_per_amount():
+    features = pd.DataFrame({f: np.arange(3.0) for f in decision.DECISION_FEATURES})
+    frame = decision.with_amounts(features, np.array([0.0, 5000.0]))
+    assert len(frame) == 6
+    assert frame[decision.AMOUNT].tolist() == [0.0, 5000.0] * 3
+    assert frame["trigger"].tolist() == [0.0, 0.0, 1.0, 1.0, 2.0, 2.0]
+
+
+def test_expected_profit_is_margin_on_balance_less_the_loss_on_a_miss():
+    s = SETTINGS.model_copy(update={"yield_per_year": 0.18, "funding_cost_per_year": 0.06,
+                                    "loss_given_miss": 0.5})
+    profit = decision.expected_profit(np.array([0.1]), np.array([12_000.0]), np.array([400.0]), s)
+    assert profit[0] == pytest.approx(0.01 * 12_000 - 0.5 * 400)
+
+
+def test_the_policy_takes_the_most_profitable_amount_within_the_appetite():
+    amounts = np.array([0.0, 5000.0, 10000.0])
+    p = np.array([[0.05, 0.10, 0.30],    # 10,000 pays most but is too risky
+                  [0.05, 0.06, 0.07],    # 5,000 pays most
+                  [0.05, 0.06, 0.07],    # 10,000 pays most: the top of the grid
+                  [0.25, 0.30, 0.40]])   # nothing is allowed: no increase
+    profit = np.array([[10.0, 20.0, 30.0], [10.0, 25.0, 20.0], [10.0, 20.0, 30.0], [10.0, 20.0, 30.0]])
+    chosen, reason = decision.choose(amounts, p, profit, appetite=0.2)
+    assert chosen.tolist() == [1, 1, 2, 0]
+    assert reason.tolist() == ["appetite", "profit", "limit cap", "appetite"]
+    chosen, reason = decision.choose(amounts, p[:1], np.array([[10.0, 5.0, 0.0]]), appetite=0.2)
+    assert chosen.tolist() == [0] and reason.tolist() == ["no profit"]
+
+
+def test_realised_balance_months_sums_the_statements_from_the_jump_to_the_end():
+    day = pd.Timestamp
+    statements = pd.DataFrame({
+        "borrower_id": [1, 1, 1, 1, 2],
+        "statement_date": [day("2025-01-31"), day("2025-02-28"), day("2025-03-31"), day("2025-04-30"),
+                           day("2025-02-28")],
+        "balance": [100.0, 200.0, 300.0, 400.0, 50.0]})
+    jump = pd.Series([day("2025-02-10"), day("2025-03-01")], index=[1, 3])
+    end = pd.Series([day("2025-03-31"), day("2025-06-30")], index=[1, 3])
+    summed = decision.realised_balance_months(statements, jump, end)
+    assert summed.to_dict() == {1: 500.0, 3: 0.0}
+
+
+def test_the_evaluation_compares_policies_on_the_truth():
+    grid = np.array([0.0, 10000.0])
+    truth = {"borrower_id": np.array([1, 2]), "p_miss": np.array([[0.1, 0.2], [0.1, 0.5]]),
+             "profit": np.array([[10.0, 30.0], [10.0, -50.0]]),
+             "granted_p_miss": np.array([0.2, 0.5]), "granted_profit": np.array([30.0, -50.0])}
+    perfect = {"p_miss": truth["p_miss"], "balance_months": np.zeros((2, 2))}
+    s = SETTINGS.model_copy(update={"appetite": 0.3})
+    result = decision.compare_policies(grid, truth, {"experimental": perfect, "naive": perfect}, 4, s)
+    assert result["oracle"]["profit_per_borrower"] == pytest.approx(20.0)
+    assert result["oracle"]["miss_rate"] == pytest.approx(0.15)
+    assert result["platform"]["profit_per_borrower"] == pytest.approx(-10.0)
+    assert result["no_increase"]["profit_per_borrower"] == pytest.approx(10.0)
+    assert result["largest_for_all"]["share_of_oracle_gain"] == pytest.approx(-2.0)
