@@ -26,7 +26,7 @@ MISSING = "—"
 PRIMARY = plots.PRIMARY
 SECTIONS = ("provenance", "checks", "purpose", "data", "simulator", "ranking", "probabilities", "lift",
             "stability", "segments", "causes", "cause_model", "truth_gap", "features", "scorecard", "plots",
-            "monitoring", "gates", "limits")
+            "monitoring", "decision", "gates", "limits")
 
 Keys = tuple[str, ...]
 Row = tuple[str, Keys]  # a table row: label and the keys leading to the value in a report
@@ -241,6 +241,33 @@ def _monitoring(data: dict | None) -> dict | None:
             "chart": base64.b64encode(data["chart"]).decode("ascii")}
 
 
+POLICY_NAMES = {"oracle": "oracle (the rule on the true curves)",
+                "ours": "ours (every increase, corrected by the line tests)",
+                "experimental": "line tests alone", "naive": "every increase, no correction",
+                "platform": "the platform's (as granted)", "no_increase": "no increases",
+                "largest_for_all": "the largest amount for everyone"}
+
+
+def _decision(data: dict | None) -> dict | None:
+    """How much to raise (reports/decision.json) and its dose-response chart, when it has run."""
+    if not data:
+        return None
+    r = data["report"]
+    rows = [[POLICY_NAMES.get(name, name), num(v["profit_per_borrower"], 1), pct(v["share_of_oracle_profit"]),
+             pct(v["share_of_oracle_gain"]), num(v["miss_rate"]),
+             pct(v["same_amount_as_oracle"]) if "same_amount_as_oracle" in v else MISSING]
+            for name, v in r["policies"].items()]
+    fit = [[name, num(r["dose_response"]["mae"][name]), num(r["dose_response"]["mean_curve_mae"][name])]
+           for name in r["dose_response"]["mae"]]
+    return {"borrowers": r["borrowers"], "appetite": data["appetite"],
+            "policies": {"header": ["policy", "true profit per borrower (CNY)", "share of the oracle's",
+                                    "share of its gain over no increases", "true miss rate",
+                                    "same amount as the oracle"], "rows": rows},
+            "fit": {"header": ["model", "|predicted − true| P(miss), per borrower and amount",
+                               "the same for the mean curve"], "rows": fit},
+            "chart": base64.b64encode(data["chart"]).decode("ascii")}
+
+
 def _figures(paths: Sequence[Path]) -> list[dict]:
     return [{"name": Path(p).name, "title": plots.TITLES.get(Path(p).name, Path(p).stem),
              "data": base64.b64encode(Path(p).read_bytes()).decode("ascii")} for p in paths]
@@ -281,6 +308,7 @@ def _context(reports: dict, gates: dict | None, params: Params, figures: Sequenc
         "figures": _figures(figures),
         "gates": _gates(gates),
         "monitoring": _monitoring(details.get("monitoring")),
+        "decision": _decision(details.get("decision")),
         "cause_model": _cause_model(main.get("cause_model")),
         "checks": checks(reports, gates, primary),
         "provenance": [(label, details["provenance"][key]) for label, key in PROVENANCE

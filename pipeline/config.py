@@ -455,6 +455,14 @@ class SourceSettings(Settings):
     tables: TablesSettings
 
 
+class BoostSettings(Settings):
+    learning_rate: Annotated[float, Field(gt=0.0, le=1.0)]
+    num_leaves: Annotated[int, Field(ge=2, le=1024)]
+    min_data_in_leaf: PositiveInt
+    lambda_l2: NonNegative
+    num_boost_round: PositiveInt
+
+
 class DecisionSettings(Settings):
     """How much to raise: the economics, the risk appetite and the decision models."""
 
@@ -462,11 +470,8 @@ class DecisionSettings(Settings):
     yield_per_year: NonNegative  # interest and fees earned on the balance
     funding_cost_per_year: NonNegative
     loss_given_miss: Probability  # share of the exposure a miss loses in the end
-    learning_rate: Annotated[float, Field(gt=0.0, le=1.0)]
-    num_leaves: Annotated[int, Field(ge=2, le=1024)]
-    min_data_in_leaf: PositiveInt
-    lambda_l2: NonNegative
-    num_boost_round: PositiveInt
+    observational: BoostSettings  # learns from every increase
+    correction: BoostSettings  # learns from the line tests what the observational model gets wrong
     num_threads: PositiveInt
     seed: Annotated[int, Field(ge=0)]
 

@@ -21,11 +21,15 @@ borrower's score, income and trigger, so that amount and risk are confounded.
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 
 from pipeline.catalog import FEATURES
-from pipeline.config import DecisionSettings
+from pipeline.config import BoostSettings, DecisionSettings
 from pipeline.lgbm import lgb
 
 AMOUNT = "amount"
@@ -33,7 +37,14 @@ AMOUNT = "amount"
 NOT_AT_DECISION = ("increase_amount", "new_over_old_limit")
 DECISION_FEATURES = tuple(f.name for f in FEATURES
                           if not f.window.startswith("jump to") and f.name not in NOT_AT_DECISION)
+COLUMNS = (*DECISION_FEATURES, AMOUNT)
+# what a decision-features file holds; the decision date is the scoring date of features taken with
+# no observation window. The registered model's signature leaves the date out: a date read from a
+# CSV or JSON request is text, which MLflow will not convert.
+INPUT_COLUMNS = ("borrower_id", "scoring_date", *DECISION_FEATURES)
+SERVED_COLUMNS = ("borrower_id", *DECISION_FEATURES)
 REASONS = ("appetite", "profit", "limit cap", "no profit")
+META = "decision.json"
 
 
 def realised_balance_months(statements: pd.DataFrame, jump: pd.Series, end: pd.Series) -> pd.Series:
@@ -55,36 +66,127 @@ def with_amounts(features: pd.DataFrame, amounts: np.ndarray) -> pd.DataFrame:
     return frame.reset_index(drop=True)
 
 
-def fit(frame: pd.DataFrame, miss: np.ndarray, balance_months: np.ndarray,
-        s: DecisionSettings) -> dict[str, lgb.Booster]:
-    """The miss and balance models on decision features with the granted ``amount`` column."""
-    columns = [*DECISION_FEATURES, AMOUNT]
-    common = dict(learning_rate=s.learning_rate, num_leaves=s.num_leaves,
-                  min_data_in_leaf=s.min_data_in_leaf, lambda_l2=s.lambda_l2, seed=s.seed,
+def _matrix(frame: pd.DataFrame) -> np.ndarray:
+    # whole numbers, nullable integers and blanks all become floats (NaN for a blank)
+    return frame[list(COLUMNS)].to_numpy(dtype=float, na_value=np.nan)
+
+
+def _boost(data: np.ndarray, target: np.ndarray, objective: str, boost: BoostSettings,
+           s: DecisionSettings, init: np.ndarray | None) -> lgb.Booster:
+    """One LightGBM, monotone non-decreasing in the amount, boosted from ``init`` if given."""
+    params = dict(objective=objective, learning_rate=boost.learning_rate, num_leaves=boost.num_leaves,
+                  min_data_in_leaf=boost.min_data_in_leaf, lambda_l2=boost.lambda_l2, seed=s.seed,
                   deterministic=True, num_threads=s.num_threads, verbose=-1,
-                  monotone_constraints=[int(c == AMOUNT) for c in columns],
+                  monotone_constraints=[int(c == AMOUNT) for c in COLUMNS],
                   monotone_constraints_method="intermediate")
-    data = frame[columns].to_numpy(dtype=float)
-    trigger = [columns.index("trigger")]
-    return {
-        "miss": lgb.train({**common, "objective": "binary"},
-                          lgb.Dataset(data, miss, feature_name=columns, categorical_feature=trigger),
-                          num_boost_round=s.num_boost_round),
-        "balance": lgb.train({**common, "objective": "regression"},
-                             lgb.Dataset(data, balance_months, feature_name=columns,
-                                         categorical_feature=trigger),
-                             num_boost_round=s.num_boost_round),
-    }
+    dataset = lgb.Dataset(data, target, init_score=init, feature_name=list(COLUMNS),
+                          categorical_feature=[COLUMNS.index("trigger")])
+    return lgb.train(params, dataset, num_boost_round=boost.num_boost_round)
 
 
-def predict_curves(models: dict[str, lgb.Booster], features: pd.DataFrame,
-                   amounts: np.ndarray) -> dict[str, np.ndarray]:
-    """P(miss) and balance-months at every amount: arrays of shape (borrowers, amounts)."""
-    frame = with_amounts(features, amounts)
-    data = frame[[*DECISION_FEATURES, AMOUNT]].to_numpy(dtype=float)
-    shape = (len(features), len(amounts))
-    return {"p_miss": models["miss"].predict(data).reshape(shape),
-            "balance_months": np.maximum(models["balance"].predict(data), 0.0).reshape(shape)}
+@dataclass
+class DecisionModel:
+    """Miss and balance models as functions of the amount, and the policy on top of them.
+
+    Each target is a stack of boosters whose raw scores add up: the observational model, then
+    (optionally) the line tests' correction. The economics and the appetite travel with the model,
+    so a registered version recommends the same amounts wherever it runs."""
+
+    miss: list[lgb.Booster]
+    balance: list[lgb.Booster]
+    amounts: np.ndarray  # candidate increases, CNY, increasing, the first 0
+    cycles: int  # the cycles balance-months sums over (exposure at a miss = its average)
+    settings: DecisionSettings
+
+    def curves(self, features: pd.DataFrame) -> dict[str, np.ndarray]:
+        """P(miss) and balance-months at every amount: arrays of shape (borrowers, amounts)."""
+        data = _matrix(with_amounts(features, self.amounts))
+        shape = (len(features), len(self.amounts))
+        raw = sum(b.predict(data, raw_score=True) for b in self.miss)
+        owed = sum(b.predict(data, raw_score=True) for b in self.balance)
+        return {"p_miss": (1.0 / (1.0 + np.exp(-raw))).reshape(shape),
+                "balance_months": np.maximum(owed, 0.0).reshape(shape)}
+
+    def policy(self, features: pd.DataFrame) -> dict[str, np.ndarray]:
+        """The curves, the expected profit at every amount, the chosen column and why."""
+        curves = self.curves(features)
+        profit = modelled_profit(curves, self.cycles, self.settings)
+        chosen, reason = choose(self.amounts, curves["p_miss"], profit, self.settings.appetite)
+        return {**curves, "profit": profit, "chosen": chosen, "reason": reason}
+
+    def recommend(self, features: pd.DataFrame) -> pd.DataFrame:
+        """Per borrower the recommended amount, its miss probability and profit, why, and the
+        miss probability and profit at every candidate."""
+        out = self.policy(features)
+        rows = np.arange(len(features))
+        frame = pd.DataFrame({
+            "borrower_id": features["borrower_id"].to_numpy(dtype="int64"),
+            # the served model's input may not carry the date (its signature leaves it out)
+            "decision_date": features.get("scoring_date", pd.Series(pd.NaT, index=features.index,
+                                                                    dtype="datetime64[s]")).to_numpy(),
+            "recommended_amount": self.amounts[out["chosen"]],
+            "binding_reason": out["reason"],
+            "p_miss": out["p_miss"][rows, out["chosen"]],
+            "expected_profit": out["profit"][rows, out["chosen"]],
+        })
+        for j, amount in enumerate(self.amounts):
+            frame[f"p_miss_at_{amount:.0f}"] = out["p_miss"][:, j]
+            frame[f"profit_at_{amount:.0f}"] = out["profit"][:, j]
+        return frame
+
+    def output_columns(self) -> list[str]:
+        """The columns of ``recommend``'s frame."""
+        per_amount = [f"{kind}_at_{a:.0f}" for a in self.amounts for kind in ("p_miss", "profit")]
+        return ["borrower_id", "decision_date", "recommended_amount", "binding_reason", "p_miss",
+                "expected_profit", *per_amount]
+
+    def save(self, folder: Path) -> None:
+        for name in ("miss", "balance"):
+            for i, booster in enumerate(getattr(self, name)):
+                booster.save_model(str(folder / f"{name}_{i}.txt"))
+        meta = {"amounts": self.amounts.tolist(), "cycles": self.cycles, "stacked": len(self.miss),
+                "features": list(COLUMNS), "settings": self.settings.model_dump()}
+        (folder / META).write_text(json.dumps(meta, indent=2, sort_keys=True))
+
+    @classmethod
+    def from_dir(cls, folder: str | Path) -> DecisionModel:
+        folder = Path(folder)
+        meta = json.loads((folder / META).read_text())
+        boosters = {name: [lgb.Booster(model_file=str(folder / f"{name}_{i}.txt"))
+                           for i in range(meta["stacked"])] for name in ("miss", "balance")}
+        return cls(boosters["miss"], boosters["balance"], np.asarray(meta["amounts"], dtype=float),
+                   meta["cycles"], DecisionSettings.model_validate(meta["settings"]))
+
+    def predict(self, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
+        """MLflow's pyfunc entry point: the recommendations for a decision-features frame. The
+        logged model declares no input schema (see ``tracking.model_signature``), so the columns
+        are checked here."""
+        missing = [c for c in SERVED_COLUMNS if c not in model_input.columns]
+        if missing:
+            raise ValueError(f"the input lacks {len(missing)} of the model's columns: {missing[:5]}")
+        return self.recommend(model_input)
+
+
+def _load_pyfunc(data_path: str) -> DecisionModel:
+    """MLflow's loader: the logged folder's files, read by the installed package."""
+    return DecisionModel.from_dir(data_path)
+
+
+def fit(frame: pd.DataFrame, amounts: np.ndarray, cycles: int, s: DecisionSettings,
+        tested: pd.DataFrame | None = None) -> DecisionModel:
+    """The observational models on ``frame`` (decision features, the granted ``amount``,
+    ``label`` and ``balance_months``), then, if ``tested`` (line tests) is given, the correction
+    boosted on top of them from those rows alone."""
+    data = _matrix(frame)
+    miss = [_boost(data, frame["label"].to_numpy(), "binary", s.observational, s, None)]
+    balance = [_boost(data, frame["balance_months"].to_numpy(), "regression", s.observational, s, None)]
+    if tested is not None:
+        data = _matrix(tested)
+        miss.append(_boost(data, tested["label"].to_numpy(), "binary", s.correction, s,
+                           miss[0].predict(data, raw_score=True)))
+        balance.append(_boost(data, tested["balance_months"].to_numpy(), "regression", s.correction,
+                              s, balance[0].predict(data, raw_score=True)))
+    return DecisionModel(miss, balance, np.asarray(amounts, dtype=float), cycles, s)
 
 
 def expected_profit(p_miss: np.ndarray, balance_months: np.ndarray, exposure_at_miss: np.ndarray,
@@ -126,32 +228,33 @@ def policy_outcome(chosen: np.ndarray, true_p: np.ndarray, true_profit: np.ndarr
 
 
 def run(frame: pd.DataFrame, what_if: pd.DataFrame, s: DecisionSettings, grid: np.ndarray,
-        cycles: int) -> tuple[dict, dict[str, lgb.Booster], dict]:
-    """Fit the experimental (line tests) and naive (every increase) models on the train and
-    valid splits; on the test split's borrowers with a counterfactual, compare the policies.
+        cycles: int) -> tuple[dict, DecisionModel, dict]:
+    """Fit the decision models on the train and valid splits; on the test split's borrowers with
+    a counterfactual, compare their policies with the oracle's and the fixed ones.
 
     ``frame``: one row per borrower with the decision features, ``granted``, ``line_test``,
     ``label``, ``balance_months`` and ``split``; ``what_if``: the counterfactual table;
-    ``cycles``: the cycles ``balance_months`` sums over. Returns the report, the experimental
-    models (the ones the policy uses) and the figures.
+    ``cycles``: the cycles ``balance_months`` sums over. The models: ours (every increase, then
+    the line tests' correction), the line tests alone, and every increase without correction
+    (naive). Returns the report, our model and the figures.
     """
-    learn = frame[frame["split"].isin(["train", "valid"])]
+    learn = frame[frame["split"].isin(["train", "valid"])].assign(**{AMOUNT: lambda f: f["granted"]})
     tested = learn[learn["line_test"]]
-    fitted = {name: fit(rows.assign(**{AMOUNT: rows["granted"]}), rows["label"].to_numpy(),
-                        rows["balance_months"].to_numpy(), s)
-              for name, rows in (("experimental", tested), ("naive", learn))}
+    ours = fit(learn, grid, cycles, s, tested)
+    models = {"ours": ours, "experimental": fit(tested, grid, cycles, s),
+              "naive": DecisionModel(ours.miss[:1], ours.balance[:1], ours.amounts, cycles, s)}
     in_test = frame.loc[frame["split"] == "test", "borrower_id"]
     truth = true_curves(what_if[what_if["borrower_id"].isin(in_test)], grid, s)
-    test = frame.set_index("borrower_id").loc[truth["borrower_id"]]
-    curves = {name: predict_curves(models, test, grid) for name, models in fitted.items()}
+    test = frame.set_index("borrower_id").loc[truth["borrower_id"]].reset_index()
+    decisions = {name: model.policy(test) for name, model in models.items()}
     report = {
         "borrowers": {"line_tests_learnt_from": len(tested), "increases_learnt_from": len(learn),
                       "evaluated": len(test), "misses_in_line_tests": int(tested["label"].sum())},
         "amounts": grid.tolist(),
-        "policies": compare_policies(grid, truth, curves, cycles, s),
-        "dose_response": dose_response(grid, truth["p_miss"], curves),
+        "policies": compare_policies(grid, truth, decisions, s.appetite),
+        "dose_response": dose_response(grid, truth["p_miss"], decisions),
     }
-    return report, fitted["experimental"], {"dose_response": dose_response_figure(grid, truth, curves)}
+    return report, ours, {"dose_response": dose_response_figure(grid, truth, decisions)}
 
 
 def true_curves(what_if: pd.DataFrame, grid: np.ndarray, s: DecisionSettings) -> dict:
@@ -171,32 +274,30 @@ def true_curves(what_if: pd.DataFrame, grid: np.ndarray, s: DecisionSettings) ->
                                               granted["exposure_at_miss"].to_numpy(), s)}
 
 
-def compare_policies(grid: np.ndarray, truth: dict, curves: dict, cycles: int,
-                     s: DecisionSettings) -> dict[str, dict]:
-    """True profit per borrower and miss rate of: the oracle (the rule on the true curves), ours
-    (the rule on the experimental model), the naive model's, the platform's (what it granted),
-    no increases, and the largest amount for everyone."""
+def compare_policies(grid: np.ndarray, truth: dict, decisions: dict[str, dict],
+                     appetite: float) -> dict[str, dict]:
+    """True profit per borrower and miss rate of: the oracle (the rule on the true curves), each
+    model's policy (``decisions``: ``DecisionModel.policy`` outputs), the platform's (what it
+    granted), no increases, and the largest amount for everyone."""
     n = len(truth["borrower_id"])
-    oracle, _ = choose(grid, truth["p_miss"], truth["profit"], s.appetite)
-    out = {"oracle": policy_outcome(oracle, truth["p_miss"], truth["profit"])}
-    for name, label in (("experimental", "ours"), ("naive", "naive")):
-        chosen, reason = choose(grid, curves[name]["p_miss"],
-                                modelled_profit(curves[name], cycles, s), s.appetite)
-        out[label] = {**policy_outcome(chosen, truth["p_miss"], truth["profit"]),
-                      "same_amount_as_oracle": float((chosen == oracle).mean()),
-                      "binding_reason": {r: float((reason == r).mean()) for r in REASONS},
-                      "amount_shares": _shares(chosen, grid)}
-    out["oracle"]["amount_shares"] = _shares(oracle, grid)
+    oracle, _ = choose(grid, truth["p_miss"], truth["profit"], appetite)
+    out = {"oracle": {**policy_outcome(oracle, truth["p_miss"], truth["profit"]),
+                      "amount_shares": _shares(oracle, grid)}}
+    for name, d in decisions.items():
+        out[name] = {**policy_outcome(d["chosen"], truth["p_miss"], truth["profit"]),
+                     "same_amount_as_oracle": float((d["chosen"] == oracle).mean()),
+                     "binding_reason": {r: float((d["reason"] == r).mean()) for r in REASONS},
+                     "amount_shares": _shares(d["chosen"], grid)}
     out["platform"] = {"profit_per_borrower": float(truth["granted_profit"].mean()),
                        "miss_rate": float(truth["granted_p_miss"].mean())}
     for label, column in (("no_increase", int(np.argmin(grid))), ("largest_for_all", grid.size - 1)):
         out[label] = policy_outcome(np.full(n, column), truth["p_miss"], truth["profit"])
-    # what each policy gains over no increases, as a share of the oracle's gain
-    base = out["no_increase"]["profit_per_borrower"]
-    best = out["oracle"]["profit_per_borrower"] - base
+    # what each policy earns as a share of the oracle's profit, and of its gain over no increases
+    base, best = out["no_increase"]["profit_per_borrower"], out["oracle"]["profit_per_borrower"]
     for result in out.values():
+        result["share_of_oracle_profit"] = result["profit_per_borrower"] / best if best > 0 else float("nan")
         gain = result["profit_per_borrower"] - base
-        result["share_of_oracle_gain"] = gain / best if best > 0 else float("nan")
+        result["share_of_oracle_gain"] = gain / (best - base) if best > base else float("nan")
     return out
 
 
@@ -204,25 +305,22 @@ def _shares(chosen: np.ndarray, grid: np.ndarray) -> dict[str, float]:
     return {f"{a:.0f}": float((chosen == i).mean()) for i, a in enumerate(grid)}
 
 
-def dose_response(grid: np.ndarray, true_p: np.ndarray, curves: dict) -> dict:
-    """Mean absolute error between predicted and true miss probability over borrowers and
-    amounts, per model, and the mean curves by amount."""
+def dose_response(grid: np.ndarray, true_p: np.ndarray, decisions: dict[str, dict]) -> dict:
+    """Per model, the mean absolute error between predicted and true miss probability over
+    borrowers and amounts, and the same for the mean curves (the effect of the amount on
+    average); the mean curves by amount."""
     return {
-        "mae": float(np.abs(curves["experimental"]["p_miss"] - true_p).mean()),
-        "mae_naive": float(np.abs(curves["naive"]["p_miss"] - true_p).mean()),
-        # the mean curves' distance: how well the models get the effect of the amount on average
-        "mean_curve_mae": float(np.abs(curves["experimental"]["p_miss"].mean(axis=0)
-                                       - true_p.mean(axis=0)).mean()),
-        "mean_curve_mae_naive": float(np.abs(curves["naive"]["p_miss"].mean(axis=0)
-                                             - true_p.mean(axis=0)).mean()),
+        "mae": {name: float(np.abs(d["p_miss"] - true_p).mean()) for name, d in decisions.items()},
+        "mean_curve_mae": {name: float(np.abs(d["p_miss"].mean(axis=0) - true_p.mean(axis=0)).mean())
+                           for name, d in decisions.items()},
         "by_amount": {f"{a:.0f}": {"true": float(true_p[:, i].mean()),
-                                   **{name: float(c["p_miss"][:, i].mean()) for name, c in curves.items()}}
+                                   **{name: float(d["p_miss"][:, i].mean()) for name, d in decisions.items()}}
                       for i, a in enumerate(grid)},
     }
 
 
-def dose_response_figure(grid: np.ndarray, truth: dict, curves: dict):
-    """Mean miss probability by amount: the truth, the experimental and the naive model."""
+def dose_response_figure(grid: np.ndarray, truth: dict, decisions: dict[str, dict]):
+    """Mean miss probability by amount: the truth and each model."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -230,8 +328,8 @@ def dose_response_figure(grid: np.ndarray, truth: dict, curves: dict):
     FigureCanvasAgg(figure)
     ax = figure.add_subplot()
     ax.plot(grid, truth["p_miss"].mean(axis=0), "k-o", label="counterfactual truth")
-    for name, style in (("experimental", "C0-s"), ("naive", "C3--^")):
-        ax.plot(grid, curves[name]["p_miss"].mean(axis=0), style, label=f"{name} model")
+    for (name, d), style in zip(decisions.items(), ("C0-s", "C2-.v", "C3--^"), strict=False):
+        ax.plot(grid, d["p_miss"].mean(axis=0), style, label=f"{name} model")
     ax.set_xlabel("limit increase (CNY)")
     ax.set_ylabel("mean probability of a miss")
     ax.set_title("Dose-response on the out-of-time cohort")

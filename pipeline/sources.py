@@ -58,11 +58,13 @@ class Batch:
 
 
 def open_source(path: Path, p: Params, features: list[str], text: tuple[str, ...],
-                today: pd.Timestamp) -> RawTables | FeaturesFile:
+                today: pd.Timestamp, observation_days: int | None = None) -> RawTables | FeaturesFile:
     """The input at ``path`` for a model reading ``features``, of which ``text`` are categories it
-    learned as text; ``today`` is the run date, after which no record may be dated."""
+    learned as text; ``today`` is the run date, after which no record may be dated. Raw tables'
+    features are taken ``observation_days`` after the jump (default: the label's; 0 for the
+    increase decision, at the jump itself)."""
     if is_raw(path):
-        return RawTables(path, p, features, today)
+        return RawTables(path, p, features, today, observation_days)
     return FeaturesFile(path, features, today, text)
 
 
@@ -424,8 +426,10 @@ def _stop_at(path: Path, column: str, rule: str, bad: pd.Series, frame: pd.DataF
 class RawTables:
     """A folder of raw tables (``<table>/`` folders of Parquet, or ``<table>.parquet|.csv``)."""
 
-    def __init__(self, path: Path, p: Params, features: list[str], today: pd.Timestamp):
+    def __init__(self, path: Path, p: Params, features: list[str], today: pd.Timestamp,
+                 observation_days: int | None = None):
         self.path, self.params, self.today = path, p, today
+        self.observation_days = p.label.observation_days if observation_days is None else observation_days
         self.table = features_table(features)
         self.tables = {name: self._locate(name) for name in (*RAW_TABLES, "maintenance_windows")}
         self.datasets = {name: self._open(name, where) for name, where in self.tables.items()}
@@ -509,12 +513,12 @@ class RawTables:
             found = row_rejects(tables[name], name, f"{name}.", self.tables[name])
             failed.append(pd.DataFrame({"borrower_id": tables[name]["borrower_id"].to_numpy()[found["row"]],
                                         "reason": found["reason"].to_numpy()}))
-        failed.append(history_violations(tables, self.params.label.observation_days, self.today))
+        failed.append(history_violations(tables, self.observation_days, self.today))
         rows_of = tables["borrowers"]["borrower_id"].value_counts()
         bad = pd.concat(failed).drop_duplicates("borrower_id")  # a borrower's first failure
         clean = {n: f[~f["borrower_id"].isin(bad["borrower_id"])] for n, f in tables.items()}
         clean["maintenance_windows"] = self.windows
-        computed, no_jump = _features_or_rejects(clean, self.params)
+        computed, no_jump = _features_or_rejects(clean, self.params, self.observation_days)
         scored, unfit = (check_features(computed, self.table, "features.", self.path, self.today)
                          if len(computed) else (computed, NONE))
         rejected = pd.concat([rejects(bad["borrower_id"], bad["reason"]), no_jump, unfit])
@@ -525,12 +529,12 @@ class RawTables:
         return Batch(scored, rejected.reset_index(drop=True), len(tables["borrowers"]))
 
 
-def _features_or_rejects(tables: dict, p: Params) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _features_or_rejects(tables: dict, p: Params, observation_days: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Features of every borrower that has a jump; those without one are rejected."""
     if tables["borrowers"].empty:
         return pd.DataFrame(), NONE
     try:
-        return build_features(tables, p.label.observation_days, p.features), NONE
+        return build_features(tables, observation_days, p.features), NONE
     except MissingJump as err:
         ids = err.borrower_ids
         missing = rejects(ids, ["limit_events.event_type: no limit increase"] * len(ids))
@@ -538,4 +542,4 @@ def _features_or_rejects(tables: dict, p: Params) -> tuple[pd.DataFrame, pd.Data
                 for n, f in tables.items()}
         if rest["borrowers"].empty:
             return pd.DataFrame(), missing
-        return build_features(rest, p.label.observation_days, p.features), missing
+        return build_features(rest, observation_days, p.features), missing

@@ -21,6 +21,7 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -293,6 +294,12 @@ def model_signature(example: pd.DataFrame, output: np.ndarray) -> ModelSignature
     return ModelSignature(inputs=None, outputs=infer_signature(example, output).outputs)
 
 
+def pip_requirements() -> list[str]:
+    """Exact versions of what a logged model needs, given rather than inferred (inferring spawns
+    a process and takes seconds)."""
+    return [f"{name}=={version(name)}" for name in ("mlflow", "lightgbm", "pandas", "numpy")]
+
+
 def log_json(data: Any, name: str, artifact_path: str | None = None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / name
@@ -316,18 +323,24 @@ def file_digests(folder: Path, names: tuple[str, ...]) -> dict[str, str]:
     return {name: io.file_digest(folder / name) for name in names if (folder / name).is_file()}
 
 
+DECISION_MODEL_SUFFIX = "-decision"  # the registered name of the limit-increase decision model
+
+
 def register_version(settings: MlflowSettings, run: Run, fingerprint: str, tags: dict[str, str],
-                     description: str) -> ModelVersion:
+                     description: str, decision: bool = False) -> ModelVersion:
     """The registered version of the run's model, created once (found by fingerprint after),
-    with ``tags`` (the data files' digests, the gates' results, where it came from)."""
+    with ``tags`` (the data files' digests, the gates' results, where it came from). The
+    decision model (``decision``) has its own registered name, the main one's plus a suffix."""
     client, _ = connect(settings)
-    name = settings.registered_model
+    name = settings.registered_model + (DECISION_MODEL_SUFFIX if decision else "")
     try:
         client.get_registered_model(name)
     except MlflowException:
-        client.create_registered_model(name, description="Calibrated LightGBM: probability of a "
-                                       "missed repayment after a credit-limit jump")
-    existing = version_for_fingerprint(settings, fingerprint)
+        client.create_registered_model(name, description=(
+            "How much to raise a limit: miss probability, balance and profit at every amount"
+            if decision else "Calibrated LightGBM: probability of a missed repayment after a "
+            "credit-limit jump"))
+    existing = version_for_fingerprint(settings, fingerprint, name)
     if existing is not None:
         return existing
     source = run.data.tags[MODEL_URI_TAG]
@@ -336,17 +349,19 @@ def register_version(settings: MlflowSettings, run: Run, fingerprint: str, tags:
                                        model_id=source.removeprefix("models:/"))
 
 
-def version_for_fingerprint(settings: MlflowSettings, fingerprint: str) -> ModelVersion | None:
+def version_for_fingerprint(settings: MlflowSettings, fingerprint: str,
+                            name: str | None = None) -> ModelVersion | None:
     client, _ = connect(settings)
-    found = client.search_model_versions(f"name='{settings.registered_model}' and "
+    found = client.search_model_versions(f"name='{name or settings.registered_model}' and "
                                          f"tags.`{FINGERPRINT_TAG}` = '{fingerprint}'")
     return found[0] if found else None
 
 
-def get_version(settings: MlflowSettings, ref: str) -> ModelVersion:
-    """A version of the registered model by number or by alias ("champion", "@champion")."""
+def get_version(settings: MlflowSettings, ref: str, name: str | None = None) -> ModelVersion:
+    """A version of the registered model (or of ``name``) by number or by alias ("champion",
+    "@champion")."""
     client, _ = connect(settings)
-    name = settings.registered_model
+    name = name or settings.registered_model
     try:
         if ref.lstrip("@").isdigit():
             return client.get_model_version(name, ref.lstrip("@"))
@@ -383,19 +398,23 @@ def fetch_model_files(settings: MlflowSettings, version: ModelVersion, dest: Pat
     return folder
 
 
-def load_registered(settings: MlflowSettings, uri: str):
+def load_registered(settings: MlflowSettings, uri: str, decision: bool = False):
     """``models:/<name>@<alias>`` or ``models:/<name>/<version>``: the model built by the installed
-    package from the version's verified files, and the version number."""
+    package from the version's verified files, and the version number. ``decision``: the
+    limit-increase decision model, registered under its own name."""
+    from pipeline.decision import DecisionModel
     from pipeline.model import CalibratedLightGBM
 
+    expected = settings.registered_model + (DECISION_MODEL_SUFFIX if decision else "")
     name, _, ref = uri.removeprefix("models:/").replace("@", "/@", 1).partition("/")
-    if not uri.startswith("models:/") or name != settings.registered_model or not ref:
-        raise InputError(f"model URI {uri!r}: expected models:/{settings.registered_model}@<alias>, "
-                         f"models:/{settings.registered_model}/<version> or a local model folder")
-    version = get_version(settings, ref)
+    if not uri.startswith("models:/") or name != expected or not ref:
+        raise InputError(f"model URI {uri!r}: expected models:/{expected}@<alias>, "
+                         f"models:/{expected}/<version> or a local model folder")
+    version = get_version(settings, ref, expected)
     with tempfile.TemporaryDirectory() as tmp:
         folder = fetch_model_files(settings, version, Path(tmp))
-        return CalibratedLightGBM.from_dir(folder), str(version.version)
+        model = (DecisionModel if decision else CalibratedLightGBM).from_dir(folder)
+        return model, str(version.version)
 
 
 def set_alias(settings: MlflowSettings, alias: str, version: str, tags: dict[str, str]) -> None:

@@ -89,11 +89,66 @@ def test_the_evaluation_compares_policies_on_the_truth():
     truth = {"borrower_id": np.array([1, 2]), "p_miss": np.array([[0.1, 0.2], [0.1, 0.5]]),
              "profit": np.array([[10.0, 30.0], [10.0, -50.0]]),
              "granted_p_miss": np.array([0.2, 0.5]), "granted_profit": np.array([30.0, -50.0])}
-    perfect = {"p_miss": truth["p_miss"], "balance_months": np.zeros((2, 2))}
-    s = SETTINGS.model_copy(update={"appetite": 0.3})
-    result = decision.compare_policies(grid, truth, {"experimental": perfect, "naive": perfect}, 4, s)
+    wrong = {"p_miss": truth["p_miss"], "chosen": np.array([1, 1]), "reason": np.array(["profit"] * 2)}
+    result = decision.compare_policies(grid, truth, {"ours": wrong}, appetite=0.3)
     assert result["oracle"]["profit_per_borrower"] == pytest.approx(20.0)
     assert result["oracle"]["miss_rate"] == pytest.approx(0.15)
+    assert result["ours"]["profit_per_borrower"] == pytest.approx(-10.0)
+    assert result["ours"]["same_amount_as_oracle"] == pytest.approx(0.5)
     assert result["platform"]["profit_per_borrower"] == pytest.approx(-10.0)
     assert result["no_increase"]["profit_per_borrower"] == pytest.approx(10.0)
     assert result["largest_for_all"]["share_of_oracle_gain"] == pytest.approx(-2.0)
+    assert result["ours"]["share_of_oracle_profit"] == pytest.approx(-0.5)
+
+
+@pytest.fixture(scope="module")
+def decision_frame(small_sim, small_params):
+    """The small simulation's borrowers as the decide stage sees them (all in training)."""
+    frame = build_features(small_sim, 0, small_params.features)
+    jumps = small_sim["limit_events"].query("event_type == 'increase'").set_index("borrower_id")
+    truth = small_sim["ground_truth"].set_index("borrower_id")
+    ids = frame["borrower_id"]
+    frame["granted"] = (jumps["new_limit"] - jumps["old_limit"]).loc[ids].to_numpy()
+    frame[decision.AMOUNT] = frame["granted"]
+    frame["line_test"] = (jumps["test_cell"] == "line_test").loc[ids].to_numpy()
+    frame["label"] = truth["label"].loc[ids].to_numpy()
+    end = frame["jump_date"] + pd.DateOffset(months=4)
+    frame["balance_months"] = decision.realised_balance_months(
+        small_sim["statements"], frame.set_index("borrower_id")["jump_date"],
+        end.set_axis(ids)).to_numpy()
+    return frame
+
+
+@pytest.fixture(scope="module")
+def fitted(decision_frame, small_params):
+    grid = np.asarray(small_params.simulate.jump.line_test_amounts, dtype=float)
+    return decision.fit(decision_frame, grid, 4, small_params.decision,
+                        decision_frame[decision_frame["line_test"]])
+
+
+def test_risk_and_balance_never_fall_as_the_amount_grows(fitted, decision_frame):
+    curves = fitted.curves(decision_frame.head(500))
+    assert (np.diff(curves["p_miss"], axis=1) >= -1e-12).all()
+    assert (np.diff(curves["balance_months"], axis=1) >= -1e-9).all()
+    assert curves["p_miss"][:, -1].mean() > curves["p_miss"][:, 0].mean()
+
+
+def test_the_line_tests_correction_is_stacked_on_the_observational_model(fitted, decision_frame):
+    assert len(fitted.miss) == len(fitted.balance) == 2
+    alone = decision.DecisionModel(fitted.miss[:1], fitted.balance[:1], fitted.amounts, fitted.cycles,
+                                   fitted.settings)
+    rows = decision_frame.head(200)
+    assert not np.allclose(alone.curves(rows)["p_miss"], fitted.curves(rows)["p_miss"])
+
+
+def test_recommendations_keep_every_borrower_and_survive_a_save(fitted, decision_frame, tmp_path):
+    rows = decision_frame.head(300)
+    first = fitted.recommend(rows)
+    assert len(first) == 300 and first["borrower_id"].tolist() == rows["borrower_id"].tolist()
+    assert list(first.columns) == fitted.output_columns()
+    assert set(first["recommended_amount"]) <= set(fitted.amounts)
+    assert set(first["binding_reason"]) <= set(decision.REASONS)
+    risky = first["recommended_amount"] > 0
+    assert (first.loc[risky, "p_miss"] <= fitted.settings.appetite).all()
+    fitted.save(tmp_path)
+    pd.testing.assert_frame_equal(decision.DecisionModel.from_dir(tmp_path).recommend(rows), first)

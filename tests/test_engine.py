@@ -39,8 +39,9 @@ def cluster():
 def simulate_into(folder: Path, engine: EngineSettings) -> Path:
     world = build_world(PARAMS.simulate, PARAMS.label)
     shards = list(range(len(shard_bounds(PARAMS.simulate))))
-    raw, truth = folder / "raw", folder / "truth"
-    list(map_shards(simulate_cli.write_shard, shards, engine, "sim", PARAMS.simulate, world, raw, truth))
+    raw = folder / "raw"
+    truth = {"ground_truth": folder / "truth", "counterfactual": folder / "counterfactual"}
+    list(map_shards(simulate_cli.write_shard, shards, engine, "sim", PARAMS.simulate, world, truth, raw))
     io.write_parquet(world.outages.windows, raw / "maintenance_windows" / io.part_name(0))
     return folder
 

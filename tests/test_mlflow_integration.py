@@ -565,3 +565,57 @@ def test_a_queued_experiment_is_a_run_in_the_root_store_and_touches_no_productio
     assert max(len(line) for line in table.splitlines()) <= 200 and name in table
     for header in ("lightgbm.auc", "lightgbm.ece", "lightgbm.psi"):
         assert header in table
+
+
+@pytest.mark.timeout(900)
+def test_the_decision_model_is_registered_and_recommends_through_every_client(project, tmp_path):
+    """``dvc repro decide`` logs a run and registers the decision model under its own name;
+    ``limitjump recommend`` gives the same recommendations from the local folder on one worker,
+    from the registered version on two and on Dask; ``mlflow models predict`` on the registered
+    version takes whole numbers with missing values and agrees with the local model."""
+    run(["dvc", "repro", "decide"], project.root, project.env)
+    client = MlflowClient(project.uri)
+    assert [str(v.version) for v in client.search_model_versions(f"name='{NAME}-decision'")] == ["1"]
+    run(["dvc", "repro", "decide"], project.root, project.env)  # nothing changed: no second version
+    assert len(client.search_model_versions(f"name='{NAME}-decision'")) == 1
+    local = str(project.root / "models" / "decision")
+    registered = f"models:/{NAME}-decision/1"
+    results = []
+    for model, engine in ((local, {"kind": "local", "workers": 1}),
+                          (registered, {"kind": "local", "workers": 2}),
+                          (registered, {"kind": "dask", "workers": 2})):
+        params = tmp_path / f"{engine['kind']}{engine['workers']}.yaml"
+        params.write_text(yaml.safe_dump(merge(raw_params(), merge(SMALL, {
+            "engine": engine, "score": {"batch_borrowers": 700}})), sort_keys=False))
+        out = tmp_path / f"{params.stem}.parquet"
+        text = run(["limitjump", "recommend", "--input", str(project.root / "data" / "raw"),
+                    "--output", str(out), "--model", model, "--params", str(params)],
+                   project.root, project.env)
+        assert "borrowers in 4000 = recommended" in text, text
+        results.append(pd.read_parquet(out))
+    for other in results[1:]:
+        pd.testing.assert_frame_equal(other, results[0])
+    assert results[0]["recommended_amount"].isin(project.params.simulate.jump.line_test_amounts).all()
+
+    from pipeline.catalog import BY_NAME
+    from pipeline.cli.features import read_shard
+    from pipeline.decision import DECISION_FEATURES, INPUT_COLUMNS, DecisionModel
+    from pipeline.features import build_features
+
+    features = build_features(read_shard(project.root / "data" / "raw", 0), 0,
+                              project.params.features).head(40)[list(INPUT_COLUMNS)]
+    floats = features.copy()
+    floats[list(DECISION_FEATURES)] = floats[list(DECISION_FEATURES)].round()
+    nullable = [f for f in DECISION_FEATURES if BY_NAME[f].domain.nullable]
+    floats.loc[::4, nullable[:3]] = np.nan  # as a user's file has them
+    ints = floats.astype({c: "Int64" for c in DECISION_FEATURES})
+    assert ints.isna().any().any(), "the example should carry missing values"
+    expected = DecisionModel.from_dir(local).recommend(floats)
+    ints.to_csv(tmp_path / "ints.csv", index=False)
+    out = tmp_path / "predicted.json"
+    run([str(BIN / "mlflow"), "models", "predict", "-m", registered, "-i", str(tmp_path / "ints.csv"),
+         "-t", "csv", "--env-manager", "local", "-o", str(out)], tmp_path,
+        {**project.env, "MLFLOW_TRACKING_URI": project.uri})
+    got = pd.DataFrame(json.loads(out.read_text())["predictions"])
+    np.testing.assert_array_equal(got["recommended_amount"], expected["recommended_amount"])
+    np.testing.assert_allclose(got["p_miss"], expected["p_miss"], rtol=0, atol=1e-12)

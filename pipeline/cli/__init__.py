@@ -48,10 +48,11 @@ def load(path: Path) -> Params:
 COMMANDS = {"check-params": "check", "simulate": "simulate", "features": "features", "split": "split",
             "tune": "tune", "train": "train", "register": "register", "evaluate": "evaluate",
             "simulate-batch": "incoming", "score": "score", "promote": "promote",
-            "simulate-stream": "stream", "monitor": "monitor", "decide": "decide"}
+            "simulate-stream": "stream", "monitor": "monitor", "decide": "decide",
+            "recommend": "recommend"}
 # DVC stages read and write paths relative to the repository: run them there from anywhere in it
 # (score and promote take the user's own paths, relative to where the user is)
-STAGES = set(COMMANDS) - {"score", "promote"}
+STAGES = set(COMMANDS) - {"score", "promote", "recommend"}
 COMMANDS["server"] = "server"  # not a stage: it runs where it is started (pipeline/cli/server.py)
 
 

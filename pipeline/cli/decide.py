@@ -3,6 +3,7 @@ counterfactual truth (models/decision, reports/decision.json, reports/decision/)
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -12,14 +13,20 @@ import typer
 from pipeline import decision, io
 from pipeline.cli import PARAMS, app, load
 from pipeline.cli.features import read_shard
-from pipeline.cli.paths import COUNTERFACTUAL_DIR, MODELS, RAW_DIR, REPORTS, SPLIT_DIR, TRUTH_DIR
+from pipeline.cli.paths import (
+    COUNTERFACTUAL_DIR,
+    DECISION_MODEL,
+    DECISION_PLOTS,
+    DECISION_REPORT,
+    RAW_DIR,
+    SPLIT_DIR,
+    TRUTH_DIR,
+)
 from pipeline.config import Params, label_horizon
 from pipeline.engine import map_shards
 from pipeline.features import build_features
 
-MODEL_DIR = MODELS / "decision"
-REPORT = REPORTS / "decision.json"
-PLOTS = REPORTS / "decision"
+MODEL_DIR, REPORT, PLOTS = DECISION_MODEL, DECISION_REPORT, DECISION_PLOTS
 
 
 @app.command()
@@ -40,21 +47,55 @@ def decide(params: Path = PARAMS) -> None:
     cycles = label_horizon(p.label, p.simulate.calendar.due_day_offset) + 1
     frame = pd.concat(map_shards(decision_rows, shards, p.engine, "decision features", p, cycles,
                                  borrowers=len), ignore_index=True)
-    report, models, figures = decision.run(frame, io.read_dataset(COUNTERFACTUAL_DIR), p.decision,
-                                           np.asarray(p.simulate.jump.line_test_amounts, dtype=float),
-                                           cycles + _jump_cycles(p))
+    report, model, figures = decision.run(frame, io.read_dataset(COUNTERFACTUAL_DIR), p.decision,
+                                          np.asarray(p.simulate.jump.line_test_amounts, dtype=float),
+                                          cycles + _jump_cycles(p))
     with io.atomic_dir(MODEL_DIR) as out:
-        for name, booster in models.items():
-            booster.save_model(str(out / f"{name}.txt"))
+        model.save(out)
     with io.atomic_dir(PLOTS) as out:
         for name, figure in figures.items():
             figure.savefig(out / f"{name}.png", dpi=110)
     io.write_json(report, REPORT)
+    version = _log_and_register(p, report, frame)
     ours, oracle = report["policies"]["ours"], report["policies"]["oracle"]
     typer.echo(f"decision: our policy earns {ours['profit_per_borrower']:.0f} CNY a borrower "
-               f"(the oracle {oracle['profit_per_borrower']:.0f}; {ours['share_of_oracle_gain']:.1%} of "
-               f"its gain over no increases), miss rate {ours['miss_rate']:.3f}; dose-response MAE "
-               f"{report['dose_response']['mae']:.4f}")
+               f"(the oracle {oracle['profit_per_borrower']:.0f}: {ours['share_of_oracle_profit']:.1%}; "
+               f"{ours['share_of_oracle_gain']:.1%} of its gain over no increases), miss rate "
+               f"{ours['miss_rate']:.3f}; registered as version {version}")
+
+
+def _log_and_register(p: Params, report: dict, frame: pd.DataFrame) -> str:
+    """An MLflow run with the report, the figure and the model (loaded by the installed package),
+    and its registered version; both found again, not duplicated, when nothing changed."""
+    import mlflow
+
+    from pipeline import tracking
+
+    fingerprint = "decision-" + io.file_digest(MODEL_DIR)[:32]
+    policies = report["policies"]
+    description = (f"How much to raise: {policies['ours']['share_of_oracle_profit']:.1%} of the "
+                   f"oracle's profit out of time, miss rate {policies['ours']['miss_rate']:.3f}")
+    with tracking.new_run(p.mlflow, "decision", fingerprint, description) as run:
+        if run is not None:
+            tracking.log_params({"decision": p.decision.model_dump(), "label": p.label.model_dump(),
+                                 "line_test_amounts": p.simulate.jump.line_test_amounts})
+            mlflow.log_metrics({f"{name}_{k}": v for name, result in policies.items()
+                                for k, v in result.items() if isinstance(v, float)})
+            mlflow.log_metrics({f"dose_response_{kind}_{name}": v for kind in ("mae", "mean_curve_mae")
+                                for name, v in report["dose_response"][kind].items()})
+            tracking.log_json(report, REPORT.name)
+            mlflow.log_artifacts(str(PLOTS), artifact_path="plots")
+            example = frame[frame["split"] == "test"].head(5).reset_index(drop=True)
+            example = example[list(decision.SERVED_COLUMNS)]
+            model = decision.DecisionModel.from_dir(MODEL_DIR)
+            info = mlflow.pyfunc.log_model(
+                name="model", loader_module="pipeline.decision", data_path=str(MODEL_DIR),
+                signature=tracking.model_signature(example, model.recommend(example)),
+                input_example=example, pip_requirements=tracking.pip_requirements())
+            mlflow.set_tag(tracking.MODEL_URI_TAG, info.model_uri)
+    run = tracking.run_for_fingerprint(p.mlflow, fingerprint)
+    tags = {tracking.FILES_TAG: json.dumps({f.name: io.file_digest(f) for f in sorted(MODEL_DIR.iterdir())})}
+    return tracking.register_version(p.mlflow, run, fingerprint, tags, description, decision=True).version
 
 
 def _jump_cycles(p: Params) -> int:

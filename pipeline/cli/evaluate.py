@@ -16,7 +16,16 @@ import typer
 from pipeline import card, evaluate, io, model, plots, tracking, train
 from pipeline.catalog import BY_NAME
 from pipeline.cli import PARAMS, app, load
-from pipeline.cli.paths import GATES, MODELS, MONITOR_DIR, REPORTS, SPLIT_DIR, TRUTH_DIR
+from pipeline.cli.paths import (
+    DECISION_PLOTS,
+    DECISION_REPORT,
+    GATES,
+    MODELS,
+    MONITOR_DIR,
+    REPORTS,
+    SPLIT_DIR,
+    TRUTH_DIR,
+)
 from pipeline.config import CAUSES, Params
 
 PLOTS = REPORTS / "plots"
@@ -111,7 +120,17 @@ def _details(p: Params, metadata: dict) -> dict:
         "points": points,
         # the monitor's summary and chart (the monitor stage runs before this one), if it monitored
         "monitoring": _monitoring(),
+        "decision": _decision(p.decision.appetite),
     }
+
+
+def _decision(appetite: float) -> dict | None:
+    """The increase decision's report and chart (the decide stage runs before this one)."""
+    report = json.loads(DECISION_REPORT.read_text())
+    if report.get("applicable") is False:
+        return None
+    chart = (DECISION_PLOTS / "dose_response.png").read_bytes()
+    return {"report": report, "appetite": appetite, "chart": chart}
 
 
 def _monitoring() -> dict | None:

@@ -16,3 +16,6 @@ GATES = REPORTS / "gates.json"
 TUNE_BEST = REPORTS / "tune" / "best.json"  # the tune stage's, read by train@lightgbm
 STREAM_DIR = Path("data/stream")
 MONITOR_DIR = REPORTS / "monitor"
+DECISION_MODEL = MODELS / "decision"  # the decide stage's, read by recommend and evaluate's card
+DECISION_REPORT = REPORTS / "decision.json"
+DECISION_PLOTS = REPORTS / "decision"

@@ -74,29 +74,39 @@ def run(source: RawTables | FeaturesFile, model: CalibratedLightGBM, version: st
     watched = _watched_features(model, s.drift_features)
     drift = score.Drift({name: model.reference["bins"][name] for name in ["score", *watched]})
     tally = _Tally(s.bands, drift)
+    return write_batches(source, output, p, tally, "score", score_range, score.OUTPUT_COLUMNS,
+                         (model, version, watched), {"model_version": version})
+
+
+def write_batches(source: RawTables | FeaturesFile, output: Path, p: Params, tally, description: str,
+                  work, columns: list[str], args: tuple, about: dict) -> dict:
+    """``work(bounds, path, p, *args, today)`` on every batch of borrower ids on the engine; its
+    results and the batch's rejects are written in id order as they come back, and ``tally``
+    counts them. The results, the rejects and the summary (``tally``'s, ``about``, the digests of
+    the other two) appear only when all is done, the summary last."""
     paths = output_paths(output)
     csv = output.suffix == ".csv"
-    with io.output_set([paths["scores"], paths["rejects"], paths["summary"]]) as (scores, rejected, summary):
-        with Writer(scores, csv) as scores_out, Writer(rejected, csv) as rejects_out:
-            results = map_shards(score_range, source.ranges(s.batch_borrowers), p.engine, "score",
-                                 source.path, p, model, version, watched, source.today,
-                                 borrowers=lambda result: result[0].borrowers_in,
-                                 # a features file's batches are mostly LightGBM and Arrow, which
-                                 # release Python's lock; raw tables' features are mostly pandas
-                                 threads=isinstance(source, FeaturesFile))
-            for batch, scored, values in results:
-                tally.add(batch, scored, values)
+    with io.output_set([paths["scores"], paths["rejects"], paths["summary"]]) as (results, rejected, summary):
+        with Writer(results, csv) as results_out, Writer(rejected, csv) as rejects_out:
+            done = map_shards(work, source.ranges(p.score.batch_borrowers), p.engine, description,
+                              source.path, p, *args, source.today,
+                              borrowers=lambda result: result[0].borrowers_in,
+                              # a features file's batches are mostly LightGBM and Arrow, which
+                              # release Python's lock; raw tables' features are mostly pandas
+                              threads=isinstance(source, FeaturesFile))
+            for batch, rows, values in done:
+                tally.add(batch, rows, values)
                 rejects_out.write(batch.rejects)
-                if len(scored):
-                    scores_out.write(scored)
+                if len(rows):
+                    results_out.write(rows)
             orphans = source.orphans()
             tally.add(Batch(pd.DataFrame(), orphans, len(orphans)), pd.DataFrame(), {})
             rejects_out.write(orphans)
-            scores_out.ensure(score.OUTPUT_COLUMNS)
+            results_out.ensure(columns)
             rejects_out.ensure(REJECT_COLUMNS)
-        result = {**tally.summary(), "model_version": version, "unattributed_rows": source.unattributed(),
+        result = {**tally.summary(), **about, "unattributed_rows": source.unattributed(),
                   "input": str(source.path), "output": str(output), "rejects": str(paths["rejects"]),
-                  "sha256": {"scores": io.content_digest(scores), "rejects": io.content_digest(rejected)}}
+                  "sha256": {"scores": io.content_digest(results), "rejects": io.content_digest(rejected)}}
         summary.write_text(io.json_text(result))
     return result
 

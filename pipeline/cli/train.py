@@ -18,7 +18,6 @@ from pipeline.cli import PARAMS, app, load
 from pipeline.cli.paths import MODELS, SPLIT_DIR, TUNE_BEST
 from pipeline.config import LightGBMSettings, Params
 from pipeline.errors import InputError, UsageError
-from pipeline.lgbm import lgb
 
 # Training rows the drift reference is taken from: sampling the reference adds about
 # (bins - 1) / rows to a PSI, 0.0002 here against a watch level of 0.10.
@@ -169,7 +168,7 @@ def _fit_lightgbm(p: Params, splits: dict, columns: list[str], categorical: list
         info = mlflow.pyfunc.log_model(
             name="model", loader_module="pipeline.model", data_path=str(folder),
             signature=tracking.model_signature(example, fitted.predict(example)),
-            input_example=example, pip_requirements=_requirements())
+            input_example=example, pip_requirements=tracking.pip_requirements())
         mlflow.set_tag(tracking.MODEL_URI_TAG, info.model_uri)
         return info.model_id
 
@@ -190,9 +189,3 @@ def _fit_scorecard(p: Params, splits: dict, columns: list[str], categorical: lis
     settings = {**p.train.scorecard.model_dump(), "characteristics": len(card["variables"])}
     scores = {name: train.scorecard_predict(card, splits[name]) for name in ("valid", "test")}
     return scores, settings, log_model
-
-
-def _requirements() -> list[str]:
-    """Exact versions, given rather than inferred (inferring spawns a process and takes seconds)."""
-    return [f"mlflow=={mlflow.__version__}", f"lightgbm=={lgb.__version__}",
-            f"pandas=={pd.__version__}", f"numpy=={np.__version__}"]

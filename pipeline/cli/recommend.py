@@ -1,0 +1,91 @@
+"""``limitjump recommend``: how much to raise each borrower's limit, in batches.
+
+The input is what ``limitjump score`` reads, at the decision date: a folder of raw tables whose
+``limit_events`` hold the review as an increase row (its trigger and the limit before it; the new
+limit is not read), or a decision-features file (``borrower_id``, ``scoring_date`` = the decision
+date, and the decision features). Every borrower in is recommended or rejected with the reason,
+as in scoring; the outputs appear together or not at all.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import pandas as pd
+import typer
+
+from pipeline import decision
+from pipeline.cli import PARAMS, app, load
+from pipeline.cli.paths import DECISION_MODEL
+from pipeline.cli.score import write_batches
+from pipeline.config import Params
+from pipeline.decision import DecisionModel
+from pipeline.sources import Batch, check_paths, open_source
+
+DEFAULT_MODEL = str(DECISION_MODEL)
+
+
+@app.command()
+def recommend(
+        input: Annotated[Path, typer.Option("--input", help="Raw tables folder or decision-features file.")],
+        output: Annotated[Path, typer.Option("--output", help="Recommendations (.parquet or .csv).")],
+        model_uri: Annotated[str, typer.Option("--model", help="Decision model folder or MLflow URI "
+                                               "(models:/limitjump-decision/<version>).")] = DEFAULT_MODEL,
+        params: Path = PARAMS) -> None:
+    """Recommend a limit increase per borrower: the amount, why, and the miss probability and
+    expected profit at every candidate amount."""
+    p = load(params)
+    check_paths(input, output)
+    model = load_model(model_uri, p)
+    today = pd.Timestamp.today().normalize()
+    source = open_source(input, p, list(decision.DECISION_FEATURES), (), today, observation_days=0)
+    summary = write_batches(source, output, p, _Tally(), "recommend", recommend_range,
+                            model.output_columns(),
+                            (model,), {"model": model_uri})
+    typer.echo(f"borrowers in {summary['borrowers_in']} = recommended {summary['recommended']} + "
+               f"rejected {summary['rejected']}; amounts {summary['amounts']}")
+
+
+def recommend_range(bounds: tuple[int, int], path: Path, p: Params, model: DecisionModel,
+                    today: pd.Timestamp) -> tuple[Batch, pd.DataFrame, dict]:
+    """The borrowers with ids in ``bounds``: read, validated, recommended (on any engine)."""
+    batch = open_source(path, p, list(decision.DECISION_FEATURES), (), today,
+                        observation_days=0).load(*bounds)
+    rows = model.recommend(batch.features) if len(batch.features) else pd.DataFrame()
+    batch.features = batch.features.iloc[:0]
+    return batch, rows, {}
+
+
+def load_model(uri: str, p: Params) -> DecisionModel:
+    """A local folder, or a registered version's files checked against the digests recorded at
+    registration (MLflow imported only then)."""
+    if Path(uri).is_dir():
+        return DecisionModel.from_dir(uri)
+    from pipeline import tracking
+
+    tracking.connect(p.mlflow)
+    return tracking.load_registered(p.mlflow, uri, decision=True)[0]
+
+
+class _Tally:
+    """Borrowers in = recommended + rejected, or it fails; the amounts recommended."""
+
+    def __init__(self) -> None:
+        self.counts = {"borrowers_in": 0, "recommended": 0, "rejected": 0}
+        self.amounts: dict[str, int] = {}
+
+    def add(self, batch: Batch, rows: pd.DataFrame, values: dict) -> None:
+        self.counts["borrowers_in"] += batch.borrowers_in
+        self.counts["rejected"] += len(batch.rejects)
+        self.counts["recommended"] += len(rows)
+        if len(rows):
+            for amount, n in rows["recommended_amount"].value_counts().items():
+                key = f"{amount:.0f}"
+                self.amounts[key] = self.amounts.get(key, 0) + int(n)
+
+    def summary(self) -> dict:
+        c = self.counts
+        if c["borrowers_in"] != c["recommended"] + c["rejected"]:
+            raise RuntimeError(f"internal error, a borrower was lost: {c}")
+        return {**c, "amounts": dict(sorted(self.amounts.items(), key=lambda kv: float(kv[0])))}

@@ -1,0 +1,113 @@
+"""``limitjump recommend``: every borrower recommended or rejected with a reason, from raw tables
+or a decision-features file, the same bytes on a rerun; bad input as in scoring."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+import pipeline.cli.recommend  # noqa: F401 (registers the command)
+from pipeline import decision
+from pipeline.cli import app
+from pipeline.features import build_features
+from tests.conftest import merge, raw_params
+from tests.test_score import ROW_PROBLEMS, ok, outputs, summary_of, write_raw
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory, small_sim, small_params):
+    """Params in batches of 700, the small simulation's raw tables, and a decision model fitted
+    on its borrowers."""
+    folder = tmp_path_factory.mktemp("recommend")
+    (folder / "params.yaml").write_text(yaml.safe_dump(merge(raw_params(), {
+        "score": {"batch_borrowers": 700}, "engine": {"workers": 1}}), sort_keys=False))
+    write_raw(small_sim, folder / "raw")
+    frame = build_features(small_sim, 0, small_params.features)
+    jumps = small_sim["limit_events"].query("event_type == 'increase'").set_index("borrower_id")
+    ids = frame["borrower_id"]
+    frame[decision.AMOUNT] = (jumps["new_limit"] - jumps["old_limit"]).loc[ids].to_numpy()
+    frame["label"] = small_sim["ground_truth"].set_index("borrower_id")["label"].loc[ids].to_numpy()
+    frame["balance_months"] = frame[decision.AMOUNT] * 0.5  # enough for a model to exist
+    tested = frame[(jumps["test_cell"] == "line_test").loc[ids].to_numpy()]
+    grid = np.asarray(small_params.simulate.jump.line_test_amounts, dtype=float)
+    (folder / "model").mkdir()
+    decision.fit(frame, grid, 4, small_params.decision, tested).save(folder / "model")
+    frame[list(decision.INPUT_COLUMNS)].to_parquet(folder / "decision_features.parquet")
+    return folder
+
+
+def run(work, input, output):
+    return CliRunner().invoke(app, ["recommend", "--input", str(input), "--output", str(output),
+                                    "--model", str(work / "model"), "--params", str(work / "params.yaml")])
+
+
+@pytest.fixture(scope="module")
+def happy(work):
+    output = work / "happy" / "recommendations.parquet"
+    first = run(work, work / "raw", output)
+    ok(first)
+    first_bytes = output.read_bytes()
+    ok(run(work, work / "raw", output))
+    return {"output": output, "stdout": first.output, "bytes": first_bytes,
+            "rows": pd.read_parquet(output), "summary": summary_of(output)}
+
+
+def test_every_borrower_gets_an_amount_from_the_grid_within_the_appetite(happy, small_sim, small_params):
+    rows, summary = happy["rows"], happy["summary"]
+    assert summary["borrowers_in"] == len(small_sim["borrowers"]) == summary["recommended"] == len(rows)
+    assert rows["borrower_id"].is_unique
+    assert rows["recommended_amount"].isin(small_params.simulate.jump.line_test_amounts).all()
+    increased = rows["recommended_amount"] > 0
+    assert (rows.loc[increased, "p_miss"] <= small_params.decision.appetite).all()
+    assert rows["binding_reason"].isin(decision.REASONS).all()
+    at_20k = rows["p_miss_at_20000"].to_numpy()
+    assert (at_20k >= rows["p_miss_at_0"].to_numpy() - 1e-12).all()  # never less risk for more
+    assert f"borrowers in {len(rows)} = recommended {len(rows)} + rejected 0" in happy["stdout"]
+
+
+def test_a_rerun_gives_the_same_bytes(happy):
+    assert happy["output"].read_bytes() == happy["bytes"]
+
+
+def test_a_decision_features_file_recommends_like_the_raw_tables(work, happy):
+    output = work / "file" / "out.csv"
+    ok(run(work, work / "decision_features.parquet", output))
+    got = pd.read_csv(output)
+    expected = happy["rows"]
+    np.testing.assert_array_equal(got["recommended_amount"], expected["recommended_amount"])
+    np.testing.assert_allclose(got["p_miss"], expected["p_miss"], rtol=0, atol=1e-9)
+
+
+def test_bad_rows_reject_their_borrowers_naming_table_and_column(work, happy, small_sim):
+    t = {name: frame.copy() for name, frame in small_sim.items()}
+    victims = {}
+    for i, (case, (plant, table, _)) in enumerate(ROW_PROBLEMS.items()):
+        present = np.unique(t[table]["borrower_id"])
+        victims[case] = int(present[(present >= 300 * i + 11) & ~np.isin(present, list(victims.values()))][0])
+        plant(t, victims[case])
+    write_raw(t, work / "planted")
+    output = work / "planted_out" / "out.parquet"
+    ok(run(work, work / "planted", output))
+    rows, rejects = pd.read_parquet(output), pd.read_parquet(outputs(output)["rejects"])
+    for case, borrower in victims.items():
+        reason = rejects.loc[rejects["borrower_id"] == borrower, "reason"].iloc[0]
+        assert reason.startswith(ROW_PROBLEMS[case][2]), (case, reason)
+    assert set(rejects["borrower_id"]) == set(victims.values())
+    summary = summary_of(output)
+    assert summary["borrowers_in"] == summary["recommended"] + summary["rejected"] == len(t["borrowers"])
+    clean = happy["rows"].set_index("borrower_id").loc[rows["borrower_id"]].reset_index()
+    pd.testing.assert_frame_equal(rows, clean)
+
+
+def test_a_file_without_a_decision_feature_stops_naming_it_and_writes_nothing(work):
+    frame = pd.read_parquet(work / "decision_features.parquet").drop(columns=["limit_before_jump"])
+    frame.to_csv(work / "short.csv", index=False)
+    output = work / "short_out" / "out.parquet"
+    result = run(work, work / "short.csv", output)
+    assert result.exit_code != 0  # in-process the error stays on the result (the command prints it)
+    message = str(result.exception)
+    assert "short.csv" in message and "limit_before_jump" in message
+    assert not output.exists() and not outputs(output)["summary"].exists()
