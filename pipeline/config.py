@@ -121,9 +121,10 @@ class JumpSettings(Settings):
     @model_validator(mode="after")
     def _grid(self) -> JumpSettings:
         grid = self.line_test_amounts
-        if grid != sorted(set(grid)) or grid[-1] > self.max_increase:
-            raise ValueError("line_test_amounts must be distinct, in increasing order and at most "
-                             "max_increase")
+        if grid != sorted(set(grid)) or grid[0] != 0 or grid[-1] > self.max_increase:
+            raise ValueError("line_test_amounts must start at 0 (no increase: the policy's fallback "
+                             "and the counterfactual's reference), be distinct, in increasing order "
+                             "and at most max_increase")
         return self
 
 

@@ -263,6 +263,8 @@ TABLES: dict[str, Table] = {t.name: t for t in (
         _prob("p_miss", "Probability of the label at this amount, given what was known at the jump"),
         Col("p_miss_se", "float64", "probability", "Monte-Carlo standard error of p_miss", min=0.0,
             max=0.5),
+        Col("p_miss_change_se", "float64", "probability", "Monte-Carlo standard error of p_miss "
+            "minus p_miss with no increase (the amounts share their random numbers)", min=0.0, max=0.5),
         Col("balance_months", "float64", "CNY x months", "Expected balance on the line summed over "
             "the cycles from the jump to the last label due date", min=0.0, max=1e9),
         _cny("exposure_at_miss", "Expected balance at the first bad miss, 0 on paths without one"),

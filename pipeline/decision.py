@@ -292,9 +292,12 @@ def compare_policies(grid: np.ndarray, truth: dict, decisions: dict[str, dict],
                        "miss_rate": float(truth["granted_p_miss"].mean())}
     for label, column in (("no_increase", int(np.argmin(grid))), ("largest_for_all", grid.size - 1)):
         out[label] = policy_outcome(np.full(n, column), truth["p_miss"], truth["profit"])
-    # what each policy earns as a share of the oracle's profit, and of its gain over no increases
+    # what each policy earns as a share of the oracle's profit, and of its gain over no increases,
+    # and beyond what the platform's own sizing earned
     base, best = out["no_increase"]["profit_per_borrower"], out["oracle"]["profit_per_borrower"]
+    platform = out["platform"]["profit_per_borrower"]
     for result in out.values():
+        result["profit_over_platform"] = result["profit_per_borrower"] - platform
         result["share_of_oracle_profit"] = result["profit_per_borrower"] / best if best > 0 else float("nan")
         gain = result["profit_per_borrower"] - base
         result["share_of_oracle_gain"] = gain / (best - base) if best > base else float("nan")

@@ -74,3 +74,9 @@ def test_the_monitor_stream_starts_on_the_first_of_a_month_and_needs_two_months(
     mid_month = error_for({"monitor": {"first_month": "2025-06-15"}})
     assert "first_month must be the first day of a month" in mid_month
     assert "monitor.months" in error_for({"monitor": {"months": 1}})
+
+
+@pytest.mark.parametrize("grid", [[5000, 10000], [0, 20000, 10000], [0, 0, 5000], [0, 60000]])
+def test_the_line_test_grid_starts_at_no_increase_rises_and_stays_under_the_cap(grid):
+    message = error_for({"simulate": {"jump": {"line_test_amounts": grid}}})
+    assert "simulate.jump" in message and "line_test_amounts must start at 0" in message

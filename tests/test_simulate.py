@@ -263,3 +263,10 @@ def test_risk_and_balance_rise_with_the_amount_on_average(small_sim):
         ["p_miss", "balance_months", "exposure_at_miss"]].mean()
     assert grid["p_miss"].is_monotonic_increasing and grid["balance_months"].is_monotonic_increasing
     assert grid["p_miss"].iloc[-1] > grid["p_miss"].iloc[0] + 0.03
+
+
+def test_common_random_numbers_make_the_change_far_more_precise_than_the_level(small_sim):
+    grid = small_sim["counterfactual"].query("granted == 0 and amount > 0")
+    assert (grid["p_miss_change_se"].mean() < 0.5 * grid["p_miss_se"].mean())
+    none = small_sim["counterfactual"].query("granted == 0 and amount == 0")
+    assert (none["p_miss_change_se"] == 0).all()

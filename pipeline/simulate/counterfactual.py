@@ -12,8 +12,9 @@ scoring date. The replicates run the truth's machinery (``advance`` with ``integ
 a technical block at a due date before the scoring date is integrated out as not having happened,
 which the ordinary truth, starting at the scoring date, does not need.
 
-Per borrower and amount the result holds the probability of the label and its standard error,
-the expected balance summed over the cycles from the jump to the last label due date (CNY x
+Per borrower and amount the result holds the probability of the label, its standard error and
+the standard error of its change from no increase (the grid's first amount, 0), the expected
+balance summed over the cycles from the jump to the last label due date (CNY x
 months: what interest is earned on), and the expected exposure at the first bad miss (CNY: what a
 miss puts at risk). Profit is computed from these downstream, with the economics in params.
 """
@@ -32,7 +33,7 @@ from pipeline.simulate.truth import (
     redraw_unannounced,
 )
 
-FIELDS = ("p_miss", "p_miss_se", "balance_months", "exposure_at_miss")
+FIELDS = ("p_miss", "p_miss_se", "p_miss_change_se", "balance_months", "exposure_at_miss")
 
 
 def counterfactual(snapshot: State, granted: np.ndarray, world: World, seed: np.random.SeedSequence,
@@ -51,16 +52,27 @@ def counterfactual(snapshot: State, granted: np.ndarray, world: World, seed: np.
              for rows in [np.flatnonzero(snapshot.k_jump == k)] for lo in range(0, rows.size, chunk)]
     for (rows, first_cycle), task_seed in zip(tasks, seed.spawn(len(tasks)), strict=True):
         base = snapshot.take(rows)
+        p_none = None  # each replicate's P(miss) with no increase, the differences' reference
         for a in range(amounts.shape[0]):
-            result = _replicate(base, amounts[a, rows], first_cycle, world, task_seed, replicates)
-            for name in FIELDS:
-                out[name][a, rows] = result[name]
+            per_replicate = _replicate(base, amounts[a, rows], first_cycle, world, task_seed, replicates)
+            for name, values in per_replicate.items():
+                out[name][a, rows] = values.mean(axis=0)
+            p = per_replicate["p_miss"]
+            p_none = p if p_none is None else p_none
+            out["p_miss_se"][a, rows] = _standard_error(p)
+            out["p_miss_change_se"][a, rows] = _standard_error(p - p_none)
     return out
+
+
+def _standard_error(values: np.ndarray) -> np.ndarray:
+    """Of the mean over replicates (axis 0)."""
+    return values.std(axis=0, ddof=1 if len(values) > 1 else 0) / np.sqrt(len(values))
 
 
 def _replicate(base: State, amount: np.ndarray, first_cycle: int, world: World,
                seed: np.random.SeedSequence, replicates: int) -> dict[str, np.ndarray]:
-    """One amount for borrowers who share their jump cycle; the same ``seed`` for every amount."""
+    """One amount for borrowers who share their jump cycle, per replicate (shape: replicates,
+    borrowers); the same ``seed`` for every amount."""
     s = base.copy()
     s.forced_amount = amount.astype(float)
     add_label_slots(s, world.label.performance_cycles)
@@ -82,6 +94,4 @@ def _replicate(base: State, amount: np.ndarray, first_cycle: int, world: World,
         "balance_months": balance_months,
         "exposure_at_miss": (first * exposure).sum(axis=0),
     }
-    means = {k: v.reshape(replicates, -1).mean(axis=0) for k, v in per_replicate.items()}
-    spread = per_replicate["p_miss"].reshape(replicates, -1).std(axis=0, ddof=1 if replicates > 1 else 0)
-    return {**means, "p_miss_se": spread / np.sqrt(replicates)}
+    return {k: v.reshape(replicates, -1) for k, v in per_replicate.items()}
