@@ -325,6 +325,11 @@ class MlflowSettings(Settings):
     experiment: Annotated[str, Field(min_length=1)]
     registered_model: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")]
 
+    @property
+    def decision_model(self) -> str:
+        """The registered name of the limit-increase decision model."""
+        return f"{self.registered_model}-decision"
+
 
 class RegisterSettings(Settings):
     """The gates a new LightGBM must pass to be promoted: its own (checked when it is registered)

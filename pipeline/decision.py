@@ -30,6 +30,7 @@ import pandas as pd
 
 from pipeline.catalog import FEATURES
 from pipeline.config import BoostSettings, DecisionSettings
+from pipeline.errors import InputError
 from pipeline.lgbm import lgb
 
 AMOUNT = "amount"
@@ -151,6 +152,9 @@ class DecisionModel:
     @classmethod
     def from_dir(cls, folder: str | Path) -> DecisionModel:
         folder = Path(folder)
+        if not (folder / META).is_file():
+            raise InputError(f"{folder}: not a decision model (no {META}; `limitjump decide` "
+                             "writes one to models/decision)")
         meta = json.loads((folder / META).read_text())
         boosters = {name: [lgb.Booster(model_file=str(folder / f"{name}_{i}.txt"))
                            for i in range(meta["stacked"])] for name in ("miss", "balance")}

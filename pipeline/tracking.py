@@ -323,16 +323,13 @@ def file_digests(folder: Path, names: tuple[str, ...]) -> dict[str, str]:
     return {name: io.file_digest(folder / name) for name in names if (folder / name).is_file()}
 
 
-DECISION_MODEL_SUFFIX = "-decision"  # the registered name of the limit-increase decision model
-
-
 def register_version(settings: MlflowSettings, run: Run, fingerprint: str, tags: dict[str, str],
                      description: str, decision: bool = False) -> ModelVersion:
     """The registered version of the run's model, created once (found by fingerprint after),
     with ``tags`` (the data files' digests, the gates' results, where it came from). The
-    decision model (``decision``) has its own registered name, the main one's plus a suffix."""
+    decision model (``decision``) has its own registered name (``MlflowSettings.decision_model``)."""
     client, _ = connect(settings)
-    name = settings.registered_model + (DECISION_MODEL_SUFFIX if decision else "")
+    name = settings.decision_model if decision else settings.registered_model
     try:
         client.get_registered_model(name)
     except MlflowException:
@@ -405,7 +402,7 @@ def load_registered(settings: MlflowSettings, uri: str, decision: bool = False):
     from pipeline.decision import DecisionModel
     from pipeline.model import CalibratedLightGBM
 
-    expected = settings.registered_model + (DECISION_MODEL_SUFFIX if decision else "")
+    expected = settings.decision_model if decision else settings.registered_model
     name, _, ref = uri.removeprefix("models:/").replace("@", "/@", 1).partition("/")
     if not uri.startswith("models:/") or name != expected or not ref:
         raise InputError(f"model URI {uri!r}: expected models:/{expected}@<alias>, "

@@ -111,3 +111,15 @@ def test_a_file_without_a_decision_feature_stops_naming_it_and_writes_nothing(wo
     message = str(result.exception)
     assert "short.csv" in message and "limit_before_jump" in message
     assert not output.exists() and not outputs(output)["summary"].exists()
+
+
+def test_a_folder_that_is_not_a_decision_model_is_named(work, tmp_path):
+    result = CliRunner().invoke(app, ["recommend", "--input", str(work / "raw"), "--output",
+                                      str(tmp_path / "out.parquet"), "--model", str(tmp_path),
+                                      "--params", str(work / "params.yaml")])
+    assert result.exit_code != 0 and "not a decision model" in str(result.exception)
+    missing = CliRunner().invoke(app, ["recommend", "--input", str(work / "raw"), "--output",
+                                       str(tmp_path / "out.parquet"), "--model", str(tmp_path / "nowhere"),
+                                       "--params", str(work / "params.yaml")])
+    assert missing.exit_code != 0 and "no such model folder" in str(missing.exception)
+    assert not (tmp_path / "out.parquet").exists()

@@ -21,6 +21,7 @@ from pipeline.cli.paths import DECISION_MODEL
 from pipeline.cli.score import write_batches
 from pipeline.config import Params
 from pipeline.decision import DecisionModel
+from pipeline.errors import UsageError
 from pipeline.sources import Batch, check_paths, open_source
 
 DEFAULT_MODEL = str(DECISION_MODEL)
@@ -62,6 +63,9 @@ def load_model(uri: str, p: Params) -> DecisionModel:
     registration (MLflow imported only then)."""
     if Path(uri).is_dir():
         return DecisionModel.from_dir(uri)
+    if not uri.startswith("models:/"):
+        raise UsageError(f"{uri}: no such model folder (run `dvc repro decide`, or give "
+                         f"models:/{p.mlflow.decision_model}/<version>)")
     from pipeline import tracking
 
     tracking.connect(p.mlflow)
