@@ -243,6 +243,7 @@ def _monitoring(data: dict | None) -> dict | None:
 
 POLICY_NAMES = {"oracle": "oracle (the rule on the true curves)",
                 "ours": "ours (every increase, corrected by the line tests)",
+                "ours_at_platform_risk": "ours, appetite set to the platform's predicted miss rate",
                 "experimental": "line tests alone", "naive": "every increase, no correction",
                 "platform": "the platform's (as granted)", "no_increase": "no increases",
                 "largest_for_all": "the largest amount for everyone"}

@@ -108,11 +108,18 @@ class DecisionModel:
         return {"p_miss": (1.0 / (1.0 + np.exp(-raw))).reshape(shape),
                 "balance_months": np.maximum(owed, 0.0).reshape(shape)}
 
-    def policy(self, features: pd.DataFrame) -> dict[str, np.ndarray]:
-        """The curves, the expected profit at every amount, the chosen column and why."""
+    def miss_probability(self, features: pd.DataFrame, amount: np.ndarray) -> np.ndarray:
+        """P(miss) of each borrower at its own ``amount`` (CNY), shape (borrowers,)."""
+        data = _matrix(features[list(DECISION_FEATURES)].assign(**{AMOUNT: amount}))
+        return 1.0 / (1.0 + np.exp(-sum(b.predict(data, raw_score=True) for b in self.miss)))
+
+    def policy(self, features: pd.DataFrame, appetite: float | None = None) -> dict[str, np.ndarray]:
+        """The curves, the expected profit at every amount, the chosen column and why, under the
+        model's appetite or the one given."""
         curves = self.curves(features)
         profit = modelled_profit(curves, self.cycles, self.settings)
-        chosen, reason = choose(self.amounts, curves["p_miss"], profit, self.settings.appetite)
+        appetite = self.settings.appetite if appetite is None else appetite
+        chosen, reason = choose(self.amounts, curves["p_miss"], profit, appetite)
         return {**curves, "profit": profit, "chosen": chosen, "reason": reason}
 
     def recommend(self, features: pd.DataFrame) -> pd.DataFrame:
@@ -224,6 +231,25 @@ def choose(amounts: np.ndarray, p_miss: np.ndarray, profit: np.ndarray,
     return best_allowed, reason
 
 
+def matched_appetite(amounts: np.ndarray, p_miss: np.ndarray, profit: np.ndarray,
+                     target: float) -> float:
+    """The largest appetite (one of the predicted probabilities) under which the policy's mean
+    predicted miss probability stays at or below ``target``, a portfolio miss rate; 0 if none.
+    A looser appetite only adds amounts riskier than every one allowed before, so the mean risk
+    of the chosen amounts never falls as the appetite grows: a bisection finds it."""
+    rows = np.arange(len(p_miss))
+    values = np.unique(p_miss)
+
+    def risk(appetite: float) -> float:
+        return float(p_miss[rows, choose(amounts, p_miss, profit, appetite)[0]].mean())
+
+    lo, hi = 0, values.size  # values[:lo] fit, values[hi:] do not
+    while lo < hi:
+        mid = (lo + hi) // 2
+        lo, hi = (mid + 1, hi) if risk(values[mid]) <= target else (lo, mid)
+    return float(values[lo - 1]) if lo else 0.0
+
+
 def policy_outcome(chosen: np.ndarray, true_p: np.ndarray, true_profit: np.ndarray) -> dict[str, float]:
     """True expected profit per borrower (CNY) and miss rate of a policy's chosen columns."""
     rows = np.arange(len(chosen))
@@ -251,10 +277,16 @@ def run(frame: pd.DataFrame, what_if: pd.DataFrame, s: DecisionSettings, grid: n
     truth = true_curves(what_if[what_if["borrower_id"].isin(in_test)], grid, s)
     test = frame.set_index("borrower_id").loc[truth["borrower_id"]].reset_index()
     decisions = {name: model.policy(test) for name, model in models.items()}
+    # ours, with the appetite that gives the platform's own predicted miss rate: profit at equal risk
+    platform_risk = float(ours.miss_probability(test, test["granted"].to_numpy()).mean())
+    first = decisions["ours"]
+    matched = matched_appetite(grid, first["p_miss"], first["profit"], platform_risk)
+    decisions["ours_at_platform_risk"] = ours.policy(test, matched)
     report = {
         "borrowers": {"line_tests_learnt_from": len(tested), "increases_learnt_from": len(learn),
                       "evaluated": len(test), "misses_in_line_tests": int(tested["label"].sum())},
         "amounts": grid.tolist(),
+        "platform_predicted_miss_rate": platform_risk, "appetite_at_platform_risk": matched,
         "policies": compare_policies(grid, truth, decisions, s.appetite),
         "dose_response": dose_response(grid, truth["p_miss"], decisions),
     }

@@ -152,3 +152,13 @@ def test_recommendations_keep_every_borrower_and_survive_a_save(fitted, decision
     assert (first.loc[risky, "p_miss"] <= fitted.settings.appetite).all()
     fitted.save(tmp_path)
     pd.testing.assert_frame_equal(decision.DecisionModel.from_dir(tmp_path).recommend(rows), first)
+
+
+def test_the_matched_appetite_is_the_loosest_that_keeps_the_mean_risk_at_the_target():
+    amounts = np.array([0.0, 10000.0])
+    p = np.array([[0.05, 0.10], [0.05, 0.20], [0.10, 0.40]])
+    profit = np.array([[0.0, 10.0], [0.0, 10.0], [0.0, 10.0]])
+    # everyone raised: mean 0.233; the first two: 0.133; the first only: 0.083; nobody: 0.067
+    assert decision.matched_appetite(amounts, p, profit, 0.14) == pytest.approx(0.20)
+    assert decision.matched_appetite(amounts, p, profit, 0.10) == pytest.approx(0.10)
+    assert decision.matched_appetite(amounts, p, profit, 0.01) == 0.0
