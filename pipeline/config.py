@@ -131,7 +131,8 @@ class JumpSettings(Settings):
 class CounterfactualSettings(Settings):
     """The true miss probability and profit of every line-test amount, for a sample of borrowers."""
 
-    share: Probability  # of borrowers, drawn at random: the decision model's evaluation cohort
+    share: Probability  # of the borrowers scored from ``since`` on, drawn at random
+    since: dt.date  # the out-of-time cohorts the decision is evaluated on; earlier ones need none
     replicates: Annotated[int, Field(ge=1, le=1024)]  # per amount, common random numbers across them
 
 

@@ -39,7 +39,9 @@ def make_params(overrides: dict | None = None) -> Params:
 
 
 SMALL = {"engine": {"workers": 1},
-         "simulate": {"n_borrowers": 6000, "shard_size": 3000, "truth_replicates": 8}}
+         "simulate": {"n_borrowers": 6000, "shard_size": 3000, "truth_replicates": 8,
+                      # every cohort, so that the counterfactual's tests have a thousand borrowers
+                      "counterfactual": {"share": 0.2, "since": "2023-01-01"}}}
 
 
 def simulate_tables(params: Params) -> dict[str, pd.DataFrame]:

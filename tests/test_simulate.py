@@ -233,7 +233,10 @@ def test_the_counterfactual_covers_its_sample_at_every_amount(small_sim, small_p
     grid = small_params.simulate.jump.line_test_amounts
     per_borrower = what_if.groupby("borrower_id").size()
     assert (per_borrower == len(grid) + 1).all()
-    assert len(per_borrower) / len(truth) == pytest.approx(small_params.simulate.counterfactual.share,
+    since = pd.Timestamp(small_params.simulate.counterfactual.since)
+    assert set(truth.set_index("borrower_id").loc[per_borrower.index, "scoring_date"].ge(since)) == {True}
+    eligible = (truth["scoring_date"] >= since).sum()
+    assert len(per_borrower) / eligible == pytest.approx(small_params.simulate.counterfactual.share,
                                                            abs=0.03)
     granted = what_if[what_if["granted"] == 1].set_index("borrower_id")["amount"]
     assert granted.eq(truth.set_index("borrower_id").loc[granted.index, "increase_amount"]).all()
@@ -270,3 +273,30 @@ def test_common_random_numbers_make_the_change_far_more_precise_than_the_level(s
     assert (grid["p_miss_change_se"].mean() < 0.5 * grid["p_miss_se"].mean())
     none = small_sim["counterfactual"].query("granted == 0 and amount == 0")
     assert (none["p_miss_change_se"] == 0).all()
+
+
+def test_counts_drawn_by_inverse_cdf_follow_their_laws():
+    from scipy.stats import binom, poisson
+
+    from pipeline.simulate.borrowing import MAX_INQUIRIES, _binomial_pmf, _inverse_cdf, _poisson_pmf
+
+    trials, p = np.array([0, 1, 3, 6, 6]), np.array([0.3, 0.5, 0.84, 0.2, 0.0])
+    np.testing.assert_allclose(np.array(_binomial_pmf(trials, p)),
+                               [binom.pmf(j, trials, p) for j in range(MAX_INQUIRIES)], atol=1e-15)
+    rate = np.array([0.0, 0.05, 1.0, 4.0])
+    np.testing.assert_allclose(np.array(_poisson_pmf(rate)),
+                               [poisson.pmf(j, rate) for j in range(MAX_INQUIRIES)], atol=1e-15)
+    # a uniform just below each distribution function's step gives that count; the top is capped
+    u = np.array([0.0, 0.9999, 0.5, 0.999999])
+    counts = _inverse_cdf(u, *_poisson_pmf(np.array([1.0, 1.0, 1.0, 4.0])))
+    assert counts.tolist() == [0, MAX_INQUIRIES, int(poisson.ppf(0.5, 1.0)), MAX_INQUIRIES]
+
+
+def test_only_cohorts_scored_from_the_since_date_get_a_counterfactual():
+    params = make_params({**SMALL, "simulate": {**SMALL["simulate"], "n_borrowers": 1500, "shard_size": 1500,
+                                                "counterfactual": {"share": 1.0, "since": "2025-06-01"}}})
+    tables = simulate_shard(0, params.simulate, build_world(params.simulate, params.label))
+    truth = tables["ground_truth"].set_index("borrower_id")
+    covered = set(tables["counterfactual"]["borrower_id"])
+    assert covered == set(truth.index[truth["scoring_date"] >= pd.Timestamp("2025-06-01")])
+    assert 0 < len(covered) < len(truth)

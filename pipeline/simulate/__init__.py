@@ -31,7 +31,7 @@ from pipeline.simulate.truth import add_label_slots, outcome, true_probability
 __all__ = ["NO_COUNTERFACTUAL", "World", "build_world", "shard_bounds", "simulate_shard"]
 
 # for simulations that only need the borrowers (incoming batches, the monitoring stream)
-NO_COUNTERFACTUAL = CounterfactualSettings(share=0.0, replicates=1)
+NO_COUNTERFACTUAL = CounterfactualSettings(share=0.0, since="2000-01-01", replicates=1)
 CANDIDATE_OVERSAMPLE = (1.25, 1.6, 2.2, 3.0)  # candidates per borrower needed, tried in turn
 # a forgotten manual payment has no kind in the data contract yet: it is left empty
 TECHNICAL_KINDS = np.array(["mandate_known", "mandate_silent", "outage", None], dtype=object)
@@ -118,12 +118,14 @@ def _until_scoring(n_candidates: int, settings: SimulateSettings, world: World,
     # sorted by onboarding, the borrowers active before scoring are a prefix: views, no copies
     state = state.take(np.argsort(state.onboard_cycle, kind="stable"))
     sampled = sampled[state.borrower_id]
+    since = day_number(settings.counterfactual.since)
     onboarded = state.onboard_cycle
     at_jump = []
     for k in range(int(onboarded.min()), 0):
         m = int(np.searchsorted(onboarded, k, side="right"))
         part = state.head(m)
-        at_jump.append(part.take(np.flatnonzero(sampled[:m] & (part.k_jump == k))))
+        at_jump.append(part.take(np.flatnonzero(sampled[:m] & (part.k_jump == k)
+                                                & (part.scoring_day >= since))))
         advance(part, k, world, rng, log)
         state.write_back(m, part)
     return state, log, State.concat(at_jump)

@@ -4,7 +4,6 @@ equal monthly installments."""
 from __future__ import annotations
 
 import numpy as np
-from scipy.special import comb
 
 from pipeline.simulate.calendar import month_of_year, spring_festival_cycle
 from pipeline.simulate.cycle import (
@@ -34,7 +33,7 @@ def borrow_elsewhere(s: State, c: Cycle, world: World, rng: np.random.Generator,
     count = _inverse_cdf(rng.random(n), *_poisson_pmf(rate))
     recent = s.inquiries.sum(axis=0)
     p_ok = 0.85 / (1.0 + np.exp(-(s.score - lend.approval_midpoint_score) / 40.0)) * 0.8 ** recent
-    approved = np.minimum(_inverse_cdf(rng.random(n), *_binomial_pmf(count, np.clip(p_ok, 0.0, 1.0))),
+    approved = np.minimum(_inverse_cdf(rng.random(n), *_binomial_pmf(count, np.clip(p_ok, 0.0, 0.99))),
                           count)  # round-off can leave the distribution function a hair below 1
     s.inquiries[k % INQUIRY_RING] = count
     before_scoring = (since_jump >= 0) & (k < 0)
@@ -85,9 +84,13 @@ def _poisson_pmf(rate: np.ndarray) -> tuple[np.ndarray, ...]:
 
 
 def _binomial_pmf(trials: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, ...]:
-    """P(0), ..., P(MAX_INQUIRIES - 1) of a Binomial(trials, p) count (trials <= MAX_INQUIRIES)."""
-    return tuple(comb(trials, j) * p ** j * (1.0 - p) ** np.maximum(trials - j, 0)
-                 for j in range(MAX_INQUIRIES))
+    """P(0), ..., P(MAX_INQUIRIES - 1) of a Binomial(trials, p) count (trials <= MAX_INQUIRIES,
+    p < 1), each from the one before: P(j + 1) = P(j) (trials - j) / (j + 1) p / (1 - p)."""
+    odds = p / (1.0 - p)
+    pmf = [(1.0 - p) ** trials]
+    for j in range(MAX_INQUIRIES - 1):
+        pmf.append(pmf[-1] * np.maximum(trials - j, 0) / (j + 1) * odds)
+    return tuple(pmf)
 
 
 def _inverse_cdf(u: np.ndarray, *pmf: np.ndarray) -> np.ndarray:
