@@ -103,15 +103,17 @@ class DecisionModel:
         """P(miss) and balance-months at every amount: arrays of shape (borrowers, amounts)."""
         data = _matrix(with_amounts(features, self.amounts))
         shape = (len(features), len(self.amounts))
-        raw = sum(b.predict(data, raw_score=True) for b in self.miss)
         owed = sum(b.predict(data, raw_score=True) for b in self.balance)
-        return {"p_miss": (1.0 / (1.0 + np.exp(-raw))).reshape(shape),
+        return {"p_miss": self._miss(data).reshape(shape),
                 "balance_months": np.maximum(owed, 0.0).reshape(shape)}
+
+    def _miss(self, data: np.ndarray) -> np.ndarray:
+        """P(miss) of rows of the decision matrix: the stacked boosters' raw scores added up."""
+        return 1.0 / (1.0 + np.exp(-sum(b.predict(data, raw_score=True) for b in self.miss)))
 
     def miss_probability(self, features: pd.DataFrame, amount: np.ndarray) -> np.ndarray:
         """P(miss) of each borrower at its own ``amount`` (CNY), shape (borrowers,)."""
-        data = _matrix(features[list(DECISION_FEATURES)].assign(**{AMOUNT: amount}))
-        return 1.0 / (1.0 + np.exp(-sum(b.predict(data, raw_score=True) for b in self.miss)))
+        return self._miss(_matrix(features[list(DECISION_FEATURES)].assign(**{AMOUNT: amount})))
 
     def policy(self, features: pd.DataFrame, appetite: float | None = None) -> dict[str, np.ndarray]:
         """The curves, the expected profit at every amount, the chosen column and why, under the

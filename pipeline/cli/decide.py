@@ -47,6 +47,7 @@ def decide(params: Path = PARAMS) -> None:
     cycles = label_horizon(p.label, p.simulate.calendar.due_day_offset) + 1
     frame = pd.concat(map_shards(decision_rows, shards, p.engine, "decision features", p, cycles,
                                  borrowers=len), ignore_index=True)
+    frame["split"] = _splits().reindex(frame["borrower_id"]).fillna("embargo").to_numpy()
     report, model, figures = decision.run(frame, io.read_dataset(COUNTERFACTUAL_DIR), p.decision,
                                           np.asarray(p.simulate.jump.line_test_amounts, dtype=float),
                                           cycles + _jump_cycles(p))
@@ -56,7 +57,7 @@ def decide(params: Path = PARAMS) -> None:
         for name, figure in figures.items():
             figure.savefig(out / f"{name}.png", dpi=110)
     io.write_json(report, REPORT)
-    version = _log_and_register(p, report, frame)
+    version = _log_and_register(p, report, frame, model)
     ours, oracle = report["policies"]["ours"], report["policies"]["oracle"]
     typer.echo(f"decision: our policy earns {ours['profit_per_borrower']:.0f} CNY a borrower "
                f"(the oracle {oracle['profit_per_borrower']:.0f}: {ours['share_of_oracle_profit']:.1%}; "
@@ -64,7 +65,7 @@ def decide(params: Path = PARAMS) -> None:
                f"{ours['miss_rate']:.3f}; registered as version {version}")
 
 
-def _log_and_register(p: Params, report: dict, frame: pd.DataFrame) -> str:
+def _log_and_register(p: Params, report: dict, frame: pd.DataFrame, model: decision.DecisionModel) -> str:
     """An MLflow run with the report, the figure and the model (loaded by the installed package),
     and its registered version; both found again, not duplicated, when nothing changed."""
     import mlflow
@@ -87,7 +88,6 @@ def _log_and_register(p: Params, report: dict, frame: pd.DataFrame) -> str:
             mlflow.log_artifacts(str(PLOTS), artifact_path="plots")
             example = frame[frame["split"] == "test"].head(5).reset_index(drop=True)
             example = example[list(decision.SERVED_COLUMNS)]
-            model = decision.DecisionModel.from_dir(MODEL_DIR)
             info = mlflow.pyfunc.log_model(
                 name="model", loader_module="pipeline.decision", data_path=str(MODEL_DIR),
                 signature=tracking.model_signature(example, model.recommend(example)),
@@ -105,7 +105,7 @@ def _jump_cycles(p: Params) -> int:
 
 def decision_rows(index: int, p: Params, cycles: int) -> pd.DataFrame:
     """One shard's borrowers: decision features at the jump, the granted amount and its test
-    cell, the split, the label and the balance-months observed after the jump."""
+    cell, the label and the balance-months observed after the jump."""
     tables = read_shard(RAW_DIR, index)
     frame = build_features(tables, 0, p.features).set_index("borrower_id")
     jumps = tables["limit_events"].query("event_type == 'increase'").set_index("borrower_id")
@@ -117,7 +117,6 @@ def decision_rows(index: int, p: Params, cycles: int) -> pd.DataFrame:
     end = scoring + pd.DateOffset(months=cycles) - pd.Timedelta(days=1)
     frame["balance_months"] = decision.realised_balance_months(tables["statements"],
                                                                frame["jump_date"], end)
-    frame["split"] = _splits().reindex(frame.index).fillna("embargo")
     return frame.reset_index()
 
 
