@@ -258,14 +258,17 @@ def _decision(data: dict | None) -> dict | None:
              pct(v["share_of_oracle_gain"]), num(v["miss_rate"]),
              pct(v["same_amount_as_oracle"]) if "same_amount_as_oracle" in v else MISSING]
             for name, v in r["policies"].items()]
-    fit = [[name, num(r["dose_response"]["mae"][name]), num(r["dose_response"]["mean_curve_mae"][name])]
-           for name in r["dose_response"]["mae"]]
+    dose = r["dose_response"]
+    fit = [[name, *(num(dose[kind][name]) for kind in ("mae", "calibration_gap", "mean_curve_mae"))]
+           for name in dose["mae"]]
     return {"borrowers": r["borrowers"], "appetite": data["appetite"],
             "policies": {"header": ["policy", "true profit per borrower (CNY)", "share of the oracle's",
                                     "share of its gain over no increases", "true miss rate",
                                     "same amount as the oracle"], "rows": rows},
-            "fit": {"header": ["model", "|predicted − true| P(miss), per borrower and amount",
-                               "the same for the mean curve"], "rows": fit},
+            "fit": {"header": ["model", "|predicted − true| P(miss), per borrower and amount "
+                               f"(a perfect model: {num(dose['truth_noise_mae'])}, the truth's own noise)",
+                               "calibration gap against the truth, mean over amounts",
+                               "|predicted − true| of the mean curve"], "rows": fit},
             "chart": base64.b64encode(data["chart"]).decode("ascii")}
 
 

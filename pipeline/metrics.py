@@ -222,10 +222,16 @@ def calibration_gap(rate: Any, p: Any, bins: int = 10) -> float:
     """ECE of ``p`` against ``rate``: outcomes (0/1, as in ``probability_quality``) or each row's
     true probability of a miss (the simulator's), which leaves out the sampling noise of outcomes.
     Equal-count bins by ascending p."""
+    return _gap(rate_table(rate, p, bins), len(p))
+
+
+def rate_table(rate: Any, p: Any, bins: int = 10) -> pd.DataFrame:
+    """Equal-count bins by ascending p (bin 1 = lowest): n, mean_predicted and observed_rate, the
+    mean of ``rate`` (outcomes or true probabilities)."""
     rate, p = _as_float(rate), _as_float(p)
     if len(rate) != len(p) or len(p) == 0:
         raise ValueError(f"rate and p must have the same, non-zero length, got {len(rate)} and {len(p)}")
-    return _gap(_binned(rate, p, bins), len(p))
+    return _binned(rate, p, bins)[["bin", "n", "mean_predicted", "observed_rate"]]
 
 
 def _gap(table: pd.DataFrame, rows: int) -> float:
@@ -235,7 +241,7 @@ def _gap(table: pd.DataFrame, rows: int) -> float:
 def calibration_table(y: Any, p: Any, bins: int = 10) -> pd.DataFrame:
     """Equal-count bins by ascending p (bin 1 = lowest): n, mean_predicted, observed_rate."""
     y, p = _pair(y, p)
-    return _binned(y, p, bins)[["bin", "n", "mean_predicted", "observed_rate"]]
+    return rate_table(y, p, bins)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -162,3 +162,24 @@ def test_the_matched_appetite_is_the_loosest_that_keeps_the_mean_risk_at_the_tar
     assert decision.matched_appetite(amounts, p, profit, 0.14) == pytest.approx(0.20)
     assert decision.matched_appetite(amounts, p, profit, 0.10) == pytest.approx(0.10)
     assert decision.matched_appetite(amounts, p, profit, 0.01) == 0.0
+
+
+def test_dose_response_errors_on_known_answers():
+    """Perfect predictions score 0 on every error; a constant 0.05 too high scores 0.05 on each;
+    predictions shuffled across borrowers keep the mean curve but not the per-borrower error."""
+    rng = np.random.default_rng(3)
+    grid = np.array([0.0, 10_000.0, 20_000.0])
+    true_p = np.sort(rng.uniform(0.02, 0.3, (400, 3)), axis=1)
+    truth = {"p_miss": true_p, "p_miss_se": np.full(true_p.shape, 0.01)}
+    shuffled = true_p[rng.permutation(400)]
+    report = decision.dose_response(grid, truth, {"perfect": {"p_miss": true_p},
+                                                  "high": {"p_miss": true_p + 0.05},
+                                                  "shuffled": {"p_miss": shuffled}})
+    for kind in ("mae", "calibration_gap", "mean_curve_mae"):
+        assert report[kind]["perfect"] == pytest.approx(0.0, abs=1e-12)
+        assert report[kind]["high"] == pytest.approx(0.05)
+    assert report["mean_curve_mae"]["shuffled"] == pytest.approx(0.0, abs=1e-12)
+    assert report["mae"]["shuffled"] > 0.05 and report["calibration_gap"]["shuffled"] > 0.03
+    assert report["truth_noise_mae"] == pytest.approx(0.01 * np.sqrt(2 / np.pi))
+    assert report["by_amount"]["10000"]["true"] == pytest.approx(true_p[:, 1].mean())
+    assert report["by_amount"]["20000"]["calibration_gap"]["high"] == pytest.approx(0.05)

@@ -436,3 +436,13 @@ def test_calibration_gap_against_outcomes_is_the_ece_and_against_probabilities_a
         == pytest.approx(0.15)
     with pytest.raises(ValueError, match="same, non-zero length"):
         metrics.calibration_gap(np.ones(3), np.ones(2))
+
+
+def test_rate_table_takes_true_probabilities_where_the_calibration_table_takes_outcomes():
+    rate, p = np.array([0.3, 0.3, 0.4, 0.4]), np.array([0.5, 0.1, 0.6, 0.2])
+    table = metrics.rate_table(rate, p, bins=2)
+    assert table["n"].tolist() == [2, 2]
+    assert table["mean_predicted"].tolist() == pytest.approx([0.15, 0.55])
+    assert table["observed_rate"].tolist() == pytest.approx([0.35, 0.35])
+    with pytest.raises(ValueError, match="only 0 and 1"):
+        metrics.calibration_table(rate, p, bins=2)

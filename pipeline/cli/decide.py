@@ -82,8 +82,11 @@ def _log_and_register(p: Params, report: dict, frame: pd.DataFrame, model: decis
                                  "line_test_amounts": p.simulate.jump.line_test_amounts})
             mlflow.log_metrics({f"{name}_{k}": v for name, result in policies.items()
                                 for k, v in result.items() if isinstance(v, float)})
-            mlflow.log_metrics({f"dose_response_{kind}_{name}": v for kind in ("mae", "mean_curve_mae")
-                                for name, v in report["dose_response"][kind].items()})
+            dose = report["dose_response"]
+            mlflow.log_metrics({f"dose_response_{kind}_{name}": v
+                                for kind in ("mae", "calibration_gap", "mean_curve_mae")
+                                for name, v in dose[kind].items()})
+            mlflow.log_metric("dose_response_truth_noise_mae", dose["truth_noise_mae"])
             tracking.log_json(report, REPORT.name)
             mlflow.log_artifacts(str(PLOTS), artifact_path="plots")
             example = frame[frame["split"] == "test"].head(5).reset_index(drop=True)
