@@ -232,7 +232,9 @@ def _monitoring(data: dict | None) -> dict | None:
                 num(g["false_alarm_months_before_change"])],
                ["alerts before it that the truth confirms",
                 num(len(g["alerts_before_change_confirmed_by_truth"]))],
-               ["largest |estimated − realised AUC| before it", num(g["max_auc_estimate_gap_before_change"])]]
+               ["largest |estimated − realised AUC| before it", num(g["max_auc_estimate_gap_before_change"])],
+               ["the same, estimated with every borrower's true probability (the best estimate possible)",
+                num(g["fair_truth_limits"]["max_auc_estimate_gap_before_change_from_true_probabilities"])]]
     policies = [[name, num(v["mean_ece_after_alert"]), v["first_month_ece_at_most_0_01"] or "never",
                  num(v["min_auc_minus_frozen"])] for name, v in g["policies"].items()]
     return {"summary": {"header": ["", "measured"], "rows": summary},

@@ -316,11 +316,15 @@ def month_label(month: pd.Timestamp) -> str:
 
 def by_policy(frame: pd.DataFrame, scores: dict[str, np.ndarray], bins: int) -> pd.DataFrame:
     """Realised AUC, ECE and calibration-in-the-large of every policy, month by month (evaluation
-    after the fact: all labels, matured or not at the time), with the AUC of the true probability."""
+    after the fact: all labels, matured or not at the time), and the same of the true probability:
+    the best any model knowing only what was knowable at scoring could do. Its calibration-in-the-
+    large is the batch's shared luck (fewer or more unannounced outages than expected): the ECE of
+    any model whose batch mean is the fair expectation is at least its absolute value."""
     rows = []
     for month, index in frame.groupby(MONTH, sort=True).indices.items():
-        y = frame["label"].to_numpy()[index]
-        row = {MONTH: month, "truth_auc": metrics.ranking(y, frame["p_true"].to_numpy()[index])["auc"]}
+        y, q = frame["label"].to_numpy()[index], frame["p_true"].to_numpy()[index]
+        row = {MONTH: month, "truth_auc": metrics.ranking(y, q)["auc"],
+               "truth_ece": metrics.calibration_gap(y, q, bins), "truth_citl": float(q.mean() - y.mean())}
         for name, p in scores.items():
             figures = realised(y, p[index], bins)
             row |= {f"{name}_auc": figures["realised_auc"], f"{name}_ece": figures["realised_ece"],
@@ -382,6 +386,7 @@ def goals(table: pd.DataFrame, alert_log: pd.DataFrame, policies: pd.DataFrame, 
         "auc_estimate_within_0_02_before_change": bool(before.any() and gap[before].max() <= max_auc_gap),
         "auc_estimate_gap_after_change": {month_label(mo): float(g)
                                           for mo, g in zip(months[~before], gap[~before], strict=True)},
+        "fair_truth_limits": _fair_truth_limits(table, policies, truth, before, first),
         "policies": {},
     }
     for name in POLICIES:
@@ -396,6 +401,26 @@ def goals(table: pd.DataFrame, alert_log: pd.DataFrame, policies: pd.DataFrame, 
             "min_auc_minus_frozen": float((policies[f"{name}_auc"] - policies["frozen_auc"]).min()),
         }
     return out
+
+
+def _fair_truth_limits(table: pd.DataFrame, policies: pd.DataFrame, truth: pd.DataFrame,
+                       before: pd.Series, alert: pd.Timestamp | None) -> dict:
+    """What the goals ask of a model, done with every borrower's true probability: the AUC
+    estimate before labels that uses p_true in place of the model's own probabilities (the AUC
+    the truth expects of the model), against the realised AUC; and from the alert on, the truth's
+    own realised ECE and the ECE floor |its calibration-in-the-large| of a model whose batch mean
+    is the fair expectation."""
+    seen = table[[MONTH, "realised_auc"]].merge(truth[[MONTH, "truth_realised_auc"]], on=MONTH, how="left")
+    gap = (seen["truth_realised_auc"] - seen["realised_auc"]).abs().set_axis(table.index)
+    later = policies[policies[MONTH] >= alert] if alert is not None else policies.iloc[:0]
+    return {
+        "max_auc_estimate_gap_before_change_from_true_probabilities":
+            float(gap[before].max()) if before.any() else None,
+        "truth_ece_from_the_alert": {month_label(mo): float(v)
+                                     for mo, v in zip(later[MONTH], later["truth_ece"], strict=True)},
+        "ece_floor_from_the_alert": {month_label(mo): abs(float(v))
+                                     for mo, v in zip(later[MONTH], later["truth_citl"], strict=True)},
+    }
 
 
 def _described(alert_log: pd.DataFrame, truth: pd.DataFrame) -> list[str]:
@@ -434,6 +459,7 @@ def monthly_figure(table: pd.DataFrame, policies: pd.DataFrame, alert_log: pd.Da
         for ax, figure in ((auc, "auc"), (cal, "ece")):
             ax.plot(x, policies[f"{name}_{figure}"], color=colour, marker=".", linewidth=width,
                     label=f"realised: {name}")
+    cal.plot(x, policies["truth_ece"], color="#7f7f7f", linestyle=":", label="realised: true probability")
     cal.axhline(0.01, color="#7f7f7f", linewidth=0.8, label="goal 0.01")
     drift_ax.plot(x, table["score_psi"], color="#9467bd", marker="o", label="score PSI")
     drift_ax.plot(x, table["max_csi"], color="#8c564b", marker="s",

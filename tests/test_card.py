@@ -189,6 +189,7 @@ def test_the_monitoring_section_shows_the_goals_and_embeds_the_chart(figures, pa
              "first_alert_rules": ["feature_csi"], "months_from_change_to_alert": 1,
              "false_alarm_months_before_change": 0, "max_auc_estimate_gap_before_change": 0.0338,
              "alerts_before_change_confirmed_by_truth": ["2025-06 realised_ece", "2025-07 realised_ece"],
+             "fair_truth_limits": {"max_auc_estimate_gap_before_change_from_true_probabilities": 0.0277},
              "policies": {"frozen": {"mean_ece_after_alert": 0.0203, "min_auc_minus_frozen": 0.0,
                                      "first_month_ece_at_most_0_01": "2025-12"},
                           "recalibrate": {"mean_ece_after_alert": 0.0252, "min_auc_minus_frozen": -0.0008,
@@ -196,7 +197,7 @@ def test_the_monitoring_section_shows_the_goals_and_embeds_the_chart(figures, pa
     chart = figures[0].read_bytes()
     details = {**DETAILS, "monitoring": {"goals": goals, "chart": chart}}
     section = _section(_render(figures, params, details=details), "monitoring")
-    for text in ("2025-09", "2025-10 (feature_csi)", "0.0338", "recalibrate", "never", "-0.0008",
+    for text in ("2025-09", "2025-10 (feature_csi)", "0.0338", "0.0277", "recalibrate", "never", "-0.0008",
                  "alerts before it that the truth confirms"):
         assert text in section, text
     assert base64.b64encode(chart).decode("ascii") in section

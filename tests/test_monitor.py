@@ -214,6 +214,11 @@ def test_the_month_by_month_report_goals_and_chart_on_a_small_stream():
     goals = monitor.goals(table, alert_log, unchanged(policies), truth, table[monitor.MONTH][5])
     assert goals["first_affected_month"] == "2025-06"
     assert goals["months_from_change_to_alert"] == 4  # realised alerts only: no input moved
+    limits = goals["fair_truth_limits"]
+    assert limits["max_auc_estimate_gap_before_change_from_true_probabilities"] >= 0
+    # the stream ends before the alert (month 9): nothing from it on
+    assert limits["ece_floor_from_the_alert"] == limits["truth_ece_from_the_alert"] == {}
+    assert (policies["truth_ece"] >= policies["truth_citl"].abs() - 1e-12).all()  # ECE >= |CITL|
     early = alert_log[alert_log["batch"] < table[monitor.MONTH][5]]
     assert len(goals["false_alarms_before_change"]) + len(goals["alerts_before_change_confirmed_by_truth"]) \
         == len(early)
@@ -250,3 +255,19 @@ def test_an_alert_is_false_only_when_the_truth_finds_its_batch_sound():
     # a rule on realised figures is confirmed only by the same rule
     other = alert_log.assign(batch=months[1], rule=["realised_auc_drop", "feature_csi"])
     assert monitor.confirmed_by_truth(other, truth).tolist() == [False, True]
+
+
+def test_the_true_probability_shows_a_batch_s_shared_luck():
+    """Outcomes drawn from the true probabilities leave the truth calibrated; a month where every
+    borrower's chance of a miss was halved by luck (fewer outages than expected) shows as the
+    truth's calibration-in-the-large, which no model can know before the labels."""
+    rng = np.random.default_rng(11)
+    months = pd.to_datetime(["2025-01-01", "2025-02-01"])
+    p_true = rng.uniform(0.05, 0.4, 20_000)
+    luck = np.repeat([1.0, 0.5], 10_000)
+    frame = pd.DataFrame({monitor.MONTH: np.repeat(months, 10_000), "p_true": p_true,
+                          "label": (rng.random(20_000) < luck * p_true).astype(int)})
+    table = monitor.by_policy(frame, {"frozen": p_true}, 10)
+    assert abs(table["truth_citl"][0]) < 0.01 and table["truth_ece"][0] < 0.015
+    assert table["truth_citl"][1] == pytest.approx(0.5 * p_true[10_000:].mean(), abs=0.01)
+    assert table["truth_ece"][1] >= table["truth_citl"][1]
