@@ -182,6 +182,20 @@ def _unreadable(path: Path, err: Exception, dataset: ds.Dataset | None = None) -
     return ContractError(f"{path}: cannot read{column}: {err}")
 
 
+def _not_numbers(dataset: ds.Dataset, path: Path, column: str, shown: int = 3) -> str:
+    """How many rows of a text ``column`` hold something that is not a number, and the first few
+    (borrower id and value), so that the file can be fixed without a search."""
+    frame = _read(dataset, path, columns=list(dict.fromkeys(["borrower_id", column])))
+    values = frame[column]
+    bad = values.notna() & pd.to_numeric(values, errors="coerce").isna()
+    if not bad.any():
+        return ""
+    first = frame[bad].head(shown)
+    examples = ", ".join(repr(v) if column == "borrower_id" else f"borrower {b} {v!r}"
+                         for b, v in zip(first["borrower_id"], first[column], strict=True))
+    return f"; {int(bad.sum())} rows are not numbers: {examples}"
+
+
 def _check_ids(dataset: ds.Dataset, path: Path) -> None:
     """Borrower ids must be whole numbers: integers, or floats that hold only whole values (a
     column with missing ids written by pandas). Anything else cannot be batched by id."""
@@ -313,7 +327,8 @@ class FeaturesFile:
                 raise ContractError(f"{self.path}: column '{c}' must be text (the model learned it as "
                                     f"categories), found {kind}")
             if c not in self.text and not _is_number(kind):
-                raise ContractError(f"{self.path}: column '{c}' must be numeric, found {kind}")
+                raise ContractError(f"{self.path}: column '{c}' must be numeric, found {kind}"
+                                    + _not_numbers(self.dataset, self.path, c))
         _check_ids(self.dataset, self.path)
         self.table = features_table(self.features, self.text)
 

@@ -290,6 +290,25 @@ def test_features_csv_with_a_feature_empty_in_its_first_block(features, work, mo
     _assert_nothing_written(output)
 
 
+def test_text_in_a_numeric_feature_names_the_borrowers_and_values(features, work, model_dir):
+    """Text where a number belongs stops the file (the column's type is wrong, so is every row's
+    reading of it), naming the column, how many rows and the first of them, so that it can be fixed."""
+    frame = features.copy()
+    frame["credit_score"] = frame["credit_score"].astype(object)
+    first, second = frame["borrower_id"].iloc[3], frame["borrower_id"].iloc[7]
+    frame.loc[[3, 7], "credit_score"] = ["abc", "7OO"]
+    frame.loc[8, "credit_score"] = None  # missing is allowed: not counted
+    bad = work / "text_score.csv"
+    frame.to_csv(bad, index=False)
+    output = work / "text_score" / "s.parquet"
+    result = run_score(work, bad, output, model_dir["path"])
+    assert isinstance(result.exception, ContractError), repr(result.exception)
+    message = str(result.exception)
+    assert str(bad) in message and "column 'credit_score' must be numeric" in message
+    assert f"2 rows are not numbers: borrower {first} 'abc', borrower {second} '7OO'" in message, message
+    _assert_nothing_written(output)
+
+
 # ---- 3. row-level problems: those borrowers rejected, the rest scored -----------------------------
 
 def _row_of(frame: pd.DataFrame, borrower: int, mask=None) -> int:
