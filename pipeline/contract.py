@@ -107,6 +107,13 @@ def _prob(name: str, description: str) -> Col:
     return Col(name, "float64", "probability", description, min=0.0, max=1.0)
 
 
+def _standard_error(name: str, description: str) -> Col:
+    """A Monte-Carlo standard error of a probability. No upper bound: a replicate's estimate is
+    weighted by the likelihood ratio of the shortfall branches it took (``shortfall_shock``),
+    which over a six-cycle label can exceed 1, and so can the spread of the estimates."""
+    return Col(name, "float64", "probability", description, min=0.0)
+
+
 LENDER_TYPES = ("bank", "consumer_finance", "online_lender")
 LINE_STATUSES = ("active", "restricted", "frozen")
 LIMIT_EVENT_TYPES = ("initial", "increase", "restriction", "restoration")
@@ -228,8 +235,7 @@ TABLES: dict[str, Table] = {t.name: t for t in (
         _prob("p_true_credit", "Part of p_true whose first miss is credit deterioration"),
         _prob("p_true_liquidity", "Part of p_true whose first miss is liquidity"),
         _prob("p_true_technical", "Part of p_true whose first miss is technical"),
-        Col("p_true_se", "float64", "probability", "Monte-Carlo standard error of p_true",
-            min=0.0, max=0.5),
+        _standard_error("p_true_se", "Monte-Carlo standard error of p_true"),
         Col("trigger", "str", "category", "Trigger of the jump", allowed=TRIGGERS),
         _cny("increase_amount", "Size of the limit increase"),
         Col("score_at_jump", "float64", "points", "Credit score at the jump", min=300, max=950),
@@ -261,10 +267,9 @@ TABLES: dict[str, Table] = {t.name: t for t in (
         Col("granted", "int64", "flag", "1 on the extra row of the amount actually granted", min=0,
             max=1),
         _prob("p_miss", "Probability of the label at this amount, given what was known at the jump"),
-        Col("p_miss_se", "float64", "probability", "Monte-Carlo standard error of p_miss", min=0.0,
-            max=0.5),
-        Col("p_miss_change_se", "float64", "probability", "Monte-Carlo standard error of p_miss "
-            "minus p_miss with no increase (the amounts share their random numbers)", min=0.0, max=0.5),
+        _standard_error("p_miss_se", "Monte-Carlo standard error of p_miss"),
+        _standard_error("p_miss_change_se", "Monte-Carlo standard error of p_miss minus p_miss with no "
+                        "increase (the amounts share their random numbers)"),
         Col("balance_months", "float64", "CNY x months", "Expected balance on the line summed over "
             "the cycles from the jump to the last label due date", min=0.0, max=1e9),
         _cny("exposure_at_miss", "Expected balance at the first bad miss, 0 on paths without one"),

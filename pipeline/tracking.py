@@ -290,8 +290,12 @@ def model_signature(example: pd.DataFrame, output: np.ndarray) -> ModelSignature
     column declared double ("Can not safely convert int64 to float64"), and its scoring server
     cannot read CSV for columns declared of type any; with no input schema ``pyfunc.predict``,
     ``mlflow models predict`` and ``mlflow models serve`` accept the same rows alike. The model
-    checks its columns itself and names any that are missing; the input example lists them."""
-    return ModelSignature(inputs=None, outputs=infer_signature(example, output).outputs)
+    checks its columns itself and names any that are missing; the input example lists them.
+    MLflow's hint that integer columns cannot hold missing values is about the input schema we
+    drop, or an output id the model always fills: silenced, not to alarm whoever reads the log."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Hint: Inferred schema contains integer", UserWarning)
+        return ModelSignature(inputs=None, outputs=infer_signature(example, output).outputs)
 
 
 def pip_requirements() -> list[str]:

@@ -271,3 +271,14 @@ def test_the_true_probability_shows_a_batch_s_shared_luck():
     assert abs(table["truth_citl"][0]) < 0.01 and table["truth_ece"][0] < 0.015
     assert table["truth_citl"][1] == pytest.approx(0.5 * p_true[10_000:].mean(), abs=0.01)
     assert table["truth_ece"][1] >= table["truth_citl"][1]
+
+
+def test_the_summary_line_says_when_no_batch_comes_before_the_change():
+    """A six-cycle label makes every batch of the stream reach the change: no gap to print."""
+    from pipeline.cli.monitor import _summary
+
+    goals = {"first_affected_month": "2025-06", "first_alert_after_change": "2025-07",
+             "first_alert_rules": ["feature_csi"], "false_alarm_months_before_change": 0,
+             "max_auc_estimate_gap_before_change": None}
+    assert "before the change none (no batch before the change)" in _summary(goals, [])
+    assert "before the change 0.0123;" in _summary({**goals, "max_auc_estimate_gap_before_change": 0.01234}, [])

@@ -189,8 +189,11 @@ def _records(frame: pd.DataFrame) -> list[dict]:
 
 def _summary(goals: dict, candidates: list) -> str:
     applied = sum(c.applied for c in candidates)
+    gap = goals["max_auc_estimate_gap_before_change"]
+    # with a long label window every batch may reach the change: no month before it
+    gap = "none (no batch before the change)" if gap is None else f"{gap:.4f}"
     return (f"monitor: first batch touched by a change {goals['first_affected_month']}, first alert after "
             f"it {goals['first_alert_after_change']} ({', '.join(goals['first_alert_rules'])}), "
             f"{goals['false_alarm_months_before_change']} false-alarm months before; max |estimated - "
-            f"realised AUC| before the change {goals['max_auc_estimate_gap_before_change']:.4f}; "
+            f"realised AUC| before the change {gap}; "
             f"{len(candidates)} candidates fitted, {applied} applied (decisions in {MONITOR_DIR})")

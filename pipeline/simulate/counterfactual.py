@@ -57,6 +57,9 @@ def counterfactual(snapshot: State, granted: np.ndarray, world: World, seed: np.
             per_replicate = _replicate(base, amounts[a, rows], first_cycle, world, task_seed, replicates)
             for name, values in per_replicate.items():
                 out[name][a, rows] = values.mean(axis=0)
+            # a replicate is weighted by its shortfall branches' likelihood ratio, so a mean over
+            # few of them can pass 1 (as the ordinary truth's, which is clipped the same way)
+            out["p_miss"][a, rows] = np.clip(out["p_miss"][a, rows], 0.0, 1.0)
             p = per_replicate["p_miss"]
             p_none = p if p_none is None else p_none
             out["p_miss_se"][a, rows] = _standard_error(p)
