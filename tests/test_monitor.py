@@ -281,4 +281,5 @@ def test_the_summary_line_says_when_no_batch_comes_before_the_change():
              "first_alert_rules": ["feature_csi"], "false_alarm_months_before_change": 0,
              "max_auc_estimate_gap_before_change": None}
     assert "before the change none (no batch before the change)" in _summary(goals, [])
-    assert "before the change 0.0123;" in _summary({**goals, "max_auc_estimate_gap_before_change": 0.01234}, [])
+    measured = {**goals, "max_auc_estimate_gap_before_change": 0.01234}
+    assert "before the change 0.0123;" in _summary(measured, [])
