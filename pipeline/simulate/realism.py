@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import roc_auc_score
 
 from pipeline.config import CAUSES, LabelSettings
-from pipeline.metrics import logistic_calibration
+from pipeline.metrics import logistic_calibration, ranking
 
 SCORE_BANDS = [300, 600, 660, 740, 951]  # anchors quote FICO <=660 and >740
 DRAWN_BANDS = [0.0, 0.05, 0.15, 0.3, 0.6, np.inf]
@@ -101,7 +100,7 @@ def _truth_quality(truth: pd.DataFrame, replicates: int) -> dict:
     y, p = truth["label"].to_numpy(dtype=float), truth["p_true"].to_numpy()
     both = truth["label"].nunique() == 2
     intercept, slope = logistic_calibration(y, p) if both else (None, None)
-    return {"auc": float(roc_auc_score(y, p)) if both else None, "calibration_intercept": intercept,
+    return {"auc": ranking(y, p)["auc"] if both else None, "calibration_intercept": intercept,
             "calibration_slope": slope, "mean": float(p.mean()),
             "mean_standard_error": float(truth["p_true_se"].mean()), "replicates": replicates}
 
