@@ -123,7 +123,9 @@ PLATFORM_EVENT_TYPES = ("autodebit_authorised", "autodebit_revoked", "autodebit_
 PLATFORM_EVENT_DETAILS = ("onboarding", "user_action", "expired", "campaign_deadline",
                           "insufficient_funds", "mandate_invalid", "system_unavailable",
                           "reauthorisation_campaign")
-TECHNICAL_KINDS = ("mandate_known", "mandate_silent", "outage")
+# in the simulator's order of codes (pipeline.simulate.cycle.TECH_*): a forgotten payment is a
+# manual payer's, who could have paid and did not (a lender sees it as no debit attempt at all)
+TECHNICAL_KINDS = ("mandate_known", "mandate_silent", "outage", "forgotten")
 
 TABLES: dict[str, Table] = {t.name: t for t in (
     Table("borrowers", "One row per borrower: what the application recorded.", (

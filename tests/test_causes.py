@@ -133,3 +133,29 @@ def test_in_a_quiet_band_a_borrower_has_no_cause_and_no_action(fitted):
     assert out["leading_cause"].eq("none").all() and out["action"].eq("none").all()
     assert out[["p_credit", "p_liquidity", "p_technical"]].isna().all().all()
     assert out[[f"reason_{i}" for i in range(1, 5)]].isna().all().all()
+
+
+def test_the_cause_model_learns_from_the_validation_misses_too():
+    """Rounds and temperature come from the validation misses, and then the model is boosted on
+    both splits' misses: a signal only the validation cohorts carry (``x1``, all zero in training)
+    reaches the shares. Rows without a miss (code -1) are left out."""
+    rng = np.random.default_rng(8)
+
+    def split(n: int, x1_varies: bool) -> tuple[np.ndarray, np.ndarray]:
+        x0 = rng.integers(0, 2, n).astype(float)
+        x1 = rng.integers(0, 2, n).astype(float) if x1_varies else np.zeros(n)
+        code = np.where(x1 == 1, 2, x0.astype(int))  # technical wherever x1 is set
+        code = np.where(rng.random(n) < 0.1, rng.integers(0, 3, n), code)  # some noise
+        code = np.where(rng.random(n) < 0.5, -1, code)  # half the rows did not miss
+        return np.column_stack([x0, x1]), code
+
+    (x_train, c_train), (x_valid, c_valid) = split(4000, False), split(4000, True)
+    params = {"objective": "multiclass", "num_class": 3, "metric": "multi_logloss", "verbosity": -1,
+              "learning_rate": 0.1, "num_leaves": 4, "min_data_in_leaf": 20, "seed": 1,
+              "deterministic": True, "num_threads": 1}
+    booster, calibration = causes.fit_cause_model(x_train, c_train, x_valid, c_valid, params, ["x0", "x1"],
+                                                  [], 200, 10)
+    assert booster.num_trees() % 3 == 0 and booster.num_trees() <= 600
+    assert calibration["classes"] == list(CAUSES) and 0.2 <= calibration["temperature"] <= 5.0
+    share = causes.shares(booster, calibration, np.array([[0.0, 1.0], [0.0, 0.0]]))
+    assert share[0, 2] > share[1, 2] + 0.05  # trained on the training misses alone: equal

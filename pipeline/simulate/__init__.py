@@ -18,7 +18,7 @@ from pipeline.config import (
     SimulateSettings,
     label_horizon,
 )
-from pipeline.contract import RAW_TABLES, TABLES
+from pipeline.contract import RAW_TABLES, TABLES, TECHNICAL_KINDS
 from pipeline.simulate.calendar import day_number, to_datetime64
 from pipeline.simulate.counterfactual import FIELDS, counterfactual
 from pipeline.simulate.dynamics import World, advance, balance, cycle_start
@@ -33,8 +33,6 @@ __all__ = ["NO_COUNTERFACTUAL", "World", "build_world", "shard_bounds", "simulat
 # for simulations that only need the borrowers (incoming batches, the monitoring stream)
 NO_COUNTERFACTUAL = CounterfactualSettings(share=0.0, since="2000-01-01", replicates=1)
 CANDIDATE_OVERSAMPLE = (1.25, 1.6, 2.2, 3.0)  # candidates per borrower needed, tried in turn
-# a forgotten manual payment has no kind in the data contract yet: it is left empty
-TECHNICAL_KINDS = np.array(["mandate_known", "mandate_silent", "outage", None], dtype=object)
 
 
 def shard_bounds(settings: SimulateSettings) -> list[tuple[int, int]]:
@@ -183,8 +181,8 @@ def _ground_truth(s, truth: dict[str, np.ndarray], snap: dict[str, np.ndarray],
         "first_miss_cause": pd.array(cause, dtype="str"),
         "first_miss_due_date": np.where(has, to_datetime64(result["due"]), np.datetime64("NaT")),
         "first_miss_days_past_due": np.where(has, result["dpd"].astype(float), np.nan),
-        "technical_kind": pd.array(np.where(technical, TECHNICAL_KINDS[np.maximum(result["tech"], 0)],
-                                            None), dtype="str"),
+        "technical_kind": pd.array(np.where(technical, np.array(TECHNICAL_KINDS, dtype=object)[
+            np.maximum(result["tech"], 0)], None), dtype="str"),
         **{k: np.clip(v, 0.0, 1.0) for k, v in truth.items()},
         "trigger": pd.array(np.array(TRIGGERS, dtype=object)[s.trigger], dtype="str"),
         "increase_amount": s.increase,
