@@ -3,7 +3,8 @@
 No alias is moved for an experiment: ``dvc exp run`` registers and tags versions only. A plain
 ``dvc repro`` also points @challenger at its version (the candidate for ``limitjump promote``).
 @champion moves only through ``limitjump promote``. reports/gates.json depends only on what DVC
-tracks (the two models and the out-of-time split), never on the registry's state.
+tracks (the two models and the out-of-time split), never on the registry's state; models/
+registered.json, kept out of git, makes a fresh clone's ``dvc repro`` register in its own registry.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import typer
 from pipeline import io, model, registry, tracking
 from pipeline.cli import PARAMS, app, load
 from pipeline.cli.paths import GATES as REPORT
-from pipeline.cli.paths import MODELS
+from pipeline.cli.paths import MODELS, REGISTERED
 
 
 @app.command()
@@ -40,6 +41,9 @@ def register(params: Path = PARAMS) -> None:
     where = "experiment " + tracking.provenance()["dvc.exp_name"] if tracking.in_experiment() else None
     if where is None:
         tracking.set_alias(p.mlflow, "challenger", version.version, {})
+    # what was registered, not the version number: the same on every machine, so dvc.lock is too
+    io.write_json({"registered_model": p.mlflow.registered_model, "fingerprint": challenger["fingerprint"],
+                   "gates_passed": result["passed"]}, REGISTERED)
     gates = "passes its gates" if result["passed"] else f"fails {', '.join(result['failed'])}"
     typer.echo(f"registered version {version.version} ({gates}); "
                + (f"{where}: no alias moved" if where else "now @challenger; @champion moves only "
