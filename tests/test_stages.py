@@ -15,7 +15,12 @@ from tests.conftest import ROOT
 
 STAGES = {"check_params": "check", "simulate": "simulate", "features": "features", "split": "split",
           "tune": "tune", "train": "train", "register": "register", "evaluate": "evaluate",
-          "simulate_batch": "incoming", "score": "score", "simulate_stream": "stream", "monitor": "monitor"}
+          "simulate_batch": "incoming", "score": "score", "simulate_stream": "stream", "monitor": "monitor",
+          "decide": "decide"}
+# stages whose command writes to this machine's MLflow store, a side effect DVC does not see. Not
+# tune: its result is kept in git on purpose, so that a fresh clone reuses a search (40 trials)
+# instead of repeating it; its runs are the search's history on the machine that ran it.
+MLFLOW_STAGES = ("train", "register", "decide", "monitor", "evaluate")
 CLOSURE = """
 import importlib, pathlib, sys
 importlib.import_module("pipeline.cli.{module}")
@@ -54,3 +59,17 @@ def test_the_committed_lock_matches_the_code_and_params():
              for stage, changes in json.loads(done.stdout or "{}").items()}
     assert not {stage: paths for stage, paths in stale.items() if paths}, \
         "code or params changed since dvc.lock was written: run `dvc repro` and commit its outputs"
+
+
+@pytest.mark.parametrize("stage", MLFLOW_STAGES)
+def test_a_stage_that_writes_to_mlflow_runs_again_in_a_fresh_clone(stage):
+    """The MLflow store belongs to the machine, not to git. A stage that logs or registers needs an
+    output git does not hold (cached by DVC, or ignored): with every output in git, DVC finds a fresh
+    clone current and skips it, and that clone's registry stays empty (``limitjump promote`` then
+    finds nothing to promote)."""
+    spec = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"][stage]
+    outs = [(o, True) if isinstance(o, str) else (next(iter(o)), next(iter(o.values())).get("cache", True))
+            for o in spec.get("do", spec).get("outs", [])]
+    outside_git = [path for path, cached in outs
+                   if cached or subprocess.run(["git", "check-ignore", "-q", path], cwd=ROOT).returncode == 0]
+    assert outside_git, f"{stage}: every output is kept in git: {[path for path, _ in outs]}"
