@@ -13,8 +13,9 @@ INCOMING_DIR = Path("data/incoming")
 MODELS = Path("models")
 REPORTS = Path("reports")
 GATES = REPORTS / "gates.json"
-# register's mark that this machine's registry holds the model: not in git, so that a fresh clone
-# registers (reports/gates.json is in git, and alone would let DVC skip the registration)
+# register's mark that the registry holds the model: not in git, so that a fresh clone registers
+# (reports/gates.json is in git, and alone would let DVC skip the registration); in DVC's cache, so
+# that a team's clone pulls it with the models it registered on the shared server
 REGISTERED = MODELS / "registered.json"
 TUNE_BEST = REPORTS / "tune" / "best.json"  # the tune stage's, read by train@lightgbm
 STREAM_DIR = Path("data/stream")
