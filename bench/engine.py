@@ -1,6 +1,6 @@
 """Features and scoring on the local engine and on Dask, and what 100M borrowers would take.
 
-Usage: python bench/engine.py [--borrowers 1000000] [--project DIR] [--workers 2]
+Usage: python bench/engine.py [--borrowers 1000000] [--project DIR] [--workers 2] [--json FILE]
 In one run, on this machine: ``limitjump features`` and ``limitjump score`` (raw tables) with
 ``engine.kind: local`` and with ``engine.kind: dask`` (a LocalCluster of the same number of
 workers), their wall time and the peak memory of the largest single process (a worker); scoring
@@ -8,7 +8,8 @@ runs with ``score.explain: false`` (bench/score.py measures the cost of reasons)
 measured cost per bucket (core-seconds per shard of ``simulate.shard_size`` borrowers) it
 estimates the wall time of 100M borrowers on N workers. Then the speed-up of ``--workers`` over
 one worker on the local engine for ``simulate``, ``features`` and ``score`` (a features file:
-worker threads; raw tables: worker processes) (goal: at least 1.7x with 2 workers).
+worker threads; raw tables: worker processes) (goal: at least 1.7x with 2 workers). --json
+writes the figures the README quotes.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import yaml
-from measure import prepared, project_parser, run
+from measure import prepared, project_parser, run, write_json
 
 TARGET = 100_000_000
 SPEEDUP = {"simulate": ["limitjump", "simulate"], "features": ["limitjump", "features"],
@@ -68,6 +69,17 @@ def main() -> None:
         one, many = speedup[stage, 1], speedup[stage, args.workers]
         print(f"{stage:22}: 1 worker {one:6.1f} s, {args.workers} workers {many:6.1f} s, "
               f"speed-up {one / many:.2f}x (goal >= 1.7x)")
+    if args.json:
+        write_json(args.json, figures(args, results, speedup))
+
+
+def figures(args, results: dict, speedup: dict) -> dict:
+    engines = {f"{stage}, {kind}": {"seconds": m.wall, "largest_process_mb": m.peak_per_process,
+                                    "all_processes_mb": m.peak} for (kind, stage), m in results.items()}
+    speedups = {stage: {"one_worker_seconds": speedup[stage, 1],
+                        "workers_seconds": speedup[stage, args.workers],
+                        "speedup": speedup[stage, 1] / speedup[stage, args.workers]} for stage in SPEEDUP}
+    return {"borrowers": args.borrowers, "workers": args.workers, "engines": engines, "speedup": speedups}
 
 
 if __name__ == "__main__":

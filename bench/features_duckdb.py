@@ -32,11 +32,12 @@ ID_COLUMNS = ("borrower_id", "scoring_date", "jump_date")
 
 
 def duckdb_features(con_or_tables: duckdb.DuckDBPyConnection | dict[str, pd.DataFrame] | str | Path,
-                    observation_days: int, settings: FeatureSettings) -> pd.DataFrame:
+                    observation_days: int, settings: FeatureSettings, part: str = "*") -> pd.DataFrame:
     """Features of every borrower, one row per borrower sorted by id, in the column order of
     ``build_features``. ``con_or_tables`` is a dict of raw DataFrames, a directory of raw
-    Parquet tables (``<dir>/<table>/*.parquet``) or a connection that already has them."""
-    con = connect(con_or_tables)
+    Parquet tables (``<dir>/<table>/<part>.parquet``: every file, or one shard such as
+    ``part-00003``) or a connection that already has them."""
+    con = connect(con_or_tables, part)
     frame = con.sql(feature_sql(observation_days, settings)).df()
     missing = frame["jump_date"].isna()
     if missing.any():
@@ -48,9 +49,10 @@ def duckdb_features(con_or_tables: duckdb.DuckDBPyConnection | dict[str, pd.Data
     return pd.concat([frame[list(ID_COLUMNS)], features], axis=1)
 
 
-def connect(source: duckdb.DuckDBPyConnection | dict[str, pd.DataFrame] | str | Path
+def connect(source: duckdb.DuckDBPyConnection | dict[str, pd.DataFrame] | str | Path, part: str = "*"
             ) -> duckdb.DuckDBPyConnection:
-    """A connection on which every raw table is a view (DuckDB's default threads)."""
+    """A connection on which every raw table is a view (DuckDB's default threads); of a
+    directory, the files named ``part`` (the maintenance windows are shared by every shard)."""
     if isinstance(source, duckdb.DuckDBPyConnection):
         return source
     con = duckdb.connect()
@@ -59,7 +61,8 @@ def connect(source: duckdb.DuckDBPyConnection | dict[str, pd.DataFrame] | str | 
             con.register(name, source[name])
         return con
     for name in TABLES:
-        pattern = str(Path(source) / name / "*.parquet").replace("'", "''")
+        files = "*" if name == "maintenance_windows" else part
+        pattern = str(Path(source) / name / f"{files}.parquet").replace("'", "''")
         con.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet('{pattern}')")
     return con
 

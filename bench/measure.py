@@ -4,7 +4,9 @@ peak memory of its whole process tree (workers included)."""
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -40,6 +42,7 @@ def scratch_project(where: Path, overrides: dict) -> Path:
 @dataclass
 class Measured:
     wall: float  # seconds
+    cpu: float  # seconds of user + system time, whole process tree
     peak: float  # MB, whole process tree at its largest
     peak_per_process: float  # MB, the largest single process (a worker, say)
     output: str
@@ -50,6 +53,7 @@ def run(args: list[str], cwd: Path, env: dict | None = None) -> Measured:
     # a scratch project is no repository: its MLflow store is its own file
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "TQDM_DISABLE": "1",
            "MLFLOW_TRACKING_URI": f"sqlite:///{Path(cwd).resolve() / 'mlflow.db'}", **(env or {})}
+    cpu_before = _children_cpu()
     start = time.perf_counter()
     proc = subprocess.Popen(args, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     peak, peak_one = [0.0], [0.0]
@@ -71,7 +75,14 @@ def run(args: list[str], cwd: Path, env: dict | None = None) -> Measured:
     wall = time.perf_counter() - start
     if proc.returncode:
         raise RuntimeError(f"{' '.join(args)} failed:\n{out.decode()}")
-    return Measured(wall, peak[0], peak_one[0], out.decode())
+    return Measured(wall, _children_cpu() - cpu_before, peak[0], peak_one[0], out.decode())
+
+
+def _children_cpu() -> float:
+    """CPU seconds of every finished descendant: a worker's count once its parent waited for
+    it, so a run's tree is complete after the run."""
+    used = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return used.ru_utime + used.ru_stime
 
 
 STAGES = (["simulate"], ["features"], ["split"], ["train", "lightgbm"])
@@ -92,6 +103,12 @@ def prepare(where: Path | None, borrowers: int, upto: str, overrides: dict | Non
     return where
 
 
+def write_json(path: Path, figures: dict) -> None:
+    """A benchmark's figures, for the README (``tools/readme_figures.py`` reads them)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(figures, indent=1) + "\n")
+
+
 def clean(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
 
@@ -101,6 +118,7 @@ def project_parser(doc: str | None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--borrowers", type=int, default=1_000_000)
     parser.add_argument("--project", type=Path, help="reuse a prepared scratch project (kept after)")
+    parser.add_argument("--json", type=Path, help="write the figures the README quotes here")
     return parser
 
 

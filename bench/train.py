@@ -1,9 +1,16 @@
-"""The LightGBM train command against a bare ``lightgbm.train`` (goal: at most 1.3x).
+"""The LightGBM train command against bare ``lightgbm.train`` calls (goal: at most 1.3x).
 
-Usage: python bench/train.py [--borrowers 1000000] [--project DIR]
-In one run: the command ``limitjump train lightgbm`` (loading the splits, fitting, calibrating,
-saving and logging to MLflow), then, in this process, ``lightgbm.train`` with the same parameters
-and early stopping on the same matrices, already in memory. Prints both times and the ratio.
+Usage: python bench/train.py [--borrowers 1000000] [--project DIR] [--json FILE]
+In one run: the command ``limitjump train lightgbm`` (loading the splits, fitting the risk model
+and the cause model, calibrating, saving and logging to MLflow), then, in this process, on
+matrices already in memory and with the same parameters:
+  main       ``lightgbm.train`` of the risk model, early stopping on the validation split;
+  all fits   that, plus the boosting the command does for the cause model (3 classes on the
+             training misses, stopped on the validation misses, then boosted again for as many
+             rounds on both), i.e. every tree the command grows, bare.
+Prints the times and the command's ratio to each: the first is the goal as first stated (when
+the command trained the risk model alone); the second is the command's overhead over the same
+boosting.
 """
 
 from __future__ import annotations
@@ -12,38 +19,67 @@ import time
 from pathlib import Path
 
 import lightgbm as lgb
+import numpy as np
 import pandas as pd
-from measure import prepared, project_parser, run
+from measure import prepared, project_parser, run, write_json
 
-from pipeline import train
+from pipeline import causes, train
 from pipeline.config import load_params
 from pipeline.model import encode
 
+GOAL = 1.3
 
-def bare_seconds(project: Path) -> tuple[float, int]:
+
+def bare_seconds(project: Path) -> dict[str, float]:
+    """Seconds of each bare fit, and the risk model's trees."""
     settings = load_params(project / "params.yaml").train.lightgbm
     frames = {n: pd.read_parquet(project / "data" / "split" / f"{n}.parquet") for n in ("train", "valid")}
     columns = train.feature_columns(frames["train"])
     categorical = train.categorical_columns(frames["train"], columns)
     params = train.lightgbm_params(settings, columns, categorical, len(frames["train"]))
-    matrices = {n: encode(f, columns, {}) for n, f in frames.items()}
+    x = {n: encode(f, columns, {}) for n, f in frames.items()}
+    stop = [lgb.early_stopping(settings.early_stopping_rounds, verbose=False)]
+
     start = time.perf_counter()
-    dtrain = lgb.Dataset(matrices["train"], frames["train"]["label"], feature_name=columns,
+    dtrain = lgb.Dataset(x["train"], frames["train"]["label"], feature_name=columns,
                          categorical_feature=categorical)
-    dvalid = lgb.Dataset(matrices["valid"], frames["valid"]["label"], reference=dtrain)
-    booster = lgb.train(params, dtrain, settings.num_boost_round, valid_sets=[dvalid],
-                        callbacks=[lgb.early_stopping(settings.early_stopping_rounds, verbose=False)])
-    return time.perf_counter() - start, booster.best_iteration
+    dvalid = lgb.Dataset(x["valid"], frames["valid"]["label"], reference=dtrain)
+    booster = lgb.train(params, dtrain, settings.num_boost_round, valid_sets=[dvalid], callbacks=stop)
+    main = time.perf_counter() - start
+
+    codes = {n: causes.cause_codes(f[causes.MISS_CAUSE]) for n, f in frames.items()}
+    missed = {n: codes[n] >= 0 for n in codes}
+    cause_params = causes.cause_params(params)
+    start = time.perf_counter()
+    ctrain = lgb.Dataset(x["train"][missed["train"]], codes["train"][missed["train"]],
+                         feature_name=columns, categorical_feature=categorical)
+    cvalid = lgb.Dataset(x["valid"][missed["valid"]], codes["valid"][missed["valid"]], reference=ctrain)
+    stopped = lgb.train(cause_params, ctrain, settings.num_boost_round, valid_sets=[cvalid], callbacks=stop)
+    both = lgb.Dataset(np.vstack([x[n][missed[n]] for n in x]),
+                       np.concatenate([codes[n][missed[n]] for n in x]),
+                       feature_name=columns, categorical_feature=categorical)
+    lgb.train(cause_params, both, stopped.best_iteration or stopped.current_iteration())
+    cause = time.perf_counter() - start
+    return {"main_seconds": main, "cause_seconds": cause, "all_fits_seconds": main + cause,
+            "trees": booster.best_iteration}
 
 
 def main() -> None:
-    args = project_parser(__doc__).parse_args()
+    parser = project_parser(__doc__)
+    args = parser.parse_args()
     with prepared(args, upto="split") as project:
         command = run(["limitjump", "train", "lightgbm"], project)
-        bare, trees = bare_seconds(project)
+        bare = bare_seconds(project)
+    figures = {"borrowers": args.borrowers, "command_seconds": command.wall, "peak_mb": command.peak, **bare,
+               "ratio_to_main": command.wall / bare["main_seconds"],
+               "ratio_to_all_fits": command.wall / bare["all_fits_seconds"]}
     print(f"limitjump train lightgbm: {command.wall:7.1f} s (peak memory {command.peak:.0f} MB)")
-    print(f"bare lightgbm.train     : {bare:7.1f} s ({trees} trees, same params, early stopping)")
-    print(f"ratio command / bare    : {command.wall / bare:.2f}  (goal <= 1.3)")
+    print(f"bare risk model         : {bare['main_seconds']:7.1f} s ({bare['trees']} trees, early stopping)")
+    print(f"bare cause model        : {bare['cause_seconds']:7.1f} s (stopped, then boosted again)")
+    print(f"ratio command / risk model fit: {figures['ratio_to_main']:.2f}  (goal <= {GOAL})")
+    print(f"ratio command / all its fits  : {figures['ratio_to_all_fits']:.2f}  (goal <= {GOAL})")
+    if args.json:
+        write_json(args.json, figures)
 
 
 if __name__ == "__main__":

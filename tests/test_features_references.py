@@ -1,9 +1,11 @@
-"""The DuckDB implementation of the features (bench/features_duckdb.py) agrees with
-pipeline.features on every column: an independent check of the feature definitions."""
+"""The independent implementations of the features, DuckDB SQL (bench/features_duckdb.py) and
+polars (bench/features_polars.py), each agree with pipeline.features on every column: a check of
+the feature definitions from two other idioms. Every test runs once per implementation."""
 
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -19,15 +21,23 @@ ROOT = Path(__file__).resolve().parents[1]
 SETTINGS = make_params().features
 
 
-def _load_bench_module():
+def _load_bench_module(name: str):
     # bench/ is a folder of scripts, not a package: load the module from its path
-    spec = importlib.util.spec_from_file_location("features_duckdb", ROOT / "bench" / "features_duckdb.py")
+    spec = importlib.util.spec_from_file_location(name, ROOT / "bench" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
-duckdb_features = _load_bench_module().duckdb_features
+REFERENCES = {"duckdb": _load_bench_module("features_duckdb").duckdb_features,
+              "polars": _load_bench_module("features_polars").polars_features}
+Reference = Callable[..., pd.DataFrame]
+
+
+@pytest.fixture(params=list(REFERENCES))
+def reference(request) -> Reference:
+    """Each independent implementation in turn: (source, observation_days, settings) -> features."""
+    return REFERENCES[request.param]
 
 
 @pytest.fixture(scope="module")
@@ -50,23 +60,23 @@ def assert_same_features(ours: pd.DataFrame, theirs: pd.DataFrame) -> None:
                                    rtol=0, atol=1e-9, equal_nan=True, err_msg=name)
 
 
-def test_duckdb_agrees_on_simulated_borrowers(tables):
-    assert_same_features(build_features(tables, 30, SETTINGS), duckdb_features(tables, 30, SETTINGS))
+def test_reference_agrees_on_simulated_borrowers(tables, reference):
+    assert_same_features(build_features(tables, 30, SETTINGS), reference(tables, 30, SETTINGS))
 
 
-def test_duckdb_reads_parquet_directories(tables, tmp_path):
+def test_reference_reads_parquet_directories(tables, reference, tmp_path):
     few = {name: frame[frame["borrower_id"] < 200] if name != "maintenance_windows" else frame
            for name, frame in tables.items()}
     for name, frame in few.items():
         (tmp_path / name).mkdir()
         frame.to_parquet(tmp_path / name / "part-00000.parquet", index=False)
-    assert_same_features(build_features(few, 30, SETTINGS), duckdb_features(tmp_path, 30, SETTINGS))
+    assert_same_features(build_features(few, 30, SETTINGS), reference(tmp_path, 30, SETTINGS))
 
 
-def agree(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    """Both implementations on ``tables``; the pipeline's rows, indexed by borrower."""
+def agree(tables: dict[str, pd.DataFrame], reference: Reference) -> pd.DataFrame:
+    """The pipeline and ``reference`` on ``tables``; the pipeline's rows, indexed by borrower."""
     ours = build_features(tables, 30, SETTINGS)
-    assert_same_features(ours, duckdb_features(tables, 30, SETTINGS))
+    assert_same_features(ours, reference(tables, 30, SETTINGS))
     return ours.set_index("borrower_id")
 
 
@@ -105,7 +115,7 @@ def _window(wid: int, announced: str, day: str) -> dict:
                 start_time=f"{day} 01:00:00", end_time=f"{day} 05:00:00")
 
 
-def test_duckdb_agrees_on_edge_cases():
+def test_reference_agrees_on_edge_cases(reference):
     """Same-day platform events in the wrong file order, due dates on the 31st, due dates of
     zero, a loan ending exactly at the jump, a borrower with no rows at all and a maintenance
     window over several days."""
@@ -128,7 +138,7 @@ def test_duckdb_agrees_on_edge_cases():
     empty = handmade.borrower(3, old_limit=0.0, trigger="new_user")
     windows = [dict(window_id=0, window_kind="planned", announced_date="2025-01-01",
                     start_time="2025-02-27 22:00:00", end_time="2025-03-04 02:00:00")]
-    agree(handmade.tables(first, second, empty, maintenance_windows=windows))
+    agree(handmade.tables(first, second, empty, maintenance_windows=windows), reference)
 
 
 def _stranger(bid: int) -> dict[str, list[dict]]:
@@ -146,7 +156,7 @@ def _stranger(bid: int) -> dict[str, list[dict]]:
             "platform_events": [_event(bid, "2025-02-23", "debit_failed", "mandate_invalid")]}
 
 
-def test_latest_increase_by_date_and_rows_of_unknown_borrowers():
+def test_latest_increase_by_date_and_rows_of_unknown_borrowers(reference):
     """The jump is the latest increase by date though the file lists it first; rows of
     borrowers missing from ``borrowers`` (one between two known ids, one after the last) are
     ignored, increases included."""
@@ -161,7 +171,7 @@ def test_latest_increase_by_date_and_rows_of_unknown_borrowers():
     known = (first, third)
     strangers = [_stranger(2), _stranger(99)]
     extra = {name: [row for s in strangers for row in s[name]] for name in strangers[0]}
-    ours = agree(handmade.tables(*known, **extra))
+    ours = agree(handmade.tables(*known, **extra), reference)
     pd.testing.assert_frame_equal(ours, build_features(handmade.tables(*known), 30, SETTINGS)
                                   .set_index("borrower_id"))
     assert list(ours.index) == [1, 3]
@@ -170,7 +180,7 @@ def test_latest_increase_by_date_and_rows_of_unknown_borrowers():
     assert ours.loc[1, "large_drawdowns_since_jump"] == 1
 
 
-def test_due_dates_of_at_most_one_cny_are_paid_on_the_day():
+def test_due_dates_of_at_most_one_cny_are_paid_on_the_day(reference):
     """A due date asking for at most 1 CNY is paid on its own day even behind an unpaid one
     (first in, first out would leave it open) or before a later payment settles it; 1.01 CNY is
     not. The same holds in a batch without a single payment."""
@@ -183,18 +193,18 @@ def test_due_dates_of_at_most_one_cny_are_paid_on_the_day():
     paid_later = handmade.borrower(3, jump="2025-02-01")
     paid_later["installments"] = [_due(3, "2025-01-10", 0.5), _due(3, "2025-02-10", 300.0)]
     paid_later["repayments"] = [_paid(3, "2025-02-15", 300.5, "2025-02-10")]
-    ours = agree(handmade.tables(arrears, nothing, paid_later))
+    ours = agree(handmade.tables(arrears, nothing, paid_later), reference)
     # scoring is 2025-03-03: the 500 is 52 days late, the 1.01 six, the small ones not at all
     assert ours.loc[1, "due_dates_over_0_days_late"] == 2 and ours.loc[1, "days_past_due_now"] == 52
     assert ours.loc[2, "due_dates_over_0_days_late"] == 0 and ours.loc[2, "days_past_due_now"] == 0
     assert ours.loc[3, "max_days_late"] == 5 and ours.loc[3, "short_misses_cured_3d"] == 0
     for b in (arrears, nothing, paid_later):
         b.pop("repayments", None)
-    unpaid = agree(handmade.tables(arrears, nothing, paid_later))
+    unpaid = agree(handmade.tables(arrears, nothing, paid_later), reference)
     assert list(unpaid["due_dates_over_0_days_late"]) == [2, 0, 1]
 
 
-def test_next_due_dates_follow_the_statement_anchor():
+def test_next_due_dates_follow_the_statement_anchor(reference):
     """The next cycle starts the day after the last statement; the due offset is the last due
     date minus the day after the statement strictly before it; later cycles start whole months
     on, clamped to the month's end (31 Jan -> 28 Feb, or 29 Feb in a leap year)."""
@@ -224,11 +234,11 @@ def test_next_due_dates_follow_the_statement_anchor():
                _window(6, "2024-01-10", "2024-03-08"),  # leap, second cycle
                _window(7, "2024-01-10", "2024-03-07")]  # leap, with a 28 February
     ours = agree(handmade.tables(anchored, same_day, no_anchor, no_due, no_statement, leap,
-                                 maintenance_windows=windows))
+                                 maintenance_windows=windows), reference)
     assert list(ours["due_dates_in_announced_outage"]) == [1, 1, 0, 0, 0, 1]
 
 
-def test_installments_of_the_next_three_months():
+def test_installments_of_the_next_three_months(reference):
     """Drawdowns and outside loans add their installments not yet due (months elapsed counted
     in whole 30.44-day months), at most three each; the cash buffer divides the last wallet
     balance by their sum, floored at 100 CNY, and is missing without a statement."""
@@ -245,7 +255,7 @@ def test_installments_of_the_next_three_months():
     idle["statements"] = [_statement(2, "2025-02-28", wallet_balance=50.0)]
     silent = handmade.borrower(3, jump="2025-03-01")
     silent["drawdowns"] = [_draw(3, "2025-03-02", 3, 400.0)]
-    ours = agree(handmade.tables(b, idle, silent))
+    ours = agree(handmade.tables(b, idle, silent), reference)
     assert list(ours["installments_next_3_cycles"]) == [1720.0, 0.0, 1200.0]
     assert list(ours["outside_installments_next_3_cycles"]) == [750.0, 0.0, 0.0]
     np.testing.assert_allclose(ours["cash_buffer_over_installments"], [5000 / 2470, 0.5, np.nan])
