@@ -177,8 +177,8 @@ def part_index(path: Path) -> int:
     return int(path.name.removeprefix("part-").removesuffix(".parquet"))
 
 
-def read_part(directory: str | Path, index: int) -> pd.DataFrame:
-    return pd.read_parquet(Path(directory) / part_name(index))
+def read_part(directory: str | Path, index: int, columns: list[str] | None = None) -> pd.DataFrame:
+    return pd.read_parquet(Path(directory) / part_name(index), columns=columns)
 
 
 def parts(directory: str | Path) -> list[Path]:

@@ -168,6 +168,21 @@ def test_partitions_give_the_same_rows(small_sim, small_features):
     pd.testing.assert_frame_equal(together, small_features)
 
 
+def test_sparse_ids_give_the_same_rows(small_sim, small_features):
+    """Ids far apart take the binary search, a shard's dense ids the lookup table: same rows."""
+    spread = {name: frame.assign(borrower_id=frame["borrower_id"] * 1_000 + 7) if "borrower_id" in frame
+              else frame for name, frame in small_sim.items()}
+    out = build_features(spread, 30, SETTINGS)
+    assert (out["borrower_id"] == small_features["borrower_id"] * 1_000 + 7).all()
+    pd.testing.assert_frame_equal(out.drop(columns="borrower_id"), small_features.drop(columns="borrower_id"))
+
+
+def test_the_columns_read_are_all_the_features_need(small_sim, small_features):
+    pruned = {name: small_sim[name][list(columns)] for name, columns in features_module.COLUMNS_READ.items()}
+    pd.testing.assert_frame_equal(build_features(pruned, 30, SETTINGS), small_features)
+    assert set(features_module.COLUMNS_READ) == {*RAW_TABLES, "maintenance_windows"}
+
+
 def test_unsorted_input_gives_the_same_rows(small_sim, small_features):
     rng = np.random.default_rng(0)
     shuffled = {name: frame.sample(frac=1.0, random_state=rng) for name, frame in small_sim.items()}

@@ -12,14 +12,19 @@ from pipeline.cli.paths import FEATURES_DIR, RAW_DIR
 from pipeline.config import FeatureSettings
 from pipeline.contract import RAW_TABLES
 from pipeline.engine import map_shards
-from pipeline.features import build_features
+from pipeline.features import COLUMNS_READ, build_features
 from pipeline.sources import team_table
 
 
-def read_shard(raw: Path, index: int) -> dict:
-    """Every raw table of one shard, with the (shared) maintenance windows."""
-    tables = {name: io.read_part(raw / name, index) for name in RAW_TABLES}
-    tables["maintenance_windows"] = io.read_dataset(raw / "maintenance_windows")
+def read_shard(raw: Path, index: int, columns: dict[str, tuple[str, ...]] | None = None) -> dict:
+    """Every raw table of one shard, with the (shared) maintenance windows; of each table the
+    ``columns`` named (``COLUMNS_READ``: what the features read), or all of them."""
+    def wanted(name: str) -> list[str] | None:
+        return list(columns[name]) if columns else None
+
+    tables = {name: io.read_part(raw / name, index, wanted(name)) for name in RAW_TABLES}
+    windows = "maintenance_windows"
+    tables[windows] = io.read_dataset(raw / windows, wanted(windows))
     return tables
 
 
@@ -45,6 +50,6 @@ def features(params: Path = PARAMS) -> None:
 
 def write_shard(index: int, raw: Path, out: Path, observation_days: int,
                 settings: FeatureSettings) -> int:
-    frame = build_features(read_shard(raw, index), observation_days, settings)
+    frame = build_features(read_shard(raw, index, COLUMNS_READ), observation_days, settings)
     io.write_parquet(frame, out / io.part_name(index))
     return len(frame)
