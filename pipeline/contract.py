@@ -64,7 +64,10 @@ class Col:
         elif self.min is not None:
             out.append((f"greater_than_or_equal_to({self.min})", lambda v: v >= self.min))
         if self.allowed is not None:
-            out.append((f"isin({list(self.allowed)})", lambda v: np.isin(v, self.allowed)))
+            # by hashing, a Series or an array alike (np.isin would sort Python strings); an array
+            # back, so that the result is positional wherever it goes
+            out.append((f"isin({list(self.allowed)})",
+                        lambda v: pd.Series(v, copy=False).isin(self.allowed).to_numpy()))
         if self.whole:
             out.append(("whole_number", lambda v: np.floor(v) == v))
         return out
@@ -351,7 +354,7 @@ def row_violations(frame: pd.DataFrame, table: Table) -> pd.DataFrame:
     features batch by batch, where pandera's overhead per check would cost more than scoring."""
     found = [case for col in table.columns for case in _failing(col, _values(frame[col.name], col))]
     if table.key:
-        rows = np.flatnonzero(frame.duplicated(list(table.key), keep=False).to_numpy())
+        rows = _duplicated_keys(frame, list(table.key))
         found.append((rows, ", ".join(table.key), "multiple_fields_uniqueness",  # as pandera names it
                       frame[table.key[0]].to_numpy()[rows]))
     found = [case for case in found if case[0].size]
@@ -362,18 +365,53 @@ def row_violations(frame: pd.DataFrame, table: Table) -> pd.DataFrame:
         "value": pd.array([str(v) for *_, values in found for v in values], dtype="str")})
 
 
-def _values(column: pd.Series, col: Col) -> np.ndarray:
+def _duplicated_keys(frame: pd.DataFrame, key: list[str]) -> np.ndarray:
+    """Positions of the rows whose key another row shares. Rows already in strictly increasing
+    key order (as the simulator and most exports write them) have none, which one pass over the
+    key's columns shows; only other orders pay for pandas' hashing."""
+    undecided = np.ones(max(len(frame) - 1, 0), dtype=bool)  # neighbours equal on the key so far
+    for name in key:
+        pairs = np.flatnonzero(undecided)
+        if not pairs.size:
+            break
+        later, earlier = _neighbours(frame[name], pairs)
+        if pd.isna(later).any() or pd.isna(earlier).any() or (later < earlier).any():
+            return np.flatnonzero(frame.duplicated(key, keep=False).to_numpy())
+        undecided[pairs] = later == earlier
+    if not undecided.any():
+        return np.flatnonzero(undecided)
+    return np.flatnonzero(frame.duplicated(key, keep=False).to_numpy())
+
+
+def _neighbours(column: pd.Series, pairs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The values of rows ``pairs + 1`` and ``pairs``."""
+    if column.dtype.kind in "iufM":
+        values = column.to_numpy()
+        return values[pairs + 1], values[pairs]
+    return column.iloc[pairs + 1].to_numpy(), column.iloc[pairs].to_numpy()
+
+
+def _values(column: pd.Series, col: Col) -> np.ndarray | pd.Series:
+    """The values the rules test: floats as float64; text stays a Series, compared in its own
+    storage rather than as a Python string per row."""
+    if col.dtype == "str":
+        return column
     return column.to_numpy(dtype="float64") if col.dtype == "float64" else column.to_numpy()
 
 
-def _failing(col: Col, values: np.ndarray) -> list[tuple[np.ndarray, str, str, np.ndarray]]:
+def _failing(col: Col, values: np.ndarray | pd.Series) -> list[tuple[np.ndarray, str, str, np.ndarray]]:
     """(rows, column, check, values) of each check of ``col``."""
-    missing = pd.isna(values)
-    found = [] if col.nullable else [(np.flatnonzero(missing), col.name, "not_nullable", values[missing])]
+    missing = np.asarray(pd.isna(values))
+    found = [] if col.nullable else [(np.flatnonzero(missing), col.name, "not_nullable",
+                                      _at(values, missing))]
     for name, test in col.rules():
-        rows = np.flatnonzero(~test(values) & ~missing)
-        found.append((rows, col.name, name, values[rows]))
+        rows = np.flatnonzero(~np.asarray(test(values)) & ~missing)
+        found.append((rows, col.name, name, _at(values, rows)))
     return found
+
+
+def _at(values: np.ndarray | pd.Series, rows: np.ndarray) -> np.ndarray:
+    return values.iloc[rows].to_numpy() if isinstance(values, pd.Series) else values[rows]
 
 
 def validate(frame: pd.DataFrame, table: str, source: str) -> None:

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.contract import TABLES, ContractError, validate, violations
+from pipeline.contract import TABLES, ContractError, _duplicated_keys, validate, violations
 
 
 def borrowers(n: int = 5) -> pd.DataFrame:
@@ -69,3 +69,20 @@ def test_a_monte_carlo_standard_error_may_pass_one_half_but_not_go_below_zero():
     assert violations(frame, "counterfactual").empty
     frame.loc[0, "p_miss_se"] = -0.01
     assert violations(frame, "counterfactual")["column"].tolist() == ["p_miss_se"]
+
+
+@pytest.mark.parametrize(("ids", "days", "kinds", "expected"), [
+    ([1, 1, 2], [1, 2, 1], ["a", "a", "a"], []),  # sorted and unique: one pass decides
+    ([1, 1, 2], [1, 1, 1], ["a", "b", "a"], []),  # the text decides a tie of id and day
+    ([1, 1, 2], [1, 1, 1], ["b", "a", "a"], []),  # not in order: pandas' hashing decides
+    ([1, 1, 2], [1, 1, 1], ["a", "a", "a"], [0, 1]),  # in order, but equal
+    ([2, 1, 2], [1, 1, 1], ["a", "a", "a"], [0, 2]),  # equal, apart
+    ([1, 1, 2], [1, None, 1], ["a", "a", "a"], []),  # a missing day: hashing decides
+])
+def test_duplicated_keys_whatever_the_order(ids, days, kinds, expected):
+    frame = pd.DataFrame({"borrower_id": np.array(ids, dtype="int64"),
+                          "day": pd.to_datetime([None if d is None else f"2025-01-0{d}" for d in days]),
+                          "kind": pd.array(kinds, dtype="str")})
+    assert _duplicated_keys(frame, ["borrower_id", "day", "kind"]).tolist() == expected
+    assert (frame.duplicated(["borrower_id", "day", "kind"], keep=False).to_numpy().nonzero()[0].tolist()
+            == expected)

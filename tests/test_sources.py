@@ -30,7 +30,7 @@ import yaml
 from pipeline import io
 from pipeline.catalog import NEXT_DUE
 from pipeline.cli import main
-from pipeline.contract import RAW_TABLES, ContractError, features_table, row_violations, violations
+from pipeline.contract import RAW_TABLES, TABLES, ContractError, features_table, row_violations, violations
 from pipeline.features import build_features
 from pipeline.sources import output_paths, team_table
 from tests.conftest import build_model_dir, make_params, merge, raw_params, simulate_tables
@@ -523,8 +523,45 @@ def test_a_scheduler_that_is_none_exits_2_within_15_s_naming_it(address, feature
 
 # ---- 5. the features contract, read off the catalogue ------------------------------------------------------
 
+def _cases(found: pd.DataFrame) -> list[tuple]:
+    # pandera names the duplicated value as the column of a key failure, once per key column;
+    # both mean the key
+    column = found["column"].where(found["check"] != "multiple_fields_uniqueness", "key")
+    return sorted(set(zip(found["row"].astype("int64"), column, found["check"], strict=True)))
+
+
+def _planted(frame: pd.DataFrame, spec) -> pd.DataFrame:
+    """``frame``'s first rows with one bad value per column (missing where it may not be, out of
+    its range, outside its allowed values) and the first row again at the end (a key twice)."""
+    out = frame.head(len(spec.columns) * 3 + 1).reset_index(drop=True)
+    for i, col in enumerate(spec.columns):
+        for j, bad in enumerate((None, "low", "other")):
+            row, values = 3 * i + j + 1, out[col.name].copy()
+            if bad is None and not col.nullable and col.dtype != "int64":  # int64 holds no missing value
+                values.iloc[row] = {"str": None, "float64": np.nan}.get(col.dtype, pd.NaT)
+            elif bad == "low" and col.dtype == "datetime64[s]":
+                values.iloc[row] = pd.Timestamp("1900-01-01")
+            elif bad == "low" and col.min is not None:
+                values.iloc[row] = col.min - 1
+            elif bad == "other" and col.allowed is not None and col.dtype == "str":
+                values.iloc[row] = "not allowed"
+            out[col.name] = values.astype(out[col.name].dtype)
+    return pd.concat([out, out.head(1)], ignore_index=True)
+
+
+@pytest.mark.parametrize("name", [*RAW_TABLES, "maintenance_windows"])
+def test_raw_tables_checked_on_whole_columns_fail_as_with_pandera(small_sim, name):
+    """A conformed raw batch is checked on whole columns, a frame of other dtypes by pandera:
+    the same failures (row, column, check) on planted bad values of every kind."""
+    spec = TABLES[name]
+    frame = _planted(small_sim[name][list(spec.names)], spec)
+    by_numpy = row_violations(frame, spec)
+    assert len(by_numpy) >= 2  # at least a planted value and the key (or a missing value)
+    assert _cases(by_numpy) == _cases(violations(frame, name))
+
+
 def test_the_vectorised_check_finds_what_pandera_finds():
-    """Features batches are checked without pandera, raw tables with it: the same rules, the
+    """Features batches are checked on whole columns, not by pandera: the same rules, the
     same failures (row, column, check)."""
     table = features_table(["trigger", "age", "inquiries_3m", "wallet_balance", "dti_change", "team_x"])
     frame = pd.DataFrame({
@@ -540,12 +577,7 @@ def test_the_vectorised_check_finds_what_pandera_finds():
     by_pandera = violations(frame, table)
     by_numpy = row_violations(frame, table)
     assert len(by_numpy) > 15
-
-    def cases(found: pd.DataFrame) -> list[tuple]:
-        # pandera names the duplicated value as the column of a key failure; both mean the key
-        column = found["column"].where(found["check"] != "multiple_fields_uniqueness", "key")
-        return sorted(zip(found["row"].astype("int64"), column, found["check"], strict=True))
-    assert cases(by_numpy) == cases(by_pandera)
+    assert _cases(by_numpy) == _cases(by_pandera)
 
 
 def test_columns_the_catalogue_does_not_know_need_only_be_finite_or_missing():
