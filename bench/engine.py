@@ -1,6 +1,7 @@
 """Features and scoring on the local engine and on Dask, and what 100M borrowers would take.
 
 Usage: python bench/engine.py [--borrowers 1000000] [--project DIR] [--workers 2] [--json FILE]
+                              [--stages STAGE ...] [--skip-dask]
 In one run, on this machine: ``limitjump features`` and ``limitjump score`` (raw tables) with
 ``engine.kind: local`` and with ``engine.kind: dask`` (a LocalCluster of the same number of
 workers), their wall time and the peak memory of the largest single process (a worker); scoring
@@ -8,8 +9,9 @@ runs with ``score.explain: false`` (bench/score.py measures the cost of reasons)
 measured cost per bucket (core-seconds per shard of ``simulate.shard_size`` borrowers) it
 estimates the wall time of 100M borrowers on N workers. Then the speed-up of ``--workers`` over
 one worker on the local engine for ``simulate``, ``features`` and ``score`` (a features file:
-worker threads; raw tables: worker processes) (goal: at least 1.7x with 2 workers). --json
-writes the figures the README quotes.
+worker threads; raw tables: worker processes) (goal: at least 1.7x with 2 workers). --stages
+limits the speed-ups to some of them, --skip-dask leaves the Dask comparison out; --json writes
+the figures the README quotes.
 """
 
 from __future__ import annotations
@@ -38,26 +40,29 @@ def set_engine(project: Path, kind: str, workers: int) -> int:
 def main() -> None:
     parser = project_parser(__doc__)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--stages", nargs="+", choices=list(SPEEDUP), default=list(SPEEDUP), metavar="STAGE")
+    parser.add_argument("--skip-dask", action="store_true")
     args = parser.parse_args()
     results = {}
     with prepared(args, upto="train") as project:
-        for kind in ("local", "dask"):
+        shard_size = set_engine(project, "local", args.workers)
+        for kind in () if args.skip_dask else ("local", "dask"):
             shard_size = set_engine(project, kind, args.workers)
             results[kind, "features"] = run(["limitjump", "features"], project)
             results[kind, "score"] = run(["limitjump", "score", "--input", "data/raw", "--output",
                                           f"out/{kind}.parquet", "--model", "models/lightgbm"], project)
         speedup = {}
-        for stage, command in SPEEDUP.items():
+        for stage in args.stages:
             for n in (1, args.workers):
                 set_engine(project, "local", n)
-                speedup[stage, n] = run(command, project).wall
+                speedup[stage, n] = run(SPEEDUP[stage], project).wall
         set_engine(project, "local", args.workers)
     buckets = -(-args.borrowers // shard_size)
     print(f"{args.borrowers:,} borrowers in {buckets} buckets of {shard_size:,}, {args.workers} workers")
     for (kind, stage), m in results.items():
         print(f"{stage:8} {kind:5}: {m.wall:7.1f} s   largest process {m.peak_per_process:6.0f} MB   "
               f"all processes {m.peak:6.0f} MB")
-    for stage in ("features", "score"):
+    for stage in () if args.skip_dask else ("features", "score"):
         ratio = results["dask", stage].wall / results["local", stage].wall
         per_bucket = results["dask", stage].wall * args.workers / buckets
         print(f"{stage}: dask / local {ratio:.2f}; {per_bucket:.2f} core-seconds per bucket")
@@ -65,7 +70,7 @@ def main() -> None:
         for n in (8, 32, 128):
             print(f"  estimate for {TARGET:,} borrowers on {n:3} workers: "
                   f"{target_buckets * per_bucket / n / 60:6.1f} min")
-    for stage in SPEEDUP:
+    for stage in args.stages:
         one, many = speedup[stage, 1], speedup[stage, args.workers]
         print(f"{stage:22}: 1 worker {one:6.1f} s, {args.workers} workers {many:6.1f} s, "
               f"speed-up {one / many:.2f}x (goal >= 1.7x)")
@@ -78,7 +83,7 @@ def figures(args, results: dict, speedup: dict) -> dict:
                                     "all_processes_mb": m.peak} for (kind, stage), m in results.items()}
     speedups = {stage: {"one_worker_seconds": speedup[stage, 1],
                         "workers_seconds": speedup[stage, args.workers],
-                        "speedup": speedup[stage, 1] / speedup[stage, args.workers]} for stage in SPEEDUP}
+                        "speedup": speedup[stage, 1] / speedup[stage, args.workers]} for stage in args.stages}
     return {"borrowers": args.borrowers, "workers": args.workers, "engines": engines, "speedup": speedups}
 
 

@@ -2,9 +2,9 @@
 every catalogued feature, each run shard by shard and checked against ours in the same run
 (goal: ours no slower than the fastest reference, at no more peak memory).
 
-Usage: python bench/features.py [--sizes 300000 1000000] [--data DIR] [--json FILE]
+Usage: python bench/features.py [--sizes 300000 1000000] [--data DIR ...] [--json FILE]
 For each size, simulates that many borrowers in a scratch project (the repository's params.yaml
-with simulate.n_borrowers and engine.workers: 2), or uses the raw directory of --data. Then runs,
+with simulate.n_borrowers and engine.workers: 2), or uses the raw directories of --data. Then runs,
 each as its own process tree so that times and memories do not mix, the same work: read every
 raw shard, compute the features, write them to Parquet:
   ours    the command itself, `limitjump features` (2 worker processes, as users run it);
@@ -39,15 +39,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[300_000, 1_000_000])
-    parser.add_argument("--data", type=Path, help="an existing raw directory (data/raw of a project)")
+    parser.add_argument("--data", type=Path, nargs="+", help="raw directories (data/raw of projects)")
     parser.add_argument("--json", type=Path, help="write the figures here")
     parser.add_argument("--child", choices=REFERENCES, help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        child(args.child, args.data, args.out)
+        child(args.child, args.data[0], args.out)
         return
-    sources = [(None, args.data.resolve())] if args.data else [(n, None) for n in args.sizes]
+    sources = [(None, d.resolve()) for d in args.data] if args.data else [(n, None) for n in args.sizes]
     results = [bench(n, raw) for n, raw in sources]
     if args.json:
         write_json(args.json, {"workers": WORKERS, "atol": ATOL, "sizes": results})

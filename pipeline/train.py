@@ -20,7 +20,7 @@ from pipeline.catalog import BY_NAME, monotone_constraints
 from pipeline.causes import MISS_CAUSE
 from pipeline.config import LightGBMSettings, ScorecardSettings
 from pipeline.lgbm import lgb
-from pipeline.model import CalibratedLightGBM, encode
+from pipeline.model import CalibratedLightGBM, calibrate, encode
 
 LABEL = "label"
 
@@ -115,11 +115,19 @@ def fit_calibrated_lightgbm(train: pd.DataFrame, valid: pd.DataFrame, columns: l
                             categorical: list[str], categories: dict[str, list],
                             settings: LightGBMSettings) -> CalibratedLightGBM:
     """The booster (stopped on validation) and its calibration (fitted on validation)."""
+    return calibrated_on_validation(train, valid, columns, categorical, categories, settings)[0]
+
+
+def calibrated_on_validation(train: pd.DataFrame, valid: pd.DataFrame, columns: list[str],
+                             categorical: list[str], categories: dict[str, list],
+                             settings: LightGBMSettings) -> tuple[CalibratedLightGBM, np.ndarray]:
+    """``fit_calibrated_lightgbm``, and its calibrated probabilities on the validation rows (the
+    prediction the calibration needed, not made twice)."""
     booster = fit_lightgbm(train, valid, columns, categorical, categories, settings)
     raw = CalibratedLightGBM(booster, None, categories).raw(valid)
     calibration = fit_calibration(raw, valid[LABEL].to_numpy(), settings.calibration,
                                   settings.isotonic_min_misses)
-    return CalibratedLightGBM(booster, calibration, categories)
+    return CalibratedLightGBM(booster, calibration, categories), calibrate(raw, calibration)
 
 
 def direction_check(frame: pd.DataFrame, columns: list[str], bins: int = 10,
@@ -138,7 +146,8 @@ def direction_check(frame: pd.DataFrame, columns: list[str], bins: int = 10,
         known = frame[[name, LABEL]].dropna()
         direction = constraints[name]
         binned = _binned_trend(known[name], known[LABEL], bins)
-        rank = known[name].rank().corr(known[LABEL].astype(float)) if known[name].nunique() > 1 else 0.0
+        varies = known[name].min() < known[name].max()  # a constant has no rank correlation
+        rank = known[name].rank().corr(known[LABEL].astype(float)) if varies else 0.0
         z = direction * float(np.nan_to_num(rank)) * math.sqrt(max(len(known) - 1, 0))
         rows.append({"feature": name, "direction": direction, "rows": len(known),
                      "binned_trend": binned, "rank_correlation": float(np.nan_to_num(rank)), "z": z,

@@ -94,10 +94,9 @@ def fit_and_save_lightgbm(splits: dict, columns: list[str], categorical: list[st
     and the reference drift is measured against (feature importance and bins). Returns the model
     and its calibrated probabilities on the validation split."""
     categories = train.learn_categories(splits["train"], columns)
-    fitted = train.fit_calibrated_lightgbm(splits["train"], splits["valid"], columns, categorical,
-                                           categories, s)
+    fitted, valid_scores = train.calibrated_on_validation(splits["train"], splits["valid"], columns,
+                                                          categorical, categories, s)
     booster, calibration = fitted.booster, fitted.calibration
-    valid_scores = fitted.predict(splits["valid"])
     booster.save_model(str(out / model.BOOSTER_FILE))
     io.write_json(calibration, out / model.CALIBRATION_FILE)
     io.write_json(categories, out / model.CATEGORIES_FILE)
