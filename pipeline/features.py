@@ -83,7 +83,8 @@ class Spine:
     def slot(self, borrower_id: pd.Series | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Each row's borrower slot, and whether the borrower is one of ours at all."""
         ids = np.asarray(borrower_id)
-        if self.n and ids.dtype.kind in "iu" and self.ids[-1] - self.ids[0] < DENSE_IDS * self.n:
+        signed = ids.dtype.kind == self.ids.dtype.kind == "i"  # differences stay integers
+        if self.n and signed and self.ids[-1] - self.ids[0] < DENSE_IDS * self.n:
             return self._dense_slot(ids)
         slot = np.minimum(np.searchsorted(self.ids, ids), max(self.n - 1, 0))
         return slot, (self.ids[slot] == ids) if self.n else np.zeros(ids.size, dtype=bool)

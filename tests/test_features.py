@@ -177,6 +177,15 @@ def test_sparse_ids_give_the_same_rows(small_sim, small_features):
     pd.testing.assert_frame_equal(out.drop(columns="borrower_id"), small_features.drop(columns="borrower_id"))
 
 
+@pytest.mark.parametrize("dtype", ["int32", "uint64"])
+def test_ids_of_other_integer_types_give_the_same_rows(small_sim, small_features, dtype):
+    other = {name: frame.astype({"borrower_id": dtype}) if "borrower_id" in frame else frame
+             for name, frame in small_sim.items()}
+    out = build_features(other, 30, SETTINGS)
+    pd.testing.assert_frame_equal(out.drop(columns="borrower_id"), small_features.drop(columns="borrower_id"))
+    assert (out["borrower_id"].to_numpy() == small_features["borrower_id"].to_numpy()).all()
+
+
 def test_the_columns_read_are_all_the_features_need(small_sim, small_features):
     pruned = {name: small_sim[name][list(columns)] for name, columns in features_module.COLUMNS_READ.items()}
     pd.testing.assert_frame_equal(build_features(pruned, 30, SETTINGS), small_features)
