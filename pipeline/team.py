@@ -352,14 +352,41 @@ def _tail(path: Path, chars: int = 4000) -> str:
         return ""
 
 
-def stop_tree(pid: int, sig: int = signal.SIGTERM, create_time: float | None = None,
+def started(p: psutil.Process) -> float:
+    """When ``p`` started, as the mark that tells it from a later process given the same id.
+
+    On Linux, the seconds from boot to its start, read from ``/proc``: no clock adjustment moves
+    them. psutil's ``create_time`` adds the boot time the kernel reports now, which on a virtual
+    machine moved by a second between the command that started a server and the one that stopped
+    it, so the server looked like another process and was left running."""
+    try:
+        raw = Path(f"/proc/{p.pid}/stat").read_bytes()
+    except FileNotFoundError:
+        if sys.platform.startswith("linux"):
+            raise psutil.NoSuchProcess(p.pid) from None
+        return p.create_time()
+    return int(raw[raw.rindex(b")") + 2:].split()[19]) / os.sysconf("SC_CLK_TCK")
+
+
+def _same_process(p: psutil.Process, entry: dict) -> bool:
+    if "started" in entry:
+        return abs(started(p) - entry["started"]) < 1e-6
+    # server.json written before "started": the wall-clock start, allowing for the drift above
+    return abs(p.create_time() - entry["create_time"]) <= 2
+
+
+def _identity(p: psutil.Process) -> dict:
+    return {"pid": p.pid, "started": started(p)}
+
+
+def stop_tree(pid: int, sig: int = signal.SIGTERM, identity: dict | None = None,
               timeout: float = STOP_TIMEOUT) -> bool:
     """Stop a process and every descendant: ``sig`` first, SIGKILL after ``timeout``. A process
-    whose start time differs from ``create_time`` is another one that reused the id: left alone.
-    Return whether anything was running."""
+    whose start differs from ``identity`` (as in ``server.json``) is another one that reused the
+    id: left alone. Return whether anything was running."""
     try:
         root = psutil.Process(pid)
-        if create_time is not None and abs(root.create_time() - create_time) > 0.01:
+        if identity is not None and not _same_process(root, identity):
             return False
         procs = [root, *root.children(recursive=True)]
     except psutil.NoSuchProcess:
@@ -384,7 +411,7 @@ def _running(entry: dict | None) -> bool:
         return False
     try:
         p = psutil.Process(entry["pid"])
-        return abs(p.create_time() - entry["create_time"]) <= 0.01 and p.status() != psutil.STATUS_ZOMBIE
+        return _same_process(p, entry) and p.status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return False
 
@@ -456,7 +483,7 @@ def start(data_dir: Path, host: str = HOST, port: int = MLFLOW_PORT, pg_port: in
     state = {"data_dir": str(layout.root), "host": host, "port": port, "pg_port": pg_port,
              "url": f"http://{HOST if host in ('0.0.0.0', '::') else host}:{port}",
              "backend_store_uri": database_uri(pg_port, TRACKING_DB),
-             "postgres": {"pid": pg.pid, "create_time": pg.create_time()}}
+             "postgres": _identity(pg)}
     _write_state(layout, state)
     try:
         create_databases(layout, pg_port)
@@ -473,7 +500,7 @@ def start(data_dir: Path, host: str = HOST, port: int = MLFLOW_PORT, pg_port: in
             argv = mlflow_argv(_mlflow_bin(), layout, pg_port, host, port, workers, allowed_hosts)
             proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                     env=env, cwd=layout.root, start_new_session=True)
-        state["mlflow"] = {"pid": proc.pid, "create_time": psutil.Process(proc.pid).create_time()}
+        state["mlflow"] = _identity(psutil.Process(proc.pid))
         _write_state(layout, state)
         wait_healthy(state["url"], proc, layout.mlflow_log)
     except BaseException:
@@ -490,7 +517,7 @@ def stop(data_dir: Path) -> dict:
     stopped = {}
     for name, sig in (("mlflow", signal.SIGTERM), ("postgres", signal.SIGINT)):
         entry = state.get(name)
-        stopped[name] = bool(entry) and stop_tree(entry["pid"], sig, entry["create_time"])
+        stopped[name] = bool(entry) and stop_tree(entry["pid"], sig, entry)
     if layout.state.exists():
         _write_state(layout, {k: v for k, v in state.items() if k not in ("postgres", "mlflow")})
     return stopped
@@ -530,7 +557,7 @@ def upgrade(data_dir: Path, pg_port: int = PG_PORT) -> list[str]:
         return ran
     finally:
         if ours is not None:
-            stop_tree(ours.pid, signal.SIGINT, ours.create_time())
+            stop_tree(ours.pid, signal.SIGINT, _identity(ours))
 
 
 def backup(data_dir: Path, output_dir: Path) -> list[Path]:

@@ -75,6 +75,22 @@ def test_upgrade_migrates_both_databases_without_a_password_on_the_command_line(
     assert auth[-1] == "postgresql+psycopg2://mlflow@127.0.0.1:5433/mlflow_auth"
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the boot time psutil reads is Linux's")
+def test_a_running_server_is_recognised_when_the_reported_boot_time_moves(monkeypatch):
+    """The CI failure: the boot time the kernel reports moved by a second between ``server start``
+    and ``server stop``, psutil's create_time moved with it, and the server seemed gone."""
+    me = psutil.Process()
+    entry = team._identity(me)
+    legacy = {"pid": me.pid, "create_time": me.create_time()}  # server.json before "started"
+    boot = psutil.boot_time()
+    monkeypatch.setattr(psutil._pslinux, "boot_time", lambda: boot + 1.0)
+    moved = psutil.Process()
+    assert moved.create_time() != pytest.approx(legacy["create_time"], abs=0.5)
+    assert team.started(moved) == entry["started"]
+    assert team._running(entry) and team._running(legacy)
+    assert not team._running({**entry, "started": entry["started"] - 1.0})
+
+
 def test_stop_tree_ends_a_process_and_its_children_and_spares_a_reused_id():
     parent = subprocess.Popen(["sh", "-c", "sleep 120 & sleep 120 & wait"], start_new_session=True)
     try:
@@ -83,10 +99,11 @@ def test_stop_tree_ends_a_process_and_its_children_and_spares_a_reused_id():
             assert time.monotonic() < deadline
             time.sleep(0.05)
         tree = [psutil.Process(parent.pid), *psutil.Process(parent.pid).children(recursive=True)]
-        created = tree[0].create_time()
-        assert not team.stop_tree(parent.pid, create_time=created + 5)  # another process's id: untouched
+        identity = {"pid": parent.pid, "started": team.started(tree[0])}
+        other = {**identity, "started": identity["started"] + 0.5}  # another process given the id
+        assert not team.stop_tree(parent.pid, identity=other)
         assert all(p.is_running() for p in tree)
-        assert team.stop_tree(parent.pid, create_time=created, timeout=5)
+        assert team.stop_tree(parent.pid, identity=identity, timeout=5)
         parent.wait(timeout=10)
         assert not [p for p in tree if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
     finally:
