@@ -12,13 +12,15 @@ training what matured before validation's first scoring date; rows in the gaps a
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pandas as pd
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.dates import DateFormatter, MonthLocator
-from matplotlib.figure import Figure
 
 from pipeline.config import LabelSettings
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 SPLITS = ("train", "valid", "test")
 EMBARGOED = "embargo"
@@ -87,6 +89,12 @@ def _day(value: pd.Timestamp) -> str:
 def timeline_figure(report: dict[str, dict]) -> Figure:
     """Per split, the span of scoring dates (solid) and of label maturity (hatched): the
     embargo shows as no hatched bar of one split reaching past the start of the next one."""
+    # matplotlib takes about a second to import: the stages and workers that only use
+    # label_matures (stream, monitor) do not pay for it
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.dates import DateFormatter, MonthLocator
+    from matplotlib.figure import Figure
+
     fig = Figure(figsize=(8, 2.6), layout="constrained")
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()

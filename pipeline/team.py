@@ -490,7 +490,9 @@ def start(data_dir: Path, host: str = HOST, port: int = MLFLOW_PORT, pg_port: in
         layout.auth_ini.write_text(auth_ini_text(database_uri(pg_port, AUTH_DB), default_permission))
         if not layout.secret_key.exists():
             _write_secret(layout.secret_key, secrets.token_urlsafe(32))
-        env = {"MLFLOW_FLASK_SERVER_SECRET_KEY": layout.secret_key.read_text().strip(), **os.environ,
+        # the server sends no usage events to mlflow.org (pipeline.cli says why), unless told to
+        env = {"MLFLOW_FLASK_SERVER_SECRET_KEY": layout.secret_key.read_text().strip(),
+               "MLFLOW_DISABLE_TELEMETRY": "true", **os.environ,
                "PGPASSFILE": str(layout.pgpass), "MLFLOW_AUTH_CONFIG_PATH": str(layout.auth_ini),
                "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
         for name in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "MLFLOW_TRACKING_USERNAME",

@@ -8,12 +8,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-from optbinning import BinningProcess
-from sklearn.isotonic import IsotonicRegression
-from sklearn.linear_model import LogisticRegression
 
 from pipeline import metrics
 from pipeline.catalog import BY_NAME, monotone_constraints
@@ -21,6 +19,10 @@ from pipeline.causes import MISS_CAUSE
 from pipeline.config import LightGBMSettings, ScorecardSettings
 from pipeline.lgbm import lgb
 from pipeline.model import CalibratedLightGBM, calibrate, encode
+
+if TYPE_CHECKING:
+    from optbinning import BinningProcess
+    from sklearn.linear_model import LogisticRegression
 
 LABEL = "label"
 
@@ -182,6 +184,8 @@ def fit_calibration(raw: np.ndarray, y: np.ndarray, method: str, isotonic_min_mi
     """Map raw probabilities to calibrated ones, fitted on held-out (validation) rows."""
     method = calibration_method(method, y, isotonic_min_misses)
     if method == "isotonic":
+        from sklearn.isotonic import IsotonicRegression  # 1-2 s to import: only when it is used
+
         # bounded away from 0 and 1: a validation bin without misses must not promise certainty
         iso = IsotonicRegression(y_min=1e-4, y_max=1 - 1e-4, out_of_bounds="clip").fit(raw, y)
         return {"method": "isotonic", "x": iso.X_thresholds_.tolist(), "y": iso.y_thresholds_.tolist()}
@@ -203,6 +207,11 @@ def fit_scorecard(train: pd.DataFrame, columns: list[str], categorical: list[str
     """The credit industry's scorecard as a JSON-able dict: optimal monotone bins with WoE,
     characteristics kept by information value, a correlation filter, a logistic regression on
     WoE whose coefficients must all carry the expected sign, and points scaled by PDO."""
+    # imported here: optbinning takes 2-4 s to import, and only this fit needs it (a fitted card
+    # is a dict), so the LightGBM stages, scoring and the workers never pay for it
+    from optbinning import BinningProcess
+    from sklearn.linear_model import LogisticRegression
+
     X, y = train[columns], train[LABEL].to_numpy()
     process = BinningProcess(columns, categorical_variables=categorical,
                              selection_criteria={"iv": {"min": settings.min_iv}},

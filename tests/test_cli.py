@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import importlib
+import os
 import subprocess
 import sys
 
@@ -58,3 +59,29 @@ def test_the_score_command_imports_no_mlflow_scikit_learn_or_matplotlib():
             "print(*sorted({m.split('.')[0] for m in sys.modules} & {'mlflow', 'sklearn', 'matplotlib'}))")
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert done.stdout.strip() == ""
+
+
+def test_the_lightgbm_and_workers_stages_import_no_optbinning_or_matplotlib():
+    """optbinning (2-4 s) is for the scorecard's fit alone, matplotlib for the stages that draw."""
+    code = ("import sys, pipeline.cli.tune, pipeline.cli.train, pipeline.cli.stream, pipeline.cli.features\n"
+            "print(*sorted({m.split('.')[0] for m in sys.modules} & {'optbinning', 'matplotlib'}))")
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == ""
+
+
+def test_a_command_sends_mlflow_no_telemetry_outside_ci():
+    """MLflow stays quiet by itself only when it sees pytest or a CI: this child sees neither."""
+    code = ("import pipeline.cli\nfrom mlflow.telemetry.utils import is_telemetry_disabled\n"
+            "print(is_telemetry_disabled())")
+    from mlflow.telemetry.utils import _is_ci_env_or_testing
+
+    ci = set().union(*(c for c in _is_ci_env_or_testing.__code__.co_consts if isinstance(c, frozenset)))
+    assert "CI" in ci and "PYTEST_CURRENT_TEST" in ci  # the variables MLflow takes for a CI or a test
+    quiet = {k: v for k, v in os.environ.items()
+             if k not in ci | {"MLFLOW_DISABLE_TELEMETRY", "DO_NOT_TRACK"}}
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True,
+                          env=quiet)
+    assert done.stdout.strip() == "True"
+    control = subprocess.run([sys.executable, "-c", code.replace("import pipeline.cli\n", "")], cwd=ROOT,
+                             capture_output=True, text=True, check=True, env=quiet)
+    assert control.stdout.strip() == "False"  # the test can fail: without our setting MLflow would send

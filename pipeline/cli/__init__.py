@@ -17,6 +17,11 @@ import typer
 from pipeline.config import ConfigError, Params, load_params, project_dir
 from pipeline.errors import InputError, UsageError
 
+# MLflow 3 sends usage events to mlflow.org unless told not to (it stays quiet only when it sees a
+# CI or pytest run): a command calls nothing outside the machine and the team's own server.
+# Before any command imports MLflow; a user who wants telemetry sets the variable to false.
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
 # exit codes: 0 done; 1 bad data (a file, a table, a row the run cannot use); 2 a command that
 # cannot run as given (options, params, paths, the cluster's address), as click's own usage errors
 DATA_ERROR, USAGE_ERROR = 1, 2
