@@ -10,6 +10,8 @@ loop over borrowers.
 
 from __future__ import annotations
 
+from functools import cached_property
+
 import numpy as np
 import pandas as pd
 
@@ -92,11 +94,17 @@ class Spine:
     def _dense_slot(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``slot`` through a table indexed by id: one gather per row instead of a binary search,
         for ids that fill their range densely (a shard's, typically)."""
-        low = self.ids[0]
-        table = np.full(int(self.ids[-1] - low) + 2, -1, dtype=np.int64)  # the last entry: out of range
-        table[self.ids - low] = np.arange(self.n)
-        slot = table[np.clip(ids - low, -1, table.size - 1)]
+        table = self._slot_table
+        slot = table[np.clip(ids - self.ids[0], -1, table.size - 1)]
         return np.maximum(slot, 0), slot >= 0
+
+    @cached_property
+    def _slot_table(self) -> np.ndarray:
+        """Slot by id minus the lowest id, -1 for an id not ours; built once per spine, as every
+        table of the shard is looked up in it. The last entry stands for any id out of range."""
+        table = np.full(int(self.ids[-1] - self.ids[0]) + 2, -1, dtype=np.int64)
+        table[self.ids - self.ids[0]] = np.arange(self.n)
+        return table
 
 
 class Rows:
@@ -136,10 +144,6 @@ class Rows:
         """Whether each row's text in column ``name`` is one of ``values``: compared in the
         column's own storage, never turned into Python strings."""
         return self.frame[name].isin(values).to_numpy(dtype=bool)[self.index]
-
-    def positions(self, name: str, values: tuple[str, ...]) -> np.ndarray:
-        """Position of each row's text in ``values`` (-1 if absent)."""
-        return _positions(self.frame[name], values)[self.index]
 
     def before(self, cutoff: np.ndarray) -> Rows:
         """These rows cut again at an earlier per-borrower day: the same order, no new sort."""
@@ -244,8 +248,7 @@ def build_features(tables: dict[str, pd.DataFrame], observation_days: int,
         "scoring_date": _dates(cut),
         "jump_date": _dates(spine.jump),
         **_jump_features(spine),
-        **_spending(spine, draws,
-                    settings.large_draw_share),
+        **_spending(spine, draws, settings.large_draw_share),
         **_debt_to_income(spine, stmt, loans),
         **_scheduled(spine, draws, loans, stmt),
         **_utilisation(stmt),
@@ -256,7 +259,7 @@ def build_features(tables: dict[str, pd.DataFrame], observation_days: int,
                                      lag_days=settings.bureau_lag_days), loans),
         **_score(spine, stmt, Rows(tables["limit_events"], "event_date", spine, cut)),
         **_income_and_cash(spine, stmt),
-        **_technical(spine, _platform_rows(tables["platform_events"], spine, cut),
+        **_technical(spine, tables["platform_events"], cut,
                      _dues_in_announced_windows(spine, upcoming, known, tables["maintenance_windows"])),
         **_profile(spine),
     }
@@ -460,8 +463,11 @@ def _income_and_cash(spine: Spine, stmt: Rows) -> dict[str, np.ndarray]:
     }
 
 
-def _technical(spine: Spine, events: Rows, dues_in_outage: np.ndarray) -> dict[str, np.ndarray]:
-    code = events.positions("event_type", EVENT_ORDER)
+def _technical(spine: Spine, table: pd.DataFrame, cut: np.ndarray,
+               dues_in_outage: np.ndarray) -> dict[str, np.ndarray]:
+    order = _positions(table["event_type"], EVENT_ORDER)  # also each day's order of events
+    events = Rows(table, "event_date", spine, cut, same_day_order=order)
+    code = order[events.index]
     agreement = np.isin(code, [EVENT_ORDER.index(e) for e in AGREEMENT_EVENTS])
     status = events.at(code.astype(float), _last_where(events, agreement))
     last_request = _last_where(events, code == EVENT_ORDER.index("reauth_required"))
@@ -483,11 +489,6 @@ def _technical(spine: Spine, events: Rows, dues_in_outage: np.ndarray) -> dict[s
 EVENT_ORDER = ("reauth_required", "autodebit_revoked", "debit_failed", "autodebit_cancelled",
                "autodebit_authorised")
 AGREEMENT_EVENTS = ("autodebit_authorised", "autodebit_revoked", "autodebit_cancelled")
-
-
-def _platform_rows(events: pd.DataFrame, spine: Spine, cut: np.ndarray) -> Rows:
-    order = _positions(events["event_type"], EVENT_ORDER)
-    return Rows(events, "event_date", spine, cut, same_day_order=order)
 
 
 def _positions(column: pd.Series, values: tuple[str, ...]) -> np.ndarray:
