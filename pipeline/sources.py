@@ -162,10 +162,23 @@ def _dataset(path: Path, fmt: str | None = None, schema: pa.Schema | None = None
 
 def _read(dataset: ds.Dataset, path: Path, **kwargs) -> pd.DataFrame:
     """A (filtered) read; unreadable or mistyped data stops with the file named."""
+    return _table(dataset, path, **kwargs).to_pandas()
+
+
+def _table(dataset: ds.Dataset, path: Path, **kwargs) -> pa.Table:
     try:
-        return dataset.to_table(**kwargs).to_pandas()
+        return dataset.to_table(**kwargs)
     except (pa.ArrowException, OSError) as err:
         raise _unreadable(path, err, dataset) from err
+
+
+def known_ids(dataset: ds.Dataset, path: Path) -> pa.Array:
+    """The table's borrower ids, as a value set for a scan's filter, in Arrow's own memory. A
+    scan's clean-up can run on Arrow's threads after the call returns; freeing a buffer that is a
+    view of a NumPy array there takes Python's lock, and when that happens as the process exits,
+    it aborts ("terminate called without an active exception", exit code 134)."""
+    return _table(dataset, path, columns=["borrower_id"],
+                  filter=ds.field("borrower_id").is_valid())["borrower_id"].combine_chunks()
 
 
 def _unreadable(path: Path, err: Exception, dataset: ds.Dataset | None = None) -> ContractError:
@@ -512,9 +525,7 @@ class RawTables:
 
     def unattributed(self) -> dict[str, dict[str, int]]:
         """Rows of the other tables that belong to no borrower, counted per table and reason."""
-        ids = _read(self.datasets["borrowers"], self.tables["borrowers"], columns=["borrower_id"],
-                    filter=ds.field("borrower_id").is_valid())["borrower_id"]
-        known = pa.array(ids.to_numpy())
+        known = known_ids(self.datasets["borrowers"], self.tables["borrowers"])
         out = {}
         for name in RAW_TABLES[1:]:
             dataset, where, key = self.datasets[name], self.tables[name], ds.field("borrower_id")
