@@ -159,3 +159,35 @@ def test_the_cause_model_learns_from_the_validation_misses_too():
     assert calibration["classes"] == list(CAUSES) and 0.2 <= calibration["temperature"] <= 5.0
     share = causes.shares(booster, calibration, np.array([[0.0, 1.0], [0.0, 0.0]]))
     assert share[0, 2] > share[1, 2] + 0.05  # trained on the training misses alone: equal
+
+
+def test_the_cause_models_leaf_size_is_the_one_validation_prefers():
+    """A cause only a small group shows (x1 set: 3% of the misses, always technical) needs leaves
+    smaller than that group. Of the leaf sizes offered, validation picks one that small, reports
+    every size's log loss, and the fitted model finds the group; offered only the large size, the
+    model does not."""
+    rng = np.random.default_rng(3)
+
+    def split(n: int) -> tuple[np.ndarray, np.ndarray]:
+        x0, x1 = rng.integers(0, 2, n).astype(float), (rng.random(n) < 0.03).astype(float)
+        code = np.where(x1 == 1, 2, np.where(rng.random(n) < 0.8, x0.astype(int), rng.integers(0, 3, n)))
+        return np.column_stack([x0, x1]), code
+
+    (x_train, c_train), (x_valid, c_valid) = split(3000), split(3000)
+    params = {"objective": "multiclass", "num_class": 3, "metric": "multi_logloss", "verbosity": -1,
+              "learning_rate": 0.1, "num_leaves": 4, "min_data_in_leaf": 500, "seed": 1,
+              "deterministic": True, "num_threads": 1}
+    group = np.array([[0.0, 1.0], [1.0, 1.0]])
+
+    def fit(sizes):
+        booster, calibration = causes.fit_cause_model(x_train, c_train, x_valid, c_valid, params,
+                                                      ["x0", "x1"], [], 200, 10, sizes)
+        return causes.shares(booster, calibration, group)[:, 2], calibration
+
+    small, chosen = fit([500, 20])
+    assert chosen["min_data_in_leaf"] == 20
+    losses = chosen["validation_log_loss"]
+    assert set(losses) == {"500", "20"} and losses["20"] < losses["500"]
+    large, alone = fit([])  # none offered: params' own
+    assert alone["min_data_in_leaf"] == 500 and set(alone["validation_log_loss"]) == {"500"}
+    assert (small > 0.8).all() and (large < 0.5).all()

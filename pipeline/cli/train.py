@@ -123,7 +123,8 @@ def _fit_causes(splits: dict, columns: list[str], categorical: list[str], catego
     codes = {name: causes.cause_codes(splits[name][causes.MISS_CAUSE]) for name in x}
     params = causes.cause_params(train.lightgbm_params(s, columns, categorical, len(splits["train"])))
     return causes.fit_cause_model(x["train"], codes["train"], x["valid"], codes["valid"], params, columns,
-                                  categorical, s.num_boost_round, s.early_stopping_rounds)
+                                  categorical, s.num_boost_round, s.early_stopping_rounds,
+                                  s.cause_leaf_sizes)
 
 
 def tuned_settings(p: Params) -> tuple[LightGBMSettings, list[str]]:
@@ -157,7 +158,9 @@ def _fit_lightgbm(p: Params, splits: dict, columns: list[str], categorical: list
     # what "auto" resolved to on these rows, logged beside the setting itself
     settings = {**s.model_dump(), "trees": booster.num_trees(), "contradicted_directions": len(contradicted),
                 "min_data_in_leaf_used": train.leaf_size(s, rows), "lambda_l2_used": train.leaf_l2(s, rows),
-                "calibration_used": fitted.calibration["method"], **({"tuned": tuned} if tuned else {})}
+                "calibration_used": fitted.calibration["method"], **({"tuned": tuned} if tuned else {}),
+                **({"cause_min_data_in_leaf_used": fitted.causes[1]["min_data_in_leaf"]}
+                   if fitted.causes else {})}
     scores = {"valid": valid_scores, "test": fitted.predict(splits["test"])}
 
     def log_model(folder: Path, example_pool: pd.DataFrame) -> str:
