@@ -61,10 +61,12 @@ def _results(fn: Callable[..., Any], items: Sequence[Any], engine: EngineSetting
     if engine.kind == "dask":
         yield from _on_dask(fn, items, engine, args)
     elif engine.workers <= 1 or len(items) <= 1:
-        for item in items:
-            yield fn(item, *args)
+        with arrow_threads(engine.workers):
+            for item in items:
+                yield fn(item, *args)
     elif threads:
-        with ThreadPoolExecutor(max_workers=min(engine.workers, len(items))) as pool:
+        with arrow_threads(engine.workers), \
+                ThreadPoolExecutor(max_workers=min(engine.workers, len(items))) as pool:
             yield from _in_order(lambda item: pool.submit(fn, item, *args), items, engine.workers)
     else:
         # spawned, not forked: a fork of a process whose OpenMP threads (LightGBM) already ran
@@ -73,6 +75,22 @@ def _results(fn: Callable[..., Any], items: Sequence[Any], engine: EngineSetting
         with ProcessPoolExecutor(max_workers=min(engine.workers, len(items)), mp_context=spawn,
                                  initializer=start_worker, initargs=(os.getpid(),)) as pool:
             yield from _in_order(lambda item: pool.submit(fn, item, *args), items, engine.workers)
+
+
+@contextmanager
+def arrow_threads(cores: int) -> Iterator[None]:
+    """Arrow's thread pool capped at ``cores`` while work runs in this process, then restored:
+    ``engine.workers`` is the number of cores a command uses, and Arrow's pool otherwise takes
+    every core (one worker in this process used 1.2 cores, reading and writing Parquet). Worker
+    processes get the same cap from OMP_NUM_THREADS, which Arrow reads too."""
+    import pyarrow
+
+    before = pyarrow.cpu_count()
+    pyarrow.set_cpu_count(min(cores, before))
+    try:
+        yield
+    finally:
+        pyarrow.set_cpu_count(before)
 
 
 def start_worker(parent: int) -> None:

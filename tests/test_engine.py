@@ -240,6 +240,19 @@ def test_raw_tables_score_the_same_on_two_processes_as_in_a_loop(scoring, tmp_pa
     assert scoring["local"].read_bytes() == processes.read_bytes()
 
 
+@pytest.mark.parametrize(("workers", "threads"), [(1, False), (2, True)])
+def test_work_in_this_process_uses_as_many_arrow_threads_as_workers(workers, threads):
+    """``engine.workers`` is the number of cores a command uses, Arrow's threads included; the
+    process's own setting comes back afterwards."""
+    import pyarrow
+
+    before = pyarrow.cpu_count()
+    engine = LOCAL.model_copy(update={"workers": workers})
+    seen = list(map_shards(lambda i: pyarrow.cpu_count(), range(3), engine, "t", threads=threads))
+    assert seen == [min(workers, before)] * 3
+    assert pyarrow.cpu_count() == before
+
+
 def test_threads_run_the_work_in_order_on_worker_threads():
     two = LOCAL.model_copy(update={"workers": 2})
     done = list(map_shards(lambda i: (i, threading.current_thread().name), range(7), two, "t", threads=True))

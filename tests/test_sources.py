@@ -384,12 +384,16 @@ def test_borrowers_without_an_id_are_rejected_and_counted(fmt, tables, features,
         assert rejects["reason"].eq("borrower_id: missing").all()
 
 
-@pytest.mark.parametrize("fmt", ["parquet", "csv"])
-def test_rows_of_no_borrower_are_counted_per_table_and_reason(fmt, tables, work, tmp_path):
+@pytest.mark.parametrize(("fmt", "workers"), [("parquet", 1), ("csv", 1), ("parquet", 2)])
+def test_rows_of_no_borrower_are_counted_per_table_and_reason(fmt, workers, tables, work, tmp_path):
+    """Counted after the batches by one worker, beside them (another thread) by two."""
     t = dict(tables, statements=_without_id(tables["statements"], [0, 1, 2]))
     strangers = tables["repayments"].head(4).assign(borrower_id=10_000_000)
     t["repayments"] = pd.concat([tables["repayments"], strangers], ignore_index=True)
-    run = score(work, write_raw(t, tmp_path / "raw", fmt), tmp_path / "out" / f"s.{fmt}")
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump(merge(yaml.safe_load((work / "params.yaml").read_text()),
+                                           {"engine": {"workers": workers}}), sort_keys=False))
+    run = score(work, write_raw(t, tmp_path / "raw", fmt), tmp_path / "out" / f"s.{fmt}", params)
     summary = check_accounted(run, N)
     assert summary["unattributed_rows"] == {"statements": {"borrower_id: missing": 3},
                                             "repayments": {"borrower_id: not in the borrowers table": 4}}
