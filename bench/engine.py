@@ -1,7 +1,7 @@
 """Features and scoring on the local engine and on Dask, and what 100M borrowers would take.
 
 Usage: python bench/engine.py [--borrowers 1000000] [--project DIR] [--workers 2] [--json FILE]
-                              [--stages STAGE ...] [--skip-dask]
+                              [--stages STAGE ...] [--skip-dask] [--repeats 3] [--simulate-repeats 1]
 In one run, on this machine: ``limitjump features`` and ``limitjump score`` (raw tables) with
 ``engine.kind: local`` and with ``engine.kind: dask`` (a LocalCluster of the same number of
 workers), their wall time and the peak memory of the largest single process (a worker); scoring
@@ -9,14 +9,18 @@ runs with ``score.explain: false`` (bench/score.py measures the cost of reasons)
 measured cost per bucket (core-seconds per shard of ``simulate.shard_size`` borrowers) it
 estimates the wall time of 100M borrowers on N workers. Then the speed-up of ``--workers`` over
 one worker on the local engine for ``simulate``, ``features`` and ``score`` (a features file:
-worker threads; raw tables: worker processes) (goal: at least 1.7x with 2 workers). --stages
-limits the speed-ups to some of them, --skip-dask leaves the Dask comparison out; --json writes
-the figures the README quotes.
+worker threads; raw tables: worker processes) (goal: at least 1.7x with 2 workers). Two runs of
+one command on this machine differ by up to a third (the hypervisor takes time from busy cores),
+so each speed-up is the ratio of medians over --repeats pairs of runs, one worker then several,
+alternated so that a slow spell weighs on both (the simulator, 11 minutes a pair at 1M:
+--simulate-repeats). --stages limits the speed-ups to some of them, --skip-dask leaves the Dask
+comparison out; --json writes the figures the README quotes.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from statistics import median
 
 import yaml
 from measure import prepared, project_parser, run, write_json
@@ -42,6 +46,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--stages", nargs="+", choices=list(SPEEDUP), default=list(SPEEDUP), metavar="STAGE")
     parser.add_argument("--skip-dask", action="store_true")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--simulate-repeats", type=int, default=1)
     args = parser.parse_args()
     results = {}
     with prepared(args, upto="train") as project:
@@ -53,38 +59,54 @@ def main() -> None:
                                           f"out/{kind}.parquet", "--model", "models/lightgbm"], project)
         speedup = {}
         for stage in args.stages:
-            for n in (1, args.workers):
-                set_engine(project, "local", n)
-                speedup[stage, n] = run(SPEEDUP[stage], project).wall
+            for _ in range(args.simulate_repeats if stage == "simulate" else args.repeats):
+                for n in (1, args.workers):
+                    set_engine(project, "local", n)
+                    speedup.setdefault((stage, n), []).append(run(SPEEDUP[stage], project).wall)
         set_engine(project, "local", args.workers)
     buckets = -(-args.borrowers // shard_size)
     print(f"{args.borrowers:,} borrowers in {buckets} buckets of {shard_size:,}, {args.workers} workers")
     for (kind, stage), m in results.items():
         print(f"{stage:8} {kind:5}: {m.wall:7.1f} s   largest process {m.peak_per_process:6.0f} MB   "
               f"all processes {m.peak:6.0f} MB")
-    for stage in () if args.skip_dask else ("features", "score"):
-        ratio = results["dask", stage].wall / results["local", stage].wall
-        per_bucket = results["dask", stage].wall * args.workers / buckets
-        print(f"{stage}: dask / local {ratio:.2f}; {per_bucket:.2f} core-seconds per bucket")
-        target_buckets = TARGET // shard_size
-        for n in (8, 32, 128):
-            print(f"  estimate for {TARGET:,} borrowers on {n:3} workers: "
-                  f"{target_buckets * per_bucket / n / 60:6.1f} min")
+    scale = {} if args.skip_dask else {stage: scale_out(results, stage, args.workers, buckets, shard_size)
+                                       for stage in ("features", "score")}
+    for stage, estimate in scale.items():
+        print(f"{stage}: dask / local {estimate['dask_over_local']:.2f}; "
+              f"{estimate['core_seconds_per_bucket']:.2f} core-seconds per bucket")
+        for n, minutes in estimate["minutes_for_100m"].items():
+            print(f"  estimate for {TARGET:,} borrowers on {n:>3} workers: {minutes:6.1f} min")
     for stage in args.stages:
-        one, many = speedup[stage, 1], speedup[stage, args.workers]
-        print(f"{stage:22}: 1 worker {one:6.1f} s, {args.workers} workers {many:6.1f} s, "
-              f"speed-up {one / many:.2f}x (goal >= 1.7x)")
+        one, many = median(speedup[stage, 1]), median(speedup[stage, args.workers])
+        pairs = zip(speedup[stage, 1], speedup[stage, args.workers], strict=True)
+        runs = ", ".join(f"{a:.1f}/{b:.1f}" for a, b in pairs)
+        print(f"{stage:22}: 1 worker {one:6.1f} s, {args.workers} workers {many:6.1f} s (medians; "
+              f"runs {runs}), speed-up {one / many:.2f}x (goal >= 1.7x)")
     if args.json:
-        write_json(args.json, figures(args, results, speedup))
+        write_json(args.json, figures(args, results, speedup, scale))
 
 
-def figures(args, results: dict, speedup: dict) -> dict:
+def scale_out(results: dict, stage: str, workers: int, buckets: int, shard_size: int) -> dict:
+    """Core-seconds per bucket on Dask, start-up included, and the minutes ``TARGET`` borrowers
+    would take on 8, 32 and 128 workers at that cost (an upper estimate)."""
+    per_bucket = results["dask", stage].wall * workers / buckets
+    return {"dask_over_local": results["dask", stage].wall / results["local", stage].wall,
+            "core_seconds_per_bucket": per_bucket,
+            "minutes_for_100m": {str(n): TARGET // shard_size * per_bucket / n / 60 for n in (8, 32, 128)}}
+
+
+def figures(args, results: dict, speedup: dict, scale: dict) -> dict:
     engines = {f"{stage}, {kind}": {"seconds": m.wall, "largest_process_mb": m.peak_per_process,
                                     "all_processes_mb": m.peak} for (kind, stage), m in results.items()}
-    speedups = {stage: {"one_worker_seconds": speedup[stage, 1],
-                        "workers_seconds": speedup[stage, args.workers],
-                        "speedup": speedup[stage, 1] / speedup[stage, args.workers]} for stage in args.stages}
-    return {"borrowers": args.borrowers, "workers": args.workers, "engines": engines, "speedup": speedups}
+    speedups = {}
+    for stage in args.stages:
+        one, many = speedup[stage, 1], speedup[stage, args.workers]
+        speedups[stage] = {"one_worker_seconds": median(one), "workers_seconds": median(many),
+                           "speedup": median(one) / median(many), "one_worker_runs": one,
+                           "workers_runs": many,
+                           "speedup_range": [min(one) / max(many), max(one) / min(many)]}
+    return {"borrowers": args.borrowers, "workers": args.workers, "engines": engines, "speedup": speedups,
+            "scale_out": scale}
 
 
 if __name__ == "__main__":
