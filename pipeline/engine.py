@@ -60,7 +60,7 @@ def _results(fn: Callable[..., Any], items: Sequence[Any], engine: EngineSetting
              args: tuple, threads: bool) -> Iterator[Any]:
     if engine.kind == "dask":
         yield from _on_dask(fn, items, engine, args)
-    elif engine.workers <= 1 or len(items) <= 1:
+    elif on_one_core(engine) or len(items) <= 1:
         with arrow_threads(engine.workers):
             for item in items:
                 yield fn(item, *args)
@@ -75,6 +75,11 @@ def _results(fn: Callable[..., Any], items: Sequence[Any], engine: EngineSetting
         with ProcessPoolExecutor(max_workers=min(engine.workers, len(items)), mp_context=spawn,
                                  initializer=start_worker, initargs=(os.getpid(),)) as pool:
             yield from _in_order(lambda item: pool.submit(fn, item, *args), items, engine.workers)
+
+
+def on_one_core(engine: EngineSettings) -> bool:
+    """Whether the work runs in this process on its one core, leaving none to spare."""
+    return engine.kind == "local" and engine.workers <= 1
 
 
 @contextmanager

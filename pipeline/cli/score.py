@@ -20,7 +20,7 @@ import typer
 from pipeline import io, score
 from pipeline.cli import PARAMS, app, load
 from pipeline.config import Params
-from pipeline.engine import map_shards
+from pipeline.engine import map_shards, on_one_core
 from pipeline.model import CalibratedLightGBM, encode
 from pipeline.sources import Batch, FeaturesFile, RawTables, Writer, check_paths, open_source, output_paths
 
@@ -91,7 +91,7 @@ def write_batches(source: RawTables | FeaturesFile, output: Path, p: Params, tal
     with io.output_set(outputs) as (results, rejected, summary), ThreadPoolExecutor(max_workers=1) as aside:
         # the count of rows that belong to no borrower scans every table once more: when the
         # batches run elsewhere it runs beside them rather than after (5 s of 53 at 1M)
-        unattributed = aside.submit(source.unattributed) if _spare_core(p) else None
+        unattributed = None if on_one_core(p.engine) else aside.submit(source.unattributed)
         with Writer(results, csv) as results_out, Writer(rejected, csv) as rejects_out:
             done = map_shards(work, source.ranges(p.score.batch_borrowers), p.engine, description,
                               source.path, p, *args, source.today,
@@ -115,11 +115,6 @@ def write_batches(source: RawTables | FeaturesFile, output: Path, p: Params, tal
                   "sha256": {"scores": io.content_digest(results), "rejects": io.content_digest(rejected)}}
         summary.write_text(io.json_text(result))
     return result
-
-
-def _spare_core(p: Params) -> bool:
-    """Whether the work leaves this process's core free: not when one worker runs in it."""
-    return p.engine.kind == "dask" or p.engine.workers > 1
 
 
 class _Tally:
