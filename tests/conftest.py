@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import importlib.util
 import json
 import socket
+import sys
 import threading
 from pathlib import Path
 
@@ -16,6 +18,18 @@ import yaml
 from pipeline.config import Params, parse_params
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def bench_module(name: str):
+    """A script of bench/ as a module: bench/ is a folder of scripts, not a package, whose scripts
+    import their shared helpers (``measure``) from their own folder."""
+    folder = str(ROOT / "bench")
+    if folder not in sys.path:
+        sys.path.append(folder)
+    spec = importlib.util.spec_from_file_location(name, ROOT / "bench" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def raw_params() -> dict:

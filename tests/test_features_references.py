@@ -4,9 +4,7 @@ the feature definitions from two other idioms. Every test runs once per implemen
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -15,22 +13,11 @@ import pytest
 from pipeline.catalog import NAMES, NEXT_DUE
 from pipeline.features import build_features
 from tests import handmade
-from tests.conftest import make_params, simulate_tables
+from tests.conftest import bench_module, make_params, simulate_tables
 
-ROOT = Path(__file__).resolve().parents[1]
 SETTINGS = make_params().features
-
-
-def _load_bench_module(name: str):
-    # bench/ is a folder of scripts, not a package: load the module from its path
-    spec = importlib.util.spec_from_file_location(name, ROOT / "bench" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-REFERENCES = {"duckdb": _load_bench_module("features_duckdb").duckdb_features,
-              "polars": _load_bench_module("features_polars").polars_features}
+REFERENCES = {"duckdb": bench_module("features_duckdb").duckdb_features,
+              "polars": bench_module("features_polars").polars_features}
 Reference = Callable[..., pd.DataFrame]
 
 

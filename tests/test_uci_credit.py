@@ -3,23 +3,11 @@ credit card clients sample, repeated 5x5 cross-validation (issue 15's goal)."""
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.conftest import bench_module
 
-
-def _load_bench_module():
-    # bench/ is a folder of scripts, not a package: load the module from its path
-    spec = importlib.util.spec_from_file_location("uci_credit", ROOT / "bench" / "uci_credit.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-uci = _load_bench_module()
+uci = bench_module("uci_credit")
 
 
 def test_the_sample_reads_as_a_team_would_hand_it_over():
