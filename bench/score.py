@@ -2,13 +2,16 @@
 with reasons, at least 0.8x a bare ``pred_contrib`` on the borrowers that are explained) and
 memory on ten times the input (goal: within 1.2x).
 
-Usage: python bench/score.py [--borrowers 1000000] [--project DIR]
+Usage: python bench/score.py [--borrowers 1000000] [--project DIR] [--repeats 3] [--json FILE]
 In one run: ``limitjump score`` on a features file (with reasons, and with ``score.explain:
 false``: probability and band only) and on the raw tables of the same borrowers, and a bare
-``Booster.predict`` on the same feature matrix. Then the raw-tables path, probability and band
-only, on all borrowers and on a tenth of them, for the peak memory of the whole process tree:
-with the default allocators, and with the lean ones (Arrow's system allocator and glibc returning
-any freed block over 1 MB at once), which trade speed for memory.
+``Booster.predict`` on the same feature matrix. The features-file path without reasons is the
+figure that varies most from run to run (by a fifth at 1M on these shared machines), so it and the
+bare predict run --repeats times, alternated, and its ratio is the ratio of the medians (all runs
+in the JSON). Then the raw-tables path, probability and band only, on all borrowers and on a tenth
+of them, for the peak memory of the whole process tree: with the default allocators, and with the
+lean ones (Arrow's system allocator and glibc returning any freed block over 1 MB at once), which
+trade speed for memory.
 """
 
 from __future__ import annotations
@@ -17,10 +20,11 @@ import os
 import shutil
 import time
 from pathlib import Path
+from statistics import median
 
 import pandas as pd
 import yaml
-from measure import Measured, prepared, project_parser, run
+from measure import Measured, prepared, project_parser, run, write_json
 
 from pipeline.model import CalibratedLightGBM
 
@@ -47,51 +51,93 @@ def score(project: Path, source: str, explain: bool = True, env: dict | None = N
                 "models/lightgbm", "--params", f"params_explain_{explain}.yaml"], project, env)
 
 
-def bare_rates(project: Path) -> tuple[float, float, int]:
-    """Borrowers per second of a bare ``predict`` on every row and of a bare ``pred_contrib`` on
-    the rows the command explained (outside the quiet bands), and how many those are."""
-    frame = pd.read_parquet(project / "data" / "features")
-    model = CalibratedLightGBM.from_dir(project / "models" / "lightgbm")
-    matrix = model.matrix(frame)
-    start = time.perf_counter()
-    model.booster.predict(matrix)
-    predict = len(frame) / (time.perf_counter() - start)
-    quiet = yaml.safe_load((project / "params.yaml").read_text())["score"]["quiet_bands"]
-    scored = pd.read_parquet(project / "out" / "scores.parquet", columns=["borrower_id", "risk_band"])
-    explained = frame["borrower_id"].isin(scored.loc[~scored["risk_band"].isin(quiet), "borrower_id"])
-    start = time.perf_counter()
-    model.booster.predict(matrix[explained.to_numpy()], pred_contrib=True)
-    return predict, int(explained.sum()) / (time.perf_counter() - start), int(explained.sum())
+class Bare:
+    """The bare LightGBM calls on the project's feature matrix, loaded once (not timed)."""
+
+    def __init__(self, project: Path):
+        frame = pd.read_parquet(project / "data" / "features")
+        self.model = CalibratedLightGBM.from_dir(project / "models" / "lightgbm")
+        self.ids, self.matrix = frame["borrower_id"], self.model.matrix(frame)
+
+    def predict_seconds(self) -> float:
+        start = time.perf_counter()
+        self.model.booster.predict(self.matrix)
+        return time.perf_counter() - start
+
+    def contrib_seconds(self, scores: Path, quiet: list[str]) -> tuple[float, int]:
+        """Seconds of a bare ``pred_contrib`` on the rows the command explained (outside the quiet
+        bands of ``scores``), and how many those are."""
+        scored = pd.read_parquet(scores, columns=["borrower_id", "risk_band"])
+        explained = self.ids.isin(scored.loc[~scored["risk_band"].isin(quiet), "borrower_id"]).to_numpy()
+        start = time.perf_counter()
+        self.model.booster.predict(self.matrix[explained], pred_contrib=True)
+        return time.perf_counter() - start, int(explained.sum())
+
+
+def features_file_ratio(project: Path, bare: Bare, n: int, repeats: int) -> dict:
+    """The features-file path without reasons against a bare predict, alternated ``repeats``
+    times (see ``ratio_of_medians``)."""
+    command, predict = [], []
+    for _ in range(repeats):
+        command.append(score(project, "data/features", False).wall)
+        predict.append(bare.predict_seconds())
+    return ratio_of_medians(command, predict, n)
+
+
+def ratio_of_medians(command: list[float], predict: list[float], n: int) -> dict:
+    """Every run's seconds, the rates (borrowers/s) of the medians, their ratio (bare over command:
+    1.0 means no overhead) and the range of the paired runs' ratios."""
+    ratios = [p / c for c, p in zip(command, predict, strict=True)]
+    return {"command_seconds": command, "bare_predict_seconds": predict,
+            "rate": n / median(command), "bare_rate": n / median(predict),
+            "ratio": median(predict) / median(command), "ratio_range": [min(ratios), max(ratios)]}
 
 
 def main() -> None:
-    args = project_parser(__doc__).parse_args()
+    parser = project_parser(__doc__)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
     with prepared(args, upto="train") as project:
         n = len(pd.read_parquet(project / "data" / "features", columns=["borrower_id"]))
-        rates = {"raw tables, with reasons": n / score(project, "data/raw").wall,
-                 "features file, probability and band only": n / score(project, "data/features", False).wall}
+        bare = Bare(project)
+        plain = features_file_ratio(project, bare, n, args.repeats)
+        raw_reasons = score(project, "data/raw").wall
         with_reasons = score(project, "data/features").wall  # its scores say who was explained
-        rates["features file, with reasons (TreeSHAP)"] = n / with_reasons
-        predict, contrib, explained = bare_rates(project)
-        rates.update({"bare Booster.predict": predict, "bare pred_contrib, explained rows": contrib})
+        quiet = yaml.safe_load((project / "params.yaml").read_text())["score"]["quiet_bands"]
+        contrib, explained = bare.contrib_seconds(project / "out" / "scores.parquet", quiet)
         tenth(project / "data" / "raw", project / "small_raw")
-        memory = {(allocators, size): score(project, source, False, env)
-                  for allocators, env in (("default", None), ("lean", LEAN))
-                  for size, source in (("all", "data/raw"), ("tenth", "small_raw"))}
-    for name, rate in rates.items():
-        print(f"{name:42}: {rate:10,.0f} borrowers/s")
-    bare = rates["bare Booster.predict"]
-    print(f"features-file path / bare predict: "
-          f"{rates['features file, probability and band only'] / bare:.3f} without reasons, "
-          f"{rates['features file, with reasons (TreeSHAP)'] / bare:.3f} with them (goal >= 0.7)")
-    print(f"with reasons, explained borrowers: {explained:,} of {n:,}, {explained / with_reasons:,.0f}/s, "
-          f"{explained / with_reasons / rates['bare pred_contrib, explained rows']:.3f} of a bare "
-          f"pred_contrib on them (goal >= 0.8)")
-    for allocators in ("default", "lean"):
-        full, small = memory[allocators, "all"], memory[allocators, "tenth"]
-        print(f"raw tables, {allocators} allocators: {n:,} borrowers {full.wall:.1f} s, "
-              f"peak {full.peak:.0f} MB; a tenth {small.wall:.1f} s, peak {small.peak:.0f} MB; "
-              f"ratio {full.peak / small.peak:.2f} (goal <= 1.2)")
+        memory = {allocators: {size: score(project, source, False, env)
+                               for size, source in (("all", "data/raw"), ("tenth", "small_raw"))}
+                  for allocators, env in (("default", None), ("lean", LEAN))}
+    figures = {
+        "borrowers": n, "repeats": args.repeats, "features_file": plain,
+        "reasons": {"explained": explained, "features_file_seconds": with_reasons,
+                    "rate_explained": explained / with_reasons, "bare_contrib_rate": explained / contrib,
+                    "ratio": contrib / with_reasons, "raw_tables_seconds": raw_reasons,
+                    "raw_tables_rate": n / raw_reasons},
+        "memory": {allocators: {"all_mb": m["all"].peak, "tenth_mb": m["tenth"].peak,
+                                "all_seconds": m["all"].wall, "tenth_seconds": m["tenth"].wall,
+                                "ratio": m["all"].peak / m["tenth"].peak}
+                   for allocators, m in memory.items()},
+    }
+    report(figures)
+    if args.json:
+        write_json(args.json, figures)
+
+
+def report(f: dict) -> None:
+    plain, reasons, n = f["features_file"], f["reasons"], f["borrowers"]
+    print(f"features file, probability and band only: {plain['rate']:,.0f} borrowers/s (median of "
+          f"{f['repeats']}) vs a bare predict {plain['bare_rate']:,.0f}/s: {plain['ratio']:.3f} "
+          f"(runs {plain['ratio_range'][0]:.3f} to {plain['ratio_range'][1]:.3f}; goal >= 0.7)")
+    print(f"with reasons, explained borrowers: {reasons['explained']:,} of {n:,}, "
+          f"{reasons['rate_explained']:,.0f}/s vs a bare pred_contrib {reasons['bare_contrib_rate']:,.0f}/s: "
+          f"{reasons['ratio']:.3f} (goal >= 0.8)")
+    print(f"raw tables with reasons: {reasons['raw_tables_rate']:,.0f} borrowers/s")
+    for allocators, m in f["memory"].items():
+        print(f"raw tables, {allocators} allocators: {n:,} borrowers {m['all_seconds']:.1f} s, peak "
+              f"{m['all_mb']:.0f} MB; a tenth {m['tenth_seconds']:.1f} s, peak {m['tenth_mb']:.0f} MB; "
+              f"ratio {m['ratio']:.2f} (goal <= 1.2)")
 
 
 if __name__ == "__main__":

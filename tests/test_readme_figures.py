@@ -4,6 +4,7 @@ against a fresh clone's own run; these are known answers on hand-made reports)."
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -62,3 +63,16 @@ def test_the_readme_marks_its_figures():
     assert {"metrics.json", "evaluation.json", "simulation.json", "split.json"} <= sources
     assert figure(-0.5, ".1f") == "\u22120.5" and figure(0.5, ".0%") == "50%"
     assert figure(-0.0004, ".2f") == "0.00"  # no sign on a figure that rounds to zero
+
+
+def test_every_figure_the_benchmark_table_measured_comes_from_a_report():
+    """A row's "measured" cell holds no hand-typed figure: every decimal or ratio is marked."""
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index("## Benchmarks"):]
+    section = section[:section.index("\n## ")]
+    rows = [line for line in section.splitlines() if line.startswith("| `bench/")]
+    assert len(rows) >= 8
+    for row in rows:
+        measured = row.strip("|").split(" | ")[2]
+        typed = re.findall(r"\d+\.\d+|\d×", MARK.sub("", measured))
+        assert not typed, f"{row[:40]}...: {typed} typed by hand"

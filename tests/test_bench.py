@@ -1,0 +1,44 @@
+"""The benchmarks' own arithmetic (bench/ scripts): known answers on hand-made inputs. The
+benchmarks themselves run at 1M borrowers, outside the test suite."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import bench_module
+
+startup = bench_module("startup")
+
+IMPORTTIME = """\
+import time: self [us] | cumulative | imported package
+import time:       500 |        500 |   _io
+import time:      1000 |       1500 | encodings
+import time:    200000 |     200000 |       scipy._lib
+import time:     50000 |     250000 |     scipy
+import time:        13 |         13 |         sklearn
+import time:       100 |        100 |       lightgbm.basic
+import time:      2000 |       2113 |     lightgbm
+scored 20,000 borrowers
+"""
+
+
+def test_imports_add_every_modules_own_time_and_name_the_packages_that_loaded():
+    seconds, packages = startup.imports(IMPORTTIME)
+    assert seconds == pytest.approx((500 + 1000 + 200000 + 50000 + 13 + 100 + 2000) / 1e6)
+    # scikit-learn's line is a failed import (pipeline/lgbm.py hides it from LightGBM): no parts
+    assert packages == {"scipy", "lightgbm"}
+
+
+def test_a_run_without_import_lines_imported_nothing():
+    assert startup.imports("scored 20,000 borrowers\n") == (0.0, set())
+
+
+def test_the_scoring_ratio_is_of_the_medians_and_its_range_of_the_pairs():
+    score = bench_module("score")
+    result = score.ratio_of_medians([10.0, 20.0, 12.0], [8.0, 9.0, 10.0], n=1200)
+    assert result["rate"] == pytest.approx(100.0)  # 1,200 borrowers over the median 12 s
+    assert result["bare_rate"] == pytest.approx(1200 / 9.0)
+    assert result["ratio"] == pytest.approx(9.0 / 12.0)
+    assert result["ratio_range"] == pytest.approx([9.0 / 20.0, 10.0 / 12.0])
+    with pytest.raises(ValueError):
+        score.ratio_of_medians([1.0], [1.0, 2.0], n=1)
