@@ -4,6 +4,7 @@ reached, is no Dask scheduler or its address is malformed."""
 
 from __future__ import annotations
 
+import ctypes
 import os
 import re
 import threading
@@ -17,7 +18,7 @@ from pipeline import io
 from pipeline.cli import features as features_cli
 from pipeline.cli import simulate as simulate_cli
 from pipeline.config import EngineSettings, TlsSettings
-from pipeline.engine import EngineError, map_shards
+from pipeline.engine import EngineError, map_shards, release_freed_memory
 from pipeline.simulate import build_world, shard_bounds
 from tests.conftest import make_params
 
@@ -271,3 +272,26 @@ def test_a_tls_scheduler_refuses_a_client_without_its_certificates(tls_cluster, 
     with pytest.raises(EngineError, match=f"cannot reach the Dask scheduler at {tls_cluster.scheduler}"):
         list(map_shards(len, ["a"], tls_cluster.model_copy(update={"tls": stranger}), "nothing"))
     assert time.perf_counter() - start < 15
+
+
+@pytest.mark.skipif(not hasattr(ctypes.CDLL(None), "malloc_trim"), reason="a C library without malloc_trim")
+def test_releasing_freed_memory_shrinks_the_process():
+    import psutil
+
+    def resident_mb() -> float:
+        return psutil.Process().memory_info().rss / 2**20
+
+    before = resident_mb()
+    blocks = [bytearray(b"x" * 65536) for _ in range(3000)]  # 190 MB in blocks malloc keeps
+    last = blocks[-1]  # pins the top of the heap, so free() alone gives nothing back
+    del blocks
+    held = resident_mb()
+    release_freed_memory()
+    assert held - before > 150 and held - resident_mb() > 0.5 * (held - before)
+    assert len(last) == 65536
+
+
+def test_work_that_releases_memory_gives_the_same_results_on_every_engine():
+    expect = [i * i for i in range(5)]
+    for engine in (LOCAL, EngineSettings(kind="local", workers=2, scheduler="", retries=2)):
+        assert list(map_shards(pow, list(range(5)), engine, "squares", 2, release=True)) == expect

@@ -97,8 +97,10 @@ def write_batches(source: RawTables | FeaturesFile, output: Path, p: Params, tal
                               source.path, p, *args, source.today,
                               borrowers=lambda result: result[0].borrowers_in,
                               # a features file's batches are mostly LightGBM and Arrow, which
-                              # release Python's lock; raw tables' features are mostly pandas
-                              threads=isinstance(source, FeaturesFile))
+                              # release Python's lock; raw tables' features are mostly pandas,
+                              # in worker processes that each hold one batch after another
+                              threads=isinstance(source, FeaturesFile),
+                              release=isinstance(source, RawTables))
             for batch, rows, values in done:
                 tally.add(batch, rows, values)
                 rejects_out.write(batch.rejects)
