@@ -19,7 +19,6 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
-from scipy.optimize import minimize_scalar
 from scipy.special import log_softmax, softmax
 
 from pipeline import metrics
@@ -88,6 +87,9 @@ def fit_cause_model(x_train: np.ndarray, cause_train: np.ndarray, x_valid: np.nd
 def fit_temperature(raw: np.ndarray, codes: np.ndarray) -> float:
     """The T minimising the log loss of softmax(raw / T): one number that fixes over- or
     under-confidence without changing the order of the classes (Guo et al. 2017)."""
+    # imported here: scoring imports this module, and SciPy's optimisers cost its start-up
+    from scipy.optimize import minimize_scalar
+
     def loss(t: float) -> float:
         return -float(log_softmax(raw / t, axis=1)[np.arange(len(codes)), codes].mean())
     return float(minimize_scalar(loss, bounds=(0.2, 5.0), method="bounded").x)

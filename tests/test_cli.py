@@ -53,10 +53,12 @@ def test_an_unknown_command_is_a_usage_error():
     assert done.returncode == 2 and "No such command" in done.stderr
 
 
-def test_the_score_command_imports_no_mlflow_scikit_learn_or_matplotlib():
-    """MLflow is imported only to fetch a registered model; scoring a local folder never needs it."""
+def test_the_score_command_imports_no_mlflow_scikit_learn_matplotlib_or_optimisers():
+    """MLflow is imported only to fetch a registered model; scoring a local folder never needs it,
+    nor SciPy's optimisers (the cause model's temperature is fitted in training)."""
     code = ("import sys, pipeline.cli.score\n"
-            "print(*sorted({m.split('.')[0] for m in sys.modules} & {'mlflow', 'sklearn', 'matplotlib'}))")
+            "print(*sorted({m.split('.')[0] for m in sys.modules} & {'mlflow', 'sklearn', 'matplotlib'}),"
+            " *sorted({'scipy.optimize'} & set(sys.modules)))")
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert done.stdout.strip() == ""
 
