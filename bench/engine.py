@@ -14,11 +14,13 @@ one command on this machine differ by up to a third (the hypervisor takes time f
 so each speed-up is the ratio of medians over --repeats pairs of runs, one worker then several,
 alternated so that a slow spell weighs on both (the simulator, 11 minutes a pair at 1M:
 --simulate-repeats). --stages limits the speed-ups to some of them, --skip-dask leaves the Dask
-comparison out; --json writes the figures the README quotes.
+comparison out; --json writes the figures the README quotes, keeping from the file it replaces
+the figures of what this run left out (same borrowers and workers only).
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from statistics import median
 
@@ -83,7 +85,18 @@ def main() -> None:
         print(f"{stage:22}: 1 worker {one:6.1f} s, {args.workers} workers {many:6.1f} s (medians; "
               f"runs {runs}), speed-up {one / many:.2f}x (goal >= 1.7x)")
     if args.json:
-        write_json(args.json, figures(args, results, speedup, scale))
+        earlier = json.loads(args.json.read_text()) if args.json.exists() else {}
+        write_json(args.json, merged(earlier, figures(args, results, speedup, scale)))
+
+
+def merged(earlier: dict, figures: dict) -> dict:
+    """This run's figures, with those of an earlier run of the same size that this one left out
+    (a stage not in --stages, the engines under --skip-dask) kept; a run of another size or
+    number of workers replaces everything."""
+    if (earlier.get("borrowers"), earlier.get("workers")) != (figures["borrowers"], figures["workers"]):
+        return figures
+    return {**figures, **{key: {**earlier.get(key, {}), **figures[key]}
+                          for key in ("engines", "speedup", "scale_out")}}
 
 
 def scale_out(results: dict, stage: str, workers: int, buckets: int, shard_size: int) -> dict:

@@ -42,3 +42,15 @@ def test_the_scoring_ratio_is_of_the_medians_and_its_range_of_the_pairs():
     assert result["ratio_range"] == pytest.approx([9.0 / 20.0, 10.0 / 12.0])
     with pytest.raises(ValueError):
         score.ratio_of_medians([1.0], [1.0, 2.0], n=1)
+
+
+def test_an_engine_run_of_some_stages_keeps_the_earlier_figures_of_the_others():
+    engine = bench_module("engine")
+    earlier = {"borrowers": 1000, "workers": 2, "engines": {"features, local": 1, "score, local": 2},
+               "speedup": {"simulate": 1.8, "features": 1.6}, "scale_out": {"score": 5}}
+    run = {"borrowers": 1000, "workers": 2, "engines": {}, "speedup": {"features": 1.9}, "scale_out": {}}
+    assert engine.merged(earlier, run) == {
+        "borrowers": 1000, "workers": 2, "engines": {"features, local": 1, "score, local": 2},
+        "speedup": {"simulate": 1.8, "features": 1.9}, "scale_out": {"score": 5}}
+    # another size: nothing of the earlier run survives
+    assert engine.merged({**earlier, "borrowers": 10}, run) == run

@@ -7,6 +7,7 @@ from __future__ import annotations
 import ctypes
 import os
 import re
+import shutil
 import threading
 import time
 from pathlib import Path
@@ -66,8 +67,8 @@ def test_simulation_is_byte_identical_on_dask(simulated):
 
 
 def features_into(folder: Path, engine: EngineSettings) -> Path:
-    list(map_shards(features_cli.write_shard, [0, 1, 2], engine, "features", folder / "raw",
-                    folder / "features", 30, PARAMS.features))
+    list(features_cli.write_shards([0, 1, 2], folder / "raw", folder / "features", 30, PARAMS.features,
+                                   engine))
     return folder / "features"
 
 
@@ -78,6 +79,14 @@ def local_features(simulated):
 
 def test_features_are_byte_identical_on_dask(simulated, cluster, local_features):
     same_files(local_features, features_into(simulated[1], cluster))
+
+
+def test_features_on_two_threads_are_byte_identical_to_a_loop(simulated, local_features, tmp_path):
+    """The features stage's local workers are threads sharing one process: no shared state
+    between shards may leak from one to another."""
+    shutil.copytree(simulated[0] / "raw", tmp_path / "raw")
+    two = EngineSettings(kind="local", workers=2, scheduler="", retries=2)
+    same_files(local_features, features_into(tmp_path, two))
 
 
 def kill_worker_once(index: int, marker: str, raw: Path, out: Path, observation_days: int, settings) -> int:

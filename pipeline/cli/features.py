@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import typer
@@ -9,7 +10,7 @@ import typer
 from pipeline import io
 from pipeline.cli import PARAMS, app, load
 from pipeline.cli.paths import FEATURES_DIR, RAW_DIR
-from pipeline.config import FeatureSettings
+from pipeline.config import EngineSettings, FeatureSettings
 from pipeline.contract import RAW_TABLES
 from pipeline.engine import map_shards
 from pipeline.features import COLUMNS_READ, build_features
@@ -43,9 +44,21 @@ def features(params: Path = PARAMS) -> None:
     if not shards:
         raise FileNotFoundError(f"{RAW_DIR / 'borrowers'}: no shards; run `limitjump simulate` first")
     with io.atomic_dir(FEATURES_DIR) as out:
-        rows = sum(map_shards(write_shard, shards, p.engine, "features", RAW_DIR, out,
-                              p.label.observation_days, p.features, borrowers=int))
+        rows = sum(write_shards(shards, RAW_DIR, out, p.label.observation_days, p.features, p.engine))
     typer.echo(f"features of {rows} borrowers in {len(shards)} shards")
+
+
+def write_shards(shards: list[int], raw: Path, out: Path, observation_days: int,
+                 settings: FeatureSettings, engine: EngineSettings) -> Iterator[int]:
+    """``write_shard`` for every shard on the engine; the borrowers of each, in shard order.
+
+    Local workers are threads of this process: the features are numpy passes over whole columns
+    and the reading and writing is Arrow's, which both release Python's lock, so threads keep
+    both cores busy without worker processes' start-up, imports and memory. At 1M borrowers
+    (2026-12-04) two threads took 14.6-15.2 s and 884-892 MB, two processes 15.3-15.5 s and
+    1,315-1,334 MB, one worker 26.9 s and 620 MB."""
+    return map_shards(write_shard, shards, engine, "features", raw, out, observation_days, settings,
+                      borrowers=int, threads=True)
 
 
 def write_shard(index: int, raw: Path, out: Path, observation_days: int,
