@@ -7,7 +7,7 @@ For each size, simulates that many borrowers in a scratch project (the repositor
 with simulate.n_borrowers and engine.workers: 2), or uses the raw directories of --data. Then runs,
 each as its own process tree so that times and memories do not mix, the same work: read every
 raw shard, compute the features, write them to Parquet:
-  ours    the command itself, `limitjump features` (2 worker processes, as users run it);
+  ours    the command itself, `limitjump features` (2 threads of one process, as users run it);
   polars  bench/features_polars.py on each shard in turn (lazy, polars' threads);
   duckdb  bench/features_duckdb.py on each shard in turn (DuckDB's threads).
 Prints, per implementation, the wall time of the whole process (imports included), its CPU time
@@ -95,7 +95,7 @@ def count_borrowers(raw: Path) -> int:
 
 
 def report(result: dict) -> None:
-    labels = {"ours": f"ours   (limitjump features, {WORKERS} processes)",
+    labels = {"ours": f"ours   (limitjump features, {WORKERS} threads)",
               "polars": "polars (shard by shard, its threads)",
               "duckdb": "duckdb (shard by shard, its threads)"}
     width = max(map(len, labels.values()))
