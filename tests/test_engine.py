@@ -81,12 +81,17 @@ def test_features_are_byte_identical_on_dask(simulated, cluster, local_features)
     same_files(local_features, features_into(simulated[1], cluster))
 
 
-def test_features_on_two_threads_are_byte_identical_to_a_loop(simulated, local_features, tmp_path):
+def test_features_on_two_threads_are_byte_identical_to_a_loop(simulated, local_features, tmp_path,
+                                                              monkeypatch):
     """The features stage's local workers are threads sharing one process: no shared state
     between shards may leak from one to another."""
+    ran_on, write = [], features_cli.write_shard
+    monkeypatch.setattr(features_cli, "write_shard",
+                        lambda *a: ran_on.append(threading.current_thread().name) or write(*a))
     shutil.copytree(simulated[0] / "raw", tmp_path / "raw")
     two = EngineSettings(kind="local", workers=2, scheduler="", retries=2)
     same_files(local_features, features_into(tmp_path, two))
+    assert len(ran_on) == 3 and threading.main_thread().name not in ran_on
 
 
 def kill_worker_once(index: int, marker: str, raw: Path, out: Path, observation_days: int, settings) -> int:

@@ -52,11 +52,12 @@ def write_shards(shards: list[int], raw: Path, out: Path, observation_days: int,
                  settings: FeatureSettings, engine: EngineSettings) -> Iterator[int]:
     """``write_shard`` for every shard on the engine; the borrowers of each, in shard order.
 
-    Local workers are threads of this process: the features are numpy passes over whole columns
-    and the reading and writing is Arrow's, which both release Python's lock, so threads keep
-    both cores busy without worker processes' start-up, imports and memory. At 1M borrowers
-    (2026-12-04) two threads took 14.6-15.2 s and 884-892 MB, two processes 15.3-15.5 s and
-    1,315-1,334 MB, one worker 26.9 s and 620 MB."""
+    Local workers are threads of this process: the reading and writing are Arrow's, outside
+    Python's lock, and the features are numpy passes over whole columns, mostly outside it too
+    (two threads building features in memory ran 1.29-1.69x one), so threads keep both cores
+    busy without worker processes' start-up, imports and memory. At 1M borrowers (2026-12-04)
+    two threads took 14.6-15.2 s and 884-892 MB, two processes 15.3-15.5 s and 1,315-1,334 MB,
+    one worker 26.9 s and 620 MB."""
     return map_shards(write_shard, shards, engine, "features", raw, out, observation_days, settings,
                       borrowers=int, threads=True)
 
