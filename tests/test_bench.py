@@ -54,3 +54,20 @@ def test_an_engine_run_of_some_stages_keeps_the_earlier_figures_of_the_others():
         "speedup": {"simulate": 1.8, "features": 1.9}, "scale_out": {"score": 5}}
     # another size: nothing of the earlier run survives
     assert engine.merged({**earlier, "borrowers": 10}, run) == run
+
+
+def test_the_cause_curve_gains_its_slope_per_doubling_and_a_mix_moves_by_bayes_rule():
+    import numpy as np
+    bench = bench_module("causes")
+    # accuracy 0.70 at a quarter, 0.72 at half, 0.74 at all: +0.02 per doubling
+    assert bench.doubling_gain([0.25, 0.5, 1.0], [0.70, 0.72, 0.74]) == pytest.approx(0.02)
+    share = np.array([[0.5, 0.25, 0.25], [0.2, 0.2, 0.6]])
+    moved = bench.reweighted(share, [0.5, 0.25, 0.25], [0.25, 0.25, 0.5])
+    # the first row was the learned mix itself: it becomes the new mix
+    assert moved[0] == pytest.approx([0.25, 0.25, 0.5])
+    assert moved[1] == pytest.approx(np.array([0.1, 0.2, 1.2]) / 1.5)
+    assert moved.sum(axis=1) == pytest.approx([1.0, 1.0])
+    # the same mix changes nothing
+    assert bench.reweighted(share, [0.2, 0.3, 0.5], [0.2, 0.3, 0.5]) == pytest.approx(share)
+    assert bench.to_goal(0.77, 0.01) == pytest.approx(3.0)  # 0.80 is 0.03 away
+    assert bench.to_goal(0.81, 0.01) == 0.0 and bench.to_goal(0.77, 0.0) is None
