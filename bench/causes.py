@@ -77,7 +77,8 @@ def measure(project: Path) -> dict:
     def fit(train_codes: np.ndarray, valid_codes: np.ndarray):
         return causes.fit_cause_model(x["train"], train_codes, x["valid"], valid_codes, params, columns,
                                       categorical, settings.num_boost_round,
-                                      settings.early_stopping_rounds, settings.cause_leaf_sizes)
+                                      settings.early_stopping_rounds, settings.cause_leaf_sizes,
+                                      settings.cause_num_leaves)
 
     booster, calibration = fit(codes["train"], codes["valid"])
     reference = causes.shares(booster, calibration, x["test"])

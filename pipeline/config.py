@@ -280,9 +280,10 @@ class LightGBMSettings(Settings):
     num_leaves: Annotated[int, Field(ge=2, le=4096)]
     min_data_in_leaf: Literal["auto"] | PositiveInt  # auto: scaled with the training rows
     lambda_l2: Literal["auto"] | NonNegative  # auto: scaled with the leaf size
-    # the cause model's leaf sizes to try: it learns from the misses alone, a tenth of the rows,
-    # so the main model's leaf size need not suit it; validation log loss chooses
+    # the cause model's tree sizes to try, every pair of the two: it learns from the misses
+    # alone, a tenth of the rows, so the main model's need not suit it; validation log loss chooses
     cause_leaf_sizes: Annotated[list[PositiveInt], Field(min_length=1)]
+    cause_num_leaves: Annotated[list[Annotated[int, Field(ge=2, le=4096)]], Field(min_length=1)]
     feature_fraction: Annotated[float, Field(gt=0.0, le=1.0)]
     bagging_fraction: Annotated[float, Field(gt=0.0, le=1.0)]
     bagging_freq: Annotated[int, Field(ge=0)]

@@ -161,7 +161,7 @@ def test_the_cause_model_learns_from_the_validation_misses_too():
     assert share[0, 2] > share[1, 2] + 0.05  # trained on the training misses alone: equal
 
 
-def test_the_cause_models_leaf_size_is_the_one_validation_prefers():
+def test_the_cause_models_tree_size_is_the_one_validation_prefers():
     """A cause only a small group shows (x1 set: 3% of the misses, always technical) needs leaves
     smaller than that group. Of the leaf sizes offered, validation picks one that small, reports
     every size's log loss, and the fitted model finds the group; offered only the large size, the
@@ -179,15 +179,24 @@ def test_the_cause_models_leaf_size_is_the_one_validation_prefers():
               "deterministic": True, "num_threads": 1}
     group = np.array([[0.0, 1.0], [1.0, 1.0]])
 
-    def fit(sizes):
+    def fit(sizes, leaves=()):
         booster, calibration = causes.fit_cause_model(x_train, c_train, x_valid, c_valid, params,
-                                                      ["x0", "x1"], [], 200, 10, sizes)
+                                                      ["x0", "x1"], [], 200, 10, sizes, leaves)
         return causes.shares(booster, calibration, group)[:, 2], calibration
 
     small, chosen = fit([500, 20])
-    assert chosen["min_data_in_leaf"] == 20
-    losses = chosen["validation_log_loss"]
+    assert (chosen["num_leaves"], chosen["min_data_in_leaf"]) == (4, 20)  # params' own num_leaves
+    losses = chosen["validation_log_loss"]["4"]
     assert set(losses) == {"500", "20"} and losses["20"] < losses["500"]
     large, alone = fit([])  # none offered: params' own
-    assert alone["min_data_in_leaf"] == 500 and set(alone["validation_log_loss"]) == {"500"}
+    assert alone["min_data_in_leaf"] == 500
+    assert {n: set(by_leaf) for n, by_leaf in alone["validation_log_loss"].items()} == {"4": {"500"}}
     assert (small > 0.8).all() and (large < 0.5).all()
+    # every pair of the two lists is tried: a stump (2 leaves) cannot split on both x0 and x1
+    # within one tree, but the losses say which pair won
+    _, grid = fit([500, 20], [2, 4])
+    assert set(grid["validation_log_loss"]) == {"2", "4"}
+    assert all(set(by_leaf) == {"500", "20"} for by_leaf in grid["validation_log_loss"].values())
+    best = min((loss, int(n), int(leaf)) for n, by_leaf in grid["validation_log_loss"].items()
+               for leaf, loss in by_leaf.items())
+    assert (grid["num_leaves"], grid["min_data_in_leaf"]) == best[1:]

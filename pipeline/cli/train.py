@@ -124,7 +124,7 @@ def _fit_causes(splits: dict, columns: list[str], categorical: list[str], catego
     params = causes.cause_params(train.lightgbm_params(s, columns, categorical, len(splits["train"])))
     return causes.fit_cause_model(x["train"], codes["train"], x["valid"], codes["valid"], params, columns,
                                   categorical, s.num_boost_round, s.early_stopping_rounds,
-                                  s.cause_leaf_sizes)
+                                  s.cause_leaf_sizes, s.cause_num_leaves)
 
 
 def tuned_settings(p: Params) -> tuple[LightGBMSettings, list[str]]:
@@ -159,7 +159,7 @@ def _fit_lightgbm(p: Params, splits: dict, columns: list[str], categorical: list
     settings = {**s.model_dump(), "trees": booster.num_trees(), "contradicted_directions": len(contradicted),
                 "min_data_in_leaf_used": train.leaf_size(s, rows), "lambda_l2_used": train.leaf_l2(s, rows),
                 "calibration_used": fitted.calibration["method"], **({"tuned": tuned} if tuned else {}),
-                **({"cause_min_data_in_leaf_used": fitted.causes[1]["min_data_in_leaf"]}
+                **({f"cause_{k}_used": fitted.causes[1][k] for k in ("num_leaves", "min_data_in_leaf")}
                    if fitted.causes else {})}
     scores = {"valid": valid_scores, "test": fitted.predict(splits["test"])}
 
