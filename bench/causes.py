@@ -23,12 +23,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from measure import write_json
+from measure import split_matrices, write_json
 
 from pipeline import causes, train
 from pipeline.config import CAUSES, load_params
 from pipeline.lgbm import lgb
-from pipeline.model import encode
 
 ROOT = Path(__file__).resolve().parents[1]
 GOAL = 0.80
@@ -52,20 +51,9 @@ def reweighted(share: np.ndarray, fitted_mix: np.ndarray, new_mix: np.ndarray) -
     return moved / moved.sum(axis=1, keepdims=True)
 
 
-def load(project: Path) -> tuple[dict, dict, dict, list[str], list[str]]:
-    frames = {n: pd.read_parquet(project / "data" / "split" / f"{n}.parquet")
-              for n in ("train", "valid", "test")}
-    columns = train.feature_columns(frames["train"])
-    categorical = train.categorical_columns(frames["train"], columns)
-    categories = train.learn_categories(frames["train"], columns)
-    x = {n: encode(f, columns, categories) for n, f in frames.items()}
-    codes = {n: causes.cause_codes(f[causes.MISS_CAUSE]) for n, f in frames.items()}
-    return frames, x, codes, columns, categorical
-
-
 def measure(project: Path) -> dict:
     settings = load_params(project / "params.yaml").train.lightgbm
-    frames, x, codes, columns, categorical = load(project)
+    frames, x, codes, columns, categorical = split_matrices(project)
     risk_params = train.lightgbm_params(settings, columns, categorical, len(frames["train"]))
     params = causes.cause_params(risk_params)
     missed = codes["test"] >= 0
@@ -95,7 +83,7 @@ def measure(project: Path) -> dict:
         print(f"{share:.0%} of the misses       : {', '.join(f'{a:.3f}' for a in runs)}", flush=True)
     shares = [s for s in SHARES for _ in range(DRAWS)] + [1.0]
     points = [a for s in SHARES for a in out["curve"][str(s)]] + [out["reference"]]
-    # the curve flattens: the last doubling (half to all) gains less than the average one
+    # the curve may flatten: the last doubling (half to all) beside the average one
     out["gain_per_doubling"] = doubling_gain(shares, points)
     out["last_doubling_gain"] = out["reference"] - float(np.mean(out["curve"][str(SHARES[-1])]))
     out["doublings_to_goal"] = {name: to_goal(out["reference"], out[name])

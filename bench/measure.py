@@ -103,6 +103,25 @@ def prepare(where: Path | None, borrowers: int, upto: str, overrides: dict | Non
     return where
 
 
+def split_matrices(project: Path, names: tuple[str, ...] = ("train", "valid", "test")) -> tuple:
+    """The split frames of a project whose split stage ran, their feature columns and which of
+    them are categorical, each frame as the model's matrix, and each row's cause code (-1: no miss).
+    Returns (frames, matrices, codes, columns, categorical), the first three keyed by split."""
+    # imported here: the other benchmarks measure commands and need none of it
+    import pandas as pd
+
+    from pipeline import causes, train
+    from pipeline.model import encode
+
+    frames = {n: pd.read_parquet(project / "data" / "split" / f"{n}.parquet") for n in names}
+    columns = train.feature_columns(frames[names[0]])
+    categorical = train.categorical_columns(frames[names[0]], columns)
+    categories = train.learn_categories(frames[names[0]], columns)
+    matrices = {n: encode(f, columns, categories) for n, f in frames.items()}
+    codes = {n: causes.cause_codes(f[causes.MISS_CAUSE]) for n, f in frames.items()}
+    return frames, matrices, codes, columns, categorical
+
+
 def write_json(path: Path, figures: dict) -> None:
     """A benchmark's figures, for the README (``tools/readme_figures.py`` reads them)."""
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -21,12 +21,10 @@ from pathlib import Path
 
 import lightgbm as lgb
 import numpy as np
-import pandas as pd
-from measure import prepared, project_parser, run, write_json
+from measure import prepared, project_parser, run, split_matrices, write_json
 
 from pipeline import causes, train
 from pipeline.config import load_params
-from pipeline.model import encode
 
 GOAL = 1.3
 
@@ -34,11 +32,8 @@ GOAL = 1.3
 def bare_seconds(project: Path) -> dict[str, float]:
     """Seconds of each bare fit, and the risk model's trees."""
     settings = load_params(project / "params.yaml").train.lightgbm
-    frames = {n: pd.read_parquet(project / "data" / "split" / f"{n}.parquet") for n in ("train", "valid")}
-    columns = train.feature_columns(frames["train"])
-    categorical = train.categorical_columns(frames["train"], columns)
+    frames, x, codes, columns, categorical = split_matrices(project, ("train", "valid"))
     params = train.lightgbm_params(settings, columns, categorical, len(frames["train"]))
-    x = {n: encode(f, columns, {}) for n, f in frames.items()}
     stop = [lgb.early_stopping(settings.early_stopping_rounds, verbose=False)]
 
     start = time.perf_counter()
@@ -48,7 +43,6 @@ def bare_seconds(project: Path) -> dict[str, float]:
     booster = lgb.train(params, dtrain, settings.num_boost_round, valid_sets=[dvalid], callbacks=stop)
     main = time.perf_counter() - start
 
-    codes = {n: causes.cause_codes(f[causes.MISS_CAUSE]) for n, f in frames.items()}
     missed = {n: codes[n] >= 0 for n in codes}
     cause_params = causes.cause_params(params)
     start = time.perf_counter()
