@@ -442,6 +442,7 @@ class EngineSettings(Settings):
     workers: Annotated[int, Field(ge=1, le=256)]  # local processes, or LocalCluster workers
     scheduler: str  # Dask scheduler address (tls://host:8786); empty: a LocalCluster on 127.0.0.1
     retries: Annotated[int, Field(ge=0, le=10)]  # times a Dask task is retried after a failure
+    batch_borrowers: Annotated[int, Field(ge=1)]  # borrowers whose raw rows a features worker holds at once
     tls: TlsSettings = TlsSettings()
 
 

@@ -107,6 +107,18 @@ def release_freed_memory() -> None:
         trim(0)
 
 
+@functools.cache
+def arrow_on_system_allocator() -> None:
+    """Arrow's allocations from the C library's allocator from now on in this process, the one
+    numpy's arrays use, instead of Arrow's own mimalloc: memory that reading a batch freed then
+    serves the arrays built from it, where two allocators each kept their own. Building the
+    features of 150,000 borrowers in batches of 5,000 on 2 threads, the process peaked at
+    478-505 MB with it and 557-590 MB without, in the same time (2026-12-04)."""
+    import pyarrow
+
+    pyarrow.set_memory_pool(pyarrow.system_memory_pool())
+
+
 def on_one_core(engine: EngineSettings) -> bool:
     """Whether the work runs in this process on its one core, leaving none to spare."""
     return engine.kind == "local" and engine.workers <= 1

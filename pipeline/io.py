@@ -22,8 +22,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 # Fixed writer settings: with the pinned pyarrow, the same frame always gives the same bytes.
-# Dictionary encoding pays only for string columns; for amounts it is wasted work.
-PARQUET_OPTIONS = dict(compression="zstd", row_group_size=256_000, write_statistics=True)
+# Dictionary encoding pays only for string columns; for amounts it is wasted work. Row groups this
+# small let a reader of a batch of borrowers (``read_batches``) decode little beyond the batch.
+PARQUET_OPTIONS = dict(compression="zstd", row_group_size=32_768, write_statistics=True)
 
 
 # Temporaries are named .<target>.<pid>@<host>.<random>[suffix].tmp, so that the next write of the
@@ -179,6 +180,47 @@ def part_index(path: Path) -> int:
 
 def read_part(directory: str | Path, index: int, columns: list[str] | None = None) -> pd.DataFrame:
     return pd.read_parquet(Path(directory) / part_name(index), columns=columns)
+
+
+def borrower_ends(directory: str | Path, index: int, size: int) -> list[int]:
+    """The borrower ids at which shard ``index`` of a table of borrowers splits into batches of
+    ``size`` borrowers: batch i holds the ids from ends[i-1] (from the first) up to ends[i],
+    excluded; the last end is past the largest id, so the batches hold every borrower."""
+    ids = np.unique(read_part(directory, index, ["borrower_id"])["borrower_id"].to_numpy())
+    return [*ids[size::size].tolist(), int(ids[-1]) + 1 if ids.size else 0]
+
+
+def read_batches(directory: str | Path, index: int, ends: list[int],
+                 columns: list[str] | None = None) -> Iterator[pd.DataFrame]:
+    """Shard ``index`` of a dataset, one frame per batch of ``ends`` (``borrower_ends``). Each row
+    group is decoded once, when the first batch that can hold its rows (by its statistics) comes,
+    and the rows of later batches are kept: with rows in borrower order, as the simulator writes
+    them, that is one batch and part of a row group at a time. Rows past the last end are not read.
+    """
+    # map, not a generator: a generator's names would keep the last batch alive while the next is read
+    return map(_BatchReader(Path(directory) / part_name(index), columns), ends)
+
+
+class _BatchReader:
+    """Called with each end in turn: the rows of borrower ids below it not handed out before."""
+
+    def __init__(self, path: Path, columns: list[str] | None) -> None:
+        self.file, self.columns = pq.ParquetFile(path), columns
+        column = self.file.schema_arrow.get_field_index("borrower_id")
+        stats = [self.file.metadata.row_group(g).column(column).statistics
+                 for g in range(self.file.num_row_groups)]
+        self.unread = [(g, st.min if st is not None and st.has_min_max else None)
+                       for g, st in enumerate(stats)]
+        self.held = self.file.read_row_groups([], columns)
+
+    def __call__(self, end: int) -> pd.DataFrame:
+        due = [g for g, low in self.unread if low is None or low < end]
+        self.unread = [(g, low) for g, low in self.unread if g not in due]
+        table = pa.concat_tables([self.held, self.file.read_row_groups(due, self.columns)])
+        before = table["borrower_id"].to_numpy() < end
+        # copies, not views: a view would keep every decoded row group alive
+        self.held = table.filter(pa.array(~before))
+        return table.filter(pa.array(before)).to_pandas()
 
 
 def parts(directory: str | Path) -> list[Path]:

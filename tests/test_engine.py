@@ -24,8 +24,16 @@ from pipeline.simulate import build_world, shard_bounds
 from tests.conftest import make_params
 
 pytestmark = pytest.mark.timeout(300)
-PARAMS = make_params({"simulate": {"n_borrowers": 3000, "shard_size": 1000, "truth_replicates": 2}})
-LOCAL = EngineSettings(kind="local", workers=1, scheduler="", retries=2)
+PARAMS = make_params({"simulate": {"n_borrowers": 3000, "shard_size": 1000, "truth_replicates": 2},
+                      "engine": {"batch_borrowers": 300}})
+
+
+def engine_settings(**fields) -> EngineSettings:
+    """An engine with the params' batch size (300 borrowers: a shard of 1,000 in 4 batches)."""
+    return EngineSettings(batch_borrowers=PARAMS.engine.batch_borrowers, **fields)
+
+
+LOCAL = engine_settings(kind="local", workers=1, scheduler="", retries=2)
 
 
 @pytest.fixture(scope="session")
@@ -35,7 +43,7 @@ def cluster():
 
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
                       dashboard_address="127.0.0.1:0") as c:
-        yield EngineSettings(kind="dask", workers=2, scheduler=c.scheduler_address, retries=2)
+        yield engine_settings(kind="dask", workers=2, scheduler=c.scheduler_address, retries=2)
 
 
 def simulate_into(folder: Path, engine: EngineSettings) -> Path:
@@ -77,6 +85,16 @@ def local_features(simulated):
     return features_into(simulated[0], LOCAL)
 
 
+def test_features_in_batches_of_borrowers_are_byte_identical_to_whole_shards(simulated, local_features,
+                                                                             tmp_path):
+    """A borrower's features read only their own rows: batches of 300 borrowers (4 a shard, the
+    last one short) give the bytes one batch a shard gives."""
+    shutil.copytree(simulated[0] / "raw", tmp_path / "raw")
+    whole = LOCAL.model_copy(update={"batch_borrowers": 10**6})
+    same_files(local_features, features_into(tmp_path, whole))
+    assert len(io.borrower_ends(tmp_path / "raw" / "borrowers", 0, LOCAL.batch_borrowers)) == 4
+
+
 def test_features_are_byte_identical_on_dask(simulated, cluster, local_features):
     same_files(local_features, features_into(simulated[1], cluster))
 
@@ -89,17 +107,17 @@ def test_features_on_two_threads_are_byte_identical_to_a_loop(simulated, local_f
     monkeypatch.setattr(features_cli, "write_shard",
                         lambda *a: ran_on.append(threading.current_thread().name) or write(*a))
     shutil.copytree(simulated[0] / "raw", tmp_path / "raw")
-    two = EngineSettings(kind="local", workers=2, scheduler="", retries=2)
+    two = engine_settings(kind="local", workers=2, scheduler="", retries=2)
     same_files(local_features, features_into(tmp_path, two))
     assert len(ran_on) == 3 and threading.main_thread().name not in ran_on
 
 
-def kill_worker_once(index: int, marker: str, raw: Path, out: Path, observation_days: int, settings) -> int:
+def kill_worker_once(index: int, marker: str, *args) -> int:
     """Kills its own worker process the first time it runs for shard 1."""
     if index == 1 and not os.path.exists(marker):
         Path(marker).touch()
         os._exit(1)
-    return features_cli.write_shard(index, raw, out, observation_days, settings)
+    return features_cli.write_shard(index, *args)
 
 
 def test_a_killed_worker_is_retried_and_the_output_is_complete(simulated, cluster, local_features,
@@ -107,13 +125,13 @@ def test_a_killed_worker_is_retried_and_the_output_is_complete(simulated, cluste
     local, _ = simulated
     marker = str(tmp_path / "killed-once")
     rows = list(map_shards(kill_worker_once, [0, 1, 2], cluster, "features", marker, local / "raw",
-                           tmp_path / "features", 30, PARAMS.features))
+                           tmp_path / "features", 30, PARAMS.features, PARAMS.engine.batch_borrowers))
     assert os.path.exists(marker) and rows == [1000, 1000, 1000]
     same_files(local_features, tmp_path / "features")
 
 
 def test_an_unreachable_scheduler_fails_fast():
-    engine = EngineSettings(kind="dask", workers=1, scheduler="tcp://127.0.0.1:9", retries=0)
+    engine = engine_settings(kind="dask", workers=1, scheduler="tcp://127.0.0.1:9", retries=0)
     start = time.perf_counter()
     with pytest.raises(EngineError, match="cannot reach the Dask scheduler at tcp://127.0.0.1:9"):
         list(map_shards(len, ["a"], engine, "nothing"))
@@ -121,7 +139,7 @@ def test_an_unreachable_scheduler_fails_fast():
 
 
 def test_a_listener_that_is_not_a_scheduler_fails_within_15_s(silent_listener):
-    engine = EngineSettings(kind="dask", workers=1, scheduler=silent_listener, retries=0)
+    engine = engine_settings(kind="dask", workers=1, scheduler=silent_listener, retries=0)
     start = time.perf_counter()
     with pytest.raises(EngineError, match=f"the Dask scheduler at {silent_listener} "):
         list(map_shards(len, ["a"], engine, "nothing"))
@@ -141,7 +159,7 @@ def test_a_dask_worker_is_not_taken_for_the_scheduler(cluster):
 @pytest.mark.parametrize("address", ["tcp://127.0.0.1:notaport", "tcp://", "udp://127.0.0.1:8786",
                                      "tcp://127.0.0.1:99999", "127.0.0.1"])
 def test_a_malformed_address_fails_at_once_naming_it(address):
-    engine = EngineSettings(kind="dask", workers=1, scheduler=address, retries=0)
+    engine = engine_settings(kind="dask", workers=1, scheduler=address, retries=0)
     start = time.perf_counter()
     expected = f"malformed address for the Dask scheduler at {re.escape(address)} "
     with pytest.raises(EngineError, match=expected):
@@ -150,7 +168,7 @@ def test_a_malformed_address_fails_at_once_naming_it(address):
 
 
 def test_a_tls_scheduler_without_certificates_says_which_settings_to_set():
-    engine = EngineSettings(kind="dask", workers=1, scheduler="tls://127.0.0.1:8786", retries=0)
+    engine = engine_settings(kind="dask", workers=1, scheduler="tls://127.0.0.1:8786", retries=0)
     with pytest.raises(EngineError, match="uses TLS: set engine.tls"):
         list(map_shards(len, ["a"], engine, "nothing"))
     missing = TlsSettings(ca_file="/nonexistent/ca.pem", cert_file="/nonexistent/c.pem",
@@ -209,7 +227,7 @@ def tls_cluster(tmp_path_factory):
     with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, host="127.0.0.1", protocol="tls://",
                       security=security, dashboard_address=None) as c:
         assert c.scheduler_address.startswith("tls://127.0.0.1:")
-        yield EngineSettings(kind="dask", workers=1, scheduler=c.scheduler_address, retries=2, tls=tls)
+        yield engine_settings(kind="dask", workers=1, scheduler=c.scheduler_address, retries=2, tls=tls)
 
 
 @pytest.fixture(scope="module")
@@ -307,5 +325,5 @@ def test_releasing_freed_memory_shrinks_the_process():
 
 def test_work_that_releases_memory_gives_the_same_results_on_every_engine():
     expect = [i * i for i in range(5)]
-    for engine in (LOCAL, EngineSettings(kind="local", workers=2, scheduler="", retries=2)):
+    for engine in (LOCAL, engine_settings(kind="local", workers=2, scheduler="", retries=2)):
         assert list(map_shards(pow, list(range(5)), engine, "squares", 2, release=True)) == expect

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from pathlib import Path
 
+import pandas as pd
 import typer
 
 from pipeline import io
@@ -12,21 +14,35 @@ from pipeline.cli import PARAMS, app, load
 from pipeline.cli.paths import FEATURES_DIR, RAW_DIR
 from pipeline.config import EngineSettings, FeatureSettings
 from pipeline.contract import RAW_TABLES
-from pipeline.engine import map_shards
+from pipeline.engine import arrow_on_system_allocator, map_shards
 from pipeline.features import COLUMNS_READ, build_features
 from pipeline.sources import team_table
+
+WINDOWS = "maintenance_windows"  # shared by every shard: one file, not a table per shard
 
 
 def read_shard(raw: Path, index: int, columns: dict[str, tuple[str, ...]] | None = None) -> dict:
     """Every raw table of one shard, with the (shared) maintenance windows; of each table the
     ``columns`` named (``COLUMNS_READ``: what the features read), or all of them."""
-    def wanted(name: str) -> list[str] | None:
-        return list(columns[name]) if columns else None
+    tables = {name: io.read_part(raw / name, index, _wanted(columns, name)) for name in RAW_TABLES}
+    return tables | {WINDOWS: read_windows(raw, columns)}
 
-    tables = {name: io.read_part(raw / name, index, wanted(name)) for name in RAW_TABLES}
-    windows = "maintenance_windows"
-    tables[windows] = io.read_dataset(raw / windows, wanted(windows))
-    return tables
+
+def read_shard_batches(raw: Path, index: int, ends: list[int],
+                       columns: dict[str, tuple[str, ...]] | None = None) -> Iterator[dict]:
+    """``read_shard`` one batch of borrowers at a time (``io.borrower_ends``)."""
+    windows = read_windows(raw, columns)
+    readers = [io.read_batches(raw / name, index, ends, _wanted(columns, name)) for name in RAW_TABLES]
+    # map, not a generator: nothing keeps a batch alive once its user is done with it
+    return map(lambda *frames: dict(zip(RAW_TABLES, frames, strict=True)) | {WINDOWS: windows}, *readers)
+
+
+def read_windows(raw: Path, columns: dict[str, tuple[str, ...]] | None) -> pd.DataFrame:
+    return io.read_dataset(raw / WINDOWS, _wanted(columns, WINDOWS))
+
+
+def _wanted(columns: dict[str, tuple[str, ...]] | None, name: str) -> list[str] | None:
+    return list(columns[name]) if columns else None
 
 
 @app.command()
@@ -55,15 +71,24 @@ def write_shards(shards: list[int], raw: Path, out: Path, observation_days: int,
     Local workers are threads of this process: the reading and writing are Arrow's, outside
     Python's lock, and the features are numpy passes over whole columns, mostly outside it too
     (two threads building features in memory ran 1.29-1.69x one), so threads keep both cores
-    busy without worker processes' start-up, imports and memory. At 1M borrowers (2026-12-04)
-    two threads took 14.6-15.2 s and 884-892 MB, two processes 15.3-15.5 s and 1,315-1,334 MB,
-    one worker 26.9 s and 620 MB."""
+    busy without worker processes' start-up, imports and memory. At 1M borrowers (2026-12-04),
+    whole shards: two threads took 14.6-15.2 s and 884-892 MB, two processes 15.3-15.5 s and
+    1,315-1,334 MB. Batches (``engine.batch_borrowers``) trade time for memory: two threads took
+    17.7 s and 973 MB with whole shards (row groups of 32,768 rows), 19.5-22.3 s and 629 MB in
+    batches of 8,334, 21.1-24.4 s and 516-553 MB of 5,000, 25.9-30.9 s and 469-482 MB of 3,125."""
     return map_shards(write_shard, shards, engine, "features", raw, out, observation_days, settings,
-                      borrowers=int, threads=True)
+                      engine.batch_borrowers, borrowers=int, threads=True)
 
 
-def write_shard(index: int, raw: Path, out: Path, observation_days: int,
-                settings: FeatureSettings) -> int:
-    frame = build_features(read_shard(raw, index, COLUMNS_READ), observation_days, settings)
+def write_shard(index: int, raw: Path, out: Path, observation_days: int, settings: FeatureSettings,
+                batch_borrowers: int) -> int:
+    """The features of shard ``index``, built ``batch_borrowers`` borrowers at a time: a borrower's
+    features read only their own rows, so the batches give the same frame as the whole shard,
+    while a worker holds (and decodes) one batch's raw rows at a time, not the shard's."""
+    arrow_on_system_allocator()
+    ends = io.borrower_ends(raw / "borrowers", index, batch_borrowers)
+    build = functools.partial(build_features, observation_days=observation_days, settings=settings)
+    frames = list(map(build, read_shard_batches(raw, index, ends, COLUMNS_READ)))
+    frame = pd.concat(frames, ignore_index=True)
     io.write_parquet(frame, out / io.part_name(index))
     return len(frame)

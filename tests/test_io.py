@@ -1,0 +1,80 @@
+"""Reading a shard batch by batch of borrowers (``io.borrower_ends``, ``io.read_batches``)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from pipeline import io
+
+
+def write_shard(folder, frame: pd.DataFrame, rows_per_group: int = 3):
+    """``frame`` as shard 0 of ``folder``, in row groups of ``rows_per_group`` rows."""
+    folder.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), folder / io.part_name(0),
+                   row_group_size=rows_per_group)
+    return folder
+
+
+@pytest.fixture
+def rows():
+    """Borrowers 10 to 16 but 13, 1 to 3 rows each, in borrower order: 11 rows in 4 row groups."""
+    ids = np.repeat([10, 11, 12, 14, 15, 16], [2, 3, 1, 2, 1, 2])
+    return pd.DataFrame({"borrower_id": ids, "amount": np.arange(ids.size) * 1.5,
+                         "kind": [f"k{i % 3}" for i in range(ids.size)]})
+
+
+def test_borrower_ends_split_the_borrowers_into_batches_and_hold_every_one(tmp_path):
+    folder = write_shard(tmp_path / "borrowers", pd.DataFrame({"borrower_id": [3, 5, 6, 9, 12]}))
+    assert io.borrower_ends(folder, 0, 2) == [6, 12, 13]
+    assert io.borrower_ends(folder, 0, 5) == [13]
+    assert io.borrower_ends(folder, 0, 100) == [13]
+    empty = write_shard(tmp_path / "none", pd.DataFrame({"borrower_id": np.array([], dtype="int64")}))
+    assert io.borrower_ends(empty, 0, 2) == [0]
+
+
+@pytest.mark.parametrize("order", ["borrower order", "shuffled"])
+def test_batches_hold_exactly_their_borrowers_rows_and_together_every_row(tmp_path, rows, order):
+    if order == "shuffled":  # slower (row groups read early are held), never wrong
+        rows = rows.sample(frac=1.0, random_state=3).reset_index(drop=True)
+    folder = write_shard(tmp_path / "t", rows)
+    ends = [12, 15, 17]
+    batches = list(io.read_batches(folder, 0, ends, ["borrower_id", "amount", "kind"]))
+    assert [len(b) for b in batches] == [5, 3, 3]
+    for first, end, batch in zip([-np.inf, *ends], ends, batches, strict=False):
+        assert batch["borrower_id"].between(first, end, inclusive="left").all()
+        expect = rows[rows.borrower_id.between(first, end, inclusive="left")]
+        pd.testing.assert_frame_equal(batch, expect.reset_index(drop=True), check_dtype=False)
+    assert sorted(pd.concat(batches).amount) == sorted(rows.amount)  # every row, once
+
+
+def test_in_borrower_order_each_row_group_is_decoded_once(tmp_path, rows, monkeypatch):
+    folder = write_shard(tmp_path / "t", rows)
+    decoded, read = [], pq.ParquetFile.read_row_groups
+
+    def spy(self, groups, columns=None):
+        decoded.extend(groups)
+        return read(self, groups, columns)
+
+    monkeypatch.setattr(pq.ParquetFile, "read_row_groups", spy)
+    list(io.read_batches(folder, 0, [11, 12, 13, 17]))
+    assert sorted(decoded) == [0, 1, 2, 3]
+
+
+def test_rows_past_the_last_end_are_not_read_and_an_empty_batch_keeps_the_columns(tmp_path, rows):
+    folder = write_shard(tmp_path / "t", rows)
+    first, empty = io.read_batches(folder, 0, [12, 12], ["borrower_id", "kind"])
+    assert first.borrower_id.tolist() == [10, 10, 11, 11, 11]
+    assert empty.empty and list(empty.columns) == ["borrower_id", "kind"]
+
+
+def test_a_batch_reads_as_the_whole_file_does(tmp_path, rows):
+    """Same dtypes and values as ``read_part`` (pandas' reader), strings included."""
+    folder = tmp_path / "t"
+    folder.mkdir()
+    io.write_parquet(rows, folder / io.part_name(0))
+    (batch,) = io.read_batches(folder, 0, [100])
+    pd.testing.assert_frame_equal(batch, io.read_part(folder, 0))
