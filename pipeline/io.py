@@ -195,8 +195,8 @@ def read_batches(directory: str | Path, index: int, ends: list[int],
     """Shard ``index`` of a dataset, one frame per batch of ``ends`` (``borrower_ends``). Each row
     group is decoded once, when the first batch that can hold its rows (by its statistics) comes,
     and the rows of later batches are kept: with rows in borrower order, as the simulator writes
-    them, that is one batch and part of a row group at a time. Rows past the last end are not read.
-    """
+    them, that is one batch and part of a row group at a time. Rows past the last end are not
+    returned."""
     # map, not a generator: a generator's names would keep the last batch alive while the next is read
     return map(_BatchReader(Path(directory) / part_name(index), columns), ends)
 

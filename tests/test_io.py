@@ -11,7 +11,7 @@ import pytest
 from pipeline import io
 
 
-def write_shard(folder, frame: pd.DataFrame, rows_per_group: int = 3):
+def write_part(folder, frame: pd.DataFrame, rows_per_group: int = 3):
     """``frame`` as shard 0 of ``folder``, in row groups of ``rows_per_group`` rows."""
     folder.mkdir(parents=True, exist_ok=True)
     pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), folder / io.part_name(0),
@@ -28,11 +28,11 @@ def rows():
 
 
 def test_borrower_ends_split_the_borrowers_into_batches_and_hold_every_one(tmp_path):
-    folder = write_shard(tmp_path / "borrowers", pd.DataFrame({"borrower_id": [3, 5, 6, 9, 12]}))
+    folder = write_part(tmp_path / "borrowers", pd.DataFrame({"borrower_id": [3, 5, 6, 9, 12]}))
     assert io.borrower_ends(folder, 0, 2) == [6, 12, 13]
     assert io.borrower_ends(folder, 0, 5) == [13]
     assert io.borrower_ends(folder, 0, 100) == [13]
-    empty = write_shard(tmp_path / "none", pd.DataFrame({"borrower_id": np.array([], dtype="int64")}))
+    empty = write_part(tmp_path / "none", pd.DataFrame({"borrower_id": np.array([], dtype="int64")}))
     assert io.borrower_ends(empty, 0, 2) == [0]
 
 
@@ -40,7 +40,7 @@ def test_borrower_ends_split_the_borrowers_into_batches_and_hold_every_one(tmp_p
 def test_batches_hold_exactly_their_borrowers_rows_and_together_every_row(tmp_path, rows, order):
     if order == "shuffled":  # slower (row groups read early are held), never wrong
         rows = rows.sample(frac=1.0, random_state=3).reset_index(drop=True)
-    folder = write_shard(tmp_path / "t", rows)
+    folder = write_part(tmp_path / "t", rows)
     ends = [12, 15, 17]
     batches = list(io.read_batches(folder, 0, ends, ["borrower_id", "amount", "kind"]))
     assert [len(b) for b in batches] == [5, 3, 3]
@@ -52,7 +52,7 @@ def test_batches_hold_exactly_their_borrowers_rows_and_together_every_row(tmp_pa
 
 
 def test_in_borrower_order_each_row_group_is_decoded_once(tmp_path, rows, monkeypatch):
-    folder = write_shard(tmp_path / "t", rows)
+    folder = write_part(tmp_path / "t", rows)
     decoded, read = [], pq.ParquetFile.read_row_groups
 
     def spy(self, groups, columns=None):
@@ -65,7 +65,7 @@ def test_in_borrower_order_each_row_group_is_decoded_once(tmp_path, rows, monkey
 
 
 def test_rows_past_the_last_end_are_not_read_and_an_empty_batch_keeps_the_columns(tmp_path, rows):
-    folder = write_shard(tmp_path / "t", rows)
+    folder = write_part(tmp_path / "t", rows)
     first, empty = io.read_batches(folder, 0, [12, 12], ["borrower_id", "kind"])
     assert first.borrower_id.tolist() == [10, 10, 11, 11, 11]
     assert empty.empty and list(empty.columns) == ["borrower_id", "kind"]
