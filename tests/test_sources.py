@@ -31,7 +31,15 @@ import yaml
 from pipeline import io, sources
 from pipeline.catalog import NEXT_DUE
 from pipeline.cli import main
-from pipeline.contract import RAW_TABLES, TABLES, ContractError, features_table, row_violations, violations
+from pipeline.contract import (
+    RAW_TABLES,
+    TABLES,
+    ContractError,
+    features_table,
+    pandera_violations,
+    row_violations,
+    violations,
+)
 from pipeline.features import build_features
 from pipeline.sources import output_paths, team_table
 from tests.conftest import build_model_dir, make_params, merge, raw_params, simulate_tables
@@ -576,7 +584,7 @@ def test_raw_tables_checked_on_whole_columns_fail_as_with_pandera(small_sim, nam
     frame = _planted(small_sim[name][list(spec.names)], spec)
     by_numpy = row_violations(frame, spec)
     assert len(by_numpy) >= 2  # at least a planted value and the key (or a missing value)
-    assert _cases(by_numpy) == _cases(violations(frame, name))
+    assert _cases(by_numpy) == _cases(pandera_violations(frame, name))
 
 
 def test_the_vectorised_check_finds_what_pandera_finds():
@@ -593,7 +601,7 @@ def test_the_vectorised_check_finds_what_pandera_finds():
         "wallet_balance": [np.nan, 0.0, -0.01, 1e308, np.inf, 5.0],
         "dti_change": [-0.5, -2e6, np.nan, 0.0, np.inf, 1e6],
         "team_x": [np.inf, np.nan, 0.0, -1e300, 1.0, -np.inf]})
-    by_pandera = violations(frame, table)
+    by_pandera = pandera_violations(frame, table)
     by_numpy = row_violations(frame, table)
     assert len(by_numpy) > 15
     assert _cases(by_numpy) == _cases(by_pandera)
