@@ -1,11 +1,11 @@
 """The data contract: every table the simulator writes and the scorer reads, written once.
 
 Each column has a dtype, a unit, an allowed range or set of values and a nullability; each table
-has a key. ``validate`` checks a frame with pandera and raises ``ContractError`` naming the file,
-the column and the first offending rows; ``violations`` returns every failing row, which the scorer
-uses to reject borrowers instead of stopping. ``features_table`` is the features table's contract,
-read off the feature catalogue; ``history_violations`` holds the rules across tables (dates in
-order, one jump per borrower, nothing after the run date).
+has a key. ``validate`` checks a frame (on whole columns, or with pandera) and raises
+``ContractError`` naming the file, the column and the first offending rows; ``violations`` returns
+every failing row, which the scorer uses to reject borrowers instead of stopping. ``features_table``
+is the features table's contract, read off the feature catalogue; ``history_violations`` holds the
+rules across tables (dates in order, one jump per borrower, nothing after the run date).
 """
 
 from __future__ import annotations
@@ -13,11 +13,13 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-import pandera.pandas as pa
-from pandera.errors import SchemaErrors
+
+if TYPE_CHECKING:
+    import pandera.pandas as pa
 
 from pipeline.catalog import AGE_RANGE, BY_NAME, SCORE_RANGE
 from pipeline.config import CAUSES, EMPLOYMENT_TYPES, TRIGGERS
@@ -73,6 +75,8 @@ class Col:
         return out
 
     def checks(self) -> list[pa.Check]:
+        import pandera.pandas as pa
+
         return [pa.Check(lambda s, test=test: pd.Series(test(s.to_numpy()), index=s.index), name=name)
                 for name, test in self.rules()]
 
@@ -316,6 +320,10 @@ def features_table(columns: list[str], text: tuple[str, ...] = ()) -> Table:
 
 @functools.cache  # building a schema costs more than checking a batch with it
 def schema(table: str | Table) -> pa.DataFrameSchema:
+    # imported here: a command whose frames are all conformed never pays for pandera (15 MB and
+    # 0.15 s of start-up)
+    import pandera.pandas as pa
+
     spec = TABLES[table] if isinstance(table, str) else table
     columns = {c.name: pa.Column(c.dtype, c.checks(), nullable=c.nullable, title=c.unit,
                                  description=c.description) for c in spec.columns}
@@ -343,6 +351,8 @@ def violations(frame: pd.DataFrame, table: str | Table) -> pd.DataFrame:
 
 def pandera_violations(frame: pd.DataFrame, table: str | Table) -> pd.DataFrame:
     """``violations`` found by pandera, whatever the frame's dtypes."""
+    from pandera.errors import SchemaErrors
+
     try:
         schema(table).validate(frame, lazy=True)
     except SchemaErrors as err:

@@ -21,8 +21,8 @@ try:
     main()
 except SystemExit as done:
     assert done.code == 0, done.code
-heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("lightgbm", "mlflow", "sklearn", "matplotlib")
-               or m.startswith("pipeline.cli."))
+heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("lightgbm", "mlflow", "sklearn", "matplotlib",
+                                                             "pandera") or m.startswith("pipeline.cli."))
 print("imported:", *heavy)
 """
 
@@ -63,10 +63,12 @@ def test_the_score_command_imports_no_mlflow_scikit_learn_matplotlib_or_optimise
     assert done.stdout.strip() == ""
 
 
-def test_the_lightgbm_and_workers_stages_import_no_optbinning_or_matplotlib():
-    """optbinning (2-4 s) is for the scorecard's fit alone, matplotlib for the stages that draw."""
+def test_the_lightgbm_and_workers_stages_import_no_optbinning_matplotlib_or_pandera():
+    """optbinning (2-4 s) is for the scorecard's fit alone, matplotlib for the stages that draw,
+    pandera (15 MB, 0.15 s) for frames not already in the contract's dtypes."""
     code = ("import sys, pipeline.cli.tune, pipeline.cli.train, pipeline.cli.stream, pipeline.cli.features\n"
-            "print(*sorted({m.split('.')[0] for m in sys.modules} & {'optbinning', 'matplotlib'}))")
+            "print(*sorted({m.split('.')[0] for m in sys.modules}\n"
+            "              & {'optbinning', 'matplotlib', 'pandera'}))")
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert done.stdout.strip() == ""
 

@@ -9,7 +9,7 @@ import pytest
 
 from pipeline import io
 from pipeline.config import LabelSettings, label_horizon
-from pipeline.contract import RAW_TABLES, TABLES, validate
+from pipeline.contract import RAW_TABLES, TABLES, conformed, pandera_violations, validate
 from pipeline.simulate import build_world, simulate_shard
 from pipeline.simulate.calendar import add_months, day_number, spring_festival_cycle
 from pipeline.simulate.outages import calendar_from_windows
@@ -23,8 +23,12 @@ HIDDEN = {"propensity", "spend_propensity", "true_income", "cash", "buffer_month
 
 
 def test_every_table_meets_the_contract(small_sim):
+    """In the contract's columns and dtypes, so that the simulator's checks run on whole columns,
+    and passing pandera's checks as well."""
     for name, frame in small_sim.items():
+        assert conformed(frame, TABLES[name]), name
         validate(frame, name, f"simulated {name}")
+        assert pandera_violations(frame, name).empty, name
 
 
 def test_same_params_same_bytes(tmp_path, small_params):
