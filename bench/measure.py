@@ -85,19 +85,22 @@ def _children_cpu() -> float:
     return used.ru_utime + used.ru_stime
 
 
-STAGES = (["simulate"], ["features"], ["split"], ["train", "lightgbm"])
+# each stage a benchmark's project may need, and the output that shows it ran
+STAGES = ((["simulate"], "data/raw"), (["features"], "data/features"), (["split"], "data/split"),
+          (["train", "lightgbm"], "models/lightgbm"))
 
 
 def prepare(where: Path | None, borrowers: int, upto: str, overrides: dict | None = None) -> Path:
-    """A scratch project of ``borrowers`` borrowers with the stages up to ``upto`` run (reused if
-    ``where`` already holds one)."""
-    if where is not None and (where / "params.yaml").exists():
-        return where
-    where = where or Path(tempfile.mkdtemp(prefix=f"bench-{borrowers}-"))
-    scratch_project(where, {"simulate.n_borrowers": borrowers, "engine.workers": 2, **(overrides or {})})
-    for stage in STAGES:
-        measured = run(["limitjump", *stage], where)
-        print(f"  prepared: limitjump {' '.join(stage)} in {measured.wall:.1f} s", flush=True)
+    """A scratch project of ``borrowers`` borrowers with the stages up to ``upto`` run. A ``where``
+    that already holds a params.yaml is reused as configured, and only its stages whose output is
+    missing run: a project one benchmark simulated serves the next."""
+    if where is None or not (where / "params.yaml").exists():
+        where = where or Path(tempfile.mkdtemp(prefix=f"bench-{borrowers}-"))
+        scratch_project(where, {"simulate.n_borrowers": borrowers, "engine.workers": 2, **(overrides or {})})
+    for stage, output in STAGES:
+        if not (where / output).exists():
+            measured = run(["limitjump", *stage], where)
+            print(f"  prepared: limitjump {' '.join(stage)} in {measured.wall:.1f} s", flush=True)
         if stage[0] == upto:
             break
     return where
@@ -136,7 +139,8 @@ def project_parser(doc: str | None) -> argparse.ArgumentParser:
     """The options of a benchmark that runs in a prepared scratch project."""
     parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--borrowers", type=int, default=1_000_000)
-    parser.add_argument("--project", type=Path, help="reuse a prepared scratch project (kept after)")
+    parser.add_argument("--project", type=Path, help="reuse a scratch project (kept after); the stages "
+                        "the benchmark needs whose output is missing run first")
     parser.add_argument("--json", type=Path, help="write the figures the README quotes here")
     return parser
 

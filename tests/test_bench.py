@@ -44,6 +44,27 @@ def test_the_scoring_ratio_is_of_the_medians_and_its_range_of_the_pairs():
         score.ratio_of_medians([1.0], [1.0, 2.0], n=1)
 
 
+def test_a_reused_project_runs_only_the_stages_whose_output_is_missing(tmp_path, monkeypatch):
+    measure = bench_module("measure")
+    ran = []
+
+    def fake_run(args, where):
+        ran.append(" ".join(args[1:]))
+        return measure.Measured(1.0, 1.0, 1.0, 1.0, "")
+
+    monkeypatch.setattr(measure, "run", fake_run)
+    (tmp_path / "params.yaml").write_text("simulate: {}\n")
+    (tmp_path / "data" / "raw").mkdir(parents=True)
+    assert measure.prepare(tmp_path, 1000, upto="train") == tmp_path
+    assert ran == ["features", "split", "train lightgbm"]
+    assert (tmp_path / "params.yaml").read_text() == "simulate: {}\n"  # reused as configured
+    ran.clear()
+    for output in ("data/features", "data/split"):
+        (tmp_path / output).mkdir(parents=True)
+    measure.prepare(tmp_path, 1000, upto="split")
+    assert ran == []
+
+
 def test_an_engine_run_of_some_stages_keeps_the_earlier_figures_of_the_others():
     engine = bench_module("engine")
     earlier = {"borrowers": 1000, "workers": 2, "engines": {"features, local": 1, "score, local": 2},
