@@ -25,6 +25,8 @@ import numpy as np
 import pandas as pd
 import psutil
 import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
 import pytest
 import yaml
 
@@ -406,6 +408,25 @@ def test_rows_of_no_borrower_are_counted_per_table_and_reason(fmt, workers, tabl
     assert summary["unattributed_rows"] == {"statements": {"borrower_id: missing": 3},
                                             "repayments": {"borrower_id: not in the borrowers table": 4}}
     assert "rows that belong to no borrower" in run.out
+
+
+@pytest.mark.parametrize("known", [
+    [3, 4, 5, 6, 7],  # no gap: a range test
+    [7, 3, 5, 4, 6, 6],  # no gap, unordered and repeated
+    [3, 4, 6, 7],  # a gap at 5: looked up in the set
+    [5],
+    [],
+])
+def test_a_stranger_is_a_present_id_not_among_the_borrowers_whatever_their_ids(known, tmp_path):
+    ids = [None, 2, 3, 5, 5, 7, 8, 10_000_000, -1, None]
+    pq.write_table(pa.table({"borrower_id": pa.array(ids, pa.int64())}), tmp_path / "t.parquet",
+                   row_group_size=3)
+    dataset = ds.dataset(tmp_path / "t.parquet", format="parquet")
+    expected = sum(i is not None and i not in known for i in ids)
+    assert dataset.count_rows(filter=sources.not_known(pa.array(known, pa.int64()))) == expected
+    text = pa.array([str(k) for k in known], pa.string())
+    table = ds.dataset(pa.table({"borrower_id": pa.array([None if i is None else str(i) for i in ids])}))
+    assert table.count_rows(filter=sources.not_known(text)) == expected
 
 
 @pytest.mark.parametrize("fmt", ["parquet", "csv"])
