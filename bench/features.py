@@ -2,7 +2,7 @@
 every catalogued feature, each run shard by shard and checked against ours in the same run
 (goal: ours no slower than the fastest reference, at no more peak memory).
 
-Usage: python bench/features.py [--sizes 300000 1000000] [--data DIR ...] [--json FILE]
+Usage: python bench/features.py [--sizes 300000 1000000] [--data DIR ...] [--repeats 3] [--json FILE]
 For each size, simulates that many borrowers in a scratch project (the repository's params.yaml
 with simulate.n_borrowers and engine.workers: 2), or uses the raw directories of --data. Then runs,
 each as its own process tree so that times and memories do not mix, the same work: read every
@@ -10,10 +10,13 @@ raw shard, compute the features, write them to Parquet:
   ours    the command itself, `limitjump features` (2 threads of one process, as users run it);
   polars  bench/features_polars.py on each shard in turn (lazy, polars' threads);
   duckdb  bench/features_duckdb.py on each shard in turn (DuckDB's threads).
-Prints, per implementation, the wall time of the whole process (imports included), its CPU time
-(user + system, all processes) and its peak memory (all processes); the ratio of ours to the
-fastest reference; and the largest difference from ours per feature on a sample of borrowers
-(goal: within 1e-9). --json writes the figures the README quotes.
+Each round runs the three in turn, --repeats rounds, so that the machine's drift (runs of one
+command vary by +-25% from hour to hour here) falls on all three alike. Prints, per
+implementation, the medians over the rounds of the wall time of the whole process (imports
+included), its CPU time (user + system, all processes) and its peak memory (all processes); the
+ratios of ours to the fastest reference (by median time) and the range of the rounds' ratios;
+and the largest difference from ours per feature on a sample of borrowers (goal: within 1e-9).
+--json writes the figures the README quotes.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import argparse
 import sys
 import tempfile
 from pathlib import Path
+from statistics import median
 
 import numpy as np
 import pandas as pd
@@ -40,6 +44,7 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[300_000, 1_000_000])
     parser.add_argument("--data", type=Path, nargs="+", help="raw directories (data/raw of projects)")
+    parser.add_argument("--repeats", type=int, default=3, help="rounds of the three runs")
     parser.add_argument("--json", type=Path, help="write the figures here")
     parser.add_argument("--child", choices=REFERENCES, help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
@@ -48,13 +53,13 @@ def main() -> None:
         child(args.child, args.data[0], args.out)
         return
     sources = [(None, d.resolve()) for d in args.data] if args.data else [(n, None) for n in args.sizes]
-    results = [bench(n, raw) for n, raw in sources]
+    results = [bench(n, raw, args.repeats) for n, raw in sources]
     if args.json:
-        write_json(args.json, {"workers": WORKERS, "atol": ATOL, "sizes": results})
+        write_json(args.json, {"workers": WORKERS, "atol": ATOL, "repeats": args.repeats, "sizes": results})
 
 
-def bench(borrowers: int | None, raw: Path | None) -> dict:
-    """One size: simulate if needed, run the three implementations, compare them."""
+def bench(borrowers: int | None, raw: Path | None, repeats: int) -> dict:
+    """One size: simulate if needed, run the three implementations ``repeats`` rounds, compare them."""
     work = Path(tempfile.mkdtemp(prefix="bench-features-"))
     try:
         overrides = {"engine.workers": WORKERS} | ({"simulate.n_borrowers": borrowers} if borrowers else {})
@@ -68,24 +73,33 @@ def bench(borrowers: int | None, raw: Path | None) -> dict:
         raw = project / "data" / "raw"
         n, shards = count_borrowers(raw), len(list((raw / "borrowers").glob("part-*.parquet")))
         print(f"data: {raw.resolve()}  ({n:,} borrowers in {shards} shards)", flush=True)
-        measured = {"ours": run(["limitjump", "features"], project)}
-        outputs = {"ours": project / "data" / "features"}
-        for which in REFERENCES:
-            outputs[which] = work / which
-            measured[which] = run([sys.executable, str(Path(__file__).resolve()), "--child", which,
-                                   "--data", str(raw), "--out", str(outputs[which])], ROOT)
-        figures = {k: {"seconds": m.wall, "cpu_seconds": m.cpu, "peak_mb": m.peak}
-                   for k, m in measured.items()}
+        outputs = {"ours": project / "data" / "features", **{which: work / which for which in REFERENCES}}
+        runs = {which: [] for which in outputs}
+        for _ in range(repeats):
+            runs["ours"].append(run(["limitjump", "features"], project))
+            for which in REFERENCES:
+                clean(outputs[which])
+                runs[which].append(run([sys.executable, str(Path(__file__).resolve()), "--child", which,
+                                        "--data", str(raw), "--out", str(outputs[which])], ROOT))
+        figures = {k: medians(measured) for k, measured in runs.items()}
         result = {"borrowers": n, "shards": shards, "implementations": figures,
                   "agreement": agreement(outputs)}
         fastest = min(REFERENCES, key=lambda k: figures[k]["seconds"])
+        rounds = [o.wall / f.wall for o, f in zip(runs["ours"], runs[fastest], strict=True)]
         result.update(fastest_reference=fastest,
                       ratio_to_fastest=figures["ours"]["seconds"] / figures[fastest]["seconds"],
+                      ratio_range=[min(rounds), max(rounds)],
                       memory_ratio_to_fastest=figures["ours"]["peak_mb"] / figures[fastest]["peak_mb"])
         report(result)
         return result
     finally:
         clean(work)
+
+
+def medians(measured: list) -> dict:
+    """Median wall time, CPU time and peak memory over the rounds (each on its own), and every round's."""
+    rounds = [{"seconds": m.wall, "cpu_seconds": m.cpu, "peak_mb": m.peak} for m in measured]
+    return {key: median(r[key] for r in rounds) for key in rounds[0]} | {"rounds": rounds}
 
 
 def count_borrowers(raw: Path) -> int:
@@ -103,8 +117,9 @@ def report(result: dict) -> None:
         print(f"{labels[which]:<{width}}  {f['seconds']:7.1f} s   CPU {f['cpu_seconds']:7.1f} s   "
               f"peak memory {f['peak_mb']:7.0f} MB")
     ratio, fastest = result["ratio_to_fastest"], result["fastest_reference"]
-    print(f"ours / fastest reference ({fastest}): time {ratio:.2f} "
-          f"(goal <= 1: {'met' if ratio <= 1 else 'NOT met'}), "
+    low, high = result["ratio_range"]
+    print(f"ours / fastest reference ({fastest}), medians: time {ratio:.2f} (rounds {low:.2f}-{high:.2f}; "
+          f"goal <= 1: {'met' if ratio <= 1 else 'NOT met'}), "
           f"peak memory {result['memory_ratio_to_fastest']:.2f}")
     for which, worst in result["agreement"].items():
         bad = [name for name, value in worst["per_feature"].items() if not value <= ATOL]

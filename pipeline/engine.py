@@ -32,6 +32,7 @@ from pipeline.errors import UsageError
 SCHEDULER_ENV = "DASK_SCHEDULER_ADDRESS"
 CONNECT_TIMEOUT = 10.0  # seconds to reach the scheduler and hear it answer as one
 PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+M_ARENA_MAX = -8  # from <malloc.h>
 TLS_ENV = "DASK_DISTRIBUTED__COMM__TLS__CA_FILE, DASK_DISTRIBUTED__COMM__TLS__CLIENT__CERT and __KEY"
 
 
@@ -117,6 +118,16 @@ def arrow_on_system_allocator() -> None:
     import pyarrow
 
     pyarrow.set_memory_pool(pyarrow.system_memory_pool())
+
+
+def one_malloc_arena() -> bool:
+    """Threads started from now on in this process allocate from the C library's main heap, not
+    an arena each: a batch's memory that one thread freed then serves the other's next batch,
+    where each arena kept its own. For the features of 1M borrowers on 2 threads (with Arrow on
+    the system allocator), the process peaked at 459-478 MB with one arena and 500-530 MB
+    without, in the same time (2026-12-04). Only glibc has arenas to limit: whether it took it."""
+    mallopt = getattr(ctypes.CDLL(None), "mallopt", None)
+    return mallopt is not None and mallopt(M_ARENA_MAX, 1) == 1
 
 
 def on_one_core(engine: EngineSettings) -> bool:

@@ -14,6 +14,8 @@ from functools import cached_property
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from pipeline.catalog import NAMES, NEXT_DUE
 from pipeline.config import EMPLOYMENT_TYPES, TRIGGERS, FeatureSettings
@@ -60,13 +62,10 @@ class Spine:
     def __init__(self, borrowers: pd.DataFrame, limit_events: pd.DataFrame, observation_days: int):
         self.ids = np.sort(borrowers["borrower_id"].to_numpy())
         self.n = self.ids.size
-        order = self.slot(borrowers["borrower_id"])[0]
-        self.borrowers = {c: np.empty(self.n, dtype=borrowers[c].to_numpy().dtype) for c in borrowers}
-        for c in borrowers:
-            self.borrowers[c][order] = borrowers[c].to_numpy()
-        jumps = limit_events[limit_events["event_type"] == "increase"]
-        slot, known = self.slot(jumps["borrower_id"])
-        jump_day = days(jumps["event_date"])
+        self.table, self._order = borrowers, self.slot(borrowers["borrower_id"])[0]
+        increase = np.flatnonzero(_positions(limit_events["event_type"], ("increase",)) == 0)
+        slot, known = self.slot(limit_events["borrower_id"].to_numpy()[increase])
+        jump_day = days(limit_events["event_date"])[increase]
         # the jump is each borrower's latest increase by date, whatever the row order
         rows = np.flatnonzero(known)
         rows = rows[np.lexsort((jump_day[rows], slot[rows]))]
@@ -76,11 +75,18 @@ class Spine:
         missing = latest < 0
         if missing.any():
             raise MissingJump(self.ids[missing])
+        at_jump = increase[latest]
         self.jump = jump_day[latest]
         self.score_day = self.jump + observation_days
-        self.trigger = jumps["trigger"].to_numpy()[latest]
-        self.old_limit = jumps["old_limit"].to_numpy()[latest]
-        self.new_limit = jumps["new_limit"].to_numpy()[latest]
+        self.trigger = _codes(limit_events["trigger"], TRIGGERS)[at_jump]
+        self.old_limit = limit_events["old_limit"].to_numpy()[at_jump]
+        self.new_limit = limit_events["new_limit"].to_numpy()[at_jump]
+
+    def profile(self, values: np.ndarray) -> np.ndarray:
+        """``values`` given per row of the borrowers table (``self.table``), in slot order."""
+        out = np.empty(self.n, dtype=values.dtype)
+        out[self._order] = values
+        return out
 
     def slot(self, borrower_id: pd.Series | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Each row's borrower slot, and whether the borrower is one of ours at all."""
@@ -141,9 +147,8 @@ class Rows:
         return self.frame[name].to_numpy()[self.index]
 
     def matches(self, name: str, values: tuple[str, ...]) -> np.ndarray:
-        """Whether each row's text in column ``name`` is one of ``values``: compared in the
-        column's own storage, never turned into Python strings."""
-        return self.frame[name].isin(values).to_numpy(dtype=bool)[self.index]
+        """Whether each row's text in column ``name`` is one of ``values`` (``_positions``)."""
+        return _positions(self.frame[name], values)[self.index] >= 0
 
     def before(self, cutoff: np.ndarray) -> Rows:
         """These rows cut again at an earlier per-borrower day: the same order, no new sort."""
@@ -268,9 +273,9 @@ def build_features(tables: dict[str, pd.DataFrame], observation_days: int,
     return frame[[*ID_COLUMNS, NEXT_DUE, *NAMES]]
 
 
-def _codes(values: np.ndarray, categories: tuple[str, ...]) -> np.ndarray:
-    """Position of each value in ``categories`` as a float (NaN if unknown)."""
-    codes = pd.Categorical(values, categories=list(categories)).codes.astype(float)
+def _codes(column: pd.Series, categories: tuple[str, ...]) -> np.ndarray:
+    """Position of each text in ``categories`` as a float (NaN if unknown or missing)."""
+    codes = _positions(column, categories).astype(float)
     return np.where(codes < 0, np.nan, codes)
 
 
@@ -284,9 +289,9 @@ def _ratio(a: np.ndarray, b: np.ndarray, floor: float = 1e-9) -> np.ndarray:
 
 
 def _jump_features(spine: Spine) -> dict[str, np.ndarray]:
-    onboard = days(spine.borrowers["onboard_date"])
+    onboard = days(spine.profile(spine.table["onboard_date"].to_numpy()))
     return {
-        "trigger": _codes(spine.trigger, TRIGGERS),
+        "trigger": spine.trigger,
         "increase_amount": spine.new_limit - spine.old_limit,
         "limit_before_jump": spine.old_limit,
         "new_over_old_limit": _ratio(spine.new_limit, spine.old_limit),
@@ -323,7 +328,7 @@ def _outside_installments(loans: Rows, at_day: np.ndarray) -> np.ndarray:
 
 
 def _debt_to_income(spine: Spine, stmt: Rows, loans: Rows) -> dict[str, np.ndarray]:
-    income = spine.borrowers["declared_monthly_income"].astype(float)
+    income = _declared_income(spine)
     ours_now = np.nan_to_num(stmt.last_value(stmt.col("installment_due_next")))
     before = stmt.before(spine.jump)
     ours_then = np.nan_to_num(before.last_value(before.col("installment_due_next")))
@@ -451,7 +456,7 @@ def _score(spine: Spine, stmt: Rows, limits: Rows) -> dict[str, np.ndarray]:
 
 
 def _income_and_cash(spine: Spine, stmt: Rows) -> dict[str, np.ndarray]:
-    income = spine.borrowers["declared_monthly_income"].astype(float)
+    income = _declared_income(spine)
     inflow = stmt.col("wallet_inflow")
     last3, prev3 = stmt.mean_last(inflow, 3), stmt.mean_last(inflow, 3, skip=3)
     return {
@@ -492,12 +497,15 @@ AGREEMENT_EVENTS = ("autodebit_authorised", "autodebit_revoked", "autodebit_canc
 
 
 def _positions(column: pd.Series, values: tuple[str, ...]) -> np.ndarray:
-    """Position of each text of ``column`` in ``values`` (-1 if absent), one comparison per value
-    in the column's own storage: no Python string per row."""
-    out = np.full(len(column), -1, dtype=np.int64)
-    for i, value in enumerate(values):
-        out[column.isin((value,)).to_numpy(dtype=bool)] = i
-    return out
+    """Position of each text of ``column`` in ``values`` (-1 if absent or missing): one hash
+    lookup per row in Arrow, on the column's own storage (no copy of text columns read from
+    Parquet) and outside Python's lock, which pandas' own lookups hold for most of their time
+    (they held the features' threads back). Non-text columns are compared as text."""
+    text = pa.array(column, from_pandas=True)
+    if not pa.types.is_dictionary(text.type) and not pa.types.is_large_string(text.type):
+        text = text.cast(pa.large_string())
+    found = pc.index_in(text, value_set=pa.array(values, pa.large_string()))
+    return np.asarray(found.fill_null(-1), dtype=np.int64)
 
 
 def _last_where(rows: Rows, mask: np.ndarray) -> np.ndarray:
@@ -554,10 +562,14 @@ def _add_months(day: np.ndarray, months: int) -> np.ndarray:
     return target.astype("datetime64[D]").astype("int64") + np.minimum(in_month, length - 1)
 
 
+def _declared_income(spine: Spine) -> np.ndarray:
+    return spine.profile(spine.table["declared_monthly_income"].to_numpy(dtype=float))
+
+
 def _profile(spine: Spine) -> dict[str, np.ndarray]:
-    b = spine.borrowers
+    b = spine.table
     return {
-        "age": b["age"].astype(float),
-        "city_tier": b["city_tier"].astype(float),
-        "employment_type": _codes(b["employment_type"], EMPLOYMENT_TYPES),
+        "age": spine.profile(b["age"].to_numpy(dtype=float)),
+        "city_tier": spine.profile(b["city_tier"].to_numpy(dtype=float)),
+        "employment_type": spine.profile(_codes(b["employment_type"], EMPLOYMENT_TYPES)),
     }

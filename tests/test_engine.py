@@ -8,6 +8,8 @@ import ctypes
 import os
 import re
 import shutil
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -327,3 +329,45 @@ def test_work_that_releases_memory_gives_the_same_results_on_every_engine():
     expect = [i * i for i in range(5)]
     for engine in (LOCAL, engine_settings(kind="local", workers=2, scheduler="", retries=2)):
         assert list(map_shards(pow, list(range(5)), engine, "squares", 2, release=True)) == expect
+
+
+ARENA_CHILD = """
+import sys, threading
+import psutil
+from pipeline.engine import one_malloc_arena
+
+took = one_malloc_arena() if sys.argv[1] == "one" else True
+freed, done = threading.Event(), threading.Event()
+
+def first():  # allocates 100 MB, frees it (its top pinned: malloc keeps it) and stays alive
+    blocks = [b"x" * 65536 for _ in range(1600)]
+    last = blocks[-1]
+    del blocks
+    freed.set()
+    done.wait()
+    assert last
+
+def second():  # then allocates 100 MB while the first thread lives
+    blocks = [b"y" * 65536 for _ in range(1600)]
+    print(took, psutil.Process().memory_info().rss / 2**20, len(blocks))
+
+a = threading.Thread(target=first)
+a.start()
+freed.wait()
+b = threading.Thread(target=second)
+b.start()
+b.join()
+done.set()
+a.join()
+"""
+
+
+@pytest.mark.skipif(not hasattr(ctypes.CDLL(None), "mallopt"), reason="a C library without arenas")
+def test_with_one_malloc_arena_a_thread_reuses_what_another_freed():
+    def resident_mb(arenas: str) -> float:
+        out = subprocess.run([sys.executable, "-c", ARENA_CHILD, arenas], capture_output=True, text=True,
+                             check=True).stdout.split()
+        assert out[0] == "True" and out[2] == "1600"
+        return float(out[1])
+
+    assert resident_mb("default") - resident_mb("one") > 60  # each thread's arena kept its 100 MB

@@ -4,6 +4,7 @@ import inspect
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 import pipeline.cli.features as features_cli
@@ -190,6 +191,32 @@ def test_the_columns_read_are_all_the_features_need(small_sim, small_features):
     pruned = {name: small_sim[name][list(columns)] for name, columns in features_module.COLUMNS_READ.items()}
     pd.testing.assert_frame_equal(build_features(pruned, 30, SETTINGS), small_features)
     assert set(features_module.COLUMNS_READ) == {*RAW_TABLES, "maintenance_windows"}
+
+
+@pytest.mark.parametrize("storage", ["object", "category", "pyarrow string"])
+def test_text_in_any_storage_gives_the_same_rows(small_sim, small_features, storage):
+    """Text columns as Python objects, categories or Arrow's (non-large) strings: same rows."""
+    def convert(frame):
+        text = [c for c in frame.columns if pd.api.types.is_string_dtype(frame[c])]
+        dtype = {"object": object, "category": "category",
+                 "pyarrow string": pd.ArrowDtype(pa.string())}[storage]
+        return frame.astype({c: dtype for c in text})
+
+    out = build_features({name: convert(frame) for name, frame in small_sim.items()}, 30, SETTINGS)
+    pd.testing.assert_frame_equal(out, small_features)
+
+
+def test_positions_of_texts_with_missing_unknown_and_non_text_values():
+    positions = features_module._positions
+    values = ("a", "b")
+    mixed = pd.Series(["b", None, "z", "a", np.nan], dtype=object)
+    assert positions(mixed, values).tolist() == [1, -1, -1, 0, -1]
+    assert positions(mixed.astype("str"), values).tolist() == [1, -1, -1, 0, -1]
+    assert positions(pd.Series([1, 2], dtype="int64"), ("1",)).tolist() == [0, -1]  # compared as text
+    assert positions(pd.Series([], dtype=object), values).tolist() == []
+    assert positions(pd.Series([None, None], dtype=object), values).tolist() == [-1, -1]
+    codes = features_module._codes(mixed, values)
+    assert codes[0] == 1.0 and codes[3] == 0.0 and np.isnan(codes[[1, 2, 4]]).all()
 
 
 def test_unsorted_input_gives_the_same_rows(small_sim, small_features):

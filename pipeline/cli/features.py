@@ -14,7 +14,7 @@ from pipeline.cli import PARAMS, app, load
 from pipeline.cli.paths import FEATURES_DIR, RAW_DIR
 from pipeline.config import EngineSettings, FeatureSettings
 from pipeline.contract import RAW_TABLES
-from pipeline.engine import arrow_on_system_allocator, map_shards
+from pipeline.engine import arrow_on_system_allocator, map_shards, one_malloc_arena
 from pipeline.features import COLUMNS_READ, build_features
 from pipeline.sources import team_table
 
@@ -76,6 +76,7 @@ def write_shards(shards: list[int], raw: Path, out: Path, observation_days: int,
     1,315-1,334 MB. Batches (``engine.batch_borrowers``) trade time for memory: two threads took
     17.7 s and 973 MB with whole shards (row groups of 32,768 rows), 19.5-22.3 s and 629 MB in
     batches of 8,334, 21.1-24.4 s and 516-553 MB of 5,000, 25.9-30.9 s and 469-482 MB of 3,125."""
+    one_malloc_arena()
     return map_shards(write_shard, shards, engine, "features", raw, out, observation_days, settings,
                       engine.batch_borrowers, borrowers=int, threads=True)
 
