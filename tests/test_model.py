@@ -4,6 +4,7 @@ MLflow's pyfunc and ``mlflow models predict``."""
 
 from __future__ import annotations
 
+import pickle
 import subprocess
 import sys
 import warnings
@@ -14,6 +15,7 @@ import pandas as pd
 import pytest
 
 from pipeline import io, model, train
+from pipeline.lgbm import lgb
 from tests.conftest import make_params
 
 
@@ -52,6 +54,25 @@ def team_model_dir(tmp_path_factory) -> Path:
 
 
 ROWS = pd.DataFrame({"segment": ["student", "retail", "pensioner", None], "amount": [5000, 200, 1000, None]})
+
+
+def test_a_model_sent_with_every_batch_is_written_once_and_read_once_per_process(team_model_dir, monkeypatch):
+    sent = model.CalibratedLightGBM.from_dir(team_model_dir)
+    sent.causes = (lgb.Booster(model_file=str(team_model_dir / model.BOOSTER_FILE)), {"method": "isotonic"})
+    sent.threads = 1
+    written, write = [], lgb.Booster.model_to_string
+    monkeypatch.setattr(lgb.Booster, "model_to_string",
+                        lambda self, *args, **kwargs: written.append(self) or write(self, *args, **kwargs))
+    batches = [pickle.dumps(sent) for _ in range(3)]
+    assert len(written) == 2 and batches[0] == batches[1] == batches[2]  # each booster once
+    first, second = pickle.loads(batches[0]), pickle.loads(batches[1])
+    assert first is not second and first.booster is second.booster and first.causes[0] is second.causes[0]
+    assert first.booster is not sent.booster and first.threads == 1 and first.causes[1] == sent.causes[1]
+    matrix = sent.matrix(ROWS)
+    np.testing.assert_array_equal(first.probability(matrix), sent.probability(matrix))
+    without = pickle.loads(pickle.dumps(model.CalibratedLightGBM.from_dir(team_model_dir)))
+    assert without.causes is None
+    np.testing.assert_array_equal(without.probability(matrix), sent.probability(matrix))
 
 
 @pytest.mark.slow
