@@ -500,7 +500,9 @@ def _positions(column: pd.Series, values: tuple[str, ...]) -> np.ndarray:
     """Position of each text of ``column`` in ``values`` (-1 if absent or missing): one hash
     lookup per row in Arrow, on the column's own storage (no copy of text columns read from
     Parquet) and outside Python's lock, which pandas' own lookups hold for most of their time
-    (they held the features' threads back). Non-text columns are compared as text."""
+    (they held the features' threads back). Other values are compared as text."""
+    if column.dtype == object:  # Python objects, which Arrow takes only if all are of one type
+        column = column.astype("str")
     text = pa.array(column, from_pandas=True)
     if not pa.types.is_dictionary(text.type) and not pa.types.is_large_string(text.type):
         text = text.cast(pa.large_string())

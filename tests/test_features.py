@@ -213,6 +213,8 @@ def test_positions_of_texts_with_missing_unknown_and_non_text_values():
     assert positions(mixed, values).tolist() == [1, -1, -1, 0, -1]
     assert positions(mixed.astype("str"), values).tolist() == [1, -1, -1, 0, -1]
     assert positions(pd.Series([1, 2], dtype="int64"), ("1",)).tolist() == [0, -1]  # compared as text
+    assert positions(pd.Series(["a", 1, None, "b"], dtype=object), values).tolist() == [0, -1, -1, 1]
+    assert positions(pd.Series(["b", pd.NA], dtype="string"), values).tolist() == [1, -1]
     assert positions(pd.Series([], dtype=object), values).tolist() == []
     assert positions(pd.Series([None, None], dtype=object), values).tolist() == [-1, -1]
     codes = features_module._codes(mixed, values)
