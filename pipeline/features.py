@@ -78,11 +78,11 @@ class Spine:
         at_jump = increase[latest]
         self.jump = jump_day[latest]
         self.score_day = self.jump + observation_days
-        self.trigger = _codes(limit_events["trigger"], TRIGGERS)[at_jump]
+        self.trigger_code = _codes(limit_events["trigger"], TRIGGERS)[at_jump]
         self.old_limit = limit_events["old_limit"].to_numpy()[at_jump]
         self.new_limit = limit_events["new_limit"].to_numpy()[at_jump]
 
-    def profile(self, values: np.ndarray) -> np.ndarray:
+    def in_slot_order(self, values: np.ndarray) -> np.ndarray:
         """``values`` given per row of the borrowers table (``self.table``), in slot order."""
         out = np.empty(self.n, dtype=values.dtype)
         out[self._order] = values
@@ -289,9 +289,9 @@ def _ratio(a: np.ndarray, b: np.ndarray, floor: float = 1e-9) -> np.ndarray:
 
 
 def _jump_features(spine: Spine) -> dict[str, np.ndarray]:
-    onboard = days(spine.profile(spine.table["onboard_date"].to_numpy()))
+    onboard = days(spine.in_slot_order(spine.table["onboard_date"].to_numpy()))
     return {
-        "trigger": spine.trigger,
+        "trigger": spine.trigger_code,
         "increase_amount": spine.new_limit - spine.old_limit,
         "limit_before_jump": spine.old_limit,
         "new_over_old_limit": _ratio(spine.new_limit, spine.old_limit),
@@ -565,13 +565,13 @@ def _add_months(day: np.ndarray, months: int) -> np.ndarray:
 
 
 def _declared_income(spine: Spine) -> np.ndarray:
-    return spine.profile(spine.table["declared_monthly_income"].to_numpy(dtype=float))
+    return spine.in_slot_order(spine.table["declared_monthly_income"].to_numpy(dtype=float))
 
 
 def _profile(spine: Spine) -> dict[str, np.ndarray]:
     b = spine.table
     return {
-        "age": spine.profile(b["age"].to_numpy(dtype=float)),
-        "city_tier": spine.profile(b["city_tier"].to_numpy(dtype=float)),
-        "employment_type": spine.profile(_codes(b["employment_type"], EMPLOYMENT_TYPES)),
+        "age": spine.in_slot_order(b["age"].to_numpy(dtype=float)),
+        "city_tier": spine.in_slot_order(b["city_tier"].to_numpy(dtype=float)),
+        "employment_type": spine.in_slot_order(_codes(b["employment_type"], EMPLOYMENT_TYPES)),
     }
