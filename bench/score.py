@@ -2,7 +2,8 @@
 with reasons, at least 0.8x a bare ``pred_contrib`` on the borrowers that are explained) and
 memory on ten times the input (goal: within 1.2x).
 
-Usage: python bench/score.py [--borrowers 1000000] [--project DIR] [--repeats 3] [--json FILE]
+Usage: python bench/score.py [--borrowers 1000000] [--project DIR] [--repeats 3] [--memory-only]
+                             [--json FILE]
 In one run: ``limitjump score`` on a features file (with reasons, and with ``score.explain:
 false``: probability and band only) and on the raw tables of the same borrowers, and a bare
 ``Booster.predict`` on the same feature matrix. The features-file path without reasons is the
@@ -11,11 +12,13 @@ bare predict run --repeats times, alternated, and its ratio is the ratio of the 
 in the JSON). Then the raw-tables path, probability and band only, on all borrowers and on a tenth
 of them, for the peak memory of the whole process tree: with the default allocators, and with the
 lean ones (Arrow's system allocator and glibc returning any freed block over 1 MB at once), which
-trade speed for memory.
+trade speed for memory. --memory-only runs that last part alone, and --json then keeps the other
+figures of the file it replaces.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import time
@@ -96,33 +99,51 @@ def ratio_of_medians(command: list[float], predict: list[float], n: int) -> dict
 def main() -> None:
     parser = project_parser(__doc__)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--memory-only", action="store_true")
     args = parser.parse_args()
     with prepared(args, upto="train") as project:
         n = len(pd.read_parquet(project / "data" / "features", columns=["borrower_id"]))
+        if args.memory_only:
+            figures = json.loads(args.json.read_text()) if args.json and args.json.exists() else {}
+            if args.json and figures.get("borrowers", n) != n:
+                raise SystemExit(f"--memory-only keeps the other figures of {args.json}: they must be of "
+                                 f"{n:,} borrowers too")
+            figures.update(borrowers=n, memory=memory_figures(project))
+            report_memory(figures)
+            if args.json:
+                write_json(args.json, figures)
+            return
         bare = Bare(project)
         plain = features_file_ratio(project, bare, n, args.repeats)
         raw_reasons = score(project, "data/raw").wall
         with_reasons = score(project, "data/features").wall  # its scores say who was explained
         quiet = yaml.safe_load((project / "params.yaml").read_text())["score"]["quiet_bands"]
         contrib, explained = bare.contrib_seconds(project / "out" / "scores.parquet", quiet)
-        tenth(project / "data" / "raw", project / "small_raw")
-        memory = {allocators: {size: score(project, source, False, env)
-                               for size, source in (("all", "data/raw"), ("tenth", "small_raw"))}
-                  for allocators, env in (("default", None), ("lean", LEAN))}
+        memory = memory_figures(project)
     figures = {
         "borrowers": n, "repeats": args.repeats, "features_file": plain,
         "reasons": {"explained": explained, "features_file_seconds": with_reasons,
                     "rate_explained": explained / with_reasons, "bare_contrib_rate": explained / contrib,
                     "ratio": contrib / with_reasons, "raw_tables_seconds": raw_reasons,
                     "raw_tables_rate": n / raw_reasons},
-        "memory": {allocators: {"all_mb": m["all"].peak, "tenth_mb": m["tenth"].peak,
-                                "all_seconds": m["all"].wall, "tenth_seconds": m["tenth"].wall,
-                                "ratio": m["all"].peak / m["tenth"].peak}
-                   for allocators, m in memory.items()},
+        "memory": memory,
     }
     report(figures)
     if args.json:
         write_json(args.json, figures)
+
+
+def memory_figures(project: Path) -> dict:
+    """Raw tables, probability and band only, on all borrowers and a tenth of them, with each
+    set of allocators: the peak memory of the process tree and the time of each run."""
+    tenth(project / "data" / "raw", project / "small_raw")
+    out = {}
+    for allocators, env in (("default", None), ("lean", LEAN)):
+        m = {size: score(project, source, False, env) for size, source in (("all", "data/raw"),
+                                                                            ("tenth", "small_raw"))}
+        out[allocators] = {"all_mb": m["all"].peak, "tenth_mb": m["tenth"].peak, "all_seconds": m["all"].wall,
+                           "tenth_seconds": m["tenth"].wall, "ratio": m["all"].peak / m["tenth"].peak}
+    return out
 
 
 def report(f: dict) -> None:
@@ -134,6 +155,11 @@ def report(f: dict) -> None:
           f"{reasons['rate_explained']:,.0f}/s vs a bare pred_contrib {reasons['bare_contrib_rate']:,.0f}/s: "
           f"{reasons['ratio']:.3f} (goal >= 0.8)")
     print(f"raw tables with reasons: {reasons['raw_tables_rate']:,.0f} borrowers/s")
+    report_memory(f)
+
+
+def report_memory(f: dict) -> None:
+    n = f["borrowers"]
     for allocators, m in f["memory"].items():
         print(f"raw tables, {allocators} allocators: {n:,} borrowers {m['all_seconds']:.1f} s, peak "
               f"{m['all_mb']:.0f} MB; a tenth {m['tenth_seconds']:.1f} s, peak {m['tenth_mb']:.0f} MB; "
