@@ -72,9 +72,9 @@ def schedule(changes: np.ndarray, first_cycle: int | np.ndarray, monthly: np.nda
 
 
 def _add(cells: np.ndarray, index: tuple, values: np.ndarray, repeats: bool) -> None:
-    """``cells[index] += values``, a cell that ``index`` repeats added to once per time. Only
-    repeats need np.add.at, which is slow; without them plain indexing adds the same amounts to
-    the same cells (the same bytes), an order of magnitude faster."""
+    """``cells[index] += values``, where a cell named more than once in ``index`` (``repeats``)
+    gets every one of its values. Only repeats need np.add.at, which is slow; without them plain
+    indexing adds the same amounts to the same cells (the same bytes), an order of magnitude faster."""
     if repeats:
         np.add.at(cells, index, values)
     else:
