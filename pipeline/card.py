@@ -162,8 +162,13 @@ def _cause_model(report: dict | None) -> dict | None:
     accuracy = {"header": ["method", "share of misses whose leading cause is the true cause"],
                 "rows": [["cause model", pct(report["accuracy"])],
                          *[[name.replace("_", " "), pct(v)] for name, v in report["baselines"].items()]]}
+    by_kind = report.get("technical_by_kind")
+    technical = by_kind and {
+        "header": ["kind of technical miss", "misses", "AUC", "AUC of the truth", "gap"],
+        "rows": [[k.replace("_", " "), num(v["misses"]), num(v["auc"]), num(v["auc_truth"]),
+                  num(v["auc_gap"])] for k, v in by_kind.items()]}
     return {"confusion": confusion, "per_cause": per_cause, "accuracy": accuracy,
-            "misses": num(report["misses"])}
+            "technical_by_kind": technical, "misses": num(report["misses"])}
 
 
 def checks(reports: dict, gates: dict | None, primary: str = PRIMARY) -> list[str]:

@@ -121,11 +121,14 @@ def leading_contributions(booster: lgb.Booster, matrix: np.ndarray, leading: np.
 # ---- evaluation against the simulator's cause ----------------------------------------------
 
 def cause_report(y: np.ndarray, true_cause: pd.Series, p_total: np.ndarray, share: np.ndarray,
-                 p_true_by_cause: pd.DataFrame | None, baselines: dict[str, np.ndarray]) -> dict:
+                 p_true_by_cause: pd.DataFrame | None, baselines: dict[str, np.ndarray],
+                 technical_kind: pd.Series | None = None) -> dict:
     """Leading cause against the realised cause of each miss: the 3x3 confusion matrix (rows
     true, columns predicted), accuracy, recall and precision per cause, each cause's AUC over all
     rows (P(miss by c) against "missed, by c") beside the truth's, and the accuracy of each
-    baseline (an array of predicted cause codes on the same rows) measured in the same run."""
+    baseline (an array of predicted cause codes on the same rows) measured in the same run.
+    With the truth and ``technical_kind`` (what broke, for a technical first miss), the technical
+    AUCs are also given per kind (``technical_by_kind``)."""
     missed = (y == 1) & (cause_codes(true_cause) >= 0)
     truth = cause_codes(true_cause)[missed]
     leading = share[missed].argmax(axis=1)
@@ -151,6 +154,27 @@ def cause_report(y: np.ndarray, true_cause: pd.Series, p_total: np.ndarray, shar
         baselines = {**baselines, "truth_argmax": p_true_by_cause.to_numpy().argmax(axis=1)}
     for name, predicted in baselines.items():
         out["baselines"][name] = float((predicted[missed] == truth).mean()) if missed.any() else None
+    if p_true_by_cause is not None and technical_kind is not None:
+        out["technical_by_kind"] = technical_by_kind(
+            (y == 1) & (cause_codes(true_cause) == CAUSES.index("technical")), technical_kind,
+            p_total * share[:, CAUSES.index("technical")], p_true_by_cause["p_true_technical"].to_numpy())
+    return out
+
+
+def technical_by_kind(technical: np.ndarray, kind: pd.Series, p_model: np.ndarray,
+                      p_true: np.ndarray) -> dict[str, dict]:
+    """The technical AUC of the model and of the truth per kind of technical miss: the misses of
+    one kind against every row without a technical miss (the other kinds' misses left out).
+    Where the truth's lead is one kind's, it comes from what the truth knows of that kind and the
+    features cannot see (a manual payer's own chance to forget, a silent card failure)."""
+    kinds = kind.astype("str").to_numpy()
+    out = {}
+    for k in sorted(set(kinds[technical])):
+        rows = ~technical | (kinds == k)
+        outcome = technical[rows]
+        auc, auc_truth = _auc(outcome, p_model[rows]), _auc(outcome, p_true[rows])
+        out[k] = {"misses": int(outcome.sum()), "auc": auc, "auc_truth": auc_truth,
+                  "auc_gap": auc_truth - auc if None not in (auc, auc_truth) else None}
     return out
 
 

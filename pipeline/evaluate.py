@@ -118,7 +118,8 @@ def cause_section(fitted: CalibratedLightGBM, test: pd.DataFrame, truth: pd.Data
                  "risk_contributions_by_category": by_contributions}
     p_total = fitted.probability(matrix)
     p_true = truth[[f"p_true_{c}" for c in CAUSES]] if "p_true_credit" in truth else None
-    return causes.cause_report(y, truth["first_miss_cause"], p_total, share, p_true, baselines)
+    return causes.cause_report(y, truth["first_miss_cause"], p_total, share, p_true, baselines,
+                               truth.get("technical_kind"))
 
 
 def headline(report: dict) -> dict[str, float]:

@@ -170,7 +170,15 @@ def test_the_cause_model_section_shows_confusion_recall_and_baselines(figures, p
     section = _section(_render(figures, params, edit=edit), "cause_model")
     assert "80.0%" in section and "always liquidity" in section and "85.0%" in section
     assert "<td>3</td>" in section and "0.9300" in section
+    assert "per kind of miss" not in section  # no truth of the kinds, no table
     assert "No cause model" in _section(_render(figures, params), "cause_model")
+
+    report["technical_by_kind"] = {"forgotten": {"misses": 7, "auc": 0.75, "auc_truth": 0.96,
+                                                 "auc_gap": 0.21}}
+    section = _section(_render(figures, params, edit=edit), "cause_model")
+    assert "per kind of miss" in section
+    row = "<td>7</td><td>0.7500</td><td>0.9600</td><td>0.2100</td>"
+    assert f'<th scope="row">forgotten</th>{row}' in section
 
 
 def test_a_contradicted_monotone_constraint_is_a_failed_check(figures, params):

@@ -53,6 +53,33 @@ def test_cause_report_counts_a_hand_built_confusion_and_the_baselines():
     assert report["by_cause"]["liquidity"]["auc_gap"] == pytest.approx(0.0)  # the truth here is the model
 
 
+def test_technical_aucs_per_kind_leave_the_other_kinds_misses_out():
+    technical = np.array([1, 1, 1, 1, 0, 0, 0, 0], dtype=bool)
+    kind = pd.Series(["forgotten", "forgotten", "outage", "outage", None, None, None, None], dtype="str")
+    # the model ranks outages above every other row, forgotten payments below them; the truth
+    # ranks both kinds first
+    p_model = np.array([.01, .02, .9, .8, .3, .4, .5, .6])
+    p_true = np.array([.9, .8, .7, .95, .1, .2, .3, .4])
+    report = causes.technical_by_kind(technical, kind, p_model, p_true)
+    assert list(report) == ["forgotten", "outage"]
+    assert report["outage"] == {"misses": 2, "auc": 1.0, "auc_truth": 1.0, "auc_gap": 0.0}
+    assert report["forgotten"]["auc"] == 0.0 and report["forgotten"]["auc_gap"] == 1.0
+
+
+def test_the_cause_report_breaks_the_technical_auc_down_by_kind_only_beside_the_truth():
+    y = np.array([1, 1, 0, 0])
+    true = pd.Series(["technical", "credit", None, None], dtype="str")
+    share = np.full((4, 3), 1 / 3)
+    p_total = np.array([.9, .8, .1, .2])
+    truth = pd.DataFrame({f"p_true_{c}": p_total / 3 for c in CAUSES})
+    kind = pd.Series(["outage", None, None, None], dtype="str")
+    report = causes.cause_report(y, true, p_total, share, truth, {}, kind)
+    # the credit miss is a row without a technical miss: it counts against the outage
+    assert report["technical_by_kind"] == {"outage": {"misses": 1, "auc": 1.0, "auc_truth": 1.0,
+                                                       "auc_gap": 0.0}}
+    assert "technical_by_kind" not in causes.cause_report(y, true, p_total, share, None, {}, kind)
+
+
 @pytest.fixture(scope="module")
 def fitted(small_sim, small_params, tmp_path_factory) -> tuple[CalibratedLightGBM, pd.DataFrame, np.ndarray]:
     """A model with its cause model, trained on the 6,000 simulated borrowers."""

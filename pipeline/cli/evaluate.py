@@ -95,7 +95,7 @@ def evaluate_command(params: Path = PARAMS) -> None:
 def _truth(frames: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
     """The simulator's truth of each split's rows, in their order."""
     truth = io.read_dataset(TRUTH_DIR, columns=["borrower_id", "p_true", "first_miss_cause",
-                                                *[f"p_true_{c}" for c in CAUSES]])
+                                                "technical_kind", *[f"p_true_{c}" for c in CAUSES]])
     truth = truth.set_index("borrower_id")
     return {name: truth.loc[f["borrower_id"]].reset_index(drop=True) for name, f in frames.items()}
 
