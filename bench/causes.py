@@ -3,7 +3,8 @@ another model structure, or the test's own cause mix? Measured in one run on the
 out-of-time misses, against the pipeline's cause model fitted as `limitjump train` fits it.
 
 Usage: python bench/causes.py [--project DIR] [--json FILE]
-The project (default: this repository) must hold data/split and data/truth (`./run repro`).
+The project (default: this repository) must hold data/split and data/truth (`./run repro`); a
+project of more borrowers than the defaults tests the curve's extrapolation.
   reference    ``causes.fit_cause_model`` on every training and validation miss;
   curve        the same on a random quarter and half of those misses (two draws each); the gain
                per doubling of the misses (least squares on log2 of the share) and that of the
@@ -52,7 +53,8 @@ def reweighted(share: np.ndarray, fitted_mix: np.ndarray, new_mix: np.ndarray) -
 
 
 def measure(project: Path) -> dict:
-    settings = load_params(project / "params.yaml").train.lightgbm
+    params_file = load_params(project / "params.yaml")
+    settings = params_file.train.lightgbm
     frames, x, codes, columns, categorical = split_matrices(project)
     risk_params = train.lightgbm_params(settings, columns, categorical, len(frames["train"]))
     params = causes.cause_params(risk_params)
@@ -70,7 +72,8 @@ def measure(project: Path) -> dict:
 
     booster, calibration = fit(codes["train"], codes["valid"])
     reference = causes.shares(booster, calibration, x["test"])
-    out = {"misses": int(missed.sum()), "goal": GOAL, "reference": accuracy(reference), "curve": {}}
+    out = {"borrowers": params_file.simulate.n_borrowers, "misses": int(missed.sum()), "goal": GOAL,
+           "reference": accuracy(reference), "curve": {}}
     print(f"reference (every miss)   : {out['reference']:.3f}", flush=True)
 
     rng = np.random.default_rng(20261204)
