@@ -14,13 +14,20 @@ one command on this machine differ by up to a third (the hypervisor takes time f
 so each speed-up is the ratio of medians over --repeats pairs of runs, one worker then several,
 alternated so that a slow spell weighs on both (the simulator, 11 minutes a pair at 1M:
 --simulate-repeats). --stages limits the speed-ups to some of them, --skip-dask leaves the Dask
-comparison out; --json writes the figures the README quotes, keeping from the file it replaces
-the figures of what this run left out (same borrowers and workers only).
+comparison out. Two references show what the machine itself allows: the same numpy work
+(sorting and arithmetic, no shared state) done by one process several times over, then by
+several processes at once, once each, in the same alternated pairs; "in cache" on arrays of 20,000
+floats, "through memory" on arrays of 4M, which share the memory bus.
+--json writes the figures the README quotes, keeping from the file it replaces the figures of
+what this run left out (same borrowers and workers only).
 """
 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import time
 from pathlib import Path
 from statistics import median
 
@@ -28,6 +35,11 @@ import yaml
 from measure import prepared, project_parser, run, write_json
 
 TARGET = 100_000_000
+# one unit of each reference's work: about 2 s of sorting and arithmetic on this machine
+UNIT = ("import numpy as np\nx = np.random.default_rng(0).random({size})\n"
+        "for _ in range({{units}} * {rounds}):\n    np.sort(x * 1.0001 + np.exp(-x))")
+REFERENCES = {"independent processes, in cache": UNIT.format(size=20_000, rounds=5_000),
+              "independent processes, through memory": UNIT.format(size=4_000_000, rounds=10)}
 SPEEDUP = {"simulate": ["limitjump", "simulate"], "features": ["limitjump", "features"],
            "score, features file": ["limitjump", "score", "--input", "data/features", "--output",
                                     "out/speedup.parquet", "--model", "models/lightgbm"],
@@ -60,11 +72,10 @@ def main() -> None:
             results[kind, "score"] = run(["limitjump", "score", "--input", "data/raw", "--output",
                                           f"out/{kind}.parquet", "--model", "models/lightgbm"], project)
         speedup = {}
-        for stage in args.stages:
+        for stage in [*REFERENCES, *args.stages]:
             for _ in range(args.simulate_repeats if stage == "simulate" else args.repeats):
                 for n in (1, args.workers):
-                    set_engine(project, "local", n)
-                    speedup.setdefault((stage, n), []).append(run(SPEEDUP[stage], project).wall)
+                    speedup.setdefault((stage, n), []).append(timed(stage, project, n, args.workers))
         set_engine(project, "local", args.workers)
     buckets = -(-args.borrowers // shard_size)
     print(f"{args.borrowers:,} borrowers in {buckets} buckets of {shard_size:,}, {args.workers} workers")
@@ -78,15 +89,36 @@ def main() -> None:
               f"{estimate['core_seconds_per_bucket']:.2f} core-seconds per bucket")
         for n, minutes in estimate["minutes_for_100m"].items():
             print(f"  estimate for {TARGET:,} borrowers on {n:>3} workers: {minutes:6.1f} min")
-    for stage in args.stages:
+    for stage in [*REFERENCES, *args.stages]:
         one, many = median(speedup[stage, 1]), median(speedup[stage, args.workers])
         pairs = zip(speedup[stage, 1], speedup[stage, args.workers], strict=True)
         runs = ", ".join(f"{a:.1f}/{b:.1f}" for a, b in pairs)
+        goal = "" if stage in REFERENCES else " (goal >= 1.7x)"
         print(f"{stage:22}: 1 worker {one:6.1f} s, {args.workers} workers {many:6.1f} s (medians; "
-              f"runs {runs}), speed-up {one / many:.2f}x (goal >= 1.7x)")
+              f"runs {runs}), speed-up {one / many:.2f}x{goal}")
     if args.json:
         earlier = json.loads(args.json.read_text()) if args.json.exists() else {}
         write_json(args.json, merged(earlier, figures(args, results, speedup, scale)))
+
+
+def timed(stage: str, project: Path, workers: int, most: int) -> float:
+    """Wall seconds of ``stage`` on ``workers`` local workers (of at most ``most``)."""
+    if stage in REFERENCES:
+        return reference(REFERENCES[stage], workers, most)
+    set_engine(project, "local", workers)
+    return run(SPEEDUP[stage], project).wall
+
+
+def reference(unit: str, processes: int, workers: int) -> float:
+    """Wall seconds for ``workers`` units of ``unit`` (Python code doing ``{units}`` units of
+    work): one process doing them all (``processes`` 1), or ``workers`` processes at once doing
+    one each."""
+    units = workers if processes == 1 else 1
+    start = time.perf_counter()
+    procs = [subprocess.Popen([sys.executable, "-c", unit.format(units=units)]) for _ in range(processes)]
+    if any(p.wait() for p in procs):
+        raise RuntimeError("the reference work failed")
+    return time.perf_counter() - start
 
 
 def merged(earlier: dict, figures: dict) -> dict:
@@ -112,7 +144,7 @@ def figures(args, results: dict, speedup: dict, scale: dict) -> dict:
     engines = {f"{stage}, {kind}": {"seconds": m.wall, "largest_process_mb": m.peak_per_process,
                                     "all_processes_mb": m.peak} for (kind, stage), m in results.items()}
     speedups = {}
-    for stage in args.stages:
+    for stage in [*REFERENCES, *args.stages]:
         one, many = speedup[stage, 1], speedup[stage, args.workers]
         speedups[stage] = {"one_worker_seconds": median(one), "workers_seconds": median(many),
                            "speedup": median(one) / median(many), "one_worker_runs": one,

@@ -3,6 +3,7 @@ benchmarks themselves run at 1M borrowers, outside the test suite."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from tests.conftest import bench_module
@@ -92,3 +93,29 @@ def test_the_cause_curve_gains_its_slope_per_doubling_and_a_mix_moves_by_bayes_r
     assert bench.reweighted(share, [0.2, 0.3, 0.5], [0.2, 0.3, 0.5]) == pytest.approx(share)
     assert bench.to_goal(0.77, 0.01) == pytest.approx(3.0)  # 0.80 is 0.03 away
     assert bench.to_goal(0.81, 0.01) == 0.0 and bench.to_goal(0.77, 0.0) is None
+
+
+def test_the_machine_reference_does_the_same_work_on_one_process_as_on_several(tmp_path):
+    engine = bench_module("engine")
+    # each unit of work leaves a file behind, named by its process and its turn
+    unit = ("import os\nfor i in range({units}):\n    open(os.path.join("
+            + repr(str(tmp_path)) + ", '%d-%d' % (os.getpid(), i)), 'w').close()")
+    for processes in (1, 3):
+        assert engine.reference(unit, processes, 3) > 0
+        done = list(tmp_path.iterdir())
+        assert len(done) == 3 and len({name.name.split("-")[0] for name in done}) == processes
+        for name in done:
+            name.unlink()
+
+
+def test_the_oracle_spread_from_sampling_alone_has_known_answers():
+    oracle = bench_module("oracle")
+    assert oracle.expected_range(2) == pytest.approx(2 / np.sqrt(np.pi), rel=0.01)
+    assert oracle.expected_range(3) == pytest.approx(1.693, rel=0.01)
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 2, 2_000)
+    p = rng.random(2_000) + 0.5 * y
+    assert oracle.gap_standard_error(y, p, p, replicates=20) == 0.0  # the same scores: no gap to vary
+    # the gap of two independent scores of equal AUC varies about sqrt(2) times one AUC's error
+    se = oracle.gap_standard_error(y, p, rng.random(2_000) + 0.5 * y, replicates=100)
+    assert 0.005 < se < 0.03
