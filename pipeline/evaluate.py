@@ -142,6 +142,8 @@ def headline(report: dict) -> dict[str, float]:
         out["cause_accuracy"] = c["accuracy"]
         out.update({f"cause_recall_{k}": v["recall"] for k, v in c["by_cause"].items()})
         out.update({f"cause_auc_gap_{k}": v.get("auc_gap") for k, v in c["by_cause"].items()})
+        out.update({f"cause_auc_gap_technical_{k}": v["auc_gap"]
+                    for k, v in c.get("technical_by_kind", {}).items()})
     return {k: float(v) for k, v in out.items() if v is not None and np.isfinite(v)}
 
 

@@ -1,0 +1,71 @@
+"""The evaluation's own sections on hand-built rows with known answers: misses caught by cause,
+segments, and the flat figures MLflow and DVC carry."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipeline import evaluate
+
+
+def test_flagging_the_riskiest_counts_each_causes_misses_caught():
+    y = np.array([1, 1, 1, 1, 0, 0, 0, 0, 0, 0])
+    p = np.array([.9, .8, .1, .2, .7, .3, .05, .04, .03, .02])
+    cause = pd.Series(["credit", "technical", "liquidity", "technical", None, None, None, None, None, None])
+    report = evaluate.by_cause(y, p, cause, flag_rate=0.3)  # the 3 riskiest: rows 0, 1 and 4
+    assert report["flagged"] == 3
+    assert report["by_cause"]["credit"] == {"misses": 1, "caught": 1, "share_caught": 1.0}
+    assert report["by_cause"]["technical"] == {"misses": 2, "caught": 1, "share_caught": 0.5}
+    assert report["by_cause"]["liquidity"] == {"misses": 1, "caught": 0, "share_caught": 0.0}
+    assert report["technical_misses_flagged_as_high_risk"] == 1
+    assert report["share_of_flagged_that_are_technical_misses"] == pytest.approx(1 / 3)
+
+
+def test_segments_name_unknown_triggers_and_skip_what_the_features_lack():
+    test = pd.DataFrame({"trigger": [0.0, 0.0, 1.0, 1.0, 9.0], "city_tier": [1.0, 1.0, 2.0, 2.0, 2.0]})
+    y = np.array([1, 0, 0, 0, 1])
+    p = np.array([.8, .2, .1, .3, .5])
+    report = evaluate.segments(test, y, p)
+    assert set(report) == {"trigger", "city_tier"}  # no months_of_history: no history bands
+    trigger = {row["segment"]: row for row in report["trigger"]}
+    assert set(trigger) == {"new_user", "score_improvement", "unknown"}
+    assert trigger["new_user"]["auc"] == 1.0 and trigger["new_user"]["miss_rate"] == 0.5
+    assert trigger["score_improvement"]["auc"] is None  # no miss: no AUC
+    assert sum(row["rows"] for row in report["city_tier"]) == len(test)
+
+
+def _report(cause_model: dict | None = None) -> dict:
+    report = {"ranking": {"auc": 0.8, "gini": 0.6, "ks": 0.5, "pr_auc": 0.4},
+              "probabilities": {"brier": 0.08, "log_loss": 0.3, "ece": 0.01, "calibration_slope": 1.0,
+                                "calibration_intercept": 0.0, "calibration_in_the_large": float("nan")},
+              "lift": {"top_capture": 0.3, "top_decile_capture": 0.35},
+              "stability": {"psi": {"psi": 0.02}, "gini_by_month": {"slope": -0.01},
+                            "psi_before_regime_change": None},
+              "truth_gap": {"auc_gap": 0.05, "mean_abs_difference": 0.03, "regression_slope": 0.9}}
+    return report | ({"cause_model": cause_model} if cause_model else {})
+
+
+def test_the_headline_is_flat_finite_and_carries_the_cause_models_gaps_per_kind():
+    causes = {"accuracy": 0.78,
+              "by_cause": {"credit": {"recall": 0.8, "auc_gap": 0.01},
+                           "technical": {"recall": 0.7, "auc_gap": None}},
+              "technical_by_kind": {"forgotten": {"auc_gap": 0.16}, "outage": {"auc_gap": 0.01}}}
+    flat = evaluate.headline(_report(causes))
+    assert flat["oot_auc"] == 0.8 and flat["auc_gap_to_truth"] == 0.05
+    assert "oot_calibration_in_the_large" not in flat and "psi_before_regime_change" not in flat
+    assert flat["cause_accuracy"] == 0.78 and flat["cause_recall_technical"] == 0.7
+    assert "cause_auc_gap_technical" not in flat  # no truth of it: left out, not zero
+    assert flat["cause_auc_gap_technical_forgotten"] == 0.16
+    assert all(isinstance(v, float) for v in flat.values())
+    assert not any(k.startswith("cause") for k in evaluate.headline(_report()))
+
+
+def test_dvc_metrics_keep_a_few_figures_and_drop_the_truths_gap_to_itself():
+    headlines = {"lightgbm": evaluate.headline(_report()), "truth": evaluate.headline(_report())}
+    shown = evaluate.headline_metrics(headlines, {"passed": True})
+    assert shown["gates_passed"] == 1
+    assert shown["lightgbm"] == {"auc": 0.8, "ks": 0.5, "brier": 0.08, "ece": 0.01, "psi": 0.02, "gap": 0.05}
+    assert "psi" not in shown["truth"] and "gap" not in shown["truth"]
+    assert evaluate.headline_metrics(headlines, {})["gates_passed"] == 0
