@@ -166,8 +166,9 @@ def technical_by_kind(technical: np.ndarray, kind: pd.Series, p_model: np.ndarra
     """The technical AUC of the model and of the truth per kind of technical miss: the misses of
     one kind against every row without a technical miss (the other kinds' misses left out).
     Where the truth's lead is one kind's, it comes from what the truth knows of that kind and the
-    features cannot see (a manual payer's own chance to forget, a silent card failure)."""
-    kinds = kind.astype("str").to_numpy()
+    features cannot see (a manual payer's own chance to forget, a silent card failure). A
+    technical miss without a kind counts as "unknown"."""
+    kinds = kind.astype("str").fillna("unknown").to_numpy()
     out = {}
     for k in sorted(set(kinds[technical])):
         rows = ~technical | (kinds == k)

@@ -64,6 +64,10 @@ def test_technical_aucs_per_kind_leave_the_other_kinds_misses_out():
     assert list(report) == ["forgotten", "outage"]
     assert report["outage"] == {"misses": 2, "auc": 1.0, "auc_truth": 1.0, "auc_gap": 0.0}
     assert report["forgotten"]["auc"] == 0.0 and report["forgotten"]["auc_gap"] == 1.0
+    # a technical miss whose kind was not recorded is its own kind, not a crash
+    kind[0] = None
+    kinds = causes.technical_by_kind(technical, kind, p_model, p_true)
+    assert list(kinds) == ["forgotten", "outage", "unknown"] and kinds["unknown"]["misses"] == 1
 
 
 def test_the_cause_report_breaks_the_technical_auc_down_by_kind_only_beside_the_truth():
