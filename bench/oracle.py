@@ -76,11 +76,11 @@ def one_seed(params: Params, workers: int) -> dict:
     s = params.train.lightgbm
     model = train.fit_calibrated_lightgbm(splits["train"], splits["valid"], columns, categorical, {}, s)
     test = splits["test"]
-    p_true = truth.set_index("borrower_id").loc[test["borrower_id"], "p_true"].to_numpy()
+    of_test = truth.set_index("borrower_id").loc[test["borrower_id"]]
+    p_true, cause = of_test["p_true"].to_numpy(), of_test["first_miss_cause"].to_numpy()
     realism = realism_report(truth, params.simulate.truth_replicates, params.label)
     y, p_model = test["label"].to_numpy(), model.predict(test)
     model_auc, truth_auc = roc_auc_score(y, p_model), roc_auc_score(y, p_true)
-    cause = truth.set_index("borrower_id").loc[test["borrower_id"], "first_miss_cause"].to_numpy()
     # the technical misses are where the truth's hidden state weighs most: the gap without them
     other = (y == 0) | (cause != "technical")
     gap_other = roc_auc_score(y[other], p_true[other]) - roc_auc_score(y[other], p_model[other])
