@@ -19,12 +19,11 @@ project of more borrowers than the defaults tests the curve's extrapolation.
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from measure import split_matrices, write_json
+from measure import on_built_project, split_matrices
 
 from pipeline import causes, train
 from pipeline.config import CAUSES, load_params
@@ -136,16 +135,7 @@ def _four_class(x, codes, params, columns, categorical, settings) -> np.ndarray:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--project", type=Path, default=ROOT)
-    parser.add_argument("--json", type=Path, help="write the figures the README quotes here")
-    args = parser.parse_args()
-    if not (args.project / "data" / "split").is_dir():
-        parser.error(f"{args.project / 'data' / 'split'} is missing: run ./run repro first")
-    figures = measure(args.project)
-    if args.json:
-        write_json(args.json, figures)
+    on_built_project(__doc__, measure, ("data/split",))
 
 
 if __name__ == "__main__":

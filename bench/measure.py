@@ -13,7 +13,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -143,6 +143,21 @@ def project_parser(doc: str | None) -> argparse.ArgumentParser:
                         "the benchmark needs whose output is missing run first")
     parser.add_argument("--json", type=Path, help="write the figures the README quotes here")
     return parser
+
+
+def on_built_project(doc: str | None, measure: Callable[[Path], dict], needed: tuple[str, ...]) -> None:
+    """The command line of a benchmark that reads a project ``./run repro`` built (--project,
+    default this repository; --json): checks the ``needed`` paths are there, measures, writes."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--project", type=Path, default=ROOT)
+    parser.add_argument("--json", type=Path, help="write the figures the README quotes here")
+    args = parser.parse_args()
+    for path in needed:
+        if not (args.project / path).exists():
+            parser.error(f"{args.project / path} is missing: run ./run repro first")
+    figures = measure(args.project)
+    if args.json:
+        write_json(args.json, figures)
 
 
 @contextmanager

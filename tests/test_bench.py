@@ -119,3 +119,38 @@ def test_the_oracle_spread_from_sampling_alone_has_known_answers():
     # the gap of two independent scores of equal AUC varies about sqrt(2) times one AUC's error
     se = oracle.gap_standard_error(y, p, rng.random(2_000) + 0.5 * y, replicates=100)
     assert 0.005 < se < 0.03
+
+
+def test_the_forgetting_history_counts_manual_due_dates_seen_by_scoring_and_those_paid_days_late():
+    import pandas as pd
+    bench = bench_module("technical")
+    d = pd.Timestamp
+    repayments = pd.DataFrame({
+        "borrower_id": [1, 1, 1, 1, 1, 1, 2, 2],
+        "due_date": [d("2025-01-10"), d("2025-02-10"), d("2025-03-10"), d("2025-03-10"), d("2025-04-10"),
+                     d("2025-06-10"), d("2025-01-10"), d("2025-02-10")],
+        "payment_date": [d("2025-01-10"), d("2025-02-13"), d("2025-03-10"), d("2025-03-12"), d("2025-04-20"),
+                         d("2025-06-12"), d("2025-01-12"), d("2025-02-12")],
+        "channel": ["manual", "manual", "autodebit", "manual", "manual", "manual", "manual", "manual"]})
+    # borrower 2's second late payment followed a failed debit: a lapse, not forgetting
+    events = pd.DataFrame({"borrower_id": [2, 2], "event_type": ["debit_failed", "reauth_required"],
+                           "event_date": [d("2025-02-10"), d("2025-01-12")]})
+    keys = pd.DataFrame({"borrower_id": [2, 1, 3], "scoring_date": [d("2025-05-01")] * 3})
+    counts = bench.manual_history(repayments, events, keys)
+    # borrower 1 before 2025-05-01: Jan on time, Feb 3 days late, Mar partly by auto-debit (not
+    # manual), Apr 10 days late (not forgetting); Jun is after scoring. Borrower 3 has no history.
+    assert counts["n"].tolist() == [2, 3, 0]
+    assert counts["k"].tolist() == [1, 1, 0]
+    # a scoring date before a payment hides it: borrower 1's Feb payment came on 02-13
+    early = bench.manual_history(repayments, events, keys.assign(scoring_date=d("2025-02-12")))
+    assert early["n"].tolist() == [1, 1, 0] and early["k"].tolist() == [1, 0, 0]
+
+
+def test_the_posterior_chance_to_forget_starts_at_the_prior_mean_and_follows_the_history():
+    import numpy as np
+    bench = bench_module("technical")
+    a, b = 0.15, 4.85  # mean 0.03
+    post = bench.posterior_forgetting(np.array([0, 0, 1, 5]), np.array([0, 20, 20, 20]), a, b)
+    assert post[0] == pytest.approx(0.03)
+    assert post[1] == pytest.approx(0.15 / 25) and post[2] == pytest.approx(1.15 / 25)
+    assert post[3] == pytest.approx(5.15 / 25)

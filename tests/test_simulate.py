@@ -306,3 +306,12 @@ def test_only_cohorts_scored_from_the_since_date_get_a_counterfactual():
     covered = set(tables["counterfactual"]["borrower_id"])
     assert covered == set(truth.index[truth["scoring_date"] >= pd.Timestamp("2025-06-01")])
     assert 0 < len(covered) < len(truth)
+
+
+def test_the_forgetfulness_prior_has_the_configured_mean_and_repeat_rate():
+    from pipeline.simulate.population import forgetfulness_prior
+    a, b = forgetfulness_prior(0.03, 0.2)
+    assert a / (a + b) == pytest.approx(0.03)
+    assert (a + 1) / (a + b + 1) == pytest.approx(0.2)  # E[p^2] / E[p]: forgetting again
+    draws = np.random.default_rng(0).beta(a, b, 400_000)
+    assert (draws ** 2).mean() / draws.mean() == pytest.approx(0.2, rel=0.03)

@@ -138,15 +138,20 @@ def draw_population(ids: np.ndarray, settings: SimulateSettings, label: LabelSet
 
 
 def _draw_forgetfulness(n: int, mean: float, repeat: float, rng: np.random.Generator) -> np.ndarray:
-    """Each borrower's chance to forget a manual payment: Beta(a, b) with mean a / (a + b) and
-    P(forget again | forgot) = E[p^2] / E[p] = (a + 1) / (a + b + 1) = ``repeat``. The published
-    repeat rate is about 20% a month for manual payers after a late fee, while autopay all but
-    ends late fees (Gathergood, Sakaguchi, Stewart & Weber 2021, Management Science,
+    """Each borrower's chance to forget a manual payment, from ``forgetfulness_prior``. The
+    published repeat rate is about 20% a month for manual payers after a late fee, while autopay
+    all but ends late fees (Gathergood, Sakaguchi, Stewart & Weber 2021, Management Science,
     doi:10.1287/mnsc.2019.3568): forgetting, not a lack of money, is what autopay removes."""
     if mean == 0:
         return np.zeros(n)
+    return rng.beta(*forgetfulness_prior(mean, repeat), n)
+
+
+def forgetfulness_prior(mean: float, repeat: float) -> tuple[float, float]:
+    """(a, b) of the Beta the chance to forget is drawn from: mean a / (a + b) = ``mean`` and
+    P(forget again | forgot) = E[p^2] / E[p] = (a + 1) / (a + b + 1) = ``repeat``."""
     total = (1.0 - repeat) / (repeat - mean)
-    return rng.beta(mean * total, (1.0 - mean) * total, n)
+    return mean * total, (1.0 - mean) * total
 
 
 def _draw_payday(n: int, due_offset: int, rng: np.random.Generator) -> np.ndarray:
