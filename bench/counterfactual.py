@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from measure import ROOT, write_json
 
-from pipeline.config import load_params
+from pipeline.config import load_params, truth_replicates
 from pipeline.simulate import build_world, simulate_shard
 
 EVERYONE = dt.date(2000, 1, 1)  # every cohort gets the counterfactual
@@ -34,7 +34,7 @@ def main() -> None:
     args = parser.parse_args()
     p = load_params(ROOT / "params.yaml")
     base = p.simulate.model_copy(update={"n_borrowers": args.borrowers, "shard_size": args.borrowers})
-    cf = base.counterfactual
+    cf, replicates = base.counterfactual, truth_replicates(base, p.label)
     variants = {
         "neither": base.model_copy(update={"truth_replicates": 1, "counterfactual":
                                            cf.model_copy(update={"share": 0.0})}),
@@ -52,7 +52,7 @@ def main() -> None:
     truth = seconds["ordinary truth"] - seconds["neither"]
     what_if = seconds["counterfactual"] - seconds["neither"]
     amounts = len(p.simulate.jump.line_test_amounts)
-    print(f"ordinary truth ({base.truth_replicates} replicates): {truth:.1f} s; counterfactual "
+    print(f"ordinary truth ({replicates} replicates): {truth:.1f} s; counterfactual "
           f"({cf.replicates} replicates x {amounts} amounts + the granted one): {what_if:.1f} s")
     print(f"counterfactual / six ordinary truths: {what_if / (6 * truth):.2f} (goal <= 1)")
     what = tables["counterfactual"]["counterfactual"].query("granted == 0")
@@ -66,7 +66,7 @@ def main() -> None:
           "same precision)")
     if args.json:
         write_json(args.json, {
-            "borrowers": args.borrowers, "truth_replicates": base.truth_replicates,
+            "borrowers": args.borrowers, "truth_replicates": replicates,
             "counterfactual_replicates": cf.replicates, "amounts": amounts, "seconds": seconds,
             "truth_seconds": truth, "counterfactual_seconds": what_if,
             "ratio_to_six_truths": what_if / (6 * truth),

@@ -25,7 +25,7 @@ from measure import ROOT, write_json
 from sklearn.metrics import roc_auc_score
 
 from pipeline import train
-from pipeline.config import Params, parse_params
+from pipeline.config import Params, parse_params, truth_replicates
 from pipeline.features import build_features
 from pipeline.simulate import World, build_world, shard_bounds, simulate_shard
 from pipeline.simulate.realism import FAIL, realism_report
@@ -78,7 +78,7 @@ def one_seed(params: Params, workers: int) -> dict:
     test = splits["test"]
     of_test = truth.set_index("borrower_id").loc[test["borrower_id"]]
     p_true, cause = of_test["p_true"].to_numpy(), of_test["first_miss_cause"].to_numpy()
-    realism = realism_report(truth, params.simulate.truth_replicates, params.label)
+    realism = realism_report(truth, truth_replicates(params.simulate, params.label), params.label)
     y, p_model = test["label"].to_numpy(), model.predict(test)
     model_auc, truth_auc = roc_auc_score(y, p_model), roc_auc_score(y, p_true)
     # the technical misses are where the truth's hidden state weighs most: the gap without them

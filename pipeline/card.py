@@ -17,7 +17,7 @@ import jinja2
 import numpy as np
 
 from pipeline import plots
-from pipeline.config import CAUSES, Params
+from pipeline.config import CAUSES, Params, truth_replicates
 from pipeline.metrics import PSI_SHIFTED, PSI_WATCH
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -298,6 +298,7 @@ def _context(reports: dict, gates: dict | None, params: Params, figures: Sequenc
     csi_flagged = [r for r in stability.get("csi", []) if r.get("flag") != "stable"]
     return {
         "p": params, "primary": plots.LABELS.get(primary, primary),
+        "truth_replicates": truth_replicates(params.simulate, params.label),
         "psi_watch": num(PSI_WATCH, 2), "psi_shifted": num(PSI_SHIFTED, 2),
         "data": _by_model(reports, models, [("out-of-time test rows", ("ranking", "n")),
                                             ("misses", ("ranking", "positives")),

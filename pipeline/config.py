@@ -54,6 +54,25 @@ def label_horizon(label: LabelSettings, due_day_offset: int) -> int:
     return label.performance_cycles - 2 + extra
 
 
+# The simulator's: a cash shortfall is paid this many days after the due date at the earliest,
+# so a label of more days past due needs a lasting shortfall, which the truth importance-samples
+SHORTFALL_MIN_DAYS_PAST_DUE = 3
+# simulate.truth_replicates "auto": where every shortfall counts (closed form), where only a
+# lasting one does (importance-sampled, noisier)
+AUTO_TRUTH_REPLICATES = {"closed_form": 64, "importance_sampled": 128}
+
+
+def truth_replicates(simulate: SimulateSettings, label: LabelSettings) -> int:
+    """``simulate.truth_replicates``, "auto" resolved for the label. Monte-Carlo noise flattens
+    the truth's calibration slope against the label; on the defaults (150,000 borrowers) 64
+    replicates gave 0.902 at dpd 1 and 0.913 at dpd 7 but 0.868 at dpd 30 (0.902 with 96), and
+    128 gave 0.961 at dpd 7 and 0.940 at dpd 30 (2026-12-05): "auto" keeps each within 0.9-1.1."""
+    if simulate.truth_replicates != "auto":
+        return simulate.truth_replicates
+    lasting = label.dpd_threshold > SHORTFALL_MIN_DAYS_PAST_DUE
+    return AUTO_TRUTH_REPLICATES["importance_sampled" if lasting else "closed_form"]
+
+
 class CalendarSettings(Settings):
     first_scoring_date: dt.date
     last_scoring_date: dt.date
@@ -234,7 +253,7 @@ class SimulateSettings(Settings):
     seed: Annotated[int, Field(ge=0)]
     n_borrowers: PositiveInt
     shard_size: PositiveInt
-    truth_replicates: Annotated[int, Field(ge=1, le=4096)]
+    truth_replicates: Literal["auto"] | Annotated[int, Field(ge=1, le=4096)]  # see truth_replicates()
     counterfactual: CounterfactualSettings
     calendar: CalendarSettings
     population: PopulationSettings

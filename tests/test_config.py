@@ -80,3 +80,17 @@ def test_the_monitor_stream_starts_on_the_first_of_a_month_and_needs_two_months(
 def test_the_line_test_grid_starts_at_no_increase_rises_and_stays_under_the_cap(grid):
     message = error_for({"simulate": {"jump": {"line_test_amounts": grid}}})
     assert "simulate.jump" in message and "line_test_amounts must start at 0" in message
+
+
+@pytest.mark.parametrize(("dpd", "expected"), [(1, 64), (3, 64), (4, 128), (30, 128)])
+def test_auto_truth_replicates_follow_the_label_and_a_number_overrides_them(dpd, expected):
+    from pipeline.config import truth_replicates
+    p = make_params({"label": {"dpd_threshold": dpd}, "simulate": {"truth_replicates": "auto"}})
+    assert truth_replicates(p.simulate, p.label) == expected
+    fixed = make_params({"label": {"dpd_threshold": dpd}, "simulate": {"truth_replicates": 7}})
+    assert truth_replicates(fixed.simulate, fixed.label) == 7
+
+
+@pytest.mark.parametrize("bad", ["many", 0, -64, 5000])
+def test_truth_replicates_other_than_auto_or_a_count_are_named(bad):
+    assert "simulate.truth_replicates" in error_for({"simulate": {"truth_replicates": bad}})

@@ -9,7 +9,7 @@ import typer
 from pipeline import io
 from pipeline.cli import PARAMS, app, load
 from pipeline.cli.paths import COUNTERFACTUAL_DIR, RAW_DIR, TRUTH_DIR
-from pipeline.config import SimulateSettings
+from pipeline.config import SimulateSettings, truth_replicates
 from pipeline.contract import RAW_TABLES, TRUTH_TABLES, validate
 from pipeline.engine import map_shards
 from pipeline.simulate import World, build_world, shard_bounds, simulate_shard
@@ -43,7 +43,7 @@ def simulate(params: Path = PARAMS) -> None:
                             {"ground_truth": truth, "counterfactual": what_if}, raw,
                             borrowers=int, total=p.simulate.n_borrowers):
             pass
-    report = realism_report(io.read_dataset(TRUTH_DIR), p.simulate.truth_replicates, p.label)
+    report = realism_report(io.read_dataset(TRUTH_DIR), truth_replicates(p.simulate, p.label), p.label)
     io.write_json(report, REPORT)
     results = report["checks"]
     failed = [name for name, result in results.items() if result == FAIL]

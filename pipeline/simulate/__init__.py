@@ -17,6 +17,7 @@ from pipeline.config import (
     LabelSettings,
     SimulateSettings,
     label_horizon,
+    truth_replicates,
 )
 from pipeline.contract import RAW_TABLES, TABLES, TECHNICAL_KINDS
 from pipeline.simulate.calendar import day_number, to_datetime64
@@ -83,7 +84,7 @@ def simulate_shard(index: int, settings: SimulateSettings, world: World) -> dict
     at_jump = at_jump.take(np.flatnonzero(np.isin(at_jump.borrower_id, state.borrower_id)))
     at_jump = at_jump.take(np.argsort(at_jump.borrower_id, kind="stable"))
     add_label_slots(state, world.label.performance_cycles)
-    truth = true_probability(state.copy(), world, truth_rng, settings.truth_replicates)
+    truth = true_probability(state.copy(), world, truth_rng, truth_replicates(settings, world.label))
     row_of = np.zeros(n_candidates, dtype="int64")
     row_of[state.borrower_id] = np.arange(len(state))
     at_jump.trigger = state.trigger[row_of[at_jump.borrower_id]]  # drawn at the jump, kept

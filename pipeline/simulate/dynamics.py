@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipeline.config import TRIGGERS
+from pipeline.config import SHORTFALL_MIN_DAYS_PAST_DUE, TRIGGERS
 from pipeline.simulate.agreements import update_agreements
 from pipeline.simulate.borrowing import borrow_elsewhere, draw_on_line
 from pipeline.simulate.calendar import spring_festival_cycle
@@ -30,7 +30,7 @@ from pipeline.simulate.cycle import (
     rare_event,
 )
 from pipeline.simulate.events import EventLog
-from pipeline.simulate.repayment import SHORTFALL_MIN_DAYS_PAST_DUE, cure_or_carry, pay_due
+from pipeline.simulate.repayment import cure_or_carry, pay_due
 from pipeline.simulate.state import SCORE_RING, State, start_cycle
 
 __all__ = ["World", "advance", "balance", "cycle_start"]

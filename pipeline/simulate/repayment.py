@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import ndtr, ndtri
 
+from pipeline.config import SHORTFALL_MIN_DAYS_PAST_DUE
 from pipeline.simulate.agreements import log_platform, technical_bad_share
 from pipeline.simulate.cycle import (
     ACTIVE,
@@ -34,7 +35,6 @@ from pipeline.simulate.state import State
 # Truth replicates follow a cash shortfall at a label due date at least this often (see
 # shortfall_shock): rarer shortfalls would leave p_true at exactly 0 for most borrowers at dpd 30.
 MIN_SHORTFALL_PROPOSAL = 0.25
-SHORTFALL_MIN_DAYS_PAST_DUE = 3  # a shortfall is paid 3 days after the due date at the earliest
 
 
 def pay_due(s: State, c: Cycle, world: World, rng: np.random.Generator) -> None:
