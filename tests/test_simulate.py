@@ -315,3 +315,23 @@ def test_the_forgetfulness_prior_has_the_configured_mean_and_repeat_rate():
     assert (a + 1) / (a + b + 1) == pytest.approx(0.2)  # E[p^2] / E[p]: forgetting again
     draws = np.random.default_rng(0).beta(a, b, 400_000)
     assert (draws ** 2).mean() / draws.mean() == pytest.approx(0.2, rel=0.03)
+
+
+def test_the_truth_report_tells_a_worlds_outage_days_from_the_estimators_noise():
+    from pipeline.simulate.realism import _truth_quality
+    rng = np.random.default_rng(3)
+    n = 40_000
+    p = rng.uniform(0.02, 0.5, n)
+    y = rng.random(n) < p  # a calibrated truth
+    # one outage day strikes a tenth of the borrowers at once, whatever their risk: those not
+    # already missing miss by it
+    struck = (rng.random(n) < 0.1) & ~y
+    truth = pd.DataFrame({"label": (y | struck).astype("int64"), "p_true": p, "p_true_se": 0.01,
+                          "technical_kind": pd.array(np.where(struck, "outage", None), dtype="str")})
+    quality = _truth_quality(truth, 64)
+    assert quality["outage_misses"] == struck.sum()
+    assert quality["calibration_slope"] < 0.85
+    assert quality["calibration_slope_without_outage_misses"] == pytest.approx(1.0, abs=0.08)
+    calm = _truth_quality(truth.assign(label=y.astype("int64"), technical_kind=None), 64)
+    assert calm["outage_misses"] == 0
+    assert calm["calibration_slope_without_outage_misses"] == calm["calibration_slope"]

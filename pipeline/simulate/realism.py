@@ -96,12 +96,21 @@ def _mean(values: pd.Series) -> float | None:
 
 
 def _truth_quality(truth: pd.DataFrame, replicates: int) -> dict:
-    """AUC and logistic calibration of p_true against the label (None with one class)."""
+    """AUC and logistic calibration of p_true against the label (None with one class); and, to
+    tell the world's luck from the estimator's noise, the slope without the rows whose first miss
+    an outage caused. The realised outage days are one draw per world that strikes many
+    borrowers at once, which flattens one world's slope however many replicates p_true has (a
+    diagnostic only: leaving misses out by their cause is no fair calibration)."""
     y, p = truth["label"].to_numpy(dtype=float), truth["p_true"].to_numpy()
     both = truth["label"].nunique() == 2
     intercept, slope = logistic_calibration(y, p) if both else (None, None)
+    kept = ~truth["technical_kind"].eq("outage").fillna(False).to_numpy(dtype=bool)
+    both_kept = np.unique(y[kept]).size == 2
     return {"auc": ranking(y, p)["auc"] if both else None, "calibration_intercept": intercept,
-            "calibration_slope": slope, "mean": float(p.mean()),
+            "calibration_slope": slope,
+            "calibration_slope_without_outage_misses": logistic_calibration(y[kept], p[kept])[1]
+            if both_kept else None,
+            "outage_misses": int((~kept).sum()), "mean": float(p.mean()),
             "mean_standard_error": float(truth["p_true_se"].mean()), "replicates": replicates}
 
 
