@@ -5,10 +5,11 @@ For every seed: simulate, build features, split out of time with the embargo, fi
 LightGBM of params.yaml, and report on the test split the miss rate, the truth's AUC, the model's
 AUC and their gap with its bootstrap standard error (the test rows resampled, the same rows for
 both AUCs), the technical misses' share and the gap without them (where the truth's hidden
-state weighs most: who forgets a manual payment, whose card silently changed), plus whether every
-realism check passes; then the spread (max - min) of each, beside the spread the test rows'
-sampling alone would give as many seeds (the expected range of that many normal draws with the
-seeds' standard error: 1.69 of them for three).
+state weighs most: who forgets a manual payment, whose card silently changed), the outage misses'
+share and the gap without them (where the world's own draw weighs most: its outage days strike
+many borrowers at once), plus whether every realism check passes; then the spread (max - min)
+of each, beside the spread the test rows' sampling alone would give as many seeds (the expected
+range of that many normal draws with the seeds' standard error: 1.69 of them for three).
 The stages' own functions run in-process (no MLflow, no files), shards on ``--workers`` processes.
 """
 
@@ -51,6 +52,12 @@ def gap_standard_error(y: np.ndarray, p_true: np.ndarray, p_model: np.ndarray,
     return float(np.std(gaps, ddof=1))
 
 
+def gap_without(y: np.ndarray, p_true: np.ndarray, p_model: np.ndarray, left_out: np.ndarray) -> float:
+    """AUC(p_true) - AUC(p_model) on the rows not ``left_out`` (misses of one kind, say)."""
+    kept = ~left_out
+    return float(roc_auc_score(y[kept], p_true[kept]) - roc_auc_score(y[kept], p_model[kept]))
+
+
 def _shard(index: int, params: Params, world: World) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Features of one shard with its label, and the shard's ground truth."""
     tables = simulate_shard(index, params.simulate, world)
@@ -78,17 +85,20 @@ def one_seed(params: Params, workers: int) -> dict:
     test = splits["test"]
     of_test = truth.set_index("borrower_id").loc[test["borrower_id"]]
     p_true, cause = of_test["p_true"].to_numpy(), of_test["first_miss_cause"].to_numpy()
+    outage = of_test["technical_kind"].eq("outage").fillna(False).to_numpy(dtype=bool)
     realism = realism_report(truth, truth_replicates(params.simulate, params.label), params.label)
     y, p_model = test["label"].to_numpy(), model.predict(test)
     model_auc, truth_auc = roc_auc_score(y, p_model), roc_auc_score(y, p_true)
-    # the technical misses are where the truth's hidden state weighs most: the gap without them
-    other = (y == 0) | (cause != "technical")
-    gap_other = roc_auc_score(y[other], p_true[other]) - roc_auc_score(y[other], p_model[other])
+    # the technical misses are where the truth's hidden state weighs most, and the outage misses
+    # where the world's own draw does (its outage days strike many borrowers at once)
+    technical = (y == 1) & (cause == "technical")
     return {"seed": params.simulate.seed, "miss_rate": float(y.mean()),
             "truth_auc": float(truth_auc), "model_auc": float(model_auc), "gap": float(truth_auc - model_auc),
             "gap_standard_error": gap_standard_error(y, p_true, p_model),
-            "technical_share_of_misses": float((cause[y == 1] == "technical").mean()),
-            "gap_without_technical_misses": float(gap_other),
+            "technical_share_of_misses": float(technical[y == 1].mean()),
+            "gap_without_technical_misses": gap_without(y, p_true, p_model, technical),
+            "outage_share_of_misses": float(outage[y == 1].mean()),
+            "gap_without_outage_misses": gap_without(y, p_true, p_model, outage),
             "realism_failed": [k for k, v in realism["checks"].items() if v == FAIL]}
 
 
@@ -110,12 +120,14 @@ def main() -> None:
         print(f"seed {seed}: test miss rate {r['miss_rate']:.4f}  truth AUC {r['truth_auc']:.4f}  "
               f"model AUC {r['model_auc']:.4f}  gap {r['gap']:.4f} (se {r['gap_standard_error']:.4f}; "
               f"{r['gap_without_technical_misses']:.4f} without the technical misses, "
-              f"{r['technical_share_of_misses']:.1%} of them)  "
+              f"{r['technical_share_of_misses']:.1%} of them; {r['gap_without_outage_misses']:.4f} "
+              f"without the outage misses, {r['outage_share_of_misses']:.1%})  "
               "realism failed: "
               f"{r['realism_failed'] or 'none'}", flush=True)
     table = pd.DataFrame(rows)
     spread = table[["miss_rate", "truth_auc", "model_auc", "gap", "technical_share_of_misses",
-                    "gap_without_technical_misses"]].agg(lambda c: c.max() - c.min())
+                    "gap_without_technical_misses", "outage_share_of_misses",
+                    "gap_without_outage_misses"]].agg(lambda c: c.max() - c.min())
     noise = expected_range(len(rows)) * float(np.sqrt((table["gap_standard_error"] ** 2).mean()))
     print("spread (max - min): " + ", ".join(f"{k} {v:.4f}" for k, v in spread.items())
           + f"; the gap's sampling alone would give {noise:.4f}")

@@ -154,3 +154,17 @@ def test_the_posterior_chance_to_forget_starts_at_the_prior_mean_and_follows_the
     assert post[0] == pytest.approx(0.03)
     assert post[1] == pytest.approx(0.15 / 25) and post[2] == pytest.approx(1.15 / 25)
     assert post[3] == pytest.approx(5.15 / 25)
+
+
+def test_the_gap_without_some_misses_leaves_exactly_those_rows_out():
+    import numpy as np
+    from sklearn.metrics import roc_auc_score
+    oracle = bench_module("oracle")
+    y = np.array([0, 0, 0, 1, 1, 1])
+    p_true = np.array([0.1, 0.2, 0.3, 0.9, 0.8, 0.05])
+    p_model = np.array([0.3, 0.2, 0.1, 0.4, 0.6, 0.5])
+    out = np.array([False, False, False, False, False, True])  # a miss nobody saw coming
+    # without it, both rank every miss above every non-miss
+    assert oracle.gap_without(y, p_true, p_model, out) == pytest.approx(0.0)
+    everything = roc_auc_score(y, p_true) - roc_auc_score(y, p_model)
+    assert oracle.gap_without(y, p_true, p_model, np.zeros(6, dtype=bool)) == pytest.approx(everything)
