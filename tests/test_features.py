@@ -146,6 +146,35 @@ def test_no_leak_from_rows_dated_on_or_after_scoring(small_sim, small_features):
     pd.testing.assert_frame_equal(build_features(changed, 30, SETTINGS), small_features)
 
 
+@pytest.mark.parametrize("days_into_cycle", [5, 15])
+def test_a_statement_period_straddling_the_scoring_date_leaks_nothing(small_sim, small_params,
+                                                                     days_into_cycle):
+    """A real account keeps its statement day, so scoring falls mid-cycle. The simulator's
+    cycles start on its own scoring date, 30 days after the jump: a longer observation window
+    moves the features' scoring date into the cycle, before (5 days) or after (15) its due date
+    (9 days in), with the cycle's drawdowns and payments on both sides of it."""
+    window = small_params.label.observation_days + days_into_cycle
+    mid = build_features(small_sim, window, SETTINGS)
+    scoring = mid.set_index("borrower_id")["scoring_date"]
+    cut = rows_before_scoring(small_sim, scoring)
+    pd.testing.assert_frame_equal(build_features(cut, window, SETTINGS), mid)
+    cycle_start = scoring - pd.Timedelta(days=days_into_cycle)
+    offset = pd.Timedelta(days=small_params.simulate.calendar.due_day_offset)
+    # the part of the cycle before scoring has rows (the due date's payments too, once past),
+    # which the features see
+    earlier = rows_before_scoring(small_sim, cycle_start)
+    assert len(earlier["drawdowns"]) < len(cut["drawdowns"])
+    if days_into_cycle > offset.days:
+        assert len(earlier["repayments"]) < len(cut["repayments"])
+    # the next due date is this cycle's if scoring came before it, else the next cycle's
+    expected = (cycle_start + offset if days_into_cycle <= offset.days
+                else cycle_start + pd.DateOffset(months=1) + offset)
+    known = mid.set_index("borrower_id")[NEXT_DUE].notna()
+    assert known.mean() > 0.95
+    pd.testing.assert_series_equal(mid.set_index("borrower_id")[NEXT_DUE][known], expected[known],
+                                   check_names=False, check_dtype=False)
+
+
 def test_features_never_open_the_ground_truth(small_sim, small_features):
     without = {k: v for k, v in small_sim.items() if k != "ground_truth"}
     pd.testing.assert_frame_equal(build_features(without, 30, SETTINGS), small_features)
