@@ -29,7 +29,6 @@ from pipeline import causes, train
 from pipeline.config import CAUSES, load_params
 from pipeline.lgbm import lgb
 
-ROOT = Path(__file__).resolve().parents[1]
 GOAL = 0.80
 SHARES, DRAWS = (0.25, 0.5), 2
 
