@@ -49,10 +49,17 @@ def simulate(params: Path = PARAMS) -> None:
     failed = [name for name, result in results.items() if result == FAIL]
     not_applicable = [name for name, result in results.items() if result == NOT_APPLICABLE]
     truth = report["p_true"]
+    # the slope without the outage misses tells one world's outage days from Monte-Carlo noise
+    slopes = (_figure(truth["calibration_slope"]), _figure(truth["calibration_slope_without_outage_misses"]))
     typer.echo(f"simulated {report['borrowers']} borrowers, miss rate {report['miss_rate']:.3f}, "
-               f"true-probability AUC {truth['auc']}, calibration slope {truth['calibration_slope']}; "
+               f"true-probability AUC {_figure(truth['auc'])}, calibration slope {slopes[0]} "
+               f"({slopes[1]} without its {truth['outage_misses']} outage misses); "
                f"realism checks failed: {failed or 'none'}; not applicable to this label: "
                f"{not_applicable or 'none'}")
+
+
+def _figure(value: float | None) -> str:
+    return "n/a (one class)" if value is None else f"{value:.3f}"
 
 
 def write_shard(index: int, settings: SimulateSettings, world: World, truth: dict[str, Path],
