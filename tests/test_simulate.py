@@ -15,7 +15,7 @@ from pipeline.simulate.calendar import add_months, day_number, spring_festival_c
 from pipeline.simulate.outages import calendar_from_windows
 from pipeline.simulate.realism import realism_report
 from pipeline.simulate.state import State, schedule, start_cycle
-from pipeline.simulate.truth import expected_outcome, outcome
+from pipeline.simulate.truth import expected_outcome, outcome, probabilities
 from tests.conftest import SMALL, make_params, simulate_tables
 
 HIDDEN = {"propensity", "spend_propensity", "true_income", "cash", "buffer_months", "payday",
@@ -79,10 +79,25 @@ def test_rows_belong_to_known_borrowers_and_end_with_the_export(small_sim, small
         assert (table[TABLES[name].date_column] <= end).all(), name
 
 
+def test_the_truth_ranks_alike_whatever_its_last_bits():
+    # another CPU's vector maths or summing order moves the last bits of equal probabilities
+    rng = np.random.default_rng(3)
+    by_cause = np.repeat(rng.uniform(0.0, 0.4, (3, 50)) * np.array([[1.0], [1.0], [0.2]]), 4, axis=1)
+    by_cause[:, :4] = [[0.5], [0.3], [0.2]]  # exactly 1 in all
+    jittered = by_cause * (1.0 + rng.uniform(-4e-16, 4e-16, by_cause.shape))
+    assert np.unique(jittered.sum(axis=0)).size > 50  # without rounding, the ties break
+    exact, moved = probabilities(by_cause), probabilities(jittered)
+    for name in exact:
+        np.testing.assert_array_equal(exact[name], moved[name])
+    assert np.unique(exact["p_true"]).size == 50 and (exact["p_true"][:4] == 1.0).all()
+    np.testing.assert_allclose(exact["p_true"], by_cause.sum(axis=0), atol=1e-9)
+
+
 def test_truth_is_consistent_and_calibrated(small_sim):
     truth = small_sim["ground_truth"]
     causes = truth[["p_true_credit", "p_true_liquidity", "p_true_technical"]].sum(axis=1)
     np.testing.assert_allclose(causes.clip(upper=1.0), truth["p_true"], atol=1e-9)
+    assert (truth["p_true"] == truth["p_true"].round(9)).all()
     # the realised label is one more draw of the same process: on average it matches p_true
     gap = truth["label"].mean() - truth["p_true"].mean()
     assert abs(gap) < 4 * np.sqrt(truth["p_true"].mean() / len(truth))

@@ -23,6 +23,10 @@ from pipeline.simulate.outages import expected_block
 from pipeline.simulate.state import State
 
 MAX_REPLICATED_ROWS = 50_000  # borrowers x replicates simulated at once, to bound memory
+# p_true's decimals, far finer than its Monte-Carlo error: probabilities equal in exact arithmetic
+# but summed in another order, or by another CPU's vector maths, then tie exactly, so the truth
+# ranks borrowers (its ROC and PR curves) the same on every machine
+DECIMALS = 9
 
 
 def add_label_slots(s: State, cycles: int) -> None:
@@ -106,7 +110,14 @@ def true_probability(snapshot: State, world: World, rng: np.random.Generator,
         hi = lo + probs.shape[2]
         by_cause[:, lo:hi] = probs.mean(axis=1)
         se[lo:hi] = probs.sum(axis=0).std(axis=0, ddof=1 if replicates > 1 else 0) / np.sqrt(replicates)
-    out = {"p_true": np.clip(by_cause.sum(axis=0), 0.0, 1.0), "p_true_se": se}
+    return {**probabilities(by_cause), "p_true_se": se}
+
+
+def probabilities(by_cause: np.ndarray) -> dict[str, np.ndarray]:
+    """p_true and p_true_<cause> from P(first miss by each cause), shape (causes, borrowers), to
+    ``DECIMALS``; p_true is the causes' sum (at most 1)."""
+    by_cause = np.round(by_cause, DECIMALS)
+    out = {"p_true": np.round(np.clip(by_cause.sum(axis=0), 0.0, 1.0), DECIMALS)}
     for i, name in enumerate(CAUSES):
         out[f"p_true_{name}"] = by_cause[i]
     return out
