@@ -20,18 +20,11 @@ from pathlib import Path
 
 import pandas as pd
 import polars as pl
+from feature_rules import AGREEMENT_EVENTS, DAYS_PER_MONTH, EVENT_ORDER, RATIO_FLOOR, TOLERANCE_CENTS
 
 from pipeline.catalog import NAMES
 from pipeline.config import EMPLOYMENT_TYPES, TRIGGERS, FeatureSettings
 
-DAYS_PER_MONTH = 30.44
-RATIO_FLOOR = 1e-9  # a denominator at most this large gives a missing ratio
-TOLERANCE_CENTS = 100  # unpaid cents that still count as paid in full
-AGREEMENT_EVENTS = ("autodebit_authorised", "autodebit_revoked", "autodebit_cancelled")
-# Within one day, platform events take effect in this order (authorised last: an agreement
-# fixed the day it failed is fixed).
-EVENT_ORDER = ("reauth_required", "autodebit_revoked", "debit_failed", "autodebit_cancelled",
-               "autodebit_authorised")
 # The columns of each raw table that some feature reads: a dict of DataFrames converts only these.
 COLUMNS = {
     "borrowers": ("borrower_id", "onboard_date", "age", "city_tier", "employment_type",

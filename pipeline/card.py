@@ -167,8 +167,14 @@ def _cause_model(report: dict | None) -> dict | None:
         "header": ["kind of technical miss", "misses", "AUC", "AUC of the truth", "gap"],
         "rows": [[k.replace("_", " "), num(v["misses"]), num(v["auc"]), num(v["auc_truth"]),
                   num(v["auc_gap"])] for k, v in by_kind.items()]}
+    answered = report.get("technical_actions")
+    actions = answered and {
+        "header": ["kind of technical miss", "misses named technical", "action answers it",
+                   "one technical action would"],
+        "rows": [[k.replace("_", " "), num(v["misses"]), pct(v["answered"]), pct(v["answered_by_one_action"])]
+                 for k, v in {**answered["by_kind"], "all": answered}.items()]}
     return {"confusion": confusion, "per_cause": per_cause, "accuracy": accuracy,
-            "technical_by_kind": technical, "misses": num(report["misses"])}
+            "technical_by_kind": technical, "technical_actions": actions, "misses": num(report["misses"])}
 
 
 def checks(reports: dict, gates: dict | None, primary: str = PRIMARY) -> list[str]:

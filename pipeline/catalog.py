@@ -191,7 +191,7 @@ FEATURES: tuple[Feature, ...] = (
        "has no cash kept back for the next installments"),
     # technical
     _f("autodebit_active", "1 if an auto-debit agreement is in force at scoring", "at scoring",
-       "flag", "technical", -1),
+       "flag", "technical", -1, "pays by hand, with no auto-debit agreement in force"),
     _f("autodebit_lapsed", "1 if the agreement was revoked or expired and not renewed",
        "at scoring", "flag", "technical", 1, "auto-debit agreement has lapsed"),
     _f("autodebit_changed_30d", "Auto-debit agreement events in the last 30 days", "30 days",
@@ -256,6 +256,7 @@ REASON_GROUPS = {
     "keeps little cash": "cash",
     "has no cash kept back for the next installments": "cash",
     "debits bounced for lack of funds": "cash",
+    "pays by hand, with no auto-debit agreement in force": "autodebit",
     "auto-debit agreement has lapsed": "autodebit",
     "auto-debit agreement changed recently": "autodebit",
     "auto-debit needs re-authorisation": "autodebit",

@@ -179,6 +179,33 @@ def technical_by_kind(technical: np.ndarray, kind: pd.Series, p_model: np.ndarra
     return out
 
 
+# the action (a key of score.ACTIONS) that answers each kind of technical miss
+ANSWERS = {"forgotten": "manual", "mandate_known": "technical", "mandate_silent": "technical",
+           "outage": "maintenance"}
+
+
+def technical_actions(true_cause: pd.Series, kind: pd.Series, leading: np.ndarray,
+                      action: np.ndarray) -> dict:
+    """Of the misses whose true cause is technical and whose leading cause is too, the share whose
+    action (``action``: keys of score.ACTIONS, one per row) answers what broke (``ANSWERS``): a
+    reminder and an agreement for a forgotten due date, repair for a broken agreement, paying
+    ahead for maintenance. Beside it, on the same rows, one technical action for every channel
+    (repair, or pay ahead of announced maintenance), as scoring gave before it read the payment
+    channel; and both per kind."""
+    rows = (true_cause.to_numpy(dtype=object) == "technical") & (leading == "technical")
+    kinds = kind.astype("str").fillna("unknown").to_numpy(dtype=object)[rows]
+    got = action[rows]
+    one_action = np.where(got == "manual", "technical", got)
+    answer = np.array([ANSWERS.get(k) for k in kinds], dtype=object)
+
+    def shares(where: np.ndarray) -> dict:
+        n = int(where.sum())
+        return {"misses": n, "answered": float((got == answer)[where].mean()) if n else None,
+                "answered_by_one_action": float((one_action == answer)[where].mean()) if n else None}
+    return {**shares(np.ones(len(kinds), dtype=bool)),
+            "by_kind": {k: shares(kinds == k) for k in sorted(set(kinds))}}
+
+
 def _auc(outcome: np.ndarray, score: np.ndarray) -> float | None:
     if outcome.all() or not outcome.any():
         return None

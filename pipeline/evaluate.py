@@ -118,8 +118,21 @@ def cause_section(fitted: CalibratedLightGBM, test: pd.DataFrame, truth: pd.Data
                  "risk_contributions_by_category": by_contributions}
     p_total = fitted.probability(matrix)
     p_true = truth[[f"p_true_{c}" for c in CAUSES]] if "p_true_credit" in truth else None
-    return causes.cause_report(y, truth["first_miss_cause"], p_total, share, p_true, baselines,
-                               truth.get("technical_kind"))
+    report = causes.cause_report(y, truth["first_miss_cause"], p_total, share, p_true, baselines,
+                                 truth.get("technical_kind"))
+    if "technical_kind" in truth:
+        report["technical_actions"] = technical_actions(fitted, test.iloc[missed], truth.iloc[missed])
+    return report
+
+
+def technical_actions(fitted: CalibratedLightGBM, missed: pd.DataFrame, truth: pd.DataFrame) -> dict:
+    """What scoring would tell the lender to do for each out-of-time miss (every one explained,
+    as outside the quiet bands), against what broke (``causes.technical_actions``)."""
+    scored = score.score_batch(fitted, missed, {"all": 1.0}, (), "evaluation")
+    key_of = {text: key for key, text in score.ACTIONS.items()}
+    action = scored["action"].map(key_of).to_numpy(dtype=object)
+    return causes.technical_actions(truth["first_miss_cause"], truth["technical_kind"],
+                                    scored["leading_cause"].to_numpy(dtype=object), action)
 
 
 def headline(report: dict) -> dict[str, float]:
@@ -144,6 +157,7 @@ def headline(report: dict) -> dict[str, float]:
         out.update({f"cause_auc_gap_{k}": v.get("auc_gap") for k, v in c["by_cause"].items()})
         out.update({f"cause_auc_gap_technical_{k}": v["auc_gap"]
                     for k, v in c.get("technical_by_kind", {}).items()})
+        out["technical_action_answered"] = c.get("technical_actions", {}).get("answered")
     return {k: float(v) for k, v in out.items() if v is not None and np.isfinite(v)}
 
 

@@ -15,6 +15,8 @@ from pipeline.model import CalibratedLightGBM
 ACTIONS = {  # the source article's responses, by leading cause
     "technical": "remind the borrower before the next due date to re-authorise or repair the auto-debit "
                  "agreement; do not lower the limit",
+    "manual": "remind the borrower a few days before the next due date and offer an auto-debit "
+              "agreement; do not lower the limit",
     "maintenance": "remind the borrower to pay before the announced maintenance on the next due date; "
                    "do not lower the limit",
     "liquidity": "offer an installment or repayment plan and freeze further limit increases",
@@ -24,7 +26,7 @@ ACTIONS = {  # the source article's responses, by leading cause
 }
 # the first reason of a borrower whose leading cause shows in none of the features that raised
 # the risk (a silent card change, say): the cause itself, so reason and action never disagree
-CAUSE_REASONS = {"technical": "a failed payment (auto-debit or outage) is the likeliest cause of a miss",
+CAUSE_REASONS = {"technical": "a failed or forgotten payment is the likeliest cause of a miss",
                  "liquidity": "a cash shortfall is the likeliest cause of a miss",
                  "credit": "worsening credit is the likeliest cause of a miss"}
 CAUSE_PROBABILITIES = [f"p_{c}" for c in CAUSES]
@@ -148,15 +150,36 @@ def name_the_cause(texts: list[np.ndarray], leading: np.ndarray) -> list[np.ndar
     return shifted
 
 
-def actions(cause: np.ndarray, reason_texts: list[np.ndarray]) -> np.ndarray:
-    """The action for each leading cause; a technical miss expected on a due date inside announced
-    maintenance gets "pay before the maintenance" rather than "repair the agreement"."""
+def pays_by_hand(frame: pd.DataFrame) -> np.ndarray:
+    """True for a borrower who pays by hand with no agreement to mend: none in force, none lapsed
+    and none awaiting re-authorisation. Such a borrower's technical miss is a forgotten due date,
+    which a reminder and the offer of an agreement answer; a broken agreement needs repair. False
+    where the features do not say (a team's own columns, a missing value)."""
+    columns = ("autodebit_active", "autodebit_lapsed", "reauth_pending")
+    if not set(columns) <= set(frame.columns):
+        return np.zeros(len(frame), dtype=bool)
+    active, lapsed, pending = (pd.to_numeric(frame[c], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+                               for c in columns)
+    return (active == 0) & (lapsed == 0) & (pending == 0)
+
+
+def action_keys(cause: np.ndarray, reason_texts: list[np.ndarray], by_hand: np.ndarray) -> np.ndarray:
+    """The key in ``ACTIONS`` for each leading cause. A technical miss expected on a due date
+    inside announced maintenance (a first or second reason) gets "pay before the maintenance";
+    otherwise a borrower who pays by hand (``by_hand``) gets a reminder and the offer of an
+    agreement, and the others "repair the agreement"."""
     maintenance = [t for t, g in REASON_GROUPS.items() if g == "maintenance"]
     in_window = np.zeros(len(cause), dtype=bool)
     for column in reason_texts[:2]:
         in_window |= np.isin(column.astype(object), maintenance)
-    key = np.where((cause == "technical") & in_window, "maintenance", cause.astype(object))
-    return np.vectorize(ACTIONS.get, otypes=[object])(key)
+    technical = cause == "technical"
+    key = np.where(technical & by_hand, "manual", cause.astype(object))
+    return np.where(technical & in_window, "maintenance", key)
+
+
+def actions(cause: np.ndarray, reason_texts: list[np.ndarray], by_hand: np.ndarray) -> np.ndarray:
+    """The action for each leading cause, in words (``action_keys``)."""
+    return np.vectorize(ACTIONS.get, otypes=[object])(action_keys(cause, reason_texts, by_hand))
 
 
 def score_batch(model: CalibratedLightGBM, frame: pd.DataFrame, bands: dict[str, float],
@@ -196,7 +219,7 @@ def score_batch(model: CalibratedLightGBM, frame: pd.DataFrame, bands: dict[str,
         out[f"reason_{i + 1}"] = text[i] if i < max_reasons else None
     action = np.full(len(frame), None, dtype=object)
     known = pd.notna(cause)
-    action[known] = actions(cause[known], [t[known] for t in text])
+    action[known] = actions(cause[known], [t[known] for t in text], pays_by_hand(frame)[known])
     out["action"] = action
     # the date the action is for, where the input gives it (the raw tables always do)
     out[NEXT_DUE] = (frame[NEXT_DUE].to_numpy() if NEXT_DUE in frame

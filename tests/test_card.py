@@ -179,6 +179,15 @@ def test_the_cause_model_section_shows_confusion_recall_and_baselines(figures, p
     assert "per kind of miss" in section
     row = "<td>7</td><td>0.7500</td><td>0.9600</td><td>0.2100</td>"
     assert f'<th scope="row">forgotten</th>{row}' in section
+    assert "does the action answer what broke" not in section
+
+    report["technical_actions"] = {"misses": 9, "answered": 0.9, "answered_by_one_action": 0.4,
+                                   "by_kind": {"forgotten": {"misses": 5, "answered": 0.8,
+                                                             "answered_by_one_action": 0.0}}}
+    section = _section(_render(figures, params, edit=edit), "cause_model")
+    assert "does the action answer what broke" in section
+    assert '<th scope="row">forgotten</th><td>5</td><td>80.0%</td><td>0.0%</td>' in section
+    assert '<th scope="row">all</th><td>9</td><td>90.0%</td><td>40.0%</td>' in section
 
 
 def test_a_contradicted_monotone_constraint_is_a_failed_check(figures, params):

@@ -84,6 +84,27 @@ def test_the_cause_report_breaks_the_technical_auc_down_by_kind_only_beside_the_
     assert "technical_by_kind" not in causes.cause_report(y, true, p_total, share, None, {}, kind)
 
 
+def test_a_technical_action_answers_what_broke_beside_one_action_for_every_channel():
+    true = pd.Series(["technical"] * 6 + ["liquidity", "technical"], dtype="str")
+    kind = pd.Series(["forgotten", "forgotten", "mandate_known", "mandate_silent", "outage", None,
+                      None, "forgotten"], dtype="str")
+    leading = np.array(["technical"] * 7 + ["credit"], dtype=object)
+    action = np.array(["manual", "technical", "technical", "manual", "maintenance", "technical",
+                       "liquidity", "credit"], dtype=object)
+    report = causes.technical_actions(true, kind, leading, action)
+    # the liquidity miss and the technical miss named credit are left out; a kind unknown is never answered
+    assert report["misses"] == 6
+    assert report["answered"] == pytest.approx(3 / 6)  # rows 0, 2 and 4
+    # one action: the manual payers get "repair" (row 0 no longer answered, row 3 now is)
+    assert report["answered_by_one_action"] == pytest.approx(3 / 6)
+    assert report["by_kind"]["forgotten"] == {"misses": 2, "answered": 0.5, "answered_by_one_action": 0.0}
+    silent = report["by_kind"]["mandate_silent"]
+    assert silent == {"misses": 1, "answered": 0.0, "answered_by_one_action": 1.0}
+    assert report["by_kind"]["unknown"]["answered"] == 0.0
+    empty = causes.technical_actions(true[6:7], kind[6:7], leading[6:7], action[6:7])
+    assert empty == {"misses": 0, "answered": None, "answered_by_one_action": None, "by_kind": {}}
+
+
 @pytest.fixture(scope="module")
 def fitted(small_sim, small_params, tmp_path_factory) -> tuple[CalibratedLightGBM, pd.DataFrame, np.ndarray]:
     """A model with its cause model, trained on the 6,000 simulated borrowers."""
@@ -141,18 +162,25 @@ def test_hand_built_borrowers_get_the_cause_and_action_the_article_names(fitted)
                   outside_installments_next_3_cycles=high["outside_installments_next_3_cycles"],
                   credit_score_change_3m=-80.0, credit_score_change_6m=-100.0,
                   credit_score=low["credit_score"]),
+        # pays by hand, with cash on hand and nothing owed elsewhere: a due date forgotten
+        _borrower(base, 4, **none_elsewhere, autodebit_active=0.0, autodebit_lapsed=0.0, reauth_pending=0.0,
+                  autodebit_changed_30d=0.0, debit_failures_mandate_6m=0.0, due_dates_in_announced_outage=0.0,
+                  wallet_balance=high["wallet_balance"],
+                  cash_buffer_over_installments=high["cash_buffer_over_installments"]),
     ])
     rows["scoring_date"] = rows["scoring_date"].astype("datetime64[s]")
     out = score.score_batch(model, rows, BANDS, (), "test").set_index("borrower_id")
-    assert out["leading_cause"].tolist() == ["technical", "liquidity", "credit"], out
+    assert out["leading_cause"].tolist() == ["technical", "liquidity", "credit", "technical"], out
     assert out.loc[1, "action"] in (score.ACTIONS["technical"], score.ACTIONS["maintenance"])
+    assert out.loc[4, "action"] == score.ACTIONS["manual"]
     assert out.loc[2, "action"] == score.ACTIONS["liquidity"]
     assert out.loc[3, "action"] == score.ACTIONS["credit"]
     # the leading cause's own reasons come first, whenever the risk model says one raised the risk
     contrib = model.contributions(model.matrix(rows))
     cause_of = {f.reason: f.cause for f in BY_NAME.values() if f.reason}
-    for b, cause in ((1, "technical"), (2, "liquidity"), (3, "credit")):
-        every = [col[b - 1] for col in score.reasons(contrib, model.features, np.array([cause] * 3), 99)]
+    for b, cause in ((1, "technical"), (2, "liquidity"), (3, "credit"), (4, "technical")):
+        every = [col[b - 1] for col in score.reasons(contrib, model.features, np.array([cause] * len(rows)),
+                                                     99)]
         if any(cause_of.get(t) == cause for t in every):
             assert cause_of[out.loc[b, "reason_1"]] == cause, (b, out.loc[b, "reason_1"], every)
 

@@ -51,13 +51,14 @@ def test_the_headline_is_flat_finite_and_carries_the_cause_models_gaps_per_kind(
     causes = {"accuracy": 0.78,
               "by_cause": {"credit": {"recall": 0.8, "auc_gap": 0.01},
                            "technical": {"recall": 0.7, "auc_gap": None}},
-              "technical_by_kind": {"forgotten": {"auc_gap": 0.16}, "outage": {"auc_gap": 0.01}}}
+              "technical_by_kind": {"forgotten": {"auc_gap": 0.16}, "outage": {"auc_gap": 0.01}},
+              "technical_actions": {"answered": 0.9}}
     flat = evaluate.headline(_report(causes))
     assert flat["oot_auc"] == 0.8 and flat["auc_gap_to_truth"] == 0.05
     assert "oot_calibration_in_the_large" not in flat and "psi_before_regime_change" not in flat
     assert flat["cause_accuracy"] == 0.78 and flat["cause_recall_technical"] == 0.7
     assert "cause_auc_gap_technical" not in flat  # no truth of it: left out, not zero
-    assert flat["cause_auc_gap_technical_forgotten"] == 0.16
+    assert flat["cause_auc_gap_technical_forgotten"] == 0.16 and flat["technical_action_answered"] == 0.9
     assert all(isinstance(v, float) for v in flat.values())
     assert not any(k.startswith("cause") for k in evaluate.headline(_report()))
 

@@ -170,9 +170,12 @@ def test_probabilities_bands_reasons_and_actions_are_consistent(happy):
     assert risky["leading_cause"].isin(list(PLAYBOOK)).all()
     for cause, words in PLAYBOOK.items():
         assert risky.loc[risky["leading_cause"] == cause, "action"].str.contains(words, regex=False).all()
-    maintenance = risky["action"].eq(score.ACTIONS["maintenance"])
-    assert (risky.loc[maintenance, "leading_cause"] == "technical").all()
-    others = risky[~maintenance]
+    # a technical miss gets one of its three actions (maintenance, by hand, repair); any other
+    # cause its own
+    technical = risky["leading_cause"].eq("technical")
+    assert risky.loc[technical, "action"].isin([score.ACTIONS[k] for k in ("technical", "manual",
+                                                                          "maintenance")]).all()
+    others = risky[~technical]
     assert others["action"].eq(others["leading_cause"].map(score.ACTIONS)).all()
     # the catalogue's reasons, or the leading cause named when none of its features raised the risk
     known = {f.reason for f in BY_NAME.values() if f.reason} | set(score.CAUSE_REASONS.values())
@@ -729,21 +732,37 @@ def test_without_a_cause_model_the_leading_cause_is_the_cause_that_raised_the_ri
 
 
 def test_actions_follow_the_playbook_and_technical_never_cuts_the_limit():
-    for key in ("technical", "maintenance"):
+    for key in ("technical", "manual", "maintenance"):
         technical = score.ACTIONS[key]
         assert "remind" in technical and "do not lower the limit" in technical
         for word in ("stop", "reduce", "cut", "decrease", "freeze", "plan"):
             assert word not in technical.replace("do not lower the limit", ""), word
     assert "re-authorise or repair the auto-debit" in score.ACTIONS["technical"]
     assert "pay before the announced maintenance" in score.ACTIONS["maintenance"]
+    assert "offer an auto-debit agreement" in score.ACTIONS["manual"]
     assert "repayment plan" in score.ACTIONS["liquidity"] and "freeze further" in score.ACTIONS["liquidity"]
     credit = score.ACTIONS["credit"]
     assert "stop further limit increases" in credit and "review the exposure" in credit
     assert "contact" in credit and "early" in credit
     assert score.ACTIONS["none"] == "none"
-    reasons = [np.array(["a due date falls in announced system maintenance", None], dtype=object)]
-    got = score.actions(np.array(["technical", "technical"], dtype=object), reasons)
-    assert got.tolist() == [score.ACTIONS["maintenance"], score.ACTIONS["technical"]]
+    window = "a due date falls in announced system maintenance"
+    cause = np.array(["technical", "technical", "technical", "technical", "liquidity"], dtype=object)
+    reasons = [np.array([window, None, "keeps little cash", None, None], dtype=object),
+               np.array([None, None, window, None, None], dtype=object)]
+    by_hand = np.array([True, True, False, False, True])
+    got = score.actions(cause, reasons, by_hand)
+    # maintenance on the next due date first, whatever the channel; then the channel decides
+    assert got.tolist() == [score.ACTIONS[k] for k in ("maintenance", "manual", "maintenance", "technical",
+                                                         "liquidity")]
+
+
+def test_who_pays_by_hand_is_read_off_the_agreement_features():
+    frame = pd.DataFrame({"autodebit_active": [0.0, 1.0, 0.0, 0.0, np.nan],
+                          "autodebit_lapsed": [0.0, 0.0, 1.0, 0.0, 0.0],
+                          "reauth_pending": [0.0, 0.0, 0.0, 1.0, 0.0]})
+    # an agreement in force, lapsed or awaiting re-authorisation needs mending; unknown is not "by hand"
+    assert score.pays_by_hand(frame).tolist() == [True, False, False, False, False]
+    assert score.pays_by_hand(frame.drop(columns="reauth_pending")).tolist() == [False] * 5
 
 
 class StubModel:
