@@ -24,6 +24,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from pipeline import score
 from tests.conftest import ROOT, raw_params
 
 
@@ -179,6 +180,19 @@ def test_fresh_clone_repro_is_clean_in_range_and_then_idle(tmp_path):
     assert sum(policies["ours"]["binding_reason"].values()) == pytest.approx(1.0)
     card = (project / "reports" / "model_card.html").read_text()
     assert f"{metrics['lightgbm']['auc']:.4f}" in card
+    # the cause model against the simulated causes: better than its baselines, below the truth's
+    # split, and technical actions that answer what broke more often than one action for all
+    causes = json.loads((project / "reports" / "evaluation.json").read_text())["lightgbm"]["cause_model"]
+    baselines = causes["baselines"]
+    assert max(baselines["always_liquidity"], baselines["risk_contributions_by_category"]) + 0.2 \
+        < causes["accuracy"] < baselines["truth_argmax"]
+    assert all(v["recall"] > 0.6 for v in causes["by_cause"].values())
+    actions = causes["technical_actions"]
+    assert actions["answered"] > 0.9 and actions["answered"] > actions["answered_by_one_action"] + 0.3
+    assert "does the action answer what broke" in card
+    technical = scores[scores["leading_cause"] == "technical"]
+    assert technical["action"].isin([score.ACTIONS[k] for k in ("technical", "manual", "maintenance")]).all()
+    assert technical["action"].eq(score.ACTIONS["manual"]).any()
     # the README's figures are this run's (tools/readme_figures.py writes them from reports/)
     figures = subprocess.run([sys.executable, "tools/readme_figures.py", "--check"], cwd=project, env=env,
                              capture_output=True, text=True)
