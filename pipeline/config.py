@@ -559,15 +559,16 @@ def parse_params(raw: dict, source: str = "params") -> Params:
         raise ConfigError("\n".join(lines)) from err
 
 
-def project_dir() -> Path:
+def project_dir(remedy: str = "set MLFLOW_TRACKING_URI") -> Path:
     """The checkout the code works in: the nearest directory at or above the working directory
-    holding dvc.yaml and params.yaml (an experiment's temporary copy under ``dvc exp run``)."""
+    holding dvc.yaml and params.yaml (an experiment's temporary copy under ``dvc exp run``).
+    Outside one, the error tells the caller's ``remedy``."""
     here = Path.cwd().resolve()
     for folder in (here, *here.parents):
         if (folder / "dvc.yaml").is_file() and (folder / "params.yaml").is_file():
             return folder
     raise ConfigError(f"{here} is not inside a limitjump repository (no dvc.yaml and params.yaml "
-                      "here or above): run from the repository, or set MLFLOW_TRACKING_URI")
+                      f"here or above): run from the repository, or {remedy}")
 
 
 def repo_root() -> Path:

@@ -89,3 +89,14 @@ def test_a_command_sends_mlflow_no_telemetry_outside_ci():
     control = subprocess.run([sys.executable, "-c", code.replace("import pipeline.cli\n", "")], cwd=ROOT,
                              capture_output=True, text=True, check=True, env=quiet)
     assert control.stdout.strip() == "False"  # the test can fail: without our setting MLflow would send
+
+
+def test_outside_a_repository_a_command_names_the_params_option(tmp_path):
+    """Scoring from a scratch folder needs the team's params: the error says how to give them."""
+    done = subprocess.run([sys.executable, "-c", "from pipeline.cli import main; main()", "score",
+                           "--input", "in.csv", "--output", "out.csv", "--model", "models/lightgbm"],
+                          cwd=tmp_path, capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert done.returncode == 2, done.stderr
+    assert "not inside a limitjump repository" in done.stderr and "--params" in done.stderr
+    assert not list(tmp_path.iterdir())

@@ -42,7 +42,7 @@ def load(path: Path) -> Params:
     from whichever directory inside it the command runs."""
     try:
         if path == Path("params.yaml") and not path.exists():
-            path = project_dir() / "params.yaml"
+            path = project_dir("pass --params path/to/params.yaml") / "params.yaml"
         return load_params(path)
     except ConfigError as err:
         typer.echo(str(err), err=True)
