@@ -159,6 +159,10 @@ def jump(s: State, c: Cycle, world: World, rng: np.random.Generator, log: EventL
 # of this many points (about its spread over six months for a borrower in steady state)
 SCORE_RISE = 15.0
 LATE_SALARY_DAYS = (3, 12)  # a late salary arrives this many days late (uniform, inclusive)
+EMERGENCY_SD = 0.6  # of the log of an emergency's size
+# Truth replicates of a label that needs a lasting shortfall: half the emergencies are drawn this
+# many standard deviations larger, and at least this share of them before the due date
+SEVERE_SHIFT, MIN_BEFORE_DUE_PROPOSAL = 2.5, 0.5
 
 
 def earn_income(s: State, c: Cycle, world: World, rng: np.random.Generator) -> None:
@@ -192,11 +196,32 @@ def earn_income(s: State, c: Cycle, world: World, rng: np.random.Generator) -> N
         c.income_before_due = np.where(s.payday >= 0, (payday < due_offset).astype(float), spread)
     # emergencies (medical bills, repairs): cash out, before the due date or after it
     hit = rare_event(np.full(n, inc.emergency_prob), MIN_EMERGENCY_PROPOSAL, rng.random(n), c)
-    c.emergency = np.where(hit, perm * np.exp(rng.normal(np.log(inc.emergency_months), 0.6, n)), 0.0)
-    c.emergency_before_due = rng.random(n) < due_offset / c.length
+    size = rng.normal(0.0, 1.0, n)
+    before_due = rng.random(n)
+    if c.boost_rare:
+        size, before_due, ratio = severe_emergency(hit, size, before_due, due_offset / c.length, rng)
+        c.weight = c.weight * ratio
+    c.emergency = np.where(hit, perm * np.exp(np.log(inc.emergency_months) + EMERGENCY_SD * size), 0.0)
+    c.emergency_before_due = before_due < due_offset / c.length
     # the unemployed and those in arrears cut back
     cut_back = np.where(s.employed, 1.0, 0.75) * np.where(s.arrears > TOLERANCE, 0.85, 1.0)
     c.living = s.living_share * perm * cut_back
+
+
+def severe_emergency(hit: np.ndarray, size: np.ndarray, u: np.ndarray, before_due_prob: np.ndarray,
+                     rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Importance sampling of the emergencies that leave a cash-rich borrower short, which plain
+    draws reach too rarely (most such borrowers got p_true exactly 0 at dpd 30): the size's
+    standard normal ``size`` is drawn from the defensive mixture N(0, 1) / 2 + N(SEVERE_SHIFT, 1) / 2
+    and the timing before the due date with probability max(p, MIN_BEFORE_DUE_PROPOSAL). Returns
+    the size's normal, a uniform below ``before_due_prob`` iff the emergency comes before the due
+    date, and the likelihood ratio (1 where no emergency ``hit``, else at most 2 x 2)."""
+    size = size + SEVERE_SHIFT * (rng.random(hit.size) < 0.5)
+    mixture = 0.5 + 0.5 * np.exp(SEVERE_SHIFT * size - SEVERE_SHIFT ** 2 / 2)  # q(z) / phi(z)
+    proposal = np.maximum(before_due_prob, MIN_BEFORE_DUE_PROPOSAL)
+    before = u < proposal
+    timing = np.where(before, before_due_prob / proposal, (1 - before_due_prob) / (1 - proposal))
+    return size, np.where(before, 0.0, 1.0), np.where(hit, timing / mixture, 1.0)
 
 
 def close_cycle(s: State, c: Cycle, world: World, rng: np.random.Generator,
