@@ -181,6 +181,19 @@ def test_label_horizon_covers_the_threshold():
     assert label_horizon(LabelSettings(observation_days=30, performance_cycles=3, dpd_threshold=30), 9) == 3
 
 
+def test_a_slot_carries_the_ratios_of_the_due_dates_that_can_still_settle_it():
+    """Due dates on 2025-01-19, 02-19 and 03-19: at dpd 7 each slot is settled in its own cycle;
+    at dpd 30 slot 0 is too (paid on 02-19, 31 days late, it lasted), but slot 1's arrears paid on
+    03-19 are 28 days late: the third slot's draws decide it; at dpd 90 both later ones count."""
+    from pipeline.simulate.truth import later_ratios
+
+    s = State(slot_due=np.array([[day_number(dt.date(2025, m, 19))] for m in (1, 2, 3)]),
+              slot_weight=np.array([[0.5], [2.0], [3.0]]))
+    assert later_ratios(s, 7)[:, 0].tolist() == [1.0, 1.0, 1.0]
+    assert later_ratios(s, 30)[:, 0].tolist() == [1.0, 3.0, 1.0]
+    assert later_ratios(s, 90)[:, 0].tolist() == [6.0, 3.0, 1.0]
+
+
 def test_installment_schedule():
     due, changes = np.zeros(2), np.zeros((14, 2))
     schedule(changes, 1, np.array([100.0, 50.0]), np.array([3, 6]))

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipeline.config import CAUSES, LabelSettings
+from pipeline.config import CAUSES, SHORTFALL_MIN_DAYS_PAST_DUE, LabelSettings
 from pipeline.simulate.dynamics import World, advance, cycle_start
 from pipeline.simulate.outages import expected_block
 from pipeline.simulate.state import State
@@ -71,7 +71,14 @@ def first_miss_by_slot(s: State, label: LabelSettings, end_day: np.ndarray) -> n
     (slots, causes, n). Uses what a replicate run with integrate_technical recorded: at each due
     date j, on the path so far, a closed-form shortfall probability (when every shortfall counts),
     then the likelihood ratio w_j of the path's draws, then w_j q_j (a technical block) or w_j (a
-    bad shortfall on the path); the path survives with w_j (1 - q_j) when neither happened."""
+    bad shortfall on the path); the path survives with w_j (1 - q_j) when neither happened.
+
+    When a shortfall must last (``label.dpd_threshold`` above SHORTFALL_MIN_DAYS_PAST_DUE) the w_j
+    are likelihood ratios of importance-sampled draws, and whether a miss lasts the label's days
+    may be settled by a later cycle's draws (arrears paid at the next due date): slot j's terms
+    then also carry the ratios of the later slots due before it is settled
+    (``later_ratios``; at dpd 90 leaving them out put mean p_true 5% above the miss rate). Up to
+    that threshold w_j is the closed-form chance of no shortfall, which only later slots carry."""
     paid = np.where(s.slot_paid < 0, end_day, s.slot_paid)
     bad = s.slot_missed & (paid - s.slot_due >= label.dpd_threshold)
     technical = np.where(bad, 0.0, s.slot_technical_risk)
@@ -89,7 +96,23 @@ def first_miss_by_slot(s: State, label: LabelSettings, end_day: np.ndarray) -> n
             if i != tech:
                 probs[j, i] += other * (s.slot_cause[j] == i)
         survive *= (1.0 - technical[j]) * ~bad[j]
+    if label.dpd_threshold > SHORTFALL_MIN_DAYS_PAST_DUE:
+        probs *= later_ratios(s, label.dpd_threshold)[:, None, :]
     return probs
+
+
+def later_ratios(s: State, dpd_threshold: int) -> np.ndarray:
+    """Per slot j, shape (slots, n): the product of the weights of the later slots whose due date
+    comes before slot j's due date plus ``dpd_threshold`` days. Arrears are paid at a due date or
+    after it, so only those slots' draws can still decide whether slot j's miss (or an earlier
+    one) lasts the label's days. A ratio averages 1 given the past: the term stays unbiased, and
+    the slots that cannot matter add no noise."""
+    weights, settled = s.slot_weight, s.slot_due + dpd_threshold
+    later = np.ones_like(weights)
+    for j in range(len(weights)):
+        for i in range(j + 1, len(weights)):
+            later[j] *= np.where(s.slot_due[i] < settled[j], weights[i], 1.0)
+    return later
 
 
 def true_probability(snapshot: State, world: World, rng: np.random.Generator,
