@@ -131,7 +131,8 @@ def test_a_thirty_day_truth_reaches_the_rare_paths_of_safe_borrowers():
     params = make_params({**SMALL, "label": {"dpd_threshold": 30},
                           "simulate": {**SMALL["simulate"], "n_borrowers": 3000}})
     truth = simulate_tables(params)["ground_truth"]
-    assert (truth["p_true"] == 0).mean() < 0.5
+    zero = realism_report(truth, 8, params.label)["p_true"]["share_exactly_zero"]
+    assert zero == (truth["p_true"] == 0).mean() and zero < 0.5
     gap = truth["label"].mean() - truth["p_true"].mean()
     assert abs(gap) < 4 * np.sqrt(truth["p_true"].mean() / len(truth))
 

@@ -53,7 +53,8 @@ def simulate(params: Path = PARAMS) -> None:
     slopes = (_figure(truth["calibration_slope"]), _figure(truth["calibration_slope_without_outage_misses"]))
     typer.echo(f"simulated {report['borrowers']} borrowers, miss rate {report['miss_rate']:.3f}, "
                f"true-probability AUC {_figure(truth['auc'])}, calibration slope {slopes[0]} "
-               f"({slopes[1]} without its {truth['outage_misses']} outage misses); "
+               f"({slopes[1]} without its {truth['outage_misses']} outage misses), p_true exactly 0 for "
+               f"{truth['share_exactly_zero']:.1%} of borrowers; "
                f"realism checks failed: {failed or 'none'}; not applicable to this label: "
                f"{not_applicable or 'none'}")
 

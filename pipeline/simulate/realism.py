@@ -111,7 +111,10 @@ def _truth_quality(truth: pd.DataFrame, replicates: int) -> dict:
             "calibration_slope_without_outage_misses": logistic_calibration(y[kept], p[kept])[1]
             if both_kept else None,
             "outage_misses": int((~kept).sum()), "mean": float(p.mean()),
-            "mean_standard_error": float(truth["p_true_se"].mean()), "replicates": replicates}
+            "mean_standard_error": float(truth["p_true_se"].mean()), "replicates": replicates,
+            # the estimator's floor: no replicate of these borrowers ever missed (a lasting label's
+            # rare paths not reached; at dpd 1-3 shortfalls are integrated and none is 0)
+            "share_exactly_zero": float((p == 0).mean())}
 
 
 def _checks(report: dict, label: LabelSettings, by_trigger, drawn, dti, inquiries) -> tuple[dict, dict]:
