@@ -29,7 +29,7 @@ from pipeline import train
 from pipeline.config import Params, parse_params, truth_replicates
 from pipeline.features import build_features
 from pipeline.simulate import World, build_world, shard_bounds, simulate_shard
-from pipeline.simulate.realism import FAIL, realism_report
+from pipeline.simulate.realism import FAIL, outage_misses, realism_report
 from pipeline.split import out_of_time
 
 TRUTH = ["borrower_id", "label", "p_true"]
@@ -85,7 +85,7 @@ def one_seed(params: Params, workers: int) -> dict:
     test = splits["test"]
     of_test = truth.set_index("borrower_id").loc[test["borrower_id"]]
     p_true, cause = of_test["p_true"].to_numpy(), of_test["first_miss_cause"].to_numpy()
-    outage = of_test["technical_kind"].eq("outage").fillna(False).to_numpy(dtype=bool)
+    outage = outage_misses(of_test)
     realism = realism_report(truth, truth_replicates(params.simulate, params.label), params.label)
     y, p_model = test["label"].to_numpy(), model.predict(test)
     model_auc, truth_auc = roc_auc_score(y, p_model), roc_auc_score(y, p_true)

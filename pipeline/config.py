@@ -62,6 +62,12 @@ SHORTFALL_MIN_DAYS_PAST_DUE = 3
 AUTO_TRUTH_REPLICATES = {"closed_form": 64, "importance_sampled": 128}
 
 
+def needs_lasting_shortfall(label: LabelSettings) -> bool:
+    """Whether only a lasting shortfall makes a label's miss: the truth then importance-samples
+    shortfalls and rare events rather than integrating them in closed form."""
+    return label.dpd_threshold > SHORTFALL_MIN_DAYS_PAST_DUE
+
+
 def truth_replicates(simulate: SimulateSettings, label: LabelSettings) -> int:
     """``simulate.truth_replicates``, "auto" resolved for the label. Importance sampling a lasting
     shortfall is noisy, and Monte-Carlo noise flattens the truth's calibration slope against the
@@ -71,8 +77,7 @@ def truth_replicates(simulate: SimulateSettings, label: LabelSettings) -> int:
     the rest is the world's own outage days, which no number of replicates changes)."""
     if simulate.truth_replicates != "auto":
         return simulate.truth_replicates
-    lasting = label.dpd_threshold > SHORTFALL_MIN_DAYS_PAST_DUE
-    return AUTO_TRUTH_REPLICATES["importance_sampled" if lasting else "closed_form"]
+    return AUTO_TRUTH_REPLICATES["importance_sampled" if needs_lasting_shortfall(label) else "closed_form"]
 
 
 class CalendarSettings(Settings):

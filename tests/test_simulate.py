@@ -147,8 +147,7 @@ def test_severe_emergencies_are_importance_sampled_without_bias():
     rng = np.random.default_rng(7)
     n, before_prob = 1_000_000, np.full(1_000_000, 0.3)
     hit = rng.random(n) < 0.5
-    size, u, w = severe_emergency(hit, rng.normal(0.0, 1.0, n), rng.random(n), before_prob, rng)
-    before = u < before_prob
+    size, before, w = severe_emergency(hit, rng.normal(0.0, 1.0, n), rng.random(n), before_prob, rng)
     assert (w[~hit] == 1).all() and w.max() <= 4.0
     assert w[hit].mean() == pytest.approx(1.0, abs=0.005)
     tail = size > 2.5

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipeline.config import SHORTFALL_MIN_DAYS_PAST_DUE, TRIGGERS
+from pipeline.config import TRIGGERS, needs_lasting_shortfall
 from pipeline.simulate.agreements import update_agreements
 from pipeline.simulate.borrowing import borrow_elsewhere, draw_on_line
 from pipeline.simulate.calendar import spring_festival_cycle
@@ -49,7 +49,7 @@ def advance(s: State, k: int, world: World, rng: np.random.Generator, log: Event
     """
     in_window = integrate_technical and 0 <= k < world.label.performance_cycles
     c = cycle_dates(s, k, world.settings.calendar.due_day_offset, integrate_technical, in_window,
-                    in_window and world.label.dpd_threshold > SHORTFALL_MIN_DAYS_PAST_DUE)
+                    in_window and needs_lasting_shortfall(world.label))
     for total, changes in ((s.own_due, s.own_changes), (s.outside_due, s.outside_changes),
                            (s.outside_new_due, s.outside_new_changes)):
         start_cycle(total, changes, k)
@@ -196,13 +196,13 @@ def earn_income(s: State, c: Cycle, world: World, rng: np.random.Generator) -> N
         c.income_before_due = np.where(s.payday >= 0, (payday < due_offset).astype(float), spread)
     # emergencies (medical bills, repairs): cash out, before the due date or after it
     hit = rare_event(np.full(n, inc.emergency_prob), MIN_EMERGENCY_PROPOSAL, rng.random(n), c)
-    size = rng.normal(0.0, 1.0, n)
-    before_due = rng.random(n)
+    size, u, before_due_prob = rng.normal(0.0, 1.0, n), rng.random(n), due_offset / c.length
     if c.boost_rare:
-        size, before_due, ratio = severe_emergency(hit, size, before_due, due_offset / c.length, rng)
+        size, c.emergency_before_due, ratio = severe_emergency(hit, size, u, before_due_prob, rng)
         c.weight = c.weight * ratio
+    else:
+        c.emergency_before_due = u < before_due_prob
     c.emergency = np.where(hit, perm * np.exp(np.log(inc.emergency_months) + EMERGENCY_SD * size), 0.0)
-    c.emergency_before_due = before_due < due_offset / c.length
     # the unemployed and those in arrears cut back
     cut_back = np.where(s.employed, 1.0, 0.75) * np.where(s.arrears > TOLERANCE, 0.85, 1.0)
     c.living = s.living_share * perm * cut_back
@@ -213,15 +213,15 @@ def severe_emergency(hit: np.ndarray, size: np.ndarray, u: np.ndarray, before_du
     """Importance sampling of the emergencies that leave a cash-rich borrower short, which plain
     draws reach too rarely (most such borrowers got p_true exactly 0 at dpd 30): the size's
     standard normal ``size`` is drawn from the defensive mixture N(0, 1) / 2 + N(SEVERE_SHIFT, 1) / 2
-    and the timing before the due date with probability max(p, MIN_BEFORE_DUE_PROPOSAL). Returns
-    the size's normal, a uniform below ``before_due_prob`` iff the emergency comes before the due
-    date, and the likelihood ratio (1 where no emergency ``hit``, else at most 2 x 2)."""
+    and the timing before the due date (from the uniforms ``u``) with probability
+    max(p, MIN_BEFORE_DUE_PROPOSAL). Returns the size's normal, whether the emergency comes before
+    the due date, and the likelihood ratio (1 where no emergency ``hit``, else at most 2 x 2)."""
     size = size + SEVERE_SHIFT * (rng.random(hit.size) < 0.5)
     mixture = 0.5 + 0.5 * np.exp(SEVERE_SHIFT * size - SEVERE_SHIFT ** 2 / 2)  # q(z) / phi(z)
     proposal = np.maximum(before_due_prob, MIN_BEFORE_DUE_PROPOSAL)
     before = u < proposal
     timing = np.where(before, before_due_prob / proposal, (1 - before_due_prob) / (1 - proposal))
-    return size, np.where(before, 0.0, 1.0), np.where(hit, timing / mixture, 1.0)
+    return size, before, np.where(hit, timing / mixture, 1.0)
 
 
 def close_cycle(s: State, c: Cycle, world: World, rng: np.random.Generator,

@@ -95,6 +95,11 @@ def _mean(values: pd.Series) -> float | None:
     return float(values.mean()) if values.notna().any() else None
 
 
+def outage_misses(truth: pd.DataFrame) -> np.ndarray:
+    """True for the rows of the ground truth whose first miss an outage caused."""
+    return truth["technical_kind"].eq("outage").fillna(False).to_numpy(dtype=bool)
+
+
 def _truth_quality(truth: pd.DataFrame, replicates: int) -> dict:
     """AUC and logistic calibration of p_true against the label (None with one class); and, to
     tell the world's luck from the estimator's noise, the slope without the rows whose first miss
@@ -104,7 +109,7 @@ def _truth_quality(truth: pd.DataFrame, replicates: int) -> dict:
     y, p = truth["label"].to_numpy(dtype=float), truth["p_true"].to_numpy()
     both = truth["label"].nunique() == 2
     intercept, slope = logistic_calibration(y, p) if both else (None, None)
-    kept = ~truth["technical_kind"].eq("outage").fillna(False).to_numpy(dtype=bool)
+    kept = ~outage_misses(truth)
     both_kept = np.unique(y[kept]).size == 2
     return {"auc": ranking(y, p)["auc"] if both else None, "calibration_intercept": intercept,
             "calibration_slope": slope,

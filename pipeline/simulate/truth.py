@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipeline.config import CAUSES, SHORTFALL_MIN_DAYS_PAST_DUE, LabelSettings
+from pipeline.config import CAUSES, LabelSettings, needs_lasting_shortfall
 from pipeline.simulate.dynamics import World, advance, cycle_start
 from pipeline.simulate.outages import expected_block
 from pipeline.simulate.state import State
@@ -73,7 +73,7 @@ def first_miss_by_slot(s: State, label: LabelSettings, end_day: np.ndarray) -> n
     then the likelihood ratio w_j of the path's draws, then w_j q_j (a technical block) or w_j (a
     bad shortfall on the path); the path survives with w_j (1 - q_j) when neither happened.
 
-    When a shortfall must last (``label.dpd_threshold`` above SHORTFALL_MIN_DAYS_PAST_DUE) the w_j
+    When a shortfall must last (``config.needs_lasting_shortfall``) the w_j
     are likelihood ratios of importance-sampled draws, and whether a miss lasts the label's days
     may be settled by a later cycle's draws (arrears paid at the next due date): slot j's terms
     then also carry the ratios of the later slots due before it is settled
@@ -96,7 +96,7 @@ def first_miss_by_slot(s: State, label: LabelSettings, end_day: np.ndarray) -> n
             if i != tech:
                 probs[j, i] += other * (s.slot_cause[j] == i)
         survive *= (1.0 - technical[j]) * ~bad[j]
-    if label.dpd_threshold > SHORTFALL_MIN_DAYS_PAST_DUE:
+    if needs_lasting_shortfall(label):
         probs *= later_ratios(s, label.dpd_threshold)[:, None, :]
     return probs
 
