@@ -112,10 +112,14 @@ def _check_writable(folder: Path) -> None:
 
 
 class Writer:
-    """Appends frames to one Parquet or CSV file."""
+    """Appends frames to one Parquet or CSV file. A CSV shows a date as a date (2025-11-18, not
+    2025-11-18 00:00:00): a timestamp column whose values in the first frame are all at midnight
+    is written as dates, and a later frame with a time of day in it stops the run rather than lose
+    the time."""
 
     def __init__(self, path: Path, csv: bool):
         self.path, self.csv, self.writer = path, csv, None
+        self.days: list[str] | None = None  # the CSV's date columns, decided by the first frame
 
     def __enter__(self) -> Writer:
         return self
@@ -124,11 +128,25 @@ class Writer:
         if frame.empty and self.writer is not None:
             return
         table = io.to_arrow(frame)
+        if self.csv:
+            table = self._as_days(table)
         if self.writer is None:
             self.writer = (pacsv.CSVWriter(str(self.path), table.schema) if self.csv
                            else pq.ParquetWriter(str(self.path), table.schema, compression="zstd"))
         if len(table):
             self.writer.write_table(table)
+
+    def _as_days(self, table: pa.Table) -> pa.Table:
+        if self.days is None:
+            self.days = [f.name for f in table.schema
+                         if pa.types.is_timestamp(f.type) and _at_midnight(table[f.name])]
+        for name in self.days:
+            if not _at_midnight(table[name]):
+                raise ValueError(f"{self.path}: column {name!r} was written as dates, but a later "
+                                 "batch has a time of day in it")
+            table = table.set_column(table.schema.get_field_index(name), name,
+                                     table[name].cast(pa.date32()))
+        return table
 
     def ensure(self, columns: list[str]) -> None:
         """Even an empty output gets its columns."""
@@ -138,6 +156,11 @@ class Writer:
     def __exit__(self, *exc) -> None:
         if self.writer is not None:
             self.writer.close()
+
+
+def _at_midnight(column: pa.ChunkedArray) -> bool:
+    """Every value (nulls aside) falls on midnight."""
+    return pc.all(pc.equal(column, pc.floor_temporal(column, unit="day"))).as_py() is not False
 
 
 # ---- reading -------------------------------------------------------------------------------------

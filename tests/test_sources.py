@@ -778,3 +778,23 @@ def test_a_teams_column_gets_the_catalogues_meaning_only_when_listed(tmp_path):
     assert out["credit_score"].tolist() == [600, 650, 700, 580]
     with pytest.raises(ContractError, match=r"catalogue names columns the file lacks: \['inquiries_3m'\]"):
         team_table(path, _team_settings(catalogue=["credit_score", "inquiries_3m"]), labelled=True)
+
+
+def test_a_csv_output_writes_dates_as_dates_and_keeps_a_time_of_day(tmp_path):
+    days = pd.to_datetime(["2025-11-18", None]).astype("datetime64[s]")
+    times = pd.to_datetime(["2025-11-18 05:30", "2025-11-19 00:00"]).astype("datetime64[s]")
+    path = tmp_path / "out.csv"
+    with sources.Writer(path, csv=True) as out:
+        out.write(pd.DataFrame({"borrower_id": [1, 2], "scoring_date": days, "event_time": times}))
+        out.write(pd.DataFrame({"borrower_id": [3], "scoring_date": days[:1], "event_time": times[:1]}))
+    lines = path.read_text().splitlines()
+    assert lines[1] == '1,2025-11-18,2025-11-18 05:30:00'
+    assert lines[2] == '2,,2025-11-19 00:00:00'
+    assert len(lines) == 4
+    with pytest.raises(ValueError, match="'scoring_date' was written as dates"), \
+            sources.Writer(tmp_path / "late.csv", csv=True) as out:
+        out.write(pd.DataFrame({"scoring_date": days}))
+        out.write(pd.DataFrame({"scoring_date": times}))
+    with sources.Writer(tmp_path / "out.parquet", csv=False) as out:  # Parquet keeps its timestamps
+        out.write(pd.DataFrame({"scoring_date": days}))
+    assert pa.types.is_timestamp(pq.read_schema(tmp_path / "out.parquet").field("scoring_date").type)
