@@ -4,12 +4,15 @@ Usage: python bench/oracle.py [--seeds 20261129 1 2] [--n 150000] [--workers 2] 
 For every seed: simulate, build features, split out of time with the embargo, fit the calibrated
 LightGBM of params.yaml, and report on the test split the miss rate, the truth's AUC, the model's
 AUC and their gap with its bootstrap standard error (the test rows resampled, the same rows for
-both AUCs), the technical misses' share and the gap without them (where the truth's hidden
-state weighs most: who forgets a manual payment, whose card silently changed), the outage misses'
-share and the gap without them (where the world's own draw weighs most: its outage days strike
-many borrowers at once), plus whether every realism check passes; then the spread (max - min)
-of each, beside the spread the test rows' sampling alone would give as many seeds (the expected
-range of that many normal draws with the seeds' standard error: 1.69 of them for three).
+both AUCs), the technical misses' share and the gap without them (where the truth's hidden state
+weighs most: who forgets a manual payment, whose card silently changed), the outage misses' share
+and the gap without them (where the world's own draw weighs most: its outage days strike many
+borrowers at once), the share of the misses on maintenance announced before scoring (which the
+truth sees coming) with the truth's and the model's median probability for them, how many such
+misses the model had to learn from (training and validation) and the gap without them, plus whether
+every realism check passes; then the spread (max - min) of each, beside the spread the test rows'
+sampling alone would give as many seeds (the expected range of that many normal draws with the
+seeds' standard error: 1.69 of them for three).
 The stages' own functions run in-process (no MLflow, no files), shards on ``--workers`` processes.
 """
 
@@ -29,7 +32,7 @@ from pipeline import train
 from pipeline.config import Params, parse_params, truth_replicates
 from pipeline.features import build_features
 from pipeline.simulate import World, build_world, shard_bounds, simulate_shard
-from pipeline.simulate.realism import FAIL, outage_misses, realism_report
+from pipeline.simulate.realism import FAIL, announced_outage_misses, outage_misses, realism_report
 from pipeline.split import out_of_time
 
 TRUTH = ["borrower_id", "label", "p_true"]
@@ -86,6 +89,10 @@ def one_seed(params: Params, workers: int) -> dict:
     of_test = truth.set_index("borrower_id").loc[test["borrower_id"]]
     p_true, cause = of_test["p_true"].to_numpy(), of_test["first_miss_cause"].to_numpy()
     outage = outage_misses(of_test)
+    windows = world.outages.windows
+    announced = announced_outage_misses(of_test, windows)
+    fitted_on = pd.concat([splits["train"], splits["valid"]])["borrower_id"]
+    seen = announced_outage_misses(truth.set_index("borrower_id").loc[fitted_on], windows)
     realism = realism_report(truth, truth_replicates(params.simulate, params.label), params.label)
     y, p_model = test["label"].to_numpy(), model.predict(test)
     model_auc, truth_auc = roc_auc_score(y, p_model), roc_auc_score(y, p_true)
@@ -99,7 +106,16 @@ def one_seed(params: Params, workers: int) -> dict:
             "gap_without_technical_misses": gap_without(y, p_true, p_model, technical),
             "outage_share_of_misses": float(outage[y == 1].mean()),
             "gap_without_outage_misses": gap_without(y, p_true, p_model, outage),
+            "announced_outage_share_of_misses": float(announced[y == 1].mean()),
+            "announced_outage_misses_in_training": int(seen.sum()),
+            "gap_without_announced_outage_misses": gap_without(y, p_true, p_model, announced),
+            "announced_outage_median_p_true": _median(p_true[announced]),
+            "announced_outage_median_p_model": _median(p_model[announced]),
             "realism_failed": [k for k, v in realism["checks"].items() if v == FAIL]}
+
+
+def _median(values: np.ndarray) -> float | None:
+    return float(np.median(values)) if values.size else None
 
 
 def main() -> None:
@@ -121,13 +137,16 @@ def main() -> None:
               f"model AUC {r['model_auc']:.4f}  gap {r['gap']:.4f} (se {r['gap_standard_error']:.4f}; "
               f"{r['gap_without_technical_misses']:.4f} without the technical misses, "
               f"{r['technical_share_of_misses']:.1%} of them; {r['gap_without_outage_misses']:.4f} "
-              f"without the outage misses, {r['outage_share_of_misses']:.1%})  "
+              f"without the outage misses, {r['outage_share_of_misses']:.1%}; "
+              f"{r['announced_outage_share_of_misses']:.1%} on announced maintenance, "
+              f"{r['announced_outage_misses_in_training']} such misses in training)  "
               "realism failed: "
               f"{r['realism_failed'] or 'none'}", flush=True)
     table = pd.DataFrame(rows)
     spread = table[["miss_rate", "truth_auc", "model_auc", "gap", "technical_share_of_misses",
                     "gap_without_technical_misses", "outage_share_of_misses",
-                    "gap_without_outage_misses"]].agg(lambda c: c.max() - c.min())
+                    "gap_without_outage_misses", "gap_without_announced_outage_misses"]].agg(
+        lambda c: c.max() - c.min())
     noise = expected_range(len(rows)) * float(np.sqrt((table["gap_standard_error"] ** 2).mean()))
     print("spread (max - min): " + ", ".join(f"{k} {v:.4f}" for k, v in spread.items())
           + f"; the gap's sampling alone would give {noise:.4f}")

@@ -377,6 +377,21 @@ def test_the_forgetfulness_prior_has_the_configured_mean_and_repeat_rate():
     assert (draws ** 2).mean() / draws.mean() == pytest.approx(0.2, rel=0.03)
 
 
+def test_an_outage_miss_counts_as_announced_only_if_its_window_was_announced_before_scoring():
+    from pipeline.simulate.realism import announced_outage_misses
+    day = pd.to_datetime
+    windows = pd.DataFrame({"start_time": day(["2025-03-10 01:00", "2025-04-10 01:00"]),
+                            "announced_date": day(["2025-02-20", "2025-04-05"])})
+    truth = pd.DataFrame({
+        # scored before / after the first window's announcement; the second window announced
+        # after scoring; an outage on a day with no window in this list; a liquidity miss
+        "scoring_date": day(["2025-03-01", "2025-02-10", "2025-03-20", "2025-03-01", "2025-03-01"]),
+        "first_miss_due_date": day(["2025-03-10", "2025-03-10", "2025-04-10", "2025-03-11", "2025-03-10"]),
+        "technical_kind": pd.array(["outage", "outage", "outage", "outage", None], dtype="str"),
+    }, index=[7, 3, 9, 1, 5])  # the truth's own index plays no part
+    assert announced_outage_misses(truth, windows).tolist() == [True, False, False, False, False]
+
+
 def test_the_truth_report_tells_a_worlds_outage_days_from_the_estimators_noise():
     from pipeline.simulate.realism import _truth_quality
     rng = np.random.default_rng(3)

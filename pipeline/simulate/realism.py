@@ -100,6 +100,16 @@ def outage_misses(truth: pd.DataFrame) -> np.ndarray:
     return truth["technical_kind"].eq("outage").fillna(False).to_numpy(dtype=bool)
 
 
+def announced_outage_misses(truth: pd.DataFrame, windows: pd.DataFrame) -> np.ndarray:
+    """True for the outage misses of the ground truth whose due date a window announced before the
+    borrower's scoring date falls on: the outages both the truth and a model could see coming."""
+    known = windows.assign(day=windows["start_time"].dt.normalize())[["day", "announced_date"]]
+    rows = truth[["scoring_date", "first_miss_due_date"]].reset_index(drop=True)
+    paired = rows.reset_index().merge(known, left_on="first_miss_due_date", right_on="day")
+    announced = paired.loc[paired["announced_date"] < paired["scoring_date"], "index"].unique()
+    return outage_misses(truth) & np.isin(np.arange(len(truth)), announced)
+
+
 def _truth_quality(truth: pd.DataFrame, replicates: int) -> dict:
     """AUC and logistic calibration of p_true against the label (None with one class); and, to
     tell the world's luck from the estimator's noise, the slope without the rows whose first miss
