@@ -174,8 +174,12 @@ def rejects(ids, reasons) -> pd.DataFrame:
 NONE = rejects([], [])
 
 
+def _is_csv(path: Path) -> bool:
+    return path.suffix == ".csv" or any(path.glob("*.csv"))
+
+
 def _dataset(path: Path, fmt: str | None = None, schema: pa.Schema | None = None) -> ds.Dataset:
-    fmt = fmt or ("csv" if path.suffix == ".csv" or any(path.glob("*.csv")) else "parquet")
+    fmt = fmt or ("csv" if _is_csv(path) else "parquet")
     if fmt == "csv":
         # an empty field is a missing value, in text columns too (as pandas and most tools write it)
         options = pacsv.ConvertOptions(column_types=schema, strings_can_be_null=True)
@@ -500,12 +504,13 @@ class RawTables:
         self.table = features_table(features)
         self.tables = {name: self._locate(name) for name in (*RAW_TABLES, "maintenance_windows")}
         self.datasets = {name: self._open(name, where) for name, where in self.tables.items()}
-        self.windows = self._conform(_read(self.datasets["maintenance_windows"],
-                                           self.tables["maintenance_windows"]), "maintenance_windows")
-        found = row_rejects(self.windows, "maintenance_windows", "maintenance_windows.",
-                            self.tables["maintenance_windows"])
+        windows = "maintenance_windows"
+        self.windows, unreadable = self._conform(_read(self.datasets[windows], self.tables[windows]),
+                                                 windows)
+        found = pd.concat([unreadable, row_rejects(self.windows, windows, f"{windows}.",
+                                                   self.tables[windows])])
         if not found.empty:  # no borrower owns a window: a bad one is a bad file
-            raise ContractError(f"{self.tables['maintenance_windows']}: row {found['row'].iloc[0]}: "
+            raise ContractError(f"{self.tables[windows]}: row {found['row'].iloc[0]}: "
                                 f"{found['reason'].iloc[0]}")
 
     def _locate(self, name: str) -> Path:
@@ -516,7 +521,11 @@ class RawTables:
                             f"{name}.parquet or {name}.csv)")
 
     def _open(self, name: str, where: Path) -> ds.Dataset:
-        schema = pa.schema([(c.name, ARROW_TYPES[c.dtype]) for c in TABLES[name].columns])
+        # a CSV's dates are read as text and parsed per row (``_conform``): a bad one rejects its
+        # borrower, not the file
+        text_dates = _is_csv(where)
+        schema = pa.schema([(c.name, pa.string() if text_dates and c.dtype == "datetime64[s]"
+                             else ARROW_TYPES[c.dtype]) for c in TABLES[name].columns])
         try:
             dataset = _dataset(where, schema=schema)
             names = dataset.schema.names
@@ -529,14 +538,20 @@ class RawTables:
             _check_ids(dataset, where)
         return dataset
 
-    def _conform(self, frame: pd.DataFrame, name: str) -> pd.DataFrame:
+    def _conform(self, frame: pd.DataFrame, name: str) -> tuple[pd.DataFrame, pd.DataFrame]:
         """Safe casts to the contract's dtypes (other int widths, date resolutions, object
-        strings, whole float ids); anything else is left for the contract to report."""
+        strings, whole float ids), and dates from text; anything else is left for the contract to
+        report. Also (row, reason) of every text that is not a date."""
         out = frame[TABLES[name].names].copy()
+        unreadable = []
         for col in TABLES[name].columns:
             values = out[col.name]
             if col.dtype == "datetime64[s]" and pd.api.types.is_datetime64_any_dtype(values):
                 out[col.name] = values.astype("datetime64[s]")
+            elif col.dtype == "datetime64[s]" and pd.api.types.is_string_dtype(values):
+                out[col.name], why = _dates(values, f"{name}.{col.name}", required=False)
+                rows = np.flatnonzero(pd.notna(why))
+                unreadable.append(pd.DataFrame({"row": rows, "reason": why[rows]}))
             elif col.dtype == "int64" and (col.name == "borrower_id" or is_integer_dtype(values)):
                 # float ids were checked whole when the table was opened; a batch has no missing id
                 out[col.name] = values.astype("int64")
@@ -545,7 +560,8 @@ class RawTables:
                 out[col.name] = values.astype("float64")
             elif col.dtype == "str" and (pd.api.types.is_string_dtype(values) or values.dtype == object):
                 out[col.name] = values.astype("str").where(values.notna(), None).astype("str")
-        return out
+        found = pd.concat(unreadable) if unreadable else pd.DataFrame({"row": [], "reason": []})
+        return out, found.astype({"row": "int64"})
 
     def ranges(self, size: int) -> list[tuple[int, int]]:
         ids = _read(self.datasets["borrowers"], self.tables["borrowers"], columns=["borrower_id"])
@@ -573,9 +589,10 @@ class RawTables:
         their tables against each other, then their features against the features contract."""
         tables, failed = {}, []
         for name in RAW_TABLES:
-            tables[name] = self._conform(_read(self.datasets[name], self.tables[name],
-                                               filter=_in_range(first, last)), name)
-            found = row_rejects(tables[name], name, f"{name}.", self.tables[name])
+            tables[name], unreadable = self._conform(_read(self.datasets[name], self.tables[name],
+                                                           filter=_in_range(first, last)), name)
+            # a date that could not be read is its row's first reason, before the missing value
+            found = pd.concat([unreadable, row_rejects(tables[name], name, f"{name}.", self.tables[name])])
             failed.append(pd.DataFrame({"borrower_id": tables[name]["borrower_id"].to_numpy()[found["row"]],
                                         "reason": found["reason"].to_numpy()}))
         failed.append(history_violations(tables, self.observation_days, self.today))

@@ -444,6 +444,26 @@ def test_the_ids_rows_are_matched_against_are_arrows_own(fmt, tables, tmp_path):
     assert sorted(known.to_pylist()) == sorted(tables["borrowers"]["borrower_id"].iloc[2:].tolist())
 
 
+def test_a_raw_csv_date_that_is_not_a_date_rejects_its_borrower(tables, work, tmp_path):
+    """CSV dates are read as text and parsed row by row: the borrower goes, the file stays; a
+    window has no borrower, so a bad one stops the run with its row."""
+    t = {name: frame.copy() for name, frame in tables.items()}
+    statements = t["statements"]
+    borrower = victim(statements, 1)
+    dates = statements["statement_date"].dt.strftime("%Y-%m-%d").astype(object)
+    dates[first_row(statements, borrower)] = "2025-13-45"
+    t["statements"] = statements.assign(statement_date=dates)
+    run = score(work, write_raw(t, tmp_path / "raw", "csv"), tmp_path / "out" / "scores.csv")
+    check_rejected(run, borrower, "statements.statement_date: not a date (value 2025-13-45)",
+                   len(t["borrowers"]))
+    windows = t["maintenance_windows"]
+    t["maintenance_windows"] = windows.assign(start_time=windows["start_time"].astype(object))
+    t["maintenance_windows"].loc[1, "start_time"] = "at night"
+    run = score(work, write_raw(t, tmp_path / "raw2", "csv"), tmp_path / "out2" / "scores.csv")
+    assert run.code == 1, run.err
+    assert "maintenance_windows.csv: row 1: maintenance_windows.start_time: not a date (value at night)" \
+        in run.err, run.err
+
 # ---- 3. file-level problems: exit 1, the file and the column named, nothing written ---------------------
 
 def _raw_ids(table: str, ids) -> Callable:
