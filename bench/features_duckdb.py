@@ -292,16 +292,19 @@ def _platform() -> str:
     )"""
 
 
-def _outages() -> str:
+def _outages(settings: FeatureSettings) -> str:
     """The next three due dates come from the billing cycle, anchored on statements: a cycle
     starts the day after a statement and its due date falls a fixed number of days later. So
     the next cycle starts the day after the last statement before scoring, and the offset is
     the last due date before scoring minus the start of its own cycle (the day after the last
     statement strictly before it); cycle k starts k months on (day of month clamped). Borrowers
     without such a statement or due date get none; due dates already past (scoring between a due
-    date and the next statement) are skipped. A due date counts once if any maintenance window
-    announced before scoring covers its day (a window ending at midnight does not cover the next
-    day); windows are expanded to the days they cover (a few each) so the match is an equi-join."""
+    date and the next statement) are skipped. A due date counts once, for each channel, if any
+    maintenance window announced before scoring covers the day's auto-debit batch hour, or
+    overlaps its paying hours (a window ending at midnight does not cover the next day); windows
+    are expanded to the days they cover (a few each) so the match is an equi-join."""
+    batch = round(settings.debit_batch_hour * 3600)
+    opens, closes = (round(h * 3600) for h in settings.paying_hours)
     return f"""
     last_due AS (
         SELECT borrower_id, max(day) AS last_due FROM dues GROUP BY borrower_id
@@ -325,13 +328,23 @@ def _outages() -> str:
         QUALIFY row_number() OVER (PARTITION BY borrower_id ORDER BY step) <= 3
     ),
     window_days AS (
-        SELECT {_day('announced_date')} AS announced,
+        SELECT {_day('announced_date')} AS announced, epoch(start_time) AS w_start,
+               epoch(end_time) AS w_end,
                unnest(range({_day('start_time')}, {_day("end_time - INTERVAL 1 SECOND")} + 1)) AS day
         FROM maintenance_windows
     ),
+    window_hours AS (
+        SELECT day, announced,
+               w_start <= day * 86400 + {batch} AND day * 86400 + {batch} < w_end AS over_batch,
+               greatest(day * 86400 + {opens}, w_start) < least(day * 86400 + {closes}, w_end)
+                   AS over_paying
+        FROM window_days
+    ),
     outages_f AS (
-        SELECT n.borrower_id, count(DISTINCT n.due) AS in_outage
-        FROM next_three n JOIN window_days w ON w.day = n.due AND w.announced < n.score
+        SELECT n.borrower_id,
+               count(DISTINCT n.due) FILTER (WHERE w.over_batch) AS in_batch,
+               count(DISTINCT n.due) FILTER (WHERE w.over_paying) AS in_paying
+        FROM next_three n JOIN window_hours w ON w.day = n.due AND w.announced < n.score
         GROUP BY n.borrower_id
     )"""
 
@@ -397,7 +410,8 @@ def _select() -> str:
         "debit_failures_mandate_6m": "coalesce(e.fail_mandate_invalid, 0)",
         "debit_failures_system_6m": "coalesce(e.fail_system_unavailable, 0)",
         "debit_failures_funds_6m": "coalesce(e.fail_insufficient_funds, 0)",
-        "due_dates_in_announced_outage": "coalesce(o.in_outage, 0)",
+        "due_dates_in_announced_outage": "CASE WHEN e.status = 'autodebit_authorised' "
+                                         "THEN coalesce(o.in_batch, 0) ELSE coalesce(o.in_paying, 0) END",
         "age": "s.age",
         "city_tier": "s.city_tier",
         "employment_type": _code("s.employment_type", EMPLOYMENT_TYPES),
@@ -428,7 +442,7 @@ def feature_sql(observation_days: int, settings: FeatureSettings) -> str:
         _lending(),
         _repayment(settings.decay_days),
         _platform(),
-        _outages(),
+        _outages(settings),
     ]
     return f"""
     WITH {','.join(ctes)}

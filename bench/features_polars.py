@@ -377,22 +377,32 @@ def _next_due_dates(stmt_f: pl.LazyFrame, dues_f: pl.LazyFrame) -> pl.LazyFrame:
     return candidates.filter(pl.col("step") < pl.col("step").min().over("borrower_id") + NEXT_CYCLES)
 
 
-def _window_days(windows: pl.LazyFrame) -> pl.LazyFrame:
+def _window_days(windows: pl.LazyFrame, settings: FeatureSettings) -> pl.LazyFrame:
     """Each day some maintenance window covers (a few per window; one ending at midnight does
-    not cover the next day), with the earliest announcement of a window covering it."""
+    not cover the next day), with the earliest announcement of a window over that day's auto-debit
+    batch hour and of one over its paying hours."""
     last_day = (pl.col("end_time") - pl.duration(seconds=1)).dt.date().cast(pl.Int32)
-    return (windows.select(announced=_day("announced_date"),
+    start, end = (pl.col(t).dt.epoch("s") for t in ("start_time", "end_time"))
+    midnight = pl.col("day").cast(pl.Int64) * 86_400
+    batch = midnight + round(settings.debit_batch_hour * 3_600)
+    opens, closes = (midnight + round(h * 3_600) for h in settings.paying_hours)
+    announced = pl.col("announced")
+    return (windows.select(announced=_day("announced_date"), start=start, end=end,
                            day=pl.int_ranges(_day("start_time"), last_day + 1, dtype=pl.Int32))
             .explode("day")
-            .group_by("day").agg(pl.col("announced").min()))
+            .group_by("day").agg(
+                batch=announced.filter((pl.col("start") <= batch) & (batch < pl.col("end"))).min(),
+                paying=announced.filter(pl.max_horizontal(opens, pl.col("start"))
+                                        < pl.min_horizontal(closes, pl.col("end"))).min()))
 
 
 def _outages(upcoming: pl.LazyFrame, window_days: pl.LazyFrame) -> pl.LazyFrame:
-    """How many of the next due dates fall on a day some window announced before scoring
-    covers (each due date once, however many windows)."""
+    """How many of the next due dates a window announced before scoring blocks, for each channel:
+    over the auto-debit batch, over the paying hours (each due date once, however many windows)."""
+    score = pl.col("score")
     return (upcoming.join(window_days, left_on="due", right_on="day", how="inner")
-            .filter(pl.col("announced") < pl.col("score"))
-            .group_by("borrower_id").agg(in_outage=pl.len()))
+            .group_by("borrower_id").agg(in_batch=(pl.col("batch") < score).sum(),
+                                         in_paying=(pl.col("paying") < score).sum()))
 
 
 # --- the query ------------------------------------------------------------------------------
@@ -406,6 +416,7 @@ def _columns() -> dict[str, pl.Expr]:
     drawn = _zero("drawn")
     due_3 = _zero("due_3") + _zero("outside_due_3")
     status = c("status")
+    active = (status == EVENT_ORDER.index("autodebit_authorised")).fill_null(False)
     columns = {
         "trigger": _code("trigger", TRIGGERS),
         "increase_amount": c("increase"),
@@ -453,7 +464,7 @@ def _columns() -> dict[str, pl.Expr]:
         "wallet_balance": c("wallet_balance"),
         # the 100 CNY floor keeps the ratio finite for borrowers with nothing due
         "cash_buffer_over_installments": c("wallet_balance") / due_3.clip(lower_bound=100.0),
-        "autodebit_active": (status == EVENT_ORDER.index("autodebit_authorised")).fill_null(False),
+        "autodebit_active": active,
         "autodebit_lapsed": (status == EVENT_ORDER.index("autodebit_revoked")).fill_null(False),
         "autodebit_changed_30d": _zero("changed_30"),
         "reauth_pending": (c("last_request").is_not_null()
@@ -461,7 +472,8 @@ def _columns() -> dict[str, pl.Expr]:
         "debit_failures_mandate_6m": _zero("fail_mandate_invalid"),
         "debit_failures_system_6m": _zero("fail_system_unavailable"),
         "debit_failures_funds_6m": _zero("fail_insufficient_funds"),
-        "due_dates_in_announced_outage": _zero("in_outage"),
+        "due_dates_in_announced_outage": pl.when(active).then(_zero("in_batch"))
+                                           .otherwise(_zero("in_paying")),
         "age": c("age"),
         "city_tier": c("city_tier"),
         "employment_type": _code("employment_type", EMPLOYMENT_TYPES),
@@ -501,7 +513,7 @@ def feature_query(t: Tables, spine: pl.LazyFrame, settings: FeatureSettings) -> 
         _platform(_cut(t, spine, "platform_events", "event_date", ["event_type", "detail"])),
         _outages(_next_due_dates(stmt_f.select("borrower_id", "last_statement", "statement_before_due"),
                                  dues_f.select("borrower_id", "score", "last_due")),
-                 _window_days(t["maintenance_windows"])),
+                 _window_days(t["maintenance_windows"], settings)),
     ]
     frame = spine
     for group in groups:

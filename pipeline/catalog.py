@@ -204,8 +204,9 @@ FEATURES: tuple[Feature, ...] = (
        "6 months", "count", "technical", 1, "debits failed during outages"),
     _f("debit_failures_funds_6m", "Debits that failed for insufficient funds, last 6 months",
        "6 months", "count", "liquidity", 1, "debits bounced for lack of funds"),
-    _f("due_dates_in_announced_outage", "Of the next 3 due dates, those inside an announced "
-       "maintenance window", "next 3 cycles", "count", "technical", 1,
+    _f("due_dates_in_announced_outage", "Of the next 3 due dates, those on which a maintenance "
+       "window announced before scoring blocks the borrower's payment: the auto-debit batch's hour "
+       "with an agreement in force, else the paying hours", "next 3 cycles", "count", "technical", 1,
        "a due date falls in announced system maintenance"),
     # profile
     _f("age", "Age at onboarding", "at onboarding", "years", "profile", 0),

@@ -276,6 +276,14 @@ class FeatureSettings(Settings):
     large_draw_share: Annotated[float, Field(gt=0.0, le=1.0)]
     decay_days: Annotated[float, Field(gt=0.0)]
     bureau_lag_days: Annotated[int, Field(ge=0, le=120)]
+    debit_batch_hour: Annotated[float, Field(ge=0.0, lt=24.0)]
+    paying_hours: tuple[Annotated[float, Field(ge=0.0, le=24.0)], Annotated[float, Field(ge=0.0, le=24.0)]]
+
+    @model_validator(mode="after")
+    def _hours(self) -> FeatureSettings:
+        if self.paying_hours[0] >= self.paying_hours[1]:
+            raise ValueError("paying_hours: the first hour must come before the second")
+        return self
 
 
 class SplitSettings(Settings):

@@ -78,6 +78,35 @@ def statement(bid: int, end: str, **values) -> dict:
     return {**row, **values}
 
 
+def agreement(bid: int, day: str) -> dict:
+    return dict(borrower_id=bid, event_date=day, event_type="autodebit_authorised", detail="user_action")
+
+
+def test_an_announced_window_counts_only_over_the_hours_the_borrowers_channel_pays():
+    """The next due dates are 04-09, 05-09 and 06-09. One window on each covers, in turn, the
+    02:00 auto-debit batch, the paying hours (08:00-24:00), and neither (03:00-07:00): the
+    borrower with an agreement in force counts the first, the one who pays by hand the second."""
+    rows = []
+    for bid in (3, 4):
+        b = handmade.borrower(bid, jump="2025-03-01")
+        b["statements"] = [statement(bid, end) for end in ("2025-01-31", "2025-02-28", "2025-03-30")]
+        b["installments"] = [dict(borrower_id=bid, due_date=d, scheduled_amount=1000.0, arrears_amount=0.0)
+                             for d in ("2025-02-10", "2025-03-10")]
+        rows.append(b)
+    rows[0]["platform_events"] = [agreement(3, "2025-01-05")]
+    hours = (("2025-04-09", "01:00", "03:00"), ("2025-05-09", "12:00", "13:00"),
+             ("2025-06-09", "03:00", "07:00"))
+    windows = [dict(window_id=i, window_kind="planned", announced_date="2025-03-20",
+                    start_time=f"{day} {start}:00", end_time=f"{day} {end}:00")
+               for i, (day, start, end) in enumerate(hours)]
+    t = handmade.tables(*rows, maintenance_windows=windows)
+    by_debit, by_hand = one(t, 3), one(t, 4)
+    assert (by_debit["autodebit_active"], by_hand["autodebit_active"]) == (1.0, 0.0)
+    assert by_debit["due_dates_in_announced_outage"] == 1 and by_hand["due_dates_in_announced_outage"] == 1
+    late = handmade.tables(*rows, maintenance_windows=[w for w in windows if w["window_id"] != 1])
+    assert one(late, 4)["due_dates_in_announced_outage"] == 0  # the paying-hours window was the one
+
+
 def test_next_due_date_in_an_announced_outage_and_a_short_miss():
     b = handmade.borrower(3, jump="2025-03-01")
     # cycles run from the 1st; due dates fall 9 days into each cycle
@@ -89,6 +118,7 @@ def test_next_due_date_in_an_announced_outage_and_a_short_miss():
              channel="manual"),
         dict(borrower_id=3, payment_date="2025-03-10", due_date="2025-03-10", amount=1000.0,
              channel="auto_debit")]
+    b["platform_events"] = [agreement(3, "2025-01-05")]  # the 02:00 batch pays: 01:00-05:00 blocks it
     windows = [  # the next due date is 2025-03-31 + 9 days
         dict(window_id=0, window_kind="planned", announced_date="2025-03-20",
              start_time="2025-04-09 01:00:00", end_time="2025-04-09 05:00:00"),
@@ -294,6 +324,7 @@ def test_past_due_dates_and_overlapping_windows_count_once():
     def window(i: int, day: str) -> dict:
         return dict(window_id=i, window_kind="planned", announced_date="2025-01-10",
                     start_time=f"{day} 01:00:00", end_time=f"{day} 04:00:00")
+    b["platform_events"] = [agreement(6, "2024-12-01")]
     windows = [window(0, "2025-01-25"), window(1, "2025-02-25"), window(2, "2025-02-25"),
                window(3, "2025-02-25"), window(4, "2025-04-25")]
     f = one(handmade.tables(b, maintenance_windows=windows), 6)

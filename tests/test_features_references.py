@@ -97,9 +97,10 @@ def _statement(bid: int, day: str, **values) -> dict:
     return {**row, **values}
 
 
-def _window(wid: int, announced: str, day: str) -> dict:
+def _window(wid: int, announced: str, day: str, hours: tuple[str, str] = ("01:00", "13:00")) -> dict:
+    """By default over both the 02:00 auto-debit batch and some paying hours: blocks either channel."""
     return dict(window_id=wid, window_kind="planned", announced_date=announced,
-                start_time=f"{day} 01:00:00", end_time=f"{day} 05:00:00")
+                start_time=f"{day} {hours[0]}:00", end_time=f"{day} {hours[1]}:00")
 
 
 def test_reference_agrees_on_edge_cases(reference):
@@ -223,6 +224,26 @@ def test_next_due_dates_follow_the_statement_anchor(reference):
     ours = agree(handmade.tables(anchored, same_day, no_anchor, no_due, no_statement, leap,
                                  maintenance_windows=windows), reference)
     assert list(ours["due_dates_in_announced_outage"]) == [1, 1, 0, 0, 0, 1]
+
+
+def test_a_window_blocks_only_the_channel_whose_hours_it_covers(reference):
+    """Due 02-08, 03-08, 04-08 (as ``anchored`` above) for a borrower paying by auto-debit and one
+    paying by hand; windows over the batch only, the paying hours only, neither, and the batch
+    from the evening before."""
+    rows = []
+    for bid in (1, 2):
+        b = handmade.borrower(bid, jump="2025-01-01")
+        b["statements"] = [_statement(bid, d) for d in ("2024-11-30", "2025-01-30")]
+        b["installments"] = [_due(bid, "2024-12-09", 100.0)]
+        rows.append(b)
+    rows[0]["platform_events"] = [_event(1, "2024-12-01", "autodebit_authorised")]
+    windows = [_window(0, "2025-01-15", "2025-02-08", ("01:30", "02:30")),
+               _window(1, "2025-01-15", "2025-03-08", ("23:00", "23:59")),
+               _window(2, "2025-01-15", "2025-04-08", ("03:00", "07:59")),
+               dict(window_id=3, window_kind="unplanned", announced_date="2025-01-15",
+                    start_time="2025-03-07 22:00:00", end_time="2025-03-08 02:00:01")]
+    ours = agree(handmade.tables(*rows, maintenance_windows=windows), reference)
+    assert list(ours["due_dates_in_announced_outage"]) == [2, 1]
 
 
 def test_installments_of_the_next_three_months(reference):
