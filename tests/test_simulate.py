@@ -410,3 +410,12 @@ def test_the_truth_report_tells_a_worlds_outage_days_from_the_estimators_noise()
     calm = _truth_quality(truth.assign(label=y.astype("int64"), technical_kind=None), 64)
     assert calm["outage_misses"] == 0
     assert calm["calibration_slope_without_outage_misses"] == calm["calibration_slope"]
+
+
+def test_the_defaults_tell_the_features_the_simulated_platforms_payment_hours():
+    """The features stage knows the lender's own schedule from params; on the defaults it must be
+    the simulated platform's, or announced maintenance would be matched to the wrong hours."""
+    from pipeline.simulate.outages import AUTO_DEBIT_HOUR, MANUAL_HOURS
+    features = make_params().features
+    assert features.debit_batch_hour == AUTO_DEBIT_HOUR
+    assert tuple(features.paying_hours) == MANUAL_HOURS
