@@ -40,9 +40,39 @@ def encode(frame: pd.DataFrame, columns: list[str], categories: dict[str, list])
             codes = pd.Index(categories[c], dtype=object).get_indexer(frame[c].astype(str))
             out[:, j] = np.where(codes < 0, np.nan, codes)
         else:
-            # nullable integers (pd.NA) and object columns (None), as MLflow hands them over
-            out[:, j] = frame[c].to_numpy(dtype="float64", na_value=np.nan)
+            out[:, j] = numbers(frame[c], c)
     return out
+
+
+# text a CSV or JSON cell may hold for "no value"
+BLANKS = frozenset({"", "nan", "na", "n/a", "null", "none"})
+
+
+def numbers(values: pd.Series, column: str, shown: int = 3) -> np.ndarray:
+    """float64 of a column that must hold numbers: nullable integers (pd.NA), and object or text
+    columns (None, blanks and numbers written as text), as MLflow hands a CSV or JSON over. Text
+    that is not a number is an error naming the column, how many rows and the first few, by
+    position (0-based) and value; a column of the catalogue's codes says what its codes mean."""
+    if pd.api.types.is_numeric_dtype(values):
+        return values.to_numpy(dtype="float64", na_value=np.nan)
+    parsed = pd.to_numeric(values, errors="coerce")
+    text = values.astype("str").str.strip().str.lower()
+    bad = np.flatnonzero(values.notna().to_numpy() & parsed.isna().to_numpy() & ~text.isin(BLANKS).to_numpy())
+    if bad.size:
+        examples = ", ".join(f"row {i} {values.iloc[i]!r}" for i in bad[:shown])
+        raise ValueError(f"column '{column}' must hold numbers: {bad.size} of {len(values)} rows hold "
+                         f"text that is not one ({examples}){_codes_hint(column)}")
+    return parsed.to_numpy(dtype="float64", na_value=np.nan)
+
+
+def _codes_hint(column: str) -> str:
+    # imported here: only this message needs the catalogue (and, through it, the settings)
+    from pipeline.catalog import BY_NAME
+
+    feature = BY_NAME.get(column)
+    if feature is None or feature.domain.codes is None:
+        return ""
+    return f"; it holds codes: {feature.description}"
 
 
 def calibrate(raw: np.ndarray, calibration: dict) -> np.ndarray:

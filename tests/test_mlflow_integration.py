@@ -356,6 +356,16 @@ def test_mlflow_models_predict_takes_whole_numbers_csv_and_json(project, store, 
         np.testing.assert_allclose(np.asarray(pyfunc.predict(frame)), expected, rtol=0, atol=1e-12)
     with pytest.raises(ValueError, match="lacks 1 of the model's columns"):
         pyfunc.predict(floats.drop(columns=floats.columns[0]))
+    # text where a number belongs: the client's error names the column and the row
+    text = ints.astype({"trigger": object})
+    text.iloc[1, text.columns.get_loc("trigger")] = "score_improvement"
+    text.to_csv(tmp_path / "text.csv", index=False)
+    done = subprocess.run([str(BIN / "mlflow"), "models", "predict", "-m", f"models:/{NAME}/1", "-i",
+                           str(tmp_path / "text.csv"), "-t", "csv", "--env-manager", "local"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert done.returncode != 0
+    assert "column 'trigger' must hold numbers: 1 of" in done.stderr
+    assert "row 1 'score_improvement'" in done.stderr
 
 
 @pytest.mark.timeout(300)

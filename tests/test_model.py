@@ -31,6 +31,20 @@ def test_unseen_and_missing_categories_encode_as_missing_without_a_warning():
     np.testing.assert_array_equal(matrix, np.array(expected, dtype=float))
 
 
+def test_numbers_written_as_text_and_blanks_are_read_and_other_text_is_named():
+    """MLflow hands a CSV or JSON column over as text when any of its cells is: numbers and
+    blanks in it are values, anything else stops with the column, the count and the rows."""
+    mixed = pd.Series(["1", " 2 ", None, "", "NaN", 3, 4.5], dtype=object)
+    np.testing.assert_array_equal(model.numbers(mixed, "amount"), [1, 2, np.nan, np.nan, np.nan, 3, 4.5])
+    text = pd.Series(["1", "score_improvement", None, "user request"], dtype="str")
+    with pytest.raises(ValueError, match=r"column 'trigger' must hold numbers: 2 of 4 rows .*"
+                                         r"row 1 'score_improvement', row 3 'user request'.*"
+                                         r"codes: What triggered the increase: 0 new user"):
+        model.encode(pd.DataFrame({"trigger": text}), ["trigger"], {})
+    with pytest.raises(ValueError, match=r"column 'amount' must hold numbers: 1 of 2 rows .*row 0 'abc'\)$"):
+        model.encode(pd.DataFrame({"amount": ["abc", "5"]}), ["amount"], {})
+
+
 @pytest.fixture(scope="module")
 def team_model_dir(tmp_path_factory) -> Path:
     rng = np.random.default_rng(5)
