@@ -46,6 +46,7 @@ COLUMNS = (*DECISION_FEATURES, AMOUNT)
 INPUT_COLUMNS = ("borrower_id", "scoring_date", *DECISION_FEATURES)
 SERVED_COLUMNS = ("borrower_id", *DECISION_FEATURES)
 REASONS = ("appetite", "profit", "limit cap", "no profit")
+FIGURE_STYLES = {"ours": "C0-s", "experimental": "C2-.v", "naive": "C3--^"}  # the models drawn
 META = "decision.json"
 
 
@@ -273,8 +274,10 @@ def run(frame: pd.DataFrame, what_if: pd.DataFrame, s: DecisionSettings, grid: n
     """
     learn = frame[frame["split"].isin(["train", "valid"])].assign(**{AMOUNT: lambda f: f["granted"]})
     tested = learn[learn["line_test"]]
-    ours = fit(learn, grid, cycles, s, tested)
-    models = {"ours": ours, "experimental": fit(tested, grid, cycles, s),
+    # without line tests nothing tells the amount's effect from the platform's sizing: ours is then
+    # the observational model alone (the naive one), and there is no experimental model
+    ours = fit(learn, grid, cycles, s, tested if len(tested) else None)
+    models = {"ours": ours, **({"experimental": fit(tested, grid, cycles, s)} if len(tested) else {}),
               "naive": DecisionModel(ours.miss[:1], ours.balance[:1], ours.amounts, cycles, s)}
     in_test = frame.loc[frame["split"] == "test", "borrower_id"]
     truth = true_curves(what_if[what_if["borrower_id"].isin(in_test)], grid, s)
@@ -385,8 +388,9 @@ def dose_response_figure(grid: np.ndarray, truth: dict, decisions: dict[str, dic
     FigureCanvasAgg(figure)
     curves, calibration = figure.subplots(1, 2)
     curves.plot(grid, truth["p_miss"].mean(axis=0), "k-o", label="counterfactual truth")
-    for (name, d), style in zip(decisions.items(), ("C0-s", "C2-.v", "C3--^"), strict=False):
-        curves.plot(grid, d["p_miss"].mean(axis=0), style, label=f"{name} model")
+    for name, style in FIGURE_STYLES.items():
+        if name in decisions:
+            curves.plot(grid, decisions[name]["p_miss"].mean(axis=0), style, label=f"{name} model")
     curves.set_xlabel("limit increase (CNY)")
     curves.set_ylabel("mean probability of a miss")
     curves.set_title("Dose-response on the out-of-time cohort")

@@ -126,6 +126,25 @@ def fitted(decision_frame, small_params):
                         decision_frame[decision_frame["line_test"]])
 
 
+def test_without_line_tests_ours_is_the_observational_model_and_nothing_is_experimental(
+        decision_frame, small_sim, small_params):
+    """A lender that runs no line tests still gets a decision model: the one learnt from every
+    increase, named for what it is; there is no experimental model to compare."""
+    what_if = small_sim["counterfactual"]
+    assert len(what_if), "the small simulation should sample borrowers for the counterfactual"
+    tested = what_if["borrower_id"].unique()
+    frame = decision_frame.assign(line_test=False,
+                                  split=np.where(decision_frame["borrower_id"].isin(tested), "test", "train"))
+    grid = np.asarray(small_params.simulate.jump.line_test_amounts, dtype=float)
+    report, ours, figures = decision.run(frame, what_if, small_params.decision, grid, 4)
+    assert report["borrowers"]["line_tests_learnt_from"] == 0
+    assert report["borrowers"]["evaluated"] == len(tested)
+    assert len(ours.miss) == len(ours.balance) == 1
+    assert "experimental" not in report["policies"] and "experimental" not in report["dose_response"]["mae"]
+    assert report["policies"]["ours"] == report["policies"]["naive"]
+    assert set(figures) == {"dose_response"}
+
+
 def test_risk_and_balance_never_fall_as_the_amount_grows(fitted, decision_frame):
     curves = fitted.curves(decision_frame.head(500))
     assert (np.diff(curves["p_miss"], axis=1) >= -1e-12).all()

@@ -58,6 +58,10 @@ def decide(params: Path = PARAMS) -> None:
             figure.savefig(out / f"{name}.png", dpi=110)
     io.write_json(report, REPORT)
     version = _log_and_register(p, report, frame, model)
+    if not report["borrowers"]["line_tests_learnt_from"]:
+        typer.echo("warning: no line tests among the training borrowers (simulate.jump.line_test_share): "
+                   "the decision model learns the amount's effect from the platform's own sizing, which "
+                   "confounds amount and risk (README \"How much to raise\")", err=True)
     ours, oracle = report["policies"]["ours"], report["policies"]["oracle"]
     typer.echo(f"decision: our policy earns {ours['profit_per_borrower']:.0f} CNY a borrower "
                f"(the oracle {oracle['profit_per_borrower']:.0f}: {ours['share_of_oracle_profit']:.1%}; "
