@@ -33,6 +33,7 @@ from pipeline.catalog import FEATURES
 from pipeline.config import BoostSettings, DecisionSettings
 from pipeline.errors import InputError
 from pipeline.lgbm import lgb
+from pipeline.model import encode, numbers
 
 AMOUNT = "amount"
 # features about the increase that was granted and the weeks after it: unknown at the decision
@@ -62,16 +63,27 @@ def realised_balance_months(statements: pd.DataFrame, jump: pd.Series, end: pd.S
     return summed.reindex(jump.index, fill_value=0.0)
 
 
-def with_amounts(features: pd.DataFrame, amounts: np.ndarray) -> pd.DataFrame:
-    """Every borrower once per candidate amount: rows ordered borrower-major, then by amount."""
-    frame = features.loc[features.index.repeat(len(amounts)), list(DECISION_FEATURES)]
-    frame[AMOUNT] = np.tile(np.asarray(amounts, dtype=float), len(features))
-    return frame.reset_index(drop=True)
+def candidate_matrix(features: pd.DataFrame, amounts: np.ndarray) -> np.ndarray:
+    """Every borrower once per candidate amount, as the models read it: rows borrower-major, then
+    by amount; columns ``COLUMNS``. Shape (borrowers x amounts, features + 1)."""
+    rows = np.repeat(encode(features, list(DECISION_FEATURES), {}), len(amounts), axis=0)
+    return np.column_stack([rows, np.tile(np.asarray(amounts, dtype=float), len(features))])
 
 
 def _matrix(frame: pd.DataFrame) -> np.ndarray:
-    # whole numbers, nullable integers and blanks all become floats (NaN for a blank)
-    return frame[list(COLUMNS)].to_numpy(dtype=float, na_value=np.nan)
+    # whole numbers, nullable integers, numbers as text and blanks all become floats (NaN for a
+    # blank); other text is an error naming the column and rows
+    return encode(frame, list(COLUMNS), {})
+
+
+def _ids(values: pd.Series) -> np.ndarray:
+    """Borrower ids as int64; a blank or a fraction is an error naming the rows."""
+    ids = numbers(values, "borrower_id")
+    bad = np.flatnonzero(~np.isfinite(ids) | (ids != np.round(ids)))
+    if bad.size:
+        raise ValueError(f"column 'borrower_id' must hold whole numbers: {bad.size} of {len(ids)} rows do "
+                         f"not (rows {bad[:3].tolist()}, values {values.iloc[bad[:3]].tolist()})")
+    return ids.astype("int64")
 
 
 def _boost(data: np.ndarray, target: np.ndarray, objective: str, boost: BoostSettings,
@@ -103,7 +115,7 @@ class DecisionModel:
 
     def curves(self, features: pd.DataFrame) -> dict[str, np.ndarray]:
         """P(miss) and balance-months at every amount: arrays of shape (borrowers, amounts)."""
-        data = _matrix(with_amounts(features, self.amounts))
+        data = candidate_matrix(features, self.amounts)
         shape = (len(features), len(self.amounts))
         owed = sum(b.predict(data, raw_score=True) for b in self.balance)
         return {"p_miss": self._miss(data).reshape(shape),
@@ -132,7 +144,7 @@ class DecisionModel:
         out = self.policy(features)
         rows = np.arange(len(features))
         frame = pd.DataFrame({
-            "borrower_id": features["borrower_id"].to_numpy(dtype="int64"),
+            "borrower_id": _ids(features["borrower_id"]),
             # the served model's input may not carry the date (its signature leaves it out)
             "decision_date": features.get("scoring_date", pd.Series(pd.NaT, index=features.index,
                                                                     dtype="datetime64[s]")).to_numpy(),

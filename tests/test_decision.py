@@ -42,12 +42,12 @@ def test_no_decision_feature_reads_a_row_dated_on_or_after_the_jump(small_sim, s
     pd.testing.assert_frame_equal(after[columns], before[columns])
 
 
-def test_with_amounts_keeps_every_borrower_once_per_amount():
+def test_the_candidate_matrix_keeps_every_borrower_once_per_amount():
     features = pd.DataFrame({f: np.arange(3.0) for f in decision.DECISION_FEATURES})
-    frame = decision.with_amounts(features, np.array([0.0, 5000.0]))
-    assert len(frame) == 6
-    assert frame[decision.AMOUNT].tolist() == [0.0, 5000.0] * 3
-    assert frame["trigger"].tolist() == [0.0, 0.0, 1.0, 1.0, 2.0, 2.0]
+    matrix = decision.candidate_matrix(features, np.array([0.0, 5000.0]))
+    assert matrix.shape == (6, len(decision.COLUMNS))
+    assert matrix[:, decision.COLUMNS.index(decision.AMOUNT)].tolist() == [0.0, 5000.0] * 3
+    assert matrix[:, decision.COLUMNS.index("trigger")].tolist() == [0.0, 0.0, 1.0, 1.0, 2.0, 2.0]
 
 
 def test_expected_profit_is_margin_on_balance_less_the_loss_on_a_miss():
@@ -171,6 +171,23 @@ def test_recommendations_keep_every_borrower_and_survive_a_save(fitted, decision
     assert (first.loc[risky, "p_miss"] <= fitted.settings.appetite).all()
     fitted.save(tmp_path)
     pd.testing.assert_frame_equal(decision.DecisionModel.from_dir(tmp_path).recommend(rows), first)
+
+
+def test_the_served_model_reads_numbers_as_text_and_names_what_is_not_a_number(fitted, decision_frame):
+    """What ``mlflow models predict`` hands the decision model from a CSV or JSON: every column
+    as text when a cell is, ids included; the same recommendations, or an error naming the rows."""
+    rows = decision_frame.head(5)[list(decision.SERVED_COLUMNS)].reset_index(drop=True)
+    expected = fitted.predict(rows)
+    as_text = rows.astype(str).replace({"nan": ""})
+    pd.testing.assert_frame_equal(fitted.predict(as_text), expected)
+    broken = as_text.copy()
+    broken.loc[3, "credit_score"] = "excellent"
+    with pytest.raises(ValueError, match=r"'credit_score' must hold numbers: 1 of 5 .*row 3 'excellent'"):
+        fitted.predict(broken)
+    no_id = as_text.copy()
+    no_id.loc[2, "borrower_id"] = ""
+    with pytest.raises(ValueError, match=r"'borrower_id' must hold whole numbers: 1 of 5 rows .*\[2\]"):
+        fitted.predict(no_id)
 
 
 def test_the_matched_appetite_is_the_loosest_that_keeps_the_mean_risk_at_the_target():
