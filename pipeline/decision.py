@@ -282,7 +282,8 @@ def run(frame: pd.DataFrame, what_if: pd.DataFrame, s: DecisionSettings, grid: n
     ``label``, ``balance_months`` and ``split``; ``what_if``: the counterfactual table;
     ``cycles``: the cycles ``balance_months`` sums over. The models: ours (every increase, then
     the line tests' correction), the line tests alone, and every increase without correction
-    (naive). Returns the report, our model and the figures.
+    (naive). Returns the report, our model and the figures; with no test borrower in ``what_if``
+    the report says so (``applicable`` false, with the counts) and there are no figures.
     """
     learn = frame[frame["split"].isin(["train", "valid"])].assign(**{AMOUNT: lambda f: f["granted"]})
     tested = learn[learn["line_test"]]
@@ -293,6 +294,13 @@ def run(frame: pd.DataFrame, what_if: pd.DataFrame, s: DecisionSettings, grid: n
               "naive": DecisionModel(ours.miss[:1], ours.balance[:1], ours.amounts, cycles, s)}
     in_test = frame.loc[frame["split"] == "test", "borrower_id"]
     truth = true_curves(what_if[what_if["borrower_id"].isin(in_test)], grid, s)
+    counts = {"line_tests_learnt_from": len(tested), "increases_learnt_from": len(learn),
+              "evaluated": len(truth["borrower_id"]), "misses_in_line_tests": int(tested["label"].sum())}
+    if not counts["evaluated"]:
+        # the models need no counterfactual, only their evaluation does
+        return {"applicable": False, "borrowers": counts, "amounts": grid.tolist(),
+                "why": "no out-of-time borrower has a counterfactual to judge the policies by "
+                       "(simulate.counterfactual: share, since)"}, ours, {}
     test = frame.set_index("borrower_id").loc[truth["borrower_id"]].reset_index()
     decisions = {name: model.policy(test) for name, model in models.items()}
     # ours, with the appetite that gives the platform's own predicted miss rate: profit at equal risk
@@ -301,8 +309,7 @@ def run(frame: pd.DataFrame, what_if: pd.DataFrame, s: DecisionSettings, grid: n
     matched = matched_appetite(grid, first["p_miss"], first["profit"], platform_risk)
     decisions["ours_at_platform_risk"] = ours.policy(test, matched)
     report = {
-        "borrowers": {"line_tests_learnt_from": len(tested), "increases_learnt_from": len(learn),
-                      "evaluated": len(test), "misses_in_line_tests": int(tested["label"].sum())},
+        "borrowers": counts,
         "amounts": grid.tolist(),
         "platform_predicted_miss_rate": platform_risk, "appetite_at_platform_risk": matched,
         "policies": compare_policies(grid, truth, decisions, s.appetite),

@@ -126,7 +126,7 @@ def fitted(decision_frame, small_params):
                         decision_frame[decision_frame["line_test"]])
 
 
-def test_without_line_tests_ours_is_the_observational_model_and_nothing_is_experimental(
+def test_without_line_tests_or_counterfactual_the_models_are_fitted_all_the_same(
         decision_frame, small_sim, small_params):
     """A lender that runs no line tests still gets a decision model: the one learnt from every
     increase, named for what it is; there is no experimental model to compare."""
@@ -143,6 +143,12 @@ def test_without_line_tests_ours_is_the_observational_model_and_nothing_is_exper
     assert "experimental" not in report["policies"] and "experimental" not in report["dose_response"]["mae"]
     assert report["policies"]["ours"] == report["policies"]["naive"]
     assert set(figures) == {"dose_response"}
+    # no counterfactual for the test cohorts: the models are fitted all the same, and the report
+    # says why the policies are not judged
+    report, ours, figures = decision.run(frame, what_if.iloc[:0], small_params.decision, grid, 4)
+    assert report["applicable"] is False and "counterfactual" in report["why"] and figures == {}
+    assert report["borrowers"]["evaluated"] == 0 and "policies" not in report
+    assert len(ours.recommend(frame.head(3))) == 3
 
 
 def test_risk_and_balance_never_fall_as_the_amount_grows(fitted, decision_frame):

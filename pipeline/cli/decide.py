@@ -56,12 +56,17 @@ def decide(params: Path = PARAMS) -> None:
     with io.atomic_dir(PLOTS) as out:
         for name, figure in figures.items():
             figure.savefig(out / f"{name}.png", dpi=110)
+        if not figures:
+            io.write_json(report, out / "not_evaluated.json")
     io.write_json(report, REPORT)
     version = _log_and_register(p, report, frame, model)
     if not report["borrowers"]["line_tests_learnt_from"]:
         typer.echo("warning: no line tests among the training borrowers (simulate.jump.line_test_share): "
                    "the decision model learns the amount's effect from the platform's own sizing, which "
                    "confounds amount and risk (README \"How much to raise\")", err=True)
+    if report.get("applicable") is False:
+        typer.echo(f"decision: registered as version {version}, not evaluated: {report['why']}")
+        return
     ours, oracle = report["policies"]["ours"], report["policies"]["oracle"]
     typer.echo(f"decision: our policy earns {ours['profit_per_borrower']:.0f} CNY a borrower "
                f"(the oracle {oracle['profit_per_borrower']:.0f}: {ours['share_of_oracle_profit']:.1%}; "
@@ -77,20 +82,18 @@ def _log_and_register(p: Params, report: dict, frame: pd.DataFrame, model: decis
     from pipeline import tracking
 
     fingerprint = "decision-" + io.file_digest(MODEL_DIR)[:32]
-    policies = report["policies"]
+    policies = report.get("policies", {})
     description = (f"How much to raise: {policies['ours']['share_of_oracle_profit']:.1%} of the "
-                   f"oracle's profit out of time, miss rate {policies['ours']['miss_rate']:.3f}")
+                   f"oracle's profit out of time, miss rate {policies['ours']['miss_rate']:.3f}"
+                   if policies else f"How much to raise: not evaluated, {report['why']}")
     with tracking.new_run(p.mlflow, "decision", fingerprint, description) as run:
         if run is not None:
             tracking.log_params({"decision": p.decision.model_dump(), "label": p.label.model_dump(),
                                  "line_test_amounts": p.simulate.jump.line_test_amounts})
             mlflow.log_metrics({f"{name}_{k}": v for name, result in policies.items()
                                 for k, v in result.items() if isinstance(v, float)})
-            dose = report["dose_response"]
-            mlflow.log_metrics({f"dose_response_{kind}_{name}": v
-                                for kind in ("mae", "calibration_gap", "mean_curve_mae")
-                                for name, v in dose[kind].items()})
-            mlflow.log_metric("dose_response_truth_noise_mae", dose["truth_noise_mae"])
+            if policies:
+                _log_dose_response(report["dose_response"])
             tracking.log_json(report, REPORT.name)
             mlflow.log_artifacts(str(PLOTS), artifact_path="plots")
             example = frame[frame["split"] == "test"].head(5).reset_index(drop=True)
@@ -103,6 +106,14 @@ def _log_and_register(p: Params, report: dict, frame: pd.DataFrame, model: decis
     run = tracking.run_for_fingerprint(p.mlflow, fingerprint)
     tags = {tracking.FILES_TAG: json.dumps({f.name: io.file_digest(f) for f in sorted(MODEL_DIR.iterdir())})}
     return tracking.register_version(p.mlflow, run, fingerprint, tags, description, decision=True).version
+
+
+def _log_dose_response(dose: dict) -> None:
+    import mlflow
+
+    for kind in ("mae", "calibration_gap", "mean_curve_mae"):
+        mlflow.log_metrics({f"dose_response_{kind}_{name}": v for name, v in dose[kind].items()})
+    mlflow.log_metric("dose_response_truth_noise_mae", dose["truth_noise_mae"])
 
 
 def _jump_cycles(p: Params) -> int:
