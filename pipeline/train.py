@@ -212,6 +212,10 @@ def fit_scorecard(train: pd.DataFrame, columns: list[str], categorical: list[str
     from optbinning import BinningProcess
     from sklearn.linear_model import LogisticRegression
 
+    # a characteristic without a single value among the training rows (all of them too new for a
+    # 6-month change, say) has nothing to bin
+    columns = [c for c in columns if train[c].notna().any()]
+    categorical = [c for c in categorical if c in columns]
     X, y = train[columns], train[LABEL].to_numpy()
     process = BinningProcess(columns, categorical_variables=categorical,
                              selection_criteria={"iv": {"min": settings.min_iv}},

@@ -166,6 +166,19 @@ def test_numeric_bins_follow_the_catalogue_direction_or_one_trend(labelled):
                       "team_amount": {"monotonic_trend": "auto_asc_desc"}}
 
 
+def test_a_characteristic_with_no_value_in_training_is_left_out_of_the_card(labelled):
+    """Borrowers all too new for a 6-month change: the column is empty, the card is still made."""
+    frame = labelled["train"].assign(credit_score_change_6m=np.nan,
+                                     segment=pd.Series(pd.NA, index=labelled["train"].index, dtype="str"))
+    columns = train.feature_columns(frame)
+    assert {"credit_score_change_6m", "segment"} <= set(columns)
+    card = train.fit_scorecard(frame, columns, train.categorical_columns(frame, columns),
+                               make_params().train.scorecard)
+    names = {v["name"] for v in card["variables"]}
+    assert names and not names & {"credit_score_change_6m", "segment"}
+    assert np.isfinite(train.scorecard_points(card, frame.head(50))).all()
+
+
 def test_leaf_size_and_l2_scale_with_training_rows():
     settings = make_params().train.lightgbm
     assert settings.min_data_in_leaf == "auto" and settings.lambda_l2 == "auto"
