@@ -236,8 +236,10 @@ def _monitoring(data: dict | None) -> dict | None:
         return None
     g = data["goals"]
     rules = ", ".join(g["first_alert_rules"]) or "none"
-    summary = [["first batch most of whose label windows reach a regime change", g["first_affected_month"]],
-               ["first alert on an affected batch (rules)", f"{g['first_alert_after_change']} ({rules})"],
+    alert = f"{g['first_alert_after_change']} ({rules})" if g["first_alert_after_change"] else "none"
+    summary = [["first batch most of whose label windows reach a regime change",
+                g["first_affected_month"] or "none in the monitored months"],
+               ["first alert on an affected batch (rules)", alert],
                ["months from that batch to the alert", num(g["months_from_change_to_alert"])],
                ["months with a false alarm before it (an alert the truth does not confirm)",
                 num(g["false_alarm_months_before_change"])],

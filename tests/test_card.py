@@ -219,3 +219,10 @@ def test_the_monitoring_section_shows_the_goals_and_embeds_the_chart(figures, pa
         assert text in section, text
     assert base64.b64encode(chart).decode("ascii") in section
     assert "not run" in _section(_render(figures, params), "monitoring")
+    # months that end before any change: nothing touched, no alert, and no "None" printed
+    quiet = {**goals, "first_affected_month": None, "first_alert_after_change": None, "first_alert_rules": [],
+             "months_from_change_to_alert": None}
+    section = _section(_render(figures, params, details={**DETAILS, "monitoring": {"goals": quiet,
+                                                                                   "chart": chart}}),
+                       "monitoring")
+    assert "none in the monitored months" in section and "None" not in section

@@ -286,3 +286,18 @@ def test_the_summary_line_says_when_no_batch_comes_before_the_change():
     assert "before the change none (no batch before the change)" in _summary(goals, [])
     measured = {**goals, "max_auc_estimate_gap_before_change": 0.01234}
     assert "before the change 0.0123;" in _summary(measured, [])
+    assert "first batch touched by a change 2025-06, first alert after it 2025-07 (feature_csi)," in _summary(
+        goals, [])
+
+
+def test_the_summary_line_says_when_no_batch_is_touched_or_no_alert_follows():
+    """Three monitored months that end before the regime change; or an alert that never comes."""
+    from pipeline.cli.monitor import _summary
+
+    quiet = {"first_affected_month": None, "first_alert_after_change": None, "first_alert_rules": [],
+             "false_alarm_months_before_change": 0, "max_auc_estimate_gap_before_change": 0.018}
+    line = _summary(quiet, [])
+    assert line.startswith("monitor: no monitored batch is touched by a change, 0 false-alarm")
+    assert "None" not in line and "()" not in line
+    missed = {**quiet, "first_affected_month": "2025-09"}
+    assert "first batch touched by a change 2025-09, no alert after it," in _summary(missed, [])

@@ -192,8 +192,12 @@ def _summary(goals: dict, candidates: list) -> str:
     gap = goals["max_auc_estimate_gap_before_change"]
     # with a long label window every batch may reach the change: no month before it
     gap = "none (no batch before the change)" if gap is None else f"{gap:.4f}"
-    return (f"monitor: first batch touched by a change {goals['first_affected_month']}, first alert after "
-            f"it {goals['first_alert_after_change']} ({', '.join(goals['first_alert_rules'])}), "
+    affected, alert = goals["first_affected_month"], goals["first_alert_after_change"]
+    change = ("no monitored batch is touched by a change" if affected is None
+              else f"first batch touched by a change {affected}, " + (
+                  "no alert after it" if alert is None
+                  else f"first alert after it {alert} ({', '.join(goals['first_alert_rules'])})"))
+    return (f"monitor: {change}, "
             f"{goals['false_alarm_months_before_change']} false-alarm months before; max |estimated - "
             f"realised AUC| before the change {gap}; "
             f"{len(candidates)} candidates fitted, {applied} applied (decisions in {MONITOR_DIR})")
