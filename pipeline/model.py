@@ -61,7 +61,7 @@ def numbers(values: pd.Series, column: str, shown: int = 3) -> np.ndarray:
     if bad.size:
         examples = ", ".join(f"row {i} {values.iloc[i]!r}" for i in bad[:shown])
         raise ValueError(f"column '{column}' must hold numbers: {bad.size} of {len(values)} rows hold "
-                         f"text that is not one ({examples}){_codes_hint(column)}")
+                         f"text that is not one ({examples}; rows counted from 0){_codes_hint(column)}")
     return parsed.to_numpy(dtype="float64", na_value=np.nan)
 
 
