@@ -703,6 +703,27 @@ def test_reasons_sum_shared_texts_one_per_group_and_order_by_what_raised_the_ris
     assert len(two) == 2 and [two[0][0], two[1][0]] == [USES_LINE, "credit score is low"]
 
 
+def test_a_missing_value_gives_no_catalogue_reason_but_a_teams_own_column_says_it_is_missing():
+    """Reasons describe values: a borrower with no 3-month utilisation is not told they use most
+    of the line because the gap raised the risk; the other member of the text still speaks, and a
+    team's own column is kept (its words say "is missing")."""
+    c = contrib([[0.4, 0.0, 0.3, 0.0, 0.0, 0.2, 0.0, 0.0],
+                 [0.4, 0.1, 0.3, 0.0, 0.0, 0.2, 0.0, 0.0]])
+    matrix = np.ones((2, len(FEATURES)))
+    matrix[:, FEATURES.index("utilisation_mean_3m")] = np.nan
+    matrix[:, FEATURES.index("team_feature")] = np.nan
+    worded = score.worded_contributions(c, matrix, FEATURES)
+    assert worded[0, FEATURES.index("utilisation_mean_3m")] == 0.0 and worded[0, -1] == c[0, -1]
+    assert worded[0, FEATURES.index("team_feature")] == 0.2  # not the catalogue's: kept
+    np.testing.assert_array_equal(np.delete(worded, FEATURES.index("utilisation_mean_3m"), axis=1),
+                                  np.delete(c, FEATURES.index("utilisation_mean_3m"), axis=1))
+    words = {"team_feature": np.array(["team_feature is missing"] * 2, dtype=object)}
+    leading = np.array(["credit", "credit"], dtype=object)
+    got = [[col[row] for col in score.reasons(worded, FEATURES, leading, 3, words)] for row in range(2)]
+    assert got[0] == ["credit score is low", "team_feature is missing", None]
+    assert got[1] == ["credit score is low", "team_feature is missing", USES_LINE]  # from the last value
+
+
 def test_the_leading_causes_reasons_come_first():
     c = contrib([[0.3, 0.3, 0.5, 0.1, 0.0, 0.0, 0.0, 0.0]])
     got = [col[0] for col in score.reasons(c, FEATURES, np.array(["technical"], dtype=object), 3)]
