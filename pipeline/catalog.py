@@ -64,33 +64,41 @@ class Feature:
     reason: str
     categorical: bool
     domain: Domain
+    # where the reason's words are true: above (+1) or below (-1) the training rows' median, or
+    # of these codes only ("asked for the increase": a user request)
+    reason_side: int
+    reason_codes: tuple[float, ...] | None
 
 
 def _f(name, description, window, unit, cause, direction, reason="", categorical=False, *,
-       domain: Domain | None = None, signed: bool = False, nullable: bool | None = None) -> Feature:
+       domain: Domain | None = None, signed: bool = False, nullable: bool | None = None,
+       reason_side: int | None = None, reason_codes: tuple[float, ...] | None = None) -> Feature:
     """A feature whose domain is its unit's unless given (code features list their codes).
     ``signed``: a change of such a value, anywhere within plus or minus the unit's width;
-    ``nullable``: missing when there is nothing to compute it from (no statement, no large draw)."""
+    ``nullable``: missing when there is nothing to compute it from (no statement, no large draw);
+    ``reason_side`` (the direction unless given) and ``reason_codes``: where the reason holds."""
     d = domain or UNITS[unit]
     if signed:
         d = replace(d, low=d.low - d.high, high=d.high - d.low)
     if nullable is not None:
         d = replace(d, nullable=nullable)
-    return Feature(name, description, window, unit, cause, direction, reason, categorical, d)
+    side = direction if reason_side is None else reason_side
+    return Feature(name, description, window, unit, cause, direction, reason, categorical, d, side,
+                   reason_codes)
 
 
 FEATURES: tuple[Feature, ...] = (
     # the jump
     _f("trigger", "What triggered the increase: 0 new user, 1 score improvement, 2 marketing, "
        "3 user request", "at jump", "code", "profile", 0, "asked for the increase", True,
-       domain=_codes(len(TRIGGERS))),
+       domain=_codes(len(TRIGGERS)), reason_codes=(float(TRIGGERS.index("user_request")),)),
     _f("increase_amount", "Size of the limit increase", "at jump", "CNY", "profile", 0),
     _f("limit_before_jump", "Credit limit just before the increase", "at jump", "CNY", "profile", 0),
     _f("new_over_old_limit", "New limit over old limit", "at jump", "ratio", "profile", 0),
     # no direction: risk rises over the first year (new users start on small limits) and
     # levels off after it, so a monotone constraint would contradict the data (train.direction_check)
     _f("months_of_history", "Months from onboarding to the scoring date", "since onboarding",
-       "months", "profile", 0, "has little history with us"),
+       "months", "profile", 0, "has little history with us", reason_side=-1),
     # post-increase spending
     _f("post_increase_drawn", "Amount drawn from the jump to the scoring date", "jump to scoring",
        "CNY", "liquidity", 1, "drew heavily right after the increase"),

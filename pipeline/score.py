@@ -103,15 +103,29 @@ def reasons(contrib: np.ndarray, features: list[str], leading: np.ndarray, max_r
     return out
 
 
-def worded_contributions(contrib: np.ndarray, matrix: np.ndarray, features: list[str]) -> np.ndarray:
-    """The contributions (n, features + 1) that reasons are worded from: a catalogue feature's
-    reason describes its value ("made a large drawdown days after the increase", "credit score is
-    falling"), so a row whose value is missing gets none from it, whatever the trees made of the
-    gap. On the defaults' out-of-time rows 2,557 of the 2,748 borrowers told of a large drawdown
-    had made none (2026-12-05). A team's own column says "is missing" instead (``own_words``)."""
-    worded = np.array([f in BY_NAME for f in features], dtype=bool)
+def worded_contributions(contrib: np.ndarray, matrix: np.ndarray, features: list[str],
+                         medians: dict[str, float]) -> np.ndarray:
+    """The contributions (n, features + 1) that reasons are worded from. A catalogue feature's
+    reason describes its value, but TreeSHAP credits a feature for lying on the riskier side of
+    the average path, not of the words: a catalogue feature gives a reason only where its value
+    is known and lies strictly on the reason's side of the training rows' ``medians`` ("credit
+    score is low" below it, "paid less than was due" below a median of 1.0), or is one of its
+    reason's codes ("asked for the increase": a user request). On the defaults' out-of-time rows,
+    before this rule, 2,557 of the 2,748 borrowers told of a large drawdown had made none, all
+    1,683 told they "paid less than was due" had paid it, and 375 of 407 told they "asked for the
+    increase" had not (2026-12-05). A team's own column keeps its words (``own_words``)."""
     out = contrib.copy()
-    out[:, :-1] = np.where(np.isnan(matrix) & worded, 0.0, contrib[:, :-1])
+    for j, name in enumerate(features):
+        entry = BY_NAME.get(name)
+        if entry is None:
+            continue
+        value = matrix[:, j]
+        said = ~np.isnan(value)
+        if entry.reason_codes is not None:
+            said &= np.isin(value, entry.reason_codes)
+        elif entry.reason_side and name in medians:
+            said &= (value - medians[name]) * entry.reason_side > 0
+        out[:, j] = np.where(said, contrib[:, j], 0.0)
     return out
 
 
@@ -220,7 +234,8 @@ def score_batch(model: CalibratedLightGBM, frame: pd.DataFrame, bands: dict[str,
             cause[explain] = np.array(CAUSES, dtype=object)[share.argmax(axis=1)]
             by_cause[explain] = p[explain, None] * share
         words = own_words(model, frame[explain])
-        worded = worded_contributions(contrib, matrix[explain], model.features)
+        worded = worded_contributions(contrib, matrix[explain], model.features,
+                                      model.reference.get("medians", {}))
         for i, column in enumerate(name_the_cause(reasons(worded, model.features, cause[explain],
                                                           max_reasons, words), cause[explain])):
             text[i][explain] = column

@@ -25,6 +25,7 @@ import pipeline.cli.score  # noqa: F401 (registers the command)
 from pipeline import contract, io, metrics, score
 from pipeline.catalog import BY_NAME
 from pipeline.cli import app
+from pipeline.config import TRIGGERS
 from pipeline.contract import RAW_TABLES, ContractError
 from pipeline.errors import InputError
 from pipeline.features import build_features
@@ -703,25 +704,45 @@ def test_reasons_sum_shared_texts_one_per_group_and_order_by_what_raised_the_ris
     assert len(two) == 2 and [two[0][0], two[1][0]] == [USES_LINE, "credit score is low"]
 
 
-def test_a_missing_value_gives_no_catalogue_reason_but_a_teams_own_column_says_it_is_missing():
-    """Reasons describe values: a borrower with no 3-month utilisation is not told they use most
-    of the line because the gap raised the risk; the other member of the text still speaks, and a
-    team's own column is kept (its words say "is missing")."""
+def test_a_reason_is_given_only_where_its_words_are_true_of_the_value():
+    """TreeSHAP credits a feature for lying on the riskier side of the average path; the words
+    need more. A missing 3-month utilisation gives no "uses most of the credit line" (the last
+    utilisation, known and high, still does); a credit score above the training median gives no
+    "credit score is low" however the trees split; a team's own column keeps its own words."""
     c = contrib([[0.4, 0.0, 0.3, 0.0, 0.0, 0.2, 0.0, 0.0],
                  [0.4, 0.1, 0.3, 0.0, 0.0, 0.2, 0.0, 0.0]])
     matrix = np.ones((2, len(FEATURES)))
     matrix[:, FEATURES.index("utilisation_mean_3m")] = np.nan
     matrix[:, FEATURES.index("team_feature")] = np.nan
-    worded = score.worded_contributions(c, matrix, FEATURES)
+    matrix[:, FEATURES.index("utilisation_last")] = 0.9
+    matrix[:, FEATURES.index("credit_score")] = [580.0, 700.0]
+    medians = {"utilisation_last": 0.4, "credit_score": 650.0, "team_feature": 3.0}
+    worded = score.worded_contributions(c, matrix, FEATURES, medians)
     assert worded[0, FEATURES.index("utilisation_mean_3m")] == 0.0 and worded[0, -1] == c[0, -1]
     assert worded[0, FEATURES.index("team_feature")] == 0.2  # not the catalogue's: kept
-    np.testing.assert_array_equal(np.delete(worded, FEATURES.index("utilisation_mean_3m"), axis=1),
-                                  np.delete(c, FEATURES.index("utilisation_mean_3m"), axis=1))
+    assert list(worded[:, FEATURES.index("credit_score")]) == [0.3, 0.0]
     words = {"team_feature": np.array(["team_feature is missing"] * 2, dtype=object)}
     leading = np.array(["credit", "credit"], dtype=object)
     got = [[col[row] for col in score.reasons(worded, FEATURES, leading, 3, words)] for row in range(2)]
     assert got[0] == ["credit score is low", "team_feature is missing", None]
-    assert got[1] == ["credit score is low", "team_feature is missing", USES_LINE]  # from the last value
+    assert got[1] == ["team_feature is missing", USES_LINE, None]
+
+
+def test_asked_for_the_increase_is_said_of_user_requests_only():
+    features = ["trigger", "months_of_history"]
+    c = np.array([[0.5, 0.2, -1.0]] * 3)
+    trigger = [TRIGGERS.index(t) for t in ("user_request", "score_improvement", "new_user")]
+    matrix = np.column_stack([trigger, [2.0, 30.0, 2.0]])
+    worded = score.worded_contributions(c, matrix, features, {"trigger": 1.0, "months_of_history": 14.0})
+    assert worded[:, :-1].tolist() == [[0.5, 0.2], [0.0, 0.0], [0.0, 0.2]]  # little history: below 14
+
+
+def test_every_catalogue_reason_says_where_it_holds():
+    """A reason without a side or codes would be given on either side of the median."""
+    for f in BY_NAME.values():
+        if f.reason:
+            assert f.reason_side in (-1, 1) or f.reason_codes is not None, f.name
+            assert f.reason_side == f.direction or f.direction == 0, f.name
 
 
 def test_the_leading_causes_reasons_come_first():
@@ -799,7 +820,10 @@ class StubModel:
         self.p, self.rows, self.shares, self.explained = p, rows, shares, []
 
     def matrix(self, frame: pd.DataFrame) -> np.ndarray:
-        return frame[["borrower_id"]].to_numpy(dtype=float)
+        """The borrower id in the first column (what the stub's answers are keyed on), known
+        values in the others."""
+        ids = frame[["borrower_id"]].to_numpy(dtype=float)
+        return np.column_stack([ids, np.ones((len(frame), len(FEATURES) - 1))])
 
     def probability(self, matrix: np.ndarray) -> np.ndarray:
         return np.array([self.p[int(b)] for b in matrix[:, 0]])

@@ -111,7 +111,11 @@ def fit_and_save_lightgbm(splits: dict, columns: list[str], categorical: list[st
     matrix = model.encode(sample, columns, categories)
     bins = {"score": metrics.psi_reference(model.calibrate(booster.predict(matrix), calibration)),
             **{c: metrics.psi_reference(matrix[:, j]) for j, c in enumerate(columns)}}
-    io.write_json({"importance": importance, "bins": bins}, out / model.REFERENCE_FILE)
+    # the side of the median a reason's words hold on (score.worded_contributions)
+    medians = {c: float(np.nanmedian(matrix[:, j])) for j, c in enumerate(columns)
+               if not np.isnan(matrix[:, j]).all()}
+    io.write_json({"importance": importance, "bins": bins, "medians": medians},
+                  out / model.REFERENCE_FILE)
     return fitted, valid_scores
 
 
