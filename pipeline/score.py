@@ -71,9 +71,10 @@ def leading_cause_from_contributions(by_cause: pd.DataFrame) -> np.ndarray:
 def reasons(contrib: np.ndarray, features: list[str], leading: np.ndarray, max_reasons: int,
             own_words: dict[str, np.ndarray] | None = None) -> list[np.ndarray]:
     """Up to ``max_reasons`` reasons per borrower, in the catalogue's words: the features that
-    raised the risk (TreeSHAP of the risk model: its monotone constraints make each reason's
-    wording true of the data, which a cause model's class contributions cannot promise), summed
-    per reason, one reason per reason group (the strongest), those of the leading cause first.
+    raised the risk (TreeSHAP of the risk model, whose monotone constraints keep a reason's
+    direction, which a cause model's class contributions cannot promise; scoring passes them
+    through ``worded_contributions``, so that each reason is also true of the borrower's value),
+    summed per reason, one reason per reason group (the strongest), those of the leading cause first.
     A feature the catalogue does not know is a group of its own, of no cause, worded per row by
     ``own_words[feature]`` ("team_score is high")."""
     texts, by_text = _membership(features, lambda f: f.reason or None)
