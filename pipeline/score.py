@@ -118,7 +118,7 @@ def worded_contributions(contrib: np.ndarray, matrix: np.ndarray, features: list
     out = contrib.copy()
     for j, name in enumerate(features):
         entry = BY_NAME.get(name)
-        if entry is None:
+        if entry is None or not entry.reason:  # a team's own column, or no words to be true
             continue
         value = matrix[:, j]
         said = ~np.isnan(value)
