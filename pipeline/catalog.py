@@ -281,6 +281,15 @@ def reason_group(feature: Feature) -> str | None:
     return REASON_GROUPS.get(feature.reason, feature.reason) if feature.reason else None
 
 
+def codes_hint(column: str) -> str:
+    """What the codes of a coded feature mean, for an error about text found in its column (a
+    team that writes 'user_request' where the features hold its code)."""
+    feature = BY_NAME.get(column)
+    if feature is None or feature.domain.codes is None:
+        return ""
+    return f"; it holds codes: {feature.description}"
+
+
 def monotone_constraints(columns: list[str]) -> list[int]:
     """LightGBM's monotone constraint per column; columns outside the catalogue (a team's own
     features) and categorical ones get none."""

@@ -67,12 +67,9 @@ def numbers(values: pd.Series, column: str, shown: int = 3) -> np.ndarray:
 
 def _codes_hint(column: str) -> str:
     # imported here: only this message needs the catalogue (and, through it, the settings)
-    from pipeline.catalog import BY_NAME
+    from pipeline.catalog import codes_hint
 
-    feature = BY_NAME.get(column)
-    if feature is None or feature.domain.codes is None:
-        return ""
-    return f"; it holds codes: {feature.description}"
+    return codes_hint(column)
 
 
 def calibrate(raw: np.ndarray, calibration: dict) -> np.ndarray:

@@ -26,7 +26,7 @@ import pyarrow.parquet as pq
 from pandas.api.types import is_integer_dtype
 
 from pipeline import io
-from pipeline.catalog import BY_NAME, NEXT_DUE
+from pipeline.catalog import BY_NAME, NEXT_DUE, codes_hint
 from pipeline.config import Params, TablesSettings
 from pipeline.contract import (
     RAW_TABLES,
@@ -245,9 +245,18 @@ def _not_numbers(dataset: ds.Dataset, path: Path, column: str, shown: int = 3) -
     if not bad.any():
         return ""
     first = frame[bad].head(shown)
-    examples = ", ".join(repr(v) if column == "borrower_id" else f"borrower {b} {v!r}"
+    examples = ", ".join(repr(v) if column == "borrower_id" else f"borrower {_id_text(b)} {v!r}"
                          for b, v in zip(first["borrower_id"], first[column], strict=True))
     return f"; {int(bad.sum())} rows are not numbers: {examples}"
+
+
+def _id_text(borrower_id: object) -> str:
+    """A borrower id as the file wrote it: a column with a blank id is read as floats, and
+    "677.0" is not an id anyone can search for."""
+    if pd.isna(borrower_id):
+        return "(no id)"
+    number = pd.to_numeric(borrower_id, errors="coerce")
+    return str(int(number)) if pd.notna(number) and float(number).is_integer() else str(borrower_id)
 
 
 def _check_ids(dataset: ds.Dataset, path: Path) -> None:
@@ -384,7 +393,7 @@ class FeaturesFile:
                                     f"categories), found {kind}")
             if c not in self.text and not _is_number(kind):
                 raise ContractError(f"{self.path}: column '{c}' must be numeric, found {kind}"
-                                    + _not_numbers(self.dataset, self.path, c))
+                                    + _not_numbers(self.dataset, self.path, c) + codes_hint(c))
         _check_ids(self.dataset, self.path)
         self.table = features_table(self.features, self.text)
 

@@ -313,6 +313,27 @@ def test_text_in_a_numeric_feature_names_the_borrowers_and_values(features, work
     _assert_nothing_written(output)
 
 
+def test_text_in_a_coded_feature_says_what_the_codes_are(features, work, model_dir):
+    """A team that writes the trigger's name where the features hold its code learns the codes; a
+    blank id elsewhere makes pandas write the ids as floats, yet the message shows them as written."""
+    frame = features.copy()
+    frame["borrower_id"] = frame["borrower_id"].astype("float64")
+    frame.loc[0, "borrower_id"] = np.nan
+    frame["trigger"] = frame["trigger"].astype(object)
+    frame.loc[[0, 2], "trigger"] = "user_request"
+    bad = work / "trigger_text.csv"
+    frame.to_csv(bad, index=False)
+    output = work / "trigger_text" / "s.parquet"
+    result = run_score(work, bad, output, model_dir["path"])
+    assert isinstance(result.exception, ContractError), repr(result.exception)
+    message = str(result.exception)
+    third = int(frame["borrower_id"].iloc[2])
+    assert f"2 rows are not numbers: borrower (no id) 'user_request', borrower {third} 'user_request'" \
+        in message, message
+    assert "it holds codes: What triggered the increase: 0 new user" in message, message
+    _assert_nothing_written(output)
+
+
 # ---- 3. row-level problems: those borrowers rejected, the rest scored -----------------------------
 
 def _row_of(frame: pd.DataFrame, borrower: int, mask=None) -> int:
