@@ -397,6 +397,7 @@ class ScoreSettings(Settings):
     batch_borrowers: PositiveInt  # borrowers read, scored and written at a time
     drift_features: Annotated[int, Field(ge=0)]  # most important features watched for drift
     explain: bool  # reasons and actions (TreeSHAP, ~100x a prediction); off: probability and band only
+    max_rejected_share: Probability  # more rejected borrowers than this: the command exits 1
 
     @model_validator(mode="after")
     def _bands(self) -> ScoreSettings:

@@ -57,6 +57,28 @@ class Batch:
     borrowers_in: int
 
 
+def reject_reasons(rejects: pd.DataFrame) -> dict[str, int]:
+    """Rejected borrowers per reason, the offending value left out ("repayments.channel: fails
+    isin([...])"), so that one cause of many rejects reads as one line."""
+    if rejects.empty:
+        return {}
+    kinds = rejects["reason"].astype(str).str.replace(r" \(value .*\)$", "", regex=True)
+    return {str(k): int(n) for k, n in kinds.value_counts().items()}
+
+
+def check_rejected_share(summary: dict, limit: float) -> None:
+    """Stop (after the outputs are written, for their reasons) when more than ``limit`` of the
+    borrowers were rejected: a column in a format the contract does not read rejects every
+    borrower, and a batch job must not pass that off as a scored batch."""
+    n, rejected = summary["borrowers_in"], summary["rejected"]
+    if n and rejected / n > limit:
+        commonest = list(summary["reject_reasons"].items())[:3]
+        top = "; ".join(f"{reason} ({count})" for reason, count in commonest)
+        raise ContractError(f"{summary['input']}: {rejected} of {n} borrowers rejected ({rejected / n:.1%}, "
+                            f"more than score.max_rejected_share {limit:.0%}); most for: {top}. The "
+                            f"rejects, with every borrower's reason, are in {summary['rejects']}")
+
+
 def open_source(path: Path, p: Params, features: list[str], text: tuple[str, ...],
                 today: pd.Timestamp, observation_days: int | None = None) -> RawTables | FeaturesFile:
     """The input at ``path`` for a model reading ``features``, of which ``text`` are categories it

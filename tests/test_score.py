@@ -565,6 +565,26 @@ def test_command_line_exits_1_with_a_message_and_no_traceback(raw, work, model_d
     _assert_nothing_written(output)
 
 
+def test_a_column_in_a_format_the_contract_does_not_read_exits_1_after_writing(raw, work, model_dir,
+                                                                               tmp_path):
+    """Upper-case channel codes reject every borrower who ever repaid: the outputs are written, with
+    each borrower's reason, but the command exits 1 naming the commonest reason, so that a batch job
+    does not pass an unscored file off as scored."""
+    copy = shutil.copytree(raw, tmp_path / "raw")
+    _rewritten("repayments", lambda f: f.assign(channel=f["channel"].str.upper()))(copy)
+    output = tmp_path / "out" / "scores.parquet"
+    done = run_main(work, "--input", str(copy), "--output", str(output), "--model", str(model_dir["path"]))
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert done.stderr.startswith(f"error: {copy}: ") and "Traceback" not in done.stderr
+    assert "more than score.max_rejected_share 50%" in done.stderr
+    assert "most for: repayments.channel: fails isin(['auto_debit', 'manual'])" in done.stderr
+    summary = json.loads(outputs(output)["summary"].read_text())
+    rejects = pd.read_parquet(outputs(output)["rejects"])
+    assert summary["rejected"] == len(rejects) > N_BORROWERS / 2
+    assert sum(summary["reject_reasons"].values()) == len(rejects)
+    assert "rejected for repayments.channel: fails isin(['auto_debit', 'manual']): " in done.stdout
+
+
 def test_command_line_happy_run_matches_the_in_process_bytes(happy, raw, work, model_dir, tmp_path):
     output = tmp_path / "scores.parquet"
     done = run_main(work, "--input", str(raw), "--output", str(output), "--model", str(model_dir["path"]))

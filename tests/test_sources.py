@@ -818,3 +818,29 @@ def test_a_csv_output_writes_dates_as_dates_and_keeps_a_time_of_day(tmp_path):
     with sources.Writer(tmp_path / "out.parquet", csv=False) as out:  # Parquet keeps its timestamps
         out.write(pd.DataFrame({"scoring_date": days}))
     assert pa.types.is_timestamp(pq.read_schema(tmp_path / "out.parquet").field("scoring_date").type)
+
+
+def test_reject_reasons_count_borrowers_per_reason_without_the_value():
+    rejects = pd.DataFrame({"borrower_id": [1, 2, 3, 4], "reason": [
+        "repayments.channel: fails isin(['auto_debit', 'manual']) (value AUTO_DEBIT)",
+        "repayments.channel: fails isin(['auto_debit', 'manual']) (value MANUAL)",
+        "borrowers.onboard_date: not a date (value 15/01/2024)",
+        "limit_events.event_type: no limit increase"]})
+    assert sources.reject_reasons(rejects) == {
+        "repayments.channel: fails isin(['auto_debit', 'manual'])": 2,
+        "borrowers.onboard_date: not a date": 1, "limit_events.event_type: no limit increase": 1}
+    assert sources.reject_reasons(rejects.iloc[:0]) == {}
+
+
+@pytest.mark.parametrize(("rejected", "stops"), [(0, False), (5, False), (6, True), (10, True)])
+def test_more_rejected_borrowers_than_the_limit_stop_naming_the_commonest_reason(rejected, stops):
+    summary = {"borrowers_in": 10, "rejected": rejected, "input": "in.csv", "rejects": "out.rejects.csv",
+               "reject_reasons": {"borrowers.age: fails in_range(18.0, 80.0)": rejected}}
+    if not stops:
+        sources.check_rejected_share(summary, 0.5)
+        return
+    with pytest.raises(ContractError) as err:
+        sources.check_rejected_share(summary, 0.5)
+    assert str(err.value).startswith(f"in.csv: {rejected} of 10 borrowers rejected")
+    assert f"most for: borrowers.age: fails in_range(18.0, 80.0) ({rejected})" in str(err.value)
+    assert "out.rejects.csv" in str(err.value)

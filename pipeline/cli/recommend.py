@@ -18,7 +18,7 @@ import typer
 from pipeline import decision
 from pipeline.cli import PARAMS, app, load
 from pipeline.cli.paths import DECISION_MODEL
-from pipeline.cli.score import write_batches
+from pipeline.cli.score import report_rejects, write_batches
 from pipeline.config import Params
 from pipeline.decision import DecisionModel
 from pipeline.errors import UsageError
@@ -46,6 +46,7 @@ def recommend(
                             (model,), {"model": model_uri})
     typer.echo(f"borrowers in {summary['borrowers_in']} = recommended {summary['recommended']} + "
                f"rejected {summary['rejected']}; amounts {summary['amounts']}")
+    report_rejects(summary, p)
 
 
 def recommend_range(bounds: tuple[int, int], path: Path, p: Params, model: DecisionModel,

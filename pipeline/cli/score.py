@@ -10,6 +10,7 @@ to temporary files; the scores, the rejects and the summary then appear together
 from __future__ import annotations
 
 import json
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Annotated
@@ -22,7 +23,17 @@ from pipeline.cli import PARAMS, app, load
 from pipeline.config import Params
 from pipeline.engine import map_shards, on_one_core
 from pipeline.model import CalibratedLightGBM, encode
-from pipeline.sources import Batch, FeaturesFile, RawTables, Writer, check_paths, open_source, output_paths
+from pipeline.sources import (
+    Batch,
+    FeaturesFile,
+    RawTables,
+    Writer,
+    check_paths,
+    check_rejected_share,
+    open_source,
+    output_paths,
+    reject_reasons,
+)
 
 DEFAULT_MODEL = "models:/limitjump@champion"
 REJECT_COLUMNS = ["borrower_id", "reason"]
@@ -47,6 +58,14 @@ def score_command(
                f"{[k for k, v in summary['drift'].items() if v['flag'] != 'stable'] or 'none'}")
     if summary["unattributed_rows"]:
         typer.echo(f"rows that belong to no borrower (not used): {summary['unattributed_rows']}")
+    report_rejects(summary, p)
+
+
+def report_rejects(summary: dict, p: Params) -> None:
+    """The commonest reasons borrowers were rejected; a non-zero exit when too many were."""
+    for reason, n in list(summary["reject_reasons"].items())[:3]:
+        typer.echo(f"  rejected for {reason}: {n}")
+    check_rejected_share(summary, p.score.max_rejected_share)
 
 
 def score_range(bounds: tuple[int, int], path: Path, p: Params, model: CalibratedLightGBM,
@@ -102,17 +121,20 @@ def write_batches(source: RawTables | FeaturesFile, output: Path, p: Params, tal
                               # in worker processes that each hold one batch after another
                               threads=isinstance(source, FeaturesFile),
                               release=isinstance(source, RawTables))
+            reasons: Counter[str] = Counter()
             for batch, rows, values in done:
                 tally.add(batch, rows, values)
+                reasons.update(reject_reasons(batch.rejects))
                 rejects_out.write(batch.rejects)
                 if len(rows):
                     results_out.write(rows)
             orphans = source.orphans()
             tally.add(Batch(pd.DataFrame(), orphans, len(orphans)), pd.DataFrame(), {})
+            reasons.update(reject_reasons(orphans))
             rejects_out.write(orphans)
             results_out.ensure(columns)
             rejects_out.ensure(REJECT_COLUMNS)
-        result = {**tally.summary(), **about,
+        result = {**tally.summary(), **about, "reject_reasons": dict(reasons.most_common(10)),
                   "unattributed_rows": unattributed.result() if unattributed else source.unattributed(),
                   "input": str(source.path), "output": str(output), "rejects": str(paths["rejects"]),
                   "sha256": {"scores": io.content_digest(results), "rejects": io.content_digest(rejected)}}
