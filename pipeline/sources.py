@@ -281,6 +281,32 @@ def _id_text(borrower_id: object) -> str:
     return str(int(number)) if pd.notna(number) and float(number).is_integer() else str(borrower_id)
 
 
+def _schema(name: str) -> pa.Schema:
+    return pa.schema([(c.name, ARROW_TYPES[c.dtype]) for c in TABLES[name].columns])
+
+
+def _csv_schema(name: str, where: Path) -> pa.Schema:
+    """The types a raw table's CSV is read with. Dates are read as text and parsed per row
+    (``RawTables._conform``): a bad one rejects its borrower, not the file. Whole numbers other
+    than ids are read as floats: pandas writes a column with one missing value as "701.0", and
+    the contract then rejects only the rows that are missing or not whole. Ids stay integers
+    (floats lose digits above 2**53) unless the file writes them as decimals."""
+    id_type = _dataset(where, "csv").schema.field("borrower_id").type \
+        if "borrower_id" in TABLES[name].names else pa.int64()
+    kinds = {"datetime64[s]": pa.string(), "int64": pa.float64()}
+    return pa.schema([(c.name, (id_type if pa.types.is_floating(id_type) else pa.int64())
+                       if c.name == "borrower_id" else kinds.get(c.dtype, ARROW_TYPES[c.dtype]))
+                      for c in TABLES[name].columns])
+
+
+def _all_whole(values: pd.Series) -> bool:
+    """True for floats that are all whole numbers (none missing): safe to cast to integers."""
+    if not pd.api.types.is_float_dtype(values):
+        return False
+    numbers = values.to_numpy(dtype="float64", na_value=np.nan)
+    return bool(np.all(np.floor(numbers) == numbers))
+
+
 def _check_ids(dataset: ds.Dataset, path: Path) -> None:
     """Borrower ids must be whole numbers: integers, or floats that hold only whole values (a
     column with missing ids written by pandas). Anything else cannot be batched by id."""
@@ -290,11 +316,13 @@ def _check_ids(dataset: ds.Dataset, path: Path) -> None:
     if not pa.types.is_floating(kind):
         raise ContractError(f"{path}: column 'borrower_id' must hold whole numbers, found {kind}")
     ids = ds.field("borrower_id")
-    broken = ids.is_valid() & (~pc.is_finite(ids) | (pc.floor(ids) != ids) | (pc.abs(ids) >= 2.0 ** 63))
+    # above 2**53 a float has lost the id's last digits, and two borrowers may share one
+    broken = ids.is_valid() & (~pc.is_finite(ids) | (pc.floor(ids) != ids) | (pc.abs(ids) >= 2.0 ** 53))
     bad = _read(dataset, path, columns=["borrower_id"], filter=broken)["borrower_id"]
     if len(bad):
         raise ContractError(f"{path}: column 'borrower_id' must hold whole numbers; {len(bad)} rows do "
-                            f"not, values {bad.head(5).tolist()}")
+                            f"not, values {bad.head(5).tolist()} (written as decimals, ids must be below "
+                            f"2**53, where a float keeps every digit)")
 
 
 def _id_ranges(ids: pd.Series, size: int) -> list[tuple[int, int]]:
@@ -552,12 +580,8 @@ class RawTables:
                             f"{name}.parquet or {name}.csv)")
 
     def _open(self, name: str, where: Path) -> ds.Dataset:
-        # a CSV's dates are read as text and parsed per row (``_conform``): a bad one rejects its
-        # borrower, not the file
-        text_dates = _is_csv(where)
-        schema = pa.schema([(c.name, pa.string() if text_dates and c.dtype == "datetime64[s]"
-                             else ARROW_TYPES[c.dtype]) for c in TABLES[name].columns])
         try:
+            schema = _csv_schema(name, where) if _is_csv(where) else _schema(name)
             dataset = _dataset(where, schema=schema)
             names = dataset.schema.names
         except (pa.ArrowException, OSError) as err:
@@ -583,7 +607,8 @@ class RawTables:
                 out[col.name], why = _dates(values, f"{name}.{col.name}", required=False)
                 rows = np.flatnonzero(pd.notna(why))
                 unreadable.append(pd.DataFrame({"row": rows, "reason": why[rows]}))
-            elif col.dtype == "int64" and (col.name == "borrower_id" or is_integer_dtype(values)):
+            elif col.dtype == "int64" and (col.name == "borrower_id" or is_integer_dtype(values)
+                                           or _all_whole(values)):
                 # float ids were checked whole when the table was opened; a batch has no missing id
                 out[col.name] = values.astype("int64")
             elif col.dtype == "float64" and pd.api.types.is_numeric_dtype(values) and not \
