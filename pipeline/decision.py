@@ -33,7 +33,7 @@ from pipeline.catalog import FEATURES
 from pipeline.config import BoostSettings, DecisionSettings
 from pipeline.errors import InputError
 from pipeline.lgbm import lgb
-from pipeline.model import encode, numbers
+from pipeline.model import Served, encode, numbers
 
 AMOUNT = "amount"
 # features about the increase that was granted and the weeks after it: unknown at the decision
@@ -194,9 +194,9 @@ class DecisionModel:
         return self.recommend(model_input)
 
 
-def _load_pyfunc(data_path: str) -> DecisionModel:
+def _load_pyfunc(data_path: str) -> Served:
     """MLflow's loader: the logged folder's files, read by the installed package."""
-    return DecisionModel.from_dir(data_path)
+    return Served(DecisionModel.from_dir(data_path))
 
 
 def fit(frame: pd.DataFrame, amounts: np.ndarray, cycles: int, s: DecisionSettings,

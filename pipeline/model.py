@@ -180,6 +180,24 @@ def _received(state: dict) -> lgb.Booster:
     return _RECEIVED[text]
 
 
-def _load_pyfunc(data_path: str) -> CalibratedLightGBM:
+class Served:
+    """What MLflow's pyfunc calls: ``model.predict``, a bad input's ValueError raised as MLflow's
+    INVALID_PARAMETER_VALUE. `mlflow models serve` then answers with our message (the column,
+    the rows) rather than "an unexpected error while evaluating the model", our message buried at
+    the end of a stack trace. MLflow is imported only here, where MLflow is the caller."""
+
+    def __init__(self, model):
+        self.model = model
+
+    def predict(self, model_input: pd.DataFrame, params: dict | None = None):
+        try:
+            return self.model.predict(model_input, params)
+        except ValueError as err:
+            from mlflow.exceptions import MlflowException
+
+            raise MlflowException.invalid_parameter_value(str(err)) from err
+
+
+def _load_pyfunc(data_path: str) -> Served:
     """MLflow's entry point for the logged model (``loader_module``): the model files' folder."""
-    return CalibratedLightGBM.from_dir(data_path)
+    return Served(CalibratedLightGBM.from_dir(data_path))

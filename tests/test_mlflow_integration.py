@@ -354,7 +354,7 @@ def test_mlflow_models_predict_takes_whole_numbers_csv_and_json(project, store, 
     pyfunc = mlflow.pyfunc.load_model(f"models:/{NAME}/1")
     for frame in (floats, ints, pd.read_csv(tmp_path / "ints.csv")):
         np.testing.assert_allclose(np.asarray(pyfunc.predict(frame)), expected, rtol=0, atol=1e-12)
-    with pytest.raises(ValueError, match="lacks 1 of the model's columns"):
+    with pytest.raises(mlflow.exceptions.MlflowException, match="lacks 1 of the model's columns"):
         pyfunc.predict(floats.drop(columns=floats.columns[0]))
     # text where a number belongs: the client's error names the column and the row
     text = ints.astype({"trigger": object})
@@ -388,6 +388,17 @@ def test_mlflow_models_serve_takes_the_same_whole_numbers(project, tmp_path):
         with urllib.request.urlopen(request, timeout=30) as response:
             got = np.asarray(json.loads(response.read())["predictions"], dtype=float)
         np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12)
+        # a bad request is answered with what is wrong, not "an unexpected error" and a stack trace
+        text = ints.astype({"credit_score": object})
+        text.iloc[2, text.columns.get_loc("credit_score")] = "good"
+        request = urllib.request.Request(f"{url}/invocations", data=text.to_csv(index=False).encode(),
+                                         headers={"Content-Type": "text/csv"}, method="POST")
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request, timeout=30)
+        answer = json.loads(refused.value.read())
+        assert refused.value.code == 400 and answer["error_code"] == "INVALID_PARAMETER_VALUE", answer
+        assert "column 'credit_score' must hold numbers: 1 of 10 rows" in answer["message"], answer
+        assert "row 2 'good'" in answer["message"] and "stack_trace" not in answer
     finally:
         team.stop_tree(server.pid)
 
