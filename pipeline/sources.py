@@ -528,6 +528,8 @@ def team_table(path: Path, t: TablesSettings, labelled: bool) -> pd.DataFrame:
         raise ContractError(f"{path}: source.tables.catalogue names columns the file lacks: {absent}")
     if frame.empty:
         raise ContractError(f"{path}: no rows")
+    for column in frame.columns.difference(list(named)):
+        _numbers_written_as_text(path, column, frame)
     ids = pd.to_numeric(frame[t.id_column], errors="coerce")
     _stop_at(path, t.id_column, "must be a whole number", ids.isna() | (ids != ids.round()), frame)
     _stop_at(path, t.id_column, "repeats an id", ids.duplicated(keep=False), frame)
@@ -541,6 +543,29 @@ def team_table(path: Path, t: TablesSettings, labelled: bool) -> pd.DataFrame:
         _stop_at(path, t.label_column, "must be 0 or 1", ~label.isin([0, 1]), frame)
         out["label"] = label.astype("int64")
     return out
+
+
+# a text column whose values are mostly numbers, and many different ones, is a column of numbers
+MOSTLY_NUMBERS, MANY_NUMBERS = 0.9, 20
+
+
+def _numbers_written_as_text(path: Path, column: str, frame: pd.DataFrame) -> None:
+    """Stop on a column of numbers that a few words ('-', 'unknown') or thousands separators
+    ('12,500') made text: it would be learned as a category with a level per number, and a new
+    number at scoring would be an unknown level. A text column of a few numeric codes and a word
+    ('1'...'5', 'X') is a category, and stays one."""
+    values = frame[column]
+    if pd.api.types.is_numeric_dtype(values) or pd.api.types.is_datetime64_any_dtype(values):
+        return
+    text = values.astype("str").str.strip().where(values.notna())
+    given = text.notna() & (text != "")
+    plain = pd.to_numeric(text.where(given), errors="coerce")
+    separated = pd.to_numeric(text.where(given).str.replace(",", "", regex=False), errors="coerce")
+    if separated.notna().sum() >= MOSTLY_NUMBERS * given.sum() and separated.nunique() > MANY_NUMBERS:
+        _stop_at(path, column, "holds numbers, but some rows hold text that is not a plain number; "
+                 "write a missing value blank and a number without thousands separators (else the "
+                 "column would be learned as a category with a level per number)",
+                 given & plain.isna(), frame)
 
 
 def _stop_at(path: Path, column: str, rule: str, bad: pd.Series, frame: pd.DataFrame) -> None:

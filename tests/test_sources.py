@@ -805,6 +805,34 @@ def test_a_bad_team_table_stops_naming_file_column_and_rows(change, column, word
     assert str(path) in str(err.value) and f"'{column}'" in str(err.value) and words in str(err.value)
 
 
+@pytest.mark.parametrize("spoilt, first_rows", [
+    ({3: "-", 17: "unknown"}, [4, 18]),  # 1 = the first data row
+    ({5: "12,500"}, [6]),
+])
+def test_a_teams_column_of_numbers_with_some_text_stops_naming_the_rows(spoilt, first_rows, tmp_path):
+    """Read as text, it would be learned as a category with a level per number."""
+    frame = pd.concat([_team_frame()] * 10, ignore_index=True).assign(customer_id=range(40))
+    frame["limit_bal"] = (1000.0 * np.arange(40)).astype(object)
+    for row, value in spoilt.items():
+        frame.loc[row, "limit_bal"] = value
+    path = tmp_path / "team.csv"
+    frame.to_csv(path, index=False)
+    with pytest.raises(ContractError) as err:
+        team_table(path, _team_settings(), labelled=True)
+    message = str(err.value)
+    assert str(path) in message and "column 'limit_bal' holds numbers" in message, message
+    assert f"{len(first_rows)} rows, the first {first_rows}" in message, message
+
+
+def test_a_teams_category_of_a_few_numeric_codes_and_a_word_stays_text(tmp_path):
+    frame = pd.concat([_team_frame()] * 10, ignore_index=True).assign(customer_id=range(40))
+    frame["grade"] = ["1", "2", "3", "4", "5", "X", "2", "3"] * 5
+    path = tmp_path / "team.csv"
+    frame.to_csv(path, index=False)
+    out = team_table(path, _team_settings(), labelled=True)
+    assert sorted(out["grade"].astype(str).unique()) == ["1", "2", "3", "4", "5", "X"]
+
+
 def test_a_teams_column_gets_the_catalogues_meaning_only_when_listed(tmp_path):
     path = tmp_path / "team.csv"
     _team_frame().assign(credit_score=[600, 650, 700, 580]).to_csv(path, index=False)
