@@ -291,12 +291,14 @@ def _csv_schema(name: str, where: Path) -> pa.Schema:
     than ids are read as floats: pandas writes a column with one missing value as "701.0", and
     the contract then rejects only the rows that are missing or not whole. Ids stay integers
     (floats lose digits above 2**53) unless the file writes them as decimals."""
-    id_type = _dataset(where, "csv").schema.field("borrower_id").type \
-        if "borrower_id" in TABLES[name].names else pa.int64()
-    kinds = {"datetime64[s]": pa.string(), "int64": pa.float64()}
-    return pa.schema([(c.name, (id_type if pa.types.is_floating(id_type) else pa.int64())
-                       if c.name == "borrower_id" else kinds.get(c.dtype, ARROW_TYPES[c.dtype]))
-                      for c in TABLES[name].columns])
+    read_as = {"datetime64[s]": pa.string(), "int64": pa.float64()}
+    types = {c.name: read_as.get(c.dtype, ARROW_TYPES[c.dtype]) for c in TABLES[name].columns}
+    if "borrower_id" in types:
+        inferred = _dataset(where, "csv").schema
+        found = inferred.field("borrower_id").type if "borrower_id" in inferred.names else pa.int64()
+        decimals = pa.types.is_floating(found)
+        types["borrower_id"] = pa.float64() if decimals else pa.int64()
+    return pa.schema(list(types.items()))
 
 
 def _all_whole(values: pd.Series) -> bool:

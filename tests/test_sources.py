@@ -498,6 +498,8 @@ RAW_FILES = {
     "fractional_id": ("parquet", _raw_ids("repayments", [1.5, 2.0]), "repayments",
                       "column 'borrower_id' must hold whole numbers; 1 rows do not, values [1.5]"),
     "text_id_in_csv": ("csv", _raw_ids("statements", ["abc"]), "statements.csv", "(column 'borrower_id')"),
+    "no_id_column_in_csv": ("csv", lambda t: t.update(repayments=t["repayments"].drop(columns="borrower_id")),
+                            "repayments.csv", "table 'repayments' lacks columns ['borrower_id']"),
 }
 
 
