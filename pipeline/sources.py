@@ -110,7 +110,7 @@ def check_paths(input: Path, output: Path) -> None:
     an input, are folders, or cannot be written."""
     if not input.exists():
         raise UsageError(f"{input}: no such file or folder")
-    if output.suffix not in OUTPUT_FORMATS:
+    if output.suffix.lower() not in OUTPUT_FORMATS:
         raise UsageError(f"{output}: the scores file must end in {' or '.join(OUTPUT_FORMATS)}")
     source = input.resolve()
     for path in output_paths(output).values():
@@ -196,12 +196,13 @@ def rejects(ids, reasons) -> pd.DataFrame:
 NONE = rejects([], [])
 
 
-def _is_csv(path: Path) -> bool:
-    return path.suffix == ".csv" or any(path.glob("*.csv"))
+def is_csv(path: Path) -> bool:
+    """A CSV file (its suffix in any case: 'REVIEWS.CSV'), or a folder of them."""
+    return path.suffix.lower() == ".csv" or any(f.suffix.lower() == ".csv" for f in path.glob("*"))
 
 
 def _dataset(path: Path, fmt: str | None = None, schema: pa.Schema | None = None) -> ds.Dataset:
-    fmt = fmt or ("csv" if _is_csv(path) else "parquet")
+    fmt = fmt or ("csv" if is_csv(path) else "parquet")
     if fmt == "csv":
         # an empty field is a missing value, in text columns too (as pandas and most tools write it)
         options = pacsv.ConvertOptions(column_types=schema, strings_can_be_null=True)
@@ -608,7 +609,7 @@ class RawTables:
 
     def _open(self, name: str, where: Path) -> ds.Dataset:
         try:
-            schema = _csv_schema(name, where) if _is_csv(where) else _schema(name)
+            schema = _csv_schema(name, where) if is_csv(where) else _schema(name)
             dataset = _dataset(where, schema=schema)
             names = dataset.schema.names
         except (pa.ArrowException, OSError) as err:

@@ -88,10 +88,11 @@ class Run:
 
     def rejects(self) -> pd.DataFrame:
         path = output_paths(self.output)["rejects"]
-        return pd.read_csv(path) if path.suffix == ".csv" else pd.read_parquet(path)
+        return pd.read_csv(path) if path.suffix.lower() == ".csv" else pd.read_parquet(path)
 
     def scores(self) -> pd.DataFrame:
-        return pd.read_csv(self.output) if self.output.suffix == ".csv" else pd.read_parquet(self.output)
+        csv = self.output.suffix.lower() == ".csv"
+        return pd.read_csv(self.output) if csv else pd.read_parquet(self.output)
 
 
 def limitjump(work: Path, *args: str) -> tuple[int, str, str]:
@@ -912,3 +913,14 @@ def test_ids_written_as_decimals_above_2_to_the_53_stop_the_file(features, work,
     run = score(work, write_features(frame, tmp_path, "csv"), tmp_path / "out" / "s.csv")
     assert run.code == 1 and "column 'borrower_id' must hold whole numbers" in run.err, run.err
     assert "ids must be below 2**53" in run.err
+
+
+def test_a_csv_named_in_capitals_reads_and_writes_as_csv(features, work, tmp_path):
+    """'REVIEWS.CSV', as some systems export: the suffix's case does not decide the format."""
+    lower = score(work, write_features(features, tmp_path / "a", "csv"), tmp_path / "a" / "out" / "s.csv")
+    upper = write_features(features, tmp_path / "b", "csv").rename(tmp_path / "b" / "FEATURES.CSV")
+    run = score(work, upper, tmp_path / "b" / "out" / "S.CSV")
+    check_accounted(run, len(features))
+    assert (tmp_path / "b" / "out" / "S.CSV").read_bytes() == (tmp_path / "a" / "out" / "s.csv").read_bytes()
+    assert output_paths(run.output)["rejects"].name == "S.rejects.CSV"
+    assert lower.code == 0

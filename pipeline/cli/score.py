@@ -30,6 +30,7 @@ from pipeline.sources import (
     Writer,
     check_paths,
     check_rejected_share,
+    is_csv,
     open_source,
     output_paths,
     reject_reasons,
@@ -105,7 +106,7 @@ def write_batches(source: RawTables | FeaturesFile, output: Path, p: Params, tal
     counts them. The results, the rejects and the summary (``tally``'s, ``about``, the digests of
     the other two) appear only when all is done, the summary last."""
     paths = output_paths(output)
-    csv = output.suffix == ".csv"
+    csv = is_csv(output)
     outputs = [paths["scores"], paths["rejects"], paths["summary"]]
     with io.output_set(outputs) as (results, rejected, summary), ThreadPoolExecutor(max_workers=1) as aside:
         # the count of rows that belong to no borrower scans every table once more: when the
