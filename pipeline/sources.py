@@ -485,10 +485,27 @@ class FeaturesFile:
         return {}
 
 
+ZONE = r"(?:Z|[+-]\d{2}:?\d{2})$"  # an ISO time's zone: 'Z', '+08:00', '-0500'
+
+
+def as_dates(values: pd.Series) -> pd.Series:
+    """Dates (and times) as the file wrote them, in seconds, NaT where unreadable: ISO text
+    ('2025-11-18', '2025-11-18 13:45', '20251118') or timestamps. A time zone is dropped and the
+    wall time kept: the date the lender's system recorded, not that date in UTC (for a Beijing
+    midnight, the day before)."""
+    parsed = values
+    if not pd.api.types.is_datetime64_any_dtype(values):
+        text = values.astype("str").str.strip().str.replace(ZONE, "", regex=True).where(values.notna())
+        parsed = pd.to_datetime(text, errors="coerce", format="ISO8601")
+    if isinstance(parsed.dtype, pd.DatetimeTZDtype):
+        parsed = parsed.dt.tz_localize(None)
+    return parsed.astype("datetime64[s]")
+
+
 def _dates(values: pd.Series, column: str, required: bool) -> tuple[pd.Series, np.ndarray]:
     """``values`` as dates (seconds; NaT where missing) and, per row, why a value is not
     acceptable (None where it is): not a date, or missing when ``required``."""
-    dates = pd.to_datetime(values, errors="coerce", format="ISO8601").astype("datetime64[s]")
+    dates = as_dates(values)
     missing = values.isna().to_numpy()
     why = np.full(len(values), None, dtype=object)
     unreadable = dates.isna().to_numpy() & ~missing
@@ -536,7 +553,7 @@ def team_table(path: Path, t: TablesSettings, labelled: bool) -> pd.DataFrame:
     ids = pd.to_numeric(frame[t.id_column], errors="coerce")
     _stop_at(path, t.id_column, "must be a whole number", ids.isna() | (ids != ids.round()), frame)
     _stop_at(path, t.id_column, "repeats an id", ids.duplicated(keep=False), frame)
-    dates = pd.to_datetime(frame[t.date_column].astype("str"), errors="coerce", format="ISO8601")
+    dates = as_dates(frame[t.date_column])
     _stop_at(path, t.date_column, "must be a date (ISO, 2025-01-31)", dates.isna(), frame)
     out = frame.rename(columns=named).assign(borrower_id=ids.astype("int64"),
                                              scoring_date=dates.astype("datetime64[s]"))
@@ -630,7 +647,7 @@ class RawTables:
         for col in TABLES[name].columns:
             values = out[col.name]
             if col.dtype == "datetime64[s]" and pd.api.types.is_datetime64_any_dtype(values):
-                out[col.name] = values.astype("datetime64[s]")
+                out[col.name] = as_dates(values)
             elif col.dtype == "datetime64[s]" and pd.api.types.is_string_dtype(values):
                 out[col.name], why = _dates(values, f"{name}.{col.name}", required=False)
                 rows = np.flatnonzero(pd.notna(why))

@@ -924,3 +924,27 @@ def test_a_csv_named_in_capitals_reads_and_writes_as_csv(features, work, tmp_pat
     assert (tmp_path / "b" / "out" / "S.CSV").read_bytes() == (tmp_path / "a" / "out" / "s.csv").read_bytes()
     assert output_paths(run.output)["rejects"].name == "S.rejects.CSV"
     assert lower.code == 0
+
+
+# pyarrow's conversion of the zoned column the test writes, not the pipeline's reading, warns
+@pytest.mark.filterwarnings("ignore::pandas.errors.Pandas4Warning")
+@pytest.mark.parametrize("write", [
+    lambda d: d.dt.strftime("%Y-%m-%dT00:00:00Z"),
+    lambda d: d.dt.strftime("%Y-%m-%dT00:00:00+08:00"),
+    lambda d: d.dt.tz_localize("Asia/Shanghai"),  # a zoned timestamp column (Parquet)
+])
+def test_dates_with_a_time_zone_keep_the_date_as_written(write, features, tables, work, tmp_path):
+    """A zone ('Z', '+08:00', a zoned timestamp) is dropped, the wall time kept: the same scores as
+    plain dates, for a features file and for raw tables (a traceback before)."""
+    plain = score(work, write_features(features, tmp_path / "a", "parquet"), tmp_path / "a" / "s.parquet")
+    zoned = features.assign(scoring_date=write(features["scoring_date"]))
+    fmt = "parquet" if isinstance(zoned["scoring_date"].dtype, pd.DatetimeTZDtype) else "csv"
+    run = score(work, write_features(zoned, tmp_path / "b", fmt), tmp_path / "b" / "o" / "s.parquet")
+    check_accounted(run, len(features))
+    pd.testing.assert_frame_equal(run.scores(), plain.scores())
+    t = {name: frame.copy() for name, frame in tables.items()}
+    t["repayments"]["payment_date"] = write(t["repayments"]["payment_date"])
+    raw_plain = score(work, write_raw(tables, tmp_path / "c", fmt), tmp_path / "c.parquet")
+    raw = score(work, write_raw(t, tmp_path / "d", fmt), tmp_path / "d.parquet")
+    check_accounted(raw, len(tables["borrowers"]))
+    pd.testing.assert_frame_equal(raw.scores(), raw_plain.scores())
