@@ -354,7 +354,18 @@ def _count(dataset: ds.Dataset, path: Path, where: ds.Expression) -> int:
 
 
 def _is_number(kind: pa.DataType) -> bool:
-    return pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_null(kind)
+    """Numbers, all missing, or true/false (a flag as pandas writes a bool column: 1 and 0, as the
+    pyfunc reads it too)."""
+    return (pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_null(kind)
+            or pa.types.is_boolean(kind))
+
+
+def _feature_type(inferred: pa.DataType, text: bool) -> pa.DataType:
+    """The type a CSV feature is read as: text for a category, a flag's true/false as such, any
+    other number as a float."""
+    if text:
+        return pa.string()
+    return pa.bool_() if pa.types.is_boolean(inferred) else pa.float64()
 
 
 def _is_text(kind: pa.DataType) -> bool:
@@ -427,11 +438,10 @@ class FeaturesFile:
                 # text categories as text (codes such as 1, 2 too), and dates as text, parsed
                 # per row (a bad one rejects its row, not the file)
                 inferred = self.dataset.schema
-                types = pa.schema([(c, pa.string() if c in self.text else pa.float64())
-                                   for c in self.features if c in inferred.names
-                                   and (c in self.text or _is_number(inferred.field(c).type))]
-                                  + [(c, pa.string()) for c in ("scoring_date", NEXT_DUE)
-                                     if c in inferred.names])
+                types = pa.schema(
+                    [(c, _feature_type(inferred.field(c).type, c in self.text)) for c in self.features
+                     if c in inferred.names and (c in self.text or _is_number(inferred.field(c).type))]
+                    + [(c, pa.string()) for c in ("scoring_date", NEXT_DUE) if c in inferred.names])
                 self.dataset = _dataset(self.path, "csv", types)
             names = self.dataset.schema.names
         except (pa.ArrowException, OSError) as err:

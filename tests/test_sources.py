@@ -948,3 +948,15 @@ def test_dates_with_a_time_zone_keep_the_date_as_written(write, features, tables
     raw = score(work, write_raw(t, tmp_path / "d", fmt), tmp_path / "d.parquet")
     check_accounted(raw, len(tables["borrowers"]))
     pd.testing.assert_frame_equal(raw.scores(), raw_plain.scores())
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "csv"])
+def test_a_flag_written_as_true_or_false_reads_as_1_or_0(fmt, features, work, tmp_path):
+    """pandas writes a bool column as True/False: a flag so written scores as its 1/0."""
+    flag = "autodebit_active"
+    assert set(features[flag].dropna().unique()) == {0.0, 1.0}
+    plain = score(work, write_features(features, tmp_path / "a", fmt), tmp_path / "a" / "s.parquet")
+    as_bool = features.assign(**{flag: features[flag].astype(bool)})
+    run = score(work, write_features(as_bool, tmp_path / "b", fmt), tmp_path / "b" / "s.parquet")
+    check_accounted(run, len(features))
+    pd.testing.assert_frame_equal(run.scores(), plain.scores())
