@@ -538,6 +538,8 @@ def team_table(path: Path, t: TablesSettings, labelled: bool) -> pd.DataFrame:
     ``labelled``, and every other column as a feature under its own name. The rows are the file's,
     all of them: a missing or repeated id, a label other than 0 or 1, or a date that is no date
     stops the run naming the file, the column and the first rows (1 = the first data row)."""
+    if not path.exists():
+        raise ContractError(f"{path}: no such file or folder (source.tables names it)")
     frame = _read(_dataset(path), path)
     named = {t.id_column: "borrower_id", t.date_column: "scoring_date",
              **({t.label_column: "label"} if labelled else {})}

@@ -791,6 +791,11 @@ def test_a_teams_table_keeps_every_row_under_the_pipelines_names(fmt, tmp_path):
     assert "label" not in unlabelled and "bad" in unlabelled  # scoring files have no label to name
 
 
+def test_a_missing_team_table_says_so(tmp_path):
+    with pytest.raises(ContractError, match=r"nowhere\.csv: no such file or folder \(source\.tables"):
+        team_table(tmp_path / "nowhere.csv", _team_settings(), labelled=True)
+
+
 @pytest.mark.parametrize("change, column, words", [
     (lambda f: f.drop(columns="as_of"), "as_of", "missing columns"),
     (lambda f: f.assign(customer_id=[7, 3, 7, 4]), "customer_id", "repeats an id: 2 rows, the first [1, 3]"),
