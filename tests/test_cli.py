@@ -100,3 +100,13 @@ def test_outside_a_repository_a_command_names_the_params_option(tmp_path):
     assert done.returncode == 2, done.stderr
     assert "not inside a limitjump repository" in done.stderr and "--params" in done.stderr
     assert not list(tmp_path.iterdir())
+
+
+def test_a_missing_file_is_named_with_what_is_wrong():
+    """Arrow raises FileNotFoundError with the path alone; the operating system's says why."""
+    arrow = FileNotFoundError("/data/raw/borrowers")
+    assert cli.error_text(arrow) == "/data/raw/borrowers: no such file or folder"
+    try:
+        open(ROOT / "no-such-file")
+    except FileNotFoundError as err:
+        assert cli.error_text(err) == f"[Errno 2] No such file or directory: '{ROOT / 'no-such-file'}'"

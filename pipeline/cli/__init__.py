@@ -124,5 +124,12 @@ def main() -> None:
         typer.echo(f"error: {err}", err=True)
         sys.exit(USAGE_ERROR)
     except (InputError, FileNotFoundError) as err:
-        typer.echo(f"error: {err}", err=True)
+        typer.echo(f"error: {error_text(err)}", err=True)
         sys.exit(DATA_ERROR)
+
+
+def error_text(err: Exception) -> str:
+    """What the user reads of an error: Arrow's FileNotFoundError carries only the path."""
+    if isinstance(err, FileNotFoundError) and not err.strerror:
+        return f"{err}: no such file or folder"
+    return str(err)
