@@ -360,6 +360,16 @@ def _is_number(kind: pa.DataType) -> bool:
             or pa.types.is_boolean(kind))
 
 
+def _separator_hint(names: list[str]) -> str:
+    """Why a CSV lacks every column: one header holding them all, split by another separator
+    (';', as spreadsheets write CSV where the comma is the decimal mark, or a tab)."""
+    if len(names) == 1:
+        for separator, said in ((";", "';'"), ("\t", "tabs"), ("|", "'|'")):
+            if separator in names[0]:
+                return f"its header is one column split by {said}: write the file with commas between columns"
+    return ""
+
+
 def _feature_type(inferred: pa.DataType, text: bool) -> pa.DataType:
     """The type a CSV feature is read as: text for a category, a flag's true/false as such, any
     other number as a float."""
@@ -448,7 +458,7 @@ class FeaturesFile:
             raise ContractError(f"{self.path}: cannot read: {err}") from err
         missing = [c for c in ["borrower_id", "scoring_date", *self.features] if c not in names]
         if missing:
-            raise ContractError(f"{self.path}: missing columns {missing}")
+            raise ContractError(f"{self.path}: {_separator_hint(names) or f'missing columns {missing}'}")
         for c in ["borrower_id", *self.features]:
             kind = self.dataset.schema.field(c).type
             if c in self.text and not _is_text(kind):
@@ -545,7 +555,8 @@ def team_table(path: Path, t: TablesSettings, labelled: bool) -> pd.DataFrame:
              **({t.label_column: "label"} if labelled else {})}
     missing = [c for c in named if c not in frame.columns]
     if missing:
-        raise ContractError(f"{path}: missing columns {missing} (source.tables names them)")
+        raise ContractError(f"{path}: " + (_separator_hint(list(frame.columns))
+                                            or f"missing columns {missing} (source.tables names them)"))
     clash = [c for c in frame.columns if c in RESERVED and c not in named]
     if clash:
         raise ContractError(f"{path}: columns {clash} have names the pipeline uses for the id, date and "
@@ -645,7 +656,8 @@ class RawTables:
             raise _unreadable(where, err) from err
         missing = [c for c in TABLES[name].names if c not in names]
         if missing:
-            raise ContractError(f"{where}: table '{name}' lacks columns {missing}")
+            raise ContractError(f"{where}: " + (_separator_hint(names)
+                                                 or f"table '{name}' lacks columns {missing}"))
         if "borrower_id" in names:
             _check_ids(dataset, where)
         return dataset

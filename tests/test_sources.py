@@ -965,3 +965,22 @@ def test_a_flag_written_as_true_or_false_reads_as_1_or_0(fmt, features, work, tm
     run = score(work, write_features(as_bool, tmp_path / "b", fmt), tmp_path / "b" / "s.parquet")
     check_accounted(run, len(features))
     pd.testing.assert_frame_equal(run.scores(), plain.scores())
+
+
+@pytest.mark.parametrize("separator, said", [(";", "';'"), ("\t", "tabs")])
+def test_a_csv_split_by_another_separator_says_so(separator, said, features, tables, tmp_path):
+    """Spreadsheets where the comma is the decimal mark write ';' between columns: every column
+    then looks missing, and the message says why instead of listing them all."""
+    p = make_params()
+    path = tmp_path / "features.csv"
+    features.to_csv(path, index=False, sep=separator)
+    with pytest.raises(ContractError, match=f"features.csv: its header is one column split by {said}"):
+        sources.FeaturesFile(path, ["age"], pd.Timestamp("2030-01-01"), ())
+    raw = write_raw(tables, tmp_path / "raw", "csv")
+    tables["borrowers"].to_csv(raw / "borrowers.csv", index=False, sep=separator)
+    with pytest.raises(ContractError, match=f"borrowers.csv: its header is one column split by {said}"):
+        sources.RawTables(raw, p, ["age"], pd.Timestamp("2030-01-01"))
+    team = tmp_path / "team.csv"
+    _team_frame().to_csv(team, index=False, sep=separator)
+    with pytest.raises(ContractError, match=f"team.csv: its header is one column split by {said}"):
+        team_table(team, _team_settings(), labelled=True)
