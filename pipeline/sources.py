@@ -206,7 +206,13 @@ def _dataset(path: Path, fmt: str | None = None, schema: pa.Schema | None = None
     if fmt == "csv":
         # an empty field is a missing value, in text columns too (as pandas and most tools write it)
         options = pacsv.ConvertOptions(column_types=schema, strings_can_be_null=True)
-        return ds.dataset(str(path), format=ds.CsvFileFormat(convert_options=options))
+        dataset = ds.dataset(str(path), format=ds.CsvFileFormat(convert_options=options))
+        # Arrow reads text that is not UTF-8 as bytes, which pandas then cannot decode
+        not_utf8 = [f.name for f in dataset.schema if pa.types.is_binary(f.type)]
+        if not_utf8:
+            raise ContractError(f"{path}: columns {not_utf8} are not UTF-8 text (a file saved as GBK or "
+                                "GB18030?): save it as UTF-8")
+        return dataset
     return ds.dataset(str(path), format="parquet")
 
 

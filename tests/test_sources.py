@@ -984,3 +984,18 @@ def test_a_csv_split_by_another_separator_says_so(separator, said, features, tab
     _team_frame().to_csv(team, index=False, sep=separator)
     with pytest.raises(ContractError, match=f"team.csv: its header is one column split by {said}"):
         team_table(team, _team_settings(), labelled=True)
+
+
+def test_a_csv_that_is_not_utf8_says_so(tables, tmp_path):
+    """A GBK export (Chinese text) is read by Arrow as bytes that pandas cannot decode: a
+    UnicodeDecodeError traceback before; now the file, its columns and the fix."""
+    team = tmp_path / "team.csv"
+    _team_frame().assign(city=["北京", "上海", "深圳", "广州"]).to_csv(team, index=False, encoding="gbk")
+    with pytest.raises(ContractError, match=r"team.csv: columns \['city'\] are not UTF-8 text"):
+        team_table(team, _team_settings(), labelled=True)
+    raw = write_raw(tables, tmp_path / "raw", "csv")
+    borrowers = tables["borrowers"].astype({"employment_type": object})
+    borrowers.loc[0, "employment_type"] = "学生"
+    borrowers.to_csv(raw / "borrowers.csv", index=False, encoding="gbk")
+    with pytest.raises(ContractError, match=r"borrowers.csv: columns \['employment_type'\] are not UTF-8"):
+        sources.RawTables(raw, make_params(), ["age"], pd.Timestamp("2030-01-01"))
