@@ -217,8 +217,13 @@ def _dataset(path: Path, fmt: str | None = None, schema: pa.Schema | None = None
 
 
 def _read(dataset: ds.Dataset, path: Path, **kwargs) -> pd.DataFrame:
-    """A (filtered) read; unreadable or mistyped data stops with the file named."""
-    return _table(dataset, path, **kwargs).to_pandas()
+    """A (filtered) read; unreadable or mistyped data stops with the file named. A database's
+    DATE columns become dates and its DECIMAL amounts floats, not Python objects."""
+    table = _table(dataset, path, **kwargs)
+    decimals = [i for i, f in enumerate(table.schema) if pa.types.is_decimal(f.type)]
+    for i in decimals:
+        table = table.set_column(i, table.schema[i].name, table.column(i).cast(pa.float64()))
+    return table.to_pandas(date_as_object=False)
 
 
 def _table(dataset: ds.Dataset, path: Path, **kwargs) -> pa.Table:
@@ -360,10 +365,10 @@ def _count(dataset: ds.Dataset, path: Path, where: ds.Expression) -> int:
 
 
 def _is_number(kind: pa.DataType) -> bool:
-    """Numbers, all missing, or true/false (a flag as pandas writes a bool column: 1 and 0, as the
-    pyfunc reads it too)."""
+    """Numbers (decimals too, as databases export money), all missing, or true/false (a flag as
+    pandas writes a bool column: 1 and 0, as the pyfunc reads it too)."""
     return (pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_null(kind)
-            or pa.types.is_boolean(kind))
+            or pa.types.is_boolean(kind) or pa.types.is_decimal(kind))
 
 
 def _separator_hint(names: list[str]) -> str:

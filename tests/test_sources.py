@@ -999,3 +999,26 @@ def test_a_csv_that_is_not_utf8_says_so(tables, tmp_path):
     borrowers.to_csv(raw / "borrowers.csv", index=False, encoding="gbk")
     with pytest.raises(ContractError, match=r"borrowers.csv: columns \['employment_type'\] are not UTF-8"):
         sources.RawTables(raw, make_params(), ["age"], pd.Timestamp("2030-01-01"))
+
+
+def test_database_dates_and_decimals_read_as_dates_and_numbers(features, tables, work, tmp_path):
+    """A database's Parquet export holds DATE columns (date32) and DECIMAL amounts: each stopped
+    the file ('fails dtype'); they now score as the timestamps and floats they stand for."""
+    plain = score(work, write_raw(tables, tmp_path / "a", "parquet"), tmp_path / "a.parquet")
+    folder = write_raw(tables, tmp_path / "b", "parquet")
+    for name, column, kind in [("statements", "statement_date", pa.date32()),
+                               ("repayments", "amount", pa.decimal128(14, 2))]:
+        part = folder / name / io.part_name(0)
+        table = pq.read_table(part)
+        table = table.set_column(table.schema.get_field_index(column), column, table[column].cast(kind))
+        pq.write_table(table, part)
+    run = score(work, folder, tmp_path / "b.parquet")
+    check_accounted(run, len(tables["borrowers"]))
+    assert run.summary()["rejected"] == plain.summary()["rejected"]
+    pd.testing.assert_frame_equal(run.scores(), plain.scores(), check_exact=False, rtol=1e-9)
+    file = tmp_path / "features.parquet"
+    table = pa.Table.from_pandas(features, preserve_index=False)
+    pq.write_table(table.set_column(table.schema.get_field_index("increase_amount"), "increase_amount",
+                                    table["increase_amount"].cast(pa.decimal128(14, 2))), file)
+    as_decimal = score(work, file, tmp_path / "c.parquet")
+    check_accounted(as_decimal, len(features))
