@@ -583,7 +583,7 @@ def team_table(path: Path, t: TablesSettings, labelled: bool) -> pd.DataFrame:
     if frame.empty:
         raise ContractError(f"{path}: no rows")
     for column in frame.columns.difference(list(named)):
-        _numbers_written_as_text(path, column, frame)
+        frame[column] = _numbers_written_as_text(path, column, frame)
     ids = pd.to_numeric(frame[t.id_column], errors="coerce")
     _stop_at(path, t.id_column, "must be a whole number", ids.isna() | (ids != ids.round()), frame)
     _stop_at(path, t.id_column, "repeats an id", ids.duplicated(keep=False), frame)
@@ -603,14 +603,15 @@ def team_table(path: Path, t: TablesSettings, labelled: bool) -> pd.DataFrame:
 MOSTLY_NUMBERS, MANY_NUMBERS = 0.9, 20
 
 
-def _numbers_written_as_text(path: Path, column: str, frame: pd.DataFrame) -> None:
-    """Stop on a column of numbers that a few words ('-', 'unknown') or thousands separators
-    ('12,500') made text: it would be learned as a category with a level per number, and a new
-    number at scoring would be an unknown level. A text column of a few numeric codes and a word
-    ('1'...'5', 'X') is a category, and stays one."""
+def _numbers_written_as_text(path: Path, column: str, frame: pd.DataFrame) -> pd.Series:
+    """A team's column as the features take it. A column of numbers stored as text (a Parquet
+    string column) becomes numbers. One that a few words ('-', 'unknown') or thousands
+    separators ('12,500') made text stops the run: it would be learned as a category with a level
+    per number, and a new number at scoring would be an unknown level. A text column of a few
+    numeric codes and a word ('1'...'5', 'X') is a category, and stays one."""
     values = frame[column]
     if pd.api.types.is_numeric_dtype(values) or pd.api.types.is_datetime64_any_dtype(values):
-        return
+        return values
     text = values.astype("str").str.strip().where(values.notna())
     given = text.notna() & (text != "")
     plain = pd.to_numeric(text.where(given), errors="coerce")
@@ -620,6 +621,8 @@ def _numbers_written_as_text(path: Path, column: str, frame: pd.DataFrame) -> No
                  "write a missing value blank and a number without thousands separators (else the "
                  "column would be learned as a category with a level per number)",
                  given & plain.isna(), frame)
+        return plain
+    return values
 
 
 def _stop_at(path: Path, column: str, rule: str, bad: pd.Series, frame: pd.DataFrame) -> None:

@@ -832,6 +832,16 @@ def test_a_teams_column_of_numbers_with_some_text_stops_naming_the_rows(spoilt, 
     assert f"{len(first_rows)} rows, the first {first_rows}" in message, message
 
 
+def test_a_teams_numbers_stored_as_text_are_read_as_numbers(tmp_path):
+    frame = pd.concat([_team_frame()] * 10, ignore_index=True).assign(customer_id=range(40))
+    frame["limit_bal"] = pd.array([f"{1000.5 * k}" for k in range(39)] + [None], dtype="str")
+    path = tmp_path / "team.parquet"
+    frame.to_parquet(path)
+    out = team_table(path, _team_settings(), labelled=True)
+    assert pd.api.types.is_float_dtype(out["limit_bal"]) and out["limit_bal"].iloc[3] == 3001.5
+    assert out["limit_bal"].isna().tolist() == [False] * 39 + [True]
+
+
 def test_a_teams_category_of_a_few_numeric_codes_and_a_word_stays_text(tmp_path):
     frame = pd.concat([_team_frame()] * 10, ignore_index=True).assign(customer_id=range(40))
     frame["grade"] = ["1", "2", "3", "4", "5", "X", "2", "3"] * 5
