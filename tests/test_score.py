@@ -302,15 +302,19 @@ def test_text_in_a_numeric_feature_names_the_borrowers_and_values(features, work
     first, second = frame["borrower_id"].iloc[3], frame["borrower_id"].iloc[7]
     frame.loc[[3, 7], "credit_score"] = ["abc", "7OO"]
     frame.loc[8, "credit_score"] = None  # missing is allowed: not counted
-    bad = work / "text_score.csv"
-    frame.to_csv(bad, index=False)
-    output = work / "text_score" / "s.parquet"
-    result = run_score(work, bad, output, model_dir["path"])
-    assert isinstance(result.exception, ContractError), repr(result.exception)
-    message = str(result.exception)
-    assert str(bad) in message and "column 'credit_score' must be numeric" in message
+    message = _stopped(frame, "text_score", work, model_dir)
+    assert f"{work / 'text_score.csv'}: column 'credit_score' must be numeric" in message, message
     assert f"2 rows are not numbers: borrower {first} 'abc', borrower {second} '7OO'" in message, message
+
+
+def _stopped(frame: pd.DataFrame, name: str, work: Path, model_dir: dict) -> str:
+    """The message of a features CSV that stops the run, having written nothing."""
+    frame.to_csv(work / f"{name}.csv", index=False)
+    output = work / name / "s.parquet"
+    result = run_score(work, work / f"{name}.csv", output, model_dir["path"])
+    assert isinstance(result.exception, ContractError), repr(result.exception)
     _assert_nothing_written(output)
+    return str(result.exception)
 
 
 def test_text_in_a_coded_feature_says_what_the_codes_are(features, work, model_dir):
@@ -321,17 +325,11 @@ def test_text_in_a_coded_feature_says_what_the_codes_are(features, work, model_d
     frame.loc[0, "borrower_id"] = np.nan
     frame["trigger"] = frame["trigger"].astype(object)
     frame.loc[[0, 2], "trigger"] = "user_request"
-    bad = work / "trigger_text.csv"
-    frame.to_csv(bad, index=False)
-    output = work / "trigger_text" / "s.parquet"
-    result = run_score(work, bad, output, model_dir["path"])
-    assert isinstance(result.exception, ContractError), repr(result.exception)
-    message = str(result.exception)
+    message = _stopped(frame, "trigger_text", work, model_dir)
     third = int(frame["borrower_id"].iloc[2])
     assert f"2 rows are not numbers: borrower (no id) 'user_request', borrower {third} 'user_request'" \
         in message, message
     assert "it holds codes: What triggered the increase: 0 new user" in message, message
-    _assert_nothing_written(output)
 
 
 # ---- 3. row-level problems: those borrowers rejected, the rest scored -----------------------------
