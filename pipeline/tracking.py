@@ -368,7 +368,9 @@ def get_version(settings: MlflowSettings, ref: str, name: str | None = None) -> 
             return client.get_model_version(name, ref.lstrip("@"))
         return client.get_model_version_by_alias(name, ref.lstrip("@"))
     except MlflowException as err:
-        hint = " (promote a version first: limitjump promote)" if "champion" in ref else ""
+        # only the risk model has a promotion command; the decision model's aliases are set by hand
+        promotable = name == settings.registered_model and "champion" in ref
+        hint = " (promote a version first: limitjump promote)" if promotable else ""
         raise InputError(f"model {name}: no version {ref!r} in the registry at "
                          f"{mlflow.get_tracking_uri()}{hint}") from err
 

@@ -353,6 +353,9 @@ def test_aliases_and_verified_loading(tmp_path):
     version, _, folder = _register(tmp_path, "fp-alias")
     with pytest.raises(InputError, match="promote"):
         tracking.get_version(SETTINGS, "champion")
+    with pytest.raises(InputError) as other:  # `limitjump promote` moves the risk model's alias only
+        tracking.get_version(SETTINGS, "champion", SETTINGS.decision_model)
+    assert "no version 'champion'" in str(other.value) and "promote" not in str(other.value)
     tracking.set_alias(SETTINGS, "champion", version.version, {"previous_champion": "none"})
     assert tracking.get_version(SETTINGS, "@champion").version == version.version
     assert tracking.get_version(SETTINGS, "champion").tags["previous_champion"] == "none"
