@@ -14,7 +14,14 @@ from pathlib import Path
 
 import duckdb
 import pandas as pd
-from feature_rules import AGREEMENT_EVENTS, DAYS_PER_MONTH, EVENT_ORDER, RATIO_FLOOR, TOLERANCE_CENTS
+from feature_rules import (
+    AGREEMENT_EVENTS,
+    DAYS_PER_MONTH,
+    EVENT_ORDER,
+    FORGOTTEN_MAX_DAYS_LATE,
+    RATIO_FLOOR,
+    TOLERANCE_CENTS,
+)
 
 from pipeline.catalog import NAMES
 from pipeline.config import EMPLOYMENT_TYPES, TRIGGERS, FeatureSettings
@@ -239,11 +246,17 @@ def _settlement() -> str:
                    OVER (PARTITION BY borrower_id ORDER BY day) AS cum_cents
         FROM pays GROUP BY borrower_id, day
     ),
+    acted AS (  -- days a borrower paid something or a debit was tried (and failed)
+        SELECT DISTINCT borrower_id, day FROM pays
+        UNION SELECT DISTINCT borrower_id, day FROM events WHERE event_type = 'debit_failed'
+    ),
     settled AS (
-        SELECT *, greatest(coalesce(paid_day, score) - day, 0) AS late
-        FROM (SELECT d.*, CASE WHEN d.cents <= {TOLERANCE_CENTS} THEN d.day ELSE p.day END AS paid_day
-              FROM due_targets d ASOF LEFT JOIN paid_by_day p
-                  ON d.borrower_id = p.borrower_id AND d.target <= p.cum_cents)
+        SELECT s.*, a.day IS NULL AS untouched
+        FROM (SELECT *, greatest(coalesce(paid_day, score) - day, 0) AS late
+              FROM (SELECT d.*, CASE WHEN d.cents <= {TOLERANCE_CENTS} THEN d.day ELSE p.day END AS paid_day
+                    FROM due_targets d ASOF LEFT JOIN paid_by_day p
+                        ON d.borrower_id = p.borrower_id AND d.target <= p.cum_cents)) s
+            LEFT JOIN acted a ON s.borrower_id = a.borrower_id AND s.day = a.day
     )"""
 
 
@@ -261,7 +274,9 @@ def _repayment(decay_days: float) -> str:
                any_value(score) - min(day) FILTER (paid_day IS NULL) AS dpd_now,
                sum(scheduled_amount) AS total_due,
                sum(scheduled_amount) FILTER (age <= {_months(6)}) AS due_6,
-               count(*) FILTER (late > 0 AND paid_day IS NOT NULL AND late <= 3) AS cured_3
+               count(*) FILTER (late > 0 AND paid_day IS NOT NULL AND late <= 3) AS cured_3,
+               count(*) FILTER (late > 0 AND paid_day IS NOT NULL AND late <= {FORGOTTEN_MAX_DAYS_LATE}
+                                AND untouched) AS forgotten
         FROM settled GROUP BY borrower_id
     ),
     pays_f AS (
@@ -386,6 +401,7 @@ def _select() -> str:
         "overdue_amount_now": "greatest(coalesce(d.total_due, 0) - coalesce(p.total_paid, 0), 0)",
         "paid_over_due_6m": _ratio("coalesce(p.paid_6, 0)", "coalesce(d.due_6, 0)"),
         "short_misses_cured_3d": "coalesce(d.cured_3, 0)",
+        "forgotten_due_dates": "coalesce(d.forgotten, 0)",
         **{f"inquiries_{m}m": f"coalesce(q.inq_{m}, 0)" for m in (1, 3, 6)},
         "inquiries_since_jump": "coalesce(q.inq_since_jump, 0)",
         **{f"new_outside_loans_{m}m": f"coalesce(l.loans_{m}, 0)" for m in (3, 6)},

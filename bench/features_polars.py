@@ -20,7 +20,14 @@ from pathlib import Path
 
 import pandas as pd
 import polars as pl
-from feature_rules import AGREEMENT_EVENTS, DAYS_PER_MONTH, EVENT_ORDER, RATIO_FLOOR, TOLERANCE_CENTS
+from feature_rules import (
+    AGREEMENT_EVENTS,
+    DAYS_PER_MONTH,
+    EVENT_ORDER,
+    FORGOTTEN_MAX_DAYS_LATE,
+    RATIO_FLOOR,
+    TOLERANCE_CENTS,
+)
 
 from pipeline.catalog import NAMES
 from pipeline.config import EMPLOYMENT_TYPES, TRIGGERS, FeatureSettings
@@ -330,7 +337,18 @@ def _dues(settled: pl.LazyFrame, decay_days: float) -> pl.LazyFrame:
         total_due=pl.col("scheduled_amount").sum(),
         due_6=_sum(pl.col("scheduled_amount"), _within(6)),
         cured_3=_count(missed & pl.col("paid_day").is_not_null() & (late <= 3)),
+        forgotten=_count(missed & pl.col("paid_day").is_not_null() & (late <= FORGOTTEN_MAX_DAYS_LATE)
+                         & pl.col("untouched")),
         last_due=pl.col("day").max())
+
+
+def _with_untouched(settled: pl.LazyFrame, pays: pl.LazyFrame, events: pl.LazyFrame) -> pl.LazyFrame:
+    """Adds ``untouched``: nothing was paid and no debit was tried (and failed) on the due date."""
+    tried = events.filter(pl.col("event_type") == "debit_failed")
+    acted = (pl.concat([pays.select("borrower_id", "day"), tried.select("borrower_id", "day")])
+             .unique().with_columns(acted=pl.lit(True)))
+    return (settled.join(acted, on=["borrower_id", "day"], how="left")
+            .with_columns(untouched=pl.col("acted").is_null()))
 
 
 def _pays(pays: pl.LazyFrame) -> pl.LazyFrame:
@@ -449,6 +467,7 @@ def _columns() -> dict[str, pl.Expr]:
         "overdue_amount_now": (_zero("total_due") - _zero("total_paid")).clip(lower_bound=0.0),
         "paid_over_due_6m": _ratio(_zero("paid_6"), _zero("due_6")),
         "short_misses_cured_3d": _zero("cured_3"),
+        "forgotten_due_dates": _zero("forgotten"),
         **{f"inquiries_{m}m": _zero(f"inq_{m}") for m in (1, 3, 6)},
         "inquiries_since_jump": _zero("inq_since_jump"),
         **{f"new_outside_loans_{m}m": _zero(f"loans_{m}") for m in (3, 6)},
@@ -495,7 +514,8 @@ def feature_query(t: Tables, spine: pl.LazyFrame, settings: FeatureSettings) -> 
     dues = _cut(t, spine, "installments", "due_date", ["scheduled_amount"], spine_columns=("slot", "score"),
                 ordered=True)
     pays = _cut(t, spine, "repayments", "payment_date", ["amount"], spine_columns=("slot", "score")).cache()
-    dues_f = _dues(_settled(dues, pays), settings.decay_days).cache()
+    events = _cut(t, spine, "platform_events", "event_date", ["event_type", "detail"]).cache()
+    dues_f = _dues(_with_untouched(_settled(dues, pays), pays, events), settings.decay_days).cache()
     util = _ratio(pl.col("balance"), pl.col("credit_limit")).fill_null(0.0).alias("util")
     stmt = _cut(t, spine.join(dues_f.select("borrower_id", "last_due"), on="borrower_id", how="left"),
                 "statements", "statement_date",
@@ -510,7 +530,7 @@ def feature_query(t: Tables, spine: pl.LazyFrame, settings: FeatureSettings) -> 
         _restrictions(_cut(t, spine, "limit_events", "event_date", ["event_type"])),
         dues_f.drop("score", "last_due"),
         _pays(pays),
-        _platform(_cut(t, spine, "platform_events", "event_date", ["event_type", "detail"])),
+        _platform(events),
         _outages(_next_due_dates(stmt_f.select("borrower_id", "last_statement", "statement_before_due"),
                                  dues_f.select("borrower_id", "score", "last_due")),
                  _window_days(t["maintenance_windows"], settings)),

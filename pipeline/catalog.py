@@ -21,6 +21,7 @@ MAX_CNY = 1e9
 MAX_RATIO = 1e6  # ratios of plausible amounts; beyond it a denominator is a unit error
 SCORE_RANGE = (300.0, 950.0)  # bureau credit score points (the raw tables' contract uses it too)
 AGE_RANGE = (18.0, 80.0)  # years at onboarding (likewise)
+FORGOTTEN_MAX_DAYS_LATE = 7  # a forgotten due date is paid once reminded; a shortfall lasts longer
 
 
 @dataclass(frozen=True)
@@ -162,6 +163,9 @@ FEATURES: tuple[Feature, ...] = (
        "6 months", "ratio", "credit", -1, "paid less than was due"),
     _f("short_misses_cured_3d", "Due dates missed but paid within 3 days", "all history", "count",
        "technical", 1, "payments have failed briefly before (a technical pattern)"),
+    _f("forgotten_due_dates", "Due dates with nothing paid and no debit tried on the day, paid in "
+       f"full within {FORGOTTEN_MAX_DAYS_LATE} days", "all history", "count", "technical", 1,
+       "has forgotten due dates before (paid in full days later)"),
     # multi-lending
     *(_f(f"inquiries_{m}m", f"Credit inquiries by other lenders, last {m} months", f"{m} months",
          "count", "credit", 1, "applied for credit elsewhere several times recently")
@@ -273,6 +277,7 @@ REASON_GROUPS = {
     "debits failed during outages": "outage",
     "a due date falls in announced system maintenance": "maintenance",
     "payments have failed briefly before (a technical pattern)": "outage",
+    "has forgotten due dates before (paid in full days later)": "forgetting",
 }
 
 

@@ -17,7 +17,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipeline.catalog import NAMES, NEXT_DUE
+from pipeline.catalog import FORGOTTEN_MAX_DAYS_LATE, NAMES, NEXT_DUE
 from pipeline.config import EMPLOYMENT_TYPES, TRIGGERS, FeatureSettings
 
 DAYS_PER_MONTH = 30.44
@@ -249,6 +249,8 @@ def build_features(tables: dict[str, pd.DataFrame], observation_days: int,
     loans = Rows(tables["bureau_loans"], "open_date", spine, cut, lag_days=settings.bureau_lag_days)
     dues = Rows(tables["installments"], "due_date", spine, cut)
     draws = Rows(tables["drawdowns"], "drawdown_date", spine, cut)
+    pays = Rows(tables["repayments"], "payment_date", spine, cut)
+    events = _platform_rows(spine, tables["platform_events"], cut)
     upcoming, known = _next_due_days(spine, stmt, dues, 3)
     out = {
         "borrower_id": spine.ids,
@@ -259,14 +261,12 @@ def build_features(tables: dict[str, pd.DataFrame], observation_days: int,
         **_debt_to_income(spine, stmt, loans),
         **_scheduled(spine, draws, loans, stmt),
         **_utilisation(stmt),
-        **_repayment_history(spine, dues,
-                             Rows(tables["repayments"], "payment_date", spine, cut),
-                             settings.decay_days),
+        **_repayment_history(spine, dues, pays, events, settings.decay_days),
         **_multi_lending(spine, Rows(tables["bureau_inquiries"], "inquiry_date", spine, cut,
                                      lag_days=settings.bureau_lag_days), loans),
         **_score(spine, stmt, Rows(tables["limit_events"], "event_date", spine, cut)),
         **_income_and_cash(spine, stmt),
-        **_technical(spine, tables["platform_events"], cut),
+        **_technical(events),
         **_profile(spine),
     }
     out["due_dates_in_announced_outage"] = _dues_in_announced_windows(
@@ -403,7 +403,8 @@ def _paid_in_full(spine: Spine, dues: Rows, pays: Rows) -> tuple[np.ndarray, np.
     return found | nothing_new, np.where(nothing_new, dues.day, paid_day)
 
 
-def _repayment_history(spine: Spine, dues: Rows, pays: Rows, decay_days: float) -> dict[str, np.ndarray]:
+def _repayment_history(spine: Spine, dues: Rows, pays: Rows, events: Rows,
+                       decay_days: float) -> dict[str, np.ndarray]:
     scheduled = dues.col("scheduled_amount")
     found, paid_day = _paid_in_full(spine, dues, pays)
     late = np.maximum(paid_day - dues.day, 0)
@@ -423,7 +424,23 @@ def _repayment_history(spine: Spine, dues: Rows, pays: Rows, decay_days: float) 
         "overdue_amount_now": np.maximum(total_due - total_paid, 0.0),
         "paid_over_due_6m": _ratio(paid_6m, due_6m),
         "short_misses_cured_3d": dues.sum(1.0, missed & found & (late <= 3)),
+        "forgotten_due_dates": dues.sum(1.0, missed & found & (late <= FORGOTTEN_MAX_DAYS_LATE)
+                                        & _untouched(dues, pays, events)),
     }
+
+
+def _untouched(dues: Rows, pays: Rows, events: Rows) -> np.ndarray:
+    """Due dates on which the borrower paid nothing and no debit was tried (none failed): a
+    manual payer who did nothing that day. Paid in full days later, that is forgetting, not a
+    shortfall, which leaves a part payment or lasts until money comes in."""
+    tried = events.matches("event_type", ("debit_failed",))
+    acted = np.concatenate([_day_keys(pays, np.ones(pays.group.size, bool)), _day_keys(events, tried)])
+    return ~np.isin(_day_keys(dues, np.ones(dues.group.size, bool)), acted)
+
+
+def _day_keys(rows: Rows, mask: np.ndarray) -> np.ndarray:
+    """One int64 per (borrower, day) of the rows in ``mask``."""
+    return (rows.group[mask].astype(np.int64) << 32) + rows.day[mask]
 
 
 def _group_cumsum(values: np.ndarray, group: np.ndarray) -> np.ndarray:
@@ -471,10 +488,13 @@ def _income_and_cash(spine: Spine, stmt: Rows) -> dict[str, np.ndarray]:
     }
 
 
-def _technical(spine: Spine, table: pd.DataFrame, cut: np.ndarray) -> dict[str, np.ndarray]:
-    order = _positions(table["event_type"], EVENT_ORDER)  # also each day's order of events
-    events = Rows(table, "event_date", spine, cut, same_day_order=order)
-    code = order[events.index]
+def _platform_rows(spine: Spine, table: pd.DataFrame, cut: np.ndarray) -> Rows:
+    """Platform events, those of one day in ``EVENT_ORDER``."""
+    return Rows(table, "event_date", spine, cut, same_day_order=_positions(table["event_type"], EVENT_ORDER))
+
+
+def _technical(events: Rows) -> dict[str, np.ndarray]:
+    code = _positions(events.frame["event_type"], EVENT_ORDER)[events.index]
     agreement = np.isin(code, [EVENT_ORDER.index(e) for e in AGREEMENT_EVENTS])
     status = events.at(code.astype(float), _last_where(events, agreement))
     last_request = _last_where(events, code == EVENT_ORDER.index("reauth_required"))

@@ -500,7 +500,7 @@ class FeaturesFile:
         bad = pd.notna(reasons)
         wanted = {"borrower_id": "int64",
                   **{c: "str" if c in self.text else "float64" for c in self.features}}
-        # the usual file has no bad row and the right types: no copy of a shard's 68 columns
+        # the usual file has no bad row and the right types: no copy of a shard's feature columns
         keep = (frame[~bad] if bad.any() else frame).astype(
             {c: kind for c, kind in wanted.items() if frame[c].dtype != kind})
         keep["scoring_date"], keep[NEXT_DUE] = scoring[~bad], due[~bad]

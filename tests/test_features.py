@@ -131,6 +131,28 @@ def test_next_due_date_in_an_announced_outage_and_a_short_miss():
     assert f["days_past_due_now"] == 0 and f["overdue_amount_now"] == 0
 
 
+def test_forgotten_due_dates_are_those_left_untouched_and_paid_in_full_days_later():
+    """Of six due dates, two were forgotten (nothing on the day, paid in full 2 and 4 days
+    later). Not forgotten: a part payment on the day, a debit that failed on the day (an outage
+    or a broken agreement), a shortfall paid 10 days late, one paid on time; nor one still unpaid
+    at scoring and paid after it, nor one after scoring."""
+    b = handmade.borrower(5, jump="2025-06-01")  # scored 30 days later, on 2025-07-01
+    due = ("2025-01-10", "2025-02-10", "2025-03-10", "2025-04-10", "2025-05-10", "2025-06-10",
+           "2025-06-28", "2025-07-10")
+    b["installments"] = [dict(borrower_id=5, due_date=d, scheduled_amount=1000.0, arrears_amount=0.0)
+                         for d in due]
+    paid = (("2025-01-12", 1000.0), ("2025-02-10", 300.0), ("2025-02-12", 700.0), ("2025-03-11", 1000.0),
+            ("2025-04-20", 1000.0), ("2025-05-10", 1000.0), ("2025-06-14", 1000.0),
+            ("2025-07-02", 1000.0), ("2025-07-12", 1000.0))
+    b["repayments"] = [dict(borrower_id=5, payment_date=day, due_date=day, amount=amount, channel="manual")
+                       for day, amount in paid]
+    b["platform_events"] = [dict(borrower_id=5, event_date="2025-03-10", event_type="debit_failed",
+                                 detail="system_unavailable")]
+    f = one(handmade.tables(b), 5)
+    assert f["forgotten_due_dates"] == 2
+    assert f["due_dates_over_0_days_late"] == 6  # 06-28 among them, unpaid at scoring
+
+
 def test_an_unpaid_due_date_counts_as_overdue_now():
     b = handmade.borrower(4, jump="2025-03-01")
     b["installments"] = [dict(borrower_id=4, due_date="2025-03-10", scheduled_amount=800.0,
