@@ -519,6 +519,21 @@ class FeaturesFile:
 ZONE = r"(?:Z|[+-]\d{2}:?\d{2})$"  # an ISO time's zone: 'Z', '+08:00', '-0500'
 
 
+def _as_codes(text: pd.Series, codes: tuple[str, ...]) -> pd.Series:
+    """A code written in other capitals, with spaces around it or with spaces or hyphens for its
+    underscores ('MANUAL', ' Auto-Debit') reads as the code, as a database or spreadsheet export
+    may write it; any other text is kept for the contract to reject."""
+    known = text.isna() | text.isin(codes)
+    if known.all():
+        return text
+    lookup = dict(zip(_code_keys(pd.Series(codes, dtype="str")), codes, strict=True))
+    return text.where(known, _code_keys(text).map(lookup).fillna(text))
+
+
+def _code_keys(text: pd.Series) -> pd.Series:
+    return text.str.strip().str.lower().str.replace(r"[\s\-_]+", "_", regex=True)
+
+
 def as_dates(values: pd.Series) -> pd.Series:
     """Dates (and times) as the file wrote them, in seconds, NaT where unreadable: ISO text
     ('2025-11-18', '2025-11-18 13:45', '20251118') or timestamps. A time zone is dropped and the
@@ -698,7 +713,8 @@ class RawTables:
                     pd.api.types.is_bool_dtype(values):
                 out[col.name] = values.astype("float64")
             elif col.dtype == "str" and (pd.api.types.is_string_dtype(values) or values.dtype == object):
-                out[col.name] = values.astype("str").where(values.notna(), None).astype("str")
+                text = values.astype("str").where(values.notna(), None).astype("str")
+                out[col.name] = _as_codes(text, col.allowed) if col.allowed else text
         found = pd.concat(unreadable) if unreadable else pd.DataFrame({"row": [], "reason": []})
         return out, found.astype({"row": "int64"})
 

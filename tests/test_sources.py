@@ -966,6 +966,26 @@ def test_dates_with_a_time_zone_keep_the_date_as_written(write, features, tables
 
 
 @pytest.mark.parametrize("fmt", ["parquet", "csv"])
+def test_codes_written_in_capitals_or_with_spaces_read_as_the_codes(fmt, tables, work, tmp_path):
+    """An export's 'MANUAL', ' Salaried ', 'Debit-Failed', 'Marketing Campaign' score as the codes
+    they stand for (every borrower of the input was rejected before); a text that is no code,
+    however written, still rejects its borrower."""
+    plain = score(work, write_raw(tables, tmp_path / "a", fmt), tmp_path / "a.parquet")
+    t = {name: frame.copy() for name, frame in tables.items()}
+    t["repayments"]["channel"] = t["repayments"]["channel"].str.upper()
+    t["borrowers"]["employment_type"] = " " + t["borrowers"]["employment_type"].str.title() + " "
+    t["platform_events"]["event_type"] = t["platform_events"]["event_type"].str.title().str.replace("_", "-")
+    t["limit_events"]["trigger"] = t["limit_events"]["trigger"].str.replace("_", " ").str.title()
+    run = score(work, write_raw(t, tmp_path / "b", fmt), tmp_path / "b.parquet")
+    check_accounted(run, len(tables["borrowers"]))
+    pd.testing.assert_frame_equal(run.scores(), plain.scores())
+    bid = victim(t["statements"], 2)
+    t["statements"].loc[first_row(t["statements"], bid), "line_status"] = "CLOSED"
+    check_rejected(score(work, write_raw(t, tmp_path / "c", fmt), tmp_path / "c.parquet"), bid,
+                   "statements.line_status: fails isin", len(tables["borrowers"]))
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "csv"])
 def test_a_flag_written_as_true_or_false_reads_as_1_or_0(fmt, features, work, tmp_path):
     """pandas writes a bool column as True/False: a flag so written scores as its 1/0."""
     flag = "autodebit_active"
