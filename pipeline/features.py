@@ -167,6 +167,11 @@ class Rows:
             return np.bincount(self.group[mask], weights[mask], minlength=self.n)
         return np.bincount(self.group, weights, minlength=self.n)
 
+    def day_keys(self, mask: np.ndarray | None = None) -> np.ndarray:
+        """One int64 per (borrower, day) of the rows (those in ``mask``)."""
+        keys = (self.group.astype(np.int64) << 32) + self.day
+        return keys if mask is None else keys[mask]
+
     def within(self, n_days: float) -> np.ndarray:
         """Rows dated in the last ``n_days`` before the cut-off."""
         return self.age <= n_days
@@ -250,7 +255,7 @@ def build_features(tables: dict[str, pd.DataFrame], observation_days: int,
     dues = Rows(tables["installments"], "due_date", spine, cut)
     draws = Rows(tables["drawdowns"], "drawdown_date", spine, cut)
     pays = Rows(tables["repayments"], "payment_date", spine, cut)
-    events = _platform_rows(spine, tables["platform_events"], cut)
+    events, event_code = _platform_rows(spine, tables["platform_events"], cut)
     upcoming, known = _next_due_days(spine, stmt, dues, 3)
     out = {
         "borrower_id": spine.ids,
@@ -261,12 +266,13 @@ def build_features(tables: dict[str, pd.DataFrame], observation_days: int,
         **_debt_to_income(spine, stmt, loans),
         **_scheduled(spine, draws, loans, stmt),
         **_utilisation(stmt),
-        **_repayment_history(spine, dues, pays, events, settings.decay_days),
+        **_repayment_history(spine, dues, pays, events.day_keys(event_code == DEBIT_FAILED),
+                             settings.decay_days),
         **_multi_lending(spine, Rows(tables["bureau_inquiries"], "inquiry_date", spine, cut,
                                      lag_days=settings.bureau_lag_days), loans),
         **_score(spine, stmt, Rows(tables["limit_events"], "event_date", spine, cut)),
         **_income_and_cash(spine, stmt),
-        **_technical(events),
+        **_technical(events, event_code),
         **_profile(spine),
     }
     out["due_dates_in_announced_outage"] = _dues_in_announced_windows(
@@ -403,8 +409,9 @@ def _paid_in_full(spine: Spine, dues: Rows, pays: Rows) -> tuple[np.ndarray, np.
     return found | nothing_new, np.where(nothing_new, dues.day, paid_day)
 
 
-def _repayment_history(spine: Spine, dues: Rows, pays: Rows, events: Rows,
+def _repayment_history(spine: Spine, dues: Rows, pays: Rows, debits_failed: np.ndarray,
                        decay_days: float) -> dict[str, np.ndarray]:
+    """``debits_failed``: the (borrower, day) keys of failed debits (``Rows.day_keys``)."""
     scheduled = dues.col("scheduled_amount")
     found, paid_day = _paid_in_full(spine, dues, pays)
     late = np.maximum(paid_day - dues.day, 0)
@@ -425,22 +432,16 @@ def _repayment_history(spine: Spine, dues: Rows, pays: Rows, events: Rows,
         "paid_over_due_6m": _ratio(paid_6m, due_6m),
         "short_misses_cured_3d": dues.sum(1.0, missed & found & (late <= 3)),
         "forgotten_due_dates": dues.sum(1.0, missed & found & (late <= FORGOTTEN_MAX_DAYS_LATE)
-                                        & _untouched(dues, pays, events)),
+                                        & _untouched(dues, pays, debits_failed)),
     }
 
 
-def _untouched(dues: Rows, pays: Rows, events: Rows) -> np.ndarray:
-    """Due dates on which the borrower paid nothing and no debit was tried (none failed): a
-    manual payer who did nothing that day. Paid in full days later, that is forgetting, not a
-    shortfall, which leaves a part payment or lasts until money comes in."""
-    tried = events.matches("event_type", ("debit_failed",))
-    acted = np.concatenate([_day_keys(pays, np.ones(pays.group.size, bool)), _day_keys(events, tried)])
-    return ~np.isin(_day_keys(dues, np.ones(dues.group.size, bool)), acted)
-
-
-def _day_keys(rows: Rows, mask: np.ndarray) -> np.ndarray:
-    """One int64 per (borrower, day) of the rows in ``mask``."""
-    return (rows.group[mask].astype(np.int64) << 32) + rows.day[mask]
+def _untouched(dues: Rows, pays: Rows, debits_failed: np.ndarray) -> np.ndarray:
+    """Due dates on which the borrower paid nothing and no debit was tried (a debit that went
+    through is a payment, one that failed an event): a manual payer who did nothing that day.
+    Paid in full days later, that is forgetting, not a shortfall, which leaves a part payment or
+    lasts until money comes in."""
+    return ~np.isin(dues.day_keys(), np.concatenate([pays.day_keys(), debits_failed]))
 
 
 def _group_cumsum(values: np.ndarray, group: np.ndarray) -> np.ndarray:
@@ -488,18 +489,19 @@ def _income_and_cash(spine: Spine, stmt: Rows) -> dict[str, np.ndarray]:
     }
 
 
-def _platform_rows(spine: Spine, table: pd.DataFrame, cut: np.ndarray) -> Rows:
-    """Platform events, those of one day in ``EVENT_ORDER``."""
-    return Rows(table, "event_date", spine, cut, same_day_order=_positions(table["event_type"], EVENT_ORDER))
+def _platform_rows(spine: Spine, table: pd.DataFrame, cut: np.ndarray) -> tuple[Rows, np.ndarray]:
+    """Platform events, those of one day in ``EVENT_ORDER``, and each row's position in it."""
+    order = _positions(table["event_type"], EVENT_ORDER)
+    events = Rows(table, "event_date", spine, cut, same_day_order=order)
+    return events, order[events.index]
 
 
-def _technical(events: Rows) -> dict[str, np.ndarray]:
-    code = _positions(events.frame["event_type"], EVENT_ORDER)[events.index]
+def _technical(events: Rows, code: np.ndarray) -> dict[str, np.ndarray]:
     agreement = np.isin(code, [EVENT_ORDER.index(e) for e in AGREEMENT_EVENTS])
     status = events.at(code.astype(float), _last_where(events, agreement))
     last_request = _last_where(events, code == EVENT_ORDER.index("reauth_required"))
     last_auth = _last_where(events, code == EVENT_ORDER.index("autodebit_authorised"))
-    failed = (code == EVENT_ORDER.index("debit_failed")) & events.within(183)
+    failed = (code == DEBIT_FAILED) & events.within(183)
     return {
         "autodebit_active": (status == EVENT_ORDER.index("autodebit_authorised")).astype(float),
         "autodebit_lapsed": (status == EVENT_ORDER.index("autodebit_revoked")).astype(float),
@@ -515,6 +517,7 @@ def _technical(events: Rows) -> dict[str, np.ndarray]:
 EVENT_ORDER = ("reauth_required", "autodebit_revoked", "debit_failed", "autodebit_cancelled",
                "autodebit_authorised")
 AGREEMENT_EVENTS = ("autodebit_authorised", "autodebit_revoked", "autodebit_cancelled")
+DEBIT_FAILED = EVENT_ORDER.index("debit_failed")
 
 
 def _positions(column: pd.Series, values: tuple[str, ...]) -> np.ndarray:
