@@ -517,6 +517,8 @@ class FeaturesFile:
 
 
 ZONE = r"(?:Z|[+-]\d{2}:?\d{2})$"  # an ISO time's zone: 'Z', '+08:00', '-0500'
+# a year, month and day written in Chinese ('2025年11月18日'), as Chinese spreadsheets write dates
+CHINESE_DATE = r"^(\d{4})\s*年\s*(\d{1,2})\s*月\s*(\d{1,2})\s*日"
 
 
 def _as_codes(text: pd.Series, codes: tuple[str, ...]) -> pd.Series:
@@ -536,12 +538,14 @@ def _code_keys(text: pd.Series) -> pd.Series:
 
 def as_dates(values: pd.Series) -> pd.Series:
     """Dates (and times) as the file wrote them, in seconds, NaT where unreadable: ISO text
-    ('2025-11-18', '2025-11-18 13:45', '20251118') or timestamps. A time zone is dropped and the
+    ('2025-11-18', '2025-11-18 13:45', '20251118', '2025/11/18'), the same year, month and day
+    written in Chinese ('2025年11月18日'), or timestamps. A time zone is dropped and the
     wall time kept: the date the lender's system recorded, not that date in UTC (for a Beijing
     midnight, the day before)."""
     parsed = values
     if not pd.api.types.is_datetime64_any_dtype(values):
-        text = values.astype("str").str.strip().str.replace(ZONE, "", regex=True).where(values.notna())
+        text = (values.astype("str").str.strip().str.replace(ZONE, "", regex=True)
+                .str.replace(CHINESE_DATE, r"\1-\2-\3", regex=True).where(values.notna()))
         parsed = pd.to_datetime(text, errors="coerce", format="ISO8601")
     if isinstance(parsed.dtype, pd.DatetimeTZDtype):
         parsed = parsed.dt.tz_localize(None)

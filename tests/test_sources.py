@@ -965,6 +965,23 @@ def test_dates_with_a_time_zone_keep_the_date_as_written(write, features, tables
     pd.testing.assert_frame_equal(raw.scores(), raw_plain.scores())
 
 
+@pytest.mark.parametrize("written", ["%Y/%m/%d", "%Y%m%d", "%Y年%m月%d日", "%Y年%m月%d日 00:00"])
+def test_dates_written_year_first_read_as_the_dates(written, features, tables, work, tmp_path):
+    """Year, month and day in that order, however separated (a Chinese spreadsheet writes
+    '2025年11月18日'): the same scores as ISO dates, for a features file and for raw tables."""
+    plain = score(work, write_features(features, tmp_path / "a", "csv"), tmp_path / "a" / "s.parquet")
+    rewritten = features.assign(scoring_date=features["scoring_date"].dt.strftime(written))
+    run = score(work, write_features(rewritten, tmp_path / "b", "csv"), tmp_path / "b" / "s.parquet")
+    check_accounted(run, len(features))
+    pd.testing.assert_frame_equal(run.scores(), plain.scores())
+    t = {name: frame.copy() for name, frame in tables.items()}
+    t["statements"]["statement_date"] = t["statements"]["statement_date"].dt.strftime(written)
+    raw_plain = score(work, write_raw(tables, tmp_path / "c", "csv"), tmp_path / "c.parquet")
+    raw = score(work, write_raw(t, tmp_path / "d", "csv"), tmp_path / "d.parquet")
+    check_accounted(raw, len(tables["borrowers"]))
+    pd.testing.assert_frame_equal(raw.scores(), raw_plain.scores())
+
+
 @pytest.mark.parametrize("fmt", ["parquet", "csv"])
 def test_codes_written_in_capitals_or_with_spaces_read_as_the_codes(fmt, tables, work, tmp_path):
     """An export's 'MANUAL', ' Salaried ', 'Debit-Failed', 'Marketing Campaign' score as the codes
