@@ -201,11 +201,15 @@ def is_csv(path: Path) -> bool:
     return path.suffix.lower() == ".csv" or any(f.suffix.lower() == ".csv" for f in path.glob("*"))
 
 
+NULLS = [*pacsv.ConvertOptions().null_values, "\\N"]
+
+
 def _dataset(path: Path, fmt: str | None = None, schema: pa.Schema | None = None) -> ds.Dataset:
     fmt = fmt or ("csv" if is_csv(path) else "parquet")
     if fmt == "csv":
-        # an empty field is a missing value, in text columns too (as pandas and most tools write it)
-        options = pacsv.ConvertOptions(column_types=schema, strings_can_be_null=True)
+        # an empty field is a missing value, in text columns too (as pandas and most tools write
+        # it), and so is MySQL's and Hive's \N
+        options = pacsv.ConvertOptions(column_types=schema, strings_can_be_null=True, null_values=NULLS)
         dataset = ds.dataset(str(path), format=ds.CsvFileFormat(convert_options=options))
         # Arrow reads text that is not UTF-8 as bytes, which pandas then cannot decode
         not_utf8 = [f.name for f in dataset.schema if pa.types.is_binary(f.type)]
@@ -371,14 +375,20 @@ def _is_number(kind: pa.DataType) -> bool:
             or pa.types.is_boolean(kind) or pa.types.is_decimal(kind))
 
 
-def _separator_hint(names: list[str]) -> str:
-    """Why a CSV lacks every column: one header holding them all, split by another separator
-    (';', as spreadsheets write CSV where the comma is the decimal mark, or a tab)."""
+def _missing(names: list[str], missing: list[str], lacks: str, note: str = "") -> str:
+    """What a file lacking columns is told: ``lacks``, the missing columns and ``note``, or why they are
+    missing, when the header is one column split by another separator (';', as spreadsheets
+    write CSV where the comma is the decimal mark, or a tab) or names them in other capitals or
+    with spaces around them (a database's export: 'BORROWER_ID')."""
     if len(names) == 1:
         for separator, said in ((";", "';'"), ("\t", "tabs"), ("|", "'|'")):
             if separator in names[0]:
                 return f"its header is one column split by {said}: write the file with commas between columns"
-    return ""
+    written = {n.strip().lower(): n for n in names}
+    renames = {written[c.lower()]: c for c in missing if c.lower() in written}
+    hint = (f"; the file writes {', '.join(f'{w!r} for {c!r}' for w, c in renames.items())}: column names "
+            "are matched exactly, rename them") if renames else ""
+    return f"{lacks} {missing}{note}{hint}"
 
 
 def _feature_type(inferred: pa.DataType, text: bool) -> pa.DataType:
@@ -469,7 +479,7 @@ class FeaturesFile:
             raise ContractError(f"{self.path}: cannot read: {err}") from err
         missing = [c for c in ["borrower_id", "scoring_date", *self.features] if c not in names]
         if missing:
-            raise ContractError(f"{self.path}: {_separator_hint(names) or f'missing columns {missing}'}")
+            raise ContractError(f"{self.path}: {_missing(names, missing, 'missing columns')}")
         for c in ["borrower_id", *self.features]:
             kind = self.dataset.schema.field(c).type
             if c in self.text and not _is_text(kind):
@@ -585,8 +595,8 @@ def team_table(path: Path, t: TablesSettings, labelled: bool) -> pd.DataFrame:
              **({t.label_column: "label"} if labelled else {})}
     missing = [c for c in named if c not in frame.columns]
     if missing:
-        raise ContractError(f"{path}: " + (_separator_hint(list(frame.columns))
-                                            or f"missing columns {missing} (source.tables names them)"))
+        raise ContractError(f"{path}: " + _missing(list(frame.columns), missing, "missing columns",
+                                                   " (source.tables names them)"))
     clash = [c for c in frame.columns if c in RESERVED and c not in named]
     if clash:
         raise ContractError(f"{path}: columns {clash} have names the pipeline uses for the id, date and "
@@ -689,8 +699,7 @@ class RawTables:
             raise _unreadable(where, err) from err
         missing = [c for c in TABLES[name].names if c not in names]
         if missing:
-            raise ContractError(f"{where}: " + (_separator_hint(names)
-                                                 or f"table '{name}' lacks columns {missing}"))
+            raise ContractError(f"{where}: " + _missing(names, missing, f"table '{name}' lacks columns"))
         if "borrower_id" in names:
             _check_ids(dataset, where)
         return dataset

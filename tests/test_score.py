@@ -565,11 +565,12 @@ def test_command_line_exits_1_with_a_message_and_no_traceback(raw, work, model_d
 
 def test_a_column_in_a_format_the_contract_does_not_read_exits_1_after_writing(raw, work, model_dir,
                                                                                tmp_path):
-    """Upper-case channel codes reject every borrower who ever repaid: the outputs are written, with
-    each borrower's reason, but the command exits 1 naming the commonest reason, so that a batch job
-    does not pass an unscored file off as scored."""
+    """Channel codes of the lender's own system (in Chinese) reject every borrower who ever repaid:
+    the outputs are written, with each borrower's reason, but the command exits 1 naming the
+    commonest reason, so that a batch job does not pass an unscored file off as scored."""
     copy = shutil.copytree(raw, tmp_path / "raw")
-    _rewritten("repayments", lambda f: f.assign(channel=f["channel"].str.upper()))(copy)
+    own_codes = {"auto_debit": "自动扣款", "manual": "手动还款"}
+    _rewritten("repayments", lambda f: f.assign(channel=f["channel"].map(own_codes)))(copy)
     output = tmp_path / "out" / "scores.parquet"
     done = run_main(work, "--input", str(copy), "--output", str(output), "--model", str(model_dir["path"]))
     assert done.returncode == 1, done.stdout + done.stderr

@@ -501,6 +501,9 @@ RAW_FILES = {
     "text_id_in_csv": ("csv", _raw_ids("statements", ["abc"]), "statements.csv", "(column 'borrower_id')"),
     "no_id_column_in_csv": ("csv", lambda t: t.update(repayments=t["repayments"].drop(columns="borrower_id")),
                             "repayments.csv", "table 'repayments' lacks columns ['borrower_id']"),
+    "upper_case_names": ("parquet", lambda t: t.update(repayments=t["repayments"].rename(columns=str.upper)),
+                         "repayments", "the file writes 'BORROWER_ID' for 'borrower_id', 'PAYMENT_DATE' for "
+                         "'payment_date'"),
 }
 
 
@@ -965,6 +968,24 @@ def test_dates_with_a_time_zone_keep_the_date_as_written(write, features, tables
     pd.testing.assert_frame_equal(raw.scores(), raw_plain.scores())
 
 
+def test_mysqls_null_reads_as_missing(features, tables, work, tmp_path):
+    """MySQL and Hive write a missing value as \\N: the same scores as with empty fields, for a
+    features file (missing features) and for raw tables (the initial limits have no trigger)."""
+    assert features.isna().any().any() and tables["limit_events"]["trigger"].isna().any()
+    plain = score(work, write_features(features, tmp_path / "a", "csv"), tmp_path / "a" / "s.parquet")
+    (tmp_path / "b").mkdir()
+    features.to_csv(tmp_path / "b" / "features.csv", index=False, na_rep="\\N")
+    run = score(work, tmp_path / "b" / "features.csv", tmp_path / "b" / "s.parquet")
+    check_accounted(run, len(features))
+    pd.testing.assert_frame_equal(run.scores(), plain.scores())
+    raw_plain = score(work, write_raw(tables, tmp_path / "c", "csv"), tmp_path / "c.parquet")
+    write_raw(tables, tmp_path / "d", "csv")
+    tables["limit_events"].to_csv(tmp_path / "d" / "limit_events.csv", index=False, na_rep="\\N")
+    raw = score(work, tmp_path / "d", tmp_path / "d.parquet")
+    check_accounted(raw, len(tables["borrowers"]))
+    pd.testing.assert_frame_equal(raw.scores(), raw_plain.scores())
+
+
 @pytest.mark.parametrize("written", ["%Y/%m/%d", "%Y%m%d", "%Y年%m月%d日", "%Y年%m月%d日 00:00"])
 def test_dates_written_year_first_read_as_the_dates(written, features, tables, work, tmp_path):
     """Year, month and day in that order, however separated (a Chinese spreadsheet writes
@@ -1030,6 +1051,21 @@ def test_a_csv_split_by_another_separator_says_so(separator, said, features, tab
     team = tmp_path / "team.csv"
     _team_frame().to_csv(team, index=False, sep=separator)
     with pytest.raises(ContractError, match=f"team.csv: its header is one column split by {said}"):
+        team_table(team, _team_settings(), labelled=True)
+
+
+def test_column_names_in_capitals_are_named_with_the_names_they_stand_for(features, tmp_path):
+    """A database's export writes 'BORROWER_ID': the message pairs each such column with the
+    name it stands for, for a features file and a team's table (raw tables: RAW_FILES)."""
+    path = tmp_path / "features.csv"
+    features.rename(columns={"borrower_id": "BORROWER_ID", "age": " Age "}).to_csv(path, index=False)
+    said = "the file writes 'BORROWER_ID' for 'borrower_id', ' Age ' for 'age'"
+    with pytest.raises(ContractError, match=said):
+        sources.FeaturesFile(path, ["age"], pd.Timestamp("2030-01-01"), ())
+    team = tmp_path / "team.csv"
+    _team_frame().rename(columns={"as_of": "AS_OF"}).to_csv(team, index=False)
+    with pytest.raises(ContractError, match=r"missing columns \['as_of'\] \(source.tables names them\); "
+                                            "the file writes 'AS_OF' for 'as_of'"):
         team_table(team, _team_settings(), labelled=True)
 
 
