@@ -46,6 +46,7 @@ from pipeline.features import MissingJump, build_features
 ARROW_TYPES = {"int64": pa.int64(), "float64": pa.float64(), "str": pa.string(),
                "datetime64[s]": pa.timestamp("s")}
 OUTPUT_FORMATS = (".parquet", ".csv")
+CSV_ENDINGS = (".csv", ".csv.gz")  # Arrow reads a gzipped CSV as it reads a CSV
 NO_ID = "borrower_id: missing"
 NOT_A_BORROWER = "borrower_id: not in the borrowers table"
 
@@ -94,7 +95,7 @@ def is_raw(path: Path) -> bool:
     """A folder holding any table of the contract (then a missing table is reported by name)."""
     return path.is_dir() and any((path / f"{name}{ext}").exists()
                                  for name in (*RAW_TABLES, "maintenance_windows")
-                                 for ext in ("", ".parquet", ".csv"))
+                                 for ext in ("", ".parquet", *CSV_ENDINGS))
 
 
 # ---- the outputs ---------------------------------------------------------------------------------
@@ -197,8 +198,12 @@ NONE = rejects([], [])
 
 
 def is_csv(path: Path) -> bool:
-    """A CSV file (its suffix in any case: 'REVIEWS.CSV'), or a folder of them."""
-    return path.suffix.lower() == ".csv" or any(f.suffix.lower() == ".csv" for f in path.glob("*"))
+    """A CSV file, gzipped or not (its ending in any case: 'REVIEWS.CSV'), or a folder of them."""
+    return _csv_name(path) or any(_csv_name(f) for f in path.glob("*"))
+
+
+def _csv_name(path: Path) -> bool:
+    return path.name.lower().endswith(CSV_ENDINGS)
 
 
 NULLS = [*pacsv.ConvertOptions().null_values, "\\N"]
@@ -684,11 +689,12 @@ class RawTables:
                                 f"{found['reason'].iloc[0]}")
 
     def _locate(self, name: str) -> Path:
-        for candidate in (self.path / name, self.path / f"{name}.parquet", self.path / f"{name}.csv"):
+        for candidate in (self.path / name, self.path / f"{name}.parquet",
+                          *(self.path / f"{name}{ending}" for ending in CSV_ENDINGS)):
             if candidate.exists():
                 return candidate
         raise ContractError(f"{self.path}: table '{name}' is missing (expected {name}/, "
-                            f"{name}.parquet or {name}.csv)")
+                            f"{name}.parquet, {name}.csv or {name}.csv.gz)")
 
     def _open(self, name: str, where: Path) -> ds.Dataset:
         try:

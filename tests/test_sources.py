@@ -968,6 +968,22 @@ def test_dates_with_a_time_zone_keep_the_date_as_written(write, features, tables
     pd.testing.assert_frame_equal(raw.scores(), raw_plain.scores())
 
 
+def test_gzipped_csvs_read_as_csvs(features, tables, work, tmp_path):
+    """Exports are often gzipped: <table>.csv.gz and features.csv.gz score as the plain CSVs."""
+    plain = score(work, write_features(features, tmp_path / "a", "csv"), tmp_path / "a" / "s.parquet")
+    features.to_csv(tmp_path / "features.csv.gz", index=False)
+    run = score(work, tmp_path / "features.csv.gz", tmp_path / "b" / "s.parquet")
+    check_accounted(run, len(features))
+    pd.testing.assert_frame_equal(run.scores(), plain.scores())
+    raw_plain = score(work, write_raw(tables, tmp_path / "c", "csv"), tmp_path / "c.parquet")
+    for name in (*RAW_TABLES, "maintenance_windows"):
+        (tmp_path / "d").mkdir(exist_ok=True)
+        tables[name].to_csv(tmp_path / "d" / f"{name}.csv.gz", index=False)
+    raw = score(work, tmp_path / "d", tmp_path / "d.parquet")
+    check_accounted(raw, len(tables["borrowers"]))
+    pd.testing.assert_frame_equal(raw.scores(), raw_plain.scores())
+
+
 def test_mysqls_null_reads_as_missing(features, tables, work, tmp_path):
     """MySQL and Hive write a missing value as \\N: the same scores as with empty fields, for a
     features file (missing features) and for raw tables (the initial limits have no trigger)."""
