@@ -222,7 +222,16 @@ def _dataset(path: Path, fmt: str | None = None, schema: pa.Schema | None = None
             raise ContractError(f"{path}: columns {not_utf8} are not UTF-8 text (a file saved as GBK or "
                                 "GB18030?): save it as UTF-8")
         return dataset
-    return ds.dataset(str(path), format="parquet")
+    if path.suffix.lower() in (".xlsx", ".xls"):
+        raise ContractError(f"{path}: an Excel workbook, which is not read: save it as CSV (UTF-8) or "
+                            "Parquet")
+    try:
+        return ds.dataset(str(path), format="parquet")
+    except (pa.ArrowException, OSError) as err:
+        if path.is_file() and path.suffix.lower() != ".parquet":
+            raise ContractError(f"{path}: read as Parquet, since its name does not end in .csv or .csv.gz, "
+                                f"but it is not Parquet: {err}") from err
+        raise
 
 
 def _read(dataset: ds.Dataset, path: Path, **kwargs) -> pd.DataFrame:

@@ -968,6 +968,18 @@ def test_dates_with_a_time_zone_keep_the_date_as_written(write, features, tables
     pd.testing.assert_frame_equal(raw.scores(), raw_plain.scores())
 
 
+@pytest.mark.parametrize("name, said", [
+    ("features.xlsx", "an Excel workbook, which is not read: save it as CSV (UTF-8) or Parquet"),
+    ("features.txt", "read as Parquet, since its name does not end in .csv or .csv.gz, but it is not "
+                     "Parquet"),
+])
+def test_a_file_neither_csv_nor_parquet_says_what_it_was_read_as(name, said, features, work, tmp_path):
+    features.to_csv(tmp_path / name, index=False)
+    run = score(work, tmp_path / name, tmp_path / "out" / "s.parquet")
+    assert run.code == 1 and run.err.startswith(f"error: {tmp_path / name}: {said}"), run.err
+    assert not (tmp_path / "out").exists() or list((tmp_path / "out").iterdir()) == []
+
+
 def test_gzipped_csvs_read_as_csvs(features, tables, work, tmp_path):
     """Exports are often gzipped: <table>.csv.gz and features.csv.gz score as the plain CSVs."""
     plain = score(work, write_features(features, tmp_path / "a", "csv"), tmp_path / "a" / "s.parquet")
