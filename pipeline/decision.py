@@ -40,7 +40,6 @@ AMOUNT = "amount"
 NOT_AT_DECISION = ("increase_amount", "new_over_old_limit")
 DECISION_FEATURES = tuple(f.name for f in FEATURES
                           if not f.window.startswith("jump to") and f.name not in NOT_AT_DECISION)
-COLUMNS = (*DECISION_FEATURES, AMOUNT)
 # what a decision-features file holds; the decision date is the scoring date of features taken with
 # no observation window. The registered model's signature leaves the date out: a date read from a
 # CSV or JSON request is text, which MLflow will not convert.
@@ -63,17 +62,17 @@ def realised_balance_months(statements: pd.DataFrame, jump: pd.Series, end: pd.S
     return summed.reindex(jump.index, fill_value=0.0)
 
 
-def candidate_matrix(features: pd.DataFrame, amounts: np.ndarray) -> np.ndarray:
+def candidate_matrix(features: pd.DataFrame, amounts: np.ndarray, columns: tuple[str, ...]) -> np.ndarray:
     """Every borrower once per candidate amount, as the models read it: rows borrower-major, then
-    by amount; columns ``COLUMNS``. Shape (borrowers x amounts, features + 1)."""
-    rows = np.repeat(encode(features, list(DECISION_FEATURES), {}), len(amounts), axis=0)
+    by amount; columns ``columns`` and the amount. Shape (borrowers x amounts, features + 1)."""
+    rows = np.repeat(encode(features, list(columns), {}), len(amounts), axis=0)
     return np.column_stack([rows, np.tile(np.asarray(amounts, dtype=float), len(features))])
 
 
-def _matrix(frame: pd.DataFrame) -> np.ndarray:
+def _matrix(frame: pd.DataFrame, columns: tuple[str, ...]) -> np.ndarray:
     # whole numbers, nullable integers, numbers as text and blanks all become floats (NaN for a
     # blank); other text is an error naming the column and rows
-    return encode(frame, list(COLUMNS), {})
+    return encode(frame, list(columns), {})
 
 
 def _ids(values: pd.Series) -> np.ndarray:
@@ -87,15 +86,16 @@ def _ids(values: pd.Series) -> np.ndarray:
 
 
 def _boost(data: np.ndarray, target: np.ndarray, objective: str, boost: BoostSettings,
-           s: DecisionSettings, init: np.ndarray | None) -> lgb.Booster:
-    """One LightGBM, monotone non-decreasing in the amount, boosted from ``init`` if given."""
+           s: DecisionSettings, init: np.ndarray | None, columns: tuple[str, ...]) -> lgb.Booster:
+    """One LightGBM over ``columns`` (the last the amount), monotone non-decreasing in the
+    amount, boosted from ``init`` if given."""
     params = dict(objective=objective, learning_rate=boost.learning_rate, num_leaves=boost.num_leaves,
                   min_data_in_leaf=boost.min_data_in_leaf, lambda_l2=boost.lambda_l2, seed=s.seed,
                   deterministic=True, num_threads=s.num_threads, verbose=-1,
-                  monotone_constraints=[int(c == AMOUNT) for c in COLUMNS],
+                  monotone_constraints=[int(c == AMOUNT) for c in columns],
                   monotone_constraints_method="intermediate")
-    dataset = lgb.Dataset(data, target, init_score=init, feature_name=list(COLUMNS),
-                          categorical_feature=[COLUMNS.index("trigger")])
+    dataset = lgb.Dataset(data, target, init_score=init, feature_name=list(columns),
+                          categorical_feature=[columns.index("trigger")] if "trigger" in columns else [])
     return lgb.train(params, dataset, num_boost_round=boost.num_boost_round)
 
 
@@ -105,17 +105,19 @@ class DecisionModel:
 
     Each target is a stack of boosters whose raw scores add up: the observational model, then
     (optionally) the line tests' correction. The economics and the appetite travel with the model,
-    so a registered version recommends the same amounts wherever it runs."""
+    so a registered version recommends the same amounts wherever it runs. So do the features it
+    was trained on: a version registered before the catalogue grew reads the features it knows."""
 
     miss: list[lgb.Booster]
     balance: list[lgb.Booster]
     amounts: np.ndarray  # candidate increases, CNY, increasing, the first 0
     cycles: int  # the cycles balance-months sums over (exposure at a miss = its average)
     settings: DecisionSettings
+    features: tuple[str, ...] = DECISION_FEATURES
 
     def curves(self, features: pd.DataFrame) -> dict[str, np.ndarray]:
         """P(miss) and balance-months at every amount: arrays of shape (borrowers, amounts)."""
-        data = candidate_matrix(features, self.amounts)
+        data = candidate_matrix(features, self.amounts, self.features)
         shape = (len(features), len(self.amounts))
         owed = sum(b.predict(data, raw_score=True) for b in self.balance)
         return {"p_miss": self._miss(data).reshape(shape),
@@ -127,7 +129,8 @@ class DecisionModel:
 
     def miss_probability(self, features: pd.DataFrame, amount: np.ndarray) -> np.ndarray:
         """P(miss) of each borrower at its own ``amount`` (CNY), shape (borrowers,)."""
-        return self._miss(_matrix(features[list(DECISION_FEATURES)].assign(**{AMOUNT: amount})))
+        return self._miss(_matrix(features[list(self.features)].assign(**{AMOUNT: amount}),
+                                  (*self.features, AMOUNT)))
 
     def policy(self, features: pd.DataFrame, appetite: float | None = None) -> dict[str, np.ndarray]:
         """The curves, the expected profit at every amount, the chosen column and why, under the
@@ -169,7 +172,7 @@ class DecisionModel:
             for i, booster in enumerate(getattr(self, name)):
                 booster.save_model(str(folder / f"{name}_{i}.txt"))
         meta = {"amounts": self.amounts.tolist(), "cycles": self.cycles, "stacked": len(self.miss),
-                "features": list(COLUMNS), "settings": self.settings.model_dump()}
+                "features": [*self.features, AMOUNT], "settings": self.settings.model_dump()}
         (folder / META).write_text(json.dumps(meta, indent=2, sort_keys=True))
 
     @classmethod
@@ -182,13 +185,14 @@ class DecisionModel:
         boosters = {name: [lgb.Booster(model_file=str(folder / f"{name}_{i}.txt"))
                            for i in range(meta["stacked"])] for name in ("miss", "balance")}
         return cls(boosters["miss"], boosters["balance"], np.asarray(meta["amounts"], dtype=float),
-                   meta["cycles"], DecisionSettings.model_validate(meta["settings"]))
+                   meta["cycles"], DecisionSettings.model_validate(meta["settings"]),
+                   tuple(c for c in meta["features"] if c != AMOUNT))
 
     def predict(self, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
         """MLflow's pyfunc entry point: the recommendations for a decision-features frame. The
         logged model declares no input schema (see ``tracking.model_signature``), so the columns
         are checked here."""
-        missing = [c for c in SERVED_COLUMNS if c not in model_input.columns]
+        missing = [c for c in ("borrower_id", *self.features) if c not in model_input.columns]
         if missing:
             raise ValueError(f"the input lacks {len(missing)} of the model's columns: {missing[:5]}")
         return self.recommend(model_input)
@@ -200,20 +204,22 @@ def _load_pyfunc(data_path: str) -> Served:
 
 
 def fit(frame: pd.DataFrame, amounts: np.ndarray, cycles: int, s: DecisionSettings,
-        tested: pd.DataFrame | None = None) -> DecisionModel:
-    """The observational models on ``frame`` (decision features, the granted ``amount``,
+        tested: pd.DataFrame | None = None, features: tuple[str, ...] = DECISION_FEATURES) -> DecisionModel:
+    """The observational models on ``frame`` (the decision ``features``, the granted ``amount``,
     ``label`` and ``balance_months``), then, if ``tested`` (line tests) is given, the correction
     boosted on top of them from those rows alone."""
-    data = _matrix(frame)
-    miss = [_boost(data, frame["label"].to_numpy(), "binary", s.observational, s, None)]
-    balance = [_boost(data, frame["balance_months"].to_numpy(), "regression", s.observational, s, None)]
+    columns = (*features, AMOUNT)
+    data = _matrix(frame, columns)
+    miss = [_boost(data, frame["label"].to_numpy(), "binary", s.observational, s, None, columns)]
+    balance = [_boost(data, frame["balance_months"].to_numpy(), "regression", s.observational, s, None,
+                      columns)]
     if tested is not None:
-        data = _matrix(tested)
+        data = _matrix(tested, columns)
         miss.append(_boost(data, tested["label"].to_numpy(), "binary", s.correction, s,
-                           miss[0].predict(data, raw_score=True)))
+                           miss[0].predict(data, raw_score=True), columns))
         balance.append(_boost(data, tested["balance_months"].to_numpy(), "regression", s.correction,
-                              s, balance[0].predict(data, raw_score=True)))
-    return DecisionModel(miss, balance, np.asarray(amounts, dtype=float), cycles, s)
+                              s, balance[0].predict(data, raw_score=True), columns))
+    return DecisionModel(miss, balance, np.asarray(amounts, dtype=float), cycles, s, tuple(features))
 
 
 def expected_profit(p_miss: np.ndarray, balance_months: np.ndarray, exposure_at_miss: np.ndarray,

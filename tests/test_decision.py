@@ -44,10 +44,11 @@ def test_no_decision_feature_reads_a_row_dated_on_or_after_the_jump(small_sim, s
 
 def test_the_candidate_matrix_keeps_every_borrower_once_per_amount():
     features = pd.DataFrame({f: np.arange(3.0) for f in decision.DECISION_FEATURES})
-    matrix = decision.candidate_matrix(features, np.array([0.0, 5000.0]))
-    assert matrix.shape == (6, len(decision.COLUMNS))
-    assert matrix[:, decision.COLUMNS.index(decision.AMOUNT)].tolist() == [0.0, 5000.0] * 3
-    assert matrix[:, decision.COLUMNS.index("trigger")].tolist() == [0.0, 0.0, 1.0, 1.0, 2.0, 2.0]
+    matrix = decision.candidate_matrix(features, np.array([0.0, 5000.0]), decision.DECISION_FEATURES)
+    columns = [*decision.DECISION_FEATURES, decision.AMOUNT]
+    assert matrix.shape == (6, len(columns))
+    assert matrix[:, columns.index(decision.AMOUNT)].tolist() == [0.0, 5000.0] * 3
+    assert matrix[:, columns.index("trigger")].tolist() == [0.0, 0.0, 1.0, 1.0, 2.0, 2.0]
 
 
 def test_expected_profit_is_margin_on_balance_less_the_loss_on_a_miss():
@@ -177,6 +178,24 @@ def test_recommendations_keep_every_borrower_and_survive_a_save(fitted, decision
     assert (first.loc[risky, "p_miss"] <= fitted.settings.appetite).all()
     fitted.save(tmp_path)
     pd.testing.assert_frame_equal(decision.DecisionModel.from_dir(tmp_path).recommend(rows), first)
+
+
+def test_a_model_trained_before_the_catalogue_grew_reads_the_features_it_knows(decision_frame, small_params,
+                                                                                tmp_path):
+    """A version registered before a feature was added (forgotten_due_dates, 2026-12-05) keeps
+    recommending: from a frame with every current feature, or from an older decision-features
+    file without the new one, the same as from the features it was trained on."""
+    older = tuple(f for f in decision.DECISION_FEATURES if f != "forgotten_due_dates")
+    grid = np.asarray(small_params.simulate.jump.line_test_amounts, dtype=float)
+    decision.fit(decision_frame, grid, 4, small_params.decision, features=older).save(tmp_path)
+    model = decision.DecisionModel.from_dir(tmp_path)
+    assert model.features == older and model.miss[0].num_feature() == len(older) + 1
+    rows = decision_frame.head(200)
+    expected = model.recommend(rows)
+    pd.testing.assert_frame_equal(model.recommend(rows.drop(columns="forgotten_due_dates")), expected)
+    served = rows[["borrower_id", *older]].reset_index(drop=True)
+    pd.testing.assert_frame_equal(model.predict(served).drop(columns="decision_date"),
+                                  expected.drop(columns="decision_date"))
 
 
 def test_the_served_model_reads_numbers_as_text_and_names_what_is_not_a_number(fitted, decision_frame):

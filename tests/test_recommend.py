@@ -35,13 +35,18 @@ def work(tmp_path_factory, small_sim, small_params):
     grid = np.asarray(small_params.simulate.jump.line_test_amounts, dtype=float)
     (folder / "model").mkdir()
     decision.fit(frame, grid, 4, small_params.decision, tested).save(folder / "model")
+    (folder / "older_model").mkdir()  # trained before the catalogue gained forgotten_due_dates
+    decision.fit(frame, grid, 4, small_params.decision, tested, features=OLDER).save(folder / "older_model")
     frame[list(decision.INPUT_COLUMNS)].to_parquet(folder / "decision_features.parquet")
     return folder
 
 
-def run(work, input, output):
+OLDER = tuple(f for f in decision.DECISION_FEATURES if f != "forgotten_due_dates")
+
+
+def run(work, input, output, model="model"):
     return CliRunner().invoke(app, ["recommend", "--input", str(input), "--output", str(output),
-                                    "--model", str(work / "model"), "--params", str(work / "params.yaml")])
+                                    "--model", str(work / model), "--params", str(work / "params.yaml")])
 
 
 @pytest.fixture(scope="module")
@@ -79,6 +84,22 @@ def test_a_decision_features_file_recommends_like_the_raw_tables(work, happy):
     expected = happy["rows"]
     np.testing.assert_array_equal(got["recommended_amount"], expected["recommended_amount"])
     np.testing.assert_allclose(got["p_miss"], expected["p_miss"], rtol=0, atol=1e-9)
+
+
+def test_a_model_trained_on_fewer_features_recommends_from_raw_tables_and_older_files(work):
+    """A decision model registered before the catalogue grew reads the features it was trained
+    on (a LightGBM traceback on the column count before): from the raw tables, and from a
+    decision-features file written before the new feature existed, alike."""
+    from_raw = work / "older" / "raw.parquet"
+    ok(run(work, work / "raw", from_raw, model="older_model"))
+    pd.read_parquet(work / "decision_features.parquet").drop(columns="forgotten_due_dates").to_csv(
+        work / "older.csv", index=False)
+    from_file = work / "older" / "file.parquet"
+    ok(run(work, work / "older.csv", from_file, model="older_model"))
+    got, expected = pd.read_parquet(from_file), pd.read_parquet(from_raw)
+    np.testing.assert_array_equal(got["recommended_amount"], expected["recommended_amount"])
+    np.testing.assert_allclose(got["p_miss"], expected["p_miss"], rtol=0, atol=1e-9)
+    assert summary_of(from_raw)["recommended"] == len(expected) > 0
 
 
 def test_bad_rows_reject_their_borrowers_naming_table_and_column(work, happy, small_sim):

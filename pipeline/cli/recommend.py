@@ -15,7 +15,6 @@ from typing import Annotated
 import pandas as pd
 import typer
 
-from pipeline import decision
 from pipeline.cli import PARAMS, app, load
 from pipeline.cli.paths import DECISION_MODEL
 from pipeline.cli.score import report_rejects, write_batches
@@ -40,7 +39,7 @@ def recommend(
     check_paths(input, output)
     model = load_model(model_uri, p)
     today = pd.Timestamp.today().normalize()
-    source = open_source(input, p, list(decision.DECISION_FEATURES), (), today, observation_days=0)
+    source = open_source(input, p, list(model.features), (), today, observation_days=0)
     summary = write_batches(source, output, p, _Tally(), "recommend", recommend_range,
                             model.output_columns(),
                             (model,), {"model": model_uri})
@@ -52,8 +51,7 @@ def recommend(
 def recommend_range(bounds: tuple[int, int], path: Path, p: Params, model: DecisionModel,
                     today: pd.Timestamp) -> tuple[Batch, pd.DataFrame, dict]:
     """The borrowers with ids in ``bounds``: read, validated, recommended (on any engine)."""
-    batch = open_source(path, p, list(decision.DECISION_FEATURES), (), today,
-                        observation_days=0).load(*bounds)
+    batch = open_source(path, p, list(model.features), (), today, observation_days=0).load(*bounds)
     rows = model.recommend(batch.features) if len(batch.features) else pd.DataFrame()
     batch.features = batch.features.iloc[:0]
     return batch, rows, {}
