@@ -568,8 +568,9 @@ def as_dates(values: pd.Series) -> pd.Series:
     midnight, the day before)."""
     parsed = values
     if not pd.api.types.is_datetime64_any_dtype(values):
-        text = (values.astype("str").str.strip().str.replace(ZONE, "", regex=True)
-                .str.replace(CHINESE_DATE, r"\1-\2-\3", regex=True).where(values.notna()))
+        text = values.astype("str").str.strip().str.replace(ZONE, "", regex=True).where(values.notna())
+        if text.str.contains("年", regex=False).any():  # the rewrite costs 10x the parse: only if needed
+            text = text.str.replace(CHINESE_DATE, r"\1-\2-\3", regex=True)
         parsed = pd.to_datetime(text, errors="coerce", format="ISO8601")
     if isinstance(parsed.dtype, pd.DatetimeTZDtype):
         parsed = parsed.dt.tz_localize(None)
