@@ -10,6 +10,8 @@ that are not whole numbers) stops the run with the file and the column named.
 
 from __future__ import annotations
 
+import codecs
+import gzip
 import os
 import re
 import tempfile
@@ -207,20 +209,19 @@ def _csv_name(path: Path) -> bool:
 
 
 NULLS = [*pacsv.ConvertOptions().null_values, "\\N"]
+SEPARATORS = ("\t", "|", ";")  # besides the comma, what exports put between columns
+SAMPLE_BYTES = 1 << 20  # as much as Arrow infers column types from
 
 
 def _dataset(path: Path, fmt: str | None = None, schema: pa.Schema | None = None) -> ds.Dataset:
     fmt = fmt or ("csv" if is_csv(path) else "parquet")
     if fmt == "csv":
-        # an empty field is a missing value, in text columns too (as pandas and most tools write
-        # it), and so is MySQL's and Hive's \N
-        options = pacsv.ConvertOptions(column_types=schema, strings_can_be_null=True, null_values=NULLS)
-        dataset = ds.dataset(str(path), format=ds.CsvFileFormat(convert_options=options))
+        dataset = ds.dataset(str(path), format=_csv_format(path, schema))
         # Arrow reads text that is not UTF-8 as bytes, which pandas then cannot decode
         not_utf8 = [f.name for f in dataset.schema if pa.types.is_binary(f.type)]
         if not_utf8:
-            raise ContractError(f"{path}: columns {not_utf8} are not UTF-8 text (a file saved as GBK or "
-                                "GB18030?): save it as UTF-8")
+            raise ContractError(f"{path}: columns {not_utf8} are neither UTF-8 nor GB18030 (GBK) text: "
+                                "save it as UTF-8")
         return dataset
     if path.suffix.lower() in (".xlsx", ".xls"):
         raise ContractError(f"{path}: an Excel workbook, which is not read: save it as CSV (UTF-8) or "
@@ -232,6 +233,43 @@ def _dataset(path: Path, fmt: str | None = None, schema: pa.Schema | None = None
             raise ContractError(f"{path}: read as Parquet, since its name does not end in .csv or .csv.gz, "
                                 f"but it is not Parquet: {err}") from err
         raise
+
+
+def _csv_format(path: Path, schema: pa.Schema | None) -> ds.CsvFileFormat:
+    """How a CSV (or the first of a folder of them) is written, read from its start. An empty field
+    is a missing value, in text columns too (as pandas and most tools write it), and so is MySQL's
+    and Hive's \\N. Columns may be split by tabs, '|' or ';' rather than commas, and a ';' file may
+    write the comma as its decimal mark, as spreadsheets do where that is the custom. Text that is
+    not UTF-8 is read as GB18030, which includes GBK: what Excel writes on Chinese Windows."""
+    sample = _sample(path)
+    header = sample.split(b"\n", 1)[0].decode("latin-1")
+    separator = "," if "," in header else next((s for s in SEPARATORS if s in header), ",")
+    decimal = "," if separator == ";" and _decimal_commas(sample) else "."
+    try:
+        codecs.getincrementaldecoder("utf-8")().decode(sample, final=False)
+        encoding = "utf8"
+    except UnicodeDecodeError:
+        encoding = "gb18030"
+    return ds.CsvFileFormat(
+        parse_options=pacsv.ParseOptions(delimiter=separator),
+        convert_options=pacsv.ConvertOptions(column_types=schema, strings_can_be_null=True,
+                                             null_values=NULLS, decimal_point=decimal),
+        read_options=pacsv.ReadOptions(encoding=encoding))
+
+
+def _sample(path: Path) -> bytes:
+    first = path if path.is_file() else min((f for f in path.glob("*") if _csv_name(f)), default=None)
+    if first is None:
+        return b""
+    with (gzip.open if first.name.lower().endswith(".gz") else open)(first, "rb") as f:
+        return f.read(SAMPLE_BYTES)
+
+
+def _decimal_commas(sample: bytes) -> bool:
+    """A ';' file's numbers are written '2,5', and none '2.5'."""
+    field = rb"(?:^|;)\s*-?\d+%s\d+\s*(?=;|\r?$)"
+    comma, point = (re.search(field % mark, sample, re.MULTILINE) for mark in (rb",", rb"\."))
+    return comma is not None and point is None
 
 
 def _read(dataset: ds.Dataset, path: Path, **kwargs) -> pd.DataFrame:
@@ -390,14 +428,9 @@ def _is_number(kind: pa.DataType) -> bool:
 
 
 def _missing(names: list[str], missing: list[str], lacks: str, note: str = "") -> str:
-    """What a file lacking columns is told: ``lacks``, the missing columns and ``note``, or why they are
-    missing, when the header is one column split by another separator (';', as spreadsheets
-    write CSV where the comma is the decimal mark, or a tab) or names them in other capitals or
-    with spaces around them (a database's export: 'BORROWER_ID')."""
-    if len(names) == 1:
-        for separator, said in ((";", "';'"), ("\t", "tabs"), ("|", "'|'")):
-            if separator in names[0]:
-                return f"its header is one column split by {said}: write the file with commas between columns"
+    """What a file lacking columns is told: ``lacks``, the missing columns and ``note``, and why
+    they are missing when the file names them in other capitals or with spaces around them (a
+    database's export: 'BORROWER_ID')."""
     written = {n.strip().lower(): n for n in names}
     renames = {written[c.lower()]: c for c in missing if c.lower() in written}
     hint = (f"; the file writes {', '.join(f'{w!r} for {c!r}' for w, c in renames.items())}: column names "
