@@ -364,8 +364,8 @@ def _csv_schema(name: str, where: Path) -> pa.Schema:
     if "borrower_id" in types:
         inferred = _dataset(where, "csv").schema
         found = inferred.field("borrower_id").type if "borrower_id" in inferred.names else pa.int64()
-        decimals = pa.types.is_floating(found)
-        types["borrower_id"] = pa.float64() if decimals else pa.int64()
+        # text ids are read as text, for _check_ids to name the rows that are not numbers
+        types["borrower_id"] = found if _is_text(found) or pa.types.is_floating(found) else pa.int64()
     return pa.schema(list(types.items()))
 
 
@@ -384,7 +384,8 @@ def _check_ids(dataset: ds.Dataset, path: Path) -> None:
     if pa.types.is_integer(kind) or pa.types.is_null(kind):
         return
     if not pa.types.is_floating(kind):
-        raise ContractError(f"{path}: column 'borrower_id' must hold whole numbers, found {kind}")
+        raise ContractError(f"{path}: column 'borrower_id' must hold whole numbers, found {kind}"
+                            + (_not_numbers(dataset, path, "borrower_id") if _is_text(kind) else ""))
     ids = ds.field("borrower_id")
     # above 2**53 a float has lost the id's last digits, and two borrowers may share one
     broken = ids.is_valid() & (~pc.is_finite(ids) | (pc.floor(ids) != ids) | (pc.abs(ids) >= 2.0 ** 53))

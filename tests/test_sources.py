@@ -493,12 +493,15 @@ def _raw_ids(table: str, ids) -> Callable:
 
 RAW_FILES = {
     "unicode_ids": ("parquet", _raw_ids("statements", ["借款人-1", "b2"]), "statements",
-                    "column 'borrower_id' must hold whole numbers, found large_string"),
+                    "column 'borrower_id' must hold whole numbers, found large_string; 2 rows are not "
+                    "numbers: '借款人-1', 'b2'"),
     "infinite_id": ("parquet", _raw_ids("borrowers", [np.inf]), "borrowers",
                     "column 'borrower_id' must hold whole numbers; 1 rows do not, values [inf]"),
     "fractional_id": ("parquet", _raw_ids("repayments", [1.5, 2.0]), "repayments",
                       "column 'borrower_id' must hold whole numbers; 1 rows do not, values [1.5]"),
-    "text_id_in_csv": ("csv", _raw_ids("statements", ["abc"]), "statements.csv", "(column 'borrower_id')"),
+    "text_id_in_csv": ("csv", _raw_ids("statements", ["abc"]), "statements.csv",
+                       "column 'borrower_id' must hold whole numbers, found string; 1 rows are not "
+                       "numbers: 'abc'"),
     "no_id_column_in_csv": ("csv", lambda t: t.update(repayments=t["repayments"].drop(columns="borrower_id")),
                             "repayments.csv", "table 'repayments' lacks columns ['borrower_id']"),
     "upper_case_names": ("parquet", lambda t: t.update(repayments=t["repayments"].rename(columns=str.upper)),
