@@ -439,6 +439,15 @@ def _missing(names: list[str], missing: list[str], lacks: str, note: str = "") -
     return f"{lacks} {missing}{note}{hint}"
 
 
+def _older(names: list[str], missing: list[str]) -> str:
+    """Why a features file that has the catalogue's older features lacks only newer ones: it was
+    computed before the catalogue grew, and the model after."""
+    if any(c in BY_NAME for c in names) and all(c in BY_NAME for c in missing):
+        return (", features the file predates: compute it again with this version (limitjump features), "
+                "score the raw tables instead, or score with the model version it was made for")
+    return ""
+
+
 def _feature_type(inferred: pa.DataType, text: bool) -> pa.DataType:
     """The type a CSV feature is read as: text for a category, a flag's true/false as such, any
     other number as a float."""
@@ -527,7 +536,8 @@ class FeaturesFile:
             raise ContractError(f"{self.path}: cannot read: {err}") from err
         missing = [c for c in ["borrower_id", "scoring_date", *self.features] if c not in names]
         if missing:
-            raise ContractError(f"{self.path}: {_missing(names, missing, 'missing columns')}")
+            said = _missing(names, missing, "missing columns", _older(names, missing))
+            raise ContractError(f"{self.path}: {said}")
         for c in ["borrower_id", *self.features]:
             kind = self.dataset.schema.field(c).type
             if c in self.text and not _is_text(kind):

@@ -1095,6 +1095,20 @@ def test_a_csv_split_by_another_separator_reads_as_meant(separator, decimal, fea
                                   team_table(comma, _team_settings(), labelled=True))
 
 
+def test_a_features_file_older_than_the_model_says_how_to_mend_it(features, tmp_path):
+    """A file computed before the catalogue grew lacks only the newer features: the message says
+    so and what to do; a file that lacks its id says only what it lacks."""
+    path = tmp_path / "features.csv"
+    features.drop(columns=["forgotten_due_dates"]).to_csv(path, index=False)
+    model = ["age", "forgotten_due_dates"]
+    with pytest.raises(ContractError, match=r"missing columns \['forgotten_due_dates'\], features the file "
+                                            "predates: compute it again with this version"):
+        sources.FeaturesFile(path, model, pd.Timestamp("2030-01-01"), ())
+    features.drop(columns=["borrower_id"]).to_csv(path, index=False)
+    with pytest.raises(ContractError, match=r"missing columns \['borrower_id'\]$"):
+        sources.FeaturesFile(path, model, pd.Timestamp("2030-01-01"), ())
+
+
 def test_column_names_in_capitals_are_named_with_the_names_they_stand_for(features, tmp_path):
     """A database's export writes 'BORROWER_ID': the message pairs each such column with the
     name it stands for, for a features file and a team's table (raw tables: RAW_FILES)."""
