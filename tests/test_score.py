@@ -481,23 +481,8 @@ FILE_PROBLEMS = {
     "corrupt_parquet": (_corrupt("statements", 0), None),
     "corrupt_second_part": (_corrupt("repayments", 1), None),
     "column_dropped": (_rewritten("statements", lambda f: f.drop(columns="credit_score")), "credit_score"),
-    "amount_as_strings": (_rewritten("drawdowns", lambda f: f.assign(amount=f["amount"].astype("str"))),
-                          "amount"),
     "borrowers_empty": (_rewritten("borrowers", lambda f: f.head(0)), None),
 }
-
-
-def test_text_in_a_csv_amount_column_stops_naming_file_and_column(raw_csv, work, model_dir, tmp_path):
-    copy = shutil.copytree(raw_csv, tmp_path / "raw")
-    drawdowns = pd.read_csv(copy / "drawdowns.csv", dtype={"amount": "str"})
-    drawdowns.loc[len(drawdowns) // 2, "amount"] = "1,200.00"
-    drawdowns.to_csv(copy / "drawdowns.csv", index=False)
-    output = tmp_path / "out" / "scores.parquet"
-    result = run_score(work, copy, output, model_dir["path"])
-    assert result.exit_code != 0 and isinstance(result.exception, ContractError), repr(result.exception)
-    assert str(copy / "drawdowns.csv") in str(result.exception), str(result.exception)
-    assert "'amount'" in str(result.exception), str(result.exception)
-    _assert_nothing_written(output)
 
 
 @pytest.mark.parametrize("case", list(FILE_PROBLEMS))

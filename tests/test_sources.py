@@ -1017,6 +1017,55 @@ def test_mysqls_null_reads_as_missing(features, tables, work, tmp_path):
     pd.testing.assert_frame_equal(raw.scores(), raw_plain.scores())
 
 
+@pytest.mark.parametrize("decimal, written, number", [
+    (".", " 12.5 ", 12.5), (".", "12,500.00", 12500.0), (".", "¥1,234,567.5", 1234567.5),
+    (".", "-￥3", -3.0), (".", "¥-3", -3.0), (".", "$ 7", 7.0), (".", "701.0", 701.0), (".", "5.", 5.0),
+    (",", "2,5", 2.5), (",", "12.500,25", 12500.25), (",", "¥1.234", 1234.0),
+    (".", "1,23", None), (".", "12,5000", None), (".", "1.234,5", None), (".", "-", None),
+    (".", "abc", None), (".", "12 500", None), (",", "1,234.5", None),
+])
+def test_numbers_read_as_exports_write_them(decimal, written, number):
+    """Known answers: spaces, a currency sign and thousands separators grouped by three read as
+    the number; anything else is no number, with its value in the reason, and a missing value
+    is missing without one."""
+    values = pd.Series([written, None, "3"], dtype="str")
+    numbers, why = sources._numbers(values, "drawdowns.amount", decimal)
+    assert numbers.dtype == "float64" and np.isnan(numbers[1]) and numbers[2] == 3.0
+    assert why[1] is None and why[2] is None
+    if number is None:
+        assert np.isnan(numbers[0]) and why[0] == f"drawdowns.amount: not a number (value {written})"
+    else:
+        assert numbers[0] == number and why[0] is None
+
+
+def test_a_raw_table_number_with_separators_reads_as_meant_and_a_bad_one_rejects_its_borrower(
+        tables, work, tmp_path):
+    """An amount written '¥2,370.16', as a spreadsheet formats it, or as text in Parquet, scored as
+    the number; a text that
+    is no number ('-' for nothing) stopped the whole file before, and now rejects its borrower
+    alone, naming the table, column and value."""
+    plain = score(work, write_raw(tables, tmp_path / "a", "csv"), tmp_path / "a.parquet")
+    raw = write_raw(tables, tmp_path / "b", "csv")
+    drawdowns = tables["drawdowns"]
+    drawdowns.assign(amount=drawdowns["amount"].map("¥{:,.2f}".format)).to_csv(raw / "drawdowns.csv",
+                                                                             index=False)
+    run = score(work, raw, tmp_path / "b.parquet")
+    check_accounted(run, len(tables["borrowers"]))
+    pd.testing.assert_frame_equal(run.scores(), plain.scores())
+    # a database's Parquet export may hold amounts as text
+    text = drawdowns.astype({"amount": "str"})
+    as_text = write_raw({**tables, "drawdowns": text}, tmp_path / "p", "parquet")
+    run = score(work, as_text, tmp_path / "p.parquet")
+    check_accounted(run, len(tables["borrowers"]))
+    pd.testing.assert_frame_equal(run.scores(), plain.scores())
+    bid = victim(tables["repayments"], 1)
+    repayments = tables["repayments"].astype({"amount": object})
+    repayments.loc[first_row(repayments, bid), "amount"] = "-"
+    repayments.to_csv(raw / "repayments.csv", index=False)
+    check_rejected(score(work, raw, tmp_path / "c.parquet"), bid, "repayments.amount: not a number (value -)",
+                   len(tables["borrowers"]))
+
+
 @pytest.mark.parametrize("written", ["%Y/%m/%d", "%Y%m%d", "%Y年%m月%d日", "%Y年%m月%d日 00:00"])
 def test_dates_written_year_first_read_as_the_dates(written, features, tables, work, tmp_path):
     """Year, month and day in that order, however separated (a Chinese spreadsheet writes
