@@ -48,6 +48,9 @@ from pipeline.features import MissingJump, build_features
 ARROW_TYPES = {"int64": pa.int64(), "float64": pa.float64(), "str": pa.string(),
                "datetime64[s]": pa.timestamp("s")}
 NUMBERS = ("int64", "float64")
+# what reading a file can raise: Arrow's errors, the file system's, and a transcoded CSV's bytes
+# that its encoding cannot decode
+READ_ERRORS = (pa.ArrowException, OSError, UnicodeDecodeError)
 OUTPUT_FORMATS = (".parquet", ".csv")
 CSV_ENDINGS = (".csv", ".csv.gz")  # Arrow reads a gzipped CSV as it reads a CSV
 NO_ID = "borrower_id: missing"
@@ -217,19 +220,13 @@ SAMPLE_BYTES = 1 << 20  # as much as Arrow infers column types from
 def _dataset(path: Path, fmt: str | None = None, schema: pa.Schema | None = None) -> ds.Dataset:
     fmt = fmt or ("csv" if is_csv(path) else "parquet")
     if fmt == "csv":
-        dataset = ds.dataset(str(path), format=_csv_format(path, schema))
-        # Arrow reads text that is not UTF-8 as bytes, which pandas then cannot decode
-        not_utf8 = [f.name for f in dataset.schema if pa.types.is_binary(f.type)]
-        if not_utf8:
-            raise ContractError(f"{path}: columns {not_utf8} are neither UTF-8 nor GB18030 (GBK) text: "
-                                "save it as UTF-8")
-        return dataset
+        return ds.dataset(str(path), format=_csv_format(path, schema))
     if path.suffix.lower() in (".xlsx", ".xls"):
         raise ContractError(f"{path}: an Excel workbook, which is not read: save it as CSV (UTF-8) or "
                             "Parquet")
     try:
         return ds.dataset(str(path), format="parquet")
-    except (pa.ArrowException, OSError) as err:
+    except READ_ERRORS as err:
         if path.is_file() and path.suffix.lower() != ".parquet":
             raise ContractError(f"{path}: read as Parquet, since its name does not end in .csv or .csv.gz, "
                                 f"but it is not Parquet: {err}") from err
@@ -240,22 +237,34 @@ def _csv_format(path: Path, schema: pa.Schema | None) -> ds.CsvFileFormat:
     """How a CSV (or the first of a folder of them) is written, read from its start. An empty field
     is a missing value, in text columns too (as pandas and most tools write it), and so is MySQL's
     and Hive's \\N. Columns may be split by tabs, '|' or ';' rather than commas, and a ';' file may
-    write the comma as its decimal mark, as spreadsheets do where that is the custom. Text that is
-    not UTF-8 is read as GB18030, which includes GBK: what Excel writes on Chinese Windows."""
+    write the comma as its decimal mark, as spreadsheets do where that is the custom."""
     sample = _sample(path)
-    header = sample.split(b"\n", 1)[0].decode("latin-1")
+    encoding = _encoding(sample)
+    if encoding is None:
+        raise ContractError(f"{path}: its text is neither UTF-8, UTF-16 nor GB18030 (GBK): save it as UTF-8")
+    text = sample.decode(encoding, errors="ignore")
+    header = text.split("\n", 1)[0]
     separator = "," if "," in header else next((s for s in SEPARATORS if s in header), ",")
-    decimal = "," if separator == ";" and _decimal_commas(sample) else "."
-    try:
-        codecs.getincrementaldecoder("utf-8")().decode(sample, final=False)
-        encoding = "utf8"
-    except UnicodeDecodeError:
-        encoding = "gb18030"
+    decimal = "," if separator == ";" and _decimal_commas(text) else "."
     return ds.CsvFileFormat(
         parse_options=pacsv.ParseOptions(delimiter=separator),
         convert_options=pacsv.ConvertOptions(column_types=schema, strings_can_be_null=True,
                                              null_values=NULLS, decimal_point=decimal),
         read_options=pacsv.ReadOptions(encoding=encoding))
+
+
+def _encoding(sample: bytes) -> str | None:
+    """UTF-8; else UTF-16 where a byte-order mark says so (Excel's 'Unicode text'); else GB18030,
+    which includes GBK: what Excel writes on Chinese Windows; else None."""
+    if sample.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return "utf-16"
+    for encoding in ("utf8", "gb18030"):
+        try:  # the sample may end inside a character
+            codecs.getincrementaldecoder(encoding)().decode(sample, final=False)
+            return encoding
+        except UnicodeDecodeError:
+            pass
+    return None
 
 
 def _sample(path: Path) -> bytes:
@@ -266,10 +275,10 @@ def _sample(path: Path) -> bytes:
         return f.read(SAMPLE_BYTES)
 
 
-def _decimal_commas(sample: bytes) -> bool:
+def _decimal_commas(text: str) -> bool:
     """A ';' file's numbers are written '2,5', and none '2.5'."""
-    field = rb"(?:^|;)\s*-?\d+%s\d+\s*(?=;|\r?$)"
-    comma, point = (re.search(field % mark, sample, re.MULTILINE) for mark in (rb",", rb"\."))
+    field = r"(?:^|;)\s*-?\d+%s\d+\s*(?=;|\r?$)"
+    comma, point = (re.search(field % mark, text, re.MULTILINE) for mark in (",", r"\."))
     return comma is not None and point is None
 
 
@@ -286,7 +295,7 @@ def _read(dataset: ds.Dataset, path: Path, **kwargs) -> pd.DataFrame:
 def _table(dataset: ds.Dataset, path: Path, **kwargs) -> pa.Table:
     try:
         return dataset.to_table(**kwargs)
-    except (pa.ArrowException, OSError) as err:
+    except READ_ERRORS as err:
         raise _unreadable(path, err, dataset) from err
 
 
@@ -321,7 +330,7 @@ def _unreadable(path: Path, err: Exception, dataset: ds.Dataset | None = None) -
     if found:
         try:
             names = (dataset or _dataset(path, "csv")).schema.names
-        except (pa.ArrowException, OSError):
+        except READ_ERRORS:
             names = []
         column = f" (column '{names[int(found[1])]}')" if int(found[1]) < len(names) else ""
     return ContractError(f"{path}: cannot read{column}: {err}")
@@ -417,7 +426,7 @@ def _missing_ids(dataset: ds.Dataset, path: Path) -> pd.DataFrame:
 def _count(dataset: ds.Dataset, path: Path, where: ds.Expression) -> int:
     try:
         return dataset.count_rows(filter=where)
-    except (pa.ArrowException, OSError) as err:
+    except READ_ERRORS as err:
         raise _unreadable(path, err, dataset) from err
 
 
@@ -532,7 +541,7 @@ class FeaturesFile:
                     + [(c, pa.string()) for c in ("scoring_date", NEXT_DUE) if c in inferred.names])
                 self.dataset = _dataset(self.path, "csv", types)
             names = self.dataset.schema.names
-        except (pa.ArrowException, OSError) as err:
+        except READ_ERRORS as err:
             raise ContractError(f"{self.path}: cannot read: {err}") from err
         missing = [c for c in ["borrower_id", "scoring_date", *self.features] if c not in names]
         if missing:
@@ -783,7 +792,7 @@ class RawTables:
             schema = _csv_schema(name, where) if is_csv(where) else _schema(name)
             dataset = _dataset(where, schema=schema)
             names = dataset.schema.names
-        except (pa.ArrowException, OSError) as err:
+        except READ_ERRORS as err:
             raise _unreadable(where, err) from err
         missing = [c for c in TABLES[name].names if c not in names]
         if missing:
