@@ -363,14 +363,14 @@ def _schema(name: str) -> pa.Schema:
     return pa.schema([(c.name, ARROW_TYPES[c.dtype]) for c in TABLES[name].columns])
 
 
-def _csv_schema(name: str, where: Path) -> pa.Schema:
+def _csv_schema(name: str, where: Path, text_ids: bool) -> pa.Schema:
     """The types a raw table's CSV is read with: every column but the id as text, parsed per row
     (``RawTables._conform``), so that a bad date or number rejects its borrower, not the file,
     and numbers read as exports write them ('701.0' where pandas wrote a column with one blank,
-    '¥12,500.00'). Ids stay integers (floats lose digits above 2**53) unless the file writes them
-    as decimals."""
+    '¥12,500.00'). Ids are text where the borrowers table's are (``_text_ids``); else they stay
+    integers (floats lose digits above 2**53) unless the file writes them as decimals."""
     types = {c.name: pa.string() for c in TABLES[name].columns}
-    if "borrower_id" in types:
+    if "borrower_id" in types and not text_ids:
         inferred = _dataset(where, "csv").schema
         found = inferred.field("borrower_id").type if "borrower_id" in inferred.names else pa.int64()
         # text ids are read as text, for _check_ids to name the rows that are not numbers
@@ -405,22 +405,82 @@ def _check_ids(dataset: ds.Dataset, path: Path) -> None:
                             f"2**53, where a float keeps every digit)")
 
 
-def _id_ranges(ids: pd.Series, size: int) -> list[tuple[int, int]]:
-    """Consecutive (first, last) id ranges of ``size`` distinct borrowers each."""
+def _text_ids(path: Path) -> bool:
+    """Whether the borrower ids of a file are text: written as text ('C0012'), or as digits with
+    leading zeros ('000123'), which as numbers would lose their zeros and no longer match the
+    lender's records. Text ids are scored as text; any other problem is the file's opening's."""
+    try:
+        dataset = _dataset(path)
+        if "borrower_id" not in dataset.schema.names:
+            return False
+        kind = dataset.schema.field("borrower_id").type
+        if not (is_csv(path) and pa.types.is_integer(kind)):
+            return _is_text(kind) and not pa.types.is_null(kind)
+        written = _dataset(path, "csv", pa.schema([("borrower_id", pa.string())]))
+        ids = _table(written, path, columns=["borrower_id"])["borrower_id"]
+        return pc.any(pc.match_substring_regex(ids, r"^\s*0\d")).as_py() is True
+    except READ_ERRORS:
+        return False
+
+
+def _check_text_ids(dataset: ds.Dataset, path: Path) -> None:
+    kind = dataset.schema.field("borrower_id").type
+    if not _is_text(kind):
+        raise ContractError(f"{path}: column 'borrower_id' holds {kind}, but the borrowers table's ids "
+                            "are text: write every table's ids the same way")
+
+
+def _id_ranges(ids: pd.Series, size: int) -> list[tuple[int, int]] | list[tuple[str, str]]:
+    """Consecutive (first, last) id ranges of ``size`` distinct borrowers each; text ids in the
+    order Arrow compares them (by code point)."""
+    if not pd.api.types.is_numeric_dtype(ids):
+        unique = np.unique(ids.dropna().astype("str").to_numpy(dtype=object))
+        return [(str(unique[lo]), str(unique[min(lo + size, unique.size) - 1]))
+                for lo in range(0, unique.size, size)]
     ordered = np.sort(ids.dropna().astype("int64").to_numpy())
     unique = ordered[np.r_[True, ordered[1:] != ordered[:-1]]]  # np.unique hashes: 15x slower here
     return [(int(unique[lo]), int(unique[min(lo + size, unique.size) - 1]))
             for lo in range(0, unique.size, size)]
 
 
+class TextIds:
+    """A batch's text ids as the integers the features and checks work with (their rank in the
+    batch), and back: ``keys[number]`` is the text."""
+
+    def __init__(self, ids: pd.Series):
+        self.keys = np.unique(ids.dropna().astype("str").to_numpy(dtype=object))
+
+    def numbered(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """``frame`` with its ids numbered; rows of ids not in the batch (no borrower's, counted
+        by ``unattributed``) left out."""
+        codes = pd.Categorical(frame["borrower_id"].astype("str"), categories=self.keys).codes
+        return frame[codes >= 0].assign(borrower_id=codes[codes >= 0].astype("int64"))
+
+    def written(self, batch: Batch) -> Batch:
+        """The batch with its ids as the file wrote them."""
+        batch.features = batch.features.assign(borrower_id=self.keys[batch.features["borrower_id"]
+                                                                     .to_numpy(dtype="int64")])
+        batch.rejects = _text_rejects(batch.rejects, self.keys)
+        return batch
+
+
+def _text_rejects(rejected: pd.DataFrame, keys: np.ndarray) -> pd.DataFrame:
+    numbers = rejected["borrower_id"]
+    text = np.full(len(numbers), None, dtype=object)
+    given = numbers.notna().to_numpy()
+    text[given] = keys[numbers[given].to_numpy(dtype="int64")]
+    return rejected.assign(borrower_id=pd.array(text, dtype="str"))
+
+
 def _in_range(first: int, last: int) -> ds.Expression:
     return (ds.field("borrower_id") >= first) & (ds.field("borrower_id") <= last)
 
 
-def _missing_ids(dataset: ds.Dataset, path: Path) -> pd.DataFrame:
+def _missing_ids(dataset: ds.Dataset, path: Path, text_ids: bool) -> pd.DataFrame:
     """Rows without a borrower id belong to no range; each is one rejected borrower."""
     n = _count(dataset, path, ds.field("borrower_id").is_null())
-    return rejects([None] * n, [NO_ID] * n)
+    missing = rejects([None] * n, [NO_ID] * n)
+    return _text_rejects(missing, np.array([], dtype=object)) if text_ids else missing
 
 
 def _count(dataset: ds.Dataset, path: Path, where: ds.Expression) -> int:
@@ -525,8 +585,10 @@ class FeaturesFile:
     text: tuple[str, ...] = ()  # the model's text categories: read as text, any value allowed
     dataset: ds.Dataset = field(init=False)
     table: Table = field(init=False)
+    text_ids: bool = field(init=False)
 
     def __post_init__(self) -> None:
+        self.text_ids = _text_ids(self.path)
         try:
             self.dataset = _dataset(self.path)
             if isinstance(self.dataset.format, ds.CsvFileFormat):
@@ -538,7 +600,8 @@ class FeaturesFile:
                 types = pa.schema(
                     [(c, _feature_type(inferred.field(c).type, c in self.text)) for c in self.features
                      if c in inferred.names and (c in self.text or _is_number(inferred.field(c).type))]
-                    + [(c, pa.string()) for c in ("scoring_date", NEXT_DUE) if c in inferred.names])
+                    + [(c, pa.string()) for c in ("scoring_date", NEXT_DUE) if c in inferred.names]
+                    + ([("borrower_id", pa.string())] if self.text_ids else []))
                 self.dataset = _dataset(self.path, "csv", types)
             names = self.dataset.schema.names
         except READ_ERRORS as err:
@@ -547,7 +610,7 @@ class FeaturesFile:
         if missing:
             said = _missing(names, missing, "missing columns", _older(names, missing))
             raise ContractError(f"{self.path}: {said}")
-        for c in ["borrower_id", *self.features]:
+        for c in self.features if self.text_ids else ["borrower_id", *self.features]:
             kind = self.dataset.schema.field(c).type
             if c in self.text and not _is_text(kind):
                 raise ContractError(f"{self.path}: column '{c}' must be text (the model learned it as "
@@ -555,7 +618,8 @@ class FeaturesFile:
             if c not in self.text and not _is_number(kind):
                 raise ContractError(f"{self.path}: column '{c}' must be numeric, found {kind}"
                                     + _not_numbers(self.dataset, self.path, c) + codes_hint(c))
-        _check_ids(self.dataset, self.path)
+        if not self.text_ids:
+            _check_ids(self.dataset, self.path)
         self.table = features_table(self.features, self.text)
 
     def ranges(self, size: int) -> list[tuple[int, int]]:
@@ -568,6 +632,9 @@ class FeaturesFile:
         """Rows of borrowers ``first``..``last`` checked against the features contract (all rows
         of an id fall in the same range, so duplicates are seen here)."""
         frame = _read(self.dataset, self.path, filter=_in_range(first, last))
+        text = TextIds(frame["borrower_id"]) if self.text_ids else None
+        if text:
+            frame = text.numbered(frame)
         scoring, why = _dates(frame["scoring_date"], "scoring_date", required=True)
         # the next due date is optional (a team's file may not have it)
         due, why_due = _dates(frame.get(NEXT_DUE, pd.Series(pd.NaT, index=frame.index)), NEXT_DUE,
@@ -583,10 +650,11 @@ class FeaturesFile:
         keep["scoring_date"], keep[NEXT_DUE] = scoring[~bad], due[~bad]
         scored, failed = check_features(keep, self.table, "", self.path, self.today)
         rejected = pd.concat([rejects(frame["borrower_id"][bad], reasons[bad]), failed])
-        return Batch(scored, rejected.sort_values("borrower_id").reset_index(drop=True), len(frame))
+        batch = Batch(scored, rejected.sort_values("borrower_id").reset_index(drop=True), len(frame))
+        return text.written(batch) if text else batch
 
     def orphans(self) -> pd.DataFrame:
-        return _missing_ids(self.dataset, self.path)
+        return _missing_ids(self.dataset, self.path, self.text_ids)
 
     def unattributed(self) -> dict[str, dict[str, int]]:
         """A features file has no other tables: every row is a borrower."""
@@ -769,6 +837,7 @@ class RawTables:
         self.observation_days = p.label.observation_days if observation_days is None else observation_days
         self.table = features_table(features)
         self.tables = {name: self._locate(name) for name in (*RAW_TABLES, "maintenance_windows")}
+        self.text_ids = _text_ids(self.tables["borrowers"])
         self.datasets = {name: self._open(name, where) for name, where in self.tables.items()}
         windows = "maintenance_windows"
         self.windows, unreadable = self._conform(_read(self.datasets[windows], self.tables[windows]),
@@ -789,7 +858,7 @@ class RawTables:
 
     def _open(self, name: str, where: Path) -> ds.Dataset:
         try:
-            schema = _csv_schema(name, where) if is_csv(where) else _schema(name)
+            schema = _csv_schema(name, where, self.text_ids) if is_csv(where) else _schema(name)
             dataset = _dataset(where, schema=schema)
             names = dataset.schema.names
         except READ_ERRORS as err:
@@ -798,7 +867,7 @@ class RawTables:
         if missing:
             raise ContractError(f"{where}: " + _missing(names, missing, f"table '{name}' lacks columns"))
         if "borrower_id" in names:
-            _check_ids(dataset, where)
+            (_check_text_ids if self.text_ids else _check_ids)(dataset, where)
         return dataset
 
     def _conform(self, frame: pd.DataFrame, name: str) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -839,7 +908,7 @@ class RawTables:
         return _id_ranges(ids["borrower_id"], size)
 
     def orphans(self) -> pd.DataFrame:
-        return _missing_ids(self.datasets["borrowers"], self.tables["borrowers"])
+        return _missing_ids(self.datasets["borrowers"], self.tables["borrowers"], self.text_ids)
 
     def unattributed(self) -> dict[str, dict[str, int]]:
         """Rows of the other tables that belong to no borrower, counted per table and reason."""
@@ -856,10 +925,13 @@ class RawTables:
     def load(self, first: int, last: int) -> Batch:
         """The borrowers ``first``..``last``: every row checked against its table's contract,
         their tables against each other, then their features against the features contract."""
-        tables, failed = {}, []
-        for name in RAW_TABLES:
-            tables[name], unreadable = self._conform(_read(self.datasets[name], self.tables[name],
-                                                           filter=_in_range(first, last)), name)
+        tables, failed, text = {}, [], None
+        for name in RAW_TABLES:  # the borrowers table first: its ids are the batch's
+            frame = _read(self.datasets[name], self.tables[name], filter=_in_range(first, last))
+            if self.text_ids:
+                text = text or TextIds(frame["borrower_id"])
+                frame = text.numbered(frame)
+            tables[name], unreadable = self._conform(frame, name)
             # a date that could not be read is its row's first reason, before the missing value
             found = pd.concat([unreadable, row_rejects(tables[name], name, f"{name}.", self.tables[name])])
             failed.append(pd.DataFrame({"borrower_id": tables[name]["borrower_id"].to_numpy()[found["row"]],
@@ -877,7 +949,8 @@ class RawTables:
         # borrowers in are rows of the borrowers table: one listed twice is rejected twice
         rejected = rejected.reset_index(drop=True)
         rejected = rejected.loc[rejected.index.repeat(rejected["borrower_id"].map(rows_of))]
-        return Batch(scored, rejected.reset_index(drop=True), len(tables["borrowers"]))
+        batch = Batch(scored, rejected.reset_index(drop=True), len(tables["borrowers"]))
+        return text.written(batch) if text else batch
 
 
 def _rows_with(why: np.ndarray) -> pd.DataFrame:

@@ -102,6 +102,18 @@ def test_a_model_trained_on_fewer_features_recommends_from_raw_tables_and_older_
     assert summary_of(from_raw)["recommended"] == len(expected) > 0
 
 
+def test_text_ids_are_recommended_under_the_ids_the_file_wrote(work, happy):
+    """A decision-features file with customer numbers as text: the same amounts, under its ids."""
+    frame = pd.read_parquet(work / "decision_features.parquet")
+    frame["borrower_id"] = "C" + frame["borrower_id"].astype("str").str.zfill(9)
+    frame.to_csv(work / "text_ids.csv", index=False)
+    output = work / "text" / "out.parquet"
+    ok(run(work, work / "text_ids.csv", output))
+    got, expected = pd.read_parquet(output), happy["rows"]
+    assert got["borrower_id"].tolist() == ("C" + expected["borrower_id"].astype("str").str.zfill(9)).tolist()
+    np.testing.assert_array_equal(got["recommended_amount"], expected["recommended_amount"])
+
+
 def test_bad_rows_reject_their_borrowers_naming_table_and_column(work, happy, small_sim):
     t = {name: frame.copy() for name, frame in small_sim.items()}
     victims = {}

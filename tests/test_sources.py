@@ -504,6 +504,9 @@ RAW_FILES = {
                        "numbers: 'abc'"),
     "no_id_column_in_csv": ("csv", lambda t: t.update(repayments=t["repayments"].drop(columns="borrower_id")),
                             "repayments.csv", "table 'repayments' lacks columns ['borrower_id']"),
+    "text_ids_in_borrowers_only": ("parquet", lambda t: t.update(
+        borrowers=t["borrowers"].assign(borrower_id="C" + t["borrowers"]["borrower_id"].astype("str"))),
+        "statements", "column 'borrower_id' holds int64, but the borrowers table's ids are text"),
     "upper_case_names": ("parquet", lambda t: t.update(repayments=t["repayments"].rename(columns=str.upper)),
                          "repayments", "the file writes 'BORROWER_ID' for 'borrower_id', 'PAYMENT_DATE' for "
                          "'payment_date'"),
@@ -523,7 +526,6 @@ def test_raw_file_problem_exits_1_naming_file_and_column(case, tables, work, tmp
 
 
 @pytest.mark.parametrize("ids, message", [
-    (["a", "b"], "column 'borrower_id' must be numeric"),
     ([np.inf], "column 'borrower_id' must hold whole numbers; 1 rows do not, values [inf]"),
 ])
 def test_features_file_with_unusable_ids_exits_1(ids, message, features, work, tmp_path):
@@ -535,6 +537,59 @@ def test_features_file_with_unusable_ids_exits_1(ids, message, features, work, t
     run = score(work, path, tmp_path / "out" / "s.parquet")
     assert run.code == 1 and str(path) in run.err and message in run.err, run.err
     assert list((tmp_path / "out").iterdir()) == []
+
+
+# ---- text ids ----------------------------------------------------------------------------------------
+
+TEXT_IDS = {"letters": "C{:09d}".format, "leading_zeros": "{:012d}".format}
+
+
+def _written(frame: pd.DataFrame, write) -> pd.DataFrame:
+    ids = frame["borrower_id"]
+    text = [None if pd.isna(i) else write(int(i)) for i in ids]
+    return frame.assign(borrower_id=pd.array(text, dtype="str"))
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "csv"])
+@pytest.mark.parametrize("kind", list(TEXT_IDS))
+def test_text_ids_score_under_the_ids_the_file_wrote(kind, fmt, tables, work, tmp_path):
+    """A lender's customer numbers are often text ('C000000123') or digits with leading zeros
+    ('000000000123'): the first stopped the run, the second lost its zeros and so matched no
+    record of the lender's. Raw tables with either score as the same borrowers do with numbers,
+    under the ids the file wrote, a rejected borrower and the rows of no borrower included."""
+    write = TEXT_IDS[kind]
+    t = dict(tables)
+    bid = victim(t["repayments"], 2)
+    repayments = t["repayments"].copy()
+    repayments.loc[first_row(repayments, bid), "amount"] = -5.0
+    t["repayments"] = pd.concat([repayments, repayments.head(1).assign(borrower_id=999_999_999)])
+    plain = score(work, write_raw(t, tmp_path / "a", fmt), tmp_path / "a.parquet")
+    run = score(work, write_raw({n: _written(f, write) if "borrower_id" in f else f for n, f in t.items()},
+                                tmp_path / "b", fmt), tmp_path / "b.parquet")
+    check_accounted(run, len(t["borrowers"]))
+    pd.testing.assert_frame_equal(run.scores(), _written(plain.scores(), write))
+    assert run.rejects()["borrower_id"].tolist() == [write(bid)]
+    assert run.rejects()["reason"].tolist() == plain.rejects()["reason"].tolist()
+    assert run.summary()["unattributed_rows"] == plain.summary()["unattributed_rows"] == \
+        {"repayments": {sources.NOT_A_BORROWER: 1}}
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "csv"])
+def test_a_features_file_with_text_ids_scores_under_them(fmt, features, work, tmp_path):
+    """Text ids in a features file, a duplicated one and a missing one among them: the same scores
+    and rejects as with numbers, under the file's ids."""
+    write = TEXT_IDS["leading_zeros"]
+    frame = features.astype({"borrower_id": "float64"})
+    frame = pd.concat([frame, frame.iloc[[3]]]).reset_index(drop=True)
+    frame.loc[7, "borrower_id"] = np.nan
+    plain = score(work, write_features(frame, tmp_path / "a", fmt), tmp_path / "a" / "s.parquet")
+    text = write_features(_written(frame, write), tmp_path / "b", fmt)
+    run = score(work, text, tmp_path / "b" / "s.parquet")
+    check_accounted(run, len(frame))
+    pd.testing.assert_frame_equal(run.scores(), _written(plain.scores(), write))
+    expected = _written(plain.rejects(), write)
+    pd.testing.assert_frame_equal(run.rejects(), expected)
+    assert expected["borrower_id"].isna().sum() == 1 and len(expected) == 3
 
 
 # ---- 4. command lines that cannot run: exit 2 before any work --------------------------------------------
