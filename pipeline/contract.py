@@ -102,6 +102,20 @@ def _id() -> Col:
     return Col("borrower_id", "int64", "id", "Borrower identifier", min=0)
 
 
+LEADING_ZERO = r"^\s*0\d"  # digits that a number would lose
+
+
+def ids_written_as_text(values: pd.Series) -> bool:
+    """Whether a lender writes its ids as text rather than numbers: any id that is no number
+    ('C0012'), or digits with a leading zero ('000123'), which as a number would lose its zeros
+    and match no record of the lender's. Such ids are carried as the text they are."""
+    if pd.api.types.is_numeric_dtype(values):
+        return False
+    text = values.dropna().astype("str").str.strip()
+    text = text[text != ""]
+    return bool(pd.to_numeric(text, errors="coerce").isna().any() or text.str.contains(LEADING_ZERO).any())
+
+
 def _date(name: str, description: str, nullable: bool = False) -> Col:
     return Col(name, "datetime64[s]", "date", description, nullable=nullable)
 

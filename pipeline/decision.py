@@ -31,6 +31,7 @@ import pandas as pd
 from pipeline import metrics
 from pipeline.catalog import FEATURES
 from pipeline.config import BoostSettings, DecisionSettings
+from pipeline.contract import ids_written_as_text
 from pipeline.errors import InputError
 from pipeline.lgbm import lgb
 from pipeline.model import Served, encode, numbers
@@ -78,7 +79,7 @@ def _matrix(frame: pd.DataFrame, columns: tuple[str, ...]) -> np.ndarray:
 def _ids(values: pd.Series) -> np.ndarray:
     """Borrower ids as int64, or as text where a lender writes them so ('C0012', '000123'); a
     blank or a fraction is an error naming the rows."""
-    if not pd.api.types.is_numeric_dtype(values) and _written_as_text(values):
+    if ids_written_as_text(values):
         blank = np.flatnonzero(values.isna().to_numpy() | (values.astype("str").str.strip() == "").to_numpy())
         if blank.size:
             raise ValueError(f"column 'borrower_id' has no id in {blank.size} of {len(values)} rows "
@@ -90,13 +91,6 @@ def _ids(values: pd.Series) -> np.ndarray:
         raise ValueError(f"column 'borrower_id' must hold whole numbers: {bad.size} of {len(ids)} rows do "
                          f"not (rows {bad[:3].tolist()}, values {values.iloc[bad[:3]].tolist()})")
     return ids.astype("int64")
-
-
-def _written_as_text(values: pd.Series) -> bool:
-    """Any id that is no number, or digits with a leading zero, that a number would lose."""
-    text = values.dropna().astype("str").str.strip()
-    return bool((pd.to_numeric(text, errors="coerce").isna() & (text != "")).any()
-                or text.str.match(r"0\d").any())
 
 
 def _boost(data: np.ndarray, target: np.ndarray, objective: str, boost: BoostSettings,

@@ -31,6 +31,7 @@ from pipeline import io
 from pipeline.catalog import BY_NAME, NEXT_DUE, codes_hint
 from pipeline.config import Params, TablesSettings
 from pipeline.contract import (
+    LEADING_ZERO,
     RAW_TABLES,
     TABLES,
     ContractError,
@@ -39,6 +40,7 @@ from pipeline.contract import (
     features_table,
     future_scoring,
     history_violations,
+    ids_written_as_text,
     row_violations,
     violations,
 )
@@ -405,22 +407,26 @@ def _check_ids(dataset: ds.Dataset, path: Path) -> None:
                             f"2**53, where a float keeps every digit)")
 
 
-def _text_ids(path: Path) -> bool:
-    """Whether the borrower ids of a file are text: written as text ('C0012'), or as digits with
-    leading zeros ('000123'), which as numbers would lose their zeros and no longer match the
-    lender's records. Text ids are scored as text; any other problem is the file's opening's."""
+def _text_ids(path: Path, column: str = "borrower_id") -> bool:
+    """Whether a file's ids are text (``contract.ids_written_as_text``); a CSV reads digits with
+    leading zeros as numbers, so its column is read as written to tell. Any other problem is
+    left for the file's opening to report."""
     try:
         dataset = _dataset(path)
-        if "borrower_id" not in dataset.schema.names:
+        if column not in dataset.schema.names:
             return False
-        kind = dataset.schema.field("borrower_id").type
+        kind = dataset.schema.field(column).type
         if not (is_csv(path) and pa.types.is_integer(kind)):
             return _is_text(kind) and not pa.types.is_null(kind)
-        written = _dataset(path, "csv", pa.schema([("borrower_id", pa.string())]))
-        ids = _table(written, path, columns=["borrower_id"])["borrower_id"]
-        return pc.any(pc.match_substring_regex(ids, r"^\s*0\d")).as_py() is True
+        ids = _table(_as_text(path, column), path, columns=[column])[column]
+        return pc.any(pc.match_substring_regex(ids, LEADING_ZERO)).as_py() is True
     except READ_ERRORS:
         return False
+
+
+def _as_text(path: Path, column: str) -> ds.Dataset:
+    """A CSV with ``column`` read as written and the others as Arrow infers them."""
+    return _dataset(path, "csv", pa.schema([(column, pa.string())]))
 
 
 def _check_text_ids(dataset: ds.Dataset, path: Path) -> None:
@@ -754,7 +760,8 @@ def team_table(path: Path, t: TablesSettings, labelled: bool) -> pd.DataFrame:
     stops the run naming the file, the column and the first rows (1 = the first data row)."""
     if not path.exists():
         raise ContractError(f"{path}: no such file or folder (source.tables names it)")
-    frame = _read(_dataset(path), path)
+    text_ids = _text_ids(path, t.id_column)
+    frame = _read(_as_text(path, t.id_column) if text_ids and is_csv(path) else _dataset(path), path)
     named = {t.id_column: "borrower_id", t.date_column: "scoring_date",
              **({t.label_column: "label"} if labelled else {})}
     missing = [c for c in named if c not in frame.columns]
@@ -777,19 +784,31 @@ def team_table(path: Path, t: TablesSettings, labelled: bool) -> pd.DataFrame:
         raise ContractError(f"{path}: no rows")
     for column in frame.columns.difference(list(named)):
         frame[column] = _numbers_written_as_text(path, column, frame)
-    ids = pd.to_numeric(frame[t.id_column], errors="coerce")
-    _stop_at(path, t.id_column, "must be a whole number", ids.isna() | (ids != ids.round()), frame)
-    _stop_at(path, t.id_column, "repeats an id", ids.duplicated(keep=False), frame)
+    ids = _team_ids(path, t.id_column, frame)
     dates = as_dates(frame[t.date_column])
     _stop_at(path, t.date_column, "must be a date (ISO, 2025-01-31)", dates.isna(), frame)
-    out = frame.rename(columns=named).assign(borrower_id=ids.astype("int64"),
-                                             scoring_date=dates.astype("datetime64[s]"))
+    out = frame.rename(columns=named).assign(borrower_id=ids, scoring_date=dates.astype("datetime64[s]"))
     out["jump_date"] = out["scoring_date"]
     if labelled:
         label = pd.to_numeric(frame[t.label_column], errors="coerce")
         _stop_at(path, t.label_column, "must be 0 or 1", ~label.isin([0, 1]), frame)
         out["label"] = label.astype("int64")
     return out
+
+
+def _team_ids(path: Path, column: str, frame: pd.DataFrame) -> pd.Series:
+    """A team's ids: whole numbers, or text as the file writes it (``ids_written_as_text``);
+    one per row."""
+    written = frame[column]
+    if ids_written_as_text(written):
+        ids = written.astype("str")
+        _stop_at(path, column, "has no id", written.isna() | (ids.str.strip() == ""), frame)
+    else:
+        numbers = pd.to_numeric(written, errors="coerce")
+        _stop_at(path, column, "must be a whole number", numbers.isna() | (numbers != numbers.round()), frame)
+        ids = numbers.astype("int64")
+    _stop_at(path, column, "repeats an id", ids.duplicated(keep=False), frame)
+    return ids
 
 
 # a text column whose values are mostly numbers, and many different ones, is a column of numbers

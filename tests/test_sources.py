@@ -852,6 +852,18 @@ def test_a_teams_table_keeps_every_row_under_the_pipelines_names(fmt, tmp_path):
     assert "label" not in unlabelled and "bad" in unlabelled  # scoring files have no label to name
 
 
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_a_teams_text_ids_are_kept_as_written(fmt, tmp_path):
+    """A team's customer numbers as text, or digits with leading zeros: kept as the file writes
+    them (a CSV's '007' lost its zeros, and text stopped the run)."""
+    for ids in (["C7", "C3", "C9", "C4"], ["007", "003", "009", "004"]):
+        path = tmp_path / f"team.{fmt}"
+        frame = _team_frame().assign(customer_id=ids)
+        frame.to_csv(path, index=False) if fmt == "csv" else frame.to_parquet(path)
+        out = team_table(path, _team_settings(), labelled=True)
+        assert out["borrower_id"].tolist() == ids
+
+
 def test_a_missing_team_table_says_so(tmp_path):
     with pytest.raises(ContractError, match=r"nowhere\.csv: no such file or folder \(source\.tables"):
         team_table(tmp_path / "nowhere.csv", _team_settings(), labelled=True)
@@ -861,6 +873,10 @@ def test_a_missing_team_table_says_so(tmp_path):
     (lambda f: f.drop(columns="as_of"), "as_of", "missing columns"),
     (lambda f: f.assign(customer_id=[7, 3, 7, 4]), "customer_id", "repeats an id: 2 rows, the first [1, 3]"),
     (lambda f: f.assign(customer_id=[7, None, 9, 4]), "customer_id", "whole number: 1 rows, the first [2]"),
+    (lambda f: f.assign(customer_id=[7.5, 3, 9, 4]), "customer_id", "whole number: 1 rows, the first [1]"),
+    (lambda f: f.assign(customer_id=["C7", "C3", "C7", "C4"]), "customer_id", "repeats an id: 2 rows"),
+    (lambda f: f.assign(customer_id=["C7", " ", "C9", None]), "customer_id",
+     "has no id: 2 rows, the first [2, 4]"),
     (lambda f: f.assign(bad=[0, 2, 0, None]), "bad", "must be 0 or 1: 2 rows, the first [2, 4]"),
     (lambda f: f.assign(as_of=["2025-01-31", "soon", "2025-03-31", None]), "as_of", "must be a date"),
     (lambda f: f.assign(label=1), "label", "names the pipeline uses"),
