@@ -19,15 +19,21 @@ from tests.test_pipeline_e2e import clone_project, project_env, run_ok
 def test_a_teams_own_tables_run_through_the_same_stages(tmp_path):
     """``source: tables`` on the example (README "Your own data"): nothing simulated, every row
     of the team's file in one split or the embargo, both models trained and evaluated without a
-    truth, the team's file to score scored with reasons named after its columns; then idle."""
+    truth, the team's file to score scored under its text ids with reasons named after its
+    columns; then idle."""
     project = clone_project(tmp_path / "clone")
     env = project_env(project)
     params = raw_params()
     params["source"]["kind"] = "tables"
+    t = params["source"]["tables"]
+    # the file to score names its customers as a lender may, in text ('C003001')
+    to_score = pd.read_csv(project / t["score"])
+    to_score[t["id_column"]] = "C" + to_score[t["id_column"]].astype("str").str.zfill(6)
+    to_score.to_csv(project / "score_text_ids.csv", index=False)
+    t["score"] = "score_text_ids.csv"
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     first = run_ok(["dvc", "repro"], project, env)
     assert "nothing simulated" in first and "Running stage 'score'" in first
-    t = params["source"]["tables"]
     team = pd.read_csv(project / t["features"])
     split = json.loads((project / "reports" / "split.json").read_text())
     assert sum(split[name]["rows"] for name in ("train", "valid", "test", "embargo")) == len(team)
@@ -38,8 +44,7 @@ def test_a_teams_own_tables_run_through_the_same_stages(tmp_path):
     assert set(metrics) == {"lightgbm", "scorecard", "gates_passed"}
     assert 0.55 < metrics["lightgbm"]["auc"] < 0.75 and 0.55 < metrics["scorecard"]["auc"] < 0.75
     scores = pd.read_parquet(project / "data" / "scored" / "scores.parquet")
-    incoming = pd.read_csv(project / t["score"])
-    assert sorted(scores["borrower_id"]) == sorted(incoming[t["id_column"]])
+    assert scores["borrower_id"].tolist() == sorted(to_score[t["id_column"]])
     reasons = set(scores[[f"reason_{i}" for i in range(1, 5)]].stack().dropna())
-    assert reasons and all(r.split(" is ")[0] in incoming.columns for r in reasons), reasons
+    assert reasons and all(r.split(" is ")[0] in to_score.columns for r in reasons), reasons
     assert "Data and pipelines are up to date" in run_ok(["dvc", "repro"], project, env)
