@@ -11,6 +11,7 @@ that are not whole numbers) stops the run with the file and the column named.
 from __future__ import annotations
 
 import codecs
+import functools
 import gzip
 import os
 import re
@@ -418,10 +419,23 @@ def _text_ids(path: Path, column: str = "borrower_id") -> bool:
         kind = dataset.schema.field(column).type
         if not (is_csv(path) and pa.types.is_integer(kind)):
             return _is_text(kind) and not pa.types.is_null(kind)
-        ids = _table(_as_text(path, column), path, columns=[column])[column]
-        return pc.any(pc.match_substring_regex(ids, LEADING_ZERO)).as_py() is True
+        return _zero_led(path, column, _stamp(path))
     except READ_ERRORS:
         return False
+
+
+@functools.lru_cache(maxsize=32)
+def _zero_led(path: Path, column: str, stamp: tuple) -> bool:
+    """Whether a CSV writes any id with a leading zero: a parse of the whole column, which every
+    batch's reader would otherwise repeat (2% of scoring a features file), so kept per file
+    version (``stamp``)."""
+    ids = _table(_as_text(path, column), path, columns=[column])[column]
+    return pc.any(pc.match_substring_regex(ids, LEADING_ZERO)).as_py() is True
+
+
+def _stamp(path: Path) -> tuple:
+    files = [path] if path.is_file() else sorted(f for f in path.glob("*") if _csv_name(f))
+    return tuple((f.name, f.stat().st_mtime_ns, f.stat().st_size) for f in files)
 
 
 def _as_text(path: Path, column: str) -> ds.Dataset:
