@@ -56,6 +56,7 @@ NUMBERS = ("int64", "float64")
 READ_ERRORS = (pa.ArrowException, OSError, UnicodeDecodeError)
 OUTPUT_FORMATS = (".parquet", ".csv")
 CSV_ENDINGS = (".csv", ".csv.gz")  # Arrow reads a gzipped CSV as it reads a CSV
+EXCEL_ENDINGS = (".xlsx", ".xlsm")
 NO_ID = "borrower_id: missing"
 NOT_A_BORROWER = "borrower_id: not in the borrowers table"
 
@@ -224,9 +225,11 @@ def _dataset(path: Path, fmt: str | None = None, schema: pa.Schema | None = None
     fmt = fmt or ("csv" if is_csv(path) else "parquet")
     if fmt == "csv":
         return ds.dataset(str(path), format=_csv_format(path, schema))
-    if path.suffix.lower() in (".xlsx", ".xls"):
-        raise ContractError(f"{path}: an Excel workbook, which is not read: save it as CSV (UTF-8) or "
-                            "Parquet")
+    if path.suffix.lower() in EXCEL_ENDINGS:
+        return ds.dataset(_workbook(path, _stamp(path)))
+    if path.suffix.lower() == ".xls":
+        raise ContractError(f"{path}: an Excel 97-2003 workbook, which is not read: save it as .xlsx, CSV "
+                            "(UTF-8) or Parquet")
     try:
         return ds.dataset(str(path), format="parquet")
     except READ_ERRORS as err:
@@ -234,6 +237,23 @@ def _dataset(path: Path, fmt: str | None = None, schema: pa.Schema | None = None
             raise ContractError(f"{path}: read as Parquet, since its name does not end in .csv or .csv.gz, "
                                 f"but it is not Parquet: {err}") from err
         raise
+
+
+@functools.lru_cache(maxsize=8)
+def _workbook(path: Path, stamp: tuple) -> pa.Table:
+    """The first sheet of an Excel workbook: a header row, then a row per record, numbers, dates
+    and text as the cells hold them; a column that mixes numbers and text as text, for the
+    checks to name its rows. Read once per file version (``stamp``): every batch's reader opens
+    the file, and openpyxl reads some 10,000 cells a second."""
+    try:
+        frame = pd.read_excel(path, sheet_name=0, engine="openpyxl")
+    except Exception as err:  # openpyxl raises a different kind for each way a file is broken
+        raise ContractError(f"{path}: cannot read the workbook: {err}") from err
+    frame.columns = frame.columns.astype("str")
+    for column in frame.columns:
+        if pd.api.types.is_object_dtype(frame[column]):
+            frame[column] = frame[column].astype("str")
+    return pa.Table.from_pandas(frame, preserve_index=False)
 
 
 def _csv_format(path: Path, schema: pa.Schema | None) -> ds.CsvFileFormat:
@@ -434,6 +454,7 @@ def _zero_led(path: Path, column: str, stamp: tuple) -> bool:
 
 
 def _stamp(path: Path) -> tuple:
+    """A file's (or a folder's CSVs') names, times and sizes: a new version has another."""
     files = [path] if path.is_file() else sorted(f for f in path.glob("*") if _csv_name(f))
     return tuple((f.name, f.stat().st_mtime_ns, f.stat().st_size) for f in files)
 
@@ -611,7 +632,7 @@ class FeaturesFile:
         self.text_ids = _text_ids(self.path)
         try:
             self.dataset = _dataset(self.path)
-            if isinstance(self.dataset.format, ds.CsvFileFormat):
+            if is_csv(self.path):
                 # CSV types are inferred from the first block only: a feature empty there (null) or
                 # whole there (int) would fail on later rows, so numeric features are read as float,
                 # text categories as text (codes such as 1, 2 too), and dates as text, parsed

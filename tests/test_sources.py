@@ -1043,7 +1043,9 @@ def test_dates_with_a_time_zone_keep_the_date_as_written(write, features, tables
 
 
 @pytest.mark.parametrize("name, said", [
-    ("features.xlsx", "an Excel workbook, which is not read: save it as CSV (UTF-8) or Parquet"),
+    ("features.xls", "an Excel 97-2003 workbook, which is not read: save it as .xlsx, CSV (UTF-8) or "
+                     "Parquet"),
+    ("features.xlsx", "cannot read the workbook: "),
     ("features.txt", "read as Parquet, since its name does not end in .csv or .csv.gz, but it is not "
                      "Parquet"),
 ])
@@ -1052,6 +1054,24 @@ def test_a_file_neither_csv_nor_parquet_says_what_it_was_read_as(name, said, fea
     run = score(work, tmp_path / name, tmp_path / "out" / "s.parquet")
     assert run.code == 1 and run.err.startswith(f"error: {tmp_path / name}: {said}"), run.err
     assert not (tmp_path / "out").exists() or list((tmp_path / "out").iterdir()) == []
+
+
+def test_an_excel_workbook_reads_as_its_first_sheet(features, work, tmp_path):
+    """Risk analysts keep small files in Excel: a features file and a team's table as .xlsx read
+    as their CSVs do (an error asking for CSV before), a blank id and text ids included."""
+    frame = features.head(300).astype({"borrower_id": "float64"})
+    frame.loc[7, "borrower_id"] = np.nan
+    plain = score(work, write_features(frame, tmp_path / "a", "csv"), tmp_path / "a" / "s.parquet")
+    frame.to_excel(tmp_path / "features.xlsx", index=False)
+    run = score(work, tmp_path / "features.xlsx", tmp_path / "b" / "s.parquet")
+    check_accounted(run, len(frame))
+    pd.testing.assert_frame_equal(run.scores(), plain.scores())
+    pd.testing.assert_frame_equal(run.rejects(), plain.rejects())
+    team = _team_frame().assign(customer_id=["C7", "C3", "C9", "C4"])
+    team.to_csv(tmp_path / "team.csv", index=False)
+    team.to_excel(tmp_path / "team.xlsx", index=False)
+    pd.testing.assert_frame_equal(team_table(tmp_path / "team.xlsx", _team_settings(), labelled=True),
+                                  team_table(tmp_path / "team.csv", _team_settings(), labelled=True))
 
 
 def test_gzipped_csvs_read_as_csvs(features, tables, work, tmp_path):
