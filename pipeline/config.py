@@ -573,11 +573,11 @@ def parse_params(raw: dict, source: str = "params") -> Params:
         raise ConfigError("\n".join(lines)) from err
 
 
-def project_dir(remedy: str = "set MLFLOW_TRACKING_URI") -> Path:
-    """The checkout the code works in: the nearest directory at or above the working directory
-    holding dvc.yaml and params.yaml (an experiment's temporary copy under ``dvc exp run``).
-    Outside one, the error tells the caller's ``remedy``."""
-    here = Path.cwd().resolve()
+def project_dir(remedy: str = "set MLFLOW_TRACKING_URI", start: Path | None = None) -> Path:
+    """The checkout the code works in: the nearest directory at or above ``start`` (the working
+    directory) holding dvc.yaml and params.yaml (an experiment's temporary copy under ``dvc exp
+    run``). Outside one, the error tells the caller's ``remedy``."""
+    here = (start or Path.cwd()).resolve()
     for folder in (here, *here.parents):
         if (folder / "dvc.yaml").is_file() and (folder / "params.yaml").is_file():
             return folder
@@ -592,6 +592,22 @@ def repo_root() -> Path:
     if os.environ.get("DVC_ROOT"):
         return Path(os.environ["DVC_ROOT"]).resolve()
     return project_dir()
+
+
+def anchor_at(params: Path) -> None:
+    """Started outside any repository with the params file of one (a scheduled job run from
+    elsewhere), a command keeps that repository's MLflow store and registry (``repo_root``)."""
+    if os.environ.get("DVC_ROOT"):
+        return
+    try:
+        project_dir()
+        return
+    except ConfigError:
+        pass
+    try:
+        os.environ["DVC_ROOT"] = str(project_dir(start=params.resolve().parent))
+    except ConfigError:
+        pass
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.config import ConfigError, load_params
+from pipeline.config import ConfigError, anchor_at, load_params, repo_root
 from tests.conftest import ROOT, make_params
 
 
@@ -94,3 +94,31 @@ def test_auto_truth_replicates_follow_the_label_and_a_number_overrides_them(dpd,
 @pytest.mark.parametrize("bad", ["many", 0, -64, 5000])
 def test_truth_replicates_other_than_auto_or_a_count_are_named(bad):
     assert "simulate.truth_replicates" in error_for({"simulate": {"truth_replicates": bad}})
+
+
+def test_a_params_file_in_a_repository_anchors_a_command_started_outside_one(tmp_path, monkeypatch):
+    """A scheduled job started elsewhere with a repository's params file uses that repository's
+    MLflow store and registry (it stopped with 'not inside a limitjump repository'); inside a
+    repository, or under DVC, nothing moves."""
+    project, elsewhere, other = tmp_path / "project", tmp_path / "elsewhere", tmp_path / "other"
+    for folder in (project, other):
+        folder.mkdir()
+        (folder / "dvc.yaml").write_text("stages: {}\n")
+        (folder / "params.yaml").write_text("{}\n")
+    elsewhere.mkdir()
+    monkeypatch.delenv("DVC_ROOT", raising=False)
+    monkeypatch.chdir(elsewhere)
+    with pytest.raises(ConfigError, match="not inside a limitjump repository"):
+        repo_root()
+    anchor_at(project / "params.yaml")
+    assert repo_root() == project.resolve()
+    anchor_at(other / "params.yaml")  # already anchored: DVC_ROOT wins
+    assert repo_root() == project.resolve()
+    monkeypatch.delenv("DVC_ROOT")
+    monkeypatch.chdir(other)
+    anchor_at(project / "params.yaml")  # inside a repository: its own
+    assert repo_root() == other.resolve()
+    monkeypatch.chdir(elsewhere)
+    anchor_at(elsewhere / "params.yaml")  # a params file outside any: nothing to anchor at
+    with pytest.raises(ConfigError):
+        repo_root()

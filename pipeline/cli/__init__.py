@@ -14,7 +14,7 @@ from pathlib import Path
 
 import typer
 
-from pipeline.config import ConfigError, Params, load_params, project_dir
+from pipeline.config import ConfigError, Params, anchor_at, load_params, project_dir
 from pipeline.errors import InputError, UsageError
 
 # MLflow 3 sends usage events to mlflow.org unless told not to (it stays quiet only when it sees a
@@ -43,7 +43,9 @@ def load(path: Path) -> Params:
     try:
         if path == Path("params.yaml") and not path.exists():
             path = project_dir("pass --params path/to/params.yaml") / "params.yaml"
-        return load_params(path)
+        params = load_params(path)
+        anchor_at(path)
+        return params
     except ConfigError as err:
         typer.echo(str(err), err=True)
         raise typer.Exit(2) from err
