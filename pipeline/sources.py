@@ -4,15 +4,14 @@ ids and checked row by row against the data contract, and the files the run writ
 Every input row is accounted for. A borrower (a row of the borrowers table or of the features
 file, a row without an id included) is scored or rejected with the column and the reason; a row of
 another table that belongs to no borrower (no id, or an id the borrowers table lacks) is counted
-in the run's summary. A problem with a file itself (unreadable, a missing or mistyped column, ids
-that are not whole numbers) stops the run with the file and the column named.
+in the run's summary. A problem with a file itself (unreadable, a missing or mistyped column,
+fractional ids, text ids in one table and numbers in another) stops the run with the file and
+the column named. Ids a lender writes as text ('C0012', '000123') are carried as that text.
 """
 
 from __future__ import annotations
 
-import codecs
 import functools
-import gzip
 import os
 import re
 import tempfile
@@ -47,16 +46,23 @@ from pipeline.contract import (
 )
 from pipeline.errors import UsageError
 from pipeline.features import MissingJump, build_features
+from pipeline.readers import (
+    CSV_ENDINGS,
+    READ_ERRORS,
+    as_codes,
+    as_dates,
+    decimal_mark,
+    file_stamp,
+    is_csv,
+    open_dataset,
+    parse_dates,
+    parse_numbers,
+)
 
 ARROW_TYPES = {"int64": pa.int64(), "float64": pa.float64(), "str": pa.string(),
                "datetime64[s]": pa.timestamp("s")}
 NUMBERS = ("int64", "float64")
-# what reading a file can raise: Arrow's errors, the file system's, and a transcoded CSV's bytes
-# that its encoding cannot decode
-READ_ERRORS = (pa.ArrowException, OSError, UnicodeDecodeError)
 OUTPUT_FORMATS = (".parquet", ".csv")
-CSV_ENDINGS = (".csv", ".csv.gz")  # Arrow reads a gzipped CSV as it reads a CSV
-EXCEL_ENDINGS = (".xlsx", ".xlsm")
 NO_ID = "borrower_id: missing"
 NOT_A_BORROWER = "borrower_id: not in the borrowers table"
 
@@ -207,104 +213,6 @@ def rejects(ids, reasons) -> pd.DataFrame:
 NONE = rejects([], [])
 
 
-def is_csv(path: Path) -> bool:
-    """A CSV file, gzipped or not (its ending in any case: 'REVIEWS.CSV'), or a folder of them."""
-    return _csv_name(path) or any(_csv_name(f) for f in path.glob("*"))
-
-
-def _csv_name(path: Path) -> bool:
-    return path.name.lower().endswith(CSV_ENDINGS)
-
-
-NULLS = [*pacsv.ConvertOptions().null_values, "\\N"]
-SEPARATORS = ("\t", "|", ";")  # besides the comma, what exports put between columns
-SAMPLE_BYTES = 1 << 20  # as much as Arrow infers column types from
-
-
-def _dataset(path: Path, fmt: str | None = None, schema: pa.Schema | None = None) -> ds.Dataset:
-    fmt = fmt or ("csv" if is_csv(path) else "parquet")
-    if fmt == "csv":
-        return ds.dataset(str(path), format=_csv_format(path, schema))
-    if path.suffix.lower() in EXCEL_ENDINGS:
-        return ds.dataset(_workbook(path, _stamp(path)))
-    if path.suffix.lower() == ".xls":
-        raise ContractError(f"{path}: an Excel 97-2003 workbook, which is not read: save it as .xlsx, CSV "
-                            "(UTF-8) or Parquet")
-    try:
-        return ds.dataset(str(path), format="parquet")
-    except READ_ERRORS as err:
-        if path.is_file() and path.suffix.lower() != ".parquet":
-            raise ContractError(f"{path}: read as Parquet, since its name does not end in .csv or .csv.gz, "
-                                f"but it is not Parquet: {err}") from err
-        raise
-
-
-@functools.lru_cache(maxsize=8)
-def _workbook(path: Path, stamp: tuple) -> pa.Table:
-    """The first sheet of an Excel workbook: a header row, then a row per record, numbers, dates
-    and text as the cells hold them; a column that mixes numbers and text as text, for the
-    checks to name its rows. Read once per file version (``stamp``): every batch's reader opens
-    the file, and openpyxl reads some 10,000 cells a second."""
-    try:
-        frame = pd.read_excel(path, sheet_name=0, engine="openpyxl")
-    except Exception as err:  # openpyxl raises a different kind for each way a file is broken
-        raise ContractError(f"{path}: cannot read the workbook: {err}") from err
-    frame.columns = frame.columns.astype("str")
-    for column in frame.columns:
-        if pd.api.types.is_object_dtype(frame[column]):
-            frame[column] = frame[column].astype("str")
-    return pa.Table.from_pandas(frame, preserve_index=False)
-
-
-def _csv_format(path: Path, schema: pa.Schema | None) -> ds.CsvFileFormat:
-    """How a CSV (or the first of a folder of them) is written, read from its start. An empty field
-    is a missing value, in text columns too (as pandas and most tools write it), and so is MySQL's
-    and Hive's \\N. Columns may be split by tabs, '|' or ';' rather than commas, and a ';' file may
-    write the comma as its decimal mark, as spreadsheets do where that is the custom."""
-    sample = _sample(path)
-    encoding = _encoding(sample)
-    if encoding is None:
-        raise ContractError(f"{path}: its text is neither UTF-8, UTF-16 nor GB18030 (GBK): save it as UTF-8")
-    text = sample.decode(encoding, errors="ignore")
-    header = text.split("\n", 1)[0]
-    separator = "," if "," in header else next((s for s in SEPARATORS if s in header), ",")
-    decimal = "," if separator == ";" and _decimal_commas(text) else "."
-    return ds.CsvFileFormat(
-        parse_options=pacsv.ParseOptions(delimiter=separator),
-        convert_options=pacsv.ConvertOptions(column_types=schema, strings_can_be_null=True,
-                                             null_values=NULLS, decimal_point=decimal),
-        read_options=pacsv.ReadOptions(encoding=encoding))
-
-
-def _encoding(sample: bytes) -> str | None:
-    """UTF-8; else UTF-16 where a byte-order mark says so (Excel's 'Unicode text'); else GB18030,
-    which includes GBK: what Excel writes on Chinese Windows; else None."""
-    if sample.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        return "utf-16"
-    for encoding in ("utf8", "gb18030"):
-        try:  # the sample may end inside a character
-            codecs.getincrementaldecoder(encoding)().decode(sample, final=False)
-            return encoding
-        except UnicodeDecodeError:
-            pass
-    return None
-
-
-def _sample(path: Path) -> bytes:
-    first = path if path.is_file() else min((f for f in path.glob("*") if _csv_name(f)), default=None)
-    if first is None:
-        return b""
-    with (gzip.open if first.name.lower().endswith(".gz") else open)(first, "rb") as f:
-        return f.read(SAMPLE_BYTES)
-
-
-def _decimal_commas(text: str) -> bool:
-    """A ';' file's numbers are written '2,5', and none '2.5'."""
-    field = r"(?:^|;)\s*-?\d+%s\d+\s*(?=;|\r?$)"
-    comma, point = (re.search(field % mark, text, re.MULTILINE) for mark in (",", r"\."))
-    return comma is not None and point is None
-
-
 def _read(dataset: ds.Dataset, path: Path, **kwargs) -> pd.DataFrame:
     """A (filtered) read; unreadable or mistyped data stops with the file named. A database's
     DATE columns become dates and its DECIMAL amounts floats, not Python objects."""
@@ -352,7 +260,7 @@ def _unreadable(path: Path, err: Exception, dataset: ds.Dataset | None = None) -
     column = ""
     if found:
         try:
-            names = (dataset or _dataset(path, "csv")).schema.names
+            names = (dataset or open_dataset(path, "csv")).schema.names
         except READ_ERRORS:
             names = []
         column = f" (column '{names[int(found[1])]}')" if int(found[1]) < len(names) else ""
@@ -394,7 +302,7 @@ def _csv_schema(name: str, where: Path, text_ids: bool) -> pa.Schema:
     integers (floats lose digits above 2**53) unless the file writes them as decimals."""
     types = {c.name: pa.string() for c in TABLES[name].columns}
     if "borrower_id" in types and not text_ids:
-        inferred = _dataset(where, "csv").schema
+        inferred = open_dataset(where, "csv").schema
         found = inferred.field("borrower_id").type if "borrower_id" in inferred.names else pa.int64()
         # text ids are read as text, for _check_ids to name the rows that are not numbers
         types["borrower_id"] = found if _is_text(found) or pa.types.is_floating(found) else pa.int64()
@@ -433,13 +341,13 @@ def _text_ids(path: Path, column: str = "borrower_id") -> bool:
     leading zeros as numbers, so its column is read as written to tell. Any other problem is
     left for the file's opening to report."""
     try:
-        dataset = _dataset(path)
+        dataset = open_dataset(path)
         if column not in dataset.schema.names:
             return False
         kind = dataset.schema.field(column).type
         if not (is_csv(path) and pa.types.is_integer(kind)):
             return _is_text(kind) and not pa.types.is_null(kind)
-        return _zero_led(path, column, _stamp(path))
+        return _zero_led(path, column, file_stamp(path))
     except READ_ERRORS:
         return False
 
@@ -453,15 +361,9 @@ def _zero_led(path: Path, column: str, stamp: tuple) -> bool:
     return pc.any(pc.match_substring_regex(ids, LEADING_ZERO)).as_py() is True
 
 
-def _stamp(path: Path) -> tuple:
-    """A file's (or a folder's CSVs') names, times and sizes: a new version has another."""
-    files = [path] if path.is_file() else sorted(f for f in path.glob("*") if _csv_name(f))
-    return tuple((f.name, f.stat().st_mtime_ns, f.stat().st_size) for f in files)
-
-
 def _as_text(path: Path, column: str) -> ds.Dataset:
     """A CSV with ``column`` read as written and the others as Arrow infers them."""
-    return _dataset(path, "csv", pa.schema([(column, pa.string())]))
+    return open_dataset(path, "csv", pa.schema([(column, pa.string())]))
 
 
 def _check_text_ids(dataset: ds.Dataset, path: Path) -> None:
@@ -631,7 +533,7 @@ class FeaturesFile:
     def __post_init__(self) -> None:
         self.text_ids = _text_ids(self.path)
         try:
-            self.dataset = _dataset(self.path)
+            self.dataset = open_dataset(self.path)
             if is_csv(self.path):
                 # CSV types are inferred from the first block only: a feature empty there (null) or
                 # whole there (int) would fail on later rows, so numeric features are read as float,
@@ -643,7 +545,7 @@ class FeaturesFile:
                      if c in inferred.names and (c in self.text or _is_number(inferred.field(c).type))]
                     + [(c, pa.string()) for c in ("scoring_date", NEXT_DUE) if c in inferred.names]
                     + ([("borrower_id", pa.string())] if self.text_ids else []))
-                self.dataset = _dataset(self.path, "csv", types)
+                self.dataset = open_dataset(self.path, "csv", types)
             names = self.dataset.schema.names
         except READ_ERRORS as err:
             raise ContractError(f"{self.path}: cannot read: {err}") from err
@@ -676,9 +578,9 @@ class FeaturesFile:
         text = TextIds(frame["borrower_id"]) if self.text_ids else None
         if text:
             frame = text.numbered(frame)
-        scoring, why = _dates(frame["scoring_date"], "scoring_date", required=True)
+        scoring, why = parse_dates(frame["scoring_date"], "scoring_date", required=True)
         # the next due date is optional (a team's file may not have it)
-        due, why_due = _dates(frame.get(NEXT_DUE, pd.Series(pd.NaT, index=frame.index)), NEXT_DUE,
+        due, why_due = parse_dates(frame.get(NEXT_DUE, pd.Series(pd.NaT, index=frame.index)), NEXT_DUE,
                               required=False)
         dup = frame["borrower_id"].duplicated(keep=False).to_numpy()
         reasons = np.where(dup, "borrower_id: duplicate borrower", np.where(pd.isna(why), why_due, why))
@@ -702,85 +604,6 @@ class FeaturesFile:
         return {}
 
 
-ZONE = r"(?:Z|[+-]\d{2}:?\d{2})$"  # an ISO time's zone: 'Z', '+08:00', '-0500'
-# a year, month and day written in Chinese ('2025年11月18日'), as Chinese spreadsheets write dates
-CHINESE_DATE = r"^(\d{4})\s*年\s*(\d{1,2})\s*月\s*(\d{1,2})\s*日"
-
-
-def _as_codes(text: pd.Series, codes: tuple[str, ...]) -> pd.Series:
-    """A code written in other capitals, with spaces around it or with spaces or hyphens for its
-    underscores ('MANUAL', ' Auto-Debit') reads as the code, as a database or spreadsheet export
-    may write it; any other text is kept for the contract to reject."""
-    known = text.isna() | text.isin(codes)
-    if known.all():
-        return text
-    lookup = dict(zip(_code_keys(pd.Series(codes, dtype="str")), codes, strict=True))
-    return text.where(known, _code_keys(text).map(lookup).fillna(text))
-
-
-def _code_keys(text: pd.Series) -> pd.Series:
-    return text.str.strip().str.lower().str.replace(r"[\s\-_]+", "_", regex=True)
-
-
-def as_dates(values: pd.Series) -> pd.Series:
-    """Dates (and times) as the file wrote them, in seconds, NaT where unreadable: ISO text
-    ('2025-11-18', '2025-11-18 13:45', '20251118', '2025/11/18'), the same year, month and day
-    written in Chinese ('2025年11月18日'), or timestamps. A time zone is dropped and the
-    wall time kept: the date the lender's system recorded, not that date in UTC (for a Beijing
-    midnight, the day before)."""
-    parsed = values
-    if not pd.api.types.is_datetime64_any_dtype(values):
-        text = values.astype("str").str.strip().str.replace(ZONE, "", regex=True).where(values.notna())
-        if text.str.contains("年", regex=False).any():  # the rewrite costs 10x the parse: only if needed
-            text = text.str.replace(CHINESE_DATE, r"\1-\2-\3", regex=True)
-        parsed = pd.to_datetime(text, errors="coerce", format="ISO8601")
-    if isinstance(parsed.dtype, pd.DatetimeTZDtype):
-        parsed = parsed.dt.tz_localize(None)
-    return parsed.astype("datetime64[s]")
-
-
-# a sign, then a currency sign, in either order ('-¥12', '¥-12'), and digits grouped by three
-CURRENCY = r"^([-+]?)\s*[¥￥$]\s*"
-GROUPED = {".": r"[-+]?\d{1,3}(?:,\d{3})+(?:\.\d*)?", ",": r"[-+]?\d{1,3}(?:\.\d{3})+(?:,\d*)?"}
-
-
-def _numbers(values: pd.Series, column: str, decimal: str) -> tuple[pd.Series, np.ndarray]:
-    """Numbers (float64; NaN where missing) from text as exports write them: spaces around, a
-    currency sign (¥, ￥, $), thousands separators grouped by three ('12,500.00'; '12.500,00' where
-    ``decimal`` is the comma). Also, per row, why a value is no number (None where it is)."""
-    why = np.full(len(values), None, dtype=object)
-    text = pa.array(values, pa.string())
-    try:  # Arrow parses 15x faster than pandas: the common case pays only that
-        plain = text if decimal == "." else pc.replace_substring(text, ",", ".")
-        return pd.Series(pc.cast(plain, pa.float64()).to_numpy(zero_copy_only=False), index=values.index), why
-    except pa.ArrowInvalid:
-        pass
-    written = values.str.strip()
-    cleaned = written.str.replace(CURRENCY, r"\1", regex=True)
-    grouped = cleaned.str.fullmatch(GROUPED[decimal]).fillna(False).astype(bool)
-    separator = "," if decimal == "." else "."
-    cleaned = cleaned.where(~grouped, cleaned.str.replace(separator, "", regex=False))
-    numbers = pd.to_numeric(cleaned.str.replace(decimal, ".", regex=False), errors="coerce").astype("float64")
-    unreadable = (written.notna() & (written != "") & numbers.isna()).to_numpy(dtype=bool)
-    text = values[unreadable].astype("str").to_numpy(dtype=object)
-    why[unreadable] = f"{column}: not a number (value " + text + ")"
-    return numbers, why
-
-
-def _dates(values: pd.Series, column: str, required: bool) -> tuple[pd.Series, np.ndarray]:
-    """``values`` as dates (seconds; NaT where missing) and, per row, why a value is not
-    acceptable (None where it is): not a date, or missing when ``required``."""
-    dates = as_dates(values)
-    missing = values.isna().to_numpy()
-    why = np.full(len(values), None, dtype=object)
-    unreadable = dates.isna().to_numpy() & ~missing
-    text = values[unreadable].astype("str").to_numpy(dtype=object)
-    why[unreadable] = f"{column}: not a date (value " + text + ")"
-    if required:
-        why[missing] = f"{column}: missing"
-    return dates, why
-
-
 # ---- a team's own tables (source: tables) --------------------------------------------------------
 
 # the pipeline's names for the team's id, date and label columns (the features keep theirs)
@@ -796,7 +619,7 @@ def team_table(path: Path, t: TablesSettings, labelled: bool) -> pd.DataFrame:
     if not path.exists():
         raise ContractError(f"{path}: no such file or folder (source.tables names it)")
     text_ids = _text_ids(path, t.id_column)
-    frame = _read(_as_text(path, t.id_column) if text_ids and is_csv(path) else _dataset(path), path)
+    frame = _read(_as_text(path, t.id_column) if text_ids and is_csv(path) else open_dataset(path), path)
     named = {t.id_column: "borrower_id", t.date_column: "scoring_date",
              **({t.label_column: "label"} if labelled else {})}
     missing = [c for c in named if c not in frame.columns]
@@ -913,7 +736,7 @@ class RawTables:
     def _open(self, name: str, where: Path) -> ds.Dataset:
         try:
             schema = _csv_schema(name, where, self.text_ids) if is_csv(where) else _schema(name)
-            dataset = _dataset(where, schema=schema)
+            dataset = open_dataset(where, schema=schema)
             names = dataset.schema.names
         except READ_ERRORS as err:
             raise _unreadable(where, err) from err
@@ -933,13 +756,13 @@ class RawTables:
         for col in TABLES[name].columns:
             values = out[col.name]
             if col.dtype in NUMBERS and col.name != "borrower_id" and pd.api.types.is_string_dtype(values):
-                values, why = _numbers(values, f"{name}.{col.name}", _decimal_mark(self.datasets[name]))
+                values, why = parse_numbers(values, f"{name}.{col.name}", decimal_mark(self.datasets[name]))
                 out[col.name] = values
                 unreadable.append(_rows_with(why))
             if col.dtype == "datetime64[s]" and pd.api.types.is_datetime64_any_dtype(values):
                 out[col.name] = as_dates(values)
             elif col.dtype == "datetime64[s]" and pd.api.types.is_string_dtype(values):
-                out[col.name], why = _dates(values, f"{name}.{col.name}", required=False)
+                out[col.name], why = parse_dates(values, f"{name}.{col.name}", required=False)
                 unreadable.append(_rows_with(why))
             elif col.dtype == "int64" and (col.name == "borrower_id" or is_integer_dtype(values)
                                            or _all_whole(values)):
@@ -950,7 +773,7 @@ class RawTables:
                 out[col.name] = values.astype("float64")
             elif col.dtype == "str" and (pd.api.types.is_string_dtype(values) or values.dtype == object):
                 text = values.astype("str").where(values.notna(), None).astype("str")
-                out[col.name] = _as_codes(text, col.allowed) if col.allowed else text
+                out[col.name] = as_codes(text, col.allowed) if col.allowed else text
         # a row's first unreadable value in column order is its reason
         found = pd.concat(unreadable) if unreadable else pd.DataFrame({"row": [], "reason": []})
         return out, found.sort_values("row", kind="stable").drop_duplicates("row").astype({"row": "int64"})
@@ -1010,12 +833,6 @@ class RawTables:
 def _rows_with(why: np.ndarray) -> pd.DataFrame:
     rows = np.flatnonzero(pd.notna(why))
     return pd.DataFrame({"row": rows, "reason": why[rows]})
-
-
-def _decimal_mark(dataset: ds.Dataset) -> str:
-    if isinstance(dataset.format, ds.CsvFileFormat):
-        return dataset.format.default_fragment_scan_options.convert_options.decimal_point
-    return "."
 
 
 def _features_or_rejects(tables: dict, p: Params, observation_days: int) -> tuple[pd.DataFrame, pd.DataFrame]:

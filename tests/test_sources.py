@@ -30,7 +30,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from pipeline import io, sources
+from pipeline import io, readers, sources
 from pipeline.catalog import NEXT_DUE
 from pipeline.cli import main
 from pipeline.contract import (
@@ -454,7 +454,7 @@ def test_the_ids_rows_are_matched_against_are_arrows_own(fmt, tables, tmp_path):
     t = dict(tables, borrowers=_without_id(tables["borrowers"], [0, 1]))
     folder = write_raw(t, tmp_path / "raw", fmt)
     where = folder / ("borrowers.csv" if fmt == "csv" else "borrowers")
-    known = sources.known_ids(sources._dataset(where), where)
+    known = sources.known_ids(readers.open_dataset(where), where)
     assert isinstance(known, pa.Array) and known.null_count == 0
     assert sorted(known.to_pylist()) == sorted(tables["borrowers"]["borrower_id"].iloc[2:].tolist())
 
@@ -1106,27 +1106,6 @@ def test_mysqls_null_reads_as_missing(features, tables, work, tmp_path):
     raw = score(work, tmp_path / "d", tmp_path / "d.parquet")
     check_accounted(raw, len(tables["borrowers"]))
     pd.testing.assert_frame_equal(raw.scores(), raw_plain.scores())
-
-
-@pytest.mark.parametrize("decimal, written, number", [
-    (".", " 12.5 ", 12.5), (".", "12,500.00", 12500.0), (".", "¥1,234,567.5", 1234567.5),
-    (".", "-￥3", -3.0), (".", "¥-3", -3.0), (".", "$ 7", 7.0), (".", "701.0", 701.0), (".", "5.", 5.0),
-    (",", "2,5", 2.5), (",", "12.500,25", 12500.25), (",", "¥1.234", 1234.0),
-    (".", "1,23", None), (".", "12,5000", None), (".", "1.234,5", None), (".", "-", None),
-    (".", "abc", None), (".", "12 500", None), (",", "1,234.5", None),
-])
-def test_numbers_read_as_exports_write_them(decimal, written, number):
-    """Known answers: spaces, a currency sign and thousands separators grouped by three read as
-    the number; anything else is no number, with its value in the reason, and a missing value
-    is missing without one."""
-    values = pd.Series([written, None, "3"], dtype="str")
-    numbers, why = sources._numbers(values, "drawdowns.amount", decimal)
-    assert numbers.dtype == "float64" and np.isnan(numbers[1]) and numbers[2] == 3.0
-    assert why[1] is None and why[2] is None
-    if number is None:
-        assert np.isnan(numbers[0]) and why[0] == f"drawdowns.amount: not a number (value {written})"
-    else:
-        assert numbers[0] == number and why[0] is None
 
 
 def test_a_raw_table_number_with_separators_reads_as_meant_and_a_bad_one_rejects_its_borrower(

@@ -23,6 +23,7 @@ from pipeline.cli import PARAMS, app, load
 from pipeline.config import Params
 from pipeline.engine import map_shards, on_one_core
 from pipeline.model import CalibratedLightGBM, encode
+from pipeline.readers import is_csv
 from pipeline.sources import (
     Batch,
     FeaturesFile,
@@ -30,7 +31,6 @@ from pipeline.sources import (
     Writer,
     check_paths,
     check_rejected_share,
-    is_csv,
     open_source,
     output_paths,
     reject_reasons,
