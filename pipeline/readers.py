@@ -209,6 +209,8 @@ def parse_dates(values: pd.Series, column: str, required: bool) -> tuple[pd.Seri
 
 
 def decimal_mark(dataset: ds.Dataset) -> str:
-    if isinstance(dataset.format, ds.CsvFileFormat):
+    """The decimal mark of a dataset's CSV text; '.' for Parquet and workbooks, whose numbers are
+    typed."""
+    if isinstance(getattr(dataset, "format", None), ds.CsvFileFormat):
         return dataset.format.default_fragment_scan_options.convert_options.decimal_point
     return "."

@@ -367,6 +367,7 @@ def _as_text(path: Path, column: str) -> ds.Dataset:
 
 
 def _check_text_ids(dataset: ds.Dataset, path: Path) -> None:
+    """Where the borrowers table's ids are text, every table's must be: no number equals one."""
     kind = dataset.schema.field("borrower_id").type
     if not _is_text(kind):
         raise ContractError(f"{path}: column 'borrower_id' holds {kind}, but the borrowers table's ids "
@@ -408,6 +409,7 @@ class TextIds:
 
 
 def _text_rejects(rejected: pd.DataFrame, keys: np.ndarray) -> pd.DataFrame:
+    """Rejects with their ids as text (``keys[number]``); a missing id stays missing."""
     numbers = rejected["borrower_id"]
     text = np.full(len(numbers), None, dtype=object)
     given = numbers.notna().to_numpy()
@@ -831,6 +833,7 @@ class RawTables:
 
 
 def _rows_with(why: np.ndarray) -> pd.DataFrame:
+    """(row, reason) of every row that has a reason."""
     rows = np.flatnonzero(pd.notna(why))
     return pd.DataFrame({"row": rows, "reason": why[rows]})
 
