@@ -87,6 +87,7 @@ class CalendarSettings(Settings):
     history_months: Annotated[int, Field(ge=1, le=60)]
     months_after_jump: Annotated[int, Field(ge=0, le=36)]
     due_day_offset: Annotated[int, Field(ge=1, le=20)]
+    statement_min_grace_days: Annotated[int, Field(ge=1, le=21)]
 
     @model_validator(mode="after")
     def _ordered(self) -> CalendarSettings:
@@ -94,6 +95,9 @@ class CalendarSettings(Settings):
             raise ValueError("last_scoring_date must be after first_scoring_date")
         if self.export_end <= self.last_scoring_date:
             raise ValueError("export_end must be after last_scoring_date")
+        if self.statement_min_grace_days > self.due_day_offset + 1:
+            raise ValueError("statement_min_grace_days must be at most due_day_offset + 1: a statement "
+                             "comes at the latest on the last day of the cycle before")
         return self
 
 

@@ -158,10 +158,10 @@ TABLES: dict[str, Table] = {t.name: t for t in (
             allowed=EMPLOYMENT_TYPES),
         _cny("declared_monthly_income", "Monthly income the borrower declared"),
     ), key=("borrower_id",), date_column="onboard_date"),
-    Table("statements", "One row per borrower and billing cycle, issued on the cycle's last day.", (
+    Table("statements", "One row per borrower and billing cycle, issued on the account's statement day.", (
         _id(),
-        _date("statement_date", "Last day of the billing cycle; the statement is issued then"),
-        _date("cycle_start_date", "First day of the billing cycle"),
+        _date("statement_date", "The account's statement day (fixed day of the month), the cycle's last"),
+        _date("cycle_start_date", "First day of the billing cycle: the day after the last statement"),
         _cny("credit_limit", "Credit limit at the statement date"),
         _cny("balance", "Outstanding principal plus overdue amount at the statement date"),
         _cny("purchases", "Amount drawn on the line during the cycle"),

@@ -70,6 +70,43 @@ def test_one_jump_per_borrower_dated_before_scoring(small_sim, small_params):
     assert months.max().ordinal - months.min().ordinal >= 24
 
 
+def test_statements_keep_the_accounts_day_and_straddle_the_scoring_date(small_sim, small_params):
+    """Each account is billed on one day of the month, its periods follow one another, most
+    scoring dates fall inside a period, every due date leaves the grace the params ask for, and
+    every drawdown is billed once, on the first statement on or after its date."""
+    cal = small_params.simulate.calendar
+    stmt = small_sim["statements"].sort_values(["borrower_id", "statement_date"], ignore_index=True)
+    next_start = stmt["statement_date"] + pd.Timedelta(days=1)
+    assert next_start.dt.day.groupby(stmt["borrower_id"]).nunique().eq(1).all()
+    assert next_start.dt.day.max() <= 28
+    previous = stmt.groupby("borrower_id")["statement_date"].shift()
+    chained = previous.isna() | (stmt["cycle_start_date"] == previous + pd.Timedelta(days=1))
+    assert chained.all()
+
+    scoring = stmt["borrower_id"].map(small_sim["ground_truth"].set_index("borrower_id")["scoring_date"])
+    inside = (stmt["cycle_start_date"] < scoring) & (stmt["statement_date"] >= scoring)
+    assert 0.6 < inside.sum() / stmt["borrower_id"].nunique() < 0.95
+
+    dues = small_sim["installments"][["borrower_id", "due_date"]].sort_values("due_date")
+    grace = pd.merge_asof(stmt.sort_values("statement_date"), dues, left_on="statement_date",
+                          right_on="due_date", by="borrower_id", direction="forward")
+    grace = grace.dropna(subset=["due_date"])
+    days = (grace["due_date"] - grace["statement_date"]).dt.days
+    days = days[days < 28]  # the cycle's own due date (a cycle with nothing due has no row)
+    assert days.between(cal.statement_min_grace_days, cal.due_day_offset + 1).all()
+    assert days.nunique() > 3
+
+    draws = small_sim["drawdowns"].sort_values("drawdown_date")
+    billed = pd.merge_asof(draws, stmt.sort_values("statement_date"), left_on="drawdown_date",
+                           right_on="statement_date", by="borrower_id", direction="forward")
+    billed = billed.dropna(subset=["statement_date"])
+    billed = billed.groupby(["borrower_id", "statement_date"])["amount"].sum()
+    on_statement = stmt.set_index(["borrower_id", "statement_date"])["purchases"]
+    # everyday purchases under 0.5 CNY are billed without a drawdown row
+    gap = on_statement.sub(billed, fill_value=0.0)
+    assert gap.abs().max() < 0.6
+
+
 def test_rows_belong_to_known_borrowers_and_end_with_the_export(small_sim, small_params):
     ids = set(small_sim["borrowers"]["borrower_id"])
     end = pd.Timestamp(small_params.simulate.calendar.export_end)

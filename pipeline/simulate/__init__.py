@@ -27,6 +27,7 @@ from pipeline.simulate.events import EventLog
 from pipeline.simulate.outages import draw_outages
 from pipeline.simulate.population import draw_population
 from pipeline.simulate.state import State, due_in
+from pipeline.simulate.statements import StatementBook, draw_offsets
 from pipeline.simulate.truth import add_label_slots, outcome, true_probability
 
 __all__ = ["NO_COUNTERFACTUAL", "World", "build_world", "shard_bounds", "simulate_shard"]
@@ -70,14 +71,16 @@ def simulate_shard(index: int, settings: SimulateSettings, world: World) -> dict
     """
     lo, hi = shard_bounds(settings)[index]
     _, shard_seeds = seed_streams(settings)
-    main_seed, truth_seed, counterfactual_seed = shard_seeds[index].spawn(3)
+    # a fourth stream for the statement days: the first three stay as they were without it
+    main_seed, truth_seed, counterfactual_seed, statement_seed = shard_seeds[index].spawn(4)
     for oversample in CANDIDATE_OVERSAMPLE:
         n_candidates = int(np.ceil((hi - lo) * oversample)) + 16
         rng, truth_rng = np.random.default_rng(main_seed), np.random.default_rng(truth_seed)
         # the counterfactual's sample, drawn apart so that its share changes nothing else
         sampled = (np.random.default_rng(counterfactual_seed).random(n_candidates)
                    < settings.counterfactual.share)
-        state, log, at_jump = _until_scoring(n_candidates, settings, world, rng, sampled)
+        statement_rng = np.random.default_rng(statement_seed)
+        state, log, at_jump = _until_scoring(n_candidates, settings, world, rng, sampled, statement_rng)
         if state.eligible.sum() >= hi - lo:
             break
     state = state.take(_first_eligible(state, hi - lo, index))
@@ -108,12 +111,14 @@ def simulate_shard(index: int, settings: SimulateSettings, world: World) -> dict
 
 
 def _until_scoring(n_candidates: int, settings: SimulateSettings, world: World,
-                   rng: np.random.Generator, sampled: np.ndarray) -> tuple[State, EventLog, State]:
+                   rng: np.random.Generator, sampled: np.ndarray,
+                   statement_rng: np.random.Generator) -> tuple[State, EventLog, State]:
     """Draw candidates and simulate them up to their scoring date; also returns the state of the
     ``sampled`` candidates at the start of their jump cycle (the counterfactual's decision)."""
-    log = EventLog()
+    log = EventLog(StatementBook(n_candidates))
     state = draw_population(np.arange(n_candidates, dtype="int64"), settings, world.label,
                             world.horizon, rng, log)
+    state["statement_offset"] = draw_offsets(state.scoring_day, settings.calendar, statement_rng)
     # sorted by onboarding, the borrowers active before scoring are a prefix: views, no copies
     state = state.take(np.argsort(state.onboard_cycle, kind="stable"))
     sampled = sampled[state.borrower_id]

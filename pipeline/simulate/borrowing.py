@@ -150,6 +150,15 @@ def draw_on_line(s: State, c: Cycle, world: World, rng: np.random.Generator,
     first_day = np.maximum(c.start, s.jump_day)
     day_large = first_day + np.floor(rng.random(n) * (c.end + 1 - first_day)).astype("int32")
     invest = rng.random(n) < 0.4
+    by_statement = c.start + s.statement_offset
+    c.drawn_by_statement = np.zeros(n)
+    c.owed_by_statement = np.zeros(n)
+    for amount, tenor, day, sparse in ((regular, tenor_regular, day_regular, False),
+                                       (large, tenor_large, day_large, True)):
+        # the same drawdowns the schedule counts (_schedule)
+        drawn = np.where((day <= by_statement) & ((amount > 0.5) | (not sparse)), amount, 0.0)
+        c.drawn_by_statement += drawn
+        c.owed_by_statement += _installment(drawn, tenor, dset.apr)[0] * tenor
     for amount, tenor, day, purpose in (
             (regular, tenor_regular, day_regular, np.full(n, "purchase")),
             (large, tenor_large, day_large, np.where(invest, "cash_withdrawal", "large_purchase"))):

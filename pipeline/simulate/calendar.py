@@ -1,9 +1,11 @@
 """Dates of the simulated world, as int32 day numbers (days since 1970-01-01).
 
-Every borrower's billing cycles are anchored on their own scoring date: cycle 0 starts on the
+Every borrower's simulation steps are anchored on their own scoring date: cycle 0 starts on the
 scoring date, cycle k starts k calendar months later (same day of month, which is <= 28). The
 limit jump falls ``observation_days`` before the scoring date, so the state at the scoring date is
-exactly the state at the start of cycle 0; that is what makes the Monte-Carlo truth clean.
+exactly the state at the start of cycle 0; that is what makes the Monte-Carlo truth clean. The
+account's statements keep a day of their own (``statements``), so a statement period straddles
+the scoring date.
 """
 
 from __future__ import annotations

@@ -83,6 +83,9 @@ class Cycle:
     inquiries: np.ndarray | None = None
     loan_cash: np.ndarray | None = None
     purchases: np.ndarray | None = None
+    # logged runs: drawn by the account's statement day (amounts; installments they add)
+    drawn_by_statement: np.ndarray | None = None
+    owed_by_statement: np.ndarray | None = None
     miss_kind: np.ndarray | None = None
 
 

@@ -3,10 +3,10 @@
 Order inside cycle k (days counted from the cycle start): the platform's risk review on day 0, the
 limit jump if it falls in this cycle, income for the cycle, auto-debit agreement changes, the due
 date (day ``due_day_offset``) with payment, miss, cause and cure, borrowing at other lenders,
-drawdowns on the line, and the statement on the last day. Each cause of a miss is a mechanism:
-a broken agreement or an outage blocks a payment the borrower could make (technical); a cash
-shortfall that the borrower's outside debt or a restricted line explains is credit deterioration;
-any other shortfall (spending, installments, income) is liquidity.
+drawdowns on the line, and the statements, each on its account's own day (``statements``). Each
+cause of a miss is a mechanism: a broken agreement or an outage blocks a payment the borrower
+could make (technical); a cash shortfall that the borrower's outside debt or a restricted line
+explains is credit deterioration; any other shortfall (spending, installments, income) is liquidity.
 """
 
 from __future__ import annotations
@@ -26,12 +26,12 @@ from pipeline.simulate.cycle import (
     balance,
     cycle_dates,
     cycle_start,
-    due_next_cycle,
     rare_event,
 )
 from pipeline.simulate.events import EventLog
 from pipeline.simulate.repayment import cure_or_carry, pay_due
 from pipeline.simulate.state import SCORE_RING, State, start_cycle
+from pipeline.simulate.statements import closing_figures
 
 __all__ = ["World", "advance", "balance", "cycle_start"]
 
@@ -227,7 +227,7 @@ def severe_emergency(hit: np.ndarray, size: np.ndarray, u: np.ndarray, before_du
 def close_cycle(s: State, c: Cycle, world: World, rng: np.random.Generator,
                  log: EventLog | None) -> None:
     """Cash after the rest of the cycle, buffer-stock spending of excess cash, the bureau score,
-    the statement, and the drawdown shares the realism report needs."""
+    the statements (``statements``), and the drawdown shares the realism report needs."""
     n, k = len(s), c.k
     perm = np.exp(s.log_perm)
     s.cash = s.cash + c.income - c.living - c.outside_due - c.emergency
@@ -251,12 +251,7 @@ def close_cycle(s: State, c: Cycle, world: World, rng: np.random.Generator,
     s.drawn_12m = np.where(since == 11, share, s.drawn_12m)
     if log is None:
         return
-    status = np.where(s.arrears > TOLERANCE, "frozen", np.where(s.restricted, "restricted", "active"))
-    dpd = np.where(s.arrears > TOLERANCE, c.end - s.arrears_since, 0)
     visible = s.observed_share
-    log.add("statements", borrower_id=s.borrower_id, statement_date=c.end, cycle_start_date=c.start,
-            credit_limit=s.limit, balance=owed, purchases=c.purchases,
-            installment_due_next=due_next_cycle(s, k),
-            overdue_amount=s.arrears, days_past_due=dpd, credit_score=np.round(s.score),
-            wallet_inflow=c.income * visible * np.exp(rng.normal(0.0, 0.05, n)),
-            wallet_balance=s.cash * visible * np.exp(rng.normal(0.0, 0.1, n)), line_status=status)
+    inflow = c.income * visible * np.exp(rng.normal(0.0, 0.05, n))
+    wallet = s.cash * visible * np.exp(rng.normal(0.0, 0.1, n))
+    log.book.issue(s, c, log, closing_figures(s, c, inflow, wallet))

@@ -17,8 +17,9 @@ class EventLog:
     """Append-only buffers of column arrays, one per table. A string column may be given as a
     single string for all rows; every value must be one the contract allows."""
 
-    def __init__(self) -> None:
+    def __init__(self, book: object = None) -> None:
         self._parts: dict[str, list[dict[str, np.ndarray]]] = defaultdict(list)
+        self.book = book  # the statements still to issue (simulate.statements.StatementBook)
 
     def add(self, table: str, **columns: np.ndarray | str) -> None:
         n = len(columns["borrower_id"])
