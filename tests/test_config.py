@@ -58,6 +58,13 @@ def test_label_must_be_observable_before_export_end():
         {"simulate": {"calendar": {"export_end": "2026-03-01"}}})
 
 
+def test_a_statement_must_leave_its_grace_before_the_due_date():
+    """The latest statement day is the one before the cycle starts: a longer grace cannot fit."""
+    message = error_for({"simulate": {"calendar": {"due_day_offset": 5, "statement_min_grace_days": 7}}})
+    assert "statement_min_grace_days" in message and "due_day_offset + 1" in message
+    assert make_params({"simulate": {"calendar": {"due_day_offset": 5, "statement_min_grace_days": 6}}})
+
+
 def test_missing_key_is_named(tmp_path):
     (tmp_path / "params.yaml").write_text("label: {observation_days: 30}\n")
     with pytest.raises(ConfigError) as info:

@@ -456,3 +456,20 @@ def test_the_defaults_tell_the_features_the_simulated_platforms_payment_hours():
     features = make_params().features
     assert features.debit_batch_hour == AUTO_DEBIT_HOUR
     assert tuple(features.paying_hours) == MANUAL_HOURS
+
+
+def test_statement_days_fall_between_the_day_before_the_cycle_and_the_grace(small_params):
+    """Every offset from -1 (the day before the cycle) to the due date minus the grace is drawn,
+    none later, and no statement day passes the 27th (its next period starts on the 28th at the
+    latest, a day every month has)."""
+    from pipeline.simulate.statements import draw_offsets
+
+    cal = small_params.simulate.calendar
+    first = day_number(dt.date(2025, 3, 1))
+    scoring = np.repeat(np.arange(first, first + 28, dtype="int64"), 500)  # days 1..28 of March
+    offsets = draw_offsets(scoring, cal, np.random.default_rng(0))
+    latest = cal.due_day_offset - cal.statement_min_grace_days
+    early = scoring < first + 10  # room for every offset
+    assert set(np.unique(offsets[early])) == set(range(-1, latest + 1))
+    statement_day = (scoring - first) + offsets  # 0-based day of March
+    assert statement_day.max() == 26 and offsets.min() == -1
