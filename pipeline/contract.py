@@ -164,7 +164,7 @@ TABLES: dict[str, Table] = {t.name: t for t in (
         _date("cycle_start_date", "First day of the billing cycle: the day after the last statement"),
         _cny("credit_limit", "Credit limit at the statement date"),
         _cny("balance", "Outstanding principal plus overdue amount at the statement date"),
-        _cny("purchases", "Amount drawn on the line during the cycle"),
+        _cny("purchases", "Amount drawn on the line since the last statement"),
         _cny("installment_due_next", "Scheduled installments due at the next due date"),
         _cny("overdue_amount", "Amount past due at the statement date"),
         Col("days_past_due", "int64", "days", "Days the oldest unpaid amount is past due", min=0,
