@@ -15,6 +15,7 @@ from pipeline.simulate.calendar import add_months, day_number, spring_festival_c
 from pipeline.simulate.outages import calendar_from_windows
 from pipeline.simulate.realism import realism_report
 from pipeline.simulate.state import State, schedule, start_cycle
+from pipeline.simulate.statements import draw_offsets
 from pipeline.simulate.truth import expected_outcome, outcome, probabilities
 from tests.conftest import SMALL, make_params, simulate_tables
 
@@ -462,8 +463,6 @@ def test_statement_days_fall_between_the_day_before_the_cycle_and_the_grace(smal
     """Every offset from -1 (the day before the cycle) to the due date minus the grace is drawn,
     none later, and no statement day passes the 27th (its next period starts on the 28th at the
     latest, a day every month has)."""
-    from pipeline.simulate.statements import draw_offsets
-
     cal = small_params.simulate.calendar
     first = day_number(dt.date(2025, 3, 1))
     scoring = np.repeat(np.arange(first, first + 28, dtype="int64"), 500)  # days 1..28 of March
