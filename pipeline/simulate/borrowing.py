@@ -151,23 +151,19 @@ def draw_on_line(s: State, c: Cycle, world: World, rng: np.random.Generator,
     day_large = first_day + np.floor(rng.random(n) * (c.end + 1 - first_day)).astype("int32")
     invest = rng.random(n) < 0.4
     by_statement = c.start + s.statement_offset
-    c.drawn_by_statement = np.zeros(n)
-    c.owed_by_statement = np.zeros(n)
-    for amount, tenor, day, sparse in ((regular, tenor_regular, day_regular, False),
-                                       (large, tenor_large, day_large, True)):
-        # the same drawdowns the schedule counts (_schedule)
-        drawn = np.where((day <= by_statement) & ((amount > 0.5) | (not sparse)), amount, 0.0)
-        c.drawn_by_statement += drawn
-        c.owed_by_statement += _installment(drawn, tenor, dset.apr)[0] * tenor
-    for amount, tenor, day, purpose in (
-            (regular, tenor_regular, day_regular, np.full(n, "purchase")),
-            (large, tenor_large, day_large, np.where(invest, "cash_withdrawal", "large_purchase"))):
+    c.drawn_by_statement, c.owed_by_statement = np.zeros(n), np.zeros(n)
+    for amount, tenor, day, purpose, sparse in (
+            (regular, tenor_regular, day_regular, np.full(n, "purchase"), False),
+            (large, tenor_large, day_large, np.where(invest, "cash_withdrawal", "large_purchase"), True)):
         rows = amount > 0.5
+        monthly, rate = _installment(amount[rows], tenor[rows], dset.apr)
         log.add("drawdowns", borrower_id=s.borrower_id[rows], drawdown_date=day[rows],
-                amount=amount[rows], tenor_months=tenor[rows],
-                apr=_installment(amount[rows], tenor[rows], dset.apr)[1],
-                monthly_installment=_installment(amount[rows], tenor[rows], dset.apr)[0],
+                amount=amount[rows], tenor_months=tenor[rows], apr=rate, monthly_installment=monthly,
                 purpose=purpose[rows])
+        # billed by the statement day: the drawdowns the schedule counts (_schedule)
+        billed = (day <= by_statement) & (rows | (not sparse))
+        c.drawn_by_statement += np.where(billed, amount, 0.0)
+        c.owed_by_statement += np.where(billed, _installment(amount, tenor, dset.apr)[0] * tenor, 0.0)
 
 
 TENORS = np.array([3, 6, 12])

@@ -68,8 +68,8 @@ class StatementBook:
 
 def closing_figures(s: State, c: Cycle, inflow: np.ndarray, wallet: np.ndarray) -> dict[str, np.ndarray]:
     """The account at the close of cycle ``c``: what its next statement reports."""
-    return dict(balance=balance(s), arrears=s.arrears.copy(), arrears_since=s.arrears_since.astype(float),
-                installment_due_next=due_next_cycle(s, c.k), score=s.score.copy(),
+    return dict(balance=balance(s), arrears=s.arrears, arrears_since=s.arrears_since.astype(float),
+                installment_due_next=due_next_cycle(s, c.k), score=s.score,
                 wallet_inflow=inflow, wallet_balance=wallet)
 
 
