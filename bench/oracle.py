@@ -33,7 +33,7 @@ from pipeline.config import Params, parse_params, truth_replicates
 from pipeline.features import build_features
 from pipeline.simulate import World, build_world, shard_bounds, simulate_shard
 from pipeline.simulate.realism import FAIL, announced_outage_misses, outage_misses, realism_report
-from pipeline.split import out_of_time
+from pipeline.split import maintenance_miss_rate, out_of_time
 
 TRUTH = ["borrower_id", "label", "p_true"]
 BOOTSTRAP = 200
@@ -67,7 +67,10 @@ def _shard(index: int, params: Params, world: World) -> tuple[pd.DataFrame, pd.D
     tables["maintenance_windows"] = world.outages.windows
     frame = build_features(tables, params.label.observation_days, params.features)
     truth = tables["ground_truth"]
-    return frame.merge(truth[["borrower_id", "label"]], on="borrower_id"), truth
+    events = tables["platform_events"]
+    failed = events[events["detail"] == "system_unavailable"]  # all the maintenance floor reads
+    return (frame.merge(truth[["borrower_id", "label"]], on="borrower_id"), truth, failed,
+            tables["repayments"][["borrower_id", "due_date", "payment_date"]])
 
 
 def one_seed(params: Params, workers: int) -> dict:
@@ -75,8 +78,7 @@ def one_seed(params: Params, workers: int) -> dict:
     shards = range(len(shard_bounds(params.simulate)))
     with ProcessPoolExecutor(workers) as pool:
         parts = list(pool.map(_shard, shards, [params] * len(shards), [world] * len(shards)))
-    frame = pd.concat([f for f, _ in parts], ignore_index=True)
-    truth = pd.concat([t for _, t in parts], ignore_index=True)
+    frame, truth, failed, paid = (pd.concat(tables, ignore_index=True) for tables in zip(*parts, strict=True))
     frame["split"] = out_of_time(frame, params.split.fractions, params.label,
                                  params.simulate.calendar.due_day_offset)
     splits = {name: frame[frame["split"] == name].drop(columns="split").reset_index(drop=True)
@@ -86,6 +88,9 @@ def one_seed(params: Params, workers: int) -> dict:
     s = params.train.lightgbm
     model = train.fit_calibrated_lightgbm(splits["train"], splits["valid"], columns, categorical, {}, s)
     test = splits["test"]
+    # as `limitjump split` and `train` do: the history of stopped debits, known when test begins
+    model.calibration["maintenance"] = maintenance_miss_rate(
+        failed, paid, world.outages.windows, test["scoring_date"].min(), params.label.dpd_threshold)
     of_test = truth.set_index("borrower_id").loc[test["borrower_id"]]
     p_true, cause = of_test["p_true"].to_numpy(), of_test["first_miss_cause"].to_numpy()
     outage = outage_misses(of_test)

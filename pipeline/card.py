@@ -177,6 +177,23 @@ def _cause_model(report: dict | None) -> dict | None:
             "technical_by_kind": technical, "technical_actions": actions, "misses": num(report["misses"])}
 
 
+def _maintenance(report: dict | None) -> dict | None:
+    """The maintenance floor: the history it rests on and what it did to the out-of-time rows."""
+    if not report:
+        return None
+    history = report["history"]
+    return {"header": ["", "value"], "rows": [
+        ["debits stopped by announced maintenance in the history", num(history["due_dates"])],
+        ["of them missed by the label's days", num(history["missed"])],
+        ["floor rate (half a miss and half a payment added)", num(history["rate"])],
+        ["out-of-time rows lifted", num(report["rows_lifted"])],
+        ["misses among them", num(report["misses_among_lifted"])],
+        ["their mean probability without the floor", num(report["mean_p_lifted_without_floor"])],
+        ["their mean probability", num(report["mean_p_lifted"])],
+        ["AUC without the floor", num(report["auc_without_floor"])],
+        ["AUC", num(report["auc"])]]}
+
+
 def checks(reports: dict, gates: dict | None, primary: str = PRIMARY) -> list[str]:
     """Plain sentences for every check that fails, for the top of the card; empty if none do."""
     main = reports.get(primary, {})
@@ -330,6 +347,7 @@ def _context(reports: dict, gates: dict | None, params: Params, figures: Sequenc
         "monitoring": _monitoring(details.get("monitoring")),
         "decision": _decision(details.get("decision")),
         "cause_model": _cause_model(main.get("cause_model")),
+        "maintenance": _maintenance(main.get("maintenance_floor")),
         "checks": checks(reports, gates, primary),
         "provenance": [(label, details["provenance"][key]) for label, key in PROVENANCE
                        if details.get("provenance", {}).get(key)],

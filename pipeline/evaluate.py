@@ -8,7 +8,7 @@ import pandas as pd
 
 from pipeline import causes, metrics, score
 from pipeline.config import CAUSES, TRIGGERS, EvaluateSettings
-from pipeline.model import CalibratedLightGBM
+from pipeline.model import CalibratedLightGBM, calibrate
 
 HISTORY_BANDS = [0, 3, 6, 12, 24, np.inf]  # months of history before scoring
 HISTORY_LABELS = ["under 3 months", "3-6 months", "6-12 months", "12-24 months", "24 months or more"]
@@ -123,6 +123,25 @@ def cause_section(fitted: CalibratedLightGBM, test: pd.DataFrame, truth: pd.Data
     if "technical_kind" in truth:
         report["technical_actions"] = technical_actions(fitted, test.iloc[missed], truth.iloc[missed])
     return report
+
+
+def maintenance_section(fitted: CalibratedLightGBM, test: pd.DataFrame) -> dict | None:
+    """The maintenance floor (``model.maintenance_floor``) on the out-of-time rows: the history it
+    came from, the rows it lifted and how many of them missed, and the AUC with and without it;
+    None for a model without the floor."""
+    if not fitted.calibration.get("maintenance"):
+        return None
+    matrix = fitted.matrix(test)
+    booster = calibrate(fitted.booster.predict(matrix), fitted.calibration)
+    floored = fitted.probability(matrix)
+    lifted = floored > booster
+    y = test["label"].to_numpy()
+    return {"history": fitted.calibration["maintenance"], "rows_lifted": int(lifted.sum()),
+            "misses_among_lifted": int(y[lifted].sum()),
+            "mean_p_lifted_without_floor": float(booster[lifted].mean()) if lifted.any() else None,
+            "mean_p_lifted": float(floored[lifted].mean()) if lifted.any() else None,
+            "auc_without_floor": metrics.ranking(y, booster)["auc"],
+            "auc": metrics.ranking(y, floored)["auc"]}
 
 
 def technical_actions(fitted: CalibratedLightGBM, missed: pd.DataFrame, truth: pd.DataFrame) -> dict:

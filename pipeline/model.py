@@ -82,6 +82,26 @@ def calibrate(raw: np.ndarray, calibration: dict) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-(calibration["intercept"] + calibration["slope"] * logit)))
 
 
+# the features the maintenance floor reads (pipeline.catalog); a model without them has no floor
+BLOCKED_DUE_DATES, AUTODEBIT_ACTIVE = "due_dates_in_announced_outage", "autodebit_active"
+
+
+def maintenance_floor(matrix: np.ndarray, features: list[str], calibration: dict) -> np.ndarray:
+    """The least probability of a miss per row: for a borrower whose agreement is in force and
+    whose k next due dates fall in announced maintenance that stops the debit batch,
+    1 - (1 - rate)^k, the rate at which such a stopped debit became a miss in the platform's
+    history (``split.maintenance_miss_rate``, kept in the calibration as "maintenance"); 0
+    elsewhere, and everywhere for a model without that history or without the two features. A
+    booster learns the effect only if its training rows happened to meet it; the floor holds
+    whether or not they did, and changes nothing where the booster already ranks them higher."""
+    known = calibration.get("maintenance")
+    if not known or BLOCKED_DUE_DATES not in features or AUTODEBIT_ACTIVE not in features:
+        return np.zeros(len(matrix))
+    blocked = np.nan_to_num(matrix[:, features.index(BLOCKED_DUE_DATES)])
+    active = matrix[:, features.index(AUTODEBIT_ACTIVE)] == 1.0
+    return np.where(active, 1.0 - (1.0 - known["rate"]) ** blocked, 0.0)
+
+
 class CalibratedLightGBM:
     """A features frame in, the calibrated probability of a missed repayment out (also MLflow's
     pyfunc implementation, through ``_load_pyfunc``)."""
@@ -130,7 +150,14 @@ class CalibratedLightGBM:
 
     def probability(self, matrix: np.ndarray) -> np.ndarray:
         """Calibrated probabilities for rows of an encoded matrix (``matrix(frame)``)."""
-        return calibrate(self.booster.predict(matrix, num_threads=self.threads), self.calibration)
+        p = calibrate(self.booster.predict(matrix, num_threads=self.threads), self.calibration)
+        return np.maximum(p, maintenance_floor(matrix, self.features, self.calibration))
+
+    def floor_sets(self, matrix: np.ndarray, p: np.ndarray) -> np.ndarray:
+        """Rows of an encoded matrix whose probability ``p`` (``probability(matrix)``) is the
+        maintenance floor's rather than the booster's."""
+        floor = maintenance_floor(matrix, self.features, self.calibration)
+        return (floor > 0) & (p <= floor)
 
     def cause_shares(self, matrix: np.ndarray) -> np.ndarray | None:
         """P(cause | miss) per row of an encoded matrix, shape (n, 3), or None without a cause model."""
@@ -138,7 +165,7 @@ class CalibratedLightGBM:
 
     def predict(self, frame: pd.DataFrame, params: dict | None = None) -> np.ndarray:
         """Calibrated probabilities, shape (n,). ``params`` is MLflow's pyfunc argument; unused."""
-        return calibrate(self.raw(frame), self.calibration)
+        return self.probability(self.matrix(frame))
 
     def __getstate__(self) -> dict:
         """Sent to a worker process with every batch: the boosters travel as their pickled state

@@ -284,7 +284,10 @@ def backtest(frame: pd.DataFrame, champion: model.CalibratedLightGBM, raw: np.nd
                 in_use = model.CalibratedLightGBM(candidate.booster, candidate.calibration,
                                                   champion.categories)
                 scores["retrain"][later] = in_use.predict(frame[later])
-    return scores, candidates
+    # the history of stopped debits holds whatever the booster or its calibration: every policy
+    # keeps the champion's maintenance floor, as production scoring does
+    floor = model.maintenance_floor(champion.matrix(frame), champion.features, champion.calibration)
+    return {name: np.maximum(p, floor) for name, p in scores.items()}, candidates
 
 
 def _retrain(frame: pd.DataFrame, window: list[pd.Timestamp], in_use: model.CalibratedLightGBM,

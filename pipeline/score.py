@@ -10,7 +10,7 @@ import pandas as pd
 from pipeline import metrics
 from pipeline.catalog import BY_NAME, CAUSE_CATEGORIES, NEXT_DUE, REASON_GROUPS, reason_group
 from pipeline.config import CAUSES
-from pipeline.model import CalibratedLightGBM
+from pipeline.model import BLOCKED_DUE_DATES, CalibratedLightGBM
 
 ACTIONS = {  # the source article's responses, by leading cause
     "technical": "remind the borrower before the next due date to re-authorise or repair the auto-debit "
@@ -171,10 +171,21 @@ def name_the_cause(texts: list[np.ndarray], leading: np.ndarray) -> list[np.ndar
     for column in texts:
         own |= np.array([cause_of.get(t) for t in column], dtype=object) == leading
     missing = ~own & np.isin(leading, list(CAUSE_REASONS))
-    statement = np.array([CAUSE_REASONS.get(c) for c in leading], dtype=object)
-    shifted = [np.where(missing, statement, texts[0])]
-    shifted += [np.where(missing, texts[i - 1], texts[i]) for i in range(1, len(texts))]
-    return shifted
+    return lead_with(texts, missing, np.array([CAUSE_REASONS.get(c) for c in leading], dtype=object))
+
+
+def lead_with(texts: list[np.ndarray], rows: np.ndarray, statement) -> list[np.ndarray]:
+    """Reasons with ``statement`` (one text, or one per row) first in ``rows``: moved up where it
+    already is among them, else put in front with the last reason making room."""
+    table = np.column_stack(texts).astype(object)
+    said = np.broadcast_to(np.asarray(statement, dtype=object), (len(table),))[:, None]
+    same = table == said
+    moved = np.take_along_axis(table, np.argsort(np.where(same, -1, np.arange(table.shape[1])), axis=1,
+                                                 kind="stable"), axis=1)
+    pushed = np.column_stack([said, table[:, :-1]])
+    present = same.any(axis=1)
+    result = np.where((rows & present)[:, None], moved, np.where((rows & ~present)[:, None], pushed, table))
+    return [result[:, i] for i in range(table.shape[1])]
 
 
 def pays_by_hand(frame: pd.DataFrame) -> np.ndarray:
@@ -237,8 +248,16 @@ def score_batch(model: CalibratedLightGBM, frame: pd.DataFrame, bands: dict[str,
         words = own_words(model, frame[explain])
         worded = worded_contributions(contrib, matrix[explain], model.features,
                                       model.reference.get("medians", {}))
-        for i, column in enumerate(name_the_cause(reasons(worded, model.features, cause[explain],
-                                                          max_reasons, words), cause[explain])):
+        texts = name_the_cause(reasons(worded, model.features, cause[explain], max_reasons, words),
+                               cause[explain])
+        # where the maintenance floor set the probability, announced maintenance is the cause
+        floored = model.floor_sets(matrix[explain], p[explain])
+        if floored.any() and texts:
+            cause[explain] = np.where(floored, "technical", cause[explain])
+            by_cause[explain] = np.where(floored[:, None], p[explain, None] * (np.arange(len(CAUSES))
+                                         == CAUSES.index("technical")), by_cause[explain])
+            texts = lead_with(texts, floored, BY_NAME[BLOCKED_DUE_DATES].reason)
+        for i, column in enumerate(texts):
             text[i][explain] = column
     out = pd.DataFrame({"borrower_id": frame["borrower_id"].to_numpy(),
                         "scoring_date": frame["scoring_date"].to_numpy(),

@@ -53,6 +53,38 @@ def out_of_time(frame: pd.DataFrame, fractions: tuple[float, float, float], labe
     return pd.Series(names, index=frame.index, name="split")
 
 
+def maintenance_miss_rate(failures: pd.DataFrame, repayments: pd.DataFrame, windows: pd.DataFrame,
+                          known_by: pd.Timestamp, dpd_threshold: int) -> dict | None:
+    """How often a payment that announced maintenance stopped became a miss of the label's
+    days, from the platform's own history: the due dates with a ``system_unavailable`` debit
+    failure on the day of a window announced before it (``failures``: platform_events rows of
+    borrower_id, event_date, event_type, detail), each settled on its last payment
+    (``repayments``: borrower_id, due_date, payment_date), counted if its outcome is known by
+    ``known_by`` (the first out-of-time scoring date). Returns {"due_dates", "missed", "rate"},
+    the rate with half a miss and half a payment added (a handful of due dates gives no
+    certainty), or None without such a due date.
+
+    The training rows alone cannot teach this: a world whose maintenance fell on none of their
+    performance windows left the model at a median 0.03 for borrowers whose next debit
+    announced maintenance will stop, every one of whom missed (bench/oracle.py, seed 1)."""
+    blocked = failures[(failures["event_type"] == "debit_failed")
+                       & (failures["detail"] == "system_unavailable")]
+    days = pd.to_datetime(blocked["event_date"]).dt.normalize()
+    start = pd.to_datetime(windows["start_time"])
+    announced = start.dt.normalize()[pd.to_datetime(windows["announced_date"]) < start.dt.normalize()]
+    known = days + pd.Timedelta(days=dpd_threshold) <= known_by
+    blocked = blocked.assign(due_date=days)[days.isin(announced.unique()) & known]
+    if blocked.empty:
+        return None
+    paid = (repayments.assign(due_date=pd.to_datetime(repayments["due_date"]).dt.normalize())
+            .groupby(["borrower_id", "due_date"], as_index=False)["payment_date"].max())
+    settled = blocked[["borrower_id", "due_date"]].merge(paid, on=["borrower_id", "due_date"], how="left")
+    last = pd.to_datetime(settled["payment_date"]).fillna(known_by)
+    late = (last.clip(upper=known_by) - settled["due_date"]).dt.days
+    missed = int((late >= dpd_threshold).sum())
+    return {"due_dates": len(settled), "missed": missed, "rate": (missed + 0.5) / (len(settled) + 1.0)}
+
+
 def _cut(jump: pd.Series, share: float) -> pd.Timestamp:
     """Last jump date of the oldest ``share`` of rows (whole dates)."""
     if len(jump) == 0 or share <= 0:

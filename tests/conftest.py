@@ -11,6 +11,7 @@ import sys
 import threading
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -74,6 +75,23 @@ def simulate_tables(params: Params) -> dict[str, pd.DataFrame]:
 # fill the other worker
 LONGEST = ("test_pipeline_e2e.py", "test_own_data_e2e.py", "test_mlflow_integration.py", "test_team.py",
            "test_labels.py")
+
+
+def model_never_told_of_maintenance(n: int = 3000):
+    """A calibrated LightGBM of credit score, auto-debit and due dates in announced maintenance,
+    trained on rows where no due date ever fell in maintenance (the feature is always 0)."""
+    from pipeline import train
+
+    rng = np.random.default_rng(2)
+    frame = pd.DataFrame({"borrower_id": np.arange(n), "credit_score": rng.normal(650, 60, n).round(),
+                          "autodebit_active": rng.integers(0, 2, n).astype(float),
+                          "due_dates_in_announced_outage": np.zeros(n)})
+    frame["label"] = (rng.random(n) < 1 / (1 + np.exp((frame["credit_score"] - 560) / 30))).astype(int)
+    columns = train.feature_columns(frame)
+    settings = make_params({"train": {"lightgbm": {"num_boost_round": 40, "early_stopping_rounds": 10}}})
+    cut = 2 * n // 3
+    return train.fit_calibrated_lightgbm(frame.iloc[:cut], frame.iloc[cut:], columns, [], {},
+                                         settings.train.lightgbm)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

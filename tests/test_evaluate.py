@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from pipeline import evaluate
+from tests.conftest import model_never_told_of_maintenance
 
 
 def test_flagging_the_riskiest_counts_each_causes_misses_caught():
@@ -70,3 +71,20 @@ def test_dvc_metrics_keep_a_few_figures_and_drop_the_truths_gap_to_itself():
     assert shown["lightgbm"] == {"auc": 0.8, "ks": 0.5, "brier": 0.08, "ece": 0.01, "psi": 0.02, "gap": 0.05}
     assert "psi" not in shown["truth"] and "gap" not in shown["truth"]
     assert evaluate.headline_metrics(headlines, {})["gates_passed"] == 0
+
+
+def test_the_maintenance_section_counts_the_rows_the_floor_lifted_and_their_misses():
+    fitted = model_never_told_of_maintenance()
+    test = pd.DataFrame({"borrower_id": range(8), "credit_score": [700.0, 690, 710, 705, 450, 460, 700, 440],
+                         "autodebit_active": [1.0, 1, 0, 1, 1, 1, 1, 0],
+                         "due_dates_in_announced_outage": [1.0, 1, 1, 0, 0, 0, 0, 0],
+                         "label": [1, 1, 0, 0, 1, 0, 0, 1]})
+    assert evaluate.maintenance_section(fitted, test) is None  # no history, no floor
+    without = evaluate.metrics.ranking(test["label"], fitted.predict(test))["auc"]
+    fitted.calibration["maintenance"] = {"due_dates": 20, "missed": 19, "rate": 19.5 / 21}
+    section = evaluate.maintenance_section(fitted, test)
+    assert (section["rows_lifted"], section["misses_among_lifted"]) == (2, 2)  # the manual payer is not
+    assert section["mean_p_lifted"] == pytest.approx(19.5 / 21)
+    assert section["mean_p_lifted_without_floor"] < 0.2
+    assert section["auc_without_floor"] == pytest.approx(without)
+    assert section["auc"] > without

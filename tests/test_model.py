@@ -16,7 +16,7 @@ import pytest
 
 from pipeline import io, model, train
 from pipeline.lgbm import lgb
-from tests.conftest import make_params
+from tests.conftest import make_params, model_never_told_of_maintenance
 
 
 def test_unseen_and_missing_categories_encode_as_missing_without_a_warning():
@@ -111,3 +111,31 @@ def test_pyfunc_and_mlflow_models_predict_score_text_categories(team_model_dir, 
     assert done.returncode == 0, done.stderr[-2000:]
     served = pd.read_json(out)["predictions"].to_numpy()
     np.testing.assert_allclose(served, direct)
+
+
+def test_the_maintenance_floor_lifts_only_stopped_debits_the_booster_never_saw(tmp_path):
+    """A booster whose training rows never had a due date in announced maintenance learns nothing
+    of it; the floor from the platform's history lifts exactly the borrowers whose debit it stops
+    (agreement in force), by 1 - (1 - rate)^k for k such due dates, and served from its folder
+    and through the pyfunc loader it scores the same."""
+    fitted = model_never_told_of_maintenance()
+    rows = pd.DataFrame({"borrower_id": range(6), "credit_score": [700.0] * 6,
+                         "autodebit_active": [1.0, 1.0, 1.0, 0.0, 1.0, 1.0],
+                         "due_dates_in_announced_outage": [0.0, 1.0, 2.0, 1.0, np.nan, 1.0]})
+    rows.loc[5, "credit_score"] = 420.0  # risky on its own: gets the larger of the two
+    before = fitted.predict(rows)
+    assert np.allclose(before[:5], before[0])  # the booster never split on the two features
+    fitted.calibration["maintenance"] = {"due_dates": 40, "missed": 36, "rate": 0.9}
+    after = fitted.predict(rows)
+    np.testing.assert_allclose(after, [before[0], 0.9, 0.99, before[3], before[4], max(before[5], 0.9)])
+    assert before[0] < 0.5 < before[5]
+    fitted.booster.save_model(str(tmp_path / model.BOOSTER_FILE))
+    io.write_json(fitted.calibration, tmp_path / model.CALIBRATION_FILE)
+    io.write_json({}, tmp_path / model.CATEGORIES_FILE)
+    np.testing.assert_allclose(model.CalibratedLightGBM.from_dir(tmp_path).predict(rows), after)
+    np.testing.assert_allclose(np.asarray(model._load_pyfunc(str(tmp_path)).predict(rows)).ravel(), after)
+    assert fitted.floor_sets(fitted.matrix(rows), after).tolist() == [False, True, True, False, False,
+                                                                      bool(before[5] < 0.9)]
+    without = model.maintenance_floor(model.encode(rows, ["credit_score"], {}), ["credit_score"],
+                                      fitted.calibration)
+    assert not without.any()  # a model without the two features has no floor

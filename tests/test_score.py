@@ -841,8 +841,9 @@ class StubModel:
     reference: dict = {}
 
     def __init__(self, p: dict[int, float], rows: dict[int, list[float]],
-                 shares: dict[int, list[float]] | None = None):
+                 shares: dict[int, list[float]] | None = None, floored: tuple[int, ...] = ()):
         self.p, self.rows, self.shares, self.explained = p, rows, shares, []
+        self.floored = floored  # the borrowers whose probability is the maintenance floor's
 
     def matrix(self, frame: pd.DataFrame) -> np.ndarray:
         """The borrower id in the first column (what the stub's answers are keyed on), known
@@ -859,6 +860,9 @@ class StubModel:
 
     def cause_shares(self, matrix: np.ndarray) -> np.ndarray | None:
         return None if self.shares is None else np.array([self.shares[int(b)] for b in matrix[:, 0]])
+
+    def floor_sets(self, matrix: np.ndarray, p: np.ndarray) -> np.ndarray:
+        return np.isin(matrix[:, 0], self.floored)
 
 
 FRAME = pd.DataFrame({"borrower_id": [1, 2, 3, 4, 5], "team_feature": [0.0, 1.0, 2.0, 3.0, 4.0],
@@ -998,3 +1002,28 @@ def test_above_median_splits_the_reference_rows_in_half():
     reference = metrics.psi_reference(np.arange(1.0, 101.0))
     assert score.above_median(np.array([1.0, 20.0, 45.0, 60.0, 99.0]), reference).tolist() == [
         False, False, False, True, True]
+
+
+def test_where_the_maintenance_floor_sets_the_risk_the_maintenance_is_cause_reason_and_action():
+    """The booster's reasons for borrower 4 are credit ones, but its probability is the floor's:
+    the cause is technical, the maintenance comes first and the action is to pay ahead of it."""
+    maintenance = BY_NAME["due_dates_in_announced_outage"].reason
+    shares = {2: [0.1, 0.2, 0.7], 3: [0.2, 0.7, 0.1], 4: [0.8, 0.1, 0.1]}
+    out = score.score_batch(StubModel(P, ROWS, shares, floored=(4,)), FRAME, BANDS, ("low",), "7")
+    out = out.set_index("borrower_id")
+    assert out.loc[4, "leading_cause"] == "technical" and out.loc[4, "reason_1"] == maintenance
+    assert out.loc[4, "action"] == score.ACTIONS["maintenance"]
+    assert out.loc[4, ["p_credit", "p_liquidity", "p_technical"]].tolist() == [0.0, 0.0, P[4]]
+    alone = score.score_batch(StubModel(P, ROWS, shares), FRAME, BANDS, ("low",), "7")
+    alone = alone.set_index("borrower_id")
+    assert alone.loc[4, "leading_cause"] == "credit"
+    assert out.loc[4, "reason_2"] == alone.loc[4, "reason_1"]  # the booster's reasons follow
+    pd.testing.assert_frame_equal(out.drop(index=4), alone.drop(index=4))
+
+
+def test_a_reason_led_with_moves_up_where_it_is_and_pushes_the_last_out_where_it_is_not():
+    texts = [np.array(["a", "b", "a"], dtype=object), np.array(["m", "c", "b"], dtype=object),
+             np.array([None, "d", "c"], dtype=object)]
+    got = score.lead_with(texts, np.array([True, True, False]), "m")
+    rows = [list(row) for row in zip(*got, strict=True)]
+    assert rows == [["m", "a", None], ["m", "b", "c"], ["a", "b", "c"]]

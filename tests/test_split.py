@@ -7,7 +7,15 @@ import pandas as pd
 import pytest
 
 from pipeline.config import LabelSettings
-from pipeline.split import EMBARGOED, SPLITS, label_matures, out_of_time, summary, timeline_figure
+from pipeline.split import (
+    EMBARGOED,
+    SPLITS,
+    label_matures,
+    maintenance_miss_rate,
+    out_of_time,
+    summary,
+    timeline_figure,
+)
 
 LABEL = LabelSettings(observation_days=30, performance_cycles=3, dpd_threshold=1)
 OFFSET = 9
@@ -67,3 +75,25 @@ def test_summary_counts_rows_misses_and_dates_and_the_timeline_draws():
         timeline_figure(report).savefig(buffer, format="png", metadata={"Software": None})
         images.append(buffer.getvalue())
     assert images[0][:8] == b"\x89PNG\r\n\x1a\n" and images[0] == images[1]
+
+
+def test_the_maintenance_history_counts_stopped_debits_whose_outcome_was_known():
+    """Only debits stopped on a day of announced maintenance count, each settled on its last
+    payment (unpaid: still open at ``known_by``), and only if its outcome was known by then."""
+    day = pd.Timestamp
+    windows = pd.DataFrame({"announced_date": [day("2024-02-20"), day("2024-03-10")],
+                            "start_time": [day("2024-03-01 01:00"), day("2024-03-10 01:00")]})  # unannounced
+    failed = pd.DataFrame({
+        "borrower_id": [1, 2, 3, 4, 5, 6],
+        "event_date": [day("2024-03-01")] * 4 + [day("2024-03-10"), day("2024-03-01")],
+        "event_type": ["debit_failed"] * 5 + ["autodebit_revoked"],
+        "detail": ["system_unavailable"] * 3 + ["insufficient_funds", "system_unavailable", "user_action"]})
+    paid = pd.DataFrame({"borrower_id": [1, 1, 2], "due_date": [day("2024-03-01")] * 3,
+                         "payment_date": [day("2024-03-02"), day("2024-03-03"), day("2024-03-08")]})
+    known_by = day("2024-03-20")
+    counts = {dpd: maintenance_miss_rate(failed, paid, windows, known_by, dpd) for dpd in (1, 3, 7, 19)}
+    assert {dpd: (c["due_dates"], c["missed"]) for dpd, c in counts.items()} == {
+        1: (3, 3), 3: (3, 2), 7: (3, 2), 19: (3, 1)}  # borrower 3 never paid: 19 days open
+    assert counts[3]["rate"] == pytest.approx(2.5 / 4)
+    assert maintenance_miss_rate(failed, paid, windows, day("2024-03-20"), 20) is None  # not known yet
+    assert maintenance_miss_rate(failed.iloc[3:], paid, windows, day("2024-03-20"), 1) is None

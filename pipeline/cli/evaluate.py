@@ -65,10 +65,13 @@ def evaluate_command(params: Path = PARAMS) -> None:
         reports[name] = evaluate.model_report(test, sc["test"], aligned["test"], frames["train"],
                                               sc["train"], features, s)
         plot_data[name] = evaluate.curves(y, sc["test"], sc["train"], s.bins)
-    cause_model = None if not simulated else evaluate.cause_section(
-        model.CalibratedLightGBM.from_dir(MODELS / "lightgbm"), test, aligned["test"])
+    fitted = model.CalibratedLightGBM.from_dir(MODELS / "lightgbm")
+    cause_model = None if not simulated else evaluate.cause_section(fitted, test, aligned["test"])
     if cause_model is not None:
         reports["lightgbm"]["cause_model"] = cause_model
+    floor = evaluate.maintenance_section(fitted, test)
+    if floor is not None:
+        reports["lightgbm"]["maintenance_floor"] = floor
     directions = MODELS / "lightgbm" / model.DIRECTIONS_FILE
     if directions.exists():
         reports["lightgbm"]["directions"] = json.loads(directions.read_text())

@@ -23,3 +23,6 @@ MONITOR_DIR = REPORTS / "monitor"
 DECISION_MODEL = MODELS / "decision"  # the decide stage's, read by recommend and evaluate's card
 DECISION_REPORT = REPORTS / "decision.json"
 DECISION_PLOTS = REPORTS / "decision"
+# the split stage's: how often a debit stopped by announced maintenance became a miss, as the
+# history showed it when the test period began (the LightGBM's maintenance floor)
+MAINTENANCE_HISTORY = SPLIT_DIR / "maintenance.json"

@@ -9,8 +9,8 @@ import typer
 from pipeline import io
 from pipeline.causes import MISS_CAUSE
 from pipeline.cli import PARAMS, app, load
-from pipeline.cli.paths import FEATURES_DIR, SPLIT_DIR, TRUTH_DIR
-from pipeline.split import SPLITS, label_matures, out_of_time, summary, timeline_figure
+from pipeline.cli.paths import FEATURES_DIR, MAINTENANCE_HISTORY, RAW_DIR, SPLIT_DIR, TRUTH_DIR
+from pipeline.split import SPLITS, label_matures, maintenance_miss_rate, out_of_time, summary, timeline_figure
 
 REPORT = Path("reports/split.json")
 # not under reports/figures: that folder is the evaluate stage's output as a whole
@@ -33,10 +33,15 @@ def split(params: Path = PARAMS) -> None:
     frame["label"] = frame["label"].astype("int64")
     offset = p.simulate.calendar.due_day_offset
     frame["split"] = out_of_time(frame, p.split.fractions, p.label, offset)
+    # what a debit stopped by announced maintenance cost, as the history showed it when the test
+    # period began (train.lightgbm's floor); a team's features come without that history
+    first_test = frame.loc[frame["split"] == "test", "scoring_date"].min()
+    history = maintenance_history(first_test, p.label.dpd_threshold) if p.source.kind == "simulator" else None
     with io.atomic_dir(SPLIT_DIR) as out:
         for name in SPLITS:
             part = frame[frame["split"] == name].drop(columns="split").reset_index(drop=True)
             io.write_parquet(part, out / f"{name}.parquet")
+        io.write_json(history, out / MAINTENANCE_HISTORY.name)
     report = summary(frame, label_matures(frame["scoring_date"], p.label, offset))
     io.write_json(report, REPORT)
     with io.atomic_path(TIMELINE, ".png") as tmp:
@@ -46,3 +51,15 @@ def split(params: Path = PARAMS) -> None:
                    f"miss rate {row['miss_rate']:.3f}  "
                    f"scored {row['first_scoring_date']}..{row['last_scoring_date']}  "
                    f"labels known by {row['last_label_matures']}")
+    if history:
+        typer.echo(f"debits stopped by announced maintenance before {first_test.date()}: "
+                   f"{history['missed']} of {history['due_dates']} became misses")
+
+
+def maintenance_history(known_by, dpd_threshold: int) -> dict | None:
+    """``maintenance_miss_rate`` on the raw tables' failed debits, payments and windows."""
+    return maintenance_miss_rate(
+        io.read_dataset(RAW_DIR / "platform_events", ["borrower_id", "event_date", "event_type", "detail"]),
+        io.read_dataset(RAW_DIR / "repayments", ["borrower_id", "due_date", "payment_date"]),
+        io.read_dataset(RAW_DIR / "maintenance_windows", ["announced_date", "start_time"]),
+        known_by, dpd_threshold)

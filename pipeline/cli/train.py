@@ -15,7 +15,7 @@ from pydantic import ValidationError
 
 from pipeline import causes, io, metrics, model, tracking, train
 from pipeline.cli import PARAMS, app, load
-from pipeline.cli.paths import MODELS, SPLIT_DIR, TUNE_BEST
+from pipeline.cli.paths import MAINTENANCE_HISTORY, MODELS, SPLIT_DIR, TUNE_BEST
 from pipeline.config import LightGBMSettings, Params
 from pipeline.errors import InputError, UsageError
 
@@ -89,13 +89,18 @@ def _fingerprint(folder: Path, metadata: dict) -> str:
 
 
 def fit_and_save_lightgbm(splits: dict, columns: list[str], categorical: list[str],
-                          s: LightGBMSettings, out: Path) -> tuple[model.CalibratedLightGBM, np.ndarray]:
-    """Fit the calibrated LightGBM and write its folder: text model, calibration, category codes
+                          s: LightGBMSettings, out: Path,
+                          maintenance: dict | None = None) -> tuple[model.CalibratedLightGBM, np.ndarray]:
+    """Fit the calibrated LightGBM and write its folder: text model, calibration (with the
+    ``maintenance`` history its floor reads, if any: ``model.maintenance_floor``), category codes
     and the reference drift is measured against (feature importance and bins). Returns the model
-    and its calibrated probabilities on the validation split."""
+    and its probabilities on the validation split."""
     categories = train.learn_categories(splits["train"], columns)
     fitted, valid_scores = train.calibrated_on_validation(splits["train"], splits["valid"], columns,
                                                           categorical, categories, s)
+    if maintenance:
+        fitted.calibration["maintenance"] = maintenance
+        valid_scores = fitted.predict(splits["valid"])
     booster, calibration = fitted.booster, fitted.calibration
     booster.save_model(str(out / model.BOOSTER_FILE))
     io.write_json(calibration, out / model.CALIBRATION_FILE)
@@ -109,7 +114,7 @@ def fit_and_save_lightgbm(splits: dict, columns: list[str], categorical: list[st
     frame = splits["train"]
     sample = frame.iloc[np.linspace(0, len(frame) - 1, min(len(frame), REFERENCE_ROWS)).astype(int)]
     matrix = model.encode(sample, columns, categories)
-    bins = {"score": metrics.psi_reference(model.calibrate(booster.predict(matrix), calibration)),
+    bins = {"score": metrics.psi_reference(fitted.probability(matrix)),
             **{c: metrics.psi_reference(matrix[:, j]) for j, c in enumerate(columns)}}
     # the side of the median a reason's words hold on (score.worded_contributions)
     medians = {c: float(np.nanmedian(matrix[:, j])) for j, c in enumerate(columns)
@@ -147,7 +152,8 @@ def tuned_settings(p: Params) -> tuple[LightGBMSettings, list[str]]:
 
 def _fit_lightgbm(p: Params, splits: dict, columns: list[str], categorical: list[str], out: Path):
     s, tuned = tuned_settings(p)
-    fitted, valid_scores = fit_and_save_lightgbm(splits, columns, categorical, s, out)
+    maintenance = json.loads(MAINTENANCE_HISTORY.read_text()) if MAINTENANCE_HISTORY.is_file() else None
+    fitted, valid_scores = fit_and_save_lightgbm(splits, columns, categorical, s, out, maintenance)
     booster = fitted.booster
     # each monotone constraint against the training data's own trend: kept with the model, logged,
     # and named in the model card when one contradicts the data
