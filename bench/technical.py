@@ -87,8 +87,9 @@ def measure(project: Path) -> dict:
 
     shipped = CalibratedLightGBM.from_dir(project / "models" / "lightgbm")
     matrix = shipped.matrix(test)
-    share = shipped.cause_shares(matrix)[:, CAUSES.index("technical")]
-    scores = {"product": shipped.probability(matrix) * share,
+    p = shipped.probability(matrix)
+    share = shipped.cause_shares(matrix, p)[:, CAUSES.index("technical")]  # as scoring gives it
+    scores = {"product": p * share,
               "binary": _binary(x, codes, settings, columns, categorical, len(frames["train"]))}
     raw = project / "data" / "raw"
     history = manual_history(pd.read_parquet(raw / "repayments", columns=["borrower_id", "due_date",

@@ -105,7 +105,8 @@ def cause_section(fitted: CalibratedLightGBM, test: pd.DataFrame, truth: pd.Data
     measured on the same rows: always "liquidity" (the commonest cause) and the cause whose
     catalogue features add up to the most risk in the risk model's TreeSHAP contributions."""
     matrix = fitted.matrix(test)
-    share = fitted.cause_shares(matrix)
+    p_total = fitted.probability(matrix)
+    share = fitted.cause_shares(matrix, p_total)  # as scoring gives it
     if share is None:
         return None
     y = test["label"].to_numpy()
@@ -116,7 +117,6 @@ def cause_section(fitted: CalibratedLightGBM, test: pd.DataFrame, truth: pd.Data
     by_contributions[missed] = causes.cause_codes(pd.Series(leading, dtype="str"))
     baselines = {"always_liquidity": np.full(len(test), CAUSES.index("liquidity")),
                  "risk_contributions_by_category": by_contributions}
-    p_total = fitted.probability(matrix)
     p_true = truth[[f"p_true_{c}" for c in CAUSES]] if "p_true_credit" in truth else None
     report = causes.cause_report(y, truth["first_miss_cause"], p_total, share, p_true, baselines,
                                  truth.get("technical_kind"))

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline import causes
+from pipeline.config import CAUSES
 from pipeline.lgbm import lgb
 
 BOOSTER_FILE = "model.txt"
@@ -102,6 +103,14 @@ def maintenance_floor(matrix: np.ndarray, features: list[str], calibration: dict
     return np.where(active, 1.0 - (1.0 - known["rate"]) ** blocked, 0.0)
 
 
+def with_floor(share: np.ndarray, p: np.ndarray, lift: np.ndarray) -> np.ndarray:
+    """Cause shares (n, 3) of probabilities ``p`` of which the maintenance floor added ``lift``:
+    the booster's part (p - lift) split by ``share``, the lift all technical."""
+    technical = np.arange(len(CAUSES)) == CAUSES.index("technical")
+    by_cause = share * (p - lift)[:, None] + lift[:, None] * technical
+    return np.where((lift > 0)[:, None], by_cause / np.maximum(p, 1e-12)[:, None], share)
+
+
 class CalibratedLightGBM:
     """A features frame in, the calibrated probability of a missed repayment out (also MLflow's
     pyfunc implementation, through ``_load_pyfunc``)."""
@@ -153,15 +162,25 @@ class CalibratedLightGBM:
         p = calibrate(self.booster.predict(matrix, num_threads=self.threads), self.calibration)
         return np.maximum(p, maintenance_floor(matrix, self.features, self.calibration))
 
-    def floor_sets(self, matrix: np.ndarray, p: np.ndarray) -> np.ndarray:
-        """Rows of an encoded matrix whose probability ``p`` (``probability(matrix)``) is the
-        maintenance floor's rather than the booster's."""
+    def floor_lift(self, matrix: np.ndarray, p: np.ndarray) -> np.ndarray:
+        """What the maintenance floor added to each probability ``p`` (``probability(matrix)``)
+        above the booster's own: 0 where the booster's stands."""
         floor = maintenance_floor(matrix, self.features, self.calibration)
-        return (floor > 0) & (p <= floor)
+        lift = np.zeros(len(matrix))
+        floored = (floor > 0) & (p <= floor)
+        if floored.any():  # the booster again, for these few rows only
+            own = calibrate(self.booster.predict(matrix[floored], num_threads=self.threads), self.calibration)
+            lift[floored] = p[floored] - own
+        return lift
 
-    def cause_shares(self, matrix: np.ndarray) -> np.ndarray | None:
-        """P(cause | miss) per row of an encoded matrix, shape (n, 3), or None without a cause model."""
-        return None if self.causes is None else causes.shares(*self.causes, matrix, self.threads)
+    def cause_shares(self, matrix: np.ndarray, p: np.ndarray | None = None) -> np.ndarray | None:
+        """P(cause | miss) per row of an encoded matrix, shape (n, 3), or None without a cause model.
+        Given ``p`` (``probability(matrix)``), what the maintenance floor added is technical risk:
+        P(miss by c) = booster's P(miss) x share_c, plus the floor's lift for the technical cause."""
+        if self.causes is None:
+            return None
+        share = causes.shares(*self.causes, matrix, self.threads)
+        return share if p is None else with_floor(share, p, self.floor_lift(matrix, p))
 
     def predict(self, frame: pd.DataFrame, params: dict | None = None) -> np.ndarray:
         """Calibrated probabilities, shape (n,). ``params`` is MLflow's pyfunc argument; unused."""

@@ -239,25 +239,23 @@ def score_batch(model: CalibratedLightGBM, frame: pd.DataFrame, bands: dict[str,
     text = [np.full(len(frame), None, dtype=object) for _ in range(max_reasons)]
     if explain.any():
         contrib = model.contributions(matrix[explain])
-        share = model.cause_shares(matrix[explain])
-        if share is None:
-            cause[explain] = leading_cause_from_contributions(cause_contributions(contrib, model.features))
+        # what the maintenance floor added to the booster's probability is technical risk
+        lift = model.floor_lift(matrix[explain], p[explain])
+        share = model.cause_shares(matrix[explain], p[explain])
+        if share is None:  # the floor leads where it is at least half the probability
+            cause[explain] = np.where(lift >= p[explain] / 2, "technical", leading_cause_from_contributions(
+                cause_contributions(contrib, model.features)))
         else:
             cause[explain] = np.array(CAUSES, dtype=object)[share.argmax(axis=1)]
             by_cause[explain] = p[explain, None] * share
         words = own_words(model, frame[explain])
         worded = worded_contributions(contrib, matrix[explain], model.features,
                                       model.reference.get("medians", {}))
-        texts = name_the_cause(reasons(worded, model.features, cause[explain], max_reasons, words),
-                               cause[explain])
-        # where the maintenance floor set the probability, announced maintenance is the cause
-        floored = model.floor_sets(matrix[explain], p[explain])
-        if floored.any() and texts:
-            cause[explain] = np.where(floored, "technical", cause[explain])
-            by_cause[explain] = np.where(floored[:, None], p[explain, None] * (np.arange(len(CAUSES))
-                                         == CAUSES.index("technical")), by_cause[explain])
-            texts = lead_with(texts, floored, BY_NAME[BLOCKED_DUE_DATES].reason)
-        for i, column in enumerate(texts):
+        texts = reasons(worded, model.features, cause[explain], max_reasons, words)
+        if texts:  # the maintenance first: a technical reason, so no statement of the cause is needed
+            texts = lead_with(texts, (lift > 0) & (cause[explain] == "technical"),
+                              BY_NAME[BLOCKED_DUE_DATES].reason)
+        for i, column in enumerate(name_the_cause(texts, cause[explain])):
             text[i][explain] = column
     out = pd.DataFrame({"borrower_id": frame["borrower_id"].to_numpy(),
                         "scoring_date": frame["scoring_date"].to_numpy(),

@@ -22,7 +22,7 @@ import yaml
 from typer.testing import CliRunner
 
 import pipeline.cli.score  # noqa: F401 (registers the command)
-from pipeline import contract, io, metrics, score
+from pipeline import contract, io, metrics, model, score
 from pipeline.catalog import BY_NAME
 from pipeline.cli import app
 from pipeline.config import TRIGGERS
@@ -841,9 +841,9 @@ class StubModel:
     reference: dict = {}
 
     def __init__(self, p: dict[int, float], rows: dict[int, list[float]],
-                 shares: dict[int, list[float]] | None = None, floored: tuple[int, ...] = ()):
+                 shares: dict[int, list[float]] | None = None, lift: dict[int, float] | None = None):
         self.p, self.rows, self.shares, self.explained = p, rows, shares, []
-        self.floored = floored  # the borrowers whose probability is the maintenance floor's
+        self.lift = lift or {}  # what the maintenance floor added to a borrower's probability
 
     def matrix(self, frame: pd.DataFrame) -> np.ndarray:
         """The borrower id in the first column (what the stub's answers are keyed on), known
@@ -858,11 +858,14 @@ class StubModel:
         self.explained.extend(int(b) for b in matrix[:, 0])
         return contrib([self.rows[int(b)] for b in matrix[:, 0]])
 
-    def cause_shares(self, matrix: np.ndarray) -> np.ndarray | None:
-        return None if self.shares is None else np.array([self.shares[int(b)] for b in matrix[:, 0]])
+    def cause_shares(self, matrix: np.ndarray, p: np.ndarray) -> np.ndarray | None:
+        if self.shares is None:
+            return None
+        share = np.array([self.shares[int(b)] for b in matrix[:, 0]])
+        return model.with_floor(share, p, self.floor_lift(matrix, p))
 
-    def floor_sets(self, matrix: np.ndarray, p: np.ndarray) -> np.ndarray:
-        return np.isin(matrix[:, 0], self.floored)
+    def floor_lift(self, matrix: np.ndarray, p: np.ndarray) -> np.ndarray:
+        return np.array([self.lift.get(int(b), 0.0) for b in matrix[:, 0]])
 
 
 FRAME = pd.DataFrame({"borrower_id": [1, 2, 3, 4, 5], "team_feature": [0.0, 1.0, 2.0, 3.0, 4.0],
@@ -1004,21 +1007,31 @@ def test_above_median_splits_the_reference_rows_in_half():
         False, False, False, True, True]
 
 
-def test_where_the_maintenance_floor_sets_the_risk_the_maintenance_is_cause_reason_and_action():
-    """The booster's reasons for borrower 4 are credit ones, but its probability is the floor's:
-    the cause is technical, the maintenance comes first and the action is to pay ahead of it."""
+def test_what_the_maintenance_floor_adds_is_technical_risk_with_its_reason_and_action():
+    """Borrower 4's booster said 0.05, mostly credit; the floor made it 0.90: technical leads, the
+    maintenance comes first and the action is to pay ahead of it. Borrower 3's floor added
+    little: the booster's cause still leads and its reasons stand."""
     maintenance = BY_NAME["due_dates_in_announced_outage"].reason
     shares = {2: [0.1, 0.2, 0.7], 3: [0.2, 0.7, 0.1], 4: [0.8, 0.1, 0.1]}
-    out = score.score_batch(StubModel(P, ROWS, shares, floored=(4,)), FRAME, BANDS, ("low",), "7")
+    lift = {3: 0.02, 4: 0.85}
+    out = score.score_batch(StubModel(P, ROWS, shares, lift), FRAME, BANDS, ("low",), "7")
     out = out.set_index("borrower_id")
     assert out.loc[4, "leading_cause"] == "technical" and out.loc[4, "reason_1"] == maintenance
     assert out.loc[4, "action"] == score.ACTIONS["maintenance"]
-    assert out.loc[4, ["p_credit", "p_liquidity", "p_technical"]].tolist() == [0.0, 0.0, P[4]]
+    np.testing.assert_allclose(out.loc[4, ["p_credit", "p_liquidity", "p_technical"]].to_numpy(dtype=float),
+                               [0.05 * 0.8, 0.05 * 0.1, 0.05 * 0.1 + 0.85])
     alone = score.score_batch(StubModel(P, ROWS, shares), FRAME, BANDS, ("low",), "7")
     alone = alone.set_index("borrower_id")
     assert alone.loc[4, "leading_cause"] == "credit"
     assert out.loc[4, "reason_2"] == alone.loc[4, "reason_1"]  # the booster's reasons follow
-    pd.testing.assert_frame_equal(out.drop(index=4), alone.drop(index=4))
+    np.testing.assert_allclose(out.loc[3, ["p_credit", "p_liquidity", "p_technical"]].to_numpy(dtype=float),
+                               [0.18 * 0.2, 0.18 * 0.7, 0.18 * 0.1 + 0.02])
+    columns = ["leading_cause", "reason_1", "reason_2", "action"]
+    pd.testing.assert_frame_equal(out.loc[[1, 2, 3, 5], columns], alone.loc[[1, 2, 3, 5], columns])
+    without = score.score_batch(StubModel(P, ROWS, lift=lift), FRAME, BANDS, ("low",), "7")
+    without = without.set_index("borrower_id")  # no cause model: the floor leads where it is most of p
+    assert without.loc[4, ["leading_cause", "reason_1"]].tolist() == ["technical", maintenance]
+    assert without.loc[3, "leading_cause"] != "technical"
 
 
 def test_a_reason_led_with_moves_up_where_it_is_and_pushes_the_last_out_where_it_is_not():
