@@ -182,7 +182,8 @@ def test_fresh_clone_repro_is_clean_in_range_and_then_idle(tmp_path):
     assert f"{metrics['lightgbm']['auc']:.4f}" in card
     # the cause model against the simulated causes: better than its baselines, below the truth's
     # split, and technical actions that answer what broke more often than one action for all
-    causes = json.loads((project / "reports" / "evaluation.json").read_text())["lightgbm"]["cause_model"]
+    evaluation = json.loads((project / "reports" / "evaluation.json").read_text())["lightgbm"]
+    causes = evaluation["cause_model"]
     baselines = causes["baselines"]
     assert max(baselines["always_liquidity"], baselines["risk_contributions_by_category"]) + 0.2 \
         < causes["accuracy"] < baselines["truth_argmax"]
@@ -193,6 +194,15 @@ def test_fresh_clone_repro_is_clean_in_range_and_then_idle(tmp_path):
     technical = scores[scores["leading_cause"] == "technical"]
     assert technical["action"].isin([score.ACTIONS[k] for k in ("technical", "manual", "maintenance")]).all()
     assert technical["action"].eq(score.ACTIONS["manual"]).any()
+    # the maintenance floor: the split's history of stopped debits is the model's, and the
+    # out-of-time borrowers it lifted did miss
+    history = json.loads((project / "data" / "split" / "maintenance.json").read_text())
+    assert 0 < history["missed"] <= history["due_dates"]
+    calibration = json.loads((project / "models" / "lightgbm" / "calibration.json").read_text())
+    assert calibration["maintenance"] == history
+    floor = evaluation["maintenance_floor"]
+    assert floor["rows_lifted"] > 0 and floor["misses_among_lifted"] >= 0.9 * floor["rows_lifted"]
+    assert floor["auc"] >= floor["auc_without_floor"] and "Maintenance floor" in card
     # the README's figures are this run's (tools/readme_figures.py writes them from reports/)
     figures = subprocess.run([sys.executable, "tools/readme_figures.py", "--check"], cwd=project, env=env,
                              capture_output=True, text=True)
