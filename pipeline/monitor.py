@@ -299,6 +299,8 @@ def _retrain(frame: pd.DataFrame, window: list[pd.Timestamp], in_use: model.Cali
     columns, categories = in_use.features, in_use.categories
     challenger = train.fit_calibrated_lightgbm(rows["train"], rows["valid"], columns, categorical,
                                                categories, lgbm)
+    if "maintenance" in in_use.calibration:  # the history's floor, as production would score it
+        challenger.calibration["maintenance"] = in_use.calibration["maintenance"]
     booster, calibration = challenger.booster, challenger.calibration
     holdout = parts["holdout"].to_numpy()
     p = challenger.predict(rows["holdout"])

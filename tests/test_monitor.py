@@ -301,3 +301,29 @@ def test_the_summary_line_says_when_no_batch_is_touched_or_no_alert_follows():
     assert "None" not in line and "()" not in line
     missed = {**quiet, "first_affected_month": "2025-09"}
     assert "first batch touched by a change 2025-09, no alert after it," in _summary(missed, [])
+
+
+def test_every_policy_and_challenger_keeps_the_champions_maintenance_floor():
+    """The history of stopped debits does not change with a recalibration or a retrain: every
+    policy scores a borrower whose debit announced maintenance stops at least the floor, and a
+    retrained challenger carries the champion's history."""
+    frame = _stream()
+    frame["autodebit_active"] = 1.0
+    frame["due_dates_in_announced_outage"] = (np.arange(len(frame)) % 97 == 0).astype(float)
+    first = frame[monitor.MONTH] == frame[monitor.MONTH].min()
+    second = frame[monitor.MONTH] == sorted(frame[monitor.MONTH].unique())[1]
+    columns = ["x1", "x2", "autodebit_active", "due_dates_in_announced_outage"]
+    champion = train.fit_calibrated_lightgbm(frame[first], frame[second], columns, [], {}, ISOTONIC)
+    champion.calibration["maintenance"] = {"due_dates": 50, "missed": 45, "rate": 0.9}
+    settings = PARAMS.monitor.model_copy(update={"retrain_months": 3, "retrain_cooldown_months": 2})
+    months = sorted(frame[monitor.MONTH].unique())
+    alert_log = pd.DataFrame({"raised": [months[5]], "batch": [months[5]], "rule": ["feature_csi"],
+                              "value": [0.3], "limit": [0.25], "needs_labels": [False]})
+    scores, candidates = monitor.backtest(frame, champion, champion.raw(frame), np.zeros(len(frame)),
+                                          alert_log, settings, PARAMS.train.lightgbm, PARAMS.gate, [])
+    stopped = frame["due_dates_in_announced_outage"].to_numpy() == 1
+    for name in monitor.POLICIES:
+        assert (scores[name][stopped] >= 0.9).all() and (scores[name][~stopped] < 0.9).mean() > 0.95
+    np.testing.assert_allclose(scores["frozen"], champion.predict(frame))  # as production scores
+    retrained = [c for c in candidates if c.policy == "retrain"]
+    assert retrained and all(c.calibration["maintenance"]["rate"] == 0.9 for c in retrained)
