@@ -10,7 +10,7 @@ import pandas as pd
 from pipeline import metrics
 from pipeline.catalog import BY_NAME, CAUSE_CATEGORIES, NEXT_DUE, REASON_GROUPS, reason_group
 from pipeline.config import CAUSES
-from pipeline.model import BLOCKED_DUE_DATES, CalibratedLightGBM
+from pipeline.model import BLOCKED_DUE_DATES, CalibratedLightGBM, with_floor
 
 ACTIONS = {  # the source article's responses, by leading cause
     "technical": "remind the borrower before the next due date to re-authorise or repair the auto-debit "
@@ -241,11 +241,12 @@ def score_batch(model: CalibratedLightGBM, frame: pd.DataFrame, bands: dict[str,
         contrib = model.contributions(matrix[explain])
         # what the maintenance floor added to the booster's probability is technical risk
         lift = model.floor_lift(matrix[explain], p[explain])
-        share = model.cause_shares(matrix[explain], p[explain])
+        share = model.cause_shares(matrix[explain])
         if share is None:  # the floor leads where it is at least half the probability
             cause[explain] = np.where(lift >= p[explain] / 2, "technical", leading_cause_from_contributions(
                 cause_contributions(contrib, model.features)))
         else:
+            share = with_floor(share, p[explain], lift)  # as CalibratedLightGBM.cause_shares(m, p)
             cause[explain] = np.array(CAUSES, dtype=object)[share.argmax(axis=1)]
             by_cause[explain] = p[explain, None] * share
         words = own_words(model, frame[explain])

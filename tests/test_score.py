@@ -22,7 +22,7 @@ import yaml
 from typer.testing import CliRunner
 
 import pipeline.cli.score  # noqa: F401 (registers the command)
-from pipeline import contract, io, metrics, model, score
+from pipeline import contract, io, metrics, score
 from pipeline.catalog import BY_NAME
 from pipeline.cli import app
 from pipeline.config import TRIGGERS
@@ -858,11 +858,8 @@ class StubModel:
         self.explained.extend(int(b) for b in matrix[:, 0])
         return contrib([self.rows[int(b)] for b in matrix[:, 0]])
 
-    def cause_shares(self, matrix: np.ndarray, p: np.ndarray) -> np.ndarray | None:
-        if self.shares is None:
-            return None
-        share = np.array([self.shares[int(b)] for b in matrix[:, 0]])
-        return model.with_floor(share, p, self.floor_lift(matrix, p))
+    def cause_shares(self, matrix: np.ndarray) -> np.ndarray | None:
+        return None if self.shares is None else np.array([self.shares[int(b)] for b in matrix[:, 0]])
 
     def floor_lift(self, matrix: np.ndarray, p: np.ndarray) -> np.ndarray:
         return np.array([self.lift.get(int(b), 0.0) for b in matrix[:, 0]])
