@@ -250,13 +250,18 @@ def _settlement() -> str:
         SELECT DISTINCT borrower_id, day FROM pays
         UNION SELECT DISTINCT borrower_id, day FROM events WHERE event_type = 'debit_failed'
     ),
+    debited AS (  -- days a debit was tried, whether it went through or failed
+        SELECT DISTINCT borrower_id, day FROM pays WHERE channel = 'auto_debit'
+        UNION SELECT DISTINCT borrower_id, day FROM events WHERE event_type = 'debit_failed'
+    ),
     settled AS (
-        SELECT s.*, a.day IS NULL AS untouched
+        SELECT s.*, a.day IS NULL AS untouched, b.day IS NULL AS no_debit
         FROM (SELECT *, greatest(coalesce(paid_day, score) - day, 0) AS late
               FROM (SELECT d.*, CASE WHEN d.cents <= {TOLERANCE_CENTS} THEN d.day ELSE p.day END AS paid_day
                     FROM due_targets d ASOF LEFT JOIN paid_by_day p
                         ON d.borrower_id = p.borrower_id AND d.target <= p.cum_cents)) s
             LEFT JOIN acted a ON s.borrower_id = a.borrower_id AND s.day = a.day
+            LEFT JOIN debited b ON s.borrower_id = b.borrower_id AND s.day = b.day
     )"""
 
 
@@ -276,7 +281,8 @@ def _repayment(decay_days: float) -> str:
                sum(scheduled_amount) FILTER (age <= {_months(6)}) AS due_6,
                count(*) FILTER (late > 0 AND paid_day IS NOT NULL AND late <= 3) AS cured_3,
                count(*) FILTER (late > 0 AND paid_day IS NOT NULL AND late <= {FORGOTTEN_MAX_DAYS_LATE}
-                                AND untouched) AS forgotten
+                                AND untouched) AS forgotten,
+               count(*) FILTER (cents > {TOLERANCE_CENTS} AND no_debit) AS manual
         FROM settled GROUP BY borrower_id
     ),
     pays_f AS (
@@ -402,6 +408,7 @@ def _select() -> str:
         "paid_over_due_6m": _ratio("coalesce(p.paid_6, 0)", "coalesce(d.due_6, 0)"),
         "short_misses_cured_3d": "coalesce(d.cured_3, 0)",
         "forgotten_due_dates": "coalesce(d.forgotten, 0)",
+        "manual_due_dates": "coalesce(d.manual, 0)",
         **{f"inquiries_{m}m": f"coalesce(q.inq_{m}, 0)" for m in (1, 3, 6)},
         "inquiries_since_jump": "coalesce(q.inq_since_jump, 0)",
         **{f"new_outside_loans_{m}m": f"coalesce(l.loans_{m}, 0)" for m in (3, 6)},
@@ -451,7 +458,7 @@ def feature_sql(observation_days: int, settings: FeatureSettings) -> str:
         _cut("inquiries", "bureau_inquiries", "inquiry_date", "t.lender_type", settings.bureau_lag_days),
         _cut("limits", "limit_events", "event_date", "t.event_type"),
         _cut("dues", "installments", "due_date", "t.scheduled_amount"),
-        _cut("pays", "repayments", "payment_date", "t.amount"),
+        _cut("pays", "repayments", "payment_date", "t.amount, t.channel"),
         _cut("events", "platform_events", "event_date", "t.event_type, t.detail"),
         _spending(settings.large_draw_share),
         _statement_features(),

@@ -39,7 +39,7 @@ COLUMNS = {
     "statements": ("borrower_id", "statement_date", "credit_limit", "balance", "installment_due_next",
                    "credit_score", "wallet_inflow", "wallet_balance"),
     "installments": ("borrower_id", "due_date", "scheduled_amount"),
-    "repayments": ("borrower_id", "payment_date", "amount"),
+    "repayments": ("borrower_id", "payment_date", "amount", "channel"),
     "drawdowns": ("borrower_id", "drawdown_date", "amount", "tenor_months", "monthly_installment", "purpose"),
     "limit_events": ("borrower_id", "event_date", "event_type", "trigger", "old_limit", "new_limit"),
     "bureau_inquiries": ("borrower_id", "inquiry_date"),
@@ -339,16 +339,23 @@ def _dues(settled: pl.LazyFrame, decay_days: float) -> pl.LazyFrame:
         cured_3=_count(missed & pl.col("paid_day").is_not_null() & (late <= 3)),
         forgotten=_count(missed & pl.col("paid_day").is_not_null() & (late <= FORGOTTEN_MAX_DAYS_LATE)
                          & pl.col("untouched")),
+        manual=_count((pl.col("cents") > TOLERANCE_CENTS) & pl.col("no_debit")),
         last_due=pl.col("day").max())
 
 
 def _with_untouched(settled: pl.LazyFrame, pays: pl.LazyFrame, events: pl.LazyFrame) -> pl.LazyFrame:
-    """Adds ``untouched``: nothing was paid and no debit was tried (and failed) on the due date."""
-    tried = events.filter(pl.col("event_type") == "debit_failed")
-    acted = (pl.concat([pays.select("borrower_id", "day"), tried.select("borrower_id", "day")])
-             .unique().with_columns(acted=pl.lit(True)))
+    """Adds ``untouched``: nothing was paid and no debit was tried (and failed) on the due date;
+    and ``no_debit``: no debit was tried, whether or not it went through."""
+    tried = events.filter(pl.col("event_type") == "debit_failed").select("borrower_id", "day")
+
+    def on_days(frames: list[pl.LazyFrame], name: str) -> pl.LazyFrame:
+        return pl.concat(frames).unique().with_columns(pl.lit(True).alias(name))
+    acted = on_days([pays.select("borrower_id", "day"), tried], "acted")
+    debited = on_days([pays.filter(pl.col("channel") == "auto_debit").select("borrower_id", "day"), tried],
+                      "debited")
     return (settled.join(acted, on=["borrower_id", "day"], how="left")
-            .with_columns(untouched=pl.col("acted").is_null()))
+            .join(debited, on=["borrower_id", "day"], how="left")
+            .with_columns(untouched=pl.col("acted").is_null(), no_debit=pl.col("debited").is_null()))
 
 
 def _pays(pays: pl.LazyFrame) -> pl.LazyFrame:
@@ -468,6 +475,7 @@ def _columns() -> dict[str, pl.Expr]:
         "paid_over_due_6m": _ratio(_zero("paid_6"), _zero("due_6")),
         "short_misses_cured_3d": _zero("cured_3"),
         "forgotten_due_dates": _zero("forgotten"),
+        "manual_due_dates": _zero("manual"),
         **{f"inquiries_{m}m": _zero(f"inq_{m}") for m in (1, 3, 6)},
         "inquiries_since_jump": _zero("inq_since_jump"),
         **{f"new_outside_loans_{m}m": _zero(f"loans_{m}") for m in (3, 6)},
@@ -513,7 +521,8 @@ def feature_query(t: Tables, spine: pl.LazyFrame, settings: FeatureSettings) -> 
                  lag)
     dues = _cut(t, spine, "installments", "due_date", ["scheduled_amount"], spine_columns=("slot", "score"),
                 ordered=True)
-    pays = _cut(t, spine, "repayments", "payment_date", ["amount"], spine_columns=("slot", "score")).cache()
+    pays = _cut(t, spine, "repayments", "payment_date", ["amount", "channel"],
+                spine_columns=("slot", "score")).cache()
     events = _cut(t, spine, "platform_events", "event_date", ["event_type", "detail"]).cache()
     dues_f = _dues(_with_untouched(_settled(dues, pays), pays, events), settings.decay_days).cache()
     util = _ratio(pl.col("balance"), pl.col("credit_limit")).fill_null(0.0).alias("util")

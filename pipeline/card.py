@@ -177,15 +177,22 @@ def _cause_model(report: dict | None) -> dict | None:
             "technical_by_kind": technical, "technical_actions": actions, "misses": num(report["misses"])}
 
 
-def _maintenance(report: dict | None) -> dict | None:
-    """The maintenance floor: the history it rests on and what it did to the out-of-time rows."""
+def _floor(report: dict | None) -> dict | None:
+    """A floor: what it rests on and what it did to the out-of-time rows."""
     if not report:
         return None
-    history = report["history"]
+    known = report["history"]
+    basis = ([["debits stopped by announced maintenance in the history", num(known["due_dates"])],
+              ["of them missed by the label's days", num(known["missed"])],
+              ["floor rate (half a miss and half a payment added)", num(known["rate"])]]
+             if "rate" in known else
+             [["due dates paid by hand in the training rows' histories", num(known["chances"])],
+              ["of them forgotten", num(known["forgotten"])],
+              ["prior of the chance to forget: Beta(a, b), a", num(known["a"])],
+              ["b", num(known["b"])],
+              ["due dates of the label ahead", num(known["due_dates"])]])
     return {"header": ["", "value"], "rows": [
-        ["debits stopped by announced maintenance in the history", num(history["due_dates"])],
-        ["of them missed by the label's days", num(history["missed"])],
-        ["floor rate (half a miss and half a payment added)", num(history["rate"])],
+        *basis,
         ["out-of-time rows lifted", num(report["rows_lifted"])],
         ["misses among them", num(report["misses_among_lifted"])],
         ["their mean probability without the floor", num(report["mean_p_lifted_without_floor"])],
@@ -347,7 +354,8 @@ def _context(reports: dict, gates: dict | None, params: Params, figures: Sequenc
         "monitoring": _monitoring(details.get("monitoring")),
         "decision": _decision(details.get("decision")),
         "cause_model": _cause_model(main.get("cause_model")),
-        "maintenance": _maintenance(main.get("maintenance_floor")),
+        "maintenance": _floor(main.get("maintenance_floor")),
+        "forgetting": _floor(main.get("forgetting_floor")),
         "checks": checks(reports, gates, primary),
         "provenance": [(label, details["provenance"][key]) for label, key in PROVENANCE
                        if details.get("provenance", {}).get(key)],

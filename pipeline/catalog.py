@@ -166,6 +166,9 @@ FEATURES: tuple[Feature, ...] = (
     _f("forgotten_due_dates", "Due dates with nothing paid and no debit tried on the day, paid in "
        f"full within {FORGOTTEN_MAX_DAYS_LATE} days", "all history", "count", "technical", 1,
        "has forgotten due dates before (paid in full days later)"),
+    # no direction and no reason: the chances behind forgotten_due_dates, read by the floor
+    _f("manual_due_dates", "Due dates asking for a payment on which no auto-debit was tried (paid by "
+       "hand, or not on the day)", "all history", "count", "technical", 0),
     # multi-lending
     *(_f(f"inquiries_{m}m", f"Credit inquiries by other lenders, last {m} months", f"{m} months",
          "count", "credit", 1, "applied for credit elsewhere several times recently")

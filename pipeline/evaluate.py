@@ -8,7 +8,7 @@ import pandas as pd
 
 from pipeline import causes, metrics, score
 from pipeline.config import CAUSES, TRIGGERS, EvaluateSettings
-from pipeline.model import CalibratedLightGBM, calibrate
+from pipeline.model import FLOORS, CalibratedLightGBM, calibrate
 
 HISTORY_BANDS = [0, 3, 6, 12, 24, np.inf]  # months of history before scoring
 HISTORY_LABELS = ["under 3 months", "3-6 months", "6-12 months", "12-24 months", "24 months or more"]
@@ -125,23 +125,28 @@ def cause_section(fitted: CalibratedLightGBM, test: pd.DataFrame, truth: pd.Data
     return report
 
 
-def maintenance_section(fitted: CalibratedLightGBM, test: pd.DataFrame) -> dict | None:
-    """The maintenance floor (``model.maintenance_floor``) on the out-of-time rows: the history it
-    came from, the rows it lifted and how many of them missed, and the AUC with and without it;
-    None for a model without the floor."""
-    if not fitted.calibration.get("maintenance"):
-        return None
+def floor_sections(fitted: CalibratedLightGBM, test: pd.DataFrame) -> dict[str, dict]:
+    """Each floor of the model (``model.maintenance_floor``, ``model.forgetting_floor``) on its
+    own over the out-of-time rows, keyed "<name>_floor": what it rests on (the history, or the
+    prior), the rows it lifts and how many of them missed, their mean probability with and
+    without it, and the AUC with and without it; empty for a model without floors."""
     matrix = fitted.matrix(test)
     booster = calibrate(fitted.booster.predict(matrix), fitted.calibration)
-    floored = fitted.probability(matrix)
-    lifted = floored > booster
     y = test["label"].to_numpy()
-    return {"history": fitted.calibration["maintenance"], "rows_lifted": int(lifted.sum()),
+    out = {}
+    for name, least in FLOORS.items():
+        if not fitted.calibration.get(name):
+            continue
+        floored = np.maximum(booster, least(matrix, fitted.features, fitted.calibration))
+        lifted = floored > booster
+        out[f"{name}_floor"] = {
+            "history": fitted.calibration[name], "rows_lifted": int(lifted.sum()),
             "misses_among_lifted": int(y[lifted].sum()),
             "mean_p_lifted_without_floor": float(booster[lifted].mean()) if lifted.any() else None,
             "mean_p_lifted": float(floored[lifted].mean()) if lifted.any() else None,
             "auc_without_floor": metrics.ranking(y, booster)["auc"],
             "auc": metrics.ranking(y, floored)["auc"]}
+    return out
 
 
 def technical_actions(fitted: CalibratedLightGBM, missed: pd.DataFrame, truth: pd.DataFrame) -> dict:

@@ -27,7 +27,7 @@ TOLERANCE = 1.0  # CNY left unpaid that still counts as paid
 ID_COLUMNS = ("borrower_id", "scoring_date", "jump_date")
 DENSE_IDS = 4  # ids spanning at most this many times the borrowers are looked up in a table
 # The raw columns some feature reads: a reader that loads only these saves the time and memory
-# of the rest (payment channels, statement purchases, ...).
+# of the rest (statement purchases, loan lender types, ...).
 COLUMNS_READ = {
     "borrowers": ("borrower_id", "onboard_date", "age", "city_tier", "employment_type",
                   "declared_monthly_income"),
@@ -35,7 +35,7 @@ COLUMNS_READ = {
     "statements": ("borrower_id", "statement_date", "credit_limit", "balance", "installment_due_next",
                    "credit_score", "wallet_inflow", "wallet_balance"),
     "installments": ("borrower_id", "due_date", "scheduled_amount"),
-    "repayments": ("borrower_id", "payment_date", "amount"),
+    "repayments": ("borrower_id", "payment_date", "amount", "channel"),
     "drawdowns": ("borrower_id", "drawdown_date", "amount", "tenor_months", "monthly_installment", "purpose"),
     "bureau_inquiries": ("borrower_id", "inquiry_date"),
     "bureau_loans": ("borrower_id", "open_date", "amount", "tenor_months", "monthly_installment"),
@@ -393,20 +393,27 @@ def _paid_in_full(spine: Spine, dues: Rows, pays: Rows) -> tuple[np.ndarray, np.
     due date, whether that happened before scoring and the day (the scoring day if not)."""
     # cumulative cents, each borrower offset by 2^40 so one sorted array serves all borrowers
     offset = np.arange(spine.n, dtype="int64") << 40
-    cents = np.round(dues.col("scheduled_amount") * 100).astype("int64")
+    cents = _cents(dues.col("scheduled_amount"))
     target = _group_cumsum(cents, dues.group) + offset[dues.group] - int(TOLERANCE * 100)
     still_open = spine.score_day[dues.group]
+    nothing_new = _nothing_new(dues)
     if pays.group.size == 0:
-        nothing_new = cents <= int(TOLERANCE * 100)
         return nothing_new, np.where(nothing_new, dues.day, still_open)
-    cum_paid = (_group_cumsum(np.round(pays.col("amount") * 100).astype("int64"), pays.group)
-                + offset[pays.group])
+    cum_paid = _group_cumsum(_cents(pays.col("amount")), pays.group) + offset[pays.group]
     hit = np.minimum(np.searchsorted(cum_paid, target, side="left"), cum_paid.size - 1)
     found = (pays.group[hit] == dues.group) & (cum_paid[hit] >= target)
     paid_day = np.where(found, pays.day[hit], still_open)
-    # a due date that asked for nothing new (only arrears carried into it) is settled on the day
-    nothing_new = cents <= int(TOLERANCE * 100)
     return found | nothing_new, np.where(nothing_new, dues.day, paid_day)
+
+
+def _cents(amount: np.ndarray) -> np.ndarray:
+    return np.round(amount * 100).astype("int64")
+
+
+def _nothing_new(dues: Rows) -> np.ndarray:
+    """Due dates that asked for nothing new (only arrears carried into them): settled on the day,
+    and no chance to miss or forget."""
+    return _cents(dues.col("scheduled_amount")) <= int(TOLERANCE * 100)
 
 
 def _repayment_history(spine: Spine, dues: Rows, pays: Rows, debits_failed: np.ndarray,
@@ -433,15 +440,20 @@ def _repayment_history(spine: Spine, dues: Rows, pays: Rows, debits_failed: np.n
         "short_misses_cured_3d": dues.sum(1.0, missed & found & (late <= 3)),
         "forgotten_due_dates": dues.sum(1.0, missed & found & (late <= FORGOTTEN_MAX_DAYS_LATE)
                                         & _untouched(dues, pays, debits_failed)),
+        # the chances to forget that forgotten_due_dates is a count of (model.forgetting_floor)
+        "manual_due_dates": dues.sum(1.0, ~_nothing_new(dues) & _untouched(
+            dues, pays, debits_failed, pays.matches("channel", ("auto_debit",)))),
     }
 
 
-def _untouched(dues: Rows, pays: Rows, debits_failed: np.ndarray) -> np.ndarray:
+def _untouched(dues: Rows, pays: Rows, debits_failed: np.ndarray,
+               paid: np.ndarray | None = None) -> np.ndarray:
     """Due dates on which the borrower paid nothing and no debit was tried (a debit that went
     through is a payment, one that failed an event): a manual payer who did nothing that day.
     Paid in full days later, that is forgetting, not a shortfall, which leaves a part payment or
-    lasts until money comes in."""
-    return ~np.isin(dues.day_keys(), np.concatenate([pays.day_keys(), debits_failed]))
+    lasts until money comes in. With ``paid`` (a mask of the payments), only those payments
+    count as touching the day."""
+    return ~np.isin(dues.day_keys(), np.concatenate([pays.day_keys(paid), debits_failed]))
 
 
 def _group_cumsum(values: np.ndarray, group: np.ndarray) -> np.ndarray:

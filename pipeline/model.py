@@ -83,8 +83,11 @@ def calibrate(raw: np.ndarray, calibration: dict) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-(calibration["intercept"] + calibration["slope"] * logit)))
 
 
-# the features the maintenance floor reads (pipeline.catalog); a model without them has no floor
+# the features the floors read (pipeline.catalog); a model without them has no such floor
 BLOCKED_DUE_DATES, AUTODEBIT_ACTIVE = "due_dates_in_announced_outage", "autodebit_active"
+FORGOTTEN_DUE_DATES, MANUAL_DUE_DATES = "forgotten_due_dates", "manual_due_dates"
+# a borrower who pays by hand: none of these agreement states is true (score.pays_by_hand too)
+AGREEMENT_STATES = ("autodebit_active", "autodebit_lapsed", "reauth_pending")
 
 
 def maintenance_floor(matrix: np.ndarray, features: list[str], calibration: dict) -> np.ndarray:
@@ -103,9 +106,45 @@ def maintenance_floor(matrix: np.ndarray, features: list[str], calibration: dict
     return np.where(active, 1.0 - (1.0 - known["rate"]) ** blocked, 0.0)
 
 
+def forgetting_floor(matrix: np.ndarray, features: list[str], calibration: dict) -> np.ndarray:
+    """The least probability of a miss per row for a borrower who pays by hand (no agreement in
+    force, none lapsed, none awaiting re-authorisation; unknown states are not by hand): the
+    chance to forget at least one of the label's m due dates,
+    1 - E[(1 - q)^m] = 1 - prod_{i<m} (b' + i) / (a' + b' + i),
+    where q ~ Beta(a', b') is the borrower's own chance to forget a due date given the history:
+    a' = a + k and b' = b + n - k, k forgotten of n due dates paid by hand, under the prior
+    Beta(a, b) fitted on the training rows (``train.forgetting_prior``, kept in the calibration as
+    "forgetting"). 0 elsewhere, and everywhere for a model without the prior or the features.
+    Forgetting is rare and varies widely between borrowers (the prior's mean is a few per cent,
+    its mass near 0): a booster splits on a count of forgotten due dates only where enough rows
+    share it, while the posterior reads each borrower's own record, however short."""
+    known = calibration.get("forgetting")
+    needed = (FORGOTTEN_DUE_DATES, MANUAL_DUE_DATES, *AGREEMENT_STATES)
+    if not known or not set(needed) <= set(features):
+        return np.zeros(len(matrix))
+    forgotten, chances, *states = (matrix[:, features.index(f)] for f in needed)
+    forgotten = np.nan_to_num(forgotten)
+    a, b = known["a"] + forgotten, known["b"] + np.maximum(np.nan_to_num(chances) - forgotten, 0.0)
+    remembers = np.ones(len(matrix))
+    for i in range(known["due_dates"]):
+        remembers *= (b + i) / (a + b + i)
+    by_hand = np.all(np.column_stack(states) == 0.0, axis=1)  # a missing state is not 0
+    return np.where(by_hand, 1.0 - remembers, 0.0)
+
+
+# each floor by the calibration's entry it reads
+FLOORS = {"maintenance": maintenance_floor, "forgetting": forgetting_floor}
+
+
+def floor(matrix: np.ndarray, features: list[str], calibration: dict) -> np.ndarray:
+    """The least probability of a miss per row: the larger of the floors (the two never meet on
+    one row, as one needs an agreement in force and the other none)."""
+    return np.max([least(matrix, features, calibration) for least in FLOORS.values()], axis=0)
+
+
 def with_floor(share: np.ndarray, p: np.ndarray, lift: np.ndarray) -> np.ndarray:
-    """Cause shares (n, 3) of probabilities ``p`` of which the maintenance floor added ``lift``:
-    the booster's part (p - lift) split by ``share``, the lift all technical."""
+    """Cause shares (n, 3) of probabilities ``p`` of which a floor added ``lift``: the
+    booster's part (p - lift) split by ``share``, the lift all technical."""
     technical = np.arange(len(CAUSES)) == CAUSES.index("technical")
     by_cause = share * (p - lift)[:, None] + lift[:, None] * technical
     return np.where((lift > 0)[:, None], by_cause / np.maximum(p, 1e-12)[:, None], share)
@@ -160,14 +199,14 @@ class CalibratedLightGBM:
     def probability(self, matrix: np.ndarray) -> np.ndarray:
         """Calibrated probabilities for rows of an encoded matrix (``matrix(frame)``)."""
         p = calibrate(self.booster.predict(matrix, num_threads=self.threads), self.calibration)
-        return np.maximum(p, maintenance_floor(matrix, self.features, self.calibration))
+        return np.maximum(p, floor(matrix, self.features, self.calibration))
 
     def floor_lift(self, matrix: np.ndarray, p: np.ndarray) -> np.ndarray:
-        """What the maintenance floor added to each probability ``p`` (``probability(matrix)``)
-        above the booster's own: 0 where the booster's stands."""
-        floor = maintenance_floor(matrix, self.features, self.calibration)
+        """What the floors added to each probability ``p`` (``probability(matrix)``) above the
+        booster's own: 0 where the booster's stands."""
+        least = floor(matrix, self.features, self.calibration)
         lift = np.zeros(len(matrix))
-        floored = (floor > 0) & (p <= floor)
+        floored = (least > 0) & (p <= least)
         if floored.any():  # the booster again, for these few rows only
             own = calibrate(self.booster.predict(matrix[floored], num_threads=self.threads), self.calibration)
             lift[floored] = p[floored] - own
@@ -175,7 +214,7 @@ class CalibratedLightGBM:
 
     def cause_shares(self, matrix: np.ndarray, p: np.ndarray | None = None) -> np.ndarray | None:
         """P(cause | miss) per row of an encoded matrix, shape (n, 3), or None without a cause model.
-        Given ``p`` (``probability(matrix)``), what the maintenance floor added is technical risk:
+        Given ``p`` (``probability(matrix)``), what a floor added is technical risk:
         P(miss by c) = booster's P(miss) x share_c, plus the floor's lift for the technical cause."""
         if self.causes is None:
             return None

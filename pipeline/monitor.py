@@ -284,9 +284,9 @@ def backtest(frame: pd.DataFrame, champion: model.CalibratedLightGBM, raw: np.nd
                 in_use = model.CalibratedLightGBM(candidate.booster, candidate.calibration,
                                                   champion.categories)
                 scores["retrain"][later] = in_use.predict(frame[later])
-    # the history of stopped debits holds whatever the booster or its calibration: every policy
-    # keeps the champion's maintenance floor, as production scoring does
-    floor = model.maintenance_floor(champion.matrix(frame), champion.features, champion.calibration)
+    # the history of stopped debits and the forgetting prior hold whatever the booster or its
+    # calibration: every policy keeps the champion's floors, as production scoring does
+    floor = model.floor(champion.matrix(frame), champion.features, champion.calibration)
     return {name: np.maximum(p, floor) for name, p in scores.items()}, candidates
 
 
@@ -299,8 +299,9 @@ def _retrain(frame: pd.DataFrame, window: list[pd.Timestamp], in_use: model.Cali
     columns, categories = in_use.features, in_use.categories
     challenger = train.fit_calibrated_lightgbm(rows["train"], rows["valid"], columns, categorical,
                                                categories, lgbm)
-    if "maintenance" in in_use.calibration:  # the history's floor, as production would score it
-        challenger.calibration["maintenance"] = in_use.calibration["maintenance"]
+    for name in model.FLOORS:  # the champion's floors, as production would score the challenger
+        if name in in_use.calibration:
+            challenger.calibration[name] = in_use.calibration[name]
     booster, calibration = challenger.booster, challenger.calibration
     holdout = parts["holdout"].to_numpy()
     p = challenger.predict(rows["holdout"])

@@ -10,7 +10,14 @@ import pandas as pd
 from pipeline import metrics
 from pipeline.catalog import BY_NAME, CAUSE_CATEGORIES, NEXT_DUE, REASON_GROUPS, reason_group
 from pipeline.config import CAUSES
-from pipeline.model import BLOCKED_DUE_DATES, CalibratedLightGBM, with_floor
+from pipeline.model import (
+    AGREEMENT_STATES,
+    AUTODEBIT_ACTIVE,
+    BLOCKED_DUE_DATES,
+    FORGOTTEN_DUE_DATES,
+    CalibratedLightGBM,
+    with_floor,
+)
 
 ACTIONS = {  # the source article's responses, by leading cause
     "technical": "remind the borrower before the next due date to re-authorise or repair the auto-debit "
@@ -193,12 +200,23 @@ def pays_by_hand(frame: pd.DataFrame) -> np.ndarray:
     and none awaiting re-authorisation. Such a borrower's technical miss is a forgotten due date,
     which a reminder and the offer of an agreement answer; a broken agreement needs repair. False
     where the features do not say (a team's own columns, a missing value)."""
-    columns = ("autodebit_active", "autodebit_lapsed", "reauth_pending")
-    if not set(columns) <= set(frame.columns):
+    if not set(AGREEMENT_STATES) <= set(frame.columns):
         return np.zeros(len(frame), dtype=bool)
-    active, lapsed, pending = (pd.to_numeric(frame[c], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
-                               for c in columns)
-    return (active == 0) & (lapsed == 0) & (pending == 0)
+    return np.all([_numbers(frame, c) == 0 for c in AGREEMENT_STATES], axis=0)
+
+
+def _numbers(frame: pd.DataFrame, column: str) -> np.ndarray:
+    return pd.to_numeric(frame[column], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+
+
+def floor_reasons(frame: pd.DataFrame) -> np.ndarray:
+    """The reason that says what a floor read, per row of ``frame``: for a borrower who pays by
+    hand (the forgetting floor's) "has forgotten due dates before" if any were, else "pays by
+    hand"; for the others (the maintenance floor's) the due date in announced maintenance."""
+    forgot = (_numbers(frame, FORGOTTEN_DUE_DATES) > 0 if FORGOTTEN_DUE_DATES in frame
+              else np.zeros(len(frame), dtype=bool))
+    by_hand = np.where(forgot, BY_NAME[FORGOTTEN_DUE_DATES].reason, BY_NAME[AUTODEBIT_ACTIVE].reason)
+    return np.where(pays_by_hand(frame), by_hand, BY_NAME[BLOCKED_DUE_DATES].reason)
 
 
 def action_keys(cause: np.ndarray, reason_texts: list[np.ndarray], by_hand: np.ndarray) -> np.ndarray:
@@ -239,7 +257,7 @@ def score_batch(model: CalibratedLightGBM, frame: pd.DataFrame, bands: dict[str,
     text = [np.full(len(frame), None, dtype=object) for _ in range(max_reasons)]
     if explain.any():
         contrib = model.contributions(matrix[explain])
-        # what the maintenance floor added to the booster's probability is technical risk
+        # what a floor added to the booster's probability is technical risk
         lift = model.floor_lift(matrix[explain], p[explain])
         share = model.cause_shares(matrix[explain])
         if share is None:  # the floor leads where it is at least half the probability
@@ -253,9 +271,9 @@ def score_batch(model: CalibratedLightGBM, frame: pd.DataFrame, bands: dict[str,
         worded = worded_contributions(contrib, matrix[explain], model.features,
                                       model.reference.get("medians", {}))
         texts = reasons(worded, model.features, cause[explain], max_reasons, words)
-        if texts:  # the maintenance first: a technical reason, so no statement of the cause is needed
+        if texts:  # what the floor read first: a technical reason, so no statement of the cause is needed
             texts = lead_with(texts, (lift > 0) & (cause[explain] == "technical"),
-                              BY_NAME[BLOCKED_DUE_DATES].reason)
+                              floor_reasons(frame[explain]))
         for i, column in enumerate(name_the_cause(texts, cause[explain])):
             text[i][explain] = column
     out = pd.DataFrame({"borrower_id": frame["borrower_id"].to_numpy(),

@@ -16,9 +16,9 @@ import pandas as pd
 from pipeline import metrics
 from pipeline.catalog import BY_NAME, monotone_constraints
 from pipeline.causes import MISS_CAUSE
-from pipeline.config import LightGBMSettings, ScorecardSettings
+from pipeline.config import LabelSettings, LightGBMSettings, ScorecardSettings
 from pipeline.lgbm import lgb
-from pipeline.model import CalibratedLightGBM, calibrate, encode
+from pipeline.model import FORGOTTEN_DUE_DATES, MANUAL_DUE_DATES, CalibratedLightGBM, calibrate, encode
 
 if TYPE_CHECKING:
     from optbinning import BinningProcess
@@ -191,6 +191,38 @@ def fit_calibration(raw: np.ndarray, y: np.ndarray, method: str, isotonic_min_mi
         return {"method": "isotonic", "x": iso.X_thresholds_.tolist(), "y": iso.y_thresholds_.tolist()}
     intercept, slope = metrics.logistic_calibration(np.asarray(y, float), np.asarray(raw, float))
     return {"method": "platt", "intercept": intercept, "slope": slope}
+
+
+def forgetting_prior(frame: pd.DataFrame, label: LabelSettings) -> dict | None:
+    """The Beta(a, b) prior of a borrower's chance to forget a due date paid by hand, for
+    ``model.forgetting_floor``: the beta-binomial's maximum likelihood over the rows of ``frame``
+    with any such due date (k forgotten of n: ``forgotten_due_dates`` of ``manual_due_dates``),
+    and m, the label's due dates. Returns {"a", "b", "due_dates", "rows", "forgotten",
+    "chances"}, or None where the floor would not be calibrated: a label of more than 1 day past
+    due (a forgotten due date is paid days later once reminded; whether it lasts the label's days
+    the counts do not tell), frames without the two columns, or no forgotten due date at all
+    (the likelihood then has no maximum)."""
+    if label.dpd_threshold > 1 or not {FORGOTTEN_DUE_DATES, MANUAL_DUE_DATES} <= set(frame.columns):
+        return None
+    from scipy.optimize import minimize  # only training pays for SciPy's optimisers
+    from scipy.special import betaln
+
+    k = frame[FORGOTTEN_DUE_DATES].to_numpy(dtype=float, na_value=np.nan)
+    n = frame[MANUAL_DUE_DATES].to_numpy(dtype=float, na_value=np.nan)
+    seen = (n > 0) & ~np.isnan(k)
+    k, n = k[seen], np.maximum(n[seen], k[seen])
+    if not k.any():
+        return None
+
+    def loss(log_ab: np.ndarray) -> float:
+        a, b = np.exp(log_ab)
+        return -float(np.sum(betaln(a + k, b + n - k) - betaln(a, b)))
+    mean = k.sum() / n.sum()  # a start with the data's own rate, as if from ten due dates
+    fit = minimize(loss, np.log([10 * mean, 10 * (1 - mean)]), method="Nelder-Mead",
+                   options={"xatol": 1e-8, "fatol": 1e-10, "maxiter": 4000})
+    a, b = (round(float(v), 6) for v in np.exp(fit.x))  # a DVC output: stable bytes
+    return {"a": a, "b": b, "due_dates": label.performance_cycles, "rows": int(seen.sum()),
+            "forgotten": int(k.sum()), "chances": int(n.sum())}
 
 
 def evaluate_split(y: np.ndarray, p: np.ndarray) -> dict[str, float]:

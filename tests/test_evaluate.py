@@ -73,16 +73,21 @@ def test_dvc_metrics_keep_a_few_figures_and_drop_the_truths_gap_to_itself():
     assert evaluate.headline_metrics(headlines, {})["gates_passed"] == 0
 
 
-def test_the_maintenance_section_counts_the_rows_the_floor_lifted_and_their_misses():
+def test_the_floor_sections_count_the_rows_each_floor_lifted_and_their_misses():
     fitted = model_never_told_of_maintenance()
     test = pd.DataFrame({"borrower_id": range(8), "credit_score": [700.0, 690, 710, 705, 450, 460, 700, 440],
                          "autodebit_active": [1.0, 1, 0, 1, 1, 1, 1, 0],
                          "due_dates_in_announced_outage": [1.0, 1, 1, 0, 0, 0, 0, 0],
                          "label": [1, 1, 0, 0, 1, 0, 0, 1]})
-    assert evaluate.maintenance_section(fitted, test) is None  # no history, no floor
+    assert evaluate.floor_sections(fitted, test) == {}  # no history, no floor
     without = evaluate.metrics.ranking(test["label"], fitted.predict(test))["auc"]
     fitted.calibration["maintenance"] = {"due_dates": 20, "missed": 19, "rate": 19.5 / 21}
-    section = evaluate.maintenance_section(fitted, test)
+    # a model without the forgetting floor's columns has none, whatever its calibration says
+    fitted.calibration["forgetting"] = {"a": 0.2, "b": 5.8, "due_dates": 3}
+    sections = evaluate.floor_sections(fitted, test)
+    assert list(sections) == ["maintenance_floor", "forgetting_floor"]
+    assert sections["forgetting_floor"]["rows_lifted"] == 0
+    section = sections["maintenance_floor"]
     assert (section["rows_lifted"], section["misses_among_lifted"]) == (2, 2)  # the manual payer is not
     assert section["mean_p_lifted"] == pytest.approx(19.5 / 21)
     assert section["mean_p_lifted_without_floor"] < 0.2

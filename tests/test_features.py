@@ -135,7 +135,8 @@ def test_forgotten_due_dates_are_those_left_untouched_and_paid_in_full_days_late
     """Of six due dates, two were forgotten (nothing on the day, paid in full 2 and 4 days
     later). Not forgotten: a part payment on the day, a debit that failed on the day (an outage
     or a broken agreement), a shortfall paid 10 days late, one paid on time; nor one still unpaid
-    at scoring and paid after it, nor one after scoring."""
+    at scoring and paid after it, nor one after scoring. The chances to forget are the seven due
+    dates before scoring but the one whose debit failed."""
     b = handmade.borrower(5, jump="2025-06-01")  # scored 30 days later, on 2025-07-01
     due = ("2025-01-10", "2025-02-10", "2025-03-10", "2025-04-10", "2025-05-10", "2025-06-10",
            "2025-06-28", "2025-07-10")
@@ -149,8 +150,24 @@ def test_forgotten_due_dates_are_those_left_untouched_and_paid_in_full_days_late
     b["platform_events"] = [dict(borrower_id=5, event_date="2025-03-10", event_type="debit_failed",
                                  detail="system_unavailable")]
     f = one(handmade.tables(b), 5)
-    assert f["forgotten_due_dates"] == 2
+    assert f["forgotten_due_dates"] == 2 and f["manual_due_dates"] == 6
     assert f["due_dates_over_0_days_late"] == 6  # 06-28 among them, unpaid at scoring
+
+
+def test_manual_due_dates_leave_out_debited_days_and_due_dates_asking_nothing():
+    """Four due dates before scoring: one paid by a debit, one paid by hand, one asking for 0.50
+    CNY (nothing new: no chance to forget), one paid by hand late; and one after scoring."""
+    b = handmade.borrower(6, jump="2025-06-01")
+    amounts = {"2025-02-10": 500.0, "2025-03-10": 500.0, "2025-04-10": 0.5, "2025-05-10": 500.0,
+               "2025-07-10": 500.0}
+    b["installments"] = [dict(borrower_id=6, due_date=d, scheduled_amount=a, arrears_amount=0.0)
+                         for d, a in amounts.items()]
+    paid = (("2025-02-10", "auto_debit"), ("2025-03-10", "manual"), ("2025-05-13", "manual"),
+            ("2025-07-10", "manual"))
+    b["repayments"] = [dict(borrower_id=6, payment_date=day, due_date=day, amount=500.0, channel=channel)
+                       for day, channel in paid]
+    f = one(handmade.tables(b), 6)
+    assert f["manual_due_dates"] == 2 and f["forgotten_due_dates"] == 1
 
 
 def test_an_unpaid_due_date_counts_as_overdue_now():

@@ -113,6 +113,63 @@ def test_pyfunc_and_mlflow_models_predict_score_text_categories(team_model_dir, 
     np.testing.assert_allclose(served, direct)
 
 
+FORGETTING_COLUMNS = ["autodebit_active", "autodebit_lapsed", "reauth_pending", "forgotten_due_dates",
+                      "manual_due_dates"]
+
+
+def test_the_forgetting_floor_is_the_beta_binomial_chance_to_forget_one_of_the_next_due_dates():
+    """Known answers against SciPy's beta function: 1 - B(a + k, b + n - k + m) / B(a + k,
+    b + n - k) for a borrower who pays by hand; 0 with an agreement in force, lapsed or awaiting
+    re-authorisation, or unknown; 0 for a model without the prior or the features."""
+    from scipy.special import betaln
+
+    known = {"a": 0.2, "b": 5.8, "due_dates": 3}
+    rows = np.array([  # active, lapsed, pending, forgotten, manual
+        [0, 0, 0, 0, 0], [0, 0, 0, 0, 20], [0, 0, 0, 4, 12], [1, 0, 0, 4, 12], [0, 1, 0, 4, 12],
+        [0, 0, 1, 4, 12], [np.nan, 0, 0, 4, 12], [0, 0, 0, np.nan, np.nan]], dtype=float)
+    got = model.forgetting_floor(rows, FORGETTING_COLUMNS, {"forgetting": known})
+    k, n = np.nan_to_num(rows[:, 3]), np.nan_to_num(rows[:, 4])
+    a, b = 0.2 + k, 5.8 + n - k
+    expected = 1 - np.exp(betaln(a, b + 3) - betaln(a, b))
+    np.testing.assert_allclose(got[[0, 1, 2, 7]], expected[[0, 1, 2, 7]], rtol=1e-12)
+    assert got[3:7].tolist() == [0.0] * 4
+    assert got[2] > got[0] > got[1] > 0  # forgetting raises it, a long clean record lowers it
+    assert not model.forgetting_floor(rows, FORGETTING_COLUMNS, {}).any()
+    assert not model.forgetting_floor(rows[:, :4], FORGETTING_COLUMNS[:4], {"forgetting": known}).any()
+    both = model.floor(rows, FORGETTING_COLUMNS, {"forgetting": known,
+                                                  "maintenance": {"due_dates": 9, "missed": 9, "rate": 0.9}})
+    np.testing.assert_allclose(both, got)  # the maintenance floor needs its column: none here
+
+
+def test_the_forgetting_floor_lifts_a_booster_that_never_saw_forgetting(tmp_path):
+    """A booster trained where nobody forgot scores every borrower alike; with the prior in its
+    calibration, the borrower who forgot 4 of 12 due dates paid by hand scores the floor, from
+    its folder and through the pyfunc loader alike, and the lift is what the floor added."""
+    rng = np.random.default_rng(4)
+    n = 3000
+    frame = pd.DataFrame({"borrower_id": np.arange(n), "credit_score": rng.normal(650, 60, n).round(),
+                          **{c: np.zeros(n) for c in FORGETTING_COLUMNS}})
+    frame["label"] = (rng.random(n) < 1 / (1 + np.exp((frame["credit_score"] - 560) / 30))).astype(int)
+    settings = make_params({"train": {"lightgbm": {"num_boost_round": 40, "early_stopping_rounds": 10}}})
+    fitted = train.fit_calibrated_lightgbm(frame.iloc[:2000], frame.iloc[2000:], train.feature_columns(frame),
+                                           [], {}, settings.train.lightgbm)
+    rows = frame.iloc[:3].drop(columns="label").assign(credit_score=700.0)
+    rows.loc[1, ["forgotten_due_dates", "manual_due_dates"]] = [4.0, 12.0]
+    rows.loc[2, ["autodebit_active", "forgotten_due_dates", "manual_due_dates"]] = [1.0, 4.0, 12.0]
+    before = fitted.predict(rows)
+    fitted.calibration["forgetting"] = {"a": 0.2, "b": 5.8, "due_dates": 3}
+    after = fitted.predict(rows)
+    least = model.forgetting_floor(fitted.matrix(rows), fitted.features, fitted.calibration)
+    assert least[1] > before[1] and least[2] == 0
+    np.testing.assert_allclose(after, np.maximum(before, least))
+    fitted.booster.save_model(str(tmp_path / model.BOOSTER_FILE))
+    io.write_json(fitted.calibration, tmp_path / model.CALIBRATION_FILE)
+    io.write_json({}, tmp_path / model.CATEGORIES_FILE)
+    np.testing.assert_allclose(model.CalibratedLightGBM.from_dir(tmp_path).predict(rows), after)
+    np.testing.assert_allclose(np.asarray(model._load_pyfunc(str(tmp_path)).predict(rows)).ravel(), after)
+    np.testing.assert_allclose(fitted.floor_lift(fitted.matrix(rows), after), after - before, atol=1e-15)
+
+
 def test_the_maintenance_floor_lifts_only_stopped_debits_the_booster_never_saw(tmp_path):
     """A booster whose training rows never had a due date in announced maintenance learns nothing
     of it; the floor from the platform's history lifts exactly the borrowers whose debit it stops

@@ -306,7 +306,7 @@ def test_the_summary_line_says_when_no_batch_is_touched_or_no_alert_follows():
 def test_every_policy_and_challenger_keeps_the_champions_maintenance_floor():
     """The history of stopped debits does not change with a recalibration or a retrain: every
     policy scores a borrower whose debit announced maintenance stops at least the floor, and a
-    retrained challenger carries the champion's history."""
+    retrained challenger carries the champion's history, and its forgetting prior."""
     frame = _stream()
     frame["autodebit_active"] = 1.0
     frame["due_dates_in_announced_outage"] = (np.arange(len(frame)) % 97 == 0).astype(float)
@@ -315,6 +315,7 @@ def test_every_policy_and_challenger_keeps_the_champions_maintenance_floor():
     columns = ["x1", "x2", "autodebit_active", "due_dates_in_announced_outage"]
     champion = train.fit_calibrated_lightgbm(frame[first], frame[second], columns, [], {}, ISOTONIC)
     champion.calibration["maintenance"] = {"due_dates": 50, "missed": 45, "rate": 0.9}
+    champion.calibration["forgetting"] = {"a": 0.2, "b": 5.8, "due_dates": 3}
     settings = PARAMS.monitor.model_copy(update={"retrain_months": 3, "retrain_cooldown_months": 2})
     months = sorted(frame[monitor.MONTH].unique())
     alert_log = pd.DataFrame({"raised": [months[5]], "batch": [months[5]], "rule": ["feature_csi"],
@@ -327,3 +328,4 @@ def test_every_policy_and_challenger_keeps_the_champions_maintenance_floor():
     np.testing.assert_allclose(scores["frozen"], champion.predict(frame))  # as production scores
     retrained = [c for c in candidates if c.policy == "retrain"]
     assert retrained and all(c.calibration["maintenance"]["rate"] == 0.9 for c in retrained)
+    assert all(c.calibration["forgetting"] == champion.calibration["forgetting"] for c in retrained)

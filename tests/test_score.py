@@ -1037,3 +1037,31 @@ def test_a_reason_led_with_moves_up_where_it_is_and_pushes_the_last_out_where_it
     got = score.lead_with(texts, np.array([True, True, False]), "m")
     rows = [list(row) for row in zip(*got, strict=True)]
     assert rows == [["m", "a", None], ["m", "b", "c"], ["a", "b", "c"]]
+
+
+def test_what_the_forgetting_floor_adds_leads_with_the_record_it_read_and_asks_for_an_agreement():
+    """Borrower 4 pays by hand and has forgotten due dates before: the forgetting floor's lift
+    makes technical lead, the forgotten due dates come first and the action is a reminder with
+    the offer of an agreement. Without a forgotten due date, paying by hand is the reason."""
+    by_hand = FRAME.assign(autodebit_active=0.0, autodebit_lapsed=0.0, reauth_pending=0.0,
+                           forgotten_due_dates=[0.0, 0.0, 0.0, 2.0, 0.0])
+    shares = {2: [0.1, 0.2, 0.7], 3: [0.2, 0.7, 0.1], 4: [0.8, 0.1, 0.1]}
+    out = score.score_batch(StubModel(P, ROWS, shares, {4: 0.85}), by_hand, BANDS, ("low",), "7")
+    row = out.set_index("borrower_id").loc[4]
+    assert row["leading_cause"] == "technical" and row["action"] == score.ACTIONS["manual"]
+    assert row["reason_1"] == BY_NAME["forgotten_due_dates"].reason
+    never = score.score_batch(StubModel(P, ROWS, shares, {4: 0.85}),
+                              by_hand.assign(forgotten_due_dates=0.0), BANDS, ("low",), "7")
+    assert never.set_index("borrower_id").loc[4, "reason_1"] == BY_NAME["autodebit_active"].reason
+
+
+def test_floor_reasons_follow_the_payment_channel_and_the_record():
+    frame = pd.DataFrame({"autodebit_active": [1.0, 0.0, 0.0, 0.0, np.nan],
+                          "autodebit_lapsed": [0.0, 0.0, 0.0, 1.0, 0.0],
+                          "reauth_pending": [0.0, 0.0, 0.0, 0.0, 0.0],
+                          "forgotten_due_dates": [3.0, 1.0, 0.0, 2.0, 2.0]})
+    words = {name: BY_NAME[name].reason for name in ("due_dates_in_announced_outage",
+                                                     "forgotten_due_dates", "autodebit_active")}
+    assert score.floor_reasons(frame).tolist() == [
+        words["due_dates_in_announced_outage"], words["forgotten_due_dates"], words["autodebit_active"],
+        words["due_dates_in_announced_outage"], words["due_dates_in_announced_outage"]]

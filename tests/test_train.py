@@ -218,3 +218,24 @@ def test_categorical_bins_print_as_their_categories(labelled):
     bins = housing["labels"][:len(housing["bins"])]
     assert sorted(", ".join(bins).split(", ")) == ["mortgage", "own", "rent"], housing["labels"]
     assert not any("Array" in label or "dtype" in label for label in housing["labels"])
+
+
+def test_the_forgetting_prior_recovers_the_beta_of_simulated_records():
+    """Borrowers with 1-24 due dates paid by hand, each forgetting at a chance drawn from
+    Beta(0.2, 6): the beta-binomial's maximum likelihood finds the prior back."""
+    from pipeline.config import LabelSettings
+
+    rng = np.random.default_rng(11)
+    n = rng.integers(1, 25, 40_000)
+    k = rng.binomial(n, rng.beta(0.2, 6.0, n.size))
+    frame = pd.DataFrame({"forgotten_due_dates": k.astype(float), "manual_due_dates": n.astype(float)})
+    label = LabelSettings(observation_days=30, performance_cycles=4, dpd_threshold=1)
+    prior = train.forgetting_prior(pd.concat([frame, pd.DataFrame({"forgotten_due_dates": [0.0],
+                                                                    "manual_due_dates": [0.0]})]), label)
+    assert prior["a"] == pytest.approx(0.2, rel=0.1) and prior["b"] == pytest.approx(6.0, rel=0.1)
+    assert prior["due_dates"] == 4 and prior["rows"] == n.size  # the row without a chance left out
+    assert prior["forgotten"] == k.sum() and prior["chances"] == n.sum()
+    later = label.model_copy(update={"dpd_threshold": 7})  # a forgotten due date is paid within days
+    assert train.forgetting_prior(frame, later) is None
+    assert train.forgetting_prior(frame.assign(forgotten_due_dates=0.0), label) is None
+    assert train.forgetting_prior(frame[["manual_due_dates"]], label) is None

@@ -69,9 +69,7 @@ def evaluate_command(params: Path = PARAMS) -> None:
     cause_model = None if not simulated else evaluate.cause_section(fitted, test, aligned["test"])
     if cause_model is not None:
         reports["lightgbm"]["cause_model"] = cause_model
-    floor = evaluate.maintenance_section(fitted, test)
-    if floor is not None:
-        reports["lightgbm"]["maintenance_floor"] = floor
+    reports["lightgbm"].update(evaluate.floor_sections(fitted, test))
     directions = MODELS / "lightgbm" / model.DIRECTIONS_FILE
     if directions.exists():
         reports["lightgbm"]["directions"] = json.loads(directions.read_text())

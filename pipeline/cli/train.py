@@ -16,7 +16,7 @@ from pydantic import ValidationError
 from pipeline import causes, io, metrics, model, tracking, train
 from pipeline.cli import PARAMS, app, load
 from pipeline.cli.paths import MAINTENANCE_HISTORY, MODELS, SPLIT_DIR, TUNE_BEST
-from pipeline.config import LightGBMSettings, Params
+from pipeline.config import LabelSettings, LightGBMSettings, Params
 from pipeline.errors import InputError, UsageError
 
 # Training rows the drift reference is taken from: sampling the reference adds about
@@ -89,17 +89,20 @@ def _fingerprint(folder: Path, metadata: dict) -> str:
 
 
 def fit_and_save_lightgbm(splits: dict, columns: list[str], categorical: list[str],
-                          s: LightGBMSettings, out: Path,
-                          maintenance: dict | None = None) -> tuple[model.CalibratedLightGBM, np.ndarray]:
-    """Fit the calibrated LightGBM and write its folder: text model, calibration (with the
-    ``maintenance`` history its floor reads, if any: ``model.maintenance_floor``), category codes
-    and the reference drift is measured against (feature importance and bins). Returns the model
-    and its probabilities on the validation split."""
+                          s: LightGBMSettings, out: Path, maintenance: dict | None = None,
+                          label: LabelSettings | None = None) -> tuple[model.CalibratedLightGBM, np.ndarray]:
+    """Fit the calibrated LightGBM and write its folder: text model, calibration (with what its
+    floors read: the ``maintenance`` history, if any, ``model.maintenance_floor``; given the
+    ``label``, the forgetting prior of the training rows, ``model.forgetting_floor``), category
+    codes and the reference drift is measured against (feature importance and bins). Returns the
+    model and its probabilities on the validation split."""
     categories = train.learn_categories(splits["train"], columns)
     fitted, valid_scores = train.calibrated_on_validation(splits["train"], splits["valid"], columns,
                                                           categorical, categories, s)
-    if maintenance:
-        fitted.calibration["maintenance"] = maintenance
+    forgetting = train.forgetting_prior(splits["train"][columns], label) if label else None
+    floors = {"maintenance": maintenance, "forgetting": forgetting}  # what model.FLOORS read
+    if any(floors.values()):
+        fitted.calibration.update({k: v for k, v in floors.items() if v})
         valid_scores = fitted.predict(splits["valid"])
     booster, calibration = fitted.booster, fitted.calibration
     booster.save_model(str(out / model.BOOSTER_FILE))
@@ -153,7 +156,7 @@ def tuned_settings(p: Params) -> tuple[LightGBMSettings, list[str]]:
 def _fit_lightgbm(p: Params, splits: dict, columns: list[str], categorical: list[str], out: Path):
     s, tuned = tuned_settings(p)
     maintenance = json.loads(MAINTENANCE_HISTORY.read_text()) if MAINTENANCE_HISTORY.is_file() else None
-    fitted, valid_scores = fit_and_save_lightgbm(splits, columns, categorical, s, out, maintenance)
+    fitted, valid_scores = fit_and_save_lightgbm(splits, columns, categorical, s, out, maintenance, p.label)
     booster = fitted.booster
     # each monotone constraint against the training data's own trend: kept with the model, logged,
     # and named in the model card when one contradicts the data
