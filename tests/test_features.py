@@ -320,6 +320,15 @@ def test_positions_of_texts_with_missing_unknown_and_non_text_values():
     assert codes[0] == 1.0 and codes[3] == 0.0 and np.isnan(codes[[1, 2, 4]]).all()
 
 
+def test_membership_by_binary_search_is_isin():
+    rng = np.random.default_rng(0)
+    keys = (rng.integers(0, 50, 2_000).astype(np.int64) << 32) + rng.integers(-5, 400, 2_000)
+    for pool in (keys[::7] + 1, keys[:0], np.array([keys.max() + 1]), np.array([keys.min() - 1]),
+                 np.repeat(keys[:3], 4)):
+        assert np.array_equal(features_module._member(keys, pool), np.isin(keys, pool))
+    assert features_module._member(keys[:0], keys).shape == (0,)
+
+
 def test_unsorted_input_gives_the_same_rows(small_sim, small_features):
     rng = np.random.default_rng(0)
     shuffled = {name: frame.sample(frac=1.0, random_state=rng) for name, frame in small_sim.items()}
