@@ -460,8 +460,9 @@ def _untouched(dues: Rows, pays: Rows, debits_failed: np.ndarray,
 
 
 def _member(keys: np.ndarray, pool: np.ndarray) -> np.ndarray:
-    """``np.isin(keys, pool)`` for int64 keys by sorting and binary search, which run outside
-    Python's lock where ``np.isin`` hashes under it: half the time on 60,000 keys."""
+    """``np.isin(keys, pool)`` for int64 keys by sorting and binary search: half the time of
+    ``np.isin`` on 60,000 keys, whose hash-based ``np.unique`` (NumPy 2.4) also gained less from
+    a second thread than sorting (1.61x against 1.98x on 2M keys)."""
     if pool.size == 0:
         return np.zeros(keys.shape, dtype=bool)
     pool = np.sort(pool)
