@@ -133,7 +133,7 @@ class Rows:
             order = np.lexsort((day, group))
         else:
             order = np.arange(group.size)
-        self.frame, self.lag_days = frame, lag_days
+        self.frame, self.lag_days, self._columns = frame, lag_days, {}
         self.index = np.flatnonzero(keep)[order]
         self.group, self.day = group[order], day[order]
         self._index_groups(spine.n, cutoff)
@@ -146,7 +146,11 @@ class Rows:
         self.count = self.last - self.first + 1
 
     def col(self, name: str) -> np.ndarray:
-        return self.frame[name].to_numpy()[self.index]
+        """Column ``name`` of these rows, gathered once: several features read the same column,
+        and each look-up in the frame costs pandas' overhead under Python's lock."""
+        if name not in self._columns:
+            self._columns[name] = self.frame[name].to_numpy()[self.index]
+        return self._columns[name]
 
     def matches(self, name: str, values: tuple[str, ...]) -> np.ndarray:
         """Whether each row's text in column ``name`` is one of ``values`` (``_positions``)."""
@@ -156,7 +160,7 @@ class Rows:
         """These rows cut again at an earlier per-borrower day: the same order, no new sort."""
         rows = object.__new__(Rows)
         keep = self.day + self.lag_days < cutoff[self.group]
-        rows.frame, rows.lag_days = self.frame, self.lag_days
+        rows.frame, rows.lag_days, rows._columns = self.frame, self.lag_days, {}
         rows.index, rows.group, rows.day = self.index[keep], self.group[keep], self.day[keep]
         rows._index_groups(self.n, cutoff)
         return rows
@@ -281,8 +285,8 @@ def build_features(tables: dict[str, pd.DataFrame], observation_days: int,
     out["due_dates_in_announced_outage"] = _dues_in_announced_windows(
         spine, upcoming, known, out["autodebit_active"] == 1.0, tables["maintenance_windows"], settings)
     out[NEXT_DUE] = np.where(known, _dates(upcoming[:, 0]), np.datetime64("NaT", "s"))
-    frame = pd.DataFrame(out)
-    return frame[[*ID_COLUMNS, NEXT_DUE, *NAMES]]
+    # built in its final order: a selection of the columns afterwards copies them all again
+    return pd.DataFrame({name: out[name] for name in (*ID_COLUMNS, NEXT_DUE, *NAMES)})
 
 
 def _codes(column: pd.Series, categories: tuple[str, ...]) -> np.ndarray:
@@ -598,16 +602,33 @@ def _dues_in_announced_windows(spine: Spine, upcoming: np.ndarray, known: np.nda
     the training cohorts' (0.51 against 1.00), whose windows had all covered the batch."""
     announced = days(windows["announced_date"])
     start, end = (_seconds(windows[c]) for c in ("start_time", "end_time"))
+    window, day = _days_touched(start, end)
+    # a window blocks only due dates on a day it touches (the hours compared lie within the day):
+    # each due date meets its day's windows, one at a time, not every window of the calendar
+    lo, hi = np.searchsorted(day, upcoming, "left"), np.searchsorted(day, upcoming, "right")
     midnight = upcoming * SECONDS_PER_DAY
     batch = midnight + settings.debit_batch_hour * SECONDS_PER_HOUR
     opens, closes = (midnight + h * SECONDS_PER_HOUR for h in settings.paying_hours)
     blocked = np.zeros(upcoming.shape, dtype=bool)
-    for a, s, e in zip(announced, start, end, strict=True):
-        visible = (known & (a < spine.score_day))[:, None]
+    for m in range(int((hi - lo).max(initial=0))):
+        w = window[np.minimum(lo + m, window.size - 1)]
+        s, e = start[w], end[w]
+        visible = (lo + m < hi) & known[:, None] & (announced[w] < spine.score_day[:, None])
         stops_batch = (s <= batch) & (batch < e)
         stops_paying = (np.maximum(opens, s) < np.minimum(closes, e))
         blocked |= visible & np.where(active[:, None], stops_batch, stops_paying)
     return blocked.sum(axis=1).astype(float)  # each due date once, however many windows
+
+
+def _days_touched(start: np.ndarray, end: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Every (window, day) pair of windows from ``start`` to ``end`` (seconds, end excluded) and
+    the days they touch, sorted by day: (window index, day number)."""
+    first, last = start // SECONDS_PER_DAY, (end - 1) // SECONDS_PER_DAY
+    span = np.maximum(last - first + 1, 0)
+    window = np.repeat(np.arange(span.size), span)
+    day = first[window] + np.arange(window.size) - np.repeat(np.cumsum(span) - span, span)
+    order = np.argsort(day, kind="stable")
+    return window[order], day[order]
 
 
 def _seconds(values: pd.Series) -> np.ndarray:

@@ -223,8 +223,9 @@ class _BatchReader:
         # copies, not views: a view would keep every decoded row group alive
         self.held = table.filter(pc.invert(before))
         # a block per column: pandas' consolidation of same-typed columns would copy them all,
-        # under Python's lock (half the conversion's time)
-        return table.filter(before).to_pandas(split_blocks=True)
+        # under Python's lock (half the conversion's time); no pandas metadata: the batch needs
+        # neither the writer's index nor its column index, rebuilt in Python for every batch
+        return table.filter(before).to_pandas(split_blocks=True, ignore_metadata=True)
 
 
 def parts(directory: str | Path) -> list[Path]:

@@ -329,6 +329,51 @@ def test_membership_by_binary_search_is_isin():
     assert features_module._member(keys[:0], keys).shape == (0,)
 
 
+def test_windows_met_by_day_count_as_every_window_checked_in_turn():
+    """``_dues_in_announced_windows`` pairs each due date with the windows on its day only; on
+    random windows (some over midnight or several days, some ending at midnight, some empty; or
+    a few hours each, several to a day) and paying hours out to midnight, it counts what checking
+    every window against every due date counts."""
+    from types import SimpleNamespace
+    rng = np.random.default_rng(1)
+    day0, n = 20_000, 400
+    upcoming = day0 + rng.integers(0, 25, (n, 3))
+    known, active = rng.random(n) < 0.9, rng.random(n) < 0.5
+    spine = SimpleNamespace(score_day=day0 + rng.integers(0, 25, n))
+    lengths = ([0, -3_600, 3_600, 5 * 3_600, 30 * 3_600, 3 * 86_400], [3_600, 4 * 3_600, 10 * 3_600])
+    for w, length in zip((60, 40), lengths, strict=True):
+        start = (day0 + rng.integers(0, 25, w)) * 86_400 + rng.integers(0, 86_400, w)
+        end = start + rng.choice(length, w)
+        end[:5] = (end[:5] // 86_400 + 1) * 86_400  # to the second at midnight
+        announced = (start // 86_400 - rng.integers(-5, 20, w)).astype("datetime64[D]")
+        windows = pd.DataFrame({"announced_date": announced, "start_time": start.astype("datetime64[s]"),
+                                "end_time": end.astype("datetime64[s]")})
+        for settings in (SETTINGS, SETTINGS.model_copy(update={"paying_hours": (0.0, 24.0),
+                                                               "debit_batch_hour": 23.5})):
+            midnight = upcoming * 86_400
+            batch = midnight + settings.debit_batch_hour * 3_600
+            opens, closes = (midnight + h * 3_600 for h in settings.paying_hours)
+            blocked = np.zeros(upcoming.shape, dtype=bool)
+            for a, s, e in zip(features_module.days(windows["announced_date"]), start, end, strict=True):
+                visible = (known & (a < spine.score_day))[:, None]
+                blocked |= visible & np.where(active[:, None], (s <= batch) & (batch < e),
+                                              np.maximum(opens, s) < np.minimum(closes, e))
+            counted = features_module._dues_in_announced_windows(spine, upcoming, known, active,
+                                                                 windows, settings)
+            assert counted.sum() > 50 and np.array_equal(counted, blocked.sum(axis=1))
+    none = features_module._dues_in_announced_windows(spine, upcoming, known, active, windows[:0], SETTINGS)
+    assert not none.any()
+    # the day's second window is the one over the 02:00 debit batch
+    day = pd.Timestamp("2025-03-10")
+    two = pd.DataFrame({"announced_date": [day - pd.Timedelta(days=9)] * 2,
+                        "start_time": [day + pd.Timedelta(hours=3), day + pd.Timedelta(hours=1)],
+                        "end_time": [day + pd.Timedelta(hours=7), day + pd.Timedelta(hours=3)]})
+    due = features_module.days(np.array([day.to_datetime64()]))
+    one_due = SimpleNamespace(score_day=due - 5)
+    assert features_module._dues_in_announced_windows(
+        one_due, due[:, None], np.array([True]), np.array([True]), two, SETTINGS).tolist() == [1.0]
+
+
 def test_unsorted_input_gives_the_same_rows(small_sim, small_features):
     rng = np.random.default_rng(0)
     shuffled = {name: frame.sample(frac=1.0, random_state=rng) for name, frame in small_sim.items()}
