@@ -108,6 +108,42 @@ def test_the_machine_reference_does_the_same_work_on_one_process_as_on_several(t
             name.unlink()
 
 
+def test_the_threaded_reference_does_the_same_work_on_threads_of_one_process(tmp_path):
+    engine = bench_module("engine")
+    # each unit leaves a file named by its process, its thread and its turn; the threads meet at a
+    # barrier first, so both are alive at once and have their own ids
+    unit = ("import os, threading\nmeet = threading.Barrier({threads})\ndef work(units):\n"
+            "    meet.wait()\n    for i in range(units):\n        open(os.path.join(" + repr(str(tmp_path))
+            + ", '%d-%d-%d' % (os.getpid(), threading.get_ident(), i)), 'w').close()\n"
+            "threads = [threading.Thread(target=work, args=({units},)) for _ in range({threads})]\n"
+            "[t.start() for t in threads]\n[t.join() for t in threads]")
+    for threads in (1, 2):
+        assert engine.reference(unit, threads, 2) > 0
+        done = [name.name.split("-") for name in tmp_path.iterdir()]
+        assert len(done) == 2 and len({p for p, _, _ in done}) == 1
+        assert len({t for _, t, _ in done}) == threads
+        for name in tmp_path.iterdir():
+            name.unlink()
+    code = engine.REFERENCES["threads of one process, arrays of 5,000"]
+    assert "random(5000)" in code and code.format(units=1, threads=2)
+
+
+def test_an_engine_speed_up_reports_the_median_peak_memory_of_each_side():
+    from types import SimpleNamespace
+    engine = bench_module("engine")
+    args = SimpleNamespace(borrowers=1000, workers=2, batch_borrowers=500, stages=["features"])
+    walls = {(stage, n): [10.0 / n, 12.0 / n, 11.0 / n] for stage in [*engine.REFERENCES, "features"]
+             for n in (1, 2)}
+    peaks = {(stage, n): [None] * 3 if stage in engine.REFERENCES else [300.0 * n, 320.0 * n, 900.0]
+             for stage in [*engine.REFERENCES, "features"] for n in (1, 2)}
+    out = engine.figures(args, {}, walls, peaks, {})
+    assert out["batch_borrowers"] == 500
+    assert out["speedup"]["features"]["speedup"] == pytest.approx(2.0)
+    features = out["speedup"]["features"]
+    assert (features["one_worker_peak_mb"], features["workers_peak_mb"]) == (320.0, 640.0)
+    assert "workers_peak_mb" not in out["speedup"]["independent processes, in cache"]
+
+
 def test_the_oracle_spread_from_sampling_alone_has_known_answers():
     oracle = bench_module("oracle")
     assert oracle.expected_range(2) == pytest.approx(2 / np.sqrt(np.pi), rel=0.01)
