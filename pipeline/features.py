@@ -602,7 +602,7 @@ def _dues_in_announced_windows(spine: Spine, upcoming: np.ndarray, known: np.nda
     the training cohorts' (0.51 against 1.00), whose windows had all covered the batch."""
     announced = days(windows["announced_date"])
     start, end = (_seconds(windows[c]) for c in ("start_time", "end_time"))
-    window, day = _days_touched(start, end)
+    window, day = _days_touched(start, end, upcoming)
     # a window blocks only due dates on a day it touches (the hours compared lie within the day):
     # each due date meets its day's windows, one at a time, not every window of the calendar
     lo, hi = np.searchsorted(day, upcoming, "left"), np.searchsorted(day, upcoming, "right")
@@ -620,10 +620,14 @@ def _dues_in_announced_windows(spine: Spine, upcoming: np.ndarray, known: np.nda
     return blocked.sum(axis=1).astype(float)  # each due date once, however many windows
 
 
-def _days_touched(start: np.ndarray, end: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _days_touched(start: np.ndarray, end: np.ndarray, wanted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Every (window, day) pair of windows from ``start`` to ``end`` (seconds, end excluded) and
-    the days they touch, sorted by day: (window index, day number)."""
-    first, last = start // SECONDS_PER_DAY, (end - 1) // SECONDS_PER_DAY
+    the days they touch, sorted by day: (window index, day number). Only the days from the first
+    to the last of the days ``wanted`` count: a window of years costs no more than they span."""
+    if wanted.size == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    first = np.maximum(start // SECONDS_PER_DAY, wanted.min())
+    last = np.minimum((end - 1) // SECONDS_PER_DAY, wanted.max())
     span = np.maximum(last - first + 1, 0)
     window = np.repeat(np.arange(span.size), span)
     day = first[window] + np.arange(window.size) - np.repeat(np.cumsum(span) - span, span)

@@ -372,6 +372,13 @@ def test_windows_met_by_day_count_as_every_window_checked_in_turn():
     one_due = SimpleNamespace(score_day=due - 5)
     assert features_module._dues_in_announced_windows(
         one_due, due[:, None], np.array([True]), np.array([True]), two, SETTINGS).tolist() == [1.0]
+    # a window of a century blocks every due date it covers, at the cost of the days asked about
+    long_ago = pd.Timestamp("1990-01-01")
+    century = pd.DataFrame({"announced_date": [long_ago], "start_time": [long_ago],
+                            "end_time": [pd.Timestamp("2090-01-01")]})
+    counted = features_module._dues_in_announced_windows(spine, upcoming, known, active, century, SETTINGS)
+    assert np.array_equal(counted, np.where(known, 3.0, 0.0))
+    assert features_module._days_touched(np.array([0]), np.array([10**12]), upcoming)[0].size == 25
 
 
 def test_unsorted_input_gives_the_same_rows(small_sim, small_features):
