@@ -236,9 +236,7 @@ class Rows:
         """Row position of each borrower's first row satisfying ``mask`` (-1 if none)."""
         rows = np.flatnonzero(mask)
         groups = self.group[rows]
-        # rows are sorted by borrower: a borrower's first is where the group changes
-        first = np.ones(groups.size, dtype=bool)
-        first[1:] = groups[1:] != groups[:-1]
+        first = _group_starts(groups)
         out = np.full(self.n, -1)
         out[groups[first]] = rows[first]
         return out
@@ -473,10 +471,17 @@ def _member(keys: np.ndarray, pool: np.ndarray) -> np.ndarray:
     return pool[np.minimum(np.searchsorted(pool, keys), pool.size - 1)] == keys
 
 
+def _group_starts(group: np.ndarray) -> np.ndarray:
+    """Whether each row is its borrower's first, for rows sorted by borrower: where the group changes."""
+    starts = np.ones(group.size, dtype=bool)
+    starts[1:] = group[1:] != group[:-1]
+    return starts
+
+
 def _group_cumsum(values: np.ndarray, group: np.ndarray) -> np.ndarray:
     """Cumulative sum restarting at each borrower (rows sorted by borrower)."""
     total = np.cumsum(values)
-    starts = np.flatnonzero(np.r_[True, group[1:] != group[:-1]]) if group.size else group
+    starts = np.flatnonzero(_group_starts(group))
     before = np.zeros_like(total)
     before[starts[1:]] = total[starts[1:] - 1]
     return total - np.maximum.accumulate(before)
