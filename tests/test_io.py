@@ -78,3 +78,24 @@ def test_a_batch_reads_as_the_whole_file_does(tmp_path, rows):
     io.write_parquet(rows, folder / io.part_name(0))
     (batch,) = io.read_batches(folder, 0, [100])
     pd.testing.assert_frame_equal(batch, io.read_part(folder, 0))
+
+
+def test_a_split_copies_each_side_into_one_chunk_per_column():
+    """``_split``: the rows in the mask and the others, each column one chunk (which pandas takes
+    without a copy) and in buffers of its own, so that neither keeps the row groups alive, even
+    where a slice would do (one chunk, the mask a prefix)."""
+    parts = [pa.table({"borrower_id": [10, 11, 14], "kind": ["a", "b", None]}),
+             pa.table({"borrower_id": [12, 15], "kind": ["c", "d"]})]
+    cases = [(pa.concat_tables(parts), [[True, True, False], [True, False]], [10, 11, 12], [14, 15]),
+             (parts[0], [[True, True, False]], [10, 11], [14])]
+    for table, mask, ids_in, ids_out in cases:
+        inside, outside = io._split(table, pa.chunked_array(mask))
+        assert inside["borrower_id"].to_pylist() == ids_in
+        assert outside["borrower_id"].to_pylist() == ids_out
+        source = [(b.address, b.address + b.size) for column in table.columns
+                  for chunk in column.chunks for b in chunk.buffers() if b is not None]
+        for side in (inside, outside):
+            assert all(column.num_chunks == 1 for column in side.columns)
+            for b in (b for column in side.columns for b in column.chunk(0).buffers() if b is not None):
+                assert not any(lo <= b.address < hi for lo, hi in source)
+    assert outside["kind"].to_pylist() == [None]
