@@ -206,7 +206,11 @@ class _BatchReader:
     """Called with each end in turn: the rows of borrower ids below it not handed out before."""
 
     def __init__(self, path: Path, columns: list[str] | None) -> None:
-        self.file, self.columns = pq.ParquetFile(path), columns
+        # mapped, not read into buffers of our own: the column chunks' compressed bytes are then
+        # the file's pages, which the system can drop, not the heap's. Features of 1M borrowers on
+        # 2 threads, batches of 5,000: peak 438-459 MB against 485-546 MB, in the same time
+        # (3 alternated pairs, 2026-12-06)
+        self.file, self.columns = pq.ParquetFile(path, memory_map=True), columns
         column = self.file.schema_arrow.get_field_index("borrower_id")
         stats = [self.file.metadata.row_group(g).column(column).statistics
                  for g in range(self.file.num_row_groups)]
