@@ -151,13 +151,10 @@ def _cause_model(report: dict | None) -> dict | None:
     beside the baselines measured in the same run."""
     if not report:
         return None
-    names = report["confusion"]["rows_true_columns_predicted"]
-    confusion = {"header": ["true cause \\ leading cause", *names],
-                 "rows": [[name, *(num(v) for v in row)]
-                          for name, row in zip(names, report["confusion"]["counts"], strict=True)]}
-    per_cause = {"header": ["cause", "misses", "recall", "precision", "AUC", "AUC of the truth", "gap"],
-                 "rows": [[c, num(v["misses"]), num(v["recall"]), num(v["precision"]), num(v["auc"]),
-                           num(v.get("auc_truth")), num(v.get("auc_gap"))]
+    per_cause = {"header": ["cause", "misses", "recall", "recall of the truth's split", "precision", "AUC",
+                            "AUC of the truth", "gap"],
+                 "rows": [[c, num(v["misses"]), num(v["recall"]), num(v.get("recall_truth")),
+                           num(v["precision"]), num(v["auc"]), num(v.get("auc_truth")), num(v.get("auc_gap"))]
                           for c, v in report["by_cause"].items()]}
     accuracy = {"header": ["method", "share of misses whose leading cause is the true cause"],
                 "rows": [["cause model", pct(report["accuracy"])],
@@ -173,8 +170,19 @@ def _cause_model(report: dict | None) -> dict | None:
                    "one technical action would"],
         "rows": [[k.replace("_", " "), num(v["misses"]), pct(v["answered"]), pct(v["answered_by_one_action"])]
                  for k, v in {**answered["by_kind"], "all": answered}.items()]}
-    return {"confusion": confusion, "per_cause": per_cause, "accuracy": accuracy,
+    return {"confusion": _confusion(report["confusion"], "leading cause"),
+            "truth_confusion": report.get("truth_confusion") and _confusion(report["truth_confusion"],
+                                                                             "the truth's split"),
+            "per_cause": per_cause, "accuracy": accuracy,
             "technical_by_kind": technical, "technical_actions": actions, "misses": num(report["misses"])}
+
+
+def _confusion(confusion: dict, predicted: str) -> dict:
+    """A confusion matrix of the report (rows true) as a table whose columns are ``predicted``."""
+    names = confusion["rows_true_columns_predicted"]
+    return {"header": [f"true cause \\ {predicted}", *names],
+            "rows": [[name, *(num(v) for v in row)]
+                     for name, row in zip(names, confusion["counts"], strict=True)]}
 
 
 def _floor(report: dict | None) -> dict | None:

@@ -127,25 +127,30 @@ def cause_report(y: np.ndarray, true_cause: pd.Series, p_total: np.ndarray, shar
     true, columns predicted), accuracy, recall and precision per cause, each cause's AUC over all
     rows (P(miss by c) against "missed, by c") beside the truth's, and the accuracy of each
     baseline (an array of predicted cause codes on the same rows) measured in the same run.
+    With the truth, its own split's confusion matrix on the same misses and each cause's recall
+    under it (``recall_truth``): which true cause the model's extra errors are of.
     With the truth and ``technical_kind`` (what broke, for a technical first miss), the technical
     AUCs are also given per kind (``technical_by_kind``)."""
     missed = (y == 1) & (cause_codes(true_cause) >= 0)
     truth = cause_codes(true_cause)[missed]
     leading = share[missed].argmax(axis=1)
-    confusion = np.zeros((len(CAUSES), len(CAUSES)), dtype=int)
-    np.add.at(confusion, (truth, leading), 1)
+    confusion = _confusion(truth, leading)
     accuracy = float((leading == truth).mean()) if missed.any() else None
     out = {"misses": int(missed.sum()), "accuracy": accuracy,
            "confusion": {"rows_true_columns_predicted": list(CAUSES), "counts": confusion.tolist()},
            "by_cause": {}, "baselines": {}}
+    if p_true_by_cause is not None:
+        # where the model loses to the truth, by true cause: the truth's own split, same misses
+        truth_confusion = _confusion(truth, p_true_by_cause.to_numpy()[missed].argmax(axis=1))
+        out["truth_confusion"] = {"rows_true_columns_predicted": list(CAUSES),
+                                  "counts": truth_confusion.tolist()}
     for i, c in enumerate(CAUSES):
         of_c = (y == 1) & (cause_codes(true_cause) == i)
-        tp = int(confusion[i, i])
-        entry = {"misses": int(of_c.sum()),
-                 "recall": tp / confusion[i].sum() if confusion[i].sum() else None,
-                 "precision": tp / confusion[:, i].sum() if confusion[:, i].sum() else None,
+        entry = {"misses": int(of_c.sum()), "recall": _share(confusion[i, i], confusion[i].sum()),
+                 "precision": _share(confusion[i, i], confusion[:, i].sum()),
                  "auc": _auc(of_c, p_total * share[:, i])}
         if p_true_by_cause is not None:
+            entry["recall_truth"] = _share(truth_confusion[i, i], truth_confusion[i].sum())
             entry["auc_truth"] = _auc(of_c, p_true_by_cause[f"p_true_{c}"].to_numpy())
             entry["auc_gap"] = (entry["auc_truth"] - entry["auc"]
                                 if None not in (entry["auc"], entry["auc_truth"]) else None)
@@ -159,6 +164,17 @@ def cause_report(y: np.ndarray, true_cause: pd.Series, p_total: np.ndarray, shar
             (y == 1) & (cause_codes(true_cause) == CAUSES.index("technical")), technical_kind,
             p_total * share[:, CAUSES.index("technical")], p_true_by_cause["p_true_technical"].to_numpy())
     return out
+
+
+def _confusion(truth: np.ndarray, predicted: np.ndarray) -> np.ndarray:
+    """Counts of (true cause, predicted cause) codes, shape (3, 3), rows true."""
+    confusion = np.zeros((len(CAUSES), len(CAUSES)), dtype=int)
+    np.add.at(confusion, (truth, predicted), 1)
+    return confusion
+
+
+def _share(part: int, whole: int) -> float | None:
+    return float(part / whole) if whole else None
 
 
 def technical_by_kind(technical: np.ndarray, kind: pd.Series, p_model: np.ndarray,

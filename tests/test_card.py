@@ -171,7 +171,16 @@ def test_the_cause_model_section_shows_confusion_recall_and_baselines(figures, p
     assert "80.0%" in section and "always liquidity" in section and "85.0%" in section
     assert "<td>3</td>" in section and "0.9300" in section
     assert "per kind of miss" not in section  # no truth of the kinds, no table
+    assert "own split on the same misses" not in section
     assert "No cause model" in _section(_render(figures, params), "cause_model")
+
+    report["truth_confusion"] = {"rows_true_columns_predicted": ["credit", "liquidity", "technical"],
+                                 "counts": [[4, 0, 0], [0, 2, 1], [0, 0, 3]]}
+    report["by_cause"]["liquidity"]["recall_truth"] = 2 / 3
+    section = _section(_render(figures, params, edit=edit), "cause_model")
+    assert "own split on the same misses" in section
+    assert '<th scope="row">credit</th><td>4</td><td>0</td><td>0</td>' in section
+    assert "<td>0.6667</td>" in section  # the truth's recall beside the model's
 
     report["technical_by_kind"] = {"forgotten": {"misses": 7, "auc": 0.75, "auc_truth": 0.96,
                                                  "auc_gap": 0.21}}

@@ -51,6 +51,16 @@ def test_cause_report_counts_a_hand_built_confusion_and_the_baselines():
     assert report["baselines"] == {"always_liquidity": pytest.approx(1 / 5), "perfect": 1.0,
                                    "truth_argmax": pytest.approx(3 / 5)}  # the truth here is the model
     assert report["by_cause"]["liquidity"]["auc_gap"] == pytest.approx(0.0)  # the truth here is the model
+    assert report["truth_confusion"] == report["confusion"]
+    assert report["by_cause"]["credit"]["recall_truth"] == 0.5
+    # a truth that names every miss's cause: its confusion is diagonal, the model's stays as it was
+    right = pd.DataFrame({f"p_true_{c}": np.where(true == c, .5, .1) for c in CAUSES})
+    report = causes.cause_report(y, true, p_total, share, right, {})
+    assert report["truth_confusion"]["counts"] == [[2, 0, 0], [0, 1, 0], [0, 0, 2]]
+    assert report["confusion"]["counts"] == [[1, 1, 0], [0, 1, 0], [1, 0, 1]]
+    assert [v["recall_truth"] for v in report["by_cause"].values()] == [1.0, 1.0, 1.0]
+    assert report["baselines"] == {"truth_argmax": 1.0}
+    assert "truth_confusion" not in causes.cause_report(y, true, p_total, share, None, {})
 
 
 def test_technical_aucs_per_kind_leave_the_other_kinds_misses_out():
