@@ -9,8 +9,9 @@ workers), their wall time and the peak memory of the largest single process (a w
 runs with ``score.explain: false`` (bench/score.py measures the cost of reasons). From the
 measured cost per bucket (core-seconds per shard of ``simulate.shard_size`` borrowers) it
 estimates the wall time of 100M borrowers on N workers. Then the speed-up of ``--workers`` over
-one worker on the local engine for ``simulate``, ``features`` and ``score`` (a features file:
-worker threads; raw tables: worker processes) (goal: at least 1.7x with 2 workers). Two runs of
+one worker on the local engine for ``simulate``, ``features`` (on threads, the default, and on
+processes: ``engine.features_workers``) and ``score`` (a features file: worker threads; raw tables:
+worker processes) (goal: at least 1.7x with 2 workers). Two runs of
 one command on this machine differ by up to a third (the hypervisor takes time from busy cores),
 so each speed-up is the ratio of medians over --repeats pairs of runs, one worker then several,
 alternated so that a slow spell weighs on both (the simulator, 11 minutes a pair at 1M:
@@ -54,15 +55,17 @@ REFERENCES = {"independent processes, in cache": UNIT.format(size=20_000, rounds
               "independent processes, through memory": UNIT.format(size=4_000_000, rounds=10),
               "threads of one process, arrays of 5,000": THREADED.format(size=5_000, rounds=16_000)}
 SPEEDUP = {"simulate": ["limitjump", "simulate"], "features": ["limitjump", "features"],
+           "features, processes": ["limitjump", "features"],
            "score, features file": ["limitjump", "score", "--input", "data/features", "--output",
                                     "out/speedup.parquet", "--model", "models/lightgbm"],
            "score, raw tables": ["limitjump", "score", "--input", "data/raw", "--output",
                                  "out/speedup.parquet", "--model", "models/lightgbm"]}
 
 
-def set_engine(project: Path, kind: str, workers: int, batch_borrowers: int | None = None) -> int:
+def set_engine(project: Path, kind: str, workers: int, batch_borrowers: int | None = None,
+               features_workers: str = "threads") -> int:
     params = yaml.safe_load((project / "params.yaml").read_text())
-    params["engine"].update(kind=kind, workers=workers)
+    params["engine"].update(kind=kind, workers=workers, features_workers=features_workers)
     if batch_borrowers:
         params["engine"]["batch_borrowers"] = batch_borrowers
     params["score"]["explain"] = False
@@ -128,7 +131,8 @@ def timed(stage: str, project: Path, workers: int, most: int) -> tuple[float, fl
     memory of its process tree (MB; none for a reference)."""
     if stage in REFERENCES:
         return reference(REFERENCES[stage], workers, most), None
-    set_engine(project, "local", workers)
+    set_engine(project, "local", workers, features_workers="processes" if stage == "features, processes"
+               else "threads")
     measured = run(SPEEDUP[stage], project)
     return measured.wall, measured.peak
 

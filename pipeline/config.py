@@ -482,6 +482,9 @@ class EngineSettings(Settings):
     scheduler: str  # Dask scheduler address (tls://host:8786); empty: a LocalCluster on 127.0.0.1
     retries: Annotated[int, Field(ge=0, le=10)]  # times a Dask task is retried after a failure
     batch_borrowers: Annotated[int, Field(ge=1)]  # borrowers whose raw rows a features worker holds at once
+    # the features stage's local workers: threads of one process (the least memory) or processes,
+    # which Python's lock does not hold back but which each load their own libraries
+    features_workers: Literal["threads", "processes"]
     tls: TlsSettings = TlsSettings()
 
 

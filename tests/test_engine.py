@@ -17,6 +17,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from pipeline import engine as engines
 from pipeline import io
 from pipeline.cli import features as features_cli
 from pipeline.cli import simulate as simulate_cli
@@ -32,7 +33,8 @@ PARAMS = make_params({"simulate": {"n_borrowers": 3000, "shard_size": 1000, "tru
 
 def engine_settings(**fields) -> EngineSettings:
     """An engine with the params' batch size (300 borrowers: a shard of 1,000 in 4 batches)."""
-    return EngineSettings(batch_borrowers=PARAMS.engine.batch_borrowers, **fields)
+    return EngineSettings(**{"batch_borrowers": PARAMS.engine.batch_borrowers,
+                             "features_workers": PARAMS.engine.features_workers, **fields})
 
 
 LOCAL = engine_settings(kind="local", workers=1, scheduler="", retries=2)
@@ -112,6 +114,26 @@ def test_features_on_two_threads_are_byte_identical_to_a_loop(simulated, local_f
     two = engine_settings(kind="local", workers=2, scheduler="", retries=2)
     same_files(local_features, features_into(tmp_path, two))
     assert len(ran_on) == 3 and threading.main_thread().name not in ran_on
+
+
+def test_features_on_two_processes_are_byte_identical_to_a_loop(simulated, local_features, tmp_path,
+                                                                monkeypatch):
+    """``engine.features_workers: processes``: each shard is built and written in a worker
+    process, to the same bytes."""
+    pools = []
+
+    class Pool(engines.ProcessPoolExecutor):
+        def __init__(self, *args, **kwargs):
+            pools.append(kwargs["max_workers"])
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(engines, "ProcessPoolExecutor", Pool)
+    shutil.copytree(simulated[0] / "raw", tmp_path / "raw")
+    two = engine_settings(kind="local", workers=2, scheduler="", retries=2, features_workers="processes")
+    rows = list(features_cli.write_shards([0, 1, 2], tmp_path / "raw", tmp_path / "features", 30,
+                                          PARAMS.features, two))
+    assert pools == [2] and rows == [1000, 1000, 1000]
+    same_files(local_features, tmp_path / "features")
 
 
 def kill_worker_once(index: int, marker: str, *args) -> int:

@@ -75,10 +75,14 @@ def write_shards(shards: list[int], raw: Path, out: Path, observation_days: int,
     whole shards: two threads took 14.6-15.2 s and 884-892 MB, two processes 15.3-15.5 s and
     1,315-1,334 MB. Batches (``engine.batch_borrowers``) trade time for memory: two threads took
     17.7 s and 973 MB with whole shards (row groups of 32,768 rows), 19.5-22.3 s and 629 MB in
-    batches of 8,334, 21.1-24.4 s and 516-553 MB of 5,000, 25.9-30.9 s and 469-482 MB of 3,125."""
+    batches of 8,334, 21.1-24.4 s and 516-553 MB of 5,000, 25.9-30.9 s and 469-482 MB of 3,125.
+    Python's lock still holds two threads below two cores' worth, so ``engine.features_workers:
+    processes`` offers worker processes to a team with memory to spare: at 1M borrowers in batches
+    of 5,000 they took 13.3 s and 746 MB, threads 15.7 s and 450 MB, one worker 24.8 s and 287 MB
+    (2026-12-06)."""
     one_malloc_arena()
     return map_shards(write_shard, shards, engine, "features", raw, out, observation_days, settings,
-                      engine.batch_borrowers, borrowers=int, threads=True)
+                      engine.batch_borrowers, borrowers=int, threads=engine.features_workers == "threads")
 
 
 def write_shard(index: int, raw: Path, out: Path, observation_days: int, settings: FeatureSettings,
