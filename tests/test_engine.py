@@ -116,24 +116,37 @@ def test_features_on_two_threads_are_byte_identical_to_a_loop(simulated, local_f
     assert len(ran_on) == 3 and threading.main_thread().name not in ran_on
 
 
-def test_features_on_two_processes_are_byte_identical_to_a_loop(simulated, local_features, tmp_path,
-                                                                monkeypatch):
-    """``engine.features_workers: processes``: each shard is built and written in a worker
-    process, to the same bytes."""
-    pools = []
+def test_features_on_processes_are_byte_identical_to_a_loop(simulated, local_features, tmp_path,
+                                                            monkeypatch):
+    """``engine.features_workers: processes``: with two workers, one worker process builds and
+    writes shards while this process builds and writes others, to the same bytes."""
+    pools, sent = [], []
 
     class Pool(engines.ProcessPoolExecutor):
         def __init__(self, *args, **kwargs):
             pools.append(kwargs["max_workers"])
             super().__init__(*args, **kwargs)
 
+        def submit(self, fn, item, *args):
+            sent.append(item)
+            return super().submit(fn, item, *args)
+
     monkeypatch.setattr(engines, "ProcessPoolExecutor", Pool)
     shutil.copytree(simulated[0] / "raw", tmp_path / "raw")
     two = engine_settings(kind="local", workers=2, scheduler="", retries=2, features_workers="processes")
     rows = list(features_cli.write_shards([0, 1, 2], tmp_path / "raw", tmp_path / "features", 30,
                                           PARAMS.features, two))
-    assert pools == [2] and rows == [1000, 1000, 1000]
+    assert pools == [1] and rows == [1000, 1000, 1000]
+    assert 1 <= len(sent) <= 2  # the worker process took some shards, this process the others
     same_files(local_features, tmp_path / "features")
+
+
+def test_work_beside_a_pool_fails_as_the_work_does():
+    two = engine_settings(kind="local", workers=2, scheduler="", retries=2)
+    with pytest.raises(ZeroDivisionError):
+        list(map_shards(divmod, [1, 2, 3], two, "divide", 0, parent_works=True))
+    assert list(map_shards(divmod, [7, 8, 9], two, "divide", 2, parent_works=True)) == [
+        (3, 1), (4, 0), (4, 1)]
 
 
 def kill_worker_once(index: int, marker: str, *args) -> int:

@@ -77,12 +77,14 @@ def write_shards(shards: list[int], raw: Path, out: Path, observation_days: int,
     17.7 s and 973 MB with whole shards (row groups of 32,768 rows), 19.5-22.3 s and 629 MB in
     batches of 8,334, 21.1-24.4 s and 516-553 MB of 5,000, 25.9-30.9 s and 469-482 MB of 3,125.
     Python's lock still holds two threads below two cores' worth, so ``engine.features_workers:
-    processes`` offers worker processes to a team with memory to spare: at 1M borrowers in batches
-    of 5,000 they took 13.3 s and 746 MB, threads 15.7 s and 450 MB, one worker 24.8 s and 287 MB
+    processes`` offers worker processes to a team with memory to spare, this process building
+    shards beside them: at 1M borrowers in batches of 5,000, with one worker process 13.6-13.8 s
+    and 600-615 MB, two threads 16.1-17.6 s and 438-448 MB, one worker 24.2-25.1 s and 288 MB
     (2026-12-06)."""
     one_malloc_arena()
     return map_shards(write_shard, shards, engine, "features", raw, out, observation_days, settings,
-                      engine.batch_borrowers, borrowers=int, threads=engine.features_workers == "threads")
+                      engine.batch_borrowers, borrowers=int, threads=engine.features_workers == "threads",
+                      parent_works=True)
 
 
 def write_shard(index: int, raw: Path, out: Path, observation_days: int, settings: FeatureSettings,
