@@ -50,12 +50,13 @@ def cluster():
         yield engine_settings(kind="dask", workers=2, scheduler=c.scheduler_address, retries=2)
 
 
-def simulate_into(folder: Path, engine: EngineSettings) -> Path:
+def simulate_into(folder: Path, engine: EngineSettings, parent_works: bool = False) -> Path:
     world = build_world(PARAMS.simulate, PARAMS.label)
     shards = list(range(len(shard_bounds(PARAMS.simulate))))
     raw = folder / "raw"
     truth = {"ground_truth": folder / "truth", "counterfactual": folder / "counterfactual"}
-    list(map_shards(simulate_cli.write_shard, shards, engine, "sim", PARAMS.simulate, world, truth, raw))
+    list(map_shards(simulate_cli.write_shard, shards, engine, "sim", PARAMS.simulate, world, truth, raw,
+                    parent_works=parent_works))
     io.write_parquet(world.outages.windows, raw / "maintenance_windows" / io.part_name(0))
     return folder
 
@@ -76,6 +77,12 @@ def simulated(tmp_path_factory, cluster):
 
 def test_simulation_is_byte_identical_on_dask(simulated):
     same_files(*simulated)
+
+
+def test_simulation_in_this_process_beside_a_worker_process_is_byte_identical(simulated, tmp_path):
+    """As ``limitjump simulate`` runs on two local workers: this process simulates shards too."""
+    two = engine_settings(kind="local", workers=2, scheduler="", retries=2)
+    same_files(simulated[0], simulate_into(tmp_path, two, parent_works=True))
 
 
 def features_into(folder: Path, engine: EngineSettings) -> Path:

@@ -46,7 +46,7 @@ def decide(params: Path = PARAMS) -> None:
     shards = [io.part_index(f) for f in io.parts(RAW_DIR / "borrowers")]
     cycles = label_horizon(p.label, p.simulate.calendar.due_day_offset) + 1
     frame = pd.concat(map_shards(decision_rows, shards, p.engine, "decision features", p, cycles,
-                                 borrowers=len), ignore_index=True)
+                                 borrowers=len, parent_works=True), ignore_index=True)
     frame["split"] = _splits().reindex(frame["borrower_id"]).fillna("embargo").to_numpy()
     report, model, figures = decision.run(frame, io.read_dataset(COUNTERFACTUAL_DIR), p.decision,
                                           np.asarray(p.simulate.jump.line_test_amounts, dtype=float),

@@ -54,7 +54,7 @@ def simulate_batch(params: Path = PARAMS) -> None:
         visible = windows[windows["announced_date"] <= pd.Timestamp(p.incoming.last_scoring_date)]
         io.write_parquet(visible.reset_index(drop=True), out / "maintenance_windows" / io.part_name(0))
         rows = sum(map_shards(write_shard, shards, p.engine, "simulate batch", settings, world, out,
-                              borrowers=int, total=settings.n_borrowers))
+                              borrowers=int, total=settings.n_borrowers, parent_works=True))
     typer.echo(f"incoming batch: {rows} borrowers scored between {p.incoming.first_scoring_date} "
                f"and {p.incoming.last_scoring_date} in {INCOMING_DIR}")
 

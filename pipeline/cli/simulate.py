@@ -41,7 +41,7 @@ def simulate(params: Path = PARAMS) -> None:
         io.write_parquet(windows, raw / "maintenance_windows" / io.part_name(0))
         for _ in map_shards(write_shard, shards, p.engine, "simulate", p.simulate, world,
                             {"ground_truth": truth, "counterfactual": what_if}, raw,
-                            borrowers=int, total=p.simulate.n_borrowers):
+                            borrowers=int, total=p.simulate.n_borrowers, parent_works=True):
             pass
     report = realism_report(io.read_dataset(TRUTH_DIR), truth_replicates(p.simulate, p.label), p.label)
     io.write_json(report, REPORT)

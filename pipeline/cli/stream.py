@@ -44,7 +44,7 @@ def simulate_stream(params: Path = PARAMS) -> None:
     shards = list(range(len(shard_bounds(settings))))
     with io.atomic_dir(STREAM_DIR) as out:
         rows = sum(map_shards(write_shard, shards, p.engine, "simulate stream", settings, world, p.label,
-                              p.features, out, borrowers=int, total=settings.n_borrowers))
+                              p.features, out, borrowers=int, total=settings.n_borrowers, parent_works=True))
     typer.echo(f"stream: {rows} borrowers scored over {p.monitor.months} months from "
                f"{p.monitor.first_month} in {STREAM_DIR}")
 
