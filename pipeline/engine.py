@@ -109,8 +109,11 @@ def _beside(pool: ProcessPoolExecutor, work: Callable[..., Any], args: tuple,
         finally:
             here.release()
 
-    with ThreadPoolExecutor(max_workers=workers) as threads:
+    threads = ThreadPoolExecutor(max_workers=workers)
+    try:
         yield lambda item: threads.submit(run, item)
+    finally:  # after an error, the items still queued are dropped, not run first
+        threads.shutdown(cancel_futures=True)
 
 
 def then_release(fn: Callable[..., Any], item: Any, *args: Any) -> Any:

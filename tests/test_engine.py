@@ -149,6 +149,7 @@ def test_features_on_processes_are_byte_identical_to_a_loop(simulated, local_fea
 
 
 def test_work_beside_a_pool_fails_as_the_work_does():
+    """An error in an item, run here or in the pool, stops the run; otherwise results in order."""
     two = engine_settings(kind="local", workers=2, scheduler="", retries=2)
     with pytest.raises(ZeroDivisionError):
         list(map_shards(divmod, [1, 2, 3], two, "divide", 0, parent_works=True))
