@@ -19,7 +19,7 @@ def reports(tmp_path):
     (folder / "metrics.json").write_text(json.dumps({
         "lightgbm": {"auc": 0.83569, "interval": [0.8277, 0.8429]},
         "split": {"[0.0, 0.05)": {"rate": 0.1024}}, "rows": 29980, "first": "2025-07-27",
-        "intercept": -0.1047}))
+        "intercept": -0.1047, "goals": {"auc_at_least_0_8": True, "ece_at_most_0_01": False}}))
     return folder
 
 
@@ -46,8 +46,17 @@ def test_check_fails_on_a_stale_figure_and_the_rewrite_fixes_it(reports, tmp_pat
     assert "-->0.836<!--@-->" in readme.read_text()
 
 
+def test_a_goal_reads_met_or_missed_from_its_report(reports):
+    text = ("AUC: **<!--@ metrics.json/goals/auc_at_least_0_8 verdict-->missed<!--@-->**, ECE: "
+            "**<!--@ metrics.json/goals/ece_at_most_0_01 verdict-->met<!--@-->**")
+    out, changes = render(text, reports)
+    assert MARK.sub(lambda m: m["value"], out) == "AUC: **met**, ECE: **missed**"
+    assert len(changes) == 2 and "auc_at_least_0_8 is met, the README says missed" in changes[0]
+
+
 @pytest.mark.parametrize(("marker", "message"), [
     ("<!--@ metrics.json/lightgbm/gini .3f-->x<!--@-->", "no 'lightgbm/gini' (stops at 'gini')"),
+    ("<!--@ metrics.json/lightgbm/auc verdict-->x<!--@-->", "a verdict needs true or false, not 0.83569"),
     ("<!--@ metrics.json/lightgbm/interval/5 .3f-->x<!--@-->", "stops at '5'"),
     ("<!--@ missing.json/auc .3f-->x<!--@-->", "missing.json: cannot read"),
     ("<!--@ metrics.json/first .3f-->x<!--@-->", "cannot format '2025-07-27' with '.3f'"),

@@ -6,7 +6,8 @@ Python format::
     AUC <!--@ metrics.json/lightgbm/auc .3f-->0.836<!--@-->
 
 The source is a JSON file under ``reports/`` (``monitor/goals.json`` too), then keys (or list
-positions) separated by ``/``. Markdown
+positions) separated by ``/``. The format ``verdict`` writes a goal's true or false as "met" or
+"missed", so a verdict cannot outlive the figure it judges. Markdown
 hides the comments, so the README reads as plain text. ``python tools/readme_figures.py`` rewrites
 every marked figure from the reports; ``--check`` only says which differ (exit 1), which the
 end-to-end test runs on a fresh clone's own ``dvc repro`` output.
@@ -47,8 +48,12 @@ def lookup(reports: Path, source: str, path: str, cache: dict[str, object]) -> o
 
 
 def figure(value: object, spec: str) -> str:
-    """``value`` in format ``spec``; a negative number gets a typographic minus, as the prose has,
-    unless it rounds to zero."""
+    """``value`` in format ``spec`` (``verdict``: a goal's bool as met or missed); a negative number
+    gets a typographic minus, as the prose has, unless it rounds to zero."""
+    if spec == "verdict":
+        if not isinstance(value, bool):
+            raise FigureError(f"a verdict needs true or false, not {value!r}")
+        return "met" if value else "missed"
     try:
         text = format(value, spec)
     except (ValueError, TypeError) as err:
