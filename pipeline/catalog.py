@@ -201,6 +201,9 @@ FEATURES: tuple[Feature, ...] = (
        "3 months", "ratio", "liquidity", -1, "less money comes in than declared"),
     _f("wallet_balance", "Wallet balance on the last statement", "at scoring", "CNY", "liquidity",
        -1, "keeps little cash", nullable=True),
+    _f("wallet_over_inflow", "Wallet balance on the last statement over the mean monthly wallet "
+       "inflow of the last 3: months of income kept as cash", "3 months", "ratio", "liquidity", -1,
+       "keeps little cash for what comes in"),
     _f("cash_buffer_over_installments", "Wallet balance over all installments (ours and other "
        "lenders') of the next 3 months", "at scoring", "ratio", "liquidity", -1,
        "has no cash kept back for the next installments"),
@@ -270,6 +273,7 @@ REASON_GROUPS = {
     "income coming in has dropped": "income",
     "less money comes in than declared": "income",
     "keeps little cash": "cash",
+    "keeps little cash for what comes in": "cash",
     "has no cash kept back for the next installments": "cash",
     "debits bounced for lack of funds": "cash",
     "pays by hand, with no auto-debit agreement in force": "autodebit",

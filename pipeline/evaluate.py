@@ -159,6 +159,27 @@ def technical_actions(fitted: CalibratedLightGBM, missed: pd.DataFrame, truth: p
                                     scored["leading_cause"].to_numpy(dtype=object), action)
 
 
+def goals(report: dict, baseline: dict) -> dict[str, object]:
+    """The goals of the risk and cause models (issues 13 and 14; the README's "Goals"), judged on
+    this run's figures so no verdict outlives them; ``baseline`` is the scorecard's report.
+    A goal against the truth is None where there is no truth (a team's own data)."""
+    psi = report["stability"]["psi_before_regime_change"]
+    gap = report.get("truth_gap", {}).get("auc_gap")
+    out = {"above_scorecard": bool(report["ranking"]["auc"] > baseline["ranking"]["auc"]),
+           "psi_before_change_below_0_10": None if psi is None else bool(psi["psi"] < 0.10),
+           "ece_at_most_0_01": bool(report["probabilities"]["ece"] <= 0.01),
+           "auc_within_0_02_of_truth": None if gap is None else bool(gap <= 0.02)}
+    cause = report.get("cause_model")
+    if cause:
+        by = cause["by_cause"].values()
+        out["cause_accuracy_at_least_0_80"] = bool(cause["accuracy"] >= 0.80)
+        out["cause_recall_at_least_0_60"] = all(v["recall"] is not None and v["recall"] >= 0.60 for v in by)
+        out["cause_auc_within_0_03_of_truth"] = {
+            k: None if v.get("auc_gap") is None else bool(v["auc_gap"] <= 0.03)
+            for k, v in cause["by_cause"].items()}
+    return out
+
+
 def headline(report: dict) -> dict[str, float]:
     """The flat numbers every model's MLflow run and reports/metrics.json carry."""
     r, q, lift, stab = report["ranking"], report["probabilities"], report["lift"], report["stability"]

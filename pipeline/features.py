@@ -514,12 +514,16 @@ def _income_and_cash(spine: Spine, stmt: Rows) -> dict[str, np.ndarray]:
     income = _declared_income(spine)
     inflow = stmt.col("wallet_inflow")
     last3, prev3 = stmt.mean_last(inflow, 3), stmt.mean_last(inflow, 3, skip=3)
+    wallet = stmt.last_value(stmt.col("wallet_balance"))
     return {
         "declared_income": income,
         "inflow_mean_3m": last3,
         "inflow_trend": _ratio(last3, prev3),
         "inflow_over_declared_income": _ratio(last3, income),
-        "wallet_balance": stmt.last_value(stmt.col("wallet_balance")),
+        "wallet_balance": wallet,
+        # the platform sees the same unknown share of a borrower's cash and income, which the
+        # ratio cancels: months of income kept as cash, the borrower's buffer
+        "wallet_over_inflow": _ratio(wallet, last3),
     }
 
 

@@ -102,6 +102,23 @@ def test_the_evaluation_compares_policies_on_the_truth():
     assert result["ours"]["share_of_oracle_profit"] == pytest.approx(-0.5)
 
 
+@pytest.mark.parametrize(("share", "miss", "platform_miss", "over", "met"), [
+    (0.90, 0.13, 0.13, 1.0, (True, True)),  # both goals at their edges
+    (0.899, 0.12, 0.13, 5.0, (False, True)),  # just short of the oracle's 90%
+    (0.95, 0.25, 0.30, 5.0, (False, True)),  # a miss rate above the appetite of 0.2
+    (0.95, 0.131, 0.13, 5.0, (True, False)),  # more profit than the platform, at more risk
+    (0.95, 0.12, 0.13, -1.0, (True, False)),  # less profit than the platform
+])
+def test_goals_judge_our_policy_on_its_own_figures(share, miss, platform_miss, over, met):
+    policies = {"ours": {"share_of_oracle_profit": share, "miss_rate": miss, "profit_over_platform": over},
+                "platform": {"miss_rate": platform_miss}}
+    dose = {"calibration_gap": {"ours": 0.02}, "mean_curve_mae": {"ours": 0.0}, "mae": {"ours": 0.021}}
+    verdicts = decision.goals(policies, dose, appetite=0.2)
+    assert (verdicts["oracle_profit_share"], verdicts["beats_platform"]) == met
+    assert verdicts["dose_response_calibration_gap"] and verdicts["dose_response_mean_curve_mae"]
+    assert not verdicts["dose_response_mae"]
+
+
 @pytest.fixture(scope="module")
 def decision_frame(small_sim, small_params):
     """The small simulation's borrowers as the decide stage sees them (all in training)."""

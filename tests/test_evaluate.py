@@ -64,6 +64,30 @@ def test_the_headline_is_flat_finite_and_carries_the_cause_models_gaps_per_kind(
     assert not any(k.startswith("cause") for k in evaluate.headline(_report()))
 
 
+def test_goals_are_judged_on_the_reports_figures_at_their_edges():
+    causes = {"accuracy": 0.80,
+              "by_cause": {"credit": {"recall": 0.6, "auc_gap": 0.03},
+                           "liquidity": {"recall": 0.9, "auc_gap": 0.031},
+                           "technical": {"recall": 0.7, "auc_gap": None}}}
+    report = _report(causes)
+    verdicts = evaluate.goals(report, {"ranking": {"auc": 0.8}})
+    assert verdicts["ece_at_most_0_01"] and not verdicts["auc_within_0_02_of_truth"]  # gap 0.05
+    assert not verdicts["above_scorecard"]  # level with it is not above
+    assert verdicts["psi_before_change_below_0_10"] is None  # no batch before the change
+    assert verdicts["cause_accuracy_at_least_0_80"] and verdicts["cause_recall_at_least_0_60"]
+    assert verdicts["cause_auc_within_0_03_of_truth"] == {"credit": True, "liquidity": False,
+                                                          "technical": None}
+    worse = report | {"stability": {"psi_before_regime_change": {"psi": 0.10}},
+                      "probabilities": {"ece": 0.0101}, "truth_gap": {}}
+    worse["cause_model"] = causes | {"accuracy": 0.799}
+    worse["cause_model"]["by_cause"] = causes["by_cause"] | {"credit": {"recall": 0.599, "auc_gap": 0.0}}
+    verdicts = evaluate.goals(worse, {"ranking": {"auc": 0.7}})
+    assert verdicts["above_scorecard"] and verdicts["psi_before_change_below_0_10"] is False
+    assert verdicts["ece_at_most_0_01"] is False and verdicts["auc_within_0_02_of_truth"] is None
+    assert not verdicts["cause_accuracy_at_least_0_80"] and not verdicts["cause_recall_at_least_0_60"]
+    assert "cause_accuracy_at_least_0_80" not in evaluate.goals(_report(), {"ranking": {"auc": 0.7}})
+
+
 def test_dvc_metrics_keep_a_few_figures_and_drop_the_truths_gap_to_itself():
     headlines = {"lightgbm": evaluate.headline(_report()), "truth": evaluate.headline(_report())}
     shown = evaluate.headline_metrics(headlines, {"passed": True})

@@ -73,6 +73,7 @@ def evaluate_command(params: Path = PARAMS) -> None:
     directions = MODELS / "lightgbm" / model.DIRECTIONS_FILE
     if directions.exists():
         reports["lightgbm"]["directions"] = json.loads(directions.read_text())
+    reports["lightgbm"]["goals"] = evaluate.goals(reports["lightgbm"], reports["scorecard"])
     gates = json.loads(GATES.read_text())
     headlines = {name: evaluate.headline(r) for name, r in reports.items()}
 
