@@ -422,7 +422,7 @@ def _select() -> str:
         "inflow_trend": _ratio("f.inflow_3", "f.inflow_prev_3"),
         "inflow_over_declared_income": _ratio("f.inflow_3", "s.income"),
         "wallet_balance": "f.wallet_balance",
-        "wallet_over_inflow": _ratio("f.wallet_balance", "f.inflow_3"),
+        "wallet_over_inflow": "f.wallet_balance / greatest(f.inflow_3, 100)",
         # the 100 CNY floor keeps the ratio finite for borrowers with nothing due
         "cash_buffer_over_installments": "f.wallet_balance / greatest(coalesce(sp.due_3, 0) "
                                          "+ coalesce(l.outside_due_3, 0), 100)",

@@ -489,7 +489,7 @@ def _columns() -> dict[str, pl.Expr]:
         "inflow_trend": _ratio(c("inflow_3"), c("inflow_prev_3")),
         "inflow_over_declared_income": _ratio(c("inflow_3"), income),
         "wallet_balance": c("wallet_balance"),
-        "wallet_over_inflow": _ratio(c("wallet_balance"), c("inflow_3")),
+        "wallet_over_inflow": c("wallet_balance") / c("inflow_3").clip(lower_bound=100.0),
         # the 100 CNY floor keeps the ratio finite for borrowers with nothing due
         "cash_buffer_over_installments": c("wallet_balance") / due_3.clip(lower_bound=100.0),
         "autodebit_active": active,

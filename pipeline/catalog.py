@@ -202,7 +202,8 @@ FEATURES: tuple[Feature, ...] = (
     _f("wallet_balance", "Wallet balance on the last statement", "at scoring", "CNY", "liquidity",
        -1, "keeps little cash", nullable=True),
     _f("wallet_over_inflow", "Wallet balance on the last statement over the mean monthly wallet "
-       "inflow of the last 3: months of income kept as cash", "3 months", "ratio", "liquidity", -1,
+       "inflow of the last 3 (at least 100 CNY): months of income kept as cash", "3 months", "ratio",
+       "liquidity", -1,
        "keeps little cash for what comes in"),
     _f("cash_buffer_over_installments", "Wallet balance over all installments (ours and other "
        "lenders') of the next 3 months", "at scoring", "ratio", "liquidity", -1,

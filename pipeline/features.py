@@ -24,6 +24,9 @@ DAYS_PER_MONTH = 30.44
 SECONDS_PER_HOUR = 3_600
 SECONDS_PER_DAY = 24 * SECONDS_PER_HOUR
 TOLERANCE = 1.0  # CNY left unpaid that still counts as paid
+# CNY: the least a ratio to an amount divides by, which keeps it finite (and within the contract)
+# for borrowers who barely spent before, have nothing due or see next to nothing come in
+AMOUNT_FLOOR = 100.0
 ID_COLUMNS = ("borrower_id", "scoring_date", "jump_date")
 DENSE_IDS = 4  # ids spanning at most this many times the borrowers are looked up in a table
 # The raw columns some feature reads: a reader that loads only these saves the time and memory
@@ -326,8 +329,7 @@ def _spending(spine: Spine, draws: Rows, large_share: float) -> dict[str, np.nda
     return {
         "post_increase_drawn": drawn,
         "post_increase_draw_share": _ratio(drawn, increase),
-        # a floor of 100 CNY a month keeps the ratio finite for borrowers who barely spent before
-        "post_increase_spend_ratio": drawn / np.maximum(monthly_before, 100.0),
+        "post_increase_spend_ratio": drawn / np.maximum(monthly_before, AMOUNT_FLOOR),
         "days_to_first_large_draw": days_to_large,
         "large_drawdowns_since_jump": draws.sum(1.0, after & draws.matches("purpose", ("large_purchase",
                                                                                        "cash_withdrawal"))),
@@ -374,8 +376,7 @@ def _scheduled(spine: Spine, draws: Rows, loans: Rows, stmt: Rows) -> dict[str, 
     return {
         "installments_next_3_cycles": ours,
         "outside_installments_next_3_cycles": outside,
-        # a floor of 100 CNY keeps the ratio finite for borrowers with nothing due
-        "cash_buffer_over_installments": balance / np.maximum(ours + outside, 100.0),
+        "cash_buffer_over_installments": balance / np.maximum(ours + outside, AMOUNT_FLOOR),
     }
 
 
@@ -523,7 +524,7 @@ def _income_and_cash(spine: Spine, stmt: Rows) -> dict[str, np.ndarray]:
         "wallet_balance": wallet,
         # the platform sees the same unknown share of a borrower's cash and income, which the
         # ratio cancels: months of income kept as cash, the borrower's buffer
-        "wallet_over_inflow": _ratio(wallet, last3),
+        "wallet_over_inflow": wallet / np.maximum(last3, AMOUNT_FLOOR),
     }
 
 

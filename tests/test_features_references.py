@@ -271,8 +271,8 @@ def test_installments_of_the_next_three_months(reference):
 
 def test_wallet_over_inflow_is_the_last_balance_over_three_statements_of_inflow(reference):
     """Months of income kept as cash: the last statement's wallet balance over the mean inflow of
-    the last three statements (a fourth, older one is left out), missing when nothing came in and
-    without a statement."""
+    the last three statements (a fourth, older one is left out), which counts as 100 CNY when less
+    came in (so the ratio stays within the contract), and missing without a statement."""
     b = handmade.borrower(1, jump="2025-03-01")  # scoring 2025-03-31
     b["statements"] = [_statement(1, "2024-11-28", wallet_inflow=90_000.0),
                        *(_statement(1, day, wallet_inflow=inflow, wallet_balance=balance)
@@ -280,7 +280,7 @@ def test_wallet_over_inflow_is_the_last_balance_over_three_statements_of_inflow(
                                                       ("2025-01-28", 6000.0, 200.0),
                                                       ("2025-02-28", 9000.0, 12_000.0)))]
     dry = handmade.borrower(2, jump="2025-03-01")
-    dry["statements"] = [_statement(2, "2025-02-28", wallet_inflow=0.0, wallet_balance=500.0)]
+    dry["statements"] = [_statement(2, "2025-02-28", wallet_inflow=0.01, wallet_balance=500.0)]
     silent = handmade.borrower(3, jump="2025-03-01")
     ours = agree(handmade.tables(b, dry, silent), reference)
-    np.testing.assert_allclose(ours["wallet_over_inflow"], [2.0, np.nan, np.nan])
+    np.testing.assert_allclose(ours["wallet_over_inflow"], [2.0, 5.0, np.nan])
