@@ -18,15 +18,16 @@ import numpy as np
 
 from pipeline import plots
 from pipeline.config import CAUSES, Params, truth_replicates
+from pipeline.evaluate import GOALS
 from pipeline.metrics import PSI_SHIFTED, PSI_WATCH
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 TEMPLATE = "model_card.html.j2"
 MISSING = "—"
 PRIMARY = plots.PRIMARY
-SECTIONS = ("provenance", "checks", "purpose", "data", "simulator", "ranking", "probabilities", "lift",
-            "stability", "segments", "causes", "cause_model", "truth_gap", "features", "scorecard", "plots",
-            "monitoring", "decision", "gates", "limits")
+SECTIONS = ("provenance", "checks", "goals", "purpose", "data", "simulator", "ranking", "probabilities",
+            "lift", "stability", "segments", "causes", "cause_model", "truth_gap", "features", "scorecard",
+            "plots", "monitoring", "decision", "gates", "limits")
 
 Keys = tuple[str, ...]
 Row = tuple[str, Keys]  # a table row: label and the keys leading to the value in a report
@@ -231,6 +232,20 @@ def checks(reports: dict, gates: dict | None, primary: str = PRIMARY) -> list[st
     return failed
 
 
+def _goals(verdicts: dict | None) -> dict | None:
+    """The model's goals (``evaluate.goals``) as met, missed or not applicable (no truth to judge
+    by); a goal judged per cause gets a row per cause."""
+    if not verdicts:
+        return None
+    said = {True: "met", False: "missed", None: "not applicable (no truth)"}
+    rows = []
+    for key, verdict in verdicts.items():
+        text = GOALS.get(key, key.replace("_", " "))
+        parts = verdict.items() if isinstance(verdict, dict) else [(None, verdict)]
+        rows += [[text if part is None else f"{text}: {part}", said[v]] for part, v in parts]
+    return {"header": ["goal", "verdict"], "rows": rows}
+
+
 def _psi_tables(stability: dict) -> dict:
     """PSI of the score overall and before/after the regime change, and the rows per PSI bin."""
     periods = {"all out-of-time rows": stability.get("psi"),
@@ -365,6 +380,7 @@ def _context(reports: dict, gates: dict | None, params: Params, figures: Sequenc
         "maintenance": _floor(main.get("maintenance_floor")),
         "forgetting": _floor(main.get("forgetting_floor")),
         "checks": checks(reports, gates, primary),
+        "goals": _goals(main.get("goals")),
         "provenance": [(label, details["provenance"][key]) for label, key in PROVENANCE
                        if details.get("provenance", {}).get(key)],
         "importance": _records(details.get("importance", []), IMPORTANCE),

@@ -159,6 +159,17 @@ def technical_actions(fitted: CalibratedLightGBM, missed: pd.DataFrame, truth: p
                                     scored["leading_cause"].to_numpy(dtype=object), action)
 
 
+GOALS = {  # what each of ``goals``'s verdicts asks, in the model card's words
+    "above_scorecard": "AUC above the scorecard's",
+    "psi_before_change_below_0_10": "PSI of the score below 0.10 before the regime change",
+    "ece_at_most_0_01": "expected calibration error at most 0.01",
+    "auc_within_0_02_of_truth": "AUC within 0.02 of the truth's",
+    "cause_accuracy_at_least_0_80": "leading cause right for at least 80% of the misses",
+    "cause_recall_at_least_0_60": "recall of at least 0.60 for each cause",
+    "cause_auc_within_0_03_of_truth": "AUC of P(miss by cause) within 0.03 of the truth's",
+}
+
+
 def goals(report: dict, baseline: dict) -> dict[str, object]:
     """The goals of the risk and cause models (issues 13 and 14; the README's "Goals"), judged on
     this run's figures so no verdict outlives them; ``baseline`` is the scorecard's report.

@@ -157,6 +157,23 @@ def test_number_formatting():
     assert card.pct(0.05) == "5.0%"
 
 
+def test_the_goals_say_met_missed_or_not_applicable_with_a_row_per_cause(figures, params):
+    def edit(reports):
+        reports["lightgbm"]["goals"] = {"ece_at_most_0_01": False, "above_scorecard": True,
+                                        "auc_within_0_02_of_truth": None,
+                                        "cause_auc_within_0_03_of_truth": {"credit": True,
+                                                                           "technical": False}}
+
+    section = _section(_render(figures, params, edit=edit), "goals")
+    rows = re.findall(r'<th scope="row">([^<]*)</th><td>([^<]*)</td>', section)
+    assert rows == [("expected calibration error at most 0.01", "missed"),
+                    ("AUC above the scorecard&#39;s", "met"),
+                    ("AUC within 0.02 of the truth&#39;s", "not applicable (no truth)"),
+                    ("AUC of P(miss by cause) within 0.03 of the truth&#39;s: credit", "met"),
+                    ("AUC of P(miss by cause) within 0.03 of the truth&#39;s: technical", "missed")]
+    assert "No goals were judged" in _section(_render(figures, params), "goals")
+
+
 def test_the_cause_model_section_shows_confusion_recall_and_baselines(figures, params):
     report = {"misses": 10, "accuracy": 0.8, "baselines": {"always_liquidity": 0.4, "truth_argmax": 0.85},
               "confusion": {"rows_true_columns_predicted": ["credit", "liquidity", "technical"],
