@@ -265,6 +265,7 @@ def build_features(tables: dict[str, pd.DataFrame], observation_days: int,
     pays = Rows(tables["repayments"], "payment_date", spine, cut)
     events, event_code = _platform_rows(spine, tables["platform_events"], cut)
     upcoming, known = _next_due_days(spine, stmt, dues, 3)
+    scheduled = _scheduled(spine, draws, loans)
     out = {
         "borrower_id": spine.ids,
         "scoring_date": _dates(cut),
@@ -272,14 +273,14 @@ def build_features(tables: dict[str, pd.DataFrame], observation_days: int,
         **_jump_features(spine),
         **_spending(spine, draws, settings.large_draw_share),
         **_debt_to_income(spine, stmt, loans),
-        **_scheduled(spine, draws, loans, stmt),
+        **scheduled,
         **_utilisation(stmt),
         **_repayment_history(spine, dues, pays, events.day_keys(event_code == DEBIT_FAILED),
                              settings.decay_days),
         **_multi_lending(spine, Rows(tables["bureau_inquiries"], "inquiry_date", spine, cut,
                                      lag_days=settings.bureau_lag_days), loans),
         **_score(spine, stmt, Rows(tables["limit_events"], "event_date", spine, cut)),
-        **_income_and_cash(spine, stmt),
+        **_income_and_cash(spine, stmt, scheduled),
         **_technical(events, event_code),
         **_profile(spine),
     }
@@ -369,15 +370,9 @@ def _due_in_next_months(rows: Rows, at_day: np.ndarray, months: int) -> np.ndarr
     return rows.sum(rows.col("monthly_installment") * remaining)
 
 
-def _scheduled(spine: Spine, draws: Rows, loans: Rows, stmt: Rows) -> dict[str, np.ndarray]:
-    ours = _due_in_next_months(draws, spine.score_day, 3)
-    outside = _due_in_next_months(loans, spine.score_day, 3)
-    balance = stmt.last_value(stmt.col("wallet_balance"))
-    return {
-        "installments_next_3_cycles": ours,
-        "outside_installments_next_3_cycles": outside,
-        "cash_buffer_over_installments": balance / np.maximum(ours + outside, AMOUNT_FLOOR),
-    }
+def _scheduled(spine: Spine, draws: Rows, loans: Rows) -> dict[str, np.ndarray]:
+    return {"installments_next_3_cycles": _due_in_next_months(draws, spine.score_day, 3),
+            "outside_installments_next_3_cycles": _due_in_next_months(loans, spine.score_day, 3)}
 
 
 def _utilisation(stmt: Rows) -> dict[str, np.ndarray]:
@@ -511,7 +506,8 @@ def _score(spine: Spine, stmt: Rows, limits: Rows) -> dict[str, np.ndarray]:
     }
 
 
-def _income_and_cash(spine: Spine, stmt: Rows) -> dict[str, np.ndarray]:
+def _income_and_cash(spine: Spine, stmt: Rows, scheduled: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Income and cash, and the cash beside the installments ``scheduled`` (``_scheduled``)."""
     income = _declared_income(spine)
     inflow = stmt.col("wallet_inflow")
     last3, prev3 = stmt.mean_last(inflow, 3), stmt.mean_last(inflow, 3, skip=3)
@@ -525,6 +521,9 @@ def _income_and_cash(spine: Spine, stmt: Rows) -> dict[str, np.ndarray]:
         # the platform sees the same unknown share of a borrower's cash and income, which the
         # ratio cancels: months of income kept as cash, the borrower's buffer
         "wallet_over_inflow": wallet / np.maximum(last3, AMOUNT_FLOOR),
+        "cash_buffer_over_installments": wallet / np.maximum(
+            scheduled["installments_next_3_cycles"] + scheduled["outside_installments_next_3_cycles"],
+            AMOUNT_FLOOR),
     }
 
 
