@@ -30,7 +30,7 @@ EVERYONE = dt.date(2000, 1, 1)  # every cohort gets the counterfactual
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--borrowers", type=int, default=20_000)
-    parser.add_argument("--json", type=Path, help="write the figures the README quotes here")
+    parser.add_argument("--json", type=Path, help="write the figures the docs quote here")
     args = parser.parse_args()
     p = load_params(ROOT / "params.yaml")
     base = p.simulate.model_copy(update={"n_borrowers": args.borrowers, "shard_size": args.borrowers})

@@ -23,7 +23,7 @@ floats, "through memory" on arrays of 4M, which share the memory bus. A third do
 on threads of one process, on arrays of 5,000 floats (a features batch's per-borrower arrays):
 what handing Python's lock between threads costs at that size.
 --batch-borrowers sets the features' batch (``engine.batch_borrowers``), which trades memory for
-the threads' speed-up. --json writes the figures the README quotes, keeping from the file it
+the threads' speed-up. --json writes the figures the docs quote, keeping from the file it
 replaces the figures of what this run left out (same borrowers and workers only).
 """
 

@@ -16,7 +16,7 @@ implementation, the medians over the rounds of the wall time of the whole proces
 included), its CPU time (user + system, all processes) and its peak memory (all processes); the
 ratios of ours to the fastest reference (by median time) and the range of the rounds' ratios;
 and the largest difference from ours per feature on a sample of borrowers (goal: within 1e-9).
---json writes the figures the README quotes.
+--json writes the figures the docs quote.
 """
 
 from __future__ import annotations

@@ -141,7 +141,7 @@ def project_parser(doc: str | None) -> argparse.ArgumentParser:
     parser.add_argument("--borrowers", type=int, default=1_000_000)
     parser.add_argument("--project", type=Path, help="reuse a scratch project (kept after); the stages "
                         "the benchmark needs whose output is missing run first")
-    parser.add_argument("--json", type=Path, help="write the figures the README quotes here")
+    parser.add_argument("--json", type=Path, help="write the figures the docs quote here")
     return parser
 
 
@@ -150,7 +150,7 @@ def on_built_project(doc: str | None, measure: Callable[[Path], dict], needed: t
     default this repository; --json): checks the ``needed`` paths are there, measures, writes."""
     parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--project", type=Path, default=ROOT)
-    parser.add_argument("--json", type=Path, help="write the figures the README quotes here")
+    parser.add_argument("--json", type=Path, help="write the figures the docs quote here")
     args = parser.parse_args()
     for path in needed:
         if not (args.project / path).exists():

@@ -132,7 +132,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[20261129, 1, 2])
     parser.add_argument("--n", type=int, default=None, help="borrowers (default: params.yaml)")
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--json", type=Path, help="write the figures the README quotes here")
+    parser.add_argument("--json", type=Path, help="write the figures the docs quote here")
     args = parser.parse_args()
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())
     rows = []

@@ -18,7 +18,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--json", type=Path, help="write the figures the README quotes here")
+    parser.add_argument("--json", type=Path, help="write the figures the docs quote here")
     args = parser.parse_args()
     sizes = []
     for n in args.sizes:

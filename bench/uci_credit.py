@@ -164,7 +164,7 @@ def main() -> None:
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--team-example", type=Path, help="write the example tables here and stop")
-    parser.add_argument("--json", type=Path, help="write the figures the README quotes here")
+    parser.add_argument("--json", type=Path, help="write the figures the docs quote here")
     args = parser.parse_args()
     frame = load(args.data)
     if args.team_example:

@@ -314,7 +314,7 @@ def monotone_constraints(columns: list[str]) -> list[int]:
 
 
 def markdown_table() -> str:
-    """The README's feature table."""
+    """The feature table of docs/features.md."""
     rows = ["| feature | cause | direction | window | unit | description |",
             "|---|---|---|---|---|---|"]
     sign = {1: "+", -1: "−", 0: "0"}
@@ -323,21 +323,22 @@ def markdown_table() -> str:
     return "\n".join(rows)
 
 
-README_START, README_END = "<!-- feature-table:start -->", "<!-- feature-table:end -->"
+TABLE_START, TABLE_END = "<!-- feature-table:start -->", "<!-- feature-table:end -->"
+FEATURES_PAGE = "docs/features.md"
 
 
-def sync_readme(path: str = "README.md") -> bool:
-    """Rewrite the feature table between the README's markers; True if it changed."""
+def sync_docs(path: str = FEATURES_PAGE) -> bool:
+    """Rewrite the feature table between the page's markers; True if it changed."""
     from pathlib import Path
 
-    readme = Path(path)
-    text = readme.read_text()
-    head, rest = text.split(README_START, 1)
-    _, tail = rest.split(README_END, 1)
-    new = f"{head}{README_START}\n{markdown_table()}\n{README_END}{tail}"
-    readme.write_text(new)
+    page = Path(path)
+    text = page.read_text()
+    head, rest = text.split(TABLE_START, 1)
+    _, tail = rest.split(TABLE_END, 1)
+    new = f"{head}{TABLE_START}\n{markdown_table()}\n{TABLE_END}{tail}"
+    page.write_text(new)
     return new != text
 
 
-if __name__ == "__main__":  # python -m pipeline.catalog: regenerate the README's feature table
-    print("README.md updated" if sync_readme() else "README.md already up to date")
+if __name__ == "__main__":  # python -m pipeline.catalog: regenerate the docs' feature table
+    print(f"{FEATURES_PAGE} updated" if sync_docs() else f"{FEATURES_PAGE} already up to date")

@@ -382,8 +382,8 @@ def compare_policies(grid: np.ndarray, truth: dict, decisions: dict[str, dict],
 
 
 def goals(policies: dict[str, dict], dose: dict[str, dict], appetite: float) -> dict[str, bool]:
-    """Issue 16's goals for our policy, judged on this run's figures (the README prints these
-    verdicts, so none outlives the figures it judges): at least ``ORACLE_SHARE_GOAL`` of the
+    """Issue 16's goals for our policy, judged on this run's figures (the README and docs/decision.md
+    print these verdicts, so none outlives the figures it judges): at least ``ORACLE_SHARE_GOAL`` of the
     oracle's profit at a true miss rate within ``appetite``; more profit than the platform's own
     sizing at an equal or lower true miss rate; each reading of the dose-response error at most
     ``DOSE_RESPONSE_GOAL``."""

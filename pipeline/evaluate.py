@@ -171,7 +171,7 @@ GOALS = {  # what each of ``goals``'s verdicts asks, in the model card's words
 
 
 def goals(report: dict, baseline: dict) -> dict[str, object]:
-    """The goals of the risk and cause models (issues 13 and 14; the README's "Goals"), judged on
+    """The goals of the risk and cause models (issues 13 and 14; the README's goals table), judged on
     this run's figures so no verdict outlives them; ``baseline`` is the scorecard's report.
     A goal against the truth is None where there is no truth (a team's own data)."""
     psi = report["stability"]["psi_before_regime_change"]

@@ -407,11 +407,11 @@ def test_catalogue_drives_constraints_and_docs():
     assert markdown_table().count("\n") == len(FEATURES) + 1
 
 
-def test_readme_feature_table_is_the_catalogue():
-    from pipeline.catalog import README_END, README_START
+def test_docs_feature_table_is_the_catalogue():
+    from pipeline.catalog import FEATURES_PAGE, TABLE_END, TABLE_START
     from tests.conftest import ROOT
-    text = (ROOT / "README.md").read_text()
-    assert text.split(README_START, 1)[1].split(README_END, 1)[0].strip() == markdown_table()
+    text = (ROOT / FEATURES_PAGE).read_text()
+    assert text.split(TABLE_START, 1)[1].split(TABLE_END, 1)[0].strip() == markdown_table()
 
 
 def test_past_due_dates_and_overlapping_windows_count_once():

@@ -9,7 +9,7 @@ import re
 import pytest
 
 from tests.conftest import ROOT
-from tools.readme_figures import MARK, FigureError, figure, main, render
+from tools.readme_figures import MARK, FigureError, documents, figure, main, render
 
 
 @pytest.fixture
@@ -32,7 +32,7 @@ def test_every_marked_figure_is_taken_from_its_report(reports):
     out, changes = render(text, reports)
     plain = MARK.sub(lambda m: m["value"], out)
     assert plain == "AUC 0.836 (0.84), 29,980 rows from 2025-07-27, 10.2% below 5%, intercept \u22120.10."
-    assert len(changes) == 4 and "lightgbm/auc is 0.836, the README says 0.800" in changes[0]
+    assert len(changes) == 4 and "lightgbm/auc is 0.836, the text says 0.800" in changes[0]
     assert render(out, reports) == (out, [])  # rendering twice changes nothing
 
 
@@ -41,7 +41,7 @@ def test_check_fails_on_a_stale_figure_and_the_rewrite_fixes_it(reports, tmp_pat
     readme.write_text("AUC <!--@ metrics.json/lightgbm/auc .3f-->0.842<!--@-->\n")
     args = ["--readme", str(readme), "--reports", str(reports)]
     assert main([*args, "--check"]) == 1
-    assert "line 1: metrics.json/lightgbm/auc is 0.836, the README says 0.842" in capsys.readouterr().out
+    assert "line 1: metrics.json/lightgbm/auc is 0.836, the text says 0.842" in capsys.readouterr().out
     assert main(args) == 0 and main([*args, "--check"]) == 0
     assert "-->0.836<!--@-->" in readme.read_text()
 
@@ -51,7 +51,7 @@ def test_a_goal_reads_met_or_missed_from_its_report(reports):
             "**<!--@ metrics.json/goals/ece_at_most_0_01 verdict-->met<!--@-->**")
     out, changes = render(text, reports)
     assert MARK.sub(lambda m: m["value"], out) == "AUC: **met**, ECE: **missed**"
-    assert len(changes) == 2 and "auc_at_least_0_8 is met, the README says missed" in changes[0]
+    assert len(changes) == 2 and "auc_at_least_0_8 is met, the text says missed" in changes[0]
 
 
 @pytest.mark.parametrize(("marker", "message"), [
@@ -67,21 +67,33 @@ def test_a_marker_that_gives_no_figure_is_a_clear_error(reports, marker, message
 
 
 def test_the_readme_marks_its_figures():
-    text = (ROOT / "README.md").read_text()
+    text = "".join(page.read_text() for page in documents())
     sources = {m["source"] for m in MARK.finditer(text)}
     assert {"metrics.json", "evaluation.json", "simulation.json", "split.json"} <= sources
     assert figure(-0.5, ".1f") == "\u22120.5" and figure(0.5, ".0%") == "50%"
     assert figure(-0.0004, ".2f") == "0.00"  # no sign on a figure that rounds to zero
 
 
-def test_every_figure_the_benchmark_table_measured_comes_from_a_report():
-    """A row's "measured" cell holds no hand-typed figure: every decimal or ratio is marked."""
-    text = (ROOT / "README.md").read_text()
-    section = text[text.index("## Benchmarks"):]
-    section = section[:section.index("\n## ")]
+@pytest.mark.parametrize(("page", "title", "column"), [
+    ("docs/benchmarks.md", "# Benchmarks", 2),  # script | what | measured | goal
+    ("README.md", "## Benchmarks", 1),  # script | headline | goal
+])
+def test_every_figure_the_benchmark_table_measured_comes_from_a_report(page, title, column):
+    """A row's measured cell holds no hand-typed figure: every decimal or ratio is marked."""
+    text = (ROOT / page).read_text()
+    section = text[text.index(title):]
+    section = section[:section.index("\n## ")] if "\n## " in section else section
     rows = [line for line in section.splitlines() if line.startswith("| `bench/")]
     assert len(rows) >= 8
     for row in rows:
-        measured = row.strip("|").split(" | ")[2]
+        measured = row.strip("|").split(" | ")[column]
         typed = re.findall(r"\d+\.\d+|\d×", MARK.sub("", measured))
-        assert not typed, f"{row[:40]}...: {typed} typed by hand"
+        assert not typed, f"{page}: {row[:40]}...: {typed} typed by hand"
+
+
+def test_every_page_of_the_docs_is_kept_and_linked_from_the_readme():
+    readme = (ROOT / "README.md").read_text()
+    pages = documents()
+    assert pages[0].name == "README.md" and len(pages) > 5
+    for page in pages[1:]:
+        assert f"(docs/{page.name})" in readme, f"README does not link docs/{page.name}"

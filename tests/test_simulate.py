@@ -146,7 +146,7 @@ def test_truth_is_consistent_and_calibrated(small_sim):
 def test_realism_on_a_small_population(small_sim, small_params):
     report = realism_report(small_sim["ground_truth"], small_params.simulate.truth_replicates,
                             small_params.label)
-    # 8 replicates flatten the truth's calibration slope; the defaults' is measured in the README
+    # 8 replicates flatten the truth's calibration slope; the defaults' is measured in docs/simulator.md
     slope = "true_probability_calibration_slope_0_9_to_1_1"
     failed = [name for name, result in report["checks"].items() if result != "pass" and name != slope]
     assert not failed, (failed, report)

@@ -1,7 +1,7 @@
-"""Keep the README's measured figures equal to the reports they come from.
+"""Keep the documentation's measured figures equal to the reports they come from.
 
-A figure in README.md is written between two markers that name its source, a path into it and a
-Python format::
+A figure in README.md or a page of docs/ is written between two markers that name its source, a
+path into it and a Python format::
 
     AUC <!--@ metrics.json/lightgbm/auc .3f-->0.836<!--@-->
 
@@ -12,7 +12,8 @@ hides the comments, so the README reads as plain text. ``python tools/readme_fig
 every marked figure from the reports; ``--check`` only says which differ (exit 1), which the
 end-to-end test runs on a fresh clone's own ``dvc repro`` output.
 
-Usage: python tools/readme_figures.py [--check] [--readme README.md] [--reports reports]
+Usage: python tools/readme_figures.py [--check] [--readme FILE ...] [--reports reports]
+(the files default to README.md and docs/*.md)
 """
 
 from __future__ import annotations
@@ -72,34 +73,48 @@ def render(text: str, reports: Path) -> tuple[str, list[str]]:
         new = figure(lookup(reports, match["source"], match["path"], cache), match["format"])
         if new != match["value"]:
             line = text.count("\n", 0, match.start()) + 1
-            changes.append(f"line {line}: {match['source']}/{match['path']} is {new}, the README says "
+            changes.append(f"line {line}: {match['source']}/{match['path']} is {new}, the text says "
                            f"{match['value']}")
         return match.group(0).replace(f"-->{match['value']}<!--@-->", f"-->{new}<!--@-->")
 
     return MARK.sub(replace, text), changes
 
 
+def documents() -> list[Path]:
+    """The pages whose figures are kept: the README and every page of docs/."""
+    return [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--check", action="store_true", help="report differences, change nothing")
-    parser.add_argument("--readme", type=Path, default=ROOT / "README.md")
+    parser.add_argument("--readme", type=Path, nargs="+", default=None,
+                        help="the pages to keep (default: README.md and docs/*.md)")
     parser.add_argument("--reports", type=Path, default=ROOT / "reports")
     args = parser.parse_args(argv)
-    text = args.readme.read_text()
+    statuses = [_keep(path, args.reports, args.check) for path in args.readme or documents()]
+    return max(statuses)
+
+
+def _keep(path: Path, reports: Path, check: bool) -> int:
+    """Check or rewrite one page's figures: 0 when they agree (or were rewritten), 1 when
+    ``check`` found some stale, 2 when a marker gives no figure."""
+    text = path.read_text()
     try:
-        rendered, changes = render(text, args.reports)
+        rendered, changes = render(text, reports)
     except FigureError as err:
-        print(f"{args.readme}: {err}", file=sys.stderr)
+        print(f"{path}: {err}", file=sys.stderr)
         return 2
     for change in changes:
-        print(f"{args.readme}: {change}")
-    if args.check:
+        print(f"{path}: {change}")
+    if check:
         return 1 if changes else 0
     if changes:
-        tmp = args.readme.with_name(f".{args.readme.name}.tmp")
+        tmp = path.with_name(f".{path.name}.tmp")
         tmp.write_text(rendered)
-        tmp.replace(args.readme)
-    print(f"{len(MARK.findall(text))} figures, {len(changes)} updated")
+        tmp.replace(path)
+    print(f"{path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}: "
+          f"{len(MARK.findall(text))} figures, {len(changes)} updated")
     return 0
 
 

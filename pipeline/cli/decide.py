@@ -41,7 +41,7 @@ def decide(params: Path = PARAMS) -> None:
             io.write_json(note, out / "source.json")
             io.write_json(note, plots / "source.json")
         io.write_json(note, REPORT)
-        typer.echo("source: tables; no decision model (README \"How much to raise\")")
+        typer.echo("source: tables; no decision model (docs/decision.md)")
         return
     shards = [io.part_index(f) for f in io.parts(RAW_DIR / "borrowers")]
     cycles = label_horizon(p.label, p.simulate.calendar.due_day_offset) + 1
@@ -63,7 +63,7 @@ def decide(params: Path = PARAMS) -> None:
     if not report["borrowers"]["line_tests_learnt_from"]:
         typer.echo("warning: no line tests among the training borrowers (simulate.jump.line_test_share): "
                    "the decision model learns the amount's effect from the platform's own sizing, which "
-                   "confounds amount and risk (README \"How much to raise\")", err=True)
+                   "confounds amount and risk (docs/decision.md)", err=True)
     if report.get("applicable") is False:
         typer.echo(f"decision: registered as version {version}, not evaluated: {report['why']}")
         return
