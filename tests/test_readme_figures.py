@@ -39,9 +39,13 @@ def test_every_marked_figure_is_taken_from_its_report(reports):
 def test_check_fails_on_a_stale_figure_and_the_rewrite_fixes_it(reports, tmp_path, capsys):
     readme = tmp_path / "README.md"
     readme.write_text("AUC <!--@ metrics.json/lightgbm/auc .3f-->0.842<!--@-->\n")
-    args = ["--readme", str(readme), "--reports", str(reports)]
-    assert main([*args, "--check"]) == 1
-    assert "line 1: metrics.json/lightgbm/auc is 0.836, the text says 0.842" in capsys.readouterr().out
+    page = tmp_path / "page.md"
+    page.write_text("AUC <!--@ metrics.json/lightgbm/auc .3f-->0.836<!--@-->\n")
+    args = ["--pages", str(page), str(readme), "--reports", str(reports)]
+    assert main([*args, "--check"]) == 1  # one stale page of two fails the check
+    out = capsys.readouterr().out
+    assert f"{readme}: line 1: metrics.json/lightgbm/auc is 0.836, the text says 0.842" in out
+    assert str(page) not in out
     assert main(args) == 0 and main([*args, "--check"]) == 0
     assert "-->0.836<!--@-->" in readme.read_text()
 

@@ -12,7 +12,7 @@ hides the comments, so the README reads as plain text. ``python tools/readme_fig
 every marked figure from the reports; ``--check`` only says which differ (exit 1), which the
 end-to-end test runs on a fresh clone's own ``dvc repro`` output.
 
-Usage: python tools/readme_figures.py [--check] [--readme FILE ...] [--reports reports]
+Usage: python tools/readme_figures.py [--check] [--pages FILE ...] [--reports reports]
 (the files default to README.md and docs/*.md)
 """
 
@@ -88,11 +88,11 @@ def documents() -> list[Path]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--check", action="store_true", help="report differences, change nothing")
-    parser.add_argument("--readme", type=Path, nargs="+", default=None,
+    parser.add_argument("--pages", type=Path, nargs="+", default=None,
                         help="the pages to keep (default: README.md and docs/*.md)")
     parser.add_argument("--reports", type=Path, default=ROOT / "reports")
     args = parser.parse_args(argv)
-    statuses = [_keep(path, args.reports, args.check) for path in args.readme or documents()]
+    statuses = [_keep(path, args.reports, args.check) for path in args.pages or documents()]
     return max(statuses)
 
 
