@@ -7,8 +7,9 @@ modules' libraries (pandera, Dask) for commands that never use them.
 
 
 class InputError(Exception):
-    """Bad input from the user: a table, a file or the cluster address; the message says which."""
+    """Bad data from the user: a table or a file; the message says which (exit 1)."""
 
 
 class UsageError(InputError):
-    """A command that cannot run as given: a path, an option or a setting; nothing was done."""
+    """A command that cannot run as given: a path, an option, a setting, a model the registry lacks
+    or a store or cluster that cannot be reached; nothing was done (exit 2)."""

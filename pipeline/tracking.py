@@ -38,7 +38,7 @@ from mlflow.types import Schema
 
 from pipeline import io
 from pipeline.config import MlflowSettings, repo_root
-from pipeline.errors import InputError
+from pipeline.errors import UsageError
 
 FINGERPRINT_TAG = "limitjump.fingerprint"
 MODEL_URI_TAG = "limitjump.model_uri"  # MLflow 3 logs models apart from run artifacts
@@ -83,22 +83,22 @@ def _quiet() -> None:
 
 def check_reachable(uri: str) -> None:
     """An http(s) tracking server must accept a connection within seconds; a sqlite file must be
-    a database. Raise InputError naming the address otherwise."""
+    a database. Raise UsageError naming the address otherwise."""
     parsed = urlparse(uri)
     if parsed.scheme in ("http", "https"):
         if not parsed.hostname:
-            raise InputError(f"malformed MLflow tracking URI {uri!r}")
+            raise UsageError(f"malformed MLflow tracking URI {uri!r}")
         port = parsed.port or (443 if parsed.scheme == "https" else 80)
         try:
             socket.create_connection((parsed.hostname, port), timeout=CONNECT_TIMEOUT).close()
         except OSError as err:
-            raise InputError(f"cannot reach the MLflow tracking server at {uri}: {err}") from err
+            raise UsageError(f"cannot reach the MLflow tracking server at {uri}: {err}") from err
     elif parsed.scheme == "sqlite":
         path = Path(uri.removeprefix("sqlite:///"))
         if path.is_file() and path.stat().st_size and _header(path) != b"SQLite format 3":
-            raise InputError(f"the MLflow store {path} is not a SQLite database (corrupt or not a store)")
+            raise UsageError(f"the MLflow store {path} is not a SQLite database (corrupt or not a store)")
     elif parsed.scheme not in ("file", "postgresql", "mysql", "mssql", "databricks", ""):
-        raise InputError(f"malformed MLflow tracking URI {uri!r}")
+        raise UsageError(f"malformed MLflow tracking URI {uri!r}")
 
 
 def _header(path: Path) -> bytes:
@@ -129,11 +129,11 @@ def connect(settings: MlflowSettings) -> tuple[MlflowClient, str]:
         return client, client.create_experiment(settings.experiment, artifact_location=location,
                                                 tags={"primary_metric": PRIMARY_METRIC})
     except MlflowException as err:
-        raise InputError(f"the MLflow store {uri} cannot be used: {_first_line(err)}") from err
+        raise UsageError(f"the MLflow store {uri} cannot be used: {_first_line(err)}") from err
     except Exception as err:  # SQLAlchemy, requests: their own exception trees, one cause (the store)
         if type(err).__module__.split(".")[0] not in ("sqlalchemy", "requests", "urllib3"):
             raise
-        raise InputError(f"the MLflow store {uri} cannot be used: {_first_line(err)}") from err
+        raise UsageError(f"the MLflow store {uri} cannot be used: {_first_line(err)}") from err
 
 
 def use_project_store() -> str:
@@ -315,7 +315,7 @@ def run_for_fingerprint(settings: MlflowSettings, fingerprint: str) -> Run:
     client, experiment_id = connect(settings)
     run = find_run(client, experiment_id, fingerprint)
     if run is None:
-        raise InputError(f"no MLflow run with {FINGERPRINT_TAG}={fingerprint} in experiment "
+        raise UsageError(f"no MLflow run with {FINGERPRINT_TAG}={fingerprint} in experiment "
                          f"{settings.experiment}; run the train stage first")
     return run
 
@@ -371,7 +371,7 @@ def get_version(settings: MlflowSettings, ref: str, name: str | None = None) -> 
         # only the risk model has a promotion command; the decision model's aliases are set by hand
         promotable = name == settings.registered_model and "champion" in ref
         hint = " (promote a version first: limitjump promote)" if promotable else ""
-        raise InputError(f"model {name}: no version {ref!r} in the registry at "
+        raise UsageError(f"model {name}: no version {ref!r} in the registry at "
                          f"{mlflow.get_tracking_uri()}{hint}") from err
 
 
@@ -388,7 +388,7 @@ def fetch_model_files(settings: MlflowSettings, version: ModelVersion, dest: Pat
 
     recorded = json.loads(version.tags.get(FILES_TAG, "{}"))
     if not recorded:
-        raise InputError(f"model {version.name} version {version.version} has no {FILES_TAG} tag: "
+        raise UsageError(f"model {version.name} version {version.version} has no {FILES_TAG} tag: "
                          "it was not registered by limitjump register")
     local = Path(mlflow.artifacts.download_artifacts(f"models:/{version.name}/{version.version}",
                                                      dst_path=str(dest)))
@@ -396,7 +396,7 @@ def fetch_model_files(settings: MlflowSettings, version: ModelVersion, dest: Pat
     for name, digest in recorded.items():
         path = folder / name
         if not path.is_file() or io.file_digest(path) != digest:
-            raise InputError(f"model {version.name} version {version.version}: {name} does not match "
+            raise UsageError(f"model {version.name} version {version.version}: {name} does not match "
                              "the digest recorded at registration (the artifact store was changed)")
     return folder
 
@@ -411,7 +411,7 @@ def load_registered(settings: MlflowSettings, uri: str, decision: bool = False):
     expected = settings.decision_model if decision else settings.registered_model
     name, _, ref = uri.removeprefix("models:/").replace("@", "/@", 1).partition("/")
     if not uri.startswith("models:/") or name != expected or not ref:
-        raise InputError(f"model URI {uri!r}: expected models:/{expected}@<alias>, "
+        raise UsageError(f"model URI {uri!r}: expected models:/{expected}@<alias>, "
                          f"models:/{expected}/<version> or a local model folder")
     version = get_version(settings, ref, expected)
     with tempfile.TemporaryDirectory() as tmp:
