@@ -32,9 +32,9 @@ from pipeline import metrics
 from pipeline.catalog import FEATURES
 from pipeline.config import BoostSettings, DecisionSettings
 from pipeline.contract import ids_written_as_text
-from pipeline.errors import InputError
+from pipeline.errors import UsageError
 from pipeline.lgbm import lgb
-from pipeline.model import Served, encode, numbers
+from pipeline.model import Served, encode, numbers, read_booster, read_json
 
 AMOUNT = "amount"
 # features about the increase that was granted and the weeks after it: unknown at the decision
@@ -188,11 +188,11 @@ class DecisionModel:
     def from_dir(cls, folder: str | Path) -> DecisionModel:
         folder = Path(folder)
         if not (folder / META).is_file():
-            raise InputError(f"{folder}: not a decision model (no {META}; `limitjump decide` "
+            raise UsageError(f"{folder}: not a decision model (no {META}; `limitjump decide` "
                              "writes one to models/decision)")
-        meta = json.loads((folder / META).read_text())
-        boosters = {name: [lgb.Booster(model_file=str(folder / f"{name}_{i}.txt"))
-                           for i in range(meta["stacked"])] for name in ("miss", "balance")}
+        meta = read_json(folder / META)
+        boosters = {name: [read_booster(folder / f"{name}_{i}.txt") for i in range(meta["stacked"])]
+                    for name in ("miss", "balance")}
         return cls(boosters["miss"], boosters["balance"], np.asarray(meta["amounts"], dtype=float),
                    meta["cycles"], DecisionSettings.model_validate(meta["settings"]),
                    tuple(c for c in meta["features"] if c != AMOUNT))

@@ -18,6 +18,7 @@ import pandas as pd
 
 from pipeline import causes
 from pipeline.config import CAUSES
+from pipeline.errors import UsageError
 from pipeline.lgbm import lgb
 
 BOOSTER_FILE = "model.txt"
@@ -29,6 +30,23 @@ CAUSES_FILE = "causes.txt"  # the cause model (three classes), when trained with
 CAUSE_CALIBRATION_FILE = "causes.json"
 MODEL_FILES = (BOOSTER_FILE, CALIBRATION_FILE, CATEGORIES_FILE, REFERENCE_FILE, CAUSES_FILE,
                CAUSE_CALIBRATION_FILE)
+
+
+def read_booster(path: Path) -> lgb.Booster:
+    """A LightGBM model file, or a usage error naming it: a model folder given to a command may be
+    anything, and LightGBM's own error names neither the folder nor what it expected."""
+    try:
+        return lgb.Booster(model_file=str(path))
+    except lgb.basic.LightGBMError as err:
+        raise UsageError(f"{path}: not a LightGBM model file ({err})") from err
+
+
+def read_json(path: Path) -> dict:
+    """A model's JSON file, or a usage error naming it."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise UsageError(f"{path}: a model file that cannot be read ({err})") from err
 
 
 def encode(frame: pd.DataFrame, columns: list[str], categories: dict[str, list]) -> np.ndarray:
@@ -167,15 +185,18 @@ class CalibratedLightGBM:
     @classmethod
     def from_dir(cls, directory: str | Path) -> CalibratedLightGBM:
         directory = Path(directory)
+        missing = [name for name in (BOOSTER_FILE, CALIBRATION_FILE, CATEGORIES_FILE)
+                   if not (directory / name).is_file()]
+        if missing:
+            raise UsageError(f"{directory}: not a scoring model (no {', '.join(missing)}; "
+                             "`limitjump train lightgbm` writes one to models/lightgbm)")
         reference = directory / REFERENCE_FILE
         causes = None
         if (directory / CAUSES_FILE).exists():
-            causes = (lgb.Booster(model_file=str(directory / CAUSES_FILE)),
-                      json.loads((directory / CAUSE_CALIBRATION_FILE).read_text()))
-        return cls(lgb.Booster(model_file=str(directory / BOOSTER_FILE)),
-                   json.loads((directory / CALIBRATION_FILE).read_text()),
-                   json.loads((directory / CATEGORIES_FILE).read_text()),
-                   json.loads(reference.read_text()) if reference.exists() else None, causes)
+            causes = (read_booster(directory / CAUSES_FILE), read_json(directory / CAUSE_CALIBRATION_FILE))
+        return cls(read_booster(directory / BOOSTER_FILE), read_json(directory / CALIBRATION_FILE),
+                   read_json(directory / CATEGORIES_FILE),
+                   read_json(reference) if reference.exists() else None, causes)
 
     @property
     def features(self) -> list[str]:

@@ -113,12 +113,14 @@ def test_a_missing_file_is_named_with_what_is_wrong():
 
 
 def test_a_model_that_cannot_be_used_is_a_usage_error(tmp_path):
-    """A model the registry lacks, or a URI naming another model, is an option that cannot run as
-    given: exit 2, like a missing input path, not 1 (bad data); nothing is written."""
+    """A model the registry lacks, a URI naming another model or a folder that holds no scoring model
+    is an option that cannot run as given: exit 2, like a missing input path, not 1 (bad data);
+    nothing is written."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'm.db'}"}
     rows = ROOT / "tests" / "data" / "team_example" / "score.csv"
     for model, message in (("models:/limitjump/999", "no version '999' in the registry"),
-                           ("models:/other@champion", "expected models:/limitjump@<alias>")):
+                           ("models:/other@champion", "expected models:/limitjump@<alias>"),
+                           (str(ROOT / "tests" / "data"), "not a scoring model (no model.txt")):
         done = subprocess.run([sys.executable, "-c", "from pipeline.cli import main; main()", "score",
                                "--input", str(rows), "--output", str(tmp_path / "out.csv"), "--model", model],
                               cwd=ROOT, capture_output=True, text=True, env=env)

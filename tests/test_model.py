@@ -5,6 +5,7 @@ MLflow's pyfunc and ``mlflow models predict``."""
 from __future__ import annotations
 
 import pickle
+import shutil
 import subprocess
 import sys
 import warnings
@@ -15,6 +16,7 @@ import pandas as pd
 import pytest
 
 from pipeline import io, model, train
+from pipeline.errors import UsageError
 from pipeline.lgbm import lgb
 from tests.conftest import make_params, model_never_told_of_maintenance
 
@@ -195,3 +197,20 @@ def test_the_maintenance_floor_lifts_only_stopped_debits_the_booster_never_saw(t
     without = model.maintenance_floor(model.encode(rows, ["credit_score"], {}), ["credit_score"],
                                       fitted.calibration)
     assert not without.any()  # a model without the two features has no floor
+
+
+def test_a_folder_that_is_no_scoring_model_is_named_with_what_it_lacks(team_model_dir, tmp_path):
+    """A command given the wrong folder (the decision model's, the reports) says which files are
+    missing or unreadable, as a usage error (exit 2), never LightGBM's traceback."""
+    with pytest.raises(UsageError, match=r"not a scoring model \(no model.txt, calibration.json, categories"):
+        model.CalibratedLightGBM.from_dir(tmp_path)
+    bad = Path(shutil.copytree(team_model_dir, tmp_path / "bad"))
+    (bad / model.BOOSTER_FILE).write_text("not a booster\n")
+    with pytest.raises(UsageError, match=f"{bad / model.BOOSTER_FILE}: not a LightGBM model file"):
+        model.CalibratedLightGBM.from_dir(bad)
+    shutil.copy(team_model_dir / model.BOOSTER_FILE, bad / model.BOOSTER_FILE)
+    (bad / model.CALIBRATION_FILE).write_text("{")
+    with pytest.raises(UsageError, match=f"{bad / model.CALIBRATION_FILE}: a model file that cannot be read"):
+        model.CalibratedLightGBM.from_dir(bad)
+    shutil.copy(team_model_dir / model.CALIBRATION_FILE, bad / model.CALIBRATION_FILE)
+    assert model.CalibratedLightGBM.from_dir(bad).predict(ROWS).shape == (len(ROWS),)
