@@ -15,6 +15,7 @@ import functools
 import os
 import re
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -445,12 +446,22 @@ def _is_number(kind: pa.DataType) -> bool:
 def _missing(names: list[str], missing: list[str], lacks: str, note: str = "") -> str:
     """What a file lacking columns is told: ``lacks``, the missing columns and ``note``, and why
     they are missing when the file names them in other capitals or with spaces around them (a
-    database's export: 'BORROWER_ID')."""
+    database's export: 'BORROWER_ID'). A file missing every column is told of the first
+    ``NAMED_COLUMNS`` and the number of the rest, not of 75 names twice."""
     written = {n.strip().lower(): n for n in names}
-    renames = {written[c.lower()]: c for c in missing if c.lower() in written}
-    hint = (f"; the file writes {', '.join(f'{w!r} for {c!r}' for w, c in renames.items())}: column names "
-            "are matched exactly, rename them") if renames else ""
-    return f"{lacks} {missing}{note}{hint}"
+    renames = [f"{written[c.lower()]!r} for {c!r}" for c in missing if c.lower() in written]
+    hint = (f"; the file writes {_first(renames, ', '.join)}: column names are matched exactly, "
+            "rename them") if renames else ""
+    return f"{lacks} {_first(missing, repr)}{note}{hint}"
+
+
+NAMED_COLUMNS = 8
+
+
+def _first(items: list[str], show: Callable[[list[str]], str]) -> str:
+    """``show`` of the first ``NAMED_COLUMNS`` items, and how many more there are."""
+    more = len(items) - NAMED_COLUMNS
+    return show(items[:NAMED_COLUMNS]) + (f" and {more} more" if more > 0 else "")
 
 
 def _older(names: list[str], missing: list[str]) -> str:

@@ -1236,6 +1236,14 @@ def test_column_names_in_capitals_are_named_with_the_names_they_stand_for(featur
     said = "the file writes 'BORROWER_ID' for 'borrower_id', ' Age ' for 'age'"
     with pytest.raises(ContractError, match=said):
         sources.FeaturesFile(path, ["age"], pd.Timestamp("2030-01-01"), ())
+    every = tmp_path / "every.csv"  # a whole export in capitals: eight names each, and a count
+    features.rename(columns=str.upper).to_csv(every, index=False)
+    with pytest.raises(ContractError) as told:
+        sources.FeaturesFile(every, list(features.columns[2:]), pd.Timestamp("2030-01-01"), ())
+    more = len(features.columns) - sources.NAMED_COLUMNS
+    said = str(told.value)
+    assert said.count(f" and {more} more") == 2 and "'SCORING_DATE' for 'scoring_date'" in said
+    assert len(said) < 1000
     team = tmp_path / "team.csv"
     _team_frame().rename(columns={"as_of": "AS_OF"}).to_csv(team, index=False)
     with pytest.raises(ContractError, match=r"missing columns \['as_of'\] \(source.tables names them\); "
