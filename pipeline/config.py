@@ -10,9 +10,10 @@ import datetime as dt
 import os
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlparse
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]
 PositiveInt = Annotated[int, Field(gt=0)]
@@ -368,10 +369,34 @@ class MlflowSettings(Settings):
     experiment: Annotated[str, Field(min_length=1)]
     registered_model: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")]
 
+    @field_validator("tracking_uri")
+    @classmethod
+    def _known_store(cls, uri: str) -> str:
+        # here as well as when a command connects, so a typo stops check_params, not train
+        problem = tracking_uri_problem(uri)
+        if problem:
+            raise ValueError(problem)
+        return uri
+
     @property
     def decision_model(self) -> str:
         """The registered name of the limit-increase decision model."""
         return f"{self.registered_model}-decision"
+
+
+TRACKING_SCHEMES = ("http", "https", "sqlite", "file", "postgresql", "mysql", "mssql", "databricks", "")
+
+
+def tracking_uri_problem(uri: str) -> str | None:
+    """Why MLflow could not keep runs at ``uri`` (a scheme it has no store for, a server address
+    without a host), or None."""
+    parsed = urlparse(uri)
+    if parsed.scheme not in TRACKING_SCHEMES:
+        known = ", ".join(TRACKING_SCHEMES[:-1])
+        return f"malformed MLflow tracking URI {uri!r} (MLflow keeps runs in {known} or a folder)"
+    if parsed.scheme in ("http", "https") and not parsed.hostname:
+        return f"malformed MLflow tracking URI {uri!r} (no host)"
+    return None
 
 
 class RegisterSettings(Settings):

@@ -37,7 +37,7 @@ from mlflow.models import ModelSignature, infer_signature
 from mlflow.types import Schema
 
 from pipeline import io
-from pipeline.config import MlflowSettings, repo_root
+from pipeline.config import MlflowSettings, repo_root, tracking_uri_problem
 from pipeline.errors import UsageError
 
 FINGERPRINT_TAG = "limitjump.fingerprint"
@@ -84,10 +84,11 @@ def _quiet() -> None:
 def check_reachable(uri: str) -> None:
     """An http(s) tracking server must accept a connection within seconds; a sqlite file must be
     a database. Raise UsageError naming the address otherwise."""
+    problem = tracking_uri_problem(uri)
+    if problem:
+        raise UsageError(problem)
     parsed = urlparse(uri)
     if parsed.scheme in ("http", "https"):
-        if not parsed.hostname:
-            raise UsageError(f"malformed MLflow tracking URI {uri!r}")
         port = parsed.port or (443 if parsed.scheme == "https" else 80)
         try:
             socket.create_connection((parsed.hostname, port), timeout=CONNECT_TIMEOUT).close()
@@ -97,8 +98,6 @@ def check_reachable(uri: str) -> None:
         path = Path(uri.removeprefix("sqlite:///"))
         if path.is_file() and path.stat().st_size and _header(path) != b"SQLite format 3":
             raise UsageError(f"the MLflow store {path} is not a SQLite database (corrupt or not a store)")
-    elif parsed.scheme not in ("file", "postgresql", "mysql", "mssql", "databricks", ""):
-        raise UsageError(f"malformed MLflow tracking URI {uri!r}")
 
 
 def _header(path: Path) -> bytes:

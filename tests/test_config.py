@@ -98,6 +98,20 @@ def test_auto_truth_replicates_follow_the_label_and_a_number_overrides_them(dpd,
     assert truth_replicates(fixed.simulate, fixed.label) == 7
 
 
+@pytest.mark.parametrize(("uri", "why"), [("ftp://store/runs", "MLflow keeps runs in http, https, sqlite"),
+                                          ("http://", "no host"), ("https:///runs", "no host")])
+def test_a_tracking_uri_mlflow_has_no_store_for_stops_check_params(uri, why):
+    """Not the train stage, after the simulation and the features have run."""
+    message = error_for({"mlflow": {"tracking_uri": uri}})
+    assert "mlflow.tracking_uri" in message and why in message
+
+
+@pytest.mark.parametrize("uri", ["sqlite:///mlflow.db", "mlruns", "file:///srv/mlruns", "https://team-host:5000",
+                                 "postgresql://mlflow@db/mlflow"])
+def test_the_stores_mlflow_has_pass(uri):
+    assert make_params({"mlflow": {"tracking_uri": uri}}).mlflow.tracking_uri == uri
+
+
 @pytest.mark.parametrize("bad", ["many", 0, -64, 5000])
 def test_truth_replicates_other_than_auto_or_a_count_are_named(bad):
     assert "simulate.truth_replicates" in error_for({"simulate": {"truth_replicates": bad}})
