@@ -361,6 +361,21 @@ class TuneSettings(Settings):
     metric: Literal["log_loss", "auc"]  # on the validation split, of the booster before calibration
 
 
+TRACKING_SCHEMES = ("http", "https", "sqlite", "file", "postgresql", "mysql", "mssql", "databricks", "")
+
+
+def tracking_uri_problem(uri: str) -> str | None:
+    """Why MLflow could not keep runs at ``uri`` (a scheme it has no store for, a server address
+    without a host), or None."""
+    parsed = urlparse(uri)
+    if parsed.scheme not in TRACKING_SCHEMES:
+        known = ", ".join(TRACKING_SCHEMES[:-1])
+        return f"malformed MLflow tracking URI {uri!r} (MLflow keeps runs in {known} or a folder)"
+    if parsed.scheme in ("http", "https") and not parsed.hostname:
+        return f"malformed MLflow tracking URI {uri!r} (no host)"
+    return None
+
+
 class MlflowSettings(Settings):
     """Where runs and the registry live. A relative sqlite path is anchored at the repository
     root ($DVC_ROOT under `dvc exp run`), so temporary experiment copies log to the same store."""
@@ -382,21 +397,6 @@ class MlflowSettings(Settings):
     def decision_model(self) -> str:
         """The registered name of the limit-increase decision model."""
         return f"{self.registered_model}-decision"
-
-
-TRACKING_SCHEMES = ("http", "https", "sqlite", "file", "postgresql", "mysql", "mssql", "databricks", "")
-
-
-def tracking_uri_problem(uri: str) -> str | None:
-    """Why MLflow could not keep runs at ``uri`` (a scheme it has no store for, a server address
-    without a host), or None."""
-    parsed = urlparse(uri)
-    if parsed.scheme not in TRACKING_SCHEMES:
-        known = ", ".join(TRACKING_SCHEMES[:-1])
-        return f"malformed MLflow tracking URI {uri!r} (MLflow keeps runs in {known} or a folder)"
-    if parsed.scheme in ("http", "https") and not parsed.hostname:
-        return f"malformed MLflow tracking URI {uri!r} (no host)"
-    return None
 
 
 class RegisterSettings(Settings):

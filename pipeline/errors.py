@@ -7,7 +7,8 @@ modules' libraries (pandera, Dask) for commands that never use them.
 
 
 class InputError(Exception):
-    """Bad data from the user: a table or a file; the message says which (exit 1)."""
+    """A problem the user can fix that is not how the command was given: bad data (a table, a
+    file) or a service of theirs that failed (the team server); the message says which (exit 1)."""
 
 
 class UsageError(InputError):
