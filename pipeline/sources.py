@@ -713,7 +713,8 @@ def _stop_at(path: Path, column: str, rule: str, bad: pd.Series, frame: pd.DataF
         rows = np.flatnonzero(bad.to_numpy())
         values = frame[column].to_numpy()[rows[:5]].tolist()
         raise ContractError(f"{path}: column '{column}' {rule}: {len(rows)} rows, the first "
-                            f"{(rows[:5] + 1).tolist()} (values {values})")
+                            f"{(rows[:5] + 1).tolist()} (data rows counted from 1, the header not counted; "
+                            f"values {values})")
 
 
 # ---- raw tables ------------------------------------------------------------------------------------

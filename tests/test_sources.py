@@ -906,7 +906,7 @@ def test_a_teams_column_of_numbers_with_some_text_stops_naming_the_rows(spoilt, 
         team_table(path, _team_settings(), labelled=True)
     message = str(err.value)
     assert str(path) in message and "column 'limit_bal' holds numbers" in message, message
-    assert f"{len(first_rows)} rows, the first {first_rows}" in message, message
+    assert f"{len(first_rows)} rows, the first {first_rows} (data rows counted from 1" in message, message
 
 
 def test_a_teams_numbers_stored_as_text_are_read_as_numbers(tmp_path):
