@@ -105,7 +105,10 @@ def open_source(path: Path, p: Params, features: list[str], text: tuple[str, ...
     increase decision, at the jump itself)."""
     if is_raw(path):
         return RawTables(path, p, features, today, observation_days)
-    return FeaturesFile(path, features, today, text)
+    tables = p.source.tables
+    team = ({"borrower_id": tables.id_column, "scoring_date": tables.date_column}
+            if p.source.kind == "tables" else {})
+    return FeaturesFile(path, features, today, text, team)
 
 
 def is_raw(path: Path) -> bool:
@@ -539,9 +542,21 @@ class FeaturesFile:
     features: list[str]
     today: pd.Timestamp
     text: tuple[str, ...] = ()  # the model's text categories: read as text, any value allowed
+    # with a team's own tables, what source.tables calls the id and the date: named when the file
+    # has them in place of the pipeline's names
+    team_names: dict[str, str] = field(default_factory=dict)
     dataset: ds.Dataset = field(init=False)
     table: Table = field(init=False)
     text_ids: bool = field(init=False)
+
+    def _team_note(self, names: list[str], missing: list[str]) -> str:
+        """Why a team's file to score lacks the pipeline's id or date: it uses its own names."""
+        own = [f"{self.team_names[c]!r} for {c!r}" for c in missing
+               if c in self.team_names and self.team_names[c] in names]
+        if not own:
+            return ""
+        return (f"; the file uses source.tables' names ({', '.join(own)}): rename them, or score it "
+                "through the pipeline (source.tables.score, then dvc repro), which renames them")
 
     def __post_init__(self) -> None:
         self.text_ids = _text_ids(self.path)
@@ -564,7 +579,8 @@ class FeaturesFile:
             raise ContractError(f"{self.path}: cannot read: {err}") from err
         missing = [c for c in ["borrower_id", "scoring_date", *self.features] if c not in names]
         if missing:
-            said = _missing(names, missing, "missing columns", _older(names, missing))
+            note = _older(names, missing) + self._team_note(names, missing)
+            said = _missing(names, missing, "missing columns", note)
             raise ContractError(f"{self.path}: {said}")
         for c in self.features if self.text_ids else ["borrower_id", *self.features]:
             kind = self.dataset.schema.field(c).type

@@ -838,6 +838,23 @@ def _team_frame() -> pd.DataFrame:
                          "bad": [0, 1, 0, 1]})
 
 
+def test_a_teams_file_scored_by_hand_is_told_its_names_are_source_tables(tmp_path):
+    """`limitjump score` reads the pipeline's names; a team's own file to score names its id and
+    date as source.tables does, and the message says so (the pipeline's own path renames them)."""
+    path = tmp_path / "score.csv"
+    _team_frame().drop(columns="bad").to_csv(path, index=False)
+    tables = {"id_column": "customer_id", "date_column": "as_of"}
+    team = make_params({"source": {"kind": "tables", "tables": tables}})
+    said = (r"missing columns \['borrower_id', 'scoring_date'\]; the file uses source.tables' names "
+            r"\('customer_id' for 'borrower_id', 'as_of' for 'scoring_date'\)")
+    with pytest.raises(ContractError, match=said):
+        sources.open_source(path, team, ["amount"], (), pd.Timestamp("2030-01-01"))
+    simulator = make_params({"source": {"tables": tables}})  # the names are not in use
+    with pytest.raises(ContractError) as told:
+        sources.open_source(path, simulator, ["amount"], (), pd.Timestamp("2030-01-01"))
+    assert "source.tables" not in str(told.value)
+
+
 @pytest.mark.parametrize("fmt", ["csv", "parquet"])
 def test_a_teams_table_keeps_every_row_under_the_pipelines_names(fmt, tmp_path):
     path = tmp_path / f"team.{fmt}"
