@@ -50,6 +50,8 @@ def is_csv_name(path: Path) -> bool:
 def open_dataset(path: Path, fmt: str | None = None, schema: pa.Schema | None = None) -> ds.Dataset:
     """A file or folder as an Arrow dataset: CSV (``fmt`` 'csv', or by its name; ``schema`` types
     some of its columns), an Excel workbook's first sheet, else Parquet."""
+    if path.is_file() and path.stat().st_size == 0:  # Arrow's message speaks of blocks and schemas
+        raise ContractError(f"{path}: the file is empty (0 bytes): nothing to read, not even a header")
     fmt = fmt or ("csv" if is_csv(path) else "parquet")
     if fmt == "csv":
         return ds.dataset(str(path), format=_csv_format(path, schema))

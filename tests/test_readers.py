@@ -53,6 +53,14 @@ def test_text_in_no_encoding_read_stops_naming_the_file(tmp_path):
         readers.open_dataset(path)
 
 
+@pytest.mark.parametrize("name", ["t.csv", "t.parquet", "t.xlsx", "t"])
+def test_an_empty_file_is_named_as_empty_whatever_its_kind(name, tmp_path):
+    path = tmp_path / name
+    path.touch()
+    with pytest.raises(ContractError, match=f"{name}: the file is empty \\(0 bytes\\)"):
+        readers.open_dataset(path)
+
+
 @pytest.mark.parametrize("written, date", [
     ("2025-11-18", "2025-11-18"), ("2025/11/18", "2025-11-18"), ("20251118", "2025-11-18"),
     ("2025年11月18日", "2025-11-18"), ("2025-11-18T23:30:00+08:00", "2025-11-18 23:30:00"),
