@@ -108,7 +108,9 @@ def open_source(path: Path, p: Params, features: list[str], text: tuple[str, ...
     tables = p.source.tables
     team = ({"borrower_id": tables.id_column, "scoring_date": tables.date_column}
             if p.source.kind == "tables" else {})
-    return FeaturesFile(path, features, today, text, team)
+    # a team's own features are taken when the team takes them: only the decision's day is sure
+    days = observation_days if observation_days is not None or team else p.label.observation_days
+    return FeaturesFile(path, features, today, text, team, days)
 
 
 def is_raw(path: Path) -> bool:
@@ -545,6 +547,9 @@ class FeaturesFile:
     # with a team's own tables, what source.tables calls the id and the date: named when the file
     # has them in place of the pipeline's names
     team_names: dict[str, str] = field(default_factory=dict)
+    # days after the jump the model reads features at; a row whose jump_date says otherwise is
+    # rejected (None: not checked)
+    observation_days: int | None = None
     dataset: ds.Dataset = field(init=False)
     table: Table = field(init=False)
     text_ids: bool = field(init=False)
@@ -621,9 +626,28 @@ class FeaturesFile:
             {c: kind for c, kind in wanted.items() if frame[c].dtype != kind})
         keep["scoring_date"], keep[NEXT_DUE] = scoring[~bad], due[~bad]
         scored, failed = check_features(keep, self.table, "", self.path, self.today)
-        rejected = pd.concat([rejects(frame["borrower_id"][bad], reasons[bad]), failed])
+        scored, late = self._taken_off_day(scored)
+        rejected = pd.concat([rejects(frame["borrower_id"][bad], reasons[bad]), failed, late])
         batch = Batch(scored, rejected.sort_values("borrower_id").reset_index(drop=True), len(frame))
         return text.written(batch) if text else batch
+
+    def _taken_off_day(self, frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """The rows whose features were taken on the day after the jump the model reads them at,
+        and the others rejected (all kept when the file has no jump_date): a decision made at the
+        jump on features of a month later would read the increase's own weeks, a score on
+        features of the jump day would read none of them, and neither would say so."""
+        if self.observation_days is None or "jump_date" not in frame:
+            return frame, NONE
+        days = (frame["scoring_date"] - as_dates(frame["jump_date"])).dt.days
+        off = (days.notna() & (days != self.observation_days)).to_numpy()
+        if not off.any():
+            return frame, NONE
+        wanted = ("the jump_date, as a decision at the jump needs" if self.observation_days == 0 else
+                  f"{self.observation_days} days after jump_date (label.observation_days), as the "
+                  "model needs")
+        why = (f"scoring_date: not {wanted} (value " + days[off].astype("int64").astype("str")
+               + " days after it)")
+        return frame[~off].reset_index(drop=True), rejects(frame["borrower_id"][off], why)
 
     def orphans(self) -> pd.DataFrame:
         return _missing_ids(self.dataset, self.path, self.text_ids)

@@ -86,6 +86,26 @@ def test_a_decision_features_file_recommends_like_the_raw_tables(work, happy):
     np.testing.assert_allclose(got["p_miss"], expected["p_miss"], rtol=0, atol=1e-9)
 
 
+def test_features_taken_after_the_jump_are_rejected_not_recommended(work, happy):
+    """A scoring features file (taken a month after the jump) given to the decision, which is
+    made at the jump: its rows are rejected with the reason, the rows taken at the jump are
+    recommended as from the raw tables."""
+    frame = pd.read_parquet(work / "decision_features.parquet")
+    frame["jump_date"] = frame["scoring_date"]
+    late = frame["borrower_id"] % 3 == 0
+    frame.loc[late, "jump_date"] = frame.loc[late, "scoring_date"] - pd.Timedelta(days=30)
+    frame.to_csv(work / "late.csv", index=False)
+    output = work / "late" / "out.parquet"
+    ok(run(work, work / "late.csv", output))
+    rejects = pd.read_parquet(outputs(output)["rejects"])
+    assert sorted(rejects["borrower_id"]) == sorted(frame.loc[late, "borrower_id"])
+    assert (rejects["reason"] == "scoring_date: not the jump_date, as a decision at the jump needs "
+            "(value 30 days after it)").all()
+    got = pd.read_parquet(output)
+    pd.testing.assert_frame_equal(got, happy["rows"][~happy["rows"]["borrower_id"].isin(
+        rejects["borrower_id"])].reset_index(drop=True))
+
+
 def test_a_model_trained_on_fewer_features_recommends_from_raw_tables_and_older_files(work):
     """A decision model registered before the catalogue grew reads the features it was trained
     on (a LightGBM traceback on the column count before): from the raw tables, and from a

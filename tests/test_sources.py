@@ -195,6 +195,9 @@ FEATURE_ROWS = {
                               "scoring_date: not a date (value notadate)"),
     "scoring_date_missing": (_f_set("scoring_date", pd.NaT), "scoring_date: missing"),
     "duplicate_borrower": (_f_duplicate, "borrower_id: duplicate borrower"),
+    "taken_on_another_day_after_the_jump": (
+        _f_set("jump_date", pd.Timestamp("2024-01-01")),
+        "scoring_date: not 30 days after jump_date (label.observation_days)"),
     "next_due_date_notadate": (_f_set(NEXT_DUE, "soon"), "next_due_date: not a date (value soon)"),
     "next_due_date_before_scoring": (_f_due_before_scoring, "next_due_date: before the scoring date"),
 }
