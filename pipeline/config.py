@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+from itertools import pairwise
 from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlparse
@@ -431,8 +432,9 @@ class ScoreSettings(Settings):
     @model_validator(mode="after")
     def _bands(self) -> ScoreSettings:
         uppers = list(self.bands.values())
-        if not uppers or uppers != sorted(uppers) or uppers[-1] != 1.0:
-            raise ValueError("bands must ascend and the last must end at 1.0")
+        if not uppers or any(b <= a for a, b in pairwise(uppers)) or uppers[-1] != 1.0:
+            raise ValueError("bands must ascend (no two with the same upper bound) and the last must "
+                             "end at 1.0")
         if not set(self.quiet_bands) <= set(self.bands):
             raise ValueError("quiet_bands must be names of bands")
         return self

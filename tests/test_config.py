@@ -112,6 +112,13 @@ def test_the_stores_mlflow_has_pass(uri):
     assert make_params({"mlflow": {"tracking_uri": uri}}).mlflow.tracking_uri == uri
 
 
+@pytest.mark.parametrize("bounds", [(0.05, 0.05, 0.35, 1.0), (0.05, 0.15, 0.1, 1.0), (0.05, 0.15, 0.35, 0.9)])
+def test_risk_bands_that_do_not_rise_to_1_are_named(bounds):
+    """A band no probability falls in (two equal upper bounds) is refused too."""
+    bands = dict(zip(("low", "medium", "high", "very_high"), bounds, strict=True))
+    assert "bands must ascend" in error_for({"score": {"bands": bands}})
+
+
 @pytest.mark.parametrize("bad", ["many", 0, -64, 5000])
 def test_truth_replicates_other_than_auto_or_a_count_are_named(bad):
     assert "simulate.truth_replicates" in error_for({"simulate": {"truth_replicates": bad}})
