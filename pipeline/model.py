@@ -84,6 +84,35 @@ def numbers(values: pd.Series, column: str, shown: int = 3) -> np.ndarray:
     return parsed.to_numpy(dtype="float64", na_value=np.nan)
 
 
+def refuse_outside_contract(frame: pd.DataFrame, columns: list[str], categories: dict,
+                            shown: int = 3) -> None:
+    """Raise ValueError naming the values of the model's ``columns`` in ``frame`` that the features
+    contract refuses (a negative amount, an unknown code, a blank where a value is always known),
+    which ``limitjump score`` rejects: per column its rule, how many rows and the first few, by
+    position (0-based) and value. A pyfunc answers for every row or for none, so a bad row refuses
+    the request rather than get a probability no scorer would give it. Text categories (any text
+    is allowed) and columns the frame lacks (the model's own message names them) are not read."""
+    # imported here: the catalogue and contract are needed only where MLflow is the caller
+    from dataclasses import replace
+
+    from pipeline.contract import features_table, row_violations
+
+    numeric = [c for c in columns if c in frame.columns and c not in categories]
+    table = features_table(numeric)
+    found = row_violations(pd.DataFrame(encode(frame, numeric, {}), columns=numeric),
+                           replace(table, columns=tuple(map(table.column, numeric)), key=()))
+    if found.empty:
+        return
+    said = []
+    for (column, check), rows in found.groupby(["column", "check"], sort=False):
+        examples = ", ".join(f"row {r} {'missing' if v == 'nan' else v}"
+                             for r, v in zip(rows["row"][:shown], rows["value"][:shown], strict=True))
+        said.append(f"'{column}' fails {check} in {len(rows)} row{'s' * (len(rows) > 1)} ({examples})")
+    raise ValueError(f"{found['row'].nunique()} of {len(frame)} rows hold values the features contract "
+                     f"refuses: {'; '.join(said)} (rows counted from 0; `limitjump score` rejects such "
+                     "rows and scores the others)")
+
+
 def _codes_hint(column: str) -> str:
     # imported here: only this message needs the catalogue (and, through it, the settings)
     from pipeline.catalog import codes_hint
@@ -297,6 +326,8 @@ class Served:
 
     def predict(self, model_input: pd.DataFrame, params: dict | None = None):
         try:
+            refuse_outside_contract(model_input, list(self.model.features),
+                                    getattr(self.model, "categories", {}))
             return self.model.predict(model_input, params)
         except ValueError as err:
             from mlflow.exceptions import MlflowException

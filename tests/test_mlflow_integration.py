@@ -356,6 +356,12 @@ def test_mlflow_models_predict_takes_whole_numbers_csv_and_json(project, store, 
         np.testing.assert_allclose(np.asarray(pyfunc.predict(frame)), expected, rtol=0, atol=1e-12)
     with pytest.raises(mlflow.exceptions.MlflowException, match="lacks 1 of the model's columns"):
         pyfunc.predict(floats.drop(columns=floats.columns[0]))
+    # a value the scorer would reject refuses the request, named, rather than get a probability
+    negative = floats.copy()
+    negative.iloc[2, negative.columns.get_loc("increase_amount")] = -5.0
+    with pytest.raises(mlflow.exceptions.MlflowException,
+                       match=r"1 of 40 rows .* refuses: 'increase_amount' fails in_range.*row 2 -5.0"):
+        pyfunc.predict(negative)
     # text where a number belongs: the client's error names the column and the row
     text = ints.astype({"trigger": object})
     text.iloc[1, text.columns.get_loc("trigger")] = "score_improvement"
@@ -399,6 +405,16 @@ def test_mlflow_models_serve_takes_the_same_whole_numbers(project, tmp_path):
         assert refused.value.code == 400 and answer["error_code"] == "INVALID_PARAMETER_VALUE", answer
         assert "column 'credit_score' must hold numbers: 1 of 10 rows" in answer["message"], answer
         assert "row 2 'good'" in answer["message"] and "stack_trace" not in answer
+        blank = ints.copy()
+        blank.loc[4, "age"] = pd.NA  # always known: the scorer rejects such a row
+        request = urllib.request.Request(f"{url}/invocations", data=blank.to_csv(index=False).encode(),
+                                         headers={"Content-Type": "text/csv"}, method="POST")
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request, timeout=30)
+        answer = json.loads(refused.value.read())
+        assert refused.value.code == 400, answer
+        assert "1 of 10 rows hold values the features contract refuses: 'age' fails not_nullable in 1 row " \
+            "(row 4 missing)" in answer["message"], answer
     finally:
         team.stop_tree(server.pid)
 
