@@ -306,6 +306,14 @@ def _ratio(a: np.ndarray, b: np.ndarray, floor: float = 1e-9) -> np.ndarray:
         return np.where(np.abs(b) > floor, a / b, np.nan)
 
 
+def _fen(amount: np.ndarray) -> np.ndarray:
+    """Sums of amounts, which are whole fen (0.01 CNY), back on whole fen. Summed as floats they
+    carry residues (1 fen overdue as 0.0100000000002 or 0.0099999999998, all paid as a ratio of
+    0.9999999999998) that a tree splits on: a CSV written to the fen, or float32, then moved
+    scores by up to 0.17 (2026-12-06)."""
+    return np.round(amount, 2)
+
+
 def _jump_features(spine: Spine) -> dict[str, np.ndarray]:
     onboard = days(spine.in_slot_order(spine.table["onboard_date"].to_numpy()))
     return {
@@ -323,7 +331,7 @@ def _spending(spine: Spine, draws: Rows, large_share: float) -> dict[str, np.nda
     after = draws.day >= jump
     before_3m = (draws.day < jump) & (draws.day >= jump - 91)
     increase = spine.new_limit - spine.old_limit
-    drawn = draws.sum(amount, after)
+    drawn = _fen(draws.sum(amount, after))
     monthly_before = draws.sum(amount, before_3m) / 3.0
     large = after & (amount >= large_share * increase[draws.group])
     days_to_large = draws.at(draws.day, draws.first_where(large)) - spine.jump
@@ -341,7 +349,7 @@ def _outside_installments(loans: Rows, at_day: np.ndarray) -> np.ndarray:
     """Monthly installments of outside loans still running on ``at_day`` (per borrower)."""
     opened = loans.day < at_day[loans.group]
     running = (at_day[loans.group] - loans.day) < loans.col("tenor_months") * DAYS_PER_MONTH
-    return loans.sum(loans.col("monthly_installment"), opened & running)
+    return _fen(loans.sum(loans.col("monthly_installment"), opened & running))
 
 
 def _debt_to_income(spine: Spine, stmt: Rows, loans: Rows) -> dict[str, np.ndarray]:
@@ -367,7 +375,7 @@ def _due_in_next_months(rows: Rows, at_day: np.ndarray, months: int) -> np.ndarr
     month after it was taken) that fall in the ``months`` months after ``at_day``."""
     elapsed = np.floor((at_day[rows.group] - rows.day) / DAYS_PER_MONTH)
     remaining = np.clip(rows.col("tenor_months") - elapsed, 0, months)
-    return rows.sum(rows.col("monthly_installment") * remaining)
+    return _fen(rows.sum(rows.col("monthly_installment") * remaining))
 
 
 def _scheduled(spine: Spine, draws: Rows, loans: Rows) -> dict[str, np.ndarray]:
@@ -429,14 +437,15 @@ def _repayment_history(spine: Spine, dues: Rows, pays: Rows, debits_failed: np.n
     dpd_now = np.nan_to_num(spine.score_day - dues.at(dues.day, dues.first_where(unpaid_now)))
     total_due = dues.sum(scheduled)
     total_paid = pays.sum(pays.col("amount"))
-    due_6m, paid_6m = dues.sum(scheduled, recent[6]), pays.sum(pays.col("amount"), pays.within(183))
+    due_6m = _fen(dues.sum(scheduled, recent[6]))
+    paid_6m = _fen(pays.sum(pays.col("amount"), pays.within(183)))
     return {
         **{f"missed_due_dates_{m}m": dues.sum(1.0, missed & recent[m]) for m in (3, 6)},
         **{f"due_dates_over_{d}_days_late": dues.sum(1.0, late > d) for d in (0, 5, 15, 30)},
         "max_days_late": dues.max(late.astype(float)),
         "decayed_days_late": dues.sum(late * np.exp(-dues.age / decay_days)),
         "days_past_due_now": dpd_now.astype(float),
-        "overdue_amount_now": np.maximum(total_due - total_paid, 0.0),
+        "overdue_amount_now": np.maximum(_fen(total_due - total_paid), 0.0),
         "paid_over_due_6m": _ratio(paid_6m, due_6m),
         "short_misses_cured_3d": dues.sum(1.0, missed & found & (late <= 3)),
         "forgotten_due_dates": dues.sum(1.0, missed & found & (late <= FORGOTTEN_MAX_DAYS_LATE)

@@ -182,6 +182,26 @@ def test_an_unpaid_due_date_counts_as_overdue_now():
     assert f["due_dates_over_15_days_late"] == 1 and f["paid_over_due_6m"] == pytest.approx(300 / 800)
 
 
+def test_sums_of_money_are_whole_fen_whatever_order_they_are_added_in():
+    """Known answers: due dates of 0.10, 0.20 and 0.30 CNY paid in full (added as floats,
+    0.6000000000000001 against 0.6) leave exactly nothing overdue and a ratio of exactly 1, and
+    one paid a fen short leaves exactly 0.01: a tree's split between float residues would move a
+    score once a CSV or a float32 column rounds them."""
+    def overdue(short: float) -> dict:
+        b = handmade.borrower(7, jump="2025-05-01")
+        due = {"2025-02-10": 0.1, "2025-03-10": 0.2, "2025-04-10": 0.3}
+        b["installments"] = [dict(borrower_id=7, due_date=d, scheduled_amount=a, arrears_amount=0.0)
+                             for d, a in due.items()]
+        paid = [("2025-02-10", 0.3), ("2025-03-10", 0.2), ("2025-04-10", 0.1 - short)]
+        b["repayments"] = [dict(borrower_id=7, payment_date=d, due_date=d, amount=a, channel="manual")
+                           for d, a in paid]
+        return one(handmade.tables(b), 7)
+    assert 0.1 + 0.2 + 0.3 != 0.3 + 0.2 + 0.1  # the residue the features must not keep
+    paid = overdue(0.0)
+    assert paid["overdue_amount_now"] == 0.0 and paid["paid_over_due_6m"] == 1.0
+    assert overdue(0.01)["overdue_amount_now"] == 0.01
+
+
 def test_a_borrower_without_a_jump_is_reported():
     b = handmade.borrower(5)
     b["limit_events"] = b["limit_events"][:1]
