@@ -638,7 +638,8 @@ class FeaturesFile:
         features of the jump day would read none of them, and neither would say so."""
         if self.observation_days is None or "jump_date" not in frame:
             return frame, NONE
-        days = (frame["scoring_date"] - as_dates(frame["jump_date"])).dt.days
+        # calendar days: an export may time the increase (13:45) and not the scoring date
+        days = (frame["scoring_date"].dt.floor("D") - as_dates(frame["jump_date"]).dt.floor("D")).dt.days
         off = (days.notna() & (days != self.observation_days)).to_numpy()
         if not off.any():
             return frame, NONE

@@ -91,7 +91,7 @@ def test_features_taken_after_the_jump_are_rejected_not_recommended(work, happy)
     made at the jump: its rows are rejected with the reason, the rows taken at the jump are
     recommended as from the raw tables."""
     frame = pd.read_parquet(work / "decision_features.parquet")
-    frame["jump_date"] = frame["scoring_date"]
+    frame["jump_date"] = frame["scoring_date"] + pd.Timedelta(hours=13, minutes=45)  # timed, same day
     late = frame["borrower_id"] % 3 == 0
     frame.loc[late, "jump_date"] = frame.loc[late, "scoring_date"] - pd.Timedelta(days=30)
     frame.to_csv(work / "late.csv", index=False)
