@@ -153,6 +153,16 @@ def test_realism_on_a_small_population(small_sim, small_params):
     assert 0.5 < report["p_true"]["calibration_slope"] < 1.1
 
 
+@pytest.mark.parametrize(("dpd", "cycles", "high"), [(1, 3, 0.95), (3, 2, 0.95), (1, 1, 0.99), (7, 3, 0.99),
+                                                     (30, 6, 0.99), (90, 3, 0.99)])
+def test_the_truths_auc_band_is_stated_per_label(dpd, cycles, high):
+    """Known answers: the band's top is 0.95 while future shocks decide the label (a miss of a
+    few days over two cycles or more), 0.99 once the state at scoring all but settles it."""
+    from pipeline.simulate.realism import true_auc_target
+    label = LabelSettings(observation_days=30, performance_cycles=cycles, dpd_threshold=dpd)
+    assert true_auc_target(label) == (0.75, high)
+
+
 def test_thirty_days_past_due_label_works():
     params = make_params({**SMALL, "label": {"dpd_threshold": 30},
                           "simulate": {**SMALL["simulate"], "n_borrowers": 3000}})

@@ -26,6 +26,12 @@ MIN_BAND = 30  # borrowers a band needs for its miss rate to count
 # plausibility band per label family, not a published anchor (dpd threshold -> (low, high)).
 MISS_RATE_BANDS = {3: (0.05, 0.15), 14: (0.03, 0.12), 90: (0.01, 0.08)}
 PASS, FAIL, NOT_APPLICABLE = "pass", "fail", "not applicable"
+# The truth's AUC rises as the label nears what the state at scoring settles. A miss of a day or
+# so over months hangs on shocks to come (measured 2026-12-06 on 50,000 borrowers: 0.85-0.87 at
+# dpd 1 over 3-6 cycles); one of a week or more (0.92-0.95 at dpd 7-30 over 3-6 cycles, 0.97 at
+# dpd 90 over 3) or over one cycle (0.96-0.98 at dpd 3-30) mostly on the cash and income the
+# truth sees. Above the band: a truth that sees the label itself.
+TRUE_AUC_LOW, TRUE_AUC_HIGH, TRUE_AUC_HIGH_SETTLED = 0.75, 0.95, 0.99
 
 
 def miss_rate_target(label: LabelSettings) -> tuple[float, float]:
@@ -34,6 +40,13 @@ def miss_rate_target(label: LabelSettings) -> tuple[float, float]:
     low, high = next(band for limit, band in MISS_RATE_BANDS.items() if label.dpd_threshold <= limit)
     scale = label.performance_cycles / 3
     return 1 - (1 - low) ** scale, 1 - (1 - high) ** scale
+
+
+def true_auc_target(label: LabelSettings) -> tuple[float, float]:
+    """The band of the truth's AUC for this label: up to 0.95 for a miss of at most 3 days over
+    2 cycles or more, up to 0.99 for one the state at scoring all but settles."""
+    unsettled = label.dpd_threshold <= 3 and label.performance_cycles >= 2
+    return TRUE_AUC_LOW, TRUE_AUC_HIGH if unsettled else TRUE_AUC_HIGH_SETTLED
 
 
 def _rising(table: dict[str, dict[str, float]]) -> bool | None:
@@ -134,6 +147,7 @@ def _truth_quality(truth: pd.DataFrame, replicates: int) -> dict:
 
 def _checks(report: dict, label: LabelSettings, by_trigger, drawn, dti, inquiries) -> tuple[dict, dict]:
     low, high = miss_rate_target(label)
+    auc_low, auc_high = true_auc_target(label)
     triggers = {k: v["miss_rate"] for k, v in by_trigger.items() if v["borrowers"] >= MIN_BAND}
     compared = [t for t in ("user_request", "marketing_campaign") if t in triggers]
     cured = report["technical_misses"]["cured_within_7_days"]
@@ -158,7 +172,8 @@ def _checks(report: dict, label: LabelSettings, by_trigger, drawn, dti, inquirie
         "low_score_near_limit_draw_about_60pct_in_12m": ("40% to 80%",
                                                          None if near is None else 0.4 <= near <= 0.8),
         "high_score_draw_near_zero": ("at most 10%", None if high_score is None else high_score <= 0.1),
-        "true_probability_auc_0_75_to_0_95": ("0.75 to 0.95", None if auc is None else 0.75 <= auc <= 0.95),
+        "true_probability_auc": (f"{auc_low} to {auc_high}",
+                                 None if auc is None else auc_low <= auc <= auc_high),
         "true_probability_calibration_slope_0_9_to_1_1": (
             "0.9 to 1.1", None if slope is None else 0.9 <= slope <= 1.1),
     }
