@@ -48,6 +48,13 @@ class LabelSettings(Settings):
     dpd_threshold: Annotated[int, Field(ge=1, le=90)]
 
 
+def with_label(p: Params, label: dict | None) -> Params:
+    """``p`` with the label a model was trained for (``model.LABEL_FILE``; None keeps p's own).
+    A scorer takes features the model's observation window after the jump: a window changed in
+    params.yaml since the model was trained would feed it features of another day."""
+    return p if label is None else p.model_copy(update={"label": LabelSettings(**label)})
+
+
 def label_horizon(label: LabelSettings, due_day_offset: int) -> int:
     """Last cycle to simulate so that every due date of the window is either paid or seen
     ``dpd_threshold`` days past due. A cycle lasts at least 28 days, so the end of cycle h is at

@@ -28,7 +28,10 @@ REFERENCE_FILE = "reference.json"  # training distributions (for drift) and feat
 DIRECTIONS_FILE = "directions.json"  # each constrained feature's trend in the training data
 CAUSES_FILE = "causes.txt"  # the cause model (three classes), when trained with cause labels
 CAUSE_CALIBRATION_FILE = "causes.json"
-MODEL_FILES = (BOOSTER_FILE, CALIBRATION_FILE, CATEGORIES_FILE, REFERENCE_FILE, CAUSES_FILE,
+# the label the model predicts: a scorer takes features its observation window after the jump,
+# whatever params.yaml says when it scores
+LABEL_FILE = "label.json"
+MODEL_FILES = (BOOSTER_FILE, CALIBRATION_FILE, CATEGORIES_FILE, REFERENCE_FILE, CAUSES_FILE, LABEL_FILE,
                CAUSE_CALIBRATION_FILE)
 
 
@@ -203,8 +206,9 @@ class CalibratedLightGBM:
 
     def __init__(self, booster: lgb.Booster | None = None, calibration: dict | None = None,
                  categories: dict[str, list] | None = None, reference: dict | None = None,
-                 causes: tuple[lgb.Booster, dict] | None = None):
+                 causes: tuple[lgb.Booster, dict] | None = None, label: dict | None = None):
         self.booster, self.calibration = booster, calibration
+        self.label = label  # LabelSettings' fields, None for a model that did not record them
         self.categories, self.reference = categories or {}, reference or {}
         self.causes = causes  # (booster, calibration) of P(cause | miss), if trained
         # threads of each LightGBM call; 0 is LightGBM's default, every core. A scorer running
@@ -223,9 +227,11 @@ class CalibratedLightGBM:
         causes = None
         if (directory / CAUSES_FILE).exists():
             causes = (read_booster(directory / CAUSES_FILE), read_json(directory / CAUSE_CALIBRATION_FILE))
+        label = directory / LABEL_FILE
         return cls(read_booster(directory / BOOSTER_FILE), read_json(directory / CALIBRATION_FILE),
                    read_json(directory / CATEGORIES_FILE),
-                   read_json(reference) if reference.exists() else None, causes)
+                   read_json(reference) if reference.exists() else None, causes,
+                   read_json(label) if label.exists() else None)
 
     @property
     def features(self) -> list[str]:

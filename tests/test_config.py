@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.config import ConfigError, anchor_at, load_params, repo_root
+from pipeline.config import ConfigError, anchor_at, load_params, repo_root, with_label
 from tests.conftest import ROOT, make_params
 
 
@@ -150,3 +150,12 @@ def test_a_params_file_in_a_repository_anchors_a_command_started_outside_one(tmp
     anchor_at(elsewhere / "params.yaml")  # a params file outside any: nothing to anchor at
     with pytest.raises(ConfigError):
         repo_root()
+
+
+def test_a_models_label_replaces_the_params_label_and_nothing_else():
+    p = make_params()
+    assert with_label(p, None) is p
+    theirs = with_label(p, {**p.label.model_dump(), "observation_days": 45, "dpd_threshold": 7})
+    assert (theirs.label.observation_days, theirs.label.dpd_threshold) == (45, 7)
+    assert theirs.model_dump(exclude={"label"}) == p.model_dump(exclude={"label"})
+    assert p.label.observation_days == 30

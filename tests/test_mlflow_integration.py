@@ -282,7 +282,7 @@ def test_logged_model_is_data_with_signature_example_and_linked_datasets(project
     assert not list(local.rglob("*.py"))
     example = mlflow.models.Model.load(local).load_input_example(local)
     assert list(example.columns) == features and 0 < len(example) <= 5
-    for name in ("model.txt", "calibration.json", "categories.json"):
+    for name in ("model.txt", "calibration.json", "categories.json", "label.json"):
         assert io.file_digest(local / pyfunc["data"] / name) == io.file_digest(project.first_model / name)
     assert pickles(local) == [] and pickles(project.root / "mlartifacts") == []
     assert (project.root / "mlartifacts").is_dir() and not (project.root / "mlruns").exists()

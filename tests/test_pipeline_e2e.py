@@ -202,6 +202,9 @@ def test_fresh_clone_repro_is_clean_in_range_and_then_idle(tmp_path):
     assert 0 < history["missed"] <= history["due_dates"]
     calibration = json.loads((project / "models" / "lightgbm" / "calibration.json").read_text())
     assert calibration["maintenance"] == history
+    # the label it was trained for travels with the model: a scorer takes features on its window
+    label = json.loads((project / "models" / "lightgbm" / "label.json").read_text())
+    assert label == yaml.safe_load((project / "params.yaml").read_text())["label"]
     floor = evaluation["maintenance_floor"]
     assert floor["rows_lifted"] > 0 and floor["misses_among_lifted"] >= 0.9 * floor["rows_lifted"]
     assert floor["auc"] >= floor["auc_without_floor"] and "Maintenance floor" in card

@@ -578,6 +578,34 @@ def test_command_line_happy_run_matches_the_in_process_bytes(happy, raw, work, m
     assert outputs(output)["rejects"].read_bytes() == happy["bytes"]["rejects"]
 
 
+def test_a_model_takes_features_on_the_window_it_was_trained_for_whatever_params_say(
+        tables, features, raw, work, model_dir, tmp_path):
+    """params.yaml scores 30 days after the jump; a model trained on 45 days is fed features of its
+    45th day from the raw tables, and a features file of the 30th day is rejected for it."""
+    from pipeline.model import LABEL_FILE, CalibratedLightGBM
+
+    folder = shutil.copytree(model_dir["path"], tmp_path / "model")
+    io.write_json({**make_params().label.model_dump(), "observation_days": 45}, folder / LABEL_FILE)
+    output = tmp_path / "raw" / "scores.parquet"
+    result = run_score(work, raw, output, folder)
+    ok(result)
+    assert "features are taken the model's 45 days after the jump" in result.output
+    got = pd.read_parquet(output)
+    later = build_features(tables, 45, make_params().features)
+    assert (got["scoring_date"] == later["scoring_date"]).all() and len(got) == N_BORROWERS
+    assert (later["scoring_date"] - later["jump_date"]).dt.days.eq(45).all()
+    np.testing.assert_allclose(got["probability"], CalibratedLightGBM.from_dir(folder).predict(later),
+                               rtol=0, atol=1e-12)
+    path = tmp_path / "features.parquet"
+    io.write_parquet(features, path)
+    output = tmp_path / "file" / "scores.parquet"
+    result = run_score(work, path, output, folder)
+    assert result.exit_code == 1 and "2000 of 2000 borrowers rejected" in str(result.exception)
+    reasons = pd.read_parquet(outputs(output)["rejects"])["reason"]
+    assert reasons.str.contains("scoring_date: not 45 days after jump_date").all()
+    assert reasons.str.contains("value 30 days after it").all()
+
+
 # ---- 5. an interrupted run leaves no output; a re-run gives the uninterrupted bytes ----------------
 
 def test_interrupted_run_leaves_nothing_and_rerun_matches(happy, raw, work, model_dir, tmp_path, monkeypatch):

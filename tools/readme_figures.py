@@ -24,6 +24,8 @@ import re
 import sys
 from pathlib import Path
 
+from pipeline.io import atomic_path
+
 MARK = re.compile(r"<!--@ (?P<source>[^ ]+?\.json)/(?P<path>.+?) (?P<format>[^ ]*?)-->(?P<value>.*?)<!--@-->")
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -110,9 +112,8 @@ def _keep(path: Path, reports: Path, check: bool) -> int:
     if check:
         return 1 if changes else 0
     if changes:
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(rendered)
-        tmp.replace(path)
+        with atomic_path(path) as tmp:  # a unique temporary: two writers never share one
+            tmp.write_text(rendered)
     print(f"{path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}: "
           f"{len(MARK.findall(text))} figures, {len(changes)} updated")
     return 0

@@ -20,7 +20,7 @@ import typer
 
 from pipeline import io, score
 from pipeline.cli import PARAMS, app, load
-from pipeline.config import Params
+from pipeline.config import Params, with_label
 from pipeline.engine import map_shards, on_one_core
 from pipeline.model import CalibratedLightGBM, encode
 from pipeline.readers import is_csv
@@ -51,6 +51,11 @@ def score_command(
     p = load(params)
     check_paths(input, output)
     model, version = load_model(model_uri, p)
+    if model.label and model.label != p.label.model_dump():
+        typer.echo(f"the model was trained for the label {model.label}, params.yaml now states "
+                   f"{p.label.model_dump()}: features are taken the model's "
+                   f"{model.label['observation_days']} days after the jump")
+    p = with_label(p, model.label)
     today = pd.Timestamp.today().normalize()
     summary = run(open_source(input, p, model.features, tuple(model.categories), today), model, version,
                   output, p)
