@@ -48,11 +48,11 @@ class LabelSettings(Settings):
     dpd_threshold: Annotated[int, Field(ge=1, le=90)]
 
 
-def with_label(p: Params, label: dict | None) -> Params:
+def with_label(p: Params, label: LabelSettings | None) -> Params:
     """``p`` with the label a model was trained for (``model.LABEL_FILE``; None keeps p's own).
     A scorer takes features the model's observation window after the jump: a window changed in
     params.yaml since the model was trained would feed it features of another day."""
-    return p if label is None else p.model_copy(update={"label": LabelSettings(**label)})
+    return p if label is None else p.model_copy(update={"label": label})
 
 
 def label_horizon(label: LabelSettings, due_day_offset: int) -> int:

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline import causes
-from pipeline.config import CAUSES
+from pipeline.config import CAUSES, LabelSettings
 from pipeline.errors import UsageError
 from pipeline.lgbm import lgb
 
@@ -50,6 +50,18 @@ def read_json(path: Path) -> dict:
         return json.loads(path.read_text())
     except (OSError, ValueError) as err:
         raise UsageError(f"{path}: a model file that cannot be read ({err})") from err
+
+
+def read_label(path: Path) -> LabelSettings | None:
+    """The label a model folder records, None for a model from before it did; a usage error
+    naming the file when it holds no label."""
+    if not path.exists():
+        return None
+    try:
+        return LabelSettings(**read_json(path))
+    except (TypeError, ValueError) as err:
+        raise UsageError(f"{path}: not a label (label.observation_days, performance_cycles, "
+                         f"dpd_threshold): {err}") from err
 
 
 def encode(frame: pd.DataFrame, columns: list[str], categories: dict[str, list]) -> np.ndarray:
@@ -206,9 +218,9 @@ class CalibratedLightGBM:
 
     def __init__(self, booster: lgb.Booster | None = None, calibration: dict | None = None,
                  categories: dict[str, list] | None = None, reference: dict | None = None,
-                 causes: tuple[lgb.Booster, dict] | None = None, label: dict | None = None):
+                 causes: tuple[lgb.Booster, dict] | None = None, label: LabelSettings | None = None):
         self.booster, self.calibration = booster, calibration
-        self.label = label  # LabelSettings' fields, None for a model that did not record them
+        self.label = label  # None for a model that did not record it
         self.categories, self.reference = categories or {}, reference or {}
         self.causes = causes  # (booster, calibration) of P(cause | miss), if trained
         # threads of each LightGBM call; 0 is LightGBM's default, every core. A scorer running
@@ -227,11 +239,10 @@ class CalibratedLightGBM:
         causes = None
         if (directory / CAUSES_FILE).exists():
             causes = (read_booster(directory / CAUSES_FILE), read_json(directory / CAUSE_CALIBRATION_FILE))
-        label = directory / LABEL_FILE
         return cls(read_booster(directory / BOOSTER_FILE), read_json(directory / CALIBRATION_FILE),
                    read_json(directory / CATEGORIES_FILE),
                    read_json(reference) if reference.exists() else None, causes,
-                   read_json(label) if label.exists() else None)
+                   read_label(directory / LABEL_FILE))
 
     @property
     def features(self) -> list[str]:

@@ -155,7 +155,7 @@ def test_a_params_file_in_a_repository_anchors_a_command_started_outside_one(tmp
 def test_a_models_label_replaces_the_params_label_and_nothing_else():
     p = make_params()
     assert with_label(p, None) is p
-    theirs = with_label(p, {**p.label.model_dump(), "observation_days": 45, "dpd_threshold": 7})
+    theirs = with_label(p, p.label.model_copy(update={"observation_days": 45, "dpd_threshold": 7}))
     assert (theirs.label.observation_days, theirs.label.dpd_threshold) == (45, 7)
     assert theirs.model_dump(exclude={"label"}) == p.model_dump(exclude={"label"})
     assert p.label.observation_days == 30

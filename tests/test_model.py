@@ -236,3 +236,14 @@ def test_a_folder_that_is_no_scoring_model_is_named_with_what_it_lacks(team_mode
         model.CalibratedLightGBM.from_dir(bad)
     shutil.copy(team_model_dir / model.CALIBRATION_FILE, bad / model.CALIBRATION_FILE)
     assert model.CalibratedLightGBM.from_dir(bad).predict(ROWS).shape == (len(ROWS),)
+
+
+def test_a_model_folders_label_is_read_checked_or_absent(tmp_path):
+    path = tmp_path / model.LABEL_FILE
+    assert model.read_label(path) is None  # a model from before models recorded their label
+    path.write_text('{"observation_days": 45, "performance_cycles": 2, "dpd_threshold": 7}')
+    assert (model.read_label(path).observation_days, model.read_label(path).dpd_threshold) == (45, 7)
+    for bad in ('{"observation_days": 0, "performance_cycles": 2, "dpd_threshold": 7}', "[30, 3, 1]", "{"):
+        path.write_text(bad)
+        with pytest.raises(UsageError, match=str(path)):
+            model.read_label(path)

@@ -589,7 +589,7 @@ def test_a_model_takes_features_on_the_window_it_was_trained_for_whatever_params
     output = tmp_path / "raw" / "scores.parquet"
     result = run_score(work, raw, output, folder)
     ok(result)
-    assert "features are taken the model's 45 days after the jump" in result.output
+    assert "its features are taken 45 days after the jump" in result.output
     got = pd.read_parquet(output)
     later = build_features(tables, 45, make_params().features)
     assert (got["scoring_date"] == later["scoring_date"]).all() and len(got) == N_BORROWERS

@@ -51,10 +51,10 @@ def score_command(
     p = load(params)
     check_paths(input, output)
     model, version = load_model(model_uri, p)
-    if model.label and model.label != p.label.model_dump():
-        typer.echo(f"the model was trained for the label {model.label}, params.yaml now states "
-                   f"{p.label.model_dump()}: features are taken the model's "
-                   f"{model.label['observation_days']} days after the jump")
+    if model.label and model.label != p.label:
+        typer.echo(f"the model predicts the label it was trained for ({model.label}), not the one "
+                   f"params.yaml now states ({p.label}); its features are taken "
+                   f"{model.label.observation_days} days after the jump")
     p = with_label(p, model.label)
     today = pd.Timestamp.today().normalize()
     summary = run(open_source(input, p, model.features, tuple(model.categories), today), model, version,

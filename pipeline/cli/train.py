@@ -110,7 +110,7 @@ def fit_and_save_lightgbm(splits: dict, columns: list[str], categorical: list[st
     io.write_json(categories, out / model.CATEGORIES_FILE)
     if label:
         io.write_json(label.model_dump(), out / model.LABEL_FILE)
-        fitted.label = label.model_dump()
+        fitted.label = label
     if causes.MISS_CAUSE in splits["train"]:
         fitted.causes = _fit_causes(splits, columns, categorical, categories, s)
         fitted.causes[0].save_model(str(out / model.CAUSES_FILE))
