@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -123,6 +124,7 @@ class DecisionModel:
     cycles: int  # the cycles balance-months sums over (exposure at a miss = its average)
     settings: DecisionSettings
     features: tuple[str, ...] = DECISION_FEATURES
+    observation_days: ClassVar[int] = 0  # it decides at the jump, on the jump day's features
 
     def curves(self, features: pd.DataFrame) -> dict[str, np.ndarray]:
         """P(miss) and balance-months at every amount: arrays of shape (borrowers, amounts)."""

@@ -128,6 +128,24 @@ def refuse_outside_contract(frame: pd.DataFrame, columns: list[str], categories:
                      "rows and scores the others)")
 
 
+def refuse_taken_off_day(frame: pd.DataFrame, observation_days: int, shown: int = 3) -> None:
+    """Raise ValueError naming the rows of ``frame`` taken on another day after the jump than
+    ``observation_days``, the model's window, which ``limitjump score`` rejects; a frame without
+    both ``jump_date`` and ``scoring_date`` is taken at its word."""
+    if not {"jump_date", "scoring_date"} <= set(frame.columns):
+        return
+    from pipeline.readers import days_after_jump  # imported here, as MLflow is the only caller
+
+    days = days_after_jump(frame)
+    off = np.flatnonzero((days.notna() & (days != observation_days)).to_numpy())
+    if off.size:
+        examples = ", ".join(f"row {i} {int(days.iloc[i])} days" for i in off[:shown])
+        raise ValueError(f"{off.size} of {len(frame)} rows were taken on another day than the model reads: "
+                         f"scoring_date not {observation_days} days after jump_date, as the label it was "
+                         f"trained for has it ({examples}; rows counted from 0; `limitjump score` rejects "
+                         "such rows and scores the others)")
+
+
 def _codes_hint(column: str) -> str:
     # imported here: only this message needs the catalogue (and, through it, the settings)
     from pipeline.catalog import codes_hint
@@ -248,6 +266,11 @@ class CalibratedLightGBM:
     def features(self) -> list[str]:
         return self.booster.feature_name()
 
+    @property
+    def observation_days(self) -> int | None:
+        """Days after the jump its features are taken (None: a model that did not record it)."""
+        return self.label.observation_days if self.label else None
+
     def matrix(self, frame: pd.DataFrame) -> np.ndarray:
         """The model's columns, in its order, as float64 (extra columns are ignored)."""
         missing = [c for c in self.features if c not in frame.columns]
@@ -345,6 +368,8 @@ class Served:
         try:
             refuse_outside_contract(model_input, list(self.model.features),
                                     getattr(self.model, "categories", {}))
+            if self.model.observation_days is not None:
+                refuse_taken_off_day(model_input, self.model.observation_days)
             return self.model.predict(model_input, params)
         except ValueError as err:
             from mlflow.exceptions import MlflowException

@@ -156,6 +156,13 @@ def _code_keys(text: pd.Series) -> pd.Series:
     return text.str.strip().str.lower().str.replace(r"[\s\-_]+", "_", regex=True)
 
 
+def days_after_jump(frame: pd.DataFrame) -> pd.Series:
+    """Calendar days from each row's ``jump_date`` to its ``scoring_date``, missing where either
+    is: an export may time the increase (13:45) and not the scoring date."""
+    scoring, jump = (as_dates(frame[c]).dt.floor("D") for c in ("scoring_date", "jump_date"))
+    return (scoring - jump).dt.days
+
+
 def as_dates(values: pd.Series) -> pd.Series:
     """Dates (and times) as the file wrote them, in seconds, NaT where unreadable: ISO text
     ('2025-11-18', '2025-11-18 13:45', '20251118', '2025/11/18'), the same year, month and day

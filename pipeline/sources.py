@@ -52,6 +52,7 @@ from pipeline.readers import (
     READ_ERRORS,
     as_codes,
     as_dates,
+    days_after_jump,
     decimal_mark,
     file_stamp,
     is_csv,
@@ -638,8 +639,7 @@ class FeaturesFile:
         features of the jump day would read none of them, and neither would say so."""
         if self.observation_days is None or "jump_date" not in frame:
             return frame, NONE
-        # calendar days: an export may time the increase (13:45) and not the scoring date
-        days = (frame["scoring_date"].dt.floor("D") - as_dates(frame["jump_date"]).dt.floor("D")).dt.days
+        days = days_after_jump(frame)
         off = (days.notna() & (days != self.observation_days)).to_numpy()
         if not off.any():
             return frame, NONE

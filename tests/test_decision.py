@@ -269,3 +269,20 @@ def test_dose_response_errors_on_known_answers():
     assert report["truth_noise_mae"] == pytest.approx(0.01 * np.sqrt(2 / np.pi))
     assert report["by_amount"]["10000"]["true"] == pytest.approx(true_p[:, 1].mean())
     assert report["by_amount"]["20000"]["calibration_gap"]["high"] == pytest.approx(0.05)
+
+
+def test_a_served_decision_refuses_features_not_taken_on_the_jump_day(fitted, decision_frame):
+    """It decides at the jump, as ``limitjump recommend`` does: features of a month later read the
+    increase's own weeks, and the pyfunc refuses them, named."""
+    from mlflow.exceptions import MlflowException
+
+    from pipeline.model import Served
+
+    rows = decision_frame.head(20).reset_index(drop=True)
+    assert fitted.observation_days == 0 and (rows["scoring_date"] == rows["jump_date"]).all()
+    pd.testing.assert_frame_equal(Served(fitted).predict(rows).drop(columns="decision_date"),
+                                  fitted.recommend(rows).drop(columns="decision_date"))
+    later = rows.assign(scoring_date=rows["scoring_date"].where(rows.index != 7, rows["scoring_date"]
+                                                                + pd.Timedelta(days=30)))
+    with pytest.raises(MlflowException, match=r"1 of 20 rows .* not 0 days after jump_date.*row 7 30 days"):
+        Served(fitted).predict(later)

@@ -362,6 +362,14 @@ def test_mlflow_models_predict_takes_whole_numbers_csv_and_json(project, store, 
     with pytest.raises(mlflow.exceptions.MlflowException,
                        match=r"1 of 40 rows .* refuses: 'increase_amount' fails in_range.*row 2 -5.0"):
         pyfunc.predict(negative)
+    # rows taken on another day after the jump than the model's window are refused, named
+    dated = pd.read_parquet(project.root / "data" / "split" / "test.parquet").head(40)
+    local = CalibratedLightGBM.from_dir(project.first_model)
+    np.testing.assert_allclose(np.asarray(pyfunc.predict(dated)), local.predict(dated), rtol=0, atol=1e-12)
+    dated.loc[3, "jump_date"] -= pd.Timedelta(days=15)
+    with pytest.raises(mlflow.exceptions.MlflowException,
+                       match=r"1 of 40 rows .* not 30 days after jump_date.*row 3 45 days"):
+        pyfunc.predict(dated)
     # text where a number belongs: the client's error names the column and the row
     text = ints.astype({"trigger": object})
     text.iloc[1, text.columns.get_loc("trigger")] = "score_improvement"

@@ -247,3 +247,19 @@ def test_a_model_folders_label_is_read_checked_or_absent(tmp_path):
         path.write_text(bad)
         with pytest.raises(UsageError, match=str(path)):
             model.read_label(path)
+
+
+def test_rows_taken_on_another_day_after_the_jump_are_named_before_a_pyfunc_scores():
+    """Known answers: calendar days, as ``limitjump score`` counts them (an increase timed 13:45
+    on the 1st is 30 days before the 31st), in dates or in text; without both dates, no check."""
+    rows = pd.DataFrame({"jump_date": ["2025-03-01 13:45", "2025-03-01", "2025-02-14", None],
+                         "scoring_date": pd.to_datetime(["2025-03-31"] * 4)})
+    model.refuse_taken_off_day(rows.drop(index=2), 30)
+    model.refuse_taken_off_day(rows.drop(columns="jump_date"), 45)
+    with pytest.raises(ValueError, match=r"^1 of 4 rows were taken on another day than the model reads: "
+                                         r"scoring_date not 30 days after jump_date.*\(row 2 45 days;"):
+        model.refuse_taken_off_day(rows, 30)
+    with pytest.raises(ValueError, match=r"^3 of 4 rows .* not 0 days .*row 0 30 days, row 1 30 days, "
+                                         r"row 2 45 days;"):
+        model.refuse_taken_off_day(rows.assign(jump_date=pd.to_datetime(rows["jump_date"], format="ISO8601")),
+                                   0)

@@ -39,7 +39,7 @@ def recommend(
     check_paths(input, output)
     model = load_model(model_uri, p)
     today = pd.Timestamp.today().normalize()
-    source = open_source(input, p, list(model.features), (), today, observation_days=0)
+    source = open_source(input, p, list(model.features), (), today, model.observation_days)
     summary = write_batches(source, output, p, _Tally(), "recommend", recommend_range,
                             model.output_columns(),
                             (model,), {"model": model_uri})
@@ -51,7 +51,7 @@ def recommend(
 def recommend_range(bounds: tuple[int, int], path: Path, p: Params, model: DecisionModel,
                     today: pd.Timestamp) -> tuple[Batch, pd.DataFrame, dict]:
     """The borrowers with ids in ``bounds``: read, validated, recommended (on any engine)."""
-    batch = open_source(path, p, list(model.features), (), today, observation_days=0).load(*bounds)
+    batch = open_source(path, p, list(model.features), (), today, model.observation_days).load(*bounds)
     rows = model.recommend(batch.features) if len(batch.features) else pd.DataFrame()
     batch.features = batch.features.iloc[:0]
     return batch, rows, {}
