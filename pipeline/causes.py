@@ -9,8 +9,10 @@ the total stays the one number that is gated, monitored and banded, and the caus
 to rank causes among misses, where it has clean labels (the cause of the first miss in the
 performance window: a lender reads it from debit-failure codes and collection notes).
 
-Reasons come from the cause model: the TreeSHAP contributions of the leading cause's class, summed
-by reason group (``pipeline.catalog.REASON_GROUPS``), so no two reasons say the same thing.
+The cause model names the leading cause; the reasons are the risk model's TreeSHAP contributions
+(``pipeline.score``), one per reason group (``pipeline.catalog.REASON_GROUPS``), the leading
+cause's first: a feature can raise a cause's share while lowering the risk, and the catalogue's
+words ("credit score is low") hold only in the risk model's direction (docs/causes.md).
 """
 
 from __future__ import annotations
@@ -109,13 +111,6 @@ def shares(booster: lgb.Booster, calibration: dict, matrix: np.ndarray, threads:
     """P(cause | miss), shape (n, 3), rows summing to 1; ``threads`` as LightGBM's num_threads."""
     raw = booster.predict(matrix, raw_score=True, num_threads=threads).reshape(len(matrix), len(CAUSES))
     return softmax(raw / calibration["temperature"], axis=1)
-
-
-def leading_contributions(booster: lgb.Booster, matrix: np.ndarray, leading: np.ndarray) -> np.ndarray:
-    """TreeSHAP contributions of each row's leading cause (its class's raw score), shape
-    (n, features); the class's expected value is left out."""
-    contrib = booster.predict(matrix, pred_contrib=True).reshape(len(matrix), len(CAUSES), -1)
-    return contrib[np.arange(len(matrix)), leading, :-1]
 
 
 # ---- evaluation against the simulator's cause ----------------------------------------------

@@ -288,6 +288,23 @@ def test_logged_model_is_data_with_signature_example_and_linked_datasets(project
     assert (project.root / "mlartifacts").is_dir() and not (project.root / "mlruns").exists()
 
 
+def test_the_readmes_python_snippet_loads_the_registered_model_from_a_subdirectory(project):
+    """README, "To load a registered model in Python, from anywhere in the repository": MLflow 3
+    would otherwise open a new, empty mlflow.db in the working directory."""
+    snippet = ("import json, mlflow, pandas as pd\n"
+               "from pipeline.tracking import use_project_store\n"
+               "print('uri', use_project_store())\n"
+               f"model = mlflow.pyfunc.load_model('models:/{NAME}/1')\n"
+               "rows = pd.read_parquet('../data/split/test.parquet').head(5)\n"
+               "print('p', json.dumps([float(v) for v in model.predict(rows)]))\n")
+    output = run([sys.executable, "-c", snippet], project.root / "docs", project.env)
+    said = dict(line.split(" ", 1) for line in output.splitlines() if line.startswith(("uri ", "p ")))
+    assert said["uri"] == project.uri and not (project.root / "docs" / "mlflow.db").exists()
+    rows = pd.read_parquet(project.root / "data" / "split" / "test.parquet").head(5)
+    expected = CalibratedLightGBM.from_dir(project.first_model).predict(rows)
+    np.testing.assert_allclose(json.loads(said["p"]), expected, rtol=0, atol=1e-12)
+
+
 def test_registration_records_gates_and_digests_and_moves_no_champion(project, store):
     fingerprint = project.metadata["lightgbm"]["fingerprint"]
     assert project.gates["passed"] is True and project.gates["failed"] == []
