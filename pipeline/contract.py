@@ -303,11 +303,6 @@ TRUTH_TABLES = ("ground_truth", "counterfactual")
 RAW_TABLES = tuple(name for name in TABLES if name not in (*TRUTH_TABLES, "maintenance_windows"))
 
 
-def sort_keys(table: str) -> list[str]:
-    spec = TABLES[table]
-    return list(spec.sort or spec.key)
-
-
 FLOAT_MAX = float(np.finfo("float64").max)
 
 

@@ -284,34 +284,18 @@ def lift_summary(y: Any, p: Any, bins: int = 10, top_share: float = 0.05) -> dic
     }
 
 
-def _flag_order(p: Any, flag_rate: float) -> tuple[np.ndarray, np.ndarray]:
-    """Scores and the row indices of the riskiest round(flag_rate * n) rows, riskiest first."""
-    p = _as_float(p)
-    if len(p) == 0:
-        raise ValueError("p must not be empty")
-    if not 0.0 <= flag_rate <= 1.0:
-        raise ValueError(f"flag_rate must be in [0, 1], got {flag_rate}")
-    count = int(round(flag_rate * len(p)))
-    return p, np.argsort(-p, kind="stable")[:count]
-
-
-def threshold_at_flag_rate(p: Any, flag_rate: float) -> float:
-    """Lowest score among the rows ``flagged`` flags (+inf if none are flagged).
-
-    Every row above it is flagged; rows tied with it may be flagged only in part (by row order).
-    """
-    p, rows = _flag_order(p, flag_rate)
-    return float(p[rows[-1]]) if len(rows) else float("inf")
-
-
 def flagged(p: Any, flag_rate: float) -> np.ndarray:
     """Boolean mask, shape (n,), of exactly round(flag_rate * n) rows with the highest p.
 
     Ties are broken by original row order (earlier rows first).
     """
-    p, rows = _flag_order(p, flag_rate)
+    p = _as_float(p)
+    if len(p) == 0:
+        raise ValueError("p must not be empty")
+    if not 0.0 <= flag_rate <= 1.0:
+        raise ValueError(f"flag_rate must be in [0, 1], got {flag_rate}")
     mask = np.zeros(len(p), dtype=bool)
-    mask[rows] = True
+    mask[np.argsort(-p, kind="stable")[:int(round(flag_rate * len(p)))]] = True
     return mask
 
 

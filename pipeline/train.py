@@ -348,12 +348,3 @@ def scorecard_predict(card: dict, frame: pd.DataFrame) -> np.ndarray:
     logit = card["intercept"] + sum(v["coefficient"] * scorecard_woe(v, frame[v["name"]])
                                     for v in card["variables"])
     return 1.0 / (1.0 + np.exp(-logit))
-
-
-def scorecard_points(card: dict, frame: pd.DataFrame) -> np.ndarray:
-    """Total points (higher is safer), for display beside the probability."""
-    s = card["scaling"]
-    factor = s["pdo"] / math.log(2.0)
-    offset = s["base_points"] - factor * math.log(s["base_odds"])
-    p = np.clip(scorecard_predict(card, frame), 1e-15, 1 - 1e-15)
-    return offset - factor * np.log(p / (1 - p))

@@ -250,19 +250,16 @@ def test_flagged_marks_the_riskiest_rows():
     mask = metrics.flagged(p, 0.2)
     assert mask.dtype == bool and mask.sum() == round(0.2 * 38) == 8  # rounded, not truncated
     assert p[mask].min() > p[~mask].max()
-    assert metrics.threshold_at_flag_rate(p, 0.2) == p[mask].min()
 
 
 def test_flagged_ties_and_edge_rates():
     p = np.array([0.5, 0.9, 0.5, 0.5, 0.1])
     assert metrics.flagged(p, 0.4).tolist() == [True, True, False, False, False]
-    assert metrics.threshold_at_flag_rate(p, 0.4) == 0.5
     assert not metrics.flagged(p, 0.0).any()
-    assert metrics.threshold_at_flag_rate(p, 0.0) == math.inf
     assert metrics.flagged(p, 1.0).all()
     many = np.random.default_rng(20).integers(0, 5, 300) / 4  # many ties
     mask = metrics.flagged(many, 0.3)
-    threshold = metrics.threshold_at_flag_rate(many, 0.3)
+    threshold = many[mask].min()
     assert mask.sum() == 90 and (mask[many > threshold]).all() and not mask[many < threshold].any()
     tied = np.flatnonzero(many == threshold)
     assert mask[tied].tolist() == sorted(mask[tied].tolist(), reverse=True)  # earliest ties first
