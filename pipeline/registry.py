@@ -8,7 +8,7 @@ track, so only ``limitjump promote`` checks it, just before moving the alias.
 
 from __future__ import annotations
 
-from pipeline.config import RegisterSettings
+from pipeline.config import LabelSettings, RegisterSettings
 
 
 def own_gates(challenger: dict[str, float], scorecard: dict[str, float],
@@ -29,6 +29,14 @@ def champion_gate(challenger_auc: float, champion_auc: float, settings: Register
     ``min_gain_over_champion`` (a tie included) fails: the incumbent stays."""
     return _check(challenger_auc - champion_auc, settings.min_gain_over_champion, ">=",
                   strict=settings.min_gain_over_champion == 0.0)
+
+
+def label_changed(challenger: LabelSettings | None, champion: LabelSettings | None) -> bool:
+    """Whether the two predict different events (window, days past due or cycles). An AUC on one
+    label's rows, with features of one window, cannot say which predicts better, so adopting a new
+    label is a decision of its own (``limitjump promote --new-label``). A version from before
+    models recorded their label is taken to predict the same."""
+    return challenger is not None and champion is not None and challenger != champion
 
 
 def verdict(gates: dict[str, dict]) -> dict:

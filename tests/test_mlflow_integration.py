@@ -530,9 +530,24 @@ def test_promote_moves_the_champion_only_when_the_gates_hold(project, store):
     after = _snapshot(store)
     assert {k: after[k] for k in project.snapshot} == project.snapshot
 
+    # a version of another label is not compared with the champion on one label's rows: it is
+    # refused, and promoted only when a person adopts the new label
+    write_params(project.root, merge(SMALL, {"label": {"dpd_threshold": 7}}))
+    run(["dvc", "repro", "register"], project.root, project.env)
+    newest = str(max(int(v.version) for v in store.search_model_versions(f"name='{NAME}'")))
+    assert newest == "4" and store.get_model_version(NAME, newest).tags[tracking.GATE_TAG] == "true"
+    other = _promote(project, newest)
+    assert other["decision"] == "refused" and other["failed_gates"] == ["same_label"]
+    labels = {role: other["figures"][f"{role}_label"]["dpd_threshold"] for role in ("challenger", "champion")}
+    assert labels == {"challenger": 7, "champion": 1}
+    assert str(store.get_model_version_by_alias(NAME, "champion").version) == winner
+    adopted = _promote(project, newest, "--new-label")
+    assert adopted["decision"] == "promoted" and adopted["figures"] == other["figures"]
+    assert str(store.get_model_version_by_alias(NAME, "champion").version) == newest
 
-def _promote(project, version: str) -> dict:
-    run(["limitjump", "promote", "--version", version], project.root, project.env)
+
+def _promote(project, version: str, *flags: str) -> dict:
+    run(["limitjump", "promote", "--version", version, *flags], project.root, project.env)
     return json.loads((project.root / tracking.PROMOTION_LOG).read_text().splitlines()[-1])
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from pipeline import registry
 from pipeline.registry import champion_gate, own_gates
 from tests.conftest import make_params
 
@@ -35,3 +36,11 @@ def test_with_no_required_gain_a_tie_still_keeps_the_champion():
     assert champion_gate(0.84, 0.84, s)["passed"] is False
     assert champion_gate(0.8401, 0.84, s)["passed"] is True
     assert champion_gate(0.84, 0.84, s)["rule"] == "value > threshold"
+
+
+def test_a_label_changes_when_the_window_the_days_past_due_or_the_cycles_do():
+    one = make_params().label
+    assert not registry.label_changed(one, one.model_copy())
+    for change in ({"observation_days": 45}, {"dpd_threshold": 7}, {"performance_cycles": 2}):
+        assert registry.label_changed(one.model_copy(update=change), one)
+    assert not registry.label_changed(None, one) and not registry.label_changed(one, None)  # older versions

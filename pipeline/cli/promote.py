@@ -31,6 +31,9 @@ def promote(
         test: Annotated[Path | None, typer.Option(
             "--test", help="Out-of-time rows both models are compared on (features and label); "
                            "default: the repository's data/split/test.parquet.")] = None,
+        new_label: Annotated[bool, typer.Option(
+            "--new-label", help="Adopt a version that predicts another label than the champion's, "
+                                "on its own gates (no AUC compares two labels).")] = False,
         params: Path = PARAMS) -> None:
     """Make a registered version @champion if its gates hold and it beats the champion."""
     p = load(params)
@@ -46,12 +49,18 @@ def promote(
         decision = "refused"
     else:
         if champion is not None:
-            rows = pd.read_parquet(test or tracking.repo_root() / SPLIT_DIR / "test.parquet")
-            aucs = _aucs_on(p, rows, {"challenger": candidate, "champion": champion})
-            gate = registry.champion_gate(aucs["challenger"], aucs["champion"], p.gate)
-            figures = {"challenger_auc": aucs["challenger"], "champion_auc": aucs["champion"],
-                       "rows": len(rows), **gate}
-            failed = [] if gate["passed"] else ["beats_champion"]
+            models = _models(p, {"challenger": candidate, "champion": champion})
+            labels = {role: m.label for role, m in models.items()}
+            if registry.label_changed(**labels):
+                figures = {f"{role}_label": label.model_dump() for role, label in labels.items()}
+                failed = [] if new_label else ["same_label"]
+            else:
+                rows = pd.read_parquet(test or tracking.repo_root() / SPLIT_DIR / "test.parquet")
+                aucs = _aucs_on(rows, models)
+                gate = registry.champion_gate(aucs["challenger"], aucs["champion"], p.gate)
+                figures = {"challenger_auc": aucs["challenger"], "champion_auc": aucs["champion"],
+                           "rows": len(rows), **gate}
+                failed = [] if gate["passed"] else ["beats_champion"]
         decision = "refused" if failed else "promoted"
     entry.update(decision=decision, failed_gates=failed, figures=figures)
     if decision == "promoted":
@@ -84,31 +93,46 @@ def _own_failures(version) -> list[str]:
     return [g.strip() for g in version.tags.get("limitjump.failed_gates", "own gates").split(",")]
 
 
-def _aucs_on(p, rows: pd.DataFrame, models: dict) -> dict[str, float]:
-    """Out-of-time AUC of each registered version on the same rows, from its verified files."""
+def _models(p, versions: dict) -> dict[str, CalibratedLightGBM]:
+    """Each registered version's model, built from its verified files."""
+    with tempfile.TemporaryDirectory() as tmp:
+        folders = {role: tracking.fetch_model_files(p.mlflow, version, Path(tmp) / role)
+                   for role, version in versions.items()}
+        return {role: CalibratedLightGBM.from_dir(folder) for role, folder in folders.items()}
+
+
+def _aucs_on(rows: pd.DataFrame, models: dict[str, CalibratedLightGBM]) -> dict[str, float]:
+    """Out-of-time AUC of each model on the same rows."""
     if "label" not in rows:
         raise InputError("the comparison rows have no 'label' column")
-    with tempfile.TemporaryDirectory() as tmp:
-        out = {}
-        for role, version in models.items():
-            folder = tracking.fetch_model_files(p.mlflow, version, Path(tmp) / role)
-            fitted = CalibratedLightGBM.from_dir(folder)
-            missing = sorted(set(fitted.features) - set(rows.columns))
-            if missing:
-                raise InputError(f"version {version.version} needs columns the comparison rows lack: "
-                                 f"{missing[:5]}")
-            out[role] = metrics.ranking(rows["label"].to_numpy(), fitted.predict(rows))["auc"]
+    out = {}
+    for role, fitted in models.items():
+        missing = sorted(set(fitted.features) - set(rows.columns))
+        if missing:
+            raise InputError(f"the {role} needs columns the comparison rows lack: {missing[:5]}")
+        out[role] = metrics.ranking(rows["label"].to_numpy(), fitted.predict(rows))["auc"]
     return out
 
 
 def _message(entry: dict) -> str:
     v, previous = entry["version"], entry["previous_champion"] or "none"
     if entry["decision"] == "promoted":
-        return f"promoted version {v} to @champion (was {previous})"
+        adopted = entry["figures"].get("challenger_label")
+        return (f"promoted version {v} to @champion (was {previous})"
+                + (f", adopting its label ({_said(adopted)})" if adopted else ""))
     if entry["decision"] == "already_champion":
         return f"version {v} is already @champion"
     f = entry["figures"]
+    if entry["failed_gates"] == ["same_label"]:
+        return (f"refused version {v}: it predicts another label ({_said(f['challenger_label'])}) than "
+                f"@champion {previous} ({_said(f['champion_label'])}), and an AUC on one label's rows "
+                "cannot say which predicts better; to adopt the new label, promote it with --new-label "
+                f"(its own gates still hold); @champion stays {previous}")
     detail = (f" (AUC {f['challenger_auc']:.4f} vs champion {f['champion_auc']:.4f} on {f['rows']:,} rows)"
               if f else "")
     failed = ", ".join(entry["failed_gates"])
     return f"refused version {v}: failed {failed}{detail}; @champion stays {previous}"
+
+
+def _said(label: dict) -> str:
+    return ", ".join(f"{k} {v}" for k, v in label.items())
