@@ -141,9 +141,9 @@ def refuse_taken_off_day(frame: pd.DataFrame, observation_days: int, shown: int 
     if off.size:
         examples = ", ".join(f"row {i} {int(days.iloc[i])} days" for i in off[:shown])
         raise ValueError(f"{off.size} of {len(frame)} rows were taken on another day than the model reads: "
-                         f"scoring_date not {observation_days} days after jump_date, as the label it was "
-                         f"trained for has it ({examples}; rows counted from 0; `limitjump score` rejects "
-                         "such rows and scores the others)")
+                         f"scoring_date not {observation_days} days after jump_date, the model's window "
+                         f"({examples}; rows counted from 0; `limitjump score` and `recommend` reject such "
+                         "rows and score the others)")
 
 
 def _codes_hint(column: str) -> str:
