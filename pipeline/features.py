@@ -602,8 +602,12 @@ def _next_due_days(spine: Spine, stmt: Rows, dues: Rows, count: int) -> tuple[np
     known = ~np.isnan(last_statement) & ~np.isnan(last_due) & ~np.isnan(its_cycle_start)
     start = np.nan_to_num(last_statement + 1).astype("int64")
     offset = np.nan_to_num(last_due - its_cycle_start).astype("int64")
+    # statements may stop months before scoring (a dormant account, an export that lags): start
+    # in the month before the one (scoring - offset) falls in, where every due date is still
+    # past, so the first ahead is among the next two; 0 months when a statement is recent
+    skip = np.maximum(_month_number(spine.score_day - offset) - _month_number(start) - 1, 0)
     # scoring may fall between a due date and the next statement: skip due dates already past
-    candidates = np.column_stack([_add_months(start, step) + offset for step in range(count + 2)])
+    candidates = np.column_stack([_add_months(start, skip + step) + offset for step in range(count + 2)])
     ahead = (candidates >= spine.score_day[:, None]) & (candidates > np.nan_to_num(last_due)[:, None])
     first = np.argmax(ahead, axis=1)
     rows = np.arange(spine.n)[:, None]
@@ -657,8 +661,14 @@ def _seconds(values: pd.Series) -> np.ndarray:
     return np.asarray(values).astype("datetime64[s]").astype("int64")
 
 
-def _add_months(day: np.ndarray, months: int) -> np.ndarray:
-    """Same day of the month ``months`` later, clamped to the last day of a shorter month."""
+def _month_number(day: np.ndarray) -> np.ndarray:
+    """Months since 1970-01 of day numbers."""
+    return day.astype("datetime64[D]").astype("datetime64[M]").astype("int64")
+
+
+def _add_months(day: np.ndarray, months: int | np.ndarray) -> np.ndarray:
+    """Same day of the month ``months`` later (per row when an array), clamped to the last day of
+    a shorter month."""
     d = day.astype("datetime64[D]")
     month = d.astype("datetime64[M]")
     in_month = (d - month.astype("datetime64[D]")).astype("int64")

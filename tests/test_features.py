@@ -434,6 +434,22 @@ def test_docs_feature_table_is_the_catalogue():
     assert text.split(TABLE_START, 1)[1].split(TABLE_END, 1)[0].strip() == markdown_table()
 
 
+def test_next_due_dates_run_on_from_statements_that_stopped_months_before_scoring():
+    """A dormant account, or an export that lags: the last statement (2024-11-30) is four months
+    before scoring (2025-03-31). The billing cycle (from the 1st, due on the 10th) still gives the
+    next three due dates, 04-10, 05-10 and 06-10; it raised IndexError before."""
+    b = handmade.borrower(7, jump="2025-03-01")
+    b["statements"] = [statement(7, end) for end in ("2024-10-31", "2024-11-30")]
+    b["installments"] = [dict(borrower_id=7, due_date=d, scheduled_amount=500.0, arrears_amount=0.0)
+                         for d in ("2024-11-10", "2024-12-10")]
+    b["platform_events"] = [agreement(7, "2024-10-01")]
+    windows = [dict(window_id=i, window_kind="planned", announced_date="2025-03-20",
+                    start_time=f"{day} 01:00:00", end_time=f"{day} 04:00:00")
+               for i, day in enumerate(("2025-03-10", "2025-05-10", "2025-07-10"))]
+    f = one(handmade.tables(b, maintenance_windows=windows), 7)
+    assert f[NEXT_DUE] == pd.Timestamp("2025-04-10") and f["due_dates_in_announced_outage"] == 1
+
+
 def test_past_due_dates_and_overlapping_windows_count_once():
     """Scoring (2025-01-31) falls between a due date (01-25) and the next statement: the next
     three due dates are 02-25, 03-25 and 04-25; three windows on 02-25 count once."""
