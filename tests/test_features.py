@@ -235,6 +235,38 @@ def test_no_leak_from_rows_dated_on_or_after_scoring(small_sim, small_features):
     pd.testing.assert_frame_equal(build_features(changed, 30, SETTINGS), small_features)
 
 
+def _kept(frame: pd.DataFrame, date: str, gap: str, rng, stop: pd.Series, gone: np.ndarray) -> np.ndarray:
+    """Which rows of a raw table a history with the given ``gap`` keeps."""
+    if gap == "rows lost":
+        return rng.random(len(frame)) > 0.4
+    if gap == "records stop early":
+        return (frame[date] <= frame["borrower_id"].map(stop)).to_numpy()
+    if gap == "tables missing":
+        return ~frame["borrower_id"].isin(gone).to_numpy()
+    return ~frame.sort_values(date)["borrower_id"].duplicated().sort_index().to_numpy()  # one row each
+
+
+@pytest.mark.parametrize("gap", ["rows lost", "records stop early", "tables missing", "one row each"])
+def test_histories_with_holes_keep_every_borrower(small_sim, small_features, gap):
+    """Lenders' exports have holes: rows lost, dormant accounts whose records stopped up to 11
+    months before scoring, a table missing for a third of the borrowers, one row each. Features
+    still come out for every borrower, and a next due date, where known, is not before scoring
+    (records stopping early ran the search for it past its candidates until 2026-12-06)."""
+    rng = np.random.default_rng(11)
+    scoring = small_features.set_index("borrower_id")["scoring_date"]
+    stop = scoring - pd.to_timedelta(rng.integers(0, 330, len(scoring)), "D")
+    gone = rng.choice(scoring.index.to_numpy(), len(scoring) // 3, replace=False)
+    holed = dict(small_sim)
+    for name in sorted(set(RAW_TABLES) - {"borrowers", "limit_events"}):
+        frame = small_sim[name]
+        kept = _kept(frame, TABLES[name].date_column, gap, rng, stop, gone)
+        holed[name] = frame[kept].reset_index(drop=True)
+    out = build_features(holed, 30, SETTINGS)
+    np.testing.assert_array_equal(out["borrower_id"], small_features["borrower_id"])
+    known = out[NEXT_DUE].notna()
+    assert known.any() and (out.loc[known, NEXT_DUE] >= out.loc[known, "scoring_date"]).all()
+
+
 @pytest.mark.parametrize("days_into_cycle", [0, 5, 15])
 def test_a_statement_period_straddling_the_scoring_date_leaks_nothing(small_sim, small_params,
                                                                      days_into_cycle):
