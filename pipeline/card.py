@@ -191,15 +191,18 @@ def _floor(report: dict | None) -> dict | None:
     if not report:
         return None
     known = report["history"]
-    basis = ([["debits stopped by announced maintenance in the history", num(known["due_dates"])],
-              ["of them missed by the label's days", num(known["missed"])],
-              ["floor rate (half a miss and half a payment added)", num(known["rate"])]]
-             if "rate" in known else
-             [["due dates paid by hand in the training rows' histories", num(known["chances"])],
-              ["of them forgotten", num(known["forgotten"])],
-              ["prior of the chance to forget: Beta(a, b), a", num(known["a"])],
-              ["b", num(known["b"])],
-              ["due dates of the label ahead", num(known["due_dates"])]])
+    if "a" in known:  # the forgetting prior
+        basis = [["due dates paid by hand in the training rows' histories", num(known["chances"])],
+                 ["of them forgotten", num(known["forgotten"])],
+                 ["prior of the chance to forget: Beta(a, b), a", num(known["a"])],
+                 ["b", num(known["b"])],
+                 ["due dates of the label ahead", num(known["due_dates"])]]
+    else:  # a history of misses: debits maintenance stopped, or training rows with a lapsed agreement
+        basis = [["debits stopped by announced maintenance in the history" if "due_dates" in known
+                  else "training rows whose auto-debit agreement had lapsed",
+                  num(known.get("due_dates", known.get("rows")))],
+                 ["of them missed by the label's days", num(known["missed"])],
+                 ["floor rate (half a miss and half a payment added)", num(known["rate"])]]
     return {"header": ["", "value"], "rows": [
         *basis,
         ["out-of-time rows lifted", num(report["rows_lifted"])],
@@ -379,6 +382,7 @@ def _context(reports: dict, gates: dict | None, params: Params, figures: Sequenc
         "cause_model": _cause_model(main.get("cause_model")),
         "maintenance": _floor(main.get("maintenance_floor")),
         "forgetting": _floor(main.get("forgetting_floor")),
+        "lapse": _floor(main.get("lapse_floor")),
         "checks": checks(reports, gates, primary),
         "goals": _goals(main.get("goals")),
         "provenance": [(label, details["provenance"][key]) for label, key in PROVENANCE

@@ -126,7 +126,7 @@ def cause_section(fitted: CalibratedLightGBM, test: pd.DataFrame, truth: pd.Data
 
 
 def floor_sections(fitted: CalibratedLightGBM, test: pd.DataFrame) -> dict[str, dict]:
-    """Each floor of the model (``model.maintenance_floor``, ``model.forgetting_floor``) on its
+    """Each floor of the model (``model.FLOORS``: maintenance, forgetting, lapse) on its
     own over the out-of-time rows, keyed "<name>_floor": what it rests on (the history, or the
     prior), the rows it lifts and how many of them missed, their mean probability with and
     without it, and the AUC with and without it; empty for a model without floors."""

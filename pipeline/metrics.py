@@ -284,6 +284,12 @@ def lift_summary(y: Any, p: Any, bins: int = 10, top_share: float = 0.05) -> dic
     }
 
 
+def rate_with_half_added(events: int, trials: int) -> float:
+    """(events + 0.5) / (trials + 1): a rate with half an event and half a non-event added (the
+    mean under Jeffreys' prior), so a handful of trials, all of one kind, gives no certainty."""
+    return (events + 0.5) / (trials + 1.0)
+
+
 def flagged(p: Any, flag_rate: float) -> np.ndarray:
     """Boolean mask, shape (n,), of exactly round(flag_rate * n) rows with the highest p.
 

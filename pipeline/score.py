@@ -13,6 +13,7 @@ from pipeline.config import CAUSES
 from pipeline.model import (
     AGREEMENT_STATES,
     AUTODEBIT_ACTIVE,
+    AUTODEBIT_LAPSED,
     BLOCKED_DUE_DATES,
     FORGOTTEN_DUE_DATES,
     CalibratedLightGBM,
@@ -212,11 +213,17 @@ def _numbers(frame: pd.DataFrame, column: str) -> np.ndarray:
 def floor_reasons(frame: pd.DataFrame) -> np.ndarray:
     """The reason that says what a floor read, per row of ``frame``: for a borrower who pays by
     hand (the forgetting floor's) "has forgotten due dates before" if any were, else "pays by
-    hand"; for the others (the maintenance floor's) the due date in announced maintenance."""
-    forgot = (_numbers(frame, FORGOTTEN_DUE_DATES) > 0 if FORGOTTEN_DUE_DATES in frame
-              else np.zeros(len(frame), dtype=bool))
+    hand"; for a lapsed agreement (the lapse floor's) that it has lapsed; for the others (the
+    maintenance floor's) the due date in announced maintenance."""
+    forgot = _flag(frame, FORGOTTEN_DUE_DATES, lambda v: v > 0)
     by_hand = np.where(forgot, BY_NAME[FORGOTTEN_DUE_DATES].reason, BY_NAME[AUTODEBIT_ACTIVE].reason)
-    return np.where(pays_by_hand(frame), by_hand, BY_NAME[BLOCKED_DUE_DATES].reason)
+    return np.select([pays_by_hand(frame), _flag(frame, AUTODEBIT_LAPSED, lambda v: v == 1)],
+                     [by_hand, BY_NAME[AUTODEBIT_LAPSED].reason], BY_NAME[BLOCKED_DUE_DATES].reason)
+
+
+def _flag(frame: pd.DataFrame, column: str, test) -> np.ndarray:
+    """``test`` of the column's numbers; False where the frame lacks the column."""
+    return test(_numbers(frame, column)) if column in frame else np.zeros(len(frame), dtype=bool)
 
 
 def action_keys(cause: np.ndarray, reason_texts: list[np.ndarray], by_hand: np.ndarray) -> np.ndarray:

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.config import LabelSettings
+from pipeline.metrics import rate_with_half_added
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -82,7 +83,7 @@ def maintenance_miss_rate(failures: pd.DataFrame, repayments: pd.DataFrame, wind
     last = pd.to_datetime(settled["payment_date"]).fillna(known_by)
     late = (last.clip(upper=known_by) - settled["due_date"]).dt.days
     missed = int((late >= dpd_threshold).sum())
-    return {"due_dates": len(settled), "missed": missed, "rate": (missed + 0.5) / (len(settled) + 1.0)}
+    return {"due_dates": len(settled), "missed": missed, "rate": rate_with_half_added(missed, len(settled))}
 
 
 def _cut(jump: pd.Series, share: float) -> pd.Timestamp:

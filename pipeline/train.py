@@ -18,7 +18,14 @@ from pipeline.catalog import BY_NAME, monotone_constraints
 from pipeline.causes import MISS_CAUSE
 from pipeline.config import LabelSettings, LightGBMSettings, ScorecardSettings
 from pipeline.lgbm import lgb
-from pipeline.model import FORGOTTEN_DUE_DATES, MANUAL_DUE_DATES, CalibratedLightGBM, calibrate, encode
+from pipeline.model import (
+    AUTODEBIT_LAPSED,
+    FORGOTTEN_DUE_DATES,
+    MANUAL_DUE_DATES,
+    CalibratedLightGBM,
+    calibrate,
+    encode,
+)
 
 if TYPE_CHECKING:
     from optbinning import BinningProcess
@@ -223,6 +230,22 @@ def forgetting_prior(frame: pd.DataFrame, label: LabelSettings) -> dict | None:
     a, b = (round(float(v), 6) for v in np.exp(fit.x))  # a DVC output: stable bytes
     return {"a": a, "b": b, "due_dates": label.performance_cycles, "rows": int(seen.sum()),
             "forgotten": int(k.sum()), "chances": int(n.sum())}
+
+
+def lapse_history(frame: pd.DataFrame) -> dict | None:
+    """How often a borrower whose auto-debit agreement had lapsed at scoring missed, among the
+    rows of ``frame`` (features with the label), for ``model.lapse_floor``: {"rows", "missed",
+    "rate"}, the rate with half a miss and half a payment added, or None without the feature or
+    such a row. The label's own rows say how long such a miss lasts: a label of many days past
+    due counts only the lapses not mended in time."""
+    if AUTODEBIT_LAPSED not in frame.columns:
+        return None
+    lapsed = frame[AUTODEBIT_LAPSED].to_numpy(dtype=float, na_value=np.nan) == 1.0
+    if not lapsed.any():
+        return None
+    missed = int(frame[LABEL].to_numpy()[lapsed].sum())
+    rows = int(lapsed.sum())
+    return {"rows": rows, "missed": missed, "rate": metrics.rate_with_half_added(missed, rows)}
 
 
 def evaluate_split(y: np.ndarray, p: np.ndarray) -> dict[str, float]:

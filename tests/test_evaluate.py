@@ -108,9 +108,10 @@ def test_the_floor_sections_count_the_rows_each_floor_lifted_and_their_misses():
     fitted.calibration["maintenance"] = {"due_dates": 20, "missed": 19, "rate": 19.5 / 21}
     # a model without the forgetting floor's columns has none, whatever its calibration says
     fitted.calibration["forgetting"] = {"a": 0.2, "b": 5.8, "due_dates": 3}
+    fitted.calibration["lapse"] = {"rows": 4, "missed": 4, "rate": 4.5 / 5}  # nor the lapse floor's
     sections = evaluate.floor_sections(fitted, test)
-    assert list(sections) == ["maintenance_floor", "forgetting_floor"]
-    assert sections["forgetting_floor"]["rows_lifted"] == 0
+    assert list(sections) == ["maintenance_floor", "forgetting_floor", "lapse_floor"]
+    assert sections["forgetting_floor"]["rows_lifted"] == sections["lapse_floor"]["rows_lifted"] == 0
     section = sections["maintenance_floor"]
     assert (section["rows_lifted"], section["misses_among_lifted"]) == (2, 2)  # the manual payer is not
     assert section["mean_p_lifted"] == pytest.approx(19.5 / 21)

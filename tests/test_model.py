@@ -221,6 +221,38 @@ def test_the_maintenance_floor_lifts_only_stopped_debits_the_booster_never_saw(t
     assert not without.any()  # a model without the two features has no floor
 
 
+def test_the_lapse_floor_lifts_only_lapsed_agreements_to_the_rate_they_missed_at(tmp_path):
+    """A booster whose training rows never had a lapsed agreement scores one like any other; with
+    the training rows' history in its calibration, exactly the lapsed borrowers score at least its
+    rate (a risky one keeps its own, higher, probability), from the folder and through the pyfunc
+    loader alike, and what it added is the floor's lift. A model without the feature has no floor."""
+    rng = np.random.default_rng(5)
+    n = 3000
+    frame = pd.DataFrame({"borrower_id": np.arange(n), "credit_score": rng.normal(650, 60, n).round(),
+                          "autodebit_lapsed": np.zeros(n)})
+    frame["label"] = (rng.random(n) < 1 / (1 + np.exp((frame["credit_score"] - 560) / 30))).astype(int)
+    settings = make_params({"train": {"lightgbm": {"num_boost_round": 40, "early_stopping_rounds": 10}}})
+    fitted = train.fit_calibrated_lightgbm(frame.iloc[:2000], frame.iloc[2000:], train.feature_columns(frame),
+                                           [], {}, settings.train.lightgbm)
+    rows = pd.DataFrame({"borrower_id": range(4), "credit_score": [700.0, 700.0, 420.0, 700.0],
+                         "autodebit_lapsed": [0.0, 1.0, 1.0, np.nan]})
+    before = fitted.predict(rows)
+    assert before[1] == before[0] < 0.2 and before[2] > 0.65  # the booster never split on the flag
+    fitted.calibration["lapse"] = {"rows": 40, "missed": 24, "rate": 24.5 / 41}
+    after = fitted.predict(rows)
+    np.testing.assert_allclose(after, [before[0], 24.5 / 41, before[2], before[3]])
+    fitted.booster.save_model(str(tmp_path / model.BOOSTER_FILE))
+    io.write_json(fitted.calibration, tmp_path / model.CALIBRATION_FILE)
+    io.write_json({}, tmp_path / model.CATEGORIES_FILE)
+    np.testing.assert_allclose(model.CalibratedLightGBM.from_dir(tmp_path).predict(rows), after)
+    known = rows.index != 3  # a blank flag, which the pyfunc refuses as the scorer rejects it
+    np.testing.assert_allclose(np.asarray(model._load_pyfunc(str(tmp_path)).predict(rows[known])).ravel(),
+                               after[known])
+    np.testing.assert_allclose(fitted.floor_lift(fitted.matrix(rows), after), after - before, atol=1e-15)
+    only_score = model.encode(rows, ["credit_score"], {})
+    assert not model.lapse_floor(only_score, ["credit_score"], fitted.calibration).any()
+
+
 def test_a_folder_that_is_no_scoring_model_is_named_with_what_it_lacks(team_model_dir, tmp_path):
     """A command given the wrong folder (the decision model's, the reports) says which files are
     missing or unreadable, as a usage error (exit 2), never LightGBM's traceback."""

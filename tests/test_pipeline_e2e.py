@@ -216,6 +216,12 @@ def test_fresh_clone_repro_is_clean_in_range_and_then_idle(tmp_path):
     assert lifted > 0 and forgetting["mean_p_lifted_without_floor"] < mean_p
     assert abs(forgetting["misses_among_lifted"] - lifted * mean_p) <= 4 * math.sqrt(lifted * mean_p) + 2
     assert "Forgetting floor" in card
+    # the lapse floor, where the training rows had a lapsed agreement: their history is the model's
+    lapse = evaluation.get("lapse_floor")
+    assert calibration.get("lapse") == (lapse or {}).get("history")
+    assert ("Lapse floor" in card) == bool(lapse)
+    if lapse:
+        assert lapse["misses_among_lifted"] >= lapse["rows_lifted"] / 2
     # the README's figures are this run's (tools/readme_figures.py writes them from reports/)
     figures = subprocess.run([sys.executable, "tools/readme_figures.py", "--check"], cwd=project, env=env,
                              capture_output=True, text=True)

@@ -1088,8 +1088,11 @@ def test_floor_reasons_follow_the_payment_channel_and_the_record():
                           "autodebit_lapsed": [0.0, 0.0, 0.0, 1.0, 0.0],
                           "reauth_pending": [0.0, 0.0, 0.0, 0.0, 0.0],
                           "forgotten_due_dates": [3.0, 1.0, 0.0, 2.0, 2.0]})
-    words = {name: BY_NAME[name].reason for name in ("due_dates_in_announced_outage",
-                                                     "forgotten_due_dates", "autodebit_active")}
+    words = {name: BY_NAME[name].reason for name in ("due_dates_in_announced_outage", "forgotten_due_dates",
+                                                     "autodebit_active", "autodebit_lapsed")}
     assert score.floor_reasons(frame).tolist() == [
         words["due_dates_in_announced_outage"], words["forgotten_due_dates"], words["autodebit_active"],
-        words["due_dates_in_announced_outage"], words["due_dates_in_announced_outage"]]
+        words["autodebit_lapsed"], words["due_dates_in_announced_outage"]]
+    # a team's columns without the agreement states: the maintenance floor's reason
+    team = frame[["forgotten_due_dates"]]
+    assert set(score.floor_reasons(team)) == {words["due_dates_in_announced_outage"]}

@@ -237,3 +237,11 @@ def test_the_forgetting_prior_recovers_the_beta_of_simulated_records():
     assert train.forgetting_prior(frame, later) is None
     assert train.forgetting_prior(frame.assign(forgotten_due_dates=0.0), label) is None
     assert train.forgetting_prior(frame[["manual_due_dates"]], label) is None
+
+
+def test_the_lapse_history_is_the_lapsed_rows_miss_rate_with_half_a_miss_and_half_a_payment_added():
+    frame = pd.DataFrame({"autodebit_lapsed": [1.0, 1.0, 1.0, 0.0, np.nan, 0.0, 1.0],
+                          "label": [1, 1, 0, 1, 1, 0, 1]})
+    assert train.lapse_history(frame) == {"rows": 4, "missed": 3, "rate": 3.5 / 5}
+    assert train.lapse_history(frame.assign(autodebit_lapsed=0.0)) is None  # no such row
+    assert train.lapse_history(frame[["label"]]) is None  # a team's columns without it

@@ -93,14 +93,16 @@ def fit_and_save_lightgbm(splits: dict, columns: list[str], categorical: list[st
                           label: LabelSettings | None = None) -> tuple[model.CalibratedLightGBM, np.ndarray]:
     """Fit the calibrated LightGBM and write its folder: text model, calibration (with what its
     floors read: the ``maintenance`` history, if any, ``model.maintenance_floor``; given the
-    ``label``, the forgetting prior of the training rows, ``model.forgetting_floor``), category
+    ``label``, the forgetting prior of the training rows, ``model.forgetting_floor``; how often
+    their lapsed agreements missed, ``model.lapse_floor``), category
     codes and the reference drift is measured against (feature importance and bins). Returns the
     model and its probabilities on the validation split."""
     categories = train.learn_categories(splits["train"], columns)
     fitted, valid_scores = train.calibrated_on_validation(splits["train"], splits["valid"], columns,
                                                           categorical, categories, s)
     forgetting = train.forgetting_prior(splits["train"][columns], label) if label else None
-    floors = {"maintenance": maintenance, "forgetting": forgetting}  # what model.FLOORS read
+    floors = {"maintenance": maintenance, "forgetting": forgetting,  # what model.FLOORS read
+              "lapse": train.lapse_history(splits["train"])}
     if any(floors.values()):
         fitted.calibration.update({k: v for k, v in floors.items() if v})
         valid_scores = fitted.predict(splits["valid"])
