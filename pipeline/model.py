@@ -134,8 +134,14 @@ def refuse_taken_off_day(frame: pd.DataFrame, observation_days: int, shown: int 
     both ``jump_date`` and ``scoring_date`` is taken at its word."""
     if not {"jump_date", "scoring_date"} <= set(frame.columns):
         return
-    from pipeline.readers import days_after_jump  # imported here, as MLflow is the only caller
+    from pipeline.readers import as_dates, days_after_jump  # imported here, as MLflow is the only caller
 
+    for column in ("jump_date", "scoring_date"):
+        unread = np.flatnonzero((frame[column].notna() & as_dates(frame[column]).isna()).to_numpy())
+        if unread.size:
+            examples = ", ".join(f"row {i} {frame[column].iloc[i]!r}" for i in unread[:shown])
+            raise ValueError(f"{unread.size} of {len(frame)} rows have a {column} that is not a date "
+                             f"({examples}; rows counted from 0; dates are written as 2025-11-18)")
     days = days_after_jump(frame)
     off = np.flatnonzero((days.notna() & (days != observation_days)).to_numpy())
     if off.size:

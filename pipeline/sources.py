@@ -572,12 +572,14 @@ class FeaturesFile:
                 # CSV types are inferred from the first block only: a feature empty there (null) or
                 # whole there (int) would fail on later rows, so numeric features are read as float,
                 # text categories as text (codes such as 1, 2 too), and dates as text, parsed
-                # per row (a bad one rejects its row, not the file)
+                # per row (a bad one rejects its row, not the file; Arrow reads '+08:00' as UTC,
+                # the day before, where the wall time is the date the lender's system recorded)
                 inferred = self.dataset.schema
                 types = pa.schema(
                     [(c, _feature_type(inferred.field(c).type, c in self.text)) for c in self.features
                      if c in inferred.names and (c in self.text or _is_number(inferred.field(c).type))]
-                    + [(c, pa.string()) for c in ("scoring_date", NEXT_DUE) if c in inferred.names]
+                    + [(c, pa.string()) for c in ("scoring_date", "jump_date", NEXT_DUE)
+                       if c in inferred.names]
                     + ([("borrower_id", pa.string())] if self.text_ids else []))
                 self.dataset = open_dataset(self.path, "csv", types)
             names = self.dataset.schema.names
@@ -614,11 +616,12 @@ class FeaturesFile:
         if text:
             frame = text.numbered(frame)
         scoring, why = parse_dates(frame["scoring_date"], "scoring_date", required=True)
-        # the next due date is optional (a team's file may not have it)
-        due, why_due = parse_dates(frame.get(NEXT_DUE, pd.Series(pd.NaT, index=frame.index)), NEXT_DUE,
-                              required=False)
+        # the jump and next due dates are optional (a team's file may not have them)
+        none = pd.Series(pd.NaT, index=frame.index)
+        jump, why_jump = parse_dates(frame.get("jump_date", none), "jump_date", required=False)
+        due, why_due = parse_dates(frame.get(NEXT_DUE, none), NEXT_DUE, required=False)
         dup = frame["borrower_id"].duplicated(keep=False).to_numpy()
-        reasons = np.where(dup, "borrower_id: duplicate borrower", np.where(pd.isna(why), why_due, why))
+        reasons = np.where(dup, "borrower_id: duplicate borrower", _first_reason(why, why_jump, why_due))
         bad = pd.notna(reasons)
         wanted = {"borrower_id": "int64",
                   **{c: "str" if c in self.text else "float64" for c in self.features}}
@@ -626,6 +629,8 @@ class FeaturesFile:
         keep = (frame[~bad] if bad.any() else frame).astype(
             {c: kind for c, kind in wanted.items() if frame[c].dtype != kind})
         keep["scoring_date"], keep[NEXT_DUE] = scoring[~bad], due[~bad]
+        if "jump_date" in keep:
+            keep["jump_date"] = jump[~bad]
         scored, failed = check_features(keep, self.table, "", self.path, self.today)
         scored, late = self._taken_off_day(scored)
         rejected = pd.concat([rejects(frame["borrower_id"][bad], reasons[bad]), failed, late])
@@ -656,6 +661,14 @@ class FeaturesFile:
     def unattributed(self) -> dict[str, dict[str, int]]:
         """A features file has no other tables: every row is a borrower."""
         return {}
+
+
+def _first_reason(*reasons: np.ndarray) -> np.ndarray:
+    """Per row, the first of ``reasons`` (arrays of text or None) that gives one, else None."""
+    out = np.full(len(reasons[0]), None, dtype=object)
+    for why in reversed(reasons):
+        out = np.where(pd.notna(why), why, out)
+    return out
 
 
 # ---- a team's own tables (source: tables) --------------------------------------------------------

@@ -295,3 +295,6 @@ def test_rows_taken_on_another_day_after_the_jump_are_named_before_a_pyfunc_scor
                                          r"row 2 45 days;"):
         model.refuse_taken_off_day(rows.assign(jump_date=pd.to_datetime(rows["jump_date"], format="ISO8601")),
                                    0)
+    # a date that cannot be read is named, as ``limitjump score`` rejects its row
+    with pytest.raises(ValueError, match=r"^1 of 4 rows have a jump_date that is not a date \(row 1 'soon';"):
+        model.refuse_taken_off_day(rows.assign(jump_date=["2025-03-01", "soon", "2025-03-01", None]), 30)

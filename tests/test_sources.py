@@ -158,7 +158,7 @@ def first_row(frame: pd.DataFrame, borrower: int, mask=True) -> int:
 def _f_set(column: str, value) -> Callable:
     def plant(f: pd.DataFrame) -> int:
         b = victim(f, 1)
-        if isinstance(value, str) and column in ("scoring_date", NEXT_DUE):
+        if isinstance(value, str) and column in ("scoring_date", "jump_date", NEXT_DUE):
             f[column] = f[column].dt.strftime("%Y-%m-%d").astype(object)
         elif isinstance(value, str):
             f[column] = f[column].astype(object)
@@ -199,6 +199,7 @@ FEATURE_ROWS = {
         _f_set("jump_date", pd.Timestamp("2024-01-01")),
         "scoring_date: not 30 days after jump_date (label.observation_days)"),
     "next_due_date_notadate": (_f_set(NEXT_DUE, "soon"), "next_due_date: not a date (value soon)"),
+    "jump_date_notadate": (_f_set("jump_date", "soon"), "jump_date: not a date (value soon)"),
     "next_due_date_before_scoring": (_f_due_before_scoring, "next_due_date: before the scoring date"),
 }
 
@@ -1046,16 +1047,22 @@ def test_a_csv_named_in_capitals_reads_and_writes_as_csv(features, work, tmp_pat
     lambda d: d.dt.tz_localize("Asia/Shanghai"),  # a zoned timestamp column (Parquet)
 ])
 def test_dates_with_a_time_zone_keep_the_date_as_written(write, features, tables, work, tmp_path):
-    """A zone ('Z', '+08:00', a zoned timestamp) is dropped, the wall time kept: the same scores as
-    plain dates, for a features file and for raw tables (a traceback before)."""
+    """A zone ('Z', '+08:00', a zoned timestamp) is dropped, the wall time kept, in every date
+    column: the same scores as plain dates, for a features file and for raw tables (a traceback
+    before; then every row of a CSV whose jump_date wrote '+08:00' was rejected as taken 31 days
+    after the jump, Arrow having read that column as UTC, the day before)."""
     plain = score(work, write_features(features, tmp_path / "a", "parquet"), tmp_path / "a" / "s.parquet")
-    zoned = features.assign(scoring_date=write(features["scoring_date"]))
+    dates = [c for c in features if pd.api.types.is_datetime64_any_dtype(features[c])]
+    assert {"scoring_date", "jump_date"} <= set(dates)
+    zoned = features.assign(**{c: write(features[c]) for c in dates})
     fmt = "parquet" if isinstance(zoned["scoring_date"].dtype, pd.DatetimeTZDtype) else "csv"
     run = score(work, write_features(zoned, tmp_path / "b", fmt), tmp_path / "b" / "o" / "s.parquet")
     check_accounted(run, len(features))
     pd.testing.assert_frame_equal(run.scores(), plain.scores())
     t = {name: frame.copy() for name, frame in tables.items()}
-    t["repayments"]["payment_date"] = write(t["repayments"]["payment_date"])
+    for frame in t.values():
+        for c in [c for c in frame if pd.api.types.is_datetime64_any_dtype(frame[c])]:
+            frame[c] = write(frame[c])
     raw_plain = score(work, write_raw(tables, tmp_path / "c", fmt), tmp_path / "c.parquet")
     raw = score(work, write_raw(t, tmp_path / "d", fmt), tmp_path / "d.parquet")
     check_accounted(raw, len(tables["borrowers"]))
