@@ -89,12 +89,10 @@ def one_seed(params: Params, workers: int) -> dict:
     model = train.fit_calibrated_lightgbm(splits["train"], splits["valid"], columns, categorical, {}, s)
     test = splits["test"]
     # as `limitjump split` and `train` do: the history of stopped debits, known when test begins,
-    # and the training rows' forgetting prior
-    model.calibration["maintenance"] = maintenance_miss_rate(
-        failed, paid, world.outages.windows, test["scoring_date"].min(), params.label.dpd_threshold)
-    forgetting = train.forgetting_prior(splits["train"][columns], params.label)
-    if forgetting:
-        model.calibration["forgetting"] = forgetting
+    # and what the training rows say of forgetting and of lapsed agreements
+    maintenance = maintenance_miss_rate(failed, paid, world.outages.windows, test["scoring_date"].min(),
+                                        params.label.dpd_threshold)
+    model.calibration.update(train.floor_histories(splits["train"], params.label, maintenance))
     of_test = truth.set_index("borrower_id").loc[test["borrower_id"]]
     p_true, cause = of_test["p_true"].to_numpy(), of_test["first_miss_cause"].to_numpy()
     outage = outage_misses(of_test)

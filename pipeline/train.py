@@ -248,6 +248,17 @@ def lapse_history(frame: pd.DataFrame) -> dict | None:
     return {"rows": rows, "missed": missed, "rate": metrics.rate_with_half_added(missed, rows)}
 
 
+def floor_histories(training: pd.DataFrame, label: LabelSettings | None,
+                    maintenance: dict | None) -> dict[str, dict]:
+    """What ``model.FLOORS`` read, for a model's calibration, keyed as they read it: the
+    ``maintenance`` history (the split's), the forgetting prior of the ``training`` rows (given
+    the ``label``) and how often their lapsed agreements missed; only those there are."""
+    found = {"maintenance": maintenance,
+             "forgetting": forgetting_prior(training, label) if label else None,
+             "lapse": lapse_history(training)}
+    return {name: history for name, history in found.items() if history}
+
+
 def evaluate_split(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
     """The metrics every training run logs, per split."""
     rank, quality = metrics.ranking(y, p), metrics.probability_quality(y, p)

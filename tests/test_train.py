@@ -245,3 +245,18 @@ def test_the_lapse_history_is_the_lapsed_rows_miss_rate_with_half_a_miss_and_hal
     assert train.lapse_history(frame) == {"rows": 4, "missed": 3, "rate": 3.5 / 5}
     assert train.lapse_history(frame.assign(autodebit_lapsed=0.0)) is None  # no such row
     assert train.lapse_history(frame[["label"]]) is None  # a team's columns without it
+
+
+def test_the_floor_histories_are_those_the_training_rows_and_the_split_give():
+    from pipeline.config import LabelSettings
+
+    label = LabelSettings(observation_days=30, performance_cycles=3, dpd_threshold=1)
+    frame = pd.DataFrame({"autodebit_lapsed": [1.0, 1.0, 0.0, 0.0], "label": [1, 1, 0, 1],
+                          "forgotten_due_dates": [0.0, 2.0, 0.0, 1.0], "manual_due_dates": [5.0, 9.0, 3.0, 4.0]})
+    maintenance = {"due_dates": 9, "missed": 8, "rate": 8.5 / 10}
+    found = train.floor_histories(frame, label, maintenance)
+    assert found == {"maintenance": maintenance, "forgetting": train.forgetting_prior(frame, label),
+                     "lapse": train.lapse_history(frame)}
+    assert found["forgetting"]["forgotten"] == 3 and found["lapse"]["rows"] == 2
+    assert list(train.floor_histories(frame, None, None)) == ["lapse"]  # no label, no prior
+    assert train.floor_histories(frame[["label"]], label, None) == {}  # a team's columns

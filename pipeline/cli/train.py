@@ -100,11 +100,9 @@ def fit_and_save_lightgbm(splits: dict, columns: list[str], categorical: list[st
     categories = train.learn_categories(splits["train"], columns)
     fitted, valid_scores = train.calibrated_on_validation(splits["train"], splits["valid"], columns,
                                                           categorical, categories, s)
-    forgetting = train.forgetting_prior(splits["train"][columns], label) if label else None
-    floors = {"maintenance": maintenance, "forgetting": forgetting,  # what model.FLOORS read
-              "lapse": train.lapse_history(splits["train"])}
-    if any(floors.values()):
-        fitted.calibration.update({k: v for k, v in floors.items() if v})
+    floors = train.floor_histories(splits["train"], label, maintenance)
+    if floors:
+        fitted.calibration.update(floors)
         valid_scores = fitted.predict(splits["valid"])
     booster, calibration = fitted.booster, fitted.calibration
     booster.save_model(str(out / model.BOOSTER_FILE))
