@@ -163,6 +163,19 @@ def test_the_forgetting_floor_is_the_beta_binomial_chance_to_forget_one_of_the_n
     np.testing.assert_allclose(both, got)  # the maintenance floor needs its column: none here
 
 
+def assert_served_alike(fitted: model.CalibratedLightGBM, folder: Path, rows: pd.DataFrame,
+                        expected: np.ndarray, served: np.ndarray | None = None) -> None:
+    """Saved to ``folder``, the model scores ``rows`` as ``expected`` read from the folder, and
+    through the pyfunc loader the ``served`` rows (all by default)."""
+    fitted.booster.save_model(str(folder / model.BOOSTER_FILE))
+    io.write_json(fitted.calibration, folder / model.CALIBRATION_FILE)
+    io.write_json({}, folder / model.CATEGORIES_FILE)
+    np.testing.assert_allclose(model.CalibratedLightGBM.from_dir(folder).predict(rows), expected)
+    served = np.ones(len(rows), dtype=bool) if served is None else np.asarray(served)
+    np.testing.assert_allclose(np.asarray(model._load_pyfunc(str(folder)).predict(rows[served])).ravel(),
+                               expected[served])
+
+
 def test_the_forgetting_floor_lifts_a_booster_that_never_saw_forgetting(tmp_path):
     """A booster trained where nobody forgot scores every borrower alike; with the prior in its
     calibration, the borrower who forgot 4 of 12 due dates paid by hand scores the floor, from
@@ -184,11 +197,7 @@ def test_the_forgetting_floor_lifts_a_booster_that_never_saw_forgetting(tmp_path
     least = model.forgetting_floor(fitted.matrix(rows), fitted.features, fitted.calibration)
     assert least[1] > before[1] and least[2] == 0
     np.testing.assert_allclose(after, np.maximum(before, least))
-    fitted.booster.save_model(str(tmp_path / model.BOOSTER_FILE))
-    io.write_json(fitted.calibration, tmp_path / model.CALIBRATION_FILE)
-    io.write_json({}, tmp_path / model.CATEGORIES_FILE)
-    np.testing.assert_allclose(model.CalibratedLightGBM.from_dir(tmp_path).predict(rows), after)
-    np.testing.assert_allclose(np.asarray(model._load_pyfunc(str(tmp_path)).predict(rows)).ravel(), after)
+    assert_served_alike(fitted, tmp_path, rows, after)
     np.testing.assert_allclose(fitted.floor_lift(fitted.matrix(rows), after), after - before, atol=1e-15)
 
 
@@ -208,13 +217,8 @@ def test_the_maintenance_floor_lifts_only_stopped_debits_the_booster_never_saw(t
     after = fitted.predict(rows)
     np.testing.assert_allclose(after, [before[0], 0.9, 0.99, before[3], before[4], max(before[5], 0.9)])
     assert before[0] < 0.5 < before[5]
-    fitted.booster.save_model(str(tmp_path / model.BOOSTER_FILE))
-    io.write_json(fitted.calibration, tmp_path / model.CALIBRATION_FILE)
-    io.write_json({}, tmp_path / model.CATEGORIES_FILE)
-    np.testing.assert_allclose(model.CalibratedLightGBM.from_dir(tmp_path).predict(rows), after)
-    known = rows.index != 4  # a blank count, which the pyfunc refuses as the scorer rejects it
-    np.testing.assert_allclose(np.asarray(model._load_pyfunc(str(tmp_path)).predict(rows[known])).ravel(),
-                               after[known])
+    # a blank count, which the pyfunc refuses as the scorer rejects it
+    assert_served_alike(fitted, tmp_path, rows, after, served=rows.index != 4)
     np.testing.assert_allclose(fitted.floor_lift(fitted.matrix(rows), after), after - before)
     without = model.maintenance_floor(model.encode(rows, ["credit_score"], {}), ["credit_score"],
                                       fitted.calibration)
@@ -241,13 +245,8 @@ def test_the_lapse_floor_lifts_only_lapsed_agreements_to_the_rate_they_missed_at
     fitted.calibration["lapse"] = {"rows": 40, "missed": 24, "rate": 24.5 / 41}
     after = fitted.predict(rows)
     np.testing.assert_allclose(after, [before[0], 24.5 / 41, before[2], before[3]])
-    fitted.booster.save_model(str(tmp_path / model.BOOSTER_FILE))
-    io.write_json(fitted.calibration, tmp_path / model.CALIBRATION_FILE)
-    io.write_json({}, tmp_path / model.CATEGORIES_FILE)
-    np.testing.assert_allclose(model.CalibratedLightGBM.from_dir(tmp_path).predict(rows), after)
-    known = rows.index != 3  # a blank flag, which the pyfunc refuses as the scorer rejects it
-    np.testing.assert_allclose(np.asarray(model._load_pyfunc(str(tmp_path)).predict(rows[known])).ravel(),
-                               after[known])
+    # a blank flag, which the pyfunc refuses as the scorer rejects it
+    assert_served_alike(fitted, tmp_path, rows, after, served=rows.index != 3)
     np.testing.assert_allclose(fitted.floor_lift(fitted.matrix(rows), after), after - before, atol=1e-15)
     only_score = model.encode(rows, ["credit_score"], {})
     assert not model.lapse_floor(only_score, ["credit_score"], fitted.calibration).any()
