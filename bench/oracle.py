@@ -4,8 +4,9 @@ Usage: python bench/oracle.py [--seeds 20261129 1 2] [--n 150000] [--workers 2] 
 For every seed: simulate, build features, split out of time with the embargo, fit the calibrated
 LightGBM of params.yaml, and report on the test split the miss rate, the truth's AUC, the model's
 AUC and their gap with its bootstrap standard error (the test rows resampled, the same rows for
-both AUCs), the technical misses' share and the gap without them (where the truth's hidden state
-weighs most: who forgets a manual payment, whose card silently changed), the outage misses' share
+both AUCs), the model's and the truth's expected calibration error, the technical misses' share
+and the gap without them (where the truth's hidden state weighs most: who forgets a manual
+payment, whose card silently changed), the outage misses' share
 and the gap without them (where the world's own draw weighs most: its outage days strike many
 borrowers at once), the share of the misses on maintenance announced before scoring (which the
 truth sees coming) with the truth's and the model's median probability for them, how many such
@@ -28,7 +29,7 @@ import yaml
 from measure import ROOT, write_json
 from sklearn.metrics import roc_auc_score
 
-from pipeline import train
+from pipeline import metrics, train
 from pipeline.config import Params, parse_params, truth_replicates
 from pipeline.features import build_features
 from pipeline.simulate import World, build_world, shard_bounds, simulate_shard
@@ -108,6 +109,8 @@ def one_seed(params: Params, workers: int) -> dict:
     technical = (y == 1) & (cause == "technical")
     return {"seed": params.simulate.seed, "miss_rate": float(y.mean()),
             "truth_auc": float(truth_auc), "model_auc": float(model_auc), "gap": float(truth_auc - model_auc),
+            "model_ece": metrics.probability_quality(y, p_model)["ece"],
+            "truth_ece": metrics.probability_quality(y, p_true)["ece"],
             "gap_standard_error": gap_standard_error(y, p_true, p_model),
             "technical_share_of_misses": float(technical[y == 1].mean()),
             "gap_without_technical_misses": gap_without(y, p_true, p_model, technical),
@@ -142,6 +145,7 @@ def main() -> None:
         r = rows[-1]
         print(f"seed {seed}: test miss rate {r['miss_rate']:.4f}  truth AUC {r['truth_auc']:.4f}  "
               f"model AUC {r['model_auc']:.4f}  gap {r['gap']:.4f} (se {r['gap_standard_error']:.4f}; "
+              f"ECE model {r['model_ece']:.4f}, truth {r['truth_ece']:.4f}; "
               f"{r['gap_without_technical_misses']:.4f} without the technical misses, "
               f"{r['technical_share_of_misses']:.1%} of them; {r['gap_without_outage_misses']:.4f} "
               f"without the outage misses, {r['outage_share_of_misses']:.1%}; "
