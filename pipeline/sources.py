@@ -798,8 +798,11 @@ class RawTables:
                           *(self.path / f"{name}{ending}" for ending in CSV_ENDINGS)):
             if candidate.exists():
                 return candidate
+        header = ",".join(TABLES[name].names)
         raise ContractError(f"{self.path}: table '{name}' is missing (expected {name}/, "
-                            f"{name}.parquet, {name}.csv or {name}.csv.gz)")
+                            f"{name}.parquet, {name}.csv or {name}.csv.gz); a lender without such "
+                            f"records gives the table with no rows, as {name}.csv holding the one line "
+                            f"{header}")
 
     def _open(self, name: str, where: Path) -> ds.Dataset:
         try:

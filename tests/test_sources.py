@@ -354,6 +354,19 @@ def test_raw_tables_row_problem_rejects_that_borrower(case, fmt, tables, work, t
     check_rejected(run, borrower, reason, len(listed), rows=int((listed == borrower).sum()))
 
 
+def test_a_missing_raw_table_is_named_and_a_header_alone_stands_for_no_records(tables, work, tmp_path):
+    """A lender without bureau inquiries is told the file to give (its header line), and with it
+    every borrower is scored."""
+    folder = write_raw(tables, tmp_path / "raw", "csv")
+    header = (folder / "bureau_inquiries.csv").read_text().splitlines()[0]
+    (folder / "bureau_inquiries.csv").unlink()
+    run = score(work, folder, tmp_path / "out" / "s.csv")
+    assert run.code == 1 and "table 'bureau_inquiries' is missing" in run.err, run.err
+    assert f"as bureau_inquiries.csv holding the one line {header}\n" in run.err
+    (folder / "bureau_inquiries.csv").write_text(header + "\n")
+    check_accounted(score(work, folder, tmp_path / "out" / "s.csv"), len(tables["borrowers"]))
+
+
 def test_a_bad_scoring_date_beyond_the_first_csv_block_rejects_its_row(features, work, tmp_path):
     """Arrow infers CSV types from the first block (1 MiB): a bad date further on is still one
     row's problem, not the file's."""
