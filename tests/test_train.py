@@ -252,7 +252,8 @@ def test_the_floor_histories_are_those_the_training_rows_and_the_split_give():
 
     label = LabelSettings(observation_days=30, performance_cycles=3, dpd_threshold=1)
     frame = pd.DataFrame({"autodebit_lapsed": [1.0, 1.0, 0.0, 0.0], "label": [1, 1, 0, 1],
-                          "forgotten_due_dates": [0.0, 2.0, 0.0, 1.0], "manual_due_dates": [5.0, 9.0, 3.0, 4.0]})
+                          "forgotten_due_dates": [0.0, 2.0, 0.0, 1.0],
+                          "manual_due_dates": [5.0, 9.0, 3.0, 4.0]})
     maintenance = {"due_dates": 9, "missed": 8, "rate": 8.5 / 10}
     found = train.floor_histories(frame, label, maintenance)
     assert found == {"maintenance": maintenance, "forgetting": train.forgetting_prior(frame, label),
