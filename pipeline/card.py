@@ -20,6 +20,7 @@ from pipeline import plots
 from pipeline.config import CAUSES, Params, truth_replicates
 from pipeline.evaluate import GOALS
 from pipeline.metrics import PSI_SHIFTED, PSI_WATCH
+from pipeline.model import FLOORS
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 TEMPLATE = "model_card.html.j2"
@@ -186,21 +187,21 @@ def _confusion(confusion: dict, predicted: str) -> dict:
                      for name, row in zip(names, confusion["counts"], strict=True)]}
 
 
-def _floor(report: dict | None) -> dict | None:
+def _floor(report: dict | None, name: str) -> dict | None:
     """A floor: what it rests on and what it did to the out-of-time rows."""
     if not report:
         return None
     known = report["history"]
-    if "a" in known:  # the forgetting prior
+    if name == "forgetting":
         basis = [["due dates paid by hand in the training rows' histories", num(known["chances"])],
                  ["of them forgotten", num(known["forgotten"])],
                  ["prior of the chance to forget: Beta(a, b), a", num(known["a"])],
                  ["b", num(known["b"])],
                  ["due dates of the label ahead", num(known["due_dates"])]]
-    else:  # a history of misses: debits maintenance stopped, or training rows with a lapsed agreement
-        basis = [["debits stopped by announced maintenance in the history" if "due_dates" in known
-                  else "training rows whose auto-debit agreement had lapsed",
-                  num(known.get("due_dates", known.get("rows")))],
+    else:  # a history of misses and their rate
+        counted = {"maintenance": ("debits stopped by announced maintenance in the history", "due_dates"),
+                   "lapse": ("training rows whose auto-debit agreement had lapsed", "rows")}[name]
+        basis = [[counted[0], num(known[counted[1]])],
                  ["of them missed by the label's days", num(known["missed"])],
                  ["floor rate (half a miss and half a payment added)", num(known["rate"])]]
     return {"header": ["", "value"], "rows": [
@@ -380,9 +381,7 @@ def _context(reports: dict, gates: dict | None, params: Params, figures: Sequenc
         "monitoring": _monitoring(details.get("monitoring")),
         "decision": _decision(details.get("decision")),
         "cause_model": _cause_model(main.get("cause_model")),
-        "maintenance": _floor(main.get("maintenance_floor")),
-        "forgetting": _floor(main.get("forgetting_floor")),
-        "lapse": _floor(main.get("lapse_floor")),
+        **{name: _floor(main.get(f"{name}_floor"), name) for name in FLOORS},
         "checks": checks(reports, gates, primary),
         "goals": _goals(main.get("goals")),
         "provenance": [(label, details["provenance"][key]) for label, key in PROVENANCE

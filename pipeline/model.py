@@ -136,13 +136,14 @@ def refuse_taken_off_day(frame: pd.DataFrame, observation_days: int, shown: int 
         return
     from pipeline.readers import as_dates, days_after_jump  # imported here, as MLflow is the only caller
 
-    for column in ("jump_date", "scoring_date"):
-        unread = np.flatnonzero((frame[column].notna() & as_dates(frame[column]).isna()).to_numpy())
+    dates = pd.DataFrame({c: as_dates(frame[c]) for c in ("jump_date", "scoring_date")})  # read once
+    for column in dates:
+        unread = np.flatnonzero((frame[column].notna() & dates[column].isna()).to_numpy())
         if unread.size:
             examples = ", ".join(f"row {i} {frame[column].iloc[i]!r}" for i in unread[:shown])
             raise ValueError(f"{unread.size} of {len(frame)} rows have a {column} that is not a date "
                              f"({examples}; rows counted from 0; dates are written as 2025-11-18)")
-    days = days_after_jump(frame)
+    days = days_after_jump(dates)
     off = np.flatnonzero((days.notna() & (days != observation_days)).to_numpy())
     if off.size:
         examples = ", ".join(f"row {i} {int(days.iloc[i])} days" for i in off[:shown])
