@@ -37,7 +37,7 @@ OWNER = re.compile(r"\.(\d+)@([^.]+)\.[^.]+(\.[^.]+)?\.tmp$")
 @contextmanager
 def atomic_path(target: str | Path, suffix: str = "") -> Iterator[Path]:
     """A temporary path next to ``target`` that replaces it only if the block succeeds."""
-    with _temporary(Path(target), suffix) as tmp:
+    with temporary_path(Path(target), suffix) as tmp:
         yield tmp
         os.replace(tmp, target)
 
@@ -50,7 +50,7 @@ def output_set(targets: list[Path]) -> Iterator[list[Path]]:
     run killed in between leaves no last target, so whenever it exists the others beside it are
     the ones written with it. On failure no target changes and every temporary is removed."""
     with ExitStack() as stack:
-        temps = [stack.enter_context(_temporary(t, t.suffix)) for t in targets]
+        temps = [stack.enter_context(temporary_path(t, t.suffix)) for t in targets]
         yield temps
         targets[-1].unlink(missing_ok=True)
         for tmp, target in zip(temps, targets, strict=True):
@@ -58,7 +58,7 @@ def output_set(targets: list[Path]) -> Iterator[list[Path]]:
 
 
 @contextmanager
-def _temporary(target: Path, suffix: str) -> Iterator[Path]:
+def temporary_path(target: Path, suffix: str) -> Iterator[Path]:
     """A temporary file next to ``target``, readable like any output, removed unless renamed."""
     target.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(target)

@@ -72,18 +72,28 @@ def open_dataset(path: Path, fmt: str | None = None, schema: pa.Schema | None = 
 @functools.lru_cache(maxsize=8)
 def _workbook(path: Path, stamp: tuple) -> pa.Table:
     """The first sheet of an Excel workbook: a header row, then a row per record, numbers, dates
-    and text as the cells hold them; a column that mixes numbers and text as text, for the
-    checks to name its rows. Read once per file version (``stamp``): every batch's reader opens
-    the file, and openpyxl reads some 10,000 cells a second."""
+    and text as the cells hold them (a text cell of digits stays text: an id 00123 keeps its
+    zeros, as a CSV's does); a column that mixes numbers and text as text, for the checks to name
+    its rows. Read once per file version (``stamp``): every batch's reader opens the file, and
+    openpyxl reads some 10,000 cells a second."""
     try:
-        frame = pd.read_excel(path, sheet_name=0, engine="openpyxl")
+        # as the cells hold them: pandas' own reading turns text that looks like a number into one
+        frame = pd.read_excel(path, sheet_name=0, engine="openpyxl", dtype=object)
     except Exception as err:  # openpyxl raises a different kind for each way a file is broken
         raise ContractError(f"{path}: cannot read the workbook: {err}") from err
     frame.columns = frame.columns.astype("str")
-    for column in frame.columns:
-        if pd.api.types.is_object_dtype(frame[column]):
-            frame[column] = frame[column].astype("str")
-    return pa.Table.from_pandas(frame, preserve_index=False)
+    return pa.Table.from_pandas(frame.apply(_cells), preserve_index=False)
+
+
+def _cells(column: pd.Series) -> pd.Series:
+    """A sheet's column in one type: numbers, dates or true/false where every cell holds one
+    (true/false with blanks as 1, 0 and missing), else text."""
+    typed = column.infer_objects()
+    if not pd.api.types.is_object_dtype(typed):
+        return typed
+    if pd.api.types.infer_dtype(typed, skipna=True) == "boolean":
+        return typed.astype("float64")
+    return typed.astype("str")
 
 
 def _csv_format(path: Path, schema: pa.Schema | None) -> ds.CsvFileFormat:

@@ -16,6 +16,7 @@ import os
 import re
 import tempfile
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -159,13 +160,16 @@ def _check_writable(folder: Path) -> None:
 
 class Writer:
     """Appends frames to one Parquet or CSV file. A CSV shows a date as a date (2025-11-18, not
-    2025-11-18 00:00:00): a timestamp column whose values in the first frame are all at midnight
-    is written as dates, and a later frame with a time of day in it stops the run rather than lose
-    the time."""
+    2025-11-18 00:00:00) in a timestamp column whose every value falls on midnight, and the time
+    of day in one where any value has it. Which is which is known only when every batch has come,
+    so a CSV's rows go to a Parquet file beside it first and are written out as CSV at the end: a
+    time of day in the last batch then changes the column, where deciding on the first batch
+    would have to stop the run or drop the time."""
 
     def __init__(self, path: Path, csv: bool):
         self.path, self.csv, self.writer = path, csv, None
-        self.days: list[str] | None = None  # the CSV's date columns, decided by the first frame
+        self.temporaries = ExitStack()
+        self.rows = self.temporaries.enter_context(io.temporary_path(path, ".parquet")) if csv else path
 
     def __enter__(self) -> Writer:
         return self
@@ -174,34 +178,37 @@ class Writer:
         if frame.empty and self.writer is not None:
             return
         table = io.to_arrow(frame)
-        if self.csv:
-            table = self._as_days(table)
         if self.writer is None:
-            self.writer = (pacsv.CSVWriter(str(self.path), table.schema) if self.csv
-                           else pq.ParquetWriter(str(self.path), table.schema, compression="zstd"))
+            self.writer = pq.ParquetWriter(str(self.rows), table.schema, compression="zstd")
         if len(table):
             self.writer.write_table(table)
-
-    def _as_days(self, table: pa.Table) -> pa.Table:
-        if self.days is None:
-            self.days = [f.name for f in table.schema
-                         if pa.types.is_timestamp(f.type) and _at_midnight(table[f.name])]
-        for name in self.days:
-            if not _at_midnight(table[name]):
-                raise ValueError(f"{self.path}: column {name!r} was written as dates, but a later "
-                                 "batch has a time of day in it")
-            table = table.set_column(table.schema.get_field_index(name), name,
-                                     table[name].cast(pa.date32()))
-        return table
 
     def ensure(self, columns: list[str]) -> None:
         """Even an empty output gets its columns."""
         if self.writer is None:
             self.write(pd.DataFrame({c: pd.array([], dtype="str") for c in columns}))
 
-    def __exit__(self, *exc) -> None:
-        if self.writer is not None:
-            self.writer.close()
+    def __exit__(self, failed, *exc) -> None:
+        with self.temporaries:
+            if self.writer is not None:
+                self.writer.close()
+                if self.csv and failed is None:
+                    _as_csv(self.rows, self.writer.schema, self.path)
+
+
+def _as_csv(rows: Path, written: pa.Schema, path: Path) -> None:
+    """The Parquet file ``rows`` written to ``path`` as CSV, one row group at a time, in the
+    ``written`` schema (Parquet keeps seconds as milliseconds), its all-midnight timestamp columns
+    as dates."""
+    source = pq.ParquetFile(rows)
+    stamps = [f.name for f in written if pa.types.is_timestamp(f.type)]
+    groups = range(source.num_row_groups)
+    days = [name for name in stamps
+            if all(_at_midnight(source.read_row_group(g, [name])[name]) for g in groups)]
+    schema = pa.schema([f.with_type(pa.date32()) if f.name in days else f for f in written])
+    with pacsv.CSVWriter(str(path), schema) as out:
+        for g in groups:
+            out.write_table(source.read_row_group(g).cast(schema))
 
 
 def _at_midnight(column: pa.ChunkedArray) -> bool:
@@ -286,6 +293,13 @@ def _not_numbers(dataset: ds.Dataset, path: Path, column: str, shown: int = 3) -
     examples = ", ".join(repr(v) if column == "borrower_id" else f"borrower {_id_text(b)} {v!r}"
                          for b, v in zip(first["borrower_id"], first[column], strict=True))
     return f"; {int(bad.sum())} rows are not numbers: {examples}"
+
+
+@functools.lru_cache(maxsize=32)
+def _text_not_numbers(path: Path, column: str, stamp: tuple) -> str:
+    """``_not_numbers`` of a text column, once per file version (``stamp``), not for every batch's
+    reader of the file."""
+    return _not_numbers(open_dataset(path), path, column)
 
 
 def _id_text(borrower_id: object) -> str:
@@ -554,6 +568,7 @@ class FeaturesFile:
     dataset: ds.Dataset = field(init=False)
     table: Table = field(init=False)
     text_ids: bool = field(init=False)
+    numbers_as_text: list[str] = field(init=False, default_factory=list)  # features, all numbers
 
     def _team_note(self, names: list[str], missing: list[str]) -> str:
         """Why a team's file to score lacks the pipeline's id or date: it uses its own names."""
@@ -596,8 +611,13 @@ class FeaturesFile:
                 raise ContractError(f"{self.path}: column '{c}' must be text (the model learned it as "
                                     f"categories), found {kind}")
             if c not in self.text and not _is_number(kind):
+                # numbers stored as text (a sheet's text cells, a database's VARCHAR) are numbers
+                not_numbers = _is_text(kind) and _text_not_numbers(self.path, c, file_stamp(self.path))
+                if not_numbers == "":
+                    self.numbers_as_text.append(c)
+                    continue
                 raise ContractError(f"{self.path}: column '{c}' must be numeric, found {kind}"
-                                    + _not_numbers(self.dataset, self.path, c) + codes_hint(c))
+                                    + (not_numbers or "") + codes_hint(c))
         if not self.text_ids:
             _check_ids(self.dataset, self.path)
         self.table = features_table(self.features, self.text)
@@ -615,6 +635,10 @@ class FeaturesFile:
         text = TextIds(frame["borrower_id"]) if self.text_ids else None
         if text:
             frame = text.numbered(frame)
+        if not frame["borrower_id"].is_monotonic_increasing:
+            # rows in id order, as the batches are: the file's own order would hold within a batch
+            # only, and the output's bytes would change with the batch size
+            frame = frame.sort_values("borrower_id", kind="stable", ignore_index=True)
         scoring, why = parse_dates(frame["scoring_date"], "scoring_date", required=True)
         # the jump and next due dates are optional (a team's file may not have them)
         none = pd.Series(pd.NaT, index=frame.index)
@@ -623,6 +647,8 @@ class FeaturesFile:
         dup = frame["borrower_id"].duplicated(keep=False).to_numpy()
         reasons = np.where(dup, "borrower_id: duplicate borrower", _first_reason(why, why_jump, why_due))
         bad = pd.notna(reasons)
+        for c in self.numbers_as_text:  # every value a number or blank (__post_init__)
+            frame[c] = pd.to_numeric(frame[c], errors="coerce")
         wanted = {"borrower_id": "int64",
                   **{c: "str" if c in self.text else "float64" for c in self.features}}
         # the usual file has no bad row and the right types: no copy of a shard's feature columns

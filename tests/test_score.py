@@ -507,7 +507,9 @@ def _features_lacking(features, path):
 
 
 def _features_text_column(features, path):
-    io.write_parquet(features.assign(credit_score=features["credit_score"].astype("str")), path)
+    """Text that is not a number in a numeric column (numbers stored as text are numbers)."""
+    text = features["credit_score"].astype("str").where(features.index != 3, "unknown")
+    io.write_parquet(features.assign(credit_score=text), path)
     return "credit_score"
 
 

@@ -982,11 +982,31 @@ def test_a_csv_output_writes_dates_as_dates_and_keeps_a_time_of_day(tmp_path):
     assert lines[1] == '1,2025-11-18,2025-11-18 05:30:00'
     assert lines[2] == '2,,2025-11-19 00:00:00'
     assert len(lines) == 4
-    with pytest.raises(ValueError, match="'scoring_date' was written as dates"), \
-            sources.Writer(tmp_path / "late.csv", csv=True) as out:
-        out.write(pd.DataFrame({"scoring_date": days}))
-        out.write(pd.DataFrame({"scoring_date": times}))
-    with sources.Writer(tmp_path / "out.parquet", csv=False) as out:  # Parquet keeps its timestamps
+    assert [p.name for p in tmp_path.iterdir()] == ["out.csv"]  # the rows' Parquet file is gone
+
+
+def test_a_time_of_day_in_a_later_batch_makes_the_whole_csv_column_times(tmp_path):
+    days = pd.to_datetime(["2025-11-18", "2025-11-19"]).astype("datetime64[s]")
+    times = pd.to_datetime(["2025-11-20 13:45"]).astype("datetime64[s]")
+    path = tmp_path / "late.csv"
+    with sources.Writer(path, csv=True) as out:
+        out.write(pd.DataFrame({"borrower_id": [1, 2], "scoring_date": days}))
+        out.write(pd.DataFrame({"borrower_id": [3], "scoring_date": times}))
+    assert path.read_text().splitlines() == ['"borrower_id","scoring_date"', "1,2025-11-18 00:00:00",
+                                             "2,2025-11-19 00:00:00", "3,2025-11-20 13:45:00"]
+
+
+def test_a_failed_csv_output_leaves_no_file(tmp_path):
+    path = tmp_path / "out.csv"
+    with pytest.raises(RuntimeError), sources.Writer(path, csv=True) as out:
+        out.write(pd.DataFrame({"borrower_id": [1]}))
+        raise RuntimeError("a batch failed")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_parquet_output_keeps_its_timestamps(tmp_path):
+    days = pd.to_datetime(["2025-11-18", None]).astype("datetime64[s]")
+    with sources.Writer(tmp_path / "out.parquet", csv=False) as out:
         out.write(pd.DataFrame({"scoring_date": days}))
     assert pa.types.is_timestamp(pq.read_schema(tmp_path / "out.parquet").field("scoring_date").type)
 
@@ -1112,6 +1132,45 @@ def test_an_excel_workbook_reads_as_its_first_sheet(features, work, tmp_path):
     team.to_excel(tmp_path / "team.xlsx", index=False)
     pd.testing.assert_frame_equal(team_table(tmp_path / "team.xlsx", _team_settings(), labelled=True),
                                   team_table(tmp_path / "team.csv", _team_settings(), labelled=True))
+
+
+def test_a_workbooks_text_cells_stay_text_and_numbers_kept_as_text_are_numbers(features, work, tmp_path):
+    """A sheet's text cell of digits is text, as a CSV's is: ids keep their leading zeros (pandas'
+    own reading made 00000676 the number 676). A feature column of numbers stored as text (a
+    sheet's text cells, a Parquet string column) scores as the numbers (it stopped the run)."""
+    frame = features.head(120).assign(borrower_id=lambda f: f["borrower_id"].map("{:08d}".format))
+    plain = score(work, write_features(frame, tmp_path / "a", "csv"), tmp_path / "a" / "s.parquet")
+    assert plain.scores()["borrower_id"].str.startswith("000").all()
+    frame["credit_score"] = frame["credit_score"].map(lambda v: None if pd.isna(v) else f" {v:g} ")
+    frame.to_excel(tmp_path / "features.xlsx", index=False)
+    frame.to_parquet(tmp_path / "features.parquet", index=False)
+    for name in ("features.xlsx", "features.parquet"):
+        run = score(work, tmp_path / name, tmp_path / name.replace(".", "_") / "s.parquet")
+        check_accounted(run, len(frame))
+        pd.testing.assert_frame_equal(run.scores(), plain.scores())
+        pd.testing.assert_frame_equal(run.rejects(), plain.rejects())
+
+
+def test_scores_come_in_id_order_the_same_bytes_in_one_batch_or_many(features, work, tmp_path):
+    """A file in its own order: the scores come in id order, as the batches do, so that the bytes
+    do not change with score.batch_borrowers; and a time of day in the last batch only (a CSV's
+    dates were decided on the first batch, and this stopped the run) writes the column with times."""
+    frame = features.head(500).sample(frac=1.0, random_state=3).reset_index(drop=True)
+    last = frame["borrower_id"].idxmax()
+    for column in ("scoring_date", "jump_date"):
+        frame.loc[last, column] = frame.loc[last, column] + pd.Timedelta(hours=13, minutes=45)
+    path = write_features(frame, tmp_path, "csv")
+    whole = tmp_path / "whole.yaml"
+    whole.write_text(yaml.safe_dump(merge(raw_params(), {"score": {"batch_borrowers": 1000},
+                                                        "engine": {"workers": 1}}), sort_keys=False))
+    runs = [score(work, path, tmp_path / f"{name}.csv", params) for name, params in
+            (("batches", None), ("whole", whole))]  # batches of 200, then one
+    check_accounted(runs[0], len(frame))
+    assert (tmp_path / "batches.csv").read_bytes() == (tmp_path / "whole.csv").read_bytes()
+    scores = pd.read_csv(tmp_path / "whole.csv", dtype={"scoring_date": "str"})
+    assert scores["borrower_id"].is_monotonic_increasing
+    assert scores["scoring_date"].iloc[-1].endswith(" 13:45:00")
+    assert scores["scoring_date"].iloc[0].endswith(" 00:00:00")
 
 
 def test_gzipped_csvs_read_as_csvs(features, tables, work, tmp_path):
