@@ -3,6 +3,8 @@ or a decision-features file, the same bytes on a rerun; bad input as in scoring.
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -75,6 +77,21 @@ def test_every_borrower_gets_an_amount_from_the_grid_within_the_appetite(happy, 
 
 def test_a_rerun_gives_the_same_bytes(happy):
     assert happy["output"].read_bytes() == happy["bytes"]
+
+
+def test_the_default_model_is_the_projects_wherever_the_command_runs(work, happy, tmp_path, monkeypatch):
+    """Without --model, the decision model beside the params file (models/decision), from any
+    directory: it was looked for in the working directory, so a scheduler's job failed."""
+    project = tmp_path / "project"
+    shutil.copytree(work / "model", project / "models" / "decision")
+    shutil.copy(work / "params.yaml", project / "params.yaml")
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    output = tmp_path / "out" / "recommendations.parquet"
+    ok(CliRunner().invoke(app, ["recommend", "--input", str(work / "raw"), "--output", str(output),
+                                "--params", str(project / "params.yaml")]))
+    assert output.read_bytes() == happy["bytes"]
+    assert summary_of(output)["model"] == str(project / "models" / "decision")
 
 
 def test_a_decision_features_file_recommends_like_the_raw_tables(work, happy):

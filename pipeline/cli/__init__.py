@@ -37,12 +37,18 @@ def _commands() -> None:
     """Predict missed repayments after a credit-limit jump: one command per DVC stage."""
 
 
+def params_file(path: Path) -> Path:
+    """The params file a command reads: the default params.yaml is the repository's, from
+    whichever directory inside it the command runs."""
+    if path == Path("params.yaml") and not path.exists():
+        return project_dir("pass --params path/to/params.yaml") / "params.yaml"
+    return path
+
+
 def load(path: Path) -> Params:
-    """Params, or exit 2 with every bad key named. The default params.yaml is the repository's,
-    from whichever directory inside it the command runs."""
+    """Params (``params_file(path)``), or exit 2 with every bad key named."""
     try:
-        if path == Path("params.yaml") and not path.exists():
-            path = project_dir("pass --params path/to/params.yaml") / "params.yaml"
+        path = params_file(path)
         params = load_params(path)
         anchor_at(path)
         return params

@@ -15,7 +15,7 @@ from typing import Annotated
 import pandas as pd
 import typer
 
-from pipeline.cli import PARAMS, app, load
+from pipeline.cli import PARAMS, app, load, params_file
 from pipeline.cli.paths import DECISION_MODEL
 from pipeline.cli.score import report_rejects, write_batches
 from pipeline.config import Params
@@ -23,19 +23,20 @@ from pipeline.decision import DecisionModel
 from pipeline.errors import UsageError
 from pipeline.sources import Batch, check_paths, open_source
 
-DEFAULT_MODEL = str(DECISION_MODEL)
-
 
 @app.command()
 def recommend(
         input: Annotated[Path, typer.Option("--input", help="Raw tables folder or decision-features file.")],
         output: Annotated[Path, typer.Option("--output", help="Recommendations (.parquet or .csv).")],
-        model_uri: Annotated[str, typer.Option("--model", help="Decision model folder or MLflow URI "
-                                               "(models:/limitjump-decision/<version>).")] = DEFAULT_MODEL,
+        model_uri: Annotated[str | None, typer.Option(
+            "--model", help="Decision model folder or MLflow URI (models:/limitjump-decision/<version>); "
+            f"default: the project's {DECISION_MODEL}, beside its params file.")] = None,
         params: Path = PARAMS) -> None:
     """Recommend a limit increase per borrower: the amount, why, and the miss probability and
     expected profit at every candidate amount."""
     p = load(params)
+    # the project's model wherever the command runs, as score's @champion is the project's registry's
+    model_uri = model_uri or str(params_file(params).resolve().parent / DECISION_MODEL)
     check_paths(input, output)
     model = load_model(model_uri, p)
     today = pd.Timestamp.today().normalize()
