@@ -54,19 +54,54 @@ def open_dataset(path: Path, fmt: str | None = None, schema: pa.Schema | None = 
         raise ContractError(f"{path}: the file is empty (0 bytes): nothing to read, not even a header")
     fmt = fmt or ("csv" if is_csv(path) else "parquet")
     if fmt == "csv":
-        return ds.dataset(str(path), format=_csv_format(path, schema))
+        return _one_set_of_columns(ds.dataset(str(path), format=_csv_format(path, schema)), path)
     if path.suffix.lower() in EXCEL_ENDINGS:
         return ds.dataset(_workbook(path, file_stamp(path)))
     if path.suffix.lower() == ".xls":
         raise ContractError(f"{path}: an Excel 97-2003 workbook, which is not read: save it as .xlsx, CSV "
                             "(UTF-8) or Parquet")
     try:
-        return ds.dataset(str(path), format="parquet")
+        return _one_set_of_columns(ds.dataset(str(path), format="parquet"), path)
     except READ_ERRORS as err:
         if path.is_file() and path.suffix.lower() != ".parquet":
             raise ContractError(f"{path}: read as Parquet, since its name does not end in .csv or .csv.gz, "
                                 f"but it is not Parquet: {err}") from err
         raise
+
+
+def _one_set_of_columns(dataset: ds.Dataset, path: Path) -> ds.Dataset:
+    """``dataset``, once every file of a folder is found to have the same columns (in any order).
+    Arrow reads a folder in its first file's columns: another file's extra column would be
+    dropped, and a column it lacks read as blanks, with no word said. Checked once per version of
+    the folder's files, as every batch's reader opens it."""
+    if path.is_dir() and len(dataset.files) > 1:
+        _check_parts(dataset, tuple((f, *_stat(f)) for f in dataset.files))
+    return dataset
+
+
+def _stat(file: str) -> tuple[int, int]:
+    found = Path(file).stat()
+    return found.st_mtime_ns, found.st_size
+
+
+_CHECKED_PARTS: set[tuple] = set()  # the folder versions found whole
+
+
+def _check_parts(dataset: ds.Dataset, stamp: tuple) -> None:
+    if stamp in _CHECKED_PARTS:
+        return
+    fragments = list(dataset.get_fragments())
+    first = fragments[0].physical_schema.names
+    for fragment in fragments[1:]:
+        names = fragment.physical_schema.names
+        if set(names) != set(first):
+            lacks, extra = [c for c in first if c not in names], [c for c in names if c not in first]
+            raise ContractError(
+                f"{fragment.path}: its columns are not those of {fragments[0].path}, the folder's first "
+                f"file ({'lacks ' + str(lacks) if lacks else ''}{'; ' if lacks and extra else ''}"
+                f"{'has also ' + str(extra) if extra else ''}): every file of a folder holds the same "
+                "columns, or its rows would be read with blanks or without a column")
+    _CHECKED_PARTS.add(stamp)
 
 
 @functools.lru_cache(maxsize=8)

@@ -569,6 +569,7 @@ class FeaturesFile:
     table: Table = field(init=False)
     text_ids: bool = field(init=False)
     numbers_as_text: list[str] = field(init=False, default_factory=list)  # features, all numbers
+    codes_as_numbers: list[str] = field(init=False, default_factory=list)  # categories, numbers
 
     def _team_note(self, names: list[str], missing: list[str]) -> str:
         """Why a team's file to score lacks the pipeline's id or date: it uses its own names."""
@@ -607,6 +608,11 @@ class FeaturesFile:
             raise ContractError(f"{self.path}: {said}")
         for c in self.features if self.text_ids else ["borrower_id", *self.features]:
             kind = self.dataset.schema.field(c).type
+            if c in self.text and _is_number(kind) and not pa.types.is_boolean(kind):
+                # codes written as numbers (a Parquet int column of 1, 2, 3) are the codes, as a
+                # CSV's are read as text
+                self.codes_as_numbers.append(c)
+                continue
             if c in self.text and not _is_text(kind):
                 raise ContractError(f"{self.path}: column '{c}' must be text (the model learned it as "
                                     f"categories), found {kind}")
@@ -649,6 +655,8 @@ class FeaturesFile:
         bad = pd.notna(reasons)
         for c in self.numbers_as_text:  # every value a number or blank (__post_init__)
             frame[c] = pd.to_numeric(frame[c], errors="coerce")
+        for c in self.codes_as_numbers:
+            frame[c] = codes_as_text(frame[c])
         wanted = {"borrower_id": "int64",
                   **{c: "str" if c in self.text else "float64" for c in self.features}}
         # the usual file has no bad row and the right types: no copy of a shard's feature columns
@@ -689,6 +697,15 @@ class FeaturesFile:
         return {}
 
 
+def codes_as_text(numbers: pd.Series) -> pd.Series:
+    """Codes written as numbers as the text a CSV gives them: 1 as '1', also where a blank made
+    the column float (1.0); 2.5 as '2.5'; missing stays missing."""
+    numbers = pd.to_numeric(numbers)
+    whole = numbers.notna() & (numbers == numbers.round())
+    return numbers.where(whole).astype("Int64").astype("str").where(whole, numbers.astype("str")).where(
+        numbers.notna())
+
+
 def _first_reason(*reasons: np.ndarray) -> np.ndarray:
     """Per row, the first of ``reasons`` (arrays of text or None) that gives one, else None."""
     out = np.full(len(reasons[0]), None, dtype=object)
@@ -711,10 +728,13 @@ def team_table(path: Path, t: TablesSettings, labelled: bool) -> pd.DataFrame:
     stops the run naming the file, the column and the first rows (1 = the first data row)."""
     if not path.exists():
         raise ContractError(f"{path}: no such file or folder (source.tables names it)")
-    text_ids = _text_ids(path, t.id_column)
-    frame = _read(_as_text(path, t.id_column) if text_ids and is_csv(path) else open_dataset(path), path)
+    frame = _read(_team_dataset(path, t), path)
     named = {t.id_column: "borrower_id", t.date_column: "scoring_date",
              **({t.label_column: "label"} if labelled else {})}
+    unkeepable = [c for c in frame.columns if c not in named and LIGHTGBM_REFUSES.search(c)]
+    if unkeepable:
+        raise ContractError(f"{path}: columns {unkeepable} have names a model cannot keep (LightGBM turns "
+                            "spaces into '_' and refuses any of , : [ ] { } \"): rename them")
     missing = [c for c in named if c not in frame.columns]
     if missing:
         raise ContractError(f"{path}: " + _missing(list(frame.columns), missing, "missing columns",
@@ -745,6 +765,23 @@ def team_table(path: Path, t: TablesSettings, labelled: bool) -> pd.DataFrame:
         _stop_at(path, t.label_column, "must be 0 or 1", ~label.isin([0, 1]), frame)
         out["label"] = label.astype("int64")
     return out
+
+
+# what LightGBM does not keep in a feature's name (its model file is JSON-like text)
+LIGHTGBM_REFUSES = re.compile(r'[\s,:\[\]{}"]')
+
+
+def _team_dataset(path: Path, t: TablesSettings) -> ds.Dataset:
+    """A team's file, its date column (and its id column, when the ids are text) read from a CSV
+    as written: Arrow reads '2024-01-01T05:00:00+08:00' as UTC, the day before, where the wall
+    time is the date the lender's system recorded. A file Arrow cannot open stops naming it."""
+    try:
+        if not is_csv(path):
+            return open_dataset(path)
+        as_text = [t.date_column, *([t.id_column] if _text_ids(path, t.id_column) else [])]
+        return open_dataset(path, "csv", pa.schema([(c, pa.string()) for c in as_text]))
+    except READ_ERRORS as err:
+        raise _unreadable(path, err) from err
 
 
 def _team_ids(path: Path, column: str, frame: pd.DataFrame) -> pd.Series:

@@ -81,3 +81,19 @@ def test_codes_in_other_capitals_or_separators_read_as_the_codes():
     codes = ("auto_debit", "manual")
     text = pd.Series(["AUTO-DEBIT", " Manual ", "auto debit", "cash", None], dtype="str")
     assert readers.as_codes(text, codes).tolist()[:4] == ["auto_debit", "manual", "auto_debit", "cash"]
+
+
+@pytest.mark.parametrize("second, said", [
+    ("id,amount\n3,1.0\n", r"lacks \['when'\]"),
+    ("id,amount,when,extra\n3,1.0,2025-01-01,x\n", r"has also \['extra'\]"),
+])
+def test_a_folder_whose_files_differ_in_columns_stops_naming_the_file(tmp_path, second, said):
+    """Arrow reads a folder in its first file's columns: a column another file lacks was read as
+    blanks, one it has besides dropped, with no word said."""
+    (tmp_path / "part-0.csv").write_text("id,amount,when\n1,2.5,2025-01-01\n")
+    (tmp_path / "part-1.csv").write_text(second)
+    with pytest.raises(ContractError, match=r"part-1.csv: its columns are not those of .*part-0.csv.*"
+                       + said):
+        readers.open_dataset(tmp_path)
+    (tmp_path / "part-1.csv").write_text("when,id,amount\n2025-02-01,3,1.0\n")  # another order is fine
+    assert readers.open_dataset(tmp_path).to_table().num_rows == 2

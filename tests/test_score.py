@@ -1014,12 +1014,21 @@ def test_a_model_of_a_teams_own_text_and_numeric_columns_scores_with_reasons_nam
     assert np.isfinite(scores.loc[[10_001, 10_002], "probability"]).all()  # unseen segment, missing score
 
 
-def test_a_text_column_given_as_numbers_stops_naming_the_file_and_column(team_model, work):
-    path = work / "team_numbers.parquet"
-    team_model["new"].assign(segment=1.0).to_parquet(path)
-    result = run_score(work, path, work / "team_numbers_scores.parquet", team_model["path"])
-    assert isinstance(result.exception, ContractError), repr(result.exception)
-    assert str(path) in str(result.exception) and "column 'segment' must be text" in str(result.exception)
+def test_a_text_column_given_as_numbers_reads_as_its_codes(team_model, work):
+    """Codes written as numbers (a Parquet float or int column) are the codes, as a CSV's are read
+    as text: 1.0 is the category '1' (the pipeline's batch of a team's file to score stopped);
+    true/false is no code, and stops the file naming the column."""
+    written = {"numbers": 1.0, "codes": "1", "flags": True}
+    results = {}
+    for name, value in written.items():
+        path = work / f"team_{name}.parquet"
+        team_model["new"].assign(segment=value).to_parquet(path)
+        results[name] = run_score(work, path, work / f"team_{name}_scores.parquet", team_model["path"])
+    assert results["numbers"].exit_code == results["codes"].exit_code == 0
+    pd.testing.assert_frame_equal(pd.read_parquet(work / "team_numbers_scores.parquet"),
+                                  pd.read_parquet(work / "team_codes_scores.parquet"))
+    flags = results["flags"].exception
+    assert isinstance(flags, ContractError) and "column 'segment' must be text" in str(flags), repr(flags)
 
 
 def test_causes_sum_to_zero_for_a_model_without_catalogue_features():

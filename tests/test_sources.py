@@ -855,6 +855,46 @@ def _team_frame() -> pd.DataFrame:
                          "bad": [0, 1, 0, 1]})
 
 
+def test_a_teams_zoned_dates_keep_the_day_written(tmp_path):
+    """Arrow read '2025-01-31T05:00:00+08:00' as UTC, the day before, in a team's CSV."""
+    path = tmp_path / "team.csv"
+    _team_frame().assign(as_of=lambda f: f["as_of"] + "T05:00:00+08:00").to_csv(path, index=False)
+    out = team_table(path, _team_settings(), labelled=True)
+    assert out["scoring_date"].dt.strftime("%Y-%m-%d").tolist() == _team_frame()["as_of"].tolist()
+
+
+@pytest.mark.parametrize("name", ["credit limit", "limit:bal", "bal[1]"])
+def test_a_teams_column_name_a_model_cannot_keep_stops_at_features(tmp_path, name):
+    """LightGBM renames 'credit limit' to 'credit_limit' and refuses JSON's characters: training
+    stopped with a traceback, after the features and split stages had passed."""
+    path = tmp_path / "team.csv"
+    _team_frame().rename(columns={"amount": name}).to_csv(path, index=False)
+    with pytest.raises(ContractError, match=r"columns \[.*\] have names a model cannot keep.*rename them"):
+        team_table(path, _team_settings(), labelled=True)
+
+
+def test_a_teams_unreadable_csv_stops_naming_the_file(tmp_path):
+    path = tmp_path / "team.csv"
+    path.write_text("customer_id,as_of,amount,amount,bad\n1,2025-01-31,2,3,0\n")
+    with pytest.raises(ContractError, match=rf"{path}: cannot read: .*multiple columns named amount"):
+        team_table(path, _team_settings(), labelled=True)
+
+
+def test_codes_written_as_numbers_are_the_codes(tmp_path):
+    """A category the model learned as text ('1', '2', 'X'), given as a Parquet integer column: as
+    a CSV's codes are read as text, so are these (the pipeline's own batch of a team's file to
+    score stopped: 'must be text ... found int64')."""
+    assert sources.codes_as_text(pd.Series([1.0, 2.0, np.nan, 2.5])).tolist()[:2] == ["1", "2"]
+    written = sources.codes_as_text(pd.Series([1.0, 2.0, np.nan, 2.5]))
+    assert pd.isna(written[2]) and written[3] == "2.5"
+    path = tmp_path / "score.parquet"
+    pd.DataFrame({"borrower_id": [1, 2, 3], "scoring_date": ["2025-01-31"] * 3,
+                  "region": [1, 2, None]}).to_parquet(path)
+    file = sources.FeaturesFile(path, ["region"], pd.Timestamp("2030-01-01"), ("region",))
+    batch = file.load(1, 3)
+    assert batch.features["region"].tolist()[:2] == ["1", "2"] and pd.isna(batch.features["region"][2])
+
+
 def test_a_teams_file_scored_by_hand_is_told_its_names_are_source_tables(tmp_path):
     """`limitjump score` reads the pipeline's names; a team's own file to score names its id and
     date as source.tables does, and the message says so (the pipeline's own path renames them)."""
