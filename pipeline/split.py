@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.config import LabelSettings
+from pipeline.errors import InputError
 from pipeline.metrics import rate_with_half_added
 
 if TYPE_CHECKING:
@@ -26,8 +27,13 @@ if TYPE_CHECKING:
 SPLITS = ("train", "valid", "test")
 EMBARGOED = "embargo"
 TOO_LONG = ("the embargo between splits leaves a split without rows: the label window is too long "
-            "for the range of scoring dates (shorten label.performance_cycles or label.dpd_threshold, "
-            "or widen simulate.calendar)")
+            "for the range of scoring dates (shorten label.performance_cycles or label.dpd_threshold; "
+            "with the simulator, widen simulate.calendar; with your own tables, they need scoring "
+            "dates spread over more than two label windows)")
+
+
+class SplitError(InputError, ValueError):
+    """The rows cannot be split out of time into three splits a model can learn and be judged on."""
 
 
 def label_matures(scoring_date: pd.Series, label: LabelSettings, due_day_offset: int) -> pd.Series:
@@ -49,9 +55,21 @@ def out_of_time(frame: pd.DataFrame, fractions: tuple[float, float, float], labe
     valid = before_test & (jump > _cut(jump[before_test], 1.0 - share_of_rest))
     train = before_test & ~valid & (matures < scoring[valid].min())
     if not train.any():
-        raise ValueError(TOO_LONG)
+        raise SplitError(TOO_LONG)
     names = np.select([train, valid, test], list(SPLITS), EMBARGOED)
     return pd.Series(names, index=frame.index, name="split")
+
+
+def check_both_labels(report: dict[str, dict]) -> None:
+    """Raise SplitError unless every split (``summary``'s) holds misses and repayments: a model
+    learns nothing from one class, and a split of one class has no AUC to judge it by."""
+    one = [f"{name} ({row['rows']} rows, {row['misses']} misses, scored {row['first_scoring_date']}.."
+           f"{row['last_scoring_date']})" for name, row in report.items()
+           if name in SPLITS and row["misses"] in (0, row["rows"])]
+    if one:
+        raise SplitError(f"{', '.join(one)}: a split needs both labels, misses and repayments, for a "
+                         "model to learn from it or be judged on it; give rows with both over the whole "
+                         "range of scoring dates, or change split.fractions")
 
 
 def maintenance_miss_rate(failures: pd.DataFrame, repayments: pd.DataFrame, windows: pd.DataFrame,
@@ -89,7 +107,7 @@ def maintenance_miss_rate(failures: pd.DataFrame, repayments: pd.DataFrame, wind
 def _cut(jump: pd.Series, share: float) -> pd.Timestamp:
     """Last jump date of the oldest ``share`` of rows (whole dates)."""
     if len(jump) == 0 or share <= 0:
-        raise ValueError(TOO_LONG)
+        raise SplitError(TOO_LONG)
     dates = np.sort(jump.unique())
     cumulative = np.cumsum(jump.value_counts().reindex(dates).to_numpy()) / len(jump)
     return dates[np.searchsorted(cumulative, share - 1e-12)]

@@ -197,6 +197,11 @@ def fit_calibration(raw: np.ndarray, y: np.ndarray, method: str, isotonic_min_mi
         iso = IsotonicRegression(y_min=1e-4, y_max=1 - 1e-4, out_of_bounds="clip").fit(raw, y)
         return {"method": "isotonic", "x": iso.X_thresholds_.tolist(), "y": iso.y_thresholds_.tolist()}
     intercept, slope = metrics.logistic_calibration(np.asarray(y, float), np.asarray(raw, float))
+    if not (np.isfinite(intercept) and np.isfinite(slope)):
+        # a booster that found no split (a few hundred rows) scores every row alike, and a line
+        # through one point has no slope: every row gets the calibration rows' miss rate
+        rate = float(np.clip(np.mean(y), 1e-4, 1 - 1e-4))
+        intercept, slope = float(np.log(rate / (1 - rate))), 0.0
     return {"method": "platt", "intercept": intercept, "slope": slope}
 
 

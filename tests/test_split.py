@@ -10,6 +10,8 @@ from pipeline.config import LabelSettings
 from pipeline.split import (
     EMBARGOED,
     SPLITS,
+    SplitError,
+    check_both_labels,
     label_matures,
     maintenance_miss_rate,
     out_of_time,
@@ -97,3 +99,23 @@ def test_the_maintenance_history_counts_stopped_debits_whose_outcome_was_known()
     assert counts[3]["rate"] == pytest.approx(2.5 / 4)
     assert maintenance_miss_rate(failed, paid, windows, day("2024-03-20"), 20) is None  # not known yet
     assert maintenance_miss_rate(failed.iloc[3:], paid, windows, day("2024-03-20"), 1) is None
+
+
+def test_a_split_of_one_label_stops_naming_it():
+    """A model learns nothing from one class and a split of one class has no AUC: a team's file
+    whose latest months hold no miss stopped training with a traceback naming no split."""
+    f = frame(400)
+    f["split"] = out_of_time(f, (0.5, 0.25, 0.25), LABEL, OFFSET)
+    f.loc[f["split"] == "test", "label"] = 0
+    report = summary(f, label_matures(f["scoring_date"], LABEL, OFFSET))
+    with pytest.raises(SplitError, match=r"^test \(\d+ rows, 0 misses, scored .*a split needs both labels"):
+        check_both_labels(report)
+    f["label"] = np.arange(len(f)) % 2
+    check_both_labels(summary(f, label_matures(f["scoring_date"], LABEL, OFFSET)))
+
+
+def test_a_split_error_is_the_users_to_fix():
+    """The CLI prints an InputError's message without a traceback (exit 1)."""
+    from pipeline.errors import InputError
+
+    assert issubclass(SplitError, InputError) and issubclass(SplitError, ValueError)

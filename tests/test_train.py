@@ -261,3 +261,12 @@ def test_the_floor_histories_are_those_the_training_rows_and_the_split_give():
     assert found["forgetting"]["forgotten"] == 3 and found["lapse"]["rows"] == 2
     assert list(train.floor_histories(frame, None, None)) == ["lapse"]  # no label, no prior
     assert train.floor_histories(frame[["label"]], label, None) == {}  # a team's columns
+
+
+def test_platt_calibration_of_a_booster_that_split_nothing_gives_the_miss_rate():
+    """A few hundred rows can leave a booster with no split: every raw score alike, and a line
+    through one point has no slope. It gave NaN probabilities and stopped training."""
+    y = np.array([0, 0, 0, 1, 0, 1, 0, 0])
+    fitted = train.fit_calibration(np.full(8, 0.2), y, "platt", 1000)
+    assert fitted["slope"] == 0.0
+    np.testing.assert_allclose(calibrate(np.array([0.1, 0.2, 0.9]), fitted), y.mean())

@@ -10,7 +10,15 @@ from pipeline import io
 from pipeline.causes import MISS_CAUSE
 from pipeline.cli import PARAMS, app, load
 from pipeline.cli.paths import FEATURES_DIR, MAINTENANCE_HISTORY, RAW_DIR, SPLIT_DIR, TRUTH_DIR
-from pipeline.split import SPLITS, label_matures, maintenance_miss_rate, out_of_time, summary, timeline_figure
+from pipeline.split import (
+    SPLITS,
+    check_both_labels,
+    label_matures,
+    maintenance_miss_rate,
+    out_of_time,
+    summary,
+    timeline_figure,
+)
 
 REPORT = Path("reports/split.json")
 # not under reports/figures: that folder is the evaluate stage's output as a whole
@@ -33,6 +41,8 @@ def split(params: Path = PARAMS) -> None:
     frame["label"] = frame["label"].astype("int64")
     offset = p.simulate.calendar.due_day_offset
     frame["split"] = out_of_time(frame, p.split.fractions, p.label, offset)
+    report = summary(frame, label_matures(frame["scoring_date"], p.label, offset))
+    check_both_labels(report)
     # what a debit stopped by announced maintenance cost, as the history showed it when the test
     # period began (train.lightgbm's floor); a team's features come without that history
     first_test = frame.loc[frame["split"] == "test", "scoring_date"].min()
@@ -42,7 +52,6 @@ def split(params: Path = PARAMS) -> None:
             part = frame[frame["split"] == name].drop(columns="split").reset_index(drop=True)
             io.write_parquet(part, out / f"{name}.parquet")
         io.write_json(history, out / MAINTENANCE_HISTORY.name)
-    report = summary(frame, label_matures(frame["scoring_date"], p.label, offset))
     io.write_json(report, REPORT)
     with io.atomic_path(TIMELINE, ".png") as tmp:
         timeline_figure(report).savefig(tmp, dpi=110, format="png", metadata={"Software": None})
