@@ -349,6 +349,14 @@ def register_version(settings: MlflowSettings, run: Run, fingerprint: str, tags:
                                        model_id=source.removeprefix("models:/"))
 
 
+def set_version_tags(settings: MlflowSettings, version: ModelVersion, tags: dict[str, str]) -> None:
+    """``tags`` on a registered version of the risk model, those it holds already left as they are."""
+    client, _ = connect(settings)
+    for key, value in tags.items():
+        if version.tags.get(key) != value:
+            client.set_model_version_tag(settings.registered_model, version.version, key, value)
+
+
 def version_for_fingerprint(settings: MlflowSettings, fingerprint: str,
                             name: str | None = None) -> ModelVersion | None:
     client, _ = connect(settings)

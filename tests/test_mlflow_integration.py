@@ -505,6 +505,13 @@ def test_promote_moves_the_champion_only_when_the_gates_hold(project, store):
     refused = _promote(project, "2")
     assert refused["decision"] == "refused" and refused["failed_gates"] == ["min_oot_auc"]
     assert str(store.get_model_version_by_alias(NAME, "champion").version) == "1"
+    # the gates lowered to the model's reach, a plain registration of the same model judges it
+    # again (a team that set its own gates could not promote the version registered before)
+    write_params(project.root, merge(SMALL, {"train": {"lightgbm": {"num_leaves": 15}}}))
+    out = run(["limitjump", "register"], project.root, project.env)
+    assert "registered version 2 (passes its gates)" in out
+    assert store.get_model_version(NAME, "2").tags[tracking.GATE_TAG] == "true"
+    assert store.get_model_version(NAME, "2").tags["limitjump.failed_gates"] == "none"
 
     # a version that passes its own gates is promoted only if it beats the champion on the same rows
     write_params(project.root, merge(SMALL, {"train": {"lightgbm": {"num_leaves": 7}}}))

@@ -30,16 +30,21 @@ def register(params: Path = PARAMS) -> None:
     io.write_json({"challenger_fingerprint": challenger["fingerprint"], **result}, REPORT)
 
     run = tracking.run_for_fingerprint(p.mlflow, challenger["fingerprint"])
+    judged = {tracking.GATE_TAG: str(result["passed"]).lower(),
+              "limitjump.failed_gates": ", ".join(result["failed"]) or "none",
+              **{f"gate.{name}": f"{g['value']:.4f}" for name, g in result["gates"].items()}}
+    came_from = {k: v for k, v in tracking.provenance().items() if k in ("git.commit", "dvc.exp_name")}
     tags = {tracking.FILES_TAG: json.dumps(tracking.file_digests(MODELS / "lightgbm", model.MODEL_FILES)),
-            tracking.GATE_TAG: str(result["passed"]).lower(),
-            "limitjump.failed_gates": ", ".join(result["failed"]) or "none",
-            **{f"gate.{name}": f"{g['value']:.4f}" for name, g in result["gates"].items()},
-            **{k: v for k, v in tracking.provenance().items() if k in ("git.commit", "dvc.exp_name")}}
+            **judged, **came_from}
     description = (f"{run.info.run_name}: out-of-time AUC {challenger['metrics']['test_auc']:.4f}; "
                    f"own gates {'passed' if result['passed'] else 'failed: ' + ', '.join(result['failed'])}")
     version = tracking.register_version(p.mlflow, run, challenger["fingerprint"], tags, description)
     where = "experiment " + tracking.provenance()["dvc.exp_name"] if tracking.in_experiment() else None
     if where is None:
+        # a version registered before is judged again by the gates now in params.yaml (a team
+        # that lowered them to its portfolio's reach could not promote it); an experiment's gates
+        # judge only what it registers
+        tracking.set_version_tags(p.mlflow, version, judged)
         tracking.set_alias(p.mlflow, "challenger", version.version, {})
     # what was registered, not the version number: the same on every machine, so dvc.lock is too
     io.write_json({"registered_model": p.mlflow.registered_model, "fingerprint": challenger["fingerprint"],
