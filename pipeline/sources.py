@@ -724,8 +724,11 @@ def team_table(path: Path, t: TablesSettings, labelled: bool) -> pd.DataFrame:
     """A team's features file (Parquet or CSV, or a folder of them) in the pipeline's terms:
     ``borrower_id``, ``scoring_date`` (also the ``jump_date`` the split keeps whole), ``label`` when
     ``labelled``, and every other column as a feature under its own name. The rows are the file's,
-    all of them: a missing or repeated id, a label other than 0 or 1, or a date that is no date
-    stops the run naming the file, the column and the first rows (1 = the first data row)."""
+    all of them: in a labelled file, a missing or repeated id, a label other than 0 or 1, or a date
+    that is no date stops the run naming the file, the column and the first rows (1 = the first
+    data row). A file to score keeps such rows as written, ids and dates as the file gives them:
+    the scorer rejects each with its reason and scores the others, as it does with the file
+    itself (one bad row stopped the pipeline's whole batch)."""
     if not path.exists():
         raise ContractError(f"{path}: no such file or folder (source.tables names it)")
     frame = _read(_team_dataset(path, t), path)
@@ -755,15 +758,16 @@ def team_table(path: Path, t: TablesSettings, labelled: bool) -> pd.DataFrame:
         raise ContractError(f"{path}: no rows")
     for column in frame.columns.difference(list(named)):
         frame[column] = _numbers_written_as_text(path, column, frame)
+    if not labelled:
+        return frame.rename(columns=named).assign(jump_date=lambda f: f["scoring_date"])
     ids = _team_ids(path, t.id_column, frame)
     dates = as_dates(frame[t.date_column])
     _stop_at(path, t.date_column, "must be a date (ISO, 2025-01-31)", dates.isna(), frame)
     out = frame.rename(columns=named).assign(borrower_id=ids, scoring_date=dates.astype("datetime64[s]"))
     out["jump_date"] = out["scoring_date"]
-    if labelled:
-        label = pd.to_numeric(frame[t.label_column], errors="coerce")
-        _stop_at(path, t.label_column, "must be 0 or 1", ~label.isin([0, 1]), frame)
-        out["label"] = label.astype("int64")
+    label = pd.to_numeric(frame[t.label_column], errors="coerce")
+    _stop_at(path, t.label_column, "must be 0 or 1", ~label.isin([0, 1]), frame)
+    out["label"] = label.astype("int64")
     return out
 
 

@@ -926,6 +926,26 @@ def test_a_teams_table_keeps_every_row_under_the_pipelines_names(fmt, tmp_path):
     assert "label" not in unlabelled and "bad" in unlabelled  # scoring files have no label to name
 
 
+def test_a_teams_file_to_score_keeps_its_bad_rows_for_the_scorer_to_reject(tmp_path):
+    """A blank id, a repeated id and a date that is no date in a team's file to score: the
+    pipeline's batch keeps every row, and the scorer rejects those with their reasons and scores
+    the rest, as with the file itself (the batch stopped at the first bad row)."""
+    path = tmp_path / "score.csv"
+    _team_frame().drop(columns="bad").assign(
+        customer_id=[7, None, 9, 9], as_of=["2025-01-31", "2025-02-28", "2025-03-31", "31.04.2025"]
+    ).to_csv(path, index=False)
+    batch = team_table(path, _team_settings(), labelled=False)
+    assert len(batch) == 4 and batch["jump_date"].equals(batch["scoring_date"])
+    batch.to_parquet(tmp_path / "features.parquet")
+    file = sources.FeaturesFile(tmp_path / "features.parquet", ["amount"], pd.Timestamp("2030-01-01"))
+    loaded = file.load(*file.ranges(100)[0])
+    assert loaded.features["borrower_id"].tolist() == [7]
+    assert sorted(loaded.rejects["reason"]) == ["borrower_id: duplicate borrower"] * 2
+    assert len(file.orphans()) == 1  # the blank id: a reject of its own
+    with pytest.raises(ContractError, match="must be a whole number"):  # a labelled file still stops
+        team_table(path, _team_settings(label_column="amount"), labelled=True)
+
+
 @pytest.mark.parametrize("fmt", ["csv", "parquet"])
 def test_a_teams_text_ids_are_kept_as_written(fmt, tmp_path):
     """A team's customer numbers as text, or digits with leading zeros: kept as the file writes
