@@ -798,6 +798,10 @@ def _team_ids(path: Path, column: str, frame: pd.DataFrame) -> pd.Series:
     else:
         numbers = pd.to_numeric(written, errors="coerce")
         _stop_at(path, column, "must be a whole number", numbers.isna() | (numbers != numbers.round()), frame)
+        if pd.api.types.is_float_dtype(numbers):  # as _check_ids: else "repeats an id" misleads
+            _stop_at(path, column, "holds ids of 2**53 or more written as decimals, which have lost "
+                     "digits (two borrowers may share one); write them as whole numbers or text",
+                     numbers.abs() >= 2.0 ** 53, frame)
         ids = numbers.astype("int64")
     _stop_at(path, column, "repeats an id", ids.duplicated(keep=False), frame)
     return ids

@@ -72,6 +72,19 @@ def check_both_labels(report: dict[str, dict]) -> None:
                          "range of scoring dates, or change split.fractions")
 
 
+def check_labels_known(scoring_date: pd.Series, matures: pd.Series, today: pd.Timestamp) -> None:
+    """Raise SplitError when a row's label window has not ended by ``today``: its label cannot
+    have been observed, and a 0 there would only mean "not yet missed". A team's file is checked
+    (the simulator's truth is known whenever its calendar ends)."""
+    early = matures > today
+    if early.any():
+        raise SplitError(f"{int(early.sum())} rows have labels that cannot be known yet: scored from "
+                         f"{scoring_date[early].min().date()}, their label window ends after today "
+                         f"({today.date()}), as late as {matures[early].max().date()}; leave them out, or "
+                         "set label.performance_cycles and label.dpd_threshold to the window the label "
+                         "was measured over")
+
+
 def maintenance_miss_rate(failures: pd.DataFrame, repayments: pd.DataFrame, windows: pd.DataFrame,
                           known_by: pd.Timestamp, dpd_threshold: int) -> dict | None:
     """How often a payment that announced maintenance stopped became a miss of the label's

@@ -926,6 +926,18 @@ def test_a_teams_table_keeps_every_row_under_the_pipelines_names(fmt, tmp_path):
     assert "label" not in unlabelled and "bad" in unlabelled  # scoring files have no label to name
 
 
+def test_a_teams_long_ids_written_as_decimals_stop_as_such(tmp_path):
+    """18-digit ids written as decimals have lost digits: the message said the ids repeat."""
+    path = tmp_path / "team.csv"
+    ids = ["110101199003070001.0", "110101199003070002.0", "110101199003070003.0", "4.0"]
+    _team_frame().assign(customer_id=ids).to_csv(path, index=False)
+    with pytest.raises(ContractError, match=r"'customer_id' holds ids of 2\*\*53 or more written as "
+                                            r"decimals.*3 rows, the first \[1, 2, 3\]"):
+        team_table(path, _team_settings(), labelled=True)
+    _team_frame().assign(customer_id=[i.removesuffix(".0") for i in ids]).to_csv(path, index=False)
+    assert team_table(path, _team_settings(), labelled=True)["borrower_id"].iloc[0] == 110101199003070001
+
+
 def test_a_teams_file_to_score_keeps_its_bad_rows_for_the_scorer_to_reject(tmp_path):
     """A blank id, a repeated id and a date that is no date in a team's file to score: the
     pipeline's batch keeps every row, and the scorer rejects those with their reasons and scores

@@ -12,6 +12,7 @@ from pipeline.split import (
     SPLITS,
     SplitError,
     check_both_labels,
+    check_labels_known,
     label_matures,
     maintenance_miss_rate,
     out_of_time,
@@ -119,3 +120,14 @@ def test_a_split_error_is_the_users_to_fix():
     from pipeline.errors import InputError
 
     assert issubclass(SplitError, InputError) and issubclass(SplitError, ValueError)
+
+
+def test_labels_whose_window_ends_after_today_are_refused():
+    """A team's rows scored last month have labels no one has seen yet: a 0 there means only
+    "not yet missed" (the split had said their labels were known by 2028)."""
+    f = frame(400)
+    matures = label_matures(f["scoring_date"], LABEL, OFFSET)
+    check_labels_known(f["scoring_date"], matures, matures.max())
+    today = matures.sort_values().iloc[-10] - pd.Timedelta(days=1)
+    with pytest.raises(SplitError, match=r"^\d+ rows have labels that cannot be known yet: scored from "):
+        check_labels_known(f["scoring_date"], matures, today)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
 import typer
 
 from pipeline import io
@@ -13,6 +14,7 @@ from pipeline.cli.paths import FEATURES_DIR, MAINTENANCE_HISTORY, RAW_DIR, SPLIT
 from pipeline.split import (
     SPLITS,
     check_both_labels,
+    check_labels_known,
     label_matures,
     maintenance_miss_rate,
     out_of_time,
@@ -40,8 +42,11 @@ def split(params: Path = PARAMS) -> None:
         raise ValueError(f"{TRUTH_DIR}: no label for borrowers {missing}")
     frame["label"] = frame["label"].astype("int64")
     offset = p.simulate.calendar.due_day_offset
+    matures = label_matures(frame["scoring_date"], p.label, offset)
+    if p.source.kind == "tables":
+        check_labels_known(frame["scoring_date"], matures, pd.Timestamp.today().normalize())
     frame["split"] = out_of_time(frame, p.split.fractions, p.label, offset)
-    report = summary(frame, label_matures(frame["scoring_date"], p.label, offset))
+    report = summary(frame, matures)
     check_both_labels(report)
     # what a debit stopped by announced maintenance cost, as the history showed it when the test
     # period began (train.lightgbm's floor); a team's features come without that history
