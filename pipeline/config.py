@@ -14,7 +14,15 @@ from typing import Annotated, Literal
 from urllib.parse import urlparse
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]
 PositiveInt = Annotated[int, Field(gt=0)]
@@ -29,7 +37,20 @@ class ConfigError(ValueError):
 
 
 class Settings(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # no NaN or infinity: no setting means either, and a comparison with NaN is always false
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _as_written(cls, value: object, info: ValidationInfo) -> object:
+        """A number or flag as YAML writes one: pydantic would read true as the number 1, the text
+        "0.6" as 0.6 and "off" as false, so a mistyped value would pass for another."""
+        kind = cls.model_fields[info.field_name].annotation
+        if kind in (int, float) and isinstance(value, bool | str):
+            raise ValueError(f"must be a number, not {value!r}")
+        if kind is bool and not isinstance(value, bool):
+            raise ValueError(f"must be true or false, not {value!r}")
+        return value
 
 
 def _check_mix(mix: dict[str, float], keys: tuple[str, ...], name: str) -> None:
@@ -455,6 +476,12 @@ class IncomingSettings(Settings):
     first_scoring_date: dt.date
     last_scoring_date: dt.date
 
+    @model_validator(mode="after")
+    def _ordered(self) -> IncomingSettings:
+        if self.last_scoring_date < self.first_scoring_date:
+            raise ValueError("last_scoring_date must be on or after first_scoring_date")
+        return self
+
 
 class MonitorAlertSettings(Settings):
     """Rules that raise an alert for a month; each compares one monitored figure with a limit."""
@@ -656,7 +683,7 @@ def load_params(path: str | Path = "params.yaml") -> Params:
     path = Path(path)
     try:
         raw = yaml.safe_load(path.read_text()) or {}
-    except (OSError, yaml.YAMLError) as err:
+    except (OSError, yaml.YAMLError, UnicodeDecodeError) as err:
         raise ConfigError(f"{path}: cannot read params: {err}") from err
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping of sections at the top level")

@@ -127,3 +127,59 @@ def test_a_model_that_cannot_be_used_is_a_usage_error(tmp_path):
         assert done.returncode == 2, done.stderr
         assert message in done.stderr and "Traceback" not in done.stderr
     assert not (tmp_path / "out.csv").exists()
+
+
+def test_a_relative_params_path_is_the_users_from_where_they_are(tmp_path, monkeypatch):
+    """A stage runs at the project directory; a relative --params given in a subdirectory was
+    read from the project directory (another file, or none)."""
+    monkeypatch.chdir(tmp_path)
+    argv = ["limitjump", "check-params", "--params", "mine.yaml", "--params=other/p.yaml", "--help"]
+    assert cli._params_from_here(argv) == [
+        "limitjump", "check-params", "--params", str(tmp_path / "mine.yaml"),
+        f"--params={tmp_path / 'other' / 'p.yaml'}", "--help"]
+    assert cli._params_from_here(["limitjump", "split"]) == ["limitjump", "split"]
+    project = tmp_path / "project"
+    (project / "sub").mkdir(parents=True)
+    (project / "dvc.yaml").write_text("stages: {}\n")
+    (project / "params.yaml").write_text((ROOT / "params.yaml").read_text())  # valid
+    (project / "sub" / "params.yaml").write_text("split: {train: 2}\n")  # the one given
+    done = subprocess.run([sys.executable, "-c", CHECK_PARAMS], cwd=project / "sub", capture_output=True,
+                          text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert done.returncode == 2 and f"{project / 'sub' / 'params.yaml'}: invalid params" in done.stderr, done
+
+
+CHECK_PARAMS = """
+import sys
+sys.argv = ["limitjump", "check-params", "--params", "params.yaml"]
+from pipeline.cli import main
+main()
+"""
+
+
+def test_score_asks_for_the_registered_models_champion_and_promote_refuses_an_empty_version(tmp_path,
+                                                                                           monkeypatch):
+    """score's default model named `limitjump` whatever mlflow.registered_model said; promote took
+    `--version ''` (an unset $VERSION in a script) for no option and promoted the latest version."""
+    import yaml
+    from typer.testing import CliRunner
+
+    import pipeline.cli.promote  # noqa: F401 (registers the command)
+    import pipeline.cli.score as scoring
+    from pipeline.errors import UsageError
+    from tests.conftest import merge, raw_params
+
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump(merge(raw_params(), {"mlflow": {"registered_model": "limitjump_v2"}}),
+                                     sort_keys=False))
+    asked = []
+
+    def loaded(uri, p):
+        asked.append(uri)
+        raise UsageError("enough")
+    monkeypatch.setattr(scoring, "load_model", loaded)
+    (tmp_path / "in.csv").write_text("borrower_id\n1\n")
+    CliRunner().invoke(cli.app, ["score", "--input", str(tmp_path / "in.csv"), "--output",
+                                 str(tmp_path / "out.csv"), "--params", str(params)])
+    assert asked == ["models:/limitjump_v2@champion"]
+    refused = CliRunner().invoke(cli.app, ["promote", "--version", "", "--params", str(params)])
+    assert isinstance(refused.exception, UsageError) and "--version is empty" in str(refused.exception)

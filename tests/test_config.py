@@ -159,3 +159,30 @@ def test_a_models_label_replaces_the_params_label_and_nothing_else():
     assert (theirs.label.observation_days, theirs.label.dpd_threshold) == (45, 7)
     assert theirs.model_dump(exclude={"label"}) == p.model_dump(exclude={"label"})
     assert p.label.observation_days == 30
+
+
+@pytest.mark.parametrize("override, said", [
+    ({"train": {"lightgbm": {"num_boost_round": True}}},
+     "num_boost_round: Value error, must be a number, not True"),
+    ({"split": {"train": "0.6"}}, "split.train: Value error, must be a number, not '0.6'"),
+    ({"train": {"lightgbm": {"monotone": "off"}}}, "monotone: Value error, must be true or false, not 'off'"),
+    ({"train": {"scorecard": {"pdo": float("inf")}}}, "pdo: Input should be a finite number"),
+    ({"simulate": {"drawdown": {"intercept": float("nan")}}}, "intercept: Input should be a finite number"),
+    ({"incoming": {"first_scoring_date": "2026-03-01", "last_scoring_date": "2026-02-01"}},
+     "incoming: Value error, last_scoring_date must be on or after first_scoring_date"),
+])
+def test_a_value_that_would_pass_for_another_is_refused(override, said):
+    """pydantic's lax reading took true for 1 round, the text "0.6" for a share and "off" for
+    false; NaN and infinity passed as numbers; a reversed incoming window failed a later stage,
+    after DVC had removed its outputs."""
+    with pytest.raises(ConfigError) as refused:
+        make_params(override)
+    assert said in str(refused.value)
+    make_params({"train": {"lightgbm": {"num_leaves": 31.0}}})  # a whole float is the whole number
+
+
+def test_a_params_file_that_is_not_text_is_named(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_bytes(b"\x89PNG\r\n")
+    with pytest.raises(ConfigError, match=f"{path}: cannot read params: 'utf-8' codec"):
+        load_params(path)

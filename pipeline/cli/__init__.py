@@ -69,6 +69,19 @@ STAGES = set(COMMANDS) - {"score", "promote", "recommend"}
 COMMANDS["server"] = "server"  # not a stage: it runs where it is started (pipeline/cli/server.py)
 
 
+def _params_from_here(argv: list[str]) -> list[str]:
+    """``argv`` with a relative ``--params`` path made absolute: it is the user's, from where they
+    are, and a stage then runs at the project directory (it read the repository's params.yaml for
+    `--params params.yaml` given in a subdirectory)."""
+    out = list(argv)
+    for i, arg in enumerate(out):
+        if arg == "--params" and i + 1 < len(out):
+            out[i + 1] = str(Path(out[i + 1]).absolute())
+        elif arg.startswith("--params="):
+            out[i] = "--params=" + str(Path(arg.removeprefix("--params=")).absolute())
+    return out
+
+
 def _enter_project() -> None:
     """Run a stage at its project directory when started below it; elsewhere (a scratch folder
     with a params file) where it is."""
@@ -126,6 +139,7 @@ def main() -> None:
         _list_commands()
     try:
         if name in STAGES and "--help" not in sys.argv:
+            sys.argv = _params_from_here(sys.argv)
             _enter_project()
         app()
     except (ConfigError, UsageError) as err:

@@ -20,7 +20,7 @@ import typer
 from pipeline import metrics, registry, tracking
 from pipeline.cli import PARAMS, app, load
 from pipeline.cli.paths import SPLIT_DIR
-from pipeline.errors import InputError
+from pipeline.errors import InputError, UsageError
 from pipeline.model import CalibratedLightGBM
 
 
@@ -37,7 +37,11 @@ def promote(
         params: Path = PARAMS) -> None:
     """Make a registered version @champion if its gates hold and it beats the champion."""
     p = load(params)
-    candidate = tracking.get_version(p.mlflow, version) if version else _latest_passed(p)
+    if version is not None and not version.strip():
+        # an unset $VERSION in a script: promoting the latest instead would move production unasked
+        raise UsageError("--version is empty: give a version number or an alias, or leave the option "
+                         "out to promote the latest version that passed its gates")
+    candidate = tracking.get_version(p.mlflow, version) if version is not None else _latest_passed(p)
     champion = _current_champion(p)
     entry = {"version": candidate.version, "previous_champion": champion.version if champion else None,
              "by": getpass.getuser(), "git.commit": tracking.provenance()["git.commit"]}

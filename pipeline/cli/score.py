@@ -36,7 +36,6 @@ from pipeline.sources import (
     reject_reasons,
 )
 
-DEFAULT_MODEL = "models:/limitjump@champion"
 REJECT_COLUMNS = ["borrower_id", "reason"]
 
 
@@ -44,11 +43,13 @@ REJECT_COLUMNS = ["borrower_id", "reason"]
 def score_command(
         input: Annotated[Path, typer.Option("--input", help="Raw tables folder or features file.")],
         output: Annotated[Path, typer.Option("--output", help="Scores file (.parquet or .csv).")],
-        model_uri: Annotated[str, typer.Option("--model", help="MLflow model URI or a local model folder.")]
-        = DEFAULT_MODEL,
+        model_uri: Annotated[str | None, typer.Option(
+            "--model", help="MLflow model URI or a local model folder; default: "
+            "models:/<mlflow.registered_model>@champion.")] = None,
         params: Path = PARAMS) -> None:
     """Score borrowers: probability, risk band, reasons, suggested action."""
     p = load(params)
+    model_uri = model_uri or f"models:/{p.mlflow.registered_model}@champion"
     check_paths(input, output)
     model, version = load_model(model_uri, p)
     if model.label and model.label != p.label:
