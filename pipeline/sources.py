@@ -382,9 +382,9 @@ def _zero_led(path: Path, column: str, stamp: tuple) -> bool:
     return pc.any(pc.match_substring_regex(ids, LEADING_ZERO)).as_py() is True
 
 
-def _as_text(path: Path, column: str) -> ds.Dataset:
-    """A CSV with ``column`` read as written and the others as Arrow infers them."""
-    return open_dataset(path, "csv", pa.schema([(column, pa.string())]))
+def _as_text(path: Path, *columns: str) -> ds.Dataset:
+    """A CSV with ``columns`` read as written and the others as Arrow infers them."""
+    return open_dataset(path, "csv", pa.schema([(c, pa.string()) for c in columns]))
 
 
 def _check_text_ids(dataset: ds.Dataset, path: Path) -> None:
@@ -782,8 +782,7 @@ def _team_dataset(path: Path, t: TablesSettings) -> ds.Dataset:
     try:
         if not is_csv(path):
             return open_dataset(path)
-        as_text = [t.date_column, *([t.id_column] if _text_ids(path, t.id_column) else [])]
-        return open_dataset(path, "csv", pa.schema([(c, pa.string()) for c in as_text]))
+        return _as_text(path, t.date_column, *([t.id_column] if _text_ids(path, t.id_column) else []))
     except READ_ERRORS as err:
         raise _unreadable(path, err) from err
 
