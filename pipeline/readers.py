@@ -1,5 +1,5 @@
 """How the files a team hands over are read: CSV as exports write it (another separator, a
-decimal comma, GBK or UTF-16 text, gzip), Excel workbooks and Parquet as Arrow datasets, and the
+decimal comma, GBK, UTF-16 or Windows-1252 text, gzip), Excel workbooks and Parquet as Arrow datasets, and the
 values in them (dates, numbers and codes as exports write them) in the data contract's terms.
 Pure functions: ``sources`` batches, checks and accounts for the rows.
 """
@@ -139,7 +139,8 @@ def _csv_format(path: Path, schema: pa.Schema | None) -> ds.CsvFileFormat:
     sample = _sample(path)
     encoding = _encoding(sample)
     if encoding is None:
-        raise ContractError(f"{path}: its text is neither UTF-8, UTF-16 nor GB18030 (GBK): save it as UTF-8")
+        raise ContractError(f"{path}: its text is neither UTF-8, UTF-16, GB18030 (GBK) nor Windows-1252: "
+                            "save it as UTF-8")
     text = sample.decode(encoding, errors="ignore")
     header = text.split("\n", 1)[0]
     separator = "," if "," in header else next((s for s in SEPARATORS if s in header), ",")
@@ -153,16 +154,27 @@ def _csv_format(path: Path, schema: pa.Schema | None) -> ds.CsvFileFormat:
 
 def _encoding(sample: bytes) -> str | None:
     """UTF-8; else UTF-16 where a byte-order mark says so (Excel's 'Unicode text'); else GB18030,
-    which includes GBK: what Excel writes on Chinese Windows; else None."""
+    which includes GBK: what Excel writes on Chinese Windows, or Windows-1252, what it writes on
+    Western Windows, whichever the text looks like; else None."""
     if sample.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         return "utf-16"
-    for encoding in ("utf8", "gb18030"):
+    for encoding in ("utf8", "cp1252" if _western(sample) else "gb18030"):
         try:  # the sample may end inside a character
             codecs.getincrementaldecoder(encoding)().decode(sample, final=False)
             return encoding
         except UnicodeDecodeError:
             pass
     return None
+
+
+def _western(sample: bytes) -> bool:
+    """Whether most non-ASCII characters are one byte between ASCII ones, as Windows-1252 writes
+    an accented letter. GB18030 would decode most such text too, taking the letter after the
+    accented one as its second byte ('Zürich' as 'Z黵ich'), while Chinese text is runs of
+    two-byte characters both of whose bytes are above ASCII."""
+    high = np.frombuffer(sample, np.uint8) >= 0x80
+    before, after = np.r_[False, high[:-1]], np.r_[high[1:], False]
+    return 2 * int((high & ~before & ~after).sum()) > int((high & ~before).sum())
 
 
 def _sample(path: Path) -> bytes:

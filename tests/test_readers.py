@@ -46,10 +46,22 @@ def test_a_csv_reads_whatever_its_separator_decimal_mark_and_encoding(text, enco
     assert frame.columns[0] == "a"
 
 
+@pytest.mark.parametrize("text, written, read", [
+    ("id,city\n1,北京\n2,上海浦东\n", "gbk", "gb18030"),
+    ("id,city\n1,Zürich\n2,Köln\n3,São Paulo\n", "cp1252", "cp1252"),
+    ("id,city\n1,Zürich\n2,北京\n", "utf-8", "utf8"),
+    ("id,city\n1,Zürich\n", "utf-16", "utf-16"),
+])
+def test_a_csv_is_read_in_the_encoding_it_was_written_in(text, written, read):
+    """Known answers: GB18030 decodes the Windows-1252 file too ('Z黵ich'), so the choice between
+    them goes by the text's look."""
+    assert readers._encoding(text.encode(written)) == read
+
+
 def test_text_in_no_encoding_read_stops_naming_the_file(tmp_path):
     path = tmp_path / "t.csv"
     path.write_bytes(b"a,b\n1,caf\xe9\xff\n")
-    with pytest.raises(ContractError, match="t.csv: its text is neither UTF-8, UTF-16 nor GB18030"):
+    with pytest.raises(ContractError, match=r"t.csv: its text is neither UTF-8, UTF-16, GB18030 \(GBK\) nor"):
         readers.open_dataset(path)
 
 

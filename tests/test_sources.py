@@ -1423,9 +1423,8 @@ def test_column_names_in_capitals_are_named_with_the_names_they_stand_for(featur
 
 
 def test_a_gbk_or_utf16_csv_reads_as_its_text(tables, work, tmp_path):
-    """Excel on Chinese Windows saves CSV as GBK, and its 'Unicode text' as UTF-16 split by tabs:
-    Chinese text was bytes pandas could not decode, then a message asking for UTF-8; both now
-    read as the text they hold."""
+    """Excel on Chinese Windows saves CSV as GBK, on Western Windows as Windows-1252, and its
+    'Unicode text' as UTF-16 split by tabs: each reads as the text it holds."""
     team, utf8, utf16 = tmp_path / "team.csv", tmp_path / "utf8.csv", tmp_path / "utf16.csv"
     frame = _team_frame().assign(city=["北京", "上海", "深圳", "广州"])
     frame.to_csv(team, index=False, encoding="gbk")
@@ -1435,10 +1434,13 @@ def test_a_gbk_or_utf16_csv_reads_as_its_text(tables, work, tmp_path):
     assert out["city"].tolist() == ["北京", "上海", "深圳", "广州"]
     pd.testing.assert_frame_equal(out, team_table(utf8, _team_settings(), labelled=True))
     pd.testing.assert_frame_equal(out, team_table(utf16, _team_settings(), labelled=True))
-    latin = tmp_path / "latin.csv"  # no GB18030 text: a traceback from Arrow's transcoder before
-    latin.write_bytes(frame.assign(city="Montréal").to_csv(index=False).encode("latin-1") + b"\xff\n")
-    with pytest.raises(ContractError, match="latin.csv: its text is neither UTF-8, UTF-16 nor GB18030"):
-        team_table(latin, _team_settings(), labelled=True)
+    western = frame.assign(city=["Zürich", "Montréal", "Köln", "São Paulo"])
+    western.to_csv(team, index=False, encoding="cp1252")  # GB18030 had read 'Zürich' as 'Z黵ich'
+    as_utf8 = team_table(utf8, _team_settings(), labelled=True).assign(city=western["city"])
+    pd.testing.assert_frame_equal(team_table(team, _team_settings(), labelled=True), as_utf8)
+    team.write_bytes(utf8.read_bytes().replace("上海".encode(), b"\x81\xff"))  # none of the four
+    with pytest.raises(ContractError, match="team.csv: its text is neither UTF-8, UTF-16, GB18030"):
+        team_table(team, _team_settings(), labelled=True)
     plain = score(work, write_raw(tables, tmp_path / "a", "csv"), tmp_path / "a.parquet")
     raw = write_raw(tables, tmp_path / "b", "csv")
     dates = pd.to_datetime(tables["statements"]["statement_date"]).dt.strftime("%Y年%m月%d日")
