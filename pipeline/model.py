@@ -65,17 +65,30 @@ def read_label(path: Path) -> LabelSettings | None:
 
 
 def encode(frame: pd.DataFrame, columns: list[str], categories: dict[str, list]) -> np.ndarray:
-    """float64 matrix of ``columns``; a non-numeric column becomes the position of its value
-    in ``categories`` (NaN if unknown)."""
+    """float64 matrix of ``columns``; a column of ``categories`` becomes the position of its value
+    (as text) among them (NaN if unknown)."""
     out = np.empty((len(frame), len(columns)))
     for j, c in enumerate(columns):
-        if c in categories and not pd.api.types.is_numeric_dtype(frame[c]):
+        if c in categories:
             # an index lookup, not pd.Categorical: building one from unseen values is deprecated
-            codes = pd.Index(categories[c], dtype=object).get_indexer(frame[c].astype(str))
+            codes = pd.Index(categories[c], dtype=object).get_indexer(_as_text(frame[c], c))
             out[:, j] = np.where(codes < 0, np.nan, codes)
         else:
             out[:, j] = numbers(frame[c], c)
     return out
+
+
+def _as_text(values: pd.Series, column: str) -> pd.Series:
+    """A column learned as text categories, as text: codes written as numbers (MLflow reads a CSV's
+    1, 2, 3 as integers) are the codes '1', '2', '3', as ``limitjump score`` reads them, not the
+    positions of the learned categories."""
+    if pd.api.types.is_bool_dtype(values):
+        raise ValueError(f"column '{column}' holds true/false, but the model learned it as text categories")
+    if not pd.api.types.is_numeric_dtype(values):
+        return values.astype(str)
+    from pipeline.readers import codes_as_text  # imported here: a scorer's batches come as text
+
+    return codes_as_text(values)
 
 
 # text a CSV or JSON cell may hold for "no value"
@@ -93,10 +106,15 @@ def numbers(values: pd.Series, column: str, shown: int = 3) -> np.ndarray:
     text = values.astype("str").str.strip().str.lower()
     bad = np.flatnonzero(values.notna().to_numpy() & parsed.isna().to_numpy() & ~text.isin(BLANKS).to_numpy())
     if bad.size:
-        examples = ", ".join(f"row {i} {values.iloc[i]!r}" for i in bad[:shown])
+        examples = ", ".join(f"row {i} {_shown(values.iloc[i])}" for i in bad[:shown])
         raise ValueError(f"column '{column}' must hold numbers: {bad.size} of {len(values)} rows hold "
                          f"text that is not one ({examples}; rows counted from 0){_codes_hint(column)}")
     return parsed.to_numpy(dtype="float64", na_value=np.nan)
+
+
+def _shown(value) -> str:
+    """A cell as written (7, not np.int64(7))."""
+    return repr(value.item() if isinstance(value, np.generic) else value)
 
 
 def refuse_outside_contract(frame: pd.DataFrame, columns: list[str], categories: dict,
@@ -140,9 +158,14 @@ def refuse_taken_off_day(frame: pd.DataFrame, observation_days: int, shown: int 
     for column in dates:
         unread = np.flatnonzero((frame[column].notna() & dates[column].isna()).to_numpy())
         if unread.size:
-            examples = ", ".join(f"row {i} {frame[column].iloc[i]!r}" for i in unread[:shown])
+            examples = ", ".join(f"row {i} {_shown(frame[column].iloc[i])}" for i in unread[:shown])
             raise ValueError(f"{unread.size} of {len(frame)} rows have a {column} that is not a date "
                              f"({examples}; rows counted from 0; dates are written as 2025-11-18)")
+    blank = np.flatnonzero(dates["scoring_date"].isna().to_numpy())
+    if blank.size:  # the jump date may be unknown, the day the features were taken may not
+        raise ValueError(f"{blank.size} of {len(frame)} rows have no scoring_date (rows "
+                         f"{', '.join(map(str, blank[:shown]))}; counted from 0; `limitjump score` rejects "
+                         "such rows and scores the others)")
     days = days_after_jump(dates)
     off = np.flatnonzero((days.notna() & (days != observation_days)).to_numpy())
     if off.size:
@@ -290,8 +313,9 @@ class CalibratedLightGBM:
 
     @property
     def observation_days(self) -> int | None:
-        """Days after the jump its features are taken (None: a model that did not record it)."""
-        return self.label.observation_days if self.label else None
+        """Days after the jump its features are taken (None: a model that did not record it, or
+        one trained on a team's own features, taken when the team takes them)."""
+        return self.label.observation_days if self.label and not self.reference.get("own_data") else None
 
     def matrix(self, frame: pd.DataFrame) -> np.ndarray:
         """The model's columns, in its order, as float64 (extra columns are ignored)."""
@@ -377,6 +401,35 @@ def _received(state: dict) -> lgb.Booster:
     return _RECEIVED[text]
 
 
+def as_frame(model_input) -> pd.DataFrame:
+    """The rows MLflow hands over as a frame: a DataFrame as it is; MLflow's ``inputs`` JSON, which
+    it passes on as records (a list of objects) or columns (an object of lists or of objects by
+    row), as the frame they describe. A repeated column is an error naming it: which copy the
+    model should read is not for it to guess."""
+    if isinstance(model_input, list) and all(isinstance(row, dict) for row in model_input):
+        model_input = pd.DataFrame.from_records([{k: _unwrapped(v) for k, v in row.items()}
+                                                 for row in model_input])
+    elif isinstance(model_input, dict):
+        model_input = {k: _unwrapped(v) for k, v in model_input.items()}
+        many = {isinstance(v, (list, dict, tuple, np.ndarray, pd.Series)) for v in model_input.values()}
+        if len(many) > 1:
+            raise ValueError("JSON columns must each hold a list of values (or each one value, for one row)")
+        model_input = pd.DataFrame(model_input) if many == {True} else pd.DataFrame([model_input])
+    if not isinstance(model_input, pd.DataFrame):
+        raise ValueError(f"the model takes a table of named columns (a DataFrame, or JSON records or "
+                         f"columns), not {type(model_input).__name__}")
+    repeated = model_input.columns[model_input.columns.duplicated()].unique().tolist()
+    if repeated:
+        raise ValueError(f"the input holds {len(repeated)} column name{'s' * (len(repeated) > 1)} more "
+                         f"than once: {repeated[:10]}; keep one of each")
+    return model_input
+
+
+def _unwrapped(value):
+    """A JSON value as written: MLflow hands each one over as a 0-dimensional array."""
+    return value.item() if isinstance(value, np.ndarray) and value.ndim == 0 else value
+
+
 class Served:
     """What MLflow's pyfunc calls: ``model.predict``, a bad input's ValueError raised as MLflow's
     INVALID_PARAMETER_VALUE. `mlflow models serve` then answers with our message (the column,
@@ -388,6 +441,7 @@ class Served:
 
     def predict(self, model_input: pd.DataFrame, params: dict | None = None):
         try:
+            model_input = as_frame(model_input)
             refuse_outside_contract(model_input, list(self.model.features),
                                     getattr(self.model, "categories", {}))
             if self.model.observation_days is not None:

@@ -280,3 +280,12 @@ def decimal_mark(dataset: ds.Dataset) -> str:
     if isinstance(getattr(dataset, "format", None), ds.CsvFileFormat):
         return dataset.format.default_fragment_scan_options.convert_options.decimal_point
     return "."
+
+
+def codes_as_text(numbers: pd.Series) -> pd.Series:
+    """Codes written as numbers as the text a CSV gives them: 1 as '1', also where a blank made
+    the column float (1.0); 2.5 as '2.5'; missing stays missing."""
+    numbers = pd.to_numeric(numbers)
+    whole = numbers.notna() & (numbers == numbers.round())
+    return numbers.where(whole).astype("Int64").astype("str").where(whole, numbers.astype("str")).where(
+        numbers.notna())

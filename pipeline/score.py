@@ -249,11 +249,12 @@ def score_batch(model: CalibratedLightGBM, frame: pd.DataFrame, bands: dict[str,
                 quiet_bands: tuple[str, ...], version: str, max_reasons: int = 4,
                 explain_risky: bool = True) -> pd.DataFrame:
     """One output row per borrower of ``frame`` (a features frame with borrower_id and
-    scoring_date). The leading cause, the probability of a miss by each cause, reasons and the
-    action are worked out only for borrowers outside the quiet bands (and not at all without
-    ``explain_risky``): TreeSHAP costs far more than the prediction, and a borrower in a quiet band
-    has no cause and needs no action. With a cause model the leading cause is the most probable
-    cause of a miss; without one, the cause whose features raised the risk most."""
+    scoring_date). The probability of a miss by each cause is given for every borrower (they add
+    up to the probability), and the leading cause, reasons and the action are worked out only for
+    borrowers outside the quiet bands (none of it without ``explain_risky``): TreeSHAP costs far
+    more than the prediction, and a borrower in a quiet band has no cause and needs no action. With
+    a cause model the leading cause is the most probable cause of a miss; without one, the cause
+    whose features raised the risk most."""
     matrix = model.matrix(frame)
     p = model.probability(matrix)
     band = risk_band(p, bands)
@@ -262,18 +263,20 @@ def score_batch(model: CalibratedLightGBM, frame: pd.DataFrame, bands: dict[str,
     cause = np.where(np.isin(band, quiet_bands), "none", None).astype(object)
     by_cause = np.full((len(frame), len(CAUSES)), np.nan)
     text = [np.full(len(frame), None, dtype=object) for _ in range(max_reasons)]
+    # what a floor added to the booster's probability is technical risk
+    lift = model.floor_lift(matrix, p) if explain_risky else None
+    share = model.cause_shares(matrix) if explain_risky else None
+    if share is not None:
+        share = with_floor(share, p, lift)  # as CalibratedLightGBM.cause_shares(m, p)
+        by_cause = p[:, None] * share
     if explain.any():
         contrib = model.contributions(matrix[explain])
-        # what a floor added to the booster's probability is technical risk
-        lift = model.floor_lift(matrix[explain], p[explain])
-        share = model.cause_shares(matrix[explain])
+        lift = lift[explain]
         if share is None:  # the floor leads where it is at least half the probability
             cause[explain] = np.where(lift >= p[explain] / 2, "technical", leading_cause_from_contributions(
                 cause_contributions(contrib, model.features)))
         else:
-            share = with_floor(share, p[explain], lift)  # as CalibratedLightGBM.cause_shares(m, p)
-            cause[explain] = np.array(CAUSES, dtype=object)[share.argmax(axis=1)]
-            by_cause[explain] = p[explain, None] * share
+            cause[explain] = np.array(CAUSES, dtype=object)[share[explain].argmax(axis=1)]
         words = own_words(model, frame[explain])
         worded = worded_contributions(contrib, matrix[explain], model.features,
                                       model.reference.get("medians", {}))

@@ -53,6 +53,7 @@ from pipeline.readers import (
     READ_ERRORS,
     as_codes,
     as_dates,
+    codes_as_text,
     days_after_jump,
     decimal_mark,
     file_stamp,
@@ -158,6 +159,9 @@ def _check_writable(folder: Path) -> None:
         raise UsageError(f"{folder}: cannot write the outputs there ({err.strerror or err})") from err
 
 
+ROW_GROUP = 65_536  # rows in each row group of an output
+
+
 class Writer:
     """Appends frames to one Parquet or CSV file. A CSV shows a date as a date (2025-11-18, not
     2025-11-18 00:00:00) in a timestamp column whose every value falls on midnight, and the time
@@ -167,7 +171,7 @@ class Writer:
     would have to stop the run or drop the time."""
 
     def __init__(self, path: Path, csv: bool):
-        self.path, self.csv, self.writer = path, csv, None
+        self.path, self.csv, self.writer, self.pending = path, csv, None, []
         self.temporaries = ExitStack()
         self.rows = self.temporaries.enter_context(io.temporary_path(path, ".parquet")) if csv else path
 
@@ -181,7 +185,18 @@ class Writer:
         if self.writer is None:
             self.writer = pq.ParquetWriter(str(self.rows), table.schema, compression="zstd")
         if len(table):
-            self.writer.write_table(table)
+            self.pending.append(table)
+            self._flush(whole_groups_only=True)
+
+    def _flush(self, whole_groups_only: bool) -> None:
+        """Write the rows held so far in row groups of ROW_GROUP rows, the last one shorter unless
+        ``whole_groups_only``: groups of a fixed size, not one per batch, make the file's bytes the
+        same whatever the batch size."""
+        held = pa.concat_tables(self.pending) if self.pending else pa.table({})
+        written = len(held) // ROW_GROUP * ROW_GROUP if whole_groups_only else len(held)
+        if written:  # one contiguous table: Parquet's pages would otherwise end where the batches did
+            self.writer.write_table(held.slice(0, written).combine_chunks(), row_group_size=ROW_GROUP)
+            self.pending = [held.slice(written)] if written < len(held) else []
 
     def ensure(self, columns: list[str]) -> None:
         """Even an empty output gets its columns."""
@@ -191,6 +206,8 @@ class Writer:
     def __exit__(self, failed, *exc) -> None:
         with self.temporaries:
             if self.writer is not None:
+                if failed is None:
+                    self._flush(whole_groups_only=False)
                 self.writer.close()
                 if self.csv and failed is None:
                     _as_csv(self.rows, self.writer.schema, self.path)
@@ -695,15 +712,6 @@ class FeaturesFile:
     def unattributed(self) -> dict[str, dict[str, int]]:
         """A features file has no other tables: every row is a borrower."""
         return {}
-
-
-def codes_as_text(numbers: pd.Series) -> pd.Series:
-    """Codes written as numbers as the text a CSV gives them: 1 as '1', also where a blank made
-    the column float (1.0); 2.5 as '2.5'; missing stays missing."""
-    numbers = pd.to_numeric(numbers)
-    whole = numbers.notna() & (numbers == numbers.round())
-    return numbers.where(whole).astype("Int64").astype("str").where(whole, numbers.astype("str")).where(
-        numbers.notna())
 
 
 def _first_reason(*reasons: np.ndarray) -> np.ndarray:

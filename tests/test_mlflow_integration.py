@@ -419,7 +419,25 @@ def test_mlflow_models_serve_takes_the_same_whole_numbers(project, tmp_path):
         with urllib.request.urlopen(request, timeout=30) as response:
             got = np.asarray(json.loads(response.read())["predictions"], dtype=float)
         np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12)
+        # MLflow's `inputs` JSON, as records and as columns, which MLflow hands on as a list and
+        # a dict (a traceback before): the same probabilities
+        for orient in ("records", "columns"):
+            body = json.dumps({"inputs": json.loads(ints.to_json(orient=orient))}).encode()
+            request = urllib.request.Request(f"{url}/invocations", data=body, method="POST",
+                                             headers={"Content-Type": "application/json"})
+            with urllib.request.urlopen(request, timeout=30) as response:
+                got = np.asarray(json.loads(response.read())["predictions"], dtype=float)
+            np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12, err_msg=orient)
         # a bad request is answered with what is wrong, not "an unexpected error" and a stack trace
+        twice = pd.concat([ints, ints[["age"]]], axis=1)  # two extracts joined side by side
+        body = json.dumps({"dataframe_split": json.loads(twice.to_json(orient="split", index=False))})
+        request = urllib.request.Request(f"{url}/invocations", data=body.encode(), method="POST",
+                                         headers={"Content-Type": "application/json"})
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request, timeout=30)
+        answer = json.loads(refused.value.read())
+        assert refused.value.code == 400 and "stack_trace" not in answer, answer
+        assert "1 column name more than once: ['age']" in answer["message"], answer
         text = ints.astype({"credit_score": object})
         text.iloc[2, text.columns.get_loc("credit_score")] = "good"
         request = urllib.request.Request(f"{url}/invocations", data=text.to_csv(index=False).encode(),

@@ -48,6 +48,40 @@ def test_numbers_written_as_text_and_blanks_are_read_and_other_text_is_named():
         model.encode(pd.DataFrame({"amount": ["abc", "5"]}), ["amount"], {})
 
 
+def test_codes_written_as_numbers_are_the_text_codes_a_model_learned():
+    """Known answers: a team's codes learned as the text '1', '2', '3' and handed over as numbers
+    (MLflow reads a CSV's 1, 2, 3 as integers) are those codes, as `limitjump score` reads them;
+    they had been taken as positions among the learned codes, so 1 was scored as '2'."""
+    learned = {"marriage": ["1", "2", "3"]}
+    for given in (pd.array([1, 2, 3, None], dtype="Int64"), [1.0, 2.0, 3.0, np.nan], ["1", "2", "3", None]):
+        matrix = model.encode(pd.DataFrame({"marriage": given}), ["marriage"], learned)
+        np.testing.assert_array_equal(matrix[:, 0], [0, 1, 2, np.nan])
+    unseen = model.encode(pd.DataFrame({"marriage": [0, 4]}), ["marriage"], learned)
+    assert np.isnan(unseen).all()
+    with pytest.raises(ValueError, match="'marriage' holds true/false, but the model learned it as text"):
+        model.encode(pd.DataFrame({"marriage": [True, False]}), ["marriage"], learned)
+
+
+def test_rows_reach_the_model_as_a_frame_whatever_json_mlflow_passed_on():
+    """Known answers: MLflow's `inputs` JSON arrives as records or columns (a list, a dict); a
+    repeated column or a bare array is refused by name, not with a traceback from pandas."""
+    expected = pd.DataFrame({"a": [1, 2], "b": ["x", None]})
+    for given in ([{"a": 1, "b": "x"}, {"a": 2}], {"a": [1, 2], "b": ["x", None]},
+                  {"a": {"0": 1, "1": 2}, "b": {"0": "x", "1": None}},
+                  {"a": np.array([1, 2]), "b": ["x", None]},  # and as MLflow passes them, 0-d arrays:
+                  [{"a": np.array(1), "b": np.array("x")}, {"a": np.array(2), "b": np.array(None)}],
+                  {"a": np.array({"0": 1, "1": 2}), "b": np.array({"0": "x", "1": None})}):
+        got = model.as_frame(given).reset_index(drop=True)
+        pd.testing.assert_frame_equal(got, expected, check_dtype=False)
+    pd.testing.assert_frame_equal(model.as_frame({"a": 1, "b": "x"}), expected.head(1))
+    with pytest.raises(ValueError, match=r"1 column name more than once: \['a'\]"):
+        model.as_frame(pd.concat([expected, expected[["a"]]], axis=1))
+    with pytest.raises(ValueError, match="a table of named columns .* not ndarray"):
+        model.as_frame(np.ones((2, 2)))
+    with pytest.raises(ValueError, match="each hold a list of values"):
+        model.as_frame({"a": 1, "b": [1]})
+
+
 def test_values_the_features_contract_refuses_are_named_before_a_pyfunc_scores():
     """Known answers: as ``limitjump score`` rejects them, a pyfunc refuses a negative amount, an
     unknown code and a blank where a value is always known, naming the rule, the count and the

@@ -47,4 +47,13 @@ def test_a_teams_own_tables_run_through_the_same_stages(tmp_path):
     assert scores["borrower_id"].tolist() == sorted(to_score[t["id_column"]])
     reasons = set(scores[[f"reason_{i}" for i in range(1, 5)]].stack().dropna())
     assert reasons and all(r.split(" is ")[0] in to_score.columns for r in reasons), reasons
+    # the registered version through MLflow's client gives the scorer's probabilities: it had
+    # refused every row, its features taken on the day of the team's date, not 30 days after a jump
+    incoming = pd.read_parquet(project / "data" / "incoming" / "features.parquet")
+    incoming.to_csv(tmp_path / "incoming.csv", index=False)
+    run_ok(["mlflow", "models", "predict", "-m", "models:/limitjump/1", "-i", str(tmp_path / "incoming.csv"),
+            "-t", "csv", "--env-manager", "local", "-o", str(tmp_path / "predicted.json")],
+           project, {**env, "MLFLOW_TRACKING_URI": f"sqlite:///{project / 'mlflow.db'}"})
+    predicted = json.loads((tmp_path / "predicted.json").read_text())["predictions"]
+    assert sorted(predicted) == pytest.approx(sorted(scores["probability"]), abs=1e-12)
     assert "Data and pipelines are up to date" in run_ok(["dvc", "repro"], project, env)

@@ -884,8 +884,8 @@ def test_codes_written_as_numbers_are_the_codes(tmp_path):
     """A category the model learned as text ('1', '2', 'X'), given as a Parquet integer column: as
     a CSV's codes are read as text, so are these (the pipeline's own batch of a team's file to
     score stopped: 'must be text ... found int64')."""
-    assert sources.codes_as_text(pd.Series([1.0, 2.0, np.nan, 2.5])).tolist()[:2] == ["1", "2"]
-    written = sources.codes_as_text(pd.Series([1.0, 2.0, np.nan, 2.5]))
+    assert readers.codes_as_text(pd.Series([1.0, 2.0, np.nan, 2.5])).tolist()[:2] == ["1", "2"]
+    written = readers.codes_as_text(pd.Series([1.0, 2.0, np.nan, 2.5]))
     assert pd.isna(written[2]) and written[3] == "2.5"
     path = tmp_path / "score.parquet"
     pd.DataFrame({"borrower_id": [1, 2, 3], "scoring_date": ["2025-01-31"] * 3,
@@ -1235,14 +1235,33 @@ def test_scores_come_in_id_order_the_same_bytes_in_one_batch_or_many(features, w
     whole = tmp_path / "whole.yaml"
     whole.write_text(yaml.safe_dump(merge(raw_params(), {"score": {"batch_borrowers": 1000},
                                                         "engine": {"workers": 1}}), sort_keys=False))
-    runs = [score(work, path, tmp_path / f"{name}.csv", params) for name, params in
-            (("batches", None), ("whole", whole))]  # batches of 200, then one
+    runs = [score(work, path, tmp_path / f"{name}.{kind}", params) for name, params in
+            (("batches", None), ("whole", whole)) for kind in ("csv", "parquet")]  # batches of 200, then one
     check_accounted(runs[0], len(frame))
-    assert (tmp_path / "batches.csv").read_bytes() == (tmp_path / "whole.csv").read_bytes()
+    for kind in ("csv", "parquet"):  # a Parquet file had a row group per batch
+        assert (tmp_path / f"batches.{kind}").read_bytes() == (tmp_path / f"whole.{kind}").read_bytes()
     scores = pd.read_csv(tmp_path / "whole.csv", dtype={"scoring_date": "str"})
     assert scores["borrower_id"].is_monotonic_increasing
     assert scores["scoring_date"].iloc[-1].endswith(" 13:45:00")
     assert scores["scoring_date"].iloc[0].endswith(" 00:00:00")
+
+
+def test_an_output_has_row_groups_of_one_size_whatever_the_batches(monkeypatch, tmp_path):
+    """Known answer: 25 rows in row groups of 10 are groups of 10, 10 and 5, the same bytes
+    whether they come in batches of 7 or all at once; an empty output keeps its columns."""
+    monkeypatch.setattr(sources, "ROW_GROUP", 10)
+    frame = pd.DataFrame({"borrower_id": np.arange(25), "probability": np.linspace(0, 1, 25)})
+    for name, size in (("batches", 7), ("whole", 25)):
+        with sources.Writer(tmp_path / f"{name}.parquet", csv=False) as out:
+            for start in range(0, 25, size):
+                out.write(frame.iloc[start:start + size])
+    written = pq.ParquetFile(tmp_path / "batches.parquet")
+    assert [written.metadata.row_group(g).num_rows for g in range(written.num_row_groups)] == [10, 10, 5]
+    assert (tmp_path / "batches.parquet").read_bytes() == (tmp_path / "whole.parquet").read_bytes()
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "batches.parquet"), frame)
+    with sources.Writer(tmp_path / "empty.parquet", csv=False) as out:
+        out.ensure(["borrower_id", "reason"])
+    assert pd.read_parquet(tmp_path / "empty.parquet").columns.tolist() == ["borrower_id", "reason"]
 
 
 def test_gzipped_csvs_read_as_csvs(features, tables, work, tmp_path):

@@ -90,12 +90,15 @@ def _fingerprint(folder: Path, metadata: dict) -> str:
 
 def fit_and_save_lightgbm(splits: dict, columns: list[str], categorical: list[str],
                           s: LightGBMSettings, out: Path, maintenance: dict | None = None,
-                          label: LabelSettings | None = None) -> tuple[model.CalibratedLightGBM, np.ndarray]:
+                          label: LabelSettings | None = None,
+                          own_data: bool = False) -> tuple[model.CalibratedLightGBM, np.ndarray]:
     """Fit the calibrated LightGBM and write its folder: text model, calibration (with what its
     floors read: the ``maintenance`` history, if any, ``model.maintenance_floor``; given the
     ``label``, the forgetting prior of the training rows, ``model.forgetting_floor``; how often
     their lapsed agreements missed, ``model.lapse_floor``), category
-    codes and the reference drift is measured against (feature importance and bins). Returns the
+    codes and the reference drift is measured against (feature importance and bins; ``own_data``,
+    a team's own features, taken when the team takes them, so that a pyfunc checks no window after
+    the jump, as `limitjump score` checks none). Returns the
     model and its probabilities on the validation split."""
     categories = train.learn_categories(splits["train"], columns)
     fitted, valid_scores = train.calibrated_on_validation(splits["train"], splits["valid"], columns,
@@ -125,8 +128,8 @@ def fit_and_save_lightgbm(splits: dict, columns: list[str], categorical: list[st
     # the side of the median a reason's words hold on (score.worded_contributions)
     medians = {c: float(np.nanmedian(matrix[:, j])) for j, c in enumerate(columns)
                if not np.isnan(matrix[:, j]).all()}
-    io.write_json({"importance": importance, "bins": bins, "medians": medians},
-                  out / model.REFERENCE_FILE)
+    io.write_json({"importance": importance, "bins": bins, "medians": medians,
+                   **({"own_data": True} if own_data else {})}, out / model.REFERENCE_FILE)
     return fitted, valid_scores
 
 
@@ -159,7 +162,8 @@ def tuned_settings(p: Params) -> tuple[LightGBMSettings, list[str]]:
 def _fit_lightgbm(p: Params, splits: dict, columns: list[str], categorical: list[str], out: Path):
     s, tuned = tuned_settings(p)
     maintenance = json.loads(MAINTENANCE_HISTORY.read_text()) if MAINTENANCE_HISTORY.is_file() else None
-    fitted, valid_scores = fit_and_save_lightgbm(splits, columns, categorical, s, out, maintenance, p.label)
+    fitted, valid_scores = fit_and_save_lightgbm(splits, columns, categorical, s, out, maintenance, p.label,
+                                                 own_data=p.source.kind == "tables")
     booster = fitted.booster
     # each monotone constraint against the training data's own trend: kept with the model, logged,
     # and named in the model card when one contradicts the data
