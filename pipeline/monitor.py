@@ -47,6 +47,21 @@ def month_of(dates: pd.Series) -> pd.Series:
     return dates.dt.to_period("M").dt.to_timestamp()
 
 
+def stream_mismatch(months: pd.Series, settings: MonitorSettings) -> str | None:
+    """What in a stream (``months``: each borrower's batch month) differs from the one ``settings``
+    ask for (``months`` whole months from ``first_month``, ``borrowers_per_month`` a month on
+    average), or None: a stream simulated with other settings would be monitored as if it were this."""
+    first = pd.Timestamp(settings.first_month)
+    wanted = pd.date_range(first, periods=settings.months, freq="MS")
+    found = pd.DatetimeIndex(months.unique()).sort_values()
+    rows = settings.months * settings.borrowers_per_month
+    if len(months) == rows and found.isin(wanted).all():
+        return None
+    return (f"it holds {len(months):,} borrowers scored from {month_label(found.min())} to "
+            f"{month_label(found.max())}, while monitor asks for {rows:,} ({settings.months} months of "
+            f"{settings.borrowers_per_month:,} from {month_label(first)})")
+
+
 def labels_arrive(frame: pd.DataFrame) -> pd.Series:
     """Per batch month, the first month by whose start every label of the batch has matured."""
     return month_of(frame.groupby(MONTH)[MATURES].max()) + pd.DateOffset(months=1)
@@ -134,9 +149,21 @@ def before_labels(p: np.ndarray, drifted: dict, bins: int, baseline: dict[str, f
             "estimated_auc": estimated_auc(p), "estimated_ece": estimated_ece(p, bins)}
 
 
+def _ranks(y: np.ndarray) -> bool:
+    """Whether labels ``y`` hold both classes, so that a ranking of them has an AUC."""
+    return len(y) > 0 and y.min() != y.max()
+
+
+def _auc(y: np.ndarray, p: np.ndarray) -> float:
+    """AUC of ``p`` against ``y``, NaN where ``y`` holds one class only."""
+    return metrics.ranking(y, p)["auc"] if _ranks(y) else np.nan
+
+
 def realised(y: np.ndarray, p: np.ndarray, bins: int) -> dict:
-    """What a month's batch shows once its labels have matured."""
-    rank, quality = metrics.ranking(y, p), metrics.probability_quality(y, p, bins)
+    """What a month's batch shows once its labels have matured. A small month in which no one
+    missed (or everyone did) ranks nothing: its AUC and KS are NaN, and raise no alert."""
+    rank = metrics.ranking(y, p) if _ranks(y) else {"auc": np.nan, "ks": np.nan, "base_rate": np.mean(y)}
+    quality = metrics.probability_quality(y, p, bins)
     return {"realised_auc": rank["auc"], "realised_ks": rank["ks"], "realised_ece": quality["ece"],
             "calibration_in_the_large": quality["calibration_in_the_large"], "miss_rate": rank["base_rate"]}
 
@@ -225,12 +252,11 @@ def gate(challenger: np.ndarray, scorecard: np.ndarray, y: np.ndarray, incumbent
          settings: RegisterSettings, bins: int) -> dict:
     """The registry's gates on the same rows: the challenger's own (AUC, calibration, gain over the
     scorecard) and, when it changes the ranking, its gain over the model in use."""
-    figures = {"test_auc": metrics.ranking(y, challenger)["auc"],
-               "test_ece": metrics.calibration_gap(y, challenger, bins)}
-    result = registry.own_gates(figures, {"test_auc": metrics.ranking(y, scorecard)["auc"]}, settings)
+    figures = {"test_auc": _auc(y, challenger), "test_ece": metrics.calibration_gap(y, challenger, bins)}
+    result = registry.own_gates(figures, {"test_auc": _auc(y, scorecard)}, settings)
     if incumbent is not None:
         checks = {**result["gates"], "beats_champion": registry.champion_gate(
-            figures["test_auc"], metrics.ranking(y, incumbent)["auc"], settings)}
+            figures["test_auc"], _auc(y, incumbent), settings)}
         result = registry.verdict(checks)
     return result
 
@@ -329,7 +355,7 @@ def by_policy(frame: pd.DataFrame, scores: dict[str, np.ndarray], bins: int) -> 
     rows = []
     for month, index in frame.groupby(MONTH, sort=True).indices.items():
         y, q = frame["label"].to_numpy()[index], frame["p_true"].to_numpy()[index]
-        row = {MONTH: month, "truth_auc": metrics.ranking(y, q)["auc"],
+        row = {MONTH: month, "truth_auc": _auc(y, q),
                "truth_ece": metrics.calibration_gap(y, q, bins), "truth_citl": float(q.mean() - y.mean())}
         for name, p in scores.items():
             figures = realised(y, p[index], bins)
@@ -370,6 +396,7 @@ def goals(table: pd.DataFrame, alert_log: pd.DataFrame, policies: pd.DataFrame, 
     months = table[MONTH]
     before = months < affected if affected is not None else months == months
     gap = (table["estimated_auc"] - table["realised_auc"]).abs()
+    measured = gap[before].dropna()
     # an alert is about its batch, whenever raised; before the change it is false unless the truth
     # finds the model off on that batch too
     alert_log = alert_log.assign(confirmed=confirmed_by_truth(alert_log, truth))
@@ -388,8 +415,10 @@ def goals(table: pd.DataFrame, alert_log: pd.DataFrame, policies: pd.DataFrame, 
                                                               truth),
         "flagged_in_time": bool(first is not None and _months(affected, first) <= 1
                                 and early["raised"].nunique() <= 1),
-        "max_auc_estimate_gap_before_change": float(gap[before].max()) if before.any() else None,
-        "auc_estimate_within_0_02_before_change": bool(before.any() and gap[before].max() <= max_auc_gap),
+        # none before the change, or none with misses and repayments both: not measured, not missed
+        "max_auc_estimate_gap_before_change": float(measured.max()) if len(measured) else None,
+        "auc_estimate_within_0_02_before_change":
+            bool(measured.max() <= max_auc_gap) if len(measured) else None,
         "auc_estimate_gap_after_change": {month_label(mo): float(g)
                                           for mo, g in zip(months[~before], gap[~before], strict=True)},
         "fair_truth_limits": _fair_truth_limits(table, policies, truth, before, first),

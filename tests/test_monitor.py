@@ -234,6 +234,52 @@ def test_the_month_by_month_report_goals_and_chart_on_a_small_stream():
     assert pngs[0] == pngs[1] and len(pngs[0]) > 10_000
 
 
+def test_a_month_in_which_no_one_missed_has_no_auc_and_raises_no_ranking_alert():
+    """A small month (monitor.borrowers_per_month of 5) can hold no miss: `monitor` stopped with a
+    traceback ("y must contain both classes"); its AUC is now NaN, and the rest of the report stands."""
+    frame = _stream()
+    quiet = frame[monitor.MONTH] == sorted(frame[monitor.MONTH].unique())[3]
+    frame.loc[quiet, "label"] = 0
+    champion = _champion(frame)
+    matrix = champion.matrix(frame)
+    p = champion.probability(matrix)
+    columns = champion.features
+    reference = {"bins": {"score": metrics.psi_reference(p),
+                          **{c: metrics.psi_reference(matrix[:, j]) for j, c in enumerate(columns)}},
+                 "importance": {"x1": 2.0, "x2": 1.0}}
+    table, alert_log = monitor.monitor(frame, p, matrix, columns, reference, 0.99, {}, PARAMS.monitor)
+    assert table["realised_auc"].isna().tolist() == quiet.groupby(frame[monitor.MONTH]).all().tolist()
+    assert table["realised_auc"].notna().sum() == len(table) - 1 and table["rows"].sum() == len(frame)
+    nothing_ranked = alert_log[(alert_log["batch"] == frame.loc[quiet, monitor.MONTH].iloc[0])
+                               & alert_log["rule"].eq("realised_auc_drop")]
+    assert nothing_ranked.empty  # while the AUC of 0.99 is beyond every other month
+    assert alert_log["rule"].eq("realised_auc_drop").sum() == len(table) - 1
+    policies = monitor.by_policy(frame, {"frozen": p}, 10)
+    assert policies["truth_auc"].isna().sum() == policies["frozen_auc"].isna().sum() == 1
+    truth = monitor.truth_view(frame, p, PARAMS.monitor.alerts, 0.99, 10)
+    goals = monitor.goals(table, alert_log, unchanged(policies), truth, table[monitor.MONTH][5])
+    assert goals["auc_estimate_within_0_02_before_change"] in (True, False)
+    # every batch reaches the change: the gap before it is not measured, so neither met nor missed
+    unmeasured = monitor.goals(table, alert_log, unchanged(policies), truth, table[monitor.MONTH][0])
+    assert unmeasured["max_auc_estimate_gap_before_change"] is None
+    assert unmeasured["auc_estimate_within_0_02_before_change"] is None
+    monitor.monthly_figure(table, unchanged(policies), alert_log, [], table[monitor.MONTH][5])
+
+
+def test_a_stream_simulated_with_other_monitor_settings_is_named_not_monitored():
+    """Known answers: `limitjump monitor` on a 3-month stream with params asking for 12 had
+    reported 3 months and logged months=12."""
+    settings = PARAMS.monitor.model_copy(update={"first_month": pd.Timestamp("2025-06-01").date(),
+                                                 "months": 3, "borrowers_per_month": 2})
+    months = pd.Series(pd.to_datetime(["2025-06-01"] * 3 + ["2025-07-01", "2025-08-01", "2025-08-01"]))
+    assert monitor.stream_mismatch(months, settings) is None
+    longer = monitor.stream_mismatch(months, settings.model_copy(update={"months": 12}))
+    assert longer == ("it holds 6 borrowers scored from 2025-06 to 2025-08, while monitor asks for 24 "
+                      "(12 months of 2 from 2025-06)")
+    later = settings.model_copy(update={"first_month": pd.Timestamp("2025-07-01").date()})
+    assert "from 2025-06 to 2025-08" in monitor.stream_mismatch(months, later)
+
+
 def unchanged(policies: pd.DataFrame) -> pd.DataFrame:
     """The frozen model's figures under every policy's name (no policy acted)."""
     return policies.assign(**{f"{name}_{k}": policies[f"frozen_{k}"] for name in monitor.POLICIES

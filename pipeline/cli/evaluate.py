@@ -149,9 +149,11 @@ def _log_run(p: Params, reports: dict, gates: dict, figures: list[Path], headlin
     runs = {name: tracking.run_for_fingerprint(p.mlflow, metadata[name]["fingerprint"])
             for name in ("lightgbm", "scorecard")}
     version = tracking.version_for_fingerprint(p.mlflow, metadata["lightgbm"]["fingerprint"])
+    # the card too: it shows the monitoring and the decision, which no headline holds, so a change
+    # to them alone had left the run's card stale
     fingerprint = io.text_digest(json.dumps({"reports": headlines, "gates": gates,
-                                             "models": [m["fingerprint"] for m in metadata.values()]},
-                                            sort_keys=True, default=str))
+                                             "models": [m["fingerprint"] for m in metadata.values()],
+                                             "card": io.file_digest(CARD)}, sort_keys=True, default=str))
     links = {"limitjump.lightgbm_run": runs["lightgbm"].info.run_id,
              "limitjump.scorecard_run": runs["scorecard"].info.run_id,
              "limitjump.model_version": version.version if version else "unregistered"}

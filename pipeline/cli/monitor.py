@@ -23,6 +23,7 @@ from pipeline import io, monitor, tracking, train
 from pipeline.cli import PARAMS, app, load
 from pipeline.cli.paths import MODELS, MONITOR_DIR, SPLIT_DIR, STREAM_DIR
 from pipeline.config import Params
+from pipeline.errors import UsageError
 from pipeline.model import CalibratedLightGBM
 
 DIGITS = 6  # figures written rounded: their last bits may differ between machines
@@ -46,7 +47,7 @@ def change_dates(p: Params) -> list[pd.Timestamp]:
     start = pd.Timestamp(p.monitor.first_month)
     dates = [pd.Timestamp(c.deadline) for c in p.simulate.technical.reauthorisation_campaigns]
     dates.append(pd.Timestamp(p.simulate.risk_rules.rule_change_date))
-    return sorted(d for d in dates if d >= start)
+    return sorted({d for d in dates if d >= start})  # a campaign's deadline may be the rule's day
 
 
 @app.command(name="monitor")
@@ -59,6 +60,10 @@ def monitor_command(params: Path = PARAMS) -> None:
         return
     m = p.monitor
     frame = read_stream()
+    mismatch = monitor.stream_mismatch(frame[monitor.MONTH], m)
+    if mismatch:
+        raise UsageError(f"{STREAM_DIR} was simulated with other monitor settings: {mismatch}. "
+                         "Run `limitjump simulate-stream` with these params first (`dvc repro` does)")
     champion = CalibratedLightGBM.from_dir(MODELS / "lightgbm")
     metadata = json.loads((MODELS / "lightgbm" / "metadata.json").read_text())
     card = json.loads((MODELS / "scorecard" / "scorecard.json").read_text())
