@@ -12,6 +12,7 @@ the column named. Ids a lender writes as text ('C0012', '000123') are carried as
 from __future__ import annotations
 
 import functools
+import json
 import os
 import re
 import tempfile
@@ -145,7 +146,21 @@ def check_paths(input: Path, output: Path) -> None:
             raise UsageError(f"{path}: an output cannot be the input or inside it ({input})")
         if path.is_dir():
             raise UsageError(f"{path}: is a folder; give the path of a file to write")
+    _check_summary_free(output)
     _check_writable(output.parent)
+
+
+def _check_summary_free(output: Path) -> None:
+    """Refuse an output whose summary would replace that of scores of another format beside it
+    (scores.csv after scores.parquet share scores.summary.json), leaving those without theirs."""
+    summary = output_paths(output)["summary"]
+    try:
+        described = Path(json.loads(summary.read_text())["output"]).name
+    except (OSError, ValueError, KeyError, TypeError):
+        return
+    if described != output.name and (output.parent / described).exists():
+        raise UsageError(f"{summary} describes {output.parent / described}, which a run to {output} would "
+                         f"leave without its summary: name the output otherwise, or remove {described} first")
 
 
 def _check_writable(folder: Path) -> None:

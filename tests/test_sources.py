@@ -641,7 +641,17 @@ def _not_a_table_format(features: Path, raw: Path) -> tuple[Path, Path]:
     return features, raw.parent / "out" / "scores.txt"
 
 
+def _other_format_beside(features: Path, raw: Path) -> tuple[Path, Path]:
+    """scores.parquet and its summary are there: scores.csv would take scores.summary.json."""
+    out = raw.parent / "out"
+    out.mkdir()
+    (out / "scores.parquet").write_bytes(b"scores")
+    (out / "scores.summary.json").write_text(json.dumps({"output": str(out / "scores.parquet")}))
+    return features, out / "scores.csv"
+
+
 USAGE = {
+    "summary_of_other_scores": (_other_format_beside, "scores.summary.json describes"),
     "output_is_the_input": (_into_input, "an output cannot be the input"),
     "output_inside_the_input": (_inside_raw_folder, "an output cannot be the input or inside it"),
     "rejects_file_is_the_input": (_rejects_onto_input, "an output cannot be the input"),
