@@ -1245,12 +1245,14 @@ def test_scores_come_in_id_order_the_same_bytes_in_one_batch_or_many(features, w
     whole = tmp_path / "whole.yaml"
     whole.write_text(yaml.safe_dump(merge(raw_params(), {"score": {"batch_borrowers": 1000},
                                                         "engine": {"workers": 1}}), sort_keys=False))
-    runs = [score(work, path, tmp_path / f"{name}.{kind}", params) for name, params in
+    runs = [score(work, path, tmp_path / kind / f"{name}.{kind}", params) for name, params in
             (("batches", None), ("whole", whole)) for kind in ("csv", "parquet")]  # batches of 200, then one
+    assert all(run.code == 0 for run in runs)
     check_accounted(runs[0], len(frame))
     for kind in ("csv", "parquet"):  # a Parquet file had a row group per batch
-        assert (tmp_path / f"batches.{kind}").read_bytes() == (tmp_path / f"whole.{kind}").read_bytes()
-    scores = pd.read_csv(tmp_path / "whole.csv", dtype={"scoring_date": "str"})
+        batches, whole_file = (tmp_path / kind / f"{name}.{kind}" for name in ("batches", "whole"))
+        assert batches.read_bytes() == whole_file.read_bytes()
+    scores = pd.read_csv(tmp_path / "csv" / "whole.csv", dtype={"scoring_date": "str"})
     assert scores["borrower_id"].is_monotonic_increasing
     assert scores["scoring_date"].iloc[-1].endswith(" 13:45:00")
     assert scores["scoring_date"].iloc[0].endswith(" 00:00:00")
