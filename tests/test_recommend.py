@@ -73,6 +73,8 @@ def test_every_borrower_gets_an_amount_from_the_grid_within_the_appetite(happy, 
     at_20k = rows["p_miss_at_20000"].to_numpy()
     assert (at_20k >= rows["p_miss_at_0"].to_numpy() - 1e-12).all()  # never less risk for more
     assert f"borrowers in {len(rows)} = recommended {len(rows)} + rejected 0" in happy["stdout"]
+    counts = rows["recommended_amount"].value_counts().sort_index()
+    assert summary["amounts"] == [{"amount": a, "borrowers": n} for a, n in counts.items()]  # in order
 
 
 def test_a_rerun_gives_the_same_bytes(happy):

@@ -92,4 +92,6 @@ class _Tally:
         c = self.counts
         if c["borrowers_in"] != c["recommended"] + c["rejected"]:
             raise RuntimeError(f"internal error, a borrower was lost: {c}")
-        return {**c, "amounts": dict(sorted(self.amounts.items(), key=lambda kv: float(kv[0])))}
+        # a list, not a dict: the JSON writer sorts keys as text ("10000" before "5000")
+        return {**c, "amounts": [{"amount": float(a), "borrowers": n}
+                                 for a, n in sorted(self.amounts.items(), key=lambda kv: float(kv[0]))]}
