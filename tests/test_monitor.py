@@ -280,6 +280,16 @@ def test_a_stream_simulated_with_other_monitor_settings_is_named_not_monitored()
     assert "from 2025-06 to 2025-08" in monitor.stream_mismatch(months, later)
 
 
+def test_a_stream_that_starts_within_the_fitted_months_is_refused():
+    """Monitoring months the model was trained or validated on would measure it in-sample."""
+    settings = PARAMS.monitor.model_copy(update={"first_month": pd.Timestamp("2025-05-01").date()})
+    assert monitor.training_overlap(settings, pd.Timestamp("2025-04-30")) is None
+    inside = monitor.training_overlap(settings, pd.Timestamp("2025-05-01"))
+    assert inside == ("monitor.first_month 2025-05-01 is not after the model's training and validation "
+                      "period, whose last scoring date is 2025-05-01: start the stream in 2025-06 or later")
+    assert "in 2025-06 or later" in monitor.training_overlap(settings, pd.Timestamp("2025-05-31"))
+
+
 def unchanged(policies: pd.DataFrame) -> pd.DataFrame:
     """The frozen model's figures under every policy's name (no policy acted)."""
     return policies.assign(**{f"{name}_{k}": policies[f"frozen_{k}"] for name in monitor.POLICIES

@@ -59,6 +59,11 @@ def monitor_command(params: Path = PARAMS) -> None:
         _nothing_monitored()
         return
     m = p.monitor
+    # validation follows training in time: its last scoring date ends the months the model was fitted on
+    valid = pd.read_parquet(SPLIT_DIR / "valid.parquet", columns=["scoring_date"])
+    overlap = monitor.training_overlap(m, valid["scoring_date"].max())
+    if overlap:
+        raise UsageError(overlap)
     frame = read_stream()
     mismatch = monitor.stream_mismatch(frame[monitor.MONTH], m)
     if mismatch:
