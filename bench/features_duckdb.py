@@ -156,7 +156,8 @@ def _spending(large_share: float) -> str:
                    - any_value(jump) AS days_to_large,
                count(*) FILTER (day >= jump AND purpose IN ('large_purchase', 'cash_withdrawal'))
                    AS large_draws,
-               sum({_due_next_months(3)}) AS due_3
+               sum({_due_next_months(3)}) AS due_3,
+               max({_months_left()}) AS months_left
         FROM draws GROUP BY borrower_id
     )"""
 
@@ -165,8 +166,12 @@ def _due_next_months(months: int) -> str:
     """Installments of one drawdown or outside loan (paid monthly from the month after it was
     taken) falling in the ``months`` months after scoring: those of its tenor not yet due, as
     counted in whole 30.44-day months since it was taken, at most ``months``."""
-    elapsed = f"floor(age / {_num(DAYS_PER_MONTH)})"
-    return f"monthly_installment * least(greatest(tenor_months - {elapsed}, 0), {months})"
+    return f"monthly_installment * least({_months_left()}, {months})"
+
+
+def _months_left() -> str:
+    """Monthly installments of one drawdown or outside loan still to fall due after scoring."""
+    return f"greatest(tenor_months - floor(age / {_num(DAYS_PER_MONTH)}), 0)"
 
 
 def _statement_features() -> str:
@@ -189,6 +194,7 @@ def _statement_features() -> str:
                avg(wallet_inflow) FILTER (rn <= 3) AS inflow_3,
                avg(wallet_inflow) FILTER (rn BETWEEN 4 AND 6) AS inflow_prev_3,
                max(wallet_balance) FILTER (rn = 1) AS wallet_balance,
+               max(balance) FILTER (rn = 1) AS balance_last,
                max(installment_due_next) FILTER (rn = 1) AS due_next_now,
                arg_max(installment_due_next, day) FILTER (day < jump) AS due_next_then
         FROM stmt_ranked GROUP BY borrower_id
@@ -344,9 +350,24 @@ def _outages(settings: FeatureSettings) -> str:
         WHERE due_offset IS NOT NULL
     ),
     next_three AS (
-        SELECT borrower_id, score, due FROM candidates
+        SELECT borrower_id, score, due,
+               row_number() OVER (PARTITION BY borrower_id ORDER BY step) - 1 AS k
+        FROM candidates
         WHERE due >= score AND due > last_due
-        QUALIFY row_number() OVER (PARTITION BY borrower_id ORDER BY step) <= 3
+        QUALIFY k < 3
+    ),
+    asking AS (
+        -- a due date asks for a payment: an installment of the drawdowns is left for it, arrears
+        -- are owed (to the fen), or the last statement's balance with no installment to explain it
+        SELECT n.borrower_id, n.score, n.due
+        FROM next_three n
+        LEFT JOIN spending sp USING (borrower_id)
+        LEFT JOIN stmt_f f USING (borrower_id)
+        LEFT JOIN dues_f d USING (borrower_id)
+        LEFT JOIN pays_f p USING (borrower_id)
+        WHERE coalesce(sp.months_left, 0) > n.k
+           OR round(coalesce(d.total_due, 0) - coalesce(p.total_paid, 0), 2) > 0
+           OR (coalesce(f.balance_last, 0) > 0 AND coalesce(sp.months_left, 0) = 0)
     ),
     window_days AS (
         SELECT {_day('announced_date')} AS announced, epoch(start_time) AS w_start,
@@ -365,7 +386,7 @@ def _outages(settings: FeatureSettings) -> str:
         SELECT n.borrower_id,
                count(DISTINCT n.due) FILTER (WHERE w.over_batch) AS in_batch,
                count(DISTINCT n.due) FILTER (WHERE w.over_paying) AS in_paying
-        FROM next_three n JOIN window_hours w ON w.day = n.due AND w.announced < n.score
+        FROM asking n JOIN window_hours w ON w.day = n.due AND w.announced < n.score
         GROUP BY n.borrower_id
     )"""
 
@@ -453,7 +474,7 @@ def feature_sql(observation_days: int, settings: FeatureSettings) -> str:
         _cut("stmt", "statements", "statement_date",
              "coalesce(" + _ratio("t.balance", "t.credit_limit") + ", 0) AS util, "
              "CAST(t.credit_score AS DOUBLE) AS credit_score, t.wallet_inflow, t.wallet_balance, "
-             "t.installment_due_next"),
+             "t.installment_due_next, t.balance"),
         _cut("loans", "bureau_loans", "open_date", "t.amount, t.tenor_months, t.monthly_installment",
              settings.bureau_lag_days),
         _cut("inquiries", "bureau_inquiries", "inquiry_date", "t.lender_type", settings.bureau_lag_days),

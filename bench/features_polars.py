@@ -201,8 +201,12 @@ def _due_next_months(months: int) -> pl.Expr:
     """Installments of one drawdown or outside loan (paid monthly from the month after it was
     taken) falling in the ``months`` months after scoring: those of its tenor not yet due, as
     counted in whole 30.44-day months since it was taken, at most ``months``."""
-    elapsed = (pl.col("age") / DAYS_PER_MONTH).floor()
-    return pl.col("monthly_installment") * (pl.col("tenor_months") - elapsed).clip(0, months)
+    return pl.col("monthly_installment") * _months_left().clip(upper_bound=months)
+
+
+def _months_left() -> pl.Expr:
+    """Monthly installments of one drawdown or outside loan still to fall due after scoring."""
+    return (pl.col("tenor_months") - (pl.col("age") / DAYS_PER_MONTH).floor()).clip(lower_bound=0)
 
 
 def _spending(draws: pl.LazyFrame, large_share: float) -> pl.LazyFrame:
@@ -214,7 +218,7 @@ def _spending(draws: pl.LazyFrame, large_share: float) -> pl.LazyFrame:
         monthly_before=_sum(amount, (day < jump) & (day >= jump - 91)) / 3.0,
         first_large_day=day.filter(large).min(),
         large_draws=_count(after & pl.col("purpose").is_in(["large_purchase", "cash_withdrawal"])),
-        due_3=_due_next_months(3).sum())
+        due_3=_due_next_months(3).sum(), months_left=_months_left().max())
 
 
 def _ranked_statements(stmt: pl.LazyFrame) -> pl.LazyFrame:
@@ -260,7 +264,7 @@ def _statements(stmt: pl.LazyFrame) -> pl.LazyFrame:
         score_last=value("credit_score", 0), score_back_3=value("credit_score", 3),
         score_back_6=value("credit_score", 6),
         inflow_3=mean("wallet_inflow", 1, 3), inflow_prev_3=mean("wallet_inflow", 4, 6),
-        wallet_balance=value("wallet_balance", 0),
+        wallet_balance=value("wallet_balance", 0), balance_last=value("balance", 0),
         due_next_now=value("installment_due_next", 0),
         due_next_then=pl.col("installment_due_next").filter(pl.col("before_jump")).first(),
         last_statement=value("day", 0),
@@ -421,6 +425,17 @@ def _window_days(windows: pl.LazyFrame, settings: FeatureSettings) -> pl.LazyFra
                                         < pl.min_horizontal(closes, pl.col("end"))).min()))
 
 
+def _asking(upcoming: pl.LazyFrame, owed: pl.LazyFrame) -> pl.LazyFrame:
+    """The next due dates that ask for a payment: an installment of the drawdowns is left for the
+    k-th (months_left > k, from 0), arrears are owed (to the fen), or the last statement's
+    balance is owed with no drawdown's installment left to explain it."""
+    left, k = pl.col("months_left").fill_null(0), pl.col("step") - pl.col("step").min().over("borrower_id")
+    arrears = (pl.col("total_due").fill_null(0) - pl.col("total_paid").fill_null(0)).round(2) > 0
+    unexplained = (pl.col("balance_last").fill_null(0) > 0) & (left == 0)
+    return (upcoming.join(owed, on="borrower_id", how="left")
+            .filter((left > k) | arrears | unexplained).select("borrower_id", "score", "due"))
+
+
 def _outages(upcoming: pl.LazyFrame, window_days: pl.LazyFrame) -> pl.LazyFrame:
     """How many of the next due dates a window announced before scoring blocks, for each channel:
     over the auto-debit batch, over the paying hours (each due date once, however many windows)."""
@@ -530,20 +545,26 @@ def feature_query(t: Tables, spine: pl.LazyFrame, settings: FeatureSettings) -> 
     stmt = _cut(t, spine.join(dues_f.select("borrower_id", "last_due"), on="borrower_id", how="left"),
                 "statements", "statement_date",
                 [util, pl.col("credit_score").cast(pl.Float64), "wallet_inflow", "wallet_balance",
-                 "installment_due_next"], spine_columns=("slot", "jump", "score", "last_due"), ordered=True)
+                 "installment_due_next", "balance"], spine_columns=("slot", "jump", "score", "last_due"),
+                ordered=True)
     stmt_f = _statements(stmt).cache()
+    spending, pays_f = _spending(draws, settings.large_draw_share).cache(), _pays(pays).cache()
+    owed = spine.select("borrower_id")
+    for frame, column in ((dues_f, "total_due"), (pays_f, "total_paid"), (spending, "months_left"),
+                          (stmt_f, "balance_last")):
+        owed = owed.join(frame.select("borrower_id", column), on="borrower_id", how="left")
+    upcoming = _next_due_dates(stmt_f.select("borrower_id", "last_statement", "statement_before_due"),
+                               dues_f.select("borrower_id", "score", "last_due"))
     groups = [
-        _spending(draws, settings.large_draw_share),
+        spending,
         stmt_f,
         _loans(loans),
         _inquiries(_cut(t, spine, "bureau_inquiries", "inquiry_date", [], lag)),
         _restrictions(_cut(t, spine, "limit_events", "event_date", ["event_type"])),
         dues_f.drop("score", "last_due"),
-        _pays(pays),
+        pays_f,
         _platform(events),
-        _outages(_next_due_dates(stmt_f.select("borrower_id", "last_statement", "statement_before_due"),
-                                 dues_f.select("borrower_id", "score", "last_due")),
-                 _window_days(t["maintenance_windows"], settings)),
+        _outages(_asking(upcoming, owed), _window_days(t["maintenance_windows"], settings)),
     ]
     frame = spine
     for group in groups:

@@ -10,6 +10,7 @@ scorer checks row by row on a features file and on features computed from raw ta
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 
 from pipeline.config import EMPLOYMENT_TYPES, TRIGGERS
@@ -65,19 +66,23 @@ class Feature:
     reason: str
     categorical: bool
     domain: Domain
-    # where the reason's words are true: above (+1) or below (-1) the training rows' median, or
+    # where the reason's words are true: above (+1) or below (-1) ``reason_beyond`` where the
+    # words name a bound ("utilisation is climbing": above 0), else the training rows' median, or
     # of these codes only ("asked for the increase": a user request)
     reason_side: int
     reason_codes: tuple[float, ...] | None
+    reason_beyond: float | None
 
 
 def _f(name, description, window, unit, cause, direction, reason="", categorical=False, *,
        domain: Domain | None = None, signed: bool = False, nullable: bool | None = None,
-       reason_side: int | None = None, reason_codes: tuple[float, ...] | None = None) -> Feature:
+       reason_side: int | None = None, reason_codes: tuple[float, ...] | None = None,
+       reason_beyond: float | None = None) -> Feature:
     """A feature whose domain is its unit's unless given (code features list their codes).
     ``signed``: a change of such a value, anywhere within plus or minus the unit's width;
     ``nullable``: missing when there is nothing to compute it from (no statement, no large draw);
-    ``reason_side`` (the direction unless given) and ``reason_codes``: where the reason holds."""
+    ``reason_side`` (the direction unless given), ``reason_beyond`` and ``reason_codes``: where
+    the reason holds."""
     d = domain or UNITS[unit]
     if signed:
         d = replace(d, low=d.low - d.high, high=d.high - d.low)
@@ -85,7 +90,7 @@ def _f(name, description, window, unit, cause, direction, reason="", categorical
         d = replace(d, nullable=nullable)
     side = direction if reason_side is None else reason_side
     return Feature(name, description, window, unit, cause, direction, reason, categorical, d, side,
-                   reason_codes)
+                   reason_codes, reason_beyond)
 
 
 FEATURES: tuple[Feature, ...] = (
@@ -104,7 +109,8 @@ FEATURES: tuple[Feature, ...] = (
     _f("post_increase_drawn", "Amount drawn from the jump to the scoring date", "jump to scoring",
        "CNY", "liquidity", 1, "drew heavily right after the increase"),
     _f("post_increase_draw_share", "Amount drawn since the jump over the increase",
-       "jump to scoring", "ratio", "liquidity", 1, "drew most of the new limit within weeks"),
+       "jump to scoring", "ratio", "liquidity", 1, "drew most of the new limit within weeks",
+       reason_beyond=0.5),
     _f("post_increase_spend_ratio", "Amount drawn since the jump over the average monthly amount "
        "drawn in the 3 months before it", "jump to scoring vs 3m before", "ratio", "liquidity", 1,
        "spending jumped after the increase"),
@@ -122,7 +128,8 @@ FEATURES: tuple[Feature, ...] = (
     _f("dti_at_scoring", "All monthly installments over declared income, at scoring", "at scoring",
        "ratio", "liquidity", 1, "total debt payments are high for the income"),
     _f("dti_change", "Change of debt-to-income from the jump to scoring", "jump to scoring", "ratio",
-       "liquidity", 1, "monthly installments jumped while income stayed flat", signed=True),
+       "liquidity", 1, "monthly installments jumped while income stayed flat", signed=True,
+       reason_beyond=0.0),
     _f("outside_installments", "Monthly installments owed to other lenders at scoring",
        "at scoring", "CNY", "credit", 1, "owes a lot to other lenders"),
     _f("installments_next_3_cycles", "Our installments scheduled in the 3 months after scoring, "
@@ -133,26 +140,27 @@ FEATURES: tuple[Feature, ...] = (
        "large repayments to other lenders fall due soon"),
     # utilisation
     *(_f(f"utilisation_mean_{m}m", f"Mean balance over limit, last {m} statements",
-         f"{m} months", "ratio", "liquidity", 1, "uses most of the credit line")
+         f"{m} months", "ratio", "liquidity", 1, "uses most of the credit line", reason_beyond=0.5)
       for m in (3, 6, 12)),
     _f("utilisation_last", "Balance over limit on the last statement", "1 month", "ratio",
-       "liquidity", 1, "uses most of the credit line"),
+       "liquidity", 1, "uses most of the credit line", reason_beyond=0.5),
     *(_f(f"utilisation_slope_{m}m", f"Least-squares slope of utilisation per month, last {m} "
          "statements", f"{m} months", "ratio/month", "liquidity", 1, "utilisation is climbing",
-         signed=True) for m in (6, 12)),
+         signed=True, reason_beyond=0.0) for m in (6, 12)),
     *(_f(f"utilisation_last_minus_mean_{m}m", f"Last utilisation minus its mean over {m} statements",
-         f"{m} months", "ratio", "liquidity", 1, "utilisation is climbing", signed=True)
-      for m in (3, 6, 12)),
+         f"{m} months", "ratio", "liquidity", 1, "utilisation is climbing", signed=True,
+         reason_beyond=0.0) for m in (3, 6, 12)),
     _f("utilisation_last_minus_previous", "Last utilisation minus the one before", "2 months",
-       "ratio", "liquidity", 1, "utilisation is climbing", signed=True),
+       "ratio", "liquidity", 1, "utilisation is climbing", signed=True, reason_beyond=0.0),
     # repayment history
     *(_f(f"missed_due_dates_{m}m", f"Due dates not paid in full on the day, last {m} months",
          f"{m} months", "count", "credit", 1, "missed payments recently") for m in (3, 6)),
     *(_f(f"due_dates_over_{d}_days_late", f"Due dates paid more than {d} days late or still unpaid "
          f"more than {d} days later", "all history", "count", "credit", 1,
-         "has paid long overdue before") for d in (0, 5, 15, 30)),
+         "has paid long overdue before" if d >= 15 else "has paid late before") for d in (0, 5, 15, 30)),
+    # 30 days or more: the industry's first serious delinquency bucket (M1)
     _f("max_days_late", "Most days any due date was late (or is unpaid at scoring)", "all history",
-       "days", "credit", 1, "has been seriously overdue"),
+       "days", "credit", 1, "has been seriously overdue", reason_beyond=29.0),
     _f("decayed_days_late", "Days late summed over due dates, each weighted exp(-age/180 days)",
        "all history", "days", "credit", 1, "missed payments recently"),
     _f("days_past_due_now", "Days past due at scoring", "at scoring", "days", "credit", 1,
@@ -160,7 +168,7 @@ FEATURES: tuple[Feature, ...] = (
     _f("overdue_amount_now", "Amount past due at scoring", "at scoring", "CNY", "credit", 1,
        "is overdue now"),
     _f("paid_over_due_6m", "Amount paid over amount due, due dates of the last 6 months",
-       "6 months", "ratio", "credit", -1, "paid less than was due"),
+       "6 months", "ratio", "credit", -1, "paid less than was due", reason_beyond=1.0),
     _f("short_misses_cured_3d", "Due dates missed but paid within 3 days", "all history", "count",
        "technical", 1, "payments have failed briefly before (a technical pattern)"),
     _f("forgotten_due_dates", "Due dates with nothing paid and no debit tried on the day, paid in "
@@ -171,8 +179,8 @@ FEATURES: tuple[Feature, ...] = (
        "hand, or not on the day)", "all history", "count", "technical", 0),
     # multi-lending
     *(_f(f"inquiries_{m}m", f"Credit inquiries by other lenders, last {m} months", f"{m} months",
-         "count", "credit", 1, "applied for credit elsewhere several times recently")
-      for m in (1, 3, 6)),
+         "count", "credit", 1, "applied for credit elsewhere more than once recently",
+         reason_beyond=1.0) for m in (1, 3, 6)),
     _f("inquiries_since_jump", "Credit inquiries by other lenders since the jump", "jump to scoring",
        "count", "credit", 1, "applied for new loans elsewhere since the increase"),
     *(_f(f"new_outside_loans_{m}m", f"Loans opened at other lenders, last {m} months",
@@ -193,7 +201,7 @@ FEATURES: tuple[Feature, ...] = (
        "credit", -1, "credit score is low", nullable=True),
     *(_f(f"credit_score_change_{m}m", f"Change of the credit score over {m} statements",
          f"{m} months", "points", "credit", -1, "credit score is falling", signed=True,
-         nullable=True) for m in (3, 6)),
+         nullable=True, reason_beyond=0.0) for m in (3, 6)),
     _f("restrictions_12m", "Times the platform restricted the line, last 12 months", "12 months",
        "count", "credit", 1, "the line was restricted by the risk rules"),
     # income and cash
@@ -202,9 +210,9 @@ FEATURES: tuple[Feature, ...] = (
     _f("inflow_mean_3m", "Mean monthly wallet inflow, last 3 statements", "3 months", "CNY",
        "liquidity", -1, nullable=True),
     _f("inflow_trend", "Wallet inflow of the last 3 statements over the 3 before", "6 months",
-       "ratio", "liquidity", -1, "income coming in has dropped"),
+       "ratio", "liquidity", -1, "income coming in has dropped", reason_beyond=1.0),
     _f("inflow_over_declared_income", "Mean wallet inflow, last 3 statements, over declared income",
-       "3 months", "ratio", "liquidity", -1, "less money comes in than declared"),
+       "3 months", "ratio", "liquidity", -1, "less money comes in than declared", reason_beyond=1.0),
     _f("wallet_balance", "Wallet balance on the last statement", "at scoring", "CNY", "liquidity",
        -1, "keeps little cash", nullable=True),
     _f("wallet_over_inflow", "Wallet balance on the last statement over the mean monthly wallet "
@@ -229,9 +237,10 @@ FEATURES: tuple[Feature, ...] = (
        "6 months", "count", "technical", 1, "debits failed during outages"),
     _f("debit_failures_funds_6m", "Debits that failed for insufficient funds, last 6 months",
        "6 months", "count", "liquidity", 1, "debits bounced for lack of funds"),
-    _f("due_dates_in_announced_outage", "Of the next 3 due dates, those on which a maintenance "
-       "window announced before scoring blocks the borrower's payment: the auto-debit batch's hour "
-       "with an agreement in force, else the paying hours", "next 3 cycles", "count", "technical", 1,
+    _f("due_dates_in_announced_outage", "Of the next 3 due dates that ask for a payment (an "
+       "installment left, or arrears), those on which a maintenance window announced before scoring "
+       "blocks it: the auto-debit batch's hour with an agreement in force, else the paying hours",
+       "next 3 cycles", "count", "technical", 1,
        "a due date falls in announced system maintenance"),
     # profile
     _f("age", "Age at onboarding", "at onboarding", "years", "profile", 0),
@@ -245,6 +254,10 @@ NAMES = tuple(BY_NAME)
 # not a feature: the date a scorer's action is for ("remind before the next due date"); a date
 # column beside the features, so training never reads it
 NEXT_DUE = "next_due_date"
+# likewise the date "pay before the announced maintenance" is for: the first of the next three
+# due dates that asks for a payment inside an announced window (empty if none does)
+MAINTENANCE_DUE = "maintenance_due_date"
+DUE_DATES = (NEXT_DUE, MAINTENANCE_DUE)
 
 # Reasons that say the same thing to a borrower or a risk officer share a group; a scorer gives at
 # most one reason per group (the one that raised the risk most), so no two reasons repeat.
@@ -267,10 +280,11 @@ REASON_GROUPS = {
     "borrowed heavily elsewhere": "outside_debt",
     "took new loans at other lenders": "multi_lending",
     "took new loans elsewhere since the increase": "multi_lending",
-    "applied for credit elsewhere several times recently": "multi_lending",
+    "applied for credit elsewhere more than once recently": "multi_lending",
     "applied for new loans elsewhere since the increase": "multi_lending",
     "missed payments recently": "arrears",
     "has paid long overdue before": "arrears",
+    "has paid late before": "arrears",
     "has been seriously overdue": "arrears",
     "is overdue now": "arrears",
     "paid less than was due": "arrears",
@@ -329,19 +343,53 @@ def markdown_table() -> str:
     return "\n".join(rows)
 
 
-TABLE_START, TABLE_END = "<!-- feature-table:start -->", "<!-- feature-table:end -->"
+def reasons_table() -> str:
+    """The reasons table of docs/features.md: each reason, its group, cause, the features that
+    give it and where its words hold."""
+    rows = ["| reason | group | cause | features | said where the value is |", "|---|---|---|---|---|"]
+    by_reason: dict[str, list[Feature]] = {}
+    for f in FEATURES:
+        if f.reason:
+            by_reason.setdefault(f.reason, []).append(f)
+    for text, features in by_reason.items():
+        names = ", ".join(f"`{f.name}`" for f in features)
+        rows.append(f"| {text} | {reason_group(features[0])} | {features[0].cause} | {names} | "
+                    f"{_where_said(features[0])} |")
+    return "\n".join(rows)
+
+
+def _where_said(f: Feature) -> str:
+    if f.reason_codes is not None:
+        return "code " + ", ".join(f"{c:g}" for c in f.reason_codes)
+    side = "above" if f.reason_side > 0 else "below"
+    if f.reason_beyond is None:
+        return f"{side} the training median"
+    if f.domain.whole:  # whole numbers: the first one beyond the bound
+        first = math.floor(f.reason_beyond) + 1 if f.reason_side > 0 else math.ceil(f.reason_beyond) - 1
+        return f"{first:g} or {'more' if f.reason_side > 0 else 'less'}"
+    return f"{side} {f.reason_beyond:g}"
+
+
+# the generated tables of the features page, each between its markers
+TABLES = {"feature-table": markdown_table, "reason-table": reasons_table}
 FEATURES_PAGE = "docs/features.md"
 
 
+def markers(name: str) -> tuple[str, str]:
+    return f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+
+
 def sync_docs(path: str = FEATURES_PAGE) -> bool:
-    """Rewrite the feature table between the page's markers; True if it changed."""
+    """Rewrite the generated tables between the page's markers; True if one changed."""
     from pathlib import Path
 
     page = Path(path)
-    text = page.read_text()
-    head, rest = text.split(TABLE_START, 1)
-    _, tail = rest.split(TABLE_END, 1)
-    new = f"{head}{TABLE_START}\n{markdown_table()}\n{TABLE_END}{tail}"
+    text = new = page.read_text()
+    for name, table in TABLES.items():
+        start, end = markers(name)
+        head, rest = new.split(start, 1)
+        _, tail = rest.split(end, 1)
+        new = f"{head}{start}\n{table()}\n{end}{tail}"
     page.write_text(new)
     return new != text
 

@@ -17,7 +17,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipeline.catalog import FORGOTTEN_MAX_DAYS_LATE, NAMES, NEXT_DUE
+from pipeline.catalog import DUE_DATES, FORGOTTEN_MAX_DAYS_LATE, MAINTENANCE_DUE, NAMES, NEXT_DUE
 from pipeline.config import EMPLOYMENT_TYPES, TRIGGERS, FeatureSettings
 
 DAYS_PER_MONTH = 30.44
@@ -284,11 +284,17 @@ def build_features(tables: dict[str, pd.DataFrame], observation_days: int,
         **_technical(events, event_code),
         **_profile(spine),
     }
-    out["due_dates_in_announced_outage"] = _dues_in_announced_windows(
-        spine, upcoming, known, out["autodebit_active"] == 1.0, tables["maintenance_windows"], settings)
+    owing = _asks_for_payment(draws, cut, upcoming.shape[1], out["overdue_amount_now"],
+                              stmt.last_value(stmt.col("balance")))
+    blocked = _dues_in_announced_windows(spine, upcoming, known[:, None] & owing,
+                                         out["autodebit_active"] == 1.0, tables["maintenance_windows"],
+                                         settings)
+    out["due_dates_in_announced_outage"] = blocked.sum(axis=1).astype(float)
     out[NEXT_DUE] = np.where(known, _dates(upcoming[:, 0]), np.datetime64("NaT", "s"))
+    first = np.take_along_axis(upcoming, blocked.argmax(axis=1)[:, None], axis=1)[:, 0]
+    out[MAINTENANCE_DUE] = np.where(blocked.any(axis=1), _dates(first), np.datetime64("NaT", "s"))
     # built in its final order: a selection of the columns afterwards copies them all again
-    return pd.DataFrame({name: out[name] for name in (*ID_COLUMNS, NEXT_DUE, *NAMES)})
+    return pd.DataFrame({name: out[name] for name in (*ID_COLUMNS, *DUE_DATES, *NAMES)})
 
 
 def _codes(column: pd.Series, categories: tuple[str, ...]) -> np.ndarray:
@@ -373,9 +379,14 @@ def _debt_to_income(spine: Spine, stmt: Rows, loans: Rows) -> dict[str, np.ndarr
 def _due_in_next_months(rows: Rows, at_day: np.ndarray, months: int) -> np.ndarray:
     """Installments of ``rows`` (each with a monthly_installment and tenor_months, paid from the
     month after it was taken) that fall in the ``months`` months after ``at_day``."""
-    elapsed = np.floor((at_day[rows.group] - rows.day) / DAYS_PER_MONTH)
-    remaining = np.clip(rows.col("tenor_months") - elapsed, 0, months)
+    remaining = np.minimum(_months_left(rows, at_day), months)
     return _fen(rows.sum(rows.col("monthly_installment") * remaining))
+
+
+def _months_left(rows: Rows, at_day: np.ndarray) -> np.ndarray:
+    """Per row of ``rows``, the monthly installments still to fall due after ``at_day``."""
+    elapsed = np.floor((at_day[rows.group] - rows.day) / DAYS_PER_MONTH)
+    return np.maximum(rows.col("tenor_months") - elapsed, 0)
 
 
 def _scheduled(spine: Spine, draws: Rows, loans: Rows) -> dict[str, np.ndarray]:
@@ -614,10 +625,23 @@ def _next_due_days(spine: Spine, stmt: Rows, dues: Rows, count: int) -> tuple[np
     return candidates[rows, first[:, None] + np.arange(count)[None, :]], known & ahead.any(axis=1)
 
 
-def _dues_in_announced_windows(spine: Spine, upcoming: np.ndarray, known: np.ndarray, active: np.ndarray,
+def _asks_for_payment(draws: Rows, at_day: np.ndarray, count: int, overdue: np.ndarray,
+                      balance: np.ndarray) -> np.ndarray:
+    """Whether each of the next ``count`` due dates (n, count) asks for a payment: an installment
+    of the drawdowns is left for it, arrears are (``overdue``), or the last statement's
+    ``balance`` is owed though no drawdown in the tables explains it (taken before the export)."""
+    left = draws.max(_months_left(draws, at_day))
+    unexplained = (np.nan_to_num(balance) > 0) & (left == 0)
+    return (left[:, None] > np.arange(count)) | ((overdue > 0) | unexplained)[:, None]
+
+
+def _dues_in_announced_windows(spine: Spine, upcoming: np.ndarray, asks: np.ndarray, active: np.ndarray,
                                windows: pd.DataFrame, settings: FeatureSettings) -> np.ndarray:
-    """How many of the ``upcoming`` due dates (n, 3: ``_next_due_days``) a maintenance window
-    announced before scoring blocks for the borrower's channel: the auto-debit batch's hour for a
+    """Which of the ``upcoming`` due dates (n, 3: ``_next_due_days``) that ask for a payment
+    (``asks``: known, and something owed on them; nothing owed, nothing to block: a borrower
+    with no installment left had been scored 0.99996 for a window on a due date asking for
+    nothing) a maintenance window announced before scoring blocks for the borrower's channel,
+    (n, 3) booleans: the auto-debit batch's hour for a
     borrower whose agreement is in force (``active``), any of the paying hours for the others. A
     window elsewhere in the day blocks nothing: at 2026-12-05 on the defaults, counting every
     window on a due date, the test cohorts' auto-debit borrowers with one missed half as often as
@@ -635,11 +659,11 @@ def _dues_in_announced_windows(spine: Spine, upcoming: np.ndarray, known: np.nda
     for m in range(int((hi - lo).max(initial=0))):
         w = window[np.minimum(lo + m, window.size - 1)]
         s, e = start[w], end[w]
-        visible = (lo + m < hi) & known[:, None] & (announced[w] < spine.score_day[:, None])
+        visible = (lo + m < hi) & asks & (announced[w] < spine.score_day[:, None])
         stops_batch = (s <= batch) & (batch < e)
         stops_paying = (np.maximum(opens, s) < np.minimum(closes, e))
         blocked |= visible & np.where(active[:, None], stops_batch, stops_paying)
-    return blocked.sum(axis=1).astype(float)  # each due date once, however many windows
+    return blocked  # each due date once, however many windows
 
 
 def _days_touched(start: np.ndarray, end: np.ndarray, wanted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -31,7 +31,7 @@ import pyarrow.parquet as pq
 from pandas.api.types import is_integer_dtype
 
 from pipeline import io
-from pipeline.catalog import BY_NAME, NEXT_DUE, codes_hint
+from pipeline.catalog import BY_NAME, DUE_DATES, codes_hint
 from pipeline.config import Params, TablesSettings
 from pipeline.contract import (
     LEADING_ZERO,
@@ -573,7 +573,7 @@ def check_features(frame: pd.DataFrame, table: Table, label: str, source: Path,
         pd.DataFrame({"borrower_id": frame["borrower_id"].to_numpy()[found["row"].to_numpy()],
                       "reason": found["reason"].to_numpy()}),
         future_scoring(frame["borrower_id"], frame["scoring_date"], today),
-        due_before_scoring(frame, NEXT_DUE)])
+        *[due_before_scoring(frame, c) for c in DUE_DATES]])
     failed = failed.drop_duplicates("borrower_id")
     if failed.empty:  # the usual case: no copy
         return frame, NONE
@@ -626,7 +626,7 @@ class FeaturesFile:
                 types = pa.schema(
                     [(c, _feature_type(inferred.field(c).type, c in self.text)) for c in self.features
                      if c in inferred.names and (c in self.text or _is_number(inferred.field(c).type))]
-                    + [(c, pa.string()) for c in ("scoring_date", "jump_date", NEXT_DUE)
+                    + [(c, pa.string()) for c in ("scoring_date", "jump_date", *DUE_DATES)
                        if c in inferred.names]
                     + ([("borrower_id", pa.string())] if self.text_ids else []))
                 self.dataset = open_dataset(self.path, "csv", types)
@@ -678,12 +678,13 @@ class FeaturesFile:
             # only, and the output's bytes would change with the batch size
             frame = frame.sort_values("borrower_id", kind="stable", ignore_index=True)
         scoring, why = parse_dates(frame["scoring_date"], "scoring_date", required=True)
-        # the jump and next due dates are optional (a team's file may not have them)
+        # the jump and due dates are optional (a team's file may not have them)
         none = pd.Series(pd.NaT, index=frame.index)
         jump, why_jump = parse_dates(frame.get("jump_date", none), "jump_date", required=False)
-        due, why_due = parse_dates(frame.get(NEXT_DUE, none), NEXT_DUE, required=False)
+        dues = {c: parse_dates(frame.get(c, none), c, required=False) for c in DUE_DATES}
         dup = frame["borrower_id"].duplicated(keep=False).to_numpy()
-        reasons = np.where(dup, "borrower_id: duplicate borrower", _first_reason(why, why_jump, why_due))
+        reasons = np.where(dup, "borrower_id: duplicate borrower",
+                           _first_reason(why, why_jump, *(why_due for _, why_due in dues.values())))
         bad = pd.notna(reasons)
         for c in self.numbers_as_text:  # every value a number or blank (__post_init__)
             frame[c] = pd.to_numeric(frame[c], errors="coerce")
@@ -694,7 +695,9 @@ class FeaturesFile:
         # the usual file has no bad row and the right types: no copy of a shard's feature columns
         keep = (frame[~bad] if bad.any() else frame).astype(
             {c: kind for c, kind in wanted.items() if frame[c].dtype != kind})
-        keep["scoring_date"], keep[NEXT_DUE] = scoring[~bad], due[~bad]
+        keep["scoring_date"] = scoring[~bad]
+        for c, (due, _) in dues.items():
+            keep[c] = due[~bad]
         if "jump_date" in keep:
             keep["jump_date"] = jump[~bad]
         scored, failed = check_features(keep, self.table, "", self.path, self.today)

@@ -10,7 +10,15 @@ import pytest
 import pipeline.cli.features as features_cli
 import pipeline.features as features_module
 from pipeline import io
-from pipeline.catalog import FEATURES, NAMES, NEXT_DUE, markdown_table, monotone_constraints
+from pipeline.catalog import (
+    DUE_DATES,
+    FEATURES,
+    MAINTENANCE_DUE,
+    NAMES,
+    NEXT_DUE,
+    markdown_table,
+    monotone_constraints,
+)
 from pipeline.contract import RAW_TABLES, TABLES
 from pipeline.features import MissingJump, build_features
 from tests import handmade
@@ -30,7 +38,7 @@ def one(tables, bid: int) -> pd.Series:
 
 
 def test_columns_follow_the_catalogue(small_features):
-    assert list(small_features.columns[4:]) == list(NAMES)
+    assert list(small_features.columns) == ["borrower_id", "scoring_date", "jump_date", *DUE_DATES, *NAMES]
     assert small_features["borrower_id"].is_monotonic_increasing
     assert len(FEATURES) == len(set(NAMES))
 
@@ -129,6 +137,34 @@ def test_next_due_date_in_an_announced_outage_and_a_short_miss():
     assert f["due_dates_over_0_days_late"] == 1 and f["due_dates_over_5_days_late"] == 0
     assert f["short_misses_cured_3d"] == 1 and f["max_days_late"] == 2
     assert f["days_past_due_now"] == 0 and f["overdue_amount_now"] == 0
+
+
+def test_maintenance_counts_only_due_dates_that_ask_for_a_payment_and_names_the_first():
+    """Known answers from outside: a window on the second due date had been advised as "pay
+    before the maintenance on the next due date", with no date for it; a borrower who owed
+    nothing had been scored 0.99996 for a window on a due date asking for nothing. Here one
+    drawdown of 3 monthly installments taken 2025-02-15 leaves two (04-10, 05-10) after scoring
+    (2025-03-31); windows on the second and third due dates: only the second asks for a payment."""
+    b = handmade.borrower(8, jump="2025-03-01")
+    b["statements"] = [statement(8, end, balance=0.0) for end in ("2025-01-31", "2025-02-28")]
+    b["installments"] = [dict(borrower_id=8, due_date="2025-03-10", scheduled_amount=500.0,
+                              arrears_amount=0.0)]
+    b["repayments"] = [dict(borrower_id=8, payment_date="2025-03-10", due_date="2025-03-10",
+                            amount=500.0, channel="auto_debit")]
+    b["drawdowns"] = [dict(borrower_id=8, drawdown_date="2025-02-15", amount=1500.0, tenor_months=3,
+                           apr=0.12, monthly_installment=500.0, purpose="purchase")]
+    b["platform_events"] = [agreement(8, "2025-01-05")]
+    windows = [dict(window_id=i, window_kind="planned", announced_date="2025-03-20",
+                    start_time=f"{day} 01:00:00", end_time=f"{day} 04:00:00")
+               for i, day in enumerate(("2025-05-10", "2025-06-10"))]
+    tables = handmade.tables(b, maintenance_windows=windows)
+    f = one(tables, 8)
+    assert f[NEXT_DUE] == pd.Timestamp("2025-04-10") and f[MAINTENANCE_DUE] == pd.Timestamp("2025-05-10")
+    assert f["due_dates_in_announced_outage"] == 1  # 06-10 asks for nothing: no installment left
+    paid_off = handmade.tables({**b, "drawdowns": []}, maintenance_windows=windows)
+    nothing = one(paid_off, 8)  # no installment, no arrears, no balance: nothing to block
+    assert nothing["due_dates_in_announced_outage"] == 0 and pd.isna(nothing[MAINTENANCE_DUE])
+    assert one(handmade.tables(b), 8)[MAINTENANCE_DUE] is pd.NaT
 
 
 def test_forgotten_due_dates_are_those_left_untouched_and_paid_in_full_days_later():
@@ -390,7 +426,7 @@ def test_windows_met_by_day_count_as_every_window_checked_in_turn():
     rng = np.random.default_rng(1)
     day0, n = 20_000, 400
     upcoming = day0 + rng.integers(0, 25, (n, 3))
-    known, active = rng.random(n) < 0.9, rng.random(n) < 0.5
+    asks, active = rng.random((n, 3)) < 0.9, rng.random(n) < 0.5
     spine = SimpleNamespace(score_day=day0 + rng.integers(0, 25, n))
     lengths = ([0, -3_600, 3_600, 5 * 3_600, 30 * 3_600, 3 * 86_400], [3_600, 4 * 3_600, 10 * 3_600])
     for w, length in zip((60, 40), lengths, strict=True):
@@ -407,13 +443,13 @@ def test_windows_met_by_day_count_as_every_window_checked_in_turn():
             opens, closes = (midnight + h * 3_600 for h in settings.paying_hours)
             blocked = np.zeros(upcoming.shape, dtype=bool)
             for a, s, e in zip(features_module.days(windows["announced_date"]), start, end, strict=True):
-                visible = (known & (a < spine.score_day))[:, None]
+                visible = asks & (a < spine.score_day)[:, None]
                 blocked |= visible & np.where(active[:, None], (s <= batch) & (batch < e),
                                               np.maximum(opens, s) < np.minimum(closes, e))
-            counted = features_module._dues_in_announced_windows(spine, upcoming, known, active,
+            counted = features_module._dues_in_announced_windows(spine, upcoming, asks, active,
                                                                  windows, settings)
-            assert counted.sum() > 50 and np.array_equal(counted, blocked.sum(axis=1))
-    none = features_module._dues_in_announced_windows(spine, upcoming, known, active, windows[:0], SETTINGS)
+            assert counted.sum() > 50 and np.array_equal(counted, blocked)
+    none = features_module._dues_in_announced_windows(spine, upcoming, asks, active, windows[:0], SETTINGS)
     assert not none.any()
     # the day's second window is the one over the 02:00 debit batch
     day = pd.Timestamp("2025-03-10")
@@ -423,13 +459,13 @@ def test_windows_met_by_day_count_as_every_window_checked_in_turn():
     due = features_module.days(np.array([day.to_datetime64()]))
     one_due = SimpleNamespace(score_day=due - 5)
     assert features_module._dues_in_announced_windows(
-        one_due, due[:, None], np.array([True]), np.array([True]), two, SETTINGS).tolist() == [1.0]
+        one_due, due[:, None], np.array([[True]]), np.array([True]), two, SETTINGS).tolist() == [[True]]
     # a window of a century blocks every due date it covers, at the cost of the days asked about
     long_ago = pd.Timestamp("1990-01-01")
     century = pd.DataFrame({"announced_date": [long_ago], "start_time": [long_ago],
                             "end_time": [pd.Timestamp("2090-01-01")]})
-    counted = features_module._dues_in_announced_windows(spine, upcoming, known, active, century, SETTINGS)
-    assert np.array_equal(counted, np.where(known, 3.0, 0.0))
+    counted = features_module._dues_in_announced_windows(spine, upcoming, asks, active, century, SETTINGS)
+    assert np.array_equal(counted, asks)
     assert features_module._days_touched(np.array([0]), np.array([10**12]), upcoming)[0].size == 25
 
 
@@ -459,11 +495,22 @@ def test_catalogue_drives_constraints_and_docs():
     assert markdown_table().count("\n") == len(FEATURES) + 1
 
 
-def test_docs_feature_table_is_the_catalogue():
-    from pipeline.catalog import FEATURES_PAGE, TABLE_END, TABLE_START
+def test_docs_feature_and_reason_tables_are_the_catalogue():
+    from pipeline.catalog import FEATURES_PAGE, TABLES, markers
     from tests.conftest import ROOT
     text = (ROOT / FEATURES_PAGE).read_text()
-    assert text.split(TABLE_START, 1)[1].split(TABLE_END, 1)[0].strip() == markdown_table()
+    for name, table in TABLES.items():
+        start, end = markers(name)
+        assert text.split(start, 1)[1].split(end, 1)[0].strip() == table(), name
+
+
+def test_the_reasons_table_lists_every_reason_once_with_where_it_is_said():
+    from pipeline.catalog import REASON_GROUPS, reasons_table
+    rows = reasons_table().splitlines()[2:]
+    said = {row.split(" | ")[0].lstrip("| "): row.split(" | ")[-1].rstrip(" |") for row in rows}
+    assert set(said) == {f.reason for f in FEATURES if f.reason} == set(REASON_GROUPS)
+    assert said["utilisation is climbing"] == "above 0" and said["asked for the increase"] == "code 3"
+    assert said["applied for credit elsewhere more than once recently"] == "2 or more"
 
 
 def test_next_due_dates_run_on_from_statements_that_stopped_months_before_scoring():

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.catalog import NAMES, NEXT_DUE
+from pipeline.catalog import DUE_DATES, NAMES
 from pipeline.features import build_features
 from tests import handmade
 from tests.conftest import bench_module, make_params, simulate_tables
@@ -36,7 +36,7 @@ def tables() -> dict[str, pd.DataFrame]:
 
 
 def assert_same_features(ours: pd.DataFrame, theirs: pd.DataFrame) -> None:
-    ours = ours.drop(columns=NEXT_DUE)  # not a feature: the reference leaves it out
+    ours = ours.drop(columns=list(DUE_DATES))  # not features: the references leave them out
     assert list(theirs.columns) == list(ours.columns) == ["borrower_id", "scoring_date", "jump_date",
                                                           *NAMES]
     for column in ("borrower_id", "scoring_date", "jump_date"):

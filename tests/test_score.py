@@ -38,7 +38,9 @@ SIM = {"engine": {"workers": 1},
 FINGERPRINT = "0123456789abcdef" * 4
 OUTPUT_COLUMNS = ["borrower_id", "scoring_date", "probability", "risk_band", "leading_cause",
                   "p_credit", "p_liquidity", "p_technical",
-                  "reason_1", "reason_2", "reason_3", "reason_4", "action", "next_due_date", "model_version"]
+                  "reason_1", "reason_2", "reason_3", "reason_4", "action", "next_due_date",
+                  "maintenance_due_date",
+                  "model_version"]
 REASONS = [f"reason_{i}" for i in range(1, 5)]
 # what each leading cause must lead to (the article's playbook)
 PLAYBOOK = {"technical": "do not lower the limit", "liquidity": "repayment plan",
@@ -783,6 +785,22 @@ def test_a_reason_is_given_only_where_its_words_are_true_of_the_value():
     assert got[1] == ["team_feature is missing", USES_LINE, None]
 
 
+def test_a_reason_whose_words_name_a_bound_is_said_only_beyond_it():
+    """Known answers from the defaults' incoming batch: "utilisation is climbing" had been told
+    where utilisation fell (above a negative median), "uses most of the credit line" at 0.23 (a
+    median of 0.09), "has been seriously overdue" at 2 days, "applied for credit elsewhere" with
+    one inquiry; the bound, not the training median, decides."""
+    features = ["utilisation_slope_6m", "utilisation_last", "max_days_late", "inquiries_3m",
+                "credit_score_change_3m"]
+    c = np.array([[0.1, 0.1, 0.1, 0.1, 0.1, -1.0]] * 2)
+    matrix = np.array([[-0.02, 0.23, 2.0, 1.0, 0.0],     # all on the median's risky side, none true
+                       [0.01, 0.51, 30.0, 2.0, -5.0]])   # each just beyond its words' bound
+    medians = {"utilisation_slope_6m": -0.03, "utilisation_last": 0.09, "max_days_late": 0.0,
+               "inquiries_3m": 0.0, "credit_score_change_3m": 2.0}
+    worded = score.worded_contributions(c, matrix, features, medians)
+    assert worded[:, :-1].tolist() == [[0.0] * 5, [0.1] * 5]
+
+
 def test_asked_for_the_increase_is_said_of_user_requests_only():
     features = ["trigger", "months_of_history"]
     c = np.array([[0.5, 0.2, -1.0]] * 3)
@@ -811,7 +829,7 @@ def test_no_two_reasons_say_the_same_thing():
     assert len({BY_NAME[f].reason for f in features}) == 4  # four texts, two groups
     c = np.array([[0.5, 0.4, 0.3, 0.2, -1.0]])
     got = [col[0] for col in score.reasons(c, features, np.array(["credit"], dtype=object), 4)]
-    assert got == ["applied for credit elsewhere several times recently", "keeps little cash"]  # 2 groups
+    assert got == ["applied for credit elsewhere more than once recently", "keeps little cash"]  # 2 groups
 
 
 def test_without_a_cause_model_the_leading_cause_is_the_cause_that_raised_the_risk_most():
@@ -948,6 +966,12 @@ def test_without_explanations_risky_borrowers_get_no_cause_rather_than_none():
     assert out.loc[1, "action"] == "none" and out.loc[1, "leading_cause"] == "none"
     assert pd.isna(out.loc[2, "action"]) and pd.isna(out.loc[2, "leading_cause"])
     assert out.loc[2, "risk_band"] == "very_high" and out.loc[2, REASONS].isna().all()
+    # the cause model's probabilities need no contributions: given all the same
+    shares = {1: [0.5, 0.25, 0.25], 2: [0.1, 0.2, 0.7]}
+    fast = score.score_batch(StubModel(P, {}, shares), FRAME, BANDS, ("low",), "7", explain_risky=False)
+    parts = fast.set_index("borrower_id")[score.CAUSE_PROBABILITIES]
+    np.testing.assert_allclose(parts.loc[2], [0.04, 0.08, 0.28])
+    np.testing.assert_allclose(parts.sum(axis=1), fast["probability"].to_numpy())
 
 
 def test_a_leading_cause_no_feature_shows_is_named_as_the_first_reason():
@@ -1082,6 +1106,17 @@ def test_a_reason_led_with_moves_up_where_it_is_and_pushes_the_last_out_where_it
     got = score.lead_with(texts, np.array([True, True, False]), "m")
     rows = [list(row) for row in zip(*got, strict=True)]
     assert rows == [["m", "a", None], ["m", "b", "c"], ["a", "b", "c"]]
+
+
+def test_a_reason_led_with_replaces_the_reason_of_its_group():
+    """Known answer: the lapse floor's reason had stood beside "auto-debit agreement changed
+    recently", two reasons of the autodebit group."""
+    lapsed, changed = BY_NAME["autodebit_lapsed"].reason, BY_NAME["autodebit_changed_30d"].reason
+    texts = [np.array([changed, USES_LINE], dtype=object), np.array([USES_LINE, changed], dtype=object),
+             np.array(["keeps little cash", None], dtype=object)]
+    got = score.lead_with(texts, np.array([True, True]), lapsed)
+    rows = [list(row) for row in zip(*got, strict=True)]
+    assert rows == [[lapsed, USES_LINE, "keeps little cash"], [lapsed, USES_LINE, None]]
 
 
 def test_what_the_forgetting_floor_adds_leads_with_the_record_it_read_and_asks_for_an_agreement():

@@ -31,7 +31,7 @@ import pytest
 import yaml
 
 from pipeline import io, readers, sources
-from pipeline.catalog import NEXT_DUE
+from pipeline.catalog import DUE_DATES, MAINTENANCE_DUE, NEXT_DUE
 from pipeline.cli import main
 from pipeline.contract import (
     RAW_TABLES,
@@ -158,7 +158,7 @@ def first_row(frame: pd.DataFrame, borrower: int, mask=True) -> int:
 def _f_set(column: str, value) -> Callable:
     def plant(f: pd.DataFrame) -> int:
         b = victim(f, 1)
-        if isinstance(value, str) and column in ("scoring_date", "jump_date", NEXT_DUE):
+        if isinstance(value, str) and column in ("scoring_date", "jump_date", NEXT_DUE, MAINTENANCE_DUE):
             f[column] = f[column].dt.strftime("%Y-%m-%d").astype(object)
         elif isinstance(value, str):
             f[column] = f[column].astype(object)
@@ -167,11 +167,13 @@ def _f_set(column: str, value) -> Callable:
     return plant
 
 
-def _f_due_before_scoring(f: pd.DataFrame) -> int:
-    b = victim(f, 0)
-    row = f["borrower_id"] == b
-    f.loc[row, NEXT_DUE] = f.loc[row, "scoring_date"] - pd.Timedelta(days=5)
-    return b
+def _f_before_scoring(column: str):
+    def plant(f: pd.DataFrame) -> int:
+        b = victim(f, 0)
+        row = f["borrower_id"] == b
+        f.loc[row, column] = f.loc[row, "scoring_date"] - pd.Timedelta(days=5)
+        return b
+    return plant
 
 
 def _f_duplicate(f: pd.DataFrame) -> int:
@@ -200,7 +202,11 @@ FEATURE_ROWS = {
         "scoring_date: not 30 days after jump_date (label.observation_days)"),
     "next_due_date_notadate": (_f_set(NEXT_DUE, "soon"), "next_due_date: not a date (value soon)"),
     "jump_date_notadate": (_f_set("jump_date", "soon"), "jump_date: not a date (value soon)"),
-    "next_due_date_before_scoring": (_f_due_before_scoring, "next_due_date: before the scoring date"),
+    "next_due_date_before_scoring": (_f_before_scoring(NEXT_DUE), "next_due_date: before the scoring date"),
+    "maintenance_due_date_before_scoring": (_f_before_scoring(MAINTENANCE_DUE),
+                                            "maintenance_due_date: before the scoring date"),
+    "maintenance_due_date_notadate": (_f_set(MAINTENANCE_DUE, "soon"),
+                                      "maintenance_due_date: not a date (value soon)"),
 }
 
 
@@ -391,19 +397,22 @@ def test_clean_inputs_reject_nobody(fmt, tables, features, work, tmp_path):
 
 
 @pytest.mark.parametrize("fmt", ["parquet", "csv"])
-def test_the_next_due_date_reaches_the_scores(fmt, tables, features, work, tmp_path):
-    """From the raw tables and from a features file that has it; empty from one that has not."""
+def test_the_due_dates_reach_the_scores(fmt, tables, features, work, tmp_path):
+    """From the raw tables and from a features file that has them; empty from one that has not."""
     indexed = features.set_index("borrower_id")
-    expected, known = indexed[NEXT_DUE], indexed[NEXT_DUE].dropna()
-    assert len(known) > 0.9 * N and (known >= indexed["scoring_date"][known.index]).all()
+    known = {c: indexed[c].dropna() for c in DUE_DATES}
+    assert len(known[NEXT_DUE]) > 0.9 * N and len(known[MAINTENANCE_DUE]) > 0
+    assert all((k >= indexed["scoring_date"][k.index]).all() for k in known.values())
     for name, given in (("raw", write_raw(tables, tmp_path / "raw", fmt)),
                         ("features", write_features(features, tmp_path, fmt))):
         got = score(work, given, tmp_path / f"out_{name}" / f"s.{fmt}").scores().set_index("borrower_id")
-        due = pd.to_datetime(got[NEXT_DUE])
-        pd.testing.assert_series_equal(due, expected.loc[due.index].astype(due.dtype), check_names=False)
-    without = score(work, write_features(features.drop(columns=NEXT_DUE), tmp_path / "without", fmt),
+        for column in DUE_DATES:
+            due = pd.to_datetime(got[column])
+            pd.testing.assert_series_equal(due, indexed[column].loc[due.index].astype(due.dtype),
+                                           check_names=False)
+    without = score(work, write_features(features.drop(columns=list(DUE_DATES)), tmp_path / "without", fmt),
                     tmp_path / "out_without" / f"s.{fmt}")
-    assert len(without.scores()) == N and without.scores()[NEXT_DUE].isna().all()
+    assert len(without.scores()) == N and without.scores()[list(DUE_DATES)].isna().all().all()
 
 
 # ---- 2. rows without a borrower: counted, never lost ----------------------------------------------------
@@ -1157,8 +1166,8 @@ def test_a_csv_named_in_capitals_reads_and_writes_as_csv(features, work, tmp_pat
 # pyarrow's conversion of the zoned column the test writes, not the pipeline's reading, warns
 @pytest.mark.filterwarnings("ignore::pandas.errors.Pandas4Warning")
 @pytest.mark.parametrize("write", [
-    lambda d: d.dt.strftime("%Y-%m-%dT00:00:00Z"),
-    lambda d: d.dt.strftime("%Y-%m-%dT00:00:00+08:00"),
+    lambda d: d.dt.strftime("%Y-%m-%dT%H:%M:%SZ"),  # dates at midnight; a window's hours kept
+    lambda d: d.dt.strftime("%Y-%m-%dT%H:%M:%S+08:00"),
     lambda d: d.dt.tz_localize("Asia/Shanghai"),  # a zoned timestamp column (Parquet)
 ])
 def test_dates_with_a_time_zone_keep_the_date_as_written(write, features, tables, work, tmp_path):
