@@ -238,10 +238,10 @@ def checks(reports: dict, gates: dict | None, primary: str = PRIMARY) -> list[st
 
 def _goals(verdicts: dict | None) -> dict | None:
     """The model's goals (``evaluate.goals``) as met, missed or not applicable (no truth to judge
-    by); a goal judged per cause gets a row per cause."""
+    by, or no miss of a cause); a goal judged per cause gets a row per cause."""
     if not verdicts:
         return None
-    said = {True: "met", False: "missed", None: "not applicable (no truth)"}
+    said = {True: "met", False: "missed", None: "not applicable (no truth, or no miss to measure it on)"}
     rows = []
     for key, verdict in verdicts.items():
         text = GOALS.get(key, key.replace("_", " "))

@@ -294,7 +294,8 @@ class SimulateSettings(Settings):
     seed: Annotated[int, Field(ge=0)]
     n_borrowers: PositiveInt
     shard_size: PositiveInt
-    truth_replicates: Literal["auto"] | Annotated[int, Field(ge=1, le=4096)]  # see truth_replicates()
+    # see truth_replicates(); at least 2: one replicate has no spread, so p_true_se would read 0
+    truth_replicates: Literal["auto"] | Annotated[int, Field(ge=2, le=4096)]
     counterfactual: CounterfactualSettings
     calendar: CalendarSettings
     population: PopulationSettings

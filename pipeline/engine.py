@@ -302,13 +302,30 @@ def _check_address(address: str, where: str) -> None:
 
 def _on_dask(fn: Callable[..., Any], items: Sequence[Any], engine: EngineSettings,
              args: tuple) -> Iterator[Any]:
+    task = functools.partial(in_directory, os.getcwd(), fn)
     with dask_client(engine) as client:
         shared = [client.scatter(a, broadcast=True) for a in args]  # sent once, not per task
 
         def submit(item: Any):
-            return client.submit(fn, item, *shared, pure=False, retries=engine.retries)
+            return client.submit(task, item, *shared, pure=False, retries=engine.retries)
 
         yield from _in_order(submit, items, engine.workers)
+
+
+def in_directory(directory: str, fn: Callable[..., Any], *args: Any) -> Any:
+    """``fn(*args)`` run in ``directory``, the client's working directory. The stages name their
+    folders relative to the repository (data/raw, a temporary beside data/incoming): a worker
+    started elsewhere had read and written them under its own directory, and a stage reported
+    success while its output stayed nearly empty. Every task of a run moves to the same place,
+    so tasks on a worker's other threads are not disturbed."""
+    if os.getcwd() != directory:
+        try:
+            os.chdir(directory)
+        except OSError as err:
+            raise FileNotFoundError(
+                f"{directory}: not found on this Dask worker ({err.strerror}); the repository must be "
+                "on a filesystem every node shares, at the same path") from err
+    return fn(*args)
 
 
 def _in_order(submit: Callable[[Any], Any], items: Sequence[Any], workers: int) -> Iterator[Any]:

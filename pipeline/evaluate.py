@@ -173,7 +173,7 @@ GOALS = {  # what each of ``goals``'s verdicts asks, in the model card's words
 def goals(report: dict, baseline: dict) -> dict[str, object]:
     """The goals of the risk and cause models (issues 13 and 14; the README's goals table), judged on
     this run's figures so no verdict outlives them; ``baseline`` is the scorecard's report.
-    A goal against the truth is None where there is no truth (a team's own data)."""
+    A goal is None where nothing measures it: no truth (a team's own data), or no miss of a cause."""
     psi = report["stability"]["psi_before_regime_change"]
     gap = report.get("truth_gap", {}).get("auc_gap")
     out = {"above_scorecard": bool(report["ranking"]["auc"] > baseline["ranking"]["auc"]),
@@ -182,9 +182,10 @@ def goals(report: dict, baseline: dict) -> dict[str, object]:
            "auc_within_0_02_of_truth": None if gap is None else bool(gap <= 0.02)}
     cause = report.get("cause_model")
     if cause:
-        by = cause["by_cause"].values()
+        # a cause with no out-of-time miss (no technical miss lasts 7 days) has no recall to judge
+        measured = [v["recall"] for v in cause["by_cause"].values() if v["recall"] is not None]
         out["cause_accuracy_at_least_0_80"] = bool(cause["accuracy"] >= 0.80)
-        out["cause_recall_at_least_0_60"] = all(v["recall"] is not None and v["recall"] >= 0.60 for v in by)
+        out["cause_recall_at_least_0_60"] = all(r >= 0.60 for r in measured) if measured else None
         out["cause_auc_within_0_03_of_truth"] = {
             k: None if v.get("auc_gap") is None else bool(v["auc_gap"] <= 0.03)
             for k, v in cause["by_cause"].items()}

@@ -77,7 +77,10 @@ def remove_stale_temporaries(target: Path) -> list[Path]:
     """Remove the temporaries of ``target`` left by processes of this host that are gone (killed
     before they could clean up); those of running processes and other hosts are left alone."""
     removed = []
-    for tmp in target.parent.glob(f".{glob.escape(target.name)}.*.tmp"):
+    name = glob.escape(target.name)
+    # and the temporaries of its temporaries (a CSV's rows kept as Parquet beside the CSV's own),
+    # which a killed run leaves behind too: ..<target>.<pid>@<host>.<random>.csv.tmp.<pid>@...tmp
+    for tmp in [*target.parent.glob(f".{name}.*.tmp"), *target.parent.glob(f"..{name}.*.tmp")]:
         owner = OWNER.search(tmp.name[len(target.name) + 1:])
         if owner and owner[2] == HOST and not _running(int(owner[1])):
             shutil.rmtree(tmp, ignore_errors=True) if tmp.is_dir() else tmp.unlink(missing_ok=True)
@@ -107,11 +110,15 @@ def atomic_dir(target: str | Path) -> Iterator[Path]:
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(target)
+    shutil.rmtree(target.with_name(f".{target.name}.old"), ignore_errors=True)  # earlier versions' name
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.{os.getpid()}@{HOST}.", suffix=".tmp",
                                 dir=target.parent))
     try:
         yield tmp
-        old = target.with_name(f".{target.name}.old")
+        # the replaced output is named as this process's temporary: a run killed while removing
+        # it (a large data/raw takes a while) leaves what the next run removes, not a fixed name
+        # in the way of its rename
+        old = target.with_name(f".{target.name}.{os.getpid()}@{HOST}.old.tmp")
         if target.exists():
             os.replace(target, old)
         os.replace(tmp, target)

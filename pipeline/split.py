@@ -69,7 +69,8 @@ def check_both_labels(report: dict[str, dict]) -> None:
     if one:
         raise SplitError(f"{', '.join(one)}: a split needs both labels, misses and repayments, for a "
                          "model to learn from it or be judged on it; give rows with both over the whole "
-                         "range of scoring dates, or change split.fractions")
+                         "range of scoring dates (more borrowers: simulate.n_borrowers, or a team's "
+                         "tables), or change split.train, split.valid and split.test")
 
 
 def check_labels_known(scoring_date: pd.Series, matures: pd.Series, today: pd.Timestamp) -> None:

@@ -168,7 +168,8 @@ def test_the_goals_say_met_missed_or_not_applicable_with_a_row_per_cause(figures
     rows = re.findall(r'<th scope="row">([^<]*)</th><td>([^<]*)</td>', section)
     assert rows == [("expected calibration error at most 0.01", "missed"),
                     ("AUC above the scorecard&#39;s", "met"),
-                    ("AUC within 0.02 of the truth&#39;s", "not applicable (no truth)"),
+                    ("AUC within 0.02 of the truth&#39;s",
+                     "not applicable (no truth, or no miss to measure it on)"),
                     ("AUC of P(miss by cause) within 0.03 of the truth&#39;s: credit", "met"),
                     ("AUC of P(miss by cause) within 0.03 of the truth&#39;s: technical", "missed")]
     assert "No goals were judged" in _section(_render(figures, params), "goals")

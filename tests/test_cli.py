@@ -120,13 +120,17 @@ def test_a_model_that_cannot_be_used_is_a_usage_error(tmp_path):
     rows = ROOT / "tests" / "data" / "team_example" / "score.csv"
     for model, message in (("models:/limitjump/999", "no version '999' in the registry"),
                            ("models:/other@champion", "expected models:/limitjump@<alias>"),
-                           (str(ROOT / "tests" / "data"), "not a scoring model (no model.txt")):
+                           (str(ROOT / "tests" / "data"), "not a scoring model (no model.txt"),
+                           ("models/lightgbn", "models/lightgbn: no such model folder")):
+        if model == "models/lightgbn":  # a mistyped folder: no store is opened, so none is made
+            env["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp_path / 'typo.db'}"
         done = subprocess.run([sys.executable, "-c", "from pipeline.cli import main; main()", "score",
                                "--input", str(rows), "--output", str(tmp_path / "out.csv"), "--model", model],
                               cwd=ROOT, capture_output=True, text=True, env=env)
         assert done.returncode == 2, done.stderr
         assert message in done.stderr and "Traceback" not in done.stderr
     assert not (tmp_path / "out.csv").exists()
+    assert not (tmp_path / "typo.db").exists()  # it had made an empty one
 
 
 def test_a_relative_params_path_is_the_users_from_where_they_are(tmp_path, monkeypatch):

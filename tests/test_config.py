@@ -119,7 +119,7 @@ def test_risk_bands_that_do_not_rise_to_1_are_named(bounds):
     assert "bands must ascend" in error_for({"score": {"bands": bands}})
 
 
-@pytest.mark.parametrize("bad", ["many", 0, -64, 5000])
+@pytest.mark.parametrize("bad", ["many", 0, 1, -64, 5000])  # 1: no spread, so no standard error
 def test_truth_replicates_other_than_auto_or_a_count_are_named(bad):
     assert "simulate.truth_replicates" in error_for({"simulate": {"truth_replicates": bad}})
 

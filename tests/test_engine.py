@@ -50,6 +50,26 @@ def cluster():
         yield engine_settings(kind="dask", workers=2, scheduler=c.scheduler_address, retries=2)
 
 
+def test_dask_tasks_run_in_the_clients_directory(tmp_path, monkeypatch):
+    """Known answer from outside: workers started in another directory had written simulate-batch's
+    shards there, relative to their own directory, while the stage reported success; the stages
+    name their folders relative to the repository."""
+    from dask.distributed import LocalCluster
+
+    elsewhere, repo = tmp_path / "elsewhere", tmp_path / "repo"
+    elsewhere.mkdir()
+    (repo / "data").mkdir(parents=True)
+    (repo / "data" / "x.txt").write_text("here")
+    monkeypatch.chdir(elsewhere)
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, host="127.0.0.1",
+                      dashboard_address="127.0.0.1:0") as c:
+        monkeypatch.chdir(repo)
+        engine = engine_settings(kind="dask", workers=1, scheduler=c.scheduler_address, retries=0)
+        assert list(map_shards(os.path.getsize, ["data/x.txt"], engine, "relative")) == [4]
+    with pytest.raises(FileNotFoundError, match="on a filesystem every node shares, at the same path"):
+        engines.in_directory(str(tmp_path / "not on this node"), os.path.getsize, "data/x.txt")
+
+
 def simulate_into(folder: Path, engine: EngineSettings, parent_works: bool = False) -> Path:
     world = build_world(PARAMS.simulate, PARAMS.label)
     shards = list(range(len(shard_bounds(PARAMS.simulate))))

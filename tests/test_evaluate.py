@@ -86,6 +86,12 @@ def test_goals_are_judged_on_the_reports_figures_at_their_edges():
     assert verdicts["ece_at_most_0_01"] is False and verdicts["auc_within_0_02_of_truth"] is None
     assert not verdicts["cause_accuracy_at_least_0_80"] and not verdicts["cause_recall_at_least_0_60"]
     assert "cause_accuracy_at_least_0_80" not in evaluate.goals(_report(), {"ranking": {"auc": 0.7}})
+    # known answer from outside: at 7 days past due no technical miss is out of time; its recall is
+    # not measured, and the goal is judged on the causes that have misses
+    none = causes | {"by_cause": causes["by_cause"] | {"technical": {"recall": None, "auc_gap": None}}}
+    assert evaluate.goals(_report(none), {"ranking": {"auc": 0.7}})["cause_recall_at_least_0_60"] is True
+    nothing = causes | {"by_cause": {c: {"recall": None, "auc_gap": None} for c in causes["by_cause"]}}
+    assert evaluate.goals(_report(nothing), {"ranking": {"auc": 0.7}})["cause_recall_at_least_0_60"] is None
 
 
 def test_dvc_metrics_keep_a_few_figures_and_drop_the_truths_gap_to_itself():

@@ -1,6 +1,11 @@
-"""Reading a shard batch by batch of borrowers (``io.borrower_ends``, ``io.read_batches``)."""
+"""Reading a shard batch by batch of borrowers (``io.borrower_ends``, ``io.read_batches``), and the
+clean-up of what a killed writer left."""
 
 from __future__ import annotations
+
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
@@ -99,3 +104,38 @@ def test_a_split_copies_each_side_into_one_chunk_per_column():
             for b in (b for column in side.columns for b in column.chunk(0).buffers() if b is not None):
                 assert not any(lo <= b.address < hi for lo, hi in source)
     assert outside["kind"].to_pylist() == [None]
+
+
+def _dead_pid() -> int:
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    return gone.pid
+
+
+def test_a_killed_runs_temporaries_of_temporaries_are_removed(tmp_path):
+    """Known answer from outside: after kill -9, a rerun to the same scores.csv had left the
+    Parquet rows kept beside the CSV's temporary (named after it, so two dots)."""
+    dead = _dead_pid()
+    outer = f".scores.csv.{dead}@{io.HOST}.abc123.csv.tmp"
+    nested = f".{outer}.{dead}@{io.HOST}.def456.parquet.tmp"
+    alive = f"..scores.csv.{os.getpid()}@{io.HOST}.x.csv.tmp.{os.getpid()}@{io.HOST}.y.parquet.tmp"
+    for name in (outer, nested, alive):
+        (tmp_path / name).write_text("partial")
+    removed = io.remove_stale_temporaries(tmp_path / "scores.csv")
+    assert sorted(p.name for p in removed) == sorted([outer, nested])
+    assert [p.name for p in tmp_path.iterdir()] == [alive]
+
+
+def test_a_folder_left_by_a_run_killed_while_removing_the_old_output_is_no_obstacle(tmp_path):
+    """Known answer from outside: a kill during the removal of the replaced output left
+    `.incoming.old`, and every later run failed at its rename ('Directory not empty')."""
+    target = tmp_path / "incoming"
+    for leftover in (f".incoming.{_dead_pid()}@{io.HOST}.old.tmp", ".incoming.old"):  # now, and before
+        (tmp_path / leftover / "borrowers").mkdir(parents=True)
+        (tmp_path / leftover / "borrowers" / "part-00000.parquet").write_text("half removed")
+    target.mkdir()
+    (target / "old.txt").write_text("old")
+    with io.atomic_dir(target) as out:
+        (out / "new.txt").write_text("new")
+    assert [p.name for p in tmp_path.iterdir()] == ["incoming"]
+    assert [p.name for p in target.iterdir()] == ["new.txt"]

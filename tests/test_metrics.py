@@ -443,3 +443,32 @@ def test_rate_table_takes_true_probabilities_where_the_calibration_table_takes_o
     assert table["observed_rate"].tolist() == pytest.approx([0.35, 0.35])
     with pytest.raises(ValueError, match="only 0 and 1"):
         metrics.calibration_table(rate, p, bins=2)
+
+
+def test_bootstrap_intervals_hold_the_estimate_and_narrow_with_more_rows():
+    rng = np.random.default_rng(5)
+
+    def sample(n):
+        y = (rng.random(n) < 0.2).astype(int)
+        return y, rng.normal(y * 1.0, 1.0)
+    small, large = sample(400), sample(20_000)
+    for y, p in (small, large):
+        ci = metrics.bootstrap_auc_ks(y, p, replicates=200)
+        r = metrics.ranking(y, p)
+        assert ci["auc"]["low"] < r["auc"] < ci["auc"]["high"]
+        assert ci["ks"]["low"] < r["ks"] < ci["ks"]["high"]
+    width = [metrics.bootstrap_auc_ks(y, p)["auc"] for y, p in (small, large)]
+    assert width[1]["high"] - width[1]["low"] < (width[0]["high"] - width[0]["low"]) / 4
+    assert metrics.bootstrap_auc_ks(*small, seed=3) == metrics.bootstrap_auc_ks(*small, seed=3)
+
+
+def test_bootstrap_intervals_exist_for_a_single_miss_and_are_exact_when_separated():
+    """Known answer from outside: a 40-row test set with 1 miss had an interval of nulls (a
+    replicate without a miss has no AUC). Stratified, every replicate keeps the miss."""
+    y = np.r_[1, np.zeros(39, dtype=int)]
+    p = np.r_[0.5, np.linspace(0.0, 1.0, 39)]
+    ci = metrics.bootstrap_auc_ks(y, p, replicates=200)
+    assert all(np.isfinite([ci["auc"]["low"], ci["auc"]["high"], ci["ks"]["low"], ci["ks"]["high"]]))
+    assert 0.0 <= ci["auc"]["low"] <= metrics.ranking(y, p)["auc"] <= ci["auc"]["high"] <= 1.0
+    apart = metrics.bootstrap_auc_ks([0, 0, 0, 1, 1], [0.1, 0.2, 0.3, 0.8, 0.9], replicates=50)
+    assert apart["auc"] == {"low": 1.0, "high": 1.0} and apart["ks"] == {"low": 1.0, "high": 1.0}

@@ -19,7 +19,8 @@ def reports(tmp_path):
     (folder / "metrics.json").write_text(json.dumps({
         "lightgbm": {"auc": 0.83569, "interval": [0.8277, 0.8429]},
         "split": {"[0.0, 0.05)": {"rate": 0.1024}}, "rows": 29980, "first": "2025-07-27",
-        "intercept": -0.1047, "goals": {"auc_at_least_0_8": True, "ece_at_most_0_01": False}}))
+        "intercept": -0.1047, "goals": {"auc_at_least_0_8": True, "ece_at_most_0_01": False},
+        "sizes": [{"borrowers": 100000, "seconds": 20.3}, {"borrowers": 1000000, "seconds": 159.3}]}))
     return folder
 
 
@@ -56,6 +57,21 @@ def test_a_goal_reads_met_or_missed_from_its_report(reports):
     out, changes = render(text, reports)
     assert MARK.sub(lambda m: m["value"], out) == "AUC: **met**, ECE: **missed**"
     assert len(changes) == 2 and "auc_at_least_0_8 is met, the text says missed" in changes[0]
+
+
+def test_a_benchmark_size_is_found_by_its_borrowers_and_judged_against_its_goal(reports):
+    """Known answer from outside: a run of bench/simulate.py at 5k and 10k borrowers had been
+    printed as "1M borrowers in 5.4 s" under a fixed **missed**; now it is no figure at all."""
+    text = ("1M in <!--@ metrics.json/sizes/[borrowers=1000000]/seconds .1f-->?<!--@--> s: "
+            "**<!--@ metrics.json/sizes/[borrowers=1000000]/seconds verdict<=60-->?<!--@-->**, 100k "
+            "**<!--@ metrics.json/sizes/[borrowers=100000]/seconds verdict<60-->?<!--@-->**, AUC "
+            "**<!--@ metrics.json/lightgbm/auc verdict>=0.83569-->?<!--@-->**")
+    plain = MARK.sub(lambda m: m["value"], render(text, reports)[0])
+    assert plain == "1M in 159.3 s: **missed**, 100k **met**, AUC **met**"
+    with pytest.raises(FigureError, match="stops at '\\[borrowers=5000\\]'"):
+        render("<!--@ metrics.json/sizes/[borrowers=5000]/seconds .1f-->?<!--@-->", reports)
+    with pytest.raises(FigureError, match="'verdict<=1' needs a number"):
+        render("<!--@ metrics.json/first verdict<=1-->?<!--@-->", reports)
 
 
 @pytest.mark.parametrize(("marker", "message"), [

@@ -109,8 +109,11 @@ def test_a_split_of_one_label_stops_naming_it():
     f["split"] = out_of_time(f, (0.5, 0.25, 0.25), LABEL, OFFSET)
     f.loc[f["split"] == "test", "label"] = 0
     report = summary(f, label_matures(f["scoring_date"], LABEL, OFFSET))
-    with pytest.raises(SplitError, match=r"^test \(\d+ rows, 0 misses, scored .*a split needs both labels"):
+    one_label = r"^test \(\d+ rows, 0 misses, scored .*a split needs both labels"
+    with pytest.raises(SplitError, match=one_label) as e:
         check_both_labels(report)
+    from pipeline.config import SplitSettings  # the keys named are the params' own
+    assert all(f"split.{k}" in str(e.value) for k in SplitSettings.model_fields)
     f["label"] = np.arange(len(f)) % 2
     check_both_labels(summary(f, label_matures(f["scoring_date"], LABEL, OFFSET)))
 

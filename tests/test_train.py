@@ -65,7 +65,7 @@ def population():
     """20,000 borrowers on the defaults (one truth replicate: only labels are needed): a weak
     trend such as months_of_history's needs that many rows to show against its constraint."""
     params = make_params({**SMALL, "simulate": {**SMALL["simulate"], "n_borrowers": 20_000,
-                                                "shard_size": 10_000, "truth_replicates": 1}})
+                                                "shard_size": 10_000, "truth_replicates": 2}})
     tables = simulate_tables(params)
     frame = build_features(tables, params.label.observation_days, params.features)
     labels = tables["ground_truth"].set_index("borrower_id")["label"]

@@ -5,9 +5,12 @@ path into it and a Python format::
 
     AUC <!--@ metrics.json/lightgbm/auc .3f-->0.836<!--@-->
 
-The source is a JSON file under ``reports/`` (``monitor/goals.json`` too), then keys (or list
-positions) separated by ``/``. The format ``verdict`` writes a goal's true or false as "met" or
-"missed", so a verdict cannot outlive the figure it judges. Markdown
+The source is a JSON file under ``reports/`` (``monitor/goals.json`` too), then keys, list
+positions or ``[field=value]`` (the list's entry whose field has that value: a benchmark's size
+by its ``borrowers``, so a run at other sizes fails the check rather than being misread as the
+documented ones) separated by ``/``. The format ``verdict`` writes a goal's true or false as "met"
+or "missed", and ``verdict<=60`` (or ``<``, ``>=``, ``>``) judges a figure against its goal, so a
+verdict cannot outlive the figure it judges. Markdown
 hides the comments, so the README reads as plain text. ``python tools/readme_figures.py`` rewrites
 every marked figure from the reports; ``--check`` only says which differ (exit 1), which the
 end-to-end test runs on a fresh clone's own ``dvc repro`` output.
@@ -40,23 +43,45 @@ def lookup(reports: Path, source: str, path: str, cache: dict[str, object]) -> o
         try:
             cache[source] = json.loads((reports / source).read_text())
         except (OSError, ValueError) as err:
-            raise FigureError(f"{reports / source}: cannot read ({err})") from err
+            hint = "; `./run repro` writes it" if not (reports / source).exists() else ""
+            raise FigureError(f"{reports / source}: cannot read ({err}){hint}") from err
     value = cache[source]
     for key in path.split("/"):
         try:
-            value = value[int(key)] if isinstance(value, list) else value[key]
+            if key.startswith("[") and key.endswith("]"):
+                value = _entry(value, *key[1:-1].split("=", 1))
+            else:
+                value = value[int(key)] if isinstance(value, list) else value[key]
         except (KeyError, IndexError, ValueError, TypeError) as err:
             raise FigureError(f"{source}: no '{path}' (stops at '{key}')") from err
     return value
 
 
+def _entry(entries: list, field: str, wanted: str) -> object:
+    """The first of ``entries`` whose ``field`` is ``wanted`` (compared as numbers where it is one)."""
+    for entry in entries:
+        found = entry[field]
+        if str(found) == wanted or (isinstance(found, int | float) and found == float(wanted)):
+            return entry
+    raise KeyError(wanted)
+
+
+VERDICT = re.compile(r"verdict(?P<op><=|>=|<|>)(?P<goal>-?[0-9.]+)")
+COMPARE = {"<=": float.__le__, ">=": float.__ge__, "<": float.__lt__, ">": float.__gt__}
+
+
 def figure(value: object, spec: str) -> str:
-    """``value`` in format ``spec`` (``verdict``: a goal's bool as met or missed); a negative number
+    """``value`` in format ``spec`` (``verdict``: a goal's bool as met or missed; ``verdict<=60``:
+    met if the figure is at most 60); a negative number
     gets a typographic minus, as the prose has, unless it rounds to zero."""
     if spec == "verdict":
         if not isinstance(value, bool):
             raise FigureError(f"a verdict needs true or false, not {value!r}")
         return "met" if value else "missed"
+    if judged := VERDICT.fullmatch(spec):
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise FigureError(f"'{spec}' needs a number, not {value!r}")
+        return "met" if COMPARE[judged["op"]](float(value), float(judged["goal"])) else "missed"
     try:
         text = format(value, spec)
     except (ValueError, TypeError) as err:

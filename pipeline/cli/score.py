@@ -22,6 +22,7 @@ from pipeline import io, score
 from pipeline.cli import PARAMS, app, load
 from pipeline.config import Params, with_label
 from pipeline.engine import map_shards, on_one_core
+from pipeline.errors import UsageError
 from pipeline.model import CalibratedLightGBM, encode
 from pipeline.readers import is_csv
 from pipeline.sources import (
@@ -182,6 +183,9 @@ def load_model(uri: str, p: Params) -> tuple[CalibratedLightGBM, str]:
         metadata = folder / "metadata.json"
         tag = json.loads(metadata.read_text())["fingerprint"][:12] if metadata.exists() else "unknown"
         return CalibratedLightGBM.from_dir(folder), f"local:{tag}"
+    if not uri.startswith("models:/"):  # a mistyped folder: said before any store is opened (or made)
+        raise UsageError(f"{uri}: no such model folder (run `dvc repro train@lightgbm`, or give "
+                         f"models:/{p.mlflow.registered_model}@champion or /<version>)")
     from pipeline import tracking
 
     tracking.connect(p.mlflow)

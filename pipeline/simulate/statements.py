@@ -3,7 +3,8 @@
 The simulation steps month by month from each borrower's scoring date (``calendar``), but a real
 account is billed on a statement day of its own, so the scoring date usually falls inside a
 statement period. An account's statement is issued ``offset`` days after its cycle starts (the
-same day of every month), where the offset is drawn once per account between -1 (the last day of
+same day of every month, or the last day of every month for an offset of -1 from cycles that
+start on the 1st), where the offset is drawn once per account between -1 (the last day of
 the cycle before, the day before the scoring date's day of month) and the last day that leaves
 ``statement_min_grace_days`` before the due date. A statement issued inside cycle k reports the
 account as it stood at the cycle's start (nothing is paid or cured before the due date), plus the
