@@ -29,6 +29,8 @@ EXCEL_ENDINGS = (".xlsx", ".xlsm")
 NULLS = [*pacsv.ConvertOptions().null_values, "\\N"]
 SEPARATORS = ("\t", "|", ";")  # besides the comma, what exports put between columns
 SAMPLE_BYTES = 1 << 20  # as much as Arrow infers column types from
+PARQUET_MAGIC = b"PAR1"  # the first bytes of every Parquet file
+PARQUET_SUMMARIES = ("_metadata", "_common_metadata")  # what Spark and Dask write beside the parts
 
 ZONE = r"(?:Z|[+-]\d{2}:?\d{2})$"  # an ISO time's zone: 'Z', '+08:00', '-0500'
 # a year, month and day written in Chinese ('2025年11月18日'), as Chinese spreadsheets write dates
@@ -40,11 +42,56 @@ GROUPED = {".": r"[-+]?\d{1,3}(?:,\d{3})+(?:\.\d*)?", ",": r"[-+]?\d{1,3}(?:\.\d
 
 def is_csv(path: Path) -> bool:
     """A CSV file, gzipped or not (its ending in any case: 'REVIEWS.CSV'), or a folder of them."""
-    return is_csv_name(path) or any(is_csv_name(f) for f in path.glob("*"))
+    return is_csv_name(path) or (path.is_dir() and any(is_csv_name(f) for f in _visible(path)))
 
 
 def is_csv_name(path: Path) -> bool:
     return path.name.lower().endswith(CSV_ENDINGS)
+
+
+def _visible(folder: Path) -> list[Path]:
+    """A folder's entries but hidden ones ('.'), among them our own temporary files, in name
+    order. Arrow's default also hides names starting with '_', and so left a part named
+    '_2025-11.csv' out of the count without a word."""
+    return sorted(f for f in folder.iterdir() if not f.name.startswith("."))
+
+
+def data_files(folder: Path) -> list[Path]:
+    """The parts a folder's rows are read from: its CSVs or its Parquet files (by their name, or,
+    for a Hive export's '000000_0', by their first bytes), all of one format. Anything else would
+    be read as data or its rows lost, so a subfolder (an 'old/' copy would read every row twice), a
+    file of another format or a mix of the two stops the run naming them; files that can hold no
+    rows are passed over: empty ones (a writer's '_SUCCESS' marker) and a Parquet dataset's summary
+    files ('_metadata', '_common_metadata', whose row groups are those of its parts)."""
+    entries = _visible(folder)
+    subfolders = [f.name + "/" for f in entries if f.is_dir()]
+    if subfolders:
+        raise ContractError(f"{folder}: holds the folders {_few(subfolders)}: a folder's own files are read, "
+                            "not those of folders inside it; move them out, or their files into it")
+    kinds = {f: _part_kind(f) for f in entries if f.name not in PARQUET_SUMMARIES}
+    other = [f.name for f, kind in kinds.items() if kind is None and f.stat().st_size > 0]
+    if other:
+        raise ContractError(f"{folder}: holds files neither CSV (.csv, .csv.gz) nor Parquet: "
+                            f"{_few(other)}; a folder holds only its data's parts: move them out")
+    formats = {kind: [f.name for f, k in kinds.items() if k == kind] for kind in ("csv", "parquet")}
+    if all(formats.values()):
+        raise ContractError(f"{folder}: mixes CSV files {_few(formats['csv'])} and Parquet files "
+                            f"{_few(formats['parquet'])}: a folder's parts are of one format")
+    return [f for f, kind in kinds.items() if kind is not None]
+
+
+def _part_kind(file: Path) -> str | None:
+    """'csv', 'parquet' or None (neither)."""
+    if is_csv_name(file):
+        return "csv"
+    if file.name.lower().endswith(".parquet"):
+        return "parquet"
+    with open(file, "rb") as f:
+        return "parquet" if f.read(len(PARQUET_MAGIC)) == PARQUET_MAGIC else None
+
+
+def _few(names: list[str], shown: int = 3) -> str:
+    return str(names[:shown])[:-1] + (f", and {len(names) - shown} more]" if len(names) > shown else "]")
 
 
 def open_dataset(path: Path, fmt: str | None = None, schema: pa.Schema | None = None) -> ds.Dataset:
@@ -52,16 +99,17 @@ def open_dataset(path: Path, fmt: str | None = None, schema: pa.Schema | None = 
     some of its columns), an Excel workbook's first sheet, else Parquet."""
     if path.is_file() and path.stat().st_size == 0:  # Arrow's message speaks of blocks and schemas
         raise ContractError(f"{path}: the file is empty (0 bytes): nothing to read, not even a header")
+    files = [str(f) for f in data_files(path)] if path.is_dir() else str(path)
     fmt = fmt or ("csv" if is_csv(path) else "parquet")
     if fmt == "csv":
-        return _one_set_of_columns(ds.dataset(str(path), format=_csv_format(path, schema)), path)
+        return _one_set_of_columns(ds.dataset(files, format=_csv_format(path, schema)), path, str(schema))
     if path.suffix.lower() in EXCEL_ENDINGS:
         return ds.dataset(_workbook(path, file_stamp(path)))
     if path.suffix.lower() == ".xls":
         raise ContractError(f"{path}: an Excel 97-2003 workbook, which is not read: save it as .xlsx, CSV "
                             "(UTF-8) or Parquet")
     try:
-        return _one_set_of_columns(ds.dataset(str(path), format="parquet"), path)
+        return _one_set_of_columns(ds.dataset(files, format="parquet"), path)
     except READ_ERRORS as err:
         if path.is_file() and path.suffix.lower() != ".parquet":
             raise ContractError(f"{path}: read as Parquet, since its name does not end in .csv or .csv.gz, "
@@ -69,13 +117,18 @@ def open_dataset(path: Path, fmt: str | None = None, schema: pa.Schema | None = 
         raise
 
 
-def _one_set_of_columns(dataset: ds.Dataset, path: Path) -> ds.Dataset:
-    """``dataset``, once every file of a folder is found to have the same columns (in any order).
-    Arrow reads a folder in its first file's columns: another file's extra column would be
-    dropped, and a column it lacks read as blanks, with no word said. Checked once per version of
-    the folder's files, as every batch's reader opens it."""
+def _one_set_of_columns(dataset: ds.Dataset, path: Path, typed: str = "") -> ds.Dataset:
+    """``dataset``, once every file of a folder is found to have the same columns (in any order),
+    in the types its files agree on (``_common_types``). Arrow reads a folder in its first file's
+    columns: another file's extra column would be dropped, and a column it lacks read as blanks,
+    with no word said. Checked once per version of the folder's files and the types a CSV's
+    columns are read as (``typed``), as every batch's reader opens it."""
     if path.is_dir() and len(dataset.files) > 1:
-        _check_parts(dataset, tuple((f, *_stat(f)) for f in dataset.files))
+        key = (typed, tuple((f, *_stat(f)) for f in dataset.files))
+        if key not in _PART_SCHEMAS:
+            _PART_SCHEMAS[key] = _check_parts(dataset)
+        if _PART_SCHEMAS[key] != dataset.schema:
+            return ds.dataset(dataset.files, schema=_PART_SCHEMAS[key], format=dataset.format)
     return dataset
 
 
@@ -84,12 +137,10 @@ def _stat(file: str) -> tuple[int, int]:
     return found.st_mtime_ns, found.st_size
 
 
-_CHECKED_PARTS: set[tuple] = set()  # the folder versions found whole
+_PART_SCHEMAS: dict[tuple, pa.Schema] = {}  # the folder versions found whole, and their types
 
 
-def _check_parts(dataset: ds.Dataset, stamp: tuple) -> None:
-    if stamp in _CHECKED_PARTS:
-        return
+def _check_parts(dataset: ds.Dataset) -> pa.Schema:
     fragments = list(dataset.get_fragments())
     first = fragments[0].physical_schema.names
     for fragment in fragments[1:]:
@@ -101,7 +152,40 @@ def _check_parts(dataset: ds.Dataset, stamp: tuple) -> None:
                 f"file ({'lacks ' + str(lacks) if lacks else ''}{'; ' if lacks and extra else ''}"
                 f"{'has also ' + str(extra) if extra else ''}): every file of a folder holds the same "
                 "columns, or its rows would be read with blanks or without a column")
-    _CHECKED_PARTS.add(stamp)
+    return _common_types(dataset.schema, fragments)
+
+
+def _common_types(schema: pa.Schema, fragments: list[ds.Fragment]) -> pa.Schema:
+    """The folder's columns in one type each where its files differ (``_common_type``). Arrow
+    would cast every file to the first's type and fail naming neither file nor column ('Failed
+    to parse string: 'unknown' as a scalar of type double')."""
+    fields = []
+    for field in schema:
+        found = {Path(f.path).name: f.physical_schema.field(field.name).type for f in fragments}
+        kinds = list(dict.fromkeys(found.values()))
+        kind = kinds[0] if len(kinds) == 1 else _common_type(field.name, kinds)
+        if kind is None:
+            files = "; ".join(f"{k} in {_few([n for n, t in found.items() if t == k])}" for k in kinds)
+            raise ContractError(f"{Path(fragments[0].path).parent}: column '{field.name}' has another type "
+                                f"in each of the folder's files ({files}): write it the same way in every "
+                                "file")
+        fields.append(field.with_type(kind))
+    return pa.schema(fields, schema.metadata)
+
+
+def _common_type(name: str, kinds: list[pa.DataType]) -> pa.DataType | None:
+    """Text if any file has text: the others' numbers are read as text, for the checks to name
+    the rows that are not numbers, as when the text file comes first. Not for borrower ids: the
+    batches are cut by id, and Arrow filters each file in its own type (a number cannot be compared
+    with text). Else the type all widen to (int64 and double to double, a column all blank in one
+    file to the others'); None where there is none."""
+    text = [k for k in kinds if pa.types.is_string(k) or pa.types.is_large_string(k)]
+    if text:
+        return None if name == "borrower_id" else text[0]
+    try:
+        return pa.unify_schemas([pa.schema([(name, k)]) for k in kinds], promote_options="permissive")[0].type
+    except (pa.ArrowTypeError, pa.ArrowInvalid):
+        return None
 
 
 @functools.lru_cache(maxsize=8)
@@ -178,7 +262,7 @@ def _western(sample: bytes) -> bool:
 
 
 def _sample(path: Path) -> bytes:
-    first = path if path.is_file() else min((f for f in path.glob("*") if is_csv_name(f)), default=None)
+    first = path if path.is_file() else next((f for f in data_files(path) if is_csv_name(f)), None)
     if first is None:
         return b""
     with (gzip.open if first.name.lower().endswith(".gz") else open)(first, "rb") as f:
@@ -193,8 +277,8 @@ def _decimal_commas(text: str) -> bool:
 
 
 def file_stamp(path: Path) -> tuple:
-    """A file's (or a folder's CSVs') names, times and sizes: a new version has another."""
-    files = [path] if path.is_file() else sorted(f for f in path.glob("*") if is_csv_name(f))
+    """A file's (or a folder's parts') names, times and sizes: a new version has another."""
+    files = [path] if path.is_file() else data_files(path)
     return tuple((f.name, f.stat().st_mtime_ns, f.stat().st_size) for f in files)
 
 

@@ -890,10 +890,14 @@ class RawTables:
                                 f"{found['reason'].iloc[0]}")
 
     def _locate(self, name: str) -> Path:
-        for candidate in (self.path / name, self.path / f"{name}.parquet",
-                          *(self.path / f"{name}{ending}" for ending in CSV_ENDINGS)):
-            if candidate.exists():
-                return candidate
+        found = [candidate for candidate in (self.path / name, self.path / f"{name}.parquet",
+                                             *(self.path / f"{name}{ending}" for ending in CSV_ENDINGS))
+                 if candidate.exists()]
+        if len(found) > 1:  # reading one would leave the other's rows out without a word
+            raise ContractError(f"{self.path}: table '{name}' is given {len(found)} times, as "
+                                f"{', '.join(map(str, found))}: keep one")
+        if found:
+            return found[0]
         header = ",".join(TABLES[name].names)
         raise ContractError(f"{self.path}: table '{name}' is missing (expected {name}/, "
                             f"{name}.parquet, {name}.csv or {name}.csv.gz); a lender without such "

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 from pipeline import readers
@@ -109,3 +110,94 @@ def test_a_folder_whose_files_differ_in_columns_stops_naming_the_file(tmp_path, 
         readers.open_dataset(tmp_path)
     (tmp_path / "part-1.csv").write_text("when,id,amount\n2025-02-01,3,1.0\n")  # another order is fine
     assert readers.open_dataset(tmp_path).to_table().num_rows == 2
+
+
+def _parts(folder, **parts: pd.DataFrame) -> None:
+    """Each frame as the file named: a CSV where the name says so, else Parquet."""
+    folder.mkdir(exist_ok=True)
+    for name, frame in parts.items():
+        (frame.to_csv if readers.is_csv_name(folder / name) else frame.to_parquet)(folder / name, index=False)
+
+
+@pytest.mark.parametrize("ending", [".csv", ".parquet"])
+def test_a_folders_parts_named_with_an_underscore_are_read_and_hidden_ones_not(ending, tmp_path):
+    """Arrow's default hid '_2025-11.csv' too: 1 of the 2 rows was read, with no word said. A
+    hidden file (one of our own temporaries) is no part, nor is a writer's empty marker."""
+    one = pd.DataFrame({"borrower_id": [1], "x": [2.5]})
+    _parts(tmp_path, **{f"_2025-11{ending}": one, f"2025-12{ending}": one.assign(borrower_id=2),
+                        f".2025-10{ending}.tmp": one.assign(borrower_id=3)})
+    (tmp_path / "_SUCCESS").touch()
+    read = readers.open_dataset(tmp_path).to_table().to_pandas()
+    assert sorted(read["borrower_id"]) == [1, 2]
+
+
+def test_a_hive_exports_parquet_parts_read_whatever_their_names(tmp_path):
+    """Hive names its parts '000000_0': Parquet by their first bytes; a Parquet dataset's summary
+    file ('_metadata') holds no rows of its own."""
+    _parts(tmp_path, **{"000000_0": pd.DataFrame({"borrower_id": [1, 2]}),
+                        "000001_0": pd.DataFrame({"borrower_id": [3]}),
+                        "_common_metadata": pd.DataFrame({"borrower_id": [9]})})
+    assert readers.open_dataset(tmp_path).to_table()["borrower_id"].to_pylist() == [1, 2, 3]
+
+
+@pytest.mark.parametrize("ending", [".csv", ".parquet"])
+def test_a_column_of_numbers_in_one_part_and_text_in_another_reads_as_text(ending, tmp_path):
+    """Arrow read it in the first part's type, and failed naming no file or column ('Failed to
+    parse string: 'unknown' as a scalar of type double'); as text, the checks name the rows."""
+    _parts(tmp_path, **{f"part-0{ending}": pd.DataFrame({"borrower_id": [1, 2], "age": [30.5, 41.25]}),
+                        f"part-1{ending}": pd.DataFrame({"borrower_id": [3], "age": ["unknown"]})})
+    read = readers.open_dataset(tmp_path).to_table()
+    assert pa.types.is_string(read["age"].type) or pa.types.is_large_string(read["age"].type)
+    assert sorted(read["age"].to_pylist()) == ["30.5", "41.25", "unknown"]
+
+
+def test_whole_numbers_in_one_part_and_decimals_in_another_read_as_decimals(tmp_path):
+    _parts(tmp_path, **{"part-0.parquet": pd.DataFrame({"borrower_id": [1], "x": [3]}),
+                        "part-1.parquet": pd.DataFrame({"borrower_id": [2], "x": [2.5]})})
+    read = readers.open_dataset(tmp_path).to_table()
+    assert read["x"].type == pa.float64() and sorted(read["x"].to_pylist()) == [2.5, 3.0]
+
+
+@pytest.mark.parametrize("second, said", [
+    (pd.DataFrame({"borrower_id": ["C3"], "when": [pd.Timestamp("2025-01-01")]}),
+     "column 'borrower_id' has another type in each of the folder's files (int64 in ['part-0.parquet']; "
+     "large_string in ['part-1.parquet']): write it the same way in every file"),
+    (pd.DataFrame({"borrower_id": [3], "when": [7]}),
+     "column 'when' has another type in each of the folder's files (timestamp[us] in ['part-0.parquet']; "
+     "int64 in ['part-1.parquet']): write it the same way in every file"),
+])
+def test_parts_whose_column_has_no_common_type_stop_naming_the_column_and_files(second, said, tmp_path):
+    """Text and numbers are no common type for the ids, which the batches are cut by: Arrow
+    filters each part in its own type ("Function 'equal' has no kernel matching input types
+    (int64, large_string)")."""
+    _parts(tmp_path, **{"part-0.parquet": pd.DataFrame({"borrower_id": [1, 2],
+                                                        "when": pd.to_datetime(["2025-01-01"] * 2)}),
+                        "part-1.parquet": second})
+    with pytest.raises(ContractError) as stopped:
+        readers.open_dataset(tmp_path)
+    assert str(stopped.value) == f"{tmp_path}: {said}"
+
+
+@pytest.mark.parametrize("extra, said", [
+    ({"part-1.csv": "borrower_id\n3\n"},
+     "mixes CSV files ['part-1.csv'] and Parquet files ['part-0.parquet']: a folder's parts are of one "
+     "format"),
+    ({"README.txt": "exported 2026-12-01\n"},
+     "holds files neither CSV (.csv, .csv.gz) nor Parquet: ['README.txt']; a folder holds only its data's "
+     "parts: move them out"),
+    ({"old/part-0.parquet": None},
+     "holds the folders ['old/']: a folder's own files are read, not those of folders inside it; move "
+     "them out, or their files into it"),
+])
+def test_a_folder_holding_more_than_one_formats_parts_stops_naming_what_else(extra, said, tmp_path):
+    """A Parquet part was parsed as CSV ('Expected 1 columns, got 2'), a README read as the
+    first CSV, an 'old/' copy read too (every borrower rejected as a duplicate)."""
+    _parts(tmp_path, **{"part-0.parquet": pd.DataFrame({"borrower_id": [1, 2]})})
+    for name, text in extra.items():
+        if text is None:
+            _parts(tmp_path / "old", **{"part-0.parquet": pd.DataFrame({"borrower_id": [1, 2]})})
+        else:
+            (tmp_path / name).write_text(text)
+    with pytest.raises(ContractError) as stopped:
+        readers.open_dataset(tmp_path)
+    assert str(stopped.value) == f"{tmp_path}: {said}"

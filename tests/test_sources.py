@@ -565,6 +565,55 @@ def test_features_file_with_unusable_ids_exits_1(ids, message, features, work, t
     assert list((tmp_path / "out").iterdir()) == []
 
 
+# ---- folders of parts ------------------------------------------------------------------------------
+
+def write_parts(frame: pd.DataFrame, folder: Path, *names: str) -> Path:
+    """``frame`` split into as many files as ``names``, each a CSV or Parquet as its name says."""
+    folder.mkdir(parents=True, exist_ok=True)
+    bounds = np.linspace(0, len(frame), len(names) + 1).astype(int)
+    for name, first, last in zip(names, bounds[:-1], bounds[1:], strict=True):
+        part = frame.iloc[first:last]
+        (part.to_csv if readers.is_csv_name(folder / name) else part.to_parquet)(folder / name, index=False)
+    return folder
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "csv"])
+def test_every_part_of_a_folder_counts_whatever_its_name(fmt, features, work, tmp_path):
+    """Arrow's default left out a part named with a leading '_': 2,000 borrowers in a folder of
+    '_2025-11' and '2025-12' were 1,000 in, 1,000 scored, exit 0."""
+    folder = write_parts(features, tmp_path / "in", f"_2025-11.{fmt}", f"2025-12.{fmt}")
+    check_accounted(score(work, folder, tmp_path / "out" / "s.parquet"), len(features))
+
+
+def test_a_feature_written_as_text_in_one_part_is_read_as_text_in_them_all(features, work, tmp_path):
+    """A part whose feature is text with a word in it stops the run naming the rows, whichever
+    part comes first (Arrow cast the text to the first part's numbers and named neither file
+    nor column); text that is all numbers scores."""
+    half = len(features) // 2
+    borrower = int(features["borrower_id"].iloc[half + 3])
+    text = features["age"].astype("str").to_numpy(dtype=object)
+    folder = write_parts(features.iloc[:half], tmp_path / "in", "part-0.parquet")
+    write_parts(features.iloc[half:].assign(age=text[half:]), folder, "part-1.parquet")
+    check_accounted(score(work, folder, tmp_path / "out" / "s.parquet"), len(features))
+    text[half + 3] = "unknown"
+    write_parts(features.iloc[half:].assign(age=text[half:]), folder, "part-1.parquet")
+    run = score(work, folder, tmp_path / "out" / "t.parquet")
+    assert run.code == 1, run.err
+    assert run.err == (f"error: {folder}: column 'age' must be numeric, found large_string; 1 rows are not "
+                       f"numbers: borrower {borrower} 'unknown'\n"), run.err
+
+
+@pytest.mark.parametrize("other", ["borrowers.csv", "borrowers.parquet"])
+def test_a_raw_table_given_twice_stops_naming_both(other, tables, work, tmp_path):
+    """borrowers/ beside borrowers.csv: one was read and the other's borrowers left out unsaid."""
+    raw = write_raw(tables, tmp_path / "raw", "parquet")
+    write_parts(tables["borrowers"], raw, other)
+    run = score(work, raw, tmp_path / "out" / "s.parquet")
+    assert run.code == 1 and run.err == (f"error: {raw}: table 'borrowers' is given 2 times, as "
+                                         f"{raw / 'borrowers'}, {raw / other}: keep one\n"), run.err
+    assert list((tmp_path / "out").iterdir()) == []
+
+
 # ---- text ids ----------------------------------------------------------------------------------------
 
 TEXT_IDS = {"letters": "C{:09d}".format, "leading_zeros": "{:012d}".format}
