@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 from itertools import pairwise
 from pathlib import Path
 from typing import Annotated, Literal
@@ -619,7 +620,9 @@ class Params(Settings):
         if (cal.export_end - cal.last_scoring_date).days < needed:
             raise ValueError(
                 f"simulate.calendar.export_end must be at least {needed} days after last_scoring_date "
-                "so that the label of the last cohort is observed")
+                f"so that the label of the last cohort is observed (label.performance_cycles "
+                f"{label.performance_cycles}, label.dpd_threshold {label.dpd_threshold}): move it, "
+                "or simulate.calendar.last_scoring_date, or shorten the label")
         return self
 
     @model_validator(mode="after")
@@ -630,6 +633,9 @@ class Params(Settings):
         return self
 
 
+TOP_LEVEL = re.compile(r"Value error, (?P<key>[a-z_]+(?:\.[a-z_]+)+) (?P<rest>.*)", re.DOTALL)
+
+
 def parse_params(raw: dict, source: str = "params") -> Params:
     """Validate a params mapping; raise ConfigError naming every bad key."""
     try:
@@ -637,8 +643,12 @@ def parse_params(raw: dict, source: str = "params") -> Params:
     except ValidationError as err:
         lines = [f"{source}: invalid params"]
         for e in err.errors():
-            key = ".".join(str(p) for p in e["loc"]) or "(top level)"
-            lines.append(f"  {key}: {e['msg']}")
+            key, message = ".".join(str(p) for p in e["loc"]), e["msg"]
+            # a check across sections has no place of its own: it names the key it is about first
+            named = TOP_LEVEL.fullmatch(message)
+            if not key and named:
+                key, message = named["key"], named["rest"]
+            lines.append(f"  {key or '(top level)'}: {message}")
         raise ConfigError("\n".join(lines)) from err
 
 

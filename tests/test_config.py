@@ -54,8 +54,10 @@ def test_overlapping_windows_fail():
 
 
 def test_label_must_be_observable_before_export_end():
-    assert "export_end must be at least" in error_for(
-        {"simulate": {"calendar": {"export_end": "2026-03-01"}}})
+    """A check across sections names its key, not "(top level)", and the label it was judged for."""
+    message = error_for({"simulate": {"calendar": {"export_end": "2026-03-01"}}})
+    assert "  simulate.calendar.export_end: must be at least" in message and "(top level)" not in message
+    assert "label.performance_cycles 3, label.dpd_threshold 1" in message
 
 
 def test_a_statement_must_leave_its_grace_before_the_due_date():
