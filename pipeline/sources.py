@@ -34,6 +34,7 @@ from pipeline import io
 from pipeline.catalog import BY_NAME, DUE_DATES, codes_hint
 from pipeline.config import Params, TablesSettings
 from pipeline.contract import (
+    FLOAT_MAX,
     LEADING_ZERO,
     RAW_TABLES,
     TABLES,
@@ -558,8 +559,10 @@ def _reasons(failures: pd.DataFrame, spec: Table, label: str, source: Path) -> p
                             f"(value {first['value']})")
     # a failure of the table's key (a duplicate) names the key, not the duplicated value
     column = failures["column"].where(failures["column"].isin(spec.names), ", ".join(spec.key))
-    reason = (label + column + ": fails " + failures["check"]
-              + " (value " + failures["value"].fillna("missing") + ")")
+    # a team's own column must only be a finite number: said so, not as the largest floats' range
+    check = failures["check"].str.replace(f"in_range({-FLOAT_MAX}, {FLOAT_MAX})", "being a finite number",
+                                          regex=False)
+    reason = label + column + ": fails " + check + " (value " + failures["value"].fillna("missing") + ")"
     return pd.DataFrame({"row": failures["row"].astype("int64").to_numpy(), "reason": reason.to_numpy()})
 
 
@@ -794,7 +797,29 @@ def team_table(path: Path, t: TablesSettings, labelled: bool) -> pd.DataFrame:
     label = pd.to_numeric(frame[t.label_column], errors="coerce")
     _stop_at(path, t.label_column, "must be 0 or 1", ~label.isin([0, 1]), frame)
     out["label"] = label.astype("int64")
+    _check_training_rows(path, out)
     return out
+
+
+def _check_training_rows(path: Path, frame: pd.DataFrame) -> None:
+    """Stop on training rows the scorer would reject (the features contract: a catalogue column's
+    range and whole numbers, a team's own numbers finite, a scoring date from 2000): a model had
+    trained on an infinity, a 1970 date and -1 inquiries that scoring the same rows refused.
+    Dates are no feature a model reads: a date column is named rather than left out unsaid."""
+    features = [c for c in frame.columns if c not in (*RESERVED, "scoring_date", "jump_date")]
+    dates = [c for c in features if pd.api.types.is_datetime64_any_dtype(frame[c])]
+    if dates:
+        raise ContractError(f"{path}: columns {dates} hold dates, which a model cannot read: give each "
+                            "as a number (days from it to the scoring date, say) or leave it out")
+    text = tuple(c for c in features if not pd.api.types.is_numeric_dtype(frame[c]))
+    table = features_table(features, text)
+    # the ids were checked already (``_team_ids``), and may be text, which the table's are not
+    numbered = frame.assign(borrower_id=np.arange(len(frame)))
+    found = _reasons(row_violations(numbered, table), table, "", path).drop_duplicates("row")
+    if len(found):
+        first = "; ".join(f"row {r + 1}: {why}" for r, why in found.head(5).itertuples(index=False))
+        raise ContractError(f"{path}: {len(found)} rows hold values the scorer would reject, so no model "
+                            f"is trained on them (data rows counted from 1): {first}")
 
 
 # what LightGBM does not keep in a feature's name (its model file is JSON-like text)
@@ -808,9 +833,23 @@ def _team_dataset(path: Path, t: TablesSettings) -> ds.Dataset:
     try:
         if not is_csv(path):
             return open_dataset(path)
-        return _as_text(path, t.date_column, *([t.id_column] if _text_ids(path, t.id_column) else []))
+        ids = [t.id_column] if _text_ids(path, t.id_column) else []
+        return _as_text(path, t.date_column, *ids, *_zero_led_columns(path, t.date_column, *ids))
     except READ_ERRORS as err:
         raise _unreadable(path, err) from err
+
+
+def _zero_led_columns(path: Path, *read_as_text: str) -> list[str]:
+    """The columns of a CSV (but ``read_as_text``) that Arrow reads as whole numbers though some
+    are written with a leading zero ('01', '007'): codes, which Parquet and a sheet keep as text.
+    Read as numbers, the same table had trained a model with a numeric 'branch_code' from CSV
+    and a categorical one from Parquet or .xlsx."""
+    inferred = open_dataset(path).schema
+    wanted = [f.name for f in inferred if pa.types.is_integer(f.type) and f.name not in read_as_text]
+    if not wanted:
+        return []
+    written = _table(_as_text(path, *wanted), path, columns=wanted)
+    return [c for c in wanted if pc.any(pc.match_substring_regex(written[c], LEADING_ZERO)).as_py() is True]
 
 
 def _team_ids(path: Path, column: str, frame: pd.DataFrame) -> pd.Series:

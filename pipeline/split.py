@@ -73,13 +73,18 @@ def check_both_labels(report: dict[str, dict]) -> None:
                          "tables), or change split.train, split.valid and split.test")
 
 
-def check_labels_known(scoring_date: pd.Series, matures: pd.Series, today: pd.Timestamp) -> None:
+def check_labels_known(frame: pd.DataFrame, matures: pd.Series, today: pd.Timestamp, where: str) -> None:
     """Raise SplitError when a row's label window has not ended by ``today``: its label cannot
     have been observed, and a 0 there would only mean "not yet missed". A team's file is checked
-    (the simulator's truth is known whenever its calendar ends)."""
+    (the simulator's truth is known whenever its calendar ends); ``where`` names its file and date
+    column, and the message the first borrowers."""
     early = matures > today
+    scoring_date = frame["scoring_date"]
     if early.any():
-        raise SplitError(f"{int(early.sum())} rows have labels that cannot be known yet: scored from "
+        first = ", ".join(map(str, frame.loc[early, "borrower_id"].head(5)))
+        more = ", ..." if early.sum() > 5 else ""
+        raise SplitError(f"{where}: {int(early.sum())} rows (borrowers {first}{more}) have labels that "
+                         f"cannot be known yet: scored from "
                          f"{scoring_date[early].min().date()}, their label window ends after today "
                          f"({today.date()}), as late as {matures[early].max().date()}; leave them out, or "
                          "set label.performance_cycles and label.dpd_threshold to the window the label "

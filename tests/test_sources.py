@@ -1102,6 +1102,47 @@ def test_a_teams_category_of_a_few_numeric_codes_and_a_word_stays_text(tmp_path)
     assert sorted(out["grade"].astype(str).unique()) == ["1", "2", "3", "4", "5", "X"]
 
 
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_a_teams_codes_written_with_leading_zeros_are_codes_in_every_format(fmt, tmp_path):
+    """Known answer from outside: 'branch_code' 01/02/07/10 was learned as the numbers 1, 2, 7,
+    10 from a CSV (Arrow infers integers) and as the categories '01'... from Parquet or .xlsx."""
+    frame = pd.concat([_team_frame()] * 10, ignore_index=True).assign(customer_id=range(40))
+    frame["branch_code"] = ["01", "02", "07", "10"] * 10
+    frame["late_count"] = [0, 1, 2, 3] * 10  # numbers, no zero before a digit: stays numbers
+    path = tmp_path / f"team.{fmt}"
+    frame.to_csv(path, index=False) if fmt == "csv" else frame.to_parquet(path)
+    out = team_table(path, _team_settings(), labelled=True)
+    assert sorted(out["branch_code"].astype(str).unique()) == ["01", "02", "07", "10"]
+    assert pd.api.types.is_integer_dtype(out["late_count"])
+
+
+@pytest.mark.parametrize("spoil, said", [
+    (lambda f: f.assign(amount=[1.5, np.inf, 3.0, 4.0]),
+     "row 2: amount: fails being a finite number (value inf)"),
+    (lambda f: f.assign(as_of=["2025-01-31", "1970-01-01", "2025-03-31", "2025-04-30"]),
+     "row 2: scoring_date: fails in_range"),
+    (lambda f: f.assign(inquiries_3m=[1, -1, 2, 1.5]), "2 rows hold values the scorer would reject"),
+])
+def test_a_teams_training_rows_keep_the_rules_the_scorer_keeps(spoil, said, tmp_path):
+    """Known answers from outside: an infinity, a 1970 scoring date and -1 or 1.5 inquiries (a
+    catalogue column) trained the model, while scoring the same rows rejected them."""
+    path = tmp_path / "team.parquet"
+    spoil(_team_frame()).to_parquet(path)
+    names = {"catalogue": ["inquiries_3m"]} if "inquiries_3m" in spoil(_team_frame()) else {}
+    with pytest.raises(ContractError) as err:
+        team_table(path, _team_settings(**names), labelled=True)
+    assert str(path) in str(err.value) and said in str(err.value), str(err.value)
+    assert team_table(path, _team_settings(**names), labelled=False) is not None  # scoring rejects rows
+
+
+def test_a_teams_date_column_is_named_not_left_out(tmp_path):
+    """An 'open_date' column had been dropped from both models without a word."""
+    path = tmp_path / "team.parquet"
+    _team_frame().assign(open_date=pd.to_datetime(["2020-01-01"] * 4)).to_parquet(path)
+    with pytest.raises(ContractError, match=r"columns \['open_date'\] hold dates, which a model cannot read"):
+        team_table(path, _team_settings(), labelled=True)
+
+
 def test_a_teams_column_gets_the_catalogues_meaning_only_when_listed(tmp_path):
     path = tmp_path / "team.csv"
     _team_frame().assign(credit_score=[600, 650, 700, 580]).to_csv(path, index=False)

@@ -130,7 +130,9 @@ def test_labels_whose_window_ends_after_today_are_refused():
     "not yet missed" (the split had said their labels were known by 2028)."""
     f = frame(400)
     matures = label_matures(f["scoring_date"], LABEL, OFFSET)
-    check_labels_known(f["scoring_date"], matures, matures.max())
+    f["borrower_id"] = np.arange(len(f)) + 100
+    check_labels_known(f, matures, matures.max(), "team.csv: column 'as_of'")
     today = matures.sort_values().iloc[-10] - pd.Timedelta(days=1)
-    with pytest.raises(SplitError, match=r"^\d+ rows have labels that cannot be known yet: scored from "):
-        check_labels_known(f["scoring_date"], matures, today)
+    said = r"^team.csv: column 'as_of': 11 rows \(borrowers \d+, \d+, \d+, \d+, \d+, \.\.\.\) have labels"
+    with pytest.raises(SplitError, match=said):
+        check_labels_known(f, matures, today, "team.csv: column 'as_of'")

@@ -44,7 +44,9 @@ def split(params: Path = PARAMS) -> None:
     offset = p.simulate.calendar.due_day_offset
     matures = label_matures(frame["scoring_date"], p.label, offset)
     if p.source.kind == "tables":
-        check_labels_known(frame["scoring_date"], matures, pd.Timestamp.today().normalize())
+        t = p.source.tables
+        check_labels_known(frame, matures, pd.Timestamp.today().normalize(),
+                           f"{t.features}: column '{t.date_column}'")
     frame["split"] = out_of_time(frame, p.split.fractions, p.label, offset)
     report = summary(frame, matures)
     check_both_labels(report)
