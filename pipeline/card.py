@@ -29,6 +29,13 @@ PRIMARY = plots.PRIMARY
 SECTIONS = ("provenance", "checks", "goals", "purpose", "data", "simulator", "ranking", "probabilities",
             "lift", "stability", "segments", "causes", "cause_model", "truth_gap", "features", "scorecard",
             "plots", "monitoring", "decision", "gates", "limits")
+# a team's own data (source: tables) has no simulator and no truth: its card says what cannot be
+# measured where the simulator's assumptions were, and drops the gap to the truth
+OWN_DATA_SECTIONS = tuple("unmeasured" if s == "simulator" else s for s in SECTIONS if s != "truth_gap")
+# goals judged against the simulator's truth or its regime-change date; on own data the card names
+# them among what cannot be measured instead of listing them as "not applicable"
+TRUTH_GOALS = ("psi_before_change_below_0_10", "auc_within_0_02_of_truth", "cause_accuracy_at_least_0_80",
+               "cause_recall_at_least_0_60", "cause_auc_within_0_03_of_truth")
 
 Keys = tuple[str, ...]
 Row = tuple[str, Keys]  # a table row: label and the keys leading to the value in a report
@@ -236,9 +243,11 @@ def checks(reports: dict, gates: dict | None, primary: str = PRIMARY) -> list[st
     return failed
 
 
-def _goals(verdicts: dict | None) -> dict | None:
+def _goals(verdicts: dict | None, own_data: bool = False) -> dict | None:
     """The model's goals (``evaluate.goals``) as met, missed or not applicable (no truth to judge
-    by, or no miss of a cause); a goal judged per cause gets a row per cause."""
+    by, or no miss of a cause); a goal judged per cause gets a row per cause. On own data the goals
+    that need the simulator are left out (the card says why in one place)."""
+    verdicts = {k: v for k, v in (verdicts or {}).items() if not (own_data and k in TRUTH_GOALS)}
     if not verdicts:
         return None
     said = {True: "met", False: "missed", None: "not applicable (no truth, or no miss to measure it on)"}
@@ -250,11 +259,17 @@ def _goals(verdicts: dict | None) -> dict | None:
     return {"header": ["goal", "verdict"], "rows": rows}
 
 
-def _psi_tables(stability: dict) -> dict:
-    """PSI of the score overall and before/after the regime change, and the rows per PSI bin."""
-    periods = {"all out-of-time rows": stability.get("psi"),
-               "scored before the regime change": stability.get("psi_before_regime_change"),
-               "scored on or after the regime change": stability.get("psi_after_regime_change")}
+# the rows PSI is computed on: its key in the stability report and its column in the per-bin table
+PSI_PERIODS = {"all out-of-time rows": ("psi", "out-of-time rows, all"),
+               "scored before the regime change": ("psi_before_regime_change", "before"),
+               "scored on or after the regime change": ("psi_after_regime_change", "after")}
+
+
+def _psi_tables(stability: dict, regime_change: bool = True) -> dict:
+    """PSI of the score overall and, with the simulator's regime change (``regime_change``), before
+    and after it; and the rows per PSI bin."""
+    names = list(PSI_PERIODS) if regime_change else list(PSI_PERIODS)[:1]
+    periods = {name: stability.get(PSI_PERIODS[name][0]) for name in names}
     bins = {name: (r or {}).get("bins", []) for name, r in periods.items()}
 
     def count(name: str, i: int) -> str:
@@ -267,8 +282,8 @@ def _psi_tables(stability: dict) -> dict:
     per_bin = [[b["bin"], num(b["expected_count"]), *(count(name, i) for name in periods)]
                for i, b in enumerate(bins["all out-of-time rows"])]
     return {"summary": {"header": ["rows", "PSI", "flag", "bins", "out-of-time rows"], "rows": summary},
-            "bins": {"header": ["score bin (probability)", "train rows", "out-of-time rows, all", "before",
-                                "after"], "rows": per_bin}}
+            "bins": {"header": ["score bin (probability)", "train rows",
+                                *(PSI_PERIODS[name][1] for name in periods)], "rows": per_bin}}
 
 
 def _gates(gates: dict | None) -> dict | None:
@@ -338,6 +353,31 @@ def _decision(data: dict | None) -> dict | None:
             "chart": base64.b64encode(data["chart"]).decode("ascii")}
 
 
+def _measured(table: dict) -> dict | None:
+    """A table with at least one figure, or None when every figure is missing (nothing measured it:
+    the card says so instead of a table of dashes)."""
+    return table if any(cell != MISSING for row in table["rows"] for cell in row[1:]) else None
+
+
+def _text(value) -> str:
+    return str(value) if value else MISSING
+
+
+SPLITS: list[Column] = [("split", "split", str), ("rows", "rows", num), ("misses", "misses", num),
+                        ("first date", "first", _text), ("last date", "last", _text)]
+
+
+def _own_data(params: Params, splits: dict | None) -> dict | None:
+    """What the card says of a team's own data (``source.kind: tables``): its files and columns, and
+    the rows of each split (``splits``: name -> rows, misses, first and last date); None for the
+    simulator, whose card describes the simulator."""
+    if params.source.kind != "tables":
+        return None
+    records = [{"split": name, **figures} for name, figures in (splits or {}).items()]
+    return {"tables": params.source.tables, "splits": _records(records, SPLITS) if records else None,
+            "truth_goals": [GOALS[k] for k in TRUTH_GOALS]}
+
+
 def _figures(paths: Sequence[Path]) -> list[dict]:
     return [{"name": Path(p).name, "title": plots.TITLES.get(Path(p).name, Path(p).stem),
              "data": base64.b64encode(Path(p).read_bytes()).decode("ascii")} for p in paths]
@@ -355,8 +395,9 @@ def _context(reports: dict, gates: dict | None, params: Params, figures: Sequenc
     main = reports[primary]
     stability = main.get("stability", {})
     csi_flagged = [r for r in stability.get("csi", []) if r.get("flag") != "stable"]
+    own = _own_data(params, details.get("splits"))
     return {
-        "p": params, "primary": plots.LABELS.get(primary, primary),
+        "p": params, "primary": plots.LABELS.get(primary, primary), "own": own,
         "truth_replicates": truth_replicates(params.simulate, params.label),
         "psi_watch": num(PSI_WATCH, 2), "psi_shifted": num(PSI_SHIFTED, 2),
         "data": _by_model(reports, models, [("out-of-time test rows", ("ranking", "n")),
@@ -367,15 +408,15 @@ def _context(reports: dict, gates: dict | None, params: Params, figures: Sequenc
         "lift": _by_model(reports, models, LIFT),
         "top_share": pct(_dig(main, ("lift", "top_share"))),
         "deciles": _records(_dig(main, ("lift", "deciles")) or [], DECILES),
-        "psi": _psi_tables(stability),
+        "psi": _psi_tables(stability, regime_change=own is None),
         "csi_flagged": _records(csi_flagged, CSI) if csi_flagged else None,
-        "gini_trend": _by_model(reports, models, GINI_TREND),
+        "gini_trend": _measured(_by_model(reports, models, GINI_TREND)),
         "segments": {SEGMENT_NAMES.get(k, k): _records(v, SEGMENTS)
                      for k, v in main.get("segments", {}).items()},
         "flag_rate": pct(_dig(main, ("causes", "flag_rate"))),
-        "caught": _by_model(reports, models, CAUGHT),
+        "caught": _measured(_by_model(reports, models, CAUGHT)),
         "cause_misses": {c: num(_dig(main, ("causes", "by_cause", c, "misses"))) for c in CAUSES},
-        "truth_gap": _by_model(reports, challengers, TRUTH_GAP),
+        "truth_gap": _measured(_by_model(reports, challengers, TRUTH_GAP)),
         "figures": _figures(figures),
         "gates": _gates(gates),
         "monitoring": _monitoring(details.get("monitoring")),
@@ -383,12 +424,12 @@ def _context(reports: dict, gates: dict | None, params: Params, figures: Sequenc
         "cause_model": _cause_model(main.get("cause_model")),
         **{name: _floor(main.get(f"{name}_floor"), name) for name in FLOORS},
         "checks": checks(reports, gates, primary),
-        "goals": _goals(main.get("goals")),
+        "goals": _goals(main.get("goals"), own_data=own is not None),
         "provenance": [(label, details["provenance"][key]) for label, key in PROVENANCE
                        if details.get("provenance", {}).get(key)],
         "importance": _records(details.get("importance", []), IMPORTANCE),
         "points": _records(details.get("points", []), POINTS),
-        "sections": SECTIONS,
+        "sections": SECTIONS if own is None else OWN_DATA_SECTIONS,
     }
 
 
@@ -406,7 +447,9 @@ def model_card(reports: dict[str, dict], gates: dict | None, params: Params, fig
 
     ``details`` holds ``provenance`` (key -> text: model version, run ids, commit, digests, time;
     the copy kept by DVC carries only what DVC tracks), ``importance`` (records of feature, cause,
-    share, description) and ``points`` (the scorecard's records)."""
+    share, description), ``points`` (the scorecard's records) and ``splits`` (rows, misses and
+    dates of each split, shown for a team's own data, ``params.source.kind`` tables: that card
+    describes the team's files and says what cannot be measured without the simulator's truth)."""
     if not reports:
         raise ValueError("model_card needs at least one model report")
     context = _context(reports, gates, params, figures, details or {})

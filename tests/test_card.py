@@ -253,3 +253,58 @@ def test_the_monitoring_section_shows_the_goals_and_embeds_the_chart(figures, pa
                                                                                    "chart": chart}}),
                        "monitoring")
     assert "none in the monitored months" in section and "None" not in section
+
+
+def _own_data_reports(reports):
+    """What evaluate reports on a team's own data: no truth, no causes, no segments, no month with
+    enough rows for a Gini, goals whose truth is absent None."""
+    del reports["truth"]
+    for report in reports.values():
+        report["causes"] = report["truth_gap"] = None
+        report["segments"] = {}
+        report["stability"]["gini_by_month"] = {"periods": [], "slope": None, "mean": None, "std": None}
+    reports["lightgbm"]["goals"] = {"above_scorecard": True, "psi_before_change_below_0_10": True,
+                                    "ece_at_most_0_01": False, "auc_within_0_02_of_truth": None}
+
+
+def test_an_own_data_card_describes_the_teams_data_and_says_what_cannot_be_measured(figures):
+    tables = {"features": "team/features.csv", "score": "team/to_score.parquet", "id_column": "customer_id",
+              "label_column": "default", "date_column": "scoring_date"}
+    params = make_params({"source": {"kind": "tables", "tables": tables}})
+    splits = {"train": {"rows": 1217, "misses": 531, "first": "2024-01-01", "last": "2024-10-20"},
+              "valid": {"rows": 600, "misses": 267, "first": "2024-12-31", "last": "2025-05-31"},
+              "test": {"rows": 600, "misses": 258, "first": "2025-08-07", "last": "2025-12-30"}}
+    html = _render(figures, params, edit=_own_data_reports, details={**DETAILS, "splits": splits})
+    text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html))
+    for false in ("Synthetic borrower histories", "The data are synthetic", "Simulator assumptions",
+                  "Monte-Carlo estimate", "The regime change is on", "scored before the regime change",
+                  "Gap to the truth", "AUC of the truth", "misses caught —", "<td>—</td>",
+                  "PSI of the score below 0.10 before the regime change met"):
+        assert false not in html and false not in text, false
+    data = _section(html, "data")
+    for said in ("source: tables", "team/features.csv", "team/to_score.parquet", "customer_id",
+                 "<td>1,217</td>", "2025-12-30"):
+        assert said in data, said
+    unmeasured = _section(html, "unmeasured")
+    for said in ("What cannot be measured", "gap to the true probability", "accuracy against the true causes",
+                 "Per-cause AUC against the truth", "PSI before and after the regime change",
+                 "AUC within 0.02 of the truth"):
+        assert said in unmeasured, said
+    assert html.count('<h2 id="unmeasured">') == 1
+    for name in card.OWN_DATA_SECTIONS:
+        assert re.search(rf'<h2 id="{name}">', html), name
+    assert "Not measured" in _section(html, "causes") and "Not measured" in _section(html, "cause_model")
+    stability = _section(html, "stability")
+    assert "Not measured" in stability and "Gini by month of scoring_date" in stability
+    assert "No segments" in _section(html, "segments")
+    goals = _section(html, "goals")
+    assert "AUC above the scorecard" in goals and "truth" not in goals and "regime" not in goals
+
+
+def test_the_simulator_card_keeps_its_simulator_sections(figures, params):
+    html = _render(figures, params)
+    assert "unmeasured" not in html and "cannot be measured" not in html
+    for said in ("Synthetic borrower histories from the project's simulator", "Simulator assumptions",
+                 "The data are synthetic", "scored before the regime change", "AUC of the truth",
+                 "share of credit misses caught", "Gini by jump month"):
+        assert said in html, said

@@ -83,7 +83,7 @@ def evaluate_command(params: Path = PARAMS) -> None:
                 io.write_json(frame.to_dict("records"), out / kind / f"{name}.json")
     with io.atomic_dir(FIGURES) as out:
         figures = [FIGURES / f.name for f in plots.render_all(plot_data, reports, out)]
-    details = _details(p, metadata)
+    details = _details(p, metadata, frames)
     with io.atomic_path(CARD, ".html") as tmp:
         tmp.write_text(card.model_card(reports, gates, p, figures, details))
     io.write_json(reports, REPORTS / "evaluation.json")
@@ -102,7 +102,7 @@ def _truth(frames: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
     return {name: truth.loc[f["borrower_id"]].reset_index(drop=True) for name, f in frames.items()}
 
 
-def _details(p: Params, metadata: dict) -> dict:
+def _details(p: Params, metadata: dict, frames: dict[str, pd.DataFrame]) -> dict:
     """What the card shows beyond the reports. Only what DVC tracks: no run id, version or time
     (the copy logged to MLflow adds those)."""
     produced_by = p.model_dump(mode="json", by_alias=True)
@@ -123,7 +123,18 @@ def _details(p: Params, metadata: dict) -> dict:
         # the monitor's summary and chart (the monitor stage runs before this one), if it monitored
         "monitoring": _monitoring(),
         "decision": _decision(p.decision.appetite),
+        "splits": _splits(frames),
     }
+
+
+def _splits(frames: dict[str, pd.DataFrame]) -> dict:
+    """Rows, misses and first and last scoring date of each split: a team's own data has no
+    simulator to describe, so its card describes these (validation is read here, two columns)."""
+    valid = pd.read_parquet(SPLIT_DIR / "valid.parquet", columns=["label", "scoring_date"])
+    ordered = {"train": frames["train"], "valid": valid, "test": frames["test"]}
+    return {name: {"rows": len(f), "misses": int(f["label"].sum()),
+                   "first": str(f["scoring_date"].min().date()), "last": str(f["scoring_date"].max().date())}
+            for name, f in ordered.items()}
 
 
 def _decision(appetite: float) -> dict | None:
