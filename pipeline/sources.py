@@ -411,8 +411,13 @@ def _zero_led(path: Path, column: str, stamp: tuple) -> bool:
     """Whether a CSV writes any id with a leading zero: a parse of the whole column, which every
     batch's reader would otherwise repeat (2% of scoring a features file), so kept per file
     version (``stamp``)."""
-    ids = _table(_as_text(path, column), path, columns=[column])[column]
-    return pc.any(pc.match_substring_regex(ids, LEADING_ZERO)).as_py() is True
+    return bool(_written_zero_led(path, [column]))
+
+
+def _written_zero_led(path: Path, columns: list[str]) -> list[str]:
+    """Those of a CSV's ``columns`` that write a value with a leading zero, read as written."""
+    written = _table(_as_text(path, *columns), path, columns=columns)
+    return [c for c in columns if pc.any(pc.match_substring_regex(written[c], LEADING_ZERO)).as_py() is True]
 
 
 def _as_text(path: Path, *columns: str) -> ds.Dataset:
@@ -846,10 +851,7 @@ def _zero_led_columns(path: Path, *read_as_text: str) -> list[str]:
     and a categorical one from Parquet or .xlsx."""
     inferred = open_dataset(path).schema
     wanted = [f.name for f in inferred if pa.types.is_integer(f.type) and f.name not in read_as_text]
-    if not wanted:
-        return []
-    written = _table(_as_text(path, *wanted), path, columns=wanted)
-    return [c for c in wanted if pc.any(pc.match_substring_regex(written[c], LEADING_ZERO)).as_py() is True]
+    return _written_zero_led(path, wanted) if wanted else []
 
 
 def _team_ids(path: Path, column: str, frame: pd.DataFrame) -> pd.Series:

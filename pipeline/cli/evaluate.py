@@ -24,9 +24,11 @@ from pipeline.cli.paths import (
     MONITOR_DIR,
     REPORTS,
     SPLIT_DIR,
+    SPLIT_REPORT,
     TRUTH_DIR,
 )
 from pipeline.config import CAUSES, Params
+from pipeline.split import SPLITS
 
 PLOTS = REPORTS / "plots"
 FIGURES = REPORTS / "figures"
@@ -83,7 +85,7 @@ def evaluate_command(params: Path = PARAMS) -> None:
                 io.write_json(frame.to_dict("records"), out / kind / f"{name}.json")
     with io.atomic_dir(FIGURES) as out:
         figures = [FIGURES / f.name for f in plots.render_all(plot_data, reports, out)]
-    details = _details(p, metadata, frames)
+    details = _details(p, metadata)
     with io.atomic_path(CARD, ".html") as tmp:
         tmp.write_text(card.model_card(reports, gates, p, figures, details))
     io.write_json(reports, REPORTS / "evaluation.json")
@@ -102,7 +104,7 @@ def _truth(frames: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
     return {name: truth.loc[f["borrower_id"]].reset_index(drop=True) for name, f in frames.items()}
 
 
-def _details(p: Params, metadata: dict, frames: dict[str, pd.DataFrame]) -> dict:
+def _details(p: Params, metadata: dict) -> dict:
     """What the card shows beyond the reports. Only what DVC tracks: no run id, version or time
     (the copy logged to MLflow adds those)."""
     produced_by = p.model_dump(mode="json", by_alias=True)
@@ -123,18 +125,17 @@ def _details(p: Params, metadata: dict, frames: dict[str, pd.DataFrame]) -> dict
         # the monitor's summary and chart (the monitor stage runs before this one), if it monitored
         "monitoring": _monitoring(),
         "decision": _decision(p.decision.appetite),
-        "splits": _splits(frames),
+        "splits": _splits(),
     }
 
 
-def _splits(frames: dict[str, pd.DataFrame]) -> dict:
-    """Rows, misses and first and last scoring date of each split: a team's own data has no
-    simulator to describe, so its card describes these (validation is read here, two columns)."""
-    valid = pd.read_parquet(SPLIT_DIR / "valid.parquet", columns=["label", "scoring_date"])
-    ordered = {"train": frames["train"], "valid": valid, "test": frames["test"]}
-    return {name: {"rows": len(f), "misses": int(f["label"].sum()),
-                   "first": str(f["scoring_date"].min().date()), "last": str(f["scoring_date"].max().date())}
-            for name, f in ordered.items()}
+def _splits() -> dict:
+    """Rows, misses and first and last scoring date of each split, as the split stage reported
+    them: a team's own data has no simulator to describe, so its card describes these."""
+    report = json.loads(SPLIT_REPORT.read_text())
+    return {name: {"rows": report[name]["rows"], "misses": report[name]["misses"],
+                   "first": report[name]["first_scoring_date"], "last": report[name]["last_scoring_date"]}
+            for name in SPLITS}
 
 
 def _decision(appetite: float) -> dict | None:

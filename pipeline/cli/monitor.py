@@ -21,7 +21,7 @@ from matplotlib.figure import Figure
 
 from pipeline import io, monitor, tracking, train
 from pipeline.cli import PARAMS, app, load
-from pipeline.cli.paths import MODELS, MONITOR_DIR, SPLIT_DIR, STREAM_DIR
+from pipeline.cli.paths import MODELS, MONITOR_DIR, SPLIT_DIR, SPLIT_REPORT, STREAM_DIR
 from pipeline.config import Params
 from pipeline.errors import UsageError
 from pipeline.model import CalibratedLightGBM
@@ -60,8 +60,8 @@ def monitor_command(params: Path = PARAMS) -> None:
         return
     m = p.monitor
     # validation follows training in time: its last scoring date ends the months the model was fitted on
-    valid = pd.read_parquet(SPLIT_DIR / "valid.parquet", columns=["scoring_date"])
-    overlap = monitor.training_overlap(m, valid["scoring_date"].max())
+    fitted_until = pd.Timestamp(json.loads(SPLIT_REPORT.read_text())["valid"]["last_scoring_date"])
+    overlap = monitor.training_overlap(m, fitted_until)
     if overlap:
         raise UsageError(overlap)
     frame = read_stream()

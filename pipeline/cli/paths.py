@@ -9,6 +9,7 @@ TRUTH_DIR = Path("data/truth")
 COUNTERFACTUAL_DIR = Path("data/counterfactual")
 FEATURES_DIR = Path("data/features")
 SPLIT_DIR = Path("data/split")
+SPLIT_REPORT = Path("reports/split.json")  # rows, misses and dates of each split
 INCOMING_DIR = Path("data/incoming")
 MODELS = Path("models")
 REPORTS = Path("reports")

@@ -10,7 +10,7 @@ import typer
 from pipeline import io
 from pipeline.causes import MISS_CAUSE
 from pipeline.cli import PARAMS, app, load
-from pipeline.cli.paths import FEATURES_DIR, MAINTENANCE_HISTORY, RAW_DIR, SPLIT_DIR, TRUTH_DIR
+from pipeline.cli.paths import FEATURES_DIR, MAINTENANCE_HISTORY, RAW_DIR, SPLIT_DIR, SPLIT_REPORT, TRUTH_DIR
 from pipeline.split import (
     SPLITS,
     check_both_labels,
@@ -22,7 +22,6 @@ from pipeline.split import (
     timeline_figure,
 )
 
-REPORT = Path("reports/split.json")
 # not under reports/figures: that folder is the evaluate stage's output as a whole
 TIMELINE = Path("reports/split_timeline.png")
 
@@ -59,7 +58,7 @@ def split(params: Path = PARAMS) -> None:
             part = frame[frame["split"] == name].drop(columns="split").reset_index(drop=True)
             io.write_parquet(part, out / f"{name}.parquet")
         io.write_json(history, out / MAINTENANCE_HISTORY.name)
-    io.write_json(report, REPORT)
+    io.write_json(report, SPLIT_REPORT)
     with io.atomic_path(TIMELINE, ".png") as tmp:
         timeline_figure(report).savefig(tmp, dpi=110, format="png", metadata={"Software": None})
     for name, row in report.items():
