@@ -49,13 +49,17 @@ def out_of_time(frame: pd.DataFrame, fractions: tuple[float, float, float], labe
     split, the cut-offs placed where the cumulative share of rows first reaches each share."""
     jump, scoring = frame["jump_date"], frame["scoring_date"]
     matures = label_matures(scoring, label, due_day_offset)
+    if jump.nunique() < len(SPLITS):
+        raise SplitError(_too_few_dates(jump))
     test = jump > _cut(jump, 1.0 - fractions[2])
     before_test = ~test & (matures < scoring[test].min())
     share_of_rest = fractions[1] * len(frame) / max(int(before_test.sum()), 1)
+    if share_of_rest >= 1.0:  # too few rows matured before test for validation and training
+        raise SplitError(_no_room(scoring, matures))
     valid = before_test & (jump > _cut(jump[before_test], 1.0 - share_of_rest))
     train = before_test & ~valid & (matures < scoring[valid].min())
     if not train.any():
-        raise SplitError(TOO_LONG)
+        raise SplitError(_no_room(scoring, matures))
     names = np.select([train, valid, test], list(SPLITS), EMBARGOED)
     return pd.Series(names, index=frame.index, name="split")
 
@@ -123,10 +127,24 @@ def maintenance_miss_rate(failures: pd.DataFrame, repayments: pd.DataFrame, wind
     return {"due_dates": len(settled), "missed": missed, "rate": rate_with_half_added(missed, len(settled))}
 
 
+def _too_few_dates(jump: pd.Series) -> str:
+    dates = ", ".join(str(d.date()) for d in sorted(jump.dropna().unique())[:len(SPLITS)])
+    return (f"the rows jump on {jump.nunique()} distinct date(s) ({dates or 'none'}): the out-of-time "
+            "split puts whole jump dates in one split, so train, validation and test need at least "
+            "three dates, spread over more than two label windows; give rows that jumped on more dates")
+
+
+def _no_room(scoring: pd.Series, matures: pd.Series) -> str:
+    """TOO_LONG with the figures behind it: the span of scoring dates against the label window."""
+    span = (scoring.max() - scoring.min()).days
+    window = int((matures - scoring).dt.days.median())
+    return (f"{TOO_LONG}: scoring dates run {scoring.min().date()}..{scoring.max().date()} ({span} days), "
+            f"and a label is known {window} days after its scoring date, so the two embargoes alone "
+            f"take about {2 * window} days")
+
+
 def _cut(jump: pd.Series, share: float) -> pd.Timestamp:
-    """Last jump date of the oldest ``share`` of rows (whole dates)."""
-    if len(jump) == 0 or share <= 0:
-        raise SplitError(TOO_LONG)
+    """Last jump date of the oldest ``share`` (0 < share <= 1) of rows (whole dates)."""
     dates = np.sort(jump.unique())
     cumulative = np.cumsum(jump.value_counts().reindex(dates).to_numpy()) / len(jump)
     return dates[np.searchsorted(cumulative, share - 1e-12)]

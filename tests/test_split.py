@@ -60,8 +60,23 @@ def test_oldest_train_newest_test_and_no_label_matures_inside_the_next_split(lab
 
 def test_a_label_window_longer_than_the_data_is_refused():
     long = LabelSettings(observation_days=30, performance_cycles=12, dpd_threshold=90)
-    with pytest.raises(ValueError, match="embargo"):
+    with pytest.raises(ValueError, match=r"embargo.*run 2024-01-0\d\.\.2025-0.*a label is known 4\d\d days"):
         out_of_time(frame(days=400), (0.6, 0.2, 0.2), long, OFFSET)
+
+
+@pytest.mark.parametrize("dates", [1, 2])
+def test_rows_on_fewer_than_three_jump_dates_are_refused_for_that_reason(dates):
+    f = frame(600, days=900)
+    f["jump_date"] = f["jump_date"].min() + pd.to_timedelta(np.arange(600) % dates * 400, unit="D")
+    f["scoring_date"] = f["jump_date"] + pd.Timedelta(days=30)
+    with pytest.raises(SplitError, match=f"jump on {dates} distinct date.*at least three dates"):
+        out_of_time(f, (0.6, 0.2, 0.2), LABEL, OFFSET)
+
+
+def test_too_few_rows_matured_before_test_is_refused_as_a_window_too_long():
+    f = frame(600, days=200)  # test takes the newest 20%; under 20% matured before its first date
+    with pytest.raises(SplitError, match="embargo.*take about"):
+        out_of_time(f, (0.2, 0.2, 0.6), LABEL, OFFSET)
 
 
 def test_summary_counts_rows_misses_and_dates_and_the_timeline_draws():
