@@ -177,7 +177,7 @@ def test_score_asks_for_the_registered_models_champion_and_promote_refuses_an_em
                                      sort_keys=False))
     asked = []
 
-    def loaded(uri, p):
+    def loaded(uri, settings):
         asked.append(uri)
         raise UsageError("enough")
     monkeypatch.setattr(scoring, "load_model", loaded)

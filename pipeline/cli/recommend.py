@@ -15,12 +15,12 @@ from typing import Annotated
 import pandas as pd
 import typer
 
+from pipeline.artifacts import load_model
 from pipeline.cli import PARAMS, app, load, params_file
 from pipeline.cli.paths import DECISION_MODEL
 from pipeline.cli.score import report_rejects, write_batches
 from pipeline.config import Params
 from pipeline.decision import DecisionModel
-from pipeline.errors import UsageError
 from pipeline.sources import Batch, check_paths, open_source
 
 
@@ -38,7 +38,7 @@ def recommend(
     # the project's model wherever the command runs, as score's @champion is the project's registry's
     model_uri = model_uri or str(params_file(params).resolve().parent / DECISION_MODEL)
     check_paths(input, output)
-    model = load_model(model_uri, p)
+    model, _ = load_model(model_uri, p.mlflow, decision=True)
     today = pd.Timestamp.today().normalize()
     source = open_source(input, p, list(model.features), (), today, model.observation_days)
     summary = write_batches(source, output, p, _Tally(), "recommend", recommend_range,
@@ -56,20 +56,6 @@ def recommend_range(bounds: tuple[int, int], path: Path, p: Params, model: Decis
     rows = model.recommend(batch.features) if len(batch.features) else pd.DataFrame()
     batch.features = batch.features.iloc[:0]
     return batch, rows, {}
-
-
-def load_model(uri: str, p: Params) -> DecisionModel:
-    """A local folder, or a registered version's files checked against the digests recorded at
-    registration (MLflow imported only then)."""
-    if Path(uri).is_dir():
-        return DecisionModel.from_dir(uri)
-    if not uri.startswith("models:/"):
-        raise UsageError(f"{uri}: no such model folder (run `dvc repro decide`, or give "
-                         f"models:/{p.mlflow.decision_model}/<version>)")
-    from pipeline import tracking
-
-    tracking.connect(p.mlflow)
-    return tracking.load_registered(p.mlflow, uri, decision=True)[0]
 
 
 class _Tally:

@@ -9,7 +9,6 @@ to temporary files; the scores, the rejects and the summary then appear together
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -19,10 +18,10 @@ import pandas as pd
 import typer
 
 from pipeline import io, score
+from pipeline.artifacts import load_model
 from pipeline.cli import PARAMS, app, load
 from pipeline.config import Params, with_label
 from pipeline.engine import map_shards, on_one_core
-from pipeline.errors import UsageError
 from pipeline.model import CalibratedLightGBM, encode
 from pipeline.readers import is_csv
 from pipeline.sources import (
@@ -52,7 +51,7 @@ def score_command(
     p = load(params)
     model_uri = model_uri or f"models:/{p.mlflow.registered_model}@champion"
     check_paths(input, output)
-    model, version = load_model(model_uri, p)
+    model, version = load_model(model_uri, p.mlflow)
     if model.label and model.label != p.label:
         typer.echo(f"the model predicts the label it was trained for ({model.label}), not the one "
                    f"params.yaml now states ({p.label}); its features are taken "
@@ -171,25 +170,6 @@ class _Tally:
         if c["borrowers_in"] != c["scored"] + c["rejected"]:
             raise RuntimeError(f"internal error, a borrower was lost: {c}")
         return {**c, "bands": self.bands, "drift": self.drift.summary()}
-
-
-def load_model(uri: str, p: Params) -> tuple[CalibratedLightGBM, str]:
-    """The model and its version: a local folder of model files (version ``local:<fingerprint>``,
-    content-derived, so DVC outputs stay reproducible) or a registered version, built by the
-    installed package from files checked against the digests recorded at registration. MLflow is
-    imported only for the latter."""
-    folder = Path(uri)
-    if folder.is_dir():
-        metadata = folder / "metadata.json"
-        tag = json.loads(metadata.read_text())["fingerprint"][:12] if metadata.exists() else "unknown"
-        return CalibratedLightGBM.from_dir(folder), f"local:{tag}"
-    if not uri.startswith("models:/"):  # a mistyped folder: said before any store is opened (or made)
-        raise UsageError(f"{uri}: no such model folder (run `dvc repro train@lightgbm`, or give "
-                         f"models:/{p.mlflow.registered_model}@champion or /<version>)")
-    from pipeline import tracking
-
-    tracking.connect(p.mlflow)
-    return tracking.load_registered(p.mlflow, uri)
 
 
 def _watched_features(model: CalibratedLightGBM, n: int) -> list[str]:
