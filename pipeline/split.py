@@ -77,6 +77,17 @@ def check_both_labels(report: dict[str, dict]) -> None:
                          "tables), or change split.train, split.valid and split.test")
 
 
+def labelled(frame: pd.DataFrame, where: object) -> pd.Series:
+    """The label column as 0/1 integers; SplitError naming ``where`` and the first borrowers
+    when a row has none (a borrower without a label can be neither learnt from nor judged)."""
+    missing = frame["label"].isna()
+    if missing.any():
+        first = ", ".join(map(str, frame.loc[missing, "borrower_id"].head(5)))
+        raise SplitError(f"{where}: no label for {int(missing.sum())} borrowers ({first}"
+                         f"{', ...' if missing.sum() > 5 else ''})")
+    return frame["label"].astype("int64")
+
+
 def check_labels_known(frame: pd.DataFrame, matures: pd.Series, today: pd.Timestamp, where: str) -> None:
     """Raise SplitError when a row's label window has not ended by ``today``: its label cannot
     have been observed, and a 0 there would only mean "not yet missed". A team's file is checked

@@ -14,6 +14,7 @@ from pipeline.split import (
     check_both_labels,
     check_labels_known,
     label_matures,
+    labelled,
     maintenance_miss_rate,
     out_of_time,
     summary,
@@ -151,3 +152,13 @@ def test_labels_whose_window_ends_after_today_are_refused():
     said = r"^team.csv: column 'as_of': 11 rows \(borrowers \d+, \d+, \d+, \d+, \d+, \.\.\.\) have labels"
     with pytest.raises(SplitError, match=said):
         check_labels_known(f, matures, today, "team.csv: column 'as_of'")
+
+
+def test_a_row_without_a_label_is_refused_naming_the_file_and_the_borrowers():
+    f = frame(20)
+    f["label"] = f["label"].astype("float64")
+    f.loc[[3, 7], "label"] = np.nan
+    with pytest.raises(SplitError, match=r"data/truth: no label for 2 borrowers \(3, 7\)"):
+        labelled(f, "data/truth")
+    f.loc[[3, 7], "label"] = 1.0
+    assert labelled(f, "x").dtype == "int64" and labelled(f, "x").sum() == f["label"].sum()

@@ -15,6 +15,7 @@ from pipeline.split import (
     SPLITS,
     check_both_labels,
     check_labels_known,
+    labelled,
     label_matures,
     maintenance_miss_rate,
     out_of_time,
@@ -36,10 +37,7 @@ def split(params: Path = PARAMS) -> None:
         labels = io.read_dataset(TRUTH_DIR, columns=["borrower_id", "label", "first_miss_cause"])
         labels = labels.rename(columns={"first_miss_cause": MISS_CAUSE})
         frame = frame.merge(labels, on="borrower_id", how="left", validate="one_to_one")
-    if frame["label"].isna().any():
-        missing = frame.loc[frame["label"].isna(), "borrower_id"].head().tolist()
-        raise ValueError(f"{TRUTH_DIR}: no label for borrowers {missing}")
-    frame["label"] = frame["label"].astype("int64")
+    frame["label"] = labelled(frame, TRUTH_DIR if p.source.kind == "simulator" else FEATURES_DIR)
     offset = p.simulate.calendar.due_day_offset
     matures = label_matures(frame["scoring_date"], p.label, offset)
     if p.source.kind == "tables":
