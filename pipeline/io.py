@@ -14,13 +14,16 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 # Fixed writer settings: with the pinned pyarrow, the same frame always gives the same bytes.
 # Dictionary encoding pays only for string columns; for amounts it is wasted work. Row groups this
@@ -144,6 +147,17 @@ def write_parquet(frame: pd.DataFrame | pa.Table, path: str | Path) -> None:
 def write_json(data: Any, path: str | Path) -> None:
     with atomic_path(path, ".json") as tmp:
         tmp.write_text(json_text(data))
+
+
+def write_png(figure: Figure, path: str | Path, dpi: int = 110) -> Path:
+    """A figure as PNG without metadata (no Matplotlib version, no time), so the bytes depend
+    only on the data; written atomically. Figures made without pyplot get their canvas here."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    FigureCanvasAgg(figure)
+    with atomic_path(path, ".png") as tmp:
+        figure.savefig(tmp, dpi=dpi, format="png", metadata={"Software": None})
+    return Path(path)
 
 
 def json_text(data: Any) -> str:

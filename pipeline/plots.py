@@ -15,9 +15,9 @@ import numpy as np
 import pandas as pd
 from matplotlib import style
 from matplotlib.axes import Axes
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from pipeline import io
 from pipeline.metrics import PSI_SHIFTED, PSI_WATCH
 
 DPI = 110
@@ -113,13 +113,6 @@ def _bar_style(model: str) -> dict:
 def _legend_below(fig: Figure, ax: Axes, columns: int = 1) -> None:
     """The legend under the plot, where it cannot hide data."""
     fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncols=columns)
-
-
-def _save(fig: Figure, path: Path) -> Path:
-    """PNG without metadata (no version or timestamp), so the bytes depend only on the data."""
-    FigureCanvasAgg(fig)
-    fig.savefig(path, dpi=DPI, format="png", metadata={"Software": None})
-    return path
 
 
 # ---------------------------------------------------------------------------------------------
@@ -248,5 +241,5 @@ def render_all(plot_data: dict[str, dict[str, pd.DataFrame]], reports: dict[str,
     paths = []
     with style.context("default"):  # ignore any user matplotlibrc
         for name, draw in FIGURES.items():
-            paths.append(_save(draw(plot_data, reports), out / name))
+            paths.append(io.write_png(draw(plot_data, reports), out / name, DPI))
     return paths

@@ -139,3 +139,18 @@ def test_a_folder_left_by_a_run_killed_while_removing_the_old_output_is_no_obsta
         (out / "new.txt").write_text("new")
     assert [p.name for p in tmp_path.iterdir()] == ["incoming"]
     assert [p.name for p in target.iterdir()] == ["new.txt"]
+
+
+def test_a_png_carries_no_version_or_time_and_the_same_figure_gives_the_same_bytes(tmp_path):
+    from matplotlib.figure import Figure
+
+    def drawn() -> Figure:
+        figure = Figure(figsize=(2, 1))
+        figure.add_subplot().plot([0, 1, 2], [1, 0, 1])
+        return figure
+    first = io.write_png(drawn(), tmp_path / "a.png")
+    second = io.write_png(drawn(), tmp_path / "b.png", dpi=110)
+    data = first.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and data == second.read_bytes()
+    assert b"Matplotlib" not in data and b"Software" not in data
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png", "b.png"]  # no temporary left

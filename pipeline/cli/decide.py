@@ -55,7 +55,7 @@ def decide(params: Path = PARAMS) -> None:
         model.save(out)
     with io.atomic_dir(PLOTS) as out:
         for name, figure in figures.items():
-            figure.savefig(out / f"{name}.png", dpi=110)
+            io.write_png(figure, out / f"{name}.png")
         if not figures:
             io.write_json(report, out / "not_evaluated.json")
     io.write_json(report, REPORT)

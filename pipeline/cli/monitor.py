@@ -16,7 +16,6 @@ import mlflow
 import numpy as np
 import pandas as pd
 import typer
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from pipeline import io, monitor, tracking, train
@@ -102,9 +101,7 @@ def monitor_command(params: Path = PARAMS) -> None:
     io.write_json(_rounded(decisions), MONITOR_DIR / "decisions.json")
     io.write_json(_rounded(goals), MONITOR_DIR / "goals.json")
     chart = MONITOR_DIR / "monthly.png"
-    with io.atomic_path(chart, ".png") as tmp:
-        monitor.monthly_figure(table, policies, alert_log, candidates, affected).savefig(
-            tmp, dpi=110, format="png", metadata={"Software": None})
+    io.write_png(monitor.monthly_figure(table, policies, alert_log, candidates, affected), chart)
     _log_runs(p, metadata["fingerprint"], frame, candidates, goals, chart)
     typer.echo(_summary(goals, candidates))
 
@@ -117,9 +114,7 @@ def _nothing_monitored() -> None:
     io.write_json({"monitored": False, "source": "tables"}, MONITOR_DIR / "goals.json")
     figure = Figure(figsize=(4, 1))
     figure.text(0.5, 0.5, "source: tables, no monthly stream monitored", ha="center", va="center")
-    FigureCanvasAgg(figure)
-    with io.atomic_path(MONITOR_DIR / "monthly.png", ".png") as tmp:
-        figure.savefig(tmp, format="png", metadata={"Software": None})
+    io.write_png(figure, MONITOR_DIR / "monthly.png")
     typer.echo("source: tables; nothing monitored (the monitor needs the simulated stream)")
 
 

@@ -15,8 +15,8 @@ from pipeline.split import (
     SPLITS,
     check_both_labels,
     check_labels_known,
-    labelled,
     label_matures,
+    labelled,
     maintenance_miss_rate,
     out_of_time,
     summary,
@@ -57,8 +57,7 @@ def split(params: Path = PARAMS) -> None:
             io.write_parquet(part, out / f"{name}.parquet")
         io.write_json(history, out / MAINTENANCE_HISTORY.name)
     io.write_json(report, SPLIT_REPORT)
-    with io.atomic_path(TIMELINE, ".png") as tmp:
-        timeline_figure(report).savefig(tmp, dpi=110, format="png", metadata={"Software": None})
+    io.write_png(timeline_figure(report), TIMELINE)
     for name, row in report.items():
         typer.echo(f"{name:7}  {row['rows']:7} rows  {row['misses']:6} misses  "
                    f"miss rate {row['miss_rate']:.3f}  "
