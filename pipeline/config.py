@@ -455,7 +455,7 @@ class ScoreSettings(Settings):
     bands: dict[str, Probability]  # band name -> upper bound of the probability, ascending
     quiet_bands: list[str]  # bands that need no action
     batch_borrowers: PositiveInt  # borrowers read, scored and written at a time
-    drift_features: Annotated[int, Field(ge=0)]  # most important features watched for drift
+    drift_features: Annotated[int, Field(ge=0)]  # most important features watched for drift; 0: all
     explain: bool  # reasons and actions (TreeSHAP, ~100x a prediction); off: probability and band only
     max_rejected_share: Probability  # more rejected borrowers than this: the command exits 1
 

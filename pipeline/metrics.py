@@ -500,3 +500,10 @@ def truth_gap(y: Any, p_model: Any, p_true: Any) -> dict:
         "regression_r2": r2,
         "mean_abs_difference": float(np.mean(np.abs(p_model - p_true))),
     }
+
+
+def watched_features(importance: dict[str, float], count: int) -> list[str]:
+    """The ``count`` features of most ``importance`` (training gain), most important first, ties
+    by name; 0: all. Scoring's drift report and the monitor choose by this one rule."""
+    ranked = sorted(importance, key=lambda c: (-importance[c], c))
+    return ranked[:count] if count else ranked

@@ -123,13 +123,6 @@ def estimated_ece(p: np.ndarray, bins: int, seed: int = 0) -> float:
     return float(np.abs(gap).sum(axis=1).mean() / len(p))
 
 
-def watched_features(reference: dict, count: int) -> list[str]:
-    """The ``count`` most important features (training gain), most important first; 0: all."""
-    importance = reference["importance"]
-    ranked = sorted(importance, key=lambda c: (-importance[c], c))
-    return ranked[:count] if count else ranked
-
-
 def _psi(bins: dict, values: np.ndarray) -> float:
     return metrics.psi_from_counts(bins, metrics.bin_counts(values, bins["edges"]))["psi"]
 
@@ -214,7 +207,7 @@ def monitor(frame: pd.DataFrame, p: np.ndarray, matrix: np.ndarray, columns: lis
     each is raised in (``raised``: the batch month for drift and estimates, the month the labels
     arrive for realised figures). ``frame`` holds the stream's rows (``month``, ``label``,
     ``label_matures``) aligned with the probabilities ``p`` and the encoded ``matrix``."""
-    watched = watched_features(reference, settings.watched_features)
+    watched = metrics.watched_features(reference["importance"], settings.watched_features)
     arrive = labels_arrive(frame)
     rows, raised = [], []
     for month, index in frame.groupby(MONTH, sort=True).indices.items():

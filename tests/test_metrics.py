@@ -472,3 +472,10 @@ def test_bootstrap_intervals_exist_for_a_single_miss_and_are_exact_when_separate
     assert 0.0 <= ci["auc"]["low"] <= metrics.ranking(y, p)["auc"] <= ci["auc"]["high"] <= 1.0
     apart = metrics.bootstrap_auc_ks([0, 0, 0, 1, 1], [0.1, 0.2, 0.3, 0.8, 0.9], replicates=50)
     assert apart["auc"] == {"low": 1.0, "high": 1.0} and apart["ks"] == {"low": 1.0, "high": 1.0}
+
+
+def test_watched_features_are_the_most_important_ties_by_name_and_zero_means_all():
+    importance = {"b": 2.0, "a": 2.0, "c": 5.0, "d": 0.0}
+    assert metrics.watched_features(importance, 2) == ["c", "a"]
+    assert metrics.watched_features(importance, 0) == ["c", "a", "b", "d"]
+    assert metrics.watched_features(importance, 9) == ["c", "a", "b", "d"]

@@ -163,7 +163,7 @@ def test_a_feature_that_moves_every_training_month_alerts_only_beyond_that():
     reference = {"bins": {"calendar": metrics.psi_reference(calendar), "flag": metrics.psi_reference(flag),
                           "score": metrics.psi_reference(rng.random(100))},
                  "importance": {"calendar": 2.0, "flag": 1.0}}
-    watched = monitor.watched_features(reference, 0)
+    watched = metrics.watched_features(reference["importance"], 0)
     assert watched == ["calendar", "flag"]
     baseline = monitor.csi_baseline(reference, matrix, watched, watched, months)
     assert baseline["calendar"] > PARAMS.monitor.alerts.feature_csi > baseline["flag"]

@@ -198,7 +198,8 @@ def test_rerun_gives_the_same_bytes(happy):
 
 
 def test_drift_watches_the_most_important_features(happy, model_dir):
-    ranked = sorted(model_dir["importance"], key=model_dir["importance"].get, reverse=True)
+    importance = model_dir["importance"]
+    ranked = sorted(importance, key=lambda name: (-importance[name], name))
     watched = ranked[:make_params().score.drift_features]
     drift = happy["summary"]["drift"]
     assert set(drift) == {"score", *watched}

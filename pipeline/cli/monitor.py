@@ -18,7 +18,7 @@ import pandas as pd
 import typer
 from matplotlib.figure import Figure
 
-from pipeline import io, monitor, tracking, train
+from pipeline import io, metrics, monitor, tracking, train
 from pipeline.cli import PARAMS, app, load
 from pipeline.cli.paths import MODELS, MONITOR_DIR, SPLIT_DIR, SPLIT_REPORT, STREAM_DIR
 from pipeline.config import Params
@@ -75,7 +75,7 @@ def monitor_command(params: Path = PARAMS) -> None:
     raw = champion.booster.predict(matrix)
     frozen = champion.probability(matrix)
     reference_auc = metadata["metrics"]["valid_auc"]
-    watched = monitor.watched_features(champion.reference, m.watched_features)
+    watched = metrics.watched_features(champion.reference["importance"], m.watched_features)
     training = pd.read_parquet(SPLIT_DIR / "train.parquet")
     baseline = monitor.csi_baseline(champion.reference, champion.matrix(training), champion.features, watched,
                                     monitor.month_of(training["scoring_date"]))

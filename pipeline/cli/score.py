@@ -17,7 +17,7 @@ from typing import Annotated
 import pandas as pd
 import typer
 
-from pipeline import io, score
+from pipeline import io, metrics, score
 from pipeline.artifacts import load_model
 from pipeline.cli import PARAMS, app, load
 from pipeline.config import Params, with_label
@@ -98,7 +98,7 @@ def run(source: RawTables | FeaturesFile, model: CalibratedLightGBM, version: st
     come back; the three outputs appear only when all is done, the summary last."""
     s = p.score
     model.threads = 1  # the engine's workers are the parallelism: one LightGBM thread each
-    watched = _watched_features(model, s.drift_features)
+    watched = metrics.watched_features(model.reference["importance"], s.drift_features)
     drift = score.Drift({name: model.reference["bins"][name] for name in ["score", *watched]})
     tally = _Tally(s.bands, drift)
     return write_batches(source, output, p, tally, "score", score_range, score.OUTPUT_COLUMNS,
@@ -171,8 +171,3 @@ class _Tally:
             raise RuntimeError(f"internal error, a borrower was lost: {c}")
         return {**c, "bands": self.bands, "drift": self.drift.summary()}
 
-
-def _watched_features(model: CalibratedLightGBM, n: int) -> list[str]:
-    importance = model.reference.get("importance", {})
-    ranked = sorted(importance, key=importance.get, reverse=True)
-    return [f for f in ranked if f in model.reference.get("bins", {})][:n]
