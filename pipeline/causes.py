@@ -207,7 +207,7 @@ def technical_actions(true_cause: pd.Series, kind: pd.Series, leading: np.ndarra
     kinds = kind.astype("str").fillna("unknown").to_numpy(dtype=object)[rows]
     got = action[rows]
     one_action = np.where(got == "manual", "technical", got)
-    answer = np.array([ANSWERS.get(k) for k in kinds], dtype=object)
+    answer = pd.Series(kinds).map(ANSWERS).to_numpy(dtype=object)
 
     def shares(where: np.ndarray) -> dict:
         n = int(where.sum())

@@ -397,11 +397,13 @@ def row_violations(frame: pd.DataFrame, table: Table) -> pd.DataFrame:
         found.append((rows, ", ".join(table.key), "multiple_fields_uniqueness",  # as pandera names it
                       frame[table.key[0]].to_numpy()[rows]))
     found = [case for case in found if case[0].size]
+    sizes = [rows.size for rows, *_ in found]  # one entry per failing check, repeated per row
     return pd.DataFrame({
         "row": pd.array(np.concatenate([rows for rows, *_ in found] or [[]]), dtype="Int64"),
-        "column": pd.array([column for rows, column, *_ in found for _ in rows], dtype="str"),
-        "check": pd.array([check for rows, _, check, _ in found for _ in rows], dtype="str"),
-        "value": pd.array([str(v) for *_, values in found for v in values], dtype="str")})
+        "column": pd.array(np.repeat([column for _, column, *_ in found], sizes), dtype="str"),
+        "check": pd.array(np.repeat([check for _, _, check, _ in found], sizes), dtype="str"),
+        "value": pd.array(np.concatenate([np.asarray(values, dtype=object) for *_, values in found]
+                                         or [[]]).astype(str), dtype="str")})
 
 
 def _duplicated_keys(frame: pd.DataFrame, key: list[str]) -> np.ndarray:

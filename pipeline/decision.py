@@ -233,7 +233,7 @@ def fit(frame: pd.DataFrame, amounts: np.ndarray, cycles: int, s: DecisionSettin
     return DecisionModel(miss, balance, np.asarray(amounts, dtype=float), cycles, s, tuple(features))
 
 
-def expected_profit(p_miss: np.ndarray, balance_months: np.ndarray, exposure_at_miss: np.ndarray,
+def expected_profit(balance_months: np.ndarray, exposure_at_miss: np.ndarray,
                     s: DecisionSettings) -> np.ndarray:
     """CNY over the window: margin on the balance minus the expected loss on a miss.
     ``exposure_at_miss`` is E[balance at the miss x 1(miss)], CNY."""
@@ -244,7 +244,7 @@ def expected_profit(p_miss: np.ndarray, balance_months: np.ndarray, exposure_at_
 def modelled_profit(curves: dict[str, np.ndarray], cycles: int, s: DecisionSettings) -> np.ndarray:
     """Expected profit from a model's curves: the exposure at a miss is the average balance."""
     exposure = curves["p_miss"] * curves["balance_months"] / cycles
-    return expected_profit(curves["p_miss"], curves["balance_months"], exposure, s)
+    return expected_profit(curves["balance_months"], exposure, s)
 
 
 def choose(amounts: np.ndarray, p_miss: np.ndarray, profit: np.ndarray,
@@ -345,11 +345,9 @@ def true_curves(what_if: pd.DataFrame, grid: np.ndarray, s: DecisionSettings) ->
                                                                "exposure_at_miss")}
     granted = what_if[what_if["granted"] == 1].set_index("borrower_id").loc[ids]
     return {"borrower_id": ids, **arrays,
-            "profit": expected_profit(arrays["p_miss"], arrays["balance_months"],
-                                      arrays["exposure_at_miss"], s),
+            "profit": expected_profit(arrays["balance_months"], arrays["exposure_at_miss"], s),
             "granted_p_miss": granted["p_miss"].to_numpy(),
-            "granted_profit": expected_profit(granted["p_miss"].to_numpy(),
-                                              granted["balance_months"].to_numpy(),
+            "granted_profit": expected_profit(granted["balance_months"].to_numpy(),
                                               granted["exposure_at_miss"].to_numpy(), s)}
 
 

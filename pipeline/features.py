@@ -279,7 +279,7 @@ def build_features(tables: dict[str, pd.DataFrame], observation_days: int,
                              settings.decay_days),
         **_multi_lending(spine, Rows(tables["bureau_inquiries"], "inquiry_date", spine, cut,
                                      lag_days=settings.bureau_lag_days), loans),
-        **_score(spine, stmt, Rows(tables["limit_events"], "event_date", spine, cut)),
+        **_bureau_score(stmt, Rows(tables["limit_events"], "event_date", spine, cut)),
         **_income_and_cash(spine, stmt, scheduled),
         **_technical(events, event_code),
         **_profile(spine),
@@ -515,7 +515,7 @@ def _multi_lending(spine: Spine, inquiries: Rows, loans: Rows) -> dict[str, np.n
     }
 
 
-def _score(spine: Spine, stmt: Rows, limits: Rows) -> dict[str, np.ndarray]:
+def _bureau_score(stmt: Rows, limits: Rows) -> dict[str, np.ndarray]:
     score = stmt.col("credit_score").astype(float)
     last = stmt.last_value(score)
     restrictions = limits.matches("event_type", ("restriction",)) & limits.within(365)

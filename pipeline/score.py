@@ -38,8 +38,10 @@ CAUSE_REASONS = {"technical": "a failed or forgotten payment is the likeliest ca
                  "liquidity": "a cash shortfall is the likeliest cause of a miss",
                  "credit": "worsening credit is the likeliest cause of a miss"}
 CAUSE_PROBABILITIES = [f"p_{c}" for c in CAUSES]
+MAX_REASONS = 4  # the output's reason columns, reason_1 .. reason_4
+REASON_COLUMNS = [f"reason_{i}" for i in range(1, MAX_REASONS + 1)]
 OUTPUT_COLUMNS = ["borrower_id", "scoring_date", "probability", "risk_band", "leading_cause",
-                  *CAUSE_PROBABILITIES, *[f"reason_{i}" for i in range(1, 5)], "action", *DUE_DATES,
+                  *CAUSE_PROBABILITIES, *REASON_COLUMNS, "action", *DUE_DATES,
                   "model_version"]
 
 
@@ -250,12 +252,11 @@ def action_keys(cause: np.ndarray, reason_texts: list[np.ndarray], by_hand: np.n
 
 def actions(cause: np.ndarray, reason_texts: list[np.ndarray], by_hand: np.ndarray) -> np.ndarray:
     """The action for each leading cause, in words (``action_keys``)."""
-    return np.vectorize(ACTIONS.get, otypes=[object])(action_keys(cause, reason_texts, by_hand))
+    return pd.Series(action_keys(cause, reason_texts, by_hand)).map(ACTIONS).to_numpy(dtype=object)
 
 
 def score_batch(model: CalibratedLightGBM, frame: pd.DataFrame, bands: dict[str, float],
-                quiet_bands: tuple[str, ...], version: str, max_reasons: int = 4,
-                explain_risky: bool = True) -> pd.DataFrame:
+                quiet_bands: tuple[str, ...], version: str, explain_risky: bool = True) -> pd.DataFrame:
     """One output row per borrower of ``frame`` (a features frame with borrower_id and
     scoring_date). The probability of a miss by each cause is given for every borrower (they add
     up to the probability; a prediction of the cause model, with or without ``explain_risky``),
@@ -271,7 +272,7 @@ def score_batch(model: CalibratedLightGBM, frame: pd.DataFrame, bands: dict[str,
     # a risky borrower left unexplained has no cause and no action (not "none": that means safe)
     cause = np.where(np.isin(band, quiet_bands), "none", None).astype(object)
     by_cause = np.full((len(frame), len(CAUSES)), np.nan)
-    text = [np.full(len(frame), None, dtype=object) for _ in range(max_reasons)]
+    text = [np.full(len(frame), None, dtype=object) for _ in REASON_COLUMNS]
     # what a floor added to the booster's probability is technical risk
     lift = model.floor_lift(matrix, p)
     share = model.cause_shares(matrix)
@@ -289,7 +290,7 @@ def score_batch(model: CalibratedLightGBM, frame: pd.DataFrame, bands: dict[str,
         words = own_words(model, frame[explain])
         worded = worded_contributions(contrib, matrix[explain], model.features,
                                       model.reference.get("medians", {}))
-        texts = reasons(worded, model.features, cause[explain], max_reasons, words)
+        texts = reasons(worded, model.features, cause[explain], MAX_REASONS, words)
         if texts:  # what the floor read first: a technical reason, so no statement of the cause is needed
             texts = lead_with(texts, (lift > 0) & (cause[explain] == "technical"),
                               floor_reasons(frame[explain]))
@@ -299,8 +300,8 @@ def score_batch(model: CalibratedLightGBM, frame: pd.DataFrame, bands: dict[str,
                         "scoring_date": frame["scoring_date"].to_numpy(),
                         "probability": p, "risk_band": band, "leading_cause": cause,
                         **{name: by_cause[:, i] for i, name in enumerate(CAUSE_PROBABILITIES)}})
-    for i in range(4):
-        out[f"reason_{i + 1}"] = text[i] if i < max_reasons else None
+    for column, values in zip(REASON_COLUMNS, text, strict=True):
+        out[column] = values
     action = np.full(len(frame), None, dtype=object)
     known = pd.notna(cause)
     action[known] = actions(cause[known], [t[known] for t in text], pays_by_hand(frame)[known])
@@ -310,8 +311,7 @@ def score_batch(model: CalibratedLightGBM, frame: pd.DataFrame, bands: dict[str,
         out[column] = (frame[column].to_numpy() if column in frame
                        else np.full(len(frame), np.datetime64("NaT", "s")))
     out["model_version"] = version
-    for col in ("risk_band", "leading_cause", "action", "model_version",
-                *[f"reason_{i}" for i in range(1, 5)]):
+    for col in ("risk_band", "leading_cause", "action", "model_version", *REASON_COLUMNS):
         out[col] = out[col].astype("str")
     return out[OUTPUT_COLUMNS]
 

@@ -388,7 +388,7 @@ def versions(settings: MlflowSettings) -> list[ModelVersion]:
     return sorted(found, key=lambda v: int(v.version))
 
 
-def fetch_model_files(settings: MlflowSettings, version: ModelVersion, dest: Path) -> Path:
+def fetch_model_files(version: ModelVersion, dest: Path) -> Path:
     """Download a version's model files into ``dest`` and check them against the digests recorded
     at registration; return their folder. No code from the artifact store is run or kept."""
     from mlflow.models import Model
@@ -422,7 +422,7 @@ def load_registered(settings: MlflowSettings, uri: str, decision: bool = False):
                          f"models:/{expected}/<version> or a local model folder")
     version = get_version(settings, ref, expected)
     with tempfile.TemporaryDirectory() as tmp:
-        folder = fetch_model_files(settings, version, Path(tmp))
+        folder = fetch_model_files(version, Path(tmp))
         model = (DecisionModel if decision else CalibratedLightGBM).from_dir(folder)
         return model, str(version.version)
 

@@ -54,7 +54,7 @@ def test_the_candidate_matrix_keeps_every_borrower_once_per_amount():
 def test_expected_profit_is_margin_on_balance_less_the_loss_on_a_miss():
     s = SETTINGS.model_copy(update={"yield_per_year": 0.18, "funding_cost_per_year": 0.06,
                                     "loss_given_miss": 0.5})
-    profit = decision.expected_profit(np.array([0.1]), np.array([12_000.0]), np.array([400.0]), s)
+    profit = decision.expected_profit(np.array([12_000.0]), np.array([400.0]), s)
     assert profit[0] == pytest.approx(0.01 * 12_000 - 0.5 * 400)
 
 

@@ -100,7 +100,7 @@ def _own_failures(version) -> list[str]:
 def _models(p, versions: dict) -> dict[str, CalibratedLightGBM]:
     """Each registered version's model, built from its verified files."""
     with tempfile.TemporaryDirectory() as tmp:
-        folders = {role: tracking.fetch_model_files(p.mlflow, version, Path(tmp) / role)
+        folders = {role: tracking.fetch_model_files(version, Path(tmp) / role)
                    for role, version in versions.items()}
         return {role: CalibratedLightGBM.from_dir(folder) for role, folder in folders.items()}
 

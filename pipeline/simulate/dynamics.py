@@ -63,7 +63,7 @@ def advance(s: State, k: int, world: World, rng: np.random.Generator, log: Event
     if label_only:
         return
     draw_on_line(s, c, world, rng, log)
-    close_cycle(s, c, world, rng, log)
+    close_cycle(s, c, rng, log)
 
 
 def risk_review(s: State, c: Cycle, world: World, log: EventLog | None) -> None:
@@ -224,7 +224,7 @@ def severe_emergency(hit: np.ndarray, size: np.ndarray, u: np.ndarray, before_du
     return size, before, np.where(hit, timing / mixture, 1.0)
 
 
-def close_cycle(s: State, c: Cycle, world: World, rng: np.random.Generator,
+def close_cycle(s: State, c: Cycle, rng: np.random.Generator,
                  log: EventLog | None) -> None:
     """Cash after the rest of the cycle, buffer-stock spending of excess cash, the bureau score,
     the statements (``statements``), and the drawdown shares the realism report needs."""
