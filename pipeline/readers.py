@@ -1,7 +1,7 @@
 """How the files a team hands over are read: CSV as exports write it (another separator, a
 decimal comma, GBK, UTF-16 or Windows-1252 text, gzip), Excel workbooks and Parquet as Arrow datasets, and the
 values in them (dates, numbers and codes as exports write them) in the data contract's terms.
-Pure functions: ``sources`` batches, checks and accounts for the rows.
+``sources`` batches, checks and accounts for the rows.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""What a scoring run reads and writes: raw tables or a features file, read in batches of borrower
+"""What a scoring run reads and writes, and how a team's tables are read for the stages that
+train on them: raw tables or a features file, read in batches of borrower
 ids and checked row by row against the data contract, and the files the run writes.
 
 Every input row is accounted for. A borrower (a row of the borrowers table or of the features

@@ -34,7 +34,8 @@ PARAMS = typer.Option(Path("params.yaml"), "--params", help="Params file.")
 
 @app.callback()
 def _commands() -> None:
-    """Predict missed repayments after a credit-limit jump: one command per DVC stage."""
+    """Predict missed repayments after a credit-limit jump: one command per DVC stage, and
+    the commands a team runs outside the pipeline (promote, score, recommend, server)."""
 
 
 def params_file(path: Path) -> Path:

@@ -47,17 +47,17 @@ def train_command(kind: Annotated[Kind, typer.Argument(help="Which model to trai
     with io.atomic_dir(out) as tmp:
         fit = _fit_lightgbm if kind is Kind.lightgbm else _fit_scorecard
         scores, settings, log_model = fit(p, splits, columns, categorical, tmp)
-        metrics = {f"{split}_{k}": v for split in scores
+        figures = {f"{split}_{k}": v for split in scores
                    for k, v in train.evaluate_split(splits[split]["label"].to_numpy(), scores[split]).items()}
-        metrics[tracking.PRIMARY_METRIC] = metrics["test_auc"]
+        figures[tracking.PRIMARY_METRIC] = figures["test_auc"]
         metadata = {"model": kind.value, "features": columns, "categorical": categorical,
                     "rows": {k: len(v) for k, v in splits.items()}, "data_digests": digests,
-                    "params": settings, "metrics": metrics}
+                    "params": settings, "metrics": figures}
         metadata["fingerprint"] = _fingerprint(tmp, metadata)
         io.write_json(metadata, tmp / "metadata.json")
-    io.write_json(metrics, REPORTS / f"{kind.value}.json")
-    description = (f"{DESCRIPTIONS[kind.value]}; out-of-time AUC {metrics['test_auc']:.4f}, "
-                   f"ECE {metrics['test_ece']:.4f}")
+    io.write_json(figures, REPORTS / f"{kind.value}.json")
+    description = (f"{DESCRIPTIONS[kind.value]}; out-of-time AUC {figures['test_auc']:.4f}, "
+                   f"ECE {figures['test_ece']:.4f}")
     with tracking.new_run(p.mlflow, kind.value, metadata["fingerprint"], description) as run:
         if run is not None:
             tracking.log_params({"train": {kind.value: settings}, "label": p.label.model_dump(),
@@ -67,14 +67,14 @@ def train_command(kind: Annotated[Kind, typer.Argument(help="Which model to trai
                         for name, frame in splits.items()}
             model_id = log_model(out, splits["test"][columns])
             for split in scores:  # each split's metrics linked to its dataset and the logged model
-                mlflow.log_metrics({k: v for k, v in metrics.items() if k.startswith(f"{split}_")},
+                mlflow.log_metrics({k: v for k, v in figures.items() if k.startswith(f"{split}_")},
                                    model_id=model_id, dataset=datasets[split])
-            mlflow.log_metric(tracking.PRIMARY_METRIC, metrics[tracking.PRIMARY_METRIC],
+            mlflow.log_metric(tracking.PRIMARY_METRIC, figures[tracking.PRIMARY_METRIC],
                               model_id=model_id, dataset=datasets["test"])
             for f in sorted(out.iterdir()):
                 mlflow.log_artifact(str(f), artifact_path="files")
-    typer.echo(f"{kind.value}: validation AUC {metrics['valid_auc']:.4f}, out-of-time AUC "
-               f"{metrics['test_auc']:.4f}, out-of-time ECE {metrics['test_ece']:.4f}")
+    typer.echo(f"{kind.value}: validation AUC {figures['valid_auc']:.4f}, out-of-time AUC "
+               f"{figures['test_auc']:.4f}, out-of-time ECE {figures['test_ece']:.4f}")
 
 
 DESCRIPTIONS = {"lightgbm": "Calibrated monotone LightGBM: probability of a missed repayment after "
