@@ -218,7 +218,10 @@ def test_the_month_by_month_report_goals_and_chart_on_a_small_stream():
     assert goals["first_affected_month"] == "2025-06"
     assert goals["months_from_change_to_alert"] == 4  # realised alerts only: no input moved
     limits = goals["fair_truth_limits"]
-    assert limits["max_auc_estimate_gap_before_change_from_true_probabilities"] >= 0
+    truth_auc = truth.set_index(monitor.MONTH)["truth_realised_auc"].reindex(table[monitor.MONTH]).to_numpy()
+    before = (table[monitor.MONTH] < table[monitor.MONTH][5]).to_numpy()
+    assert limits["max_auc_estimate_gap_before_change_from_true_probabilities"] == pytest.approx(
+        np.nanmax(np.abs(truth_auc - table["realised_auc"].to_numpy())[before]))
     # the stream ends before the alert (month 9): nothing from it on
     assert limits["ece_floor_from_the_alert"] == limits["truth_ece_from_the_alert"] == {}
     assert (policies["truth_ece"] >= policies["truth_citl"].abs() - 1e-12).all()  # ECE >= |CITL|
@@ -258,7 +261,12 @@ def test_a_month_in_which_no_one_missed_has_no_auc_and_raises_no_ranking_alert()
     assert policies["truth_auc"].isna().sum() == policies["frozen_auc"].isna().sum() == 1
     truth = monitor.truth_view(frame, p, PARAMS.monitor.alerts, 0.99, 10)
     goals = monitor.goals(table, alert_log, unchanged(policies), truth, table[monitor.MONTH][5])
-    assert goals["auc_estimate_within_0_02_before_change"] in (True, False)
+    # the month without a miss is left out of the gap before the change, not turned into NaN
+    before = (table[monitor.MONTH] < table[monitor.MONTH][5]).to_numpy()
+    gap = np.abs(table["estimated_auc"] - table["realised_auc"]).to_numpy()[before]
+    assert np.isnan(gap).sum() == 1
+    assert goals["max_auc_estimate_gap_before_change"] == pytest.approx(np.nanmax(gap))
+    assert goals["auc_estimate_within_0_02_before_change"] is bool(np.nanmax(gap) <= 0.02)
     # every batch reaches the change: the gap before it is not measured, so neither met nor missed
     unmeasured = monitor.goals(table, alert_log, unchanged(policies), truth, table[monitor.MONTH][0])
     assert unmeasured["max_auc_estimate_gap_before_change"] is None
