@@ -16,8 +16,6 @@ from pipeline.catalog import (
     MAINTENANCE_DUE,
     NAMES,
     NEXT_DUE,
-    markdown_table,
-    monotone_constraints,
 )
 from pipeline.contract import RAW_TABLES, TABLES
 from pipeline.features import MissingJump, build_features
@@ -486,31 +484,6 @@ def test_no_single_feature_identifies_a_cause(small_sim, small_features):
         for name in NAMES:
             auc = roc_auc_score(y, np.nan_to_num(small_features[name].to_numpy()[missed], nan=-1e12))
             assert max(auc, 1 - auc) < 0.95, (name_of_cause, name, auc)
-
-
-def test_catalogue_drives_constraints_and_docs():
-    constraints = monotone_constraints(["credit_score", "inquiries_3m", "trigger", "team_feature"])
-    assert constraints == [-1, 1, 0, 0]
-    assert all(f.cause in ("credit", "liquidity", "technical", "profile") for f in FEATURES)
-    assert markdown_table().count("\n") == len(FEATURES) + 1
-
-
-def test_docs_feature_and_reason_tables_are_the_catalogue():
-    from pipeline.catalog import FEATURES_PAGE, TABLES, markers
-    from tests.conftest import ROOT
-    text = (ROOT / FEATURES_PAGE).read_text()
-    for name, table in TABLES.items():
-        start, end = markers(name)
-        assert text.split(start, 1)[1].split(end, 1)[0].strip() == table(), name
-
-
-def test_the_reasons_table_lists_every_reason_once_with_where_it_is_said():
-    from pipeline.catalog import REASON_GROUPS, reasons_table
-    rows = reasons_table().splitlines()[2:]
-    said = {row.split(" | ")[0].lstrip("| "): row.split(" | ")[-1].rstrip(" |") for row in rows}
-    assert set(said) == {f.reason for f in FEATURES if f.reason} == set(REASON_GROUPS)
-    assert said["utilisation is climbing"] == "above 0" and said["asked for the increase"] == "code 3"
-    assert said["applied for credit elsewhere more than once recently"] == "2 or more"
 
 
 def test_next_due_dates_run_on_from_statements_that_stopped_months_before_scoring():
