@@ -23,6 +23,9 @@ MAX_RATIO = 1e6  # ratios of plausible amounts; beyond it a denominator is a uni
 SCORE_RANGE = (300.0, 950.0)  # bureau credit score points (the raw tables' contract uses it too)
 AGE_RANGE = (18.0, 80.0)  # years at onboarding (likewise)
 FORGOTTEN_MAX_DAYS_LATE = 7  # a forgotten due date is paid once reminded; a shortfall lasts longer
+DAYS_PER_MONTH = 30.44  # a month in the features' windows and the simulator's calendar
+SECONDS_PER_DAY = 86_400
+TOLERANCE = 1.0  # CNY left unpaid that still counts as paid, by the simulator and the features alike
 
 
 @dataclass(frozen=True)

@@ -85,6 +85,12 @@ def label_horizon(label: LabelSettings, due_day_offset: int) -> int:
     return label.performance_cycles - 2 + extra
 
 
+def days_to_observe_label(label: LabelSettings, due_day_offset: int) -> int:
+    """Days after the last scoring date the export must run for its label to be observed:
+    cycles 0 .. ``label_horizon``, of at most 31 days each."""
+    return 31 * (label_horizon(label, due_day_offset) + 1)
+
+
 # The simulator's: a cash shortfall is paid this many days after the due date at the earliest,
 # so a label of more days past due needs a lasting shortfall, which the truth importance-samples
 SHORTFALL_MIN_DAYS_PAST_DUE = 3
@@ -616,7 +622,7 @@ class Params(Settings):
     @model_validator(mode="after")
     def _label_observable(self) -> Params:
         cal, label = self.simulate.calendar, self.label
-        needed = 31 * (label_horizon(label, cal.due_day_offset) + 1)  # cycles 0..horizon
+        needed = days_to_observe_label(label, cal.due_day_offset)
         if (cal.export_end - cal.last_scoring_date).days < needed:
             raise ValueError(
                 f"simulate.calendar.export_end must be at least {needed} days after last_scoring_date "

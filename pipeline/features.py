@@ -17,13 +17,19 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipeline.catalog import DUE_DATES, FORGOTTEN_MAX_DAYS_LATE, MAINTENANCE_DUE, NAMES, NEXT_DUE
+from pipeline.catalog import (
+    DAYS_PER_MONTH,
+    DUE_DATES,
+    FORGOTTEN_MAX_DAYS_LATE,
+    MAINTENANCE_DUE,
+    NAMES,
+    NEXT_DUE,
+    SECONDS_PER_DAY,
+    TOLERANCE,
+)
 from pipeline.config import EMPLOYMENT_TYPES, TRIGGERS, FeatureSettings
 
-DAYS_PER_MONTH = 30.44
 SECONDS_PER_HOUR = 3_600
-SECONDS_PER_DAY = 24 * SECONDS_PER_HOUR
-TOLERANCE = 1.0  # CNY left unpaid that still counts as paid
 # CNY: the least a ratio to an amount divides by, which keeps it finite (and within the contract)
 # for borrowers who barely spent before, have nothing due or see next to nothing come in
 AMOUNT_FLOOR = 100.0

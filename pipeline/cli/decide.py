@@ -11,8 +11,8 @@ import pandas as pd
 import typer
 
 from pipeline import decision, io
+from pipeline.catalog import DAYS_PER_MONTH
 from pipeline.cli import PARAMS, app, load
-from pipeline.cli.features import read_shard
 from pipeline.cli.paths import (
     COUNTERFACTUAL_DIR,
     DECISION_MODEL,
@@ -25,6 +25,7 @@ from pipeline.cli.paths import (
 from pipeline.config import Params, label_horizon
 from pipeline.engine import map_shards
 from pipeline.features import build_features
+from pipeline.shards import read_shard
 
 MODEL_DIR, REPORT, PLOTS = DECISION_MODEL, DECISION_REPORT, DECISION_PLOTS
 
@@ -118,7 +119,7 @@ def _log_dose_response(dose: dict) -> None:
 
 def _jump_cycles(p: Params) -> int:
     """Cycles from the jump cycle to the scoring date's (1 for a 30-day observation window)."""
-    return int(np.ceil(p.label.observation_days / 30.44))
+    return int(np.ceil(p.label.observation_days / DAYS_PER_MONTH))
 
 
 def decision_rows(index: int, p: Params, cycles: int) -> pd.DataFrame:

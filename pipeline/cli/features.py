@@ -13,36 +13,10 @@ from pipeline import io
 from pipeline.cli import PARAMS, app, load
 from pipeline.cli.paths import FEATURES_DIR, RAW_DIR
 from pipeline.config import EngineSettings, FeatureSettings
-from pipeline.contract import RAW_TABLES
 from pipeline.engine import arrow_on_system_allocator, map_shards, one_malloc_arena
 from pipeline.features import COLUMNS_READ, build_features
+from pipeline.shards import read_shard_batches
 from pipeline.sources import team_table
-
-WINDOWS = "maintenance_windows"  # shared by every shard: one file, not a table per shard
-
-
-def read_shard(raw: Path, index: int, columns: dict[str, tuple[str, ...]] | None = None) -> dict:
-    """Every raw table of one shard, with the (shared) maintenance windows; of each table the
-    ``columns`` named (``COLUMNS_READ``: what the features read), or all of them."""
-    tables = {name: io.read_part(raw / name, index, _wanted(columns, name)) for name in RAW_TABLES}
-    return tables | {WINDOWS: read_windows(raw, columns)}
-
-
-def read_shard_batches(raw: Path, index: int, ends: list[int],
-                       columns: dict[str, tuple[str, ...]] | None = None) -> Iterator[dict]:
-    """``read_shard`` one batch of borrowers at a time (``io.borrower_ends``)."""
-    windows = read_windows(raw, columns)
-    readers = [io.read_batches(raw / name, index, ends, _wanted(columns, name)) for name in RAW_TABLES]
-    # map, not a generator: nothing keeps a batch alive once its user is done with it
-    return map(lambda *frames: dict(zip(RAW_TABLES, frames, strict=True)) | {WINDOWS: windows}, *readers)
-
-
-def read_windows(raw: Path, columns: dict[str, tuple[str, ...]] | None) -> pd.DataFrame:
-    return io.read_dataset(raw / WINDOWS, _wanted(columns, WINDOWS))
-
-
-def _wanted(columns: dict[str, tuple[str, ...]] | None, name: str) -> list[str] | None:
-    return list(columns[name]) if columns else None
 
 
 @app.command()

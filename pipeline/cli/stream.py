@@ -17,7 +17,13 @@ import typer
 from pipeline import io
 from pipeline.cli import PARAMS, app, load
 from pipeline.cli.paths import STREAM_DIR
-from pipeline.config import FeatureSettings, LabelSettings, MonitorSettings, SimulateSettings, label_horizon
+from pipeline.config import (
+    FeatureSettings,
+    LabelSettings,
+    MonitorSettings,
+    SimulateSettings,
+    days_to_observe_label,
+)
 from pipeline.engine import map_shards
 from pipeline.features import build_features
 from pipeline.simulate import NO_COUNTERFACTUAL, World, build_world, shard_bounds, simulate_shard
@@ -55,7 +61,7 @@ def stream_settings(simulate: SimulateSettings, label: LabelSettings, m: Monitor
     first = pd.Timestamp(m.first_month)
     last = first + pd.DateOffset(months=m.months) - pd.Timedelta(days=1)
     # long enough to see the label of the last batch (as Params checks for the main calendar)
-    end = last + pd.Timedelta(days=31 * (label_horizon(label, simulate.calendar.due_day_offset) + 1))
+    end = last + pd.Timedelta(days=days_to_observe_label(label, simulate.calendar.due_day_offset))
     calendar = simulate.calendar.model_copy(update={
         "first_scoring_date": first.date(), "last_scoring_date": last.date(), "export_end": end.date()})
     return simulate.model_copy(update={"seed": m.seed, "n_borrowers": m.months * m.borrowers_per_month,

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from pipeline.catalog import DAYS_PER_MONTH, TOLERANCE
 from pipeline.simulate.calendar import month_of_year, spring_festival_cycle
 from pipeline.simulate.cycle import (
-    DAYS_PER_MONTH,
     LENDERS,
     SEASON,
-    TOLERANCE,
     Cycle,
     World,
     balance,

@@ -16,8 +16,6 @@ MANUAL, ACTIVE, KNOWN_LAPSE, SILENT_FAILURE = 0, 1, 2, 3
 NO_CAUSE = -1
 CREDIT, LIQUIDITY, TECHNICAL = (CAUSES.index(c) for c in ("credit", "liquidity", "technical"))
 TECH_KNOWN, TECH_SILENT, TECH_OUTAGE, TECH_FORGOTTEN = 0, 1, 2, 3
-DAYS_PER_MONTH = 30.44
-TOLERANCE = 1.0  # CNY left unpaid that still counts as paid
 # Technical misses are paid after the reminder: a broken agreement within Geometric(p) days (at
 # most MAX days), an outage the next day or, for some, the day after.
 MANDATE_CURE_P, MANDATE_CURE_MAX, OUTAGE_SECOND_DAY = 0.45, 14, 0.2

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from pipeline.catalog import SCORE_RANGE, TOLERANCE
 from pipeline.config import TRIGGERS, needs_lasting_shortfall
 from pipeline.simulate.agreements import update_agreements
 from pipeline.simulate.borrowing import borrow_elsewhere, draw_on_line
@@ -20,7 +21,6 @@ from pipeline.simulate.calendar import spring_festival_cycle
 from pipeline.simulate.cycle import (
     MIN_EMERGENCY_PROPOSAL,
     MIN_JOB_LOSS_PROPOSAL,
-    TOLERANCE,
     Cycle,
     World,
     balance,
@@ -242,7 +242,7 @@ def close_cycle(s: State, c: Cycle, rng: np.random.Generator,
              - np.select([miss_kind == 1, miss_kind == 2, miss_kind == 3], [6.0, 25.0, 45.0], 0.0)
              - 30.0 * c.outside_missed - 20.0 * np.clip(utilisation - 0.8, 0.0, 0.4) / 0.2
              + 1.5 * ((miss_kind == 0) & (utilisation < 0.5)))
-    s.score = np.clip(s.score + delta, 300.0, 950.0)
+    s.score = np.clip(s.score + delta, *SCORE_RANGE)
     s.past_score[k % SCORE_RING] = s.score
     since = k - s.k_jump
     with np.errstate(divide="ignore", invalid="ignore"):  # a line test of 0 has no drawn share

@@ -8,9 +8,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from pipeline.catalog import SECONDS_PER_DAY
 from pipeline.contract import TABLES, Col
-
-SECONDS_PER_DAY = 86_400
 
 
 class EventLog:

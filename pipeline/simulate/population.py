@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from pipeline.catalog import SCORE_RANGE
 from pipeline.config import EMPLOYMENT_TYPES, LabelSettings, SimulateSettings
 from pipeline.simulate.calendar import add_months, day_in_month, day_number, month_index
 from pipeline.simulate.events import EventLog
@@ -91,7 +92,7 @@ def draw_population(ids: np.ndarray, settings: SimulateSettings, label: LabelSet
     anchor = (665.0 + rng.normal(0.0, 45.0, n) - 150.0 * (propensity - 1 / 3)
               + 20.0 * (age > 30) + 25.0 * (log_perm - np.log(7000.0)))
     anchor = np.clip(anchor, 380.0, 900.0)
-    score = np.clip(anchor + rng.normal(0.0, np.where(new_user, 35.0, 20.0)), 300.0, 950.0)
+    score = np.clip(anchor + rng.normal(0.0, np.where(new_user, 35.0, 20.0)), *SCORE_RANGE)
     full_limit = declared * np.clip((score - 450.0) / 100.0, 0.3, 3.0) * np.exp(rng.normal(0, 0.25, n))
     limit = np.where(new_user, np.round(rng.uniform(500, 2000, n), -2),
                      np.clip(np.round(full_limit / 500.0) * 500.0, 1000.0, 80000.0))

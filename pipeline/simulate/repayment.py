@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import ndtr, ndtri
 
+from pipeline.catalog import TOLERANCE
 from pipeline.config import SHORTFALL_MIN_DAYS_PAST_DUE
 from pipeline.simulate.agreements import log_platform, technical_bad_share
 from pipeline.simulate.cycle import (
@@ -24,7 +25,6 @@ from pipeline.simulate.cycle import (
     TECH_OUTAGE,
     TECH_SILENT,
     TECHNICAL,
-    TOLERANCE,
     Cycle,
     World,
     due_next_cycle,

@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from pipeline.catalog import TOLERANCE
 from pipeline.config import CalendarSettings
 from pipeline.simulate.calendar import day_in_month
-from pipeline.simulate.cycle import TOLERANCE, Cycle, balance, cycle_start, due_next_cycle
+from pipeline.simulate.cycle import Cycle, balance, cycle_start, due_next_cycle
 from pipeline.simulate.events import EventLog
 from pipeline.simulate.state import State
 
