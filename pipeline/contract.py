@@ -116,6 +116,31 @@ def ids_written_as_text(values: pd.Series) -> bool:
     return bool(pd.to_numeric(text, errors="coerce").isna().any() or text.str.contains(LEADING_ZERO).any())
 
 
+# above 2**53 a float has lost an id's last digits, and two borrowers may share one
+LARGEST_FLOAT_ID = 2.0 ** 53
+ID_PROBLEMS = {"blank": "has no id", "fraction": "must be a whole number",
+               "lost_digits": "holds ids of 2**53 or more written as decimals, which have lost digits "
+                              "(two borrowers may share one); write them as whole numbers or text"}
+
+
+def borrower_ids(values: pd.Series) -> tuple[pd.Series, dict[str, np.ndarray]]:
+    """Ids as int64, or as the text a lender writes (``ids_written_as_text``), and per problem of
+    ``ID_PROBLEMS`` a boolean mask of the rows that hold no usable id (a blank; no finite whole
+    number; a decimal of 2**53 or more). Where a mask is set, the id returned means nothing."""
+    if ids_written_as_text(values):
+        text = values.astype("str")
+        return text, {ID_PROBLEMS["blank"]: (values.isna() | (text.str.strip() == "")).to_numpy()}
+    parsed = pd.to_numeric(values, errors="coerce")
+    numbers = parsed.astype("float64")
+    problems = {ID_PROBLEMS["fraction"]: (~np.isfinite(numbers) | (numbers != numbers.round())).to_numpy()}
+    if pd.api.types.is_integer_dtype(parsed):  # exact, whatever their size
+        return parsed.astype("int64"), problems
+    finite = np.isfinite(numbers)
+    problems[ID_PROBLEMS["lost_digits"]] = (finite & (numbers.abs() >= LARGEST_FLOAT_ID)).to_numpy()
+    usable = ~np.logical_or.reduce(list(problems.values()))
+    return numbers.where(usable, 0.0).astype("int64"), problems
+
+
 def _date(name: str, description: str, nullable: bool = False) -> Col:
     return Col(name, "datetime64[s]", "date", description, nullable=nullable)
 

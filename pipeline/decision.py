@@ -32,10 +32,10 @@ import pandas as pd
 from pipeline import metrics
 from pipeline.catalog import FEATURES
 from pipeline.config import BoostSettings, DecisionSettings
-from pipeline.contract import ids_written_as_text
+from pipeline.contract import borrower_ids
 from pipeline.errors import UsageError
 from pipeline.lgbm import lgb
-from pipeline.model import Served, encode, numbers, read_booster, read_json
+from pipeline.model import Served, encode, read_booster, read_json
 
 AMOUNT = "amount"
 # features about the increase that was granted and the weeks after it: unknown at the decision
@@ -79,20 +79,15 @@ def _matrix(frame: pd.DataFrame, columns: tuple[str, ...]) -> np.ndarray:
 
 
 def _ids(values: pd.Series) -> np.ndarray:
-    """Borrower ids as int64, or as text where a lender writes them so ('C0012', '000123'); a
-    blank or a fraction is an error naming the rows."""
-    if ids_written_as_text(values):
-        blank = np.flatnonzero(values.isna().to_numpy() | (values.astype("str").str.strip() == "").to_numpy())
-        if blank.size:
-            raise ValueError(f"column 'borrower_id' has no id in {blank.size} of {len(values)} rows "
-                             f"(rows {blank[:3].tolist()})")
-        return values.astype("str").to_numpy(dtype=object)
-    ids = numbers(values, "borrower_id")
-    bad = np.flatnonzero(~np.isfinite(ids) | (ids != np.round(ids)))
-    if bad.size:
-        raise ValueError(f"column 'borrower_id' must hold whole numbers: {bad.size} of {len(ids)} rows do "
-                         f"not (rows {bad[:3].tolist()}, values {values.iloc[bad[:3]].tolist()})")
-    return ids.astype("int64")
+    """Borrower ids as int64, or as text where a lender writes them so ('C0012', '000123'); a row
+    without a usable id (``contract.borrower_ids``) is an error naming the rows."""
+    ids, problems = borrower_ids(values)
+    for rule, bad in problems.items():
+        rows = np.flatnonzero(bad)
+        if rows.size:
+            raise ValueError(f"column 'borrower_id' {rule}: {rows.size} of {len(values)} rows (rows "
+                             f"{rows[:3].tolist()}, values {values.iloc[rows[:3]].tolist()})")
+    return ids.to_numpy(dtype=object if ids.dtype == object or ids.dtype == "str" else "int64")
 
 
 def _boost(data: np.ndarray, target: np.ndarray, objective: str, boost: BoostSettings,

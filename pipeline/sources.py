@@ -36,16 +36,17 @@ from pipeline.catalog import BY_NAME, DUE_DATES, codes_hint
 from pipeline.config import Params, TablesSettings
 from pipeline.contract import (
     FLOAT_MAX,
+    LARGEST_FLOAT_ID,
     LEADING_ZERO,
     RAW_TABLES,
     TABLES,
     ContractError,
     Table,
+    borrower_ids,
     due_before_scoring,
     features_table,
     future_scoring,
     history_violations,
-    ids_written_as_text,
     row_violations,
     violations,
 )
@@ -382,8 +383,8 @@ def _check_ids(dataset: ds.Dataset, path: Path) -> None:
         raise ContractError(f"{path}: column 'borrower_id' must hold whole numbers, found {kind}"
                             + (_not_numbers(dataset, path, "borrower_id") if _is_text(kind) else ""))
     ids = ds.field("borrower_id")
-    # above 2**53 a float has lost the id's last digits, and two borrowers may share one
-    broken = ids.is_valid() & (~pc.is_finite(ids) | (pc.floor(ids) != ids) | (pc.abs(ids) >= 2.0 ** 53))
+    lost_digits = pc.abs(ids) >= LARGEST_FLOAT_ID
+    broken = ids.is_valid() & (~pc.is_finite(ids) | (pc.floor(ids) != ids) | lost_digits)
     bad = _read(dataset, path, columns=["borrower_id"], filter=broken)["borrower_id"]
     if len(bad):
         raise ContractError(f"{path}: column 'borrower_id' must hold whole numbers; {len(bad)} rows do "
@@ -858,19 +859,10 @@ def _zero_led_columns(path: Path, *read_as_text: str) -> list[str]:
 def _team_ids(path: Path, column: str, frame: pd.DataFrame) -> pd.Series:
     """A team's ids: whole numbers, or text as the file writes it (``ids_written_as_text``);
     one per row."""
-    written = frame[column]
-    if ids_written_as_text(written):
-        ids = written.astype("str")
-        _stop_at(path, column, "has no id", written.isna() | (ids.str.strip() == ""), frame)
-    else:
-        numbers = pd.to_numeric(written, errors="coerce")
-        _stop_at(path, column, "must be a whole number", numbers.isna() | (numbers != numbers.round()), frame)
-        if pd.api.types.is_float_dtype(numbers):  # as _check_ids: else "repeats an id" misleads
-            _stop_at(path, column, "holds ids of 2**53 or more written as decimals, which have lost "
-                     "digits (two borrowers may share one); write them as whole numbers or text",
-                     numbers.abs() >= 2.0 ** 53, frame)
-        ids = numbers.astype("int64")
-    _stop_at(path, column, "repeats an id", ids.duplicated(keep=False), frame)
+    ids, problems = borrower_ids(frame[column])
+    for rule, bad in problems.items():  # lost digits before repeats: else "repeats an id" misleads
+        _stop_at(path, column, rule, bad, frame)
+    _stop_at(path, column, "repeats an id", ids.duplicated(keep=False).to_numpy(), frame)
     return ids
 
 
@@ -900,9 +892,9 @@ def _numbers_written_as_text(path: Path, column: str, frame: pd.DataFrame) -> pd
     return values
 
 
-def _stop_at(path: Path, column: str, rule: str, bad: pd.Series, frame: pd.DataFrame) -> None:
+def _stop_at(path: Path, column: str, rule: str, bad: pd.Series | np.ndarray, frame: pd.DataFrame) -> None:
     if bad.any():
-        rows = np.flatnonzero(bad.to_numpy())
+        rows = np.flatnonzero(np.asarray(bad))
         values = frame[column].to_numpy()[rows[:5]].tolist()
         raise ContractError(f"{path}: column '{column}' {rule}: {len(rows)} rows, the first "
                             f"{(rows[:5] + 1).tolist()} (data rows counted from 1, the header not counted; "

@@ -86,3 +86,22 @@ def test_duplicated_keys_whatever_the_order(ids, days, kinds, expected):
     assert _duplicated_keys(frame, ["borrower_id", "day", "kind"]).tolist() == expected
     assert (frame.duplicated(["borrower_id", "day", "kind"], keep=False).to_numpy().nonzero()[0].tolist()
             == expected)
+
+
+@pytest.mark.parametrize(("values", "ids", "bad"), [
+    (pd.Series([3, 1, 2]), [3, 1, 2], {}),
+    (pd.Series([3.0, np.nan, 2.5, np.inf]), None, {"must be a whole number": [1, 2, 3]}),
+    (pd.Series([2.0 ** 53, 7.0]), None, {"holds ids of 2**53": [0]}),
+    (pd.Series(["12", "7", ""], dtype=object), None, {"must be a whole number": [2]}),
+    (pd.Series(["C01", " ", None], dtype=object), None, {"has no id": [1, 2]}),
+    (pd.Series(["0012", "7"], dtype=object), ["0012", "7"], {}),
+    (pd.Series([2 ** 62, 1], dtype="int64"), [2 ** 62, 1], {}),  # whole numbers stay exact
+])
+def test_borrower_ids_are_whole_numbers_or_a_lenders_text_and_say_which_rows_are_not(values, ids, bad):
+    from pipeline.contract import borrower_ids
+
+    got, problems = borrower_ids(values)
+    found = {rule: np.flatnonzero(mask).tolist() for rule, mask in problems.items() if mask.any()}
+    assert {next(r for r in found if r.startswith(k)): v for k, v in bad.items()} == found
+    if ids is not None:
+        assert got.tolist() == ids
