@@ -117,8 +117,8 @@ FEATURES: tuple[Feature, ...] = (
     _f("post_increase_spend_ratio", "Amount drawn since the jump over the average monthly amount "
        "drawn in the 3 months before it", "jump to scoring vs 3m before", "ratio", "liquidity", 1,
        "spending jumped after the increase"),
-    _f("days_to_first_large_draw", "Days from the jump to the first drawdown of at least 20% of the "
-       "increase (missing if none)", "jump to scoring", "days", "liquidity", -1,
+    _f("days_to_first_large_draw", "Days from the jump to the first drawdown of at least "
+       "features.large_draw_share of the increase (20% by default; missing if none)", "jump to scoring", "days", "liquidity", -1,
        "made a large drawdown days after the increase", nullable=True),
     _f("large_drawdowns_since_jump", "Large purchases and withdrawals to invest since the jump",
        "jump to scoring", "count", "liquidity", 1, "made a large one-off purchase or investment "
@@ -164,7 +164,8 @@ FEATURES: tuple[Feature, ...] = (
     # 30 days or more: the industry's first serious delinquency bucket (M1)
     _f("max_days_late", "Most days any due date was late (or is unpaid at scoring)", "all history",
        "days", "credit", 1, "has been seriously overdue", reason_beyond=29.0),
-    _f("decayed_days_late", "Days late summed over due dates, each weighted exp(-age/180 days)",
+    _f("decayed_days_late", "Days late summed over due dates, each weighted exp(-age/features.decay_days) "
+       "(180 days by default)",
        "all history", "days", "credit", 1, "missed payments recently"),
     _f("days_past_due_now", "Days past due at scoring", "at scoring", "days", "credit", 1,
        "is overdue now"),

@@ -71,3 +71,13 @@ def test_the_reasons_table_lists_every_reason_once_with_where_it_is_said():
     assert set(said) == {f.reason for f in FEATURES if f.reason} == set(REASON_GROUPS)
     assert said["utilisation is climbing"] == "above 0" and said["asked for the increase"] == "code 3"
     assert said["applied for credit elsewhere more than once recently"] == "2 or more"
+
+
+def test_descriptions_name_the_params_they_read_and_state_their_defaults_truly():
+    from pipeline.config import load_params
+
+    defaults = load_params(ROOT / "params.yaml").features
+    assert f"features.large_draw_share of the increase ({defaults.large_draw_share:.0%} by default" in \
+        BY_NAME["days_to_first_large_draw"].description
+    assert f"features.decay_days) ({defaults.decay_days:g} days by default)" in \
+        BY_NAME["decayed_days_late"].description
