@@ -118,7 +118,8 @@ FEATURES: tuple[Feature, ...] = (
        "drawn in the 3 months before it", "jump to scoring vs 3m before", "ratio", "liquidity", 1,
        "spending jumped after the increase"),
     _f("days_to_first_large_draw", "Days from the jump to the first drawdown of at least "
-       "features.large_draw_share of the increase (20% by default; missing if none)", "jump to scoring", "days", "liquidity", -1,
+       "features.large_draw_share of the increase (20% by default; missing if none)", "jump to scoring",
+       "days", "liquidity", -1,
        "made a large drawdown days after the increase", nullable=True),
     _f("large_drawdowns_since_jump", "Large purchases and withdrawals to invest since the jump",
        "jump to scoring", "count", "liquidity", 1, "made a large one-off purchase or investment "

@@ -16,9 +16,9 @@ import pandas as pd
 import typer
 
 from pipeline.artifacts import load_model
+from pipeline.batches import RecommendTally, report_rejects, write_batches
 from pipeline.cli import PARAMS, app, load, params_file
 from pipeline.cli.paths import DECISION_MODEL
-from pipeline.cli.score import report_rejects, write_batches
 from pipeline.config import Params
 from pipeline.decision import DecisionModel
 from pipeline.sources import Batch, check_paths, open_source
@@ -41,12 +41,12 @@ def recommend(
     model, _ = load_model(model_uri, p.mlflow, decision=True)
     today = pd.Timestamp.today().normalize()
     source = open_source(input, p, list(model.features), (), today, model.observation_days)
-    summary = write_batches(source, output, p, _Tally(), "recommend", recommend_range,
+    summary = write_batches(source, output, p, RecommendTally(), "recommend", recommend_range,
                             model.output_columns(),
                             (model,), {"model": model_uri})
     typer.echo(f"borrowers in {summary['borrowers_in']} = recommended {summary['recommended']} + "
                f"rejected {summary['rejected']}; amounts {summary['amounts']}")
-    report_rejects(summary, p)
+    report_rejects(summary, p.score.max_rejected_share, typer.echo)
 
 
 def recommend_range(bounds: tuple[int, int], path: Path, p: Params, model: DecisionModel,
@@ -56,28 +56,3 @@ def recommend_range(bounds: tuple[int, int], path: Path, p: Params, model: Decis
     rows = model.recommend(batch.features) if len(batch.features) else pd.DataFrame()
     batch.features = batch.features.iloc[:0]
     return batch, rows, {}
-
-
-class _Tally:
-    """Borrowers in = recommended + rejected, or it fails; the amounts recommended."""
-
-    def __init__(self) -> None:
-        self.counts = {"borrowers_in": 0, "recommended": 0, "rejected": 0}
-        self.amounts: dict[str, int] = {}
-
-    def add(self, batch: Batch, rows: pd.DataFrame, values: dict) -> None:
-        self.counts["borrowers_in"] += batch.borrowers_in
-        self.counts["rejected"] += len(batch.rejects)
-        self.counts["recommended"] += len(rows)
-        if len(rows):
-            for amount, n in rows["recommended_amount"].value_counts().items():
-                key = f"{amount:.0f}"
-                self.amounts[key] = self.amounts.get(key, 0) + int(n)
-
-    def summary(self) -> dict:
-        c = self.counts
-        if c["borrowers_in"] != c["recommended"] + c["rejected"]:
-            raise RuntimeError(f"internal error, a borrower was lost: {c}")
-        # a list, not a dict: the JSON writer sorts keys as text ("10000" before "5000")
-        return {**c, "amounts": [{"amount": float(a), "borrowers": n}
-                                 for a, n in sorted(self.amounts.items(), key=lambda kv: float(kv[0]))]}

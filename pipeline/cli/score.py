@@ -9,34 +9,19 @@ to temporary files; the scores, the rejects and the summary then appear together
 
 from __future__ import annotations
 
-from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Annotated
 
 import pandas as pd
 import typer
 
-from pipeline import io, metrics, score
+from pipeline import metrics, score
 from pipeline.artifacts import load_model
+from pipeline.batches import ScoreTally, report_rejects, write_batches
 from pipeline.cli import PARAMS, app, load
 from pipeline.config import Params, with_label
-from pipeline.engine import map_shards, on_one_core
 from pipeline.model import CalibratedLightGBM, encode
-from pipeline.readers import is_csv
-from pipeline.sources import (
-    Batch,
-    FeaturesFile,
-    RawTables,
-    Writer,
-    check_paths,
-    check_rejected_share,
-    open_source,
-    output_paths,
-    reject_reasons,
-)
-
-REJECT_COLUMNS = ["borrower_id", "reason"]
+from pipeline.sources import Batch, FeaturesFile, RawTables, check_paths, open_source
 
 
 @app.command(name="score")
@@ -65,14 +50,7 @@ def score_command(
                f"{[k for k, v in summary['drift'].items() if v['flag'] != 'stable'] or 'none'}")
     if summary["unattributed_rows"]:
         typer.echo(f"rows that belong to no borrower (not used): {summary['unattributed_rows']}")
-    report_rejects(summary, p)
-
-
-def report_rejects(summary: dict, p: Params) -> None:
-    """The commonest reasons borrowers were rejected; a non-zero exit when too many were."""
-    for reason, n in list(summary["reject_reasons"].items())[:3]:
-        typer.echo(f"  rejected for {reason}: {n}")
-    check_rejected_share(summary, p.score.max_rejected_share)
+    report_rejects(summary, p.score.max_rejected_share, typer.echo)
 
 
 def score_range(bounds: tuple[int, int], path: Path, p: Params, model: CalibratedLightGBM,
@@ -100,74 +78,6 @@ def run(source: RawTables | FeaturesFile, model: CalibratedLightGBM, version: st
     model.threads = 1  # the engine's workers are the parallelism: one LightGBM thread each
     watched = metrics.watched_features(model.reference["importance"], s.drift_features)
     drift = score.Drift({name: model.reference["bins"][name] for name in ["score", *watched]})
-    tally = _Tally(s.bands, drift)
+    tally = ScoreTally(s.bands, drift)
     return write_batches(source, output, p, tally, "score", score_range, score.OUTPUT_COLUMNS,
                          (model, version, watched), {"model_version": version})
-
-
-def write_batches(source: RawTables | FeaturesFile, output: Path, p: Params, tally, description: str,
-                  work, columns: list[str], args: tuple, about: dict) -> dict:
-    """``work(bounds, path, p, *args, today)`` on every batch of borrower ids on the engine; its
-    results and the batch's rejects are written in id order as they come back, and ``tally``
-    counts them. The results, the rejects and the summary (``tally``'s, ``about``, the digests of
-    the other two) appear only when all is done, the summary last."""
-    paths = output_paths(output)
-    csv = is_csv(output)
-    outputs = [paths["scores"], paths["rejects"], paths["summary"]]
-    with io.output_set(outputs) as (results, rejected, summary), ThreadPoolExecutor(max_workers=1) as aside:
-        # the count of rows that belong to no borrower scans every table once more: when the
-        # batches run elsewhere it runs beside them rather than after (at 1M, 5 s of 53 with the
-        # set lookup that ids with gaps need, 0.5 s with the range test of gapless ids)
-        unattributed = None if on_one_core(p.engine) else aside.submit(source.unattributed)
-        with Writer(results, csv) as results_out, Writer(rejected, csv) as rejects_out:
-            done = map_shards(work, source.ranges(p.score.batch_borrowers), p.engine, description,
-                              source.path, p, *args, source.today,
-                              borrowers=lambda result: result[0].borrowers_in,
-                              # a features file's batches are mostly LightGBM and Arrow, which
-                              # release Python's lock; raw tables' features are mostly pandas,
-                              # in worker processes that each hold one batch after another
-                              threads=isinstance(source, FeaturesFile),
-                              release=isinstance(source, RawTables))
-            reasons: Counter[str] = Counter()
-            for batch, rows, values in done:
-                tally.add(batch, rows, values)
-                reasons.update(reject_reasons(batch.rejects))
-                rejects_out.write(batch.rejects)
-                if len(rows):
-                    results_out.write(rows)
-            orphans = source.orphans()
-            tally.add(Batch(pd.DataFrame(), orphans, len(orphans)), pd.DataFrame(), {})
-            reasons.update(reject_reasons(orphans))
-            rejects_out.write(orphans)
-            results_out.ensure(columns)
-            rejects_out.ensure(REJECT_COLUMNS)
-        result = {**tally.summary(), **about, "reject_reasons": dict(reasons.most_common(10)),
-                  "unattributed_rows": unattributed.result() if unattributed else source.unattributed(),
-                  "input": str(source.path), "output": str(output), "rejects": str(paths["rejects"]),
-                  "sha256": {"scores": io.content_digest(results), "rejects": io.content_digest(rejected)}}
-        summary.write_text(io.json_text(result))
-    return result
-
-
-class _Tally:
-    """Counts, bands and drift over the batches; borrowers in = scored + rejected, or it fails."""
-
-    def __init__(self, bands: dict[str, float], drift: score.Drift):
-        self.counts = {"borrowers_in": 0, "scored": 0, "rejected": 0}
-        self.bands, self.drift = dict.fromkeys(bands, 0), drift
-
-    def add(self, batch: Batch, scored: pd.DataFrame, values: dict) -> None:
-        self.counts["borrowers_in"] += batch.borrowers_in
-        self.counts["rejected"] += len(batch.rejects)
-        self.counts["scored"] += len(scored)
-        if len(scored):
-            for band, n in scored["risk_band"].value_counts().items():
-                self.bands[band] += int(n)
-            self.drift.add(values)
-
-    def summary(self) -> dict:
-        c = self.counts
-        if c["borrowers_in"] != c["scored"] + c["rejected"]:
-            raise RuntimeError(f"internal error, a borrower was lost: {c}")
-        return {**c, "bands": self.bands, "drift": self.drift.summary()}
-

@@ -1,0 +1,58 @@
+"""Batch runs' accounting: every borrower in is done or rejected, the counts per output, and the
+report of the commonest rejects."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipeline import metrics
+from pipeline.batches import RecommendTally, ScoreTally, Tally, report_rejects
+from pipeline.contract import ContractError
+from pipeline.score import Drift
+from pipeline.sources import Batch
+
+
+def batch(borrowers_in: int, rejected: int) -> Batch:
+    return Batch(pd.DataFrame(), pd.DataFrame({"borrower_id": range(rejected), "reason": "x"}), borrowers_in)
+
+
+def test_a_lost_borrower_fails_the_summary():
+    tally = Tally()
+    tally.add(batch(5, 2), pd.DataFrame({"a": range(3)}), {})
+    assert tally.summary() == {"borrowers_in": 5, "done": 3, "rejected": 2}
+    tally.add(batch(4, 1), pd.DataFrame({"a": range(2)}), {})  # one of the four is neither
+    with pytest.raises(RuntimeError, match="a borrower was lost"):
+        tally.summary()
+
+
+def test_scoring_counts_bands_and_drift_over_batches():
+    rng = np.random.default_rng(0)
+    reference = {"score": metrics.psi_reference(rng.random(1000))}
+    tally = ScoreTally({"low": 0.1, "high": 1.0}, Drift(reference))
+    for bands in (["low", "high", "low"], ["low"]):
+        rows = pd.DataFrame({"risk_band": bands})
+        tally.add(batch(len(bands) + 1, 1), rows, {"score": rng.random(len(bands))})
+    summary = tally.summary()
+    assert summary["scored"] == 4 and summary["rejected"] == 2 and summary["borrowers_in"] == 6
+    assert summary["bands"] == {"low": 3, "high": 1}
+    assert set(summary["drift"]) == {"score"}
+
+
+def test_recommended_amounts_are_listed_in_numeric_order():
+    tally = RecommendTally()
+    tally.add(batch(3, 0), pd.DataFrame({"recommended_amount": [10000.0, 5000.0, 10000.0]}), {})
+    tally.add(batch(1, 0), pd.DataFrame({"recommended_amount": [0.0]}), {})
+    assert tally.summary()["amounts"] == [{"amount": 0.0, "borrowers": 1}, {"amount": 5000.0, "borrowers": 1},
+                                          {"amount": 10000.0, "borrowers": 2}]
+
+
+def test_the_report_says_the_three_commonest_rejects_and_stops_beyond_the_share():
+    summary = {"borrowers_in": 10, "rejected": 4, "input": "in.csv", "rejects": "out.rejects.csv",
+               "reject_reasons": {"a": 2, "b": 1, "c": 1, "d": 0}}
+    said: list[str] = []
+    report_rejects(summary, 0.5, said.append)
+    assert said == ["  rejected for a: 2", "  rejected for b: 1", "  rejected for c: 1"]
+    with pytest.raises(ContractError, match=r"in.csv: 4 of 10 borrowers rejected \(40.0%"):
+        report_rejects(summary, 0.3, said.append)
