@@ -15,13 +15,12 @@ import typer
 
 from pipeline import io
 from pipeline.cli import PARAMS, app, load
-
-REPORT = Path("reports/params_valid.json")
+from pipeline.cli.paths import PARAMS_REPORT
 
 
 @app.command(name="check-params")
 def check_params(params: Path = PARAMS) -> None:
     """Validate params.yaml (every stage's section) before any stage runs."""
     load(params)
-    io.write_json({"params": "valid"}, REPORT)
+    io.write_json({"params": "valid"}, PARAMS_REPORT)
     typer.echo(f"{params}: valid")

@@ -27,8 +27,6 @@ from pipeline.engine import map_shards
 from pipeline.features import build_features
 from pipeline.shards import read_shard
 
-MODEL_DIR, REPORT, PLOTS = DECISION_MODEL, DECISION_REPORT, DECISION_PLOTS
-
 
 @app.command()
 def decide(params: Path = PARAMS) -> None:
@@ -38,10 +36,10 @@ def decide(params: Path = PARAMS) -> None:
     if p.source.kind == "tables":
         note = {"source": "tables", "applicable": False,
                 "why": "the decision needs line tests and the simulator's counterfactual truth"}
-        with io.atomic_dir(MODEL_DIR) as out, io.atomic_dir(PLOTS) as plots:
+        with io.atomic_dir(DECISION_MODEL) as out, io.atomic_dir(DECISION_PLOTS) as plots:
             io.write_json(note, out / "source.json")
             io.write_json(note, plots / "source.json")
-        io.write_json(note, REPORT)
+        io.write_json(note, DECISION_REPORT)
         typer.echo("source: tables; no decision model (docs/decision.md)")
         return
     shards = [io.part_index(f) for f in io.parts(RAW_DIR / "borrowers")]
@@ -52,14 +50,14 @@ def decide(params: Path = PARAMS) -> None:
     report, model, figures = decision.run(frame, io.read_dataset(COUNTERFACTUAL_DIR), p.decision,
                                           np.asarray(p.simulate.jump.line_test_amounts, dtype=float),
                                           cycles + _jump_cycles(p))
-    with io.atomic_dir(MODEL_DIR) as out:
+    with io.atomic_dir(DECISION_MODEL) as out:
         model.save(out)
-    with io.atomic_dir(PLOTS) as out:
+    with io.atomic_dir(DECISION_PLOTS) as out:
         for name, figure in figures.items():
             io.write_png(figure, out / f"{name}.png")
         if not figures:
             io.write_json(report, out / "not_evaluated.json")
-    io.write_json(report, REPORT)
+    io.write_json(report, DECISION_REPORT)
     version = _log_and_register(p, report, frame, model)
     if not report["borrowers"]["line_tests_learnt_from"]:
         typer.echo("warning: no line tests among the training borrowers (simulate.jump.line_test_share): "
@@ -82,7 +80,7 @@ def _log_and_register(p: Params, report: dict, frame: pd.DataFrame, model: decis
 
     from pipeline import tracking
 
-    fingerprint = "decision-" + io.file_digest(MODEL_DIR)[:32]
+    fingerprint = "decision-" + io.file_digest(DECISION_MODEL)[:32]
     policies = report.get("policies", {})
     description = (f"How much to raise: {policies['ours']['share_of_oracle_profit']:.1%} of the "
                    f"oracle's profit out of time, miss rate {policies['ours']['miss_rate']:.3f}"
@@ -95,17 +93,18 @@ def _log_and_register(p: Params, report: dict, frame: pd.DataFrame, model: decis
                                 for k, v in result.items() if isinstance(v, float)})
             if policies:
                 _log_dose_response(report["dose_response"])
-            tracking.log_json(report, REPORT.name)
-            mlflow.log_artifacts(str(PLOTS), artifact_path="plots")
+            tracking.log_json(report, DECISION_REPORT.name)
+            mlflow.log_artifacts(str(DECISION_PLOTS), artifact_path="plots")
             example = frame[frame["split"] == "test"].head(5).reset_index(drop=True)
             example = example[list(decision.SERVED_COLUMNS)]
             info = mlflow.pyfunc.log_model(
-                name="model", loader_module="pipeline.decision", data_path=str(MODEL_DIR),
+                name="model", loader_module="pipeline.decision", data_path=str(DECISION_MODEL),
                 signature=tracking.model_signature(example, model.recommend(example)),
                 input_example=example, pip_requirements=tracking.pip_requirements())
             mlflow.set_tag(tracking.MODEL_URI_TAG, info.model_uri)
     run = tracking.run_for_fingerprint(p.mlflow, fingerprint)
-    tags = {tracking.FILES_TAG: json.dumps({f.name: io.file_digest(f) for f in sorted(MODEL_DIR.iterdir())})}
+    files = {f.name: io.file_digest(f) for f in sorted(DECISION_MODEL.iterdir())}
+    tags = {tracking.FILES_TAG: json.dumps(files)}
     return tracking.register_version(p.mlflow, run, fingerprint, tags, description, decision=True).version
 
 

@@ -19,10 +19,14 @@ from pipeline.cli import PARAMS, app, load
 from pipeline.cli.paths import (
     DECISION_PLOTS,
     DECISION_REPORT,
+    EVALUATION_FIGURES,
+    EVALUATION_PLOTS,
+    EVALUATION_REPORT,
     GATES,
+    METRICS,
+    MODEL_CARD,
     MODELS,
     MONITOR_DIR,
-    REPORTS,
     SPLIT_DIR,
     SPLIT_REPORT,
     TRUTH_DIR,
@@ -30,9 +34,6 @@ from pipeline.cli.paths import (
 from pipeline.config import CAUSES, Params
 from pipeline.split import SPLITS
 
-PLOTS = REPORTS / "plots"
-FIGURES = REPORTS / "figures"
-CARD = REPORTS / "model_card.html"
 TOP_FEATURES = 15
 # what produced the evaluated models; the card names their digest
 PRODUCING_SECTIONS = ("label", "simulate", "features", "split", "train", "evaluate")
@@ -79,17 +80,17 @@ def evaluate_command(params: Path = PARAMS) -> None:
     gates = json.loads(GATES.read_text())
     headlines = {name: evaluate.headline(r) for name, r in reports.items()}
 
-    with io.atomic_dir(PLOTS) as out:
+    with io.atomic_dir(EVALUATION_PLOTS) as out:
         for name, kinds in plot_data.items():
             for kind, frame in kinds.items():
                 io.write_json(frame.to_dict("records"), out / kind / f"{name}.json")
-    with io.atomic_dir(FIGURES) as out:
-        figures = [FIGURES / f.name for f in plots.render_all(plot_data, reports, out)]
+    with io.atomic_dir(EVALUATION_FIGURES) as out:
+        figures = [EVALUATION_FIGURES / f.name for f in plots.render_all(plot_data, reports, out)]
     details = _details(p, metadata)
-    with io.atomic_path(CARD, ".html") as tmp:
+    with io.atomic_path(MODEL_CARD, ".html") as tmp:
         tmp.write_text(card.model_card(reports, gates, p, figures, details))
-    io.write_json(reports, REPORTS / "evaluation.json")
-    io.write_json(evaluate.headline_metrics(headlines, gates), REPORTS / "metrics.json")
+    io.write_json(reports, EVALUATION_REPORT)
+    io.write_json(evaluate.headline_metrics(headlines, gates), METRICS)
     _log_run(p, reports, gates, figures, headlines, metadata, details)
     aucs = ", ".join(f"{name} {figures['oot_auc']:.4f}" for name, figures in headlines.items())
     lgb = headlines["lightgbm"]
@@ -165,7 +166,8 @@ def _log_run(p: Params, reports: dict, gates: dict, figures: list[Path], headlin
     # to them alone had left the run's card stale
     fingerprint = io.text_digest(json.dumps({"reports": headlines, "gates": gates,
                                              "models": [m["fingerprint"] for m in metadata.values()],
-                                             "card": io.file_digest(CARD)}, sort_keys=True, default=str))
+                                             "card": io.file_digest(MODEL_CARD)},
+                                            sort_keys=True, default=str))
     links = {"limitjump.lightgbm_run": runs["lightgbm"].info.run_id,
              "limitjump.scorecard_run": runs["scorecard"].info.run_id,
              "limitjump.model_version": version.version if version else "unregistered"}
@@ -187,10 +189,10 @@ def _log_run(p: Params, reports: dict, gates: dict, figures: list[Path], headlin
                       "git_commit": tracking.provenance()["git.commit"],
                       "generated": datetime.now(UTC).isoformat(timespec="seconds")}
         with tempfile.TemporaryDirectory() as tmp:
-            page = Path(tmp) / CARD.name
+            page = Path(tmp) / MODEL_CARD.name
             page.write_text(card.model_card(reports, gates, p, figures,
                                             {**details, "provenance": provenance}))
             mlflow.log_artifact(str(page))
-        mlflow.log_artifact(str(REPORTS / "evaluation.json"))
+        mlflow.log_artifact(str(EVALUATION_REPORT))
         for f in figures:
             mlflow.log_artifact(str(f), artifact_path="figures")

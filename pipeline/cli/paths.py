@@ -1,6 +1,6 @@
-"""Where the DVC stages read and write, relative to the project directory: one place, so a stage
-module imports the paths of another stage's outputs without importing that stage's libraries
-(and without making dvc.yaml list that stage's code as its own dependency)."""
+"""Where the DVC stages read and write, relative to the project directory: every stage's outputs in
+one place, so a stage module imports the paths of another stage's outputs without importing that
+stage's libraries (and without making dvc.yaml list that stage's code as its own dependency)."""
 
 from pathlib import Path
 
@@ -13,6 +13,15 @@ SPLIT_REPORT = Path("reports/split.json")  # rows, misses and dates of each spli
 INCOMING_DIR = Path("data/incoming")
 MODELS = Path("models")
 REPORTS = Path("reports")
+PARAMS_REPORT = REPORTS / "params_valid.json"  # check_params's
+SIMULATION_REPORT = REPORTS / "simulation.json"  # the realism checks of the simulated data
+SPLIT_TIMELINE = REPORTS / "split_timeline.png"
+TRAIN_REPORTS = REPORTS / "train"  # each model's figures and the training diagnostics
+EVALUATION_PLOTS = REPORTS / "plots"  # the plots' data, for `dvc plots`
+EVALUATION_FIGURES = REPORTS / "figures"
+MODEL_CARD = REPORTS / "model_card.html"
+EVALUATION_REPORT = REPORTS / "evaluation.json"  # every figure of the evaluation
+METRICS = REPORTS / "metrics.json"  # the headline figures, for `dvc metrics`
 GATES = REPORTS / "gates.json"
 # register's mark that the registry holds the model: not in git, so that a fresh clone registers
 # (reports/gates.json is in git, and alone would let DVC skip the registration); in DVC's cache, so

@@ -16,8 +16,7 @@ import typer
 
 from pipeline import io, model, registry, tracking
 from pipeline.cli import PARAMS, app, load
-from pipeline.cli.paths import GATES as REPORT
-from pipeline.cli.paths import MODELS, REGISTERED
+from pipeline.cli.paths import GATES, MODELS, REGISTERED
 
 
 @app.command()
@@ -27,7 +26,7 @@ def register(params: Path = PARAMS) -> None:
     challenger = json.loads((MODELS / "lightgbm" / "metadata.json").read_text())
     scorecard = json.loads((MODELS / "scorecard" / "metadata.json").read_text())
     result = registry.own_gates(challenger["metrics"], scorecard["metrics"], p.gate)
-    io.write_json({"challenger_fingerprint": challenger["fingerprint"], **result}, REPORT)
+    io.write_json({"challenger_fingerprint": challenger["fingerprint"], **result}, GATES)
 
     run = tracking.run_for_fingerprint(p.mlflow, challenger["fingerprint"])
     judged = {tracking.GATE_TAG: str(result["passed"]).lower(),

@@ -8,14 +8,12 @@ import typer
 
 from pipeline import io
 from pipeline.cli import PARAMS, app, load
-from pipeline.cli.paths import COUNTERFACTUAL_DIR, RAW_DIR, TRUTH_DIR
+from pipeline.cli.paths import COUNTERFACTUAL_DIR, RAW_DIR, SIMULATION_REPORT, TRUTH_DIR
 from pipeline.config import SimulateSettings, truth_replicates
 from pipeline.contract import RAW_TABLES, TRUTH_TABLES, validate
 from pipeline.engine import map_shards
 from pipeline.simulate import World, build_world, shard_bounds, simulate_shard
 from pipeline.simulate.realism import FAIL, NOT_APPLICABLE, realism_report
-
-REPORT = Path("reports/simulation.json")
 
 
 @app.command()
@@ -29,7 +27,7 @@ def simulate(params: Path = PARAMS) -> None:
               io.atomic_dir(COUNTERFACTUAL_DIR) as what_if):
             for folder in (raw, truth, what_if):
                 io.write_json(note, folder / "source.json")
-        io.write_json(note, REPORT)
+        io.write_json(note, SIMULATION_REPORT)
         typer.echo(f"source: tables ({p.source.tables.features}); nothing simulated")
         return
     world = build_world(p.simulate, p.label)
@@ -44,7 +42,7 @@ def simulate(params: Path = PARAMS) -> None:
                             borrowers=int, total=p.simulate.n_borrowers, parent_works=True):
             pass
     report = realism_report(io.read_dataset(TRUTH_DIR), truth_replicates(p.simulate, p.label), p.label)
-    io.write_json(report, REPORT)
+    io.write_json(report, SIMULATION_REPORT)
     results = report["checks"]
     failed = [name for name, result in results.items() if result == FAIL]
     not_applicable = [name for name, result in results.items() if result == NOT_APPLICABLE]

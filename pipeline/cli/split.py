@@ -10,7 +10,15 @@ import typer
 from pipeline import io
 from pipeline.causes import MISS_CAUSE
 from pipeline.cli import PARAMS, app, load
-from pipeline.cli.paths import FEATURES_DIR, MAINTENANCE_HISTORY, RAW_DIR, SPLIT_DIR, SPLIT_REPORT, TRUTH_DIR
+from pipeline.cli.paths import (
+    FEATURES_DIR,
+    MAINTENANCE_HISTORY,
+    RAW_DIR,
+    SPLIT_DIR,
+    SPLIT_REPORT,
+    SPLIT_TIMELINE,
+    TRUTH_DIR,
+)
 from pipeline.split import (
     SPLITS,
     check_both_labels,
@@ -24,7 +32,6 @@ from pipeline.split import (
 )
 
 # not under reports/figures: that folder is the evaluate stage's output as a whole
-TIMELINE = Path("reports/split_timeline.png")
 
 
 @app.command()
@@ -57,7 +64,7 @@ def split(params: Path = PARAMS) -> None:
             io.write_parquet(part, out / f"{name}.parquet")
         io.write_json(history, out / MAINTENANCE_HISTORY.name)
     io.write_json(report, SPLIT_REPORT)
-    io.write_png(timeline_figure(report), TIMELINE)
+    io.write_png(timeline_figure(report), SPLIT_TIMELINE)
     for name, row in report.items():
         typer.echo(f"{name:7}  {row['rows']:7} rows  {row['misses']:6} misses  "
                    f"miss rate {row['miss_rate']:.3f}  "

@@ -15,14 +15,13 @@ from pydantic import ValidationError
 
 from pipeline import causes, io, metrics, model, tracking, train
 from pipeline.cli import PARAMS, app, load
-from pipeline.cli.paths import MAINTENANCE_HISTORY, MODELS, SPLIT_DIR, TUNE_BEST
+from pipeline.cli.paths import MAINTENANCE_HISTORY, MODELS, SPLIT_DIR, TRAIN_REPORTS, TUNE_BEST
 from pipeline.config import LabelSettings, LightGBMSettings, Params
 from pipeline.errors import InputError, UsageError
 
 # Training rows the drift reference is taken from: sampling the reference adds about
 # (bins - 1) / rows to a PSI, 0.0002 here against a watch level of 0.10.
 REFERENCE_ROWS = 50_000
-REPORTS = Path("reports/train")
 
 
 class Kind(StrEnum):
@@ -55,7 +54,7 @@ def train_command(kind: Annotated[Kind, typer.Argument(help="Which model to trai
                     "params": settings, "metrics": figures}
         metadata["fingerprint"] = _fingerprint(tmp, metadata)
         io.write_json(metadata, tmp / "metadata.json")
-    io.write_json(figures, REPORTS / f"{kind.value}.json")
+    io.write_json(figures, TRAIN_REPORTS / f"{kind.value}.json")
     description = (f"{DESCRIPTIONS[kind.value]}; out-of-time AUC {figures['test_auc']:.4f}, "
                    f"ECE {figures['test_ece']:.4f}")
     with tracking.new_run(p.mlflow, kind.value, metadata["fingerprint"], description) as run:
