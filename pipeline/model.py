@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipeline import causes
+from pipeline import causes, io
 from pipeline.config import CAUSES, LabelSettings
 from pipeline.errors import UsageError
 from pipeline.lgbm import lgb
@@ -306,6 +306,19 @@ class CalibratedLightGBM:
                    read_json(directory / CATEGORIES_FILE),
                    read_json(reference) if reference.exists() else None, causes,
                    read_label(directory / LABEL_FILE))
+
+    def save(self, directory: Path) -> None:
+        """Write the model's files into ``directory`` (``from_dir`` reads them back)."""
+        self.booster.save_model(str(directory / BOOSTER_FILE))
+        io.write_json(self.calibration, directory / CALIBRATION_FILE)
+        io.write_json(self.categories, directory / CATEGORIES_FILE)
+        if self.reference:
+            io.write_json(self.reference, directory / REFERENCE_FILE)
+        if self.label:
+            io.write_json(self.label.model_dump(), directory / LABEL_FILE)
+        if self.causes:
+            self.causes[0].save_model(str(directory / CAUSES_FILE))
+            io.write_json(self.causes[1], directory / CAUSE_CALIBRATION_FILE)
 
     @property
     def features(self) -> list[str]:

@@ -15,7 +15,7 @@ import pandas as pd
 
 from pipeline import metrics
 from pipeline.catalog import BY_NAME, monotone_constraints
-from pipeline.causes import MISS_CAUSE
+from pipeline.causes import MISS_CAUSE, cause_codes, cause_params, fit_cause_model
 from pipeline.config import LabelSettings, LightGBMSettings, ScorecardSettings
 from pipeline.lgbm import lgb
 from pipeline.model import (
@@ -32,6 +32,9 @@ if TYPE_CHECKING:
     from sklearn.linear_model import LogisticRegression
 
 LABEL = "label"
+# training rows the drift reference is measured on, evenly spread: sampling it adds about
+# (bins - 1) / rows to a PSI, 0.0002 here against a watch level of 0.10
+REFERENCE_ROWS = 50_000
 
 
 def feature_columns(frame: pd.DataFrame, id_columns: tuple[str, ...] = ("borrower_id",)) -> list[str]:
@@ -387,3 +390,58 @@ def scorecard_predict(card: dict, frame: pd.DataFrame) -> np.ndarray:
     logit = card["intercept"] + sum(v["coefficient"] * scorecard_woe(v, frame[v["name"]])
                                     for v in card["variables"])
     return 1.0 / (1.0 + np.exp(-logit))
+
+
+def fit_scoring_model(splits: dict[str, pd.DataFrame], columns: list[str], categorical: list[str],
+                      s: LightGBMSettings, maintenance: dict | None = None,
+                      label: LabelSettings | None = None,
+                      own_data: bool = False) -> tuple[CalibratedLightGBM, np.ndarray]:
+    """The calibrated LightGBM of ``limitjump train lightgbm`` and its probabilities on the
+    validation split: boosted on train, stopped and calibrated on valid, with what its floors
+    read (the ``maintenance`` history, if any, ``model.maintenance_floor``; given the ``label``,
+    the forgetting prior of the training rows, ``model.forgetting_floor``; how often their lapsed
+    agreements missed, ``model.lapse_floor``), the cause model when the rows carry the cause of
+    their miss, and the reference drift is measured against (``drift_reference``; ``own_data``,
+    a team's own features, taken when the team takes them, so that a pyfunc checks no window after
+    the jump, as `limitjump score` checks none)."""
+    categories = learn_categories(splits["train"], columns)
+    fitted, valid_scores = calibrated_on_validation(splits["train"], splits["valid"], columns, categorical,
+                                                    categories, s)
+    floors = floor_histories(splits["train"], label, maintenance)
+    if floors:
+        fitted.calibration.update(floors)
+        valid_scores = fitted.predict(splits["valid"])
+    fitted.label = label
+    if MISS_CAUSE in splits["train"]:
+        fitted.causes = fit_causes(splits, columns, categorical, categories, s)
+    fitted.reference = drift_reference(fitted, splits["train"], columns, own_data)
+    return fitted, valid_scores
+
+
+def fit_causes(splits: dict[str, pd.DataFrame], columns: list[str], categorical: list[str], categories: dict,
+               s: LightGBMSettings) -> tuple[lgb.Booster, dict]:
+    """P(cause | miss), boosted on the training misses, stopped and temperature-scaled on the
+    validation misses."""
+    x = {name: encode(splits[name], columns, categories) for name in ("train", "valid")}
+    codes = {name: cause_codes(splits[name][MISS_CAUSE]) for name in x}
+    params = cause_params(lightgbm_params(s, columns, categorical, len(splits["train"])))
+    return fit_cause_model(x["train"], codes["train"], x["valid"], codes["valid"], params, columns,
+                           categorical, s.num_boost_round, s.early_stopping_rounds,
+                           s.cause_leaf_sizes, s.cause_num_leaves)
+
+
+def drift_reference(fitted: CalibratedLightGBM, train: pd.DataFrame, columns: list[str],
+                    own_data: bool = False) -> dict:
+    """What drift is measured against: each feature's gain importance, the decile bins of the
+    score and of each feature, and the medians on whose side a reason's words hold
+    (``score.worded_contributions``), on at most ``REFERENCE_ROWS`` evenly spread training rows
+    (decile edges need no more)."""
+    importance = dict(zip(columns, fitted.booster.feature_importance("gain").round(4).tolist(), strict=True))
+    sample = train.iloc[np.linspace(0, len(train) - 1, min(len(train), REFERENCE_ROWS)).astype(int)]
+    matrix = encode(sample, columns, fitted.categories)
+    bins = {"score": metrics.psi_reference(fitted.probability(matrix)),
+            **{c: metrics.psi_reference(matrix[:, j]) for j, c in enumerate(columns)}}
+    medians = {c: float(np.nanmedian(matrix[:, j])) for j, c in enumerate(columns)
+               if not np.isnan(matrix[:, j]).all()}
+    return {"importance": importance, "bins": bins, "medians": medians,
+            **({"own_data": True} if own_data else {})}

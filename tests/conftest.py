@@ -115,8 +115,7 @@ def build_model_dir(tables: dict[str, pd.DataFrame], features: pd.DataFrame, out
     """A small calibrated LightGBM on ``features`` (labels from the ground truth), saved the way
     ``limitjump train lightgbm`` saves one."""
     from pipeline import io
-    from pipeline.cli.train import fit_and_save_lightgbm
-    from pipeline.train import categorical_columns, feature_columns
+    from pipeline.train import categorical_columns, feature_columns, fit_scoring_model
 
     frame = features.copy()
     truth = tables["ground_truth"].set_index("borrower_id").loc[frame["borrower_id"]]
@@ -128,8 +127,8 @@ def build_model_dir(tables: dict[str, pd.DataFrame], features: pd.DataFrame, out
     settings = make_params({"train": {"lightgbm": {"num_boost_round": 80, "early_stopping_rounds": 15}}})
     columns = feature_columns(splits["train"])
     out.mkdir(parents=True, exist_ok=True)
-    fit_and_save_lightgbm(splits, columns, categorical_columns(splits["train"], columns),
-                          settings.train.lightgbm, out)
+    fit_scoring_model(splits, columns, categorical_columns(splits["train"], columns),
+                      settings.train.lightgbm)[0].save(out)
     io.write_json({"model": "lightgbm", "features": columns, "fingerprint": fingerprint},
                   out / "metadata.json")
     reference = json.loads((out / "reference.json").read_text())

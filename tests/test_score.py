@@ -990,8 +990,7 @@ def team_model(work) -> dict:
     """A model of columns the catalogue does not know, one of them text, trained like
     ``limitjump train lightgbm`` trains one; and 300 new borrowers to score, one of them in a
     segment training never saw."""
-    from pipeline.cli.train import fit_and_save_lightgbm
-    from pipeline.train import categorical_columns, feature_columns, learn_categories
+    from pipeline.train import categorical_columns, feature_columns, fit_scoring_model, learn_categories
 
     rng = np.random.default_rng(15)
     n = 3000
@@ -1010,8 +1009,8 @@ def team_model(work) -> dict:
     out = work / "team_model"
     out.mkdir()
     settings = make_params({"train": {"lightgbm": {"num_boost_round": 80, "early_stopping_rounds": 15}}})
-    fit_and_save_lightgbm(splits, columns, categorical_columns(splits["train"], columns),
-                          settings.train.lightgbm, out)
+    fit_scoring_model(splits, columns, categorical_columns(splits["train"], columns),
+                      settings.train.lightgbm)[0].save(out)
     io.write_json({"model": "lightgbm", "features": columns, "fingerprint": FINGERPRINT},
                   out / "metadata.json")
     new = frame.drop(columns="label").iloc[:300].assign(

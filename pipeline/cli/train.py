@@ -8,20 +8,15 @@ from pathlib import Path
 from typing import Annotated
 
 import mlflow
-import numpy as np
 import pandas as pd
 import typer
 from pydantic import ValidationError
 
-from pipeline import causes, io, metrics, model, tracking, train
+from pipeline import io, model, tracking, train
 from pipeline.cli import PARAMS, app, load
 from pipeline.cli.paths import MAINTENANCE_HISTORY, MODELS, SPLIT_DIR, TRAIN_REPORTS, TUNE_BEST
-from pipeline.config import LabelSettings, LightGBMSettings, Params
+from pipeline.config import LightGBMSettings, Params
 from pipeline.errors import InputError, UsageError
-
-# Training rows the drift reference is taken from: sampling the reference adds about
-# (bins - 1) / rows to a PSI, 0.0002 here against a watch level of 0.10.
-REFERENCE_ROWS = 50_000
 
 
 class Kind(StrEnum):
@@ -87,63 +82,6 @@ def _fingerprint(folder: Path, metadata: dict) -> str:
     return io.text_digest(json.dumps({"files": files, **metadata}, sort_keys=True, default=str))
 
 
-def fit_and_save_lightgbm(splits: dict, columns: list[str], categorical: list[str],
-                          s: LightGBMSettings, out: Path, maintenance: dict | None = None,
-                          label: LabelSettings | None = None,
-                          own_data: bool = False) -> tuple[model.CalibratedLightGBM, np.ndarray]:
-    """Fit the calibrated LightGBM and write its folder: text model, calibration (with what its
-    floors read: the ``maintenance`` history, if any, ``model.maintenance_floor``; given the
-    ``label``, the forgetting prior of the training rows, ``model.forgetting_floor``; how often
-    their lapsed agreements missed, ``model.lapse_floor``), category
-    codes and the reference drift is measured against (feature importance and bins; ``own_data``,
-    a team's own features, taken when the team takes them, so that a pyfunc checks no window after
-    the jump, as `limitjump score` checks none). Returns the
-    model and its probabilities on the validation split."""
-    categories = train.learn_categories(splits["train"], columns)
-    fitted, valid_scores = train.calibrated_on_validation(splits["train"], splits["valid"], columns,
-                                                          categorical, categories, s)
-    floors = train.floor_histories(splits["train"], label, maintenance)
-    if floors:
-        fitted.calibration.update(floors)
-        valid_scores = fitted.predict(splits["valid"])
-    booster, calibration = fitted.booster, fitted.calibration
-    booster.save_model(str(out / model.BOOSTER_FILE))
-    io.write_json(calibration, out / model.CALIBRATION_FILE)
-    io.write_json(categories, out / model.CATEGORIES_FILE)
-    if label:
-        io.write_json(label.model_dump(), out / model.LABEL_FILE)
-        fitted.label = label
-    if causes.MISS_CAUSE in splits["train"]:
-        fitted.causes = _fit_causes(splits, columns, categorical, categories, s)
-        fitted.causes[0].save_model(str(out / model.CAUSES_FILE))
-        io.write_json(fitted.causes[1], out / model.CAUSE_CALIBRATION_FILE)
-    importance = dict(zip(columns, booster.feature_importance("gain").round(4).tolist(), strict=True))
-    # decile edges need no more than an evenly spread sample of the training rows
-    frame = splits["train"]
-    sample = frame.iloc[np.linspace(0, len(frame) - 1, min(len(frame), REFERENCE_ROWS)).astype(int)]
-    matrix = model.encode(sample, columns, categories)
-    bins = {"score": metrics.psi_reference(fitted.probability(matrix)),
-            **{c: metrics.psi_reference(matrix[:, j]) for j, c in enumerate(columns)}}
-    # the side of the median a reason's words hold on (score.worded_contributions)
-    medians = {c: float(np.nanmedian(matrix[:, j])) for j, c in enumerate(columns)
-               if not np.isnan(matrix[:, j]).all()}
-    io.write_json({"importance": importance, "bins": bins, "medians": medians,
-                   **({"own_data": True} if own_data else {})}, out / model.REFERENCE_FILE)
-    return fitted, valid_scores
-
-
-def _fit_causes(splits: dict, columns: list[str], categorical: list[str], categories: dict,
-                s: LightGBMSettings):
-    """P(cause | miss), boosted on the training misses, stopped and temperature-scaled on the
-    validation misses."""
-    x = {name: model.encode(splits[name], columns, categories) for name in ("train", "valid")}
-    codes = {name: causes.cause_codes(splits[name][causes.MISS_CAUSE]) for name in x}
-    params = causes.cause_params(train.lightgbm_params(s, columns, categorical, len(splits["train"])))
-    return causes.fit_cause_model(x["train"], codes["train"], x["valid"], codes["valid"], params, columns,
-                                  categorical, s.num_boost_round, s.early_stopping_rounds,
-                                  s.cause_leaf_sizes, s.cause_num_leaves)
-
-
 def tuned_settings(p: Params) -> tuple[LightGBMSettings, list[str]]:
     """train.lightgbm, with the tune stage's best values over it when tuning is on, and the names
     of the values replaced. Off, the tune stage's file is not read: training is as without it."""
@@ -161,8 +99,9 @@ def tuned_settings(p: Params) -> tuple[LightGBMSettings, list[str]]:
 def _fit_lightgbm(p: Params, splits: dict, columns: list[str], categorical: list[str], out: Path):
     s, tuned = tuned_settings(p)
     maintenance = json.loads(MAINTENANCE_HISTORY.read_text()) if MAINTENANCE_HISTORY.is_file() else None
-    fitted, valid_scores = fit_and_save_lightgbm(splits, columns, categorical, s, out, maintenance, p.label,
-                                                 own_data=p.source.kind == "tables")
+    fitted, valid_scores = train.fit_scoring_model(splits, columns, categorical, s, maintenance, p.label,
+                                                   own_data=p.source.kind == "tables")
+    fitted.save(out)
     booster = fitted.booster
     # each monotone constraint against the training data's own trend: kept with the model, logged,
     # and named in the model card when one contradicts the data
