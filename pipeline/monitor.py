@@ -14,6 +14,7 @@ alerts afterwards, the simulator's truth says whether the model was really off o
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -28,10 +29,12 @@ from pipeline.config import (
     LightGBMSettings,
     MonitorSettings,
     RegisterSettings,
+    SimulateSettings,
 )
 from pipeline.lgbm import lgb
 
 MONTH = "month"
+DIGITS = 6  # figures written rounded: their last bits may differ between machines
 MATURES = "label_matures"  # the stream's label column: the day the label is known
 POLICIES = ("frozen", "recalibrate", "retrain")
 # a batch counts as affected by a regime change when the label windows of at least this share of
@@ -525,3 +528,54 @@ def monthly_figure(table: pd.DataFrame, policies: pd.DataFrame, alert_log: pd.Da
     fig.suptitle("Monthly monitoring (dashed vertical: first batch a regime change touches; "
                  "▲ action applied, × refused)", fontsize=10)
     return fig
+
+
+def change_dates(first_month: dt.date, simulate: SimulateSettings) -> list[pd.Timestamp]:
+    """The days the platform's rules change within the stream: each campaign's deadline (unrenewed
+    agreements fail after it) and the stricter restriction rule."""
+    start = pd.Timestamp(first_month)
+    dates = [pd.Timestamp(c.deadline) for c in simulate.technical.reauthorisation_campaigns]
+    dates.append(pd.Timestamp(simulate.risk_rules.rule_change_date))
+    return sorted({d for d in dates if d >= start})  # a campaign's deadline may be the rule's day
+
+
+def decisions(table: pd.DataFrame, alert_log: pd.DataFrame, candidates: list) -> list[dict]:
+    """Per month: the batch's figures before labels, the alerts raised, and each policy's action."""
+    out = []
+    for row in table.to_dict("records"):
+        month = row[MONTH]
+        raised = alert_log[alert_log["raised"] == month]
+        out.append({
+            "month": month_label(month),
+            "before_labels": {k: row[k] for k in ("rows", "score_psi", "max_csi", "max_csi_feature",
+                                                  "max_csi_raw", "estimated_auc", "estimated_ece")},
+            "labels_arrive": month_label(row["labels_arrive"]),
+            "alerts_raised": [{"rule": a["rule"], "batch": month_label(a["batch"]),
+                               "value": a["value"], "limit": a["limit"]} for a in raised.to_dict("records")],
+            "actions": [action(c) for c in candidates if c.month == month],
+        })
+    return out
+
+
+def action(c) -> dict:
+    return {"policy": c.policy, "action": c.action, "fitted_on_months": c.fitted_on, "figures": c.figures,
+            "gates": {name: g["passed"] for name, g in c.gates["gates"].items()},
+            "decision": "applied" if c.applied else "refused: " + ", ".join(c.gates["failed"])}
+
+
+def rounded(value):
+    """Floats rounded to ``DIGITS`` and months as labels, through dicts and lists: figures written
+    to files whose last bits may differ between machines."""
+    if isinstance(value, dict):
+        return {k: rounded(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [rounded(v) for v in value]
+    if isinstance(value, float | np.floating):
+        return round(float(value), DIGITS)
+    if isinstance(value, pd.Timestamp):
+        return month_label(value)
+    return value
+
+
+def rounded_records(frame: pd.DataFrame) -> list[dict]:
+    return rounded(frame.to_dict("records"))

@@ -393,3 +393,19 @@ def test_every_policy_and_challenger_keeps_the_champions_maintenance_floor():
     retrained = [c for c in candidates if c.policy == "retrain"]
     assert retrained and all(c.calibration["maintenance"]["rate"] == 0.9 for c in retrained)
     assert all(c.calibration["forgetting"] == champion.calibration["forgetting"] for c in retrained)
+
+
+def test_the_rule_changes_within_the_stream_are_each_campaign_deadline_and_the_rule_date_once():
+    simulate = PARAMS.simulate
+    deadlines = sorted(pd.Timestamp(c.deadline) for c in simulate.technical.reauthorisation_campaigns)
+    rule = pd.Timestamp(simulate.risk_rules.rule_change_date)
+    everything = monitor.change_dates(min([*deadlines, rule]).date().replace(day=1), simulate)
+    assert everything == sorted({*deadlines, rule})
+    assert monitor.change_dates((max([*deadlines, rule]) + pd.Timedelta(days=1)).date(), simulate) == []
+
+
+def test_written_figures_are_rounded_and_months_labelled_through_dicts_and_lists():
+    value = {"a": [0.1234567891, np.float32(2.5)], "m": pd.Timestamp("2025-06-01"), "n": 3, "s": "x"}
+    assert monitor.rounded(value) == {"a": [0.123457, 2.5], "m": "2025-06", "n": 3, "s": "x"}
+    frame = pd.DataFrame({"month": pd.to_datetime(["2025-01-01"]), "auc": [0.81234567]})
+    assert monitor.rounded_records(frame) == [{"month": "2025-01", "auc": 0.812346}]

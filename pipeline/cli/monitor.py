@@ -25,8 +25,6 @@ from pipeline.config import Params
 from pipeline.errors import UsageError
 from pipeline.model import CalibratedLightGBM
 
-DIGITS = 6  # figures written rounded: their last bits may differ between machines
-
 
 def read_stream() -> pd.DataFrame:
     """The stream's features with their labels (and maturity dates) and the truth, one row per
@@ -38,15 +36,6 @@ def read_stream() -> pd.DataFrame:
         truth, on="borrower_id", validate="one_to_one")
     frame[monitor.MONTH] = monitor.month_of(frame["scoring_date"])
     return frame.sort_values([monitor.MONTH, "borrower_id"], kind="stable").reset_index(drop=True)
-
-
-def change_dates(p: Params) -> list[pd.Timestamp]:
-    """The days the platform's rules change within the stream: each campaign's deadline (unrenewed
-    agreements fail after it) and the stricter restriction rule."""
-    start = pd.Timestamp(p.monitor.first_month)
-    dates = [pd.Timestamp(c.deadline) for c in p.simulate.technical.reauthorisation_campaigns]
-    dates.append(pd.Timestamp(p.simulate.risk_rules.rule_change_date))
-    return sorted({d for d in dates if d >= start})  # a campaign's deadline may be the rule's day
 
 
 @app.command(name="monitor")
@@ -85,21 +74,22 @@ def monitor_command(params: Path = PARAMS) -> None:
     scores, candidates = monitor.backtest(frame, champion, raw, scorecard, alert_log, m, p.train.lightgbm,
                                           p.gate, metadata["categorical"])
     policies = monitor.by_policy(frame, scores, m.bins)
-    touched = monitor.touched_share(frame, change_dates(p), p.label)
+    changes = monitor.change_dates(m.first_month, p.simulate)
+    touched = monitor.touched_share(frame, changes, p.label)
     affected = monitor.first_affected_month(touched)
     truth = monitor.truth_view(frame, frozen, m.alerts, reference_auc, m.bins)
     goals = monitor.goals(table, alert_log, policies, truth, affected)
-    goals |= {"reference_auc": reference_auc, "change_dates": [str(d.date()) for d in change_dates(p)],
+    goals |= {"reference_auc": reference_auc, "change_dates": [str(d.date()) for d in changes],
               "share_of_batch_touched_by_change": {monitor.month_label(k): v for k, v in touched.items()}}
 
     monthly = table.merge(policies, on=monitor.MONTH).merge(truth.drop(columns="truth_breaks"),
                                                             on=monitor.MONTH)
     monthly.insert(1, "month_number", np.arange(1, len(monthly) + 1))
-    decisions = _decisions(table, alert_log, candidates)
+    decisions = monitor.decisions(table, alert_log, candidates)
     with io.atomic_dir(MONITOR_DIR / "plots") as out:
-        io.write_json(_records(monthly), out / "monthly.json")
-    io.write_json(_rounded(decisions), MONITOR_DIR / "decisions.json")
-    io.write_json(_rounded(goals), MONITOR_DIR / "goals.json")
+        io.write_json(monitor.rounded_records(monthly), out / "monthly.json")
+    io.write_json(monitor.rounded(decisions), MONITOR_DIR / "decisions.json")
+    io.write_json(monitor.rounded(goals), MONITOR_DIR / "goals.json")
     chart = MONITOR_DIR / "monthly.png"
     io.write_png(monitor.monthly_figure(table, policies, alert_log, candidates, affected), chart)
     _log_runs(p, metadata["fingerprint"], frame, candidates, goals, chart)
@@ -118,30 +108,6 @@ def _nothing_monitored() -> None:
     typer.echo("source: tables; nothing monitored (the monitor needs the simulated stream)")
 
 
-def _decisions(table: pd.DataFrame, alert_log: pd.DataFrame, candidates: list) -> list[dict]:
-    """Per month: the batch's figures before labels, the alerts raised, and each policy's action."""
-    out = []
-    for row in table.to_dict("records"):
-        month = row[monitor.MONTH]
-        raised = alert_log[alert_log["raised"] == month]
-        out.append({
-            "month": monitor.month_label(month),
-            "before_labels": {k: row[k] for k in ("rows", "score_psi", "max_csi", "max_csi_feature",
-                                                  "max_csi_raw", "estimated_auc", "estimated_ece")},
-            "labels_arrive": monitor.month_label(row["labels_arrive"]),
-            "alerts_raised": [{"rule": a["rule"], "batch": monitor.month_label(a["batch"]),
-                               "value": a["value"], "limit": a["limit"]} for a in raised.to_dict("records")],
-            "actions": [_action(c) for c in candidates if c.month == month],
-        })
-    return out
-
-
-def _action(c) -> dict:
-    return {"policy": c.policy, "action": c.action, "fitted_on_months": c.fitted_on, "figures": c.figures,
-            "gates": {name: g["passed"] for name, g in c.gates["gates"].items()},
-            "decision": "applied" if c.applied else "refused: " + ", ".join(c.gates["failed"])}
-
-
 def _log_runs(p: Params, champion: str, frame: pd.DataFrame, candidates: list, goals: dict,
               chart: Path) -> None:
     """One MLflow run per recalibration or retrain, then the monitor's own run; a second run of the
@@ -149,11 +115,11 @@ def _log_runs(p: Params, champion: str, frame: pd.DataFrame, candidates: list, g
     rows = pd.util.hash_pandas_object(frame[["borrower_id", "label"]], index=False).to_numpy()
     stream = io.text_digest(rows.tobytes().hex())
     for c in candidates:
-        fingerprint = io.text_digest(json.dumps({"champion": champion, "stream": stream, **_action(c),
+        fingerprint = io.text_digest(json.dumps({"champion": champion, "stream": stream, **monitor.action(c),
                                                  "month": monitor.month_label(c.month),
                                                  "calibration": c.calibration}, sort_keys=True, default=str))
         note = (f"backtest {c.policy}: {c.action} at {monitor.month_label(c.month)} on "
-                f"{', '.join(c.fitted_on)}; {_action(c)['decision']} (no alias moved)")
+                f"{', '.join(c.fitted_on)}; {monitor.action(c)['decision']} (no alias moved)")
         tags = {"limitjump.policy": c.policy, "limitjump.month": monitor.month_label(c.month),
                 tracking.GATE_TAG: str(c.gates["passed"]).lower(), "limitjump.champion": champion}
         with tracking.new_run(p.mlflow, f"monitor-{c.action}", fingerprint, note, tags) as run:
@@ -165,8 +131,9 @@ def _log_runs(p: Params, champion: str, frame: pd.DataFrame, candidates: list, g
                 tracking.log_json(c.calibration, "calibration.json", "files")
                 if c.booster is not None:
                     tracking.log_json(c.booster.dump_model(), "model.json", "files")
-    fingerprint = io.text_digest(json.dumps({"champion": champion, "stream": stream, "goals": _rounded(goals),
-                                             "chart": io.file_digest(chart)}, sort_keys=True, default=str))
+    fingerprint = io.text_digest(json.dumps({"champion": champion, "stream": stream,
+                                             "goals": monitor.rounded(goals), "chart": io.file_digest(chart)},
+                                            sort_keys=True, default=str))
     with tracking.new_run(p.mlflow, "monitor", fingerprint, "monthly monitoring and policy backtest",
                           {"limitjump.champion": champion}) as run:
         if run is not None:
@@ -174,22 +141,6 @@ def _log_runs(p: Params, champion: str, frame: pd.DataFrame, candidates: list, g
             mlflow.log_artifact(str(chart))
             for name in ("decisions.json", "goals.json", "plots/monthly.json"):
                 mlflow.log_artifact(str(MONITOR_DIR / name))
-
-
-def _rounded(value):
-    if isinstance(value, dict):
-        return {k: _rounded(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_rounded(v) for v in value]
-    if isinstance(value, float | np.floating):
-        return round(float(value), DIGITS)
-    if isinstance(value, pd.Timestamp):
-        return monitor.month_label(value)
-    return value
-
-
-def _records(frame: pd.DataFrame) -> list[dict]:
-    return _rounded(frame.to_dict("records"))
 
 
 def _summary(goals: dict, candidates: list) -> str:
