@@ -8,7 +8,16 @@ track, so only ``limitjump promote`` checks it, just before moving the alias.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+from pipeline import metrics
 from pipeline.config import LabelSettings, RegisterSettings
+from pipeline.errors import InputError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from pipeline.model import CalibratedLightGBM
 
 
 def own_gates(challenger: dict[str, float], scorecard: dict[str, float],
@@ -29,6 +38,20 @@ def champion_gate(challenger_auc: float, champion_auc: float, settings: Register
     ``min_gain_over_champion`` (a tie included) fails: the incumbent stays."""
     return _check(challenger_auc - champion_auc, settings.min_gain_over_champion, ">=",
                   strict=settings.min_gain_over_champion == 0.0)
+
+
+def aucs_on(rows: pd.DataFrame, models: dict[str, CalibratedLightGBM]) -> dict[str, float]:
+    """Each model's AUC on the same out-of-time ``rows`` (its features and ``label``), for
+    ``champion_gate``; InputError when the rows lack the label or a model's features."""
+    if "label" not in rows:
+        raise InputError("the comparison rows have no 'label' column")
+    out = {}
+    for role, fitted in models.items():
+        missing = sorted(set(fitted.features) - set(rows.columns))
+        if missing:
+            raise InputError(f"the {role} needs columns the comparison rows lack: {missing[:5]}")
+        out[role] = metrics.ranking(rows["label"].to_numpy(), fitted.predict(rows))["auc"]
+    return out
 
 
 def label_changed(challenger: LabelSettings | None, champion: LabelSettings | None) -> bool:

@@ -44,3 +44,27 @@ def test_a_label_changes_when_the_window_the_days_past_due_or_the_cycles_do():
     for change in ({"observation_days": 45}, {"dpd_threshold": 7}, {"performance_cycles": 2}):
         assert registry.label_changed(one.model_copy(update=change), one)
     assert not registry.label_changed(None, one) and not registry.label_changed(one, None)  # older versions
+
+
+class _Ranked:
+    """A model that scores rows by one column."""
+
+    def __init__(self, column: str):
+        self.features = [column]
+
+    def predict(self, rows):
+        return rows[self.features[0]].to_numpy()
+
+
+def test_both_models_are_judged_on_the_same_rows_and_missing_columns_are_named():
+    import pandas as pd
+
+    from pipeline.errors import InputError
+
+    rows = pd.DataFrame({"label": [0, 0, 1, 1], "good": [0.1, 0.2, 0.8, 0.9], "bad": [0.9, 0.1, 0.2, 0.8]})
+    aucs = registry.aucs_on(rows, {"challenger": _Ranked("good"), "champion": _Ranked("bad")})
+    assert aucs == {"challenger": 1.0, "champion": 0.5}
+    with pytest.raises(InputError, match=r"the champion needs columns the comparison rows lack: \['gone'\]"):
+        registry.aucs_on(rows, {"challenger": _Ranked("good"), "champion": _Ranked("gone")})
+    with pytest.raises(InputError, match="no 'label' column"):
+        registry.aucs_on(rows.drop(columns="label"), {"challenger": _Ranked("good")})

@@ -17,7 +17,7 @@ from typing import Annotated
 import pandas as pd
 import typer
 
-from pipeline import metrics, registry, tracking
+from pipeline import registry, tracking
 from pipeline.cli import PARAMS, app, load
 from pipeline.cli.paths import SPLIT_DIR
 from pipeline.errors import InputError, UsageError
@@ -60,7 +60,7 @@ def promote(
                 failed = [] if new_label else ["same_label"]
             else:
                 rows = pd.read_parquet(test or tracking.repo_root() / SPLIT_DIR / "test.parquet")
-                aucs = _aucs_on(rows, models)
+                aucs = registry.aucs_on(rows, models)
                 gate = registry.champion_gate(aucs["challenger"], aucs["champion"], p.gate)
                 figures = {"challenger_auc": aucs["challenger"], "champion_auc": aucs["champion"],
                            "rows": len(rows), **gate}
@@ -103,19 +103,6 @@ def _models(p, versions: dict) -> dict[str, CalibratedLightGBM]:
         folders = {role: tracking.fetch_model_files(version, Path(tmp) / role)
                    for role, version in versions.items()}
         return {role: CalibratedLightGBM.from_dir(folder) for role, folder in folders.items()}
-
-
-def _aucs_on(rows: pd.DataFrame, models: dict[str, CalibratedLightGBM]) -> dict[str, float]:
-    """Out-of-time AUC of each model on the same rows."""
-    if "label" not in rows:
-        raise InputError("the comparison rows have no 'label' column")
-    out = {}
-    for role, fitted in models.items():
-        missing = sorted(set(fitted.features) - set(rows.columns))
-        if missing:
-            raise InputError(f"the {role} needs columns the comparison rows lack: {missing[:5]}")
-        out[role] = metrics.ranking(rows["label"].to_numpy(), fitted.predict(rows))["auc"]
-    return out
 
 
 def _message(entry: dict) -> str:
