@@ -286,7 +286,8 @@ TABLES: dict[str, Table] = {t.name: t for t in (
         _standard_error("p_true_se", "Monte-Carlo standard error of p_true"),
         Col("trigger", "str", "category", "Trigger of the jump", allowed=TRIGGERS),
         _cny("increase_amount", "Size of the limit increase"),
-        Col("score_at_jump", "float64", "points", "Credit score at the jump", min=300, max=950),
+        Col("score_at_jump", "float64", "points", "Credit score at the jump", min=SCORE_RANGE[0],
+            max=SCORE_RANGE[1]),
         Col("utilisation_at_jump", "float64", "ratio", "Balance over the old limit at the jump",
             min=0.0, max=100.0),
         Col("drawdown_propensity_12m", "float64", "share", "Hidden: share of the increase the "
@@ -326,6 +327,24 @@ TABLES: dict[str, Table] = {t.name: t for t in (
 
 TRUTH_TABLES = ("ground_truth", "counterfactual")
 RAW_TABLES = tuple(name for name in TABLES if name not in (*TRUTH_TABLES, "maintenance_windows"))
+
+
+def _truth_columns(*names: str) -> tuple[Col, ...]:
+    return tuple(TABLES["ground_truth"].column(name) for name in names)
+
+
+LABEL_MATURES = "label_matures"
+# the monthly stream the monitor reads: its labels apart from the truth, each label with the day
+# it is known, so that a month's figures use only the labels known by then
+STREAM_TABLES = {
+    "labels": Table("stream_labels", "The monthly stream's labels and the day each is known.", (
+        *_truth_columns("borrower_id", "scoring_date", "label", "first_miss_cause"),
+        _date(LABEL_MATURES, "Last due date of the performance window plus dpd_threshold days"),
+    ), key=("borrower_id",), date_column=None),
+    "truth": Table("stream_truth", "The monthly stream's true probabilities of the label.",
+                   _truth_columns("borrower_id", "p_true", *(f"p_true_{c}" for c in CAUSES)),
+                   key=("borrower_id",), date_column=None),
+}
 
 
 FLOAT_MAX = float(np.finfo("float64").max)
@@ -480,12 +499,12 @@ def _at(values: np.ndarray | pd.Series, rows: np.ndarray) -> np.ndarray:
     return values.iloc[rows].to_numpy() if isinstance(values, pd.Series) else values[rows]
 
 
-def validate(frame: pd.DataFrame, table: str, source: str) -> None:
+def validate(frame: pd.DataFrame, table: str | Table, source: str) -> None:
     """Raise ContractError naming ``source``, each failing column and its first rows."""
     found = violations(frame, table)
     if found.empty:
         return
-    lines = [f"{source}: table '{table}' breaks the data contract"]
+    lines = [f"{source}: table '{table if isinstance(table, str) else table.name}' breaks the data contract"]
     for (column, check), group in found.groupby(["column", "check"], sort=True):
         rows = group["row"].dropna().astype("int64").tolist()
         values = group["value"].tolist()[:MAX_ROWS_IN_MESSAGE]

@@ -31,11 +31,11 @@ from pipeline.config import (
     RegisterSettings,
     SimulateSettings,
 )
+from pipeline.contract import LABEL_MATURES
 from pipeline.lgbm import lgb
 
 MONTH = "month"
 DIGITS = 6  # figures written rounded: their last bits may differ between machines
-MATURES = "label_matures"  # the stream's label column: the day the label is known
 POLICIES = ("frozen", "recalibrate", "retrain")
 # a batch counts as affected by a regime change when the label windows of at least this share of
 # its borrowers reach the change (a batch whose last few days are touched is mostly unaffected)
@@ -80,15 +80,15 @@ def training_overlap(settings: MonitorSettings, last_fitted: pd.Timestamp) -> st
 
 def labels_arrive(frame: pd.DataFrame) -> pd.Series:
     """Per batch month, the first month by whose start every label of the batch has matured."""
-    return month_of(frame.groupby(MONTH)[MATURES].max()) + pd.DateOffset(months=1)
+    return month_of(frame.groupby(MONTH)[LABEL_MATURES].max()) + pd.DateOffset(months=1)
 
 
 def touched_share(frame: pd.DataFrame, change_dates: list[pd.Timestamp], label: LabelSettings) -> pd.Series:
     """Per batch month, the share of borrowers whose label window reaches the first change date
     (the last due date of the window is ``dpd_threshold`` days before the label matures)."""
     if not change_dates:
-        return frame.groupby(MONTH)[MATURES].size() * 0.0
-    last_due = frame[MATURES] - pd.Timedelta(days=label.dpd_threshold)
+        return frame.groupby(MONTH)[LABEL_MATURES].size() * 0.0
+    last_due = frame[LABEL_MATURES] - pd.Timedelta(days=label.dpd_threshold)
     return (last_due >= min(change_dates)).groupby(frame[MONTH]).mean()
 
 

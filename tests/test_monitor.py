@@ -115,7 +115,7 @@ def _stream(months: int = 8, per_month: int = 1500, shift_from: int = 5) -> pd.D
     return pd.DataFrame({"borrower_id": np.arange(n), "x1": x[:, 0], "x2": x[:, 1],
                          "label": (rng.random(n) < p_true).astype("int64"), "p_true": p_true,
                          "scoring_date": scoring, monitor.MONTH: month,
-                         monitor.MATURES: scoring + pd.Timedelta(days=70)})
+                         monitor.LABEL_MATURES: scoring + pd.Timedelta(days=70)})
 
 
 def _champion(frame: pd.DataFrame) -> model.CalibratedLightGBM:

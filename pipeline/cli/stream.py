@@ -24,15 +24,13 @@ from pipeline.config import (
     SimulateSettings,
     days_to_observe_label,
 )
+from pipeline.contract import LABEL_MATURES, STREAM_TABLES, validate
 from pipeline.engine import map_shards
 from pipeline.features import build_features
 from pipeline.simulate import NO_COUNTERFACTUAL, World, build_world, shard_bounds, simulate_shard
 from pipeline.split import label_matures
 
 ID_OFFSET = 200_000_000  # stream borrowers' ids never collide with training's or the incoming batch's
-MATURES = "label_matures"  # the day a label is known (pipeline/monitor.py reads it)
-LABELS = ["borrower_id", "scoring_date", "label", "first_miss_cause", MATURES]
-TRUTH = ["borrower_id", "p_true", "p_true_credit", "p_true_liquidity", "p_true_technical"]
 
 
 @app.command(name="simulate-stream")
@@ -76,8 +74,11 @@ def write_shard(index: int, settings: SimulateSettings, world: World, label: Lab
     # features read only rows dated before each borrower's scoring date
     frame = build_features(tables, label.observation_days, features)
     truth = tables["ground_truth"]
-    truth[MATURES] = label_matures(truth["scoring_date"], label, settings.calendar.due_day_offset)
-    for name, part in (("features", frame), ("labels", truth[LABELS]), ("truth", truth[TRUTH])):
+    truth[LABEL_MATURES] = label_matures(truth["scoring_date"], label, settings.calendar.due_day_offset)
+    parts = {"features": frame, **{name: truth[table.names] for name, table in STREAM_TABLES.items()}}
+    for name, part in parts.items():
+        if name in STREAM_TABLES:
+            validate(part, STREAM_TABLES[name], f"{name} (simulated stream shard {index})")
         part = part.assign(borrower_id=part["borrower_id"] + ID_OFFSET)
         io.write_parquet(part.reset_index(drop=True), out / name / io.part_name(index))
     return len(frame)
