@@ -214,17 +214,40 @@ def new_run(settings: MlflowSettings, kind: str, fingerprint: str, description: 
     The fingerprint tag is set last, so a run that failed halfway is never taken for a finished
     one."""
     client, experiment_id = connect(settings)
-    existing = find_run(client, experiment_id, fingerprint)
-    if existing is not None:
-        print(f"MLflow: {kind} already logged as run {existing.info.run_name!r}; nothing to log",
-              file=sys.stderr)
-        yield None
-        return
-    origin = provenance()
-    with mlflow.start_run(experiment_id=experiment_id, run_name=f"{kind} · {run_label(origin)}") as run:
-        mlflow.set_tags({**origin, "model": kind, "mlflow.note.content": description, **(tags or {})})
-        yield run
-        mlflow.set_tag(FINGERPRINT_TAG, fingerprint)
+    with one_writer(mlflow.get_tracking_uri(), experiment_id, fingerprint):
+        existing = find_run(client, experiment_id, fingerprint)
+        if existing is not None:
+            print(f"MLflow: {kind} already logged as run {existing.info.run_name!r}; nothing to log",
+                  file=sys.stderr)
+            yield None
+            return
+        origin = provenance()
+        with mlflow.start_run(experiment_id=experiment_id, run_name=f"{kind} · {run_label(origin)}") as run:
+            mlflow.set_tags({**origin, "model": kind, "mlflow.note.content": description, **(tags or {})})
+            yield run
+            mlflow.set_tag(FINGERPRINT_TAG, fingerprint)
+
+
+@contextmanager
+def one_writer(*key: str) -> Iterator[None]:
+    """Processes of this machine that would log the same ``key`` (store, experiment, fingerprint)
+    take turns, the later one then finding the first's run: MLflow has no unique key on tags, so
+    two writers that both look and find nothing both create (two `dvc exp run` of one params
+    change under `dvc queue start -j 2` logged every run twice). The lock files sit in one
+    world-writable folder, so that two accounts sharing a server also take turns."""
+    import fcntl
+
+    folder = Path(tempfile.gettempdir()) / "limitjump-locks"
+    if not folder.is_dir():
+        folder.mkdir(exist_ok=True)
+        folder.chmod(0o1777)  # as /tmp: anyone may add a lock, none remove another's
+    path = folder / f"{io.text_digest(chr(0).join(key))[:32]}.lock"
+    descriptor = os.open(path, os.O_RDONLY | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(descriptor)  # closing releases the lock
 
 
 @contextmanager
@@ -340,13 +363,27 @@ def register_version(settings: MlflowSettings, run: Run, fingerprint: str, tags:
             "How much to raise a limit: miss probability, balance and profit at every amount"
             if decision else "Calibrated LightGBM: probability of a missed repayment after a "
             "credit-limit jump"))
-    existing = version_for_fingerprint(settings, fingerprint, name)
-    if existing is not None:
-        return existing
-    source = run.data.tags[MODEL_URI_TAG]
-    return client.create_model_version(name, source, run_id=run.info.run_id, description=description,
-                                       tags={FINGERPRINT_TAG: fingerprint, **tags},
-                                       model_id=source.removeprefix("models:/"))
+    with one_writer(mlflow.get_registry_uri(), name, fingerprint):
+        existing = version_for_fingerprint(settings, fingerprint, name)
+        if existing is not None:
+            return existing
+        source = run.data.tags[MODEL_URI_TAG]
+        created = client.create_model_version(name, source, run_id=run.info.run_id, description=description,
+                                              tags={FINGERPRINT_TAG: fingerprint, **tags},
+                                              model_id=source.removeprefix("models:/"))
+    return _first_of_fingerprint(client, name, fingerprint, created)
+
+
+def _first_of_fingerprint(client: MlflowClient, name: str, fingerprint: str,
+                          created: ModelVersion) -> ModelVersion:
+    """The first version registered with ``fingerprint``; ``created``, if another machine's
+    writer registered one before it, is deleted. A version carries its fingerprint from the
+    moment it exists and numbers only grow, so every writer keeps the same one."""
+    found = client.search_model_versions(f"name='{name}' and tags.`{FINGERPRINT_TAG}` = '{fingerprint}'")
+    first = min([created, *found], key=lambda v: int(v.version))
+    if first.version != created.version:
+        client.delete_model_version(name, created.version)
+    return first
 
 
 def set_version_tags(settings: MlflowSettings, version: ModelVersion, tags: dict[str, str]) -> None:

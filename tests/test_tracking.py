@@ -416,3 +416,42 @@ def test_a_users_tracking_uri_survives_repeated_connections(tmp_path, monkeypatc
         tracking.connect(settings)
         assert tracking.resolve_uri(settings.tracking_uri) == store
     assert not (tmp_path / "other.db").exists()
+
+
+def test_writers_of_one_key_take_turns_and_other_keys_do_not_wait():
+    import threading
+
+    events: list[str] = []
+
+    def write(name: str, key: str, hold: float) -> None:
+        with tracking.one_writer("store", key):
+            events.append(f"{name} in")
+            time.sleep(hold)
+            events.append(f"{name} out")
+
+    first = threading.Thread(target=write, args=("a", "fp", 0.4))
+    first.start()
+    time.sleep(0.1)  # a holds the lock of "fp"
+    second = threading.Thread(target=write, args=("b", "fp", 0.0))
+    other = threading.Thread(target=write, args=("c", "another fp", 0.0))
+    second.start(), other.start()
+    for thread in (first, second, other):
+        thread.join()
+    assert events.index("a out") < events.index("b in")  # the same key waited
+    assert events.index("c out") < events.index("a out")  # another key did not
+
+
+def test_a_version_another_machine_registered_first_is_kept_and_the_later_deleted(tmp_path):
+    """Two machines that both found no version of a fingerprint both create one; each then keeps
+    the lowest number, so both end with the same version and the registry with one."""
+    first, run, _ = _register(tmp_path, "fp-race")
+    client = MlflowClient(mlflow.get_tracking_uri())
+    source = run.data.tags[tracking.MODEL_URI_TAG]
+    late = client.create_model_version(SETTINGS.registered_model, source, run_id=run.info.run_id,
+                                       tags={tracking.FINGERPRINT_TAG: "fp-race"})
+    kept = tracking._first_of_fingerprint(client, SETTINGS.registered_model, "fp-race", late)
+    assert kept.version == first.version != late.version
+    left = client.search_model_versions(f"name='{SETTINGS.registered_model}'")
+    assert [v.version for v in left] == [first.version]
+    assert tracking._first_of_fingerprint(client, SETTINGS.registered_model, "fp-race", first).version \
+        == first.version  # the first writer keeps its own
