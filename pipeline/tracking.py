@@ -419,12 +419,6 @@ def get_version(settings: MlflowSettings, ref: str, name: str | None = None) -> 
                          f"{mlflow.get_tracking_uri()}{hint}") from err
 
 
-def versions(settings: MlflowSettings) -> list[ModelVersion]:
-    client, _ = connect(settings)
-    found = client.search_model_versions(f"name='{settings.registered_model}'")
-    return sorted(found, key=lambda v: int(v.version))
-
-
 def fetch_model_files(version: ModelVersion, dest: Path) -> Path:
     """Download a version's model files into ``dest`` and check them against the digests recorded
     at registration; return their folder. No code from the artifact store is run or kept."""

@@ -187,3 +187,18 @@ def test_score_asks_for_the_registered_models_champion_and_promote_refuses_an_em
     assert asked == ["models:/limitjump_v2@champion"]
     refused = CliRunner().invoke(cli.app, ["promote", "--version", "", "--params", str(params)])
     assert isinstance(refused.exception, UsageError) and "--version is empty" in str(refused.exception)
+
+
+def test_a_team_servers_refusal_is_one_line_naming_the_request_and_the_user(monkeypatch):
+    from mlflow.exceptions import MlflowException
+
+    from pipeline.cli import permission_denied
+
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "alice")
+    refused = MlflowException("API request to endpoint /api/2.0/mlflow/registered-models/alias failed "
+                              "with error code 403 != 200. Response body: 'Permission denied'")
+    said = permission_denied(refused)
+    assert said.startswith("the tracking server refused /api/2.0/mlflow/registered-models/alias: alice "
+                           "lacks the permission") and "\n" not in said
+    assert permission_denied(MlflowException("RESOURCE_DOES_NOT_EXIST: no run")) is None
+    assert permission_denied(ValueError("403")) is None

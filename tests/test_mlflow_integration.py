@@ -522,6 +522,9 @@ def test_promote_moves_the_champion_only_when_the_gates_hold(project, store):
     assert store.get_model_version(NAME, "2").tags[tracking.GATE_TAG] == "false"
     refused = _promote(project, "2")
     assert refused["decision"] == "refused" and refused["failed_gates"] == ["min_oot_auc"]
+    # the registry records the refusal too, where the whole team sees it
+    recorded = json.loads(store.get_model_version(NAME, "2").tags["limitjump.promotion"])
+    assert recorded["decision"] == "refused" and recorded["failed_gates"] == ["min_oot_auc"]
     assert str(store.get_model_version_by_alias(NAME, "champion").version) == "1"
     # the gates lowered to the model's reach, a plain registration of the same model judges it
     # again (a team that set its own gates could not promote the version registered before)
@@ -561,7 +564,10 @@ def test_promote_moves_the_champion_only_when_the_gates_hold(project, store):
     run(["dvc", "repro", "register"], project.root, project.env)
     newest = str(max(int(v.version) for v in store.search_model_versions(f"name='{NAME}'")))
     assert newest == "4" and store.get_model_version(NAME, newest).tags[tracking.GATE_TAG] == "true"
-    other = _promote(project, newest)
+    # promote without --version takes @challenger, which the plain `dvc repro` pointed at its version
+    assert str(store.get_model_version_by_alias(NAME, "challenger").version) == newest
+    other = _promote(project, None)
+    assert str(other["version"]) == newest
     assert other["decision"] == "refused" and other["failed_gates"] == ["same_label"]
     labels = {role: other["figures"][f"{role}_label"]["dpd_threshold"] for role in ("challenger", "champion")}
     assert labels == {"challenger": 7, "champion": 1}
@@ -571,8 +577,9 @@ def test_promote_moves_the_champion_only_when_the_gates_hold(project, store):
     assert str(store.get_model_version_by_alias(NAME, "champion").version) == newest
 
 
-def _promote(project, version: str, *flags: str) -> dict:
-    run(["limitjump", "promote", "--version", version, *flags], project.root, project.env)
+def _promote(project, version: str | None, *flags: str) -> dict:
+    chosen = ["--version", version] if version is not None else []
+    run(["limitjump", "promote", *chosen, *flags], project.root, project.env)
     return json.loads((project.root / tracking.PROMOTION_LOG).read_text().splitlines()[-1])
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import ast
 import importlib
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -149,6 +150,26 @@ def main() -> None:
     except (InputError, FileNotFoundError) as err:
         typer.echo(f"error: {error_text(err)}", err=True)
         sys.exit(DATA_ERROR)
+    except Exception as err:
+        refusal = permission_denied(err)
+        if refusal is None:
+            raise
+        typer.echo(f"error: {refusal}", err=True)
+        sys.exit(USAGE_ERROR)
+
+
+def permission_denied(err: Exception) -> str | None:
+    """A team server's refusal of a request the user may not make (HTTP 403), in one line, or
+    None for any other error. MLflow raises it as its generic exception, with the response body;
+    matched by name, so that commands without MLflow never import it."""
+    text = str(err)
+    if type(err).__name__ not in ("MlflowException", "RestException") or not (
+            "error code 403" in text or getattr(err, "error_code", "") == "PERMISSION_DENIED"):
+        return None
+    endpoint = re.search(r"endpoint (\S+)", text)
+    user = os.environ.get("MLFLOW_TRACKING_USERNAME", "the user")
+    return (f"the tracking server refused {endpoint.group(1) if endpoint else 'a request'}: {user} lacks "
+            "the permission on this experiment or model (an admin grants it: `limitjump server grant`)")
 
 
 def error_text(err: Exception) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import getpass
 import json
+import os
 import tempfile
 from pathlib import Path
 from typing import Annotated
@@ -27,7 +28,8 @@ from pipeline.model import CalibratedLightGBM
 @app.command()
 def promote(
         version: Annotated[str | None, typer.Option(
-            "--version", help="Version to promote; default: the latest that passed its gates.")] = None,
+            "--version", help="Version to promote; default: @challenger, the version the last plain "
+                              "`dvc repro` registered (experiments move no alias).")] = None,
         test: Annotated[Path | None, typer.Option(
             "--test", help="Out-of-time rows both models are compared on (features and label); "
                            "default: the repository's data/split/test.parquet.")] = None,
@@ -40,11 +42,11 @@ def promote(
     if version is not None and not version.strip():
         # an unset $VERSION in a script: promoting the latest instead would move production unasked
         raise UsageError("--version is empty: give a version number or an alias, or leave the option "
-                         "out to promote the latest version that passed its gates")
-    candidate = tracking.get_version(p.mlflow, version) if version is not None else _latest_passed(p)
+                         "out to promote @challenger")
+    candidate = tracking.get_version(p.mlflow, version) if version is not None else _challenger(p)
     champion = _current_champion(p)
     entry = {"version": candidate.version, "previous_champion": champion.version if champion else None,
-             "by": getpass.getuser(), "git.commit": tracking.provenance()["git.commit"]}
+             "by": _who(), "git.commit": tracking.provenance()["git.commit"]}
     failed = _own_failures(candidate)
     figures = {}
     if champion is not None and champion.version == candidate.version:
@@ -69,18 +71,31 @@ def promote(
     entry.update(decision=decision, failed_gates=failed, figures=figures)
     if decision == "promoted":
         tracking.set_alias(p.mlflow, "champion", candidate.version, {
-            "limitjump.previous_champion": entry["previous_champion"] or "none",
-            "limitjump.promotion": json.dumps(figures, default=str)})
+            "limitjump.previous_champion": entry["previous_champion"] or "none"})
     log = tracking.append_promotion_log(entry)
+    # the registry's record, which the whole team sees (the log is this machine's)
+    tracking.set_version_tags(p.mlflow, candidate, {"limitjump.promotion": json.dumps(
+        {k: entry[k] for k in ("decision", "failed_gates", "figures", "by", "previous_champion")},
+        default=str, sort_keys=True)})
     typer.echo(_message(entry) + f"; logged in {log}")
 
 
-def _latest_passed(p):
-    passed = [v for v in tracking.versions(p.mlflow) if v.tags.get(tracking.GATE_TAG) == "true"]
-    if not passed:
-        raise InputError(f"model {p.mlflow.registered_model}: no registered version passed its gates "
-                         "(see reports/gates.json); nothing to promote")
-    return passed[-1]
+def _challenger(p):
+    """@challenger: a plain `dvc repro` points it at the version it registered, and experiments
+    move no alias, so promoting without --version never picks an experiment's version."""
+    try:
+        return tracking.get_version(p.mlflow, "challenger")
+    except InputError as err:
+        raise InputError(f"model {p.mlflow.registered_model}: no @challenger to promote (a plain "
+                         "`dvc repro` sets it to the version it registers; experiments set no alias): "
+                         "run it, or name the version with --version N") from err
+
+
+def _who() -> str:
+    """The person promoting: their MLflow account on a team server, and this machine's account."""
+    account = getpass.getuser()
+    user = os.environ.get("MLFLOW_TRACKING_USERNAME")
+    return f"{user} ({account})" if user else account
 
 
 def _current_champion(p):
