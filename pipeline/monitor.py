@@ -53,16 +53,22 @@ def month_of(dates: pd.Series) -> pd.Series:
 def stream_mismatch(months: pd.Series, settings: MonitorSettings) -> str | None:
     """What in a stream (``months``: each borrower's batch month) differs from the one ``settings``
     ask for (``months`` whole months from ``first_month``, ``borrowers_per_month`` a month on
-    average), or None: a stream simulated with other settings would be monitored as if it were this."""
+    average), or None: a stream simulated with other settings would be monitored as if it were this,
+    and a month without a borrower would vanish from every figure and chart."""
     first = pd.Timestamp(settings.first_month)
     wanted = pd.date_range(first, periods=settings.months, freq="MS")
     found = pd.DatetimeIndex(months.unique()).sort_values()
     rows = settings.months * settings.borrowers_per_month
-    if len(months) == rows and found.isin(wanted).all():
+    if len(months) == rows and found.equals(wanted):
         return None
+    empty = wanted.difference(found)  # months inside the stream's span that no borrower was scored in
+    empty = empty[(empty > found.min()) & (empty < found.max())] if len(found) else empty[:0]
     return (f"it holds {len(months):,} borrowers scored from {month_label(found.min())} to "
             f"{month_label(found.max())}, while monitor asks for {rows:,} ({settings.months} months of "
-            f"{settings.borrowers_per_month:,} from {month_label(first)})")
+            f"{settings.borrowers_per_month:,} from {month_label(first)})"
+            + (f"; no borrower was scored in {', '.join(map(month_label, empty[:6]))}"
+               f"{', ...' if len(empty) > 6 else ''} (more monitor.borrowers_per_month fills every month)"
+               if len(empty) else ""))
 
 
 def training_overlap(settings: MonitorSettings, last_fitted: pd.Timestamp) -> str | None:
@@ -422,8 +428,9 @@ def goals(table: pd.DataFrame, alert_log: pd.DataFrame, policies: pd.DataFrame, 
         "false_alarms_before_change": _described(early, truth),
         "alerts_before_change_confirmed_by_truth": _described(alerted_early[alerted_early["confirmed"]],
                                                               truth),
-        "flagged_in_time": bool(first is not None and _months(affected, first) <= 1
-                                and early["raised"].nunique() <= 1),
+        # no batch touched by a change: nothing to flag, neither in time nor late
+        "flagged_in_time": None if affected is None else bool(
+            first is not None and _months(affected, first) <= 1 and early["raised"].nunique() <= 1),
         # none before the change, or none with misses and repayments both: not measured, not missed
         "max_auc_estimate_gap_before_change": float(measured.max()) if len(measured) else None,
         "auc_estimate_within_0_02_before_change":
@@ -540,16 +547,21 @@ def change_dates(first_month: dt.date, simulate: SimulateSettings) -> list[pd.Ti
 
 
 def decisions(table: pd.DataFrame, alert_log: pd.DataFrame, candidates: list) -> list[dict]:
-    """Per month: the batch's figures before labels, the alerts raised, and each policy's action."""
+    """Per month: the batch's figures before labels, the alerts raised, and each policy's action.
+    A month after the last batch in which labels still arrive, and alerts are raised, has no batch
+    figures (``before_labels`` and ``labels_arrive`` null) but is listed: the chart shades it."""
+    rows = {row[MONTH]: row for row in table.to_dict("records")}
+    months = sorted({*rows, *alert_log["raised"], *(c.month for c in candidates)})
     out = []
-    for row in table.to_dict("records"):
-        month = row[MONTH]
+    for month in months:
+        row = rows.get(month)
         raised = alert_log[alert_log["raised"] == month]
         out.append({
             "month": month_label(month),
-            "before_labels": {k: row[k] for k in ("rows", "score_psi", "max_csi", "max_csi_feature",
-                                                  "max_csi_raw", "estimated_auc", "estimated_ece")},
-            "labels_arrive": month_label(row["labels_arrive"]),
+            "before_labels": None if row is None else {
+                k: row[k] for k in ("rows", "score_psi", "max_csi", "max_csi_feature", "max_csi_raw",
+                                    "estimated_auc", "estimated_ece")},
+            "labels_arrive": None if row is None else month_label(row["labels_arrive"]),
             "alerts_raised": [{"rule": a["rule"], "batch": month_label(a["batch"]),
                                "value": a["value"], "limit": a["limit"]} for a in raised.to_dict("records")],
             "actions": [action(c) for c in candidates if c.month == month],

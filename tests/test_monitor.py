@@ -271,6 +271,9 @@ def test_a_month_in_which_no_one_missed_has_no_auc_and_raises_no_ranking_alert()
     unmeasured = monitor.goals(table, alert_log, unchanged(policies), truth, table[monitor.MONTH][0])
     assert unmeasured["max_auc_estimate_gap_before_change"] is None
     assert unmeasured["auc_estimate_within_0_02_before_change"] is None
+    # no batch touched by a change: flagging it is neither met nor missed
+    untouched = monitor.goals(table, alert_log, unchanged(policies), truth, None)
+    assert untouched["flagged_in_time"] is None and untouched["first_affected_month"] is None
     monitor.monthly_figure(table, unchanged(policies), alert_log, [], table[monitor.MONTH][5])
 
 
@@ -286,6 +289,11 @@ def test_a_stream_simulated_with_other_monitor_settings_is_named_not_monitored()
                       "(12 months of 2 from 2025-06)")
     later = settings.model_copy(update={"first_month": pd.Timestamp("2025-07-01").date()})
     assert "from 2025-06 to 2025-08" in monitor.stream_mismatch(months, later)
+    # as many borrowers, over twice the months at half as many a month: the months differ
+    spread = settings.model_copy(update={"months": 6, "borrowers_per_month": 1})
+    assert monitor.stream_mismatch(months, spread).endswith("(6 months of 1 from 2025-06)")
+    gap = pd.Series(pd.to_datetime(["2025-06-01"] * 4 + ["2025-08-01"] * 2))  # nobody in July
+    assert "no borrower was scored in 2025-07" in monitor.stream_mismatch(gap, settings)
 
 
 def test_a_stream_that_starts_within_the_fitted_months_is_refused():
@@ -409,3 +417,21 @@ def test_written_figures_are_rounded_and_months_labelled_through_dicts_and_lists
     assert monitor.rounded(value) == {"a": [0.123457, 2.5], "m": "2025-06", "n": 3, "s": "x"}
     frame = pd.DataFrame({"month": pd.to_datetime(["2025-01-01"]), "auc": [0.81234567]})
     assert monitor.rounded_records(frame) == [{"month": "2025-01", "auc": 0.812346}]
+
+
+def test_alerts_raised_after_the_last_batch_are_listed_in_the_decisions():
+    """Labels of the last batches arrive months after them: decisions.json ended at the last batch
+    month and left out the alerts the chart shaded after it."""
+    table = pd.DataFrame({monitor.MONTH: pd.to_datetime(["2026-04-01", "2026-05-01"]), "rows": [10, 12],
+                          "score_psi": 0.01, "max_csi": 0.0, "max_csi_feature": "x", "max_csi_raw": 0.0,
+                          "estimated_auc": 0.8, "estimated_ece": 0.01,
+                          "labels_arrive": pd.to_datetime(["2026-08-01", "2026-09-01"])})
+    alerts = pd.DataFrame({"rule": ["realised_auc_drop", "realised_ece"], "value": [0.05, 0.02],
+                           "limit": [0.03, 0.015], "batch": pd.to_datetime(["2026-04-01", "2026-05-01"]),
+                           "raised": pd.to_datetime(["2026-08-01", "2026-09-01"])})
+    listed = monitor.decisions(table, alerts, [])
+    assert [d["month"] for d in listed] == ["2026-04", "2026-05", "2026-08", "2026-09"]
+    assert listed[2]["before_labels"] is None and listed[2]["labels_arrive"] is None
+    assert listed[3]["alerts_raised"] == [{"rule": "realised_ece", "batch": "2026-05", "value": 0.02,
+                                           "limit": 0.015}]
+    assert listed[0]["before_labels"]["rows"] == 10 and listed[0]["alerts_raised"] == []
