@@ -104,6 +104,21 @@ def _boost(data: np.ndarray, target: np.ndarray, objective: str, boost: BoostSet
     return lgb.train(params, dataset, num_boost_round=boost.num_boost_round)
 
 
+POLICY = ("appetite", "yield_per_year", "funding_cost_per_year", "loss_given_miss")
+
+
+def policy_of(settings: DecisionSettings) -> dict[str, float]:
+    """The appetite and the economics a decision model recommends under."""
+    return {key: getattr(settings, key) for key in POLICY}
+
+
+def policy_changes(built: DecisionSettings, asked: DecisionSettings) -> dict[str, tuple[float, float]]:
+    """Each of the appetite and economics ``asked`` for (a params file) that differs from those the
+    model was ``built`` with: {key: (built, asked)}. The model recommends under its own."""
+    mine, wanted = policy_of(built), policy_of(asked)
+    return {key: (mine[key], wanted[key]) for key in POLICY if mine[key] != wanted[key]}
+
+
 @dataclass
 class DecisionModel:
     """Miss and balance models as functions of the amount, and the policy on top of them.

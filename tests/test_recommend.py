@@ -195,3 +195,20 @@ def test_a_folder_that_is_not_a_decision_model_is_named(work, tmp_path):
                                        "--params", str(work / "params.yaml")])
     assert missing.exit_code != 0 and "no such model folder" in str(missing.exception)
     assert not (tmp_path / "out.parquet").exists()
+
+
+def test_a_params_appetite_the_model_was_not_built_with_is_said_and_the_models_is_recorded(work, happy,
+                                                                                             small_params):
+    params = yaml.safe_load((work / "params.yaml").read_text())
+    params["decision"]["appetite"] = 0.0
+    (work / "other_appetite.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    output = work / "other_appetite" / "recommendations.parquet"
+    done = CliRunner().invoke(app, ["recommend", "--input", str(work / "raw"), "--output", str(output),
+                                    "--model", str(work / "model"),
+                                    "--params", str(work / "other_appetite.yaml")])
+    ok(done)
+    built = small_params.decision.appetite
+    assert f"decision.appetite {built} (params.yaml: 0.0)" in done.output
+    assert summary_of(output)["policy"] == decision.policy_of(small_params.decision)
+    assert output.read_bytes() == happy["bytes"]  # the model's appetite, as the notice says
+    assert "params.yaml:" not in happy["stdout"]  # the same policy: nothing said

@@ -15,6 +15,7 @@ from typing import Annotated
 import pandas as pd
 import typer
 
+from pipeline import decision
 from pipeline.artifacts import load_model
 from pipeline.batches import RecommendTally, report_rejects, write_batches
 from pipeline.cli import PARAMS, app, load, params_file
@@ -39,11 +40,17 @@ def recommend(
     model_uri = model_uri or str(params_file(params).resolve().parent / DECISION_MODEL)
     check_paths(input, output)
     model, _ = load_model(model_uri, p.mlflow, decision=True)
+    changed = decision.policy_changes(model.settings, p.decision)
+    if changed:  # as score says of a model trained for another label: the model's are applied
+        typer.echo("the decision model recommends under the appetite and economics it was built with, "
+                   "not params.yaml's: " + "; ".join(f"decision.{k} {built} (params.yaml: {asked})"
+                                                     for k, (built, asked) in changed.items())
+                   + "; `dvc repro decide` builds one with them", err=True)
     today = pd.Timestamp.today().normalize()
     source = open_source(input, p, list(model.features), (), today, model.observation_days)
     summary = write_batches(source, output, p, RecommendTally(), "recommend", recommend_range,
                             model.output_columns(),
-                            (model,), {"model": model_uri})
+                            (model,), {"model": model_uri, "policy": decision.policy_of(model.settings)})
     typer.echo(f"borrowers in {summary['borrowers_in']} = recommended {summary['recommended']} + "
                f"rejected {summary['rejected']}; amounts {summary['amounts']}")
     report_rejects(summary, p.score.max_rejected_share, typer.echo)
