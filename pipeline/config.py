@@ -192,6 +192,8 @@ class JumpSettings(Settings):
             raise ValueError("line_test_amounts must start at 0 (no increase: the policy's fallback "
                              "and the counterfactual's reference), be distinct, in increasing order "
                              "and at most max_increase")
+        if not all(float(a).is_integer() for a in grid):  # the outputs name a column per amount in CNY
+            raise ValueError(f"line_test_amounts must be whole CNY, found {[a for a in grid if a % 1]}")
         return self
 
 

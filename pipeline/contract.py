@@ -21,7 +21,7 @@ import pandas as pd
 if TYPE_CHECKING:
     import pandera.pandas as pa
 
-from pipeline.catalog import AGE_RANGE, BY_NAME, SCORE_RANGE
+from pipeline.catalog import AGE_RANGE, BY_NAME, MAX_RATIO, SCORE_RANGE
 from pipeline.config import CAUSES, EMPLOYMENT_TYPES, TRIGGERS
 from pipeline.errors import InputError
 
@@ -293,10 +293,10 @@ TABLES: dict[str, Table] = {t.name: t for t in (
         Col("drawdown_propensity_12m", "float64", "share", "Hidden: share of the increase the "
             "borrower intends to draw within 12 months", min=0.0, max=1.0),
         Col("drawn_share_first_quarter", "float64", "share", "Drawn in the jump cycle and the two "
-            "after it, over the increase (missing for an increase of 0)", min=0.0, max=100.0,
+            "after it, over the increase (missing for an increase of 0)", min=0.0, max=MAX_RATIO,
             nullable=True),
         Col("drawn_share_12m", "float64", "share", "Drawn in the 12 cycles from the jump, over the "
-            "increase (missing if not simulated that far, or for an increase of 0)", min=0.0, max=100.0,
+            "increase (missing if not simulated that far, or for an increase of 0)", min=0.0, max=MAX_RATIO,
             nullable=True),
         Col("dti_at_scoring", "float64", "ratio", "All monthly installments over true income",
             min=0.0, max=1000.0),

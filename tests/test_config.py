@@ -188,3 +188,11 @@ def test_a_params_file_that_is_not_text_is_named(tmp_path):
     path.write_bytes(b"\x89PNG\r\n")
     with pytest.raises(ConfigError, match=f"{path}: cannot read params: 'utf-8' codec"):
         load_params(path)
+
+
+def test_line_test_amounts_are_whole_cny_since_each_names_its_output_columns():
+    """2500.2 and 2500.4 both named the columns p_miss_at_2500: one candidate's were lost."""
+    message = error_for({"simulate": {"jump": {"line_test_amounts": [0, 2500.2, 2500.4, 10000]}}})
+    assert "line_test_amounts must be whole CNY, found [2500.2, 2500.4]" in message
+    assert make_params({"simulate": {"jump": {"line_test_amounts": [0, 100, 5000]}}}).simulate.jump \
+        .line_test_amounts == [0, 100, 5000]
