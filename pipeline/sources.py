@@ -1014,6 +1014,8 @@ class RawTables:
                 text = text or TextIds(frame["borrower_id"])
                 frame = text.numbered(frame)
             tables[name], unreadable = self._conform(frame, name)
+            if name == "limit_events" and self.observation_days == 0:
+                tables[name] = _not_yet_granted(tables[name])
             # a date that could not be read is its row's first reason, before the missing value
             found = pd.concat([unreadable, row_rejects(tables[name], name, f"{name}.", self.tables[name])])
             failed.append(pd.DataFrame({"borrower_id": tables[name]["borrower_id"].to_numpy()[found["row"]],
@@ -1039,6 +1041,16 @@ def _rows_with(why: np.ndarray) -> pd.DataFrame:
     """(row, reason) of every row that has a reason."""
     rows = np.flatnonzero(pd.notna(why))
     return pd.DataFrame({"row": rows, "reason": why[rows]})
+
+
+def _not_yet_granted(limits: pd.DataFrame) -> pd.DataFrame:
+    """A decision at the jump comes before its new limit exists: an increase row's blank new limit
+    reads as the old one, which no decision feature reads (``decision.NOT_AT_DECISION``), rather
+    than rejecting the borrower for a value it cannot yet have."""
+    blank = (limits["event_type"] == "increase") & limits["new_limit"].isna()
+    if not blank.any():
+        return limits
+    return limits.assign(new_limit=limits["new_limit"].where(~blank, limits["old_limit"]))
 
 
 def _features_or_rejects(tables: dict, p: Params, observation_days: int) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -212,3 +212,16 @@ def test_a_params_appetite_the_model_was_not_built_with_is_said_and_the_models_i
     assert summary_of(output)["policy"] == decision.policy_of(small_params.decision)
     assert output.read_bytes() == happy["bytes"]  # the model's appetite, as the notice says
     assert "params.yaml:" not in happy["stdout"]  # the same policy: nothing said
+
+
+def test_an_increase_row_without_its_new_limit_is_recommended_as_with_it(work, happy, small_sim):
+    """At decision time the new limit does not exist yet: every borrower was rejected for a blank
+    limit_events.new_limit, a value the decision never reads."""
+    tables = {name: frame.copy() for name, frame in small_sim.items()}
+    increase = tables["limit_events"]["event_type"] == "increase"
+    tables["limit_events"]["new_limit"] = tables["limit_events"]["new_limit"].where(~increase)
+    write_raw(tables, work / "raw_no_new_limit")
+    output = work / "no_new_limit" / "recommendations.parquet"
+    ok(run(work, work / "raw_no_new_limit", output))
+    pd.testing.assert_frame_equal(pd.read_parquet(output), happy["rows"])
+    assert summary_of(output)["rejected"] == 0
