@@ -449,8 +449,10 @@ def load_registered(settings: MlflowSettings, uri: str, decision: bool = False):
     expected = settings.decision_model if decision else settings.registered_model
     name, _, ref = uri.removeprefix("models:/").replace("@", "/@", 1).partition("/")
     if not uri.startswith("models:/") or name != expected or not ref:
-        raise UsageError(f"model URI {uri!r}: expected models:/{expected}@<alias>, "
-                         f"models:/{expected}/<version> or a local model folder")
+        # no alias is ever set on the decision model: only its versions can be named
+        alias = "" if decision else f"models:/{expected}@<alias>, "
+        raise UsageError(f"model URI {uri!r}: expected {alias}models:/{expected}/<version> or a local "
+                         "model folder")
     version = get_version(settings, ref, expected)
     with tempfile.TemporaryDirectory() as tmp:
         folder = fetch_model_files(version, Path(tmp))

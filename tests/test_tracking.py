@@ -455,3 +455,12 @@ def test_a_version_another_machine_registered_first_is_kept_and_the_later_delete
     assert [v.version for v in left] == [first.version]
     assert tracking._first_of_fingerprint(client, SETTINGS.registered_model, "fp-race", first).version \
         == first.version  # the first writer keeps its own
+
+
+def test_a_wrong_decision_model_uri_names_only_versions_since_no_alias_is_set_on_it():
+    _client()
+    with pytest.raises(InputError) as refused:
+        tracking.load_registered(SETTINGS, "models:/unit@champion", decision=True)
+    said = str(refused.value)
+    assert f"expected models:/{SETTINGS.decision_model}/<version> or a local model folder" in said
+    assert "@<alias>" not in said
