@@ -379,18 +379,48 @@ def _identity(p: psutil.Process) -> dict:
     return {"pid": p.pid, "started": started(p)}
 
 
-def stop_tree(pid: int, sig: int = signal.SIGTERM, identity: dict | None = None,
-              timeout: float = STOP_TIMEOUT) -> bool:
-    """Stop a process and every descendant: ``sig`` first, SIGKILL after ``timeout``. A process
-    whose start differs from ``identity`` (as in ``server.json``) is another one that reused the
-    id: left alone. Return whether anything was running."""
+def _group(pgid: int) -> list[psutil.Process]:
+    """The processes of process group ``pgid``."""
+    members = []
+    for p in psutil.process_iter():
+        try:
+            if os.getpgid(p.pid) == pgid:
+                members.append(p)
+        except (ProcessLookupError, psutil.NoSuchProcess):
+            pass
+    return members
+
+
+def _tree(pid: int, identity: dict | None = None) -> list[psutil.Process]:
+    """The live processes a server started as ``pid`` (in a session of its own) left: it, its
+    descendants and the rest of its process group. When the leader dies (kill -9), its children
+    are reparented to init but stay in its group, still serving the port; Linux gives no new
+    process an id that a group still bears, so the group is ours while it has members. A live
+    ``pid`` whose start differs from ``identity`` (as in ``server.json``) is another process that
+    reused the id, once the group was empty: nothing of ours."""
+    procs = set(_group(pid))
     try:
         root = psutil.Process(pid)
         if identity is not None and not _same_process(root, identity):
-            return False
-        procs = [root, *root.children(recursive=True)]
+            return []
+        procs.update([root, *root.children(recursive=True)])
+    except psutil.NoSuchProcess:
+        pass
+    return [p for p in procs if _alive(p)]
+
+
+def _alive(p: psutil.Process) -> bool:
+    try:
+        return p.status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return False
+
+
+def stop_tree(pid: int, sig: int = signal.SIGTERM, identity: dict | None = None,
+              timeout: float = STOP_TIMEOUT) -> bool:
+    """Stop what :func:`_tree` finds: ``sig`` first, SIGKILL after ``timeout``. Return whether
+    anything was running."""
+    procs = _tree(pid, identity)
     for p in procs:
         try:
             p.send_signal(sig)
@@ -403,17 +433,11 @@ def stop_tree(pid: int, sig: int = signal.SIGTERM, identity: dict | None = None,
         except psutil.NoSuchProcess:
             pass
     psutil.wait_procs(alive, timeout=10)
-    return True
+    return bool(procs)
 
 
 def _running(entry: dict | None) -> bool:
-    if not entry:
-        return False
-    try:
-        p = psutil.Process(entry["pid"])
-        return _same_process(p, entry) and p.status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
+    return bool(entry) and bool(_tree(entry["pid"], entry))
 
 
 def read_state(layout: Layout) -> dict:

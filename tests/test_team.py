@@ -346,3 +346,54 @@ def test_stop_leaves_no_process_and_frees_the_ports(server):
         assert not team._port_taken(port)
     assert subprocess.run([str(BIN / "limitjump"), "server", "status", "--data-dir", str(server.data)],
                           capture_output=True).returncode == 1
+
+
+# ---- a server alone: recovering from killed processes, addresses, file modes, ports ---------------
+
+@pytest.fixture(scope="module")
+def lone(tmp_path_factory):
+    """A server with no pipeline, named by ``--allowed-hosts``: the tests below kill its processes."""
+    data = Path(tempfile.mkdtemp(prefix="limitjump-lone-")) / "data"
+    admin = ("admin", secrets.token_urlsafe(18))
+    port, pg_port = team.free_port(), team.free_port()
+    cwd = tmp_path_factory.mktemp("lone")
+    try:
+        out = run([str(BIN / "limitjump"), "server", "start", "--data-dir", str(data), "--port", str(port),
+                   "--pg-port", str(pg_port), "--workers", "1", "--allowed-hosts", f"team-host:{port}"],
+                  cwd, {**os.environ, "MLFLOW_AUTH_ADMIN_PASSWORD": admin[1]})
+        yield SimpleNamespace(data=data, cwd=cwd, port=port, pg_port=pg_port, admin=admin, start_out=out,
+                              url=f"http://127.0.0.1:{port}")
+    finally:
+        _stop_everything(data)
+        shutil.rmtree(data.parent, ignore_errors=True)
+
+
+def _server(s, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    """``limitjump server ...`` for the lone server's data directory, from a folder of its own."""
+    done = subprocess.run([str(BIN / "limitjump"), "server", *args, "--data-dir", str(s.data)], cwd=s.cwd,
+                          capture_output=True, text=True, env={**os.environ, "COLUMNS": "200"})
+    assert not check or done.returncode == 0, done.stdout + done.stderr
+    return done
+
+
+def _kill_9(pid: int) -> None:
+    p = psutil.Process(pid)
+    p.kill()
+    deadline = time.monotonic() + 30
+    while p.is_running() and p.status() != psutil.STATUS_ZOMBIE:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_stop_ends_an_mlflow_server_whose_first_process_was_killed(lone):
+    leader = team.read_state(team.Layout(lone.data))["mlflow"]["pid"]
+    group = psutil.Process(leader).children(recursive=True)
+    assert group  # uvicorn and its worker
+    _kill_9(leader)
+    assert team._port_taken(lone.port)  # they still serve
+    assert json.loads(_server(lone, "status").stdout)["mlflow"]
+    assert "mlflow stopped" in _server(lone, "stop").stdout
+    assert not [p for p in group if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    assert not team._port_taken(lone.port) and not team._port_taken(lone.pg_port)
