@@ -288,8 +288,9 @@ def init_postgres(layout: Layout, bin_dir: Path) -> None:
         os.chown(layout.pgdata / "pg_hba.conf", user.pw_uid, user.pw_gid)
 
 
-def start_postgres(layout: Layout, bin_dir: Path, port: int, timeout: float = 60) -> psutil.Process:
-    """The postmaster, in its own session, ready for connections."""
+def start_postgres(layout: Layout, bin_dir: Path, port: int, timeout: float = 120) -> psutil.Process:
+    """The postmaster, in its own session, accepting connections (after crash recovery, if the last
+    one was killed)."""
     if _port_taken(port):
         raise UsageError(f"port {port} on {HOST} is taken (choose another with --pg-port)")
     user = _os_user()
@@ -301,28 +302,36 @@ def start_postgres(layout: Layout, bin_dir: Path, port: int, timeout: float = 60
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise InputError(f"PostgreSQL exited {proc.returncode}:\n{_tail(layout.pg_log)}")
-        if _pg_ready(layout):
+        if _pg_ready(layout, port):
             return psutil.Process(proc.pid)
         time.sleep(0.3)
     stop_tree(proc.pid, signal.SIGINT)
     raise InputError(f"PostgreSQL not ready after {timeout:.0f} s:\n{_tail(layout.pg_log)}")
 
 
-def _pg_ready(layout: Layout) -> bool:
-    """postmaster.pid's last line says ``ready`` once the server accepts connections."""
+def _pg_ready(layout: Layout, port: int) -> bool:
+    """Whether PostgreSQL accepts a connection. Not postmaster.pid's ``ready``: after a kill -9
+    the file still says so until the new postmaster rewrites it, before its crash recovery."""
     try:
-        lines = (layout.pgdata / "postmaster.pid").read_text().splitlines()
-    except (FileNotFoundError, PermissionError):
+        _connect(layout, port, PG_SUPERUSER, "postgres", timeout=5).close()
+    except InputError as err:
+        if "password authentication failed" in str(err):
+            raise  # it runs, but pgpass is not its passwords: waiting will not help
         return False
-    return len(lines) >= 8 and lines[7].strip() == "ready"
+    return True
 
 
-def _connect(layout: Layout, port: int, role: str, database: str):
+def _connect(layout: Layout, port: int, role: str, database: str, timeout: int = 10):
+    """A connection as ``role``; failing, an InputError with libpq's one-line reason."""
     import psycopg2
 
     password = parse_pgpass(layout.pgpass.read_text())[role]
-    return psycopg2.connect(host=HOST, port=port, user=role, password=password, dbname=database,
-                            connect_timeout=10)
+    try:
+        return psycopg2.connect(host=HOST, port=port, user=role, password=password, dbname=database,
+                                connect_timeout=timeout)
+    except psycopg2.OperationalError as err:
+        reason = " ".join(str(err).split())
+        raise InputError(f"PostgreSQL on {HOST}:{port} refused {role}: {reason}") from None
 
 
 def create_databases(layout: Layout, port: int) -> None:

@@ -386,6 +386,17 @@ def _kill_9(pid: int) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_a_start_after_postgres_was_killed_waits_for_its_recovery(lone):
+    _kill_9(team.read_state(team.Layout(lone.data))["postgres"]["pid"])
+    _server(lone, "stop")
+    started = _server(lone, "start", "--port", str(lone.port), "--pg-port", str(lone.pg_port), check=False)
+    assert started.returncode == 0 and "Traceback" not in started.stderr, started.stdout + started.stderr
+    assert f"127.0.0.1:{lone.port}" in started.stdout and f"127.0.0.1:{lone.pg_port}" in started.stdout
+    assert team.status(lone.data)["postgres"]
+
+
+@pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_stop_ends_an_mlflow_server_whose_first_process_was_killed(lone):
     leader = team.read_state(team.Layout(lone.data))["mlflow"]["pid"]
