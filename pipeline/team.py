@@ -178,12 +178,14 @@ def initdb_argv(bin_dir: Path, pgdata: Path, pwfile: Path) -> list[str]:
 def mlflow_argv(mlflow: Path, layout: Layout, pg_port: int, host: str, port: int, workers: int,
                 allowed_hosts: str | None = None) -> list[str]:
     """``mlflow server``: PostgreSQL backend and registry, artifacts proxied to the data directory,
-    MLflow's basic-auth app."""
+    MLflow's basic-auth app. Given ``allowed_hosts`` (the names clients use), MLflow accepts no
+    other Host header, so the machine's own addresses are added: the URL ``start`` prints and
+    ``server add-user`` on the host use 127.0.0.1."""
     argv = [str(mlflow), "server", "--backend-store-uri", database_uri(pg_port, TRACKING_DB),
             "--serve-artifacts", "--artifacts-destination", str(layout.artifacts),
             "--app-name", "basic-auth", "--host", host, "--port", str(port), "--workers", str(workers)]
     if allowed_hosts:
-        argv += ["--allowed-hosts", allowed_hosts]
+        argv += ["--allowed-hosts", f"{allowed_hosts},{HOST}:{port},localhost:{port}"]
     return argv
 
 

@@ -20,6 +20,8 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -66,6 +68,13 @@ def test_a_public_address_needs_allowed_hosts(tmp_path):
     with pytest.raises(team.UsageError, match="allowed-hosts"):
         team.start(tmp_path / "data", host="0.0.0.0")
     assert not (tmp_path / "data").exists()
+
+
+def test_allowed_hosts_keep_the_hosts_own_addresses():
+    argv = team.mlflow_argv(Path("mlflow"), team.Layout(Path("/d")), 5874, "0.0.0.0", 5873, 1,
+                            "team-host:5873")
+    assert argv[argv.index("--allowed-hosts") + 1].split(",") == \
+        ["team-host:5873", "127.0.0.1:5873", "localhost:5873"]
 
 
 def test_upgrade_migrates_both_databases_without_a_password_on_the_command_line():
@@ -383,6 +392,24 @@ def _kill_9(pid: int) -> None:
     while p.is_running() and p.status() != psutil.STATUS_ZOMBIE:
         assert time.monotonic() < deadline
         time.sleep(0.1)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_the_hosts_own_addresses_are_allowed_besides_allowed_hosts(lone):
+    assert f"MLFLOW_TRACKING_URI={lone.url}" in lone.start_out
+    for host in (f"127.0.0.1:{lone.port}", f"localhost:{lone.port}", f"team-host:{lone.port}",
+                 f"elsewhere:{lone.port}"):
+        request = urllib.request.Request(f"{lone.url}{API}/experiments/search?max_results=1",
+                                         headers={"Host": host,
+                                                  "Authorization": team.basic_auth_header(*lone.admin)})
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                code = response.status
+        except urllib.error.HTTPError as err:
+            code = err.code
+        assert code == (403 if host.startswith("elsewhere") else 200), host
+    assert team.create_user(f"http://localhost:{lone.port}", lone.admin, "alice", secrets.token_urlsafe(18))
 
 
 @pytest.mark.slow
