@@ -55,7 +55,10 @@ PG_ROLE = "mlflow"  # owns both databases; the MLflow server connects as it
 TRACKING_DB = "mlflow"
 AUTH_DB = "mlflow_auth"
 PG_OS_USER = "limitjump-pg"
-PERMISSIONS = ("READ", "USE", "EDIT", "MANAGE", "NO_PERMISSIONS")
+# what MLflow accepts as the server's default_permission, and as a grant on one experiment or model:
+# NO_PERMISSIONS is not a grant (MLflow 3.17 refuses it), DENY is not a default
+DEFAULT_PERMISSIONS = ("READ", "USE", "EDIT", "MANAGE", "NO_PERMISSIONS")
+GRANT_PERMISSIONS = ("READ", "USE", "EDIT", "MANAGE", "DENY")
 STOP_TIMEOUT = 30.0
 AUTH_CACHE_SECONDS = 60
 GRANT = "/api/3.0/mlflow/users/permissions/grant"
@@ -149,8 +152,8 @@ def auth_ini_text(auth_database_uri: str, default_permission: str = "READ",
                   admin_username: str = "admin") -> str:
     """MLflow's basic-auth settings. The admin password is not here: MLflow reads it from
     MLFLOW_AUTH_ADMIN_PASSWORD the first time it starts on an empty user store."""
-    if default_permission not in PERMISSIONS:
-        raise UsageError(f"default permission must be one of {', '.join(PERMISSIONS)}: "
+    if default_permission not in DEFAULT_PERMISSIONS:
+        raise UsageError(f"default permission must be one of {', '.join(DEFAULT_PERMISSIONS)}: "
                          f"{default_permission!r}")
     return ("[mlflow]\n"
             f"default_permission = {default_permission}\n"
@@ -673,8 +676,11 @@ def grant(url: str, admin: tuple[str, str], username: str, permission: str,
           experiment: str | None = None, model: str | None = None) -> list[tuple[str, str]]:
     """Grant ``permission`` on an experiment and/or a registered model (by name; ``*`` for all) and
     return the (resource type, id) pairs granted."""
-    if permission not in PERMISSIONS:
-        raise UsageError(f"permission must be one of {', '.join(PERMISSIONS)}: {permission!r}")
+    if permission == "NO_PERMISSIONS":
+        raise UsageError("MLflow takes no NO_PERMISSIONS grant on one experiment or model: "
+                         "--permission DENY revokes a user's access there")
+    if permission not in GRANT_PERMISSIONS:
+        raise UsageError(f"permission must be one of {', '.join(GRANT_PERMISSIONS)}: {permission!r}")
     targets = []
     if experiment:
         targets.append(("experiment", "*" if experiment == "*" else experiment_id(url, admin, experiment)))

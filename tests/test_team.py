@@ -77,6 +77,22 @@ def test_allowed_hosts_keep_the_hosts_own_addresses():
         ["team-host:5873", "127.0.0.1:5873", "localhost:5873"]
 
 
+def test_grants_take_deny_and_refuse_no_permissions_naming_deny(monkeypatch):
+    sent = []
+
+    def api(url, path, body=None, auth=None, **kw):
+        sent.append(body)
+        return 200, {}
+    monkeypatch.setattr(team, "api", api)
+    granted = team.grant("http://x", ("admin", "pw"), "alice", "DENY", model=NAME)
+    assert granted == [("registered_model", NAME)] and sent[0]["permission"] == "DENY"
+    with pytest.raises(team.UsageError, match="DENY"):
+        team.grant("http://x", ("admin", "pw"), "alice", "NO_PERMISSIONS", model=NAME)
+    assert "default_permission = NO_PERMISSIONS" in team.auth_ini_text("sqlite://", "NO_PERMISSIONS")
+    with pytest.raises(team.UsageError):
+        team.auth_ini_text("sqlite://", "DENY")  # not what MLflow takes as a default
+
+
 def test_upgrade_migrates_both_databases_without_a_password_on_the_command_line():
     tracking, auth = team.upgrade_argvs(Path("python"), 5433)
     assert tracking[1:5] == ["-m", "mlflow", "db", "upgrade"]

@@ -40,7 +40,8 @@ def start(data_dir: Annotated[Path, DATA_DIR],
           allowed_hosts: Annotated[str | None, typer.Option(
               help="Host names clients use, needed with a --host other than loopback.")] = None,
           default_permission: Annotated[str, typer.Option(
-              help="What an authenticated user may do where nothing was granted.")] = "READ") -> None:
+              help="What an authenticated user may do where nothing was granted: "
+                   f"{', '.join(team.DEFAULT_PERMISSIONS)}.")] = "READ") -> None:
     """Start PostgreSQL and the MLflow server; the first start creates them (MLFLOW_AUTH_ADMIN_PASSWORD)."""
     state = team.start(_path(data_dir), host=host, port=port, pg_port=pg_port, workers=workers,
                        allowed_hosts=allowed_hosts, default_permission=default_permission)
@@ -103,7 +104,7 @@ def add_user(username: str, url: Annotated[str, URL],
 @server_app.command()
 def grant(username: str, url: Annotated[str, URL],
           permission: Annotated[str, typer.Option(
-              help="READ, USE, EDIT, MANAGE or NO_PERMISSIONS.")] = "READ",
+              help="READ, USE, EDIT, MANAGE, or DENY to revoke access.")] = "READ",
           experiment: Annotated[str | None, typer.Option(help="Experiment name, or * for all.")] = None,
           model: Annotated[str | None, typer.Option(
               help="Registered model name, or * for all.")] = None) -> None:
