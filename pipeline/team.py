@@ -495,11 +495,19 @@ def wait_healthy(url: str, proc: subprocess.Popen | None, log: Path, timeout: fl
     raise InputError(f"mlflow server not healthy after {timeout:.0f} s:\n{_tail(log)}")
 
 
-def start(data_dir: Path, host: str = HOST, port: int = MLFLOW_PORT, pg_port: int = PG_PORT,
+def _ports(recorded: dict, port: int | None, pg_port: int | None) -> tuple[int, int]:
+    """The ports given, else those ``server.json`` recorded, else the defaults."""
+    return (port if port is not None else recorded.get("port", MLFLOW_PORT),
+            pg_port if pg_port is not None else recorded.get("pg_port", PG_PORT))
+
+
+def start(data_dir: Path, host: str = HOST, port: int | None = None, pg_port: int | None = None,
           workers: int = 2, allowed_hosts: str | None = None, default_permission: str = "READ") -> dict:
     """Start PostgreSQL and the MLflow server for ``data_dir`` (initialising it the first time) and
-    return the state written to ``server.json``. The first start needs MLFLOW_AUTH_ADMIN_PASSWORD."""
+    return the state written to ``server.json``. The first start needs MLFLOW_AUTH_ADMIN_PASSWORD.
+    Ports not given are those of the last start."""
     layout = Layout(Path(data_dir).resolve())
+    port, pg_port = _ports(read_state(layout), port, pg_port)
     current = status(layout.root)
     if current["postgres"] or current["mlflow"]:
         raise UsageError(f"a server already runs for {layout.root} ({current.get('url')}): "
@@ -570,10 +578,11 @@ def upgrade_argvs(python: Path, pg_port: int) -> list[list[str]]:
              database_uri(pg_port, AUTH_DB)]]
 
 
-def upgrade(data_dir: Path, pg_port: int = PG_PORT) -> list[str]:
+def upgrade(data_dir: Path, pg_port: int | None = None) -> list[str]:
     """Bring both databases to the installed MLflow's schema (after upgrading MLflow; back up
     first). The MLflow server must be stopped; PostgreSQL is started for the upgrade if it is not
-    running and stopped again after. Return the commands run."""
+    running (on ``pg_port``, else the last start's) and stopped again after. Return the commands
+    run."""
     layout = Layout(Path(data_dir).resolve())
     state = read_state(layout)
     if _running(state.get("mlflow")):
@@ -584,6 +593,7 @@ def upgrade(data_dir: Path, pg_port: int = PG_PORT) -> list[str]:
     if _running(state.get("postgres")):
         pg_port = state["pg_port"]
     else:
+        pg_port = _ports(state, None, pg_port)[1]
         ours = start_postgres(layout, pg_bin(), pg_port)
     try:
         ran = []

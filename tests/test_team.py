@@ -16,6 +16,7 @@ import os
 import secrets
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -91,6 +92,26 @@ def test_grants_take_deny_and_refuse_no_permissions_naming_deny(monkeypatch):
     assert "default_permission = NO_PERMISSIONS" in team.auth_ini_text("sqlite://", "NO_PERMISSIONS")
     with pytest.raises(team.UsageError):
         team.auth_ini_text("sqlite://", "DENY")  # not what MLflow takes as a default
+
+
+def _listening() -> socket.socket:
+    sock = socket.socket()
+    sock.bind((team.HOST, 0))
+    sock.listen()
+    return sock
+
+
+def test_start_and_upgrade_take_the_ports_the_server_was_made_with(tmp_path):
+    data = tmp_path / "data"
+    (data / "postgres").mkdir(parents=True)
+    (data / "postgres" / "PG_VERSION").write_text("18\n")
+    with _listening() as busy:
+        port = busy.getsockname()[1]
+        (data / "server.json").write_text(json.dumps({"port": port, "pg_port": port}))
+        with pytest.raises(team.UsageError, match=f"port {port} is taken"):
+            team.start(data)
+        with pytest.raises(team.UsageError, match=f"port {port} on 127.0.0.1 is taken"):
+            team.upgrade(data)
 
 
 def test_upgrade_migrates_both_databases_without_a_password_on_the_command_line():
@@ -437,6 +458,14 @@ def test_a_start_after_postgres_was_killed_waits_for_its_recovery(lone):
     assert started.returncode == 0 and "Traceback" not in started.stderr, started.stdout + started.stderr
     assert f"127.0.0.1:{lone.port}" in started.stdout and f"127.0.0.1:{lone.pg_port}" in started.stdout
     assert team.status(lone.data)["postgres"]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_upgrade_and_start_take_the_recorded_ports(lone):
+    _server(lone, "stop")
+    assert "done: -m mlflow db upgrade" in _server(lone, "upgrade").stdout
+    assert f"127.0.0.1:{lone.port}" in _server(lone, "start").stdout
 
 
 @pytest.mark.slow

@@ -34,8 +34,11 @@ def _path(path: Path) -> Path:
 @server_app.command()
 def start(data_dir: Annotated[Path, DATA_DIR],
           host: Annotated[str, typer.Option(help="Address the MLflow server listens on.")] = team.HOST,
-          port: Annotated[int, typer.Option(help="The MLflow server's port.")] = team.MLFLOW_PORT,
-          pg_port: Annotated[int, typer.Option(help="PostgreSQL's port (on 127.0.0.1 only).")] = team.PG_PORT,
+          port: Annotated[int | None, typer.Option(
+              help=f"The MLflow server's port (default: the last start's, else {team.MLFLOW_PORT}).")] = None,
+          pg_port: Annotated[int | None, typer.Option(
+              help=f"PostgreSQL's port, on 127.0.0.1 (default: the last start's, else {team.PG_PORT}).")]
+          = None,
           workers: Annotated[int, typer.Option(help="MLflow server worker processes.")] = 2,
           allowed_hosts: Annotated[str | None, typer.Option(
               help="Host names clients use, needed with a --host other than loopback.")] = None,
@@ -78,8 +81,8 @@ def backup(data_dir: Annotated[Path, DATA_DIR],
 
 @server_app.command()
 def upgrade(data_dir: Annotated[Path, DATA_DIR],
-            pg_port: Annotated[int, typer.Option(help="PostgreSQL's port if it is not running.")]
-            = team.PG_PORT) -> None:
+            pg_port: Annotated[int | None, typer.Option(
+                help="PostgreSQL's port if it is not running (default: the last start's).")] = None) -> None:
     """After upgrading MLflow: migrate both databases to its schema (mlflow db upgrade), server stopped."""
     for command in team.upgrade(_path(data_dir), pg_port):
         typer.echo(f"done: {command}")
