@@ -12,6 +12,7 @@ Layout of the data directory::
     artifacts/       run and model artifacts, served by the MLflow server
     mlflow.log       the MLflow server's log
     server.json      what is running: process ids, ports, addresses (no secrets)
+    backups/         ``limitjump server backup``'s dumps unless told otherwise
 
 Passwords never go on a command line or into params: PostgreSQL's roles get random passwords kept
 in ``pgpass`` (MLflow connects with ``PGPASSFILE``), MLflow's admin password comes from
@@ -102,6 +103,10 @@ class Layout:
     @property
     def state(self) -> Path:
         return self.root / "server.json"
+
+    @property
+    def backups(self) -> Path:
+        return self.root / "backups"
 
 
 # ---- pure helpers ------------------------------------------------------------------------------
@@ -610,12 +615,14 @@ def upgrade(data_dir: Path, pg_port: int | None = None) -> list[str]:
             stop_tree(ours.pid, signal.SIGINT, _identity(ours))
 
 
-def backup(data_dir: Path, output_dir: Path) -> list[Path]:
-    """pg_dump of both databases (runs, registry; users and permissions) into ``output_dir``."""
+def backup(data_dir: Path, output_dir: Path | None = None) -> list[Path]:
+    """pg_dump of both databases (runs, registry; users and permissions) into ``output_dir``
+    (the data directory's ``backups/`` by default, not the working directory: a repository)."""
     layout = Layout(Path(data_dir).resolve())
     state = read_state(layout)
     if not _running(state.get("postgres")):
         raise UsageError(f"PostgreSQL is not running for {layout.root}: limitjump server start first")
+    output_dir = output_dir or layout.backups
     output_dir.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     written = []

@@ -94,6 +94,13 @@ def test_grants_take_deny_and_refuse_no_permissions_naming_deny(monkeypatch):
         team.auth_ini_text("sqlite://", "DENY")  # not what MLflow takes as a default
 
 
+def test_backups_and_dumps_are_not_for_git():
+    repo = Path(__file__).resolve().parents[1]
+    paths = ["backups/mlflow-x.dump", "mlflow.dump"]
+    ignored = subprocess.run(["git", "check-ignore", *paths], cwd=repo, capture_output=True, text=True)
+    assert ignored.stdout.split() == paths
+
+
 def _listening() -> socket.socket:
     sock = socket.socket()
     sock.bind((team.HOST, 0))
@@ -447,6 +454,15 @@ def test_the_hosts_own_addresses_are_allowed_besides_allowed_hosts(lone):
             code = err.code
         assert code == (403 if host.startswith("elsewhere") else 200), host
     assert team.create_user(f"http://localhost:{lone.port}", lone.admin, "alice", secrets.token_urlsafe(18))
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_a_backup_without_output_goes_to_the_data_directory(lone):
+    dumps = [Path(line) for line in _server(lone, "backup").stdout.split()]  # from lone.cwd: a repository
+    assert [d.parent for d in dumps] == [team.Layout(lone.data).backups] * 2
+    assert [d.name.split("-")[0] for d in dumps] == ["mlflow", "mlflow_auth"]
+    assert not list(lone.cwd.iterdir())
 
 
 @pytest.mark.slow

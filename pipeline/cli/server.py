@@ -73,9 +73,10 @@ def status(data_dir: Annotated[Path, DATA_DIR]) -> None:
 
 @server_app.command()
 def backup(data_dir: Annotated[Path, DATA_DIR],
-           output: Annotated[Path, typer.Option(help="Folder for the dumps.")] = Path("backups")) -> None:
+           output: Annotated[Path | None, typer.Option(
+               help="Folder for the dumps (default: the data directory's backups/).")] = None) -> None:
     """pg_dump both databases (runs and registry; users and permissions) while the server runs."""
-    for path in team.backup(_path(data_dir), _path(output)):
+    for path in team.backup(_path(data_dir), output and _path(output)):
         typer.echo(str(path))
 
 
