@@ -31,6 +31,7 @@ import json
 import os
 import pwd
 import secrets
+import shutil
 import signal
 import socket
 import stat
@@ -60,6 +61,7 @@ PG_OS_USER = "limitjump-pg"
 # NO_PERMISSIONS is not a grant (MLflow 3.17 refuses it), DENY is not a default
 DEFAULT_PERMISSIONS = ("READ", "USE", "EDIT", "MANAGE", "NO_PERMISSIONS")
 GRANT_PERMISSIONS = ("READ", "USE", "EDIT", "MANAGE", "DENY")
+MIN_ADMIN_PASSWORD = 12  # MLflow refuses a shorter admin password, but only once the cluster is made
 STOP_TIMEOUT = 30.0
 AUTH_CACHE_SECONDS = 60
 GRANT = "/api/3.0/mlflow/users/permissions/grant"
@@ -298,11 +300,15 @@ def init_postgres(layout: Layout, bin_dir: Path) -> None:
         os.chown(layout.pgdata / "pg_hba.conf", user.pw_uid, user.pw_gid)
 
 
+def _check_port(port: int, option: str) -> None:
+    if _port_taken(port):
+        raise UsageError(f"port {port} on {HOST} is taken (choose another with {option})")
+
+
 def start_postgres(layout: Layout, bin_dir: Path, port: int, timeout: float = 120) -> psutil.Process:
     """The postmaster, in its own session, accepting connections (after crash recovery, if the last
     one was killed)."""
-    if _port_taken(port):
-        raise UsageError(f"port {port} on {HOST} is taken (choose another with --pg-port)")
+    _check_port(port, "--pg-port")
     user = _os_user()
     with open(layout.pg_log, "a") as log:
         proc = subprocess.Popen(postgres_argv(bin_dir, layout.pgdata, port), stdout=log,
@@ -506,6 +512,24 @@ def _ports(recorded: dict, port: int | None, pg_port: int | None) -> tuple[int, 
             pg_port if pg_port is not None else recorded.get("pg_port", PG_PORT))
 
 
+def _check_new_server() -> None:
+    """What MLflow checks only after the cluster was made: fail before making anything."""
+    password = os.environ.get("MLFLOW_AUTH_ADMIN_PASSWORD")
+    if not password:
+        raise UsageError("a new server needs MLflow's admin password: set MLFLOW_AUTH_ADMIN_PASSWORD")
+    if len(password) < MIN_ADMIN_PASSWORD:
+        raise UsageError(f"MLFLOW_AUTH_ADMIN_PASSWORD must have at least {MIN_ADMIN_PASSWORD} characters "
+                         "(MLflow's rule)")
+
+
+def _forget_cluster(layout: Layout) -> None:
+    """Undo a first start that failed, so that the next one starts anew (with the admin password)
+    rather than on a cluster without MLflow's users."""
+    shutil.rmtree(layout.pgdata, ignore_errors=True)
+    for path in (layout.pgpass, layout.auth_ini, layout.secret_key):
+        path.unlink(missing_ok=True)
+
+
 def start(data_dir: Path, host: str = HOST, port: int | None = None, pg_port: int | None = None,
           workers: int = 2, allowed_hosts: str | None = None, default_permission: str = "READ") -> dict:
     """Start PostgreSQL and the MLflow server for ``data_dir`` (initialising it the first time) and
@@ -522,13 +546,26 @@ def start(data_dir: Path, host: str = HOST, port: int | None = None, pg_port: in
                          "with --allowed-hosts")
     if _port_taken(port, HOST if host in ("0.0.0.0", "::") else host):
         raise UsageError(f"port {port} is taken (choose another with --port)")
+    _check_port(pg_port, "--pg-port")
     bin_dir = pg_bin()
-    if not (layout.pgdata / "PG_VERSION").exists():
+    new = not (layout.pgdata / "PG_VERSION").exists()
+    if new:
         if layout.pgdata.exists() and any(layout.pgdata.iterdir()):
             raise UsageError(f"{layout.pgdata} exists but holds no PostgreSQL cluster")
-        if not os.environ.get("MLFLOW_AUTH_ADMIN_PASSWORD"):
-            raise UsageError("a new server needs MLflow's admin password: set MLFLOW_AUTH_ADMIN_PASSWORD")
-        init_postgres(layout, bin_dir)
+        _check_new_server()
+    try:
+        if new:
+            init_postgres(layout, bin_dir)
+        return _start_servers(layout, bin_dir, host, port, pg_port, workers, allowed_hosts,
+                              default_permission)
+    except BaseException:
+        if new:
+            _forget_cluster(layout)
+        raise
+
+
+def _start_servers(layout: Layout, bin_dir: Path, host: str, port: int, pg_port: int, workers: int,
+                   allowed_hosts: str | None, default_permission: str) -> dict:
     layout.artifacts.mkdir(parents=True, exist_ok=True)
     pg = start_postgres(layout, bin_dir, pg_port)
     state = {"data_dir": str(layout.root), "host": host, "port": port, "pg_port": pg_port,

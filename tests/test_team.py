@@ -121,6 +121,19 @@ def test_start_and_upgrade_take_the_ports_the_server_was_made_with(tmp_path):
             team.upgrade(data)
 
 
+@pytest.mark.parametrize("password", [None, "short-pw"])
+def test_a_new_server_checks_ports_and_password_before_making_anything(tmp_path, monkeypatch, password):
+    data = tmp_path / "data"
+    monkeypatch.setenv("MLFLOW_AUTH_ADMIN_PASSWORD", password or "")
+    with pytest.raises(team.UsageError, match="MLFLOW_AUTH_ADMIN_PASSWORD"):
+        team.start(data, port=team.free_port(), pg_port=team.free_port())
+    monkeypatch.setenv("MLFLOW_AUTH_ADMIN_PASSWORD", "long-enough-password")
+    with _listening() as busy:
+        with pytest.raises(team.UsageError, match="--pg-port"):
+            team.start(data, port=team.free_port(), pg_port=busy.getsockname()[1])
+    assert not data.exists()
+
+
 def test_upgrade_migrates_both_databases_without_a_password_on_the_command_line():
     tracking, auth = team.upgrade_argvs(Path("python"), 5433)
     assert tracking[1:5] == ["-m", "mlflow", "db", "upgrade"]
@@ -496,3 +509,20 @@ def test_stop_ends_an_mlflow_server_whose_first_process_was_killed(lone):
     assert "mlflow stopped" in _server(lone, "stop").stdout
     assert not [p for p in group if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
     assert not team._port_taken(lone.port) and not team._port_taken(lone.pg_port)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_a_first_start_that_fails_leaves_a_new_server(tmp_path, monkeypatch):
+    data = tmp_path / "data"
+
+    def refuse(*args, **kwargs):
+        raise team.InputError("PostgreSQL exited 1")
+    monkeypatch.setattr(team, "start_postgres", refuse)
+    monkeypatch.setenv("MLFLOW_AUTH_ADMIN_PASSWORD", "long-enough-password")
+    with pytest.raises(team.InputError, match="exited"):
+        team.start(data, port=team.free_port(), pg_port=team.free_port())
+    assert not (data / "postgres").exists() and not (data / "pgpass").exists()
+    monkeypatch.delenv("MLFLOW_AUTH_ADMIN_PASSWORD")
+    with pytest.raises(team.UsageError, match="a new server needs MLflow's admin password"):
+        team.start(data, port=team.free_port(), pg_port=team.free_port())
