@@ -12,7 +12,10 @@ Layout of the data directory::
     artifacts/       run and model artifacts, served by the MLflow server
     mlflow.log       the MLflow server's log
     server.json      what is running: process ids, ports, addresses (no secrets)
-    backups/         ``limitjump server backup``'s dumps unless told otherwise
+    backups/         ``limitjump server backup``'s dumps unless told otherwise (mode 0700)
+
+The servers run with umask 077 and the logs, the artifacts and the backups are the owner's only:
+the artifacts are the team's models, and the ``mlflow_auth`` dump holds every user's password hash.
 
 Passwords never go on a command line or into params: PostgreSQL's roles get random passwords kept
 in ``pgpass`` (MLflow connects with ``PGPASSFILE``), MLflow's admin password comes from
@@ -62,6 +65,7 @@ PG_OS_USER = "limitjump-pg"
 DEFAULT_PERMISSIONS = ("READ", "USE", "EDIT", "MANAGE", "NO_PERMISSIONS")
 GRANT_PERMISSIONS = ("READ", "USE", "EDIT", "MANAGE", "DENY")
 MIN_ADMIN_PASSWORD = 12  # MLflow refuses a shorter admin password, but only once the cluster is made
+PRIVATE = 0o077  # the umask of the servers and of pg_dump
 STOP_TIMEOUT = 30.0
 AUTH_CACHE_SECONDS = 60
 GRANT = "/api/3.0/mlflow/users/permissions/grant"
@@ -305,15 +309,22 @@ def _check_port(port: int, option: str) -> None:
         raise UsageError(f"port {port} on {HOST} is taken (choose another with {option})")
 
 
+def _private_log(path: Path):
+    """``path`` opened for appending, readable by its owner only (also a log made before)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    os.fchmod(fd, 0o600)
+    return os.fdopen(fd, "a")
+
+
 def start_postgres(layout: Layout, bin_dir: Path, port: int, timeout: float = 120) -> psutil.Process:
     """The postmaster, in its own session, accepting connections (after crash recovery, if the last
     one was killed)."""
     _check_port(port, "--pg-port")
     user = _os_user()
-    with open(layout.pg_log, "a") as log:
+    with _private_log(layout.pg_log) as log:
         proc = subprocess.Popen(postgres_argv(bin_dir, layout.pgdata, port), stdout=log,
                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=layout.pgdata,
-                                start_new_session=True, **_run_as(user))
+                                start_new_session=True, umask=PRIVATE, **_run_as(user))
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -566,7 +577,8 @@ def start(data_dir: Path, host: str = HOST, port: int | None = None, pg_port: in
 
 def _start_servers(layout: Layout, bin_dir: Path, host: str, port: int, pg_port: int, workers: int,
                    allowed_hosts: str | None, default_permission: str) -> dict:
-    layout.artifacts.mkdir(parents=True, exist_ok=True)
+    layout.artifacts.mkdir(mode=0o700, parents=True, exist_ok=True)
+    layout.artifacts.chmod(0o700)  # one made before the servers' umask was 077
     pg = start_postgres(layout, bin_dir, pg_port)
     state = {"data_dir": str(layout.root), "host": host, "port": port, "pg_port": pg_port,
              "url": f"http://{HOST if host in ('0.0.0.0', '::') else host}:{port}",
@@ -586,10 +598,10 @@ def _start_servers(layout: Layout, bin_dir: Path, host: str, port: int, pg_port:
         for name in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "MLFLOW_TRACKING_USERNAME",
                      "MLFLOW_TRACKING_PASSWORD"):
             env.pop(name, None)
-        with open(layout.mlflow_log, "a") as log:
+        with _private_log(layout.mlflow_log) as log:
             argv = mlflow_argv(_mlflow_bin(), layout, pg_port, host, port, workers, allowed_hosts)
             proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                    env=env, cwd=layout.root, start_new_session=True)
+                                    env=env, cwd=layout.root, start_new_session=True, umask=PRIVATE)
         state["mlflow"] = _identity(psutil.Process(proc.pid))
         _write_state(layout, state)
         wait_healthy(state["url"], proc, layout.mlflow_log)
@@ -654,19 +666,20 @@ def upgrade(data_dir: Path, pg_port: int | None = None) -> list[str]:
 
 def backup(data_dir: Path, output_dir: Path | None = None) -> list[Path]:
     """pg_dump of both databases (runs, registry; users and permissions) into ``output_dir``
-    (the data directory's ``backups/`` by default, not the working directory: a repository)."""
+    (the data directory's ``backups/`` by default, not the working directory: a repository),
+    readable by the owner only: the ``mlflow_auth`` dump holds every user's password hash."""
     layout = Layout(Path(data_dir).resolve())
     state = read_state(layout)
     if not _running(state.get("postgres")):
         raise UsageError(f"PostgreSQL is not running for {layout.root}: limitjump server start first")
     output_dir = output_dir or layout.backups
-    output_dir.mkdir(parents=True, exist_ok=True)
+    output_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     written = []
     for database in (TRACKING_DB, AUTH_DB):
         out = output_dir / f"{database}-{stamp}.dump"
         done = subprocess.run(pg_dump_argv(pg_bin(), state["pg_port"], database, out), capture_output=True,
-                              text=True, env={**os.environ, "PGPASSFILE": str(layout.pgpass)})
+                              text=True, env={**os.environ, "PGPASSFILE": str(layout.pgpass)}, umask=PRIVATE)
         if done.returncode != 0:
             raise InputError(f"pg_dump {database} failed: {done.stderr.strip()}")
         written.append(out)

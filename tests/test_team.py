@@ -17,6 +17,7 @@ import secrets
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import tempfile
@@ -476,6 +477,26 @@ def test_a_backup_without_output_goes_to_the_data_directory(lone):
     assert [d.parent for d in dumps] == [team.Layout(lone.data).backups] * 2
     assert [d.name.split("-")[0] for d in dumps] == ["mlflow", "mlflow_auth"]
     assert not list(lone.cwd.iterdir())
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_logs_artifacts_and_backups_are_the_owners_only(lone):
+    request = urllib.request.Request(f"{lone.url}/api/2.0/mlflow-artifacts/artifacts/0/probe/model.txt",
+                                     data=b"tree", method="PUT",
+                                     headers={"Authorization": team.basic_auth_header(*lone.admin)})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        assert response.status == 200
+    layout = team.Layout(lone.data)
+    uploaded = layout.artifacts / "0" / "probe" / "model.txt"
+    assert uploaded.read_text() == "tree"
+    for path in (layout.artifacts, uploaded.parent):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o700, path
+    for path in (uploaded, layout.mlflow_log, layout.pg_log):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+    dumps = [Path(line) for line in _server(lone, "backup").stdout.split()]
+    assert stat.S_IMODE(dumps[0].parent.stat().st_mode) == 0o700
+    assert [stat.S_IMODE(d.stat().st_mode) for d in dumps] == [0o600, 0o600]  # mlflow_auth: password hashes
 
 
 @pytest.mark.slow
