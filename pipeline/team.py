@@ -483,9 +483,16 @@ def read_state(layout: Layout) -> dict:
         return {}
 
 
+def _existing(data_dir: Path) -> Layout:
+    layout = Layout(Path(data_dir).resolve())
+    if not layout.root.is_dir():
+        raise UsageError(f"no server data directory at {layout.root}")
+    return layout
+
+
 def status(data_dir: Path) -> dict:
     """What runs for ``data_dir``: {"postgres": bool, "mlflow": bool, "url": ..., ...}."""
-    layout = Layout(Path(data_dir).resolve())
+    layout = _existing(data_dir)
     state = read_state(layout)
     return {**{k: v for k, v in state.items() if k not in ("postgres", "mlflow")},
             "postgres": _running(state.get("postgres")), "mlflow": _running(state.get("mlflow"))}
@@ -547,10 +554,10 @@ def start(data_dir: Path, host: str = HOST, port: int | None = None, pg_port: in
     return the state written to ``server.json``. The first start needs MLFLOW_AUTH_ADMIN_PASSWORD.
     Ports not given are those of the last start."""
     layout = Layout(Path(data_dir).resolve())
-    port, pg_port = _ports(read_state(layout), port, pg_port)
-    current = status(layout.root)
-    if current["postgres"] or current["mlflow"]:
-        raise UsageError(f"a server already runs for {layout.root} ({current.get('url')}): "
+    recorded = read_state(layout)
+    port, pg_port = _ports(recorded, port, pg_port)
+    if _running(recorded.get("postgres")) or _running(recorded.get("mlflow")):
+        raise UsageError(f"a server already runs for {layout.root} ({recorded.get('url')}): "
                          "limitjump server stop first")
     if not is_loopback(host) and not allowed_hosts:
         raise UsageError(f"--host {host} listens beyond this machine: name the hosts clients use "
@@ -614,7 +621,7 @@ def _start_servers(layout: Layout, bin_dir: Path, host: str, port: int, pg_port:
 def stop(data_dir: Path) -> dict:
     """Stop the MLflow server, then PostgreSQL (a fast shutdown: open transactions roll back), with
     every process they started. Return {"mlflow": was running, "postgres": was running}."""
-    layout = Layout(Path(data_dir).resolve())
+    layout = _existing(data_dir)
     state = read_state(layout)
     stopped = {}
     for name, sig in (("mlflow", signal.SIGTERM), ("postgres", signal.SIGINT)):

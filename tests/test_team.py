@@ -95,6 +95,12 @@ def test_grants_take_deny_and_refuse_no_permissions_naming_deny(monkeypatch):
         team.auth_ini_text("sqlite://", "DENY")  # not what MLflow takes as a default
 
 
+def test_status_and_stop_name_a_missing_data_directory(tmp_path):
+    for command in (team.status, team.stop):
+        with pytest.raises(team.UsageError, match=f"no server data directory at {tmp_path / 'none'}"):
+            command(tmp_path / "none")
+
+
 def test_backups_and_dumps_are_not_for_git():
     repo = Path(__file__).resolve().parents[1]
     paths = ["backups/mlflow-x.dump", "mlflow.dump"]
