@@ -540,16 +540,19 @@ def test_stop_ends_an_mlflow_server_whose_first_process_was_killed(lone):
 
 @pytest.mark.slow
 @pytest.mark.timeout(300)
-def test_a_first_start_that_fails_leaves_a_new_server(tmp_path, monkeypatch):
-    data = tmp_path / "data"
+def test_a_first_start_that_fails_leaves_a_new_server(monkeypatch):
+    data = Path(tempfile.mkdtemp(prefix="limitjump-new-")) / "data"  # not under pytest's: see server
 
     def refuse(*args, **kwargs):
         raise team.InputError("PostgreSQL exited 1")
     monkeypatch.setattr(team, "start_postgres", refuse)
     monkeypatch.setenv("MLFLOW_AUTH_ADMIN_PASSWORD", "long-enough-password")
-    with pytest.raises(team.InputError, match="exited"):
-        team.start(data, port=team.free_port(), pg_port=team.free_port())
-    assert not (data / "postgres").exists() and not (data / "pgpass").exists()
-    monkeypatch.delenv("MLFLOW_AUTH_ADMIN_PASSWORD")
-    with pytest.raises(team.UsageError, match="a new server needs MLflow's admin password"):
-        team.start(data, port=team.free_port(), pg_port=team.free_port())
+    try:
+        with pytest.raises(team.InputError, match="exited"):
+            team.start(data, port=team.free_port(), pg_port=team.free_port())
+        assert not (data / "postgres").exists() and not (data / "pgpass").exists()
+        monkeypatch.delenv("MLFLOW_AUTH_ADMIN_PASSWORD")
+        with pytest.raises(team.UsageError, match="a new server needs MLflow's admin password"):
+            team.start(data, port=team.free_port(), pg_port=team.free_port())
+    finally:
+        shutil.rmtree(data.parent, ignore_errors=True)
