@@ -716,6 +716,10 @@ def api(url: str, path: str, body: dict | None = None, auth: tuple[str, str] | N
             status_code, raw = response.status, response.read()
     except urllib.error.HTTPError as err:
         status_code, raw = err.code, err.read()
+    except (urllib.error.URLError, OSError) as err:  # nothing answered: a stopped server, a typo
+        reason = getattr(err, "reason", err)
+        raise UsageError(f"no MLflow server answers at {url} ({reason}): is it running "
+                         "(`limitjump server status`), and is the URL right?") from None
     try:
         payload = json.loads(raw) if raw else {}
     except json.JSONDecodeError:

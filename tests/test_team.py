@@ -95,6 +95,15 @@ def test_grants_take_deny_and_refuse_no_permissions_naming_deny(monkeypatch):
         team.auth_ini_text("sqlite://", "DENY")  # not what MLflow takes as a default
 
 
+def test_a_server_that_does_not_answer_is_one_line_naming_it_not_a_traceback():
+    """add-user and grant against a stopped server raised urllib's URLError."""
+    url = f"http://127.0.0.1:{team.free_port()}"  # nothing listens there
+    with pytest.raises(team.UsageError, match=f"no MLflow server answers at {url} .*server status"):
+        team.api(url, "/health")
+    with pytest.raises(team.UsageError, match="no MLflow server answers"):
+        team.grant(url, ("admin", "pw"), "alice", "READ", model=NAME)
+
+
 def test_status_and_stop_name_a_missing_data_directory(tmp_path):
     for command in (team.status, team.stop):
         with pytest.raises(team.UsageError, match=f"no server data directory at {tmp_path / 'none'}"):
