@@ -379,8 +379,7 @@ def _first_of_fingerprint(client: MlflowClient, name: str, fingerprint: str,
     """The first version registered with ``fingerprint``; ``created``, if another machine's
     writer registered one before it, is deleted. A version carries its fingerprint from the
     moment it exists and numbers only grow, so every writer keeps the same one."""
-    found = client.search_model_versions(f"name='{name}' and tags.`{FINGERPRINT_TAG}` = '{fingerprint}'")
-    first = min([created, *found], key=lambda v: int(v.version))
+    first = min([created, *_with_fingerprint(client, name, fingerprint)], key=lambda v: int(v.version))
     if first.version != created.version:
         client.delete_model_version(name, created.version)
     return first
@@ -397,9 +396,14 @@ def set_version_tags(settings: MlflowSettings, version: ModelVersion, tags: dict
 def version_for_fingerprint(settings: MlflowSettings, fingerprint: str,
                             name: str | None = None) -> ModelVersion | None:
     client, _ = connect(settings)
-    found = client.search_model_versions(f"name='{name or settings.registered_model}' and "
-                                         f"tags.`{FINGERPRINT_TAG}` = '{fingerprint}'")
+    found = _with_fingerprint(client, name or settings.registered_model, fingerprint)
     return found[0] if found else None
+
+
+def _with_fingerprint(client: MlflowClient, name: str, fingerprint: str) -> list[ModelVersion]:
+    """The versions of ``name`` registered with ``fingerprint``, the first registered first."""
+    found = client.search_model_versions(f"name='{name}' and tags.`{FINGERPRINT_TAG}` = '{fingerprint}'")
+    return sorted(found, key=lambda v: int(v.version))
 
 
 def get_version(settings: MlflowSettings, ref: str, name: str | None = None) -> ModelVersion:

@@ -21,7 +21,6 @@ from pipeline.batches import RecommendTally, report_rejects, write_batches
 from pipeline.cli import PARAMS, app, load, params_file
 from pipeline.cli.paths import DECISION_MODEL
 from pipeline.config import Params
-from pipeline.decision import DecisionModel
 from pipeline.sources import Batch, check_paths, open_source
 
 
@@ -56,7 +55,7 @@ def recommend(
     report_rejects(summary, p.score.max_rejected_share, typer.echo)
 
 
-def recommend_range(bounds: tuple[int, int], path: Path, p: Params, model: DecisionModel,
+def recommend_range(bounds: tuple[int, int], path: Path, p: Params, model: decision.DecisionModel,
                     today: pd.Timestamp) -> tuple[Batch, pd.DataFrame, dict]:
     """The borrowers with ids in ``bounds``: read, validated, recommended (on any engine)."""
     batch = open_source(path, p, list(model.features), (), today, model.observation_days).load(*bounds)
