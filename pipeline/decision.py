@@ -326,6 +326,7 @@ def run(frame: pd.DataFrame, what_if: pd.DataFrame, s: DecisionSettings, grid: n
     if not counts["evaluated"]:
         # the models need no counterfactual, only their evaluation does
         return {"applicable": False, "borrowers": counts, "amounts": grid.tolist(),
+                "models_without_splits": without_splits(ours),
                 "why": "no out-of-time borrower has a counterfactual to judge the policies by "
                        "(simulate.counterfactual: share, since)"}, ours, {}
     test = frame.set_index("borrower_id").loc[truth["borrower_id"]].reset_index()
@@ -339,11 +340,18 @@ def run(frame: pd.DataFrame, what_if: pd.DataFrame, s: DecisionSettings, grid: n
     dose = dose_response(grid, truth, decisions)
     report = {
         "borrowers": counts,
-        "amounts": grid.tolist(),
+        "amounts": grid.tolist(), "models_without_splits": without_splits(ours),
         "platform_predicted_miss_rate": platform_risk, "appetite_at_platform_risk": matched,
         "policies": policies, "dose_response": dose, "goals": goals(policies, dose, s.appetite),
     }
     return report, ours, {"dose_response": dose_response_figure(grid, truth, decisions)}
+
+
+def without_splits(model: DecisionModel) -> list[str]:
+    """The targets ('miss', 'balance') whose observational booster split on nothing (too few
+    increases, or leaves too large for them): every borrower then gets the same curve."""
+    return [name for name in ("miss", "balance")
+            if not getattr(model, name)[0].feature_importance("split").sum()]
 
 
 def true_curves(what_if: pd.DataFrame, grid: np.ndarray, s: DecisionSettings) -> dict:

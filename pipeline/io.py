@@ -161,13 +161,23 @@ def write_png(figure: Figure, path: str | Path, dpi: int = 110) -> Path:
 
 
 def json_text(data: Any) -> str:
-    """Strict JSON: NaN and infinities become null, which every reader (and DVC) accepts."""
-    return json.dumps(_finite(data), indent=2, sort_keys=True, default=_json_default, allow_nan=False) + "\n"
+    """Strict JSON: NaN and infinities become null, which every reader (and DVC) accepts. Keys
+    are sorted, numbers by value (amounts of 5000 before 10000), so the bytes depend only on
+    the data."""
+    return json.dumps(_finite(data), indent=2, default=_json_default, allow_nan=False) + "\n"
+
+
+_NUMBER = re.compile(r"-?\d+(\.\d+)?")
+
+
+def _key_order(key: Any) -> tuple:
+    text = str(key)
+    return (0, float(text), text) if _NUMBER.fullmatch(text) else (1, 0.0, text)
 
 
 def _finite(value: Any) -> Any:
     if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
+        return {k: _finite(value[k]) for k in sorted(value, key=_key_order)}
     if isinstance(value, list | tuple):
         return [_finite(v) for v in value]
     if isinstance(value, float | np.floating) and not math.isfinite(value):

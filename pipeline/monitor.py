@@ -156,11 +156,13 @@ def csi_baseline(reference: dict, matrix: np.ndarray, columns: list[str], watche
 
 def before_labels(p: np.ndarray, drifted: dict, bins: int, baseline: dict[str, float] | None = None) -> dict:
     """What a month's batch shows on the day it is scored. ``max_csi`` is the largest CSI of a
-    watched feature beyond its training baseline (``csi_baseline``; none: 0)."""
+    watched feature beyond its training baseline (``csi_baseline``; none: 0), and 0 when every
+    feature moved less than it does from month to month in training."""
     excess = {c: v - (baseline or {}).get(c, 0.0) for c, v in drifted["csi"].items()}
     worst = max(excess, key=lambda c: (excess[c], c))
     return {"rows": int(len(p)), "mean_predicted": float(np.mean(p)), "score_psi": drifted["score_psi"],
-            "max_csi": excess[worst], "max_csi_feature": worst, "max_csi_raw": drifted["csi"][worst],
+            "max_csi": max(excess[worst], 0.0), "max_csi_feature": worst,
+            "max_csi_raw": drifted["csi"][worst],
             "estimated_auc": estimated_auc(p), "estimated_ece": estimated_ece(p, bins)}
 
 

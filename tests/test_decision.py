@@ -286,3 +286,16 @@ def test_a_served_decision_refuses_features_not_taken_on_the_jump_day(fitted, de
                                                                 + pd.Timedelta(days=30)))
     with pytest.raises(MlflowException, match=r"1 of 20 rows .* not 0 days after jump_date.*row 7 30 days"):
         Served(fitted).predict(later)
+
+
+def test_a_decision_model_that_split_on_nothing_is_named(fitted, decision_frame, small_params):
+    """Leaves larger than the increases learnt from give one curve for everyone: the report names
+    the model so the stage can warn, and a model that learnt names none."""
+    assert decision.without_splits(fitted) == []
+    boost = small_params.decision.observational.model_copy(update={"min_data_in_leaf": len(decision_frame)})
+    settings = small_params.decision.model_copy(update={"observational": boost})
+    grid = np.asarray(small_params.simulate.jump.line_test_amounts, dtype=float)
+    flat = decision.fit(decision_frame, grid, 4, settings)
+    assert decision.without_splits(flat) == ["miss", "balance"]
+    curves = flat.curves(decision_frame.head(50))["p_miss"]
+    assert np.allclose(curves, curves[0])

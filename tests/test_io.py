@@ -3,6 +3,7 @@ clean-up of what a killed writer left."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -154,3 +155,15 @@ def test_a_png_carries_no_version_or_time_and_the_same_figure_gives_the_same_byt
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and data == second.read_bytes()
     assert b"Matplotlib" not in data and b"Software" not in data
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png", "b.png"]  # no temporary left
+
+
+def test_json_keys_are_sorted_with_numbers_by_value_and_nan_becomes_null(tmp_path):
+    path = tmp_path / "figures.json"
+    io.write_json({"b": 1, "50000": {"10000": 2.0, "5000": float("nan")}, "a": 3, "0": 4, "-1.5": 5}, path)
+    text = path.read_text()
+    loaded = json.loads(text)
+    assert list(loaded) == ["-1.5", "0", "50000", "a", "b"]
+    assert list(loaded["50000"]) == ["5000", "10000"]
+    assert loaded["50000"]["5000"] is None
+    io.write_json(dict(reversed(list(loaded.items()))), path)
+    assert path.read_text() == text

@@ -171,6 +171,9 @@ def test_a_feature_that_moves_every_training_month_alerts_only_beyond_that():
     steady = monitor.drift(reference, p, matrix[:2000], watched, watched)
     same = monitor.before_labels(p, steady, 10, baseline)
     assert same["max_csi"] <= PARAMS.monitor.alerts.feature_csi
+    # a month that moved less than training months do is no drift at all, not a negative one
+    quiet = monitor.before_labels(p, {**steady, "csi": {c: 0.0 for c in watched}}, 10, baseline)
+    assert quiet["max_csi"] == 0.0 and quiet["max_csi_raw"] == 0.0
     campaign = matrix[:2000].copy()
     campaign[:300, 1] = 1.0  # the platform asks 15% of borrowers to re-authorise
     moved = monitor.before_labels(p, monitor.drift(reference, p, campaign, watched, watched), 10, baseline)

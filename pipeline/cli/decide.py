@@ -63,6 +63,11 @@ def decide(params: Path = PARAMS) -> None:
         typer.echo("warning: no line tests among the training borrowers (simulate.jump.line_test_share): "
                    "the decision model learns the amount's effect from the platform's own sizing, which "
                    "confounds amount and risk (docs/decision.md)", err=True)
+    for name in report["models_without_splits"]:
+        typer.echo(f"warning: the decision's {name} model split on nothing: every borrower gets the same "
+                   f"{name} curve ({report['borrowers']['increases_learnt_from']} increases learnt from; "
+                   "decision.observational.min_data_in_leaf), so its recommendations tell no one apart",
+                   err=True)
     if report.get("applicable") is False:
         typer.echo(f"decision: registered as version {version}, not evaluated: {report['why']}")
         return
