@@ -520,8 +520,9 @@ def history_violations(tables: dict[str, pd.DataFrame], observation_days: int,
     """(borrower_id, reason) of every break of the rules across a borrower's tables, which put
     onboarding <= the platform's records, the initial limit <= the jump <= the scoring date <= the
     run date (``today``): records dated before onboarding, rows dated after the run date, more
-    jumps than ``JUMPS_PER_BORROWER``, an initial limit after the jump, a scoring date after the
-    run date. Rows dated after the scoring date break no rule: features never read them."""
+    jumps than ``JUMPS_PER_BORROWER``, an increase without its trigger, an initial limit after the
+    jump, a scoring date after the run date. Rows dated after the scoring date break no rule:
+    features never read them."""
     borrowers = tables["borrowers"]
     onboard = borrowers.drop_duplicates("borrower_id").set_index("borrower_id")["onboard_date"]
     found = [_dated_after(borrowers, "borrowers", today)]
@@ -540,6 +541,10 @@ def history_violations(tables: dict[str, pd.DataFrame], observation_days: int,
         many = per_borrower[per_borrower["size"] > JUMPS_PER_BORROWER]
         found.append(_broken(many.index, "limit_events.event_type: " + many["size"].astype("str")
                              + f" limit increases (the contract allows {JUMPS_PER_BORROWER})"))
+    increases = events[events["event_type"] == "increase"]
+    untold = increases["trigger"].isna().to_numpy()  # the features and the decision read it
+    found.append(_broken(increases["borrower_id"][untold], "limit_events.trigger: missing on the limit "
+                         "increase of " + _day(increases["event_date"][untold])))
     initial = events[events["event_type"] == "initial"]
     jump = initial["borrower_id"].map(per_borrower["max"])
     late = (initial["event_date"] > jump).to_numpy()
