@@ -151,8 +151,10 @@ def _first_line(err: Exception) -> str:
 
 
 def find_run(client: MlflowClient, experiment_id: str, fingerprint: str) -> Run | None:
+    """The first run logged with ``fingerprint``: should writers on two machines both have logged
+    it (``one_writer`` holds on one machine only), every reader takes the same one."""
     runs = client.search_runs([experiment_id], f"tags.`{FINGERPRINT_TAG}` = '{fingerprint}'",
-                              max_results=1)
+                              max_results=1, order_by=["attributes.start_time ASC", "attributes.run_id ASC"])
     return runs[0] if runs else None
 
 

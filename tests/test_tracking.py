@@ -222,6 +222,20 @@ def test_fingerprint_is_set_only_when_the_block_completes():
     assert tracking.find_run(client, experiment_id, "fp-late").info.run_id == run.info.run_id
 
 
+def test_every_reader_takes_the_first_of_two_runs_two_machines_logged_with_one_fingerprint():
+    """The lock keeps writers of one machine apart; two machines may both log a fingerprint. The
+    first run is then the one for every reader (MLflow's default order is the latest first)."""
+    client, experiment_id = _client()
+    logged = []
+    for _ in range(2):
+        with mlflow.start_run(experiment_id=experiment_id) as run:
+            mlflow.set_tag(tracking.FINGERPRINT_TAG, "fp-twice")
+        logged.append(run.info.run_id)
+        time.sleep(0.01)  # start times in milliseconds: the two differ
+    assert tracking.find_run(client, experiment_id, "fp-twice").info.run_id == logged[0]
+    assert tracking.run_for_fingerprint(SETTINGS, "fp-twice").info.run_id == logged[0]
+
+
 def test_a_failed_block_leaves_no_run_under_its_fingerprint():
     client, experiment_id = _client()
     with pytest.raises(RuntimeError, match="halfway"):
