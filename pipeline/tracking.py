@@ -44,6 +44,7 @@ FINGERPRINT_TAG = "limitjump.fingerprint"
 MODEL_URI_TAG = "limitjump.model_uri"  # MLflow 3 logs models apart from run artifacts
 FILES_TAG = "limitjump.files"  # digests of the model's data files, recorded at registration
 GATE_TAG = "limitjump.gates_passed"
+DUPLICATE_TAG = "limitjump.duplicate_of"  # a version another machine registered first
 PRIMARY_METRIC = "oot_auc"
 PROMOTION_LOG = "promotions.jsonl"
 CONNECT_TIMEOUT = 5.0  # seconds to reach a tracking server before giving up
@@ -380,10 +381,14 @@ def _first_of_fingerprint(client: MlflowClient, name: str, fingerprint: str,
                           created: ModelVersion) -> ModelVersion:
     """The first version registered with ``fingerprint``; ``created``, if another machine's
     writer registered one before it, is deleted. A version carries its fingerprint from the
-    moment it exists and numbers only grow, so every writer keeps the same one."""
+    moment it exists and numbers only grow, so every writer keeps the same one. Deleting takes
+    MANAGE on the model; a writer with EDIT tags its version as the duplicate instead."""
     first = min([created, *_with_fingerprint(client, name, fingerprint)], key=lambda v: int(v.version))
     if first.version != created.version:
-        client.delete_model_version(name, created.version)
+        try:
+            client.delete_model_version(name, created.version)
+        except MlflowException:
+            client.set_model_version_tag(name, created.version, DUPLICATE_TAG, str(first.version))
     return first
 
 

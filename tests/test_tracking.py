@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
 
 from pipeline import tracking
 from pipeline.config import ConfigError, MlflowSettings
@@ -469,6 +470,25 @@ def test_a_version_another_machine_registered_first_is_kept_and_the_later_delete
     assert [v.version for v in left] == [first.version]
     assert tracking._first_of_fingerprint(client, SETTINGS.registered_model, "fp-race", first).version \
         == first.version  # the first writer keeps its own
+
+
+def test_a_writer_who_may_not_delete_tags_its_duplicate_version_and_keeps_the_first(tmp_path, monkeypatch):
+    """A team member with EDIT on the model cannot delete a version (MLflow answers 403): the
+    later version is marked as the first's duplicate and the first is kept all the same."""
+    first, run, _ = _register(tmp_path, "fp-edit")
+    client = MlflowClient(mlflow.get_tracking_uri())
+    late = client.create_model_version(SETTINGS.registered_model, run.data.tags[tracking.MODEL_URI_TAG],
+                                       run_id=run.info.run_id, tags={tracking.FINGERPRINT_TAG: "fp-edit"})
+
+    def refused(*_args):
+        raise MlflowException("API request to endpoint /api/2.0/mlflow/model-versions/delete failed "
+                              "with error code 403 != 200. Response body: 'Permission denied'")
+    monkeypatch.setattr(client, "delete_model_version", refused)
+    kept = tracking._first_of_fingerprint(client, SETTINGS.registered_model, "fp-edit", late)
+    assert kept.version == first.version != late.version
+    marked = client.get_model_version(SETTINGS.registered_model, late.version)
+    assert marked.tags[tracking.DUPLICATE_TAG] == str(first.version)
+    assert tracking.version_for_fingerprint(SETTINGS, "fp-edit").version == first.version
 
 
 def test_a_wrong_decision_model_uri_names_only_versions_since_no_alias_is_set_on_it():
