@@ -42,10 +42,9 @@ AMOUNT = "amount"
 NOT_AT_DECISION = ("increase_amount", "new_over_old_limit")
 DECISION_FEATURES = tuple(f.name for f in FEATURES
                           if not f.window.startswith("jump to") and f.name not in NOT_AT_DECISION)
-# what a decision-features file holds; the decision date is the scoring date of features taken with
-# no observation window. The registered model's signature leaves the date out: a date read from a
-# CSV or JSON request is text, which MLflow will not convert.
-INPUT_COLUMNS = ("borrower_id", "scoring_date", *DECISION_FEATURES)
+# what the registered model's signature holds: a decision-features file's columns but its date (the
+# scoring date of features taken with no observation window), since a date read from a CSV or JSON
+# request is text, which MLflow will not convert
 SERVED_COLUMNS = ("borrower_id", *DECISION_FEATURES)
 REASONS = ("appetite", "profit", "limit cap", "no profit")
 FIGURE_STYLES = {"ours": "C0-s", "experimental": "C2-.v", "naive": "C3--^"}  # the models drawn

@@ -707,12 +707,12 @@ def test_the_decision_model_is_registered_and_recommends_through_every_client(pr
     assert results[0]["recommended_amount"].isin(project.params.simulate.jump.line_test_amounts).all()
 
     from pipeline.catalog import BY_NAME
-    from pipeline.decision import DECISION_FEATURES, INPUT_COLUMNS, DecisionModel
+    from pipeline.decision import DECISION_FEATURES, DecisionModel
     from pipeline.features import build_features
     from pipeline.shards import read_shard
 
-    features = build_features(read_shard(project.root / "data" / "raw", 0), 0,
-                              project.params.features).head(40)[list(INPUT_COLUMNS)]
+    features = build_features(read_shard(project.root / "data" / "raw", 0), 0, project.params.features)
+    features = features.head(40)[["borrower_id", "scoring_date", *DECISION_FEATURES]]
     floats = features.copy()
     floats[list(DECISION_FEATURES)] = floats[list(DECISION_FEATURES)].round()
     nullable = [f for f in DECISION_FEATURES if BY_NAME[f].domain.nullable]

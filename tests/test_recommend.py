@@ -39,7 +39,8 @@ def work(tmp_path_factory, small_sim, small_params):
     decision.fit(frame, grid, 4, small_params.decision, tested).save(folder / "model")
     (folder / "older_model").mkdir()  # trained before the catalogue gained forgotten_due_dates
     decision.fit(frame, grid, 4, small_params.decision, tested, features=OLDER).save(folder / "older_model")
-    frame[list(decision.INPUT_COLUMNS)].to_parquet(folder / "decision_features.parquet")
+    decision_columns = ["borrower_id", "scoring_date", *decision.DECISION_FEATURES]
+    frame[decision_columns].to_parquet(folder / "decision_features.parquet")
     return folder
 
 
