@@ -284,6 +284,13 @@ def read_dataset(directory: str | Path, columns: list[str] | None = None) -> pd.
     return pd.concat([pd.read_parquet(f, columns=columns) for f in files], ignore_index=True)
 
 
+def read_splits(directory: str | Path, names: tuple[str, ...],
+                columns: list[str] | None = None) -> dict[str, pd.DataFrame]:
+    """The split stage's files (``<name>.parquet`` in ``directory``) by split name: the one reader
+    of them, so that no stage imports the split stage's code to read its output."""
+    return {name: pd.read_parquet(Path(directory) / f"{name}.parquet", columns=columns) for name in names}
+
+
 def file_digest(path: str | Path) -> str:
     """sha256 of a file, or of a directory's files (names and contents, sorted)."""
     path = Path(path)

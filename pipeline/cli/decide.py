@@ -144,6 +144,6 @@ def decision_rows(index: int, p: Params, cycles: int) -> pd.DataFrame:
 
 
 def _splits() -> pd.Series:
-    return pd.concat([pd.read_parquet(SPLIT_DIR / f"{name}.parquet", columns=["borrower_id"])
-                      .assign(split=name) for name in ("train", "valid", "test")]
+    splits = io.read_splits(SPLIT_DIR, ("train", "valid", "test"), columns=["borrower_id"])
+    return pd.concat([frame.assign(split=name) for name, frame in splits.items()]
                      ).set_index("borrower_id")["split"]

@@ -52,7 +52,7 @@ def evaluate_command(params: Path = PARAMS) -> None:
     """Evaluate on the out-of-time test split (against the simulator's truth, when it simulated)."""
     p = load(params)
     s = p.evaluate
-    frames = {name: pd.read_parquet(SPLIT_DIR / f"{name}.parquet") for name in ("train", "test")}
+    frames = io.read_splits(SPLIT_DIR, ("train", "test"))
     simulated = p.source.kind == "simulator"
     aligned = _truth(frames) if simulated else {name: None for name in frames}
     metadata = {name: json.loads((MODELS / name / "metadata.json").read_text())

@@ -18,7 +18,7 @@ from typing import Annotated
 import pandas as pd
 import typer
 
-from pipeline import registry, tracking
+from pipeline import io, registry, tracking
 from pipeline.cli import PARAMS, app, load
 from pipeline.cli.paths import SPLIT_DIR
 from pipeline.errors import InputError, UsageError
@@ -61,7 +61,8 @@ def promote(
                 figures = {f"{role}_label": label.model_dump() for role, label in labels.items()}
                 failed = [] if new_label else ["same_label"]
             else:
-                rows = pd.read_parquet(test or tracking.repo_root() / SPLIT_DIR / "test.parquet")
+                rows = (pd.read_parquet(test) if test else
+                        io.read_splits(tracking.repo_root() / SPLIT_DIR, ("test",))["test"])
                 aucs = registry.aucs_on(rows, models)
                 gate = registry.champion_gate(aucs["challenger"], aucs["champion"], p.gate)
                 figures = {"challenger_auc": aucs["challenger"], "champion_auc": aucs["champion"],

@@ -24,16 +24,12 @@ class Kind(StrEnum):
     lightgbm = "lightgbm"
 
 
-def read_splits() -> dict[str, pd.DataFrame]:
-    return {name: pd.read_parquet(SPLIT_DIR / f"{name}.parquet") for name in ("train", "valid", "test")}
-
-
 @app.command(name="train")
 def train_command(kind: Annotated[Kind, typer.Argument(help="Which model to train.")],
                   params: Path = PARAMS) -> None:
     """Train one model on the train split; validation for early stopping and calibration."""
     p = load(params)
-    splits = read_splits()
+    splits = io.read_splits(SPLIT_DIR, ("train", "valid", "test"))
     digests = {name: io.file_digest(SPLIT_DIR / f"{name}.parquet") for name in splits}
     columns = train.feature_columns(splits["train"])
     categorical = train.categorical_columns(splits["train"], columns)

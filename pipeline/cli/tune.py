@@ -9,7 +9,6 @@ from pathlib import Path
 
 import mlflow
 import optuna
-import pandas as pd
 import typer
 
 from pipeline import io, tracking, train, tune
@@ -30,7 +29,7 @@ def tune_command(params: Path = PARAMS) -> None:
         return
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # a line per trial is MLflow's job
     paths = {name: SPLIT_DIR / f"{name}.parquet" for name in ("train", "valid")}
-    splits = {name: pd.read_parquet(path) for name, path in paths.items()}
+    splits = io.read_splits(SPLIT_DIR, tuple(paths))
     columns = train.feature_columns(splits["train"])
     categorical = train.categorical_columns(splits["train"], columns)
     categories = train.learn_categories(splits["train"], columns)
