@@ -124,14 +124,13 @@ def test_the_new_borrowers_stages_declare_the_simulate_params_they_read():
     """simulate_batch and simulate_stream simulate with their own seed, size, dates and replicates:
     declaring all of ``simulate`` re-ran them for the same bytes when one of those changed (the
     stream's 144,000 borrowers take minutes), so each declares the keys that reach its settings."""
-    from pipeline.cli.incoming import batch_settings
-    from pipeline.cli.stream import stream_settings
     from pipeline.config import load_params
+    from pipeline.simulate.new_borrowers import batch_settings, stream_settings
 
     p = load_params(ROOT / "params.yaml")
     spec = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
     for stage, settings_of in (
-            ("simulate_batch", lambda s: batch_settings(p.model_copy(update={"simulate": s}))),
+            ("simulate_batch", lambda s: batch_settings(s, p.incoming)),
             ("simulate_stream", lambda s: stream_settings(s, p.label, p.monitor))):
         declared = sorted(k for k in spec[stage]["params"] if k.split(".")[0] == "simulate")
         assert declared == sorted(_simulate_keys_read(settings_of)), stage

@@ -15,23 +15,14 @@ import typer
 from pipeline import io
 from pipeline.cli import PARAMS, app, load
 from pipeline.cli.paths import INCOMING_DIR
-from pipeline.config import Params, SimulateSettings
+from pipeline.config import SimulateSettings
 from pipeline.contract import RAW_TABLES, TABLES, validate
 from pipeline.engine import map_shards
-from pipeline.simulate import NO_COUNTERFACTUAL, World, build_world, shard_bounds, simulate_shard
+from pipeline.simulate import World, build_world, shard_bounds, simulate_shard
+from pipeline.simulate.new_borrowers import batch_settings
 from pipeline.sources import team_table
 
 ID_OFFSET = 100_000_000  # new borrowers' ids never collide with the training population's
-
-
-def batch_settings(p: Params) -> SimulateSettings:
-    s, inc = p.simulate, p.incoming
-    calendar = s.calendar.model_copy(update={
-        "first_scoring_date": inc.first_scoring_date, "last_scoring_date": inc.last_scoring_date,
-        "export_end": inc.last_scoring_date + pd.Timedelta(days=31 * 6)})
-    return s.model_copy(update={"seed": inc.seed, "n_borrowers": inc.n_borrowers, "calendar": calendar,
-                                "truth_replicates": 1,
-                                "counterfactual": NO_COUNTERFACTUAL})
 
 
 @app.command(name="simulate-batch")
@@ -46,7 +37,7 @@ def simulate_batch(params: Path = PARAMS) -> None:
             io.write_parquet(frame, out / "features.parquet")
         typer.echo(f"incoming batch: {len(frame)} borrowers from {t.score} in {INCOMING_DIR}")
         return
-    settings = batch_settings(p)
+    settings = batch_settings(p.simulate, p.incoming)
     world = build_world(settings, p.label)
     shards = list(range(len(shard_bounds(settings))))
     with io.atomic_dir(INCOMING_DIR) as out:

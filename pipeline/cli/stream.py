@@ -11,23 +11,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pandas as pd
 import typer
 
 from pipeline import io
 from pipeline.cli import PARAMS, app, load
 from pipeline.cli.paths import STREAM_DIR
-from pipeline.config import (
-    FeatureSettings,
-    LabelSettings,
-    MonitorSettings,
-    SimulateSettings,
-    days_to_observe_label,
-)
+from pipeline.config import FeatureSettings, LabelSettings, SimulateSettings
 from pipeline.contract import LABEL_MATURES, STREAM_TABLES, validate
 from pipeline.engine import map_shards
 from pipeline.features import build_features
-from pipeline.simulate import NO_COUNTERFACTUAL, World, build_world, shard_bounds, simulate_shard
+from pipeline.simulate import World, build_world, shard_bounds, simulate_shard
+from pipeline.simulate.new_borrowers import stream_settings
 from pipeline.split import label_matures
 
 ID_OFFSET = 200_000_000  # stream borrowers' ids never collide with training's or the incoming batch's
@@ -51,20 +45,6 @@ def simulate_stream(params: Path = PARAMS) -> None:
                               p.features, out, borrowers=int, total=settings.n_borrowers, parent_works=True))
     typer.echo(f"stream: {rows} borrowers scored over {p.monitor.months} months from "
                f"{p.monitor.first_month} in {STREAM_DIR}")
-
-
-def stream_settings(simulate: SimulateSettings, label: LabelSettings, m: MonitorSettings) -> SimulateSettings:
-    """The simulator's settings for the stream: the same world (its regime changes are dated), its
-    own seed and population, scoring dates over ``months`` whole months from ``first_month``."""
-    first = pd.Timestamp(m.first_month)
-    last = first + pd.DateOffset(months=m.months) - pd.Timedelta(days=1)
-    # long enough to see the label of the last batch (as Params checks for the main calendar)
-    end = last + pd.Timedelta(days=days_to_observe_label(label, simulate.calendar.due_day_offset))
-    calendar = simulate.calendar.model_copy(update={
-        "first_scoring_date": first.date(), "last_scoring_date": last.date(), "export_end": end.date()})
-    return simulate.model_copy(update={"seed": m.seed, "n_borrowers": m.months * m.borrowers_per_month,
-                                       "calendar": calendar, "truth_replicates": m.truth_replicates,
-                                       "counterfactual": NO_COUNTERFACTUAL})
 
 
 def write_shard(index: int, settings: SimulateSettings, world: World, label: LabelSettings,

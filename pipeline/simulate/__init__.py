@@ -13,7 +13,6 @@ import pandas as pd
 from pipeline.config import (
     CAUSES,
     TRIGGERS,
-    CounterfactualSettings,
     LabelSettings,
     SimulateSettings,
     label_horizon,
@@ -30,10 +29,8 @@ from pipeline.simulate.state import State, due_in
 from pipeline.simulate.statements import StatementBook, draw_offsets
 from pipeline.simulate.truth import add_label_slots, outcome, true_probability
 
-__all__ = ["NO_COUNTERFACTUAL", "World", "build_world", "shard_bounds", "simulate_shard"]
+__all__ = ["World", "build_world", "shard_bounds", "simulate_shard"]
 
-# for simulations that only need the borrowers (incoming batches, the monitoring stream)
-NO_COUNTERFACTUAL = CounterfactualSettings(share=0.0, since="2000-01-01", replicates=1)
 CANDIDATE_OVERSAMPLE = (1.25, 1.6, 2.2, 3.0)  # candidates per borrower needed, tried in turn
 
 

@@ -1,0 +1,44 @@
+"""The simulator's settings for new borrowers after the training period: the incoming batch to
+score and the monitor's monthly stream. Each keeps the training world (its campaigns and rule
+change are dated, so later scoring dates cross them) with its own seed, population and calendar,
+and draws no counterfactual (only the decision is judged by it)."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from pipeline.config import (
+    CounterfactualSettings,
+    IncomingSettings,
+    LabelSettings,
+    MonitorSettings,
+    SimulateSettings,
+    days_to_observe_label,
+)
+
+NO_COUNTERFACTUAL = CounterfactualSettings(share=0.0, since="2000-01-01", replicates=1)
+
+
+def batch_settings(simulate: SimulateSettings, incoming: IncomingSettings) -> SimulateSettings:
+    """The simulator's settings for the incoming batch: its seed, size and scoring dates, and an
+    export six months past the last of them."""
+    calendar = simulate.calendar.model_copy(update={
+        "first_scoring_date": incoming.first_scoring_date, "last_scoring_date": incoming.last_scoring_date,
+        "export_end": incoming.last_scoring_date + pd.Timedelta(days=31 * 6)})
+    return simulate.model_copy(update={"seed": incoming.seed, "n_borrowers": incoming.n_borrowers,
+                                       "calendar": calendar, "truth_replicates": 1,
+                                       "counterfactual": NO_COUNTERFACTUAL})
+
+
+def stream_settings(simulate: SimulateSettings, label: LabelSettings, m: MonitorSettings) -> SimulateSettings:
+    """The simulator's settings for the stream: its own seed and population, scoring dates over
+    ``months`` whole months from ``first_month``."""
+    first = pd.Timestamp(m.first_month)
+    last = first + pd.DateOffset(months=m.months) - pd.Timedelta(days=1)
+    # long enough to see the label of the last batch (as Params checks for the main calendar)
+    end = last + pd.Timedelta(days=days_to_observe_label(label, simulate.calendar.due_day_offset))
+    calendar = simulate.calendar.model_copy(update={
+        "first_scoring_date": first.date(), "last_scoring_date": last.date(), "export_end": end.date()})
+    return simulate.model_copy(update={"seed": m.seed, "n_borrowers": m.months * m.borrowers_per_month,
+                                       "calendar": calendar, "truth_replicates": m.truth_replicates,
+                                       "counterfactual": NO_COUNTERFACTUAL})
