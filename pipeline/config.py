@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import re
+from collections.abc import Mapping
 from itertools import pairwise
 from pathlib import Path
 from typing import Annotated, Literal
@@ -19,6 +20,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -31,6 +33,7 @@ NonNegative = Annotated[float, Field(ge=0.0)]
 EMPLOYMENT_TYPES = ("salaried", "self_employed", "gig_worker", "student")
 TRIGGERS = ("new_user", "score_improvement", "marketing_campaign", "user_request")
 CAUSES = ("credit", "liquidity", "technical")
+SCHEDULER_ENV = "DASK_SCHEDULER_ADDRESS"  # a Dask scheduler's address, over engine.scheduler
 
 
 class ConfigError(ValueError):
@@ -557,6 +560,24 @@ class EngineSettings(Settings):
     # which Python's lock does not hold back but which each load their own libraries
     features_workers: Literal["threads", "processes"]
     tls: TlsSettings = TlsSettings()
+    # what set ``scheduler``, for the engine's messages: params.yaml, or the environment
+    # (``scheduler_from_environment``); not a setting, so never read from params.yaml or dumped
+    _scheduler_origin: str = PrivateAttr("engine.scheduler")
+
+    @property
+    def scheduler_origin(self) -> str:
+        return self._scheduler_origin
+
+
+def scheduler_from_environment(engine: EngineSettings, environ: Mapping[str, str]) -> EngineSettings:
+    """``engine`` with $DASK_SCHEDULER_ADDRESS, when ``environ`` sets it, in place of
+    engine.scheduler: a cluster's address belongs to the machine, not to the params in git."""
+    address = environ.get(SCHEDULER_ENV)
+    if not address:
+        return engine
+    resolved = engine.model_copy(update={"scheduler": address})
+    resolved._scheduler_origin = f"${SCHEDULER_ENV}"
+    return resolved
 
 
 class TablesSettings(Settings):

@@ -29,7 +29,6 @@ from tqdm import tqdm
 from pipeline.config import EngineSettings
 from pipeline.errors import UsageError
 
-SCHEDULER_ENV = "DASK_SCHEDULER_ADDRESS"
 CONNECT_TIMEOUT = 10.0  # seconds to reach the scheduler and hear it answer as one
 PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 M_ARENA_MAX = -8  # from <malloc.h>
@@ -210,19 +209,13 @@ def _exit_when_orphaned(parent: int) -> None:
     os._exit(1)
 
 
-def scheduler_address(engine: EngineSettings) -> str:
-    """The scheduler to use: the environment variable, then params; empty means a local cluster."""
-    return os.environ.get(SCHEDULER_ENV) or engine.scheduler
-
-
 @contextmanager
 def dask_client(engine: EngineSettings):
     """A client of the configured scheduler, or of a LocalCluster on 127.0.0.1 if none is set."""
     from dask.distributed import Client, LocalCluster
 
-    address = scheduler_address(engine)
+    address, origin = engine.scheduler, engine.scheduler_origin
     if address:
-        origin = f"${SCHEDULER_ENV}" if os.environ.get(SCHEDULER_ENV) else "engine.scheduler"
         security = _security(engine, address, origin)
         _probe(address, security, origin)
         try:

@@ -196,3 +196,17 @@ def test_line_test_amounts_are_whole_cny_since_each_names_its_output_columns():
     assert "line_test_amounts must be whole CNY, found [2500.2, 2500.4]" in message
     assert make_params({"simulate": {"jump": {"line_test_amounts": [0, 100, 5000]}}}).simulate.jump \
         .line_test_amounts == [0, 100, 5000]
+
+
+def test_dask_scheduler_address_in_the_environment_overrides_engine_scheduler(monkeypatch):
+    """README: ``export DASK_SCHEDULER_ADDRESS`` or engine.scheduler; the command's params carry
+    the address and what set it, which the engine's messages name."""
+    from pipeline.cli import load
+
+    monkeypatch.delenv("DASK_SCHEDULER_ADDRESS", raising=False)
+    plain = load(ROOT / "params.yaml").engine
+    assert plain.scheduler_origin == "engine.scheduler"
+    monkeypatch.setenv("DASK_SCHEDULER_ADDRESS", "tls://10.0.0.5:8786")
+    engine = load(ROOT / "params.yaml").engine
+    assert (engine.scheduler, engine.scheduler_origin) == ("tls://10.0.0.5:8786", "$DASK_SCHEDULER_ADDRESS")
+    assert engine.model_dump() == {**plain.model_dump(), "scheduler": "tls://10.0.0.5:8786"}

@@ -15,7 +15,14 @@ from pathlib import Path
 
 import typer
 
-from pipeline.config import ConfigError, Params, anchor_at, load_params, project_dir
+from pipeline.config import (
+    ConfigError,
+    Params,
+    anchor_at,
+    load_params,
+    project_dir,
+    scheduler_from_environment,
+)
 from pipeline.errors import InputError, UsageError
 
 # MLflow 3 sends usage events to mlflow.org unless told not to (it stays quiet only when it sees a
@@ -53,7 +60,7 @@ def load(path: Path) -> Params:
         path = params_file(path)
         params = load_params(path)
         anchor_at(path)
-        return params
+        return params.model_copy(update={"engine": scheduler_from_environment(params.engine, os.environ)})
     except ConfigError as err:
         typer.echo(str(err), err=True)
         raise typer.Exit(2) from err
