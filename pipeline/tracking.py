@@ -136,13 +136,10 @@ def connect(settings: MlflowSettings) -> tuple[MlflowClient, str]:
         raise UsageError(f"the MLflow store {uri} cannot be used: {_first_line(err)}") from err
 
 
-def use_project_store() -> str:
-    """Point MLflow at the project's store from anywhere in the repository (MLFLOW_TRACKING_URI
-    if set) and return its URI: ``mlflow.pyfunc.load_model("models:/limitjump@champion")`` then
-    works from any directory."""
-    from pipeline.config import load_params
-
-    settings = load_params(repo_root() / "params.yaml").mlflow
+def use_project_store(settings: MlflowSettings) -> str:
+    """Point MLflow at the project's store (``settings``, the repository's ``mlflow`` params;
+    MLFLOW_TRACKING_URI if set) and return its URI:
+    ``mlflow.pyfunc.load_model("models:/limitjump@champion")`` then works from any directory."""
     connect(settings)
     return mlflow.get_tracking_uri()
 

@@ -292,8 +292,9 @@ def test_the_readmes_python_snippet_loads_the_registered_model_from_a_subdirecto
     """README, "To load a registered model in Python, from anywhere in the repository": MLflow 3
     would otherwise open a new, empty mlflow.db in the working directory."""
     snippet = ("import json, mlflow, pandas as pd\n"
+               "from pipeline.config import load_params, repo_root\n"
                "from pipeline.tracking import use_project_store\n"
-               "print('uri', use_project_store())\n"
+               "print('uri', use_project_store(load_params(repo_root() / 'params.yaml').mlflow))\n"
                f"model = mlflow.pyfunc.load_model('models:/{NAME}/1')\n"
                "rows = pd.read_parquet('../data/split/test.parquet').head(5)\n"
                "print('p', json.dumps([float(v) for v in model.predict(rows)]))\n")
