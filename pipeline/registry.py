@@ -3,11 +3,13 @@
 Two sets, checked at two moments. ``own_gates`` depend only on what DVC tracks (the challenger and
 the scorecard on the out-of-time split), so the register stage can record them as a DVC output.
 ``champion_gate`` compares the challenger with whatever is @champion now, which DVC does not
-track, so only ``limitjump promote`` checks it, just before moving the alias.
+track, so only ``limitjump promote`` checks it, just before moving the alias (``promotion``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from pipeline import metrics
@@ -18,6 +20,44 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from pipeline.model import CalibratedLightGBM
+
+
+@dataclass(frozen=True)
+class Promotion:
+    """What ``limitjump promote`` decided, with the gates that failed and the figures it compared."""
+
+    decision: str  # "promoted", "refused" or "already_champion"
+    failed_gates: list[str]
+    figures: dict = field(default_factory=dict)
+
+
+def promotion(candidate: str, champion: str | None, own_failures: list[str], new_label: bool,
+              models: Callable[[], dict[str, CalibratedLightGBM]], rows: Callable[[], pd.DataFrame],
+              settings: RegisterSettings) -> Promotion:
+    """Whether version ``candidate`` becomes @champion in place of ``champion`` (None: there is
+    none). It must have passed its own gates (``own_failures`` lists those it failed), and then
+    predict the champion's label (or be adopted with ``new_label``) and beat it on the same out-of-
+    time rows. ``models`` (the "challenger" and the "champion") and ``rows`` are fetched only when
+    the comparison needs them."""
+    if champion == candidate:
+        return Promotion("already_champion", own_failures)
+    if own_failures:
+        return Promotion("refused", own_failures)
+    if champion is None:
+        return Promotion("promoted", [])
+    compared = models()
+    labels = {role: m.label for role, m in compared.items()}
+    if label_changed(**labels):
+        figures = {f"{role}_label": label.model_dump() for role, label in labels.items()}
+        failed = [] if new_label else ["same_label"]
+    else:
+        test = rows()
+        aucs = aucs_on(test, compared)
+        gate = champion_gate(aucs["challenger"], aucs["champion"], settings)
+        figures = {"challenger_auc": aucs["challenger"], "champion_auc": aucs["champion"], "rows": len(test),
+                   **gate}
+        failed = [] if gate["passed"] else ["beats_champion"]
+    return Promotion("refused" if failed else "promoted", failed, figures)
 
 
 def own_gates(challenger: dict[str, float], scorecard: dict[str, float],

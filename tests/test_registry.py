@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import pandas as pd
 import pytest
 
 from pipeline import registry
+from pipeline.config import LabelSettings
 from pipeline.registry import champion_gate, own_gates
 from tests.conftest import make_params
 
@@ -68,3 +70,64 @@ def test_both_models_are_judged_on_the_same_rows_and_missing_columns_are_named()
         registry.aucs_on(rows, {"challenger": _Ranked("good"), "champion": _Ranked("gone")})
     with pytest.raises(InputError, match="no 'label' column"):
         registry.aucs_on(rows.drop(columns="label"), {"challenger": _Ranked("good")})
+
+
+class Scored:
+    """A model that predicts a given column of the rows, with a label."""
+
+    def __init__(self, column: str, label=None):
+        self.features, self.label = [column], label
+
+    def predict(self, rows):
+        return rows[self.features[0]].to_numpy()
+
+
+ROWS = pd.DataFrame({"label": [0, 0, 1, 1], "good": [0.1, 0.2, 0.8, 0.9], "bad": [0.9, 0.2, 0.8, 0.1]})
+
+
+def promote(candidate="2", champion="1", own_failures=(), new_label=False, challenger="good",
+            labels=(None, None)):
+    """``registry.promotion`` of the candidate predicting the ``challenger`` column against a champion
+    predicting the other; the comparison's models and rows fetched at most once each."""
+    fetched = []
+
+    def models():
+        fetched.append("models")
+        other = "bad" if challenger == "good" else "good"
+        return {"challenger": Scored(challenger, labels[0]), "champion": Scored(other, labels[1])}
+
+    def rows():
+        fetched.append("rows")
+        return ROWS
+
+    decided = registry.promotion(candidate, champion, list(own_failures), new_label, models, rows,
+                                 make_params().gate)
+    return decided, fetched
+
+
+def test_promotion_without_comparison():
+    """Already champion, refused on its own gates, or promoted where no champion is: nothing fetched."""
+    assert promote(champion="2", own_failures=["min_oot_auc"]) == (
+        registry.Promotion("already_champion", ["min_oot_auc"]), [])
+    assert promote(own_failures=["min_oot_auc"]) == (registry.Promotion("refused", ["min_oot_auc"]), [])
+    assert promote(champion=None) == (registry.Promotion("promoted", []), [])
+
+
+def test_promotion_compares_aucs_on_the_same_rows():
+    won, fetched = promote()
+    assert (won.decision, won.failed_gates, fetched) == ("promoted", [], ["models", "rows"])
+    assert (won.figures["challenger_auc"], won.figures["champion_auc"], won.figures["rows"]) == (1.0, 0.25, 4)
+    assert won.figures["passed"] is True
+    lost, _ = promote(challenger="bad")
+    assert (lost.decision, lost.failed_gates) == ("refused", ["beats_champion"])
+    assert lost.figures["passed"] is False
+
+
+def test_promotion_of_another_label_needs_new_label():
+    """Two labels have no AUC in common: refused, unless adopted with --new-label; no rows read."""
+    new, old = LabelSettings(**{**make_params().label.model_dump(), "dpd_threshold": 30}), make_params().label
+    refused, fetched = promote(labels=(new, old))
+    assert (refused.decision, refused.failed_gates, fetched) == ("refused", ["same_label"], ["models"])
+    assert refused.figures == {"challenger_label": new.model_dump(), "champion_label": old.model_dump()}
+    adopted, _ = promote(labels=(new, old), new_label=True)
+    assert (adopted.decision, adopted.failed_gates) == ("promoted", [])

@@ -47,30 +47,13 @@ def promote(
     champion = _current_champion(p)
     entry = {"version": candidate.version, "previous_champion": champion.version if champion else None,
              "by": _who(), "git.commit": tracking.provenance()["git.commit"]}
-    failed = _own_failures(candidate)
-    figures = {}
-    if champion is not None and champion.version == candidate.version:
-        decision = "already_champion"
-    elif failed:
-        decision = "refused"
-    else:
-        if champion is not None:
-            models = _models(p, {"challenger": candidate, "champion": champion})
-            labels = {role: m.label for role, m in models.items()}
-            if registry.label_changed(**labels):
-                figures = {f"{role}_label": label.model_dump() for role, label in labels.items()}
-                failed = [] if new_label else ["same_label"]
-            else:
-                rows = (pd.read_parquet(test) if test else
-                        io.read_splits(tracking.repo_root() / SPLIT_DIR, ("test",))["test"])
-                aucs = registry.aucs_on(rows, models)
-                gate = registry.champion_gate(aucs["challenger"], aucs["champion"], p.gate)
-                figures = {"challenger_auc": aucs["challenger"], "champion_auc": aucs["champion"],
-                           "rows": len(rows), **gate}
-                failed = [] if gate["passed"] else ["beats_champion"]
-        decision = "refused" if failed else "promoted"
-    entry.update(decision=decision, failed_gates=failed, figures=figures)
-    if decision == "promoted":
+    decided = registry.promotion(
+        candidate.version, champion.version if champion else None, _own_failures(candidate), new_label,
+        models=lambda: _models({"challenger": candidate, "champion": champion}),
+        rows=lambda: _comparison_rows(test),
+        settings=p.gate)
+    entry.update(decision=decided.decision, failed_gates=decided.failed_gates, figures=decided.figures)
+    if decided.decision == "promoted":
         tracking.set_alias(p.mlflow, "champion", candidate.version, {
             "limitjump.previous_champion": entry["previous_champion"] or "none"})
     log = tracking.append_promotion_log(entry)
@@ -113,12 +96,19 @@ def _own_failures(version) -> list[str]:
     return [g.strip() for g in version.tags.get("limitjump.failed_gates", "own gates").split(",")]
 
 
-def _models(p, versions: dict) -> dict[str, CalibratedLightGBM]:
+def _models(versions: dict) -> dict[str, CalibratedLightGBM]:
     """Each registered version's model, built from its verified files."""
     with tempfile.TemporaryDirectory() as tmp:
         folders = {role: tracking.fetch_model_files(version, Path(tmp) / role)
                    for role, version in versions.items()}
         return {role: CalibratedLightGBM.from_dir(folder) for role, folder in folders.items()}
+
+
+def _comparison_rows(test: Path | None) -> pd.DataFrame:
+    """The rows both models are compared on: --test's, else the repository's out-of-time split."""
+    if test is not None:
+        return pd.read_parquet(test)
+    return io.read_splits(tracking.repo_root() / SPLIT_DIR, ("test",))["test"]
 
 
 def _message(entry: dict) -> str:
