@@ -8,6 +8,7 @@ Every number is formatted here; the template only lays out text and tables.
 from __future__ import annotations
 
 import base64
+import json
 import math
 import numbers
 from collections.abc import Callable, Sequence
@@ -16,7 +17,8 @@ from pathlib import Path
 import jinja2
 import numpy as np
 
-from pipeline import plots
+from pipeline import io, plots
+from pipeline.catalog import BY_NAME
 from pipeline.config import CAUSES, Params, truth_replicates
 from pipeline.evaluate import GOALS
 from pipeline.metrics import PSI_SHIFTED, PSI_WATCH
@@ -36,6 +38,9 @@ OWN_DATA_SECTIONS = tuple("unmeasured" if s == "simulator" else s for s in SECTI
 # them among what cannot be measured instead of listing them as "not applicable"
 TRUTH_GOALS = ("psi_before_change_below_0_10", "auc_within_0_02_of_truth", "cause_accuracy_at_least_0_80",
                "cause_recall_at_least_0_60", "cause_auc_within_0_03_of_truth")
+
+# what produced the evaluated models; the card names their digest
+PRODUCING_SECTIONS = ("label", "simulate", "features", "split", "train", "evaluate")
 
 Keys = tuple[str, ...]
 Row = tuple[str, Keys]  # a table row: label and the keys leading to the value in a report
@@ -431,6 +436,25 @@ def _context(reports: dict, gates: dict | None, params: Params, figures: Sequenc
         "points": _records(details.get("points", []), POINTS),
         "sections": SECTIONS if own is None else OWN_DATA_SECTIONS,
     }
+
+
+def provenance(params: Params, data_digests: dict[str, str]) -> dict[str, str]:
+    """The digests of the models' data and of the params sections that produced them: all the
+    provenance DVC tracks (no run id, version or time: the copy logged to MLflow adds those)."""
+    produced_by = params.model_dump(mode="json", by_alias=True)
+    sections = json.dumps({k: produced_by[k] for k in PRODUCING_SECTIONS}, sort_keys=True)
+    return {"data_digests": ", ".join(f"{k} {v[:12]}" for k, v in data_digests.items()),
+            "params_digest": io.text_digest(sections)[:12]}
+
+
+def importance(gains: dict[str, float]) -> list[dict]:
+    """The ``plots.TOP_FEATURES`` features of most gain, each with its share of the total gain and
+    its cause and description in the catalogue (``MISSING`` for a team's own feature)."""
+    total = sum(gains.values()) or 1.0
+    ranked = sorted(gains.items(), key=lambda kv: -kv[1])[:plots.TOP_FEATURES]
+    return [{"feature": f, "share": g / total,
+             "cause": BY_NAME[f].cause if f in BY_NAME else MISSING,
+             "description": BY_NAME[f].description if f in BY_NAME else MISSING} for f, g in ranked]
 
 
 def _environment() -> jinja2.Environment:

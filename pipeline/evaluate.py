@@ -3,6 +3,8 @@ the same figures for the simulator's true probability (the best any model could 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pandas as pd
 
@@ -12,6 +14,49 @@ from pipeline.model import FLOORS, CalibratedLightGBM, calibrate
 
 HISTORY_BANDS = [0, 3, 6, 12, 24, np.inf]  # months of history before scoring
 HISTORY_LABELS = ["under 3 months", "3-6 months", "6-12 months", "12-24 months", "24 months or more"]
+# what the evaluation reads of the simulator's truth
+TRUTH_COLUMNS = ["borrower_id", "p_true", "first_miss_cause", "technical_kind",
+                 *[f"p_true_{c}" for c in CAUSES]]
+Splits = dict[str, pd.DataFrame]
+
+
+def truth_of(truth: pd.DataFrame, frames: Splits) -> Splits:
+    """The simulator's truth (``TRUTH_COLUMNS``) of each split's rows, in their order."""
+    by_id = truth.set_index("borrower_id")
+    return {name: by_id.loc[f["borrower_id"]].reset_index(drop=True) for name, f in frames.items()}
+
+
+def scores(predictors: dict[str, Callable[[pd.DataFrame], np.ndarray]], frames: Splits,
+           truth: Splits | None) -> dict[str, dict[str, np.ndarray]]:
+    """Each model's probabilities on each split, and the true probability's when the simulator
+    gave it (``truth``, aligned with ``frames``)."""
+    out = {name: {split: fn(f) for split, f in frames.items()} for name, fn in predictors.items()}
+    if truth is not None:
+        out["truth"] = {split: truth[split]["p_true"].to_numpy() for split in frames}
+    return out
+
+
+def reports(frames: Splits, scored: dict[str, dict[str, np.ndarray]], truth: Splits | None,
+            features: list[str], fitted: CalibratedLightGBM, directions: dict | None,
+            settings: EvaluateSettings) -> tuple[dict[str, dict], dict[str, dict[str, pd.DataFrame]]]:
+    """Every model's report on the test split (``model_report``) and its plot data (``curves``);
+    the LightGBM's report adds its cause model (with the truth), its floors, the directions its
+    training recorded (``directions``, if any) and the goals."""
+    test, y = frames["test"], frames["test"]["label"].to_numpy()
+    test_truth = None if truth is None else truth["test"]
+    out, plot_data = {}, {}
+    for name, sc in scored.items():
+        out[name] = model_report(test, sc["test"], test_truth, frames["train"], sc["train"], features,
+                                 settings)
+        plot_data[name] = curves(y, sc["test"], sc["train"], settings.bins)
+    cause_model = None if test_truth is None else cause_section(fitted, test, test_truth)
+    if cause_model is not None:
+        out["lightgbm"]["cause_model"] = cause_model
+    out["lightgbm"].update(floor_sections(fitted, test))
+    if directions is not None:
+        out["lightgbm"]["directions"] = directions
+    out["lightgbm"]["goals"] = goals(out["lightgbm"], out["scorecard"])
+    return out, plot_data
 
 
 def model_report(test: pd.DataFrame, p: np.ndarray, truth: pd.DataFrame | None, train: pd.DataFrame,

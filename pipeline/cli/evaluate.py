@@ -14,7 +14,6 @@ import pandas as pd
 import typer
 
 from pipeline import card, evaluate, io, model, plots, tracking, train
-from pipeline.catalog import BY_NAME
 from pipeline.cli import PARAMS, app, load
 from pipeline.cli.paths import (
     DECISION_PLOTS,
@@ -31,12 +30,8 @@ from pipeline.cli.paths import (
     SPLIT_REPORT,
     TRUTH_DIR,
 )
-from pipeline.config import CAUSES, Params
+from pipeline.config import Params
 from pipeline.split import SPLITS
-
-TOP_FEATURES = 15
-# what produced the evaluated models; the card names their digest
-PRODUCING_SECTIONS = ("label", "simulate", "features", "split", "train", "evaluate")
 
 
 def predictors() -> dict:
@@ -53,30 +48,14 @@ def evaluate_command(params: Path = PARAMS) -> None:
     p = load(params)
     s = p.evaluate
     frames = io.read_splits(SPLIT_DIR, ("train", "test"))
-    simulated = p.source.kind == "simulator"
-    aligned = _truth(frames) if simulated else {name: None for name in frames}
+    truth = (evaluate.truth_of(io.read_dataset(TRUTH_DIR, columns=evaluate.TRUTH_COLUMNS), frames)
+             if p.source.kind == "simulator" else None)
     metadata = {name: json.loads((MODELS / name / "metadata.json").read_text())
                 for name in ("lightgbm", "scorecard")}
-    features = metadata["lightgbm"]["features"]
-    scores = {name: {split: fn(f) for split, f in frames.items()} for name, fn in predictors().items()}
-    if simulated:
-        scores["truth"] = {split: aligned[split]["p_true"].to_numpy() for split in frames}
-
-    test, y = frames["test"], frames["test"]["label"].to_numpy()
-    reports, plot_data = {}, {}
-    for name, sc in scores.items():
-        reports[name] = evaluate.model_report(test, sc["test"], aligned["test"], frames["train"],
-                                              sc["train"], features, s)
-        plot_data[name] = evaluate.curves(y, sc["test"], sc["train"], s.bins)
+    scores = evaluate.scores(predictors(), frames, truth)
     fitted = model.CalibratedLightGBM.from_dir(MODELS / "lightgbm")
-    cause_model = None if not simulated else evaluate.cause_section(fitted, test, aligned["test"])
-    if cause_model is not None:
-        reports["lightgbm"]["cause_model"] = cause_model
-    reports["lightgbm"].update(evaluate.floor_sections(fitted, test))
-    directions = MODELS / "lightgbm" / model.DIRECTIONS_FILE
-    if directions.exists():
-        reports["lightgbm"]["directions"] = json.loads(directions.read_text())
-    reports["lightgbm"]["goals"] = evaluate.goals(reports["lightgbm"], reports["scorecard"])
+    reports, plot_data = evaluate.reports(frames, scores, truth, metadata["lightgbm"]["features"], fitted,
+                                          _directions(), s)
     gates = json.loads(GATES.read_text())
     headlines = {name: evaluate.headline(r) for name, r in reports.items()}
 
@@ -97,31 +76,20 @@ def evaluate_command(params: Path = PARAMS) -> None:
     typer.echo(f"out-of-time AUC: {aucs}; lightgbm ECE {lgb['oot_ece']:.4f}, PSI {lgb['psi']:.3f}")
 
 
-def _truth(frames: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
-    """The simulator's truth of each split's rows, in their order."""
-    truth = io.read_dataset(TRUTH_DIR, columns=["borrower_id", "p_true", "first_miss_cause",
-                                                "technical_kind", *[f"p_true_{c}" for c in CAUSES]])
-    truth = truth.set_index("borrower_id")
-    return {name: truth.loc[f["borrower_id"]].reset_index(drop=True) for name, f in frames.items()}
+def _directions() -> dict | None:
+    """The monotone directions the LightGBM's training recorded, if it recorded them."""
+    path = MODELS / "lightgbm" / model.DIRECTIONS_FILE
+    return json.loads(path.read_text()) if path.exists() else None
 
 
 def _details(p: Params, metadata: dict) -> dict:
     """What the card shows beyond the reports. Only what DVC tracks: no run id, version or time
     (the copy logged to MLflow adds those)."""
-    produced_by = p.model_dump(mode="json", by_alias=True)
     importance = json.loads((MODELS / "lightgbm" / model.REFERENCE_FILE).read_text())["importance"]
-    total = sum(importance.values()) or 1.0
-    ranked = sorted(importance.items(), key=lambda kv: -kv[1])[:TOP_FEATURES]
     points = pd.read_csv(MODELS / "scorecard" / "scorecard_points.csv").to_dict("records")
     return {
-        "provenance": {
-            "data_digests": ", ".join(f"{k} {v[:12]}"
-                                      for k, v in metadata["lightgbm"]["data_digests"].items()),
-            "params_digest": io.text_digest(json.dumps({k: produced_by[k] for k in PRODUCING_SECTIONS},
-                                                       sort_keys=True))[:12]},
-        "importance": [{"feature": f, "share": g / total,
-                        "cause": BY_NAME[f].cause if f in BY_NAME else "—",
-                        "description": BY_NAME[f].description if f in BY_NAME else "—"} for f, g in ranked],
+        "provenance": card.provenance(p, metadata["lightgbm"]["data_digests"]),
+        "importance": card.importance(importance),
         "points": points,
         # the monitor's summary and chart (the monitor stage runs before this one), if it monitored
         "monitoring": _monitoring(),
