@@ -102,28 +102,18 @@ def _inverse_cdf(u: np.ndarray, *pmf: np.ndarray) -> np.ndarray:
 
 
 def draw_on_line(s: State, c: Cycle, world: World, rng: np.random.Generator,
-                  log: EventLog | None) -> None:
+                 log: EventLog | None) -> None:
     """Spending on the line: everyday purchases (seasonal), the extra drawn out of a new limit,
     and occasional large one-off purchases or withdrawals to invest; each becomes 3/6/12-month
-    equal installments. A frozen or restricted line pushes everyday spending onto cash."""
+    equal installments. A frozen or restricted line pushes everyday spending onto cash. The
+    helpers draw from ``rng`` in turn, in this order: the same seed gives the same spending."""
     dset = world.settings.drawdown
     n, k = len(s), c.k
-    perm = np.exp(s.log_perm)
     frozen = (s.arrears > TOLERANCE) | s.restricted
     available = np.where(frozen, 0.0, np.maximum(s.limit - balance(s), 0.0))
-    month = month_of_year(s.scoring_month + k)  # a cycle starts in its scoring month + k
-    season = np.ones(n)
-    for m, factor in SEASON.items():
-        season = np.where(month == m, factor, season)
-    season = np.where(spring_festival_cycle(c.start, c.end), 1.25, season)
-    everyday = s.purchase_share * perm * season * np.exp(rng.normal(-0.06, 0.35, n))
-
+    everyday = _everyday_spending(s, c, rng)
     after = s.trigger >= 0
-    t0 = np.clip((c.start - s.jump_day) / DAYS_PER_MONTH, 0.0, 12.0)
-    t1 = np.clip((c.end + 1 - s.jump_day) / DAYS_PER_MONTH, 0.0, 12.0)
-    tau = s.draw_tau
-    drawn_curve = (np.exp(-t0 / tau) - np.exp(-t1 / tau)) / (1.0 - np.exp(-12.0 / tau))
-    extra = np.where(after, s.m12 * s.increase * drawn_curve * np.exp(rng.normal(-0.045, 0.3, n)), 0.0)
+    extra = _drawn_from_new_limit(s, c, after, rng)
     early = (k - s.k_jump) < 6
     # those keen to draw on the new limit are the ones who make large one-off purchases
     p_large = dset.large_spend_prob * 4.0 * s.m12 * np.where(early, 2.0, 1.0)
@@ -143,26 +133,55 @@ def draw_on_line(s: State, c: Cycle, world: World, rng: np.random.Generator,
     tenor_large = rng.choice(np.array([6, 12]), n, p=[0.4, 0.6])
     _schedule(s, k, regular, tenor_regular, dset.apr, sparse=False)
     _schedule(s, k, large, tenor_large, dset.apr, sparse=True)
-    if log is None:
-        return
+    if log is not None:
+        _log_drawdowns(s, c, (regular, tenor_regular), (large, tenor_large), dset.apr, rng, log)
+
+
+def _everyday_spending(s: State, c: Cycle, rng: np.random.Generator) -> np.ndarray:
+    """This cycle's everyday purchases: a share of permanent income, seasonal (the Spring
+    Festival's cycle most of all), with noise."""
+    month = month_of_year(s.scoring_month + c.k)  # a cycle starts in its scoring month + k
+    season = np.ones(len(s))
+    for m, factor in SEASON.items():
+        season = np.where(month == m, factor, season)
+    season = np.where(spring_festival_cycle(c.start, c.end), 1.25, season)
+    return s.purchase_share * np.exp(s.log_perm) * season * np.exp(rng.normal(-0.06, 0.35, len(s)))
+
+
+def _drawn_from_new_limit(s: State, c: Cycle, after: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The extra drawn this cycle out of an increase (``after`` it): the share of the 12 months'
+    drawdown (``m12``) that the decaying curve puts in the cycle, with noise; 0 before one."""
+    t0 = np.clip((c.start - s.jump_day) / DAYS_PER_MONTH, 0.0, 12.0)
+    t1 = np.clip((c.end + 1 - s.jump_day) / DAYS_PER_MONTH, 0.0, 12.0)
+    tau = s.draw_tau
+    drawn_curve = (np.exp(-t0 / tau) - np.exp(-t1 / tau)) / (1.0 - np.exp(-12.0 / tau))
+    return np.where(after, s.m12 * s.increase * drawn_curve * np.exp(rng.normal(-0.045, 0.3, len(s))), 0.0)
+
+
+def _log_drawdowns(s: State, c: Cycle, regular: tuple[np.ndarray, np.ndarray],
+                   large: tuple[np.ndarray, np.ndarray], apr: float, rng: np.random.Generator,
+                   log: EventLog) -> None:
+    """The cycle's drawdown rows (``regular`` and ``large``: amount and tenor of each borrower's),
+    on days drawn in the cycle (a large one after the jump), and what the statement bills."""
+    n = len(s)
     day_regular = c.start + np.floor(rng.random(n) * c.length).astype("int32")
     first_day = np.maximum(c.start, s.jump_day)
     day_large = first_day + np.floor(rng.random(n) * (c.end + 1 - first_day)).astype("int32")
     invest = rng.random(n) < 0.4
     by_statement = c.start + s.statement_offset
     c.drawn_by_statement, c.owed_by_statement = np.zeros(n), np.zeros(n)
-    for amount, tenor, day, purpose, sparse in (
-            (regular, tenor_regular, day_regular, np.full(n, "purchase"), False),
-            (large, tenor_large, day_large, np.where(invest, "cash_withdrawal", "large_purchase"), True)):
+    for (amount, tenor), day, purpose, sparse in (
+            (regular, day_regular, np.full(n, "purchase"), False),
+            (large, day_large, np.where(invest, "cash_withdrawal", "large_purchase"), True)):
         rows = amount > 0.5
-        monthly, rate = _installment(amount[rows], tenor[rows], dset.apr)
+        monthly, rate = _installment(amount[rows], tenor[rows], apr)
         log.add("drawdowns", borrower_id=s.borrower_id[rows], drawdown_date=day[rows],
                 amount=amount[rows], tenor_months=tenor[rows], apr=rate, monthly_installment=monthly,
                 purpose=purpose[rows])
         # billed by the statement day: the drawdowns the schedule counts (_schedule)
         billed = (day <= by_statement) & (rows | (not sparse))
         c.drawn_by_statement += np.where(billed, amount, 0.0)
-        c.owed_by_statement += np.where(billed, _installment(amount, tenor, dset.apr)[0] * tenor, 0.0)
+        c.owed_by_statement += np.where(billed, _installment(amount, tenor, apr)[0] * tenor, 0.0)
 
 
 TENORS = np.array([3, 6, 12])

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from pipeline.catalog import SCORE_RANGE, TOLERANCE
-from pipeline.config import TRIGGERS, needs_lasting_shortfall
+from pipeline.config import TRIGGERS, DrawdownSettings, JumpSettings, needs_lasting_shortfall
 from pipeline.simulate.agreements import update_agreements
 from pipeline.simulate.borrowing import borrow_elsewhere, draw_on_line
 from pipeline.simulate.calendar import spring_festival_cycle
@@ -94,16 +94,40 @@ def risk_review(s: State, c: Cycle, world: World, log: EventLog | None) -> None:
 
 def jump(s: State, c: Cycle, world: World, rng: np.random.Generator, log: EventLog | None) -> None:
     """The one limit increase: its trigger (with each trigger's selection), size and the
-    borrower's hidden intention to draw on it."""
+    borrower's hidden intention to draw on it. The helpers draw from ``rng`` in turn, in this
+    order: the same seed gives the same increases."""
     rows = np.flatnonzero(s.k_jump == c.k)
     if rows.size == 0:
         return
-    jset, dset = world.settings.jump, world.settings.drawdown
-    score, prop = s.score[rows], s.propensity[rows]
+    jset = world.settings.jump
     income = np.exp(s.log_perm[rows])
-    declared = s.declared_income[rows]
     s.eligible[rows] = (s.arrears[rows] <= TOLERANCE) & ~s.restricted[rows]
     old = np.where(s.restricted[rows], s.pre_restriction_limit[rows], s.limit[rows])
+    trigger, forced = _draw_trigger(s, c, rows, jset, income, rng)
+    increase, tested = _draw_increase(s, rows, jset, trigger, forced, old, rng)
+    utilisation = balance(s)[rows] / np.maximum(old, 1.0)
+    _intend_to_draw(s, rows, world.settings.drawdown, trigger, utilisation, income)
+    s.trigger[rows] = trigger
+    s.line_test[rows] = tested
+    s.increase[rows] = increase
+    s.score_at_jump[rows] = s.score[rows]
+    s.util_at_jump[rows] = utilisation
+    s.limit[rows] = old + increase
+    s.pre_restriction_limit[rows] = old + increase
+    s.restricted[rows] = False
+    if log is not None:
+        log.add("limit_events", borrower_id=s.borrower_id[rows], event_date=s.jump_day[rows],
+                event_type=np.full(rows.size, "increase"), trigger=np.array(TRIGGERS)[trigger],
+                old_limit=old, new_limit=old + increase,
+                test_cell=np.where(tested, "line_test", "policy").astype(object))
+
+
+def _draw_trigger(s: State, c: Cycle, rows: np.ndarray, jset: JumpSettings, income: np.ndarray,
+                  rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Each increase's trigger (index into TRIGGERS: new users' is 0) chosen among the others with
+    each one's selection (a risen score, a campaign, a need for money), and whether it is forced
+    (the counterfactual truth: trigger as it was)."""
+    score, prop = s.score[rows], s.propensity[rows]
     need = np.clip(1.0 - s.cash[rows] / income, 0.0, 1.0) + 3.0 * (prop - 1 / 3)
     logits = np.column_stack([
         np.log(jset.trigger_weights["score_improvement"] + 1e-12)
@@ -113,9 +137,15 @@ def jump(s: State, c: Cycle, world: World, rng: np.random.Generator, log: EventL
         np.log(jset.trigger_weights["user_request"] + 1e-12) + jset.need_selection * need,
     ])
     chosen = 1 + np.argmax(logits + rng.gumbel(size=logits.shape), axis=1)
-    forced = ~np.isnan(s.forced_amount[rows])  # the counterfactual truth: trigger as it was
-    trigger = np.where(forced, s.trigger[rows], np.where(s.new_user[rows], 0, chosen))
+    forced = ~np.isnan(s.forced_amount[rows])
+    return np.where(forced, s.trigger[rows], np.where(s.new_user[rows], 0, chosen)), forced
 
+
+def _draw_increase(s: State, rows: np.ndarray, jset: JumpSettings, trigger: np.ndarray, forced: np.ndarray,
+                   old: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Each increase's amount as its trigger sizes it, or from the line-test grid, and whether it
+    was a line test; a forced one keeps its amount and cell."""
+    score, declared = s.score[rows], s.declared_income[rows]
     full = declared * np.clip((score - 450.0) / 80.0, 0.5, 4.0)
     marketing = rng.choice(np.array([3000.0, 5000.0, 10000.0, 20000.0]), rows.size,
                            p=[0.3, 0.35, 0.25, 0.1])
@@ -130,9 +160,14 @@ def jump(s: State, c: Cycle, world: World, rng: np.random.Generator, log: EventL
     tested = (trigger != 0) & (rng.random(rows.size) < jset.line_test_share)
     tested = np.where(forced, s.line_test[rows], tested)
     increase = np.where(tested, grid[rng.integers(0, grid.size, rows.size)], increase)
-    increase = np.where(forced, s.forced_amount[rows], increase)
+    return np.where(forced, s.forced_amount[rows], increase), tested
 
-    utilisation = balance(s)[rows] / np.maximum(old, 1.0)
+
+def _intend_to_draw(s: State, rows: np.ndarray, dset: DrawdownSettings, trigger: np.ndarray,
+                    utilisation: np.ndarray, income: np.ndarray) -> None:
+    """The borrower's hidden intention to draw on the increase: the share of it drawn over 12
+    months (``m12``) and how fast the drawing decays (``draw_tau``)."""
+    score, prop = s.score[rows], s.propensity[rows]
     logit = (dset.intercept + dset.low_score_effect * (660.0 - score) / 60.0
              + dset.near_limit_effect * (np.minimum(utilisation, 1.2) - 0.5)
              + dset.propensity_effect * (prop - 1 / 3) / 0.15
@@ -140,19 +175,6 @@ def jump(s: State, c: Cycle, world: World, rng: np.random.Generator, log: EventL
              + dset.user_request_effect * (trigger == 3) + 0.3 * (trigger == 0))
     s.m12[rows] = dset.max_share / (1.0 + np.exp(-logit))
     s.draw_tau[rows] = np.where(trigger == 3, dset.decay_months / 2.0, dset.decay_months)
-    s.trigger[rows] = trigger
-    s.line_test[rows] = tested
-    s.increase[rows] = increase
-    s.score_at_jump[rows] = score
-    s.util_at_jump[rows] = utilisation
-    s.limit[rows] = old + increase
-    s.pre_restriction_limit[rows] = old + increase
-    s.restricted[rows] = False
-    if log is not None:
-        log.add("limit_events", borrower_id=s.borrower_id[rows], event_date=s.jump_day[rows],
-                event_type=np.full(rows.size, "increase"), trigger=np.array(TRIGGERS)[trigger],
-                old_limit=old, new_limit=old + increase,
-                test_cell=np.where(tested, "line_test", "policy").astype(object))
 
 
 # the score-improvement trigger selects on the rise of the score over SCORE_RING cycles, in units

@@ -51,23 +51,47 @@ def last_full_cycle(scoring_day: np.ndarray, export_end: int) -> np.ndarray:
 
 def draw_population(ids: np.ndarray, settings: SimulateSettings, label: LabelSettings,
                     horizon: int, rng: np.random.Generator, log: EventLog) -> State:
-    """The starting state of every borrower in ``ids``; logs their onboarding rows."""
+    """The starting state of every borrower in ``ids``; logs their onboarding rows. The helpers
+    draw from ``rng`` in turn, in this order: the same seed gives the same borrowers."""
     n = ids.size
+    dates = _draw_dates(settings, label, horizon, n, rng)
+    profile = _draw_profile(settings, n, rng)
+    habits = _draw_habits(settings, n, rng)
+    credit = _draw_credit(dates["new_user"], habits["propensity"], profile, n, rng)
+    state = _starting_state(ids, settings, dates, profile, habits, credit, rng)
+    outside_monthly = _add_outside_debt(state, dates["onboard_cycle"], dates["onboard_day"],
+                                        settings.population.outside_debt_share, settings.lending.loan_apr,
+                                        rng, log)
+    living = 1.0 - habits["purchase_share"] - habits["saving_share"] - outside_monthly / profile["income"]
+    state["living_share"] = np.clip(living, 0.3, 0.95)
+    _log_onboarding(state, dates["onboard_day"], profile["age"], profile["tier"], profile["employment"],
+                    profile["declared"], log)
+    return state
+
+
+def _draw_dates(settings: SimulateSettings, label: LabelSettings, horizon: int, n: int,
+                rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Each borrower's scoring and jump days, whether they are new, and the cycles they joined in
+    and are followed to."""
     pop, cal = settings.population, settings.calendar
     scoring = draw_scoring_days(settings, n, rng)
     jump = scoring - label.observation_days
     k_jump = cycle_containing(scoring, jump)
-    jump_offset = jump - add_months(scoring, k_jump)
-
     new_user = rng.random(n) < pop.new_user_share
     tenure = 4 + np.floor(rng.exponential(30.0, n)).astype("int64")
     hist = np.where(new_user, rng.integers(1, 4, n), np.minimum(tenure, cal.history_months))
     onboard_cycle = k_jump - hist
-    onboard_day = add_months(scoring, onboard_cycle)
     last_cycle = np.minimum(k_jump + cal.months_after_jump,
                             last_full_cycle(scoring, day_number(cal.export_end)))
-    last_cycle = np.maximum(last_cycle, horizon)
+    return {"scoring": scoring, "jump": jump, "k_jump": k_jump,
+            "jump_offset": jump - add_months(scoring, k_jump), "new_user": new_user,
+            "onboard_cycle": onboard_cycle, "onboard_day": add_months(scoring, onboard_cycle),
+            "last_cycle": np.maximum(last_cycle, horizon)}
 
+
+def _draw_profile(settings: SimulateSettings, n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Employment, age, city tier, permanent income (log) and the income the borrower declares."""
+    pop = settings.population
     mix = np.array([pop.employment_mix[e] for e in EMPLOYMENT_TYPES])
     employment = rng.choice(len(EMPLOYMENT_TYPES), n, p=mix)
     student = employment == EMPLOYMENT_TYPES.index("student")
@@ -80,7 +104,13 @@ def draw_population(ids: np.ndarray, settings: SimulateSettings, label: LabelSet
     income = np.exp(log_perm)
     declared = np.round(income * np.exp(rng.normal(DECLARED_BIAS[employment],
                                                    DECLARED_NOISE[employment])), -2)
+    return {"employment": employment, "age": age, "tier": tier, "log_perm": log_perm, "income": income,
+            "declared": declared}
 
+
+def _draw_habits(settings: SimulateSettings, n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Propensity to spend, the months of income kept as a buffer, the shares of income spent on
+    purchases and saved, and the chance to forget a manual payment."""
     propensity = rng.beta(2.0, 4.0, n)
     buffer_months = np.maximum(np.exp(rng.normal(np.log(1.2), 0.7, n)) * (1.0 - 0.6 * propensity), 0.3)
     purchase_share = np.clip(np.exp(rng.normal(np.log(0.12), 0.5, n)) * (0.6 + 1.2 * propensity),
@@ -88,32 +118,57 @@ def draw_population(ids: np.ndarray, settings: SimulateSettings, label: LabelSet
     saving_share = rng.uniform(0.02, 0.12, n)
     forget_prob = _draw_forgetfulness(n, settings.technical.forget_prob_mean,
                                       settings.technical.forget_repeat_prob, rng)
+    return {"propensity": propensity, "buffer_months": buffer_months, "purchase_share": purchase_share,
+            "saving_share": saving_share, "forget_prob": forget_prob}
 
+
+def _draw_credit(new_user: np.ndarray, propensity: np.ndarray, profile: dict[str, np.ndarray], n: int,
+                 rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """The bureau score's anchor, the score at onboarding and the first limit: a small one for a
+    new user, else one from the declared income and the score."""
     anchor = (665.0 + rng.normal(0.0, 45.0, n) - 150.0 * (propensity - 1 / 3)
-              + 20.0 * (age > 30) + 25.0 * (log_perm - np.log(7000.0)))
+              + 20.0 * (profile["age"] > 30) + 25.0 * (profile["log_perm"] - np.log(7000.0)))
     anchor = np.clip(anchor, 380.0, 900.0)
     score = np.clip(anchor + rng.normal(0.0, np.where(new_user, 35.0, 20.0)), *SCORE_RANGE)
-    full_limit = declared * np.clip((score - 450.0) / 100.0, 0.3, 3.0) * np.exp(rng.normal(0, 0.25, n))
+    full_limit = (profile["declared"] * np.clip((score - 450.0) / 100.0, 0.3, 3.0)
+                  * np.exp(rng.normal(0, 0.25, n)))
     limit = np.where(new_user, np.round(rng.uniform(500, 2000, n), -2),
                      np.clip(np.round(full_limit / 500.0) * 500.0, 1000.0, 80000.0))
+    return {"anchor": anchor, "score": score, "limit": limit}
 
-    state = State(
-        borrower_id=ids.astype("int64"), scoring_day=scoring, jump_day=jump.astype("int32"),
+
+def _starting_state(ids: np.ndarray, settings: SimulateSettings, dates: dict, profile: dict, habits: dict,
+                    credit: dict, rng: np.random.Generator) -> State:
+    """The borrowers' state at onboarding. The keyword arguments are evaluated in order, so the
+    draws among them (observed share, payday, cash, mandate) come in that order."""
+    n, scoring, employment, limit = ids.size, dates["scoring"], profile["employment"], credit["limit"]
+    return State(
+        borrower_id=ids.astype("int64"), scoring_day=scoring, jump_day=dates["jump"].astype("int32"),
         scoring_month=month_index(scoring), scoring_day_in_month=day_in_month(scoring),
-        k_jump=k_jump.astype("int16"), jump_offset=jump_offset.astype("int16"),
-        onboard_cycle=onboard_cycle.astype("int16"), last_cycle=last_cycle.astype("int16"),
-        new_user=new_user, employment=employment.astype("int8"), age=age, city_tier=tier,
-        declared_income=declared, observed_share=rng.beta(8.0, 2.0, n), propensity=propensity,
-        buffer_months=buffer_months, purchase_share=purchase_share,
-        payday=np.where(employment == 0, _draw_payday(n, cal.due_day_offset, rng), -1).astype("int16"),
-        score_anchor=anchor, transitory_sd=np.array([settings.income.transitory_sd[e]
-                                                     for e in EMPLOYMENT_TYPES])[employment],
+        k_jump=dates["k_jump"].astype("int16"), jump_offset=dates["jump_offset"].astype("int16"),
+        onboard_cycle=dates["onboard_cycle"].astype("int16"), last_cycle=dates["last_cycle"].astype("int16"),
+        new_user=dates["new_user"], employment=employment.astype("int8"), age=profile["age"],
+        city_tier=profile["tier"], declared_income=profile["declared"], observed_share=rng.beta(8.0, 2.0, n),
+        propensity=habits["propensity"], buffer_months=habits["buffer_months"],
+        purchase_share=habits["purchase_share"],
+        payday=np.where(employment == 0, _draw_payday(n, settings.calendar.due_day_offset, rng),
+                        -1).astype("int16"),
+        score_anchor=credit["anchor"], transitory_sd=np.array([settings.income.transitory_sd[e]
+                                                               for e in EMPLOYMENT_TYPES])[employment],
         job_loss_hazard=np.array([settings.income.job_loss_hazard[e]
                                   for e in EMPLOYMENT_TYPES])[employment],
-        log_perm=log_perm, employed=np.ones(n, dtype=bool),
-        cash=buffer_months * income * rng.uniform(0.5, 1.5, n),
+        log_perm=profile["log_perm"], employed=np.ones(n, dtype=bool),
+        cash=habits["buffer_months"] * profile["income"] * rng.uniform(0.5, 1.5, n),
         limit=limit, pre_restriction_limit=limit.copy(), restricted=np.zeros(n, dtype=bool),
-        forget_prob=forget_prob, score=score, mandate=(rng.random(n) < pop.autodebit_share).astype("int8"),
+        forget_prob=habits["forget_prob"], score=credit["score"],
+        mandate=(rng.random(n) < settings.population.autodebit_share).astype("int8"),
+        **_blank_history(settings, n, credit["score"]),
+    )
+
+
+def _blank_history(settings: SimulateSettings, n: int, score: np.ndarray) -> dict[str, np.ndarray]:
+    """The state the months to come fill in: debts, inquiries, arrears, the jump's figures."""
+    return dict(
         reauth_since=np.zeros(n, dtype="int32"), reauth_deadline=np.zeros(n, dtype="int32"),
         rule_change_day=np.full(n, day_number(settings.risk_rules.rule_change_date), dtype="int32"),
         own_due=np.zeros(n), own_changes=np.zeros((OWN_RING, n)), own_remaining=np.zeros(n),
@@ -129,13 +184,6 @@ def draw_population(ids: np.ndarray, settings: SimulateSettings, label: LabelSet
         inquiries_since_jump=np.zeros(n, dtype="int16"), eligible=np.ones(n, dtype=bool),
         line_test=np.zeros(n, dtype=bool), forced_amount=np.full(n, np.nan),
     )
-    outside_monthly = _add_outside_debt(state, onboard_cycle, onboard_day, pop.outside_debt_share,
-                                        settings.lending.loan_apr, rng, log)
-    outside_burden = outside_monthly / income
-    living = 1.0 - purchase_share - saving_share - outside_burden
-    state["living_share"] = np.clip(living, 0.3, 0.95)
-    _log_onboarding(state, onboard_day, age, tier, employment, declared, log)
-    return state
 
 
 def _draw_forgetfulness(n: int, mean: float, repeat: float, rng: np.random.Generator) -> np.ndarray:
