@@ -111,12 +111,10 @@ def split_matrices(project: Path, names: tuple[str, ...] = ("train", "valid", "t
     them are categorical, each frame as the model's matrix, and each row's cause code (-1: no miss).
     Returns (frames, matrices, codes, columns, categorical), the first three keyed by split."""
     # imported here: the other benchmarks measure commands and need none of it
-    import pandas as pd
-
-    from pipeline import causes, train
+    from pipeline import causes, io, train
     from pipeline.model import encode
 
-    frames = {n: pd.read_parquet(project / "data" / "split" / f"{n}.parquet") for n in names}
+    frames = io.read_splits(project / "data" / "split", names)
     columns = train.feature_columns(frames[names[0]])
     categorical = train.categorical_columns(frames[names[0]], columns)
     categories = train.learn_categories(frames[names[0]], columns)
