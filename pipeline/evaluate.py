@@ -40,8 +40,8 @@ def reports(frames: Splits, scored: dict[str, dict[str, np.ndarray]], truth: Spl
             features: list[str], fitted: CalibratedLightGBM, directions: dict | None,
             settings: EvaluateSettings) -> tuple[dict[str, dict], dict[str, dict[str, pd.DataFrame]]]:
     """Every model's report on the test split (``model_report``) and its plot data (``curves``);
-    the LightGBM's report adds its cause model (with the truth), its floors, the directions its
-    training recorded (``directions``, if any) and the goals."""
+    the LightGBM's report adds its cause model (with the truth), its floors, each constrained
+    feature's trend its training recorded (``directions``, if any) and the goals."""
     test, y = frames["test"], frames["test"]["label"].to_numpy()
     test_truth = None if truth is None else truth["test"]
     out, plot_data = {}, {}

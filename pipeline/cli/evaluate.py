@@ -77,7 +77,8 @@ def evaluate_command(params: Path = PARAMS) -> None:
 
 
 def _directions() -> dict | None:
-    """The monotone directions the LightGBM's training recorded, if it recorded them."""
+    """Each constrained feature's trend in the training data, as the LightGBM's training recorded
+    it (a model from before it did has none)."""
     path = MODELS / "lightgbm" / model.DIRECTIONS_FILE
     return json.loads(path.read_text()) if path.exists() else None
 
