@@ -16,17 +16,10 @@ import pandas as pd
 from pipeline import io
 from pipeline.config import Params
 from pipeline.engine import map_shards, on_one_core
+from pipeline.outputs import Writer, check_rejected_share, output_paths, reject_reasons
 from pipeline.readers import is_csv
 from pipeline.score import Drift
-from pipeline.sources import (
-    Batch,
-    FeaturesFile,
-    RawTables,
-    Writer,
-    check_rejected_share,
-    output_paths,
-    reject_reasons,
-)
+from pipeline.sources import Batch, FeaturesFile, RawTables
 
 REJECT_COLUMNS = ["borrower_id", "reason"]
 
@@ -77,7 +70,7 @@ def write_batches(source: RawTables | FeaturesFile, output: Path, p: Params, tal
 
 def report_rejects(summary: dict, max_rejected_share: float, say: Callable[[str], None]) -> None:
     """``say`` the commonest reasons borrowers were rejected; RejectedShareError when more than
-    ``max_rejected_share`` of them were (``sources.check_rejected_share``)."""
+    ``max_rejected_share`` of them were (``outputs.check_rejected_share``)."""
     for reason, n in list(summary["reject_reasons"].items())[:3]:
         say(f"  rejected for {reason}: {n}")
     check_rejected_share(summary, max_rejected_share)

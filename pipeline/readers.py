@@ -10,6 +10,7 @@ import codecs
 import functools
 import gzip
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +20,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.dataset as ds
 
-from pipeline.contract import ContractError
+from pipeline.contract import FLOAT_MAX, LEADING_ZERO, ContractError, Table
 
 # what reading a file can raise: Arrow's errors, the file system's, and a transcoded CSV's bytes
 # that its encoding cannot decode
@@ -373,3 +374,117 @@ def codes_as_text(numbers: pd.Series) -> pd.Series:
     whole = numbers.notna() & (numbers == numbers.round())
     return numbers.where(whole).astype("Int64").astype("str").where(whole, numbers.astype("str")).where(
         numbers.notna())
+
+
+# ---- reading a file, and naming what is wrong with it ------------------------------------------
+
+def read_frame(dataset: ds.Dataset, path: Path, **kwargs) -> pd.DataFrame:
+    """A (filtered) read; unreadable or mistyped data stops with the file named. A database's
+    DATE columns become dates and its DECIMAL amounts floats, not Python objects."""
+    table = read_table(dataset, path, **kwargs)
+    decimals = [i for i, f in enumerate(table.schema) if pa.types.is_decimal(f.type)]
+    for i in decimals:
+        table = table.set_column(i, table.schema[i].name, table.column(i).cast(pa.float64()))
+    return table.to_pandas(date_as_object=False)
+
+
+def read_table(dataset: ds.Dataset, path: Path, **kwargs) -> pa.Table:
+    try:
+        return dataset.to_table(**kwargs)
+    except READ_ERRORS as err:
+        raise unreadable(path, err, dataset) from err
+
+
+def unreadable(path: Path, err: Exception, dataset: ds.Dataset | None = None) -> ContractError:
+    """The file and Arrow's message; Arrow numbers the CSV column that fails to convert, so name it
+    (from the file's own header when the failure came before the dataset could be made)."""
+    found = re.search(r"CSV column #(\d+)", str(err))
+    column = ""
+    if found:
+        try:
+            names = (dataset or open_dataset(path, "csv")).schema.names
+        except READ_ERRORS:
+            names = []
+        column = f" (column '{names[int(found[1])]}')" if int(found[1]) < len(names) else ""
+    return ContractError(f"{path}: cannot read{column}: {err}")
+
+
+def ids_are_text(path: Path, column: str = "borrower_id") -> bool:
+    """Whether a file's ids are text (``contract.ids_written_as_text``); a CSV reads digits with
+    leading zeros as numbers, so its column is read as written to tell. Any other problem is
+    left for the file's opening to report."""
+    try:
+        dataset = open_dataset(path)
+        if column not in dataset.schema.names:
+            return False
+        kind = dataset.schema.field(column).type
+        if not (is_csv(path) and pa.types.is_integer(kind)):
+            return is_text(kind) and not pa.types.is_null(kind)
+        return _zero_led(path, column, file_stamp(path))
+    except READ_ERRORS:
+        return False
+
+
+@functools.lru_cache(maxsize=32)
+def _zero_led(path: Path, column: str, stamp: tuple) -> bool:
+    """Whether a CSV writes any id with a leading zero: a parse of the whole column, which every
+    batch's reader would otherwise repeat (2% of scoring a features file), so kept per file
+    version (``stamp``)."""
+    return bool(written_zero_led(path, [column]))
+
+
+def written_zero_led(path: Path, columns: list[str]) -> list[str]:
+    """Those of a CSV's ``columns`` that write a value with a leading zero, read as written."""
+    written = read_table(as_text(path, *columns), path, columns=columns)
+    return [c for c in columns if pc.any(pc.match_substring_regex(written[c], LEADING_ZERO)).as_py() is True]
+
+
+def as_text(path: Path, *columns: str) -> ds.Dataset:
+    """A CSV with ``columns`` read as written and the others as Arrow infers them."""
+    return open_dataset(path, "csv", pa.schema([(c, pa.string()) for c in columns]))
+
+
+def missing_columns(names: list[str], missing: list[str], lacks: str, note: str = "") -> str:
+    """What a file lacking columns is told: ``lacks``, the missing columns and ``note``, and why
+    they are missing when the file names them in other capitals or with spaces around them (a
+    database's export: 'BORROWER_ID'). A file missing every column is told of the first
+    ``NAMED_COLUMNS`` and the number of the rest, not of 75 names twice."""
+    written = {n.strip().lower(): n for n in names}
+    renames = [f"{written[c.lower()]!r} for {c!r}" for c in missing if c.lower() in written]
+    hint = (f"; the file writes {_first(renames, ', '.join)}: column names are matched exactly, "
+            "rename them") if renames else ""
+    return f"{lacks} {_first(missing, repr)}{note}{hint}"
+
+
+NAMED_COLUMNS = 8
+
+
+def _first(items: list[str], show: Callable[[list[str]], str]) -> str:
+    """``show`` of the first ``NAMED_COLUMNS`` items, and how many more there are."""
+    more = len(items) - NAMED_COLUMNS
+    return show(items[:NAMED_COLUMNS]) + (f" and {more} more" if more > 0 else "")
+
+
+def is_text(kind: pa.DataType) -> bool:
+    """Text, or Parquet's dictionary-encoded text (pandas categoricals), or all missing."""
+    if pa.types.is_dictionary(kind):
+        kind = kind.value_type
+    return pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_null(kind)
+
+
+def row_reasons(failures: pd.DataFrame, spec: Table, label: str, source: Path) -> pd.DataFrame:
+    """(row, reason) of each of the contract's ``failures`` of a row, the reason naming
+    ``label``.column; a failure of the whole file (a missing column, a wrong dtype) stops with
+    ``source`` named."""
+    whole = failures[failures["row"].isna()]
+    if not whole.empty:
+        first = whole.iloc[0]
+        raise ContractError(f"{source}: column '{first['column']}' fails {first['check']} "
+                            f"(value {first['value']})")
+    # a failure of the table's key (a duplicate) names the key, not the duplicated value
+    column = failures["column"].where(failures["column"].isin(spec.names), ", ".join(spec.key))
+    # a team's own column must only be a finite number: said so, not as the largest floats' range
+    check = failures["check"].str.replace(f"in_range({-FLOAT_MAX}, {FLOAT_MAX})", "being a finite number",
+                                          regex=False)
+    reason = label + column + ": fails " + check + " (value " + failures["value"].fillna("missing") + ")"
+    return pd.DataFrame({"row": failures["row"].astype("int64").to_numpy(), "reason": reason.to_numpy()})

@@ -1,6 +1,5 @@
-"""What a scoring run reads and writes, and how a team's tables are read for the stages that
-train on them: raw tables or a features file, read in batches of borrower
-ids and checked row by row against the data contract, and the files the run writes.
+"""What a batch run over borrowers (scoring, recommending) reads: raw tables or a features file,
+read in batches of borrower ids and checked row by row against the data contract.
 
 Every input row is accounted for. A borrower (a row of the borrowers table or of the features
 file, a row without an id included) is scored or rejected with the column and the reason; a row of
@@ -13,12 +12,6 @@ the column named. Ids a lender writes as text ('C0012', '000123') are carried as
 from __future__ import annotations
 
 import functools
-import json
-import os
-import re
-import tempfile
-from collections.abc import Callable
-from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,23 +19,17 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.csv as pacsv
 import pyarrow.dataset as ds
-import pyarrow.parquet as pq
 from pandas.api.types import is_integer_dtype
 
-from pipeline import io
 from pipeline.catalog import BY_NAME, DUE_DATES, codes_hint
-from pipeline.config import Params, TablesSettings
+from pipeline.config import FeatureSettings, Params
 from pipeline.contract import (
-    FLOAT_MAX,
     LARGEST_FLOAT_ID,
-    LEADING_ZERO,
     RAW_TABLES,
     TABLES,
     ContractError,
     Table,
-    borrower_ids,
     due_before_scoring,
     features_table,
     future_scoring,
@@ -50,8 +37,11 @@ from pipeline.contract import (
     row_violations,
     violations,
 )
-from pipeline.errors import UsageError
 from pipeline.features import MissingJump, build_features
+
+# cli/recommend.py, which another change holds, imports check_paths from here: drop this line when
+# it imports it from pipeline.outputs
+from pipeline.outputs import check_paths as check_paths
 from pipeline.readers import (
     CSV_ENDINGS,
     READ_ERRORS,
@@ -61,16 +51,22 @@ from pipeline.readers import (
     days_after_jump,
     decimal_mark,
     file_stamp,
+    ids_are_text,
     is_csv,
+    is_text,
+    missing_columns,
     open_dataset,
     parse_dates,
     parse_numbers,
+    read_frame,
+    read_table,
+    row_reasons,
+    unreadable,
 )
 
 ARROW_TYPES = {"int64": pa.int64(), "float64": pa.float64(), "str": pa.string(),
                "datetime64[s]": pa.timestamp("s")}
 NUMBERS = ("int64", "float64")
-OUTPUT_FORMATS = (".parquet", ".csv")
 NO_ID = "borrower_id: missing"
 NOT_A_BORROWER = "borrower_id: not in the borrowers table"
 
@@ -82,28 +78,6 @@ class Batch:
     borrowers_in: int
 
 
-def reject_reasons(rejects: pd.DataFrame) -> dict[str, int]:
-    """Rejected borrowers per reason, the offending value left out ("repayments.channel: fails
-    isin([...])"), so that one cause of many rejects reads as one line."""
-    if rejects.empty:
-        return {}
-    kinds = rejects["reason"].astype(str).str.replace(r" \(value .*\)$", "", regex=True)
-    return {str(k): int(n) for k, n in kinds.value_counts().items()}
-
-
-def check_rejected_share(summary: dict, limit: float) -> None:
-    """Stop (after the outputs are written, for their reasons) when more than ``limit`` of the
-    borrowers were rejected: a column in a format the contract does not read rejects every
-    borrower, and a batch job must not pass that off as a scored batch."""
-    n, rejected = summary["borrowers_in"], summary["rejected"]
-    if n and rejected / n > limit:
-        commonest = list(summary["reject_reasons"].items())[:3]
-        top = "; ".join(f"{reason} ({count})" for reason, count in commonest)
-        raise ContractError(f"{summary['input']}: {rejected} of {n} borrowers rejected ({rejected / n:.1%}, "
-                            f"more than score.max_rejected_share {limit:.0%}); most for: {top}. The "
-                            f"rejects, with every borrower's reason, are in {summary['rejects']}")
-
-
 def open_source(path: Path, p: Params, features: list[str], text: tuple[str, ...],
                 today: pd.Timestamp, observation_days: int | None = None) -> RawTables | FeaturesFile:
     """The input at ``path`` for a model reading ``features``, of which ``text`` are categories it
@@ -111,7 +85,8 @@ def open_source(path: Path, p: Params, features: list[str], text: tuple[str, ...
     features are taken ``observation_days`` after the jump (default: the label's; 0 for the
     increase decision, at the jump itself)."""
     if is_raw(path):
-        return RawTables(path, p, features, today, observation_days)
+        days = p.label.observation_days if observation_days is None else observation_days
+        return RawTables(path, p.features, features, today, days)
     tables = p.source.tables
     team = ({"borrower_id": tables.id_column, "scoring_date": tables.date_column}
             if p.source.kind == "tables" else {})
@@ -127,132 +102,6 @@ def is_raw(path: Path) -> bool:
                                  for ext in ("", ".parquet", *CSV_ENDINGS))
 
 
-# ---- the outputs ---------------------------------------------------------------------------------
-
-def output_paths(output: Path) -> dict[str, Path]:
-    """The scores, the rejected borrowers beside them and the run's summary."""
-    return {"scores": output, "rejects": output.with_name(f"{output.stem}.rejects{output.suffix}"),
-            "summary": output.with_name(f"{output.stem}.summary.json")}
-
-
-def check_paths(input: Path, output: Path) -> None:
-    """Refuse, before any work, an input that does not exist and outputs that would overwrite
-    an input, are folders, or cannot be written."""
-    if not input.exists():
-        raise UsageError(f"{input}: no such file or folder")
-    if output.suffix.lower() not in OUTPUT_FORMATS:
-        raise UsageError(f"{output}: the scores file must end in {' or '.join(OUTPUT_FORMATS)}")
-    source = input.resolve()
-    for path in output_paths(output).values():
-        target = path.resolve()
-        if target == source or source in target.parents:
-            raise UsageError(f"{path}: an output cannot be the input or inside it ({input})")
-        if path.is_dir():
-            raise UsageError(f"{path}: is a folder; give the path of a file to write")
-    _check_summary_free(output)
-    _check_writable(output.parent)
-
-
-def _check_summary_free(output: Path) -> None:
-    """Refuse an output whose summary would replace that of scores of another format beside it
-    (scores.csv after scores.parquet share scores.summary.json), leaving those without theirs."""
-    summary = output_paths(output)["summary"]
-    try:
-        described = Path(json.loads(summary.read_text())["output"]).name
-    except (OSError, ValueError, KeyError, TypeError):
-        return
-    if described != output.name and (output.parent / described).exists():
-        raise UsageError(f"{summary} describes {output.parent / described}, which a run to {output} would "
-                         f"leave without its summary: name the output otherwise, or remove {described} first")
-
-
-def _check_writable(folder: Path) -> None:
-    """Write and remove a probe file: permissions alone do not tell (root, read-only mounts)."""
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=".write-probe.", dir=folder)
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as err:
-        raise UsageError(f"{folder}: cannot write the outputs there ({err.strerror or err})") from err
-
-
-ROW_GROUP = 65_536  # rows in each row group of an output
-
-
-class Writer:
-    """Appends frames to one Parquet or CSV file. A CSV shows a date as a date (2025-11-18, not
-    2025-11-18 00:00:00) in a timestamp column whose every value falls on midnight, and the time
-    of day in one where any value has it. Which is which is known only when every batch has come,
-    so a CSV's rows go to a Parquet file beside it first and are written out as CSV at the end: a
-    time of day in the last batch then changes the column, where deciding on the first batch
-    would have to stop the run or drop the time."""
-
-    def __init__(self, path: Path, csv: bool):
-        self.path, self.csv, self.writer, self.pending = path, csv, None, []
-        self.temporaries = ExitStack()
-        self.rows = self.temporaries.enter_context(io.temporary_path(path, ".parquet")) if csv else path
-
-    def __enter__(self) -> Writer:
-        return self
-
-    def write(self, frame: pd.DataFrame) -> None:
-        if frame.empty and self.writer is not None:
-            return
-        table = io.to_arrow(frame)
-        if self.writer is None:
-            self.writer = pq.ParquetWriter(str(self.rows), table.schema, compression="zstd")
-        if len(table):
-            self.pending.append(table)
-            self._flush(whole_groups_only=True)
-
-    def _flush(self, whole_groups_only: bool) -> None:
-        """Write the rows held so far in row groups of ROW_GROUP rows, the last one shorter unless
-        ``whole_groups_only``: groups of a fixed size, not one per batch, make the file's bytes the
-        same whatever the batch size."""
-        held = pa.concat_tables(self.pending) if self.pending else pa.table({})
-        written = len(held) // ROW_GROUP * ROW_GROUP if whole_groups_only else len(held)
-        if written:  # one contiguous table: Parquet's pages would otherwise end where the batches did
-            self.writer.write_table(held.slice(0, written).combine_chunks(), row_group_size=ROW_GROUP)
-            self.pending = [held.slice(written)] if written < len(held) else []
-
-    def ensure(self, columns: list[str]) -> None:
-        """Even an empty output gets its columns."""
-        if self.writer is None:
-            self.write(pd.DataFrame({c: pd.array([], dtype="str") for c in columns}))
-
-    def __exit__(self, failed, *exc) -> None:
-        with self.temporaries:
-            if self.writer is not None:
-                if failed is None:
-                    self._flush(whole_groups_only=False)
-                self.writer.close()
-                if self.csv and failed is None:
-                    _as_csv(self.rows, self.writer.schema, self.path)
-
-
-def _as_csv(rows: Path, written: pa.Schema, path: Path) -> None:
-    """The Parquet file ``rows`` written to ``path`` as CSV, one row group at a time, in the
-    ``written`` schema (Parquet keeps seconds as milliseconds), its all-midnight timestamp columns
-    as dates."""
-    source = pq.ParquetFile(rows)
-    stamps = [f.name for f in written if pa.types.is_timestamp(f.type)]
-    groups = range(source.num_row_groups)
-    days = [name for name in stamps
-            if all(_at_midnight(source.read_row_group(g, [name])[name]) for g in groups)]
-    schema = pa.schema([f.with_type(pa.date32()) if f.name in days else f for f in written])
-    with pacsv.CSVWriter(str(path), schema) as out:
-        for g in groups:
-            out.write_table(source.read_row_group(g).cast(schema))
-
-
-def _at_midnight(column: pa.ChunkedArray) -> bool:
-    """Every value (nulls aside) falls on midnight."""
-    return pc.all(pc.equal(column, pc.floor_temporal(column, unit="day"))).as_py() is not False
-
-
-# ---- reading -------------------------------------------------------------------------------------
-
 def rejects(ids, reasons) -> pd.DataFrame:
     """(borrower_id, reason) rows; a missing id stays missing."""
     return pd.DataFrame({"borrower_id": pd.array(np.asarray(ids, dtype=object), dtype="Int64"),
@@ -262,29 +111,12 @@ def rejects(ids, reasons) -> pd.DataFrame:
 NONE = rejects([], [])
 
 
-def _read(dataset: ds.Dataset, path: Path, **kwargs) -> pd.DataFrame:
-    """A (filtered) read; unreadable or mistyped data stops with the file named. A database's
-    DATE columns become dates and its DECIMAL amounts floats, not Python objects."""
-    table = _table(dataset, path, **kwargs)
-    decimals = [i for i, f in enumerate(table.schema) if pa.types.is_decimal(f.type)]
-    for i in decimals:
-        table = table.set_column(i, table.schema[i].name, table.column(i).cast(pa.float64()))
-    return table.to_pandas(date_as_object=False)
-
-
-def _table(dataset: ds.Dataset, path: Path, **kwargs) -> pa.Table:
-    try:
-        return dataset.to_table(**kwargs)
-    except READ_ERRORS as err:
-        raise _unreadable(path, err, dataset) from err
-
-
 def known_ids(dataset: ds.Dataset, path: Path) -> pa.Array:
     """The table's borrower ids, as a value set for a scan's filter, in Arrow's own memory. A
     scan's clean-up can run on Arrow's threads after the call returns; freeing a buffer that is a
     view of a NumPy array there takes Python's lock, and when that happens as the process exits,
     it aborts ("terminate called without an active exception", exit code 134)."""
-    return _table(dataset, path, columns=["borrower_id"],
+    return read_table(dataset, path, columns=["borrower_id"],
                   filter=ds.field("borrower_id").is_valid())["borrower_id"].combine_chunks()
 
 
@@ -302,24 +134,10 @@ def not_known(known: pa.Array) -> ds.Expression:
     return key.is_valid() & ~key.isin(known)
 
 
-def _unreadable(path: Path, err: Exception, dataset: ds.Dataset | None = None) -> ContractError:
-    """The file and Arrow's message; Arrow numbers the CSV column that fails to convert, so name it
-    (from the file's own header when the failure came before the dataset could be made)."""
-    found = re.search(r"CSV column #(\d+)", str(err))
-    column = ""
-    if found:
-        try:
-            names = (dataset or open_dataset(path, "csv")).schema.names
-        except READ_ERRORS:
-            names = []
-        column = f" (column '{names[int(found[1])]}')" if int(found[1]) < len(names) else ""
-    return ContractError(f"{path}: cannot read{column}: {err}")
-
-
 def _not_numbers(dataset: ds.Dataset, path: Path, column: str, shown: int = 3) -> str:
     """How many rows of a text ``column`` hold something that is not a number, and the first few
     (borrower id and value), so that the file can be fixed without a search."""
-    frame = _read(dataset, path, columns=list(dict.fromkeys(["borrower_id", column])))
+    frame = read_frame(dataset, path, columns=list(dict.fromkeys(["borrower_id", column])))
     values = frame[column]
     bad = values.notna() & pd.to_numeric(values, errors="coerce").isna()
     if not bad.any():
@@ -354,14 +172,14 @@ def _csv_schema(name: str, where: Path, text_ids: bool) -> pa.Schema:
     """The types a raw table's CSV is read with: every column but the id as text, parsed per row
     (``RawTables._conform``), so that a bad date or number rejects its borrower, not the file,
     and numbers read as exports write them ('701.0' where pandas wrote a column with one blank,
-    '¥12,500.00'). Ids are text where the borrowers table's are (``_text_ids``); else they stay
+    '¥12,500.00'). Ids are text where the borrowers table's are (``ids_are_text``); else they stay
     integers (floats lose digits above 2**53) unless the file writes them as decimals."""
     types = {c.name: pa.string() for c in TABLES[name].columns}
     if "borrower_id" in types and not text_ids:
         inferred = open_dataset(where, "csv").schema
         found = inferred.field("borrower_id").type if "borrower_id" in inferred.names else pa.int64()
         # text ids are read as text, for _check_ids to name the rows that are not numbers
-        types["borrower_id"] = found if _is_text(found) or pa.types.is_floating(found) else pa.int64()
+        types["borrower_id"] = found if is_text(found) or pa.types.is_floating(found) else pa.int64()
     return pa.schema(list(types.items()))
 
 
@@ -381,56 +199,21 @@ def _check_ids(dataset: ds.Dataset, path: Path) -> None:
         return
     if not pa.types.is_floating(kind):
         raise ContractError(f"{path}: column 'borrower_id' must hold whole numbers, found {kind}"
-                            + (_not_numbers(dataset, path, "borrower_id") if _is_text(kind) else ""))
+                            + (_not_numbers(dataset, path, "borrower_id") if is_text(kind) else ""))
     ids = ds.field("borrower_id")
     lost_digits = pc.abs(ids) >= LARGEST_FLOAT_ID
     broken = ids.is_valid() & (~pc.is_finite(ids) | (pc.floor(ids) != ids) | lost_digits)
-    bad = _read(dataset, path, columns=["borrower_id"], filter=broken)["borrower_id"]
+    bad = read_frame(dataset, path, columns=["borrower_id"], filter=broken)["borrower_id"]
     if len(bad):
         raise ContractError(f"{path}: column 'borrower_id' must hold whole numbers; {len(bad)} rows do "
                             f"not, values {bad.head(5).tolist()} (written as decimals, ids must be below "
                             f"2**53, where a float keeps every digit)")
 
 
-def _text_ids(path: Path, column: str = "borrower_id") -> bool:
-    """Whether a file's ids are text (``contract.ids_written_as_text``); a CSV reads digits with
-    leading zeros as numbers, so its column is read as written to tell. Any other problem is
-    left for the file's opening to report."""
-    try:
-        dataset = open_dataset(path)
-        if column not in dataset.schema.names:
-            return False
-        kind = dataset.schema.field(column).type
-        if not (is_csv(path) and pa.types.is_integer(kind)):
-            return _is_text(kind) and not pa.types.is_null(kind)
-        return _zero_led(path, column, file_stamp(path))
-    except READ_ERRORS:
-        return False
-
-
-@functools.lru_cache(maxsize=32)
-def _zero_led(path: Path, column: str, stamp: tuple) -> bool:
-    """Whether a CSV writes any id with a leading zero: a parse of the whole column, which every
-    batch's reader would otherwise repeat (2% of scoring a features file), so kept per file
-    version (``stamp``)."""
-    return bool(_written_zero_led(path, [column]))
-
-
-def _written_zero_led(path: Path, columns: list[str]) -> list[str]:
-    """Those of a CSV's ``columns`` that write a value with a leading zero, read as written."""
-    written = _table(_as_text(path, *columns), path, columns=columns)
-    return [c for c in columns if pc.any(pc.match_substring_regex(written[c], LEADING_ZERO)).as_py() is True]
-
-
-def _as_text(path: Path, *columns: str) -> ds.Dataset:
-    """A CSV with ``columns`` read as written and the others as Arrow infers them."""
-    return open_dataset(path, "csv", pa.schema([(c, pa.string()) for c in columns]))
-
-
 def _check_text_ids(dataset: ds.Dataset, path: Path) -> None:
     """Where the borrowers table's ids are text, every table's must be: no number equals one."""
     kind = dataset.schema.field("borrower_id").type
-    if not _is_text(kind):
+    if not is_text(kind):
         raise ContractError(f"{path}: column 'borrower_id' holds {kind}, but the borrowers table's ids "
                             "are text: write every table's ids the same way")
 
@@ -493,7 +276,7 @@ def _count(dataset: ds.Dataset, path: Path, where: ds.Expression) -> int:
     try:
         return dataset.count_rows(filter=where)
     except READ_ERRORS as err:
-        raise _unreadable(path, err, dataset) from err
+        raise unreadable(path, err, dataset) from err
 
 
 def _is_number(kind: pa.DataType) -> bool:
@@ -501,27 +284,6 @@ def _is_number(kind: pa.DataType) -> bool:
     pandas writes a bool column: 1 and 0, as the pyfunc reads it too)."""
     return (pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_null(kind)
             or pa.types.is_boolean(kind) or pa.types.is_decimal(kind))
-
-
-def _missing(names: list[str], missing: list[str], lacks: str, note: str = "") -> str:
-    """What a file lacking columns is told: ``lacks``, the missing columns and ``note``, and why
-    they are missing when the file names them in other capitals or with spaces around them (a
-    database's export: 'BORROWER_ID'). A file missing every column is told of the first
-    ``NAMED_COLUMNS`` and the number of the rest, not of 75 names twice."""
-    written = {n.strip().lower(): n for n in names}
-    renames = [f"{written[c.lower()]!r} for {c!r}" for c in missing if c.lower() in written]
-    hint = (f"; the file writes {_first(renames, ', '.join)}: column names are matched exactly, "
-            "rename them") if renames else ""
-    return f"{lacks} {_first(missing, repr)}{note}{hint}"
-
-
-NAMED_COLUMNS = 8
-
-
-def _first(items: list[str], show: Callable[[list[str]], str]) -> str:
-    """``show`` of the first ``NAMED_COLUMNS`` items, and how many more there are."""
-    more = len(items) - NAMED_COLUMNS
-    return show(items[:NAMED_COLUMNS]) + (f" and {more} more" if more > 0 else "")
 
 
 def _older(names: list[str], missing: list[str]) -> str:
@@ -541,13 +303,6 @@ def _feature_type(inferred: pa.DataType, text: bool) -> pa.DataType:
     return pa.bool_() if pa.types.is_boolean(inferred) else pa.float64()
 
 
-def _is_text(kind: pa.DataType) -> bool:
-    """Text, or Parquet's dictionary-encoded text (pandas categoricals), or all missing."""
-    if pa.types.is_dictionary(kind):
-        kind = kind.value_type
-    return pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_null(kind)
-
-
 # ---- row-level checks, shared by both inputs --------------------------------------------------------
 
 def row_rejects(frame: pd.DataFrame, table: str, label: str, source: Path) -> pd.DataFrame:
@@ -555,22 +310,7 @@ def row_rejects(frame: pd.DataFrame, table: str, label: str, source: Path) -> pd
     with ``source`` named on any failure of the file itself (a missing column, a wrong dtype).
     A frame already in the contract's columns and dtypes (the usual batch, once conformed) is
     checked on whole columns (``contract.violations``)."""
-    return _reasons(violations(frame, table), TABLES[table], label, source)
-
-
-def _reasons(failures: pd.DataFrame, spec: Table, label: str, source: Path) -> pd.DataFrame:
-    whole = failures[failures["row"].isna()]
-    if not whole.empty:
-        first = whole.iloc[0]
-        raise ContractError(f"{source}: column '{first['column']}' fails {first['check']} "
-                            f"(value {first['value']})")
-    # a failure of the table's key (a duplicate) names the key, not the duplicated value
-    column = failures["column"].where(failures["column"].isin(spec.names), ", ".join(spec.key))
-    # a team's own column must only be a finite number: said so, not as the largest floats' range
-    check = failures["check"].str.replace(f"in_range({-FLOAT_MAX}, {FLOAT_MAX})", "being a finite number",
-                                          regex=False)
-    reason = label + column + ": fails " + check + " (value " + failures["value"].fillna("missing") + ")"
-    return pd.DataFrame({"row": failures["row"].astype("int64").to_numpy(), "reason": reason.to_numpy()})
+    return row_reasons(violations(frame, table), TABLES[table], label, source)
 
 
 def check_features(frame: pd.DataFrame, table: Table, label: str, source: Path,
@@ -578,7 +318,7 @@ def check_features(frame: pd.DataFrame, table: Table, label: str, source: Path,
     """The rows of a features frame that keep every rule of the features contract, and
     (borrower_id, reason) of the others: the same rules whether a features file gave the rows
     or the features were computed from raw tables."""
-    found = _reasons(row_violations(frame, table), table, label, source)
+    found = row_reasons(row_violations(frame, table), table, label, source)
     failed = pd.concat([
         pd.DataFrame({"borrower_id": frame["borrower_id"].to_numpy()[found["row"].to_numpy()],
                       "reason": found["reason"].to_numpy()}),
@@ -623,7 +363,7 @@ class FeaturesFile:
                 "through the pipeline (source.tables.score, then dvc repro), which renames them")
 
     def __post_init__(self) -> None:
-        self.text_ids = _text_ids(self.path)
+        self.text_ids = ids_are_text(self.path)
         try:
             self.dataset = open_dataset(self.path)
             if is_csv(self.path):
@@ -646,7 +386,7 @@ class FeaturesFile:
         missing = [c for c in ["borrower_id", "scoring_date", *self.features] if c not in names]
         if missing:
             note = _older(names, missing) + self._team_note(names, missing)
-            said = _missing(names, missing, "missing columns", note)
+            said = missing_columns(names, missing, "missing columns", note)
             raise ContractError(f"{self.path}: {said}")
         for c in self.features if self.text_ids else ["borrower_id", *self.features]:
             kind = self.dataset.schema.field(c).type
@@ -655,12 +395,12 @@ class FeaturesFile:
                 # CSV's are read as text
                 self.codes_as_numbers.append(c)
                 continue
-            if c in self.text and not _is_text(kind):
+            if c in self.text and not is_text(kind):
                 raise ContractError(f"{self.path}: column '{c}' must be text (the model learned it as "
                                     f"categories), found {kind}")
             if c not in self.text and not _is_number(kind):
                 # numbers stored as text (a sheet's text cells, a database's VARCHAR) are numbers
-                not_numbers = _is_text(kind) and _text_not_numbers(self.path, c, file_stamp(self.path))
+                not_numbers = is_text(kind) and _text_not_numbers(self.path, c, file_stamp(self.path))
                 if not_numbers == "":
                     self.numbers_as_text.append(c)
                     continue
@@ -671,7 +411,7 @@ class FeaturesFile:
         self.table = features_table(self.features, self.text)
 
     def ranges(self, size: int) -> list[tuple[int, int]]:
-        ids = _read(self.dataset, self.path, columns=["borrower_id"])["borrower_id"]
+        ids = read_frame(self.dataset, self.path, columns=["borrower_id"])["borrower_id"]
         if ids.empty:
             raise ContractError(f"{self.path}: no rows")
         return _id_ranges(ids, size)
@@ -679,7 +419,7 @@ class FeaturesFile:
     def load(self, first: int, last: int) -> Batch:
         """Rows of borrowers ``first``..``last`` checked against the features contract (all rows
         of an id fall in the same range, so duplicates are seen here)."""
-        frame = _read(self.dataset, self.path, filter=_in_range(first, last))
+        frame = read_frame(self.dataset, self.path, filter=_in_range(first, last))
         text = TextIds(frame["borrower_id"]) if self.text_ids else None
         if text:
             frame = text.numbered(frame)
@@ -750,172 +490,22 @@ def _first_reason(*reasons: np.ndarray) -> np.ndarray:
     return out
 
 
-# ---- a team's own tables (source: tables) --------------------------------------------------------
-
-# the pipeline's names for the team's id, date and label columns (the features keep theirs)
-RESERVED = ("borrower_id", "scoring_date", "jump_date", "label", "miss_cause")
-
-
-def team_table(path: Path, t: TablesSettings, labelled: bool) -> pd.DataFrame:
-    """A team's features file (Parquet or CSV, or a folder of them) in the pipeline's terms:
-    ``borrower_id``, ``scoring_date`` (also the ``jump_date`` the split keeps whole), ``label`` when
-    ``labelled``, and every other column as a feature under its own name. The rows are the file's,
-    all of them: in a labelled file, a missing or repeated id, a label other than 0 or 1, or a date
-    that is no date stops the run naming the file, the column and the first rows (1 = the first
-    data row). A file to score keeps such rows as written, ids and dates as the file gives them:
-    the scorer rejects each with its reason and scores the others, as it does with the file
-    itself (one bad row stopped the pipeline's whole batch)."""
-    if not path.exists():
-        raise ContractError(f"{path}: no such file or folder (source.tables names it)")
-    frame = _read(_team_dataset(path, t), path)
-    named = {t.id_column: "borrower_id", t.date_column: "scoring_date",
-             **({t.label_column: "label"} if labelled else {})}
-    unkeepable = [c for c in frame.columns if c not in named and LIGHTGBM_REFUSES.search(c)]
-    if unkeepable:
-        raise ContractError(f"{path}: columns {unkeepable} have names a model cannot keep (LightGBM turns "
-                            "spaces into '_' and refuses any of , : [ ] { } \"): rename them")
-    missing = [c for c in named if c not in frame.columns]
-    if missing:
-        raise ContractError(f"{path}: " + _missing(list(frame.columns), missing, "missing columns",
-                                                   " (source.tables names them)"))
-    clash = [c for c in frame.columns if c in RESERVED and c not in named]
-    if clash:
-        raise ContractError(f"{path}: columns {clash} have names the pipeline uses for the id, date and "
-                            "label; rename them")
-    unlisted = [c for c in frame.columns if c in BY_NAME and c not in t.catalogue and c not in named]
-    if unlisted:
-        raise ContractError(f"{path}: columns {unlisted} have the names of feature catalogue entries; list "
-                            "them in source.tables.catalogue if they mean the same (they then get its "
-                            "monotone constraint, checks, reasons and cause), else rename them")
-    absent = [c for c in t.catalogue if c not in frame.columns]
-    if absent:
-        raise ContractError(f"{path}: source.tables.catalogue names columns the file lacks: {absent}")
-    if frame.empty:
-        raise ContractError(f"{path}: no rows")
-    for column in frame.columns.difference(list(named)):
-        frame[column] = _numbers_written_as_text(path, column, frame)
-    if not labelled:
-        return frame.rename(columns=named).assign(jump_date=lambda f: f["scoring_date"])
-    ids = _team_ids(path, t.id_column, frame)
-    dates = as_dates(frame[t.date_column])
-    _stop_at(path, t.date_column, "must be a date (ISO, 2025-01-31)", dates.isna(), frame)
-    out = frame.rename(columns=named).assign(borrower_id=ids, scoring_date=dates.astype("datetime64[s]"))
-    out["jump_date"] = out["scoring_date"]
-    label = pd.to_numeric(frame[t.label_column], errors="coerce")
-    _stop_at(path, t.label_column, "must be 0 or 1", ~label.isin([0, 1]), frame)
-    out["label"] = label.astype("int64")
-    _check_training_rows(path, out)
-    return out
-
-
-def _check_training_rows(path: Path, frame: pd.DataFrame) -> None:
-    """Stop on training rows the scorer would reject (the features contract: a catalogue column's
-    range and whole numbers, a team's own numbers finite, a scoring date from 2000): a model had
-    trained on an infinity, a 1970 date and -1 inquiries that scoring the same rows refused.
-    Dates are no feature a model reads: a date column is named rather than left out unsaid."""
-    features = [c for c in frame.columns if c not in (*RESERVED, "scoring_date", "jump_date")]
-    dates = [c for c in features if pd.api.types.is_datetime64_any_dtype(frame[c])]
-    if dates:
-        raise ContractError(f"{path}: columns {dates} hold dates, which a model cannot read: give each "
-                            "as a number (days from it to the scoring date, say) or leave it out")
-    text = tuple(c for c in features if not pd.api.types.is_numeric_dtype(frame[c]))
-    table = features_table(features, text)
-    # the ids were checked already (``_team_ids``), and may be text, which the table's are not
-    numbered = frame.assign(borrower_id=np.arange(len(frame)))
-    found = _reasons(row_violations(numbered, table), table, "", path).drop_duplicates("row")
-    if len(found):
-        first = "; ".join(f"row {r + 1}: {why}" for r, why in found.head(5).itertuples(index=False))
-        raise ContractError(f"{path}: {len(found)} rows hold values the scorer would reject, so no model "
-                            f"is trained on them (data rows counted from 1): {first}")
-
-
-# what LightGBM does not keep in a feature's name (its model file is JSON-like text)
-LIGHTGBM_REFUSES = re.compile(r'[\s,:\[\]{}"]')
-
-
-def _team_dataset(path: Path, t: TablesSettings) -> ds.Dataset:
-    """A team's file, its date column (and its id column, when the ids are text) read from a CSV
-    as written: Arrow reads '2024-01-01T05:00:00+08:00' as UTC, the day before, where the wall
-    time is the date the lender's system recorded. A file Arrow cannot open stops naming it."""
-    try:
-        if not is_csv(path):
-            return open_dataset(path)
-        ids = [t.id_column] if _text_ids(path, t.id_column) else []
-        return _as_text(path, t.date_column, *ids, *_zero_led_columns(path, t.date_column, *ids))
-    except READ_ERRORS as err:
-        raise _unreadable(path, err) from err
-
-
-def _zero_led_columns(path: Path, *read_as_text: str) -> list[str]:
-    """The columns of a CSV (but ``read_as_text``) that Arrow reads as whole numbers though some
-    are written with a leading zero ('01', '007'): codes, which Parquet and a sheet keep as text.
-    Read as numbers, the same table had trained a model with a numeric 'branch_code' from CSV
-    and a categorical one from Parquet or .xlsx."""
-    inferred = open_dataset(path).schema
-    wanted = [f.name for f in inferred if pa.types.is_integer(f.type) and f.name not in read_as_text]
-    return _written_zero_led(path, wanted) if wanted else []
-
-
-def _team_ids(path: Path, column: str, frame: pd.DataFrame) -> pd.Series:
-    """A team's ids: whole numbers, or text as the file writes it (``ids_written_as_text``);
-    one per row."""
-    ids, problems = borrower_ids(frame[column])
-    for rule, bad in problems.items():  # lost digits before repeats: else "repeats an id" misleads
-        _stop_at(path, column, rule, bad, frame)
-    _stop_at(path, column, "repeats an id", ids.duplicated(keep=False).to_numpy(), frame)
-    return ids
-
-
-# a text column whose values are mostly numbers, and many different ones, is a column of numbers
-MOSTLY_NUMBERS, MANY_NUMBERS = 0.9, 20
-
-
-def _numbers_written_as_text(path: Path, column: str, frame: pd.DataFrame) -> pd.Series:
-    """A team's column as the features take it. A column of numbers stored as text (a Parquet
-    string column) becomes numbers. One that a few words ('-', 'unknown') or thousands
-    separators ('12,500') made text stops the run: it would be learned as a category with a level
-    per number, and a new number at scoring would be an unknown level. A text column of a few
-    numeric codes and a word ('1'...'5', 'X') is a category, and stays one."""
-    values = frame[column]
-    if pd.api.types.is_numeric_dtype(values) or pd.api.types.is_datetime64_any_dtype(values):
-        return values
-    text = values.astype("str").str.strip().where(values.notna())
-    given = text.notna() & (text != "")
-    plain = pd.to_numeric(text.where(given), errors="coerce")
-    separated = pd.to_numeric(text.where(given).str.replace(",", "", regex=False), errors="coerce")
-    if separated.notna().sum() >= MOSTLY_NUMBERS * given.sum() and separated.nunique() > MANY_NUMBERS:
-        _stop_at(path, column, "holds numbers, but some rows hold text that is not a plain number; "
-                 "write a missing value blank and a number without thousands separators (else the "
-                 "column would be learned as a category with a level per number)",
-                 given & plain.isna(), frame)
-        return plain
-    return values
-
-
-def _stop_at(path: Path, column: str, rule: str, bad: pd.Series | np.ndarray, frame: pd.DataFrame) -> None:
-    if bad.any():
-        rows = np.flatnonzero(np.asarray(bad))
-        values = frame[column].to_numpy()[rows[:5]].tolist()
-        raise ContractError(f"{path}: column '{column}' {rule}: {len(rows)} rows, the first "
-                            f"{(rows[:5] + 1).tolist()} (data rows counted from 1, the header not counted; "
-                            f"values {values})")
-
-
 # ---- raw tables ------------------------------------------------------------------------------------
 
 class RawTables:
     """A folder of raw tables (``<table>/`` folders of Parquet, or ``<table>.parquet|.csv``)."""
 
-    def __init__(self, path: Path, p: Params, features: list[str], today: pd.Timestamp,
-                 observation_days: int | None = None):
-        self.path, self.params, self.today = path, p, today
-        self.observation_days = p.label.observation_days if observation_days is None else observation_days
+    def __init__(self, path: Path, settings: FeatureSettings, features: list[str], today: pd.Timestamp,
+                 observation_days: int):
+        """The model's ``features``, computed with ``settings`` ``observation_days`` after each jump."""
+        self.path, self.settings, self.today = path, settings, today
+        self.observation_days = observation_days
         self.table = features_table(features)
         self.tables = {name: self._locate(name) for name in (*RAW_TABLES, "maintenance_windows")}
-        self.text_ids = _text_ids(self.tables["borrowers"])
+        self.text_ids = ids_are_text(self.tables["borrowers"])
         self.datasets = {name: self._open(name, where) for name, where in self.tables.items()}
         windows = "maintenance_windows"
-        self.windows, unreadable = self._conform(_read(self.datasets[windows], self.tables[windows]),
+        self.windows, unreadable = self._conform(read_frame(self.datasets[windows], self.tables[windows]),
                                                  windows)
         found = pd.concat([unreadable, row_rejects(self.windows, windows, f"{windows}.",
                                                    self.tables[windows])])
@@ -944,10 +534,11 @@ class RawTables:
             dataset = open_dataset(where, schema=schema)
             names = dataset.schema.names
         except READ_ERRORS as err:
-            raise _unreadable(where, err) from err
+            raise unreadable(where, err) from err
         missing = [c for c in TABLES[name].names if c not in names]
         if missing:
-            raise ContractError(f"{where}: " + _missing(names, missing, f"table '{name}' lacks columns"))
+            lacks = missing_columns(names, missing, f"table '{name}' lacks columns")
+            raise ContractError(f"{where}: {lacks}")
         if "borrower_id" in names:
             (_check_text_ids if self.text_ids else _check_ids)(dataset, where)
         return dataset
@@ -984,7 +575,7 @@ class RawTables:
         return out, found.sort_values("row", kind="stable").drop_duplicates("row").astype({"row": "int64"})
 
     def ranges(self, size: int) -> list[tuple[int, int]]:
-        ids = _read(self.datasets["borrowers"], self.tables["borrowers"], columns=["borrower_id"])
+        ids = read_frame(self.datasets["borrowers"], self.tables["borrowers"], columns=["borrower_id"])
         if ids["borrower_id"].dropna().empty:
             raise ContractError(f"{self.tables['borrowers']}: no borrowers")
         return _id_ranges(ids["borrower_id"], size)
@@ -1009,7 +600,7 @@ class RawTables:
         their tables against each other, then their features against the features contract."""
         tables, failed, text = {}, [], None
         for name in RAW_TABLES:  # the borrowers table first: its ids are the batch's
-            frame = _read(self.datasets[name], self.tables[name], filter=_in_range(first, last))
+            frame = read_frame(self.datasets[name], self.tables[name], filter=_in_range(first, last))
             if self.text_ids:
                 text = text or TextIds(frame["borrower_id"])
                 frame = text.numbered(frame)
@@ -1025,7 +616,7 @@ class RawTables:
         bad = pd.concat(failed).drop_duplicates("borrower_id")  # a borrower's first failure
         clean = {n: f[~f["borrower_id"].isin(bad["borrower_id"])] for n, f in tables.items()}
         clean["maintenance_windows"] = self.windows
-        computed, no_jump = _features_or_rejects(clean, self.params, self.observation_days)
+        computed, no_jump = _features_or_rejects(clean, self.settings, self.observation_days)
         scored, unfit = (check_features(computed, self.table, "features.", self.path, self.today)
                          if len(computed) else (computed, NONE))
         rejected = pd.concat([rejects(bad["borrower_id"], bad["reason"]), no_jump, unfit])
@@ -1053,12 +644,13 @@ def _not_yet_granted(limits: pd.DataFrame) -> pd.DataFrame:
     return limits.assign(new_limit=limits["new_limit"].where(~blank, limits["old_limit"]))
 
 
-def _features_or_rejects(tables: dict, p: Params, observation_days: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _features_or_rejects(tables: dict, settings: FeatureSettings,
+                         observation_days: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Features of every borrower that has a jump; those without one are rejected."""
     if tables["borrowers"].empty:
         return pd.DataFrame(), NONE
     try:
-        return build_features(tables, observation_days, p.features), NONE
+        return build_features(tables, observation_days, settings), NONE
     except MissingJump as err:
         ids = err.borrower_ids
         missing = rejects(ids, ["limit_events.event_type: no limit increase"] * len(ids))
@@ -1066,4 +658,4 @@ def _features_or_rejects(tables: dict, p: Params, observation_days: int) -> tupl
                 for n, f in tables.items()}
         if rest["borrowers"].empty:
             return pd.DataFrame(), missing
-        return build_features(rest, observation_days, p.features), missing
+        return build_features(rest, observation_days, settings), missing

@@ -30,7 +30,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from pipeline import io, readers, sources
+from pipeline import io, outputs, readers, sources
 from pipeline.catalog import DUE_DATES, MAINTENANCE_DUE, NEXT_DUE
 from pipeline.cli import main
 from pipeline.contract import (
@@ -43,7 +43,8 @@ from pipeline.contract import (
     violations,
 )
 from pipeline.features import build_features
-from pipeline.sources import output_paths, team_table
+from pipeline.outputs import output_paths
+from pipeline.team_tables import team_table
 from tests.conftest import build_model_dir, make_params, merge, raw_params, simulate_tables
 
 pytestmark = pytest.mark.timeout(600)
@@ -1157,7 +1158,7 @@ def test_a_csv_output_writes_dates_as_dates_and_keeps_a_time_of_day(tmp_path):
     days = pd.to_datetime(["2025-11-18", None]).astype("datetime64[s]")
     times = pd.to_datetime(["2025-11-18 05:30", "2025-11-19 00:00"]).astype("datetime64[s]")
     path = tmp_path / "out.csv"
-    with sources.Writer(path, csv=True) as out:
+    with outputs.Writer(path, csv=True) as out:
         out.write(pd.DataFrame({"borrower_id": [1, 2], "scoring_date": days, "event_time": times}))
         out.write(pd.DataFrame({"borrower_id": [3], "scoring_date": days[:1], "event_time": times[:1]}))
     lines = path.read_text().splitlines()
@@ -1171,7 +1172,7 @@ def test_a_time_of_day_in_a_later_batch_makes_the_whole_csv_column_times(tmp_pat
     days = pd.to_datetime(["2025-11-18", "2025-11-19"]).astype("datetime64[s]")
     times = pd.to_datetime(["2025-11-20 13:45"]).astype("datetime64[s]")
     path = tmp_path / "late.csv"
-    with sources.Writer(path, csv=True) as out:
+    with outputs.Writer(path, csv=True) as out:
         out.write(pd.DataFrame({"borrower_id": [1, 2], "scoring_date": days}))
         out.write(pd.DataFrame({"borrower_id": [3], "scoring_date": times}))
     assert path.read_text().splitlines() == ['"borrower_id","scoring_date"', "1,2025-11-18 00:00:00",
@@ -1180,7 +1181,7 @@ def test_a_time_of_day_in_a_later_batch_makes_the_whole_csv_column_times(tmp_pat
 
 def test_a_failed_csv_output_leaves_no_file(tmp_path):
     path = tmp_path / "out.csv"
-    with pytest.raises(RuntimeError), sources.Writer(path, csv=True) as out:
+    with pytest.raises(RuntimeError), outputs.Writer(path, csv=True) as out:
         out.write(pd.DataFrame({"borrower_id": [1]}))
         raise RuntimeError("a batch failed")
     assert list(tmp_path.iterdir()) == []
@@ -1188,7 +1189,7 @@ def test_a_failed_csv_output_leaves_no_file(tmp_path):
 
 def test_a_parquet_output_keeps_its_timestamps(tmp_path):
     days = pd.to_datetime(["2025-11-18", None]).astype("datetime64[s]")
-    with sources.Writer(tmp_path / "out.parquet", csv=False) as out:
+    with outputs.Writer(tmp_path / "out.parquet", csv=False) as out:
         out.write(pd.DataFrame({"scoring_date": days}))
     assert pa.types.is_timestamp(pq.read_schema(tmp_path / "out.parquet").field("scoring_date").type)
 
@@ -1199,10 +1200,10 @@ def test_reject_reasons_count_borrowers_per_reason_without_the_value():
         "repayments.channel: fails isin(['auto_debit', 'manual']) (value MANUAL)",
         "borrowers.onboard_date: not a date (value 15/01/2024)",
         "limit_events.event_type: no limit increase"]})
-    assert sources.reject_reasons(rejects) == {
+    assert outputs.reject_reasons(rejects) == {
         "repayments.channel: fails isin(['auto_debit', 'manual'])": 2,
         "borrowers.onboard_date: not a date": 1, "limit_events.event_type: no limit increase": 1}
-    assert sources.reject_reasons(rejects.iloc[:0]) == {}
+    assert outputs.reject_reasons(rejects.iloc[:0]) == {}
 
 
 @pytest.mark.parametrize(("rejected", "stops"), [(0, False), (5, False), (6, True), (10, True)])
@@ -1210,10 +1211,10 @@ def test_more_rejected_borrowers_than_the_limit_stop_naming_the_commonest_reason
     summary = {"borrowers_in": 10, "rejected": rejected, "input": "in.csv", "rejects": "out.rejects.csv",
                "reject_reasons": {"borrowers.age: fails in_range(18.0, 80.0)": rejected}}
     if not stops:
-        sources.check_rejected_share(summary, 0.5)
+        outputs.check_rejected_share(summary, 0.5)
         return
     with pytest.raises(ContractError) as err:
-        sources.check_rejected_share(summary, 0.5)
+        outputs.check_rejected_share(summary, 0.5)
     assert str(err.value).startswith(f"in.csv: {rejected} of 10 borrowers rejected")
     assert f"most for: borrowers.age: fails in_range(18.0, 80.0) ({rejected})" in str(err.value)
     assert "out.rejects.csv" in str(err.value)
@@ -1361,17 +1362,17 @@ def test_scores_come_in_id_order_the_same_bytes_in_one_batch_or_many(features, w
 def test_an_output_has_row_groups_of_one_size_whatever_the_batches(monkeypatch, tmp_path):
     """Known answer: 25 rows in row groups of 10 are groups of 10, 10 and 5, the same bytes
     whether they come in batches of 7 or all at once; an empty output keeps its columns."""
-    monkeypatch.setattr(sources, "ROW_GROUP", 10)
+    monkeypatch.setattr(outputs, "ROW_GROUP", 10)
     frame = pd.DataFrame({"borrower_id": np.arange(25), "probability": np.linspace(0, 1, 25)})
     for name, size in (("batches", 7), ("whole", 25)):
-        with sources.Writer(tmp_path / f"{name}.parquet", csv=False) as out:
+        with outputs.Writer(tmp_path / f"{name}.parquet", csv=False) as out:
             for start in range(0, 25, size):
                 out.write(frame.iloc[start:start + size])
     written = pq.ParquetFile(tmp_path / "batches.parquet")
     assert [written.metadata.row_group(g).num_rows for g in range(written.num_row_groups)] == [10, 10, 5]
     assert (tmp_path / "batches.parquet").read_bytes() == (tmp_path / "whole.parquet").read_bytes()
     pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "batches.parquet"), frame)
-    with sources.Writer(tmp_path / "empty.parquet", csv=False) as out:
+    with outputs.Writer(tmp_path / "empty.parquet", csv=False) as out:
         out.ensure(["borrower_id", "reason"])
     assert pd.read_parquet(tmp_path / "empty.parquet").columns.tolist() == ["borrower_id", "reason"]
 
@@ -1542,7 +1543,7 @@ def test_column_names_in_capitals_are_named_with_the_names_they_stand_for(featur
     features.rename(columns=str.upper).to_csv(every, index=False)
     with pytest.raises(ContractError) as told:
         sources.FeaturesFile(every, list(features.columns[2:]), pd.Timestamp("2030-01-01"), ())
-    more = len(features.columns) - sources.NAMED_COLUMNS
+    more = len(features.columns) - readers.NAMED_COLUMNS
     said = str(told.value)
     assert said.count(f" and {more} more") == 2 and "'SCORING_DATE' for 'scoring_date'" in said
     assert len(said) < 1000

@@ -16,7 +16,7 @@ from pipeline.config import EngineSettings, FeatureSettings
 from pipeline.engine import arrow_on_system_allocator, map_shards, one_malloc_arena
 from pipeline.features import COLUMNS_READ, build_features
 from pipeline.shards import read_shard_batches
-from pipeline.sources import team_table
+from pipeline.team_tables import team_table
 
 
 @app.command()

@@ -20,7 +20,7 @@ from pipeline.contract import RAW_TABLES, TABLES, validate
 from pipeline.engine import map_shards
 from pipeline.simulate import World, build_world, shard_bounds, simulate_shard
 from pipeline.simulate.new_borrowers import batch_settings
-from pipeline.sources import team_table
+from pipeline.team_tables import team_table
 
 ID_OFFSET = 100_000_000  # new borrowers' ids never collide with the training population's
 

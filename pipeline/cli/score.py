@@ -21,7 +21,8 @@ from pipeline.batches import ScoreTally, report_rejects, write_batches
 from pipeline.cli import PARAMS, app, load
 from pipeline.config import Params, with_label
 from pipeline.model import CalibratedLightGBM, encode
-from pipeline.sources import Batch, FeaturesFile, RawTables, check_paths, open_source
+from pipeline.outputs import check_paths
+from pipeline.sources import Batch, FeaturesFile, RawTables, open_source
 
 
 @app.command(name="score")
