@@ -1,7 +1,9 @@
 """How the files a team hands over are read: CSV as exports write it (another separator, a
 decimal comma, GBK, UTF-16 or Windows-1252 text, gzip), Excel workbooks and Parquet as Arrow datasets, and the
 values in them (dates, numbers and codes as exports write them) in the data contract's terms.
-``sources`` batches, checks and accounts for the rows.
+A read names the file, and the column, of what is wrong with it (``unreadable``, ``missing_columns``,
+``row_reasons``). ``sources`` batches, checks and accounts for the rows; ``team_tables`` reads a
+team's own tables.
 """
 
 from __future__ import annotations

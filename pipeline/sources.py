@@ -102,6 +102,8 @@ def is_raw(path: Path) -> bool:
                                  for ext in ("", ".parquet", *CSV_ENDINGS))
 
 
+# ---- reading, shared by both inputs ---------------------------------------------------------------
+
 def rejects(ids, reasons) -> pd.DataFrame:
     """(borrower_id, reason) rows; a missing id stays missing."""
     return pd.DataFrame({"borrower_id": pd.array(np.asarray(ids, dtype=object), dtype="Int64"),
