@@ -86,6 +86,17 @@ def test_a_batch_reads_as_the_whole_file_does(tmp_path, rows):
     pd.testing.assert_frame_equal(batch, io.read_part(folder, 0))
 
 
+def test_read_splits_reads_each_named_split_file(tmp_path):
+    frames = {name: pd.DataFrame({"borrower_id": [i, i + 10], "label": [0, 1]})
+              for i, name in enumerate(("train", "test"))}
+    for name, frame in frames.items():
+        frame.to_parquet(tmp_path / f"{name}.parquet")
+    read = io.read_splits(tmp_path, ("test", "train"), columns=["borrower_id"])
+    assert list(read) == ["test", "train"]
+    for name, frame in read.items():
+        pd.testing.assert_frame_equal(frame, frames[name][["borrower_id"]])
+
+
 def test_a_split_copies_each_side_into_one_chunk_per_column():
     """``_split``: the rows in the mask and the others, each column one chunk (which pandas takes
     without a copy) and in buffers of its own, so that neither keeps the row groups alive, even
