@@ -69,8 +69,11 @@ def write_batches(source: RawTables | FeaturesFile, output: Path, p: Params, tal
 
 
 def report_rejects(summary: dict, max_rejected_share: float, say: Callable[[str], None]) -> None:
-    """``say`` the commonest reasons borrowers were rejected; RejectedShareError when more than
-    ``max_rejected_share`` of them were (``outputs.check_rejected_share``)."""
+    """``say`` the rows of raw tables that belong to no borrower and the commonest reasons
+    borrowers were rejected; RejectedShareError when more than ``max_rejected_share`` of them were
+    (``outputs.check_rejected_share``)."""
+    if summary.get("unattributed_rows"):
+        say(f"rows that belong to no borrower (not used): {summary['unattributed_rows']}")
     for reason, n in list(summary["reject_reasons"].items())[:3]:
         say(f"  rejected for {reason}: {n}")
     check_rejected_share(summary, max_rejected_share)

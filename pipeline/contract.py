@@ -123,6 +123,17 @@ ID_PROBLEMS = {"blank": "has no id", "fraction": "must be a whole number",
                               "(two borrowers may share one); write them as whole numbers or text"}
 
 
+# what a cell holds when it holds nothing: exports write a missing value in all of these ways
+BLANKS = frozenset({"", "nan", "na", "n/a", "null", "none"})
+
+
+def blank_cells(values: pd.Series) -> np.ndarray:
+    """Per row, whether a cell is missing: no value, or text that only says so (blank, spaces,
+    'NULL', 'n/a'). The one rule of every reader, so a cell is missing wherever it is read."""
+    text = values.astype("str").str.strip().str.lower()
+    return (values.isna() | text.isin(BLANKS)).to_numpy(dtype=bool)
+
+
 def borrower_ids(values: pd.Series) -> tuple[pd.Series, dict[str, np.ndarray]]:
     """Ids as int64, or as the text a lender writes (``ids_written_as_text``), and per problem of
     ``ID_PROBLEMS`` a boolean mask of the rows that hold no usable id (a blank; no finite whole

@@ -92,9 +92,6 @@ def _as_text(values: pd.Series, column: str) -> pd.Series:
 
 
 # text a CSV or JSON cell may hold for "no value"
-BLANKS = frozenset({"", "nan", "na", "n/a", "null", "none"})
-
-
 def numbers(values: pd.Series, column: str, shown: int = 3) -> np.ndarray:
     """float64 of a column that must hold numbers: nullable integers (pd.NA), and object or text
     columns (None, blanks and numbers written as text), as MLflow hands a CSV or JSON over. Text
@@ -102,9 +99,10 @@ def numbers(values: pd.Series, column: str, shown: int = 3) -> np.ndarray:
     position (0-based) and value; a column of the catalogue's codes says what its codes mean."""
     if pd.api.types.is_numeric_dtype(values):
         return values.to_numpy(dtype="float64", na_value=np.nan)
+    from pipeline.contract import blank_cells
+
     parsed = pd.to_numeric(values, errors="coerce")
-    text = values.astype("str").str.strip().str.lower()
-    bad = np.flatnonzero(values.notna().to_numpy() & parsed.isna().to_numpy() & ~text.isin(BLANKS).to_numpy())
+    bad = np.flatnonzero(parsed.isna().to_numpy() & ~blank_cells(values))
     if bad.size:
         examples = ", ".join(f"row {i} {_shown(values.iloc[i])}" for i in bad[:shown])
         raise ValueError(f"column '{column}' must hold numbers: {bad.size} of {len(values)} rows hold "

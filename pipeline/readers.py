@@ -22,7 +22,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.dataset as ds
 
-from pipeline.contract import FLOAT_MAX, LEADING_ZERO, ContractError, Table
+from pipeline.contract import FLOAT_MAX, LEADING_ZERO, ContractError, Table, blank_cells
 
 # what reading a file can raise: Arrow's errors, the file system's, and a transcoded CSV's bytes
 # that its encoding cannot decode
@@ -341,7 +341,7 @@ def parse_numbers(values: pd.Series, column: str, decimal: str) -> tuple[pd.Seri
     separator = "," if decimal == "." else "."
     cleaned = cleaned.where(~grouped, cleaned.str.replace(separator, "", regex=False))
     numbers = pd.to_numeric(cleaned.str.replace(decimal, ".", regex=False), errors="coerce").astype("float64")
-    unreadable = (written.notna() & (written != "") & numbers.isna()).to_numpy(dtype=bool)
+    unreadable = numbers.isna().to_numpy(dtype=bool) & ~blank_cells(values)
     text = values[unreadable].astype("str").to_numpy(dtype=object)
     why[unreadable] = f"{column}: not a number (value " + text + ")"
     return numbers, why

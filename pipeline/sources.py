@@ -23,13 +23,14 @@ import pyarrow.dataset as ds
 from pandas.api.types import is_integer_dtype
 
 from pipeline.catalog import BY_NAME, DUE_DATES, codes_hint
-from pipeline.config import FeatureSettings, Params
+from pipeline.config import FeatureSettings, SourceSettings
 from pipeline.contract import (
     LARGEST_FLOAT_ID,
     RAW_TABLES,
     TABLES,
     ContractError,
     Table,
+    blank_cells,
     due_before_scoring,
     features_table,
     future_scoring,
@@ -38,10 +39,6 @@ from pipeline.contract import (
     violations,
 )
 from pipeline.features import MissingJump, build_features
-
-# cli/recommend.py, which another change holds, imports check_paths from here: drop this line when
-# it imports it from pipeline.outputs
-from pipeline.outputs import check_paths as check_paths
 from pipeline.readers import (
     CSV_ENDINGS,
     READ_ERRORS,
@@ -78,20 +75,20 @@ class Batch:
     borrowers_in: int
 
 
-def open_source(path: Path, p: Params, features: list[str], text: tuple[str, ...],
-                today: pd.Timestamp, observation_days: int | None = None) -> RawTables | FeaturesFile:
+def open_source(path: Path, source: SourceSettings, settings: FeatureSettings, label_days: int,
+                features: list[str], text: tuple[str, ...], today: pd.Timestamp,
+                observation_days: int | None = None) -> RawTables | FeaturesFile:
     """The input at ``path`` for a model reading ``features``, of which ``text`` are categories it
     learned as text; ``today`` is the run date, after which no record may be dated. Raw tables'
-    features are taken ``observation_days`` after the jump (default: the label's; 0 for the
-    increase decision, at the jump itself)."""
+    features are taken ``observation_days`` after the jump (default: the label's, ``label_days``;
+    0 for the increase decision, at the jump itself); ``source`` names a team's id and date columns."""
     if is_raw(path):
-        days = p.label.observation_days if observation_days is None else observation_days
-        return RawTables(path, p.features, features, today, days)
-    tables = p.source.tables
-    team = ({"borrower_id": tables.id_column, "scoring_date": tables.date_column}
-            if p.source.kind == "tables" else {})
+        return RawTables(path, settings, features, today,
+                         label_days if observation_days is None else observation_days)
+    team = ({"borrower_id": source.tables.id_column, "scoring_date": source.tables.date_column}
+            if source.kind == "tables" else {})
     # a team's own features are taken when the team takes them: only the decision's day is sure
-    days = observation_days if observation_days is not None or team else p.label.observation_days
+    days = observation_days if observation_days is not None or team else label_days
     return FeaturesFile(path, features, today, text, team, days)
 
 
@@ -141,7 +138,9 @@ def _not_numbers(dataset: ds.Dataset, path: Path, column: str, shown: int = 3) -
     (borrower id and value), so that the file can be fixed without a search."""
     frame = read_frame(dataset, path, columns=list(dict.fromkeys(["borrower_id", column])))
     values = frame[column]
-    bad = values.notna() & pd.to_numeric(values, errors="coerce").isna()
+    # a blank cell (or 'NULL') of a feature is a missing value, as every reader has it; not an id
+    missing = values.isna().to_numpy() if column == "borrower_id" else blank_cells(values)
+    bad = pd.to_numeric(values, errors="coerce").isna().to_numpy() & ~missing
     if not bad.any():
         return ""
     first = frame[bad].head(shown)

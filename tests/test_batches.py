@@ -56,3 +56,16 @@ def test_the_report_says_the_three_commonest_rejects_and_stops_beyond_the_share(
     assert said == ["  rejected for a: 2", "  rejected for b: 1", "  rejected for c: 1"]
     with pytest.raises(ContractError, match=r"in.csv: 4 of 10 borrowers rejected \(40.0%"):
         report_rejects(summary, 0.3, said.append)
+
+
+def test_the_report_names_rows_of_no_borrower_for_score_and_recommend_alike():
+    """recommend had left out the line score printed; both now say it through the one report."""
+    summary = {"borrowers_in": 10, "rejected": 0, "input": "raw", "rejects": "out.rejects.csv",
+               "reject_reasons": {}, "unattributed_rows": {"drawdowns": {"not a borrower of the batch": 3}}}
+    said: list[str] = []
+    report_rejects(summary, 0.5, said.append)
+    assert said == ["rows that belong to no borrower (not used): "
+                    "{'drawdowns': {'not a borrower of the batch': 3}}"]
+    said.clear()
+    report_rejects({**summary, "unattributed_rows": {}}, 0.5, said.append)
+    assert said == []

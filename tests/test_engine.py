@@ -314,7 +314,8 @@ def score_on(engine: EngineSettings, model, raw: Path, output: Path) -> Path:
 
     p = PARAMS.model_copy(update={"engine": engine,
                                   "score": PARAMS.score.model_copy(update={"batch_borrowers": 700})})
-    source = score_cli.open_source(raw, p, model.features, (), pd.Timestamp.today())
+    source = score_cli.open_source(raw, p.source, p.features, p.label.observation_days, model.features, (),
+                                   pd.Timestamp.today())
     summary = score_cli.run(source, model, "test", output, p)
     assert summary["scored"] + summary["rejected"] == summary["borrowers_in"] == 3000
     return output

@@ -605,6 +605,25 @@ def test_a_feature_written_as_text_in_one_part_is_read_as_text_in_them_all(featu
                        f"numbers: borrower {borrower} 'unknown'\n"), run.err
 
 
+@pytest.mark.parametrize("fmt", ["parquet", "csv"])
+def test_a_blank_cell_of_a_numeric_feature_written_as_text_is_a_missing_value(fmt, features, work, tmp_path):
+    """A Parquet text column of numbers with '' in one row, or a CSV cell of spaces, stopped the
+    whole file ("1 rows are not numbers: borrower 87 ''"), while a CSV's empty cell, a workbook's
+    and the served model all read it as missing: every blank way of writing nothing ('', spaces,
+    'NULL', 'n/a') now scores as the missing value does, whatever the feature's rules make of it."""
+    rows = features.head(40).reset_index(drop=True)
+    written = rows["credit_score"].map(repr).astype(object)
+    written[:4] = ["", "   ", "NULL", "n/a"]
+    missing = rows.assign(credit_score=rows["credit_score"].where(rows.index >= 4))
+    as_missing = score(work, write_features(missing, tmp_path / "nan", fmt), tmp_path / "out" / f"a.{fmt}")
+    check_accounted(as_missing, len(rows))
+    as_text = score(work, write_features(rows.assign(credit_score=written), tmp_path / "text", fmt),
+                    tmp_path / "out" / f"b.{fmt}")
+    check_accounted(as_text, len(rows))
+    pd.testing.assert_frame_equal(as_text.scores(), as_missing.scores())
+    pd.testing.assert_frame_equal(as_text.rejects(), as_missing.rejects())
+
+
 @pytest.mark.parametrize("other", ["borrowers.csv", "borrowers.parquet"])
 def test_a_raw_table_given_twice_stops_naming_both(other, tables, work, tmp_path):
     """borrowers/ beside borrowers.csv: one was read and the other's borrowers left out unsaid."""
@@ -975,10 +994,11 @@ def test_a_teams_file_scored_by_hand_is_told_its_names_are_source_tables(tmp_pat
     said = (r"missing columns \['borrower_id', 'scoring_date'\]; the file uses source.tables' names "
             r"\('customer_id' for 'borrower_id', 'as_of' for 'scoring_date'\)")
     with pytest.raises(ContractError, match=said):
-        sources.open_source(path, team, ["amount"], (), pd.Timestamp("2030-01-01"))
+        sources.open_source(path, team.source, team.features, 30, ["amount"], (), pd.Timestamp("2030-01-01"))
     simulator = make_params({"source": {"tables": tables}})  # the names are not in use
     with pytest.raises(ContractError) as told:
-        sources.open_source(path, simulator, ["amount"], (), pd.Timestamp("2030-01-01"))
+        sources.open_source(path, simulator.source, simulator.features, 30, ["amount"], (),
+                            pd.Timestamp("2030-01-01"))
     assert "source.tables" not in str(told.value)
 
 

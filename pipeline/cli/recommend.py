@@ -21,7 +21,8 @@ from pipeline.batches import RecommendTally, report_rejects, write_batches
 from pipeline.cli import PARAMS, app, load, params_file
 from pipeline.cli.paths import DECISION_MODEL
 from pipeline.config import Params
-from pipeline.sources import Batch, check_paths, open_source
+from pipeline.outputs import check_paths
+from pipeline.sources import Batch, open_source
 
 
 @app.command()
@@ -46,7 +47,8 @@ def recommend(
                                                      for k, (built, asked) in changed.items())
                    + "; `dvc repro decide` builds one with them", err=True)
     today = pd.Timestamp.today().normalize()
-    source = open_source(input, p, list(model.features), (), today, model.observation_days)
+    source = open_source(input, p.source, p.features, p.label.observation_days, list(model.features), (),
+                         today, model.observation_days)
     summary = write_batches(source, output, p, RecommendTally(), "recommend", recommend_range,
                             model.output_columns(),
                             (model,), {"model": model_uri, "policy": decision.policy_of(model.settings)})
@@ -58,7 +60,8 @@ def recommend(
 def recommend_range(bounds: tuple[int, int], path: Path, p: Params, model: decision.DecisionModel,
                     today: pd.Timestamp) -> tuple[Batch, pd.DataFrame, dict]:
     """The borrowers with ids in ``bounds``: read, validated, recommended (on any engine)."""
-    batch = open_source(path, p, list(model.features), (), today, model.observation_days).load(*bounds)
+    batch = open_source(path, p.source, p.features, p.label.observation_days, list(model.features), (),
+                        today, model.observation_days).load(*bounds)
     rows = model.recommend(batch.features) if len(batch.features) else pd.DataFrame()
     batch.features = batch.features.iloc[:0]
     return batch, rows, {}

@@ -44,13 +44,12 @@ def score_command(
                    f"{model.label.observation_days} days after the jump")
     p = with_label(p, model.label)
     today = pd.Timestamp.today().normalize()
-    summary = run(open_source(input, p, model.features, tuple(model.categories), today), model, version,
+    summary = run(open_source(input, p.source, p.features, p.label.observation_days, model.features,
+                             tuple(model.categories), today), model, version,
                   output, p)
     typer.echo(f"borrowers in {summary['borrowers_in']} = scored {summary['scored']} + rejected "
                f"{summary['rejected']}; bands {summary['bands']}; drift flagged: "
                f"{[k for k, v in summary['drift'].items() if v['flag'] != 'stable'] or 'none'}")
-    if summary["unattributed_rows"]:
-        typer.echo(f"rows that belong to no borrower (not used): {summary['unattributed_rows']}")
     report_rejects(summary, p.score.max_rejected_share, typer.echo)
 
 
@@ -58,7 +57,8 @@ def score_range(bounds: tuple[int, int], path: Path, p: Params, model: Calibrate
                 version: str, watched: list[str], today: pd.Timestamp) -> tuple[Batch, pd.DataFrame, dict]:
     """Everything about the borrowers with ids in ``bounds``: read, validated, scored. Runs
     wherever the engine puts it (this process, a local worker process, a Dask worker)."""
-    batch = open_source(path, p, model.features, tuple(model.categories), today).load(*bounds)
+    batch = open_source(path, p.source, p.features, p.label.observation_days, model.features,
+                        tuple(model.categories), today).load(*bounds)
     if batch.features.empty:
         return batch, pd.DataFrame(columns=score.OUTPUT_COLUMNS), {}
     scored = score.score_batch(model, batch.features, p.score.bands, tuple(p.score.quiet_bands), version,
