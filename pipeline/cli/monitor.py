@@ -65,7 +65,7 @@ def monitor_command(params: Path = PARAMS) -> None:
     frozen = champion.probability(matrix)
     reference_auc = metadata["metrics"]["valid_auc"]
     watched = metrics.watched_features(champion.reference["importance"], m.watched_features)
-    training = pd.read_parquet(SPLIT_DIR / "train.parquet")
+    training = io.read_splits(SPLIT_DIR, ("train",))["train"]
     baseline = monitor.csi_baseline(champion.reference, champion.matrix(training), champion.features, watched,
                                     monitor.month_of(training["scoring_date"]))
     table, alert_log = monitor.monitor(frame, frozen, matrix, champion.features, champion.reference,
