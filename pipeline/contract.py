@@ -103,17 +103,21 @@ def _id() -> Col:
 
 
 LEADING_ZERO = r"^\s*0\d"  # digits that a number would lose
+# ids a number would change: a leading zero; an exponent ('1e5' is not the id '100000' to whoever
+# wrote both); 16 digits or more, beyond what a float keeps (2**53 has 16)
+ID_AS_TEXT = LEADING_ZERO + r"|\d[eE][+-]?\d|^\s*[+-]?\d{16,}\s*$"
 
 
 def ids_written_as_text(values: pd.Series) -> bool:
     """Whether a lender writes its ids as text rather than numbers: any id that is no number
-    ('C0012'), or digits with a leading zero ('000123'), which as a number would lose its zeros
-    and match no record of the lender's. Such ids are carried as the text they are."""
+    ('C0012'), or digits a number would change (``ID_AS_TEXT``: '000123' would lose its zeros,
+    '1e5' become 100000, 22 digits lose the last ones) and match no record of the lender's. Such
+    ids are carried as the text they are."""
     if pd.api.types.is_numeric_dtype(values):
         return False
     text = values.dropna().astype("str").str.strip()
     text = text[text != ""]
-    return bool(pd.to_numeric(text, errors="coerce").isna().any() or text.str.contains(LEADING_ZERO).any())
+    return bool(pd.to_numeric(text, errors="coerce").isna().any() or text.str.contains(ID_AS_TEXT).any())
 
 
 # above 2**53 a float has lost an id's last digits, and two borrowers may share one

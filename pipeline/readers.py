@@ -22,7 +22,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.dataset as ds
 
-from pipeline.contract import FLOAT_MAX, LEADING_ZERO, ContractError, Table, blank_cells
+from pipeline.contract import FLOAT_MAX, ID_AS_TEXT, LEADING_ZERO, ContractError, Table, blank_cells
 
 # what reading a file can raise: Arrow's errors, the file system's, and a transcoded CSV's bytes
 # that its encoding cannot decode
@@ -413,26 +413,28 @@ def unreadable(path: Path, err: Exception, dataset: ds.Dataset | None = None) ->
 
 def ids_are_text(path: Path, column: str = "borrower_id") -> bool:
     """Whether a file's ids are text (``contract.ids_written_as_text``); a CSV reads digits with
-    leading zeros as numbers, so its column is read as written to tell. Any other problem is
-    left for the file's opening to report."""
+    leading zeros as integers, and an exponent ('1e5') or more digits than an integer holds as
+    floats, so its column is read as written to tell. Any other problem is left for the file's
+    opening to report."""
     try:
         dataset = open_dataset(path)
         if column not in dataset.schema.names:
             return False
         kind = dataset.schema.field(column).type
-        if not (is_csv(path) and pa.types.is_integer(kind)):
+        if not (is_csv(path) and (pa.types.is_integer(kind) or pa.types.is_floating(kind))):
             return is_text(kind) and not pa.types.is_null(kind)
-        return _zero_led(path, column, file_stamp(path))
+        return _written_as_text(path, column, file_stamp(path))
     except READ_ERRORS:
         return False
 
 
 @functools.lru_cache(maxsize=32)
-def _zero_led(path: Path, column: str, stamp: tuple) -> bool:
-    """Whether a CSV writes any id with a leading zero: a parse of the whole column, which every
-    batch's reader would otherwise repeat (2% of scoring a features file), so kept per file
-    version (``stamp``)."""
-    return bool(written_zero_led(path, [column]))
+def _written_as_text(path: Path, column: str, stamp: tuple) -> bool:
+    """Whether a CSV writes any id a number would change (``contract.ID_AS_TEXT``): a parse of
+    the whole column, which every batch's reader would otherwise repeat (2% of scoring a features
+    file), so kept per file version (``stamp``)."""
+    written = read_table(as_text(path, column), path, columns=[column])[column]
+    return pc.any(pc.match_substring_regex(written, ID_AS_TEXT)).as_py() is True
 
 
 def written_zero_led(path: Path, columns: list[str]) -> list[str]:

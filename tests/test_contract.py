@@ -95,6 +95,9 @@ def test_duplicated_keys_whatever_the_order(ids, days, kinds, expected):
     (pd.Series(["12", "7", ""], dtype=object), None, {"must be a whole number": [2]}),
     (pd.Series(["C01", " ", None], dtype=object), None, {"has no id": [1, 2]}),
     (pd.Series(["0012", "7"], dtype=object), ["0012", "7"], {}),
+    # a number would change these: kept as written, '1e5' apart from '100000'
+    (pd.Series(["1e5", "100000", "12E3"], dtype=object), ["1e5", "100000", "12E3"], {}),
+    (pd.Series(["12345678901234567890123", "7"], dtype=object), ["12345678901234567890123", "7"], {}),
     (pd.Series([2 ** 62, 1], dtype="int64"), [2 ** 62, 1], {}),  # whole numbers stay exact
 ])
 def test_borrower_ids_are_whole_numbers_or_a_lenders_text_and_say_which_rows_are_not(values, ids, bad):
