@@ -44,6 +44,7 @@ from pipeline.contract import (
 )
 from pipeline.features import build_features
 from pipeline.outputs import output_paths
+from pipeline.score import OUTPUT_COLUMNS
 from pipeline.team_tables import team_table
 from tests.conftest import build_model_dir, make_params, merge, raw_params, simulate_tables
 
@@ -622,6 +623,20 @@ def test_a_blank_cell_of_a_numeric_feature_written_as_text_is_a_missing_value(fm
     check_accounted(as_text, len(rows))
     pd.testing.assert_frame_equal(as_text.scores(), as_missing.scores())
     pd.testing.assert_frame_equal(as_text.rejects(), as_missing.rejects())
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "csv"])
+def test_an_input_of_no_borrowers_gives_empty_outputs_not_an_error(fmt, features, tables, work, tmp_path):
+    """A day nobody was up for review: a header-only features file or raw tables with no borrower
+    stopped score ('no rows', exit 1, as for bad data) while the served model answered []. Now
+    0 in = 0 scored + 0 rejected, with every output written and its columns."""
+    empty = write_features(features.head(0), tmp_path / "file", fmt)
+    raw = write_raw({name: frame.head(0) if name != "maintenance_windows" else frame
+                     for name, frame in tables.items()}, tmp_path / "raw", fmt)
+    for source in (empty, raw):
+        run = score(work, source, tmp_path / "out" / source.stem / f"scores.{fmt}")
+        check_accounted(run, 0)
+        assert list(run.scores().columns) == OUTPUT_COLUMNS and run.rejects().empty
 
 
 @pytest.mark.parametrize("other", ["borrowers.csv", "borrowers.parquet"])
