@@ -571,6 +571,17 @@ def history_violations(tables: dict[str, pd.DataFrame], observation_days: int,
     return pd.concat(found, ignore_index=True)
 
 
+def reversed_windows(windows: pd.DataFrame) -> pd.DataFrame:
+    """(row, reason) of maintenance windows that end before they start: a window swapped or cut
+    short by its export would count no due date in it, without a word."""
+    rows = np.flatnonzero((windows["end_time"] < windows["start_time"]).to_numpy())
+    start, end = (windows[c].iloc[rows].dt.strftime("%Y-%m-%d %H:%M:%S").to_numpy(dtype=object)
+                  for c in ("start_time", "end_time"))
+    return pd.DataFrame({"row": rows, "reason": pd.array(
+        "maintenance_windows.end_time: before its start_time " + start + " (value " + end + ")",
+        dtype="str")})
+
+
 def future_scoring(borrower_ids, scoring_dates: pd.Series, today: pd.Timestamp) -> pd.DataFrame:
     """(borrower_id, reason) of scoring dates after the run date: their observation window is
     not over, so their features would not mean what the model learnt."""

@@ -35,6 +35,7 @@ from pipeline.contract import (
     features_table,
     future_scoring,
     history_violations,
+    reversed_windows,
     row_violations,
     violations,
 )
@@ -507,7 +508,7 @@ class RawTables:
         self.windows, unreadable = self._conform(read_frame(self.datasets[windows], self.tables[windows]),
                                                  windows)
         found = pd.concat([unreadable, row_rejects(self.windows, windows, f"{windows}.",
-                                                   self.tables[windows])])
+                                                   self.tables[windows]), reversed_windows(self.windows)])
         if not found.empty:  # no borrower owns a window: a bad one is a bad file
             raise ContractError(f"{self.tables[windows]}: row {found['row'].iloc[0]}: "
                                 f"{found['reason'].iloc[0]}")

@@ -507,6 +507,13 @@ def test_a_raw_csv_date_that_is_not_a_date_rejects_its_borrower(tables, work, tm
     assert run.code == 1, run.err
     assert "maintenance_windows.csv: row 1: maintenance_windows.start_time: not a date (value at night)" \
         in run.err, run.err
+    # a window that ends before it starts (start and end swapped) counted no due date, unsaid
+    t["maintenance_windows"] = windows.assign(start_time=windows["end_time"], end_time=windows["start_time"])
+    run = score(work, write_raw(t, tmp_path / "raw3", "parquet"), tmp_path / "out3" / "scores.csv")
+    assert run.code == 1, run.err
+    start, end = (windows.loc[0, c].strftime("%Y-%m-%d %H:%M:%S") for c in ("end_time", "start_time"))
+    assert (f"maintenance_windows: row 0: maintenance_windows.end_time: before its start_time {start} "
+            f"(value {end})") in run.err, run.err
 
 # ---- 3. file-level problems: exit 1, the file and the column named, nothing written ---------------------
 
