@@ -6,7 +6,7 @@ together or not at all (``io.output_set``), the summary holding the digests of t
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -22,6 +22,7 @@ from pipeline.score import Drift
 from pipeline.sources import Batch, FeaturesFile, RawTables
 
 REJECT_COLUMNS = ["borrower_id", "reason"]
+UNSEEN = "unseen_categories"  # what score's work returns beside the scores: model.unseen_categories
 
 
 def write_batches(source: RawTables | FeaturesFile, output: Path, p: Params, tally: Tally, description: str,
@@ -68,12 +69,16 @@ def write_batches(source: RawTables | FeaturesFile, output: Path, p: Params, tal
     return result
 
 
-def report_rejects(summary: dict, max_rejected_share: float, say: Callable[[str], None]) -> None:
-    """``say`` the rows of raw tables that belong to no borrower and the commonest reasons
-    borrowers were rejected; RejectedShareError when more than ``max_rejected_share`` of them were
-    (``outputs.check_rejected_share``)."""
+def report_problems(summary: dict, max_rejected_share: float, say: Callable[[str], None]) -> None:
+    """``say`` the rows of raw tables that belong to no borrower, the categories the model never
+    learned, and the commonest reasons borrowers were rejected; RejectedShareError when more than
+    ``max_rejected_share`` of them were (``outputs.check_rejected_share``)."""
     if summary.get("unattributed_rows"):
         say(f"rows that belong to no borrower (not used): {summary['unattributed_rows']}")
+    for column, unseen in summary.get(UNSEEN, {}).items():
+        said = ", ".join(f"{value!r} {n}" for value, n in unseen["values"].items())
+        say(f"warning: {unseen['rows']} scored rows of '{column}' hold categories the model never learned, "
+            f"scored as missing: {said}")
     for reason, n in list(summary["reject_reasons"].items())[:3]:
         say(f"  rejected for {reason}: {n}")
     check_rejected_share(summary, max_rejected_share)
@@ -116,14 +121,19 @@ class ScoreTally(Tally):
     def __init__(self, bands: dict[str, float], drift: Drift):
         super().__init__()
         self.bands, self.drift = dict.fromkeys(bands, 0), drift
+        self.unseen: defaultdict[str, Counter[str]] = defaultdict(Counter)
 
     def count(self, rows: pd.DataFrame, values: dict) -> None:
         for band, n in rows["risk_band"].value_counts().items():
             self.bands[band] += int(n)
         self.drift.add(values)
+        for column, found in values.get(UNSEEN, {}).items():
+            self.unseen[column].update(found)
 
     def figures(self) -> dict:
-        return {"bands": self.bands, "drift": self.drift.summary()}
+        unseen = {c: {"rows": sum(found.values()), "values": dict(found.most_common(5))}
+                  for c, found in sorted(self.unseen.items())}
+        return {"bands": self.bands, "drift": self.drift.summary(), UNSEEN: unseen}
 
 
 class RecommendTally(Tally):

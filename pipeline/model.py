@@ -70,11 +70,40 @@ def encode(frame: pd.DataFrame, columns: list[str], categories: dict[str, list])
     out = np.empty((len(frame), len(columns)))
     for j, c in enumerate(columns):
         if c in categories:
-            # an index lookup, not pd.Categorical: building one from unseen values is deprecated
-            codes = pd.Index(categories[c], dtype=object).get_indexer(_as_text(frame[c], c))
+            codes = category_codes(frame[c], categories[c], c)
             out[:, j] = np.where(codes < 0, np.nan, codes)
         else:
             out[:, j] = numbers(frame[c], c)
+    return out
+
+
+def category_codes(values: pd.Series, learned: list, column: str) -> np.ndarray:
+    """The position of each value among the ``learned`` categories of ``column``, -1 where unseen
+    or missing. Text in other capitals or spacing ('UNIVERSITY', ' high-school') is the category
+    it writes when exactly one learned category reads so, as raw tables read their codes."""
+    from pipeline.readers import code_keys  # imported here: a scorer's batches come as text
+
+    text = _as_text(values, column)
+    # an index lookup, not pd.Categorical: building one from unseen values is deprecated
+    codes = pd.Index(learned, dtype=object).get_indexer(text)
+    other = (codes < 0) & text.notna().to_numpy()
+    if other.any():
+        keys = code_keys(pd.Series(learned, dtype="str"))
+        twice = keys.duplicated(keep=False).to_numpy()
+        alike = {key: j for j, key in enumerate(keys) if not twice[j]}
+        codes[other] = code_keys(text[other]).map(alike).fillna(-1).to_numpy(dtype="int64")
+    return codes
+
+
+def unseen_categories(frame: pd.DataFrame, categories: dict[str, list]) -> dict[str, dict[str, int]]:
+    """Per text column of ``frame`` the model learned as categories, how many rows hold each
+    value it never saw (scored as missing, which a renamed code would be, silently)."""
+    out = {}
+    for c, learned in categories.items():
+        if c in frame:
+            unseen = (category_codes(frame[c], learned, c) < 0) & frame[c].notna().to_numpy()
+            if unseen.any():
+                out[c] = frame[c][unseen].astype("str").value_counts().to_dict()
     return out
 
 

@@ -292,11 +292,13 @@ def as_codes(text: pd.Series, codes: tuple[str, ...]) -> pd.Series:
     known = text.isna() | text.isin(codes)
     if known.all():
         return text
-    lookup = dict(zip(_code_keys(pd.Series(codes, dtype="str")), codes, strict=True))
-    return text.where(known, _code_keys(text).map(lookup).fillna(text))
+    lookup = dict(zip(code_keys(pd.Series(codes, dtype="str")), codes, strict=True))
+    return text.where(known, code_keys(text).map(lookup).fillna(text))
 
 
-def _code_keys(text: pd.Series) -> pd.Series:
+def code_keys(text: pd.Series) -> pd.Series:
+    """A code as compared whatever its capitals, spaces around it, and spaces, hyphens or
+    underscores inside."""
     return text.str.strip().str.lower().str.replace(r"[\s\-_]+", "_", regex=True)
 
 

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from pipeline import metrics
-from pipeline.batches import RecommendTally, ScoreTally, Tally, report_rejects
+from pipeline.batches import RecommendTally, ScoreTally, Tally, report_problems
 from pipeline.contract import ContractError
 from pipeline.score import Drift
 from pipeline.sources import Batch
@@ -52,10 +52,10 @@ def test_the_report_says_the_three_commonest_rejects_and_stops_beyond_the_share(
     summary = {"borrowers_in": 10, "rejected": 4, "input": "in.csv", "rejects": "out.rejects.csv",
                "reject_reasons": {"a": 2, "b": 1, "c": 1, "d": 0}}
     said: list[str] = []
-    report_rejects(summary, 0.5, said.append)
+    report_problems(summary, 0.5, said.append)
     assert said == ["  rejected for a: 2", "  rejected for b: 1", "  rejected for c: 1"]
     with pytest.raises(ContractError, match=r"in.csv: 4 of 10 borrowers rejected \(40.0%"):
-        report_rejects(summary, 0.3, said.append)
+        report_problems(summary, 0.3, said.append)
 
 
 def test_the_report_names_rows_of_no_borrower_for_score_and_recommend_alike():
@@ -63,9 +63,26 @@ def test_the_report_names_rows_of_no_borrower_for_score_and_recommend_alike():
     summary = {"borrowers_in": 10, "rejected": 0, "input": "raw", "rejects": "out.rejects.csv",
                "reject_reasons": {}, "unattributed_rows": {"drawdowns": {"not a borrower of the batch": 3}}}
     said: list[str] = []
-    report_rejects(summary, 0.5, said.append)
+    report_problems(summary, 0.5, said.append)
     assert said == ["rows that belong to no borrower (not used): "
                     "{'drawdowns': {'not a borrower of the batch': 3}}"]
     said.clear()
-    report_rejects({**summary, "unattributed_rows": {}}, 0.5, said.append)
+    report_problems({**summary, "unattributed_rows": {}}, 0.5, said.append)
     assert said == []
+
+
+def test_categories_the_model_never_learned_are_summed_over_batches_and_said():
+    from pipeline.batches import UNSEEN, ScoreTally
+    from pipeline.score import Drift
+
+    tally = ScoreTally({"low": 0.1, "high": 1.0}, Drift({}))
+    rows = pd.DataFrame({"risk_band": ["low", "high"]})
+    tally.add(batch(2, 0), rows, {UNSEEN: {"education": {"UNIVERSITE": 2}}})
+    tally.add(batch(2, 0), rows, {UNSEEN: {"education": {"UNIVERSITE": 1, "phd": 1}}})
+    tally.add(batch(2, 0), rows, {UNSEEN: {}})
+    summary = {**tally.summary(), "reject_reasons": {}, "input": "in.csv", "rejects": "r.csv"}
+    assert summary[UNSEEN] == {"education": {"rows": 4, "values": {"UNIVERSITE": 3, "phd": 1}}}
+    said: list[str] = []
+    report_problems(summary, 0.5, said.append)
+    assert said == ["warning: 4 scored rows of 'education' hold categories the model never learned, "
+                    "scored as missing: 'UNIVERSITE' 3, 'phd' 1"]

@@ -331,3 +331,17 @@ def test_rows_taken_on_another_day_after_the_jump_are_named_before_a_pyfunc_scor
     # a date that cannot be read is named, as ``limitjump score`` rejects its row
     with pytest.raises(ValueError, match=r"^1 of 4 rows have a jump_date that is not a date \(row 1 'soon';"):
         model.refuse_taken_off_day(rows.assign(jump_date=["2025-03-01", "soon", "2025-03-01", None]), 30)
+
+
+def test_a_category_in_other_capitals_or_spacing_is_the_one_learned_and_the_unseen_are_counted():
+    """A team's 'UNIVERSITY' for the learned 'university' had been scored as missing (314 of 500
+    probabilities moved) with no word but a drift flag."""
+    from pipeline.model import category_codes, unseen_categories
+
+    learned = ["high_school", "university", "Other", "other"]
+    values = pd.Series(["UNIVERSITY", " High-School ", "university", "OTHER", "phd", None], dtype=object)
+    # 'OTHER' reads as both 'Other' and 'other': no guess
+    assert category_codes(values, learned, "education").tolist() == [1, 0, 1, -1, -1, -1]
+    frame = pd.DataFrame({"education": values, "age": [30.0] * 6})
+    assert unseen_categories(frame, {"education": learned}) == {"education": {"OTHER": 1, "phd": 1}}
+    assert unseen_categories(frame.head(3), {"education": learned}) == {}

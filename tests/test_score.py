@@ -484,7 +484,6 @@ FILE_PROBLEMS = {
     "corrupt_parquet": (_corrupt("statements", 0), None),
     "corrupt_second_part": (_corrupt("repayments", 1), None),
     "column_dropped": (_rewritten("statements", lambda f: f.drop(columns="credit_score")), "credit_score"),
-    "borrowers_empty": (_rewritten("borrowers", lambda f: f.head(0)), None),
 }
 
 
@@ -516,12 +515,7 @@ def _features_text_column(features, path):
     return "credit_score"
 
 
-def _features_empty(features, path):
-    io.write_parquet(features.head(0), path)
-    return None
-
-
-@pytest.mark.parametrize("write", [_features_lacking, _features_text_column, _features_empty])
+@pytest.mark.parametrize("write", [_features_lacking, _features_text_column])
 def test_features_file_problem_stops_naming_the_file_and_column(write, features, work, model_dir, tmp_path):
     path = tmp_path / "features.parquet"
     column = write(features, path)

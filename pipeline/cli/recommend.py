@@ -17,7 +17,7 @@ import typer
 
 from pipeline import decision
 from pipeline.artifacts import load_model
-from pipeline.batches import RecommendTally, report_rejects, write_batches
+from pipeline.batches import RecommendTally, report_problems, write_batches
 from pipeline.cli import PARAMS, app, load, params_file
 from pipeline.cli.paths import DECISION_MODEL
 from pipeline.config import Params
@@ -54,7 +54,7 @@ def recommend(
                             (model,), {"model": model_uri, "policy": decision.policy_of(model.settings)})
     typer.echo(f"borrowers in {summary['borrowers_in']} = recommended {summary['recommended']} + "
                f"rejected {summary['rejected']}; amounts {summary['amounts']}")
-    report_rejects(summary, p.score.max_rejected_share, typer.echo)
+    report_problems(summary, p.score.max_rejected_share, typer.echo)
 
 
 def recommend_range(bounds: tuple[int, int], path: Path, p: Params, model: decision.DecisionModel,

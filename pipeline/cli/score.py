@@ -17,10 +17,10 @@ import typer
 
 from pipeline import metrics, score
 from pipeline.artifacts import load_model
-from pipeline.batches import ScoreTally, report_rejects, write_batches
+from pipeline.batches import UNSEEN, ScoreTally, report_problems, write_batches
 from pipeline.cli import PARAMS, app, load
 from pipeline.config import Params, with_label
-from pipeline.model import CalibratedLightGBM, encode
+from pipeline.model import CalibratedLightGBM, encode, unseen_categories
 from pipeline.outputs import check_paths
 from pipeline.sources import Batch, FeaturesFile, RawTables, open_source
 
@@ -50,7 +50,7 @@ def score_command(
     typer.echo(f"borrowers in {summary['borrowers_in']} = scored {summary['scored']} + rejected "
                f"{summary['rejected']}; bands {summary['bands']}; drift flagged: "
                f"{[k for k, v in summary['drift'].items() if v['flag'] != 'stable'] or 'none'}")
-    report_rejects(summary, p.score.max_rejected_share, typer.echo)
+    report_problems(summary, p.score.max_rejected_share, typer.echo)
 
 
 def score_range(bounds: tuple[int, int], path: Path, p: Params, model: CalibratedLightGBM,
@@ -66,7 +66,8 @@ def score_range(bounds: tuple[int, int], path: Path, p: Params, model: Calibrate
     # the training reference's bins are of the encoded values (a text category's code)
     watched_values = encode(batch.features, watched, model.categories)
     values = {"score": scored["probability"].to_numpy(),
-              **{f: watched_values[:, j] for j, f in enumerate(watched)}}
+              **{f: watched_values[:, j] for j, f in enumerate(watched)},
+              UNSEEN: unseen_categories(batch.features, model.categories)}
     batch.features = batch.features.iloc[:0]  # not needed by the caller: do not ship it back
     return batch, scored, values
 
