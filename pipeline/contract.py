@@ -104,8 +104,8 @@ def _id() -> Col:
 
 LEADING_ZERO = r"^\s*0\d"  # digits that a number would lose
 # ids a number would change: a leading zero; an exponent ('1e5' is not the id '100000' to whoever
-# wrote both); 16 digits or more, beyond what a float keeps (2**53 has 16)
-ID_AS_TEXT = LEADING_ZERO + r"|\d[eE][+-]?\d|^\s*[+-]?\d{16,}\s*$"
+# wrote both); 19 digits or more, beyond int64 (to 9.2e18), which only a float, losing digits, holds
+ID_AS_TEXT = LEADING_ZERO + r"|\d[eE][+-]?\d|^\s*[+-]?\d{19,}\s*$"
 
 
 def ids_written_as_text(values: pd.Series) -> bool:
@@ -142,12 +142,13 @@ def borrower_ids(values: pd.Series) -> tuple[pd.Series, dict[str, np.ndarray]]:
     """Ids as int64, or as the text a lender writes (``ids_written_as_text``), and per problem of
     ``ID_PROBLEMS`` a boolean mask of the rows that hold no usable id (a blank; no finite whole
     number; a decimal of 2**53 or more). Where a mask is set, the id returned means nothing."""
+    blank = blank_cells(values)
     if ids_written_as_text(values):
-        text = values.astype("str")
-        return text, {ID_PROBLEMS["blank"]: (values.isna() | (text.str.strip() == "")).to_numpy()}
+        return values.astype("str"), {ID_PROBLEMS["blank"]: blank}
     parsed = pd.to_numeric(values, errors="coerce")
     numbers = parsed.astype("float64")
-    problems = {ID_PROBLEMS["fraction"]: (~np.isfinite(numbers) | (numbers != numbers.round())).to_numpy()}
+    broken = (~np.isfinite(numbers) | (numbers != numbers.round())).to_numpy()
+    problems = {ID_PROBLEMS["blank"]: blank, ID_PROBLEMS["fraction"]: ~blank & broken}
     if pd.api.types.is_integer_dtype(parsed):  # exact, whatever their size
         return parsed.astype("int64"), problems
     finite = np.isfinite(numbers)

@@ -80,7 +80,10 @@ def data_files(folder: Path) -> list[Path]:
     if all(formats.values()):
         raise ContractError(f"{folder}: mixes CSV files {_few(formats['csv'])} and Parquet files "
                             f"{_few(formats['parquet'])}: a folder's parts are of one format")
-    return [f for f, kind in kinds.items() if kind is not None]
+    parts = [f for f, kind in kinds.items() if kind is not None]
+    if not parts:  # Arrow reads a folder of nothing as a table of no columns
+        raise ContractError(f"{folder}: holds no data file (CSV or Parquet)")
+    return parts
 
 
 def _part_kind(file: Path) -> str | None:
@@ -225,6 +228,8 @@ def _csv_format(path: Path, schema: pa.Schema | None) -> ds.CsvFileFormat:
     write the comma as its decimal mark, as spreadsheets do where that is the custom."""
     sample = _sample(path)
     encoding = _encoding(sample)
+    if sample.startswith(PARQUET_MAGIC):
+        raise ContractError(f"{path}: a Parquet file named as a CSV: name it .parquet")
     if encoding is None:
         raise ContractError(f"{path}: its text is neither UTF-8, UTF-16, GB18030 (GBK) nor Windows-1252: "
                             "save it as UTF-8")
@@ -448,6 +453,17 @@ def written_zero_led(path: Path, columns: list[str]) -> list[str]:
 def as_text(path: Path, *columns: str) -> ds.Dataset:
     """A CSV with ``columns`` read as written and the others as Arrow infers them."""
     return open_dataset(path, "csv", pa.schema([(c, pa.string()) for c in columns]))
+
+
+def sheet_note(path: Path) -> str:
+    """For a workbook, which of its sheets was read (the first), for a message on its columns:
+    a workbook that opens on a sheet of notes lacks every column, and would not know why."""
+    if not (path.is_file() and path.suffix.lower() in EXCEL_ENDINGS):
+        return ""
+    import openpyxl
+
+    first = openpyxl.load_workbook(path, read_only=True).sheetnames[0]
+    return f" (a workbook's first sheet is read, here '{first}': put the data there)"
 
 
 def missing_columns(names: list[str], missing: list[str], lacks: str, note: str = "") -> str:

@@ -59,6 +59,7 @@ from pipeline.readers import (
     read_frame,
     read_table,
     row_reasons,
+    sheet_note,
     unreadable,
 )
 
@@ -387,7 +388,7 @@ class FeaturesFile:
             raise ContractError(f"{self.path}: cannot read: {err}") from err
         missing = [c for c in ["borrower_id", "scoring_date", *self.features] if c not in names]
         if missing:
-            note = _older(names, missing) + self._team_note(names, missing)
+            note = _older(names, missing) + self._team_note(names, missing) + sheet_note(self.path)
             said = missing_columns(names, missing, "missing columns", note)
             raise ContractError(f"{self.path}: {said}")
         for c in self.features if self.text_ids else ["borrower_id", *self.features]:

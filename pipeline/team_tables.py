@@ -25,6 +25,7 @@ from pipeline.readers import (
     open_dataset,
     read_frame,
     row_reasons,
+    sheet_note,
     unreadable,
     written_zero_led,
 )
@@ -54,7 +55,7 @@ def team_table(path: Path, t: TablesSettings, labelled: bool) -> pd.DataFrame:
     missing = [c for c in named if c not in frame.columns]
     if missing:
         raise ContractError(f"{path}: " + missing_columns(list(frame.columns), missing, "missing columns",
-                                                   " (source.tables names them)"))
+                                                   " (source.tables names them)" + sheet_note(path)))
     clash = [c for c in frame.columns if c in RESERVED and c not in named]
     if clash:
         raise ContractError(f"{path}: columns {clash} have names the pipeline uses for the id, date and "

@@ -90,9 +90,9 @@ def test_duplicated_keys_whatever_the_order(ids, days, kinds, expected):
 
 @pytest.mark.parametrize(("values", "ids", "bad"), [
     (pd.Series([3, 1, 2]), [3, 1, 2], {}),
-    (pd.Series([3.0, np.nan, 2.5, np.inf]), None, {"must be a whole number": [1, 2, 3]}),
+    (pd.Series([3.0, np.nan, 2.5, np.inf]), None, {"has no id": [1], "must be a whole number": [2, 3]}),
     (pd.Series([2.0 ** 53, 7.0]), None, {"holds ids of 2**53": [0]}),
-    (pd.Series(["12", "7", ""], dtype=object), None, {"must be a whole number": [2]}),
+    (pd.Series(["12", "7", "", "NULL"], dtype=object), None, {"has no id": [2, 3]}),
     (pd.Series(["C01", " ", None], dtype=object), None, {"has no id": [1, 2]}),
     (pd.Series(["0012", "7"], dtype=object), ["0012", "7"], {}),
     # a number would change these: kept as written, '1e5' apart from '100000'

@@ -228,7 +228,7 @@ def test_the_served_model_reads_numbers_as_text_and_names_what_is_not_a_number(f
         fitted.predict(broken)
     no_id = as_text.copy()
     no_id.loc[2, "borrower_id"] = ""
-    with pytest.raises(ValueError, match=r"'borrower_id' must be a whole number: 1 of 5 rows \(rows \[2\]"):
+    with pytest.raises(ValueError, match=r"'borrower_id' has no id: 1 of 5 rows \(rows \[2\]"):
         fitted.predict(no_id)
     for text in ("C" + as_text["borrower_id"], "000" + as_text["borrower_id"]):  # a lender's own ids
         got = fitted.predict(as_text.assign(borrower_id=text))

@@ -1070,7 +1070,7 @@ def test_a_teams_file_to_score_keeps_its_bad_rows_for_the_scorer_to_reject(tmp_p
     assert loaded.features["borrower_id"].tolist() == [7]
     assert sorted(loaded.rejects["reason"]) == ["borrower_id: duplicate borrower"] * 2
     assert len(file.orphans()) == 1  # the blank id: a reject of its own
-    with pytest.raises(ContractError, match="must be a whole number"):  # a labelled file still stops
+    with pytest.raises(ContractError, match="has no id"):  # a labelled file still stops
         team_table(path, _team_settings(label_column="amount"), labelled=True)
 
 
@@ -1094,7 +1094,7 @@ def test_a_missing_team_table_says_so(tmp_path):
 @pytest.mark.parametrize("change, column, words", [
     (lambda f: f.drop(columns="as_of"), "as_of", "missing columns"),
     (lambda f: f.assign(customer_id=[7, 3, 7, 4]), "customer_id", "repeats an id: 2 rows, the first [1, 3]"),
-    (lambda f: f.assign(customer_id=[7, None, 9, 4]), "customer_id", "whole number: 1 rows, the first [2]"),
+    (lambda f: f.assign(customer_id=[7, None, 9, 4]), "customer_id", "has no id: 1 rows, the first [2]"),
     (lambda f: f.assign(customer_id=[7.5, 3, 9, 4]), "customer_id", "whole number: 1 rows, the first [1]"),
     (lambda f: f.assign(customer_id=["C7", "C3", "C7", "C4"]), "customer_id", "repeats an id: 2 rows"),
     (lambda f: f.assign(customer_id=["C7", " ", "C9", None]), "customer_id",
