@@ -201,3 +201,24 @@ def test_a_folder_holding_more_than_one_formats_parts_stops_naming_what_else(ext
     with pytest.raises(ContractError) as stopped:
         readers.open_dataset(tmp_path)
     assert str(stopped.value) == f"{tmp_path}: {said}"
+
+
+def test_a_folder_of_no_data_file_and_a_parquet_file_named_csv_are_told_what_they_are(tmp_path):
+    folder = tmp_path / "empty"
+    folder.mkdir()
+    (folder / "_SUCCESS").write_bytes(b"")  # a writer's marker holds no rows
+    with pytest.raises(ContractError, match="empty: holds no data file"):
+        readers.open_dataset(folder)
+    named = tmp_path / "features.csv"
+    pd.DataFrame({"a": [1, 2]}).to_parquet(named)
+    with pytest.raises(ContractError, match="a Parquet file named as a CSV: name it .parquet"):
+        readers.open_dataset(named)
+
+
+def test_a_workbook_opening_on_notes_names_its_first_sheet(tmp_path):
+    assert readers.sheet_note(tmp_path / "scores.csv") == ""
+    path = tmp_path / "book.xlsx"
+    with pd.ExcelWriter(path) as book:
+        pd.DataFrame({"note": ["read me"]}).to_excel(book, sheet_name="Notes", index=False)
+        pd.DataFrame({"borrower_id": [1]}).to_excel(book, sheet_name="Data", index=False)
+    assert "here 'Notes'" in readers.sheet_note(path)
