@@ -69,16 +69,18 @@ def write_batches(source: RawTables | FeaturesFile, output: Path, p: Params, tal
     return result
 
 
-def report_problems(summary: dict, max_rejected_share: float, say: Callable[[str], None]) -> None:
+def report_problems(summary: dict, max_rejected_share: float, say: Callable[[str], None],
+                    warn: Callable[[str], None] | None = None) -> None:
     """``say`` the rows of raw tables that belong to no borrower, the categories the model never
     learned, and the commonest reasons borrowers were rejected; RejectedShareError when more than
-    ``max_rejected_share`` of them were (``outputs.check_rejected_share``)."""
+    ``max_rejected_share`` of them were (``outputs.check_rejected_share``). Warnings go to ``warn``
+    (the CLI's standard error), if given."""
     if summary.get("unattributed_rows"):
         say(f"rows that belong to no borrower (not used): {summary['unattributed_rows']}")
     for column, unseen in summary.get(UNSEEN, {}).items():
         said = ", ".join(f"{value!r} {n}" for value, n in unseen["values"].items())
-        say(f"warning: {unseen['rows']} scored rows of '{column}' hold categories the model never learned, "
-            f"scored as missing: {said}")
+        (warn or say)(f"warning: {unseen['rows']} scored rows of '{column}' hold categories the model "
+                      f"never learned, scored as missing: {said}")
     for reason, n in list(summary["reject_reasons"].items())[:3]:
         say(f"  rejected for {reason}: {n}")
     check_rejected_share(summary, max_rejected_share)
@@ -149,5 +151,5 @@ class RecommendTally(Tally):
         self.amounts.update({float(a): int(n) for a, n in rows["recommended_amount"].value_counts().items()})
 
     def figures(self) -> dict:
-        # a list in numeric order, not a dict: the JSON writer sorts keys as text ("10000" before "5000")
+        # a list, amounts as numbers: JSON keys would be text
         return {"amounts": [{"amount": a, "borrowers": n} for a, n in sorted(self.amounts.items())]}

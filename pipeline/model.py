@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline import causes, io
+from pipeline.cells import blank_cells, code_keys, codes_as_text
 from pipeline.config import CAUSES, LabelSettings
 from pipeline.errors import UsageError
 from pipeline.lgbm import lgb
@@ -81,8 +82,6 @@ def category_codes(values: pd.Series, learned: list, column: str) -> np.ndarray:
     """The position of each value among the ``learned`` categories of ``column``, -1 where unseen
     or missing. Text in other capitals or spacing ('UNIVERSITY', ' high-school') is the category
     it writes when exactly one learned category reads so, as raw tables read their codes."""
-    from pipeline.readers import code_keys  # imported here: a scorer's batches come as text
-
     text = _as_text(values, column)
     # an index lookup, not pd.Categorical: building one from unseen values is deprecated
     codes = pd.Index(learned, dtype=object).get_indexer(text)
@@ -101,7 +100,7 @@ def unseen_categories(frame: pd.DataFrame, categories: dict[str, list]) -> dict[
     out = {}
     for c, learned in categories.items():
         if c in frame:
-            unseen = (category_codes(frame[c], learned, c) < 0) & frame[c].notna().to_numpy()
+            unseen = (category_codes(frame[c], learned, c) < 0) & ~blank_cells(frame[c])
             if unseen.any():
                 out[c] = frame[c][unseen].astype("str").value_counts().to_dict()
     return out
@@ -115,12 +114,9 @@ def _as_text(values: pd.Series, column: str) -> pd.Series:
         raise ValueError(f"column '{column}' holds true/false, but the model learned it as text categories")
     if not pd.api.types.is_numeric_dtype(values):
         return values.astype(str)
-    from pipeline.readers import codes_as_text  # imported here: a scorer's batches come as text
-
     return codes_as_text(values)
 
 
-# text a CSV or JSON cell may hold for "no value"
 def numbers(values: pd.Series, column: str, shown: int = 3) -> np.ndarray:
     """float64 of a column that must hold numbers: nullable integers (pd.NA), and object or text
     columns (None, blanks and numbers written as text), as MLflow hands a CSV or JSON over. Text
@@ -128,8 +124,6 @@ def numbers(values: pd.Series, column: str, shown: int = 3) -> np.ndarray:
     position (0-based) and value; a column of the catalogue's codes says what its codes mean."""
     if pd.api.types.is_numeric_dtype(values):
         return values.to_numpy(dtype="float64", na_value=np.nan)
-    from pipeline.contract import blank_cells
-
     parsed = pd.to_numeric(values, errors="coerce")
     bad = np.flatnonzero(parsed.isna().to_numpy() & ~blank_cells(values))
     if bad.size:

@@ -22,7 +22,8 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.dataset as ds
 
-from pipeline.contract import FLOAT_MAX, ID_AS_TEXT, LEADING_ZERO, ContractError, Table, blank_cells
+from pipeline.cells import blank_cells, code_keys
+from pipeline.contract import FLOAT_MAX, LEADING_ZERO, ContractError, Table, ids_written_as_text
 
 # what reading a file can raise: Arrow's errors, the file system's, and a transcoded CSV's bytes
 # that its encoding cannot decode
@@ -301,12 +302,6 @@ def as_codes(text: pd.Series, codes: tuple[str, ...]) -> pd.Series:
     return text.where(known, code_keys(text).map(lookup).fillna(text))
 
 
-def code_keys(text: pd.Series) -> pd.Series:
-    """A code as compared whatever its capitals, spaces around it, and spaces, hyphens or
-    underscores inside."""
-    return text.str.strip().str.lower().str.replace(r"[\s\-_]+", "_", regex=True)
-
-
 def days_after_jump(frame: pd.DataFrame) -> pd.Series:
     """Calendar days from each row's ``jump_date`` to its ``scoring_date``, missing where either
     is: an export may time the increase (13:45) and not the scoring date."""
@@ -376,15 +371,6 @@ def decimal_mark(dataset: ds.Dataset) -> str:
     return "."
 
 
-def codes_as_text(numbers: pd.Series) -> pd.Series:
-    """Codes written as numbers as the text a CSV gives them: 1 as '1', also where a blank made
-    the column float (1.0); 2.5 as '2.5'; missing stays missing."""
-    numbers = pd.to_numeric(numbers)
-    whole = numbers.notna() & (numbers == numbers.round())
-    return numbers.where(whole).astype("Int64").astype("str").where(whole, numbers.astype("str")).where(
-        numbers.notna())
-
-
 # ---- reading a file, and naming what is wrong with it ------------------------------------------
 
 def read_frame(dataset: ds.Dataset, path: Path, **kwargs) -> pd.DataFrame:
@@ -430,18 +416,22 @@ def ids_are_text(path: Path, column: str = "borrower_id") -> bool:
         kind = dataset.schema.field(column).type
         if not (is_csv(path) and (pa.types.is_integer(kind) or pa.types.is_floating(kind))):
             return is_text(kind) and not pa.types.is_null(kind)
-        return _written_as_text(path, column, file_stamp(path))
+        return _written_as_text(path, column, pa.types.is_floating(kind), file_stamp(path))
     except READ_ERRORS:
         return False
 
 
 @functools.lru_cache(maxsize=32)
-def _written_as_text(path: Path, column: str, stamp: tuple) -> bool:
-    """Whether a CSV writes any id a number would change (``contract.ID_AS_TEXT``): a parse of
-    the whole column, which every batch's reader would otherwise repeat (2% of scoring a features
-    file), so kept per file version (``stamp``)."""
+def _written_as_text(path: Path, column: str, floats: bool, stamp: tuple) -> bool:
+    """Whether a CSV writes any id a number would change (``contract.ids_written_as_text``): a
+    parse of the whole column, which every batch's reader would otherwise repeat (2% of scoring a
+    features file), so kept per file version (``stamp``). Ids Arrow reads as integers can only
+    have lost leading zeros, which Arrow itself finds fastest; as ``floats``, an exponent or too
+    many digits too."""
     written = read_table(as_text(path, column), path, columns=[column])[column]
-    return pc.any(pc.match_substring_regex(written, ID_AS_TEXT)).as_py() is True
+    if floats:
+        return ids_written_as_text(written.to_pandas())
+    return pc.any(pc.match_substring_regex(written, LEADING_ZERO)).as_py() is True
 
 
 def written_zero_led(path: Path, columns: list[str]) -> list[str]:

@@ -23,6 +23,7 @@ import pyarrow.dataset as ds
 from pandas.api.types import is_integer_dtype
 
 from pipeline.catalog import BY_NAME, DUE_DATES, codes_hint
+from pipeline.cells import blank_cells, codes_as_text
 from pipeline.config import FeatureSettings, SourceSettings
 from pipeline.contract import (
     LARGEST_FLOAT_ID,
@@ -30,12 +31,10 @@ from pipeline.contract import (
     TABLES,
     ContractError,
     Table,
-    blank_cells,
     due_before_scoring,
     features_table,
     future_scoring,
     history_violations,
-    reversed_windows,
     row_violations,
     violations,
 )
@@ -45,7 +44,6 @@ from pipeline.readers import (
     READ_ERRORS,
     as_codes,
     as_dates,
-    codes_as_text,
     days_after_jump,
     decimal_mark,
     file_stamp,
@@ -509,7 +507,7 @@ class RawTables:
         self.windows, unreadable = self._conform(read_frame(self.datasets[windows], self.tables[windows]),
                                                  windows)
         found = pd.concat([unreadable, row_rejects(self.windows, windows, f"{windows}.",
-                                                   self.tables[windows]), reversed_windows(self.windows)])
+                                                   self.tables[windows])])
         if not found.empty:  # no borrower owns a window: a bad one is a bad file
             raise ContractError(f"{self.tables[windows]}: row {found['row'].iloc[0]}: "
                                 f"{found['reason'].iloc[0]}")

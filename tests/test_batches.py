@@ -86,3 +86,7 @@ def test_categories_the_model_never_learned_are_summed_over_batches_and_said():
     report_problems(summary, 0.5, said.append)
     assert said == ["warning: 4 scored rows of 'education' hold categories the model never learned, "
                     "scored as missing: 'UNIVERSITE' 3, 'phd' 1"]
+    warned: list[str] = []
+    said.clear()
+    report_problems(summary, 0.5, said.append, warned.append)  # the CLI warns on standard error
+    assert said == [] and len(warned) == 1 and warned[0].startswith("warning: 4 scored rows")

@@ -92,12 +92,14 @@ def test_duplicated_keys_whatever_the_order(ids, days, kinds, expected):
     (pd.Series([3, 1, 2]), [3, 1, 2], {}),
     (pd.Series([3.0, np.nan, 2.5, np.inf]), None, {"has no id": [1], "must be a whole number": [2, 3]}),
     (pd.Series([2.0 ** 53, 7.0]), None, {"holds ids of 2**53": [0]}),
-    (pd.Series(["12", "7", "", "NULL"], dtype=object), None, {"has no id": [2, 3]}),
+    (pd.Series(["12", "7", "", "NULL"], dtype=object), [12, 7, 0, 0], {"has no id": [2, 3]}),
     (pd.Series(["C01", " ", None], dtype=object), None, {"has no id": [1, 2]}),
     (pd.Series(["0012", "7"], dtype=object), ["0012", "7"], {}),
     # a number would change these: kept as written, '1e5' apart from '100000'
     (pd.Series(["1e5", "100000", "12E3"], dtype=object), ["1e5", "100000", "12E3"], {}),
     (pd.Series(["12345678901234567890123", "7"], dtype=object), ["12345678901234567890123", "7"], {}),
+    (pd.Series(["9223372036854775808", "7"], dtype=object), ["9223372036854775808", "7"], {}),  # int64 + 1
+    (pd.Series(["9223372036854775807", "7"], dtype=object), [2 ** 63 - 1, 7], {}),  # fits: a number
     (pd.Series([2 ** 62, 1], dtype="int64"), [2 ** 62, 1], {}),  # whole numbers stay exact
 ])
 def test_borrower_ids_are_whole_numbers_or_a_lenders_text_and_say_which_rows_are_not(values, ids, bad):
@@ -108,3 +110,16 @@ def test_borrower_ids_are_whole_numbers_or_a_lenders_text_and_say_which_rows_are
     assert {next(r for r in found if r.startswith(k)): v for k, v in bad.items()} == found
     if ids is not None:
         assert got.tolist() == ids
+
+
+def test_a_window_that_ends_before_it_starts_breaks_the_contract_for_simulator_and_scorer_alike():
+    start = pd.to_datetime(["2025-03-01 01:00", "2025-04-01 01:00"]).astype("datetime64[s]")
+    windows = pd.DataFrame({"window_id": [1, 2], "window_kind": ["planned", "unplanned"],
+                            "announced_date": start, "start_time": start,
+                            "end_time": start + pd.to_timedelta([2, -1], unit="h")})
+    found = violations(windows, "maintenance_windows")
+    assert found[["row", "column", "check"]].astype(str).values.tolist() == [
+        ["1", "end_time", "not_before(start_time)"]]
+    with pytest.raises(ContractError, match="end_time': fails not_before\\(start_time\\); rows \\[1\\]"):
+        validate(windows, "maintenance_windows", "maintenance_windows (simulated)")
+    assert violations(windows.head(1), "maintenance_windows").empty

@@ -339,9 +339,10 @@ def test_a_category_in_other_capitals_or_spacing_is_the_one_learned_and_the_unse
     from pipeline.model import category_codes, unseen_categories
 
     learned = ["high_school", "university", "Other", "other"]
-    values = pd.Series(["UNIVERSITY", " High-School ", "university", "OTHER", "phd", None], dtype=object)
-    # 'OTHER' reads as both 'Other' and 'other': no guess
-    assert category_codes(values, learned, "education").tolist() == [1, 0, 1, -1, -1, -1]
-    frame = pd.DataFrame({"education": values, "age": [30.0] * 6})
+    values = pd.Series(["UNIVERSITY", " High-School ", "university", "OTHER", "phd", None, "NULL", ""],
+                       dtype=object)
+    # 'OTHER' reads as both 'Other' and 'other': no guess; blanks are missing, not unseen
+    assert category_codes(values, learned, "education").tolist() == [1, 0, 1, -1, -1, -1, -1, -1]
+    frame = pd.DataFrame({"education": values, "age": [30.0] * 8})
     assert unseen_categories(frame, {"education": learned}) == {"education": {"OTHER": 1, "phd": 1}}
     assert unseen_categories(frame.head(3), {"education": learned}) == {}

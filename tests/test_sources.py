@@ -30,7 +30,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from pipeline import io, outputs, readers, sources
+from pipeline import cells, io, outputs, readers, sources
 from pipeline.catalog import DUE_DATES, MAINTENANCE_DUE, NEXT_DUE
 from pipeline.cli import main
 from pipeline.contract import (
@@ -511,8 +511,8 @@ def test_a_raw_csv_date_that_is_not_a_date_rejects_its_borrower(tables, work, tm
     t["maintenance_windows"] = windows.assign(start_time=windows["end_time"], end_time=windows["start_time"])
     run = score(work, write_raw(t, tmp_path / "raw3", "parquet"), tmp_path / "out3" / "scores.csv")
     assert run.code == 1, run.err
-    start, end = (windows.loc[0, c].strftime("%Y-%m-%d %H:%M:%S") for c in ("end_time", "start_time"))
-    assert (f"maintenance_windows: row 0: maintenance_windows.end_time: before its start_time {start} "
+    end = windows.loc[0, "start_time"].strftime("%Y-%m-%d %H:%M:%S")
+    assert (f"maintenance_windows: row 0: maintenance_windows.end_time: fails not_before(start_time) "
             f"(value {end})") in run.err, run.err
 
 # ---- 3. file-level problems: exit 1, the file and the column named, nothing written ---------------------
@@ -999,8 +999,8 @@ def test_codes_written_as_numbers_are_the_codes(tmp_path):
     """A category the model learned as text ('1', '2', 'X'), given as a Parquet integer column: as
     a CSV's codes are read as text, so are these (the pipeline's own batch of a team's file to
     score stopped: 'must be text ... found int64')."""
-    assert readers.codes_as_text(pd.Series([1.0, 2.0, np.nan, 2.5])).tolist()[:2] == ["1", "2"]
-    written = readers.codes_as_text(pd.Series([1.0, 2.0, np.nan, 2.5]))
+    assert cells.codes_as_text(pd.Series([1.0, 2.0, np.nan, 2.5])).tolist()[:2] == ["1", "2"]
+    written = cells.codes_as_text(pd.Series([1.0, 2.0, np.nan, 2.5]))
     assert pd.isna(written[2]) and written[3] == "2.5"
     path = tmp_path / "score.parquet"
     pd.DataFrame({"borrower_id": [1, 2, 3], "scoring_date": ["2025-01-31"] * 3,

@@ -54,7 +54,7 @@ def recommend(
                             (model,), {"model": model_uri, "policy": decision.policy_of(model.settings)})
     typer.echo(f"borrowers in {summary['borrowers_in']} = recommended {summary['recommended']} + "
                f"rejected {summary['rejected']}; amounts {summary['amounts']}")
-    report_problems(summary, p.score.max_rejected_share, typer.echo)
+    report_problems(summary, p.score.max_rejected_share, typer.echo, lambda text: typer.echo(text, err=True))
 
 
 def recommend_range(bounds: tuple[int, int], path: Path, p: Params, model: decision.DecisionModel,

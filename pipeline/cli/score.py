@@ -50,7 +50,7 @@ def score_command(
     typer.echo(f"borrowers in {summary['borrowers_in']} = scored {summary['scored']} + rejected "
                f"{summary['rejected']}; bands {summary['bands']}; drift flagged: "
                f"{[k for k, v in summary['drift'].items() if v['flag'] != 'stable'] or 'none'}")
-    report_problems(summary, p.score.max_rejected_share, typer.echo)
+    report_problems(summary, p.score.max_rejected_share, typer.echo, lambda text: typer.echo(text, err=True))
 
 
 def score_range(bounds: tuple[int, int], path: Path, p: Params, model: CalibratedLightGBM,

@@ -1,0 +1,33 @@
+"""What a cell's text means, the one rule of every reader: the scorer's files, raw tables, a
+team's tables and what MLflow hands the served model. Kept apart and light (pandas only), as
+the model's encoding reads it for every batch it scores."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+# what a cell holds when it holds nothing: exports write a missing value in all of these ways
+BLANKS = frozenset({"", "nan", "na", "n/a", "null", "none"})
+
+
+def blank_cells(values: pd.Series) -> np.ndarray:
+    """Per row, whether a cell is missing: no value, or text that only says so (blank, spaces,
+    'NULL', 'n/a'), so that a cell is missing wherever it is read."""
+    text = values.astype("str").str.strip().str.lower()
+    return (values.isna() | text.isin(BLANKS)).to_numpy(dtype=bool)
+
+
+def code_keys(text: pd.Series) -> pd.Series:
+    """A code as compared whatever its capitals, spaces around it, and spaces, hyphens or
+    underscores inside: an export's 'MANUAL' or ' Auto-Debit' is the code it spells."""
+    return text.str.strip().str.lower().str.replace(r"[\s\-_]+", "_", regex=True)
+
+
+def codes_as_text(numbers: pd.Series) -> pd.Series:
+    """Codes written as numbers as the text a CSV gives them: 1 as '1', also where a blank made
+    the column float (1.0); 2.5 as '2.5'; missing stays missing."""
+    numbers = pd.to_numeric(numbers)
+    whole = numbers.notna() & (numbers == numbers.round())
+    return numbers.where(whole).astype("Int64").astype("str").where(whole, numbers.astype("str")).where(
+        numbers.notna())

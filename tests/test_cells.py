@@ -1,0 +1,26 @@
+"""What a cell's text means: one rule for blanks and codes wherever a cell is read."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from pipeline.cells import blank_cells, code_keys, codes_as_text
+
+
+def test_every_way_an_export_writes_nothing_is_a_blank_and_nothing_else_is():
+    values = pd.Series(["", "  ", "NULL", "n/a", "NaN", "None", None, np.nan, "0", "nano", "N.A."],
+                       dtype=object)
+    assert blank_cells(values).tolist() == [True] * 8 + [False] * 3
+    assert not blank_cells(pd.Series([0.0, 1.5])).any()
+
+
+def test_a_code_in_other_capitals_spacing_or_dashes_has_the_codes_key():
+    keys = code_keys(pd.Series(["MANUAL", " Auto-Debit ", "auto debit", "auto_debit"]))
+    assert keys.tolist() == ["manual", "auto_debit", "auto_debit", "auto_debit"]
+
+
+def test_codes_written_as_numbers_are_the_text_a_csv_gives_them():
+    assert codes_as_text(pd.Series([1.0, 2, np.nan, 2.5])).tolist()[:2] == ["1", "2"]
+    written = codes_as_text(pd.Series([1.0, 2.0, np.nan, 2.5]))
+    assert pd.isna(written.iloc[2]) and written.iloc[3] == "2.5"
