@@ -258,12 +258,6 @@ def _run_as(user: pwd.struct_passwd | None) -> dict:
     return {"user": user.pw_uid, "group": user.pw_gid, "extra_groups": []}
 
 
-def free_port(host: str = HOST) -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
-
-
 def _port_taken(port: int, host: str = HOST) -> bool:
     with socket.socket() as s:
         s.settimeout(1)
@@ -775,12 +769,3 @@ def grant(url: str, admin: tuple[str, str], username: str, permission: str,
             code, payload = api(url, GRANT, {**body, "permission": permission}, admin)
         _ok(code, payload, f"grant {permission} on {resource_type} {resource_id} to {username}")
     return targets
-
-
-def permission_of(url: str, admin: tuple[str, str], username: str, resource_type: str,
-                  resource_id: str) -> str:
-    """The permission a request by ``username`` on the resource is checked against."""
-    code, payload = api(url, "/api/3.0/mlflow/users/permissions/get", auth=admin,
-                        query={"username": username, "resource_type": resource_type,
-                               "resource_id": resource_id})
-    return _ok(code, payload, f"permission of {username}")["permission"]

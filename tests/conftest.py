@@ -21,6 +21,13 @@ from pipeline.config import Params, parse_params
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port nothing listens on now, for a test's server."""
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
 def bench_module(name: str):
     """A script of bench/ as a module: bench/ is a folder of scripts, not a package, whose scripts
     import their shared helpers (``measure``) from their own folder."""

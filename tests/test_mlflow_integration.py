@@ -34,7 +34,7 @@ from mlflow import MlflowClient
 from pipeline import io, team, tracking
 from pipeline.config import load_params
 from pipeline.model import CalibratedLightGBM
-from tests.conftest import ROOT, merge, raw_params
+from tests.conftest import ROOT, free_port, merge, raw_params
 from tests.test_pipeline_e2e import clone_project, project_env
 
 BIN = Path(sys.executable).parent
@@ -404,7 +404,7 @@ def test_mlflow_models_predict_takes_whole_numbers_csv_and_json(project, store, 
 def test_mlflow_models_serve_takes_the_same_whole_numbers(project, tmp_path):
     floats, ints = _whole_numbers(project, rows=10)
     expected = CalibratedLightGBM.from_dir(project.first_model).predict(floats)
-    port = team.free_port()
+    port = free_port()
     log = tmp_path / "serve.log"
     with open(log, "w") as out:
         server = subprocess.Popen(

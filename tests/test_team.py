@@ -31,6 +31,7 @@ import psutil
 import pytest
 
 from pipeline import team
+from tests.conftest import free_port
 from tests.test_mlflow_integration import commit, env_for, head, run, run_queue, small_clone
 
 BIN = Path(sys.executable).parent
@@ -97,7 +98,7 @@ def test_grants_take_deny_and_refuse_no_permissions_naming_deny(monkeypatch):
 
 def test_a_server_that_does_not_answer_is_one_line_naming_it_not_a_traceback():
     """add-user and grant against a stopped server raised urllib's URLError."""
-    url = f"http://127.0.0.1:{team.free_port()}"  # nothing listens there
+    url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     with pytest.raises(team.UsageError, match=f"no MLflow server answers at {url} .*server status"):
         team.api(url, "/health")
     with pytest.raises(team.UsageError, match="no MLflow server answers"):
@@ -142,11 +143,11 @@ def test_a_new_server_checks_ports_and_password_before_making_anything(tmp_path,
     data = tmp_path / "data"
     monkeypatch.setenv("MLFLOW_AUTH_ADMIN_PASSWORD", password or "")
     with pytest.raises(team.UsageError, match="MLFLOW_AUTH_ADMIN_PASSWORD"):
-        team.start(data, port=team.free_port(), pg_port=team.free_port())
+        team.start(data, port=free_port(), pg_port=free_port())
     monkeypatch.setenv("MLFLOW_AUTH_ADMIN_PASSWORD", "long-enough-password")
     with _listening() as busy:
         with pytest.raises(team.UsageError, match="--pg-port"):
-            team.start(data, port=team.free_port(), pg_port=busy.getsockname()[1])
+            team.start(data, port=free_port(), pg_port=busy.getsockname()[1])
     assert not data.exists()
 
 
@@ -216,7 +217,7 @@ def server(tmp_path_factory):
     # root (pytest makes it 0700 again whenever another session starts)
     data = Path(tempfile.mkdtemp(prefix="limitjump-team-")) / "data"
     admin = ("admin", secrets.token_urlsafe(18))
-    port, pg_port = team.free_port(), team.free_port()
+    port, pg_port = free_port(), free_port()
     url = f"http://127.0.0.1:{port}"
     started = time.perf_counter()
     starter = subprocess.Popen(
@@ -328,7 +329,7 @@ def test_authentication_refuses_anonymous_and_read_only_writes(server):
     assert team.api(server.url, search[0], query=query)[0] == 401  # no credentials
     assert team.api(server.url, search[0], query=query, auth=("reader", "wrong-password-123"))[0] == 401
     assert team.api(server.url, search[0], query=query, auth=server.reader)[0] == 200
-    assert team.permission_of(server.url, server.admin, "reader", "registered_model", NAME) == "READ"
+    assert permission_of(server.url, server.admin, "reader", "registered_model", NAME) == "READ"
 
     code, body = _alias(server, "challenger", auth=server.reader)  # a read-only user reads
     assert code == 200 and body["model_version"]["version"] == "1"
@@ -437,7 +438,7 @@ def lone(tmp_path_factory):
     """A server with no pipeline, named by ``--allowed-hosts``: the tests below kill its processes."""
     data = Path(tempfile.mkdtemp(prefix="limitjump-lone-")) / "data"
     admin = ("admin", secrets.token_urlsafe(18))
-    port, pg_port = team.free_port(), team.free_port()
+    port, pg_port = free_port(), free_port()
     cwd = tmp_path_factory.mktemp("lone")
     try:
         out = run([str(BIN / "limitjump"), "server", "start", "--data-dir", str(data), "--port", str(port),
@@ -558,10 +559,20 @@ def test_a_first_start_that_fails_leaves_a_new_server(monkeypatch):
     monkeypatch.setenv("MLFLOW_AUTH_ADMIN_PASSWORD", "long-enough-password")
     try:
         with pytest.raises(team.InputError, match="exited"):
-            team.start(data, port=team.free_port(), pg_port=team.free_port())
+            team.start(data, port=free_port(), pg_port=free_port())
         assert not (data / "postgres").exists() and not (data / "pgpass").exists()
         monkeypatch.delenv("MLFLOW_AUTH_ADMIN_PASSWORD")
         with pytest.raises(team.UsageError, match="a new server needs MLflow's admin password"):
-            team.start(data, port=team.free_port(), pg_port=team.free_port())
+            team.start(data, port=free_port(), pg_port=free_port())
     finally:
         shutil.rmtree(data.parent, ignore_errors=True)
+
+
+def permission_of(url: str, admin: tuple[str, str], username: str, resource_type: str,
+                  resource_id: str) -> str:
+    """The permission a request by ``username`` on the resource is checked against."""
+    code, payload = team.api(url, "/api/3.0/mlflow/users/permissions/get", auth=admin,
+                             query={"username": username, "resource_type": resource_type,
+                                    "resource_id": resource_id})
+    assert code == 200, payload
+    return payload["permission"]
