@@ -9,28 +9,74 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 
 import pandas as pd
 
-from pipeline import io
+from pipeline import io, metrics, score
 from pipeline.config import Params
 from pipeline.engine import map_shards, on_one_core
+from pipeline.model import CalibratedLightGBM
 from pipeline.outputs import Writer, check_rejected_share, output_paths, reject_reasons
 from pipeline.readers import is_csv
-from pipeline.score import Drift
-from pipeline.sources import Batch, FeaturesFile, RawTables
+from pipeline.score import UNSEEN, Drift
+from pipeline.sources import Batch, FeaturesFile, RawTables, open_source
 
 REJECT_COLUMNS = ["borrower_id", "reason"]
-UNSEEN = "unseen_categories"  # what score's work returns beside the scores: model.unseen_categories
+
+
+def score_all(source: RawTables | FeaturesFile, model: CalibratedLightGBM, version: str, output: Path,
+              p: Params) -> dict:
+    """Score every batch of borrower ids on the engine (``write_batches``), counting the bands,
+    the drift of the score and the watched features, and the categories the model never learned."""
+    s = p.score
+    model.threads = 1  # the engine's workers are the parallelism: one LightGBM thread each
+    watched = metrics.watched_features(model.reference["importance"], s.drift_features)
+    drift = Drift({name: model.reference["bins"][name] for name in ["score", *watched]})
+    work = partial(score.score_and_watch, model=model, settings=s, version=version, watched=watched)
+    return write_batches(source, output, p, ScoreTally(s.bands, drift), "score",
+                         (model.features, tuple(model.categories), None, work), score.OUTPUT_COLUMNS,
+                         {"model_version": version})
+
+
+def recommend_all(source: RawTables | FeaturesFile, model, output: Path, p: Params, about: dict) -> dict:
+    """Recommend an increase to every batch of borrower ids on the engine (``write_batches``) with
+    ``model``, a ``decision.DecisionModel`` (not imported: scoring does not load the decision's
+    code), counting the borrowers per amount."""
+    return write_batches(source, output, p, RecommendTally(), "recommend",
+                         (list(model.features), (), model.observation_days, partial(_recommended, model)),
+                         model.output_columns(), about)
+
+
+def _recommended(model, frame: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
+    """A decision model's rows of ``frame``, and nothing counted beside them."""
+    return model.recommend(frame), {}
+
+
+def work_range(bounds: tuple[int, int], path: Path, p: Params, features: list[str], text: tuple[str, ...],
+               observation_days: int | None, work: Callable, today: pd.Timestamp
+               ) -> tuple[Batch, pd.DataFrame, dict]:
+    """The borrowers with ids in ``bounds`` read from ``path`` and validated (``open_source``'s
+    ``features``, ``text`` and ``observation_days``), and ``work`` of their features: their rows
+    and what the tally counts beside them. Runs wherever the engine puts it (this process, a local
+    worker process, a Dask worker), so it and ``work`` are pickled: module-level functions."""
+    batch = open_source(path, p.source, p.features, p.label.observation_days, features, text, today,
+                        observation_days).load(*bounds)
+    if batch.features.empty:
+        return batch, pd.DataFrame(), {}
+    rows, values = work(batch.features)
+    batch.features = batch.features.iloc[:0]  # not needed by the caller: do not ship it back
+    return batch, rows, values
 
 
 def write_batches(source: RawTables | FeaturesFile, output: Path, p: Params, tally: Tally, description: str,
-                  work: Callable, columns: list[str], args: tuple, about: dict) -> dict:
-    """``work(bounds, path, p, *args, today)`` on every batch of borrower ids on the engine; its
-    results and the batch's rejects are written in id order as they come back, and ``tally``
-    counts them. The results, the rejects and the summary (``tally``'s, ``about``, the digests of
-    the other two) appear only when all is done, the summary last."""
+                  reading: tuple, columns: list[str], about: dict) -> dict:
+    """``work_range(bounds, path, p, *reading, today)`` on every batch of borrower ids on the
+    engine (``reading``: what reopens the source, and the per-batch work); its results and the
+    batch's rejects are written in id order as they come back, and ``tally`` counts them. The
+    results, the rejects and the summary (``tally``'s, ``about``, the digests of the other two)
+    appear only when all is done, the summary last."""
     paths = output_paths(output)
     csv = is_csv(output)
     outputs = [paths["scores"], paths["rejects"], paths["summary"]]
@@ -40,8 +86,8 @@ def write_batches(source: RawTables | FeaturesFile, output: Path, p: Params, tal
         # set lookup that ids with gaps need, 0.5 s with the range test of gapless ids)
         unattributed = None if on_one_core(p.engine) else aside.submit(source.unattributed)
         with Writer(results, csv) as results_out, Writer(rejected, csv) as rejects_out:
-            done = map_shards(work, source.ranges(p.score.batch_borrowers), p.engine, description,
-                              source.path, p, *args, source.today,
+            done = map_shards(work_range, source.ranges(p.score.batch_borrowers), p.engine, description,
+                              source.path, p, *reading, source.today,
                               borrowers=lambda result: result[0].borrowers_in,
                               # a features file's batches are mostly LightGBM and Arrow, which
                               # release Python's lock; raw tables' features are mostly pandas,

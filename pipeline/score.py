@@ -9,7 +9,7 @@ import pandas as pd
 
 from pipeline import metrics
 from pipeline.catalog import BY_NAME, CAUSE_CATEGORIES, DUE_DATES, REASON_GROUPS, reason_group
-from pipeline.config import CAUSES
+from pipeline.config import CAUSES, ScoreSettings
 from pipeline.model import (
     AGREEMENT_STATES,
     AUTODEBIT_ACTIVE,
@@ -43,6 +43,7 @@ REASON_COLUMNS = [f"reason_{i}" for i in range(1, MAX_REASONS + 1)]
 OUTPUT_COLUMNS = ["borrower_id", "scoring_date", "probability", "risk_band", "leading_cause",
                   *CAUSE_PROBABILITIES, *REASON_COLUMNS, "action", *DUE_DATES,
                   "model_version"]
+UNSEEN = "unseen_categories"  # what scoring counts beside the scores: the categories the model never learned
 
 
 def risk_band(p: np.ndarray, bands: dict[str, float]) -> np.ndarray:
@@ -256,7 +257,8 @@ def actions(cause: np.ndarray, reason_texts: list[np.ndarray], by_hand: np.ndarr
 
 
 def score_batch(model: CalibratedLightGBM, frame: pd.DataFrame, bands: dict[str, float],
-                quiet_bands: tuple[str, ...], version: str, explain_risky: bool = True) -> pd.DataFrame:
+                quiet_bands: tuple[str, ...], version: str, explain_risky: bool = True,
+                matrix: np.ndarray | None = None) -> pd.DataFrame:
     """One output row per borrower of ``frame`` (a features frame with borrower_id and
     scoring_date). The probability of a miss by each cause is given for every borrower (they add
     up to the probability; a prediction of the cause model, with or without ``explain_risky``),
@@ -264,8 +266,9 @@ def score_batch(model: CalibratedLightGBM, frame: pd.DataFrame, bands: dict[str,
     quiet bands (none of them without ``explain_risky``): TreeSHAP costs far
     more than the prediction, and a borrower in a quiet band has no cause and needs no action. With
     a cause model the leading cause is the most probable cause of a miss; without one, the cause
-    whose features raised the risk most."""
-    matrix = model.matrix(frame)
+    whose features raised the risk most. ``matrix`` is ``model.matrix(frame)`` when the caller
+    has encoded the frame already."""
+    matrix = model.matrix(frame) if matrix is None else matrix
     p = model.probability(matrix)
     band = risk_band(p, bands)
     explain = ~np.isin(band, quiet_bands) & explain_risky
@@ -314,6 +317,34 @@ def score_batch(model: CalibratedLightGBM, frame: pd.DataFrame, bands: dict[str,
     for col in ("risk_band", "leading_cause", "action", "model_version", *REASON_COLUMNS):
         out[col] = out[col].astype("str")
     return out[OUTPUT_COLUMNS]
+
+
+def score_and_watch(frame: pd.DataFrame, *, model: CalibratedLightGBM, settings: ScoreSettings,
+                    version: str, watched: list[str]) -> tuple[pd.DataFrame, dict]:
+    """The scores of ``frame`` (``score_batch``) and what a run counts beside them: the values
+    of the score and of the ``watched`` features that ``Drift`` bins, and the categories the model
+    never learned (``UNSEEN``). The frame is encoded once: the training reference's bins are of
+    the encoded values (a text category's code), which are the model's matrix's columns."""
+    matrix = model.matrix(frame)
+    scored = score_batch(model, frame, settings.bands, tuple(settings.quiet_bands), version,
+                         settings.explain, matrix)
+    column = {name: j for j, name in enumerate(model.features)}
+    return scored, {"score": scored["probability"].to_numpy(),
+                    **{name: matrix[:, column[name]] for name in watched},
+                    UNSEEN: unseen_categories(frame, matrix, column, model.categories)}
+
+
+def unseen_categories(frame: pd.DataFrame, matrix: np.ndarray, column: dict[str, int],
+                      categories: dict[str, list]) -> dict[str, dict[str, int]]:
+    """Per column learned as text ``categories``, how many rows hold each value the model never
+    saw: a value given (not missing) that ``matrix`` (the frame encoded, ``column`` its columns'
+    positions) holds as missing, so scored as missing, as a renamed code would be, silently."""
+    out = {}
+    for name in categories:
+        unseen = np.isnan(matrix[:, column[name]]) & frame[name].notna().to_numpy()
+        if unseen.any():
+            out[name] = frame[name][unseen].astype("str").value_counts().to_dict()
+    return out
 
 
 class Drift:

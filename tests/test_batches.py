@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from pipeline import metrics
-from pipeline.batches import RecommendTally, ScoreTally, Tally, report_problems
+from pipeline.batches import RecommendTally, ScoreTally, Tally, report_problems, work_range
 from pipeline.contract import ContractError
 from pipeline.score import Drift
 from pipeline.sources import Batch
@@ -90,3 +90,25 @@ def test_categories_the_model_never_learned_are_summed_over_batches_and_said():
     said.clear()
     report_problems(summary, 0.5, said.append, warned.append)  # the CLI warns on standard error
     assert said == [] and len(warned) == 1 and warned[0].startswith("warning: 4 scored rows")
+
+
+def test_a_range_is_read_worked_and_shipped_back_without_its_features(tmp_path):
+    """``work_range`` reads a range of a features file, hands its features to the work and
+    returns the work's rows and values; the features stay behind; an empty range skips the work."""
+    from tests.conftest import make_params
+
+    path = tmp_path / "features.parquet"
+    pd.DataFrame({"borrower_id": [1, 2, 3], "scoring_date": pd.to_datetime(["2026-01-05"] * 3),
+                  "x": [0.5, 1.5, 2.5]}).to_parquet(path)
+    seen = []
+    today = pd.Timestamp("2026-12-01")
+
+    def work(frame):
+        seen.append(frame["borrower_id"].tolist())
+        return frame[["borrower_id"]], {"n": len(frame)}
+
+    batch, rows, values = work_range((1, 2), path, make_params(), ["x"], (), None, work, today)
+    assert seen == [[1, 2]] and rows["borrower_id"].tolist() == [1, 2] and values == {"n": 2}
+    assert batch.borrowers_in == 2 and batch.features.empty
+    batch, rows, values = work_range((7, 9), path, make_params(), ["x"], (), None, work, today)
+    assert len(seen) == 1 and rows.empty and values == {}

@@ -207,6 +207,37 @@ def test_drift_watches_the_most_important_features(happy, model_dir):
         assert result["flag"] in ("stable", "watch", "shifted"), name
 
 
+def test_score_and_watch_encodes_once_what_scoring_drift_and_unseen_categories_read(features, model_dir):
+    """The watched values are the matrix's columns, as encoding them alone gives them."""
+    from pipeline.model import CalibratedLightGBM, encode
+    from pipeline.model import unseen_categories as unseen_by_codes
+
+    model = CalibratedLightGBM.from_dir(model_dir["path"])
+    s, watched = make_params().score, list(model.features[:3])
+    frame = features.head(200)
+    rows, values = score.score_and_watch(frame, model=model, settings=s, version="7", watched=watched)
+    pd.testing.assert_frame_equal(rows, score.score_batch(model, frame, s.bands, tuple(s.quiet_bands), "7",
+                                                          s.explain))
+    np.testing.assert_array_equal(values["score"], rows["probability"].to_numpy())
+    encoded = encode(frame, watched, model.categories)
+    for j, name in enumerate(watched):
+        np.testing.assert_array_equal(values[name], encoded[:, j])
+    assert values[score.UNSEEN] == unseen_by_codes(frame, model.categories)
+
+
+def test_unseen_categories_are_given_values_the_matrix_holds_as_missing():
+    from pipeline.model import encode
+    from pipeline.model import unseen_categories as unseen_by_codes
+
+    learned = {"education": ["high_school", "university", "Other", "other"]}
+    frame = pd.DataFrame({"age": [30.0] * 6, "education": pd.Series(
+        ["UNIVERSITY", " High-School ", "university", "OTHER", "phd", None], dtype=object)})
+    matrix = encode(frame, ["age", "education"], learned)
+    found = score.unseen_categories(frame, matrix, {"age": 0, "education": 1}, learned)
+    assert found == {"education": {"OTHER": 1, "phd": 1}} == unseen_by_codes(frame, learned)
+    assert score.unseen_categories(frame.head(3), matrix[:3], {"age": 0, "education": 1}, learned) == {}
+
+
 def test_csv_output_holds_the_same_rows(happy, work, raw, model_dir):
     output = work / "happy_csv" / "scores.csv"
     ok(run_score(work, raw, output, model_dir["path"]))

@@ -17,12 +17,11 @@ import typer
 
 from pipeline import decision
 from pipeline.artifacts import load_model
-from pipeline.batches import RecommendTally, report_problems, write_batches
+from pipeline.batches import recommend_all, report_problems
 from pipeline.cli import PARAMS, app, load, params_file
 from pipeline.cli.paths import DECISION_MODEL
-from pipeline.config import Params
 from pipeline.outputs import check_paths
-from pipeline.sources import Batch, open_source
+from pipeline.sources import open_source
 
 
 @app.command()
@@ -49,19 +48,9 @@ def recommend(
     today = pd.Timestamp.today().normalize()
     source = open_source(input, p.source, p.features, p.label.observation_days, list(model.features), (),
                          today, model.observation_days)
-    summary = write_batches(source, output, p, RecommendTally(), "recommend", recommend_range,
-                            model.output_columns(),
-                            (model,), {"model": model_uri, "policy": decision.policy_of(model.settings)})
+    summary = recommend_all(source, model, output, p,
+                            {"model": model_uri, "policy": decision.policy_of(model.settings)})
     typer.echo(f"borrowers in {summary['borrowers_in']} = recommended {summary['recommended']} + "
                f"rejected {summary['rejected']}; amounts {summary['amounts']}")
     report_problems(summary, p.score.max_rejected_share, typer.echo, lambda text: typer.echo(text, err=True))
 
-
-def recommend_range(bounds: tuple[int, int], path: Path, p: Params, model: decision.DecisionModel,
-                    today: pd.Timestamp) -> tuple[Batch, pd.DataFrame, dict]:
-    """The borrowers with ids in ``bounds``: read, validated, recommended (on any engine)."""
-    batch = open_source(path, p.source, p.features, p.label.observation_days, list(model.features), (),
-                        today, model.observation_days).load(*bounds)
-    rows = model.recommend(batch.features) if len(batch.features) else pd.DataFrame()
-    batch.features = batch.features.iloc[:0]
-    return batch, rows, {}
