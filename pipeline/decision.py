@@ -29,8 +29,8 @@ from typing import ClassVar
 import numpy as np
 import pandas as pd
 
-from pipeline import metrics
-from pipeline.catalog import FEATURES
+from pipeline import io, metrics
+from pipeline.catalog import DAYS_PER_MONTH, FEATURES
 from pipeline.config import BoostSettings, DecisionSettings
 from pipeline.contract import borrower_ids
 from pipeline.errors import UsageError
@@ -50,6 +50,36 @@ REASONS = ("appetite", "profit", "limit cap", "no profit")
 FIGURE_STYLES = {"ours": "C0-s", "experimental": "C2-.v", "naive": "C3--^"}  # the models drawn
 META = "decision.json"
 ORACLE_SHARE_GOAL, DOSE_RESPONSE_GOAL = 0.9, 0.02  # issue 16's goals (``goals``)
+
+
+def training_rows(features: pd.DataFrame, limit_events: pd.DataFrame, statements: pd.DataFrame,
+                  truth: pd.DataFrame, observation_days: int, cycles: int) -> pd.DataFrame:
+    """One row per borrower of ``features`` (the decision features, taken at the jump): the
+    granted amount and whether it was a line test (from ``limit_events``' increase), the label
+    (``truth``) and the balance-months observed over ``cycles`` cycles from the scoring date,
+    ``observation_days`` after the jump (``realised_balance_months``)."""
+    frame = features.set_index("borrower_id")
+    jumps = limit_events.query("event_type == 'increase'").set_index("borrower_id")
+    frame["granted"] = (jumps["new_limit"] - jumps["old_limit"]).reindex(frame.index)
+    frame["line_test"] = (jumps["test_cell"] == "line_test").reindex(frame.index)
+    frame["label"] = truth.set_index("borrower_id")["label"].reindex(frame.index)
+    scoring = frame["jump_date"] + pd.Timedelta(days=observation_days)
+    end = scoring + pd.DateOffset(months=cycles) - pd.Timedelta(days=1)
+    frame["balance_months"] = realised_balance_months(statements, frame["jump_date"], end)
+    return frame.reset_index()
+
+
+def with_splits(frame: pd.DataFrame, splits: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """``frame`` with each borrower's ``split``, the name of the split table holding its id;
+    ``io.EMBARGOED`` for a borrower in none (those between two splits)."""
+    named = pd.concat([rows[["borrower_id"]].assign(split=name) for name, rows in splits.items()]
+                      ).set_index("borrower_id")["split"]
+    return frame.assign(split=named.reindex(frame["borrower_id"]).fillna(io.EMBARGOED).to_numpy())
+
+
+def jump_cycles(observation_days: int) -> int:
+    """Cycles from the jump cycle to the scoring date's (1 for a 30-day observation window)."""
+    return int(np.ceil(observation_days / DAYS_PER_MONTH))
 
 
 def realised_balance_months(statements: pd.DataFrame, jump: pd.Series, end: pd.Series) -> pd.Series:

@@ -284,7 +284,11 @@ def read_dataset(directory: str | Path, columns: list[str] | None = None) -> pd.
     return pd.concat([pd.read_parquet(f, columns=columns) for f in files], ignore_index=True)
 
 
-def read_splits(directory: str | Path, names: tuple[str, ...],
+SPLITS = ("train", "valid", "test")  # the split stage's files, read by name (``read_splits``)
+EMBARGOED = "embargo"  # the rows between two splits, in none of them
+
+
+def read_splits(directory: str | Path, names: tuple[str, ...] = SPLITS,
                 columns: list[str] | None = None) -> dict[str, pd.DataFrame]:
     """The split stage's files (``<name>.parquet`` in ``directory``) by split name: the one reader
     of them, so that no stage imports the split stage's code to read its output."""

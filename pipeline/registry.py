@@ -1,4 +1,5 @@
-"""The promotion gates: when a new LightGBM may replace the champion. Pure: figures in, verdict out.
+"""The promotion gates: when a new LightGBM may replace the champion. No I/O of its own: figures
+in, verdict out; what only a comparison needs (the models, the rows) comes from fetchers it calls.
 
 Two sets, checked at two moments. ``own_gates`` depend only on what DVC tracks (the challenger and
 the scorecard on the out-of-time split), so the register stage can record them as a DVC output.
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING
 from pipeline import metrics
 from pipeline.config import LabelSettings, RegisterSettings
 from pipeline.errors import InputError
+from pipeline.tracking import FAILED_GATES_TAG, GATE_TAG
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -29,6 +31,15 @@ class Promotion:
     decision: str  # "promoted", "refused" or "already_champion"
     failed_gates: list[str]
     figures: dict = field(default_factory=dict)
+
+
+def own_failures(tags: dict[str, str]) -> list[str]:
+    """The own gates a registered version failed, from its tags (``GATE_TAG`` and
+    ``FAILED_GATES_TAG``, written by ``limitjump register``); a version registered otherwise
+    fails them all ("own gates")."""
+    if tags.get(GATE_TAG) == "true":
+        return []
+    return [g.strip() for g in tags.get(FAILED_GATES_TAG, "own gates").split(",")]
 
 
 def promotion(candidate: str, champion: str | None, own_failures: list[str], new_label: bool,

@@ -19,13 +19,12 @@ import pandas as pd
 
 from pipeline.config import LabelSettings
 from pipeline.errors import InputError
+from pipeline.io import EMBARGOED, SPLITS
 from pipeline.metrics import rate_with_half_added
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-SPLITS = ("train", "valid", "test")
-EMBARGOED = "embargo"
 TOO_LONG = ("the embargo between splits leaves a split without rows: the label window is too long "
             "for the range of scoring dates (shorten label.performance_cycles or label.dpd_threshold; "
             "with the simulator, widen simulate.calendar; with your own tables, they need scoring "

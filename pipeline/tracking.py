@@ -44,6 +44,7 @@ FINGERPRINT_TAG = "limitjump.fingerprint"
 MODEL_URI_TAG = "limitjump.model_uri"  # MLflow 3 logs models apart from run artifacts
 FILES_TAG = "limitjump.files"  # digests of the model's data files, recorded at registration
 GATE_TAG = "limitjump.gates_passed"
+FAILED_GATES_TAG = "limitjump.failed_gates"  # the own gates a version failed at registration, or "none"
 DUPLICATE_TAG = "limitjump.duplicate_of"  # a version another machine registered first
 PRIMARY_METRIC = "oot_auc"
 PROMOTION_LOG = "promotions.jsonl"
@@ -324,6 +325,18 @@ def pip_requirements() -> list[str]:
     """Exact versions of what a logged model needs, given rather than inferred (inferring spawns
     a process and takes seconds)."""
     return [f"{name}=={version(name)}" for name in ("mlflow", "lightgbm", "pandas", "numpy")]
+
+
+def log_served_model(loader_module: str, folder: Path, example: pd.DataFrame, output: Any) -> str:
+    """The model as MLflow data (``folder``'s files) that the installed package loads
+    (``loader_module``), in the active run, with ``example`` rows and their ``output`` as its
+    signature and input example; its URI tagged on the run (``MODEL_URI_TAG``). Returns its id."""
+    info = mlflow.pyfunc.log_model(
+        name="model", loader_module=loader_module, data_path=str(folder),
+        signature=model_signature(example, output), input_example=example,
+        pip_requirements=pip_requirements())
+    mlflow.set_tag(MODEL_URI_TAG, info.model_uri)
+    return info.model_id
 
 
 def log_json(data: Any, name: str, artifact_path: str | None = None) -> None:

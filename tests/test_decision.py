@@ -85,6 +85,35 @@ def test_realised_balance_months_sums_the_statements_from_the_jump_to_the_end():
     assert summed.to_dict() == {1: 500.0, 3: 0.0}
 
 
+def test_training_rows_add_the_granted_amount_its_test_cell_the_label_and_the_balance_months():
+    day = pd.Timestamp
+    features = pd.DataFrame({"borrower_id": [1, 2], "jump_date": [day("2025-02-10"), day("2025-03-01")],
+                             "utilisation": [0.5, 0.2]})
+    events = pd.DataFrame({"borrower_id": [1, 1, 2], "event_type": ["increase", "decrease", "increase"],
+                           "old_limit": [1000.0, 3000.0, 2000.0], "new_limit": [3000.0, 500.0, 2500.0],
+                           "test_cell": ["line_test", None, "platform"]})
+    statements = pd.DataFrame({"borrower_id": [1, 1, 2], "balance": [100.0, 200.0, 50.0],
+                               "statement_date": [day("2025-03-31"), day("2025-05-31"), day("2025-03-31")]})
+    truth = pd.DataFrame({"borrower_id": [2, 1], "label": [1, 0]})
+    rows = decision.training_rows(features, events, statements, truth, observation_days=30, cycles=2)
+    assert rows["borrower_id"].tolist() == [1, 2] and rows["utilisation"].tolist() == [0.5, 0.2]
+    assert rows["granted"].tolist() == [2000.0, 500.0] and rows["line_test"].tolist() == [True, False]
+    assert rows["label"].tolist() == [0, 1]
+    # from the jump to two cycles after the scoring date (30 days after the jump), less a day
+    assert rows["balance_months"].tolist() == [100.0, 50.0]
+
+
+def test_borrowers_in_no_split_are_in_the_embargo():
+    frame = pd.DataFrame({"borrower_id": [3, 1, 2, 4]})
+    splits = {"train": pd.DataFrame({"borrower_id": [1]}), "test": pd.DataFrame({"borrower_id": [4, 3]})}
+    assert decision.with_splits(frame, splits)["split"].tolist() == ["test", "train", "embargo", "test"]
+
+
+@pytest.mark.parametrize(("days", "cycles"), [(0, 0), (30, 1), (31, 2), (61, 3)])
+def test_jump_cycles_count_the_cycles_begun_by_the_scoring_date(days, cycles):
+    assert decision.jump_cycles(days) == cycles
+
+
 def test_the_evaluation_compares_policies_on_the_truth():
     grid = np.array([0.0, 10000.0])
     truth = {"borrower_id": np.array([1, 2]), "p_miss": np.array([[0.1, 0.2], [0.1, 0.5]]),

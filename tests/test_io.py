@@ -97,6 +97,13 @@ def test_read_splits_reads_each_named_split_file(tmp_path):
         pd.testing.assert_frame_equal(frame, frames[name][["borrower_id"]])
 
 
+def test_read_splits_reads_the_three_splits_by_default(tmp_path):
+    for i, name in enumerate(io.SPLITS):
+        pd.DataFrame({"borrower_id": [i]}).to_parquet(tmp_path / f"{name}.parquet")
+    read = io.read_splits(tmp_path)
+    assert list(read) == ["train", "valid", "test"] and read["test"]["borrower_id"].tolist() == [2]
+
+
 def test_a_split_copies_each_side_into_one_chunk_per_column():
     """``_split``: the rows in the mask and the others, each column one chunk (which pandas takes
     without a copy) and in buffers of its own, so that neither keeps the row groups alive, even

@@ -131,3 +131,12 @@ def test_promotion_of_another_label_needs_new_label():
     assert refused.figures == {"challenger_label": new.model_dump(), "champion_label": old.model_dump()}
     adopted, _ = promote(labels=(new, old), new_label=True)
     assert (adopted.decision, adopted.failed_gates) == ("promoted", [])
+
+
+def test_own_failures_are_read_from_the_version_tags():
+    from pipeline.tracking import FAILED_GATES_TAG, GATE_TAG
+
+    assert registry.own_failures({GATE_TAG: "true", FAILED_GATES_TAG: "none"}) == []
+    assert registry.own_failures({GATE_TAG: "false", FAILED_GATES_TAG: "min_oot_auc, max_ece"}) == \
+        ["min_oot_auc", "max_ece"]
+    assert registry.own_failures({}) == ["own gates"]  # a version registered otherwise

@@ -321,14 +321,17 @@ def test_provenance_outside_git():
 # ---- the registry ----------------------------------------------------------------------------
 
 def _run_with_model(tmp_path: Path, fingerprint: str):
-    """A run whose logged model is data (a model folder) loaded by the installed package."""
+    """A run whose logged model is data (a model folder) loaded by the installed package, as
+    train and decide log theirs (``tracking.log_served_model``)."""
     folder = tiny_model_dir(tmp_path / fingerprint)
+    example = pd.DataFrame({"a": [0.0, 2.0], "b": [1.0, 0.5]})
     with tracking.new_run(SETTINGS, "lightgbm", fingerprint, "a run with a model") as run:
-        info = mlflow.pyfunc.log_model(name="model", loader_module="pipeline.model", data_path=str(folder),
-                                       pip_requirements=[])
-        mlflow.set_tag(tracking.MODEL_URI_TAG, info.model_uri)
+        model_id = tracking.log_served_model("pipeline.model", folder, example,
+                                             CalibratedLightGBM.from_dir(folder).predict(example))
     assert run is not None
-    return tracking.run_for_fingerprint(SETTINGS, fingerprint), folder
+    logged = tracking.run_for_fingerprint(SETTINGS, fingerprint)
+    assert logged.data.tags[tracking.MODEL_URI_TAG] == f"models:/{model_id}"
+    return logged, folder
 
 
 def _register(tmp_path: Path, fingerprint: str):

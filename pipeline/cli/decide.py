@@ -11,7 +11,6 @@ import pandas as pd
 import typer
 
 from pipeline import decision, io
-from pipeline.catalog import DAYS_PER_MONTH
 from pipeline.cli import PARAMS, app, load
 from pipeline.cli.paths import (
     COUNTERFACTUAL_DIR,
@@ -46,10 +45,10 @@ def decide(params: Path = PARAMS) -> None:
     cycles = label_horizon(p.label, p.simulate.calendar.due_day_offset) + 1
     frame = pd.concat(map_shards(decision_rows, shards, p.engine, "decision features", p, cycles,
                                  borrowers=len, parent_works=True), ignore_index=True)
-    frame["split"] = _splits().reindex(frame["borrower_id"]).fillna("embargo").to_numpy()
+    frame = decision.with_splits(frame, io.read_splits(SPLIT_DIR, columns=["borrower_id"]))
     report, model, figures = decision.run(frame, io.read_dataset(COUNTERFACTUAL_DIR), p.decision,
                                           np.asarray(p.simulate.jump.line_test_amounts, dtype=float),
-                                          cycles + _jump_cycles(p))
+                                          cycles + decision.jump_cycles(p.label.observation_days))
     with io.atomic_dir(DECISION_MODEL) as out:
         model.save(out)
     with io.atomic_dir(DECISION_PLOTS) as out:
@@ -102,11 +101,7 @@ def _log_and_register(p: Params, report: dict, frame: pd.DataFrame, model: decis
             mlflow.log_artifacts(str(DECISION_PLOTS), artifact_path="plots")
             example = frame[frame["split"] == "test"].head(5).reset_index(drop=True)
             example = example[list(decision.SERVED_COLUMNS)]
-            info = mlflow.pyfunc.log_model(
-                name="model", loader_module="pipeline.decision", data_path=str(DECISION_MODEL),
-                signature=tracking.model_signature(example, model.recommend(example)),
-                input_example=example, pip_requirements=tracking.pip_requirements())
-            mlflow.set_tag(tracking.MODEL_URI_TAG, info.model_uri)
+            tracking.log_served_model("pipeline.decision", DECISION_MODEL, example, model.recommend(example))
     run = tracking.run_for_fingerprint(p.mlflow, fingerprint)
     files = {f.name: io.file_digest(f) for f in sorted(DECISION_MODEL.iterdir())}
     tags = {tracking.FILES_TAG: json.dumps(files)}
@@ -121,29 +116,10 @@ def _log_dose_response(dose: dict) -> None:
     mlflow.log_metric("dose_response_truth_noise_mae", dose["truth_noise_mae"])
 
 
-def _jump_cycles(p: Params) -> int:
-    """Cycles from the jump cycle to the scoring date's (1 for a 30-day observation window)."""
-    return int(np.ceil(p.label.observation_days / DAYS_PER_MONTH))
-
-
 def decision_rows(index: int, p: Params, cycles: int) -> pd.DataFrame:
-    """One shard's borrowers: decision features at the jump, the granted amount and its test
-    cell, the label and the balance-months observed after the jump."""
+    """One shard's borrowers as the decision learns from them (``decision.training_rows``), their
+    features taken at the jump."""
     tables = read_shard(RAW_DIR, index)
-    frame = build_features(tables, 0, p.features).set_index("borrower_id")
-    jumps = tables["limit_events"].query("event_type == 'increase'").set_index("borrower_id")
-    frame["granted"] = (jumps["new_limit"] - jumps["old_limit"]).reindex(frame.index)
-    frame["line_test"] = (jumps["test_cell"] == "line_test").reindex(frame.index)
-    truth = io.read_part(TRUTH_DIR, index).set_index("borrower_id")
-    frame["label"] = truth["label"].reindex(frame.index)
-    scoring = frame["jump_date"] + pd.Timedelta(days=p.label.observation_days)
-    end = scoring + pd.DateOffset(months=cycles) - pd.Timedelta(days=1)
-    frame["balance_months"] = decision.realised_balance_months(tables["statements"],
-                                                               frame["jump_date"], end)
-    return frame.reset_index()
-
-
-def _splits() -> pd.Series:
-    splits = io.read_splits(SPLIT_DIR, ("train", "valid", "test"), columns=["borrower_id"])
-    return pd.concat([frame.assign(split=name) for name, frame in splits.items()]
-                     ).set_index("borrower_id")["split"]
+    return decision.training_rows(build_features(tables, 0, p.features), tables["limit_events"],
+                                  tables["statements"], io.read_part(TRUTH_DIR, index),
+                                  p.label.observation_days, cycles)

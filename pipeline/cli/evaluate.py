@@ -31,7 +31,6 @@ from pipeline.cli.paths import (
     TRUTH_DIR,
 )
 from pipeline.config import Params
-from pipeline.split import SPLITS
 
 
 def predictors() -> dict:
@@ -105,7 +104,7 @@ def _splits() -> dict:
     report = json.loads(SPLIT_REPORT.read_text())
     return {name: {"rows": report[name]["rows"], "misses": report[name]["misses"],
                    "first": report[name]["first_scoring_date"], "last": report[name]["last_scoring_date"]}
-            for name in SPLITS}
+            for name in io.SPLITS}
 
 
 def _decision(appetite: float) -> dict | None:

@@ -48,7 +48,8 @@ def promote(
     entry = {"version": candidate.version, "previous_champion": champion.version if champion else None,
              "by": _who(), "git.commit": tracking.provenance()["git.commit"]}
     decided = registry.promotion(
-        candidate.version, champion.version if champion else None, _own_failures(candidate), new_label,
+        candidate.version, champion.version if champion else None, registry.own_failures(candidate.tags),
+        new_label,
         models=lambda: _models({"challenger": candidate, "champion": champion}),
         rows=lambda: _comparison_rows(test),
         settings=p.gate)
@@ -87,13 +88,6 @@ def _current_champion(p):
         return tracking.get_version(p.mlflow, "champion")
     except InputError:
         return None
-
-
-def _own_failures(version) -> list[str]:
-    """The gates the version failed at registration; an unregistered-by-us version fails all."""
-    if version.tags.get(tracking.GATE_TAG) == "true":
-        return []
-    return [g.strip() for g in version.tags.get("limitjump.failed_gates", "own gates").split(",")]
 
 
 def _models(versions: dict) -> dict[str, CalibratedLightGBM]:

@@ -20,7 +20,6 @@ from pipeline.cli.paths import (
     TRUTH_DIR,
 )
 from pipeline.split import (
-    SPLITS,
     check_both_labels,
     check_labels_known,
     label_matures,
@@ -59,7 +58,7 @@ def split(params: Path = PARAMS) -> None:
     first_test = frame.loc[frame["split"] == "test", "scoring_date"].min()
     history = maintenance_history(first_test, p.label.dpd_threshold) if p.source.kind == "simulator" else None
     with io.atomic_dir(SPLIT_DIR) as out:
-        for name in SPLITS:
+        for name in io.SPLITS:
             part = frame[frame["split"] == name].drop(columns="split").reset_index(drop=True)
             io.write_parquet(part, out / f"{name}.parquet")
         io.write_json(history, out / MAINTENANCE_HISTORY.name)

@@ -29,7 +29,7 @@ def train_command(kind: Annotated[Kind, typer.Argument(help="Which model to trai
                   params: Path = PARAMS) -> None:
     """Train one model on the train split; validation for early stopping and calibration."""
     p = load(params)
-    splits = io.read_splits(SPLIT_DIR, ("train", "valid", "test"))
+    splits = io.read_splits(SPLIT_DIR)
     digests = {name: io.file_digest(SPLIT_DIR / f"{name}.parquet") for name in splits}
     columns = train.feature_columns(splits["train"])
     categorical = train.categorical_columns(splits["train"], columns)
@@ -121,12 +121,7 @@ def _fit_lightgbm(p: Params, splits: dict, columns: list[str], categorical: list
         """The model as MLflow data (the folder's files) loaded by the installed package."""
         example = example_pool.dropna().head(5)
         mlflow.log_metric("trees", booster.num_trees())
-        info = mlflow.pyfunc.log_model(
-            name="model", loader_module="pipeline.model", data_path=str(folder),
-            signature=tracking.model_signature(example, fitted.predict(example)),
-            input_example=example, pip_requirements=tracking.pip_requirements())
-        mlflow.set_tag(tracking.MODEL_URI_TAG, info.model_uri)
-        return info.model_id
+        return tracking.log_served_model("pipeline.model", folder, example, fitted.predict(example))
 
     return scores, settings, log_model
 
