@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -23,7 +24,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.dates import DateFormatter
 from matplotlib.figure import Figure
 
-from pipeline import metrics, model, registry, train
+from pipeline import io, metrics, model, registry, train
 from pipeline.config import (
     LabelSettings,
     LightGBMSettings,
@@ -48,6 +49,18 @@ ECE_DRAWS = 50  # outcomes drawn from the probabilities to estimate the ECE of a
 def month_of(dates: pd.Series) -> pd.Series:
     """First day of each date's month."""
     return dates.dt.to_period("M").dt.to_timestamp()
+
+
+def read_stream(folder: Path) -> pd.DataFrame:
+    """The stream's features with their labels (and maturity dates) and the truth, one row per
+    borrower, from ``folder`` (the simulate-stream stage's); ``MONTH`` is the batch."""
+    frame = io.read_dataset(folder / "features")
+    labels = io.read_dataset(folder / "labels").drop(columns="scoring_date")
+    truth = io.read_dataset(folder / "truth", columns=["borrower_id", "p_true"])
+    frame = frame.merge(labels, on="borrower_id", validate="one_to_one").merge(
+        truth, on="borrower_id", validate="one_to_one")
+    frame[MONTH] = month_of(frame["scoring_date"])
+    return frame.sort_values([MONTH, "borrower_id"], kind="stable").reset_index(drop=True)
 
 
 def stream_mismatch(months: pd.Series, settings: MonitorSettings) -> str | None:
@@ -593,3 +606,11 @@ def rounded(value):
 
 def rounded_records(frame: pd.DataFrame) -> list[dict]:
     return rounded(frame.to_dict("records"))
+
+
+def monthly_table(table: pd.DataFrame, policies: pd.DataFrame, truth: pd.DataFrame) -> pd.DataFrame:
+    """One row per month: the monitor's ``table``, the policies' figures (``by_policy``) and the
+    truth's (``truth_view``, without its breaks), numbered from 1 after the month."""
+    monthly = table.merge(policies, on=MONTH).merge(truth.drop(columns="truth_breaks"), on=MONTH)
+    monthly.insert(1, "month_number", np.arange(1, len(monthly) + 1))
+    return monthly

@@ -228,6 +228,9 @@ def test_the_month_by_month_report_goals_and_chart_on_a_small_stream():
     # the stream ends before the alert (month 9): nothing from it on
     assert limits["ece_floor_from_the_alert"] == limits["truth_ece_from_the_alert"] == {}
     assert (policies["truth_ece"] >= policies["truth_citl"].abs() - 1e-12).all()  # ECE >= |CITL|
+    monthly = monitor.monthly_table(table, policies, truth)
+    assert monthly["month_number"].tolist() == list(range(1, 9)) and list(monthly.columns[:2]) == \
+        [monitor.MONTH, "month_number"] and "truth_breaks" not in monthly
     early = alert_log[alert_log["batch"] < table[monitor.MONTH][5]]
     assert len(goals["false_alarms_before_change"]) + len(goals["alerts_before_change_confirmed_by_truth"]) \
         == len(early)
@@ -278,6 +281,26 @@ def test_a_month_in_which_no_one_missed_has_no_auc_and_raises_no_ranking_alert()
     untouched = monitor.goals(table, alert_log, unchanged(policies), truth, None)
     assert untouched["flagged_in_time"] is None and untouched["first_affected_month"] is None
     monitor.monthly_figure(table, unchanged(policies), alert_log, [], table[monitor.MONTH][5])
+
+
+def test_the_stream_is_read_one_row_per_borrower_with_its_label_truth_and_month(tmp_path):
+    day = pd.Timestamp
+    dates = [day("2025-02-03"), day("2025-02-20"), day("2025-01-09")]  # of borrowers 2, 1, 3
+    tables = {"features": pd.DataFrame({"borrower_id": [2, 1, 3], "x1": [0.2, 0.1, 0.3],
+                                        "scoring_date": dates}),
+              "labels": pd.DataFrame({"borrower_id": [2, 1, 3], "label": [1, 0, 0], "scoring_date": dates}),
+              "truth": pd.DataFrame({"borrower_id": [3, 2, 1], "p_true": [0.3, 0.2, 0.1], "other": 0})}
+    for name, frame in tables.items():
+        (tmp_path / name).mkdir()
+        frame.to_parquet(tmp_path / name / "part-00000.parquet")
+    stream = monitor.read_stream(tmp_path)
+    assert stream["borrower_id"].tolist() == [3, 1, 2]  # by month, then id
+    assert stream["label"].tolist() == [0, 0, 1] and stream["p_true"].tolist() == [0.3, 0.1, 0.2]
+    assert stream[monitor.MONTH].tolist() == [day("2025-01-01"), day("2025-02-01"), day("2025-02-01")]
+    assert "other" not in stream
+    tables["labels"].iloc[[0, 0]].to_parquet(tmp_path / "labels" / "part-00000.parquet")
+    with pytest.raises(pd.errors.MergeError):  # a borrower twice
+        monitor.read_stream(tmp_path)
 
 
 def test_a_stream_simulated_with_other_monitor_settings_is_named_not_monitored():

@@ -13,7 +13,6 @@ import json
 from pathlib import Path
 
 import mlflow
-import numpy as np
 import pandas as pd
 import typer
 from matplotlib.figure import Figure
@@ -24,18 +23,6 @@ from pipeline.cli.paths import MODELS, MONITOR_DIR, SPLIT_DIR, SPLIT_REPORT, STR
 from pipeline.config import Params
 from pipeline.errors import UsageError
 from pipeline.model import CalibratedLightGBM
-
-
-def read_stream() -> pd.DataFrame:
-    """The stream's features with their labels (and maturity dates) and the truth, one row per
-    borrower; ``month`` is the batch."""
-    frame = io.read_dataset(STREAM_DIR / "features")
-    labels = io.read_dataset(STREAM_DIR / "labels").drop(columns="scoring_date")
-    truth = io.read_dataset(STREAM_DIR / "truth", columns=["borrower_id", "p_true"])
-    frame = frame.merge(labels, on="borrower_id", validate="one_to_one").merge(
-        truth, on="borrower_id", validate="one_to_one")
-    frame[monitor.MONTH] = monitor.month_of(frame["scoring_date"])
-    return frame.sort_values([monitor.MONTH, "borrower_id"], kind="stable").reset_index(drop=True)
 
 
 @app.command(name="monitor")
@@ -52,7 +39,7 @@ def monitor_command(params: Path = PARAMS) -> None:
     overlap = monitor.training_overlap(m, fitted_until)
     if overlap:
         raise UsageError(overlap)
-    frame = read_stream()
+    frame = monitor.read_stream(STREAM_DIR)
     mismatch = monitor.stream_mismatch(frame[monitor.MONTH], m)
     if mismatch:
         raise UsageError(f"{STREAM_DIR} was simulated with other monitor settings: {mismatch}. "
@@ -82,9 +69,7 @@ def monitor_command(params: Path = PARAMS) -> None:
     goals |= {"reference_auc": reference_auc, "change_dates": [str(d.date()) for d in changes],
               "share_of_batch_touched_by_change": {monitor.month_label(k): v for k, v in touched.items()}}
 
-    monthly = table.merge(policies, on=monitor.MONTH).merge(truth.drop(columns="truth_breaks"),
-                                                            on=monitor.MONTH)
-    monthly.insert(1, "month_number", np.arange(1, len(monthly) + 1))
+    monthly = monitor.monthly_table(table, policies, truth)
     decisions = monitor.decisions(table, alert_log, candidates)
     with io.atomic_dir(MONITOR_DIR / "plots") as out:
         io.write_json(monitor.rounded_records(monthly), out / "monthly.json")
