@@ -482,3 +482,27 @@ def test_statement_days_fall_between_the_day_before_the_cycle_and_the_grace(smal
     assert set(np.unique(offsets[early])) == set(range(-1, latest + 1))
     statement_day = (scoring - first) + offsets  # 0-based day of March
     assert statement_day.max() == 26 and offsets.min() == -1
+
+
+def test_the_incoming_batch_is_cut_at_each_scoring_date_with_ids_offset(small_sim):
+    from pipeline.simulate.new_borrowers import BATCH_ID_OFFSET, cut_at_scoring
+
+    cut = cut_at_scoring(small_sim)
+    assert set(cut) == set(RAW_TABLES)
+    scoring = small_sim["ground_truth"].set_index("borrower_id")["scoring_date"]
+    for name, frame in cut.items():
+        original = frame["borrower_id"] - BATCH_ID_OFFSET
+        assert (frame[TABLES[name].date_column] < original.map(scoring)).all()
+        kept = small_sim[name][TABLES[name].date_column] < small_sim[name]["borrower_id"].map(scoring)
+        assert len(frame) == kept.sum() and original.isin(scoring.index).all()
+    assert sum(map(len, cut.values())) < sum(len(small_sim[name]) for name in RAW_TABLES)  # some cut
+
+
+def test_the_batch_lists_the_windows_announced_by_its_last_scoring_date():
+    from pipeline.simulate.new_borrowers import announced_windows
+
+    windows = pd.DataFrame({"announced_date": pd.to_datetime(["2025-01-01", "2025-03-02", "2025-02-01"]),
+                            "start_time": pd.to_datetime(["2025-01-10", "2025-03-10", "2025-02-10"])})
+    listed = announced_windows(windows, dt.date(2025, 3, 1))
+    assert listed["announced_date"].tolist() == [pd.Timestamp("2025-01-01"), pd.Timestamp("2025-02-01")]
+    assert listed.index.tolist() == [0, 1]

@@ -8,21 +8,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
 import typer
 
 from pipeline import io
 from pipeline.cli import PARAMS, app, load
 from pipeline.cli.paths import INCOMING_DIR
 from pipeline.config import SimulateSettings
-from pipeline.contract import RAW_TABLES, TABLES, validate
+from pipeline.contract import validate
 from pipeline.engine import map_shards
 from pipeline.simulate import World, build_world, shard_bounds, simulate_shard
-from pipeline.simulate.new_borrowers import batch_settings
+from pipeline.simulate.new_borrowers import announced_windows, batch_settings, cut_at_scoring
 from pipeline.team_tables import team_table
-
-ID_OFFSET = 100_000_000  # new borrowers' ids never collide with the training population's
 
 
 @app.command(name="simulate-batch")
@@ -41,9 +37,8 @@ def simulate_batch(params: Path = PARAMS) -> None:
     world = build_world(settings, p.label)
     shards = list(range(len(shard_bounds(settings))))
     with io.atomic_dir(INCOMING_DIR) as out:
-        windows = world.outages.windows
-        visible = windows[windows["announced_date"] <= pd.Timestamp(p.incoming.last_scoring_date)]
-        io.write_parquet(visible.reset_index(drop=True), out / "maintenance_windows" / io.part_name(0))
+        io.write_parquet(announced_windows(world.outages.windows, p.incoming.last_scoring_date),
+                         out / "maintenance_windows" / io.part_name(0))
         rows = sum(map_shards(write_shard, shards, p.engine, "simulate batch", settings, world, out,
                               borrowers=int, total=settings.n_borrowers, parent_works=True))
     typer.echo(f"incoming batch: {rows} borrowers scored between {p.incoming.first_scoring_date} "
@@ -52,12 +47,7 @@ def simulate_batch(params: Path = PARAMS) -> None:
 
 def write_shard(index: int, settings: SimulateSettings, world: World, out: Path) -> int:
     tables = simulate_shard(index, settings, world)
-    scoring = tables["ground_truth"].set_index("borrower_id")["scoring_date"]
-    for name in RAW_TABLES:
-        frame = tables[name]
-        before = frame[TABLES[name].date_column] < frame["borrower_id"].map(scoring)
-        frame = frame[before.to_numpy()].reset_index(drop=True)
-        frame["borrower_id"] = frame["borrower_id"] + ID_OFFSET
+    for name, frame in cut_at_scoring(tables).items():
         validate(frame, name, f"{name} (incoming shard {index})")
         io.write_parquet(frame, out / name / io.part_name(index))
-    return int(np.size(scoring))
+    return len(tables["ground_truth"])

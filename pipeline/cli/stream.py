@@ -21,10 +21,8 @@ from pipeline.contract import LABEL_MATURES, STREAM_TABLES, validate
 from pipeline.engine import map_shards
 from pipeline.features import build_features
 from pipeline.simulate import World, build_world, shard_bounds, simulate_shard
-from pipeline.simulate.new_borrowers import stream_settings
+from pipeline.simulate.new_borrowers import STREAM_ID_OFFSET, stream_settings
 from pipeline.split import label_matures
-
-ID_OFFSET = 200_000_000  # stream borrowers' ids never collide with training's or the incoming batch's
 
 
 @app.command(name="simulate-stream")
@@ -59,6 +57,6 @@ def write_shard(index: int, settings: SimulateSettings, world: World, label: Lab
     for name, part in parts.items():
         if name in STREAM_TABLES:
             validate(part, STREAM_TABLES[name], f"{name} (simulated stream shard {index})")
-        part = part.assign(borrower_id=part["borrower_id"] + ID_OFFSET)
+        part = part.assign(borrower_id=part["borrower_id"] + STREAM_ID_OFFSET)
         io.write_parquet(part.reset_index(drop=True), out / name / io.part_name(index))
     return len(frame)
