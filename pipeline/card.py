@@ -16,13 +16,14 @@ from pathlib import Path
 
 import jinja2
 import numpy as np
+import pandas as pd
 
 from pipeline import io, plots
 from pipeline.catalog import BY_NAME
 from pipeline.config import CAUSES, Params, truth_replicates
 from pipeline.evaluate import GOALS
 from pipeline.metrics import PSI_SHIFTED, PSI_WATCH
-from pipeline.model import FLOORS
+from pipeline.model import FLOORS, REFERENCE_FILE
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 TEMPLATE = "model_card.html.j2"
@@ -436,6 +437,48 @@ def _context(reports: dict, gates: dict | None, params: Params, figures: Sequenc
         "points": _records(details.get("points", []), POINTS),
         "sections": SECTIONS if own is None else OWN_DATA_SECTIONS,
     }
+
+
+def read_details(p: Params, data_digests: dict[str, str], models: Path, split_report: Path,
+                 decision: tuple[Path, Path], monitor: Path) -> dict:
+    """What the card shows beyond the reports, read from the stages' outputs: the LightGBM's
+    importance and the scorecard's points (under ``models``), the split report, the decision's
+    report and plots folder (``decision``) and the monitor's folder. Only what DVC tracks: no run
+    id, version or time (the copy logged to MLflow adds those)."""
+    gains = json.loads((models / "lightgbm" / REFERENCE_FILE).read_text())["importance"]
+    return {
+        "provenance": provenance(p, data_digests),
+        "importance": importance(gains),
+        "points": pd.read_csv(models / "scorecard" / "scorecard_points.csv").to_dict("records"),
+        # the monitor's summary and chart (the monitor stage runs before this one), if it monitored
+        "monitoring": _read_monitoring(monitor),
+        "decision": _read_decision(*decision, p.decision.appetite),
+        "splits": _read_splits(split_report),
+    }
+
+
+def _read_splits(report_path: Path) -> dict:
+    """Rows, misses and first and last scoring date of each split, as the split stage reported
+    them: a team's own data has no simulator to describe, so its card describes these."""
+    report = json.loads(report_path.read_text())
+    return {name: {"rows": report[name]["rows"], "misses": report[name]["misses"],
+                   "first": report[name]["first_scoring_date"], "last": report[name]["last_scoring_date"]}
+            for name in io.SPLITS}
+
+
+def _read_decision(report_path: Path, plots_dir: Path, appetite: float) -> dict | None:
+    """The increase decision's report and chart (the decide stage runs before this one)."""
+    report = json.loads(report_path.read_text())
+    if report.get("applicable") is False:
+        return None
+    return {"report": report, "appetite": appetite, "chart": (plots_dir / "dose_response.png").read_bytes()}
+
+
+def _read_monitoring(folder: Path) -> dict | None:
+    goals = json.loads((folder / "goals.json").read_text())
+    if goals.get("monitored") is False:
+        return None
+    return {"goals": goals, "chart": (folder / "monthly.png").read_bytes()}
 
 
 def provenance(params: Params, data_digests: dict[str, str]) -> dict[str, str]:

@@ -3,14 +3,16 @@ the same figures for the simulator's true probability (the best any model could 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from pipeline import causes, metrics, score
+from pipeline import causes, metrics, score, train
 from pipeline.config import CAUSES, TRIGGERS, EvaluateSettings
-from pipeline.model import FLOORS, CalibratedLightGBM, calibrate
+from pipeline.model import DIRECTIONS_FILE, FLOORS, CalibratedLightGBM, calibrate
 
 HISTORY_BANDS = [0, 3, 6, 12, 24, np.inf]  # months of history before scoring
 HISTORY_LABELS = ["under 3 months", "3-6 months", "6-12 months", "12-24 months", "24 months or more"]
@@ -24,6 +26,18 @@ def truth_of(truth: pd.DataFrame, frames: Splits) -> Splits:
     """The simulator's truth (``TRUTH_COLUMNS``) of each split's rows, in their order."""
     by_id = truth.set_index("borrower_id")
     return {name: by_id.loc[f["borrower_id"]].reset_index(drop=True) for name, f in frames.items()}
+
+
+def predictors(lightgbm: CalibratedLightGBM, scorecard: dict) -> dict[str, Callable]:
+    """Each model's probability function: the LightGBM's and the scorecard's (its JSON)."""
+    return {"scorecard": lambda f: train.scorecard_predict(scorecard, f), "lightgbm": lightgbm.predict}
+
+
+def read_directions(folder: Path) -> dict | None:
+    """Each constrained feature's trend in the training data, as the LightGBM's training recorded
+    it in its ``folder`` (a model from before it did has none)."""
+    path = folder / DIRECTIONS_FILE
+    return json.loads(path.read_text()) if path.exists() else None
 
 
 def scores(predictors: dict[str, Callable[[pd.DataFrame], np.ndarray]], frames: Splits,

@@ -308,3 +308,40 @@ def test_the_simulator_card_keeps_its_simulator_sections(figures, params):
                  "The data are synthetic", "scored before the regime change", "AUC of the truth",
                  "share of credit misses caught", "Gini by jump month"):
         assert said in html, said
+
+
+def test_the_details_are_read_from_the_stages_outputs(tmp_path, params):
+    import json
+
+    import pandas as pd
+
+    models = tmp_path / "models"
+    (models / "lightgbm").mkdir(parents=True)
+    (models / "scorecard").mkdir()
+    (models / "lightgbm" / "reference.json").write_text(json.dumps({"importance": {"dti_at_scoring": 3.0}}))
+    pd.DataFrame([{"characteristic": "dti_at_scoring", "bin": "[0.1, 0.3)", "woe": -0.21, "points": 12.5}]
+                 ).to_csv(models / "scorecard" / "scorecard_points.csv", index=False)
+    split = {name: {"rows": 10 * i, "misses": i, "first_scoring_date": "2025-01-01", "last_scoring_date": "x",
+                    "extra": 1} for i, name in enumerate(("train", "valid", "test", "embargo"))}
+    (tmp_path / "split.json").write_text(json.dumps(split))
+    decision, monitor = tmp_path / "decision.json", tmp_path / "monitor"
+    monitor.mkdir()
+    decision.write_text(json.dumps({"applicable": False, "why": "no test borrower"}))
+    (monitor / "goals.json").write_text(json.dumps({"monitored": False}))
+    where = (models, tmp_path / "split.json", (decision, tmp_path / "plots"), monitor)
+    details = card.read_details(params, {"train": "0123456789abcdef"}, *where)
+    assert details["importance"][0]["feature"] == "dti_at_scoring"
+    assert details["points"] == [{"characteristic": "dti_at_scoring", "bin": "[0.1, 0.3)", "woe": -0.21,
+                                  "points": 12.5}]
+    assert details["splits"] == {name: {"rows": 10 * i, "misses": i, "first": "2025-01-01", "last": "x"}
+                                 for i, name in enumerate(("train", "valid", "test"))}
+    assert details["monitoring"] is None and details["decision"] is None  # neither applied
+    (tmp_path / "plots").mkdir()
+    (tmp_path / "plots" / "dose_response.png").write_bytes(b"png")
+    (monitor / "monthly.png").write_bytes(b"chart")
+    decision.write_text(json.dumps({"policies": {}}))
+    (monitor / "goals.json").write_text(json.dumps({"first_affected_month": "2025-06"}))
+    details = card.read_details(params, {"train": "0123456789abcdef"}, *where)
+    assert details["decision"] == {"report": {"policies": {}}, "appetite": params.decision.appetite,
+                                   "chart": b"png"}
+    assert details["monitoring"] == {"goals": {"first_affected_month": "2025-06"}, "chart": b"chart"}

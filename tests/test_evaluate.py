@@ -124,3 +124,23 @@ def test_the_floor_sections_count_the_rows_each_floor_lifted_and_their_misses():
     assert section["mean_p_lifted_without_floor"] < 0.2
     assert section["auc_without_floor"] == pytest.approx(without)
     assert section["auc"] > without
+
+
+def test_the_directions_are_read_from_the_model_folder_when_training_recorded_them(tmp_path):
+    import json
+
+    from pipeline.model import DIRECTIONS_FILE
+
+    assert evaluate.read_directions(tmp_path) is None  # a model from before they were recorded
+    (tmp_path / DIRECTIONS_FILE).write_text(json.dumps({"utilisation": 1}))
+    assert evaluate.read_directions(tmp_path) == {"utilisation": 1}
+
+
+def test_each_model_predicts_through_its_own_function():
+    class Fitted:
+        def predict(self, frame):
+            return frame["x"].to_numpy() / 10
+
+    fns = evaluate.predictors(Fitted(), {"variables": [], "intercept": 0.0})  # a card of no characteristic
+    frame = pd.DataFrame({"x": [1.0, 2.0]})
+    assert fns["lightgbm"](frame).tolist() == [0.1, 0.2] and fns["scorecard"](frame) == 0.5

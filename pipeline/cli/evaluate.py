@@ -10,10 +10,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import mlflow
-import pandas as pd
 import typer
 
-from pipeline import card, evaluate, io, model, plots, tracking, train
+from pipeline import card, evaluate, io, model, plots, tracking
 from pipeline.cli import PARAMS, app, load
 from pipeline.cli.paths import (
     DECISION_PLOTS,
@@ -33,14 +32,6 @@ from pipeline.cli.paths import (
 from pipeline.config import Params
 
 
-def predictors() -> dict:
-    """Each model's probability function, from its files under models/."""
-    booster = model.CalibratedLightGBM.from_dir(MODELS / "lightgbm")
-    scorecard = json.loads((MODELS / "scorecard" / "scorecard.json").read_text())
-    return {"scorecard": lambda f: train.scorecard_predict(scorecard, f),
-            "lightgbm": lambda f: booster.predict(f)}
-
-
 @app.command(name="evaluate")
 def evaluate_command(params: Path = PARAMS) -> None:
     """Evaluate on the out-of-time test split (against the simulator's truth, when it simulated)."""
@@ -51,10 +42,11 @@ def evaluate_command(params: Path = PARAMS) -> None:
              if p.source.kind == "simulator" else None)
     metadata = {name: json.loads((MODELS / name / "metadata.json").read_text())
                 for name in ("lightgbm", "scorecard")}
-    scores = evaluate.scores(predictors(), frames, truth)
     fitted = model.CalibratedLightGBM.from_dir(MODELS / "lightgbm")
+    scorecard = json.loads((MODELS / "scorecard" / "scorecard.json").read_text())
+    scores = evaluate.scores(evaluate.predictors(fitted, scorecard), frames, truth)
     reports, plot_data = evaluate.reports(frames, scores, truth, metadata["lightgbm"]["features"], fitted,
-                                          _directions(), s)
+                                          evaluate.read_directions(MODELS / "lightgbm"), s)
     gates = json.loads(GATES.read_text())
     headlines = {name: evaluate.headline(r) for name, r in reports.items()}
 
@@ -64,7 +56,8 @@ def evaluate_command(params: Path = PARAMS) -> None:
                 io.write_json(frame.to_dict("records"), out / kind / f"{name}.json")
     with io.atomic_dir(EVALUATION_FIGURES) as out:
         figures = [EVALUATION_FIGURES / f.name for f in plots.render_all(plot_data, reports, out)]
-    details = _details(p, metadata)
+    details = card.read_details(p, metadata["lightgbm"]["data_digests"], MODELS, SPLIT_REPORT,
+                                (DECISION_REPORT, DECISION_PLOTS), MONITOR_DIR)
     with io.atomic_path(MODEL_CARD, ".html") as tmp:
         tmp.write_text(card.model_card(reports, gates, p, figures, details))
     io.write_json(reports, EVALUATION_REPORT)
@@ -73,54 +66,6 @@ def evaluate_command(params: Path = PARAMS) -> None:
     aucs = ", ".join(f"{name} {figures['oot_auc']:.4f}" for name, figures in headlines.items())
     lgb = headlines["lightgbm"]
     typer.echo(f"out-of-time AUC: {aucs}; lightgbm ECE {lgb['oot_ece']:.4f}, PSI {lgb['psi']:.3f}")
-
-
-def _directions() -> dict | None:
-    """Each constrained feature's trend in the training data, as the LightGBM's training recorded
-    it (a model from before it did has none)."""
-    path = MODELS / "lightgbm" / model.DIRECTIONS_FILE
-    return json.loads(path.read_text()) if path.exists() else None
-
-
-def _details(p: Params, metadata: dict) -> dict:
-    """What the card shows beyond the reports. Only what DVC tracks: no run id, version or time
-    (the copy logged to MLflow adds those)."""
-    importance = json.loads((MODELS / "lightgbm" / model.REFERENCE_FILE).read_text())["importance"]
-    points = pd.read_csv(MODELS / "scorecard" / "scorecard_points.csv").to_dict("records")
-    return {
-        "provenance": card.provenance(p, metadata["lightgbm"]["data_digests"]),
-        "importance": card.importance(importance),
-        "points": points,
-        # the monitor's summary and chart (the monitor stage runs before this one), if it monitored
-        "monitoring": _monitoring(),
-        "decision": _decision(p.decision.appetite),
-        "splits": _splits(),
-    }
-
-
-def _splits() -> dict:
-    """Rows, misses and first and last scoring date of each split, as the split stage reported
-    them: a team's own data has no simulator to describe, so its card describes these."""
-    report = json.loads(SPLIT_REPORT.read_text())
-    return {name: {"rows": report[name]["rows"], "misses": report[name]["misses"],
-                   "first": report[name]["first_scoring_date"], "last": report[name]["last_scoring_date"]}
-            for name in io.SPLITS}
-
-
-def _decision(appetite: float) -> dict | None:
-    """The increase decision's report and chart (the decide stage runs before this one)."""
-    report = json.loads(DECISION_REPORT.read_text())
-    if report.get("applicable") is False:
-        return None
-    chart = (DECISION_PLOTS / "dose_response.png").read_bytes()
-    return {"report": report, "appetite": appetite, "chart": chart}
-
-
-def _monitoring() -> dict | None:
-    goals = json.loads((MONITOR_DIR / "goals.json").read_text())
-    if goals.get("monitored") is False:
-        return None
-    return {"goals": goals, "chart": (MONITOR_DIR / "monthly.png").read_bytes()}
 
 
 def _log_run(p: Params, reports: dict, gates: dict, figures: list[Path], headlines: dict,
