@@ -6,17 +6,21 @@ the feature catalogue knows get its monotone direction; others (a team's own) ge
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
+from pydantic import ValidationError
 
 from pipeline import metrics
 from pipeline.catalog import BY_NAME, monotone_constraints
 from pipeline.causes import MISS_CAUSE, cause_codes, cause_params, fit_cause_model
 from pipeline.config import LabelSettings, LightGBMSettings, ScorecardSettings
+from pipeline.errors import InputError, UsageError
 from pipeline.lgbm import lgb
 from pipeline.model import (
     AUTODEBIT_LAPSED,
@@ -102,6 +106,22 @@ def lightgbm_params(s: LightGBMSettings, columns: list[str], categorical: list[s
 def with_params(settings: LightGBMSettings, values: dict) -> LightGBMSettings:
     """``settings`` with some values replaced (tuning's), checked as params.yaml's are."""
     return LightGBMSettings.model_validate({**settings.model_dump(), **values})
+
+
+def tuned_settings(settings: LightGBMSettings, tuning: bool,
+                   best: Path) -> tuple[LightGBMSettings, list[str]]:
+    """``settings`` (train.lightgbm), with the tune stage's best values (its file ``best``) over
+    them when ``tuning`` is on, and the names of the values replaced. Off, the file is not read:
+    training is as without it."""
+    if not tuning:
+        return settings, []
+    found = json.loads(best.read_text()) if best.is_file() else {}
+    if not found.get("enabled"):
+        raise UsageError(f"tune.enabled is true but {best} holds no search: run limitjump tune first")
+    try:
+        return with_params(settings, found["params"]), sorted(found["params"])
+    except ValidationError as err:
+        raise InputError(f"{best}: not the tune stage's values: {err}") from err
 
 
 def fit_lightgbm(train: pd.DataFrame, valid: pd.DataFrame, columns: list[str], categorical: list[str],
@@ -383,6 +403,13 @@ def scorecard_woe(variable: dict, values: pd.Series) -> np.ndarray:
         index = np.searchsorted(np.asarray(variable["bins"]), x, side="right")
         index[np.isnan(x)] = missing_bin
     return woe[index]
+
+
+def scorecard_points(card: dict) -> pd.DataFrame:
+    """The scorecard's points table: one row per characteristic and bin, with its WoE and points."""
+    return pd.DataFrame([{"characteristic": v["name"], "bin": label, "woe": w, "points": pts}
+                         for v in card["variables"]
+                         for label, w, pts in zip(v["labels"], v["woe"], v["points"], strict=True)])
 
 
 def scorecard_predict(card: dict, frame: pd.DataFrame) -> np.ndarray:

@@ -270,3 +270,36 @@ def test_platt_calibration_of_a_booster_that_split_nothing_gives_the_miss_rate()
     fitted = train.fit_calibration(np.full(8, 0.2), y, "platt", 1000)
     assert fitted["slope"] == 0.0
     np.testing.assert_allclose(calibrate(np.array([0.1, 0.2, 0.9]), fitted), y.mean())
+
+
+def test_tuning_off_trains_with_train_lightgbm_as_it_is(tmp_path):
+    import json
+
+    from pipeline.errors import InputError, UsageError
+
+    best = tmp_path / "best.json"
+    # a search left over from earlier: off means off, whatever the file says
+    best.write_text(json.dumps({"enabled": True, "params": {"num_leaves": 7}}))
+    s = make_params().train.lightgbm
+    assert train.tuned_settings(s, False, best) == (s, [])
+    settings, names = train.tuned_settings(s, True, best)
+    assert names == ["num_leaves"] and settings.num_leaves == 7
+    assert settings.model_dump(exclude={"num_leaves"}) == s.model_dump(exclude={"num_leaves"})
+    best.write_text(json.dumps({"enabled": False}))
+    with pytest.raises(UsageError, match="run limitjump tune first"):
+        train.tuned_settings(s, True, best)
+    with pytest.raises(UsageError, match="holds no search"):
+        train.tuned_settings(s, True, tmp_path / "none.json")
+    best.write_text(json.dumps({"enabled": True, "params": {"num_leaves": -3}}))
+    with pytest.raises(InputError, match="not the tune stage's values"):
+        train.tuned_settings(s, True, best)
+
+
+def test_the_points_table_has_a_row_per_characteristic_and_bin():
+    card = {"variables": [{"name": "age", "labels": ["[18, 30)", "[30, inf)"], "woe": [0.2, -0.1],
+                           "points": [10.0, 25.0]},
+                          {"name": "dti", "labels": ["Missing"], "woe": [0.0], "points": [0.0]}]}
+    assert train.scorecard_points(card).to_dict("records") == [
+        {"characteristic": "age", "bin": "[18, 30)", "woe": 0.2, "points": 10.0},
+        {"characteristic": "age", "bin": "[30, inf)", "woe": -0.1, "points": 25.0},
+        {"characteristic": "dti", "bin": "Missing", "woe": 0.0, "points": 0.0}]

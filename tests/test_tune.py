@@ -22,9 +22,7 @@ import pipeline.cli.tune  # noqa: F401  (registers the command on the app)
 from pipeline import train, tune
 from pipeline.cli import app
 from pipeline.cli.paths import SPLIT_DIR, TUNE_BEST
-from pipeline.cli.train import tuned_settings
 from pipeline.config import TuneSettings
-from pipeline.errors import UsageError
 from pipeline.model import encode
 from tests.conftest import make_params, merge, raw_params
 
@@ -101,23 +99,6 @@ def test_the_auc_search_maximises(data):
     assert study.direction.name == "MAXIMIZE"
     assert found["value"] == round(max(t.value for t in study.trials if t.value is not None), 6)
     assert 0.6 < found["value"] < 1
-
-
-def test_tuning_off_trains_with_train_lightgbm_as_it_is(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    TUNE_BEST.parent.mkdir(parents=True)
-    # a search left over from earlier: off means off, whatever the file says
-    TUNE_BEST.write_text(json.dumps({"enabled": True, "params": {"num_leaves": 7}}))
-    p = make_params()
-    assert not p.tune.enabled
-    assert tuned_settings(p) == (p.train.lightgbm, [])
-    on = make_params({"tune": {"enabled": True}})
-    settings, names = tuned_settings(on)
-    assert names == ["num_leaves"] and settings.num_leaves == 7
-    assert settings.model_dump(exclude={"num_leaves"}) == p.train.lightgbm.model_dump(exclude={"num_leaves"})
-    TUNE_BEST.write_text(json.dumps({"enabled": False}))
-    with pytest.raises(UsageError, match="run limitjump tune first"):
-        tuned_settings(on)
 
 
 def test_tuning_needs_bagging():

@@ -10,13 +10,11 @@ from typing import Annotated
 import mlflow
 import pandas as pd
 import typer
-from pydantic import ValidationError
 
 from pipeline import io, model, tracking, train
 from pipeline.cli import PARAMS, app, load
 from pipeline.cli.paths import MAINTENANCE_HISTORY, MODELS, SPLIT_DIR, TRAIN_REPORTS, TUNE_BEST
-from pipeline.config import LightGBMSettings, Params
-from pipeline.errors import InputError, UsageError
+from pipeline.config import Params
 
 
 class Kind(StrEnum):
@@ -78,22 +76,8 @@ def _fingerprint(folder: Path, metadata: dict) -> str:
     return io.text_digest(json.dumps({"files": files, **metadata}, sort_keys=True, default=str))
 
 
-def tuned_settings(p: Params) -> tuple[LightGBMSettings, list[str]]:
-    """train.lightgbm, with the tune stage's best values over it when tuning is on, and the names
-    of the values replaced. Off, the tune stage's file is not read: training is as without it."""
-    if not p.tune.enabled:
-        return p.train.lightgbm, []
-    best = json.loads(TUNE_BEST.read_text()) if TUNE_BEST.is_file() else {}
-    if not best.get("enabled"):
-        raise UsageError(f"tune.enabled is true but {TUNE_BEST} holds no search: run limitjump tune first")
-    try:
-        return train.with_params(p.train.lightgbm, best["params"]), sorted(best["params"])
-    except ValidationError as err:
-        raise InputError(f"{TUNE_BEST}: not the tune stage's values: {err}") from err
-
-
 def _fit_lightgbm(p: Params, splits: dict, columns: list[str], categorical: list[str], out: Path):
-    s, tuned = tuned_settings(p)
+    s, tuned = train.tuned_settings(p.train.lightgbm, p.tune.enabled, TUNE_BEST)
     maintenance = json.loads(MAINTENANCE_HISTORY.read_text()) if MAINTENANCE_HISTORY.is_file() else None
     fitted, valid_scores = train.fit_scoring_model(splits, columns, categorical, s, maintenance, p.label,
                                                    own_data=p.source.kind == "tables")
@@ -129,10 +113,7 @@ def _fit_lightgbm(p: Params, splits: dict, columns: list[str], categorical: list
 def _fit_scorecard(p: Params, splits: dict, columns: list[str], categorical: list[str], out: Path):
     card = train.fit_scorecard(splits["train"], columns, categorical, p.train.scorecard)
     io.write_json(card, out / "scorecard.json")
-    table = pd.DataFrame([{"characteristic": v["name"], "bin": label, "woe": w, "points": pts}
-                          for v in card["variables"]
-                          for label, w, pts in zip(v["labels"], v["woe"], v["points"], strict=True)])
-    io.write_csv(table, out / "scorecard_points.csv")
+    io.write_csv(train.scorecard_points(card), out / "scorecard_points.csv")
 
     def log_model(folder: Path, example_pool: pd.DataFrame) -> None:
         mlflow.log_metric("characteristics", len(card["variables"]))
