@@ -1,6 +1,7 @@
 """Where a scoring command's model comes from: a local folder of model files, or a registered
 version of the MLflow registry built from files checked against the digests recorded at
-registration. MLflow is imported only for the latter, so a local folder scores without it."""
+registration (``tracking.registered_files``). MLflow is imported only for the latter, so a local
+folder scores without it."""
 
 from __future__ import annotations
 
@@ -18,11 +19,12 @@ def load_model(uri: str, settings: MlflowSettings, decision: bool = False
     """The model and its version: ``local:<fingerprint>`` for a folder (content-derived, so DVC
     outputs stay reproducible), the version number for ``models:/...``. ``decision``: the
     limit-increase decision model, registered under its own name."""
+    kind = DecisionModel if decision else CalibratedLightGBM
     folder = Path(uri)
     if folder.is_dir():
         metadata = folder / "metadata.json"
         tag = json.loads(metadata.read_text())["fingerprint"][:12] if metadata.exists() else "unknown"
-        return (DecisionModel if decision else CalibratedLightGBM).from_dir(folder), f"local:{tag}"
+        return kind.from_dir(folder), f"local:{tag}"
     if not uri.startswith("models:/"):  # a mistyped folder: said before any store is opened (or made)
         stage, registered = (("decide", f"{settings.decision_model}/<version>") if decision else
                              ("train@lightgbm", f"{settings.registered_model}@champion or /<version>"))
@@ -31,4 +33,5 @@ def load_model(uri: str, settings: MlflowSettings, decision: bool = False
     from pipeline import tracking
 
     tracking.connect(settings)
-    return tracking.load_registered(settings, uri, decision)
+    with tracking.registered_files(settings, uri, decision) as (files, version):
+        return kind.from_dir(files), version

@@ -460,13 +460,13 @@ def fetch_model_files(version: ModelVersion, dest: Path) -> Path:
     return folder
 
 
-def load_registered(settings: MlflowSettings, uri: str, decision: bool = False):
-    """``models:/<name>@<alias>`` or ``models:/<name>/<version>``: the model built by the installed
-    package from the version's verified files, and the version number. ``decision``: the
-    limit-increase decision model, registered under its own name."""
-    from pipeline.decision import DecisionModel
-    from pipeline.model import CalibratedLightGBM
-
+@contextmanager
+def registered_files(settings: MlflowSettings, uri: str,
+                     decision: bool = False) -> Iterator[tuple[Path, str]]:
+    """``models:/<name>@<alias>`` or ``models:/<name>/<version>``: a temporary folder of the
+    version's files, verified against the digests recorded at registration (for the installed
+    package to build the model from), and the version number. ``decision``: the limit-increase
+    decision model, registered under its own name."""
     expected = settings.decision_model if decision else settings.registered_model
     name, _, ref = uri.removeprefix("models:/").replace("@", "/@", 1).partition("/")
     if not uri.startswith("models:/") or name != expected or not ref:
@@ -476,9 +476,7 @@ def load_registered(settings: MlflowSettings, uri: str, decision: bool = False):
                          "model folder")
     version = get_version(settings, ref, expected)
     with tempfile.TemporaryDirectory() as tmp:
-        folder = fetch_model_files(version, Path(tmp))
-        model = (DecisionModel if decision else CalibratedLightGBM).from_dir(folder)
-        return model, str(version.version)
+        yield fetch_model_files(version, Path(tmp)), str(version.version)
 
 
 def set_alias(settings: MlflowSettings, alias: str, version: str, tags: dict[str, str]) -> None:

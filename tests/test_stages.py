@@ -33,7 +33,6 @@ for name in sorted(k for k in sys.modules if k.startswith("pipeline.")):
 # modules a stage's code imports inside a function that the stage's command never calls, so that
 # an edit to them cannot change its outputs; every other import, at any depth, is declared
 NOT_REACHED = {
-    "pipeline/decision.py": "tracking.load_registered reads a models:/ URI, which no stage's command names",
     "pipeline/contract.py": "model.Served checks what MLflow hands the logged model",
     "pipeline/readers.py": "model.Served checks what MLflow hands the logged model",
     "pipeline/catalog.py": "model.Served names the codes of what MLflow hands the logged model",

@@ -368,6 +368,8 @@ def test_registration_leaves_the_finished_run_unchanged(tmp_path):
 
 
 def test_aliases_and_verified_loading(tmp_path):
+    from pipeline.artifacts import load_model
+
     version, _, folder = _register(tmp_path, "fp-alias")
     with pytest.raises(InputError, match="promote"):
         tracking.get_version(SETTINGS, "champion")
@@ -377,7 +379,9 @@ def test_aliases_and_verified_loading(tmp_path):
     tracking.set_alias(SETTINGS, "champion", version.version, {"previous_champion": "none"})
     assert tracking.get_version(SETTINGS, "@champion").version == version.version
     assert tracking.get_version(SETTINGS, "champion").tags["previous_champion"] == "none"
-    loaded, number = tracking.load_registered(SETTINGS, f"models:/{SETTINGS.registered_model}@champion")
+    # the model built from the verified files, as a scoring command loads it
+    loaded, number = load_model(f"models:/{SETTINGS.registered_model}@champion", SETTINGS)
+    assert isinstance(loaded, CalibratedLightGBM)
     frame = pd.DataFrame({"a": [0.0, 2.0], "b": [1, 1]})  # integers too
     expected = CalibratedLightGBM.from_dir(folder).predict(frame)
     np.testing.assert_array_equal(loaded.predict(frame), expected)
@@ -392,14 +396,16 @@ def test_a_changed_artifact_is_refused(tmp_path):
     stored = next((tmp_path / "mlartifacts").rglob("calibration.json"))
     stored.write_text(json.dumps({"method": "platt", "intercept": 5.0, "slope": 1.0}))
     with pytest.raises(InputError, match="calibration.json does not match the digest"):
-        tracking.load_registered(SETTINGS, f"models:/{SETTINGS.registered_model}/{version.version}")
+        with tracking.registered_files(SETTINGS, f"models:/{SETTINGS.registered_model}/{version.version}"):
+            pass
 
 
 @pytest.mark.parametrize("uri", ["models:/other@champion", "runs:/abc/model", "models:/unit"])
 def test_model_uris_other_than_the_registered_model_are_refused(uri):
     _client()
     with pytest.raises(InputError, match="expected models:/unit"):
-        tracking.load_registered(SETTINGS, uri)
+        with tracking.registered_files(SETTINGS, uri):
+            pass
 
 
 # ---- the promotion log -----------------------------------------------------------------------
@@ -497,7 +503,8 @@ def test_a_writer_who_may_not_delete_tags_its_duplicate_version_and_keeps_the_fi
 def test_a_wrong_decision_model_uri_names_only_versions_since_no_alias_is_set_on_it():
     _client()
     with pytest.raises(InputError) as refused:
-        tracking.load_registered(SETTINGS, "models:/unit@champion", decision=True)
+        with tracking.registered_files(SETTINGS, "models:/unit@champion", decision=True):
+            pass
     said = str(refused.value)
     assert f"expected models:/{SETTINGS.decision_model}/<version> or a local model folder" in said
     assert "@<alias>" not in said
