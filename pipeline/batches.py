@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
@@ -26,6 +27,20 @@ from pipeline.sources import Batch, FeaturesFile, RawTables, open_source
 REJECT_COLUMNS = ["borrower_id", "reason"]
 
 
+@dataclass(frozen=True)
+class Work:
+    """What every batch of a run is given beyond its ids: how to reopen the source
+    (``open_source``'s ``features``, ``text`` and ``observation_days``) and ``call``, the model's
+    work on the batch's features (its rows, and what the tally counts beside them). One object,
+    not a tuple: the engine ships each argument to Dask workers once, and an empty one (no text
+    categories) it cannot ship."""
+
+    features: list[str]
+    text: tuple[str, ...]
+    observation_days: int | None
+    call: Callable[[pd.DataFrame], tuple[pd.DataFrame, dict]]
+
+
 def score_all(source: RawTables | FeaturesFile, model: CalibratedLightGBM, version: str, output: Path,
               p: Params) -> dict:
     """Score every batch of borrower ids on the engine (``write_batches``), counting the bands,
@@ -36,7 +51,7 @@ def score_all(source: RawTables | FeaturesFile, model: CalibratedLightGBM, versi
     drift = Drift({name: model.reference["bins"][name] for name in ["score", *watched]})
     work = partial(score.score_and_watch, model=model, settings=s, version=version, watched=watched)
     return write_batches(source, output, p, ScoreTally(s.bands, drift), "score",
-                         (model.features, tuple(model.categories), None, work), score.OUTPUT_COLUMNS,
+                         Work(model.features, tuple(model.categories), None, work), score.OUTPUT_COLUMNS,
                          {"model_version": version})
 
 
@@ -45,7 +60,7 @@ def recommend_all(source: RawTables | FeaturesFile, model, output: Path, p: Para
     ``model``, a ``decision.DecisionModel`` (not imported: scoring does not load the decision's
     code), counting the borrowers per amount."""
     return write_batches(source, output, p, RecommendTally(), "recommend",
-                         (list(model.features), (), model.observation_days, partial(_recommended, model)),
+                         Work(list(model.features), (), model.observation_days, partial(_recommended, model)),
                          model.output_columns(), about)
 
 
@@ -54,26 +69,24 @@ def _recommended(model, frame: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
     return model.recommend(frame), {}
 
 
-def work_range(bounds: tuple[int, int], path: Path, p: Params, features: list[str], text: tuple[str, ...],
-               observation_days: int | None, work: Callable, today: pd.Timestamp
+def work_range(bounds: tuple[int, int], path: Path, p: Params, work: Work, today: pd.Timestamp
                ) -> tuple[Batch, pd.DataFrame, dict]:
-    """The borrowers with ids in ``bounds`` read from ``path`` and validated (``open_source``'s
-    ``features``, ``text`` and ``observation_days``), and ``work`` of their features: their rows
-    and what the tally counts beside them. Runs wherever the engine puts it (this process, a local
-    worker process, a Dask worker), so it and ``work`` are pickled: module-level functions."""
-    batch = open_source(path, p.source, p.features, p.label.observation_days, features, text, today,
-                        observation_days).load(*bounds)
+    """The borrowers with ids in ``bounds`` read from ``path`` and validated, and ``work.call`` of
+    their features: their rows and what the tally counts beside them. Runs wherever the engine
+    puts it (this process, a local worker process, a Dask worker), so it and ``work.call`` are
+    pickled: module-level functions."""
+    batch = open_source(path, p.source, p.features, p.label.observation_days, work.features, work.text, today,
+                        work.observation_days).load(*bounds)
     if batch.features.empty:
         return batch, pd.DataFrame(), {}
-    rows, values = work(batch.features)
+    rows, values = work.call(batch.features)
     batch.features = batch.features.iloc[:0]  # not needed by the caller: do not ship it back
     return batch, rows, values
 
 
 def write_batches(source: RawTables | FeaturesFile, output: Path, p: Params, tally: Tally, description: str,
-                  reading: tuple, columns: list[str], about: dict) -> dict:
-    """``work_range(bounds, path, p, *reading, today)`` on every batch of borrower ids on the
-    engine (``reading``: what reopens the source, and the per-batch work); its results and the
+                  work: Work, columns: list[str], about: dict) -> dict:
+    """``work_range`` of ``work`` on every batch of borrower ids on the engine; its results and the
     batch's rejects are written in id order as they come back, and ``tally`` counts them. The
     results, the rejects and the summary (``tally``'s, ``about``, the digests of the other two)
     appear only when all is done, the summary last."""
@@ -87,7 +100,7 @@ def write_batches(source: RawTables | FeaturesFile, output: Path, p: Params, tal
         unattributed = None if on_one_core(p.engine) else aside.submit(source.unattributed)
         with Writer(results, csv) as results_out, Writer(rejected, csv) as rejects_out:
             done = map_shards(work_range, source.ranges(p.score.batch_borrowers), p.engine, description,
-                              source.path, p, *reading, source.today,
+                              source.path, p, work, source.today,
                               borrowers=lambda result: result[0].borrowers_in,
                               # a features file's batches are mostly LightGBM and Arrow, which
                               # release Python's lock; raw tables' features are mostly pandas,

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from pipeline import metrics
-from pipeline.batches import RecommendTally, ScoreTally, Tally, report_problems, work_range
+from pipeline.batches import RecommendTally, ScoreTally, Tally, Work, report_problems, work_range
 from pipeline.contract import ContractError
 from pipeline.score import Drift
 from pipeline.sources import Batch
@@ -103,12 +103,12 @@ def test_a_range_is_read_worked_and_shipped_back_without_its_features(tmp_path):
     seen = []
     today = pd.Timestamp("2026-12-01")
 
-    def work(frame):
+    def work(frame):  # in this process: a local function does
         seen.append(frame["borrower_id"].tolist())
         return frame[["borrower_id"]], {"n": len(frame)}
 
-    batch, rows, values = work_range((1, 2), path, make_params(), ["x"], (), None, work, today)
+    batch, rows, values = work_range((1, 2), path, make_params(), Work(["x"], (), None, work), today)
     assert seen == [[1, 2]] and rows["borrower_id"].tolist() == [1, 2] and values == {"n": 2}
     assert batch.borrowers_in == 2 and batch.features.empty
-    batch, rows, values = work_range((7, 9), path, make_params(), ["x"], (), None, work, today)
+    batch, rows, values = work_range((7, 9), path, make_params(), Work(["x"], (), None, work), today)
     assert len(seen) == 1 and rows.empty and values == {}
