@@ -94,18 +94,6 @@ def category_codes(values: pd.Series, learned: list, column: str) -> np.ndarray:
     return codes
 
 
-def unseen_categories(frame: pd.DataFrame, categories: dict[str, list]) -> dict[str, dict[str, int]]:
-    """Per text column of ``frame`` the model learned as categories, how many rows hold each
-    value it never saw (scored as missing, which a renamed code would be, silently)."""
-    out = {}
-    for c, learned in categories.items():
-        if c in frame:
-            unseen = (category_codes(frame[c], learned, c) < 0) & ~blank_cells(frame[c])
-            if unseen.any():
-                out[c] = frame[c][unseen].astype("str").value_counts().to_dict()
-    return out
-
-
 def _as_text(values: pd.Series, column: str) -> pd.Series:
     """A column learned as text categories, as text: codes written as numbers (MLflow reads a CSV's
     1, 2, 3 as integers) are the codes '1', '2', '3', as ``limitjump score`` reads them, not the

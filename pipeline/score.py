@@ -9,6 +9,7 @@ import pandas as pd
 
 from pipeline import metrics
 from pipeline.catalog import BY_NAME, CAUSE_CATEGORIES, DUE_DATES, REASON_GROUPS, reason_group
+from pipeline.cells import blank_cells
 from pipeline.config import CAUSES, ScoreSettings
 from pipeline.model import (
     AGREEMENT_STATES,
@@ -341,7 +342,7 @@ def unseen_categories(frame: pd.DataFrame, matrix: np.ndarray, column: dict[str,
     positions) holds as missing, so scored as missing, as a renamed code would be, silently."""
     out = {}
     for name in categories:
-        unseen = np.isnan(matrix[:, column[name]]) & frame[name].notna().to_numpy()
+        unseen = np.isnan(matrix[:, column[name]]) & ~blank_cells(frame[name])  # a blank is missing
         if unseen.any():
             out[name] = frame[name][unseen].astype("str").value_counts().to_dict()
     return out

@@ -1173,3 +1173,15 @@ def test_floor_reasons_follow_the_payment_channel_and_the_record():
     # a team's columns without the agreement states: the maintenance floor's reason
     team = frame[["forgotten_due_dates"]]
     assert set(score.floor_reasons(team)) == {words["due_dates_in_announced_outage"]}
+
+
+def test_categories_the_model_never_learned_are_counted_and_blanks_are_not():
+    from pipeline.model import encode
+
+    categories = {"education": ["high_school", "university"]}
+    frame = pd.DataFrame({"age": [30.0] * 6,
+                          "education": ["UNIVERSITY", "phd", "phd", None, "NULL", " "]})
+    matrix = encode(frame, ["age", "education"], categories)
+    found = score.unseen_categories(frame, matrix, {"age": 0, "education": 1}, categories)
+    assert found == {"education": {"phd": 2}}
+    assert score.unseen_categories(frame.head(1), matrix[:1], {"age": 0, "education": 1}, categories) == {}
