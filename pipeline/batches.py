@@ -29,8 +29,8 @@ REJECT_COLUMNS = ["borrower_id", "reason"]
 
 @dataclass(frozen=True)
 class Work:
-    """What every batch of a run is given beyond its ids: how to reopen the source
-    (``open_source``'s ``features``, ``text`` and ``observation_days``) and ``call``, the model's
+    """What every batch of a run is given beyond its ids: how to open the source (``open``) and
+    ``call``, the model's
     work on the batch's features (its rows, and what the tally counts beside them). One object,
     not a tuple: the engine ships each argument to Dask workers once, and an empty one (no text
     categories) it cannot ship."""
@@ -40,26 +40,33 @@ class Work:
     observation_days: int | None
     call: Callable[[pd.DataFrame], tuple[pd.DataFrame, dict]]
 
+    def open(self, path: Path, p: Params, today: pd.Timestamp) -> RawTables | FeaturesFile:
+        """The input at ``path`` for the model's ``features`` (``text``: those it learned as text
+        categories; ``observation_days``: None for the label's), as ``sources.open_source``."""
+        return open_source(path, p.source, p.features, p.label.observation_days, self.features, self.text,
+                           today, self.observation_days)
 
-def score_all(source: RawTables | FeaturesFile, model: CalibratedLightGBM, version: str, output: Path,
-              p: Params) -> dict:
-    """Score every batch of borrower ids on the engine (``write_batches``), counting the bands,
-    the drift of the score and the watched features, and the categories the model never learned."""
+
+def score_all(path: Path, model: CalibratedLightGBM, version: str, output: Path, p: Params,
+              today: pd.Timestamp) -> dict:
+    """Score every batch of borrower ids at ``path`` on the engine (``write_batches``), counting
+    the bands, the drift of the score and the watched features, and the categories the model
+    never learned."""
     s = p.score
     model.threads = 1  # the engine's workers are the parallelism: one LightGBM thread each
     watched = metrics.watched_features(model.reference["importance"], s.drift_features)
     drift = Drift({name: model.reference["bins"][name] for name in ["score", *watched]})
     work = partial(score.score_and_watch, model=model, settings=s, version=version, watched=watched)
-    return write_batches(source, output, p, ScoreTally(s.bands, drift), "score",
+    return write_batches(path, today, output, p, ScoreTally(s.bands, drift), "score",
                          Work(model.features, tuple(model.categories), None, work), score.OUTPUT_COLUMNS,
                          {"model_version": version})
 
 
-def recommend_all(source: RawTables | FeaturesFile, model, output: Path, p: Params, about: dict) -> dict:
-    """Recommend an increase to every batch of borrower ids on the engine (``write_batches``) with
-    ``model``, a ``decision.DecisionModel`` (not imported: scoring does not load the decision's
-    code), counting the borrowers per amount."""
-    return write_batches(source, output, p, RecommendTally(), "recommend",
+def recommend_all(path: Path, model, output: Path, p: Params, today: pd.Timestamp, about: dict) -> dict:
+    """Recommend an increase to every batch of borrower ids at ``path`` on the engine
+    (``write_batches``) with ``model``, a ``decision.DecisionModel`` (not imported: scoring does
+    not load the decision's code), counting the borrowers per amount."""
+    return write_batches(path, today, output, p, RecommendTally(), "recommend",
                          Work(list(model.features), (), model.observation_days, partial(_recommended, model)),
                          model.output_columns(), about)
 
@@ -75,8 +82,7 @@ def work_range(bounds: tuple[int, int], path: Path, p: Params, work: Work, today
     their features: their rows and what the tally counts beside them. Runs wherever the engine
     puts it (this process, a local worker process, a Dask worker), so it and ``work.call`` are
     pickled: module-level functions."""
-    batch = open_source(path, p.source, p.features, p.label.observation_days, work.features, work.text, today,
-                        work.observation_days).load(*bounds)
+    batch = work.open(path, p, today).load(*bounds)
     if batch.features.empty:
         return batch, pd.DataFrame(), {}
     rows, values = work.call(batch.features)
@@ -84,12 +90,14 @@ def work_range(bounds: tuple[int, int], path: Path, p: Params, work: Work, today
     return batch, rows, values
 
 
-def write_batches(source: RawTables | FeaturesFile, output: Path, p: Params, tally: Tally, description: str,
+def write_batches(path: Path, today: pd.Timestamp, output: Path, p: Params, tally: Tally, description: str,
                   work: Work, columns: list[str], about: dict) -> dict:
-    """``work_range`` of ``work`` on every batch of borrower ids on the engine; its results and the
-    batch's rejects are written in id order as they come back, and ``tally`` counts them. The
-    results, the rejects and the summary (``tally``'s, ``about``, the digests of the other two)
-    appear only when all is done, the summary last."""
+    """``work_range`` of ``work`` on every batch of borrower ids at ``path`` (``today``: the run's
+    date, after which no record may be dated) on the engine; its results and the batch's rejects
+    are written in id order as they come back, and ``tally`` counts them. The results, the
+    rejects and the summary (``tally``'s, ``about``, the digests of the other two) appear only
+    when all is done, the summary last."""
+    source = work.open(path, p, today)
     paths = output_paths(output)
     csv = is_csv(output)
     outputs = [paths["scores"], paths["rejects"], paths["summary"]]

@@ -72,8 +72,8 @@ def test_the_report_names_rows_of_no_borrower_for_score_and_recommend_alike():
 
 
 def test_categories_the_model_never_learned_are_summed_over_batches_and_said():
-    from pipeline.batches import UNSEEN, ScoreTally
-    from pipeline.score import Drift
+    from pipeline.batches import ScoreTally
+    from pipeline.score import UNSEEN, Drift
 
     tally = ScoreTally({"low": 0.1, "high": 1.0}, Drift({}))
     rows = pd.DataFrame({"risk_band": ["low", "high"]})

@@ -310,13 +310,11 @@ def scoring(simulated, local_features, tmp_path_factory):
 
 
 def score_on(engine: EngineSettings, model, raw: Path, output: Path) -> Path:
-    from pipeline import batches, sources
+    from pipeline import batches
 
     p = PARAMS.model_copy(update={"engine": engine,
                                   "score": PARAMS.score.model_copy(update={"batch_borrowers": 700})})
-    source = sources.open_source(raw, p.source, p.features, p.label.observation_days, model.features, (),
-                                 pd.Timestamp.today())
-    summary = batches.score_all(source, model, "test", output, p)
+    summary = batches.score_all(raw, model, "test", output, p, pd.Timestamp.today())
     assert summary["scored"] + summary["rejected"] == summary["borrowers_in"] == 3000
     return output
 

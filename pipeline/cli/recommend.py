@@ -21,7 +21,6 @@ from pipeline.batches import recommend_all, report_problems
 from pipeline.cli import PARAMS, app, load, params_file
 from pipeline.cli.paths import DECISION_MODEL
 from pipeline.outputs import check_paths
-from pipeline.sources import open_source
 
 
 @app.command()
@@ -46,9 +45,7 @@ def recommend(
                                                      for k, (built, asked) in changed.items())
                    + "; `dvc repro decide` builds one with them", err=True)
     today = pd.Timestamp.today().normalize()
-    source = open_source(input, p.source, p.features, p.label.observation_days, list(model.features), (),
-                         today, model.observation_days)
-    summary = recommend_all(source, model, output, p,
+    summary = recommend_all(input, model, output, p, today,
                             {"model": model_uri, "policy": decision.policy_of(model.settings)})
     typer.echo(f"borrowers in {summary['borrowers_in']} = recommended {summary['recommended']} + "
                f"rejected {summary['rejected']}; amounts {summary['amounts']}")

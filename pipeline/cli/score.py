@@ -20,7 +20,6 @@ from pipeline.batches import report_problems, score_all
 from pipeline.cli import PARAMS, app, load
 from pipeline.config import with_label
 from pipeline.outputs import check_paths
-from pipeline.sources import open_source
 
 
 @app.command(name="score")
@@ -42,8 +41,7 @@ def score_command(
                    f"{model.label.observation_days} days after the jump")
     p = with_label(p, model.label)
     today = pd.Timestamp.today().normalize()
-    summary = score_all(open_source(input, p.source, p.features, p.label.observation_days, model.features,
-                                    tuple(model.categories), today), model, version, output, p)
+    summary = score_all(input, model, version, output, p, today)
     typer.echo(f"borrowers in {summary['borrowers_in']} = scored {summary['scored']} + rejected "
                f"{summary['rejected']}; bands {summary['bands']}; drift flagged: "
                f"{[k for k, v in summary['drift'].items() if v['flag'] != 'stable'] or 'none'}")
