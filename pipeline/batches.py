@@ -30,10 +30,9 @@ REJECT_COLUMNS = ["borrower_id", "reason"]
 @dataclass(frozen=True)
 class Work:
     """What every batch of a run is given beyond its ids: how to open the source (``open``) and
-    ``call``, the model's
-    work on the batch's features (its rows, and what the tally counts beside them). One object,
-    not a tuple: the engine ships each argument to Dask workers once, and an empty one (no text
-    categories) it cannot ship."""
+    ``call``, the model's work on the batch's features (its rows, and what the tally counts
+    beside them). One object, not a tuple: the engine ships each argument to Dask workers once,
+    and an empty one (no text categories) it cannot ship."""
 
     features: list[str]
     text: tuple[str, ...]
