@@ -210,7 +210,6 @@ def test_drift_watches_the_most_important_features(happy, model_dir):
 def test_score_and_watch_encodes_once_what_scoring_drift_and_unseen_categories_read(features, model_dir):
     """The watched values are the matrix's columns, as encoding them alone gives them."""
     from pipeline.model import CalibratedLightGBM, encode
-    from pipeline.model import unseen_categories as unseen_by_codes
 
     model = CalibratedLightGBM.from_dir(model_dir["path"])
     s, watched = make_params().score, list(model.features[:3])
@@ -222,19 +221,20 @@ def test_score_and_watch_encodes_once_what_scoring_drift_and_unseen_categories_r
     encoded = encode(frame, watched, model.categories)
     for j, name in enumerate(watched):
         np.testing.assert_array_equal(values[name], encoded[:, j])
-    assert values[score.UNSEEN] == unseen_by_codes(frame, model.categories)
+    everything = encode(frame, list(model.features), model.categories)
+    position = {name: j for j, name in enumerate(model.features)}
+    assert values[score.UNSEEN] == score.unseen_categories(frame, everything, position, model.categories)
 
 
 def test_unseen_categories_are_given_values_the_matrix_holds_as_missing():
     from pipeline.model import encode
-    from pipeline.model import unseen_categories as unseen_by_codes
 
     learned = {"education": ["high_school", "university", "Other", "other"]}
-    frame = pd.DataFrame({"age": [30.0] * 6, "education": pd.Series(
-        ["UNIVERSITY", " High-School ", "university", "OTHER", "phd", None], dtype=object)})
+    frame = pd.DataFrame({"age": [30.0] * 8, "education": pd.Series(
+        ["UNIVERSITY", " High-School ", "university", "OTHER", "phd", None, "NULL", " "], dtype=object)})
     matrix = encode(frame, ["age", "education"], learned)
     found = score.unseen_categories(frame, matrix, {"age": 0, "education": 1}, learned)
-    assert found == {"education": {"OTHER": 1, "phd": 1}} == unseen_by_codes(frame, learned)
+    assert found == {"education": {"OTHER": 1, "phd": 1}}  # a blank is missing, not a category
     assert score.unseen_categories(frame.head(3), matrix[:3], {"age": 0, "education": 1}, learned) == {}
 
 
@@ -1174,14 +1174,3 @@ def test_floor_reasons_follow_the_payment_channel_and_the_record():
     team = frame[["forgotten_due_dates"]]
     assert set(score.floor_reasons(team)) == {words["due_dates_in_announced_outage"]}
 
-
-def test_categories_the_model_never_learned_are_counted_and_blanks_are_not():
-    from pipeline.model import encode
-
-    categories = {"education": ["high_school", "university"]}
-    frame = pd.DataFrame({"age": [30.0] * 6,
-                          "education": ["UNIVERSITY", "phd", "phd", None, "NULL", " "]})
-    matrix = encode(frame, ["age", "education"], categories)
-    found = score.unseen_categories(frame, matrix, {"age": 0, "education": 1}, categories)
-    assert found == {"education": {"phd": 2}}
-    assert score.unseen_categories(frame.head(1), matrix[:1], {"age": 0, "education": 1}, categories) == {}
