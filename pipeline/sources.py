@@ -23,7 +23,7 @@ import pyarrow.dataset as ds
 from pandas.api.types import is_integer_dtype
 
 from pipeline.catalog import BY_NAME, DUE_DATES, codes_hint
-from pipeline.cells import blank_cells, codes_as_text
+from pipeline.cells import BLANKS, blank_cells, codes_as_text
 from pipeline.config import FeatureSettings, SourceSettings
 from pipeline.contract import (
     LARGEST_FLOAT_ID,
@@ -115,8 +115,19 @@ def known_ids(dataset: ds.Dataset, path: Path) -> pa.Array:
     scan's clean-up can run on Arrow's threads after the call returns; freeing a buffer that is a
     view of a NumPy array there takes Python's lock, and when that happens as the process exits,
     it aborts ("terminate called without an active exception", exit code 134)."""
-    return read_table(dataset, path, columns=["borrower_id"],
-                  filter=ds.field("borrower_id").is_valid())["borrower_id"].combine_chunks()
+    text = is_text(dataset.schema.field("borrower_id").type)
+    ids = read_table(dataset, path, columns=["borrower_id"], filter=~no_id(text))["borrower_id"]
+    return ids.combine_chunks()
+
+
+def no_id(text: bool) -> ds.Expression:
+    """A scan's filter for rows without a borrower id: none, or, where ids are text, one that only
+    says it is missing ('', spaces, 'NULL': ``cells.BLANKS``), as a blank cell is everywhere else."""
+    key = ds.field("borrower_id")
+    if not text:
+        return key.is_null()
+    return key.is_null() | pc.is_in(pc.utf8_lower(pc.utf8_trim_whitespace(key)),
+                                    value_set=pa.array(sorted(BLANKS)))
 
 
 def not_known(known: pa.Array) -> ds.Expression:
@@ -130,7 +141,7 @@ def not_known(known: pa.Array) -> ds.Expression:
         low, high = (v.as_py() for v in pc.min_max(known).values())
         if high - low + 1 == pc.count_distinct(known).as_py():
             return key.is_valid() & ((key < low) | (key > high))
-    return key.is_valid() & ~key.isin(known)
+    return ~no_id(is_text(known.type)) & ~key.isin(known)
 
 
 def _not_numbers(dataset: ds.Dataset, path: Path, column: str, shown: int = 3) -> str:
@@ -223,7 +234,7 @@ def _id_ranges(ids: pd.Series, size: int) -> list[tuple[int, int]] | list[tuple[
     """Consecutive (first, last) id ranges of ``size`` distinct borrowers each; text ids in the
     order Arrow compares them (by code point)."""
     if not pd.api.types.is_numeric_dtype(ids):
-        unique = np.unique(ids.dropna().astype("str").to_numpy(dtype=object))
+        unique = np.unique(ids[~blank_cells(ids)].astype("str").to_numpy(dtype=object))
         return [(str(unique[lo]), str(unique[min(lo + size, unique.size) - 1]))
                 for lo in range(0, unique.size, size)]
     ordered = np.sort(ids.dropna().astype("int64").to_numpy())
@@ -262,13 +273,15 @@ def _text_rejects(rejected: pd.DataFrame, keys: np.ndarray) -> pd.DataFrame:
     return rejected.assign(borrower_id=pd.array(text, dtype="str"))
 
 
-def _in_range(first: int, last: int) -> ds.Expression:
-    return (ds.field("borrower_id") >= first) & (ds.field("borrower_id") <= last)
+def _in_range(first: int | str, last: int | str, text: bool) -> ds.Expression:
+    """The rows of a batch's ids; a text id that only says it is missing is no batch's (``no_id``)."""
+    inside = (ds.field("borrower_id") >= first) & (ds.field("borrower_id") <= last)
+    return inside & ~no_id(True) if text else inside
 
 
 def _missing_ids(dataset: ds.Dataset, path: Path, text_ids: bool) -> pd.DataFrame:
     """Rows without a borrower id belong to no range; each is one rejected borrower."""
-    n = _count(dataset, path, ds.field("borrower_id").is_null())
+    n = _count(dataset, path, no_id(text_ids))
     missing = rejects([None] * n, [NO_ID] * n)
     return _text_rejects(missing, np.array([], dtype=object)) if text_ids else missing
 
@@ -418,7 +431,7 @@ class FeaturesFile:
     def load(self, first: int, last: int) -> Batch:
         """Rows of borrowers ``first``..``last`` checked against the features contract (all rows
         of an id fall in the same range, so duplicates are seen here)."""
-        frame = read_frame(self.dataset, self.path, filter=_in_range(first, last))
+        frame = read_frame(self.dataset, self.path, filter=_in_range(first, last, self.text_ids))
         text = TextIds(frame["borrower_id"]) if self.text_ids else None
         if text:
             frame = text.numbered(frame)
@@ -586,7 +599,7 @@ class RawTables:
         out = {}
         for name in RAW_TABLES[1:]:
             dataset, where = self.datasets[name], self.tables[name]
-            counts = {NO_ID: _count(dataset, where, ds.field("borrower_id").is_null()),
+            counts = {NO_ID: _count(dataset, where, no_id(self.text_ids)),
                       NOT_A_BORROWER: _count(dataset, where, stranger)}
             if any(counts.values()):
                 out[name] = {reason: n for reason, n in counts.items() if n}
@@ -597,7 +610,8 @@ class RawTables:
         their tables against each other, then their features against the features contract."""
         tables, failed, text = {}, [], None
         for name in RAW_TABLES:  # the borrowers table first: its ids are the batch's
-            frame = read_frame(self.datasets[name], self.tables[name], filter=_in_range(first, last))
+            frame = read_frame(self.datasets[name], self.tables[name],
+                               filter=_in_range(first, last, self.text_ids))
             if self.text_ids:
                 text = text or TextIds(frame["borrower_id"])
                 frame = text.numbered(frame)

@@ -695,6 +695,23 @@ def test_text_ids_score_under_the_ids_the_file_wrote(kind, fmt, tables, work, tm
         {"repayments": {sources.NOT_A_BORROWER: 1}}
 
 
+@pytest.mark.parametrize("fmt", ["parquet", "csv"])
+def test_a_text_id_that_only_says_it_is_missing_is_no_id(fmt, features, work, tmp_path):
+    """'', spaces and 'NULL' among text ids were scored as the ids '', '  ' and 'NULL' (and stopped
+    recommend with a traceback): they are missing ids, rejected as such, the rest scored as before."""
+    frame = _written(features.head(30), TEXT_IDS["letters"])
+    plain = score(work, write_features(frame, tmp_path / "a", fmt), tmp_path / "a" / "s.parquet")
+    blanks = frame["borrower_id"].astype(object).to_numpy().copy()
+    blanks[[2, 5, 9]] = ["", "   ", "NULL"]
+    run = score(work, write_features(frame.assign(borrower_id=pd.array(blanks, dtype="str")), tmp_path / "b",
+                                     fmt), tmp_path / "b" / "s.parquet")
+    check_accounted(run, len(frame))
+    assert run.rejects()["borrower_id"].isna().all() and len(run.rejects()) == 3
+    assert (run.rejects()["reason"] == sources.NO_ID).all()
+    kept = ~plain.scores()["borrower_id"].isin(frame["borrower_id"].iloc[[2, 5, 9]])
+    pd.testing.assert_frame_equal(run.scores(), plain.scores()[kept].reset_index(drop=True))
+
+
 @pytest.mark.parametrize("kind", ["leading_zeros", "exponent", "long_digits"])
 @pytest.mark.parametrize("fmt", ["parquet", "csv"])
 def test_a_features_file_with_text_ids_scores_under_them(fmt, kind, features, work, tmp_path):
