@@ -580,7 +580,8 @@ class RawTables:
                     pd.api.types.is_bool_dtype(values):
                 out[col.name] = values.astype("float64")
             elif col.dtype == "str" and (pd.api.types.is_string_dtype(values) or values.dtype == object):
-                text = values.astype("str").where(values.notna(), None).astype("str")
+                # a cell that only says it is missing ('', spaces, 'NULL') is missing, as in any column
+                text = values.astype("str").where(~blank_cells(values), None).astype("str")
                 out[col.name] = as_codes(text, col.allowed) if col.allowed else text
         # a row's first unreadable value in column order is its reason
         found = pd.concat(unreadable) if unreadable else pd.DataFrame({"row": [], "reason": []})

@@ -696,6 +696,24 @@ def test_text_ids_score_under_the_ids_the_file_wrote(kind, fmt, tables, work, tm
 
 
 @pytest.mark.parametrize("fmt", ["parquet", "csv"])
+def test_a_raw_text_cell_that_only_says_it_is_missing_is_missing(fmt, tables, work, tmp_path):
+    """limit_events.trigger, empty on every row but the increase, written as '', spaces, 'NULL',
+    'None'... rejected 141 of 500 borrowers from a CSV and all of them from Parquet text."""
+    plain = score(work, write_raw(tables, tmp_path / "a", fmt), tmp_path / "a.parquet")
+    t = dict(tables)
+    events = t["limit_events"]
+    trigger = events["trigger"].astype(object).to_numpy().copy()
+    quiet = np.flatnonzero(events["event_type"].to_numpy() != "increase")
+    blanks = ["", "   ", "NULL", "n/a", "NaN", "None", "none"]
+    trigger[quiet] = [blanks[i % len(blanks)] for i in range(quiet.size)]
+    t["limit_events"] = events.assign(trigger=trigger)
+    run = score(work, write_raw(t, tmp_path / "b", fmt), tmp_path / "b.parquet")
+    check_accounted(run, len(t["borrowers"]))
+    pd.testing.assert_frame_equal(run.scores(), plain.scores())
+    assert run.rejects().empty
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "csv"])
 def test_a_text_id_that_only_says_it_is_missing_is_no_id(fmt, features, work, tmp_path):
     """'', spaces and 'NULL' among text ids were scored as the ids '', '  ' and 'NULL' (and stopped
     recommend with a traceback): they are missing ids, rejected as such, the rest scored as before."""
