@@ -13,6 +13,7 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 
 from pipeline.catalog import BY_NAME
+from pipeline.cells import blank_cells
 from pipeline.config import TablesSettings
 from pipeline.contract import ContractError, borrower_ids, features_table, row_violations
 from pipeline.readers import (
@@ -158,7 +159,7 @@ def _numbers_written_as_text(path: Path, column: str, frame: pd.DataFrame) -> pd
     if pd.api.types.is_numeric_dtype(values) or pd.api.types.is_datetime64_any_dtype(values):
         return values
     text = values.astype("str").str.strip().where(values.notna())
-    given = text.notna() & (text != "")
+    given = pd.Series(~blank_cells(values), index=values.index)  # 'NULL' or 'None' is no value
     plain = pd.to_numeric(text.where(given), errors="coerce")
     separated = pd.to_numeric(text.where(given).str.replace(",", "", regex=False), errors="coerce")
     if separated.notna().sum() >= MOSTLY_NUMBERS * given.sum() and separated.nunique() > MANY_NUMBERS:

@@ -1168,12 +1168,13 @@ def test_a_teams_column_of_numbers_with_some_text_stops_naming_the_rows(spoilt, 
 
 def test_a_teams_numbers_stored_as_text_are_read_as_numbers(tmp_path):
     frame = pd.concat([_team_frame()] * 10, ignore_index=True).assign(customer_id=range(40))
-    frame["limit_bal"] = pd.array([f"{1000.5 * k}" for k in range(39)] + [None], dtype="str")
+    written = [f"{1000.5 * k}" for k in range(36)] + [None, "None", " ", "NULL"]
+    frame["limit_bal"] = pd.array(written, dtype="str")
     path = tmp_path / "team.parquet"
     frame.to_parquet(path)
     out = team_table(path, _team_settings(), labelled=True)
     assert pd.api.types.is_float_dtype(out["limit_bal"]) and out["limit_bal"].iloc[3] == 3001.5
-    assert out["limit_bal"].isna().tolist() == [False] * 39 + [True]
+    assert out["limit_bal"].isna().tolist() == [False] * 36 + [True] * 4  # every way of writing nothing
 
 
 def test_a_teams_category_of_a_few_numeric_codes_and_a_word_stays_text(tmp_path):
