@@ -30,7 +30,9 @@ from pipeline.contract import FLOAT_MAX, LEADING_ZERO, ContractError, Table, ids
 READ_ERRORS = (pa.ArrowException, OSError, UnicodeDecodeError)
 CSV_ENDINGS = (".csv", ".csv.gz")  # Arrow reads a gzipped CSV as it reads a CSV
 EXCEL_ENDINGS = (".xlsx", ".xlsm")
-NULLS = [*pacsv.ConvertOptions().null_values, "\\N"]
+# Arrow's own ('', 'NULL', 'NaN', 'n/a'...), MySQL's and Hive's \N, and Python's None as pandas
+# writes it: what cells.BLANKS holds, read as missing by Arrow itself
+NULLS = [*pacsv.ConvertOptions().null_values, "\\N", "None", "none", "NONE"]
 SEPARATORS = ("\t", "|", ";")  # besides the comma, what exports put between columns
 SAMPLE_BYTES = 1 << 20  # as much as Arrow infers column types from
 PARQUET_MAGIC = b"PAR1"  # the first bytes of every Parquet file

@@ -222,3 +222,13 @@ def test_a_workbook_opening_on_notes_names_its_first_sheet(tmp_path):
         pd.DataFrame({"note": ["read me"]}).to_excel(book, sheet_name="Notes", index=False)
         pd.DataFrame({"borrower_id": [1]}).to_excel(book, sheet_name="Data", index=False)
     assert "here 'Notes'" in readers.sheet_note(path)
+
+
+def test_a_csv_written_by_pandas_with_none_reads_none_as_missing(tmp_path):
+    """'None' (pandas' writing of a missing object) had made a ';' file's decimal-comma column
+    text and stopped the run; it is missing, as '', 'NULL' and 'NaN' are."""
+    path = tmp_path / "features.csv"
+    path.write_text("borrower_id;amount\n1;28,5\n2;None\n3;none\n4;\n5;NULL\n")
+    frame = readers.read_frame(readers.open_dataset(path), path)
+    assert pd.api.types.is_float_dtype(frame["amount"])
+    assert frame["amount"].tolist()[0] == 28.5 and frame["amount"].isna().sum() == 4
