@@ -210,7 +210,23 @@ def _workbook(path: Path, stamp: tuple) -> pa.Table:
     except Exception as err:  # openpyxl raises a different kind for each way a file is broken
         raise ContractError(f"{path}: cannot read the workbook: {err}") from err
     frame.columns = frame.columns.astype("str")
-    return pa.Table.from_pandas(frame.apply(_cells), preserve_index=False)
+    frame = frame.apply(_cells)
+    for name in frame.columns:
+        _refuse_rounded(path, name, frame[name])
+    return pa.Table.from_pandas(frame, preserve_index=False)
+
+
+def _refuse_rounded(path: Path, name: str, values: pd.Series) -> None:
+    """Excel keeps a number as a double: a whole number of 2**53 or more in a numeric cell (an id
+    of 19 digits) has lost its last digits before any reader sees it, and two ids may have become
+    one. Such a column must be written as text cells."""
+    if not pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values):
+        return
+    rows = np.flatnonzero((values.abs() >= 2.0 ** 53).to_numpy())
+    if rows.size:
+        raise ContractError(f"{path}: column '{name}' holds numbers of 2**53 or more in numeric cells, which "
+                            f"Excel keeps to 15-17 digits (rows {(rows[:3] + 1).tolist()}, counted from 1 "
+                            f"below the header): format the column as text in the workbook")
 
 
 def _cells(column: pd.Series) -> pd.Series:

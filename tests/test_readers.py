@@ -232,3 +232,16 @@ def test_a_csv_written_by_pandas_with_none_reads_none_as_missing(tmp_path):
     frame = readers.read_frame(readers.open_dataset(path), path)
     assert pd.api.types.is_float_dtype(frame["amount"])
     assert frame["amount"].tolist()[0] == 28.5 and frame["amount"].isna().sum() == 4
+
+
+def test_a_workbooks_numeric_cells_of_2_53_or_more_are_refused_naming_the_rows(tmp_path):
+    """19-digit ids in numeric cells had come out as 1234567890123457024 twice (two borrowers
+    rejected as one duplicate, under an id nobody wrote); as text cells they are kept."""
+    path = tmp_path / "book.xlsx"
+    pd.DataFrame({"borrower_id": [7, 1234567890123456789, 1234567890123456788]}).to_excel(path, index=False)
+    with pytest.raises(ContractError, match=r"column 'borrower_id' holds numbers of 2\*\*53 .*rows \[2, 3\]"):
+        readers.open_dataset(path)
+    text = tmp_path / "text.xlsx"
+    pd.DataFrame({"borrower_id": ["7", "1234567890123456789"]}).to_excel(text, index=False)
+    ids = readers.read_frame(readers.open_dataset(text), text)["borrower_id"]
+    assert ids.tolist() == ["7", "1234567890123456789"]
