@@ -522,8 +522,8 @@ class RawTables:
         found = pd.concat([unreadable, row_rejects(self.windows, windows, f"{windows}.",
                                                    self.tables[windows])])
         if not found.empty:  # no borrower owns a window: a bad one is a bad file
-            raise ContractError(f"{self.tables[windows]}: row {found['row'].iloc[0]}: "
-                                f"{found['reason'].iloc[0]}")
+            raise ContractError(f"{self.tables[windows]}: data row {int(found['row'].iloc[0]) + 1} (counted "
+                                f"from 1, the parts of a folder in name order): {found['reason'].iloc[0]}")
 
     def _locate(self, name: str) -> Path:
         found = [candidate for candidate in (self.path / name, self.path / f"{name}.parquet",

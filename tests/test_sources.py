@@ -505,15 +505,15 @@ def test_a_raw_csv_date_that_is_not_a_date_rejects_its_borrower(tables, work, tm
     t["maintenance_windows"].loc[1, "start_time"] = "at night"
     run = score(work, write_raw(t, tmp_path / "raw2", "csv"), tmp_path / "out2" / "scores.csv")
     assert run.code == 1, run.err
-    assert "maintenance_windows.csv: row 1: maintenance_windows.start_time: not a date (value at night)" \
-        in run.err, run.err
+    assert ("maintenance_windows.csv: data row 2 (counted from 1, the parts of a folder in name order): "
+            "maintenance_windows.start_time: not a date (value at night)") in run.err, run.err
     # a window that ends before it starts (start and end swapped) counted no due date, unsaid
     t["maintenance_windows"] = windows.assign(start_time=windows["end_time"], end_time=windows["start_time"])
     run = score(work, write_raw(t, tmp_path / "raw3", "parquet"), tmp_path / "out3" / "scores.csv")
     assert run.code == 1, run.err
     end = windows.loc[0, "start_time"].strftime("%Y-%m-%d %H:%M:%S")
-    assert (f"maintenance_windows: row 0: maintenance_windows.end_time: fails not_before(start_time) "
-            f"(value {end})") in run.err, run.err
+    assert (f"maintenance_windows: data row 1 (counted from 1, the parts of a folder in name order): "
+            f"maintenance_windows.end_time: fails not_before(start_time) (value {end})") in run.err, run.err
 
 # ---- 3. file-level problems: exit 1, the file and the column named, nothing written ---------------------
 
