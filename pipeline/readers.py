@@ -36,6 +36,7 @@ NULLS = [*pacsv.ConvertOptions().null_values, "\\N", "None", "none", "NONE"]
 SEPARATORS = ("\t", "|", ";")  # besides the comma, what exports put between columns
 SAMPLE_BYTES = 1 << 20  # as much as Arrow infers column types from
 PARQUET_MAGIC = b"PAR1"  # the first bytes of every Parquet file
+ZIP_MAGIC = b"PK\x03\x04"  # the first bytes of a zip archive, which an .xlsx workbook is
 PARQUET_SUMMARIES = ("_metadata", "_common_metadata")  # what Spark and Dask write beside the parts
 
 ZONE = r"(?:Z|[+-]\d{2}:?\d{2})$"  # an ISO time's zone: 'Z', '+08:00', '-0500'
@@ -95,8 +96,12 @@ def _part_kind(file: Path) -> str | None:
         return "csv"
     if file.name.lower().endswith(".parquet"):
         return "parquet"
+    return "parquet" if _starts_as_parquet(file) else None
+
+
+def _starts_as_parquet(file: Path) -> bool:
     with open(file, "rb") as f:
-        return "parquet" if f.read(len(PARQUET_MAGIC)) == PARQUET_MAGIC else None
+        return f.read(len(PARQUET_MAGIC)) == PARQUET_MAGIC
 
 
 def _few(names: list[str], shown: int = 3) -> str:
@@ -123,6 +128,9 @@ def open_dataset(path: Path, fmt: str | None = None, schema: pa.Schema | None = 
         if path.is_file() and path.suffix.lower() != ".parquet":
             raise ContractError(f"{path}: read as Parquet, since its name does not end in .csv or .csv.gz, "
                                 f"but it is not Parquet: {err}") from err
+        if path.is_file() and not _starts_as_parquet(path):
+            raise ContractError(f"{path}: named .parquet but not Parquet (its first bytes are not "
+                                "Parquet's): a CSV or a workbook under another name?") from err
         raise
 
 
@@ -249,6 +257,8 @@ def _csv_format(path: Path, schema: pa.Schema | None) -> ds.CsvFileFormat:
     encoding = _encoding(sample)
     if sample.startswith(PARQUET_MAGIC):
         raise ContractError(f"{path}: a Parquet file named as a CSV: name it .parquet")
+    if sample.startswith(ZIP_MAGIC):
+        raise ContractError(f"{path}: a workbook (or another zip archive) named as a CSV: name it .xlsx")
     if encoding is None:
         raise ContractError(f"{path}: its text is neither UTF-8, UTF-16, GB18030 (GBK) nor Windows-1252: "
                             "save it as UTF-8")

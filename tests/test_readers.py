@@ -245,3 +245,14 @@ def test_a_workbooks_numeric_cells_of_2_53_or_more_are_refused_naming_the_rows(t
     pd.DataFrame({"borrower_id": ["7", "1234567890123456789"]}).to_excel(text, index=False)
     ids = readers.read_frame(readers.open_dataset(text), text)["borrower_id"]
     assert ids.tolist() == ["7", "1234567890123456789"]
+
+
+def test_a_workbook_named_csv_and_a_csv_named_parquet_are_told_what_they_are(tmp_path):
+    book = tmp_path / "features.csv"
+    pd.DataFrame({"a": [1]}).to_excel(book, index=False)
+    with pytest.raises(ContractError, match="a workbook .* named as a CSV: name it .xlsx"):
+        readers.open_dataset(book)
+    text = tmp_path / "features.parquet"
+    text.write_text("a,b\n1,2\n")
+    with pytest.raises(ContractError, match="named .parquet but not Parquet"):
+        readers.open_dataset(text)
