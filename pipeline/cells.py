@@ -31,3 +31,24 @@ def codes_as_text(numbers: pd.Series) -> pd.Series:
     whole = numbers.notna() & (numbers == numbers.round())
     return numbers.where(whole).astype("Int64").astype("str").where(whole, numbers.astype("str")).where(
         numbers.notna())
+
+
+SHOWN_CHARACTERS = 60  # of a value quoted in a message: a 100,000-character cell made a 100 KB error
+
+
+def shortened(text: pd.Series) -> pd.Series:
+    """Values as quoted in messages and summaries: text as written, cut to ``SHOWN_CHARACTERS``
+    with '...' and the length where longer."""
+    text = text.astype("str")
+    length = text.str.len().fillna(0).astype("int64")
+    long = length > SHOWN_CHARACTERS
+    if not long.any():
+        return text
+    cut = text.str.slice(0, SHOWN_CHARACTERS) + "... (" + length.astype("str") + " characters)"
+    return text.where(~long, cut)
+
+
+def quoted(value: object) -> str:
+    """One cell as a message quotes it: as written (7, not np.int64(7)), a long text cut."""
+    value = value.item() if isinstance(value, np.generic) else value
+    return repr(shortened(pd.Series([value])).iloc[0]) if isinstance(value, str) else repr(value)

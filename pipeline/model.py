@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline import causes, io
-from pipeline.cells import blank_cells, code_keys, codes_as_text
+from pipeline.cells import blank_cells, code_keys, codes_as_text, quoted
 from pipeline.config import CAUSES, LabelSettings
 from pipeline.errors import UsageError
 from pipeline.lgbm import lgb
@@ -115,15 +115,10 @@ def numbers(values: pd.Series, column: str, shown: int = 3) -> np.ndarray:
     parsed = pd.to_numeric(values, errors="coerce")
     bad = np.flatnonzero(parsed.isna().to_numpy() & ~blank_cells(values))
     if bad.size:
-        examples = ", ".join(f"row {i} {_shown(values.iloc[i])}" for i in bad[:shown])
+        examples = ", ".join(f"row {i} {quoted(values.iloc[i])}" for i in bad[:shown])
         raise ValueError(f"column '{column}' must hold numbers: {bad.size} of {len(values)} rows hold "
                          f"text that is not one ({examples}; rows counted from 0){_codes_hint(column)}")
     return parsed.to_numpy(dtype="float64", na_value=np.nan)
-
-
-def _shown(value) -> str:
-    """A cell as written (7, not np.int64(7))."""
-    return repr(value.item() if isinstance(value, np.generic) else value)
 
 
 def refuse_outside_contract(frame: pd.DataFrame, columns: list[str], categories: dict,
@@ -167,7 +162,7 @@ def refuse_taken_off_day(frame: pd.DataFrame, observation_days: int, shown: int 
     for column in dates:
         unread = np.flatnonzero((frame[column].notna() & dates[column].isna()).to_numpy())
         if unread.size:
-            examples = ", ".join(f"row {i} {_shown(frame[column].iloc[i])}" for i in unread[:shown])
+            examples = ", ".join(f"row {i} {quoted(frame[column].iloc[i])}" for i in unread[:shown])
             raise ValueError(f"{unread.size} of {len(frame)} rows have a {column} that is not a date "
                              f"({examples}; rows counted from 0; dates are written as 2025-11-18)")
     blank = np.flatnonzero(dates["scoring_date"].isna().to_numpy())

@@ -22,7 +22,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.dataset as ds
 
-from pipeline.cells import blank_cells, code_keys
+from pipeline.cells import blank_cells, code_keys, shortened
 from pipeline.contract import FLOAT_MAX, LEADING_ZERO, ContractError, Table, ids_written_as_text
 
 # what reading a file can raise: Arrow's errors, the file system's, and a transcoded CSV's bytes
@@ -372,7 +372,7 @@ def parse_numbers(values: pd.Series, column: str, decimal: str) -> tuple[pd.Seri
     cleaned = cleaned.where(~grouped, cleaned.str.replace(separator, "", regex=False))
     numbers = pd.to_numeric(cleaned.str.replace(decimal, ".", regex=False), errors="coerce").astype("float64")
     unreadable = numbers.isna().to_numpy(dtype=bool) & ~blank_cells(values)
-    text = values[unreadable].astype("str").to_numpy(dtype=object)
+    text = shortened(values[unreadable]).to_numpy(dtype=object)
     why[unreadable] = f"{column}: not a number (value " + text + ")"
     return numbers, why
 
@@ -384,7 +384,7 @@ def parse_dates(values: pd.Series, column: str, required: bool) -> tuple[pd.Seri
     missing = values.isna().to_numpy()
     why = np.full(len(values), None, dtype=object)
     unreadable = dates.isna().to_numpy() & ~missing
-    text = values[unreadable].astype("str").to_numpy(dtype=object)
+    text = shortened(values[unreadable]).to_numpy(dtype=object)
     why[unreadable] = f"{column}: not a date (value " + text + ")"
     if required:
         why[missing] = f"{column}: missing"
@@ -526,5 +526,6 @@ def row_reasons(failures: pd.DataFrame, spec: Table, label: str, source: Path) -
     # a team's own column must only be a finite number: said so, not as the largest floats' range
     check = failures["check"].str.replace(f"in_range({-FLOAT_MAX}, {FLOAT_MAX})", "being a finite number",
                                           regex=False)
-    reason = label + column + ": fails " + check + " (value " + failures["value"].fillna("missing") + ")"
+    value = shortened(failures["value"].fillna("missing"))
+    reason = label + column + ": fails " + check + " (value " + value + ")"
     return pd.DataFrame({"row": failures["row"].astype("int64").to_numpy(), "reason": reason.to_numpy()})

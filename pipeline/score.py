@@ -9,7 +9,7 @@ import pandas as pd
 
 from pipeline import metrics
 from pipeline.catalog import BY_NAME, CAUSE_CATEGORIES, DUE_DATES, REASON_GROUPS, reason_group
-from pipeline.cells import blank_cells
+from pipeline.cells import blank_cells, shortened
 from pipeline.config import CAUSES, ScoreSettings
 from pipeline.model import (
     AGREEMENT_STATES,
@@ -344,7 +344,7 @@ def unseen_categories(frame: pd.DataFrame, matrix: np.ndarray, column: dict[str,
     for name in categories:
         unseen = np.isnan(matrix[:, column[name]]) & ~blank_cells(frame[name])  # a blank is missing
         if unseen.any():
-            out[name] = frame[name][unseen].astype("str").value_counts().to_dict()
+            out[name] = shortened(frame[name][unseen]).value_counts().to_dict()
     return out
 
 

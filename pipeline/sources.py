@@ -23,7 +23,7 @@ import pyarrow.dataset as ds
 from pandas.api.types import is_integer_dtype
 
 from pipeline.catalog import BY_NAME, DUE_DATES, codes_hint
-from pipeline.cells import BLANKS, blank_cells, codes_as_text
+from pipeline.cells import BLANKS, blank_cells, codes_as_text, quoted
 from pipeline.config import FeatureSettings, SourceSettings
 from pipeline.contract import (
     LARGEST_FLOAT_ID,
@@ -155,7 +155,7 @@ def _not_numbers(dataset: ds.Dataset, path: Path, column: str, shown: int = 3) -
     if not bad.any():
         return ""
     first = frame[bad].head(shown)
-    examples = ", ".join(repr(v) if column == "borrower_id" else f"borrower {_id_text(b)} {v!r}"
+    examples = ", ".join(quoted(v) if column == "borrower_id" else f"borrower {_id_text(b)} {quoted(v)}"
                          for b, v in zip(first["borrower_id"], first[column], strict=True))
     return f"; {int(bad.sum())} rows are not numbers: {examples}"
 

@@ -24,3 +24,12 @@ def test_codes_written_as_numbers_are_the_text_a_csv_gives_them():
     assert codes_as_text(pd.Series([1.0, 2, np.nan, 2.5])).tolist()[:2] == ["1", "2"]
     written = codes_as_text(pd.Series([1.0, 2.0, np.nan, 2.5]))
     assert pd.isna(written.iloc[2]) and written.iloc[3] == "2.5"
+
+
+def test_a_long_value_is_cut_in_messages_and_a_short_one_kept_as_written():
+    from pipeline.cells import SHOWN_CHARACTERS, quoted, shortened
+
+    long = "x" * 100_000
+    cut = shortened(pd.Series([long, "phd", None]))
+    assert cut.iloc[0] == "x" * SHOWN_CHARACTERS + "... (100000 characters)" and cut.iloc[1] == "phd"
+    assert quoted(long) == repr(cut.iloc[0]) and quoted(np.int64(7)) == "7" and quoted("a") == "'a'"
