@@ -18,6 +18,7 @@ from pipeline.model import (
     BLOCKED_DUE_DATES,
     FORGOTTEN_DUE_DATES,
     CalibratedLightGBM,
+    category_codes,
     with_floor,
 )
 
@@ -154,9 +155,13 @@ def own_words(model: CalibratedLightGBM, frame: pd.DataFrame) -> dict[str, np.nd
         if name in BY_NAME:
             continue
         if name in model.categories:
-            missing = frame[name].isna().to_numpy()
-            value = frame[name].astype("str").fillna("").to_numpy(dtype=object)
-            out[name] = np.where(missing, f"{name} is missing", name + " is " + value)
+            # the category learned ('university'), however the file spells it ('UNIVERSITY ');
+            # one never learned as written
+            learned = np.asarray(model.categories[name], dtype=object).astype(str)
+            codes = category_codes(frame[name], model.categories[name], name)
+            written = shortened(frame[name].fillna("")).to_numpy(dtype=object)
+            value = np.where(codes >= 0, learned[np.maximum(codes, 0)], written)
+            out[name] = np.where(blank_cells(frame[name]), f"{name} is missing", name + " is " + value)
             continue
         values = frame[name].to_numpy(dtype="float64", na_value=np.nan)
         missing = np.isnan(values)

@@ -1174,3 +1174,20 @@ def test_floor_reasons_follow_the_payment_channel_and_the_record():
     team = frame[["forgotten_due_dates"]]
     assert set(score.floor_reasons(team)) == {words["due_dates_in_announced_outage"]}
 
+
+
+def test_a_category_spelt_otherwise_is_named_as_learned_in_the_reasons(team_model):
+    """'UNIVERSITY' scored as 'university' but its reason read 'education is UNIVERSITY': the
+    reasons of a file spelt otherwise are the learned file's, an unseen value's as written."""
+    from pipeline.model import CalibratedLightGBM
+
+    model = CalibratedLightGBM.from_dir(team_model["path"])
+    rows = team_model["new"].head(60).reset_index(drop=True)
+    respelt = rows.assign(segment=" " + rows["segment"].str.upper().str.replace(" ", "-") + " ")
+    assert (respelt["segment"] != rows["segment"]).all()
+    words, again = score.own_words(model, rows), score.own_words(model, respelt)
+    np.testing.assert_array_equal(again["segment"][1:], words["segment"][1:])
+    assert words["segment"][0] == "segment is pensioner"  # never learned: as written
+    assert again["segment"][0] == "segment is  PENSIONER "
+    blank = score.own_words(model, rows.assign(segment=["NULL"] * 60))["segment"]
+    assert set(blank) == {"segment is missing"}
