@@ -23,7 +23,14 @@ import pyarrow.csv as pacsv
 import pyarrow.dataset as ds
 
 from pipeline.cells import blank_cells, code_keys, shortened
-from pipeline.contract import FLOAT_MAX, LEADING_ZERO, ContractError, Table, ids_written_as_text
+from pipeline.contract import (
+    FLOAT_MAX,
+    LARGEST_FLOAT_ID,
+    LEADING_ZERO,
+    ContractError,
+    Table,
+    ids_written_as_text,
+)
 
 # what reading a file can raise: Arrow's errors, the file system's, and a transcoded CSV's bytes
 # that its encoding cannot decode
@@ -230,7 +237,7 @@ def _refuse_rounded(path: Path, name: str, values: pd.Series) -> None:
     one. Such a column must be written as text cells."""
     if not pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values):
         return
-    rows = np.flatnonzero((values.abs() >= 2.0 ** 53).to_numpy())
+    rows = np.flatnonzero((values.abs() >= LARGEST_FLOAT_ID).to_numpy())
     if rows.size:
         raise ContractError(f"{path}: column '{name}' holds numbers of 2**53 or more in numeric cells, which "
                             f"Excel keeps to 15-17 digits (rows {(rows[:3] + 1).tolist()}, counted from 1 "
@@ -432,6 +439,11 @@ def unreadable(path: Path, err: Exception, dataset: ds.Dataset | None = None) ->
     return ContractError(f"{path}: cannot read{column}: {err}")
 
 
+def holds_text(kind: pa.DataType) -> bool:
+    """Values held as text: not numbers, nor a column of nothing but blanks, which has no type."""
+    return is_text(kind) and not pa.types.is_null(kind)
+
+
 def ids_are_text(path: Path, column: str = "borrower_id") -> bool:
     """Whether a file's ids are text (``contract.ids_written_as_text``); a CSV reads digits with
     leading zeros as integers, and an exponent ('1e5') or more digits than an integer holds as
@@ -443,7 +455,7 @@ def ids_are_text(path: Path, column: str = "borrower_id") -> bool:
             return False
         kind = dataset.schema.field(column).type
         if not (is_csv(path) and (pa.types.is_integer(kind) or pa.types.is_floating(kind))):
-            return is_text(kind) and not pa.types.is_null(kind)
+            return holds_text(kind)
         return _written_as_text(path, column, pa.types.is_floating(kind), file_stamp(path))
     except READ_ERRORS:
         return False

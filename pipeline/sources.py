@@ -47,6 +47,7 @@ from pipeline.readers import (
     days_after_jump,
     decimal_mark,
     file_stamp,
+    holds_text,
     ids_are_text,
     is_csv,
     is_text,
@@ -115,14 +116,9 @@ def known_ids(dataset: ds.Dataset, path: Path) -> pa.Array:
     scan's clean-up can run on Arrow's threads after the call returns; freeing a buffer that is a
     view of a NumPy array there takes Python's lock, and when that happens as the process exits,
     it aborts ("terminate called without an active exception", exit code 134)."""
-    text = _written(dataset.schema.field("borrower_id").type)
+    text = holds_text(dataset.schema.field("borrower_id").type)
     ids = read_table(dataset, path, columns=["borrower_id"], filter=~no_id(text))["borrower_id"]
     return ids.combine_chunks()
-
-
-def _written(kind: pa.DataType) -> bool:
-    """Ids held as text (not numbers, nor a column of nothing but blanks, which has no type)."""
-    return is_text(kind) and not pa.types.is_null(kind)
 
 
 def no_id(text: bool) -> ds.Expression:
@@ -146,7 +142,7 @@ def not_known(known: pa.Array) -> ds.Expression:
         low, high = (v.as_py() for v in pc.min_max(known).values())
         if high - low + 1 == pc.count_distinct(known).as_py():
             return key.is_valid() & ((key < low) | (key > high))
-    return ~no_id(_written(known.type)) & ~key.isin(known)
+    return ~no_id(holds_text(known.type)) & ~key.isin(known)
 
 
 def _not_numbers(dataset: ds.Dataset, path: Path, column: str, shown: int = 3) -> str:
