@@ -9,6 +9,7 @@ team's own tables.
 from __future__ import annotations
 
 import codecs
+import csv
 import functools
 import gzip
 import re
@@ -21,6 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.dataset as ds
+import pyarrow.parquet as pq
 
 from pipeline.cells import blank_cells, code_keys, shortened
 from pipeline.contract import (
@@ -39,7 +41,10 @@ CSV_ENDINGS = (".csv", ".csv.gz")  # Arrow reads a gzipped CSV as it reads a CSV
 EXCEL_ENDINGS = (".xlsx", ".xlsm")
 # Arrow's own ('', 'NULL', 'NaN', 'n/a'...), MySQL's and Hive's \N, and Python's None as pandas
 # writes it: what cells.BLANKS holds, read as missing by Arrow itself
-NULLS = [*pacsv.ConvertOptions().null_values, "\\N", "None", "none", "NONE"]
+# a cell of nothing but spaces (a database's padded CHAR column) is blank, as ``cells.BLANKS`` has it;
+# Arrow matches null spellings exactly, and one such cell made a column of ids or numbers text
+PADDING = [" " * n for n in range(1, 65)] + ["\t"]
+NULLS = [*pacsv.ConvertOptions().null_values, "\\N", "None", "none", "NONE", *PADDING]
 SEPARATORS = ("\t", "|", ";")  # besides the comma, what exports put between columns
 SAMPLE_BYTES = 1 << 20  # as much as Arrow infers column types from
 PARQUET_MAGIC = b"PAR1"  # the first bytes of every Parquet file
@@ -132,6 +137,9 @@ def open_dataset(path: Path, fmt: str | None = None, schema: pa.Schema | None = 
     try:
         return _one_set_of_columns(ds.dataset(files, format="parquet"), path)
     except READ_ERRORS as err:
+        if "duplicate field names" in str(err):
+            for file in [path] if path.is_file() else data_files(path):
+                _one_name_each(file, pq.read_schema(file).names)
         if path.is_file() and path.suffix.lower() != ".parquet":
             raise ContractError(f"{path}: read as Parquet, since its name does not end in .csv or .csv.gz, "
                                 f"but it is not Parquet: {err}") from err
@@ -167,8 +175,9 @@ _PART_SCHEMAS: dict[tuple, pa.Schema] = {}  # the folder versions found whole, a
 def _check_parts(dataset: ds.Dataset) -> pa.Schema:
     fragments = list(dataset.get_fragments())
     first = fragments[0].physical_schema.names
-    for fragment in fragments[1:]:
+    for fragment in fragments:
         names = fragment.physical_schema.names
+        _one_name_each(Path(fragment.path), names)
         if set(names) != set(first):
             lacks, extra = [c for c in first if c not in names], [c for c in names if c not in first]
             raise ContractError(
@@ -222,8 +231,10 @@ def _workbook(path: Path, stamp: tuple) -> pa.Table:
     try:
         # as the cells hold them: pandas' own reading turns text that looks like a number into one
         frame = pd.read_excel(path, sheet_name=0, engine="openpyxl", dtype=object)
+        header = pd.read_excel(path, sheet_name=0, engine="openpyxl", header=None, nrows=1, dtype=object)
     except Exception as err:  # openpyxl raises a different kind for each way a file is broken
         raise ContractError(f"{path}: cannot read the workbook: {err}") from err
+    _one_name_each(path, [str(name).strip() for name in header.iloc[0]] if len(header) else [])
     frame.columns = frame.columns.astype("str")
     frame = frame.apply(_cells)
     for name in frame.columns:
@@ -269,15 +280,32 @@ def _csv_format(path: Path, schema: pa.Schema | None) -> ds.CsvFileFormat:
     if encoding is None:
         raise ContractError(f"{path}: its text is neither UTF-8, UTF-16, GB18030 (GBK) nor Windows-1252: "
                             "save it as UTF-8")
-    text = sample.decode(encoding, errors="ignore")
+    text = sample.decode(encoding, errors="ignore").lstrip("\ufeff")
+    if path.is_file() and not text.strip():  # Arrow: "Empty CSV file or block: cannot infer ..."
+        raise ContractError(f"{path}: the file holds no text, not even a header")
     header = text.split("\n", 1)[0]
     separator = "," if "," in header else next((s for s in SEPARATORS if s in header), ",")
+    _one_name_each(path, [n.strip() for n in next(csv.reader([header], delimiter=separator), [])])
     decimal = "," if separator == ";" and _decimal_commas(text) else "."
     return ds.CsvFileFormat(
         parse_options=pacsv.ParseOptions(delimiter=separator),
         convert_options=pacsv.ConvertOptions(column_types=schema, strings_can_be_null=True,
                                              null_values=NULLS, decimal_point=decimal),
         read_options=pacsv.ReadOptions(encoding=encoding))
+
+
+def _one_name_each(path: Path, names: list[str]) -> None:
+    """A column named twice is refused with both places named: which of the two holds the data
+    cannot be guessed, and Arrow ("multiple columns named", "duplicate field names") names neither
+    place, nor does pandas, which renames the second copy of a sheet's column 'name.1'."""
+    places: dict[str, list[int]] = {}
+    for place, name in enumerate(names, start=1):
+        places.setdefault(name, []).append(place)
+    twice = {name: where for name, where in places.items() if len(where) > 1}
+    if twice:
+        said = "; ".join(f"'{name}' (columns {', '.join(map(str, where))})" for name, where in twice.items())
+        raise ContractError(f"{path}: a column is named more than once: {said}. Rename or "
+                            "drop the copies")
 
 
 def _encoding(sample: bytes) -> str | None:
@@ -437,6 +465,18 @@ def unreadable(path: Path, err: Exception, dataset: ds.Dataset | None = None) ->
             names = []
         column = f" (column '{names[int(found[1])]}')" if int(found[1]) < len(names) else ""
     return ContractError(f"{path}: cannot read{column}: {err}")
+
+
+def data_row(dataset: ds.Dataset, path: Path, row: int) -> str:
+    """Where the ``row``-th (from 0) of a read's rows is written: the file, and its data row counted
+    from 1 (below the header); in a folder, the part that holds it, as a folder is read part by part
+    in name order."""
+    if path.is_file():
+        return f"{path}: data row {row + 1} (counted from 1)"
+    parts = list(dataset.get_fragments())
+    ends = np.cumsum([part.count_rows() for part in parts])
+    at = int(np.searchsorted(ends, row, side="right"))
+    return f"{parts[at].path}: data row {row + 1 - int(ends[at - 1] if at else 0)} (counted from 1)"
 
 
 def holds_text(kind: pa.DataType) -> bool:

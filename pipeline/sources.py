@@ -44,6 +44,7 @@ from pipeline.readers import (
     READ_ERRORS,
     as_codes,
     as_dates,
+    data_row,
     days_after_jump,
     decimal_mark,
     file_stamp,
@@ -150,9 +151,10 @@ def _not_numbers(dataset: ds.Dataset, path: Path, column: str, shown: int = 3) -
     (borrower id and value), so that the file can be fixed without a search."""
     frame = read_frame(dataset, path, columns=list(dict.fromkeys(["borrower_id", column])))
     values = frame[column]
-    # a blank cell (or 'NULL') of a feature is a missing value, as every reader has it; not an id
-    missing = values.isna().to_numpy() if column == "borrower_id" else blank_cells(values)
-    bad = pd.to_numeric(values, errors="coerce").isna().to_numpy() & ~missing
+    if column == "borrower_id":
+        bad = pd.to_numeric(values, errors="coerce").isna().to_numpy() & values.notna().to_numpy()
+    else:  # a blank cell (or 'NULL') of a feature is a missing value; '2,5' a number in a ';' file
+        bad = pd.notna(parse_numbers(values, column, decimal_mark(dataset))[1])
     if not bad.any():
         return ""
     first = frame[bad].head(shown)
@@ -450,7 +452,7 @@ class FeaturesFile:
                            _first_reason(why, why_jump, *(why_due for _, why_due in dues.values())))
         bad = pd.notna(reasons)
         for c in self.numbers_as_text:  # every value a number or blank (__post_init__)
-            frame[c] = pd.to_numeric(frame[c], errors="coerce")
+            frame[c] = parse_numbers(frame[c], c, decimal_mark(self.dataset))[0]
         for c in self.codes_as_numbers:
             frame[c] = codes_as_text(frame[c])
         wanted = {"borrower_id": "int64",
@@ -523,8 +525,8 @@ class RawTables:
         found = pd.concat([unreadable, row_rejects(self.windows, windows, f"{windows}.",
                                                    self.tables[windows])])
         if not found.empty:  # no borrower owns a window: a bad one is a bad file
-            raise ContractError(f"{self.tables[windows]}: data row {int(found['row'].iloc[0]) + 1} (counted "
-                                f"from 1, the parts of a folder in name order): {found['reason'].iloc[0]}")
+            row = data_row(self.datasets[windows], self.tables[windows], int(found["row"].iloc[0]))
+            raise ContractError(f"{row}: {found['reason'].iloc[0]}")
 
     def _locate(self, name: str) -> Path:
         found = [candidate for candidate in (self.path / name, self.path / f"{name}.parquet",

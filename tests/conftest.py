@@ -60,6 +60,20 @@ def make_params(overrides: dict | None = None) -> Params:
     return parse_params(merge(raw_params(), overrides or {}), "test params")
 
 
+def team_settings(**names):
+    """``source.tables`` for a team's file of ``team_frame``'s names, ``names`` changed."""
+    return make_params({"source": {"tables": {"id_column": "customer_id", "label_column": "bad",
+                                              "date_column": "as_of", **names}}}).source.tables
+
+
+def team_frame() -> pd.DataFrame:
+    """A team's four borrowers: an id, a date, a category with a blank, an amount and a label."""
+    return pd.DataFrame({"customer_id": [7, 3, 9, 4],
+                         "as_of": ["2025-01-31", "2025-02-28", "2025-03-31", "2025-04-30"],
+                         "segment": ["a", "b", None, "a"], "amount": [1.5, None, 3.0, 4.0],
+                         "bad": [0, 1, 0, 1]})
+
+
 SMALL = {"engine": {"workers": 1},
          "simulate": {"n_borrowers": 6000, "shard_size": 3000, "truth_replicates": 8,
                       # every cohort, so that the counterfactual's tests have a thousand borrowers

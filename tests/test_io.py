@@ -185,3 +185,33 @@ def test_json_keys_are_sorted_with_numbers_by_value_and_nan_becomes_null(tmp_pat
     assert loaded["50000"]["5000"] is None
     io.write_json(dict(reversed(list(loaded.items()))), path)
     assert path.read_text() == text
+
+
+def test_output_set_replaces_all_or_nothing(tmp_path):
+    targets = [tmp_path / "a.parquet", tmp_path / "b.parquet", tmp_path / "c.json"]
+    for t in targets:
+        t.write_text("old")
+    with pytest.raises(RuntimeError), io.output_set(targets) as temps:
+        for tmp in temps:
+            tmp.write_text("new")
+        raise RuntimeError("killed before the renames")
+    assert [t.read_text() for t in targets] == ["old"] * 3
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(t.name for t in targets)
+    with io.output_set(targets) as temps:
+        for tmp in temps:
+            tmp.write_text("new")
+    assert [t.read_text() for t in targets] == ["new"] * 3
+
+
+def test_temporaries_of_dead_processes_are_removed_and_no_others(tmp_path):
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    target = tmp_path / "scores.parquet"
+    names = {"dead": f".scores.parquet.{gone.pid}@{io.HOST}.abc123.parquet.tmp",
+             "alive": f".scores.parquet.{os.getpid()}@{io.HOST}.def456.parquet.tmp",
+             "other_host": f".scores.parquet.{gone.pid}@elsewhere.ghi789.parquet.tmp",
+             "other_target": f".rejects.parquet.{gone.pid}@{io.HOST}.jkl012.parquet.tmp"}
+    for name in names.values():
+        (tmp_path / name).write_text("partial")
+    assert io.remove_stale_temporaries(target) == [tmp_path / names["dead"]]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(n for k, n in names.items() if k != "dead")

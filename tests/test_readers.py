@@ -3,9 +3,12 @@ whole files through the scoring command are in test_sources.py."""
 
 from __future__ import annotations
 
+import gzip
+
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from pipeline import readers
@@ -72,6 +75,38 @@ def test_an_empty_file_is_named_as_empty_whatever_its_kind(name, tmp_path):
     path.touch()
     with pytest.raises(ContractError, match=f"{name}: the file is empty \\(0 bytes\\)"):
         readers.open_dataset(path)
+
+
+@pytest.mark.parametrize("name, written", [
+    ("t.csv", b"\xef\xbb\xbf"), ("t.csv", b"\n\r\n  \n"), ("t.csv.gz", gzip.compress(b"")),
+    ("t.csv.gz", gzip.compress(b"\xef\xbb\xbf\n"))])
+def test_a_csv_of_no_text_is_named_as_such(name, written, tmp_path):
+    """A byte-order mark alone, blank lines, or a gzip of nothing: Arrow spoke of an "empty CSV
+    file or block" that "cannot infer number of columns"."""
+    path = tmp_path / name
+    path.write_bytes(written)
+    with pytest.raises(ContractError, match=f"{name}: the file holds no text, not even a header"):
+        readers.open_dataset(path)
+
+
+def test_a_column_named_twice_is_refused_naming_both_places(tmp_path):
+    """CSV, Parquet and a workbook alike; pandas had read the workbook's second copy as 'b.1' and
+    the message then spoke of a missing column."""
+    frame = pd.DataFrame([[1, 2, 3, 4]], columns=["a", "b", "b", "c"])
+    frame.to_csv(tmp_path / "t.csv", index=False, sep=";")
+    pq.write_table(pa.Table.from_arrays([pa.array([v]) for v in (1, 2, 3, 4)], names=list(frame.columns)),
+                   tmp_path / "t.parquet")
+    frame.to_excel(tmp_path / "t.xlsx", index=False)
+    for name in ("t.csv", "t.parquet", "t.xlsx"):
+        with pytest.raises(ContractError, match=f"{name}: a column is named more than once: 'b' "
+                                                "\\(columns 2, 3\\)"):
+            readers.open_dataset(tmp_path / name)
+    part = tmp_path / "folder" / "part-1.parquet"
+    part.parent.mkdir()
+    (tmp_path / "t.parquet").rename(part)
+    pq.write_table(pa.table({"a": [1], "b": [2], "c": [4]}), part.parent / "part-0.parquet")
+    with pytest.raises(ContractError, match="part-1.parquet: a column is named more than once"):
+        readers.open_dataset(part.parent)
 
 
 @pytest.mark.parametrize("written, date", [

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import io as text_io
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -30,7 +29,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from pipeline import cells, io, outputs, readers, sources
+from pipeline import cells, io, readers, sources
 from pipeline.catalog import DUE_DATES, MAINTENANCE_DUE, NEXT_DUE
 from pipeline.cli import main
 from pipeline.contract import (
@@ -46,7 +45,15 @@ from pipeline.features import build_features
 from pipeline.outputs import output_paths
 from pipeline.score import OUTPUT_COLUMNS
 from pipeline.team_tables import team_table
-from tests.conftest import build_model_dir, make_params, merge, raw_params, simulate_tables
+from tests.conftest import (
+    build_model_dir,
+    make_params,
+    merge,
+    raw_params,
+    simulate_tables,
+    team_frame,
+    team_settings,
+)
 
 pytestmark = pytest.mark.timeout(600)
 N = 600
@@ -454,6 +461,49 @@ def test_rows_of_no_borrower_are_counted_per_table_and_reason(fmt, workers, tabl
     assert "rows that belong to no borrower" in run.out
 
 
+def test_a_csv_id_of_spaces_is_no_id_as_an_empty_one_is(tables, work, tmp_path):
+    """A raw table's CSV of integer ids with one cell of spaces (a database's padded CHAR) was read
+    as text and stopped the run ("must hold whole numbers, found string; 1 rows are not numbers:
+    '   '"), though the borrowers table's ids are integers. It is a row of no borrower, as the
+    empty cell is, in the first row or the last."""
+    far = len(tables["statements"]) - 1
+    runs = {}
+    for written in ("", "   ", "\t"):
+        raw = write_raw(tables, tmp_path / repr(written), "csv")
+        text = (raw / "statements.csv").read_text().split("\n")
+        for row in (1, far + 1):
+            text[row] = written + text[row][text[row].index(","):]
+        (raw / "statements.csv").write_text("\n".join(text))
+        runs[written] = score(work, raw, tmp_path / "out" / f"{len(written)}.parquet")
+        summary = check_accounted(runs[written], N)
+        assert summary["unattributed_rows"] == {"statements": {"borrower_id: missing": 2}}, summary
+    pd.testing.assert_frame_equal(runs["   "].scores(), runs[""].scores())
+    pd.testing.assert_frame_equal(runs["\t"].scores(), runs[""].scores())
+
+
+def test_a_decimal_comma_file_with_a_blank_number_reads_its_numbers(features, work, tmp_path):
+    """In a ';' file of '2,5', one cell of spaces made Arrow read its column as text, which was then
+    read without the file's decimal mark: every other row "not a number: '2,4'". The column reads
+    as its twin with that cell empty does."""
+    rows = features.head(40).reset_index(drop=True)
+    twin = rows.assign(new_over_old_limit=rows["new_over_old_limit"].where(rows.index != 3))
+    paths = {}
+    for name, frame in (("blank", rows), ("empty", twin)):
+        paths[name] = tmp_path / name / "features.csv"
+        paths[name].parent.mkdir()
+        frame.to_csv(paths[name], index=False, sep=";", decimal=",")
+    text = paths["blank"].read_text().split("\n")
+    column = list(rows.columns).index("new_over_old_limit")
+    cells = text[4].split(";")
+    assert "," in cells[column]
+    cells[column] = "  "
+    text[4] = ";".join(cells)
+    paths["blank"].write_text("\n".join(text))
+    blank, empty = (score(work, paths[n], tmp_path / "out" / f"{n}.parquet") for n in ("blank", "empty"))
+    check_accounted(blank, len(rows))
+    pd.testing.assert_frame_equal(blank.scores(), empty.scores())
+
+
 @pytest.mark.parametrize("known", [
     [3, 4, 5, 6, 7],  # no gap: a range test
     [7, 3, 5, 4, 6, 6],  # no gap, unordered and repeated
@@ -505,14 +555,18 @@ def test_a_raw_csv_date_that_is_not_a_date_rejects_its_borrower(tables, work, tm
     t["maintenance_windows"].loc[1, "start_time"] = "at night"
     run = score(work, write_raw(t, tmp_path / "raw2", "csv"), tmp_path / "out2" / "scores.csv")
     assert run.code == 1, run.err
-    assert ("maintenance_windows.csv: data row 2 (counted from 1, the parts of a folder in name order): "
+    assert ("maintenance_windows.csv: data row 2 (counted from 1): "
             "maintenance_windows.start_time: not a date (value at night)") in run.err, run.err
-    # a window that ends before it starts (start and end swapped) counted no due date, unsaid
-    t["maintenance_windows"] = windows.assign(start_time=windows["end_time"], end_time=windows["start_time"])
-    run = score(work, write_raw(t, tmp_path / "raw3", "parquet"), tmp_path / "out3" / "scores.csv")
+    # a window that ends before it starts (start and end swapped) counted no due date, unsaid; in a
+    # folder, the part that holds it is named, and its row in that part
+    t["maintenance_windows"] = windows.head(3)
+    raw = write_raw(t, tmp_path / "raw3", "parquet")
+    io.write_parquet(windows.iloc[3:].assign(start_time=windows["end_time"], end_time=windows["start_time"]),
+                     raw / "maintenance_windows" / io.part_name(1))
+    run = score(work, raw, tmp_path / "out3" / "scores.csv")
     assert run.code == 1, run.err
-    end = windows.loc[0, "start_time"].strftime("%Y-%m-%d %H:%M:%S")
-    assert (f"maintenance_windows: data row 1 (counted from 1, the parts of a folder in name order): "
+    end = windows.loc[3, "start_time"].strftime("%Y-%m-%d %H:%M:%S")
+    assert (f"maintenance_windows/{io.part_name(1)}: data row 1 (counted from 1): "
             f"maintenance_windows.end_time: fails not_before(start_time) (value {end})") in run.err, run.err
 
 # ---- 3. file-level problems: exit 1, the file and the column named, nothing written ---------------------
@@ -917,36 +971,6 @@ def test_summary_vouches_for_the_scores_and_rejects_beside_it(tables, work, tmp_
     assert sorted(p.name for p in paths["scores"].parent.iterdir()) == named(run.output)
 
 
-def test_output_set_replaces_all_or_nothing(tmp_path):
-    targets = [tmp_path / "a.parquet", tmp_path / "b.parquet", tmp_path / "c.json"]
-    for t in targets:
-        t.write_text("old")
-    with pytest.raises(RuntimeError), io.output_set(targets) as temps:
-        for tmp in temps:
-            tmp.write_text("new")
-        raise RuntimeError("killed before the renames")
-    assert [t.read_text() for t in targets] == ["old"] * 3
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(t.name for t in targets)
-    with io.output_set(targets) as temps:
-        for tmp in temps:
-            tmp.write_text("new")
-    assert [t.read_text() for t in targets] == ["new"] * 3
-
-
-def test_temporaries_of_dead_processes_are_removed_and_no_others(tmp_path):
-    gone = subprocess.Popen([sys.executable, "-c", "pass"])
-    gone.wait()
-    target = tmp_path / "scores.parquet"
-    names = {"dead": f".scores.parquet.{gone.pid}@{io.HOST}.abc123.parquet.tmp",
-             "alive": f".scores.parquet.{os.getpid()}@{io.HOST}.def456.parquet.tmp",
-             "other_host": f".scores.parquet.{gone.pid}@elsewhere.ghi789.parquet.tmp",
-             "other_target": f".rejects.parquet.{gone.pid}@{io.HOST}.jkl012.parquet.tmp"}
-    for name in names.values():
-        (tmp_path / name).write_text("partial")
-    assert io.remove_stale_temporaries(target) == [tmp_path / names["dead"]]
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(n for k, n in names.items() if k != "dead")
-
-
 def named(output: Path) -> list[str]:
     return sorted(p.name for p in output_paths(output).values())
 
@@ -993,42 +1017,6 @@ def test_kill_9_takes_the_workers_down_and_the_next_run_cleans_up(tables, work, 
 
 # ---- a team's own tables ---------------------------------------------------------------------------
 
-def _team_settings(**names):
-    return make_params({"source": {"tables": {"id_column": "customer_id", "label_column": "bad",
-                                              "date_column": "as_of", **names}}}).source.tables
-
-
-def _team_frame() -> pd.DataFrame:
-    return pd.DataFrame({"customer_id": [7, 3, 9, 4],
-                         "as_of": ["2025-01-31", "2025-02-28", "2025-03-31", "2025-04-30"],
-                         "segment": ["a", "b", None, "a"], "amount": [1.5, None, 3.0, 4.0],
-                         "bad": [0, 1, 0, 1]})
-
-
-def test_a_teams_zoned_dates_keep_the_day_written(tmp_path):
-    """Arrow read '2025-01-31T05:00:00+08:00' as UTC, the day before, in a team's CSV."""
-    path = tmp_path / "team.csv"
-    _team_frame().assign(as_of=lambda f: f["as_of"] + "T05:00:00+08:00").to_csv(path, index=False)
-    out = team_table(path, _team_settings(), labelled=True)
-    assert out["scoring_date"].dt.strftime("%Y-%m-%d").tolist() == _team_frame()["as_of"].tolist()
-
-
-@pytest.mark.parametrize("name", ["credit limit", "limit:bal", "bal[1]"])
-def test_a_teams_column_name_a_model_cannot_keep_stops_at_features(tmp_path, name):
-    """LightGBM renames 'credit limit' to 'credit_limit' and refuses JSON's characters: training
-    stopped with a traceback, after the features and split stages had passed."""
-    path = tmp_path / "team.csv"
-    _team_frame().rename(columns={"amount": name}).to_csv(path, index=False)
-    with pytest.raises(ContractError, match=r"columns \[.*\] have names a model cannot keep.*rename them"):
-        team_table(path, _team_settings(), labelled=True)
-
-
-def test_a_teams_unreadable_csv_stops_naming_the_file(tmp_path):
-    path = tmp_path / "team.csv"
-    path.write_text("customer_id,as_of,amount,amount,bad\n1,2025-01-31,2,3,0\n")
-    with pytest.raises(ContractError, match=rf"{path}: cannot read: .*multiple columns named amount"):
-        team_table(path, _team_settings(), labelled=True)
-
 
 def test_codes_written_as_numbers_are_the_codes(tmp_path):
     """A category the model learned as text ('1', '2', 'X'), given as a Parquet integer column: as
@@ -1049,7 +1037,7 @@ def test_a_teams_file_scored_by_hand_is_told_its_names_are_source_tables(tmp_pat
     """`limitjump score` reads the pipeline's names; a team's own file to score names its id and
     date as source.tables does, and the message says so (the pipeline's own path renames them)."""
     path = tmp_path / "score.csv"
-    _team_frame().drop(columns="bad").to_csv(path, index=False)
+    team_frame().drop(columns="bad").to_csv(path, index=False)
     tables = {"id_column": "customer_id", "date_column": "as_of"}
     team = make_params({"source": {"kind": "tables", "tables": tables}})
     said = (r"missing columns \['borrower_id', 'scoring_date'\]; the file uses source.tables' names "
@@ -1061,245 +1049,6 @@ def test_a_teams_file_scored_by_hand_is_told_its_names_are_source_tables(tmp_pat
         sources.open_source(path, simulator.source, simulator.features, 30, ["amount"], (),
                             pd.Timestamp("2030-01-01"))
     assert "source.tables" not in str(told.value)
-
-
-@pytest.mark.parametrize("fmt", ["csv", "parquet"])
-def test_a_teams_table_keeps_every_row_under_the_pipelines_names(fmt, tmp_path):
-    path = tmp_path / f"team.{fmt}"
-    frame = _team_frame()
-    frame.to_csv(path, index=False) if fmt == "csv" else frame.to_parquet(path)
-    out = team_table(path, _team_settings(), labelled=True)
-    assert out["borrower_id"].tolist() == [7, 3, 9, 4] and out["label"].tolist() == [0, 1, 0, 1]
-    assert out["scoring_date"].dt.strftime("%Y-%m-%d").tolist() == frame["as_of"].tolist()
-    assert (out["jump_date"] == out["scoring_date"]).all()
-    assert set(out.columns) == {"borrower_id", "scoring_date", "jump_date", "label", "segment", "amount"}
-    unlabelled = team_table(path, _team_settings(), labelled=False)
-    assert "label" not in unlabelled and "bad" in unlabelled  # scoring files have no label to name
-
-
-def test_a_teams_long_ids_written_as_decimals_stop_as_such(tmp_path):
-    """18-digit ids written as decimals have lost digits: the message said the ids repeat."""
-    path = tmp_path / "team.csv"
-    ids = ["110101199003070001.0", "110101199003070002.0", "110101199003070003.0", "4.0"]
-    _team_frame().assign(customer_id=ids).to_csv(path, index=False)
-    with pytest.raises(ContractError, match=r"'customer_id' holds ids of 2\*\*53 or more written as "
-                                            r"decimals.*3 rows, the first \[1, 2, 3\]"):
-        team_table(path, _team_settings(), labelled=True)
-    _team_frame().assign(customer_id=[i.removesuffix(".0") for i in ids]).to_csv(path, index=False)
-    assert team_table(path, _team_settings(), labelled=True)["borrower_id"].iloc[0] == 110101199003070001
-
-
-def test_a_teams_file_to_score_keeps_its_bad_rows_for_the_scorer_to_reject(tmp_path):
-    """A blank id, a repeated id and a date that is no date in a team's file to score: the
-    pipeline's batch keeps every row, and the scorer rejects those with their reasons and scores
-    the rest, as with the file itself (the batch stopped at the first bad row)."""
-    path = tmp_path / "score.csv"
-    _team_frame().drop(columns="bad").assign(
-        customer_id=[7, None, 9, 9], as_of=["2025-01-31", "2025-02-28", "2025-03-31", "31.04.2025"]
-    ).to_csv(path, index=False)
-    batch = team_table(path, _team_settings(), labelled=False)
-    assert len(batch) == 4 and batch["jump_date"].equals(batch["scoring_date"])
-    batch.to_parquet(tmp_path / "features.parquet")
-    file = sources.FeaturesFile(tmp_path / "features.parquet", ["amount"], pd.Timestamp("2030-01-01"))
-    loaded = file.load(*file.ranges(100)[0])
-    assert loaded.features["borrower_id"].tolist() == [7]
-    assert sorted(loaded.rejects["reason"]) == ["borrower_id: duplicate borrower"] * 2
-    assert len(file.orphans()) == 1  # the blank id: a reject of its own
-    with pytest.raises(ContractError, match="has no id"):  # a labelled file still stops
-        team_table(path, _team_settings(label_column="amount"), labelled=True)
-
-
-@pytest.mark.parametrize("fmt", ["csv", "parquet"])
-def test_a_teams_text_ids_are_kept_as_written(fmt, tmp_path):
-    """A team's customer numbers as text, or digits with leading zeros: kept as the file writes
-    them (a CSV's '007' lost its zeros, and text stopped the run)."""
-    for ids in (["C7", "C3", "C9", "C4"], ["007", "003", "009", "004"]):
-        path = tmp_path / f"team.{fmt}"
-        frame = _team_frame().assign(customer_id=ids)
-        frame.to_csv(path, index=False) if fmt == "csv" else frame.to_parquet(path)
-        out = team_table(path, _team_settings(), labelled=True)
-        assert out["borrower_id"].tolist() == ids
-
-
-def test_a_missing_team_table_says_so(tmp_path):
-    with pytest.raises(ContractError, match=r"nowhere\.csv: no such file or folder \(source\.tables"):
-        team_table(tmp_path / "nowhere.csv", _team_settings(), labelled=True)
-
-
-@pytest.mark.parametrize("change, column, words", [
-    (lambda f: f.drop(columns="as_of"), "as_of", "missing columns"),
-    (lambda f: f.assign(customer_id=[7, 3, 7, 4]), "customer_id", "repeats an id: 2 rows, the first [1, 3]"),
-    (lambda f: f.assign(customer_id=[7, None, 9, 4]), "customer_id", "has no id: 1 rows, the first [2]"),
-    (lambda f: f.assign(customer_id=[7.5, 3, 9, 4]), "customer_id", "whole number: 1 rows, the first [1]"),
-    (lambda f: f.assign(customer_id=["C7", "C3", "C7", "C4"]), "customer_id", "repeats an id: 2 rows"),
-    (lambda f: f.assign(customer_id=["C7", " ", "C9", None]), "customer_id",
-     "has no id: 2 rows, the first [2, 4]"),
-    (lambda f: f.assign(bad=[0, 2, 0, None]), "bad", "must be 0 or 1: 2 rows, the first [2, 4]"),
-    (lambda f: f.assign(as_of=["2025-01-31", "soon", "2025-03-31", None]), "as_of", "must be a date"),
-    (lambda f: f.assign(label=1), "label", "names the pipeline uses"),
-    (lambda f: f.assign(credit_score=600), "credit_score", "names of feature catalogue entries"),
-])
-def test_a_bad_team_table_stops_naming_file_column_and_rows(change, column, words, tmp_path):
-    path = tmp_path / "team.csv"
-    change(_team_frame()).to_csv(path, index=False)
-    with pytest.raises(ContractError) as err:
-        team_table(path, _team_settings(), labelled=True)
-    assert str(path) in str(err.value) and f"'{column}'" in str(err.value) and words in str(err.value)
-
-
-@pytest.mark.parametrize("spoilt, first_rows", [
-    ({3: "-", 17: "unknown"}, [4, 18]),  # 1 = the first data row
-    ({5: "12,500"}, [6]),
-])
-def test_a_teams_column_of_numbers_with_some_text_stops_naming_the_rows(spoilt, first_rows, tmp_path):
-    """Read as text, it would be learned as a category with a level per number."""
-    frame = pd.concat([_team_frame()] * 10, ignore_index=True).assign(customer_id=range(40))
-    frame["limit_bal"] = (1000.0 * np.arange(40)).astype(object)
-    for row, value in spoilt.items():
-        frame.loc[row, "limit_bal"] = value
-    path = tmp_path / "team.csv"
-    frame.to_csv(path, index=False)
-    with pytest.raises(ContractError) as err:
-        team_table(path, _team_settings(), labelled=True)
-    message = str(err.value)
-    assert str(path) in message and "column 'limit_bal' holds numbers" in message, message
-    assert f"{len(first_rows)} rows, the first {first_rows} (data rows counted from 1" in message, message
-
-
-def test_a_teams_numbers_stored_as_text_are_read_as_numbers(tmp_path):
-    frame = pd.concat([_team_frame()] * 10, ignore_index=True).assign(customer_id=range(40))
-    written = [f"{1000.5 * k}" for k in range(36)] + [None, "None", " ", "NULL"]
-    frame["limit_bal"] = pd.array(written, dtype="str")
-    path = tmp_path / "team.parquet"
-    frame.to_parquet(path)
-    out = team_table(path, _team_settings(), labelled=True)
-    assert pd.api.types.is_float_dtype(out["limit_bal"]) and out["limit_bal"].iloc[3] == 3001.5
-    assert out["limit_bal"].isna().tolist() == [False] * 36 + [True] * 4  # every way of writing nothing
-
-
-def test_a_teams_category_of_a_few_numeric_codes_and_a_word_stays_text(tmp_path):
-    frame = pd.concat([_team_frame()] * 10, ignore_index=True).assign(customer_id=range(40))
-    frame["grade"] = ["1", "2", "3", "4", "5", "X", "2", "3"] * 5
-    path = tmp_path / "team.csv"
-    frame.to_csv(path, index=False)
-    out = team_table(path, _team_settings(), labelled=True)
-    assert sorted(out["grade"].astype(str).unique()) == ["1", "2", "3", "4", "5", "X"]
-
-
-@pytest.mark.parametrize("fmt", ["csv", "parquet"])
-def test_a_teams_codes_written_with_leading_zeros_are_codes_in_every_format(fmt, tmp_path):
-    """Known answer from outside: 'branch_code' 01/02/07/10 was learned as the numbers 1, 2, 7,
-    10 from a CSV (Arrow infers integers) and as the categories '01'... from Parquet or .xlsx."""
-    frame = pd.concat([_team_frame()] * 10, ignore_index=True).assign(customer_id=range(40))
-    frame["branch_code"] = ["01", "02", "07", "10"] * 10
-    frame["late_count"] = [0, 1, 2, 3] * 10  # numbers, no zero before a digit: stays numbers
-    path = tmp_path / f"team.{fmt}"
-    frame.to_csv(path, index=False) if fmt == "csv" else frame.to_parquet(path)
-    out = team_table(path, _team_settings(), labelled=True)
-    assert sorted(out["branch_code"].astype(str).unique()) == ["01", "02", "07", "10"]
-    assert pd.api.types.is_integer_dtype(out["late_count"])
-
-
-@pytest.mark.parametrize("spoil, said", [
-    (lambda f: f.assign(amount=[1.5, np.inf, 3.0, 4.0]),
-     "row 2: amount: fails being a finite number (value inf)"),
-    (lambda f: f.assign(as_of=["2025-01-31", "1970-01-01", "2025-03-31", "2025-04-30"]),
-     "row 2: scoring_date: fails in_range"),
-    (lambda f: f.assign(inquiries_3m=[1, -1, 2, 1.5]), "2 rows hold values the scorer would reject"),
-])
-def test_a_teams_training_rows_keep_the_rules_the_scorer_keeps(spoil, said, tmp_path):
-    """Known answers from outside: an infinity, a 1970 scoring date and -1 or 1.5 inquiries (a
-    catalogue column) trained the model, while scoring the same rows rejected them."""
-    path = tmp_path / "team.parquet"
-    spoil(_team_frame()).to_parquet(path)
-    names = {"catalogue": ["inquiries_3m"]} if "inquiries_3m" in spoil(_team_frame()) else {}
-    with pytest.raises(ContractError) as err:
-        team_table(path, _team_settings(**names), labelled=True)
-    assert str(path) in str(err.value) and said in str(err.value), str(err.value)
-    assert team_table(path, _team_settings(**names), labelled=False) is not None  # scoring rejects rows
-
-
-def test_a_teams_date_column_is_named_not_left_out(tmp_path):
-    """An 'open_date' column had been dropped from both models without a word."""
-    path = tmp_path / "team.parquet"
-    _team_frame().assign(open_date=pd.to_datetime(["2020-01-01"] * 4)).to_parquet(path)
-    with pytest.raises(ContractError, match=r"columns \['open_date'\] hold dates, which a model cannot read"):
-        team_table(path, _team_settings(), labelled=True)
-
-
-def test_a_teams_column_gets_the_catalogues_meaning_only_when_listed(tmp_path):
-    path = tmp_path / "team.csv"
-    _team_frame().assign(credit_score=[600, 650, 700, 580]).to_csv(path, index=False)
-    out = team_table(path, _team_settings(catalogue=["credit_score"]), labelled=True)
-    assert out["credit_score"].tolist() == [600, 650, 700, 580]
-    with pytest.raises(ContractError, match=r"catalogue names columns the file lacks: \['inquiries_3m'\]"):
-        team_table(path, _team_settings(catalogue=["credit_score", "inquiries_3m"]), labelled=True)
-
-
-def test_a_csv_output_writes_dates_as_dates_and_keeps_a_time_of_day(tmp_path):
-    days = pd.to_datetime(["2025-11-18", None]).astype("datetime64[s]")
-    times = pd.to_datetime(["2025-11-18 05:30", "2025-11-19 00:00"]).astype("datetime64[s]")
-    path = tmp_path / "out.csv"
-    with outputs.Writer(path, csv=True) as out:
-        out.write(pd.DataFrame({"borrower_id": [1, 2], "scoring_date": days, "event_time": times}))
-        out.write(pd.DataFrame({"borrower_id": [3], "scoring_date": days[:1], "event_time": times[:1]}))
-    lines = path.read_text().splitlines()
-    assert lines[1] == '1,2025-11-18,2025-11-18 05:30:00'
-    assert lines[2] == '2,,2025-11-19 00:00:00'
-    assert len(lines) == 4
-    assert [p.name for p in tmp_path.iterdir()] == ["out.csv"]  # the rows' Parquet file is gone
-
-
-def test_a_time_of_day_in_a_later_batch_makes_the_whole_csv_column_times(tmp_path):
-    days = pd.to_datetime(["2025-11-18", "2025-11-19"]).astype("datetime64[s]")
-    times = pd.to_datetime(["2025-11-20 13:45"]).astype("datetime64[s]")
-    path = tmp_path / "late.csv"
-    with outputs.Writer(path, csv=True) as out:
-        out.write(pd.DataFrame({"borrower_id": [1, 2], "scoring_date": days}))
-        out.write(pd.DataFrame({"borrower_id": [3], "scoring_date": times}))
-    assert path.read_text().splitlines() == ['"borrower_id","scoring_date"', "1,2025-11-18 00:00:00",
-                                             "2,2025-11-19 00:00:00", "3,2025-11-20 13:45:00"]
-
-
-def test_a_failed_csv_output_leaves_no_file(tmp_path):
-    path = tmp_path / "out.csv"
-    with pytest.raises(RuntimeError), outputs.Writer(path, csv=True) as out:
-        out.write(pd.DataFrame({"borrower_id": [1]}))
-        raise RuntimeError("a batch failed")
-    assert list(tmp_path.iterdir()) == []
-
-
-def test_a_parquet_output_keeps_its_timestamps(tmp_path):
-    days = pd.to_datetime(["2025-11-18", None]).astype("datetime64[s]")
-    with outputs.Writer(tmp_path / "out.parquet", csv=False) as out:
-        out.write(pd.DataFrame({"scoring_date": days}))
-    assert pa.types.is_timestamp(pq.read_schema(tmp_path / "out.parquet").field("scoring_date").type)
-
-
-def test_reject_reasons_count_borrowers_per_reason_without_the_value():
-    rejects = pd.DataFrame({"borrower_id": [1, 2, 3, 4], "reason": [
-        "repayments.channel: fails isin(['auto_debit', 'manual']) (value AUTO_DEBIT)",
-        "repayments.channel: fails isin(['auto_debit', 'manual']) (value MANUAL)",
-        "borrowers.onboard_date: not a date (value 15/01/2024)",
-        "limit_events.event_type: no limit increase"]})
-    assert outputs.reject_reasons(rejects) == {
-        "repayments.channel: fails isin(['auto_debit', 'manual'])": 2,
-        "borrowers.onboard_date: not a date": 1, "limit_events.event_type: no limit increase": 1}
-    assert outputs.reject_reasons(rejects.iloc[:0]) == {}
-
-
-@pytest.mark.parametrize(("rejected", "stops"), [(0, False), (5, False), (6, True), (10, True)])
-def test_more_rejected_borrowers_than_the_limit_stop_naming_the_commonest_reason(rejected, stops):
-    summary = {"borrowers_in": 10, "rejected": rejected, "input": "in.csv", "rejects": "out.rejects.csv",
-               "reject_reasons": {"borrowers.age: fails in_range(18.0, 80.0)": rejected}}
-    if not stops:
-        outputs.check_rejected_share(summary, 0.5)
-        return
-    with pytest.raises(ContractError) as err:
-        outputs.check_rejected_share(summary, 0.5)
-    assert str(err.value).startswith(f"in.csv: {rejected} of 10 borrowers rejected")
-    assert f"most for: borrowers.age: fails in_range(18.0, 80.0) ({rejected})" in str(err.value)
-    assert "out.rejects.csv" in str(err.value)
 
 
 def test_raw_csv_ids_and_counts_written_as_decimals_score_as_integers(tables, work, tmp_path):
@@ -1392,11 +1141,11 @@ def test_an_excel_workbook_reads_as_its_first_sheet(features, work, tmp_path):
     check_accounted(run, len(frame))
     pd.testing.assert_frame_equal(run.scores(), plain.scores())
     pd.testing.assert_frame_equal(run.rejects(), plain.rejects())
-    team = _team_frame().assign(customer_id=["C7", "C3", "C9", "C4"])
+    team = team_frame().assign(customer_id=["C7", "C3", "C9", "C4"])
     team.to_csv(tmp_path / "team.csv", index=False)
     team.to_excel(tmp_path / "team.xlsx", index=False)
-    pd.testing.assert_frame_equal(team_table(tmp_path / "team.xlsx", _team_settings(), labelled=True),
-                                  team_table(tmp_path / "team.csv", _team_settings(), labelled=True))
+    pd.testing.assert_frame_equal(team_table(tmp_path / "team.xlsx", team_settings(), labelled=True),
+                                  team_table(tmp_path / "team.csv", team_settings(), labelled=True))
 
 
 def test_a_workbooks_text_cells_stay_text_and_numbers_kept_as_text_are_numbers(features, work, tmp_path):
@@ -1439,24 +1188,6 @@ def test_scores_come_in_id_order_the_same_bytes_in_one_batch_or_many(features, w
     assert scores["borrower_id"].is_monotonic_increasing
     assert scores["scoring_date"].iloc[-1].endswith(" 13:45:00")
     assert scores["scoring_date"].iloc[0].endswith(" 00:00:00")
-
-
-def test_an_output_has_row_groups_of_one_size_whatever_the_batches(monkeypatch, tmp_path):
-    """Known answer: 25 rows in row groups of 10 are groups of 10, 10 and 5, the same bytes
-    whether they come in batches of 7 or all at once; an empty output keeps its columns."""
-    monkeypatch.setattr(outputs, "ROW_GROUP", 10)
-    frame = pd.DataFrame({"borrower_id": np.arange(25), "probability": np.linspace(0, 1, 25)})
-    for name, size in (("batches", 7), ("whole", 25)):
-        with outputs.Writer(tmp_path / f"{name}.parquet", csv=False) as out:
-            for start in range(0, 25, size):
-                out.write(frame.iloc[start:start + size])
-    written = pq.ParquetFile(tmp_path / "batches.parquet")
-    assert [written.metadata.row_group(g).num_rows for g in range(written.num_row_groups)] == [10, 10, 5]
-    assert (tmp_path / "batches.parquet").read_bytes() == (tmp_path / "whole.parquet").read_bytes()
-    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "batches.parquet"), frame)
-    with outputs.Writer(tmp_path / "empty.parquet", csv=False) as out:
-        out.ensure(["borrower_id", "reason"])
-    assert pd.read_parquet(tmp_path / "empty.parquet").columns.tolist() == ["borrower_id", "reason"]
 
 
 def test_gzipped_csvs_read_as_csvs(features, tables, work, tmp_path):
@@ -1592,11 +1323,11 @@ def test_a_csv_split_by_another_separator_reads_as_meant(separator, decimal, fea
     run = score(work, raw, tmp_path / "d.parquet")
     check_accounted(run, len(tables["borrowers"]))
     pd.testing.assert_frame_equal(run.scores(), plain.scores())
-    team = resave(_team_frame(), tmp_path / "team.csv")
+    team = resave(team_frame(), tmp_path / "team.csv")
     comma = tmp_path / "comma.csv"
-    _team_frame().to_csv(comma, index=False)
-    pd.testing.assert_frame_equal(team_table(team, _team_settings(), labelled=True),
-                                  team_table(comma, _team_settings(), labelled=True))
+    team_frame().to_csv(comma, index=False)
+    pd.testing.assert_frame_equal(team_table(team, team_settings(), labelled=True),
+                                  team_table(comma, team_settings(), labelled=True))
 
 
 def test_a_features_file_older_than_the_model_says_how_to_mend_it(features, tmp_path):
@@ -1630,31 +1361,31 @@ def test_column_names_in_capitals_are_named_with_the_names_they_stand_for(featur
     assert said.count(f" and {more} more") == 2 and "'SCORING_DATE' for 'scoring_date'" in said
     assert len(said) < 1000
     team = tmp_path / "team.csv"
-    _team_frame().rename(columns={"as_of": "AS_OF"}).to_csv(team, index=False)
+    team_frame().rename(columns={"as_of": "AS_OF"}).to_csv(team, index=False)
     with pytest.raises(ContractError, match=r"missing columns \['as_of'\] \(source.tables names them\); "
                                             "the file writes 'AS_OF' for 'as_of'"):
-        team_table(team, _team_settings(), labelled=True)
+        team_table(team, team_settings(), labelled=True)
 
 
 def test_a_gbk_or_utf16_csv_reads_as_its_text(tables, work, tmp_path):
     """Excel on Chinese Windows saves CSV as GBK, on Western Windows as Windows-1252, and its
     'Unicode text' as UTF-16 split by tabs: each reads as the text it holds."""
     team, utf8, utf16 = tmp_path / "team.csv", tmp_path / "utf8.csv", tmp_path / "utf16.csv"
-    frame = _team_frame().assign(city=["北京", "上海", "深圳", "广州"])
+    frame = team_frame().assign(city=["北京", "上海", "深圳", "广州"])
     frame.to_csv(team, index=False, encoding="gbk")
     frame.to_csv(utf8, index=False)
     utf16.write_bytes(frame.to_csv(index=False, sep="\t").encode("utf-16"))
-    out = team_table(team, _team_settings(), labelled=True)
+    out = team_table(team, team_settings(), labelled=True)
     assert out["city"].tolist() == ["北京", "上海", "深圳", "广州"]
-    pd.testing.assert_frame_equal(out, team_table(utf8, _team_settings(), labelled=True))
-    pd.testing.assert_frame_equal(out, team_table(utf16, _team_settings(), labelled=True))
+    pd.testing.assert_frame_equal(out, team_table(utf8, team_settings(), labelled=True))
+    pd.testing.assert_frame_equal(out, team_table(utf16, team_settings(), labelled=True))
     western = frame.assign(city=["Zürich", "Montréal", "Köln", "São Paulo"])
     western.to_csv(team, index=False, encoding="cp1252")  # GB18030 had read 'Zürich' as 'Z黵ich'
-    as_utf8 = team_table(utf8, _team_settings(), labelled=True).assign(city=western["city"])
-    pd.testing.assert_frame_equal(team_table(team, _team_settings(), labelled=True), as_utf8)
+    as_utf8 = team_table(utf8, team_settings(), labelled=True).assign(city=western["city"])
+    pd.testing.assert_frame_equal(team_table(team, team_settings(), labelled=True), as_utf8)
     team.write_bytes(utf8.read_bytes().replace("上海".encode(), b"\x81\xff"))  # none of the four
     with pytest.raises(ContractError, match="team.csv: its text is neither UTF-8, UTF-16, GB18030"):
-        team_table(team, _team_settings(), labelled=True)
+        team_table(team, team_settings(), labelled=True)
     plain = score(work, write_raw(tables, tmp_path / "a", "csv"), tmp_path / "a.parquet")
     raw = write_raw(tables, tmp_path / "b", "csv")
     dates = pd.to_datetime(tables["statements"]["statement_date"]).dt.strftime("%Y年%m月%d日")
