@@ -28,7 +28,6 @@ PostgreSQL refuses to run as root: started by root, it runs as an unprivileged s
 
 from __future__ import annotations
 
-import base64
 import importlib.util
 import json
 import os
@@ -51,6 +50,7 @@ from pathlib import Path
 import psutil
 
 from pipeline.errors import InputError, UsageError
+from pipeline.processes import identity, running, stop_tree, tail
 
 HOST = "127.0.0.1"
 MLFLOW_PORT = 5000
@@ -60,16 +60,12 @@ PG_ROLE = "mlflow"  # owns both databases; the MLflow server connects as it
 TRACKING_DB = "mlflow"
 AUTH_DB = "mlflow_auth"
 PG_OS_USER = "limitjump-pg"
-# what MLflow accepts as the server's default_permission, and as a grant on one experiment or model:
-# NO_PERMISSIONS is not a grant (MLflow 3.17 refuses it), DENY is not a default
+# what MLflow accepts as the server's default_permission (DENY is not a default; the grants are
+# mlflow_users.GRANT_PERMISSIONS)
 DEFAULT_PERMISSIONS = ("READ", "USE", "EDIT", "MANAGE", "NO_PERMISSIONS")
-GRANT_PERMISSIONS = ("READ", "USE", "EDIT", "MANAGE", "DENY")
 MIN_ADMIN_PASSWORD = 12  # MLflow refuses a shorter admin password, but only once the cluster is made
 PRIVATE = 0o077  # the umask of the servers and of pg_dump
-STOP_TIMEOUT = 30.0
 AUTH_CACHE_SECONDS = 60
-GRANT = "/api/3.0/mlflow/users/permissions/grant"
-REVOKE = "/api/3.0/mlflow/users/permissions/revoke"
 
 
 @dataclass(frozen=True)
@@ -209,10 +205,6 @@ def pg_dump_argv(bin_dir: Path, pg_port: int, database: str, output: Path) -> li
             "-f", str(output), database]
 
 
-def basic_auth_header(username: str, password: str) -> str:
-    return "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode()
-
-
 def is_loopback(host: str) -> bool:
     return host in ("localhost", "::1") or host.startswith("127.")
 
@@ -322,12 +314,12 @@ def start_postgres(layout: Layout, bin_dir: Path, port: int, timeout: float = 12
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise InputError(f"PostgreSQL exited {proc.returncode}:\n{_tail(layout.pg_log)}")
+            raise InputError(f"PostgreSQL exited {proc.returncode}:\n{tail(layout.pg_log)}")
         if _pg_ready(layout, port):
             return psutil.Process(proc.pid)
         time.sleep(0.3)
     stop_tree(proc.pid, signal.SIGINT)
-    raise InputError(f"PostgreSQL not ready after {timeout:.0f} s:\n{_tail(layout.pg_log)}")
+    raise InputError(f"PostgreSQL not ready after {timeout:.0f} s:\n{tail(layout.pg_log)}")
 
 
 def _pg_ready(layout: Layout, port: int) -> bool:
@@ -373,103 +365,6 @@ def create_databases(layout: Layout, port: int) -> None:
         conn.close()
 
 
-# ---- processes ---------------------------------------------------------------------------------
-
-def _tail(path: Path, chars: int = 4000) -> str:
-    try:
-        return path.read_text(errors="replace")[-chars:]
-    except FileNotFoundError:
-        return ""
-
-
-def started(p: psutil.Process) -> float:
-    """When ``p`` started, as the mark that tells it from a later process given the same id.
-
-    On Linux, the seconds from boot to its start, read from ``/proc``: no clock adjustment moves
-    them. psutil's ``create_time`` adds the boot time the kernel reports now, which on a virtual
-    machine moved by a second between the command that started a server and the one that stopped
-    it, so the server looked like another process and was left running."""
-    try:
-        raw = Path(f"/proc/{p.pid}/stat").read_bytes()
-    except FileNotFoundError:
-        if sys.platform.startswith("linux"):
-            raise psutil.NoSuchProcess(p.pid) from None
-        return p.create_time()
-    return int(raw[raw.rindex(b")") + 2:].split()[19]) / os.sysconf("SC_CLK_TCK")
-
-
-def _same_process(p: psutil.Process, entry: dict) -> bool:
-    if "started" in entry:
-        return abs(started(p) - entry["started"]) < 1e-6
-    # server.json written before "started": the wall-clock start, allowing for the drift above
-    return abs(p.create_time() - entry["create_time"]) <= 2
-
-
-def _identity(p: psutil.Process) -> dict:
-    return {"pid": p.pid, "started": started(p)}
-
-
-def _group(pgid: int) -> list[psutil.Process]:
-    """The processes of process group ``pgid``."""
-    members = []
-    for p in psutil.process_iter():
-        try:
-            if os.getpgid(p.pid) == pgid:
-                members.append(p)
-        except (ProcessLookupError, psutil.NoSuchProcess):
-            pass
-    return members
-
-
-def _tree(pid: int, identity: dict | None = None) -> list[psutil.Process]:
-    """The live processes a server started as ``pid`` (in a session of its own) left: it, its
-    descendants and the rest of its process group. When the leader dies (kill -9), its children
-    are reparented to init but stay in its group, still serving the port; Linux gives no new
-    process an id that a group still bears, so the group is ours while it has members. A live
-    ``pid`` whose start differs from ``identity`` (as in ``server.json``) is another process that
-    reused the id, once the group was empty: nothing of ours."""
-    procs = set(_group(pid))
-    try:
-        root = psutil.Process(pid)
-        if identity is not None and not _same_process(root, identity):
-            return []
-        procs.update([root, *root.children(recursive=True)])
-    except psutil.NoSuchProcess:
-        pass
-    return [p for p in procs if _alive(p)]
-
-
-def _alive(p: psutil.Process) -> bool:
-    try:
-        return p.status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
-
-
-def stop_tree(pid: int, sig: int = signal.SIGTERM, identity: dict | None = None,
-              timeout: float = STOP_TIMEOUT) -> bool:
-    """Stop what :func:`_tree` finds: ``sig`` first, SIGKILL after ``timeout``. Return whether
-    anything was running."""
-    procs = _tree(pid, identity)
-    for p in procs:
-        try:
-            p.send_signal(sig)
-        except psutil.NoSuchProcess:
-            pass
-    _, alive = psutil.wait_procs(procs, timeout=timeout)
-    for p in alive:
-        try:
-            p.kill()
-        except psutil.NoSuchProcess:
-            pass
-    psutil.wait_procs(alive, timeout=10)
-    return bool(procs)
-
-
-def _running(entry: dict | None) -> bool:
-    return bool(entry) and bool(_tree(entry["pid"], entry))
-
-
 def read_state(layout: Layout) -> dict:
     try:
         return json.loads(layout.state.read_text())
@@ -489,7 +384,7 @@ def status(data_dir: Path) -> dict:
     layout = _existing(data_dir)
     state = read_state(layout)
     return {**{k: v for k, v in state.items() if k not in ("postgres", "mlflow")},
-            "postgres": _running(state.get("postgres")), "mlflow": _running(state.get("mlflow"))}
+            "postgres": running(state.get("postgres")), "mlflow": running(state.get("mlflow"))}
 
 
 def _write_state(layout: Layout, state: dict) -> None:
@@ -507,7 +402,7 @@ def wait_healthy(url: str, proc: subprocess.Popen | None, log: Path, timeout: fl
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
-            raise InputError(f"mlflow server exited {proc.returncode}:\n{_tail(log)}")
+            raise InputError(f"mlflow server exited {proc.returncode}:\n{tail(log)}")
         try:
             with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
                 if response.status == 200:
@@ -515,7 +410,7 @@ def wait_healthy(url: str, proc: subprocess.Popen | None, log: Path, timeout: fl
         except (urllib.error.URLError, ConnectionError, TimeoutError):
             pass
         time.sleep(0.5)
-    raise InputError(f"mlflow server not healthy after {timeout:.0f} s:\n{_tail(log)}")
+    raise InputError(f"mlflow server not healthy after {timeout:.0f} s:\n{tail(log)}")
 
 
 def _ports(recorded: dict, port: int | None, pg_port: int | None) -> tuple[int, int]:
@@ -550,7 +445,7 @@ def start(data_dir: Path, host: str = HOST, port: int | None = None, pg_port: in
     layout = Layout(Path(data_dir).resolve())
     recorded = read_state(layout)
     port, pg_port = _ports(recorded, port, pg_port)
-    if _running(recorded.get("postgres")) or _running(recorded.get("mlflow")):
+    if running(recorded.get("postgres")) or running(recorded.get("mlflow")):
         raise UsageError(f"a server already runs for {layout.root} ({recorded.get('url')}): "
                          "limitjump server stop first")
     if not is_loopback(host) and not allowed_hosts:
@@ -584,7 +479,7 @@ def _start_servers(layout: Layout, bin_dir: Path, host: str, port: int, pg_port:
     state = {"data_dir": str(layout.root), "host": host, "port": port, "pg_port": pg_port,
              "url": f"http://{HOST if host in ('0.0.0.0', '::') else host}:{port}",
              "backend_store_uri": database_uri(pg_port, TRACKING_DB),
-             "postgres": _identity(pg)}
+             "postgres": identity(pg)}
     _write_state(layout, state)
     try:
         create_databases(layout, pg_port)
@@ -603,7 +498,7 @@ def _start_servers(layout: Layout, bin_dir: Path, host: str, port: int, pg_port:
             argv = mlflow_argv(_mlflow_bin(), layout, pg_port, host, port, workers, allowed_hosts)
             proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                     env=env, cwd=layout.root, start_new_session=True, umask=PRIVATE)
-        state["mlflow"] = _identity(psutil.Process(proc.pid))
+        state["mlflow"] = identity(psutil.Process(proc.pid))
         _write_state(layout, state)
         wait_healthy(state["url"], proc, layout.mlflow_log)
     except BaseException:
@@ -640,12 +535,12 @@ def upgrade(data_dir: Path, pg_port: int | None = None) -> list[str]:
     run."""
     layout = Layout(Path(data_dir).resolve())
     state = read_state(layout)
-    if _running(state.get("mlflow")):
+    if running(state.get("mlflow")):
         raise UsageError(f"the MLflow server for {layout.root} is running: limitjump server stop first")
     if not (layout.pgdata / "PG_VERSION").exists():
         raise UsageError(f"{layout.root} holds no server (limitjump server start creates one)")
     ours = None
-    if _running(state.get("postgres")):
+    if running(state.get("postgres")):
         pg_port = state["pg_port"]
     else:
         pg_port = _ports(state, None, pg_port)[1]
@@ -662,7 +557,7 @@ def upgrade(data_dir: Path, pg_port: int | None = None) -> list[str]:
         return ran
     finally:
         if ours is not None:
-            stop_tree(ours.pid, signal.SIGINT, _identity(ours))
+            stop_tree(ours.pid, signal.SIGINT, identity(ours))
 
 
 def backup(data_dir: Path, output_dir: Path | None = None) -> list[Path]:
@@ -671,7 +566,7 @@ def backup(data_dir: Path, output_dir: Path | None = None) -> list[Path]:
     readable by the owner only: the ``mlflow_auth`` dump holds every user's password hash."""
     layout = Layout(Path(data_dir).resolve())
     state = read_state(layout)
-    if not _running(state.get("postgres")):
+    if not running(state.get("postgres")):
         raise UsageError(f"PostgreSQL is not running for {layout.root}: limitjump server start first")
     output_dir = output_dir or layout.backups
     output_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -685,87 +580,3 @@ def backup(data_dir: Path, output_dir: Path | None = None) -> list[Path]:
             raise InputError(f"pg_dump {database} failed: {done.stderr.strip()}")
         written.append(out)
     return written
-
-
-# ---- MLflow's auth REST API --------------------------------------------------------------------
-
-def credentials_from_env() -> tuple[str, str]:
-    user, password = os.environ.get("MLFLOW_TRACKING_USERNAME"), os.environ.get("MLFLOW_TRACKING_PASSWORD")
-    if not user or not password:
-        raise UsageError("set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD (an admin's)")
-    return user, password
-
-
-def api(url: str, path: str, body: dict | None = None, auth: tuple[str, str] | None = None,
-        method: str | None = None, query: dict | None = None) -> tuple[int, dict]:
-    """(HTTP status, JSON body) of one REST call; errors are returned, not raised."""
-    target = url.rstrip("/") + path + (f"?{urllib.parse.urlencode(query)}" if query else "")
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(target, data=data, method=method or ("POST" if data else "GET"),
-                                     headers={"Content-Type": "application/json"})
-    if auth:
-        request.add_header("Authorization", basic_auth_header(*auth))
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            status_code, raw = response.status, response.read()
-    except urllib.error.HTTPError as err:
-        status_code, raw = err.code, err.read()
-    except (urllib.error.URLError, OSError) as err:  # nothing answered: a stopped server, a typo
-        reason = getattr(err, "reason", err)
-        raise UsageError(f"no MLflow server answers at {url} ({reason}): is it running "
-                         "(`limitjump server status`), and is the URL right?") from None
-    try:
-        payload = json.loads(raw) if raw else {}
-    except json.JSONDecodeError:
-        payload = {"text": raw.decode(errors="replace")}
-    return status_code, payload if isinstance(payload, dict) else {"value": payload}
-
-
-def _ok(status_code: int, payload: dict, what: str) -> dict:
-    if status_code != 200:
-        message = payload.get("message") or payload.get("text") or payload
-        raise InputError(f"{what}: HTTP {status_code}: {message}")
-    return payload
-
-
-def create_user(url: str, admin: tuple[str, str], username: str, password: str) -> bool:
-    """Create a user; False if it already exists."""
-    code, payload = api(url, "/api/2.0/mlflow/users/create", {"username": username, "password": password},
-                        admin)
-    if code != 200 and "already exists" in str(payload.get("message", "")) + str(payload.get("text", "")):
-        return False
-    _ok(code, payload, f"create user {username}")
-    return True
-
-
-def experiment_id(url: str, auth: tuple[str, str], name: str) -> str:
-    code, payload = api(url, "/api/2.0/mlflow/experiments/get-by-name", auth=auth,
-                        query={"experiment_name": name})
-    return _ok(code, payload, f"experiment {name}")["experiment"]["experiment_id"]
-
-
-def grant(url: str, admin: tuple[str, str], username: str, permission: str,
-          experiment: str | None = None, model: str | None = None) -> list[tuple[str, str]]:
-    """Grant ``permission`` on an experiment and/or a registered model (by name; ``*`` for all) and
-    return the (resource type, id) pairs granted."""
-    if permission == "NO_PERMISSIONS":
-        raise UsageError("MLflow takes no NO_PERMISSIONS grant on one experiment or model: "
-                         "--permission DENY revokes a user's access there")
-    if permission not in GRANT_PERMISSIONS:
-        raise UsageError(f"permission must be one of {', '.join(GRANT_PERMISSIONS)}: {permission!r}")
-    targets = []
-    if experiment:
-        targets.append(("experiment", "*" if experiment == "*" else experiment_id(url, admin, experiment)))
-    if model:
-        targets.append(("registered_model", model))
-    if not targets:
-        raise UsageError("name an experiment and/or a registered model to grant on")
-    for resource_type, resource_id in targets:
-        body = {"username": username, "resource_type": resource_type, "resource_id": resource_id}
-        code, payload = api(url, GRANT, {**body, "permission": permission}, admin)
-        if code == 400 and "already exists" in str(payload.get("message", "")):
-            # a grant is replaced, not stacked: the creator of a resource already holds MANAGE on it
-            _ok(*api(url, REVOKE, body, admin), f"revoke on {resource_type} {resource_id} from {username}")
-            code, payload = api(url, GRANT, {**body, "permission": permission}, admin)
-        _ok(code, payload, f"grant {permission} on {resource_type} {resource_id} to {username}")
-    return targets

@@ -31,7 +31,7 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 
-from pipeline import io, team, tracking
+from pipeline import io, processes, team, tracking
 from pipeline.config import load_params
 from pipeline.model import CalibratedLightGBM
 from tests.conftest import ROOT, free_port, merge, raw_params
@@ -460,7 +460,7 @@ def test_mlflow_models_serve_takes_the_same_whole_numbers(project, tmp_path):
         assert "1 of 10 rows hold values the features contract refuses: 'age' fails not_nullable in 1 row " \
             "(row 4 missing)" in answer["message"], answer
     finally:
-        team.stop_tree(server.pid)
+        processes.stop_tree(server.pid)
 
 
 def test_readme_snippet_works_from_a_subdirectory(project, tmp_path):

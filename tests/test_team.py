@@ -30,7 +30,7 @@ from types import SimpleNamespace
 import psutil
 import pytest
 
-from pipeline import team
+from pipeline import mlflow_users, processes, team
 from tests.conftest import free_port
 from tests.test_mlflow_integration import commit, env_for, head, run, run_queue, small_clone
 
@@ -80,29 +80,10 @@ def test_allowed_hosts_keep_the_hosts_own_addresses():
         ["team-host:5873", "127.0.0.1:5873", "localhost:5873"]
 
 
-def test_grants_take_deny_and_refuse_no_permissions_naming_deny(monkeypatch):
-    sent = []
-
-    def api(url, path, body=None, auth=None, **kw):
-        sent.append(body)
-        return 200, {}
-    monkeypatch.setattr(team, "api", api)
-    granted = team.grant("http://x", ("admin", "pw"), "alice", "DENY", model=NAME)
-    assert granted == [("registered_model", NAME)] and sent[0]["permission"] == "DENY"
-    with pytest.raises(team.UsageError, match="DENY"):
-        team.grant("http://x", ("admin", "pw"), "alice", "NO_PERMISSIONS", model=NAME)
+def test_a_default_permission_is_what_mlflow_takes_as_one():
     assert "default_permission = NO_PERMISSIONS" in team.auth_ini_text("sqlite://", "NO_PERMISSIONS")
     with pytest.raises(team.UsageError):
         team.auth_ini_text("sqlite://", "DENY")  # not what MLflow takes as a default
-
-
-def test_a_server_that_does_not_answer_is_one_line_naming_it_not_a_traceback():
-    """add-user and grant against a stopped server raised urllib's URLError."""
-    url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
-    with pytest.raises(team.UsageError, match=f"no MLflow server answers at {url} .*server status"):
-        team.api(url, "/health")
-    with pytest.raises(team.UsageError, match="no MLflow server answers"):
-        team.grant(url, ("admin", "pw"), "alice", "READ", model=NAME)
 
 
 def test_status_and_stop_name_a_missing_data_directory(tmp_path):
@@ -158,43 +139,6 @@ def test_upgrade_migrates_both_databases_without_a_password_on_the_command_line(
     assert auth[-1] == "postgresql+psycopg2://mlflow@127.0.0.1:5433/mlflow_auth"
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the boot time psutil reads is Linux's")
-def test_a_running_server_is_recognised_when_the_reported_boot_time_moves(monkeypatch):
-    """The CI failure: the boot time the kernel reports moved by a second between ``server start``
-    and ``server stop``, psutil's create_time moved with it, and the server seemed gone."""
-    me = psutil.Process()
-    entry = team._identity(me)
-    legacy = {"pid": me.pid, "create_time": me.create_time()}  # server.json before "started"
-    boot = psutil.boot_time()
-    monkeypatch.setattr(psutil._pslinux, "boot_time", lambda: boot + 1.0)
-    moved = psutil.Process()
-    assert moved.create_time() != pytest.approx(legacy["create_time"], abs=0.5)
-    assert team.started(moved) == entry["started"]
-    assert team._running(entry) and team._running(legacy)
-    assert not team._running({**entry, "started": entry["started"] - 1.0})
-
-
-def test_stop_tree_ends_a_process_and_its_children_and_spares_a_reused_id():
-    parent = subprocess.Popen(["sh", "-c", "sleep 120 & sleep 120 & wait"], start_new_session=True)
-    try:
-        deadline = time.monotonic() + 10
-        while len(psutil.Process(parent.pid).children()) < 2:
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
-        tree = [psutil.Process(parent.pid), *psutil.Process(parent.pid).children(recursive=True)]
-        identity = {"pid": parent.pid, "started": team.started(tree[0])}
-        other = {**identity, "started": identity["started"] + 0.5}  # another process given the id
-        assert not team.stop_tree(parent.pid, identity=other)
-        assert all(p.is_running() for p in tree)
-        assert team.stop_tree(parent.pid, identity=identity, timeout=5)
-        parent.wait(timeout=10)
-        assert not [p for p in tree if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
-    finally:
-        if parent.poll() is None:
-            os.killpg(parent.pid, signal.SIGKILL)
-            parent.wait()
-
-
 # ---- the server --------------------------------------------------------------------------------
 
 def _stop_everything(data: Path) -> None:
@@ -236,14 +180,14 @@ def server(tmp_path_factory):
         pipeline_user = ("pipeline", secrets.token_urlsafe(18))
         reader = ("reader", secrets.token_urlsafe(18))
         for username, password in (pipeline_user, reader):
-            assert team.create_user(url, admin, username, password)
+            assert mlflow_users.create_user(url, admin, username, password)
         env = env_for(project, MLFLOW_TRACKING_URI=url, MLFLOW_TRACKING_USERNAME=pipeline_user[0],
                       MLFLOW_TRACKING_PASSWORD=pipeline_user[1])
         started = time.perf_counter()
         ran_from = head(project)
         repro = run(["dvc", "repro"], project, env)
         print(f"dvc repro against the server in {time.perf_counter() - started:.1f} s", file=sys.stderr)
-        team.grant(url, admin, reader[0], "READ", experiment=NAME, model=NAME)
+        mlflow_users.grant(url, admin, reader[0], "READ", experiment=NAME, model=NAME)
         baseline = commit(project, "reproduced against the team server")
         yield SimpleNamespace(base=base, data=data, url=url, port=port, pg_port=pg_port, admin=admin,
                               pipeline=pipeline_user, reader=reader, project=project, env=env, plain=plain,
@@ -251,17 +195,17 @@ def server(tmp_path_factory):
                               state=team.read_state(team.Layout(data)))
     finally:
         if starter.poll() is None:
-            team.stop_tree(starter.pid)
+            processes.stop_tree(starter.pid)
         _stop_everything(data)
         shutil.rmtree(data.parent, ignore_errors=True)
 
 
 def _experiment_id(s) -> str:
-    return team.experiment_id(s.url, s.admin, NAME)
+    return mlflow_users.experiment_id(s.url, s.admin, NAME)
 
 
 def _runs(s) -> dict[str, list[dict]]:
-    code, body = team.api(s.url, f"{API}/runs/search", {"experiment_ids": [_experiment_id(s)],
+    code, body = mlflow_users.api(s.url, f"{API}/runs/search", {"experiment_ids": [_experiment_id(s)],
                                                          "max_results": 1000}, s.admin)
     assert code == 200, body
     out: dict[str, list[dict]] = {}
@@ -272,14 +216,14 @@ def _runs(s) -> dict[str, list[dict]]:
 
 
 def _versions(s) -> list[dict]:
-    code, body = team.api(s.url, f"{API}/model-versions/search", auth=s.admin,
+    code, body = mlflow_users.api(s.url, f"{API}/model-versions/search", auth=s.admin,
                           query={"filter": f"name='{NAME}'", "max_results": 1000})
     assert code == 200, body
     return body.get("model_versions", [])
 
 
 def _alias(s, alias: str, auth=None) -> tuple[int, dict]:
-    return team.api(s.url, f"{API}/registered-models/alias", auth=auth or s.admin,
+    return mlflow_users.api(s.url, f"{API}/registered-models/alias", auth=auth or s.admin,
                     query={"name": NAME, "alias": alias})
 
 
@@ -326,19 +270,20 @@ def test_the_pipeline_logs_runs_metrics_and_a_version_to_the_server(server):
 def test_authentication_refuses_anonymous_and_read_only_writes(server):
     search = (f"{API}/experiments/get-by-name", None)
     query = {"experiment_name": NAME}
-    assert team.api(server.url, search[0], query=query)[0] == 401  # no credentials
-    assert team.api(server.url, search[0], query=query, auth=("reader", "wrong-password-123"))[0] == 401
-    assert team.api(server.url, search[0], query=query, auth=server.reader)[0] == 200
+    assert mlflow_users.api(server.url, search[0], query=query)[0] == 401  # no credentials
+    wrong = ("reader", "wrong-password-123")
+    assert mlflow_users.api(server.url, search[0], query=query, auth=wrong)[0] == 401
+    assert mlflow_users.api(server.url, search[0], query=query, auth=server.reader)[0] == 200
     assert permission_of(server.url, server.admin, "reader", "registered_model", NAME) == "READ"
 
     code, body = _alias(server, "challenger", auth=server.reader)  # a read-only user reads
     assert code == 200 and body["model_version"]["version"] == "1"
     move = {"name": NAME, "alias": "champion", "version": "1"}
-    code, _ = team.api(server.url, f"{API}/registered-models/alias", move, server.reader)
+    code, _ = mlflow_users.api(server.url, f"{API}/registered-models/alias", move, server.reader)
     assert code == 403  # and cannot move an alias
     assert _alias(server, "champion")[0] != 200
     new_run = {"experiment_id": _experiment_id(server)}
-    code, _ = team.api(server.url, f"{API}/runs/create", new_run, server.reader)
+    code, _ = mlflow_users.api(server.url, f"{API}/runs/create", new_run, server.reader)
     assert code == 403
 
     # the pipeline's user promotes (limitjump promote moves @champion); the admin can set any alias
@@ -346,8 +291,8 @@ def test_authentication_refuses_anonymous_and_read_only_writes(server):
     code, body = _alias(server, "champion", auth=server.reader)
     assert code == 200 and body["model_version"]["version"] == "1"
     reviewed = {"name": NAME, "alias": "reviewed", "version": "1"}
-    assert team.api(server.url, f"{API}/registered-models/alias", reviewed, server.admin)[0] == 200
-    assert team.api(server.url, f"{API}/registered-models/alias", {"name": NAME, "alias": "reviewed"},
+    assert mlflow_users.api(server.url, f"{API}/registered-models/alias", reviewed, server.admin)[0] == 200
+    assert mlflow_users.api(server.url, f"{API}/registered-models/alias", {"name": NAME, "alias": "reviewed"},
                     server.admin, method="DELETE")[0] == 200
 
 
@@ -476,14 +421,16 @@ def test_the_hosts_own_addresses_are_allowed_besides_allowed_hosts(lone):
                  f"elsewhere:{lone.port}"):
         request = urllib.request.Request(f"{lone.url}{API}/experiments/search?max_results=1",
                                          headers={"Host": host,
-                                                  "Authorization": team.basic_auth_header(*lone.admin)})
+                                                  "Authorization": mlflow_users.basic_auth_header(
+                                                      *lone.admin)})
         try:
             with urllib.request.urlopen(request, timeout=30) as response:
                 code = response.status
         except urllib.error.HTTPError as err:
             code = err.code
         assert code == (403 if host.startswith("elsewhere") else 200), host
-    assert team.create_user(f"http://localhost:{lone.port}", lone.admin, "alice", secrets.token_urlsafe(18))
+    assert mlflow_users.create_user(f"http://localhost:{lone.port}", lone.admin, "alice",
+                                    secrets.token_urlsafe(18))
 
 
 @pytest.mark.slow
@@ -500,7 +447,7 @@ def test_a_backup_without_output_goes_to_the_data_directory(lone):
 def test_logs_artifacts_and_backups_are_the_owners_only(lone):
     request = urllib.request.Request(f"{lone.url}/api/2.0/mlflow-artifacts/artifacts/0/probe/model.txt",
                                      data=b"tree", method="PUT",
-                                     headers={"Authorization": team.basic_auth_header(*lone.admin)})
+                                     headers={"Authorization": mlflow_users.basic_auth_header(*lone.admin)})
     with urllib.request.urlopen(request, timeout=30) as response:
         assert response.status == 200
     layout = team.Layout(lone.data)
@@ -571,7 +518,7 @@ def test_a_first_start_that_fails_leaves_a_new_server(monkeypatch):
 def permission_of(url: str, admin: tuple[str, str], username: str, resource_type: str,
                   resource_id: str) -> str:
     """The permission a request by ``username`` on the resource is checked against."""
-    code, payload = team.api(url, "/api/3.0/mlflow/users/permissions/get", auth=admin,
+    code, payload = mlflow_users.api(url, "/api/3.0/mlflow/users/permissions/get", auth=admin,
                              query={"username": username, "resource_type": resource_type,
                                     "resource_id": resource_id})
     assert code == 200, payload

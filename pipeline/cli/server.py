@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from pipeline import team
+from pipeline import mlflow_users, team
 from pipeline.cli import app
 
 # main() moves to the repository for DVC stages after importing the command's module: the user's
@@ -98,10 +98,10 @@ def add_user(username: str, url: Annotated[str, URL],
                  help="Variable holding the new user's password; prompted for if unset.")]
              = "LIMITJUMP_USER_PASSWORD") -> None:
     """Create a user (as an admin: MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD)."""
-    admin = team.credentials_from_env()
+    admin = mlflow_users.credentials_from_env()
     password = os.environ.get(password_env) or typer.prompt(f"password for {username}", hide_input=True,
                                                             confirmation_prompt=True)
-    created = team.create_user(url, admin, username, password)
+    created = mlflow_users.create_user(url, admin, username, password)
     typer.echo(f"user {username} {'created' if created else 'already exists'}")
 
 
@@ -113,6 +113,7 @@ def grant(username: str, url: Annotated[str, URL],
           model: Annotated[str | None, typer.Option(
               help="Registered model name, or * for all.")] = None) -> None:
     """Grant a permission on an experiment and/or a registered model (as an admin)."""
-    admin = team.credentials_from_env()
-    for resource_type, resource_id in team.grant(url, admin, username, permission.upper(), experiment, model):
+    admin = mlflow_users.credentials_from_env()
+    granted = mlflow_users.grant(url, admin, username, permission.upper(), experiment, model)
+    for resource_type, resource_id in granted:
         typer.echo(f"{username}: {permission.upper()} on {resource_type} {resource_id}")
