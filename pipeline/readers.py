@@ -174,10 +174,9 @@ _PART_SCHEMAS: dict[tuple, pa.Schema] = {}  # the folder versions found whole, a
 
 def _check_parts(dataset: ds.Dataset) -> pa.Schema:
     fragments = list(dataset.get_fragments())
-    first = fragments[0].physical_schema.names
+    first = _part_names(fragments[0])
     for fragment in fragments:
-        names = fragment.physical_schema.names
-        _one_name_each(Path(fragment.path), names)
+        names = _part_names(fragment)
         if set(names) != set(first):
             lacks, extra = [c for c in first if c not in names], [c for c in names if c not in first]
             raise ContractError(
@@ -186,6 +185,20 @@ def _check_parts(dataset: ds.Dataset) -> pa.Schema:
                 f"{'has also ' + str(extra) if extra else ''}): every file of a folder holds the same "
                 "columns, or its rows would be read with blanks or without a column")
     return _common_types(dataset.schema, fragments)
+
+
+def _part_names(fragment: ds.Fragment) -> list[str]:
+    """A part's column names, each once (``_one_name_each``; Arrow refuses a CSV's twice itself)."""
+    try:
+        names = fragment.physical_schema.names
+    except pa.ArrowInvalid as err:
+        twice = re.search(r"multiple columns named (.+)$", str(err))
+        if twice is None:
+            raise
+        raise ContractError(f"{fragment.path}: a column is named more than once: '{twice.group(1)}'. Rename "
+                            "or drop the copies") from err
+    _one_name_each(Path(fragment.path), names)
+    return names
 
 
 def _common_types(schema: pa.Schema, fragments: list[ds.Fragment]) -> pa.Schema:
@@ -271,7 +284,8 @@ def _csv_format(path: Path, schema: pa.Schema | None) -> ds.CsvFileFormat:
     is a missing value, in text columns too (as pandas and most tools write it), and so is MySQL's
     and Hive's \\N. Columns may be split by tabs, '|' or ';' rather than commas, and a ';' file may
     write the comma as its decimal mark, as spreadsheets do where that is the custom."""
-    sample = _sample(path)
+    first = _first_csv(path)
+    sample = _sample(first)
     encoding = _encoding(sample)
     if sample.startswith(PARQUET_MAGIC):
         raise ContractError(f"{path}: a Parquet file named as a CSV: name it .parquet")
@@ -285,7 +299,7 @@ def _csv_format(path: Path, schema: pa.Schema | None) -> ds.CsvFileFormat:
         raise ContractError(f"{path}: the file holds no text, not even a header")
     header = text.split("\n", 1)[0]
     separator = "," if "," in header else next((s for s in SEPARATORS if s in header), ",")
-    _one_name_each(path, [n.strip() for n in next(csv.reader([header], delimiter=separator), [])])
+    _one_name_each(first or path, [n.strip() for n in next(csv.reader([header], delimiter=separator), [])])
     decimal = "," if separator == ";" and _decimal_commas(text) else "."
     return ds.CsvFileFormat(
         parse_options=pacsv.ParseOptions(delimiter=separator),
@@ -333,8 +347,12 @@ def _western(sample: bytes) -> bool:
     return 2 * int((high & ~before & ~after).sum()) > int((high & ~before).sum())
 
 
-def _sample(path: Path) -> bytes:
-    first = path if path.is_file() else next((f for f in data_files(path) if is_csv_name(f)), None)
+def _first_csv(path: Path) -> Path | None:
+    """The file a CSV's way of writing is read from: itself, or a folder's first CSV part."""
+    return path if path.is_file() else next((f for f in data_files(path) if is_csv_name(f)), None)
+
+
+def _sample(first: Path | None) -> bytes:
     if first is None:
         return b""
     with (gzip.open if first.name.lower().endswith(".gz") else open)(first, "rb") as f:

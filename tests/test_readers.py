@@ -107,6 +107,13 @@ def test_a_column_named_twice_is_refused_naming_both_places(tmp_path):
     pq.write_table(pa.table({"a": [1], "b": [2], "c": [4]}), part.parent / "part-0.parquet")
     with pytest.raises(ContractError, match="part-1.parquet: a column is named more than once"):
         readers.open_dataset(part.parent)
+    for twice in ("part-0.csv", "part-1.csv"):  # a CSV folder's first part (its header sampled), another
+        folder = tmp_path / f"csv_{twice}"
+        folder.mkdir()
+        for name in ("part-0.csv", "part-1.csv"):
+            (folder / name).write_text("a,b,b\n1,2,3\n" if name == twice else "a,b,c\n1,2,3\n")
+        with pytest.raises(ContractError, match=f"{twice}: a column is named more than once: 'b'"):
+            readers.open_dataset(folder)
 
 
 @pytest.mark.parametrize("written, date", [
