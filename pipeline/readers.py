@@ -300,7 +300,7 @@ def _csv_format(path: Path, schema: pa.Schema | None) -> ds.CsvFileFormat:
     header = text.split("\n", 1)[0]
     separator = "," if "," in header else next((s for s in SEPARATORS if s in header), ",")
     _one_name_each(first or path, [n.strip() for n in next(csv.reader([header], delimiter=separator), [])])
-    decimal = "," if separator == ";" and _decimal_commas(text) else "."
+    decimal = _decimal_mark_of(text, separator)
     return ds.CsvFileFormat(
         parse_options=pacsv.ParseOptions(delimiter=separator),
         convert_options=pacsv.ConvertOptions(column_types=schema, strings_can_be_null=True,
@@ -359,11 +359,34 @@ def _sample(first: Path | None) -> bytes:
         return f.read(SAMPLE_BYTES)
 
 
-def _decimal_commas(text: str) -> bool:
-    """A ';' file's numbers are written '2,5', and none '2.5'."""
-    field = r"(?:^|;)\s*-?\d+%s\d+\s*(?=;|\r?$)"
-    comma, point = (re.search(field % mark, text, re.MULTILINE) for mark in (",", r"\."))
-    return comma is not None and point is None
+# how a number field of a file not split by commas shows its decimal mark: a decimal comma ('2,5',
+# '12.500,25'), a decimal point ('2.5', '12,500.25'), or thousands grouped by points and no decimals
+# ('5.500', how a spreadsheet writes 5,500 where the comma is the decimal mark)
+MARKS = {"comma": r"\d+,\d+|[1-9]\d{0,2}(?:\.\d{3})+,\d+", "point": r"\d+\.\d+|[1-9]\d{0,2}(?:,\d{3})+\.\d+",
+         "grouped_points": r"[1-9]\d{0,2}(?:\.\d{3})+"}
+
+
+def _decimal_mark_of(text: str, separator: str) -> str:
+    """The decimal mark of a file's numbers: '.' in a comma-separated file; else ',' where its
+    numbers are written '2,5' and none '2.5', or where every number with a point groups thousands
+    ('5.500', '25.500': read as 5.5 and 25.5 it had moved the scores of 121 borrowers in 200 without
+    a word). A mark followed by three digits and no more ('5,500') is no evidence for either reading
+    of the other mark."""
+    if separator == ",":
+        return "."
+    sep = re.escape(separator)
+    fields = re.findall(rf"(?:^|{sep})\s*[-+]?(\d[\d.,]*\d)\s*(?={sep}|\r?$)", text, re.MULTILINE)
+    found = {kind: any(re.fullmatch(pattern, f) and not _grouped(f, kind) for f in fields)
+             for kind, pattern in MARKS.items()}
+    if found["point"]:
+        return "."
+    return "," if found["comma"] or found["grouped_points"] else "."
+
+
+def _grouped(field: str, kind: str) -> bool:
+    """A field of one mark followed by three digits ('5,500', '5.500'), which is no evidence of a
+    decimal mark either way."""
+    return kind != "grouped_points" and re.fullmatch(r"[1-9]\d{0,2}[.,]\d{3}", field) is not None
 
 
 def file_stamp(path: Path) -> tuple:
@@ -414,6 +437,8 @@ def parse_numbers(values: pd.Series, column: str, decimal: str) -> tuple[pd.Seri
     why = np.full(len(values), None, dtype=object)
     text = pa.array(values, pa.string())
     try:  # Arrow parses 15x faster than pandas: the common case pays only that
+        if decimal == "," and pc.any(pc.match_substring(text, ".")).as_py():
+            raise pa.ArrowInvalid("thousands grouped by points: parsed below")
         plain = text if decimal == "." else pc.replace_substring(text, ",", ".")
         return pd.Series(pc.cast(plain, pa.float64()).to_numpy(zero_copy_only=False), index=values.index), why
     except pa.ArrowInvalid:

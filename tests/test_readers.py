@@ -18,7 +18,7 @@ from pipeline.contract import ContractError
 @pytest.mark.parametrize("decimal, written, number", [
     (".", " 12.5 ", 12.5), (".", "12,500.00", 12500.0), (".", "¥1,234,567.5", 1234567.5),
     (".", "-￥3", -3.0), (".", "¥-3", -3.0), (".", "$ 7", 7.0), (".", "701.0", 701.0), (".", "5.", 5.0),
-    (",", "2,5", 2.5), (",", "12.500,25", 12500.25), (",", "¥1.234", 1234.0),
+    (",", "2,5", 2.5), (",", "12.500,25", 12500.25), (",", "¥1.234", 1234.0), (",", "5.500", 5500.0),
     (".", "1,23", None), (".", "12,5000", None), (".", "1.234,5", None), (".", "-", None),
     (".", "abc", None), (".", "12 500", None), (",", "1,234.5", None),
 ])
@@ -48,6 +48,27 @@ def test_a_csv_reads_whatever_its_separator_decimal_mark_and_encoding(text, enco
     frame = readers.open_dataset(path).to_table().to_pandas()
     assert frame.shape == (1, 2) and frame.iloc[0, 0] == 1 and frame.iloc[0, 1] == 2.5
     assert frame.columns[0] == "a"
+
+
+@pytest.mark.parametrize("text, mark, amount", [
+    ("id;amount\n1;5.500\n2;25.500\n", ",", 5500.0),  # thousands by points, whole amounts
+    ("id;amount;ratio\n1;33.000;0,05\n", ",", 33000.0),  # those beside decimal commas
+    ("id;amount;day\n1;2,5;17.03.2025\n", ",", 2.5),  # a day-first date is no number
+    ("id;amount\n1;12.500,25\n", ",", 12500.25), ("id\tamount\n1\t2,5\n", ",", 2.5),
+    ("id;amount;ratio\n1;33.000;0.05\n", ".", 33.0),  # a decimal point elsewhere: 33.000 is 33
+    ("id;amount\n1;5,500\n", ".", 5500.0),  # a comma grouping thousands, as '5,500.00' would
+    ("id;amount\n1;12,500.25\n", ".", 12500.25), ("id,amount\n1,5.500\n", ".", 5.5),
+])
+def test_a_files_decimal_mark_is_read_off_its_numbers(text, mark, amount, tmp_path):
+    """Known answers: a ';' export from a spreadsheet where the comma is the decimal mark writes
+    whole amounts '5.500'; read as 5.5, a limit of 5,500 had moved 121 of 200 borrowers' scores."""
+    path = tmp_path / "t.csv"
+    path.write_text(text)
+    dataset = readers.open_dataset(path, "csv", pa.schema([("amount", pa.string())]))
+    assert readers.decimal_mark(dataset) == mark
+    written = dataset.to_table().column("amount").to_pandas()
+    numbers, why = readers.parse_numbers(written, "t.amount", mark)
+    assert numbers.iloc[0] == amount and why[0] is None
 
 
 @pytest.mark.parametrize("text, written, read", [
