@@ -559,7 +559,7 @@ def history_violations(tables: dict[str, pd.DataFrame], observation_days: int,
         frame, column = tables[name], TABLES[name].date_column
         found.append(_dated_after(frame, name, today))
         if name in OWN_RECORDS:
-            start = frame["borrower_id"].map(onboard)
+            start = _per_row(frame["borrower_id"], onboard)
             early = (frame[column] < start).to_numpy()
             found.append(_broken(frame["borrower_id"][early], f"{name}.{column}: before onboarding on "
                                  + _day(start[early]) + " (value " + _day(frame[column][early]) + ")"))
@@ -575,7 +575,7 @@ def history_violations(tables: dict[str, pd.DataFrame], observation_days: int,
     found.append(_broken(increases["borrower_id"][untold], "limit_events.trigger: missing on the limit "
                          "increase of " + _day(increases["event_date"][untold])))
     initial = events[events["event_type"] == "initial"]
-    jump = initial["borrower_id"].map(per_borrower["max"])
+    jump = _per_row(initial["borrower_id"], per_borrower["max"])
     late = (initial["event_date"] > jump).to_numpy()
     found.append(_broken(initial["borrower_id"][late], "limit_events.event_date: initial limit after "
                          "the jump on " + _day(jump[late]) + " (value " + _day(initial["event_date"][late])
@@ -583,6 +583,13 @@ def history_violations(tables: dict[str, pd.DataFrame], observation_days: int,
     scoring = per_borrower["max"] + pd.Timedelta(days=observation_days)
     found.append(future_scoring(per_borrower.index, scoring, today))
     return pd.concat(found, ignore_index=True)
+
+
+def _per_row(ids: pd.Series, dates: pd.Series) -> pd.Series:
+    """``dates`` (by borrower id) on each row of ``ids``; NaT for an id without one. Not
+    ``Series.map``: pandas casts an empty mapping of dates to floats and fails, as in a batch in
+    which nobody's limit was increased."""
+    return pd.Series(dates.reindex(ids.to_numpy()).to_numpy(), index=ids.index, dtype=dates.dtype)
 
 
 def future_scoring(borrower_ids, scoring_dates: pd.Series, today: pd.Timestamp) -> pd.DataFrame:

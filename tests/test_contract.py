@@ -4,7 +4,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.contract import TABLES, ContractError, _duplicated_keys, validate, violations
+from pipeline.contract import (
+    TABLES,
+    ContractError,
+    _duplicated_keys,
+    history_violations,
+    validate,
+    violations,
+)
 
 
 def borrowers(n: int = 5) -> pd.DataFrame:
@@ -123,3 +130,17 @@ def test_a_window_that_ends_before_it_starts_breaks_the_contract_for_simulator_a
     with pytest.raises(ContractError, match="end_time': fails not_before\\(start_time\\); rows \\[1\\]"):
         validate(windows, "maintenance_windows", "maintenance_windows (simulated)")
     assert violations(windows.head(1), "maintenance_windows").empty
+
+
+def test_cross_table_rules_hold_in_a_batch_in_which_nobody_had_an_increase(small_sim):
+    """pandas cast an empty mapping of dates to floats and raised a traceback ("Cannot cast
+    DatetimeArray to dtype float64") for a batch of borrowers with initial limits only; the
+    features then reject them as having no increase."""
+    ids = small_sim["borrowers"]["borrower_id"].iloc[:3]
+    batch = {name: frame[frame["borrower_id"].isin(ids)] for name, frame in small_sim.items()
+             if "borrower_id" in frame}
+    events = batch["limit_events"]
+    batch["limit_events"] = events[events["event_type"] == "initial"]
+    assert len(batch["limit_events"]) == 3
+    found = history_violations(batch, 30, pd.Timestamp("2030-01-01"))
+    assert found.empty and list(found.columns) == ["borrower_id", "reason"]
