@@ -263,6 +263,9 @@ NEXT_DUE = "next_due_date"
 # due dates that asks for a payment inside an announced window (empty if none does)
 MAINTENANCE_DUE = "maintenance_due_date"
 DUE_DATES = (NEXT_DUE, MAINTENANCE_DUE)
+# the third due date after the scoring date falls within three billing months of it: a later one
+# is a database's "no date" (9999-12-31) or a wrong year, not a date an action can be for
+DUE_HORIZON_DAYS = 100
 
 # Reasons that say the same thing to a borrower or a risk officer share a group; a scorer gives at
 # most one reason per group (the one that raised the risk most), so no two reasons repeat.

@@ -21,7 +21,7 @@ import pandas as pd
 if TYPE_CHECKING:
     import pandera.pandas as pa
 
-from pipeline.catalog import AGE_RANGE, BY_NAME, MAX_RATIO, SCORE_RANGE
+from pipeline.catalog import AGE_RANGE, BY_NAME, DUE_HORIZON_DAYS, MAX_RATIO, SCORE_RANGE
 from pipeline.cells import blank_cells
 from pipeline.config import CAUSES, EMPLOYMENT_TYPES, TRIGGERS
 from pipeline.errors import InputError
@@ -600,14 +600,20 @@ def future_scoring(borrower_ids, scoring_dates: pd.Series, today: pd.Timestamp) 
                    " (value " + _day(scoring_dates[late]) + ")")
 
 
-def due_before_scoring(frame: pd.DataFrame, column: str) -> pd.DataFrame:
-    """(borrower_id, reason) of rows whose next due date ``column`` (if the frame has one) falls
-    before their scoring date: it cannot be the next one."""
+def due_out_of_reach(frame: pd.DataFrame, column: str) -> pd.DataFrame:
+    """(borrower_id, reason) of rows whose due date ``column`` (if the frame has one) falls before
+    their scoring date, so cannot be the next one, or more than ``DUE_HORIZON_DAYS`` after it,
+    beyond the next three (a '9999-12-31' had gone into the output as the date to remind by)."""
     if column not in frame:
         return _broken([], [])
-    early = (frame[column] < frame["scoring_date"]).to_numpy()  # a missing date compares False
-    return _broken(frame["borrower_id"][early], f"{column}: before the scoring date (value "
-                   + _day(frame[column][early]) + ")")
+    due, scoring = frame[column], frame["scoring_date"]  # a missing date compares False
+    early = (due < scoring).to_numpy()
+    late = (due > scoring + pd.Timedelta(days=DUE_HORIZON_DAYS)).to_numpy()
+    return pd.concat([
+        _broken(frame["borrower_id"][early], f"{column}: before the scoring date (value "
+                + _day(due[early]) + ")"),
+        _broken(frame["borrower_id"][late], f"{column}: more than {DUE_HORIZON_DAYS} days after the scoring "
+                "date, beyond the next three due dates (value " + _day(due[late]) + ")")], ignore_index=True)
 
 
 def _dated_after(frame: pd.DataFrame, name: str, today: pd.Timestamp) -> pd.DataFrame:

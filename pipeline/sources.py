@@ -31,7 +31,7 @@ from pipeline.contract import (
     TABLES,
     ContractError,
     Table,
-    due_before_scoring,
+    due_out_of_reach,
     features_table,
     future_scoring,
     history_violations,
@@ -342,7 +342,7 @@ def check_features(frame: pd.DataFrame, table: Table, label: str, source: Path,
         pd.DataFrame({"borrower_id": frame["borrower_id"].to_numpy()[found["row"].to_numpy()],
                       "reason": found["reason"].to_numpy()}),
         future_scoring(frame["borrower_id"], frame["scoring_date"], today),
-        *[due_before_scoring(frame, c) for c in DUE_DATES]])
+        *[due_out_of_reach(frame, c) for c in DUE_DATES]])
     failed = failed.drop_duplicates("borrower_id")
     if failed.empty:  # the usual case: no copy
         return frame, NONE

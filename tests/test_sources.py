@@ -214,6 +214,10 @@ FEATURE_ROWS = {
     "next_due_date_before_scoring": (_f_before_scoring(NEXT_DUE), "next_due_date: before the scoring date"),
     "maintenance_due_date_before_scoring": (_f_before_scoring(MAINTENANCE_DUE),
                                             "maintenance_due_date: before the scoring date"),
+    "next_due_date_9999": (_f_set(NEXT_DUE, "9999-12-31"), "next_due_date: more than 100 days after the "
+                           "scoring date, beyond the next three due dates (value 9999-12-31)"),
+    "maintenance_due_date_2099": (_f_set(MAINTENANCE_DUE, "2099-06-30"), "maintenance_due_date: more than "
+                                  "100 days after the scoring date"),
     "maintenance_due_date_notadate": (_f_set(MAINTENANCE_DUE, "soon"),
                                       "maintenance_due_date: not a date (value soon)"),
 }
