@@ -135,7 +135,7 @@ def open_dataset(path: Path, fmt: str | None = None, schema: pa.Schema | None = 
         raise ContractError(f"{path}: an Excel 97-2003 workbook, which is not read: save it as .xlsx, CSV "
                             "(UTF-8) or Parquet")
     try:
-        return _one_set_of_columns(ds.dataset(files, format="parquet"), path)
+        return _without_dictionaries(_one_set_of_columns(ds.dataset(files, format="parquet"), path))
     except READ_ERRORS as err:
         if "duplicate field names" in str(err):
             for file in [path] if path.is_file() else data_files(path):
@@ -147,6 +147,18 @@ def open_dataset(path: Path, fmt: str | None = None, schema: pa.Schema | None = 
             raise ContractError(f"{path}: named .parquet but not Parquet (its first bytes are not "
                                 "Parquet's): a CSV or a workbook under another name?") from err
         raise
+
+
+def _without_dictionaries(dataset: ds.Dataset) -> ds.Dataset:
+    """``dataset`` with dictionary-encoded columns (a pandas category, an R factor, Spark's
+    encoding) read as their values: Arrow's text functions have no kernel for them, and text ids
+    so written had stopped the run ("no kernel matching input types (dictionary<...>)")."""
+    schema = dataset.schema
+    if not any(pa.types.is_dictionary(f.type) for f in schema):
+        return dataset
+    plain = pa.schema([f.with_type(f.type.value_type) if pa.types.is_dictionary(f.type) else f
+                       for f in schema], schema.metadata)
+    return ds.dataset(dataset.files, schema=plain, format=dataset.format)
 
 
 def _one_set_of_columns(dataset: ds.Dataset, path: Path, typed: str = "") -> ds.Dataset:

@@ -729,6 +729,26 @@ def _written(frame: pd.DataFrame, write) -> pd.DataFrame:
     return frame.assign(borrower_id=pd.array(text, dtype="str"))
 
 
+def test_ids_and_codes_written_as_categories_read_as_their_values(tables, features, work, tmp_path):
+    """A pandas category, an R factor or Spark's dictionary encoding in Parquet: text ids so written
+    stopped the run ("no kernel matching input types (dictionary<values=string ...>)")."""
+    write = TEXT_IDS["letters"]
+    text = {n: _written(f, write) if "borrower_id" in f else f for n, f in tables.items()}
+    as_categories = {n: f.assign(borrower_id=f["borrower_id"].astype("category")) if "borrower_id" in f else f
+                     for n, f in text.items()}
+    plain = score(work, write_raw(text, tmp_path / "a", "parquet"), tmp_path / "a.parquet")
+    run = score(work, write_raw(as_categories, tmp_path / "b", "parquet"), tmp_path / "b.parquet")
+    check_accounted(run, len(tables["borrowers"]))
+    pd.testing.assert_frame_equal(run.scores(), plain.scores())
+    rows = _written(features, write)
+    plain = score(work, write_features(rows, tmp_path / "c", "parquet"), tmp_path / "c.parquet")
+    run = score(work, write_features(rows.assign(borrower_id=rows["borrower_id"].astype("category"),
+                                                 trigger=rows["trigger"].astype("category")),
+                                     tmp_path / "d", "parquet"), tmp_path / "d.parquet")
+    check_accounted(run, len(features))
+    pd.testing.assert_frame_equal(run.scores(), plain.scores())
+
+
 @pytest.mark.parametrize("spelt", ["repayments", "borrowers"])
 def test_a_table_whose_ids_are_spelt_otherwise_stops_naming_both_spellings(spelt, tables, work, tmp_path):
     """UUIDs in capitals in one table (as SQL Server prints them): the repayments table was left
