@@ -306,7 +306,8 @@ def _csv_format(path: Path, schema: pa.Schema | None) -> ds.CsvFileFormat:
     if encoding is None:
         raise ContractError(f"{path}: its text is neither UTF-8, UTF-16, GB18030 (GBK) nor Windows-1252: "
                             "save it as UTF-8")
-    text = sample.decode(encoding, errors="ignore").lstrip("\ufeff")
+    # lines as ended by Windows ('\r\n'), Unix ('\n') or a classic Mac ('\r'), which Arrow reads alike
+    text = re.sub(r"\r\n?", "\n", sample.decode(encoding, errors="ignore").lstrip("\ufeff"))
     if path.is_file() and not text.strip():  # Arrow: "Empty CSV file or block: cannot infer ..."
         raise ContractError(f"{path}: the file holds no text, not even a header")
     header = text.split("\n", 1)[0]
@@ -387,7 +388,7 @@ def _decimal_mark_of(text: str, separator: str) -> str:
     if separator == ",":
         return "."
     sep = re.escape(separator)
-    fields = re.findall(rf"(?:^|{sep})\s*[-+]?(\d[\d.,]*\d)\s*(?={sep}|\r?$)", text, re.MULTILINE)
+    fields = re.findall(rf"(?:^|{sep})\s*[-+]?(\d[\d.,]*\d)\s*(?={sep}|$)", text, re.MULTILINE)
     found = {kind: any(re.fullmatch(pattern, f) and not _grouped(f, kind) for f in fields)
              for kind, pattern in MARKS.items()}
     if found["point"]:

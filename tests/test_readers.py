@@ -40,6 +40,7 @@ def test_numbers_read_as_exports_write_them(decimal, written, number):
     ("a,b\n1,2.5\n", "utf-8"), ("a\tb\n1\t2.5\n", "utf-8"), ("a|b\n1|2.5\n", "utf-8"),
     ("a;b\n1;2.5\n", "utf-8"), ("a;b\n1;2,5\n", "utf-8"), ("a,城市\n1,2.5\n", "gbk"),
     ("a\tb\n1\t2.5\n", "utf-16"), ("a,b\n1,2.5\n", "utf-8-sig"),
+    ("a,b\r1,2.5\r", "utf-8"), ("a;b\r1;2,5\r", "utf-8"), ("a;b\r\n1;2,5\r\n", "utf-8"),  # line ends
 ])
 def test_a_csv_reads_whatever_its_separator_decimal_mark_and_encoding(text, encoding, tmp_path):
     """Known answers: each small file reads as the two columns it holds, 1 and 2.5."""
