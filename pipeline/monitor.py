@@ -32,7 +32,7 @@ from pipeline.config import (
     RegisterSettings,
     SimulateSettings,
 )
-from pipeline.contract import LABEL_MATURES
+from pipeline.contract import LABEL_MATURES, STREAM_TABLES, ContractError, validate
 from pipeline.lgbm import lgb
 
 MONTH = "month"
@@ -55,10 +55,18 @@ def read_stream(folder: Path) -> pd.DataFrame:
     """The stream's features with their labels (and maturity dates) and the truth, one row per
     borrower, from ``folder`` (the simulate-stream stage's); ``MONTH`` is the batch."""
     frame = io.read_dataset(folder / "features")
-    labels = io.read_dataset(folder / "labels").drop(columns="scoring_date")
-    truth = io.read_dataset(folder / "truth", columns=["borrower_id", "p_true"])
-    frame = frame.merge(labels, on="borrower_id", validate="one_to_one").merge(
-        truth, on="borrower_id", validate="one_to_one")
+    labels, truth = io.read_dataset(folder / "labels"), io.read_dataset(folder / "truth")
+    # the stage's own outputs, but a part copied twice or rewritten by hand had raised tracebacks
+    # (pandas' MergeError, a comparison of zoned and naive dates, a label 'Y')
+    for name, part in (("labels", labels), ("truth", truth)):
+        validate(part, STREAM_TABLES[name], str(folder / name))
+    twice = frame["borrower_id"][frame["borrower_id"].duplicated()]
+    if len(twice):
+        raise ContractError(f"{folder / 'features'}: {len(twice)} borrowers are given more than once "
+                            f"(first {twice.head(3).tolist()}): a part copied twice? `limitjump "
+                            "simulate-stream` writes the stream again")
+    frame = frame.merge(labels.drop(columns="scoring_date"), on="borrower_id", validate="one_to_one").merge(
+        truth[["borrower_id", "p_true"]], on="borrower_id", validate="one_to_one")
     frame[MONTH] = month_of(frame["scoring_date"])
     return frame.sort_values([MONTH, "borrower_id"], kind="stable").reset_index(drop=True)
 

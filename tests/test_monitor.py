@@ -10,6 +10,8 @@ import pytest
 from scipy.special import expit, logit
 
 from pipeline import metrics, model, monitor, train
+from pipeline.config import CAUSES
+from pipeline.contract import LABEL_MATURES, ContractError
 from tests.conftest import make_params
 
 PARAMS = make_params({"train": {"lightgbm": {"num_boost_round": 60, "early_stopping_rounds": 10}}})
@@ -288,8 +290,11 @@ def test_the_stream_is_read_one_row_per_borrower_with_its_label_truth_and_month(
     dates = [day("2025-02-03"), day("2025-02-20"), day("2025-01-09")]  # of borrowers 2, 1, 3
     tables = {"features": pd.DataFrame({"borrower_id": [2, 1, 3], "x1": [0.2, 0.1, 0.3],
                                         "scoring_date": dates}),
-              "labels": pd.DataFrame({"borrower_id": [2, 1, 3], "label": [1, 0, 0], "scoring_date": dates}),
-              "truth": pd.DataFrame({"borrower_id": [3, 2, 1], "p_true": [0.3, 0.2, 0.1], "other": 0})}
+              "labels": pd.DataFrame({"borrower_id": [2, 1, 3], "label": [1, 0, 0], "scoring_date": dates,
+                                      "first_miss_cause": ["credit", None, None],
+                                      LABEL_MATURES: [d + pd.Timedelta(days=70) for d in dates]}),
+              "truth": pd.DataFrame({"borrower_id": [3, 2, 1], "p_true": [0.3, 0.2, 0.1],
+                                     **{f"p_true_{c}": [0.1, 0.05, 0.0] for c in CAUSES}})}
     for name, frame in tables.items():
         (tmp_path / name).mkdir()
         frame.to_parquet(tmp_path / name / "part-00000.parquet")
@@ -297,10 +302,20 @@ def test_the_stream_is_read_one_row_per_borrower_with_its_label_truth_and_month(
     assert stream["borrower_id"].tolist() == [3, 1, 2]  # by month, then id
     assert stream["label"].tolist() == [0, 0, 1] and stream["p_true"].tolist() == [0.3, 0.1, 0.2]
     assert stream[monitor.MONTH].tolist() == [day("2025-01-01"), day("2025-02-01"), day("2025-02-01")]
-    assert "other" not in stream
-    tables["labels"].iloc[[0, 0]].to_parquet(tmp_path / "labels" / "part-00000.parquet")
-    with pytest.raises(pd.errors.MergeError):  # a borrower twice
-        monitor.read_stream(tmp_path)
+    assert "p_true_credit" not in stream
+    # a part copied twice, or rewritten by hand: named, not a traceback (pandas' MergeError, a
+    # comparison of zoned and naive dates, a label 'Y' that is no number)
+    labels = tables["labels"]
+    spoilt = {"borrowers are given more than once": ("features", pd.concat([tables["features"]] * 2)),
+              "'stream_labels' breaks the data contract": ("labels", pd.concat([labels] * 2)),
+              "column 'label'": ("labels", labels.assign(label=["Y", "N", "N"])),
+              "column 'scoring_date'": ("labels", labels.assign(
+                  scoring_date=labels["scoring_date"].dt.tz_localize("Asia/Shanghai")))}
+    for said, (name, frame) in spoilt.items():
+        frame.to_parquet(tmp_path / name / "part-00000.parquet")
+        with pytest.raises(ContractError, match=said):
+            monitor.read_stream(tmp_path)
+        tables[name].to_parquet(tmp_path / name / "part-00000.parquet")
 
 
 def test_a_stream_simulated_with_other_monitor_settings_is_named_not_monitored():
