@@ -597,11 +597,17 @@ def missing_columns(names: list[str], missing: list[str], lacks: str, note: str 
     they are missing when the file names them in other capitals or with spaces around them (a
     database's export: 'BORROWER_ID'). A file missing every column is told of the first
     ``NAMED_COLUMNS`` and the number of the rest, not of 75 names twice."""
-    written = {n.strip().lower(): n for n in names}
-    renames = [f"{written[c.lower()]!r} for {c!r}" for c in missing if c.lower() in written]
+    renames = [f"{n!r} for {c!r}" for c, n in respelt(names, missing).items()]
     hint = (f"; the file writes {_first(renames, ', '.join)}: column names are matched exactly, "
             "rename them") if renames else ""
     return f"{lacks} {_first(missing, repr)}{note}{hint}"
+
+
+def respelt(names: list[str], missing: list[str]) -> dict[str, str]:
+    """Each of the ``missing`` columns that ``names`` write in other capitals or with spaces
+    around (a tab, a no-break space), and how."""
+    written = {n.strip().lower(): n for n in names}
+    return {c: written[c.lower()] for c in missing if c.lower() in written}
 
 
 NAMED_COLUMNS = 8

@@ -58,6 +58,7 @@ from pipeline.readers import (
     parse_numbers,
     read_frame,
     read_table,
+    respelt,
     row_reasons,
     sheet_note,
     unreadable,
@@ -307,8 +308,10 @@ def _is_number(kind: pa.DataType) -> bool:
 
 def _older(names: list[str], missing: list[str]) -> str:
     """Why a features file that has the catalogue's older features lacks only newer ones: it was
-    computed before the catalogue grew, and the model after."""
-    if any(c in BY_NAME for c in names) and all(c in BY_NAME for c in missing):
+    computed before the catalogue grew, and the model after. Not those it writes otherwise (' age'),
+    whose message says so."""
+    newer = [c for c in missing if c not in respelt(names, missing)]
+    if newer and any(c in BY_NAME for c in names) and all(c in BY_NAME for c in newer):
         return (", features the file predates: compute it again with this version (limitjump features), "
                 "score the raw tables instead, or score with the model version it was made for")
     return ""

@@ -1387,6 +1387,10 @@ def test_a_features_file_older_than_the_model_says_how_to_mend_it(features, tmp_
     features.drop(columns=["borrower_id"]).to_csv(path, index=False)
     with pytest.raises(ContractError, match=r"missing columns \['borrower_id'\]$"):
         sources.FeaturesFile(path, model, pd.Timestamp("2030-01-01"), ())
+    # a name written with a space or a no-break space around it is not a newer feature
+    features.rename(columns={"age": "age\xa0"}).to_csv(path, index=False)
+    with pytest.raises(ContractError, match=r"missing columns \['age'\]; the file writes 'age\\xa0' for "):
+        sources.FeaturesFile(path, model, pd.Timestamp("2030-01-01"), ())
 
 
 def test_column_names_in_capitals_are_named_with_the_names_they_stand_for(features, tmp_path):
