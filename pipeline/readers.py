@@ -298,7 +298,7 @@ def _csv_format(path: Path, schema: pa.Schema | None) -> ds.CsvFileFormat:
     write the comma as its decimal mark, as spreadsheets do where that is the custom."""
     first = _first_csv(path)
     sample = _sample(first)
-    encoding = _encoding(sample)
+    encoding = _encoding(sample) if path.is_file() else _parts_encoding(path, file_stamp(path))
     if sample.startswith(PARQUET_MAGIC):
         raise ContractError(f"{path}: a Parquet file named as a CSV: name it .parquet")
     if sample.startswith(ZIP_MAGIC):
@@ -333,6 +333,24 @@ def _one_name_each(path: Path, names: list[str]) -> None:
         said = "; ".join(f"'{name}' (columns {', '.join(map(str, where))})" for name, where in twice.items())
         raise ContractError(f"{path}: a column is named more than once: {said}. Rename or "
                             "drop the copies")
+
+
+@functools.lru_cache(maxsize=32)
+def _parts_encoding(folder: Path, stamp: tuple) -> str | None:
+    """The one encoding a folder's CSV parts are written in (parts of ASCII alone read in any);
+    parts in different ones stop the run naming them, as Arrow reads every part in one and had
+    failed on the first that differs ('Row #152: Expected 77 columns, got 1', naming no file, or
+    "'utf-8' codec can't decode byte"). Found once per version of the folder (``stamp``)."""
+    found: dict[str | None, list[str]] = {}
+    for part in (f for f in data_files(folder) if is_csv_name(f)):
+        sample = _sample(part)
+        found.setdefault("ascii" if sample.isascii() else _encoding(sample), []).append(part.name)
+    wide = [encoding for encoding in found if encoding != "ascii"]
+    if len(wide) > 1 or ("utf-16" in wide and "ascii" in found):  # UTF-16 reads no ASCII text
+        said = "; ".join(f"{encoding or 'none read'}: {_few(names)}" for encoding, names in found.items())
+        raise ContractError(f"{folder}: its parts are written in different encodings ({said}): save them all "
+                            "as UTF-8")
+    return wide[0] if wide else "utf8"
 
 
 def _encoding(sample: bytes) -> str | None:

@@ -320,3 +320,22 @@ def test_a_workbook_named_csv_and_a_csv_named_parquet_are_told_what_they_are(tmp
     text.write_text("a,b\n1,2\n")
     with pytest.raises(ContractError, match="named .parquet but not Parquet"):
         readers.open_dataset(text)
+
+
+def test_a_folders_parts_are_read_in_the_one_encoding_they_share(tmp_path):
+    """A part of ASCII alone reads in any encoding, so beside a GBK part the folder reads as GBK
+    (Arrow had read it in its first part's); parts in two encodings stop naming them."""
+    parts = {"ascii_gbk": [("a,city\n1,x\n", "ascii"), ("a,city\n2,北京\n", "gbk")],
+             "ascii_utf16": [("a,city\n1,x\n", "ascii"), ("a,city\n2,y\n", "utf-16")],
+             "utf8_gbk": [("a,city\n1,Zürich\n", "utf-8"), ("a,city\n2,北京\n", "gbk")]}
+    for name, texts in parts.items():
+        folder = tmp_path / name
+        folder.mkdir()
+        for i, (text, encoding) in enumerate(texts):
+            (folder / f"part-{i}.csv").write_bytes(text.encode(encoding))
+    read = readers.open_dataset(tmp_path / "ascii_gbk").to_table().to_pandas()
+    assert read["city"].tolist() == ["x", "北京"]
+    for name in ("ascii_utf16", "utf8_gbk"):
+        with pytest.raises(ContractError, match=rf"{name}: its parts are written in different encodings "
+                                                r"\(.*\['part-0.csv'\]; .*\['part-1.csv'\]\)"):
+            readers.open_dataset(tmp_path / name)
