@@ -8,7 +8,11 @@ import numpy as np
 import pandas as pd
 
 # what a cell holds when it holds nothing: exports write a missing value in all of these ways
-BLANKS = frozenset({"", "nan", "na", "n/a", "null", "none"})
+# (Arrow's own list for CSV, which Excel's '#N/A' and C's '-1.#IND' come from, MySQL's and Hive's
+# '\N', Python's None), the same in every format a file comes in
+NULL_SPELLINGS = ("", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN",
+                  "N/A", "NA", "NULL", "NaN", "n/a", "nan", "null", "\\N", "None", "none", "NONE")
+BLANKS = frozenset(spelling.lower() for spelling in NULL_SPELLINGS)
 
 
 def blank_cells(values: pd.Series) -> np.ndarray:

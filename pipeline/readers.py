@@ -24,7 +24,7 @@ import pyarrow.csv as pacsv
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-from pipeline.cells import blank_cells, code_keys, shortened
+from pipeline.cells import NULL_SPELLINGS, blank_cells, code_keys, shortened
 from pipeline.contract import (
     FLOAT_MAX,
     LARGEST_FLOAT_ID,
@@ -44,7 +44,7 @@ EXCEL_ENDINGS = (".xlsx", ".xlsm")
 # a cell of nothing but spaces (a database's padded CHAR column) is blank, as ``cells.BLANKS`` has it;
 # Arrow matches null spellings exactly, and one such cell made a column of ids or numbers text
 PADDING = [" " * n for n in range(1, 65)] + ["\t"]
-NULLS = [*pacsv.ConvertOptions().null_values, "\\N", "None", "none", "NONE", *PADDING]
+NULLS = [*NULL_SPELLINGS, *PADDING]
 SEPARATORS = ("\t", "|", ";")  # besides the comma, what exports put between columns
 SAMPLE_BYTES = 1 << 20  # as much as Arrow infers column types from
 PARQUET_MAGIC = b"PAR1"  # the first bytes of every Parquet file
@@ -252,16 +252,25 @@ def _workbook(path: Path, stamp: tuple) -> pa.Table:
     and text as the cells hold them (a text cell of digits stays text: an id 00123 keeps its
     zeros, as a CSV's does); a column that mixes numbers and text as text, for the checks to name
     its rows. Read once per file version (``stamp``): every batch's reader opens the file, and
-    openpyxl reads some 10,000 cells a second."""
+    openpyxl reads some 10,000 cells a second. An error cell ('#DIV/0!', '#REF!') is its text, as
+    a CSV writes it (pandas read them as blanks: a formula's error was scored as a missing value);
+    '#N/A' is blank in both. A row of nothing but empty cells is no record."""
+    import openpyxl
+
     try:
-        # as the cells hold them: pandas' own reading turns text that looks like a number into one
-        frame = pd.read_excel(path, sheet_name=0, engine="openpyxl", dtype=object)
-        header = pd.read_excel(path, sheet_name=0, engine="openpyxl", header=None, nrows=1, dtype=object)
+        book = openpyxl.load_workbook(path, read_only=True, data_only=True)
+        try:
+            rows = [row for row in book.worksheets[0].iter_rows(values_only=True)
+                    if any(cell is not None for cell in row)]
+        finally:
+            book.close()
     except Exception as err:  # openpyxl raises a different kind for each way a file is broken
         raise ContractError(f"{path}: cannot read the workbook: {err}") from err
-    _one_name_each(path, [str(name).strip() for name in header.iloc[0]] if len(header) else [])
-    frame.columns = frame.columns.astype("str")
-    frame = frame.apply(_cells)
+    width = max((max(i for i, cell in enumerate(row) if cell is not None) + 1 for row in rows), default=0)
+    rows = [tuple(row[:width]) + (None,) * (width - len(row)) for row in rows]
+    names = [f"Unnamed: {i}" if name is None else str(name) for i, name in enumerate(rows[0])] if rows else []
+    _one_name_each(path, [name.strip() for name in names])
+    frame = pd.DataFrame(rows[1:], columns=names, dtype=object).apply(_cells)
     for name in frame.columns:
         _refuse_rounded(path, name, frame[name])
     return pa.Table.from_pandas(frame, preserve_index=False)

@@ -339,3 +339,23 @@ def test_a_folders_parts_are_read_in_the_one_encoding_they_share(tmp_path):
         with pytest.raises(ContractError, match=rf"{name}: its parts are written in different encodings "
                                                 r"\(.*\['part-0.csv'\]; .*\['part-1.csv'\]\)"):
             readers.open_dataset(tmp_path / name)
+
+
+def test_a_workbooks_error_cells_read_as_a_csv_writes_them_and_empty_rows_are_no_records(tmp_path):
+    """pandas read '#DIV/0!' as a blank, so a formula's error was scored as a missing value, while
+    the same text in a CSV stops the run naming it; '#N/A' is blank in both. A row of empty cells
+    (Excel keeps rows once touched) was a borrower without an id."""
+    import openpyxl
+
+    book = openpyxl.Workbook()
+    sheet = book.active
+    for row in (["id", "ratio", "other"], [1, 0.5, "a"], [None, None, None], [2, "#DIV/0!", "b"],
+                [3, "#N/A", "c"], [None, None, None]):
+        sheet.append(row)
+    book.save(tmp_path / "t.xlsx")
+    frame = readers.open_dataset(tmp_path / "t.xlsx").to_table().to_pandas()
+    assert frame["id"].tolist() == [1, 2, 3]
+    assert frame["ratio"].tolist() == ["0.5", "#DIV/0!", "#N/A"]
+    numbers, why = readers.parse_numbers(frame["ratio"], "t.ratio", ".")
+    assert numbers[0] == 0.5 and np.isnan(numbers[2]) and why[2] is None
+    assert why[1] == "t.ratio: not a number (value #DIV/0!)"
