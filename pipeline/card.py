@@ -336,12 +336,22 @@ POLICY_NAMES = {"oracle": "oracle (the rule on the true curves)",
                 "largest_for_all": "the largest amount for everyone"}
 
 
+def _ours(report: dict) -> str:
+    """Our policy's name, as it was fitted: a correction that split on nothing corrects nothing."""
+    if not report["borrowers"]["line_tests_learnt_from"]:
+        return "ours (every increase; no line tests to correct it)"
+    if any(name.endswith("correction") for name in report.get("models_without_splits", [])):
+        return "ours (every increase; the line tests' correction split on nothing, so corrects nothing)"
+    return POLICY_NAMES["ours"]
+
+
 def _decision(data: dict | None) -> dict | None:
     """How much to raise (reports/decision.json) and its dose-response chart, when it has run."""
     if not data:
         return None
     r = data["report"]
-    rows = [[POLICY_NAMES.get(name, name), num(v["profit_per_borrower"], 1), pct(v["share_of_oracle_profit"]),
+    names = POLICY_NAMES | {"ours": _ours(r)}
+    rows = [[names.get(name, name), num(v["profit_per_borrower"], 1), pct(v["share_of_oracle_profit"]),
              pct(v["share_of_oracle_gain"]), num(v["miss_rate"]),
              pct(v["same_amount_as_oracle"]) if "same_amount_as_oracle" in v else MISSING]
             for name, v in r["policies"].items()]

@@ -512,7 +512,9 @@ class MonitorSettings(Settings):
     the backtest of the retraining policies over it."""
 
     seed: Annotated[int, Field(ge=0)]
-    first_month: dt.date  # first day of the first monthly batch
+    # first day of the first monthly batch; 'auto': the month after the validation split's last
+    # scoring date, so that any label or split keeps the stream out of the months the model was fitted on
+    first_month: dt.date | Literal["auto"]
     months: Annotated[int, Field(ge=2, le=36)]
     borrowers_per_month: PositiveInt
     truth_replicates: Annotated[int, Field(ge=1, le=1024)]  # p_true of the stream, for evaluation
@@ -525,8 +527,8 @@ class MonitorSettings(Settings):
 
     @model_validator(mode="after")
     def _first_day(self) -> MonitorSettings:
-        if self.first_month.day != 1:
-            raise ValueError("first_month must be the first day of a month")
+        if self.first_month != "auto" and self.first_month.day != 1:
+            raise ValueError("first_month must be the first day of a month, or auto")
         return self
 
 

@@ -377,10 +377,14 @@ def run(frame: pd.DataFrame, what_if: pd.DataFrame, s: DecisionSettings, grid: n
 
 
 def without_splits(model: DecisionModel) -> list[str]:
-    """The targets ('miss', 'balance') whose observational booster split on nothing (too few
-    increases, or leaves too large for them): every borrower then gets the same curve."""
-    return [name for name in ("miss", "balance")
-            if not getattr(model, name)[0].feature_importance("split").sum()]
+    """The boosters that split on nothing (too few rows, or leaves too large for them): 'miss' or
+    'balance', the observational models, whose every borrower then gets the same curve, and
+    'miss correction' or 'balance correction', the line tests' correction, which then corrects
+    nothing (135 line tests could not fill two leaves of 100, and a report had called the policy
+    corrected)."""
+    return [f"{name}{' correction' if stage else ''}" for stage in (0, 1) for name in ("miss", "balance")
+            if stage < len(getattr(model, name))
+            and not getattr(model, name)[stage].feature_importance("split").sum()]
 
 
 def true_curves(what_if: pd.DataFrame, grid: np.ndarray, s: DecisionSettings) -> dict:

@@ -12,12 +12,14 @@ training what matured before validation's first scoring date; rows in the gaps a
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
-from pipeline.config import LabelSettings
+from pipeline.config import LabelSettings, MonitorSettings
 from pipeline.errors import InputError
 from pipeline.io import EMBARGOED, SPLITS
 from pipeline.metrics import rate_with_half_added
@@ -215,3 +217,20 @@ def timeline_figure(report: dict[str, dict]) -> Figure:
     ax.set_title(f"Out-of-time split with embargo ({report[EMBARGOED]['rows']:,} rows in the gaps)")
     fig.legend(loc="outside right upper", fontsize=7)
     return fig
+
+
+def fitted_until(split_report: Path) -> pd.Timestamp:
+    """The last scoring date of the months the model was fitted on, from the split stage's report:
+    validation follows training in time."""
+    return pd.Timestamp(json.loads(Path(split_report).read_text())["valid"]["last_scoring_date"])
+
+
+def stream_start(settings: MonitorSettings, last_fitted: pd.Timestamp) -> MonitorSettings:
+    """``settings`` with a ``first_month`` of 'auto' made the month after ``last_fitted`` (the last
+    scoring date of the model's training and validation rows): a shorter label or a smaller test
+    share moves the validation period later, and a fixed month had failed the run at the monitor,
+    after the model was trained and registered."""
+    if settings.first_month != "auto":
+        return settings
+    first = pd.Timestamp(last_fitted).normalize() + pd.offsets.MonthBegin(1)
+    return settings.model_copy(update={"first_month": first.date()})

@@ -345,3 +345,16 @@ def test_the_details_are_read_from_the_stages_outputs(tmp_path, params):
     assert details["decision"] == {"report": {"policies": {}}, "appetite": params.decision.appetite,
                                    "chart": b"png"}
     assert details["monitoring"] == {"goals": {"first_affected_month": "2025-06"}, "chart": b"chart"}
+
+
+def test_our_decision_policy_is_named_as_it_was_fitted():
+    """A correction that split on nothing (135 line tests, leaves of 100) corrects nothing: the card
+    had called the policy 'corrected by the line tests' all the same."""
+    def named(line_tests: int, without: list[str]) -> str:
+        return card._ours({"borrowers": {"line_tests_learnt_from": line_tests},
+                           "models_without_splits": without})
+
+    assert named(400, []) == card.POLICY_NAMES["ours"]
+    assert "split on nothing" in named(135, ["miss correction", "balance correction"])
+    assert "no line tests" in named(0, [])
+    assert named(400, ["miss"]) == card.POLICY_NAMES["ours"]  # the observational model is warned of apart

@@ -81,7 +81,7 @@ def test_unreadable_file_is_named(tmp_path):
 
 def test_the_monitor_stream_starts_on_the_first_of_a_month_and_needs_two_months():
     mid_month = error_for({"monitor": {"first_month": "2025-06-15"}})
-    assert "first_month must be the first day of a month" in mid_month
+    assert "first_month must be the first day of a month, or auto" in mid_month
     assert "monitor.months" in error_for({"monitor": {"months": 1}})
 
 

@@ -328,3 +328,9 @@ def test_a_decision_model_that_split_on_nothing_is_named(fitted, decision_frame,
     assert decision.without_splits(flat) == ["miss", "balance"]
     curves = flat.curves(decision_frame.head(50))["p_miss"]
     assert np.allclose(curves, curves[0])
+    # the line tests' correction, too large a leaf for them: named, not called a correction
+    tested = decision_frame[decision_frame["line_test"]]
+    big = small_params.decision.correction.model_copy(update={"min_data_in_leaf": len(tested)})
+    uncorrected = decision.fit(decision_frame, grid, 4, small_params.decision.model_copy(
+        update={"correction": big}), tested)
+    assert decision.without_splits(uncorrected) == ["miss correction", "balance correction"]

@@ -1,15 +1,16 @@
-"""Every reasonable label runs through every stage: simulate, features, split, train, evaluate."""
+"""Every reasonable label runs through every stage: simulate, features, split, train, evaluate, and
+the monitor's stream starts after the months the model was fitted on."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from pipeline import train
+from pipeline import monitor, train
 from pipeline.evaluate import model_report
 from pipeline.features import build_features
 from pipeline.simulate.realism import realism_report
-from pipeline.split import out_of_time
+from pipeline.split import out_of_time, stream_start
 from tests.conftest import make_params, simulate_tables
 
 REPLICATES = 8
@@ -55,6 +56,11 @@ def test_the_pipeline_runs_on_every_reasonable_label(dpd, cycles):
         assert checks["technical_misses_mostly_cured_within_7_days"] == "not applicable"
     for part in splits.values():
         assert len(part) > 200 and 0 < part["label"].mean() < 0.5
+    # the monitor's stream starts after the months the model is fitted on, whatever the label (a
+    # fixed 2025-06 overlapped a one-cycle label's validation, which ran to 2025-07, and stopped
+    # the run at the monitor, after the model was registered)
+    fitted = splits["valid"]["scoring_date"].max()
+    assert monitor.training_overlap(stream_start(params.monitor, fitted), fitted) is None
 
     columns = train.feature_columns(splits["train"])
     categorical = train.categorical_columns(splits["train"], columns)

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import io
+import json
 
 import numpy as np
 import pandas as pd
@@ -13,13 +14,16 @@ from pipeline.split import (
     SplitError,
     check_both_labels,
     check_labels_known,
+    fitted_until,
     label_matures,
     labelled,
     maintenance_miss_rate,
     out_of_time,
+    stream_start,
     summary,
     timeline_figure,
 )
+from tests.conftest import make_params
 
 LABEL = LabelSettings(observation_days=30, performance_cycles=3, dpd_threshold=1)
 OFFSET = 9
@@ -162,3 +166,18 @@ def test_a_row_without_a_label_is_refused_naming_the_file_and_the_borrowers():
         labelled(f, "data/truth")
     f.loc[[3, 7], "label"] = 1.0
     assert labelled(f, "x").dtype == "int64" and labelled(f, "x").sum() == f["label"].sum()
+
+
+@pytest.mark.parametrize("last, first", [("2025-05-17", "2025-06-01"), ("2025-07-01", "2025-08-01"),
+                                         ("2025-12-31", "2026-01-01")])
+def test_a_stream_set_to_auto_starts_the_month_after_the_fitted_period(last, first, tmp_path):
+    """Known answers: 'auto' is the first month wholly after validation's last scoring date, read
+    from the split's report; a first month given as a date is kept as given (the monitor judges it)."""
+    report = tmp_path / "split.json"
+    report.write_text(json.dumps({"valid": {"last_scoring_date": last}}))
+    fitted = fitted_until(report)
+    assert fitted == pd.Timestamp(last)
+    auto = make_params({"monitor": {"first_month": "auto"}}).monitor
+    assert stream_start(auto, fitted).first_month == pd.Timestamp(first).date()
+    given = make_params({"monitor": {"first_month": "2025-03-01"}}).monitor
+    assert stream_start(given, fitted).first_month == pd.Timestamp("2025-03-01").date()

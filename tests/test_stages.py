@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 
@@ -125,12 +126,14 @@ def test_the_new_borrowers_stages_declare_the_simulate_params_they_read():
     stream's 144,000 borrowers take minutes), so each declares the keys that reach its settings."""
     from pipeline.config import load_params
     from pipeline.simulate.new_borrowers import batch_settings, stream_settings
+    from pipeline.split import stream_start
 
     p = load_params(ROOT / "params.yaml")
+    months = stream_start(p.monitor, pd.Timestamp("2025-05-17"))  # 'auto' as the split makes it
     spec = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
     for stage, settings_of in (
             ("simulate_batch", lambda s: batch_settings(s, p.incoming)),
-            ("simulate_stream", lambda s: stream_settings(s, p.label, p.monitor))):
+            ("simulate_stream", lambda s: stream_settings(s, p.label, months))):
         declared = sorted(k for k in spec[stage]["params"] if k.split(".")[0] == "simulate")
         assert declared == sorted(_simulate_keys_read(settings_of)), stage
 

@@ -4,6 +4,7 @@ counterfactual truth (models/decision, reports/decision.json, reports/decision/)
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -62,19 +63,28 @@ def decide(params: Path = PARAMS) -> None:
         typer.echo("warning: no line tests among the training borrowers (simulate.jump.line_test_share): "
                    "the decision model learns the amount's effect from the platform's own sizing, which "
                    "confounds amount and risk (docs/decision.md)", err=True)
+    counts = report["borrowers"]
     for name in report["models_without_splits"]:
-        typer.echo(f"warning: the decision's {name} model split on nothing: every borrower gets the same "
-                   f"{name} curve ({report['borrowers']['increases_learnt_from']} increases learnt from; "
-                   "decision.observational.min_data_in_leaf), so its recommendations tell no one apart",
-                   err=True)
+        why = (f"the line tests ({counts['line_tests_learnt_from']}) correct nothing "
+               "(decision.correction.min_data_in_leaf)" if name.endswith("correction") else
+               f"every borrower gets the same {name} curve ({counts['increases_learnt_from']} increases "
+               "learnt from; decision.observational.min_data_in_leaf), so its recommendations tell no one "
+               "apart")
+        typer.echo(f"warning: the decision's {name} model split on nothing: {why}", err=True)
     if report.get("applicable") is False:
         typer.echo(f"decision: registered as version {version}, not evaluated: {report['why']}")
         return
     ours, oracle = report["policies"]["ours"], report["policies"]["oracle"]
     typer.echo(f"decision: our policy earns {ours['profit_per_borrower']:.0f} CNY a borrower "
-               f"(the oracle {oracle['profit_per_borrower']:.0f}: {ours['share_of_oracle_profit']:.1%}; "
-               f"{ours['share_of_oracle_gain']:.1%} of its gain over no increases), miss rate "
+               f"(the oracle {oracle['profit_per_borrower']:.0f}: {_share(ours['share_of_oracle_profit'])}; "
+               f"{_share(ours['share_of_oracle_gain'])} of its gain over no increases), miss rate "
                f"{ours['miss_rate']:.3f}; registered as version {version}")
+
+
+def _share(value: float) -> str:
+    """A share as a percentage; 'n/a' where there is nothing to share (the oracle gains nothing over
+    no increases at an appetite of 0: 'nan%' had been printed)."""
+    return "n/a" if math.isnan(value) else f"{value:.1%}"
 
 
 def _log_and_register(p: Params, report: dict, frame: pd.DataFrame, model: decision.DecisionModel) -> str:

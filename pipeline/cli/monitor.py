@@ -17,7 +17,7 @@ import pandas as pd
 import typer
 from matplotlib.figure import Figure
 
-from pipeline import io, metrics, monitor, tracking, train
+from pipeline import io, metrics, monitor, split, tracking, train
 from pipeline.cli import PARAMS, app, load
 from pipeline.cli.paths import MODELS, MONITOR_DIR, SPLIT_DIR, SPLIT_REPORT, STREAM_DIR
 from pipeline.config import Params
@@ -33,9 +33,8 @@ def monitor_command(params: Path = PARAMS) -> None:
     if p.source.kind == "tables":
         _nothing_monitored()
         return
-    m = p.monitor
-    # validation follows training in time: its last scoring date ends the months the model was fitted on
-    fitted_until = pd.Timestamp(json.loads(SPLIT_REPORT.read_text())["valid"]["last_scoring_date"])
+    fitted_until = split.fitted_until(SPLIT_REPORT)
+    m = split.stream_start(p.monitor, fitted_until)
     overlap = monitor.training_overlap(m, fitted_until)
     if overlap:
         raise UsageError(overlap)

@@ -15,14 +15,14 @@ import typer
 
 from pipeline import io
 from pipeline.cli import PARAMS, app, load
-from pipeline.cli.paths import STREAM_DIR
+from pipeline.cli.paths import SPLIT_REPORT, STREAM_DIR
 from pipeline.config import FeatureSettings, LabelSettings, SimulateSettings
 from pipeline.contract import LABEL_MATURES, STREAM_TABLES, validate
 from pipeline.engine import map_shards
 from pipeline.features import build_features
 from pipeline.simulate import World, build_world, shard_bounds, simulate_shard
 from pipeline.simulate.new_borrowers import STREAM_ID_OFFSET, stream_settings
-from pipeline.split import label_matures
+from pipeline.split import fitted_until, label_matures, stream_start
 
 
 @app.command(name="simulate-stream")
@@ -35,14 +35,15 @@ def simulate_stream(params: Path = PARAMS) -> None:
             io.write_json({"source": "tables", "simulated": False}, out / "source.json")
         typer.echo("source: tables; no stream simulated")
         return
-    settings = stream_settings(p.simulate, p.label, p.monitor)
+    months = stream_start(p.monitor, fitted_until(SPLIT_REPORT))
+    settings = stream_settings(p.simulate, p.label, months)
     world = build_world(settings, p.label)
     shards = list(range(len(shard_bounds(settings))))
     with io.atomic_dir(STREAM_DIR) as out:
         rows = sum(map_shards(write_shard, shards, p.engine, "simulate stream", settings, world, p.label,
                               p.features, out, borrowers=int, total=settings.n_borrowers, parent_works=True))
-    typer.echo(f"stream: {rows} borrowers scored over {p.monitor.months} months from "
-               f"{p.monitor.first_month} in {STREAM_DIR}")
+    typer.echo(f"stream: {rows} borrowers scored over {months.months} months from "
+               f"{months.first_month} in {STREAM_DIR}")
 
 
 def write_shard(index: int, settings: SimulateSettings, world: World, label: LabelSettings,
