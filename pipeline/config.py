@@ -455,7 +455,7 @@ class RegisterSettings(Settings):
 
 class EvaluateSettings(Settings):
     bins: Annotated[int, Field(ge=2, le=100)]  # deciles for lift, calibration, PSI
-    top_share: Probability  # the riskiest share whose capture is reported
+    top_share: Annotated[float, Field(gt=0.0, le=1.0)]  # the riskiest share whose capture is reported
     flag_rate: Probability  # share flagged when asking which causes are caught
     min_rows_per_month: PositiveInt  # for Gini per jump month
     regime_change_date: dt.date  # PSI is reported for rows scored before and after it
@@ -517,7 +517,8 @@ class MonitorSettings(Settings):
     first_month: dt.date | Literal["auto"]
     months: Annotated[int, Field(ge=2, le=36)]
     borrowers_per_month: PositiveInt
-    truth_replicates: Annotated[int, Field(ge=1, le=1024)]  # p_true of the stream, for evaluation
+    # p_true of the stream, for evaluation; at least 2, as simulate's: one has no spread
+    truth_replicates: Annotated[int, Field(ge=2, le=1024)]
     watched_features: Annotated[int, Field(ge=0)]  # the most important features whose CSI is watched; 0: all
     bins: Annotated[int, Field(ge=2, le=100)]  # ECE and PSI bins
     alerts: MonitorAlertSettings

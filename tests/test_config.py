@@ -30,6 +30,14 @@ def test_negative_count_is_named():
     assert "simulate.n_borrowers" in error_for({"simulate": {"n_borrowers": -5}})
 
 
+@pytest.mark.parametrize("overrides, key", [
+    ({"evaluate": {"top_share": 0}}, "evaluate.top_share"),  # had shown "Top 0.0%" and no miss rate
+    ({"monitor": {"truth_replicates": 1}}, "monitor.truth_replicates"),  # one replicate has no spread
+])
+def test_values_that_measure_nothing_are_named(overrides, key):
+    assert key in error_for(overrides)
+
+
 def test_probability_above_one_is_named():
     message = error_for({"simulate": {"technical": {"known_lapse_rate": 1.5}}})
     assert "simulate.technical.known_lapse_rate" in message
