@@ -379,19 +379,30 @@ def _text(value) -> str:
     return str(value) if value else MISSING
 
 
-SPLITS: list[Column] = [("split", "split", str), ("rows", "rows", num), ("misses", "misses", num),
-                        ("first date", "first", _text), ("last date", "last", _text)]
+SPLITS: list[Column] = [("split", "split", str), ("rows", "rows", num), ("share of rows", "share", pct),
+                        ("misses", "misses", num), ("first date", "first", _text),
+                        ("last date", "last", _text)]
+SPLIT_NAMES = {io.EMBARGOED: "in no split (the gaps between them)"}
 
 
-def _own_data(params: Params, splits: dict | None) -> dict | None:
-    """What the card says of a team's own data (``source.kind: tables``): its files and columns, and
-    the rows of each split (``splits``: name -> rows, misses, first and last date); None for the
-    simulator, whose card describes the simulator."""
+def _own_data(params: Params) -> dict | None:
+    """What the card says of a team's own data (``source.kind: tables``): its files and columns;
+    None for the simulator, whose card describes the simulator."""
     if params.source.kind != "tables":
         return None
-    records = [{"split": name, **figures} for name, figures in (splits or {}).items()]
-    return {"tables": params.source.tables, "splits": _records(records, SPLITS) if records else None,
-            "truth_goals": [GOALS[k] for k in TRUTH_GOALS]}
+    return {"tables": params.source.tables, "truth_goals": [GOALS[k] for k in TRUTH_GOALS]}
+
+
+def _split_rows(splits: dict | None) -> dict | None:
+    """Rows per split as the split stage made them (``splits``: name -> rows, misses, first and last
+    date), with those in the gaps between splits: the shares in params set the cut dates, and the
+    card had given them as if they were the rows (60% train, where 44% of the rows were)."""
+    if not splits:
+        return None
+    total = sum(figures["rows"] for figures in splits.values())
+    records = [{"split": SPLIT_NAMES.get(name, name), **figures,
+                "share": figures["rows"] / total if total else None} for name, figures in splits.items()]
+    return _records(records, SPLITS)
 
 
 def _figures(paths: Sequence[Path]) -> list[dict]:
@@ -411,9 +422,10 @@ def _context(reports: dict, gates: dict | None, params: Params, figures: Sequenc
     main = reports[primary]
     stability = main.get("stability", {})
     csi_flagged = [r for r in stability.get("csi", []) if r.get("flag") != "stable"]
-    own = _own_data(params, details.get("splits"))
+    own = _own_data(params)
     return {
         "p": params, "primary": plots.LABELS.get(primary, primary), "own": own,
+        "split_rows": _split_rows(details.get("splits")),
         "truth_replicates": truth_replicates(params.simulate, params.label),
         "psi_watch": num(PSI_WATCH, 2), "psi_shifted": num(PSI_SHIFTED, 2),
         "data": _by_model(reports, models, [("out-of-time test rows", ("ranking", "n")),
@@ -473,7 +485,7 @@ def _read_splits(report_path: Path) -> dict:
     report = json.loads(report_path.read_text())
     return {name: {"rows": report[name]["rows"], "misses": report[name]["misses"],
                    "first": report[name]["first_scoring_date"], "last": report[name]["last_scoring_date"]}
-            for name in io.SPLITS}
+            for name in (*io.SPLITS, io.EMBARGOED) if name in report}
 
 
 def _read_decision(report_path: Path, plots_dir: Path, appetite: float) -> dict | None:

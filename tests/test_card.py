@@ -334,7 +334,7 @@ def test_the_details_are_read_from_the_stages_outputs(tmp_path, params):
     assert details["points"] == [{"characteristic": "dti_at_scoring", "bin": "[0.1, 0.3)", "woe": -0.21,
                                   "points": 12.5}]
     assert details["splits"] == {name: {"rows": 10 * i, "misses": i, "first": "2025-01-01", "last": "x"}
-                                 for i, name in enumerate(("train", "valid", "test"))}
+                                 for i, name in enumerate(("train", "valid", "test", "embargo"))}
     assert details["monitoring"] is None and details["decision"] is None  # neither applied
     (tmp_path / "plots").mkdir()
     (tmp_path / "plots" / "dose_response.png").write_bytes(b"png")
@@ -358,3 +358,17 @@ def test_our_decision_policy_is_named_as_it_was_fitted():
     assert "split on nothing" in named(135, ["miss correction", "balance correction"])
     assert "no line tests" in named(0, [])
     assert named(400, ["miss"]) == card.POLICY_NAMES["ours"]  # the observational model is warned of apart
+
+
+def test_the_data_section_gives_the_rows_each_split_has_not_the_shares_asked_for(figures, params):
+    """The params' 60/25/15% of jumps set the cut dates; with a long label window the rows were 44%
+    train and a quarter in the gaps, which the card never mentioned."""
+    splits = {"train": {"rows": 1331, "misses": 100, "first": "2024-01-01", "last": "2024-12-31"},
+              "valid": {"rows": 1000, "misses": 90, "first": "2025-03-01", "last": "2025-06-30"},
+              "test": {"rows": 595, "misses": 60, "first": "2025-09-01", "last": "2025-12-31"},
+              "embargo": {"rows": 1074, "misses": 99, "first": "2025-01-01", "last": "2025-08-31"}}
+    html = _render(figures, params, details={**DETAILS, "splits": splits})
+    data = re.sub(r"\s+", " ", _section(html, "data"))
+    for said in ("Rows per split", "<td>1,331</td>", "<td>33.3%</td>", "in no split (the gaps between them)",
+                 "<td>1,074</td>", "<td>26.9%</td>", "set the cut dates"):
+        assert said in data, said
