@@ -249,6 +249,10 @@ def checks(reports: dict, gates: dict | None, primary: str = PRIMARY) -> list[st
     return failed
 
 
+# why a goal has no verdict, where one reason alone can make it so
+UNMEASURED = {"psi_before_change_below_0_10": "no out-of-time row was scored before the regime change"}
+
+
 def _goals(verdicts: dict | None, own_data: bool = False) -> dict | None:
     """The model's goals (``evaluate.goals``) as met, missed or not applicable (no truth to judge
     by, or no miss of a cause); a goal judged per cause gets a row per cause. On own data the goals
@@ -261,7 +265,9 @@ def _goals(verdicts: dict | None, own_data: bool = False) -> dict | None:
     for key, verdict in verdicts.items():
         text = GOALS.get(key, key.replace("_", " "))
         parts = verdict.items() if isinstance(verdict, dict) else [(None, verdict)]
-        rows += [[text if part is None else f"{text}: {part}", said[v]] for part, v in parts]
+        rows += [[text if part is None else f"{text}: {part}",
+                  f"not applicable ({UNMEASURED[key]})" if v is None and key in UNMEASURED else said[v]]
+                 for part, v in parts]
     return {"header": ["goal", "verdict"], "rows": rows}
 
 
@@ -393,6 +399,14 @@ def _own_data(params: Params) -> dict | None:
     return {"tables": params.source.tables, "truth_goals": [GOALS[k] for k in TRUTH_GOALS]}
 
 
+def _regime_side(stability: dict) -> str:
+    """Where the out-of-time rows fall against ``evaluate.regime_change_date``: 'both', 'after' or
+    'before' (the card had said the window contained the change when every row came after it)."""
+    before = stability.get("psi_before_regime_change") is not None
+    after = stability.get("psi_after_regime_change") is not None
+    return "both" if before and after else ("before" if before else "after")
+
+
 def _split_rows(splits: dict | None) -> dict | None:
     """Rows per split as the split stage made them (``splits``: name -> rows, misses, first and last
     date), with those in the gaps between splits: the shares in params set the cut dates, and the
@@ -426,6 +440,7 @@ def _context(reports: dict, gates: dict | None, params: Params, figures: Sequenc
     return {
         "p": params, "primary": plots.LABELS.get(primary, primary), "own": own,
         "split_rows": _split_rows(details.get("splits")),
+        "regime": _regime_side(stability),
         "truth_replicates": truth_replicates(params.simulate, params.label),
         "psi_watch": num(PSI_WATCH, 2), "psi_shifted": num(PSI_SHIFTED, 2),
         "data": _by_model(reports, models, [("out-of-time test rows", ("ranking", "n")),

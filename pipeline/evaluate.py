@@ -143,15 +143,17 @@ def _segment_table(key: pd.Series, y: np.ndarray, p: np.ndarray) -> list[dict]:
 
 
 def by_cause(y: np.ndarray, p: np.ndarray, cause: pd.Series, flag_rate: float) -> dict:
-    """Flagging the riskiest ``flag_rate``: the share of each cause's misses caught, and how
-    many technical misses (not credit risk) the model calls high risk."""
+    """Flagging the riskiest ``flag_rate``: the share of each cause's misses caught (None for a
+    cause without a miss, where 0 had read as none caught), and how many technical misses (not
+    credit risk) the model calls high risk."""
     flagged = metrics.flagged(p, flag_rate)
     cause = cause.to_numpy()
     caught = {}
     for name in CAUSES:
         of_cause = (y == 1) & (cause == name)
         caught[name] = {"misses": int(of_cause.sum()), "caught": int((of_cause & flagged).sum()),
-                        "share_caught": float((of_cause & flagged).sum() / max(of_cause.sum(), 1))}
+                        "share_caught": float((of_cause & flagged).sum() / of_cause.sum())
+                        if of_cause.any() else None}
     technical = (y == 1) & (cause == "technical")
     return {"flag_rate": flag_rate, "flagged": int(flagged.sum()), "by_cause": caught,
             "technical_misses_flagged_as_high_risk": int((technical & flagged).sum()),

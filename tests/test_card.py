@@ -372,3 +372,20 @@ def test_the_data_section_gives_the_rows_each_split_has_not_the_shares_asked_for
     for said in ("Rows per split", "<td>1,331</td>", "<td>33.3%</td>", "in no split (the gaps between them)",
                  "<td>1,074</td>", "<td>26.9%</td>", "set the cut dates"):
         assert said in data, said
+
+
+def test_the_regime_change_is_said_as_the_out_of_time_rows_fall_against_it(figures, params):
+    """A test window wholly after the change had been said to 'contain' it, and its PSI goal to have
+    no truth or no miss; the campaigns named are the simulator's, not the card's split date."""
+    def after_only(reports):
+        for report in reports.values():
+            report["stability"]["psi_before_regime_change"] = None
+            report["goals"] = {**report.get("goals", {}), "psi_before_change_below_0_10": None}
+
+    text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", _render(figures, params, edit=after_only)))
+    assert "contains the regime change" not in text
+    assert "Every out-of-time row was scored on or after the regime change" in text
+    assert "not applicable (no out-of-time row was scored before the regime change)" in text
+    assert "announced 2025-10-01, deadline 2025-11-01, 100% of agreements" in text
+    both = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", _render(figures, params)))
+    assert "The out-of-time window contains the regime change (2025-10-01)" in both

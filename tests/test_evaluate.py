@@ -22,6 +22,9 @@ def test_flagging_the_riskiest_counts_each_causes_misses_caught():
     assert report["by_cause"]["liquidity"] == {"misses": 1, "caught": 0, "share_caught": 0.0}
     assert report["technical_misses_flagged_as_high_risk"] == 1
     assert report["share_of_flagged_that_are_technical_misses"] == pytest.approx(1 / 3)
+    # a cause without a miss (dpd 30: no technical miss lasts that long) has no share, not 0
+    none = evaluate.by_cause(y, p, cause.replace("technical", "credit"), flag_rate=0.3)
+    assert none["by_cause"]["technical"] == {"misses": 0, "caught": 0, "share_caught": None}
 
 
 def test_segments_name_unknown_triggers_and_skip_what_the_features_lack():
