@@ -47,6 +47,13 @@ def feature_columns(frame: pd.DataFrame, id_columns: tuple[str, ...] = ("borrowe
             and not pd.api.types.is_datetime64_any_dtype(frame[c])]
 
 
+def constant_columns(frame: pd.DataFrame, columns: list[str]) -> list[str]:
+    """The ``columns`` that hold one value (or none) on every row of ``frame``: no model can learn
+    from them, and a setting may have emptied them (a bureau lag of 30 days leaves no inquiry in
+    a one-month window: three features were zeros for every borrower, unsaid)."""
+    return [c for c in columns if frame[c].nunique(dropna=False) <= 1]
+
+
 def categorical_columns(frame: pd.DataFrame, columns: list[str]) -> list[str]:
     """Catalogue categoricals, and any column that is not numeric."""
     return [c for c in columns if (c in BY_NAME and BY_NAME[c].categorical)

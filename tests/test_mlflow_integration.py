@@ -688,6 +688,16 @@ def test_the_decision_model_is_registered_and_recommends_through_every_client(pr
     assert [str(v.version) for v in client.search_model_versions(f"name='{NAME}-decision'")] == ["1"]
     run(["dvc", "repro", "decide"], project.root, project.env)  # nothing changed: no second version
     assert len(client.search_model_versions(f"name='{NAME}-decision'")) == 1
+    # the model's run and its evaluation's, linked, each once
+    experiment = client.get_experiment_by_name(project.params.mlflow.experiment).experiment_id
+    runs = {kind: client.search_runs([experiment], f"tags.model = '{kind}'")
+            for kind in ("decision", "decision-evaluation")}
+    assert [len(found) for found in runs.values()] == [1, 1], runs
+    evaluation = runs["decision-evaluation"][0]
+    assert evaluation.data.tags["limitjump.decision_run"] == runs["decision"][0].info.run_id
+    assert evaluation.data.tags["limitjump.model_version"] == "1"
+    assert "ours_profit_per_borrower" in evaluation.data.metrics
+    assert "decision.json" in {a.path for a in client.list_artifacts(evaluation.info.run_id)}
     local = str(project.root / "models" / "decision")
     registered = f"models:/{NAME}-decision/1"
     results = []

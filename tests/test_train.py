@@ -303,3 +303,10 @@ def test_the_points_table_has_a_row_per_characteristic_and_bin():
         {"characteristic": "age", "bin": "[18, 30)", "woe": 0.2, "points": 10.0},
         {"characteristic": "age", "bin": "[30, inf)", "woe": -0.1, "points": 25.0},
         {"characteristic": "dti", "bin": "Missing", "woe": 0.0, "points": 0.0}]
+
+
+def test_columns_of_one_value_are_named():
+    """Known answers: a column of one value, or of missing values only, teaches nothing."""
+    frame = pd.DataFrame({"inquiries_1m": [0.0, 0.0, 0.0], "gone": [np.nan] * 3, "age": [30.0, 41.0, 30.0],
+                          "mixed": [0.0, np.nan, 0.0]})
+    assert train.constant_columns(frame, list(frame.columns)) == ["inquiries_1m", "gone"]

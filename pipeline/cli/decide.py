@@ -88,8 +88,11 @@ def _share(value: float) -> str:
 
 
 def _log_and_register(p: Params, report: dict, frame: pd.DataFrame, model: decision.DecisionModel) -> str:
-    """An MLflow run with the report, the figure and the model (loaded by the installed package),
-    and its registered version; both found again, not duplicated, when nothing changed."""
+    """Two MLflow runs, each found again rather than duplicated when it has not changed: the model's
+    (its params and the model, loaded by the installed package), registered, and its evaluation's
+    (the report's figures, the report and the chart). An evaluation of the same model changes with
+    the counterfactual's replicates: kept in the model's run, it had not been logged again, and
+    MLflow had shown the first figures beside a report of others."""
     import mlflow
 
     from pipeline import tracking
@@ -99,23 +102,28 @@ def _log_and_register(p: Params, report: dict, frame: pd.DataFrame, model: decis
     description = (f"How much to raise: {policies['ours']['share_of_oracle_profit']:.1%} of the "
                    f"oracle's profit out of time, miss rate {policies['ours']['miss_rate']:.3f}"
                    if policies else f"How much to raise: not evaluated, {report['why']}")
-    with tracking.new_run(p.mlflow, "decision", fingerprint, description) as run:
+    with tracking.new_run(p.mlflow, "decision", fingerprint, "How much to raise: the decision model") as run:
         if run is not None:
             tracking.log_params({"decision": p.decision.model_dump(), "label": p.label.model_dump(),
                                  "line_test_amounts": p.simulate.jump.line_test_amounts})
-            mlflow.log_metrics({f"{name}_{k}": v for name, result in policies.items()
-                                for k, v in result.items() if isinstance(v, float)})
-            if policies:
-                _log_dose_response(report["dose_response"])
-            tracking.log_json(report, DECISION_REPORT.name)
-            mlflow.log_artifacts(str(DECISION_PLOTS), artifact_path="plots")
             example = frame[frame["split"] == "test"].head(5).reset_index(drop=True)
             example = example[list(decision.SERVED_COLUMNS)]
             tracking.log_served_model("pipeline.decision", DECISION_MODEL, example, model.recommend(example))
     run = tracking.run_for_fingerprint(p.mlflow, fingerprint)
     files = {f.name: io.file_digest(f) for f in sorted(DECISION_MODEL.iterdir())}
     tags = {tracking.FILES_TAG: json.dumps(files)}
-    return tracking.register_version(p.mlflow, run, fingerprint, tags, description, decision=True).version
+    version = tracking.register_version(p.mlflow, run, fingerprint, tags, description, decision=True).version
+    evaluated = f"{fingerprint}-{io.text_digest(io.json_text(report))[:16]}"
+    links = {"limitjump.decision_run": run.info.run_id, "limitjump.model_version": str(version)}
+    with tracking.new_run(p.mlflow, "decision-evaluation", evaluated, description, links) as run:
+        if run is not None:
+            mlflow.log_metrics({f"{name}_{k}": v for name, result in policies.items()
+                                for k, v in result.items() if isinstance(v, float)})
+            if policies:
+                _log_dose_response(report["dose_response"])
+            tracking.log_json(report, DECISION_REPORT.name)
+            mlflow.log_artifacts(str(DECISION_PLOTS), artifact_path="plots")
+    return version
 
 
 def _log_dose_response(dose: dict) -> None:

@@ -31,6 +31,11 @@ def train_command(kind: Annotated[Kind, typer.Argument(help="Which model to trai
     digests = {name: io.file_digest(SPLIT_DIR / f"{name}.parquet") for name in splits}
     columns = train.feature_columns(splits["train"])
     categorical = train.categorical_columns(splits["train"], columns)
+    constant = train.constant_columns(splits["train"], columns)
+    if constant:
+        typer.echo(f"warning: {len(constant)} features hold one value for every training borrower, so no "
+                   f"model learns from them: {', '.join(constant)} (a window shorter than "
+                   "features.bureau_lag_days, or a table the data lack?)", err=True)
     out = MODELS / kind.value
     with io.atomic_dir(out) as tmp:
         fit = _fit_lightgbm if kind is Kind.lightgbm else _fit_scorecard
