@@ -22,7 +22,7 @@ from pipeline import io, plots
 from pipeline.catalog import BY_NAME
 from pipeline.config import CAUSES, Params, truth_replicates
 from pipeline.evaluate import GOALS
-from pipeline.metrics import PSI_SHIFTED, PSI_WATCH
+from pipeline.metrics import ECE_BINS, PSI_SHIFTED, PSI_WATCH
 from pipeline.model import FLOORS, REFERENCE_FILE
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -441,6 +441,7 @@ def _context(reports: dict, gates: dict | None, params: Params, figures: Sequenc
         "p": params, "primary": plots.LABELS.get(primary, primary), "own": own,
         "split_rows": _split_rows(details.get("splits")),
         "regime": _regime_side(stability),
+        "gate_ece_bins": ECE_BINS,
         "truth_replicates": truth_replicates(params.simulate, params.label),
         "psi_watch": num(PSI_WATCH, 2), "psi_shifted": num(PSI_SHIFTED, 2),
         "data": _by_model(reports, models, [("out-of-time test rows", ("ranking", "n")),

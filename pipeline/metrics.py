@@ -195,7 +195,12 @@ def pr_points(y: Any, p: Any, points: int = 201) -> pd.DataFrame:
 # Probability quality
 
 
-def probability_quality(y: Any, p: Any, bins: int = 10) -> dict:
+# the bins of the ECE every training run logs and the gates judge (``evaluate.bins`` sets the
+# evaluation's own, which the card gives beside them)
+ECE_BINS = 10
+
+
+def probability_quality(y: Any, p: Any, bins: int = ECE_BINS) -> dict:
     """Brier score, log loss (nats), ECE over ``bins`` equal-count bins, calibration fit.
 
     ``calibration_intercept``/``calibration_slope`` come from a logistic regression of y on

@@ -389,3 +389,12 @@ def test_the_regime_change_is_said_as_the_out_of_time_rows_fall_against_it(figur
     assert "announced 2025-10-01, deadline 2025-11-01, 100% of agreements" in text
     both = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", _render(figures, params)))
     assert "The out-of-time window contains the regime change (2025-10-01)" in both
+
+
+def test_the_gates_say_their_ece_is_on_other_bins_than_the_evaluations(figures):
+    """With evaluate.bins 20 the card gave ECE 0.0437 as the headline and 0.0299 at the gates, the
+    same model on the same rows, unexplained."""
+    same = re.sub(r"\s+", " ", _section(_render(figures, make_params()), "gates"))
+    assert "equal-count bins, as training logs it" not in same
+    other = _section(_render(figures, make_params({"evaluate": {"bins": 20}})), "gates")
+    assert "on 10 equal-count bins, as training logs it" in re.sub(r"\s+", " ", other)
