@@ -506,3 +506,18 @@ def test_the_batch_lists_the_windows_announced_by_its_last_scoring_date():
     listed = announced_windows(windows, dt.date(2025, 3, 1))
     assert listed["announced_date"].tolist() == [pd.Timestamp("2025-01-01"), pd.Timestamp("2025-02-01")]
     assert listed.index.tolist() == [0, 1]
+
+
+def test_the_truths_quality_is_not_judged_on_a_handful_of_misses(small_sim, small_params):
+    """Ten borrowers with one miss had failed the truth's AUC and slope checks (AUC 1.000, slope
+    22.2): too few misses to judge by are 'not applicable'."""
+    from pipeline.simulate.realism import MIN_CLASS
+
+    truth = small_sim["ground_truth"]
+    few = pd.concat([truth[truth["label"] == 1].head(MIN_CLASS - 1), truth[truth["label"] == 0].head(500)])
+    report = realism_report(few, small_params.simulate.truth_replicates, small_params.label)
+    assert report["p_true"]["auc"] is None and report["p_true"]["calibration_slope"] is None
+    for check in ("true_probability_auc", "true_probability_calibration_slope_0_9_to_1_1"):
+        assert report["checks"][check] == "not applicable"
+    enough = pd.concat([truth[truth["label"] == 1].head(MIN_CLASS), truth[truth["label"] == 0].head(500)])
+    assert realism_report(enough, small_params.simulate.truth_replicates, small_params.label)["p_true"]["auc"]

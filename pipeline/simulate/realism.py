@@ -22,6 +22,9 @@ def _rate_by(truth: pd.DataFrame, key: pd.Series) -> dict[str, dict[str, float]]
 
 
 MIN_BAND = 30  # borrowers a band needs for its miss rate to count
+# misses (and repayments) the truth's AUC and calibration need to be judged: 10 borrowers with one
+# miss had failed both checks (AUC 1.000, slope 22.2), where they measure nothing
+MIN_CLASS = 30
 # Plausible share of borrowers with a miss of at least this many days in 3 billing cycles: a
 # plausibility band per label family, not a published anchor (dpd threshold -> (low, high)).
 MISS_RATE_BANDS = {3: (0.05, 0.15), 14: (0.03, 0.12), 90: (0.01, 0.08)}
@@ -124,16 +127,17 @@ def announced_outage_misses(truth: pd.DataFrame, windows: pd.DataFrame) -> np.nd
 
 
 def _truth_quality(truth: pd.DataFrame, replicates: int) -> dict:
-    """AUC and logistic calibration of p_true against the label (None with one class); and, to
+    """AUC and logistic calibration of p_true against the label (None with fewer than
+    ``MIN_CLASS`` misses or repayments); and, to
     tell the world's luck from the estimator's noise, the slope without the rows whose first miss
     an outage caused. The realised outage days are one draw per world that strikes many
     borrowers at once, which flattens one world's slope however many replicates p_true has (a
     diagnostic only: leaving misses out by their cause is no fair calibration)."""
     y, p = truth["label"].to_numpy(dtype=float), truth["p_true"].to_numpy()
-    both = truth["label"].nunique() == 2
+    both = min(int(y.sum()), int((1 - y).sum())) >= MIN_CLASS
     intercept, slope = logistic_calibration(y, p) if both else (None, None)
     kept = ~outage_misses(truth)
-    both_kept = np.unique(y[kept]).size == 2
+    both_kept = min(int(y[kept].sum()), int((1 - y[kept]).sum())) >= MIN_CLASS
     return {"auc": ranking(y, p)["auc"] if both else None, "calibration_intercept": intercept,
             "calibration_slope": slope,
             "calibration_slope_without_outage_misses": logistic_calibration(y[kept], p[kept])[1]
