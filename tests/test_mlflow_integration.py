@@ -579,9 +579,13 @@ def test_promote_moves_the_champion_only_when_the_gates_hold(project, store):
 
 
 def _promote(project, version: str | None, *flags: str) -> dict:
+    """The promotion's log entry; its exit code 0 when it promoted, 1 when it refused."""
     chosen = ["--version", version] if version is not None else []
-    run(["limitjump", "promote", *chosen, *flags], project.root, project.env)
-    return json.loads((project.root / tracking.PROMOTION_LOG).read_text().splitlines()[-1])
+    done = subprocess.run(["limitjump", "promote", *chosen, *flags], cwd=project.root, env=project.env,
+                          capture_output=True, text=True, timeout=600)
+    entry = json.loads((project.root / tracking.PROMOTION_LOG).read_text().splitlines()[-1])
+    assert done.returncode == (0 if entry["decision"] == "promoted" else 1), done.stdout + done.stderr
+    return entry
 
 
 # ---- a queued DVC experiment (runs last: it needs the clone back at its commit) -------------

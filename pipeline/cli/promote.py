@@ -63,6 +63,8 @@ def promote(
         {k: entry[k] for k in ("decision", "failed_gates", "figures", "by", "previous_champion")},
         default=str, sort_keys=True)})
     typer.echo(_message(entry) + f"; logged in {log}")
+    if decided.decision != "promoted":  # a script or CI step must tell a refusal from a promotion
+        raise typer.Exit(1)
 
 
 def _challenger(p):
