@@ -101,7 +101,7 @@ def _fit_lightgbm(p: Params, splits: dict, columns: list[str], categorical: list
     if not booster.feature_importance("split").sum():
         typer.echo(f"warning: the risk model split on nothing: leaves of {train.leaf_size(s, rows)} rows "
                    f"(train.lightgbm.min_data_in_leaf) cannot be filled twice from {rows} training rows, so "
-                   "every borrower gets the same probability", err=True)
+                   "its features rank no one", err=True)
     # what "auto" resolved to on these rows, logged beside the setting itself
     settings = {**s.model_dump(), "trees": booster.num_trees(), "contradicted_directions": len(contradicted),
                 "min_data_in_leaf_used": train.leaf_size(s, rows), "lambda_l2_used": train.leaf_l2(s, rows),
