@@ -12,6 +12,7 @@ the column named. Ids a lender writes as text ('C0012', '000123') are carried as
 from __future__ import annotations
 
 import functools
+import operator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -69,6 +70,7 @@ ARROW_TYPES = {"int64": pa.int64(), "float64": pa.float64(), "str": pa.string(),
 NUMBERS = ("int64", "float64")
 NO_ID = "borrower_id: missing"
 NOT_A_BORROWER = "borrower_id: not in the borrowers table"
+EMPTY_ROW = "every cell blank"  # a row of no record: Excel's row once touched, an export's ',,,,'
 
 
 @dataclass
@@ -286,10 +288,20 @@ def _in_range(first: int | str, last: int | str, text: bool) -> ds.Expression:
 
 
 def _missing_ids(dataset: ds.Dataset, path: Path, text_ids: bool) -> pd.DataFrame:
-    """Rows without a borrower id belong to no range; each is one rejected borrower."""
-    n = _count(dataset, path, no_id(text_ids))
+    """Rows without a borrower id belong to no range; each is one rejected borrower, but for rows
+    of nothing at all (``_blank_rows``), which hold no borrower: they had been counted as borrowers
+    in and rejected without an id that could find them."""
+    n = _count(dataset, path, no_id(text_ids)) - _blank_rows(dataset, path, text_ids)
     missing = rejects([None] * n, [NO_ID] * n)
     return _text_rejects(missing, np.array([], dtype=object)) if text_ids else missing
+
+
+def _blank_rows(dataset: ds.Dataset, path: Path, text_ids: bool) -> int:
+    """Rows whose every cell is blank (``EMPTY_ROW``). Only rows without an id can be: Parquet's
+    statistics of the id spare the scan of the other columns where every id is there."""
+    blank = functools.reduce(operator.and_, (ds.field(c).is_null() for c in dataset.schema.names
+                                             if c != "borrower_id"), no_id(text_ids))
+    return _count(dataset, path, blank)
 
 
 def _count(dataset: ds.Dataset, path: Path, where: ds.Expression) -> int:
@@ -498,8 +510,9 @@ class FeaturesFile:
         return _missing_ids(self.dataset, self.path, self.text_ids)
 
     def unattributed(self) -> dict[str, dict[str, int]]:
-        """A features file has no other tables: every row is a borrower."""
-        return {}
+        """A features file has no other tables: every row is a borrower, but for rows of nothing."""
+        blank = _blank_rows(self.dataset, self.path, self.text_ids)
+        return {self.path.name: {EMPTY_ROW: blank}} if blank else {}
 
 
 def _first_reason(*reasons: np.ndarray) -> np.ndarray:
@@ -608,17 +621,23 @@ class RawTables:
         written otherwise than the borrowers table's (an upper-case UUID, a padded CHAR), and
         scoring without the table had moved 198 of 200 scores, exit 0."""
         known = known_ids(self.datasets["borrowers"], self.tables["borrowers"])
+        counts = {name: self._not_borrowers(name, known) for name in RAW_TABLES}
+        return {name: {reason: n for reason, n in found.items() if n}
+                for name, found in counts.items() if any(found.values())}
+
+    def _not_borrowers(self, name: str, known: pa.Array) -> dict[str, int]:
+        """``unattributed``'s counts of one table (the borrowers table's rows without an id are
+        rejected borrowers, ``orphans``: only its blank rows are counted here)."""
+        dataset, where = self.datasets[name], self.tables[name]
+        counts = {EMPTY_ROW: _blank_rows(dataset, where, self.text_ids)}
+        if name == "borrowers":
+            return counts
         stranger = not_known(known)
-        out = {}
-        for name in RAW_TABLES[1:]:
-            dataset, where = self.datasets[name], self.tables[name]
-            counts = {NO_ID: _count(dataset, where, no_id(self.text_ids)),
-                      NOT_A_BORROWER: _count(dataset, where, stranger)}
-            if len(known) and counts[NOT_A_BORROWER] == _count(dataset, where, ~no_id(self.text_ids)) > 0:
-                raise ContractError(self._written_otherwise(name, stranger, known, counts[NOT_A_BORROWER]))
-            if any(counts.values()):
-                out[name] = {reason: n for reason, n in counts.items() if n}
-        return out
+        counts[NO_ID] = _count(dataset, where, no_id(self.text_ids)) - counts[EMPTY_ROW]
+        counts[NOT_A_BORROWER] = _count(dataset, where, stranger)
+        if len(known) and counts[NOT_A_BORROWER] == _count(dataset, where, ~no_id(self.text_ids)) > 0:
+            raise ContractError(self._written_otherwise(name, stranger, known, counts[NOT_A_BORROWER]))
+        return counts
 
     def _written_otherwise(self, name: str, stranger: ds.Expression, known: pa.Array, rows: int) -> str:
         written = self.datasets[name].head(1000, columns=["borrower_id"], filter=stranger).column(0)

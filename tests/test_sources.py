@@ -465,6 +465,32 @@ def test_rows_of_no_borrower_are_counted_per_table_and_reason(fmt, workers, tabl
     assert "rows that belong to no borrower" in run.out
 
 
+def test_rows_of_blank_cells_are_no_borrowers_and_are_counted_as_such(tables, features, work, tmp_path):
+    """Excel writes ',,,,' for a row once touched: each such line had been a borrower in, rejected
+    without an id anyone could find. Now it is counted apart, and the scores are the clean twin's."""
+    def blank_lines(path: Path, at: list[int]) -> None:
+        lines = path.read_text().split("\n")
+        for row in at:
+            lines.insert(row, "," * (lines[0].count(",")))
+        path.write_text("\n".join(lines))
+
+    clean = score(work, write_features(features, tmp_path / "a", "csv"), tmp_path / "a.parquet")
+    spoilt = write_features(features, tmp_path / "b", "csv")
+    blank_lines(spoilt, [3, 40])
+    run = score(work, spoilt, tmp_path / "b.parquet")
+    summary = check_accounted(run, len(features))
+    assert summary["unattributed_rows"] == {"features.csv": {sources.EMPTY_ROW: 2}}
+    pd.testing.assert_frame_equal(run.scores(), clean.scores())
+    raw = write_raw(tables, tmp_path / "c", "csv")
+    clean = score(work, raw, tmp_path / "c.parquet")
+    for name in ("borrowers", "repayments"):
+        blank_lines(raw / f"{name}.csv", [2])
+    run = score(work, raw, tmp_path / "d.parquet")
+    assert check_accounted(run, N)["unattributed_rows"] == {"borrowers": {sources.EMPTY_ROW: 1},
+                                                             "repayments": {sources.EMPTY_ROW: 1}}
+    pd.testing.assert_frame_equal(run.scores(), clean.scores())
+
+
 def test_a_csv_id_of_spaces_is_no_id_as_an_empty_one_is(tables, work, tmp_path):
     """A raw table's CSV of integer ids with one cell of spaces (a database's padded CHAR) was read
     as text and stopped the run ("must hold whole numbers, found string; 1 rows are not numbers:
