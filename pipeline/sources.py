@@ -160,6 +160,11 @@ def _not_numbers(dataset: ds.Dataset, path: Path, column: str, shown: int = 3) -
         bad = pd.notna(parse_numbers(values, column, decimal_mark(dataset))[1])
     if not bad.any():
         return ""
+    header = np.flatnonzero((values.astype("str").str.strip() == column).to_numpy())
+    if header.size:  # two exports joined, the second with its header
+        return (f"; the header is written again as data rows {(header[:3] + 1).tolist()}"
+                + (f" and {header.size - 3} more" if header.size > 3 else "")
+                + " (counted from 1 below the first): files joined with their headers? Remove them")
     first = frame[bad].head(shown)
     examples = ", ".join(quoted(v) if column == "borrower_id" else f"borrower {_id_text(b)} {quoted(v)}"
                          for b, v in zip(first["borrower_id"], first[column], strict=True))

@@ -465,6 +465,24 @@ def test_rows_of_no_borrower_are_counted_per_table_and_reason(fmt, workers, tabl
     assert "rows that belong to no borrower" in run.out
 
 
+def test_a_header_written_again_inside_the_data_is_named_with_its_row(tables, features, work, tmp_path):
+    """Two exports joined, the second with its header: the message had quoted 'borrower_id' as an id
+    that is no number, or 'trigger' as a feature value."""
+    def joined(path: Path, at: int) -> Path:
+        lines = path.read_text().split("\n")
+        path.write_text("\n".join([*lines[:at + 1], lines[0], *lines[at + 1:]]))
+        return path
+
+    features_file = joined(write_features(features, tmp_path / "a", "csv"), 30)
+    raw = write_raw(tables, tmp_path / "b", "csv")
+    joined(raw / "repayments.csv", 12)
+    for given in (features_file, raw):
+        run = score(work, given, tmp_path / "out" / f"{given.stem}.parquet")
+        assert run.code == 1, run.err
+        assert "the header is written again as data rows [" in run.err and "files joined" in run.err, run.err
+    assert "data rows [31]" in score(work, features_file, tmp_path / "o.parquet").err
+
+
 def test_rows_of_blank_cells_are_no_borrowers_and_are_counted_as_such(tables, features, work, tmp_path):
     """Excel writes ',,,,' for a row once touched: each such line had been a borrower in, rejected
     without an id anyone could find. Now it is counted apart, and the scores are the clean twin's."""
