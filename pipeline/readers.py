@@ -538,7 +538,11 @@ def read_table(dataset: ds.Dataset, path: Path, **kwargs) -> pa.Table:
 
 def unreadable(path: Path, err: Exception, dataset: ds.Dataset | None = None) -> ContractError:
     """The file and Arrow's message; Arrow numbers the CSV column that fails to convert, so name it
-    (from the file's own header when the failure came before the dataset could be made)."""
+    (from the file's own header when the failure came before the dataset could be made). A line
+    of another number of columns than the header is said in words (``_ragged``)."""
+    ragged = _ragged(path, str(err))
+    if ragged:
+        return ContractError(ragged)
     found = re.search(r"CSV column #(\d+)", str(err))
     column = ""
     if found:
@@ -548,6 +552,21 @@ def unreadable(path: Path, err: Exception, dataset: ds.Dataset | None = None) ->
             names = []
         column = f" (column '{names[int(found[1])]}')" if int(found[1]) < len(names) else ""
     return ContractError(f"{path}: cannot read{column}: {err}")
+
+
+def _ragged(path: Path, said: str) -> str | None:
+    """What Arrow's "Row #3: Expected 1 columns, got 76: <the line>" means, naming the part it came
+    from, without echoing the line (a title, a footer, a stray end-of-file mark, bytes of no text)."""
+    found = re.search(r"Row #(\d+): Expected (\d+) columns, got (\d+)", said)
+    if found is None:
+        return None
+    source = re.search(r"CSV input source '([^']+)'", said)
+    line, header, got = (int(g) for g in found.groups())
+    why = ("a title or notes above the header (the header must be the first line), or a value holding "
+           "the separator without quotes?" if got > header else
+           "a note, a total or an end-of-file mark below the data, or a line cut short? Remove or mend it")
+    return (f"{source[1] if source else path}: line {line} has {got} column{'s' * (got != 1)} where the "
+            f"header has {header}: {why}")
 
 
 def data_row(dataset: ds.Dataset, path: Path, row: int) -> str:

@@ -421,7 +421,7 @@ class FeaturesFile:
                 self.dataset = open_dataset(self.path, "csv", types)
             names = self.dataset.schema.names
         except READ_ERRORS as err:
-            raise ContractError(f"{self.path}: cannot read: {err}") from err
+            raise unreadable(self.path, err) from err
         missing = [c for c in ["borrower_id", "scoring_date", *self.features] if c not in names]
         if missing:
             note = _older(names, missing) + self._team_note(names, missing) + sheet_note(self.path)

@@ -359,3 +359,20 @@ def test_a_workbooks_error_cells_read_as_a_csv_writes_them_and_empty_rows_are_no
     numbers, why = readers.parse_numbers(frame["ratio"], "t.ratio", ".")
     assert numbers[0] == 0.5 and np.isnan(numbers[2]) and why[2] is None
     assert why[1] == "t.ratio: not a number (value #DIV/0!)"
+
+
+@pytest.mark.parametrize("text, said", [
+    ("Risk export, 2025-11\na,b,c\n1,2,3\n", "line 2 has 3 columns where the header has 2: a title"),
+    ("a,b,c\n1,2,3\nExported: 1 row\n", "line 3 has 1 column where the header has 3: a note, a total"),
+    ("a,b,c\n1,2,3,4\n", "line 2 has 4 columns where the header has 3: a title"),
+    ("a,b,c\n1,2,3\n\x1a", "line 3 has 1 column where the header has 3: a note, a total or an end-of-file"),
+])
+def test_a_line_of_another_width_than_the_header_is_said_in_words(text, said, tmp_path):
+    """Arrow said "CSV parse error: Row #302: Expected 76 columns, got 1: <the line>", echoing a
+    footer or a control character; the message now says what such a line usually is."""
+    path = tmp_path / "t.csv"
+    path.write_text(text)
+    with pytest.raises(readers.READ_ERRORS) as err:
+        readers.open_dataset(path).to_table()
+    message = str(readers.unreadable(path, err.value))
+    assert message.startswith(f"{path}: {said}") and "\x1a" not in message, message
