@@ -321,13 +321,26 @@ def _csv_format(path: Path, schema: pa.Schema | None) -> ds.CsvFileFormat:
         raise ContractError(f"{path}: the file holds no text, not even a header")
     header = text.split("\n", 1)[0]
     separator = "," if "," in header else next((s for s in SEPARATORS if s in header), ",")
-    _one_name_each(first or path, [n.strip() for n in next(csv.reader([header], delimiter=separator), [])])
+    names = [n.strip() for n in next(csv.reader([header], delimiter=separator), [])]
+    _named_not_valued(first or path, names)
+    _one_name_each(first or path, names)
     decimal = _decimal_mark_of(text, separator)
     return ds.CsvFileFormat(
         parse_options=pacsv.ParseOptions(delimiter=separator),
         convert_options=pacsv.ConvertOptions(column_types=schema, strings_can_be_null=True,
                                              null_values=NULLS, decimal_point=decimal),
         read_options=pacsv.ReadOptions(encoding=encoding))
+
+
+def _named_not_valued(path: Path, names: list[str]) -> None:
+    """A first line of numbers and dates is a row, not a header: Spark and Hive write a CSV's parts
+    without one unless told, and the names were taken for columns named twice ('0.0', '')."""
+    values = [n for n in names if re.fullmatch(r"[-+]?[\d.,:/ T-]*\d[\d.,:/ T-]*", n)]
+    if names and 2 * len(values) > len(names):
+        shown = ", ".join(map(repr, values[:3]))
+        raise ContractError(f"{path}: its first line holds values ({shown}, ...), not column names: write "
+                            "the header as the first line (Spark and Hive write CSV without one unless "
+                            "given header=true)")
 
 
 def _one_name_each(path: Path, names: list[str]) -> None:

@@ -376,3 +376,15 @@ def test_a_line_of_another_width_than_the_header_is_said_in_words(text, said, tm
         readers.open_dataset(path).to_table()
     message = str(readers.unreadable(path, err.value))
     assert message.startswith(f"{path}: {said}") and "\x1a" not in message, message
+
+
+def test_a_csv_without_a_header_is_told_so(tmp_path):
+    """Spark's CSV parts have no header unless asked: the first row's values had been read as
+    names and refused as columns named twice ('0.0', '')."""
+    path = tmp_path / "part-00000.csv"
+    path.write_text("7,2025-11-18,0.0,,0.0,1\n8,2025-11-18,0.5,,0.0,0\n")
+    with pytest.raises(ContractError, match=r"its first line holds values \('7', '2025-11-18', '0.0', "
+                                            r"\.\.\.\), not column names"):
+        readers.open_dataset(path)
+    path.write_text("borrower_id,scoring_date,x2024,age\n7,2025-11-18,0.0,31\n")  # names, one with digits
+    assert readers.open_dataset(path).schema.names == ["borrower_id", "scoring_date", "x2024", "age"]
