@@ -321,7 +321,8 @@ def _csv_format(path: Path, schema: pa.Schema | None) -> ds.CsvFileFormat:
         raise ContractError(f"{path}: the file holds no text, not even a header")
     header = text.split("\n", 1)[0]
     separator = "," if "," in header else next((s for s in SEPARATORS if s in header), ",")
-    names = [n.strip() for n in next(csv.reader([header], delimiter=separator), [])]
+    written = next(csv.reader([header], delimiter=separator), [])
+    names = [n.strip() for n in written]
     _named_not_valued(first or path, names)
     _one_name_each(first or path, names)
     decimal = _decimal_mark_of(text, separator)
@@ -329,7 +330,17 @@ def _csv_format(path: Path, schema: pa.Schema | None) -> ds.CsvFileFormat:
         parse_options=pacsv.ParseOptions(delimiter=separator),
         convert_options=pacsv.ConvertOptions(column_types=schema, strings_can_be_null=True,
                                              null_values=NULLS, decimal_point=decimal),
-        read_options=pacsv.ReadOptions(encoding=encoding))
+        read_options=_read_options(written, encoding))
+
+
+def _read_options(written: list[str], encoding: str) -> pacsv.ReadOptions:
+    """Arrow's reading of a header as written; unnamed columns, which Excel's trailing separators
+    (',,,') make several of, named 'Unnamed: <place>' as pandas names them: Arrow refuses the same
+    name twice, and the file had stopped ('multiple columns named')."""
+    if sum(not name.strip() for name in written) < 2:
+        return pacsv.ReadOptions(encoding=encoding)
+    names = [name if name.strip() else f"Unnamed: {i}" for i, name in enumerate(written)]
+    return pacsv.ReadOptions(encoding=encoding, skip_rows=1, column_names=names)
 
 
 def _named_not_valued(path: Path, names: list[str]) -> None:
@@ -350,7 +361,8 @@ def _one_name_each(path: Path, names: list[str]) -> None:
     places: dict[str, list[int]] = {}
     for place, name in enumerate(names, start=1):
         places.setdefault(name, []).append(place)
-    twice = {name: where for name, where in places.items() if len(where) > 1}
+    # unnamed columns are no column a reader looks for: Excel's trailing separators (',,,') name several
+    twice = {name: where for name, where in places.items() if len(where) > 1 and name}
     if twice:
         said = "; ".join(f"'{name}' (columns {', '.join(map(str, where))})" for name, where in twice.items())
         raise ContractError(f"{path}: a column is named more than once: {said}. Rename or "

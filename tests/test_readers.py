@@ -388,3 +388,14 @@ def test_a_csv_without_a_header_is_told_so(tmp_path):
         readers.open_dataset(path)
     path.write_text("borrower_id,scoring_date,x2024,age\n7,2025-11-18,0.0,31\n")  # names, one with digits
     assert readers.open_dataset(path).schema.names == ["borrower_id", "scoring_date", "x2024", "age"]
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-8-sig", "utf-16"])
+def test_trailing_separators_are_unnamed_columns_not_a_name_given_twice(encoding, tmp_path):
+    """Excel leaves ',,,' after each line for columns once touched: several unnamed columns, which
+    Arrow refused as one name given twice."""
+    path = tmp_path / "t.csv"
+    path.write_bytes("a,b,,,\n1,2.5,,,\n".encode(encoding))
+    frame = readers.open_dataset(path).to_table().to_pandas()
+    assert list(frame.columns) == ["a", "b", "Unnamed: 2", "Unnamed: 3", "Unnamed: 4"]
+    assert frame.iloc[0, 0] == 1 and frame.iloc[0, 1] == 2.5 and frame.iloc[0, 2:].isna().all()
