@@ -49,6 +49,7 @@ SEPARATORS = ("\t", "|", ";")  # besides the comma, what exports put between col
 SAMPLE_BYTES = 1 << 20  # as much as Arrow infers column types from
 PARQUET_MAGIC = b"PAR1"  # the first bytes of every Parquet file
 ZIP_MAGIC = b"PK\x03\x04"  # the first bytes of a zip archive, which an .xlsx workbook is
+GZIP_MAGIC = b"\x1f\x8b"
 PARQUET_SUMMARIES = ("_metadata", "_common_metadata")  # what Spark and Dask write beside the parts
 
 ZONE = r"(?:Z|[+-]\d{2}:?\d{2})$"  # an ISO time's zone: 'Z', '+08:00', '-0500'
@@ -142,7 +143,7 @@ def open_dataset(path: Path, fmt: str | None = None, schema: pa.Schema | None = 
                 _one_name_each(file, pq.read_schema(file).names)
         if path.is_file() and path.suffix.lower() != ".parquet":
             raise ContractError(f"{path}: read as Parquet, since its name does not end in .csv or .csv.gz, "
-                                f"but it is not Parquet: {err}") from err
+                                f"but it is not Parquet: {_archive(path) or err}") from err
         if path.is_file() and not _starts_as_parquet(path):
             raise ContractError(f"{path}: named .parquet but not Parquet (its first bytes are not "
                                 "Parquet's): a CSV or a workbook under another name?") from err
@@ -159,6 +160,18 @@ def _without_dictionaries(dataset: ds.Dataset) -> ds.Dataset:
     plain = pa.schema([f.with_type(f.type.value_type) if pa.types.is_dictionary(f.type) else f
                        for f in schema], schema.metadata)
     return ds.dataset(dataset.files, schema=plain, format=dataset.format)
+
+
+def _archive(path: Path) -> str:
+    """What an archive under another name is, from its first bytes ('' if none): a zip or a gzip
+    file had been told only that Parquet's magic bytes were missing."""
+    with open(path, "rb") as f:
+        start = f.read(4)
+    if start.startswith(ZIP_MAGIC):
+        return "it is a zip archive: unzip it and give the file inside"
+    if start.startswith(GZIP_MAGIC):
+        return "it is gzipped: a gzipped CSV is read when named .csv.gz; else unzip it"
+    return ""
 
 
 def _one_set_of_columns(dataset: ds.Dataset, path: Path, typed: str = "") -> ds.Dataset:

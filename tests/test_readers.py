@@ -399,3 +399,19 @@ def test_trailing_separators_are_unnamed_columns_not_a_name_given_twice(encoding
     frame = readers.open_dataset(path).to_table().to_pandas()
     assert list(frame.columns) == ["a", "b", "Unnamed: 2", "Unnamed: 3", "Unnamed: 4"]
     assert frame.iloc[0, 0] == 1 and frame.iloc[0, 1] == 2.5 and frame.iloc[0, 2:].isna().all()
+
+
+def test_an_archive_under_another_name_is_told_what_it_is(tmp_path):
+    """A zip of a CSV, or a gzipped Parquet file, had been told only that Parquet's magic bytes
+    were missing."""
+    import zipfile
+
+    zipped = tmp_path / "t.csv.zip"
+    with zipfile.ZipFile(zipped, "w") as archive:
+        archive.writestr("t.csv", "a,b\n1,2\n")
+    gzipped = tmp_path / "t.parquet.gz"
+    gzipped.write_bytes(gzip.compress(b"PAR1 not really"))
+    with pytest.raises(ContractError, match="t.csv.zip: .*it is a zip archive: unzip it"):
+        readers.open_dataset(zipped)
+    with pytest.raises(ContractError, match="t.parquet.gz: .*it is gzipped: a gzipped CSV is read when"):
+        readers.open_dataset(gzipped)
