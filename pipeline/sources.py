@@ -595,7 +595,9 @@ class RawTables:
                 unreadable.append(_rows_with(why))
             if col.dtype == "datetime64[s]" and pd.api.types.is_datetime64_any_dtype(values):
                 out[col.name] = as_dates(values)
-            elif col.dtype == "datetime64[s]" and pd.api.types.is_string_dtype(values):
+            elif col.dtype == "datetime64[s]" and (pd.api.types.is_string_dtype(values)
+                                                   or is_integer_dtype(values)):
+                # text, or a date key as a warehouse keeps it (20250317), as a CSV or a features file
                 out[col.name], why = parse_dates(values, f"{name}.{col.name}", required=False)
                 unreadable.append(_rows_with(why))
             elif col.dtype == "int64" and (col.name == "borrower_id" or is_integer_dtype(values)

@@ -1358,6 +1358,17 @@ def test_dates_written_year_first_read_as_the_dates(written, features, tables, w
     pd.testing.assert_frame_equal(raw.scores(), raw_plain.scores())
 
 
+def test_a_raw_parquet_date_kept_as_a_warehouse_key_reads_as_the_date(tables, work, tmp_path):
+    """A warehouse keeps dates as integer keys (20250317): read as such in a CSV and a features file,
+    a raw Parquet table's had stopped the run ("fails dtype('datetime64[ns]')")."""
+    plain = score(work, write_raw(tables, tmp_path / "a", "parquet"), tmp_path / "a.parquet")
+    t = dict(tables, statements=tables["statements"].assign(
+        statement_date=tables["statements"]["statement_date"].dt.strftime("%Y%m%d").astype("int64")))
+    keyed = score(work, write_raw(t, tmp_path / "b", "parquet"), tmp_path / "b.parquet")
+    check_accounted(keyed, len(tables["borrowers"]))
+    pd.testing.assert_frame_equal(keyed.scores(), plain.scores())
+
+
 @pytest.mark.parametrize("fmt", ["parquet", "csv"])
 def test_codes_written_in_capitals_or_with_spaces_read_as_the_codes(fmt, tables, work, tmp_path):
     """An export's 'MANUAL', ' Salaried ', 'Debit-Failed', 'Marketing Campaign' score as the codes
