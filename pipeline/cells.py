@@ -56,3 +56,19 @@ def quoted(value: object) -> str:
     """One cell as a message quotes it: as written (7, not np.int64(7)), a long text cut."""
     value = value.item() if isinstance(value, np.generic) else value
     return repr(shortened(pd.Series([value])).iloc[0]) if isinstance(value, str) else repr(value)
+
+
+# a sign, then a currency sign, in either order ('-¥12', '¥-12'), and digits grouped by three
+CURRENCY = r"^([-+]?)\s*[¥￥$]\s*"
+GROUPED = {".": r"[-+]?\d{1,3}(?:,\d{3})+(?:\.\d*)?", ",": r"[-+]?\d{1,3}(?:\.\d{3})+(?:,\d*)?"}
+
+
+def written_numbers(values: pd.Series, decimal: str = ".") -> pd.Series:
+    """Numbers (float64; NaN where a cell is none) from text as exports write them: spaces around,
+    a currency sign (¥, ￥, $), thousands grouped by three ('12,500.00'; '12.500,00' where
+    ``decimal`` is the comma). The one grammar of a file's cells and of the served model's."""
+    cleaned = values.astype("str").str.strip().str.replace(CURRENCY, r"\1", regex=True)
+    grouped = cleaned.str.fullmatch(GROUPED[decimal]).fillna(False).astype(bool)
+    separator = "," if decimal == "." else "."
+    cleaned = cleaned.where(~grouped, cleaned.str.replace(separator, "", regex=False))
+    return pd.to_numeric(cleaned.str.replace(decimal, ".", regex=False), errors="coerce").astype("float64")

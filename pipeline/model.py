@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline import causes, io
-from pipeline.cells import blank_cells, code_keys, codes_as_text, quoted
+from pipeline.cells import blank_cells, code_keys, codes_as_text, quoted, written_numbers
 from pipeline.config import CAUSES, LabelSettings
 from pipeline.errors import UsageError
 from pipeline.lgbm import lgb
@@ -112,7 +112,8 @@ def numbers(values: pd.Series, column: str, shown: int = 3) -> np.ndarray:
     position (0-based) and value; a column of the catalogue's codes says what its codes mean."""
     if pd.api.types.is_numeric_dtype(values):
         return values.to_numpy(dtype="float64", na_value=np.nan)
-    parsed = pd.to_numeric(values, errors="coerce")
+    parsed = written_numbers(values)  # as a file's cells are read: '33,000.00', '¥12,500'
+
     bad = np.flatnonzero(parsed.isna().to_numpy() & ~blank_cells(values))
     if bad.size:
         examples = ", ".join(f"row {i} {quoted(values.iloc[i])}" for i in bad[:shown])

@@ -24,7 +24,7 @@ import pyarrow.csv as pacsv
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-from pipeline.cells import NULL_SPELLINGS, blank_cells, code_keys, shortened
+from pipeline.cells import NULL_SPELLINGS, blank_cells, code_keys, shortened, written_numbers
 from pipeline.contract import (
     FLOAT_MAX,
     LARGEST_FLOAT_ID,
@@ -55,9 +55,6 @@ PARQUET_SUMMARIES = ("_metadata", "_common_metadata")  # what Spark and Dask wri
 ZONE = r"(?:Z|[+-]\d{2}:?\d{2})$"  # an ISO time's zone: 'Z', '+08:00', '-0500'
 # a year, month and day written in Chinese ('2025年11月18日'), as Chinese spreadsheets write dates
 CHINESE_DATE = r"^(\d{4})\s*年\s*(\d{1,2})\s*月\s*(\d{1,2})\s*日"
-# a sign, then a currency sign, in either order ('-¥12', '¥-12'), and digits grouped by three
-CURRENCY = r"^([-+]?)\s*[¥￥$]\s*"
-GROUPED = {".": r"[-+]?\d{1,3}(?:,\d{3})+(?:\.\d*)?", ",": r"[-+]?\d{1,3}(?:\.\d{3})+(?:,\d*)?"}
 
 
 def is_csv(path: Path) -> bool:
@@ -521,12 +518,7 @@ def parse_numbers(values: pd.Series, column: str, decimal: str) -> tuple[pd.Seri
         return pd.Series(pc.cast(plain, pa.float64()).to_numpy(zero_copy_only=False), index=values.index), why
     except pa.ArrowInvalid:
         pass
-    written = values.str.strip()
-    cleaned = written.str.replace(CURRENCY, r"\1", regex=True)
-    grouped = cleaned.str.fullmatch(GROUPED[decimal]).fillna(False).astype(bool)
-    separator = "," if decimal == "." else "."
-    cleaned = cleaned.where(~grouped, cleaned.str.replace(separator, "", regex=False))
-    numbers = pd.to_numeric(cleaned.str.replace(decimal, ".", regex=False), errors="coerce").astype("float64")
+    numbers = written_numbers(values, decimal)
     unreadable = numbers.isna().to_numpy(dtype=bool) & ~blank_cells(values)
     text = shortened(values[unreadable]).to_numpy(dtype=object)
     why[unreadable] = f"{column}: not a number (value " + text + ")"

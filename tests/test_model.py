@@ -38,6 +38,9 @@ def test_numbers_written_as_text_and_blanks_are_read_and_other_text_is_named():
     blanks in it are values, anything else stops with the column, the count and the rows."""
     mixed = pd.Series(["1", " 2 ", None, "", "NaN", 3, 4.5], dtype=object)
     np.testing.assert_array_equal(model.numbers(mixed, "amount"), [1, 2, np.nan, np.nan, np.nan, 3, 4.5])
+    # as a file's cells are read by score: '33,000.00' had been scored there and refused here
+    exported = pd.Series(["33,000.00", "¥12,500", "-¥3", "#N/A"], dtype="str")
+    np.testing.assert_array_equal(model.numbers(exported, "amount"), [33000.0, 12500.0, -3.0, np.nan])
     text = pd.Series(["1", "score_improvement", None, "user request"], dtype="str")
     with pytest.raises(ValueError, match=r"column 'trigger' must hold numbers: 2 of 4 rows .*"
                                          r"row 1 'score_improvement', row 3 'user request'.*"
