@@ -28,6 +28,7 @@ from pipeline.cells import NULL_SPELLINGS, blank_cells, code_keys, shortened, wr
 from pipeline.contract import (
     FLOAT_MAX,
     LARGEST_FLOAT_ID,
+    LARGEST_INT64,
     LEADING_ZERO,
     ContractError,
     Table,
@@ -133,7 +134,7 @@ def open_dataset(path: Path, fmt: str | None = None, schema: pa.Schema | None = 
         raise ContractError(f"{path}: an Excel 97-2003 workbook, which is not read: save it as .xlsx, CSV "
                             "(UTF-8) or Parquet")
     try:
-        return _without_dictionaries(_one_set_of_columns(ds.dataset(files, format="parquet"), path))
+        return _plain_types(_one_set_of_columns(ds.dataset(files, format="parquet"), path))
     except READ_ERRORS as err:
         if "duplicate field names" in str(err):
             for file in [path] if path.is_file() else data_files(path):
@@ -147,16 +148,32 @@ def open_dataset(path: Path, fmt: str | None = None, schema: pa.Schema | None = 
         raise
 
 
-def _without_dictionaries(dataset: ds.Dataset) -> ds.Dataset:
+def _plain_types(dataset: ds.Dataset) -> ds.Dataset:
     """``dataset`` with dictionary-encoded columns (a pandas category, an R factor, Spark's
     encoding) read as their values: Arrow's text functions have no kernel for them, and text ids
-    so written had stopped the run ("no kernel matching input types (dictionary<...>)")."""
+    so written had stopped the run ("no kernel matching input types (dictionary<...>)"). Ids
+    kept as unsigned 64-bit integers beyond int64's range (hashes) are read as the text of their
+    digits, as a CSV writes them: 'Integer value ... not in range' had named no column."""
     schema = dataset.schema
-    if not any(pa.types.is_dictionary(f.type) for f in schema):
-        return dataset
     plain = pa.schema([f.with_type(f.type.value_type) if pa.types.is_dictionary(f.type) else f
                        for f in schema], schema.metadata)
-    return ds.dataset(dataset.files, schema=plain, format=dataset.format)
+    if "borrower_id" in plain.names and pa.types.is_uint64(plain.field("borrower_id").type):
+        largest = pc.max(dataset.to_table(columns=["borrower_id"])["borrower_id"]).as_py() or 0
+        if largest > int(LARGEST_INT64):
+            return with_text_ids(dataset)
+    return dataset if plain == schema else ds.dataset(dataset.files, schema=plain, format=dataset.format)
+
+
+def with_text_ids(dataset: ds.Dataset) -> ds.Dataset:
+    """A Parquet table's integer ids as the text of their digits: hashes beyond int64, or any
+    table's where the borrowers table's ids are text (every table writes its ids one way). Held in
+    memory: Arrow filters a file in its own types and compares no text with numbers."""
+    schema = dataset.schema
+    if not pa.types.is_integer(schema.field("borrower_id").type):
+        return dataset
+    table = dataset.to_table()
+    at = table.schema.get_field_index("borrower_id")
+    return ds.dataset(table.set_column(at, "borrower_id", pc.cast(table.column(at), pa.string())))
 
 
 def _archive(path: Path) -> str:

@@ -63,6 +63,7 @@ from pipeline.readers import (
     row_reasons,
     sheet_note,
     unreadable,
+    with_text_ids,
 )
 
 ARROW_TYPES = {"int64": pa.int64(), "float64": pa.float64(), "str": pa.string(),
@@ -570,6 +571,8 @@ class RawTables:
         try:
             schema = _csv_schema(name, where, self.text_ids) if is_csv(where) else _schema(name)
             dataset = open_dataset(where, schema=schema)
+            if self.text_ids and not is_csv(where) and "borrower_id" in dataset.schema.names:
+                dataset = with_text_ids(dataset)
             names = dataset.schema.names
         except READ_ERRORS as err:
             raise unreadable(where, err) from err

@@ -773,6 +773,28 @@ def _written(frame: pd.DataFrame, write) -> pd.DataFrame:
     return frame.assign(borrower_id=pd.array(text, dtype="str"))
 
 
+def test_hash_ids_beyond_int64_score_under_their_digits(tables, features, work, tmp_path):
+    """Ids kept as unsigned 64-bit hashes, some beyond int64: Arrow had stopped ('Integer value
+    9223372036854901101 not in range', no column named). They read as the text of their digits,
+    in every table, as a CSV writes them."""
+    def hashed(frame: pd.DataFrame) -> pd.DataFrame:
+        return frame.assign(borrower_id=(frame["borrower_id"].astype("uint64") + np.uint64(2**63)))
+
+    def digits(frame: pd.DataFrame) -> pd.DataFrame:
+        return frame.assign(borrower_id=hashed(frame)["borrower_id"].astype("str"))
+
+    plain = score(work, write_raw({n: digits(f) if "borrower_id" in f else f for n, f in tables.items()},
+                                  tmp_path / "a", "parquet"), tmp_path / "a.parquet")
+    run = score(work, write_raw({n: hashed(f) if "borrower_id" in f else f for n, f in tables.items()},
+                                tmp_path / "b", "parquet"), tmp_path / "b.parquet")
+    check_accounted(run, len(tables["borrowers"]))
+    pd.testing.assert_frame_equal(run.scores(), plain.scores())
+    plain = score(work, write_features(digits(features), tmp_path / "c", "parquet"), tmp_path / "c.parquet")
+    run = score(work, write_features(hashed(features), tmp_path / "d", "parquet"), tmp_path / "d.parquet")
+    check_accounted(run, len(features))
+    pd.testing.assert_frame_equal(run.scores(), plain.scores())
+
+
 def test_ids_and_codes_written_as_categories_read_as_their_values(tables, features, work, tmp_path):
     """A pandas category, an R factor or Spark's dictionary encoding in Parquet: text ids so written
     stopped the run ("no kernel matching input types (dictionary<values=string ...>)")."""
