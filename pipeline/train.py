@@ -267,16 +267,20 @@ def forgetting_prior(frame: pd.DataFrame, label: LabelSettings) -> dict | None:
             "forgotten": int(k.sum()), "chances": int(n.sum())}
 
 
+MIN_FLOOR_ROWS = 20  # lapsed agreements among the training rows a lapse floor is learnt from
+
+
 def lapse_history(frame: pd.DataFrame) -> dict | None:
     """How often a borrower whose auto-debit agreement had lapsed at scoring missed, among the
     rows of ``frame`` (features with the label), for ``model.lapse_floor``: {"rows", "missed",
     "rate"}, the rate with half a miss and half a payment added, or None without the feature or
-    such a row. The label's own rows say how long such a miss lasts: a label of many days past
-    due counts only the lapses not mended in time."""
+    with fewer than ``MIN_FLOOR_ROWS`` such rows (a floor of 0.25 set by one row that did not
+    miss had lifted seven borrowers, none of whom missed). The label's own rows say how long such
+    a miss lasts: a label of many days past due counts only the lapses not mended in time."""
     if AUTODEBIT_LAPSED not in frame.columns:
         return None
     lapsed = frame[AUTODEBIT_LAPSED].to_numpy(dtype=float, na_value=np.nan) == 1.0
-    if not lapsed.any():
+    if lapsed.sum() < MIN_FLOOR_ROWS:
         return None
     missed = int(frame[LABEL].to_numpy()[lapsed].sum())
     rows = int(lapsed.sum())

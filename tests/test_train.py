@@ -240,9 +240,10 @@ def test_the_forgetting_prior_recovers_the_beta_of_simulated_records():
 
 
 def test_the_lapse_history_is_the_lapsed_rows_miss_rate_with_half_a_miss_and_half_a_payment_added():
-    frame = pd.DataFrame({"autodebit_lapsed": [1.0, 1.0, 1.0, 0.0, np.nan, 0.0, 1.0],
-                          "label": [1, 1, 0, 1, 1, 0, 1]})
-    assert train.lapse_history(frame) == {"rows": 4, "missed": 3, "rate": 3.5 / 5}
+    frame = pd.DataFrame({"autodebit_lapsed": [1.0, 1.0, 1.0, 0.0, np.nan, 0.0, 1.0] * 5,
+                          "label": [1, 1, 0, 1, 1, 0, 1] * 5})
+    assert train.lapse_history(frame) == {"rows": 20, "missed": 15, "rate": 15.5 / 21}
+    assert train.lapse_history(frame.iloc[:-1]) is None  # 19 lapsed rows: too few to floor anyone
     assert train.lapse_history(frame.assign(autodebit_lapsed=0.0)) is None  # no such row
     assert train.lapse_history(frame[["label"]]) is None  # a team's columns without it
 
@@ -251,14 +252,14 @@ def test_the_floor_histories_are_those_the_training_rows_and_the_split_give():
     from pipeline.config import LabelSettings
 
     label = LabelSettings(observation_days=30, performance_cycles=3, dpd_threshold=1)
-    frame = pd.DataFrame({"autodebit_lapsed": [1.0, 1.0, 0.0, 0.0], "label": [1, 1, 0, 1],
-                          "forgotten_due_dates": [0.0, 2.0, 0.0, 1.0],
-                          "manual_due_dates": [5.0, 9.0, 3.0, 4.0]})
+    frame = pd.DataFrame({"autodebit_lapsed": [1.0, 1.0, 0.0, 0.0] * 10, "label": [1, 1, 0, 1] * 10,
+                          "forgotten_due_dates": [0.0, 2.0, 0.0, 1.0] * 10,
+                          "manual_due_dates": [5.0, 9.0, 3.0, 4.0] * 10})
     maintenance = {"due_dates": 9, "missed": 8, "rate": 8.5 / 10}
     found = train.floor_histories(frame, label, maintenance)
     assert found == {"maintenance": maintenance, "forgetting": train.forgetting_prior(frame, label),
                      "lapse": train.lapse_history(frame)}
-    assert found["forgetting"]["forgotten"] == 3 and found["lapse"]["rows"] == 2
+    assert found["forgetting"]["forgotten"] == 30 and found["lapse"]["rows"] == 20
     assert list(train.floor_histories(frame, None, None)) == ["lapse"]  # no label, no prior
     assert train.floor_histories(frame[["label"]], label, None) == {}  # a team's columns
 
