@@ -165,9 +165,9 @@ def _plain_types(dataset: ds.Dataset) -> ds.Dataset:
 
 
 def with_text_ids(dataset: ds.Dataset) -> ds.Dataset:
-    """A Parquet table's integer ids as the text of their digits: hashes beyond int64, or any
-    table's where the borrowers table's ids are text (every table writes its ids one way). Held in
-    memory: Arrow filters a file in its own types and compares no text with numbers."""
+    """A Parquet table's integer ids as the text of their digits: hashes beyond int64, and another
+    table's hashes where the borrowers table's are so read. Held in memory: Arrow filters a file
+    in its own types and compares no text with numbers."""
     schema = dataset.schema
     if not pa.types.is_integer(schema.field("borrower_id").type):
         return dataset

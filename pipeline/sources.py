@@ -571,8 +571,9 @@ class RawTables:
         try:
             schema = _csv_schema(name, where, self.text_ids) if is_csv(where) else _schema(name)
             dataset = open_dataset(where, schema=schema)
-            if self.text_ids and not is_csv(where) and "borrower_id" in dataset.schema.names:
-                dataset = with_text_ids(dataset)
+            if self.text_ids and "borrower_id" in dataset.schema.names and \
+                    pa.types.is_uint64(dataset.schema.field("borrower_id").type):
+                dataset = with_text_ids(dataset)  # hashes, some beyond int64 in the borrowers table
             names = dataset.schema.names
         except READ_ERRORS as err:
             raise unreadable(where, err) from err
