@@ -208,7 +208,8 @@ def test_each_model_is_one_run_with_params_data_metrics_and_provenance(project, 
     assert experiment.artifact_location == (project.root / "mlartifacts").as_uri()
     assert experiment.tags["primary_metric"] == "oot_auc"
     runs = _runs(store)
-    kinds = {"evaluate", "lightgbm", "scorecard", "monitor", "decision"}  # evaluate's card needs decide
+    # evaluate's card needs decide, which logs its model and that model's evaluation
+    kinds = {"evaluate", "lightgbm", "scorecard", "monitor", "decision", "decision-evaluation"}
     assert kinds <= set(runs)
     assert all(len(runs[kind]) == 1 for kind in kinds)
     assert all(kind.startswith("monitor-") for kind in set(runs) - kinds)
@@ -579,12 +580,13 @@ def test_promote_moves_the_champion_only_when_the_gates_hold(project, store):
 
 
 def _promote(project, version: str | None, *flags: str) -> dict:
-    """The promotion's log entry; its exit code 0 when it promoted, 1 when it refused."""
+    """The promotion's log entry; its exit code 1 when it refused, else 0 (promoted, or the
+    champion already)."""
     chosen = ["--version", version] if version is not None else []
     done = subprocess.run(["limitjump", "promote", *chosen, *flags], cwd=project.root, env=project.env,
                           capture_output=True, text=True, timeout=600)
     entry = json.loads((project.root / tracking.PROMOTION_LOG).read_text().splitlines()[-1])
-    assert done.returncode == (0 if entry["decision"] == "promoted" else 1), done.stdout + done.stderr
+    assert done.returncode == (1 if entry["decision"] == "refused" else 0), done.stdout + done.stderr
     return entry
 
 

@@ -63,7 +63,7 @@ def promote(
         {k: entry[k] for k in ("decision", "failed_gates", "figures", "by", "previous_champion")},
         default=str, sort_keys=True)})
     typer.echo(_message(entry) + f"; logged in {log}")
-    if decided.decision != "promoted":  # a script or CI step must tell a refusal from a promotion
+    if decided.decision == "refused":  # a script or CI step must tell a refusal from a promotion
         raise typer.Exit(1)
 
 
