@@ -689,6 +689,7 @@ def test_the_decision_model_is_registered_and_recommends_through_every_client(pr
     ``limitjump recommend`` gives the same recommendations from the local folder on one worker,
     from the registered version on two and on Dask; ``mlflow models predict`` on the registered
     version takes whole numbers with missing values and agrees with the local model."""
+    write_params(project.root, SMALL)  # the fixture's label: the promotion test leaves another
     run(["dvc", "repro", "decide"], project.root, project.env)
     client = MlflowClient(project.uri)
     assert [str(v.version) for v in client.search_model_versions(f"name='{NAME}-decision'")] == ["1"]
