@@ -157,10 +157,9 @@ def _plain_types(dataset: ds.Dataset) -> ds.Dataset:
     schema = dataset.schema
     plain = pa.schema([f.with_type(f.type.value_type) if pa.types.is_dictionary(f.type) else f
                        for f in schema], schema.metadata)
-    if "borrower_id" in plain.names and pa.types.is_uint64(plain.field("borrower_id").type):
-        largest = pc.max(dataset.to_table(columns=["borrower_id"])["borrower_id"]).as_py() or 0
-        if largest > int(LARGEST_INT64):
-            return with_text_ids(dataset)
+    if "borrower_id" in plain.names and pa.types.is_uint64(plain.field("borrower_id").type) and \
+            _largest_id(*_version(dataset)) > int(LARGEST_INT64):
+        return with_text_ids(dataset)
     return dataset if plain == schema else ds.dataset(dataset.files, schema=plain, format=dataset.format)
 
 
@@ -168,12 +167,28 @@ def with_text_ids(dataset: ds.Dataset) -> ds.Dataset:
     """A Parquet table's integer ids as the text of their digits: hashes beyond int64, and another
     table's hashes where the borrowers table's are so read. Held in memory: Arrow filters a file
     in its own types and compares no text with numbers."""
-    schema = dataset.schema
-    if not pa.types.is_integer(schema.field("borrower_id").type):
+    if not pa.types.is_integer(dataset.schema.field("borrower_id").type):
         return dataset
-    table = dataset.to_table()
+    return ds.dataset(_ids_as_text(*_version(dataset)))
+
+
+def _version(dataset: ds.Dataset) -> tuple[tuple[str, ...], tuple]:
+    """A file dataset's files and their times and sizes: the key of what is read once per version,
+    as every batch's reader opens the file again."""
+    return tuple(dataset.files), tuple(_stat(f) for f in dataset.files)
+
+
+@functools.lru_cache(maxsize=8)
+def _largest_id(files: tuple[str, ...], stamp: tuple) -> int:
+    ids = ds.dataset(list(files), format="parquet").to_table(columns=["borrower_id"])["borrower_id"]
+    return pc.max(ids).as_py() or 0
+
+
+@functools.lru_cache(maxsize=8)
+def _ids_as_text(files: tuple[str, ...], stamp: tuple) -> pa.Table:
+    table = ds.dataset(list(files), format="parquet").to_table()
     at = table.schema.get_field_index("borrower_id")
-    return ds.dataset(table.set_column(at, "borrower_id", pc.cast(table.column(at), pa.string())))
+    return table.set_column(at, "borrower_id", pc.cast(table.column(at), pa.string()))
 
 
 def _archive(path: Path) -> str:

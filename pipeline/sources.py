@@ -632,18 +632,18 @@ class RawTables:
         written otherwise than the borrowers table's (an upper-case UUID, a padded CHAR), and
         scoring without the table had moved 198 of 200 scores, exit 0."""
         known = known_ids(self.datasets["borrowers"], self.tables["borrowers"])
-        counts = {name: self._not_borrowers(name, known) for name in RAW_TABLES}
+        stranger = not_known(known)
+        counts = {name: self._not_borrowers(name, known, stranger) for name in RAW_TABLES}
         return {name: {reason: n for reason, n in found.items() if n}
                 for name, found in counts.items() if any(found.values())}
 
-    def _not_borrowers(self, name: str, known: pa.Array) -> dict[str, int]:
+    def _not_borrowers(self, name: str, known: pa.Array, stranger: ds.Expression) -> dict[str, int]:
         """``unattributed``'s counts of one table (the borrowers table's rows without an id are
         rejected borrowers, ``orphans``: only its blank rows are counted here)."""
         dataset, where = self.datasets[name], self.tables[name]
         counts = {EMPTY_ROW: _blank_rows(dataset, where, self.text_ids)}
         if name == "borrowers":
             return counts
-        stranger = not_known(known)
         counts[NO_ID] = _count(dataset, where, no_id(self.text_ids)) - counts[EMPTY_ROW]
         counts[NOT_A_BORROWER] = _count(dataset, where, stranger)
         if len(known) and counts[NOT_A_BORROWER] == _count(dataset, where, ~no_id(self.text_ids)) > 0:
