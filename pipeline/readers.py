@@ -249,8 +249,7 @@ def _part_names(fragment: ds.Fragment) -> list[str]:
         twice = re.search(r"multiple columns named (.+)$", str(err))
         if twice is None:
             raise
-        raise ContractError(f"{fragment.path}: a column is named more than once: '{twice.group(1)}'. Rename "
-                            "or drop the copies") from err
+        raise _named_twice(fragment.path, f"'{twice.group(1)}'") from err
     _one_name_each(Path(fragment.path), names)
     return names
 
@@ -407,8 +406,11 @@ def _one_name_each(path: Path, names: list[str]) -> None:
     twice = {name: where for name, where in places.items() if len(where) > 1 and name}
     if twice:
         said = "; ".join(f"'{name}' (columns {', '.join(map(str, where))})" for name, where in twice.items())
-        raise ContractError(f"{path}: a column is named more than once: {said}. Rename or "
-                            "drop the copies")
+        raise _named_twice(path, said)
+
+
+def _named_twice(path: Path | str, said: str) -> ContractError:
+    return ContractError(f"{path}: a column is named more than once: {said}. Rename or drop the copies")
 
 
 @functools.lru_cache(maxsize=32)
