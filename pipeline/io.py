@@ -117,6 +117,7 @@ def atomic_dir(target: str | Path) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.{os.getpid()}@{HOST}.", suffix=".tmp",
                                 dir=target.parent))
     try:
+        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it private: a scheduler's account could not read it
         yield tmp
         # the replaced output is named as this process's temporary: a run killed while removing
         # it (a large data/raw takes a while) leaves what the next run removes, not a fixed name

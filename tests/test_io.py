@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import subprocess
 import sys
 
@@ -158,6 +159,21 @@ def test_a_folder_left_by_a_run_killed_while_removing_the_old_output_is_no_obsta
         (out / "new.txt").write_text("new")
     assert [p.name for p in tmp_path.iterdir()] == ["incoming"]
     assert [p.name for p in target.iterdir()] == ["new.txt"]
+
+
+def test_outputs_are_as_readable_as_the_umask_lets_any_new_file_be(tmp_path):
+    """Known answer from outside: every output folder (data/raw, models/lightgbm) was 0700, as
+    mkdtemp makes its folders, while the files inside were 0644: a scheduler's account could not
+    read the models."""
+    old = os.umask(0o022)
+    try:
+        with io.atomic_dir(tmp_path / "model") as out:
+            (out / "model.txt").write_text("trees")
+        io.write_json({"a": 1}, tmp_path / "metrics.json")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "model").stat().st_mode) == 0o755
+    assert stat.S_IMODE((tmp_path / "metrics.json").stat().st_mode) == 0o644
 
 
 def test_a_png_carries_no_version_or_time_and_the_same_figure_gives_the_same_bytes(tmp_path):
