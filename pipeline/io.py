@@ -22,6 +22,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from pipeline.errors import UsageError
+
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
@@ -45,14 +47,49 @@ def atomic_path(target: str | Path, suffix: str = "") -> Iterator[Path]:
         os.replace(tmp, target)
 
 
+class Busy(Exception):
+    """Another process of this machine holds the lock (``machine_lock`` without waiting)."""
+
+
+@contextmanager
+def machine_lock(key: str, wait: bool) -> Iterator[None]:
+    """Held by one process of this machine at a time per ``key``: the others wait, or raise
+    ``Busy`` when not ``wait``. The lock files sit in one world-writable folder, outside every
+    output (DVC would hash them), so that two accounts of one machine also take turns."""
+    import fcntl
+
+    folder = Path(tempfile.gettempdir()) / "limitjump-locks"
+    if not folder.is_dir():
+        folder.mkdir(exist_ok=True)
+        folder.chmod(0o1777)  # as /tmp: anyone may add a lock, none remove another's
+    descriptor = os.open(folder / f"{text_digest(key)[:32]}.lock", os.O_RDONLY | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError as err:
+            raise Busy(key) from err
+        yield
+    finally:
+        os.close(descriptor)  # closing releases the lock
+
+
 @contextmanager
 def output_set(targets: list[Path]) -> Iterator[list[Path]]:
     """Temporary paths for files that must appear together; the last target is the one that
     vouches for the others (a summary holding their digests). On success the last target is
     removed, the others renamed into place and the last renamed last, in immediate sequence: a
     run killed in between leaves no last target, so whenever it exists the others beside it are
-    the ones written with it. On failure no target changes and every temporary is removed."""
+    the ones written with it. On failure no target changes and every temporary is removed.
+
+    One process of the machine writes a set at a time; another raises ``Busy`` at once: two
+    scorings to one output had both said they wrote it, and only the later one's rows were there."""
     with ExitStack() as stack:
+        try:
+            stack.enter_context(machine_lock(str(targets[-1].resolve()), wait=False))
+        except Busy:
+            raise UsageError(f"{targets[0]}: another process of this machine is writing it now; wait "
+                             "for it to end, or write elsewhere (two runs to one output would each say "
+                             "they wrote it)") from None
         temps = [stack.enter_context(temporary_path(t, t.suffix)) for t in targets]
         yield temps
         targets[-1].unlink(missing_ok=True)
@@ -85,13 +122,14 @@ def remove_stale_temporaries(target: Path) -> list[Path]:
     # which a killed run leaves behind too: ..<target>.<pid>@<host>.<random>.csv.tmp.<pid>@...tmp
     for tmp in [*target.parent.glob(f".{name}.*.tmp"), *target.parent.glob(f"..{name}.*.tmp")]:
         owner = OWNER.search(tmp.name[len(target.name) + 1:])
-        if owner and owner[2] == HOST and not _running(int(owner[1])):
+        if owner and owner[2] == HOST and not running(int(owner[1])):
             shutil.rmtree(tmp, ignore_errors=True) if tmp.is_dir() else tmp.unlink(missing_ok=True)
             removed.append(tmp)
     return removed
 
 
-def _running(pid: int) -> bool:
+def running(pid: int) -> bool:
+    """Whether a process of this host with ``pid`` is alive."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -16,6 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipeline import io
+from pipeline.errors import UsageError
 
 
 def write_part(folder, frame: pd.DataFrame, rows_per_group: int = 3):
@@ -217,6 +218,23 @@ def test_output_set_replaces_all_or_nothing(tmp_path):
         for tmp in temps:
             tmp.write_text("new")
     assert [t.read_text() for t in targets] == ["new"] * 3
+
+
+def test_a_second_writer_of_one_output_set_is_refused_at_once_and_the_first_keeps_it(tmp_path):
+    """Known answer from outside: two scorings to one output both exited 0, saying they wrote it,
+    and only the later one's rows were there."""
+    targets = [tmp_path / "scores.parquet", tmp_path / "scores.summary.json"]
+    with io.output_set(targets) as first:
+        with pytest.raises(UsageError, match="scores.parquet: another process of this machine is writing"):
+            with io.output_set([tmp_path / "." / "scores.parquet", tmp_path / "scores.summary.json"]):
+                pass
+        for tmp in first:
+            tmp.write_text("first")
+    assert [t.read_text() for t in targets] == ["first"] * 2
+    with io.output_set(targets) as again:  # the lock ends with the set
+        for tmp in again:
+            tmp.write_text("again")
+    assert [t.read_text() for t in targets] == ["again"] * 2
 
 
 def test_temporaries_of_dead_processes_are_removed_and_no_others(tmp_path):
