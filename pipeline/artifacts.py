@@ -20,7 +20,7 @@ def load_model(uri: str, settings: MlflowSettings, decision: bool = False
     outputs stay reproducible), the version number for ``models:/...``. ``decision``: the
     limit-increase decision model, registered under its own name."""
     kind = DecisionModel if decision else CalibratedLightGBM
-    folder = Path(uri)
+    folder = _model_files(Path(uri))
     if folder.is_dir():
         metadata = folder / "metadata.json"
         tag = json.loads(metadata.read_text())["fingerprint"][:12] if metadata.exists() else "unknown"
@@ -32,6 +32,19 @@ def load_model(uri: str, settings: MlflowSettings, decision: bool = False
                          f"or give models:/{registered})")
     from pipeline import tracking
 
-    tracking.connect(settings)
+    tracking.connect(settings, existing=True)
     with tracking.registered_files(settings, uri, decision) as (files, version):
         return kind.from_dir(files), version
+
+
+def _model_files(folder: Path) -> Path:
+    """The folder of model files: ``folder``, or, for a logged model downloaded from MLflow (its
+    ``MLmodel`` beside a ``data/`` folder), the files its pyfunc loads, which are the same."""
+    logged = folder / "MLmodel"
+    if not logged.is_file() or (folder / "model.txt").is_file():
+        return folder
+    import yaml
+
+    flavors = (yaml.safe_load(logged.read_text()) or {}).get("flavors", {})
+    data = flavors.get("python_function", {}).get("data")
+    return folder / data if data and (folder / data).is_dir() else folder

@@ -410,7 +410,7 @@ def tracking_uri_problem(uri: str) -> str | None:
     """Why MLflow could not keep runs at ``uri`` (a scheme it has no store for, a server address
     without a host), or None."""
     parsed = urlparse(uri)
-    if parsed.scheme not in TRACKING_SCHEMES:
+    if parsed.scheme.split("+")[0] not in TRACKING_SCHEMES:  # a database's driver after the '+'
         known = ", ".join(TRACKING_SCHEMES[:-1])
         return f"malformed MLflow tracking URI {uri!r} (MLflow keeps runs in {known} or a folder)"
     if parsed.scheme in ("http", "https") and not parsed.hostname:

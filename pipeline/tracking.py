@@ -41,6 +41,7 @@ from pipeline.config import MlflowSettings, repo_root, tracking_uri_problem
 from pipeline.errors import UsageError
 
 FINGERPRINT_TAG = "limitjump.fingerprint"
+PID_TAG, HOST_TAG = "limitjump.pid", "limitjump.host"  # which process logs a run, to end it if killed
 MODEL_URI_TAG = "limitjump.model_uri"  # MLflow 3 logs models apart from run artifacts
 FILES_TAG = "limitjump.files"  # digests of the model's data files, recorded at registration
 GATE_TAG = "limitjump.gates_passed"
@@ -83,23 +84,36 @@ def _quiet() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
+SERVER_PORTS = {"http": 80, "https": 443, "postgresql": 5432, "mysql": 3306, "mssql": 1433}
+
+
 def check_reachable(uri: str) -> None:
-    """An http(s) tracking server must accept a connection within seconds; a sqlite file must be
-    a database. Raise UsageError naming the address otherwise."""
+    """A tracking server or a database server must accept a connection within seconds (MLflow
+    retries a database ten times, for 100 s, and then shows SQLAlchemy's traceback); a sqlite
+    file must be a database. Raise UsageError naming the address otherwise."""
     problem = tracking_uri_problem(uri)
     if problem:
         raise UsageError(problem)
     parsed = urlparse(uri)
-    if parsed.scheme in ("http", "https"):
-        port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    server = parsed.scheme.split("+")[0]  # postgresql+psycopg2: the driver after the '+'
+    if server in SERVER_PORTS and parsed.hostname:  # no host: a database's Unix socket
         try:
-            socket.create_connection((parsed.hostname, port), timeout=CONNECT_TIMEOUT).close()
+            socket.create_connection((parsed.hostname, parsed.port or SERVER_PORTS[server]),
+                                     timeout=CONNECT_TIMEOUT).close()
         except OSError as err:
-            raise UsageError(f"cannot reach the MLflow tracking server at {uri}: {err}") from err
+            raise UsageError(f"cannot reach the MLflow tracking server at {shown(uri)}: {err}") from err
     elif parsed.scheme == "sqlite":
         path = Path(uri.removeprefix("sqlite:///"))
         if path.is_file() and path.stat().st_size and _header(path) != b"SQLite format 3":
             raise UsageError(f"the MLflow store {path} is not a SQLite database (corrupt or not a store)")
+
+
+def shown(uri: str) -> str:
+    """``uri`` with its password, if it holds one, written as ***: messages and logs show it."""
+    parsed = urlparse(uri)
+    if not parsed.password:
+        return uri
+    return parsed._replace(netloc=parsed.netloc.replace(f":{parsed.password}@", ":***@", 1)).geturl()
 
 
 def _header(path: Path) -> bytes:
@@ -107,20 +121,26 @@ def _header(path: Path) -> bytes:
         return fh.read(15)
 
 
-def connect(settings: MlflowSettings) -> tuple[MlflowClient, str]:
+def connect(settings: MlflowSettings, existing: bool = False) -> tuple[MlflowClient, str]:
     """Point MLflow at the store and return a client and the experiment id; the experiment keeps
     its artifacts next to a local store, never relative to the working directory. A store that
-    cannot be reached or read stops here, with its address."""
+    cannot be reached or read stops here, with its address; so does a SQLite file that is not
+    there when only an ``existing`` store can serve (reading a registered model), which MLflow
+    would make, empty, and then find no model in."""
     global _exported_uri, _user_uri
     _quiet()
     _user_uri = user_tracking_uri()
     uri = resolve_uri(settings.tracking_uri)
     check_reachable(uri)
+    if existing and uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
+        raise UsageError(f"no MLflow store at {uri.removeprefix('sqlite:///')} (the tracking URI "
+                         f"{uri}): a plain `dvc repro` makes and fills the project's; name the store "
+                         "that holds the model (MLFLOW_TRACKING_URI, or mlflow.tracking_uri in params.yaml)")
     mlflow.set_tracking_uri(uri)
     _exported_uri = os.environ.get("MLFLOW_TRACKING_URI")
     mlflow.set_registry_uri(uri)
-    client = MlflowClient(uri)
     try:
+        client = MlflowClient(uri)  # a SQL store connects (and migrates) as the client is made
         experiment = client.get_experiment_by_name(settings.experiment)
         if experiment is not None:
             return client, experiment.experiment_id
@@ -130,11 +150,11 @@ def connect(settings: MlflowSettings) -> tuple[MlflowClient, str]:
         return client, client.create_experiment(settings.experiment, artifact_location=location,
                                                 tags={"primary_metric": PRIMARY_METRIC})
     except MlflowException as err:
-        raise UsageError(f"the MLflow store {uri} cannot be used: {_first_line(err)}") from err
+        raise UsageError(f"the MLflow store {shown(uri)} cannot be used: {_first_line(err)}") from err
     except Exception as err:  # SQLAlchemy, requests: their own exception trees, one cause (the store)
         if type(err).__module__.split(".")[0] not in ("sqlalchemy", "requests", "urllib3"):
             raise
-        raise UsageError(f"the MLflow store {uri} cannot be used: {_first_line(err)}") from err
+        raise UsageError(f"the MLflow store {shown(uri)} cannot be used: {_first_line(err)}") from err
 
 
 def use_project_store(settings: MlflowSettings) -> str:
@@ -222,11 +242,31 @@ def new_run(settings: MlflowSettings, kind: str, fingerprint: str, description: 
                   file=sys.stderr)
             yield None
             return
+        end_abandoned(client, experiment_id)
         origin = provenance()
         with mlflow.start_run(experiment_id=experiment_id, run_name=f"{kind} · {run_label(origin)}") as run:
-            mlflow.set_tags({**origin, "model": kind, "mlflow.note.content": description, **(tags or {})})
+            mlflow.set_tags({**origin, "model": kind, "mlflow.note.content": description,
+                             PID_TAG: str(os.getpid()), HOST_TAG: io.HOST, **(tags or {})})
             yield run
             mlflow.set_tag(FINGERPRINT_TAG, fingerprint)
+
+
+def end_abandoned(client: MlflowClient, experiment_id: str) -> list[str]:
+    """Mark KILLED the runs of this host left RUNNING by a process that is gone, and their child
+    runs: a run killed (SIGKILL, a lost machine) never ends itself, and the UI showed it as
+    training forever beside the finished runs of the same name. Returns their ids."""
+    found = client.search_runs([experiment_id], f"attributes.status = 'RUNNING' and tags.`{HOST_TAG}` = "
+                               f"'{io.HOST}'", max_results=1000)
+    gone = [r.info.run_id for r in found
+            if PID_TAG in r.data.tags and not io.running(int(r.data.tags[PID_TAG]))]
+    children = [r.info.run_id for parent in gone for r in client.search_runs(
+        [experiment_id], f"attributes.status = 'RUNNING' and tags.`mlflow.parentRunId` = '{parent}'")]
+    for run_id in gone + children:
+        try:
+            client.set_terminated(run_id, "KILLED")
+        except MlflowException:  # another account's run on a team server: theirs to end
+            pass
+    return gone + children
 
 
 @contextmanager
@@ -234,21 +274,9 @@ def one_writer(*key: str) -> Iterator[None]:
     """Processes of this machine that would log the same ``key`` (store, experiment, fingerprint)
     take turns, the later one then finding the first's run: MLflow has no unique key on tags, so
     two writers that both look and find nothing both create (two `dvc exp run` of one params
-    change under `dvc queue start -j 2` logged every run twice). The lock files sit in one
-    world-writable folder, so that two accounts sharing a server also take turns."""
-    import fcntl
-
-    folder = Path(tempfile.gettempdir()) / "limitjump-locks"
-    if not folder.is_dir():
-        folder.mkdir(exist_ok=True)
-        folder.chmod(0o1777)  # as /tmp: anyone may add a lock, none remove another's
-    path = folder / f"{io.text_digest(chr(0).join(key))[:32]}.lock"
-    descriptor = os.open(path, os.O_RDONLY | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(descriptor, fcntl.LOCK_EX)
+    change under `dvc queue start -j 2` logged every run twice)."""
+    with io.machine_lock(chr(0).join(key), wait=True):
         yield
-    finally:
-        os.close(descriptor)  # closing releases the lock
 
 
 @contextmanager
@@ -402,12 +430,16 @@ def _first_of_fingerprint(client: MlflowClient, name: str, fingerprint: str,
     return first
 
 
-def set_version_tags(settings: MlflowSettings, version: ModelVersion, tags: dict[str, str]) -> None:
-    """``tags`` on a registered version of the risk model, those it holds already left as they are."""
+def set_version_tags(settings: MlflowSettings, version: ModelVersion, tags: dict[str, str],
+                     description: str | None = None) -> None:
+    """``tags`` on a registered version of the risk model, those it holds already left as they
+    are, and its ``description`` when one is given (it tells the UI's reader the same verdict)."""
     client, _ = connect(settings)
     for key, value in tags.items():
         if version.tags.get(key) != value:
             client.set_model_version_tag(settings.registered_model, version.version, key, value)
+    if description is not None and version.description != description:
+        client.update_model_version(settings.registered_model, version.version, description=description)
 
 
 def version_for_fingerprint(settings: MlflowSettings, fingerprint: str,

@@ -10,8 +10,10 @@ fixture below resets both.
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -23,7 +25,7 @@ import pytest
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
-from pipeline import tracking
+from pipeline import io, tracking
 from pipeline.config import ConfigError, MlflowSettings
 from pipeline.errors import InputError
 from pipeline.model import CalibratedLightGBM
@@ -136,7 +138,10 @@ def _closed_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.mark.parametrize("uri", ["http://127.0.0.1:{port}", "http://", "nosuchscheme://x"])
+@pytest.mark.parametrize("uri", ["http://127.0.0.1:{port}", "http://", "nosuchscheme://x",
+                                 # a database server that is down: MLflow had retried for 100 s
+                                 "postgresql://mlflow@127.0.0.1:{port}/mlflow",
+                                 "postgresql+psycopg2://mlflow@127.0.0.1:{port}/mlflow"])
 def test_a_store_that_cannot_be_reached_fails_fast_with_its_address(monkeypatch, uri):
     uri = uri.format(port=_closed_port())
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
@@ -145,6 +150,24 @@ def test_a_store_that_cannot_be_reached_fails_fast_with_its_address(monkeypatch,
         _client()
     assert time.monotonic() - started < 15
     assert uri in str(err.value)
+
+
+def test_a_password_in_the_stores_address_is_never_shown(monkeypatch):
+    uri = f"postgresql://mlflow:s3cret@127.0.0.1:{_closed_port()}/mlflow"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    with pytest.raises(InputError) as err:
+        _client()
+    assert "s3cret" not in str(err.value) and "mlflow:***@127.0.0.1" in str(err.value)
+
+
+def test_a_store_that_is_not_there_is_not_made_to_read_a_model_from(tmp_path, monkeypatch):
+    """Known answer from outside: scoring with models:/ against a mistyped sqlite path made an empty
+    store (and its folders) and then said to promote a version first."""
+    store = tmp_path / "no" / "such" / "runs.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{store}")
+    with pytest.raises(InputError, match=f"no MLflow store at {store}"):
+        tracking.connect(SETTINGS, existing=True)
+    assert not (tmp_path / "no").exists()
 
 
 def test_a_corrupt_store_is_named(tmp_path):
@@ -221,6 +244,35 @@ def test_fingerprint_is_set_only_when_the_block_completes():
     with tracking.new_run(SETTINGS, "lightgbm", "fp-late", "a test run") as run:
         assert tracking.find_run(client, experiment_id, "fp-late") is None  # not yet
     assert tracking.find_run(client, experiment_id, "fp-late").info.run_id == run.info.run_id
+
+
+KILLED_MIDWAY = """
+import os, signal, mlflow
+from pipeline import tracking
+from pipeline.config import MlflowSettings
+settings = MlflowSettings(tracking_uri="sqlite:///mlflow.db", experiment="unit", registered_model="unit")
+with tracking.new_run(settings, "lightgbm", "fp-killed", "a test run"):
+    with tracking.child_run("trial 0"):
+        os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_runs_of_a_killed_process_are_ended_by_the_next_run_and_no_living_ones():
+    """Known answer from outside: a training run killed with SIGKILL stayed RUNNING forever, named
+    like the finished runs, and looked in the UI like training under way."""
+    client, experiment_id = _client()
+    killed = subprocess.run([sys.executable, "-c", KILLED_MIDWAY], capture_output=True, text=True)
+    assert killed.returncode == -9, killed.stderr
+    left = {r.info.run_name: r for r in _all_runs(client, experiment_id)}
+    assert {r.info.status for r in left.values()} == {"RUNNING"} and len(left) == 2
+    # a run of a process that lives (this one), as another stage's under way beside it
+    alive = client.create_run(experiment_id, tags={tracking.PID_TAG: str(os.getpid()),
+                                                   tracking.HOST_TAG: io.HOST})
+    with tracking.new_run(SETTINGS, "lightgbm", "fp-next", "a test run") as later:
+        assert later is not None
+    statuses = {r.info.run_id: r.info.status for r in _all_runs(client, experiment_id)}
+    assert [statuses[r.info.run_id] for r in left.values()] == ["KILLED", "KILLED"]
+    assert statuses[alive.info.run_id] == "RUNNING" and statuses[later.info.run_id] == "FINISHED"
 
 
 def test_every_reader_takes_the_first_of_two_runs_two_machines_logged_with_one_fingerprint():
@@ -389,6 +441,13 @@ def test_aliases_and_verified_loading(tmp_path):
     # MLflow's own loader runs the installed package's code on the same files
     pyfunc = mlflow.pyfunc.load_model(f"models:/{SETTINGS.registered_model}@champion")
     np.testing.assert_array_equal(pyfunc.predict(frame), expected)
+    # the logged model downloaded whole (its MLmodel beside data/) scores as a local folder: it
+    # had been refused as "not a scoring model"
+    downloaded = Path(mlflow.artifacts.download_artifacts(f"models:/{SETTINGS.registered_model}@champion",
+                                                          dst_path=str(tmp_path / "downloaded")))
+    local, tag = load_model(str(downloaded), SETTINGS)
+    np.testing.assert_array_equal(local.predict(frame), expected)
+    assert tag.startswith("local:")
 
 
 def test_a_changed_artifact_is_refused(tmp_path):

@@ -20,7 +20,7 @@ import typer
 
 from pipeline import io, registry, tracking
 from pipeline.cli import PARAMS, app, load
-from pipeline.cli.paths import SPLIT_DIR
+from pipeline.cli.paths import REGISTERED, SPLIT_DIR
 from pipeline.errors import InputError, UsageError
 from pipeline.model import CalibratedLightGBM
 
@@ -29,7 +29,8 @@ from pipeline.model import CalibratedLightGBM
 def promote(
         version: Annotated[str | None, typer.Option(
             "--version", help="Version to promote; default: @challenger, the version the last plain "
-                              "`dvc repro` registered (experiments move no alias).")] = None,
+                              "`dvc repro` registered (experiments move no alias), if it is this "
+                              "checkout's model.")] = None,
         test: Annotated[Path | None, typer.Option(
             "--test", help="Out-of-time rows both models are compared on (features and label); "
                            "default: the repository's data/split/test.parquet.")] = None,
@@ -45,8 +46,9 @@ def promote(
                          "out to promote @challenger")
     candidate = tracking.get_version(p.mlflow, version) if version is not None else _challenger(p)
     champion = _current_champion(p)
+    came_from = {k: v for k, v in tracking.provenance().items() if k in ("git.commit", "git.dirty")}
     entry = {"version": candidate.version, "previous_champion": champion.version if champion else None,
-             "by": _who(), "git.commit": tracking.provenance()["git.commit"]}
+             "by": _who(), **came_from}
     decided = registry.promotion(
         candidate.version, champion.version if champion else None, registry.own_failures(candidate.tags),
         new_label,
@@ -69,13 +71,38 @@ def promote(
 
 def _challenger(p):
     """@challenger: a plain `dvc repro` points it at the version it registered, and experiments
-    move no alias, so promoting without --version never picks an experiment's version."""
+    move no alias, so promoting without --version never picks an experiment's version. Nor one
+    that is not this checkout's model: after `dvc exp apply` the checkout holds the experiment's
+    model while @challenger stays (DVC restores the outputs and runs nothing), and a teammate's
+    `dvc repro` moves @challenger to their model; promote had judged that one, exit 0."""
     try:
-        return tracking.get_version(p.mlflow, "challenger")
+        challenger = tracking.get_version(p.mlflow, "challenger")
     except InputError as err:
         raise InputError(f"model {p.mlflow.registered_model}: no @challenger to promote (a plain "
                          "`dvc repro` sets it to the version it registers; experiments set no alias): "
                          "run it, or name the version with --version N") from err
+    ours = _checkout_fingerprint(p.mlflow.registered_model)
+    if ours is None or ours == challenger.tags.get(tracking.FINGERPRINT_TAG):
+        return challenger
+    version = tracking.version_for_fingerprint(p.mlflow, ours)
+    said = (f"version {version.version}" + (f" (registered by experiment {version.tags['dvc.exp_name']})"
+                                            if version.tags.get("dvc.exp_name") else "")
+            if version else "registered in no version of this store")
+    raise UsageError(
+        f"@challenger is version {challenger.version}, but this checkout's model ({REGISTERED}) is "
+        f"{said}: `dvc exp apply` restores an experiment's model without moving @challenger, and "
+        "another checkout's `dvc repro` moves it to its own. Name the version to promote: "
+        + (f"--version {version.version} for this checkout's, " if version else "")
+        + f"--version challenger for version {challenger.version}")
+
+
+def _checkout_fingerprint(registered_model: str) -> str | None:
+    """The fingerprint of the model this checkout's `dvc repro` registered, if it did."""
+    path = tracking.repo_root() / REGISTERED
+    if not path.exists():
+        return None
+    registered = json.loads(path.read_text())
+    return registered["fingerprint"] if registered.get("registered_model") == registered_model else None
 
 
 def _who() -> str:

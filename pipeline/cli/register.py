@@ -43,7 +43,7 @@ def register(params: Path = PARAMS) -> None:
         # a version registered before is judged again by the gates now in params.yaml (a team
         # that lowered them to its portfolio's reach could not promote it); an experiment's gates
         # judge only what it registers
-        tracking.set_version_tags(p.mlflow, version, judged)
+        tracking.set_version_tags(p.mlflow, version, judged, description)
         tracking.set_alias(p.mlflow, "challenger", version.version, {})
     # what was registered, not the version number: the same on every machine, so dvc.lock is too
     io.write_json({"registered_model": p.mlflow.registered_model, "fingerprint": challenger["fingerprint"],
