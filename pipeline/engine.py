@@ -15,6 +15,7 @@ import gc
 import multiprocessing
 import os
 import signal
+import socket
 import sys
 import threading
 import time
@@ -257,7 +258,11 @@ def _probe(address: str, security, origin: str) -> None:
     from distributed.comm import connect
 
     where = f"the Dask scheduler at {address} (set by {origin})"
-    _check_address(address, where)
+    host, port = _check_address(address, where)
+    try:  # nothing listening, told apart from a listener that is no Dask scheduler
+        socket.create_connection((host, port), timeout=CONNECT_TIMEOUT).close()
+    except OSError as err:
+        raise EngineError(f"cannot reach {where}: {err.strerror or err or type(err).__name__}") from err
 
     async def identity() -> dict:
         comm = await connect(address, timeout=CONNECT_TIMEOUT, **security.get_connection_args("client"))
@@ -270,14 +275,19 @@ def _probe(address: str, security, origin: str) -> None:
     try:
         answer = asyncio.run(asyncio.wait_for(identity(), CONNECT_TIMEOUT))
     except (OSError, TimeoutError, ValueError, TypeError) as err:
-        raise EngineError(f"cannot reach {where} within {CONNECT_TIMEOUT:.0f} s: "
-                          f"{err or type(err).__name__}") from err
+        reason = str(err) or type(err).__name__
+        if "ssl" in reason.lower() or "certificate" in reason.lower() or "handshake" in reason.lower():
+            raise EngineError(f"cannot reach {where}: {reason}") from err
+        raise EngineError(f"{where} is not a Dask scheduler: it took the connection but did not answer "
+                          f"as one within {CONNECT_TIMEOUT:.0f} s ({reason}; another server on that port, "
+                          "as a web server, or a scheduler that expects TLS)") from err
     if not isinstance(answer, dict) or answer.get("type") != "Scheduler":
         kind = answer.get("type") if isinstance(answer, dict) else type(answer).__name__
         raise EngineError(f"{where} is not a Dask scheduler (it answered as {kind})")
 
 
-def _check_address(address: str, where: str) -> None:
+def _check_address(address: str, where: str) -> tuple[str, int]:
+    """The host and port of a well-formed scheduler address."""
     from distributed.comm import parse_address
     from distributed.comm.addressing import parse_host_port
     from distributed.comm.registry import get_backend
@@ -285,12 +295,13 @@ def _check_address(address: str, where: str) -> None:
     try:
         scheme, location = parse_address(address)
         get_backend(scheme)
-        port = parse_host_port(location)[1]
+        host, port = parse_host_port(location)
         if not 0 < port < 65536:
             raise ValueError(f"port {port} out of range")
     except (ValueError, TypeError) as err:
         raise EngineError(f"malformed address for {where}: {err} (expected tcp://host:port or "
                           "tls://host:port)") from err
+    return host, port
 
 
 def _on_dask(fn: Callable[..., Any], items: Sequence[Any], engine: EngineSettings,
