@@ -35,7 +35,7 @@ from pipeline.config import BoostSettings, DecisionSettings
 from pipeline.contract import borrower_ids
 from pipeline.errors import UsageError
 from pipeline.lgbm import lgb
-from pipeline.model import Served, encode, read_booster, read_json
+from pipeline.model import Served, encode, read_booster, read_json, require_columns
 
 AMOUNT = "amount"
 # features about the increase that was granted and the weeks after it: unknown at the decision
@@ -242,9 +242,7 @@ class DecisionModel:
         """MLflow's pyfunc entry point: the recommendations for a decision-features frame. The
         logged model declares no input schema (see ``tracking.model_signature``), so the columns
         are checked here."""
-        missing = [c for c in ("borrower_id", *self.features) if c not in model_input.columns]
-        if missing:
-            raise ValueError(f"the input lacks {len(missing)} of the model's columns: {missing[:5]}")
+        require_columns(model_input, ["borrower_id", *self.features])
         return self.recommend(model_input)
 
 

@@ -151,34 +151,75 @@ def refuse_outside_contract(frame: pd.DataFrame, columns: list[str], categories:
                      "rows and scores the others)")
 
 
-def refuse_taken_off_day(frame: pd.DataFrame, observation_days: int, shown: int = 3) -> None:
-    """Raise ValueError naming the rows of ``frame`` taken on another day after the jump than
-    ``observation_days``, the model's window, which ``limitjump score`` rejects; a frame without
-    both ``jump_date`` and ``scoring_date`` is taken at its word."""
-    if not {"jump_date", "scoring_date"} <= set(frame.columns):
-        return
-    from pipeline.readers import as_dates, days_after_jump  # imported here, as MLflow is the only caller
+def refuse_dates(frame: pd.DataFrame, observation_days: int | None, today: pd.Timestamp,
+                 shown: int = 3) -> None:
+    """Raise ValueError naming the rows of ``frame`` whose ``jump_date`` or ``scoring_date``
+    ``limitjump score`` would reject: not a date, outside the contract's years, a scoring date
+    after ``today`` (its window not over), or, for a model with a window (``observation_days``)
+    and both dates given, no scoring date or another number of days after the jump. A blank, as
+    'NULL' or '', is no date, as a null is. A frame without a date column is taken at its word."""
+    from pipeline.contract import FIRST_DATE, LAST_DATE  # imported here, as MLflow is the only caller
+    from pipeline.readers import as_dates, days_after_jump
 
-    dates = pd.DataFrame({c: as_dates(frame[c]) for c in ("jump_date", "scoring_date")})  # read once
-    for column in dates:
-        unread = np.flatnonzero((frame[column].notna() & dates[column].isna()).to_numpy())
-        if unread.size:
-            examples = ", ".join(f"row {i} {quoted(frame[column].iloc[i])}" for i in unread[:shown])
-            raise ValueError(f"{unread.size} of {len(frame)} rows have a {column} that is not a date "
-                             f"({examples}; rows counted from 0; dates are written as 2025-11-18)")
-    blank = np.flatnonzero(dates["scoring_date"].isna().to_numpy())
-    if blank.size:  # the jump date may be unknown, the day the features were taken may not
-        raise ValueError(f"{blank.size} of {len(frame)} rows have no scoring_date (rows "
-                         f"{', '.join(map(str, blank[:shown]))}; counted from 0; `limitjump score` rejects "
-                         "such rows and scores the others)")
+    given = [c for c in ("jump_date", "scoring_date") if c in frame.columns]
+    dates = pd.DataFrame({c: as_dates(frame[c]) for c in given})  # read once
+
+    def refuse(rows: np.ndarray, what: str, example=lambda i: "") -> None:
+        if rows.size:
+            examples = ", ".join(f"row {i} {example(i)}".strip() for i in rows[:shown])
+            raise ValueError(f"{rows.size} of {len(frame)} rows {what} ({examples}; rows counted from 0; "
+                             "`limitjump score` rejects such rows and scores the others)")
+
+    for column in given:
+        written, read = frame[column], dates[column]
+        day = read.dt.strftime("%Y-%m-%d")
+        refuse(np.flatnonzero(~blank_cells(written) & read.isna().to_numpy()),
+               f"have a {column} that is not a date (dates are written as 2025-11-18)",
+               lambda i: quoted(written.iloc[i]))  # noqa: B023 (called at once, in this loop)
+        refuse(np.flatnonzero(((read < FIRST_DATE) | (read > LAST_DATE)).to_numpy()),
+               f"have a {column} outside {FIRST_DATE:%Y} to {LAST_DATE:%Y}", lambda i: day.iloc[i])  # noqa: B023
+        if column == "scoring_date":
+            refuse(np.flatnonzero((read.dt.floor("D") > today.normalize()).to_numpy()),
+                   f"have a scoring_date after today, {today:%Y-%m-%d}: their observation window is not over",
+                   lambda i: day.iloc[i])  # noqa: B023
+    if observation_days is None or len(given) < 2:
+        return
+    # the jump date may be unknown, the day the features were taken may not
+    refuse(np.flatnonzero(dates["scoring_date"].isna().to_numpy()), "have no scoring_date")
     days = days_after_jump(dates)
-    off = np.flatnonzero((days.notna() & (days != observation_days)).to_numpy())
-    if off.size:
-        examples = ", ".join(f"row {i} {int(days.iloc[i])} days" for i in off[:shown])
-        raise ValueError(f"{off.size} of {len(frame)} rows were taken on another day than the model reads: "
-                         f"scoring_date not {observation_days} days after jump_date, the model's window "
-                         f"({examples}; rows counted from 0; `limitjump score` and `recommend` reject such "
-                         "rows and score the others)")
+    refuse(np.flatnonzero((days.notna() & (days != observation_days)).to_numpy()),
+           f"were taken on another day than the model reads: scoring_date not {observation_days} days "
+           "after jump_date, the model's window", lambda i: f"{int(days.iloc[i])} days")
+
+
+def require_columns(frame: pd.DataFrame, columns: list[str]) -> None:
+    """Raise ValueError naming the ``columns`` ``frame`` lacks, and why where it can tell: names
+    in other capitals or with spaces around, or a request read as one column whose name holds
+    separators (a ';' CSV: MLflow's server and `mlflow models predict` split on commas only)."""
+    missing = [c for c in columns if c not in frame.columns]
+    if not missing:
+        return
+    from pipeline.readers import missing_columns  # imported here: only this message needs it
+
+    names = [str(n) for n in frame.columns]
+    one = names[0] if len(names) == 1 else ""
+    note = (f" (the input is read as one column, {quoted(one[:40] + '...' * (len(one) > 40))}: a CSV "
+            "separated otherwise than by commas? MLflow reads commas only; `limitjump score` reads "
+            "';', tabs and '|' too)" if any(mark in one for mark in ";\t|") else "")
+    raise ValueError(missing_columns(names, missing, f"the input lacks {len(missing)} of the model's "
+                                     "columns:", note))
+
+
+def refuse_copies(frame: pd.DataFrame, columns: list[str]) -> None:
+    """Raise ValueError on a column of ``columns`` that comes twice in a CSV request: MLflow's
+    server reads it with pandas, which names the second copy 'name.1', and the first copy had
+    been scored, HTTP 200 (JSON's copies are refused by ``as_frame``)."""
+    names = set(map(str, frame.columns))
+    copies = {c: n for n in names for c in columns
+              if n.startswith(c + ".") and n[len(c) + 1:].isdigit() and c in names}
+    if copies:
+        said = ", ".join(f"'{c}' (its copy read as '{n}')" for c, n in sorted(copies.items()))
+        raise ValueError(f"the input holds a column more than once: {said}; keep one of each")
 
 
 def _codes_hint(column: str) -> str:
@@ -337,9 +378,7 @@ class CalibratedLightGBM:
 
     def matrix(self, frame: pd.DataFrame) -> np.ndarray:
         """The model's columns, in its order, as float64 (extra columns are ignored)."""
-        missing = [c for c in self.features if c not in frame.columns]
-        if missing:
-            raise ValueError(f"the input lacks {len(missing)} of the model's columns: {missing[:10]}")
+        require_columns(frame, self.features)
         return encode(frame, self.features, self.categories)
 
     def raw(self, frame: pd.DataFrame) -> np.ndarray:
@@ -460,10 +499,12 @@ class Served:
     def predict(self, model_input: pd.DataFrame, params: dict | None = None):
         try:
             model_input = as_frame(model_input)
+            if model_input.shape == (0, 0):  # JSON's empty records: no rows, so no columns either
+                return np.empty(0)
+            refuse_copies(model_input, list(self.model.features))
             refuse_outside_contract(model_input, list(self.model.features),
                                     getattr(self.model, "categories", {}))
-            if self.model.observation_days is not None:
-                refuse_taken_off_day(model_input, self.model.observation_days)
+            refuse_dates(model_input, self.model.observation_days, pd.Timestamp.now())
             return self.model.predict(model_input, params)
         except ValueError as err:
             from mlflow.exceptions import MlflowException

@@ -563,7 +563,7 @@ def parse_dates(values: pd.Series, column: str, required: bool) -> tuple[pd.Seri
     """``values`` as dates (seconds; NaT where missing) and, per row, why a value is not
     acceptable (None where it is): not a date, or missing when ``required``."""
     dates = as_dates(values)
-    missing = values.isna().to_numpy()
+    missing = blank_cells(values)  # '', spaces and 'NULL' are no date, as no value is
     why = np.full(len(values), None, dtype=object)
     unreadable = dates.isna().to_numpy() & ~missing
     text = shortened(values[unreadable]).to_numpy(dtype=object)

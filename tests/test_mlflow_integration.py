@@ -389,6 +389,11 @@ def test_mlflow_models_predict_takes_whole_numbers_csv_and_json(project, store, 
     with pytest.raises(mlflow.exceptions.MlflowException,
                        match=r"1 of 40 rows .* not 30 days after jump_date.*row 3 45 days"):
         pyfunc.predict(dated)
+    # and a scoring date after today, which `limitjump score` rejects, had been scored
+    dated = dated.assign(jump_date=dated["scoring_date"] - pd.Timedelta(days=30))
+    dated.loc[5, ["jump_date", "scoring_date"]] = [pd.Timestamp("2099-12-02"), pd.Timestamp("2100-01-01")]
+    with pytest.raises(mlflow.exceptions.MlflowException, match="1 of 40 rows have a scoring_date after to"):
+        pyfunc.predict(dated)
     # text where a number belongs: the client's error names the column and the row
     text = ints.astype({"trigger": object})
     text.iloc[1, text.columns.get_loc("trigger")] = "score_improvement"
@@ -399,6 +404,15 @@ def test_mlflow_models_predict_takes_whole_numbers_csv_and_json(project, store, 
     assert done.returncode != 0
     assert "column 'trigger' must hold numbers: 1 of" in done.stderr
     assert "row 1 'score_improvement'" in done.stderr
+    # a column given twice in a CSV, which pandas reads as 'credit_score' and 'credit_score.1': the
+    # first copy had been scored, exit 0
+    twice = ints.copy()
+    twice.insert(0, "credit_score", 400, allow_duplicates=True)
+    twice.to_csv(tmp_path / "twice.csv", index=False)
+    done = subprocess.run([str(BIN / "mlflow"), "models", "predict", "-m", f"models:/{NAME}/1", "-i",
+                           str(tmp_path / "twice.csv"), "-t", "csv", "--env-manager", "local"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert done.returncode != 0 and "'credit_score' (its copy read as 'credit_score.1')" in done.stderr
 
 
 @pytest.mark.timeout(300)
@@ -535,6 +549,8 @@ def test_promote_moves_the_champion_only_when_the_gates_hold(project, store):
     assert "registered version 2 (passes its gates)" in out
     assert store.get_model_version(NAME, "2").tags[tracking.GATE_TAG] == "true"
     assert store.get_model_version(NAME, "2").tags["limitjump.failed_gates"] == "none"
+    # and says so where the UI shows it (its description had still read "own gates failed")
+    assert store.get_model_version(NAME, "2").description.endswith("own gates passed")
 
     # a version that passes its own gates is promoted only if it beats the champion on the same rows
     write_params(project.root, merge(SMALL, {"train": {"lightgbm": {"num_leaves": 7}}}))
@@ -577,6 +593,22 @@ def test_promote_moves_the_champion_only_when_the_gates_hold(project, store):
     adopted = _promote(project, newest, "--new-label")
     assert adopted["decision"] == "promoted" and adopted["figures"] == other["figures"]
     assert str(store.get_model_version_by_alias(NAME, "champion").version) == newest
+
+    # a checkout whose model is not @challenger's (what `dvc exp apply` restores, or a teammate's
+    # `dvc repro` moved @challenger to its own): promote names both and moves nothing, unless told
+    registered = project.root / "models" / "registered.json"
+    ours = registered.read_text()
+    applied = store.get_model_version(NAME, "3").tags[tracking.FINGERPRINT_TAG]
+    registered.write_text(json.dumps({**json.loads(ours), "fingerprint": applied}))
+    refused = subprocess.run(["limitjump", "promote"], cwd=project.root, env=project.env,
+                             capture_output=True, text=True, timeout=600)
+    registered.write_text(ours)
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    said = " ".join(refused.stderr.split())
+    assert f"@challenger is version {newest}" in said and "--version 3 for this checkout's" in said
+    assert str(store.get_model_version_by_alias(NAME, "champion").version) == newest
+    assert all(e["git.dirty"] in ("true", "false") for e in
+               map(json.loads, (project.root / tracking.PROMOTION_LOG).read_text().splitlines()))
 
 
 def _promote(project, version: str | None, *flags: str) -> dict:

@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 import warnings
+from io import StringIO
 from pathlib import Path
 
 import numpy as np
@@ -83,6 +84,22 @@ def test_rows_reach_the_model_as_a_frame_whatever_json_mlflow_passed_on():
         model.as_frame(np.ones((2, 2)))
     with pytest.raises(ValueError, match="each hold a list of values"):
         model.as_frame({"a": 1, "b": [1]})
+
+
+def test_a_request_lacking_columns_is_told_why_where_it_can_be_seen():
+    """Known answers from outside: a ';' CSV sent to the server, or one with capitals, was told
+    only that it lacked 71 columns; a CSV's repeated column read as 'name.1' is refused."""
+    columns = ["age", "credit_score"]
+    model.require_columns(pd.DataFrame({"age": [1], "credit_score": [2], "other": [3]}), columns)
+    with pytest.raises(ValueError, match=r"lacks 2 .*one column, 'age;credit_score': a CSV separated"):
+        model.require_columns(pd.read_csv(StringIO("age;credit_score\n30;600\n")), columns)
+    with pytest.raises(ValueError, match=r"lacks 1 .*'AGE' for 'age': column names are matched exactly"):
+        model.require_columns(pd.DataFrame({"AGE": [1], "credit_score": [2]}), columns)
+    read = pd.read_csv(StringIO("credit_score,age,credit_score\n400,30,600\n"))
+    with pytest.raises(ValueError, match=r"more than once: 'credit_score' \(its copy read as "
+                                         r"'credit_score.1'\)"):
+        model.refuse_copies(read, columns)
+    model.refuse_copies(pd.DataFrame({"age.1": [1], "credit_score": [2]}), columns)  # no 'age': no copy
 
 
 def test_values_the_features_contract_refuses_are_named_before_a_pyfunc_scores():
@@ -317,23 +334,47 @@ def test_a_model_folders_label_is_read_checked_or_absent(tmp_path):
             model.read_label(path)
 
 
+TODAY = pd.Timestamp("2026-12-07 15:30")
+
+
 def test_rows_taken_on_another_day_after_the_jump_are_named_before_a_pyfunc_scores():
     """Known answers: calendar days, as ``limitjump score`` counts them (an increase timed 13:45
-    on the 1st is 30 days before the 31st), in dates or in text; without both dates, no check."""
+    on the 1st is 30 days before the 31st), in dates or in text; without both dates, no window."""
     rows = pd.DataFrame({"jump_date": ["2025-03-01 13:45", "2025-03-01", "2025-02-14", None],
                          "scoring_date": pd.to_datetime(["2025-03-31"] * 4)})
-    model.refuse_taken_off_day(rows.drop(index=2), 30)
-    model.refuse_taken_off_day(rows.drop(columns="jump_date"), 45)
+    model.refuse_dates(rows.drop(index=2), 30, TODAY)
+    model.refuse_dates(rows.drop(columns="jump_date"), 45, TODAY)
+    model.refuse_dates(rows, None, TODAY)  # a team's own model reads no window
     with pytest.raises(ValueError, match=r"^1 of 4 rows were taken on another day than the model reads: "
                                          r"scoring_date not 30 days after jump_date.*\(row 2 45 days;"):
-        model.refuse_taken_off_day(rows, 30)
+        model.refuse_dates(rows, 30, TODAY)
     with pytest.raises(ValueError, match=r"^3 of 4 rows .* not 0 days .*row 0 30 days, row 1 30 days, "
                                          r"row 2 45 days;"):
-        model.refuse_taken_off_day(rows.assign(jump_date=pd.to_datetime(rows["jump_date"], format="ISO8601")),
-                                   0)
+        model.refuse_dates(rows.assign(jump_date=pd.to_datetime(rows["jump_date"], format="ISO8601")), 0,
+                           TODAY)
     # a date that cannot be read is named, as ``limitjump score`` rejects its row
-    with pytest.raises(ValueError, match=r"^1 of 4 rows have a jump_date that is not a date \(row 1 'soon';"):
-        model.refuse_taken_off_day(rows.assign(jump_date=["2025-03-01", "soon", "2025-03-01", None]), 30)
+    with pytest.raises(ValueError, match=r"^1 of 4 rows have a jump_date that is not a date .*"
+                                         r"\(row 1 'soon';"):
+        model.refuse_dates(rows.assign(jump_date=["2025-03-01", "soon", "2025-03-01", None]), 30, TODAY)
+
+
+def test_dates_score_would_reject_refuse_a_pyfunc_request_and_blank_text_is_no_date():
+    """Known answers from outside: the served model scored a scoring date after today and one in
+    1999, which `limitjump score` rejects, and refused '', 'NULL' and spaces in a jump date as "not
+    a date" while a null was missing."""
+    rows = pd.DataFrame({"jump_date": ["", "NULL", "  ", None],
+                         "scoring_date": ["2025-03-31", "2025-03-31", "2025-03-31", "2026-12-07"]})
+    model.refuse_dates(rows, 30, TODAY)  # today's scoring date is over at the end of today
+    with pytest.raises(ValueError, match=r"^1 of 4 rows have a scoring_date after today, 2026-12-07: "
+                                         r".*\(row 2 2030-01-01;"):
+        model.refuse_dates(rows.assign(scoring_date=["2025-03-31", "2025-03-31", "2030-01-01", None]), 30,
+                           TODAY)
+    with pytest.raises(ValueError, match=r"^1 of 4 rows have a jump_date outside 2000 to 2100 "
+                                         r"\(row 1 1999-01-01;"):
+        model.refuse_dates(rows.assign(jump_date=["", "1999-01-01", None, None]), None, TODAY)
+    with pytest.raises(ValueError, match=r"^1 of 4 rows have no scoring_date \(row 0;"):
+        model.refuse_dates(rows.assign(scoring_date=["NULL", "2025-03-31", "2025-03-31", "2025-03-31"]), 30,
+                           TODAY)
 
 
 def test_a_category_in_other_capitals_or_spacing_is_the_one_learned():

@@ -138,6 +138,16 @@ def test_a_column_named_twice_is_refused_naming_both_places(tmp_path):
             readers.open_dataset(folder)
 
 
+def test_a_blank_written_in_a_date_column_is_no_date_as_a_null_is():
+    """Known answer from outside: a Parquet text jump_date of '', 'NULL' or spaces was rejected as
+    "not a date (value )" while a null in the same column was missing."""
+    written = pd.Series(["", "NULL", "  ", "#N/A", None, "2025-01-02"], dtype="str")
+    dates, why = readers.parse_dates(written, "t.d", required=False)
+    assert dates[:5].isna().all() and dates[5] == pd.Timestamp("2025-01-02") and (pd.isna(why)).all()
+    _, why = readers.parse_dates(written, "t.d", required=True)
+    assert list(why) == ["t.d: missing"] * 5 + [None]
+
+
 @pytest.mark.parametrize("written, date", [
     ("2025-11-18", "2025-11-18"), ("2025/11/18", "2025-11-18"), ("20251118", "2025-11-18"),
     ("2025年11月18日", "2025-11-18"), ("2025-11-18T23:30:00+08:00", "2025-11-18 23:30:00"),
