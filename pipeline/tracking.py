@@ -458,7 +458,7 @@ def _with_fingerprint(client: MlflowClient, name: str, fingerprint: str) -> list
 def get_version(settings: MlflowSettings, ref: str, name: str | None = None) -> ModelVersion:
     """A version of the registered model (or of ``name``) by number or by alias ("champion",
     "@champion")."""
-    client, _ = connect(settings)
+    client, _ = connect(settings, existing=True)
     name = name or settings.registered_model
     try:
         if ref.lstrip("@").isdigit():

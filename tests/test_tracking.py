@@ -167,6 +167,8 @@ def test_a_store_that_is_not_there_is_not_made_to_read_a_model_from(tmp_path, mo
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{store}")
     with pytest.raises(InputError, match=f"no MLflow store at {store}"):
         tracking.connect(SETTINGS, existing=True)
+    with pytest.raises(InputError, match=f"no MLflow store at {store}"):  # as promote looks one up
+        tracking.get_version(SETTINGS, "challenger")
     assert not (tmp_path / "no").exists()
 
 
