@@ -117,6 +117,9 @@ def reasons(contrib: np.ndarray, features: list[str], leading: np.ndarray, max_r
     return out
 
 
+AT_THE_BOUND = 1e-9  # relative: a value this close to a reason's bound is at it
+
+
 def worded_contributions(contrib: np.ndarray, matrix: np.ndarray, features: list[str],
                          medians: dict[str, float]) -> np.ndarray:
     """The contributions (n, features + 1) that reasons are worded from. A catalogue feature's
@@ -140,7 +143,9 @@ def worded_contributions(contrib: np.ndarray, matrix: np.ndarray, features: list
         if entry.reason_codes is not None:
             said &= np.isin(value, entry.reason_codes)
         elif entry.reason_side and edge is not None:
-            said &= (value - edge) * entry.reason_side > 0
+            # at the bound within rounding (a spreadsheet keeps 15 digits) is on neither side: an
+            # .xlsx copy of a file had gained "little history with us" for a value at the median
+            said &= (value - edge) * entry.reason_side > AT_THE_BOUND * max(1.0, abs(edge))
         out[:, j] = np.where(said, contrib[:, j], 0.0)
     return out
 
