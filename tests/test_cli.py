@@ -118,7 +118,8 @@ def test_a_model_that_cannot_be_used_is_a_usage_error(tmp_path):
     nothing is written."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'm.db'}"}
     rows = ROOT / "tests" / "data" / "team_example" / "score.csv"
-    for model, message in (("models:/limitjump/999", "no version '999' in the registry"),
+    for model, message in (("models:/limitjump/999", f"no MLflow store at {tmp_path / 'm.db'}"),
+                           ("models:/limitjump/999", "no version '999' in the registry"),
                            ("models:/other@champion", "expected models:/limitjump@<alias>"),
                            (str(ROOT / "tests" / "data"), "not a scoring model (no model.txt"),
                            ("models/lightgbn", "models/lightgbn: no such model folder")):
@@ -129,6 +130,7 @@ def test_a_model_that_cannot_be_used_is_a_usage_error(tmp_path):
                               cwd=ROOT, capture_output=True, text=True, env=env)
         assert done.returncode == 2, done.stderr
         assert message in done.stderr and "Traceback" not in done.stderr
+        (tmp_path / "m.db").touch()  # an empty SQLite file, which MLflow makes a store of
     assert not (tmp_path / "out.csv").exists()
     assert not (tmp_path / "typo.db").exists()  # it had made an empty one
 
