@@ -32,6 +32,7 @@ import importlib.util
 import json
 import os
 import pwd
+import re
 import secrets
 import shutil
 import signal
@@ -413,10 +414,14 @@ def wait_healthy(url: str, proc: subprocess.Popen | None, log: Path, timeout: fl
     raise InputError(f"mlflow server not healthy after {timeout:.0f} s:\n{tail(log)}")
 
 
-def _ports(recorded: dict, port: int | None, pg_port: int | None) -> tuple[int, int]:
-    """The ports given, else those ``server.json`` recorded, else the defaults."""
-    return (port if port is not None else recorded.get("port", MLFLOW_PORT),
-            pg_port if pg_port is not None else recorded.get("pg_port", PG_PORT))
+def _settings(recorded: dict, **given) -> dict:
+    """The settings given, else those the last start recorded in ``server.json``, else the
+    defaults: a plain restart keeps the server as it was made (the default permission had fallen
+    back to READ, opening every experiment to every user, and the host to 127.0.0.1)."""
+    defaults = {"host": HOST, "port": MLFLOW_PORT, "pg_port": PG_PORT, "workers": 2,
+                "allowed_hosts": None, "default_permission": "READ"}
+    return {k: next((v for v in (given.get(k), recorded.get(k)) if v is not None), default)
+            for k, default in defaults.items()}
 
 
 def _check_new_server() -> None:
@@ -437,14 +442,22 @@ def _forget_cluster(layout: Layout) -> None:
         path.unlink(missing_ok=True)
 
 
-def start(data_dir: Path, host: str = HOST, port: int | None = None, pg_port: int | None = None,
-          workers: int = 2, allowed_hosts: str | None = None, default_permission: str = "READ") -> dict:
+def start(data_dir: Path, host: str | None = None, port: int | None = None, pg_port: int | None = None,
+          workers: int | None = None, allowed_hosts: str | None = None,
+          default_permission: str | None = None) -> dict:
     """Start PostgreSQL and the MLflow server for ``data_dir`` (initialising it the first time) and
     return the state written to ``server.json``. The first start needs MLFLOW_AUTH_ADMIN_PASSWORD.
-    Ports not given are those of the last start."""
+    Settings not given are those of the last start (``_settings``)."""
     layout = Layout(Path(data_dir).resolve())
     recorded = read_state(layout)
-    port, pg_port = _ports(recorded, port, pg_port)
+    if "default_permission" not in recorded and layout.auth_ini.exists():  # a start before it was recorded
+        found = re.search(r"^default_permission = (\w+)$", layout.auth_ini.read_text(), re.MULTILINE)
+        recorded["default_permission"] = found and found.group(1)
+    chosen = _settings(recorded, host=host, port=port, pg_port=pg_port, workers=workers,
+                       allowed_hosts=allowed_hosts, default_permission=default_permission)
+    host, port, pg_port = chosen["host"], chosen["port"], chosen["pg_port"]
+    workers, allowed_hosts, default_permission = (chosen["workers"], chosen["allowed_hosts"],
+                                                  chosen["default_permission"])
     if running(recorded.get("postgres")) or running(recorded.get("mlflow")):
         raise UsageError(f"a server already runs for {layout.root} ({recorded.get('url')}): "
                          "limitjump server stop first")
@@ -477,6 +490,7 @@ def _start_servers(layout: Layout, bin_dir: Path, host: str, port: int, pg_port:
     layout.artifacts.chmod(0o700)  # one made before the servers' umask was 077
     pg = start_postgres(layout, bin_dir, pg_port)
     state = {"data_dir": str(layout.root), "host": host, "port": port, "pg_port": pg_port,
+             "workers": workers, "allowed_hosts": allowed_hosts, "default_permission": default_permission,
              "url": f"http://{HOST if host in ('0.0.0.0', '::') else host}:{port}",
              "backend_store_uri": database_uri(pg_port, TRACKING_DB),
              "postgres": identity(pg)}
@@ -543,7 +557,7 @@ def upgrade(data_dir: Path, pg_port: int | None = None) -> list[str]:
     if running(state.get("postgres")):
         pg_port = state["pg_port"]
     else:
-        pg_port = _ports(state, None, pg_port)[1]
+        pg_port = _settings(state, pg_port=pg_port)["pg_port"]
         ours = start_postgres(layout, pg_bin(), pg_port)
     try:
         ran = []

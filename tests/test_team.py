@@ -119,6 +119,38 @@ def test_start_and_upgrade_take_the_ports_the_server_was_made_with(tmp_path):
             team.upgrade(data)
 
 
+def test_a_restart_without_options_keeps_every_setting_of_the_last_start(tmp_path):
+    """Known answer from outside: a plain `start` after `--default-permission NO_PERMISSIONS` had
+    written READ again, opening every experiment to every user, and put --host back to loopback."""
+    made = {"host": "0.0.0.0", "port": 5100, "pg_port": 5500, "workers": 1, "allowed_hosts": "team-host:5100",
+            "default_permission": "NO_PERMISSIONS"}
+    assert team._settings(made) == made
+    assert team._settings(made, workers=4, host=None) == {**made, "workers": 4}
+    assert team._settings({}) == {"host": team.HOST, "port": team.MLFLOW_PORT, "pg_port": team.PG_PORT,
+                                  "workers": 2, "allowed_hosts": None, "default_permission": "READ"}
+    # a server started before the setting was recorded keeps what its auth.ini says
+    data = tmp_path / "data"
+    (data / "postgres").mkdir(parents=True)
+    (data / "postgres" / "PG_VERSION").write_text("18\n")
+    (data / "auth.ini").write_text(team.auth_ini_text("sqlite://", "NO_PERMISSIONS"))
+    with _listening() as busy:
+        (data / "server.json").write_text(json.dumps({"port": busy.getsockname()[1]}))
+        seen = {}
+
+        def stop_here(*args):
+            seen["default_permission"] = args[-1]
+            raise RuntimeError("stopped before any server starts")
+
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(team, "_port_taken", lambda *a: False)
+            patch.setattr(team, "_check_port", lambda *a: None)
+            patch.setattr(team, "pg_bin", lambda: tmp_path)
+            patch.setattr(team, "_start_servers", stop_here)
+            with pytest.raises(RuntimeError, match="stopped before"):
+                team.start(data)
+    assert seen["default_permission"] == "NO_PERMISSIONS"
+
+
 @pytest.mark.parametrize("password", [None, "short-pw"])
 def test_a_new_server_checks_ports_and_password_before_making_anything(tmp_path, monkeypatch, password):
     data = tmp_path / "data"
@@ -479,6 +511,8 @@ def test_upgrade_and_start_take_the_recorded_ports(lone):
     _server(lone, "stop")
     assert "done: -m mlflow db upgrade" in _server(lone, "upgrade").stdout
     assert f"127.0.0.1:{lone.port}" in _server(lone, "start").stdout
+    recorded = team.read_state(team.Layout(lone.data))  # and every other setting of its first start
+    assert (recorded["workers"], recorded["allowed_hosts"]) == (1, f"team-host:{lone.port}")
 
 
 @pytest.mark.slow

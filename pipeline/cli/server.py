@@ -33,18 +33,23 @@ def _path(path: Path) -> Path:
 
 @server_app.command()
 def start(data_dir: Annotated[Path, DATA_DIR],
-          host: Annotated[str, typer.Option(help="Address the MLflow server listens on.")] = team.HOST,
+          host: Annotated[str | None, typer.Option(
+              help=f"Address the MLflow server listens on (default: the last start's, else {team.HOST}).")]
+          = None,
           port: Annotated[int | None, typer.Option(
               help=f"The MLflow server's port (default: the last start's, else {team.MLFLOW_PORT}).")] = None,
           pg_port: Annotated[int | None, typer.Option(
               help=f"PostgreSQL's port, on 127.0.0.1 (default: the last start's, else {team.PG_PORT}).")]
           = None,
-          workers: Annotated[int, typer.Option(help="MLflow server worker processes.")] = 2,
+          workers: Annotated[int | None, typer.Option(
+              help="MLflow server worker processes (default: the last start's, else 2).")] = None,
           allowed_hosts: Annotated[str | None, typer.Option(
-              help="Host names clients use, needed with a --host other than loopback.")] = None,
-          default_permission: Annotated[str, typer.Option(
+              help="Host names clients use, needed with a --host other than loopback (default: the "
+                   "last start's).")] = None,
+          default_permission: Annotated[str | None, typer.Option(
               help="What an authenticated user may do where nothing was granted: "
-                   f"{', '.join(team.DEFAULT_PERMISSIONS)}.")] = "READ") -> None:
+                   f"{', '.join(team.DEFAULT_PERMISSIONS)} (default: the last start's, else READ).")]
+          = None) -> None:
     """Start PostgreSQL and the MLflow server; the first start creates them (MLFLOW_AUTH_ADMIN_PASSWORD)."""
     state = team.start(_path(data_dir), host=host, port=port, pg_port=pg_port, workers=workers,
                        allowed_hosts=allowed_hosts, default_permission=default_permission)
