@@ -64,19 +64,47 @@ def _ok(status_code: int, payload: dict, what: str) -> dict:
 
 
 def create_user(url: str, admin: tuple[str, str], username: str, password: str) -> bool:
-    """Create a user; False if it already exists."""
+    """Create a user; False if it already exists with ``password``. One that exists with another
+    password is an error, as creating it again changes nothing: an admin "resetting" a password
+    that way had been told the user exists, exit 0, and the old password still worked."""
     code, payload = api(url, "/api/2.0/mlflow/users/create", {"username": username, "password": password},
                         admin)
     if code != 200 and "already exists" in str(payload.get("message", "")) + str(payload.get("text", "")):
+        signed_in, _ = api(url, "/api/2.0/mlflow/users/get", auth=(username, password),
+                           query={"username": username})
+        if signed_in == 401:
+            raise UsageError(f"user {username} already exists, with another password: add-user does not "
+                             f"change it; `limitjump server set-password {username}` does")
         return False
     _ok(code, payload, f"create user {username}")
     return True
+
+
+def set_password(url: str, admin: tuple[str, str], username: str, password: str) -> None:
+    """Give a user a new password (as an admin); every server worker takes it within a minute."""
+    _ok(*api(url, "/api/2.0/mlflow/users/update-password", {"username": username, "password": password},
+             admin, method="PATCH"), f"set the password of user {username}")
 
 
 def experiment_id(url: str, auth: tuple[str, str], name: str) -> str:
     code, payload = api(url, "/api/2.0/mlflow/experiments/get-by-name", auth=auth,
                         query={"experiment_name": name})
     return _ok(code, payload, f"experiment {name}")["experiment"]["experiment_id"]
+
+
+def registered_model(url: str, auth: tuple[str, str], name: str) -> str:
+    """``name``, if a registered model of that name exists: MLflow stores a grant on any name,
+    so a typo ('limitjump-champoin') had been granted, exit 0, and would hold on a model
+    registered later under it."""
+    code, payload = api(url, "/api/2.0/mlflow/registered-models/get", auth=auth, query={"name": name})
+    if code == 404:
+        code, found = api(url, "/api/2.0/mlflow/registered-models/search", auth=auth,
+                          query={"max_results": 100})
+        names = [m["name"] for m in found.get("registered_models", [])] if code == 200 else []
+        raise InputError(f"no registered model {name!r} at {url}" + (f" (it has {', '.join(names)})"
+                                                                      if names else ""))
+    _ok(code, payload, f"registered model {name}")
+    return name
 
 
 def grant(url: str, admin: tuple[str, str], username: str, permission: str,
@@ -92,7 +120,7 @@ def grant(url: str, admin: tuple[str, str], username: str, permission: str,
     if experiment:
         targets.append(("experiment", "*" if experiment == "*" else experiment_id(url, admin, experiment)))
     if model:
-        targets.append(("registered_model", model))
+        targets.append(("registered_model", "*" if model == "*" else registered_model(url, admin, model)))
     if not targets:
         raise UsageError("name an experiment and/or a registered model to grant on")
     for resource_type, resource_id in targets:

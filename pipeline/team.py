@@ -176,9 +176,12 @@ def auth_ini_text(auth_database_uri: str, default_permission: str = "READ",
 
 
 def postgres_argv(bin_dir: Path, pgdata: Path, port: int, host: str = HOST) -> list[str]:
-    """The postmaster in the foreground (its process is ours to stop): TCP on ``host`` only."""
+    """The postmaster in the foreground (its process is ours to stop): TCP on ``host`` only. A
+    failed statement is not written to the log: adding a user twice had logged the INSERT with
+    the password's hash."""
     return [str(bin_dir / "postgres"), "-D", str(pgdata), "-p", str(port), "-c", f"listen_addresses={host}",
-            "-c", "unix_socket_directories=", "-c", "max_connections=100"]
+            "-c", "unix_socket_directories=", "-c", "max_connections=100",
+            "-c", "log_min_error_statement=panic"]
 
 
 def initdb_argv(bin_dir: Path, pgdata: Path, pwfile: Path) -> list[str]:
@@ -458,9 +461,12 @@ def start(data_dir: Path, host: str | None = None, port: int | None = None, pg_p
     host, port, pg_port = chosen["host"], chosen["port"], chosen["pg_port"]
     workers, allowed_hosts, default_permission = (chosen["workers"], chosen["allowed_hosts"],
                                                   chosen["default_permission"])
-    if running(recorded.get("postgres")) or running(recorded.get("mlflow")):
-        raise UsageError(f"a server already runs for {layout.root} ({recorded.get('url')}): "
-                         "limitjump server stop first")
+    up = {name: running(recorded.get(name)) for name in ("mlflow", "postgres")}
+    if any(up.values()):
+        down = [name for name, alive in up.items() if not alive]
+        raise UsageError(f"a server already runs for {layout.root} ({recorded.get('url')})"
+                         + (f", but its {' and '.join(down)} is down" if down else "")
+                         + ": `limitjump server stop` first (it ends what is left), then start")
     if not is_loopback(host) and not allowed_hosts:
         raise UsageError(f"--host {host} listens beyond this machine: name the hosts clients use "
                          "with --allowed-hosts")
@@ -477,7 +483,7 @@ def start(data_dir: Path, host: str | None = None, port: int | None = None, pg_p
         if new:
             init_postgres(layout, bin_dir)
         return _start_servers(layout, bin_dir, host, port, pg_port, workers, allowed_hosts,
-                              default_permission)
+                              default_permission, first=new)
     except BaseException:
         if new:
             _forget_cluster(layout)
@@ -485,7 +491,7 @@ def start(data_dir: Path, host: str | None = None, port: int | None = None, pg_p
 
 
 def _start_servers(layout: Layout, bin_dir: Path, host: str, port: int, pg_port: int, workers: int,
-                   allowed_hosts: str | None, default_permission: str) -> dict:
+                   allowed_hosts: str | None, default_permission: str, first: bool) -> dict:
     layout.artifacts.mkdir(mode=0o700, parents=True, exist_ok=True)
     layout.artifacts.chmod(0o700)  # one made before the servers' umask was 077
     pg = start_postgres(layout, bin_dir, pg_port)
@@ -505,8 +511,9 @@ def _start_servers(layout: Layout, bin_dir: Path, host: str, port: int, pg_port:
                "MLFLOW_DISABLE_TELEMETRY": "true", **os.environ,
                "PGPASSFILE": str(layout.pgpass), "MLFLOW_AUTH_CONFIG_PATH": str(layout.auth_ini),
                "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+        # nor the admin's password once the admin exists: it is read at the first start only
         for name in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "MLFLOW_TRACKING_USERNAME",
-                     "MLFLOW_TRACKING_PASSWORD"):
+                     "MLFLOW_TRACKING_PASSWORD", *(() if first else ("MLFLOW_AUTH_ADMIN_PASSWORD",))):
             env.pop(name, None)
         with _private_log(layout.mlflow_log) as log:
             argv = mlflow_argv(_mlflow_bin(), layout, pg_port, host, port, workers, allowed_hosts)

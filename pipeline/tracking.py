@@ -455,6 +455,13 @@ def _with_fingerprint(client: MlflowClient, name: str, fingerprint: str) -> list
     return sorted(found, key=lambda v: int(v.version))
 
 
+NOT_FOUND = ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND")  # MLflow's codes for none
+
+
+class NoVersion(UsageError):
+    """The registry answered, and has no such version or alias."""
+
+
 def get_version(settings: MlflowSettings, ref: str, name: str | None = None) -> ModelVersion:
     """A version of the registered model (or of ``name``) by number or by alias ("champion",
     "@champion")."""
@@ -465,11 +472,14 @@ def get_version(settings: MlflowSettings, ref: str, name: str | None = None) -> 
             return client.get_model_version(name, ref.lstrip("@"))
         return client.get_model_version_by_alias(name, ref.lstrip("@"))
     except MlflowException as err:
+        if err.error_code not in NOT_FOUND:  # refused (401, 403) or failed: said as such, not "no version"
+            raise UsageError(f"model {name}: the registry at {shown(mlflow.get_tracking_uri())} did not "
+                             f"give version {ref!r}: {_first_line(err)}") from err
         # only the risk model has a promotion command; the decision model's aliases are set by hand
         promotable = name == settings.registered_model and "champion" in ref
         hint = " (promote a version first: limitjump promote)" if promotable else ""
-        raise UsageError(f"model {name}: no version {ref!r} in the registry at "
-                         f"{mlflow.get_tracking_uri()}{hint}") from err
+        raise NoVersion(f"model {name}: no version {ref!r} in the registry at "
+                        f"{shown(mlflow.get_tracking_uri())}{hint}") from err
 
 
 def fetch_model_files(version: ModelVersion, dest: Path) -> Path:

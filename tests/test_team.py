@@ -53,6 +53,7 @@ def test_server_commands_bind_loopback_and_carry_no_secret(tmp_path):
     layout = team.Layout(tmp_path)
     pg = team.postgres_argv(Path("/pg/bin"), layout.pgdata, 5433)
     assert "listen_addresses=127.0.0.1" in pg and "unix_socket_directories=" in pg
+    assert "log_min_error_statement=panic" in pg  # a failed INSERT of a user had logged its hash
     argv = team.mlflow_argv(Path("mlflow"), layout, 5433, team.HOST, 5000, 2)
     joined = " ".join(argv)
     assert "--serve-artifacts" in argv and "--artifacts-destination" in argv and "basic-auth" in argv
@@ -137,7 +138,7 @@ def test_a_restart_without_options_keeps_every_setting_of_the_last_start(tmp_pat
         (data / "server.json").write_text(json.dumps({"port": busy.getsockname()[1]}))
         seen = {}
 
-        def stop_here(*args):
+        def stop_here(*args, **kwargs):
             seen["default_permission"] = args[-1]
             raise RuntimeError("stopped before any server starts")
 
@@ -149,6 +150,19 @@ def test_a_restart_without_options_keeps_every_setting_of_the_last_start(tmp_pat
             with pytest.raises(RuntimeError, match="stopped before"):
                 team.start(data)
     assert seen["default_permission"] == "NO_PERMISSIONS"
+
+
+def test_start_over_a_half_dead_server_says_which_half_is_down(tmp_path, monkeypatch):
+    """Known answer from outside: with PostgreSQL killed and MLflow still up, start said only that
+    a server runs."""
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "server.json").write_text(json.dumps({"url": "http://127.0.0.1:5000", "mlflow": "m",
+                                                  "postgres": "p"}))
+    monkeypatch.setattr(team, "running", lambda identity: identity == "m")
+    with pytest.raises(team.UsageError, match=r"runs for .* but its postgres is down: `limitjump server "
+                                              r"stop` first"):
+        team.start(data)
 
 
 @pytest.mark.parametrize("password", [None, "short-pw"])
@@ -318,6 +332,12 @@ def test_authentication_refuses_anonymous_and_read_only_writes(server):
     code, _ = mlflow_users.api(server.url, f"{API}/runs/create", new_run, server.reader)
     assert code == 403
 
+    # a promotion with a wrong password is told so (it had been told there was no @challenger)
+    refused = subprocess.run(["limitjump", "promote"], cwd=server.project, capture_output=True, text=True,
+                             env={**server.env, "MLFLOW_TRACKING_USERNAME": wrong[0],
+                                  "MLFLOW_TRACKING_PASSWORD": wrong[1]})
+    assert refused.returncode == 2 and "@challenger" not in refused.stderr, refused.stderr
+    assert wrong[1] not in refused.stdout + refused.stderr
     # the pipeline's user promotes (limitjump promote moves @champion); the admin can set any alias
     run(["limitjump", "promote"], server.project, server.env)
     code, body = _alias(server, "champion", auth=server.reader)
@@ -461,8 +481,15 @@ def test_the_hosts_own_addresses_are_allowed_besides_allowed_hosts(lone):
         except urllib.error.HTTPError as err:
             code = err.code
         assert code == (403 if host.startswith("elsewhere") else 200), host
-    assert mlflow_users.create_user(f"http://localhost:{lone.port}", lone.admin, "alice",
-                                    secrets.token_urlsafe(18))
+    first, second = secrets.token_urlsafe(18), secrets.token_urlsafe(18)
+    local = f"http://localhost:{lone.port}"
+    assert mlflow_users.create_user(local, lone.admin, "alice", first)
+    # again: the same password is nothing to do; another is not set by add-user, but set-password
+    assert mlflow_users.create_user(local, lone.admin, "alice", first) is False
+    with pytest.raises(team.UsageError, match="set-password alice"):
+        mlflow_users.create_user(local, lone.admin, "alice", second)
+    mlflow_users.set_password(local, lone.admin, "alice", second)  # one worker: taken at once
+    assert mlflow_users.create_user(local, lone.admin, "alice", second) is False
 
 
 @pytest.mark.slow

@@ -78,7 +78,7 @@ def _challenger(p):
     `dvc repro` moves @challenger to their model; promote had judged that one, exit 0."""
     try:
         challenger = tracking.get_version(p.mlflow, "challenger")
-    except InputError as err:
+    except tracking.NoVersion as err:  # a refusal (401, 403) is said as itself, not as no @challenger
         raise InputError(f"model {p.mlflow.registered_model}: no @challenger to promote (a plain "
                          "`dvc repro` sets it to the version it registers; experiments set no alias): "
                          "run it, or name the version with --version N") from err
@@ -116,7 +116,7 @@ def _who() -> str:
 def _current_champion(p):
     try:
         return tracking.get_version(p.mlflow, "champion")
-    except InputError:
+    except tracking.NoVersion:
         return None
 
 

@@ -107,7 +107,20 @@ def add_user(username: str, url: Annotated[str, URL],
     password = os.environ.get(password_env) or typer.prompt(f"password for {username}", hide_input=True,
                                                             confirmation_prompt=True)
     created = mlflow_users.create_user(url, admin, username, password)
-    typer.echo(f"user {username} {'created' if created else 'already exists'}")
+    typer.echo(f"user {username} {'created' if created else 'already exists, with this password'}")
+
+
+@server_app.command(name="set-password")
+def set_password(username: str, url: Annotated[str, URL],
+                 password_env: Annotated[str, typer.Option(
+                     help="Variable holding the new password; prompted for if unset.")]
+                 = "LIMITJUMP_USER_PASSWORD") -> None:
+    """Give a user a new password (as an admin); the server's workers take it within a minute."""
+    admin = mlflow_users.credentials_from_env()
+    password = os.environ.get(password_env) or typer.prompt(f"new password for {username}", hide_input=True,
+                                                            confirmation_prompt=True)
+    mlflow_users.set_password(url, admin, username, password)
+    typer.echo(f"user {username}: password changed")
 
 
 @server_app.command()
