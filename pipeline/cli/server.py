@@ -97,29 +97,29 @@ def upgrade(data_dir: Annotated[Path, DATA_DIR],
 URL = typer.Option("--url", envvar="MLFLOW_TRACKING_URI", help="The server (default: $MLFLOW_TRACKING_URI).")
 
 
+PASSWORD_ENV = typer.Option(help="Variable holding the user's new password; prompted for if unset.")
+
+
+def _new_password(username: str, password_env: str) -> str:
+    return os.environ.get(password_env) or typer.prompt(f"new password for {username}", hide_input=True,
+                                                        confirmation_prompt=True)
+
+
 @server_app.command(name="add-user")
 def add_user(username: str, url: Annotated[str, URL],
-             password_env: Annotated[str, typer.Option(
-                 help="Variable holding the new user's password; prompted for if unset.")]
-             = "LIMITJUMP_USER_PASSWORD") -> None:
+             password_env: Annotated[str, PASSWORD_ENV] = "LIMITJUMP_USER_PASSWORD") -> None:
     """Create a user (as an admin: MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD)."""
     admin = mlflow_users.credentials_from_env()
-    password = os.environ.get(password_env) or typer.prompt(f"password for {username}", hide_input=True,
-                                                            confirmation_prompt=True)
-    created = mlflow_users.create_user(url, admin, username, password)
+    created = mlflow_users.create_user(url, admin, username, _new_password(username, password_env))
     typer.echo(f"user {username} {'created' if created else 'already exists, with this password'}")
 
 
 @server_app.command(name="set-password")
 def set_password(username: str, url: Annotated[str, URL],
-                 password_env: Annotated[str, typer.Option(
-                     help="Variable holding the new password; prompted for if unset.")]
-                 = "LIMITJUMP_USER_PASSWORD") -> None:
+                 password_env: Annotated[str, PASSWORD_ENV] = "LIMITJUMP_USER_PASSWORD") -> None:
     """Give a user a new password (as an admin); the server's workers take it within a minute."""
     admin = mlflow_users.credentials_from_env()
-    password = os.environ.get(password_env) or typer.prompt(f"new password for {username}", hide_input=True,
-                                                            confirmation_prompt=True)
-    mlflow_users.set_password(url, admin, username, password)
+    mlflow_users.set_password(url, admin, username, _new_password(username, password_env))
     typer.echo(f"user {username}: password changed")
 
 
