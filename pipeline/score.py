@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline import metrics
-from pipeline.catalog import BY_NAME, CAUSE_CATEGORIES, DUE_DATES, REASON_GROUPS, reason_group
+from pipeline.catalog import BY_NAME, CAUSE_CATEGORIES, DUE_DATES, NEXT_DUE, REASON_GROUPS, reason_group
 from pipeline.cells import blank_cells, shortened
 from pipeline.config import CAUSES, ScoreSettings
 from pipeline.model import (
@@ -34,6 +34,8 @@ ACTIONS = {  # the source article's responses, by leading cause
     "unclear": "review the file: no cause raised the risk",
     "none": "none",
 }
+REMINDERS = ("technical", "manual")  # the actions timed by next_due_date
+NO_DUE_DATE = " (no next_due_date here: take it from the account)"
 # the first reason of a borrower whose leading cause shows in none of the features that raised
 # the risk (a silent card change, say): the cause itself, so reason and action never disagree
 CAUSE_REASONS = {"technical": "a failed or forgotten payment is the likeliest cause of a miss",
@@ -262,9 +264,17 @@ def action_keys(cause: np.ndarray, reason_texts: list[np.ndarray], by_hand: np.n
     return np.where(technical & in_window, "maintenance", key)
 
 
-def actions(cause: np.ndarray, reason_texts: list[np.ndarray], by_hand: np.ndarray) -> np.ndarray:
-    """The action for each leading cause, in words (``action_keys``)."""
-    return pd.Series(action_keys(cause, reason_texts, by_hand)).map(ACTIONS).to_numpy(dtype=object)
+def actions(cause: np.ndarray, reason_texts: list[np.ndarray], by_hand: np.ndarray,
+            due_known: np.ndarray) -> np.ndarray:
+    """The action for each leading cause, in words (``action_keys``). A reminder before the next
+    due date where the output gives none (``due_known`` false: no due date before scoring in the
+    tables, or a features file without the column) says where to take it from: such a borrower
+    had been told to be reminded before an empty next_due_date."""
+    keys = action_keys(cause, reason_texts, by_hand)
+    words = pd.Series(keys).map(ACTIONS).to_numpy(dtype=object)
+    undated = np.isin(keys, REMINDERS) & ~due_known
+    words[undated] = words[undated] + NO_DUE_DATE
+    return words
 
 
 def score_batch(model: CalibratedLightGBM, frame: pd.DataFrame, bands: dict[str, float],
@@ -318,12 +328,14 @@ def score_batch(model: CalibratedLightGBM, frame: pd.DataFrame, bands: dict[str,
         out[column] = values
     action = np.full(len(frame), None, dtype=object)
     known = pd.notna(cause)
-    action[known] = actions(cause[known], [t[known] for t in text], pays_by_hand(frame)[known])
-    out["action"] = action
-    # the dates the actions are for, where the input gives them (the raw tables always do)
+    # the dates the actions are for, where the input gives them (the raw tables do wherever the
+    # account had a due date before scoring)
     for column in DUE_DATES:
         out[column] = (frame[column].to_numpy() if column in frame
                        else np.full(len(frame), np.datetime64("NaT", "s")))
+    action[known] = actions(cause[known], [t[known] for t in text], pays_by_hand(frame)[known],
+                            out[NEXT_DUE].notna().to_numpy()[known])
+    out["action"] = action
     out["model_version"] = version
     for col in ("risk_band", "leading_cause", "action", "model_version", *REASON_COLUMNS):
         out[col] = out[col].astype("str")

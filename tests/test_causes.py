@@ -179,6 +179,7 @@ def test_hand_built_borrowers_get_the_cause_and_action_the_article_names(fitted)
                   cash_buffer_over_installments=high["cash_buffer_over_installments"]),
     ])
     rows["scoring_date"] = rows["scoring_date"].astype("datetime64[s]")
+    rows["next_due_date"] = (rows["scoring_date"] + pd.Timedelta(days=9)).astype("datetime64[s]")
     out = score.score_batch(model, rows, BANDS, (), "test").set_index("borrower_id")
     assert out["leading_cause"].tolist() == ["technical", "liquidity", "credit", "technical"], out
     assert out.loc[1, "action"] in (score.ACTIONS["technical"], score.ACTIONS["maintenance"])

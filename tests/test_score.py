@@ -176,8 +176,8 @@ def test_probabilities_bands_reasons_and_actions_are_consistent(happy):
     # a technical miss gets one of its three actions (maintenance, by hand, repair); any other
     # cause its own
     technical = risky["leading_cause"].eq("technical")
-    assert risky.loc[technical, "action"].isin([score.ACTIONS[k] for k in ("technical", "manual",
-                                                                          "maintenance")]).all()
+    said = risky.loc[technical, "action"].str.removesuffix(score.NO_DUE_DATE)  # an undated reminder too
+    assert said.isin([score.ACTIONS[k] for k in ("technical", "manual", "maintenance")]).all()
     others = risky[~technical]
     assert others["action"].eq(others["leading_cause"].map(score.ACTIONS)).all()
     # the catalogue's reasons, or the leading cause named when none of its features raised the risk
@@ -902,10 +902,16 @@ def test_actions_follow_the_playbook_and_technical_never_cuts_the_limit():
     reasons = [np.array([window, None, "keeps little cash", None, None], dtype=object),
                np.array([None, None, window, None, None], dtype=object)]
     by_hand = np.array([True, True, False, False, True])
-    got = score.actions(cause, reasons, by_hand)
+    got = score.actions(cause, reasons, by_hand, np.ones(5, dtype=bool))
     # maintenance on the next due date first, whatever the channel; then the channel decides
     assert got.tolist() == [score.ACTIONS[k] for k in ("maintenance", "manual", "maintenance", "technical",
                                                          "liquidity")]
+    # a reminder before the next due date where the output gives none says where to find it (one
+    # had been told to remind before an empty next_due_date); maintenance has its own date
+    undated = score.actions(cause, reasons, by_hand, np.zeros(5, dtype=bool))
+    assert undated.tolist() == [score.ACTIONS["maintenance"], score.ACTIONS["manual"] + score.NO_DUE_DATE,
+                                score.ACTIONS["maintenance"], score.ACTIONS["technical"] + score.NO_DUE_DATE,
+                                score.ACTIONS["liquidity"]]
 
 
 def test_who_pays_by_hand_is_read_off_the_agreement_features():
@@ -954,7 +960,8 @@ class StubModel:
 
 
 FRAME = pd.DataFrame({"borrower_id": [1, 2, 3, 4, 5], "team_feature": [0.0, 1.0, 2.0, 3.0, 4.0],
-                      "scoring_date": pd.to_datetime(["2026-02-01"] * 5).astype("datetime64[s]")})
+                      "scoring_date": pd.to_datetime(["2026-02-01"] * 5).astype("datetime64[s]"),
+                      "next_due_date": pd.to_datetime(["2026-02-10"] * 5).astype("datetime64[s]")})
 ROWS = {2: [0.0, 0.0, 0.0, 1.5, 0.0, 0.0, 0.1, 0.0],     # a lapsed auto-debit
         3: [0.4, 0.4, 0.1, 0.0, 0.0, 0.0, 0.0, 0.0],     # utilisation
         4: [0.0, 0.0, 0.8, 0.0, 0.0, 0.0, 0.5, 0.2]}     # credit score and missed payments
