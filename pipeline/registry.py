@@ -63,6 +63,10 @@ def promotion(candidate: str, champion: str | None, own_failures: list[str], new
         failed = [] if new_label else ["same_label"]
     else:
         test = rows()
+        lacking = {role: sorted(set(m.features) - set(test.columns)) for role, m in compared.items()}
+        if any(lacking.values()):  # a model of other features (a team's own data): a refusal, logged
+            return Promotion("refused", ["comparable_rows"], {
+                "rows": len(test), "missing": {role: cols[:5] for role, cols in lacking.items() if cols}})
         aucs = aucs_on(test, compared)
         gate = champion_gate(aucs["challenger"], aucs["champion"], settings)
         figures = {"challenger_auc": aucs["challenger"], "champion_auc": aucs["champion"], "rows": len(test),

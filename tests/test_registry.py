@@ -140,3 +140,12 @@ def test_own_failures_are_read_from_the_version_tags():
     assert registry.own_failures({GATE_TAG: "false", FAILED_GATES_TAG: "min_oot_auc, max_ece"}) == \
         ["min_oot_auc", "max_ece"]
     assert registry.own_failures({}) == ["own gates"]  # a version registered otherwise
+
+
+def test_a_model_of_other_features_than_the_rows_is_a_refusal_not_an_error():
+    """Known answer from outside: promoting a team-data version over a simulator champion stopped
+    with "needs columns the comparison rows lack", exit 1, and nothing was logged."""
+    refused, fetched = promote(challenger="team_feature")
+    assert (refused.decision, refused.failed_gates, fetched) == ("refused", ["comparable_rows"],
+                                                                 ["models", "rows"])
+    assert refused.figures == {"rows": 4, "missing": {"challenger": ["team_feature"]}}

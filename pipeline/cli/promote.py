@@ -149,6 +149,11 @@ def _message(entry: dict) -> str:
                 f"@champion {previous} ({_said(f['champion_label'])}), and an AUC on one label's rows "
                 "cannot say which predicts better; to adopt the new label, promote it with --new-label "
                 f"(its own gates still hold); @champion stays {previous}")
+    if entry["failed_gates"] == ["comparable_rows"]:
+        lacking = "; ".join(f"the {role}'s {', '.join(cols)}" for role, cols in f["missing"].items())
+        return (f"refused version {v}: the comparison rows lack {lacking}, so no AUC compares it with "
+                f"@champion {previous} (a model of other features); compare on rows that hold both models' "
+                f"features with --test; @champion stays {previous}")
     detail = (f" (AUC {f['challenger_auc']:.4f} vs champion {f['champion_auc']:.4f} on {f['rows']:,} rows)"
               if f else "")
     failed = ", ".join(entry["failed_gates"])
