@@ -215,7 +215,7 @@ def technical_actions(fitted: CalibratedLightGBM, missed: pd.DataFrame, truth: p
     as outside the quiet bands), against what broke (``causes.technical_actions``)."""
     scored = score.score_batch(fitted, missed, {"all": 1.0}, (), "evaluation")
     key_of = {text: key for key, text in score.ACTIONS.items()}
-    action = scored["action"].map(key_of).to_numpy(dtype=object)
+    action = scored["action"].str.removesuffix(score.NO_DUE_DATE).map(key_of).to_numpy(dtype=object)
     return causes.technical_actions(truth["first_miss_cause"], truth["technical_kind"],
                                     scored["leading_cause"].to_numpy(dtype=object), action)
 

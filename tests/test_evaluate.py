@@ -147,3 +147,16 @@ def test_each_model_predicts_through_its_own_function():
     fns = evaluate.predictors(Fitted(), {"variables": [], "intercept": 0.0})  # a card of no characteristic
     frame = pd.DataFrame({"x": [1.0, 2.0]})
     assert fns["lightgbm"](frame).tolist() == [0.1, 0.2] and fns["scorecard"](frame) == 0.5
+
+
+def test_an_undated_reminder_answers_a_forgotten_due_date_as_a_dated_one(monkeypatch):
+    """The action of a borrower with no next due date ends with score.NO_DUE_DATE; the evaluation
+    of what technical actions answer had counted it as no action (0.9912 became 0.9902)."""
+    from pipeline import score
+
+    scored = pd.DataFrame({"leading_cause": ["technical"] * 2,
+                           "action": [score.ACTIONS["manual"], score.ACTIONS["manual"] + score.NO_DUE_DATE]})
+    monkeypatch.setattr(score, "score_batch", lambda *args, **kw: scored)
+    truth = pd.DataFrame({"first_miss_cause": ["technical"] * 2, "technical_kind": ["forgotten"] * 2})
+    report = evaluate.technical_actions(None, pd.DataFrame(index=range(2)), truth)
+    assert report["answered"] == 1.0 and report["misses"] == 2
