@@ -32,7 +32,6 @@ def load_model(uri: str, settings: MlflowSettings, decision: bool = False
                          f"or give models:/{registered})")
     from pipeline import tracking
 
-    tracking.connect(settings, existing=True)
     with tracking.registered_files(settings, uri, decision) as (files, version):
         return kind.from_dir(files), version
 

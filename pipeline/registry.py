@@ -63,10 +63,10 @@ def promotion(candidate: str, champion: str | None, own_failures: list[str], new
         failed = [] if new_label else ["same_label"]
     else:
         test = rows()
-        lacking = {role: sorted(set(m.features) - set(test.columns)) for role, m in compared.items()}
-        if any(lacking.values()):  # a model of other features (a team's own data): a refusal, logged
+        lacking = features_lacking(test, compared)
+        if lacking:  # a model of other features (a team's own data): a refusal, logged
             return Promotion("refused", ["comparable_rows"], {
-                "rows": len(test), "missing": {role: cols[:5] for role, cols in lacking.items() if cols}})
+                "rows": len(test), "missing": {role: cols[:5] for role, cols in lacking.items()}})
         aucs = aucs_on(test, compared)
         gate = champion_gate(aucs["challenger"], aucs["champion"], settings)
         figures = {"challenger_auc": aucs["challenger"], "champion_auc": aucs["champion"], "rows": len(test),
@@ -100,13 +100,18 @@ def aucs_on(rows: pd.DataFrame, models: dict[str, CalibratedLightGBM]) -> dict[s
     ``champion_gate``; InputError when the rows lack the label or a model's features."""
     if "label" not in rows:
         raise InputError("the comparison rows have no 'label' column")
-    out = {}
-    for role, fitted in models.items():
-        missing = sorted(set(fitted.features) - set(rows.columns))
-        if missing:
-            raise InputError(f"the {role} needs columns the comparison rows lack: {missing[:5]}")
-        out[role] = metrics.ranking(rows["label"].to_numpy(), fitted.predict(rows))["auc"]
-    return out
+    lacking = features_lacking(rows, models)
+    if lacking:
+        role, missing = next(iter(lacking.items()))
+        raise InputError(f"the {role} needs columns the comparison rows lack: {missing[:5]}")
+    return {role: metrics.ranking(rows["label"].to_numpy(), fitted.predict(rows))["auc"]
+            for role, fitted in models.items()}
+
+
+def features_lacking(rows: pd.DataFrame, models: dict[str, CalibratedLightGBM]) -> dict[str, list[str]]:
+    """Per model whose features ``rows`` lack some of, those features, sorted."""
+    lacking = {role: sorted(set(m.features) - set(rows.columns)) for role, m in models.items()}
+    return {role: cols for role, cols in lacking.items() if cols}
 
 
 def label_changed(challenger: LabelSettings | None, champion: LabelSettings | None) -> bool:

@@ -102,10 +102,14 @@ def check_reachable(uri: str) -> None:
                                      timeout=CONNECT_TIMEOUT).close()
         except OSError as err:
             raise UsageError(f"cannot reach the MLflow tracking server at {shown(uri)}: {err}") from err
-    elif parsed.scheme == "sqlite":
-        path = Path(uri.removeprefix("sqlite:///"))
+    elif (path := _sqlite_file(uri)) is not None:
         if path.is_file() and path.stat().st_size and _header(path) != b"SQLite format 3":
             raise UsageError(f"the MLflow store {path} is not a SQLite database (corrupt or not a store)")
+
+
+def _sqlite_file(uri: str) -> Path | None:
+    """The file of a ``sqlite:///`` store (``resolve_uri`` made it absolute), else None."""
+    return Path(uri.removeprefix("sqlite:///")) if uri.startswith("sqlite:///") else None
 
 
 def shown(uri: str) -> str:
@@ -132,8 +136,9 @@ def connect(settings: MlflowSettings, existing: bool = False) -> tuple[MlflowCli
     _user_uri = user_tracking_uri()
     uri = resolve_uri(settings.tracking_uri)
     check_reachable(uri)
-    if existing and uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
-        raise UsageError(f"no MLflow store at {uri.removeprefix('sqlite:///')} (the tracking URI "
+    store_file = _sqlite_file(uri)
+    if existing and store_file is not None and not store_file.is_file():
+        raise UsageError(f"no MLflow store at {store_file} (the tracking URI "
                          f"{uri}): a plain `dvc repro` makes and fills the project's; name the store "
                          "that holds the model (MLFLOW_TRACKING_URI, or mlflow.tracking_uri in params.yaml)")
     mlflow.set_tracking_uri(uri)
@@ -145,8 +150,7 @@ def connect(settings: MlflowSettings, existing: bool = False) -> tuple[MlflowCli
         if experiment is not None:
             return client, experiment.experiment_id
         # artifacts beside the SQLite file (the repository root by default; a user's own file too)
-        location = ((Path(uri[len("sqlite:///"):]).parent / "mlartifacts").as_uri()
-                    if uri.startswith("sqlite:///") else None)
+        location = (store_file.parent / "mlartifacts").as_uri() if store_file is not None else None
         return client, client.create_experiment(settings.experiment, artifact_location=location,
                                                 tags={"primary_metric": PRIMARY_METRIC})
     except MlflowException as err:

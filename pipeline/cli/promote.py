@@ -44,7 +44,6 @@ def promote(
         # an unset $VERSION in a script: promoting the latest instead would move production unasked
         raise UsageError("--version is empty: give a version number or an alias, or leave the option "
                          "out to promote @challenger")
-    tracking.connect(p.mlflow, existing=True)  # a store that is not there is said as such, first
     candidate = tracking.get_version(p.mlflow, version) if version is not None else _challenger(p)
     champion = _current_champion(p)
     came_from = {k: v for k, v in tracking.provenance().items() if k in ("git.commit", "git.dirty")}
