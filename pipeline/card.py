@@ -171,8 +171,12 @@ def _cause_model(report: dict | None) -> dict | None:
                  "rows": [[c, num(v["misses"]), num(v["recall"]), num(v.get("recall_truth")),
                            num(v["precision"]), num(v["auc"]), num(v.get("auc_truth")), num(v.get("auc_gap"))]
                           for c, v in report["by_cause"].items()]}
+    scored = report.get("as_scored")
     accuracy = {"header": ["method", "share of misses whose leading cause is the true cause"],
-                "rows": [["cause model", pct(report["accuracy"])],
+                "rows": [["cause model (the most probable cause of every miss)", pct(report["accuracy"])],
+                         *([[f"as scored: no cause in a quiet band ({num(scored['misses_explained'])} "
+                             f"of {num(report['misses'])} misses outside them)", pct(scored["accuracy"])]]
+                           if scored else []),
                          *[[name.replace("_", " "), pct(v)] for name, v in report["baselines"].items()]]}
     by_kind = report.get("technical_by_kind")
     technical = by_kind and {

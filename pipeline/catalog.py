@@ -25,6 +25,7 @@ AGE_RANGE = (18.0, 80.0)  # years at onboarding (likewise)
 FORGOTTEN_MAX_DAYS_LATE = 7  # a forgotten due date is paid once reminded; a shortfall lasts longer
 DAYS_PER_MONTH = 30.44  # a month in the features' windows and the simulator's calendar
 SECONDS_PER_DAY = 86_400
+UTILISATION_RISE = 0.02  # of the limit: the least rise of utilisation a reason calls one
 TOLERANCE = 1.0  # CNY left unpaid that still counts as paid, by the simulator and the features alike
 
 
@@ -70,7 +71,8 @@ class Feature:
     categorical: bool
     domain: Domain
     # where the reason's words are true: above (+1) or below (-1) ``reason_beyond`` where the
-    # words name a bound ("utilisation is climbing": above 0), else the training rows' median, or
+    # words name a bound ("utilisation rose on the last statement": above 0.02), else the
+    # training rows' median, or
     # of these codes only ("asked for the increase": a user request)
     reason_side: int
     reason_codes: tuple[float, ...] | None
@@ -148,14 +150,19 @@ FEATURES: tuple[Feature, ...] = (
       for m in (3, 6, 12)),
     _f("utilisation_last", "Balance over limit on the last statement", "1 month", "ratio",
        "liquidity", 1, "uses most of the credit line", reason_beyond=0.5),
+    # each measure of a rise in its own words, said from a rise of UTILISATION_RISE on: one
+    # "utilisation is climbing" for all had been told of 1,432 borrowers of an incoming batch
+    # whose only rise was a 12-month slope of a few tenths of a point a month
     *(_f(f"utilisation_slope_{m}m", f"Least-squares slope of utilisation per month, last {m} "
-         "statements", f"{m} months", "ratio/month", "liquidity", 1, "utilisation is climbing",
-         signed=True, reason_beyond=0.0) for m in (6, 12)),
+         "statements", f"{m} months", "ratio/month", "liquidity", 1,
+         f"utilisation has climbed over the last {m} months", signed=True,
+         reason_beyond=UTILISATION_RISE / m) for m in (6, 12)),
     *(_f(f"utilisation_last_minus_mean_{m}m", f"Last utilisation minus its mean over {m} statements",
-         f"{m} months", "ratio", "liquidity", 1, "utilisation is climbing", signed=True,
-         reason_beyond=0.0) for m in (3, 6, 12)),
+         f"{m} months", "ratio", "liquidity", 1, f"utilisation is above its {m}-month average",
+         signed=True, reason_beyond=UTILISATION_RISE) for m in (3, 6, 12)),
     _f("utilisation_last_minus_previous", "Last utilisation minus the one before", "2 months",
-       "ratio", "liquidity", 1, "utilisation is climbing", signed=True, reason_beyond=0.0),
+       "ratio", "liquidity", 1, "utilisation rose on the last statement", signed=True,
+       reason_beyond=UTILISATION_RISE),
     # repayment history
     *(_f(f"missed_due_dates_{m}m", f"Due dates not paid in full on the day, last {m} months",
          f"{m} months", "count", "credit", 1, "missed payments recently") for m in (3, 6)),
@@ -224,9 +231,11 @@ FEATURES: tuple[Feature, ...] = (
        "inflow of the last 3 (at least 100 CNY): months of income kept as cash", "3 months", "ratio",
        "liquidity", -1,
        "keeps little cash for what comes in"),
+    # the bound its words name: below 1 the cash does not cover them (the training median, 2.2
+    # on the defaults, had told 310 of 4,073 borrowers whose cash covered them all)
     _f("cash_buffer_over_installments", "Wallet balance over all installments (ours and other "
        "lenders') of the next 3 months", "at scoring", "ratio", "liquidity", -1,
-       "has no cash kept back for the next installments"),
+       "has less cash than the next 3 months' installments", reason_beyond=1.0),
     # technical
     _f("autodebit_active", "1 if an auto-debit agreement is in force at scoring", "at scoring",
        "flag", "technical", -1, "pays by hand, with no auto-debit agreement in force"),
@@ -282,7 +291,12 @@ REASON_GROUPS = {
     "monthly installments jumped while income stayed flat": "debt_burden",
     "large installments fall due in the coming months": "debt_burden",
     "uses most of the credit line": "utilisation",
-    "utilisation is climbing": "utilisation",
+    "utilisation has climbed over the last 6 months": "utilisation",
+    "utilisation has climbed over the last 12 months": "utilisation",
+    "utilisation is above its 3-month average": "utilisation",
+    "utilisation is above its 6-month average": "utilisation",
+    "utilisation is above its 12-month average": "utilisation",
+    "utilisation rose on the last statement": "utilisation",
     "owes a lot to other lenders": "outside_debt",
     "large repayments to other lenders fall due soon": "outside_debt",
     "borrowed heavily elsewhere": "outside_debt",
@@ -303,7 +317,7 @@ REASON_GROUPS = {
     "less money comes in than declared": "income",
     "keeps little cash": "cash",
     "keeps little cash for what comes in": "cash",
-    "has no cash kept back for the next installments": "cash",
+    "has less cash than the next 3 months' installments": "cash",
     "debits bounced for lack of funds": "cash",
     "pays by hand, with no auto-debit agreement in force": "autodebit",
     "auto-debit agreement has lapsed": "autodebit",
@@ -375,7 +389,7 @@ def _where_said(f: Feature) -> str:
     if f.domain.whole:  # whole numbers: the first one beyond the bound
         first = math.floor(f.reason_beyond) + 1 if f.reason_side > 0 else math.ceil(f.reason_beyond) - 1
         return f"{first:g} or {'more' if f.reason_side > 0 else 'less'}"
-    return f"{side} {f.reason_beyond:g}"
+    return f"{side} {f.reason_beyond:.3g}"
 
 
 # the generated tables of the features page, each between its markers

@@ -117,7 +117,7 @@ def shares(booster: lgb.Booster, calibration: dict, matrix: np.ndarray, threads:
 
 def cause_report(y: np.ndarray, true_cause: pd.Series, p_total: np.ndarray, share: np.ndarray,
                  p_true_by_cause: pd.DataFrame | None, baselines: dict[str, np.ndarray],
-                 technical_kind: pd.Series | None = None) -> dict:
+                 technical_kind: pd.Series | None = None, explained: np.ndarray | None = None) -> dict:
     """Leading cause against the realised cause of each miss: the 3x3 confusion matrix (rows
     true, columns predicted), accuracy, recall and precision per cause, each cause's AUC over all
     rows (P(miss by c) against "missed, by c") beside the truth's, and the accuracy of each
@@ -125,7 +125,9 @@ def cause_report(y: np.ndarray, true_cause: pd.Series, p_total: np.ndarray, shar
     With the truth, its own split's confusion matrix on the same misses and each cause's recall
     under it (``recall_truth``): which true cause the model's extra errors are of.
     With the truth and ``technical_kind`` (what broke, for a technical first miss), the technical
-    AUCs are also given per kind (``technical_by_kind``)."""
+    AUCs are also given per kind (``technical_by_kind``). With ``explained`` (the rows scoring
+    explains: outside the quiet bands), ``as_scored``: the share of the misses whose scored
+    output names their true cause, where a miss in a quiet band names none."""
     missed = (y == 1) & (cause_codes(true_cause) >= 0)
     truth = cause_codes(true_cause)[missed]
     leading = share[missed].argmax(axis=1)
@@ -134,6 +136,10 @@ def cause_report(y: np.ndarray, true_cause: pd.Series, p_total: np.ndarray, shar
     out = {"misses": int(missed.sum()), "accuracy": accuracy,
            "confusion": {"rows_true_columns_predicted": list(CAUSES), "counts": confusion.tolist()},
            "by_cause": {}, "baselines": {}}
+    if explained is not None:
+        named = explained[missed]
+        out["as_scored"] = {"misses_explained": int(named.sum()),
+                            "accuracy": float((named & (leading == truth)).mean()) if missed.any() else None}
     if p_true_by_cause is not None:
         # where the model loses to the truth, by true cause: the truth's own split, same misses
         truth_confusion = _confusion(truth, p_true_by_cause.to_numpy()[missed].argmax(axis=1))
@@ -190,9 +196,10 @@ def technical_by_kind(technical: np.ndarray, kind: pd.Series, p_model: np.ndarra
     return out
 
 
-# the action (a key of score.ACTIONS) that answers each kind of technical miss
-ANSWERS = {"forgotten": "manual", "mandate_known": "technical", "mandate_silent": "technical",
-           "outage": "maintenance"}
+# the actions (keys of score.ACTIONS) that answer each kind of technical miss: an agreement
+# that failed silently shows no fault, so a check of it answers as a repair does
+ANSWERS = {"forgotten": ("manual",), "mandate_known": ("technical",),
+           "mandate_silent": ("check", "technical"), "outage": ("maintenance",)}
 
 
 def technical_actions(true_cause: pd.Series, kind: pd.Series, leading: np.ndarray,
@@ -206,13 +213,15 @@ def technical_actions(true_cause: pd.Series, kind: pd.Series, leading: np.ndarra
     rows = (true_cause.to_numpy(dtype=object) == "technical") & (leading == "technical")
     kinds = kind.astype("str").fillna("unknown").to_numpy(dtype=object)[rows]
     got = action[rows]
-    one_action = np.where(got == "manual", "technical", got)
-    answer = pd.Series(kinds).map(ANSWERS).to_numpy(dtype=object)
+    one_action = np.where(np.isin(got, ("manual", "check")), "technical", got)
+    pairs = [(kind, key) for kind, keys in ANSWERS.items() for key in keys]
+    answered = pd.MultiIndex.from_arrays([kinds, got]).isin(pairs)
+    by_one = pd.MultiIndex.from_arrays([kinds, one_action]).isin(pairs)
 
     def shares(where: np.ndarray) -> dict:
         n = int(where.sum())
-        return {"misses": n, "answered": float((got == answer)[where].mean()) if n else None,
-                "answered_by_one_action": float((one_action == answer)[where].mean()) if n else None}
+        return {"misses": n, "answered": float(answered[where].mean()) if n else None,
+                "answered_by_one_action": float(by_one[where].mean()) if n else None}
     return {**shares(np.ones(len(kinds), dtype=bool)),
             "by_kind": {k: shares(kinds == k) for k in sorted(set(kinds))}}
 

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline import causes, metrics, score, train
-from pipeline.config import CAUSES, TRIGGERS, EvaluateSettings
+from pipeline.config import CAUSES, TRIGGERS, EvaluateSettings, ScoreSettings
 from pipeline.model import DIRECTIONS_FILE, FLOORS, CalibratedLightGBM, calibrate
 
 HISTORY_BANDS = [0, 3, 6, 12, 24, np.inf]  # months of history before scoring
@@ -52,10 +52,12 @@ def scores(predictors: dict[str, Callable[[pd.DataFrame], np.ndarray]], frames: 
 
 def reports(frames: Splits, scored: dict[str, dict[str, np.ndarray]], truth: Splits | None,
             features: list[str], fitted: CalibratedLightGBM, directions: dict | None,
-            settings: EvaluateSettings) -> tuple[dict[str, dict], dict[str, dict[str, pd.DataFrame]]]:
+            settings: EvaluateSettings, scoring: ScoreSettings | None = None
+            ) -> tuple[dict[str, dict], dict[str, dict[str, pd.DataFrame]]]:
     """Every model's report on the test split (``model_report``) and its plot data (``curves``);
-    the LightGBM's report adds its cause model (with the truth), its floors, each constrained
-    feature's trend its training recorded (``directions``, if any) and the goals."""
+    the LightGBM's report adds its cause model (with the truth; with ``scoring``'s bands, what
+    the scored output names), its floors, each constrained feature's trend its training recorded
+    (``directions``, if any) and the goals."""
     test, y = frames["test"], frames["test"]["label"].to_numpy()
     test_truth = None if truth is None else truth["test"]
     out, plot_data = {}, {}
@@ -63,7 +65,7 @@ def reports(frames: Splits, scored: dict[str, dict[str, np.ndarray]], truth: Spl
         out[name] = model_report(test, sc["test"], test_truth, frames["train"], sc["train"], features,
                                  settings)
         plot_data[name] = curves(y, sc["test"], sc["train"], settings.bins)
-    cause_model = None if test_truth is None else cause_section(fitted, test, test_truth)
+    cause_model = None if test_truth is None else cause_section(fitted, test, test_truth, scoring)
     if cause_model is not None:
         out["lightgbm"]["cause_model"] = cause_model
     out["lightgbm"].update(floor_sections(fitted, test))
@@ -161,10 +163,13 @@ def by_cause(y: np.ndarray, p: np.ndarray, cause: pd.Series, flag_rate: float) -
                                                                 / max(flagged.sum(), 1))}
 
 
-def cause_section(fitted: CalibratedLightGBM, test: pd.DataFrame, truth: pd.DataFrame) -> dict | None:
+def cause_section(fitted: CalibratedLightGBM, test: pd.DataFrame, truth: pd.DataFrame,
+                  scoring: ScoreSettings | None = None) -> dict | None:
     """The cause model against the simulator's cause of each out-of-time miss, with two baselines
     measured on the same rows: always "liquidity" (the commonest cause) and the cause whose
-    catalogue features add up to the most risk in the risk model's TreeSHAP contributions."""
+    catalogue features add up to the most risk in the risk model's TreeSHAP contributions (the
+    truth's own split is the third). With ``scoring``, also what the scored output names: no
+    cause for a miss in a quiet band."""
     matrix = fitted.matrix(test)
     p_total = fitted.probability(matrix)
     share = fitted.cause_shares(matrix, p_total)  # as scoring gives it
@@ -179,8 +184,10 @@ def cause_section(fitted: CalibratedLightGBM, test: pd.DataFrame, truth: pd.Data
     baselines = {"always_liquidity": np.full(len(test), CAUSES.index("liquidity")),
                  "risk_contributions_by_category": by_contributions}
     p_true = truth[[f"p_true_{c}" for c in CAUSES]] if "p_true_credit" in truth else None
+    explained = (None if scoring is None else
+                 ~np.isin(score.risk_band(p_total, scoring.bands), scoring.quiet_bands))
     report = causes.cause_report(y, truth["first_miss_cause"], p_total, share, p_true, baselines,
-                                 truth.get("technical_kind"))
+                                 truth.get("technical_kind"), explained)
     if "technical_kind" in truth:
         report["technical_actions"] = technical_actions(fitted, test.iloc[missed], truth.iloc[missed])
     return report
@@ -214,8 +221,7 @@ def technical_actions(fitted: CalibratedLightGBM, missed: pd.DataFrame, truth: p
     """What scoring would tell the lender to do for each out-of-time miss (every one explained,
     as outside the quiet bands), against what broke (``causes.technical_actions``)."""
     scored = score.score_batch(fitted, missed, {"all": 1.0}, (), "evaluation")
-    key_of = {text: key for key, text in score.ACTIONS.items()}
-    action = scored["action"].str.removesuffix(score.NO_DUE_DATE).map(key_of).to_numpy(dtype=object)
+    action = score.action_key_of(scored["action"]).to_numpy(dtype=object)
     return causes.technical_actions(truth["first_miss_cause"], truth["technical_kind"],
                                     scored["leading_cause"].to_numpy(dtype=object), action)
 

@@ -242,9 +242,7 @@ def calibrate(raw: np.ndarray, calibration: dict) -> np.ndarray:
 # the features the floors read (pipeline.catalog); a model without them has no such floor
 BLOCKED_DUE_DATES, AUTODEBIT_ACTIVE = "due_dates_in_announced_outage", "autodebit_active"
 FORGOTTEN_DUE_DATES, MANUAL_DUE_DATES = "forgotten_due_dates", "manual_due_dates"
-AUTODEBIT_LAPSED = "autodebit_lapsed"
-# a borrower who pays by hand: none of these agreement states is true (score.pays_by_hand too)
-AGREEMENT_STATES = (AUTODEBIT_ACTIVE, AUTODEBIT_LAPSED, "reauth_pending")
+AUTODEBIT_LAPSED, REAUTH_PENDING = "autodebit_lapsed", "reauth_pending"
 
 
 def maintenance_floor(matrix: np.ndarray, features: list[str], calibration: dict) -> np.ndarray:
@@ -264,8 +262,10 @@ def maintenance_floor(matrix: np.ndarray, features: list[str], calibration: dict
 
 
 def forgetting_floor(matrix: np.ndarray, features: list[str], calibration: dict) -> np.ndarray:
-    """The least probability of a miss per row for a borrower who pays by hand (no agreement in
-    force, none lapsed, none awaiting re-authorisation; unknown states are not by hand): the
+    """The least probability of a miss per row for a borrower with no agreement in force, who
+    must pay by hand whatever became of an agreement (one lapsed or awaiting re-authorisation
+    leaves the borrower no better off: a floor that let such a flag lower the probability would
+    contradict its + direction; an unknown state is not by hand): the
     chance to forget at least one of the label's m due dates,
     1 - E[(1 - q)^m] = 1 - prod_{i<m} (b' + i) / (a' + b' + i),
     where q ~ Beta(a', b') is the borrower's own chance to forget a due date given the history:
@@ -276,17 +276,16 @@ def forgetting_floor(matrix: np.ndarray, features: list[str], calibration: dict)
     its mass near 0): a booster splits on a count of forgotten due dates only where enough rows
     share it, while the posterior reads each borrower's own record, however short."""
     known = calibration.get("forgetting")
-    needed = (FORGOTTEN_DUE_DATES, MANUAL_DUE_DATES, *AGREEMENT_STATES)
+    needed = (FORGOTTEN_DUE_DATES, MANUAL_DUE_DATES, AUTODEBIT_ACTIVE)
     if not known or not set(needed) <= set(features):
         return np.zeros(len(matrix))
-    forgotten, chances, *states = (matrix[:, features.index(f)] for f in needed)
+    forgotten, chances, active = (matrix[:, features.index(f)] for f in needed)
     forgotten = np.nan_to_num(forgotten)
     a, b = known["a"] + forgotten, known["b"] + np.maximum(np.nan_to_num(chances) - forgotten, 0.0)
     remembers = np.ones(len(matrix))
     for i in range(known["due_dates"]):
         remembers *= (b + i) / (a + b + i)
-    by_hand = np.all(np.column_stack(states) == 0.0, axis=1)  # a missing state is not 0
-    return np.where(by_hand, 1.0 - remembers, 0.0)
+    return np.where(active == 0.0, 1.0 - remembers, 0.0)  # a missing state is not 0
 
 
 def lapse_floor(matrix: np.ndarray, features: list[str], calibration: dict) -> np.ndarray:
@@ -308,8 +307,9 @@ FLOORS = {"maintenance": maintenance_floor, "forgetting": forgetting_floor, "lap
 
 
 def floor(matrix: np.ndarray, features: list[str], calibration: dict) -> np.ndarray:
-    """The least probability of a miss per row: the largest of the floors (they never meet on one
-    row: one needs an agreement in force, one none at all, one a lapsed agreement)."""
+    """The least probability of a miss per row: the largest of the floors (the maintenance floor
+    needs an agreement in force, the forgetting floor none; a lapsed agreement has both the
+    forgetting and the lapse floor)."""
     return np.max([least(matrix, features, calibration) for least in FLOORS.values()], axis=0)
 
 

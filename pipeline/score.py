@@ -8,15 +8,23 @@ import numpy as np
 import pandas as pd
 
 from pipeline import metrics
-from pipeline.catalog import BY_NAME, CAUSE_CATEGORIES, DUE_DATES, NEXT_DUE, REASON_GROUPS, reason_group
+from pipeline.catalog import (
+    BY_NAME,
+    CAUSE_CATEGORIES,
+    DUE_DATES,
+    MAINTENANCE_DUE,
+    NEXT_DUE,
+    REASON_GROUPS,
+    reason_group,
+)
 from pipeline.cells import blank_cells, shortened
 from pipeline.config import CAUSES, ScoreSettings
 from pipeline.model import (
-    AGREEMENT_STATES,
     AUTODEBIT_ACTIVE,
     AUTODEBIT_LAPSED,
     BLOCKED_DUE_DATES,
     FORGOTTEN_DUE_DATES,
+    REAUTH_PENDING,
     CalibratedLightGBM,
     category_codes,
     with_floor,
@@ -25,6 +33,8 @@ from pipeline.model import (
 ACTIONS = {  # the source article's responses, by leading cause
     "technical": "remind the borrower before the next due date to re-authorise or repair the auto-debit "
                  "agreement; do not lower the limit",
+    "check": "remind the borrower before the next due date and confirm the auto-debit agreement will "
+             "debit (no fault with it is on record); do not lower the limit",
     "manual": "remind the borrower a few days before the next due date and offer an auto-debit "
               "agreement; do not lower the limit",
     "maintenance": "remind the borrower to pay before the announced maintenance on the due date it "
@@ -34,8 +44,14 @@ ACTIONS = {  # the source article's responses, by leading cause
     "unclear": "review the file: no cause raised the risk",
     "none": "none",
 }
-REMINDERS = ("technical", "manual")  # the actions timed by next_due_date
-NO_DUE_DATE = " (no next_due_date here: take it from the account)"
+# the date each timed action is for, and where to take it when the output has none (no due date
+# before scoring in the tables, or a features file without the column)
+DATED = {"technical": NEXT_DUE, "check": NEXT_DUE, "manual": NEXT_DUE, "maintenance": MAINTENANCE_DUE}
+UNDATED = {NEXT_DUE: f" (no {NEXT_DUE} here: take it from the account)",
+           MAINTENANCE_DUE: f" (no {MAINTENANCE_DUE} here: take it from the announced maintenance calendar)"}
+# an agreement in force none of whose faults (each a flag or a count above 0) is on record needs a
+# check, not a repair
+AGREEMENT_FAULTS = (AUTODEBIT_LAPSED, REAUTH_PENDING, "debit_failures_mandate_6m", "autodebit_changed_30d")
 # the first reason of a borrower whose leading cause shows in none of the features that raised
 # the risk (a silent card change, say): the cause itself, so reason and action never disagree
 CAUSE_REASONS = {"technical": "a failed or forgotten payment is the likeliest cause of a miss",
@@ -225,9 +241,22 @@ def pays_by_hand(frame: pd.DataFrame) -> np.ndarray:
     and none awaiting re-authorisation. Such a borrower's technical miss is a forgotten due date,
     which a reminder and the offer of an agreement answer; a broken agreement needs repair. False
     where the features do not say (a team's own columns, a missing value)."""
-    if not set(AGREEMENT_STATES) <= set(frame.columns):
+    return _all_zero(frame, (AUTODEBIT_ACTIVE, AUTODEBIT_LAPSED, REAUTH_PENDING))
+
+
+def agreement_in_order(frame: pd.DataFrame) -> np.ndarray:
+    """True for a borrower whose agreement is in force and whose record shows none of its faults
+    (``AGREEMENT_FAULTS``): nothing to repair, but a silent fault (a card changed at the bank)
+    shows in no feature, so a technical risk asks for a check. False where the features do not say."""
+    if AUTODEBIT_ACTIVE not in frame:
         return np.zeros(len(frame), dtype=bool)
-    return np.all([_numbers(frame, c) == 0 for c in AGREEMENT_STATES], axis=0)
+    return (_numbers(frame, AUTODEBIT_ACTIVE) == 1) & _all_zero(frame, AGREEMENT_FAULTS)
+
+
+def _all_zero(frame: pd.DataFrame, columns: tuple[str, ...]) -> np.ndarray:
+    if not set(columns) <= set(frame.columns):
+        return np.zeros(len(frame), dtype=bool)
+    return np.all([_numbers(frame, c) == 0 for c in columns], axis=0)
 
 
 def _numbers(frame: pd.DataFrame, column: str) -> np.ndarray:
@@ -235,14 +264,18 @@ def _numbers(frame: pd.DataFrame, column: str) -> np.ndarray:
 
 
 def floor_reasons(frame: pd.DataFrame) -> np.ndarray:
-    """The reason that says what a floor read, per row of ``frame``: for a borrower who pays by
-    hand (the forgetting floor's) "has forgotten due dates before" if any were, else "pays by
-    hand"; for a lapsed agreement (the lapse floor's) that it has lapsed; for the others (the
-    maintenance floor's) the due date in announced maintenance."""
+    """The reason that says what a floor read, per row of ``frame``: for a lapsed agreement (the
+    lapse floor's) that it has lapsed; for one awaiting re-authorisation and not in force (the
+    forgetting floor's: the borrower must pay by hand meanwhile) that it needs it; for a borrower
+    who pays by hand (the forgetting floor's) "has forgotten due dates before" if any were, else
+    "pays by hand"; for the others (the maintenance floor's) the due date in announced maintenance."""
     forgot = _flag(frame, FORGOTTEN_DUE_DATES, lambda v: v > 0)
     by_hand = np.where(forgot, BY_NAME[FORGOTTEN_DUE_DATES].reason, BY_NAME[AUTODEBIT_ACTIVE].reason)
-    return np.select([pays_by_hand(frame), _flag(frame, AUTODEBIT_LAPSED, lambda v: v == 1)],
-                     [by_hand, BY_NAME[AUTODEBIT_LAPSED].reason], BY_NAME[BLOCKED_DUE_DATES].reason)
+    not_in_force = _flag(frame, AUTODEBIT_ACTIVE, lambda v: v == 0)
+    return np.select([_flag(frame, AUTODEBIT_LAPSED, lambda v: v == 1),
+                      not_in_force & _flag(frame, REAUTH_PENDING, lambda v: v == 1), pays_by_hand(frame)],
+                     [BY_NAME[AUTODEBIT_LAPSED].reason, BY_NAME[REAUTH_PENDING].reason, by_hand],
+                     BY_NAME[BLOCKED_DUE_DATES].reason)
 
 
 def _flag(frame: pd.DataFrame, column: str, test) -> np.ndarray:
@@ -250,31 +283,52 @@ def _flag(frame: pd.DataFrame, column: str, test) -> np.ndarray:
     return test(_numbers(frame, column)) if column in frame else np.zeros(len(frame), dtype=bool)
 
 
-def action_keys(cause: np.ndarray, reason_texts: list[np.ndarray], by_hand: np.ndarray) -> np.ndarray:
-    """The key in ``ACTIONS`` for each leading cause. A technical miss expected on a due date
-    inside announced maintenance (a first or second reason) gets "pay before the maintenance";
-    otherwise a borrower who pays by hand (``by_hand``) gets a reminder and the offer of an
-    agreement, and the others "repair the agreement"."""
-    maintenance = [t for t, g in REASON_GROUPS.items() if g == "maintenance"]
-    in_window = np.zeros(len(cause), dtype=bool)
-    for column in reason_texts[:2]:
-        in_window |= np.isin(column.astype(object), maintenance)
+def in_announced_maintenance(frame: pd.DataFrame) -> np.ndarray:
+    """True for a borrower one of whose next due dates falls in announced maintenance: the count
+    of such due dates, or the date itself, where the frame gives either."""
+    dated = frame[MAINTENANCE_DUE].notna().to_numpy() if MAINTENANCE_DUE in frame else False
+    return _flag(frame, BLOCKED_DUE_DATES, lambda v: v > 0) | dated
+
+
+def action_keys(cause: np.ndarray, reason_texts: list[np.ndarray], frame: pd.DataFrame) -> np.ndarray:
+    """The key in ``ACTIONS`` for each leading cause, a row of ``frame`` each. A technical risk
+    with a due date in announced maintenance gets "pay before the maintenance" where nothing is
+    wrong with how the borrower pays (the window blocks the debit batch and the paying hours
+    alike), or where the maintenance is a first or second reason; otherwise a borrower who pays by
+    hand gets a reminder and the offer of an agreement, one whose agreement shows no fault a
+    reminder and a check of it, and the others (a lapsed or failing agreement) its repair."""
     technical = cause == "technical"
-    key = np.where(technical & by_hand, "manual", cause.astype(object))
-    return np.where(technical & in_window, "maintenance", key)
+    by_hand, in_order = pays_by_hand(frame), agreement_in_order(frame)
+    leads = np.zeros(len(cause), dtype=bool)
+    for column in reason_texts[:2]:
+        leads |= (pd.Series(column, dtype=object).map(REASON_GROUPS) == "maintenance").to_numpy()
+    maintenance = leads | ((by_hand | in_order) & in_announced_maintenance(frame))
+    key = cause.astype(object)
+    key[technical & in_order] = "check"
+    key[technical & by_hand] = "manual"
+    key[technical & maintenance] = "maintenance"
+    return key
 
 
-def actions(cause: np.ndarray, reason_texts: list[np.ndarray], by_hand: np.ndarray,
-            due_known: np.ndarray) -> np.ndarray:
-    """The action for each leading cause, in words (``action_keys``). A reminder before the next
-    due date where the output gives none (``due_known`` false: no due date before scoring in the
-    tables, or a features file without the column) says where to take it from: such a borrower
-    had been told to be reminded before an empty next_due_date."""
-    keys = action_keys(cause, reason_texts, by_hand)
+def actions(cause: np.ndarray, reason_texts: list[np.ndarray], frame: pd.DataFrame,
+            dates: pd.DataFrame) -> np.ndarray:
+    """The action for each leading cause, in words (``action_keys``). One timed by a date the
+    output lacks (``dates``: the output's DUE_DATES columns) says where to take the date from:
+    such a borrower had been told to be reminded before an empty next_due_date."""
+    keys = action_keys(cause, reason_texts, frame)
     words = pd.Series(keys).map(ACTIONS).to_numpy(dtype=object)
-    undated = np.isin(keys, REMINDERS) & ~due_known
-    words[undated] = words[undated] + NO_DUE_DATE
+    for key, column in DATED.items():
+        undated = (keys == key) & dates[column].isna().to_numpy()
+        words[undated] = words[undated] + UNDATED[column]
     return words
+
+
+def action_key_of(words: pd.Series) -> pd.Series:
+    """The ``ACTIONS`` key of each action in words, an undated one's too."""
+    key_of = {text: key for key, text in ACTIONS.items()}
+    for suffix in UNDATED.values():
+        words = words.str.removesuffix(suffix)
+    return words.map(key_of)
 
 
 def score_batch(model: CalibratedLightGBM, frame: pd.DataFrame, bands: dict[str, float],
@@ -333,8 +387,8 @@ def score_batch(model: CalibratedLightGBM, frame: pd.DataFrame, bands: dict[str,
     for column in DUE_DATES:
         out[column] = (frame[column].to_numpy() if column in frame
                        else np.full(len(frame), np.datetime64("NaT", "s")))
-    action[known] = actions(cause[known], [t[known] for t in text], pays_by_hand(frame)[known],
-                            out[NEXT_DUE].notna().to_numpy()[known])
+    action[known] = actions(cause[known], [t[known] for t in text], frame[known],
+                            out.loc[known, list(DUE_DATES)])
     out["action"] = action
     out["model_version"] = version
     for col in ("risk_band", "leading_cause", "action", "model_version", *REASON_COLUMNS):

@@ -69,7 +69,9 @@ def test_the_reasons_table_lists_every_reason_once_with_where_it_is_said():
     rows = reasons_table().splitlines()[2:]
     said = {row.split(" | ")[0].lstrip("| "): row.split(" | ")[-1].rstrip(" |") for row in rows}
     assert set(said) == {f.reason for f in FEATURES if f.reason} == set(REASON_GROUPS)
-    assert said["utilisation is climbing"] == "above 0" and said["asked for the increase"] == "code 3"
+    assert said["utilisation rose on the last statement"] == "above 0.02"
+    assert said["has less cash than the next 3 months' installments"] == "below 1"
+    assert said["asked for the increase"] == "code 3"
     assert said["applied for credit elsewhere more than once recently"] == "2 or more"
 
 

@@ -61,6 +61,13 @@ def test_cause_report_counts_a_hand_built_confusion_and_the_baselines():
     assert [v["recall_truth"] for v in report["by_cause"].values()] == [1.0, 1.0, 1.0]
     assert report["baselines"] == {"truth_argmax": 1.0}
     assert "truth_confusion" not in causes.cause_report(y, true, p_total, share, None, {})
+    assert "as_scored" not in report
+    # scored with the quiet bands, a miss in one names no cause: the right answer for the credit
+    # miss of row 0 goes, the wrong one of row 1 changes nothing
+    quiet_of_two = np.array([False, False, True, True, True, True, True, True])
+    scored = causes.cause_report(y, true, p_total, share, None, {}, explained=~quiet_of_two)
+    assert scored["as_scored"] == {"misses_explained": 2, "accuracy": pytest.approx(1 / 5)}
+    assert scored["accuracy"] == pytest.approx(3 / 5)  # the most probable cause of every miss
 
 
 def test_technical_aucs_per_kind_leave_the_other_kinds_misses_out():

@@ -150,13 +150,20 @@ def test_each_model_predicts_through_its_own_function():
 
 
 def test_an_undated_reminder_answers_a_forgotten_due_date_as_a_dated_one(monkeypatch):
-    """The action of a borrower with no next due date ends with score.NO_DUE_DATE; the evaluation
-    of what technical actions answer had counted it as no action (0.9912 became 0.9902)."""
+    """The action of a borrower with no date for it ends with where to take the date from
+    (score.UNDATED); the evaluation of what technical actions answer had counted it as no action
+    (0.9912 became 0.9902). An agreement that failed silently is answered by a check of it or its
+    repair, a forgotten due date by neither."""
     from pipeline import score
 
-    scored = pd.DataFrame({"leading_cause": ["technical"] * 2,
-                           "action": [score.ACTIONS["manual"], score.ACTIONS["manual"] + score.NO_DUE_DATE]})
+    undated = score.UNDATED["next_due_date"]
+    scored = pd.DataFrame({"leading_cause": ["technical"] * 5,
+                           "action": [score.ACTIONS["manual"], score.ACTIONS["manual"] + undated,
+                                      score.ACTIONS["check"] + undated, score.ACTIONS["technical"],
+                                      score.ACTIONS["check"]]})
     monkeypatch.setattr(score, "score_batch", lambda *args, **kw: scored)
-    truth = pd.DataFrame({"first_miss_cause": ["technical"] * 2, "technical_kind": ["forgotten"] * 2})
-    report = evaluate.technical_actions(None, pd.DataFrame(index=range(2)), truth)
-    assert report["answered"] == 1.0 and report["misses"] == 2
+    truth = pd.DataFrame({"first_miss_cause": ["technical"] * 5,
+                          "technical_kind": ["forgotten"] * 2 + ["mandate_silent"] * 2 + ["forgotten"]})
+    report = evaluate.technical_actions(None, pd.DataFrame(index=range(5)), truth)
+    assert report["misses"] == 5 and report["answered"] == 0.8
+    assert report["by_kind"]["mandate_silent"]["answered"] == 1.0

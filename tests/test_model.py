@@ -195,8 +195,9 @@ FORGETTING_COLUMNS = ["autodebit_active", "autodebit_lapsed", "reauth_pending", 
 
 def test_the_forgetting_floor_is_the_beta_binomial_chance_to_forget_one_of_the_next_due_dates():
     """Known answers against SciPy's beta function: 1 - B(a + k, b + n - k + m) / B(a + k,
-    b + n - k) for a borrower who pays by hand; 0 with an agreement in force, lapsed or awaiting
-    re-authorisation, or unknown; 0 for a model without the prior or the features."""
+    b + n - k) for a borrower with no agreement in force (one lapsed or awaiting re-authorisation
+    too: such a borrower pays by hand meanwhile); 0 with an agreement in force or an unknown
+    state; 0 for a model without the prior or the features."""
     from scipy.special import betaln
 
     known = {"a": 0.2, "b": 5.8, "due_dates": 3}
@@ -207,14 +208,35 @@ def test_the_forgetting_floor_is_the_beta_binomial_chance_to_forget_one_of_the_n
     k, n = np.nan_to_num(rows[:, 3]), np.nan_to_num(rows[:, 4])
     a, b = 0.2 + k, 5.8 + n - k
     expected = 1 - np.exp(betaln(a, b + 3) - betaln(a, b))
-    np.testing.assert_allclose(got[[0, 1, 2, 7]], expected[[0, 1, 2, 7]], rtol=1e-12)
-    assert got[3:7].tolist() == [0.0] * 4
+    np.testing.assert_allclose(got[[0, 1, 2, 4, 5, 7]], expected[[0, 1, 2, 4, 5, 7]], rtol=1e-12)
+    assert got[[3, 6]].tolist() == [0.0] * 2
     assert got[2] > got[0] > got[1] > 0  # forgetting raises it, a long clean record lowers it
     assert not model.forgetting_floor(rows, FORGETTING_COLUMNS, {}).any()
     assert not model.forgetting_floor(rows[:, :4], FORGETTING_COLUMNS[:4], {"forgetting": known}).any()
     both = model.floor(rows, FORGETTING_COLUMNS, {"forgetting": known,
                                                   "maintenance": {"due_dates": 9, "missed": 9, "rate": 0.9}})
     np.testing.assert_allclose(both, got)  # the maintenance floor needs its column: none here
+
+
+def test_raising_an_agreement_fault_never_lowers_the_floor():
+    """autodebit_lapsed and reauth_pending raise the risk (their + direction): a borrower with
+    no agreement in force had lost the forgetting floor when either was set, and scored below
+    the same borrower paying by hand (an outside check: 0.042 against 0.069)."""
+    rng = np.random.default_rng(2)
+    columns = [*FORGETTING_COLUMNS, "due_dates_in_announced_outage"]
+    rows = np.column_stack([rng.integers(0, 2, 400), np.zeros(400), np.zeros(400),
+                            rng.integers(0, 4, 400), rng.integers(0, 30, 400), rng.integers(0, 3, 400)])
+    rows[:, 3] = np.minimum(rows[:, 3], rows[:, 4])
+    history = {"forgetting": {"a": 0.2, "b": 5.8, "due_dates": 3},
+               "maintenance": {"due_dates": 90, "missed": 30, "rate": 0.33}}
+    for lapse in ({}, {"lapse": {"rows": 40, "missed": 39, "rate": 0.96}}):
+        before = model.floor(rows, columns, {**history, **lapse})
+        for flag in (1, 2):  # lapsed, then awaiting re-authorisation
+            raised = rows.copy()
+            raised[:, flag] = 1.0
+            raised[:, 0] = np.where(flag == 1, 0.0, raised[:, 0])  # a lapsed agreement is not in force
+            lost = rows[:, 0] == 0  # an agreement in force that lapses leaves the maintenance floor
+            assert (model.floor(raised, columns, {**history, **lapse})[lost] >= before[lost]).all()
 
 
 def assert_served_alike(fitted: model.CalibratedLightGBM, folder: Path, rows: pd.DataFrame,

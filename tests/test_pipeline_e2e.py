@@ -194,13 +194,14 @@ def test_fresh_clone_repro_is_clean_in_range_and_then_idle(tmp_path):
     assert actions["answered"] > 0.9 and actions["answered"] > actions["answered_by_one_action"] + 0.3
     assert "does the action answer what broke" in card
     technical = scores[scores["leading_cause"] == "technical"]
-    said = technical["action"].str.removesuffix(score.NO_DUE_DATE)  # a reminder given no due date too
-    assert said.isin([score.ACTIONS[k] for k in ("technical", "manual", "maintenance")]).all()
-    assert said.eq(score.ACTIONS["manual"]).any()
-    # a reminder names its date, or says it has none
-    reminders = said.isin([score.ACTIONS["technical"], score.ACTIONS["manual"]])
-    assert (technical.loc[reminders, "next_due_date"].notna()
-            | technical.loc[reminders, "action"].str.endswith(score.NO_DUE_DATE)).all()
+    said = score.action_key_of(technical["action"])  # a timed action given no date too
+    assert said.isin(["technical", "check", "manual", "maintenance"]).all()
+    assert said.eq("manual").any() and said.eq("check").any()
+    # a timed action names its date, or says it has none
+    for key, column in score.DATED.items():
+        timed = said.eq(key)
+        assert (technical.loc[timed, column].notna()
+                | technical.loc[timed, "action"].str.endswith(score.UNDATED[column])).all(), key
     # the maintenance floor: the split's history of stopped debits is the model's, and the
     # out-of-time borrowers it lifted did miss
     history = json.loads((project / "data" / "split" / "maintenance.json").read_text())

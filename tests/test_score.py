@@ -176,8 +176,8 @@ def test_probabilities_bands_reasons_and_actions_are_consistent(happy):
     # a technical miss gets one of its three actions (maintenance, by hand, repair); any other
     # cause its own
     technical = risky["leading_cause"].eq("technical")
-    said = risky.loc[technical, "action"].str.removesuffix(score.NO_DUE_DATE)  # an undated reminder too
-    assert said.isin([score.ACTIONS[k] for k in ("technical", "manual", "maintenance")]).all()
+    said = score.action_key_of(risky.loc[technical, "action"])  # an undated reminder too
+    assert said.isin(["technical", "check", "manual", "maintenance"]).all()
     others = risky[~technical]
     assert others["action"].eq(others["leading_cause"].map(score.ACTIONS)).all()
     # the catalogue's reasons, or the leading cause named when none of its features raised the risk
@@ -813,18 +813,21 @@ def test_a_reason_is_given_only_where_its_words_are_true_of_the_value():
 
 def test_a_reason_whose_words_name_a_bound_is_said_only_beyond_it():
     """Known answers from the defaults' incoming batch: "utilisation is climbing" had been told
-    where utilisation fell (above a negative median), "uses most of the credit line" at 0.23 (a
-    median of 0.09), "has been seriously overdue" at 2 days, "applied for credit elsewhere" with
-    one inquiry; the bound, not the training median, decides."""
+    where utilisation fell (above a negative median) and where only a 12-month slope rose by
+    0.0034 a month, "uses most of the credit line" at 0.23 (a median of 0.09), "has been seriously
+    overdue" at 2 days, "applied for credit elsewhere" with one inquiry, "has no cash kept back
+    for the next installments" with cash for all of them (a median of 2.2); the bound, not the
+    training median, decides."""
     features = ["utilisation_slope_6m", "utilisation_last", "max_days_late", "inquiries_3m",
-                "credit_score_change_3m"]
-    c = np.array([[0.1, 0.1, 0.1, 0.1, 0.1, -1.0]] * 2)
-    matrix = np.array([[-0.02, 0.23, 2.0, 1.0, 0.0],     # all on the median's risky side, none true
-                       [0.01, 0.51, 30.0, 2.0, -5.0]])   # each just beyond its words' bound
+                "credit_score_change_3m", "utilisation_slope_12m", "cash_buffer_over_installments"]
+    c = np.array([[0.1] * 7 + [-1.0]] * 2)
+    matrix = np.array([[-0.02, 0.23, 2.0, 1.0, 0.0, 0.0016, 1.5],  # all on the median's risky side, none true
+                       [0.004, 0.51, 30.0, 2.0, -5.0, 0.0017, 0.9]])  # each just beyond its words' bound
     medians = {"utilisation_slope_6m": -0.03, "utilisation_last": 0.09, "max_days_late": 0.0,
-               "inquiries_3m": 0.0, "credit_score_change_3m": 2.0}
+               "inquiries_3m": 0.0, "credit_score_change_3m": 2.0, "utilisation_slope_12m": 0.0,
+               "cash_buffer_over_installments": 2.2}
     worded = score.worded_contributions(c, matrix, features, medians)
-    assert worded[:, :-1].tolist() == [[0.0] * 5, [0.1] * 5]
+    assert worded[:, :-1].tolist() == [[0.0] * 7, [0.1] * 7]
 
 
 def test_a_value_at_the_median_within_a_spreadsheets_rounding_gives_no_reason():
@@ -884,12 +887,13 @@ def test_without_a_cause_model_the_leading_cause_is_the_cause_that_raised_the_ri
 
 
 def test_actions_follow_the_playbook_and_technical_never_cuts_the_limit():
-    for key in ("technical", "manual", "maintenance"):
+    for key in ("technical", "check", "manual", "maintenance"):
         technical = score.ACTIONS[key]
         assert "remind" in technical and "do not lower the limit" in technical
         for word in ("stop", "reduce", "cut", "decrease", "freeze", "plan"):
             assert word not in technical.replace("do not lower the limit", ""), word
     assert "re-authorise or repair the auto-debit" in score.ACTIONS["technical"]
+    assert "confirm the auto-debit agreement" in score.ACTIONS["check"]
     assert "pay before the announced maintenance" in score.ACTIONS["maintenance"]
     assert "offer an auto-debit agreement" in score.ACTIONS["manual"]
     assert "repayment plan" in score.ACTIONS["liquidity"] and "freeze further" in score.ACTIONS["liquidity"]
@@ -897,21 +901,52 @@ def test_actions_follow_the_playbook_and_technical_never_cuts_the_limit():
     assert "stop further limit increases" in credit and "review the exposure" in credit
     assert "contact" in credit and "early" in credit
     assert score.ACTIONS["none"] == "none"
+
+
+def test_a_technical_action_answers_how_the_borrower_pays():
+    """Maintenance first where nothing is wrong with how the borrower pays (row 0 by hand, row 5
+    an agreement in order) or where it is a first or second reason (row 2, a lapsed agreement);
+    then the channel: by hand a reminder and an agreement (1), an agreement with a fault on record
+    its repair (3: it lapsed; 6: a debit failed on it), one in order a check (4: an outside check
+    had 4,604 of 5,056 "repair" actions go to agreements with no fault on record)."""
     window = "a due date falls in announced system maintenance"
-    cause = np.array(["technical", "technical", "technical", "technical", "liquidity"], dtype=object)
-    reasons = [np.array([window, None, "keeps little cash", None, None], dtype=object),
-               np.array([None, None, window, None, None], dtype=object)]
-    by_hand = np.array([True, True, False, False, True])
-    got = score.actions(cause, reasons, by_hand, np.ones(5, dtype=bool))
-    # maintenance on the next due date first, whatever the channel; then the channel decides
-    assert got.tolist() == [score.ACTIONS[k] for k in ("maintenance", "manual", "maintenance", "technical",
-                                                         "liquidity")]
-    # a reminder before the next due date where the output gives none says where to find it (one
-    # had been told to remind before an empty next_due_date); maintenance has its own date
-    undated = score.actions(cause, reasons, by_hand, np.zeros(5, dtype=bool))
-    assert undated.tolist() == [score.ACTIONS["maintenance"], score.ACTIONS["manual"] + score.NO_DUE_DATE,
-                                score.ACTIONS["maintenance"], score.ACTIONS["technical"] + score.NO_DUE_DATE,
-                                score.ACTIONS["liquidity"]]
+    cause = np.array(["technical"] * 7 + ["liquidity"], dtype=object)
+    reasons = [np.array([None, None, "keeps little cash", None, None, None, None, None], dtype=object),
+               np.array([None, None, window, None, None, None, None, None], dtype=object)]
+    frame = pd.DataFrame({"autodebit_active": [0, 0, 0, 0, 1, 1, 1, 0.0],
+                          "autodebit_lapsed": [0, 0, 1, 1, 0, 0, 0, 0.0],
+                          "reauth_pending": 0.0, "autodebit_changed_30d": 0.0,
+                          "debit_failures_mandate_6m": [0, 0, 0, 0, 0, 0, 2, 0.0],
+                          "due_dates_in_announced_outage": [1, 0, 1, 1, 0, 2, 1, 1.0]})
+    dates = pd.DataFrame({"next_due_date": pd.Timestamp("2025-11-22"),
+                          "maintenance_due_date": pd.Timestamp("2025-12-22")}, index=range(8))
+    got = score.actions(cause, reasons, frame, dates)
+    keys = ["maintenance", "manual", "maintenance", "technical", "check", "maintenance", "technical",
+            "liquidity"]
+    assert got.tolist() == [score.ACTIONS[k] for k in keys]
+    assert score.action_key_of(pd.Series(got)).tolist() == keys
+    # a timed action whose date the output lacks says where to find it (one had been told to
+    # remind before an empty next_due_date, another to pay before an empty maintenance_due_date)
+    undated = score.actions(cause, reasons, frame,
+                            dates.assign(next_due_date=pd.NaT, maintenance_due_date=pd.NaT))
+    suffix = {"manual": score.UNDATED["next_due_date"], "technical": score.UNDATED["next_due_date"],
+              "check": score.UNDATED["next_due_date"], "maintenance": score.UNDATED["maintenance_due_date"]}
+    assert undated.tolist() == [score.ACTIONS[k] + suffix.get(k, "") for k in keys]
+    assert score.action_key_of(pd.Series(undated)).tolist() == keys
+    # features that do not say how the borrower pays: the repair, as before the channel was read
+    bare = score.actions(cause, reasons, frame[["due_dates_in_announced_outage"]], dates)
+    assert bare.tolist() == [score.ACTIONS[k] for k in ("technical",) * 2 + ("maintenance",)
+                             + ("technical",) * 4 + ("liquidity",)]
+
+
+def test_an_agreement_in_order_is_in_force_with_no_fault_on_record():
+    frame = pd.DataFrame({"autodebit_active": [1.0, 1.0, 1.0, 1.0, 0.0, 1.0],
+                          "autodebit_lapsed": [0.0, 0.0, 0.0, 0.0, 0.0, np.nan],
+                          "reauth_pending": [0.0, 1.0, 0.0, 0.0, 0.0, 0.0],
+                          "autodebit_changed_30d": [0.0, 0.0, 1.0, 0.0, 0.0, 0.0],
+                          "debit_failures_mandate_6m": [0.0, 0.0, 0.0, 3.0, 0.0, 0.0]})
+    assert score.agreement_in_order(frame).tolist() == [True, False, False, False, False, False]
+    assert not score.agreement_in_order(frame.drop(columns="autodebit_changed_30d")).any()
 
 
 def test_who_pays_by_hand_is_read_off_the_agreement_features():
@@ -1126,7 +1161,8 @@ def test_what_the_maintenance_floor_adds_is_technical_risk_with_its_reason_and_a
     out = score.score_batch(StubModel(P, ROWS, shares, lift), FRAME, BANDS, ("low",), "7")
     out = out.set_index("borrower_id")
     assert out.loc[4, "leading_cause"] == "technical" and out.loc[4, "reason_1"] == maintenance
-    assert out.loc[4, "action"] == score.ACTIONS["maintenance"]
+    # FRAME gives no maintenance_due_date: the action says where to take it from
+    assert out.loc[4, "action"] == score.ACTIONS["maintenance"] + score.UNDATED["maintenance_due_date"]
     np.testing.assert_allclose(out.loc[4, ["p_credit", "p_liquidity", "p_technical"]].to_numpy(dtype=float),
                                [0.05 * 0.8, 0.05 * 0.1, 0.05 * 0.1 + 0.85])
     alone = score.score_batch(StubModel(P, ROWS, shares), FRAME, BANDS, ("low",), "7")

@@ -46,7 +46,7 @@ def evaluate_command(params: Path = PARAMS) -> None:
     scorecard = json.loads((MODELS / "scorecard" / "scorecard.json").read_text())
     scores = evaluate.scores(evaluate.predictors(fitted, scorecard), frames, truth)
     reports, plot_data = evaluate.reports(frames, scores, truth, metadata["lightgbm"]["features"], fitted,
-                                          evaluate.read_directions(MODELS / "lightgbm"), s)
+                                          evaluate.read_directions(MODELS / "lightgbm"), s, p.score)
     gates = json.loads(GATES.read_text())
     headlines = {name: evaluate.headline(r) for name, r in reports.items()}
 
