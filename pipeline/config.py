@@ -619,6 +619,9 @@ class DecisionSettings(Settings):
     yield_per_year: NonNegative  # interest and fees earned on the balance
     funding_cost_per_year: NonNegative
     loss_given_miss: Probability  # share of the exposure a miss loses in the end
+    # no increase for a borrower past due at the decision date (a default: a model saved before
+    # the rule loads, and decides with it)
+    no_increase_when_past_due: bool = True
     observational: BoostSettings  # learns from every increase
     correction: BoostSettings  # learns from the line tests what the observational model gets wrong
     num_threads: PositiveInt

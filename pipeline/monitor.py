@@ -315,7 +315,12 @@ def backtest(frame: pd.DataFrame, champion: model.CalibratedLightGBM, raw: np.nd
     month = frame[MONTH].to_numpy()
     y = frame["label"].to_numpy()
     alert_months = set(alert_log["raised"])
-    scores = {name: model.calibrate(raw, champion.calibration) for name in POLICIES}
+    # the history of stopped debits and the forgetting prior hold whatever the booster or its
+    # calibration: every policy keeps the champion's floors, as production scoring does, and a
+    # recalibration is judged as it would score (judged without them, all five of the defaults'
+    # had been refused while each would have passed)
+    floor = model.floor(champion.matrix(frame), champion.features, champion.calibration)
+    scores = {name: np.maximum(model.calibrate(raw, champion.calibration), floor) for name in POLICIES}
     candidates: list[Candidate] = []
     in_use, last_retrain = champion, None  # the retrain policy's model
     for at in months[1:]:
@@ -328,7 +333,7 @@ def backtest(frame: pd.DataFrame, champion: model.CalibratedLightGBM, raw: np.nd
             candidate = Candidate("recalibrate", "recalibration", at,
                                   recalibrate(raw[used], y[used], lgbm),
                                   fitted_on=[month_label(x) for x in ready[-m.recalibration_months:]])
-            fitted = model.calibrate(raw[used], candidate.calibration)
+            fitted = np.maximum(model.calibrate(raw[used], candidate.calibration), floor[used])
             ece = {when: metrics.calibration_gap(y[used], q, m.bins)
                    for when, q in (("ece_before", scores["recalibrate"][used]), ("ece_after", fitted))}
             candidate.figures = {"rows": int(used.sum()), **ece}
@@ -336,7 +341,8 @@ def backtest(frame: pd.DataFrame, champion: model.CalibratedLightGBM, raw: np.nd
             candidate.gates = gate(fitted, scorecard[used], y[used], None, gates, m.bins)
             candidate.applied = candidate.gates["passed"]
             if candidate.applied:
-                scores["recalibrate"][later] = model.calibrate(raw[later], candidate.calibration)
+                scores["recalibrate"][later] = np.maximum(model.calibrate(raw[later], candidate.calibration),
+                                                          floor[later])
             candidates.append(candidate)
         cooled = last_retrain is None or at >= last_retrain + pd.DateOffset(months=m.retrain_cooldown_months)
         if len(ready) >= 3 and cooled:
@@ -347,11 +353,8 @@ def backtest(frame: pd.DataFrame, champion: model.CalibratedLightGBM, raw: np.nd
             if candidate.applied:
                 in_use = model.CalibratedLightGBM(candidate.booster, candidate.calibration,
                                                   champion.categories)
-                scores["retrain"][later] = in_use.predict(frame[later])
-    # the history of stopped debits and the forgetting prior hold whatever the booster or its
-    # calibration: every policy keeps the champion's floors, as production scoring does
-    floor = model.floor(champion.matrix(frame), champion.features, champion.calibration)
-    return {name: np.maximum(p, floor) for name, p in scores.items()}, candidates
+                scores["retrain"][later] = in_use.predict(frame[later])  # with the champion's floors
+    return scores, candidates
 
 
 def _retrain(frame: pd.DataFrame, window: list[pd.Timestamp], in_use: model.CalibratedLightGBM,

@@ -184,6 +184,8 @@ def _id_text(borrower_id: object) -> str:
     "677.0" is not an id anyone can search for."""
     if pd.isna(borrower_id):
         return "(no id)"
+    if isinstance(borrower_id, str):  # "000000080" as written, not 80
+        return borrower_id
     number = pd.to_numeric(borrower_id, errors="coerce")
     return str(int(number)) if pd.notna(number) and float(number).is_integer() else str(borrower_id)
 
@@ -330,8 +332,11 @@ def _older(names: list[str], missing: list[str]) -> str:
     whose message says so."""
     newer = [c for c in missing if c not in respelt(names, missing)]
     if newer and any(c in BY_NAME for c in names) and all(c in BY_NAME for c in newer):
-        return (", features the file predates: compute it again with this version (limitjump features), "
-                "score the raw tables instead, or score with the model version it was made for")
+        # no command named: `limitjump features` takes them at the scoring date, while a decision
+        # (`limitjump recommend`) wants them at the jump, and following that advice had failed
+        return (", features the file predates: compute them again with this version, give the raw "
+                "tables instead (they are computed as the model needs them), or use the model "
+                "version the file was made for")
     return ""
 
 

@@ -418,7 +418,9 @@ def test_the_summary_line_says_when_no_batch_is_touched_or_no_alert_follows():
 
 def test_every_policy_and_challenger_keeps_the_champions_maintenance_floor():
     """The history of stopped debits does not change with a recalibration or a retrain: every
-    policy scores a borrower whose debit announced maintenance stops at least the floor, and a
+    policy scores a borrower whose debit announced maintenance stops at least the floor, a
+    recalibration is judged on the probabilities it would give (floors included: judged without
+    them, an outside check found all five of the defaults' refused that would have passed), and a
     retrained challenger carries the champion's history, and its forgetting prior."""
     frame = _stream()
     frame["autodebit_active"] = 1.0
@@ -441,6 +443,16 @@ def test_every_policy_and_challenger_keeps_the_champions_maintenance_floor():
     np.testing.assert_allclose(scores["frozen"], champion.predict(frame))  # as production scores
     retrained = [c for c in candidates if c.policy == "retrain"]
     assert retrained and all(c.calibration["maintenance"]["rate"] == 0.9 for c in retrained)
+    recalibrated = [c for c in candidates if c.policy == "recalibrate"]
+    assert recalibrated
+    y, month = frame["label"].to_numpy(), frame[monitor.MONTH].astype(str).str[:7].to_numpy()
+    for c in recalibrated:
+        used = np.isin(month, c.fitted_on)
+        judged = np.maximum(model.calibrate(champion.raw(frame)[used], c.calibration), 0.9 * stopped[used])
+        bins = PARAMS.monitor.bins
+        assert c.figures["ece_after"] == pytest.approx(metrics.calibration_gap(y[used], judged, bins))
+        assert c.figures["ece_before"] == pytest.approx(
+            metrics.calibration_gap(y[used], champion.predict(frame[used]), bins))
     assert all(c.calibration["forgetting"] == champion.calibration["forgetting"] for c in retrained)
 
 
