@@ -45,6 +45,7 @@ from pipeline.readers import (
     READ_ERRORS,
     as_codes,
     as_dates,
+    as_text,
     data_row,
     days_after_jump,
     decimal_mark,
@@ -175,8 +176,8 @@ def _not_numbers(dataset: ds.Dataset, path: Path, column: str, shown: int = 3) -
 @functools.lru_cache(maxsize=32)
 def _text_not_numbers(path: Path, column: str, stamp: tuple) -> str:
     """``_not_numbers`` of a text column, once per file version (``stamp``), not for every batch's
-    reader of the file."""
-    return _not_numbers(open_dataset(path), path, column)
+    reader of the file. A CSV's ids are read as written, so the message names "000000080" so."""
+    return _not_numbers(as_text(path, "borrower_id") if is_csv(path) else open_dataset(path), path, column)
 
 
 def _id_text(borrower_id: object) -> str:

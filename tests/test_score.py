@@ -339,6 +339,11 @@ def test_text_in_a_numeric_feature_names_the_borrowers_and_values(features, work
     message = _stopped(frame, "text_score", work, model_dir)
     assert f"{work / 'text_score.csv'}: column 'credit_score' must be numeric" in message, message
     assert f"2 rows are not numbers: borrower {first} 'abc', borrower {second} '7OO'" in message, message
+    # ids written with leading zeros are named as written (the rejects keep them so): "borrower 80"
+    # is no id a team can search its file for
+    zeros = frame.assign(borrower_id=frame["borrower_id"].map(lambda b: f"{b:09d}"))
+    message = _stopped(zeros, "text_score_zeros", work, model_dir)
+    assert f"borrower {first:09d} 'abc', borrower {second:09d} '7OO'" in message, message
 
 
 def _stopped(frame: pd.DataFrame, name: str, work: Path, model_dir: dict) -> str:
