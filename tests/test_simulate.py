@@ -290,14 +290,18 @@ def test_a_larger_candidate_margin_is_drawn_deterministically(monkeypatch, small
     pd.testing.assert_frame_equal(direct, retried)
 
 
-def _future_events(campaign: tuple[str, str], rule_change: str) -> dict:
-    """Params whose second campaign and rule change fall after every scoring date."""
+def _future_events(campaign: tuple[str, str], rule_change: str, share: float = 1.0,
+                   extra: tuple[str, str] | None = None, rules: dict | None = None) -> dict:
+    """Params whose second campaign (and ``extra``, a third) and rule change (with ``rules``)
+    fall after every scoring date."""
     campaigns = [{"announce_date": "2024-05-01", "deadline": "2024-06-01", "share": 0.3},
-                 {"announce_date": campaign[0], "deadline": campaign[1], "share": 1.0}]
+                 {"announce_date": campaign[0], "deadline": campaign[1], "share": share}]
+    if extra:
+        campaigns.append({"announce_date": extra[0], "deadline": extra[1], "share": 0.8})
     return {**SMALL, "simulate": {**SMALL["simulate"], "n_borrowers": 2000, "shard_size": 2000,
                                   "truth_replicates": 4,
                                   "technical": {"reauthorisation_campaigns": campaigns},
-                                  "risk_rules": {"rule_change_date": rule_change}}}
+                                  "risk_rules": {"rule_change_date": rule_change, **(rules or {})}}}
 
 
 def _outage_on_every_day_from(world, first: int):
@@ -327,6 +331,25 @@ def test_the_truth_does_not_know_the_future():
     a = simulate_shard(0, params.simulate, world)["ground_truth"]
     b = simulate_shard(0, other.simulate, changed)["ground_truth"]
     assert (a["label"] != b["label"]).sum() > 20  # the future did change
+    columns = ["p_true", "p_true_credit", "p_true_liquidity", "p_true_technical", "p_true_se"]
+    pd.testing.assert_frame_equal(a[columns], b[columns], check_exact=True)
+
+
+@pytest.mark.parametrize("future", [
+    {"share": 0.3},                                                  # the future campaign's share
+    {"extra": ("2026-06-01", "2026-07-01")},                         # one more campaign
+    {"rules": {"restrict_below_score_after_change": 650,              # the rule change's thresholds
+               "restrict_inquiries_after_change": 2}},
+], ids=["share", "extra_campaign", "rule_thresholds"])
+def test_the_truth_draws_what_is_not_announced_from_the_history_alone(future):
+    """An outside check moved p_true by up to 0.07 with events configured after every scoring date:
+    the truth had drawn the next campaign at the rate, and with the share, of the whole
+    configuration, and the rule change's thresholds before it came. Only what was announced by
+    the scoring date may enter."""
+    base = make_params(_future_events(("2026-02-10", "2026-03-10"), "2026-02-15"))
+    other = make_params(_future_events(("2026-02-10", "2026-03-10"), "2026-02-15", **future))
+    a = simulate_shard(0, base.simulate, build_world(base.simulate, base.label))["ground_truth"]
+    b = simulate_shard(0, other.simulate, build_world(other.simulate, other.label))["ground_truth"]
     columns = ["p_true", "p_true_credit", "p_true_liquidity", "p_true_technical", "p_true_se"]
     pd.testing.assert_frame_equal(a[columns], b[columns], check_exact=True)
 

@@ -36,11 +36,6 @@ class World:
     horizon: int  # last cycle the label needs
 
     @property
-    def span_days(self) -> int:
-        """Days of the simulated calendar: the rates of one-off events are counted over it."""
-        return self.outages.auto_block.size
-
-    @property
     def campaigns(self) -> list[tuple[int, int, float]]:
         """(announce day, deadline day, share) of every re-authorisation campaign."""
         return [(day_number(c.announce_date), day_number(c.deadline), c.share)
