@@ -18,7 +18,7 @@ import pandas as pd
 
 from pipeline import causes, io
 from pipeline.cells import blank_cells, code_keys, codes_as_text, quoted, written_numbers
-from pipeline.config import CAUSES, LabelSettings
+from pipeline.config import CAUSES, FeatureSettings, LabelSettings
 from pipeline.errors import UsageError
 from pipeline.lgbm import lgb
 
@@ -32,8 +32,9 @@ CAUSE_CALIBRATION_FILE = "causes.json"
 # the label the model predicts: a scorer takes features its observation window after the jump,
 # whatever params.yaml says when it scores
 LABEL_FILE = "label.json"
+FEATURE_SETTINGS_FILE = "feature_settings.json"  # params.yaml: features, as the model was trained
 MODEL_FILES = (BOOSTER_FILE, CALIBRATION_FILE, CATEGORIES_FILE, REFERENCE_FILE, CAUSES_FILE, LABEL_FILE,
-               CAUSE_CALIBRATION_FILE)
+               CAUSE_CALIBRATION_FILE, FEATURE_SETTINGS_FILE)
 
 
 def read_booster(path: Path) -> lgb.Booster:
@@ -56,13 +57,23 @@ def read_json(path: Path) -> dict:
 def read_label(path: Path) -> LabelSettings | None:
     """The label a model folder records, None for a model from before it did; a usage error
     naming the file when it holds no label."""
+    return _read_settings(path, LabelSettings, "a label (label.observation_days, performance_cycles, "
+                                               "dpd_threshold)")
+
+
+def read_feature_settings(path: Path) -> FeatureSettings | None:
+    """How a model's features were computed (params.yaml: features), None for a model from
+    before it recorded them; a usage error naming the file when it holds no such settings."""
+    return _read_settings(path, FeatureSettings, "the features' settings (params.yaml: features)")
+
+
+def _read_settings(path: Path, kind: type, what: str):
     if not path.exists():
         return None
     try:
-        return LabelSettings(**read_json(path))
+        return kind(**read_json(path))
     except (TypeError, ValueError) as err:
-        raise UsageError(f"{path}: not a label (label.observation_days, performance_cycles, "
-                         f"dpd_threshold): {err}") from err
+        raise UsageError(f"{path}: not {what}: {err}") from err
 
 
 def encode(frame: pd.DataFrame, columns: list[str], categories: dict[str, list]) -> np.ndarray:
@@ -327,9 +338,13 @@ class CalibratedLightGBM:
 
     def __init__(self, booster: lgb.Booster | None = None, calibration: dict | None = None,
                  categories: dict[str, list] | None = None, reference: dict | None = None,
-                 causes: tuple[lgb.Booster, dict] | None = None, label: LabelSettings | None = None):
+                 causes: tuple[lgb.Booster, dict] | None = None, label: LabelSettings | None = None,
+                 feature_settings: FeatureSettings | None = None):
         self.booster, self.calibration = booster, calibration
         self.label = label  # None for a model that did not record it
+        # how its features are computed from raw tables (None likewise): a scorer computes them
+        # so, whatever params.yaml states when it scores
+        self.feature_settings = feature_settings
         self.categories, self.reference = categories or {}, reference or {}
         self.causes = causes  # (booster, calibration) of P(cause | miss), if trained
         # threads of each LightGBM call; 0 is LightGBM's default, every core. A scorer running
@@ -351,7 +366,8 @@ class CalibratedLightGBM:
         return cls(read_booster(directory / BOOSTER_FILE), read_json(directory / CALIBRATION_FILE),
                    read_json(directory / CATEGORIES_FILE),
                    read_json(reference) if reference.exists() else None, causes,
-                   read_label(directory / LABEL_FILE))
+                   read_label(directory / LABEL_FILE),
+                   read_feature_settings(directory / FEATURE_SETTINGS_FILE))
 
     def save(self, directory: Path) -> None:
         """Write the model's files into ``directory`` (``from_dir`` reads them back)."""
@@ -362,6 +378,8 @@ class CalibratedLightGBM:
             io.write_json(self.reference, directory / REFERENCE_FILE)
         if self.label:
             io.write_json(self.label.model_dump(), directory / LABEL_FILE)
+        if self.feature_settings:
+            io.write_json(self.feature_settings.model_dump(mode="json"), directory / FEATURE_SETTINGS_FILE)
         if self.causes:
             self.causes[0].save_model(str(directory / CAUSES_FILE))
             io.write_json(self.causes[1], directory / CAUSE_CALIBRATION_FILE)

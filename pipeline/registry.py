@@ -9,14 +9,15 @@ track, so only ``limitjump promote`` checks it, just before moving the alias (``
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from pipeline import metrics
-from pipeline.config import LabelSettings, RegisterSettings
+from pipeline.config import RegisterSettings, Settings
 from pipeline.errors import InputError
-from pipeline.tracking import FAILED_GATES_TAG, GATE_TAG
+from pipeline.tracking import FAILED_GATES_TAG, GATE_TAG, GATE_VALUES_TAG
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -33,10 +34,15 @@ class Promotion:
     figures: dict = field(default_factory=dict)
 
 
-def own_failures(tags: dict[str, str]) -> list[str]:
-    """The own gates a registered version failed, from its tags (``GATE_TAG`` and
-    ``FAILED_GATES_TAG``, written by ``limitjump register``); a version registered otherwise
-    fails them all ("own gates")."""
+def own_failures(tags: dict[str, str], settings: RegisterSettings) -> list[str]:
+    """The own gates a registered version fails: its figures recorded at registration
+    (``GATE_VALUES_TAG``) judged by the gates of ``settings`` (params.yaml today: promote had
+    refused a version on a gate a team had since lowered), else its recorded verdict
+    (``GATE_TAG`` and ``FAILED_GATES_TAG``, for a version registered before the figures were
+    kept); a version registered otherwise fails them all ("own gates")."""
+    recorded = tags.get(GATE_VALUES_TAG)
+    if recorded:
+        return judged(json.loads(recorded), settings)["failed"]
     if tags.get(GATE_TAG) == "true":
         return []
     return [g.strip() for g in tags.get(FAILED_GATES_TAG, "own gates").split(",")]
@@ -58,9 +64,13 @@ def promotion(candidate: str, champion: str | None, own_failures: list[str], new
         return Promotion("promoted", [])
     compared = models()
     labels = {role: m.label for role, m in compared.items()}
+    settings_of = {role: m.feature_settings for role, m in compared.items()}
     if label_changed(**labels):
         figures = {f"{role}_label": label.model_dump() for role, label in labels.items()}
         failed = [] if new_label else ["same_label"]
+    elif label_changed(**settings_of):  # the rows hold one way's features: unfair to the other
+        figures = {f"{role}_features": s.model_dump(mode="json") for role, s in settings_of.items()}
+        failed = [] if new_label else ["same_features"]
     else:
         test = rows()
         lacking = features_lacking(test, compared)
@@ -80,11 +90,18 @@ def own_gates(challenger: dict[str, float], scorecard: dict[str, float],
     """Minimum AUC, maximum calibration error and gain over the scorecard, each with its value,
     threshold and verdict. ``challenger`` and ``scorecard`` hold each model's out-of-time
     ``test_auc`` and ``test_ece``."""
+    return judged({"min_oot_auc": challenger["test_auc"], "max_calibration_error": challenger["test_ece"],
+                   "beats_scorecard": challenger["test_auc"] - scorecard["test_auc"]}, settings)
+
+
+def judged(values: dict[str, float], settings: RegisterSettings) -> dict:
+    """The own gates' verdict on their figures (``own_gates``'s values, as registration records
+    them) under the thresholds of ``settings``."""
     return verdict({
-        "min_oot_auc": _check(challenger["test_auc"], settings.min_oot_auc, ">="),
-        "max_calibration_error": _check(challenger["test_ece"], settings.max_calibration_error, "<="),
-        "beats_scorecard": _check(challenger["test_auc"] - scorecard["test_auc"],
-                                  settings.min_gain_over_scorecard, ">="),
+        "min_oot_auc": _check(values["min_oot_auc"], settings.min_oot_auc, ">="),
+        "max_calibration_error": _check(values["max_calibration_error"], settings.max_calibration_error,
+                                        "<="),
+        "beats_scorecard": _check(values["beats_scorecard"], settings.min_gain_over_scorecard, ">="),
     })
 
 
@@ -114,11 +131,12 @@ def features_lacking(rows: pd.DataFrame, models: dict[str, CalibratedLightGBM]) 
     return {role: cols for role, cols in lacking.items() if cols}
 
 
-def label_changed(challenger: LabelSettings | None, champion: LabelSettings | None) -> bool:
-    """Whether the two predict different events (window, days past due or cycles). An AUC on one
-    label's rows, with features of one window, cannot say which predicts better, so adopting a new
-    label is a decision of its own (``limitjump promote --new-label``). A version from before
-    models recorded their label is taken to predict the same."""
+def label_changed(challenger: Settings | None, champion: Settings | None) -> bool:
+    """Whether the two predict different events (window, days past due or cycles), or take
+    features computed otherwise (``FeatureSettings``). An AUC on one label's rows, with features
+    of one window or one decay, cannot say which predicts better, so adopting a new label or new
+    features is a decision of its own (``limitjump promote --new-label``). A version from before
+    models recorded them is taken to predict the same, from the same features."""
     return challenger is not None and champion is not None and challenger != champion
 
 

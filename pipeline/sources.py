@@ -185,8 +185,8 @@ def _id_text(borrower_id: object) -> str:
     "677.0" is not an id anyone can search for."""
     if pd.isna(borrower_id):
         return "(no id)"
-    if isinstance(borrower_id, str):  # "000000080" as written, not 80
-        return borrower_id
+    if isinstance(borrower_id, str) and len(borrower_id) > 1 and borrower_id.startswith("0"):
+        return borrower_id  # "000000080" as written, not 80
     number = pd.to_numeric(borrower_id, errors="coerce")
     return str(int(number)) if pd.notna(number) and float(number).is_integer() else str(borrower_id)
 

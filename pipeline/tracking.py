@@ -46,6 +46,7 @@ MODEL_URI_TAG = "limitjump.model_uri"  # MLflow 3 logs models apart from run art
 FILES_TAG = "limitjump.files"  # digests of the model's data files, recorded at registration
 GATE_TAG = "limitjump.gates_passed"
 FAILED_GATES_TAG = "limitjump.failed_gates"  # the own gates a version failed at registration, or "none"
+GATE_VALUES_TAG = "limitjump.gate_values"  # their figures, unrounded: promote judges them by today's gates
 DUPLICATE_TAG = "limitjump.duplicate_of"  # a version another machine registered first
 PRIMARY_METRIC = "oot_auc"
 PROMOTION_LOG = "promotions.jsonl"

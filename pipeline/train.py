@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from pipeline import metrics
 from pipeline.catalog import BY_NAME, monotone_constraints
 from pipeline.causes import MISS_CAUSE, cause_codes, cause_params, fit_cause_model
-from pipeline.config import LabelSettings, LightGBMSettings, ScorecardSettings
+from pipeline.config import FeatureSettings, LabelSettings, LightGBMSettings, ScorecardSettings
 from pipeline.errors import InputError, UsageError
 from pipeline.lgbm import lgb
 from pipeline.model import (
@@ -432,8 +432,9 @@ def scorecard_predict(card: dict, frame: pd.DataFrame) -> np.ndarray:
 
 def fit_scoring_model(splits: dict[str, pd.DataFrame], columns: list[str], categorical: list[str],
                       s: LightGBMSettings, maintenance: dict | None = None,
-                      label: LabelSettings | None = None,
-                      own_data: bool = False) -> tuple[CalibratedLightGBM, np.ndarray]:
+                      label: LabelSettings | None = None, own_data: bool = False,
+                      feature_settings: FeatureSettings | None = None
+                      ) -> tuple[CalibratedLightGBM, np.ndarray]:
     """The calibrated LightGBM of ``limitjump train lightgbm`` and its probabilities on the
     validation split: boosted on train, stopped and calibrated on valid, with what its floors
     read (the ``maintenance`` history, if any, ``model.maintenance_floor``; given the ``label``,
@@ -441,7 +442,8 @@ def fit_scoring_model(splits: dict[str, pd.DataFrame], columns: list[str], categ
     agreements missed, ``model.lapse_floor``), the cause model when the rows carry the cause of
     their miss, and the reference drift is measured against (``drift_reference``; ``own_data``,
     a team's own features, taken when the team takes them, so that a pyfunc checks no window after
-    the jump, as `limitjump score` checks none)."""
+    the jump, as `limitjump score` checks none). ``label`` and ``feature_settings`` travel with
+    the model: a scorer computes its features as they were for its training."""
     categories = learn_categories(splits["train"], columns)
     fitted, valid_scores = calibrated_on_validation(splits["train"], splits["valid"], columns, categorical,
                                                     categories, s)
@@ -450,6 +452,7 @@ def fit_scoring_model(splits: dict[str, pd.DataFrame], columns: list[str], categ
         fitted.calibration.update(floors)
         valid_scores = fitted.predict(splits["valid"])
     fitted.label = label
+    fitted.feature_settings = feature_settings
     if MISS_CAUSE in splits["train"]:
         fitted.causes = fit_causes(splits, columns, categorical, categories, s)
     fitted.reference = drift_reference(fitted, splits["train"], columns, own_data)

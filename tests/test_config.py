@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.config import ConfigError, anchor_at, load_params, repo_root, with_label
+from pipeline.config import ConfigError, anchor_at, as_trained, load_params, repo_root
 from tests.conftest import ROOT, make_params
 
 
@@ -162,13 +162,16 @@ def test_a_params_file_in_a_repository_anchors_a_command_started_outside_one(tmp
         repo_root()
 
 
-def test_a_models_label_replaces_the_params_label_and_nothing_else():
+def test_a_models_label_and_feature_settings_replace_the_params_and_nothing_else():
     p = make_params()
-    assert with_label(p, None) is p
-    theirs = with_label(p, p.label.model_copy(update={"observation_days": 45, "dpd_threshold": 7}))
+    assert as_trained(p, None, None).model_dump() == p.model_dump()
+    theirs = as_trained(p, p.label.model_copy(update={"observation_days": 45, "dpd_threshold": 7}), None)
     assert (theirs.label.observation_days, theirs.label.dpd_threshold) == (45, 7)
     assert theirs.model_dump(exclude={"label"}) == p.model_dump(exclude={"label"})
     assert p.label.observation_days == 30
+    decayed = as_trained(p, None, p.features.model_copy(update={"decay_days": 90.0}))
+    assert decayed.features.decay_days == 90.0 and p.features.decay_days != 90.0
+    assert decayed.model_dump(exclude={"features"}) == p.model_dump(exclude={"features"})
 
 
 @pytest.mark.parametrize("override, said", [

@@ -528,6 +528,13 @@ def test_promote_moves_the_champion_only_when_the_gates_hold(project, store):
     champion = _promote(project, "1")  # promoted by the snippet test, or here
     assert champion["decision"] in ("promoted", "already_champion")
     assert str(store.get_model_version_by_alias(NAME, "champion").version) == "1"
+    # a no-op adds its own record and leaves the promotion's (it had overwritten it with
+    # "already_champion", no figures and itself as the previous champion)
+    assert _promote(project, "1")["decision"] == "already_champion"
+    tags = store.get_model_version(NAME, "1").tags
+    assert json.loads(tags["limitjump.promotion"])["decision"] == "promoted"
+    records = [json.loads(v) for k, v in sorted(tags.items()) if k.startswith("limitjump.promotion.")]
+    assert [r["decision"] for r in records][-1] == "already_champion" and len(records) >= 2
 
     # a version that fails its own gates is never promoted, whatever its AUC
     write_params(project.root, merge(SMALL, {"register": {"min_oot_auc": 0.99},

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pandas as pd
 import pytest
 
@@ -75,8 +77,8 @@ def test_both_models_are_judged_on_the_same_rows_and_missing_columns_are_named()
 class Scored:
     """A model that predicts a given column of the rows, with a label."""
 
-    def __init__(self, column: str, label=None):
-        self.features, self.label = [column], label
+    def __init__(self, column: str, label=None, feature_settings=None):
+        self.features, self.label, self.feature_settings = [column], label, feature_settings
 
     def predict(self, rows):
         return rows[self.features[0]].to_numpy()
@@ -86,7 +88,7 @@ ROWS = pd.DataFrame({"label": [0, 0, 1, 1], "good": [0.1, 0.2, 0.8, 0.9], "bad":
 
 
 def promote(candidate="2", champion="1", own_failures=(), new_label=False, challenger="good",
-            labels=(None, None)):
+            labels=(None, None), feature_settings=(None, None)):
     """``registry.promotion`` of the candidate predicting the ``challenger`` column against a champion
     predicting the other; the comparison's models and rows fetched at most once each."""
     fetched = []
@@ -94,7 +96,8 @@ def promote(candidate="2", champion="1", own_failures=(), new_label=False, chall
     def models():
         fetched.append("models")
         other = "bad" if challenger == "good" else "good"
-        return {"challenger": Scored(challenger, labels[0]), "champion": Scored(other, labels[1])}
+        return {"challenger": Scored(challenger, labels[0], feature_settings[0]),
+                "champion": Scored(other, labels[1], feature_settings[1])}
 
     def rows():
         fetched.append("rows")
@@ -133,13 +136,46 @@ def test_promotion_of_another_label_needs_new_label():
     assert (adopted.decision, adopted.failed_gates) == ("promoted", [])
 
 
+def test_promotion_of_features_computed_otherwise_needs_new_label():
+    """An outside check promoted a version of features.decay_days 90 over one of 180 on rows
+    computed at 90 (the champion scored 0.8006 there, 0.8034 on its own): the rows hold one way's
+    features, so no AUC on them is fair; refused unless adopted with --new-label, no rows read."""
+    old = make_params().features
+    new = old.model_copy(update={"decay_days": 90.0})
+    refused, fetched = promote(feature_settings=(new, old))
+    assert (refused.decision, refused.failed_gates, fetched) == ("refused", ["same_features"], ["models"])
+    assert refused.figures["challenger_features"]["decay_days"] == 90.0
+    assert refused.figures["champion_features"]["decay_days"] == old.decay_days
+    adopted, _ = promote(feature_settings=(new, old), new_label=True)
+    assert (adopted.decision, adopted.failed_gates) == ("promoted", [])
+    same, _ = promote(feature_settings=(old, old.model_copy()))
+    assert same.decision == "promoted"
+
+
 def test_own_failures_are_read_from_the_version_tags():
     from pipeline.tracking import FAILED_GATES_TAG, GATE_TAG
 
-    assert registry.own_failures({GATE_TAG: "true", FAILED_GATES_TAG: "none"}) == []
-    assert registry.own_failures({GATE_TAG: "false", FAILED_GATES_TAG: "min_oot_auc, max_ece"}) == \
+    gates = make_params().gate
+    assert registry.own_failures({GATE_TAG: "true", FAILED_GATES_TAG: "none"}, gates) == []
+    assert registry.own_failures({GATE_TAG: "false", FAILED_GATES_TAG: "min_oot_auc, max_ece"}, gates) == \
         ["min_oot_auc", "max_ece"]
-    assert registry.own_failures({}) == ["own gates"]  # a version registered otherwise
+    assert registry.own_failures({}, gates) == ["own gates"]  # a version registered otherwise
+
+
+def test_own_failures_judge_the_recorded_figures_by_todays_gates():
+    """An outside check lowered register.min_gain_over_scorecard to -0.05 and promote still
+    refused a version with a gain of -0.006 on the verdict of its registration (under 0.01)."""
+    from pipeline.tracking import FAILED_GATES_TAG, GATE_TAG, GATE_VALUES_TAG
+
+    tags = {GATE_TAG: "false", FAILED_GATES_TAG: "beats_scorecard",
+            GATE_VALUES_TAG: json.dumps({"min_oot_auc": 0.80, "max_calibration_error": 0.004,
+                                         "beats_scorecard": -0.006})}
+    gates = make_params().gate
+    assert registry.own_failures(tags, gates.model_copy(update={"min_gain_over_scorecard": 0.01})) == \
+        ["beats_scorecard"]
+    assert registry.own_failures(tags, gates.model_copy(update={"min_gain_over_scorecard": -0.05})) == []
+    raised = gates.model_copy(update={"min_gain_over_scorecard": -0.05, "min_oot_auc": 0.81})
+    assert registry.own_failures(tags, raised) == ["min_oot_auc"]  # raised gates hold too
 
 
 def test_a_model_of_other_features_than_the_rows_is_a_refusal_not_an_error():

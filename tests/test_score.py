@@ -641,6 +641,28 @@ def test_a_model_takes_features_on_the_window_it_was_trained_for_whatever_params
     assert reasons.str.contains("value 30 days after it").all()
 
 
+def test_a_model_takes_features_computed_as_for_its_training_whatever_params_say(
+        tables, raw, work, model_dir, tmp_path):
+    """An outside check scored one registered version in two checkouts (features.decay_days 90
+    and 180): exit 0 both times, probabilities up to 0.22 apart. The settings travel with the model
+    and the raw tables' features are computed with them."""
+    from pipeline.model import FEATURE_SETTINGS_FILE, CalibratedLightGBM
+
+    folder = shutil.copytree(model_dir["path"], tmp_path / "model")
+    theirs = make_params().features.model_copy(update={"decay_days": 20.0, "large_draw_share": 0.5})
+    io.write_json(theirs.model_dump(mode="json"), folder / FEATURE_SETTINGS_FILE)
+    output = tmp_path / "raw" / "scores.parquet"
+    result = run_score(work, raw, output, folder)
+    ok(result)
+    assert "the model's features are computed as for its training" in result.output
+    got = pd.read_parquet(output)
+    as_trained = build_features(tables, make_params().label.observation_days, theirs)
+    as_params = build_features(tables, make_params().label.observation_days, make_params().features)
+    fitted = CalibratedLightGBM.from_dir(folder)
+    np.testing.assert_allclose(got["probability"], fitted.predict(as_trained), rtol=0, atol=1e-12)
+    assert np.abs(fitted.predict(as_params) - got["probability"].to_numpy()).max() > 1e-6
+
+
 # ---- 5. an interrupted run leaves no output; a re-run gives the uninterrupted bytes ----------------
 
 def test_interrupted_run_leaves_nothing_and_rerun_matches(happy, raw, work, model_dir, tmp_path, monkeypatch):

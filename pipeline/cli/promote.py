@@ -1,6 +1,7 @@
 """``limitjump promote``: the one way a version becomes @champion, by a person or by CI on main.
 
-It re-checks the candidate's own gates (recorded at registration) and compares it with the
+It re-checks the candidate's own gates (its figures recorded at registration, by the gates in
+params.yaml now) and compares it with the
 current champion on the same out-of-time rows; every decision, a refusal included, is appended
 to the promotion log and tagged on the version. Not a DVC stage: production state is not an
 output of the pipeline.
@@ -12,6 +13,7 @@ import getpass
 import json
 import os
 import tempfile
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -23,6 +25,8 @@ from pipeline.cli import PARAMS, app, load
 from pipeline.cli.paths import REGISTERED, SPLIT_DIR
 from pipeline.errors import InputError, UsageError
 from pipeline.model import CalibratedLightGBM
+
+PROMOTION_TAG = "limitjump.promotion"
 
 
 @app.command()
@@ -36,7 +40,8 @@ def promote(
                            "default: the repository's data/split/test.parquet.")] = None,
         new_label: Annotated[bool, typer.Option(
             "--new-label", help="Adopt a version that predicts another label than the champion's, "
-                                "on its own gates (no AUC compares two labels).")] = False,
+                                "or takes features computed otherwise (params.yaml: features), on its "
+                                "own gates (no AUC compares two labels).")] = False,
         params: Path = PARAMS) -> None:
     """Make a registered version @champion if its gates hold and it beats the champion."""
     p = load(params)
@@ -50,8 +55,8 @@ def promote(
     entry = {"version": candidate.version, "previous_champion": champion.version if champion else None,
              "by": _who(), **came_from}
     decided = registry.promotion(
-        candidate.version, champion.version if champion else None, registry.own_failures(candidate.tags),
-        new_label,
+        candidate.version, champion.version if champion else None,
+        registry.own_failures(candidate.tags, p.gate), new_label,
         models=lambda: _models({"challenger": candidate, "champion": champion}),
         rows=lambda: _comparison_rows(test),
         settings=p.gate)
@@ -59,14 +64,26 @@ def promote(
     if decided.decision == "promoted":
         tracking.set_alias(p.mlflow, "champion", candidate.version, {
             "limitjump.previous_champion": entry["previous_champion"] or "none"})
+    now = datetime.now(UTC)
+    entry["time"] = now.isoformat(timespec="seconds")
     log = tracking.append_promotion_log(entry)
-    # the registry's record, which the whole team sees (the log is this machine's)
-    tracking.set_version_tags(p.mlflow, candidate, {"limitjump.promotion": json.dumps(
-        {k: entry[k] for k in ("decision", "failed_gates", "figures", "by", "previous_champion")},
-        default=str, sort_keys=True)})
+    tracking.set_version_tags(p.mlflow, candidate, _registry_record(entry, now))
     typer.echo(_message(entry) + f"; logged in {log}")
     if decided.decision == "refused":  # a script or CI step must tell a refusal from a promotion
         raise typer.Exit(1)
+
+
+def _registry_record(entry: dict, now: datetime) -> dict[str, str]:
+    """The registry's record of a decision, which the whole team sees (the log is this machine's):
+    a tag of its own per decision, never overwritten, and the latest in ``limitjump.promotion``,
+    which a no-op leaves alone (a second `promote` of the champion had replaced its record with
+    "already_champion", no figures and itself as the previous champion)."""
+    record = json.dumps({k: entry[k] for k in ("time", "decision", "failed_gates", "figures", "by",
+                                               "previous_champion")}, default=str, sort_keys=True)
+    tags = {f"{PROMOTION_TAG}.{now.strftime('%Y%m%dT%H%M%S.%fZ')}": record}
+    if entry["decision"] != "already_champion":
+        tags[PROMOTION_TAG] = record
+    return tags
 
 
 def _challenger(p):
@@ -138,8 +155,10 @@ def _message(entry: dict) -> str:
     v, previous = entry["version"], entry["previous_champion"] or "none"
     if entry["decision"] == "promoted":
         adopted = entry["figures"].get("challenger_label")
+        features = entry["figures"].get("challenger_features")
         return (f"promoted version {v} to @champion (was {previous})"
-                + (f", adopting its label ({_said(adopted)})" if adopted else ""))
+                + (f", adopting its label ({_said(adopted)})" if adopted else "")
+                + (f", adopting its features ({_said(features)})" if features else ""))
     if entry["decision"] == "already_champion":
         return f"version {v} is already @champion"
     f = entry["figures"]
@@ -148,6 +167,13 @@ def _message(entry: dict) -> str:
                 f"@champion {previous} ({_said(f['champion_label'])}), and an AUC on one label's rows "
                 "cannot say which predicts better; to adopt the new label, promote it with --new-label "
                 f"(its own gates still hold); @champion stays {previous}")
+    if entry["failed_gates"] == ["same_features"]:
+        mine, theirs = f["challenger_features"], f["champion_features"]
+        said = ", ".join(f"{k} {mine[k]} against {theirs.get(k)}" for k in mine if mine[k] != theirs.get(k))
+        return (f"refused version {v}: its features are computed otherwise than @champion {previous}'s "
+                f"(features: {said}), and the comparison rows hold one way's, which is unfair to the "
+                "other; to adopt them, promote it with --new-label (its own gates still hold); "
+                f"@champion stays {previous}")
     if entry["failed_gates"] == ["comparable_rows"]:
         lacking = "; ".join(f"the {role}'s {', '.join(cols)}" for role, cols in f["missing"].items())
         return (f"refused version {v}: the comparison rows lack {lacking}, so no AUC compares it with "

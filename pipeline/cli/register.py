@@ -31,6 +31,7 @@ def register(params: Path = PARAMS) -> None:
     run = tracking.run_for_fingerprint(p.mlflow, challenger["fingerprint"])
     judged = {tracking.GATE_TAG: str(result["passed"]).lower(),
               tracking.FAILED_GATES_TAG: ", ".join(result["failed"]) or "none",
+              tracking.GATE_VALUES_TAG: json.dumps({name: g["value"] for name, g in result["gates"].items()}),
               **{f"gate.{name}": f"{g['value']:.4f}" for name, g in result["gates"].items()}}
     came_from = {k: v for k, v in tracking.provenance().items() if k in ("git.commit", "dvc.exp_name")}
     tags = {tracking.FILES_TAG: json.dumps(tracking.file_digests(MODELS / "lightgbm", model.MODEL_FILES)),

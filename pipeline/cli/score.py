@@ -18,7 +18,7 @@ import typer
 from pipeline.artifacts import load_model
 from pipeline.batches import report_problems, score_all
 from pipeline.cli import PARAMS, app, load
-from pipeline.config import with_label
+from pipeline.config import as_trained
 from pipeline.outputs import check_paths
 
 
@@ -39,7 +39,10 @@ def score_command(
         typer.echo(f"the model predicts the label it was trained for ({model.label}), not the one "
                    f"params.yaml now states ({p.label}); its features are taken "
                    f"{model.label.observation_days} days after the jump")
-    p = with_label(p, model.label)
+    if model.feature_settings and model.feature_settings != p.features:
+        typer.echo(f"the model's features are computed as for its training ({model.feature_settings}), "
+                   f"not as params.yaml now states ({p.features})")
+    p = as_trained(p, model.label, model.feature_settings)
     today = pd.Timestamp.today().normalize()
     summary = score_all(input, model, version, output, p, today)
     typer.echo(f"borrowers in {summary['borrowers_in']} = scored {summary['scored']} + rejected "

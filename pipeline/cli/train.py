@@ -34,8 +34,9 @@ def train_command(kind: Annotated[Kind, typer.Argument(help="Which model to trai
     constant = train.constant_columns(splits["train"], columns)
     if constant:
         typer.echo(f"warning: {len(constant)} features hold one value for every training borrower, so no "
-                   f"model learns from them: {', '.join(constant)} (a window shorter than "
-                   "features.bureau_lag_days, or a table the data lack?)", err=True)
+                   f"model learns from them: {', '.join(constant)} (events too rare for the training rows to "
+                   "hold one, a window shorter than features.bureau_lag_days, or a table the data lack?)",
+                   err=True)
     out = MODELS / kind.value
     with io.atomic_dir(out) as tmp:
         fit = _fit_lightgbm if kind is Kind.lightgbm else _fit_scorecard
@@ -53,8 +54,9 @@ def train_command(kind: Annotated[Kind, typer.Argument(help="Which model to trai
                    f"ECE {figures['test_ece']:.4f}")
     with tracking.new_run(p.mlflow, kind.value, metadata["fingerprint"], description) as run:
         if run is not None:
+            # the features' settings too: runs that differ only there differ in Compare
             tracking.log_params({"train": {kind.value: settings}, "label": p.label.model_dump(),
-                                 "split": p.split.model_dump()})
+                                 "split": p.split.model_dump(), "features": p.features.model_dump()})
             datasets = {name: tracking.log_dataset(frame, SPLIT_DIR / f"{name}.parquet", digests[name],
                                                    "training" if name == "train" else name)
                         for name, frame in splits.items()}
@@ -85,7 +87,8 @@ def _fit_lightgbm(p: Params, splits: dict, columns: list[str], categorical: list
     s, tuned = train.tuned_settings(p.train.lightgbm, p.tune.enabled, TUNE_BEST)
     maintenance = json.loads(MAINTENANCE_HISTORY.read_text()) if MAINTENANCE_HISTORY.is_file() else None
     fitted, valid_scores = train.fit_scoring_model(splits, columns, categorical, s, maintenance, p.label,
-                                                   own_data=p.source.kind == "tables")
+                                                   own_data=p.source.kind == "tables",
+                                                   feature_settings=p.features)
     fitted.save(out)
     booster = fitted.booster
     # each monotone constraint against the training data's own trend: kept with the model, logged,
