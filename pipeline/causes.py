@@ -196,9 +196,10 @@ def technical_by_kind(technical: np.ndarray, kind: pd.Series, p_model: np.ndarra
     return out
 
 
-# the actions (keys of score.ACTIONS) that answer each kind of technical miss: an agreement
-# that failed silently shows no fault, so a check of it answers as a repair does
-ANSWERS = {"forgotten": ("manual",), "mandate_known": ("technical",),
+# the actions (keys of score.ACTIONS) that answer each kind of technical miss: a check of the
+# agreement answers its failure as a repair does, since one that fails later (silently, or at a
+# campaign's deadline after the scoring date) shows no fault when the borrower is scored
+ANSWERS = {"forgotten": ("manual",), "mandate_known": ("check", "technical"),
            "mandate_silent": ("check", "technical"), "outage": ("maintenance",)}
 
 

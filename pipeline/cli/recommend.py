@@ -40,8 +40,9 @@ def recommend(
     model, _ = load_model(model_uri, p.mlflow, decision=True)
     changed = decision.policy_changes(model.settings, p.decision)
     if changed:  # as score says of a model trained for another label: the model's are applied
+        given = params_file(params).name
         typer.echo("the decision model recommends under the appetite and economics it was built with, "
-                   "not params.yaml's: " + "; ".join(f"decision.{k} {built} (params.yaml: {asked})"
+                   f"not {given}'s: " + "; ".join(f"decision.{k} {built} ({given}: {asked})"
                                                      for k, (built, asked) in changed.items())
                    + "; `dvc repro decide` builds one with them", err=True)
     today = pd.Timestamp.today().normalize()
