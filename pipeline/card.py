@@ -338,12 +338,20 @@ def _monitoring(data: dict | None) -> dict | None:
             "chart": base64.b64encode(data["chart"]).decode("ascii")}
 
 
+# in the card's order: the bound, ours, then what ours is compared with (POLICY_NAMES' order)
 POLICY_NAMES = {"oracle": "oracle (the rule on the true curves)",
                 "ours": "ours (every increase, corrected by the line tests)",
                 "ours_at_platform_risk": "ours, appetite set to the platform's predicted miss rate",
                 "experimental": "line tests alone", "naive": "every increase, no correction",
                 "platform": "the platform's (as granted)", "no_increase": "no increases",
                 "largest_for_all": "the largest amount for everyone"}
+
+
+def _order(policy: str) -> int:
+    """A policy's place in the card (the JSON's keys are sorted: "line tests alone" had come first
+    and the oracle in the middle); one the card does not know comes last."""
+    names = list(POLICY_NAMES)
+    return names.index(policy) if policy in names else len(names)
 
 
 def _ours(report: dict) -> str:
@@ -364,7 +372,7 @@ def _decision(data: dict | None) -> dict | None:
     rows = [[names.get(name, name), num(v["profit_per_borrower"], 1), pct(v["share_of_oracle_profit"]),
              pct(v["share_of_oracle_gain"]), num(v["miss_rate"]),
              pct(v["same_amount_as_oracle"]) if "same_amount_as_oracle" in v else MISSING]
-            for name, v in r["policies"].items()]
+            for name, v in sorted(r["policies"].items(), key=lambda kv: _order(kv[0]))]
     dose = r["dose_response"]
     fit = [[name, *(num(dose[kind][name]) for kind in ("mae", "calibration_gap", "mean_curve_mae"))]
            for name in dose["mae"]]

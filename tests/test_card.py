@@ -360,6 +360,20 @@ def test_our_decision_policy_is_named_as_it_was_fitted():
     assert named(400, ["miss"]) == card.POLICY_NAMES["ours"]  # the observational model is warned of apart
 
 
+def test_the_decision_policies_come_oracle_first_then_ours_then_the_others():
+    """The report's keys are sorted, and the card had listed "line tests alone" first and the
+    oracle in the middle."""
+    policy = {"profit_per_borrower": 1.0, "share_of_oracle_profit": 0.5, "share_of_oracle_gain": 0.5,
+              "miss_rate": 0.1}
+    names = ["experimental", "largest_for_all", "naive", "no_increase", "oracle", "ours",
+             "ours_at_platform_risk", "platform", "someone_elses"]
+    report = {"policies": {n: policy for n in names}, "borrowers": {"line_tests_learnt_from": 400},
+              "dose_response": {"mae": {}, "calibration_gap": {}, "mean_curve_mae": {},
+                                "truth_noise_mae": 0.0}}
+    rows = card._decision({"report": report, "appetite": 0.2, "chart": b""})["policies"]["rows"]
+    assert [r[0] for r in rows] == [*card.POLICY_NAMES.values(), "someone_elses"]
+
+
 def test_the_data_section_gives_the_rows_each_split_has_not_the_shares_asked_for(figures, params):
     """The params' 60/25/15% of jumps set the cut dates; with a long label window the rows were 44%
     train and a quarter in the gaps, which the card never mentioned."""
