@@ -31,7 +31,7 @@ import pandas as pd
 
 from pipeline import io, metrics
 from pipeline.catalog import DAYS_PER_MONTH, FEATURES
-from pipeline.config import BoostSettings, DecisionSettings
+from pipeline.config import BoostSettings, DecisionSettings, FeatureSettings
 from pipeline.contract import borrower_ids
 from pipeline.errors import UsageError
 from pipeline.lgbm import lgb
@@ -134,17 +134,19 @@ def _boost(data: np.ndarray, target: np.ndarray, objective: str, boost: BoostSet
     return lgb.train(params, dataset, num_boost_round=boost.num_boost_round)
 
 
-POLICY = ("appetite", "yield_per_year", "funding_cost_per_year", "loss_given_miss")
+POLICY = ("appetite", "yield_per_year", "funding_cost_per_year", "loss_given_miss",
+          "no_increase_when_past_due")
 
 
-def policy_of(settings: DecisionSettings) -> dict[str, float]:
-    """The appetite and the economics a decision model recommends under."""
+def policy_of(settings: DecisionSettings) -> dict[str, float | bool]:
+    """The appetite, the economics and the knock-out rule a decision model recommends under."""
     return {key: getattr(settings, key) for key in POLICY}
 
 
-def policy_changes(built: DecisionSettings, asked: DecisionSettings) -> dict[str, tuple[float, float]]:
-    """Each of the appetite and economics ``asked`` for (a params file) that differs from those the
-    model was ``built`` with: {key: (built, asked)}. The model recommends under its own."""
+def policy_changes(built: DecisionSettings, asked: DecisionSettings) -> dict[str, tuple]:
+    """Each of the appetite, economics and knock-out rule ``asked`` for (a params file) that
+    differs from those the model was ``built`` with: {key: (built, asked)}. The model recommends
+    under its own."""
     mine, wanted = policy_of(built), policy_of(asked)
     return {key: (mine[key], wanted[key]) for key in POLICY if mine[key] != wanted[key]}
 
@@ -164,6 +166,9 @@ class DecisionModel:
     cycles: int  # the cycles balance-months sums over (exposure at a miss = its average)
     settings: DecisionSettings
     features: tuple[str, ...] = DECISION_FEATURES
+    # how its features are computed from raw tables (params.yaml: features), None for a model
+    # from before it recorded them: a version recommends the same amounts wherever it runs
+    feature_settings: FeatureSettings | None = None
     observation_days: ClassVar[int] = 0  # it decides at the jump, on the jump day's features
 
     def curves(self, features: pd.DataFrame) -> dict[str, np.ndarray]:
@@ -233,6 +238,8 @@ class DecisionModel:
                 booster.save_model(str(folder / f"{name}_{i}.txt"))
         meta = {"amounts": self.amounts.tolist(), "cycles": self.cycles, "stacked": len(self.miss),
                 "features": [*self.features, AMOUNT], "settings": self.settings.model_dump()}
+        if self.feature_settings:
+            meta["feature_settings"] = self.feature_settings.model_dump(mode="json")
         (folder / META).write_text(json.dumps(meta, indent=2, sort_keys=True))
 
     @classmethod
@@ -246,7 +253,9 @@ class DecisionModel:
                     for name in ("miss", "balance")}
         return cls(boosters["miss"], boosters["balance"], np.asarray(meta["amounts"], dtype=float),
                    meta["cycles"], DecisionSettings.model_validate(meta["settings"]),
-                   tuple(c for c in meta["features"] if c != AMOUNT))
+                   tuple(c for c in meta["features"] if c != AMOUNT),
+                   FeatureSettings.model_validate(meta["feature_settings"]) if "feature_settings" in meta
+                   else None)
 
     def predict(self, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
         """MLflow's pyfunc entry point: the recommendations for a decision-features frame. The

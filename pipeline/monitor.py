@@ -337,8 +337,13 @@ def backtest(frame: pd.DataFrame, champion: model.CalibratedLightGBM, raw: np.nd
             ece = {when: metrics.calibration_gap(y[used], q, m.bins)
                    for when, q in (("ece_before", scores["recalibrate"][used]), ("ece_after", fitted))}
             candidate.figures = {"rows": int(used.sum()), **ece}
-            # a monotone map keeps the ranking: only the own gates apply, on the rows it was fitted on
-            candidate.gates = gate(fitted, scorecard[used], y[used], None, gates, m.bins)
+            # a monotone map keeps the ranking: only the own gates apply, on the rows it was fitted
+            # on, and it must lower the ECE there (fitted without the floors, one on the defaults
+            # had raised it from 0.0130 to 0.0160 and been applied: an outside check)
+            own = gate(fitted, scorecard[used], y[used], None, gates, m.bins)
+            lowers = {"value": ece["ece_after"] - ece["ece_before"], "threshold": 0.0,
+                      "rule": "value < threshold", "passed": bool(ece["ece_after"] < ece["ece_before"])}
+            candidate.gates = registry.verdict({**own["gates"], "lowers_ece": lowers})
             candidate.applied = candidate.gates["passed"]
             if candidate.applied:
                 scores["recalibrate"][later] = np.maximum(model.calibrate(raw[later], candidate.calibration),

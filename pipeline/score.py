@@ -237,26 +237,29 @@ def _groups(texts: np.ndarray) -> np.ndarray:
 
 
 def pays_by_hand(frame: pd.DataFrame) -> np.ndarray:
-    """True for a borrower who pays by hand with no agreement to mend: none in force, none lapsed
-    and none awaiting re-authorisation. Such a borrower's technical miss is a forgotten due date,
-    which a reminder and the offer of an agreement answer; a broken agreement needs repair. False
-    where the features do not say (a team's own columns, a missing value)."""
-    return _all_zero(frame, (AUTODEBIT_ACTIVE, AUTODEBIT_LAPSED, REAUTH_PENDING))
+    """True for a borrower who pays by hand with no agreement to mend: none in force, and none
+    lapsed or awaiting re-authorisation on record (columns a team's features lack record none).
+    Such a borrower's technical miss is a forgotten due date, which a reminder and the offer of an
+    agreement answer; a broken agreement needs repair. False where the features do not say (no
+    ``autodebit_active``, a missing value)."""
+    no_agreement = _flag(frame, AUTODEBIT_ACTIVE, lambda v: v == 0)
+    return no_agreement & _none_on_record(frame, (AUTODEBIT_LAPSED, REAUTH_PENDING))
 
 
 def agreement_in_order(frame: pd.DataFrame) -> np.ndarray:
     """True for a borrower whose agreement is in force and whose record shows none of its faults
-    (``AGREEMENT_FAULTS``): nothing to repair, but a silent fault (a card changed at the bank)
-    shows in no feature, so a technical risk asks for a check. False where the features do not say."""
-    if AUTODEBIT_ACTIVE not in frame:
-        return np.zeros(len(frame), dtype=bool)
-    return (_numbers(frame, AUTODEBIT_ACTIVE) == 1) & _all_zero(frame, AGREEMENT_FAULTS)
+    (``AGREEMENT_FAULTS``; columns a team's features lack record none): nothing to repair, but a
+    silent fault (a card changed at the bank) shows in no feature, so a technical risk asks for a
+    check. False where the features do not say (no ``autodebit_active``, a missing value)."""
+    return _flag(frame, AUTODEBIT_ACTIVE, lambda v: v == 1) & _none_on_record(frame, AGREEMENT_FAULTS)
 
 
-def _all_zero(frame: pd.DataFrame, columns: tuple[str, ...]) -> np.ndarray:
-    if not set(columns) <= set(frame.columns):
-        return np.zeros(len(frame), dtype=bool)
-    return np.all([_numbers(frame, c) == 0 for c in columns], axis=0)
+def _none_on_record(frame: pd.DataFrame, columns: tuple[str, ...]) -> np.ndarray:
+    """True where every one of ``columns`` the frame has is 0 (an outside check: a team's file with
+    only autodebit_active had every technical borrower told to repair an agreement, even one with
+    none); a missing value is not 0."""
+    return np.all([np.ones(len(frame), dtype=bool),
+                   *(_numbers(frame, c) == 0 for c in columns if c in frame)], axis=0)
 
 
 def _numbers(frame: pd.DataFrame, column: str) -> np.ndarray:

@@ -453,6 +453,9 @@ def test_every_policy_and_challenger_keeps_the_champions_maintenance_floor():
         assert c.figures["ece_after"] == pytest.approx(metrics.calibration_gap(y[used], judged, bins))
         assert c.figures["ece_before"] == pytest.approx(
             metrics.calibration_gap(y[used], champion.predict(frame[used]), bins))
+        # applied only where it lowers the ECE on its rows (one had raised it and been applied)
+        assert c.gates["gates"]["lowers_ece"]["passed"] == (c.figures["ece_after"] < c.figures["ece_before"])
+        assert c.applied == (c.gates["passed"] and c.figures["ece_after"] < c.figures["ece_before"])
     assert all(c.calibration["forgetting"] == champion.calibration["forgetting"] for c in retrained)
 
 

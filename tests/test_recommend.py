@@ -15,7 +15,7 @@ import pipeline.cli.recommend  # noqa: F401 (registers the command)
 from pipeline import decision
 from pipeline.cli import app
 from pipeline.features import build_features
-from tests.conftest import merge, raw_params
+from tests.conftest import make_params, merge, raw_params
 from tests.test_score import ROW_PROBLEMS, ok, outputs, summary_of, write_raw
 
 
@@ -209,10 +209,49 @@ def test_a_params_appetite_the_model_was_not_built_with_is_said_and_the_models_i
                                     "--params", str(work / "other_appetite.yaml")])
     ok(done)
     built = small_params.decision.appetite
-    assert f"decision.appetite {built} (params.yaml: 0.0)" in done.output
+    assert f"decision.appetite {built} (other_appetite.yaml: 0.0)" in done.output  # the file given
     assert summary_of(output)["policy"] == decision.policy_of(small_params.decision)
     assert output.read_bytes() == happy["bytes"]  # the model's appetite, as the notice says
     assert "params.yaml:" not in happy["stdout"]  # the same policy: nothing said
+
+
+def test_the_past_due_rule_the_model_was_built_with_is_applied_said_and_recorded(work, happy, small_params):
+    """An outside check turned decision.no_increase_when_past_due off in params: the model's rule
+    was applied, silently, and the summary's policy left it out."""
+    params = yaml.safe_load((work / "params.yaml").read_text())
+    params["decision"]["no_increase_when_past_due"] = False
+    (work / "no_knockout.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    output = work / "no_knockout" / "recommendations.parquet"
+    done = CliRunner().invoke(app, ["recommend", "--input", str(work / "raw"), "--output", str(output),
+                                    "--model", str(work / "model"),
+                                    "--params", str(work / "no_knockout.yaml")])
+    ok(done)
+    assert "decision.no_increase_when_past_due True (no_knockout.yaml: False)" in done.output
+    assert summary_of(output)["policy"]["no_increase_when_past_due"] is True
+    assert output.read_bytes() == happy["bytes"]
+
+
+def test_a_decision_model_computes_raw_tables_features_as_for_its_training(work, happy, small_sim, tmp_path):
+    """An outside check recommended with one registered decision model under two params files
+    (features.decay_days 180 and 90): 58 of 4,000 amounts differed, silently. The settings travel
+    with the model (decision.json) and the raw tables' features are computed with them."""
+    model = decision.DecisionModel.from_dir(work / "model")
+    theirs = make_params().features.model_copy(update={"decay_days": 20.0})
+    model.feature_settings = theirs
+    folder = tmp_path / "decayed_model"
+    folder.mkdir()
+    model.save(folder)
+    assert decision.DecisionModel.from_dir(folder).feature_settings == theirs
+    output = tmp_path / "decayed" / "recommendations.parquet"
+    done = CliRunner().invoke(app, ["recommend", "--input", str(work / "raw"), "--output", str(output),
+                                    "--model", str(folder), "--params", str(work / "params.yaml")])
+    ok(done)
+    assert "features.decay_days 20.0 (params.yaml: " in done.output
+    expected = model.recommend(build_features(small_sim, 0, theirs))
+    got = pd.read_parquet(output)
+    by_id = expected.set_index("borrower_id")
+    np.testing.assert_allclose(got["p_miss"], by_id.loc[got["borrower_id"], "p_miss"])
+    assert not np.allclose(got["p_miss"], happy["rows"]["p_miss"])
 
 
 def test_an_increase_row_without_its_new_limit_is_recommended_as_with_it(work, happy, small_sim):

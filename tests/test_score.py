@@ -654,7 +654,8 @@ def test_a_model_takes_features_computed_as_for_its_training_whatever_params_say
     output = tmp_path / "raw" / "scores.parquet"
     result = run_score(work, raw, output, folder)
     ok(result)
-    assert "the model's features are computed as for its training" in result.output
+    assert "raw tables' features are computed as for the model's training" in result.output
+    assert "features.decay_days 20.0 (params.yaml: " in result.output
     got = pd.read_parquet(output)
     as_trained = build_features(tables, make_params().label.observation_days, theirs)
     as_params = build_features(tables, make_params().label.observation_days, make_params().features)
@@ -776,14 +777,14 @@ def test_risk_band_upper_bounds_are_inclusive():
 
 # features with reasons the catalogue shares, one without a reason, one it does not know
 FEATURES = ["utilisation_mean_3m", "utilisation_last", "credit_score", "autodebit_lapsed",
-            "increase_amount", "team_feature", "missed_due_dates_3m", "decayed_days_late"]
+            "increase_amount", "team_feature", "missed_due_dates_3m", "missed_due_dates_6m"]
 USES_LINE = "uses most of the credit line"
 MISSED = "missed payments recently"
 
 
 def test_catalogue_shares_the_reasons_the_tests_rely_on():
     assert BY_NAME["utilisation_mean_3m"].reason == BY_NAME["utilisation_last"].reason == USES_LINE
-    assert BY_NAME["missed_due_dates_3m"].reason == BY_NAME["decayed_days_late"].reason == MISSED
+    assert BY_NAME["missed_due_dates_3m"].reason == BY_NAME["missed_due_dates_6m"].reason == MISSED
     assert BY_NAME["increase_amount"].reason == "" and "team_feature" not in BY_NAME
     assert BY_NAME["autodebit_lapsed"].cause == "technical"
 
@@ -973,7 +974,10 @@ def test_an_agreement_in_order_is_in_force_with_no_fault_on_record():
                           "autodebit_changed_30d": [0.0, 0.0, 1.0, 0.0, 0.0, 0.0],
                           "debit_failures_mandate_6m": [0.0, 0.0, 0.0, 3.0, 0.0, 0.0]})
     assert score.agreement_in_order(frame).tolist() == [True, False, False, False, False, False]
-    assert not score.agreement_in_order(frame.drop(columns="autodebit_changed_30d")).any()
+    # a fault a team's file has no column for is none on record; a missing value is not 0
+    assert score.agreement_in_order(frame.drop(columns="autodebit_changed_30d")).tolist() == \
+        [True, False, True, False, False, False]
+    assert not score.agreement_in_order(frame.drop(columns="autodebit_active")).any()
 
 
 def test_who_pays_by_hand_is_read_off_the_agreement_features():
@@ -982,7 +986,10 @@ def test_who_pays_by_hand_is_read_off_the_agreement_features():
                           "reauth_pending": [0.0, 0.0, 0.0, 1.0, 0.0]})
     # an agreement in force, lapsed or awaiting re-authorisation needs mending; unknown is not "by hand"
     assert score.pays_by_hand(frame).tolist() == [True, False, False, False, False]
-    assert score.pays_by_hand(frame.drop(columns="reauth_pending")).tolist() == [False] * 5
+    # a column a team's file lacks records nothing; without autodebit_active nothing is known
+    assert score.pays_by_hand(frame.drop(columns="reauth_pending")).tolist() == \
+        [True, False, False, True, False]
+    assert not score.pays_by_hand(frame.drop(columns="autodebit_active")).any()
 
 
 class StubModel:

@@ -17,6 +17,7 @@ import typer
 
 from pipeline.config import (
     ConfigError,
+    FeatureSettings,
     Params,
     anchor_at,
     load_params,
@@ -52,6 +53,17 @@ def params_file(path: Path) -> Path:
     if path == Path("params.yaml") and not path.exists():
         return project_dir("pass --params path/to/params.yaml") / "params.yaml"
     return path
+
+
+def say_feature_settings(built: FeatureSettings | None, asked: FeatureSettings, given: str) -> None:
+    """Say that raw tables' features are computed as a model's training computed them (``built``,
+    which ``config.as_trained`` applies), where the params file (named ``given``) asks otherwise."""
+    if built is None or built == asked:
+        return
+    mine, wanted = built.model_dump(), asked.model_dump()
+    differ = "; ".join(f"features.{k} {mine[k]} ({given}: {wanted[k]})" for k in mine if mine[k] != wanted[k])
+    typer.echo(f"raw tables' features are computed as for the model's training, not as {given} asks: "
+               f"{differ}")
 
 
 def load(path: Path) -> Params:

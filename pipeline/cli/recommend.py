@@ -18,8 +18,9 @@ import typer
 from pipeline import decision
 from pipeline.artifacts import load_model
 from pipeline.batches import recommend_all, report_problems
-from pipeline.cli import PARAMS, app, load, params_file
+from pipeline.cli import PARAMS, app, load, params_file, say_feature_settings
 from pipeline.cli.paths import DECISION_MODEL
+from pipeline.config import as_trained
 from pipeline.outputs import check_paths
 
 
@@ -39,8 +40,10 @@ def recommend(
     check_paths(input, output)
     model, _ = load_model(model_uri, p.mlflow, decision=True)
     changed = decision.policy_changes(model.settings, p.decision)
+    given = params_file(params).name
+    say_feature_settings(model.feature_settings, p.features, given)
+    p = as_trained(p, None, model.feature_settings)
     if changed:  # as score says of a model trained for another label: the model's are applied
-        given = params_file(params).name
         typer.echo("the decision model recommends under the appetite and economics it was built with, "
                    f"not {given}'s: " + "; ".join(f"decision.{k} {built} ({given}: {asked})"
                                                      for k, (built, asked) in changed.items())

@@ -17,7 +17,7 @@ import typer
 
 from pipeline.artifacts import load_model
 from pipeline.batches import report_problems, score_all
-from pipeline.cli import PARAMS, app, load
+from pipeline.cli import PARAMS, app, load, params_file, say_feature_settings
 from pipeline.config import as_trained
 from pipeline.outputs import check_paths
 
@@ -37,11 +37,9 @@ def score_command(
     model, version = load_model(model_uri, p.mlflow)
     if model.label and model.label != p.label:
         typer.echo(f"the model predicts the label it was trained for ({model.label}), not the one "
-                   f"params.yaml now states ({p.label}); its features are taken "
+                   f"{params_file(params).name} now states ({p.label}); its features are taken "
                    f"{model.label.observation_days} days after the jump")
-    if model.feature_settings and model.feature_settings != p.features:
-        typer.echo(f"the model's features are computed as for its training ({model.feature_settings}), "
-                   f"not as params.yaml now states ({p.features})")
+    say_feature_settings(model.feature_settings, p.features, params_file(params).name)
     p = as_trained(p, model.label, model.feature_settings)
     today = pd.Timestamp.today().normalize()
     summary = score_all(input, model, version, output, p, today)
