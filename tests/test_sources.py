@@ -1459,7 +1459,8 @@ def test_a_features_file_older_than_the_model_says_how_to_mend_it(features, tmp_
     features.drop(columns=["forgotten_due_dates"]).to_csv(path, index=False)
     model = ["age", "forgotten_due_dates"]
     with pytest.raises(ContractError, match=r"missing columns \['forgotten_due_dates'\], features the file "
-                                            "predates: compute it again with this version"):
+                                            "predates: compute them again with this version, give the raw "
+                                            "tables instead"):
         sources.FeaturesFile(path, model, pd.Timestamp("2030-01-01"), ())
     features.drop(columns=["borrower_id"]).to_csv(path, index=False)
     with pytest.raises(ContractError, match=r"missing columns \['borrower_id'\]$"):
