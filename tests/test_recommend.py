@@ -198,37 +198,25 @@ def test_a_folder_that_is_not_a_decision_model_is_named(work, tmp_path):
     assert not (tmp_path / "out.parquet").exists()
 
 
-def test_a_params_appetite_the_model_was_not_built_with_is_said_and_the_models_is_recorded(work, happy,
-                                                                                             small_params):
+@pytest.mark.parametrize("key, value", [("appetite", 0.0), ("no_increase_when_past_due", False)])
+def test_a_policy_the_model_was_not_built_with_is_said_and_the_models_is_applied_and_recorded(
+        work, happy, small_params, key, value):
+    """The appetite, the economics and the past-due rule travel with the model. An outside check
+    turned the past-due rule off in params: the model's was applied, silently, and the summary's
+    policy left it out."""
     params = yaml.safe_load((work / "params.yaml").read_text())
-    params["decision"]["appetite"] = 0.0
-    (work / "other_appetite.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    output = work / "other_appetite" / "recommendations.parquet"
+    params["decision"][key] = value
+    (work / f"other_{key}.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    output = work / f"other_{key}" / "recommendations.parquet"
     done = CliRunner().invoke(app, ["recommend", "--input", str(work / "raw"), "--output", str(output),
                                     "--model", str(work / "model"),
-                                    "--params", str(work / "other_appetite.yaml")])
+                                    "--params", str(work / f"other_{key}.yaml")])
     ok(done)
-    built = small_params.decision.appetite
-    assert f"decision.appetite {built} (other_appetite.yaml: 0.0)" in done.output  # the file given
+    built = getattr(small_params.decision, key)
+    assert f"decision.{key} {built} (other_{key}.yaml: {value})" in done.output  # the file given
     assert summary_of(output)["policy"] == decision.policy_of(small_params.decision)
-    assert output.read_bytes() == happy["bytes"]  # the model's appetite, as the notice says
+    assert output.read_bytes() == happy["bytes"]  # the model's policy, as the notice says
     assert "params.yaml:" not in happy["stdout"]  # the same policy: nothing said
-
-
-def test_the_past_due_rule_the_model_was_built_with_is_applied_said_and_recorded(work, happy, small_params):
-    """An outside check turned decision.no_increase_when_past_due off in params: the model's rule
-    was applied, silently, and the summary's policy left it out."""
-    params = yaml.safe_load((work / "params.yaml").read_text())
-    params["decision"]["no_increase_when_past_due"] = False
-    (work / "no_knockout.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    output = work / "no_knockout" / "recommendations.parquet"
-    done = CliRunner().invoke(app, ["recommend", "--input", str(work / "raw"), "--output", str(output),
-                                    "--model", str(work / "model"),
-                                    "--params", str(work / "no_knockout.yaml")])
-    ok(done)
-    assert "decision.no_increase_when_past_due True (no_knockout.yaml: False)" in done.output
-    assert summary_of(output)["policy"]["no_increase_when_past_due"] is True
-    assert output.read_bytes() == happy["bytes"]
 
 
 def test_a_decision_model_computes_raw_tables_features_as_for_its_training(work, happy, small_sim, tmp_path):
