@@ -341,8 +341,7 @@ def backtest(frame: pd.DataFrame, champion: model.CalibratedLightGBM, raw: np.nd
             # on, and it must lower the ECE there (fitted without the floors, one on the defaults
             # had raised it from 0.0130 to 0.0160 and been applied: an outside check)
             own = gate(fitted, scorecard[used], y[used], None, gates, m.bins)
-            lowers = {"value": ece["ece_after"] - ece["ece_before"], "threshold": 0.0,
-                      "rule": "value < threshold", "passed": bool(ece["ece_after"] < ece["ece_before"])}
+            lowers = registry.check(ece["ece_before"] - ece["ece_after"], 0.0, ">=", strict=True)
             candidate.gates = registry.verdict({**own["gates"], "lowers_ece": lowers})
             candidate.applied = candidate.gates["passed"]
             if candidate.applied:

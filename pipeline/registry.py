@@ -65,10 +65,10 @@ def promotion(candidate: str, champion: str | None, own_failures: list[str], new
     compared = models()
     labels = {role: m.label for role, m in compared.items()}
     settings_of = {role: m.feature_settings for role, m in compared.items()}
-    if label_changed(**labels):
+    if trained_otherwise(**labels):
         figures = {f"{role}_label": label.model_dump() for role, label in labels.items()}
         failed = [] if new_label else ["same_label"]
-    elif label_changed(**settings_of):  # the rows hold one way's features: unfair to the other
+    elif trained_otherwise(**settings_of):  # the rows hold one way's features: unfair to the other
         figures = {f"{role}_features": s.model_dump(mode="json") for role, s in settings_of.items()}
         failed = [] if new_label else ["same_features"]
     else:
@@ -98,17 +98,17 @@ def judged(values: dict[str, float], settings: RegisterSettings) -> dict:
     """The own gates' verdict on their figures (``own_gates``'s values, as registration records
     them) under the thresholds of ``settings``."""
     return verdict({
-        "min_oot_auc": _check(values["min_oot_auc"], settings.min_oot_auc, ">="),
-        "max_calibration_error": _check(values["max_calibration_error"], settings.max_calibration_error,
+        "min_oot_auc": check(values["min_oot_auc"], settings.min_oot_auc, ">="),
+        "max_calibration_error": check(values["max_calibration_error"], settings.max_calibration_error,
                                         "<="),
-        "beats_scorecard": _check(values["beats_scorecard"], settings.min_gain_over_scorecard, ">="),
+        "beats_scorecard": check(values["beats_scorecard"], settings.min_gain_over_scorecard, ">="),
     })
 
 
 def champion_gate(challenger_auc: float, champion_auc: float, settings: RegisterSettings) -> dict:
     """The challenger's AUC gain over the champion's, both measured on the same rows. A gain below
     ``min_gain_over_champion`` (a tie included) fails: the incumbent stays."""
-    return _check(challenger_auc - champion_auc, settings.min_gain_over_champion, ">=",
+    return check(challenger_auc - champion_auc, settings.min_gain_over_champion, ">=",
                   strict=settings.min_gain_over_champion == 0.0)
 
 
@@ -131,7 +131,7 @@ def features_lacking(rows: pd.DataFrame, models: dict[str, CalibratedLightGBM]) 
     return {role: cols for role, cols in lacking.items() if cols}
 
 
-def label_changed(challenger: Settings | None, champion: Settings | None) -> bool:
+def trained_otherwise(challenger: Settings | None, champion: Settings | None) -> bool:
     """Whether the two predict different events (window, days past due or cycles), or take
     features computed otherwise (``FeatureSettings``). An AUC on one label's rows, with features
     of one window or one decay, cannot say which predicts better, so adopting a new label or new
@@ -145,7 +145,9 @@ def verdict(gates: dict[str, dict]) -> dict:
     return {"gates": gates, "failed": failed, "passed": not failed}
 
 
-def _check(value: float, threshold: float, op: str, strict: bool = False) -> dict:
+def check(value: float, threshold: float, op: str, strict: bool = False) -> dict:
+    """A gate: ``value`` against ``threshold`` (op ">=", strictly with ``strict``, or "<="), as
+    the registry's gates and the monitor's recalibration record them."""
     if op == ">=":
         passed = value > threshold if strict else value >= threshold
     else:

@@ -44,10 +44,11 @@ def test_with_no_required_gain_a_tie_still_keeps_the_champion():
 
 def test_a_label_changes_when_the_window_the_days_past_due_or_the_cycles_do():
     one = make_params().label
-    assert not registry.label_changed(one, one.model_copy())
+    assert not registry.trained_otherwise(one, one.model_copy())
     for change in ({"observation_days": 45}, {"dpd_threshold": 7}, {"performance_cycles": 2}):
-        assert registry.label_changed(one.model_copy(update=change), one)
-    assert not registry.label_changed(None, one) and not registry.label_changed(one, None)  # older versions
+        assert registry.trained_otherwise(one.model_copy(update=change), one)
+    # older versions recorded neither
+    assert not registry.trained_otherwise(None, one) and not registry.trained_otherwise(one, None)
 
 
 class _Ranked:
