@@ -33,7 +33,13 @@ from pipeline import metrics, train
 from pipeline.config import Params, parse_params, truth_replicates
 from pipeline.features import build_features
 from pipeline.simulate import World, build_world, shard_bounds, simulate_shard
-from pipeline.simulate.realism import FAIL, announced_outage_misses, outage_misses, realism_report
+from pipeline.simulate.realism import (
+    FAIL,
+    announced_outage_misses,
+    outage_misses,
+    realism_report,
+    struck_by_unforeseen_outages,
+)
 from pipeline.split import maintenance_miss_rate, out_of_time
 
 TRUTH = ["borrower_id", "label", "p_true"]
@@ -70,8 +76,9 @@ def _shard(index: int, params: Params, world: World) -> tuple[pd.DataFrame, pd.D
     truth = tables["ground_truth"]
     events = tables["platform_events"]
     failed = events[events["detail"] == "system_unavailable"]  # all the maintenance floor reads
+    struck = struck_by_unforeseen_outages(truth, tables["installments"], world.outages.windows, params.label)
     return (frame.merge(truth[["borrower_id", "label"]], on="borrower_id"), truth, failed,
-            tables["repayments"][["borrower_id", "due_date", "payment_date"]])
+            tables["repayments"][["borrower_id", "due_date", "payment_date"]], pd.Series(struck))
 
 
 def one_seed(params: Params, workers: int) -> dict:
@@ -79,7 +86,8 @@ def one_seed(params: Params, workers: int) -> dict:
     shards = range(len(shard_bounds(params.simulate)))
     with ProcessPoolExecutor(workers) as pool:
         parts = list(pool.map(_shard, shards, [params] * len(shards), [world] * len(shards)))
-    frame, truth, failed, paid = (pd.concat(tables, ignore_index=True) for tables in zip(*parts, strict=True))
+    frame, truth, failed, paid, struck = (pd.concat(tables, ignore_index=True)
+                                          for tables in zip(*parts, strict=True))
     frame["split"] = out_of_time(frame, params.split.fractions, params.label,
                                  params.simulate.calendar.due_day_offset)
     splits = {name: frame[frame["split"] == name].drop(columns="split").reset_index(drop=True)
@@ -101,7 +109,8 @@ def one_seed(params: Params, workers: int) -> dict:
     announced = announced_outage_misses(of_test, windows)
     fitted_on = pd.concat([splits["train"], splits["valid"]])["borrower_id"]
     seen = announced_outage_misses(truth.set_index("borrower_id").loc[fitted_on], windows)
-    realism = realism_report(truth, truth_replicates(params.simulate, params.label), params.label)
+    realism = realism_report(truth, truth_replicates(params.simulate, params.label), params.label,
+                             struck.to_numpy())
     y, p_model = test["label"].to_numpy(), model.predict(test)
     model_auc, truth_auc = roc_auc_score(y, p_model), roc_auc_score(y, p_true)
     # the technical misses are where the truth's hidden state weighs most, and the outage misses

@@ -315,12 +315,14 @@ def parts(directory: str | Path) -> list[Path]:
     return sorted(Path(directory).glob("part-*.parquet"))
 
 
-def read_dataset(directory: str | Path, columns: list[str] | None = None) -> pd.DataFrame:
-    """All shards of a dataset directory as one frame (for tables that fit in memory)."""
+def read_dataset(directory: str | Path, columns: list[str] | None = None,
+                 filters: list[tuple] | None = None) -> pd.DataFrame:
+    """All shards of a dataset directory as one frame (for tables that fit in memory), or only
+    their rows that pass ``filters`` (pyarrow's (column, op, value) triples, all must hold)."""
     files = parts(directory)
     if not files:
         raise FileNotFoundError(f"{directory}: no part-*.parquet files")
-    return pd.concat([pd.read_parquet(f, columns=columns) for f in files], ignore_index=True)
+    return pd.concat([pd.read_parquet(f, columns=columns, filters=filters) for f in files], ignore_index=True)
 
 
 SPLITS = ("train", "valid", "test")  # the split stage's files, read by name (``read_splits``)

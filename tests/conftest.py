@@ -91,6 +91,16 @@ def simulate_tables(params: Params) -> dict[str, pd.DataFrame]:
     return tables
 
 
+def realism_of(tables: dict[str, pd.DataFrame], replicates: int, label,
+               truth: pd.DataFrame | None = None) -> dict:
+    """The realism report of a simulation's tables (of ``truth``, some of its ground truth's rows)."""
+    from pipeline.simulate.realism import realism_report, struck_by_unforeseen_outages
+
+    truth = tables["ground_truth"] if truth is None else truth
+    struck = struck_by_unforeseen_outages(truth, tables["installments"], tables["maintenance_windows"], label)
+    return realism_report(truth, replicates, label, struck)
+
+
 # the longest files, longest first: with one file per worker (xdist --dist loadfile, its reordering by
 # test count switched off in pyproject.toml) they start at once instead of last, and the short files
 # fill the other worker

@@ -249,3 +249,16 @@ def test_temporaries_of_dead_processes_are_removed_and_no_others(tmp_path):
         (tmp_path / name).write_text("partial")
     assert io.remove_stale_temporaries(target) == [tmp_path / names["dead"]]
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(n for k, n in names.items() if k != "dead")
+
+
+def test_a_dataset_reads_whole_or_only_the_rows_its_filters_keep_in_every_part(tmp_path):
+    days = pd.to_datetime(["2025-03-09", "2025-03-10", "2025-03-11", "2025-03-10"]).astype("datetime64[ms]")
+    frame = pd.DataFrame({"borrower_id": [1, 2, 3, 4], "due_date": days, "amount": [1.0, 2.0, 3.0, 4.0]})
+    io.write_parquet(frame.iloc[:2], tmp_path / io.part_name(0))
+    io.write_parquet(frame.iloc[2:], tmp_path / io.part_name(1))
+    pd.testing.assert_frame_equal(io.read_dataset(tmp_path), frame)
+    on_the_tenth = [("due_date", "in", [pd.Timestamp("2025-03-10")])]
+    kept = io.read_dataset(tmp_path, ["borrower_id", "due_date"], on_the_tenth)
+    assert kept["borrower_id"].tolist() == [2, 4] and list(kept.columns) == ["borrower_id", "due_date"]
+    with pytest.raises(FileNotFoundError, match="no part-"):
+        io.read_dataset(tmp_path / "missing")

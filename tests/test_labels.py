@@ -9,9 +9,8 @@ import pytest
 from pipeline import monitor, train
 from pipeline.evaluate import model_report
 from pipeline.features import build_features
-from pipeline.simulate.realism import realism_report
 from pipeline.split import out_of_time, stream_start
-from tests.conftest import make_params, simulate_tables
+from tests.conftest import make_params, realism_of, simulate_tables
 
 REPLICATES = 8
 # (dpd, cycles): every threshold and every window length at least once; the defaults (1, 3) run in
@@ -41,7 +40,7 @@ def _stages(dpd: int, cycles: int) -> dict:
     splits = {name: frame[frame["split"] == name].drop(columns="split").reset_index(drop=True)
               for name in ("train", "valid", "test")}
     return {"params": params, "truth": truth, "splits": splits,
-            "realism": realism_report(tables["ground_truth"], REPLICATES, params.label)}
+            "realism": realism_of(tables, REPLICATES, params.label)}
 
 
 @pytest.mark.slow

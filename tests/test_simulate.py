@@ -13,11 +13,10 @@ from pipeline.contract import RAW_TABLES, TABLES, conformed, pandera_violations,
 from pipeline.simulate import build_world, simulate_shard
 from pipeline.simulate.calendar import add_months, day_number, spring_festival_cycle
 from pipeline.simulate.outages import calendar_from_windows
-from pipeline.simulate.realism import realism_report
 from pipeline.simulate.state import State, schedule, start_cycle
 from pipeline.simulate.statements import draw_offsets
 from pipeline.simulate.truth import expected_outcome, outcome, probabilities
-from tests.conftest import SMALL, make_params, simulate_tables
+from tests.conftest import SMALL, make_params, realism_of, simulate_tables
 
 HIDDEN = {"propensity", "spend_propensity", "true_income", "cash", "buffer_months", "payday",
           "m12", "drawdown_propensity_12m", "score_anchor", "employed", "p_true", "label"}
@@ -144,8 +143,7 @@ def test_truth_is_consistent_and_calibrated(small_sim):
 
 
 def test_realism_on_a_small_population(small_sim, small_params):
-    report = realism_report(small_sim["ground_truth"], small_params.simulate.truth_replicates,
-                            small_params.label)
+    report = realism_of(small_sim, small_params.simulate.truth_replicates, small_params.label)
     # 8 replicates flatten the truth's calibration slope; the defaults' is measured in docs/simulator.md
     slope = "true_probability_calibration_slope_0_9_to_1_1"
     failed = [name for name, result in report["checks"].items() if result != "pass" and name != slope]
@@ -178,8 +176,9 @@ def test_a_thirty_day_truth_reaches_the_rare_paths_of_safe_borrowers():
     replicates found none for 65% of borrowers (p_true exactly 0), importance-sampled 40%."""
     params = make_params({**SMALL, "label": {"dpd_threshold": 30},
                           "simulate": {**SMALL["simulate"], "n_borrowers": 3000}})
-    truth = simulate_tables(params)["ground_truth"]
-    zero = realism_report(truth, 8, params.label)["p_true"]["share_exactly_zero"]
+    tables = simulate_tables(params)
+    truth = tables["ground_truth"]
+    zero = realism_of(tables, 8, params.label)["p_true"]["share_exactly_zero"]
     assert zero == (truth["p_true"] == 0).mean() and zero < 0.5
     gap = truth["label"].mean() - truth["p_true"].mean()
     assert abs(gap) < 4 * np.sqrt(truth["p_true"].mean() / len(truth))
@@ -471,16 +470,44 @@ def test_the_truth_report_tells_a_worlds_outage_days_from_the_estimators_noise()
     y = rng.random(n) < p  # a calibrated truth
     # one outage day strikes a tenth of the borrowers at once, whatever their risk: those not
     # already missing miss by it
-    struck = (rng.random(n) < 0.1) & ~y
+    struck = rng.random(n) < 0.1
     truth = pd.DataFrame({"label": (y | struck).astype("int64"), "p_true": p, "p_true_se": 0.01,
-                          "technical_kind": pd.array(np.where(struck, "outage", None), dtype="str")})
-    quality = _truth_quality(truth, 64)
-    assert quality["outage_misses"] == struck.sum()
+                          "technical_kind": pd.array(np.where(struck & ~y, "outage", None), dtype="str")})
+    quality = _truth_quality(truth, 64, struck)
+    assert quality["outage_misses"] == (struck & ~y).sum()
     assert quality["calibration_slope"] < 0.85
-    assert quality["calibration_slope_without_outage_misses"] == pytest.approx(1.0, abs=0.08)
-    calm = _truth_quality(truth.assign(label=y.astype("int64"), technical_kind=None), 64)
-    assert calm["outage_misses"] == 0
-    assert calm["calibration_slope_without_outage_misses"] == calm["calibration_slope"]
+    assert quality["calibration_slope_spared_by_unforeseen_outages"] == pytest.approx(1.0, abs=0.08)
+    assert quality["struck_by_unforeseen_outages"] == {"borrowers": struck.sum(), "miss_rate": 1.0,
+                                                       "mean_p_true": pytest.approx(p[struck].mean())}
+    calm = _truth_quality(truth.assign(label=y.astype("int64"), technical_kind=None), 64, np.zeros(n, bool))
+    assert calm["calibration_slope_spared_by_unforeseen_outages"] == calm["calibration_slope"]
+    assert calm["struck_by_unforeseen_outages"]["miss_rate"] is None
+
+
+def test_a_borrower_counts_as_struck_when_a_window_unknown_at_scoring_falls_on_a_label_due_date():
+    """Known answers, by exposure and never by outcome: a window announced before scoring is
+    foreseen; one announced on or after it (an unplanned one: the same day) is not; only the
+    label's due dates count, from the scoring date to the end of its last cycle."""
+    from pipeline.simulate.realism import struck_by_unforeseen_outages
+    day = pd.to_datetime
+    windows = pd.DataFrame({"start_time": day(["2025-03-10 02:00", "2025-04-10 13:00", "2025-07-10 02:00"]),
+                            "announced_date": day(["2025-02-20", "2025-04-10", "2025-06-01"])})
+    truth = pd.DataFrame({"borrower_id": [1, 2, 3, 4, 5, 6],
+                          "scoring_date": day(["2025-03-01", "2025-02-10", "2025-03-01", "2025-01-01",
+                                               "2025-04-01", "2025-03-01"]),
+                          "label": [0, 1, 0, 1, 0, 0]}, index=[9, 8, 7, 6, 5, 4])
+    due = pd.DataFrame({"borrower_id": [1, 2, 3, 3, 4, 5, 6],
+                        # 1: the known window; 2: the same window, announced after its scoring; 3: the
+                        # unplanned one; 4: a due date before its scoring; 5: after its 3 cycles
+                        # (ends 2025-07-01); 6: no window on its due date
+                        "due_date": day(["2025-03-10", "2025-03-10", "2025-03-10", "2025-04-10", "2024-03-10",
+                                         "2025-07-10", "2025-03-11"])})
+    label = LabelSettings(observation_days=30, performance_cycles=3, dpd_threshold=1)
+    struck = struck_by_unforeseen_outages(truth, due, windows, label)
+    assert struck.tolist() == [False, True, True, False, False, False]
+    one_more = LabelSettings(observation_days=30, performance_cycles=4, dpd_threshold=1)
+    assert struck_by_unforeseen_outages(truth, due, windows, one_more).tolist() == [
+        False, True, True, False, True, False]
 
 
 def test_the_defaults_tell_the_features_the_simulated_platforms_payment_hours():
@@ -538,9 +565,10 @@ def test_the_truths_quality_is_not_judged_on_a_handful_of_misses(small_sim, smal
 
     truth = small_sim["ground_truth"]
     few = pd.concat([truth[truth["label"] == 1].head(MIN_CLASS - 1), truth[truth["label"] == 0].head(500)])
-    report = realism_report(few, small_params.simulate.truth_replicates, small_params.label)
+    report = realism_of(small_sim, small_params.simulate.truth_replicates, small_params.label, few)
     assert report["p_true"]["auc"] is None and report["p_true"]["calibration_slope"] is None
     for check in ("true_probability_auc", "true_probability_calibration_slope_0_9_to_1_1"):
         assert report["checks"][check] == "not applicable"
     enough = pd.concat([truth[truth["label"] == 1].head(MIN_CLASS), truth[truth["label"] == 0].head(500)])
-    assert realism_report(enough, small_params.simulate.truth_replicates, small_params.label)["p_true"]["auc"]
+    report = realism_of(small_sim, small_params.simulate.truth_replicates, small_params.label, enough)
+    assert report["p_true"]["auc"]
