@@ -135,6 +135,16 @@ def logistic_calibration(y: np.ndarray, p: np.ndarray, iterations: int = 100) ->
     return float(beta[0]), float(beta[1])
 
 
+def logistic_calibration_slope_se(y: np.ndarray, p: np.ndarray, intercept: float, slope: float) -> float:
+    """Standard error of ``logistic_calibration``'s slope at its estimate (intercept, slope): the
+    square root of the slope's entry of the inverse Fisher information."""
+    x = logit(np.clip(p, LOG_LOSS_CLIP, 1 - LOG_LOSS_CLIP))
+    design = np.column_stack([np.ones_like(x), x])
+    mu = expit(intercept + slope * x)
+    information = design.T @ (design * (mu * (1 - mu))[:, None])
+    return float(np.sqrt(np.linalg.inv(information)[1, 1]))
+
+
 # ---------------------------------------------------------------------------------------------
 # Ranking
 
@@ -155,6 +165,15 @@ def ranking(y: Any, p: Any) -> dict:
         "n": int(len(y)),
         "positives": int(y.sum()),
     }
+
+
+def auc_standard_error(auc: float, positives: int, negatives: int) -> float:
+    """Standard error of an AUC from its value and the class counts (Hanley & McNeil, 1982,
+    Radiology 143:29, their equation 1: the two classes' scores taken as exponential)."""
+    q1, q2 = auc / (2 - auc), 2 * auc ** 2 / (1 + auc)
+    variance = (auc * (1 - auc) + (positives - 1) * (q1 - auc ** 2)
+                + (negatives - 1) * (q2 - auc ** 2)) / (positives * negatives)
+    return float(np.sqrt(max(variance, 0.0)))
 
 
 def ks_curve(y: Any, p: Any, points: int = 101) -> pd.DataFrame:

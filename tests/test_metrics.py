@@ -479,3 +479,29 @@ def test_watched_features_are_the_most_important_ties_by_name_and_zero_means_all
     assert metrics.watched_features(importance, 2) == ["c", "a"]
     assert metrics.watched_features(importance, 0) == ["c", "a", "b", "d"]
     assert metrics.watched_features(importance, 9) == ["c", "a", "b", "d"]
+
+
+def test_the_calibration_slopes_standard_error_is_the_spread_of_slopes_over_samples():
+    rng = np.random.default_rng(5)
+    slopes, errors = [], []
+    for _ in range(200):
+        p = rng.uniform(0.02, 0.6, 2000)
+        y = (rng.random(2000) < expit(0.2 + 1.3 * logit(p))).astype(float)
+        intercept, slope = metrics.logistic_calibration(y, p)
+        slopes.append(slope)
+        errors.append(metrics.logistic_calibration_slope_se(y, p, intercept, slope))
+    assert np.mean(slopes) == pytest.approx(1.3, abs=0.03)
+    assert np.mean(errors) == pytest.approx(np.std(slopes, ddof=1), rel=0.15)
+
+
+def test_the_aucs_standard_error_is_hanley_and_mcneils_and_the_spread_of_aucs_over_samples():
+    # their equation 1 by hand for AUC 0.8 on 50 and 50: q1 = 2/3, q2 = 32/45
+    by_hand = math.sqrt((0.16 + 49 * (2 / 3 - 0.64) + 49 * (32 / 45 - 0.64)) / 2500)
+    assert metrics.auc_standard_error(0.8, 50, 50) == pytest.approx(by_hand)
+    rng = np.random.default_rng(6)
+    aucs = []
+    for _ in range(300):  # exponential scores, the law the formula assumes: AUC = 1 / (1 + 0.5)
+        scores = np.concatenate([rng.exponential(1.0, 200), rng.exponential(0.5, 800)])
+        aucs.append(roc_auc_score(np.r_[np.ones(200), np.zeros(800)], scores))
+    assert np.mean(aucs) == pytest.approx(2 / 3, abs=0.005)
+    assert metrics.auc_standard_error(2 / 3, 200, 800) == pytest.approx(np.std(aucs, ddof=1), rel=0.15)

@@ -572,3 +572,33 @@ def test_the_truths_quality_is_not_judged_on_a_handful_of_misses(small_sim, smal
     enough = pd.concat([truth[truth["label"] == 1].head(MIN_CLASS), truth[truth["label"] == 0].head(500)])
     report = realism_of(small_sim, small_params.simulate.truth_replicates, small_params.label, enough)
     assert report["p_true"]["auc"]
+
+
+def test_a_check_allows_its_own_sampling_noise_and_no_more():
+    from pipeline.simulate.realism import ALLOWANCE_SE, _within
+    assert _within((0.157, 0.004), 0.10, 0.15)  # 1.75 standard errors over: noise
+    assert not _within((0.15 + (ALLOWANCE_SE + 0.1) * 0.004, 0.004), 0.10, 0.15)
+    assert _within((-0.01, 0.005), 0.0) and not _within((-0.02, 0.005), 0.0)  # "rising"
+    assert _within((0.3, 0.0), high=0.3) and not _within((0.31, 0.0), high=0.3)
+    assert _within(None, 0.0, 1.0) is None
+
+
+def test_a_small_worlds_checks_pass_on_noise_but_fail_where_the_data_contradict_them(small_sim, small_params):
+    """On 6,000 borrowers every check but the truth's slope (8 replicates) passes; moving the
+    drawdown by a tenth of the increase, or making the miss rate fall with debt, fails its check
+    however small the world."""
+    report = realism_of(small_sim, small_params.simulate.truth_replicates, small_params.label)
+    slope = "true_probability_calibration_slope_0_9_to_1_1"
+    assert {k for k, v in report["checks"].items() if v != "pass"} <= {slope}
+    estimate = report["estimates"]["first_quarter_drawdown_10_to_15pct"]
+    assert estimate["value"] == report["drawdown_first_quarter_mean"]
+    assert 0 < estimate["standard_error"] < 0.01
+    truth = small_sim["ground_truth"]
+    drawn_more = truth.assign(drawn_share_first_quarter=truth["drawn_share_first_quarter"] + 0.1)
+    moved = realism_of(small_sim, small_params.simulate.truth_replicates, small_params.label, drawn_more)
+    assert moved["checks"]["first_quarter_drawdown_10_to_15pct"] == "fail"
+    dti = truth["dti_at_scoring"]  # the same values, the highest debt given to the lowest's borrower
+    reversed_debt = truth.assign(dti_at_scoring=np.sort(dti.to_numpy())[::-1][dti.rank(method="first")
+                                                                               .astype(int) - 1])
+    falling = realism_of(small_sim, small_params.simulate.truth_replicates, small_params.label, reversed_debt)
+    assert falling["checks"]["miss_rate_rises_with_dti"] == "fail"
