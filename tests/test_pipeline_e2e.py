@@ -236,6 +236,13 @@ def test_fresh_clone_repro_is_clean_in_range_and_then_idle(tmp_path):
     second = run_ok(["dvc", "repro"], project, env)
     assert "Running stage" not in second, second
     assert "Data and pipelines are up to date" in run_ok(["dvc", "status"], project, env)
+    # a new search result retrains the model that reads it, not the scorecard
+    best = project / "reports" / "tune" / "best.json"
+    kept = best.read_bytes()
+    best.write_bytes(kept + b" ")
+    changed = run_ok(["dvc", "status"], project, env)
+    best.write_bytes(kept)
+    assert "train@lightgbm" in changed and "train@scorecard" not in changed, changed
     assert "lightgbm.auc" in run_ok(["dvc", "metrics", "show"], project, env)
     # the plots page works offline and tells the models apart by colour
     run_ok(["dvc", "plots", "show", "-o", str(tmp_path / "plots")], project, env)
