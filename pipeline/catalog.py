@@ -156,7 +156,7 @@ FEATURES: tuple[Feature, ...] = (
     *(_f(f"utilisation_slope_{m}m", f"Least-squares slope of utilisation per month, last {m} "
          "statements", f"{m} months", "ratio/month", "liquidity", 1,
          f"utilisation has climbed over the last {m} months", signed=True,
-         reason_beyond=UTILISATION_RISE / m) for m in (6, 12)),
+         reason_beyond=UTILISATION_RISE / (m - 1)) for m in (6, 12)),  # m statements: m - 1 months apart
     *(_f(f"utilisation_last_minus_mean_{m}m", f"Last utilisation minus its mean over {m} statements",
          f"{m} months", "ratio", "liquidity", 1, f"utilisation is above its {m}-month average",
          signed=True, reason_beyond=UTILISATION_RISE) for m in (3, 6, 12)),

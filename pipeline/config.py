@@ -274,6 +274,11 @@ class Campaign(Settings):
         return self
 
 
+# a borrower follows one re-authorisation campaign at a time: the next is announced at least this
+# many days (two cycles) after the last one's deadline, in the configuration and in the truth's draws
+CAMPAIGN_GAP_DAYS = 62
+
+
 class TechnicalSettings(Settings):
     """Auto-debit agreements and the platform's systems: misses that are not credit risk."""
 
@@ -297,12 +302,11 @@ class TechnicalSettings(Settings):
 
     @model_validator(mode="after")
     def _campaigns_apart(self) -> TechnicalSettings:
-        # a borrower follows one campaign at a time: they must not overlap (two cycles apart)
         campaigns = self.reauthorisation_campaigns
         for earlier, later in zip(campaigns, campaigns[1:], strict=False):
-            if (later.announce_date - earlier.deadline).days < 62:
+            if (later.announce_date - earlier.deadline).days < CAMPAIGN_GAP_DAYS:
                 raise ValueError("reauthorisation_campaigns must be in date order and start at "
-                                 "least 62 days after the previous deadline")
+                                 f"least {CAMPAIGN_GAP_DAYS} days after the previous deadline")
         return self
 
 

@@ -297,6 +297,8 @@ TABLES: dict[str, Table] = {t.name: t for t in (
         _prob("p_true_liquidity", "Part of p_true whose first miss is liquidity"),
         _prob("p_true_technical", "Part of p_true whose first miss is technical"),
         _standard_error("p_true_se", "Monte-Carlo standard error of p_true"),
+        _prob("p_true_spared", "p_true were no outage to come that was unannounced at scoring: what "
+              "the realism report judges the borrowers no such outage struck by"),
         Col("trigger", "str", "category", "Trigger of the jump", allowed=TRIGGERS),
         _cny("increase_amount", "Size of the limit increase"),
         Col("score_at_jump", "float64", "points", "Credit score at the jump", min=SCORE_RANGE[0],

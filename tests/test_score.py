@@ -849,8 +849,9 @@ def test_a_reason_whose_words_name_a_bound_is_said_only_beyond_it():
     features = ["utilisation_slope_6m", "utilisation_last", "max_days_late", "inquiries_3m",
                 "credit_score_change_3m", "utilisation_slope_12m", "cash_buffer_over_installments"]
     c = np.array([[0.1] * 7 + [-1.0]] * 2)
-    matrix = np.array([[-0.02, 0.23, 2.0, 1.0, 0.0, 0.0016, 1.5],  # all on the median's risky side, none true
-                       [0.004, 0.51, 30.0, 2.0, -5.0, 0.0017, 0.9]])  # each just beyond its words' bound
+    # a rise of 0.02 over m statements, m - 1 months apart: slopes of 0.004 (6) and 0.00182 (12)
+    matrix = np.array([[-0.02, 0.23, 2.0, 1.0, 0.0, 0.0018, 1.5],  # all on the median's risky side, none true
+                       [0.0041, 0.51, 30.0, 2.0, -5.0, 0.0019, 0.9]])  # each just beyond its words' bound
     medians = {"utilisation_slope_6m": -0.03, "utilisation_last": 0.09, "max_days_late": 0.0,
                "inquiries_3m": 0.0, "credit_score_change_3m": 2.0, "utilisation_slope_12m": 0.0,
                "cash_buffer_over_installments": 2.2}

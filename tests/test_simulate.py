@@ -149,6 +149,10 @@ def test_realism_on_a_small_population(small_sim, small_params):
     failed = [name for name, result in report["checks"].items() if result != "pass" and name != slope]
     assert not failed, (failed, report)
     assert 0.5 < report["p_true"]["calibration_slope"] < 1.1
+    # were no unannounced outage to come, no borrower is riskier, and some are safer
+    truth = small_sim["ground_truth"]
+    assert (truth["p_true_spared"] <= truth["p_true"] + 1e-9).all()
+    assert (truth["p_true"] - truth["p_true_spared"]).mean() > 0.001
 
 
 @pytest.mark.parametrize(("dpd", "cycles", "high"), [(1, 3, 0.95), (3, 2, 0.95), (1, 1, 0.99), (7, 3, 0.99),
@@ -463,23 +467,31 @@ def test_an_outage_miss_counts_as_announced_only_if_its_window_was_announced_bef
 
 
 def test_the_truth_report_tells_a_worlds_outage_days_from_the_estimators_noise():
+    """A calibrated truth prices an outage that strikes 5% of borrowers; this world's struck 15%,
+    whatever their risk. Over every row the slope flattens; the borrowers it spared drew their
+    label from p_true_spared (no outage to come), and against it their slope is 1, where p_true
+    would over-predict them by the chance they escaped."""
     from pipeline.simulate.realism import _truth_quality
     rng = np.random.default_rng(3)
     n = 40_000
-    p = rng.uniform(0.02, 0.5, n)
-    y = rng.random(n) < p  # a calibrated truth
-    # one outage day strikes a tenth of the borrowers at once, whatever their risk: those not
-    # already missing miss by it
-    struck = rng.random(n) < 0.1
-    truth = pd.DataFrame({"label": (y | struck).astype("int64"), "p_true": p, "p_true_se": 0.01,
+    p_spared = rng.uniform(0.02, 0.5, n)
+    p = 1 - (1 - p_spared) * (1 - 0.05)
+    y = rng.random(n) < p_spared
+    struck = rng.random(n) < 0.15
+    truth = pd.DataFrame({"label": (y | struck).astype("int64"), "p_true": p, "p_true_spared": p_spared,
+                          "p_true_se": 0.01,
                           "technical_kind": pd.array(np.where(struck & ~y, "outage", None), dtype="str")})
     quality = _truth_quality(truth, 64, struck)
     assert quality["outage_misses"] == (struck & ~y).sum()
     assert quality["calibration_slope"] < 0.85
     assert quality["calibration_slope_spared_by_unforeseen_outages"] == pytest.approx(1.0, abs=0.08)
+    spared = quality["spared_by_unforeseen_outages"]
+    assert spared["mean_p_true_spared"] == pytest.approx(spared["miss_rate"], abs=0.01)
+    assert p[~struck].mean() > spared["miss_rate"] + 0.03  # p_true over-predicts the spared
     assert quality["struck_by_unforeseen_outages"] == {"borrowers": struck.sum(), "miss_rate": 1.0,
                                                        "mean_p_true": pytest.approx(p[struck].mean())}
-    calm = _truth_quality(truth.assign(label=y.astype("int64"), technical_kind=None), 64, np.zeros(n, bool))
+    calm = _truth_quality(truth.assign(label=y.astype("int64"), technical_kind=None, p_true=p_spared), 64,
+                          np.zeros(n, bool))
     assert calm["calibration_slope_spared_by_unforeseen_outages"] == calm["calibration_slope"]
     assert calm["struck_by_unforeseen_outages"]["miss_rate"] is None
 
@@ -602,3 +614,22 @@ def test_a_small_worlds_checks_pass_on_noise_but_fail_where_the_data_contradict_
                                                                                .astype(int) - 1])
     falling = realism_of(small_sim, small_params.simulate.truth_replicates, small_params.label, reversed_debt)
     assert falling["checks"]["miss_rate_rises_with_dti"] == "fail"
+
+
+def test_the_truths_next_campaign_comes_two_cycles_after_the_last_announced_deadline_for_everyone():
+    """Known answer from a review: a borrower the announced campaign did not cover (or who had
+    renewed, no deadline of their own) drew a next campaign while it still ran."""
+    from types import SimpleNamespace
+
+    from pipeline.config import CAMPAIGN_GAP_DAYS
+    from pipeline.simulate.truth import redraw_unannounced
+    n = 20_000
+    s = State({"scoring_day": np.full(n, 1010, dtype="int32"),
+               "rule_change_day": np.full(n, 5000, dtype="int32"),
+               "reauth_deadline": np.where(np.arange(n) < n // 2, 1031, 0).astype("int32")})
+    world = SimpleNamespace(campaigns=[(1000, 1031, 0.3), (3000, 3031, 1.0)],
+                            outages=SimpleNamespace(first_day=0))
+    redraw_unannounced(s, world, np.random.default_rng(0))
+    assert (s.campaign_announce >= 1031 + CAMPAIGN_GAP_DAYS).all()
+    assert (s.campaign_deadline - s.campaign_announce == 31).all() and (s.campaign_share == 0.3).all()
+    assert (s.rule_change_day == np.iinfo("int32").max).all()  # not in force at scoring: unknown

@@ -119,11 +119,12 @@ def _mean_effects(planned: bool) -> tuple[float, float]:
 
 
 def expected_block(cal: OutageCalendar, days: np.ndarray, scoring_day: np.ndarray,
-                   manual: bool) -> np.ndarray:
+                   manual: bool, unforeseen: bool = True) -> np.ndarray:
     """P(a payment on ``days`` fails on an outage) given only the windows announced before each
     borrower's scoring day: those announced are fixed; the rest (unplanned windows, planned ones
     announced later) are averaged over the generator's Poisson process. The count of unknown
-    windows on a day is Poisson, so P(no failure) = exp(-rate x mean effect)."""
+    windows on a day is Poisson, so P(no failure) = exp(-rate x mean effect). Without
+    ``unforeseen``: P given that no window unknown at the scoring day comes (the announced ones only)."""
     effect = cal.manual_effect if manual else cal.auto_effect
     known_ok = np.ones(days.shape)
     for d, a, e in zip(cal.day, cal.announced, effect, strict=True):  # tens of windows
@@ -133,4 +134,4 @@ def expected_block(cal: OutageCalendar, days: np.ndarray, scoring_day: np.ndarra
     index = 1 if manual else 0
     rate = (cal.settings.unplanned_per_year * _mean_effects(False)[index]
             + cal.settings.planned_per_year * unannounced_share * _mean_effects(True)[index])
-    return 1.0 - known_ok * np.exp(-rate / DAYS_PER_YEAR)
+    return 1.0 - known_ok * np.exp(-rate / DAYS_PER_YEAR if unforeseen else 0.0)

@@ -85,6 +85,8 @@ def pay_due(s: State, c: Cycle, world: World, rng: np.random.Generator) -> None:
     if c.integrate_technical:
         could_pay = (owed > TOLERANCE) & (shortfall <= TOLERANCE)
         c.pay["technical_risk"] = could_pay * _technical_block(s, c, world, manual, outage_p)
+        foreseen_p = np.where(manual, s.outage_manual_foreseen[c.k], s.outage_auto_foreseen[c.k])
+        c.pay["technical_risk_foreseen"] = could_pay * _technical_block(s, c, world, manual, foreseen_p)
     if c.condition_misses:
         weight, short_credit, short_liquidity = c.shortfall
         c.pay.update(weight=c.weight * weight, short_credit=c.weight * short_credit,
@@ -268,5 +270,6 @@ def _track_label_slots(s: State, c: Cycle, world: World, cured, clear_day, older
         s.slot_paid[j] = np.where(d["miss"], np.where(cured, c.due_day + cure_days, -1), c.due_day)
         if c.integrate_technical:
             s.slot_technical_risk[j] = d["technical_risk"]
+            s.slot_technical_risk_foreseen[j] = d["technical_risk_foreseen"]
             s.slot_weight[j] = d["weight"]
             s.slot_shortfall[:, j] = d["short_credit"], d["short_liquidity"]

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipeline.config import CAUSES, LabelSettings, needs_lasting_shortfall
+from pipeline.config import CAMPAIGN_GAP_DAYS, CAUSES, LabelSettings, needs_lasting_shortfall
 from pipeline.simulate.dynamics import World, advance, cycle_start
 from pipeline.simulate.outages import expected_block
 from pipeline.simulate.state import State
@@ -38,6 +38,7 @@ def add_label_slots(s: State, cycles: int) -> None:
     s["slot_cause"] = np.full((cycles, n), -1, dtype="int8")
     s["slot_tech"] = np.full((cycles, n), -1, dtype="int8")
     s["slot_technical_risk"] = np.zeros((cycles, n))
+    s["slot_technical_risk_foreseen"] = np.zeros((cycles, n))  # were no unannounced outage to come
     s["slot_weight"] = np.ones((cycles, n))
     s["slot_shortfall"] = np.zeros((2, cycles, n))  # closed-form credit, liquidity shortfalls
 
@@ -60,13 +61,15 @@ def outcome(s: State, label: LabelSettings, end_day: np.ndarray) -> dict[str, np
     )
 
 
-def expected_outcome(s: State, label: LabelSettings, end_day: np.ndarray) -> np.ndarray:
+def expected_outcome(s: State, label: LabelSettings, end_day: np.ndarray,
+                     foreseen_only: bool = False) -> np.ndarray:
     """Per replicate, P(first bad miss has each cause), shape (causes, n); their sum is
     P(label)."""
-    return first_miss_by_slot(s, label, end_day).sum(axis=0)
+    return first_miss_by_slot(s, label, end_day, foreseen_only).sum(axis=0)
 
 
-def first_miss_by_slot(s: State, label: LabelSettings, end_day: np.ndarray) -> np.ndarray:
+def first_miss_by_slot(s: State, label: LabelSettings, end_day: np.ndarray,
+                       foreseen_only: bool = False) -> np.ndarray:
     """Per replicate, P(the first bad miss is at due date j and has each cause), shape
     (slots, causes, n). Uses what a replicate run with integrate_technical recorded: at each due
     date j, on the path so far, a closed-form shortfall probability (when every shortfall counts),
@@ -78,10 +81,12 @@ def first_miss_by_slot(s: State, label: LabelSettings, end_day: np.ndarray) -> n
     may be settled by a later cycle's draws (arrears paid at the next due date): slot j's terms
     then also carry the ratios of the later slots due before it is settled
     (``later_ratios``; at dpd 90 leaving them out put mean p_true 5% above the miss rate). Up to
-    that threshold w_j is the closed-form chance of no shortfall, which only later slots carry."""
+    that threshold w_j is the closed-form chance of no shortfall, which only later slots carry.
+    With ``foreseen_only`` q_j counts only the outages announced by the scoring date: P given that
+    none unknown then comes, which the realism report judges the spared borrowers by."""
     paid = np.where(s.slot_paid < 0, end_day, s.slot_paid)
     bad = s.slot_missed & (paid - s.slot_due >= label.dpd_threshold)
-    technical = np.where(bad, 0.0, s.slot_technical_risk)
+    technical = np.where(bad, 0.0, s.slot_technical_risk_foreseen if foreseen_only else s.slot_technical_risk)
     survive = np.ones(len(s))
     probs = np.zeros((bad.shape[0], len(CAUSES), len(s)))
     tech = CAUSES.index("technical")
@@ -121,7 +126,7 @@ def true_probability(snapshot: State, world: World, rng: np.random.Generator,
     n = len(snapshot)
     add_known_outages(snapshot, world)
     by_cause = np.zeros((len(CAUSES), n))
-    se = np.zeros(n)
+    se, spared = np.zeros(n), np.zeros(n)
     chunk = max(1, MAX_REPLICATED_ROWS // replicates)
     for lo in range(0, n, chunk):
         part = snapshot.take(np.arange(lo, min(lo + chunk, n))).tile(replicates)
@@ -132,8 +137,11 @@ def true_probability(snapshot: State, world: World, rng: np.random.Generator,
         probs = expected_outcome(part, world.label, end_day).reshape(len(CAUSES), replicates, -1)
         hi = lo + probs.shape[2]
         by_cause[:, lo:hi] = probs.mean(axis=1)
+        spared[lo:hi] = expected_outcome(part, world.label, end_day, foreseen_only=True).sum(axis=0).reshape(
+            replicates, -1).mean(axis=0)
         se[lo:hi] = probs.sum(axis=0).std(axis=0, ddof=1 if replicates > 1 else 0) / np.sqrt(replicates)
-    return {**probabilities(by_cause), "p_true_se": se}
+    return {**probabilities(by_cause), "p_true_se": se,
+            "p_true_spared": np.round(np.clip(spared, 0.0, 1.0), DECIMALS)}
 
 
 def probabilities(by_cause: np.ndarray) -> dict[str, np.ndarray]:
@@ -156,8 +164,9 @@ def add_known_outages(s: State, world: World, known_until: np.ndarray | None = N
     cycles = [*range(world.horizon + 1), *range(first_cycle, 0)]
     due = np.stack([cycle_start(s, k) + offset for k in cycles])
     known = s.scoring_day if known_until is None else known_until
-    s["outage_auto"] = expected_block(world.outages, due, known, manual=False)
-    s["outage_manual"] = expected_block(world.outages, due, known, manual=True)
+    for unforeseen, suffix in ((True, ""), (False, "_foreseen")):
+        s["outage_auto" + suffix] = expected_block(world.outages, due, known, False, unforeseen)
+        s["outage_manual" + suffix] = expected_block(world.outages, due, known, True, unforeseen)
 
 
 def redraw_unannounced(s: State, world: World, rng: np.random.Generator,
@@ -183,8 +192,10 @@ def redraw_unannounced(s: State, world: World, rng: np.random.Generator,
     campaigns = campaigns[np.argsort(campaigns[:, 0], kind="stable")]
     known = np.searchsorted(campaigns[:, 0], scoring, side="left")  # announced before the scoring day
     elapsed = np.maximum(scoring - world.outages.first_day, 1)
-    # campaigns follow one another at least 62 days after a deadline (config), so does the draw
-    clock = np.maximum(scoring, np.where(s.reauth_deadline > 0, s.reauth_deadline + 62, 0))
+    # the next campaign comes at least CAMPAIGN_GAP_DAYS after the last announced one's deadline,
+    # for every borrower: one it did not cover, or who renewed already, has no deadline of their own
+    last_deadline = campaigns[np.maximum(known - 1, 0), 1] if len(campaigns) else np.zeros(n)
+    clock = np.maximum(scoring, np.where(known > 0, last_deadline + CAMPAIGN_GAP_DAYS, 0)).astype("int64")
     wait = np.floor(rng.exponential(1.0, n) * elapsed / np.maximum(known, 1)).astype("int64")
     pick = campaigns[np.floor(rng.random(n) * known).astype("int64")] if len(campaigns) else np.zeros((n, 3))
     comes = known > 0
