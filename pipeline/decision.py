@@ -31,7 +31,7 @@ import pandas as pd
 
 from pipeline import io, metrics
 from pipeline.catalog import DAYS_PER_MONTH, FEATURES
-from pipeline.config import BoostSettings, DecisionSettings, FeatureSettings
+from pipeline.config import BoostSettings, DecisionSettings, FeatureSettings, LabelSettings
 from pipeline.contract import borrower_ids
 from pipeline.errors import UsageError
 from pipeline.lgbm import lgb
@@ -169,6 +169,8 @@ class DecisionModel:
     # how its features are computed from raw tables (params.yaml: features), None for a model
     # from before it recorded them: a version recommends the same amounts wherever it runs
     feature_settings: FeatureSettings | None = None
+    # the label its P(miss) is the chance of, None for a model from before it recorded it
+    label: LabelSettings | None = None
     observation_days: ClassVar[int] = 0  # it decides at the jump, on the jump day's features
 
     def curves(self, features: pd.DataFrame) -> dict[str, np.ndarray]:
@@ -240,6 +242,8 @@ class DecisionModel:
                 "features": [*self.features, AMOUNT], "settings": self.settings.model_dump()}
         if self.feature_settings:
             meta["feature_settings"] = self.feature_settings.model_dump(mode="json")
+        if self.label:
+            meta["label"] = self.label.model_dump()
         (folder / META).write_text(json.dumps(meta, indent=2, sort_keys=True))
 
     @classmethod
@@ -255,7 +259,7 @@ class DecisionModel:
                    meta["cycles"], DecisionSettings.model_validate(meta["settings"]),
                    tuple(c for c in meta["features"] if c != AMOUNT),
                    FeatureSettings.model_validate(meta["feature_settings"]) if "feature_settings" in meta
-                   else None)
+                   else None, LabelSettings.model_validate(meta["label"]) if "label" in meta else None)
 
     def predict(self, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
         """MLflow's pyfunc entry point: the recommendations for a decision-features frame. The

@@ -53,8 +53,9 @@ def promotion(candidate: str, champion: str | None, own_failures: list[str], new
               settings: RegisterSettings) -> Promotion:
     """Whether version ``candidate`` becomes @champion in place of ``champion`` (None: there is
     none). It must have passed its own gates (``own_failures`` lists those it failed), and then
-    predict the champion's label (or be adopted with ``new_label``) and beat it on the same out-of-
-    time rows. ``models`` (the "challenger" and the "champion") and ``rows`` are fetched only when
+    predict the champion's label from features computed the same way (or be adopted with
+    ``new_label``, as is a model of other features that no row holds both of) and beat it on the
+    same out-of-time rows. ``models`` (the "challenger" and the "champion") and ``rows`` are fetched only when
     the comparison needs them."""
     if champion == candidate:
         return Promotion("already_champion", own_failures)
@@ -74,14 +75,15 @@ def promotion(candidate: str, champion: str | None, own_failures: list[str], new
     else:
         test = rows()
         lacking = features_lacking(test, compared)
-        if lacking:  # a model of other features (a team's own data): a refusal, logged
-            return Promotion("refused", ["comparable_rows"], {
-                "rows": len(test), "missing": {role: cols[:5] for role, cols in lacking.items()}})
-        aucs = aucs_on(test, compared)
-        gate = champion_gate(aucs["challenger"], aucs["champion"], settings)
-        figures = {"challenger_auc": aucs["challenger"], "champion_auc": aucs["champion"], "rows": len(test),
-                   **gate}
-        failed = [] if gate["passed"] else ["beats_champion"]
+        if lacking:  # a model of other features (a team's own data): no AUC compares the two
+            figures = {"rows": len(test), "missing": {role: cols[:5] for role, cols in lacking.items()}}
+            failed = [] if new_label else ["comparable_rows"]
+        else:
+            aucs = aucs_on(test, compared)
+            gate = champion_gate(aucs["challenger"], aucs["champion"], settings)
+            figures = {"challenger_auc": aucs["challenger"], "champion_auc": aucs["champion"],
+                       "rows": len(test), **gate}
+            failed = [] if gate["passed"] else ["beats_champion"]
     return Promotion("refused" if failed else "promoted", failed, figures)
 
 

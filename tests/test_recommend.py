@@ -242,6 +242,24 @@ def test_a_decision_model_computes_raw_tables_features_as_for_its_training(work,
     assert not np.allclose(got["p_miss"], happy["rows"]["p_miss"])
 
 
+def test_a_decision_model_built_for_another_label_says_so(work, happy, tmp_path):
+    """Known answer from outside: a decision model of the dpd 7 experiment recommended under dpd 1
+    params without a word, and decision.json did not record the label its p_miss is the chance of."""
+    model = decision.DecisionModel.from_dir(work / "model")
+    model.label = make_params().label.model_copy(update={"dpd_threshold": 7})
+    folder = tmp_path / "dpd7_model"
+    folder.mkdir()
+    model.save(folder)
+    assert decision.DecisionModel.from_dir(folder).label == model.label
+    output = tmp_path / "dpd7" / "recommendations.parquet"
+    done = CliRunner().invoke(app, ["recommend", "--input", str(work / "raw"), "--output", str(output),
+                                    "--model", str(folder), "--params", str(work / "params.yaml")])
+    ok(done)
+    assert "p_miss is the chance of the label it was built for" in done.output
+    assert "dpd_threshold=7" in done.output
+    np.testing.assert_allclose(pd.read_parquet(output)["p_miss"], happy["rows"]["p_miss"])  # same model
+
+
 def test_an_increase_row_without_its_new_limit_is_recommended_as_with_it(work, happy, small_sim):
     """At decision time the new limit does not exist yet: every borrower was rejected for a blank
     limit_events.new_limit, a value the decision never reads."""

@@ -186,3 +186,14 @@ def test_a_model_of_other_features_than_the_rows_is_a_refusal_not_an_error():
     assert (refused.decision, refused.failed_gates, fetched) == ("refused", ["comparable_rows"],
                                                                  ["models", "rows"])
     assert refused.figures == {"rows": 4, "missing": {"challenger": ["team_feature"]}}
+
+
+def test_a_model_of_other_features_is_adopted_with_new_label_on_its_own_gates():
+    """Known answer from outside: the README's "compare and promote as with the simulator" for a
+    team's own model over a simulator @champion refused it with and without --new-label, so no
+    team model could ever take over."""
+    adopted, _ = promote(challenger="team_feature", new_label=True)
+    assert (adopted.decision, adopted.failed_gates) == ("promoted", [])
+    assert adopted.figures == {"rows": 4, "missing": {"challenger": ["team_feature"]}}
+    failing, fetched = promote(challenger="team_feature", new_label=True, own_failures=["min_oot_auc"])
+    assert (failing.decision, fetched) == ("refused", [])  # its own gates still hold

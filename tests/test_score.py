@@ -654,7 +654,8 @@ def test_a_model_takes_features_computed_as_for_its_training_whatever_params_say
     output = tmp_path / "raw" / "scores.parquet"
     result = run_score(work, raw, output, folder)
     ok(result)
-    assert "raw tables' features are computed as for the model's training" in result.output
+    assert "the model was trained on features computed with features." in result.output
+    assert "a features file must have been computed so" in result.output
     assert "features.decay_days 20.0 (params.yaml: " in result.output
     got = pd.read_parquet(output)
     as_trained = build_features(tables, make_params().label.observation_days, theirs)

@@ -62,8 +62,8 @@ def say_feature_settings(built: FeatureSettings | None, asked: FeatureSettings, 
         return
     mine, wanted = built.model_dump(), asked.model_dump()
     differ = "; ".join(f"features.{k} {mine[k]} ({given}: {wanted[k]})" for k in mine if mine[k] != wanted[k])
-    typer.echo(f"raw tables' features are computed as for the model's training, not as {given} asks: "
-               f"{differ}")
+    typer.echo(f"the model was trained on features computed with {differ}: raw tables are read so, "
+               "and a features file must have been computed so (its values cannot tell)")
 
 
 def load(path: Path) -> Params:

@@ -51,6 +51,7 @@ def decide(params: Path = PARAMS) -> None:
                                           np.asarray(p.simulate.jump.line_test_amounts, dtype=float),
                                           cycles + decision.jump_cycles(p.label.observation_days))
     model.feature_settings = p.features  # the decision features were computed so (decision_rows)
+    model.label = p.label  # and its P(miss) is this label's
     with io.atomic_dir(DECISION_MODEL) as out:
         model.save(out)
     with io.atomic_dir(DECISION_PLOTS) as out:

@@ -40,8 +40,9 @@ def promote(
                            "default: the repository's data/split/test.parquet.")] = None,
         new_label: Annotated[bool, typer.Option(
             "--new-label", help="Adopt a version that predicts another label than the champion's, "
-                                "or takes features computed otherwise (params.yaml: features), on its "
-                                "own gates (no AUC compares two labels).")] = False,
+                                "takes features computed otherwise (params.yaml: features) or other "
+                                "features (a team's own data), on its own gates (no AUC compares "
+                                "the two).")] = False,
         params: Path = PARAMS) -> None:
     """Make a registered version @champion if its gates hold and it beats the champion."""
     p = load(params)
@@ -156,9 +157,12 @@ def _message(entry: dict) -> str:
     if entry["decision"] == "promoted":
         adopted = entry["figures"].get("challenger_label")
         features = entry["figures"].get("challenger_features")
+        missing = entry["figures"].get("missing")
         return (f"promoted version {v} to @champion (was {previous})"
                 + (f", adopting its label ({_said(adopted)})" if adopted else "")
-                + (f", adopting its features ({_said(features)})" if features else ""))
+                + (f", adopting its features ({_said(features)})" if features else "")
+                + (f", adopting a model of other features (the comparison rows lack {_lacking(missing)})"
+                   if missing else ""))
     if entry["decision"] == "already_champion":
         return f"version {v} is already @champion"
     f = entry["figures"]
@@ -175,14 +179,18 @@ def _message(entry: dict) -> str:
                 "other; to adopt them, promote it with --new-label (its own gates still hold); "
                 f"@champion stays {previous}")
     if entry["failed_gates"] == ["comparable_rows"]:
-        lacking = "; ".join(f"the {role}'s {', '.join(cols)}" for role, cols in f["missing"].items())
-        return (f"refused version {v}: the comparison rows lack {lacking}, so no AUC compares it with "
-                f"@champion {previous} (a model of other features); compare on rows that hold both models' "
-                f"features with --test; @champion stays {previous}")
+        return (f"refused version {v}: the comparison rows lack {_lacking(f['missing'])}, so no AUC compares "
+                f"it with @champion {previous} (a model of other features); compare on rows that hold both "
+                f"models' features with --test, or adopt it with --new-label (its own gates still hold); "
+                f"@champion stays {previous}")
     detail = (f" (AUC {f['challenger_auc']:.4f} vs champion {f['champion_auc']:.4f} on {f['rows']:,} rows)"
               if f else "")
     failed = ", ".join(entry["failed_gates"])
     return f"refused version {v}: failed {failed}{detail}; @champion stays {previous}"
+
+
+def _lacking(missing: dict[str, list[str]]) -> str:
+    return "; ".join(f"the {role}'s {', '.join(cols)}" for role, cols in missing.items())
 
 
 def _said(label: dict) -> str:

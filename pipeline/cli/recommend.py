@@ -41,6 +41,10 @@ def recommend(
     model, _ = load_model(model_uri, p.mlflow, decision=True)
     changed = decision.policy_changes(model.settings, p.decision)
     given = params_file(params).name
+    if model.label and model.label != p.label:  # as score says of a risk model
+        typer.echo(f"the decision model's p_miss is the chance of the label it was built for "
+                   f"({model.label}), not the one {given} now states ({p.label}); its appetite and "
+                   "profits are that label's")
     say_feature_settings(model.feature_settings, p.features, given)
     p = as_trained(p, None, model.feature_settings)
     if changed:  # as score says of a model trained for another label: the model's are applied
