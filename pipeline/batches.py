@@ -54,7 +54,8 @@ def score_all(path: Path, model: CalibratedLightGBM, version: str, output: Path,
     s = p.score
     model.threads = 1  # the engine's workers are the parallelism: one LightGBM thread each
     watched = metrics.watched_features(model.reference["importance"], s.drift_features)
-    drift = Drift({name: model.reference["bins"][name] for name in ["score", *watched]})
+    drift = Drift({name: model.reference["bins"][name] for name in ["score", *watched]},
+                  model.reference.get("baseline"))
     work = partial(score.score_and_watch, model=model, settings=s, version=version, watched=watched)
     return write_batches(path, today, output, p, ScoreTally(s.bands, drift), "score",
                          Work(model.features, tuple(model.categories), None, work), score.OUTPUT_COLUMNS,

@@ -18,6 +18,7 @@ LOG_LOSS_CLIP = 1e-15
 PSI_SHARE_FLOOR = 1e-4  # keeps ln(a / e) finite when a bin is empty in one sample
 PSI_WATCH = 0.10
 PSI_SHIFTED = 0.25
+MIN_PSI_ROWS = 200  # a PSI over fewer rows (10 bins) measures little but their sampling
 MISSING = "missing"
 
 
@@ -368,7 +369,7 @@ def bin_counts(values: Any, edges: Any) -> np.ndarray:
     return np.append(counts, missing.sum())
 
 
-def _psi_flag(value: float) -> str:
+def psi_flag(value: float) -> str:
     if value < PSI_WATCH:
         return "stable"
     return "watch" if value < PSI_SHIFTED else "shifted"
@@ -386,6 +387,17 @@ def psi(expected: Any, actual: Any, bins: int = 10) -> dict:
         raise ValueError("expected and actual must not be empty")
     reference = psi_reference(expected, bins)
     return psi_from_counts(reference, bin_counts(actual, reference["edges"]))
+
+
+def largest_group_psi(reference: dict, values: Any, groups: Any, min_rows: int = MIN_PSI_ROWS) -> float:
+    """The largest PSI of one group's ``values`` (a training month's, say) against ``reference``
+    (``psi_reference``), over the groups of at least ``min_rows`` rows; 0 without one. How far a
+    variable moves from group to group when nothing has changed: the calendar fractions of
+    ``months_of_history``, seasonal inflows, the outage calendar."""
+    values, groups = _as_float(values), pd.Series(np.asarray(groups))
+    sizes = groups.groupby(groups.to_numpy()).indices.values()
+    return max((psi_from_counts(reference, bin_counts(values[index], reference["edges"]))["psi"]
+                for index in sizes if len(index) >= min_rows), default=0.0)
 
 
 def psi_from_counts(reference: dict, actual_count: Any) -> dict:
@@ -412,7 +424,7 @@ def psi_from_counts(reference: dict, actual_count: Any) -> dict:
             "contribution": float(contribution[i]),
         })
     value = float(contribution.sum())
-    return {"psi": value, "flag": _psi_flag(value), "bins": table}
+    return {"psi": value, "flag": psi_flag(value), "bins": table}
 
 
 def csi(expected: pd.DataFrame, actual: pd.DataFrame, columns: Sequence[str], bins: int = 10) -> pd.DataFrame:

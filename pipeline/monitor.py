@@ -171,8 +171,8 @@ def csi_baseline(reference: dict, matrix: np.ndarray, columns: list[str], watche
     how far a feature moves from month to month when nothing has changed (calendar fractions of
     ``months_of_history``, seasonal inflows, the outage calendar). A feature alerts only beyond it."""
     bins = reference["bins"]
-    groups = months.groupby(months.to_numpy()).indices.values()
-    return {c: max(_psi(bins[c], matrix[index, columns.index(c)]) for index in groups) for c in watched}
+    return {c: metrics.largest_group_psi(bins[c], matrix[:, columns.index(c)], months, min_rows=0)
+            for c in watched}
 
 
 def before_labels(p: np.ndarray, drifted: dict, bins: int, baseline: dict[str, float] | None = None) -> dict:

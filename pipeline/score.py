@@ -63,6 +63,7 @@ REASON_COLUMNS = [f"reason_{i}" for i in range(1, MAX_REASONS + 1)]
 OUTPUT_COLUMNS = ["borrower_id", "scoring_date", "probability", "risk_band", "leading_cause",
                   *CAUSE_PROBABILITIES, *REASON_COLUMNS, "action", *DUE_DATES,
                   "model_version"]
+TOO_FEW_ROWS = "too few rows"  # a drift flag: not judged (``metrics.MIN_PSI_ROWS``)
 UNSEEN = "unseen_categories"  # what scoring counts beside the scores: the categories the model never learned
 
 
@@ -429,10 +430,13 @@ def unseen_categories(frame: pd.DataFrame, matrix: np.ndarray, column: dict[str,
 
 class Drift:
     """Adds up, batch after batch, how scores and watched features fall into the training
-    reference's bins; PSI at the end."""
+    reference's bins; PSI at the end, flagged by how far it goes beyond the variable's
+    ``baseline`` (its largest PSI of one training month: months_of_history's calendar fractions
+    moved it by 0.4 from month to month, and every scored batch had flagged it), and not judged
+    on fewer than ``metrics.MIN_PSI_ROWS`` rows (19 rows had flagged the score and 9 features)."""
 
-    def __init__(self, reference: dict):
-        self.reference = reference
+    def __init__(self, reference: dict, baseline: dict[str, float] | None = None):
+        self.reference, self.baseline = reference, baseline or {}
         self.counts = {name: np.zeros(len(ref["counts"]), dtype="int64") for name, ref in reference.items()}
 
     def add(self, values: dict[str, np.ndarray]) -> None:
@@ -444,6 +448,9 @@ class Drift:
         for name, ref in self.reference.items():
             if self.counts[name].sum() == 0:
                 continue
-            result = metrics.psi_from_counts(ref, self.counts[name])
-            out[name] = {"psi": result["psi"], "flag": result["flag"]}
+            psi = metrics.psi_from_counts(ref, self.counts[name])["psi"]
+            baseline = self.baseline.get(name, 0.0)
+            flag = (metrics.psi_flag(psi - baseline) if self.counts[name].sum() >= metrics.MIN_PSI_ROWS
+                    else TOO_FEW_ROWS)
+            out[name] = {"psi": psi, "baseline": baseline, "flag": flag}
         return out

@@ -474,15 +474,18 @@ def fit_causes(splits: dict[str, pd.DataFrame], columns: list[str], categorical:
 def drift_reference(fitted: CalibratedLightGBM, train: pd.DataFrame, columns: list[str],
                     own_data: bool = False) -> dict:
     """What drift is measured against: each feature's gain importance, the decile bins of the
-    score and of each feature, and the medians on whose side a reason's words hold
-    (``score.worded_contributions``), on at most ``REFERENCE_ROWS`` evenly spread training rows
-    (decile edges need no more)."""
+    score and of each feature, each one's largest PSI of one training month against them (its
+    baseline: a scored batch's drift is judged beyond it), and the medians on whose side a
+    reason's words hold (``score.worded_contributions``), on at most ``REFERENCE_ROWS`` evenly
+    spread training rows (decile edges need no more)."""
     importance = dict(zip(columns, fitted.booster.feature_importance("gain").round(4).tolist(), strict=True))
     sample = train.iloc[np.linspace(0, len(train) - 1, min(len(train), REFERENCE_ROWS)).astype(int)]
     matrix = encode(sample, columns, fitted.categories)
-    bins = {"score": metrics.psi_reference(fitted.probability(matrix)),
-            **{c: metrics.psi_reference(matrix[:, j]) for j, c in enumerate(columns)}}
+    values = {"score": fitted.probability(matrix), **{c: matrix[:, j] for j, c in enumerate(columns)}}
+    bins = {name: metrics.psi_reference(v) for name, v in values.items()}
     medians = {c: float(np.nanmedian(matrix[:, j])) for j, c in enumerate(columns)
                if not np.isnan(matrix[:, j]).all()}
-    return {"importance": importance, "bins": bins, "medians": medians,
+    months = sample["scoring_date"].dt.to_period("M").astype(str).to_numpy()
+    baseline = {name: round(metrics.largest_group_psi(bins[name], values[name], months), 6) for name in bins}
+    return {"importance": importance, "bins": bins, "medians": medians, "baseline": baseline,
             **({"own_data": True} if own_data else {})}

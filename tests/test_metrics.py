@@ -505,3 +505,14 @@ def test_the_aucs_standard_error_is_hanley_and_mcneils_and_the_spread_of_aucs_ov
         aucs.append(roc_auc_score(np.r_[np.ones(200), np.zeros(800)], scores))
     assert np.mean(aucs) == pytest.approx(2 / 3, abs=0.005)
     assert metrics.auc_standard_error(2 / 3, 200, 800) == pytest.approx(np.std(aucs, ddof=1), rel=0.15)
+
+
+def test_the_largest_group_psi_is_one_months_and_ignores_months_too_small_to_tell():
+    reference = metrics.psi_reference(np.repeat([1.0, 2.0], 500))
+    values = np.r_[np.repeat([1.0, 2.0], 150), np.full(300, 1.0), np.full(50, 2.0)]
+    months = np.r_[np.full(300, "2025-01"), np.full(300, "2025-02"), np.full(50, "2025-03")]
+    february = metrics.psi(np.repeat([1.0, 2.0], 500), np.full(300, 1.0))["psi"]
+    assert metrics.largest_group_psi(reference, values, months) == pytest.approx(february)
+    assert metrics.largest_group_psi(reference, values[:300], months[:300]) == pytest.approx(0.0)
+    assert metrics.largest_group_psi(reference, values[600:], months[600:]) == 0.0  # March: 50 rows
+    assert metrics.largest_group_psi(reference, values[600:], months[600:], min_rows=0) > 4

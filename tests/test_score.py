@@ -761,7 +761,24 @@ def test_psi_flags_follow_the_thresholds():
     result = drift.summary()["x"]
     assert result["flag"] == "shifted" and result["psi"] >= 0.25
     for value, flag in ((0.0999, "stable"), (0.10, "watch"), (0.2499, "watch"), (0.25, "shifted")):
-        assert metrics._psi_flag(value) == flag
+        assert metrics.psi_flag(value) == flag
+
+
+def test_drift_is_judged_beyond_the_training_months_own_movement_and_not_on_a_handful():
+    """Known answers from outside: months_of_history moves by PSI 0.4 between training months on
+    its calendar fractions, and every scored batch flagged it (2.04 on a batch scored on one day);
+    19 rows flagged the score and 9 features."""
+    reference = {"edges": [0.5], "counts": [500, 500, 0]}
+    skewed = {"x": np.r_[np.full(210, 0.1), np.full(90, 0.9)]}  # PSI 0.16 against 50/50
+    plain = score.Drift({"x": reference})
+    plain.add(skewed)
+    beyond = score.Drift({"x": reference}, {"x": 0.1})
+    beyond.add(skewed)
+    assert plain.summary()["x"]["flag"] == "watch"
+    assert beyond.summary()["x"] == {"psi": plain.summary()["x"]["psi"], "baseline": 0.1, "flag": "stable"}
+    few = score.Drift({"x": reference})
+    few.add({"x": np.full(19, 0.9)})
+    assert few.summary()["x"]["flag"] == score.TOO_FEW_ROWS
 
 
 # ---- 7. the pure functions ------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from pipeline.artifacts import load_model
 from pipeline.batches import report_problems, score_all
 from pipeline.cli import PARAMS, app, load, params_file, say_feature_settings
 from pipeline.config import as_trained
+from pipeline.metrics import MIN_PSI_ROWS
 from pipeline.outputs import check_paths
 
 
@@ -43,8 +44,9 @@ def score_command(
     p = as_trained(p, model.label, model.feature_settings)
     today = pd.Timestamp.today().normalize()
     summary = score_all(input, model, version, output, p, today)
+    flagged = [k for k, v in summary["drift"].items() if v["flag"] in ("watch", "shifted")] or "none"
+    unjudged = "" if summary["scored"] >= MIN_PSI_ROWS else f" (not judged on fewer than {MIN_PSI_ROWS} rows)"
     typer.echo(f"borrowers in {summary['borrowers_in']} = scored {summary['scored']} + rejected "
-               f"{summary['rejected']}; bands {summary['bands']}; drift flagged: "
-               f"{[k for k, v in summary['drift'].items() if v['flag'] != 'stable'] or 'none'}")
+               f"{summary['rejected']}; bands {summary['bands']}; drift flagged: {flagged}{unjudged}")
     report_problems(summary, p.score.max_rejected_share, typer.echo, lambda text: typer.echo(text, err=True))
 
