@@ -218,7 +218,7 @@ def require_columns(frame: pd.DataFrame, columns: list[str]) -> None:
             "separated otherwise than by commas? MLflow reads commas only; `limitjump score` reads "
             "';', tabs and '|' too)" if any(mark in one for mark in ";\t|") else "")
     raise ValueError(missing_columns(names, missing, f"the input lacks {len(missing)} of the model's "
-                                     "columns:", note))
+                                     "columns:", note, columns))
 
 
 def refuse_copies(frame: pd.DataFrame, columns: list[str]) -> None:

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import codecs
 import csv
+import difflib
 import functools
 import gzip
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 
 import numpy as np
@@ -702,22 +703,32 @@ def sheet_note(path: Path) -> str:
     return f" (a workbook's first sheet is read, here '{first}': put the data there)"
 
 
-def missing_columns(names: list[str], missing: list[str], lacks: str, note: str = "") -> str:
+def missing_columns(names: list[str], missing: list[str], lacks: str, note: str = "",
+                    expected: Collection[str] = ()) -> str:
     """What a file lacking columns is told: ``lacks``, the missing columns and ``note``, and why
     they are missing when the file names them in other capitals or with spaces around them (a
-    database's export: 'BORROWER_ID'). A file missing every column is told of the first
-    ``NAMED_COLUMNS`` and the number of the rest, not of 75 names twice."""
-    renames = [f"{n!r} for {c!r}" for c, n in respelt(names, missing).items()]
+    database's export: 'BORROWER_ID'), or misspelt (``respelt``). A file missing every column is
+    told of the first ``NAMED_COLUMNS`` and the number of the rest, not of 75 names twice."""
+    renames = [f"{n!r} for {c!r}" for c, n in respelt(names, missing, expected).items()]
     hint = (f"; the file writes {_first(renames, ', '.join)}: column names are matched exactly, "
             "rename them") if renames else ""
     return f"{lacks} {_first(missing, repr)}{note}{hint}"
 
 
-def respelt(names: list[str], missing: list[str]) -> dict[str, str]:
+def respelt(names: list[str], missing: list[str], expected: Collection[str] = ()) -> dict[str, str]:
     """Each of the ``missing`` columns that ``names`` write in other capitals or with spaces
-    around (a tab, a no-break space), and how."""
+    around (a tab, a no-break space), or misspelt: a name the file has that is none of the
+    ``expected`` columns and close to the missing one ('credit_scroe' had been told it was a
+    feature the file predates). Without ``expected``, capitals and spaces only."""
     written = {n.strip().lower(): n for n in names}
-    return {c: written[c.lower()] for c in missing if c.lower() in written}
+    found = {c: written[c.lower()] for c in missing if c.lower() in written}
+    strangers = [n for n in names if n not in expected and n not in found.values()] if expected else []
+    for c in missing:
+        close = difflib.get_close_matches(c, strangers, n=1, cutoff=0.8) if c not in found else []
+        if close:
+            found[c] = close[0]
+            strangers.remove(close[0])
+    return found
 
 
 NAMED_COLUMNS = 8

@@ -327,11 +327,11 @@ def _is_number(kind: pa.DataType) -> bool:
             or pa.types.is_boolean(kind) or pa.types.is_decimal(kind))
 
 
-def _older(names: list[str], missing: list[str]) -> str:
+def _older(names: list[str], missing: list[str], expected: list[str]) -> str:
     """Why a features file that has the catalogue's older features lacks only newer ones: it was
     computed before the catalogue grew, and the model after. Not those it writes otherwise (' age'),
     whose message says so."""
-    newer = [c for c in missing if c not in respelt(names, missing)]
+    newer = [c for c in missing if c not in respelt(names, missing, expected)]
     if newer and any(c in BY_NAME for c in names) and all(c in BY_NAME for c in newer):
         # no command named: `limitjump features` takes them at the scoring date, while a decision
         # (`limitjump recommend`) wants them at the jump, and following that advice had failed
@@ -429,10 +429,11 @@ class FeaturesFile:
             names = self.dataset.schema.names
         except READ_ERRORS as err:
             raise unreadable(self.path, err) from err
-        missing = [c for c in ["borrower_id", "scoring_date", *self.features] if c not in names]
+        expected = ["borrower_id", "scoring_date", *self.features]
+        missing = [c for c in expected if c not in names]
         if missing:
-            note = _older(names, missing) + self._team_note(names, missing) + sheet_note(self.path)
-            said = missing_columns(names, missing, "missing columns", note)
+            note = _older(names, missing, expected) + self._team_note(names, missing) + sheet_note(self.path)
+            said = missing_columns(names, missing, "missing columns", note, expected)
             raise ContractError(f"{self.path}: {said}")
         for c in self.features if self.text_ids else ["borrower_id", *self.features]:
             kind = self.dataset.schema.field(c).type
@@ -585,7 +586,8 @@ class RawTables:
             raise unreadable(where, err) from err
         missing = [c for c in TABLES[name].names if c not in names]
         if missing:
-            lacks = missing_columns(names, missing, f"table '{name}' lacks columns")
+            lacks = missing_columns(names, missing, f"table '{name}' lacks columns",
+                                    expected=TABLES[name].names)
             raise ContractError(f"{where}: {lacks}")
         if "borrower_id" in names:
             (_check_text_ids if self.text_ids else _check_ids)(dataset, where)

@@ -56,7 +56,8 @@ def team_table(path: Path, t: TablesSettings, labelled: bool) -> pd.DataFrame:
     missing = [c for c in named if c not in frame.columns]
     if missing:
         raise ContractError(f"{path}: " + missing_columns(list(frame.columns), missing, "missing columns",
-                                                   " (source.tables names them)" + sheet_note(path)))
+                                                   " (source.tables names them)" + sheet_note(path),
+                                                   named))
     clash = [c for c in frame.columns if c in RESERVED and c not in named]
     if clash:
         raise ContractError(f"{path}: columns {clash} have names the pipeline uses for the id, date and "
@@ -85,6 +86,25 @@ def team_table(path: Path, t: TablesSettings, labelled: bool) -> pd.DataFrame:
     out["label"] = label.astype("int64")
     _check_training_rows(path, out)
     return out
+
+
+def score_table(t: TablesSettings) -> pd.DataFrame:
+    """The team's file to score (``team_table`` of ``source.tables.score``), stopped, naming it,
+    when it lacks a feature column of the training file: 'limit_bl' for 'limit_bal' had passed
+    here and stopped the scorer naming the pipeline's own data/incoming."""
+    path, trained_on = Path(t.score), Path(t.features)
+    frame = team_table(path, t, labelled=False)
+    if not trained_on.exists():
+        raise ContractError(f"{trained_on}: no such file or folder (source.tables names it)")
+    features = [c for c in _team_dataset(trained_on, t).schema.names
+                if c not in {t.id_column, t.date_column, t.label_column}]
+    missing = [c for c in features if c not in frame.columns]
+    if missing:
+        known = [*frame.columns.intersection(features), *RESERVED]  # the rest may be misspellings
+        said = missing_columns(list(frame.columns), missing, f"lacks feature columns of {trained_on}",
+                               expected=known)
+        raise ContractError(f"{path}: {said}")
+    return frame
 
 
 def _check_training_rows(path: Path, frame: pd.DataFrame) -> None:

@@ -1471,6 +1471,22 @@ def test_a_features_file_older_than_the_model_says_how_to_mend_it(features, tmp_
         sources.FeaturesFile(path, model, pd.Timestamp("2030-01-01"), ())
 
 
+def test_a_misspelt_feature_is_named_with_the_name_it_stands_for(features, tmp_path):
+    """Known answer from outside: 'credit_scroe' was told it was a feature the file predates; a
+    close name of no expected column is named, not a column the model also reads."""
+    path = tmp_path / "features.csv"
+    model = ["age", "credit_score", "utilisation_mean_3m", "utilisation_mean_6m"]
+    features.rename(columns={"credit_score": "credit_scroe"}).to_csv(path, index=False)
+    with pytest.raises(ContractError, match=r"missing columns \['credit_score'\]; the file writes "
+                                            "'credit_scroe' for 'credit_score'") as caught:
+        sources.FeaturesFile(path, model, pd.Timestamp("2030-01-01"), ())
+    assert "predates" not in str(caught.value)
+    features.drop(columns=["utilisation_mean_3m"]).to_csv(path, index=False)
+    with pytest.raises(ContractError) as caught:
+        sources.FeaturesFile(path, model, pd.Timestamp("2030-01-01"), ())
+    assert "utilisation_mean_6m' for" not in str(caught.value)  # read by the model as itself
+
+
 def test_column_names_in_capitals_are_named_with_the_names_they_stand_for(features, tmp_path):
     """A database's export writes 'BORROWER_ID': the message pairs each such column with the
     name it stands for, for a features file and a team's table (raw tables: RAW_FILES)."""

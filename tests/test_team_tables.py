@@ -210,3 +210,19 @@ def test_a_teams_column_gets_the_catalogues_meaning_only_when_listed(tmp_path):
     assert out["credit_score"].tolist() == [600, 650, 700, 580]
     with pytest.raises(ContractError, match=r"catalogue names columns the file lacks: \['inquiries_3m'\]"):
         team_table(path, team_settings(catalogue=["credit_score", "inquiries_3m"]), labelled=True)
+
+
+def test_a_teams_file_to_score_without_a_feature_of_its_training_file_stops_naming_both(tmp_path):
+    """Known answer from outside: a score file with 'limit_bl' for 'limit_bal' passed
+    simulate-batch and stopped the scorer naming the pipeline's data/incoming."""
+    from pipeline.team_tables import score_table
+
+    trained, to_score = tmp_path / "features.csv", tmp_path / "score.csv"
+    team_frame().to_csv(trained, index=False)
+    t = team_settings(features=str(trained), score=str(to_score))
+    team_frame().drop(columns="bad").to_csv(to_score, index=False)
+    assert len(score_table(t)) == 4
+    team_frame().drop(columns="bad").rename(columns={"amount": "amont"}).to_csv(to_score, index=False)
+    with pytest.raises(ContractError, match=rf"{to_score}: lacks feature columns of {trained} \['amount'\]; "
+                                            "the file writes 'amont' for 'amount'"):
+        score_table(t)

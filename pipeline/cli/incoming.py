@@ -18,7 +18,7 @@ from pipeline.contract import validate
 from pipeline.engine import map_shards
 from pipeline.simulate import World, build_world, shard_bounds, simulate_shard
 from pipeline.simulate.new_borrowers import announced_windows, batch_settings, cut_at_scoring
-from pipeline.team_tables import team_table
+from pipeline.team_tables import score_table
 
 
 @app.command(name="simulate-batch")
@@ -28,7 +28,7 @@ def simulate_batch(params: Path = PARAMS) -> None:
     p = load(params)
     if p.source.kind == "tables":
         t = p.source.tables
-        frame = team_table(Path(t.score), t, labelled=False)
+        frame = score_table(t)
         with io.atomic_dir(INCOMING_DIR) as out:
             io.write_parquet(frame, out / "features.parquet")
         typer.echo(f"incoming batch: {len(frame)} borrowers from {t.score} in {INCOMING_DIR}")
