@@ -250,8 +250,9 @@ class DecisionModel:
     def from_dir(cls, folder: str | Path) -> DecisionModel:
         folder = Path(folder)
         if not (folder / META).is_file():
-            raise UsageError(f"{folder}: not a decision model (no {META}; `limitjump decide` "
-                             "writes one to models/decision)")
+            raise UsageError(f"{folder}: not a decision model (no {META}; `limitjump decide` writes one to "
+                             "models/decision from the simulator's line tests, and none from a team's own "
+                             "tables, which hold no randomised increases: docs/decision.md)")
         meta = read_json(folder / META)
         boosters = {name: [read_booster(folder / f"{name}_{i}.txt") for i in range(meta["stacked"])]
                     for name in ("miss", "balance")}

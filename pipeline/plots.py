@@ -200,11 +200,15 @@ def gini_by_month(plot_data: dict, reports: dict) -> Figure:
     index = {month: i for i, month in enumerate(months)}
     for model, frame in periods.items():
         slope = reports[model]["stability"]["gini_by_month"].get("slope")
-        trend = f"slope {slope:+.3f}/month" if _finite(slope) else "no trend"
+        trend = (f"slope {slope:+.3f}/month" if _finite(slope) else
+                 "no trend" if len(frame) else "not measured: no jump month of 200 rows")
         line = _style(model)
         ax.plot([index[str(p)] for p in frame["period"]], frame["gini"], marker="o", markersize=4,
                 **{**line, "label": f"{line['label']}, {trend}"})
     ax.set_xticks(range(len(months)), months, rotation=45, fontsize=8)
+    if not months:  # a blank chart had said "no trend"
+        ax.text(0.5, 0.5, "not measured: no jump month has 200 rows", ha="center", va="center",
+                transform=ax.transAxes)
     _legend_below(fig, ax)
     return fig
 

@@ -16,6 +16,7 @@ from pipeline.catalog import BY_NAME
 from pipeline.cells import blank_cells
 from pipeline.config import TablesSettings
 from pipeline.contract import ContractError, borrower_ids, features_table, row_violations
+from pipeline.errors import UsageError
 from pipeline.readers import (
     READ_ERRORS,
     as_dates,
@@ -45,7 +46,7 @@ def team_table(path: Path, t: TablesSettings, labelled: bool) -> pd.DataFrame:
     the scorer rejects each with its reason and scores the others, as it does with the file
     itself (one bad row stopped the pipeline's whole batch)."""
     if not path.exists():
-        raise ContractError(f"{path}: no such file or folder (source.tables names it)")
+        raise UsageError(f"{path}: no such file or folder (source.tables names it)")
     frame = read_frame(_team_dataset(path, t), path)
     named = {t.id_column: "borrower_id", t.date_column: "scoring_date",
              **({t.label_column: "label"} if labelled else {})}
@@ -95,7 +96,7 @@ def score_table(t: TablesSettings) -> pd.DataFrame:
     path, trained_on = Path(t.score), Path(t.features)
     frame = team_table(path, t, labelled=False)
     if not trained_on.exists():
-        raise ContractError(f"{trained_on}: no such file or folder (source.tables names it)")
+        raise UsageError(f"{trained_on}: no such file or folder (source.tables names it)")
     features = [c for c in _team_dataset(trained_on, t).schema.names
                 if c not in {t.id_column, t.date_column, t.label_column}]
     missing = [c for c in features if c not in frame.columns]

@@ -88,3 +88,20 @@ def test_no_version_or_timestamp_in_the_files(rendered):
     for path in rendered[0]:
         data = path.read_bytes()
         assert b"Software" not in data and b"matplotlib" not in data.lower(), path.name
+
+
+def test_a_gini_trend_with_no_month_to_measure_says_so_instead_of_no_trend():
+    """Known answer from outside: a team's few hundred rows drew a blank chart whose legend said
+    "no trend" where the card said "Not measured"."""
+    import copy
+
+    reports, plot_data = synthetic_inputs()
+    reports = copy.deepcopy(reports)
+    for report in reports.values():
+        report["stability"]["gini_by_month"] = {"periods": [], "slope": None}
+    figure = plots.gini_by_month(plot_data, reports)
+    texts = [t.get_text() for ax in figure.axes for t in ax.texts]
+    legend = [t.get_text() for t in figure.legends[0].get_texts()] if figure.legends else \
+        [t.get_text() for ax in figure.axes if ax.get_legend() for t in ax.get_legend().get_texts()]
+    assert "not measured: no jump month has 200 rows" in texts
+    assert legend and all("not measured" in label and "no trend" not in label for label in legend)

@@ -98,7 +98,10 @@ def test_a_teams_text_ids_are_kept_as_written(fmt, tmp_path):
 
 
 def test_a_missing_team_table_says_so(tmp_path):
-    with pytest.raises(ContractError, match=r"nowhere\.csv: no such file or folder \(source\.tables"):
+    """A path of params.yaml that names nothing is a command that cannot run as given (exit 2), as
+    `limitjump score` says of a missing --input; it had exited 1, as bad data does."""
+    from pipeline.errors import UsageError
+    with pytest.raises(UsageError, match=r"nowhere\.csv: no such file or folder \(source\.tables"):
         team_table(tmp_path / "nowhere.csv", team_settings(), labelled=True)
 
 
