@@ -432,8 +432,9 @@ class Drift:
     """Adds up, batch after batch, how scores and watched features fall into the training
     reference's bins; PSI at the end, flagged by how far it goes beyond the variable's
     ``baseline`` (its largest PSI of one training month: months_of_history's calendar fractions
-    moved it by 0.4 from month to month, and every scored batch had flagged it), and not judged
-    on fewer than ``metrics.MIN_PSI_ROWS`` rows (19 rows had flagged the score and 9 features)."""
+    moved it by a PSI of 3.4 from month to month on the defaults, and every scored batch had
+    flagged it), and not judged on fewer than ``metrics.MIN_PSI_ROWS`` rows (19 rows had flagged
+    the score and 9 features)."""
 
     def __init__(self, reference: dict, baseline: dict[str, float] | None = None):
         self.reference, self.baseline = reference, baseline or {}
