@@ -147,7 +147,8 @@ DECILES: list[Column] = [("decile (1 = riskiest)", "decile", num), ("rows", "n",
                          ("lift", "lift", num)]
 SEGMENTS: list[Column] = [("segment", "segment", str), ("rows", "rows", num), ("miss rate", "miss_rate", num),
                           ("mean probability", "mean_probability", num), ("AUC", "auc", num)]
-CSI: list[Column] = [("feature", "feature", str), ("CSI", "psi", num), ("flag", "flag", str),
+CSI: list[Column] = [("feature", "feature", str), ("CSI", "psi", num),
+                     ("largest in one training month", "baseline", num), ("flag", "flag", str),
                      ("bins", "bins_used", num)]
 GATES: list[Column] = [("gate", "name", str), ("value", "value", num), ("threshold", "threshold", num),
                        ("rule", "rule", str), ("passed", "passed", num)]

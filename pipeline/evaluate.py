@@ -103,10 +103,12 @@ def model_report(test: pd.DataFrame, p: np.ndarray, truth: pd.DataFrame | None, 
 def stability(test: pd.DataFrame, p: np.ndarray, train: pd.DataFrame, p_train: np.ndarray,
               features: list[str], before: pd.Series, settings: EvaluateSettings) -> dict:
     """PSI of the score (all test rows, and those scored before and after the regime change),
-    CSI of every feature, and Gini per jump month with its slope."""
+    CSI of every feature (flagged beyond its largest training month's), and Gini per jump month
+    with its slope."""
     y = test["label"].to_numpy()
     mask = before.to_numpy()
-    csi = metrics.csi(train, test, features, settings.bins)
+    months = train["scoring_date"].dt.strftime("%Y-%m").to_numpy()
+    csi = metrics.csi(train, test, features, settings.bins, months)
     return {
         "psi": metrics.psi(p_train, p, settings.bins),
         "psi_before_regime_change": metrics.psi(p_train, p[mask], settings.bins) if mask.any() else None,

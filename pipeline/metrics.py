@@ -427,12 +427,15 @@ def psi_from_counts(reference: dict, actual_count: Any) -> dict:
     return {"psi": value, "flag": psi_flag(value), "bins": table}
 
 
-def csi(expected: pd.DataFrame, actual: pd.DataFrame, columns: Sequence[str], bins: int = 10) -> pd.DataFrame:
+def csi(expected: pd.DataFrame, actual: pd.DataFrame, columns: Sequence[str], bins: int = 10,
+        groups: Any = None) -> pd.DataFrame:
     """PSI of each column (characteristic stability index), highest first.
 
-    Columns: feature, psi, flag, bins_used (number of bins including a ``missing`` bin). A text
-    column is compared by the codes of ``expected``'s categories (one the expected rows lack counts
-    as missing).
+    Columns: feature, psi, baseline, flag, bins_used (number of bins including a ``missing``
+    bin). With ``groups`` (the expected rows' months, say) the baseline is the column's largest
+    PSI of one group against all of ``expected`` (``largest_group_psi``) and the flag is on the
+    PSI beyond it, as scoring and the monitor judge drift; without, 0. A text column is compared
+    by the codes of ``expected``'s categories (one the expected rows lack counts as missing).
     """
     rows = []
     for column in columns:
@@ -442,9 +445,10 @@ def csi(expected: pd.DataFrame, actual: pd.DataFrame, columns: Sequence[str], bi
             codes = (categories.get_indexer(v.astype("str")) for v in (before, after))
             before, after = (np.where(c >= 0, c, np.nan) for c in codes)
         result = psi(before, after, bins)
-        rows.append({"feature": column, "psi": result["psi"], "flag": result["flag"],
-                     "bins_used": len(result["bins"])})
-    frame = pd.DataFrame(rows, columns=["feature", "psi", "flag", "bins_used"])
+        baseline = 0.0 if groups is None else largest_group_psi(psi_reference(before, bins), before, groups)
+        rows.append({"feature": column, "psi": result["psi"], "baseline": baseline,
+                     "flag": psi_flag(result["psi"] - baseline), "bins_used": len(result["bins"])})
+    frame = pd.DataFrame(rows, columns=["feature", "psi", "baseline", "flag", "bins_used"])
     return frame.sort_values("psi", ascending=False, kind="stable").reset_index(drop=True)
 
 

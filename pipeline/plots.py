@@ -222,7 +222,8 @@ def csi(plot_data: dict, reports: dict) -> Figure:
     ax.set_yticks(np.arange(len(top)), top["feature"].astype(str), fontsize=8)
     for value, flag in ((PSI_WATCH, "watch"), (PSI_SHIFTED, "shifted")):
         _reference(ax, value, f"{value:.2f}: {flag}", horizontal=False, color=FLAG_COLOURS[flag])
-    ax.legend(loc="lower right", title=f"CSI flag (features of {LABELS.get(model, model)})")
+    ax.legend(loc="lower right", title=f"CSI flag beyond its largest training month's (features of "
+                                       f"{LABELS.get(model, model)})")
     return fig
 
 

@@ -350,7 +350,8 @@ def test_csi_sorted_by_psi():
     actual = pd.DataFrame({"stable": rng.normal(size=2000), "moved": rng.normal(1.0, 1, 2000),
                            "binary": rng.integers(0, 2, 2000)})
     table = metrics.csi(expected, actual, ["stable", "moved", "binary"])
-    assert list(table.columns) == ["feature", "psi", "flag", "bins_used"]
+    assert list(table.columns) == ["feature", "psi", "baseline", "flag", "bins_used"]
+    assert (table["baseline"] == 0.0).all()  # no months given
     assert table["feature"].iloc[0] == "moved" and table["flag"].iloc[0] == "shifted"
     assert table["psi"].is_monotonic_decreasing
     assert table.set_index("feature")["bins_used"].to_dict() == {"moved": 10, "stable": 10, "binary": 2}
@@ -516,3 +517,16 @@ def test_the_largest_group_psi_is_one_months_and_ignores_months_too_small_to_tel
     assert metrics.largest_group_psi(reference, values[:300], months[:300]) == pytest.approx(0.0)
     assert metrics.largest_group_psi(reference, values[600:], months[600:]) == 0.0  # March: 50 rows
     assert metrics.largest_group_psi(reference, values[600:], months[600:], min_rows=0) > 4
+
+
+def test_csi_flags_a_feature_beyond_its_largest_training_months_movement():
+    """A feature that moves this much between training months (months_of_history's calendar
+    fractions) is not flagged for moving as much in the test rows; one that moves beyond is."""
+    rng = np.random.default_rng(16)
+    months = np.repeat(["2025-01", "2025-02"], 1000)
+    calendar = np.where(months == "2025-01", rng.normal(0, 1, 2000), rng.normal(0.8, 1, 2000))
+    expected = pd.DataFrame({"calendar": calendar, "steady": rng.normal(size=2000)})
+    actual = pd.DataFrame({"calendar": rng.normal(0.8, 1, 2000), "steady": rng.normal(0.8, 1, 2000)})
+    table = metrics.csi(expected, actual, ["calendar", "steady"], groups=months).set_index("feature")
+    assert table.loc["calendar", "baseline"] > 0.1 and table.loc["calendar", "flag"] == "stable"
+    assert table.loc["steady", "baseline"] < 0.05 and table.loc["steady", "flag"] == "shifted"
