@@ -36,11 +36,12 @@ def score_command(
     model_uri = model_uri or f"models:/{p.mlflow.registered_model}@champion"
     check_paths(input, output)
     model, version = load_model(model_uri, p.mlflow)
+    given = params_file(params).name
     if model.label and model.label != p.label:
         typer.echo(f"the model predicts the label it was trained for ({model.label}), not the one "
-                   f"{params_file(params).name} now states ({p.label}); its features are taken "
+                   f"{given} now states ({p.label}); its features are taken "
                    f"{model.label.observation_days} days after the jump")
-    say_feature_settings(model.feature_settings, p.features, params_file(params).name)
+    say_feature_settings(model.feature_settings, p.features, given)
     p = as_trained(p, model.label, model.feature_settings)
     today = pd.Timestamp.today().normalize()
     summary = score_all(input, model, version, output, p, today)

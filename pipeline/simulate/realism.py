@@ -163,11 +163,16 @@ def outage_misses(truth: pd.DataFrame) -> np.ndarray:
 def announced_outage_misses(truth: pd.DataFrame, windows: pd.DataFrame) -> np.ndarray:
     """True for the outage misses of the ground truth whose due date a window announced before the
     borrower's scoring date falls on: the outages both the truth and a model could see coming."""
-    known = windows.assign(day=windows["start_time"].dt.normalize())[["day", "announced_date"]]
+    known = _window_days(windows)
     rows = truth[["scoring_date", "first_miss_due_date"]].reset_index(drop=True)
     paired = rows.reset_index().merge(known, left_on="first_miss_due_date", right_on="day")
     announced = paired.loc[paired["announced_date"] < paired["scoring_date"], "index"].unique()
     return outage_misses(truth) & np.isin(np.arange(len(truth)), announced)
+
+
+def _window_days(windows: pd.DataFrame) -> pd.DataFrame:
+    """Each maintenance window's day and the date it was announced."""
+    return windows.assign(day=windows["start_time"].dt.normalize())[["day", "announced_date"]]
 
 
 def struck_by_unforeseen_outages(truth: pd.DataFrame, due_dates: pd.DataFrame, windows: pd.DataFrame,
@@ -180,9 +185,8 @@ def struck_by_unforeseen_outages(truth: pd.DataFrame, due_dates: pd.DataFrame, w
     borrower's due dates (``borrower_id``, ``due_date``, the installments table); the label's are
     those from the scoring date to the end of its last cycle, ``performance_cycles`` months on
     (cycle 0 starts on the scoring date)."""
-    days = windows.assign(day=windows["start_time"].dt.normalize())[["day", "announced_date"]]
     met = (due_dates[["borrower_id", "due_date"]]
-           .merge(days, left_on="due_date", right_on="day")
+           .merge(_window_days(windows), left_on="due_date", right_on="day")
            .merge(truth[["borrower_id", "scoring_date"]], on="borrower_id"))
     scoring = met["scoring_date"]
     in_window = (met["due_date"] >= scoring) & (

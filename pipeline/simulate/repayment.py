@@ -85,7 +85,7 @@ def pay_due(s: State, c: Cycle, world: World, rng: np.random.Generator) -> None:
     if c.integrate_technical:
         could_pay = (owed > TOLERANCE) & (shortfall <= TOLERANCE)
         c.pay["technical_risk"] = could_pay * _technical_block(s, c, world, manual, outage_p)
-        foreseen_p = np.where(manual, s.outage_manual_foreseen[c.k], s.outage_auto_foreseen[c.k])
+        foreseen_p = _outage_probability(s, c, world, manual, foreseen_only=True)
         c.pay["technical_risk_foreseen"] = could_pay * _technical_block(s, c, world, manual, foreseen_p)
     if c.condition_misses:
         weight, short_credit, short_liquidity = c.shortfall
@@ -93,11 +93,14 @@ def pay_due(s: State, c: Cycle, world: World, rng: np.random.Generator) -> None:
                      short_liquidity=c.weight * short_liquidity)
 
 
-def _outage_probability(s: State, c: Cycle, world: World, manual: np.ndarray) -> np.ndarray:
+def _outage_probability(s: State, c: Cycle, world: World, manual: np.ndarray,
+                        foreseen_only: bool = False) -> np.ndarray:
     """P(an outage blocks the payment): the realised calendar, or for the truth only the windows
-    announced before scoring with the rest averaged out (``truth.add_known_outages``)."""
+    announced before scoring with the rest averaged out (``truth.add_known_outages``), or with
+    ``foreseen_only`` none of the rest to come."""
     if c.integrate_technical:
-        return np.where(manual, s.outage_manual[c.k], s.outage_auto[c.k])
+        suffix = "_foreseen" if foreseen_only else ""
+        return np.where(manual, s["outage_manual" + suffix][c.k], s["outage_auto" + suffix][c.k])
     return np.where(manual, world.outages.lookup(c.due_day, world.outages.manual_block),
                     world.outages.lookup(c.due_day, world.outages.auto_block))
 
