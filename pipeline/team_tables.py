@@ -45,8 +45,7 @@ def team_table(path: Path, t: TablesSettings, labelled: bool) -> pd.DataFrame:
     data row). A file to score keeps such rows as written, ids and dates as the file gives them:
     the scorer rejects each with its reason and scores the others, as it does with the file
     itself (one bad row stopped the pipeline's whole batch)."""
-    if not path.exists():
-        raise UsageError(f"{path}: no such file or folder (source.tables names it)")
+    _must_exist(path)
     frame = read_frame(_team_dataset(path, t), path)
     named = {t.id_column: "borrower_id", t.date_column: "scoring_date",
              **({t.label_column: "label"} if labelled else {})}
@@ -95,8 +94,7 @@ def score_table(t: TablesSettings) -> pd.DataFrame:
     here and stopped the scorer naming the pipeline's own data/incoming."""
     path, trained_on = Path(t.score), Path(t.features)
     frame = team_table(path, t, labelled=False)
-    if not trained_on.exists():
-        raise UsageError(f"{trained_on}: no such file or folder (source.tables names it)")
+    _must_exist(trained_on)
     features = [c for c in _team_dataset(trained_on, t).schema.names
                 if c not in {t.id_column, t.date_column, t.label_column}]
     missing = [c for c in features if c not in frame.columns]
@@ -106,6 +104,11 @@ def score_table(t: TablesSettings) -> pd.DataFrame:
                                expected=known)
         raise ContractError(f"{path}: {said}")
     return frame
+
+
+def _must_exist(path: Path) -> None:
+    if not path.exists():
+        raise UsageError(f"{path}: no such file or folder (source.tables names it)")
 
 
 def _check_training_rows(path: Path, frame: pd.DataFrame) -> None:

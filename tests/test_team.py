@@ -30,7 +30,7 @@ from types import SimpleNamespace
 import psutil
 import pytest
 
-from pipeline import mlflow_users, processes, team
+from pipeline import mlflow_users, processes, team, tracking
 from tests.conftest import free_port
 from tests.test_mlflow_integration import commit, env_for, head, run, run_queue, small_clone
 
@@ -342,6 +342,9 @@ def test_authentication_refuses_anonymous_and_read_only_writes(server):
     run(["limitjump", "promote"], server.project, server.env)
     code, body = _alias(server, "champion", auth=server.reader)
     assert code == 200 and body["model_version"]["version"] == "1"
+    # the log's versions are whole numbers against a server too, as against the SQL store
+    logged = json.loads((server.project / tracking.PROMOTION_LOG).read_text().splitlines()[-1])
+    assert logged["version"] == 1 and logged["previous_champion"] is None, logged
     reviewed = {"name": NAME, "alias": "reviewed", "version": "1"}
     assert mlflow_users.api(server.url, f"{API}/registered-models/alias", reviewed, server.admin)[0] == 200
     assert mlflow_users.api(server.url, f"{API}/registered-models/alias", {"name": NAME, "alias": "reviewed"},

@@ -53,8 +53,9 @@ def promote(
     candidate = tracking.get_version(p.mlflow, version) if version is not None else _challenger(p)
     champion = _current_champion(p)
     came_from = {k: v for k, v in tracking.provenance().items() if k in ("git.commit", "git.dirty")}
-    entry = {"version": candidate.version, "previous_champion": champion.version if champion else None,
-             "by": _who(), **came_from}
+    # a whole number in the log whichever store answered: a SQL store gives one, a server text
+    entry = {"version": int(candidate.version),
+             "previous_champion": int(champion.version) if champion else None, "by": _who(), **came_from}
     decided = registry.promotion(
         candidate.version, champion.version if champion else None,
         registry.own_failures(candidate.tags, p.gate), new_label,
@@ -64,7 +65,7 @@ def promote(
     entry.update(decision=decided.decision, failed_gates=decided.failed_gates, figures=decided.figures)
     if decided.decision == "promoted":
         tracking.set_alias(p.mlflow, "champion", candidate.version, {
-            "limitjump.previous_champion": entry["previous_champion"] or "none"})
+            "limitjump.previous_champion": str(entry["previous_champion"] or "none")})
     now = datetime.now(UTC)
     entry["time"] = now.isoformat(timespec="seconds")
     log = tracking.append_promotion_log(entry)
