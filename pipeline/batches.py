@@ -38,12 +38,13 @@ class Work:
     text: tuple[str, ...]
     observation_days: int | None
     call: Callable[[pd.DataFrame], tuple[pd.DataFrame, dict]]
+    never_missing: tuple[str, ...] = ()  # features the model may not be given blank
 
     def open(self, path: Path, p: Params, today: pd.Timestamp) -> RawTables | FeaturesFile:
         """The input at ``path`` for the model's ``features`` (``text``: those it learned as text
         categories; ``observation_days``: None for the label's), as ``sources.open_source``."""
         return open_source(path, p.source, p.features, p.label.observation_days, self.features, self.text,
-                           today, self.observation_days)
+                           today, self.observation_days, self.never_missing)
 
 
 def score_all(path: Path, model: CalibratedLightGBM, version: str, output: Path, p: Params,
@@ -58,7 +59,8 @@ def score_all(path: Path, model: CalibratedLightGBM, version: str, output: Path,
                   model.reference.get("baseline"))
     work = partial(score.score_and_watch, model=model, settings=s, version=version, watched=watched)
     return write_batches(path, today, output, p, ScoreTally(s.bands, drift), "score",
-                         Work(model.features, tuple(model.categories), None, work), score.OUTPUT_COLUMNS,
+                         Work(model.features, tuple(model.categories), None, work, model.never_missing),
+                         score.OUTPUT_COLUMNS,
                          {"model_version": version})
 
 

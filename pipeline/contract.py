@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -54,6 +54,7 @@ class Col:
     allowed: tuple[str | float, ...] | None = None
     nullable: bool = False
     whole: bool = False
+    missing_check: str = "not_nullable"  # what a missing value fails, named in a reject's reason
 
     def rules(self) -> list[tuple[str, Callable[[np.ndarray], np.ndarray]]]:
         """(name, test) of each check of a value; a test maps an array of values to True where
@@ -363,15 +364,26 @@ STREAM_TABLES = {
 
 
 FLOAT_MAX = float(np.finfo("float64").max)
+NEVER_MISSING = "known_in_every_training_row"  # the check a blank fails where training had none
 
 
-def features_table(columns: list[str], text: tuple[str, ...] = ()) -> Table:
+def features_table(columns: list[str], text: tuple[str, ...] = (),
+                   never_missing: tuple[str, ...] = ()) -> Table:
     """The features table of a model with these feature columns: each catalogue feature with its
     domain; a column the catalogue does not know (a team's own feature) need only be a finite
-    number or missing; a ``text`` column (categories the model learned as text) any text or missing."""
+    number or missing; a ``text`` column (categories the model learned as text) any text or missing.
+    A number in ``never_missing`` (no training row of the model lacked it) may not be missing:
+    LightGBM reads a missing value it never saw in training as 0, so a blank credit score was
+    scored as a score of 0, very high risk, where it should be rejected."""
     def column(name: str) -> Col:
         if name in text:  # an unseen category is scored as a missing value, not rejected
             return Col(name, "str", "category", "Text categories", nullable=True)
+        col = numeric(name)
+        if col.nullable and name in never_missing:
+            return replace(col, nullable=False, missing_check=NEVER_MISSING)
+        return col
+
+    def numeric(name: str) -> Col:
         if name not in BY_NAME:
             return Col(name, "float64", "unknown", "Not in the feature catalogue", min=-FLOAT_MAX,
                        max=FLOAT_MAX, nullable=True)
@@ -518,7 +530,7 @@ def _values(column: pd.Series, col: Col) -> np.ndarray | pd.Series:
 def _failing(col: Col, values: np.ndarray | pd.Series) -> list[tuple[np.ndarray, str, str, np.ndarray]]:
     """(rows, column, check, values) of each check of ``col``."""
     missing = np.asarray(pd.isna(values))
-    found = [] if col.nullable else [(np.flatnonzero(missing), col.name, "not_nullable",
+    found = [] if col.nullable else [(np.flatnonzero(missing), col.name, col.missing_check,
                                       _at(values, missing))]
     for name, test in col.rules():
         rows = np.flatnonzero(~np.asarray(test(values)) & ~missing)

@@ -134,20 +134,21 @@ def numbers(values: pd.Series, column: str, shown: int = 3) -> np.ndarray:
 
 
 def refuse_outside_contract(frame: pd.DataFrame, columns: list[str], categories: dict,
-                            shown: int = 3) -> None:
+                            never_missing: tuple[str, ...] = (), shown: int = 3) -> None:
     """Raise ValueError naming the values of the model's ``columns`` in ``frame`` that the features
     contract refuses (a negative amount, an unknown code, a blank where a value is always known),
     which ``limitjump score`` rejects: per column its rule, how many rows and the first few, by
     position (0-based) and value. A pyfunc answers for every row or for none, so a bad row refuses
     the request rather than get a probability no scorer would give it. Text categories (any text
-    is allowed) and columns the frame lacks (the model's own message names them) are not read."""
+    is allowed) and columns the frame lacks (the model's own message names them) are not read;
+    ``never_missing`` names the numbers the model may not be given blank."""
     # imported here: the catalogue and contract are needed only where MLflow is the caller
     from dataclasses import replace
 
     from pipeline.contract import features_table, row_violations
 
     numeric = [c for c in columns if c in frame.columns and c not in categories]
-    table = features_table(numeric)
+    table = features_table(numeric, never_missing=never_missing)
     found = row_violations(pd.DataFrame(encode(frame, numeric, {}), columns=numeric),
                            replace(table, columns=tuple(map(table.column, numeric)), key=()))
     if found.empty:
@@ -389,6 +390,12 @@ class CalibratedLightGBM:
         return self.booster.feature_name()
 
     @property
+    def never_missing(self) -> tuple[str, ...]:
+        """The numbers no training row lacked, which it may not be given blank (none recorded by a
+        model from before it recorded them)."""
+        return tuple((self.reference or {}).get("never_missing", ()))
+
+    @property
     def observation_days(self) -> int | None:
         """Days after the jump its features are taken (None: a model that did not record it, or
         one trained on a team's own features, taken when the team takes them)."""
@@ -521,7 +528,8 @@ class Served:
                 return np.empty(0)
             refuse_copies(model_input, list(self.model.features))
             refuse_outside_contract(model_input, list(self.model.features),
-                                    getattr(self.model, "categories", {}))
+                                    getattr(self.model, "categories", {}),
+                                    getattr(self.model, "never_missing", ()))
             refuse_dates(model_input, self.model.observation_days, pd.Timestamp.now())
             return self.model.predict(model_input, params)
         except ValueError as err:

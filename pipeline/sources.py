@@ -84,19 +84,21 @@ class Batch:
 
 def open_source(path: Path, source: SourceSettings, settings: FeatureSettings, label_days: int,
                 features: list[str], text: tuple[str, ...], today: pd.Timestamp,
-                observation_days: int | None = None) -> RawTables | FeaturesFile:
+                observation_days: int | None = None, never_missing: tuple[str, ...] = ()
+                ) -> RawTables | FeaturesFile:
     """The input at ``path`` for a model reading ``features``, of which ``text`` are categories it
     learned as text; ``today`` is the run date, after which no record may be dated. Raw tables'
     features are taken ``observation_days`` after the jump (default: the label's, ``label_days``;
-    0 for the increase decision, at the jump itself); ``source`` names a team's id and date columns."""
+    0 for the increase decision, at the jump itself); ``source`` names a team's id and date columns;
+    ``never_missing``, the features the model may not be given blank (no training row lacked them)."""
     if is_raw(path):
         return RawTables(path, settings, features, today,
-                         label_days if observation_days is None else observation_days)
+                         label_days if observation_days is None else observation_days, never_missing)
     team = ({"borrower_id": source.tables.id_column, "scoring_date": source.tables.date_column}
             if source.kind == "tables" else {})
     # a team's own features are taken when the team takes them: only the decision's day is sure
     days = observation_days if observation_days is not None or team else label_days
-    return FeaturesFile(path, features, today, text, team, days)
+    return FeaturesFile(path, features, today, text, team, days, never_missing)
 
 
 def is_raw(path: Path) -> bool:
@@ -393,6 +395,7 @@ class FeaturesFile:
     # days after the jump the model reads features at; a row whose jump_date says otherwise is
     # rejected (None: not checked)
     observation_days: int | None = None
+    never_missing: tuple[str, ...] = ()  # numbers the model may not be given blank
     dataset: ds.Dataset = field(init=False)
     table: Table = field(init=False)
     text_ids: bool = field(init=False)
@@ -455,7 +458,7 @@ class FeaturesFile:
                                     + (not_numbers or "") + codes_hint(c))
         if not self.text_ids:
             _check_ids(self.dataset, self.path)
-        self.table = features_table(self.features, self.text)
+        self.table = features_table(self.features, self.text, self.never_missing)
 
     def ranges(self, size: int) -> list[tuple[int, int]]:
         # a file of no rows (a day nobody was up for review) has no batch: 0 in = 0 out
@@ -542,11 +545,12 @@ class RawTables:
     """A folder of raw tables (``<table>/`` folders of Parquet, or ``<table>.parquet|.csv``)."""
 
     def __init__(self, path: Path, settings: FeatureSettings, features: list[str], today: pd.Timestamp,
-                 observation_days: int):
-        """The model's ``features``, computed with ``settings`` ``observation_days`` after each jump."""
+                 observation_days: int, never_missing: tuple[str, ...] = ()):
+        """The model's ``features``, computed with ``settings`` ``observation_days`` after each jump
+        (``never_missing``: those it may not be given blank)."""
         self.path, self.settings, self.today = path, settings, today
         self.observation_days = observation_days
-        self.table = features_table(features)
+        self.table = features_table(features, never_missing=never_missing)
         self.tables = {name: self._locate(name) for name in (*RAW_TABLES, "maintenance_windows")}
         self.text_ids = ids_are_text(self.tables["borrowers"])
         self.datasets = {name: self._open(name, where) for name, where in self.tables.items()}

@@ -477,7 +477,8 @@ def drift_reference(fitted: CalibratedLightGBM, train: pd.DataFrame, columns: li
     score and of each feature, each one's largest PSI of one training month against them (its
     baseline: a scored batch's drift is judged beyond it), and the medians on whose side a
     reason's words hold (``score.worded_contributions``), on at most ``REFERENCE_ROWS`` evenly
-    spread training rows (decile edges need no more)."""
+    spread training rows (decile edges need no more); and, from every training row, the numbers
+    no row lacked (``never_missing``), which a scorer may not be given blank."""
     importance = dict(zip(columns, fitted.booster.feature_importance("gain").round(4).tolist(), strict=True))
     sample = train.iloc[np.linspace(0, len(train) - 1, min(len(train), REFERENCE_ROWS)).astype(int)]
     matrix = encode(sample, columns, fitted.categories)
@@ -487,5 +488,6 @@ def drift_reference(fitted: CalibratedLightGBM, train: pd.DataFrame, columns: li
                if not np.isnan(matrix[:, j]).all()}
     months = sample["scoring_date"].dt.to_period("M").astype(str).to_numpy()
     baseline = {name: round(metrics.largest_group_psi(bins[name], values[name], months), 6) for name in bins}
+    never_missing = [c for c in columns if c not in fitted.categories and not train[c].isna().any()]
     return {"importance": importance, "bins": bins, "medians": medians, "baseline": baseline,
-            **({"own_data": True} if own_data else {})}
+            "never_missing": never_missing, **({"own_data": True} if own_data else {})}

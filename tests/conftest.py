@@ -141,6 +141,11 @@ def small_sim(small_params) -> dict[str, pd.DataFrame]:
     return simulate_tables(small_params)
 
 
+def in_training(features: pd.DataFrame) -> np.ndarray:
+    """The rows ``build_model_dir`` trains on: the earliest 70% by jump date."""
+    return features["jump_date"].rank(method="first").to_numpy() / len(features) <= 0.7
+
+
 def build_model_dir(tables: dict[str, pd.DataFrame], features: pd.DataFrame, out: Path,
                     fingerprint: str = "test") -> dict:
     """A small calibrated LightGBM on ``features`` (labels from the ground truth), saved the way
@@ -152,9 +157,8 @@ def build_model_dir(tables: dict[str, pd.DataFrame], features: pd.DataFrame, out
     truth = tables["ground_truth"].set_index("borrower_id").loc[frame["borrower_id"]]
     frame["label"] = truth["label"].to_numpy()
     frame["miss_cause"] = truth["first_miss_cause"].to_numpy()  # so the model has its cause model
-    order = frame["jump_date"].rank(method="first").to_numpy() / len(frame)
-    splits = {"train": frame[order <= 0.7].reset_index(drop=True),
-              "valid": frame[order > 0.7].reset_index(drop=True)}
+    train = in_training(frame)
+    splits = {"train": frame[train].reset_index(drop=True), "valid": frame[~train].reset_index(drop=True)}
     settings = make_params({"train": {"lightgbm": {"num_boost_round": 80, "early_stopping_rounds": 15}}})
     columns = feature_columns(splits["train"])
     out.mkdir(parents=True, exist_ok=True)

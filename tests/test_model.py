@@ -122,6 +122,23 @@ def test_values_the_features_contract_refuses_are_named_before_a_pyfunc_scores()
         model.refuse_outside_contract(bad, columns, {"segment": ["x", "y"]})
 
 
+def test_a_pyfunc_refuses_a_blank_its_model_never_saw_in_training(team_model_dir):
+    """LightGBM reads a missing value it never saw in training as 0 (``amount`` here: a blank
+    scored as an amount of 0); a model that records the numbers no training row lacked refuses a
+    blank in one, naming the column and the row, as `limitjump score` rejects it."""
+    from mlflow.exceptions import MlflowException
+
+    fitted = model.CalibratedLightGBM.from_dir(team_model_dir)
+    blank, zero = (fitted.predict(ROWS.iloc[[1]].assign(amount=v)) for v in (np.nan, 0.0))
+    np.testing.assert_array_equal(blank, zero)
+    assert model.Served(fitted).predict(ROWS).shape == (4,)  # a model that recorded none: as before
+    fitted.reference = {"never_missing": ["amount"]}
+    with pytest.raises(MlflowException, match=r"'amount' fails known_in_every_training_row in 1 row "
+                                              r"\(row 3 missing\)"):
+        model.Served(fitted).predict(ROWS)
+    assert model.Served(fitted).predict(ROWS.iloc[:3]).shape == (3,)
+
+
 @pytest.fixture(scope="module")
 def team_model_dir(tmp_path_factory) -> Path:
     rng = np.random.default_rng(5)

@@ -33,6 +33,7 @@ from pipeline import cells, io, readers, sources
 from pipeline.catalog import DUE_DATES, MAINTENANCE_DUE, NEXT_DUE
 from pipeline.cli import main
 from pipeline.contract import (
+    NEVER_MISSING,
     RAW_TABLES,
     TABLES,
     ContractError,
@@ -47,6 +48,7 @@ from pipeline.score import OUTPUT_COLUMNS
 from pipeline.team_tables import team_table
 from tests.conftest import (
     build_model_dir,
+    in_training,
     make_params,
     merge,
     raw_params,
@@ -1067,6 +1069,40 @@ def test_columns_the_catalogue_does_not_know_need_only_be_finite_or_missing():
                           "trigger": [0.0, 1.0, 2.0, 3.0, 3.0]})
     found = violations(frame, table)
     assert sorted(found["row"].tolist()) == [2, 3] and set(found["column"]) == {"team_feature"}
+
+
+def test_a_blank_where_training_had_none_fails_only_where_the_contract_allowed_blanks():
+    """Known answers: a team's column and a catalogue feature that may be missing fail when the
+    model never saw them missing; a feature the contract never allows missing keeps its own rule."""
+    columns = ["team_x", "days_to_first_large_draw", "age"]
+    frame = pd.DataFrame({"borrower_id": np.arange(3, dtype="int64"),
+                          "scoring_date": pd.to_datetime(["2025-01-01"] * 3).astype("datetime64[s]"),
+                          "team_x": [np.nan, 1.0, 2.0], "days_to_first_large_draw": [3.0, np.nan, 1.0],
+                          "age": [30.0, 40.0, np.nan]})
+    plain = row_violations(frame, features_table(columns))
+    assert plain[["row", "column", "check"]].values.tolist() == [[2, "age", "not_nullable"]]
+    known = row_violations(frame, features_table(columns, never_missing=tuple(columns)))
+    assert sorted(known[["row", "column", "check"]].values.tolist()) == [
+        [0, "team_x", NEVER_MISSING], [1, "days_to_first_large_draw", NEVER_MISSING],
+        [2, "age", "not_nullable"]]
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "csv"])
+def test_a_blank_the_model_never_saw_in_training_rejects_its_borrower(fmt, features, work, tmp_path):
+    """LightGBM reads a missing value it never saw in training as 0: a blank credit score had
+    been scored as a score of 0. The model records the numbers no training row lacked (all of
+    them, from every training row), and scoring rejects a borrower who lacks one, naming it."""
+    reference = json.loads((work / "model" / "reference.json").read_text())
+    metadata = json.loads((work / "model" / "metadata.json").read_text())
+    train_rows = features[in_training(features)]
+    assert reference["never_missing"] == [c for c in metadata["features"] if not train_rows[c].isna().any()]
+    nullable = [c for c in reference["never_missing"] if features_table([c]).column(c).nullable]
+    assert "credit_score" in reference["never_missing"] and nullable
+    frame = features.copy()
+    borrower = int(frame["borrower_id"].iloc[7])
+    frame.loc[7, nullable[0]] = np.nan
+    run = score(work, write_features(frame, tmp_path, fmt), tmp_path / "out" / f"scores.{fmt}")
+    check_rejected(run, borrower, f"{nullable[0]}: fails {NEVER_MISSING}", len(frame))
 
 
 # ---- 6. outputs appear together; a killed run leaves no process and no file behind ----------------------
