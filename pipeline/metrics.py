@@ -58,24 +58,32 @@ def _require_both_classes(y: np.ndarray) -> None:
         raise ValueError("y must contain both classes (0 and 1) for this metric")
 
 
-def _rank_bins(p: np.ndarray, bins: int, descending: bool = False) -> np.ndarray:
+def _rank_bins(p: np.ndarray, bins: int, descending: bool = False, split_ties: bool = True) -> np.ndarray:
     """Bin number 1..bins per row, equal counts by rank of ``p``.
 
     The sort is stable, so tied scores are split by original row order, never arbitrarily. With
-    fewer rows than bins, each row is its own bin, numbered without gaps.
+    fewer rows than bins, each row is its own bin, numbered without gaps. Without ``split_ties``,
+    tied scores share the bin of the first of them (numbered without gaps; counts then differ):
+    a calibration table must not depend on row order, and an isotonic calibration gives many ties.
     """
     if bins < 1:
         raise ValueError(f"bins must be at least 1, got {bins}")
     bins = min(bins, len(p))
-    order = np.argsort(-p if descending else p, kind="stable")
+    key = -p if descending else p
+    order = np.argsort(key, kind="stable")
+    if not split_ties:
+        first = np.searchsorted(key[order], key, side="left")
+        return np.unique(first * bins // len(p), return_inverse=True)[1].astype(np.int64) + 1
     out = np.empty(len(p), dtype=np.int64)
     out[order] = np.arange(len(p)) * bins // len(p) + 1
     return out
 
 
-def _binned(y: np.ndarray, p: np.ndarray, bins: int, descending: bool = False) -> pd.DataFrame:
-    """Per equal-count bin: n, positives, observed rate and the mean, min and max score."""
-    frame = pd.DataFrame({"bin": _rank_bins(p, bins, descending), "y": y, "p": p})
+def _binned(y: np.ndarray, p: np.ndarray, bins: int, descending: bool = False,
+            split_ties: bool = True) -> pd.DataFrame:
+    """Per equal-count bin: n, positives, observed rate and the mean, min and max score (ties
+    split as ``_rank_bins`` says)."""
+    frame = pd.DataFrame({"bin": _rank_bins(p, bins, descending, split_ties), "y": y, "p": p})
     table = frame.groupby("bin", sort=True).agg(
         n=("y", "size"), positives=("y", "sum"), observed_rate=("y", "mean"),
         mean_predicted=("p", "mean"), min_score=("p", "min"), max_score=("p", "max"))
@@ -221,7 +229,8 @@ ECE_BINS = 10
 
 
 def probability_quality(y: Any, p: Any, bins: int = ECE_BINS) -> dict:
-    """Brier score, log loss (nats), ECE over ``bins`` equal-count bins, calibration fit.
+    """Brier score, log loss (nats), ECE over ``bins`` equal-count bins (tied probabilities in one
+    bin: the figure and the gate's verdict on it do not depend on row order), calibration fit.
 
     ``calibration_intercept``/``calibration_slope`` come from a logistic regression of y on
     logit(p): 0 and 1 when calibrated; slope < 1 means p is too extreme, > 1 too timid.
@@ -229,7 +238,7 @@ def probability_quality(y: Any, p: Any, bins: int = ECE_BINS) -> dict:
     """
     y, p = _pair(y, p)
     clipped = np.clip(p, LOG_LOSS_CLIP, 1 - LOG_LOSS_CLIP)
-    table = _binned(y, p, bins)
+    table = _binned(y, p, bins, split_ties=False)
     intercept, slope = logistic_calibration(y, p)
     return {
         "brier": float(np.mean((p - y) ** 2)),
@@ -251,12 +260,12 @@ def calibration_gap(rate: Any, p: Any, bins: int = 10) -> float:
 
 
 def rate_table(rate: Any, p: Any, bins: int = 10) -> pd.DataFrame:
-    """Equal-count bins by ascending p (bin 1 = lowest): n, mean_predicted and observed_rate, the
-    mean of ``rate`` (outcomes or true probabilities)."""
+    """Equal-count bins by ascending p (bin 1 = lowest; tied p in one bin): n, mean_predicted and
+    observed_rate, the mean of ``rate`` (outcomes or true probabilities)."""
     rate, p = _as_float(rate), _as_float(p)
     if len(rate) != len(p) or len(p) == 0:
         raise ValueError(f"rate and p must have the same, non-zero length, got {len(rate)} and {len(p)}")
-    return _binned(rate, p, bins)[["bin", "n", "mean_predicted", "observed_rate"]]
+    return _binned(rate, p, bins, split_ties=False)[["bin", "n", "mean_predicted", "observed_rate"]]
 
 
 def _gap(table: pd.DataFrame, rows: int) -> float:

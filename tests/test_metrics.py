@@ -164,6 +164,23 @@ def test_calibration_bins_use_sorted_p_not_row_order():
     np.testing.assert_allclose(table["observed_rate"], [0.0, 1.0])
 
 
+def test_tied_probabilities_share_a_calibration_bin_whatever_the_row_order():
+    """Known answers (an outside check): a constant p equal to the observed rate is calibrated,
+    ECE 0, however the rows are ordered; split by row order it read 0.22 on 8 rows and 0.31 on
+    rows sorted by label. Ties keep one bin, distinct values still part."""
+    y = np.array([1, 0, 0, 0, 0, 0, 0, 0])
+    for order in (y, np.sort(y), np.sort(y)[::-1]):
+        assert metrics.probability_quality(order, np.full(8, 0.125))["ece"] == pytest.approx(0.0)
+    y = np.array([1] * 419 + [0] * 1581)
+    sorted_ece = metrics.probability_quality(y, np.full(2000, 0.2))["ece"]
+    shuffled = np.random.default_rng(3).permutation(y)
+    assert sorted_ece == pytest.approx(metrics.probability_quality(shuffled, np.full(2000, 0.2))["ece"])
+    assert sorted_ece == pytest.approx(0.2095 - 0.2)
+    table = metrics.calibration_table([0, 1, 0, 1, 1, 0], [0.1, 0.1, 0.3, 0.3, 0.3, 0.9], bins=3)
+    assert table["bin"].tolist() == [1, 2, 3] and table["n"].tolist() == [2, 3, 1]
+    np.testing.assert_allclose(table["observed_rate"], [0.5, 2 / 3, 0.0])
+
+
 # --- lift ---------------------------------------------------------------------------------------
 
 # Outcomes of 20 rows listed from riskiest to safest: misses per decile 2,1,1,1,0,1,0,0,0,0.
