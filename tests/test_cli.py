@@ -204,3 +204,20 @@ def test_a_team_servers_refusal_is_one_line_naming_the_request_and_the_user(monk
                            "lacks the permission") and "\n" not in said
     assert permission_denied(MlflowException("RESOURCE_DOES_NOT_EXIST: no run")) is None
     assert permission_denied(ValueError("403")) is None
+
+
+def test_a_models_fingerprint_is_its_files_and_what_produced_them_not_the_params_as_written(tmp_path):
+    """Settings that resolve alike (``calibration: platt`` where ``auto`` chose Platt) make the
+    same files: one fingerprint, so one run and one registry version; other files, other data or
+    other figures, another."""
+    from pipeline.cli.train import _fingerprint
+
+    (tmp_path / "model.txt").write_text("tree 1")
+    produced = {"model": "lightgbm", "features": ["a"], "data_digests": {"train": "d1"},
+                "metrics": {"test_auc": 0.8}}
+    auto = _fingerprint(tmp_path, {**produced, "params": {"calibration": "auto"}})
+    assert auto == _fingerprint(tmp_path, {**produced, "params": {"calibration": "platt"}})
+    assert auto != _fingerprint(tmp_path, {**produced, "data_digests": {"train": "d2"}})
+    assert auto != _fingerprint(tmp_path, {**produced, "metrics": {"test_auc": 0.81}})
+    (tmp_path / "model.txt").write_text("tree 2")
+    assert auto != _fingerprint(tmp_path, produced)

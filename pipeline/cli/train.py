@@ -78,9 +78,13 @@ DESCRIPTIONS = {"lightgbm": "Calibrated monotone LightGBM: probability of a miss
 
 
 def _fingerprint(folder: Path, metadata: dict) -> str:
-    """Content hash of the model files and what produced them: the run's identity."""
+    """Content hash of the model files and what produced them (the data, the features, the
+    figures): the run's identity. Not the params as written: settings that resolve alike
+    (``calibration: platt`` where ``auto`` chose Platt) make the same files, one model, which had
+    been registered twice; what they resolved to is in the files."""
     files = {f.name: io.file_digest(f) for f in sorted(folder.iterdir())}
-    return io.text_digest(json.dumps({"files": files, **metadata}, sort_keys=True, default=str))
+    produced = {k: v for k, v in metadata.items() if k != "params"}
+    return io.text_digest(json.dumps({"files": files, **produced}, sort_keys=True, default=str))
 
 
 def _fit_lightgbm(p: Params, splits: dict, columns: list[str], categorical: list[str], out: Path):
