@@ -92,19 +92,6 @@ def stream_mismatch(months: pd.Series, settings: MonitorSettings) -> str | None:
                if len(empty) else ""))
 
 
-def training_overlap(settings: MonitorSettings, last_fitted: pd.Timestamp) -> str | None:
-    """Why a stream starting at ``first_month`` would overlap the months the model was fitted on
-    (``last_fitted``: the last scoring date of its training and validation rows), or None: those
-    months are in-sample, so their AUC and calibration would flatter the model and their drift
-    would be measured against themselves."""
-    first = pd.Timestamp(settings.first_month)
-    if first > last_fitted:
-        return None
-    return (f"monitor.first_month {first.date()} is not after the model's training and validation "
-            f"period, whose last scoring date is {pd.Timestamp(last_fitted).date()}: start the stream "
-            f"in {month_label(pd.Timestamp(last_fitted) + pd.offsets.MonthBegin(1))} or later")
-
-
 def labels_arrive(frame: pd.DataFrame) -> pd.Series:
     """Per batch month, the first month by whose start every label of the batch has matured."""
     return month_of(frame.groupby(MONTH)[LABEL_MATURES].max()) + pd.DateOffset(months=1)

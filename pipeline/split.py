@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.config import LabelSettings, MonitorSettings
-from pipeline.errors import InputError
+from pipeline.errors import InputError, UsageError
 from pipeline.io import EMBARGOED, SPLITS
 from pipeline.metrics import rate_with_half_added
 
@@ -229,8 +229,27 @@ def stream_start(settings: MonitorSettings, last_fitted: pd.Timestamp) -> Monito
     """``settings`` with a ``first_month`` of 'auto' made the month after ``last_fitted`` (the last
     scoring date of the model's training and validation rows): a shorter label or a smaller test
     share moves the validation period later, and a fixed month had failed the run at the monitor,
-    after the model was trained and registered."""
-    if settings.first_month != "auto":
-        return settings
-    first = pd.Timestamp(last_fitted).normalize() + pd.offsets.MonthBegin(1)
-    return settings.model_copy(update={"first_month": first.date()})
+    after the model was trained and registered. A fixed month within the fitted months stops here
+    (``training_overlap``): the stream's command and the monitor's both ask, so a bad month stops
+    before a stream is simulated and before the monitor's outputs are removed."""
+    if settings.first_month == "auto":
+        first = pd.Timestamp(last_fitted).normalize() + pd.offsets.MonthBegin(1)
+        return settings.model_copy(update={"first_month": first.date()})
+    overlap = training_overlap(settings, last_fitted)
+    if overlap:
+        raise UsageError(overlap)
+    return settings
+
+
+def training_overlap(settings: MonitorSettings, last_fitted: pd.Timestamp) -> str | None:
+    """Why a stream starting at ``first_month`` would overlap the months the model was fitted on
+    (``last_fitted``: the last scoring date of its training and validation rows), or None: those
+    months are in-sample, so their AUC and calibration would flatter the model and their drift
+    would be measured against themselves."""
+    first = pd.Timestamp(settings.first_month)
+    if first > last_fitted:
+        return None
+    after = pd.Timestamp(last_fitted) + pd.offsets.MonthBegin(1)
+    return (f"monitor.first_month {first.date()} is not after the model's training and validation "
+            f"period, whose last scoring date is {pd.Timestamp(last_fitted).date()}: start the stream "
+            f"in {after.strftime('%Y-%m')} or later")

@@ -6,10 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline import monitor, train
+from pipeline import train
 from pipeline.evaluate import model_report
 from pipeline.features import build_features
-from pipeline.split import out_of_time, stream_start
+from pipeline.split import out_of_time, stream_start, training_overlap
 from tests.conftest import make_params, realism_of, simulate_tables
 
 REPLICATES = 8
@@ -56,7 +56,7 @@ def test_the_pipeline_runs_on_every_reasonable_label(dpd, cycles):
     # fixed 2025-06 overlapped a one-cycle label's validation, which ran to 2025-07, and stopped
     # the run at the monitor, after the model was registered)
     fitted = splits["valid"]["scoring_date"].max()
-    assert monitor.training_overlap(stream_start(params.monitor, fitted), fitted) is None
+    assert training_overlap(stream_start(params.monitor, fitted), fitted) is None
 
     columns = train.feature_columns(splits["train"])
     categorical = train.categorical_columns(splits["train"], columns)

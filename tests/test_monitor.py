@@ -9,9 +9,10 @@ import pandas as pd
 import pytest
 from scipy.special import expit, logit
 
-from pipeline import metrics, model, monitor, train
+from pipeline import metrics, model, monitor, split, train
 from pipeline.config import CAUSES
 from pipeline.contract import LABEL_MATURES, ContractError
+from pipeline.errors import UsageError
 from tests.conftest import make_params
 
 PARAMS = make_params({"train": {"lightgbm": {"num_boost_round": 60, "early_stopping_rounds": 10}}})
@@ -338,13 +339,18 @@ def test_a_stream_simulated_with_other_monitor_settings_is_named_not_monitored()
 
 
 def test_a_stream_that_starts_within_the_fitted_months_is_refused():
-    """Monitoring months the model was trained or validated on would measure it in-sample."""
+    """Monitoring months the model was trained or validated on would measure it in-sample. The
+    stream's command asks before it simulates (an outside check: a bad month had simulated a
+    whole stream, then stopped at the monitor and removed its outputs)."""
     settings = PARAMS.monitor.model_copy(update={"first_month": pd.Timestamp("2025-05-01").date()})
-    assert monitor.training_overlap(settings, pd.Timestamp("2025-04-30")) is None
-    inside = monitor.training_overlap(settings, pd.Timestamp("2025-05-01"))
+    assert split.training_overlap(settings, pd.Timestamp("2025-04-30")) is None
+    assert split.stream_start(settings, pd.Timestamp("2025-04-30")) == settings
+    inside = split.training_overlap(settings, pd.Timestamp("2025-05-01"))
     assert inside == ("monitor.first_month 2025-05-01 is not after the model's training and validation "
                       "period, whose last scoring date is 2025-05-01: start the stream in 2025-06 or later")
-    assert "in 2025-06 or later" in monitor.training_overlap(settings, pd.Timestamp("2025-05-31"))
+    assert "in 2025-06 or later" in split.training_overlap(settings, pd.Timestamp("2025-05-31"))
+    with pytest.raises(UsageError, match=r"^monitor.first_month 2025-05-01 is not after"):
+        split.stream_start(settings, pd.Timestamp("2025-05-01"))
 
 
 def unchanged(policies: pd.DataFrame) -> pd.DataFrame:

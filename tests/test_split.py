@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from pipeline.config import LabelSettings
+from pipeline.errors import UsageError
 from pipeline.split import (
     EMBARGOED,
     SPLITS,
@@ -172,12 +173,16 @@ def test_a_row_without_a_label_is_refused_naming_the_file_and_the_borrowers():
                                          ("2025-12-31", "2026-01-01")])
 def test_a_stream_set_to_auto_starts_the_month_after_the_fitted_period(last, first, tmp_path):
     """Known answers: 'auto' is the first month wholly after validation's last scoring date, read
-    from the split's report; a first month given as a date is kept as given (the monitor judges it)."""
+    from the split's report; a first month given as a date is kept as given where it starts after
+    that date, and refused where it does not."""
     report = tmp_path / "split.json"
     report.write_text(json.dumps({"valid": {"last_scoring_date": last}}))
     fitted = fitted_until(report)
     assert fitted == pd.Timestamp(last)
     auto = make_params({"monitor": {"first_month": "auto"}}).monitor
     assert stream_start(auto, fitted).first_month == pd.Timestamp(first).date()
-    given = make_params({"monitor": {"first_month": "2025-03-01"}}).monitor
-    assert stream_start(given, fitted).first_month == pd.Timestamp("2025-03-01").date()
+    given = make_params({"monitor": {"first_month": "2026-03-01"}}).monitor
+    assert stream_start(given, fitted).first_month == pd.Timestamp("2026-03-01").date()
+    early = make_params({"monitor": {"first_month": "2025-03-01"}}).monitor
+    with pytest.raises(UsageError, match=f"start the stream in {first[:7]} or later"):
+        stream_start(early, fitted)

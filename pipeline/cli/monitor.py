@@ -35,9 +35,6 @@ def monitor_command(params: Path = PARAMS) -> None:
         return
     fitted_until = split.fitted_until(SPLIT_REPORT)
     m = split.stream_start(p.monitor, fitted_until)
-    overlap = monitor.training_overlap(m, fitted_until)
-    if overlap:
-        raise UsageError(overlap)
     frame = monitor.read_stream(STREAM_DIR)
     mismatch = monitor.stream_mismatch(frame[monitor.MONTH], m)
     if mismatch:
