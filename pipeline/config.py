@@ -464,7 +464,8 @@ class RegisterSettings(Settings):
 class EvaluateSettings(Settings):
     bins: Annotated[int, Field(ge=2, le=100)]  # deciles for lift, calibration, PSI
     top_share: Annotated[float, Field(gt=0.0, le=1.0)]  # the riskiest share whose capture is reported
-    flag_rate: Probability  # share flagged when asking which causes are caught
+    # share flagged when asking which causes are caught: none flagged would catch nothing (0/0)
+    flag_rate: Annotated[float, Field(gt=0.0, le=1.0)]
     min_rows_per_month: PositiveInt  # for Gini per jump month
     regime_change_date: dt.date  # PSI is reported for rows scored before and after it
     bootstrap_replicates: Annotated[int, Field(ge=20, le=10_000)]  # for AUC and KS intervals

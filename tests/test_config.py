@@ -33,6 +33,7 @@ def test_negative_count_is_named():
 @pytest.mark.parametrize("overrides, key", [
     ({"evaluate": {"top_share": 0}}, "evaluate.top_share"),  # had shown "Top 0.0%" and no miss rate
     ({"monitor": {"truth_replicates": 1}}, "monitor.truth_replicates"),  # one replicate has no spread
+    ({"evaluate": {"flag_rate": 0}}, "evaluate.flag_rate"),  # had reported 0 flagged and a 0/0 share
 ])
 def test_values_that_measure_nothing_are_named(overrides, key):
     assert key in error_for(overrides)

@@ -6,6 +6,7 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 from pipeline import io
 from pipeline.config import LabelSettings, label_horizon
@@ -16,7 +17,7 @@ from pipeline.simulate.outages import calendar_from_windows
 from pipeline.simulate.state import State, schedule, start_cycle
 from pipeline.simulate.statements import draw_offsets
 from pipeline.simulate.truth import expected_outcome, outcome, probabilities
-from tests.conftest import SMALL, make_params, realism_of, simulate_tables
+from tests.conftest import ROOT, SMALL, make_params, realism_of, simulate_tables
 
 HIDDEN = {"propensity", "spend_propensity", "true_income", "cash", "buffer_months", "payday",
           "m12", "drawdown_propensity_12m", "score_anchor", "employed", "p_true", "label"}
@@ -633,3 +634,25 @@ def test_the_truths_next_campaign_comes_two_cycles_after_the_last_announced_dead
     assert (s.campaign_announce >= 1031 + CAMPAIGN_GAP_DAYS).all()
     assert (s.campaign_deadline - s.campaign_announce == 31).all() and (s.campaign_share == 0.3).all()
     assert (s.rule_change_day == np.iinfo("int32").max).all()  # not in force at scoring: unknown
+
+
+def test_the_incoming_batch_reads_of_the_label_only_its_observation_window():
+    """The batch is cut at each scoring date, and before it nothing depends on how the label is
+    measured: so simulate_batch declares ``label.observation_days`` alone (it had re-run on every
+    change of ``dpd_threshold`` or ``performance_cycles`` for the same bytes)."""
+    from pipeline.simulate.new_borrowers import batch_settings, cut_at_scoring
+
+    p = make_params({"incoming": {"n_borrowers": 300}, "simulate": {"shard_size": 300}})
+    settings = batch_settings(p.simulate, p.incoming)
+
+    def batch(**label) -> dict[str, pd.DataFrame]:
+        world = build_world(settings, p.label.model_copy(update=label))
+        return cut_at_scoring(simulate_shard(0, settings, world))
+
+    plain, other = batch(), batch(dpd_threshold=30, performance_cycles=6)
+    for name in RAW_TABLES:
+        pd.testing.assert_frame_equal(plain[name], other[name])
+    later = batch(observation_days=60)
+    assert not all(plain[name].equals(later[name]) for name in RAW_TABLES)
+    declared = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]["simulate_batch"]["params"]
+    assert [k for k in declared if k.split(".")[0] == "label"] == ["label.observation_days"]

@@ -14,7 +14,13 @@ from pipeline.config import SimulateSettings, truth_replicates
 from pipeline.contract import RAW_TABLES, TRUTH_TABLES, validate
 from pipeline.engine import map_shards
 from pipeline.simulate import World, build_world, shard_bounds, simulate_shard
-from pipeline.simulate.realism import FAIL, NOT_APPLICABLE, realism_report, struck_by_unforeseen_outages
+from pipeline.simulate.realism import (
+    FAIL,
+    MIN_CLASS,
+    NOT_APPLICABLE,
+    realism_report,
+    struck_by_unforeseen_outages,
+)
 
 
 @app.command()
@@ -74,7 +80,7 @@ def _due_on_window_days(windows: pd.DataFrame) -> pd.DataFrame:
 
 
 def _figure(value: float | None) -> str:
-    return "n/a (one class)" if value is None else f"{value:.3f}"
+    return f"n/a (fewer than {MIN_CLASS} misses or repayments)" if value is None else f"{value:.3f}"
 
 
 def write_shard(index: int, settings: SimulateSettings, world: World, truth: dict[str, Path],
