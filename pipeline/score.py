@@ -125,7 +125,8 @@ def reasons(contrib: np.ndarray, features: list[str], leading: np.ndarray, max_r
         wording[:, g], value[:, g] = texts[best], raised[rows, best]
         group_cause[g] = entry[texts[members[0]]].cause  # a group's reasons share one cause
     for g, name in enumerate(own, start=len(groups)):
-        value[:, g] = np.maximum(contrib[:, features.index(name)], 0.0)
+        worded = pd.notna(own_words[name])  # a value at the training median has no words
+        value[:, g] = np.where(worded, np.maximum(contrib[:, features.index(name)], 0.0), 0.0)
         wording[:, g] = own_words[name]
     first = (group_cause[None, :] == np.asarray(leading, dtype=object)[:, None]) & (value > 0)
     order = np.argsort(np.where(first, -value - 1e12, -value), axis=1, kind="stable")
@@ -171,9 +172,10 @@ def worded_contributions(contrib: np.ndarray, matrix: np.ndarray, features: list
 
 def own_words(model: CalibratedLightGBM, frame: pd.DataFrame) -> dict[str, np.ndarray]:
     """Reasons for the columns the catalogue does not know, named after the column: a text
-    category by its value ("segment is retail"), a number as high or low against the training
-    rows' median (from the model's drift reference; without one, "raised the risk"), and "is
-    missing"."""
+    category by its value ("segment is retail"; one never learned, which is scored as missing,
+    says so), a number as high or low against the training rows' median, strictly (at it, no
+    words, so no reason: 11 of 201 told "limit_bal is low" held the median itself; without a
+    median, "raised the risk"), and "is missing"."""
     out = {}
     for name in model.features:
         if name in BY_NAME:
@@ -183,25 +185,21 @@ def own_words(model: CalibratedLightGBM, frame: pd.DataFrame) -> dict[str, np.nd
             # one never learned as written
             learned = np.asarray(model.categories[name], dtype=object).astype(str)
             codes = category_codes(frame[name], model.categories[name], name)
-            written = shortened(frame[name].fillna("")).to_numpy(dtype=object)
-            value = np.where(codes >= 0, learned[np.maximum(codes, 0)], written)
+            written = shortened(frame[name].fillna("").astype(str).str.strip()).to_numpy(dtype=object)
+            value = np.where(codes >= 0, learned[np.maximum(codes, 0)],
+                             written + ", never seen in training (scored as missing)")
             out[name] = np.where(blank_cells(frame[name]), f"{name} is missing", name + " is " + value)
             continue
         values = frame[name].to_numpy(dtype="float64", na_value=np.nan)
-        missing = np.isnan(values)
-        side = (np.where(above_median(values, bins[name]), f"{name} is high", f"{name} is low")
-                if name in (bins := model.reference.get("bins", {})) else
-                np.full(len(frame), f"{name} raised the risk"))
-        out[name] = np.where(missing, f"{name} is missing", side).astype(object)
+        median = (model.reference or {}).get("medians", {}).get(name)
+        if median is None:
+            side = np.full(len(frame), f"{name} raised the risk", dtype=object)
+        else:
+            beyond = (values - median) / max(1.0, abs(median))  # at it within rounding: neither side
+            side = np.where(beyond > AT_THE_BOUND, f"{name} is high",
+                            np.where(beyond < -AT_THE_BOUND, f"{name} is low", None))
+        out[name] = np.where(np.isnan(values), f"{name} is missing", side).astype(object)
     return out
-
-
-def above_median(values: np.ndarray, reference: dict) -> np.ndarray:
-    """Whether each value lies in the upper half of the reference's training rows: the share of
-    them below its bin plus half of its bin's own, at least one half."""
-    counts = np.asarray(reference["counts"][:-1], dtype=float)  # the last bin counts missing values
-    below = (np.cumsum(counts) - counts / 2) / max(counts.sum(), 1.0)
-    return below[np.searchsorted(reference["edges"], values, side="left")] >= 0.5
 
 
 def name_the_cause(texts: list[np.ndarray], leading: np.ndarray) -> list[np.ndarray]:

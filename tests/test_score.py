@@ -1133,6 +1133,8 @@ def team_model(work) -> dict:
                           + pd.to_timedelta(np.arange(n) // 10, "D"),
                           "team_score": team_score, "segment": pd.array(segment, dtype="str"),
                           "label": (rng.random(n) < risk).astype("int64")})
+    # a score some rows lack, so the model learns a blank (one it never saw would be rejected)
+    frame.loc[::50, "team_score"] = np.nan
     splits = {"train": frame.iloc[:2000].reset_index(drop=True),
               "valid": frame.iloc[2000:].reset_index(drop=True)}
     columns = feature_columns(splits["train"])
@@ -1169,7 +1171,7 @@ def test_a_model_of_a_teams_own_text_and_numeric_columns_scores_with_reasons_nam
     assert {"team_score is high", "segment is student"} <= words, words
     assert words <= {"team_score is high", "team_score is low", "team_score is missing",
                      "segment is student", "segment is retail", "segment is small business",
-                     "segment is pensioner"}
+                     "segment is pensioner, never seen in training (scored as missing)"}
     high = explained["reason_1"].eq("team_score is high")
     assert (new.set_index("borrower_id").loc[high[high].index, "team_score"] > 0).all()
     assert np.isfinite(scores.loc[[10_001, 10_002], "probability"]).all()  # unseen segment, missing score
@@ -1198,10 +1200,28 @@ def test_causes_sum_to_zero_for_a_model_without_catalogue_features():
     assert score.leading_cause_from_contributions(by_cause).tolist() == ["unclear", "unclear"]
 
 
-def test_above_median_splits_the_reference_rows_in_half():
-    reference = metrics.psi_reference(np.arange(1.0, 101.0))
-    assert score.above_median(np.array([1.0, 20.0, 45.0, 60.0, 99.0]), reference).tolist() == [
-        False, False, False, True, True]
+def test_a_teams_own_column_is_worded_strictly_against_its_median_and_an_unseen_category_as_such():
+    """Known answers (an outside check): "limit_bal is low" had been said of the training median
+    itself, and "education is phd" of a category the model never learned and scored as missing.
+    At the median there are no words, so no reason, and the next reason takes the place."""
+    from types import SimpleNamespace
+
+    model = SimpleNamespace(features=["limit_bal", "education"], categories={"education": ["university"]},
+                            reference={"medians": {"limit_bal": 140000.0}})
+    frame = pd.DataFrame({"limit_bal": [140000.0, 100000.0, 200000.0, np.nan],
+                          "education": ["university", "phd", None, "UNIVERSITY "]})
+    words = score.own_words(model, frame)
+    assert words["limit_bal"].tolist() == [None, "limit_bal is low", "limit_bal is high",
+                                           "limit_bal is missing"]
+    assert words["education"].tolist() == [
+        "education is university", "education is phd, never seen in training (scored as missing)",
+        "education is missing", "education is university"]
+    contrib = np.array([[0.5, 0.2, 0.0]] * 4)  # limit_bal raised the risk most on every row
+    first = score.reasons(contrib, model.features, np.array(["unclear"] * 4), 2, words)
+    assert first[0].tolist()[0] == "education is university" and first[1][0] is None
+    assert first[0].tolist()[1:] == ["limit_bal is low", "limit_bal is high", "limit_bal is missing"]
+    unknown = score.own_words(SimpleNamespace(**{**model.__dict__, "reference": {}}), frame)
+    assert unknown["limit_bal"].tolist()[:3] == ["limit_bal raised the risk"] * 3
 
 
 def test_what_the_maintenance_floor_adds_is_technical_risk_with_its_reason_and_action():
@@ -1294,7 +1314,7 @@ def test_a_category_spelt_otherwise_is_named_as_learned_in_the_reasons(team_mode
     assert (respelt["segment"] != rows["segment"]).all()
     words, again = score.own_words(model, rows), score.own_words(model, respelt)
     np.testing.assert_array_equal(again["segment"][1:], words["segment"][1:])
-    assert words["segment"][0] == "segment is pensioner"  # never learned: as written
-    assert again["segment"][0] == "segment is  PENSIONER "
+    assert words["segment"][0] == "segment is pensioner, never seen in training (scored as missing)"
+    assert again["segment"][0] == "segment is PENSIONER, never seen in training (scored as missing)"
     blank = score.own_words(model, rows.assign(segment=["NULL"] * 60))["segment"]
     assert set(blank) == {"segment is missing"}
