@@ -362,14 +362,16 @@ def score_batch(model: CalibratedLightGBM, frame: pd.DataFrame, bands: dict[str,
     if explain.any():
         contrib = model.contributions(matrix[explain])
         lift = lift[explain]
+        worded = worded_contributions(contrib, matrix[explain], model.features,
+                                      model.reference.get("medians", {}))
         if share is None:  # the floor leads where it is at least half the probability
+            # only features whose words are true of the borrower are evidence of a cause: a credit
+            # score at its training median had made "worsening credit" lead, with no reason to say
             cause[explain] = np.where(lift >= p[explain] / 2, "technical", leading_cause_from_contributions(
-                cause_contributions(contrib, model.features)))
+                cause_contributions(worded, model.features)))
         else:
             cause[explain] = np.array(CAUSES, dtype=object)[share[explain].argmax(axis=1)]
         words = own_words(model, frame[explain])
-        worded = worded_contributions(contrib, matrix[explain], model.features,
-                                      model.reference.get("medians", {}))
         texts = reasons(worded, model.features, cause[explain], MAX_REASONS, words)
         if texts:  # what the floor read first: a technical reason, so no statement of the cause is needed
             texts = lead_with(texts, (lift > 0) & (cause[explain] == "technical"),

@@ -1074,6 +1074,20 @@ def test_score_batch_explains_only_risky_borrowers_and_maps_causes_to_actions():
     assert out["model_version"].eq("7").all()
 
 
+def test_without_a_cause_model_only_features_whose_words_are_true_are_evidence_of_a_cause():
+    """An outside check: a team model's borrowers with a credit score at its training median got
+    "worsening credit" as the leading cause and "stop further increases", no reason of theirs
+    saying so. Only a contribution whose words are true of the value is evidence of its cause."""
+    at_median = type("AtMedian", (StubModel,), {"reference": {"medians": {"credit_score": 1.0}}})
+    only_score = {4: [0.0, 0.0, 0.9, 0.0, 0.0, 0.0, 0.0, 0.0]}  # the stub's credit score is 1.0
+    told = score.score_batch(StubModel(P, only_score), FRAME.iloc[[3]], BANDS, ("low",), "7")
+    assert told["leading_cause"].tolist() == ["credit"]
+    assert told["reason_1"].tolist() == ["credit score is low"]
+    out = score.score_batch(at_median(P, only_score), FRAME.iloc[[3]], BANDS, ("low",), "7")
+    assert out["leading_cause"].tolist() == ["unclear"], out.T
+    assert out["reason_1"].isna().all() and out["action"].tolist() == [score.ACTIONS["unclear"]]
+
+
 def test_with_a_cause_model_the_most_probable_cause_leads_and_the_parts_add_up():
     """The parts add up for every borrower, the quiet ones too (they were blank there, so a
     portfolio's expected misses by cause fell short of its total)."""
