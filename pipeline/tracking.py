@@ -287,12 +287,14 @@ def one_writer(*key: str) -> Iterator[None]:
 @contextmanager
 def child_run(name: str, tags: dict[str, str] | None = None) -> Iterator[Run]:
     """A run nested under the active one, in its experiment: MLflow tags it with the parent's id
-    (``mlflow.parentRunId``) and the UI lists it under the parent."""
+    (``mlflow.parentRunId``) and the UI lists it under the parent. It carries the parent's
+    provenance (commit, experiment, stage) too, so that a search by tag finds it (an outside check
+    found a sweep's trials missing from a search for their experiment)."""
     parent = mlflow.active_run()
     if parent is None:
         raise RuntimeError("a child run needs an active parent run (tracking.new_run)")
     with mlflow.start_run(experiment_id=parent.info.experiment_id, run_name=name, nested=True,
-                          tags=tags) as run:
+                          tags={**provenance(), **(tags or {})}) as run:
         yield run
 
 

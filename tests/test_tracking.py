@@ -241,6 +241,23 @@ def test_training_run_is_idempotent(capsys):
     assert len(_all_runs(client, experiment_id)) == 2
 
 
+def test_a_child_run_carries_its_parents_provenance(monkeypatch):
+    """A search by experiment, commit or stage finds a sweep's trials as it finds their parent."""
+    monkeypatch.setenv("DVC_EXP_NAME", "sweep-1")
+    monkeypatch.setenv("DVC_STAGE", "tune")
+    client, experiment_id = _client()
+    with tracking.new_run(SETTINGS, "tune", "fp-parent", "a test run") as parent:
+        with tracking.child_run("trial 0", {"trial.state": "COMPLETE"}) as child:
+            pass
+    found = client.search_runs([experiment_id], "tags.`dvc.exp_name` = 'sweep-1'")
+    assert {r.info.run_id for r in found} == {parent.info.run_id, child.info.run_id}
+    tags = client.get_run(child.info.run_id).data.tags
+    parent_tags = client.get_run(parent.info.run_id).data.tags
+    assert tags["trial.state"] == "COMPLETE" and tags["dvc.stage"] == "tune"
+    assert tags["git.commit"] == parent_tags["git.commit"]
+    assert tags["mlflow.parentRunId"] == parent.info.run_id
+
+
 def test_fingerprint_is_set_only_when_the_block_completes():
     client, experiment_id = _client()
     with tracking.new_run(SETTINGS, "lightgbm", "fp-late", "a test run") as run:
