@@ -221,3 +221,15 @@ def test_a_models_fingerprint_is_its_files_and_what_produced_them_not_the_params
     assert auto != _fingerprint(tmp_path, {**produced, "metrics": {"test_auc": 0.81}})
     (tmp_path / "model.txt").write_text("tree 2")
     assert auto != _fingerprint(tmp_path, produced)
+
+
+def test_promoting_the_champion_again_says_when_it_fails_todays_gates():
+    """An outside check: with the gates raised above the champion, `promote` said only that it
+    was already @champion, though the log recorded the gates it fails."""
+    from pipeline.cli.promote import _message
+
+    entry = {"version": 1, "previous_champion": 1, "decision": "already_champion", "figures": {}}
+    assert _message({**entry, "failed_gates": []}) == "version 1 is already @champion"
+    said = _message({**entry, "failed_gates": ["min_oot_auc", "max_calibration_error"]})
+    assert said.startswith("version 1 is already @champion, though it fails today's gates: "
+                           "min_oot_auc, max_calibration_error")

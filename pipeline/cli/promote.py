@@ -165,7 +165,11 @@ def _message(entry: dict) -> str:
                 + (f", adopting a model of other features (the comparison rows lack {_lacking(missing)})"
                    if missing else ""))
     if entry["decision"] == "already_champion":
-        return f"version {v} is already @champion"
+        # its own gates are judged again by today's params: a champion that now fails them is said
+        failing = entry["failed_gates"]
+        return (f"version {v} is already @champion"
+                + (f", though it fails today's gates: {', '.join(failing)} (promote a version that holds "
+                   "them)" if failing else ""))
     f = entry["figures"]
     if entry["failed_gates"] == ["same_label"]:
         return (f"refused version {v}: it predicts another label ({_said(f['challenger_label'])}) than "
