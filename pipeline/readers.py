@@ -568,7 +568,8 @@ def parse_dates(values: pd.Series, column: str, required: bool) -> tuple[pd.Seri
     why = np.full(len(values), None, dtype=object)
     unreadable = dates.isna().to_numpy() & ~missing
     text = shortened(values[unreadable]).to_numpy(dtype=object)
-    why[unreadable] = f"{column}: not a date (value " + text + ")"
+    # a day-first date (15/01/2026) is not guessed at: the row says how to write one
+    why[unreadable] = f"{column}: not a date (value " + text + "); write dates as ISO, 2025-01-31"
     if required:
         why[missing] = f"{column}: missing"
     return dates, why

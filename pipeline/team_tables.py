@@ -73,7 +73,7 @@ def team_table(path: Path, t: TablesSettings, labelled: bool) -> pd.DataFrame:
     if frame.empty and labelled:  # nothing to learn from; a file to score may hold no one today
         raise ContractError(f"{path}: no rows")
     for column in frame.columns.difference(list(named)):
-        frame[column] = _numbers_written_as_text(path, column, frame)
+        frame[column] = _numbers_written_as_text(path, column, frame, labelled)
     if not labelled:
         return frame.rename(columns=named).assign(jump_date=lambda f: f["scoring_date"])
     ids = _team_ids(path, t.id_column, frame)
@@ -173,7 +173,7 @@ def _team_ids(path: Path, column: str, frame: pd.DataFrame) -> pd.Series:
 MOSTLY_NUMBERS, MANY_NUMBERS = 0.9, 20
 
 
-def _numbers_written_as_text(path: Path, column: str, frame: pd.DataFrame) -> pd.Series:
+def _numbers_written_as_text(path: Path, column: str, frame: pd.DataFrame, labelled: bool) -> pd.Series:
     """A team's column as the features take it. A column of numbers stored as text (a Parquet
     string column) becomes numbers. One that a few words ('-', 'unknown') or thousands
     separators ('12,500') made text stops the run: it would be learned as a category with a level
@@ -187,9 +187,10 @@ def _numbers_written_as_text(path: Path, column: str, frame: pd.DataFrame) -> pd
     plain = pd.to_numeric(text.where(given), errors="coerce")
     separated = pd.to_numeric(text.where(given).str.replace(",", "", regex=False), errors="coerce")
     if separated.notna().sum() >= MOSTLY_NUMBERS * given.sum() and separated.nunique() > MANY_NUMBERS:
+        why = ("else the column would be learned as a category with a level per number" if labelled
+               else "the model reads the column as numbers")
         _stop_at(path, column, "holds numbers, but some rows hold text that is not a plain number; "
-                 "write a missing value blank and a number without thousands separators (else the "
-                 "column would be learned as a category with a level per number)",
+                 f"write a missing value blank and a number without thousands separators ({why})",
                  given & plain.isna(), frame)
         return plain
     return values

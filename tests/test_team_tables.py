@@ -143,6 +143,11 @@ def test_a_teams_column_of_numbers_with_some_text_stops_naming_the_rows(spoilt, 
     message = str(err.value)
     assert str(path) in message and "column 'limit_bal' holds numbers" in message, message
     assert f"{len(first_rows)} rows, the first {first_rows} (data rows counted from 1" in message, message
+    assert "learned as a category" in message
+    # a file to score is not learned from: it is told what the model reads (an outside check)
+    with pytest.raises(ContractError, match="the model reads the column as numbers") as err:
+        team_table(path, team_settings(), labelled=False)
+    assert "learned" not in str(err.value)
 
 
 def test_a_teams_numbers_stored_as_text_are_read_as_numbers(tmp_path):
