@@ -100,13 +100,15 @@ def test_the_line_test_grid_starts_at_no_increase_rises_and_stays_under_the_cap(
     assert "simulate.jump" in message and "line_test_amounts must start at 0" in message
 
 
-@pytest.mark.parametrize(("dpd", "expected"), [(1, 64), (3, 64), (4, 128), (30, 128)])
-def test_auto_truth_replicates_follow_the_label_and_a_number_overrides_them(dpd, expected):
-    from pipeline.config import truth_replicates
-    p = make_params({"label": {"dpd_threshold": dpd}, "simulate": {"truth_replicates": "auto"}})
-    assert truth_replicates(p.simulate, p.label) == expected
-    fixed = make_params({"label": {"dpd_threshold": dpd}, "simulate": {"truth_replicates": 7}})
-    assert truth_replicates(fixed.simulate, fixed.label) == 7
+@pytest.mark.parametrize(("dpd", "cycles", "expected"), [(1, 3, 64), (3, 6, 64), (4, 3, 128), (30, 1, 128),
+                                                         (14, 4, 256), (14, 6, 256), (7, 9, 384)])
+def test_auto_truth_replicates_follow_the_label_and_a_number_overrides_them(dpd, cycles, expected):
+    from pipeline.config import LabelSettings, truth_replicates
+    p = make_params({"simulate": {"truth_replicates": "auto"}})
+    label = LabelSettings(observation_days=30, dpd_threshold=dpd, performance_cycles=cycles)
+    assert truth_replicates(p.simulate, label) == expected
+    fixed = make_params({"simulate": {"truth_replicates": 7}})
+    assert truth_replicates(fixed.simulate, label) == 7
 
 
 @pytest.mark.parametrize(("uri", "why"), [("ftp://store/runs", "MLflow keeps runs in http, https, sqlite"),
