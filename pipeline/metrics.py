@@ -79,6 +79,12 @@ def _rank_bins(p: np.ndarray, bins: int, descending: bool = False, split_ties: b
     return out
 
 
+def calibration_bins(p: np.ndarray, bins: int) -> np.ndarray:
+    """Bin number per row of the ``bins`` equal-count bins by ascending ``p`` that ECE is measured
+    over, tied probabilities in one bin (``_rank_bins`` without ``split_ties``)."""
+    return _rank_bins(np.asarray(p, dtype=float), bins, split_ties=False)
+
+
 def _binned(y: np.ndarray, p: np.ndarray, bins: int, descending: bool = False,
             split_ties: bool = True) -> pd.DataFrame:
     """Per equal-count bin: n, positives, observed rate and the mean, min and max score (ties

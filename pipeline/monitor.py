@@ -132,9 +132,10 @@ def estimated_ece(p: np.ndarray, bins: int, seed: int = 0) -> float:
     """ECE expected from sampling alone if the probabilities are calibrated: the mean ECE over
     outcomes drawn from them. It is the floor a realised ECE is read against: before labels a
     model's own probabilities cannot reveal that they are wrong. The bins depend on p only (equal
-    counts by rank, as ``metrics.probability_quality``), so all draws share them."""
+    counts by rank, tied probabilities in one bin, as ``metrics.probability_quality``), so all
+    draws share them."""
     p = np.sort(np.asarray(p, dtype=float), kind="stable")
-    starts = np.flatnonzero(np.diff(np.arange(len(p)) * min(bins, len(p)) // len(p), prepend=-1))
+    starts = np.flatnonzero(np.diff(metrics.calibration_bins(p, bins), prepend=-1))
     drawn = np.random.default_rng(seed).random((ECE_DRAWS, len(p))) < p
     gap = np.add.reduceat(drawn, starts, axis=1) - np.add.reduceat(p, starts)
     return float(np.abs(gap).sum(axis=1).mean() / len(p))

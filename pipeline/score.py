@@ -176,7 +176,7 @@ def own_words(model: CalibratedLightGBM, frame: pd.DataFrame) -> dict[str, np.nd
     says so), a number as high or low against the training rows' median, strictly (at it, no
     words, so no reason: 11 of 201 told "limit_bal is low" held the median itself; without a
     median, "raised the risk"), and "is missing"."""
-    out = {}
+    out, reference = {}, model.reference or {}
     for name in model.features:
         if name in BY_NAME:
             continue
@@ -191,8 +191,11 @@ def own_words(model: CalibratedLightGBM, frame: pd.DataFrame) -> dict[str, np.nd
             out[name] = np.where(blank_cells(frame[name]), f"{name} is missing", name + " is " + value)
             continue
         values = frame[name].to_numpy(dtype="float64", na_value=np.nan)
-        median = (model.reference or {}).get("medians", {}).get(name)
-        if median is None:
+        median = reference.get("medians", {}).get(name)
+        if median is None and name in reference.get("bins", {}):  # a model from before the medians
+            side = np.where(above_median(values, reference["bins"][name]), f"{name} is high",
+                            f"{name} is low")
+        elif median is None:
             side = np.full(len(frame), f"{name} raised the risk", dtype=object)
         else:
             beyond = (values - median) / max(1.0, abs(median))  # at it within rounding: neither side
@@ -200,6 +203,14 @@ def own_words(model: CalibratedLightGBM, frame: pd.DataFrame) -> dict[str, np.nd
                             np.where(beyond < -AT_THE_BOUND, f"{name} is low", None))
         out[name] = np.where(np.isnan(values), f"{name} is missing", side).astype(object)
     return out
+
+
+def above_median(values: np.ndarray, reference: dict) -> np.ndarray:
+    """Whether each value lies in the upper half of the reference's training rows (its decile
+    bins): the share of them below its bin plus half of its bin's own, at least one half."""
+    counts = np.asarray(reference["counts"][:-1], dtype=float)  # the last bin counts missing values
+    below = (np.cumsum(counts) - counts / 2) / max(counts.sum(), 1.0)
+    return below[np.searchsorted(reference["edges"], values, side="left")] >= 0.5
 
 
 def name_the_cause(texts: list[np.ndarray], leading: np.ndarray) -> list[np.ndarray]:
@@ -365,10 +376,12 @@ def score_batch(model: CalibratedLightGBM, frame: pd.DataFrame, bands: dict[str,
         worded = worded_contributions(contrib, matrix[explain], model.features,
                                       model.reference.get("medians", {}))
         if share is None:  # the floor leads where it is at least half the probability
-            # only features whose words are true of the borrower are evidence of a cause: a credit
-            # score at its training median had made "worsening credit" lead, with no reason to say
+            # a feature raises its cause only where its words are true of the borrower (a credit
+            # score at its training median had made "worsening credit" lead, with no reason to
+            # say); one that lowered the risk still counts against its cause
+            evidence = np.where(contrib < 0, contrib, worded)
             cause[explain] = np.where(lift >= p[explain] / 2, "technical", leading_cause_from_contributions(
-                cause_contributions(worded, model.features)))
+                cause_contributions(evidence, model.features)))
         else:
             cause[explain] = np.array(CAUSES, dtype=object)[share[explain].argmax(axis=1)]
         words = own_words(model, frame[explain])

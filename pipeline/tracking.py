@@ -41,6 +41,8 @@ from pipeline.config import MlflowSettings, repo_root, tracking_uri_problem
 from pipeline.errors import UsageError
 
 FINGERPRINT_TAG = "limitjump.fingerprint"
+# the tags ``provenance`` may set
+PROVENANCE_TAGS = ("git.commit", "mlflow.source.git.commit", "git.dirty", "dvc.exp_name", "dvc.stage")
 PID_TAG, HOST_TAG = "limitjump.pid", "limitjump.host"  # which process logs a run, to end it if killed
 MODEL_URI_TAG = "limitjump.model_uri"  # MLflow 3 logs models apart from run artifacts
 FILES_TAG = "limitjump.files"  # digests of the model's data files, recorded at registration
@@ -288,13 +290,16 @@ def one_writer(*key: str) -> Iterator[None]:
 def child_run(name: str, tags: dict[str, str] | None = None) -> Iterator[Run]:
     """A run nested under the active one, in its experiment: MLflow tags it with the parent's id
     (``mlflow.parentRunId``) and the UI lists it under the parent. It carries the parent's
-    provenance (commit, experiment, stage) too, so that a search by tag finds it (an outside check
-    found a sweep's trials missing from a search for their experiment)."""
+    provenance tags (commit, experiment, stage), copied rather than asked of git again, so that a
+    search by tag finds it (an outside check found a sweep's trials missing from a search for
+    their experiment)."""
     parent = mlflow.active_run()
     if parent is None:
         raise RuntimeError("a child run needs an active parent run (tracking.new_run)")
+    inherited = {k: v for k, v in mlflow.get_run(parent.info.run_id).data.tags.items()
+                 if k in PROVENANCE_TAGS}
     with mlflow.start_run(experiment_id=parent.info.experiment_id, run_name=name, nested=True,
-                          tags={**provenance(), **(tags or {})}) as run:
+                          tags={**inherited, **(tags or {})}) as run:
         yield run
 
 

@@ -478,7 +478,8 @@ def drift_reference(fitted: CalibratedLightGBM, train: pd.DataFrame, columns: li
     baseline: a scored batch's drift is judged beyond it), and the medians on whose side a
     reason's words hold (``score.worded_contributions``), on at most ``REFERENCE_ROWS`` evenly
     spread training rows (decile edges need no more); and, from every training row, the numbers
-    no row lacked (``never_missing``), which a scorer may not be given blank."""
+    no row lacked that a booster splits on (``never_missing``), which a scorer may not be given
+    blank: one no tree reads cannot be misread, so a blank there rejects no one."""
     importance = dict(zip(columns, fitted.booster.feature_importance("gain").round(4).tolist(), strict=True))
     sample = train.iloc[np.linspace(0, len(train) - 1, min(len(train), REFERENCE_ROWS)).astype(int)]
     matrix = encode(sample, columns, fitted.categories)
@@ -488,6 +489,10 @@ def drift_reference(fitted: CalibratedLightGBM, train: pd.DataFrame, columns: li
                if not np.isnan(matrix[:, j]).all()}
     months = sample["scoring_date"].dt.to_period("M").astype(str).to_numpy()
     baseline = {name: round(metrics.largest_group_psi(bins[name], values[name], months), 6) for name in bins}
-    never_missing = [c for c in columns if c not in fitted.categories and not train[c].isna().any()]
+    read = fitted.booster.feature_importance("split") > 0
+    if fitted.causes:
+        read |= fitted.causes[0].feature_importance("split") > 0
+    never_missing = [c for c, used in zip(columns, read, strict=True)
+                     if used and c not in fitted.categories and not train[c].isna().any()]
     return {"importance": importance, "bins": bins, "medians": medians, "baseline": baseline,
             "never_missing": never_missing, **({"own_data": True} if own_data else {})}

@@ -1086,6 +1086,12 @@ def test_without_a_cause_model_only_features_whose_words_are_true_are_evidence_o
     out = score.score_batch(at_median(P, only_score), FRAME.iloc[[3]], BANDS, ("low",), "7")
     assert out["leading_cause"].tolist() == ["unclear"], out.T
     assert out["reason_1"].isna().all() and out["action"].tolist() == [score.ACTIONS["unclear"]]
+    # a feature that lowered the risk still counts against its cause, whatever its words (a code
+    # review: a credit score well above its median had dropped out, and credit led on +0.3)
+    above = type("Above", (StubModel,), {"reference": {"medians": {"credit_score": 0.5}}})
+    lowered = {4: [0.0, 0.2, -1.0, 0.0, 0.0, 0.0, 0.3, 0.0]}  # utilisation +0.2, credit -1.0 + 0.3
+    out = score.score_batch(above(P, lowered), FRAME.iloc[[3]], BANDS, ("low",), "7")
+    assert out["leading_cause"].tolist() == ["liquidity"], out.T
 
 
 def test_with_a_cause_model_the_most_probable_cause_leads_and_the_parts_add_up():
@@ -1236,6 +1242,11 @@ def test_a_teams_own_column_is_worded_strictly_against_its_median_and_an_unseen_
     assert first[0].tolist()[1:] == ["limit_bal is low", "limit_bal is high", "limit_bal is missing"]
     unknown = score.own_words(SimpleNamespace(**{**model.__dict__, "reference": {}}), frame)
     assert unknown["limit_bal"].tolist()[:3] == ["limit_bal raised the risk"] * 3
+    # a model from before the medians were kept words the side from its decile bins
+    bins = {"limit_bal": metrics.psi_reference(np.linspace(50000.0, 250000.0, 101))}
+    older = score.own_words(SimpleNamespace(**{**model.__dict__, "reference": {"bins": bins}}), frame)
+    assert older["limit_bal"].tolist()[1:] == ["limit_bal is low", "limit_bal is high",
+                                               "limit_bal is missing"]
 
 
 def test_what_the_maintenance_floor_adds_is_technical_risk_with_its_reason_and_action():
