@@ -391,8 +391,8 @@ class CalibratedLightGBM:
 
     @property
     def never_missing(self) -> tuple[str, ...]:
-        """The numbers no training row lacked, which it may not be given blank (none recorded by a
-        model from before it recorded them)."""
+        """The numbers no training row lacked that a tree splits on (``train.drift_reference``),
+        which it may not be given blank (none recorded by a model from before it recorded them)."""
         return tuple((self.reference or {}).get("never_missing", ()))
 
     @property

@@ -90,7 +90,8 @@ def open_source(path: Path, source: SourceSettings, settings: FeatureSettings, l
     learned as text; ``today`` is the run date, after which no record may be dated. Raw tables'
     features are taken ``observation_days`` after the jump (default: the label's, ``label_days``;
     0 for the increase decision, at the jump itself); ``source`` names a team's id and date columns;
-    ``never_missing``, the features the model may not be given blank (no training row lacked them)."""
+    ``never_missing``, the features the model may not be given blank
+    (``CalibratedLightGBM.never_missing``)."""
     if is_raw(path):
         return RawTables(path, settings, features, today,
                          label_days if observation_days is None else observation_days, never_missing)
