@@ -1,13 +1,14 @@
 """Where a scoring command's model comes from: a local folder of model files, or a registered
 version of the MLflow registry built from files checked against the digests recorded at
-registration (``tracking.registered_files``). MLflow is imported only for the latter, so a local
-folder scores without it."""
+registration (``tracking.registered_files``, which imports MLflow only then: a local folder scores without
+it)."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+from pipeline import tracking
 from pipeline.config import MlflowSettings
 from pipeline.decision import DecisionModel
 from pipeline.errors import UsageError
@@ -30,8 +31,6 @@ def load_model(uri: str, settings: MlflowSettings, decision: bool = False
                              ("train@lightgbm", f"{settings.registered_model}@champion or /<version>"))
         raise UsageError(f"{uri}: no such model folder (run `dvc repro {stage}`, "
                          f"or give models:/{registered})")
-    from pipeline import tracking
-
     with tracking.registered_files(settings, uri, decision) as (files, version):
         return kind.from_dir(files), version
 

@@ -23,22 +23,24 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
-import mlflow
 import numpy as np
 import pandas as pd
-from mlflow import MlflowClient
-from mlflow.entities import Metric, Run
-from mlflow.entities.model_registry import ModelVersion
-from mlflow.exceptions import MlflowException
-from mlflow.models import ModelSignature, infer_signature
-from mlflow.types import Schema
 
 from pipeline import io
 from pipeline.config import MlflowSettings, repo_root, tracking_uri_problem
 from pipeline.errors import UsageError
+
+# MLflow is imported by the functions that call it: its import takes 1-2 s, which a command's
+# --help, a local model folder's scoring and the stages that log nothing should not pay
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+    from mlflow.entities import Run
+    from mlflow.entities.model_registry import ModelVersion
+    from mlflow.models import ModelSignature
+    from mlflow.types import Schema
 
 FINGERPRINT_TAG = "limitjump.fingerprint"
 # the tags ``provenance`` may set
@@ -134,6 +136,10 @@ def connect(settings: MlflowSettings, existing: bool = False) -> tuple[MlflowCli
     cannot be reached or read stops here, with its address; so does a SQLite file that is not
     there when only an ``existing`` store can serve (reading a registered model), which MLflow
     would make, empty, and then find no model in."""
+    import mlflow
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
     global _exported_uri, _user_uri
     _quiet()
     _user_uri = user_tracking_uri()
@@ -168,6 +174,8 @@ def use_project_store(settings: MlflowSettings) -> str:
     """Point MLflow at the project's store (``settings``, the repository's ``mlflow`` params;
     MLFLOW_TRACKING_URI if set) and return its URI:
     ``mlflow.pyfunc.load_model("models:/limitjump@champion")`` then works from any directory."""
+    import mlflow
+
     connect(settings)
     return mlflow.get_tracking_uri()
 
@@ -241,6 +249,8 @@ def new_run(settings: MlflowSettings, kind: str, fingerprint: str, description: 
     """A new run named after what it is, or None if a run with this fingerprint already exists.
     The fingerprint tag is set last, so a run that failed halfway is never taken for a finished
     one."""
+    import mlflow
+
     client, experiment_id = connect(settings)
     with one_writer(mlflow.get_tracking_uri(), experiment_id, fingerprint):
         existing = find_run(client, experiment_id, fingerprint)
@@ -262,6 +272,8 @@ def end_abandoned(client: MlflowClient, experiment_id: str) -> list[str]:
     """Mark KILLED the runs of this host left RUNNING by a process that is gone, and their child
     runs: a run killed (SIGKILL, a lost machine) never ends itself, and the UI showed it as
     training forever beside the finished runs of the same name. Returns their ids."""
+    from mlflow.exceptions import MlflowException
+
     found = client.search_runs([experiment_id], f"attributes.status = 'RUNNING' and tags.`{HOST_TAG}` = "
                                f"'{io.HOST}'", max_results=1000)
     gone = [r.info.run_id for r in found
@@ -293,6 +305,8 @@ def child_run(name: str, tags: dict[str, str] | None = None) -> Iterator[Run]:
     provenance tags (commit, experiment, stage), copied rather than asked of git again, so that a
     search by tag finds it (an outside check found a sweep's trials missing from a search for
     their experiment)."""
+    import mlflow
+
     parent = mlflow.active_run()
     if parent is None:
         raise RuntimeError("a child run needs an active parent run (tracking.new_run)")
@@ -308,6 +322,10 @@ BATCH_METRICS = 1000  # MLflow's cap on metrics in one log_batch request
 
 def log_history(key: str, values: dict[int, float]) -> None:
     """A metric's values by step on the active run, a request per thousand rather than per value."""
+    import mlflow
+    from mlflow import MlflowClient
+    from mlflow.entities import Metric
+
     run_id = mlflow.active_run().info.run_id
     now = int(datetime.now(UTC).timestamp() * 1000)
     points = [Metric(key, float(v), now, int(step)) for step, v in sorted(values.items())]
@@ -317,15 +335,37 @@ def log_history(key: str, values: dict[int, float]) -> None:
 
 
 def log_params(params: dict) -> None:
+    import mlflow
+
     flat = {k: json.dumps(v) if isinstance(v, list | tuple) else v for k, v in flatten(params).items()}
     items = sorted(flat.items())
     for i in range(0, len(items), 100):  # MLflow caps the batch size
         mlflow.log_params(dict(items[i:i + 100]))
 
 
+def log_metrics(values: dict[str, float], **links: Any) -> None:
+    """``values`` on the active run; ``links`` as MLflow's (``model_id``, ``dataset``)."""
+    import mlflow
+
+    mlflow.log_metrics(values, **links)
+
+
+def log_artifact(path: Path | str, artifact_path: str | None = None) -> None:
+    """A file, or every file of a folder, as artifacts of the active run."""
+    import mlflow
+
+    path = Path(path)
+    if path.is_dir():
+        mlflow.log_artifacts(str(path), artifact_path=artifact_path)
+    else:
+        mlflow.log_artifact(str(path), artifact_path=artifact_path)
+
+
 def log_dataset(frame: pd.DataFrame, path: Path, digest: str, context: str):
     """Record a split with the digest of the file it came from (the same content DVC hashes);
     returns the dataset, so metrics can be linked to it."""
+    import mlflow
+
     with warnings.catch_warnings():  # MLflow's hints on local sources and integer columns: noise here
         warnings.simplefilter("ignore", UserWarning)
         dataset = mlflow.data.from_pandas(frame, source=str(path.resolve()), name=path.stem,
@@ -341,6 +381,8 @@ def dataset_schema(frame: pd.DataFrame) -> Schema:
     whether a column is required by testing every value in Python (half a minute for a 600k-row
     split); the first rows plus, for each column with a missing value, one row where it is
     missing carry the same dtypes and the same required flags."""
+    from mlflow.models import infer_signature
+
     missing = frame.isna().to_numpy()
     has_missing = missing.any(axis=0)
     rows = np.union1d(np.arange(min(len(frame), 100)), missing.argmax(axis=0)[has_missing])
@@ -356,6 +398,8 @@ def model_signature(example: pd.DataFrame, output: np.ndarray) -> ModelSignature
     checks its columns itself and names any that are missing; the input example lists them.
     MLflow's hint that integer columns cannot hold missing values is about the input schema we
     drop, or an output id the model always fills: silenced, not to alarm whoever reads the log."""
+    from mlflow.models import ModelSignature, infer_signature
+
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", "Hint: Inferred schema contains integer", UserWarning)
         return ModelSignature(inputs=None, outputs=infer_signature(example, output).outputs)
@@ -371,6 +415,8 @@ def log_served_model(loader_module: str, folder: Path, example: pd.DataFrame, ou
     """The model as MLflow data (``folder``'s files) that the installed package loads
     (``loader_module``), in the active run, with ``example`` rows and their ``output`` as its
     signature and input example; its URI tagged on the run (``MODEL_URI_TAG``). Returns its id."""
+    import mlflow
+
     info = mlflow.pyfunc.log_model(
         name="model", loader_module=loader_module, data_path=str(folder),
         signature=model_signature(example, output), input_example=example,
@@ -380,6 +426,8 @@ def log_served_model(loader_module: str, folder: Path, example: pd.DataFrame, ou
 
 
 def log_json(data: Any, name: str, artifact_path: str | None = None) -> None:
+    import mlflow
+
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / name
         path.write_text(json.dumps(data, indent=2, sort_keys=True, default=str))
@@ -407,6 +455,9 @@ def register_version(settings: MlflowSettings, run: Run, fingerprint: str, tags:
     """The registered version of the run's model, created once (found by fingerprint after),
     with ``tags`` (the data files' digests, the gates' results, where it came from). The
     decision model (``decision``) has its own registered name (``MlflowSettings.decision_model``)."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
     client, _ = connect(settings)
     name = settings.decision_model if decision else settings.registered_model
     try:
@@ -433,6 +484,8 @@ def _first_of_fingerprint(client: MlflowClient, name: str, fingerprint: str,
     writer registered one before it, is deleted. A version carries its fingerprint from the
     moment it exists and numbers only grow, so every writer keeps the same one. Deleting takes
     MANAGE on the model; a writer with EDIT tags its version as the duplicate instead."""
+    from mlflow.exceptions import MlflowException
+
     first = min([created, *_with_fingerprint(client, name, fingerprint)], key=lambda v: int(v.version))
     if first.version != created.version:
         try:
@@ -477,6 +530,9 @@ class NoVersion(UsageError):
 def get_version(settings: MlflowSettings, ref: str, name: str | None = None) -> ModelVersion:
     """A version of the registered model (or of ``name``) by number or by alias ("champion",
     "@champion")."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
     client, _ = connect(settings, existing=True)
     name = name or settings.registered_model
     try:
@@ -497,6 +553,7 @@ def get_version(settings: MlflowSettings, ref: str, name: str | None = None) -> 
 def fetch_model_files(version: ModelVersion, dest: Path) -> Path:
     """Download a version's model files into ``dest`` and check them against the digests recorded
     at registration; return their folder. No code from the artifact store is run or kept."""
+    import mlflow
     from mlflow.models import Model
 
     recorded = json.loads(version.tags.get(FILES_TAG, "{}"))

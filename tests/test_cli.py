@@ -63,6 +63,15 @@ def test_the_score_command_imports_no_mlflow_scikit_learn_matplotlib_or_optimise
     assert done.stdout.strip() == ""
 
 
+def test_no_command_imports_mlflow_until_it_logs_or_fetches():
+    """A command's --help, and a stage's work before it logs, need no MLflow (1-2 s of imports):
+    ``pipeline.tracking`` imports it in the functions that call it."""
+    modules = ", ".join(f"pipeline.cli.{m}" for m in sorted(set(cli.COMMANDS.values())))
+    code = f"import sys, {modules}\nprint(*sorted(m for m in sys.modules if m.split('.')[0] == 'mlflow'))"
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == ""
+
+
 def test_the_lightgbm_and_workers_stages_import_no_optbinning_matplotlib_or_pandera():
     """optbinning (2-4 s) is for the scorecard's fit alone, matplotlib for the stages that draw,
     pandera (0.15 s, 6 MB) for frames not already in the contract's dtypes."""

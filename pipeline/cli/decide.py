@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import typer
 
-from pipeline import decision, io
+from pipeline import decision, io, tracking
 from pipeline.cli import PARAMS, app, load
 from pipeline.cli.paths import (
     COUNTERFACTUAL_DIR,
@@ -95,10 +95,6 @@ def _log_and_register(p: Params, report: dict, frame: pd.DataFrame, model: decis
     (the report's figures, the report and the chart). An evaluation of the same model changes with
     the counterfactual's replicates: kept in the model's run, it had not been logged again, and
     MLflow had shown the first figures beside a report of others."""
-    import mlflow
-
-    from pipeline import tracking
-
     fingerprint = "decision-" + io.file_digest(DECISION_MODEL)[:32]
     policies = report.get("policies", {})
     description = (f"How much to raise: {policies['ours']['share_of_oracle_profit']:.1%} of the "
@@ -119,21 +115,19 @@ def _log_and_register(p: Params, report: dict, frame: pd.DataFrame, model: decis
     links = {"limitjump.decision_run": run.info.run_id, "limitjump.model_version": str(version)}
     with tracking.new_run(p.mlflow, "decision-evaluation", evaluated, description, links) as run:
         if run is not None:
-            mlflow.log_metrics({f"{name}_{k}": v for name, result in policies.items()
-                                for k, v in result.items() if isinstance(v, float)})
+            tracking.log_metrics({f"{name}_{k}": v for name, result in policies.items()
+                                  for k, v in result.items() if isinstance(v, float)})
             if policies:
                 _log_dose_response(report["dose_response"])
             tracking.log_json(report, DECISION_REPORT.name)
-            mlflow.log_artifacts(str(DECISION_PLOTS), artifact_path="plots")
+            tracking.log_artifact(DECISION_PLOTS, "plots")
     return version
 
 
 def _log_dose_response(dose: dict) -> None:
-    import mlflow
-
     for kind in ("mae", "calibration_gap", "mean_curve_mae"):
-        mlflow.log_metrics({f"dose_response_{kind}_{name}": v for name, v in dose[kind].items()})
-    mlflow.log_metric("dose_response_truth_noise_mae", dose["truth_noise_mae"])
+        tracking.log_metrics({f"dose_response_{kind}_{name}": v for name, v in dose[kind].items()})
+    tracking.log_metrics({"dose_response_truth_noise_mae": dose["truth_noise_mae"]})
 
 
 def decision_rows(index: int, p: Params, cycles: int) -> pd.DataFrame:

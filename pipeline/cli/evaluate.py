@@ -9,7 +9,6 @@ import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
-import mlflow
 import typer
 
 from pipeline import card, evaluate, io, model, plots, tracking
@@ -93,8 +92,8 @@ def _log_run(p: Params, reports: dict, gates: dict, figures: list[Path], headlin
             return
         model_id = runs["lightgbm"].data.tags.get(tracking.MODEL_URI_TAG, "").removeprefix("models:/")
         for name, figures_of in headlines.items():
-            mlflow.log_metrics({f"{name}.{k}": v for k, v in figures_of.items()},
-                               model_id=model_id if name == "lightgbm" and model_id else None)
+            tracking.log_metrics({f"{name}.{k}": v for k, v in figures_of.items()},
+                                 model_id=model_id if name == "lightgbm" and model_id else None)
         provenance = {**details["provenance"], "model_version": links["limitjump.model_version"],
                       "lightgbm_run": links["limitjump.lightgbm_run"],
                       "scorecard_run": links["limitjump.scorecard_run"],
@@ -105,7 +104,7 @@ def _log_run(p: Params, reports: dict, gates: dict, figures: list[Path], headlin
             page = Path(tmp) / MODEL_CARD.name
             page.write_text(card.model_card(reports, gates, p, figures,
                                             {**details, "provenance": provenance}))
-            mlflow.log_artifact(str(page))
-        mlflow.log_artifact(str(EVALUATION_REPORT))
+            tracking.log_artifact(page)
+        tracking.log_artifact(EVALUATION_REPORT)
         for f in figures:
-            mlflow.log_artifact(str(f), artifact_path="figures")
+            tracking.log_artifact(f, "figures")

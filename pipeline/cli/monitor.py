@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import mlflow
 import pandas as pd
 import typer
 from matplotlib.figure import Figure
@@ -107,8 +106,8 @@ def _log_runs(p: Params, champion: str, frame: pd.DataFrame, candidates: list, g
             if run is not None:
                 tracking.log_params({"monitor": p.monitor.model_dump(mode="json"),
                                      "calibration_method": p.train.lightgbm.calibration})
-                mlflow.log_metrics({k: float(v) for k, v in c.figures.items()})
-                mlflow.log_metrics({f"gate.{k}": g["value"] for k, g in c.gates["gates"].items()})
+                tracking.log_metrics({k: float(v) for k, v in c.figures.items()})
+                tracking.log_metrics({f"gate.{k}": g["value"] for k, g in c.gates["gates"].items()})
                 tracking.log_json(c.calibration, "calibration.json", "files")
                 if c.booster is not None:
                     tracking.log_json(c.booster.dump_model(), "model.json", "files")
@@ -119,9 +118,9 @@ def _log_runs(p: Params, champion: str, frame: pd.DataFrame, candidates: list, g
                           {"limitjump.champion": champion}) as run:
         if run is not None:
             tracking.log_params({"monitor": p.monitor.model_dump(mode="json")})
-            mlflow.log_artifact(str(chart))
+            tracking.log_artifact(chart)
             for name in ("decisions.json", "goals.json", "plots/monthly.json"):
-                mlflow.log_artifact(str(MONITOR_DIR / name))
+                tracking.log_artifact(MONITOR_DIR / name)
 
 
 def _summary(goals: dict, candidates: list) -> str:

@@ -7,7 +7,6 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
-import mlflow
 import pandas as pd
 import typer
 
@@ -62,12 +61,12 @@ def train_command(kind: Annotated[Kind, typer.Argument(help="Which model to trai
                         for name, frame in splits.items()}
             model_id = log_model(out, splits["test"][columns])
             for split in scores:  # each split's metrics linked to its dataset and the logged model
-                mlflow.log_metrics({k: v for k, v in figures.items() if k.startswith(f"{split}_")},
-                                   model_id=model_id, dataset=datasets[split])
-            mlflow.log_metric(tracking.PRIMARY_METRIC, figures[tracking.PRIMARY_METRIC],
-                              model_id=model_id, dataset=datasets["test"])
+                tracking.log_metrics({k: v for k, v in figures.items() if k.startswith(f"{split}_")},
+                                     model_id=model_id, dataset=datasets[split])
+            tracking.log_metrics({tracking.PRIMARY_METRIC: figures[tracking.PRIMARY_METRIC]},
+                                 model_id=model_id, dataset=datasets["test"])
             for f in sorted(out.iterdir()):
-                mlflow.log_artifact(str(f), artifact_path="files")
+                tracking.log_artifact(f, "files")
     typer.echo(f"{kind.value}: validation AUC {figures['valid_auc']:.4f}, out-of-time AUC "
                f"{figures['test_auc']:.4f}, out-of-time ECE {figures['test_ece']:.4f}")
 
@@ -120,7 +119,7 @@ def _fit_lightgbm(p: Params, splits: dict, columns: list[str], categorical: list
     def log_model(folder: Path, example_pool: pd.DataFrame) -> str:
         """The model as MLflow data (the folder's files) loaded by the installed package."""
         example = example_pool.dropna().head(5)
-        mlflow.log_metric("trees", booster.num_trees())
+        tracking.log_metrics({"trees": booster.num_trees()})
         return tracking.log_served_model("pipeline.model", folder, example, fitted.predict(example))
 
     return scores, settings, log_model
@@ -132,7 +131,7 @@ def _fit_scorecard(p: Params, splits: dict, columns: list[str], categorical: lis
     io.write_csv(train.scorecard_points(card), out / "scorecard_points.csv")
 
     def log_model(folder: Path, example_pool: pd.DataFrame) -> None:
-        mlflow.log_metric("characteristics", len(card["variables"]))
+        tracking.log_metrics({"characteristics": len(card["variables"])})
 
     settings = {**p.train.scorecard.model_dump(), "characteristics": len(card["variables"])}
     scores = {name: train.scorecard_predict(card, splits[name]) for name in ("valid", "test")}

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import mlflow
 import optuna
 import typer
 
@@ -62,14 +61,14 @@ def _log(p: Params, study: optuna.Study, best: dict, splits: dict, paths: dict) 
         tracking.log_params({**settings, "best": best["params"]})
         for name, frame in splits.items():
             tracking.log_dataset(frame, paths[name], digests[name], "training" if name == "train" else name)
-        mlflow.log_metrics({f"best_valid_{p.tune.metric}": best["value"], "best_trees": best["trees"],
-                            **{f"trials_{state}": n for state, n in best["trials"].items()}})
+        tracking.log_metrics({f"best_valid_{p.tune.metric}": best["value"], "best_trees": best["trees"],
+                              **{f"trials_{state}": n for state, n in best["trials"].items()}})
         tracking.log_json(best, "best.json")
         metric = f"valid_{p.tune.metric}"
         for record in records:
             with tracking.child_run(f"trial {record['number']}", {"trial.state": record["state"],
                                                                  "trial.number": str(record["number"])}):
-                mlflow.log_params(record["params"])
+                tracking.log_params(record["params"])
                 tracking.log_history(f"{metric}_by_round", record["steps"])  # what the pruner saw
                 final = {metric: record["value"], "trees": record["trees"], "seconds": record["seconds"]}
-                mlflow.log_metrics({k: v for k, v in final.items() if v is not None})  # pruned: no value
+                tracking.log_metrics({k: v for k, v in final.items() if v is not None})  # pruned: no value
