@@ -69,7 +69,8 @@ def recommend_all(path: Path, model, output: Path, p: Params, today: pd.Timestam
     (``write_batches``) with ``model``, a ``decision.DecisionModel`` (not imported: scoring does
     not load the decision's code), counting the borrowers per amount."""
     return write_batches(path, today, output, p, RecommendTally(), "recommend",
-                         Work(list(model.features), (), model.observation_days, partial(_recommended, model)),
+                         Work(list(model.features), (), model.observation_days, partial(_recommended, model),
+                              model.never_missing),
                          model.output_columns(), about)
 
 

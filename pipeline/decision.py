@@ -35,7 +35,7 @@ from pipeline.config import BoostSettings, DecisionSettings, FeatureSettings, La
 from pipeline.contract import borrower_ids
 from pipeline.errors import UsageError
 from pipeline.lgbm import lgb
-from pipeline.model import Served, encode, read_booster, read_json, require_columns
+from pipeline.model import Served, encode, never_missing, read_booster, read_json, require_columns
 
 AMOUNT = "amount"
 # features about the increase that was granted and the weeks after it: unknown at the decision
@@ -171,6 +171,9 @@ class DecisionModel:
     feature_settings: FeatureSettings | None = None
     # the label its P(miss) is the chance of, None for a model from before it recorded it
     label: LabelSettings | None = None
+    # the features it may not be given blank (``model.never_missing``): none for a model from
+    # before it recorded them
+    never_missing: tuple[str, ...] = ()
     observation_days: ClassVar[int] = 0  # it decides at the jump, on the jump day's features
 
     def curves(self, features: pd.DataFrame) -> dict[str, np.ndarray]:
@@ -244,6 +247,8 @@ class DecisionModel:
             meta["feature_settings"] = self.feature_settings.model_dump(mode="json")
         if self.label:
             meta["label"] = self.label.model_dump()
+        if self.never_missing:
+            meta["never_missing"] = list(self.never_missing)
         (folder / META).write_text(json.dumps(meta, indent=2, sort_keys=True))
 
     @classmethod
@@ -260,7 +265,8 @@ class DecisionModel:
                    meta["cycles"], DecisionSettings.model_validate(meta["settings"]),
                    tuple(c for c in meta["features"] if c != AMOUNT),
                    FeatureSettings.model_validate(meta["feature_settings"]) if "feature_settings" in meta
-                   else None, LabelSettings.model_validate(meta["label"]) if "label" in meta else None)
+                   else None, LabelSettings.model_validate(meta["label"]) if "label" in meta else None,
+                   tuple(meta.get("never_missing", ())))
 
     def predict(self, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
         """MLflow's pyfunc entry point: the recommendations for a decision-features frame. The
@@ -279,7 +285,8 @@ def fit(frame: pd.DataFrame, amounts: np.ndarray, cycles: int, s: DecisionSettin
         tested: pd.DataFrame | None = None, features: tuple[str, ...] = DECISION_FEATURES) -> DecisionModel:
     """The observational models on ``frame`` (the decision ``features``, the granted ``amount``,
     ``label`` and ``balance_months``), then, if ``tested`` (line tests) is given, the correction
-    boosted on top of them from those rows alone."""
+    boosted on top of them from those rows alone. The model records the features it may not be
+    given blank: those no row of ``frame`` or ``tested`` lacks that a tree splits on."""
     columns = (*features, AMOUNT)
     data = _matrix(frame, columns)
     miss = [_boost(data, frame["label"].to_numpy(), "binary", s.observational, s, None, columns)]
@@ -291,7 +298,10 @@ def fit(frame: pd.DataFrame, amounts: np.ndarray, cycles: int, s: DecisionSettin
                            miss[0].predict(data, raw_score=True), columns))
         balance.append(_boost(data, tested["balance_months"].to_numpy(), "regression", s.correction,
                               s, balance[0].predict(data, raw_score=True), columns))
-    return DecisionModel(miss, balance, np.asarray(amounts, dtype=float), cycles, s, tuple(features))
+    rows = frame if tested is None else pd.concat([frame[list(columns)], tested[list(columns)]])
+    blank_free = tuple(c for c in never_missing(rows, list(columns), [*miss, *balance]) if c != AMOUNT)
+    return DecisionModel(miss, balance, np.asarray(amounts, dtype=float), cycles, s, tuple(features),
+                         never_missing=blank_free)
 
 
 def expected_profit(balance_months: np.ndarray, exposure_at_miss: np.ndarray,

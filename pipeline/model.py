@@ -133,6 +133,19 @@ def numbers(values: pd.Series, column: str, shown: int = 3) -> np.ndarray:
     return parsed.to_numpy(dtype="float64", na_value=np.nan)
 
 
+def never_missing(frame: pd.DataFrame, columns: list[str], boosters: list[lgb.Booster],
+                  text: dict | tuple = ()) -> list[str]:
+    """The ``columns`` (the boosters' own, in their order) that no row of ``frame`` lacks and a
+    tree of ``boosters`` splits on, but those read as text categories (``text``), whose blank is
+    a category like another. LightGBM reads a missing value it never saw in training as 0, so a
+    scorer may not be given them blank; one no tree reads cannot be misread."""
+    read = np.zeros(len(columns), dtype=bool)
+    for booster in boosters:
+        read |= booster.feature_importance("split") > 0
+    return [c for c, used in zip(columns, read, strict=True)
+            if used and c not in text and not frame[c].isna().any()]
+
+
 def refuse_outside_contract(frame: pd.DataFrame, columns: list[str], categories: dict,
                             never_missing: tuple[str, ...] = (), shown: int = 3) -> None:
     """Raise ValueError naming the values of the model's ``columns`` in ``frame`` that the features

@@ -29,6 +29,7 @@ from pipeline.model import (
     CalibratedLightGBM,
     calibrate,
     encode,
+    never_missing,
 )
 
 if TYPE_CHECKING:
@@ -489,10 +490,7 @@ def drift_reference(fitted: CalibratedLightGBM, train: pd.DataFrame, columns: li
                if not np.isnan(matrix[:, j]).all()}
     months = sample["scoring_date"].dt.to_period("M").astype(str).to_numpy()
     baseline = {name: round(metrics.largest_group_psi(bins[name], values[name], months), 6) for name in bins}
-    read = fitted.booster.feature_importance("split") > 0
-    if fitted.causes:
-        read |= fitted.causes[0].feature_importance("split") > 0
-    never_missing = [c for c, used in zip(columns, read, strict=True)
-                     if used and c not in fitted.categories and not train[c].isna().any()]
+    boosters = [fitted.booster, *([fitted.causes[0]] if fitted.causes else [])]
     return {"importance": importance, "bins": bins, "medians": medians, "baseline": baseline,
-            "never_missing": never_missing, **({"own_data": True} if own_data else {})}
+            "never_missing": never_missing(train, columns, boosters, fitted.categories),
+            **({"own_data": True} if own_data else {})}

@@ -8,7 +8,7 @@ import pytest
 
 from pipeline import decision
 from pipeline.catalog import BY_NAME
-from pipeline.contract import RAW_TABLES, TABLES
+from pipeline.contract import RAW_TABLES, TABLES, features_table
 from pipeline.features import build_features
 from tests.conftest import make_params
 
@@ -352,3 +352,31 @@ def test_a_decision_model_that_split_on_nothing_is_named(fitted, decision_frame,
     uncorrected = decision.fit(decision_frame, grid, 4, small_params.decision.model_copy(
         update={"correction": big}), tested)
     assert decision.without_splits(uncorrected) == ["miss correction", "balance correction"]
+
+
+def test_the_model_records_the_features_no_training_row_lacked_that_a_tree_reads(fitted, decision_frame,
+                                                                                  tmp_path):
+    """Known answer from the fit's own rows and trees; kept through a save; the served model refuses
+    a blank in one, naming the column and the row, and a model that recorded none refuses nothing."""
+    from mlflow.exceptions import MlflowException
+
+    from pipeline.model import Served
+
+    columns = [*fitted.features, decision.AMOUNT]
+    read = {c for booster in (*fitted.miss, *fitted.balance)
+            for c, splits in zip(columns, booster.feature_importance("split"), strict=True) if splits}
+    expected = tuple(c for c in fitted.features if c in read and not decision_frame[c].isna().any())
+    assert fitted.never_missing == expected and expected
+    assert set(fitted.features) - set(expected)  # some have blanks, or no tree reads them
+    fitted.save(tmp_path)
+    assert decision.DecisionModel.from_dir(tmp_path).never_missing == expected
+    rows = decision_frame.head(4)[list(decision.SERVED_COLUMNS)].reset_index(drop=True)
+    # one the contract allows blank that training never had blank
+    column = next(c for c in expected if features_table([c]).column(c).nullable)
+    rows.loc[2, column] = np.nan
+    with pytest.raises(MlflowException, match=rf"'{column}' fails known_in_every_training_row in 1 row "
+                                              r"\(row 2 missing\)"):
+        Served(fitted).predict(rows)
+    older = decision.DecisionModel(fitted.miss, fitted.balance, fitted.amounts, fitted.cycles,
+                                   fitted.settings)
+    assert len(Served(older).predict(rows)) == 4

@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 import pipeline.cli.recommend  # noqa: F401 (registers the command)
 from pipeline import decision
 from pipeline.cli import app
+from pipeline.contract import features_table
 from pipeline.features import build_features
 from tests.conftest import make_params, merge, raw_params
 from tests.test_score import ROW_PROBLEMS, ok, outputs, summary_of, write_raw
@@ -271,3 +272,29 @@ def test_an_increase_row_without_its_new_limit_is_recommended_as_with_it(work, h
     ok(run(work, work / "raw_no_new_limit", output))
     pd.testing.assert_frame_equal(pd.read_parquet(output), happy["rows"])
     assert summary_of(output)["rejected"] == 0
+
+
+def test_a_blank_the_decision_model_never_saw_in_training_rejects_its_borrower(work, happy):
+    """LightGBM reads a missing value it never saw in training as 0, so a blank credit score was
+    recommended on as a score of 0. The decision model records the features no training row lacked
+    that a tree splits on, and `recommend` rejects a borrower who lacks one, naming it; the rest are
+    recommended as before."""
+    model = decision.DecisionModel.from_dir(work / "model")
+    frame = pd.read_parquet(work / "decision_features.parquet")
+    nullable = [c for c in model.never_missing if features_table([c]).column(c).nullable]
+    assert nullable, "the contract allows blanks in some feature the model never saw blank"
+    column = nullable[0]
+    blank = frame.head(1).assign(**{column: np.nan})
+    np.testing.assert_array_equal(model.curves(blank)["p_miss"],
+                                  model.curves(blank.assign(**{column: 0.0}))["p_miss"])
+    frame.loc[[4, 9], column] = np.nan
+    frame.to_parquet(work / "blank.parquet")
+    output = work / "blank" / "out.parquet"
+    ok(run(work, work / "blank.parquet", output))
+    rejects = pd.read_parquet(outputs(output)["rejects"])
+    assert sorted(rejects["borrower_id"]) == sorted(frame.loc[[4, 9], "borrower_id"])
+    assert rejects["reason"].str.startswith(f"{column}: fails known_in_every_training_row").all()
+    got = pd.read_parquet(output)
+    assert len(got) + len(rejects) == len(frame)
+    pd.testing.assert_frame_equal(got, happy["rows"][~happy["rows"]["borrower_id"].isin(
+        rejects["borrower_id"])].reset_index(drop=True))
