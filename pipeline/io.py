@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from pipeline.errors import UsageError
+from pipeline.errors import InputError, UsageError
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -318,11 +318,23 @@ def parts(directory: str | Path) -> list[Path]:
 def read_dataset(directory: str | Path, columns: list[str] | None = None,
                  filters: list[tuple] | None = None) -> pd.DataFrame:
     """All shards of a dataset directory as one frame (for tables that fit in memory), or only
-    their rows that pass ``filters`` (pyarrow's (column, op, value) triples, all must hold)."""
+    their rows that pass ``filters`` (pyarrow's (column, op, value) triples, all must hold).
+    Parts that differ in their columns stop it, named: pandas would fill the columns a part
+    lacks with blanks (an outside check's stream part without its most important feature was
+    monitored as drift)."""
     files = parts(directory)
     if not files:
         raise FileNotFoundError(f"{directory}: no part-*.parquet files")
-    return pd.concat([pd.read_parquet(f, columns=columns, filters=filters) for f in files], ignore_index=True)
+    frames = [pd.read_parquet(f, columns=columns, filters=filters) for f in files]
+    first = set(frames[0].columns)
+    for path, frame in zip(files, frames, strict=True):
+        if set(frame.columns) != first:
+            lacks, extra = sorted(first - set(frame.columns)), sorted(set(frame.columns) - first)
+            raise InputError(f"{path}: its columns differ from those of {files[0]}"
+                             + (f"; it lacks {lacks}" if lacks else "")
+                             + (f"; it adds {extra}" if extra else "")
+                             + f" (the parts of {directory} are one table: write them again)")
+    return pd.concat(frames, ignore_index=True)
 
 
 SPLITS = ("train", "valid", "test")  # the split stage's files, read by name (``read_splits``)

@@ -32,7 +32,7 @@ from pipeline.config import (
     RegisterSettings,
     SimulateSettings,
 )
-from pipeline.contract import LABEL_MATURES, STREAM_TABLES, ContractError, validate
+from pipeline.contract import LABEL_MATURES, STREAM_TABLES, ContractError, Table, validate
 from pipeline.lgbm import lgb
 
 MONTH = "month"
@@ -51,24 +51,49 @@ def month_of(dates: pd.Series) -> pd.Series:
     return dates.dt.to_period("M").dt.to_timestamp()
 
 
-def read_stream(folder: Path) -> pd.DataFrame:
+def read_stream(folder: Path, features: Table | None = None) -> pd.DataFrame:
     """The stream's features with their labels (and maturity dates) and the truth, one row per
-    borrower, from ``folder`` (the simulate-stream stage's); ``MONTH`` is the batch."""
+    borrower, from ``folder`` (the simulate-stream stage's); ``MONTH`` is the batch. With
+    ``features`` (the model's features table, ``contract.features_table``) the features are
+    checked against it: a code the model never learned, a column missing, a blank where training
+    had none would be monitored as drift, not named as a broken file."""
     frame = io.read_dataset(folder / "features")
-    labels, truth = io.read_dataset(folder / "labels"), io.read_dataset(folder / "truth")
-    # the stage's own outputs, but a part copied twice or rewritten by hand had raised tracebacks
-    # (pandas' MergeError, a comparison of zoned and naive dates, a label 'Y')
-    for name, part in (("labels", labels), ("truth", truth)):
-        validate(part, STREAM_TABLES[name], str(folder / name))
+    if features is not None:
+        # in the contract's date unit, so each rule is named as a scorer names it (a blank as
+        # known_in_every_training_row, not pandera's not_nullable)
+        checked = frame[[c for c in features.names if c in frame]]
+        dates = {c.name: c.dtype for c in features.columns
+                 if c.dtype.startswith("datetime") and c.name in checked}
+        validate(checked.astype(dates), features, str(folder / "features"))
     twice = frame["borrower_id"][frame["borrower_id"].duplicated()]
     if len(twice):
         raise ContractError(f"{folder / 'features'}: {len(twice)} borrowers are given more than once "
                             f"(first {twice.head(3).tolist()}): a part copied twice? `limitjump "
                             "simulate-stream` writes the stream again")
+    labels, truth = io.read_dataset(folder / "labels"), io.read_dataset(folder / "truth")
+    # the stage's own outputs, but a part copied twice or rewritten by hand had raised tracebacks
+    # (pandas' MergeError, a comparison of zoned and naive dates, a label 'Y')
+    for name, part in (("labels", labels), ("truth", truth)):
+        validate(part, STREAM_TABLES[name], str(folder / name))
+        _same_borrowers(frame["borrower_id"], part["borrower_id"], folder, name)
     frame = frame.merge(labels.drop(columns="scoring_date"), on="borrower_id", validate="one_to_one").merge(
         truth[["borrower_id", "p_true"]], on="borrower_id", validate="one_to_one")
     frame[MONTH] = month_of(frame["scoring_date"])
     return frame.sort_values([MONTH, "borrower_id"], kind="stable").reset_index(drop=True)
+
+
+def _same_borrowers(scored: pd.Series, given: pd.Series, folder: Path, name: str) -> None:
+    """Raise ContractError unless ``given`` (the ``name`` files' ids) are the features' ids: a
+    join would drop the others unsaid (labels deleted by hand had been reported as a stream
+    simulated with other settings)."""
+    lacking = np.setdiff1d(scored.to_numpy(), given.to_numpy())
+    alien = np.setdiff1d(given.to_numpy(), scored.to_numpy())
+    if len(lacking) or len(alien):
+        raise ContractError(
+            f"{folder / name}: {len(lacking):,} of the {len(scored):,} borrowers of {folder / 'features'} "
+            f"have no row here (first {lacking[:3].tolist()}) and {len(alien):,} of its rows are of no "
+            f"borrower there (first {alien[:3].tolist()}): the stream's files were written apart; "
+            "`limitjump simulate-stream` writes them again")
 
 
 def stream_mismatch(months: pd.Series, settings: MonitorSettings) -> str | None:

@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipeline import io
-from pipeline.errors import UsageError
+from pipeline.errors import InputError, UsageError
 
 
 def write_part(folder, frame: pd.DataFrame, rows_per_group: int = 3):
@@ -262,3 +262,16 @@ def test_a_dataset_reads_whole_or_only_the_rows_its_filters_keep_in_every_part(t
     assert kept["borrower_id"].tolist() == [2, 4] and list(kept.columns) == ["borrower_id", "due_date"]
     with pytest.raises(FileNotFoundError, match="no part-"):
         io.read_dataset(tmp_path / "missing")
+
+
+def test_a_dataset_whose_parts_differ_in_their_columns_is_named_not_filled_with_blanks(tmp_path):
+    """pandas would fill a column one part lacks with blanks: a stream part without its most
+    important feature had been monitored as drift."""
+    frame = pd.DataFrame({"borrower_id": [1, 2, 3], "x": [1.0, 2.0, 3.0], "y": [4.0, 5.0, 6.0]})
+    io.write_parquet(frame.iloc[:2], tmp_path / io.part_name(0))
+    io.write_parquet(frame.iloc[2:].drop(columns="x").assign(z=1), tmp_path / io.part_name(1))
+    with pytest.raises(InputError, match=r"part-00001.parquet: its columns differ from those of .*"
+                                         r"part-00000.parquet; it lacks \['x'\]; it adds \['z'\]"):
+        io.read_dataset(tmp_path)
+    io.write_parquet(frame.iloc[2:][["y", "x", "borrower_id"]], tmp_path / io.part_name(1))  # order alone
+    pd.testing.assert_frame_equal(io.read_dataset(tmp_path), frame)

@@ -11,7 +11,7 @@ from scipy.special import expit, logit
 
 from pipeline import metrics, model, monitor, split, train
 from pipeline.config import CAUSES
-from pipeline.contract import LABEL_MATURES, ContractError
+from pipeline.contract import LABEL_MATURES, ContractError, features_table
 from pipeline.errors import UsageError
 from tests.conftest import make_params
 
@@ -324,6 +324,39 @@ def test_the_stream_is_read_one_row_per_borrower_with_its_label_truth_and_month(
         with pytest.raises(ContractError, match=said):
             monitor.read_stream(tmp_path)
         tables[name].to_parquet(tmp_path / name / "part-00000.parquet")
+
+
+
+def test_a_stream_that_breaks_the_models_features_or_lacks_labels_is_named_not_monitored(tmp_path):
+    """A code the model never learned, a missing column, a blank where training had none: each
+    would be monitored as drift; labels deleted by hand had been reported as a stream simulated
+    with other settings (the join dropped their borrowers)."""
+    dates = pd.to_datetime(["2025-02-03", "2025-02-20", "2025-01-09"]).astype("datetime64[s]")
+    features = pd.DataFrame({"borrower_id": np.array([1, 2, 3], dtype="int64"), "scoring_date": dates,
+                             "employment_type": [0.0, 1.0, 2.0], "credit_score": [600.0, 650.0, 700.0]})
+    tables = {"features": features,
+              "labels": pd.DataFrame({"borrower_id": [1, 2, 3], "label": [1, 0, 0], "scoring_date": dates,
+                                      "first_miss_cause": ["credit", None, None],
+                                      LABEL_MATURES: dates + pd.Timedelta(days=70)}),
+              "truth": pd.DataFrame({"borrower_id": [1, 2, 3], "p_true": [0.3, 0.2, 0.1],
+                                     **{f"p_true_{c}": [0.1, 0.05, 0.0] for c in CAUSES}})}
+    for name, frame in tables.items():
+        (tmp_path / name).mkdir()
+        frame.to_parquet(tmp_path / name / "part-00000.parquet")
+    table = features_table(["employment_type", "credit_score"], never_missing=("credit_score",))
+    assert len(monitor.read_stream(tmp_path, table)) == 3
+    spoilt = {r"column 'employment_type'.*\b9\b": features.assign(employment_type=[0.0, 9.0, 2.0]),
+              r"credit_score.*known_in_every_training_row": features.assign(credit_score=[6e2, None, 7e2]),
+              r"credit_score": features.drop(columns="credit_score")}
+    for said, frame in spoilt.items():
+        frame.to_parquet(tmp_path / "features" / "part-00000.parquet")
+        with pytest.raises(ContractError, match=rf"(?s){tmp_path / 'features'}.*{said}"):
+            monitor.read_stream(tmp_path, table)
+    features.to_parquet(tmp_path / "features" / "part-00000.parquet")
+    tables["labels"].iloc[1:].to_parquet(tmp_path / "labels" / "part-00000.parquet")
+    with pytest.raises(ContractError, match=r"labels: 1 of the 3 borrowers of .*features have no row here "
+                                            r"\(first \[1\]\) and 0 of its rows"):
+        monitor.read_stream(tmp_path, table)
 
 
 def test_a_stream_simulated_with_other_monitor_settings_is_named_not_monitored():

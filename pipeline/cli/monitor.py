@@ -20,6 +20,7 @@ from pipeline import io, metrics, monitor, split, tracking, train
 from pipeline.cli import PARAMS, app, load
 from pipeline.cli.paths import MODELS, MONITOR_DIR, SPLIT_DIR, SPLIT_REPORT, STREAM_DIR
 from pipeline.config import Params
+from pipeline.contract import features_table
 from pipeline.errors import UsageError
 from pipeline.model import CalibratedLightGBM
 
@@ -34,12 +35,13 @@ def monitor_command(params: Path = PARAMS) -> None:
         return
     fitted_until = split.fitted_until(SPLIT_REPORT)
     m = split.stream_start(p.monitor, fitted_until)
-    frame = monitor.read_stream(STREAM_DIR)
+    champion = CalibratedLightGBM.from_dir(MODELS / "lightgbm")
+    frame = monitor.read_stream(STREAM_DIR, features_table(champion.features, tuple(champion.categories),
+                                                           champion.never_missing))
     mismatch = monitor.stream_mismatch(frame[monitor.MONTH], m)
     if mismatch:
         raise UsageError(f"{STREAM_DIR} was simulated with other monitor settings: {mismatch}. "
                          "Run `limitjump simulate-stream` with these params first (`dvc repro` does)")
-    champion = CalibratedLightGBM.from_dir(MODELS / "lightgbm")
     metadata = json.loads((MODELS / "lightgbm" / "metadata.json").read_text())
     card = json.loads((MODELS / "scorecard" / "scorecard.json").read_text())
     matrix = champion.matrix(frame)
