@@ -16,8 +16,8 @@ from dataclasses import dataclass, replace
 from pipeline.config import EMPLOYMENT_TYPES, TRIGGERS
 
 CAUSE_CATEGORIES = ("credit", "liquidity", "technical", "profile")
-# Sums over a window of amounts that the data contract caps at 10M CNY each: beyond this, the
-# amounts are in the wrong unit (fen for yuan) or garbage.
+MAX_AMOUNT = 10_000_000.0  # CNY, one amount of a raw table; anything above is a unit error (fen for yuan)
+# Sums over a window of such amounts: beyond this, the amounts are in the wrong unit or garbage.
 MAX_CNY = 1e9
 MAX_RATIO = 1e6  # ratios of plausible amounts; beyond it a denominator is a unit error
 SCORE_RANGE = (300.0, 950.0)  # bureau credit score points (the raw tables' contract uses it too)
@@ -57,6 +57,7 @@ UNITS = {
     "flag": _codes(2),
     "tier": _codes(4, first=1),
 }
+ONE_AMOUNT = Domain(0.0, MAX_AMOUNT)  # a feature that is one amount of the raw tables
 
 
 @dataclass(frozen=True)
@@ -103,8 +104,11 @@ FEATURES: tuple[Feature, ...] = (
     _f("trigger", "What triggered the increase: 0 new user, 1 score improvement, 2 marketing, "
        "3 user request", "at jump", "code", "profile", 0, "asked for the increase", True,
        domain=_codes(len(TRIGGERS)), reason_codes=(float(TRIGGERS.index("user_request")),)),
-    _f("increase_amount", "Size of the limit increase", "at jump", "CNY", "profile", 0),
-    _f("limit_before_jump", "Credit limit just before the increase", "at jump", "CNY", "profile", 0),
+    # one amount of the raw tables each: capped as the contract caps those (a features file's limit
+    # of 1e9 had been recommended an increase that the same limit in raw tables was rejected for)
+    _f("increase_amount", "Size of the limit increase", "at jump", "CNY", "profile", 0, domain=ONE_AMOUNT),
+    _f("limit_before_jump", "Credit limit just before the increase", "at jump", "CNY", "profile", 0,
+       domain=ONE_AMOUNT),
     _f("new_over_old_limit", "New limit over old limit", "at jump", "ratio", "profile", 0),
     # no direction: risk rises over the first year (new users start on small limits) and
     # levels off after it, so a monotone constraint would contradict the data (train.direction_check)
@@ -221,7 +225,7 @@ FEATURES: tuple[Feature, ...] = (
        "count", "credit", 1, "the line was restricted by the risk rules"),
     # income and cash
     _f("declared_income", "Monthly income declared at onboarding", "at onboarding", "CNY",
-       "profile", -1),
+       "profile", -1, domain=ONE_AMOUNT),
     _f("inflow_mean_3m", "Mean monthly wallet inflow, last 3 statements", "3 months", "CNY",
        "liquidity", -1, nullable=True),
     # "dropped" from a drop of 5% on (0.9994 had been called one)
@@ -328,11 +332,19 @@ REASON_GROUPS = {
     "auto-debit agreement changed recently": "autodebit",
     "auto-debit needs re-authorisation": "autodebit",
     "debits failed on an invalid agreement": "autodebit",
-    "debits failed during outages": "outage",
+    "debits failed during outages": "technical_misses",
     "a due date falls in announced system maintenance": "maintenance",
-    "payments have failed briefly before (a technical pattern)": "outage",
-    "has forgotten due dates before (paid in full days later)": "forgetting",
+    "payments have failed briefly before (a technical pattern)": "technical_misses",
+    "has forgotten due dates before (paid in full days later)": "technical_misses",
 }
+
+# A due date paid a few days late is counted by the technical features when nothing was tried
+# on the day or it failed briefly, and by the arrears counts too: where every late due date is
+# such a one, the arrears reasons would tell the same day again (an outside check found one late
+# day told as three reasons, "forgotten", "failed briefly" and "paid late", 2026-12-07)
+TECHNICAL_LATENESS = ("forgotten_due_dates", "short_misses_cured_3d")
+LATENESS_COUNTS = ("due_dates_over_0_days_late", "due_dates_over_5_days_late", "decayed_days_late",
+                   "missed_due_dates_3m", "missed_due_dates_6m")
 
 
 def reason_group(feature: Feature) -> str | None:

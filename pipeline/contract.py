@@ -21,12 +21,11 @@ import pandas as pd
 if TYPE_CHECKING:
     import pandera.pandas as pa
 
-from pipeline.catalog import AGE_RANGE, BY_NAME, DUE_HORIZON_DAYS, MAX_RATIO, SCORE_RANGE
+from pipeline.catalog import AGE_RANGE, BY_NAME, DUE_HORIZON_DAYS, MAX_AMOUNT, MAX_RATIO, SCORE_RANGE
 from pipeline.cells import blank_cells
 from pipeline.config import CAUSES, EMPLOYMENT_TYPES, TRIGGERS
 from pipeline.errors import InputError
 
-MAX_AMOUNT = 10_000_000.0  # CNY; anything above is a unit error (fen instead of yuan, say)
 # Dates outside this range are impossible for this product (a typo, an epoch-zero default).
 FIRST_DATE, LAST_DATE = pd.Timestamp("2000-01-01"), pd.Timestamp("2100-12-31")
 MAX_ROWS_IN_MESSAGE = 5

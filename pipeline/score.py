@@ -12,9 +12,12 @@ from pipeline.catalog import (
     BY_NAME,
     CAUSE_CATEGORIES,
     DUE_DATES,
+    FORGOTTEN_MAX_DAYS_LATE,
+    LATENESS_COUNTS,
     MAINTENANCE_DUE,
     NEXT_DUE,
     REASON_GROUPS,
+    TECHNICAL_LATENESS,
     reason_group,
 )
 from pipeline.cells import blank_cells, shortened
@@ -151,7 +154,9 @@ def worded_contributions(contrib: np.ndarray, matrix: np.ndarray, features: list
     reason's codes ("asked for the increase": a user request). On the defaults' out-of-time rows,
     before this rule, 2,557 of the 2,748 borrowers told of a large drawdown had made none, all
     1,683 told they "paid less than was due" had paid it, and 375 of 407 told they "asked for the
-    increase" had not (2026-12-05). A team's own column keeps its words (``own_words``)."""
+    increase" had not (2026-12-05). A team's own column keeps its words (``own_words``). The
+    arrears counts give no reason where the technical counts already name every late day
+    (``_only_technical_lateness``)."""
     out = contrib.copy()
     for j, name in enumerate(features):
         entry = BY_NAME.get(name)
@@ -167,7 +172,23 @@ def worded_contributions(contrib: np.ndarray, matrix: np.ndarray, features: list
             # .xlsx copy of a file had gained "little history with us" for a value at the median
             said &= (value - edge) * entry.reason_side > AT_THE_BOUND * max(1.0, abs(edge))
         out[:, j] = np.where(said, contrib[:, j], 0.0)
+    told = np.flatnonzero(np.isin(features, LATENESS_COUNTS))
+    out[np.ix_(_only_technical_lateness(matrix, features), told)] = 0.0
     return out
+
+
+def _only_technical_lateness(matrix: np.ndarray, features: list[str]) -> np.ndarray:
+    """Whether each borrower's late due dates were all paid within days and are as many as the
+    technical counts (``TECHNICAL_LATENESS``) hold, at most: the arrears counts then hold the
+    same days, and their reasons are not said. Where a count could be both (a forgotten due date
+    paid within 3 days), the arrears reason is left unsaid rather than said twice."""
+    needed = ("max_days_late", "due_dates_over_0_days_late", *TECHNICAL_LATENESS)
+    if not all(name in features for name in needed):
+        return np.zeros(len(matrix), dtype=bool)
+    value = {name: np.nan_to_num(matrix[:, features.index(name)]) for name in needed}
+    technical = sum(value[name] for name in TECHNICAL_LATENESS)
+    return ((value["max_days_late"] <= FORGOTTEN_MAX_DAYS_LATE) & (technical > 0)
+            & (value["due_dates_over_0_days_late"] <= technical))
 
 
 def own_words(model: CalibratedLightGBM, frame: pd.DataFrame) -> dict[str, np.ndarray]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from pipeline import contract
 from pipeline.catalog import (
     BY_NAME,
     CAUSE_CATEGORIES,
@@ -83,3 +84,14 @@ def test_descriptions_name_the_params_they_read_and_state_their_defaults_truly()
         BY_NAME["days_to_first_large_draw"].description
     assert f"features.decay_days) ({defaults.decay_days:g} days by default)" in \
         BY_NAME["decayed_days_late"].description
+
+
+def test_a_feature_that_is_one_raw_amount_is_capped_as_the_raw_tables_cap_it():
+    """A features file's limit of 1e9 had been recommended an increase that the same limit in the
+    raw tables was rejected for: the two inputs take the same bounds."""
+    raw = {"limit_before_jump": contract.TABLES["limit_events"].column("old_limit"),
+           "increase_amount": contract.TABLES["limit_events"].column("new_limit"),
+           "declared_income": contract.TABLES["borrowers"].column("declared_monthly_income")}
+    table = contract.features_table(list(raw))
+    for name, col in raw.items():
+        assert (table.column(name).min, table.column(name).max) == (col.min, col.max), name
