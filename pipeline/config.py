@@ -534,6 +534,8 @@ class MonitorSettings(Settings):
     truth_replicates: Annotated[int, Field(ge=2, le=1024)]
     watched_features: Annotated[int, Field(ge=0)]  # the most important features whose CSI is watched; 0: all
     bins: Annotated[int, Field(ge=2, le=100)]  # ECE and PSI bins
+    # fewer rows in a month: shown, not judged (no alert), and nothing fitted or gated on fewer
+    min_batch_rows: PositiveInt
     alerts: MonitorAlertSettings
     recalibration_months: PositiveInt  # latest matured months a recalibration is fitted on
     retrain_months: Annotated[int, Field(ge=3)]  # rolling window of matured months a retrain uses

@@ -250,19 +250,22 @@ def monitor(frame: pd.DataFrame, p: np.ndarray, matrix: np.ndarray, columns: lis
         tuple[pd.DataFrame, pd.DataFrame]:
     """Month by month: the figures before labels, the realised ones, and the alerts with the month
     each is raised in (``raised``: the batch month for drift and estimates, the month the labels
-    arrive for realised figures). ``frame`` holds the stream's rows (``month``, ``label``,
-    ``label_matures``) aligned with the probabilities ``p`` and the encoded ``matrix``."""
+    arrive for realised figures); a month of fewer than ``min_batch_rows`` rows is shown but not
+    ``judged``: it raises none (25 a month had raised alerts on sampling alone in every month,
+    which the truth, measured on as few rows, then confirmed). ``frame`` holds the stream's rows
+    (``month``, ``label``, ``label_matures``) aligned with the probabilities ``p`` and the encoded
+    ``matrix``."""
     watched = metrics.watched_features(reference["importance"], settings.watched_features)
     arrive = labels_arrive(frame)
     rows, raised = [], []
     for month, index in frame.groupby(MONTH, sort=True).indices.items():
         y = frame["label"].to_numpy()[index]
-        row = {MONTH: month, "labels_arrive": arrive[month],
+        row = {MONTH: month, "labels_arrive": arrive[month], "judged": len(index) >= settings.min_batch_rows,
                **before_labels(p[index], drift(reference, p[index], matrix[index], columns, watched),
                                settings.bins, baseline),
                **realised(y, p[index], settings.bins)}
         rows.append(row)
-        for alert in alerts(row, settings.alerts, reference_auc):
+        for alert in alerts(row, settings.alerts, reference_auc) if row["judged"] else []:
             when = row["labels_arrive"] if alert["needs_labels"] else month
             raised.append({"raised": when, "batch": month, **alert})
     table = pd.DataFrame(rows)
@@ -322,7 +325,9 @@ def backtest(frame: pd.DataFrame, champion: model.CalibratedLightGBM, raw: np.nd
     ``retrain`` trains a challenger on the latest ``retrain_months`` matured months (the last of
     them held out for the gates, the one before it for early stopping and calibration) and uses it
     only if it passes the registry's gates, at most once every ``retrain_cooldown_months``.
-    Only labels matured by the start of the month of the action are used."""
+    Only labels matured by the start of the month of the action are used, and neither is fitted
+    where the rows it would be judged on are fewer than ``min_batch_rows`` (a recalibration had
+    been fitted and passed on 22 rows with 2 misses)."""
     arrive = labels_arrive(frame)
     months = sorted(arrive.index)
     month = frame[MONTH].to_numpy()
@@ -341,8 +346,8 @@ def backtest(frame: pd.DataFrame, champion: model.CalibratedLightGBM, raw: np.nd
             continue
         ready = matured_months(arrive, at)
         later = month >= np.datetime64(at)
-        if ready:
-            used = np.isin(month, ready[-m.recalibration_months:])
+        used = np.isin(month, ready[-m.recalibration_months:])
+        if ready and used.sum() >= m.min_batch_rows:
             candidate = Candidate("recalibrate", "recalibration", at,
                                   recalibrate(raw[used], y[used], lgbm),
                                   fitted_on=[month_label(x) for x in ready[-m.recalibration_months:]])
@@ -362,7 +367,7 @@ def backtest(frame: pd.DataFrame, champion: model.CalibratedLightGBM, raw: np.nd
                                                           floor[later])
             candidates.append(candidate)
         cooled = last_retrain is None or at >= last_retrain + pd.DateOffset(months=m.retrain_cooldown_months)
-        if len(ready) >= 3 and cooled:
+        if len(ready) >= 3 and cooled and (month == np.datetime64(ready[-1])).sum() >= m.min_batch_rows:
             window = ready[-m.retrain_months:]
             candidate = _retrain(frame, window, in_use, scorecard, lgbm, gates, m.bins, categorical, at)
             candidates.append(candidate)
@@ -462,7 +467,10 @@ def goals(table: pd.DataFrame, alert_log: pd.DataFrame, policies: pd.DataFrame, 
     early = alerted_early[~alerted_early["confirmed"]]
     after = alert_log[alert_log["batch"] >= affected] if affected is not None else alert_log.iloc[:0]
     first = after["raised"].min() if len(after) else None
+    # no month at or after the change large enough to judge: flagging it is not measured
+    judged_after = affected is not None and bool(table.loc[months >= affected, "judged"].any())
     out = {
+        "months_not_judged": [month_label(mo) for mo in months[~table["judged"]]],
         "first_affected_month": month_label(affected) if affected is not None else None,
         "first_alert_after_change": month_label(first) if first is not None else None,
         "first_alert_rules": sorted(set(after.loc[after["raised"] == first, "rule"])),
@@ -472,7 +480,7 @@ def goals(table: pd.DataFrame, alert_log: pd.DataFrame, policies: pd.DataFrame, 
         "alerts_before_change_confirmed_by_truth": _described(alerted_early[alerted_early["confirmed"]],
                                                               truth),
         # no batch touched by a change: nothing to flag, neither in time nor late
-        "flagged_in_time": None if affected is None else bool(
+        "flagged_in_time": None if not judged_after else bool(
             first is not None and _months(affected, first) <= 1 and early["raised"].nunique() <= 1),
         # none before the change, or none with misses and repayments both: not measured, not missed
         "max_auc_estimate_gap_before_change": float(measured.max()) if len(measured) else None,

@@ -441,7 +441,7 @@ def test_the_summary_line_says_when_no_batch_comes_before_the_change():
 
     goals = {"first_affected_month": "2025-06", "first_alert_after_change": "2025-07",
              "first_alert_rules": ["feature_csi"], "false_alarm_months_before_change": 0,
-             "max_auc_estimate_gap_before_change": None}
+             "max_auc_estimate_gap_before_change": None, "months_not_judged": []}
     assert "before the change none (no batch before the change)" in _summary(goals, [])
     measured = {**goals, "max_auc_estimate_gap_before_change": 0.01234}
     assert "before the change 0.0123;" in _summary(measured, [])
@@ -454,12 +454,49 @@ def test_the_summary_line_says_when_no_batch_is_touched_or_no_alert_follows():
     from pipeline.cli.monitor import _summary
 
     quiet = {"first_affected_month": None, "first_alert_after_change": None, "first_alert_rules": [],
-             "false_alarm_months_before_change": 0, "max_auc_estimate_gap_before_change": 0.018}
+             "false_alarm_months_before_change": 0, "max_auc_estimate_gap_before_change": 0.018,
+             "months_not_judged": []}
     line = _summary(quiet, [])
     assert line.startswith("monitor: no monitored batch is touched by a change, 0 false-alarm")
     assert "None" not in line and "()" not in line
     missed = {**quiet, "first_affected_month": "2025-09"}
     assert "first batch touched by a change 2025-09, no alert after it," in _summary(missed, [])
+
+
+def test_months_too_small_to_judge_are_shown_but_raise_no_alert_and_fit_nothing():
+    """Known answer from outside: 25 borrowers a month raised alerts in every month on sampling
+    alone, and a recalibration was fitted and passed on 22 rows with 2 misses. Below
+    min_batch_rows a month is shown, not judged; nothing is fitted on it; the goals say so."""
+    from pipeline.cli.monitor import _summary
+
+    frame = _stream(months=8, per_month=300)
+    champion = _champion(frame)
+    matrix = champion.matrix(frame)
+    p = champion.probability(matrix)
+    columns = champion.features
+    reference = {"bins": {"score": metrics.psi_reference(p),
+                          **{c: metrics.psi_reference(matrix[:, j]) for j, c in enumerate(columns)}},
+                 "importance": {"x1": 2.0, "x2": 1.0}}
+    judged = {}
+    for least in (300, 301):
+        settings = PARAMS.monitor.model_copy(update={"min_batch_rows": least})
+        table, alert_log = monitor.monitor(frame, p, matrix, columns, reference, 0.99, {}, settings)
+        _, candidates = monitor.backtest(frame, champion, champion.raw(frame), p, alert_log, settings,
+                                         ISOTONIC, PARAMS.gate, [])
+        truth = monitor.truth_view(frame, p, settings.alerts, 0.99, settings.bins)
+        policies = monitor.by_policy(frame, {name: p for name in monitor.POLICIES}, settings.bins)
+        goals = monitor.goals(table, alert_log, policies, truth, table[monitor.MONTH][5])
+        judged[least] = (table, alert_log, candidates, goals)
+    table, alert_log, candidates, goals = judged[300]  # a month of 300 rows reaches 300: judged
+    assert table["judged"].all() and len(alert_log) and len(candidates)
+    assert goals["months_not_judged"] == [] and goals["flagged_in_time"] is not None
+    table, alert_log, candidates, goals = judged[301]
+    assert not table["judged"].any() and table["rows"].sum() == len(frame)  # shown, every row
+    assert alert_log.empty and candidates == []
+    assert goals["months_not_judged"] == [monitor.month_label(m) for m in table[monitor.MONTH]]
+    assert goals["flagged_in_time"] is None and goals["false_alarm_months_before_change"] == 0
+    said = "(8 months of fewer than monitor.min_batch_rows borrowers shown but not judged)"
+    assert said in _summary(goals, [])
 
 
 def test_every_policy_and_challenger_keeps_the_champions_maintenance_floor():

@@ -135,6 +135,10 @@ def _summary(goals: dict, candidates: list) -> str:
               else f"first batch touched by a change {affected}, " + (
                   "no alert after it" if alert is None
                   else f"first alert after it {alert} ({', '.join(goals['first_alert_rules'])})"))
+    small = goals["months_not_judged"]
+    if small:
+        change += (f" ({len(small)} months of fewer than monitor.min_batch_rows borrowers shown but "
+                   "not judged)")
     return (f"monitor: {change}, "
             f"{goals['false_alarm_months_before_change']} false-alarm months before; max |estimated - "
             f"realised AUC| before the change {gap}; "
