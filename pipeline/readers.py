@@ -764,4 +764,9 @@ def row_reasons(failures: pd.DataFrame, spec: Table, label: str, source: Path) -
                                           regex=False)
     value = shortened(failures["value"].fillna("missing"))
     reason = label + column + ": fails " + check + " (value " + value + ")"
+    # a duplicate in the words a features file uses, without the value: the borrower's id is the
+    # reject's own column, as written, where the value was the number text ids are read as
+    duplicate = label + column + (": duplicate borrower" if tuple(spec.key) == ("borrower_id",)
+                                  else ": duplicate row (the same " + ", ".join(spec.key) + ")")
+    reason = reason.where(failures["check"] != "multiple_fields_uniqueness", duplicate)
     return pd.DataFrame({"row": failures["row"].astype("int64").to_numpy(), "reason": reason.to_numpy()})

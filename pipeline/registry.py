@@ -34,6 +34,22 @@ class Promotion:
     figures: dict = field(default_factory=dict)
 
 
+def other_verdict(version, result: dict) -> str:
+    """A sentence for when a registered ``version``'s recorded verdict is not ``result``'s (this
+    run's gates, ``own_gates``), else "": an experiment with its own gates judges only what it
+    registers, and it had published "passed" on a production version the registry records as
+    failed (an outside check)."""
+    recorded = version.tags.get(GATE_TAG) if version is not None else None
+    if recorded is None:
+        return ""
+    ours = "passed" if result["passed"] else "failed " + ", ".join(result["failed"])
+    theirs = "passed" if recorded == "true" else "failed " + version.tags.get(FAILED_GATES_TAG, "own gates")
+    if theirs == ours:
+        return ""
+    return (f". Under this run's gates version {version.version} {ours}; the registry's verdict, "
+            f"judged when it was registered, stands: {theirs}")
+
+
 def own_failures(tags: dict[str, str], settings: RegisterSettings) -> list[str]:
     """The own gates a registered version fails: its figures recorded at registration
     (``GATE_VALUES_TAG``) judged by the gates of ``settings`` (params.yaml today: promote had

@@ -44,7 +44,8 @@ ACTIONS = {  # the source article's responses, by leading cause
                    "falls on (maintenance_due_date); do not lower the limit",
     "liquidity": "offer an installment or repayment plan and freeze further limit increases",
     "credit": "stop further limit increases, review the exposure and contact the borrower early",
-    "unclear": "review the file: no cause raised the risk",
+    # no credit, liquidity or technical feature raised the risk (a team's own columns may have)
+    "unclear": "review the file: no known cause (credit, liquidity, technical) raised the risk",
     "none": "none",
 }
 # the date each timed action is for, and where to take it when the output has none (no due date

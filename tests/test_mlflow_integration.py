@@ -545,6 +545,11 @@ def test_promote_moves_the_champion_only_when_the_gates_hold(project, store):
     assert store.get_model_version(NAME, "2").tags[tracking.GATE_TAG] == "false"
     refused = _promote(project, "2")
     assert refused["decision"] == "refused" and refused["failed_gates"] == ["min_oot_auc"]
+    # what it was judged by, for an auditor: the gates, the params file and its digest, the figures
+    params = project.root / "params.yaml"
+    assert refused["gates"]["min_oot_auc"] == 0.99 and refused["params_file"] == str(params.resolve())
+    assert refused["params_sha256"] == io.file_digest(params)
+    assert refused["own_figures"]["min_oot_auc"] < 0.99
     # the registry records the refusal too, where the whole team sees it
     recorded = json.loads(store.get_model_version(NAME, "2").tags["limitjump.promotion"])
     assert recorded["decision"] == "refused" and recorded["failed_gates"] == ["min_oot_auc"]

@@ -10,6 +10,7 @@ import pytest
 from pipeline import registry
 from pipeline.config import LabelSettings
 from pipeline.registry import champion_gate, own_gates
+from pipeline.tracking import FAILED_GATES_TAG, GATE_TAG
 from tests.conftest import make_params
 
 
@@ -154,7 +155,6 @@ def test_promotion_of_features_computed_otherwise_needs_new_label():
 
 
 def test_own_failures_are_read_from_the_version_tags():
-    from pipeline.tracking import FAILED_GATES_TAG, GATE_TAG
 
     gates = make_params().gate
     assert registry.own_failures({GATE_TAG: "true", FAILED_GATES_TAG: "none"}, gates) == []
@@ -197,3 +197,19 @@ def test_a_model_of_other_features_is_adopted_with_new_label_on_its_own_gates():
     assert adopted.figures == {"rows": 4, "missing": {"challenger": ["team_feature"]}}
     failing, fetched = promote(challenger="team_feature", new_label=True, own_failures=["min_oot_auc"])
     assert (failing.decision, fetched) == ("refused", [])  # its own gates still hold
+
+
+def test_a_run_whose_gates_differ_from_the_registrys_verdict_says_which_stands():
+    """An experiment that lowered a gate had published "passed" on the production version that
+    the registry records as failed: its run now says the registry's verdict stands."""
+    from types import SimpleNamespace
+
+    failed = SimpleNamespace(version="1", tags={GATE_TAG: "false", FAILED_GATES_TAG: "beats_scorecard"})
+    passed = {"passed": True, "failed": []}
+    assert registry.other_verdict(failed, passed) == (
+        ". Under this run's gates version 1 passed; the registry's verdict, judged when it was "
+        "registered, stands: failed beats_scorecard")
+    assert registry.other_verdict(failed, {"passed": False, "failed": ["beats_scorecard"]}) == ""
+    assert registry.other_verdict(SimpleNamespace(version="2", tags={GATE_TAG: "true"}), passed) == ""
+    assert registry.other_verdict(SimpleNamespace(version="3", tags={}), passed) == ""  # none recorded
+    assert registry.other_verdict(None, passed) == ""

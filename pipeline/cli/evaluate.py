@@ -11,7 +11,7 @@ from pathlib import Path
 
 import typer
 
-from pipeline import card, evaluate, io, model, plots, tracking
+from pipeline import card, evaluate, io, model, plots, registry, tracking
 from pipeline.cli import PARAMS, app, load
 from pipeline.cli.paths import (
     DECISION_PLOTS,
@@ -86,7 +86,8 @@ def _log_run(p: Params, reports: dict, gates: dict, figures: list[Path], headlin
     auc = headlines["lightgbm"]["oot_auc"]
     description = (f"Out-of-time evaluation of LightGBM version {links['limitjump.model_version']} "
                    f"(AUC {auc:.4f}) beside the scorecard"
-                   + (" and the truth" if "truth" in headlines else ""))
+                   + (" and the truth" if "truth" in headlines else "")
+                   + (registry.other_verdict(version, gates) if tracking.in_experiment() else ""))
     with tracking.new_run(p.mlflow, "evaluate", fingerprint, description, links) as run:
         if run is None:
             return

@@ -21,7 +21,7 @@ import pandas as pd
 import typer
 
 from pipeline import io, registry, tracking
-from pipeline.cli import PARAMS, app, load
+from pipeline.cli import PARAMS, app, load, params_file
 from pipeline.cli.paths import REGISTERED, SPLIT_DIR
 from pipeline.errors import InputError, UsageError
 from pipeline.model import CalibratedLightGBM
@@ -62,7 +62,8 @@ def promote(
         models=lambda: _models({"challenger": candidate, "champion": champion}),
         rows=lambda: _comparison_rows(test),
         settings=p.gate)
-    entry.update(decision=decided.decision, failed_gates=decided.failed_gates, figures=decided.figures)
+    entry.update(decision=decided.decision, failed_gates=decided.failed_gates, figures=decided.figures,
+                 **_judged_by(p, params, candidate.tags))
     if decided.decision == "promoted":
         tracking.set_alias(p.mlflow, "champion", candidate.version, {
             "limitjump.previous_champion": str(entry["previous_champion"] or "none")})
@@ -75,13 +76,25 @@ def promote(
         raise typer.Exit(1)
 
 
+def _judged_by(p, params: Path, tags: dict[str, str]) -> dict:
+    """What the decision was judged by, for an auditor: the gates and the params file they came
+    from (its path and digest: an untracked copy with a gate lowered leaves git clean), and the
+    candidate's own figures recorded at registration. A promotion on gates lowered for it had
+    logged only "failed_gates": [] (an outside check)."""
+    path = params_file(params).resolve()
+    recorded = tags.get(tracking.GATE_VALUES_TAG)
+    return {"gates": p.gate.model_dump(), "params_file": str(path), "params_sha256": io.file_digest(path),
+            "own_figures": json.loads(recorded) if recorded else None}
+
+
 def _registry_record(entry: dict, now: datetime) -> dict[str, str]:
     """The registry's record of a decision, which the whole team sees (the log is this machine's):
     a tag of its own per decision, never overwritten, and the latest in ``limitjump.promotion``,
     which a no-op leaves alone (a second `promote` of the champion had replaced its record with
     "already_champion", no figures and itself as the previous champion)."""
     record = json.dumps({k: entry[k] for k in ("time", "decision", "failed_gates", "figures", "by",
-                                               "previous_champion")}, default=str, sort_keys=True)
+                                               "previous_champion", "gates", "params_sha256")},
+                        default=str, sort_keys=True)
     tags = {f"{PROMOTION_TAG}.{now.strftime('%Y%m%dT%H%M%S.%fZ')}": record}
     if entry["decision"] != "already_champion":
         tags[PROMOTION_TAG] = record

@@ -51,5 +51,5 @@ def register(params: Path = PARAMS) -> None:
                    "gates_passed": result["passed"]}, REGISTERED)
     gates = "passes its gates" if result["passed"] else f"fails {', '.join(result['failed'])}"
     typer.echo(f"registered version {version.version} ({gates}); "
-               + (f"{where}: no alias moved" if where else "now @challenger; @champion moves only "
-                  "with `limitjump promote`"))
+               + (f"{where}: no alias moved{registry.other_verdict(version, result)}" if where
+                  else "now @challenger; @champion moves only with `limitjump promote`"))
