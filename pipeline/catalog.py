@@ -338,10 +338,11 @@ REASON_GROUPS = {
     "has forgotten due dates before (paid in full days later)": "technical_misses",
 }
 
-# A due date paid a few days late is counted by the technical features when nothing was tried
-# on the day or it failed briefly, and by the arrears counts too: where every late due date is
-# such a one, the arrears reasons would tell the same day again (an outside check found one late
-# day told as three reasons, "forgotten", "failed briefly" and "paid late", 2026-12-07)
+# A due date paid a few days late is counted by the technical features (forgotten: nothing tried
+# on the day; a brief miss, paid within 3 days, whatever its cause) and by the arrears counts
+# too: where every late due date is such a one, the arrears reasons would tell the same day again
+# (an outside check found one late day told as three reasons, "forgotten", "failed briefly" and
+# "paid late", 2026-12-07)
 TECHNICAL_LATENESS = ("forgotten_due_dates", "short_misses_cured_3d")
 LATENESS_COUNTS = ("due_dates_over_0_days_late", "due_dates_over_5_days_late", "decayed_days_late",
                    "missed_due_dates_3m", "missed_due_dates_6m")

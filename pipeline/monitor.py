@@ -58,6 +58,11 @@ def read_stream(folder: Path, features: Table | None = None) -> pd.DataFrame:
     checked against it: a code the model never learned, a column missing, a blank where training
     had none would be monitored as drift, not named as a broken file."""
     frame = io.read_dataset(folder / "features")
+    twice = frame["borrower_id"][frame["borrower_id"].duplicated()]
+    if len(twice):
+        raise ContractError(f"{folder / 'features'}: {len(twice)} borrowers are given more than once "
+                            f"(first {twice.head(3).tolist()}): a part copied twice? `limitjump "
+                            "simulate-stream` writes the stream again")
     if features is not None:
         # in the contract's date unit, so each rule is named as a scorer names it (a blank as
         # known_in_every_training_row, not pandera's not_nullable)
@@ -65,11 +70,6 @@ def read_stream(folder: Path, features: Table | None = None) -> pd.DataFrame:
         dates = {c.name: c.dtype for c in features.columns
                  if c.dtype.startswith("datetime") and c.name in checked}
         validate(checked.astype(dates), features, str(folder / "features"))
-    twice = frame["borrower_id"][frame["borrower_id"].duplicated()]
-    if len(twice):
-        raise ContractError(f"{folder / 'features'}: {len(twice)} borrowers are given more than once "
-                            f"(first {twice.head(3).tolist()}): a part copied twice? `limitjump "
-                            "simulate-stream` writes the stream again")
     labels, truth = io.read_dataset(folder / "labels"), io.read_dataset(folder / "truth")
     # the stage's own outputs, but a part copied twice or rewritten by hand had raised tracebacks
     # (pandas' MergeError, a comparison of zoned and naive dates, a label 'Y')
@@ -367,8 +367,9 @@ def backtest(frame: pd.DataFrame, champion: model.CalibratedLightGBM, raw: np.nd
                                                           floor[later])
             candidates.append(candidate)
         cooled = last_retrain is None or at >= last_retrain + pd.DateOffset(months=m.retrain_cooldown_months)
-        if len(ready) >= 3 and cooled and (month == np.datetime64(ready[-1])).sum() >= m.min_batch_rows:
-            window = ready[-m.retrain_months:]
+        window = ready[-m.retrain_months:]
+        if len(ready) >= 3 and cooled and all((month == np.datetime64(w)).sum() >= m.min_batch_rows
+                                              for w in window):
             candidate = _retrain(frame, window, in_use, scorecard, lgbm, gates, m.bins, categorical, at)
             candidates.append(candidate)
             last_retrain = at
@@ -455,11 +456,12 @@ def goals(table: pd.DataFrame, alert_log: pd.DataFrame, policies: pd.DataFrame, 
           affected: pd.Timestamp | None, max_ece: float = 0.01, max_auc_gap: float = 0.02) -> dict:
     """The issue's goals, measured: when the change is flagged, false alarms before it (alerts on
     batches the truth finds sound: ``truth_view``), the gap of estimated to realised AUC before it,
-    and per policy the ECE after the alert and the AUC against the frozen model's."""
+    and per policy the ECE after the alert and the AUC against the frozen model's. A month not
+    judged (fewer than ``min_batch_rows`` rows) counts in none of them: its gaps are sampling's."""
     months = table[MONTH]
     before = months < affected if affected is not None else months == months
     gap = (table["estimated_auc"] - table["realised_auc"]).abs()
-    measured = gap[before].dropna()
+    measured = gap[before & table["judged"]].dropna()
     # an alert is about its batch, whenever raised; before the change it is false unless the truth
     # finds the model off on that batch too
     alert_log = alert_log.assign(confirmed=confirmed_by_truth(alert_log, truth))
@@ -492,14 +494,16 @@ def goals(table: pd.DataFrame, alert_log: pd.DataFrame, policies: pd.DataFrame, 
         "policies": {},
     }
     for name in POLICIES:
-        ece_after = policies.loc[policies[MONTH] >= (first if first is not None else policies[MONTH].max()
-                                                       + pd.DateOffset(months=1)), [MONTH, f"{name}_ece"]]
+        ece_after = policies.loc[(policies[MONTH] >= (first if first is not None else policies[MONTH].max()
+                                                        + pd.DateOffset(months=1)))
+                                 & policies[MONTH].isin(months[table["judged"]]), [MONTH, f"{name}_ece"]]
         good = ece_after[ece_after[f"{name}_ece"] <= max_ece]
         back = good[MONTH].min() if len(good) else None
         out["policies"][name] = {
             "mean_ece_after_alert": float(ece_after[f"{name}_ece"].mean()) if len(ece_after) else None,
             "first_month_ece_at_most_0_01": month_label(back) if back is not None else None,
-            "ece_back_within_two_months": bool(back is not None and _months(first, back) <= 2),
+            "ece_back_within_two_months": None if not judged_after else bool(
+                back is not None and _months(first, back) <= 2),
             "min_auc_minus_frozen": float((policies[f"{name}_auc"] - policies["frozen_auc"]).min()),
         }
     return out

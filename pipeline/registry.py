@@ -46,8 +46,9 @@ def other_verdict(version, result: dict) -> str:
     theirs = "passed" if recorded == "true" else "failed " + version.tags.get(FAILED_GATES_TAG, "own gates")
     if theirs == ours:
         return ""
-    return (f". Under this run's gates version {version.version} {ours}; the registry's verdict, "
-            f"judged when it was registered, stands: {theirs}")
+    return (f". Under this run's gates version {version.version} {ours}; the registry records it "
+            f"{theirs} (by the gates of the last plain `dvc repro`), and `limitjump promote` judges its "
+            "recorded figures by the gates of the params file it is given")
 
 
 def own_failures(tags: dict[str, str], settings: RegisterSettings) -> list[str]:

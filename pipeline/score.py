@@ -179,15 +179,16 @@ def worded_contributions(contrib: np.ndarray, matrix: np.ndarray, features: list
 
 
 def _only_technical_lateness(matrix: np.ndarray, features: list[str]) -> np.ndarray:
-    """Whether each borrower's late due dates were all paid within days and are as many as the
-    technical counts (``TECHNICAL_LATENESS``) hold, at most: the arrears counts then hold the
-    same days, and their reasons are not said. Where a count could be both (a forgotten due date
-    paid within 3 days), the arrears reason is left unsaid rather than said twice."""
+    """Whether each borrower's late due dates were all paid within days and are no more than
+    either count of ``TECHNICAL_LATENESS`` holds: the arrears counts then hold the same days, and
+    their reasons are not said. The larger count, not their sum: a forgotten due date paid within
+    3 days is in both, and a sum had hidden a second late day that neither holds (a shortfall of
+    6 days beside it)."""
     needed = ("max_days_late", "due_dates_over_0_days_late", *TECHNICAL_LATENESS)
     if not all(name in features for name in needed):
         return np.zeros(len(matrix), dtype=bool)
     value = {name: np.nan_to_num(matrix[:, features.index(name)]) for name in needed}
-    technical = sum(value[name] for name in TECHNICAL_LATENESS)
+    technical = np.maximum.reduce([value[name] for name in TECHNICAL_LATENESS])
     return ((value["max_days_late"] <= FORGOTTEN_MAX_DAYS_LATE) & (technical > 0)
             & (value["due_dates_over_0_days_late"] <= technical))
 

@@ -782,11 +782,22 @@ def test_the_decision_model_is_registered_and_recommends_through_every_client(pr
     features = features.head(40)[["borrower_id", "scoring_date", *DECISION_FEATURES]]
     floats = features.copy()
     floats[list(DECISION_FEATURES)] = floats[list(DECISION_FEATURES)].round()
+    decision_model = DecisionModel.from_dir(local)
+    # blanks as a user's file has them, where training had blanks: one where it had none is refused
     nullable = [f for f in DECISION_FEATURES if BY_NAME[f].domain.nullable]
-    floats.loc[::4, nullable[:3]] = np.nan  # as a user's file has them
+    blankable = [f for f in nullable if f not in decision_model.never_missing]
+    floats.loc[::4, blankable[:3]] = np.nan
     ints = floats.astype({c: "Int64" for c in DECISION_FEATURES})
     assert ints.isna().any().any(), "the example should carry missing values"
-    expected = DecisionModel.from_dir(local).recommend(floats)
+    expected = decision_model.recommend(floats)
+    never = [f for f in nullable if f in decision_model.never_missing][0]
+    ints.assign(**{never: ints[never].mask(ints.index == 2)}).to_csv(tmp_path / "blank.csv", index=False)
+    refused = subprocess.run([str(BIN / "mlflow"), "models", "predict", "-m", registered, "-i",
+                              str(tmp_path / "blank.csv"), "-t", "csv", "--env-manager", "local"],
+                             cwd=tmp_path, env={**project.env, "MLFLOW_TRACKING_URI": project.uri},
+                             capture_output=True, text=True)
+    assert refused.returncode != 0 and f"'{never}' fails known_in_every_training_row in 1 row (row 2 " \
+        "missing)" in refused.stderr, refused.stderr[-2000:]
     ints.to_csv(tmp_path / "ints.csv", index=False)
     out = tmp_path / "predicted.json"
     run([str(BIN / "mlflow"), "models", "predict", "-m", registered, "-i", str(tmp_path / "ints.csv"),

@@ -347,7 +347,8 @@ def test_a_stream_that_breaks_the_models_features_or_lacks_labels_is_named_not_m
     assert len(monitor.read_stream(tmp_path, table)) == 3
     spoilt = {r"column 'employment_type'.*\b9\b": features.assign(employment_type=[0.0, 9.0, 2.0]),
               r"credit_score.*known_in_every_training_row": features.assign(credit_score=[6e2, None, 7e2]),
-              r"credit_score": features.drop(columns="credit_score")}
+              r"credit_score": features.drop(columns="credit_score"),
+              r"borrowers are given more than once": pd.concat([features] * 2)}
     for said, frame in spoilt.items():
         frame.to_parquet(tmp_path / "features" / "part-00000.parquet")
         with pytest.raises(ContractError, match=rf"(?s){tmp_path / 'features'}.*{said}"):
@@ -495,6 +496,11 @@ def test_months_too_small_to_judge_are_shown_but_raise_no_alert_and_fit_nothing(
     assert alert_log.empty and candidates == []
     assert goals["months_not_judged"] == [monitor.month_label(m) for m in table[monitor.MONTH]]
     assert goals["flagged_in_time"] is None and goals["false_alarm_months_before_change"] == 0
+    # nor do its sampling gaps count as goals missed
+    assert goals["max_auc_estimate_gap_before_change"] is None
+    assert goals["auc_estimate_within_0_02_before_change"] is None
+    assert all(g["ece_back_within_two_months"] is None and g["mean_ece_after_alert"] is None
+               for g in goals["policies"].values())
     said = "(8 months of fewer than monitor.min_batch_rows borrowers shown but not judged)"
     assert said in _summary(goals, [])
 

@@ -207,8 +207,9 @@ def test_a_run_whose_gates_differ_from_the_registrys_verdict_says_which_stands()
     failed = SimpleNamespace(version="1", tags={GATE_TAG: "false", FAILED_GATES_TAG: "beats_scorecard"})
     passed = {"passed": True, "failed": []}
     assert registry.other_verdict(failed, passed) == (
-        ". Under this run's gates version 1 passed; the registry's verdict, judged when it was "
-        "registered, stands: failed beats_scorecard")
+        ". Under this run's gates version 1 passed; the registry records it failed beats_scorecard (by "
+        "the gates of the last plain `dvc repro`), and `limitjump promote` judges its recorded figures "
+        "by the gates of the params file it is given")
     assert registry.other_verdict(failed, {"passed": False, "failed": ["beats_scorecard"]}) == ""
     assert registry.other_verdict(SimpleNamespace(version="2", tags={GATE_TAG: "true"}), passed) == ""
     assert registry.other_verdict(SimpleNamespace(version="3", tags={}), passed) == ""  # none recorded

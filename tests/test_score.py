@@ -926,17 +926,18 @@ def test_one_late_day_is_one_reason_whichever_counts_hold_it():
     or a long one (12 days) keeps the arrears reason beside the technical one."""
     features = ["forgotten_due_dates", "short_misses_cured_3d", "debit_failures_system_6m",
                 "due_dates_over_0_days_late", "missed_due_dates_3m", "max_days_late"]
-    c = np.array([[0.3, 0.2, 0.1, 0.25, 0.15, 0.0, -1.0]] * 3)
+    c = np.array([[0.3, 0.2, 0.1, 0.25, 0.15, 0.0, -1.0]] * 4)
     matrix = np.array([[1.0, 1.0, 1.0, 1.0, 1.0, 2.0],    # one forgotten day, paid 2 days late
                        [1.0, 0.0, 0.0, 2.0, 2.0, 6.0],    # one forgotten (5 days), one short of funds
-                       [1.0, 0.0, 0.0, 1.0, 1.0, 12.0]])  # forgotten, paid 12 days late
+                       [1.0, 0.0, 0.0, 1.0, 1.0, 12.0],   # forgotten, paid 12 days late
+                       [1.0, 1.0, 0.0, 2.0, 2.0, 6.0]])   # forgotten (2 days: in both), one short of funds
     medians = dict.fromkeys(features, 0.0)
     worded = score.worded_contributions(c, matrix, features, medians)
-    leading = np.array(["technical"] * 3, dtype=object)
-    got = [[col[row] for col in score.reasons(worded, features, leading, 4)] for row in range(3)]
+    leading = np.array(["technical"] * 4, dtype=object)
+    got = [[col[row] for col in score.reasons(worded, features, leading, 4)] for row in range(4)]
     forgot = "has forgotten due dates before (paid in full days later)"
     assert got[0] == [forgot, None]  # two groups: technical misses and arrears
-    assert got[1] == got[2] == [forgot, "has paid late before"]
+    assert got[1] == got[2] == got[3] == [forgot, "has paid late before"]
 
 
 def test_without_a_cause_model_the_leading_cause_is_the_cause_that_raised_the_risk_most():

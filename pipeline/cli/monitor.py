@@ -137,8 +137,8 @@ def _summary(goals: dict, candidates: list) -> str:
                   else f"first alert after it {alert} ({', '.join(goals['first_alert_rules'])})"))
     small = goals["months_not_judged"]
     if small:
-        change += (f" ({len(small)} months of fewer than monitor.min_batch_rows borrowers shown but "
-                   "not judged)")
+        change += (f" ({len(small)} month{'s' if len(small) > 1 else ''} of fewer than "
+                   "monitor.min_batch_rows borrowers shown but not judged)")
     return (f"monitor: {change}, "
             f"{goals['false_alarm_months_before_change']} false-alarm months before; max |estimated - "
             f"realised AUC| before the change {gap}; "
