@@ -404,6 +404,22 @@ def psi(expected: Any, actual: Any, bins: int = 10) -> dict:
     return psi_from_counts(reference, bin_counts(actual, reference["edges"]))
 
 
+def pooled_groups(groups: Any, min_rows: int = MIN_PSI_ROWS) -> np.ndarray:
+    """Each row's group (labels that sort in time order: months), consecutive groups pooled until
+    each holds at least ``min_rows`` rows, a short rest joined to the pool before it; one pool when
+    all rows together hold fewer. A small portfolio's months each hold fewer rows than a PSI needs:
+    unpooled, no month counted and every drift baseline read 0 (an outside check)."""
+    labels, inverse, counts = np.unique(np.asarray(groups), return_inverse=True, return_counts=True)
+    pool, size, k = np.empty(len(labels), dtype=np.int64), 0, 0
+    for i, n in enumerate(counts):  # months, not borrowers: a few dozen
+        pool[i], size = k, size + n
+        if size >= min_rows:
+            k, size = k + 1, 0
+    if size and k:
+        pool[pool == k] = k - 1
+    return pool[inverse]
+
+
 def largest_group_psi(reference: dict, values: Any, groups: Any, min_rows: int = MIN_PSI_ROWS) -> float:
     """The largest PSI of one group's ``values`` (a training month's, say) against ``reference``
     (``psi_reference``), over the groups of at least ``min_rows`` rows; 0 without one. How far a

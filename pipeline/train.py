@@ -476,7 +476,8 @@ def drift_reference(fitted: CalibratedLightGBM, train: pd.DataFrame, columns: li
                     own_data: bool = False) -> dict:
     """What drift is measured against: each feature's gain importance, the decile bins of the
     score and of each feature, each one's largest PSI of one training month against them (its
-    baseline: a scored batch's drift is judged beyond it), and the medians on whose side a
+    baseline: a scored batch's drift is judged beyond it; months of fewer rows than a PSI needs
+    pooled with the next, ``metrics.pooled_groups``), and the medians on whose side a
     reason's words hold (``score.worded_contributions``), on at most ``REFERENCE_ROWS`` evenly
     spread training rows (decile edges need no more); and, from every training row, the numbers
     no row lacked that a booster splits on (``never_missing``), which a scorer may not be given
@@ -488,7 +489,7 @@ def drift_reference(fitted: CalibratedLightGBM, train: pd.DataFrame, columns: li
     bins = {name: metrics.psi_reference(v) for name, v in values.items()}
     medians = {c: float(np.nanmedian(matrix[:, j])) for j, c in enumerate(columns)
                if not np.isnan(matrix[:, j]).all()}
-    months = sample["scoring_date"].dt.to_period("M").astype(str).to_numpy()
+    months = metrics.pooled_groups(sample["scoring_date"].dt.to_period("M").astype(str).to_numpy())
     baseline = {name: round(metrics.largest_group_psi(bins[name], values[name], months), 6) for name in bins}
     boosters = [fitted.booster, *([fitted.causes[0]] if fitted.causes else [])]
     return {"importance": importance, "bins": bins, "medians": medians, "baseline": baseline,

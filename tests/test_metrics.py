@@ -547,3 +547,25 @@ def test_csi_flags_a_feature_beyond_its_largest_training_months_movement():
     table = metrics.csi(expected, actual, ["calendar", "steady"], groups=months).set_index("feature")
     assert table.loc["calendar", "baseline"] > 0.1 and table.loc["calendar", "flag"] == "stable"
     assert table.loc["steady", "baseline"] < 0.05 and table.loc["steady", "flag"] == "shifted"
+
+
+def test_months_too_small_for_a_psi_are_pooled_with_the_next_in_time_order():
+    """Known answers: months of 120, 90, 300, 50 and 40 rows pool to 200 as (120 + 90), 300, and
+    (50 + 40) joined to the pool before it; months that all together hold fewer are one pool."""
+    months = np.repeat(["2025-01", "2025-02", "2025-03", "2025-04", "2025-05"], [120, 90, 300, 50, 40])
+    pooled = metrics.pooled_groups(np.random.default_rng(0).permutation(months), 200)
+    got = pd.Series(pooled).groupby(pooled).size().tolist()
+    assert got == [210, 390]
+    assert set(metrics.pooled_groups(months[:100], 200)) == {0}
+    assert metrics.pooled_groups(months, 1).max() == 4  # large enough: each month its own
+
+
+def test_a_small_portfolio_still_measures_how_far_a_feature_moves_between_months():
+    """Months of 60 rows each had given no month a PSI, so every baseline read 0 and a calendar
+    feature flagged every batch; pooled, the baseline sees the movement."""
+    rng = np.random.default_rng(3)
+    months = np.repeat([f"2025-{m:02d}" for m in range(1, 13)], 60)
+    values = rng.normal(size=len(months)) + np.repeat(np.arange(12) / 4, 60)  # drifts month by month
+    reference = metrics.psi_reference(values)
+    assert metrics.largest_group_psi(reference, values, months) == 0.0
+    assert metrics.largest_group_psi(reference, values, metrics.pooled_groups(months)) > 0.1
