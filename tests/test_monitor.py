@@ -134,6 +134,18 @@ def _champion(frame: pd.DataFrame) -> model.CalibratedLightGBM:
     return train.fit_calibrated_lightgbm(frame[first], frame[second], ["x1", "x2"], [], {}, ISOTONIC)
 
 
+def _scored(frame: pd.DataFrame) -> tuple:
+    """The champion of ``frame``, its matrix, probabilities, features and a drift reference of them."""
+    champion = _champion(frame)
+    matrix = champion.matrix(frame)
+    p = champion.probability(matrix)
+    columns = champion.features
+    reference = {"bins": {"score": metrics.psi_reference(p),
+                          **{c: metrics.psi_reference(matrix[:, j]) for j, c in enumerate(columns)}},
+                 "importance": {"x1": 2.0, "x2": 1.0}}
+    return champion, matrix, p, columns, reference
+
+
 def test_the_backtest_is_deterministic_and_acts_only_on_matured_labels():
     frame = _stream()
     champion = _champion(frame)
@@ -259,13 +271,7 @@ def test_a_month_in_which_no_one_missed_has_no_auc_and_raises_no_ranking_alert()
     frame = _stream()
     quiet = frame[monitor.MONTH] == sorted(frame[monitor.MONTH].unique())[3]
     frame.loc[quiet, "label"] = 0
-    champion = _champion(frame)
-    matrix = champion.matrix(frame)
-    p = champion.probability(matrix)
-    columns = champion.features
-    reference = {"bins": {"score": metrics.psi_reference(p),
-                          **{c: metrics.psi_reference(matrix[:, j]) for j, c in enumerate(columns)}},
-                 "importance": {"x1": 2.0, "x2": 1.0}}
+    _, matrix, p, columns, reference = _scored(frame)
     table, alert_log = monitor.monitor(frame, p, matrix, columns, reference, 0.99, {}, PARAMS.monitor)
     assert table["realised_auc"].isna().tolist() == quiet.groupby(frame[monitor.MONTH]).all().tolist()
     assert table["realised_auc"].notna().sum() == len(table) - 1 and table["rows"].sum() == len(frame)
@@ -471,13 +477,7 @@ def test_months_too_small_to_judge_are_shown_but_raise_no_alert_and_fit_nothing(
     from pipeline.cli.monitor import _summary
 
     frame = _stream(months=8, per_month=300)
-    champion = _champion(frame)
-    matrix = champion.matrix(frame)
-    p = champion.probability(matrix)
-    columns = champion.features
-    reference = {"bins": {"score": metrics.psi_reference(p),
-                          **{c: metrics.psi_reference(matrix[:, j]) for j, c in enumerate(columns)}},
-                 "importance": {"x1": 2.0, "x2": 1.0}}
+    champion, matrix, p, columns, reference = _scored(frame)
     judged = {}
     for least in (300, 301):
         settings = PARAMS.monitor.model_copy(update={"min_batch_rows": least})
