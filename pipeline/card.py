@@ -185,10 +185,13 @@ def _cause_model(report: dict | None) -> dict | None:
         "rows": [[k.replace("_", " "), num(v["misses"]), num(v["auc"]), num(v["auc_truth"]),
                   num(v["auc_gap"])] for k, v in by_kind.items()]}
     answered = report.get("technical_actions")
+    as_scored = bool(answered) and "answered_as_scored" in answered
     actions = answered and {
         "header": ["kind of technical miss", "misses named technical", "action answers it",
-                   "one technical action would"],
-        "rows": [[k.replace("_", " "), num(v["misses"]), pct(v["answered"]), pct(v["answered_by_one_action"])]
+                   "one technical action would",
+                   *(["as scored (no action in a quiet band)"] if as_scored else [])],
+        "rows": [[k.replace("_", " "), num(v["misses"]), pct(v["answered"]), pct(v["answered_by_one_action"]),
+                  *([pct(v["answered_as_scored"])] if as_scored else [])]
                  for k, v in {**answered["by_kind"], "all": answered}.items()]}
     return {"confusion": _confusion(report["confusion"], "leading cause"),
             "truth_confusion": report.get("truth_confusion") and _confusion(report["truth_confusion"],

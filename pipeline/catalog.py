@@ -73,7 +73,7 @@ class Feature:
     domain: Domain
     # where the reason's words are true: above (+1) or below (-1) ``reason_beyond`` where the
     # words name a bound ("utilisation rose on the last statement": above 0.02), else the
-    # training rows' median, or
+    # edge of the training rows' upper or lower third (``score.reason_edges``), or
     # of these codes only ("asked for the increase": a user request)
     reason_side: int
     reason_codes: tuple[float, ...] | None
@@ -138,7 +138,7 @@ FEATURES: tuple[Feature, ...] = (
     _f("dti_at_scoring", "All monthly installments over declared income, at scoring", "at scoring",
        "ratio", "liquidity", 1, "total debt payments are high for the income"),
     _f("dti_change", "Change of debt-to-income from the jump to scoring", "jump to scoring", "ratio",
-       "liquidity", 1, "monthly installments jumped while income stayed flat", signed=True,
+       "liquidity", 1, "monthly installments rose relative to declared income", signed=True,
        reason_beyond=0.0),
     _f("outside_installments", "Monthly installments owed to other lenders at scoring",
        "at scoring", "CNY", "credit", 1, "owes a lot to other lenders"),
@@ -251,7 +251,8 @@ FEATURES: tuple[Feature, ...] = (
        "at scoring", "flag", "technical", 1, "auto-debit agreement has lapsed"),
     _f("autodebit_changed_30d", "Auto-debit agreement events in the last 30 days", "30 days",
        "count", "technical", 1, "auto-debit agreement changed recently"),
-    _f("reauth_pending", "1 if the platform asked to re-authorise auto-debit and it was not done",
+    _f("reauth_pending", "1 if the platform asked to re-authorise auto-debit and the agreement was "
+       "neither renewed, revoked nor cancelled since",
        "at scoring", "flag", "technical", 1, "auto-debit needs re-authorisation"),
     _f("debit_failures_mandate_6m", "Debits that failed on an invalid agreement, last 6 months",
        "6 months", "count", "technical", 1, "debits failed on an invalid agreement"),
@@ -296,7 +297,7 @@ REASON_GROUPS = {
     "made a large one-off purchase or investment with the new limit": "large_spend",
     "monthly installments are high for the declared income": "debt_burden",
     "total debt payments are high for the income": "debt_burden",
-    "monthly installments jumped while income stayed flat": "debt_burden",
+    "monthly installments rose relative to declared income": "debt_burden",
     "large installments fall due in the coming months": "debt_burden",
     "uses most of the credit line": "utilisation",
     "utilisation has climbed over the last 6 months": "utilisation",
@@ -402,7 +403,7 @@ def _where_said(f: Feature) -> str:
         return "code " + ", ".join(f"{c:g}" for c in f.reason_codes)
     side = "above" if f.reason_side > 0 else "below"
     if f.reason_beyond is None:
-        return f"{side} the training median"
+        return f"in the training rows' {'upper' if f.reason_side > 0 else 'lower'} third"
     if f.domain.whole:  # whole numbers: the first one beyond the bound
         first = math.floor(f.reason_beyond) + 1 if f.reason_side > 0 else math.ceil(f.reason_beyond) - 1
         return f"{first:g} or {'more' if f.reason_side > 0 else 'less'}"

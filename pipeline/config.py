@@ -611,6 +611,21 @@ class TablesSettings(Settings):
     # is refused rather than silently constrained
     catalogue: list[Annotated[str, Field(min_length=1)]]
 
+    @model_validator(mode="after")
+    def _one_role_each(self) -> TablesSettings:
+        # one column named for two roles had passed, and the data was blamed ("column
+        # 'customer_id' must be 0 or 1") for what params said
+        roles = {"id_column": self.id_column, "label_column": self.label_column,
+                 "date_column": self.date_column}
+        for i, (key, column) in enumerate(roles.items()):
+            other = [k for k, c in list(roles.items())[i + 1:] if c == column]
+            if other:
+                raise ValueError(f"{key} and {other[0]} both name column '{column}': each names its own")
+        listed = sorted(set(roles.values()) & set(self.catalogue))
+        if listed:
+            raise ValueError(f"catalogue lists {listed}, named as the id, label or date column")
+        return self
+
 
 class SourceSettings(Settings):
     """Where borrowers come from: the simulator (the test bench) or a team's own tables."""

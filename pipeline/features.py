@@ -564,13 +564,16 @@ def _technical(events: Rows, code: np.ndarray) -> dict[str, np.ndarray]:
     agreement = np.isin(code, [EVENT_ORDER.index(e) for e in AGREEMENT_EVENTS])
     status = events.at(code.astype(float), _last_where(events, agreement))
     last_request = _last_where(events, code == EVENT_ORDER.index("reauth_required"))
-    last_auth = _last_where(events, code == EVENT_ORDER.index("autodebit_authorised"))
+    last_agreement_event = _last_where(events, agreement)
     failed = (code == DEBIT_FAILED) & events.within(183)
     return {
         "autodebit_active": (status == EVENT_ORDER.index("autodebit_authorised")).astype(float),
         "autodebit_lapsed": (status == EVENT_ORDER.index("autodebit_revoked")).astype(float),
         "autodebit_changed_30d": events.sum(1.0, agreement & events.within(30)),
-        "reauth_pending": ((last_request >= 0) & (last_auth < last_request)).astype(float),
+        # a request is answered by the next agreement event: renewed, revoked at its deadline (then
+        # the agreement has lapsed) or cancelled by a borrower who pays by hand since (an outside
+        # check found borrowers told to re-authorise 2 to 21 months after they had cancelled)
+        "reauth_pending": ((last_request >= 0) & (last_agreement_event < last_request)).astype(float),
         **{f"debit_failures_{name}_6m": events.sum(1.0, failed & events.matches("detail", (detail,)))
            for name, detail in (("mandate", "mandate_invalid"), ("system", "system_unavailable"),
                                 ("funds", "insufficient_funds"))},

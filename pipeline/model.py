@@ -409,6 +409,13 @@ class CalibratedLightGBM:
         return tuple((self.reference or {}).get("never_missing", ()))
 
     @property
+    def fitted_until(self) -> pd.Timestamp | None:
+        """The last scoring date of the rows it was trained and validated on (None: a model from
+        before it recorded it): rows scored by then are not out of time for it (``registry.unseen_rows``)."""
+        until = (self.reference or {}).get("fitted_until")
+        return pd.Timestamp(until) if until else None
+
+    @property
     def observation_days(self) -> int | None:
         """Days after the jump its features are taken (None: a model that did not record it, or
         one trained on a team's own features, taken when the team takes them)."""

@@ -308,6 +308,11 @@ def _workbook(path: Path, stamp: tuple) -> pa.Table:
             book.close()
     except Exception as err:  # openpyxl raises a different kind for each way a file is broken
         raise ContractError(f"{path}: cannot read the workbook: {err}") from err
+    filled = [sum(cell is not None for cell in row) for row in rows[:2]]
+    if len(filled) == 2 and filled[0] < filled[1]:  # its names had been the title and 'Unnamed: 1', ...
+        raise ContractError(f"{path}: the sheet's first row in use fills {filled[0]} of its cells and the "
+                            f"next {filled[1]}: a title or notes above the header? The header must be "
+                            "the first row in use, with a name for every column")
     width = max((max(i for i, cell in enumerate(row) if cell is not None) + 1 for row in rows), default=0)
     rows = [tuple(row[:width]) + (None,) * (width - len(row)) for row in rows]
     names = [f"Unnamed: {i}" if name is None else str(name) for i, name in enumerate(rows[0])] if rows else []
@@ -748,6 +753,9 @@ def is_text(kind: pa.DataType) -> bool:
     return pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_null(kind)
 
 
+DUPLICATE_BORROWER = "duplicate borrower"  # the words of every reader that finds one twice
+
+
 def row_reasons(failures: pd.DataFrame, spec: Table, label: str, source: Path) -> pd.DataFrame:
     """(row, reason) of each of the contract's ``failures`` of a row, the reason naming
     ``label``.column; a failure of the whole file (a missing column, a wrong dtype) stops with
@@ -766,7 +774,7 @@ def row_reasons(failures: pd.DataFrame, spec: Table, label: str, source: Path) -
     reason = label + column + ": fails " + check + " (value " + value + ")"
     # a duplicate in the words a features file uses, without the value: the borrower's id is the
     # reject's own column, as written, where the value was the number text ids are read as
-    duplicate = label + column + (": duplicate borrower" if tuple(spec.key) == ("borrower_id",)
+    duplicate = label + column + (": " + DUPLICATE_BORROWER if tuple(spec.key) == ("borrower_id",)
                                   else ": duplicate row (the same " + ", ".join(spec.key) + ")")
     reason = reason.where(failures["check"] != "multiple_fields_uniqueness", duplicate)
     return pd.DataFrame({"row": failures["row"].astype("int64").to_numpy(), "reason": reason.to_numpy()})

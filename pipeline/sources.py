@@ -42,6 +42,7 @@ from pipeline.contract import (
 from pipeline.features import MissingJump, build_features
 from pipeline.readers import (
     CSV_ENDINGS,
+    DUPLICATE_BORROWER,
     READ_ERRORS,
     as_codes,
     as_dates,
@@ -482,7 +483,7 @@ class FeaturesFile:
         jump, why_jump = parse_dates(frame.get("jump_date", none), "jump_date", required=False)
         dues = {c: parse_dates(frame.get(c, none), c, required=False) for c in DUE_DATES}
         dup = frame["borrower_id"].duplicated(keep=False).to_numpy()
-        reasons = np.where(dup, "borrower_id: duplicate borrower",
+        reasons = np.where(dup, "borrower_id: " + DUPLICATE_BORROWER,
                            _first_reason(why, why_jump, *(why_due for _, why_due in dues.values())))
         bad = pd.notna(reasons)
         for c in self.numbers_as_text:  # every value a number or blank (__post_init__)

@@ -235,6 +235,13 @@ def in_experiment() -> bool:
     return bool(os.environ.get("DVC_EXP_NAME"))
 
 
+def commit_text(tags: dict[str, str]) -> str:
+    """The commit a run's code came from, as the model card names it: a card had named a commit
+    whose tree had uncommitted changes (params of another size) as if it were that commit's."""
+    dirty = " with uncommitted changes (the run's tag git.dirty)" if tags.get("git.dirty") == "true" else ""
+    return tags.get("git.commit", "unknown") + dirty
+
+
 def run_label(tags: dict[str, str]) -> str:
     """What a run is, for its name in the MLflow UI: the DVC experiment or the short commit."""
     if tags.get("dvc.exp_name"):

@@ -19,6 +19,7 @@ from pydantic import ValidationError
 from pipeline import metrics
 from pipeline.catalog import BY_NAME, monotone_constraints
 from pipeline.causes import MISS_CAUSE, cause_codes, cause_params, fit_cause_model
+from pipeline.cells import code_keys
 from pipeline.config import FeatureSettings, LabelSettings, LightGBMSettings, ScorecardSettings
 from pipeline.errors import InputError, UsageError
 from pipeline.lgbm import lgb
@@ -62,8 +63,20 @@ def categorical_columns(frame: pd.DataFrame, columns: list[str]) -> list[str]:
 
 
 def learn_categories(frame: pd.DataFrame, columns: list[str]) -> dict[str, list]:
-    return {c: sorted(frame[c].dropna().astype(str).unique().tolist()) for c in columns
-            if not pd.api.types.is_numeric_dtype(frame[c])}
+    """The text categories of each text column, one per way of writing it: spellings that differ
+    only in capitals, spaces, hyphens or underscores (``cells.code_keys``, the rule a scorer reads
+    them by) are one category, written as its commonest spelling (the first in order of a tie).
+    An outside check trained 'university' and 'UNIVERSITY' as two, and a scorer then matched
+    'University' to neither and scored all 500 rows of a file as missing that column."""
+    out = {}
+    for c in columns:
+        if pd.api.types.is_numeric_dtype(frame[c]):
+            continue
+        counts = frame[c].dropna().astype(str).value_counts()
+        counts = counts.sort_index(kind="stable").sort_values(ascending=False, kind="stable")
+        commonest = counts.groupby(code_keys(counts.index.to_series()).to_numpy(), sort=False).head(1)
+        out[c] = sorted(commonest.index.tolist())
+    return out
 
 
 # min_data_in_leaf "auto": one training row in LEAF_ROWS_PER_ROW, within [MIN_LEAF, MAX_LEAF].
@@ -456,7 +469,9 @@ def fit_scoring_model(splits: dict[str, pd.DataFrame], columns: list[str], categ
     fitted.feature_settings = feature_settings
     if MISS_CAUSE in splits["train"]:
         fitted.causes = fit_causes(splits, columns, categorical, categories, s)
-    fitted.reference = drift_reference(fitted, splits["train"], columns, own_data)
+    last = max(pd.to_datetime(splits[name]["scoring_date"]).max() for name in ("train", "valid"))
+    fitted.reference = {**drift_reference(fitted, splits["train"], columns, own_data),
+                        "fitted_until": last.date().isoformat()}
     return fitted, valid_scores
 
 
@@ -477,8 +492,8 @@ def drift_reference(fitted: CalibratedLightGBM, train: pd.DataFrame, columns: li
     """What drift is measured against: each feature's gain importance, the decile bins of the
     score and of each feature, each one's largest PSI of one training month against them (its
     baseline: a scored batch's drift is judged beyond it; months of fewer rows than a PSI needs
-    pooled with the next, ``metrics.pooled_groups``), and the medians on whose side a
-    reason's words hold (``score.worded_contributions``), on at most ``REFERENCE_ROWS`` evenly
+    pooled with the next, ``metrics.pooled_groups``), and the edges of the lower and upper
+    thirds beyond which a reason's words hold (``score.reason_edges``), on at most ``REFERENCE_ROWS`` evenly
     spread training rows (decile edges need no more); and, from every training row, the numbers
     no row lacked that a booster splits on (``never_missing``), which a scorer may not be given
     blank: one no tree reads cannot be misread, so a blank there rejects no one."""
@@ -487,11 +502,11 @@ def drift_reference(fitted: CalibratedLightGBM, train: pd.DataFrame, columns: li
     matrix = encode(sample, columns, fitted.categories)
     values = {"score": fitted.probability(matrix), **{c: matrix[:, j] for j, c in enumerate(columns)}}
     bins = {name: metrics.psi_reference(v) for name, v in values.items()}
-    medians = {c: float(np.nanmedian(matrix[:, j])) for j, c in enumerate(columns)
-               if not np.isnan(matrix[:, j]).all()}
+    thirds = {c: np.nanquantile(matrix[:, j], [1 / 3, 2 / 3]).tolist() for j, c in enumerate(columns)
+              if not np.isnan(matrix[:, j]).all()}
     months = metrics.pooled_groups(sample["scoring_date"].dt.to_period("M").astype(str).to_numpy())
     baseline = {name: round(metrics.largest_group_psi(bins[name], values[name], months), 6) for name in bins}
     boosters = [fitted.booster, *([fitted.causes[0]] if fitted.causes else [])]
-    return {"importance": importance, "bins": bins, "medians": medians, "baseline": baseline,
+    return {"importance": importance, "bins": bins, "thirds": thirds, "baseline": baseline,
             "never_missing": never_missing(train, columns, boosters, fitted.categories),
             **({"own_data": True} if own_data else {})}

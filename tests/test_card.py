@@ -215,6 +215,12 @@ def test_the_cause_model_section_shows_confusion_recall_and_baselines(figures, p
     assert "does the action answer what broke" in section
     assert '<th scope="row">forgotten</th><td>5</td><td>80.0%</td><td>0.0%</td>' in section
     assert '<th scope="row">all</th><td>9</td><td>90.0%</td><td>40.0%</td>' in section
+    assert "as scored (no action" not in section
+    report["technical_actions"].update(answered_as_scored=0.7)
+    report["technical_actions"]["by_kind"]["forgotten"].update(answered_as_scored=0.6)
+    section = _section(_render(figures, params, edit=edit), "cause_model")
+    assert "as scored (no action in a quiet band)" in section
+    assert '<th scope="row">all</th><td>9</td><td>90.0%</td><td>40.0%</td><td>70.0%</td>' in section
 
 
 def test_a_contradicted_monotone_constraint_is_a_failed_check(figures, params):

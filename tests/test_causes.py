@@ -118,6 +118,12 @@ def test_a_technical_action_answers_what_broke_beside_one_action_for_every_chann
     silent = report["by_kind"]["mandate_silent"]
     assert silent == {"misses": 1, "answered": 0.0, "answered_by_one_action": 1.0}
     assert report["by_kind"]["unknown"]["answered"] == 0.0
+    # as scored: a miss in a quiet band gets no action (rows 2 and 3 are quiet)
+    explained = np.array([True, True, False, False, True, True, True, True])
+    scored = causes.technical_actions(true, kind, leading, action, explained)
+    assert scored["answered"] == pytest.approx(3 / 6) and scored["answered_as_scored"] == pytest.approx(2 / 6)
+    assert scored["by_kind"]["mandate_known"]["answered_as_scored"] == 0.0
+    assert "answered_as_scored" not in report
     empty = causes.technical_actions(true[6:7], kind[6:7], leading[6:7], action[6:7])
     assert empty == {"misses": 0, "answered": None, "answered_by_one_action": None, "by_kind": {}}
 

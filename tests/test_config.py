@@ -224,3 +224,16 @@ def test_dask_scheduler_address_in_the_environment_overrides_engine_scheduler(mo
     engine = load(ROOT / "params.yaml").engine
     assert (engine.scheduler, engine.scheduler_origin) == ("tls://10.0.0.5:8786", "$DASK_SCHEDULER_ADDRESS")
     assert engine.model_dump() == {**plain.model_dump(), "scheduler": "tls://10.0.0.5:8786"}
+
+
+@pytest.mark.parametrize(("tables", "said"), [
+    ({"label_column": "customer_id"}, "id_column and label_column both name column 'customer_id'"),
+    ({"id_column": "scoring_date"}, "id_column and date_column both name column 'scoring_date'"),
+    ({"catalogue": ["credit_score", "default"]},
+     r"catalogue lists \['default'\], named as the id, label or date"),
+])
+def test_one_column_named_for_two_roles_stops_check_params(tables, said):
+    """Known answers from outside: check-params passed a label column that was the id column, and
+    `features` then blamed the data ("column 'customer_id' must be 0 or 1")."""
+    with pytest.raises(ConfigError, match=said):
+        make_params({"source": {"tables": tables}})

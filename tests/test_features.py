@@ -88,6 +88,35 @@ def agreement(bid: int, day: str) -> dict:
     return dict(borrower_id=bid, event_date=day, event_type="autodebit_authorised", detail="user_action")
 
 
+def test_a_reauthorisation_request_is_pending_until_the_agreement_next_changes():
+    """A campaign asks to re-authorise by a deadline. An outside check found the request pending
+    forever: a borrower revoked at the deadline, who cancelled and paid by hand for months since,
+    was still told to re-authorise. Pending while nothing happened since the request (and a request
+    of the day an agreement was renewed comes first: the renewal answers it); answered by a
+    renewal, a revocation (the agreement has lapsed) or a cancellation."""
+    def event(bid, day, kind, detail="user_action"):
+        return dict(borrower_id=bid, event_date=day, event_type=kind, detail=detail)
+
+    request = ("2024-10-01", "reauth_required", "reauthorisation_campaign")
+    histories = {
+        10: [request],
+        11: [request, ("2024-10-20", "autodebit_authorised", "reauthorisation_campaign")],
+        12: [request, ("2024-11-01", "autodebit_revoked", "campaign_deadline")],
+        13: [request, ("2024-11-01", "autodebit_revoked", "campaign_deadline"),
+             ("2024-11-28", "debit_failed", "mandate_invalid"), ("2024-11-29", "autodebit_cancelled")],
+        14: [("2024-10-01", "autodebit_authorised", "user_action"), request],  # the same day: renewed
+    }
+    rows = []
+    for bid, events in histories.items():
+        b = handmade.borrower(bid, jump="2025-03-01")
+        b["platform_events"] = [agreement(bid, "2024-01-05"), *(event(bid, *e) for e in events)]
+        rows.append(b)
+    f = build_features(handmade.tables(*rows), 30, SETTINGS).set_index("borrower_id")
+    assert f["reauth_pending"].to_dict() == {10: 1.0, 11: 0.0, 12: 0.0, 13: 0.0, 14: 0.0}
+    assert f["autodebit_lapsed"].to_dict() == {10: 0.0, 11: 0.0, 12: 1.0, 13: 0.0, 14: 0.0}
+    assert f["autodebit_active"].to_dict() == {10: 1.0, 11: 1.0, 12: 0.0, 13: 0.0, 14: 1.0}
+
+
 def test_an_announced_window_counts_only_over_the_hours_the_borrowers_channel_pays():
     """The next due dates are 04-09, 05-09 and 06-09. One window on each covers, in turn, the
     02:00 auto-debit batch, the paying hours (08:00-24:00), and neither (03:00-07:00): the

@@ -253,6 +253,17 @@ def test_lift_summary_counts_rank_order_breaks():
     assert summary["top_decile_capture"] == pytest.approx(1 / 4)
 
 
+def test_a_rise_between_deciles_of_one_tied_score_is_no_break():
+    """Known answer from outside: a model that scored all 8 rows 0.25 failed the rank-order check
+    on the one miss its tie order put in a lower decile; deciles of distinct scores still break."""
+    tied = metrics.lift_summary(np.array([0, 0, 0, 0, 0, 0, 1, 0]), np.full(8, 0.25))
+    assert tied["rank_ordered"] is True and tied["rank_order_breaks"] == 0
+    p = np.linspace(0.95, 0.0, 20)
+    p[4:8] = 0.75  # deciles 3 and 4 share one score
+    y = np.array([1, 0, 1, 0, 0, 0, 0, 1, 0, 0, 1, 1] + [0] * 8)  # rises 3 -> 4 (tied) and 5 -> 6
+    assert metrics.lift_summary(y, p)["rank_order_breaks"] == 1
+
+
 def test_lift_summary_on_toy_set_with_one_break():
     y, p = toy_lift(RANKED_Y)
     summary = metrics.lift_summary(y, p)

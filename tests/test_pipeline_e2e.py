@@ -192,6 +192,7 @@ def test_fresh_clone_repro_is_clean_in_range_and_then_idle(tmp_path):
     assert all(v["recall"] > 0.6 for v in causes["by_cause"].values())
     actions = causes["technical_actions"]
     assert actions["answered"] > 0.9 and actions["answered"] > actions["answered_by_one_action"] + 0.3
+    assert actions["answered_as_scored"] <= actions["answered"]
     assert "does the action answer what broke" in card
     technical = scores[scores["leading_cause"] == "technical"]
     said = score.action_key_of(technical["action"])  # a timed action given no date too

@@ -299,6 +299,21 @@ def test_a_workbook_opening_on_notes_names_its_first_sheet(tmp_path):
     assert "here 'Notes'" in readers.sheet_note(path)
 
 
+def test_a_workbook_with_a_title_above_its_header_is_told_so(tmp_path):
+    """Known answer from outside: a title in A1 above the header had been read as the header, and
+    the run stopped on names 'Portfolio export 2026-12-01', 'Unnamed: 1', ... a model cannot keep."""
+    path = tmp_path / "book.xlsx"
+    pd.DataFrame({"customer_id": [1, 2], "scoring_date": ["2025-01-02"] * 2, "default": [0, 1]}).to_excel(
+        path, index=False, startrow=2)
+    import openpyxl
+
+    book = openpyxl.load_workbook(path)
+    book.worksheets[0]["A1"] = "Portfolio export 2026-12-01"
+    book.save(path)
+    with pytest.raises(ContractError, match="fills 1 of its cells and the next 3: a title or notes above"):
+        readers.read_frame(readers.open_dataset(path), path)
+
+
 def test_a_csv_written_by_pandas_with_none_reads_none_as_missing(tmp_path):
     """'None' (pandas' writing of a missing object) had made a ';' file's decimal-comma column
     text and stopped the run; it is missing, as '', 'NULL' and 'NaN' are."""

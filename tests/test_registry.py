@@ -79,8 +79,9 @@ def test_both_models_are_judged_on_the_same_rows_and_missing_columns_are_named()
 class Scored:
     """A model that predicts a given column of the rows, with a label."""
 
-    def __init__(self, column: str, label=None, feature_settings=None):
+    def __init__(self, column: str, label=None, feature_settings=None, fitted_until=None):
         self.features, self.label, self.feature_settings = [column], label, feature_settings
+        self.fitted_until = fitted_until
 
     def predict(self, rows):
         return rows[self.features[0]].to_numpy()
@@ -126,6 +127,41 @@ def test_promotion_compares_aucs_on_the_same_rows():
     lost, _ = promote(challenger="bad")
     assert (lost.decision, lost.failed_gates) == ("refused", ["beats_champion"])
     assert lost.figures["passed"] is False
+
+
+def test_promotion_compares_only_rows_scored_after_what_either_model_was_fitted_on():
+    """Known answer from outside: a version of another split was promoted on the workspace's test
+    rows, 277 of 790 of them its own validation rows, where it won; on the rest it lost. Rows
+    scored by the last date either model was trained or validated on are left out; none left is a
+    refusal, and rows without dates cannot be judged."""
+    import pandas as pd
+
+    from pipeline.errors import InputError
+
+    # the challenger ranks the two rows it saw right and the others wrong; the champion the opposite
+    dated = pd.DataFrame({"label": [0, 1, 0, 1], "seen_best": [0.1, 0.9, 0.8, 0.2],
+                          "plain": [0.9, 0.1, 0.2, 0.8],
+                          "scoring_date": pd.to_datetime(["2025-01-10", "2025-02-10", "2025-03-10",
+                                                          "2025-04-10"])})
+
+    def decide(challenger_until, champion_until, rows=dated):
+        models = {"challenger": Scored("seen_best", fitted_until=challenger_until),
+                  "champion": Scored("plain", fitted_until=champion_until)}
+        return registry.promotion("2", "1", [], False, lambda: models, lambda: rows, make_params().gate)
+
+    # fitted until 2025-02-10: rows 0 and 1 are its own; on the other two it ranks the miss last
+    decided = decide(pd.Timestamp("2025-02-10"), pd.Timestamp("2025-01-31"))
+    assert (decided.decision, decided.failed_gates) == ("refused", ["beats_champion"])
+    assert decided.figures["rows"] == 2 and decided.figures["rows_seen_left_out"] == 2
+    assert decided.figures["compared_after"] == "2025-02-10"
+    assert (decided.figures["challenger_auc"], decided.figures["champion_auc"]) == (0.0, 1.0)
+    everything = decide(None, None)  # models from before they recorded it: all rows, and it wins
+    assert (everything.decision, everything.figures["rows"]) == ("promoted", 4)
+    none_left = decide(pd.Timestamp("2025-04-10"), None)
+    assert (none_left.decision, none_left.failed_gates) == ("refused", ["unseen_rows"])
+    assert none_left.figures == {"rows_seen_left_out": 4, "compared_after": "2025-04-10"}
+    with pytest.raises(InputError, match="no 'scoring_date' column"):
+        decide(pd.Timestamp("2025-02-10"), None, rows=dated.drop(columns="scoring_date"))
 
 
 def test_promotion_of_another_label_needs_new_label():

@@ -845,8 +845,8 @@ def test_a_reason_is_given_only_where_its_words_are_true_of_the_value():
     matrix[:, FEATURES.index("team_feature")] = np.nan
     matrix[:, FEATURES.index("utilisation_last")] = 0.9
     matrix[:, FEATURES.index("credit_score")] = [580.0, 700.0]
-    medians = {"utilisation_last": 0.4, "credit_score": 650.0, "team_feature": 3.0}
-    worded = score.worded_contributions(c, matrix, FEATURES, medians)
+    edges = {"utilisation_last": (0.3, 0.4), "credit_score": (650.0, 720.0), "team_feature": (1.0, 3.0)}
+    worded = score.worded_contributions(c, matrix, FEATURES, edges)
     assert worded[0, FEATURES.index("utilisation_mean_3m")] == 0.0 and worded[0, -1] == c[0, -1]
     assert worded[0, FEATURES.index("team_feature")] == 0.2  # not the catalogue's: kept
     assert list(worded[:, FEATURES.index("credit_score")]) == [0.3, 0.0]
@@ -873,19 +873,40 @@ def test_a_reason_whose_words_name_a_bound_is_said_only_beyond_it():
     medians = {"utilisation_slope_6m": -0.03, "utilisation_last": 0.09, "max_days_late": 0.0,
                "inquiries_3m": 0.0, "credit_score_change_3m": 2.0, "utilisation_slope_12m": 0.0,
                "cash_buffer_over_installments": 2.2}
-    worded = score.worded_contributions(c, matrix, features, medians)
+    worded = score.worded_contributions(c, matrix, features, {k: (v, v) for k, v in medians.items()})
     assert worded[:, :-1].tolist() == [[0.0] * 7, [0.1] * 7]
 
 
-def test_a_value_at_the_median_within_a_spreadsheets_rounding_gives_no_reason():
+def test_a_value_at_the_edge_within_a_spreadsheets_rounding_gives_no_reason():
     """Known answer from outside: an .xlsx copy of a features file, which keeps 15 digits, moved
-    months_of_history 20.006570302233904, the median, just below it: "has little history with
+    months_of_history 20.006570302233904, then the edge, just below it: "has little history with
     us" was told of 3 borrowers whose Parquet rows had no such reason."""
     median = 20.006570302233904
     c = np.array([[0.2, -1.0]] * 3)
     matrix = np.array([[median], [float(f"{median:.15g}")], [median - 1e-6 * median]])
-    worded = score.worded_contributions(c, matrix, ["months_of_history"], {"months_of_history": median})
+    worded = score.worded_contributions(c, matrix, ["months_of_history"],
+                                        {"months_of_history": (median, 30.0)})
     assert worded[:, 0].tolist() == [0.0, 0.0, 0.2]
+
+
+def test_words_without_a_bound_hold_in_the_riskier_third_of_the_training_rows_only():
+    """Known answers from outside: "has little history with us" had been told at 19.97 months
+    (the median 20.0), "credit score is low" at 683 (691) and "spending jumped after the
+    increase" at 1.508 (1.507). Now a value must lie beyond the edge of the training rows' riskier
+    third, as the model's reference keeps them; a model from before the thirds keeps its medians."""
+    features = ["months_of_history", "credit_score", "post_increase_spend_ratio"]
+    c = np.array([[0.1, 0.2, 0.3, -1.0]] * 3)
+    matrix = np.array([[19.97, 683.0, 1.508],    # a hair beyond the medians: no words
+                       [11.0, 640.0, 2.6],       # in the riskier thirds: all three
+                       [12.0, 650.0, 2.5]])      # at the edges: none
+    reference = {"thirds": {"months_of_history": [12.0, 30.0], "credit_score": [650.0, 720.0],
+                            "post_increase_spend_ratio": [0.8, 2.5]},
+                 "medians": {"months_of_history": 20.0, "credit_score": 691.0}}
+    worded = score.worded_contributions(c, matrix, features, score.reason_edges(reference))
+    assert worded[:, :-1].tolist() == [[0.0, 0.0, 0.0], [0.1, 0.2, 0.3], [0.0, 0.0, 0.0]]
+    old = score.reason_edges({"medians": {"months_of_history": 20.0, "credit_score": 691.0}})
+    assert old == {"months_of_history": (20.0, 20.0), "credit_score": (691.0, 691.0)}
+    assert score.worded_contributions(c, matrix, features, old)[0, :2].tolist() == [0.1, 0.2]
 
 
 def test_asked_for_the_increase_is_said_of_user_requests_only():
@@ -893,7 +914,8 @@ def test_asked_for_the_increase_is_said_of_user_requests_only():
     c = np.array([[0.5, 0.2, -1.0]] * 3)
     trigger = [TRIGGERS.index(t) for t in ("user_request", "score_improvement", "new_user")]
     matrix = np.column_stack([trigger, [2.0, 30.0, 2.0]])
-    worded = score.worded_contributions(c, matrix, features, {"trigger": 1.0, "months_of_history": 14.0})
+    worded = score.worded_contributions(c, matrix, features, {"trigger": (1.0, 2.0),
+                                                              "months_of_history": (14.0, 26.0)})
     assert worded[:, :-1].tolist() == [[0.5, 0.2], [0.0, 0.0], [0.0, 0.2]]  # little history: below 14
 
 
@@ -931,8 +953,7 @@ def test_one_late_day_is_one_reason_whichever_counts_hold_it():
                        [1.0, 0.0, 0.0, 2.0, 2.0, 6.0],    # one forgotten (5 days), one short of funds
                        [1.0, 0.0, 0.0, 1.0, 1.0, 12.0],   # forgotten, paid 12 days late
                        [1.0, 1.0, 0.0, 2.0, 2.0, 6.0]])   # forgotten (2 days: in both), one short of funds
-    medians = dict.fromkeys(features, 0.0)
-    worded = score.worded_contributions(c, matrix, features, medians)
+    worded = score.worded_contributions(c, matrix, features, dict.fromkeys(features, (0.0, 0.0)))
     leading = np.array(["technical"] * 4, dtype=object)
     got = [[col[row] for col in score.reasons(worded, features, leading, 4)] for row in range(4)]
     forgot = "has forgotten due dates before (paid in full days later)"
@@ -1241,7 +1262,7 @@ def test_causes_sum_to_zero_for_a_model_without_catalogue_features():
     assert score.leading_cause_from_contributions(by_cause).tolist() == ["unclear", "unclear"]
 
 
-def test_a_teams_own_column_is_worded_strictly_against_its_median_and_an_unseen_category_as_such():
+def test_a_teams_own_column_is_worded_strictly_beyond_its_thirds_and_an_unseen_category_as_such():
     """Known answers (an outside check): "limit_bal is low" had been said of the training median
     itself, and "education is phd" of a category the model never learned and scored as missing.
     At the median there are no words, so no reason, and the next reason takes the place."""
@@ -1261,6 +1282,11 @@ def test_a_teams_own_column_is_worded_strictly_against_its_median_and_an_unseen_
     first = score.reasons(contrib, model.features, np.array(["unclear"] * 4), 2, words)
     assert first[0].tolist()[0] == "education is university" and first[1][0] is None
     assert first[0].tolist()[1:] == ["limit_bal is low", "limit_bal is high", "limit_bal is missing"]
+    # a model with the thirds: words beyond them only (between them, no reason)
+    edges = {"thirds": {"limit_bal": [120000.0, 180000.0]}}
+    thirds = SimpleNamespace(**{**model.__dict__, "reference": edges})
+    assert score.own_words(thirds, frame.assign(limit_bal=[130000.0, 100000.0, 200000.0, 180000.0]))[
+        "limit_bal"].tolist() == [None, "limit_bal is low", "limit_bal is high", None]
     unknown = score.own_words(SimpleNamespace(**{**model.__dict__, "reference": {}}), frame)
     assert unknown["limit_bal"].tolist()[:3] == ["limit_bal raised the risk"] * 3
     # a model from before the medians were kept words the side from its decile bins

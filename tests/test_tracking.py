@@ -335,12 +335,14 @@ def test_provenance_tags(tmp_path, monkeypatch):
                           check=True).stdout.strip()
     clean = tracking.provenance()
     assert clean["git.commit"] == head and clean["git.dirty"] == "false"
-    assert "dvc.exp_name" not in clean
+    assert "dvc.exp_name" not in clean and tracking.commit_text(clean) == head
     (tmp_path / "f.txt").write_text("two")
     monkeypatch.setenv("DVC_EXP_NAME", "brisk-tern")
     monkeypatch.setenv("DVC_STAGE", "train@lightgbm")
     dirty = tracking.provenance()
     assert dirty["git.dirty"] == "true"
+    # the model card names the commit with its changes (an outside check: it had named it alone)
+    assert tracking.commit_text(dirty) == f"{head} with uncommitted changes (the run's tag git.dirty)"
     assert dirty["dvc.exp_name"] == "brisk-tern" and dirty["dvc.stage"] == "train@lightgbm"
     with tracking.new_run(SETTINGS, "lightgbm", "fp-tags", "a test run") as run:
         pass

@@ -8,7 +8,7 @@ from optbinning import BinningProcess
 from pipeline import train
 from pipeline.catalog import BY_NAME
 from pipeline.features import build_features
-from pipeline.model import CalibratedLightGBM, calibrate
+from pipeline.model import CalibratedLightGBM, calibrate, encode
 from tests.conftest import SMALL, make_params, simulate_tables
 
 FAST = {"train": {"lightgbm": {"num_boost_round": 80, "early_stopping_rounds": 15}}}
@@ -117,6 +117,32 @@ def test_a_teams_own_columns_train_without_constraints(labelled):
     p = CalibratedLightGBM(booster, {"method": "platt", "intercept": 0, "slope": 1}, categories).predict(
         own["valid"])
     assert np.isfinite(p).all() and "team_segment" in booster.feature_name()
+
+
+def test_spellings_of_one_category_are_learned_as_one():
+    """Known answer from outside: 'university' and 'UNIVERSITY' (or 'university ') were learned as
+    two categories, and a file's 'University' then matched neither. One category now, spelt as most
+    rows spell it, which every spelling of the training rows and of a scored file encodes to."""
+    frame = pd.DataFrame({"education": ["university", "UNIVERSITY", "university ", "university",
+                                        "High School", "high-school", None],
+                          "amount": [1.0] * 7})
+    categories = train.learn_categories(frame, ["education", "amount"])
+    assert categories == {"education": ["High School", "university"]}
+    codes = encode(frame.assign(education=frame["education"].str.title()), ["education"], categories)
+    assert codes[:, 0].tolist()[:6] == [1.0, 1.0, 1.0, 1.0, 0.0, 0.0] and np.isnan(codes[6, 0])
+
+
+def test_the_model_records_the_last_scoring_date_it_was_fitted_on_and_its_reason_edges(labelled):
+    """What ``limitjump promote`` leaves out of a comparison (``registry.unseen_rows``) and where a
+    reason's words hold (``score.reason_edges``), from the training and validation rows."""
+    columns = train.feature_columns(labelled["train"])
+    categorical = train.categorical_columns(labelled["train"], columns)
+    fitted, _ = train.fit_scoring_model(labelled, columns, categorical, make_params(FAST).train.lightgbm)
+    last = max(labelled[name]["scoring_date"].max() for name in ("train", "valid"))
+    assert fitted.fitted_until == last.normalize()
+    low, high = fitted.reference["thirds"]["credit_score"]
+    score_at = labelled["train"]["credit_score"]
+    assert low < high and 0.25 < (score_at <= low).mean() < 0.42
 
 
 def test_scorecard_matches_optbinning_and_signs(labelled):

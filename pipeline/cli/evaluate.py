@@ -99,7 +99,7 @@ def _log_run(p: Params, reports: dict, gates: dict, figures: list[Path], headlin
                       "lightgbm_run": links["limitjump.lightgbm_run"],
                       "scorecard_run": links["limitjump.scorecard_run"],
                       "evaluation_run": run.info.run_id,
-                      "git_commit": tracking.provenance()["git.commit"],
+                      "git_commit": tracking.commit_text(tracking.provenance()),
                       "generated": datetime.now(UTC).isoformat(timespec="seconds")}
         with tempfile.TemporaryDirectory() as tmp:
             page = Path(tmp) / MODEL_CARD.name

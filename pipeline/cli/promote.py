@@ -173,6 +173,8 @@ def _message(entry: dict) -> str:
         features = entry["figures"].get("challenger_features")
         missing = entry["figures"].get("missing")
         return (f"promoted version {v} to @champion (was {previous})"
+                + (f" on {entry['figures']['rows']:,} rows{_left_out(entry['figures'])}"
+                   if entry["figures"].get("rows_seen_left_out") else "")
                 + (f", adopting its label ({_said(adopted)})" if adopted else "")
                 + (f", adopting its features ({_said(features)})" if features else "")
                 + (f", adopting a model of other features (the comparison rows lack {_lacking(missing)})"
@@ -201,10 +203,21 @@ def _message(entry: dict) -> str:
                 f"it with @champion {previous} (a model of other features); compare on rows that hold both "
                 f"models' features with --test, or adopt it with --new-label (its own gates still hold); "
                 f"@champion stays {previous}")
-    detail = (f" (AUC {f['challenger_auc']:.4f} vs champion {f['champion_auc']:.4f} on {f['rows']:,} rows)"
-              if f else "")
+    if entry["failed_gates"] == ["unseen_rows"]:
+        return (f"refused version {v}: all {f['rows_seen_left_out']:,} comparison rows were scored by "
+                f"{f['compared_after']}, the last scoring date it or @champion {previous} was trained or "
+                "validated on, so no AUC on them is out of time for both; compare on later rows with --test; "
+                f"@champion stays {previous}")
+    detail = (f" (AUC {f['challenger_auc']:.4f} vs champion {f['champion_auc']:.4f} on {f['rows']:,} rows"
+              + _left_out(f) + ")" if f else "")
     failed = ", ".join(entry["failed_gates"])
     return f"refused version {v}: failed {failed}{detail}; @champion stays {previous}"
+
+
+def _left_out(figures: dict) -> str:
+    n = figures.get("rows_seen_left_out")
+    return (f" scored after {figures['compared_after']}; {n:,} a model was trained or validated on left out"
+            if n else "")
 
 
 def _lacking(missing: dict[str, list[str]]) -> str:

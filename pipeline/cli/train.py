@@ -32,10 +32,11 @@ def train_command(kind: Annotated[Kind, typer.Argument(help="Which model to trai
     categorical = train.categorical_columns(splits["train"], columns)
     constant = train.constant_columns(splits["train"], columns)
     if constant:
+        why = ("a column your file leaves blank or fills with one value?" if p.source.kind == "tables" else
+               "events too rare for the training rows to hold one, a window shorter than "
+               "features.bureau_lag_days, or a table the data lack?")
         typer.echo(f"warning: {len(constant)} features hold one value for every training borrower, so no "
-                   f"model learns from them: {', '.join(constant)} (events too rare for the training rows to "
-                   "hold one, a window shorter than features.bureau_lag_days, or a table the data lack?)",
-                   err=True)
+                   f"model learns from them: {', '.join(constant)} ({why})", err=True)
     out = MODELS / kind.value
     with io.atomic_dir(out) as tmp:
         fit = _fit_lightgbm if kind is Kind.lightgbm else _fit_scorecard
