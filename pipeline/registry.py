@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+import numpy as np
 import pandas as pd
 
 from pipeline import metrics
@@ -159,8 +160,16 @@ def unseen_rows(rows: pd.DataFrame, models: dict[str, CalibratedLightGBM]) -> tu
     if "scoring_date" not in rows:
         raise InputError("the comparison rows have no 'scoring_date' column, so which of them a model "
                          "was trained or validated on cannot be told: give rows with their scoring dates")
+    dates = pd.to_datetime(rows["scoring_date"], errors="coerce")
+    if isinstance(dates.dtype, pd.DatetimeTZDtype):  # the day written, as every reader keeps it
+        dates = dates.dt.tz_localize(None)
+    unknown = np.flatnonzero(dates.isna().to_numpy())
+    if unknown.size:  # a row of no date would count as seen, or as unseen, on no evidence
+        raise InputError(f"the comparison rows' scoring_date is blank or no date in {unknown.size} rows, "
+                         f"the first {(unknown[:5] + 1).tolist()} (counted from 1): give each row its "
+                         "scoring date")
     last = max(until)
-    after = pd.to_datetime(rows["scoring_date"]) > last
+    after = (dates > last).to_numpy()
     return rows[after], {"rows_seen_left_out": int((~after).sum()), "compared_after": last.date().isoformat()}
 
 

@@ -469,9 +469,9 @@ def fit_scoring_model(splits: dict[str, pd.DataFrame], columns: list[str], categ
     fitted.feature_settings = feature_settings
     if MISS_CAUSE in splits["train"]:
         fitted.causes = fit_causes(splits, columns, categorical, categories, s)
-    last = max(pd.to_datetime(splits[name]["scoring_date"]).max() for name in ("train", "valid"))
+    last = pd.concat([splits[name]["scoring_date"] for name in ("train", "valid")]).max()
     fitted.reference = {**drift_reference(fitted, splits["train"], columns, own_data),
-                        "fitted_until": last.date().isoformat()}
+                        **({"fitted_until": last.date().isoformat()} if pd.notna(last) else {})}
     return fitted, valid_scores
 
 

@@ -162,6 +162,13 @@ def test_promotion_compares_only_rows_scored_after_what_either_model_was_fitted_
     assert none_left.figures == {"rows_seen_left_out": 4, "compared_after": "2025-04-10"}
     with pytest.raises(InputError, match="no 'scoring_date' column"):
         decide(pd.Timestamp("2025-02-10"), None, rows=dated.drop(columns="scoring_date"))
+    # a code review: dates with a time zone keep their day; a blank or no date is named, not guessed
+    zoned = dated.assign(scoring_date=dated["scoring_date"].dt.tz_localize("Asia/Shanghai"))
+    assert decide(pd.Timestamp("2025-02-10"), None, rows=zoned).figures["rows_seen_left_out"] == 2
+    for bad in (None, "soon"):
+        text = dated.assign(scoring_date=["2025-01-10", "2025-02-10", bad, "2025-04-10"])
+        with pytest.raises(InputError, match=r"blank or no date in 1 rows, the first \[3\]"):
+            decide(pd.Timestamp("2025-02-10"), None, rows=text)
 
 
 def test_promotion_of_another_label_needs_new_label():
