@@ -313,7 +313,7 @@ def _platform() -> str:
                arg_max(event_type, seq) FILTER (event_type IN {_in(AGREEMENT_EVENTS)}) AS status,
                count(*) FILTER (event_type IN {_in(AGREEMENT_EVENTS)} AND age <= 30) AS changed_30,
                max(seq) FILTER (event_type = 'reauth_required') AS last_request,
-               max(seq) FILTER (event_type = 'autodebit_authorised') AS last_auth,
+               max(seq) FILTER (event_type IN {_in(AGREEMENT_EVENTS)}) AS last_agreement_event,
                {failed}
         FROM events_seq GROUP BY borrower_id
     )"""
@@ -450,8 +450,8 @@ def _select() -> str:
         "autodebit_active": "CASE WHEN e.status = 'autodebit_authorised' THEN 1 ELSE 0 END",
         "autodebit_lapsed": "CASE WHEN e.status = 'autodebit_revoked' THEN 1 ELSE 0 END",
         "autodebit_changed_30d": "coalesce(e.changed_30, 0)",
-        "reauth_pending": "CASE WHEN e.last_request IS NOT NULL AND (e.last_auth IS NULL OR e.last_auth < "
-                          "e.last_request) THEN 1 ELSE 0 END",
+        "reauth_pending": "CASE WHEN e.last_request IS NOT NULL AND (e.last_agreement_event IS NULL OR "
+                          "e.last_agreement_event < e.last_request) THEN 1 ELSE 0 END",
         "debit_failures_mandate_6m": "coalesce(e.fail_mandate_invalid, 0)",
         "debit_failures_system_6m": "coalesce(e.fail_system_unavailable, 0)",
         "debit_failures_funds_6m": "coalesce(e.fail_insufficient_funds, 0)",

@@ -380,7 +380,7 @@ def _platform(events: pl.LazyFrame) -> pl.LazyFrame:
         status=pl.col("seq").filter(agreement).max() % 8 - 1,
         changed_30=_count(agreement & (pl.col("age") <= 30)),
         last_request=pl.col("seq").filter(kind == "reauth_required").max(),
-        last_auth=pl.col("seq").filter(kind == "autodebit_authorised").max(),
+        last_agreement_event=pl.col("seq").filter(agreement).max(),
         **{f"fail_{d}": _count(failed & (pl.col("detail") == d))
            for d in ("mandate_invalid", "system_unavailable", "insufficient_funds")})
 
@@ -511,7 +511,8 @@ def _columns() -> dict[str, pl.Expr]:
         "autodebit_lapsed": (status == EVENT_ORDER.index("autodebit_revoked")).fill_null(False),
         "autodebit_changed_30d": _zero("changed_30"),
         "reauth_pending": (c("last_request").is_not_null()
-                           & (c("last_auth").is_null() | (c("last_auth") < c("last_request")))),
+                           & (c("last_agreement_event").is_null()
+                              | (c("last_agreement_event") < c("last_request")))),
         "debit_failures_mandate_6m": _zero("fail_mandate_invalid"),
         "debit_failures_system_6m": _zero("fail_system_unavailable"),
         "debit_failures_funds_6m": _zero("fail_insufficient_funds"),
