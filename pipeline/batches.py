@@ -24,7 +24,7 @@ from pipeline.readers import is_csv
 from pipeline.score import UNSEEN, Drift
 from pipeline.sources import Batch, FeaturesFile, RawTables, open_source
 
-REJECT_COLUMNS = ["borrower_id", "reason"]
+REJECT_DTYPES = {"borrower_id": "int64", "reason": "str"}
 
 
 @dataclass(frozen=True)
@@ -60,7 +60,7 @@ def score_all(path: Path, model: CalibratedLightGBM, version: str, output: Path,
     work = partial(score.score_and_watch, model=model, settings=s, version=version, watched=watched)
     return write_batches(path, today, output, p, ScoreTally(s.bands, drift), "score",
                          Work(model.features, tuple(model.categories), None, work, model.never_missing),
-                         score.OUTPUT_COLUMNS,
+                         score.OUTPUT_DTYPES,
                          {"model_version": version})
 
 
@@ -71,7 +71,7 @@ def recommend_all(path: Path, model, output: Path, p: Params, today: pd.Timestam
     return write_batches(path, today, output, p, RecommendTally(), "recommend",
                          Work(list(model.features), (), model.observation_days, partial(_recommended, model),
                               model.never_missing),
-                         model.output_columns(), about)
+                         model.output_dtypes(), about)
 
 
 def _recommended(model, frame: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
@@ -94,12 +94,13 @@ def work_range(bounds: tuple[int, int], path: Path, p: Params, work: Work, today
 
 
 def write_batches(path: Path, today: pd.Timestamp, output: Path, p: Params, tally: Tally, description: str,
-                  work: Work, columns: list[str], about: dict) -> dict:
+                  work: Work, dtypes: dict[str, str], about: dict) -> dict:
     """``work_range`` of ``work`` on every batch of borrower ids at ``path`` (``today``: the run's
     date, after which no record may be dated) on the engine; its results and the batch's rejects
     are written in id order as they come back, and ``tally`` counts them. The results, the
     rejects and the summary (``tally``'s, ``about``, the digests of the other two) appear only
-    when all is done, the summary last."""
+    when all is done, the summary last. ``dtypes``: the results' columns and pandas dtypes, which
+    an output without a row still has."""
     source = work.open(path, p, today)
     paths = output_paths(output)
     csv = is_csv(output)
@@ -129,8 +130,9 @@ def write_batches(path: Path, today: pd.Timestamp, output: Path, p: Params, tall
             tally.add(Batch(pd.DataFrame(), orphans, len(orphans)), pd.DataFrame(), {})
             reasons.update(reject_reasons(orphans))
             rejects_out.write(orphans)
-            results_out.ensure(columns)
-            rejects_out.ensure(REJECT_COLUMNS)
+            # an input whose every borrower was rejected tells the ids' type by its rejects
+            results_out.ensure(dtypes, rejects_out.id_type())
+            rejects_out.ensure(REJECT_DTYPES, results_out.id_type())
         result = {**tally.summary(), **about, "reject_reasons": dict(reasons.most_common(10)),
                   "unattributed_rows": unattributed.result() if unattributed else source.unattributed(),
                   "input": str(source.path), "output": str(output), "rejects": str(paths["rejects"]),

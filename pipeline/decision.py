@@ -231,11 +231,12 @@ class DecisionModel:
             frame[f"profit_at_{amount:.0f}"] = out["profit"][:, j]
         return frame
 
-    def output_columns(self) -> list[str]:
-        """The columns of ``recommend``'s frame."""
+    def output_dtypes(self) -> dict[str, str]:
+        """The columns of ``recommend``'s frame and their types."""
         per_amount = [f"{kind}_at_{a:.0f}" for a in self.amounts for kind in ("p_miss", "profit")]
-        return ["borrower_id", "decision_date", "recommended_amount", "binding_reason", "p_miss",
-                "expected_profit", *per_amount]
+        return {"borrower_id": "int64", "decision_date": "datetime64[s]", "recommended_amount": "float64",
+                "binding_reason": "str", "p_miss": "float64", "expected_profit": "float64",
+                **dict.fromkeys(per_amount, "float64")}
 
     def save(self, folder: Path) -> None:
         for name in ("miss", "balance"):

@@ -176,9 +176,10 @@ class Rows:
 
     def sum(self, values: np.ndarray | float = 1.0, mask: np.ndarray | None = None) -> np.ndarray:
         weights = np.broadcast_to(np.asarray(values, dtype=float), self.group.shape)
-        if mask is not None:
-            return np.bincount(self.group[mask], weights[mask], minlength=self.n)
-        return np.bincount(self.group, weights, minlength=self.n)
+        group = self.group if mask is None else self.group[mask]
+        # numpy sums no rows to int64 zeros: a batch without a row of a table broke the contract
+        return np.bincount(group, weights if mask is None else weights[mask],
+                           minlength=self.n).astype(float, copy=False)
 
     def day_keys(self, mask: np.ndarray | None = None) -> np.ndarray:
         """One int64 per (borrower, day) of the rows (those in ``mask``)."""

@@ -468,11 +468,15 @@ def csi(expected: pd.DataFrame, actual: pd.DataFrame, columns: Sequence[str], bi
 
     Columns: feature, psi, baseline, flag, bins_used (number of bins including a ``missing``
     bin). With ``groups`` (the expected rows' months, say) the baseline is the column's largest
-    PSI of one group against all of ``expected`` (``largest_group_psi``) and the flag is on the
+    PSI of one group (groups too small for a PSI pooled, ``pooled_groups``) against all of
+    ``expected`` (``largest_group_psi``) and the flag is on the
     PSI beyond it, as scoring and the monitor judge drift; without, 0. A text column is compared
     by the codes of ``expected``'s categories (one the expected rows lack counts as missing).
     """
     rows = []
+    # months too small for a PSI pooled, as scoring's reference pools them: unpooled, the model
+    # card's baselines had all read 0 on a small portfolio and flagged features that were not moving
+    pooled = None if groups is None else pooled_groups(groups)
     for column in columns:
         before, after = expected[column], actual[column]
         if not pd.api.types.is_numeric_dtype(before):
@@ -480,7 +484,7 @@ def csi(expected: pd.DataFrame, actual: pd.DataFrame, columns: Sequence[str], bi
             codes = (categories.get_indexer(v.astype("str")) for v in (before, after))
             before, after = (np.where(c >= 0, c, np.nan) for c in codes)
         result = psi(before, after, bins)
-        baseline = 0.0 if groups is None else largest_group_psi(psi_reference(before, bins), before, groups)
+        baseline = 0.0 if groups is None else largest_group_psi(psi_reference(before, bins), before, pooled)
         rows.append({"feature": column, "psi": result["psi"], "baseline": baseline,
                      "flag": psi_flag(result["psi"] - baseline), "bins_used": len(result["bins"])})
     frame = pd.DataFrame(rows, columns=["feature", "psi", "baseline", "flag", "bins_used"])

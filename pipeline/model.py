@@ -133,17 +133,16 @@ def numbers(values: pd.Series, column: str, shown: int = 3) -> np.ndarray:
     return parsed.to_numpy(dtype="float64", na_value=np.nan)
 
 
-def never_missing(frame: pd.DataFrame, columns: list[str], boosters: list[lgb.Booster],
-                  text: dict | tuple = ()) -> list[str]:
+def never_missing(frame: pd.DataFrame, columns: list[str], boosters: list[lgb.Booster]) -> list[str]:
     """The ``columns`` (the boosters' own, in their order) that no row of ``frame`` lacks and a
-    tree of ``boosters`` splits on, but those read as text categories (``text``), whose blank is
-    a category like another. LightGBM reads a missing value it never saw in training as 0, so a
-    scorer may not be given them blank; one no tree reads cannot be misread."""
+    tree of ``boosters`` splits on. LightGBM reads a missing number it never saw in training as 0,
+    so a scorer may not be given such a number blank; a blank text category it sends where it
+    sends a category it never saw, which a scorer counts (``score.unseen_categories``). One no
+    tree reads cannot be misread."""
     read = np.zeros(len(columns), dtype=bool)
     for booster in boosters:
         read |= booster.feature_importance("split") > 0
-    return [c for c, used in zip(columns, read, strict=True)
-            if used and c not in text and not frame[c].isna().any()]
+    return [c for c, used in zip(columns, read, strict=True) if used and not frame[c].isna().any()]
 
 
 def refuse_outside_contract(frame: pd.DataFrame, columns: list[str], categories: dict,
@@ -404,8 +403,9 @@ class CalibratedLightGBM:
 
     @property
     def never_missing(self) -> tuple[str, ...]:
-        """The numbers no training row lacked that a tree splits on (``train.drift_reference``),
-        which it may not be given blank (none recorded by a model from before it recorded them)."""
+        """The features no training row lacked that a tree splits on (``train.drift_reference``):
+        a number it may not be given blank, a text category's blank is counted as unseen (none
+        recorded by a model from before it recorded them)."""
         return tuple((self.reference or {}).get("never_missing", ()))
 
     @property

@@ -32,8 +32,10 @@ from pipeline.readers import (
     written_zero_led,
 )
 
-# the pipeline's names for the team's id, date and label columns (the features keep theirs)
-RESERVED = ("borrower_id", "scoring_date", "jump_date", "label", "miss_cause")
+# the pipeline's names for its own columns (the team's id, date and label, the simulator's jump
+# date and cause of a miss), each with what it holds; the features keep their names
+RESERVED = {"borrower_id": "the id", "scoring_date": "the scoring date", "jump_date": "the jump date",
+            "label": "the label", "miss_cause": "the simulator's cause of a miss"}
 
 
 def team_table(path: Path, t: TablesSettings, labelled: bool) -> pd.DataFrame:
@@ -60,8 +62,8 @@ def team_table(path: Path, t: TablesSettings, labelled: bool) -> pd.DataFrame:
                                                    named))
     clash = [c for c in frame.columns if c in RESERVED and c not in named]
     if clash:
-        raise ContractError(f"{path}: columns {clash} have names the pipeline uses for the id, date and "
-                            "label; rename them")
+        uses = ", ".join(f"{c} for {RESERVED[c]}" for c in clash)
+        raise ContractError(f"{path}: columns {clash} have names the pipeline uses ({uses}); rename them")
     unlisted = [c for c in frame.columns if c in BY_NAME and c not in t.catalogue and c not in named]
     if unlisted:
         raise ContractError(f"{path}: columns {unlisted} have the names of feature catalogue entries; list "

@@ -494,9 +494,10 @@ def drift_reference(fitted: CalibratedLightGBM, train: pd.DataFrame, columns: li
     baseline: a scored batch's drift is judged beyond it; months of fewer rows than a PSI needs
     pooled with the next, ``metrics.pooled_groups``), and the edges of the lower and upper
     thirds beyond which a reason's words hold (``score.reason_edges``), on at most ``REFERENCE_ROWS`` evenly
-    spread training rows (decile edges need no more); and, from every training row, the numbers
-    no row lacked that a booster splits on (``never_missing``), which a scorer may not be given
-    blank: one no tree reads cannot be misread, so a blank there rejects no one."""
+    spread training rows (decile edges need no more); and, from every training row, the features
+    no row lacked that a booster splits on (``never_missing``): a scorer may not be given such a
+    number blank, and counts such a category's blank as unseen; one no tree reads cannot be
+    misread, so a blank there rejects no one."""
     importance = dict(zip(columns, fitted.booster.feature_importance("gain").round(4).tolist(), strict=True))
     sample = train.iloc[np.linspace(0, len(train) - 1, min(len(train), REFERENCE_ROWS)).astype(int)]
     matrix = encode(sample, columns, fitted.categories)
@@ -508,5 +509,5 @@ def drift_reference(fitted: CalibratedLightGBM, train: pd.DataFrame, columns: li
     baseline = {name: round(metrics.largest_group_psi(bins[name], values[name], months), 6) for name in bins}
     boosters = [fitted.booster, *([fitted.causes[0]] if fitted.causes else [])]
     return {"importance": importance, "bins": bins, "thirds": thirds, "baseline": baseline,
-            "never_missing": never_missing(train, columns, boosters, fitted.categories),
+            "never_missing": never_missing(train, columns, boosters),
             **({"own_data": True} if own_data else {})}

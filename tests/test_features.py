@@ -547,3 +547,13 @@ def test_past_due_dates_and_overlapping_windows_count_once():
                window(3, "2025-02-25"), window(4, "2025-04-25")]
     f = one(handmade.tables(b, maintenance_windows=windows), 6)
     assert f["due_dates_in_announced_outage"] == 2 and f[NEXT_DUE] == pd.Timestamp("2025-02-25")
+
+
+def test_every_feature_is_a_float_even_where_no_row_counts():
+    """An outside check: a monthly batch of 8 borrowers had no system debit failure, numpy's
+    ``bincount`` of no rows counts in int64, and the features table then broke its contract
+    (float64) in six columns, stopping ``limitjump monitor`` on its own simulator's stream."""
+    frame = build_features(handmade.tables(handmade.borrower(1, jump="2025-03-01", increase=50_000)), 30,
+                           SETTINGS)
+    wrong = {c: str(t) for c, t in frame[list(NAMES)].dtypes.items() if t != "float64"}
+    assert not wrong, wrong

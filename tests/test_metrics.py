@@ -558,6 +558,11 @@ def test_csi_flags_a_feature_beyond_its_largest_training_months_movement():
     table = metrics.csi(expected, actual, ["calendar", "steady"], groups=months).set_index("feature")
     assert table.loc["calendar", "baseline"] > 0.1 and table.loc["calendar", "flag"] == "stable"
     assert table.loc["steady", "baseline"] < 0.05 and table.loc["steady", "flag"] == "shifted"
+    # months too small for a PSI (50 rows each) are pooled, as scoring's reference pools them: the
+    # model card's baselines had all read 0 on a small portfolio, and flagged the calendar
+    small = np.repeat([f"2025-{m:02d}" for m in range(1, 41)], 50)
+    table = metrics.csi(expected, actual, ["calendar"], groups=small).set_index("feature")
+    assert table.loc["calendar", "baseline"] > 0.1 and table.loc["calendar", "flag"] == "stable"
 
 
 def test_months_too_small_for_a_psi_are_pooled_with_the_next_in_time_order():

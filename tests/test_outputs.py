@@ -54,13 +54,16 @@ def test_a_parquet_output_keeps_its_timestamps(tmp_path):
 
 
 def test_reject_reasons_count_borrowers_per_reason_without_the_value():
-    rejects = pd.DataFrame({"borrower_id": [1, 2, 3, 4], "reason": [
+    rejects = pd.DataFrame({"borrower_id": [1, 2, 3, 4, 5, 6], "reason": [
         "repayments.channel: fails isin(['auto_debit', 'manual']) (value AUTO_DEBIT)",
         "repayments.channel: fails isin(['auto_debit', 'manual']) (value MANUAL)",
         "borrowers.onboard_date: not a date (value 15/01/2024)",
-        "limit_events.event_type: no limit increase"]})
+        "limit_events.event_type: no limit increase",
+        "scoring_date: not a date (value 06/10/2025); write dates as ISO, 2025-01-31",
+        "scoring_date: not a date (value 07/10/2025); write dates as ISO, 2025-01-31"]})
     assert outputs.reject_reasons(rejects) == {
         "repayments.channel: fails isin(['auto_debit', 'manual'])": 2,
+        "scoring_date: not a date; write dates as ISO, 2025-01-31": 2,
         "borrowers.onboard_date: not a date": 1, "limit_events.event_type: no limit increase": 1}
     assert outputs.reject_reasons(rejects.iloc[:0]) == {}
 
@@ -93,5 +96,10 @@ def test_an_output_has_row_groups_of_one_size_whatever_the_batches(monkeypatch, 
     assert (tmp_path / "batches.parquet").read_bytes() == (tmp_path / "whole.parquet").read_bytes()
     pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "batches.parquet"), frame)
     with outputs.Writer(tmp_path / "empty.parquet", csv=False) as out:
-        out.ensure(["borrower_id", "reason"])
-    assert pd.read_parquet(tmp_path / "empty.parquet").columns.tolist() == ["borrower_id", "reason"]
+        out.ensure({"borrower_id": "int64", "probability": "float64"})
+    empty = pq.read_schema(tmp_path / "empty.parquet")
+    assert empty.equals(pq.read_schema(tmp_path / "whole.parquet")), empty
+    with outputs.Writer(tmp_path / "text_ids.parquet", csv=False) as out:
+        out.ensure({"borrower_id": "int64", "reason": "str"}, pa.large_string())
+    assert out.id_type() == pa.large_string()
+    assert pq.read_schema(tmp_path / "text_ids.parquet").types == [pa.large_string(), pa.large_string()]

@@ -236,6 +236,10 @@ def test_unseen_categories_are_given_values_the_matrix_holds_as_missing():
     found = score.unseen_categories(frame, matrix, {"age": 0, "education": 1}, learned)
     assert found == {"education": {"OTHER": 1, "phd": 1}}  # a blank is missing, not a category
     assert score.unseen_categories(frame.head(3), matrix[:3], {"age": 0, "education": 1}, learned) == {}
+    # but where no training row lacked the column, a blank is as unseen as 'phd' (an outside check:
+    # 500 blanks moved 314 scores, unsaid)
+    found = score.unseen_categories(frame, matrix, {"age": 0, "education": 1}, learned, ("education",))
+    assert found == {"education": {"OTHER": 1, "phd": 1, score.BLANK: 3}}
 
 
 def test_csv_output_holds_the_same_rows(happy, work, raw, model_dir):

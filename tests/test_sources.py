@@ -762,6 +762,29 @@ def test_a_raw_table_given_twice_stops_naming_both(other, tables, work, tmp_path
     assert list((tmp_path / "out").iterdir()) == []
 
 
+def test_an_output_without_a_row_has_the_types_of_one_with_rows(features, work, tmp_path):
+    """An outside check: a day with nothing scored (a header-only file, or every borrower
+    rejected) wrote every column as text, ids and probabilities too, and a folder of daily score
+    files was then read with its probabilities as text, or refused for ids of two types. Now an
+    empty output has the schema of a scored one; the rejects' ids keep the input's type."""
+    rows = features.head(30)
+    scored = score(work, write_features(rows, tmp_path / "rows", "parquet"), tmp_path / "out" / "rows.parquet")
+    check_accounted(scored, 30)
+    wanted = pq.read_schema(scored.output)
+    empty = score(work, write_features(rows.head(0), tmp_path / "none", "parquet"),
+                  tmp_path / "out" / "none.parquet")
+    check_accounted(empty, 0)
+    assert pq.read_schema(empty.output).equals(wanted)
+    assert pq.read_schema(output_paths(empty.output)["rejects"]).field("borrower_id").type == pa.int64()
+    lettered = rows.assign(borrower_id=[f"C{i:04d}" for i in range(30)], credit_score=np.inf)
+    rejected = score(work, write_features(lettered, tmp_path / "bad", "parquet"),
+                     tmp_path / "out" / "bad.parquet")
+    assert rejected.code == 1 and len(rejected.rejects()) == 30 and rejected.scores().empty
+    typed = pq.read_schema(rejected.output)
+    assert typed.field("borrower_id").type == pa.large_string()
+    assert typed.remove(0).equals(wanted.remove(0))
+
+
 # ---- text ids ----------------------------------------------------------------------------------------
 
 # ids a number would change: '9000000123e0' read as 9.000000123e9, 22 digits as a float that lost

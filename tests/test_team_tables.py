@@ -115,7 +115,9 @@ def test_a_missing_team_table_says_so(tmp_path):
      "has no id: 2 rows, the first [2, 4]"),
     (lambda f: f.assign(bad=[0, 2, 0, None]), "bad", "must be 0 or 1: 2 rows, the first [2, 4]"),
     (lambda f: f.assign(as_of=["2025-01-31", "soon", "2025-03-31", None]), "as_of", "must be a date"),
-    (lambda f: f.assign(label=1), "label", "names the pipeline uses"),
+    (lambda f: f.assign(label=1), "label", "names the pipeline uses (label for the label)"),
+    (lambda f: f.assign(miss_cause="credit"), "miss_cause",
+     "names the pipeline uses (miss_cause for the simulator's cause of a miss)"),
     (lambda f: f.assign(credit_score=600), "credit_score", "names of feature catalogue entries"),
 ])
 def test_a_bad_team_table_stops_naming_file_column_and_rows(change, column, words, tmp_path):

@@ -125,11 +125,21 @@ def _log_runs(p: Params, champion: str, frame: pd.DataFrame, candidates: list, g
                 tracking.log_artifact(MONITOR_DIR / name)
 
 
+def _gap_before(goals: dict) -> str:
+    """The largest gap of estimated to realised AUC before the change, or why there is none: with a
+    long label window every batch may reach the change; months too small are not judged (an outside
+    check read "no batch before the change" of three such months)."""
+    gap, affected = goals["max_auc_estimate_gap_before_change"], goals["first_affected_month"]
+    if gap is not None:
+        return f"{gap:.4f}"
+    if any(affected is None or month < affected for month in goals["months_not_judged"]):
+        return "not measured (no batch before the change large enough to judge)"
+    return "none (no batch before the change with both misses and repayments)"
+
+
 def _summary(goals: dict, candidates: list) -> str:
     applied = sum(c.applied for c in candidates)
-    gap = goals["max_auc_estimate_gap_before_change"]
-    # with a long label window every batch may reach the change: no month before it
-    gap = "none (no batch before the change)" if gap is None else f"{gap:.4f}"
+    gap = _gap_before(goals)
     affected, alert = goals["first_affected_month"], goals["first_alert_after_change"]
     change = ("no monitored batch is touched by a change" if affected is None
               else f"first batch touched by a change {affected}, " + (
