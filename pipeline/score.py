@@ -477,7 +477,8 @@ def score_and_watch(frame: pd.DataFrame, *, model: CalibratedLightGBM, settings:
 
 
 def unseen_categories(frame: pd.DataFrame, matrix: np.ndarray, column: dict[str, int],
-                      categories: dict[str, list], never_blank: tuple[str, ...] = ()) -> dict[str, dict[str, int]]:
+                      categories: dict[str, list],
+                      never_blank: tuple[str, ...] = ()) -> dict[str, dict[str, int]]:
     """Per column learned as text ``categories``, how many rows hold each value the model never
     saw: a value given (not missing) that ``matrix`` (the frame encoded, ``column`` its columns'
     positions) holds as missing, so scored as missing, as a renamed code would be, silently; and,

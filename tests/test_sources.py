@@ -768,7 +768,8 @@ def test_an_output_without_a_row_has_the_types_of_one_with_rows(features, work, 
     files was then read with its probabilities as text, or refused for ids of two types. Now an
     empty output has the schema of a scored one; the rejects' ids keep the input's type."""
     rows = features.head(30)
-    scored = score(work, write_features(rows, tmp_path / "rows", "parquet"), tmp_path / "out" / "rows.parquet")
+    scored = score(work, write_features(rows, tmp_path / "rows", "parquet"),
+                   tmp_path / "out" / "rows.parquet")
     check_accounted(scored, 30)
     wanted = pq.read_schema(scored.output)
     empty = score(work, write_features(rows.head(0), tmp_path / "none", "parquet"),
