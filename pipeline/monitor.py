@@ -306,7 +306,8 @@ def gate(challenger: np.ndarray, scorecard: np.ndarray, y: np.ndarray, incumbent
          settings: RegisterSettings, bins: int) -> dict:
     """The registry's gates on the same rows: the challenger's own (AUC, calibration, gain over the
     scorecard) and, when it changes the ranking, its gain over the model in use."""
-    figures = {"test_auc": _auc(y, challenger), "test_ece": metrics.calibration_gap(y, challenger, bins)}
+    figures = {"test_auc": _auc(y, challenger), "test_ece": metrics.calibration_gap(y, challenger, bins),
+               "test_misses": int(y.sum())}
     result = registry.own_gates(figures, {"test_auc": _auc(y, scorecard)}, settings)
     if incumbent is not None:
         checks = {**result["gates"], "beats_champion": registry.champion_gate(

@@ -10,6 +10,7 @@ track, so only ``limitjump promote`` checks it, just before moving the alias (``
 from __future__ import annotations
 
 import json
+import numbers
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -109,22 +110,29 @@ def promotion(candidate: str, champion: str | None, own_failures: list[str], new
 
 def own_gates(challenger: dict[str, float], scorecard: dict[str, float],
               settings: RegisterSettings) -> dict:
-    """Minimum AUC, maximum calibration error and gain over the scorecard, each with its value,
-    threshold and verdict. ``challenger`` and ``scorecard`` hold each model's out-of-time
-    ``test_auc`` and ``test_ece``."""
+    """Minimum AUC, maximum calibration error, gain over the scorecard and the misses they were
+    measured on, each with its value, threshold and verdict. ``challenger`` holds the model's
+    out-of-time ``test_auc``, ``test_ece`` and ``test_misses``, ``scorecard`` its ``test_auc``."""
     return judged({"min_oot_auc": challenger["test_auc"], "max_calibration_error": challenger["test_ece"],
-                   "beats_scorecard": challenger["test_auc"] - scorecard["test_auc"]}, settings)
+                   "beats_scorecard": challenger["test_auc"] - scorecard["test_auc"],
+                   "min_test_misses": challenger["test_misses"]}, settings)
 
 
 def judged(values: dict[str, float], settings: RegisterSettings) -> dict:
     """The own gates' verdict on their figures (``own_gates``'s values, as registration records
     them) under the thresholds of ``settings``."""
-    return verdict({
+    checks = {
         "min_oot_auc": check(values["min_oot_auc"], settings.min_oot_auc, ">="),
         "max_calibration_error": check(values["max_calibration_error"], settings.max_calibration_error,
                                         "<="),
         "beats_scorecard": check(values["beats_scorecard"], settings.min_gain_over_scorecard, ">="),
-    })
+    }
+    # figures on a handful of misses say nothing (an outside check: 3 test misses, an AUC interval
+    # of 0.32-0.89, every gate passed and the version promoted); a version registered before this
+    # gate has no count recorded, and is not judged on it
+    if "min_test_misses" in values:
+        checks["min_test_misses"] = check(values["min_test_misses"], settings.min_test_misses, ">=")
+    return verdict(checks)
 
 
 def champion_gate(challenger_auc: float, champion_auc: float, settings: RegisterSettings) -> dict:
@@ -201,4 +209,6 @@ def check(value: float, threshold: float, op: str, strict: bool = False) -> dict
     else:
         passed = value <= threshold
     rule = f"value {'>' if strict else op} threshold"
-    return {"value": float(value), "threshold": float(threshold), "rule": rule, "passed": bool(passed)}
+    whole = isinstance(value, numbers.Integral) and isinstance(threshold, numbers.Integral)  # a count
+    kind = int if whole else float
+    return {"value": kind(value), "threshold": kind(threshold), "rule": rule, "passed": bool(passed)}

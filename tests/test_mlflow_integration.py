@@ -45,7 +45,8 @@ SMALL = {"engine": {"workers": 2},
          "monitor": {"months": 6, "borrowers_per_month": 400, "truth_replicates": 2},
          "train": {"lightgbm": {"num_boost_round": 60, "early_stopping_rounds": 10}},
          # relaxed so that a small, noisy model is promoted
-         "register": {"min_oot_auc": 0.5, "max_calibration_error": 0.2, "min_gain_over_scorecard": -1.0}}
+         "register": {"min_oot_auc": 0.5, "max_calibration_error": 0.2, "min_gain_over_scorecard": -1.0,
+                      "min_test_misses": 20}}
 METRICS = ("auc", "ks", "brier", "log_loss")
 # outputs of earlier runs, in case the working tree holds them unignored: never part of a clone
 LEFTOVERS = ("models/lightgbm", "models/scorecard", "reports/gates.json", "reports/train/lightgbm.json",
@@ -311,7 +312,8 @@ def test_registration_records_gates_and_digests_and_moves_no_champion(project, s
     fingerprint = project.metadata["lightgbm"]["fingerprint"]
     assert project.gates["passed"] is True and project.gates["failed"] == []
     assert project.gates["challenger_fingerprint"] == fingerprint
-    assert set(project.gates["gates"]) == {"min_oot_auc", "max_calibration_error", "beats_scorecard"}
+    assert set(project.gates["gates"]) == {"min_oot_auc", "max_calibration_error", "beats_scorecard",
+                                           "min_test_misses"}
     version = store.get_model_version_by_alias(NAME, "challenger")
     assert version.run_id == _first_run(store, "lightgbm", project).info.run_id
     assert version.tags[tracking.FINGERPRINT_TAG] == fingerprint

@@ -17,13 +17,28 @@ from tests.conftest import make_params
 def test_own_gates_name_what_failed():
     s = make_params().gate
     card = {"test_auc": 0.80, "test_ece": 0.01}
-    good = own_gates({"test_auc": 0.84, "test_ece": 0.01}, card, s)
+    good = own_gates({"test_auc": 0.84, "test_ece": 0.01, "test_misses": 3841}, card, s)
     assert good["passed"] and good["failed"] == []
-    bad = own_gates({"test_auc": 0.70, "test_ece": 0.05}, card, s)
+    bad = own_gates({"test_auc": 0.70, "test_ece": 0.05, "test_misses": 3841}, card, s)
     assert not bad["passed"]
     assert set(bad["failed"]) == {"min_oot_auc", "max_calibration_error", "beats_scorecard"}
     assert bad["gates"]["min_oot_auc"] == {"value": 0.70, "threshold": s.min_oot_auc,
                                            "rule": "value >= threshold", "passed": False}
+
+
+def test_figures_on_too_few_misses_fail_a_gate_of_their_own():
+    """An outside check: 3 test misses (an AUC interval of 0.32-0.89) passed every gate, and the
+    version was promoted. Counts stay counts; a version registered before the gate is not judged
+    on it."""
+    s = make_params().gate
+    few = own_gates({"test_auc": 0.84, "test_ece": 0.01, "test_misses": 3}, {"test_auc": 0.80}, s)
+    assert few["failed"] == ["min_test_misses"]
+    assert few["gates"]["min_test_misses"] == {"value": 3, "threshold": s.min_test_misses,
+                                               "rule": "value >= threshold", "passed": False}
+    assert own_gates({"test_auc": 0.84, "test_ece": 0.01, "test_misses": s.min_test_misses},
+                     {"test_auc": 0.80}, s)["passed"]
+    older = {"min_oot_auc": 0.84, "max_calibration_error": 0.01, "beats_scorecard": 0.04}
+    assert "min_test_misses" not in registry.judged(older, s)["gates"]
 
 
 @pytest.mark.parametrize(("challenger", "champion", "passed"), [

@@ -25,14 +25,16 @@ def register(params: Path = PARAMS) -> None:
     p = load(params)
     challenger = json.loads((MODELS / "lightgbm" / "metadata.json").read_text())
     scorecard = json.loads((MODELS / "scorecard" / "metadata.json").read_text())
-    result = registry.own_gates(challenger["metrics"], scorecard["metrics"], p.gate)
+    result = registry.own_gates({**challenger["metrics"], "test_misses": challenger["misses"]["test"]},
+                                scorecard["metrics"], p.gate)
     io.write_json({"challenger_fingerprint": challenger["fingerprint"], **result}, GATES)
 
     run = tracking.run_for_fingerprint(p.mlflow, challenger["fingerprint"])
     judged = {tracking.GATE_TAG: str(result["passed"]).lower(),
               tracking.FAILED_GATES_TAG: ", ".join(result["failed"]) or "none",
               tracking.GATE_VALUES_TAG: json.dumps({name: g["value"] for name, g in result["gates"].items()}),
-              **{f"gate.{name}": f"{g['value']:.4f}" for name, g in result["gates"].items()}}
+              **{f"gate.{name}": f"{g['value']:.4f}" if isinstance(g["value"], float) else str(g["value"])
+                 for name, g in result["gates"].items()}}
     came_from = {k: v for k, v in tracking.provenance().items() if k in ("git.commit", "dvc.exp_name")}
     tags = {tracking.FILES_TAG: json.dumps(tracking.file_digests(MODELS / "lightgbm", model.MODEL_FILES)),
             **judged, **came_from}

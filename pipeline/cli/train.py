@@ -45,7 +45,8 @@ def train_command(kind: Annotated[Kind, typer.Argument(help="Which model to trai
                    for k, v in train.evaluate_split(splits[split]["label"].to_numpy(), scores[split]).items()}
         figures[tracking.PRIMARY_METRIC] = figures["test_auc"]
         metadata = {"model": kind.value, "features": columns, "categorical": categorical,
-                    "rows": {k: len(v) for k, v in splits.items()}, "data_digests": digests,
+                    "rows": {k: len(v) for k, v in splits.items()},
+                    "misses": {k: int(v["label"].sum()) for k, v in splits.items()}, "data_digests": digests,
                     "params": settings, "metrics": figures}
         metadata["fingerprint"] = _fingerprint(tmp, metadata)
         io.write_json(metadata, tmp / "metadata.json")
