@@ -34,6 +34,7 @@ from pipeline.config import (
 )
 from pipeline.contract import LABEL_MATURES, STREAM_TABLES, ContractError, Table, validate
 from pipeline.lgbm import lgb
+from pipeline.split import STREAM_RECORD
 
 MONTH = "month"
 DIGITS = 6  # figures written rounded: their last bits may differ between machines
@@ -94,6 +95,16 @@ def _same_borrowers(scored: pd.Series, given: pd.Series, folder: Path, name: str
             f"have no row here (first {lacking[:3].tolist()}) and {len(alien):,} of its rows are of no "
             f"borrower there (first {alien[:3].tolist()}): the stream's files were written apart; "
             "`limitjump simulate-stream` writes them again")
+
+
+def record_mismatch(written: dict | None, asked: dict) -> str | None:
+    """The monitor settings a stream was simulated with (``written``, ``split.stream_record``;
+    None: none recorded) that differ from those ``asked`` for, or None."""
+    if written is None:
+        return f"it records no settings ({STREAM_RECORD} is missing)"
+    differ = [f"monitor.{key} {written.get(key)} (asked: {asked.get(key)})" for key in asked
+              if written.get(key) != asked.get(key)]
+    return "; ".join(differ) or None
 
 
 def stream_mismatch(months: pd.Series, settings: MonitorSettings) -> str | None:

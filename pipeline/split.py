@@ -241,6 +241,18 @@ def stream_start(settings: MonitorSettings, last_fitted: pd.Timestamp) -> Monito
     return settings
 
 
+STREAM_RECORD = "simulated_with.json"  # beside the stream's folders: ``stream_record``
+# the monitor's settings that shape the stream it simulates (the rest only read it)
+STREAM_SHAPING = ("seed", "first_month", "months", "borrowers_per_month", "truth_replicates")
+
+
+def stream_record(settings: MonitorSettings) -> dict:
+    """The monitor settings a stream was simulated with (``stream_start``'s, a first month of
+    'auto' resolved), kept beside it: a monitor run with another seed or other replicates had
+    reported on a stream simulated otherwise, as if it were its own (an outside check)."""
+    return {key: value for key, value in settings.model_dump(mode="json").items() if key in STREAM_SHAPING}
+
+
 def training_overlap(settings: MonitorSettings, last_fitted: pd.Timestamp) -> str | None:
     """Why a stream starting at ``first_month`` would overlap the months the model was fitted on
     (``last_fitted``: the last scoring date of its training and validation rows), or None: those

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 
 import numpy as np
 import pandas as pd
@@ -383,6 +384,23 @@ def test_a_stream_simulated_with_other_monitor_settings_is_named_not_monitored()
     assert monitor.stream_mismatch(months, spread).endswith("(6 months of 1 from 2025-06)")
     gap = pd.Series(pd.to_datetime(["2025-06-01"] * 4 + ["2025-08-01"] * 2))  # nobody in July
     assert "no borrower was scored in 2025-07" in monitor.stream_mismatch(gap, settings)
+
+
+def test_a_stream_of_another_seed_or_other_replicates_is_named_not_monitored():
+    """An outside check ran the monitor with monitor.seed 99 and truth_replicates 4 on a stream
+    simulated with 1717 and 16: as many months and borrowers, so it reported on it as its own.
+    The stream keeps the settings that shaped it; the monitor names each that differs. The
+    monitor's other settings (its alerts, bins) shape no stream and are not compared."""
+    settings = PARAMS.monitor.model_copy(update={"first_month": pd.Timestamp("2025-06-01").date()})
+    written = json.loads(json.dumps(split.stream_record(settings)))  # as the file holds it
+    assert set(written) == set(split.STREAM_SHAPING) and written["first_month"] == "2025-06-01"
+    assert monitor.record_mismatch(written, split.stream_record(settings)) is None
+    other = settings.model_copy(update={"seed": 99, "truth_replicates": 4, "bins": 5,
+                                        "watched_features": 3})
+    assert monitor.record_mismatch(written, split.stream_record(other)) == (
+        f"monitor.seed {settings.seed} (asked: 99); monitor.truth_replicates {settings.truth_replicates} "
+        "(asked: 4)")
+    assert "simulated_with.json is missing" in monitor.record_mismatch(None, split.stream_record(settings))
 
 
 def test_a_stream_that_starts_within_the_fitted_months_is_refused():

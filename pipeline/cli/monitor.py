@@ -38,7 +38,10 @@ def monitor_command(params: Path = PARAMS) -> None:
     champion = CalibratedLightGBM.from_dir(MODELS / "lightgbm")
     frame = monitor.read_stream(STREAM_DIR, features_table(champion.features, tuple(champion.categories),
                                                            champion.never_missing))
-    mismatch = monitor.stream_mismatch(frame[monitor.MONTH], m)
+    record = STREAM_DIR / split.STREAM_RECORD
+    written = json.loads(record.read_text()) if record.exists() else None
+    mismatch = (monitor.record_mismatch(written, split.stream_record(m))
+                or monitor.stream_mismatch(frame[monitor.MONTH], m))
     if mismatch:
         raise UsageError(f"{STREAM_DIR} was simulated with other monitor settings: {mismatch}. "
                          "Run `limitjump simulate-stream` with these params first (`dvc repro` does)")

@@ -22,7 +22,7 @@ from pipeline.engine import map_shards
 from pipeline.features import build_features
 from pipeline.simulate import World, build_world, shard_bounds, simulate_shard
 from pipeline.simulate.new_borrowers import STREAM_ID_OFFSET, stream_settings
-from pipeline.split import fitted_until, label_matures, stream_start
+from pipeline.split import STREAM_RECORD, fitted_until, label_matures, stream_record, stream_start
 
 
 @app.command(name="simulate-stream")
@@ -42,6 +42,7 @@ def simulate_stream(params: Path = PARAMS) -> None:
     with io.atomic_dir(STREAM_DIR) as out:
         rows = sum(map_shards(write_shard, shards, p.engine, "simulate stream", settings, world, p.label,
                               p.features, out, borrowers=int, total=settings.n_borrowers, parent_works=True))
+        io.write_json(stream_record(months), out / STREAM_RECORD)
     typer.echo(f"stream: {rows} borrowers scored over {months.months} months from "
                f"{months.first_month} in {STREAM_DIR}")
 
