@@ -264,6 +264,18 @@ def test_a_rise_between_deciles_of_one_tied_score_is_no_break():
     assert metrics.lift_summary(y, p)["rank_order_breaks"] == 1
 
 
+def test_scores_shared_across_every_decile_boundary_still_break():
+    """Known answer from outside: 8 scores for 800 rows put one score on every decile boundary,
+    and a rule that skipped deciles sharing a score found no break in miss rates of 0, 0.03,
+    0.06, 0.01, ... The scores themselves rank: 100 rows each, misses 0, 3, 6, 1, 0, 2, 1, 1."""
+    p = np.repeat(np.linspace(0.4, 0.05, 8), 100)
+    y = np.zeros(800, dtype=int)
+    for level, misses in enumerate([0, 3, 6, 1, 0, 2, 1, 1]):
+        y[level * 100:level * 100 + misses] = 1
+    summary = metrics.lift_summary(y, p)
+    assert summary["rank_order_breaks"] == 3 and summary["rank_ordered"] is False  # 0->3, 3->6, 0->2
+
+
 def test_lift_summary_on_toy_set_with_one_break():
     y, p = toy_lift(RANKED_Y)
     summary = metrics.lift_summary(y, p)
