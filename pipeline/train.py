@@ -107,11 +107,12 @@ def leaf_l2(s: LightGBMSettings, train_rows: int) -> float:
 def lightgbm_params(s: LightGBMSettings, columns: list[str], categorical: list[str],
                     train_rows: int) -> dict:
     """LightGBM parameters: deterministic, no class reweighting (it spoils probabilities); leaf
-    size and L2 resolved for ``train_rows`` when they are "auto"."""
+    size, L2 and categories' smoothing resolved for ``train_rows`` when they are "auto"."""
     params = {
         "objective": "binary", "metric": "binary_logloss", "verbosity": -1,
         "learning_rate": s.learning_rate, "num_leaves": s.num_leaves,
         "min_data_in_leaf": leaf_size(s, train_rows), "lambda_l2": leaf_l2(s, train_rows),
+        "cat_smooth": leaf_size(s, train_rows) if s.cat_smooth == "auto" else float(s.cat_smooth),
         "feature_fraction": s.feature_fraction, "bagging_fraction": s.bagging_fraction,
         "bagging_freq": s.bagging_freq, "max_bin": s.max_bin, "num_threads": s.num_threads,
         "seed": s.seed, "deterministic": True, "force_col_wise": True,
@@ -332,14 +333,15 @@ def fit_scorecard(train: pd.DataFrame, columns: list[str], categorical: list[str
     from sklearn.linear_model import LogisticRegression
 
     # a characteristic without a single value among the training rows (all of them too new for a
-    # 6-month change, say) has nothing to bin
-    columns = [c for c in columns if train[c].notna().any()]
+    # 6-month change, say) has nothing to bin, nor one whose every category is rarer than a bin
+    columns = [c for c in columns if train[c].notna().any() and (
+        c not in categorical or train[c].value_counts(normalize=True).max() >= settings.min_bin_size)]
     categorical = [c for c in categorical if c in columns]
     X, y = train[columns], train[LABEL].to_numpy()
     process = BinningProcess(columns, categorical_variables=categorical,
                              selection_criteria={"iv": {"min": settings.min_iv}},
                              max_n_bins=settings.max_n_bins, min_bin_size=settings.min_bin_size,
-                             binning_fit_params=bin_trends(columns, categorical))
+                             binning_fit_params=binning_params(columns, categorical, settings.min_bin_size))
     process.fit(X, y)
     iv = {name: float(process.get_binned_variable(name).binning_table.iv)
           for name in process.get_support(names=True)}
@@ -366,12 +368,15 @@ def fit_scorecard(train: pd.DataFrame, columns: list[str], categorical: list[str
 TRENDS = {1: "ascending", -1: "descending", 0: "auto_asc_desc"}
 
 
-def bin_trends(columns: list[str], categorical: list[str]) -> dict[str, dict]:
+def binning_params(columns: list[str], categorical: list[str], min_bin_size: float) -> dict[str, dict]:
     """Monotone bins for every numeric characteristic: the catalogue's direction where it has one
     (the same as LightGBM's constraint), else whichever of ascending or descending fits best.
-    Categorical characteristics have no order to be monotone in."""
+    Categorical characteristics have no order to be monotone in; their categories rarer than
+    ``min_bin_size`` (a share of the rows) share one bin: 150 cities of a dozen rows each, pure
+    noise, had each taken its own WoE and led the card (out-of-time AUC 0.612, 0.660 without)."""
     constraints = dict(zip(columns, monotone_constraints(columns), strict=True))
-    return {c: {"monotonic_trend": TRENDS[constraints[c]]} for c in columns if c not in categorical}
+    return {c: {"cat_cutoff": min_bin_size} if c in categorical
+            else {"monotonic_trend": TRENDS[constraints[c]]} for c in columns}
 
 
 def _decorrelate(woe: pd.DataFrame, ranked: list[str], max_correlation: float) -> list[str]:
