@@ -372,7 +372,9 @@ def _decision(data: dict | None) -> dict | None:
     if not data:
         return None
     r = data["report"]
-    names = POLICY_NAMES | {"ours": _ours(r)}
+    flat = set(r.get("models_flat_in_the_amount", []))
+    names = {name: f"{text} (never splits on the amount: one miss probability at every amount)"
+             if name in flat else text for name, text in (POLICY_NAMES | {"ours": _ours(r)}).items()}
     rows = [[names.get(name, name), num(v["profit_per_borrower"], 1), pct(v["share_of_oracle_profit"]),
              pct(v["share_of_oracle_gain"]), num(v["miss_rate"]),
              pct(v["same_amount_as_oracle"]) if "same_amount_as_oracle" in v else MISSING]

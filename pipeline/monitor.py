@@ -542,10 +542,16 @@ def _fair_truth_limits(table: pd.DataFrame, policies: pd.DataFrame, truth: pd.Da
 
 
 def _described(alert_log: pd.DataFrame, truth: pd.DataFrame) -> list[str]:
+    """Each alert with the truth's figures on its batch and the rules the truth breaks there, which
+    decide whether it was false (an ECE of 0.059 shown beside a "false" calibration alert had read
+    as a contradiction: the truth's calibration in the large was within its limit)."""
     seen = truth.set_index(MONTH)
     return [f"{month_label(a['batch'])} {a['rule']} {a['value']:.4f} (raised {month_label(a['raised'])}; "
             f"the truth's ECE {seen.at[a['batch'], 'truth_realised_ece']:.4f}, AUC "
-            f"{seen.at[a['batch'], 'truth_realised_auc']:.4f})" for a in alert_log.to_dict("records")]
+            f"{seen.at[a['batch'], 'truth_realised_auc']:.4f}, calibration in the large "
+            f"{seen.at[a['batch'], 'truth_calibration_in_the_large']:+.4f}; rules the truth breaks: "
+            f"{', '.join(seen.at[a['batch'], 'truth_breaks']) or 'none'})"
+            for a in alert_log.to_dict("records")]
 
 
 def _months(start: pd.Timestamp | None, end: pd.Timestamp | None) -> int | None:

@@ -378,6 +378,12 @@ def test_the_decision_policies_come_oracle_first_then_ours_then_the_others():
                                 "truth_noise_mae": 0.0}}
     rows = card._decision({"report": report, "appetite": 0.2, "chart": b""})["policies"]["rows"]
     assert [r[0] for r in rows] == [*card.POLICY_NAMES.values(), "someone_elses"]
+    # a model flat in the amount says so where it is ranked (an outside check: unsaid)
+    flat = {**report, "models_flat_in_the_amount": ["experimental"]}
+    rows = card._decision({"report": flat, "appetite": 0.2, "chart": b""})["policies"]["rows"]
+    said = {r[0] for r in rows if "never splits on the amount" in r[0]}
+    assert said == {card.POLICY_NAMES["experimental"]
+                    + " (never splits on the amount: one miss probability at every amount)"}
 
 
 def test_the_data_section_gives_the_rows_each_split_has_not_the_shares_asked_for(figures, params):

@@ -602,3 +602,18 @@ def test_alerts_raised_after_the_last_batch_are_listed_in_the_decisions():
     assert listed[3]["alerts_raised"] == [{"rule": "realised_ece", "batch": "2026-05", "value": 0.02,
                                            "limit": 0.015}]
     assert listed[0]["before_labels"]["rows"] == 10 and listed[0]["alerts_raised"] == []
+
+
+def test_an_alert_is_described_with_the_rules_the_truth_breaks_on_its_batch():
+    """An outside check read a "false alarm" of calibration beside the truth's ECE of 0.059, above
+    the limit: what decides is whether the truth breaks the rule (its calibration in the large)."""
+    june = pd.Timestamp("2025-06-01")
+    alerts = pd.DataFrame({"batch": [june], "raised": [pd.Timestamp("2025-10-01")],
+                           "rule": ["calibration_in_the_large"], "value": [0.023]})
+    truth = pd.DataFrame({monitor.MONTH: [june], "truth_realised_ece": [0.0594], "truth_realised_auc": [0.81],
+                          "truth_calibration_in_the_large": [-0.004], "truth_breaks": [[]]})
+    assert monitor._described(alerts, truth) == [
+        "2025-06 calibration_in_the_large 0.0230 (raised 2025-10; the truth's ECE 0.0594, AUC 0.8100, "
+        "calibration in the large -0.0040; rules the truth breaks: none)"]
+    truth.at[0, "truth_breaks"] = ["calibration_in_the_large"]
+    assert monitor._described(alerts, truth)[0].endswith("rules the truth breaks: calibration_in_the_large)")

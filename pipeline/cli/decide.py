@@ -73,6 +73,9 @@ def decide(params: Path = PARAMS) -> None:
                "learnt from; decision.observational.min_data_in_leaf), so its recommendations tell no one "
                "apart")
         typer.echo(f"warning: the decision's {name} model split on nothing: {why}", err=True)
+    for name in report.get("models_flat_in_the_amount", []):
+        typer.echo(f"warning: the decision's {name} model never splits on the amount: its miss "
+                   "probability is the same at every amount, so it sizes increases by profit alone", err=True)
     if report.get("applicable") is False:
         typer.echo(f"decision: registered as version {version}, not evaluated: {report['why']}")
         return
