@@ -373,6 +373,8 @@ def _decision(data: dict | None) -> dict | None:
         return None
     r = data["report"]
     flat = set(r.get("models_flat_in_the_amount", []))
+    if "ours" in flat:  # the same model at another appetite
+        flat.add("ours_at_platform_risk")
     names = {name: f"{text} (never splits on the amount: one miss probability at every amount)"
              if name in flat else text for name, text in (POLICY_NAMES | {"ours": _ours(r)}).items()}
     rows = [[names.get(name, name), num(v["profit_per_borrower"], 1), pct(v["share_of_oracle_profit"]),

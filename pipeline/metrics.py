@@ -291,11 +291,13 @@ def calibration_table(y: Any, p: Any, bins: int = 10) -> pd.DataFrame:
 def lift_table(y: Any, p: Any, bins: int = 10) -> pd.DataFrame:
     """Equal-count bins by descending p (decile 1 = riskiest), with misses, capture and lift.
 
-    Ties go by original row order. ``capture`` is the share of all misses in the decile,
-    ``lift`` the decile's miss rate over the overall miss rate.
+    A score's ties are kept whole, in the decile of the first of them (deciles then differ in
+    size, and fewer than ``bins`` may be left): rows of one score are not ordered by the model but
+    by their order in the file, which had decided how many misses a decile caught. ``capture`` is
+    the share of all misses in the decile, ``lift`` the decile's miss rate over the overall rate.
     """
     y, p = _pair(y, p)
-    table = _binned(y, p, bins, descending=True).rename(
+    table = _binned(y, p, bins, descending=True, split_ties=False).rename(
         columns={"bin": "decile", "positives": "misses", "observed_rate": "miss_rate"})
     table["capture"] = table["misses"] / y.sum()
     table["cumulative_capture"] = table["capture"].cumsum()
@@ -307,18 +309,17 @@ def lift_table(y: Any, p: Any, bins: int = 10) -> pd.DataFrame:
 def lift_summary(y: Any, p: Any, bins: int = 10, top_share: float = 0.05) -> dict:
     """Miss rate and capture of the riskiest ``top_share`` of rows, and whether deciles rank-order.
 
-    ``rank_order_breaks`` counts adjacent deciles whose miss rate rises going down the risk
-    order; ``rank_ordered`` is True when there are none (equal rates are allowed). A score's ties
-    are kept whole, in the decile of the first of them: rows of one score are not ordered by the
-    model but by their order in the file (a model that scored every row 0.25 had failed the check
-    on a "lift" of 8 in one decile), and a rule that skipped deciles sharing a score passed a
-    model of 8 scores for 796 rows whose deciles caught 0, 3, 6, 1, ... misses (outside checks).
+    ``rank_order_breaks`` counts adjacent deciles of ``lift_table`` (a score's ties kept whole)
+    whose miss rate rises going down the risk order; ``rank_ordered`` is True when there are none
+    (equal rates are allowed). Deciles that split a score's ties had been ordered by the rows'
+    order in the file (a model that scored every row 0.25 failed the check on a "lift" of 8 in one
+    decile), and a rule that then skipped deciles sharing a score passed a model of 8 scores for
+    796 rows whose deciles caught 0, 3, 6, 1, ... misses (outside checks).
     """
     y, p = _pair(y, p)
     top = flagged(p, top_share)
     table = lift_table(y, p, bins)
-    whole_ties = _binned(y, p, bins, descending=True, split_ties=False)
-    breaks = int(np.sum(np.diff(whole_ties["observed_rate"].to_numpy()) > 0))
+    breaks = int(np.sum(np.diff(table["miss_rate"].to_numpy()) > 0))
     return {
         "top_share": float(top_share),
         "top_miss_rate": float(y[top].mean()) if top.any() else float("nan"),

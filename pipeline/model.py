@@ -153,7 +153,7 @@ def refuse_outside_contract(frame: pd.DataFrame, columns: list[str], categories:
     position (0-based) and value. A pyfunc answers for every row or for none, so a bad row refuses
     the request rather than get a probability no scorer would give it. Text categories (any text
     is allowed) and columns the frame lacks (the model's own message names them) are not read;
-    ``never_missing`` names the numbers the model may not be given blank."""
+    ``never_missing`` names the features no training row lacked: its numbers may not be given blank."""
     # imported here: the catalogue and contract are needed only where MLflow is the caller
     from dataclasses import replace
 

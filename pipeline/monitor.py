@@ -317,8 +317,7 @@ def gate(challenger: np.ndarray, scorecard: np.ndarray, y: np.ndarray, incumbent
          settings: RegisterSettings, bins: int) -> dict:
     """The registry's gates on the same rows: the challenger's own (AUC, calibration, gain over the
     scorecard) and, when it changes the ranking, its gain over the model in use."""
-    figures = {"test_auc": _auc(y, challenger), "test_ece": metrics.calibration_gap(y, challenger, bins),
-               "test_misses": int(y.sum())}
+    figures = {"test_auc": _auc(y, challenger), "test_ece": metrics.calibration_gap(y, challenger, bins)}
     result = registry.own_gates(figures, {"test_auc": _auc(y, scorecard)}, settings)
     if incumbent is not None:
         checks = {**result["gates"], "beats_champion": registry.champion_gate(
@@ -485,6 +484,7 @@ def goals(table: pd.DataFrame, alert_log: pd.DataFrame, policies: pd.DataFrame, 
     judged_after = affected is not None and bool(table.loc[months >= affected, "judged"].any())
     out = {
         "months_not_judged": [month_label(mo) for mo in months[~table["judged"]]],
+        "months_judged_before_change": int((before & table["judged"]).sum()),
         "first_affected_month": month_label(affected) if affected is not None else None,
         "first_alert_after_change": month_label(first) if first is not None else None,
         "first_alert_rules": sorted(set(after.loc[after["raised"] == first, "rule"])),

@@ -112,10 +112,13 @@ def own_gates(challenger: dict[str, float], scorecard: dict[str, float],
               settings: RegisterSettings) -> dict:
     """Minimum AUC, maximum calibration error, gain over the scorecard and the misses they were
     measured on, each with its value, threshold and verdict. ``challenger`` holds the model's
-    out-of-time ``test_auc``, ``test_ece`` and ``test_misses``, ``scorecard`` its ``test_auc``."""
+    out-of-time ``test_auc``, ``test_ece`` and, where counted, ``test_misses`` (a model saved before
+    they were; the monitor's candidates, whose months ``monitor.min_batch_rows`` judges), and
+    ``scorecard`` its ``test_auc``."""
     return judged({"min_oot_auc": challenger["test_auc"], "max_calibration_error": challenger["test_ece"],
                    "beats_scorecard": challenger["test_auc"] - scorecard["test_auc"],
-                   "min_test_misses": challenger["test_misses"]}, settings)
+                   **({"min_test_misses": challenger["test_misses"]} if "test_misses" in challenger else {})},
+                  settings)
 
 
 def judged(values: dict[str, float], settings: RegisterSettings) -> dict:

@@ -489,7 +489,7 @@ def fit_causes(splits: dict[str, pd.DataFrame], columns: list[str], categorical:
     params = cause_params(lightgbm_params(s, columns, categorical, len(splits["train"])))
     return fit_cause_model(x["train"], codes["train"], x["valid"], codes["valid"], params, columns,
                            categorical, s.num_boost_round, s.early_stopping_rounds,
-                           s.cause_leaf_sizes, s.cause_num_leaves)
+                           s.cause_leaf_sizes, s.cause_num_leaves, s.cat_smooth == "auto")
 
 
 def drift_reference(fitted: CalibratedLightGBM, train: pd.DataFrame, columns: list[str],

@@ -210,20 +210,22 @@ def test_lift_table_on_toy_set():
     json.dumps(table.to_dict())
 
 
-def test_lift_table_breaks_ties_by_row_order():
-    # enough rows that an unstable sort would reorder the ties
+def test_lift_table_keeps_a_scores_ties_whole():
+    """Rows of one score are not ordered by the model: a decile must not split them (by file order
+    it had: a constant score's first decile caught 20 of 30 misses)."""
     y = np.zeros(200, dtype=int)
     y[:30] = 1
     table = metrics.lift_table(y, np.full(200, 0.5))
-    assert table["misses"].tolist() == [20, 10, 0, 0, 0, 0, 0, 0, 0, 0]
+    assert table["n"].tolist() == [200] and table["misses"].tolist() == [30]
     p = np.repeat([0.9, 0.1], 100)
     y = np.r_[np.ones(30), np.zeros(70), np.ones(50), np.zeros(50)].astype(int)
-    assert metrics.lift_table(y, p)["misses"].tolist() == [20, 10, 0, 0, 0, 20, 20, 10, 0, 0]
-    # interleaved ties: the riskiest 20 of 200 are the first 20 rows scoring 1.0, whatever else ties
+    table = metrics.lift_table(y, p)
+    assert table["n"].tolist() == [100, 100] and table["misses"].tolist() == [30, 50]
+    # interleaved ties: each score one decile, whatever the rows' order
     p = np.random.default_rng(21).integers(0, 3, 200) / 2
-    y = np.zeros(200, dtype=int)
-    y[np.flatnonzero(p == 1.0)[:20]] = 1
-    assert metrics.lift_table(y, p)["misses"].iloc[0] == 20
+    y = (p == 1.0).astype(int)
+    table = metrics.lift_table(y, p)
+    assert table["max_score"].tolist() == [1.0, 0.5, 0.0] and table["misses"].iloc[0] == (p == 1.0).sum()
 
 
 def test_lift_table_with_fewer_rows_than_deciles():

@@ -467,11 +467,12 @@ def test_the_summary_line_says_when_no_batch_comes_before_the_change():
     goals = {"first_affected_month": "2025-06", "first_alert_after_change": "2025-07",
              "first_alert_rules": ["feature_csi"], "false_alarm_months_before_change": 0,
              "max_auc_estimate_gap_before_change": None, "months_not_judged": []}
-    assert "before the change none (no batch before the change with both misses and repayments)" in _summary(
-        goals, [])
+    assert "before the change none (no batch before the change);" in _summary(goals, [])
     small = {**goals, "months_not_judged": ["2025-04", "2025-05", "2025-06"]}
     assert "before the change not measured (no batch before the change large enough to judge)" in _summary(
         small, [])
+    judged = {**small, "months_not_judged": ["2025-04"], "months_judged_before_change": 2}
+    assert "not measured (no batch before the change held both misses and repayments)" in _summary(judged, [])
     measured = {**goals, "max_auc_estimate_gap_before_change": 0.01234}
     assert "before the change 0.0123;" in _summary(measured, [])
     assert "first batch touched by a change 2025-06, first alert after it 2025-07 (feature_csi)," in _summary(

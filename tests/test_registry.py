@@ -39,6 +39,9 @@ def test_figures_on_too_few_misses_fail_a_gate_of_their_own():
                      {"test_auc": 0.80}, s)["passed"]
     older = {"min_oot_auc": 0.84, "max_calibration_error": 0.01, "beats_scorecard": 0.04}
     assert "min_test_misses" not in registry.judged(older, s)["gates"]
+    # nor is a model saved before its misses were counted, or a monitor's candidate
+    uncounted = own_gates({"test_auc": 0.84, "test_ece": 0.01}, {"test_auc": 0.80}, s)
+    assert "min_test_misses" not in uncounted["gates"]
 
 
 @pytest.mark.parametrize(("challenger", "champion", "passed"), [

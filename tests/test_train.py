@@ -236,6 +236,16 @@ def test_a_category_of_many_rare_values_does_not_lead_either_model(labelled):
     assert "city" in categorical
     card = train.fit_scorecard(frames["train"], columns, categorical, s.scorecard)
     assert "city" not in [v["name"] for v in card["variables"]]
+    # beside common categories that carry the signal, the rare ones share one bin, not one each
+    rng = np.random.default_rng(6)
+    y = frames["train"]["label"].to_numpy()
+    segment = np.where(rng.random(len(y)) < np.where(y == 1, 0.6, 0.1), "a", "b").astype(object)
+    rare = rng.random(len(y)) < 0.08
+    segment[rare] = [f"r{i:02d}" for i in rng.integers(0, 80, rare.sum())]
+    mixed = frames["train"].assign(segment=pd.array(segment, dtype="str"))
+    card = train.fit_scorecard(mixed, [*columns, "segment"], [*categorical, "segment"], s.scorecard)
+    bins = next(v["bins"] for v in card["variables"] if v["name"] == "segment")
+    assert any(set(segment[rare]) <= set(group) for group in bins), bins
     fitted, _ = train.calibrated_on_validation(frames["train"], frames["valid"], columns, categorical,
                                                train.learn_categories(frames["train"], columns), s.lightgbm)
     gain = dict(zip(columns, fitted.booster.feature_importance("gain"), strict=True))

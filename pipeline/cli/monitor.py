@@ -135,9 +135,11 @@ def _gap_before(goals: dict) -> str:
     gap, affected = goals["max_auc_estimate_gap_before_change"], goals["first_affected_month"]
     if gap is not None:
         return f"{gap:.4f}"
+    if goals.get("months_judged_before_change"):
+        return "not measured (no batch before the change held both misses and repayments)"
     if any(affected is None or month < affected for month in goals["months_not_judged"]):
         return "not measured (no batch before the change large enough to judge)"
-    return "none (no batch before the change with both misses and repayments)"
+    return "none (no batch before the change)"
 
 
 def _summary(goals: dict, candidates: list) -> str:
