@@ -48,13 +48,13 @@ def fit_cause_model(x_train: np.ndarray, cause_train: np.ndarray, x_valid: np.nd
                     cause_valid: np.ndarray, params: dict, columns: list[str], categorical: list[str],
                     num_boost_round: int, early_stopping_rounds: int,
                     leaf_sizes: Sequence[int] = (), num_leaves: Sequence[int] = (),
-                    smooth_by_leaf: bool = False) -> tuple[lgb.Booster, dict]:
+                    smooth_per_leaf_row: float | None = None) -> tuple[lgb.Booster, dict]:
     """Boost on the training misses (rows with a cause code >= 0) with every pair of
     ``num_leaves`` and ``leaf_sizes`` (as min_data_in_leaf; ``params``' own where none are
     given), stopping early on the validation misses; keep the pair and rounds of the lowest
     validation log loss, and fit the temperature there. Then boost as many rounds on the training
-    and validation misses together, with that temperature. With ``smooth_by_leaf`` (``cat_smooth``
-    auto) a category is smoothed by the leaf size tried, as the risk model's is by its own. Returns
+    and validation misses together, with that temperature. With ``smooth_per_leaf_row`` (``cat_smooth``
+    auto) a category is smoothed by that share of the leaf size tried, as the risk model's is. Returns
     the booster and
     {"temperature": T, "classes": CAUSES, "num_leaves": chosen, "min_data_in_leaf": chosen,
     "validation_log_loss": {num_leaves: {leaf size: loss}}}.
@@ -75,7 +75,7 @@ def fit_cause_model(x_train: np.ndarray, cause_train: np.ndarray, x_valid: np.nd
                          categorical_feature=categorical, params={"feature_pre_filter": False})
     fits = {}
     for size in product(num_leaves or [params["num_leaves"]], leaf_sizes or [params["min_data_in_leaf"]]):
-        booster = lgb.train({**params, **_tree_size(size, smooth_by_leaf)}, dtrain,
+        booster = lgb.train({**params, **_tree_size(size, smooth_per_leaf_row)}, dtrain,
                             num_boost_round=num_boost_round,
                             valid_sets=[dvalid],
                             callbacks=[lgb.early_stopping(early_stopping_rounds, verbose=False)])
@@ -92,13 +92,13 @@ def fit_cause_model(x_train: np.ndarray, cause_train: np.ndarray, x_valid: np.nd
     both = lgb.Dataset(np.vstack([x_train[train], x_valid[valid]]),
                        np.concatenate([cause_train[train], cause_valid[valid]]), feature_name=columns,
                        categorical_feature=categorical)
-    booster = lgb.train({**params, **_tree_size(chosen, smooth_by_leaf)}, both, num_boost_round=rounds)
+    booster = lgb.train({**params, **_tree_size(chosen, smooth_per_leaf_row)}, both, num_boost_round=rounds)
     return booster, calibration
 
 
-def _tree_size(size: tuple[int, int], smooth_by_leaf: bool = False) -> dict[str, int]:
+def _tree_size(size: tuple[int, int], smooth_per_leaf_row: float | None = None) -> dict[str, float]:
     tree = {"num_leaves": size[0], "min_data_in_leaf": size[1]}
-    return {**tree, "cat_smooth": size[1]} if smooth_by_leaf else tree
+    return tree if smooth_per_leaf_row is None else {**tree, "cat_smooth": smooth_per_leaf_row * size[1]}
 
 
 def fit_temperature(raw: np.ndarray, codes: np.ndarray) -> float:

@@ -373,7 +373,7 @@ class LightGBMSettings(Settings):
     num_leaves: Annotated[int, Field(ge=2, le=4096)]
     min_data_in_leaf: Literal["auto"] | PositiveInt  # auto: scaled with the training rows
     lambda_l2: Literal["auto"] | NonNegative  # auto: scaled with the leaf size
-    cat_smooth: Literal["auto"] | NonNegative  # a text category's pseudo-rows; auto: the leaf size
+    cat_smooth: Literal["auto"] | NonNegative  # pseudo-rows of a text category; auto: by leaf size
     # the cause model's tree sizes to try, every pair of the two: it learns from the misses
     # alone, a tenth of the rows, so the main model's need not suit it; validation log loss chooses
     cause_leaf_sizes: Annotated[list[PositiveInt], Field(min_length=1)]

@@ -156,7 +156,8 @@ def lift(plot_data: dict, reports: dict) -> Figure:
     models = model_order(plot_data)
     series = {m: plot_data[m]["lift"]["miss_rate"].to_numpy() for m in models}
     positions = _grouped_bars(ax, series, {m: _bar_style(m) for m in models})
-    ax.set_xticks(positions, [str(d) for d in plot_data[models[0]]["lift"]["decile"]])
+    # a score's ties are one decile, so a model of few scores may have fewer (metrics.lift_table)
+    ax.set_xticks(positions, [str(d) for d in positions + 1])
     ax.legend(loc="upper right")
     return fig
 

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from scipy.special import expit, logit
 
-from pipeline import evaluate, plots
+from pipeline import evaluate, metrics, plots
 from pipeline.config import CAUSES
 from tests.conftest import make_params
 
@@ -105,3 +105,15 @@ def test_a_gini_trend_with_no_month_to_measure_says_so_instead_of_no_trend():
         [t.get_text() for ax in figure.axes if ax.get_legend() for t in ax.get_legend().get_texts()]
     assert "not measured: no jump month has 200 rows" in texts
     assert legend and all("not measured" in label and "no trend" not in label for label in legend)
+
+
+def test_the_lift_chart_draws_models_of_fewer_deciles_than_others(tmp_path):
+    """A score's ties are one decile, so a scorecard of 4 scores has 4 (an outside team's run
+    stopped at the chart: ticks for one model's deciles, bars for another's)."""
+    reports, plot_data = synthetic_inputs()
+    y = np.tile([0, 1, 0, 0], 250)
+    few = metrics.lift_table(y, np.repeat([0.4, 0.3, 0.2, 0.1], 250))
+    assert len(few) == 4
+    data = {**plot_data, "scorecard": {**plot_data["scorecard"], "lift": few}}
+    figure = plots.lift(data, reports)
+    assert [t.get_text() for t in figure.axes[0].get_xticklabels()] == [str(d) for d in range(1, 11)]

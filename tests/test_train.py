@@ -215,7 +215,7 @@ def test_leaf_size_and_l2_scale_with_training_rows():
     fixed = settings.model_copy(update={"min_data_in_leaf": 50, "lambda_l2": 1.0, "cat_smooth": 7.5})
     params = train.lightgbm_params(fixed, ["age"], [], 600)
     assert (params["min_data_in_leaf"], params["lambda_l2"], params["cat_smooth"]) == (50, 1.0, 7.5)
-    assert train.lightgbm_params(settings, ["age"], [], 600)["cat_smooth"] == 30  # the leaf size
+    assert train.lightgbm_params(settings, ["age"], [], 600)["cat_smooth"] == 7.5  # a quarter of the leaf
 
 
 def _noise_city(frame: pd.DataFrame) -> pd.DataFrame:
